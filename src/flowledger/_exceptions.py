@@ -1,0 +1,104 @@
+"""Every exception flowledger raises, in one place.
+
+The hierarchy::
+
+    FlowledgerError                    root of everything flowledger raises
+    ├── UsageError                     the caller misused an API or gave bad input
+    │   ├── ConfigError                a setting has a value that cannot be used
+    │   ├── DefinitionError            a workflow definition is invalid (carries every problem)
+    │   └── WireFormatError            an event does not follow the wire format
+    └── RuntimeFailure                 something went wrong while doing the work
+        ├── RunAborted                 a run passed its deadline or budget
+        ├── NodeTimeout                a node attempt ran past its timeout_s
+        ├── StoreError                 the receiver's store failed
+        │   ├── LedgerIntegrityError   the ledger's hash chain does not verify
+        │   └── SchemaVersionError     the database was written by a newer flowledger
+        └── ReceiverError              a receiver answered with an error
+
+The SDK's hooks never raise these into user code; they surface from the CLI,
+from codegen, and from the receiver's store, where a clear message is the
+point. ``RunAborted`` and ``NodeTimeout`` are raised inside a run on purpose,
+to stop work that must stop.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DefinitionError",
+    "FlowledgerError",
+    "LedgerIntegrityError",
+    "NodeTimeout",
+    "ReceiverError",
+    "RunAborted",
+    "RuntimeFailure",
+    "SchemaVersionError",
+    "StoreError",
+    "UsageError",
+    "WireFormatError",
+]
+
+
+class FlowledgerError(Exception):
+    """Root of every exception flowledger raises."""
+
+
+class UsageError(FlowledgerError):
+    """The caller misused an API or gave input that cannot be used."""
+
+
+class ConfigError(UsageError):
+    """A setting has a value that cannot be used."""
+
+
+class DefinitionError(UsageError):
+    """A workflow definition is invalid.
+
+    ``problems`` holds every problem found, each already a full sentence
+    naming the file, line and place in the definition.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the definition"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class WireFormatError(UsageError):
+    """An event does not follow the wire format."""
+
+
+class RuntimeFailure(FlowledgerError):
+    """Something went wrong while doing the work."""
+
+
+class RunAborted(RuntimeFailure):
+    """A run passed its deadline or its budget and was stopped.
+
+    ``reason`` is ``"deadline"`` or ``"budget"``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class NodeTimeout(RuntimeFailure):
+    """A node attempt ran longer than its ``timeout_s``."""
+
+
+class StoreError(RuntimeFailure):
+    """The receiver's store failed."""
+
+
+class LedgerIntegrityError(StoreError):
+    """The ledger's hash chain does not verify."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was written by a newer flowledger than this one."""
+
+
+class ReceiverError(RuntimeFailure):
+    """A receiver answered a request with an error."""

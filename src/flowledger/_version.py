@@ -1,0 +1,3 @@
+"""The version of flowledger."""
+
+__version__ = "0.1.0"

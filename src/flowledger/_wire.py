@@ -1,0 +1,181 @@
+"""The wire format shared by the SDK and the receiver (version 1).
+
+A run is told as a sequence of events. Every event is one JSON object::
+
+    {
+      "v": 1,                       # wire format version
+      "event_id": "0192...-7...",   # UUIDv7 string: unique and time-ordered
+      "kind": "node_finished",      # an EventKind
+      "run_id": "0192...",          # the run the event belongs to
+      "seq": 4,                     # per-run sequence number, from 0
+      "ts": "2026-11-22T06:33:22.123456Z",   # RFC 3339 UTC
+      "producer_id": "0192...",     # one id per SDK process (new after fork)
+      "producer_seq": 17,           # per-producer sequence number, from 0
+      "project": null,              # optional project name (API keys bind to it)
+      "data": {...}                 # kind-specific fields, see below
+    }
+
+The JSON Schema in ``flowledger/schemas/events.v1.schema.json`` is the
+normative description; :func:`event_schema` loads it. The data fields of
+each kind are listed in ``docs/wire-format.md``.
+
+Node attempts are keyed by ``(run_id, span_id)``: ``node_started`` and
+``node_finished`` of one attempt share the ``span_id``. A skipped node has
+only a ``node_finished`` event with status ``skipped``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any, Final
+
+__all__ = [
+    "WIRE_VERSION",
+    "EventKind",
+    "NodeStatus",
+    "RunStatus",
+    "TriggerType",
+    "event_schema",
+    "format_ts",
+    "new_event_id",
+    "parse_ts",
+]
+
+WIRE_VERSION: Final = 1
+"""Version of the event wire format; bumped on any incompatible change."""
+
+MARKER_KEY: Final = "__flowledger__"
+"""Key of the object that marks a captured value the SDK could not keep as is."""
+
+REDACTED: Final = "[REDACTED]"
+"""What a captured value whose key looks secret is replaced with."""
+
+
+class EventKind(enum.StrEnum):
+    """What an event reports."""
+
+    RUN_STARTED = "run_started"
+    RUN_FINISHED = "run_finished"
+    NODE_STARTED = "node_started"
+    NODE_FINISHED = "node_finished"
+    HEARTBEAT = "heartbeat"
+
+
+class RunStatus(enum.StrEnum):
+    """State of a run. ``running`` and ``stuck`` are not terminal."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    STUCK = "stuck"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether no later event can change this status."""
+        return self in _TERMINAL_RUN
+
+
+_TERMINAL_RUN: Final = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.ABORTED})
+
+
+class NodeStatus(enum.StrEnum):
+    """State of one node attempt. Only ``running`` is not terminal."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether no later event can change this status."""
+        return self is not NodeStatus.RUNNING
+
+
+class TriggerType(enum.StrEnum):
+    """How a run was started."""
+
+    MANUAL = "manual"
+    HTTP = "http"
+    SCHEDULE = "schedule"
+
+
+# --- event ids -----------------------------------------------------------
+
+_id_lock = threading.Lock()
+_last_ms = 0
+_counter = 0
+
+
+def new_event_id() -> str:
+    """Return a new UUIDv7 string (RFC 9562), monotonic within the process.
+
+    The 48-bit millisecond timestamp leads, so ids sort by creation time and
+    land at the end of a B-tree index; within one millisecond a 12-bit
+    counter keeps them ordered; 62 random bits make them unique across
+    processes.
+    """
+    global _last_ms, _counter
+    with _id_lock:
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms > _last_ms:
+            _last_ms = now_ms
+            _counter = int.from_bytes(os.urandom(2)) & 0x3FF  # leave room to count up
+        else:
+            _counter += 1
+            if _counter > 0xFFF:  # counter exhausted: borrow the next millisecond
+                _last_ms += 1
+                _counter = 0
+        ms, counter = _last_ms, _counter
+    rand = int.from_bytes(os.urandom(8)) & 0x3FFF_FFFF_FFFF_FFFF
+    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _reset_after_fork() -> None:
+    global _id_lock
+    _id_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+# --- timestamps ----------------------------------------------------------
+
+
+def format_ts(epoch_ns: int) -> str:
+    """Format nanoseconds since the epoch as RFC 3339 UTC with microseconds."""
+    seconds, ns = divmod(epoch_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns // 1000:06d}Z"
+
+
+def parse_ts(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp into an aware UTC datetime.
+
+    Raises ValueError when the text is not such a timestamp or has no offset.
+    """
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no UTC offset")
+    return value.astimezone(UTC)
+
+
+# --- schema --------------------------------------------------------------
+
+
+@cache
+def event_schema() -> dict[str, Any]:
+    """Return the JSON Schema (draft 2020-12) of one wire-format event."""
+    text = resources.files("flowledger.schemas").joinpath("events.v1.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema

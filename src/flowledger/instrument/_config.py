@@ -1,0 +1,282 @@
+"""Settings of the SDK: defaults, ``FLOWLEDGER_*`` variables, ``configure()``.
+
+A bad environment value is reported once (a warning naming the variable and
+what it accepts) and replaced by the default: configuration must never stop
+a workflow from running. ``configure()`` called in code with a bad value
+raises ConfigError, because there the caller can fix it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from flowledger._exceptions import ConfigError
+
+__all__ = ["DEFAULT_ENDPOINT", "Settings", "settings_from_env"]
+
+_log = logging.getLogger("flowledger")
+
+DEFAULT_ENDPOINT: Final = "http://127.0.0.1:4318"
+DEFAULT_CAPTURE_LIMIT_BYTES: Final = 4096
+DEFAULT_REDACT_PATTERNS: Final = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "cookie")
+DEFAULT_QUEUE_MAX_ITEMS: Final = 10_000
+DEFAULT_QUEUE_MAX_BYTES: Final = 32 * 1024 * 1024
+DEFAULT_BATCH_MAX_ITEMS: Final = 512
+DEFAULT_BATCH_MAX_BYTES: Final = 1024 * 1024
+DEFAULT_BATCH_MAX_AGE_S: Final = 0.2
+DEFAULT_REQUEST_TIMEOUT_S: Final = 2.0
+DEFAULT_EXIT_FLUSH_S: Final = 0.3
+DEFAULT_SPOOL_MAX_BYTES: Final = 256 * 1024 * 1024
+DEFAULT_HEARTBEAT_INTERVAL_S: Final = 15.0
+DEFAULT_MAX_RETRIES: Final = 5
+DEFAULT_SERVICE_NAME: Final = "flowledger"
+
+
+def _default_spool_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "flowledger" / "spool"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Settings:
+    """Every SDK setting. Build one with :func:`settings_from_env` or ``configure()``."""
+
+    endpoint: str = DEFAULT_ENDPOINT
+    """Receiver base URL; events go to ``{endpoint}/v1/events``."""
+    disabled: bool = False
+    """When true, hooks run the user's code and record nothing."""
+    service_name: str = DEFAULT_SERVICE_NAME
+    project: str | None = None
+    """Project the events belong to; the receiver binds API keys to projects."""
+    api_key: str | None = None
+    """Bearer token sent to the receiver, if it requires one."""
+    spool_dir: Path = field(default_factory=_default_spool_dir)
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+    capture: bool = True
+    """Whether node input and output are recorded at all."""
+    capture_limit_bytes: int = DEFAULT_CAPTURE_LIMIT_BYTES
+    redact_patterns: tuple[str, ...] = DEFAULT_REDACT_PATTERNS
+    """Case-insensitive substrings: a mapping key containing one is redacted."""
+    queue_max_items: int = DEFAULT_QUEUE_MAX_ITEMS
+    queue_max_bytes: int = DEFAULT_QUEUE_MAX_BYTES
+    batch_max_items: int = DEFAULT_BATCH_MAX_ITEMS
+    batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES
+    batch_max_age_s: float = DEFAULT_BATCH_MAX_AGE_S
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    max_retries: int = DEFAULT_MAX_RETRIES
+    exit_flush_s: float = DEFAULT_EXIT_FLUSH_S
+    """How long a process exit may be held to send what is queued; the rest is spooled."""
+    heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
+    export_spans: bool = True
+    """Whether the SDK exports its own spans (to the receiver or an OTLP endpoint)."""
+    otlp_traces_endpoint: str | None = None
+    """Full OTLP/HTTP traces URL; from OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT. None: the receiver."""
+    otlp_headers: tuple[tuple[str, str], ...] = ()
+    idempotency_guard: bool = False
+    """Opt-in: skip an effect whose identical idempotency key already succeeded here."""
+    idempotency_dir: Path | None = None
+    """Where the local idempotency guard keeps its records (default: next to the spool)."""
+
+    @property
+    def events_url(self) -> str:
+        return self.endpoint.rstrip("/") + "/v1/events"
+
+    @property
+    def traces_url(self) -> str:
+        return self.otlp_traces_endpoint or self.endpoint.rstrip("/") + "/v1/traces"
+
+    @property
+    def redact_regex(self) -> re.Pattern[str] | None:
+        return _redact_regex(self.redact_patterns)
+
+    def updated(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied, validating each one."""
+        known = {f.name for f in fields(Settings)}
+        for name in changes:
+            if name not in known:
+                raise ConfigError(f"flowledger.configure() has no setting {name!r}; known settings: {', '.join(sorted(known))}.")
+        new = replace(self, **changes)
+        problems = new.problems()
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return new
+
+    def problems(self) -> list[str]:
+        """Describe every value that cannot be used (empty when all are fine)."""
+        out: list[str] = []
+        if not re.match(r"^https?://[^\s/]+", self.endpoint):
+            out.append(f"endpoint {self.endpoint!r} must be an http:// or https:// URL")
+        for name in (
+            "capture_limit_bytes",
+            "queue_max_items",
+            "queue_max_bytes",
+            "batch_max_items",
+            "batch_max_bytes",
+            "spool_max_bytes",
+        ):
+            if getattr(self, name) <= 0:
+                out.append(f"{name} must be a positive integer, not {getattr(self, name)!r}")
+        for name in ("batch_max_age_s", "request_timeout_s", "heartbeat_interval_s"):
+            if getattr(self, name) <= 0:
+                out.append(f"{name} must be a positive number of seconds, not {getattr(self, name)!r}")
+        if self.exit_flush_s < 0:
+            out.append(f"exit_flush_s must be zero or more seconds, not {self.exit_flush_s!r}")
+        if self.max_retries < 0:
+            out.append(f"max_retries must be zero or more, not {self.max_retries!r}")
+        return out
+
+
+_REGEX_CACHE: dict[tuple[str, ...], re.Pattern[str] | None] = {}
+
+
+def _redact_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    try:
+        return _REGEX_CACHE[patterns]
+    except KeyError:
+        rx = re.compile("|".join(re.escape(p) for p in patterns), re.IGNORECASE) if patterns else None
+        _REGEX_CACHE[patterns] = rx
+        return rx
+
+
+# --- environment ---------------------------------------------------------
+
+T = TypeVar("T")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_reported: set[str] = set()
+
+
+def _report_once(var: str, value: str, accepts: str) -> None:
+    if var in _reported:
+        return
+    _reported.add(var)
+    _log.warning("flowledger: ignoring %s=%r: it must be %s; using the default.", var, value, accepts)
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+def _parse_pos_int(text: str) -> int:
+    value = int(text.strip())
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+def _parse_pos_float(text: str) -> float:
+    value = float(text.strip())
+    if not value > 0 or value == float("inf"):
+        raise ValueError(text)
+    return value
+
+
+def _parse_nonneg_float(text: str) -> float:
+    value = float(text.strip())
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(text)
+    return value
+
+
+def _parse_url(text: str) -> str:
+    value = text.strip()
+    if not re.match(r"^https?://[^\s/]+\S*$", value):
+        raise ValueError(text)
+    return value
+
+
+def _parse_patterns(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _parse_headers(text: str) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(text)
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
+
+
+_ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
+    "FLOWLEDGER_ENDPOINT": ("endpoint", _parse_url, "an http:// or https:// URL"),
+    "FLOWLEDGER_DISABLED": ("disabled", _parse_bool, "1 or 0"),
+    "FLOWLEDGER_SERVICE_NAME": ("service_name", str, "a name"),
+    "FLOWLEDGER_PROJECT": ("project", str, "a project name"),
+    "FLOWLEDGER_API_KEY": ("api_key", str, "a token"),
+    "FLOWLEDGER_SPOOL_DIR": ("spool_dir", Path, "a directory path"),
+    "FLOWLEDGER_SPOOL_MAX_BYTES": ("spool_max_bytes", _parse_pos_int, "a positive integer"),
+    "FLOWLEDGER_CAPTURE": ("capture", _parse_bool, "1 or 0"),
+    "FLOWLEDGER_CAPTURE_LIMIT_BYTES": ("capture_limit_bytes", _parse_pos_int, "a positive integer"),
+    "FLOWLEDGER_REDACT_PATTERNS": ("redact_patterns", _parse_patterns, "comma-separated key fragments"),
+    "FLOWLEDGER_QUEUE_MAX_ITEMS": ("queue_max_items", _parse_pos_int, "a positive integer"),
+    "FLOWLEDGER_QUEUE_MAX_BYTES": ("queue_max_bytes", _parse_pos_int, "a positive integer"),
+    "FLOWLEDGER_BATCH_MAX_ITEMS": ("batch_max_items", _parse_pos_int, "a positive integer"),
+    "FLOWLEDGER_BATCH_MAX_BYTES": ("batch_max_bytes", _parse_pos_int, "a positive integer"),
+    "FLOWLEDGER_BATCH_MAX_AGE_S": ("batch_max_age_s", _parse_pos_float, "a positive number of seconds"),
+    "FLOWLEDGER_REQUEST_TIMEOUT_S": ("request_timeout_s", _parse_pos_float, "a positive number of seconds"),
+    "FLOWLEDGER_MAX_RETRIES": ("max_retries", lambda t: int(_parse_nonneg_float(t)), "zero or more"),
+    "FLOWLEDGER_EXIT_FLUSH_S": ("exit_flush_s", _parse_nonneg_float, "zero or more seconds"),
+    "FLOWLEDGER_HEARTBEAT_INTERVAL_S": ("heartbeat_interval_s", _parse_pos_float, "a positive number of seconds"),
+    "FLOWLEDGER_EXPORT_SPANS": ("export_spans", _parse_bool, "1 or 0"),
+    "FLOWLEDGER_IDEMPOTENCY_GUARD": ("idempotency_guard", _parse_bool, "1 or 0"),
+    "FLOWLEDGER_IDEMPOTENCY_DIR": ("idempotency_dir", Path, "a directory path"),
+}
+
+
+def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:
+    specific = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if specific:
+        return specific
+    general = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if general:
+        return general.rstrip("/") + "/v1/traces"
+    return None
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``FLOWLEDGER_*`` and the standard ``OTEL_*`` variables."""
+    source = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for var, (name, parse, accepts) in _ENV.items():
+        raw = source.get(var)
+        if raw is None:
+            continue
+        try:
+            values[name] = parse(raw)
+        except (ValueError, TypeError):
+            _report_once(var, raw, accepts)
+    otlp = _otlp_traces_endpoint(source)
+    if otlp is not None:
+        try:
+            values["otlp_traces_endpoint"] = _parse_url(otlp)
+        except ValueError:
+            _report_once("OTEL_EXPORTER_OTLP_ENDPOINT", otlp, "an http:// or https:// URL")
+    headers = source.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or source.get("OTEL_EXPORTER_OTLP_HEADERS")
+    if headers:
+        try:
+            values["otlp_headers"] = _parse_headers(headers)
+        except ValueError:
+            _report_once("OTEL_EXPORTER_OTLP_HEADERS", headers, "comma-separated key=value pairs")
+    if "service_name" not in values and source.get("OTEL_SERVICE_NAME"):
+        values["service_name"] = source["OTEL_SERVICE_NAME"]
+    return Settings(**values)
+
+
+def _forget_reports() -> None:
+    """Let every bad variable be reported again (used by tests of the warning)."""
+    _reported.clear()

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Set up the project and run it: ``python3 tasks.py demo`` or ``python3 tasks.py test``.
+
+Needs only python3 (3.11+). Creates ``.venv`` beside this file, installs
+flowledger with its development extras into it (again only when
+pyproject.toml changed), then runs the demo or the whole check suite:
+ruff (lint and format), mypy strict, and pytest with branch coverage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+STAMP = VENV / ".flowledger-installed"
+
+
+def run(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> None:
+    print("+", " ".join(str(a) for a in args), flush=True)
+    done = subprocess.run([str(a) for a in args], cwd=ROOT, env=env)
+    if done.returncode != 0:
+        sys.exit(done.returncode)
+
+
+def setup() -> None:
+    """Create the virtual environment and install the project into it."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"flowledger needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
+    if not PY.exists():
+        print(f"creating {VENV.name}/", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text().strip() == want:
+        return
+    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(PY, "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    STAMP.write_text(want)
+
+
+def test(extra: list[str]) -> None:
+    """Lint, type-check and run every test (slow ones included)."""
+    run(PY, "-m", "ruff", "check", "src", "tests", "benchmarks", "examples", "tasks.py")
+    run(PY, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "tasks.py")
+    run(PY, "-m", "mypy")
+    run(PY, "-m", "pytest", "--cov", "--cov-report=term", *extra)
+
+
+def demo() -> None:
+    """Run the demo: a receiver, a generated workflow run against it, and where to look."""
+    run(PY, str(ROOT / "examples" / "demo.py"))
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in {"demo", "test", "setup"}:
+        sys.exit("usage: python3 tasks.py demo | test [pytest args] | setup")
+    setup()
+    command = sys.argv[1]
+    if command == "test":
+        test(sys.argv[2:])
+    elif command == "demo":
+        demo()
+
+
+if __name__ == "__main__":
+    main()
