@@ -1,0 +1,74 @@
+"""The SDK's own HTTP client: short timeouts, gzip bodies, never traced.
+
+The sender's threads call :func:`untraced` once when they start: it
+attaches an OpenTelemetry context carrying the suppress-instrumentation
+keys, the way the OTel SDK's own span processors do, so that an
+auto-instrumented httpx (or anything else) never records the SDK's
+deliveries as spans of the application.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import time
+from collections.abc import Iterable
+from contextvars import Token
+from typing import Final
+
+import httpx
+from opentelemetry import context as otel_context
+
+from flowledger._version import __version__
+
+__all__ = ["BODY_GZIP_LEVEL", "USER_AGENT", "gzip_body", "make_client", "parse_retry_after", "untraced"]
+
+USER_AGENT: Final = f"flowledger/{__version__}"
+BODY_GZIP_LEVEL: Final = 5
+RETRY_AFTER_MAX_S: Final = 30.0
+"""A receiver's ``Retry-After`` is honoured up to this many seconds."""
+
+
+def untraced() -> Token[otel_context.Context]:
+    """Attach a context that turns OTel instrumentation off in this thread; return its token."""
+    ctx = otel_context.get_current()
+    for name in ("_SUPPRESS_INSTRUMENTATION_KEY", "_SUPPRESS_HTTP_INSTRUMENTATION_KEY"):
+        key = getattr(otel_context, name, None)
+        if isinstance(key, str):
+            ctx = otel_context.set_value(key, True, ctx)
+    return otel_context.attach(ctx)
+
+
+def make_client(
+    *,
+    timeout_s: float,
+    transport: httpx.BaseTransport | None,
+    headers: Iterable[tuple[str, str]] = (),
+) -> httpx.Client:
+    """An httpx client with one short timeout for connect, write, read and pool."""
+    all_headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    all_headers.update(dict(headers))
+    return httpx.Client(transport=transport, timeout=httpx.Timeout(timeout_s), headers=all_headers)
+
+
+def gzip_body(data: bytes) -> bytes:
+    """Compress a request body."""
+    return gzip.compress(data, compresslevel=BODY_GZIP_LEVEL)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), capped."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)

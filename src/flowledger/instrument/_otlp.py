@@ -1,0 +1,198 @@
+"""OTLP/HTTP JSON spans built from ``run_finished`` and ``node_finished`` events.
+
+The JSON form follows the OTLP/HTTP specification (which differs from the
+plain protobuf JSON mapping): trace and span ids are lowercase hex,
+64-bit integers (times, ``intValue``) are decimal strings, enums are
+numbers. One finished run or node attempt becomes one span of kind
+INTERNAL; a failure sets status ERROR with the message and adds an
+``exception`` span event per the OpenTelemetry semantic conventions.
+Attributes live under ``flowledger.*``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import enum
+import re
+from collections.abc import Iterable
+from typing import Any, Final
+
+from flowledger._version import __version__
+from flowledger._wire import EventKind
+
+__all__ = ["SpanKind", "StatusCode", "export_request", "span_from_event", "timestamp_unix_ns"]
+
+SCOPE_NAME: Final = "flowledger"
+NS_PER_MS: Final = 1_000_000
+_TS = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:[Zz]|([+-])(\d{2}):(\d{2}))$")
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+
+
+class SpanKind(enum.IntEnum):
+    """``Span.SpanKind`` of the OTLP protocol."""
+
+    UNSPECIFIED = 0
+    INTERNAL = 1
+
+
+class StatusCode(enum.IntEnum):
+    """``Status.StatusCode`` of the OTLP protocol."""
+
+    UNSET = 0
+    OK = 1
+    ERROR = 2
+
+
+def timestamp_unix_ns(text: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 timestamp (up to 9 fraction digits).
+
+    Raises ValueError when ``text`` is not such a timestamp.
+    """
+    match = _TS.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not an RFC 3339 timestamp")
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    seconds = calendar.timegm((int(year), int(month), int(day), int(hour), int(minute), int(second), 0, 0, 0))
+    if sign is not None:
+        offset = int(off_h) * 3600 + int(off_m) * 60
+        seconds -= offset if sign == "+" else -offset
+    nanos = int((fraction or "0").ljust(9, "0"))
+    return seconds * 1_000_000_000 + nanos
+
+
+def _value(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, str):
+        return {"stringValue": value}
+    return None
+
+
+def _attributes(pairs: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for key, raw in pairs:
+        if raw is None:
+            continue
+        value = _value(raw)
+        if value is not None:
+            out.append({"key": key, "value": value})
+    return out
+
+
+def span_from_event(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The OTLP JSON span of a ``run_finished`` or ``node_finished`` event.
+
+    None for any other kind, or when the event lacks what a span needs
+    (a 32-hex trace id, a 16-hex span id, a start time and a duration).
+    """
+    kind = event.get("kind")
+    if kind not in (EventKind.RUN_FINISHED, EventKind.NODE_FINISHED):
+        return None
+    data = event.get("data")
+    if not isinstance(data, dict):
+        return None
+    trace_id, span_id = data.get("trace_id"), data.get("span_id")
+    if not (
+        isinstance(trace_id, str) and _HEX32.match(trace_id) and isinstance(span_id, str) and _HEX16.match(span_id)
+    ):
+        return None
+    started_at, duration_ms = data.get("started_at"), data.get("duration_ms")
+    if not isinstance(started_at, str) or isinstance(duration_ms, bool) or not isinstance(duration_ms, int | float):
+        return None
+    try:
+        start_ns = timestamp_unix_ns(started_at)
+    except ValueError:
+        return None
+    end_ns = start_ns + max(0, round(duration_ms * NS_PER_MS))
+
+    is_run = kind == EventKind.RUN_FINISHED
+    workflow_id = data.get("workflow_id")
+    if is_run:
+        name = f"run {workflow_id}" if isinstance(workflow_id, str) and workflow_id else "run"
+    else:
+        node_id = data.get("node_id")
+        name = node_id if isinstance(node_id, str) and node_id else "node"
+
+    location = _mapping(data.get("location"))
+    cost = _mapping(data.get("cost"))
+    attributes = _attributes(
+        [
+            ("flowledger.workflow.id", workflow_id),
+            ("flowledger.workflow.name", data.get("workflow_name")),
+            ("flowledger.run.id", event.get("run_id")),
+            ("flowledger.node.id", None if is_run else data.get("node_id")),
+            ("flowledger.node.attempt", None if is_run else data.get("attempt")),
+            ("flowledger.node.item", None if is_run else data.get("item")),
+            ("flowledger.status", data.get("status")),
+            ("flowledger.definition.sha256", data.get("definition_sha256")),
+            ("flowledger.definition.file", location.get("file")),
+            ("flowledger.definition.line", location.get("line")),
+            ("flowledger.cost.usd", _as_float(cost.get("usd"))),
+            ("flowledger.cost.tokens", cost.get("tokens")),
+            ("flowledger.dry_run", data.get("dry_run")),
+            ("flowledger.effect", data.get("effect")),
+        ]
+    )
+    span: dict[str, Any] = {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "name": name,
+        "kind": int(SpanKind.INTERNAL),
+        "startTimeUnixNano": str(start_ns),
+        "endTimeUnixNano": str(end_ns),
+        "attributes": attributes,
+    }
+    parent = data.get("parent_span_id")
+    if isinstance(parent, str) and _HEX16.match(parent):
+        span["parentSpanId"] = parent
+    error = data.get("error")
+    if data.get("status") in ("failed", "aborted") or isinstance(error, dict):
+        message, events = _error_parts(error, end_ns)
+        span["status"] = {"code": int(StatusCode.ERROR), "message": message}
+        if events:
+            span["events"] = events
+    else:
+        span["status"] = {"code": int(StatusCode.UNSET)}
+    return span
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _error_parts(error: Any, at_ns: int) -> tuple[str, list[dict[str, Any]]]:
+    if not isinstance(error, dict):
+        return "", []
+    etype, message, stack = error.get("type"), error.get("message"), error.get("stack")
+    text = f"{etype}: {message}" if etype and message else str(message or etype or "")
+    attributes = _attributes(
+        [
+            ("exception.type", etype if isinstance(etype, str) else None),
+            ("exception.message", message if isinstance(message, str) else None),
+            ("exception.stacktrace", stack if isinstance(stack, str) else None),
+        ]
+    )
+    return text, [{"timeUnixNano": str(at_ns), "name": "exception", "attributes": attributes}]
+
+
+def export_request(spans: list[dict[str, Any]], *, service_name: str) -> dict[str, Any]:
+    """Wrap spans in one OTLP ``ExportTraceServiceRequest`` (JSON form)."""
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": _attributes([("service.name", service_name)])},
+                "scopeSpans": [{"scope": {"name": SCOPE_NAME, "version": __version__}, "spans": spans}],
+            }
+        ]
+    }

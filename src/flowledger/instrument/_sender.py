@@ -1,0 +1,644 @@
+"""The background sender: events leave the process here.
+
+``submit`` appends to a queue bounded in items and bytes (a full queue
+drops the event and counts why) and returns at once. One daemon worker,
+started on the first event, takes batches off the queue by count, bytes
+and age, posts each as gzip-compressed ``{"events": [...]}`` JSON to the
+receiver, and retries 5xx, 429 (honouring ``Retry-After``), connection
+errors and timeouts with exponential backoff and full jitter. A 413 splits
+the batch in halves; a single event still too large is set aside on disk.
+A batch that cannot be delivered goes to the :class:`~._spool.Spool`;
+while the receiver stays down, later batches go straight there and the
+receiver is probed now and then. Spooled batches are replayed when a
+sender starts, on ``flush()``/``replay()``, and as soon as the receiver
+answers again.
+
+``shutdown(timeout_s)`` (also run at exit) sends what it can in the time
+given, then spools everything still in memory, queued and in flight, so
+that a normal exit loses nothing and is never held much longer than
+``timeout_s``. A forked child starts with a fresh queue, worker and HTTP
+client. Nothing here raises into the caller: internal errors are counted
+in ``failures`` and logged once per kind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import enum
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any, ClassVar, Final
+
+import httpx
+from opentelemetry import context as otel_context
+
+from flowledger.instrument._config import Settings
+from flowledger.instrument._http import gzip_body, make_client, parse_retry_after, untraced
+from flowledger.instrument._otlp import span_from_event
+from flowledger.instrument._span_sender import SpanSender
+from flowledger.instrument._spool import Spool, SpoolResult, encode_batch
+
+__all__ = ["DropReason", "Sender"]
+
+_log = logging.getLogger("flowledger")
+
+BACKOFF_BASE_S: Final = 0.1
+"""First retry waits up to this long; each further retry doubles the bound."""
+BACKOFF_MAX_S: Final = 5.0
+"""No single backoff wait is longer than this."""
+PROBE_MIN_S: Final = 1.0
+"""While the receiver is down, the first probe comes this long after the failure."""
+PROBE_MAX_S: Final = 30.0
+"""While the receiver is down, probes are at least this often."""
+IDLE_WAIT_S: Final = 1.0
+SETTLE_WAIT_S: Final = 1.0
+"""At shutdown, how long to wait for a spool write the worker has already begun."""
+WORKER_JOIN_S: Final = 0.01
+
+
+class DropReason(enum.StrEnum):
+    """Why an event was dropped; each has a ``dropped_<reason>`` counter."""
+
+    QUEUE_FULL = "queue_full"
+    """The queue held ``queue_max_items`` events."""
+    QUEUE_BYTES = "queue_bytes"
+    """The queue held ``queue_max_bytes`` bytes."""
+    TOO_LARGE = "too_large"
+    """The receiver answered 413 for this event alone (it was set aside on disk when possible)."""
+    SPOOL_FULL = "spool_full"
+    """It could not be delivered and the spool was at ``spool_max_bytes``."""
+    SPOOL_ERROR = "spool_error"
+    """It could not be delivered and the spool folder could not be written."""
+    UNSERIALIZABLE = "unserializable"
+    """It could not be encoded as JSON."""
+    CLOSED = "closed"
+    """It was submitted after ``shutdown()``."""
+
+
+class _Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    TOO_LARGE = "too_large"
+    FAILED = "failed"
+    """The receiver is unreachable, failing, or refused the request (other 4xx)."""
+
+
+_COUNTERS: Final = ("enqueued", "sent", "spooled", "replayed", "retries", "failures", "rejected")
+
+_senders: weakref.WeakSet[Sender] = weakref.WeakSet()
+
+
+class Sender:
+    """Delivers events to the receiver in the background. Implements ``EventSink``."""
+
+    probe_min_s: ClassVar[float] = PROBE_MIN_S
+    probe_max_s: ClassVar[float] = PROBE_MAX_S
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        export_spans: bool = False,
+    ) -> None:
+        self._settings = settings
+        self._transport = transport
+        self._spool = Spool(settings.spool_dir, settings.spool_max_bytes)
+        self._spans = SpanSender(settings, transport=transport) if export_spans else None
+        self._reset()
+        _senders.add(self)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._shutdown_lock = threading.Lock()
+        self._queue: deque[tuple[dict[str, Any], int, float]] = deque()
+        self._queued_bytes = 0
+        self._inflight: list[dict[str, Any]] | None = None
+        self._settling = 0
+        self._draining = 0
+        self._replay_wanted = False
+        self._replay_names: list[str] | None = None
+        self._worker: threading.Thread | None = None
+        self._client: httpx.Client | None = None
+        self._closed = False
+        self._shutdown_result: bool | None = None
+        self._failing = False
+        self._down = False
+        self._probe_at = 0.0
+        self._probe_wait_s = self.probe_min_s
+        self._probe_now = False
+        self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        self._drops: dict[DropReason, int] = dict.fromkeys(DropReason, 0)
+        self._logged: set[str] = set()
+
+    def _reset_after_fork(self) -> None:
+        self._reset()
+        self._spool.reset_after_fork()
+        if self._spans is not None:
+            self._spans.reset_after_fork()
+
+    # --- the EventSink protocol ----------------------------------------
+
+    def submit(self, event: dict[str, Any], size: int) -> None:
+        """Queue one event. O(1), never blocks, never raises; a full queue drops and counts."""
+        try:
+            reason: DropReason | None = None
+            start = False
+            with self._lock:
+                if self._closed:
+                    reason = DropReason.CLOSED
+                elif len(self._queue) >= self._settings.queue_max_items:
+                    reason = DropReason.QUEUE_FULL
+                elif self._queued_bytes + size > self._settings.queue_max_bytes:
+                    reason = DropReason.QUEUE_BYTES
+                if reason is not None:
+                    self._drops[reason] += 1
+                else:
+                    self._queue.append((event, size, time.monotonic()))
+                    self._queued_bytes += size
+                    self._counts["enqueued"] += 1
+                    start = self._worker is None
+                    full = (
+                        len(self._queue) >= self._settings.batch_max_items
+                        or self._queued_bytes >= self._settings.batch_max_bytes
+                    )
+            if reason is not None:
+                self._log_once(f"drop-{reason}", "flowledger: dropping events (%s); see flowledger.stats().", reason)
+                return
+            if start:
+                self._start_worker()
+            if full:
+                self._wake.set()
+        except Exception as exc:
+            self._internal_error("submit", exc)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Send what is queued and replay the spool; return whether all of it went out in time."""
+        try:
+            deadline = time.monotonic() + max(timeout_s, 0.0)
+            with self._lock:
+                if self._closed:
+                    return not self._queue and self._inflight is None
+                self._draining += 1
+                self._replay_wanted = True
+                self._probe_now = True
+                before = self._undelivered()
+            try:
+                self._start_worker()
+                self._wake.set()
+                with self._changed:
+                    idle = self._changed.wait_for(self._idle, deadline - time.monotonic())
+                    return idle and self._undelivered() == before
+            finally:
+                with self._lock:
+                    self._draining -= 1
+        except Exception as exc:
+            self._internal_error("flush", exc)
+            return False
+
+    def shutdown(self, timeout_s: float) -> bool:
+        """Send what fits in ``timeout_s``, spool the rest, stop. Idempotent; never raises."""
+        try:
+            if not self._shutdown_lock.acquire(timeout=max(timeout_s, 0.0)):
+                return False
+            try:
+                if self._shutdown_result is None:
+                    self._shutdown_result = self._shutdown(timeout_s)
+                return self._shutdown_result
+            finally:
+                self._shutdown_lock.release()
+        except Exception as exc:
+            self._internal_error("shutdown", exc)
+            return False
+
+    def stats(self) -> dict[str, int]:
+        """Counters: enqueued, sent, dropped (and ``dropped_<reason>``), spooled, replayed, retries, ..."""
+        with self._lock:
+            out = dict(self._counts)
+            out["dropped"] = sum(self._drops.values())
+            for reason, count in self._drops.items():
+                out[f"dropped_{reason}"] = count
+            out["queued"] = len(self._queue)
+        out["spool_corrupt"] = self._spool.corrupt_files
+        out["spans_sent"] = self._spans.sent if self._spans is not None else 0
+        out["spans_dropped"] = self._spans.dropped if self._spans is not None else 0
+        return out
+
+    def replay(self) -> None:
+        """Ask the worker to deliver what waits in the spool (also done on start and flush)."""
+        try:
+            with self._lock:
+                if self._closed:
+                    return
+                self._replay_wanted = True
+                self._probe_now = True
+            self._start_worker()
+            self._wake.set()
+        except Exception as exc:
+            self._internal_error("replay", exc)
+
+    # --- lifecycle -------------------------------------------------------
+
+    def _start_worker(self) -> None:
+        error: RuntimeError | None = None
+        with self._lock:
+            if self._worker is not None or self._closed:
+                return
+            self._replay_wanted = True
+            self._worker = threading.Thread(target=self._run, name="flowledger-sender", daemon=True)
+            try:
+                self._worker.start()
+            except RuntimeError as exc:  # the interpreter is shutting down: shutdown() spools the queue
+                self._worker = None
+                error = exc
+        if error is not None:
+            self._internal_error("start", error)
+            return
+        atexit.register(_shutdown_at_exit, weakref.ref(self))
+
+    def _idle(self) -> bool:
+        return not self._queue and self._inflight is None and self._settling == 0 and not self._replay_wanted
+
+    def _undelivered(self) -> int:
+        return self._counts["spooled"] + sum(self._drops.values())
+
+    def _shutdown(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        with self._lock:
+            before = self._undelivered()
+            worker = self._worker
+            self._draining += 1
+            self._replay_wanted = False  # no new replay at exit: the next process does it
+        if worker is not None and worker.is_alive() and timeout_s > 0:
+            self._wake.set()
+            with self._changed:
+                self._changed.wait_for(
+                    lambda: self._failing or self._down or self._idle(), max(deadline - time.monotonic(), 0.0)
+                )
+        with self._lock:
+            self._closed = True
+            leftovers = [event for event, _, _ in self._queue]
+            self._queue.clear()
+            self._queued_bytes = 0
+            if self._inflight is not None:
+                leftovers.extend(self._inflight)
+                self._inflight = None
+        self._stop.set()
+        self._wake.set()
+        if leftovers:
+            self._spool_events(leftovers)
+        with self._changed:
+            self._changed.wait_for(lambda: self._settling == 0, SETTLE_WAIT_S)
+        if self._spans is not None:
+            self._spans.shutdown(deadline - time.monotonic())
+        if worker is not None and worker.is_alive():
+            worker.join(WORKER_JOIN_S)
+        if (worker is None or not worker.is_alive()) and self._client is not None:
+            self._client.close()
+        with self._lock:
+            return self._undelivered() == before
+
+    # --- worker ----------------------------------------------------------
+
+    def _run(self) -> None:
+        token = untraced()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._step()
+                except Exception as exc:
+                    self._internal_error("worker", exc)
+                    self._stop.wait(BACKOFF_BASE_S)
+        finally:
+            otel_context.detach(token)
+            with self._changed:
+                self._changed.notify_all()
+
+    def _step(self) -> None:
+        self._wake.clear()
+        batch = self._take_batch()
+        if batch is not None:
+            self._send_live(batch)
+            return
+        if self._replay_wanted:
+            self._replay_one()
+            return
+        with self._changed:
+            self._changed.notify_all()
+        self._wake.wait(self._wait_s())
+
+    def _wait_s(self) -> float:
+        with self._lock:
+            if not self._queue:
+                return IDLE_WAIT_S
+            age = time.monotonic() - self._queue[0][2]
+        return max(self._settings.batch_max_age_s - age, 0.0)
+
+    def _take_batch(self) -> list[dict[str, Any]] | None:
+        settings = self._settings
+        with self._lock:
+            if not self._queue:
+                return None
+            ready = (
+                self._draining > 0
+                or len(self._queue) >= settings.batch_max_items
+                or self._queued_bytes >= settings.batch_max_bytes
+                or time.monotonic() - self._queue[0][2] >= settings.batch_max_age_s
+            )
+            if not ready:
+                return None
+            batch: list[dict[str, Any]] = []
+            size = 0
+            while self._queue and len(batch) < settings.batch_max_items:
+                event, event_size, _ = self._queue[0]
+                if batch and size + event_size > settings.batch_max_bytes:
+                    break
+                self._queue.popleft()
+                batch.append(event)
+                size += event_size
+            self._queued_bytes -= size
+            self._inflight = batch
+        return batch
+
+    def _send_live(self, batch: list[dict[str, Any]]) -> None:
+        if self._spans is not None:
+            self._export_spans(self._spans, batch)
+        leftovers: list[dict[str, Any]] = batch
+        try:
+            leftovers = self._deliver(batch, self._settings.max_retries)
+        finally:
+            with self._lock:
+                mine = self._inflight is batch  # False: shutdown() took it and spooled it
+                if mine:
+                    self._inflight = None
+                    self._settling += 1
+            if mine:
+                try:
+                    if leftovers:
+                        self._spool_events(leftovers)
+                finally:
+                    with self._changed:
+                        self._settling -= 1
+                        self._changed.notify_all()
+
+    def _export_spans(self, exporter: SpanSender, batch: list[dict[str, Any]]) -> None:
+        try:
+            exporter.submit([span for span in map(span_from_event, batch) if span is not None])
+        except Exception as exc:
+            self._internal_error("spans", exc)
+
+    def _replay_one(self) -> None:
+        if self._replay_names is None:
+            self._replay_names = self._spool.ready_names()
+        if not self._replay_names or self._stop.is_set():
+            self._end_replay()
+            return
+        claim = self._spool.claim(self._replay_names.pop(0))
+        if claim is None:
+            if self._spool.corrupt_files:
+                self._log_once(
+                    "corrupt", "flowledger: moved an unreadable spool file to %s/corrupt.", self._spool.directory
+                )
+            return
+        leftovers = claim.events
+        try:
+            leftovers = self._deliver(claim.events, 0)
+        finally:
+            if not leftovers:
+                claim.delete()
+            elif len(leftovers) == len(claim.events):
+                claim.release()
+            else:
+                self._spool_events(leftovers)
+                claim.delete()
+        delivered = len(claim.events) - len(leftovers)
+        if delivered:
+            with self._lock:
+                self._counts["replayed"] += delivered
+        if leftovers:
+            self._end_replay()
+
+    def _end_replay(self) -> None:
+        with self._changed:
+            self._replay_names = None
+            self._replay_wanted = False
+            self._changed.notify_all()
+
+    # --- delivery --------------------------------------------------------
+
+    def _deliver(self, events: list[dict[str, Any]], retries: int) -> list[dict[str, Any]]:
+        """Post events, splitting on 413; return those that could not be delivered."""
+        pending = [events]
+        leftovers: list[dict[str, Any]] = []
+        while pending:
+            part = pending.pop()
+            body, part = self._encode(part)
+            if not part:
+                continue
+            outcome = self._post(body, part, retries)
+            if outcome is _Outcome.TOO_LARGE:
+                if len(part) == 1:
+                    self._set_aside(part[0])
+                else:
+                    half = len(part) // 2
+                    pending += [part[half:], part[:half]]
+            elif outcome is _Outcome.FAILED:
+                leftovers.extend(part)
+                for rest in pending:
+                    leftovers.extend(rest)
+                break
+        return leftovers
+
+    def _encode(self, events: list[dict[str, Any]]) -> tuple[bytes, list[dict[str, Any]]]:
+        try:
+            return gzip_body(encode_batch(events)), events
+        except (TypeError, ValueError):
+            kept = []
+            for event in events:
+                try:
+                    encode_batch([event])
+                except (TypeError, ValueError):
+                    self._drop(DropReason.UNSERIALIZABLE, 1)
+                else:
+                    kept.append(event)
+            return (gzip_body(encode_batch(kept)) if kept else b""), kept
+
+    def _post(self, body: bytes, events: list[dict[str, Any]], retries: int) -> _Outcome:
+        if self._down and not self._probe_due():
+            return _Outcome.FAILED
+        if self._down:
+            retries = 0
+        url = self._settings.events_url
+        for attempt in range(retries + 1):
+            if attempt:
+                with self._lock:
+                    self._counts["retries"] += 1
+            delay_s: float | None = None
+            try:
+                response = self._http().post(url, content=body)
+            except httpx.HTTPError as exc:
+                self._log_once(f"transport-{type(exc).__name__}", "flowledger: cannot reach %s: %r", url, exc)
+            else:
+                status = response.status_code
+                if response.is_success:
+                    self._accepted(events, response)
+                    return _Outcome.DELIVERED
+                if status == 413:
+                    return _Outcome.TOO_LARGE
+                self._log_once(f"status-{status}", "flowledger: %s answered %d: %s", url, status, response.text[:200])
+                if status != 429 and status < 500:
+                    self._mark_down()
+                    return _Outcome.FAILED  # not worth retrying: spooled for a fixed receiver or key
+                delay_s = parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None
+            with self._changed:
+                self._failing = True
+                self._changed.notify_all()
+            if attempt < retries:
+                if delay_s is None:
+                    delay_s = random.uniform(0.0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt))
+                if not self._backoff_wait(delay_s):
+                    break
+        self._mark_down()
+        return _Outcome.FAILED
+
+    def _backoff_wait(self, delay_s: float) -> bool:
+        """Wait before a retry; False when shutdown cut the wait short."""
+        return not self._stop.wait(delay_s)
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            headers: list[tuple[str, str]] = []
+            if self._settings.api_key:
+                headers.append(("Authorization", f"Bearer {self._settings.api_key}"))
+            self._client = make_client(
+                timeout_s=self._settings.request_timeout_s, transport=self._transport, headers=headers
+            )
+        return self._client
+
+    def _accepted(self, events: list[dict[str, Any]], response: httpx.Response) -> None:
+        rejected: list[Any] = []
+        try:
+            answer = response.json()
+            if isinstance(answer, dict) and isinstance(answer.get("rejected"), list):
+                rejected = answer["rejected"]
+        except ValueError:
+            pass
+        rejected = rejected[: len(events)]
+        with self._changed:
+            self._counts["sent"] += len(events) - len(rejected)
+            self._counts["rejected"] += len(rejected)
+            came_back = self._down or self._failing
+            self._probe_now = False
+            self._failing = False
+            self._down = False
+            self._probe_wait_s = self.probe_min_s
+            if came_back:
+                self._replay_wanted = True
+            self._changed.notify_all()
+        if rejected:
+            self._log_once(
+                "rejected", "flowledger: the receiver rejected %d event(s), first: %r", len(rejected), rejected[0]
+            )
+
+    def _mark_down(self) -> None:
+        with self._changed:
+            if self._down:
+                self._probe_wait_s = min(self._probe_wait_s * 2, self.probe_max_s)
+            self._down = True
+            self._failing = True
+            self._probe_now = False
+            self._probe_at = time.monotonic() + self._probe_wait_s
+            self._changed.notify_all()
+
+    def _probe_due(self) -> bool:
+        with self._lock:
+            return self._probe_now or time.monotonic() >= self._probe_at
+
+    # --- spool -----------------------------------------------------------
+
+    def _spool_events(self, events: list[dict[str, Any]]) -> None:
+        """Write events to the spool in batch-sized files; count what did not fit."""
+        settings = self._settings
+        chunk: list[dict[str, Any]] = []
+        for event in events:
+            chunk.append(event)
+            if len(chunk) >= settings.batch_max_items:
+                self._spool_chunk(chunk)
+                chunk = []
+        if chunk:
+            self._spool_chunk(chunk)
+
+    def _spool_chunk(self, events: list[dict[str, Any]]) -> None:
+        try:
+            result = self._spool.write(events)
+        except Exception as exc:
+            self._internal_error("spool", exc)
+            result = SpoolResult.ERROR
+        if result is SpoolResult.WRITTEN:
+            with self._lock:
+                self._counts["spooled"] += len(events)
+        elif result is SpoolResult.FULL:
+            self._drop(DropReason.SPOOL_FULL, len(events))
+            self._log_once("spool-full", "flowledger: the spool %s is full; dropping events.", self._spool.directory)
+        else:
+            self._drop(DropReason.SPOOL_ERROR, len(events))
+            self._log_once(
+                "spool-error", "flowledger: cannot write the spool %s; dropping events.", self._spool.directory
+            )
+
+    def _set_aside(self, event: dict[str, Any]) -> None:
+        self._drop(DropReason.TOO_LARGE, 1)
+        self._log_once(
+            "too-large",
+            "flowledger: the receiver refused an event as too large; kept in %s/rejected.",
+            self._spool.directory,
+        )
+        try:
+            self._spool.set_aside(event)
+        except Exception as exc:
+            self._internal_error("set_aside", exc)
+
+    # --- bookkeeping -----------------------------------------------------
+
+    def _drop(self, reason: DropReason, count: int) -> None:
+        with self._lock:
+            self._drops[reason] += count
+
+    def _internal_error(self, kind: str, exc: BaseException) -> None:
+        try:
+            with self._lock:
+                self._counts["failures"] += 1
+            self._log_once(f"error-{kind}", "flowledger: internal error in the sender (%s): %r", kind, exc)
+        except Exception:
+            pass
+
+    def _log_once(self, kind: str, message: str, *args: object) -> None:
+        if kind in self._logged:
+            return
+        self._logged.add(kind)
+        try:
+            _log.warning(message, *args)
+        except Exception:
+            pass
+
+
+def _shutdown_at_exit(ref: weakref.ref[Sender]) -> None:
+    sender = ref()
+    if sender is not None:
+        sender.shutdown(sender._settings.exit_flush_s)
+
+
+def _after_fork_in_child() -> None:
+    for sender in list(_senders):
+        sender._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,187 @@
+"""Best-effort export of OTLP/HTTP JSON spans, on a thread of its own.
+
+Spans are a view of the events, not the record: they are never spooled,
+they get one short retry, and a slow or absent traces endpoint never holds
+up event delivery (which has its own thread). What could not be exported
+is counted in ``spans_dropped``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Final
+
+import httpx
+from opentelemetry import context as otel_context
+
+from flowledger.instrument._config import Settings
+from flowledger.instrument._http import gzip_body, make_client, untraced
+from flowledger.instrument._otlp import export_request
+
+__all__ = ["SpanSender"]
+
+_log = logging.getLogger("flowledger")
+
+SPAN_ATTEMPTS: Final = 2
+SPAN_RETRY_WAIT_S: Final = 0.1
+SPAN_IDLE_WAIT_S: Final = 1.0
+
+
+class SpanSender:
+    """A bounded queue of spans and one daemon thread posting them to ``traces_url``."""
+
+    def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None) -> None:
+        self._settings = settings
+        self._transport = transport
+        self._max_items = settings.queue_max_items
+        self._batch_items = settings.batch_max_items
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._queue: deque[dict[str, Any]] = deque()
+        self._busy = 0
+        self._worker: threading.Thread | None = None
+        self._client: httpx.Client | None = None
+        self._closed = False
+        self.sent = 0
+        self.dropped = 0
+        self._logged: set[str] = set()
+
+    def reset_after_fork(self) -> None:
+        """Start afresh in a forked child: nothing of the parent's is kept."""
+        self._reset()
+
+    def submit(self, spans: list[dict[str, Any]]) -> None:
+        """Queue spans; drop (and count) what does not fit. Never blocks."""
+        if not spans:
+            return
+        with self._lock:
+            if self._closed:
+                self.dropped += len(spans)
+                return
+            room = self._max_items - len(self._queue)
+            take = spans[: max(room, 0)]
+            self.dropped += len(spans) - len(take)
+            self._queue.extend(take)
+            start = self._worker is None
+            if start:
+                self._worker = threading.Thread(target=self._run, name="flowledger-spans", daemon=True)
+        if start and self._worker is not None:
+            try:
+                self._worker.start()
+            except RuntimeError:
+                self._log_once("start", "flowledger: could not start the span exporter thread; spans are dropped.")
+        if len(self._queue) >= self._batch_items:
+            self._wake.set()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until the queued spans were posted (or dropped); return whether the queue emptied."""
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                return not self._queue
+        self._wake.set()
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._queue and self._busy == 0, deadline - time.monotonic())
+
+    def shutdown(self, timeout_s: float) -> bool:
+        """Post what fits in ``timeout_s``, count the rest as dropped, stop the thread."""
+        ok = self.flush(timeout_s) if timeout_s > 0 else False
+        with self._lock:
+            self._closed = True
+            self.dropped += len(self._queue)
+            ok = ok and not self._queue
+            self._queue.clear()
+            worker = self._worker
+        self._stop.set()
+        self._wake.set()
+        if worker is not None and worker.is_alive():
+            worker.join(timeout=0.01)
+        if (worker is None or not worker.is_alive()) and self._client is not None:
+            self._client.close()
+        return ok
+
+    # --- worker --------------------------------------------------------
+
+    def _run(self) -> None:
+        token = untraced()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._step()
+                except Exception as exc:
+                    self._log_once(type(exc).__name__, "flowledger: span export failed: %r", exc)
+        finally:
+            otel_context.detach(token)
+
+    def _step(self) -> None:
+        self._wake.clear()
+        with self._lock:
+            batch = [self._queue.popleft() for _ in range(min(self._batch_items, len(self._queue)))]
+            if batch:
+                self._busy += 1
+        if not batch:
+            self._wake.wait(SPAN_IDLE_WAIT_S)
+            return
+        try:
+            accepted = self._post(batch)
+        finally:
+            with self._lock:
+                self.sent += accepted
+                self.dropped += len(batch) - accepted
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def _post(self, spans: list[dict[str, Any]]) -> int:
+        body = gzip_body(
+            json.dumps(export_request(spans, service_name=self._settings.service_name), separators=(",", ":")).encode()
+        )
+        if self._client is None:
+            self._client = make_client(
+                timeout_s=self._settings.request_timeout_s,
+                transport=self._transport,
+                headers=self._settings.otlp_headers,
+            )
+        for attempt in range(SPAN_ATTEMPTS):
+            try:
+                response = self._client.post(self._settings.traces_url, content=body)
+            except httpx.HTTPError as exc:
+                self._log_once(
+                    "transport", "flowledger: could not export spans to %s: %r", self._settings.traces_url, exc
+                )
+            else:
+                if response.is_success:
+                    return len(spans) - _rejected_spans(response)
+                self._log_once(
+                    f"status-{response.status_code}",
+                    "flowledger: the traces endpoint %s answered %d; spans are dropped.",
+                    self._settings.traces_url,
+                    response.status_code,
+                )
+                if response.status_code < 500 and response.status_code != 429:
+                    return 0
+            if attempt + 1 < SPAN_ATTEMPTS and self._stop.wait(SPAN_RETRY_WAIT_S):
+                break
+        return 0
+
+    def _log_once(self, kind: str, message: str, *args: object) -> None:
+        if kind not in self._logged:
+            self._logged.add(kind)
+            _log.warning(message, *args)
+
+
+def _rejected_spans(response: httpx.Response) -> int:
+    try:
+        doc = response.json()
+        value = int(doc.get("partialSuccess", {}).get("rejectedSpans", 0))
+    except (ValueError, AttributeError, TypeError):
+        return 0
+    return max(value, 0)

@@ -1,0 +1,272 @@
+"""The on-disk spool: batches the receiver could not take wait here.
+
+Layout of the spool folder::
+
+    <id>.json.gz                          a ready batch: gzip of {"events": [...]}
+    <id>.json.gz.claimed-<pid>-<token>    a batch one process is replaying
+    .tmp-<pid>-<id>                       a batch being written
+    rejected/<event id>.json              one event the receiver found too large
+    corrupt/<name>                        a file that could not be read
+
+``<id>`` is a UUIDv7, so names sort by the time they were written and
+batches replay oldest first. Every write goes to a temporary name and is
+renamed into place, so a reader never sees half a batch. A replaying
+process claims a file by renaming it to a name carrying its pid and a
+per-process token: a rename succeeds for exactly one process, so two
+processes never send the same file. A claim whose process is gone (killed,
+or an earlier process that had the same pid) is renamed back and replayed.
+The folder never grows past ``max_bytes``: a batch that does not fit is
+refused and the caller counts it.
+"""
+
+from __future__ import annotations
+
+import enum
+import gzip
+import json
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Any, Final
+
+from flowledger._wire import new_event_id
+
+__all__ = ["Claim", "Spool", "SpoolResult"]
+
+READY_SUFFIX: Final = ".json.gz"
+CLAIM_MARK: Final = ".claimed-"
+TMP_PREFIX: Final = ".tmp-"
+REJECTED_DIR: Final = "rejected"
+CORRUPT_DIR: Final = "corrupt"
+SPOOL_GZIP_LEVEL: Final = 5
+
+
+class SpoolResult(enum.Enum):
+    """What became of a batch handed to :meth:`Spool.write`."""
+
+    WRITTEN = "written"
+    FULL = "full"
+    """Writing it would take the spool past its size cap; nothing was written."""
+    ERROR = "error"
+    """The file system refused (permissions, disk full); nothing was written."""
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return False
+    return True
+
+
+def encode_batch(events: list[dict[str, Any]]) -> bytes:
+    """Encode events as the body of ``POST /v1/events`` (JSON, not yet compressed)."""
+    return json.dumps({"events": events}, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def decode_batch(data: bytes) -> list[dict[str, Any]]:
+    """Decode a spooled batch; raise ValueError when it is not one."""
+    try:
+        doc = json.loads(gzip.decompress(data))
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not a gzip-compressed JSON batch: {exc}") from exc
+    events = doc.get("events") if isinstance(doc, dict) else None
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise ValueError('not a batch: expected an object {"events": [objects]}')
+    return events
+
+
+class Claim:
+    """One spooled batch this process has claimed for replay."""
+
+    __slots__ = ("_claimed", "_ready", "events")
+
+    def __init__(self, claimed: Path, ready: Path, events: list[dict[str, Any]]) -> None:
+        self._claimed = claimed
+        self._ready = ready
+        self.events = events
+
+    @property
+    def name(self) -> str:
+        return self._ready.name
+
+    def delete(self) -> None:
+        """The batch was delivered: remove it for good."""
+        try:
+            self._claimed.unlink()
+        except FileNotFoundError:
+            pass
+
+    def release(self) -> None:
+        """The batch could not be delivered: put it back, under its original name."""
+        try:
+            os.replace(self._claimed, self._ready)
+        except FileNotFoundError:
+            pass
+
+
+class Spool:
+    """A folder of undelivered batches, capped in bytes, shared safely by processes."""
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._token = secrets.token_hex(4)
+        self.corrupt_files = 0
+        """How many unreadable files this process moved to ``corrupt/``."""
+
+    def reset_after_fork(self) -> None:
+        """Give a forked child its own lock and claim token."""
+        self._lock = threading.Lock()
+        self._token = secrets.token_hex(4)
+
+    # --- size ----------------------------------------------------------
+
+    def size_bytes(self) -> int:
+        """Bytes the spool folder holds now (ready, claimed, set-aside and corrupt files)."""
+        total = 0
+        for folder in (self.directory, self.directory / REJECTED_DIR, self.directory / CORRUPT_DIR):
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        try:
+                            if entry.is_file(follow_symlinks=False):
+                                total += entry.stat(follow_symlinks=False).st_size
+                        except OSError:
+                            continue
+            except OSError:
+                continue
+        return total
+
+    # --- writing -------------------------------------------------------
+
+    def write(self, events: list[dict[str, Any]]) -> SpoolResult:
+        """Write one batch atomically, unless it would take the spool past its cap."""
+        if not events:
+            return SpoolResult.WRITTEN
+        try:
+            data = gzip.compress(encode_batch(events), compresslevel=SPOOL_GZIP_LEVEL)
+        except (TypeError, ValueError):
+            return SpoolResult.ERROR
+        return self._place(self.directory, new_event_id() + READY_SUFFIX, data)
+
+    def set_aside(self, event: dict[str, Any]) -> SpoolResult:
+        """Keep one event the receiver refused as too large in ``rejected/``."""
+        try:
+            data = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError):
+            return SpoolResult.ERROR
+        event_id = event.get("event_id")
+        name = event_id if isinstance(event_id, str) and event_id.replace("-", "").isalnum() else new_event_id()
+        return self._place(self.directory / REJECTED_DIR, f"{name}.json", data)
+
+    def _place(self, folder: Path, name: str, data: bytes) -> SpoolResult:
+        with self._lock:
+            if self.size_bytes() + len(data) > self.max_bytes:
+                return SpoolResult.FULL
+            tmp = self.directory / f"{TMP_PREFIX}{os.getpid()}-{new_event_id()}"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, folder / name)
+            except OSError:
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
+                return SpoolResult.ERROR
+        return SpoolResult.WRITTEN
+
+    # --- replay --------------------------------------------------------
+
+    def ready_names(self) -> list[str]:
+        """Names of the batches waiting to be replayed, oldest first.
+
+        Claims left by processes that are gone are put back first, and
+        temporary files of such processes are removed.
+        """
+        try:
+            with os.scandir(self.directory) as entries:
+                names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
+        except OSError:
+            return []
+        ready: list[str] = []
+        for name in names:
+            if name.endswith(READY_SUFFIX):
+                ready.append(name)
+            elif CLAIM_MARK in name:
+                original = self._reclaim(name)
+                if original is not None:
+                    ready.append(original)
+            elif name.startswith(TMP_PREFIX):
+                self._remove_stale_tmp(name)
+        ready.sort()
+        return ready
+
+    def _reclaim(self, name: str) -> str | None:
+        original, _, owner = name.partition(CLAIM_MARK)
+        pid_text, _, token = owner.partition("-")
+        try:
+            pid = int(pid_text)
+        except ValueError:
+            pid = -1
+        mine = pid == os.getpid()
+        if mine and token == self._token:
+            return None  # our own claim, in progress
+        if not mine and _pid_alive(pid):
+            return None
+        try:
+            os.replace(self.directory / name, self.directory / original)
+        except OSError:
+            return None
+        return original
+
+    def _remove_stale_tmp(self, name: str) -> None:
+        pid_text = name[len(TMP_PREFIX) :].partition("-")[0]
+        try:
+            pid = int(pid_text)
+        except ValueError:
+            return
+        if pid != os.getpid() and not _pid_alive(pid):
+            try:
+                (self.directory / name).unlink()
+            except OSError:
+                pass
+
+    def claim(self, name: str) -> Claim | None:
+        """Claim one ready batch; None when another process took it or it was corrupt.
+
+        A file that cannot be decoded is moved to ``corrupt/`` and skipped.
+        """
+        ready = self.directory / name
+        claimed = self.directory / f"{name}{CLAIM_MARK}{os.getpid()}-{self._token}"
+        try:
+            os.rename(ready, claimed)
+        except OSError:
+            return None
+        try:
+            events = decode_batch(claimed.read_bytes())
+        except (OSError, ValueError):
+            self._move_corrupt(claimed, name)
+            return None
+        return Claim(claimed, ready, events)
+
+    def _move_corrupt(self, path: Path, name: str) -> None:
+        self.corrupt_files += 1
+        try:
+            (self.directory / CORRUPT_DIR).mkdir(parents=True, exist_ok=True)
+            os.replace(path, self.directory / CORRUPT_DIR / name)
+        except OSError:
+            try:
+                path.unlink()
+            except OSError:
+                pass

@@ -1,0 +1,397 @@
+"""The sender at the transport seam (httpx.MockTransport): batching, retry, 413, spool, counters."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry import context as otel_context
+
+from flowledger._version import __version__
+from flowledger.instrument._sender import DropReason, Sender
+from flowledger.instrument._sink import EventSink
+from flowledger.instrument._spool import Spool
+from tests.instrument._sender_support import MockReceiver, RecordingSender, make_event, make_settings, spooled_events
+
+FLUSH_S = 10.0
+
+
+def _sender(tmp_path: Path, receiver: MockReceiver, **changes: Any) -> RecordingSender:
+    return RecordingSender(make_settings(tmp_path / "spool", **changes), transport=receiver.transport())
+
+
+def _submit(sender: Sender, count: int, **data: Any) -> list[dict[str, Any]]:
+    events = [make_event(i, index=i, **data) for i in range(count)]
+    for event in events:
+        sender.submit(event, 300)
+    return events
+
+
+def test_sender_is_an_event_sink(tmp_path: Path) -> None:
+    """Sender satisfies the EventSink protocol the hooks hand events to."""
+    sender = Sender(make_settings(tmp_path))
+    assert isinstance(sender, EventSink)
+    assert sender.shutdown(0.1)
+
+
+def test_batch_is_gzip_json_with_headers(tmp_path: Path) -> None:
+    """A batch is POSTed as gzip-compressed {"events": [...]} with auth, agent and encoding headers."""
+    receiver = MockReceiver()
+    sender = _sender(tmp_path, receiver, api_key="k-123", endpoint="http://receiver.test:4318/")
+    events = _submit(sender, 3)
+    assert sender.flush(FLUSH_S)
+    request = receiver.requests[0]
+    assert request.method == "POST"
+    assert str(request.url) == "http://receiver.test:4318/v1/events"
+    assert request.headers["Content-Encoding"] == "gzip"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Authorization"] == "Bearer k-123"
+    assert request.headers["User-Agent"] == f"flowledger/{__version__}"
+    assert json.loads(gzip.decompress(request.content)) == {"events": events}
+    assert sender.stats()["sent"] == 3
+    sender.shutdown(1.0)
+
+
+def test_no_authorization_header_without_api_key(tmp_path: Path) -> None:
+    """Without an api_key no Authorization header is sent."""
+    receiver = MockReceiver()
+    sender = _sender(tmp_path, receiver)
+    _submit(sender, 1)
+    assert sender.flush(FLUSH_S)
+    assert "Authorization" not in receiver.requests[0].headers
+    sender.shutdown(1.0)
+
+
+def test_batches_respect_item_limit(tmp_path: Path) -> None:
+    """No request carries more than batch_max_items events, and every event is sent once."""
+    receiver = MockReceiver()
+    sender = _sender(tmp_path, receiver, batch_max_items=7)
+    events = _submit(sender, 50)
+    assert sender.flush(FLUSH_S)
+    assert max(len(body) for body in receiver.bodies) <= 7
+    assert sorted(receiver.event_ids()) == sorted(e["event_id"] for e in events)
+    sender.shutdown(1.0)
+
+
+def test_batches_respect_byte_limit(tmp_path: Path) -> None:
+    """Batches are cut by batch_max_bytes using the sizes given to submit."""
+    receiver = MockReceiver()
+    sender = _sender(tmp_path, receiver, batch_max_bytes=1000)
+    _submit(sender, 20)  # 300 bytes each: at most 3 per batch
+    assert sender.flush(FLUSH_S)
+    assert max(len(body) for body in receiver.bodies) <= 3
+    assert len(receiver.event_ids()) == 20
+    sender.shutdown(1.0)
+
+
+def test_worker_is_started_lazily(tmp_path: Path) -> None:
+    """No thread runs until the first event is submitted."""
+    sender = Sender(make_settings(tmp_path), transport=MockReceiver().transport())
+    assert sender._worker is None
+    _submit(sender, 1)
+    assert sender._worker is not None
+    assert sender._worker.daemon
+    sender.shutdown(1.0)
+
+
+def test_worker_suppresses_otel_instrumentation(tmp_path: Path) -> None:
+    """Requests are made with OTel instrumentation suppressed, so the SDK never traces itself."""
+    flags: list[object] = []
+    key = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+    receiver = MockReceiver(seen=lambda request: flags.append(otel_context.get_value(key)))
+    sender = _sender(tmp_path, receiver)
+    _submit(sender, 1)
+    assert sender.flush(FLUSH_S)
+    assert flags == [True]
+    assert otel_context.get_value(key) is None  # the caller's context is untouched
+    sender.shutdown(1.0)
+
+
+def test_5xx_is_retried_then_delivered(tmp_path: Path) -> None:
+    """A 500 followed by a 200 delivers the batch once and counts one retry."""
+    receiver = MockReceiver(script=[500])
+    sender = _sender(tmp_path, receiver)
+    events = _submit(sender, 4)
+    assert sender.flush(FLUSH_S)
+    assert receiver.event_ids() == [e["event_id"] for e in events]
+    stats = sender.stats()
+    assert (stats["sent"], stats["retries"], stats["spooled"]) == (4, 1, 0)
+    sender.shutdown(1.0)
+
+
+def test_backoff_is_exponential_with_full_jitter(tmp_path: Path) -> None:
+    """Each retry waits a random time below a bound that doubles per attempt."""
+    receiver = MockReceiver(script=[503, 503, 503, 503])
+    sender = _sender(tmp_path, receiver, max_retries=4)
+    _submit(sender, 1)
+    assert sender.flush(FLUSH_S)
+    assert len(sender.waits) == 4
+    for attempt, wait in enumerate(sender.waits):
+        assert 0.0 <= wait <= 0.1 * 2**attempt
+
+
+def test_429_honours_retry_after(tmp_path: Path) -> None:
+    """A 429 waits the Retry-After seconds before the retry."""
+    receiver = MockReceiver(script=[429], headers={"Retry-After": "2"})
+    sender = _sender(tmp_path, receiver)
+    _submit(sender, 1)
+    assert sender.flush(FLUSH_S)
+    assert sender.waits == [2.0]
+    assert sender.stats()["sent"] == 1
+    sender.shutdown(1.0)
+
+
+def test_retry_after_is_capped(tmp_path: Path) -> None:
+    """A Retry-After of an hour is capped to a bounded wait."""
+    receiver = MockReceiver(script=[429], headers={"Retry-After": "3600"})
+    sender = _sender(tmp_path, receiver)
+    _submit(sender, 1)
+    assert sender.flush(FLUSH_S)
+    assert sender.waits == [30.0]
+    sender.shutdown(1.0)
+
+
+def test_exhausted_retries_spool_the_batch(tmp_path: Path) -> None:
+    """After max_retries failures the batch is written to the spool, nothing is lost."""
+    receiver = MockReceiver(script=[500, 500, 500])
+    sender = _sender(tmp_path, receiver, max_retries=2)
+    events = _submit(sender, 5)
+    assert not sender.flush(FLUSH_S)
+    stats = sender.stats()
+    assert (stats["sent"], stats["spooled"], stats["retries"]) == (0, 5, 2)
+    assert [e["event_id"] for e in spooled_events(tmp_path / "spool")] == [e["event_id"] for e in events]
+    sender.shutdown(1.0)
+
+
+def test_other_4xx_is_spooled_without_retry(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 401 is not retried in a loop: the batch is spooled and the problem logged once."""
+    receiver = MockReceiver(script=[401, 401, 401, 401])
+    sender = _sender(tmp_path, receiver, max_retries=3)
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        _submit(sender, 2)
+        assert not sender.flush(FLUSH_S)
+        _submit(sender, 2)
+        assert not sender.flush(FLUSH_S)
+    assert sender.stats()["retries"] == 0
+    assert sender.stats()["spooled"] == 4
+    assert len(receiver.requests) <= 4  # one attempt per batch or replay probe, never a retry loop
+    assert sum("401" in r.getMessage() for r in caplog.records) == 1
+    sender.shutdown(1.0)
+
+
+def test_413_splits_and_sets_aside_the_offender(tmp_path: Path) -> None:
+    """A 413 splits the batch in halves; the one event still too large is set aside, the rest arrive."""
+    receiver = MockReceiver(too_large=lambda events: any(e["data"].get("big") for e in events))
+    sender = _sender(tmp_path, receiver, batch_max_items=100)
+    events = _submit(sender, 9)
+    big = make_event(9, big=True)
+    sender.submit(big, 300)
+    events += _submit(sender, 6)
+    assert not sender.flush(FLUSH_S)
+    assert sorted(receiver.event_ids()) == sorted(e["event_id"] for e in events)
+    stats = sender.stats()
+    assert (stats["sent"], stats["dropped_too_large"], stats["dropped"]) == (15, 1, 1)
+    kept = list((tmp_path / "spool" / "rejected").iterdir())
+    assert [json.loads(p.read_text())["event_id"] for p in kept] == [big["event_id"]]
+    sender.shutdown(1.0)
+
+
+def test_partial_rejection_is_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Events the receiver rejects in a 200 answer count as rejected, the rest as sent; logged once."""
+    receiver = MockReceiver(rejected=lambda events: [e for e in events if e["data"]["index"] % 2])
+    sender = _sender(tmp_path, receiver)
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        _submit(sender, 6)
+        assert sender.flush(FLUSH_S)
+        _submit(sender, 6)
+        assert sender.flush(FLUSH_S)
+    stats = sender.stats()
+    assert (stats["sent"], stats["rejected"]) == (6, 6)
+    assert sum("rejected" in r.getMessage() for r in caplog.records) == 1
+    sender.shutdown(1.0)
+
+
+def test_queue_item_bound_drops_and_counts(tmp_path: Path) -> None:
+    """Past queue_max_items, submit drops the event and counts dropped_queue_full."""
+    sender = _sender(tmp_path, MockReceiver(), queue_max_items=3, batch_max_age_s=60.0)
+    _submit(sender, 5)
+    stats = sender.stats()
+    assert (stats["enqueued"], stats["dropped_queue_full"], stats["dropped"]) == (3, 2, 2)
+    sender.shutdown(1.0)
+
+
+def test_queue_byte_bound_drops_and_counts(tmp_path: Path) -> None:
+    """Past queue_max_bytes, submit drops the event and counts dropped_queue_bytes."""
+    sender = _sender(tmp_path, MockReceiver(), queue_max_bytes=1000, batch_max_age_s=60.0)
+    _submit(sender, 5)  # 300 bytes each
+    stats = sender.stats()
+    assert (stats["enqueued"], stats["dropped_queue_bytes"]) == (3, 2)
+    sender.shutdown(1.0)
+
+
+def test_unserializable_event_is_dropped_alone(tmp_path: Path) -> None:
+    """An event that is not valid JSON (NaN) is dropped and counted; its batch-mates still go."""
+    receiver = MockReceiver()
+    sender = _sender(tmp_path, receiver)
+    good = _submit(sender, 3)
+    sender.submit(make_event(3, value=math.nan), 300)
+    assert not sender.flush(FLUSH_S)
+    assert sorted(receiver.event_ids()) == sorted(e["event_id"] for e in good)
+    assert sender.stats()["dropped_unserializable"] == 1
+    sender.shutdown(1.0)
+
+
+def test_internal_error_is_counted_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An unexpected error in the transport is counted in failures, logged once, and the batch kept."""
+    calls = {"n": 0}
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        raise RuntimeError("boom")
+
+    sender = RecordingSender(make_settings(tmp_path / "spool"), transport=httpx.MockTransport(broken))
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        _submit(sender, 2)
+        sender.flush(FLUSH_S)
+        _submit(sender, 2)
+        sender.flush(FLUSH_S)
+    stats = sender.stats()
+    assert stats["failures"] >= 2
+    assert stats["spooled"] == 4
+    assert sum("boom" in r.getMessage() for r in caplog.records) == 1
+    sender.shutdown(1.0)
+
+
+def test_many_threads_lose_nothing(tmp_path: Path) -> None:
+    """16 threads submitting concurrently: every event arrives exactly once."""
+    receiver = MockReceiver()
+    sender = _sender(tmp_path, receiver, batch_max_items=64)
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def produce() -> None:
+        mine = [make_event(i) for i in range(250)]
+        for event in mine:
+            sender.submit(event, 300)
+        with lock:
+            ids.extend(e["event_id"] for e in mine)
+
+    threads = [threading.Thread(target=produce) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sender.flush(FLUSH_S)
+    assert sorted(receiver.event_ids()) == sorted(ids)
+    assert len(set(ids)) == 16 * 250
+    assert sender.stats()["enqueued"] == sender.stats()["sent"] == 4000
+    sender.shutdown(1.0)
+
+
+def test_flush_and_shutdown_are_idempotent(tmp_path: Path) -> None:
+    """flush and shutdown can be called again; submit after shutdown drops and counts."""
+    receiver = MockReceiver()
+    sender = _sender(tmp_path, receiver)
+    _submit(sender, 2)
+    assert sender.flush(FLUSH_S)
+    assert sender.flush(FLUSH_S)
+    assert sender.shutdown(1.0)
+    assert sender.shutdown(1.0)
+    assert sender.flush(0.1)
+    _submit(sender, 1)
+    assert sender.stats()["dropped_closed"] == 1
+    assert len(receiver.event_ids()) == 2
+
+
+def test_shutdown_spools_what_it_could_not_send(tmp_path: Path) -> None:
+    """With the receiver failing, shutdown returns within its budget and spools queued and in-flight events."""
+    receiver = MockReceiver(script=[503] * 100)
+    sender = _sender(tmp_path, receiver, batch_max_items=10, max_retries=50)
+    events = _submit(sender, 35)
+    assert not sender.shutdown(0.2)
+    spooled = spooled_events(tmp_path / "spool")
+    assert sorted(e["event_id"] for e in spooled) == sorted(e["event_id"] for e in events)
+    assert sender.stats()["spooled"] == 35
+
+
+def test_shutdown_without_events_is_instant(tmp_path: Path) -> None:
+    """A sender that never got an event shuts down without starting a thread."""
+    sender = Sender(make_settings(tmp_path))
+    assert sender.shutdown(5.0)
+    assert sender._worker is None
+
+
+def test_spool_cap_counts_dropped_spool_full(tmp_path: Path) -> None:
+    """When the spool is at spool_max_bytes, undeliverable events are dropped and counted; the spool never grows."""
+    receiver = MockReceiver(script=[500] * 100)
+    sender = _sender(tmp_path, receiver, spool_max_bytes=1200, max_retries=0, batch_max_items=5)
+    _submit(sender, 40)
+    sender.flush(FLUSH_S)
+    sender.shutdown(1.0)
+    stats = sender.stats()
+    assert stats["dropped_spool_full"] > 0
+    assert stats["spooled"] + stats["dropped_spool_full"] == 40
+    assert Spool(tmp_path / "spool", 1200).size_bytes() <= 1200
+
+
+def test_spool_is_replayed_on_start(tmp_path: Path) -> None:
+    """Batches a previous process spooled are sent by the next sender and deleted."""
+    old = [make_event(i) for i in range(8)]
+    spool = Spool(tmp_path / "spool", 10**6)
+    spool.write(old[:4])
+    spool.write(old[4:])
+    receiver = MockReceiver()
+    sender = _sender(tmp_path, receiver)
+    assert sender.flush(FLUSH_S)
+    assert receiver.event_ids() == [e["event_id"] for e in old]
+    assert sender.stats()["replayed"] == 8
+    assert spool.ready_names() == []
+    sender.shutdown(1.0)
+
+
+def test_replay_when_the_receiver_answers_again(tmp_path: Path) -> None:
+    """Events spooled during an outage are replayed once the receiver answers, without a flush."""
+    receiver = MockReceiver(script=[500, 500, 500])
+    sender = _sender(tmp_path, receiver, max_retries=2)
+    first = _submit(sender, 3)
+    assert sender.flush(FLUSH_S) is False
+    assert sender.stats()["spooled"] == 3
+    second = _submit(sender, 2)  # the receiver is back: this batch succeeds and triggers replay
+    assert sender.flush(FLUSH_S)
+    assert sorted(receiver.event_ids()) == sorted(e["event_id"] for e in first + second)
+    assert sender.stats()["replayed"] == 3
+    assert spooled_events(tmp_path / "spool") == []
+    sender.shutdown(1.0)
+
+
+def test_corrupt_spool_file_is_moved_aside(tmp_path: Path) -> None:
+    """An unreadable spool file goes to corrupt/ and is counted; good files are still replayed."""
+    spool_dir = tmp_path / "spool"
+    spool = Spool(spool_dir, 10**6)
+    good = [make_event(i) for i in range(3)]
+    spool.write(good)
+    (spool_dir / "00000000-0000-7000-8000-000000000000.json.gz").write_bytes(b"not gzip")
+    receiver = MockReceiver()
+    sender = _sender(tmp_path, receiver)
+    assert sender.flush(FLUSH_S)
+    assert receiver.event_ids() == [e["event_id"] for e in good]
+    assert [p.name for p in (spool_dir / "corrupt").iterdir()] == ["00000000-0000-7000-8000-000000000000.json.gz"]
+    assert sender.stats()["spool_corrupt"] == 1
+    sender.shutdown(1.0)
+
+
+def test_stats_has_every_counter(tmp_path: Path) -> None:
+    """stats() always reports every counter, one dropped_<reason> per reason."""
+    stats = Sender(make_settings(tmp_path)).stats()
+    expected = {"enqueued", "sent", "dropped", "spooled", "replayed", "retries", "failures", "rejected"}
+    expected |= {f"dropped_{reason}" for reason in DropReason}
+    expected |= {"spans_sent", "spans_dropped"}
+    assert expected <= set(stats)
+    assert all(value == 0 for value in stats.values())
