@@ -10,6 +10,7 @@ The hierarchy::
     └── RuntimeFailure                 something went wrong while doing the work
         ├── RunAborted                 a run passed its deadline or budget
         ├── NodeTimeout                a node attempt ran past its timeout_s
+        ├── WorkflowFailed             a generated workflow's run failed at a node
         ├── StoreError                 the receiver's store failed
         │   ├── LedgerIntegrityError   the ledger's hash chain does not verify
         │   └── SchemaVersionError     the database was written by a newer flowledger
@@ -36,6 +37,7 @@ __all__ = [
     "StoreError",
     "UsageError",
     "WireFormatError",
+    "WorkflowFailed",
 ]
 
 
@@ -102,3 +104,16 @@ class SchemaVersionError(StoreError):
 
 class ReceiverError(RuntimeFailure):
     """A receiver answered a request with an error."""
+
+
+class WorkflowFailed(RuntimeFailure):
+    """A run of a generated workflow failed at a node.
+
+    ``run_id`` names the run in the history, ``node_id`` the failing node;
+    the node's own exception is the ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, run_id: str, node_id: str | None) -> None:
+        self.run_id = run_id
+        self.node_id = node_id
+        super().__init__(message)

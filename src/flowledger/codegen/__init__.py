@@ -1,1 +1,14 @@
-"""flowledger codegen."""
+"""flowledger codegen: workflow definitions become instrumented Python modules.
+
+``load(path)`` reads and validates a definition into its typed model,
+``generate(path)`` returns the generated module's source. Every problem in a
+definition is reported at once through :class:`flowledger.DefinitionError`.
+"""
+
+from __future__ import annotations
+
+from flowledger.codegen._generate import generate, load
+from flowledger.codegen._model import Definition
+from flowledger.codegen._render import GenerationError
+
+__all__ = ["Definition", "GenerationError", "generate", "load"]

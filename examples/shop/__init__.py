@@ -1,0 +1,1 @@
+"""Node functions of the example workflows (``examples/*.yaml``)."""

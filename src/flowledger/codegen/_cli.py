@@ -1,0 +1,97 @@
+"""``flowledger validate`` and ``flowledger generate``.
+
+Importing this module is cheap: Jinja and ruamel.yaml are imported when a
+command runs. A bad definition exits with code 2 and every problem on
+stderr, one per line; no command ever shows a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Final
+
+import click
+
+from flowledger._exceptions import DefinitionError
+
+__all__ = ["COMMANDS", "EXIT_INVALID", "generate_command", "validate_command"]
+
+EXIT_INVALID: Final = 2
+EXIT_IO: Final = 1
+
+
+def _report(error: DefinitionError) -> None:
+    for problem in error.problems:
+        click.echo(problem, err=True)
+    count = len(error.problems)
+    click.echo(f"{count} problem{'s' if count != 1 else ''} found; nothing was generated.", err=True)
+
+
+@click.command("validate")
+@click.argument("definition", type=click.Path(dir_okay=False, path_type=Path))
+def validate_command(definition: Path) -> None:
+    """Check the workflow DEFINITION (YAML or JSON); exit 2 listing every problem."""
+    from flowledger.codegen._generate import load
+
+    try:
+        model = load(definition)
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        count = len(exc.problems)
+        click.echo(f"{count} problem{'s' if count != 1 else ''} found.", err=True)
+        raise SystemExit(EXIT_INVALID) from None
+    count = len(model.nodes)
+    click.echo(f"{definition}: valid (workflow {model.workflow.id}, {count} node{'s' if count != 1 else ''})")
+
+
+def _write_atomically(target: Path, text: str) -> None:
+    directory = target.parent if str(target.parent) else Path()
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@click.command("generate")
+@click.argument("definition", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="module to write"
+)
+@click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="directory whose templates override the packaged ones (e.g. workflow.py.jinja)",
+)
+def generate_command(definition: Path, output: Path, templates_dir: Path | None) -> None:
+    """Validate DEFINITION and write its instrumented workflow module to OUTPUT (`-` for stdout)."""
+    from flowledger.codegen._generate import generate
+
+    if templates_dir is not None and not templates_dir.is_dir():
+        click.echo(f"error: --templates {templates_dir} is not a directory", err=True)
+        raise SystemExit(EXIT_INVALID)
+    try:
+        source = generate(definition, templates_dir=templates_dir)
+    except DefinitionError as exc:
+        _report(exc)
+        raise SystemExit(EXIT_INVALID) from None
+    if str(output) == "-":
+        click.echo(source, nl=False)
+        return
+    try:
+        _write_atomically(output, source)
+    except OSError as exc:
+        click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
+        raise SystemExit(EXIT_IO) from None
+    click.echo(f"wrote {output} from {definition}")
+
+
+COMMANDS: Final[list[click.Command]] = [validate_command, generate_command]
+"""The codegen commands, for the ``flowledger`` command group to register."""

@@ -1,0 +1,176 @@
+"""The typed model of a validated workflow definition.
+
+Validation turns a parsed :class:`~flowledger.codegen._load.Document` into a
+:class:`Definition`; the renderer only ever reads this model. Every string in
+it is either a validated identifier (:class:`Identifier`) or a free value
+that reaches generated code only as a literal.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CallTarget",
+    "Definition",
+    "EnvRef",
+    "HttpMethod",
+    "HttpSpec",
+    "Identifier",
+    "JsonValue",
+    "Limits",
+    "MapSpec",
+    "Node",
+    "OnError",
+    "RetryPolicy",
+    "Trigger",
+    "TriggerKind",
+    "WithValue",
+    "WorkflowInfo",
+]
+
+FORMAT_VERSION: Final = 1
+"""The definition format version this flowledger reads (`flowledger: 1`)."""
+
+
+class Identifier(str):
+    """A string the validator checked against an identifier pattern."""
+
+    __slots__ = ()
+
+
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvRef:
+    """``{env: NAME}``: the value of an environment variable, read when the node runs."""
+
+    name: Identifier
+
+
+WithValue: TypeAlias = "JsonValue | EnvRef"
+
+
+class TriggerKind(enum.StrEnum):
+    """How runs of the workflow start."""
+
+    MANUAL = "manual"
+    HTTP = "http"
+    SCHEDULE = "schedule"
+
+
+class OnError(enum.StrEnum):
+    """What a node's final failure does to the run."""
+
+    FAIL = "fail"
+    CONTINUE = "continue"
+
+
+class HttpMethod(enum.StrEnum):
+    """Methods an http node may use."""
+
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True, slots=True)
+class CallTarget:
+    """``module.path:function``, both parts validated identifiers."""
+
+    module: Identifier
+    function: Identifier
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.function}"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a node is attempted and how long to wait between attempts."""
+
+    attempts: int
+    backoff_s: float
+    factor: float
+    max_backoff_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class MapSpec:
+    """Run the node once per item of its (list) input."""
+
+    max_concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSpec:
+    """An http node's request."""
+
+    method: HttpMethod
+    url: str
+    headers: tuple[tuple[str, str | EnvRef], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One node, as declared at ``line`` under ``nodes[index]``."""
+
+    id: Identifier
+    index: int
+    line: int
+    call: CallTarget | None
+    http: HttpSpec | None
+    needs: tuple[Identifier, ...]
+    with_args: tuple[tuple[Identifier, WithValue], ...]
+    retry: RetryPolicy | None
+    timeout_s: float | None
+    when: CallTarget | None
+    map: MapSpec | None
+    effect: bool
+    on_error: OnError
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    """The ``workflow:`` section."""
+
+    id: str
+    """Validated against ``[a-z0-9][a-z0-9_-]*`` (not a Python identifier: it may hold ``-``)."""
+    name: str | None
+    version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """The ``trigger:`` section."""
+
+    kind: TriggerKind
+    http_path: str | None = None
+    every_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The ``limits:`` section; ``None`` means no limit."""
+
+    deadline_s: float | None = None
+    budget_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """A whole validated definition."""
+
+    source_file: str
+    sha256: str
+    workflow: WorkflowInfo
+    trigger: Trigger
+    limits: Limits
+    output: Identifier
+    nodes: tuple[Node, ...]

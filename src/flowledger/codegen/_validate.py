@@ -1,0 +1,589 @@
+"""Check a parsed definition and build its typed model.
+
+Every check adds to one :class:`~flowledger.codegen._problems.Problems`
+collector instead of stopping, so a user sees all problems at once. Ids and
+import paths are validated, never renamed; strings that are not identifiers
+stay free text and reach generated code only as literals.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from flowledger.codegen._load import Document
+from flowledger.codegen._model import (
+    FORMAT_VERSION,
+    CallTarget,
+    Definition,
+    EnvRef,
+    HttpMethod,
+    HttpSpec,
+    Identifier,
+    JsonValue,
+    Limits,
+    MapSpec,
+    Node,
+    OnError,
+    RetryPolicy,
+    Trigger,
+    TriggerKind,
+    WithValue,
+    WorkflowInfo,
+)
+from flowledger.codegen._problems import Path, Problems, did_you_mean
+
+__all__ = ["validate"]
+
+WORKFLOW_ID: Final = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+NODE_ID: Final = re.compile(r"[a-z][a-z0-9_]*\Z")
+PY_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+MAX_ID_LENGTH: Final = 64
+MAX_WORKFLOW_ID_LENGTH: Final = 128
+MAX_TEXT_LENGTH: Final = 1024
+MAX_JSON_DEPTH: Final = 32
+
+DEFAULT_BACKOFF_S: Final = 0.0
+DEFAULT_BACKOFF_FACTOR: Final = 2.0
+DEFAULT_MAX_BACKOFF_S: Final = 30.0
+DEFAULT_MAP_CONCURRENCY: Final = 8
+
+TOP_KEYS: Final = ("flowledger", "workflow", "trigger", "limits", "output", "nodes")
+WORKFLOW_KEYS: Final = ("id", "name", "version")
+TRIGGER_KEYS: Final = ("type", "http", "schedule")
+TRIGGER_HTTP_KEYS: Final = ("path",)
+TRIGGER_SCHEDULE_KEYS: Final = ("every_s",)
+LIMITS_KEYS: Final = ("deadline_s", "budget_usd")
+NODE_KEYS: Final = (
+    "id",
+    "call",
+    "http",
+    "with",
+    "needs",
+    "retry",
+    "timeout_s",
+    "when",
+    "map",
+    "effect",
+    "on_error",
+)
+RETRY_KEYS: Final = ("attempts", "backoff_s", "factor", "max_backoff_s")
+MAP_KEYS: Final = ("max_concurrency",)
+HTTP_KEYS: Final = ("method", "url", "headers")
+
+_RESERVED_NODE_IDS: Final = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
+
+
+def validate(doc: Document) -> Definition:
+    """Return the model of ``doc``, or raise DefinitionError listing every problem."""
+    validator = _Validator(doc)
+    definition = validator.definition()
+    validator.problems.raise_if_any()
+    assert definition is not None  # every path that returns None added a problem
+    return definition
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _quote_list(names: Sequence[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
+
+
+class _Validator:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.problems = Problems(doc.file)
+
+    # --- reporting ---------------------------------------------------------
+
+    def at(self, path: Path, message: str) -> None:
+        """Report a problem with the value at ``path``."""
+        self.problems.add(*self.doc.value_mark(path), path, message)
+
+    def at_key(self, path: Path, message: str) -> None:
+        """Report a problem with the key that holds ``path``."""
+        self.problems.add(*self.doc.key_mark(path), path, message)
+
+    # --- shapes ------------------------------------------------------------
+
+    def mapping(
+        self, value: Any, path: Path, allowed: Sequence[str], required: Sequence[str] = ()
+    ) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            self.at(path, f"expected a mapping with keys {_quote_list(allowed)}, found {_type_name(value)}")
+            return None
+        for key in value:
+            if key not in allowed:
+                close = did_you_mean(key, allowed)
+                hint = f" (did you mean `{close}`?)" if close else ""
+                self.at_key((*path, key), f"unknown key `{key}`{hint}; allowed keys: {_quote_list(allowed)}")
+        for key in required:
+            if key not in value:
+                self.at(path, f"missing required key `{key}`")
+        return {k: v for k, v in value.items() if k in allowed}
+
+    def text(self, value: Any, path: Path, *, max_length: int = MAX_TEXT_LENGTH) -> str | None:
+        if not isinstance(value, str):
+            self.at(path, f"expected a string, found {_type_name(value)}; quote the value")
+            return None
+        if len(value) > max_length:
+            self.at(path, f"the string is {len(value)} characters long; at most {max_length} are allowed")
+            return None
+        return value
+
+    def number(self, value: Any, path: Path, *, minimum: float, exclusive: bool) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.at(path, f"expected a number, found {_type_name(value)}")
+            return None
+        if value < minimum or (exclusive and value == minimum):
+            bound = f"greater than {minimum:g}" if exclusive else f"at least {minimum:g}"
+            self.at(path, f"must be {bound}, found {value!r}")
+            return None
+        return float(value)
+
+    def integer(self, value: Any, path: Path, *, minimum: int) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.at(path, f"expected a whole number, found {_type_name(value)}")
+            return None
+        if value < minimum:
+            self.at(path, f"must be at least {minimum}, found {value}")
+            return None
+        return value
+
+    def boolean(self, value: Any, path: Path) -> bool | None:
+        if not isinstance(value, bool):
+            self.at(path, f"expected true or false, found {_type_name(value)}")
+            return None
+        return value
+
+    def enum_value(self, value: Any, path: Path, choices: Sequence[str]) -> str | None:
+        if not isinstance(value, str) or value not in choices:
+            shown = repr(value) if isinstance(value, str) else _type_name(value)
+            close = did_you_mean(value, choices) if isinstance(value, str) else None
+            hint = f" (did you mean `{close}`?)" if close else ""
+            self.at(path, f"{shown} is not allowed{hint}; use one of {_quote_list(choices)}")
+            return None
+        return value
+
+    def call_target(self, value: Any, path: Path) -> CallTarget | None:
+        text = self.text(value, path)
+        if text is None:
+            return None
+        module, sep, function = text.partition(":")
+        parts = module.split(".")
+        bad = [p for p in [*parts, function] if not PY_NAME.match(p) or keyword.iskeyword(p)]
+        if not sep or not module or not function or bad:
+            self.at(
+                path,
+                f"{text!r} is not an import path; write `module.path:function` "
+                "with Python identifiers on both sides of one colon",
+            )
+            return None
+        return CallTarget(Identifier(module), Identifier(function))
+
+    def json_value(self, value: Any, path: Path, depth: int = 0) -> JsonValue:
+        if depth > MAX_JSON_DEPTH:
+            self.at(path, f"the value is nested deeper than {MAX_JSON_DEPTH} levels")
+            return None
+        if isinstance(value, dict):
+            return {k: self.json_value(v, (*path, k), depth + 1) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.json_value(v, (*path, i), depth + 1) for i, v in enumerate(value)]
+        return value  # type: ignore[no-any-return]  # the loaders only produce JSON scalars
+
+    def env_ref(self, value: Any, path: Path) -> EnvRef | None:
+        """``{env: NAME}`` if ``value`` is that shape (reporting a bad NAME), else None."""
+        if not (isinstance(value, dict) and set(value) == {"env"}):
+            return None
+        name = value["env"]
+        if not isinstance(name, str) or not ENV_NAME.match(name):
+            self.at(
+                (*path, "env"),
+                f"{name!r} is not an environment variable name; use letters, digits and `_`, not starting with a digit",
+            )
+            return EnvRef(Identifier("_"))
+        return EnvRef(Identifier(name))
+
+    # --- sections ----------------------------------------------------------
+
+    def definition(self) -> Definition | None:
+        top = self.mapping(self.doc.data, (), TOP_KEYS, required=("flowledger", "workflow", "nodes"))
+        if top is None:
+            return None
+        if "flowledger" in top:
+            version = top["flowledger"]
+            if isinstance(version, bool) or version != FORMAT_VERSION:
+                self.at(
+                    ("flowledger",),
+                    f"format version {version!r} is not supported; "
+                    f"this flowledger reads `flowledger: {FORMAT_VERSION}`",
+                )
+        workflow = self.workflow(top.get("workflow"), ("workflow",)) if "workflow" in top else None
+        trigger = self.trigger(top["trigger"], ("trigger",)) if "trigger" in top else Trigger(TriggerKind.MANUAL)
+        limits = self.limits(top["limits"], ("limits",)) if "limits" in top else Limits()
+        nodes = self.nodes(top["nodes"], ("nodes",)) if "nodes" in top else []
+        output = self.output(top.get("output"), nodes)
+        if workflow is None or trigger is None or limits is None or output is None or self.problems:
+            return None
+        return Definition(
+            source_file=self.doc.file,
+            sha256=self.doc.sha256,
+            workflow=workflow,
+            trigger=trigger,
+            limits=limits,
+            output=output,
+            nodes=tuple(nodes),
+        )
+
+    def workflow(self, value: Any, path: Path) -> WorkflowInfo | None:
+        section = self.mapping(value, path, WORKFLOW_KEYS, required=("id",))
+        if section is None:
+            return None
+        workflow_id = None
+        if "id" in section:
+            workflow_id = self.text(section["id"], (*path, "id"), max_length=MAX_WORKFLOW_ID_LENGTH)
+            if workflow_id is not None and not WORKFLOW_ID.match(workflow_id):
+                self.at(
+                    (*path, "id"),
+                    f"{workflow_id!r} is not a workflow id; use lowercase letters, digits, `_` and `-`, "
+                    "starting with a letter or digit",
+                )
+                workflow_id = None
+        name = self.text(section["name"], (*path, "name")) if "name" in section else None
+        version = self.text(section["version"], (*path, "version"), max_length=256) if "version" in section else None
+        if workflow_id is None:
+            return None
+        return WorkflowInfo(id=workflow_id, name=name, version=version)
+
+    def trigger(self, value: Any, path: Path) -> Trigger | None:
+        section = self.mapping(value, path, TRIGGER_KEYS, required=("type",))
+        if section is None or "type" not in section:
+            return None
+        kind_text = self.enum_value(section["type"], (*path, "type"), [k.value for k in TriggerKind])
+        if kind_text is None:
+            return None
+        kind = TriggerKind(kind_text)
+        for other in ("http", "schedule"):
+            if other in section and other != kind.value:
+                self.at_key((*path, other), f"`{other}` settings only apply to `type: {other}`; remove them")
+        if kind is TriggerKind.HTTP:
+            if "http" not in section:
+                self.at(path, "an http trigger needs `http: {path: /some/path}`")
+                return None
+            spec = self.mapping(section["http"], (*path, "http"), TRIGGER_HTTP_KEYS, required=("path",))
+            if spec is None or "path" not in spec:
+                return None
+            route = self.text(spec["path"], (*path, "http", "path"))
+            if route is None:
+                return None
+            if not route.startswith("/") or any(c.isspace() or not c.isprintable() or c in "{}" for c in route):
+                self.at(
+                    (*path, "http", "path"),
+                    f"{route!r} is not a route path; start it with `/` and use no spaces, braces or control characters",
+                )
+                return None
+            return Trigger(kind, http_path=route)
+        if kind is TriggerKind.SCHEDULE:
+            if "schedule" not in section:
+                self.at(path, "a schedule trigger needs `schedule: {every_s: SECONDS}`")
+                return None
+            spec = self.mapping(section["schedule"], (*path, "schedule"), TRIGGER_SCHEDULE_KEYS, required=("every_s",))
+            if spec is None or "every_s" not in spec:
+                return None
+            every = self.number(spec["every_s"], (*path, "schedule", "every_s"), minimum=0, exclusive=True)
+            return None if every is None else Trigger(kind, every_s=every)
+        return Trigger(kind)
+
+    def limits(self, value: Any, path: Path) -> Limits | None:
+        section = self.mapping(value, path, LIMITS_KEYS)
+        if section is None:
+            return None
+        deadline = budget = None
+        if "deadline_s" in section:
+            deadline = self.number(section["deadline_s"], (*path, "deadline_s"), minimum=0, exclusive=True)
+        if "budget_usd" in section:
+            budget = self.number(section["budget_usd"], (*path, "budget_usd"), minimum=0, exclusive=False)
+        return Limits(deadline_s=deadline, budget_usd=budget)
+
+    # --- nodes -------------------------------------------------------------
+
+    def nodes(self, value: Any, path: Path) -> list[Node]:
+        if not isinstance(value, list) or not value:
+            found = "an empty list" if value == [] else _type_name(value)
+            self.at(path, f"expected a non-empty list of nodes, found {found}")
+            return []
+        nodes: list[Node] = []
+        seen: dict[str, int] = {}
+        for index, item in enumerate(value):
+            node = self.node(item, (*path, index), index)
+            if node is None:
+                continue
+            if node.id in seen:
+                self.at(
+                    (*path, index, "id"),
+                    f"duplicate node id `{node.id}` (first declared at nodes[{seen[node.id]}]); ids must be unique",
+                )
+                continue
+            seen[node.id] = index
+            nodes.append(node)
+        self.check_needs(nodes, path)
+        return nodes
+
+    def node(self, value: Any, path: Path, index: int) -> Node | None:
+        section = self.mapping(value, path, NODE_KEYS, required=("id",))
+        if section is None:
+            return None
+        node_id = self.node_id(section["id"], (*path, "id")) if "id" in section else None
+        call = http = None
+        if "call" in section and "http" in section:
+            self.at_key((*path, "http"), "a node has either `call` or `http`, not both")
+        elif "call" in section:
+            call = self.call_target(section["call"], (*path, "call"))
+        elif "http" in section:
+            http = self.http(section["http"], (*path, "http"))
+        else:
+            self.at(path, "a node needs `call: module:function` or `http: {url: ...}`")
+        needs = self.needs(section.get("needs", []), (*path, "needs"), node_id)
+        with_args = self.with_args(section["with"], (*path, "with")) if "with" in section else ()
+        if with_args and "http" in section:
+            self.at_key((*path, "with"), "`with` passes keyword arguments to a function; http nodes take none")
+        retry = self.retry(section["retry"], (*path, "retry")) if "retry" in section else None
+        timeout_s = None
+        if "timeout_s" in section:
+            timeout_s = self.number(section["timeout_s"], (*path, "timeout_s"), minimum=0, exclusive=True)
+        when = self.call_target(section["when"], (*path, "when")) if "when" in section else None
+        map_spec = self.map_spec(section["map"], (*path, "map")) if "map" in section else None
+        effect = bool(self.boolean(section["effect"], (*path, "effect"))) if "effect" in section else False
+        on_error = OnError.FAIL
+        if "on_error" in section:
+            text = self.enum_value(section["on_error"], (*path, "on_error"), [e.value for e in OnError])
+            on_error = OnError(text) if text else OnError.FAIL
+        if node_id is None:
+            return None
+        return Node(
+            id=node_id,
+            index=index,
+            line=self.doc.value_mark(path)[0],
+            call=call,
+            http=http,
+            needs=needs,
+            with_args=with_args,
+            retry=retry,
+            timeout_s=timeout_s,
+            when=when,
+            map=map_spec,
+            effect=effect,
+            on_error=on_error,
+        )
+
+    def node_id(self, value: Any, path: Path) -> Identifier | None:
+        text = self.text(value, path, max_length=MAX_ID_LENGTH)
+        if text is None:
+            return None
+        if not NODE_ID.match(text):
+            suggestion = re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
+            hint = f" (for example `{suggestion}`)" if suggestion and NODE_ID.match(suggestion) else ""
+            self.at(
+                path,
+                f"{text!r} is not a node id; use lowercase letters, digits and `_`, starting with a letter{hint}",
+            )
+            return None
+        if text in _RESERVED_NODE_IDS:
+            self.at(path, f"`{text}` is a Python keyword or builtin name; choose another node id, e.g. `{text}_step`")
+            return None
+        return Identifier(text)
+
+    def needs(self, value: Any, path: Path, node_id: str | None) -> tuple[Identifier, ...]:
+        if not isinstance(value, list):
+            self.at(path, f"expected a list of node ids, found {_type_name(value)}")
+            return ()
+        out: list[Identifier] = []
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                self.at((*path, index), f"expected a node id, found {_type_name(item)}")
+            elif item in out:
+                self.at((*path, index), f"`{item}` is listed twice; list each need once")
+            elif item == node_id:
+                self.at((*path, index), f"node `{item}` cannot need itself")
+            else:
+                out.append(Identifier(item))
+        return tuple(out)
+
+    def with_args(self, value: Any, path: Path) -> tuple[tuple[Identifier, WithValue], ...]:
+        if not isinstance(value, dict):
+            self.at(path, f"expected a mapping of keyword arguments, found {_type_name(value)}")
+            return ()
+        out: list[tuple[Identifier, WithValue]] = []
+        for name, item in value.items():
+            if not PY_NAME.match(name) or keyword.iskeyword(name):
+                self.at_key((*path, name), f"{name!r} is not a keyword argument name; use a Python identifier")
+                continue
+            env = self.env_ref(item, (*path, name))
+            out.append((Identifier(name), env if env is not None else self.json_value(item, (*path, name))))
+        return tuple(out)
+
+    def retry(self, value: Any, path: Path) -> RetryPolicy | None:
+        section = self.mapping(value, path, RETRY_KEYS, required=("attempts",))
+        if section is None or "attempts" not in section:
+            return None
+        attempts = self.integer(section["attempts"], (*path, "attempts"), minimum=1)
+        backoff = DEFAULT_BACKOFF_S
+        factor = DEFAULT_BACKOFF_FACTOR
+        max_backoff = DEFAULT_MAX_BACKOFF_S
+        if "backoff_s" in section:
+            backoff = self.number(section["backoff_s"], (*path, "backoff_s"), minimum=0, exclusive=False) or 0.0
+        if "factor" in section:
+            factor = self.number(section["factor"], (*path, "factor"), minimum=1, exclusive=False) or 1.0
+        if "max_backoff_s" in section:
+            max_backoff = (
+                self.number(section["max_backoff_s"], (*path, "max_backoff_s"), minimum=0, exclusive=False) or 0.0
+            )
+        if attempts is None:
+            return None
+        return RetryPolicy(attempts=attempts, backoff_s=backoff, factor=factor, max_backoff_s=max_backoff)
+
+    def map_spec(self, value: Any, path: Path) -> MapSpec | None:
+        section = self.mapping(value, path, MAP_KEYS)
+        if section is None:
+            return None
+        limit = DEFAULT_MAP_CONCURRENCY
+        if "max_concurrency" in section:
+            limit = self.integer(section["max_concurrency"], (*path, "max_concurrency"), minimum=1) or 1
+        return MapSpec(max_concurrency=limit)
+
+    def http(self, value: Any, path: Path) -> HttpSpec | None:
+        section = self.mapping(value, path, HTTP_KEYS, required=("url",))
+        if section is None or "url" not in section:
+            return None
+        method = HttpMethod.POST
+        if "method" in section:
+            raw = section["method"]
+            text = self.enum_value(
+                raw.upper() if isinstance(raw, str) else raw, (*path, "method"), [m.value for m in HttpMethod]
+            )
+            method = HttpMethod(text) if text else method
+        url = self.text(section["url"], (*path, "url"), max_length=4096)
+        if url is not None:
+            parts = urlsplit(url) if url.isprintable() and not any(c.isspace() for c in url) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+                self.at(
+                    (*path, "url"),
+                    f"{url!r} is not an absolute http(s) URL without spaces, e.g. `https://example.com/hook`",
+                )
+                url = None
+        headers: list[tuple[str, str | EnvRef]] = []
+        if "headers" in section:
+            raw_headers = section["headers"]
+            if not isinstance(raw_headers, dict):
+                self.at(
+                    (*path, "headers"), f"expected a mapping of header names to values, found {_type_name(raw_headers)}"
+                )
+            else:
+                for name, item in raw_headers.items():
+                    where = (*path, "headers", name)
+                    if not HEADER_NAME.match(name):
+                        self.at_key(where, f"{name!r} is not an HTTP header name")
+                        continue
+                    env = self.env_ref(item, where)
+                    if env is not None:
+                        headers.append((name, env))
+                        continue
+                    header_value = self.text(item, where)
+                    if header_value is not None and ("\r" in header_value or "\n" in header_value):
+                        self.at(where, "a header value cannot contain line breaks")
+                    elif header_value is not None:
+                        headers.append((name, header_value))
+        if url is None:
+            return None
+        return HttpSpec(method=method, url=url, headers=tuple(headers))
+
+    # --- the graph ---------------------------------------------------------
+
+    def check_needs(self, nodes: list[Node], path: Path) -> None:
+        ids = [n.id for n in nodes]
+        known = set(ids)
+        for node in nodes:
+            for index, need in enumerate(node.needs):
+                if need not in known:
+                    close = did_you_mean(need, ids)
+                    hint = f" (did you mean `{close}`?)" if close else ""
+                    self.at(
+                        (*path, node.index, "needs", index),
+                        f"unknown node `{need}`{hint}; needs must name nodes declared in `nodes`",
+                    )
+        for cycle in _find_cycles({n.id: [m for m in n.needs if m in known] for n in nodes}):
+            first = next(n for n in nodes if n.id == cycle[0])
+            where = (*path, first.index, "needs", first.needs.index(Identifier(cycle[1])))
+            self.at(where, f"the needs form a cycle: {' -> '.join(cycle)}; remove one of these needs")
+
+    def output(self, value: Any, nodes: list[Node]) -> Identifier | None:
+        if not nodes:
+            return None
+        ids = [n.id for n in nodes]
+        if value is not None:
+            if not isinstance(value, str) or value not in ids:
+                shown = repr(value) if isinstance(value, str) else _type_name(value)
+                close = did_you_mean(value, ids) if isinstance(value, str) else None
+                hint = f" (did you mean `{close}`?)" if close else ""
+                self.at(("output",), f"{shown} is not a node of this workflow{hint}; name one node id")
+                return None
+            return Identifier(value)
+        needed = {need for n in nodes for need in n.needs}
+        sinks = [n.id for n in nodes if n.id not in needed]
+        if len(sinks) == 1:
+            return sinks[0]
+        if sinks:
+            self.at(
+                (),
+                f"{len(sinks)} nodes have no dependents ({_quote_list(sinks)}); "
+                "add `output: NODE_ID` to say which one is the workflow's output",
+            )
+        return None
+
+
+def _find_cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """Every elementary cycle found by depth-first search, each once, as a closed path."""
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+    seen_sets: set[frozenset[str]] = set()
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for need in graph.get(node, ()):
+            if state.get(need) == 1:
+                cycle = [*stack[stack.index(need) :], need]
+                key = frozenset(cycle)
+                if key not in seen_sets:
+                    seen_sets.add(key)
+                    cycles.append(cycle)
+            elif need not in state:
+                visit(need)
+        stack.pop()
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node)
+    return cycles

@@ -1,0 +1,81 @@
+"""http nodes: send the node's input as JSON, return the JSON reply.
+
+The request carries the node attempt's W3C ``traceparent``, so the receiving
+service joins the run's trace. A reply outside 2xx fails the attempt with
+the status code and the start of the body in the message; the status code
+and the request count are also recorded as the attempt's cost/attributes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Final
+
+from flowledger._exceptions import RuntimeFailure
+from flowledger.instrument._workflow import Env
+
+if TYPE_CHECKING:
+    import httpx
+
+    from flowledger.instrument._node import NodeAttempt
+    from flowledger.instrument._run import Run
+    from flowledger.instrument._workflow import Http
+
+__all__ = ["HttpNodeError", "send"]
+
+DEFAULT_HTTP_TIMEOUT_S: Final = 30.0
+ERROR_BODY_PREVIEW_CHARS: Final = 300
+_BODYLESS: Final = frozenset({"GET", "DELETE"})
+
+
+class HttpNodeError(RuntimeFailure):
+    """An http node's request was answered with a status outside 2xx."""
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        self.status_code = status_code
+        super().__init__(message)
+
+
+def _traceparent(hook: NodeAttempt, recorder: Run) -> str | None:
+    from flowledger.instrument._otel import traceparent
+
+    current = traceparent()
+    if current:
+        return current
+    if recorder.trace_id and hook.span_id:
+        return f"00-{recorder.trace_id}-{hook.span_id}-01"
+    return None
+
+
+async def send(
+    node_id: str, spec: Http, value: Any, client: httpx.AsyncClient, hook: NodeAttempt, recorder: Run
+) -> Any:
+    """Send one request for ``node_id``; return the decoded JSON reply (text if it is not JSON)."""
+    from flowledger.instrument._node import cost
+
+    headers = {
+        name: item.read(node_id, f"http.headers.{name}") if isinstance(item, Env) else item
+        for name, item in spec.headers.items()
+    }
+    parent = _traceparent(hook, recorder)
+    if parent:
+        headers["traceparent"] = parent
+    body = None if spec.method in _BODYLESS else json.dumps(value, default=str).encode()
+    if body is not None:
+        headers.setdefault("content-type", "application/json")
+    response = await client.request(
+        spec.method, spec.url, content=body, headers=headers, timeout=DEFAULT_HTTP_TIMEOUT_S
+    )
+    cost(external_requests=1)
+    if not response.is_success:
+        preview = response.text[:ERROR_BODY_PREVIEW_CHARS]
+        raise HttpNodeError(
+            f"{spec.method} {spec.url} answered {response.status_code} {response.reason_phrase}: {preview}",
+            status_code=response.status_code,
+        )
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text

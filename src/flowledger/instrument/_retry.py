@@ -1,0 +1,71 @@
+"""Attempts of one node: retries with backoff, ``timeout_s`` per attempt, effects.
+
+Each attempt is its own ``attempt()`` record, so the history shows every
+try with its error. Backoff never sleeps past the run's deadline; an
+attempt is cut at ``timeout_s`` (NodeTimeout) or at the deadline
+(RunAborted), whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from flowledger._exceptions import NodeTimeout, RunAborted
+
+if TYPE_CHECKING:
+    from flowledger.instrument._workflow import Execution, Node
+
+__all__ = ["run_attempts"]
+
+
+async def run_attempts(execution: Execution, node: Node, value: Any, item: int | None) -> Any:
+    """Attempt ``node`` on ``value`` until one attempt succeeds or its retries are spent."""
+    policy = node.retry
+    number = 1
+    while True:
+        try:
+            return await _one_attempt(execution, node, value, number, item)
+        except (RunAborted, asyncio.CancelledError):
+            raise
+        except Exception:
+            if number >= policy.attempts:
+                raise
+        delay = policy.delay_s(number)
+        remaining = execution.run.remaining_s()
+        if remaining is not None:
+            delay = min(delay, remaining)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        number += 1
+
+
+async def _one_attempt(execution: Execution, node: Node, value: Any, number: int, item: int | None) -> Any:
+    with execution.attempt(node, value, number, item) as hook:
+        if node.effect and execution.dry_run:
+            hook.simulate()
+            return None
+        if node.effect:
+            hit, recorded = hook.guard_hit()
+            if hit:
+                hook.duplicate(recorded)
+                return recorded
+        remaining = execution.run.remaining_s()
+        limits = [t for t in (node.timeout_s, remaining) if t is not None]
+        work = execution.invoke(node, value, hook)
+        if not limits:
+            output = await work
+        else:
+            limit = min(limits)
+            try:
+                output = await asyncio.wait_for(work, limit)
+            except TimeoutError:
+                if node.timeout_s is not None and limit >= node.timeout_s:
+                    raise NodeTimeout(
+                        f"node `{node.id}` attempt {number} ran longer than its timeout_s of {node.timeout_s:g} s"
+                    ) from None
+                execution.run.abort("deadline", f"the run passed its deadline of {execution.run.deadline_s:g} s")
+                execution.run.check_limits()
+                raise
+        hook.set_output(output)
+        return output

@@ -1,0 +1,288 @@
+"""How runs of a generated workflow start: command line, HTTP, schedule.
+
+- :func:`main` is the generated module's ``__main__``: ``--input JSON`` (or
+  ``@file.json``) runs once and prints the output as JSON; ``--dry-run``
+  simulates effects; ``--serve`` runs the schedule loop (schedule trigger)
+  or an HTTP server (http trigger).
+- :func:`http_app` is the ASGI app of an http-triggered workflow: ``POST``
+  on its path runs the workflow on the JSON body, continuing the caller's
+  W3C trace, and answers with the output (400 for a body that is not JSON,
+  500 with the run id when the run fails). Starlette is imported on the
+  first request, so importing a generated module stays cheap.
+- :func:`serve_schedule` starts a run every ``every_s`` seconds and never
+  overlaps runs unless asked: a run that overruns its slot delays the next
+  one rather than stacking them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from flowledger._wire import RunStatus, TriggerType
+from flowledger.instrument._workflow import HttpTrigger, RunResult, Schedule, Workflow, execute_run
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "http_app", "main", "serve_schedule"]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_FLUSH_TIMEOUT_S: Final = 2.0
+"""How long a command-line run waits at most for its records to go out."""
+MAX_HTTP_BODY_BYTES: Final = 10 * 1024 * 1024
+DEFAULT_HTTP_HOST: Final = "127.0.0.1"
+DEFAULT_HTTP_PORT: Final = 8000
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class _BadInput(Exception):
+    pass
+
+
+def _read_input(text: str | None) -> Any:
+    if text is None:
+        return None
+    source = "--input"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise _BadInput(f"cannot read the input file {source}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise _BadInput(f"{source} is not valid JSON: {exc}") from None
+
+
+def _parser(workflow: Workflow, prog: str | None) -> argparse.ArgumentParser:
+    title = workflow.name or workflow.id
+    parser = argparse.ArgumentParser(prog=prog, description=f"Run the workflow {title!r} ({workflow.id}).")
+    parser.add_argument("--input", metavar="JSON", help="the trigger payload as JSON, or @FILE to read it from a file")
+    parser.add_argument("--dry-run", action="store_true", help="simulate the effect nodes instead of running them")
+    parser.add_argument(
+        "--serve", action="store_true", help="schedule trigger: run every interval; http trigger: serve the app"
+    )
+    parser.add_argument("--max-runs", type=int, metavar="N", help="with --serve on a schedule: stop after N runs")
+    parser.add_argument(
+        "--overlap", action="store_true", help="with --serve on a schedule: start runs on time even if one is running"
+    )
+    parser.add_argument("--host", default=DEFAULT_HTTP_HOST, help="with --serve on http: address to bind")
+    parser.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT, help="with --serve on http: port to bind")
+    return parser
+
+
+def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """The command line of a generated module; returns the exit code."""
+    args = _parser(workflow, prog).parse_args(argv)
+    try:
+        payload = _read_input(args.input)
+    except _BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.serve:
+            return _serve(workflow, args, payload)
+        result = asyncio.run(execute_run(workflow, payload, dry_run=args.dry_run, trigger=TriggerType.MANUAL))
+        return _report(workflow, result, sys.stdout, sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        _flush()
+
+
+def _flush() -> None:
+    from flowledger.instrument._pipeline import flush
+
+    flush(timeout_s=EXIT_FLUSH_TIMEOUT_S)
+
+
+def _describe(result: RunResult) -> str:
+    error = result.error
+    what = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
+    if result.status is RunStatus.ABORTED:
+        return f"run {result.run_id} was aborted: {what}"
+    return f"run {result.run_id} failed at node `{result.node_id}`: {what}"
+
+
+def _report(workflow: Workflow, result: RunResult, out: TextIO, err: TextIO) -> int:
+    if result.status is RunStatus.SUCCEEDED:
+        out.write(json.dumps(result.output, ensure_ascii=False, default=str) + "\n")
+        out.flush()
+        return EXIT_OK
+    err.write(f"workflow {workflow.id}: {_describe(result)}\n")
+    return EXIT_FAILED
+
+
+def _serve(workflow: Workflow, args: argparse.Namespace, payload: Any) -> int:
+    trigger = workflow.trigger
+    if isinstance(trigger, Schedule):
+        asyncio.run(
+            serve_schedule(
+                workflow, payload, max_runs=args.max_runs, overlap=args.overlap, dry_run=args.dry_run, log=sys.stderr
+            )
+        )
+        return EXIT_OK
+    if isinstance(trigger, HttpTrigger):
+        import uvicorn
+
+        uvicorn.run(http_app(workflow), host=args.host, port=args.port, log_level="warning")
+        return EXIT_OK
+    print(
+        f"error: workflow {workflow.id} has a manual trigger; --serve needs an http or schedule trigger",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE
+
+
+# --- schedule ---------------------------------------------------------------
+
+
+async def serve_schedule(
+    workflow: Workflow,
+    payload: Any = None,
+    *,
+    max_runs: int | None = None,
+    overlap: bool = False,
+    dry_run: bool = False,
+    log: TextIO | None = None,
+) -> list[RunResult]:
+    """Start a run every ``every_s`` seconds until SIGINT/SIGTERM or ``max_runs``; return the results."""
+    if not isinstance(workflow.trigger, Schedule):
+        raise TypeError(f"workflow {workflow.id} has no schedule trigger")
+    every_s = workflow.trigger.every_s
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            pass
+    results: list[RunResult] = []
+    running: set[asyncio.Task[RunResult]] = set()
+
+    async def one() -> RunResult:
+        result = await execute_run(workflow, payload, dry_run=dry_run, trigger=TriggerType.SCHEDULE)
+        results.append(result)
+        if log is not None:
+            ok = result.status is RunStatus.SUCCEEDED
+            log.write(f"workflow {workflow.id}: run {result.run_id} {result.status.value}" if ok else _describe(result))
+            log.write("\n")
+            log.flush()
+        return result
+
+    try:
+        next_at = time.monotonic()
+        started = 0
+        while not stop.is_set() and (max_runs is None or started < max_runs):
+            wait_s = next_at - time.monotonic()
+            if wait_s > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), wait_s)
+                except TimeoutError:
+                    pass
+                continue
+            started += 1
+            if overlap:
+                task = asyncio.create_task(one())
+                running.add(task)
+                task.add_done_callback(running.discard)
+            else:
+                await one()
+            next_at += every_s
+            if not overlap:  # a run that overran its slot delays the next one; missed slots are not made up
+                next_at = max(next_at, time.monotonic())
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    return results
+
+
+# --- http -------------------------------------------------------------------
+
+
+class _LazyApp:
+    """An ASGI app that builds the Starlette app on first use."""
+
+    def __init__(self, workflow: Workflow) -> None:
+        self.workflow = workflow
+        self._app: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            self._app = _build_app(self.workflow)
+        await self._app(scope, receive, send)
+
+
+def http_app(workflow: Workflow) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The ASGI app of an http-triggered workflow: ``POST <path>`` runs it once."""
+    if not isinstance(workflow.trigger, HttpTrigger):
+        raise TypeError(f"workflow {workflow.id} has no http trigger")
+    return _LazyApp(workflow)
+
+
+def _build_app(workflow: Workflow) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    assert isinstance(workflow.trigger, HttpTrigger)
+
+    def problem(status: int, message: str, **extra: Any) -> Response:
+        return JSONResponse({"error": {"message": message, **extra}}, status_code=status)
+
+    async def start_run(request: Request) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_HTTP_BODY_BYTES:
+            return problem(413, f"the request body is larger than {MAX_HTTP_BODY_BYTES} bytes")
+        body = await request.body()
+        if len(body) > MAX_HTTP_BODY_BYTES:
+            return problem(413, f"the request body is larger than {MAX_HTTP_BODY_BYTES} bytes")
+        try:
+            payload = json.loads(body) if body.strip() else None
+        except ValueError as exc:
+            return problem(400, f"the request body is not valid JSON: {exc}")
+        dry_run = request.query_params.get("dry_run", "").lower() in ("1", "true", "yes")
+        result = await execute_run(
+            workflow,
+            payload,
+            dry_run=dry_run,
+            trigger=TriggerType.HTTP,
+            traceparent=request.headers.get("traceparent"),
+        )
+        headers = {"x-flowledger-run-id": result.run_id}
+        if result.status is RunStatus.SUCCEEDED:
+            content = json.dumps(result.output, ensure_ascii=False, default=str)
+            return Response(content, media_type="application/json", headers=headers)
+        error = result.error
+        return JSONResponse(
+            {
+                "error": {
+                    "type": type(error).__name__ if error is not None else None,
+                    "message": str(error) if error is not None else None,
+                    "node_id": result.node_id,
+                },
+                "status": result.status.value,
+                "run_id": result.run_id,
+            },
+            status_code=500,
+            headers=headers,
+        )
+
+    return Starlette(routes=[Route(workflow.trigger.path, start_run, methods=["POST"])])
