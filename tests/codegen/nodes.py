@@ -1,0 +1,104 @@
+"""Node functions the codegen tests' definitions call (sync and async)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import flowledger
+
+_calls: Counter[str] = Counter()
+_lock = threading.Lock()
+
+
+def calls(key: str) -> int:
+    """How many times a counted function ran for ``key``."""
+    with _lock:
+        return _calls[key]
+
+
+def _count(key: str) -> int:
+    with _lock:
+        _calls[key] += 1
+        return _calls[key]
+
+
+def echo(value: Any, **kwargs: Any) -> Any:
+    """Return the input, with the keyword arguments if there are any."""
+    return {"input": value, **kwargs} if kwargs else value
+
+
+async def aecho(value: Any) -> Any:
+    """Async: return the input."""
+    await asyncio.sleep(0)
+    return value
+
+
+def double(value: int) -> int:
+    """Twice the input."""
+    return value * 2
+
+
+def total(values: dict[str, Any]) -> Any:
+    """Sum of the values of a mapping input."""
+    return sum(v for v in values.values() if isinstance(v, int | float))
+
+
+def sleepy(value: Any, *, delay_s: float = 0.3) -> Any:
+    """Sync: sleep, then return the input."""
+    time.sleep(delay_s)
+    return value
+
+
+async def asleepy(value: Any, *, delay_s: float = 0.3) -> Any:
+    """Async: sleep, then return the input."""
+    await asyncio.sleep(delay_s)
+    return value
+
+
+def flaky(value: Any, *, key: str, failures: int) -> Any:
+    """Fail the first ``failures`` calls for ``key``, then return the input."""
+    if _count(key) <= failures:
+        raise ConnectionError(f"flaky failure {calls(key)} of {failures}")
+    return value
+
+
+def boom(value: Any) -> Any:
+    """Always fail."""
+    raise ValueError(f"boom on {value!r}")
+
+
+def item_boom(value: Any) -> Any:
+    """Fail for the item 3; return the item otherwise."""
+    if value == 3:
+        raise ValueError("item 3 is bad")
+    return value
+
+
+def counted_effect(value: Any, *, key: str) -> Any:
+    """An effect: counts its real executions."""
+    _count(key)
+    return {"done": value}
+
+
+def is_positive(value: Any) -> bool:
+    """``when`` predicate: the input is a positive number."""
+    return isinstance(value, int | float) and value > 0
+
+
+def read_env(value: Any, *, secret: str) -> Any:
+    """Return a digest-free proof the secret arrived (its length) - never the secret."""
+    return {"secret_length": len(secret), "matches": secret == os.environ.get("FLOWLEDGER_TEST_SECRET")}
+
+
+def spend(value: Any, *, usd: float) -> Any:
+    """Report a cost."""
+    flowledger.cost(usd=usd, tokens=10)
+    return value
+
+
+not_a_function = 42

@@ -1,0 +1,390 @@
+"""The runtime behind generated modules: scheduling, retries, timeouts, skips, effects, limits.
+
+Each test generates a module from a small definition, runs it in-process and
+asserts on the events the run emitted (``flowledger.testing``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from flowledger import RunAborted
+from flowledger._exceptions import WorkflowFailed
+from flowledger._wire import parse_ts
+from flowledger.testing import CapturedEvents
+from tests.codegen import nodes
+
+Build = Callable[..., ModuleType]
+
+
+def _interval(event: dict[str, Any]) -> tuple[datetime, datetime]:
+    start = parse_ts(event["data"]["started_at"])
+    return start, start + timedelta(milliseconds=event["data"]["duration_ms"])
+
+
+def _max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
+    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda p: (p[0], p[1]))
+    best = current = 0
+    for _, step in points:
+        current += step
+        best = max(best, current)
+    return best
+
+
+def _statuses(events: CapturedEvents, node_id: str) -> list[str]:
+    return [e["data"]["status"] for e in events.nodes(node_id)]
+
+
+def test_nodes_whose_needs_are_met_run_concurrently(build: Build, events: CapturedEvents) -> None:
+    """A sync and an async node that share a need overlap in time; the join sees both outputs."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: fanout}
+        nodes:
+          - {id: start, call: "tests.codegen.nodes:echo"}
+          - {id: left, call: "tests.codegen.nodes:sleepy", needs: [start], with: {delay_s: 0.3}}
+          - {id: right, call: "tests.codegen.nodes:asleepy", needs: [start], with: {delay_s: 0.3}}
+          - {id: join, call: "tests.codegen.nodes:total", needs: [left, right]}
+        """
+    )
+    assert asyncio.run(module.run(2)) == 4
+    left, right = events.nodes("left")[0], events.nodes("right")[0]
+    assert _max_overlap([_interval(left), _interval(right)]) == 2
+    join_start = events.of_kind("node_started")[-1]
+    assert join_start["data"]["node_id"] == "join"
+    assert join_start["data"]["input"] == {"left": 2, "right": 2}
+
+
+def test_inputs_follow_needs(build: Build, events: CapturedEvents) -> None:
+    """No needs: the payload; one need: its output; kwargs from `with` are passed by name."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: inputs}
+        nodes:
+          - {id: first, call: "tests.codegen.nodes:double"}
+          - {id: second, call: "tests.codegen.nodes:echo", needs: [first], with: {tag: x, n: [1, 2]}}
+        """
+    )
+    assert asyncio.run(module.run(21)) == {"input": 42, "tag": "x", "n": [1, 2]}
+    started = {e["data"]["node_id"]: e["data"] for e in events.of_kind("node_started")}
+    assert started["first"]["input"] == 21
+    assert started["second"]["input"] == 42
+
+
+def test_retries_record_every_attempt(build: Build, events: CapturedEvents) -> None:
+    """A node failing twice then succeeding shows three attempts, numbered, with the errors."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: retrying}
+        nodes:
+          - id: flaky
+            call: "tests.codegen.nodes:flaky"
+            with: {key: retries-ok, failures: 2}
+            retry: {attempts: 3, backoff_s: 0.01}
+        """
+    )
+    assert asyncio.run(module.run("x")) == "x"
+    finished = events.nodes("flaky")
+    assert [e["data"]["attempt"] for e in finished] == [1, 2, 3]
+    assert [e["data"]["status"] for e in finished] == ["failed", "failed", "succeeded"]
+    assert finished[0]["data"]["error"]["type"] == "ConnectionError"
+    assert events.runs()[0]["data"]["status"] == "succeeded"
+
+
+def test_failure_skips_dependents_and_lets_other_branches_finish(build: Build, events: CapturedEvents) -> None:
+    """After its retries a failing node fails the run, names itself, skips dependents; a sibling branch finishes."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: failing}
+        output: after
+        nodes:
+          - {id: bad, call: "tests.codegen.nodes:flaky", with: {key: retries-spent, failures: 9}, retry: {attempts: 2}}
+          - {id: after, call: "tests.codegen.nodes:echo", needs: [bad]}
+          - {id: later, call: "tests.codegen.nodes:echo", needs: [after]}
+          - {id: other, call: "tests.codegen.nodes:sleepy", with: {delay_s: 0.1}}
+        """
+    )
+    with pytest.raises(WorkflowFailed) as info:
+        asyncio.run(module.run(1))
+    assert info.value.node_id == "bad"
+    assert isinstance(info.value.__cause__, ConnectionError)
+    assert _statuses(events, "bad") == ["failed", "failed"]
+    assert _statuses(events, "after") == ["skipped"]
+    assert events.nodes("after")[0]["data"]["skip_reason"] == "needs `bad`, which failed"
+    assert events.nodes("later")[0]["data"]["skip_reason"] == "needs `after`, which was skipped"
+    assert _statuses(events, "other") == ["succeeded"]
+    run = events.runs()[0]["data"]
+    assert run["status"] == "failed"
+    assert run["error"]["node_id"] == "bad"
+    assert info.value.run_id == events.runs()[0]["run_id"]
+
+
+def test_timeout_applies_per_attempt(build: Build, events: CapturedEvents) -> None:
+    """An attempt running past timeout_s fails with NodeTimeout; each retry gets its own timeout."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: slow}
+        nodes:
+          - id: slow
+            call: "tests.codegen.nodes:asleepy"
+            with: {delay_s: 5}
+            timeout_s: 0.05
+            retry: {attempts: 2}
+        """
+    )
+    with pytest.raises(WorkflowFailed):
+        asyncio.run(module.run(None))
+    errors = [e["data"]["error"] for e in events.nodes("slow")]
+    assert [e["type"] for e in errors] == ["flowledger._exceptions.NodeTimeout"] * 2
+    assert "timeout_s of 0.05 s" in errors[0]["message"]
+
+
+def test_when_false_skips_the_node_and_its_dependents(build: Build, events: CapturedEvents) -> None:
+    """A false `when` records a skip with the predicate's name; dependents are skipped too."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: conditional}
+        output: start
+        nodes:
+          - {id: start, call: "tests.codegen.nodes:echo"}
+          - {id: gated, call: "tests.codegen.nodes:double", needs: [start], when: "tests.codegen.nodes:is_positive"}
+          - {id: downstream, call: "tests.codegen.nodes:echo", needs: [gated]}
+        """
+    )
+    assert asyncio.run(module.run(-1)) == -1
+    assert events.nodes("gated")[0]["data"]["skip_reason"] == "when `tests.codegen.nodes:is_positive` returned False"
+    assert _statuses(events, "downstream") == ["skipped"]
+    assert events.runs()[0]["data"]["status"] == "succeeded"
+    events.clear()
+    assert asyncio.run(module.run(5)) == 5
+    assert _statuses(events, "gated") == ["succeeded"]
+
+
+def test_map_runs_each_item_with_bounded_concurrency(build: Build, events: CapturedEvents) -> None:
+    """A mapped node makes one attempt per item, at most max_concurrency at once; output keeps item order."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: mapping}
+        nodes:
+          - {id: each, call: "tests.codegen.nodes:sleepy", with: {delay_s: 0.1}, map: {max_concurrency: 2}}
+        """
+    )
+    assert asyncio.run(module.run([5, 6, 7, 8, 9])) == [5, 6, 7, 8, 9]
+    finished = events.nodes("each")
+    assert sorted(e["data"]["item"] for e in finished) == [0, 1, 2, 3, 4]
+    assert _max_overlap([_interval(e) for e in finished]) == 2
+
+
+def test_map_fails_the_node_when_an_item_fails(build: Build, events: CapturedEvents) -> None:
+    """One failing item fails the mapped node (and the run); the item's error is recorded with its index."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: mapfail}
+        nodes:
+          - {id: each, call: "tests.codegen.nodes:item_boom", map: {max_concurrency: 1}}
+        """
+    )
+    with pytest.raises(WorkflowFailed):
+        asyncio.run(module.run([1, 2, 3, 4]))
+    by_item = {e["data"]["item"]: e["data"] for e in events.nodes("each")}
+    assert by_item[2]["status"] == "failed"
+    assert by_item[2]["error"]["message"] == "item 3 is bad"
+    assert by_item[3]["status"] == "skipped"
+    assert by_item[3]["skip_reason"] == "an earlier item failed"
+
+
+def test_map_needs_a_list(build: Build, events: CapturedEvents) -> None:
+    """A mapped node whose input is not a list fails with a message saying so."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: mapnotlist}
+        nodes:
+          - {id: each, call: "tests.codegen.nodes:double", map: {}}
+        """
+    )
+    with pytest.raises(WorkflowFailed):
+        asyncio.run(module.run({"not": "a list"}))
+    assert "must be a list, not dict" in events.nodes("each")[0]["data"]["error"]["message"]
+
+
+def test_effects_are_simulated_in_dry_runs(build: Build, events: CapturedEvents) -> None:
+    """In a dry run an effect node is recorded as simulated and its function never runs."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: effects}
+        nodes:
+          - {id: act, call: "tests.codegen.nodes:counted_effect", with: {key: effect-dry}, effect: true}
+        """
+    )
+    assert asyncio.run(module.run(1, dry_run=True)) is None
+    assert nodes.calls("effect-dry") == 0
+    data = events.nodes("act")[0]["data"]
+    assert data["simulated"] is True
+    assert data["effect"] is True
+    assert events.of_kind("run_started")[0]["data"]["dry_run"] is True
+    assert asyncio.run(module.run(1)) == {"done": 1}
+    assert nodes.calls("effect-dry") == 1
+
+
+def test_env_values_reach_the_node_but_never_the_records(
+    build: Build, events: CapturedEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`{env: NAME}` is read at run time and passed as a keyword argument; no event contains its value."""
+    secret = "s3cr3t-value-that-must-not-leak"
+    monkeypatch.setenv("FLOWLEDGER_TEST_SECRET", secret)
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: secrets}
+        nodes:
+          - {id: use, call: "tests.codegen.nodes:read_env", with: {secret: {env: FLOWLEDGER_TEST_SECRET}}}
+        """
+    )
+    assert asyncio.run(module.run(None)) == {"secret_length": len(secret), "matches": True}
+    assert secret not in json.dumps(events.all)
+
+
+def test_missing_env_fails_the_node_naming_the_variable(
+    build: Build, events: CapturedEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unset variable fails the node with a ConfigError that names it and its use."""
+    monkeypatch.delenv("FLOWLEDGER_TEST_MISSING", raising=False)
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: noenv}
+        nodes:
+          - {id: use, call: "tests.codegen.nodes:read_env", with: {secret: {env: FLOWLEDGER_TEST_MISSING}}}
+        """
+    )
+    with pytest.raises(WorkflowFailed):
+        asyncio.run(module.run(None))
+    message = events.nodes("use")[0]["data"]["error"]["message"]
+    assert message == "environment variable FLOWLEDGER_TEST_MISSING is not set; node `use` reads it for with.secret"
+
+
+def test_on_error_continue_records_the_failure_but_the_run_succeeds(build: Build, events: CapturedEvents) -> None:
+    """A failing `on_error: continue` node is recorded failed, its dependents skipped, the run succeeds."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: tolerant}
+        output: main
+        nodes:
+          - {id: main, call: "tests.codegen.nodes:double"}
+          - {id: optional, call: "tests.codegen.nodes:boom", needs: [main], on_error: continue}
+          - {id: after_optional, call: "tests.codegen.nodes:echo", needs: [optional]}
+        """
+    )
+    assert asyncio.run(module.run(4)) == 8
+    assert _statuses(events, "optional") == ["failed"]
+    assert _statuses(events, "after_optional") == ["skipped"]
+    assert events.runs()[0]["data"]["status"] == "succeeded"
+
+
+def test_deadline_aborts_the_run(build: Build, events: CapturedEvents) -> None:
+    """Past deadline_s the running node is cut, later nodes are skipped and the run is aborted."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: late}
+        limits: {deadline_s: 0.2}
+        nodes:
+          - {id: slow, call: "tests.codegen.nodes:asleepy", with: {delay_s: 10}}
+          - {id: never, call: "tests.codegen.nodes:echo", needs: [slow]}
+        """
+    )
+    with pytest.raises(RunAborted) as info:
+        asyncio.run(module.run(None))
+    assert info.value.reason == "deadline"
+    run = events.runs()[0]["data"]
+    assert run["status"] == "aborted"
+    assert run["error"]["reason"] == "deadline"
+    assert events.nodes("never")[0]["data"]["skip_reason"] == "the run was aborted (deadline)"
+
+
+def test_budget_aborts_the_run(build: Build, events: CapturedEvents) -> None:
+    """A node whose reported cost passes budget_usd stops the run before the next node starts."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: costly}
+        limits: {budget_usd: 0.5}
+        nodes:
+          - {id: pricey, call: "tests.codegen.nodes:spend", with: {usd: 0.75}}
+          - {id: next_step, call: "tests.codegen.nodes:echo", needs: [pricey]}
+        """
+    )
+    with pytest.raises(RunAborted) as info:
+        asyncio.run(module.run(None))
+    assert info.value.reason == "budget"
+    assert events.runs()[0]["data"]["status"] == "aborted"
+    assert not [e for e in events.of_kind("node_started") if e["data"]["node_id"] == "next_step"]
+
+
+def test_records_point_at_the_declaring_line(build: Build, events: CapturedEvents) -> None:
+    """Every attempt and the run carry the definition's sha256; attempts carry the node's file, line and path."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: located}
+        nodes:
+          - id: first
+            call: "tests.codegen.nodes:echo"
+          - id: second
+            call: "tests.codegen.nodes:boom"
+            needs: [first]
+        """
+    )
+    with pytest.raises(WorkflowFailed):
+        asyncio.run(module.run(None))
+    sha = module.DEFINITION_SHA256
+    assert events.of_kind("run_started")[0]["data"]["definition_sha256"] == sha
+    failed = events.nodes("second")[0]["data"]
+    assert failed["definition_sha256"] == sha
+    assert failed["location"] == {"file": "wf.yaml", "line": 7, "path": "nodes[1]"}  # line 1 is blank
+
+
+def test_a_missing_function_fails_its_node(build: Build, events: CapturedEvents) -> None:
+    """A call target that cannot be imported is a recorded node failure, not a crash at import time."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: missing}
+        nodes:
+          - {id: gone, call: "tests.codegen.nodes:no_such_function"}
+        """
+    )
+    with pytest.raises(WorkflowFailed):
+        asyncio.run(module.run(None))
+    assert "has no function 'no_such_function'" in events.nodes("gone")[0]["data"]["error"]["message"]
+
+
+def test_importing_a_generated_module_emits_nothing(build: Build, events: CapturedEvents) -> None:
+    """Building and importing the module starts no run and imports no node code."""
+    build(
+        """
+        flowledger: 1
+        workflow: {id: quiet}
+        nodes:
+          - {id: only, call: "tests.codegen.nodes_that_do_not_exist:fn"}
+        """
+    )
+    assert events.all == []

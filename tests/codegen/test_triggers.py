@@ -1,0 +1,202 @@
+"""http nodes, the http trigger's ASGI app, the schedule loop and the command line of a generated module."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from types import ModuleType
+
+import httpx
+import pytest
+
+from flowledger._exceptions import WorkflowFailed
+from flowledger._wire import parse_ts
+from flowledger.instrument._triggers import main, serve_schedule
+from flowledger.instrument._workflow import execute
+from flowledger.testing import CapturedEvents
+
+Build = Callable[..., ModuleType]
+
+HTTP_NODE = """
+flowledger: 1
+workflow: {id: hooks}
+nodes:
+  - id: notify
+    http:
+      url: "http://hooks.test/receive"
+      headers: {X-Token: {env: FLOWLEDGER_TEST_TOKEN}, X-Static: "yes"}
+"""
+
+
+def test_http_node_sends_json_with_traceparent_and_returns_the_reply(
+    build: Build, events: CapturedEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node POSTs its input as JSON with the headers and the attempt's traceparent; the reply is its output."""
+    monkeypatch.setenv("FLOWLEDGER_TEST_TOKEN", "tok-123")
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"received": json.loads(request.content)})
+
+    module = build(HTTP_NODE)
+    output = asyncio.run(execute(module.WORKFLOW, {"a": 1}, transport=httpx.MockTransport(handler)))
+    assert output == {"received": {"a": 1}}
+    request = seen[0]
+    assert request.method == "POST"
+    assert request.headers["x-token"] == "tok-123"
+    assert request.headers["x-static"] == "yes"
+    trace_id = events.of_kind("run_started")[0]["data"]["trace_id"]
+    version, trace, span, _flags = request.headers["traceparent"].split("-")
+    assert (version, trace) == ("00", trace_id)
+    assert span == events.nodes("notify")[0]["data"]["span_id"]
+    assert "tok-123" not in json.dumps(events.all)
+
+
+def test_http_node_error_status_fails_the_attempt(build: Build, events: CapturedEvents) -> None:
+    """A reply outside 2xx fails the node with the status code and the start of the body."""
+    module = build(HTTP_NODE.replace('{X-Token: {env: FLOWLEDGER_TEST_TOKEN}, X-Static: "yes"}', "{}"))
+    transport = httpx.MockTransport(lambda request: httpx.Response(503, text="down for maintenance"))
+    with pytest.raises(WorkflowFailed):
+        asyncio.run(execute(module.WORKFLOW, None, transport=transport))
+    error = events.nodes("notify")[0]["data"]["error"]
+    assert error["type"] == "flowledger.instrument._http_node.HttpNodeError"
+    assert error["message"] == "POST http://hooks.test/receive answered 503 Service Unavailable: down for maintenance"
+
+
+HTTP_TRIGGER = """
+flowledger: 1
+workflow: {id: api}
+trigger: {type: http, http: {path: /orders}}
+nodes:
+  - {id: check, call: "tests.codegen.nodes:is_positive"}
+  - {id: fail_on_zero, call: "tests.codegen.nodes:flaky", needs: [check], with: {key: never, failures: 0}}
+"""
+
+
+def _client(module: ModuleType) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=module.app), base_url="http://app.test")
+
+
+def test_http_trigger_runs_the_workflow_and_answers_with_its_output(build: Build, events: CapturedEvents) -> None:
+    """POST on the trigger path runs the workflow (trigger http), continues the caller's trace, answers the output."""
+    module = build(HTTP_TRIGGER)
+    incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    async def go() -> httpx.Response:
+        async with _client(module) as client:
+            return await client.post("/orders", json=5, headers={"traceparent": incoming})
+
+    response = asyncio.run(go())
+    assert response.status_code == 200
+    assert response.json() is True
+    started = events.of_kind("run_started")[0]
+    assert started["data"]["trigger_type"] == "http"
+    assert started["data"]["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert response.headers["x-flowledger-run-id"] == started["run_id"]
+
+
+def test_http_trigger_rejects_bad_json_with_400(build: Build, events: CapturedEvents) -> None:
+    """A body that is not JSON is a 400 naming the problem, and no run starts."""
+    module = build(HTTP_TRIGGER)
+
+    async def go() -> httpx.Response:
+        async with _client(module) as client:
+            return await client.post("/orders", content=b"{not json")
+
+    response = asyncio.run(go())
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["error"]["message"]
+    assert events.all == []
+
+
+def test_http_trigger_answers_500_with_the_run_id_when_the_run_fails(build: Build, events: CapturedEvents) -> None:
+    """A failed run answers 500 with the run id and the failing node."""
+    module = build(HTTP_TRIGGER.replace("tests.codegen.nodes:is_positive", "tests.codegen.nodes:boom"))
+
+    async def go() -> httpx.Response:
+        async with _client(module) as client:
+            return await client.post("/orders", json=1)
+
+    response = asyncio.run(go())
+    assert response.status_code == 500
+    body = response.json()
+    assert body["run_id"] == events.runs()[0]["run_id"]
+    assert body["error"]["node_id"] == "check"
+    assert body["status"] == "failed"
+
+
+def test_schedule_loop_runs_on_its_interval_without_overlap(build: Build, events: CapturedEvents) -> None:
+    """The schedule loop starts runs with trigger `schedule`; a run never starts before the previous one ended."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: ticking}
+        trigger: {type: schedule, schedule: {every_s: 0.01}}
+        nodes:
+          - {id: tick, call: "tests.codegen.nodes:sleepy", with: {delay_s: 0.05}}
+        """
+    )
+    results = asyncio.run(serve_schedule(module.WORKFLOW, "t", max_runs=3))
+    assert [r.status.value for r in results] == ["succeeded"] * 3
+    starts = events.of_kind("run_started")
+    assert {e["data"]["trigger_type"] for e in starts} == {"schedule"}
+    finished = events.runs()
+    for earlier, later in zip(finished, starts[1:], strict=False):
+        end = parse_ts(earlier["data"]["started_at"]).timestamp() + earlier["data"]["duration_ms"] / 1000
+        assert parse_ts(later["ts"]).timestamp() >= end - 0.001
+
+
+def test_main_prints_the_output_and_exits_0(
+    build: Build, events: CapturedEvents, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--input JSON` runs once with trigger manual and prints the output as JSON."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: cli}
+        nodes:
+          - {id: twice, call: "tests.codegen.nodes:double"}
+        """
+    )
+    assert main(module.WORKFLOW, ["--input", "21"]) == 0
+    assert json.loads(capsys.readouterr().out) == 42
+    assert events.of_kind("run_started")[0]["data"]["trigger_type"] == "manual"
+
+
+def test_main_reads_input_from_a_file_and_reports_failures(
+    build: Build, events: CapturedEvents, capsys: pytest.CaptureFixture[str], tmp_path: object
+) -> None:
+    """`--input @file` reads the payload; a failed run exits 1 naming the run and the failing node."""
+    from pathlib import Path
+
+    payload = Path(str(tmp_path)) / "in.json"
+    payload.write_text('{"k": 1}')
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: clifail}
+        nodes:
+          - {id: explode, call: "tests.codegen.nodes:boom"}
+        """
+    )
+    assert main(module.WORKFLOW, ["--input", f"@{payload}"]) == 1
+    err = capsys.readouterr().err
+    run_id = events.runs()[0]["run_id"]
+    assert f"workflow clifail: run {run_id} failed at node `explode`: ValueError: boom on {{'k': 1}}" in err
+
+
+def test_main_rejects_bad_input_with_exit_2(build: Build, capsys: pytest.CaptureFixture[str]) -> None:
+    """Input that is not JSON exits 2 with one clear line and starts no run."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: clibad}
+        nodes:
+          - {id: only, call: "tests.codegen.nodes:echo"}
+        """
+    )
+    assert main(module.WORKFLOW, ["--input", "{oops"]) == 2
+    assert capsys.readouterr().err.startswith("error: --input is not valid JSON")
+    assert main(module.WORKFLOW, ["--serve"]) == 2
