@@ -70,6 +70,16 @@ def make_settings(spool_dir: Path, endpoint: str = "http://127.0.0.1:9", **chang
     return Settings(**values)
 
 
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout_s`` passes; return whether it held."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
+
+
 def spooled_events(spool_dir: Path) -> list[dict[str, Any]]:
     """Every event waiting in the ready files of a spool folder."""
     events: list[dict[str, Any]] = []
@@ -109,6 +119,8 @@ class MockReceiver:
     traces_status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     seen: Callable[[httpx.Request], None] = lambda request: None
+    down: bool = False
+    """While true, every request to /v1/events is answered 503."""
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -118,6 +130,8 @@ class MockReceiver:
             self.traces.append(payload)
             return httpx.Response(self.traces_status, json={})
         events = payload["events"]
+        if self.down:
+            return httpx.Response(503, text="down")
         if self.script:
             status = self.script.pop(0)
             if status != 200:
@@ -198,6 +212,7 @@ class Recorder:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -180,7 +180,11 @@ class Sender:
             self._internal_error("submit", exc)
 
     def flush(self, timeout_s: float) -> bool:
-        """Send what is queued and replay the spool; return whether all of it went out in time."""
+        """Send what is queued and replay the spool; return whether all of it went out in time.
+
+        Spans (with ``export_spans``) are flushed too, in what remains of
+        ``timeout_s``, but they do not change the answer.
+        """
         try:
             deadline = time.monotonic() + max(timeout_s, 0.0)
             with self._lock:
@@ -195,7 +199,10 @@ class Sender:
                 self._wake.set()
                 with self._changed:
                     idle = self._changed.wait_for(self._idle, deadline - time.monotonic())
-                    return idle and self._undelivered() == before
+                    ok = idle and self._undelivered() == before
+                if self._spans is not None:  # best effort: spans never change the answer
+                    self._spans.flush(deadline - time.monotonic())
+                return ok
             finally:
                 with self._lock:
                     self._draining -= 1

@@ -83,6 +83,19 @@ def decode_batch(data: bytes) -> list[dict[str, Any]]:
     return events
 
 
+_process_token = secrets.token_hex(4)
+"""Tells this process's claims from those of an earlier process that had the same pid."""
+
+
+def _new_process_token() -> None:
+    global _process_token
+    _process_token = secrets.token_hex(4)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_process_token)
+
+
 class Claim:
     """One spooled batch this process has claimed for replay."""
 
@@ -119,14 +132,12 @@ class Spool:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._token = secrets.token_hex(4)
         self.corrupt_files = 0
         """How many unreadable files this process moved to ``corrupt/``."""
 
     def reset_after_fork(self) -> None:
-        """Give a forked child its own lock and claim token."""
+        """Give a forked child its own lock (its claim token is renewed for the whole process)."""
         self._lock = threading.Lock()
-        self._token = secrets.token_hex(4)
 
     # --- size ----------------------------------------------------------
 
@@ -220,8 +231,8 @@ class Spool:
         except ValueError:
             pid = -1
         mine = pid == os.getpid()
-        if mine and token == self._token:
-            return None  # our own claim, in progress
+        if mine and token == _process_token:
+            return None  # a claim of this process, in progress
         if not mine and _pid_alive(pid):
             return None
         try:
@@ -248,7 +259,7 @@ class Spool:
         A file that cannot be decoded is moved to ``corrupt/`` and skipped.
         """
         ready = self.directory / name
-        claimed = self.directory / f"{name}{CLAIM_MARK}{os.getpid()}-{self._token}"
+        claimed = self.directory / f"{name}{CLAIM_MARK}{os.getpid()}-{_process_token}"
         try:
             os.rename(ready, claimed)
         except OSError:

@@ -1,0 +1,263 @@
+"""OTLP/HTTP JSON spans from finished runs and nodes, and their best-effort export."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from flowledger.instrument._otlp import export_request, span_from_event, timestamp_unix_ns
+from flowledger.instrument._sender import Sender
+from tests.instrument._sender_support import MockReceiver, make_settings
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+RUN_SPAN = "b7ad6b7169203331"
+NODE_SPAN = "00f067aa0ba902b7"
+RUN_ID = "01930000-0000-7000-8000-0000000000aa"
+
+
+def _event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "event_id": "01930000-0000-7000-8000-000000000001",
+        "kind": kind,
+        "run_id": RUN_ID,
+        "seq": 3,
+        "ts": "2026-11-22T06:33:22.500000Z",
+        "producer_id": "01930000-0000-7000-8000-000000000002",
+        "producer_seq": 3,
+        "data": data,
+    }
+
+
+def node_failed() -> dict[str, Any]:
+    return _event(
+        "node_finished",
+        {
+            "node_id": "price",
+            "span_id": NODE_SPAN,
+            "parent_span_id": RUN_SPAN,
+            "trace_id": TRACE_ID,
+            "attempt": 2,
+            "item": 4,
+            "effect": True,
+            "status": "failed",
+            "started_at": "2026-11-22T06:33:22.123456Z",
+            "duration_ms": 12.5,
+            "location": {"file": "shop.yaml", "line": 14},
+            "definition_sha256": "a" * 64,
+            "error": {"type": "ValueError", "message": "bad price", "stack": "Traceback ...\nValueError: bad price"},
+            "cost": {"tokens": 1200, "usd": 0.004},
+        },
+    )
+
+
+def run_succeeded() -> dict[str, Any]:
+    return _event(
+        "run_finished",
+        {
+            "status": "succeeded",
+            "workflow_id": "order-intake",
+            "workflow_name": "Order intake",
+            "trace_id": TRACE_ID,
+            "span_id": RUN_SPAN,
+            "started_at": "2026-11-22T06:33:22Z",
+            "duration_ms": 1500,
+            "dry_run": False,
+            "cost": {"usd": 1},
+        },
+    )
+
+
+def _attrs(span: dict[str, Any]) -> dict[str, Any]:
+    return {a["key"]: next(iter(a["value"].values())) for a in span["attributes"]}
+
+
+def _to_protobuf_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """OTLP JSON uses hex ids; the plain protobuf JSON mapping wants base64 bytes."""
+    out = copy.deepcopy(doc)
+    for resource in out["resourceSpans"]:
+        for scope in resource["scopeSpans"]:
+            for span in scope["spans"]:
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in span:
+                        span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
+    return out
+
+
+def test_failed_node_span_fields() -> None:
+    """A failed node becomes an INTERNAL span named by the node with ERROR status and flowledger.* attributes."""
+    span = span_from_event(node_failed())
+    assert span is not None
+    assert (span["traceId"], span["spanId"], span["parentSpanId"]) == (TRACE_ID, NODE_SPAN, RUN_SPAN)
+    assert span["name"] == "price"
+    assert span["kind"] == 1
+    start = timestamp_unix_ns("2026-11-22T06:33:22.123456Z")
+    assert span["startTimeUnixNano"] == str(start)
+    assert span["endTimeUnixNano"] == str(start + 12_500_000)
+    assert span["status"] == {"code": 2, "message": "ValueError: bad price"}
+    assert _attrs(span) == {
+        "flowledger.run.id": RUN_ID,
+        "flowledger.node.id": "price",
+        "flowledger.node.attempt": "2",
+        "flowledger.node.item": "4",
+        "flowledger.status": "failed",
+        "flowledger.definition.sha256": "a" * 64,
+        "flowledger.definition.file": "shop.yaml",
+        "flowledger.definition.line": "14",
+        "flowledger.cost.usd": 0.004,
+        "flowledger.cost.tokens": "1200",
+        "flowledger.effect": True,
+    }
+
+
+def test_failed_node_has_exception_event() -> None:
+    """A failure adds an "exception" span event with type, message and stack trace attributes."""
+    span = span_from_event(node_failed())
+    assert span is not None
+    [event] = span["events"]
+    assert event["name"] == "exception"
+    assert event["timeUnixNano"] == span["endTimeUnixNano"]
+    assert _attrs(event) == {
+        "exception.type": "ValueError",
+        "exception.message": "bad price",
+        "exception.stacktrace": "Traceback ...\nValueError: bad price",
+    }
+
+
+def test_run_span_fields() -> None:
+    """A finished run becomes a root span named "run <workflow_id>" with workflow attributes, status unset."""
+    span = span_from_event(run_succeeded())
+    assert span is not None
+    assert span["name"] == "run order-intake"
+    assert "parentSpanId" not in span
+    assert span["status"] == {"code": 0}
+    assert "events" not in span
+    attrs = _attrs(span)
+    assert attrs["flowledger.workflow.id"] == "order-intake"
+    assert attrs["flowledger.workflow.name"] == "Order intake"
+    assert attrs["flowledger.dry_run"] is False
+    assert attrs["flowledger.cost.usd"] == 1.0
+    assert "flowledger.node.id" not in attrs
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        _event("node_started", {"node_id": "a", "span_id": NODE_SPAN, "trace_id": TRACE_ID, "attempt": 1}),
+        _event("heartbeat", {}),
+        _event("run_finished", {"status": "succeeded", "started_at": "2026-11-22T06:33:22Z", "duration_ms": 1}),
+        _event(
+            "run_finished", {"trace_id": TRACE_ID, "span_id": RUN_SPAN, "started_at": "yesterday", "duration_ms": 1}
+        ),
+    ],
+)
+def test_events_without_a_span(event: dict[str, Any]) -> None:
+    """Other kinds, and finished events missing ids or a valid start, give no span."""
+    assert span_from_event(event) is None
+
+
+def test_timestamp_parsing() -> None:
+    """RFC 3339 times with offsets and nanosecond fractions convert to exact Unix nanoseconds."""
+    assert timestamp_unix_ns("1970-01-01T00:00:01.000000001Z") == 1_000_000_001
+    assert timestamp_unix_ns("1970-01-01T01:00:00+01:00") == 0
+    with pytest.raises(ValueError, match="RFC 3339"):
+        timestamp_unix_ns("1970-01-01")
+
+
+def test_export_request_parses_as_otlp_protobuf() -> None:
+    """The export request is a valid ExportTraceServiceRequest per the opentelemetry-proto package."""
+    spans = [s for s in (span_from_event(run_succeeded()), span_from_event(node_failed())) if s is not None]
+    doc = export_request(spans, service_name="shop")
+    message = json_format.Parse(json.dumps(_to_protobuf_json(doc)), ExportTraceServiceRequest())
+    [resource_spans] = message.resource_spans
+    assert resource_spans.resource.attributes[0].key == "service.name"
+    assert resource_spans.resource.attributes[0].value.string_value == "shop"
+    [scope] = resource_spans.scope_spans
+    assert scope.scope.name == "flowledger"
+    run_span, node_span = scope.spans
+    assert run_span.trace_id == bytes.fromhex(TRACE_ID)
+    assert node_span.parent_span_id == bytes.fromhex(RUN_SPAN)
+    assert node_span.kind == 1
+    assert node_span.status.code == 2
+    assert node_span.end_time_unix_nano - node_span.start_time_unix_nano == 12_500_000
+    assert node_span.events[0].name == "exception"
+    assert {a.key: a.value.int_value for a in node_span.attributes if a.key == "flowledger.node.attempt"} == {
+        "flowledger.node.attempt": 2
+    }
+
+
+def test_sender_exports_spans_when_asked(tmp_path: Path) -> None:
+    """With export_spans=True, finished runs and nodes are POSTed as gzip OTLP JSON to traces_url."""
+    receiver = MockReceiver()
+    settings = make_settings(tmp_path, "http://receiver.test", otlp_headers=(("x-tenant", "t1"),), service_name="shop")
+    sender = Sender(settings, transport=receiver.transport(), export_spans=True)
+    sender.submit(node_failed(), 500)
+    sender.submit(run_succeeded(), 500)
+    sender.submit(_event("heartbeat", {}), 100)
+    assert sender.flush(5.0)
+    assert sender.shutdown(5.0)
+    [request] = [r for r in receiver.requests if r.url.path == "/v1/traces"]
+    assert str(request.url) == "http://receiver.test/v1/traces"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Content-Encoding"] == "gzip"
+    assert request.headers["x-tenant"] == "t1"
+    [doc] = receiver.traces
+    names = [s["name"] for s in doc["resourceSpans"][0]["scopeSpans"][0]["spans"]]
+    assert sorted(names) == ["price", "run order-intake"]
+    stats = sender.stats()
+    assert (stats["spans_sent"], stats["spans_dropped"], stats["sent"]) == (2, 0, 3)
+
+
+def test_span_export_failure_is_counted_and_never_spooled(tmp_path: Path) -> None:
+    """A failing traces endpoint drops spans (counted); events are still delivered and nothing is spooled."""
+    receiver = MockReceiver(traces_status=503)
+    sender = Sender(make_settings(tmp_path / "spool"), transport=receiver.transport(), export_spans=True)
+    sender.submit(node_failed(), 500)
+    assert sender.flush(5.0)
+    sender.shutdown(5.0)
+    stats = sender.stats()
+    assert (stats["spans_sent"], stats["spans_dropped"], stats["sent"], stats["spooled"]) == (0, 1, 1, 0)
+    assert len([r for r in receiver.requests if r.url.path == "/v1/traces"]) == 2  # one bounded retry
+
+
+def test_unreachable_traces_endpoint_drops_spans_only(tmp_path: Path) -> None:
+    """A traces endpoint refusing connections costs spans (counted), never events."""
+
+    def refuse_traces(request: httpx.Request) -> None:
+        if request.url.path == "/v1/traces":
+            raise httpx.ConnectError("connection refused", request=request)
+
+    receiver = MockReceiver(seen=refuse_traces)
+    sender = Sender(make_settings(tmp_path), transport=receiver.transport(), export_spans=True)
+    sender.submit(node_failed(), 500)
+    assert sender.flush(5.0)
+    sender.shutdown(1.0)
+    stats = sender.stats()
+    assert (stats["sent"], stats["spans_sent"], stats["spans_dropped"]) == (1, 0, 1)
+
+
+def test_hanging_traces_endpoint_does_not_hold_events(tmp_path: Path) -> None:
+    """While a span export hangs, events keep flowing on their own worker."""
+    release = threading.Event()
+    receiver = MockReceiver(seen=lambda r: release.wait(10.0) if r.url.path == "/v1/traces" else None)
+    sender = Sender(make_settings(tmp_path), transport=receiver.transport(), export_spans=True)
+    try:
+        sender.submit(node_failed(), 500)
+        assert sender.flush(0.5)  # true: the events went out, though the spans still hang
+        second = run_succeeded()
+        second["event_id"] = "01930000-0000-7000-8000-000000000009"
+        sender.submit(second, 500)
+        assert sender.flush(0.5)
+        assert receiver.event_ids() == ["01930000-0000-7000-8000-000000000001", second["event_id"]]
+    finally:
+        release.set()
+        sender.shutdown(1.0)
