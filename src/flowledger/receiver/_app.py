@@ -1,0 +1,80 @@
+"""The app factory: builds the receiver's ASGI app from its parts.
+
+Routes come from the modules listed in :data:`ROUTE_MODULES`; adding a
+feature with its own routes (OTLP ingest, a viewer) is one more entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from types import ModuleType
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from flowledger.receiver import _routes_ingest, _routes_ops, _routes_query, _routes_traces
+from flowledger.receiver._auth import ApiKeys, AuthMiddleware
+from flowledger.receiver._config import ReceiverConfig
+from flowledger.receiver._metrics import Metrics
+from flowledger.receiver._sqlite import SqliteStore
+from flowledger.receiver._state import ReceiverState, error_response
+from flowledger.receiver._store import Store
+from flowledger.receiver._sweeper import Sweeper
+from flowledger.receiver._writer import Writer
+
+__all__ = ["ROUTE_MODULES", "create_app"]
+
+ROUTE_MODULES: tuple[ModuleType, ...] = (_routes_ingest, _routes_query, _routes_ops, _routes_traces)
+"""Every module whose ``ROUTES`` list the app mounts, in order."""
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+def create_app(
+    config: ReceiverConfig | None = None,
+    *,
+    store: Store | None = None,
+    route_modules: Sequence[ModuleType] = ROUTE_MODULES,
+) -> Starlette:
+    """Build the receiver. The store opens, and the writer and sweeper start, in the app's lifespan."""
+    config = config or ReceiverConfig()
+    the_store: Store = store if store is not None else SqliteStore(config.db_path, readers=config.readers)
+    metrics = Metrics()
+    writer = Writer(
+        the_store,
+        metrics,
+        max_requests=config.write_queue_max_requests,
+        commit_max_events=config.commit_max_events,
+    )
+    keys = ApiKeys(config.api_keys)
+    sweeper = Sweeper(the_store, writer, config, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await the_store.open()
+        writer.start()
+        sweeper.start()
+        try:
+            yield
+        finally:
+            await sweeper.stop()
+            await writer.stop()
+            await the_store.close()
+
+    routes: list[BaseRoute] = [route for module in route_modules for route in module.ROUTES]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(AuthMiddleware, keys=keys)],
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.receiver = ReceiverState(config=config, store=the_store, writer=writer, metrics=metrics, keys=keys)
+    return app

@@ -1,0 +1,110 @@
+"""Receiver settings: ingest limits, write queue, sweeper, API keys.
+
+Every limit is a named default with its unit in the name, and every field can
+be set in code (``ReceiverConfig(...)``) or from ``FLOWLEDGER_RECEIVER_*``
+environment variables by :func:`config_from_env`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Final
+
+from flowledger._exceptions import ConfigError
+
+__all__ = ["DEFAULT_DB_PATH", "DEFAULT_HOST", "DEFAULT_PORT", "Limits", "ReceiverConfig", "config_from_env"]
+
+DEFAULT_DB_PATH: Final = Path("flowledger.db")
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 4318
+"""The OTLP/HTTP port, so an SDK pointed at the default endpoint finds the receiver."""
+
+DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+DEFAULT_MAX_INFLATED_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_MAX_BATCH_EVENTS: Final = 10_000
+DEFAULT_MAX_EVENT_BYTES: Final = 1024 * 1024
+DEFAULT_MAX_DEPTH: Final = 64
+DEFAULT_WRITE_QUEUE_MAX_REQUESTS: Final = 256
+DEFAULT_COMMIT_MAX_EVENTS: Final = 20_000
+DEFAULT_STUCK_AFTER_S: Final = 300.0
+DEFAULT_SWEEP_INTERVAL_S: Final = 30.0
+DEFAULT_STUCK_HEARTBEATS: Final = 3
+"""A run is stuck when it missed this many of its own heartbeat intervals (and the threshold passed)."""
+DEFAULT_READERS: Final = 2
+DEFAULT_RETRY_AFTER_S: Final = 1
+
+_ENV_PREFIX: Final = "FLOWLEDGER_RECEIVER_"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Limits:
+    """What one ``POST /v1/events`` may contain; beyond them the receiver answers 413 or rejects the event."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Largest request body as sent (compressed or not)."""
+    max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES
+    """Largest body after gzip decompression; a gzip bomb stops here without inflating the rest."""
+    max_batch_events: int = DEFAULT_MAX_BATCH_EVENTS
+    """Most events in one batch."""
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    """Largest single event, measured in its canonical encoding."""
+    max_depth: int = DEFAULT_MAX_DEPTH
+    """Deepest nesting of objects and arrays inside one event."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReceiverConfig:
+    """Everything ``flowledger serve`` can be told."""
+
+    db_path: Path = DEFAULT_DB_PATH
+    limits: Limits = field(default_factory=Limits)
+    write_queue_max_requests: int = DEFAULT_WRITE_QUEUE_MAX_REQUESTS
+    """Requests waiting for the writer; beyond it ingest answers 503 with Retry-After."""
+    commit_max_events: int = DEFAULT_COMMIT_MAX_EVENTS
+    """Most events the writer commits in one transaction (several requests are grouped)."""
+    retry_after_s: int = DEFAULT_RETRY_AFTER_S
+    stuck_after_s: float = DEFAULT_STUCK_AFTER_S
+    """A running run whose last event is older than this is marked stuck by the sweeper."""
+    sweep_interval_s: float = DEFAULT_SWEEP_INTERVAL_S
+    """How often the sweeper looks for stuck runs; 0 turns it off."""
+    readers: int = DEFAULT_READERS
+    """Read-only connections serving the query API."""
+    api_keys: Mapping[str, str] = field(default_factory=dict)
+    """Bearer token -> project. Empty: no authentication."""
+
+
+def _parse(name: str, raw: str, kind: type) -> object:
+    try:
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+    except ValueError:
+        variable = _ENV_PREFIX + name.upper()
+        raise ConfigError(f"{variable}={raw!r} is not a number; set it to a {kind.__name__}.") from None
+    return raw
+
+
+def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, str] | None = None) -> ReceiverConfig:
+    """Apply ``FLOWLEDGER_RECEIVER_<FIELD>`` variables (limits included) to ``base``."""
+    env = os.environ if environ is None else environ
+    config = base or ReceiverConfig()
+    limit_changes: dict[str, object] = {}
+    for f in fields(Limits):
+        raw = env.get(_ENV_PREFIX + f.name.upper())
+        if raw is not None:
+            limit_changes[f.name] = _parse(f.name, raw, int)
+    changes: dict[str, object] = {}
+    for f in fields(ReceiverConfig):
+        if f.name in {"limits", "api_keys", "db_path"}:
+            continue
+        raw = env.get(_ENV_PREFIX + f.name.upper())
+        if raw is not None:
+            kind = float if f.name.endswith("_s") and f.name != "retry_after_s" else int
+            changes[f.name] = _parse(f.name, raw, kind)
+    if limit_changes:
+        changes["limits"] = replace(config.limits, **limit_changes)  # type: ignore[arg-type]
+    return replace(config, **changes) if changes else config  # type: ignore[arg-type]

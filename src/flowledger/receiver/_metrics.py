@@ -1,0 +1,120 @@
+"""Receiver metrics in the Prometheus text format (``GET /metrics``).
+
+Counters live in memory for the process's life; the figures that must
+survive a restart (runs by status, ledger size, events lost in transit) are
+read from the store at scrape time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from flowledger.receiver._store import Stats
+
+__all__ = ["COMMIT_BUCKETS_S", "Metrics"]
+
+COMMIT_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+"""Upper bounds of the commit-latency histogram, in seconds."""
+
+
+@dataclass(slots=True)
+class Metrics:
+    """What the receiver counts while it runs."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+    requests_refused: dict[int, int] = field(default_factory=dict)
+    """Ingest requests answered with an error status, by status."""
+    queue_full: int = 0
+    commits: int = 0
+    committed_events: int = 0
+    commit_seconds_sum: float = 0.0
+    commit_buckets: list[int] = field(default_factory=lambda: [0] * len(COMMIT_BUCKETS_S))
+    runs_stuck_marked: int = 0
+
+    def observe_commit(self, seconds: float, events: int) -> None:
+        """Record one writer transaction."""
+        self.commits += 1
+        self.committed_events += events
+        self.commit_seconds_sum += seconds
+        for i, bound in enumerate(COMMIT_BUCKETS_S):
+            if seconds <= bound:
+                self.commit_buckets[i] += 1
+
+    def refused(self, status: int) -> None:
+        """Count an ingest request answered with ``status``."""
+        self.requests_refused[status] = self.requests_refused.get(status, 0) + 1
+
+    def render(self, stats: Stats, queue_depth: int) -> str:
+        """The whole exposition text."""
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {kind}")
+            for labels, value in samples:
+                lines.append(f"{name}{labels} {value:g}" if isinstance(value, float) else f"{name}{labels} {value}")
+
+        metric("flowledger_events_accepted_total", "counter", "Events stored in the ledger.", [("", self.accepted)])
+        metric(
+            "flowledger_events_duplicate_total",
+            "counter",
+            "Events whose event_id was already stored (no-ops).",
+            [("", self.duplicates)],
+        )
+        metric(
+            "flowledger_events_rejected_total",
+            "counter",
+            "Events refused: invalid, conflicting or of another project.",
+            [("", self.rejected)],
+        )
+        metric(
+            "flowledger_events_conflict_total",
+            "counter",
+            "Events whose event_id was stored with different content.",
+            [("", self.conflicts)],
+        )
+        metric(
+            "flowledger_ingest_refused_total",
+            "counter",
+            "Ingest requests answered with an error status.",
+            [(f'{{status="{s}"}}', n) for s, n in sorted(self.requests_refused.items())],
+        )
+        metric("flowledger_write_queue_depth", "gauge", "Requests waiting for the writer.", [("", queue_depth)])
+        metric(
+            "flowledger_write_queue_full_total",
+            "counter",
+            "Requests refused with 503 because the write queue was full.",
+            [("", self.queue_full)],
+        )
+        lines.append("# HELP flowledger_commit_seconds Latency of one writer transaction.")
+        lines.append("# TYPE flowledger_commit_seconds histogram")
+        for bound, count in zip(COMMIT_BUCKETS_S, self.commit_buckets, strict=True):
+            lines.append(f'flowledger_commit_seconds_bucket{{le="{bound:g}"}} {count}')
+        lines.append(f'flowledger_commit_seconds_bucket{{le="+Inf"}} {self.commits}')
+        lines.append(f"flowledger_commit_seconds_sum {self.commit_seconds_sum:.6f}")
+        lines.append(f"flowledger_commit_seconds_count {self.commits}")
+        metric(
+            "flowledger_runs",
+            "gauge",
+            "Runs in the store by status.",
+            [(f'{{status="{s}"}}', n) for s, n in sorted(stats.runs_by_status.items())],
+        )
+        metric("flowledger_ledger_events", "gauge", "Rows in the ledger.", [("", stats.ledger_events)])
+        metric("flowledger_producers", "gauge", "SDK processes that sent events.", [("", stats.producers)])
+        metric(
+            "flowledger_events_lost",
+            "gauge",
+            "Events lost in transit: gaps in the producers' sequence numbers.",
+            [("", stats.events_lost)],
+        )
+        metric(
+            "flowledger_runs_marked_stuck_total",
+            "counter",
+            "Runs the sweeper marked stuck.",
+            [("", self.runs_stuck_marked)],
+        )
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,144 @@
+"""Versioned schema migrations of the SQLite store.
+
+The database's ``PRAGMA user_version`` is the number of migrations applied.
+:func:`migrate` applies the missing ones, each in its own transaction, and is
+a no-op on an up-to-date database; a database whose version is newer than
+this code knows is refused with :class:`SchemaVersionError` before anything
+is touched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final
+
+from flowledger._exceptions import SchemaVersionError, StoreError
+
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version"]
+
+APPLICATION_ID: Final = 0x464C4447
+"""``PRAGMA application_id`` of a flowledger database ("FLDG")."""
+
+_V1: Final = """
+CREATE TABLE ledger (
+    seq         INTEGER PRIMARY KEY,        -- position in the hash chain, from 1
+    event_id    TEXT NOT NULL UNIQUE,
+    run_id      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    ts          TEXT NOT NULL,
+    received_at TEXT NOT NULL,              -- receiver clock; not covered by the hash
+    body        TEXT NOT NULL,              -- canonical JSON of the event
+    prev_hash   BLOB NOT NULL,
+    hash        BLOB NOT NULL
+);
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: UPDATE is refused'); END;
+CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: DELETE is refused'); END;
+
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    project TEXT, workflow_id TEXT, workflow_name TEXT, workflow_version TEXT,
+    status TEXT NOT NULL, trigger_type TEXT, dry_run INTEGER,
+    started_at TEXT, completed_at TEXT, duration_ms REAL,
+    error_type TEXT, error_message TEXT, error_node_id TEXT,
+    cost_tokens INTEGER, cost_tool_calls INTEGER, cost_external_requests INTEGER, cost_usd REAL, cost_key TEXT,
+    trace_id TEXT, heartbeat_interval_s REAL, last_seen_at TEXT, stuck_reason TEXT,
+    started_event_id TEXT, finished_event_id TEXT
+) WITHOUT ROWID;
+CREATE INDEX runs_by_start ON runs (started_at DESC, run_id DESC);
+CREATE INDEX runs_by_workflow ON runs (workflow_id, started_at DESC, run_id DESC);
+CREATE INDEX runs_by_status ON runs (status, started_at DESC, run_id DESC);
+CREATE INDEX runs_by_project ON runs (project, started_at DESC, run_id DESC);
+CREATE INDEX runs_alive ON runs (last_seen_at) WHERE status = 'running';
+
+CREATE TABLE node_runs (
+    run_id TEXT NOT NULL, span_id TEXT NOT NULL,
+    node_id TEXT, attempt INTEGER, item INTEGER, status TEXT, skip_reason TEXT,
+    started_at TEXT, completed_at TEXT, duration_ms REAL,
+    error_type TEXT, error_message TEXT,
+    effect INTEGER, idempotency_key TEXT, simulated INTEGER, duplicate INTEGER, location TEXT,
+    parent_span_id TEXT,
+    cost_tokens INTEGER, cost_tool_calls INTEGER, cost_external_requests INTEGER, cost_usd REAL,
+    started_event_id TEXT, finished_event_id TEXT,
+    PRIMARY KEY (run_id, span_id)
+) WITHOUT ROWID;
+
+-- Payloads live apart from the narrow rows that are listed and filtered.
+-- Each value keeps the key of the event it came from ("<rank>:<event_id>");
+-- the larger key wins, so the merge does not depend on arrival order.
+CREATE TABLE node_payloads (
+    run_id TEXT NOT NULL, span_id TEXT NOT NULL,
+    input TEXT, input_key TEXT, output TEXT, output_key TEXT, error_stack TEXT,
+    PRIMARY KEY (run_id, span_id)
+) WITHOUT ROWID;
+CREATE TABLE run_payloads (
+    run_id TEXT PRIMARY KEY,
+    input TEXT, input_key TEXT, output TEXT, output_key TEXT, attributes TEXT
+) WITHOUT ROWID;
+
+-- Per SDK process: the highest producer_seq seen and how many events arrived.
+CREATE TABLE producers (
+    producer_id TEXT PRIMARY KEY,
+    max_seq INTEGER NOT NULL,
+    events INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+"""Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The number of migrations applied to the database."""
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; return how many migrations ran."""
+    current = schema_version(conn)
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    if app_id not in (0, APPLICATION_ID):
+        raise StoreError("this file is an SQLite database of another application, not a flowledger database")
+    if current > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the database has schema version {current}, newer than the {SCHEMA_VERSION} this flowledger knows; "
+            "upgrade flowledger to open it"
+        )
+    ran = 0
+    for version in range(current, SCHEMA_VERSION):
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            # Another process may have migrated while we waited for the lock.
+            if schema_version(conn) > version:
+                conn.execute("ROLLBACK")
+                continue
+            for statement in _statements(MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"migrating the database to schema version {version + 1} failed: {exc}") from exc
+        ran += 1
+    return ran
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (triggers keep their inner ``;``)."""
+    out: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            out.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        out.append(buffer.strip())
+    return out

@@ -1,0 +1,368 @@
+"""The OpenAPI 3.1 description of the receiver's HTTP API (``GET /openapi.json``)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from flowledger._version import __version__
+from flowledger._wire import NodeStatus, RunStatus
+
+__all__ = ["openapi_document"]
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+_STR = {"type": "string"}
+_NSTR = _nullable(_STR)
+_NNUM = _nullable({"type": "number"})
+_NINT = _nullable({"type": "integer"})
+_NBOOL = _nullable({"type": "boolean"})
+_ERROR_BODY = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+_COST = _nullable(
+    {
+        "type": "object",
+        "required": ["tokens", "tool_calls", "external_requests", "usd"],
+        "properties": {
+            "tokens": {"type": "integer"},
+            "tool_calls": {"type": "integer"},
+            "external_requests": {"type": "integer"},
+            "usd": {"type": "number"},
+        },
+    }
+)
+
+_RUN = {
+    "type": "object",
+    "required": [
+        "run_id",
+        "workflow_id",
+        "workflow_name",
+        "workflow_version",
+        "status",
+        "trigger_type",
+        "dry_run",
+        "started_at",
+        "completed_at",
+        "duration_ms",
+        "error",
+        "cost",
+        "trace_id",
+    ],
+    "properties": {
+        "run_id": _STR,
+        "workflow_id": _NSTR,
+        "workflow_name": _NSTR,
+        "workflow_version": _NSTR,
+        "status": {"enum": [s.value for s in RunStatus]},
+        "trigger_type": _NSTR,
+        "dry_run": _NBOOL,
+        "started_at": _NSTR,
+        "completed_at": _NSTR,
+        "duration_ms": _NNUM,
+        "error": _nullable(
+            {
+                "type": "object",
+                "required": ["type", "message", "node_id"],
+                "properties": {"type": _NSTR, "message": _NSTR, "node_id": _NSTR},
+            }
+        ),
+        "cost": _COST,
+        "trace_id": _NSTR,
+        "project": _NSTR,
+        "last_seen_at": _NSTR,
+        "stuck_reason": _NSTR,
+        "heartbeat_interval_s": _NNUM,
+    },
+}
+
+_NODE = {
+    "type": "object",
+    "required": [
+        "node_id",
+        "attempt",
+        "status",
+        "skip_reason",
+        "started_at",
+        "completed_at",
+        "duration_ms",
+        "input",
+        "output",
+        "error",
+        "span_id",
+    ],
+    "properties": {
+        "node_id": _NSTR,
+        "attempt": _NINT,
+        "status": _nullable({"enum": [s.value for s in NodeStatus]}),
+        "skip_reason": _NSTR,
+        "started_at": _NSTR,
+        "completed_at": _NSTR,
+        "duration_ms": _NNUM,
+        "input": {},
+        "output": {},
+        "error": _nullable(
+            {
+                "type": "object",
+                "required": ["type", "message", "stack"],
+                "properties": {"type": _NSTR, "message": _NSTR, "stack": _NSTR},
+            }
+        ),
+        "span_id": _STR,
+        "item": _NINT,
+        "effect": _NBOOL,
+        "idempotency_key": _NSTR,
+        "simulated": _NBOOL,
+        "duplicate": _NBOOL,
+        "location": {},
+        "parent_span_id": _NSTR,
+        "cost": _COST,
+    },
+}
+
+_HEALTH = {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}
+_FORMAT = {"name": "format", "in": "query", "schema": {"enum": ["csv", "jsonl"]}}
+_RUN_FILTERS = [
+    {"name": "workflow_id", "in": "query", "schema": {"type": "string", "maxLength": 256}},
+    {"name": "status", "in": "query", "schema": {"enum": [s.value for s in RunStatus]}},
+]
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The whole OpenAPI document."""
+    json_error_responses = {
+        "400": _error("The body is not a JSON object with an events list."),
+        "401": _error("API keys are configured and the request has no valid one."),
+        "408": _error("The body did not arrive in time."),
+        "413": _error("The body, inflated body or batch is over its limit."),
+        "415": _error("The Content-Encoding is not gzip or identity."),
+        "503": _error("The write queue is full or the store failed: retry after Retry-After seconds."),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "flowledger receiver",
+            "version": __version__,
+            "description": "Ingest of workflow run events into a verifiable ledger, and queries over the runs.",
+        },
+        "paths": {
+            "/v1/events": {
+                "post": {
+                    "summary": "Ingest a batch of events",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["events"],
+                                    "properties": {"events": {"type": "array", "items": {}}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "What became of each event.",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestResult"}}},
+                        },
+                        **json_error_responses,
+                    },
+                }
+            },
+            "/api/runs": {
+                "get": {
+                    "summary": "List runs, newest first",
+                    "parameters": [
+                        *_RUN_FILTERS,
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "A page of runs and the total that match.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["runs", "total"],
+                                        "properties": {
+                                            "runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
+                                            "total": {"type": "integer", "minimum": 0},
+                                            "limit": {"type": "integer"},
+                                            "offset": {"type": "integer"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": _error("A query parameter has a value that cannot be used."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                    },
+                }
+            },
+            "/api/runs/{run_id}": {
+                "get": {
+                    "summary": "One run with its node attempts in start order",
+                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "The run.",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunDetail"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                    },
+                }
+            },
+            "/api/export": {
+                "get": {
+                    "summary": "Stream every matching run as CSV or JSONL",
+                    "parameters": [
+                        *_RUN_FILTERS,
+                        {"name": "format", "in": "query", "schema": {"enum": ["csv", "jsonl"]}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "One line per run.",
+                            "content": {
+                                "text/csv": {"schema": {"type": "string"}},
+                                "application/x-ndjson": {"schema": {"type": "string"}},
+                            },
+                        },
+                        "400": _error("A query parameter has a value that cannot be used."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                    },
+                }
+            },
+            "/api/verify": {
+                "get": {
+                    "summary": "Walk the ledger's hash chain",
+                    "responses": {
+                        "200": {
+                            "description": "The verdict (ok false names the first bad event).",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verify"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                    },
+                }
+            },
+            "/api/rebuild": {
+                "post": {
+                    "summary": "Refold the projections from the ledger and report drift",
+                    "responses": {
+                        "200": {
+                            "description": "The drift found.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                    },
+                }
+            },
+            "/v1/traces": {
+                "post": {
+                    "summary": "OTLP/HTTP spans (accepted, not stored yet)",
+                    "responses": {
+                        "200": {
+                            "description": "An empty OTLP export response.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness",
+                    "responses": {
+                        "200": {
+                            "description": "The receiver is up.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["status"],
+                                        "properties": {"status": {"const": "ok"}},
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Error": _ERROR_BODY,
+                "Run": _RUN,
+                "Node": _NODE,
+                "RunDetail": {
+                    "allOf": [
+                        {"$ref": "#/components/schemas/Run"},
+                        {
+                            "type": "object",
+                            "required": ["nodes"],
+                            "properties": {"nodes": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}},
+                        },
+                    ]
+                },
+                "IngestResult": {
+                    "type": "object",
+                    "required": ["accepted", "duplicates", "rejected"],
+                    "properties": {
+                        "accepted": {"type": "integer", "minimum": 0},
+                        "duplicates": {"type": "integer", "minimum": 0},
+                        "conflicts": {"type": "integer", "minimum": 0},
+                        "rejected": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["index", "error"],
+                                "properties": {"index": {"type": "integer", "minimum": 0}, "error": {"type": "string"}},
+                            },
+                        },
+                    },
+                },
+                "Verify": {
+                    "type": "object",
+                    "required": ["ok", "events", "head_seq", "head_hash"],
+                    "properties": {
+                        "ok": {"type": "boolean"},
+                        "events": {"type": "integer"},
+                        "head_seq": {"type": "integer"},
+                        "head_hash": {"type": "string"},
+                        "first_bad_seq": _NINT,
+                        "first_bad_event_id": _NSTR,
+                        "problem": _NSTR,
+                    },
+                },
+            }
+        },
+    }

@@ -1,0 +1,498 @@
+"""The SQLite engine of the :class:`~flowledger.receiver._store.Store` protocol.
+
+One write connection (used only by the writer task) and a small pool of
+read-only connections, all in WAL mode with ``synchronous=NORMAL`` and a
+busy timeout, so readers never wait for the writer. A committed batch
+survives the receiver being killed; only an operating-system crash can lose
+the last transactions before a WAL checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+
+from flowledger._exceptions import SchemaVersionError, StoreError
+from flowledger._wire import EventKind, RunStatus, format_ts
+from flowledger.receiver._canonical import GENESIS_HASH, chain_hash
+from flowledger.receiver._fold import RUN_COLUMNS, mark_stuck
+from flowledger.receiver._migrations import SCHEMA_VERSION, migrate, schema_version
+from flowledger.receiver._project import Projector, run_from_row, save_runs
+from flowledger.receiver._query import NODE_SELECT, RUN_SELECT, node_json, run_json, runs_where
+from flowledger.receiver._store import Drift, EventOutcome, RunPage, RunQuery, Stats, VerifyReport
+from flowledger.receiver._validate import PreparedEvent, normalize_ts
+from flowledger.receiver._verify import ChainWalker
+
+__all__ = ["SqliteStore"]
+
+BUSY_TIMEOUT_MS: Final = 10_000
+_LOOKUP_CHUNK: Final = 500
+_STREAM_CHUNK: Final = 2_000
+_REBUILD_CHUNK: Final = 5_000
+_CACHE_KIB: Final = 65_536
+_NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
+_INSERT_LEDGER: Final = (
+    "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _now_ts() -> str:
+    return format_ts(time.time_ns())
+
+
+def _prepare_file(path: Path) -> None:
+    """Create (or check) the database file and bring its schema up to date, synchronously."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the database {path}: {exc}") from exc
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a flowledger database: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise StoreError(f"there is no database at {path}; start `flowledger serve --db {path}` first or pass --db")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            version = schema_version(conn)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a flowledger database: {exc}") from exc
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the database has schema version {version}, newer than the {SCHEMA_VERSION} this flowledger knows; "
+            "upgrade flowledger to open it"
+        )
+    if version == 0:
+        raise StoreError(f"{path} holds no flowledger ledger yet")
+
+
+def event_from_body(body: str) -> PreparedEvent:
+    """Rebuild a PreparedEvent from a stored canonical body (for refolding)."""
+    raw = json.loads(body)
+    data = raw["data"]
+    started = data.get("started_at")
+    return PreparedEvent(
+        index=0,
+        event_id=raw["event_id"],
+        run_id=raw["run_id"],
+        kind=EventKind(raw["kind"]),
+        ts=normalize_ts(raw["ts"]),
+        started_at=None if started is None else normalize_ts(started),
+        project=raw.get("project"),
+        producer_id=raw["producer_id"],
+        producer_seq=raw["producer_seq"],
+        data=data,
+        body=body,
+        body_bytes=b"",
+    )
+
+
+class SqliteStore:
+    """The embedded store: one SQLite file. ``readonly`` stores serve queries only."""
+
+    def __init__(self, path: Path | str, *, readers: int = 2, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self._readonly = readonly
+        self._reader_count = max(1, readers)
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all_readers: list[aiosqlite.Connection] = []
+        self._head_seq = 0
+        self._head_hash = GENESIS_HASH
+
+    # --- lifecycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, migrate (unless read-only), and load the chain's head."""
+        if self._readonly:
+            await asyncio.to_thread(_check_readable, self.path)
+        else:
+            await asyncio.to_thread(_prepare_file, self.path)
+            self._writer = await self._connect(readonly=False)
+            rows = await self._writer.execute_fetchall("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+            for seq, head in rows:
+                self._head_seq, self._head_hash = int(seq), bytes(head)
+        for _ in range(self._reader_count):
+            conn = await self._connect(readonly=True)
+            self._all_readers.append(conn)
+            self._readers.put_nowait(conn)
+
+    async def _connect(self, *, readonly: bool) -> aiosqlite.Connection:
+        target = f"file:{self.path}?mode=ro" if readonly else str(self.path)
+        try:
+            conn = await aiosqlite.connect(target, uri=readonly, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        if not readonly:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute("PRAGMA temp_store = MEMORY")
+        return conn
+
+    async def close(self) -> None:
+        """Close every connection; idempotent."""
+        for conn in self._all_readers:
+            await conn.close()
+        self._all_readers.clear()
+        self._readers = asyncio.Queue()
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """The last committed ledger row: (seq, hex hash)."""
+        return self._head_seq, self._head_hash.hex()
+
+    def _write_conn(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise StoreError("this store is read-only or closed")
+        return self._writer
+
+    @asynccontextmanager
+    async def _reader(self) -> AsyncIterator[aiosqlite.Connection]:
+        if not self._all_readers:
+            raise StoreError("the store is not open")
+        conn = await self._readers.get()
+        try:
+            yield conn
+        finally:
+            self._readers.put_nowait(conn)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        conn = self._write_conn()
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+
+    # --- writing ---------------------------------------------------------
+
+    async def _stored_bodies(self, conn: aiosqlite.Connection, ids: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            part = ids[start : start + _LOOKUP_CHUNK]
+            sql = f"SELECT event_id, body FROM ledger WHERE event_id IN ({', '.join('?' * len(part))})"
+            for event_id, body in await conn.execute_fetchall(sql, part):
+                found[event_id] = body
+        return found
+
+    async def append(self, events: Sequence[PreparedEvent]) -> list[tuple[EventOutcome, str | None]]:
+        """Store new events in one transaction; see :meth:`Store.append`."""
+        conn = self._write_conn()
+        results: list[tuple[EventOutcome, str | None]] = [(EventOutcome.ACCEPTED, None)] * len(events)
+        rows: list[tuple[Any, ...]] = []
+        seq, prev = self._head_seq, self._head_hash
+        try:
+            async with self._transaction():
+                stored = await self._stored_bodies(conn, list({e.event_id for e in events}))
+                fresh: list[int] = []
+                for i, event in enumerate(events):
+                    prior = stored.get(event.event_id)
+                    if prior is None:
+                        stored[event.event_id] = event.body
+                        fresh.append(i)
+                    elif prior == event.body:
+                        results[i] = (EventOutcome.DUPLICATE, None)
+                    else:
+                        results[i] = (
+                            EventOutcome.CONFLICT,
+                            f"event_id {event.event_id} is already stored with different content",
+                        )
+                projector = Projector(conn)
+                await projector.load([events[i] for i in fresh])
+                seq, prev = self._head_seq, self._head_hash
+                received_at = _now_ts()
+                for i in fresh:
+                    event = events[i]
+                    owner = projector.project_of(event.run_id)
+                    if owner is not None and event.project is not None and owner != event.project:
+                        results[i] = (EventOutcome.FORBIDDEN, f"run {event.run_id} belongs to another project")
+                        continue
+                    projector.apply(event, event.producer_id, event.producer_seq)
+                    seq += 1
+                    new_hash = chain_hash(prev, event.body_bytes)
+                    ids = (seq, event.event_id, event.run_id, event.kind, event.ts)
+                    rows.append((*ids, received_at, event.body, prev, new_hash))
+                    prev = new_hash
+                if rows:
+                    await conn.executemany(_INSERT_LEDGER, rows)
+                    await projector.flush()
+        except sqlite3.Error as exc:
+            raise StoreError(f"storing {len(events)} events failed: {exc}") from exc
+        if rows:
+            self._head_seq, self._head_hash = seq, prev
+        return results
+
+    async def sweep(self, *, now: str, stuck_after_s: float, heartbeats: int) -> list[str]:
+        """Mark running runs without a sign of life as stuck (indexed on ``last_seen_at``)."""
+        conn = self._write_conn()
+        now_dt = _parse(now)
+        cutoff = _format(now_dt - stuck_after_s)
+        marked = []
+        try:
+            async with self._transaction():
+                sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE status = 'running' AND last_seen_at < ?"
+                for row in await conn.execute_fetchall(sql, (cutoff,)):
+                    run = run_from_row(row)
+                    threshold_s = max(stuck_after_s, heartbeats * (run.heartbeat_interval_s or 0.0))
+                    if run.last_seen_at is None or _parse(run.last_seen_at) > now_dt - threshold_s:
+                        continue
+                    reason = f"no event since {run.last_seen_at}: more than {threshold_s:g} s without a heartbeat"
+                    if mark_stuck(run, reason):
+                        marked.append(run)
+                await save_runs(conn, marked)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sweeping for stuck runs failed: {exc}") from exc
+        return [run.run_id for run in marked]
+
+    async def rebuild(self) -> Drift:
+        """Refold every projection from the ledger in one transaction; report what differed."""
+        conn = self._write_conn()
+        drift = Drift()
+        tables = ("runs", "node_runs", "node_payloads", "run_payloads", "producers")
+        try:
+            async with self._transaction():
+                for table in tables:
+                    await conn.execute(f"DROP TABLE IF EXISTS temp.old_{table}")
+                    await conn.execute(f"CREATE TEMP TABLE old_{table} AS SELECT * FROM main.{table}")
+                    await conn.execute(f"DELETE FROM main.{table}")
+                last = 0
+                while True:
+                    rows = list(
+                        await conn.execute_fetchall(
+                            "SELECT seq, body FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?", (last, _REBUILD_CHUNK)
+                        )
+                    )
+                    if not rows:
+                        break
+                    last = int(rows[-1][0])
+                    events = [event_from_body(body) for _, body in rows]
+                    projector = Projector(conn)
+                    await projector.load(events)
+                    for event in events:
+                        projector.apply(event, event.producer_id, event.producer_seq)
+                    await projector.flush()
+                    drift.events += len(events)
+                # Stuck is the sweeper's verdict, not the ledger's: keep it for runs still running.
+                await conn.execute(
+                    "UPDATE main.runs SET status = 'stuck', stuck_reason = "
+                    "(SELECT o.stuck_reason FROM old_runs o WHERE o.run_id = runs.run_id) "
+                    "WHERE status = 'running' AND run_id IN (SELECT run_id FROM old_runs WHERE status = 'stuck')"
+                )
+                drift.runs_missing = [
+                    r[0]
+                    for r in await conn.execute_fetchall(
+                        "SELECT run_id FROM main.runs WHERE run_id NOT IN (SELECT run_id FROM old_runs) ORDER BY run_id"
+                    )
+                ]
+                drift.runs_extra = [
+                    r[0]
+                    for r in await conn.execute_fetchall(
+                        "SELECT run_id FROM old_runs WHERE run_id NOT IN (SELECT run_id FROM main.runs) ORDER BY run_id"
+                    )
+                ]
+                drift.runs_changed = [
+                    r[0]
+                    for r in await conn.execute_fetchall(
+                        "SELECT run_id FROM (SELECT * FROM main.runs EXCEPT SELECT * FROM old_runs) "
+                        "WHERE run_id IN (SELECT run_id FROM old_runs) ORDER BY run_id"
+                    )
+                ]
+                drift.nodes_missing = await _count(
+                    conn,
+                    "SELECT count(*) FROM (SELECT run_id, span_id FROM main.node_runs "
+                    "EXCEPT SELECT run_id, span_id FROM old_node_runs)",
+                )
+                drift.nodes_extra = await _count(
+                    conn,
+                    "SELECT count(*) FROM (SELECT run_id, span_id FROM old_node_runs "
+                    "EXCEPT SELECT run_id, span_id FROM main.node_runs)",
+                )
+                drift.nodes_changed = (
+                    await _count(
+                        conn,
+                        "SELECT count(*) FROM (SELECT * FROM main.node_runs EXCEPT SELECT * FROM old_node_runs)",
+                    )
+                    - drift.nodes_missing
+                )
+                for table in tables:
+                    await conn.execute(f"DROP TABLE temp.old_{table}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"rebuilding the projections failed: {exc}") from exc
+        return drift
+
+    # --- reading ---------------------------------------------------------
+
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        """A page of runs, newest first (stable order: start time, then run id)."""
+        where, params = runs_where(query)
+        async with self._reader() as conn:
+            total_rows = await conn.execute_fetchall(f"SELECT count(*) FROM runs r{where}", params)
+            rows = await conn.execute_fetchall(
+                f"SELECT {RUN_SELECT} FROM runs r{where} {_NEWEST_FIRST} LIMIT ? OFFSET ?",
+                [*params, query.limit, query.offset],
+            )
+        total = next(iter(total_rows))[0]
+        return RunPage(runs=[run_json(row) for row in rows], total=int(total))
+
+    async def get_run(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
+        """One run with its payloads and node attempts in start order."""
+        async with self._reader() as conn:
+            return await _run_with_nodes(conn, run_id, project)
+
+    async def iter_runs(self, query: RunQuery, *, with_nodes: bool) -> AsyncIterator[dict[str, Any]]:
+        """Every matching run, newest first, read in chunks so memory stays flat."""
+        where, params = runs_where(query)
+        cursor_key: tuple[str | None, str] | None = None
+        async with self._reader() as conn:
+            while True:
+                page_where, page_params = where, list(params)
+                if cursor_key is not None:
+                    started, rid = cursor_key
+                    clause = (
+                        "(r.started_at < ? OR (r.started_at = ? AND r.run_id < ?) OR r.started_at IS NULL)"
+                        if started is not None
+                        else "(r.started_at IS NULL AND r.run_id < ?)"
+                    )
+                    page_params += [started, started, rid] if started is not None else [rid]
+                    page_where = (where + " AND " if where else " WHERE ") + clause
+                rows = list(
+                    await conn.execute_fetchall(
+                        f"SELECT {RUN_SELECT} FROM runs r{page_where} {_NEWEST_FIRST} LIMIT ?",
+                        [*page_params, _STREAM_CHUNK],
+                    )
+                )
+                if not rows:
+                    return
+                for row in rows:
+                    run = run_json(row)
+                    if with_nodes:
+                        run["nodes"] = await _nodes_of(conn, run["run_id"])
+                    yield run
+                last = run_json(rows[-1])
+                cursor_key = (last["started_at"], last["run_id"])
+
+    async def stats(self) -> Stats:
+        """Run counts by status, ledger size, producers and lost events."""
+        async with self._reader() as conn:
+            by_status = {
+                str(s): int(n) for s, n in await conn.execute_fetchall("SELECT status, count(*) FROM runs GROUP BY 1")
+            }
+            ledger = await _count(conn, "SELECT coalesce(max(seq), 0) FROM ledger")
+            rows = await conn.execute_fetchall("SELECT count(*), coalesce(sum(max_seq + 1 - events), 0) FROM producers")
+        producers, lost = next(iter(rows))
+        return Stats(
+            runs_by_status={s.value: by_status.get(s.value, 0) for s in RunStatus},
+            ledger_events=ledger,
+            producers=int(producers),
+            events_lost=max(0, int(lost)),
+        )
+
+    async def verify(self, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
+        """Walk the chain from the first row; also check ``(seq, hex hash)`` checkpoints."""
+        walker = ChainWalker()
+        for seq, _ in checkpoints:
+            walker.watch(seq)
+        last = 0
+        async with self._reader() as conn:
+            while True:
+                rows = list(
+                    await conn.execute_fetchall(
+                        "SELECT seq, event_id, CAST(body AS BLOB), prev_hash, hash FROM ledger "
+                        "WHERE seq > ? ORDER BY seq LIMIT ?",
+                        (last, _STREAM_CHUNK),
+                    )
+                )
+                if not rows:
+                    break
+                last = int(rows[-1][0])
+                if not walker.feed(rows):  # type: ignore[arg-type]
+                    break
+        report = walker.report()
+        if report.ok:
+            for seq, expected in checkpoints:
+                found = walker.hashes_at.get(seq)
+                if found != expected:
+                    problem = (
+                        f"checkpoint {seq}:{expected[:12]}... does not match: the row's hash is now {found}"
+                        if found
+                        else f"checkpoint row {seq} is no longer in the ledger (the chain was truncated)"
+                    )
+                    return VerifyReport(
+                        ok=False,
+                        events=report.events,
+                        head_seq=report.head_seq,
+                        head_hash=report.head_hash,
+                        first_bad_seq=seq,
+                        problem=problem,
+                    )
+        return report
+
+
+async def _count(conn: aiosqlite.Connection, sql: str) -> int:
+    rows = await conn.execute_fetchall(sql)
+    return int(next(iter(rows))[0])
+
+
+async def _nodes_of(conn: aiosqlite.Connection, run_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute_fetchall(
+        f"SELECT {NODE_SELECT} FROM node_runs n LEFT JOIN node_payloads p "
+        "ON p.run_id = n.run_id AND p.span_id = n.span_id WHERE n.run_id = ? "
+        "ORDER BY n.started_at, n.attempt, n.item, n.span_id",
+        (run_id,),
+    )
+    return [node_json(row) for row in rows]
+
+
+async def _run_with_nodes(conn: aiosqlite.Connection, run_id: str, project: str | None) -> dict[str, Any] | None:
+    sql = (
+        f"SELECT {RUN_SELECT}, p.input, p.output, p.attributes FROM runs r "
+        "LEFT JOIN run_payloads p ON p.run_id = r.run_id WHERE r.run_id = ?"
+    )
+    rows = list(await conn.execute_fetchall(sql, (run_id,)))
+    if not rows:
+        return None
+    row = rows[0]
+    run = run_json(row)
+    if project is not None and run["project"] != project:
+        return None
+    trigger, output, attributes = row[-3:]
+    run["input"] = None if trigger is None else json.loads(trigger)
+    run["output"] = None if output is None else json.loads(output)
+    run["attributes"] = None if attributes is None else json.loads(attributes)
+    run["nodes"] = await _nodes_of(conn, run_id)
+    return run
+
+
+def _parse(ts: str) -> float:
+    return datetime.fromisoformat(ts).timestamp()
+
+
+def _format(epoch_s: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s)) + f".{int(epoch_s * 1_000_000) % 1_000_000:06d}Z"
