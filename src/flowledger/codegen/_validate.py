@@ -89,6 +89,17 @@ def validate(doc: Document) -> Definition:
     return definition
 
 
+_YAML11_BOOLS: Final = frozenset({"yes", "no", "on", "off", "y", "n"})
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"
@@ -113,6 +124,8 @@ class _Validator:
     def __init__(self, doc: Document) -> None:
         self.doc = doc
         self.problems = Problems(doc.file)
+        self.graph_broken = False
+        """Set when needs name unknown nodes or form a cycle: then sinks say nothing useful."""
 
     # --- reporting ---------------------------------------------------------
 
@@ -153,7 +166,8 @@ class _Validator:
 
     def number(self, value: Any, path: Path, *, minimum: float, exclusive: bool) -> float | None:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.at(path, f"expected a number, found {_type_name(value)}")
+            hint = "; write it without quotes" if isinstance(value, str) and _looks_numeric(value) else ""
+            self.at(path, f"expected a number, found {_type_name(value)}{hint}")
             return None
         if value < minimum or (exclusive and value == minimum):
             bound = f"greater than {minimum:g}" if exclusive else f"at least {minimum:g}"
@@ -172,7 +186,10 @@ class _Validator:
 
     def boolean(self, value: Any, path: Path) -> bool | None:
         if not isinstance(value, bool):
-            self.at(path, f"expected true or false, found {_type_name(value)}")
+            hint = ""
+            if isinstance(value, str) and value.lower() in _YAML11_BOOLS:
+                hint = f" ({value!r} is a string in YAML 1.2; write true or false)"
+            self.at(path, f"expected true or false, found {_type_name(value)}{hint}")
             return None
         return value
 
@@ -263,10 +280,12 @@ class _Validator:
         if "id" in section:
             workflow_id = self.text(section["id"], (*path, "id"), max_length=MAX_WORKFLOW_ID_LENGTH)
             if workflow_id is not None and not WORKFLOW_ID.match(workflow_id):
+                suggestion = re.sub(r"[^a-z0-9_-]+", "-", workflow_id.lower()).strip("-_")
+                hint = f" (for example `{suggestion}`)" if suggestion and WORKFLOW_ID.match(suggestion) else ""
                 self.at(
                     (*path, "id"),
                     f"{workflow_id!r} is not a workflow id; use lowercase letters, digits, `_` and `-`, "
-                    "starting with a letter or digit",
+                    f"starting with a letter or digit{hint}",
                 )
                 workflow_id = None
         name = self.text(section["name"], (*path, "name")) if "name" in section else None
@@ -436,7 +455,10 @@ class _Validator:
         out: list[tuple[Identifier, WithValue]] = []
         for name, item in value.items():
             if not PY_NAME.match(name) or keyword.iskeyword(name):
-                self.at_key((*path, name), f"{name!r} is not a keyword argument name; use a Python identifier")
+                self.at_key(
+                    (*path, name),
+                    f"{name!r} is not a keyword argument name; use a Python identifier that is not a keyword",
+                )
                 continue
             env = self.env_ref(item, (*path, name))
             out.append((Identifier(name), env if env is not None else self.json_value(item, (*path, name))))
@@ -525,6 +547,7 @@ class _Validator:
         for node in nodes:
             for index, need in enumerate(node.needs):
                 if need not in known:
+                    self.graph_broken = True
                     close = did_you_mean(need, ids)
                     hint = f" (did you mean `{close}`?)" if close else ""
                     self.at(
@@ -532,6 +555,7 @@ class _Validator:
                         f"unknown node `{need}`{hint}; needs must name nodes declared in `nodes`",
                     )
         for cycle in _find_cycles({n.id: [m for m in n.needs if m in known] for n in nodes}):
+            self.graph_broken = True
             first = next(n for n in nodes if n.id == cycle[0])
             where = (*path, first.index, "needs", first.needs.index(Identifier(cycle[1])))
             self.at(where, f"the needs form a cycle: {' -> '.join(cycle)}; remove one of these needs")
@@ -552,9 +576,9 @@ class _Validator:
         sinks = [n.id for n in nodes if n.id not in needed]
         if len(sinks) == 1:
             return sinks[0]
-        if sinks:
+        if sinks and not self.graph_broken:
             self.at(
-                (),
+                ("nodes",),
                 f"{len(sinks)} nodes have no dependents ({_quote_list(sinks)}); "
                 "add `output: NODE_ID` to say which one is the workflow's output",
             )
