@@ -1,7 +1,72 @@
-"""flowledger: workflow runs that report on themselves."""
+"""flowledger: workflow runs that report on themselves.
+
+The public API of the runtime SDK::
+
+    import flowledger
+
+    with flowledger.run("order-intake", data=payload) as run:
+        price(order)          # a function decorated with @flowledger.node
+
+See the README for the rest.
+"""
 
 from __future__ import annotations
 
+from flowledger._exceptions import (
+    ConfigError,
+    DefinitionError,
+    FlowledgerError,
+    NodeTimeout,
+    RunAborted,
+    RuntimeFailure,
+    UsageError,
+)
 from flowledger._version import __version__
+from flowledger._wire import EventKind, NodeStatus, RunStatus, TriggerType
+from flowledger.instrument import (
+    ContextThreadPoolExecutor,
+    Location,
+    Run,
+    Settings,
+    configure,
+    cost,
+    current_run,
+    flush,
+    in_context,
+    inject,
+    node,
+    run,
+    shutdown,
+    stats,
+    traceparent,
+)
 
-__all__ = ["__version__"]
+__all__ = [
+    "ConfigError",
+    "ContextThreadPoolExecutor",
+    "DefinitionError",
+    "EventKind",
+    "FlowledgerError",
+    "Location",
+    "NodeStatus",
+    "NodeTimeout",
+    "Run",
+    "RunAborted",
+    "RunStatus",
+    "RuntimeFailure",
+    "Settings",
+    "TriggerType",
+    "UsageError",
+    "__version__",
+    "configure",
+    "cost",
+    "current_run",
+    "flush",
+    "in_context",
+    "inject",
+    "node",
+    "run",
+    "shutdown",
+    "stats",
+    "traceparent",
+]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import random
 import threading
 import time
 from datetime import UTC, datetime
@@ -113,6 +114,9 @@ class TriggerType(enum.StrEnum):
 _id_lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+_random_bits = random.getrandbits
+_VERSION_BITS: Final = 0x7 << 76
+_VARIANT_BITS: Final = 0b10 << 62
 
 
 def new_event_id() -> str:
@@ -121,23 +125,21 @@ def new_event_id() -> str:
     The 48-bit millisecond timestamp leads, so ids sort by creation time and
     land at the end of a B-tree index; within one millisecond a 12-bit
     counter keeps them ordered; 62 random bits make them unique across
-    processes.
+    processes (``random`` is reseeded in a forked child).
     """
     global _last_ms, _counter
+    now_ms = time.time_ns() // 1_000_000
     with _id_lock:
-        now_ms = time.time_ns() // 1_000_000
         if now_ms > _last_ms:
             _last_ms = now_ms
-            _counter = int.from_bytes(os.urandom(2)) & 0x3FF  # leave room to count up
+            _counter = _random_bits(10)  # start low in the 12 bits: room to count up
         else:
             _counter += 1
             if _counter > 0xFFF:  # counter exhausted: borrow the next millisecond
                 _last_ms += 1
                 _counter = 0
         ms, counter = _last_ms, _counter
-    rand = int.from_bytes(os.urandom(8)) & 0x3FFF_FFFF_FFFF_FFFF
-    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
-    h = f"{value:032x}"
+    h = "%032x" % ((ms << 80) | _VERSION_BITS | (counter << 64) | _VARIANT_BITS | _random_bits(62))
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -153,10 +155,18 @@ if hasattr(os, "register_at_fork"):
 # --- timestamps ----------------------------------------------------------
 
 
+_ts_cache: tuple[int, str] = (-1, "")
+
+
 def format_ts(epoch_ns: int) -> str:
     """Format nanoseconds since the epoch as RFC 3339 UTC with microseconds."""
+    global _ts_cache
     seconds, ns = divmod(epoch_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns // 1000:06d}Z"
+    cached_second, prefix = _ts_cache  # one tuple: read and written atomically
+    if seconds != cached_second:  # strftime once per second
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _ts_cache = (seconds, prefix)
+    return f"{prefix}.{ns // 1000:06d}Z"
 
 
 def parse_ts(text: str) -> datetime:

@@ -2,4 +2,33 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from flowledger.instrument._config import Settings
+from flowledger.instrument._context import ContextThreadPoolExecutor, current_node, current_run, in_context
+from flowledger.instrument._node import Location, NodeAttempt, attempt, cost, node, record_skip
+from flowledger.instrument._otel import inject, traceparent
+from flowledger.instrument._pipeline import configure, flush, shutdown, stats
+from flowledger.instrument._run import Run, run
+from flowledger.instrument._sink import EventSink
+
+__all__ = [
+    "ContextThreadPoolExecutor",
+    "EventSink",
+    "Location",
+    "NodeAttempt",
+    "Run",
+    "Settings",
+    "attempt",
+    "configure",
+    "cost",
+    "current_node",
+    "current_run",
+    "flush",
+    "in_context",
+    "inject",
+    "node",
+    "record_skip",
+    "run",
+    "shutdown",
+    "stats",
+    "traceparent",
+]

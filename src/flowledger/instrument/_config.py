@@ -24,7 +24,16 @@ _log = logging.getLogger("flowledger")
 
 DEFAULT_ENDPOINT: Final = "http://127.0.0.1:4318"
 DEFAULT_CAPTURE_LIMIT_BYTES: Final = 4096
-DEFAULT_REDACT_PATTERNS: Final = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "cookie")
+DEFAULT_REDACT_PATTERNS: Final = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+)
 DEFAULT_QUEUE_MAX_ITEMS: Final = 10_000
 DEFAULT_QUEUE_MAX_BYTES: Final = 32 * 1024 * 1024
 DEFAULT_BATCH_MAX_ITEMS: Final = 512
@@ -62,7 +71,7 @@ class Settings:
     """Whether node input and output are recorded at all."""
     capture_limit_bytes: int = DEFAULT_CAPTURE_LIMIT_BYTES
     redact_patterns: tuple[str, ...] = DEFAULT_REDACT_PATTERNS
-    """Case-insensitive substrings: a mapping key containing one is redacted."""
+    """Case-insensitive substrings: a mapping key containing one is redacted (``-`` counts as ``_``)."""
     queue_max_items: int = DEFAULT_QUEUE_MAX_ITEMS
     queue_max_bytes: int = DEFAULT_QUEUE_MAX_BYTES
     batch_max_items: int = DEFAULT_BATCH_MAX_ITEMS
@@ -100,7 +109,9 @@ class Settings:
         known = {f.name for f in fields(Settings)}
         for name in changes:
             if name not in known:
-                raise ConfigError(f"flowledger.configure() has no setting {name!r}; known settings: {', '.join(sorted(known))}.")
+                raise ConfigError(
+                    f"flowledger.configure() has no setting {name!r}; known settings: {', '.join(sorted(known))}."
+                )
         new = replace(self, **changes)
         problems = new.problems()
         if problems:
@@ -139,7 +150,8 @@ def _redact_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     try:
         return _REGEX_CACHE[patterns]
     except KeyError:
-        rx = re.compile("|".join(re.escape(p) for p in patterns), re.IGNORECASE) if patterns else None
+        # matched against lowercased text: far faster than re.IGNORECASE with alternation
+        rx = re.compile("|".join(re.escape(p.lower().replace("-", "_")) for p in patterns)) if patterns else None
         _REGEX_CACHE[patterns] = rx
         return rx
 

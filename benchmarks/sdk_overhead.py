@@ -1,0 +1,136 @@
+"""Per-call overhead of a flowledger node, next to a bare call and a bare OTel span.
+
+Run: ``.venv/bin/python benchmarks/sdk_overhead.py`` (or ``python3 tasks.py bench``).
+
+All cases run in this one process, interleaved round by round so a noisy
+machine affects them alike; each figure is the median over rounds of the
+mean cost per call within a round, in microseconds. The OTel reference is
+the stock SDK: a TracerProvider with a BatchSpanProcessor whose exporter
+discards, and the same input and output as JSON attributes. The flowledger
+node captures input and output (redaction and the 4 KiB cut included) and
+hands its events to the background sender, which posts them to a local
+HTTP server that answers 200, with its own span export on or off.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+import flowledger
+
+ROUNDS = 31
+CALLS_PER_ROUND = 500
+
+ORDER = {
+    "order_id": "A-10023",
+    "customer": {"id": 881, "name": "Ann Example", "tier": "gold"},
+    "lines": [{"sku": f"SKU-{i}", "qty": i, "price": 9.99 + i} for i in range(4)],
+    "currency": "EUR",
+    "api_key": "not-logged",
+}
+
+
+def price(order: dict[str, Any]) -> dict[str, Any]:
+    total = sum(line["qty"] * line["price"] for line in order["lines"])
+    return {"order_id": order["order_id"], "total": round(total, 2), "currency": order["currency"]}
+
+
+class _Discard(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+class _Ok(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b'{"accepted":0,"duplicates":0,"rejected":[]}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def local_sink() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def measure(cases: dict[str, Callable[[], None]]) -> dict[str, float]:
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(ROUNDS):
+        for name, fn in cases.items():
+            start = time.perf_counter_ns()
+            for _ in range(CALLS_PER_ROUND):
+                fn()
+            samples[name].append((time.perf_counter_ns() - start) / CALLS_PER_ROUND / 1000.0)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main() -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(_Discard()))
+    tracer = provider.get_tracer("bench")
+
+    def bare_call() -> None:
+        price(ORDER)
+
+    def otel_span() -> None:
+        with tracer.start_as_current_span("price") as span:
+            span.set_attribute("input", json.dumps(ORDER))
+            span.set_attribute("output", json.dumps(price(ORDER)))
+
+    node_price = flowledger.node(price)
+
+    with local_sink() as url:
+        results: dict[str, float] = {}
+        for export in (False, True):
+            flowledger.configure(endpoint=url, export_spans=export, otlp_traces_endpoint=url + "/v1/traces")
+            with flowledger.run("bench"):
+                node_price(ORDER)  # warm up
+                figures = measure(
+                    {"bare call": bare_call, "bare OTel span": otel_span, "node": node_price_call(node_price)}
+                )
+            flowledger.flush(timeout_s=10)
+            results["bare call"] = figures["bare call"]
+            results["bare OTel span"] = figures["bare OTel span"]
+            results[f"flowledger node, capture on, span export {'on' if export else 'off'}"] = figures["node"]
+        stats = flowledger.stats()
+    provider.shutdown()
+
+    span_us = results["bare OTel span"]
+    print(f"{'case':<52} {'median us/call':>15} {'vs OTel span':>13}")
+    for name, us in results.items():
+        print(f"{name:<52} {us:>15.2f} {us / span_us:>12.2f}x")
+    print(f"sender: enqueued={stats.get('enqueued')} sent={stats.get('sent')} dropped={stats.get('dropped')}")
+    print("target: a captured flowledger node costs no more than a bare OTel span (ratio <= 1.0)")
+
+
+def node_price_call(node_price: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[], None]:
+    def call() -> None:
+        node_price(ORDER)
+
+    return call
+
+
+if __name__ == "__main__":
+    main()

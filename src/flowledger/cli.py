@@ -1,0 +1,60 @@
+"""The ``flowledger`` command.
+
+Each part of flowledger contributes its commands: the receiver (``serve``,
+``runs``, ``show``, ``export``, ``verify``, ``rebuild``) and codegen
+(``validate``, ``generate``). A part whose extra is not installed says which
+extra to install instead of failing with a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any, Final
+
+__all__ = ["main"]
+
+_PARTS: Final = (
+    ("flowledger.receiver._cli", "receiver"),
+    ("flowledger.codegen._cli", "codegen"),
+)
+
+
+def _build() -> Any:
+    try:
+        import click
+    except ImportError:
+        sys.stderr.write("flowledger: the command line needs its extra: pip install 'flowledger[all]'\n")
+        raise SystemExit(2) from None
+
+    from flowledger._version import __version__
+
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="flowledger")
+    def cli() -> None:
+        """flowledger: workflow runs that report on themselves."""
+
+    for module_name, extra in _PARTS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            missing = exc.name or "a dependency"
+
+            @cli.command(name=f"{extra}-unavailable", hidden=True)
+            def _unavailable(missing: str = missing, extra: str = extra) -> None:
+                raise click.ClickException(f"{missing} is not installed: pip install 'flowledger[{extra}]'")
+
+            continue
+        for command in getattr(module, "COMMANDS", []):
+            cli.add_command(command)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the ``flowledger`` command line."""
+    cli = _build()
+    cli.main(args=argv, prog_name="flowledger")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Turning arbitrary Python values into JSON-safe, redacted, bounded records.
+
+``capture(value, policy)`` never raises. It returns the JSON value to record
+and the size of its JSON encoding in bytes. What could not be kept as is
+becomes a marker object ``{"__flowledger__": KIND, ...}``:
+
+- ``truncated``: the encoding was longer than the limit; ``preview`` holds
+  the first ``limit`` bytes of the JSON text, cut on a UTF-8 boundary,
+  ``original_bytes`` and ``omitted_bytes`` say how much was cut.
+- ``repr``: a value of a type with no JSON form; ``type`` and a bounded ``repr``.
+- ``bytes``: ``length`` and the ``base64`` of the bytes.
+- ``float``: a NaN or an infinity, which JSON cannot hold.
+- ``exception``: ``type`` and ``message`` of an exception value.
+- ``cycle`` / ``depth``: a container that contains itself, or nesting past the limit.
+- ``capture_error``: converting the value raised; ``error`` says what.
+
+Mapping keys that look secret (see ``Settings.redact_patterns``) keep the key
+and get the value ``"[REDACTED]"``, at any depth.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import enum
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any, Final
+
+from flowledger._wire import MARKER_KEY, REDACTED
+
+__all__ = ["CapturePolicy", "capture", "to_jsonable"]
+
+MAX_DEPTH: Final = 64
+MAX_REPR_CHARS: Final = 512
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_SCALARS: Final = (str, int, bool)
+_INF: Final = float("inf")
+
+
+@dataclass(frozen=True, slots=True)
+class CapturePolicy:
+    """How values are captured: the redaction pattern and the size limit."""
+
+    redact: re.Pattern[str] | None
+    limit_bytes: int
+
+
+def _marker(kind: str, **fields: Any) -> dict[str, Any]:
+    return {MARKER_KEY: kind, **fields}
+
+
+def _type_name(value: object) -> str:
+    cls = type(value)
+    return f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__qualname__
+
+
+_SECRET_KEYS: dict[re.Pattern[str], dict[str, bool]] = {}
+_SECRET_CACHE_MAX: Final = 8192
+
+
+def _is_secret(key: str, redact: re.Pattern[str] | None) -> bool:
+    if redact is None:
+        return False
+    known = _SECRET_KEYS.get(redact)
+    if known is None:
+        known = _SECRET_KEYS.setdefault(redact, {})
+    found = known.get(key)
+    if found is None:
+        found = redact.search(key.lower().replace("-", "_")) is not None
+        if len(known) >= _SECRET_CACHE_MAX:
+            known.clear()
+        known[key] = found
+    return found
+
+
+def to_jsonable(value: Any, redact: re.Pattern[str] | None = None) -> Any:
+    """Convert ``value`` to a JSON-safe value, redacting secret-looking keys."""
+    return _convert(value, redact, 0, set())
+
+
+def _convert(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int]) -> Any:
+    kind = type(value)
+    if value is None or kind is int or kind is bool:
+        return value
+    if kind is str:
+        return value if value.isascii() else _clean_str(value)
+    if isinstance(value, enum.Enum):
+        return _convert(value.value, redact, depth + 1, seen)
+    if isinstance(value, _SCALARS):
+        return _plain_scalar(value)
+    if isinstance(value, float):
+        if value != value or value in (_INF, -_INF):
+            return _marker("float", value=repr(value))
+        return float(value)
+    if depth >= MAX_DEPTH:
+        return _marker("depth", type=_type_name(value))
+    if isinstance(value, Mapping | list | tuple | set | frozenset) or dataclasses.is_dataclass(value):
+        key = id(value)
+        if key in seen:
+            return _marker("cycle", type=_type_name(value))
+        seen.add(key)
+        try:
+            return _container(value, redact, depth, seen)
+        finally:
+            seen.discard(key)
+    return _leaf(value, redact, depth, seen)
+
+
+def _plain_scalar(value: Any) -> Any:
+    # subclasses of str/int/bool (IntEnum handled above): keep the plain value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    return _clean_str(str.__str__(value))
+
+
+def _clean_str(value: str) -> str:
+    # lone surrogates cannot be encoded as UTF-8: replace them
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _container(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int]) -> Any:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = k if isinstance(k, str) else _key_str(k)
+            key = _clean_str(key)
+            out[key] = REDACTED if _is_secret(key, redact) else _convert(v, redact, depth + 1, seen)
+        return out
+    if isinstance(value, list | tuple):
+        return [_convert(v, redact, depth + 1, seen) for v in value]
+    if isinstance(value, set | frozenset):
+        items = [_convert(v, redact, depth + 1, seen) for v in value]
+        try:
+            items.sort(key=_encode)
+        except (TypeError, ValueError):
+            pass
+        return items
+    # a dataclass instance
+    fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return _container(fields, redact, depth, seen)
+
+
+def _key_str(key: Any) -> str:
+    if isinstance(key, enum.Enum):
+        key = key.value
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool) or key is None:
+        return json.dumps(key)
+    if isinstance(key, int | float):
+        return repr(key)
+    return str(key)
+
+
+def _leaf(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int]) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal | uuid.UUID | PurePath):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        return _marker("bytes", length=len(raw), base64=base64.b64encode(raw).decode("ascii"))
+    if isinstance(value, BaseException):
+        return _marker("exception", type=_type_name(value), message=_clean_str(str(value)))
+    dump = getattr(value, "model_dump", None)  # pydantic v2 models
+    if callable(dump) and not isinstance(value, type):
+        return _convert(dump(mode="json"), redact, depth + 1, seen)
+    return _marker("repr", type=_type_name(value), repr=_clean_str(repr(value)[:MAX_REPR_CHARS]))
+
+
+class _NotPlainJSON(Exception):
+    """Raised by the fast encoder on a value it cannot encode as is."""
+
+
+def _refuse(value: Any) -> Any:
+    raise _NotPlainJSON
+
+
+_fast_encode = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_refuse, check_circular=True
+).encode
+
+
+def _fast(value: Any, redact: re.Pattern[str] | None) -> tuple[Any, str, bool] | None:
+    """Plain JSON values take the C encoder and decoder: a snapshot in microseconds.
+
+    Returns ``(snapshot, text, redacted)``, where ``text`` is the encoding
+    before redaction, or None when the value needs the full conversion
+    (non-JSON types, NaN, cycles, lone surrogates, odd keys).
+    """
+    try:
+        text = _fast_encode(value)
+    except (_NotPlainJSON, ValueError, TypeError, RecursionError):
+        return None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    if redact is None or redact.search(text.lower().replace("-", "_")) is None:
+        return _decode(text), text, False
+    return _redacting_decoder(redact)(text), text, True
+
+
+_SIZE_SLACK: Final = 1024
+"""Below ``limit - slack`` bytes before redaction, the size after it needs no exact count."""
+
+
+_decode = json.JSONDecoder().decode
+_DECODERS: dict[re.Pattern[str], Callable[[str], Any]] = {}
+
+
+def _redacting_decoder(redact: re.Pattern[str]) -> Callable[[str], Any]:
+    """A JSON decoder that redacts secret-looking keys of every object it builds."""
+    decoder = _DECODERS.get(redact)
+    if decoder is None:
+
+        def hide(obj: dict[str, Any]) -> dict[str, Any]:
+            # one search over all keys of the object; per key only when it hits
+            if redact.search("\x00".join(obj).lower().replace("-", "_")) is not None:
+                for key in obj:
+                    if _is_secret(key, redact):
+                        obj[key] = REDACTED
+            return obj
+
+        decoder = _DECODERS[redact] = json.JSONDecoder(object_hook=hide).decode
+    return decoder
+
+
+def capture(value: Any, policy: CapturePolicy) -> tuple[Any, int]:
+    """Return ``(json_value, encoded_size_bytes)`` for ``value``; never raises.
+
+    The JSON value is a snapshot: later changes to ``value`` do not reach it.
+    """
+    try:
+        kind = type(value)
+        if value is None or kind is int or kind is bool:
+            return value, 5
+        fast = _fast(value, policy.redact)
+        if fast is None:
+            jsonable = _convert(value, policy.redact, 0, set())
+            text = _encode(jsonable)
+        else:
+            jsonable, text, redacted = fast
+            if redacted:
+                # far below the limit, the size before redaction is close enough
+                if len(text) * 4 + _SIZE_SLACK < policy.limit_bytes:
+                    return jsonable, len(text)
+                text = _encode(jsonable)
+    except Exception as exc:  # a __repr__, model_dump or property that raises
+        marker = _marker("capture_error", type=_type_name(value), error=_clean_str(f"{type(exc).__name__}: {exc}"))
+        return marker, 128
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    if size <= policy.limit_bytes:
+        return jsonable, size
+    head = text.encode("utf-8")[: policy.limit_bytes]
+    preview = head.decode("utf-8", "ignore")
+    kept = len(preview.encode("utf-8"))
+    marker = _marker("truncated", preview=preview, original_bytes=size, omitted_bytes=size - kept)
+    return marker, kept + 96

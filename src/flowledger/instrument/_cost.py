@@ -1,0 +1,40 @@
+"""Cost of a node or a run: tokens, tool calls, external requests, US dollars."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+__all__ = ["Cost"]
+
+
+class Cost:
+    """A running total that several threads may add to."""
+
+    __slots__ = ("_lock", "external_requests", "tokens", "tool_calls", "usd")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.tokens = 0
+        self.tool_calls = 0
+        self.external_requests = 0
+        self.usd = 0.0
+
+    def add(self, *, tokens: int = 0, tool_calls: int = 0, external_requests: int = 0, usd: float = 0.0) -> None:
+        with self._lock:
+            self.tokens += tokens
+            self.tool_calls += tool_calls
+            self.external_requests += external_requests
+            self.usd += usd
+
+    def __bool__(self) -> bool:
+        return bool(self.tokens or self.tool_calls or self.external_requests or self.usd)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The wire form: ``{"tokens", "tool_calls", "external_requests", "usd"}``."""
+        return {
+            "tokens": self.tokens,
+            "tool_calls": self.tool_calls,
+            "external_requests": self.external_requests,
+            "usd": round(self.usd, 12),
+        }

@@ -1,0 +1,509 @@
+"""Node attempts: ``@flowledger.node``, ``attempt(...)``, skips and cost.
+
+A node attempt is recorded as ``node_started`` then ``node_finished``
+sharing one span id: input, output, timing, status, error with stack,
+attempt number, and cost. While it runs, the attempt is the current node
+and its span is the current OTel span, so nested nodes and
+auto-instrumented libraries attach under it. Called outside a run, a node
+records itself as a run of its own.
+
+Nothing here raises into the user's code except on purpose: a run that
+passed its deadline or budget raises ``RunAborted`` when the next node
+starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, ParamSpec, TypeVar, overload
+
+from flowledger._wire import EventKind, NodeStatus, format_ts
+from flowledger.instrument import _context
+from flowledger.instrument._capture import capture
+from flowledger.instrument._cost import Cost
+from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
+from flowledger.instrument._otel import SpanScope
+from flowledger.instrument._pipeline import pipeline
+from flowledger.instrument._run import Run, error_record
+
+__all__ = ["Location", "NodeAttempt", "attempt", "cost", "node", "record_skip"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_SKIP_SIZE: Final = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a node was declared: file, line, and place in the definition (``nodes[2]``)."""
+
+    file: str
+    line: int
+    path: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "path": self.path}
+
+
+class NodeAttempt:
+    """One attempt of one node; a sync context manager (fine inside async code)."""
+
+    __slots__ = (
+        "_capture_output",
+        "_duplicate",
+        "_has_output",
+        "_implicit",
+        "_node_token",
+        "_output",
+        "_output_size",
+        "_simulated",
+        "_span",
+        "_started_ts",
+        "_t0",
+        "attempt",
+        "attributes",
+        "capture_input",
+        "cost",
+        "effect",
+        "idempotency_key",
+        "input",
+        "item",
+        "location",
+        "node_id",
+        "run",
+        "span_id",
+    )
+
+    def __init__(
+        self,
+        node_id: str,
+        *,
+        input: Any = None,
+        attempt: int = 1,
+        item: int | None = None,
+        effect: bool = False,
+        location: Location | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        capture_input: bool = True,
+        capture_output: bool = True,
+    ) -> None:
+        self.node_id = node_id
+        self.input = input
+        self.attempt = attempt
+        self.item = item
+        self.effect = effect
+        self.location = location
+        self.attributes = attributes
+        self.capture_input = capture_input
+        self._capture_output = capture_output
+        self.run: Run | None = None
+        self.span_id = ""
+        self.idempotency_key: str | None = None
+        self.cost = Cost()
+        self._implicit: Run | None = None
+        self._span: SpanScope | None = None
+        self._node_token: Any = None
+        self._output: Any = None
+        self._output_size = 0
+        self._has_output = False
+        self._simulated = False
+        self._duplicate = False
+        self._started_ts = ""
+        self._t0 = 0.0
+
+    # --- what the caller may use ----------------------------------------------
+
+    def set_output(self, value: Any) -> None:
+        """Record ``value`` as the attempt's output (captured now, as it is now)."""
+        run = self.run
+        if run is None or not self._capture_output:
+            return
+        p = run._pipeline
+        if p is not None and p.settings.capture:
+            self._output, self._output_size = capture(value, p.policy)
+            self._has_output = True
+
+    def simulate(self, output: Any = None) -> None:
+        """Mark this effect attempt as simulated (a dry run): recorded, not executed."""
+        self._simulated = True
+        if output is not None:
+            self.set_output(output)
+
+    def guard_hit(self) -> tuple[bool, Any]:
+        """With the local idempotency guard on: ``(True, output)`` if this key already succeeded."""
+        guard = _guard()
+        if guard is None or self.idempotency_key is None:
+            return False, None
+        try:
+            return guard.lookup(self.idempotency_key)
+        except Exception as exc:
+            pipeline().internal_error("idempotency_guard", exc)
+            return False, None
+
+    def duplicate(self, output: Any = None) -> None:
+        """Mark this attempt as a duplicate the guard skipped, returning ``output``."""
+        self._duplicate = True
+        self.set_output(output)
+
+    # --- context manager ---------------------------------------------------------
+
+    def __enter__(self) -> NodeAttempt:
+        run = _context._current_run.get()
+        if run is None:
+            p = pipeline()
+            if p.disabled:
+                return self
+            self._implicit = run = Run(self.node_id, data=self.input)
+            run._start()
+        if not run.active:
+            return self
+        run.check_limits()  # raises RunAborted on purpose, before the node starts
+        self.run = run
+        try:
+            self._begin(run)
+        except Exception as exc:
+            self.run = None
+            pipeline().internal_error("node_start", exc)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        run = self.run
+        if run is not None:
+            try:
+                self._end(run, exc)
+            except Exception as internal:
+                pipeline().internal_error("node_finish", internal)
+        if self._implicit is not None:
+            self._implicit.set_output(self._output if self._has_output else None)
+            self._implicit._finish(exc)
+
+    def _begin(self, run: Run) -> None:
+        p = run._pipeline
+        assert p is not None
+        parent = _context._current_node.get()
+        self._span = SpanScope(self.node_id, None, lambda: self._span_attributes(run))
+        self.span_id = self._span.span_id
+        self._started_ts = format_ts(time.time_ns())
+        data: dict[str, Any] = {
+            "node_id": self.node_id,
+            "span_id": self.span_id,
+            "parent_span_id": self._span.parent_span_id,
+            "trace_id": self._span.trace_id,
+            "attempt": self.attempt,
+        }
+        size = 192
+        if self.item is not None:
+            data["item"] = self.item
+        if self.effect:
+            data["effect"] = True
+            self.idempotency_key = idempotency_key(run.workflow_id, self.node_id, self.input)
+            data["idempotency_key"] = self.idempotency_key
+        if self.location is not None:
+            data["location"] = self.location.as_dict()
+        if run.definition_sha256 is not None:
+            data["definition_sha256"] = run.definition_sha256
+        if self.attributes:
+            data["attributes"] = capture(self.attributes, p.policy)[0]
+        if parent is not None and parent.run is run:
+            data.setdefault("attributes", {})["parent_node_id"] = parent.node_id
+        if self.capture_input and p.settings.capture:
+            data["input"], in_size = capture(self.input, p.policy)
+            size += in_size
+        run.emit(EventKind.NODE_STARTED, data, size, self._started_ts)
+        self._span.enter()
+        self._node_token = _context._current_node.set(self)
+        self._t0 = time.perf_counter()
+
+    def _end(self, run: Run, exc: BaseException | None) -> None:
+        duration_ms = (time.perf_counter() - self._t0) * 1000.0
+        if self._node_token is not None:
+            try:
+                _context._current_node.reset(self._node_token)
+            except ValueError:
+                pass
+            self._node_token = None
+        data: dict[str, Any] = {
+            "node_id": self.node_id,
+            "span_id": self.span_id,
+            "parent_span_id": self._span.parent_span_id if self._span else None,
+            "trace_id": self._span.trace_id if self._span else None,
+            "attempt": self.attempt,
+            "started_at": self._started_ts,
+            "duration_ms": round(duration_ms, 3),
+        }
+        size = 256
+        if self.item is not None:
+            data["item"] = self.item
+        if self.effect:
+            data["effect"] = True
+            data["idempotency_key"] = self.idempotency_key
+        if self.location is not None:
+            data["location"] = self.location.as_dict()
+        if run.definition_sha256 is not None:
+            data["definition_sha256"] = run.definition_sha256
+        if exc is not None and not (isinstance(exc, SystemExit) and exc.code in (None, 0)):
+            data["status"] = NodeStatus.FAILED.value
+            data["error"] = error_record(exc)
+            size += len(data["error"].get("stack", ""))
+            run.note_node_failure(exc, self.node_id)
+        else:
+            data["status"] = NodeStatus.SUCCEEDED.value
+            if self._has_output:
+                data["output"] = self._output
+                size += self._output_size
+            if self.effect and not self._simulated and not self._duplicate and self.idempotency_key:
+                guard = _guard()
+                if guard is not None:
+                    guard.remember(self.idempotency_key, self._output if self._has_output else None)
+        if self._simulated:
+            data["simulated"] = True
+        if self._duplicate:
+            data["duplicate"] = True
+        if self.cost:
+            data["cost"] = self.cost.as_dict()
+        run.emit(EventKind.NODE_FINISHED, data, size)
+        if self._span is not None:
+            error = exc if data["status"] == NodeStatus.FAILED.value else None
+            self._span.exit(error, {"flowledger.status": data["status"]} if self._span.real else None)
+
+    def _span_attributes(self, run: Run) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            "flowledger.workflow.id": run.workflow_id,
+            "flowledger.run.id": run.run_id,
+            "flowledger.node.id": self.node_id,
+            "flowledger.node.attempt": self.attempt,
+            "flowledger.node.item": self.item,
+            "flowledger.effect": self.effect,
+            "flowledger.definition.sha256": run.definition_sha256,
+        }
+        if self.location is not None:
+            attrs["flowledger.definition.file"] = self.location.file
+            attrs["flowledger.definition.line"] = self.location.line
+        return attrs
+
+
+_guard_lock = threading.Lock()
+_guards: dict[Path, IdempotencyGuard] = {}
+
+
+def _guard() -> IdempotencyGuard | None:
+    settings = pipeline().settings
+    if not settings.idempotency_guard:
+        return None
+    directory = settings.idempotency_dir or settings.spool_dir.parent / "idempotency"
+    with _guard_lock:
+        guard = _guards.get(directory)
+        if guard is None:
+            guard = _guards[directory] = IdempotencyGuard(directory)
+    return guard
+
+
+def attempt(
+    node_id: str,
+    *,
+    input: Any = None,
+    attempt: int = 1,
+    item: int | None = None,
+    effect: bool = False,
+    location: Location | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+) -> NodeAttempt:
+    """Record one attempt of ``node_id``: ``with attempt("price", input=order) as a: a.set_output(...)``."""
+    return NodeAttempt(
+        node_id,
+        input=input,
+        attempt=attempt,
+        item=item,
+        effect=effect,
+        location=location,
+        attributes=attributes,
+        capture_input=capture_input,
+        capture_output=capture_output,
+    )
+
+
+def record_skip(node_id: str, reason: str, *, item: int | None = None, location: Location | None = None) -> None:
+    """Record that ``node_id`` was skipped, and why (a ``node_finished`` with status ``skipped``)."""
+    run = _context._current_run.get()
+    if run is None or not run.active:
+        return
+    try:
+        scope = SpanScope(node_id)
+        data: dict[str, Any] = {
+            "node_id": node_id,
+            "span_id": scope.span_id,
+            "parent_span_id": scope.parent_span_id,
+            "trace_id": scope.trace_id,
+            "attempt": 1,
+            "status": NodeStatus.SKIPPED.value,
+            "skip_reason": reason,
+            "started_at": format_ts(time.time_ns()),
+            "duration_ms": 0.0,
+        }
+        if item is not None:
+            data["item"] = item
+        if location is not None:
+            data["location"] = location.as_dict()
+        if run.definition_sha256 is not None:
+            data["definition_sha256"] = run.definition_sha256
+        run.emit(EventKind.NODE_FINISHED, data, _SKIP_SIZE + len(reason))
+        if scope.real:
+            scope.exit(None, {"flowledger.status": NodeStatus.SKIPPED.value})
+    except Exception as exc:
+        pipeline().internal_error("record_skip", exc)
+
+
+def cost(*, tokens: int = 0, tool_calls: int = 0, external_requests: int = 0, usd: float = 0.0) -> None:
+    """Add cost to the current node and its run (does nothing outside a run)."""
+    try:
+        node_attempt = _context._current_node.get()
+        run = _context._current_run.get()
+        if node_attempt is not None:
+            node_attempt.cost.add(tokens=tokens, tool_calls=tool_calls, external_requests=external_requests, usd=usd)
+        if run is not None:
+            run.cost.add(tokens=tokens, tool_calls=tool_calls, external_requests=external_requests, usd=usd)
+    except Exception as exc:
+        pipeline().internal_error("cost", exc)
+
+
+# --- the decorator --------------------------------------------------------------
+
+
+def _input_builder(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+    """How a call's arguments become the recorded input.
+
+    One positional argument and no keywords: that value. Otherwise a mapping
+    of parameter names to values (``args`` for extra positional ones).
+    """
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if names and names[0] in ("self", "cls"):
+        names = names[1:]
+        offset = 1
+    else:
+        offset = 0
+
+    def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        args = args[offset:]
+        if len(args) == 1 and not kwargs:
+            return args[0]
+        if not args and not kwargs:
+            return None
+        out = dict(zip(names, args, strict=False))
+        if len(args) > len(names):
+            out["args"] = list(args[len(names) :])
+        out.update(kwargs)
+        return out
+
+    return build
+
+
+@overload
+def node(fn: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def node(
+    *,
+    id: str | None = None,
+    effect: bool = False,
+    capture_input: bool = True,
+    capture_output: bool = True,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def node(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    id: str | None = None,
+    effect: bool = False,
+    capture_input: bool = True,
+    capture_output: bool = True,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Record every call of a function (sync or async) as a node attempt.
+
+    Bare (``@flowledger.node``) or with options (``@flowledger.node(id="price",
+    effect=True)``). An ``effect`` node is simulated in a dry run: it is
+    recorded and returns None without running.
+    """
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        node_id = id or func.__name__
+        build = _input_builder(func)
+
+        if inspect.iscoroutinefunction(func):
+            async_func: Callable[P, Awaitable[Any]] = func
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                if pipeline().disabled:
+                    return await async_func(*args, **kwargs)
+                with NodeAttempt(
+                    node_id,
+                    input=build(args, kwargs),
+                    effect=effect,
+                    capture_input=capture_input,
+                    capture_output=capture_output,
+                ) as a:
+                    short, value = _short_circuit(a)
+                    if short:
+                        return value
+                    result = await async_func(*args, **kwargs)
+                    a.set_output(result)
+                    return result
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if pipeline().disabled:
+                return func(*args, **kwargs)
+            with NodeAttempt(
+                node_id,
+                input=build(args, kwargs),
+                effect=effect,
+                capture_input=capture_input,
+                capture_output=capture_output,
+            ) as a:
+                short, value = _short_circuit(a)
+                if short:
+                    return value  # type: ignore[no-any-return]
+                result = func(*args, **kwargs)
+                a.set_output(result)
+                return result
+
+        return wrapper
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+def _short_circuit(a: NodeAttempt) -> tuple[bool, Any]:
+    """For effects: a dry run simulates, and the guard returns a recorded output."""
+    if not a.effect or a.run is None:
+        return False, None
+    if a.run.dry_run:
+        a.simulate()
+        return True, None
+    hit, output = a.guard_hit()
+    if hit:
+        a.duplicate(output)
+        return True, output
+    return False, None

@@ -1,0 +1,157 @@
+"""The OpenTelemetry bridge: every run and node attempt is a span.
+
+Two cases, decided per span:
+
+- The application installed a TracerProvider (an SDK one, with its own
+  exporters). Runs and nodes become real spans of that provider, so they
+  go wherever the application's other spans go.
+- No provider is installed. flowledger never installs one globally (doing so
+  would capture every span of the process). The hot path only makes a span
+  *context* (ids) and makes it current, so auto-instrumented libraries nest
+  their spans under the node; the sender's worker builds and exports the
+  finished spans from the run's events, to the receiver or to the OTLP
+  endpoint set by ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT``.
+
+Either way the current OTel context carries the node's span while it runs.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    ProxyTracerProvider,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from flowledger._version import __version__
+
+__all__ = [
+    "SpanScope",
+    "app_provider_active",
+    "context_from_traceparent",
+    "inject",
+    "traceparent",
+]
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_W3C = TraceContextTextMapPropagator()
+_INVALID_PROVIDERS = (ProxyTracerProvider, trace.NoOpTracerProvider)
+_tracer_cache: dict[int, trace.Tracer] = {}
+
+
+def _app_tracer() -> trace.Tracer | None:
+    provider = trace.get_tracer_provider()
+    if type(provider) in _INVALID_PROVIDERS:
+        return None
+    key = id(provider)
+    tracer = _tracer_cache.get(key)
+    if tracer is None:
+        tracer = provider.get_tracer("flowledger", __version__)
+        _tracer_cache.clear()
+        _tracer_cache[key] = tracer
+    return tracer
+
+
+def app_provider_active() -> bool:
+    """Whether the application installed a TracerProvider of its own."""
+    return _app_tracer() is not None
+
+
+def context_from_traceparent(value: str | None) -> otel_context.Context | None:
+    """Parse a W3C ``traceparent`` header into an OTel context (None if invalid)."""
+    if not value:
+        return None
+    ctx = _W3C.extract({"traceparent": value})
+    span_ctx = trace.get_current_span(ctx).get_span_context()
+    return ctx if span_ctx.is_valid else None
+
+
+def traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span, or None outside any span."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def inject(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """Add the current trace context (``traceparent``, ``tracestate``) to ``headers``."""
+    propagate.inject(headers)
+    return headers
+
+
+class SpanScope:
+    """One run's or node attempt's span, current while the scope is entered.
+
+    ``enter()`` makes the span current; ``exit()`` restores the previous
+    context and, for a real span, sets its status and ends it.
+    """
+
+    __slots__ = ("_span", "_token", "parent_span_id", "real", "span_id", "trace_id")
+
+    def __init__(
+        self,
+        name: str,
+        parent: otel_context.Context | None = None,
+        attributes: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
+        parent_span = trace.get_current_span(parent).get_span_context()
+        tracer = _app_tracer()
+        span: trace.Span
+        if tracer is not None:
+            attrs = _attrs(attributes() if callable(attributes) else attributes)
+            span = tracer.start_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=attrs)
+            ctx = span.get_span_context()
+            self.real = True
+        else:
+            trace_id = parent_span.trace_id if parent_span.is_valid else random.getrandbits(128) or 1
+            ctx = SpanContext(trace_id, random.getrandbits(64) or 1, is_remote=False, trace_flags=_SAMPLED)
+            span = NonRecordingSpan(ctx)
+            self.real = False
+        self._span = span
+        self._token: object | None = None
+        self.trace_id = f"{ctx.trace_id:032x}"
+        self.span_id = f"{ctx.span_id:016x}"
+        self.parent_span_id = f"{parent_span.span_id:016x}" if parent_span.is_valid else None
+
+    def enter(self) -> None:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+
+    def exit(self, error: BaseException | None = None, attributes: Mapping[str, Any] | None = None) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
+        if not self.real:
+            return
+        span = self._span
+        if attributes:
+            span.set_attributes(_attrs(attributes))
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        span.end()
+
+    def add_attributes(self, attributes: Mapping[str, Any]) -> None:
+        if self.real:
+            self._span.set_attributes(_attrs(attributes))
+
+
+def _attrs(values: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not values:
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        out[key] = value if isinstance(value, str | bool | int | float) else str(value)
+    return out

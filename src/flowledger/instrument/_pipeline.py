@@ -1,0 +1,236 @@
+"""The process's event pipeline: settings, producer identity, sinks, exit.
+
+There is one pipeline per process, created from the environment on first
+use and replaced by ``configure()``. It stamps each event with the
+producer id and the per-producer sequence number (so the receiver can count
+what was lost), hands it to the sinks (the background sender, and any
+``flowledger.testing`` capture), counts internal errors and logs each kind
+once, flushes at exit within a bound, and starts afresh in a forked child.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import threading
+from collections import Counter
+from time import time_ns as _time_ns
+from typing import Any, Final
+
+from flowledger._wire import WIRE_VERSION, EventKind, format_ts, new_event_id
+from flowledger.instrument._capture import CapturePolicy
+from flowledger.instrument._config import Settings, settings_from_env
+from flowledger.instrument._sink import EventSink
+
+__all__ = ["Pipeline", "configure", "flush", "pipeline", "shutdown", "stats"]
+
+_log = logging.getLogger("flowledger")
+DEFAULT_FLUSH_TIMEOUT_S: Final = 2.0
+
+
+class Pipeline:
+    """Stamps events and hands them to the sinks. Never raises to its caller."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.disabled = settings.disabled
+        self.policy = CapturePolicy(settings.redact_regex, settings.capture_limit_bytes)
+        self.producer_id = new_event_id()
+        self._producer_seq = itertools.count()
+        self._lock = threading.Lock()
+        self._sender: EventSink | None = None
+        self._captures: list[tuple[EventSink, bool]] = []
+        self._sinks: tuple[EventSink, ...] | None = None  # None: not built yet
+        self._errors: Counter[str] = Counter()
+        self._emitted = 0
+        self._closed = False
+
+    # --- sinks ---------------------------------------------------------
+
+    def _build_sinks(self) -> tuple[EventSink, ...]:
+        with self._lock:
+            sinks = [sink for sink, _ in self._captures]
+            if not any(not deliver for _, deliver in self._captures):
+                sender = self._ensure_sender()
+                if sender is not None:
+                    sinks.append(sender)
+            self._sinks = tuple(sinks)
+            return self._sinks
+
+    def _ensure_sender(self) -> EventSink | None:
+        if self._sender is None and not self._closed:
+            try:
+                from flowledger.instrument._sender import Sender
+
+                self._sender = Sender(self.settings, export_spans=self.settings.export_spans)
+            except Exception as exc:
+                self.internal_error("sender_start", exc)
+        return self._sender
+
+    def add_capture(self, sink: EventSink, *, deliver: bool) -> None:
+        with self._lock:
+            self._captures.append((sink, deliver))
+            self._sinks = None
+
+    def remove_capture(self, sink: EventSink) -> None:
+        with self._lock:
+            self._captures = [(s, d) for s, d in self._captures if s is not sink]
+            self._sinks = None
+
+    # --- events --------------------------------------------------------
+
+    def emit(
+        self, kind: EventKind, run_id: str, seq: int, data: dict[str, Any], size: int = 256, ts: str | None = None
+    ) -> None:
+        """Stamp an event and hand it to every sink."""
+        try:
+            event: dict[str, Any] = {
+                "v": WIRE_VERSION,
+                "event_id": new_event_id(),
+                "kind": kind.value,
+                "run_id": run_id,
+                "seq": seq,
+                "ts": ts or format_ts_now(),
+                "producer_id": self.producer_id,
+                "producer_seq": next(self._producer_seq),
+                "data": data,
+            }
+            if self.settings.project is not None:
+                event["project"] = self.settings.project
+            sinks = self._sinks if self._sinks is not None else self._build_sinks()
+            self._emitted += 1
+            for sink in sinks:
+                sink.submit(event, size + 320)
+        except Exception as exc:
+            self.internal_error("emit", exc)
+
+    def internal_error(self, kind: str, exc: BaseException) -> None:
+        """Count an internal failure; log the first of each kind only."""
+        self._errors[kind] += 1
+        if self._errors[kind] == 1:
+            _log.warning("flowledger: internal error (%s), the workflow is not affected: %r", kind, exc)
+
+    # --- lifecycle -----------------------------------------------------
+
+    def flush(self, timeout_s: float) -> bool:
+        sinks = self._sinks if self._sinks is not None else ()
+        ok = True
+        for sink in sinks:
+            try:
+                ok = sink.flush(timeout_s) and ok
+            except Exception as exc:
+                self.internal_error("flush", exc)
+                ok = False
+        return ok
+
+    def shutdown(self, timeout_s: float) -> bool:
+        with self._lock:
+            self._closed = True
+            sender, self._sender = self._sender, None
+            self._sinks = None
+        if sender is None:
+            return True
+        try:
+            return sender.shutdown(timeout_s)
+        except Exception as exc:
+            self.internal_error("shutdown", exc)
+            return False
+
+    def stats(self) -> dict[str, int]:
+        out: dict[str, int] = {"emitted": self._emitted}
+        sender_stats = getattr(self._sender, "stats", None)
+        if callable(sender_stats):
+            try:
+                out.update(sender_stats())
+            except Exception as exc:
+                self.internal_error("stats", exc)
+        out["internal_errors"] = sum(self._errors.values())
+        return out
+
+    def _after_fork(self) -> None:
+        # The child is a new producer; the sender resets itself after fork.
+        self.producer_id = new_event_id()
+        self._producer_seq = itertools.count()
+        self._lock = threading.Lock()
+
+
+def format_ts_now() -> str:
+    """The current time as an RFC 3339 UTC timestamp."""
+    return format_ts(_time_ns())
+
+
+_current: Pipeline | None = None
+_current_lock = threading.Lock()
+
+
+def pipeline() -> Pipeline:
+    """The process's pipeline, created from the environment on first use."""
+    p = _current
+    if p is not None:
+        return p
+    return _create(None)
+
+
+def _create(settings: Settings | None) -> Pipeline:
+    global _current
+    with _current_lock:
+        if settings is None and _current is not None:
+            return _current
+        old = _current
+        _current = Pipeline(settings if settings is not None else settings_from_env())
+        if old is not None:  # open test captures stay open across configure()
+            _current._captures = list(old._captures)
+    if old is not None:
+        old.shutdown(old.settings.exit_flush_s)
+    return _current
+
+
+def configure(**changes: Any) -> Settings:
+    """Change settings in code; see :class:`~flowledger.instrument._config.Settings`.
+
+    Raises ConfigError naming a setting that does not exist or a value that
+    cannot be used. Events already queued are flushed under the old settings.
+    """
+    base = _current.settings if _current is not None else settings_from_env()
+    settings = base.updated(**changes)
+    _create(settings)
+    return settings
+
+
+def flush(timeout_s: float = DEFAULT_FLUSH_TIMEOUT_S) -> bool:
+    """Send what is queued, waiting at most ``timeout_s``; return whether all went out."""
+    p = _current
+    return True if p is None else p.flush(timeout_s)
+
+
+def shutdown(timeout_s: float | None = None) -> bool:
+    """Flush within ``timeout_s`` (default: the exit budget), spool the rest, stop the worker."""
+    p = _current
+    if p is None:
+        return True
+    return p.shutdown(p.settings.exit_flush_s if timeout_s is None else timeout_s)
+
+
+def stats() -> dict[str, int]:
+    """Counters: emitted, enqueued, sent, dropped (and why), spooled, replayed, retries, failures."""
+    return pipeline().stats()
+
+
+@atexit.register
+def _at_exit() -> None:
+    p = _current
+    if p is not None:
+        p.shutdown(p.settings.exit_flush_s)
+
+
+def _after_fork_in_child() -> None:
+    global _current_lock
+    _current_lock = threading.Lock()
+    if _current is not None:
+        _current._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

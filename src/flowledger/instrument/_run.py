@@ -1,0 +1,332 @@
+"""``flowledger.run(...)``: one workflow run, as a sync or async context manager.
+
+Entering a run emits ``run_started``, makes the run (and its span) current
+and starts its heartbeats; leaving it emits ``run_finished`` with the
+status, the error and its failing node, the cost totals and the duration.
+An exception marks the run failed (``RunAborted``: aborted) and propagates.
+Recording never raises into the caller: a failure to record is counted and
+the workflow goes on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import traceback
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Final
+
+from flowledger._exceptions import RunAborted
+from flowledger._wire import EventKind, RunStatus, TriggerType, format_ts
+from flowledger.instrument import _context, _heartbeat
+from flowledger.instrument._capture import capture
+from flowledger.instrument._cost import Cost
+from flowledger.instrument._otel import SpanScope, context_from_traceparent
+from flowledger.instrument._pipeline import Pipeline, pipeline
+
+__all__ = ["Run", "error_record", "run"]
+
+MAX_STACK_CHARS: Final = 16_384
+
+
+def error_record(exc: BaseException, *, stack: bool = True) -> dict[str, Any]:
+    """The wire form of an exception: ``{type, message, stack}``."""
+    cls = type(exc)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    record: dict[str, Any] = {"type": name, "message": str(exc)}
+    if stack:
+        text = "".join(traceback.format_exception(exc))
+        record["stack"] = text[-MAX_STACK_CHARS:]
+    return record
+
+
+class Run:
+    """A workflow run. Use ``with flowledger.run(...) as run:`` or ``async with``."""
+
+    def __init__(
+        self,
+        workflow_id: str,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        trigger: TriggerType | str = TriggerType.MANUAL,
+        data: Any = None,
+        dry_run: bool = False,
+        deadline_s: float | None = None,
+        budget_usd: float | None = None,
+        definition_sha256: str | None = None,
+        traceparent: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.workflow_id = str(workflow_id)
+        self.name = name
+        self.version = None if version is None else str(version)
+        try:
+            self.trigger = TriggerType(trigger)
+        except ValueError:
+            self.trigger = TriggerType.MANUAL
+        self.data = data
+        self.dry_run = bool(dry_run)
+        self.deadline_s = deadline_s
+        self.budget_usd = budget_usd
+        self.definition_sha256 = definition_sha256
+        self.traceparent = traceparent
+        self.attributes = dict(attributes) if attributes else None
+        self.cost = Cost()
+        self.run_id = ""
+        self.trace_id = ""
+        self.span_id = ""
+        self.active = False
+        self._pipeline: Pipeline | None = None
+        self._seq = itertools.count()
+        self._span: SpanScope | None = None
+        self._tokens: tuple[Any, Any] | None = None
+        self._started_ns = 0
+        self._t0 = 0.0
+        self._deadline_at: float | None = None
+        self._output: Any = None
+        self._has_output = False
+        self._failure: tuple[BaseException, str | None] | None = None
+        self._node_failures: list[tuple[BaseException, str]] = []
+        self._abort: RunAborted | None = None
+        self._finished = False
+
+    # --- context manager protocol ----------------------------------------
+
+    def __enter__(self) -> Run:
+        self._start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._finish(exc)
+
+    async def __aenter__(self) -> Run:
+        self._start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._finish(exc)
+
+    # --- what a run's code may call ----------------------------------------
+
+    def set_output(self, value: Any) -> None:
+        """Record ``value`` as the run's output (in ``run_finished``)."""
+        self._output = value
+        self._has_output = True
+
+    def remaining_s(self) -> float | None:
+        """Seconds left before the deadline, or None without a deadline."""
+        if self._deadline_at is None:
+            return None
+        return max(0.0, self._deadline_at - time.monotonic())
+
+    def check_limits(self) -> None:
+        """Raise RunAborted if the run passed its deadline or its budget."""
+        if self._abort is not None:
+            raise self._abort
+        if self._deadline_at is not None and time.monotonic() > self._deadline_at:
+            self._abort = RunAborted("deadline", f"the run passed its deadline of {self.deadline_s:g} s")
+            raise self._abort
+        if self.budget_usd is not None and self.cost.usd > self.budget_usd:
+            self._abort = RunAborted(
+                "budget", f"the run's cost ${self.cost.usd:.6g} passed its budget of ${self.budget_usd:.6g}"
+            )
+            raise self._abort
+
+    def fail(self, exc: BaseException, node_id: str | None = None) -> None:
+        """Mark the run failed with ``exc`` (from ``node_id``) without raising."""
+        if self._failure is None:
+            self._failure = (exc, node_id)
+
+    def abort(self, reason: str, message: str) -> None:
+        """Mark the run aborted (it ends with status ``aborted``) without raising."""
+        if self._abort is None:
+            self._abort = RunAborted(reason, message)
+
+    # --- used by the node hooks ------------------------------------------------
+
+    def emit(self, kind: EventKind, data: dict[str, Any], size: int = 256, ts: str | None = None) -> None:
+        if self.active and self._pipeline is not None:
+            self._pipeline.emit(kind, self.run_id, next(self._seq), data, size, ts)
+
+    def note_node_failure(self, exc: BaseException, node_id: str) -> None:
+        self._node_failures.append((exc, node_id))
+        if len(self._node_failures) > 64:
+            del self._node_failures[:32]
+
+    def heartbeat(self) -> None:
+        """Tell the receiver the run is alive (called by the heartbeat thread)."""
+        if self.active and not self._finished:
+            self.emit(EventKind.HEARTBEAT, {"cost": self.cost.as_dict()} if self.cost else {})
+
+    # --- internals -----------------------------------------------------------
+
+    def _start(self) -> None:
+        p = pipeline()
+        if p.disabled:
+            return
+        try:
+            from flowledger._wire import new_event_id
+
+            self._pipeline = p
+            self.run_id = new_event_id()
+            parent = context_from_traceparent(self.traceparent)
+            self._span = SpanScope(f"run {self.workflow_id}", parent, self._span_attributes())
+            self.trace_id, self.span_id = self._span.trace_id, self._span.span_id
+            self._started_ns = time.time_ns()
+            self._t0 = time.perf_counter()
+            if self.deadline_s is not None:
+                self._deadline_at = time.monotonic() + self.deadline_s
+            trigger_data, size = capture(self.data, p.policy) if p.settings.capture else (None, 4)
+            data: dict[str, Any] = {
+                "workflow_id": self.workflow_id,
+                "workflow_name": self.name,
+                "workflow_version": self.version,
+                "trigger_type": self.trigger.value,
+                "trigger_data": trigger_data,
+                "dry_run": self.dry_run,
+                "trace_id": self.trace_id,
+                "span_id": self.span_id,
+                "parent_span_id": self._span.parent_span_id,
+                "definition_sha256": self.definition_sha256,
+                "limits": {"deadline_s": self.deadline_s, "budget_usd": self.budget_usd},
+                "heartbeat_interval_s": p.settings.heartbeat_interval_s,
+                "service_name": p.settings.service_name,
+            }
+            if self.attributes:
+                data["attributes"] = capture(self.attributes, p.policy)[0]
+            self.active = True
+            self.emit(EventKind.RUN_STARTED, data, size)
+            self._span.enter()
+            self._tokens = (_context._current_run.set(self), _context._current_node.set(None))
+            _heartbeat.register(self, p.settings.heartbeat_interval_s)
+        except Exception as exc:
+            p.internal_error("run_start", exc)
+
+    def _span_attributes(self) -> dict[str, Any]:
+        return {
+            "flowledger.workflow.id": self.workflow_id,
+            "flowledger.workflow.name": self.name,
+            "flowledger.workflow.version": self.version,
+            "flowledger.dry_run": self.dry_run,
+            "flowledger.trigger": self.trigger.value,
+            "flowledger.definition.sha256": self.definition_sha256,
+        }
+
+    def _failing_node(self, exc: BaseException) -> str | None:
+        chain: list[BaseException] = []
+        todo: list[BaseException] = [exc]
+        while todo and len(chain) < 32:
+            item = todo.pop()
+            chain.append(item)
+            if isinstance(item, BaseExceptionGroup):
+                todo.extend(item.exceptions)
+            for linked in (item.__cause__, item.__context__):
+                if linked is not None and linked not in chain:
+                    todo.append(linked)
+        for failed, node_id in reversed(self._node_failures):
+            if any(failed is item for item in chain):
+                return node_id
+        return None
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if not self.active or self._finished:
+            return
+        self._finished = True
+        p = self._pipeline
+        try:
+            _heartbeat.unregister(self)
+            if self._tokens is not None:
+                run_token, node_token = self._tokens
+                self._tokens = None
+                try:
+                    _context._current_node.reset(node_token)
+                    _context._current_run.reset(run_token)
+                except ValueError:  # left in another context than it entered
+                    pass
+            status, error = self._outcome(exc)
+            duration_ms = (time.perf_counter() - self._t0) * 1000.0
+            data: dict[str, Any] = {
+                "status": status.value,
+                "error": error,
+                "cost": self.cost.as_dict(),
+                "started_at": format_ts(self._started_ns),
+                "duration_ms": round(duration_ms, 3),
+                "workflow_id": self.workflow_id,
+                "workflow_name": self.name,
+                "trace_id": self.trace_id,
+                "span_id": self.span_id,
+                "parent_span_id": self._span.parent_span_id if self._span else None,
+            }
+            size = 512
+            if self._has_output and p is not None and p.settings.capture:
+                data["output"], out_size = capture(self._output, p.policy)
+                size += out_size
+            self.emit(EventKind.RUN_FINISHED, data, size)
+            if self._span is not None:
+                failure = exc if status is not RunStatus.SUCCEEDED and exc is not None else None
+                self._span.exit(failure, {"flowledger.status": status.value, "flowledger.run.id": self.run_id})
+        except Exception as internal:
+            if p is not None:
+                p.internal_error("run_finish", internal)
+
+    def _outcome(self, exc: BaseException | None) -> tuple[RunStatus, dict[str, Any] | None]:
+        if isinstance(exc, SystemExit) and exc.code in (None, 0):
+            exc = None
+        if exc is None and self._abort is not None:
+            exc = self._abort
+        if isinstance(exc, RunAborted):
+            error = error_record(exc, stack=False)
+            error["reason"] = exc.reason
+            error["node_id"] = None
+            return RunStatus.ABORTED, error
+        if exc is not None:
+            error = error_record(exc)
+            error["node_id"] = self._failing_node(exc)
+            return RunStatus.FAILED, error
+        if self._failure is not None:
+            failure, node_id = self._failure
+            error = error_record(failure)
+            error["node_id"] = node_id
+            return RunStatus.FAILED, error
+        return RunStatus.SUCCEEDED, None
+
+
+def run(
+    workflow_id: str,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    trigger: TriggerType | str = TriggerType.MANUAL,
+    data: Any = None,
+    dry_run: bool = False,
+    deadline_s: float | None = None,
+    budget_usd: float | None = None,
+    definition_sha256: str | None = None,
+    traceparent: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Run:
+    """Start recording one run of ``workflow_id``; use as a (sync or async) context manager.
+
+    ``data`` is the trigger payload. ``deadline_s`` and ``budget_usd`` abort
+    the run at the next node boundary once passed. ``traceparent`` continues
+    an incoming W3C trace; without it the run joins the current OTel span.
+    """
+    return Run(
+        workflow_id,
+        name=name,
+        version=version,
+        trigger=trigger,
+        data=data,
+        dry_run=dry_run,
+        deadline_s=deadline_s,
+        budget_usd=budget_usd,
+        definition_sha256=definition_sha256,
+        traceparent=traceparent,
+        attributes=attributes,
+    )

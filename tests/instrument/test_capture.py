@@ -1,0 +1,185 @@
+"""Capture: arbitrary values become JSON-safe, redacted, bounded records."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pydantic
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowledger.instrument._capture import CapturePolicy, capture
+from flowledger.instrument._config import Settings
+
+POLICY = CapturePolicy(Settings().redact_regex, 4096)
+NO_LIMIT = CapturePolicy(Settings().redact_regex, 10**9)
+
+# JSON values whose keys never look secret: these must round-trip exactly.
+_keys = st.text(max_size=12).filter(lambda k: Settings().redact_regex.search(k.lower().replace("-", "_")) is None)  # type: ignore[union-attr]
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.characters(exclude_categories=["Cs"])),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(_keys, children, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(json_values)
+@settings(max_examples=300, deadline=None)
+def test_json_values_round_trip_exactly(value: Any) -> None:
+    """A JSON value within the limit is captured unchanged and survives encoding."""
+    captured, size = capture(value, NO_LIMIT)
+    assert json.loads(json.dumps(captured)) == value
+    assert size > 0
+
+
+anything = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text()
+    | st.binary(max_size=20)
+    | st.datetimes()
+    | st.dates()
+    | st.decimals()
+    | st.uuids()
+    | st.builds(object),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.tuples(children, children)
+        | st.frozensets(st.integers(), max_size=4)
+        | st.dictionaries(st.text(max_size=8) | st.integers(), children, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@given(anything, st.integers(min_value=16, max_value=512))
+@settings(max_examples=300, deadline=None)
+def test_any_value_captures_to_valid_bounded_json(value: Any, limit: int) -> None:
+    """Whatever the value, capture never raises, yields strict JSON, and respects the byte limit."""
+    captured, _ = capture(value, CapturePolicy(None, limit))
+    text = json.dumps(captured, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    if isinstance(captured, dict) and captured.get("__flowledger__") == "truncated":
+        assert len(captured["preview"].encode()) <= limit
+        assert captured["original_bytes"] > limit
+    else:
+        assert len(text.encode()) <= limit or captured is value
+
+
+def test_secret_keys_are_redacted_at_any_depth() -> None:
+    """Keys like password, api_key, Authorization are redacted wherever they are nested."""
+    value = {
+        "user": "ann",
+        "password": "hunter2",
+        "nested": [{"headers": {"Authorization": "Bearer x", "X-Api-Key": "k"}}],
+        "sessionCookie": "c",
+        "tokens_used": 3,
+    }
+    captured, _ = capture(value, POLICY)
+    assert captured["user"] == "ann"
+    assert captured["password"] == "[REDACTED]"
+    assert captured["nested"][0]["headers"] == {"Authorization": "[REDACTED]", "X-Api-Key": "[REDACTED]"}
+    assert captured["sessionCookie"] == "[REDACTED]"
+    assert "hunter2" not in json.dumps(captured)
+
+
+def test_redaction_patterns_are_configurable() -> None:
+    """A custom pattern list redacts exactly the keys it names."""
+    policy = CapturePolicy(Settings(redact_patterns=("ssn",)).redact_regex, 4096)
+    captured, _ = capture({"ssn": "1", "password": "p"}, policy)
+    assert captured == {"ssn": "[REDACTED]", "password": "p"}
+
+
+def test_large_payload_is_cut_on_a_utf8_boundary_with_a_marker() -> None:
+    """A payload over 4 KiB keeps a 4 KiB preview cut between characters and says how much was cut."""
+    value = {"text": "é€😀" * 2000}
+    captured, _ = capture(value, POLICY)
+    assert captured["__flowledger__"] == "truncated"
+    preview = captured["preview"]
+    assert len(preview.encode()) <= 4096
+    assert len(preview.encode()) > 4096 - 4
+    full = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    assert full.startswith(preview)
+    assert captured["original_bytes"] == len(full.encode())
+    assert captured["omitted_bytes"] == len(full.encode()) - len(preview.encode())
+
+
+@dataclasses.dataclass
+class Order:
+    sku: str
+    placed: dt.datetime
+    tags: set[str]
+
+
+class Customer(pydantic.BaseModel):
+    name: str
+    api_key: str
+
+
+def test_rich_python_values_become_json() -> None:
+    """Dataclasses, pydantic models, datetimes, sets, bytes, decimals, exceptions and odd objects are kept."""
+    placed = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    value = {
+        "order": Order("A1", placed, {"b", "a"}),
+        "customer": Customer(name="Ann", api_key="k"),
+        "raw": b"\x00\xff",
+        "price": Decimal("1.10"),
+        "id": uuid.UUID(int=1),
+        "err": ValueError("bad"),
+        "nan": float("nan"),
+        "tuple": (1, 2),
+        "obj": object(),
+        1: "int key",
+    }
+    captured, _ = capture(value, POLICY)
+    assert captured["order"] == {"sku": "A1", "placed": "2026-01-02T03:04:05+00:00", "tags": ["a", "b"]}
+    assert captured["customer"] == {"name": "Ann", "api_key": "[REDACTED]"}
+    assert captured["raw"] == {"__flowledger__": "bytes", "length": 2, "base64": "AP8="}
+    assert captured["price"] == "1.10"
+    assert captured["id"] == str(uuid.UUID(int=1))
+    assert captured["err"] == {"__flowledger__": "exception", "type": "ValueError", "message": "bad"}
+    assert captured["nan"] == {"__flowledger__": "float", "value": "nan"}
+    assert captured["tuple"] == [1, 2]
+    assert captured["obj"]["__flowledger__"] == "repr"
+    assert captured["1"] == "int key"
+    json.dumps(captured, allow_nan=False)
+
+
+def test_cycles_and_lone_surrogates_do_not_break_capture() -> None:
+    """A self-containing list and a string with a lone surrogate still capture to valid UTF-8 JSON."""
+    loop: list[Any] = [1]
+    loop.append(loop)
+    captured, _ = capture({"loop": loop, "bad": "a\ud800b"}, POLICY)
+    assert captured["loop"][1] == {"__flowledger__": "cycle", "type": "list"}
+    json.dumps(captured, ensure_ascii=False).encode("utf-8")
+    assert re.fullmatch(r"a.b", captured["bad"])
+
+
+def test_a_raising_model_dump_becomes_a_capture_error_marker() -> None:
+    """A value whose conversion raises is recorded as a capture_error marker, not an exception."""
+
+    class Weird:
+        def model_dump(self, mode: str) -> Any:
+            raise RuntimeError("nope")
+
+    captured, _ = capture(Weird(), POLICY)
+    assert captured["__flowledger__"] == "capture_error"
+    assert "nope" in captured["error"]
+
+
+@pytest.mark.parametrize("value", [None, True, 0, 12345678901234567890, "plain"])
+def test_scalars_pass_through(value: Any) -> None:
+    """Plain scalars are captured as themselves."""
+    assert capture(value, POLICY)[0] == value

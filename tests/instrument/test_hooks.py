@@ -1,0 +1,389 @@
+"""Run and node hooks: what a run and each node attempt record."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import fastjsonschema
+import pytest
+
+import flowledger
+from flowledger._wire import event_schema
+from flowledger.testing import CapturedEvents
+
+validate_event = fastjsonschema.compile(event_schema())
+
+
+@flowledger.node
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@flowledger.node(id="boom")
+def explode(order: dict[str, Any]) -> None:
+    raise ValueError(f"cannot price {order['sku']}")
+
+
+@flowledger.node
+async def slow_double(x: int) -> int:
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+def kinds(events: CapturedEvents) -> list[str]:
+    return [e["kind"] for e in events]
+
+
+def test_run_records_start_and_finish_with_workflow_fields(events: CapturedEvents) -> None:
+    """A run emits run_started then run_finished carrying workflow, trigger, status and trace."""
+    with flowledger.run("order-intake", name="Order intake", version="3", trigger="http", data={"id": 7}) as run:
+        add(1, 2)
+    assert kinds(events) == ["run_started", "node_started", "node_finished", "run_finished"]
+    started, finished = events.of_kind("run_started")[0], events.runs()[0]
+    assert started["run_id"] == finished["run_id"] == run.run_id
+    assert started["data"]["workflow_id"] == "order-intake"
+    assert started["data"]["workflow_name"] == "Order intake"
+    assert started["data"]["workflow_version"] == "3"
+    assert started["data"]["trigger_type"] == "http"
+    assert started["data"]["trigger_data"] == {"id": 7}
+    assert started["data"]["trace_id"] == run.trace_id
+    assert finished["data"]["status"] == "succeeded"
+    assert finished["data"]["error"] is None
+    assert [e["seq"] for e in events] == [0, 1, 2, 3]
+
+
+def test_every_event_follows_the_published_schema(events: CapturedEvents) -> None:
+    """Events of runs, nodes, failures, skips and heartbeats validate against events.v1.schema.json."""
+    with pytest.raises(ValueError), flowledger.run("wf", data=b"\x00raw") as run:
+        add(1, 2)
+        flowledger.instrument.record_skip("later", "an upstream node failed")
+        run.heartbeat()
+        explode({"sku": "A1"})
+    assert len(events) == 8
+    for event in events:
+        validate_event(event)
+
+
+def test_node_records_input_output_and_timing(events: CapturedEvents) -> None:
+    """A node attempt records its input as named arguments, its output, start and duration."""
+    with flowledger.run("wf"):
+        assert add(2, b=5) == 7
+    started, finished = events.of_kind("node_started")[0], events.nodes("add")[0]
+    assert started["data"]["input"] == {"a": 2, "b": 5}
+    assert finished["data"]["output"] == 7
+    assert finished["data"]["status"] == "succeeded"
+    assert finished["data"]["attempt"] == 1
+    assert finished["data"]["duration_ms"] >= 0
+    assert started["data"]["span_id"] == finished["data"]["span_id"]
+
+
+def test_failing_node_fails_the_run_and_names_the_node(events: CapturedEvents) -> None:
+    """An exception from a node is recorded with type, message and stack, and the run names that node."""
+    with pytest.raises(ValueError, match="cannot price A1"), flowledger.run("wf"):
+        add(1, 1)
+        explode({"sku": "A1"})
+    node = events.nodes("boom")[0]["data"]
+    assert node["status"] == "failed"
+    assert node["error"]["type"] == "ValueError"
+    assert node["error"]["message"] == "cannot price A1"
+    assert "explode" in node["error"]["stack"]
+    run = events.runs()[0]["data"]
+    assert run["status"] == "failed"
+    assert run["error"]["node_id"] == "boom"
+    assert run["error"]["type"] == "ValueError"
+
+
+def test_error_raised_outside_nodes_has_no_failing_node(events: CapturedEvents) -> None:
+    """A run that fails in its own code (not in a node) records the error without a node id."""
+    with pytest.raises(KeyError), flowledger.run("wf"):
+        add(1, 1)
+        raise KeyError("missing")
+    assert events.runs()[0]["data"]["error"]["node_id"] is None
+
+
+def test_async_run_and_async_node(events: CapturedEvents) -> None:
+    """``async with flowledger.run`` and async nodes record like sync ones."""
+
+    async def main() -> int:
+        async with flowledger.run("async-wf"):
+            return await slow_double(21)
+
+    assert asyncio.run(main()) == 42
+    assert events.nodes("slow_double")[0]["data"]["output"] == 42
+    assert events.runs()[0]["data"]["status"] == "succeeded"
+
+
+def test_nested_nodes_link_to_their_parent_span(events: CapturedEvents) -> None:
+    """A node called inside another node is a child span of it in the same trace."""
+
+    @flowledger.node
+    def outer(x: int) -> int:
+        return add(x, 1)
+
+    with flowledger.run("wf") as run:
+        outer(1)
+    inner, out = events.nodes("add")[0]["data"], events.nodes("outer")[0]["data"]
+    assert inner["parent_span_id"] == out["span_id"]
+    assert out["parent_span_id"] == run.span_id
+    assert inner["trace_id"] == out["trace_id"] == run.trace_id
+
+
+def test_node_outside_a_run_records_a_run_of_its_own(events: CapturedEvents) -> None:
+    """Called with no run open, a node still records itself as a one-node run."""
+    assert add(3, 4) == 7
+    assert kinds(events) == ["run_started", "node_started", "node_finished", "run_finished"]
+    assert events.of_kind("run_started")[0]["data"]["workflow_id"] == "add"
+    assert events.runs()[0]["data"]["output"] == 7
+
+
+def test_threads_attach_to_the_run_that_started_them(events: CapturedEvents) -> None:
+    """in_context and ContextThreadPoolExecutor carry the run into threads."""
+    with flowledger.run("wf") as run:
+        thread = threading.Thread(target=flowledger.in_context(add), args=(1, 2))
+        thread.start()
+        thread.join()
+        with flowledger.ContextThreadPoolExecutor(max_workers=2) as pool:
+            assert pool.submit(add, 5, 5).result() == 10
+    nodes = events.nodes("add")
+    assert len(nodes) == 2
+    assert {e["run_id"] for e in nodes} == {run.run_id}
+
+
+def test_sixteen_threads_of_runs_lose_and_mix_nothing(events: CapturedEvents) -> None:
+    """16 threads each running runs concurrently: every event arrives, each in its own run."""
+    runs_per_thread, nodes_per_run = 10, 5
+    run_ids: list[str] = []
+    lock = threading.Lock()
+
+    def work(worker: int) -> None:
+        for _ in range(runs_per_thread):
+            with flowledger.run(f"thread-{worker}") as run:
+                for i in range(nodes_per_run):
+                    add(worker, i)
+            with lock:
+                run_ids.append(run.run_id)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(run_ids) == len(set(run_ids)) == 160
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_run.setdefault(e["run_id"], []).append(e)
+    assert set(by_run) == set(run_ids)
+    for run_events in by_run.values():
+        assert len(run_events) == 2 + 2 * nodes_per_run
+        assert sorted(e["seq"] for e in run_events) == list(range(len(run_events)))
+        worker = run_events[0]["data"]["workflow_id"].split("-")[1]
+        for e in run_events:
+            if e["kind"] == "node_started":
+                assert e["data"]["input"]["a"] == int(worker)
+    producer_seqs = sorted(e["producer_seq"] for e in events)
+    assert producer_seqs == list(range(producer_seqs[0], producer_seqs[0] + len(producer_seqs)))
+    assert len({e["event_id"] for e in events}) == len(events)
+
+
+def test_thousand_asyncio_tasks_attach_to_their_own_runs(events: CapturedEvents) -> None:
+    """1,000 concurrent asyncio tasks, each in its own run, record every node in the right run."""
+
+    async def one(i: int) -> tuple[str, int]:
+        async with flowledger.run("tasks", data=i) as run:
+            await slow_double(i)
+            await asyncio.sleep(0)
+            await slow_double(i + 1)
+        return run.run_id, i
+
+    async def main() -> list[tuple[str, int]]:
+        return await asyncio.gather(*(one(i) for i in range(1000)))
+
+    results = asyncio.run(main())
+    expected = dict(results)
+    assert len(expected) == 1000
+    for e in events.nodes("slow_double"):
+        i = expected[e["run_id"]]
+        assert e["data"]["output"] in (2 * i, 2 * (i + 1))
+    assert len(events.nodes("slow_double")) == 2000
+
+
+def test_cost_adds_to_node_and_run(events: CapturedEvents) -> None:
+    """flowledger.cost adds to the current node's and the run's totals."""
+
+    @flowledger.node
+    def ask(prompt: str) -> str:
+        flowledger.cost(tokens=1200, tool_calls=2, external_requests=1, usd=0.004)
+        return "ok"
+
+    with flowledger.run("agent"):
+        ask("a")
+        ask("b")
+    assert events.nodes("ask")[0]["data"]["cost"] == {
+        "tokens": 1200,
+        "tool_calls": 2,
+        "external_requests": 1,
+        "usd": 0.004,
+    }
+    total = events.runs()[0]["data"]["cost"]
+    assert total["tokens"] == 2400
+    assert total["usd"] == pytest.approx(0.008)
+
+
+def test_budget_aborts_the_run_at_the_next_node(events: CapturedEvents) -> None:
+    """Past its budget a run raises RunAborted when the next node starts and ends aborted."""
+
+    @flowledger.node
+    def spend(usd: float) -> None:
+        flowledger.cost(usd=usd)
+
+    with pytest.raises(flowledger.RunAborted) as caught, flowledger.run("wf", budget_usd=0.5):
+        spend(0.4)
+        spend(0.4)
+        spend(0.4)
+    assert caught.value.reason == "budget"
+    assert len(events.nodes("spend")) == 2
+    run = events.runs()[0]["data"]
+    assert run["status"] == "aborted"
+    assert run["error"]["reason"] == "budget"
+
+
+def test_deadline_aborts_the_run_at_the_next_node(events: CapturedEvents) -> None:
+    """Past its deadline a run is aborted with the reason 'deadline' before the next node runs."""
+    calls: list[int] = []
+
+    @flowledger.node
+    def step(i: int) -> None:
+        calls.append(i)
+
+    with pytest.raises(flowledger.RunAborted), flowledger.run("wf", deadline_s=0.001) as run:
+        step(1)
+        while run.remaining_s():
+            pass
+        step(2)
+    assert calls == [1]
+    assert events.runs()[0]["data"]["error"]["reason"] == "deadline"
+
+
+def test_run_fail_marks_failure_without_raising(events: CapturedEvents) -> None:
+    """run.fail() records a failed run with its failing node and lets the block finish."""
+    with flowledger.run("wf") as run:
+        run.fail(RuntimeError("downstream broke"), "notify")
+    data = events.runs()[0]["data"]
+    assert data["status"] == "failed"
+    assert data["error"]["node_id"] == "notify"
+
+
+def test_effect_is_simulated_in_a_dry_run(events: CapturedEvents) -> None:
+    """In a dry run an effect node is recorded as simulated and its function never runs."""
+    sent: list[str] = []
+
+    @flowledger.node(effect=True)
+    def send_mail(to: str) -> str:
+        sent.append(to)
+        return "sent"
+
+    with flowledger.run("wf", dry_run=True):
+        assert send_mail("a@example.org") is None
+    with flowledger.run("wf"):
+        assert send_mail("a@example.org") == "sent"
+    assert sent == ["a@example.org"]
+    dry, live = (e["data"] for e in events.nodes("send_mail"))
+    assert dry["simulated"] is True
+    assert "simulated" not in live
+    assert dry["idempotency_key"] == live["idempotency_key"]
+    assert len(dry["idempotency_key"]) == 64
+
+
+def test_idempotency_guard_skips_a_repeated_effect(
+    events: CapturedEvents, configure: Callable[..., Any], tmp_path: Any
+) -> None:
+    """With the guard on, an effect whose key already succeeded returns the recorded output as a duplicate."""
+    configure(idempotency_guard=True, idempotency_dir=tmp_path)
+    calls: list[int] = []
+
+    @flowledger.node(effect=True)
+    def charge(amount: int) -> dict[str, Any]:
+        calls.append(amount)
+        return {"charged": amount}
+
+    with flowledger.run("billing"):
+        first = charge(10)
+    with flowledger.run("billing"):
+        second = charge(10)
+        charge(11)
+    assert first == second == {"charged": 10}
+    assert calls == [10, 11]
+    records = [e["data"] for e in events.nodes("charge")]
+    assert [r.get("duplicate", False) for r in records] == [False, True, False]
+
+
+def test_heartbeats_are_sent_while_a_run_is_open(events: CapturedEvents, configure: Callable[..., Any]) -> None:
+    """A run that stays open sends heartbeat events at the configured interval."""
+    configure(heartbeat_interval_s=0.02)
+    done = threading.Event()
+    with flowledger.run("slow"):
+        done.wait(0.2)
+    beats = events.of_kind("heartbeat")
+    assert len(beats) >= 2
+    assert all(b["run_id"] == events.runs()[0]["run_id"] for b in beats)
+
+
+def test_disabled_hooks_record_nothing(events: CapturedEvents, configure: Callable[..., Any]) -> None:
+    """With disabled=True the code runs and nothing is recorded."""
+    configure(disabled=True)
+    with flowledger.run("wf"):
+        assert add(1, 2) == 3
+    assert len(events) == 0
+
+
+def test_a_failing_sink_never_reaches_user_code(events: CapturedEvents) -> None:
+    """A sink that raises is counted as an internal error; the workflow goes on."""
+    from flowledger.instrument._pipeline import pipeline
+
+    class Broken:
+        def submit(self, event: dict[str, Any], size: int) -> None:
+            raise OSError("disk full")
+
+        def flush(self, timeout_s: float) -> bool:
+            return True
+
+        def shutdown(self, timeout_s: float) -> bool:
+            return True
+
+    broken = Broken()
+    pipeline().add_capture(broken, deliver=False)
+    try:
+        before = flowledger.stats()["internal_errors"]
+        with flowledger.run("wf"):
+            assert add(1, 2) == 3
+        assert flowledger.stats()["internal_errors"] > before
+    finally:
+        pipeline().remove_capture(broken)
+
+
+def test_unserialisable_input_is_marked_not_fatal(events: CapturedEvents) -> None:
+    """A node whose input cannot be captured still runs; the record holds a marker."""
+
+    class Hostile:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr for you")
+
+    @flowledger.node
+    def take(x: Any) -> str:
+        return "fine"
+
+    with flowledger.run("wf"):
+        assert take(Hostile()) == "fine"
+    started = events.of_kind("node_started")[0]["data"]
+    assert started["input"]["__flowledger__"] == "capture_error"
+    assert "no repr for you" in started["input"]["error"]
+
+
+def test_system_exit_zero_inside_a_run_is_success(events: CapturedEvents) -> None:
+    """sys.exit(0) inside a run ends it as succeeded, not failed."""
+    with pytest.raises(SystemExit), flowledger.run("wf"):
+        raise SystemExit(0)
+    assert events.runs()[0]["data"]["status"] == "succeeded"

@@ -1,0 +1,127 @@
+"""OpenTelemetry bridge: node spans are current while nodes run, and apps' providers are used."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+from opentelemetry import trace
+
+import flowledger
+from flowledger.testing import CapturedEvents
+
+
+def test_node_span_is_the_current_otel_span_while_it_runs(events: CapturedEvents) -> None:
+    """Inside a node, the current OTel span context carries that node's span id and the run's trace id."""
+    seen: dict[str, Any] = {}
+
+    @flowledger.node
+    def look(_: int) -> None:
+        ctx = trace.get_current_span().get_span_context()
+        seen["trace_id"] = f"{ctx.trace_id:032x}"
+        seen["span_id"] = f"{ctx.span_id:016x}"
+        seen["traceparent"] = flowledger.traceparent()
+        seen["headers"] = flowledger.inject({})
+
+    with flowledger.run("wf") as run:
+        look(1)
+    node = events.nodes("look")[0]["data"]
+    assert seen["trace_id"] == run.trace_id
+    assert seen["span_id"] == node["span_id"]
+    assert seen["traceparent"] == f"00-{run.trace_id}-{node['span_id']}-01"
+    assert seen["headers"]["traceparent"] == seen["traceparent"]
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_run_continues_an_incoming_traceparent(events: CapturedEvents) -> None:
+    """run(traceparent=...) joins the caller's trace as a child of the caller's span."""
+    incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with flowledger.run("wf", traceparent=incoming) as run:
+        pass
+    started = events.of_kind("run_started")[0]["data"]
+    assert run.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert started["parent_span_id"] == "b7ad6b7169203331"
+
+
+def test_an_invalid_traceparent_starts_a_new_trace(events: CapturedEvents) -> None:
+    """A malformed traceparent is ignored: the run starts a trace of its own."""
+    with flowledger.run("wf", traceparent="garbage") as run:
+        pass
+    assert len(run.trace_id) == 32
+    assert events.of_kind("run_started")[0]["data"]["parent_span_id"] is None
+
+
+def test_flowledger_never_installs_a_global_tracer_provider(events: CapturedEvents) -> None:
+    """Running workflows leaves the global TracerProvider as the application left it."""
+    before = trace.get_tracer_provider()
+    with flowledger.run("wf"):
+        flowledger.node(lambda x: x)(1)
+    assert trace.get_tracer_provider() is before
+
+
+APP_PROVIDER_SCRIPT = r"""
+import json
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import flowledger
+from flowledger.testing import capture_events
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+tracer = trace.get_tracer("app")
+
+@flowledger.node
+def fetch(x):
+    with tracer.start_as_current_span("http GET"):
+        return x
+
+@flowledger.node
+def broken(x):
+    raise RuntimeError("no stock")
+
+with capture_events() as events:
+    try:
+        with flowledger.run("wf") as run:
+            fetch(1)
+            broken(2)
+    except RuntimeError:
+        pass
+spans = {s.name: s for s in exporter.get_finished_spans()}
+out = {
+    name: {
+        "span_id": f"{s.context.span_id:016x}",
+        "trace_id": f"{s.context.trace_id:032x}",
+        "parent": f"{s.parent.span_id:016x}" if s.parent else None,
+        "status": s.status.status_code.name,
+        "attrs": dict(s.attributes),
+        "events": [e.name for e in s.events],
+    }
+    for name, s in spans.items()
+}
+out["recorded"] = {e["data"]["node_id"]: e["data"]["span_id"] for e in events.nodes()}
+out["run_span"] = run.span_id
+print(json.dumps(out))
+"""
+
+
+def test_an_application_tracer_provider_gets_real_spans() -> None:
+    """With the app's own provider, runs and nodes are real spans there, with parents, status and exceptions."""
+    done = subprocess.run([sys.executable, "-c", APP_PROVIDER_SCRIPT], capture_output=True, text=True, check=True)
+    out = json.loads(done.stdout)
+    run, fetch, http, broken = out["run wf"], out["fetch"], out["http GET"], out["broken"]
+    assert fetch["span_id"] == out["recorded"]["fetch"]
+    assert run["span_id"] == out["run_span"]
+    assert fetch["parent"] == run["span_id"]
+    assert http["parent"] == fetch["span_id"]
+    assert broken["status"] == "ERROR"
+    assert "exception" in broken["events"]
+    assert run["status"] == "ERROR"
+    assert fetch["attrs"]["flowledger.node.id"] == "fetch"
+    assert fetch["attrs"]["flowledger.workflow.id"] == "wf"
+    assert len({s["trace_id"] for s in (run, fetch, http, broken)}) == 1
