@@ -6,7 +6,7 @@ import csv
 import enum
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Final
 
 __all__ = ["CSV_COLUMNS", "ExportFormat", "csv_header", "csv_line", "export_lines", "jsonl_line"]
@@ -79,7 +79,7 @@ def jsonl_line(run: dict[str, Any]) -> str:
     return json.dumps(run, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-async def export_lines(runs: AsyncIterator[dict[str, Any]], fmt: ExportFormat) -> AsyncIterator[str]:
+async def export_lines(runs: AsyncIterator[dict[str, Any]], fmt: ExportFormat) -> AsyncGenerator[str, None]:
     """Render runs one line at a time."""
     if fmt is ExportFormat.CSV:
         yield csv_header()

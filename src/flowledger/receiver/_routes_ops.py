@@ -10,8 +10,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from flowledger.receiver._openapi import openapi_document
-from flowledger.receiver._state import receiver_of
+from flowledger.receiver._state import error_response, receiver_of
 from flowledger.receiver._store import Drift
+from flowledger.receiver._verify import parse_checkpoint
 
 __all__ = ["ROUTES"]
 
@@ -37,8 +38,12 @@ async def openapi(request: Request) -> Response:
 
 
 async def verify(request: Request) -> Response:
-    """Walk the hash chain and report the first bad event, if any."""
-    report = await receiver_of(request).store.verify()
+    """Walk the hash chain and report the first bad event; ``?checkpoint=SEQ:HASH`` also checks saved heads."""
+    try:
+        checkpoints = [parse_checkpoint(text) for text in request.query_params.getlist("checkpoint")]
+    except ValueError as exc:
+        return error_response(400, str(exc))
+    report = await receiver_of(request).store.verify(checkpoints)
     return JSONResponse(dataclasses.asdict(report))
 
 
