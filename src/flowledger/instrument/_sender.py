@@ -317,6 +317,10 @@ class Sender:
     def _run(self) -> None:
         token = untraced()
         try:
+            try:
+                self._http()  # build the client while the first batch fills
+            except Exception as exc:
+                self._internal_error("client", exc)
             while not self._stop.is_set():
                 try:
                     self._step()
@@ -525,7 +529,10 @@ class Sender:
             if self._settings.api_key:
                 headers.append(("Authorization", f"Bearer {self._settings.api_key}"))
             self._client = make_client(
-                timeout_s=self._settings.request_timeout_s, transport=self._transport, headers=headers
+                url=self._settings.events_url,
+                timeout_s=self._settings.request_timeout_s,
+                transport=self._transport,
+                headers=headers,
             )
         return self._client
 

@@ -146,6 +146,7 @@ class SpanSender:
         )
         if self._client is None:
             self._client = make_client(
+                url=self._settings.traces_url,
                 timeout_s=self._settings.request_timeout_s,
                 transport=self._transport,
                 headers=self._settings.otlp_headers,

@@ -1,0 +1,161 @@
+"""How long a process's exit is held when the receiver is down: flowledger next to the OTel SDK.
+
+Run: ``python benchmarks/exit_hold.py [--runs 3] [--events 1000]``
+
+Each measurement is a fresh child process that submits the events (for
+flowledger: 1,000 events to the background sender with default settings;
+for the stock OpenTelemetry SDK: 1,000 spans through TracerProvider +
+BatchSpanProcessor + OTLPSpanExporter over HTTP to the same endpoint),
+prints the wall-clock time at which it is done, and returns, leaving each
+SDK's own exit handling to run. The exit hold is the time from that point
+until the process is gone. Two receivers are down in two ways: a closed
+port (connections refused) and a socket that accepts connections but
+never answers. The medians of ``--runs`` runs are printed, plus how many
+events flowledger kept in its spool for the next process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Final
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+TARGET_S: Final = 0.5
+CHILD_TIMEOUT_S: Final = 120.0
+
+
+# --- the child processes ---------------------------------------------------
+
+
+def child_flowledger(url: str, spool_dir: str, count: int) -> None:
+    from flowledger._wire import format_ts, new_event_id
+    from flowledger.instrument._config import Settings
+    from flowledger.instrument._sender import Sender
+
+    sender = Sender(Settings(endpoint=url, spool_dir=Path(spool_dir)))
+    run_id, producer_id = new_event_id(), new_event_id()
+    for seq in range(count):
+        event = {
+            "v": 1,
+            "event_id": new_event_id(),
+            "kind": "heartbeat",
+            "run_id": run_id,
+            "seq": seq,
+            "ts": format_ts(time.time_ns()),
+            "producer_id": producer_id,
+            "producer_seq": seq,
+            "data": {"cost": {"tokens": seq}},
+        }
+        sender.submit(event, 300)
+    print(f"done {time.time():.6f}", flush=True)
+
+
+def child_otel(url: str, count: int) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "exit-hold"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url + "/v1/traces")))
+    tracer = provider.get_tracer("exit-hold")
+    for seq in range(count):
+        with tracer.start_as_current_span("node") as span:
+            span.set_attribute("seq", seq)
+    print(f"done {time.time():.6f}", flush=True)
+
+
+# --- the parent ------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    src = ROOT / "src"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH", "")) if p)
+    for name in [n for n in env if n.startswith(("OTEL_", "FLOWLEDGER_"))]:
+        del env[name]
+    return env
+
+
+def _measure(args: list[str]) -> float:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=CHILD_TIMEOUT_S,
+    )
+    end = time.time()
+    marks = [line for line in done.stdout.splitlines() if line.startswith("done ")]
+    if done.returncode != 0 or not marks:
+        raise SystemExit(f"child {args[0]} failed (exit {done.returncode}):\n{done.stderr}")
+    return end - float(marks[-1].split()[1])
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def _spooled(spool_dir: Path) -> int:
+    return sum(len(json.loads(gzip.decompress(p.read_bytes()))["events"]) for p in spool_dir.glob("*.json.gz"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median reported)")
+    parser.add_argument("--events", type=int, default=1000, help="events or spans per run")
+    opts = parser.parse_args()
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1024)  # accepts connections into the backlog, never answers
+    receivers = {
+        "connection refused": _closed_port_url(),
+        "accepts, never answers": f"http://127.0.0.1:{silent.getsockname()[1]}",
+    }
+    print(f"exit hold with the receiver down: {opts.events} events/spans, then exit; median of {opts.runs} runs")
+    print(f"{'receiver':<26}{'flowledger':>12}{'spooled':>10}{'OpenTelemetry SDK':>20}")
+    worst = 0.0
+    try:
+        for label, url in receivers.items():
+            flow: list[float] = []
+            kept: list[int] = []
+            for _ in range(opts.runs):
+                with tempfile.TemporaryDirectory() as tmp:
+                    flow.append(_measure(["flowledger", url, tmp, str(opts.events)]))
+                    kept.append(_spooled(Path(tmp)))
+            otel = [_measure(["otel", url, "-", str(opts.events)]) for _ in range(opts.runs)]
+            median = statistics.median(flow)
+            worst = max(worst, median)
+            print(
+                f"{label:<26}{median:>10.3f} s{min(kept):>10}{statistics.median(otel):>18.3f} s",
+                flush=True,
+            )
+    finally:
+        silent.close()
+    verdict = "meets" if worst <= TARGET_S else "MISSES"
+    print(f"flowledger {verdict} the target of <= {TARGET_S} s (worst median {worst:.3f} s)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        kind, url, spool, count = sys.argv[2:6]
+        if kind == "flowledger":
+            child_flowledger(url, spool, int(count))
+        else:
+            child_otel(url, int(count))
+    else:
+        main()
