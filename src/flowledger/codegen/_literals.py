@@ -39,27 +39,54 @@ class Construct:
     kwargs: tuple[tuple[str, Any], ...] = ()
 
 
+def _quote_for(text: str) -> str:
+    """Double quotes unless the text holds more of them than single quotes (ruff format's rule)."""
+    return "'" if text.count('"') > text.count("'") else '"'
+
+
+def _escape(char: str, quote: str) -> str:
+    if char in _SIMPLE_ESCAPES:
+        return _SIMPLE_ESCAPES[char]
+    if char == quote:
+        return "\\" + char
+    if char.isprintable() and char not in "\x85\u2028\u2029\ufeff":
+        return char
+    point = ord(char)
+    if point < 0x100:
+        return f"\\x{point:02x}"
+    if point < 0x10000:
+        return f"\\u{point:04x}"
+    return f"\\U{point:08x}"
+
+
 def string_literal(text: str) -> str:
     """A double-quoted (single-quoted if that needs fewer escapes) literal equal to ``text``."""
-    quote = "'" if '"' in text and "'" not in text else '"'
-    out = [quote]
-    for char in text:
-        if char in _SIMPLE_ESCAPES:
-            out.append(_SIMPLE_ESCAPES[char])
-        elif char == quote:
-            out.append("\\" + char)
-        elif char.isprintable() and char not in "\x85\u2028\u2029\ufeff":
-            out.append(char)
-        else:
-            point = ord(char)
-            if point < 0x100:
-                out.append(f"\\x{point:02x}")
-            elif point < 0x10000:
-                out.append(f"\\u{point:04x}")
-            else:
-                out.append(f"\\U{point:08x}")
-    out.append(quote)
-    return "".join(out)
+    quote = _quote_for(text)
+    return quote + "".join(_escape(char, quote) for char in text) + quote
+
+
+def _string_pieces(text: str, width: int) -> list[str]:
+    """``text`` cut into literals of at most ``width`` characters, preferably after spaces."""
+    pieces: list[str] = []
+    start = 0
+    while start < len(text):
+        end = start
+        size = 2
+        last_space = -1
+        quote = _quote_for(text[start:])
+        while end < len(text):
+            step = len(_escape(text[end], quote))
+            if size + step > width and end > start:
+                break
+            size += step
+            if text[end] == " ":
+                last_space = end
+            end += 1
+        if end < len(text) and last_space > start + (end - start) // 2:
+            end = last_space + 1
+        pieces.append(string_literal(text[start:end]))
+        start = end
+    return pieces
 
 
 def _scalar(value: Any) -> str | None:
@@ -113,7 +140,13 @@ def literal(value: Any, *, indent: int = 0, prefix: str = "", suffix: str = "") 
     following lines do.
     """
     flat = _flat(value)
-    if len(INDENT) * indent + len(prefix) + len(flat) + len(suffix) <= LINE_WIDTH or _scalar(value) is not None:
+    if len(INDENT) * indent + len(prefix) + len(flat) + len(suffix) <= LINE_WIDTH:
+        return Code(prefix + flat + suffix)
+    if isinstance(value, str) and not isinstance(value, Code):
+        pieces = _string_pieces(value, LINE_WIDTH - len(INDENT) * (indent + 1))
+        body = "\n".join(INDENT * (indent + 1) + piece for piece in pieces)
+        return Code(f"{prefix}(\n{body}\n{INDENT * indent}){suffix}")
+    if _scalar(value) is not None:
         return Code(prefix + flat + suffix)
     opening, closing, items = _parts(value)
     if not items:
