@@ -32,7 +32,7 @@ def run(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> Non
 
 def setup() -> None:
     """Create the virtual environment and install the project into it."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036  (this script runs before the venv exists)
         sys.exit(f"flowledger needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
     if not PY.exists():
         print(f"creating {VENV.name}/", flush=True)
