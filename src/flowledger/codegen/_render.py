@@ -18,6 +18,7 @@ runtime's hooks: a template override cannot silently drop instrumentation.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any, Final
@@ -142,7 +143,16 @@ def _ident(value: Any) -> Code:
 
 
 def environment(templates_dir: str | FsPath | None = None) -> jinja2.Environment:
-    """The Jinja environment: the user's templates first (if any), then the packaged ones."""
+    """The Jinja environment: the user's templates first (if any), then the packaged ones.
+
+    Environments are cached per directory (Jinja itself reloads a template
+    whose file changed), so generating many modules compiles the template once.
+    """
+    return _environment(None if templates_dir is None else str(FsPath(templates_dir).resolve()))
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(templates_dir: str | None) -> jinja2.Environment:
     import jinja2
 
     loaders: list[jinja2.BaseLoader] = []
