@@ -60,6 +60,16 @@ def child_flowledger(url: str, spool_dir: str, count: int) -> None:
     print(f"done {time.time():.6f}", flush=True)
 
 
+def child_bare() -> None:
+    """The same interpreter with the same modules imported, and no work: Python's own exit cost."""
+    import opentelemetry.exporter.otlp.proto.http.trace_exporter
+    import opentelemetry.sdk.trace  # noqa: F401
+
+    import flowledger.instrument._sender  # noqa: F401
+
+    print(f"done {time.time():.6f}", flush=True)
+
+
 def child_otel(url: str, count: int) -> None:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
@@ -117,6 +127,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median reported)")
     parser.add_argument("--events", type=int, default=1000, help="events or spans per run")
+    parser.add_argument(
+        "--skip-otel", action="store_true", help="measure flowledger only (the OTel SDK takes ~15 s a run)"
+    )
     opts = parser.parse_args()
 
     silent = socket.socket()
@@ -127,6 +140,8 @@ def main() -> None:
         "accepts, never answers": f"http://127.0.0.1:{silent.getsockname()[1]}",
     }
     print(f"exit hold with the receiver down: {opts.events} events/spans, then exit; median of {opts.runs} runs")
+    bare = statistics.median(_measure(["bare", "-", "-", "0"]) for _ in range(opts.runs))
+    print(f"(python alone, same imports, no work: {bare:.3f} s)")
     print(f"{'receiver':<26}{'flowledger':>12}{'spooled':>10}{'OpenTelemetry SDK':>20}")
     worst = 0.0
     try:
@@ -137,13 +152,11 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as tmp:
                     flow.append(_measure(["flowledger", url, tmp, str(opts.events)]))
                     kept.append(_spooled(Path(tmp)))
-            otel = [_measure(["otel", url, "-", str(opts.events)]) for _ in range(opts.runs)]
+            otel = [_measure(["otel", url, "-", str(opts.events)]) for _ in range(0 if opts.skip_otel else opts.runs)]
             median = statistics.median(flow)
             worst = max(worst, median)
-            print(
-                f"{label:<26}{median:>10.3f} s{min(kept):>10}{statistics.median(otel):>18.3f} s",
-                flush=True,
-            )
+            otel_text = f"{statistics.median(otel):>18.3f} s" if otel else f"{'-':>20}"
+            print(f"{label:<26}{median:>10.3f} s{min(kept):>10}{otel_text}", flush=True)
     finally:
         silent.close()
     verdict = "meets" if worst <= TARGET_S else "MISSES"
@@ -155,6 +168,8 @@ if __name__ == "__main__":
         kind, url, spool, count = sys.argv[2:6]
         if kind == "flowledger":
             child_flowledger(url, spool, int(count))
+        elif kind == "bare":
+            child_bare()
         else:
             child_otel(url, int(count))
     else:

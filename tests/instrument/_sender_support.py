@@ -89,10 +89,10 @@ def spooled_events(spool_dir: Path) -> list[dict[str, Any]]:
 
 
 class RecordingSender(Sender):
-    """A Sender whose retry waits are recorded instead of slept, and whose probes come at once."""
+    """A Sender whose retry waits are recorded instead of slept, and whose probes come quickly."""
 
-    probe_min_s = 0.0
-    probe_max_s = 0.0
+    probe_min_s = 0.01
+    probe_max_s = 0.05
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -369,10 +369,22 @@ def test_replay_when_the_receiver_answers_again(tmp_path: Path) -> None:
     first = _submit(sender, 3)
     assert wait_until(lambda: sender.stats()["spooled"] == 3)
     receiver.down = False
-    second = _submit(sender, 2)  # this batch succeeds, which starts a replay of the spool
-    assert wait_until(lambda: sender.stats()["replayed"] == 3)
+    second = _submit(sender, 2)  # this batch (or an earlier probe) succeeds, which starts a replay
+    assert wait_until(lambda: sender.stats()["replayed"] == 3 and sender.stats()["sent"] == 5)
     assert sorted(receiver.event_ids()) == sorted(e["event_id"] for e in first + second)
     assert spooled_events(tmp_path / "spool") == []
+    sender.shutdown(1.0)
+
+
+def test_idle_sender_probes_and_replays_when_the_receiver_returns(tmp_path: Path) -> None:
+    """With no new events, a sender holding a spool probes the receiver now and then and replays once it is back."""
+    receiver = MockReceiver(down=True)
+    sender = _sender(tmp_path, receiver, max_retries=0)
+    events = _submit(sender, 3)
+    assert wait_until(lambda: sender.stats()["spooled"] == 3)
+    receiver.down = False
+    assert wait_until(lambda: sender.stats()["replayed"] == 3)
+    assert sorted(receiver.event_ids()) == sorted(e["event_id"] for e in events)
     sender.shutdown(1.0)
 
 

@@ -56,6 +56,8 @@ PROBE_MIN_S: Final = 1.0
 PROBE_MAX_S: Final = 30.0
 """While the receiver is down, probes are at least this often."""
 IDLE_WAIT_S: Final = 1.0
+SPOOL_RESERVE_S: Final = 0.05
+"""Part of the shutdown budget kept for writing the spool (at most a quarter of the budget)."""
 SETTLE_WAIT_S: Final = 1.0
 """At shutdown, how long to wait for a spool write the worker has already begun."""
 WORKER_JOIN_S: Final = 0.01
@@ -284,10 +286,11 @@ class Sender:
             self._draining += 1
             self._replay_wanted = False  # no new replay at exit: the next process does it
         if worker is not None and worker.is_alive() and timeout_s > 0:
+            send_until = deadline - min(SPOOL_RESERVE_S, timeout_s / 4)
             self._wake.set()
             with self._changed:
                 self._changed.wait_for(
-                    lambda: self._failing or self._down or self._idle(), max(deadline - time.monotonic(), 0.0)
+                    lambda: self._failing or self._down or self._idle(), max(send_until - time.monotonic(), 0.0)
                 )
         with self._lock:
             self._closed = True
@@ -342,15 +345,23 @@ class Sender:
             self._replay_one()
             return
         with self._changed:
+            if self._down and time.monotonic() >= self._probe_at:
+                # Idle while the receiver is down: probe it by replaying the spool (a no-op when empty).
+                self._replay_wanted = True
+                self._probe_now = True
+                self._probe_at = time.monotonic() + self._probe_wait_s
+                return
             self._changed.notify_all()
         self._wake.wait(self._wait_s())
 
     def _wait_s(self) -> float:
+        now = time.monotonic()
         with self._lock:
-            if not self._queue:
-                return IDLE_WAIT_S
-            age = time.monotonic() - self._queue[0][2]
-        return max(self._settings.batch_max_age_s - age, 0.0)
+            if self._queue:
+                return max(self._settings.batch_max_age_s - (now - self._queue[0][2]), 0.0)
+            if self._down:
+                return min(max(self._probe_at - now, 0.0), IDLE_WAIT_S)
+        return IDLE_WAIT_S
 
     def _take_batch(self) -> list[dict[str, Any]] | None:
         settings = self._settings

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from flowledger._wire import new_event_id
+from flowledger.instrument._capture import encode_event
 
 __all__ = ["Claim", "Spool", "SpoolResult"]
 
@@ -68,7 +69,7 @@ def _pid_alive(pid: int) -> bool:
 
 def encode_batch(events: list[dict[str, Any]]) -> bytes:
     """Encode events as the body of ``POST /v1/events`` (JSON, not yet compressed)."""
-    return json.dumps({"events": events}, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return ('{"events":[' + ",".join(encode_event(e) for e in events) + "]}").encode("utf-8")
 
 
 def decode_batch(data: bytes) -> list[dict[str, Any]]:
@@ -172,7 +173,7 @@ class Spool:
     def set_aside(self, event: dict[str, Any]) -> SpoolResult:
         """Keep one event the receiver refused as too large in ``rejected/``."""
         try:
-            data = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+            data = encode_event(event).encode("utf-8")
         except (TypeError, ValueError):
             return SpoolResult.ERROR
         event_id = event.get("event_id")
