@@ -97,12 +97,15 @@ class UrlSource:
 
     def __init__(self, url: str, api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=self.url, headers=headers, timeout=REQUEST_TIMEOUT_S)
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self._headers, timeout=REQUEST_TIMEOUT_S)
 
     def _request(self, method: str, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
         try:
-            response = self._client.request(method, path, params=params)
+            with self._client() as client:
+                response = client.request(method, path, params=params)
         except httpx.HTTPError as exc:
             raise ReceiverError(f"cannot reach the receiver at {self.url}: {exc}") from None
         if response.status_code >= 400 and response.status_code != 404:
@@ -137,7 +140,7 @@ class UrlSource:
         del params["limit"], params["offset"]
         params["format"] = fmt.value
         try:
-            with self._client.stream("GET", "/api/export", params=params) as response:
+            with self._client() as client, client.stream("GET", "/api/export", params=params) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise ReceiverError(
