@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from flowledger._wire import EventKind
+from flowledger.instrument._capture import materialize
 from flowledger.instrument._pipeline import pipeline
 
 __all__ = ["CapturedEvents", "capture_events"]
@@ -36,8 +37,9 @@ class CapturedEvents:
 
     # the EventSink protocol
     def submit(self, event: dict[str, Any], size: int) -> None:
+        plain = materialize(event)
         with self._lock:
-            self._events.append(event)
+            self._events.append(plain)
 
     def flush(self, timeout_s: float) -> bool:
         return True

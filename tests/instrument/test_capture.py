@@ -15,11 +15,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowledger.instrument._capture import CapturePolicy, capture
+from flowledger.instrument._capture import CapturePolicy, RawJSON, capture, encode_event, materialize
 from flowledger.instrument._config import Settings
 
 POLICY = CapturePolicy(Settings().redact_regex, 4096)
 NO_LIMIT = CapturePolicy(Settings().redact_regex, 10**9)
+
+
+def record(value: Any, policy: CapturePolicy = POLICY) -> Any:
+    """What a record holds for ``value``, as the receiver will see it."""
+    captured, _ = capture(value, policy)
+    return captured.value() if isinstance(captured, RawJSON) else captured
+
 
 # JSON values whose keys never look secret: these must round-trip exactly.
 _keys = st.text(max_size=12).filter(lambda k: Settings().redact_regex.search(k.lower().replace("-", "_")) is None)  # type: ignore[union-attr]
@@ -38,9 +45,8 @@ json_values = st.recursive(
 @settings(max_examples=300, deadline=None)
 def test_json_values_round_trip_exactly(value: Any) -> None:
     """A JSON value within the limit is captured unchanged and survives encoding."""
-    captured, size = capture(value, NO_LIMIT)
+    captured = record(value, NO_LIMIT)
     assert json.loads(json.dumps(captured)) == value
-    assert size > 0
 
 
 anything = st.recursive(
@@ -69,7 +75,7 @@ anything = st.recursive(
 @settings(max_examples=300, deadline=None)
 def test_any_value_captures_to_valid_bounded_json(value: Any, limit: int) -> None:
     """Whatever the value, capture never raises, yields strict JSON, and respects the byte limit."""
-    captured, _ = capture(value, CapturePolicy(None, limit))
+    captured = record(value, CapturePolicy(None, limit))
     text = json.dumps(captured, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     if isinstance(captured, dict) and captured.get("__flowledger__") == "truncated":
         assert len(captured["preview"].encode()) <= limit
@@ -87,7 +93,7 @@ def test_secret_keys_are_redacted_at_any_depth() -> None:
         "sessionCookie": "c",
         "tokens_used": 3,
     }
-    captured, _ = capture(value, POLICY)
+    captured = record(value, POLICY)
     assert captured["user"] == "ann"
     assert captured["password"] == "[REDACTED]"
     assert captured["nested"][0]["headers"] == {"Authorization": "[REDACTED]", "X-Api-Key": "[REDACTED]"}
@@ -98,14 +104,14 @@ def test_secret_keys_are_redacted_at_any_depth() -> None:
 def test_redaction_patterns_are_configurable() -> None:
     """A custom pattern list redacts exactly the keys it names."""
     policy = CapturePolicy(Settings(redact_patterns=("ssn",)).redact_regex, 4096)
-    captured, _ = capture({"ssn": "1", "password": "p"}, policy)
+    captured = record({"ssn": "1", "password": "p"}, policy)
     assert captured == {"ssn": "[REDACTED]", "password": "p"}
 
 
 def test_large_payload_is_cut_on_a_utf8_boundary_with_a_marker() -> None:
     """A payload over 4 KiB keeps a 4 KiB preview cut between characters and says how much was cut."""
     value = {"text": "é€😀" * 2000}
-    captured, _ = capture(value, POLICY)
+    captured = record(value, POLICY)
     assert captured["__flowledger__"] == "truncated"
     preview = captured["preview"]
     assert len(preview.encode()) <= 4096
@@ -143,7 +149,7 @@ def test_rich_python_values_become_json() -> None:
         "obj": object(),
         1: "int key",
     }
-    captured, _ = capture(value, POLICY)
+    captured = record(value, POLICY)
     assert captured["order"] == {"sku": "A1", "placed": "2026-01-02T03:04:05+00:00", "tags": ["a", "b"]}
     assert captured["customer"] == {"name": "Ann", "api_key": "[REDACTED]"}
     assert captured["raw"] == {"__flowledger__": "bytes", "length": 2, "base64": "AP8="}
@@ -161,7 +167,7 @@ def test_cycles_and_lone_surrogates_do_not_break_capture() -> None:
     """A self-containing list and a string with a lone surrogate still capture to valid UTF-8 JSON."""
     loop: list[Any] = [1]
     loop.append(loop)
-    captured, _ = capture({"loop": loop, "bad": "a\ud800b"}, POLICY)
+    captured = record({"loop": loop, "bad": "a\ud800b"})
     assert captured["loop"][1] == {"__flowledger__": "cycle", "type": "list"}
     json.dumps(captured, ensure_ascii=False).encode("utf-8")
     assert re.fullmatch(r"a.b", captured["bad"])
@@ -174,7 +180,7 @@ def test_a_raising_model_dump_becomes_a_capture_error_marker() -> None:
         def model_dump(self, mode: str) -> Any:
             raise RuntimeError("nope")
 
-    captured, _ = capture(Weird(), POLICY)
+    captured = record(Weird())
     assert captured["__flowledger__"] == "capture_error"
     assert "nope" in captured["error"]
 
@@ -182,4 +188,25 @@ def test_a_raising_model_dump_becomes_a_capture_error_marker() -> None:
 @pytest.mark.parametrize("value", [None, True, 0, 12345678901234567890, "plain"])
 def test_scalars_pass_through(value: Any) -> None:
     """Plain scalars are captured as themselves."""
-    assert capture(value, POLICY)[0] == value
+    assert record(value) == value
+
+
+def test_a_capture_is_a_snapshot_of_the_value_at_that_moment() -> None:
+    """Changing a value after it was captured does not change the record."""
+    value = {"items": [1, 2]}
+    captured, _ = capture(value, POLICY)
+    value["items"].append(3)
+    assert materialize({"data": {"input": captured}})["data"]["input"] == {"items": [1, 2]}
+
+
+def test_encoded_events_splice_payloads_and_redact_them() -> None:
+    """encode_event writes captured payloads into the event's JSON, redacted."""
+    captured, _ = capture({"user": "ann", "token": "s3cret"}, POLICY)
+    event = {"v": 1, "kind": "node_started", "data": {"node_id": "a", "input": captured, "output": None}}
+    text = encode_event(event)
+    assert json.loads(text) == {
+        "v": 1,
+        "kind": "node_started",
+        "data": {"node_id": "a", "output": None, "input": {"user": "ann", "token": "[REDACTED]"}},
+    }
+    assert "s3cret" not in text

@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from flowledger._wire import MARKER_KEY, REDACTED
 
-__all__ = ["CapturePolicy", "capture", "to_jsonable"]
+__all__ = ["CapturePolicy", "RawJSON", "capture", "encode_event", "materialize", "to_jsonable"]
 
 MAX_DEPTH: Final = 64
 MAX_REPR_CHARS: Final = 512
@@ -166,6 +166,8 @@ def _key_str(key: Any) -> str:
 
 
 def _leaf(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int]) -> Any:
+    if isinstance(value, RawJSON):
+        return value.value()
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
@@ -183,6 +185,66 @@ def _leaf(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int]
     return _marker("repr", type=_type_name(value), repr=_clean_str(repr(value)[:MAX_REPR_CHARS]))
 
 
+class RawJSON:
+    """A captured payload kept as the JSON text it was encoded to.
+
+    Encoding is the snapshot: later changes to the value cannot reach the
+    record. Decoding (and, when a secret-looking key may be inside,
+    redaction) waits until someone needs the value, usually the sender's
+    worker thread, so the workflow's hot path pays for one C-level encode.
+    """
+
+    __slots__ = ("_json", "_redact", "text")
+
+    def __init__(self, text: str, redact: re.Pattern[str] | None = None) -> None:
+        self.text = text
+        self._redact = redact
+        self._json: str | None = None if redact is not None else text
+
+    def value(self) -> Any:
+        """The payload as a JSON value, redacted."""
+        if self._redact is None:
+            return _decode(self.text)
+        return _redacting_decoder(self._redact)(self.text)
+
+    def json(self) -> str:
+        """The payload as JSON text, redacted."""
+        if self._json is None:
+            self._json = _encode(self.value())
+        return self._json
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RawJSON) and self.json() == other.json()
+
+    def __hash__(self) -> int:
+        return hash(self.json())
+
+    def __repr__(self) -> str:
+        return f"RawJSON({self.json()[:80]!r})"
+
+
+def encode_event(event: Mapping[str, Any]) -> str:
+    """Encode one event as JSON text, with its captured payloads spliced in."""
+    data = event.get("data")
+    if not isinstance(data, dict) or not any(type(v) is RawJSON for v in data.values()):
+        return _encode(event)
+    plain = {k: v for k, v in data.items() if type(v) is not RawJSON}
+    raws = ",".join(f"{_encode(k)}:{v.json()}" for k, v in data.items() if type(v) is RawJSON)
+    data_text = _encode(plain)
+    data_text = "{" + raws + "}" if data_text == "{}" else data_text[:-1] + "," + raws + "}"
+    head = _encode({k: v for k, v in event.items() if k != "data"})
+    return head[:-1] + ',"data":' + data_text + "}"
+
+
+def materialize(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``event`` whose captured payloads are plain JSON values."""
+    out = dict(event)
+    data = out.get("data")
+    if isinstance(data, dict) and any(type(v) is RawJSON for v in data.values()):
+        out["data"] = {k: (v.value() if type(v) is RawJSON else v) for k, v in data.items()}
+    return out
+
+
 class _NotPlainJSON(Exception):
     """Raised by the fast encoder on a value it cannot encode as is."""
 
@@ -196,12 +258,11 @@ _fast_encode = json.JSONEncoder(
 ).encode
 
 
-def _fast(value: Any, redact: re.Pattern[str] | None) -> tuple[Any, str, bool] | None:
-    """Plain JSON values take the C encoder and decoder: a snapshot in microseconds.
+def _fast(value: Any, redact: re.Pattern[str] | None) -> RawJSON | None:
+    """Plain JSON values take the C encoder: a snapshot in microseconds.
 
-    Returns ``(snapshot, text, redacted)``, where ``text`` is the encoding
-    before redaction, or None when the value needs the full conversion
-    (non-JSON types, NaN, cycles, lone surrogates, odd keys).
+    Returns None when the value needs the full conversion (non-JSON types,
+    NaN, cycles, lone surrogates, odd keys).
     """
     try:
         text = _fast_encode(value)
@@ -213,12 +274,8 @@ def _fast(value: Any, redact: re.Pattern[str] | None) -> tuple[Any, str, bool] |
         except UnicodeEncodeError:
             return None
     if redact is None or redact.search(text.lower().replace("-", "_")) is None:
-        return _decode(text), text, False
-    return _redacting_decoder(redact)(text), text, True
-
-
-_SIZE_SLACK: Final = 1024
-"""Below ``limit - slack`` bytes before redaction, the size after it needs no exact count."""
+        return RawJSON(text)
+    return RawJSON(text, redact)  # a key may be secret: redact when decoded
 
 
 _decode = json.JSONDecoder().decode
@@ -243,31 +300,34 @@ def _redacting_decoder(redact: re.Pattern[str]) -> Callable[[str], Any]:
 
 
 def capture(value: Any, policy: CapturePolicy) -> tuple[Any, int]:
-    """Return ``(json_value, encoded_size_bytes)`` for ``value``; never raises.
+    """Return ``(record, encoded_size_bytes)`` for ``value``; never raises.
 
-    The JSON value is a snapshot: later changes to ``value`` do not reach it.
+    The record is a snapshot: later changes to ``value`` do not reach it.
+    It is a JSON value, or a :class:`RawJSON` holding the encoded text.
     """
     try:
         kind = type(value)
         if value is None or kind is int or kind is bool:
             return value, 5
-        fast = _fast(value, policy.redact)
-        if fast is None:
-            jsonable = _convert(value, policy.redact, 0, set())
+        if kind is RawJSON:
+            return value, len(value.text)
+        raw = _fast(value, policy.redact)
+        if raw is None:
+            jsonable: Any = _convert(value, policy.redact, 0, set())
             text = _encode(jsonable)
         else:
-            jsonable, text, redacted = fast
-            if redacted:
-                # far below the limit, the size before redaction is close enough
-                if len(text) * 4 + _SIZE_SLACK < policy.limit_bytes:
-                    return jsonable, len(text)
-                text = _encode(jsonable)
+            jsonable, text = raw, raw.text
     except Exception as exc:  # a __repr__, model_dump or property that raises
         marker = _marker("capture_error", type=_type_name(value), error=_clean_str(f"{type(exc).__name__}: {exc}"))
         return marker, 128
     size = len(text) if text.isascii() else len(text.encode("utf-8"))
     if size <= policy.limit_bytes:
         return jsonable, size
+    if isinstance(jsonable, RawJSON):
+        text = jsonable.json()  # the preview must be the redacted text
+        size = len(text.encode("utf-8"))
+        if size <= policy.limit_bytes:
+            return jsonable, size
     head = text.encode("utf-8")[: policy.limit_bytes]
     preview = head.decode("utf-8", "ignore")
     kept = len(preview.encode("utf-8"))

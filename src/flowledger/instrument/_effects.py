@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowledger.instrument._capture import to_jsonable
+from flowledger.instrument._capture import RawJSON, to_jsonable
 
 __all__ = ["IdempotencyGuard", "idempotency_key"]
 
@@ -61,7 +61,7 @@ class IdempotencyGuard:
         return True, json.loads(row[0])
 
     def remember(self, key: str, output: Any) -> None:
-        text = json.dumps(to_jsonable(output), ensure_ascii=False)
+        text = output.json() if isinstance(output, RawJSON) else json.dumps(to_jsonable(output), ensure_ascii=False)
         with self._lock:
             self._connection().execute(
                 "INSERT OR IGNORE INTO effects (key, output, succeeded_at) VALUES (?, ?, ?)", (key, text, time.time())
