@@ -1,0 +1,110 @@
+"""`flowledger validate` and `flowledger generate` through click's test runner."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from flowledger.codegen._cli import COMMANDS, generate_command, validate_command
+
+GOLDEN = Path(__file__).parent / "golden"
+BAD = "flowledger: 1\nworkflow: {id: BAD}\nnodes:\n  - {id: a, call: nope}\n"
+
+
+def test_commands_are_exported_for_the_cli_group() -> None:
+    """The module hands the lead's click group exactly `validate` and `generate`."""
+    assert [c.name for c in COMMANDS] == ["validate", "generate"]
+
+
+def test_validate_accepts_a_good_definition() -> None:
+    """A valid definition exits 0 with a one-line summary."""
+    result = CliRunner().invoke(validate_command, [str(GOLDEN / "manual.yaml")])
+    assert result.exit_code == 0
+    assert result.output.endswith(": valid (workflow order-intake, 5 nodes)\n")
+
+
+def test_validate_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
+    """A bad definition exits 2 with each problem on its own stderr line and no traceback."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    result = CliRunner().invoke(validate_command, [str(bad)])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"{bad}:2:16: workflow.id: 'BAD' is not a workflow id")
+    assert lines[1].startswith(f"{bad}:4:19: nodes[0].call: 'nope' is not an import path")
+    assert lines[2] == "2 problems found."
+    assert "Traceback" not in result.output
+
+
+def test_validate_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A path that does not exist is exit 2 with a sentence, not a traceback."""
+    result = CliRunner().invoke(validate_command, [str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "cannot read the file" in result.stderr
+
+
+def test_generate_writes_the_module(tmp_path: Path) -> None:
+    """generate writes a parseable module and says where."""
+    out = tmp_path / "wf.py"
+    result = CliRunner().invoke(generate_command, [str(GOLDEN / "schedule.yaml"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    ast.parse(out.read_text())
+    assert f"wrote {out}" in result.output
+
+
+def test_generate_to_stdout(tmp_path: Path) -> None:
+    """`-o -` prints the module instead of writing a file."""
+    result = CliRunner().invoke(generate_command, [str(GOLDEN / "schedule.yaml"), "-o", "-"])
+    assert result.exit_code == 0
+    assert "WORKFLOW = fw.Workflow(" in result.output
+
+
+def test_generate_refuses_a_bad_definition_and_writes_nothing(tmp_path: Path) -> None:
+    """An invalid definition exits 2, lists its problems, and leaves no output file."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    out = tmp_path / "wf.py"
+    result = CliRunner().invoke(generate_command, [str(bad), "-o", str(out)])
+    assert result.exit_code == 2
+    assert "2 problems found; nothing was generated." in result.stderr
+    assert not out.exists()
+
+
+def test_generate_with_templates_dir(tmp_path: Path) -> None:
+    """--templates DIR overrides the packaged template; a missing DIR is exit 2."""
+    from importlib import resources
+
+    directory = tmp_path / "tpl"
+    directory.mkdir()
+    packaged = resources.files("flowledger").joinpath("templates", "workflow.py.jinja").read_text()
+    (directory / "workflow.py.jinja").write_text(packaged.replace("import sys\n", "import sys  # custom\n"))
+    out = tmp_path / "wf.py"
+    result = CliRunner().invoke(
+        generate_command, [str(GOLDEN / "schedule.yaml"), "-o", str(out), "--templates", str(directory)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "import sys  # custom" in out.read_text()
+    missing = CliRunner().invoke(
+        generate_command, [str(GOLDEN / "schedule.yaml"), "-o", str(out), "--templates", str(tmp_path / "none")]
+    )
+    assert missing.exit_code == 2
+    assert "is not a directory" in missing.stderr
+
+
+def test_generate_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
+    """A target in a folder that does not exist is exit 1 with one line."""
+    result = CliRunner().invoke(generate_command, [str(GOLDEN / "schedule.yaml"), "-o", str(tmp_path / "no" / "x.py")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot write")
+
+
+def test_importing_the_cli_module_is_cheap() -> None:
+    """Importing the commands does not import jinja2 or ruamel.yaml."""
+    import subprocess
+    import sys
+
+    code = "import sys, flowledger.codegen._cli; print(any(m.startswith(('jinja2', 'ruamel')) for m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
