@@ -1,0 +1,79 @@
+"""The definition JSON Schema shipped in the package agrees with the validator."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import pytest
+
+from flowledger.codegen import _validate
+from flowledger.codegen._load import load_definition
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden"
+GOOD = sorted(
+    [
+        *(ROOT / "examples").glob("*.yaml"),
+        *(ROOT / "examples").glob("*.json"),
+        *GOLDEN.glob("*.yaml"),
+        *GOLDEN.glob("*.json"),
+    ]
+)
+
+
+def _schema() -> dict[str, Any]:
+    text = resources.files("flowledger").joinpath("schemas", "definition.v1.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("path", GOOD, ids=[p.name for p in GOOD])
+def test_valid_definitions_match_the_schema(path: Path) -> None:
+    """Every example and golden definition validates against the shipped JSON Schema."""
+    check = fastjsonschema.compile(_schema())
+    check(load_definition(path).data)
+
+
+def test_schema_rejects_unknown_keys() -> None:
+    """The schema, like the validator, refuses keys it does not know."""
+    check = fastjsonschema.compile(_schema())
+    with pytest.raises(fastjsonschema.JsonSchemaValueException):
+        check({"flowledger": 1, "workflow": {"id": "x"}, "nodes": [{"id": "a", "call": "m:f", "neds": []}]})
+
+
+def test_schema_keys_are_the_validators_keys() -> None:
+    """Each section of the schema lists exactly the keys the validator accepts."""
+    schema = _schema()
+    props = schema["properties"]
+    node = schema["$defs"]["node"]["properties"]
+    assert list(props) == list(_validate.TOP_KEYS)
+    assert list(props["workflow"]["properties"]) == list(_validate.WORKFLOW_KEYS)
+    assert list(props["trigger"]["properties"]) == list(_validate.TRIGGER_KEYS)
+    assert list(props["limits"]["properties"]) == list(_validate.LIMITS_KEYS)
+    assert list(node) == list(_validate.NODE_KEYS)
+    assert list(node["retry"]["properties"]) == list(_validate.RETRY_KEYS)
+    assert list(node["map"]["properties"]) == list(_validate.MAP_KEYS)
+    assert list(node["http"]["properties"]) == list(_validate.HTTP_KEYS)
+
+
+def test_codegen_public_surface() -> None:
+    """`flowledger.codegen` exposes exactly its documented API."""
+    import flowledger.codegen
+
+    assert sorted(flowledger.codegen.__all__) == ["Definition", "GenerationError", "generate", "load"]
+
+
+def test_import_flowledger_stays_light() -> None:
+    """`import flowledger` (and the workflow runtime) import neither jinja2, ruamel, click nor starlette."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, flowledger, flowledger.instrument._workflow, flowledger.instrument._triggers; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jinja2', 'ruamel', 'click', 'starlette', 'uvicorn'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
