@@ -100,7 +100,7 @@ def _read_yaml(text: str, doc: Document, problems: Problems) -> None:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-    yaml = YAML(typ="rt", pure=True)
+    yaml = YAML(typ="safe", pure=True)
     yaml.version = (1, 2)
     try:
         root = yaml.compose(text)

@@ -20,6 +20,7 @@ behaves lives here, so fixing it needs no regeneration:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import enum
 import functools
@@ -347,6 +348,10 @@ class Execution:
         self.failure: tuple[BaseException, str] | None = None
         self._states: dict[str, _State] = {}
         self._outputs: dict[str, Any] = {}
+        self._unmet: dict[str, int] = {}
+        self._dependents: dict[str, list[Node]] = {}
+        self._unstarted: dict[str, Node] = {}
+        self._ready: collections.deque[Node] = collections.deque()
         self._threads: ThreadPoolExecutor | None = None
         self._client: httpx.AsyncClient | None = None
 
@@ -354,11 +359,18 @@ class Execution:
 
     async def run_graph(self, payload: Any) -> Any:
         """Run every node; return the output node's output (None if it did not succeed)."""
-        waiting = list(self.workflow.nodes)
+        nodes = self.workflow.nodes
+        self._unmet = {n.id: len(n.needs) for n in nodes}
+        self._dependents = {n.id: [] for n in nodes}
+        for node in nodes:
+            for need in node.needs:
+                self._dependents[need].append(node)
+        self._unstarted = {n.id: n for n in nodes}
+        self._ready = collections.deque(n for n in nodes if not n.needs)
         running: dict[asyncio.Task[tuple[_State, Any]], Node] = {}
         try:
-            while waiting or running:
-                waiting = self._start_ready(waiting, running, payload)
+            while True:
+                self._start_ready(running, payload)
                 if not running:
                     break
                 done, _ = await asyncio.wait(
@@ -368,33 +380,30 @@ class Execution:
                     self._finished(running.pop(task), task)
                 self.run.check_limits()  # a passed deadline or budget stops here, between nodes
         except RunAborted as abort:
-            await self._abort(abort, waiting, running)
+            await self._abort(abort, list(self._unstarted.values()), running)
             raise
         return self._outputs.get(self.workflow.output)
 
-    def _start_ready(
-        self, waiting: list[Node], running: dict[asyncio.Task[tuple[_State, Any]], Node], payload: Any
-    ) -> list[Node]:
-        changed = True
-        while changed:
-            changed = False
-            still: list[Node] = []
-            for node in waiting:
-                states = [self._states.get(need) for need in node.needs]
-                if any(state is None for state in states):
-                    still.append(node)
-                    continue
-                changed = True
-                blocker = next((n for n in node.needs if self._states[n] is not _State.SUCCEEDED), None)
-                if blocker is not None:
-                    how = "failed" if self._states[blocker] is _State.FAILED else "was skipped"
-                    record_skip(node.id, f"needs `{blocker}`, which {how}", location=self.workflow.locations[node.id])
-                    self._states[node.id] = _State.SKIPPED
-                    continue
-                task = asyncio.create_task(self._run_node(node, self._input_of(node, payload)), name=node.id)
-                running[task] = node
-            waiting = still
-        return waiting
+    def _settle(self, node: Node, state: _State) -> None:
+        """Record ``node``'s final state; dependents whose needs are now all settled become ready."""
+        self._states[node.id] = state
+        for dependent in self._dependents[node.id]:
+            self._unmet[dependent.id] -= 1
+            if self._unmet[dependent.id] == 0:
+                self._ready.append(dependent)
+
+    def _start_ready(self, running: dict[asyncio.Task[tuple[_State, Any]], Node], payload: Any) -> None:
+        while self._ready:
+            node = self._ready.popleft()
+            del self._unstarted[node.id]
+            blocker = next((n for n in node.needs if self._states[n] is not _State.SUCCEEDED), None)
+            if blocker is not None:
+                how = "failed" if self._states[blocker] is _State.FAILED else "was skipped"
+                record_skip(node.id, f"needs `{blocker}`, which {how}", location=self.workflow.locations[node.id])
+                self._settle(node, _State.SKIPPED)
+                continue
+            task = asyncio.create_task(self._run_node(node, self._input_of(node, payload)), name=node.id)
+            running[task] = node
 
     def _input_of(self, node: Node, payload: Any) -> Any:
         if not node.needs:
@@ -407,15 +416,15 @@ class Execution:
         exc = task.exception()
         if exc is None:
             state, output = task.result()
-            self._states[node.id] = state
             if state is _State.SUCCEEDED:
                 self._outputs[node.id] = output
+            self._settle(node, state)
             return
         if isinstance(exc, RunAborted):
             raise exc
-        self._states[node.id] = _State.FAILED
         if node.on_error is OnError.FAIL and self.failure is None:
             self.failure = (exc, node.id)
+        self._settle(node, _State.FAILED)
 
     async def _abort(
         self, abort: RunAborted, waiting: list[Node], running: dict[asyncio.Task[tuple[_State, Any]], Node]
