@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import statistics
 import sys
@@ -33,7 +34,7 @@ RUNTIME_REPEATS: Final = 7
 
 
 def _big_definition(nodes: int) -> str:
-    lines = ["flowledger: 1", "workflow: {id: big, name: A 500-node workflow}", "output: n%d" % (nodes - 1), "nodes:"]
+    lines = ["flowledger: 1", "workflow: {id: big, name: A 500-node workflow}", f"output: n{nodes - 1}", "nodes:"]
     for i in range(nodes):
         lines.append(f"  - id: n{i}")
         lines.append(f"    call: bench.steps.group{i % 7}:step_{i}")
@@ -49,8 +50,7 @@ def _big_definition(nodes: int) -> str:
 
 
 def bench_generation() -> None:
-    from flowledger.codegen import _load, _render, _validate
-    from flowledger.codegen import generate
+    from flowledger.codegen import _load, _render, _validate, generate
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.yaml"
@@ -74,8 +74,9 @@ def bench_generation() -> None:
     ms = 1000.0
     print(f"generation of a {GENERATION_NODES}-node definition ({len(source.splitlines())} lines of output):")
     print(f"  cold (first call, imports + template compile): {cold_s * ms:8.1f} ms")
-    print(f"  warm median: {statistics.median(totals) * ms:8.1f} ms  (parse YAML {statistics.median(parse) * ms:.1f} ms, "
-          f"validate {statistics.median(check) * ms:.1f} ms, render + AST check {statistics.median(render) * ms:.1f} ms)")  # fmt: skip
+    parse_ms, check_ms, render_ms = (statistics.median(x) * ms for x in (parse, check, render))
+    print(f"  warm median: {statistics.median(totals) * ms:8.1f} ms")
+    print(f"    parse YAML {parse_ms:.1f} ms, validate {check_ms:.1f} ms, render + AST check {render_ms:.1f} ms")
 
 
 async def _inc(value: int) -> int:
@@ -89,9 +90,8 @@ def _inc_sync(value: int) -> int:
 def _chain(fn_name: str) -> Any:
     from flowledger.instrument import _workflow as fw
 
-    nodes = tuple(
-        fw.Node(f"n{i}", call=fw.Call("__main__", fn_name), needs=(f"n{i - 1}",) if i else ()) for i in range(CHAIN_NODES)
-    )
+    call = fw.Call("__main__", fn_name)
+    nodes = tuple(fw.Node(f"n{i}", call=call, needs=(f"n{i - 1}",) if i else ()) for i in range(CHAIN_NODES))
     return fw.Workflow(id="chain", nodes=nodes, output=f"n{CHAIN_NODES - 1}")
 
 
@@ -136,11 +136,11 @@ def bench_runtime() -> None:
         workflow = _chain(fn_name)
         hand_s = _best(hand)
         with capture_events():
-            recorded_s = _best(lambda: execute(workflow, 0))
+            recorded_s = _best(functools.partial(execute, workflow, 0))
         settings = _pipeline.pipeline().settings
         _pipeline.configure(disabled=True)
         try:
-            unrecorded_s = _best(lambda: execute(workflow, 0))
+            unrecorded_s = _best(functools.partial(execute, workflow, 0))
         finally:
             _pipeline._create(settings)
         print(f"  {label}: {hand_label} {hand_s * us:7.1f} µs/node; generated runtime {recorded_s * us:7.1f} µs/node "
