@@ -310,8 +310,6 @@ class Sender:
             self._spans.shutdown(deadline - time.monotonic())
         if worker is not None and worker.is_alive():
             worker.join(WORKER_JOIN_S)
-        if (worker is None or not worker.is_alive()) and self._client is not None:
-            self._client.close()
         with self._lock:
             return self._undelivered() == before
 
@@ -331,6 +329,9 @@ class Sender:
                     self._internal_error("worker", exc)
                     self._stop.wait(BACKOFF_BASE_S)
         finally:
+            client, self._client = self._client, None
+            if client is not None:
+                client.close()  # the worker owns its client: closed when the worker ends
             otel_context.detach(token)
             with self._changed:
                 self._changed.notify_all()

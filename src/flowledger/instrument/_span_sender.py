@@ -105,8 +105,6 @@ class SpanSender:
         self._wake.set()
         if worker is not None and worker.is_alive():
             worker.join(timeout=0.01)
-        if (worker is None or not worker.is_alive()) and self._client is not None:
-            self._client.close()
         return ok
 
     # --- worker --------------------------------------------------------
@@ -120,6 +118,9 @@ class SpanSender:
                 except Exception as exc:
                     self._log_once(type(exc).__name__, "flowledger: span export failed: %r", exc)
         finally:
+            client, self._client = self._client, None
+            if client is not None:
+                client.close()  # the worker owns its client: closed when the worker ends
             otel_context.detach(token)
 
     def _step(self) -> None:
