@@ -15,6 +15,7 @@ import pytest
 from opentelemetry import context as otel_context
 
 from flowledger._version import __version__
+from flowledger.instrument._http import parse_retry_after
 from flowledger.instrument._sender import DropReason, Sender
 from flowledger.instrument._sink import EventSink
 from flowledger.instrument._spool import Spool
@@ -412,3 +413,52 @@ def test_stats_has_every_counter(tmp_path: Path) -> None:
     expected |= {"spans_sent", "spans_dropped"}
     assert expected <= set(stats)
     assert all(value == 0 for value in stats.values())
+
+
+def test_unwritable_spool_counts_spool_error(tmp_path: Path) -> None:
+    """When the spool folder cannot be written, undeliverable events count as dropped_spool_error, nothing raises."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    receiver = MockReceiver(down=True)
+    sender = RecordingSender(make_settings(blocker / "spool", max_retries=0), transport=receiver.transport())
+    _submit(sender, 4)
+    assert not sender.shutdown(1.0)
+    stats = sender.stats()
+    assert (stats["dropped_spool_error"], stats["spooled"]) == (4, 0)
+
+
+def test_explicit_replay_sends_the_spool(tmp_path: Path) -> None:
+    """replay() delivers what waits in the spool without any new event."""
+    old = [make_event(i) for i in range(3)]
+    Spool(tmp_path / "spool", 10**6).write(old)
+    receiver = MockReceiver()
+    sender = _sender(tmp_path, receiver)
+    sender.replay()
+    assert wait_until(lambda: sender.stats()["replayed"] == 3)
+    assert receiver.event_ids() == [e["event_id"] for e in old]
+    sender.shutdown(1.0)
+
+
+def test_drops_are_logged_once_per_reason(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Many drops of one reason produce one log record, not a storm."""
+    sender = _sender(tmp_path, MockReceiver(), queue_max_items=1, batch_max_age_s=60.0)
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        _submit(sender, 50)
+    assert sender.stats()["dropped_queue_full"] == 49
+    assert len([r for r in caplog.records if "queue_full" in r.getMessage()]) == 1
+    sender.shutdown(1.0)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("3", 3.0), ("0.5", 0.5), ("-4", 0.0), ("99999", 30.0), ("soon", None), ("", None), (None, None)],
+)
+def test_retry_after_parsing(header: str | None, expected: float | None) -> None:
+    """Retry-After seconds are honoured, clamped to [0, 30] s; garbage is ignored."""
+    assert parse_retry_after(header) == expected
+
+
+def test_retry_after_http_date() -> None:
+    """A Retry-After HTTP date in the past means no wait; one far ahead is capped."""
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT") == 30.0
