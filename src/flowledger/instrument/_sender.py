@@ -38,6 +38,7 @@ import httpx
 from opentelemetry import context as otel_context
 
 from flowledger.instrument._config import Settings
+from flowledger.instrument._counters import Counters, DropReason
 from flowledger.instrument._http import gzip_body, make_client, parse_retry_after, untraced
 from flowledger.instrument._otlp import span_from_event
 from flowledger.instrument._span_sender import SpanSender
@@ -63,33 +64,12 @@ SETTLE_WAIT_S: Final = 1.0
 WORKER_JOIN_S: Final = 0.01
 
 
-class DropReason(enum.StrEnum):
-    """Why an event was dropped; each has a ``dropped_<reason>`` counter."""
-
-    QUEUE_FULL = "queue_full"
-    """The queue held ``queue_max_items`` events."""
-    QUEUE_BYTES = "queue_bytes"
-    """The queue held ``queue_max_bytes`` bytes."""
-    TOO_LARGE = "too_large"
-    """The receiver answered 413 for this event alone (it was set aside on disk when possible)."""
-    SPOOL_FULL = "spool_full"
-    """It could not be delivered and the spool was at ``spool_max_bytes``."""
-    SPOOL_ERROR = "spool_error"
-    """It could not be delivered and the spool folder could not be written."""
-    UNSERIALIZABLE = "unserializable"
-    """It could not be encoded as JSON."""
-    CLOSED = "closed"
-    """It was submitted after ``shutdown()``."""
-
-
 class _Outcome(enum.Enum):
     DELIVERED = "delivered"
     TOO_LARGE = "too_large"
     FAILED = "failed"
     """The receiver is unreachable, failing, or refused the request (other 4xx)."""
 
-
-_COUNTERS: Final = ("enqueued", "sent", "spooled", "replayed", "retries", "failures", "rejected")
 
 _senders: weakref.WeakSet[Sender] = weakref.WeakSet()
 
@@ -136,9 +116,7 @@ class Sender:
         self._probe_at = 0.0
         self._probe_wait_s = self.probe_min_s
         self._probe_now = False
-        self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
-        self._drops: dict[DropReason, int] = dict.fromkeys(DropReason, 0)
-        self._logged: set[str] = set()
+        self._counters = Counters()
 
     def _reset_after_fork(self) -> None:
         self._reset()
@@ -160,20 +138,21 @@ class Sender:
                     reason = DropReason.QUEUE_FULL
                 elif self._queued_bytes + size > self._settings.queue_max_bytes:
                     reason = DropReason.QUEUE_BYTES
-                if reason is not None:
-                    self._drops[reason] += 1
-                else:
+                if reason is None:
                     self._queue.append((event, size, time.monotonic()))
                     self._queued_bytes += size
-                    self._counts["enqueued"] += 1
                     start = self._worker is None
                     full = (
                         len(self._queue) >= self._settings.batch_max_items
                         or self._queued_bytes >= self._settings.batch_max_bytes
                     )
             if reason is not None:
-                self._log_once(f"drop-{reason}", "flowledger: dropping events (%s); see flowledger.stats().", reason)
+                self._counters.drop(reason)
+                self._counters.log_once(
+                    f"drop-{reason}", "flowledger: dropping events (%s); see flowledger.stats().", reason
+                )
                 return
+            self._counters.add("enqueued")
             if start:
                 self._start_worker()
             if full:
@@ -229,11 +208,8 @@ class Sender:
 
     def stats(self) -> dict[str, int]:
         """Counters: enqueued, sent, dropped (and ``dropped_<reason>``), spooled, replayed, retries, ..."""
+        out = self._counters.snapshot()
         with self._lock:
-            out = dict(self._counts)
-            out["dropped"] = sum(self._drops.values())
-            for reason, count in self._drops.items():
-                out[f"dropped_{reason}"] = count
             out["queued"] = len(self._queue)
         out["spool_corrupt"] = self._spool.corrupt_files
         out["spans_sent"] = self._spans.sent if self._spans is not None else 0
@@ -276,7 +252,7 @@ class Sender:
         return not self._queue and self._inflight is None and self._settling == 0 and not self._replay_wanted
 
     def _undelivered(self) -> int:
-        return self._counts["spooled"] + sum(self._drops.values())
+        return self._counters.undelivered()
 
     def _shutdown(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + max(timeout_s, 0.0)
@@ -443,8 +419,7 @@ class Sender:
                 claim.delete()
         delivered = len(claim.events) - len(leftovers)
         if delivered:
-            with self._lock:
-                self._counts["replayed"] += delivered
+            self._counters.add("replayed", delivered)
         if leftovers:
             self._end_replay()
 
@@ -501,8 +476,7 @@ class Sender:
         url = self._settings.events_url
         for attempt in range(retries + 1):
             if attempt:
-                with self._lock:
-                    self._counts["retries"] += 1
+                self._counters.add("retries")
             delay_s: float | None = None
             try:
                 response = self._http().post(url, content=body)
@@ -557,9 +531,9 @@ class Sender:
         except ValueError:
             pass
         rejected = rejected[: len(events)]
+        self._counters.add("sent", len(events) - len(rejected))
+        self._counters.add("rejected", len(rejected))
         with self._changed:
-            self._counts["sent"] += len(events) - len(rejected)
-            self._counts["rejected"] += len(rejected)
             came_back = self._down or self._failing
             self._probe_now = False
             self._failing = False
@@ -608,8 +582,7 @@ class Sender:
             self._internal_error("spool", exc)
             result = SpoolResult.ERROR
         if result is SpoolResult.WRITTEN:
-            with self._lock:
-                self._counts["spooled"] += len(events)
+            self._counters.add("spooled", len(events))
         elif result is SpoolResult.FULL:
             self._drop(DropReason.SPOOL_FULL, len(events))
             self._log_once("spool-full", "flowledger: the spool %s is full; dropping events.", self._spool.directory)
@@ -634,25 +607,16 @@ class Sender:
     # --- bookkeeping -----------------------------------------------------
 
     def _drop(self, reason: DropReason, count: int) -> None:
-        with self._lock:
-            self._drops[reason] += count
+        self._counters.drop(reason, count)
 
     def _internal_error(self, kind: str, exc: BaseException) -> None:
         try:
-            with self._lock:
-                self._counts["failures"] += 1
-            self._log_once(f"error-{kind}", "flowledger: internal error in the sender (%s): %r", kind, exc)
+            self._counters.internal_error(kind, exc)
         except Exception:
             pass
 
     def _log_once(self, kind: str, message: str, *args: object) -> None:
-        if kind in self._logged:
-            return
-        self._logged.add(kind)
-        try:
-            _log.warning(message, *args)
-        except Exception:
-            pass
+        self._counters.log_once(kind, message, *args)
 
 
 def _shutdown_at_exit(ref: weakref.ref[Sender]) -> None:
