@@ -112,6 +112,8 @@ class FoldEvent(Protocol):
     def project(self) -> str | None: ...
     @property
     def data(self) -> dict[str, Any]: ...
+    @property
+    def seq(self) -> int: ...
 
 
 def completed_at(started_at: str, duration_ms: float) -> str:
@@ -143,6 +145,10 @@ class RunState:
     cost_external_requests: int | None = None
     cost_usd: float | None = None
     cost_key: str | None = None
+    input_seq: int | None = None
+    """Ledger row of the run_started whose ``trigger_data``/``attributes`` the run shows."""
+    output_seq: int | None = None
+    """Ledger row of the run_finished whose ``output`` the run shows."""
     trace_id: str | None = None
     heartbeat_interval_s: float | None = None
     last_seen_at: str | None = None
@@ -183,6 +189,11 @@ class NodeState:
     cost_tool_calls: int | None = None
     cost_external_requests: int | None = None
     cost_usd: float | None = None
+    input_key: str | None = None
+    """``<rank>:<event_id>`` of the event whose ``input`` the attempt shows (finish ranks above start)."""
+    input_seq: int | None = None
+    output_seq: int | None = None
+    """Ledger row of the winning node_finished: its ``output`` and ``error.stack``."""
     started_event_id: str | None = None
     finished_event_id: str | None = None
 
@@ -233,6 +244,7 @@ def fold_run(state: RunState | None, event: FoldEvent) -> RunState:
             run.started_event_id = event.event_id
             run.workflow_version = data.get("workflow_version")
             run.trigger_type = data.get("trigger_type")
+            run.input_seq = event.seq
             run.dry_run = data.get("dry_run")
             run.heartbeat_interval_s = data.get("heartbeat_interval_s")
         if run.started_at is None:
@@ -240,6 +252,7 @@ def fold_run(state: RunState | None, event: FoldEvent) -> RunState:
     elif kind is EventKind.RUN_FINISHED:
         if outcome in _TAKES_EVENT and (run.finished_event_id is None or event.event_id > run.finished_event_id):
             run.finished_event_id = event.event_id
+            run.output_seq = event.seq
             run.status = RunStatus(data["status"])
             run.stuck_reason = None
             run.started_at = event.started_at
@@ -297,11 +310,14 @@ def fold_node(state: NodeState | None, event: FoldEvent) -> NodeState:
             node.location = _location(data)
         if node.started_at is None:
             node.started_at = event.ts
+        if "input" in data:
+            _maybe_input(node, "1:" + event.event_id, event.seq)
         if outcome is Outcome.RUNNING:
             node.status = NodeStatus.RUNNING
         return node
     if outcome in _TAKES_EVENT and (node.finished_event_id is None or event.event_id > node.finished_event_id):
         node.finished_event_id = event.event_id
+        node.output_seq = event.seq
         node.status = NodeStatus(data["status"])
         for name in _NODE_SHARED:
             value = data.get(name)
@@ -320,7 +336,15 @@ def fold_node(state: NodeState | None, event: FoldEvent) -> NodeState:
         node.simulated = data.get("simulated")
         node.duplicate = data.get("duplicate")
         _set_cost(node, data.get("cost"))
+    if "input" in data:
+        _maybe_input(node, "2:" + event.event_id, event.seq)
     return node
+
+
+def _maybe_input(node: NodeState, key: str, seq: int) -> None:
+    if node.input_key is None or key > node.input_key:
+        node.input_key = key
+        node.input_seq = seq
 
 
 def _location(data: dict[str, Any]) -> str | None:

@@ -43,6 +43,7 @@ CREATE TABLE runs (
     started_at TEXT, completed_at TEXT, duration_ms REAL,
     error_type TEXT, error_message TEXT, error_node_id TEXT,
     cost_tokens INTEGER, cost_tool_calls INTEGER, cost_external_requests INTEGER, cost_usd REAL, cost_key TEXT,
+    input_seq INTEGER, output_seq INTEGER,
     trace_id TEXT, heartbeat_interval_s REAL, last_seen_at TEXT, stuck_reason TEXT,
     started_event_id TEXT, finished_event_id TEXT
 ) WITHOUT ROWID;
@@ -60,22 +61,14 @@ CREATE TABLE node_runs (
     effect INTEGER, idempotency_key TEXT, simulated INTEGER, duplicate INTEGER, location TEXT,
     parent_span_id TEXT,
     cost_tokens INTEGER, cost_tool_calls INTEGER, cost_external_requests INTEGER, cost_usd REAL,
+    input_key TEXT, input_seq INTEGER, output_seq INTEGER,
     started_event_id TEXT, finished_event_id TEXT,
     PRIMARY KEY (run_id, span_id)
 ) WITHOUT ROWID;
 
--- Payloads live apart from the narrow rows that are listed and filtered.
--- Each value keeps the key of the event it came from ("<rank>:<event_id>");
--- the larger key wins, so the merge does not depend on arrival order.
-CREATE TABLE node_payloads (
-    run_id TEXT NOT NULL, span_id TEXT NOT NULL,
-    input TEXT, input_key TEXT, output TEXT, output_key TEXT, error_stack TEXT,
-    PRIMARY KEY (run_id, span_id)
-) WITHOUT ROWID;
-CREATE TABLE run_payloads (
-    run_id TEXT PRIMARY KEY,
-    input TEXT, input_key TEXT, output TEXT, output_key TEXT, attributes TEXT
-) WITHOUT ROWID;
+-- Payloads (inputs, outputs, stacks) are not copied into the projections:
+-- input_seq / output_seq point at the ledger row that holds them, so the
+-- narrow rows stay small and each payload is stored once.
 
 -- Per SDK process: the highest producer_seq seen and how many events arrived.
 CREATE TABLE producers (

@@ -7,7 +7,6 @@ back with ``executemany``. The caller owns the transaction.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
 from typing import Any, Final
@@ -30,7 +29,6 @@ __all__ = ["Projector", "load_runs", "save_runs"]
 _CHUNK: Final = 400
 """Host parameters per ``IN (...)`` lookup (well under SQLite's limit)."""
 
-_payload_encoder: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _run_row: Final = attrgetter(*RUN_COLUMNS)
 _node_row: Final = attrgetter(*NODE_COLUMNS)
 _NODE_KINDS: Final = frozenset({EventKind.NODE_STARTED, EventKind.NODE_FINISHED})
@@ -43,40 +41,12 @@ _SAVE_NODES: Final = (
 )
 
 
-def _newer(column: str, key: str, table: str) -> str:
-    return f"CASE WHEN excluded.{key} > coalesce({table}.{key}, '') THEN excluded.{column} ELSE {table}.{column} END"
-
-
-_SAVE_NODE_PAYLOADS: Final = f"""
-INSERT INTO node_payloads (run_id, span_id, input, input_key, output, output_key, error_stack)
-VALUES (?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (run_id, span_id) DO UPDATE SET
-    input = {_newer("input", "input_key", "node_payloads")},
-    input_key = {_newer("input_key", "input_key", "node_payloads")},
-    output = {_newer("output", "output_key", "node_payloads")},
-    error_stack = {_newer("error_stack", "output_key", "node_payloads")},
-    output_key = {_newer("output_key", "output_key", "node_payloads")}
-"""
-_SAVE_RUN_PAYLOADS: Final = f"""
-INSERT INTO run_payloads (run_id, input, input_key, output, output_key, attributes)
-VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (run_id) DO UPDATE SET
-    input = {_newer("input", "input_key", "run_payloads")},
-    attributes = {_newer("attributes", "input_key", "run_payloads")},
-    input_key = {_newer("input_key", "input_key", "run_payloads")},
-    output = {_newer("output", "output_key", "run_payloads")},
-    output_key = {_newer("output_key", "output_key", "run_payloads")}
-"""
 _SAVE_PRODUCERS: Final = """
 INSERT INTO producers (producer_id, max_seq, events) VALUES (?, ?, ?)
 ON CONFLICT (producer_id) DO UPDATE SET
     max_seq = max(producers.max_seq, excluded.max_seq),
     events = producers.events + excluded.events
 """
-
-
-def _json(value: Any) -> str:
-    return _payload_encoder.encode(value)
 
 
 def run_from_row(row: Sequence[Any]) -> RunState:
@@ -138,8 +108,6 @@ class Projector:
         self._nodes: dict[tuple[str, str], NodeState] = {}
         self._dirty_runs: set[str] = set()
         self._dirty_nodes: set[tuple[str, str]] = set()
-        self._node_payloads: list[tuple[Any, ...]] = []
-        self._run_payloads: list[tuple[Any, ...]] = []
         self._producers: dict[str, list[int]] = {}
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
@@ -155,39 +123,14 @@ class Projector:
         return None if run is None else run.project
 
     def apply(self, event: FoldEvent, producer_id: str | None = None, producer_seq: int = 0) -> None:
-        """Fold one new event (its states must have been loaded)."""
+        """Fold one new event (its states must have been loaded; ``event.seq`` set)."""
         run_id = event.run_id
         self.runs[run_id] = fold_run(self.runs.get(run_id), event)
         self._dirty_runs.add(run_id)
-        kind = event.kind
-        data = event.data
-        key = event.event_id
-        if kind in _NODE_KINDS:
-            node_key = (run_id, data["span_id"])
+        if event.kind in _NODE_KINDS:
+            node_key = (run_id, event.data["span_id"])
             self._nodes[node_key] = fold_node(self._nodes.get(node_key), event)
             self._dirty_nodes.add(node_key)
-            has_input = "input" in data
-            if kind is EventKind.NODE_FINISHED:
-                error = data.get("error") or {}
-                self._node_payloads.append(
-                    (
-                        run_id,
-                        node_key[1],
-                        _json(data["input"]) if has_input else None,
-                        "2:" + key if has_input else None,
-                        _json(data["output"]) if "output" in data else None,
-                        "2:" + key,
-                        error.get("stack"),
-                    )
-                )
-            elif has_input:
-                self._node_payloads.append((run_id, node_key[1], _json(data["input"]), "1:" + key, None, None, None))
-        elif kind is EventKind.RUN_STARTED:
-            trigger = _json(data["trigger_data"]) if "trigger_data" in data else None
-            attributes = _json(data["attributes"]) if "attributes" in data else None
-            self._run_payloads.append((run_id, trigger, "1:" + key, None, None, attributes))
-        elif kind is EventKind.RUN_FINISHED and "output" in data:
-            self._run_payloads.append((run_id, None, None, _json(data["output"]), "2:" + key, None))
         if producer_id is not None:
             counts = self._producers.get(producer_id)
             if counts is None:
@@ -204,16 +147,10 @@ class Projector:
             await conn.executemany(_SAVE_RUNS, [_run_row(self.runs[r]) for r in self._dirty_runs])
         if self._dirty_nodes:
             await conn.executemany(_SAVE_NODES, [_node_row(self._nodes[k]) for k in self._dirty_nodes])
-        if self._node_payloads:
-            await conn.executemany(_SAVE_NODE_PAYLOADS, self._node_payloads)
-        if self._run_payloads:
-            await conn.executemany(_SAVE_RUN_PAYLOADS, self._run_payloads)
         if self._producers:
             await conn.executemany(_SAVE_PRODUCERS, [(p, c[0], c[1]) for p, c in self._producers.items()])
         self._dirty_runs.clear()
         self._dirty_nodes.clear()
-        self._node_payloads.clear()
-        self._run_payloads.clear()
         self._producers.clear()
 
     def forget(self) -> None:

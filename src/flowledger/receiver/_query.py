@@ -16,6 +16,7 @@ from flowledger.receiver._store import RunQuery
 
 __all__ = [
     "NODE_SELECT",
+    "RUN_PAYLOADS_SELECT",
     "RUN_SELECT",
     "node_json",
     "run_json",
@@ -72,8 +73,16 @@ _NODE_FIELDS: Final = (
     "cost_external_requests",
     "cost_usd",
 )
-NODE_SELECT: Final = ", ".join(f"n.{name}" for name in _NODE_FIELDS) + ", p.input, p.output, p.error_stack"
-"""Columns of ``node_runs n LEFT JOIN node_payloads p`` that :func:`node_json` reads."""
+NODE_SELECT: Final = (
+    ", ".join(f"n.{name}" for name in _NODE_FIELDS)
+    + ", li.body -> '$.data.input', lo.body -> '$.data.output', lo.body ->> '$.data.error.stack'"
+    + " FROM node_runs n LEFT JOIN ledger li ON li.seq = n.input_seq LEFT JOIN ledger lo ON lo.seq = n.output_seq"
+)
+"""``SELECT`` list and ``FROM`` of node attempts, payloads read from their ledger rows."""
+RUN_PAYLOADS_SELECT: Final = (
+    "ls.body -> '$.data.trigger_data', lf.body -> '$.data.output', ls.body -> '$.data.attributes'"
+)
+"""Payload columns of a run, from ``LEFT JOIN ledger ls ON ls.seq = r.input_seq`` (and ``lf`` for output)."""
 
 
 def _bool(value: Any) -> bool | None:

@@ -27,7 +27,7 @@ from flowledger.receiver._canonical import GENESIS_HASH, chain_hash
 from flowledger.receiver._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver._migrations import SCHEMA_VERSION, migrate, schema_version
 from flowledger.receiver._project import Projector, run_from_row, save_runs
-from flowledger.receiver._query import NODE_SELECT, RUN_SELECT, node_json, run_json, runs_where
+from flowledger.receiver._query import NODE_SELECT, RUN_PAYLOADS_SELECT, RUN_SELECT, node_json, run_json, runs_where
 from flowledger.receiver._store import Drift, EventOutcome, RunPage, RunQuery, Stats, VerifyReport
 from flowledger.receiver._validate import PreparedEvent, normalize_ts
 from flowledger.receiver._verify import ChainWalker
@@ -85,7 +85,7 @@ def _check_readable(path: Path) -> None:
         raise StoreError(f"{path} holds no flowledger ledger yet")
 
 
-def event_from_body(body: str) -> PreparedEvent:
+def event_from_body(body: str, seq: int) -> PreparedEvent:
     """Rebuild a PreparedEvent from a stored canonical body (for refolding)."""
     raw = json.loads(body)
     data = raw["data"]
@@ -103,6 +103,7 @@ def event_from_body(body: str) -> PreparedEvent:
         data=data,
         body=body,
         body_bytes=b"",
+        seq=seq,
     )
 
 
@@ -234,8 +235,9 @@ class SqliteStore:
                     if owner is not None and event.project is not None and owner != event.project:
                         results[i] = (EventOutcome.FORBIDDEN, f"run {event.run_id} belongs to another project")
                         continue
-                    projector.apply(event, event.producer_id, event.producer_seq)
                     seq += 1
+                    event.seq = seq
+                    projector.apply(event, event.producer_id, event.producer_seq)
                     new_hash = chain_hash(prev, event.body_bytes)
                     ids = (seq, event.event_id, event.run_id, event.kind, event.ts)
                     rows.append((*ids, received_at, event.body, prev, new_hash))
@@ -275,7 +277,7 @@ class SqliteStore:
         """Refold every projection from the ledger in one transaction; report what differed."""
         conn = self._write_conn()
         drift = Drift()
-        tables = ("runs", "node_runs", "node_payloads", "run_payloads", "producers")
+        tables = ("runs", "node_runs", "producers")
         try:
             async with self._transaction():
                 for table in tables:
@@ -292,7 +294,7 @@ class SqliteStore:
                     if not rows:
                         break
                     last = int(rows[-1][0])
-                    events = [event_from_body(body) for _, body in rows]
+                    events = [event_from_body(body, seq) for seq, body in rows]
                     projector = Projector(conn)
                     await projector.load(events)
                     for event in events:
@@ -462,9 +464,7 @@ async def _count(conn: aiosqlite.Connection, sql: str) -> int:
 
 async def _nodes_of(conn: aiosqlite.Connection, run_id: str) -> list[dict[str, Any]]:
     rows = await conn.execute_fetchall(
-        f"SELECT {NODE_SELECT} FROM node_runs n LEFT JOIN node_payloads p "
-        "ON p.run_id = n.run_id AND p.span_id = n.span_id WHERE n.run_id = ? "
-        "ORDER BY n.started_at, n.attempt, n.item, n.span_id",
+        f"SELECT {NODE_SELECT} WHERE n.run_id = ? ORDER BY n.started_at, n.attempt, n.item, n.span_id",
         (run_id,),
     )
     return [node_json(row) for row in rows]
@@ -472,8 +472,8 @@ async def _nodes_of(conn: aiosqlite.Connection, run_id: str) -> list[dict[str, A
 
 async def _run_with_nodes(conn: aiosqlite.Connection, run_id: str, project: str | None) -> dict[str, Any] | None:
     sql = (
-        f"SELECT {RUN_SELECT}, p.input, p.output, p.attributes FROM runs r "
-        "LEFT JOIN run_payloads p ON p.run_id = r.run_id WHERE r.run_id = ?"
+        f"SELECT {RUN_SELECT}, {RUN_PAYLOADS_SELECT} FROM runs r "
+        "LEFT JOIN ledger ls ON ls.seq = r.input_seq LEFT JOIN ledger lf ON lf.seq = r.output_seq WHERE r.run_id = ?"
     )
     rows = list(await conn.execute_fetchall(sql, (run_id,)))
     if not rows:

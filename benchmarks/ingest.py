@@ -1,0 +1,230 @@
+"""Ingest throughput: events/s over HTTP into a real receiver, next to raw sqlite3.
+
+    python benchmarks/ingest.py [--events 100000] [--clients 4] [--batch 1000]
+
+Starts ``flowledger serve`` on a fresh database (a real uvicorn process on
+127.0.0.1), has CLIENTS processes build realistic runs (run_started, node
+attempts with input and output, a heartbeat, run_finished), encode them into
+batches *before* the clock starts, then post them concurrently. It prints
+events/s end to end (validation, hash chain, projections, commit) and, for
+the same rows, the speed of a bare ``sqlite3`` ``executemany`` into the
+ledger table in one transaction, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import secrets
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from flowledger._wire import format_ts, new_event_id  # noqa: E402
+from flowledger.receiver._canonical import GENESIS_HASH, canonical, chain_hash  # noqa: E402
+from flowledger.receiver._migrations import migrate  # noqa: E402
+
+EVENTS_PER_RUN = 9
+NODES = ("fetch", "price", "decide")
+
+
+def build_runs(count: int) -> list[dict[str, Any]]:
+    """Events of ``count`` runs, as an SDK process would emit them."""
+    producer = new_event_id()
+    producer_seq = 0
+    events: list[dict[str, Any]] = []
+    clock = time.time_ns()
+    for _ in range(count):
+        run_id, trace_id, run_span = new_event_id(), secrets.token_hex(16), secrets.token_hex(8)
+        seq = 0
+
+        def emit(kind: str, data: dict[str, Any]) -> None:
+            nonlocal seq, producer_seq, clock
+            clock += 1_000_000
+            events.append(
+                {
+                    "v": 1,
+                    "event_id": new_event_id(),
+                    "kind": kind,
+                    "run_id": run_id,
+                    "seq": seq,
+                    "ts": format_ts(clock),
+                    "producer_id": producer,
+                    "producer_seq": producer_seq,
+                    "project": None,
+                    "data": data,
+                }
+            )
+            seq += 1
+            producer_seq += 1
+
+        started = format_ts(clock)
+        emit(
+            "run_started",
+            {
+                "workflow_id": "order-intake",
+                "workflow_name": "Order intake",
+                "trigger_type": "manual",
+                "trigger_data": {"order": 42},
+                "dry_run": False,
+                "trace_id": trace_id,
+                "span_id": run_span,
+                "heartbeat_interval_s": 15.0,
+            },
+        )
+        for node in NODES:
+            span = secrets.token_hex(8)
+            node_start = format_ts(clock)
+            common = {"node_id": node, "span_id": span, "parent_span_id": run_span, "attempt": 1}
+            emit("node_started", {**common, "input": {"order": 42, "items": [1, 2, 3]}})
+            emit(
+                "node_finished",
+                {**common, "status": "succeeded", "started_at": node_start, "duration_ms": 1.5, "output": {"ok": True}},
+            )
+        emit("heartbeat", {})
+        emit(
+            "run_finished",
+            {
+                "status": "succeeded",
+                "started_at": started,
+                "duration_ms": 9.0,
+                "cost": {"tokens": 10, "tool_calls": 1, "external_requests": 0, "usd": 0.001},
+            },
+        )
+    return events
+
+
+def client(url: str, runs: int, batch: int, ready: Any, go: Any, results: Any) -> None:
+    """One client process: build and encode first, then post as fast as the receiver answers."""
+    events = build_runs(runs)
+    bodies = [json.dumps({"events": events[i : i + batch]}).encode() for i in range(0, len(events), batch)]
+    ready.wait()
+    go.wait()
+    retries = 0
+    with httpx.Client(timeout=60) as http:
+        for body in bodies:
+            while True:
+                answer = http.post(f"{url}/v1/events", content=body, headers={"content-type": "application/json"})
+                if answer.status_code == 200:
+                    break
+                retries += 1
+                time.sleep(float(answer.headers.get("retry-after", "0.05")))
+    results.put((len(events), retries, events if runs <= 0 else None))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def raw_sqlite(events: list[dict[str, Any]], path: Path) -> float:
+    """Seconds for one executemany of these events' ledger rows into a fresh database (hashes precomputed)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    migrate(conn)
+    rows = []
+    prev = GENESIS_HASH
+    received = format_ts(time.time_ns())
+    for seq, event in enumerate(events, 1):
+        body = canonical(event)
+        digest = chain_hash(prev, body.encode())
+        rows.append((seq, event["event_id"], event["run_id"], event["kind"], event["ts"], received, body, prev, digest))
+        prev = digest
+    started = time.perf_counter()
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000, help="at least this many events in total")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent client processes")
+    parser.add_argument("--batch", type=int, default=1000, help="events per request")
+    args = parser.parse_args()
+    runs_per_client = -(-args.events // (EVENTS_PER_RUN * args.clients))
+    total = runs_per_client * EVENTS_PER_RUN * args.clients
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+        server = subprocess.Popen(
+            [sys.executable, "-c", "from flowledger.cli import main; main()", "serve", "--db", str(db)]
+            + ["--port", str(port), "--log-level", "warning"],
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        sys.exit("the receiver did not start")
+                    time.sleep(0.05)
+            ctx = multiprocessing.get_context("spawn")
+            ready = ctx.Barrier(args.clients + 1)
+            go = ctx.Event()
+            results = ctx.Queue()
+            procs = [
+                ctx.Process(target=client, args=(url, runs_per_client, args.batch, ready, go, results))
+                for _ in range(args.clients)
+            ]
+            for proc in procs:
+                proc.start()
+            ready.wait()  # every client has built and encoded its batches
+            started = time.perf_counter()
+            go.set()
+            outcomes = [results.get(timeout=600) for _ in procs]
+            elapsed = time.perf_counter() - started
+            for proc in procs:
+                proc.join()
+            stored = sqlite3.connect(db).execute("SELECT count(*) FROM ledger").fetchone()[0]
+            verify = subprocess.run(
+                [sys.executable, "-c", "from flowledger.cli import main; main()", "verify", "--db", str(db)],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        sample = build_runs(runs_per_client * args.clients)
+        raw_s = raw_sqlite(sample, Path(tmp) / "raw.db")
+
+    sent = sum(o[0] for o in outcomes)
+    retries = sum(o[1] for o in outcomes)
+    print(f"cores: {os.cpu_count()}  clients: {args.clients}  batch: {args.batch} events/request")
+    print(f"events sent: {sent}  stored: {stored}  (503 retries: {retries})  verify: {verify.stdout.strip()}")
+    print(f"end to end over HTTP : {sent / elapsed:>10,.0f} events/s  ({elapsed:.2f} s)")
+    print(f"raw sqlite3 executemany: {total / raw_s:>8,.0f} events/s  ({raw_s:.2f} s, ledger rows only)")
+    if stored != sent:
+        sys.exit("the ledger does not hold every event sent")
+
+
+if __name__ == "__main__":
+    main()
