@@ -17,6 +17,7 @@ events flowledger kept in its spool for the next process.
 from __future__ import annotations
 
 import argparse
+import atexit
 import gzip
 import json
 import os
@@ -42,7 +43,9 @@ def child_flowledger(url: str, spool_dir: str, count: int) -> None:
     from flowledger.instrument._config import Settings
     from flowledger.instrument._sender import Sender
 
-    sender = Sender(Settings(endpoint=url, spool_dir=Path(spool_dir)))
+    settings = Settings(endpoint=url, spool_dir=Path(spool_dir))
+    sender = Sender(settings)
+    atexit.register(sender.shutdown, settings.exit_flush_s)  # what flowledger's pipeline registers
     run_id, producer_id = new_event_id(), new_event_id()
     for seq in range(count):
         event = {

@@ -12,6 +12,7 @@ child process of the subprocess tests (see :func:`child_main`).
 
 from __future__ import annotations
 
+import atexit
 import gzip
 import json
 import os
@@ -325,6 +326,7 @@ def child_main(argv: list[str]) -> int:
     if command == "exit":
         settings = make_settings(spool_dir, endpoint, batch_max_age_s=0.2, request_timeout_s=2.0, max_retries=5)
     sender = Sender(settings)
+    atexit.register(sender.shutdown, settings.exit_flush_s)  # as the pipeline does
     if command in ("spool", "exit"):
         run_id = new_event_id()
         for i in range(int(argv[3])):

@@ -23,7 +23,6 @@ in ``failures`` and logged once per kind.
 
 from __future__ import annotations
 
-import atexit
 import enum
 import logging
 import os
@@ -245,8 +244,6 @@ class Sender:
                 error = exc
         if error is not None:
             self._internal_error("start", error)
-            return
-        atexit.register(_shutdown_at_exit, weakref.ref(self))
 
     def _idle(self) -> bool:
         return not self._queue and self._inflight is None and self._settling == 0 and not self._replay_wanted
@@ -617,12 +614,6 @@ class Sender:
 
     def _log_once(self, kind: str, message: str, *args: object) -> None:
         self._counters.log_once(kind, message, *args)
-
-
-def _shutdown_at_exit(ref: weakref.ref[Sender]) -> None:
-    sender = ref()
-    if sender is not None:
-        sender.shutdown(sender._settings.exit_flush_s)
 
 
 def _after_fork_in_child() -> None:
