@@ -328,6 +328,16 @@ def test_shutdown_spools_what_it_could_not_send(tmp_path: Path) -> None:
     assert sender.stats()["spooled"] == 35
 
 
+def test_shutdown_retries_within_its_budget(tmp_path: Path) -> None:
+    """A 503 at exit is retried inside the shutdown budget, so the events are delivered, not spooled."""
+    receiver = MockReceiver(script=[503])
+    sender = Sender(make_settings(tmp_path / "spool", batch_max_age_s=60.0), transport=receiver.transport())
+    events = _submit(sender, 3)
+    assert sender.shutdown(5.0)
+    assert receiver.event_ids() == [e["event_id"] for e in events]
+    assert sender.stats()["spooled"] == 0
+
+
 def test_shutdown_without_events_is_instant(tmp_path: Path) -> None:
     """A sender that never got an event shuts down without starting a thread."""
     sender = Sender(make_settings(tmp_path))

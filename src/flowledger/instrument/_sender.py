@@ -111,6 +111,7 @@ class Sender:
         self._closed = False
         self._shutdown_result: bool | None = None
         self._failing = False
+        self._unreachable = False
         self._down = False
         self._probe_at = 0.0
         self._probe_wait_s = self.probe_min_s
@@ -263,7 +264,7 @@ class Sender:
             self._wake.set()
             with self._changed:
                 self._changed.wait_for(
-                    lambda: self._failing or self._down or self._idle(), max(send_until - time.monotonic(), 0.0)
+                    lambda: self._unreachable or self._down or self._idle(), max(send_until - time.monotonic(), 0.0)
                 )
         with self._lock:
             self._closed = True
@@ -475,9 +476,11 @@ class Sender:
             if attempt:
                 self._counters.add("retries")
             delay_s: float | None = None
+            refused = False
             try:
                 response = self._http().post(url, content=body)
             except httpx.HTTPError as exc:
+                refused = isinstance(exc, httpx.ConnectError)
                 self._log_once(f"transport-{type(exc).__name__}", "flowledger: cannot reach %s: %r", url, exc)
             else:
                 status = response.status_code
@@ -493,6 +496,7 @@ class Sender:
                 delay_s = parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None
             with self._changed:
                 self._failing = True
+                self._unreachable = self._unreachable or refused  # an exit stops waiting for it
                 self._changed.notify_all()
             if attempt < retries:
                 if delay_s is None:
@@ -534,6 +538,7 @@ class Sender:
             came_back = self._down or self._failing
             self._probe_now = False
             self._failing = False
+            self._unreachable = False
             self._down = False
             self._probe_wait_s = self.probe_min_s
             if came_back:
