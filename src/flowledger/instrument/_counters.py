@@ -14,7 +14,7 @@ __all__ = ["COUNTERS", "Counters", "DropReason"]
 
 _log = logging.getLogger("flowledger")
 
-COUNTERS: Final = ("enqueued", "sent", "spooled", "replayed", "retries", "failures", "rejected")
+COUNTERS: Final = ("sent", "spooled", "replayed", "retries", "failures", "rejected")
 """Counters every sender reports, besides ``dropped`` and ``dropped_<reason>``."""
 
 
@@ -41,7 +41,7 @@ class Counters:
     """Thread-safe counters of one sender, and the kinds of problem it has logged."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant, like the sender's: signal handlers may count too
         self._counts: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._drops: dict[DropReason, int] = dict.fromkeys(DropReason, 0)
         self._logged: set[str] = set()

@@ -31,6 +31,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from time import monotonic as _monotonic
 from typing import Any, ClassVar, Final
 
 import httpx
@@ -88,19 +89,26 @@ class Sender:
     ) -> None:
         self._settings = settings
         self._transport = transport
+        self._max_items = settings.queue_max_items
+        self._max_bytes = settings.queue_max_bytes
+        self._batch_items = settings.batch_max_items
+        self._batch_bytes = settings.batch_max_bytes
         self._spool = Spool(settings.spool_dir, settings.spool_max_bytes)
         self._spans = SpanSender(settings, transport=transport) if export_spans else None
         self._reset()
         _senders.add(self)
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = (
+            threading.RLock()
+        )  # re-entrant: a signal handler may submit while the thread it interrupted holds it
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._shutdown_lock = threading.Lock()
         self._queue: deque[tuple[dict[str, Any], int, float]] = deque()
         self._queued_bytes = 0
+        self._enqueued = 0
         self._inflight: list[dict[str, Any]] | None = None
         self._settling = 0
         self._draining = 0
@@ -129,31 +137,32 @@ class Sender:
     def submit(self, event: dict[str, Any], size: int) -> None:
         """Queue one event. O(1), never blocks, never raises; a full queue drops and counts."""
         try:
-            reason: DropReason | None = None
-            start = False
             with self._lock:
+                queue = self._queue
                 if self._closed:
                     reason = DropReason.CLOSED
-                elif len(self._queue) >= self._settings.queue_max_items:
+                elif len(queue) >= self._max_items:
                     reason = DropReason.QUEUE_FULL
-                elif self._queued_bytes + size > self._settings.queue_max_bytes:
+                elif self._queued_bytes + size > self._max_bytes:
                     reason = DropReason.QUEUE_BYTES
-                if reason is None:
-                    self._queue.append((event, size, time.monotonic()))
+                else:
+                    queue.append((event, size, _monotonic()))
                     self._queued_bytes += size
-                    start = self._worker is None
-                    full = (
-                        len(self._queue) >= self._settings.batch_max_items
-                        or self._queued_bytes >= self._settings.batch_max_bytes
-                    )
+                    self._enqueued += 1
+                    if len(queue) < self._batch_items and self._queued_bytes < self._batch_bytes:
+                        if self._worker is not None:
+                            return  # the common case: the worker picks it up by age
+                        full = False
+                    else:
+                        full = True
+                    reason = None
             if reason is not None:
                 self._counters.drop(reason)
                 self._counters.log_once(
                     f"drop-{reason}", "flowledger: dropping events (%s); see flowledger.stats().", reason
                 )
                 return
-            self._counters.add("enqueued")
-            if start:
+            if self._worker is None:
                 self._start_worker()
             if full:
                 self._wake.set()
@@ -210,6 +219,7 @@ class Sender:
         """Counters: enqueued, sent, dropped (and ``dropped_<reason>``), spooled, replayed, retries, ..."""
         out = self._counters.snapshot()
         with self._lock:
+            out["enqueued"] = self._enqueued
             out["queued"] = len(self._queue)
         out["spool_corrupt"] = self._spool.corrupt_files
         out["spans_sent"] = self._spans.sent if self._spans is not None else 0
