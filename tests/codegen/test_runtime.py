@@ -42,6 +42,15 @@ def _statuses(events: CapturedEvents, node_id: str) -> list[str]:
     return [e["data"]["status"] for e in events.nodes(node_id)]
 
 
+def _input_of(events: CapturedEvents, node_id: str) -> Any:
+    """The recorded input of a node's first attempt (node_started, or node_finished for a short one)."""
+    for event in events:
+        data = event["data"]
+        if event["kind"] in ("node_started", "node_finished") and data["node_id"] == node_id and "input" in data:
+            return data["input"]
+    raise AssertionError(f"no input recorded for {node_id}")
+
+
 def test_nodes_whose_needs_are_met_run_concurrently(build: Build, events: CapturedEvents) -> None:
     """A sync and an async node that share a need overlap in time; the join sees both outputs."""
     module = build(
@@ -58,9 +67,7 @@ def test_nodes_whose_needs_are_met_run_concurrently(build: Build, events: Captur
     assert asyncio.run(module.run(2)) == 4
     left, right = events.nodes("left")[0], events.nodes("right")[0]
     assert _max_overlap([_interval(left), _interval(right)]) == 2
-    join_start = events.of_kind("node_started")[-1]
-    assert join_start["data"]["node_id"] == "join"
-    assert join_start["data"]["input"] == {"left": 2, "right": 2}
+    assert _input_of(events, "join") == {"left": 2, "right": 2}
 
 
 def test_inputs_follow_needs(build: Build, events: CapturedEvents) -> None:
@@ -75,9 +82,8 @@ def test_inputs_follow_needs(build: Build, events: CapturedEvents) -> None:
         """
     )
     assert asyncio.run(module.run(21)) == {"input": 42, "tag": "x", "n": [1, 2]}
-    started = {e["data"]["node_id"]: e["data"] for e in events.of_kind("node_started")}
-    assert started["first"]["input"] == 21
-    assert started["second"]["input"] == 42
+    assert _input_of(events, "first") == 21
+    assert _input_of(events, "second") == 42
 
 
 def test_retries_record_every_attempt(build: Build, events: CapturedEvents) -> None:
@@ -336,7 +342,7 @@ def test_budget_aborts_the_run(build: Build, events: CapturedEvents) -> None:
         asyncio.run(module.run(None))
     assert info.value.reason == "budget"
     assert events.runs()[0]["data"]["status"] == "aborted"
-    assert not [e for e in events.of_kind("node_started") if e["data"]["node_id"] == "next_step"]
+    assert events.nodes("next_step")[0]["data"]["skip_reason"] == "the run was aborted (budget)"
 
 
 def test_records_point_at_the_declaring_line(build: Build, events: CapturedEvents) -> None:
@@ -388,3 +394,56 @@ def test_importing_a_generated_module_emits_nothing(build: Build, events: Captur
         """
     )
     assert events.all == []
+
+
+def test_effect_duplicates_are_skipped_by_the_opt_in_guard(build: Build, tmp_path: Any) -> None:
+    """With the local idempotency guard on, an effect repeated with the same input runs once and is marked duplicate."""
+    import flowledger
+    from flowledger.instrument import _pipeline
+    from flowledger.testing import capture_events
+
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: guarded}
+        nodes:
+          - {id: act, call: "tests.codegen.nodes:counted_effect", with: {key: effect-guard}, effect: true}
+        """
+    )
+    before = _pipeline.pipeline().settings
+    flowledger.configure(idempotency_guard=True, idempotency_dir=tmp_path / "guard")
+    try:
+        with capture_events() as captured:
+            assert asyncio.run(module.run({"order": 7})) == {"done": {"order": 7}}
+            assert asyncio.run(module.run({"order": 7})) == {"done": {"order": 7}}
+    finally:
+        _pipeline._create(before)
+    assert nodes.calls("effect-guard") == 1
+    second = captured.nodes("act")[1]["data"]
+    assert second["duplicate"] is True
+    assert second["output"] == {"done": {"order": 7}}
+
+
+def test_a_failing_when_predicate_fails_the_node(build: Build, events: CapturedEvents) -> None:
+    """A `when` predicate that raises is recorded as the node's failed attempt (phase `when`)."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: badwhen}
+        nodes:
+          - {id: gated, call: "tests.codegen.nodes:echo", when: "tests.codegen.nodes:boom"}
+        """
+    )
+    with pytest.raises(WorkflowFailed):
+        asyncio.run(module.run(1))
+    recorded = [e["data"] for e in events if e["data"].get("node_id") == "gated" and "attributes" in e["data"]]
+    assert recorded[0]["attributes"]["flowledger.phase"] == "when"
+    assert events.nodes("gated")[0]["data"]["error"]["message"] == "boom on 1"
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    """The wait after attempt n is backoff_s * factor**(n-1), never more than max_backoff_s."""
+    from flowledger.instrument._workflow import Retry
+
+    policy = Retry(attempts=5, backoff_s=0.5, factor=3.0, max_backoff_s=4.0)
+    assert [policy.delay_s(n) for n in (1, 2, 3, 4)] == [0.5, 1.5, 4.0, 4.0]

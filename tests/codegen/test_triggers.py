@@ -200,3 +200,28 @@ def test_main_rejects_bad_input_with_exit_2(build: Build, capsys: pytest.Capture
     assert main(module.WORKFLOW, ["--input", "{oops"]) == 2
     assert capsys.readouterr().err.startswith("error: --input is not valid JSON")
     assert main(module.WORKFLOW, ["--serve"]) == 2
+
+
+def test_http_get_node_sends_no_body_and_returns_text_replies(build: Build, events: CapturedEvents) -> None:
+    """A GET node sends no body; a reply that is not JSON comes back as text, an empty one as None."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: getter}
+        output: second
+        nodes:
+          - {id: first, http: {method: get, url: "http://rates.test/text"}}
+          - {id: second, http: {method: DELETE, url: "http://rates.test/empty"}, needs: [first]}
+        """
+    )
+    bodies: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        if request.url.path == "/text":
+            return httpx.Response(200, text="rate=1.1")
+        return httpx.Response(204)
+
+    assert asyncio.run(execute(module.WORKFLOW, {"x": 1}, transport=httpx.MockTransport(handler))) is None
+    assert bodies == [b"", b""]
+    assert events.nodes("first")[0]["data"]["output"] == "rate=1.1"

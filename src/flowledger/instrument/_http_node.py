@@ -9,6 +9,7 @@ and the request count are also recorded as the attempt's cost/attributes.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from flowledger._exceptions import RuntimeFailure
@@ -48,9 +49,13 @@ def _traceparent(hook: NodeAttempt, recorder: Run) -> str | None:
 
 
 async def send(
-    node_id: str, spec: Http, value: Any, client: httpx.AsyncClient, hook: NodeAttempt, recorder: Run
+    node_id: str, spec: Http, value: Any, client: Callable[[], httpx.AsyncClient], hook: NodeAttempt, recorder: Run
 ) -> Any:
-    """Send one request for ``node_id``; return the decoded JSON reply (text if it is not JSON)."""
+    """Send one request for ``node_id``; return the decoded JSON reply (text if it is not JSON).
+
+    ``client`` returns the run's HTTP client; it is asked for only once the
+    headers (and their environment variables) are known to be usable.
+    """
     from flowledger.instrument._node import cost
 
     headers = {
@@ -63,7 +68,7 @@ async def send(
     body = None if spec.method in _BODYLESS else json.dumps(value, default=str).encode()
     if body is not None:
         headers.setdefault("content-type", "application/json")
-    response = await client.request(
+    response = await client().request(
         spec.method, spec.url, content=body, headers=headers, timeout=DEFAULT_HTTP_TIMEOUT_S
     )
     cost(external_requests=1)

@@ -510,7 +510,7 @@ class Execution:
         if node.http is not None:
             from flowledger.instrument._http_node import send
 
-            return await send(node.id, node.http, value, self.http_client(), hook, self.run)
+            return await send(node.id, node.http, value, self.http_client, hook, self.run)
         assert node.call is not None
         kwargs = {
             name: arg.read(node.id, f"with.{name}") if isinstance(arg, Env) else arg
