@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Set up the project and run it: ``python3 tasks.py demo`` or ``python3 tasks.py test``.
+"""Set up the project and run it: ``python3 tasks.py demo``, ``test`` or ``bench``.
 
 Needs only python3 (3.11+). Creates ``.venv`` beside this file, installs
 flowledger with its development extras into it (again only when
@@ -58,15 +58,27 @@ def demo() -> None:
     run(PY, str(ROOT / "examples" / "demo.py"))
 
 
+BENCHMARKS = ("sdk_overhead.py", "ingest.py", "codegen.py")
+
+
+def bench() -> None:
+    """Run every benchmark; each prints its figures next to its reference."""
+    for name in BENCHMARKS:
+        print(f"\n### benchmarks/{name}", flush=True)
+        run(PY, str(ROOT / "benchmarks" / name))
+
+
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in {"demo", "test", "setup"}:
-        sys.exit("usage: python3 tasks.py demo | test [pytest args] | setup")
+    if len(sys.argv) < 2 or sys.argv[1] not in {"demo", "test", "bench", "setup"}:
+        sys.exit("usage: python3 tasks.py demo | test [pytest args] | bench | setup")
     setup()
     command = sys.argv[1]
     if command == "test":
         test(sys.argv[2:])
     elif command == "demo":
         demo()
+    elif command == "bench":
+        bench()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Per-call overhead of a flowledger node, next to a bare call and a bare OTel span.
 
 Run: ``.venv/bin/python benchmarks/sdk_overhead.py`` (or ``python3 tasks.py bench``).
+It then runs ``exit_hold.py``: how long a process's exit is held with the
+receiver down, next to the stock OpenTelemetry SDK.
 
 All cases run in this one process, interleaved round by round so a noisy
 machine affects them alike; each figure is the median over rounds of the
@@ -16,11 +18,14 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -123,6 +128,9 @@ def main() -> None:
         print(f"{name:<52} {us:>15.2f} {us / span_us:>12.2f}x")
     print(f"sender: enqueued={stats.get('enqueued')} sent={stats.get('sent')} dropped={stats.get('dropped')}")
     print("target: a captured flowledger node costs no more than a bare OTel span (ratio <= 1.0)")
+    print(flush=True)
+    # the second figure of the SDK: how long exit is held with the receiver down
+    subprocess.run([sys.executable, str(Path(__file__).with_name("exit_hold.py")), *sys.argv[1:]], check=True)
 
 
 def node_price_call(node_price: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[], None]:
