@@ -6,12 +6,15 @@ import base64
 import copy
 import json
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from google.protobuf import json_format
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from flowledger.instrument._otlp import export_request, span_from_event, timestamp_unix_ns
@@ -261,3 +264,48 @@ def test_hanging_traces_endpoint_does_not_hold_events(tmp_path: Path) -> None:
     finally:
         release.set()
         sender.shutdown(1.0)
+
+
+_hex = st.text(alphabet="0123456789abcdef", min_size=1, max_size=1)
+_text = st.text(max_size=40)
+
+
+@st.composite
+def finished_events(draw: st.DrawFn) -> dict[str, Any]:
+    """Arbitrary node_finished or run_finished events of the wire format."""
+    failed = draw(st.booleans())
+    data: dict[str, Any] = {
+        "trace_id": "".join(draw(st.lists(_hex, min_size=32, max_size=32))),
+        "span_id": "".join(draw(st.lists(_hex, min_size=16, max_size=16))),
+        "started_at": draw(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1))).isoformat()
+        + "Z",
+        "duration_ms": draw(st.floats(min_value=0, max_value=1e9, allow_nan=False)),
+        "status": "failed" if failed else "succeeded",
+        "cost": {"tokens": draw(st.integers(0, 2**62)), "usd": draw(st.floats(0, 1e6, allow_nan=False))},
+    }
+    if failed:
+        data["error"] = {"type": draw(_text), "message": draw(_text), "stack": draw(st.none() | _text)}
+    if draw(st.booleans()):
+        data["parent_span_id"] = "".join(draw(st.lists(_hex, min_size=16, max_size=16)))
+    if draw(st.booleans()):
+        data.update(
+            node_id=draw(_text.filter(bool)), attempt=draw(st.integers(1, 100)), item=draw(st.none() | st.integers(0))
+        )
+        return _event("node_finished", data)
+    data.update(workflow_id=draw(_text.filter(bool)), workflow_name=draw(st.none() | _text))
+    return _event("run_finished", data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(finished_events())
+def test_any_finished_event_gives_a_valid_otlp_span(event: dict[str, Any]) -> None:
+    """Every finished run or node, whatever its values, becomes a span the OTLP protobuf accepts."""
+    span = span_from_event(event)
+    assert span is not None
+    message = json_format.Parse(
+        json.dumps(_to_protobuf_json(export_request([span], service_name="svc"))), ExportTraceServiceRequest()
+    )
+    parsed = message.resource_spans[0].scope_spans[0].spans[0]
+    assert parsed.span_id == bytes.fromhex(event["data"]["span_id"])
+    assert parsed.end_time_unix_nano >= parsed.start_time_unix_nano
+    assert parsed.status.code == (2 if event["data"]["status"] == "failed" else 0)

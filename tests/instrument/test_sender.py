@@ -472,3 +472,11 @@ def test_retry_after_http_date() -> None:
     """A Retry-After HTTP date in the past means no wait; one far ahead is capped."""
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT") == 30.0
+
+
+def test_submit_never_raises_on_bad_input(tmp_path: Path) -> None:
+    """A size that is not a number is counted as an internal failure; submit still returns normally."""
+    sender = _sender(tmp_path, MockReceiver())
+    sender.submit(make_event(), "big")  # type: ignore[arg-type]
+    assert sender.stats()["failures"] == 1
+    sender.shutdown(1.0)
