@@ -447,3 +447,26 @@ def test_backoff_grows_and_is_capped() -> None:
 
     policy = Retry(attempts=5, backoff_s=0.5, factor=3.0, max_backoff_s=4.0)
     assert [policy.delay_s(n) for n in (1, 2, 3, 4)] == [0.5, 1.5, 4.0, 4.0]
+
+
+def test_cancelling_a_run_cancels_its_running_nodes(build: Build, events: CapturedEvents) -> None:
+    """When the caller cancels `run(...)`, the running nodes are cancelled and the run does not succeed."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: cancelled}
+        nodes:
+          - {id: slow, call: "tests.codegen.nodes:asleepy", with: {delay_s: 30}}
+        """
+    )
+
+    async def go() -> None:
+        task = asyncio.create_task(module.run(None))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert _statuses(events, "slow") == ["failed"]
+    assert events.runs()[0]["data"]["status"] == "failed"

@@ -382,6 +382,10 @@ class Execution:
         except RunAborted as abort:
             await self._abort(abort, list(self._unstarted.values()), running)
             raise
+        except BaseException:  # cancelled from outside (e.g. the caller went away): stop the nodes too
+            for task in running:
+                task.cancel()
+            raise
         return self._outputs.get(self.workflow.output)
 
     def _settle(self, node: Node, state: _State) -> None:
