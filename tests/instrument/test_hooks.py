@@ -41,7 +41,7 @@ def test_run_records_start_and_finish_with_workflow_fields(events: CapturedEvent
     """A run emits run_started then run_finished carrying workflow, trigger, status and trace."""
     with flowledger.run("order-intake", name="Order intake", version="3", trigger="http", data={"id": 7}) as run:
         add(1, 2)
-    assert kinds(events) == ["run_started", "node_started", "node_finished", "run_finished"]
+    assert kinds(events) == ["run_started", "node_finished", "run_finished"]
     started, finished = events.of_kind("run_started")[0], events.runs()[0]
     assert started["run_id"] == finished["run_id"] == run.run_id
     assert started["data"]["workflow_id"] == "order-intake"
@@ -52,7 +52,7 @@ def test_run_records_start_and_finish_with_workflow_fields(events: CapturedEvent
     assert started["data"]["trace_id"] == run.trace_id
     assert finished["data"]["status"] == "succeeded"
     assert finished["data"]["error"] is None
-    assert [e["seq"] for e in events] == [0, 1, 2, 3]
+    assert [e["seq"] for e in events] == [0, 1, 2]
 
 
 def test_every_event_follows_the_published_schema(events: CapturedEvents) -> None:
@@ -62,22 +62,56 @@ def test_every_event_follows_the_published_schema(events: CapturedEvents) -> Non
         flowledger.instrument.record_skip("later", "an upstream node failed")
         run.heartbeat()
         explode({"sku": "A1"})
-    assert len(events) == 8
+    assert len(events) == 6
     for event in events:
         validate_event(event)
 
 
 def test_node_records_input_output_and_timing(events: CapturedEvents) -> None:
-    """A node attempt records its input as named arguments, its output, start and duration."""
+    """A short node attempt is one node_finished event: input as named arguments, output, start, duration."""
     with flowledger.run("wf"):
         assert add(2, b=5) == 7
-    started, finished = events.of_kind("node_started")[0], events.nodes("add")[0]
-    assert started["data"]["input"] == {"a": 2, "b": 5}
-    assert finished["data"]["output"] == 7
-    assert finished["data"]["status"] == "succeeded"
-    assert finished["data"]["attempt"] == 1
-    assert finished["data"]["duration_ms"] >= 0
-    assert started["data"]["span_id"] == finished["data"]["span_id"]
+    assert events.of_kind("node_started") == []
+    finished = events.nodes("add")[0]["data"]
+    assert finished["input"] == {"a": 2, "b": 5}
+    assert finished["output"] == 7
+    assert finished["status"] == "succeeded"
+    assert finished["attempt"] == 1
+    assert finished["duration_ms"] >= 0
+    assert finished["started_at"].endswith("Z")
+
+
+def test_a_long_node_is_announced_while_it_runs(events: CapturedEvents, configure: Callable[..., Any]) -> None:
+    """A node still running after node_start_delay_s sends node_started (with its input) before it ends."""
+    configure(node_start_delay_s=0.05)
+    seen_while_running: list[str] = []
+
+    @flowledger.node
+    def slow(x: int) -> int:
+        deadline = threading.Event()
+        for _ in range(100):
+            if events.of_kind("node_started"):
+                break
+            deadline.wait(0.01)
+        seen_while_running.extend(e["kind"] for e in events)
+        return x
+
+    with flowledger.run("wf"):
+        slow(3)
+    assert "node_started" in seen_while_running
+    started, finished = events.of_kind("node_started")[0]["data"], events.nodes("slow")[0]["data"]
+    assert started["input"] == 3
+    assert "input" not in finished
+    assert started["span_id"] == finished["span_id"]
+
+
+def test_zero_delay_announces_every_node(events: CapturedEvents, configure: Callable[..., Any]) -> None:
+    """With node_start_delay_s=0 every attempt sends node_started then node_finished."""
+    configure(node_start_delay_s=0)
+    with flowledger.run("wf"):
+        add(1, 2)
+    assert kinds(events) == ["run_started", "node_started", "node_finished", "run_finished"]
+    assert events.of_kind("node_started")[0]["data"]["input"] == {"a": 1, "b": 2}
 
 
 def test_failing_node_fails_the_run_and_names_the_node(events: CapturedEvents) -> None:
@@ -134,7 +168,7 @@ def test_nested_nodes_link_to_their_parent_span(events: CapturedEvents) -> None:
 def test_node_outside_a_run_records_a_run_of_its_own(events: CapturedEvents) -> None:
     """Called with no run open, a node still records itself as a one-node run."""
     assert add(3, 4) == 7
-    assert kinds(events) == ["run_started", "node_started", "node_finished", "run_finished"]
+    assert kinds(events) == ["run_started", "node_finished", "run_finished"]
     assert events.of_kind("run_started")[0]["data"]["workflow_id"] == "add"
     assert events.runs()[0]["data"]["output"] == 7
 
@@ -177,11 +211,11 @@ def test_sixteen_threads_of_runs_lose_and_mix_nothing(events: CapturedEvents) ->
         by_run.setdefault(e["run_id"], []).append(e)
     assert set(by_run) == set(run_ids)
     for run_events in by_run.values():
-        assert len(run_events) == 2 + 2 * nodes_per_run
+        assert len(run_events) == 2 + nodes_per_run
         assert sorted(e["seq"] for e in run_events) == list(range(len(run_events)))
         worker = run_events[0]["data"]["workflow_id"].split("-")[1]
         for e in run_events:
-            if e["kind"] == "node_started":
+            if e["kind"] == "node_finished":
                 assert e["data"]["input"]["a"] == int(worker)
     producer_seqs = sorted(e["producer_seq"] for e in events)
     assert producer_seqs == list(range(producer_seqs[0], producer_seqs[0] + len(producer_seqs)))
@@ -377,9 +411,9 @@ def test_unserialisable_input_is_marked_not_fatal(events: CapturedEvents) -> Non
 
     with flowledger.run("wf"):
         assert take(Hostile()) == "fine"
-    started = events.of_kind("node_started")[0]["data"]
-    assert started["input"]["__flowledger__"] == "capture_error"
-    assert "no repr for you" in started["input"]["error"]
+    recorded = events.nodes("take")[0]["data"]
+    assert recorded["input"]["__flowledger__"] == "capture_error"
+    assert "no repr for you" in recorded["input"]["error"]
 
 
 def test_system_exit_zero_inside_a_run_is_success(events: CapturedEvents) -> None:

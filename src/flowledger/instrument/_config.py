@@ -43,6 +43,7 @@ DEFAULT_REQUEST_TIMEOUT_S: Final = 2.0
 DEFAULT_EXIT_FLUSH_S: Final = 0.3
 DEFAULT_SPOOL_MAX_BYTES: Final = 256 * 1024 * 1024
 DEFAULT_HEARTBEAT_INTERVAL_S: Final = 15.0
+DEFAULT_NODE_START_DELAY_S: Final = 0.2
 DEFAULT_MAX_RETRIES: Final = 5
 DEFAULT_SERVICE_NAME: Final = "flowledger"
 
@@ -82,6 +83,8 @@ class Settings:
     exit_flush_s: float = DEFAULT_EXIT_FLUSH_S
     """How long a process exit may be held to send what is queued; the rest is spooled."""
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
+    node_start_delay_s: float = DEFAULT_NODE_START_DELAY_S
+    """``node_started`` is sent once an attempt has run this long; 0 sends it for every attempt."""
     export_spans: bool = True
     """Whether the SDK exports its own spans (to the receiver or an OTLP endpoint)."""
     otlp_traces_endpoint: str | None = None
@@ -136,6 +139,8 @@ class Settings:
         for name in ("batch_max_age_s", "request_timeout_s", "heartbeat_interval_s"):
             if getattr(self, name) <= 0:
                 out.append(f"{name} must be a positive number of seconds, not {getattr(self, name)!r}")
+        if self.node_start_delay_s < 0:
+            out.append(f"node_start_delay_s must be zero or more seconds, not {self.node_start_delay_s!r}")
         if self.exit_flush_s < 0:
             out.append(f"exit_flush_s must be zero or more seconds, not {self.exit_flush_s!r}")
         if self.max_retries < 0:
@@ -244,6 +249,7 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_MAX_RETRIES": ("max_retries", lambda t: int(_parse_nonneg_float(t)), "zero or more"),
     "FLOWLEDGER_EXIT_FLUSH_S": ("exit_flush_s", _parse_nonneg_float, "zero or more seconds"),
     "FLOWLEDGER_HEARTBEAT_INTERVAL_S": ("heartbeat_interval_s", _parse_pos_float, "a positive number of seconds"),
+    "FLOWLEDGER_NODE_START_DELAY_S": ("node_start_delay_s", _parse_nonneg_float, "zero or more seconds"),
     "FLOWLEDGER_EXPORT_SPANS": ("export_spans", _parse_bool, "1 or 0"),
     "FLOWLEDGER_IDEMPOTENCY_GUARD": ("idempotency_guard", _parse_bool, "1 or 0"),
     "FLOWLEDGER_IDEMPOTENCY_DIR": ("idempotency_dir", Path, "a directory path"),

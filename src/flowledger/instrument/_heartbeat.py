@@ -1,8 +1,15 @@
-"""Heartbeats: a running run says it is alive at a fixed interval.
+"""The SDK's timer thread: run heartbeats, and late announcements of long nodes.
 
-One daemon thread per process serves every open run, so the receiver can
-tell a run that is slow (heartbeats keep coming) from one whose process
-died (they stop; the receiver's sweeper marks it ``stuck``).
+One daemon thread per process serves every open run:
+
+- A running run says it is alive every ``heartbeat_interval_s``, so the
+  receiver can tell a slow run (heartbeats keep coming) from one whose
+  process died (they stop; the receiver's sweeper marks it ``stuck``).
+- A node attempt's ``node_started`` event is sent only once the attempt has
+  run for ``node_start_delay_s``; a shorter attempt is told by its one
+  ``node_finished`` event, which then carries the input too. The delay is
+  no longer than a batch waits in the queue anyway, so a crash loses no
+  more than it would have, and short nodes cost one event instead of two.
 """
 
 from __future__ import annotations
@@ -10,29 +17,38 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
+    from flowledger.instrument._node import NodeAttempt
     from flowledger.instrument._run import Run
 
-__all__ = ["register", "unregister"]
+__all__ = ["register", "unregister", "unwatch_node", "watch_node"]
 
+_IDLE_WAKE_S: Final = 60.0
 _lock = threading.Lock()
 _runs: dict[int, tuple[Run, float, float]] = {}  # id -> (run, interval_s, next_due)
+_nodes: dict[int, tuple[NodeAttempt, float]] = {}  # id -> (attempt, due); insertion order = due order
 _wake = threading.Event()
 _thread: threading.Thread | None = None
+_next_wake = 0.0
+
+
+def _ensure_thread() -> None:
+    global _thread
+    if _thread is None or not _thread.is_alive():
+        _thread = threading.Thread(target=_loop, name="flowledger-timer", daemon=True)
+        _thread.start()
 
 
 def register(run: Run, interval_s: float) -> None:
     """Send heartbeats for ``run`` every ``interval_s`` until it is unregistered."""
-    global _thread
+    due = time.monotonic() + interval_s
     with _lock:
-        _runs[id(run)] = (run, interval_s, time.monotonic() + interval_s)
-        if _thread is None or not _thread.is_alive():
-            _thread = threading.Thread(target=_loop, name="flowledger-heartbeat", daemon=True)
-            _thread.start()
-        else:
-            _wake.set()
+        _runs[id(run)] = (run, interval_s, due)
+        _ensure_thread()
+    if due < _next_wake:
+        _wake.set()
 
 
 def unregister(run: Run) -> None:
@@ -40,33 +56,66 @@ def unregister(run: Run) -> None:
         _runs.pop(id(run), None)
 
 
+def watch_node(attempt: NodeAttempt, delay_s: float) -> None:
+    """Announce ``attempt`` (its ``node_started``) if it still runs after ``delay_s``."""
+    due = time.monotonic() + delay_s
+    with _lock:
+        _nodes[id(attempt)] = (attempt, due)
+        if _thread is None:
+            _ensure_thread()
+    if due < _next_wake:
+        _wake.set()
+
+
+def unwatch_node(attempt: NodeAttempt) -> bool:
+    """Stop watching ``attempt``; True when it was never announced."""
+    with _lock:
+        return _nodes.pop(id(attempt), None) is not None
+
+
 def _loop() -> None:
+    global _next_wake
     while True:
         now = time.monotonic()
-        due: list[Run] = []
+        beats: list[Run] = []
+        announce: list[NodeAttempt] = []
         with _lock:
-            next_wake = now + 60.0
+            next_wake = now + _IDLE_WAKE_S
             for key, (run, interval_s, next_due) in list(_runs.items()):
                 if next_due <= now:
-                    due.append(run)
+                    beats.append(run)
                     next_due = now + interval_s
                     _runs[key] = (run, interval_s, next_due)
                 next_wake = min(next_wake, next_due)
-        for run in due:
+            for key, (attempt, due) in list(_nodes.items()):
+                if due > now:
+                    next_wake = min(next_wake, due)
+                    break
+                del _nodes[key]
+                announce.append(attempt)
+            _next_wake = next_wake
+        for attempt in announce:
+            try:
+                attempt.announce()
+            except Exception:  # the timer must never die
+                pass
+        for run in beats:
             try:
                 run.heartbeat()
-            except Exception:  # a heartbeat must never kill the thread
+            except Exception:
                 pass
-        _wake.wait(max(0.01, next_wake - time.monotonic()))
+        _wake.wait(max(0.005, next_wake - time.monotonic()))
         _wake.clear()
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _thread, _wake
+    global _lock, _thread, _wake, _next_wake
     _lock = threading.Lock()
     _wake = threading.Event()
     _thread = None
+    _next_wake = 0.0
     _runs.clear()
+    _nodes.clear()
 
 
 if hasattr(os, "register_at_fork"):

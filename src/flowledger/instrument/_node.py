@@ -1,11 +1,13 @@
 """Node attempts: ``@flowledger.node``, ``attempt(...)``, skips and cost.
 
-A node attempt is recorded as ``node_started`` then ``node_finished``
+A node attempt is recorded as ``node_started`` then ``node_finished``,
 sharing one span id: input, output, timing, status, error with stack,
-attempt number, and cost. While it runs, the attempt is the current node
-and its span is the current OTel span, so nested nodes and
-auto-instrumented libraries attach under it. Called outside a run, a node
-records itself as a run of its own.
+attempt number, and cost. ``node_started`` is sent only once the attempt
+has run for ``node_start_delay_s`` (see ``_heartbeat``); a shorter attempt
+is told by its ``node_finished`` alone, which then carries the input.
+While it runs, the attempt is the current node and its span is the current
+OTel span, so nested nodes and auto-instrumented libraries attach under
+it. Called outside a run, a node records itself as a run of its own.
 
 Nothing here raises into the user's code except on purpose: a run that
 passed its deadline or budget raises ``RunAborted`` when the next node
@@ -25,7 +27,7 @@ from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar, overload
 
 from flowledger._wire import EventKind, NodeStatus, format_ts
-from flowledger.instrument import _context
+from flowledger.instrument import _context, _heartbeat
 from flowledger.instrument._capture import capture
 from flowledger.instrument._cost import Cost
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
@@ -66,6 +68,7 @@ class NodeAttempt:
         "_output_size",
         "_simulated",
         "_span",
+        "_started",
         "_started_ts",
         "_t0",
         "attempt",
@@ -117,6 +120,7 @@ class NodeAttempt:
         self._simulated = False
         self._duplicate = False
         self._started_ts = ""
+        self._started: tuple[dict[str, Any], int] | None = None
         self._t0 = 0.0
 
     # --- what the caller may use ----------------------------------------------
@@ -190,7 +194,6 @@ class NodeAttempt:
     def _begin(self, run: Run) -> None:
         p = run._pipeline
         assert p is not None
-        parent = _context._current_node.get()
         self._span = SpanScope(self.node_id, None, lambda: self._span_attributes(run))
         self.span_id = self._span.span_id
         self._started_ts = format_ts(time.time_ns())
@@ -214,18 +217,30 @@ class NodeAttempt:
             data["definition_sha256"] = run.definition_sha256
         if self.attributes:
             data["attributes"] = capture(self.attributes, p.policy)[0]
-        if parent is not None and parent.run is run:
-            data.setdefault("attributes", {})["parent_node_id"] = parent.node_id
         if self.capture_input and p.settings.capture:
             data["input"], in_size = capture(self.input, p.policy)
             size += in_size
-        run.emit(EventKind.NODE_STARTED, data, size, self._started_ts)
+        self._started = (data, size)
+        delay_s = p.settings.node_start_delay_s
+        if delay_s > 0:
+            _heartbeat.watch_node(self, delay_s)
+        else:
+            self.announce()
         self._span.enter()
         self._node_token = _context._current_node.set(self)
         self._t0 = time.perf_counter()
 
+    def announce(self) -> None:
+        """Emit this attempt's ``node_started`` (now, or late from the timer thread)."""
+        started = self._started
+        run = self.run
+        if started is not None and run is not None:
+            self._started = None
+            run.emit(EventKind.NODE_STARTED, started[0], started[1], self._started_ts)
+
     def _end(self, run: Run, exc: BaseException | None) -> None:
         duration_ms = (time.perf_counter() - self._t0) * 1000.0
+        unannounced = self._started if _heartbeat.unwatch_node(self) else None
         if self._node_token is not None:
             try:
                 _context._current_node.reset(self._node_token)
@@ -242,6 +257,12 @@ class NodeAttempt:
             "duration_ms": round(duration_ms, 3),
         }
         size = 256
+        if unannounced is not None:  # a short attempt: one event tells all of it
+            started_data, started_size = unannounced
+            size += started_size
+            for name in ("input", "attributes"):
+                if name in started_data:
+                    data[name] = started_data[name]
         if self.item is not None:
             data["item"] = self.item
         if self.effect:
