@@ -27,6 +27,10 @@ _ERROR_BODY = {
 }
 
 
+def _answer(description: str, schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": schema}}}
+
+
 def _error(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -135,6 +139,11 @@ _NODE = {
     },
 }
 
+_TRACE_ID = {"type": "string", "pattern": "^(?!0{32})[0-9a-f]{32}$"}
+_OTLP_ERROR = {
+    "description": "A client mistake or a busy store, as an OTLP google.rpc.Status.",
+    "content": {"application/json": {"schema": {"type": "object"}}, "application/x-protobuf": {"schema": _STR}},
+}
 _HEALTH = {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}
 _FORMAT = {"name": "format", "in": "query", "schema": {"enum": ["csv", "jsonl"]}}
 _RUN_FILTERS = [
@@ -192,7 +201,11 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [
                         *_RUN_FILTERS,
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-                        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                        {
+                            "name": "offset",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 2**62},
+                        },
                     ],
                     "responses": {
                         "200": {
@@ -275,14 +288,40 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
-            "/v1/traces": {
-                "post": {
-                    "summary": "OTLP/HTTP spans (accepted, not stored yet)",
+            **{
+                f"/v1/{signal}": {
+                    "post": {
+                        "summary": f"OTLP/HTTP {signal}, protobuf or JSON, answered in the request's content type",
+                        "requestBody": {
+                            "required": True,
+                            "content": {
+                                "application/json": {"schema": {"type": "object"}},
+                                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                            },
+                        },
+                        "responses": {
+                            "200": {
+                                "description": "An OTLP export response (partial_success when some were refused).",
+                                "content": {
+                                    "application/json": {"schema": {"type": "object"}},
+                                    "application/x-protobuf": {"schema": _STR},
+                                },
+                            },
+                            **dict.fromkeys(("400", "401", "408", "413", "415", "503"), _OTLP_ERROR),
+                        },
+                    }
+                }
+                for signal in ("traces", "logs", "metrics")
+            },
+            "/api/traces/{trace_id}": {
+                "get": {
+                    "summary": "The spans stored for one trace, parent links included",
+                    "parameters": [{"name": "trace_id", "in": "path", "required": True, "schema": _TRACE_ID}],
                     "responses": {
-                        "200": {
-                            "description": "An empty OTLP export response.",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
+                        "200": _answer("The trace's spans in start order.", {"type": "object"}),
+                        "400": _error("The trace id is not 32 hex digits."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No spans of this trace are stored."),
                     },
                 }
             },
