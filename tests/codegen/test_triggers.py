@@ -225,3 +225,22 @@ def test_http_get_node_sends_no_body_and_returns_text_replies(build: Build, even
     assert asyncio.run(execute(module.WORKFLOW, {"x": 1}, transport=httpx.MockTransport(handler))) is None
     assert bodies == [b"", b""]
     assert events.nodes("first")[0]["data"]["output"] == "rate=1.1"
+
+
+def test_main_reads_input_from_stdin(
+    build: Build, events: CapturedEvents, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--input -` reads the JSON payload from standard input."""
+    import io
+
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: stdin}
+        nodes:
+          - {id: twice, call: "tests.codegen.nodes:double"}
+        """
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO("5"))
+    assert main(module.WORKFLOW, ["--input", "-"]) == 0
+    assert json.loads(capsys.readouterr().out) == 10

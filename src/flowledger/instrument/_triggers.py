@@ -53,7 +53,9 @@ def _read_input(text: str | None) -> Any:
     if text is None:
         return None
     source = "--input"
-    if text.startswith("@"):
+    if text == "-":
+        source, text = "standard input", sys.stdin.read()
+    elif text.startswith("@"):
         source = text[1:]
         try:
             text = Path(source).read_text(encoding="utf-8")
@@ -68,7 +70,11 @@ def _read_input(text: str | None) -> Any:
 def _parser(workflow: Workflow, prog: str | None) -> argparse.ArgumentParser:
     title = workflow.name or workflow.id
     parser = argparse.ArgumentParser(prog=prog, description=f"Run the workflow {title!r} ({workflow.id}).")
-    parser.add_argument("--input", metavar="JSON", help="the trigger payload as JSON, or @FILE to read it from a file")
+    parser.add_argument(
+        "--input",
+        metavar="JSON",
+        help="the trigger payload as JSON, @FILE to read it from a file, or - to read standard input",
+    )
     parser.add_argument("--dry-run", action="store_true", help="simulate the effect nodes instead of running them")
     parser.add_argument(
         "--serve", action="store_true", help="schedule trigger: run every interval; http trigger: serve the app"

@@ -51,6 +51,7 @@ __all__ = [
     "Map",
     "Node",
     "OnError",
+    "Phase",
     "Retry",
     "RunResult",
     "Schedule",
@@ -72,6 +73,14 @@ class OnError(enum.StrEnum):
 
     FAIL = "fail"
     CONTINUE = "continue"
+
+
+class Phase(enum.StrEnum):
+    """What part of a node an attempt record covers (attribute ``flowledger.phase``)."""
+
+    CALL = "call"
+    WHEN = "when"
+    MAP = "map"
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,7 +459,7 @@ class Execution:
             try:
                 keep = await self.call(node.when.resolve(), value, {})
             except Exception as exc:
-                with self.attempt(node, value, 1, None, phase="when"):
+                with self.attempt(node, value, 1, None, phase=Phase.WHEN):
                     raise exc from None
             if not keep:
                 record_skip(node.id, f"when `{node.when}` returned {keep!r}", location=location)
@@ -458,7 +467,7 @@ class Execution:
         if node.map is None:
             return _State.SUCCEEDED, await run_attempts(self, node, value, None)
         if not isinstance(value, list | tuple):
-            with self.attempt(node, value, 1, None, phase="map"):
+            with self.attempt(node, value, 1, None, phase=Phase.MAP):
                 raise TypeError(
                     f"node `{node.id}` maps over its input, which must be a list, not {type(value).__name__}"
                 )
@@ -490,11 +499,13 @@ class Execution:
             raise next((e for e in errors if isinstance(e, RunAborted)), errors[0])
         return results
 
-    def attempt(self, node: Node, value: Any, number: int, item: int | None, *, phase: str = "call") -> NodeAttempt:
+    def attempt(
+        self, node: Node, value: Any, number: int, item: int | None, *, phase: Phase = Phase.CALL
+    ) -> NodeAttempt:
         """The SDK hook for one attempt of ``node``."""
         from flowledger.instrument._node import attempt
 
-        attributes: dict[str, Any] = {"flowledger.phase": phase}
+        attributes: dict[str, Any] = {"flowledger.phase": phase.value}
         if node.call is not None:
             attributes["flowledger.call"] = str(node.call)
         elif node.http is not None:
