@@ -237,6 +237,9 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
     if run is None:
         _fail(f"there is no run {run_id!r}")
         return
+    from flowledger.receiver._trace_url import template_from_env, trace_url
+
+    run["trace_url"] = trace_url(template_from_env(), run.get("trace_id"), run_id) or run.get("trace_url")
     if as_json:
         _print_json(run)
         return
@@ -252,6 +255,8 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
         console.print(f"error  {_error_text(run['error'])}", markup=False)
     if run.get("stuck_reason"):
         console.print(f"stuck  {run['stuck_reason']}", markup=False)
+    if run["trace_url"]:
+        console.print(f"trace  {run['trace_url']}", markup=False, soft_wrap=True)
     if run["cost"]:
         cost = run["cost"]
         console.print(

@@ -35,6 +35,8 @@ DEFAULT_STUCK_HEARTBEATS: Final = 3
 """A run is stuck when it missed this many of its own heartbeat intervals (and the threshold passed)."""
 DEFAULT_READERS: Final = 2
 DEFAULT_RETRY_AFTER_S: Final = 1
+DEFAULT_FORWARD_QUEUE_MAX_REQUESTS: Final = 1000
+DEFAULT_FORWARD_TIMEOUT_S: Final = 10.0
 
 _ENV_PREFIX: Final = "FLOWLEDGER_RECEIVER_"
 
@@ -74,6 +76,16 @@ class ReceiverConfig:
     """Read-only connections serving the query API."""
     api_keys: Mapping[str, str] = field(default_factory=dict)
     """Bearer token -> project. Empty: no authentication."""
+    forward_endpoint: str | None = None
+    """Base URL of an upstream OTLP/HTTP endpoint that receives a copy of every OTLP body; None: off."""
+    forward_headers: tuple[tuple[str, str], ...] = ()
+    """Extra headers of forwarded requests (an upstream's API key)."""
+    forward_queue_max_requests: int = DEFAULT_FORWARD_QUEUE_MAX_REQUESTS
+    """OTLP bodies waiting to be forwarded; beyond it they are dropped and counted."""
+    forward_timeout_s: float = DEFAULT_FORWARD_TIMEOUT_S
+    """Timeout of one forwarded request."""
+    trace_url_template: str | None = None
+    """External trace URL with ``{trace_id}`` (``FLOWLEDGER_TRACE_URL_TEMPLATE``); runs get a ``trace_url``."""
 
 
 def _parse(name: str, raw: str, kind: type) -> object:
@@ -99,12 +111,34 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
             limit_changes[f.name] = _parse(f.name, raw, int)
     changes: dict[str, object] = {}
     for f in fields(ReceiverConfig):
-        if f.name in {"limits", "api_keys", "db_path"}:
+        if f.name in {"limits", "api_keys", "db_path"} | _OTLP_TEXT_FIELDS:
             continue
         raw = env.get(_ENV_PREFIX + f.name.upper())
         if raw is not None:
             kind = float if f.name.endswith("_s") and f.name != "retry_after_s" else int
             changes[f.name] = _parse(f.name, raw, kind)
+    changes.update(_otlp_text_settings(env))
     if limit_changes:
         changes["limits"] = replace(config.limits, **limit_changes)  # type: ignore[arg-type]
     return replace(config, **changes) if changes else config  # type: ignore[arg-type]
+
+
+_OTLP_TEXT_FIELDS: Final = frozenset({"forward_endpoint", "forward_headers", "trace_url_template"})
+
+
+def _otlp_text_settings(env: Mapping[str, str]) -> dict[str, object]:
+    """Forwarding and trace-link settings, which are text rather than numbers."""
+    from flowledger.receiver._forward import parse_forward_endpoint, parse_forward_headers
+    from flowledger.receiver._trace_url import template_from_env
+
+    out: dict[str, object] = {}
+    endpoint = env.get(_ENV_PREFIX + "FORWARD_ENDPOINT", "").strip()
+    if endpoint:
+        out["forward_endpoint"] = parse_forward_endpoint(endpoint)
+    headers = env.get(_ENV_PREFIX + "FORWARD_HEADERS")
+    if headers:
+        out["forward_headers"] = parse_forward_headers(headers)
+    template = template_from_env(env)
+    if template is not None:
+        out["trace_url_template"] = template
+    return out

@@ -12,6 +12,7 @@ from flowledger._wire import RunStatus
 from flowledger.receiver._export import ExportFormat, export_lines
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver._store import RunQuery
+from flowledger.receiver._trace_url import add_trace_url
 
 __all__ = ["DEFAULT_PAGE_LIMIT", "MAX_PAGE_LIMIT", "ROUTES"]
 
@@ -65,17 +66,20 @@ async def list_runs(request: Request) -> Response:
         query = _run_query(request, paged=True)
     except _BadQuery as exc:
         return error_response(400, str(exc))
-    page = await receiver_of(request).store.list_runs(query)
-    return JSONResponse({"runs": page.runs, "total": page.total, "limit": query.limit, "offset": query.offset})
+    receiver = receiver_of(request)
+    page = await receiver.store.list_runs(query)
+    runs = [add_trace_url(run, receiver.config.trace_url_template) for run in page.runs]
+    return JSONResponse({"runs": runs, "total": page.total, "limit": query.limit, "offset": query.offset})
 
 
 async def get_run(request: Request) -> Response:
     """One run with its node attempts in start order."""
     run_id = request.path_params["run_id"]
-    run = await receiver_of(request).store.get_run(run_id, project=project_of(request))
+    receiver = receiver_of(request)
+    run = await receiver.store.get_run(run_id, project=project_of(request))
     if run is None:
         return error_response(404, f"there is no run {run_id!r}")
-    return JSONResponse(run)
+    return JSONResponse(add_trace_url(run, receiver.config.trace_url_template))
 
 
 async def export_runs(request: Request) -> Response:

@@ -28,6 +28,7 @@ from flowledger.receiver._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver._migrations import SCHEMA_VERSION, migrate, schema_version
 from flowledger.receiver._project import Projector, run_from_row, save_runs
 from flowledger.receiver._query import NODE_SELECT, RUN_PAYLOADS_SELECT, RUN_SELECT, node_json, run_json, runs_where
+from flowledger.receiver._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver._store import Drift, EventOutcome, RunPage, RunQuery, Stats, VerifyReport
 from flowledger.receiver._validate import PreparedEvent, normalize_ts
 from flowledger.receiver._verify import ChainWalker
@@ -455,6 +456,53 @@ class SqliteStore:
                         problem=problem,
                     )
         return report
+
+    # --- spans (OTLP) ----------------------------------------------------
+
+    async def store_spans(self, spans: Sequence[SpanRow]) -> int:
+        """Insert spans that are not stored yet; return how many were new."""
+        if not spans:
+            return 0
+        conn = self._write_conn()
+        sql = (
+            f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES ({', '.join('?' * len(SPAN_COLUMNS))}) "
+            "ON CONFLICT (trace_id, span_id) DO NOTHING"
+        )
+        try:
+            async with self._transaction():
+                before = conn.total_changes
+                await conn.executemany(sql, [span.values() for span in spans])
+                return conn.total_changes - before
+        except sqlite3.Error as exc:
+            raise StoreError(f"storing {len(spans)} spans failed: {exc}") from exc
+
+    async def get_trace(self, trace_id: str, *, project: str | None = None) -> tuple[list[dict[str, Any]], TraceLinks]:
+        """The spans of one trace in start order, with the runs and node attempts they belong to."""
+        scope, params = (" AND project = ?", [project]) if project is not None else ("", [])
+        async with self._reader() as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = ?{scope} ORDER BY start_ns, span_id",
+                [trace_id, *params],
+            )
+            run_rows = await conn.execute_fetchall(
+                "SELECT r.run_id, json_extract(s.body, '$.data.span_id'), json_extract(f.body, '$.data.span_id') "
+                "FROM runs r LEFT JOIN ledger s ON s.event_id = r.started_event_id "
+                "LEFT JOIN ledger f ON f.event_id = r.finished_event_id "
+                f"WHERE r.trace_id = ?{scope.replace('project', 'r.project')} ORDER BY r.started_at, r.run_id",
+                [trace_id, *params],
+            )
+            run_ids = [str(row[0]) for row in run_rows]
+            nodes: dict[str, dict[str, Any]] = {}
+            for start in range(0, len(run_ids), _LOOKUP_CHUNK):
+                part = run_ids[start : start + _LOOKUP_CHUNK]
+                for run_id, span_id, node_id, attempt, item in await conn.execute_fetchall(
+                    "SELECT run_id, span_id, node_id, attempt, item FROM node_runs "
+                    f"WHERE run_id IN ({', '.join('?' * len(part))})",
+                    part,
+                ):
+                    nodes[span_id] = {"run_id": run_id, "node_id": node_id, "attempt": attempt, "item": item}
+        runs = {str(span): str(run_id) for run_id, *spans in run_rows for span in spans if span}
+        return [span_json(row) for row in rows], TraceLinks(runs=runs, nodes=nodes, run_ids=run_ids)
 
 
 async def _count(conn: aiosqlite.Connection, sql: str) -> int:

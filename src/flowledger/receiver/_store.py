@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flowledger._wire import RunStatus
+from flowledger.receiver._spans import SpanRow, TraceLinks
 from flowledger.receiver._validate import PreparedEvent
 
 __all__ = [
@@ -168,4 +169,15 @@ class Store(Protocol):
 
     async def verify(self, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
         """Walk the hash chain from the first row; also check ``(seq, hex hash)`` checkpoints."""
+        ...
+
+    async def store_spans(self, spans: Sequence[SpanRow]) -> int:
+        """Store OTLP spans once per (trace_id, span_id) in one transaction; return how many were new.
+
+        A writer-side method: call it through ``Writer.call``.
+        """
+        ...
+
+    async def get_trace(self, trace_id: str, *, project: str | None = None) -> tuple[list[dict[str, Any]], TraceLinks]:
+        """The stored spans of one trace in start order, and the runs and node attempts they belong to."""
         ...

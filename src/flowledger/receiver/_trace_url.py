@@ -1,0 +1,55 @@
+"""Links from a run to its trace in an external tracing backend.
+
+``FLOWLEDGER_TRACE_URL_TEMPLATE`` is a URL with ``{trace_id}`` in it (and
+optionally ``{run_id}``), for example ``http://jaeger:16686/trace/{trace_id}``.
+The query API adds the filled-in URL to every run as ``trace_url`` and
+``flowledger show`` prints it. Only those two placeholders are replaced;
+every other character of the template is kept as written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import quote
+
+from flowledger._exceptions import ConfigError
+
+__all__ = ["TRACE_URL_ENV", "add_trace_url", "check_template", "template_from_env", "trace_url"]
+
+TRACE_URL_ENV: Final = "FLOWLEDGER_TRACE_URL_TEMPLATE"
+_TRACE_ID: Final = "{trace_id}"
+_RUN_ID: Final = "{run_id}"
+
+
+def check_template(template: str) -> str:
+    """Return ``template`` if it is an http(s) URL containing ``{trace_id}``; ConfigError otherwise."""
+    text = template.strip()
+    if not text.lower().startswith(("http://", "https://")):
+        raise ConfigError(f"{TRACE_URL_ENV}={template!r} must be an http:// or https:// URL")
+    if _TRACE_ID not in text:
+        raise ConfigError(
+            f"{TRACE_URL_ENV}={template!r} has no {_TRACE_ID} placeholder; "
+            "write for example http://jaeger:16686/trace/{trace_id}"
+        )
+    return text
+
+
+def template_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """The checked template from the environment, or None when it is not set."""
+    raw = (os.environ if environ is None else environ).get(TRACE_URL_ENV, "").strip()
+    return check_template(raw) if raw else None
+
+
+def trace_url(template: str | None, trace_id: str | None, run_id: str | None = None) -> str | None:
+    """The template filled in for one run; None without a template or a trace id."""
+    if not template or not trace_id:
+        return None
+    return template.replace(_TRACE_ID, quote(trace_id, safe="")).replace(_RUN_ID, quote(run_id or "", safe=""))
+
+
+def add_trace_url(run: dict[str, Any], template: str | None) -> dict[str, Any]:
+    """Set ``run["trace_url"]`` from the template (None when there is none) and return the run."""
+    run["trace_url"] = trace_url(template, run.get("trace_id"), run.get("run_id"))
+    return run
