@@ -480,3 +480,15 @@ def test_submit_never_raises_on_bad_input(tmp_path: Path) -> None:
     sender.submit(make_event(), "big")  # type: ignore[arg-type]
     assert sender.stats()["failures"] == 1
     sender.shutdown(1.0)
+
+
+def test_replayed_counts_only_what_the_receiver_took(tmp_path: Path) -> None:
+    """Replayed events the receiver rejects count as rejected, not replayed; the file is still done with."""
+    Spool(tmp_path / "spool", 10**6).write([make_event(i, index=i) for i in range(4)])
+    receiver = MockReceiver(rejected=lambda events: [e for e in events if e["data"]["index"] % 2])
+    sender = _sender(tmp_path, receiver)
+    assert sender.flush(FLUSH_S)
+    stats = sender.stats()
+    assert (stats["replayed"], stats["rejected"], stats["sent"]) == (2, 2, 2)
+    assert spooled_events(tmp_path / "spool") == []
+    sender.shutdown(1.0)

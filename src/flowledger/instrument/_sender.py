@@ -415,6 +415,7 @@ class Sender:
                 )
             return
         leftovers = claim.events
+        sent_before = self._counters["sent"]  # only this thread adds to "sent"
         try:
             leftovers = self._deliver(claim.events, 0)
         finally:
@@ -425,7 +426,7 @@ class Sender:
             else:
                 self._spool_events(leftovers)
                 claim.delete()
-        delivered = len(claim.events) - len(leftovers)
+        delivered = self._counters["sent"] - sent_before
         if delivered:
             self._counters.add("replayed", delivered)
         if leftovers:
