@@ -194,7 +194,7 @@ class NodeAttempt:
     def _begin(self, run: Run) -> None:
         p = run._pipeline
         assert p is not None
-        self._span = SpanScope(self.node_id, None, lambda: self._span_attributes(run))
+        self._span = SpanScope(self.node_id, None, lambda: self._span_attributes(run), run.tracer)
         self.span_id = self._span.span_id
         self._started_ts = format_ts(time.time_ns())
         data: dict[str, Any] = {
@@ -361,7 +361,7 @@ def record_skip(node_id: str, reason: str, *, item: int | None = None, location:
     if run is None or not run.active:
         return
     try:
-        scope = SpanScope(node_id)
+        scope = SpanScope(node_id, tracer=run.tracer)
         data: dict[str, Any] = {
             "node_id": node_id,
             "span_id": scope.span_id,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -39,6 +39,7 @@ from flowledger._version import __version__
 __all__ = [
     "SpanScope",
     "app_provider_active",
+    "app_tracer",
     "context_from_traceparent",
     "inject",
     "traceparent",
@@ -48,6 +49,8 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _W3C = TraceContextTextMapPropagator()
 _INVALID_PROVIDERS = (ProxyTracerProvider, trace.NoOpTracerProvider)
 _tracer_cache: dict[int, trace.Tracer] = {}
+_LOOK_UP: Final = object()
+"""SpanScope's default: look up the application's tracer now."""
 
 
 def _app_tracer() -> trace.Tracer | None:
@@ -61,6 +64,11 @@ def _app_tracer() -> trace.Tracer | None:
         _tracer_cache.clear()
         _tracer_cache[key] = tracer
     return tracer
+
+
+def app_tracer() -> trace.Tracer | None:
+    """The application's tracer for flowledger spans, or None when it installed no provider."""
+    return _app_tracer()
 
 
 def app_provider_active() -> bool:
@@ -104,11 +112,13 @@ class SpanScope:
         name: str,
         parent: otel_context.Context | None = None,
         attributes: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+        tracer: trace.Tracer | object | None = _LOOK_UP,
     ) -> None:
         parent_span = trace.get_current_span(parent).get_span_context()
-        tracer = _app_tracer()
+        if tracer is _LOOK_UP:
+            tracer = _app_tracer()
         span: trace.Span
-        if tracer is not None:
+        if isinstance(tracer, trace.Tracer):
             attrs = _attrs(attributes() if callable(attributes) else attributes)
             span = tracer.start_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=attrs)
             ctx = span.get_span_context()

@@ -17,12 +17,14 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Final
 
+from opentelemetry.trace import Tracer
+
 from flowledger._exceptions import RunAborted
 from flowledger._wire import EventKind, RunStatus, TriggerType, format_ts
 from flowledger.instrument import _context, _heartbeat
 from flowledger.instrument._capture import capture
 from flowledger.instrument._cost import Cost
-from flowledger.instrument._otel import SpanScope, context_from_traceparent
+from flowledger.instrument._otel import SpanScope, app_tracer, context_from_traceparent
 from flowledger.instrument._pipeline import Pipeline, pipeline
 
 __all__ = ["Run", "error_record", "run"]
@@ -74,6 +76,7 @@ class Run:
         self.traceparent = traceparent
         self.attributes = dict(attributes) if attributes else None
         self.cost = Cost()
+        self.tracer: Tracer | None = None
         self.run_id = ""
         self.trace_id = ""
         self.span_id = ""
@@ -176,7 +179,8 @@ class Run:
             self._pipeline = p
             self.run_id = new_event_id()
             parent = context_from_traceparent(self.traceparent)
-            self._span = SpanScope(f"run {self.workflow_id}", parent, self._span_attributes())
+            self.tracer = app_tracer()  # looked up once a run: its nodes use the same
+            self._span = SpanScope(f"run {self.workflow_id}", parent, self._span_attributes(), self.tracer)
             self.trace_id, self.span_id = self._span.trace_id, self._span.span_id
             self._started_ns = time.time_ns()
             self._t0 = time.perf_counter()
