@@ -244,3 +244,27 @@ def test_main_reads_input_from_stdin(
     monkeypatch.setattr("sys.stdin", io.StringIO("5"))
     assert main(module.WORKFLOW, ["--input", "-"]) == 0
     assert json.loads(capsys.readouterr().out) == 10
+
+
+def test_next_cron_time_is_strictly_later_and_in_utc() -> None:
+    """The next cron time is the first matching minute after the given time, evaluated in UTC."""
+    from datetime import UTC, datetime
+
+    from flowledger.instrument._triggers import next_cron_time
+
+    at = datetime(2026, 11, 23, 10, 5, 0, tzinfo=UTC).timestamp()  # a Monday, 10:05 UTC
+    assert datetime.fromtimestamp(next_cron_time("5 * * * 1-5", at), UTC) == datetime(2026, 11, 23, 11, 5, tzinfo=UTC)
+    assert datetime.fromtimestamp(next_cron_time("*/15 * * * *", at + 0.5), UTC) == datetime(
+        2026, 11, 23, 10, 15, tzinfo=UTC
+    )
+
+
+def test_schedule_needs_exactly_one_timing() -> None:
+    """A Schedule spec with neither or both of every_s and cron is refused."""
+    from flowledger import ConfigError
+    from flowledger.instrument._workflow import Schedule
+
+    with pytest.raises(ConfigError):
+        Schedule()
+    with pytest.raises(ConfigError):
+        Schedule(every_s=1.0, cron="* * * * *")

@@ -87,6 +87,23 @@ CORPUS: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
+        "schedule needs exactly one of every_s and cron",
+        HEAD
+        + "trigger: {type: schedule, schedule: {every_s: 5, cron: '* * * * *'}}\nnodes:\n  - {id: a, call: 'm:f'}\n",
+        [
+            "wf.yaml:3:37: trigger.schedule: give exactly one of `every_s: SECONDS` or "
+            '`cron: "MIN HOUR DAY MONTH WEEKDAY"`'
+        ],
+    ),
+    (
+        "bad cron expressions",
+        HEAD + "trigger: {type: schedule, schedule: {cron: '61 * * * *'}}\nnodes:\n  - {id: a, call: 'm:f'}\n",
+        [
+            "wf.yaml:3:44: trigger.schedule.cron: '61 * * * *' is not a cron expression (bad minute); write five "
+            "fields `MIN HOUR DAY MONTH WEEKDAY`, e.g. `*/5 * * * *` (evaluated in UTC)"
+        ],
+    ),
+    (
         "limits must be positive numbers",
         HEAD + "limits: {deadline_s: '10', budget_usd: -1}\nnodes:\n  - {id: a, call: 'm:f'}\n",
         [

@@ -153,6 +153,8 @@ class Trigger:
     kind: TriggerKind
     http_path: str | None = None
     every_s: float | None = None
+    cron: str | None = None
+    """A five-field cron expression, evaluated in UTC."""
 
 
 @dataclass(frozen=True, slots=True)

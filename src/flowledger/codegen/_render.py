@@ -98,8 +98,10 @@ def _workflow_fields(definition: Definition) -> list[tuple[str, Any]]:
     trigger = definition.trigger
     if trigger.kind is TriggerKind.HTTP:
         fields.append(("trigger", Construct("fw.HttpTrigger", (trigger.http_path,))))
+    elif trigger.kind is TriggerKind.SCHEDULE and trigger.cron is not None:
+        fields.append(("trigger", Construct("fw.Schedule", (), (("cron", trigger.cron),))))
     elif trigger.kind is TriggerKind.SCHEDULE:
-        fields.append(("trigger", Construct("fw.Schedule", (trigger.every_s,))))
+        fields.append(("trigger", Construct("fw.Schedule", (), (("every_s", trigger.every_s),))))
     limits = definition.limits
     limit_kwargs = tuple(
         (name, value)

@@ -12,6 +12,7 @@ import builtins
 import keyword
 import re
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -58,7 +59,7 @@ TOP_KEYS: Final = ("flowledger", "workflow", "trigger", "limits", "output", "nod
 WORKFLOW_KEYS: Final = ("id", "name", "version")
 TRIGGER_KEYS: Final = ("type", "http", "schedule")
 TRIGGER_HTTP_KEYS: Final = ("path",)
-TRIGGER_SCHEDULE_KEYS: Final = ("every_s",)
+TRIGGER_SCHEDULE_KEYS: Final = ("every_s", "cron")
 LIMITS_KEYS: Final = ("deadline_s", "budget_usd")
 NODE_KEYS: Final = (
     "id",
@@ -324,14 +325,41 @@ class _Validator:
             return Trigger(kind, http_path=route)
         if kind is TriggerKind.SCHEDULE:
             if "schedule" not in section:
-                self.at(path, "a schedule trigger needs `schedule: {every_s: SECONDS}`")
+                self.at(path, "a schedule trigger needs `schedule: {every_s: SECONDS}` or `schedule: {cron: EXPR}`")
                 return None
-            spec = self.mapping(section["schedule"], (*path, "schedule"), TRIGGER_SCHEDULE_KEYS, required=("every_s",))
-            if spec is None or "every_s" not in spec:
+            where = (*path, "schedule")
+            spec = self.mapping(section["schedule"], where, TRIGGER_SCHEDULE_KEYS)
+            if spec is None:
                 return None
-            every = self.number(spec["every_s"], (*path, "schedule", "every_s"), minimum=0, exclusive=True)
+            if ("every_s" in spec) == ("cron" in spec):
+                self.at(where, 'give exactly one of `every_s: SECONDS` or `cron: "MIN HOUR DAY MONTH WEEKDAY"`')
+                return None
+            if "cron" in spec:
+                cron = self.cron(spec["cron"], (*where, "cron"))
+                return None if cron is None else Trigger(kind, cron=cron)
+            every = self.number(spec["every_s"], (*where, "every_s"), minimum=0, exclusive=True)
             return None if every is None else Trigger(kind, every_s=every)
         return Trigger(kind)
+
+    def cron(self, value: Any, path: Path) -> str | None:
+        text = self.text(value, path, max_length=256)
+        if text is None:
+            return None
+        try:
+            from cronsim import CronSim, CronSimError
+        except ImportError:  # pragma: no cover - cronsim ships with the codegen extra
+            self.at(path, "cron schedules need the cronsim package: pip install 'flowledger[codegen]'")
+            return None
+        try:
+            CronSim(text, datetime.now(UTC))
+        except CronSimError as exc:
+            self.at(
+                path,
+                f"{text!r} is not a cron expression ({str(exc).lower()}); "
+                "write five fields `MIN HOUR DAY MONTH WEEKDAY`, e.g. `*/5 * * * *` (evaluated in UTC)",
+            )
+            return None
+        return text
 
     def limits(self, value: Any, path: Path) -> Limits | None:
         section = self.mapping(value, path, LIMITS_KEYS)

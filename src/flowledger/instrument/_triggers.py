@@ -9,7 +9,8 @@
   W3C trace, and answers with the output (400 for a body that is not JSON,
   500 with the run id when the run fails). Starlette is imported on the
   first request, so importing a generated module stays cheap.
-- :func:`serve_schedule` starts a run every ``every_s`` seconds and never
+- :func:`serve_schedule` starts a run every ``every_s`` seconds (or at each
+  time a cron expression matches, in UTC) and never
   overlaps runs unless asked: a run that overruns its slot delays the next
   one rather than stacking them.
 """
@@ -26,10 +27,11 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from flowledger._exceptions import ConfigError
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.instrument._workflow import HttpTrigger, RunResult, Schedule, Workflow, execute_run
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "http_app", "main", "serve_schedule"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "http_app", "main", "next_cron_time", "serve_schedule"]
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -39,6 +41,8 @@ EXIT_FLUSH_TIMEOUT_S: Final = 2.0
 MAX_HTTP_BODY_BYTES: Final = 10 * 1024 * 1024
 DEFAULT_HTTP_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 8000
+MAX_SCHEDULE_SLEEP_S: Final = 60.0
+"""The schedule loop re-reads the clock at least this often (the wall clock may jump)."""
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -167,7 +171,7 @@ async def serve_schedule(
     """Start a run every ``every_s`` seconds until SIGINT/SIGTERM or ``max_runs``; return the results."""
     if not isinstance(workflow.trigger, Schedule):
         raise TypeError(f"workflow {workflow.id} has no schedule trigger")
-    every_s = workflow.trigger.every_s
+    schedule = workflow.trigger
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -191,13 +195,13 @@ async def serve_schedule(
         return result
 
     try:
-        next_at = time.monotonic()
+        next_at = time.time() if schedule.cron is None else next_cron_time(schedule.cron, time.time())
         started = 0
         while not stop.is_set() and (max_runs is None or started < max_runs):
-            wait_s = next_at - time.monotonic()
+            wait_s = next_at - time.time()
             if wait_s > 0:
                 try:
-                    await asyncio.wait_for(stop.wait(), wait_s)
+                    await asyncio.wait_for(stop.wait(), min(wait_s, MAX_SCHEDULE_SLEEP_S))
                 except TimeoutError:
                     pass
                 continue
@@ -208,15 +212,31 @@ async def serve_schedule(
                 task.add_done_callback(running.discard)
             else:
                 await one()
-            next_at += every_s
-            if not overlap:  # a run that overran its slot delays the next one; missed slots are not made up
-                next_at = max(next_at, time.monotonic())
+            # Without --overlap a run that overran its slot delays the next one; missed slots are not made up.
+            after = next_at if overlap else max(next_at, time.time())
+            if schedule.cron is not None:
+                next_at = next_cron_time(schedule.cron, after)
+            else:
+                assert schedule.every_s is not None
+                next_at = next_at + schedule.every_s if overlap else max(next_at + schedule.every_s, time.time())
         if running:
             await asyncio.gather(*running, return_exceptions=True)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
     return results
+
+
+def next_cron_time(expression: str, after: float) -> float:
+    """The first time (epoch seconds) strictly after ``after`` that the cron ``expression`` matches, in UTC."""
+    from datetime import UTC, datetime
+
+    try:
+        from cronsim import CronSim
+    except ImportError:  # pragma: no cover - cronsim ships with the codegen extra
+        raise ConfigError("cron schedules need the cronsim package: pip install 'flowledger[codegen]'") from None
+    start = datetime.fromtimestamp(after, UTC).replace(microsecond=0)
+    return next(CronSim(expression, start)).timestamp()
 
 
 # --- http -------------------------------------------------------------------

@@ -194,9 +194,14 @@ class HttpTrigger:
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """``python module.py --serve`` starts a run every ``every_s`` seconds."""
+    """``python module.py --serve`` starts a run every ``every_s`` seconds, or at each ``cron`` time (UTC)."""
 
-    every_s: float
+    every_s: float | None = None
+    cron: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.every_s is None) == (self.cron is None):
+            raise ConfigError("a schedule needs exactly one of every_s= or cron=")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ DEFINITION_SHA256 = "9986971dd33602e9c830522425174e83327ee5d7cb37e2be6681ce6b21a
 
 WORKFLOW = fw.Workflow(
     id="nightly-sync",
-    trigger=fw.Schedule(300.0),
+    trigger=fw.Schedule(every_s=300.0),
     output="push",
     definition_file=DEFINITION_FILE,
     definition_sha256=DEFINITION_SHA256,
