@@ -95,6 +95,14 @@ NODE_TRANSITIONS: Final[dict[tuple[NodeStatus | None, Signal], Outcome]] = {
 """(current attempt status, signal) -> outcome. ``None`` is an attempt not seen yet."""
 
 
+# Lookups on the hot path: keyed by the plain string values, whose hash is computed in C
+# (an Enum member's hash is a Python-level call).
+_RUN_FAST: Final = {(s._value_ if s is not None else None, g._value_): o for (s, g), o in RUN_TRANSITIONS.items()}
+_NODE_FAST: Final = {(s._value_ if s is not None else None, g._value_): o for (s, g), o in NODE_TRANSITIONS.items()}
+_RUN_STATUS: Final = {s.value: s for s in RunStatus}
+_NODE_STATUS: Final = {s.value: s for s in NodeStatus}
+
+
 class FoldEvent(Protocol):
     """What the fold reads from an event (``PreparedEvent`` has it)."""
 
@@ -117,9 +125,9 @@ class FoldEvent(Protocol):
 
 
 def completed_at(started_at: str, duration_ms: float) -> str:
-    """``started_at`` plus ``duration_ms``, in the same normalised form."""
-    start = datetime.fromisoformat(started_at)
-    return (start + timedelta(milliseconds=duration_ms)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``started_at`` plus ``duration_ms``, in the same normalised form (``...ffffffZ``)."""
+    start = datetime.fromisoformat(started_at[:-1])  # naive UTC: the normalised form always ends in Z
+    return (start + timedelta(milliseconds=duration_ms)).isoformat(timespec="microseconds") + "Z"
 
 
 @dataclass(slots=True)
@@ -201,7 +209,6 @@ class NodeState:
 NODE_COLUMNS: Final = tuple(f.name for f in fields(NodeState))
 _NODE_SHARED: Final = ("node_id", "attempt", "item", "effect", "idempotency_key", "parent_span_id")
 _RUN_SHARED: Final = ("workflow_id", "workflow_name")
-_TAKES_EVENT: Final = frozenset({Outcome.FROM_EVENT, Outcome.TIEBREAK})
 
 
 def _set_cost(state: RunState | NodeState, cost: dict[str, Any] | None) -> None:
@@ -222,14 +229,9 @@ def fold_run(state: RunState | None, event: FoldEvent) -> RunState:
     kind = event.kind
     data = event.data
     signal = (
-        Signal.STARTED
-        if kind is EventKind.RUN_STARTED
-        else Signal.FINISHED
-        if kind is EventKind.RUN_FINISHED
-        else Signal.ACTIVITY
+        "started" if kind is EventKind.RUN_STARTED else "finished" if kind is EventKind.RUN_FINISHED else "activity"
     )
-    current = run.status if run.seen else None
-    outcome = RUN_TRANSITIONS[(current, signal)]
+    outcome = _RUN_FAST[(run.status._value_ if run.seen else None, signal)]
     run.seen = True
     run.last_seen_at = _later(run.last_seen_at, event.ts)
     if run.project is None and event.project is not None:
@@ -250,10 +252,12 @@ def fold_run(state: RunState | None, event: FoldEvent) -> RunState:
         if run.started_at is None:
             run.started_at = event.ts
     elif kind is EventKind.RUN_FINISHED:
-        if outcome in _TAKES_EVENT and (run.finished_event_id is None or event.event_id > run.finished_event_id):
+        if (outcome is Outcome.FROM_EVENT or outcome is Outcome.TIEBREAK) and (
+            run.finished_event_id is None or event.event_id > run.finished_event_id
+        ):
             run.finished_event_id = event.event_id
             run.output_seq = event.seq
-            run.status = RunStatus(data["status"])
+            run.status = _RUN_STATUS[data["status"]]
             run.stuck_reason = None
             run.started_at = event.started_at
             run.duration_ms = data["duration_ms"]
@@ -298,7 +302,8 @@ def fold_node(state: NodeState | None, event: FoldEvent) -> NodeState:
     data = event.data
     node = state if state is not None else NodeState(run_id=event.run_id, span_id=data["span_id"])
     finished_event = event.kind is EventKind.NODE_FINISHED
-    outcome = NODE_TRANSITIONS[(node.status, Signal.FINISHED if finished_event else Signal.STARTED)]
+    status = node.status
+    outcome = _NODE_FAST[(None if status is None else status._value_, "finished" if finished_event else "started")]
     if not finished_event:
         # node_finished decides; node_started only fills what is still unknown.
         if node.started_event_id is None or event.event_id > node.started_event_id:
@@ -315,10 +320,12 @@ def fold_node(state: NodeState | None, event: FoldEvent) -> NodeState:
         if outcome is Outcome.RUNNING:
             node.status = NodeStatus.RUNNING
         return node
-    if outcome in _TAKES_EVENT and (node.finished_event_id is None or event.event_id > node.finished_event_id):
+    if (outcome is Outcome.FROM_EVENT or outcome is Outcome.TIEBREAK) and (
+        node.finished_event_id is None or event.event_id > node.finished_event_id
+    ):
         node.finished_event_id = event.event_id
         node.output_seq = event.seq
-        node.status = NodeStatus(data["status"])
+        node.status = _NODE_STATUS[data["status"]]
         for name in _NODE_SHARED:
             value = data.get(name)
             if value is not None:
