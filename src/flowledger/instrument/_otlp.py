@@ -6,7 +6,11 @@ plain protobuf JSON mapping): trace and span ids are lowercase hex,
 numbers. One finished run or node attempt becomes one span of kind
 INTERNAL; a failure sets status ERROR with the message and adds an
 ``exception`` span event per the OpenTelemetry semantic conventions.
-Attributes live under ``flowledger.*``.
+Attributes live under ``flowledger.*`` (docs/otel.md lists them); the
+resource carries ``service.name`` and ``telemetry.sdk.*``. Node events do
+not repeat the workflow's id, name and version: :class:`RunMemo` remembers
+them from each ``run_started`` (a bounded map, filled by the same sender
+thread that builds the spans), so node spans carry them too.
 """
 
 from __future__ import annotations
@@ -14,19 +18,26 @@ from __future__ import annotations
 import calendar
 import enum
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Final
 
 from flowledger._version import __version__
 from flowledger._wire import EventKind
 
-__all__ = ["SpanKind", "StatusCode", "export_request", "span_from_event", "timestamp_unix_ns"]
+__all__ = ["RunMemo", "SpanKind", "StatusCode", "export_request", "span_from_event", "timestamp_unix_ns"]
 
 SCOPE_NAME: Final = "flowledger"
 NS_PER_MS: Final = 1_000_000
 _TS = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:[Zz]|([+-])(\d{2}):(\d{2}))$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+RUN_MEMO_MAX_RUNS: Final = 4096
+"""Runs whose workflow attributes the span builder remembers (the oldest are forgotten first)."""
+_RUN_FIELDS: Final = ("workflow_id", "workflow_name", "workflow_version", "trigger_type", "dry_run")
 
 
 class SpanKind(enum.IntEnum):
@@ -65,6 +76,8 @@ def _value(value: Any) -> dict[str, Any] | None:
     if isinstance(value, bool):
         return {"boolValue": value}
     if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:  # OTLP ints are int64: keep the exact digits as text
+            return {"stringValue": str(value)}
         return {"intValue": str(value)}
     if isinstance(value, float):
         return {"doubleValue": value}
@@ -84,18 +97,51 @@ def _attributes(pairs: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def span_from_event(event: dict[str, Any]) -> dict[str, Any] | None:
+class RunMemo:
+    """Workflow id, name, version, trigger and dry-run flag of recent runs, by run id (bounded)."""
+
+    def __init__(self, max_runs: int = RUN_MEMO_MAX_RUNS) -> None:
+        self._max_runs = max(1, max_runs)
+        self._runs: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, run_id: str, data: dict[str, Any]) -> None:
+        """Keep the workflow fields of a ``run_started`` event's data."""
+        fields = {name: data[name] for name in _RUN_FIELDS if data.get(name) is not None}
+        with self._lock:
+            self._runs[run_id] = fields
+            self._runs.move_to_end(run_id)
+            while len(self._runs) > self._max_runs:
+                self._runs.popitem(last=False)
+
+    def get(self, run_id: Any) -> dict[str, Any]:
+        """The remembered fields of a run (empty when unknown)."""
+        with self._lock:
+            return dict(self._runs.get(run_id, {})) if isinstance(run_id, str) else {}
+
+
+_RUNS: Final = RunMemo()
+
+
+def span_from_event(event: dict[str, Any], runs: RunMemo | None = _RUNS) -> dict[str, Any] | None:
     """The OTLP JSON span of a ``run_finished`` or ``node_finished`` event.
 
     None for any other kind, or when the event lacks what a span needs
     (a 32-hex trace id, a 16-hex span id, a start time and a duration).
+    A ``run_started`` event gives no span but is remembered in ``runs``, whose
+    workflow fields then fill in the run's and its nodes' spans.
     """
     kind = event.get("kind")
-    if kind not in (EventKind.RUN_FINISHED, EventKind.NODE_FINISHED):
-        return None
     data = event.get("data")
     if not isinstance(data, dict):
         return None
+    if kind == EventKind.RUN_STARTED and runs is not None and isinstance(event.get("run_id"), str):
+        runs.remember(event["run_id"], data)
+        return None
+    if kind not in (EventKind.RUN_FINISHED, EventKind.NODE_FINISHED):
+        return None
+    known = runs.get(event.get("run_id")) if runs is not None else {}
+    data = {**known, **data}
     trace_id, span_id = data.get("trace_id"), data.get("span_id")
     if not (
         isinstance(trace_id, str) and _HEX32.match(trace_id) and isinstance(span_id, str) and _HEX16.match(span_id)
@@ -124,6 +170,8 @@ def span_from_event(event: dict[str, Any]) -> dict[str, Any] | None:
         [
             ("flowledger.workflow.id", workflow_id),
             ("flowledger.workflow.name", data.get("workflow_name")),
+            ("flowledger.workflow.version", data.get("workflow_version")),
+            ("flowledger.trigger", data.get("trigger_type") if is_run else None),
             ("flowledger.run.id", event.get("run_id")),
             ("flowledger.node.id", None if is_run else data.get("node_id")),
             ("flowledger.node.attempt", None if is_run else data.get("attempt")),
@@ -134,8 +182,13 @@ def span_from_event(event: dict[str, Any]) -> dict[str, Any] | None:
             ("flowledger.definition.line", location.get("line")),
             ("flowledger.cost.usd", _as_float(cost.get("usd"))),
             ("flowledger.cost.tokens", cost.get("tokens")),
-            ("flowledger.dry_run", data.get("dry_run")),
+            ("flowledger.cost.tool_calls", cost.get("tool_calls")),
+            ("flowledger.cost.external_requests", cost.get("external_requests")),
+            ("flowledger.dry_run", data.get("dry_run") if is_run else None),
             ("flowledger.effect", data.get("effect")),
+            ("flowledger.node.skip_reason", None if is_run else data.get("skip_reason")),
+            ("flowledger.node.simulated", None if is_run else data.get("simulated")),
+            ("flowledger.node.duplicate", None if is_run else data.get("duplicate")),
         ]
     )
     span: dict[str, Any] = {
@@ -191,7 +244,16 @@ def export_request(spans: list[dict[str, Any]], *, service_name: str) -> dict[st
     return {
         "resourceSpans": [
             {
-                "resource": {"attributes": _attributes([("service.name", service_name)])},
+                "resource": {
+                    "attributes": _attributes(
+                        [
+                            ("service.name", service_name),
+                            ("telemetry.sdk.name", SCOPE_NAME),
+                            ("telemetry.sdk.language", "python"),
+                            ("telemetry.sdk.version", __version__),
+                        ]
+                    )
+                },
                 "scopeSpans": [{"scope": {"name": SCOPE_NAME, "version": __version__}, "spans": spans}],
             }
         ]
