@@ -50,7 +50,7 @@ def build_runs(count: int) -> list[dict[str, Any]]:
         run_id, trace_id, run_span = new_event_id(), secrets.token_hex(16), secrets.token_hex(8)
         seq = 0
 
-        def emit(kind: str, data: dict[str, Any]) -> None:
+        def emit(kind: str, data: dict[str, Any], run_id: str = run_id) -> None:
             nonlocal seq, producer_seq, clock
             clock += 1_000_000
             events.append(
@@ -172,8 +172,10 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
         server = subprocess.Popen(
-            [sys.executable, "-c", "from flowledger.cli import main; main()", "serve", "--db", str(db)]
-            + ["--port", str(port), "--log-level", "warning"],
+            [
+                *(sys.executable, "-c", "from flowledger.cli import main; main()"),
+                *("serve", "--db", str(db), "--port", str(port), "--log-level", "warning"),
+            ],
             env=env,
         )
         try:
