@@ -37,7 +37,7 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_FLUSH_TIMEOUT_S: Final = 2.0
-"""How long a command-line run waits at most for its records to go out."""
+"""How long a command-line run waits at most for its records to go out (the rest is spooled)."""
 MAX_HTTP_BODY_BYTES: Final = 10 * 1024 * 1024
 DEFAULT_HTTP_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 8000
@@ -113,6 +113,13 @@ def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | N
 
 
 def _flush() -> None:
+    """Send the run's records before the process exits, waiting at most EXIT_FLUSH_TIMEOUT_S.
+
+    What does not go out in time (the receiver is down or slow) is spooled to
+    disk by the SDK's exit hook and sent by a later process, so a command-line
+    run never hangs on its telemetry. Only a flush: ``main`` may be called
+    in-process, where shutting the SDK down would be rude.
+    """
     from flowledger.instrument._pipeline import flush
 
     flush(timeout_s=EXIT_FLUSH_TIMEOUT_S)
