@@ -28,6 +28,7 @@ free_text = st.one_of(
 url_text = free_text.filter(lambda s: s.isprintable() and not any(c.isspace() for c in s))
 path_text = url_text.filter(lambda s: "{" not in s and "}" not in s)
 header_text = free_text.filter(lambda s: "\r" not in s and "\n" not in s)
+header_name = st.text(st.sampled_from("!#$%&'*+.^_`|~-0123456789azAZ"), min_size=1, max_size=12)
 json_leaf = st.one_of(
     free_text, st.integers(), st.booleans(), st.none(), st.floats(allow_nan=False, allow_infinity=False)
 )
@@ -38,7 +39,9 @@ json_value = st.recursive(
 )
 
 
-def _definition(name: str, version: str, path: str, header: str, url: str, kwarg: Any) -> dict[str, Any]:
+def _definition(
+    name: str, version: str, path: str, header: str, url: str, kwarg: Any, header_key: str
+) -> dict[str, Any]:
     return {
         "flowledger": 1,
         "workflow": {"id": "fuzz", "name": name, "version": version},
@@ -48,7 +51,7 @@ def _definition(name: str, version: str, path: str, header: str, url: str, kwarg
             {"id": "first", "call": "pkg.mod:fn", "with": {"value": kwarg, "secret": {"env": "KEY"}}},
             {
                 "id": "hook",
-                "http": {"url": url, "headers": {"X-Value": header}},
+                "http": {"url": url, "headers": {"X-Value": header, header_key: "v"}},
                 "needs": ["first"],
             },
         ],
@@ -116,12 +119,20 @@ def _strings(value: Any, out: dict[str, Any], counter: list[int]) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=free_text, version=free_text, path=path_text, header=header_text, url=url_text, kwarg=json_value)
+@given(
+    name=free_text,
+    version=free_text,
+    path=path_text,
+    header=header_text,
+    url=url_text,
+    kwarg=json_value,
+    header_key=header_name.filter(lambda s: s != "X-Value"),
+)
 def test_no_definition_string_becomes_code(
-    tmp_path: Path, name: str, version: str, path: str, header: str, url: str, kwarg: Any
+    tmp_path: Path, name: str, version: str, path: str, header: str, url: str, kwarg: Any, header_key: str
 ) -> None:
     """Whatever the strings hold, the module's AST is the generator's own and each value round-trips exactly."""
-    values = [name, version, "/" + path, header, "https://h.test/" + url, kwarg]
+    values = [name, version, "/" + path, header, "https://h.test/" + url, kwarg, header_key]
     shape = _placeholders(values, [0])
     shape[2], shape[4] = "/" + shape[2], "https://h.test/" + shape[4]  # keep the path and URL valid
     originals: dict[str, Any] = {}
