@@ -124,6 +124,15 @@ def client(url: str, runs: int, batch: int, ready: Any, go: Any, results: Any) -
     results.put((len(events), retries, events if runs <= 0 else None))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (all its threads) so far, from /proc; 0 where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -199,10 +208,13 @@ def main() -> None:
             for proc in procs:
                 proc.start()
             ready.wait()  # every client has built and encoded its batches
+            cpu_before = cpu_seconds(server.pid)
+            load_before = os.getloadavg()[0]
             started = time.perf_counter()
             go.set()
             outcomes = [results.get(timeout=600) for _ in procs]
             elapsed = time.perf_counter() - started
+            cpu_used = cpu_seconds(server.pid) - cpu_before
             for proc in procs:
                 proc.join()
             stored = sqlite3.connect(db).execute("SELECT count(*) FROM ledger").fetchone()[0]
@@ -223,6 +235,12 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}  clients: {args.clients}  batch: {args.batch} events/request")
     print(f"events sent: {sent}  stored: {stored}  (503 retries: {retries})  verify: {verify.stdout.strip()}")
     print(f"end to end over HTTP : {sent / elapsed:>10,.0f} events/s  ({elapsed:.2f} s)")
+    if cpu_used:
+        per_event_us = cpu_used / sent * 1e6
+        print(
+            f"receiver CPU         : {per_event_us:>10.1f} us/event  ({cpu_used:.2f} s over {elapsed:.2f} s wall; "
+            f"load average before the run {load_before:.1f})"
+        )
     print(f"raw sqlite3 executemany: {total / raw_s:>8,.0f} events/s  ({raw_s:.2f} s, ledger rows only)")
     if stored != sent:
         sys.exit("the ledger does not hold every event sent")
