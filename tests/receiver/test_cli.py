@@ -175,3 +175,17 @@ def test_not_a_database_is_one_error_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(runs_command, ["--db", str(bogus)])
     assert result.exit_code == 1
     assert "not a flowledger database" in result.output
+
+
+def test_serve_with_an_unusable_database_is_one_error_line(tmp_path: Path) -> None:
+    """serve refuses a --db it cannot open, or that is not flowledger's, before starting the server."""
+    from flowledger.receiver._cli import serve_command
+
+    missing_dir = CliRunner().invoke(serve_command, ["--db", str(tmp_path / "no" / "such" / "x.db"), "--port", "0"])
+    assert missing_dir.exit_code == 1
+    assert missing_dir.output.startswith("error: cannot open the database")
+    bogus = tmp_path / "bogus.db"
+    bogus.write_bytes(b"not a database" * 200)
+    result = CliRunner().invoke(serve_command, ["--db", str(bogus), "--port", "0"])
+    assert result.exit_code == 1
+    assert "not a flowledger database" in result.output

@@ -137,6 +137,7 @@ def serve_command(
     from flowledger.receiver._auth import keys_from_env, load_keys_file
     from flowledger.receiver._config import ReceiverConfig, config_from_env
     from flowledger.receiver._server import serve
+    from flowledger.receiver._sqlite import prepare_file
 
     config = config_from_env(ReceiverConfig(db_path=db))
     keys = keys_from_env(os.environ.get("FLOWLEDGER_RECEIVER_API_KEYS"))
@@ -145,6 +146,7 @@ def serve_command(
     config = replace(config, api_keys=keys)
     if stuck_after_s is not None:
         config = replace(config, stuck_after_s=stuck_after_s)
+    prepare_file(db)  # a bad --db is one error line here, not a failed app startup
     click.echo(f"flowledger receiver on http://{host}:{port} with {db}" + (" (API keys on)" if keys else ""), err=True)
     serve(config, host=host, port=port, log_level=log_level)
 

@@ -51,8 +51,11 @@ def _now_ts() -> str:
     return format_ts(time.time_ns())
 
 
-def _prepare_file(path: Path) -> None:
-    """Create (or check) the database file and bring its schema up to date, synchronously."""
+def prepare_file(path: Path) -> None:
+    """Create (or check) the database file and bring its schema up to date, synchronously.
+
+    Raises StoreError (or SchemaVersionError) with one clear sentence when the file cannot be used.
+    """
     try:
         conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
@@ -128,7 +131,7 @@ class SqliteStore:
         if self._readonly:
             await asyncio.to_thread(_check_readable, self.path)
         else:
-            await asyncio.to_thread(_prepare_file, self.path)
+            await asyncio.to_thread(prepare_file, self.path)
             self._writer = await self._connect(readonly=False)
             rows = await self._writer.execute_fetchall("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
             for seq, head in rows:
