@@ -190,6 +190,9 @@ class Forwarder:
                 job = await self._queue.get()
                 try:
                     result = await self._post(client, job)
+                except asyncio.CancelledError:  # stopped while this body was in flight
+                    self._count_drop(job.items)
+                    raise
                 except Exception as exc:  # never let one body end forwarding
                     _log.warning("forwarding to %s failed: %r", self.endpoint, exc)
                     result = ForwardResult.FAILED
