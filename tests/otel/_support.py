@@ -138,3 +138,42 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env["FLOWLEDGER_SPOOL_DIR"] = os.environ.get("FLOWLEDGER_SPOOL_DIR", "")
     env.update(extra)
     return env
+
+
+def run_events(
+    trace_id: str, run_span: str, node_span: str, *, workflow_id: str = "order-intake"
+) -> tuple[str, list[dict[str, Any]]]:
+    """A run id and the wire events of a run with one node ``fetch``, as an SDK would emit them."""
+    from flowledger._wire import format_ts, new_event_id
+
+    run_id, producer = new_event_id(), new_event_id()
+    start_ns = time.time_ns()
+    events: list[dict[str, Any]] = []
+
+    def add(kind: str, data: dict[str, Any], offset_ms: int) -> None:
+        seq = len(events)
+        events.append(
+            {
+                "v": 1,
+                "event_id": new_event_id(),
+                "kind": kind,
+                "run_id": run_id,
+                "seq": seq,
+                "ts": format_ts(start_ns + offset_ms * 1_000_000),
+                "producer_id": producer,
+                "producer_seq": seq,
+                "data": data,
+            }
+        )
+
+    started = format_ts(start_ns)
+    node_started = format_ts(start_ns + 1_000_000)
+    ids = {"trace_id": trace_id, "span_id": run_span}
+    workflow = {"workflow_id": workflow_id, "workflow_name": "Order intake", "trigger_type": "manual", "dry_run": False}
+    add("run_started", {**workflow, **ids}, 0)
+    node = {"node_id": "fetch", "span_id": node_span, "parent_span_id": run_span, "trace_id": trace_id, "attempt": 1}
+    add("node_started", node, 1)
+    add("node_finished", {**node, "status": "succeeded", "started_at": node_started, "duration_ms": 2.0}, 3)
+    finished = {"status": "succeeded", "started_at": started, "duration_ms": 4.0, "workflow_id": workflow_id, **ids}
+    add("run_finished", finished, 4)
+    return run_id, events
