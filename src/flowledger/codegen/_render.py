@@ -97,7 +97,7 @@ def _workflow_fields(definition: Definition) -> list[tuple[str, Any]]:
         fields.append(("version", info.version))
     trigger = definition.trigger
     if trigger.kind is TriggerKind.HTTP:
-        fields.append(("trigger", Construct("fw.HttpTrigger", (trigger.http_path,))))
+        fields.append(("trigger", Construct("fw.HttpTrigger", (), (("path", trigger.http_path),))))
     elif trigger.kind is TriggerKind.SCHEDULE and trigger.cron is not None:
         fields.append(("trigger", Construct("fw.Schedule", (), (("cron", trigger.cron),))))
     elif trigger.kind is TriggerKind.SCHEDULE:

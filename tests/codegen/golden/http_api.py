@@ -23,7 +23,7 @@ DEFINITION_SHA256 = "7812cd651533a3beeedb8e1d4890287585bb2b1930cfefe0fc482550f34
 WORKFLOW = fw.Workflow(
     id="quote-api",
     name="Quote API",
-    trigger=fw.HttpTrigger("/quotes"),
+    trigger=fw.HttpTrigger(path="/quotes"),
     output="answer",
     definition_file=DEFINITION_FILE,
     definition_sha256=DEFINITION_SHA256,
