@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -151,6 +152,7 @@ def _store_view(path: Path, batches: list[list[PreparedEvent]], run_ids: list[st
     return asyncio.run(main())
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_stored_projection_converges_over_arrival_orders(data: st.DataObject) -> None:
