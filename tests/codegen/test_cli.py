@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from flowledger.codegen._cli import COMMANDS, generate_command, validate_command
@@ -108,3 +109,16 @@ def test_importing_the_cli_module_is_cheap() -> None:
     code = "import sys, flowledger.codegen._cli; print(any(m.startswith(('jinja2', 'ruamel')) for m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_unexpected_errors_are_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug inside the generator surfaces as one stderr line and exit 1, never a traceback."""
+    from flowledger.codegen import _generate
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(_generate, "load", broken)
+    result = CliRunner().invoke(validate_command, [str(GOLDEN / "manual.yaml")])
+    assert result.exit_code == 1
+    assert result.stderr == "error: unexpected RuntimeError: simulated bug (please report this)\n"

@@ -7,10 +7,12 @@ stderr, one per line; no command ever shows a traceback.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Final, ParamSpec, TypeVar
 
 import click
 
@@ -20,6 +22,25 @@ __all__ = ["COMMANDS", "EXIT_INVALID", "generate_command", "validate_command"]
 
 EXIT_INVALID: Final = 2
 EXIT_IO: Final = 1
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _no_traceback(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn an unexpected exception into one line on stderr and exit 1 (a bug to report, not a traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (SystemExit, KeyboardInterrupt, click.exceptions.Exit, click.ClickException):
+            raise
+        except Exception as exc:
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (please report this)", err=True)
+            raise SystemExit(EXIT_IO) from None
+
+    return wrapper
 
 
 def _report(error: DefinitionError) -> None:
@@ -31,6 +52,7 @@ def _report(error: DefinitionError) -> None:
 
 @click.command("validate")
 @click.argument("definition", type=click.Path(dir_okay=False, path_type=Path))
+@_no_traceback
 def validate_command(definition: Path) -> None:
     """Check the workflow DEFINITION (YAML or JSON); exit 2 listing every problem."""
     from flowledger.codegen._generate import load
@@ -70,6 +92,7 @@ def _write_atomically(target: Path, text: str) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="directory whose templates override the packaged ones (e.g. workflow.py.jinja)",
 )
+@_no_traceback
 def generate_command(definition: Path, output: Path, templates_dir: Path | None) -> None:
     """Validate DEFINITION and write its instrumented workflow module to OUTPUT (`-` for stdout)."""
     from flowledger.codegen._generate import generate
