@@ -40,7 +40,8 @@ CLAIM_MARK: Final = ".claimed-"
 TMP_PREFIX: Final = ".tmp-"
 REJECTED_DIR: Final = "rejected"
 CORRUPT_DIR: Final = "corrupt"
-SPOOL_GZIP_LEVEL: Final = 5
+SPOOL_GZIP_LEVEL: Final = 1
+"""Fast compression: at exit the spool write is part of the time a process is held."""
 
 
 class SpoolResult(enum.Enum):
