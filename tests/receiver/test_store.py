@@ -156,3 +156,29 @@ def test_config_from_env_reads_limits_and_settings() -> None:
     assert config.stuck_after_s == 2.5
     with pytest.raises(ConfigError, match="FLOWLEDGER_RECEIVER_MAX_DEPTH"):
         config_from_env(environ={"FLOWLEDGER_RECEIVER_MAX_DEPTH": "deep"})
+
+
+def test_two_stores_on_one_file_keep_one_chain(tmp_path: Path) -> None:
+    """Two writers appending to the same database (two receivers, or one and a CLI) extend one valid chain."""
+    from flowledger.receiver._verify import ChainWalker
+
+    path = tmp_path / "shared.db"
+
+    async def main() -> None:
+        first, second = SqliteStore(path), SqliteStore(path)
+        await first.open()
+        await second.open()
+        for _ in range(3):
+            await first.append(_prepared())
+            await second.append(_prepared())
+        assert (await first.verify()).ok
+        await first.close()
+        await second.close()
+
+    asyncio.run(main())
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT seq, event_id, CAST(body AS BLOB), prev_hash, hash FROM ledger ORDER BY seq").fetchall()
+    conn.close()
+    walker = ChainWalker()
+    assert walker.feed(rows)
+    assert walker.count == 24

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Final
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -39,6 +39,9 @@ async def ingest_events(request: Request) -> Response:
     except BodyError as exc:
         metrics.refused(exc.status)
         return error_response(exc.status, exc.message)
+    except ClientDisconnect:
+        metrics.refused(499)
+        return error_response(400, "the client went away before sending the whole body")
     except TimeoutError:
         metrics.refused(408)
         return error_response(408, f"the body did not arrive within {BODY_READ_TIMEOUT_S:g} s")

@@ -133,9 +133,7 @@ class SqliteStore:
         else:
             await asyncio.to_thread(prepare_file, self.path)
             self._writer = await self._connect(readonly=False)
-            rows = await self._writer.execute_fetchall("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
-            for seq, head in rows:
-                self._head_seq, self._head_hash = int(seq), bytes(head)
+            self._head_seq, self._head_hash = await _head(self._writer)
         for _ in range(self._reader_count):
             conn = await self._connect(readonly=True)
             self._all_readers.append(conn)
@@ -231,7 +229,9 @@ class SqliteStore:
                         )
                 projector = Projector(conn)
                 await projector.load([events[i] for i in fresh])
-                seq, prev = self._head_seq, self._head_hash
+                # Read the head inside the write transaction: another process appending to the
+                # same file (a second receiver, a CLI) cannot fork the chain.
+                seq, prev = await _head(conn)
                 received_at = _now_ts()
                 for i in fresh:
                     event = events[i]
@@ -506,6 +506,13 @@ class SqliteStore:
                     nodes[span_id] = {"run_id": run_id, "node_id": node_id, "attempt": attempt, "item": item}
         runs = {str(span): str(run_id) for run_id, *spans in run_rows for span in spans if span}
         return [span_json(row) for row in rows], TraceLinks(runs=runs, nodes=nodes, run_ids=run_ids)
+
+
+async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:
+    """The last ledger row's (seq, hash), or (0, GENESIS_HASH) for an empty ledger."""
+    for seq, digest in await conn.execute_fetchall("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1"):
+        return int(seq), bytes(digest)
+    return 0, GENESIS_HASH
 
 
 async def _count(conn: aiosqlite.Connection, sql: str) -> int:
