@@ -2,9 +2,10 @@
 
 Off by default. With ``forward_endpoint`` set (``FLOWLEDGER_RECEIVER_FORWARD_ENDPOINT``,
 a base URL like ``OTEL_EXPORTER_OTLP_ENDPOINT``), every accepted
-``/v1/traces``, ``/v1/logs`` and ``/v1/metrics`` body is handed, as received
-(after gzip is undone), to a bounded queue; one task posts the bodies to
-``<endpoint>/v1/<signal>`` with their original content type, gzipped. The
+``/v1/traces``, ``/v1/logs`` and ``/v1/metrics`` request is handed to a
+bounded queue as protobuf (a JSON request is re-encoded: every OTLP/HTTP
+server accepts protobuf, not every one accepts JSON); one task posts the
+bodies to ``<endpoint>/v1/<signal>``, gzipped. The
 receiver never waits for the upstream: when the queue is full the body is
 dropped and counted, a failed post is retried a few times with backoff
 (honouring ``Retry-After``) and then counted as failed. The counts are

@@ -115,11 +115,11 @@ async def _ingest(request: Request, signal: Signal) -> Response:
     if fmt is None:
         if signal is Signal.TRACES:
             state.spans.refused_requests += 1
-        message = (
+        text = (
             f"Content-Type {content_type!r} is not an OTLP/HTTP encoding; "
             "send application/x-protobuf or application/json"
         )
-        return _answer(encode_error(415, message, OtlpFormat.JSON), OtlpFormat.JSON, 415)
+        return _answer(encode_error(415, text, OtlpFormat.JSON), OtlpFormat.JSON, 415)
     try:
         body = await _read(request, receiver)
         message = decode_request(signal, body, fmt)
@@ -135,8 +135,9 @@ async def _ingest(request: Request, signal: Signal) -> Response:
         if isinstance(outcome, Response):
             return outcome
         rejected, error_message = outcome
-    if state.forwarder is not None:
-        state.forwarder.offer(signal, body, fmt.value, items=_items(signal, message))
+    if state.forwarder is not None:  # protobuf upstream: every OTLP/HTTP server takes it, not all take JSON
+        upstream_body = body if fmt is OtlpFormat.PROTOBUF else bytes(message.SerializeToString())
+        state.forwarder.offer(signal, upstream_body, OtlpFormat.PROTOBUF.value, items=_items(signal, message))
     return _answer(encode_response(signal, fmt, rejected=rejected, error_message=error_message), fmt)
 
 
