@@ -7,6 +7,7 @@ import gzip
 import json
 import sqlite3
 import zlib
+from typing import Any
 
 import httpx
 import pytest
@@ -259,3 +260,26 @@ def test_traces_endpoint_answers_empty_success(live: LiveReceiver) -> None:
     )
     assert proto.status_code == 200
     assert proto.headers["content-type"].startswith("application/x-protobuf")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda e: e.update(seq="3"), "event.seq"),
+        (lambda e: e.update(seq=-1), "event.seq"),
+        (lambda e: e.update(v=2), "event.v"),
+        (lambda e: e.update(data=[]), "event.data"),
+        (lambda e: e.update(event_id="not-a-uuid"), "event.event_id"),
+        (lambda e: e["data"].update(dry_run="no"), "event.data.dry_run"),
+        (lambda e: e["data"].update(trace_id="xyz"), "event.data.trace_id"),
+        (lambda e: e.update(project="no spaces allowed"), "event.project"),
+    ],
+    ids=["seq-string", "seq-negative", "version", "data-list", "event-id", "dry-run", "trace-id", "project"],
+)
+def test_wrong_types_are_rejected_naming_the_field(live: LiveReceiver, change: Any, field: str) -> None:
+    """A field of the wrong type or form is rejected with its path in the reason."""
+    event = simple_run().events[0]
+    change(event)
+    answer = live.post([event]).json()
+    assert answer["accepted"] == 0
+    assert field in answer["rejected"][0]["error"]
