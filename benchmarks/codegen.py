@@ -30,6 +30,7 @@ os.environ.setdefault("FLOWLEDGER_EXPORT_SPANS", "0")
 GENERATION_NODES: Final = 500
 GENERATION_REPEATS: Final = 15
 CHAIN_NODES: Final = 200
+FAN_OUT_NODES: Final = 500
 RUNTIME_REPEATS: Final = 7
 
 
@@ -95,6 +96,15 @@ def _chain(fn_name: str) -> Any:
     return fw.Workflow(id="chain", nodes=nodes, output=f"n{CHAIN_NODES - 1}")
 
 
+def _fan_out(fn_name: str, width: int) -> Any:
+    from flowledger.instrument import _workflow as fw
+
+    call = fw.Call("__main__", fn_name)
+    nodes = (fw.Node("root", call=call),)
+    nodes += tuple(fw.Node(f"n{i}", call=call, needs=("root",)) for i in range(width))
+    return fw.Workflow(id="fan", nodes=nodes, output="root")
+
+
 def _best(run: Callable[[], Awaitable[Any]]) -> float:
     times = []
     for _ in range(RUNTIME_REPEATS):
@@ -147,6 +157,11 @@ def bench_runtime() -> None:
               f"recorded, {unrecorded_s * us:7.1f} µs/node with recording disabled "
               f"(overhead {(recorded_s - hand_s) * us:.1f} / {(unrecorded_s - hand_s) * us:.1f} µs/node)")  # fmt: skip
     print(f"  (a plain sync call in a loop costs {_best(plain_sync) * us:.2f} µs/node)")
+    wide = _fan_out("_inc", FAN_OUT_NODES)
+    with capture_events():
+        fan_s = _best(functools.partial(execute, wide, 0))
+    per_node_us = fan_s * 1e6 / (FAN_OUT_NODES + 1)
+    print(f"  a fan-out of {FAN_OUT_NODES} concurrent async nodes: {per_node_us:.1f} µs/node recorded")
 
 
 if __name__ == "__main__":

@@ -366,6 +366,8 @@ class Execution:
         self._dependents: dict[str, list[Node]] = {}
         self._unstarted: dict[str, Node] = {}
         self._ready: collections.deque[Node] = collections.deque()
+        self._done: collections.deque[asyncio.Task[tuple[_State, Any]]] = collections.deque()
+        self._wakeup = asyncio.Event()
         self._threads: ThreadPoolExecutor | None = None
         self._client: httpx.AsyncClient | None = None
 
@@ -387,10 +389,9 @@ class Execution:
                 self._start_ready(running, payload)
                 if not running:
                     break
-                done, _ = await asyncio.wait(
-                    running, timeout=self.run.remaining_s(), return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in done:
+                await self._wait_for_done()
+                while self._done:
+                    task = self._done.popleft()
                     self._finished(running.pop(task), task)
                 self.run.check_limits()  # a passed deadline or budget stops here, between nodes
         except RunAborted as abort:
@@ -401,6 +402,24 @@ class Execution:
                 task.cancel()
             raise
         return self._outputs.get(self.workflow.output)
+
+    async def _wait_for_done(self) -> None:
+        """Wait until a node task finishes or the deadline comes (O(1) per wake-up, however many run)."""
+        if self._done:
+            return
+        self._wakeup.clear()
+        remaining = self.run.remaining_s()
+        if remaining is None:
+            await self._wakeup.wait()
+            return
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), remaining)
+        except TimeoutError:
+            pass
+
+    def _task_done(self, task: asyncio.Task[tuple[_State, Any]]) -> None:
+        self._done.append(task)
+        self._wakeup.set()
 
     def _settle(self, node: Node, state: _State) -> None:
         """Record ``node``'s final state; dependents whose needs are now all settled become ready."""
@@ -421,6 +440,7 @@ class Execution:
                 self._settle(node, _State.SKIPPED)
                 continue
             task = asyncio.create_task(self._run_node(node, self._input_of(node, payload)), name=node.id)
+            task.add_done_callback(self._task_done)
             running[task] = node
 
     def _input_of(self, node: Node, payload: Any) -> Any:
