@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from flowledger.instrument import _spool
 from flowledger.instrument._spool import CLAIM_MARK, Spool, SpoolResult, decode_batch
 from tests.instrument._sender_support import make_event
 
@@ -145,3 +147,17 @@ def test_decode_batch_rejects_non_batches() -> None:
     """decode_batch raises ValueError with a reason for anything but gzip {"events": [objects]}."""
     with pytest.raises(ValueError, match="batch"):
         decode_batch(gzip.compress(b'{"events": "x"}'))
+
+
+def test_without_pid_checks_only_old_claims_are_taken_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where pids cannot be checked safely, another process's claim is taken over only once it is old."""
+    monkeypatch.setattr(_spool, "_CAN_CHECK_PIDS", False)
+    spool = Spool(tmp_path, 10**6)
+    spool.write([make_event()])
+    [name] = spool.ready_names()
+    claimed = tmp_path / f"{name}{CLAIM_MARK}{_dead_pid()}-abcd1234"
+    os.rename(tmp_path / name, claimed)
+    assert spool.ready_names() == []  # fresh: its owner may still be working on it
+    old = time.time() - _spool.CLAIM_STALE_S - 60
+    os.utime(claimed, (old, old))
+    assert spool.ready_names() == [name]

@@ -27,6 +27,7 @@ import json
 import os
 import secrets
 import threading
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,6 +41,9 @@ CLAIM_MARK: Final = ".claimed-"
 TMP_PREFIX: Final = ".tmp-"
 REJECTED_DIR: Final = "rejected"
 CORRUPT_DIR: Final = "corrupt"
+CLAIM_STALE_S: Final = 600.0
+"""Where a claim's process cannot be checked (not POSIX), a claim this old is taken over."""
+_CAN_CHECK_PIDS = os.name == "posix"
 SPOOL_GZIP_LEVEL: Final = 1
 """Fast compression: at exit the spool write is part of the time a process is held."""
 
@@ -55,6 +59,7 @@ class SpoolResult(enum.Enum):
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (POSIX only: elsewhere signal 0 would terminate it)."""
     if pid <= 0:
         return False
     try:
@@ -66,6 +71,16 @@ def _pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _claim_abandoned(path: Path, pid: int) -> bool:
+    """Whether another process's claim is abandoned: its process is gone (POSIX), or it is old (elsewhere)."""
+    if _CAN_CHECK_PIDS:
+        return not _pid_alive(pid)
+    try:
+        return time.time() - path.stat().st_mtime > CLAIM_STALE_S
+    except OSError:
+        return False
 
 
 def encode_batch(events: list[dict[str, Any]]) -> bytes:
@@ -235,7 +250,7 @@ class Spool:
         mine = pid == os.getpid()
         if mine and token == _process_token:
             return None  # a claim of this process, in progress
-        if not mine and _pid_alive(pid):
+        if not mine and not _claim_abandoned(self.directory / name, pid):
             return None
         try:
             os.replace(self.directory / name, self.directory / original)
@@ -249,7 +264,7 @@ class Spool:
             pid = int(pid_text)
         except ValueError:
             return
-        if pid != os.getpid() and not _pid_alive(pid):
+        if pid != os.getpid() and _claim_abandoned(self.directory / name, pid):
             try:
                 (self.directory / name).unlink()
             except OSError:
@@ -266,6 +281,10 @@ class Spool:
             os.rename(ready, claimed)
         except OSError:
             return None
+        try:
+            os.utime(claimed)  # the claim's age, where pids cannot be checked
+        except OSError:
+            pass
         try:
             events = decode_batch(claimed.read_bytes())
         except (OSError, ValueError):
