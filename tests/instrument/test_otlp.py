@@ -309,3 +309,16 @@ def test_any_finished_event_gives_a_valid_otlp_span(event: dict[str, Any]) -> No
     assert parsed.span_id == bytes.fromhex(event["data"]["span_id"])
     assert parsed.end_time_unix_nano >= parsed.start_time_unix_nano
     assert parsed.status.code == (2 if event["data"]["status"] == "failed" else 0)
+
+
+@pytest.mark.parametrize(("otlp_endpoint", "auth"), [(None, "Bearer k-9"), ("http://collector.test/v1/traces", None)])
+def test_spans_to_the_receiver_carry_its_api_key(tmp_path: Path, otlp_endpoint: str | None, auth: str | None) -> None:
+    """Spans sent to the receiver carry its Bearer key; spans sent to another OTLP backend do not."""
+    receiver = MockReceiver()
+    settings = make_settings(tmp_path, api_key="k-9", otlp_traces_endpoint=otlp_endpoint)
+    sender = Sender(settings, transport=receiver.transport(), export_spans=True)
+    sender.submit(node_failed(), 500)
+    assert sender.flush(5.0)
+    sender.shutdown(1.0)
+    [request] = [r for r in receiver.requests if r.url.path == "/v1/traces"]
+    assert request.headers.get("Authorization") == auth

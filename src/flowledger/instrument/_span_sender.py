@@ -150,7 +150,7 @@ class SpanSender:
                 url=self._settings.traces_url,
                 timeout_s=self._settings.request_timeout_s,
                 transport=self._transport,
-                headers=self._settings.otlp_headers,
+                headers=_headers(self._settings),
             )
         for attempt in range(SPAN_ATTEMPTS):
             try:
@@ -178,6 +178,14 @@ class SpanSender:
         if kind not in self._logged:
             self._logged.add(kind)
             _log.warning(message, *args)
+
+
+def _headers(settings: Settings) -> list[tuple[str, str]]:
+    """OTLP headers; spans bound for the receiver also carry its API key."""
+    headers = list(settings.otlp_headers)
+    if settings.otlp_traces_endpoint is None and settings.api_key:
+        headers.append(("Authorization", f"Bearer {settings.api_key}"))
+    return headers
 
 
 def _rejected_spans(response: httpx.Response) -> int:
