@@ -170,3 +170,19 @@ def test_generated_module_parses_to_plain_declarations() -> None:
         "Expr",
         "If",
     ]
+
+
+def test_importing_a_generated_module_starts_nothing(tmp_path: Path) -> None:
+    """Importing a generated module starts no thread and imports neither node code, httpx nor starlette."""
+    module = tmp_path / "generated_http.py"
+    module.write_text(generate(GOLDEN / "http_api.json"))
+    code = (
+        "import importlib.util, sys, threading\n"
+        f"spec = importlib.util.spec_from_file_location('generated_http', {str(module)!r})\n"
+        "mod = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(mod)\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'quotes', 'httpx', 'starlette', 'uvicorn'})\n"
+        "print(threading.active_count(), loaded, callable(mod.app))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "1 [] True"
