@@ -292,7 +292,7 @@ def test_deadline_aborts_the_run_at_the_next_node(events: CapturedEvents) -> Non
     def step(i: int) -> None:
         calls.append(i)
 
-    with pytest.raises(flowledger.RunAborted), flowledger.run("wf", deadline_s=0.001) as run:
+    with pytest.raises(flowledger.RunAborted), flowledger.run("wf", deadline_s=0.25) as run:
         step(1)
         while run.remaining_s():
             pass

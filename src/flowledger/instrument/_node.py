@@ -56,7 +56,10 @@ class Location:
 
 
 class NodeAttempt:
-    """One attempt of one node; a sync context manager (fine inside async code)."""
+    """One attempt of one node; a sync context manager (fine inside async code).
+
+    ``with attempt("price", input=order) as a: a.set_output(price(order))``.
+    """
 
     __slots__ = (
         "_capture_output",
@@ -329,30 +332,8 @@ def _guard() -> IdempotencyGuard | None:
     return guard
 
 
-def attempt(
-    node_id: str,
-    *,
-    input: Any = None,
-    attempt: int = 1,
-    item: int | None = None,
-    effect: bool = False,
-    location: Location | None = None,
-    attributes: Mapping[str, Any] | None = None,
-    capture_input: bool = True,
-    capture_output: bool = True,
-) -> NodeAttempt:
-    """Record one attempt of ``node_id``: ``with attempt("price", input=order) as a: a.set_output(...)``."""
-    return NodeAttempt(
-        node_id,
-        input=input,
-        attempt=attempt,
-        item=item,
-        effect=effect,
-        location=location,
-        attributes=attributes,
-        capture_input=capture_input,
-        capture_output=capture_output,
-    )
+attempt = NodeAttempt
+"""``attempt(node_id, input=..., attempt=1, ...)``: record one attempt of a node, as a context manager."""
 
 
 def record_skip(node_id: str, reason: str, *, item: int | None = None, location: Location | None = None) -> None:

@@ -44,7 +44,12 @@ def error_record(exc: BaseException, *, stack: bool = True) -> dict[str, Any]:
 
 
 class Run:
-    """A workflow run. Use ``with flowledger.run(...) as run:`` or ``async with``."""
+    """A workflow run. Use ``with flowledger.run(...) as run:`` or ``async with``.
+
+    ``data`` is the trigger payload. ``deadline_s`` and ``budget_usd`` abort
+    the run at the next node boundary once passed. ``traceparent`` continues
+    an incoming W3C trace; without it the run joins the current OTel span.
+    """
 
     def __init__(
         self,
@@ -301,36 +306,5 @@ class Run:
         return RunStatus.SUCCEEDED, None
 
 
-def run(
-    workflow_id: str,
-    *,
-    name: str | None = None,
-    version: str | None = None,
-    trigger: TriggerType | str = TriggerType.MANUAL,
-    data: Any = None,
-    dry_run: bool = False,
-    deadline_s: float | None = None,
-    budget_usd: float | None = None,
-    definition_sha256: str | None = None,
-    traceparent: str | None = None,
-    attributes: Mapping[str, Any] | None = None,
-) -> Run:
-    """Start recording one run of ``workflow_id``; use as a (sync or async) context manager.
-
-    ``data`` is the trigger payload. ``deadline_s`` and ``budget_usd`` abort
-    the run at the next node boundary once passed. ``traceparent`` continues
-    an incoming W3C trace; without it the run joins the current OTel span.
-    """
-    return Run(
-        workflow_id,
-        name=name,
-        version=version,
-        trigger=trigger,
-        data=data,
-        dry_run=dry_run,
-        deadline_s=deadline_s,
-        budget_usd=budget_usd,
-        definition_sha256=definition_sha256,
-        traceparent=traceparent,
-        attributes=attributes,
-    )
+run = Run
+"""``flowledger.run(workflow_id, ...)``: start recording one run; a (sync or async) context manager."""
