@@ -161,3 +161,16 @@ def test_without_pid_checks_only_old_claims_are_taken_over(tmp_path: Path, monke
     old = time.time() - _spool.CLAIM_STALE_S - 60
     os.utime(claimed, (old, old))
     assert spool.ready_names() == [name]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_spool_is_private_to_its_owner(tmp_path: Path) -> None:
+    """The spool folder and its files are readable by their owner only (they hold captured payloads)."""
+    spool = Spool(tmp_path / "spool", 10**6)
+    spool.write([make_event()])
+    spool.set_aside(make_event())
+    assert (tmp_path / "spool").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "spool" / "rejected").stat().st_mode & 0o777 == 0o700
+    files = [p for p in (tmp_path / "spool").rglob("*") if p.is_file()]
+    assert len(files) == 2
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in files)

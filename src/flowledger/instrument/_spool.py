@@ -44,6 +44,9 @@ CORRUPT_DIR: Final = "corrupt"
 CLAIM_STALE_S: Final = 600.0
 """Where a claim's process cannot be checked (not POSIX), a claim this old is taken over."""
 _CAN_CHECK_PIDS = os.name == "posix"
+PRIVATE_DIR_MODE: Final = 0o700
+PRIVATE_FILE_MODE: Final = 0o600
+"""Spooled events can hold captured inputs and outputs: only their owner may read them."""
 SPOOL_GZIP_LEVEL: Final = 1
 """Fast compression: at exit the spool write is part of the time a process is held."""
 
@@ -202,8 +205,10 @@ class Spool:
                 return SpoolResult.FULL
             tmp = self.directory / f"{TMP_PREFIX}{os.getpid()}-{new_event_id()}"
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                with open(tmp, "wb") as fh:
+                self.directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+                folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), PRIVATE_FILE_MODE)
+                with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
                 os.replace(tmp, folder / name)
             except OSError:
@@ -295,7 +300,7 @@ class Spool:
     def _move_corrupt(self, path: Path, name: str) -> None:
         self.corrupt_files += 1
         try:
-            (self.directory / CORRUPT_DIR).mkdir(parents=True, exist_ok=True)
+            (self.directory / CORRUPT_DIR).mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
             os.replace(path, self.directory / CORRUPT_DIR / name)
         except OSError:
             try:
