@@ -268,3 +268,17 @@ def test_schedule_needs_exactly_one_timing() -> None:
         Schedule()
     with pytest.raises(ConfigError):
         Schedule(every_s=1.0, cron="* * * * *")
+
+
+def test_http_serve_without_its_extra_is_one_clear_line(
+    build: Build, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without starlette/uvicorn installed, `--serve` on an http trigger exits 2 naming the extra to install."""
+    import sys
+
+    module = build(HTTP_TRIGGER)
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    assert main(module.WORKFLOW, ["--serve"]) == 2
+    assert (
+        capsys.readouterr().err == "error: serving an http trigger needs uvicorn: pip install 'flowledger[receiver]'\n"
+    )

@@ -41,6 +41,7 @@ EXIT_FLUSH_TIMEOUT_S: Final = 2.0
 MAX_HTTP_BODY_BYTES: Final = 10 * 1024 * 1024
 DEFAULT_HTTP_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 8000
+HTTP_EXTRA_HINT: Final = "pip install 'flowledger[receiver]'"
 MAX_SCHEDULE_SLEEP_S: Final = 60.0
 """The schedule loop re-reads the clock at least this often (the wall clock may jump)."""
 
@@ -152,8 +153,12 @@ def _serve(workflow: Workflow, args: argparse.Namespace, payload: Any) -> int:
         )
         return EXIT_OK
     if isinstance(trigger, HttpTrigger):
-        import uvicorn
-
+        try:
+            import starlette  # noqa: F401  # checked here so that a missing extra is one clear line
+            import uvicorn
+        except ImportError as exc:
+            print(f"error: serving an http trigger needs {exc.name}: {HTTP_EXTRA_HINT}", file=sys.stderr)
+            return EXIT_USAGE
         uvicorn.run(http_app(workflow), host=args.host, port=args.port, log_level="warning")
         return EXIT_OK
     print(
@@ -270,6 +275,10 @@ def http_app(workflow: Workflow) -> Callable[[Scope, Receive, Send], Awaitable[N
 
 
 def _build_app(workflow: Workflow) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    try:
+        import starlette  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"the http trigger's app needs starlette: {HTTP_EXTRA_HINT}") from None
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
