@@ -102,3 +102,12 @@ def spend(value: Any, *, usd: float) -> Any:
 
 
 not_a_function = 42
+
+
+async def cancel_myself(value: Any) -> Any:
+    """Cancel the task running this node (a node that is cancelled from inside)."""
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    await asyncio.sleep(1)
+    return value

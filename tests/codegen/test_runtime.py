@@ -470,3 +470,21 @@ def test_cancelling_a_run_cancels_its_running_nodes(build: Build, events: Captur
     asyncio.run(go())
     assert _statuses(events, "slow") == ["failed"]
     assert events.runs()[0]["data"]["status"] == "failed"
+
+
+def test_a_node_cancelled_from_inside_fails_only_itself(build: Build, events: CapturedEvents) -> None:
+    """A node whose task is cancelled counts as a failed node; the run fails cleanly, naming it."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: selfcancel}
+        output: other
+        nodes:
+          - {id: odd, call: "tests.codegen.nodes:cancel_myself"}
+          - {id: other, call: "tests.codegen.nodes:echo"}
+        """
+    )
+    with pytest.raises(WorkflowFailed) as info:
+        asyncio.run(module.run(3))
+    assert info.value.node_id == "odd"
+    assert _statuses(events, "other") == ["succeeded"]

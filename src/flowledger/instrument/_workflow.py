@@ -451,7 +451,7 @@ class Execution:
         return {need: self._outputs[need] for need in node.needs}
 
     def _finished(self, node: Node, task: asyncio.Task[tuple[_State, Any]]) -> None:
-        exc = task.exception()
+        exc = asyncio.CancelledError(f"node `{node.id}` was cancelled") if task.cancelled() else task.exception()
         if exc is None:
             state, output = task.result()
             if state is _State.SUCCEEDED:
