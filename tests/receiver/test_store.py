@@ -182,3 +182,25 @@ def test_two_stores_on_one_file_keep_one_chain(tmp_path: Path) -> None:
     walker = ChainWalker()
     assert walker.feed(rows)
     assert walker.count == 24
+
+
+def test_store_failure_is_503_with_retry_after(tmp_path: Path) -> None:
+    """When the database fails under the writer, ingest answers 503 with Retry-After; the writer keeps serving."""
+    from tests.receiver._support import start_receiver
+
+    live = start_receiver(ReceiverConfig(db_path=tmp_path / "f.db", sweep_interval_s=0))
+    try:
+        assert live.post(simple_run().events).status_code == 200
+        conn = sqlite3.connect(live.db_path)
+        conn.execute("ALTER TABLE ledger RENAME TO ledger_gone")
+        conn.commit()
+        answer = live.post(simple_run().events)
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "1"
+        assert "store" in answer.json()["error"]
+        conn.execute("ALTER TABLE ledger_gone RENAME TO ledger")
+        conn.commit()
+        conn.close()
+        assert live.post(simple_run().events).json()["accepted"] == 4
+    finally:
+        live.stop()
