@@ -1,0 +1,162 @@
+"""OTLP/HTTP protobuf encoding of the SDK's span export requests, without the protobuf package.
+
+The OpenTelemetry specification makes ``http/protobuf`` the default OTLP
+protocol, and some backends accept nothing else (Arize Phoenix answers 415
+to JSON). The SDK only depends on ``httpx`` and ``opentelemetry-api``, so
+this module writes the protobuf wire format itself for the one message it
+sends: the ``ExportTraceServiceRequest`` that :func:`~flowledger.instrument._otlp.export_request`
+builds in its OTLP JSON form. Field numbers follow
+``opentelemetry/proto/{collector/trace,trace,common,resource}/v1/*.proto``;
+the tests decode the output with the official classes and compare it with
+the JSON form parsed by ``google.protobuf.json_format``.
+
+The protocol comes from ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` or
+``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf`` or ``http/json``).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import struct
+from collections.abc import Mapping
+from typing import Any, Final
+
+__all__ = ["OtlpProtocol", "encode_export", "encode_protobuf", "protocol_from_env"]
+
+_VARINT: Final = 0
+_FIXED64: Final = 1
+_LENGTH: Final = 2
+_UINT64_MASK: Final = (1 << 64) - 1
+
+# Scalar kinds of the schema below.
+_STRING: Final = "string"
+_HEX_BYTES: Final = "hex-bytes"
+_ENUM: Final = "enum"
+_BOOL: Final = "bool"
+_INT64: Final = "int64"
+_FIXED64_NS: Final = "fixed64"
+_DOUBLE: Final = "double"
+
+_SCHEMA: Final[dict[str, dict[str, tuple[int, str]]]] = {
+    "ExportTraceServiceRequest": {"resourceSpans": (1, "ResourceSpans")},
+    "ResourceSpans": {"resource": (1, "Resource"), "scopeSpans": (2, "ScopeSpans"), "schemaUrl": (3, _STRING)},
+    "Resource": {"attributes": (1, "KeyValue")},
+    "ScopeSpans": {"scope": (1, "InstrumentationScope"), "spans": (2, "Span"), "schemaUrl": (3, _STRING)},
+    "InstrumentationScope": {"name": (1, _STRING), "version": (2, _STRING), "attributes": (3, "KeyValue")},
+    "Span": {
+        "traceId": (1, _HEX_BYTES),
+        "spanId": (2, _HEX_BYTES),
+        "traceState": (3, _STRING),
+        "parentSpanId": (4, _HEX_BYTES),
+        "name": (5, _STRING),
+        "kind": (6, _ENUM),
+        "startTimeUnixNano": (7, _FIXED64_NS),
+        "endTimeUnixNano": (8, _FIXED64_NS),
+        "attributes": (9, "KeyValue"),
+        "events": (11, "Event"),
+        "status": (15, "Status"),
+    },
+    "Event": {"timeUnixNano": (1, _FIXED64_NS), "name": (2, _STRING), "attributes": (3, "KeyValue")},
+    "Status": {"message": (2, _STRING), "code": (3, _ENUM)},
+    "KeyValue": {"key": (1, _STRING), "value": (2, "AnyValue")},
+    "AnyValue": {
+        "stringValue": (1, _STRING),
+        "boolValue": (2, _BOOL),
+        "intValue": (3, _INT64),
+        "doubleValue": (4, _DOUBLE),
+        "arrayValue": (5, "ArrayValue"),
+        "kvlistValue": (6, "KeyValueList"),
+    },
+    "ArrayValue": {"values": (1, "AnyValue")},
+    "KeyValueList": {"values": (1, "KeyValue")},
+}
+"""Message -> OTLP JSON field name -> (field number, scalar kind or message name)."""
+
+
+class OtlpProtocol(enum.Enum):
+    """The OTLP/HTTP encodings, named as ``OTEL_EXPORTER_OTLP_PROTOCOL`` names them."""
+
+    HTTP_PROTOBUF = "http/protobuf"
+    HTTP_JSON = "http/json"
+
+    @property
+    def content_type(self) -> str:
+        """The request's Content-Type."""
+        return "application/x-protobuf" if self is OtlpProtocol.HTTP_PROTOBUF else "application/json"
+
+
+def protocol_from_env(environ: Mapping[str, str] | None = None) -> OtlpProtocol:
+    """The traces protocol from the OTel variables; ``http/protobuf`` (the specification's default) otherwise.
+
+    ``grpc`` and unknown values also give ``http/protobuf``: the SDK only speaks OTLP over HTTP.
+    """
+    env = os.environ if environ is None else environ
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        value = env.get(name, "").strip().lower()
+        if value:
+            return OtlpProtocol.HTTP_JSON if value == OtlpProtocol.HTTP_JSON.value else OtlpProtocol.HTTP_PROTOBUF
+    return OtlpProtocol.HTTP_PROTOBUF
+
+
+def _varint(value: int) -> bytes:
+    value &= _UINT64_MASK
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _key(number: int, wire_type: int) -> bytes:
+    return _varint((number << 3) | wire_type)
+
+
+def _length_delimited(number: int, payload: bytes) -> bytes:
+    return _key(number, _LENGTH) + _varint(len(payload)) + payload
+
+
+def _scalar(number: int, kind: str, value: Any) -> bytes:
+    if kind == _STRING:
+        return _length_delimited(number, str(value).encode("utf-8", "surrogatepass"))
+    if kind == _HEX_BYTES:
+        return _length_delimited(number, bytes.fromhex(value))
+    if kind == _BOOL:
+        return _key(number, _VARINT) + _varint(1 if value else 0)
+    if kind in (_ENUM, _INT64):
+        return _key(number, _VARINT) + _varint(int(value))
+    if kind == _FIXED64_NS:
+        return _key(number, _FIXED64) + struct.pack("<Q", int(value) & _UINT64_MASK)
+    if kind == _DOUBLE:
+        return _key(number, _FIXED64) + struct.pack("<d", float(value))
+    raise ValueError(f"unknown scalar kind {kind!r}")  # pragma: no cover - the schema is fixed
+
+
+def _message(name: str, document: Mapping[str, Any]) -> bytes:
+    fields = _SCHEMA[name]
+    out = bytearray()
+    for key, value in document.items():
+        spec = fields.get(key)
+        if spec is None or value is None:
+            continue
+        number, kind = spec
+        for item in value if isinstance(value, list) else [value]:
+            if kind in _SCHEMA:
+                out += _length_delimited(number, _message(kind, item))
+            else:
+                out += _scalar(number, kind, item)
+    return bytes(out)
+
+
+def encode_protobuf(request: Mapping[str, Any]) -> bytes:
+    """The protobuf wire form of an ``ExportTraceServiceRequest`` given in its OTLP JSON form."""
+    return _message("ExportTraceServiceRequest", request)
+
+
+def encode_export(request: Mapping[str, Any], protocol: OtlpProtocol) -> tuple[bytes, str]:
+    """The body and Content-Type of an export request in ``protocol``."""
+    if protocol is OtlpProtocol.HTTP_PROTOBUF:
+        return encode_protobuf(request), protocol.content_type
+    return json.dumps(request, separators=(",", ":")).encode(), protocol.content_type

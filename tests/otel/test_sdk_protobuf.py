@@ -1,0 +1,141 @@
+"""The SDK's hand-written OTLP protobuf encoding agrees with the official proto classes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from flowledger.instrument._otlp import RunMemo, export_request, span_from_event
+from flowledger.instrument._otlp_proto import OtlpProtocol, encode_export, encode_protobuf, protocol_from_env
+from flowledger.receiver._otlp_decode import OtlpFormat, Signal, decode_request
+from tests.otel._support import LiveReceiver
+
+_hex = st.sampled_from("0123456789abcdef")
+_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+_scalar = st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | _text
+
+
+@st.composite
+def finished_events(draw: st.DrawFn) -> dict[str, Any]:
+    """Any run_finished or node_finished event the SDK could emit."""
+    failed = draw(st.booleans())
+    data: dict[str, Any] = {
+        "trace_id": "".join(draw(st.lists(_hex, min_size=32, max_size=32))),
+        "span_id": "".join(draw(st.lists(_hex, min_size=16, max_size=16))),
+        "started_at": draw(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1))).isoformat()
+        + "Z",
+        "duration_ms": draw(st.floats(min_value=0, max_value=1e9, allow_nan=False)),
+        "status": "failed" if failed else draw(st.sampled_from(["succeeded", "skipped"])),
+        "cost": {"tokens": draw(st.integers(0, 2**62)), "usd": draw(st.floats(0, 1e6, allow_nan=False))},
+        "definition_sha256": draw(st.none() | _text),
+        "location": {"file": draw(_text), "line": draw(st.integers(-(2**70), 2**70))},
+        "effect": draw(st.none() | st.booleans()),
+    }
+    if failed:
+        data["error"] = {"type": draw(_text), "message": draw(_text), "stack": draw(st.none() | _text)}
+    if draw(st.booleans()):
+        data["parent_span_id"] = "".join(draw(st.lists(_hex, min_size=16, max_size=16)))
+    run_id = draw(_text)
+    if draw(st.booleans()):
+        data.update(node_id=draw(_text), attempt=draw(st.integers(0, 2**40)), item=draw(st.none() | st.integers()))
+        kind = "node_finished"
+    else:
+        data.update(workflow_id=draw(_text), workflow_name=draw(st.none() | _text), dry_run=draw(st.booleans()))
+        kind = "run_finished"
+    return {"kind": kind, "run_id": run_id, "data": data}
+
+
+def _official(body: bytes) -> Any:
+    message = ExportTraceServiceRequest()
+    message.ParseFromString(body)
+    return message
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(finished_events(), min_size=1, max_size=4), _text)
+def test_protobuf_matches_the_json_form(events: list[dict[str, Any]], service: str) -> None:
+    """Every span the SDK builds encodes to protobuf that the official classes read as its JSON form."""
+    spans = [span for span in (span_from_event(e, RunMemo()) for e in events) if span is not None]
+    request = export_request(spans, service_name=service)
+    from_json = decode_request(Signal.TRACES, json.dumps(request).encode(), OtlpFormat.JSON)
+    assert _official(encode_protobuf(request)) == from_json
+
+
+@given(_scalar)
+def test_every_attribute_value_kind_round_trips(value: Any) -> None:
+    """Booleans, int64s (negative too), doubles and strings, default values included, survive encoding."""
+    attribute = (
+        {"boolValue": value}
+        if isinstance(value, bool)
+        else {"intValue": str(value)}
+        if isinstance(value, int)
+        else {"doubleValue": value}
+        if isinstance(value, float)
+        else {"stringValue": value}
+    )
+    span = {
+        "traceId": "ab" * 16,
+        "spanId": "cd" * 8,
+        "name": "",
+        "kind": 0,
+        "startTimeUnixNano": "0",
+        "endTimeUnixNano": str(2**64 - 1),
+        "attributes": [
+            {"key": "v", "value": attribute},
+            {"key": "list", "value": {"arrayValue": {"values": [attribute, {"stringValue": "x"}]}}},
+            {"key": "map", "value": {"kvlistValue": {"values": [{"key": "k", "value": attribute}]}}},
+        ],
+        "status": {"code": 0},
+    }
+    request = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": [span]}]}]}
+    from_json = decode_request(Signal.TRACES, json.dumps(request).encode(), OtlpFormat.JSON)
+    assert _official(encode_protobuf(request)) == from_json
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, OtlpProtocol.HTTP_PROTOBUF),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, OtlpProtocol.HTTP_JSON),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, None),
+        ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": " HTTP/JSON "}, OtlpProtocol.HTTP_JSON),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, OtlpProtocol.HTTP_PROTOBUF),
+    ],
+)
+def test_protocol_comes_from_the_otel_variables(environ: dict[str, str], expected: OtlpProtocol | None) -> None:
+    """The traces-specific variable wins over the general one; protobuf is the default, as the spec says."""
+    assert protocol_from_env(environ) is (expected or OtlpProtocol.HTTP_PROTOBUF)
+
+
+@pytest.mark.parametrize("protocol", list(OtlpProtocol))
+def test_the_receiver_stores_both_encodings(receiver: LiveReceiver, protocol: OtlpProtocol) -> None:
+    """An SDK export in either protocol is stored by the receiver with its attributes."""
+    event = {
+        "kind": "node_finished",
+        "run_id": "r-1",
+        "data": {
+            "trace_id": "12" * 16,
+            "span_id": "34" * 8,
+            "parent_span_id": "56" * 8,
+            "node_id": "fetch",
+            "attempt": 1,
+            "status": "succeeded",
+            "started_at": "2026-11-22T07:00:00Z",
+            "duration_ms": 5,
+        },
+    }
+    span = span_from_event(event, RunMemo())
+    assert span is not None
+    body, content_type = encode_export(export_request([span], service_name="shop"), protocol)
+    answer = receiver.post("/v1/traces", body, content_type)
+    assert answer.status_code == 200
+    (stored,) = receiver.trace("12" * 16)["spans"]
+    assert stored["parent_span_id"] == "56" * 8
+    assert stored["attributes"]["flowledger.node.id"] == "fetch"
+    assert stored["service_name"] == "shop"
