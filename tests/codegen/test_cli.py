@@ -122,3 +122,15 @@ def test_unexpected_errors_are_one_line_not_a_traceback(monkeypatch: pytest.Monk
     result = CliRunner().invoke(validate_command, [str(GOLDEN / "manual.yaml")])
     assert result.exit_code == 1
     assert result.stderr == "error: unexpected RuntimeError: simulated bug (please report this)\n"
+
+
+def test_generated_file_gets_ordinary_permissions(tmp_path: Path) -> None:
+    """The written module is readable like any file the user creates (umask applied), not private."""
+    import os
+    import stat
+
+    out = tmp_path / "wf.py"
+    CliRunner().invoke(generate_command, [str(GOLDEN / "schedule.yaml"), "-o", str(out)])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask

@@ -22,6 +22,7 @@ __all__ = ["COMMANDS", "EXIT_INVALID", "generate_command", "validate_command"]
 
 EXIT_INVALID: Final = 2
 EXIT_IO: Final = 1
+FILE_MODE: Final = 0o666
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -75,6 +76,9 @@ def _write_atomically(target: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
             out.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, FILE_MODE & ~umask)  # mkstemp makes 0600; a module is as readable as any file
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
