@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from flowledger.receiver import _routes_ingest, _routes_ops, _routes_query, _routes_traces
+from flowledger.receiver import _routes_ingest, _routes_ops, _routes_query, _routes_traces, _routes_viewer
 from flowledger.receiver._auth import ApiKeys, AuthMiddleware
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._metrics import Metrics
@@ -29,7 +29,7 @@ from flowledger.receiver._writer import Writer
 
 __all__ = ["ROUTE_MODULES", "create_app"]
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (_routes_ingest, _routes_query, _routes_ops, _routes_traces)
+ROUTE_MODULES: tuple[ModuleType, ...] = (_routes_ingest, _routes_query, _routes_ops, _routes_traces, _routes_viewer)
 """Every module whose ``ROUTES`` list the app mounts, in order."""
 
 

@@ -94,7 +94,18 @@ CREATE INDEX spans_by_start ON spans (start_ns);
 CREATE INDEX runs_by_trace ON runs (trace_id) WHERE trace_id IS NOT NULL;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2_SPANS)
+_V3_VIEWER: Final = """
+-- The history viewer. runs_facts holds every column its run filters and summary
+-- cards read, in newest-first order: a filtered page, a time range and the cards
+-- are scans of this index alone, never of the table.
+CREATE INDEX runs_facts ON runs (
+    started_at DESC, run_id DESC, status, trigger_type, dry_run, workflow_id, project, duration_ms, cost_usd
+);
+-- A run's node attempts in start order, paged (a run may have 10,000 of them).
+CREATE INDEX node_runs_by_start ON node_runs (run_id, started_at, attempt, item, span_id);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2_SPANS, _V3_VIEWER)
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
