@@ -139,3 +139,30 @@ def test_the_receiver_stores_both_encodings(receiver: LiveReceiver, protocol: Ot
     assert stored["parent_span_id"] == "56" * 8
     assert stored["attributes"]["flowledger.node.id"] == "fetch"
     assert stored["service_name"] == "shop"
+
+
+@given(st.integers(0, 2**63 - 1), _text)
+def test_rejected_spans_is_read_from_either_answer(count: int, message: str) -> None:
+    """The SDK reads partial_success.rejected_spans from a protobuf or JSON ExportTraceServiceResponse."""
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    from flowledger.instrument._otlp_proto import rejected_spans
+
+    answer = ExportTraceServiceResponse()
+    answer.partial_success.rejected_spans = count
+    answer.partial_success.error_message = message
+    assert rejected_spans(answer.SerializeToString(), "application/x-protobuf") == count
+    as_json = json.dumps(json_format.MessageToDict(answer)).encode()
+    assert rejected_spans(as_json, "application/json; charset=utf-8") == count
+
+
+def test_rejected_spans_of_empty_or_broken_answers_is_zero() -> None:
+    """An empty success, or an answer that cannot be read, counts no rejected span."""
+    from flowledger.instrument._otlp_proto import rejected_spans
+
+    assert rejected_spans(b"", "application/x-protobuf") == 0
+    assert rejected_spans(b"", "application/json") == 0
+    assert rejected_spans(b"\x0a\xff", "application/x-protobuf") == 0
+    assert rejected_spans(b"\x0f", "application/x-protobuf") == 0
+    assert rejected_spans(b"<html>", "text/html") == 0

@@ -8,7 +8,8 @@ sends: the ``ExportTraceServiceRequest`` that :func:`~flowledger.instrument._otl
 builds in its OTLP JSON form. Field numbers follow
 ``opentelemetry/proto/{collector/trace,trace,common,resource}/v1/*.proto``;
 the tests decode the output with the official classes and compare it with
-the JSON form parsed by ``google.protobuf.json_format``.
+the JSON form parsed by ``google.protobuf.json_format``. Of the answer it
+reads one number: ``partial_success.rejected_spans``.
 
 The protocol comes from ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` or
 ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf`` or ``http/json``).
@@ -23,7 +24,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any, Final
 
-__all__ = ["OtlpProtocol", "encode_export", "encode_protobuf", "protocol_from_env"]
+__all__ = ["OtlpProtocol", "encode_export", "encode_protobuf", "protocol_from_env", "rejected_spans"]
 
 _VARINT: Final = 0
 _FIXED64: Final = 1
@@ -160,3 +161,55 @@ def encode_export(request: Mapping[str, Any], protocol: OtlpProtocol) -> tuple[b
     if protocol is OtlpProtocol.HTTP_PROTOBUF:
         return encode_protobuf(request), protocol.content_type
     return json.dumps(request, separators=(",", ":")).encode(), protocol.content_type
+
+
+def _read_varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, at
+
+
+def _field(data: bytes, wanted: int) -> int | bytes | None:
+    """The last value of field ``wanted`` (varint or length-delimited) in a protobuf message, if present."""
+    found: int | bytes | None = None
+    at = 0
+    while at < len(data):
+        key, at = _read_varint(data, at)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == _VARINT:
+            value, at = _read_varint(data, at)
+            if number == wanted:
+                found = value
+        elif wire_type == _LENGTH:
+            size, at = _read_varint(data, at)
+            if at + size > len(data):
+                raise ValueError("truncated field")
+            if number == wanted:
+                found = data[at : at + size]
+            at += size
+        elif wire_type in (_FIXED64, 5):
+            at += 8 if wire_type == _FIXED64 else 4
+        else:
+            raise ValueError(f"unsupported wire type {wire_type}")
+    return found
+
+
+def rejected_spans(body: bytes, content_type: str) -> int:
+    """``partial_success.rejected_spans`` of an ``ExportTraceServiceResponse`` (0 when absent or unreadable)."""
+    try:
+        if content_type.split(";", 1)[0].strip().lower() in ("application/x-protobuf", "application/protobuf"):
+            partial = _field(body, 1)
+            value = _field(partial, 1) if isinstance(partial, bytes) else 0
+            count = value if isinstance(value, int) else 0
+            return count if count < 1 << 63 else 0
+        document = json.loads(body) if body.strip() else {}
+        return max(int(document.get("partialSuccess", {}).get("rejectedSpans", 0)), 0)
+    except (ValueError, TypeError, AttributeError):
+        return 0
