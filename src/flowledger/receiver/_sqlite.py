@@ -22,15 +22,16 @@ from typing import Any, Final
 import aiosqlite
 
 from flowledger._exceptions import SchemaVersionError, StoreError
-from flowledger._wire import EventKind, RunStatus, format_ts
+from flowledger._wire import RunStatus, format_ts
 from flowledger.receiver._canonical import GENESIS_HASH, chain_hash
 from flowledger.receiver._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver._migrations import SCHEMA_VERSION, migrate, schema_version
 from flowledger.receiver._project import Projector, run_from_row, save_runs
 from flowledger.receiver._query import NODE_SELECT, RUN_PAYLOADS_SELECT, RUN_SELECT, node_json, run_json, runs_where
+from flowledger.receiver._rebuild import refold
 from flowledger.receiver._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver._store import Drift, EventOutcome, RunPage, RunQuery, Stats, VerifyReport
-from flowledger.receiver._validate import PreparedEvent, normalize_ts
+from flowledger.receiver._validate import PreparedEvent
 from flowledger.receiver._verify import ChainWalker
 
 __all__ = ["SqliteStore"]
@@ -38,7 +39,6 @@ __all__ = ["SqliteStore"]
 BUSY_TIMEOUT_MS: Final = 10_000
 _LOOKUP_CHUNK: Final = 500
 _STREAM_CHUNK: Final = 2_000
-_REBUILD_CHUNK: Final = 5_000
 _CACHE_KIB: Final = 65_536
 _NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
 _INSERT_LEDGER: Final = (
@@ -87,28 +87,6 @@ def _check_readable(path: Path) -> None:
         )
     if version == 0:
         raise StoreError(f"{path} holds no flowledger ledger yet")
-
-
-def event_from_body(body: str, seq: int) -> PreparedEvent:
-    """Rebuild a PreparedEvent from a stored canonical body (for refolding)."""
-    raw = json.loads(body)
-    data = raw["data"]
-    started = data.get("started_at")
-    return PreparedEvent(
-        index=0,
-        event_id=raw["event_id"],
-        run_id=raw["run_id"],
-        kind=EventKind(raw["kind"]),
-        ts=normalize_ts(raw["ts"]),
-        started_at=None if started is None else normalize_ts(started),
-        project=raw.get("project"),
-        producer_id=raw["producer_id"],
-        producer_seq=raw["producer_seq"],
-        data=data,
-        body=body,
-        body_bytes=b"",
-        seq=seq,
-    )
 
 
 class SqliteStore:
@@ -280,78 +258,11 @@ class SqliteStore:
     async def rebuild(self) -> Drift:
         """Refold every projection from the ledger in one transaction; report what differed."""
         conn = self._write_conn()
-        drift = Drift()
-        tables = ("runs", "node_runs", "producers")
         try:
             async with self._transaction():
-                for table in tables:
-                    await conn.execute(f"DROP TABLE IF EXISTS temp.old_{table}")
-                    await conn.execute(f"CREATE TEMP TABLE old_{table} AS SELECT * FROM main.{table}")
-                    await conn.execute(f"DELETE FROM main.{table}")
-                last = 0
-                while True:
-                    rows = list(
-                        await conn.execute_fetchall(
-                            "SELECT seq, body FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?", (last, _REBUILD_CHUNK)
-                        )
-                    )
-                    if not rows:
-                        break
-                    last = int(rows[-1][0])
-                    events = [event_from_body(body, seq) for seq, body in rows]
-                    projector = Projector(conn)
-                    await projector.load(events)
-                    for event in events:
-                        projector.apply(event, event.producer_id, event.producer_seq)
-                    await projector.flush()
-                    drift.events += len(events)
-                # Stuck is the sweeper's verdict, not the ledger's: keep it for runs still running.
-                await conn.execute(
-                    "UPDATE main.runs SET status = 'stuck', stuck_reason = "
-                    "(SELECT o.stuck_reason FROM old_runs o WHERE o.run_id = runs.run_id) "
-                    "WHERE status = 'running' AND run_id IN (SELECT run_id FROM old_runs WHERE status = 'stuck')"
-                )
-                drift.runs_missing = [
-                    r[0]
-                    for r in await conn.execute_fetchall(
-                        "SELECT run_id FROM main.runs WHERE run_id NOT IN (SELECT run_id FROM old_runs) ORDER BY run_id"
-                    )
-                ]
-                drift.runs_extra = [
-                    r[0]
-                    for r in await conn.execute_fetchall(
-                        "SELECT run_id FROM old_runs WHERE run_id NOT IN (SELECT run_id FROM main.runs) ORDER BY run_id"
-                    )
-                ]
-                drift.runs_changed = [
-                    r[0]
-                    for r in await conn.execute_fetchall(
-                        "SELECT run_id FROM (SELECT * FROM main.runs EXCEPT SELECT * FROM old_runs) "
-                        "WHERE run_id IN (SELECT run_id FROM old_runs) ORDER BY run_id"
-                    )
-                ]
-                drift.nodes_missing = await _count(
-                    conn,
-                    "SELECT count(*) FROM (SELECT run_id, span_id FROM main.node_runs "
-                    "EXCEPT SELECT run_id, span_id FROM old_node_runs)",
-                )
-                drift.nodes_extra = await _count(
-                    conn,
-                    "SELECT count(*) FROM (SELECT run_id, span_id FROM old_node_runs "
-                    "EXCEPT SELECT run_id, span_id FROM main.node_runs)",
-                )
-                drift.nodes_changed = (
-                    await _count(
-                        conn,
-                        "SELECT count(*) FROM (SELECT * FROM main.node_runs EXCEPT SELECT * FROM old_node_runs)",
-                    )
-                    - drift.nodes_missing
-                )
-                for table in tables:
-                    await conn.execute(f"DROP TABLE temp.old_{table}")
+                return await refold(conn)
         except sqlite3.Error as exc:
             raise StoreError(f"rebuilding the projections failed: {exc}") from exc
-        return drift
 
     # --- reading ---------------------------------------------------------
 
