@@ -20,6 +20,7 @@ from flowledger._exceptions import (
     RunAborted,
     RuntimeFailure,
     UsageError,
+    WorkflowFailed,
 )
 from flowledger._version import __version__
 from flowledger._wire import EventKind, NodeStatus, RunStatus, TriggerType
@@ -57,6 +58,7 @@ __all__ = [
     "Settings",
     "TriggerType",
     "UsageError",
+    "WorkflowFailed",
     "__version__",
     "configure",
     "cost",

@@ -34,7 +34,6 @@ import threading
 import time
 from datetime import UTC, datetime
 from functools import cache
-from importlib import resources
 from typing import Any, Final
 
 __all__ = [
@@ -186,6 +185,8 @@ def parse_ts(text: str) -> datetime:
 @cache
 def event_schema() -> dict[str, Any]:
     """Return the JSON Schema (draft 2020-12) of one wire-format event."""
+    from importlib import resources  # only when asked: it is slow to import
+
     text = resources.files("flowledger.schemas").joinpath("events.v1.schema.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema

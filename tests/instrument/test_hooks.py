@@ -421,3 +421,10 @@ def test_system_exit_zero_inside_a_run_is_success(events: CapturedEvents) -> Non
     with pytest.raises(SystemExit), flowledger.run("wf"):
         raise SystemExit(0)
     assert events.runs()[0]["data"]["status"] == "succeeded"
+
+
+def test_attributes_set_during_an_attempt_reach_its_record(events: CapturedEvents) -> None:
+    """NodeAttempt.set_attribute adds to the attributes recorded with node_finished."""
+    with flowledger.run("wf"), flowledger.instrument.attempt("call", input=1, attributes={"kind": "http"}) as a:
+        a.set_attribute("http.status_code", 201)
+    assert events.nodes("call")[0]["data"]["attributes"] == {"kind": "http", "http.status_code": 201}

@@ -28,7 +28,7 @@ from typing import Any, Final, ParamSpec, TypeVar, overload
 
 from flowledger._wire import EventKind, NodeStatus, format_ts
 from flowledger.instrument import _context, _heartbeat
-from flowledger.instrument._capture import capture
+from flowledger.instrument._capture import RawJSON, capture
 from flowledger.instrument._cost import Cost
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
 from flowledger.instrument._otel import SpanScope
@@ -66,6 +66,7 @@ class NodeAttempt:
         "_duplicate",
         "_has_output",
         "_implicit",
+        "_late_attributes",
         "_node_token",
         "_output",
         "_output_size",
@@ -115,6 +116,7 @@ class NodeAttempt:
         self.idempotency_key: str | None = None
         self.cost = Cost()
         self._implicit: Run | None = None
+        self._late_attributes: dict[str, Any] | None = None
         self._span: SpanScope | None = None
         self._node_token: Any = None
         self._output: Any = None
@@ -137,6 +139,14 @@ class NodeAttempt:
         if p is not None and p.settings.capture:
             self._output, self._output_size = capture(value, p.policy)
             self._has_output = True
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        """Add ``key: value`` to the attempt's ``attributes`` (sent with ``node_finished``)."""
+        if self._late_attributes is None:
+            self._late_attributes = {}
+        self._late_attributes[key] = value
+        if self._span is not None:
+            self._span.add_attributes({key: value})
 
     def simulate(self, output: Any = None) -> None:
         """Mark this effect attempt as simulated (a dry run): recorded, not executed."""
@@ -289,6 +299,13 @@ class NodeAttempt:
                 guard = _guard()
                 if guard is not None:
                     guard.remember(self.idempotency_key, self._output if self._has_output else None)
+        if self._late_attributes:
+            p = run._pipeline
+            earlier = data.get("attributes")
+            merged = dict(earlier.value() if isinstance(earlier, RawJSON) else earlier or {})
+            merged.update(self._late_attributes)
+            if p is not None:
+                data["attributes"] = capture(merged, p.policy)[0]
         if self._simulated:
             data["simulated"] = True
         if self._duplicate:
