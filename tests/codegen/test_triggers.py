@@ -52,6 +52,9 @@ def test_http_node_sends_json_with_traceparent_and_returns_the_reply(
     assert (version, trace) == ("00", trace_id)
     assert span == events.nodes("notify")[0]["data"]["span_id"]
     assert "tok-123" not in json.dumps(events.all)
+    attributes = events.nodes("notify")[0]["data"]["attributes"]
+    assert attributes["http.request.method"] == "POST"
+    assert attributes["http.response.status_code"] == 200
 
 
 def test_http_node_error_status_fails_the_attempt(build: Build, events: CapturedEvents) -> None:
@@ -63,6 +66,7 @@ def test_http_node_error_status_fails_the_attempt(build: Build, events: Captured
     error = events.nodes("notify")[0]["data"]["error"]
     assert error["type"] == "flowledger.instrument._http_node.HttpNodeError"
     assert error["message"] == "POST http://hooks.test/receive answered 503 Service Unavailable: down for maintenance"
+    assert events.nodes("notify")[0]["data"]["attributes"]["http.response.status_code"] == 503
 
 
 HTTP_TRIGGER = """

@@ -4,7 +4,7 @@ The request carries the node attempt's W3C ``traceparent``, so the receiving
 service joins the run's trace. A reply outside 2xx fails the attempt with
 the status code and the start of the body in the message. Every request
 counts as one ``external_requests`` in the attempt's cost, and the attempt's
-span gets the OpenTelemetry HTTP attributes (``http.request.method``,
+record and span get the OpenTelemetry HTTP attributes (``http.request.method``,
 ``url.full``, ``http.response.status_code``); its timing is the attempt's.
 """
 
@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
-
-from opentelemetry import trace
 
 from flowledger._exceptions import RuntimeFailure
 from flowledger.instrument._workflow import Env
@@ -72,14 +70,14 @@ async def send(
     body = None if spec.method in _BODYLESS else json.dumps(value, default=str).encode()
     if body is not None:
         headers.setdefault("content-type", "application/json")
-    span = trace.get_current_span()  # the attempt's span (a no-op span when spans are off)
-    span.set_attribute("http.request.method", spec.method)
-    span.set_attribute("url.full", spec.url)
+    # on the attempt's record and its span (OTel HTTP semantic conventions)
+    hook.set_attribute("http.request.method", spec.method)
+    hook.set_attribute("url.full", spec.url)
     response = await client().request(
         spec.method, spec.url, content=body, headers=headers, timeout=DEFAULT_HTTP_TIMEOUT_S
     )
     cost(external_requests=1)
-    span.set_attribute("http.response.status_code", response.status_code)
+    hook.set_attribute("http.response.status_code", response.status_code)
     if not response.is_success:
         preview = response.text[:ERROR_BODY_PREVIEW_CHARS]
         raise HttpNodeError(
