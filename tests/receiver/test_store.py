@@ -15,7 +15,7 @@ from flowledger.receiver._app import create_app
 from flowledger.receiver._config import Limits, ReceiverConfig, config_from_env
 from flowledger.receiver._metrics import Metrics
 from flowledger.receiver._migrations import SCHEMA_VERSION, migrate
-from flowledger.receiver._sqlite import SqliteStore
+from flowledger.receiver._sqlite import SWEEP_SQL, SqliteStore
 from flowledger.receiver._validate import PreparedEvent, prepare_event
 from flowledger.receiver._writer import WriteQueueFull, Writer
 from tests.receiver._support import simple_run
@@ -204,3 +204,28 @@ def test_store_failure_is_503_with_retry_after(tmp_path: Path) -> None:
         assert live.post(simple_run().events).json()["accepted"] == 4
     finally:
         live.stop()
+
+
+@pytest.mark.parametrize(
+    ("sql", "index"),
+    [
+        (SWEEP_SQL.replace("?", "'2026'"), "runs_alive (last_seen_at<?)"),
+        (
+            "SELECT run_id FROM runs r WHERE r.workflow_id = 'w' ORDER BY r.started_at DESC, r.run_id DESC",
+            "runs_by_workflow",
+        ),
+        (
+            "SELECT run_id FROM runs r WHERE r.status = 'failed' ORDER BY r.started_at DESC, r.run_id DESC",
+            "runs_by_status",
+        ),
+        ("SELECT event_id FROM ledger WHERE event_id IN ('a', 'b')", "sqlite_autoindex_ledger"),
+    ],
+    ids=["sweeper", "workflow-filter", "status-filter", "dedupe"],
+)
+def test_hot_queries_use_an_index(tmp_path: Path, sql: str, index: str) -> None:
+    """The sweeper, the run filters and the duplicate check are index lookups, not table scans."""
+    conn = sqlite3.connect(tmp_path / "plan.db", isolation_level=None)
+    migrate(conn)
+    plan = " ".join(str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
+    conn.close()
+    assert index in plan, plan

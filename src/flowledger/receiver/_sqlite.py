@@ -40,6 +40,10 @@ BUSY_TIMEOUT_MS: Final = 10_000
 _LOOKUP_CHUNK: Final = 500
 _STREAM_CHUNK: Final = 2_000
 _CACHE_KIB: Final = 65_536
+SWEEP_SQL: Final = (
+    f"SELECT {', '.join(RUN_COLUMNS)} FROM runs INDEXED BY runs_alive WHERE status = 'running' AND last_seen_at < ?"
+)
+"""Running runs silent since before a cutoff: a range of the partial index ``runs_alive``, never a scan."""
 _NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
 _INSERT_LEDGER: Final = (
     "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash) "
@@ -241,8 +245,7 @@ class SqliteStore:
         marked = []
         try:
             async with self._transaction():
-                sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE status = 'running' AND last_seen_at < ?"
-                for row in await conn.execute_fetchall(sql, (cutoff,)):
+                for row in await conn.execute_fetchall(SWEEP_SQL, (cutoff,)):
                     run = run_from_row(row)
                     threshold_s = max(stuck_after_s, heartbeats * (run.heartbeat_interval_s or 0.0))
                     if run.last_seen_at is None or _parse(run.last_seen_at) > now_dt - threshold_s:
