@@ -194,6 +194,7 @@ def test_summary_cards_count_rates_percentiles_cost_and_last_run(live: LiveRecei
     assert cards["p50_duration_ms"] == pytest.approx(130)
     assert cards["p95_duration_ms"] == pytest.approx(130)
     assert cards["duration_sample"] == 4
+    assert cards["duration_sample_capped"] is False
     assert cards["total_cost_usd"] == pytest.approx(4 * 0.004)
     assert cards["last_run"]["run_id"] == running.run_id
     failed = live.get("/api/viewer/summary", status="failed").json()
@@ -231,6 +232,7 @@ def test_percentiles_over_a_sample_use_the_newest_runs(tmp_path: Path) -> None:
     assert full["duration_sample"] == 5
     assert sampled["p50_duration_ms"] == pytest.approx(130)
     assert sampled["duration_sample"] == 2
+    assert sampled["duration_sample_capped"] is True
     assert sampled["total"] == 5
 
 

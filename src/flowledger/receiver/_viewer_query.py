@@ -295,7 +295,8 @@ def summary(
     ``success_rate`` is succeeded over finished (succeeded, failed, aborted)
     runs. p50 and p95 are nearest-rank percentiles of the durations of the
     newest ``percentile_sample_max`` matching runs that have one: exact
-    whenever fewer runs match, ``duration_sample`` says how many were used.
+    whenever fewer runs match; ``duration_sample`` says how many were used
+    and ``duration_sample_capped`` whether the cap was reached.
     """
     where, params = run_filter.where()
     by_status = dict.fromkeys((s.value for s in RunStatus), 0)
@@ -328,6 +329,7 @@ def summary(
         "p50_duration_ms": p50,
         "p95_duration_ms": p95,
         "duration_sample": sample,
+        "duration_sample_capped": sample >= percentile_sample_max,
         "total_cost_usd": cost,
         "last_run": None if last is None else {"run_id": last[0], "started_at": last[1], "status": last[2]},
     }

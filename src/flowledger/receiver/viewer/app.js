@@ -125,8 +125,8 @@ function fmtBytes(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-function shortId(id) {
-  return id && id.length > 13 ? id.slice(0, 8) + "…" + id.slice(-4) : id || "";
+function shortId(id, tail = 4) {
+  return id && id.length > 9 + tail ? id.slice(0, 8) + "…" + id.slice(-tail) : id || "";
 }
 
 function statusBadge(status) {
@@ -606,7 +606,7 @@ class ListView {
     for (const run of page.runs) {
       const fresh = !first && !this.seen.has(run.run_id);
       this.seen.add(run.run_id);
-      const link = h("a", { href: runHref(run.run_id), class: "run-link", title: run.run_id, text: run.run_id });
+      const link = h("a", { href: runHref(run.run_id), class: "run-link", title: run.run_id, text: shortId(run.run_id, 12) });
       const error = run.error ? `${run.error.type || "error"}: ${run.error.message || ""}` : "";
       const row = h(
         "tr",
@@ -666,7 +666,7 @@ class ListView {
       card("running", "Running", fmtCount(by.running), null, withStatus("running")),
       card("dry", "Dry / live", `${fmtCount(s.dry_run)} / ${fmtCount(s.live)}`),
       card("rate", "Success rate", s.success_rate === null ? "–" : `${(s.success_rate * 100).toFixed(1)} %`, "of finished runs"),
-      card("p50", "p50 duration", fmtDuration(s.p50_duration_ms), s.duration_sample && s.duration_sample < s.total ? `newest ${fmtCount(s.duration_sample)} runs` : null),
+      card("p50", "p50 duration", fmtDuration(s.p50_duration_ms), s.duration_sample_capped ? `of the newest ${fmtCount(s.duration_sample)} runs` : null),
       card("p95", "p95 duration", fmtDuration(s.p95_duration_ms)),
       card("cost", "Total cost", fmtUsd(s.total_cost_usd)),
       card("last", "Last run", s.last_run ? fmtAgo(s.last_run.started_at) : "–", s.last_run ? fmtTime(s.last_run.started_at) : null, s.last_run ? runHref(s.last_run.run_id) : null),
@@ -797,7 +797,7 @@ class RunView {
       const c = run.cost;
       fact("Cost", fmtUsd(c.usd), h("span", { class: "muted small", text: ` · ${fmtCount(c.tokens)} tokens · ${fmtCount(c.tool_calls)} tool calls · ${fmtCount(c.external_requests)} requests` }));
     } else fact("Cost", "–");
-    const failing = run.error?.node_id || run.attempts.failing_node_id;
+    const failing = run.error?.node_id || (run.status !== "succeeded" ? run.attempts.failing_node_id : null);
     if (failing) {
       const span = run.attempts.failing_span_id;
       fact("Failing node", span ? h("a", { href: runHref(run.run_id, span), class: "mono", id: "failing-node", text: failing }) : h("span", { class: "mono", text: failing }));
