@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from flowledger.instrument._config import Settings
 from flowledger.receiver._config import ReceiverConfig
 from tests.otel._processes import generate_module, run_once
 from tests.otel._support import LiveReceiver, free_port, receiver_running
@@ -177,3 +178,23 @@ def test_stock_sdk_spans_reach_phoenix_through_the_receiver(phoenix: str, tmp_pa
     seen = phoenix_spans(phoenix, trace_id, 2)
     assert seen["inner"]["parent_id"] == seen["outer"]["context"]["span_id"]
     assert seen["inner"]["attributes"]["order.id"] == 42
+
+
+@pytest.mark.skipif(
+    not hasattr(Settings, "otlp_protocol"),
+    reason="the SDK's span sender does not choose an OTLP protocol yet (Settings.otlp_protocol is pending)",
+)
+def test_generated_workflow_spans_reach_phoenix_directly(phoenix: str, receiver: LiveReceiver, tmp_path: Path) -> None:
+    """With OTEL_EXPORTER_OTLP_ENDPOINT set to Phoenix, the SDK exports there itself (http/protobuf by default)."""
+    module = generate_module(tmp_path, "phoenix_check", WORKFLOW)
+    done = run_once(
+        module,
+        json.dumps({"n": 1}),
+        FLOWLEDGER_ENDPOINT=receiver.url,
+        FLOWLEDGER_EXPORT_SPANS="1",
+        OTEL_EXPORTER_OTLP_ENDPOINT=phoenix,
+    )
+    assert done.returncode == 0, done.stderr
+    run = _finished_run(receiver, "phoenix-check")
+    check_workflow_spans(phoenix_spans(phoenix, run["trace_id"], 4), run)
+    assert receiver.get("/api/otlp/stats").json()["spans"]["accepted"] == 0  # spans went to Phoenix only
