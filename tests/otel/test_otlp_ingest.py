@@ -300,3 +300,19 @@ def test_spans_survive_a_restart(receiver_config: ReceiverConfig) -> None:
         assert _export(first, spans) is SpanExportResult.SUCCESS
     with receiver_running(receiver_config) as second:
         assert second.trace(f"{ids['trace']:032x}")["span_count"] == 2
+
+
+def test_api_keys_scope_spans_to_their_project(tmp_path: Any) -> None:
+    """With API keys, exporters send a bearer token; a trace is visible only with a key of the same project."""
+    config = ReceiverConfig(
+        db_path=tmp_path / "keys.db", sweep_interval_s=0, api_keys={"token-a": "shop", "token-b": "billing"}
+    )
+    spans, ids = _make_spans()
+    with receiver_running(config) as live:
+        assert _export(live, spans) is SpanExportResult.FAILURE
+        assert _export(live, spans, headers={"Authorization": "Bearer token-a"}) is SpanExportResult.SUCCESS
+        path = f"/api/traces/{ids['trace']:032x}"
+        mine = live.get(path, headers={"Authorization": "Bearer token-a"})
+        assert mine.status_code == 200
+        assert {span["project"] for span in mine.json()["spans"]} == {"shop"}
+        assert live.get(path, headers={"Authorization": "Bearer token-b"}).status_code == 404
