@@ -42,6 +42,7 @@ def _run_started(run_id: str = RUN_ID) -> dict[str, Any]:
             "dry_run": False,
             "trace_id": TRACE_ID,
             "span_id": RUN_SPAN,
+            "definition_sha256": "d" * 64,
         },
         run_id,
     )
@@ -107,6 +108,7 @@ def test_run_spans_carry_trigger_and_version() -> None:
     assert attrs["flowledger.trigger"] == "http"
     assert attrs["flowledger.workflow.version"] == "3"
     assert attrs["flowledger.dry_run"] is False
+    assert attrs["flowledger.definition.sha256"] == "d" * 64
     assert (attrs["flowledger.cost.tokens"], attrs["flowledger.cost.tool_calls"]) == ("5", "2")
     assert (attrs["flowledger.cost.external_requests"], attrs["flowledger.cost.usd"]) == ("1", 0.5)
     unknown = span_from_event(finished, RunMemo())

@@ -37,7 +37,14 @@ _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 RUN_MEMO_MAX_RUNS: Final = 4096
 """Runs whose workflow attributes the span builder remembers (the oldest are forgotten first)."""
-_RUN_FIELDS: Final = ("workflow_id", "workflow_name", "workflow_version", "trigger_type", "dry_run")
+_RUN_FIELDS: Final = (
+    "workflow_id",
+    "workflow_name",
+    "workflow_version",
+    "trigger_type",
+    "dry_run",
+    "definition_sha256",
+)
 
 
 class SpanKind(enum.IntEnum):
