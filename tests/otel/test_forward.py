@@ -43,11 +43,13 @@ def test_the_upstream_receives_what_the_receiver_accepted(receiver: LiveReceiver
         json_spans, json_trace = _spans()
         body = json.dumps(otlp_json(json_spans)).encode()
         assert front.post("/v1/traces", body, "application/json").status_code == 200
-        assert front.post("/v1/logs", b"{}", "application/json").status_code == 200
+        logs = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": "hello"}}]}]}]}
+        assert front.post("/v1/logs", json.dumps(logs).encode(), "application/json").status_code == 200
+        assert front.post("/v1/metrics", b"{}", "application/json").status_code == 200  # empty: nothing to forward
         stats = front.wait_for("/api/otlp/stats", lambda d: d["forwarding"]["sent"] == 3)
         assert front.trace(proto_trace)["span_count"] == 2
     forwarding = stats["forwarding"]
-    assert (forwarding["failed"], forwarding["dropped"], forwarding["items_sent"]) == (0, 0, 4)
+    assert (forwarding["failed"], forwarding["dropped"], forwarding["items_sent"]) == (0, 0, 5)
     for trace_id in (proto_trace, json_trace):
         doc = receiver.trace(trace_id)
         names = {span["name"]: span for span in doc["spans"]}

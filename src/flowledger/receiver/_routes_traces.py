@@ -135,9 +135,10 @@ async def _ingest(request: Request, signal: Signal) -> Response:
         if isinstance(outcome, Response):
             return outcome
         rejected, error_message = outcome
-    if state.forwarder is not None:  # protobuf upstream: every OTLP/HTTP server takes it, not all take JSON
+    items = _items(signal, message)
+    if state.forwarder is not None and items:  # protobuf upstream: every OTLP/HTTP server takes it, not all take JSON
         upstream_body = body if fmt is OtlpFormat.PROTOBUF else bytes(message.SerializeToString())
-        state.forwarder.offer(signal, upstream_body, OtlpFormat.PROTOBUF.value, items=_items(signal, message))
+        state.forwarder.offer(signal, upstream_body, OtlpFormat.PROTOBUF.value, items=items)
     return _answer(encode_response(signal, fmt, rejected=rejected, error_message=error_message), fmt)
 
 
