@@ -191,8 +191,10 @@ class Forwarder:
                 job = await self._queue.get()
                 try:
                     result = await self._post(client, job)
-                except asyncio.CancelledError:  # stopped while this body was in flight
+                except asyncio.CancelledError:  # stopped (or the loop closed) while this body was in flight
                     self._count_drop(job.items)
+                    while not self._queue.empty():
+                        self._count_drop(self._queue.get_nowait().items)
                     raise
                 except Exception as exc:  # never let one body end forwarding
                     _log.warning("forwarding to %s failed: %r", self.endpoint, exc)
