@@ -303,3 +303,54 @@ def test_ten_thousand_attempts_open_paged_and_scroll_to_the_end(live: LiveReceiv
     page.wait_for_selector("[data-payload=Output] .j-num", timeout=_WAIT_MS)
     assert page.text_content("[data-payload=Output] .j-num") == "9999"
     assert len([u for u in requests if "/attempts?" in u]) <= 3
+
+
+def test_time_range_preset_and_new_runs_notice_on_an_older_page(live: LiveReceiver, page: Any) -> None:
+    """The last-hour range keeps only recent runs; on an older page a new run is announced, not inserted."""
+    old = typical_run(start_ns=time.time_ns() - 120 * _MINUTE_NS)
+    recent = [typical_run(start_ns=time.time_ns() - (10 - i) * _MINUTE_NS) for i in range(3)]
+    live.post(old.events + [e for r in recent for e in r.events])
+    page.goto(f"{live.url}/")
+    _wait_rows(page, 4)
+    page.select_option("#f-range", "1h")
+    _wait_rows(page, 3)
+    assert old.run_id not in {r["id"] for r in _rows(page)}
+    _wait_card(page, "total", "3")
+
+    page.goto(f"{live.url}/#/?limit=2")
+    _wait_rows(page, 2)
+    page.click("#page-older")
+    _wait_rows(page, 2)
+    shown = [r["id"] for r in _rows(page)]
+    assert page.is_hidden("#new-runs")
+    newest = typical_run()
+    live.post(newest.events)
+    page.wait_for_selector("#new-runs a", timeout=_WAIT_MS)
+    assert [r["id"] for r in _rows(page)] == shown
+    page.click("#new-runs a")
+    page.wait_for_function(
+        "id => document.querySelector('#runs-table tbody tr')?.dataset.runId === id",
+        arg=newest.run_id,
+        timeout=_WAIT_MS,
+    )
+
+
+def test_large_payload_loads_on_demand_and_big_arrays_expand_in_steps(live: LiveReceiver, page: Any) -> None:
+    """A payload over the inline limit shows a Load button; a 1,000-item array shows 200 items, then more."""
+    big = {"rows": [f"row {i}" for i in range(1_000)], "blob": "x" * 70_000}
+    run = RunBuilder().start()
+    run.node("load", at_ms=0, duration_ms=5, input=big, output={"n": 1000})
+    run.finish(at_ms=10)
+    live.post(run.events)
+    page.goto(f"{live.url}/#/runs/{run.run_id}")
+    page.click(".wf-row[data-node=load]")
+    page.wait_for_selector("[data-payload=Input] button.load", timeout=_WAIT_MS)
+    assert "KiB" in page.text_content("[data-payload=Input] button.load")
+    assert page.text_content("[data-payload=Output] .j-num") == "1000"
+    page.click("[data-payload=Input] button.load")
+    page.wait_for_selector("[data-payload=Input] .j-more", timeout=_WAIT_MS)
+    count = "() => document.querySelectorAll('[data-payload=Input] .j-children .j-children > .j-row').length"
+    assert page.evaluate(count) == 200
+    assert page.text_content("[data-payload=Input] .j-more") == "show 200 more of 800"
+    page.click("[data-payload=Input] .j-more")
+    assert page.evaluate(count) == 400
