@@ -213,3 +213,29 @@ def test_bad_settings_are_config_errors(name: str, value: str, needle: str) -> N
 def test_header_parsing_keeps_equals_signs_in_values() -> None:
     """Only the first '=' splits a header pair (base64 tokens keep their padding)."""
     assert parse_forward_headers("authorization=Basic dXNlcjpwYXNz==") == (("authorization", "Basic dXNlcjpwYXNz=="),)
+
+
+def test_stop_forwarding_sends_what_is_queued_at_shutdown() -> None:
+    """stop_forwarding(app), for the app's shutdown, gives queued bodies their chance, then ends the task."""
+    from types import SimpleNamespace
+
+    from flowledger.receiver._routes_traces import OtlpState, stop_forwarding
+
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    async def scenario() -> Forwarder:
+        transport = httpx.MockTransport(answer)
+        forwarder = Forwarder("http://upstream.test", max_requests=8, timeout_s=1, transport=transport)
+        app = SimpleNamespace(state=SimpleNamespace(otlp=OtlpState(forwarder=forwarder)))
+        for _ in range(3):
+            forwarder.offer(Signal.LOGS, b"", "application/x-protobuf", items=1)
+        await stop_forwarding(app, timeout_s=5.0)
+        await stop_forwarding(SimpleNamespace(state=SimpleNamespace()))  # an app that never forwarded
+        return forwarder
+
+    forwarder = _run(scenario())
+    assert (forwarder.stats.sent, forwarder.stats.dropped, len(seen)) == (3, 0, 3)
