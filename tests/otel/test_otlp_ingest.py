@@ -316,3 +316,12 @@ def test_api_keys_scope_spans_to_their_project(tmp_path: Any) -> None:
         assert mine.status_code == 200
         assert {span["project"] for span in mine.json()["spans"]} == {"shop"}
         assert live.get(path, headers={"Authorization": "Bearer token-b"}).status_code == 404
+
+
+def test_deflate_is_refused_with_a_clear_415(receiver: LiveReceiver) -> None:
+    """OTLP/HTTP defines gzip only: a deflate body is 415 naming the encodings the receiver takes."""
+    spans, _ = _make_spans()
+    assert _export(receiver, spans, compression=Compression.Deflate) is SpanExportResult.FAILURE
+    response = receiver.post("/v1/traces", b"x", PROTOBUF, **{"content-encoding": "deflate"})
+    assert response.status_code == 415
+    assert "send gzip or no encoding" in status_pb2.Status.FromString(response.content).message
