@@ -187,6 +187,16 @@ def test_integer_too_large_to_store_is_rejected(live: LiveReceiver) -> None:
     assert "attempt" in answer["rejected"][0]["error"]
 
 
+def test_number_too_large_for_json_is_rejected_per_event(live: LiveReceiver) -> None:
+    """A number that parses to infinity (1e400) is rejected as one event, not answered with a 500."""
+    run = simple_run()
+    raw = json.dumps({"events": run.events}).replace('"order": 42', '"order": 1e400', 1)
+    answer = httpx.post(f"{live.url}/v1/events", content=raw.encode(), timeout=30)
+    assert answer.status_code == 200
+    assert answer.json()["accepted"] == len(run.events) - 1
+    assert "1e400" in answer.json()["rejected"][0]["error"]
+
+
 @pytest.fixture
 def small_receiver(receiver_config: ReceiverConfig) -> LiveReceiver:
     """A receiver with tiny limits."""
