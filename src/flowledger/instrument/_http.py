@@ -5,17 +5,27 @@ attaches an OpenTelemetry context carrying the suppress-instrumentation
 keys, the way the OTel SDK's own span processors do, so that an
 auto-instrumented httpx (or anything else) never records the SDK's
 deliveries as spans of the application.
+
+Everything the worker threads need to build a client and make a request is
+imported here, at import time, on the thread that imports this module:
+httpx imports ``httpcore`` lazily when the first transport is built, and the
+socket layer imports the ``idna`` codec on the first connection. Were those
+imports left to a worker thread, a process forked while one is half done
+would find a partially initialised module in its child and never build a
+client there.
 """
 
 from __future__ import annotations
 
 import email.utils
+import encodings.idna  # noqa: F401 - the codec socket.getaddrinfo loads on first use
 import gzip
 import time
 from collections.abc import Iterable
 from contextvars import Token
 from typing import Final
 
+import httpcore  # noqa: F401 - httpx.HTTPTransport imports it lazily, see the module docstring
 import httpx
 from opentelemetry import context as otel_context
 
