@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import time
+import warnings
 from pathlib import Path
+
+import pytest
 
 from tests.instrument._sender_support import REPO_ROOT, child_env, closed_port_url, recorder
 
 CHILD_TIMEOUT_S = 60.0
+FORK_HANG_GUARD_S = 10.0
 
 _IMPORTS_CHILD = textwrap.dedent(
     """
@@ -45,3 +51,36 @@ def test_worker_threads_import_nothing(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert rec.requests >= 1
     assert json.loads(done.stdout) == []
+
+
+def _fork_and_wait(child: object) -> int | None:
+    """Fork, run ``child()`` in the child (exit 0 if it returns true), return its exit code or None if it hung."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            code = 0 if child() else 2  # type: ignore[operator]
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + FORK_HANG_GUARD_S
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_run_memo_lock_held_at_fork_is_fresh_in_the_child() -> None:
+    """A child forked while the span builder's run memo is locked can still build spans."""
+    from flowledger.instrument import _otlp
+
+    event = {"kind": "run_started", "run_id": "r-fork", "data": {"workflow_id": "wf"}}
+    with _otlp._RUNS._lock:  # held by this thread at the moment of fork, as the sender thread may hold it
+        code = _fork_and_wait(lambda: _otlp.span_from_event(event) is None and _otlp._RUNS.get("r-fork"))
+    assert code == 0

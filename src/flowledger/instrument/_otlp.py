@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import calendar
 import enum
+import os
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Final
@@ -111,6 +113,11 @@ class RunMemo:
         self._max_runs = max(1, max_runs)
         self._runs: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
+        _memos.add(self)
+
+    def reset_after_fork(self) -> None:
+        """Give a forked child a fresh lock: the parent's sender thread may have held it at the fork."""
+        self._lock = threading.Lock()
 
     def remember(self, run_id: str, data: dict[str, Any]) -> None:
         """Keep the workflow fields of a ``run_started`` event's data."""
@@ -126,6 +133,17 @@ class RunMemo:
         with self._lock:
             return dict(self._runs.get(run_id, {})) if isinstance(run_id, str) else {}
 
+
+_memos: weakref.WeakSet[RunMemo] = weakref.WeakSet()
+
+
+def _reset_memos_after_fork() -> None:
+    for memo in list(_memos):
+        memo.reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_memos_after_fork)
 
 _RUNS: Final = RunMemo()
 
