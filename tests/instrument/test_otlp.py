@@ -168,6 +168,38 @@ def test_events_without_a_span(event: dict[str, Any]) -> None:
     assert span_from_event(event) is None
 
 
+@pytest.mark.parametrize("make", [node_failed, run_succeeded, lambda: _skipped_node()])
+def test_spans_the_application_exported_are_not_rebuilt(make: Any) -> None:
+    """A finished run, node or skip marked otel_exported gives no span; marked false it still does."""
+    event = make()
+    assert span_from_event(event) is not None
+    event["data"]["otel_exported"] = False
+    assert span_from_event(event) is not None
+    event["data"]["otel_exported"] = True
+    assert span_from_event(event) is None
+
+
+def _skipped_node() -> dict[str, Any]:
+    event = node_failed()
+    event["data"].update(status="skipped", skip_reason="upstream failed", error=None, duration_ms=0)
+    return event
+
+
+def test_sender_exports_no_copy_of_the_applications_spans(tmp_path: Path) -> None:
+    """Events whose spans the application's provider exported are delivered, but no span is posted for them."""
+    receiver = MockReceiver()
+    sender = Sender(make_settings(tmp_path), transport=receiver.transport(), export_spans=True)
+    exported = node_failed()
+    exported["data"]["otel_exported"] = True
+    sender.submit(exported, 500)
+    sender.submit(run_succeeded(), 500)
+    assert sender.flush(5.0)
+    assert sender.shutdown(5.0)
+    spans = [s for doc in receiver.traces for s in doc["resourceSpans"][0]["scopeSpans"][0]["spans"]]
+    assert [s["spanId"] for s in spans] == [RUN_SPAN]
+    assert sender.stats()["sent"] == 2
+
+
 def test_timestamp_parsing() -> None:
     """RFC 3339 times with offsets and nanosecond fractions convert to exact Unix nanoseconds."""
     assert timestamp_unix_ns("1970-01-01T00:00:01.000000001Z") == 1_000_000_001

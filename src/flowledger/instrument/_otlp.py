@@ -28,7 +28,15 @@ from typing import Any, Final
 from flowledger._version import __version__
 from flowledger._wire import EventKind
 
-__all__ = ["RunMemo", "SpanKind", "StatusCode", "export_request", "span_from_event", "timestamp_unix_ns"]
+__all__ = [
+    "OTEL_EXPORTED",
+    "RunMemo",
+    "SpanKind",
+    "StatusCode",
+    "export_request",
+    "span_from_event",
+    "timestamp_unix_ns",
+]
 
 SCOPE_NAME: Final = "flowledger"
 NS_PER_MS: Final = 1_000_000
@@ -39,6 +47,8 @@ _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 RUN_MEMO_MAX_RUNS: Final = 4096
 """Runs whose workflow attributes the span builder remembers (the oldest are forgotten first)."""
+OTEL_EXPORTED: Final = "otel_exported"
+"""Key in a finished event's data: true when its span was a real span the application's provider exports."""
 _RUN_FIELDS: Final = (
     "workflow_id",
     "workflow_name",
@@ -153,6 +163,9 @@ def span_from_event(event: dict[str, Any], runs: RunMemo | None = _RUNS) -> dict
 
     None for any other kind, or when the event lacks what a span needs
     (a 32-hex trace id, a 16-hex span id, a start time and a duration).
+    A finished event marked ``"otel_exported": true`` gives none either: its span
+    was a real span of the application's TracerProvider, which exports it
+    itself, and a second copy with the same span id would show it twice.
     A ``run_started`` event gives no span but is remembered in ``runs``, whose
     workflow fields then fill in the run's and its nodes' spans.
     """
@@ -165,6 +178,8 @@ def span_from_event(event: dict[str, Any], runs: RunMemo | None = _RUNS) -> dict
         return None
     if kind not in (EventKind.RUN_FINISHED, EventKind.NODE_FINISHED):
         return None
+    if data.get(OTEL_EXPORTED) is True:
+        return None  # a real span of the application's provider: its own pipeline exports it
     known = runs.get(event.get("run_id")) if runs is not None else {}
     data = {**known, **data}
     trace_id, span_id = data.get("trace_id"), data.get("span_id")
