@@ -252,6 +252,20 @@ def test_sender_exports_spans_when_asked(tmp_path: Path) -> None:
     assert (stats["spans_sent"], stats["spans_dropped"], stats["sent"]) == (2, 0, 3)
 
 
+def test_otlp_headers_are_percent_decoded(tmp_path: Path) -> None:
+    """OTEL_EXPORTER_OTLP_HEADERS keys and values are percent-decoded before they are sent."""
+    receiver = MockReceiver()
+    headers = (("Authorization", "Basic%20abc"), ("x-tenant%2Did", "a%3Db%2Cc%25"))
+    settings = make_settings(tmp_path, otlp_traces_endpoint="http://collector.test/v1/traces", otlp_headers=headers)
+    sender = Sender(settings, transport=receiver.transport(), export_spans=True)
+    sender.submit(node_failed(), 500)
+    assert sender.flush(5.0)
+    sender.shutdown(1.0)
+    [request] = [r for r in receiver.requests if r.url.path == "/v1/traces"]
+    assert request.headers["Authorization"] == "Basic abc"
+    assert request.headers["x-tenant-id"] == "a=b,c%"
+
+
 def test_span_export_failure_is_counted_and_never_spooled(tmp_path: Path) -> None:
     """A failing traces endpoint drops spans (counted); events are still delivered and nothing is spooled."""
     receiver = MockReceiver(traces_status=503)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from typing import Any, Final
+from urllib.parse import unquote
 
 import httpx
 from opentelemetry import context as otel_context
@@ -181,8 +182,11 @@ class SpanSender:
 
 
 def _headers(settings: Settings) -> list[tuple[str, str]]:
-    """OTLP headers; spans bound for the receiver also carry its API key."""
-    headers = list(settings.otlp_headers)
+    """OTLP headers, percent-decoded as the OTel specification says; spans bound for the receiver carry its API key.
+
+    ``OTEL_EXPORTER_OTLP_HEADERS=Authorization=Basic%20abc`` sends ``Authorization: Basic abc``.
+    """
+    headers = [(unquote(key), unquote(value)) for key, value in settings.otlp_headers]
     if settings.otlp_traces_endpoint is None and settings.api_key:
         headers.append(("Authorization", f"Bearer {settings.api_key}"))
     return headers
