@@ -147,3 +147,56 @@ def test_a_forked_child_is_a_new_producer(tmp_path: Path) -> None:
     assert len(parent_ids) == len(child_ids) == 1
     assert parent_ids != child_ids
     assert [s for _, s in out["child"]] == [0, 1, 2]
+
+
+MP_CHILDREN = textwrap.dedent(
+    """
+    import multiprocessing, sys
+    import flowledger
+
+    @flowledger.node
+    def square(x):
+        return x * x
+
+    def work(i):
+        flowledger.configure(endpoint=sys.argv[1])
+        with flowledger.run("mp-child", data=i):
+            square(i)
+
+    if __name__ == "__main__":
+        ctx = multiprocessing.get_context("fork")
+        children = [ctx.Process(target=work, args=(i,)) for i in range(3)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join()
+        print("joined")
+    """
+)
+
+
+def test_multiprocessing_children_deliver_without_an_explicit_flush(live: LiveReceiver, tmp_path: Path) -> None:
+    """Runs recorded in forked multiprocessing children (which end with os._exit) are sent or spooled, never lost."""
+    script = tmp_path / "children.py"
+    script.write_text(MP_CHILDREN)
+    done = subprocess.run(
+        [sys.executable, str(script), live.url],
+        env=_env("http://127.0.0.1:9", tmp_path / "spool"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    # each child sent its events within the exit budget or spooled them; a later process replays the spool
+    replay = "import flowledger, sys; sys.exit(0 if flowledger.flush(timeout_s=10) else 1)"
+    successor = subprocess.run(
+        [sys.executable, "-c", replay],
+        env=_env(live.url, tmp_path / "spool"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert successor.returncode == 0, successor.stderr
+    runs = live.get("/api/runs", params={"workflow_id": "mp-child"}).json()
+    assert runs["total"] == 3
+    assert {r["status"] for r in runs["runs"]} == {"succeeded"}

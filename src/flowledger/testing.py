@@ -92,3 +92,6 @@ def capture_events(*, deliver: bool = False) -> Iterator[CapturedEvents]:
         yield sink
     finally:
         p.remove_capture(sink)
+        current = pipeline()  # configure() inside the block moved the capture to a new pipeline
+        if current is not p:
+            current.remove_capture(sink)

@@ -118,8 +118,31 @@ def test_large_payload_is_cut_on_a_utf8_boundary_with_a_marker() -> None:
     assert len(preview.encode()) > 4096 - 4
     full = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     assert full.startswith(preview)
-    assert captured["original_bytes"] == len(full.encode())
-    assert captured["omitted_bytes"] == len(full.encode()) - len(preview.encode())
+    assert 4096 < captured["original_bytes"] <= len(full.encode())
+    assert captured["omitted_bytes"] == captured["original_bytes"] - len(preview.encode())
+
+
+def test_a_payload_just_over_the_limit_reports_its_exact_size() -> None:
+    """A payload the SDK encodes whole says exactly how many bytes it had and how many were cut."""
+    value = [{"text": "x" * 100} for _ in range(45)]
+    captured = record(value)
+    full = json.dumps(value, separators=(",", ":"))
+    assert captured["__flowledger__"] == "truncated"
+    assert "estimated" not in captured
+    assert captured["original_bytes"] == len(full)
+    assert full.startswith(captured["preview"])
+
+
+def test_a_huge_payload_is_previewed_without_converting_all_of_it() -> None:
+    """A million rows become a 4 KiB preview marked as an estimate, secrets in it still redacted."""
+    rows = [{"id": i, "token": f"secret-{i}"} for i in range(1_000_000)]
+    captured = record(rows)
+    assert captured["__flowledger__"] == "truncated"
+    assert captured["estimated"] is True
+    assert captured["original_bytes"] >= 2_000_000
+    assert len(captured["preview"].encode()) <= 4096
+    assert captured["preview"].startswith('[{"id":0,"token":"[REDACTED]"},{"id":1,')
+    assert "secret-" not in captured["preview"]
 
 
 @dataclasses.dataclass
@@ -171,6 +194,28 @@ def test_cycles_and_lone_surrogates_do_not_break_capture() -> None:
     assert captured["loop"][1] == {"__flowledger__": "cycle", "type": "list"}
     json.dumps(captured, ensure_ascii=False).encode("utf-8")
     assert re.fullmatch(r"a.b", captured["bad"])
+
+
+def test_named_records_keep_their_field_names_and_redaction() -> None:
+    """Named tuples, plain objects and SimpleNamespace are recorded by field, so secret fields are redacted."""
+    import types
+    from typing import NamedTuple
+
+    class Creds(NamedTuple):
+        user: str
+        password: str
+
+    class Plain:
+        def __init__(self) -> None:
+            self.name = "ann"
+            self.api_key = "sk-live-1"
+
+    captured = record({"creds": Creds("bob", "hunter2"), "plain": Plain(), "ns": types.SimpleNamespace(token="t")})
+    assert captured == {
+        "creds": {"user": "bob", "password": "[REDACTED]"},
+        "plain": {"name": "ann", "api_key": "[REDACTED]"},
+        "ns": {"token": "[REDACTED]"},
+    }
 
 
 def test_a_raising_model_dump_becomes_a_capture_error_marker() -> None:

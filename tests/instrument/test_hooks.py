@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -428,3 +429,96 @@ def test_attributes_set_during_an_attempt_reach_its_record(events: CapturedEvent
     with flowledger.run("wf"), flowledger.instrument.attempt("call", input=1, attributes={"kind": "http"}) as a:
         a.set_attribute("http.status_code", 201)
     assert events.nodes("call")[0]["data"]["attributes"] == {"kind": "http", "http.status_code": 201}
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+def test_an_exception_that_cannot_be_printed_is_still_recorded(events: CapturedEvents) -> None:
+    """An error whose __str__ raises still ends the node and the run, and leaves no span behind."""
+    from opentelemetry import trace
+
+    @flowledger.node
+    def bad(x: int) -> None:
+        raise _Unprintable()
+
+    with pytest.raises(_Unprintable), flowledger.run("wf"):
+        bad(1)
+    node, run = events.nodes("bad")[0]["data"], events.runs()[0]["data"]
+    assert node["status"] == run["status"] == "failed"
+    assert "str() raised RuntimeError" in node["error"]["message"]
+    assert run["error"]["node_id"] == "bad"
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_a_huge_error_message_is_cut(events: CapturedEvents) -> None:
+    """A multi-megabyte exception message is cut to the capture limit in the records."""
+
+    @flowledger.node
+    def loud(x: int) -> None:
+        raise ValueError("x" * 5_000_000)
+
+    with pytest.raises(ValueError), flowledger.run("wf"):
+        loud(1)
+    for record in (events.nodes("loud")[0]["data"], events.runs()[0]["data"]):
+        assert len(record["error"]["message"]) < 5000
+        assert record["error"]["message"].endswith("more characters]")
+
+
+def test_the_guard_returns_the_real_output_not_the_redacted_record(
+    events: CapturedEvents, configure: Callable[..., Any], tmp_path: Any
+) -> None:
+    """A duplicate effect returns exactly what the first call returned, secrets and size included."""
+    configure(idempotency_guard=True, idempotency_dir=tmp_path)
+    real = {"charge_id": 7, "auth_token": "tok-1", "receipt": "r" * 10_000}
+
+    @flowledger.node(effect=True)
+    def charge(amount: int) -> dict[str, Any]:
+        return dict(real)
+
+    with flowledger.run("billing"):
+        charge(5)
+    with flowledger.run("billing"):
+        assert charge(5) == real
+    recorded = events.nodes("charge")[0]["data"]["output"]
+    assert recorded["__flowledger__"] == "truncated"
+    assert "tok-1" not in json.dumps(events.all)
+
+
+def test_configure_during_a_run_keeps_recording_that_run(events: CapturedEvents, configure: Callable[..., Any]) -> None:
+    """Changing settings while a run is open does not lose the rest of the run."""
+    with flowledger.run("wf"):
+        add(1, 1)
+        configure(capture_limit_bytes=2048)
+        add(2, 2)
+    assert [e["data"]["output"] for e in events.nodes("add")] == [2, 4]
+    assert events.runs()[0]["data"]["status"] == "succeeded"
+
+
+def test_a_capture_closed_after_configure_stops_capturing(configure: Callable[..., Any]) -> None:
+    """capture_events() opened before configure() is fully removed when it closes."""
+    from flowledger.instrument._pipeline import pipeline
+    from flowledger.testing import capture_events
+
+    with capture_events() as captured:
+        configure(capture_limit_bytes=2048)
+        add(1, 2)
+    assert len(captured) == 3
+    assert pipeline()._captures == []
+
+
+def test_a_caller_sampling_decision_is_kept(events: CapturedEvents) -> None:
+    """A run continuing an unsampled traceparent hands on the unsampled flag and the trace state."""
+    seen: dict[str, Any] = {}
+
+    @flowledger.node
+    def look(x: int) -> None:
+        seen.update(flowledger.inject({}))
+
+    incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    with flowledger.run("wf", traceparent=incoming):
+        look(1)
+    assert seen["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+    assert seen["traceparent"].endswith("-00")

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import PurePath
+from types import SimpleNamespace
 from typing import Any, Final
 
 from flowledger._wire import MARKER_KEY, REDACTED
@@ -42,6 +43,7 @@ MAX_REPR_CHARS: Final = 512
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _SCALARS: Final = (str, int, bool)
 _INF: Final = float("inf")
+_OBJECT_REPR: Final[Any] = object.__repr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +87,25 @@ def to_jsonable(value: Any, redact: re.Pattern[str] | None = None) -> Any:
     return _convert(value, redact, 0, set())
 
 
-def _convert(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int]) -> Any:
+class _Budget:
+    """How many more characters (and container items) a bounded conversion may produce."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
+def _convert(
+    value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int], budget: _Budget | None = None
+) -> Any:
     kind = type(value)
     if value is None or kind is int or kind is bool:
         return value
     if kind is str:
+        if budget is not None:
+            value = value[: max(budget.left, 0)]
+            budget.left -= len(value) + 2
         return value if value.isascii() else _clean_str(value)
     if isinstance(value, enum.Enum):
         return _convert(value.value, redact, depth + 1, seen)
@@ -107,10 +123,10 @@ def _convert(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[i
             return _marker("cycle", type=_type_name(value))
         seen.add(key)
         try:
-            return _container(value, redact, depth, seen)
+            return _container(value, redact, depth, seen, budget)
         finally:
             seen.discard(key)
-    return _leaf(value, redact, depth, seen)
+    return _leaf(value, redact, depth, seen, budget)
 
 
 def _plain_scalar(value: Any) -> Any:
@@ -131,26 +147,47 @@ def _clean_str(value: str) -> str:
     return value
 
 
-def _container(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int]) -> Any:
+def _container(
+    value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int], budget: _Budget | None = None
+) -> Any:
+    fields = _named_fields(value)
+    if fields is not None:  # dataclasses, named tuples, attrs classes: keep the names, check them
+        return _container(fields, redact, depth, seen, budget)
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
-            key = k if isinstance(k, str) else _key_str(k)
-            key = _clean_str(key)
-            out[key] = REDACTED if _is_secret(key, redact) else _convert(v, redact, depth + 1, seen)
+            if budget is not None:
+                if budget.left <= 0:
+                    break
+                budget.left -= 4
+            key = _clean_str(k if isinstance(k, str) else _key_str(k))
+            out[key] = REDACTED if _is_secret(key, redact) else _convert(v, redact, depth + 1, seen, budget)
         return out
-    if isinstance(value, list | tuple):
-        return [_convert(v, redact, depth + 1, seen) for v in value]
+    items: list[Any] = []
+    for v in value:
+        if budget is not None:
+            if budget.left <= 0:
+                break
+            budget.left -= 2
+        items.append(_convert(v, redact, depth + 1, seen, budget))
     if isinstance(value, set | frozenset):
-        items = [_convert(v, redact, depth + 1, seen) for v in value]
         try:
             items.sort(key=_encode)
         except (TypeError, ValueError):
             pass
-        return items
-    # a dataclass instance
-    fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    return _container(fields, redact, depth, seen)
+    return items
+
+
+def _named_fields(value: Any) -> dict[str, Any] | None:
+    """The named fields of a record-like object, or None for plain containers."""
+    if isinstance(value, Mapping | list | set | frozenset):
+        return None
+    if isinstance(value, tuple):
+        as_dict = getattr(value, "_asdict", None)  # a named tuple
+        return dict(as_dict()) if callable(as_dict) else None
+    if isinstance(value, type) or not dataclasses.is_dataclass(value):
+        return None
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
 
 
 def _key_str(key: Any) -> str:
@@ -165,7 +202,7 @@ def _key_str(key: Any) -> str:
     return str(key)
 
 
-def _leaf(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int]) -> Any:
+def _leaf(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int], budget: _Budget | None = None) -> Any:
     if isinstance(value, RawJSON):
         return value.value()
     if isinstance(value, dt.datetime | dt.date | dt.time):
@@ -175,14 +212,33 @@ def _leaf(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int]
     if isinstance(value, Decimal | uuid.UUID | PurePath):
         return str(value)
     if isinstance(value, bytes | bytearray | memoryview):
-        raw = bytes(value)
-        return _marker("bytes", length=len(raw), base64=base64.b64encode(raw).decode("ascii"))
+        raw = memoryview(value).cast("B")
+        shown = raw if budget is None else raw[: max(budget.left * 3 // 4, 0)]
+        if budget is not None:
+            budget.left -= len(shown) * 4 // 3 + 48
+        return _marker("bytes", length=len(raw), base64=base64.b64encode(shown).decode("ascii"))
     if isinstance(value, BaseException):
-        return _marker("exception", type=_type_name(value), message=_clean_str(str(value)))
+        return _marker("exception", type=_type_name(value), message=_clean_str(safe_str(value)[:MAX_REPR_CHARS]))
     dump = getattr(value, "model_dump", None)  # pydantic v2 models
     if callable(dump) and not isinstance(value, type):
-        return _convert(dump(mode="json"), redact, depth + 1, seen)
+        return _convert(dump(mode="json"), redact, depth + 1, seen, budget)
+    attrs_fields = getattr(type(value), "__attrs_attrs__", None)  # attrs classes
+    if attrs_fields is not None:
+        return _convert({a.name: getattr(value, a.name) for a in attrs_fields}, redact, depth + 1, seen, budget)
+    if type(value).__repr__ is _OBJECT_REPR and hasattr(value, "__dict__"):
+        # a plain object (a SimpleNamespace has its own repr): its fields, with their names checked
+        return _convert(dict(vars(value)), redact, depth + 1, seen, budget)
+    if isinstance(value, SimpleNamespace):
+        return _convert(dict(vars(value)), redact, depth + 1, seen, budget)
     return _marker("repr", type=_type_name(value), repr=_clean_str(repr(value)[:MAX_REPR_CHARS]))
+
+
+def safe_str(value: object) -> str:
+    """``str(value)``, or a description of the failure when ``__str__`` raises."""
+    try:
+        return str(value)
+    except Exception as exc:
+        return f"<{type(value).__name__}: str() raised {type(exc).__name__}>"
 
 
 class RawJSON:
@@ -299,11 +355,35 @@ def _redacting_decoder(redact: re.Pattern[str]) -> Callable[[str], Any]:
     return decoder
 
 
+def _oversized(value: Any, limit: int) -> int:
+    """A cheap lower bound of the JSON size of ``value`` when it is surely over ``limit``, else 0.
+
+    Looks at the value and one level inside it (lengths only), so a huge
+    payload is recognised without walking or encoding all of it.
+    """
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return len(value) if len(value) > limit else 0
+    if kind is dict or kind is list or kind is tuple:
+        total = len(value)
+        if total * 2 > limit:
+            return total * 2
+        for item in value.values() if kind is dict else value:
+            inner = type(item)
+            if inner is str or inner is bytes or inner is list or inner is dict or inner is tuple:
+                total += len(item)
+                if total > limit:
+                    return total
+    return 0
+
+
 def capture(value: Any, policy: CapturePolicy) -> tuple[Any, int]:
     """Return ``(record, encoded_size_bytes)`` for ``value``; never raises.
 
     The record is a snapshot: later changes to ``value`` do not reach it.
-    It is a JSON value, or a :class:`RawJSON` holding the encoded text.
+    It is a JSON value, or a :class:`RawJSON` holding the encoded text. A
+    payload far over the limit is converted only as far as its preview needs,
+    so capture costs about the same for a huge value as for a 4 KiB one.
     """
     try:
         kind = type(value)
@@ -311,6 +391,9 @@ def capture(value: Any, policy: CapturePolicy) -> tuple[Any, int]:
             return value, 5
         if kind is RawJSON:
             return value, len(value.text)
+        at_least = _oversized(value, policy.limit_bytes)
+        if at_least:
+            return _preview(value, policy, at_least)
         raw = _fast(value, policy.redact)
         if raw is None:
             jsonable: Any = _convert(value, policy.redact, 0, set())
@@ -328,8 +411,22 @@ def capture(value: Any, policy: CapturePolicy) -> tuple[Any, int]:
         size = len(text.encode("utf-8"))
         if size <= policy.limit_bytes:
             return jsonable, size
-    head = text.encode("utf-8")[: policy.limit_bytes]
+    return _cut(text, size, policy.limit_bytes), policy.limit_bytes + 96
+
+
+def _cut(text: str, size: int, limit: int, *, estimated: bool = False) -> dict[str, Any]:
+    head = text.encode("utf-8")[:limit]
     preview = head.decode("utf-8", "ignore")
     kept = len(preview.encode("utf-8"))
-    marker = _marker("truncated", preview=preview, original_bytes=size, omitted_bytes=size - kept)
-    return marker, kept + 96
+    marker = _marker("truncated", preview=preview, original_bytes=size, omitted_bytes=max(size - kept, 0))
+    if estimated:
+        marker["estimated"] = True  # original_bytes is a lower bound: the value was not encoded whole
+    return marker
+
+
+def _preview(value: Any, policy: CapturePolicy, at_least: int) -> tuple[Any, int]:
+    """The truncation marker of a huge value, converting only what the preview shows."""
+    partial = _convert(value, policy.redact, 0, set(), _Budget(policy.limit_bytes))
+    text = _encode(partial)
+    size = max(at_least, len(text.encode("utf-8")))
+    return _cut(text, size, policy.limit_bytes, estimated=True), policy.limit_bytes + 96

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,6 +42,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _SKIP_SIZE: Final = 256
+"""Bytes a skip record adds besides its reason (an estimate for the queue's byte bound)."""
+_FINISHED_SIZE: Final = 256
+"""Bytes a ``node_finished`` record takes besides its payloads (an estimate)."""
+
+
+def _policy_limit(run: Run) -> int | None:
+    p = run._pipeline
+    return p.policy.limit_bytes if p is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +79,7 @@ class NodeAttempt:
         "_node_token",
         "_output",
         "_output_size",
+        "_raw_output",
         "_simulated",
         "_span",
         "_started",
@@ -121,6 +131,7 @@ class NodeAttempt:
         self._node_token: Any = None
         self._output: Any = None
         self._output_size = 0
+        self._raw_output: Any = None
         self._has_output = False
         self._simulated = False
         self._duplicate = False
@@ -133,6 +144,8 @@ class NodeAttempt:
     def set_output(self, value: Any) -> None:
         """Record ``value`` as the attempt's output (captured now, as it is now)."""
         run = self.run
+        if self.effect:
+            self._raw_output = value
         if run is None or not self._capture_output:
             return
         p = run._pipeline
@@ -145,8 +158,13 @@ class NodeAttempt:
         if self._late_attributes is None:
             self._late_attributes = {}
         self._late_attributes[key] = value
-        if self._span is not None:
-            self._span.add_attributes({key: value})
+        if self._span is not None and self._span.real:  # the app's exporter gets the redacted value too
+            run = self.run
+            p = run._pipeline if run is not None else None
+            redacted = capture({key: value}, p.policy)[0] if p is not None else {key: value}
+            if isinstance(redacted, RawJSON):
+                redacted = redacted.value()
+            self._span.add_attributes(redacted if isinstance(redacted, dict) else {key: "[UNRECORDABLE]"})
 
     def simulate(self, output: Any = None) -> None:
         """Mark this effect attempt as simulated (a dry run): recorded, not executed."""
@@ -253,13 +271,7 @@ class NodeAttempt:
 
     def _end(self, run: Run, exc: BaseException | None) -> None:
         duration_ms = (time.perf_counter() - self._t0) * 1000.0
-        unannounced = self._started if _heartbeat.unwatch_node(self) else None
-        if self._node_token is not None:
-            try:
-                _context._current_node.reset(self._node_token)
-            except ValueError:
-                pass
-            self._node_token = None
+        failed = exc is not None and not (isinstance(exc, SystemExit) and exc.code in (None, 0))
         data: dict[str, Any] = {
             "node_id": self.node_id,
             "span_id": self.span_id,
@@ -268,10 +280,34 @@ class NodeAttempt:
             "attempt": self.attempt,
             "started_at": self._started_ts,
             "duration_ms": round(duration_ms, 3),
+            "status": (NodeStatus.FAILED if failed else NodeStatus.SUCCEEDED).value,
         }
-        size = 256
-        if unannounced is not None:  # a short attempt: one event tells all of it
-            started_data, started_size = unannounced
+        size = _FINISHED_SIZE
+        try:
+            if self._node_token is not None:
+                token, self._node_token = self._node_token, None
+                try:
+                    _context._current_node.reset(token)
+                except ValueError:  # left in another context than it entered
+                    pass
+            size += self._describe(run, data, exc if failed else None)
+        except Exception as internal:  # the record still goes out, with what is known
+            pipeline().internal_error("node_finish", internal)
+        finally:
+            if self._span is not None and self._span.real:
+                data["otel_exported"] = True  # the application's own pipeline exports this span
+            run.emit(EventKind.NODE_FINISHED, data, size)
+            if self._span is not None:
+                try:
+                    self._span.exit(exc if failed else None, {"flowledger.status": data["status"]})
+                except Exception as internal:
+                    pipeline().internal_error("span_exit", internal)
+
+    def _describe(self, run: Run, data: dict[str, Any], error: BaseException | None) -> int:
+        """Fill ``data`` of ``node_finished``; return the bytes it adds."""
+        size = 0
+        if _heartbeat.unwatch_node(self) and self._started is not None:  # a short attempt: one event tells all
+            started_data, started_size = self._started
             size += started_size
             for name in ("input", "attributes"):
                 if name in started_data:
@@ -285,20 +321,21 @@ class NodeAttempt:
             data["location"] = self.location.as_dict()
         if run.definition_sha256 is not None:
             data["definition_sha256"] = run.definition_sha256
-        if exc is not None and not (isinstance(exc, SystemExit) and exc.code in (None, 0)):
-            data["status"] = NodeStatus.FAILED.value
-            data["error"] = error_record(exc)
-            size += len(data["error"].get("stack", ""))
-            run.note_node_failure(exc, self.node_id)
+        if self.cost:
+            data["cost"] = self.cost.as_dict()
+        if self._simulated:
+            data["simulated"] = True
+        if self._duplicate:
+            data["duplicate"] = True
+        if error is not None:
+            run.note_node_failure(error, self.node_id)
+            data["error"] = error_record(error, limit_chars=_policy_limit(run))
+            size += len(data["error"].get("stack", "")) + len(data["error"]["message"])
         else:
-            data["status"] = NodeStatus.SUCCEEDED.value
             if self._has_output:
                 data["output"] = self._output
                 size += self._output_size
-            if self.effect and not self._simulated and not self._duplicate and self.idempotency_key:
-                guard = _guard()
-                if guard is not None:
-                    guard.remember(self.idempotency_key, self._output if self._has_output else None)
+            self._remember_effect()
         if self._late_attributes:
             p = run._pipeline
             earlier = data.get("attributes")
@@ -306,16 +343,19 @@ class NodeAttempt:
             merged.update(self._late_attributes)
             if p is not None:
                 data["attributes"] = capture(merged, p.policy)[0]
-        if self._simulated:
-            data["simulated"] = True
-        if self._duplicate:
-            data["duplicate"] = True
-        if self.cost:
-            data["cost"] = self.cost.as_dict()
-        run.emit(EventKind.NODE_FINISHED, data, size)
-        if self._span is not None:
-            error = exc if data["status"] == NodeStatus.FAILED.value else None
-            self._span.exit(error, {"flowledger.status": data["status"]} if self._span.real else None)
+        return size
+
+    def _remember_effect(self) -> None:
+        """With the guard on, keep a succeeded effect's real output (not the redacted record)."""
+        if not self.effect or self._simulated or self._duplicate or not self.idempotency_key:
+            return
+        guard = _guard()
+        if guard is None:
+            return
+        try:
+            guard.remember(self.idempotency_key, self._raw_output)
+        except Exception as exc:
+            pipeline().internal_error("idempotency_guard", exc)
 
     def _span_attributes(self, run: Run) -> dict[str, Any]:
         attrs: dict[str, Any] = {
@@ -335,6 +375,16 @@ class NodeAttempt:
 
 _guard_lock = threading.Lock()
 _guards: dict[Path, IdempotencyGuard] = {}
+
+
+def _forget_guards_after_fork() -> None:
+    global _guard_lock
+    _guard_lock = threading.Lock()
+    _guards.clear()  # a SQLite connection must not cross a fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_guards_after_fork)
 
 
 def _guard() -> IdempotencyGuard | None:
@@ -377,6 +427,8 @@ def record_skip(node_id: str, reason: str, *, item: int | None = None, location:
             data["location"] = location.as_dict()
         if run.definition_sha256 is not None:
             data["definition_sha256"] = run.definition_sha256
+        if scope.real:
+            data["otel_exported"] = True
         run.emit(EventKind.NODE_FINISHED, data, _SKIP_SIZE + len(reason))
         if scope.real:
             scope.exit(None, {"flowledger.status": NodeStatus.SKIPPED.value})

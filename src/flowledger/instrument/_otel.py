@@ -124,8 +124,16 @@ class SpanScope:
             ctx = span.get_span_context()
             self.real = True
         else:
-            trace_id = parent_span.trace_id if parent_span.is_valid else random.getrandbits(128) or 1
-            ctx = SpanContext(trace_id, random.getrandbits(64) or 1, is_remote=False, trace_flags=_SAMPLED)
+            if parent_span.is_valid:  # same trace, and the caller's sampling decision and trace state
+                ctx = SpanContext(
+                    parent_span.trace_id,
+                    random.getrandbits(64) or 1,
+                    is_remote=False,
+                    trace_flags=parent_span.trace_flags,
+                    trace_state=parent_span.trace_state,
+                )
+            else:
+                ctx = SpanContext(random.getrandbits(128) or 1, random.getrandbits(64) or 1, False, _SAMPLED)
             span = NonRecordingSpan(ctx)
             self.real = False
         self._span = span

@@ -14,6 +14,7 @@ import atexit
 import itertools
 import logging
 import os
+import sys
 import threading
 from collections import Counter
 from time import time_ns as _time_ns
@@ -46,6 +47,8 @@ class Pipeline:
         self._errors: Counter[str] = Counter()
         self._emitted = 0
         self._closed = False
+        self._dropped_closed = 0
+        self._last_stats: dict[str, int] = {}
 
     # --- sinks ---------------------------------------------------------
 
@@ -101,6 +104,8 @@ class Pipeline:
                 event["project"] = self.settings.project
             sinks = self._sinks if self._sinks is not None else self._build_sinks()
             self._emitted += 1
+            if self._closed and not any(deliver for _, deliver in self._captures):
+                self._dropped_closed += 1  # emitted after shutdown(): nothing will send it
             for sink in sinks:
                 sink.submit(event, size + 320)
         except Exception as exc:
@@ -115,7 +120,10 @@ class Pipeline:
     # --- lifecycle -----------------------------------------------------
 
     def flush(self, timeout_s: float) -> bool:
-        sinks = self._sinks if self._sinks is not None else ()
+        with self._lock:
+            sinks = [sink for sink, _ in self._captures]
+            if self._sender is not None:
+                sinks.append(self._sender)
         ok = True
         for sink in sinks:
             try:
@@ -137,15 +145,26 @@ class Pipeline:
         except Exception as exc:
             self.internal_error("shutdown", exc)
             return False
+        finally:
+            last = getattr(sender, "stats", None)
+            if callable(last):  # the counters stay readable after shutdown
+                try:
+                    self._last_stats = last()
+                except Exception as exc:
+                    self.internal_error("stats", exc)
 
     def stats(self) -> dict[str, int]:
         out: dict[str, int] = {"emitted": self._emitted}
+        out.update(self._last_stats)
         sender_stats = getattr(self._sender, "stats", None)
         if callable(sender_stats):
             try:
                 out.update(sender_stats())
             except Exception as exc:
                 self.internal_error("stats", exc)
+        if self._dropped_closed:
+            out["dropped_closed"] = out.get("dropped_closed", 0) + self._dropped_closed
+            out["dropped"] = out.get("dropped", 0) + self._dropped_closed
         out["internal_errors"] = sum(self._errors.values())
         return out
 
@@ -230,6 +249,28 @@ def _after_fork_in_child() -> None:
     _current_lock = threading.Lock()
     if _current is not None:
         _current._after_fork()
+    # A multiprocessing child ends with os._exit, which skips atexit; its own
+    # exit hooks still run, so flush there too (Pool.terminate() kills workers
+    # outright: tasks that must report should call flowledger.flush()).
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        try:  # multiprocessing clears its exit hooks after this runs; register once it has
+            mp_util.register_after_fork(_FORK_TOKEN, _flush_at_multiprocessing_exit)
+        except Exception:  # never let the fork hook fail the child
+            pass
+
+
+class _Token:
+    """Something multiprocessing can hold a weak reference to."""
+
+
+_FORK_TOKEN: Final = _Token()
+
+
+def _flush_at_multiprocessing_exit(_token: object) -> None:
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        mp_util.Finalize(None, _at_exit, exitpriority=100)
 
 
 if hasattr(os, "register_at_fork"):

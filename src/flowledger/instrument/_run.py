@@ -22,7 +22,7 @@ from opentelemetry.trace import Tracer
 from flowledger._exceptions import RunAborted
 from flowledger._wire import EventKind, RunStatus, TriggerType, format_ts
 from flowledger.instrument import _context, _heartbeat
-from flowledger.instrument._capture import capture
+from flowledger.instrument._capture import capture, safe_str
 from flowledger.instrument._cost import Cost
 from flowledger.instrument._otel import SpanScope, app_tracer, context_from_traceparent
 from flowledger.instrument._pipeline import Pipeline, pipeline
@@ -30,15 +30,32 @@ from flowledger.instrument._pipeline import Pipeline, pipeline
 __all__ = ["Run", "error_record", "run"]
 
 MAX_STACK_CHARS: Final = 16_384
+"""The end of a stack trace that is kept (the innermost frames)."""
+DEFAULT_MESSAGE_CHARS: Final = 4096
+"""How much of an error message is kept when no capture limit applies."""
+_FINISHED_SIZE: Final = 512
+"""Bytes a ``run_finished`` record takes besides its payloads (an estimate)."""
 
 
-def error_record(exc: BaseException, *, stack: bool = True) -> dict[str, Any]:
-    """The wire form of an exception: ``{type, message, stack}``."""
+def error_record(exc: BaseException, *, stack: bool = True, limit_chars: int | None = None) -> dict[str, Any]:
+    """The wire form of an exception: ``{type, message, stack}``; never raises.
+
+    The message is cut to ``limit_chars`` (a multi-megabyte message must not
+    make a multi-megabyte record), and an exception whose ``__str__`` raises
+    is described instead.
+    """
     cls = type(exc)
     name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    record: dict[str, Any] = {"type": name, "message": str(exc)}
+    limit = limit_chars or DEFAULT_MESSAGE_CHARS
+    message = safe_str(exc)
+    if len(message) > limit:
+        message = message[:limit] + f"... [{len(message) - limit} more characters]"
+    record: dict[str, Any] = {"type": name, "message": message}
     if stack:
-        text = "".join(traceback.format_exception(exc))
+        try:
+            text = "".join(traceback.format_exception(exc))
+        except Exception:  # str() of the exception raised inside the formatter
+            text = "".join(traceback.format_tb(exc.__traceback__)) + f"{name}: {message}\n"
         record["stack"] = text[-MAX_STACK_CHARS:]
     return record
 
@@ -159,8 +176,9 @@ class Run:
     # --- used by the node hooks ------------------------------------------------
 
     def emit(self, kind: EventKind, data: dict[str, Any], size: int = 256, ts: str | None = None) -> None:
-        if self.active and self._pipeline is not None:
-            self._pipeline.emit(kind, self.run_id, next(self._seq), data, size, ts)
+        if self.active:
+            # the current pipeline, so a configure() during the run does not lose the rest of it
+            pipeline().emit(kind, self.run_id, next(self._seq), data, size, ts)
 
     def note_node_failure(self, exc: BaseException, node_id: str) -> None:
         self._node_failures.append((exc, node_id))
@@ -247,7 +265,20 @@ class Run:
         if not self.active or self._finished:
             return
         self._finished = True
-        p = self._pipeline
+        status = RunStatus.FAILED if exc is not None else RunStatus.SUCCEEDED
+        data: dict[str, Any] = {
+            "status": status.value,
+            "error": None,
+            "cost": self.cost.as_dict(),
+            "started_at": format_ts(self._started_ns),
+            "duration_ms": round((time.perf_counter() - self._t0) * 1000.0, 3),
+            "workflow_id": self.workflow_id,
+            "workflow_name": self.name,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": self._span.parent_span_id if self._span else None,
+        }
+        size = _FINISHED_SIZE
         try:
             _heartbeat.unregister(self)
             if self._tokens is not None:
@@ -258,31 +289,24 @@ class Run:
                     _context._current_run.reset(run_token)
                 except ValueError:  # left in another context than it entered
                     pass
-            status, error = self._outcome(exc)
-            duration_ms = (time.perf_counter() - self._t0) * 1000.0
-            data: dict[str, Any] = {
-                "status": status.value,
-                "error": error,
-                "cost": self.cost.as_dict(),
-                "started_at": format_ts(self._started_ns),
-                "duration_ms": round(duration_ms, 3),
-                "workflow_id": self.workflow_id,
-                "workflow_name": self.name,
-                "trace_id": self.trace_id,
-                "span_id": self.span_id,
-                "parent_span_id": self._span.parent_span_id if self._span else None,
-            }
-            size = 512
+            status, data["error"] = self._outcome(exc)
+            data["status"] = status.value
+            p = self._pipeline
             if self._has_output and p is not None and p.settings.capture:
                 data["output"], out_size = capture(self._output, p.policy)
                 size += out_size
+        except Exception as internal:  # the record still goes out, with what is known
+            pipeline().internal_error("run_finish", internal)
+        finally:
+            if self._span is not None and self._span.real:
+                data["otel_exported"] = True  # the application's own pipeline exports this span
             self.emit(EventKind.RUN_FINISHED, data, size)
             if self._span is not None:
                 failure = exc if status is not RunStatus.SUCCEEDED and exc is not None else None
-                self._span.exit(failure, {"flowledger.status": status.value, "flowledger.run.id": self.run_id})
-        except Exception as internal:
-            if p is not None:
-                p.internal_error("run_finish", internal)
+                try:
+                    self._span.exit(failure, {"flowledger.status": status.value, "flowledger.run.id": self.run_id})
+                except Exception as internal:
+                    pipeline().internal_error("span_exit", internal)
 
     def _outcome(self, exc: BaseException | None) -> tuple[RunStatus, dict[str, Any] | None]:
         if isinstance(exc, SystemExit) and exc.code in (None, 0):
@@ -294,13 +318,14 @@ class Run:
             error["reason"] = exc.reason
             error["node_id"] = None
             return RunStatus.ABORTED, error
+        limit = self._pipeline.policy.limit_bytes if self._pipeline is not None else None
         if exc is not None:
-            error = error_record(exc)
+            error = error_record(exc, limit_chars=limit)
             error["node_id"] = self._failing_node(exc)
             return RunStatus.FAILED, error
         if self._failure is not None:
             failure, node_id = self._failure
-            error = error_record(failure)
+            error = error_record(failure, limit_chars=limit)
             error["node_id"] = node_id
             return RunStatus.FAILED, error
         return RunStatus.SUCCEEDED, None
