@@ -23,7 +23,7 @@ from flowledger._exceptions import (
     WorkflowFailed,
 )
 from flowledger._version import __version__
-from flowledger._wire import EventKind, NodeStatus, RunStatus, TriggerType
+from flowledger._wire import AbortReason, EventKind, NodeStatus, RunStatus, TriggerType
 from flowledger.instrument import (
     ContextThreadPoolExecutor,
     Location,
@@ -43,6 +43,7 @@ from flowledger.instrument import (
 )
 
 __all__ = [
+    "AbortReason",
     "ConfigError",
     "ContextThreadPoolExecutor",
     "DefinitionError",

@@ -78,7 +78,7 @@ class RuntimeFailure(FlowledgerError):
 class RunAborted(RuntimeFailure):
     """A run passed its deadline or its budget and was stopped.
 
-    ``reason`` is ``"deadline"`` or ``"budget"``.
+    ``reason`` is an ``AbortReason``: ``"deadline"`` or ``"budget"``.
     """
 
     def __init__(self, reason: str, message: str) -> None:

@@ -38,6 +38,7 @@ from typing import Any, Final
 
 __all__ = [
     "WIRE_VERSION",
+    "AbortReason",
     "EventKind",
     "NodeStatus",
     "RunStatus",
@@ -98,6 +99,13 @@ class NodeStatus(enum.StrEnum):
     def terminal(self) -> bool:
         """Whether no later event can change this status."""
         return self is not NodeStatus.RUNNING
+
+
+class AbortReason(enum.StrEnum):
+    """Why a run was aborted (``error.reason`` of an aborted run)."""
+
+    DEADLINE = "deadline"
+    BUDGET = "budget"
 
 
 class TriggerType(enum.StrEnum):

@@ -12,6 +12,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from flowledger._exceptions import NodeTimeout, RunAborted
+from flowledger._wire import AbortReason
 
 if TYPE_CHECKING:
     from flowledger.instrument._workflow import Execution, Node
@@ -64,7 +65,8 @@ async def _one_attempt(execution: Execution, node: Node, value: Any, number: int
                     raise NodeTimeout(
                         f"node `{node.id}` attempt {number} ran longer than its timeout_s of {node.timeout_s:g} s"
                     ) from None
-                execution.run.abort("deadline", f"the run passed its deadline of {execution.run.deadline_s:g} s")
+                deadline_s = execution.run.deadline_s
+                execution.run.abort(AbortReason.DEADLINE, f"the run passed its deadline of {deadline_s:g} s")
                 execution.run.check_limits()
                 raise
         hook.set_output(output)

@@ -20,7 +20,7 @@ from typing import Any, Final
 from opentelemetry.trace import Tracer
 
 from flowledger._exceptions import RunAborted
-from flowledger._wire import EventKind, RunStatus, TriggerType, format_ts
+from flowledger._wire import AbortReason, EventKind, RunStatus, TriggerType, format_ts
 from flowledger.instrument import _context, _heartbeat
 from flowledger.instrument._capture import capture, safe_str
 from flowledger.instrument._cost import Cost
@@ -155,11 +155,11 @@ class Run:
         if self._abort is not None:
             raise self._abort
         if self._deadline_at is not None and time.monotonic() > self._deadline_at:
-            self._abort = RunAborted("deadline", f"the run passed its deadline of {self.deadline_s:g} s")
+            self._abort = RunAborted(AbortReason.DEADLINE, f"the run passed its deadline of {self.deadline_s:g} s")
             raise self._abort
         if self.budget_usd is not None and self.cost.usd > self.budget_usd:
             self._abort = RunAborted(
-                "budget", f"the run's cost ${self.cost.usd:.6g} passed its budget of ${self.budget_usd:.6g}"
+                AbortReason.BUDGET, f"the run's cost ${self.cost.usd:.6g} passed its budget of ${self.budget_usd:.6g}"
             )
             raise self._abort
 
@@ -168,7 +168,7 @@ class Run:
         if self._failure is None:
             self._failure = (exc, node_id)
 
-    def abort(self, reason: str, message: str) -> None:
+    def abort(self, reason: AbortReason | str, message: str) -> None:
         """Mark the run aborted (it ends with status ``aborted``) without raising."""
         if self._abort is None:
             self._abort = RunAborted(reason, message)
@@ -315,7 +315,7 @@ class Run:
             exc = self._abort
         if isinstance(exc, RunAborted):
             error = error_record(exc, stack=False)
-            error["reason"] = exc.reason
+            error["reason"] = str(exc.reason)
             error["node_id"] = None
             return RunStatus.ABORTED, error
         limit = self._pipeline.policy.limit_bytes if self._pipeline is not None else None
