@@ -13,6 +13,7 @@ child process of the subprocess tests (see :func:`child_main`).
 from __future__ import annotations
 
 import atexit
+import base64
 import gzip
 import json
 import os
@@ -29,6 +30,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 from flowledger._wire import format_ts, new_event_id
 from flowledger.instrument._config import Settings
@@ -104,6 +110,29 @@ class RecordingSender(Sender):
         return not self._stop.is_set()
 
 
+PROTOBUF: Final = "application/x-protobuf"
+
+
+def decode_traces(body: bytes, content_type: str) -> dict[str, Any]:
+    """An OTLP/HTTP traces request body (JSON or protobuf, not compressed) in its OTLP JSON form.
+
+    Protobuf is parsed by the stock ``opentelemetry-proto`` classes; ids come back as hex, as in OTLP JSON.
+    """
+    if content_type.split(";")[0].strip() != PROTOBUF:
+        doc: dict[str, Any] = json.loads(body)
+        return doc
+    message = ExportTraceServiceRequest()
+    message.ParseFromString(body)
+    doc = json_format.MessageToDict(message, use_integers_for_enums=True)
+    for resource in doc.get("resourceSpans", []):
+        for scope in resource.get("scopeSpans", []):
+            for span in scope.get("spans", []):
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in span:
+                        span[key] = base64.b64decode(span[key]).hex()
+    return doc
+
+
 # --- transport seam ----------------------------------------------------------
 
 
@@ -126,11 +155,10 @@ class MockReceiver:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         self.seen(request)
-        payload = json.loads(gzip.decompress(request.content))
         if request.url.path == "/v1/traces":
-            self.traces.append(payload)
+            self.traces.append(decode_traces(gzip.decompress(request.content), request.headers["Content-Type"]))
             return httpx.Response(self.traces_status, json={})
-        events = payload["events"]
+        events = json.loads(gzip.decompress(request.content))["events"]
         if self.down:
             return httpx.Response(503, text="down")
         if self.script:
@@ -169,6 +197,10 @@ class Recorder:
         self.too_large: Callable[[list[dict[str, Any]]], bool] = lambda events: False
         self.rejected_index: set[int] = set()
         self.events: list[dict[str, Any]] = []
+        self.traces: list[tuple[str, bytes]] = []
+        """Each traces request: its Content-Type and its body, decompressed."""
+        self.traces_rejected = 0
+        """``partial_success.rejected_spans`` of each answer to a traces request."""
         self.requests = 0
         self.release = threading.Event()
         self.hanging = threading.Event()
@@ -234,11 +266,12 @@ class Recorder:
                     headers = {"Retry-After": recorder.retry_after} if recorder.retry_after else {}
                     self._answer(behaviour, {"error": "scripted"}, headers)
                     return
-                payload = json.loads(gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body)
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
                 if self.path == "/v1/traces":
-                    self._answer(200, {})
+                    self._answer_traces(body)
                     return
-                events = payload["events"]
+                events = json.loads(body)["events"]
                 if recorder.too_large(events):
                     self._answer(413, {"error": "too large"})
                     return
@@ -254,10 +287,33 @@ class Recorder:
                 }
                 self._answer(200, answer)
 
-            def _answer(self, status: int, doc: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(doc).encode()
+            def _answer_traces(self, body: bytes) -> None:
+                """Answer in the request's own content type, as OTLP/HTTP requires."""
+                content_type = self.headers.get("Content-Type", "")
+                with recorder._lock:
+                    recorder.traces.append((content_type, body))
+                rejected = recorder.traces_rejected
+                if content_type == PROTOBUF:
+                    answer = ExportTraceServiceResponse()
+                    if rejected:
+                        answer.partial_success.rejected_spans = rejected
+                    self._answer(200, {}, data=answer.SerializeToString(), content_type=PROTOBUF)
+                else:
+                    self._answer(200, {"partialSuccess": {"rejectedSpans": rejected}} if rejected else {})
+
+            def _answer(
+                self,
+                status: int,
+                doc: dict[str, Any],
+                headers: dict[str, str] | None = None,
+                *,
+                data: bytes | None = None,
+                content_type: str = "application/json",
+            ) -> None:
+                if data is None:
+                    data = json.dumps(doc).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)

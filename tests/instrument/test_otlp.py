@@ -19,8 +19,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from flowledger.instrument._otlp import export_request, span_from_event, timestamp_unix_ns
 from flowledger.instrument._sender import Sender
-from tests.instrument._sender_support import MockReceiver, make_settings
+from tests.instrument._sender_support import PROTOBUF, MockReceiver, make_settings, recorder
 
+PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 RUN_SPAN = "b7ad6b7169203331"
 NODE_SPAN = "00f067aa0ba902b7"
@@ -230,8 +231,10 @@ def test_export_request_parses_as_otlp_protobuf() -> None:
     }
 
 
-def test_sender_exports_spans_when_asked(tmp_path: Path) -> None:
-    """With export_spans=True, finished runs and nodes are POSTed as gzip OTLP JSON to traces_url."""
+def test_sender_exports_spans_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With export_spans=True, finished runs and nodes are POSTed as gzip OTLP (protobuf by default) to traces_url."""
+    for name in PROTOCOL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     receiver = MockReceiver()
     settings = make_settings(tmp_path, "http://receiver.test", otlp_headers=(("x-tenant", "t1"),), service_name="shop")
     sender = Sender(settings, transport=receiver.transport(), export_spans=True)
@@ -242,7 +245,7 @@ def test_sender_exports_spans_when_asked(tmp_path: Path) -> None:
     assert sender.shutdown(5.0)
     [request] = [r for r in receiver.requests if r.url.path == "/v1/traces"]
     assert str(request.url) == "http://receiver.test/v1/traces"
-    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Content-Type"] == "application/x-protobuf"  # the OTLP default
     assert request.headers["Content-Encoding"] == "gzip"
     assert request.headers["x-tenant"] == "t1"
     [doc] = receiver.traces
@@ -264,6 +267,48 @@ def test_otlp_headers_are_percent_decoded(tmp_path: Path) -> None:
     [request] = [r for r in receiver.requests if r.url.path == "/v1/traces"]
     assert request.headers["Authorization"] == "Basic abc"
     assert request.headers["x-tenant-id"] == "a=b,c%"
+
+
+@pytest.mark.parametrize(
+    ("environ", "content_type"),
+    [
+        ({}, PROTOBUF),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, PROTOBUF),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, PROTOBUF),
+        ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"}, "application/json"),
+    ],
+)
+def test_span_protocol_over_a_real_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], content_type: str
+) -> None:
+    """Spans go in the protocol the OTel variables choose; protobuf bodies parse with the stock opentelemetry-proto."""
+    for name in PROTOCOL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with recorder() as rec:
+        rec.traces_rejected = 1  # answered in the request's own encoding, which the sender must read
+        sender = Sender(make_settings(tmp_path, rec.url, service_name="shop"), export_spans=True)
+        sender.submit(node_failed(), 500)
+        sender.submit(run_succeeded(), 500)
+        assert sender.flush(10.0)
+        sender.shutdown(1.0)
+        [(sent_type, body)] = rec.traces
+    assert sent_type == content_type
+    if content_type == PROTOBUF:
+        message = ExportTraceServiceRequest()
+        message.ParseFromString(body)
+    else:
+        message = json_format.Parse(json.dumps(_to_protobuf_json(json.loads(body))), ExportTraceServiceRequest())
+    [resource_spans] = message.resource_spans
+    assert resource_spans.resource.attributes[0].value.string_value == "shop"
+    spans = {span.name: span for span in resource_spans.scope_spans[0].spans}
+    assert sorted(spans) == ["price", "run order-intake"]
+    assert spans["price"].span_id == bytes.fromhex(NODE_SPAN)
+    assert spans["price"].parent_span_id == bytes.fromhex(RUN_SPAN)
+    assert spans["price"].status.code == 2
+    stats = sender.stats()
+    assert (stats["spans_sent"], stats["spans_dropped"]) == (1, 1)
 
 
 def test_span_export_failure_is_counted_and_never_spooled(tmp_path: Path) -> None:

@@ -1,4 +1,9 @@
-"""Best-effort export of OTLP/HTTP JSON spans, on a thread of its own.
+"""Best-effort export of OTLP/HTTP spans, on a thread of its own.
+
+The encoding follows ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` or
+``OTEL_EXPORTER_OTLP_PROTOCOL``, read when the exporter is built, as the
+OTel SDK's exporters read them: ``http/protobuf`` (the specification's
+default, and the only encoding some backends take) or ``http/json``.
 
 Spans are a view of the events, not the record: they are never spooled,
 they get one short retry, and a slow or absent traces endpoint never holds
@@ -8,7 +13,6 @@ is counted in ``spans_dropped``.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,8 +26,9 @@ from opentelemetry import context as otel_context
 from flowledger.instrument._config import Settings
 from flowledger.instrument._http import gzip_body, make_client, untraced
 from flowledger.instrument._otlp import export_request
+from flowledger.instrument._otlp_proto import OtlpProtocol, encode_export, protocol_from_env, rejected_spans
 
-__all__ = ["SpanSender"]
+__all__ = ["SpanSender", "span_protocol"]
 
 _log = logging.getLogger("flowledger")
 
@@ -40,6 +45,7 @@ class SpanSender:
         self._transport = transport
         self._max_items = settings.queue_max_items
         self._batch_items = settings.batch_max_items
+        self.protocol = span_protocol(settings)
         self._reset()
 
     def _reset(self) -> None:
@@ -143,15 +149,16 @@ class SpanSender:
                 self._idle.notify_all()
 
     def _post(self, spans: list[dict[str, Any]]) -> int:
-        body = gzip_body(
-            json.dumps(export_request(spans, service_name=self._settings.service_name), separators=(",", ":")).encode()
+        data, content_type = encode_export(
+            export_request(spans, service_name=self._settings.service_name), self.protocol
         )
+        body = gzip_body(data)
         if self._client is None:
             self._client = make_client(
                 url=self._settings.traces_url,
                 timeout_s=self._settings.request_timeout_s,
                 transport=self._transport,
-                headers=_headers(self._settings),
+                headers=[*_headers(self._settings), ("Content-Type", content_type)],
             )
         for attempt in range(SPAN_ATTEMPTS):
             try:
@@ -162,7 +169,8 @@ class SpanSender:
                 )
             else:
                 if response.is_success:
-                    return len(spans) - _rejected_spans(response)
+                    rejected = rejected_spans(response.content, response.headers.get("Content-Type", ""))
+                    return len(spans) - min(rejected, len(spans))
                 self._log_once(
                     f"status-{response.status_code}",
                     "flowledger: the traces endpoint %s answered %d; spans are dropped.",
@@ -181,6 +189,12 @@ class SpanSender:
             _log.warning(message, *args)
 
 
+def span_protocol(settings: Settings) -> OtlpProtocol:
+    """The OTLP encoding for spans: the setting ``otlp_protocol`` where there is one, else the OTel variables."""
+    chosen = getattr(settings, "otlp_protocol", None)
+    return chosen if isinstance(chosen, OtlpProtocol) else protocol_from_env()
+
+
 def _headers(settings: Settings) -> list[tuple[str, str]]:
     """OTLP headers, percent-decoded as the OTel specification says; spans bound for the receiver carry its API key.
 
@@ -190,12 +204,3 @@ def _headers(settings: Settings) -> list[tuple[str, str]]:
     if settings.otlp_traces_endpoint is None and settings.api_key:
         headers.append(("Authorization", f"Bearer {settings.api_key}"))
     return headers
-
-
-def _rejected_spans(response: httpx.Response) -> int:
-    try:
-        doc = response.json()
-        value = int(doc.get("partialSuccess", {}).get("rejectedSpans", 0))
-    except (ValueError, AttributeError, TypeError):
-        return 0
-    return max(value, 0)
