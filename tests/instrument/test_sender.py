@@ -15,6 +15,7 @@ import pytest
 from opentelemetry import context as otel_context
 
 from flowledger._version import __version__
+from flowledger.instrument import _sender as sender_module
 from flowledger.instrument._http import parse_retry_after
 from flowledger.instrument._sender import DropReason, Sender
 from flowledger.instrument._sink import EventSink
@@ -106,6 +107,20 @@ def test_worker_is_started_lazily(tmp_path: Path) -> None:
     _submit(sender, 1)
     assert sender._worker is not None
     assert sender._worker.daemon
+    sender.shutdown(1.0)
+
+
+def test_an_event_after_a_quiet_spell_is_sent_by_its_age(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first event queued while the worker idles wakes it: it is sent at batch_max_age_s, not at the idle tick."""
+    monkeypatch.setattr(sender_module, "IDLE_WAIT_S", 3600.0)
+    receiver = MockReceiver()
+    sender = _sender(tmp_path, receiver, batch_max_age_s=0.05)
+    _submit(sender, 1)
+    assert sender.flush(FLUSH_S)  # delivered; the worker now idles
+    assert wait_until(lambda: not sender._wake.is_set())
+    later = make_event(1)
+    sender.submit(later, 300)
+    assert wait_until(lambda: later["event_id"] in receiver.event_ids())  # a hang guard: the idle tick is an hour
     sender.shutdown(1.0)
 
 

@@ -57,6 +57,7 @@ PROBE_MIN_S: Final = 1.0
 PROBE_MAX_S: Final = 30.0
 """While the receiver is down, probes are at least this often."""
 IDLE_WAIT_S: Final = 1.0
+"""With nothing queued the worker looks round this often (a new event wakes it at once)."""
 SPOOL_RESERVE_S: Final = 0.05
 """Part of the shutdown budget kept for writing the spool (at most a quarter of the budget)."""
 SETTLE_WAIT_S: Final = 1.0
@@ -149,12 +150,11 @@ class Sender:
                     queue.append((event, size, _monotonic()))
                     self._queued_bytes += size
                     self._enqueued += 1
-                    if len(queue) < self._batch_items and self._queued_bytes < self._batch_bytes:
-                        if self._worker is not None:
-                            return  # the common case: the worker picks it up by age
-                        full = False
-                    else:
-                        full = True
+                    # Wake the worker for the first event of a batch (it then waits for the batch's
+                    # age) and for a full batch; any other event it picks up with its batch.
+                    wake = len(queue) == 1 or len(queue) >= self._batch_items or self._queued_bytes >= self._batch_bytes
+                    if not wake and self._worker is not None:
+                        return  # the common case
                     reason = None
             if reason is not None:
                 self._counters.drop(reason)
@@ -164,7 +164,7 @@ class Sender:
                 return
             if self._worker is None:
                 self._start_worker()
-            if full:
+            if wake:
                 self._wake.set()
         except Exception as exc:
             self._internal_error("submit", exc)
