@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 
-from flowledger.instrument._config import Settings
 from flowledger.receiver._config import ReceiverConfig
 from tests.otel._processes import generate_module, run_once
 from tests.otel._support import LiveReceiver, free_port, receiver_running
@@ -180,10 +179,6 @@ def test_stock_sdk_spans_reach_phoenix_through_the_receiver(phoenix: str, tmp_pa
     assert seen["inner"]["attributes"]["order.id"] == 42
 
 
-@pytest.mark.skipif(
-    not hasattr(Settings, "otlp_protocol"),
-    reason="the SDK's span sender does not choose an OTLP protocol yet (Settings.otlp_protocol is pending)",
-)
 def test_generated_workflow_spans_reach_phoenix_directly(phoenix: str, receiver: LiveReceiver, tmp_path: Path) -> None:
     """With OTEL_EXPORTER_OTLP_ENDPOINT set to Phoenix, the SDK exports there itself (http/protobuf by default)."""
     module = generate_module(tmp_path, "phoenix_check", WORKFLOW)
