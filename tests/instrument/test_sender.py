@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -171,14 +172,54 @@ def test_429_honours_retry_after(tmp_path: Path) -> None:
     sender.shutdown(1.0)
 
 
-def test_retry_after_is_capped(tmp_path: Path) -> None:
-    """A Retry-After of an hour is capped to a bounded wait."""
-    receiver = MockReceiver(script=[429], headers={"Retry-After": "3600"})
-    sender = _sender(tmp_path, receiver)
-    _submit(sender, 1)
-    assert sender.flush(FLUSH_S)
-    assert sender.waits == [30.0]
+def test_retry_after_beyond_the_budget_spools_and_is_honoured_by_the_probe(tmp_path: Path) -> None:
+    """A 429 asking for more time than a batch's retry budget: the batch is spooled at once, the next probe waits."""
+    receiver = MockReceiver(script=[429] * 10, headers={"Retry-After": "3600"})
+    sender = _sender(tmp_path, receiver, max_retries=5)
+    events = _submit(sender, 2)
+    assert wait_until(lambda: sender.stats()["spooled"] == 2)
+    assert sender.waits == []
+    assert len(receiver.requests) == 1
+    assert sender._outage.down
+    assert sender._outage.probe_at - time.monotonic() > 20.0  # Retry-After is capped to 30 s, then honoured
+    assert [e["event_id"] for e in spooled_events(tmp_path / "spool")] == [e["event_id"] for e in events]
     sender.shutdown(1.0)
+
+
+def test_retry_time_per_batch_is_bounded(tmp_path: Path) -> None:
+    """However many retries are allowed, a failing batch's waits stay within the retry budget, then it is spooled."""
+    receiver = MockReceiver(script=[429] * 1000, headers={"Retry-After": "1"})
+    sender = _sender(tmp_path, receiver, max_retries=1000)
+    _submit(sender, 1)
+    assert wait_until(lambda: sender.stats()["spooled"] == 1)
+    assert 0 < sum(sender.waits) <= Sender.retry_budget_s
+    assert sender.stats()["retries"] == len(sender.waits) < 10
+    sender.shutdown(1.0)
+
+
+class _PatientSender(Sender):
+    """A sender whose retry budget outlasts any test, so a batch stays in its backoff wait."""
+
+    retry_budget_s = 3600.0
+
+
+def test_queue_past_high_water_is_spooled_while_a_batch_waits(tmp_path: Path) -> None:
+    """While a batch waits out a Retry-After, a queue passing its high-water mark is spooled, not dropped."""
+    receiver = MockReceiver(script=[429] * 10, headers={"Retry-After": "30"})
+    settings = make_settings(tmp_path / "spool", queue_max_items=100, max_retries=5)
+    sender = _PatientSender(settings, transport=receiver.transport())
+    first = _submit(sender, 1)
+    assert wait_until(lambda: len(receiver.requests) == 1 and sender._outage.failing)
+    later = [make_event(i, index=i) for i in range(1, 61)]  # past the high-water mark of 50
+    for event in later:
+        sender.submit(event, 300)
+    assert wait_until(lambda: sender.stats()["queued"] == 0)  # a hang guard: the batch waits 30 s
+    stats = sender.stats()
+    assert (stats["spooled"], stats["dropped"], stats["sent"]) == (60, 0, 0)
+    assert sorted(e["event_id"] for e in spooled_events(tmp_path / "spool")) == sorted(e["event_id"] for e in later)
+    assert not sender.shutdown(1.0)  # ends the wait; the waiting batch is spooled too
+    assert sender.stats()["spooled"] == 61
+    assert first[0]["event_id"] in {e["event_id"] for e in spooled_events(tmp_path / "spool")}
 
 
 def test_exhausted_retries_spool_the_batch(tmp_path: Path) -> None:

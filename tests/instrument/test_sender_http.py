@@ -19,6 +19,7 @@ from tests.instrument._sender_support import (
     make_settings,
     recorder,
     spooled_events,
+    wait_until,
 )
 
 FLUSH_S = 10.0
@@ -87,6 +88,23 @@ def test_hang_past_the_timeout_is_retried(tmp_path: Path) -> None:
         assert sender.flush(FLUSH_S)
         assert rec.event_ids() == ids
         assert sender.stats()["retries"] == 1
+        sender.shutdown(1.0)
+
+
+class _BudgetedSender(RecordingSender):
+    """A sender with a one-second retry budget per batch."""
+
+    retry_budget_s = 1.0
+
+
+def test_hanging_receiver_costs_a_batch_its_retry_budget_only(tmp_path: Path) -> None:
+    """A receiver hanging every request: the batch is spooled once its retry budget is spent, not after all retries."""
+    with recorder([HANG] * 200) as rec:
+        sender = _BudgetedSender(make_settings(tmp_path / "spool", rec.url, request_timeout_s=0.3, max_retries=100))
+        ids = _submit(sender, 3)
+        assert wait_until(lambda: sender.stats()["spooled"] == 3)  # a hang guard: all retries would take 30 s
+        assert sender.stats()["retries"] < 100
+        assert [e["event_id"] for e in spooled_events(tmp_path / "spool")] == ids
         sender.shutdown(1.0)
 
 

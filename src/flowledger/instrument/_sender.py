@@ -5,7 +5,10 @@ drops the event and counts why) and returns at once. One daemon worker,
 started on the first event, takes batches off the queue by count, bytes
 and age, posts each as gzip-compressed ``{"events": [...]}`` JSON to the
 receiver, and retries 5xx, 429 (honouring ``Retry-After``), connection
-errors and timeouts with exponential backoff and full jitter. A 413 splits
+errors and timeouts with exponential backoff and full jitter, within a
+time budget per batch (see :mod:`._backoff`). While a batch is being
+retried, a queue past its high-water mark is spooled rather than left to
+overflow. A 413 splits
 the batch in halves; a single event still too large is set aside on disk.
 A batch that cannot be delivered goes to the :class:`~._spool.Spool`;
 while the receiver stays down, later batches go straight there and the
@@ -26,7 +29,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import random
 import threading
 import time
 import weakref
@@ -37,6 +39,7 @@ from typing import Any, ClassVar, Final
 import httpx
 from opentelemetry import context as otel_context
 
+from flowledger.instrument._backoff import BACKOFF_BASE_S, PROBE_MAX_S, PROBE_MIN_S, RETRY_BUDGET_S, Outage, RetryBudget
 from flowledger.instrument._config import Settings
 from flowledger.instrument._counters import Counters, DropReason
 from flowledger.instrument._http import gzip_body, make_client, parse_retry_after, untraced
@@ -48,14 +51,8 @@ __all__ = ["DropReason", "Sender"]
 
 _log = logging.getLogger("flowledger")
 
-BACKOFF_BASE_S: Final = 0.1
-"""First retry waits up to this long; each further retry doubles the bound."""
-BACKOFF_MAX_S: Final = 5.0
-"""No single backoff wait is longer than this."""
-PROBE_MIN_S: Final = 1.0
-"""While the receiver is down, the first probe comes this long after the failure."""
-PROBE_MAX_S: Final = 30.0
-"""While the receiver is down, probes are at least this often."""
+HIGH_WATER_FRACTION: Final = 0.5
+"""While the receiver fails, a queue this full (of its items or bytes) is spooled instead of waiting."""
 IDLE_WAIT_S: Final = 1.0
 """With nothing queued the worker looks round this often (a new event wakes it at once)."""
 SPOOL_RESERVE_S: Final = 0.05
@@ -80,6 +77,7 @@ class Sender:
 
     probe_min_s: ClassVar[float] = PROBE_MIN_S
     probe_max_s: ClassVar[float] = PROBE_MAX_S
+    retry_budget_s: ClassVar[float] = RETRY_BUDGET_S
 
     def __init__(
         self,
@@ -94,6 +92,8 @@ class Sender:
         self._max_bytes = settings.queue_max_bytes
         self._batch_items = settings.batch_max_items
         self._batch_bytes = settings.batch_max_bytes
+        self._high_items = max(int(settings.queue_max_items * HIGH_WATER_FRACTION), 1)
+        self._high_bytes = max(int(settings.queue_max_bytes * HIGH_WATER_FRACTION), 1)
         self._spool = Spool(settings.spool_dir, settings.spool_max_bytes)
         self._spans = SpanSender(settings, transport=transport) if export_spans else None
         self._reset()
@@ -105,6 +105,8 @@ class Sender:
         )  # re-entrant: a signal handler may submit while the thread it interrupted holds it
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
+        self._relieve = threading.Event()
+        """Set when the queue passes its high-water mark while the receiver fails."""
         self._stop = threading.Event()
         self._shutdown_lock = threading.Lock()
         self._queue: deque[tuple[dict[str, Any], int, float]] = deque()
@@ -119,12 +121,7 @@ class Sender:
         self._client: httpx.Client | None = None
         self._closed = False
         self._shutdown_result: bool | None = None
-        self._failing = False
-        self._unreachable = False
-        self._down = False
-        self._probe_at = 0.0
-        self._probe_wait_s = self.probe_min_s
-        self._probe_now = False
+        self._outage = Outage(self.probe_min_s, self.probe_max_s)
         self._counters = Counters()
 
     def _reset_after_fork(self) -> None:
@@ -153,7 +150,10 @@ class Sender:
                     # Wake the worker for the first event of a batch (it then waits for the batch's
                     # age) and for a full batch; any other event it picks up with its batch.
                     wake = len(queue) == 1 or len(queue) >= self._batch_items or self._queued_bytes >= self._batch_bytes
-                    if not wake and self._worker is not None:
+                    relieve = (len(queue) >= self._high_items or self._queued_bytes >= self._high_bytes) and (
+                        self._outage.failing
+                    )
+                    if not (wake or relieve) and self._worker is not None:
                         return  # the common case
                     reason = None
             if reason is not None:
@@ -166,6 +166,8 @@ class Sender:
                 self._start_worker()
             if wake:
                 self._wake.set()
+            if relieve and not self._relieve.is_set():
+                self._relieve.set()
         except Exception as exc:
             self._internal_error("submit", exc)
 
@@ -182,7 +184,7 @@ class Sender:
                     return not self._queue and self._inflight is None
                 self._draining += 1
                 self._replay_wanted = True
-                self._probe_now = True
+                self._outage.probe_now = True
                 before = self._undelivered()
             try:
                 self._start_worker()
@@ -233,7 +235,7 @@ class Sender:
                 if self._closed:
                     return
                 self._replay_wanted = True
-                self._probe_now = True
+                self._outage.probe_now = True
             self._start_worker()
             self._wake.set()
         except Exception as exc:
@@ -274,7 +276,8 @@ class Sender:
             self._wake.set()
             with self._changed:
                 self._changed.wait_for(
-                    lambda: self._unreachable or self._down or self._idle(), max(send_until - time.monotonic(), 0.0)
+                    lambda: self._outage.unreachable or self._outage.down or self._idle(),
+                    max(send_until - time.monotonic(), 0.0),
                 )
         with self._lock:
             self._closed = True
@@ -286,6 +289,7 @@ class Sender:
                 self._inflight = None
         self._stop.set()
         self._wake.set()
+        self._relieve.set()
         if leftovers:
             self._spool_events(leftovers)
         with self._changed:
@@ -330,11 +334,12 @@ class Sender:
             self._replay_one()
             return
         with self._changed:
-            if self._down and time.monotonic() >= self._probe_at:
+            outage = self._outage
+            if outage.down and time.monotonic() >= outage.probe_at:
                 # Idle while the receiver is down: probe it by replaying the spool (a no-op when empty).
                 self._replay_wanted = True
-                self._probe_now = True
-                self._probe_at = time.monotonic() + self._probe_wait_s
+                outage.probe_now = True
+                outage.reschedule_probe(time.monotonic())
                 return
             self._changed.notify_all()
         self._wake.wait(self._wait_s())
@@ -344,8 +349,8 @@ class Sender:
         with self._lock:
             if self._queue:
                 return max(self._settings.batch_max_age_s - (now - self._queue[0][2]), 0.0)
-            if self._down:
-                return min(max(self._probe_at - now, 0.0), IDLE_WAIT_S)
+            if self._outage.down:
+                return min(max(self._outage.probe_at - now, 0.0), IDLE_WAIT_S)
         return IDLE_WAIT_S
 
     def _take_batch(self) -> list[dict[str, Any]] | None:
@@ -478,18 +483,22 @@ class Sender:
             return (gzip_body(encode_batch(kept)) if kept else b""), kept
 
     def _post(self, body: bytes, events: list[dict[str, Any]], retries: int) -> _Outcome:
-        if self._down and not self._probe_due():
-            return _Outcome.FAILED
-        if self._down:
-            retries = 0
-        url = self._settings.events_url
-        for attempt in range(retries + 1):
-            if attempt:
-                self._counters.add("retries")
-            delay_s: float | None = None
+        with self._lock:
+            down = self._outage.down
+            if down and not self._outage.probe_due(time.monotonic()):
+                return _Outcome.FAILED
+        budget = RetryBudget(0 if down else retries, self.retry_budget_s)
+        settings = self._settings
+        url = settings.events_url
+        attempt = 0
+        while True:
+            retry_after_s: float | None = None
             refused = False
+            started = time.monotonic()
             try:
-                response = self._http().post(url, content=body)
+                response = self._http().post(
+                    url, content=body, timeout=budget.attempt_timeout_s(settings.request_timeout_s)
+                )
             except httpx.HTTPError as exc:
                 refused = isinstance(exc, httpx.ConnectError)
                 self._log_once(f"transport-{type(exc).__name__}", "flowledger: cannot reach %s: %r", url, exc)
@@ -504,22 +513,48 @@ class Sender:
                 if status != 429 and status < 500:
                     self._mark_down()
                     return _Outcome.FAILED  # not worth retrying: spooled for a fixed receiver or key
-                delay_s = parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None
+                retry_after_s = parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None
+            budget.spend(time.monotonic() - started)
             with self._changed:
-                self._failing = True
-                self._unreachable = self._unreachable or refused  # an exit stops waiting for it
+                self._outage.attempt_failed(refused=refused)  # an exit stops waiting for a refusing receiver
                 self._changed.notify_all()
-            if attempt < retries:
-                if delay_s is None:
-                    delay_s = random.uniform(0.0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt))
-                if not self._backoff_wait(delay_s):
-                    break
-        self._mark_down()
+            wait_s = budget.next_wait_s(attempt, retry_after_s)
+            if wait_s is None or not self._backoff_wait(wait_s):
+                break
+            attempt += 1
+            self._counters.add("retries")
+        self._mark_down(retry_after_s or 0.0)
         return _Outcome.FAILED
 
     def _backoff_wait(self, delay_s: float) -> bool:
-        """Wait before a retry; False when shutdown cut the wait short."""
-        return not self._stop.wait(delay_s)
+        """Wait before a retry; False when shutdown cut the wait short.
+
+        Meanwhile, should the queue pass its high-water mark, it is spooled
+        rather than left to overflow while this batch waits.
+        """
+        deadline = time.monotonic() + delay_s
+        while not self._stop.is_set():
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                return True
+            if self._relieve.wait(remaining_s) and not self._stop.is_set():
+                self._relieve.clear()
+                self._spool_queue()
+        return False
+
+    def _spool_queue(self) -> None:
+        """Move everything queued to the spool (the receiver is failing and the queue is filling up)."""
+        with self._lock:
+            if len(self._queue) < self._high_items and self._queued_bytes < self._high_bytes:
+                return
+            events = [event for event, _, _ in self._queue]
+            self._queue.clear()
+            self._queued_bytes = 0
+        if events:
+            self._log_once(
+                "high-water", "flowledger: the receiver is failing; spooling the queue to %s.", self._spool.directory
+            )
+            self._spool_events(events)
 
     def _http(self) -> httpx.Client:
         if self._client is None:
@@ -546,13 +581,7 @@ class Sender:
         self._counters.add("sent", len(events) - len(rejected))
         self._counters.add("rejected", len(rejected))
         with self._changed:
-            came_back = self._down or self._failing
-            self._probe_now = False
-            self._failing = False
-            self._unreachable = False
-            self._down = False
-            self._probe_wait_s = self.probe_min_s
-            if came_back:
+            if self._outage.recovered():
                 self._replay_wanted = True
             self._changed.notify_all()
         if rejected:
@@ -560,19 +589,10 @@ class Sender:
                 "rejected", "flowledger: the receiver rejected %d event(s), first: %r", len(rejected), rejected[0]
             )
 
-    def _mark_down(self) -> None:
+    def _mark_down(self, at_least_s: float = 0.0) -> None:
         with self._changed:
-            if self._down:
-                self._probe_wait_s = min(self._probe_wait_s * 2, self.probe_max_s)
-            self._down = True
-            self._failing = True
-            self._probe_now = False
-            self._probe_at = time.monotonic() + self._probe_wait_s
+            self._outage.went_down(time.monotonic(), at_least_s)
             self._changed.notify_all()
-
-    def _probe_due(self) -> bool:
-        with self._lock:
-            return self._probe_now or time.monotonic() >= self._probe_at
 
     # --- spool -----------------------------------------------------------
 
