@@ -62,7 +62,7 @@ def _post(receiver: LiveReceiver, path: str, body: bytes, content_type: str) -> 
     return receiver.post(path, body, content_type)
 
 
-_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @_SETTINGS
