@@ -32,7 +32,7 @@ import flowledger
 
 url = sys.argv[1]
 # The application's own OTel setup: httpx is auto-instrumented and its spans go out with the stock
-# protobuf exporter. No global provider, so flowledger builds and sends its own spans (OTLP JSON).
+# protobuf exporter. No global provider, so flowledger builds and sends its own spans.
 provider = TracerProvider(resource=Resource.create({"service.name": "shop-http"}))
 provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=url + "/v1/traces")))
 HTTPXClientInstrumentor().instrument(tracer_provider=provider)
@@ -85,13 +85,18 @@ def _spans_by_name(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {span["name"]: span for span in doc["spans"]}
 
 
-def test_sdk_spans_and_auto_instrumented_httpx_join_one_trace(receiver: LiveReceiver, tmp_path: Path) -> None:
-    """The SDK's JSON spans and a stock-exported httpx client span share a trace: run -> node -> GET."""
+@pytest.mark.parametrize("protocol", ["http/json", "http/protobuf"])
+def test_sdk_spans_and_auto_instrumented_httpx_join_one_trace(
+    receiver: LiveReceiver, tmp_path: Path, protocol: str
+) -> None:
+    """The SDK's spans (OTLP JSON or protobuf) and a stock-exported httpx span share a trace: run -> node -> GET."""
     script = tmp_path / "sdk_app.py"
     script.write_text(textwrap.dedent(SDK_APP), encoding="utf-8")
     done = subprocess.run(
         [sys.executable, str(script), receiver.url],
-        env=subprocess_env(FLOWLEDGER_ENDPOINT=receiver.url, FLOWLEDGER_EXPORT_SPANS="1"),
+        env=subprocess_env(
+            FLOWLEDGER_ENDPOINT=receiver.url, FLOWLEDGER_EXPORT_SPANS="1", OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=protocol
+        ),
         capture_output=True,
         text=True,
         timeout=60,
