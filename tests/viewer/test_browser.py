@@ -6,12 +6,14 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import flowledger
+from flowledger.instrument._config import settings_from_env
 from flowledger.receiver._config import ReceiverConfig
 from tests.viewer._support import XSS, LiveReceiver, RunBuilder, failed_run, start_receiver, typical_run
 
@@ -33,6 +35,15 @@ def _wait_rows(page: Any, count: int) -> None:
     page.wait_for_function(
         "n => document.querySelectorAll('#runs-table tbody tr[data-run-id]').length === n", arg=count, timeout=_WAIT_MS
     )
+
+
+def _eventually(check: Any, timeout_s: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
 
 
 def _wait_card(page: Any, card: str, value: str) -> None:
@@ -210,7 +221,11 @@ def test_running_run_finishes_live_and_new_runs_appear(live: LiveReceiver, page:
             wait_for_stock(fetch({"id": 1}))
 
     before = flowledger.configure()
-    flowledger.configure(endpoint=live.url, batch_max_age_s=0.05, export_spans=False)
+    # Every setting from the environment (not whatever an earlier test left), pointed at this receiver.
+    fresh = settings_from_env()
+    settings = {f.name: getattr(fresh, f.name) for f in fields(fresh)}
+    settings.update(endpoint=live.url, batch_max_age_s=0.05, export_spans=False, node_start_delay_s=0.0)
+    flowledger.configure(**settings)
     worker = threading.Thread(target=workflow)
     try:
         page.goto(f"{live.url}/")
@@ -218,6 +233,7 @@ def test_running_run_finishes_live_and_new_runs_appear(live: LiveReceiver, page:
         worker.start()
         assert entered.wait(10)
         assert flowledger.flush(timeout_s=5)
+        assert _eventually(lambda: live.get("/api/viewer/runs").json()["runs"]), "the SDK's run never arrived"
         _wait_rows(page, 1)  # the open list shows the new run without a reload
         assert _rows(page)[0]["status"] == "running"
         page.evaluate("() => { window.__still_this_page = true; }")
@@ -238,7 +254,7 @@ def test_running_run_finishes_live_and_new_runs_appear(live: LiveReceiver, page:
         gate.set()
         if worker.is_alive():
             worker.join(10)
-        flowledger.configure(endpoint=before.endpoint, batch_max_age_s=before.batch_max_age_s)
+        flowledger.configure(**{f.name: getattr(before, f.name) for f in fields(before)})
 
 
 def test_injected_html_stays_text_everywhere(live: LiveReceiver, page: Any) -> None:
