@@ -1,7 +1,9 @@
 """The app factory: builds the receiver's ASGI app from its parts.
 
 Routes come from the modules listed in :data:`ROUTE_MODULES`; adding a
-feature with its own routes (OTLP ingest, a viewer) is one more entry.
+feature with its own routes (OTLP ingest, a viewer) is one more entry. A
+module may also define ``async def on_shutdown(app)``, awaited when the
+receiver stops, before the writer and the store close.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ def create_app(
         try:
             yield
         finally:
+            for module in route_modules:  # a feature's own shutdown (e.g. sending queued OTLP forwards)
+                on_shutdown = getattr(module, "on_shutdown", None)
+                if on_shutdown is not None:
+                    await on_shutdown(app)
             await sweeper.stop()
             await writer.stop()
             await the_store.close()

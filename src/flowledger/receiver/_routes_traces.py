@@ -223,6 +223,9 @@ async def stop_forwarding(app: Any, timeout_s: float = FORWARD_STOP_S) -> None:
         await state.forwarder.stop(timeout_s)
 
 
+on_shutdown = stop_forwarding
+"""The app factory awaits this when the receiver stops: queued forwards go out first."""
+
 ROUTES: Final = [
     Route(Signal.TRACES.value, ingest_traces, methods=["POST"]),
     Route(Signal.LOGS.value, ingest_logs, methods=["POST"]),
