@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Final
 
 from flowledger.receiver._config import Limits
 
-__all__ = ["BodyError", "decode_batch", "read_body"]
+__all__ = ["Batch", "BodyError", "decode_batch", "read_body"]
 
 _GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
 _INFLATE_STEP_BYTES: Final = 1024 * 1024
@@ -85,18 +86,48 @@ async def read_body(
     return _inflate(raw, limits.max_inflated_bytes)
 
 
+_PLAIN_FLOAT_MIN: Final = 1e-4
+_PLAIN_FLOAT_END: Final = 1e16
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The events of a decoded body."""
+
+    events: list[Any]
+    plain_floats: bool
+    """Every float in the body is zero or between 1e-4 and 1e16 in size: none overflowed to infinity
+    (``1e400``), and none needs an exponent, so the canonical form may take its fast path."""
+
+
+class _FloatReader:
+    """``parse_float`` of one body: reads each float and notes one outside the plain range."""
+
+    __slots__ = ("plain",)
+
+    def __init__(self) -> None:
+        self.plain = True
+
+    def __call__(self, text: str) -> float:
+        value = float(text)
+        if not _PLAIN_FLOAT_MIN <= abs(value) < _PLAIN_FLOAT_END and value != 0.0:
+            self.plain = False
+        return value
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def decode_batch(body: bytes, limits: Limits) -> list[Any]:
-    """Parse ``{"events": [...]}`` and return the list; BodyError when the body is not such an object."""
+def decode_batch(body: bytes, limits: Limits) -> Batch:
+    """Parse ``{"events": [...]}``; BodyError when the body is not such an object."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BodyError(400, f"the body is not valid UTF-8 (byte {exc.start})") from None
+    floats = _FloatReader()
     try:
-        document = json.loads(text, parse_constant=_no_constants)
+        document = json.loads(text, parse_constant=_no_constants, parse_float=floats)
     except json.JSONDecodeError as exc:
         raise BodyError(400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -110,4 +141,4 @@ def decode_batch(body: bytes, limits: Limits) -> list[Any]:
         raise BodyError(400, 'the body must have "events": a list of events')
     if len(events) > limits.max_batch_events:
         raise BodyError(413, f"the batch has {len(events)} events, over the limit of {limits.max_batch_events}")
-    return events
+    return Batch(events, plain_floats=floats.plain)

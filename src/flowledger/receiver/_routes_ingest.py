@@ -35,7 +35,7 @@ async def ingest_events(request: Request) -> Response:
                 request.headers.get("content-encoding"),
                 limits,
             )
-        raw_events = decode_batch(body, limits)
+        batch = decode_batch(body, limits)
     except BodyError as exc:
         metrics.refused(exc.status)
         return error_response(exc.status, exc.message)
@@ -48,8 +48,9 @@ async def ingest_events(request: Request) -> Response:
     project = project_of(request)
     valid: list[PreparedEvent] = []
     rejected: list[Rejection] = []
-    for index, raw in enumerate(raw_events):
-        prepared = prepare_event(raw, index, limits, project)
+    plain_floats = batch.plain_floats
+    for index, raw in enumerate(batch.events):
+        prepared = prepare_event(raw, index, limits, project, plain_floats=plain_floats)
         if type(prepared) is PreparedEvent:
             valid.append(prepared)
         else:

@@ -24,7 +24,7 @@ from typing import Any, Final
 import jsonschema_rs
 
 from flowledger._wire import EventKind, event_schema
-from flowledger.receiver._canonical import canonical
+from flowledger.receiver._canonical import canonical, canonical_utf8
 from flowledger.receiver._config import Limits
 
 __all__ = ["PreparedEvent", "Rejection", "normalize_ts", "prepare_event"]
@@ -195,8 +195,13 @@ def normalize_ts(text: str) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def prepare_event(raw: Any, index: int, limits: Limits, key_project: str | None) -> PreparedEvent | Rejection:
-    """Validate one event of a batch; ``key_project`` is the project of the request's API key, if any."""
+def prepare_event(
+    raw: Any, index: int, limits: Limits, key_project: str | None, *, plain_floats: bool = False
+) -> PreparedEvent | Rejection:
+    """Validate one event of a batch; ``key_project`` is the project of the request's API key, if any.
+
+    ``plain_floats``: the decoder found only floats that orjson writes as json does (see ``canonical_utf8``).
+    """
     if type(raw) is not dict:
         return Rejection(index, f"event must be a JSON object, not {type(raw).__name__}")
     full, by_kind = _validators()
@@ -222,14 +227,12 @@ def prepare_event(raw: Any, index: int, limits: Limits, key_project: str | None)
         except ValueError:
             return Rejection(index, "event.data.started_at is not a real date and time")
     try:
-        body = canonical(raw)
-    except ValueError:  # a number such as 1e400 parses to infinity, which JSON cannot write back
-        return Rejection(index, "event holds a number too large for a JSON number (such as 1e400)")
-    try:
-        body_bytes = body.encode("utf-8")
+        body_bytes = canonical_utf8(raw, plain_floats=plain_floats)
     except UnicodeEncodeError:
         where = _find_bad_text(raw, "event") or "event"
         return Rejection(index, f"{where} contains a lone surrogate: text must be valid Unicode")
+    except ValueError:  # a number such as 1e400 parses to infinity, which JSON cannot write back
+        return Rejection(index, "event holds a number too large for a JSON number (such as 1e400)")
     if len(body_bytes) > limits.max_event_bytes:
         return Rejection(
             index,
@@ -253,6 +256,6 @@ def prepare_event(raw: Any, index: int, limits: Limits, key_project: str | None)
         producer_id=raw["producer_id"],
         producer_seq=raw["producer_seq"],
         data=data,
-        body=body,
+        body=body_bytes.decode("utf-8"),
         body_bytes=body_bytes,
     )
