@@ -48,7 +48,7 @@ def bench_large_run() -> None:
         try:
             run = RunBuilder(workflow_id="bulk").start()
             for i in range(_ATTEMPTS):
-                run.node(f"n{i:05d}", at_ms=(i // 50) * 10.0, duration_ms=9.0, output={"i": i})
+                run.node(f"n{i:05d}", at_ms=(i // 50) * 10.0 + (i % 50) * 0.01, duration_ms=9.0, output={"i": i})
             run.finish(at_ms=(_ATTEMPTS // 50) * 10.0 + 5)
             started = time.perf_counter()
             receiver.post(run.events)

@@ -292,7 +292,7 @@ def test_ten_thousand_attempts_open_paged_and_scroll_to_the_end(live: LiveReceiv
     attempts = 10_000
     run = RunBuilder(workflow_id="bulk", start_ns=time.time_ns() - 60 * _MINUTE_NS).start()
     for i in range(attempts):
-        run.node(f"n{i:05d}", at_ms=(i // 50) * 10.0, duration_ms=9.0, output={"i": i})
+        run.node(f"n{i:05d}", at_ms=(i // 50) * 10.0 + (i % 50) * 0.01, duration_ms=9.0, output={"i": i})
     run.finish(at_ms=(attempts // 50) * 10.0 + 5)
     live.post(run.events)
 
@@ -319,6 +319,20 @@ def test_ten_thousand_attempts_open_paged_and_scroll_to_the_end(live: LiveReceiv
     page.wait_for_selector("[data-payload=Output] .j-num", timeout=_WAIT_MS)
     assert page.text_content("[data-payload=Output] .j-num") == "9999"
     assert len([u for u in requests if "/attempts?" in u]) <= 3
+
+    # A link to one attempt far down the run scrolls the waterfall to it.
+    span = next(e["data"]["span_id"] for e in run.events if e["data"].get("node_id") == "n07000")
+    page.goto(f"{live.url}/#/runs/{run.run_id}?span={span}")
+    page.wait_for_selector(".wf-row.selected[data-node=n07000]", timeout=_WAIT_MS)
+    on_screen = page.evaluate(
+        """() => {
+            const row = document.querySelector('.wf-row.selected').getBoundingClientRect();
+            const box = document.querySelector('#wf-scroll').getBoundingClientRect();
+            return row.top >= box.top && row.bottom <= box.bottom;
+        }"""
+    )
+    assert on_screen
+    assert page.text_content("#panel-node") == "n07000"
 
 
 def test_time_range_preset_and_new_runs_notice_on_an_older_page(live: LiveReceiver, page: Any) -> None:

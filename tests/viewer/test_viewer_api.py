@@ -316,6 +316,8 @@ def test_attempts_are_paged_in_start_order_with_retries_and_skips(one_run: tuple
     page = live.get(f"/api/viewer/runs/{run.run_id}/attempts", offset=2, limit=3).json()
     assert [r["span_id"] for r in page["attempts"]] == [r["span_id"] for r in rows[2:5]]
     assert live.get(f"/api/viewer/runs/{run.run_id}/attempts", limit=0).status_code == 400
+    for index, row in enumerate(rows):
+        assert live.get(f"/api/viewer/runs/{run.run_id}/attempts/{row['span_id']}").json()["index"] == index
 
 
 def test_attempt_detail_has_payloads_and_error(live: LiveReceiver) -> None:

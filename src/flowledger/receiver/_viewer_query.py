@@ -557,7 +557,20 @@ def attempt_detail(
     node = node_json(values)
     node["payload_chars"] = {name: _size(text) for name, text in payloads.items()}
     node["deferred"] = deferred
+    node["index"] = _attempt_index(conn, run_id, span_id)
     return node
+
+
+def _attempt_index(conn: sqlite3.Connection, run_id: str, span_id: str) -> int:
+    """Where an attempt is in its run's start order (the row the waterfall shows it on)."""
+    # The sentinels sort where NULL does in ORDER BY (first), so the count matches the paging order.
+    key = "(coalesce(n.started_at, ''), coalesce(n.attempt, -1), coalesce(n.item, -1), n.span_id)"
+    row = conn.execute(
+        f"SELECT count(*) FROM node_runs n, node_runs t WHERE t.run_id = ? AND t.span_id = ? AND n.run_id = t.run_id "
+        f"AND {key} < {key.replace('n.', 't.')}",
+        (run_id, span_id),
+    ).fetchone()
+    return int(row[0])
 
 
 def node_payload(conn: sqlite3.Connection, run_id: str, span_id: str, kind: str, *, project: str | None) -> str | None:

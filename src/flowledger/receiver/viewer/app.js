@@ -979,6 +979,17 @@ class RunView {
     this.select(a.span_id);
   }
 
+  /** Scroll the waterfall so that row ``index`` is on screen (a deep link may point far down a long run). */
+  reveal(index) {
+    if (index === undefined || index === null) return;
+    const top = index * ROW_H;
+    const view = this.scroller;
+    if (top < view.scrollTop || top + ROW_H > view.scrollTop + view.clientHeight) {
+      view.scrollTop = Math.max(0, top - view.clientHeight / 2);
+      this.schedule();
+    }
+  }
+
   select(span) {
     this.selected = span;
     history.replaceState(null, "", runHref(this.runId, span));
@@ -1000,6 +1011,7 @@ class RunView {
     const signature = JSON.stringify([a.status, a.completed_at, a.deferred]);
     if (quiet && signature === this.panelSignature) return;
     this.panelSignature = signature;
+    if (!quiet) this.reveal(a.index);
     const panel = clear(this.panel);
     panel.dataset.span = a.span_id;
     const title = h("h3", {}, statusBadge(a.status), " ", h("span", { class: "mono", id: "panel-node", text: a.node_id || "?" }));
