@@ -10,6 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import flowledger
@@ -384,3 +385,34 @@ def test_large_payload_loads_on_demand_and_big_arrays_expand_in_steps(live: Live
     assert page.text_content("[data-payload=Input] .j-more") == "show 200 more of 800"
     page.click("[data-payload=Input] .j-more")
     assert page.evaluate(count) == 400
+
+
+def test_api_key_form_when_the_receiver_needs_a_key(tmp_path: Path, page: Any) -> None:
+    """Behind keys the page asks for one on a 401, keeps it for the tab, and shows only that project's runs."""
+    receiver = start_receiver(
+        ReceiverConfig(db_path=tmp_path / "keys.db", sweep_interval_s=0, api_keys={"key-a": "proj-a", "key-b": "b"})
+    )
+    try:
+        mine, theirs = typical_run(project="proj-a"), typical_run(project="b")
+        for run, key in ((mine, "key-a"), (theirs, "key-b")):
+            answer = httpx.post(
+                f"{receiver.url}/v1/events", json={"events": run.events}, headers={"Authorization": f"Bearer {key}"}
+            )
+            assert answer.json()["accepted"] == len(run.events)
+
+        # A proxy in front of the receiver lets the page and its files through; the data routes still need a key.
+        def with_key(route: Any) -> None:
+            route.continue_(headers={**route.request.headers, "authorization": "Bearer key-b"})
+
+        page.route(lambda url: "/api/" not in url, with_key)
+        page.goto(f"{receiver.url}/")
+        page.wait_for_selector("#api-key", timeout=_WAIT_MS)
+        page.wait_for_load_state("networkidle")
+        page.problems.clear()  # the 401 the browser logs is the point of this test
+        page.fill("#api-key", "key-a")
+        page.click(".key-form button")
+        _wait_rows(page, 1)
+        assert _rows(page)[0]["id"] == mine.run_id
+        assert page.evaluate("() => sessionStorage.getItem('flowledger.apiKey')") == "key-a"
+    finally:
+        receiver.stop()

@@ -169,6 +169,7 @@ function showBanner(message) {
 }
 
 function showKeyForm(retry) {
+  if (document.getElementById("api-key")) return; // several requests can fail at once: one form
   const app = clear(document.getElementById("app"));
   const input = h("input", { type: "password", id: "api-key", autocomplete: "off", placeholder: "API key" });
   const form = h(
