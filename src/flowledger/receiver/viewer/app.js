@@ -386,13 +386,17 @@ function setLive(on, label) {
 function every(ms, fn) {
   let timer = null;
   let stopped = false;
+  let failing = false;
   const tick = async () => {
     if (stopped) return;
     if (!document.hidden) {
       try {
         await fn();
+        if (failing) showBanner(""); // the receiver answers again
+        failing = false;
       } catch (err) {
-        showBanner(err.message);
+        failing = true;
+        showBanner(`Live update failed: ${err.message}`);
       }
     }
     if (!stopped) timer = setTimeout(tick, ms);
@@ -462,7 +466,7 @@ class ListView {
     this.refreshSummary().catch((err) => this.fail(err));
     this.stops.push(every(LIST_POLL_MS, () => this.refresh(false)));
     this.stops.push(every(SUMMARY_POLL_MS, () => this.refreshSummary()));
-    setLive(true, this.cursor ? "live (newest page updates)" : "live");
+    setLive(true, this.cursor ? "live: watching for newer runs" : "live");
   }
 
   stop() {
@@ -788,7 +792,9 @@ class RunView {
     const facts = h("dl", { class: "facts" });
     const fact = (label, ...value) => facts.append(h("div", { class: "fact", dataset: { fact: label.toLowerCase() } }, h("dt", { text: label }), h("dd", {}, ...value)));
     const running = ACTIVE.has(run.status);
-    const duration = running && run.started_at ? `${fmtDuration(Date.now() - Date.parse(run.started_at))} so far` : fmtDuration(run.duration_ms);
+    // The receiver's clock, not this browser's, says how long a running run has been going.
+    const sofar = run.attempts.now * 1000 - Date.parse(run.started_at);
+    const duration = running && run.started_at ? `${fmtDuration(Math.max(sofar, 0))} so far` : fmtDuration(run.duration_ms);
     fact("Status", statusBadge(run.status), run.stuck_reason ? h("span", { class: "muted small", text: ` ${run.stuck_reason}` }) : null);
     fact("Trigger", run.trigger_type || "–");
     fact("Mode", run.dry_run ? h("span", { class: "badge dry", text: "dry run" }) : "live");
