@@ -13,7 +13,8 @@ import pytest
 
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver._config import ReceiverConfig
-from flowledger.receiver._routes_viewer import CONTENT_SECURITY_POLICY, STATIC_FILES
+from flowledger.receiver._migrations import MIGRATIONS, migrate
+from flowledger.receiver._routes_viewer import CONTENT_SECURITY_POLICY, STATIC_FILES, SummaryCache
 from flowledger.receiver._viewer_query import (
     INLINE_PAYLOAD_MAX_CHARS,
     PageDirection,
@@ -447,3 +448,41 @@ def test_migration_adds_the_viewer_indexes(live: LiveReceiver) -> None:
         conn.close()
     assert {"runs_facts", "node_runs_by_start"} <= names
     assert "COVERING INDEX runs_facts" in plan
+
+
+def test_viewer_migration_upgrades_a_database_of_the_previous_version(tmp_path: Path) -> None:
+    """A database made before the viewer gets its indexes by one migration, runs and all kept."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for script in MIGRATIONS[:-1]:
+            conn.executescript(script)
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+        conn.execute(
+            "INSERT INTO runs (run_id, status, started_at) VALUES ('r1', 'running', '2026-01-01T00:00:00.000000Z')"
+        )
+        assert migrate(conn) == 1
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert conn.execute("SELECT run_id FROM runs").fetchall() == [("r1",)]
+    finally:
+        conn.close()
+    assert {"runs_facts", "node_runs_by_start"} <= names
+
+
+def test_summary_cache_reuses_cards_until_the_ledger_grows(tmp_path: Path) -> None:
+    """The same filter is answered from the cache while nothing was written, and recomputed after."""
+    receiver = start_receiver(ReceiverConfig(db_path=tmp_path / "f.db", sweep_interval_s=0))
+    try:
+        _runs(receiver, 2)
+        cache = SummaryCache()
+        with open_reader(tmp_path / "f.db") as conn:
+            first = cache.get(conn, RunFilter())
+            assert cache.get(conn, RunFilter()) is first
+            assert cache.get(conn, RunFilter(status=RunStatus.FAILED)) is not first
+        _runs(receiver, 1)
+        with open_reader(tmp_path / "f.db") as conn:
+            again = cache.get(conn, RunFilter())
+    finally:
+        receiver.stop()
+    assert first["total"] == 2
+    assert again["total"] == 3
