@@ -486,3 +486,24 @@ def test_summary_cache_reuses_cards_until_the_ledger_grows(tmp_path: Path) -> No
         receiver.stop()
     assert first["total"] == 2
     assert again["total"] == 3
+
+
+def test_summary_cache_reuses_slow_cards_for_a_while_even_after_new_runs(tmp_path: Path) -> None:
+    """Cards that took long are reused for ten times their cost, new runs or not; cheap ones never are."""
+    receiver = start_receiver(ReceiverConfig(db_path=tmp_path / "f.db", sweep_interval_s=0))
+    try:
+        _runs(receiver, 1)
+        cache = SummaryCache()
+        with open_reader(tmp_path / "f.db") as conn:
+            first = cache.get(conn, RunFilter())
+        version, computed_at, _, result = cache._entries[RunFilter()]
+        cache._entries[RunFilter()] = (version, computed_at, 1.0, result)  # as if it had taken a second
+        _runs(receiver, 1)
+        with open_reader(tmp_path / "f.db") as conn:
+            reused = cache.get(conn, RunFilter())
+            cache._entries[RunFilter()] = (version, computed_at, 0.001, result)
+            fresh = cache.get(conn, RunFilter())
+    finally:
+        receiver.stop()
+    assert reused is first
+    assert fresh["total"] == 2

@@ -87,6 +87,8 @@ SUMMARY_MAX_AGE_S: Final = 30.0
 """Summary cards are recomputed at least this often while someone looks at them."""
 SUMMARY_REUSE_FACTOR: Final = 10.0
 """Cards that took t seconds to compute are reused for up to 10 t seconds even if runs changed."""
+SUMMARY_SLOW_S: Final = 0.2
+"""Only cards that took at least this long are reused after the ledger grew; cheaper ones are always current."""
 SUMMARY_CACHE_ENTRIES: Final = 32
 _MAX_PARAM_CHARS: Final = 256
 _VIEWER_PACKAGE: Final = "flowledger.receiver"
@@ -260,8 +262,9 @@ class SummaryCache:
 
     A card set is recomputed when the ledger grew (or after SUMMARY_MAX_AGE_S,
     since the sweeper marks runs stuck without writing to the ledger), but not
-    sooner than SUMMARY_REUSE_FACTOR times as long as it took to compute: a
-    summary over a million runs is not recomputed on every poll. One
+    sooner than SUMMARY_REUSE_FACTOR times as long as it took to compute when
+    that was slow (SUMMARY_SLOW_S or more): a summary over a million runs is
+    not recomputed on every poll, while a cheap one is always current. One
     computation per filter runs at a time; concurrent requests wait for it.
     """
 
@@ -278,7 +281,8 @@ class SummaryCache:
             return None
         seen_version, computed_at, cost_s, result = entry
         age_s = time.monotonic() - computed_at
-        if age_s < min(SUMMARY_MAX_AGE_S, cost_s * SUMMARY_REUSE_FACTOR) or (
+        slow = cost_s >= SUMMARY_SLOW_S
+        if (slow and age_s < min(SUMMARY_MAX_AGE_S, cost_s * SUMMARY_REUSE_FACTOR)) or (
             seen_version == version and age_s < SUMMARY_MAX_AGE_S
         ):
             return result
