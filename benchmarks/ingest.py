@@ -124,10 +124,14 @@ def client(url: str, runs: int, batch: int, ready: Any, go: Any, results: Any) -
     results.put((len(events), retries, events if runs <= 0 else None))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (all its threads) so far, from /proc; 0 where there is none."""
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User plus system CPU time so far of a process (all its threads), or of one of its threads, from /proc.
+
+    0 where /proc has no such entry (another operating system).
+    """
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -209,12 +213,15 @@ def main() -> None:
                 proc.start()
             ready.wait()  # every client has built and encoded its batches
             cpu_before = cpu_seconds(server.pid)
+            loop_before = cpu_seconds(server.pid, server.pid)  # the main thread runs the event loop
             load_before = os.getloadavg()[0]
             started = time.perf_counter()
             go.set()
             outcomes = [results.get(timeout=600) for _ in procs]
             elapsed = time.perf_counter() - started
             cpu_used = cpu_seconds(server.pid) - cpu_before
+            loop_used = cpu_seconds(server.pid, server.pid) - loop_before
+            load_after = os.getloadavg()[0]
             for proc in procs:
                 proc.join()
             stored = sqlite3.connect(db).execute("SELECT count(*) FROM ledger").fetchone()[0]
@@ -237,10 +244,16 @@ def main() -> None:
     print(f"end to end over HTTP : {sent / elapsed:>10,.0f} events/s  ({elapsed:.2f} s)")
     if cpu_used:
         per_event_us = cpu_used / sent * 1e6
+        loop_us = loop_used / sent * 1e6
         print(
             f"receiver CPU         : {per_event_us:>10.1f} us/event  ({cpu_used:.2f} s over {elapsed:.2f} s wall; "
-            f"load average before the run {load_before:.1f})"
+            f"load average {load_before:.1f} before the run, {load_after:.1f} after)"
         )
+        print(
+            f"  event-loop thread  : {loop_us:>10.1f} us/event  (parse, validate, canonical form, fold, hash chain;"
+            f" its ceiling: {1e6 / loop_us:,.0f} events/s on a free core)"
+        )
+        print(f"  other threads      : {per_event_us - loop_us:>10.1f} us/event  (SQLite on the writer's connection)")
     print(f"raw sqlite3 executemany: {total / raw_s:>8,.0f} events/s  ({raw_s:.2f} s, ledger rows only)")
     if stored != sent:
         sys.exit("the ledger does not hold every event sent")
