@@ -428,6 +428,8 @@ def test_api_keys_scope_every_viewer_route_to_the_key_project(tmp_path: Path) ->
         assert get(f"/api/viewer/runs/{mine.run_id}/attempts/{span}", "key-b").status_code == 404
         assert get(f"/api/viewer/runs/{mine.run_id}/payload/input", "key-b").status_code == 404
         assert httpx.get(f"{receiver.url}/api/viewer/runs").status_code == 401
+        for public in ("/", "/viewer/app.js", "/viewer/app.css"):  # no data in them: they load without a key
+            assert httpx.get(f"{receiver.url}{public}").status_code == 200
     finally:
         receiver.stop()
 

@@ -33,7 +33,10 @@ __all__ = ["PROJECT_SCOPE_KEY", "PUBLIC_PATHS", "ApiKeys", "AuthMiddleware", "ke
 
 PROJECT_SCOPE_KEY: Final = "flowledger.project"
 """Where the middleware leaves the project of the request's API key."""
-PUBLIC_PATHS: Final = frozenset({"/healthz", "/openapi.json"})
+PUBLIC_PATHS: Final = frozenset(
+    {"/healthz", "/openapi.json", "/", "/viewer/app.js", "/viewer/app.css", "/viewer/favicon.svg"}
+)
+"""Paths that hold no run data: the viewer's page and files load without a key, its data routes need one."""
 _PROJECT: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _BEARER: Final = "bearer "
 
