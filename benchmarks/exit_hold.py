@@ -1,6 +1,6 @@
 """How long a process's exit is held when the receiver is down: flowledger next to the OTel SDK.
 
-Run: ``python benchmarks/exit_hold.py [--runs 3] [--events 1000]``
+Run: ``python benchmarks/exit_hold.py [--runs 3] [--events 1000] [--heavy-events 10000] [--spool-files 5000]``
 
 Each measurement is a fresh child process that submits the events (for
 flowledger: 1,000 events to the background sender with default settings;
@@ -12,6 +12,11 @@ until the process is gone. Two receivers are down in two ways: a closed
 port (connections refused) and a socket that accepts connections but
 never answers. The medians of ``--runs`` runs are printed, plus how many
 events flowledger kept in its spool for the next process.
+
+flowledger is measured twice per receiver: with ``--events`` events and an
+empty spool, and in a heavy case, ``--heavy-events`` events (most of them
+still queued at exit) into a spool that already holds ``--spool-files``
+files left by earlier processes.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -123,23 +129,49 @@ def _closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+PREFILL_MARK: Final = "prefilled"
+
+
+def _prefill(spool_dir: Path, files: int) -> None:
+    """Spool files as earlier processes leave them (one event each), oldest first by name."""
+    spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    event = {"v": 1, "kind": "heartbeat", "run_id": str(uuid.uuid4()), "seq": 0, "data": {PREFILL_MARK: True}}
+    for n in range(files):
+        event["event_id"] = f"00000000-0000-7000-8000-{n:012d}"
+        body = gzip.compress(json.dumps({"events": [event]}).encode(), compresslevel=1)
+        (spool_dir / f"{event['event_id']}.json.gz").write_bytes(body)
+
+
 def _spooled(spool_dir: Path) -> int:
-    return sum(len(json.loads(gzip.decompress(p.read_bytes()))["events"]) for p in spool_dir.glob("*.json.gz"))
+    """Events of the measured process in the spool (ready or claimed files), not counting prefilled ones."""
+    total = 0
+    for path in spool_dir.glob("*.json.gz*"):
+        events = json.loads(gzip.decompress(path.read_bytes()))["events"]
+        total += sum(1 for e in events if not e.get("data", {}).get(PREFILL_MARK))
+    return total
 
 
 @dataclass(frozen=True)
 class Row:
-    """The medians measured with one kind of dead receiver."""
+    """The medians measured with one kind of dead receiver and one load."""
 
     receiver: str
+    load: str
     flowledger_s: float
     spooled: int
     """Fewest events flowledger kept in its spool in any run (all of them: nothing lost)."""
     otel_s: float | None
 
 
-def measure_exit_hold(*, runs: int = 3, events: int = 1000, include_otel: bool = True) -> tuple[float, list[Row]]:
-    """Python's own exit time, and one row per dead receiver (medians of ``runs`` child processes)."""
+def measure_exit_hold(
+    *,
+    runs: int = 3,
+    events: int = 1000,
+    heavy_events: int = 10_000,
+    spool_files: int = 5000,
+    include_otel: bool = True,
+) -> tuple[float, list[Row]]:
+    """Python's own exit time, and rows per dead receiver and load (medians of ``runs`` child processes)."""
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(1024)  # accepts connections into the backlog, never answers
@@ -150,15 +182,21 @@ def measure_exit_hold(*, runs: int = 3, events: int = 1000, include_otel: bool =
     bare = statistics.median(_measure(["bare", "-", "-", "0"]) for _ in range(runs))
     rows: list[Row] = []
     try:
+        loads = [(f"{events:,} events", events, 0, include_otel)]
+        if heavy_events:
+            loads.append((f"{heavy_events:,} ev, spool of {spool_files:,}", heavy_events, spool_files, False))
         for label, url in receivers.items():
-            flow: list[float] = []
-            kept: list[int] = []
-            for _ in range(runs):
-                with tempfile.TemporaryDirectory() as tmp:
-                    flow.append(_measure(["flowledger", url, tmp, str(events)]))
-                    kept.append(_spooled(Path(tmp)))
-            otel = [_measure(["otel", url, "-", str(events)]) for _ in range(runs if include_otel else 0)]
-            rows.append(Row(label, statistics.median(flow), min(kept), statistics.median(otel) if otel else None))
+            for load, count, files, with_otel in loads:
+                flow: list[float] = []
+                kept: list[int] = []
+                for _ in range(runs):
+                    with tempfile.TemporaryDirectory() as tmp:
+                        _prefill(Path(tmp), files)
+                        flow.append(_measure(["flowledger", url, tmp, str(count)]))
+                        kept.append(_spooled(Path(tmp)))
+                otel = [_measure(["otel", url, "-", str(count)]) for _ in range(runs if with_otel else 0)]
+                median_otel = statistics.median(otel) if otel else None
+                rows.append(Row(label, load, statistics.median(flow), min(kept), median_otel))
     finally:
         silent.close()
     return bare, rows
@@ -168,17 +206,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median reported)")
     parser.add_argument("--events", type=int, default=1000, help="events or spans per run")
+    parser.add_argument("--heavy-events", type=int, default=10_000, help="events of the heavy case (0: skip it)")
+    parser.add_argument("--spool-files", type=int, default=5000, help="files already in the spool in the heavy case")
     parser.add_argument(
         "--skip-otel", action="store_true", help="measure flowledger only (the OTel SDK takes ~15 s a run)"
     )
     opts = parser.parse_args()
     print(f"exit hold with the receiver down: {opts.events} events/spans, then exit; median of {opts.runs} runs")
-    bare, rows = measure_exit_hold(runs=opts.runs, events=opts.events, include_otel=not opts.skip_otel)
+    bare, rows = measure_exit_hold(
+        runs=opts.runs,
+        events=opts.events,
+        heavy_events=opts.heavy_events,
+        spool_files=opts.spool_files,
+        include_otel=not opts.skip_otel,
+    )
     print(f"(python alone, same imports, no work: {bare:.3f} s)")
-    print(f"{'receiver':<26}{'flowledger':>12}{'spooled':>10}{'OpenTelemetry SDK':>20}")
+    print(f"{'receiver':<26}{'load':<30}{'flowledger':>12}{'spooled':>10}{'OpenTelemetry SDK':>20}")
     for row in rows:
         otel_text = f"{row.otel_s:>18.3f} s" if row.otel_s is not None else f"{'-':>20}"
-        print(f"{row.receiver:<26}{row.flowledger_s:>10.3f} s{row.spooled:>10}{otel_text}")
+        print(f"{row.receiver:<26}{row.load:<30}{row.flowledger_s:>10.3f} s{row.spooled:>10}{otel_text}")
     worst = max(row.flowledger_s for row in rows)
     verdict = "meets" if worst <= TARGET_S else "MISSES"
     print(f"flowledger {verdict} the target of <= {TARGET_S} s (worst median {worst:.3f} s)")

@@ -88,10 +88,13 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
 
 
 def spooled_events(spool_dir: Path) -> list[dict[str, Any]]:
-    """Every event waiting in the ready files of a spool folder."""
+    """Every event waiting in a spool folder: in ready files, and in files a replay has claimed for the moment."""
     events: list[dict[str, Any]] = []
-    for path in sorted(spool_dir.glob("*.json.gz")):
-        events.extend(json.loads(gzip.decompress(path.read_bytes()))["events"])
+    for path in sorted(spool_dir.glob("*.json.gz*")):
+        try:
+            events.extend(json.loads(gzip.decompress(path.read_bytes()))["events"])
+        except FileNotFoundError:
+            continue  # delivered and deleted meanwhile
     return events
 
 

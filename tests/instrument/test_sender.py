@@ -20,7 +20,7 @@ from flowledger.instrument import _sender as sender_module
 from flowledger.instrument._http import parse_retry_after
 from flowledger.instrument._sender import DropReason, Sender
 from flowledger.instrument._sink import EventSink
-from flowledger.instrument._spool import Spool
+from flowledger.instrument._spool import Spool, SpoolResult
 from tests.instrument._sender_support import (
     MockReceiver,
     RecordingSender,
@@ -54,7 +54,7 @@ def test_sender_is_an_event_sink(tmp_path: Path) -> None:
 def test_batch_is_gzip_json_with_headers(tmp_path: Path) -> None:
     """A batch is POSTed as gzip-compressed {"events": [...]} with auth, agent and encoding headers."""
     receiver = MockReceiver()
-    sender = _sender(tmp_path, receiver, api_key="k-123", endpoint="http://receiver.test:4318/")
+    sender = _sender(tmp_path, receiver, api_key="k-123", endpoint="http://receiver.test:4318/", batch_max_age_s=60.0)
     events = _submit(sender, 3)
     assert sender.flush(FLUSH_S)
     request = receiver.requests[0]
@@ -213,13 +213,14 @@ def test_queue_past_high_water_is_spooled_while_a_batch_waits(tmp_path: Path) ->
     later = [make_event(i, index=i) for i in range(1, 61)]  # past the high-water mark of 50
     for event in later:
         sender.submit(event, 300)
-    assert wait_until(lambda: sender.stats()["queued"] == 0)  # a hang guard: the batch waits 30 s
+    assert wait_until(lambda: sender.stats()["spooled"] >= 50)  # a hang guard: the batch waits 30 s
     stats = sender.stats()
-    assert (stats["spooled"], stats["dropped"], stats["sent"]) == (60, 0, 0)
-    assert sorted(e["event_id"] for e in spooled_events(tmp_path / "spool")) == sorted(e["event_id"] for e in later)
-    assert not sender.shutdown(1.0)  # ends the wait; the waiting batch is spooled too
+    assert stats["queued"] < 50
+    assert (stats["queued"] + stats["spooled"], stats["dropped"], stats["sent"]) == (60, 0, 0)
+    assert not sender.shutdown(1.0)  # ends the wait; the waiting batch and the rest of the queue are spooled too
     assert sender.stats()["spooled"] == 61
-    assert first[0]["event_id"] in {e["event_id"] for e in spooled_events(tmp_path / "spool")}
+    spooled = sorted(e["event_id"] for e in spooled_events(tmp_path / "spool"))
+    assert spooled == sorted(e["event_id"] for e in first + later)
 
 
 def test_exhausted_retries_spool_the_batch(tmp_path: Path) -> None:
@@ -392,6 +393,80 @@ def test_shutdown_retries_within_its_budget(tmp_path: Path) -> None:
     assert sender.shutdown(5.0)
     assert receiver.event_ids() == [e["event_id"] for e in events]
     assert sender.stats()["spooled"] == 0
+
+
+def test_exit_waits_for_a_queue_being_spooled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shutdown waits for the spool write of a queue taken off at its high-water mark, so none of it is lost."""
+    receiver = MockReceiver(script=[429] * 10, headers={"Retry-After": "30"})
+    settings = make_settings(tmp_path / "spool", queue_max_items=100, max_retries=5)
+    sender = _PatientSender(settings, transport=receiver.transport())
+    first = _submit(sender, 1)
+    assert wait_until(lambda: len(receiver.requests) == 1 and sender._outage.failing)
+    writing, release = threading.Event(), threading.Event()
+    order: list[str] = []
+    real_write = sender._spool.write
+
+    def slow_write(events: list[dict[str, Any]]) -> SpoolResult:
+        if not writing.is_set():
+            writing.set()
+            release.wait(FLUSH_S)
+        result = real_write(events)
+        order.append("write")
+        return result
+
+    monkeypatch.setattr(sender._spool, "write", slow_write)
+    later = [make_event(i, index=i) for i in range(1, 61)]
+    for event in later:
+        sender.submit(event, 300)
+    assert writing.wait(FLUSH_S)
+    closer = threading.Thread(target=lambda: order.append(f"shutdown {sender.shutdown(0.0)}"))
+    closer.start()
+    time.sleep(0.2)  # time for a shutdown that does not wait to return first (no threshold: the order is checked)
+    release.set()
+    closer.join(FLUSH_S)
+    assert order[-1] == "shutdown False"
+    stats = sender.stats()
+    assert (stats["spooled"], stats["dropped"]) == (61, 0)
+    spooled = sorted(e["event_id"] for e in spooled_events(tmp_path / "spool"))
+    assert spooled == sorted(e["event_id"] for e in first + later)
+
+
+def test_shutdown_keeps_the_time_the_spool_write_needs(tmp_path: Path) -> None:
+    """When writing what is queued would take the whole exit budget, shutdown spools it rather than sending."""
+    receiver = MockReceiver(script=[503])
+    sender = Sender(make_settings(tmp_path / "spool", batch_max_age_s=60.0), transport=receiver.transport())
+    for _ in range(10):
+        sender._spool.observe_write(100, 1.0)  # this machine writes the spool very slowly
+    events = _submit(sender, 3)
+    assert not sender.shutdown(5.0)
+    assert sender.stats()["spooled"] == 3
+    assert sorted(e["event_id"] for e in spooled_events(tmp_path / "spool")) == sorted(e["event_id"] for e in events)
+
+
+def test_large_spool_file_is_replayed_in_batches(tmp_path: Path) -> None:
+    """A spool file bigger than a batch (as an exit writes them) is posted in batch_max_items pieces."""
+    old = [make_event(i) for i in range(25)]
+    Spool(tmp_path / "spool", 10**6).write(old)
+    receiver = MockReceiver()
+    sender = _sender(tmp_path, receiver, batch_max_items=10)
+    assert sender.flush(FLUSH_S)
+    assert [len(body) for body in receiver.bodies] == [10, 10, 5]
+    assert receiver.event_ids() == [e["event_id"] for e in old]
+    assert sender.stats()["replayed"] == 25
+    assert spooled_events(tmp_path / "spool") == []
+    sender.shutdown(1.0)
+
+
+def test_partly_replayed_file_keeps_only_the_rest(tmp_path: Path) -> None:
+    """When the receiver fails part-way through a large spool file, only the undelivered events stay spooled."""
+    old = [make_event(i) for i in range(25)]
+    Spool(tmp_path / "spool", 10**6).write(old)
+    receiver = MockReceiver(script=[200, 503, 503])
+    sender = _sender(tmp_path, receiver, batch_max_items=10, max_retries=0)
+    assert not sender.flush(FLUSH_S)
+    assert receiver.event_ids() == [e["event_id"] for e in old[:10]]
+    assert sorted(e["event_id"] for e in spooled_events(tmp_path / "spool")) == sorted(e["event_id"] for e in old[10:])
+    sender.shutdown(1.0)
 
 
 def test_shutdown_without_events_is_instant(tmp_path: Path) -> None:

@@ -153,6 +153,18 @@ def test_shutdown_with_hanging_receiver_spools_in_flight_batch(tmp_path: Path) -
         assert sorted(e["event_id"] for e in spooled_events(tmp_path / "spool")) == sorted(ids)
 
 
+def test_exit_spools_in_flight_and_queued_events_as_one_file(tmp_path: Path) -> None:
+    """At exit, everything still in memory goes to the spool in a single file, not one file per batch."""
+    with recorder([HANG]) as rec:
+        sender = _sender(tmp_path, rec.url, request_timeout_s=5.0, batch_max_items=10)
+        ids = _submit(sender, 45)
+        assert rec.hanging.wait(5.0)
+        assert not sender.shutdown(0.2)
+        files = list((tmp_path / "spool").glob("*.json.gz"))
+        assert len(files) == 1
+        assert sorted(e["event_id"] for e in spooled_events(tmp_path / "spool")) == sorted(ids)
+
+
 def test_replay_after_outage_reaches_the_receiver(tmp_path: Path) -> None:
     """Spooled during an outage (503s), replayed exactly once when the receiver recovers."""
     with recorder([503, 503, 503]) as rec:

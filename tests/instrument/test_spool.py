@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from flowledger.instrument import _spool
-from flowledger.instrument._spool import CLAIM_MARK, Spool, SpoolResult, decode_batch
+from flowledger.instrument._capture import RawJSON, encode_event
+from flowledger.instrument._spool import CLAIM_MARK, Spool, SpoolResult, decode_batch, encode_batch
 from tests.instrument._sender_support import make_event
 
 
@@ -174,3 +176,74 @@ def test_spool_is_private_to_its_owner(tmp_path: Path) -> None:
     files = [p for p in (tmp_path / "spool").rglob("*") if p.is_file()]
     assert len(files) == 2
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in files)
+
+
+class _CountingSpool(Spool):
+    """A spool that counts how often it scans its folder."""
+
+    scans = 0
+
+    def size_bytes(self) -> int:
+        self.scans += 1
+        return super().size_bytes()
+
+
+def test_folder_is_scanned_once_then_tracked(tmp_path: Path) -> None:
+    """After one scan, writes, deliveries and cleanups keep a running total equal to a fresh scan."""
+    for i in range(30):
+        Spool(tmp_path, 10**7).write([make_event(i)])
+    stale = tmp_path / f".tmp-{_dead_pid()}-x"
+    stale.write_bytes(b"partial")
+    spool = _CountingSpool(tmp_path, 10**7)
+    for i in range(20):
+        assert spool.write([make_event(i, pad="y" * i)]) is SpoolResult.WRITTEN
+    spool.set_aside(make_event())
+    names = spool.ready_names()
+    for name in names[:10]:
+        claim = spool.claim(name)
+        assert claim is not None
+        claim.delete()
+    assert spool.scans == 1
+    assert not stale.exists()
+    assert spool.measure() == Spool(tmp_path, 10**7).size_bytes()
+
+
+def test_full_by_the_running_total_rescans_for_room(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When files another process replayed made room, a batch refused by the running total is written after a rescan."""
+    monkeypatch.setattr(_spool, "RESCAN_MIN_S", 0.0)
+    spool = Spool(tmp_path, 2000)
+    while spool.write([make_event(pad="x" * 300)]) is SpoolResult.WRITTEN:
+        pass
+    other = Spool(tmp_path, 2000)
+    for name in other.ready_names():
+        claim = other.claim(name)
+        assert claim is not None
+        claim.delete()
+    assert spool.write([make_event(pad="x" * 300)]) is SpoolResult.WRITTEN
+
+
+def test_write_time_estimate_follows_the_timings_seen() -> None:
+    """The estimated write time grows with the bytes and with slower observed writes."""
+    spool = Spool(Path("unused"), 10**6)
+    fast = spool.estimated_write_s(1_000_000)
+    assert 0 < fast < spool.estimated_write_s(2_000_000)
+    for _ in range(20):
+        spool.observe_write(1000, 1.0)
+    assert spool.estimated_write_s(1_000_000) > 100 * fast
+
+
+def test_batch_encoding_splices_captured_payloads() -> None:
+    """encode_batch writes captured payloads (redacted) as the one-by-one encoding does, and no other text."""
+    policy_key = re.compile("secret")
+    events = [
+        make_event(0, note="plain \x00 \u2603"),
+        make_event(1, input=RawJSON('{"a": [1, 2.5, "\\u0000x"]}'), note="\x00flowledger-00:0"),
+        make_event(2, output=RawJSON('{"secret": "s", "ok": true}', policy_key), input=RawJSON("null")),
+    ]
+    one_by_one = '{"events":[' + ",".join(encode_event(e) for e in events) + "]}"
+    assert json.loads(encode_batch(events)) == json.loads(one_by_one)
+    decoded = json.loads(encode_batch(events))["events"]
+    assert decoded[2]["data"]["output"] == {"secret": "[REDACTED]", "ok": True}
+    assert decoded[1]["data"]["note"] == "\x00flowledger-00:0"
+    with pytest.raises(ValueError, match="Out of range"):
+        encode_batch([make_event(3, value=float("nan"))])

@@ -17,9 +17,10 @@ sender starts, on ``flush()``/``replay()``, and as soon as the receiver
 answers again.
 
 ``shutdown(timeout_s)`` (also run at exit) sends what it can in the time
-given, then spools everything still in memory, queued and in flight, so
-that a normal exit loses nothing and is never held much longer than
-``timeout_s``. A forked child starts with a fresh queue, worker and HTTP
+given, then spools everything still in memory, queued and in flight, as
+one file, so that a normal exit loses nothing and is never held much
+longer than ``timeout_s``: the time kept for that write is estimated from
+the bytes queued and the write speed the spool has measured. A forked child starts with a fresh queue, worker and HTTP
 client. Nothing here raises into the caller: internal errors are counted
 in ``failures`` and logged once per kind.
 """
@@ -55,8 +56,8 @@ HIGH_WATER_FRACTION: Final = 0.5
 """While the receiver fails, a queue this full (of its items or bytes) is spooled instead of waiting."""
 IDLE_WAIT_S: Final = 1.0
 """With nothing queued the worker looks round this often (a new event wakes it at once)."""
-SPOOL_RESERVE_S: Final = 0.05
-"""Part of the shutdown budget kept for writing the spool (at most a quarter of the budget)."""
+SPOOL_RESERVE_S: Final = 0.03
+"""Part of the shutdown budget kept for the file system's part of the spool write, besides encoding."""
 SETTLE_WAIT_S: Final = 1.0
 """At shutdown, how long to wait for a spool write the worker has already begun."""
 WORKER_JOIN_S: Final = 0.01
@@ -113,6 +114,7 @@ class Sender:
         self._queued_bytes = 0
         self._enqueued = 0
         self._inflight: list[dict[str, Any]] | None = None
+        self._inflight_bytes = 0
         self._settling = 0
         self._draining = 0
         self._replay_wanted = False
@@ -271,8 +273,8 @@ class Sender:
             worker = self._worker
             self._draining += 1
             self._replay_wanted = False  # no new replay at exit: the next process does it
-        if worker is not None and worker.is_alive() and timeout_s > 0:
-            send_until = deadline - min(SPOOL_RESERVE_S, timeout_s / 4)
+        send_until = deadline - self._spool_reserve_s()
+        if worker is not None and worker.is_alive() and send_until > time.monotonic():
             self._wake.set()
             with self._changed:
                 self._changed.wait_for(
@@ -287,6 +289,7 @@ class Sender:
             if self._inflight is not None:
                 leftovers.extend(self._inflight)
                 self._inflight = None
+                self._inflight_bytes = 0
         self._stop.set()
         self._wake.set()
         self._relieve.set()
@@ -301,6 +304,12 @@ class Sender:
         with self._lock:
             return self._undelivered() == before
 
+    def _spool_reserve_s(self) -> float:
+        """Time to keep at exit for spooling what is still in memory (queued and in flight)."""
+        with self._lock:
+            nbytes = self._queued_bytes + self._inflight_bytes
+        return SPOOL_RESERVE_S + self._spool.estimated_write_s(nbytes)
+
     # --- worker ----------------------------------------------------------
 
     def _run(self) -> None:
@@ -308,6 +317,7 @@ class Sender:
         try:
             try:
                 self._http()  # build the client while the first batch fills
+                self._spool.measure()  # and measure the spool, so that no exit has to
             except Exception as exc:
                 self._internal_error("client", exc)
             while not self._stop.is_set():
@@ -377,6 +387,7 @@ class Sender:
                 size += event_size
             self._queued_bytes -= size
             self._inflight = batch
+            self._inflight_bytes = size
         return batch
 
     def _send_live(self, batch: list[dict[str, Any]]) -> None:
@@ -390,6 +401,7 @@ class Sender:
                 mine = self._inflight is batch  # False: shutdown() took it and spooled it
                 if mine:
                     self._inflight = None
+                    self._inflight_bytes = 0
                     self._settling += 1
             if mine:
                 try:
@@ -446,8 +458,9 @@ class Sender:
     # --- delivery --------------------------------------------------------
 
     def _deliver(self, events: list[dict[str, Any]], retries: int) -> list[dict[str, Any]]:
-        """Post events, splitting on 413; return those that could not be delivered."""
-        pending = [events]
+        """Post events in batches of at most ``batch_max_items``, splitting on 413; return what was not delivered."""
+        step = self._batch_items
+        pending = [events[at : at + step] for at in range(0, len(events), step)][::-1]
         leftovers: list[dict[str, Any]] = []
         while pending:
             part = pending.pop()
@@ -470,7 +483,11 @@ class Sender:
 
     def _encode(self, events: list[dict[str, Any]]) -> tuple[bytes, list[dict[str, Any]]]:
         try:
-            return gzip_body(encode_batch(events)), events
+            started = time.monotonic()
+            text = encode_batch(events)
+            body = gzip_body(text)
+            self._spool.observe_write(len(text), time.monotonic() - started)  # what a spool write would cost
+            return body, events
         except (TypeError, ValueError):
             kept = []
             for event in events:
@@ -545,16 +562,21 @@ class Sender:
     def _spool_queue(self) -> None:
         """Move everything queued to the spool (the receiver is failing and the queue is filling up)."""
         with self._lock:
-            if len(self._queue) < self._high_items and self._queued_bytes < self._high_bytes:
+            if self._closed or (len(self._queue) < self._high_items and self._queued_bytes < self._high_bytes):
                 return
             events = [event for event, _, _ in self._queue]
             self._queue.clear()
             self._queued_bytes = 0
-        if events:
+            self._settling += 1  # an exit now waits for this write: the events are in neither queue nor flight
+        try:
             self._log_once(
                 "high-water", "flowledger: the receiver is failing; spooling the queue to %s.", self._spool.directory
             )
             self._spool_events(events)
+        finally:
+            with self._changed:
+                self._settling -= 1
+                self._changed.notify_all()
 
     def _http(self) -> httpx.Client:
         if self._client is None:
@@ -597,18 +619,9 @@ class Sender:
     # --- spool -----------------------------------------------------------
 
     def _spool_events(self, events: list[dict[str, Any]]) -> None:
-        """Write events to the spool in batch-sized files; count what did not fit."""
-        settings = self._settings
-        chunk: list[dict[str, Any]] = []
-        for event in events:
-            chunk.append(event)
-            if len(chunk) >= settings.batch_max_items:
-                self._spool_chunk(chunk)
-                chunk = []
-        if chunk:
-            self._spool_chunk(chunk)
-
-    def _spool_chunk(self, events: list[dict[str, Any]]) -> None:
+        """Write events to the spool as one file (replay posts it in batches); count what did not fit."""
+        if not events:
+            return
         try:
             result = self._spool.write(events)
         except Exception as exc:

@@ -16,7 +16,16 @@ per-process token: a rename succeeds for exactly one process, so two
 processes never send the same file. A claim whose process is gone (killed,
 or an earlier process that had the same pid) is renamed back and replayed.
 The folder never grows past ``max_bytes``: a batch that does not fit is
-refused and the caller counts it.
+refused and the caller counts it. The folder is measured once per process
+(one scan), then a running total follows this process's writes and
+deletions; a batch the total says does not fit triggers a fresh scan (at
+most every few seconds), so that files other processes replayed meanwhile
+make room again. What other processes write in the meantime is not seen
+until then, so several processes sharing one folder can together take it
+a little past its cap.
+
+The spool also estimates how long writing a batch takes (from the writes it
+has timed), so that an exit can keep just enough of its time for the spool.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import enum
 import gzip
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -32,7 +42,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from flowledger._wire import new_event_id
-from flowledger.instrument._capture import encode_event
+from flowledger.instrument._capture import RawJSON
 
 __all__ = ["Claim", "Spool", "SpoolResult"]
 
@@ -49,6 +59,12 @@ PRIVATE_FILE_MODE: Final = 0o600
 """Spooled events can hold captured inputs and outputs: only their owner may read them."""
 SPOOL_GZIP_LEVEL: Final = 1
 """Fast compression: at exit the spool write is part of the time a process is held."""
+RESCAN_MIN_S: Final = 5.0
+"""A batch the running total says does not fit rescans the folder, at most this often."""
+DEFAULT_WRITE_BYTES_PER_S: Final = 20_000_000
+"""Assumed speed of encoding and writing a batch until this process has timed one (a slow machine's)."""
+WRITE_RATE_WEIGHT: Final = 0.3
+"""Weight of the newest timing in the running estimate of the write speed."""
 
 
 class SpoolResult(enum.Enum):
@@ -86,9 +102,42 @@ def _claim_abandoned(path: Path, pid: int) -> bool:
         return False
 
 
+def _no_default(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_no_default).encode
+
+
 def encode_batch(events: list[dict[str, Any]]) -> bytes:
-    """Encode events as the body of ``POST /v1/events`` (JSON, not yet compressed)."""
-    return ('{"events":[' + ",".join(encode_event(e) for e in events) + "]}").encode("utf-8")
+    """Encode events as the body of ``POST /v1/events`` (JSON, not yet compressed).
+
+    One C-level encode for the whole batch: captured payloads (already JSON
+    text) are replaced by placeholder strings carrying a random token, which
+    are then swapped for the payloads' text. Raises TypeError or ValueError
+    when an event is not JSON (the caller then finds which).
+    """
+    raws: list[str] = []
+    token = ""
+    batch: list[Any] = events
+    for index, event in enumerate(events):
+        data = event.get("data")
+        if not isinstance(data, dict) or not any(type(v) is RawJSON for v in data.values()):
+            continue
+        if not token:
+            token = "\x00flowledger-" + secrets.token_hex(8) + ":"
+            batch = list(events)
+        spliced = dict(data)
+        for key, value in data.items():
+            if type(value) is RawJSON:
+                spliced[key] = f"{token}{len(raws)}"
+                raws.append(value.json())
+        batch[index] = {**event, "data": spliced}
+    text = _encode({"events": batch})
+    if raws:
+        placeholder = re.compile(re.escape(json.dumps(token)[:-1]) + r'(\d+)"')
+        text = placeholder.sub(lambda match: raws[int(match.group(1))], text)
+    return text.encode("utf-8")
 
 
 def decode_batch(data: bytes) -> list[dict[str, Any]]:
@@ -119,11 +168,13 @@ if hasattr(os, "register_at_fork"):
 class Claim:
     """One spooled batch this process has claimed for replay."""
 
-    __slots__ = ("_claimed", "_ready", "events")
+    __slots__ = ("_claimed", "_ready", "_size", "_spool", "events")
 
-    def __init__(self, claimed: Path, ready: Path, events: list[dict[str, Any]]) -> None:
+    def __init__(self, spool: Spool, claimed: Path, ready: Path, events: list[dict[str, Any]], size: int) -> None:
+        self._spool = spool
         self._claimed = claimed
         self._ready = ready
+        self._size = size
         self.events = events
 
     @property
@@ -136,6 +187,8 @@ class Claim:
             self._claimed.unlink()
         except FileNotFoundError:
             pass
+        else:
+            self._spool._forget(self._size)
 
     def release(self) -> None:
         """The batch could not be delivered: put it back, under its original name."""
@@ -154,6 +207,10 @@ class Spool:
         self._lock = threading.Lock()
         self.corrupt_files = 0
         """How many unreadable files this process moved to ``corrupt/``."""
+        self._used: int | None = None
+        """Bytes in the folder by this process's count (None: not measured yet)."""
+        self._scanned_at = 0.0
+        self._write_s_per_byte = 1.0 / DEFAULT_WRITE_BYTES_PER_S
 
     def reset_after_fork(self) -> None:
         """Give a forked child its own lock (its claim token is renewed for the whole process)."""
@@ -177,22 +234,59 @@ class Spool:
                 continue
         return total
 
+    def measure(self) -> int:
+        """Scan the folder once, unless it was measured already; return the bytes it holds by the running total."""
+        with self._lock:
+            return self._measured()
+
+    def _measured(self) -> int:
+        if self._used is None:
+            self._rescan()
+        assert self._used is not None
+        return self._used
+
+    def _rescan(self) -> None:
+        self._used = self.size_bytes()
+        self._scanned_at = time.monotonic()
+
+    def _forget(self, size: int) -> None:
+        """A file of ``size`` bytes left the folder."""
+        with self._lock:
+            if self._used is not None:
+                self._used = max(self._used - size, 0)
+
+    # --- timing --------------------------------------------------------
+
+    def observe_write(self, nbytes: int, seconds: float) -> None:
+        """Fold one timing of encoding (and compressing) ``nbytes`` of JSON into the write speed estimate."""
+        if nbytes > 0 and seconds > 0:
+            sample = seconds / nbytes
+            self._write_s_per_byte += WRITE_RATE_WEIGHT * (sample - self._write_s_per_byte)
+
+    def estimated_write_s(self, nbytes: int) -> float:
+        """How long writing a batch of about ``nbytes`` of JSON would take, by the timings seen so far."""
+        return max(nbytes, 0) * self._write_s_per_byte
+
     # --- writing -------------------------------------------------------
 
     def write(self, events: list[dict[str, Any]]) -> SpoolResult:
         """Write one batch atomically, unless it would take the spool past its cap."""
         if not events:
             return SpoolResult.WRITTEN
+        started = time.monotonic()
         try:
-            data = gzip.compress(encode_batch(events), compresslevel=SPOOL_GZIP_LEVEL)
+            text = encode_batch(events)
+            data = gzip.compress(text, compresslevel=SPOOL_GZIP_LEVEL)
         except (TypeError, ValueError):
             return SpoolResult.ERROR
-        return self._place(self.directory, new_event_id() + READY_SUFFIX, data)
+        result = self._place(self.directory, new_event_id() + READY_SUFFIX, data)
+        self.observe_write(len(text), time.monotonic() - started)
+        return result
 
     def set_aside(self, event: dict[str, Any]) -> SpoolResult:
         """Keep one event the receiver refused as too large in ``rejected/``."""
         try:
-            data = encode_event(event).encode("utf-8")
+            data = encode_batch([event])[len('{"events":[') : -len("]}")]
         except (TypeError, ValueError):
             return SpoolResult.ERROR
         event_id = event.get("event_id")
@@ -201,8 +295,12 @@ class Spool:
 
     def _place(self, folder: Path, name: str, data: bytes) -> SpoolResult:
         with self._lock:
-            if self.size_bytes() + len(data) > self.max_bytes:
-                return SpoolResult.FULL
+            if self._measured() + len(data) > self.max_bytes:
+                if time.monotonic() - self._scanned_at < RESCAN_MIN_S:
+                    return SpoolResult.FULL
+                self._rescan()  # other processes may have replayed files meanwhile
+                if self._measured() + len(data) > self.max_bytes:
+                    return SpoolResult.FULL
             tmp = self.directory / f"{TMP_PREFIX}{os.getpid()}-{new_event_id()}"
             try:
                 self.directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
@@ -217,6 +315,7 @@ class Spool:
                 except OSError:
                     pass
                 return SpoolResult.ERROR
+            self._used = self._measured() + len(data)
         return SpoolResult.WRITTEN
 
     # --- replay --------------------------------------------------------
@@ -269,11 +368,14 @@ class Spool:
             pid = int(pid_text)
         except ValueError:
             return
-        if pid != os.getpid() and _claim_abandoned(self.directory / name, pid):
+        path = self.directory / name
+        if pid != os.getpid() and _claim_abandoned(path, pid):
             try:
-                (self.directory / name).unlink()
+                size = path.stat().st_size
+                path.unlink()
             except OSError:
-                pass
+                return
+            self._forget(size)
 
     def claim(self, name: str) -> Claim | None:
         """Claim one ready batch; None when another process took it or it was corrupt.
@@ -291,11 +393,12 @@ class Spool:
         except OSError:
             pass
         try:
-            events = decode_batch(claimed.read_bytes())
+            data = claimed.read_bytes()
+            events = decode_batch(data)
         except (OSError, ValueError):
             self._move_corrupt(claimed, name)
             return None
-        return Claim(claimed, ready, events)
+        return Claim(self, claimed, ready, events, len(data))
 
     def _move_corrupt(self, path: Path, name: str) -> None:
         self.corrupt_files += 1
@@ -304,6 +407,8 @@ class Spool:
             os.replace(path, self.directory / CORRUPT_DIR / name)
         except OSError:
             try:
+                size = path.stat().st_size
                 path.unlink()
             except OSError:
-                pass
+                return
+            self._forget(size)
