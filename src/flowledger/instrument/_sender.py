@@ -6,11 +6,10 @@ started on the first event, takes batches off the queue by count, bytes
 and age, posts each as gzip-compressed ``{"events": [...]}`` JSON to the
 receiver, and retries 5xx, 429 (honouring ``Retry-After``), connection
 errors and timeouts with exponential backoff and full jitter, within a
-time budget per batch (see :mod:`._backoff`). While a batch is being
+time budget per batch; a 413 splits the batch (:mod:`._delivery` posts,
+:mod:`._backoff` decides when to try again). While a batch is being
 retried, a queue past its high-water mark is spooled rather than left to
-overflow. A 413 splits
-the batch in halves; a single event still too large is set aside on disk.
-A batch that cannot be delivered goes to the :class:`~._spool.Spool`;
+overflow. A batch that cannot be delivered goes to the :class:`~._spool.Spool`;
 while the receiver stays down, later batches go straight there and the
 receiver is probed now and then. Spooled batches are replayed when a
 sender starts, on ``flush()``/``replay()``, and as soon as the receiver
@@ -20,15 +19,14 @@ answers again.
 given, then spools everything still in memory, queued and in flight, as
 one file, so that a normal exit loses nothing and is never held much
 longer than ``timeout_s``: the time kept for that write is estimated from
-the bytes queued and the write speed the spool has measured. A forked child starts with a fresh queue, worker and HTTP
-client. Nothing here raises into the caller: internal errors are counted
-in ``failures`` and logged once per kind.
+the bytes queued and the write speed the spool has measured. A forked
+child starts with a fresh queue, worker and HTTP client. Nothing here
+raises into the caller: internal errors are counted in ``failures`` and
+logged once per kind.
 """
 
 from __future__ import annotations
 
-import enum
-import logging
 import os
 import threading
 import time
@@ -40,17 +38,16 @@ from typing import Any, ClassVar, Final
 import httpx
 from opentelemetry import context as otel_context
 
-from flowledger.instrument._backoff import BACKOFF_BASE_S, PROBE_MAX_S, PROBE_MIN_S, RETRY_BUDGET_S, Outage, RetryBudget
+from flowledger.instrument._backoff import BACKOFF_BASE_S, PROBE_MAX_S, PROBE_MIN_S, RETRY_BUDGET_S, Outage
 from flowledger.instrument._config import Settings
 from flowledger.instrument._counters import Counters, DropReason
-from flowledger.instrument._http import gzip_body, make_client, parse_retry_after, untraced
+from flowledger.instrument._delivery import Delivery
+from flowledger.instrument._http import untraced
 from flowledger.instrument._otlp import span_from_event
 from flowledger.instrument._span_sender import SpanSender
-from flowledger.instrument._spool import Spool, SpoolResult, encode_batch
+from flowledger.instrument._spool import Spool
 
 __all__ = ["DropReason", "Sender"]
-
-_log = logging.getLogger("flowledger")
 
 HIGH_WATER_FRACTION: Final = 0.5
 """While the receiver fails, a queue this full (of its items or bytes) is spooled instead of waiting."""
@@ -63,17 +60,10 @@ SETTLE_WAIT_S: Final = 1.0
 WORKER_JOIN_S: Final = 0.01
 
 
-class _Outcome(enum.Enum):
-    DELIVERED = "delivered"
-    TOO_LARGE = "too_large"
-    FAILED = "failed"
-    """The receiver is unreachable, failing, or refused the request (other 4xx)."""
-
-
 _senders: weakref.WeakSet[Sender] = weakref.WeakSet()
 
 
-class Sender:
+class Sender(Delivery):
     """Delivers events to the receiver in the background. Implements ``EventSink``."""
 
     probe_min_s: ClassVar[float] = PROBE_MIN_S
@@ -455,93 +445,7 @@ class Sender:
             self._replay_wanted = False
             self._changed.notify_all()
 
-    # --- delivery --------------------------------------------------------
-
-    def _deliver(self, events: list[dict[str, Any]], retries: int) -> list[dict[str, Any]]:
-        """Post events in batches of at most ``batch_max_items``, splitting on 413; return what was not delivered."""
-        step = self._batch_items
-        pending = [events[at : at + step] for at in range(0, len(events), step)][::-1]
-        leftovers: list[dict[str, Any]] = []
-        while pending:
-            part = pending.pop()
-            body, part = self._encode(part)
-            if not part:
-                continue
-            outcome = self._post(body, part, retries)
-            if outcome is _Outcome.TOO_LARGE:
-                if len(part) == 1:
-                    self._set_aside(part[0])
-                else:
-                    half = len(part) // 2
-                    pending += [part[half:], part[:half]]
-            elif outcome is _Outcome.FAILED:
-                leftovers.extend(part)
-                for rest in pending:
-                    leftovers.extend(rest)
-                break
-        return leftovers
-
-    def _encode(self, events: list[dict[str, Any]]) -> tuple[bytes, list[dict[str, Any]]]:
-        try:
-            started = time.monotonic()
-            text = encode_batch(events)
-            body = gzip_body(text)
-            self._spool.observe_write(len(text), time.monotonic() - started)  # what a spool write would cost
-            return body, events
-        except (TypeError, ValueError):
-            kept = []
-            for event in events:
-                try:
-                    encode_batch([event])
-                except (TypeError, ValueError):
-                    self._drop(DropReason.UNSERIALIZABLE, 1)
-                else:
-                    kept.append(event)
-            return (gzip_body(encode_batch(kept)) if kept else b""), kept
-
-    def _post(self, body: bytes, events: list[dict[str, Any]], retries: int) -> _Outcome:
-        with self._lock:
-            down = self._outage.down
-            if down and not self._outage.probe_due(time.monotonic()):
-                return _Outcome.FAILED
-        budget = RetryBudget(0 if down else retries, self.retry_budget_s)
-        settings = self._settings
-        url = settings.events_url
-        attempt = 0
-        while True:
-            retry_after_s: float | None = None
-            refused = False
-            started = time.monotonic()
-            try:
-                response = self._http().post(
-                    url, content=body, timeout=budget.attempt_timeout_s(settings.request_timeout_s)
-                )
-            except httpx.HTTPError as exc:
-                refused = isinstance(exc, httpx.ConnectError)
-                self._log_once(f"transport-{type(exc).__name__}", "flowledger: cannot reach %s: %r", url, exc)
-            else:
-                status = response.status_code
-                if response.is_success:
-                    self._accepted(events, response)
-                    return _Outcome.DELIVERED
-                if status == 413:
-                    return _Outcome.TOO_LARGE
-                self._log_once(f"status-{status}", "flowledger: %s answered %d: %s", url, status, response.text[:200])
-                if status != 429 and status < 500:
-                    self._mark_down()
-                    return _Outcome.FAILED  # not worth retrying: spooled for a fixed receiver or key
-                retry_after_s = parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None
-            budget.spend(time.monotonic() - started)
-            with self._changed:
-                self._outage.attempt_failed(refused=refused)  # an exit stops waiting for a refusing receiver
-                self._changed.notify_all()
-            wait_s = budget.next_wait_s(attempt, retry_after_s)
-            if wait_s is None or not self._backoff_wait(wait_s):
-                break
-            attempt += 1
-            self._counters.add("retries")
-        self._mark_down(retry_after_s or 0.0)
-        return _Outcome.FAILED
+    # --- relief while a batch waits ----------------------------------------
 
     def _backoff_wait(self, delay_s: float) -> bool:
         """Wait before a retry; False when shutdown cut the wait short.
@@ -577,92 +481,6 @@ class Sender:
             with self._changed:
                 self._settling -= 1
                 self._changed.notify_all()
-
-    def _http(self) -> httpx.Client:
-        if self._client is None:
-            headers: list[tuple[str, str]] = []
-            if self._settings.api_key:
-                headers.append(("Authorization", f"Bearer {self._settings.api_key}"))
-            self._client = make_client(
-                url=self._settings.events_url,
-                timeout_s=self._settings.request_timeout_s,
-                transport=self._transport,
-                headers=headers,
-            )
-        return self._client
-
-    def _accepted(self, events: list[dict[str, Any]], response: httpx.Response) -> None:
-        rejected: list[Any] = []
-        try:
-            answer = response.json()
-            if isinstance(answer, dict) and isinstance(answer.get("rejected"), list):
-                rejected = answer["rejected"]
-        except ValueError:
-            pass
-        rejected = rejected[: len(events)]
-        self._counters.add("sent", len(events) - len(rejected))
-        self._counters.add("rejected", len(rejected))
-        with self._changed:
-            if self._outage.recovered():
-                self._replay_wanted = True
-            self._changed.notify_all()
-        if rejected:
-            self._log_once(
-                "rejected", "flowledger: the receiver rejected %d event(s), first: %r", len(rejected), rejected[0]
-            )
-
-    def _mark_down(self, at_least_s: float = 0.0) -> None:
-        with self._changed:
-            self._outage.went_down(time.monotonic(), at_least_s)
-            self._changed.notify_all()
-
-    # --- spool -----------------------------------------------------------
-
-    def _spool_events(self, events: list[dict[str, Any]]) -> None:
-        """Write events to the spool as one file (replay posts it in batches); count what did not fit."""
-        if not events:
-            return
-        try:
-            result = self._spool.write(events)
-        except Exception as exc:
-            self._internal_error("spool", exc)
-            result = SpoolResult.ERROR
-        if result is SpoolResult.WRITTEN:
-            self._counters.add("spooled", len(events))
-        elif result is SpoolResult.FULL:
-            self._drop(DropReason.SPOOL_FULL, len(events))
-            self._log_once("spool-full", "flowledger: the spool %s is full; dropping events.", self._spool.directory)
-        else:
-            self._drop(DropReason.SPOOL_ERROR, len(events))
-            self._log_once(
-                "spool-error", "flowledger: cannot write the spool %s; dropping events.", self._spool.directory
-            )
-
-    def _set_aside(self, event: dict[str, Any]) -> None:
-        self._drop(DropReason.TOO_LARGE, 1)
-        self._log_once(
-            "too-large",
-            "flowledger: the receiver refused an event as too large; kept in %s/rejected.",
-            self._spool.directory,
-        )
-        try:
-            self._spool.set_aside(event)
-        except Exception as exc:
-            self._internal_error("set_aside", exc)
-
-    # --- bookkeeping -----------------------------------------------------
-
-    def _drop(self, reason: DropReason, count: int) -> None:
-        self._counters.drop(reason, count)
-
-    def _internal_error(self, kind: str, exc: BaseException) -> None:
-        try:
-            self._counters.internal_error(kind, exc)
-        except Exception:
-            pass
-
-    def _log_once(self, kind: str, message: str, *args: object) -> None:
-        self._counters.log_once(kind, message, *args)
 
 
 def _after_fork_in_child() -> None:

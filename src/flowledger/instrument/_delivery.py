@@ -1,0 +1,234 @@
+"""One batch to the receiver: encode, post, retry within the budget, split on 413, count the answer.
+
+:class:`Delivery` is the part of the :class:`~._sender.Sender` that talks to
+the receiver. It posts a batch (gzip-compressed ``{"events": [...]}``), in
+pieces of at most ``batch_max_items``; retries 5xx, 429 (honouring
+``Retry-After``), connection errors and timeouts as :mod:`._backoff` allows;
+splits a batch the receiver refuses as too large (413) in halves and sets a
+single event still too large aside on disk; counts what the receiver
+accepted and rejected; and hands what could not be delivered to the spool,
+counting what even the spool could not take. The receiver's health
+(:class:`~._backoff.Outage`) decides whether a batch is tried at all while
+the receiver is down.
+
+The state it works on (lock, counters, outage, spool, HTTP client) belongs
+to the sender, which also decides how a retry waits (:meth:`_backoff_wait`).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from typing import Any, ClassVar
+
+import httpx
+
+from flowledger.instrument._backoff import Outage, RetryBudget
+from flowledger.instrument._config import Settings
+from flowledger.instrument._counters import Counters, DropReason
+from flowledger.instrument._http import gzip_body, make_client, parse_retry_after
+from flowledger.instrument._spool import Spool, SpoolResult, encode_batch
+
+__all__ = ["Delivery", "Outcome"]
+
+
+class Outcome(enum.Enum):
+    """What became of one post of a batch."""
+
+    DELIVERED = "delivered"
+    TOO_LARGE = "too_large"
+    FAILED = "failed"
+    """The receiver is unreachable, failing, or refused the request (other 4xx)."""
+
+
+class Delivery:
+    """Posting batches to the receiver; the base of :class:`~._sender.Sender`, which owns the state below."""
+
+    retry_budget_s: ClassVar[float]
+    _settings: Settings
+    _transport: httpx.BaseTransport | None
+    _client: httpx.Client | None
+    _batch_items: int
+    _lock: threading.RLock
+    _changed: threading.Condition
+    _outage: Outage
+    _counters: Counters
+    _spool: Spool
+    _replay_wanted: bool
+
+    def _backoff_wait(self, delay_s: float) -> bool:  # pragma: no cover - the Sender's
+        """Wait before a retry; False when shutdown cut the wait short."""
+        raise NotImplementedError
+
+    def _deliver(self, events: list[dict[str, Any]], retries: int) -> list[dict[str, Any]]:
+        """Post events in batches of at most ``batch_max_items``, splitting on 413; return what was not delivered."""
+        step = self._batch_items
+        pending = [events[at : at + step] for at in range(0, len(events), step)][::-1]
+        leftovers: list[dict[str, Any]] = []
+        while pending:
+            part = pending.pop()
+            body, part = self._encode(part)
+            if not part:
+                continue
+            outcome = self._post(body, part, retries)
+            if outcome is Outcome.TOO_LARGE:
+                if len(part) == 1:
+                    self._set_aside(part[0])
+                else:
+                    half = len(part) // 2
+                    pending += [part[half:], part[:half]]
+            elif outcome is Outcome.FAILED:
+                leftovers.extend(part)
+                for rest in pending:
+                    leftovers.extend(rest)
+                break
+        return leftovers
+
+    def _encode(self, events: list[dict[str, Any]]) -> tuple[bytes, list[dict[str, Any]]]:
+        try:
+            started = time.monotonic()
+            text = encode_batch(events)
+            body = gzip_body(text)
+            self._spool.observe_write(len(text), time.monotonic() - started)  # what a spool write would cost
+            return body, events
+        except (TypeError, ValueError):
+            kept = []
+            for event in events:
+                try:
+                    encode_batch([event])
+                except (TypeError, ValueError):
+                    self._drop(DropReason.UNSERIALIZABLE, 1)
+                else:
+                    kept.append(event)
+            return (gzip_body(encode_batch(kept)) if kept else b""), kept
+
+    def _post(self, body: bytes, events: list[dict[str, Any]], retries: int) -> Outcome:
+        with self._lock:
+            down = self._outage.down
+            if down and not self._outage.probe_due(time.monotonic()):
+                return Outcome.FAILED
+        budget = RetryBudget(0 if down else retries, self.retry_budget_s)
+        settings = self._settings
+        url = settings.events_url
+        attempt = 0
+        while True:
+            retry_after_s: float | None = None
+            refused = False
+            started = time.monotonic()
+            try:
+                response = self._http().post(
+                    url, content=body, timeout=budget.attempt_timeout_s(settings.request_timeout_s)
+                )
+            except httpx.HTTPError as exc:
+                refused = isinstance(exc, httpx.ConnectError)
+                self._log_once(f"transport-{type(exc).__name__}", "flowledger: cannot reach %s: %r", url, exc)
+            else:
+                status = response.status_code
+                if response.is_success:
+                    self._accepted(events, response)
+                    return Outcome.DELIVERED
+                if status == 413:
+                    return Outcome.TOO_LARGE
+                self._log_once(f"status-{status}", "flowledger: %s answered %d: %s", url, status, response.text[:200])
+                if status != 429 and status < 500:
+                    self._mark_down()
+                    return Outcome.FAILED  # not worth retrying: spooled for a fixed receiver or key
+                retry_after_s = parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None
+            budget.spend(time.monotonic() - started)
+            with self._changed:
+                self._outage.attempt_failed(refused=refused)  # an exit stops waiting for a refusing receiver
+                self._changed.notify_all()
+            wait_s = budget.next_wait_s(attempt, retry_after_s)
+            if wait_s is None or not self._backoff_wait(wait_s):
+                break
+            attempt += 1
+            self._counters.add("retries")
+        self._mark_down(retry_after_s or 0.0)
+        return Outcome.FAILED
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            headers: list[tuple[str, str]] = []
+            if self._settings.api_key:
+                headers.append(("Authorization", f"Bearer {self._settings.api_key}"))
+            self._client = make_client(
+                url=self._settings.events_url,
+                timeout_s=self._settings.request_timeout_s,
+                transport=self._transport,
+                headers=headers,
+            )
+        return self._client
+
+    def _accepted(self, events: list[dict[str, Any]], response: httpx.Response) -> None:
+        rejected: list[Any] = []
+        try:
+            answer = response.json()
+            if isinstance(answer, dict) and isinstance(answer.get("rejected"), list):
+                rejected = answer["rejected"]
+        except ValueError:
+            pass
+        rejected = rejected[: len(events)]
+        self._counters.add("sent", len(events) - len(rejected))
+        self._counters.add("rejected", len(rejected))
+        with self._changed:
+            if self._outage.recovered():
+                self._replay_wanted = True
+            self._changed.notify_all()
+        if rejected:
+            self._log_once(
+                "rejected", "flowledger: the receiver rejected %d event(s), first: %r", len(rejected), rejected[0]
+            )
+
+    def _mark_down(self, at_least_s: float = 0.0) -> None:
+        with self._changed:
+            self._outage.went_down(time.monotonic(), at_least_s)
+            self._changed.notify_all()
+
+    # --- spool -----------------------------------------------------------
+
+    def _spool_events(self, events: list[dict[str, Any]]) -> None:
+        """Write events to the spool as one file (replay posts it in batches); count what did not fit."""
+        if not events:
+            return
+        try:
+            result = self._spool.write(events)
+        except Exception as exc:
+            self._internal_error("spool", exc)
+            result = SpoolResult.ERROR
+        if result is SpoolResult.WRITTEN:
+            self._counters.add("spooled", len(events))
+        elif result is SpoolResult.FULL:
+            self._drop(DropReason.SPOOL_FULL, len(events))
+            self._log_once("spool-full", "flowledger: the spool %s is full; dropping events.", self._spool.directory)
+        else:
+            self._drop(DropReason.SPOOL_ERROR, len(events))
+            self._log_once(
+                "spool-error", "flowledger: cannot write the spool %s; dropping events.", self._spool.directory
+            )
+
+    def _set_aside(self, event: dict[str, Any]) -> None:
+        self._drop(DropReason.TOO_LARGE, 1)
+        self._log_once(
+            "too-large",
+            "flowledger: the receiver refused an event as too large; kept in %s/rejected.",
+            self._spool.directory,
+        )
+        try:
+            self._spool.set_aside(event)
+        except Exception as exc:
+            self._internal_error("set_aside", exc)
+
+    # --- bookkeeping -----------------------------------------------------
+
+    def _drop(self, reason: DropReason, count: int) -> None:
+        self._counters.drop(reason, count)
+
+    def _internal_error(self, kind: str, exc: BaseException) -> None:
+        try:
+            self._counters.internal_error(kind, exc)
+        except Exception:
+            pass
+
+    def _log_once(self, kind: str, message: str, *args: object) -> None:
+        self._counters.log_once(kind, message, *args)
