@@ -129,11 +129,13 @@ class Projector:
     def apply(self, event: FoldEvent, producer_id: str | None = None, producer_seq: int = 0) -> None:
         """Fold one new event (its states must have been loaded; ``event.seq`` set)."""
         run_id = event.run_id
-        self.runs[run_id] = fold_run(self.runs.get(run_id), event)
+        runs = self.runs
+        runs[run_id] = fold_run(runs.get(run_id), event)
         self._dirty_runs.add(run_id)
         if event.kind in _NODE_KINDS:
             node_key = (run_id, event.data["span_id"])
-            self._nodes[node_key] = fold_node(self._nodes.get(node_key), event)
+            nodes = self._nodes
+            nodes[node_key] = fold_node(nodes.get(node_key), event)
             self._dirty_nodes.add(node_key)
         if producer_id is not None:
             counts = self._producers.get(producer_id)

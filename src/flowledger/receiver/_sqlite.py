@@ -215,18 +215,21 @@ class SqliteStore:
                 # same file (a second receiver, a CLI) cannot fork the chain.
                 seq, prev = await _head(conn)
                 received_at = _now_ts()
+                apply, add_row = projector.apply, rows.append  # once per event: skip the attribute lookups
                 for i in fresh:
                     event = events[i]
-                    owner = projector.project_of(event.run_id)
-                    if owner is not None and event.project is not None and owner != event.project:
-                        results[i] = (EventOutcome.FORBIDDEN, f"run {event.run_id} belongs to another project")
-                        continue
+                    run_id = event.run_id
+                    if event.project is not None:
+                        owner = projector.project_of(run_id)
+                        if owner is not None and owner != event.project:
+                            results[i] = (EventOutcome.FORBIDDEN, f"run {run_id} belongs to another project")
+                            continue
                     seq += 1
                     event.seq = seq
-                    projector.apply(event, event.producer_id, event.producer_seq)
+                    apply(event, event.producer_id, event.producer_seq)
                     new_hash = chain_hash(prev, event.body_bytes)
-                    ids = (seq, event.event_id, event.run_id, event.kind, event.ts)
-                    rows.append((*ids, received_at, event.body, prev, new_hash))
+                    row = (seq, event.event_id, run_id, event.kind, event.ts, received_at, event.body, prev, new_hash)
+                    add_row(row)
                     prev = new_hash
                 if rows:
                     await conn.executemany(_INSERT_LEDGER, rows)
