@@ -17,8 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from flowledger.instrument._config import Settings
 from flowledger.instrument._otlp import export_request, span_from_event, timestamp_unix_ns
+from flowledger.instrument._otlp_proto import OtlpProtocol
 from flowledger.instrument._sender import Sender
+from flowledger.instrument._span_sender import span_protocol
 from tests.instrument._sender_support import PROTOBUF, MockReceiver, make_settings, recorder
 
 PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -232,7 +235,7 @@ def test_export_request_parses_as_otlp_protobuf() -> None:
 
 
 def test_sender_exports_spans_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With export_spans=True, finished runs and nodes are POSTed as gzip OTLP (protobuf by default) to traces_url."""
+    """With export_spans=True, finished runs and nodes are POSTed as gzip OTLP (JSON to the receiver) to traces_url."""
     for name in PROTOCOL_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     receiver = MockReceiver()
@@ -245,7 +248,7 @@ def test_sender_exports_spans_when_asked(tmp_path: Path, monkeypatch: pytest.Mon
     assert sender.shutdown(5.0)
     [request] = [r for r in receiver.requests if r.url.path == "/v1/traces"]
     assert str(request.url) == "http://receiver.test/v1/traces"
-    assert request.headers["Content-Type"] == "application/x-protobuf"  # the OTLP default
+    assert request.headers["Content-Type"] == "application/json"  # the receiver's default: cheapest to encode
     assert request.headers["Content-Encoding"] == "gzip"
     assert request.headers["x-tenant"] == "t1"
     [doc] = receiver.traces
@@ -269,10 +272,20 @@ def test_otlp_headers_are_percent_decoded(tmp_path: Path) -> None:
     assert request.headers["x-tenant-id"] == "a=b,c%"
 
 
+def test_spans_for_the_receiver_default_to_json_and_for_a_backend_to_protobuf() -> None:
+    """Without protocol variables the receiver gets http/json (cheap to encode), an OTLP backend http/protobuf."""
+    receiver_bound = Settings(endpoint="http://127.0.0.1:4318")
+    backend_bound = Settings(otlp_traces_endpoint="http://collector:4318/v1/traces")
+    assert span_protocol(receiver_bound, {}) is OtlpProtocol.HTTP_JSON
+    assert span_protocol(backend_bound, {}) is OtlpProtocol.HTTP_PROTOBUF
+    chosen = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+    assert span_protocol(receiver_bound, chosen) is OtlpProtocol.HTTP_PROTOBUF
+
+
 @pytest.mark.parametrize(
     ("environ", "content_type"),
     [
-        ({}, PROTOBUF),
+        ({}, "application/json"),
         ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, PROTOBUF),
         ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, PROTOBUF),
         ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"}, "application/json"),
