@@ -342,13 +342,15 @@ def _redacting_decoder(redact: re.Pattern[str]) -> Callable[[str], Any]:
     """A JSON decoder that redacts secret-looking keys of every object it builds."""
     decoder = _DECODERS.get(redact)
     if decoder is None:
+        known = _SECRET_KEYS.setdefault(redact, {})
 
         def hide(obj: dict[str, Any]) -> dict[str, Any]:
-            # one search over all keys of the object; per key only when it hits
-            if redact.search("\x00".join(obj).lower().replace("-", "_")) is not None:
-                for key in obj:
-                    if _is_secret(key, redact):
-                        obj[key] = REDACTED
+            for key in obj:  # keys repeat: most are one dict lookup in the verdict cache
+                secret = known.get(key)
+                if secret is None:
+                    secret = _is_secret(key, redact)
+                if secret:
+                    obj[key] = REDACTED
             return obj
 
         decoder = _DECODERS[redact] = json.JSONDecoder(object_hook=hide).decode

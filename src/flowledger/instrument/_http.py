@@ -34,7 +34,8 @@ from flowledger._version import __version__
 __all__ = ["BODY_GZIP_LEVEL", "USER_AGENT", "gzip_body", "make_client", "parse_retry_after", "untraced"]
 
 USER_AGENT: Final = f"flowledger/{__version__}"
-BODY_GZIP_LEVEL: Final = 5
+BODY_GZIP_LEVEL: Final = 1
+"""gzip level of request bodies: the fastest, about 2.5x cheaper than 5 for ~15% more bytes."""
 RETRY_AFTER_MAX_S: Final = 30.0
 """A receiver's ``Retry-After`` is honoured up to this many seconds."""
 
