@@ -8,7 +8,9 @@ All cases run in this one process, interleaved round by round so a noisy
 machine affects them alike; each figure is the median over rounds of the
 mean cost per call within a round, in microseconds. The OTel reference is
 the stock SDK: a TracerProvider with a BatchSpanProcessor whose exporter
-discards, and the same input and output as JSON attributes. The flowledger
+discards, and the same input and output as JSON attributes; a second one
+exports the same span for real with the stock OTLP/HTTP exporter to the
+same stand-in receiver the flowledger node delivers to. The flowledger
 node captures input and output (redaction and the 4 KiB cut included) and
 hands its events to the background sender, which posts them to a local
 HTTP server that answers 200 (in a process of its own, as a receiver would
@@ -28,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -35,6 +38,7 @@ import flowledger
 
 ROUNDS = 41
 CALLS_PER_ROUND = 400
+WARM_UP_CALLS = 2000
 
 ORDER = {
     "order_id": "A-10023",
@@ -131,19 +135,39 @@ def main() -> None:
     node_price = flowledger.node(price)
 
     with local_sink() as url:
+        # the same span, exported for real by the stock OTLP/HTTP exporter to the same stand-in receiver
+        exporting = TracerProvider()
+        exporting.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{url}/v1/traces")))
+        exporting_tracer = exporting.get_tracer("bench")
+
+        def otel_span_exported() -> None:
+            with exporting_tracer.start_as_current_span("price") as span:
+                span.set_attribute("input", json.dumps(ORDER))
+                span.set_attribute("output", json.dumps(price(ORDER)))
+
         results: dict[str, tuple[float, float]] = {}
         for export in (False, True):
             flowledger.configure(endpoint=url, export_spans=export)  # spans to {url}/v1/traces, as by default
             with flowledger.run("bench"):
-                node_price(ORDER)  # warm up
+                for _ in range(WARM_UP_CALLS):  # the sender's worker and connection are up before timing
+                    node_price(ORDER)
+                    otel_span()
+                    otel_span_exported()
+                flowledger.flush(timeout_s=10)
                 figures = measure(
-                    {"bare call": bare_call, "bare OTel span": otel_span, "node": node_price_call(node_price)}
+                    {
+                        "bare call": bare_call,
+                        "bare OTel span": otel_span,
+                        "bare OTel span, exported": otel_span_exported,
+                        "node": node_price_call(node_price),
+                    }
                 )
             flowledger.flush(timeout_s=10)
-            results["bare call"] = figures["bare call"]
-            results["bare OTel span"] = figures["bare OTel span"]
+            for name in ("bare call", "bare OTel span", "bare OTel span, exported"):
+                results[name] = figures[name]
             results[f"flowledger node, capture on, span export {'on' if export else 'off'}"] = figures["node"]
         stats = flowledger.stats()
+        exporting.shutdown()
     provider.shutdown()
 
     span_wall, span_cpu = results["bare OTel span"]
