@@ -61,13 +61,38 @@ def browser() -> None:
             return
 
 
+PHOENIX_VENV = ROOT / ".venv-phoenix"
+PHOENIX_REQUIREMENT = "arize-phoenix==20.26.1"
+
+
+def phoenix() -> dict[str, str]:
+    """Install Arize Phoenix (a real OTLP backend for the interop tests) into a venv of its own.
+
+    Kept apart from the project's venv: it brings about 120 packages. Returns
+    the environment that points the tests at it (empty if it could not be had).
+    """
+    python = PHOENIX_VENV / BIN.name / "python"
+    stamp = PHOENIX_VENV / ".installed"
+    if not (stamp.exists() and stamp.read_text().strip() == PHOENIX_REQUIREMENT):
+        print(f"installing {PHOENIX_REQUIREMENT} into {PHOENIX_VENV.name}/ for the OTLP interop tests", flush=True)
+        if not python.exists():
+            venv.EnvBuilder(with_pip=True).create(PHOENIX_VENV)
+        done = subprocess.run([python, "-m", "pip", "install", "--quiet", PHOENIX_REQUIREMENT], cwd=ROOT)
+        if done.returncode != 0:
+            print("could not install Phoenix: its interop tests will say why they skip", flush=True)
+            return {}
+        stamp.write_text(PHOENIX_REQUIREMENT)
+    return {"FLOWLEDGER_PHOENIX_PYTHON": str(python)}
+
+
 def test(extra: list[str]) -> None:
     """Lint, type-check and run every test (slow ones included)."""
     browser()
+    env = {**os.environ, **phoenix()}
     run(PY, "-m", "ruff", "check", "src", "tests", "benchmarks", "examples", "tasks.py")
     run(PY, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "tasks.py")
     run(PY, "-m", "mypy")
-    run(PY, "-m", "pytest", "--cov", "--cov-report=term", *extra)
+    run(PY, "-m", "pytest", "--cov", "--cov-report=term", *extra, env=env)
 
 
 def demo() -> None:

@@ -1,7 +1,10 @@
 """A real OTLP backend nobody here wrote: Arize Phoenix, run offline on 127.0.0.1 in a subprocess.
 
-Skipped when the ``arize-phoenix`` package is not installed (it is not a
-project dependency: ``pip install arize-phoenix`` to run these tests).
+Phoenix is not a project dependency (it brings about 120 packages): the
+README's test command installs it into a virtual environment of its own,
+``.venv-phoenix``, and names that interpreter in ``FLOWLEDGER_PHOENIX_PYTHON``.
+Without it (or with ``arize-phoenix`` importable here) the tests use this
+interpreter, and they skip, saying why, when Phoenix is nowhere.
 """
 
 from __future__ import annotations
@@ -26,10 +29,21 @@ from tests.otel._support import LiveReceiver, free_port, receiver_running
 PHOENIX_START_TIMEOUT_S = 180.0
 PHOENIX_POLL_TIMEOUT_S = 30.0
 
+
+def _phoenix_python() -> str | None:
+    """The interpreter that can run Phoenix: FLOWLEDGER_PHOENIX_PYTHON, or this one if it has Phoenix."""
+    named = os.environ.get("FLOWLEDGER_PHOENIX_PYTHON", "")
+    if named and Path(named).exists():
+        return named
+    return sys.executable if importlib.util.find_spec("phoenix") is not None else None
+
+
+PHOENIX_PYTHON = _phoenix_python()
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(400),
-    pytest.mark.skipif(importlib.util.find_spec("phoenix") is None, reason="arize-phoenix is not installed"),
+    pytest.mark.skipif(PHOENIX_PYTHON is None, reason="arize-phoenix is not installed (tasks.py test installs it)"),
 ]
 
 WORKFLOW = """
@@ -66,7 +80,7 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = work / "phoenix.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from phoenix.server.main import main; sys.exit(main())", "serve"],
+            [str(PHOENIX_PYTHON), "-c", "import sys; from phoenix.server.main import main; sys.exit(main())", "serve"],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
