@@ -255,3 +255,16 @@ def test_encoded_events_splice_payloads_and_redact_them() -> None:
         "data": {"node_id": "a", "output": None, "input": {"user": "ann", "token": "[REDACTED]"}},
     }
     assert "s3cret" not in text
+
+
+def test_top_level_secrets_are_redacted_on_the_hot_path() -> None:
+    """A top-level secret key is redacted before encoding, so nothing decodes it later; deeper ones still are."""
+    flat, _ = capture({"user": "ann", "API-Key": "k", "n": 1}, POLICY)
+    assert isinstance(flat, RawJSON)
+    assert flat.text == '{"user":"ann","API-Key":"[REDACTED]","n":1}'
+    assert flat.json() is flat.text  # final as encoded: nothing left to redact later
+    nested, _ = capture({"user": "ann", "token": "t", "auth": {"password": "p"}}, POLICY)
+    assert isinstance(nested, RawJSON)
+    assert nested.value() == {"user": "ann", "token": "[REDACTED]", "auth": {"password": "[REDACTED]"}}
+    assert '"t"' not in nested.json()
+    assert '"p"' not in nested.json()

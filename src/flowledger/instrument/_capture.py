@@ -317,9 +317,19 @@ _fast_encode = json.JSONEncoder(
 def _fast(value: Any, redact: re.Pattern[str] | None) -> RawJSON | None:
     """Plain JSON values take the C encoder: a snapshot in microseconds.
 
+    Secret-looking keys at the top of a mapping are redacted here, before
+    encoding (a few cached lookups); when no other secret-looking text is
+    left, the record is final and nobody decodes it again. Otherwise it is
+    redacted when decoded, off the hot path.
+
     Returns None when the value needs the full conversion (non-JSON types,
     NaN, cycles, lone surrogates, odd keys).
     """
+    hidden: list[str] = []
+    if redact is not None and type(value) is dict:
+        hidden = [key for key in value if type(key) is str and _is_secret(key, redact)]
+        if hidden:
+            value = {key: (REDACTED if key in hidden else item) for key, item in value.items()}
     try:
         text = _fast_encode(value)
     except (_NotPlainJSON, ValueError, TypeError, RecursionError):
@@ -329,9 +339,17 @@ def _fast(value: Any, redact: re.Pattern[str] | None) -> RawJSON | None:
             text.encode("utf-8")
         except UnicodeEncodeError:
             return None
-    if redact is None or redact.search(text.lower().replace("-", "_")) is None:
+    if redact is None:
         return RawJSON(text)
-    return RawJSON(text, redact)  # a key may be secret: redact when decoded
+    probe = text.lower().replace("-", "_")
+    for key in hidden:  # the pairs redacted above no longer count
+        probe = probe.replace(f"{_encode(key)}:{_REDACTED_JSON}".lower().replace("-", "_"), "")
+    if redact.search(probe) is None:
+        return RawJSON(text)
+    return RawJSON(text, redact)  # a key deeper in may be secret: redact when decoded
+
+
+_REDACTED_JSON: Final = json.dumps(REDACTED)
 
 
 _decode = json.JSONDecoder().decode
