@@ -1,4 +1,4 @@
-"""Node attempts: ``@flowledger.node``, ``attempt(...)``, skips and cost.
+"""Node attempts: ``attempt(...)``, skips and cost (``@flowledger.node`` is in ``_decorator``).
 
 A node attempt is recorded as ``node_started`` then ``node_finished``,
 sharing one span id: input, output, timing, status, error with stack,
@@ -16,16 +16,14 @@ starts.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, ParamSpec, TypeVar, overload
+from typing import Any, Final
 
 from flowledger._wire import EventKind, NodeStatus, format_ts
 from flowledger.instrument import _context, _heartbeat
@@ -36,10 +34,8 @@ from flowledger.instrument._otel import SpanScope
 from flowledger.instrument._pipeline import pipeline
 from flowledger.instrument._run import Run, error_record
 
-__all__ = ["Location", "NodeAttempt", "attempt", "cost", "node", "record_skip"]
+__all__ = ["Location", "NodeAttempt", "attempt", "cost", "record_skip"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
 _SKIP_SIZE: Final = 256
 """Bytes a skip record adds besides its reason (an estimate for the queue's byte bound)."""
@@ -447,134 +443,3 @@ def cost(*, tokens: int = 0, tool_calls: int = 0, external_requests: int = 0, us
             run.cost.add(tokens=tokens, tool_calls=tool_calls, external_requests=external_requests, usd=usd)
     except Exception as exc:
         pipeline().internal_error("cost", exc)
-
-
-# --- the decorator --------------------------------------------------------------
-
-
-def _input_builder(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
-    """How a call's arguments become the recorded input.
-
-    One positional argument and no keywords: that value. Otherwise a mapping
-    of parameter names to values (``args`` for extra positional ones).
-    """
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        params = []
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if names and names[0] in ("self", "cls"):
-        names = names[1:]
-        offset = 1
-    else:
-        offset = 0
-
-    def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        args = args[offset:]
-        if len(args) == 1 and not kwargs:
-            return args[0]
-        if not args and not kwargs:
-            return None
-        out = dict(zip(names, args, strict=False))
-        if len(args) > len(names):
-            out["args"] = list(args[len(names) :])
-        out.update(kwargs)
-        return out
-
-    return build
-
-
-@overload
-def node(fn: Callable[P, R], /) -> Callable[P, R]: ...
-
-
-@overload
-def node(
-    *,
-    id: str | None = None,
-    effect: bool = False,
-    capture_input: bool = True,
-    capture_output: bool = True,
-) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
-
-
-def node(
-    fn: Callable[P, R] | None = None,
-    /,
-    *,
-    id: str | None = None,
-    effect: bool = False,
-    capture_input: bool = True,
-    capture_output: bool = True,
-) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
-    """Record every call of a function (sync or async) as a node attempt.
-
-    Bare (``@flowledger.node``) or with options (``@flowledger.node(id="price",
-    effect=True)``). An ``effect`` node is simulated in a dry run: it is
-    recorded and returns None without running.
-    """
-
-    def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        node_id = id or func.__name__
-        build = _input_builder(func)
-
-        if inspect.iscoroutinefunction(func):
-            async_func: Callable[P, Awaitable[Any]] = func
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                if pipeline().disabled:
-                    return await async_func(*args, **kwargs)
-                with NodeAttempt(
-                    node_id,
-                    input=build(args, kwargs),
-                    effect=effect,
-                    capture_input=capture_input,
-                    capture_output=capture_output,
-                ) as a:
-                    short, value = _short_circuit(a)
-                    if short:
-                        return value
-                    result = await async_func(*args, **kwargs)
-                    a.set_output(result)
-                    return result
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            if pipeline().disabled:
-                return func(*args, **kwargs)
-            with NodeAttempt(
-                node_id,
-                input=build(args, kwargs),
-                effect=effect,
-                capture_input=capture_input,
-                capture_output=capture_output,
-            ) as a:
-                short, value = _short_circuit(a)
-                if short:
-                    return value  # type: ignore[no-any-return]
-                result = func(*args, **kwargs)
-                a.set_output(result)
-                return result
-
-        return wrapper
-
-    if fn is not None:
-        return decorate(fn)
-    return decorate
-
-
-def _short_circuit(a: NodeAttempt) -> tuple[bool, Any]:
-    """For effects: a dry run simulates, and the guard returns a recorded output."""
-    if not a.effect or a.run is None:
-        return False, None
-    if a.run.dry_run:
-        a.simulate()
-        return True, None
-    hit, output = a.guard_hit()
-    if hit:
-        a.duplicate(output)
-        return True, output
-    return False, None
