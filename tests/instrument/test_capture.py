@@ -15,8 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowledger.instrument._capture import CapturePolicy, RawJSON, capture, encode_event, materialize
+from flowledger.instrument._capture import CapturePolicy, RawJSON, capture, materialize
 from flowledger.instrument._config import Settings
+from flowledger.instrument._spool import encode_batch
 
 POLICY = CapturePolicy(Settings().redact_regex, 4096)
 NO_LIMIT = CapturePolicy(Settings().redact_regex, 10**9)
@@ -244,15 +245,19 @@ def test_a_capture_is_a_snapshot_of_the_value_at_that_moment() -> None:
     assert materialize({"data": {"input": captured}})["data"]["input"] == {"items": [1, 2]}
 
 
-def test_encoded_events_splice_payloads_and_redact_them() -> None:
-    """encode_event writes captured payloads into the event's JSON, redacted."""
-    captured, _ = capture({"user": "ann", "token": "s3cret"}, POLICY)
+def test_encoded_batches_splice_payloads_and_redact_them() -> None:
+    """The sender's batch encoding writes captured payloads into the event's JSON, nested secrets redacted."""
+    captured, _ = capture({"user": "ann", "auth": {"token": "s3cret"}}, POLICY)
     event = {"v": 1, "kind": "node_started", "data": {"node_id": "a", "input": captured, "output": None}}
-    text = encode_event(event)
+    text = encode_batch([event]).decode()
     assert json.loads(text) == {
-        "v": 1,
-        "kind": "node_started",
-        "data": {"node_id": "a", "output": None, "input": {"user": "ann", "token": "[REDACTED]"}},
+        "events": [
+            {
+                "v": 1,
+                "kind": "node_started",
+                "data": {"node_id": "a", "output": None, "input": {"user": "ann", "auth": {"token": "[REDACTED]"}}},
+            }
+        ]
     }
     assert "s3cret" not in text
 

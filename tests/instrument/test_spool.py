@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from flowledger.instrument import _spool
-from flowledger.instrument._capture import RawJSON, encode_event
+from flowledger.instrument._capture import RawJSON, materialize
 from flowledger.instrument._spool import CLAIM_MARK, Spool, SpoolResult, decode_batch, encode_batch
 from tests.instrument._sender_support import make_event
 
@@ -233,15 +233,15 @@ def test_write_time_estimate_follows_the_timings_seen() -> None:
 
 
 def test_batch_encoding_splices_captured_payloads() -> None:
-    """encode_batch writes captured payloads (redacted) as the one-by-one encoding does, and no other text."""
+    """encode_batch writes captured payloads (redacted) as decoding them first would, and no other text."""
     policy_key = re.compile("secret")
     events = [
         make_event(0, note="plain \x00 \u2603"),
         make_event(1, input=RawJSON('{"a": [1, 2.5, "\\u0000x"]}'), note="\x00flowledger-00:0"),
         make_event(2, output=RawJSON('{"secret": "s", "ok": true}', policy_key), input=RawJSON("null")),
     ]
-    one_by_one = '{"events":[' + ",".join(encode_event(e) for e in events) + "]}"
-    assert json.loads(encode_batch(events)) == json.loads(one_by_one)
+    decoded_first = json.dumps({"events": [materialize(e) for e in events]})
+    assert json.loads(encode_batch(events)) == json.loads(decoded_first)
     decoded = json.loads(encode_batch(events))["events"]
     assert decoded[2]["data"]["output"] == {"secret": "[REDACTED]", "ok": True}
     assert decoded[1]["data"]["note"] == "\x00flowledger-00:0"

@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from flowledger._wire import MARKER_KEY, REDACTED
 
-__all__ = ["CapturePolicy", "RawJSON", "capture", "encode_event", "materialize", "to_jsonable"]
+__all__ = ["CapturePolicy", "RawJSON", "capture", "materialize", "to_jsonable"]
 
 MAX_DEPTH: Final = 64
 MAX_REPR_CHARS: Final = 512
@@ -277,19 +277,6 @@ class RawJSON:
 
     def __repr__(self) -> str:
         return f"RawJSON({self.json()[:80]!r})"
-
-
-def encode_event(event: Mapping[str, Any]) -> str:
-    """Encode one event as JSON text, with its captured payloads spliced in."""
-    data = event.get("data")
-    if not isinstance(data, dict) or not any(type(v) is RawJSON for v in data.values()):
-        return _encode(event)
-    plain = {k: v for k, v in data.items() if type(v) is not RawJSON}
-    raws = ",".join(f"{_encode(k)}:{v.json()}" for k, v in data.items() if type(v) is RawJSON)
-    data_text = _encode(plain)
-    data_text = "{" + raws + "}" if data_text == "{}" else data_text[:-1] + "," + raws + "}"
-    head = _encode({k: v for k, v in event.items() if k != "data"})
-    return head[:-1] + ',"data":' + data_text + "}"
 
 
 def materialize(event: Mapping[str, Any]) -> dict[str, Any]:

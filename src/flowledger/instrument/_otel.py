@@ -38,7 +38,6 @@ from flowledger._version import __version__
 
 __all__ = [
     "SpanScope",
-    "app_provider_active",
     "app_tracer",
     "context_from_traceparent",
     "inject",
@@ -69,11 +68,6 @@ def _app_tracer() -> trace.Tracer | None:
 def app_tracer() -> trace.Tracer | None:
     """The application's tracer for flowledger spans, or None when it installed no provider."""
     return _app_tracer()
-
-
-def app_provider_active() -> bool:
-    """Whether the application installed a TracerProvider of its own."""
-    return _app_tracer() is not None
 
 
 def context_from_traceparent(value: str | None) -> otel_context.Context | None:
