@@ -200,3 +200,27 @@ def test_multiprocessing_children_deliver_without_an_explicit_flush(live: LiveRe
     runs = live.get("/api/runs", params={"workflow_id": "mp-child"}).json()
     assert runs["total"] == 3
     assert {r["status"] for r in runs["runs"]} == {"succeeded"}
+
+
+def test_counters_outlive_shutdown_and_count_what_came_after(tmp_path: Path) -> None:
+    """After shutdown() the sender's counters stay readable, and events emitted later are counted as dropped."""
+    code = textwrap.dedent(
+        """
+        import json
+        import flowledger
+        flowledger.node(lambda x: x)(1)
+        flowledger.shutdown(0.5)
+        after_shutdown = flowledger.stats()
+        flowledger.node(lambda x: x)(2)
+        print(json.dumps({"at": after_shutdown, "later": flowledger.stats()}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=_env("http://127.0.0.1:9", tmp_path), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["at"]["enqueued"] == 3
+    assert out["at"]["spooled"] == 3
+    assert out["later"]["enqueued"] == 3
+    assert out["later"]["dropped_closed"] == 3

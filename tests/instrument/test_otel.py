@@ -85,10 +85,16 @@ def fetch(x):
 def broken(x):
     raise RuntimeError("no stock")
 
+@flowledger.node
+def call(x):
+    flowledger.instrument.current_node().set_attribute("authorization", "Bearer sk-live-123")
+    return x
+
 with capture_events() as events:
     try:
         with flowledger.run("wf") as run:
             fetch(1)
+            call(3)
             broken(2)
     except RuntimeError:
         pass
@@ -125,3 +131,4 @@ def test_an_application_tracer_provider_gets_real_spans() -> None:
     assert fetch["attrs"]["flowledger.node.id"] == "fetch"
     assert fetch["attrs"]["flowledger.workflow.id"] == "wf"
     assert len({s["trace_id"] for s in (run, fetch, http, broken)}) == 1
+    assert out["call"]["attrs"]["authorization"] == "[REDACTED]"  # the app's exporter never sees the secret
