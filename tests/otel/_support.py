@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from flowledger.receiver._app import create_app
 from flowledger.receiver._config import ReceiverConfig
+from tests._serve import serve_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 POLL_TIMEOUT_S = 15.0
@@ -81,19 +81,8 @@ def free_port() -> int:
 
 def start_receiver(config: ReceiverConfig) -> LiveReceiver:
     """Serve ``create_app(config)`` with uvicorn in a thread and wait until it answers."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="warning", lifespan="on", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the receiver did not start")
-        time.sleep(0.01)
-    return LiveReceiver(f"http://127.0.0.1:{port}", config, server, thread)
+    url, server, thread = serve_receiver(config)
+    return LiveReceiver(url, config, server, thread)
 
 
 @contextmanager

@@ -7,7 +7,6 @@ import json
 import secrets
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ import httpx
 import uvicorn
 
 from flowledger._wire import format_ts, new_event_id
-from flowledger.receiver._app import create_app
 from flowledger.receiver._config import ReceiverConfig
+from tests._serve import serve_receiver
 
 _BASE_NS = 1_790_000_000 * 1_000_000_000
 
@@ -221,14 +220,5 @@ def free_socket() -> socket.socket:
 
 def start_receiver(config: ReceiverConfig) -> LiveReceiver:
     """Serve ``create_app(config)`` with uvicorn in a thread and wait until it answers."""
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="warning", lifespan="on", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the receiver did not start")
-        time.sleep(0.01)
-    return LiveReceiver(f"http://127.0.0.1:{port}", config.db_path, server, thread)
+    url, server, thread = serve_receiver(config)
+    return LiveReceiver(url, config.db_path, server, thread)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,8 +13,8 @@ import httpx
 import uvicorn
 
 from flowledger._wire import format_ts, new_event_id
-from flowledger.receiver._app import create_app
 from flowledger.receiver._config import ReceiverConfig
+from tests._serve import serve_receiver
 
 XSS = "<img src=x onerror=alert(1)>"
 """A value that would run script if any part of the viewer wrote it as HTML."""
@@ -50,19 +49,8 @@ class LiveReceiver:
 
 def start_receiver(config: ReceiverConfig) -> LiveReceiver:
     """Serve ``create_app(config)`` with uvicorn in a thread and wait until it answers."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="warning", lifespan="on", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the receiver did not start")
-        time.sleep(0.01)
-    return LiveReceiver(f"http://127.0.0.1:{port}", config.db_path, server, thread)
+    url, server, thread = serve_receiver(config)
+    return LiveReceiver(url, config.db_path, server, thread)
 
 
 def _span() -> str:
