@@ -60,6 +60,8 @@ class _Discard(SpanExporter):
 
 
 class _Ok(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keeps connections open, as the receiver (uvicorn) does
+
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         body = b'{"accepted":0,"duplicates":0,"rejected":[]}'

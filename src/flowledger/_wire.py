@@ -122,7 +122,7 @@ _id_lock = threading.Lock()
 _last_ms = 0
 _counter = 0
 _random_bits = random.getrandbits
-_VERSION_BITS: Final = 0x7 << 76
+_id_prefix: tuple[int, str] = (-1, "")
 _VARIANT_BITS: Final = 0b10 << 62
 
 
@@ -134,7 +134,7 @@ def new_event_id() -> str:
     counter keeps them ordered; 62 random bits make them unique across
     processes (``random`` is reseeded in a forked child).
     """
-    global _last_ms, _counter
+    global _last_ms, _counter, _id_prefix
     now_ms = time.time_ns() // 1_000_000
     with _id_lock:
         if now_ms > _last_ms:
@@ -146,8 +146,13 @@ def new_event_id() -> str:
                 _last_ms += 1
                 _counter = 0
         ms, counter = _last_ms, _counter
-    h = "%032x" % ((ms << 80) | _VERSION_BITS | (counter << 64) | _VARIANT_BITS | _random_bits(62))
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    cached_ms, prefix = _id_prefix  # one tuple: read and written atomically
+    if ms != cached_ms:  # the time and version digits, formatted once per millisecond
+        h = f"{ms:012x}"
+        prefix = f"{h[:8]}-{h[8:]}-7"
+        _id_prefix = (ms, prefix)
+    tail = "%016x" % (_VARIANT_BITS | _random_bits(62))
+    return f"{prefix}{counter:03x}-{tail[:4]}-{tail[4:]}"
 
 
 def _reset_after_fork() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -265,6 +266,24 @@ def test_cost_adds_to_node_and_run(events: CapturedEvents) -> None:
     total = events.runs()[0]["data"]["cost"]
     assert total["tokens"] == 2400
     assert total["usd"] == pytest.approx(0.008)
+
+
+def test_cost_that_is_not_a_real_amount_is_ignored_not_recorded(events: CapturedEvents) -> None:
+    """A NaN, infinite or negative cost is refused (counted once as an internal error); the record stays valid."""
+
+    @flowledger.node
+    def ask(usd: float) -> str:
+        flowledger.cost(tokens=5, usd=usd)
+        return "ok"
+
+    with flowledger.run("agent"):
+        for bad in (math.nan, math.inf, -1.0):
+            assert ask(bad) == "ok"
+        ask(0.5)
+    costs = [e["data"].get("cost") for e in events.nodes("ask")]
+    assert costs == [None, None, None, {"tokens": 5, "tool_calls": 0, "external_requests": 0, "usd": 0.5}]
+    assert events.runs()[0]["data"]["cost"]["usd"] == 0.5
+    assert flowledger.stats()["internal_errors"] >= 3
 
 
 def test_budget_aborts_the_run_at_the_next_node(events: CapturedEvents) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import math
 import threading
 import time
 from pathlib import Path
@@ -301,11 +300,11 @@ def test_queue_byte_bound_drops_and_counts(tmp_path: Path) -> None:
 
 
 def test_unserializable_event_is_dropped_alone(tmp_path: Path) -> None:
-    """An event that is not valid JSON (NaN) is dropped and counted; its batch-mates still go."""
+    """An event holding a value JSON cannot carry is dropped and counted; its batch-mates still go."""
     receiver = MockReceiver()
     sender = _sender(tmp_path, receiver)
     good = _submit(sender, 3)
-    sender.submit(make_event(3, value=math.nan), 300)
+    sender.submit(make_event(3, value=object()), 300)
     assert not sender.flush(FLUSH_S)
     assert sorted(receiver.event_ids()) == sorted(e["event_id"] for e in good)
     assert sender.stats()["dropped_unserializable"] == 1

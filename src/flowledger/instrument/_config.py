@@ -149,6 +149,8 @@ class Settings:
 
 
 _REGEX_CACHE: dict[tuple[str, ...], re.Pattern[str] | None] = {}
+REDACT_FRAGMENTS: dict[re.Pattern[str], tuple[str, ...]] = {}
+"""The lowercased fragments each redaction regex alternates: ``in`` finds them faster than the regex."""
 
 
 def _redact_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
@@ -156,7 +158,10 @@ def _redact_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
         return _REGEX_CACHE[patterns]
     except KeyError:
         # matched against lowercased text: far faster than re.IGNORECASE with alternation
-        rx = re.compile("|".join(re.escape(p.lower().replace("-", "_")) for p in patterns)) if patterns else None
+        fragments = tuple(dict.fromkeys(p.lower().replace("-", "_") for p in patterns))
+        rx = re.compile("|".join(re.escape(f) for f in fragments)) if patterns else None
+        if rx is not None:
+            REDACT_FRAGMENTS[rx] = fragments
         _REGEX_CACHE[patterns] = rx
         return rx
 

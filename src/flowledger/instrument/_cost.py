@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -21,6 +22,12 @@ class Cost:
         self.usd = 0.0
 
     def add(self, *, tokens: int = 0, tool_calls: int = 0, external_requests: int = 0, usd: float = 0.0) -> None:
+        """Add to the totals; raises ValueError (nothing added) for a negative count or a non-finite amount."""
+        if min(tokens, tool_calls, external_requests) < 0 or not math.isfinite(usd) or usd < 0:
+            raise ValueError(
+                f"cost must be counts and an amount of zero or more, got tokens={tokens!r}, tool_calls={tool_calls!r}, "
+                f"external_requests={external_requests!r}, usd={usd!r}"
+            )
         with self._lock:
             self.tokens += tokens
             self.tool_calls += tool_calls

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -112,9 +112,9 @@ class SpanScope:
         if tracer is _LOOK_UP:
             tracer = _app_tracer()
         span: trace.Span
-        if isinstance(tracer, trace.Tracer):
+        if tracer is not None:  # a Tracer (an isinstance check against the ABC costs more than the span)
             attrs = _attrs(attributes() if callable(attributes) else attributes)
-            span = tracer.start_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=attrs)
+            span = cast(trace.Tracer, tracer).start_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=attrs)
             ctx = span.get_span_context()
             self.real = True
         else:

@@ -41,8 +41,14 @@ __all__ = [
 SCOPE_NAME: Final = "flowledger"
 NS_PER_MS: Final = 1_000_000
 _TS = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:[Zz]|([+-])(\d{2}):(\d{2}))$")
+_NORMAL_TS_LEN: Final = len("2026-01-01T00:00:00.000000Z")
+_ts_second: tuple[str, int] = ("", 0)
+"""The last whole second parsed: ``YYYY-MM-DDTHH:MM:SS`` and its nanoseconds since the epoch."""
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
+_RUN_STARTED: Final = EventKind.RUN_STARTED.value
+_RUN_FINISHED: Final = EventKind.RUN_FINISHED.value
+_NODE_FINISHED: Final = EventKind.NODE_FINISHED.value
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 RUN_MEMO_MAX_RUNS: Final = 4096
@@ -57,6 +63,34 @@ _RUN_FIELDS: Final = (
     "dry_run",
     "definition_sha256",
 )
+
+
+_RUN_ATTRS: Final = (
+    ("flowledger.workflow.id", "workflow_id"),
+    ("flowledger.workflow.name", "workflow_name"),
+    ("flowledger.workflow.version", "workflow_version"),
+    ("flowledger.trigger", "trigger_type"),
+    ("flowledger.status", "status"),
+    ("flowledger.definition.sha256", "definition_sha256"),
+    ("flowledger.dry_run", "dry_run"),
+    ("flowledger.effect", "effect"),
+)
+"""Span attribute and ``data`` key of a run's span (after ``flowledger.run.id``; location and cost follow)."""
+_NODE_ATTRS: Final = (
+    ("flowledger.workflow.id", "workflow_id"),
+    ("flowledger.workflow.name", "workflow_name"),
+    ("flowledger.workflow.version", "workflow_version"),
+    ("flowledger.node.id", "node_id"),
+    ("flowledger.node.attempt", "attempt"),
+    ("flowledger.node.item", "item"),
+    ("flowledger.status", "status"),
+    ("flowledger.definition.sha256", "definition_sha256"),
+    ("flowledger.effect", "effect"),
+    ("flowledger.node.skip_reason", "skip_reason"),
+    ("flowledger.node.simulated", "simulated"),
+    ("flowledger.node.duplicate", "duplicate"),
+)
+"""The same for a node attempt's span."""
 
 
 class SpanKind(enum.IntEnum):
@@ -74,11 +108,23 @@ class StatusCode(enum.IntEnum):
     ERROR = 2
 
 
+_INTERNAL: Final = int(SpanKind.INTERNAL)
+_UNSET: Final = int(StatusCode.UNSET)
+
+
 def timestamp_unix_ns(text: str) -> int:
     """Nanoseconds since the epoch of an RFC 3339 timestamp (up to 9 fraction digits).
 
     Raises ValueError when ``text`` is not such a timestamp.
     """
+    global _ts_second
+    if len(text) == _NORMAL_TS_LEN and text[-1] == "Z" and text[19] == "." and text[20:26].isdigit():
+        cached_prefix, cached_seconds = _ts_second  # the SDK's own form: parse the second once
+        if text[:19] == cached_prefix:
+            return cached_seconds + int(text[20:26]) * 1000
+        seconds_ns = timestamp_unix_ns(text[:19] + "Z")
+        _ts_second = (text[:19], seconds_ns)
+        return seconds_ns + int(text[20:26]) * 1000
     match = _TS.match(text)
     if match is None:
         raise ValueError(f"{text!r} is not an RFC 3339 timestamp")
@@ -110,7 +156,7 @@ def _attributes(pairs: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
     for key, raw in pairs:
         if raw is None:
             continue
-        value = _value(raw)
+        value = {"stringValue": raw} if type(raw) is str else _value(raw)
         if value is not None:
             out.append({"key": key, "value": value})
     return out
@@ -173,10 +219,10 @@ def span_from_event(event: dict[str, Any], runs: RunMemo | None = _RUNS) -> dict
     data = event.get("data")
     if not isinstance(data, dict):
         return None
-    if kind == EventKind.RUN_STARTED and runs is not None and isinstance(event.get("run_id"), str):
+    if kind == _RUN_STARTED and runs is not None and isinstance(event.get("run_id"), str):
         runs.remember(event["run_id"], data)
         return None
-    if kind not in (EventKind.RUN_FINISHED, EventKind.NODE_FINISHED):
+    if kind != _NODE_FINISHED and kind != _RUN_FINISHED:
         return None
     if data.get(OTEL_EXPORTED) is True:
         return None  # a real span of the application's provider: its own pipeline exports it
@@ -196,7 +242,7 @@ def span_from_event(event: dict[str, Any], runs: RunMemo | None = _RUNS) -> dict
         return None
     end_ns = start_ns + max(0, round(duration_ms * NS_PER_MS))
 
-    is_run = kind == EventKind.RUN_FINISHED
+    is_run = kind == _RUN_FINISHED
     workflow_id = data.get("workflow_id")
     if is_run:
         name = f"run {workflow_id}" if isinstance(workflow_id, str) and workflow_id else "run"
@@ -204,38 +250,28 @@ def span_from_event(event: dict[str, Any], runs: RunMemo | None = _RUNS) -> dict
         node_id = data.get("node_id")
         name = node_id if isinstance(node_id, str) and node_id else "node"
 
-    location = _mapping(data.get("location"))
-    cost = _mapping(data.get("cost"))
-    attributes = _attributes(
-        [
-            ("flowledger.workflow.id", workflow_id),
-            ("flowledger.workflow.name", data.get("workflow_name")),
-            ("flowledger.workflow.version", data.get("workflow_version")),
-            ("flowledger.trigger", data.get("trigger_type") if is_run else None),
-            ("flowledger.run.id", event.get("run_id")),
-            ("flowledger.node.id", None if is_run else data.get("node_id")),
-            ("flowledger.node.attempt", None if is_run else data.get("attempt")),
-            ("flowledger.node.item", None if is_run else data.get("item")),
-            ("flowledger.status", data.get("status")),
-            ("flowledger.definition.sha256", data.get("definition_sha256")),
-            ("flowledger.definition.file", location.get("file")),
-            ("flowledger.definition.line", location.get("line")),
-            ("flowledger.cost.usd", _as_float(cost.get("usd"))),
-            ("flowledger.cost.tokens", cost.get("tokens")),
-            ("flowledger.cost.tool_calls", cost.get("tool_calls")),
-            ("flowledger.cost.external_requests", cost.get("external_requests")),
-            ("flowledger.dry_run", data.get("dry_run") if is_run else None),
-            ("flowledger.effect", data.get("effect")),
-            ("flowledger.node.skip_reason", None if is_run else data.get("skip_reason")),
-            ("flowledger.node.simulated", None if is_run else data.get("simulated")),
-            ("flowledger.node.duplicate", None if is_run else data.get("duplicate")),
-        ]
-    )
+    attributes = _attributes([("flowledger.run.id", event.get("run_id"))])
+    attributes += _attributes((name, data.get(key)) for name, key in (_RUN_ATTRS if is_run else _NODE_ATTRS))
+    location = data.get("location")
+    if isinstance(location, dict):
+        attributes += _attributes(
+            [("flowledger.definition.file", location.get("file")), ("flowledger.definition.line", location.get("line"))]
+        )
+    cost = data.get("cost")
+    if isinstance(cost, dict):
+        attributes += _attributes(
+            [
+                ("flowledger.cost.usd", _as_float(cost.get("usd"))),
+                ("flowledger.cost.tokens", cost.get("tokens")),
+                ("flowledger.cost.tool_calls", cost.get("tool_calls")),
+                ("flowledger.cost.external_requests", cost.get("external_requests")),
+            ]
+        )
     span: dict[str, Any] = {
         "traceId": trace_id,
         "spanId": span_id,
         "name": name,
-        "kind": int(SpanKind.INTERNAL),
+        "kind": _INTERNAL,
         "startTimeUnixNano": str(start_ns),
         "endTimeUnixNano": str(end_ns),
         "attributes": attributes,
@@ -250,7 +286,7 @@ def span_from_event(event: dict[str, Any], runs: RunMemo | None = _RUNS) -> dict
         if events:
             span["events"] = events
     else:
-        span["status"] = {"code": int(StatusCode.UNSET)}
+        span["status"] = {"code": _UNSET}
     return span
 
 

@@ -24,6 +24,8 @@ import struct
 from collections.abc import Mapping
 from typing import Any, Final
 
+import orjson
+
 __all__ = ["OtlpProtocol", "encode_export", "encode_protobuf", "protocol_from_env", "rejected_spans"]
 
 _VARINT: Final = 0
@@ -160,7 +162,7 @@ def encode_export(request: Mapping[str, Any], protocol: OtlpProtocol) -> tuple[b
     """The body and Content-Type of an export request in ``protocol``."""
     if protocol is OtlpProtocol.HTTP_PROTOBUF:
         return encode_protobuf(request), protocol.content_type
-    return json.dumps(request, separators=(",", ":")).encode(), protocol.content_type
+    return orjson.dumps(request), protocol.content_type
 
 
 def _read_varint(data: bytes, at: int) -> tuple[int, int]:

@@ -34,12 +34,13 @@ import enum
 import gzip
 import json
 import os
-import re
 import secrets
 import threading
 import time
 from pathlib import Path
 from typing import Any, Final
+
+import orjson
 
 from flowledger._wire import new_event_id
 from flowledger.instrument._capture import RawJSON
@@ -102,42 +103,22 @@ def _claim_abandoned(path: Path, pid: int) -> bool:
         return False
 
 
-def _no_default(value: object) -> Any:
+def _fragment(value: object) -> Any:
+    if type(value) is RawJSON:
+        return orjson.Fragment(value.json())
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_no_default).encode
 
 
 def encode_batch(events: list[dict[str, Any]]) -> bytes:
     """Encode events as the body of ``POST /v1/events`` (JSON, not yet compressed).
 
-    One C-level encode for the whole batch: captured payloads (already JSON
-    text) are replaced by placeholder strings carrying a random token, which
-    are then swapped for the payloads' text. Raises TypeError or ValueError
-    when an event is not JSON (the caller then finds which).
+    One orjson call for the whole batch; captured payloads (already JSON
+    text) are spliced in as they are. Raises TypeError when an event holds
+    a value that is not JSON (the caller then finds which). A NaN or
+    infinity outside a captured payload (where capture marks it) is
+    written as ``null``, as JSON has no such number.
     """
-    raws: list[str] = []
-    token = ""
-    batch: list[Any] = events
-    for index, event in enumerate(events):
-        data = event.get("data")
-        if not isinstance(data, dict) or not any(type(v) is RawJSON for v in data.values()):
-            continue
-        if not token:
-            token = "\x00flowledger-" + secrets.token_hex(8) + ":"
-            batch = list(events)
-        spliced = dict(data)
-        for key, value in data.items():
-            if type(value) is RawJSON:
-                spliced[key] = f"{token}{len(raws)}"
-                raws.append(value.json())
-        batch[index] = {**event, "data": spliced}
-    text = _encode({"events": batch})
-    if raws:
-        placeholder = re.compile(re.escape(json.dumps(token)[:-1]) + r'(\d+)"')
-        text = placeholder.sub(lambda match: raws[int(match.group(1))], text)
-    return text.encode("utf-8")
+    return orjson.dumps({"events": events}, default=_fragment)
 
 
 def decode_batch(data: bytes) -> list[dict[str, Any]]:
