@@ -2,7 +2,7 @@
 
 Used by ingest (new events of a batch) and by rebuild (every ledger event,
 in chunks): load the states the events touch, fold, write the changed rows
-back with ``executemany``. The caller owns the transaction.
+back with multi-row inserts (:mod:`._bulk`). The caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, Final
 import aiosqlite
 
 from flowledger._wire import EventKind, NodeStatus, RunStatus
+from flowledger.receiver._bulk import insert_rows
 from flowledger.receiver._fold import (
     NODE_COLUMNS,
     RUN_COLUMNS,
@@ -33,16 +34,10 @@ _run_row: Final = attrgetter(*RUN_COLUMNS)
 _node_row: Final = attrgetter(*NODE_COLUMNS)
 _NODE_KINDS: Final = frozenset({EventKind.NODE_STARTED, EventKind.NODE_FINISHED})
 
-_SAVE_RUNS: Final = (
-    f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
-)
-_SAVE_NODES: Final = (
-    f"INSERT OR REPLACE INTO node_runs ({', '.join(NODE_COLUMNS)}) VALUES ({', '.join('?' * len(NODE_COLUMNS))})"
-)
-
-
-_SAVE_PRODUCERS: Final = """
-INSERT INTO producers (producer_id, max_seq, events) VALUES (?, ?, ?)
+_SAVE_RUNS: Final = f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)})"
+_SAVE_NODES: Final = f"INSERT OR REPLACE INTO node_runs ({', '.join(NODE_COLUMNS)})"
+_SAVE_PRODUCERS: Final = "INSERT INTO producers (producer_id, max_seq, events)"
+_SAVE_PRODUCERS_TAIL: Final = """
 ON CONFLICT (producer_id) DO UPDATE SET
     max_seq = max(producers.max_seq, excluded.max_seq),
     events = producers.events + excluded.events
@@ -100,7 +95,7 @@ async def load_nodes(conn: aiosqlite.Connection, keys: Iterable[tuple[str, str]]
 
 async def save_runs(conn: aiosqlite.Connection, runs: Iterable[RunState]) -> None:
     """Write run states back (whole rows)."""
-    await conn.executemany(_SAVE_RUNS, [_run_row(run) for run in runs])
+    await insert_rows(conn, _SAVE_RUNS, [_run_row(run) for run in runs], width=len(RUN_COLUMNS))
 
 
 class Projector:
@@ -150,11 +145,14 @@ class Projector:
         """Write every changed row (inside the caller's transaction)."""
         conn = self._conn
         if self._dirty_runs:
-            await conn.executemany(_SAVE_RUNS, [_run_row(self.runs[r]) for r in self._dirty_runs])
+            rows = [_run_row(self.runs[r]) for r in self._dirty_runs]
+            await insert_rows(conn, _SAVE_RUNS, rows, width=len(RUN_COLUMNS))
         if self._dirty_nodes:
-            await conn.executemany(_SAVE_NODES, [_node_row(self._nodes[k]) for k in self._dirty_nodes])
+            rows = [_node_row(self._nodes[k]) for k in self._dirty_nodes]
+            await insert_rows(conn, _SAVE_NODES, rows, width=len(NODE_COLUMNS))
         if self._producers:
-            await conn.executemany(_SAVE_PRODUCERS, [(p, c[0], c[1]) for p, c in self._producers.items()])
+            rows = [(p, c[0], c[1]) for p, c in self._producers.items()]
+            await insert_rows(conn, _SAVE_PRODUCERS, rows, width=3, tail=_SAVE_PRODUCERS_TAIL)
         self._dirty_runs.clear()
         self._dirty_nodes.clear()
         self._producers.clear()

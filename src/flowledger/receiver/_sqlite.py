@@ -23,6 +23,7 @@ import aiosqlite
 
 from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger._wire import RunStatus, format_ts
+from flowledger.receiver._bulk import insert_rows
 from flowledger.receiver._canonical import GENESIS_HASH, chain_hash
 from flowledger.receiver._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver._migrations import SCHEMA_VERSION, migrate, schema_version
@@ -45,10 +46,8 @@ SWEEP_SQL: Final = (
 )
 """Running runs silent since before a cutoff: a range of the partial index ``runs_alive``, never a scan."""
 _NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
-_INSERT_LEDGER: Final = (
-    "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_SPAN_ONCE: Final = " ON CONFLICT (trace_id, span_id) DO NOTHING"
+_INSERT_LEDGER: Final = "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash)"
 
 
 def _now_ts() -> str:
@@ -232,7 +231,7 @@ class SqliteStore:
                     add_row(row)
                     prev = new_hash
                 if rows:
-                    await conn.executemany(_INSERT_LEDGER, rows)
+                    await insert_rows(conn, _INSERT_LEDGER, rows, width=9)
                     await projector.flush()
         except sqlite3.Error as exc:
             raise StoreError(f"storing {len(events)} events failed: {exc}") from exc
@@ -384,14 +383,14 @@ class SqliteStore:
         if not spans:
             return 0
         conn = self._write_conn()
-        sql = (
-            f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES ({', '.join('?' * len(SPAN_COLUMNS))}) "
-            "ON CONFLICT (trace_id, span_id) DO NOTHING"
-        )
+        head = f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)})"
         try:
             async with self._transaction():
                 before = conn.total_changes
-                await conn.executemany(sql, [span.values() for span in spans])
+                rows = [span.values() for span in spans]
+                await insert_rows(
+                    conn, head, rows, width=len(SPAN_COLUMNS), tail=" ON CONFLICT (trace_id, span_id) DO NOTHING"
+                )
                 return conn.total_changes - before
         except sqlite3.Error as exc:
             raise StoreError(f"storing {len(spans)} spans failed: {exc}") from exc
