@@ -84,3 +84,21 @@ def test_run_memo_lock_held_at_fork_is_fresh_in_the_child() -> None:
     with _otlp._RUNS._lock:  # held by this thread at the moment of fork, as the sender thread may hold it
         code = _fork_and_wait(lambda: _otlp.span_from_event(event) is None and _otlp._RUNS.get("r-fork"))
     assert code == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_cost_lock_held_at_fork_is_fresh_in_the_child() -> None:
+    """A run that crosses a fork while another thread adds to its cost still takes cost in the child."""
+    import flowledger
+    from flowledger.instrument import _cost
+    from flowledger.testing import capture_events
+
+    with capture_events(), flowledger.run("forked") as run:
+
+        def child() -> bool:
+            flowledger.cost(tokens=3)  # would wait forever on a lock inherited held
+            return run.cost.tokens == 3
+
+        with _cost._lock:  # held by this thread at the moment of fork, as another thread adding cost may hold it
+            code = _fork_and_wait(child)
+    assert code == 0

@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 from typing import Any
 
 __all__ = ["Cost"]
 
+_lock = threading.Lock()
+"""One lock for every total: additions are rare and short. A forked child gets a fresh one, so a
+total that crossed the fork while another thread of the parent held the lock cannot hang the child."""
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class Cost:
     """A running total that several threads may add to."""
 
-    __slots__ = ("_lock", "external_requests", "tokens", "tool_calls", "usd")
+    __slots__ = ("external_requests", "tokens", "tool_calls", "usd")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self.tokens = 0
         self.tool_calls = 0
         self.external_requests = 0
@@ -28,7 +41,7 @@ class Cost:
                 f"cost must be counts and an amount of zero or more, got tokens={tokens!r}, tool_calls={tool_calls!r}, "
                 f"external_requests={external_requests!r}, usd={usd!r}"
             )
-        with self._lock:
+        with _lock:
             self.tokens += tokens
             self.tool_calls += tool_calls
             self.external_requests += external_requests
