@@ -290,10 +290,6 @@ def span_from_event(event: dict[str, Any], runs: RunMemo | None = _RUNS) -> dict
     return span
 
 
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _as_float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
