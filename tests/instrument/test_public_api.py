@@ -18,6 +18,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "codegen",
         "receiver",
         "schemas",
+        "workflow",
         "annotations",
     }
     assert set(flowledger.__all__) - {"__version__"} == public

@@ -4,6 +4,11 @@ Validation turns a parsed :class:`~flowledger.codegen._load.Document` into a
 :class:`Definition`; the renderer only ever reads this model. Every string in
 it is either a validated identifier (:class:`Identifier`) or a free value
 that reaches generated code only as a literal.
+
+The parts a generated module passes to the runtime as they are (retry
+policy, map settings, limits, on_error, http methods) are the runtime's own
+specs from :mod:`flowledger.workflow`, so their fields and defaults are
+declared once, there.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from typing import Final, TypeAlias
+
+from flowledger.workflow import HttpMethod, Limits, Map, OnError, Retry
 
 __all__ = [
     "FORMAT_VERSION",
@@ -22,10 +29,10 @@ __all__ = [
     "Identifier",
     "JsonValue",
     "Limits",
-    "MapSpec",
+    "Map",
     "Node",
     "OnError",
-    "RetryPolicy",
+    "Retry",
     "Trigger",
     "TriggerKind",
     "WithValue",
@@ -63,23 +70,6 @@ class TriggerKind(enum.StrEnum):
     SCHEDULE = "schedule"
 
 
-class OnError(enum.StrEnum):
-    """What a node's final failure does to the run."""
-
-    FAIL = "fail"
-    CONTINUE = "continue"
-
-
-class HttpMethod(enum.StrEnum):
-    """Methods an http node may use."""
-
-    GET = "GET"
-    POST = "POST"
-    PUT = "PUT"
-    PATCH = "PATCH"
-    DELETE = "DELETE"
-
-
 @dataclass(frozen=True, slots=True)
 class CallTarget:
     """``module.path:function``, both parts validated identifiers."""
@@ -89,23 +79,6 @@ class CallTarget:
 
     def __str__(self) -> str:
         return f"{self.module}:{self.function}"
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often a node is attempted and how long to wait between attempts."""
-
-    attempts: int
-    backoff_s: float
-    factor: float
-    max_backoff_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class MapSpec:
-    """Run the node once per item of its (list) input."""
-
-    max_concurrency: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +101,10 @@ class Node:
     http: HttpSpec | None
     needs: tuple[Identifier, ...]
     with_args: tuple[tuple[Identifier, WithValue], ...]
-    retry: RetryPolicy | None
+    retry: Retry | None
     timeout_s: float | None
     when: CallTarget | None
-    map: MapSpec | None
+    map: Map | None
     effect: bool
     on_error: OnError
 
@@ -155,14 +128,6 @@ class Trigger:
     every_s: float | None = None
     cron: str | None = None
     """A five-field cron expression, evaluated in UTC."""
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The ``limits:`` section; ``None`` means no limit."""
-
-    deadline_s: float | None = None
-    budget_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

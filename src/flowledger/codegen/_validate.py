@@ -27,16 +27,25 @@ from flowledger.codegen._model import (
     Identifier,
     JsonValue,
     Limits,
-    MapSpec,
+    Map,
     Node,
     OnError,
-    RetryPolicy,
+    Retry,
     Trigger,
     TriggerKind,
     WithValue,
     WorkflowInfo,
 )
 from flowledger.codegen._problems import Path, Problems, did_you_mean
+from flowledger.workflow import (
+    DEFAULT_BACKOFF_FACTOR,
+    DEFAULT_BACKOFF_S,
+    DEFAULT_EFFECT,
+    DEFAULT_HTTP_METHOD,
+    DEFAULT_MAP_CONCURRENCY,
+    DEFAULT_MAX_BACKOFF_S,
+    DEFAULT_ON_ERROR,
+)
 
 __all__ = ["validate"]
 
@@ -49,11 +58,6 @@ MAX_ID_LENGTH: Final = 64
 MAX_WORKFLOW_ID_LENGTH: Final = 128
 MAX_TEXT_LENGTH: Final = 1024
 MAX_JSON_DEPTH: Final = 32
-
-DEFAULT_BACKOFF_S: Final = 0.0
-DEFAULT_BACKOFF_FACTOR: Final = 2.0
-DEFAULT_MAX_BACKOFF_S: Final = 30.0
-DEFAULT_MAP_CONCURRENCY: Final = 8
 
 TOP_KEYS: Final = ("flowledger", "workflow", "trigger", "limits", "output", "nodes")
 WORKFLOW_KEYS: Final = ("id", "name", "version")
@@ -420,11 +424,11 @@ class _Validator:
             timeout_s = self.number(section["timeout_s"], (*path, "timeout_s"), minimum=0, exclusive=True)
         when = self.call_target(section["when"], (*path, "when")) if "when" in section else None
         map_spec = self.map_spec(section["map"], (*path, "map")) if "map" in section else None
-        effect = bool(self.boolean(section["effect"], (*path, "effect"))) if "effect" in section else False
-        on_error = OnError.FAIL
+        effect = bool(self.boolean(section["effect"], (*path, "effect"))) if "effect" in section else DEFAULT_EFFECT
+        on_error = DEFAULT_ON_ERROR
         if "on_error" in section:
             text = self.enum_value(section["on_error"], (*path, "on_error"), [e.value for e in OnError])
-            on_error = OnError(text) if text else OnError.FAIL
+            on_error = OnError(text) if text else DEFAULT_ON_ERROR
         if node_id is None:
             return None
         return Node(
@@ -492,7 +496,7 @@ class _Validator:
             out.append((Identifier(name), env if env is not None else self.json_value(item, (*path, name))))
         return tuple(out)
 
-    def retry(self, value: Any, path: Path) -> RetryPolicy | None:
+    def retry(self, value: Any, path: Path) -> Retry | None:
         section = self.mapping(value, path, RETRY_KEYS, required=("attempts",))
         if section is None or "attempts" not in section:
             return None
@@ -510,22 +514,22 @@ class _Validator:
             )
         if attempts is None:
             return None
-        return RetryPolicy(attempts=attempts, backoff_s=backoff, factor=factor, max_backoff_s=max_backoff)
+        return Retry(attempts=attempts, backoff_s=backoff, factor=factor, max_backoff_s=max_backoff)
 
-    def map_spec(self, value: Any, path: Path) -> MapSpec | None:
+    def map_spec(self, value: Any, path: Path) -> Map | None:
         section = self.mapping(value, path, MAP_KEYS)
         if section is None:
             return None
         limit = DEFAULT_MAP_CONCURRENCY
         if "max_concurrency" in section:
             limit = self.integer(section["max_concurrency"], (*path, "max_concurrency"), minimum=1) or 1
-        return MapSpec(max_concurrency=limit)
+        return Map(max_concurrency=limit)
 
     def http(self, value: Any, path: Path) -> HttpSpec | None:
         section = self.mapping(value, path, HTTP_KEYS, required=("url",))
         if section is None or "url" not in section:
             return None
-        method = HttpMethod.POST
+        method = DEFAULT_HTTP_METHOD
         if "method" in section:
             raw = section["method"]
             text = self.enum_value(

@@ -16,6 +16,7 @@ starts.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import time
@@ -26,21 +27,36 @@ from types import TracebackType
 from typing import Any, Final
 
 from flowledger._wire import EventKind, NodeStatus, format_ts
-from flowledger.instrument import _context, _heartbeat
+from flowledger.instrument import _heartbeat
 from flowledger.instrument._capture import RawJSON, capture
 from flowledger.instrument._cost import Cost
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
 from flowledger.instrument._otel import SpanScope
 from flowledger.instrument._pipeline import pipeline
-from flowledger.instrument._run import Run, error_record
+from flowledger.instrument._run import Run, current_run, error_record
 
-__all__ = ["Location", "NodeAttempt", "attempt", "cost", "record_skip"]
+__all__ = ["Location", "NodeAttempt", "attempt", "cost", "current_node", "record_skip"]
 
 
 _SKIP_SIZE: Final = 256
 """Bytes a skip record adds besides its reason (an estimate for the queue's byte bound)."""
 _FINISHED_SIZE: Final = 256
 """Bytes a ``node_finished`` record takes besides its payloads (an estimate)."""
+
+
+_current_node: contextvars.ContextVar[NodeAttempt | None] = contextvars.ContextVar("flowledger_node", default=None)
+
+
+def current_node() -> NodeAttempt | None:
+    """The node attempt the calling code is part of, or None.
+
+    An attempt is current only inside its own run: code in a run opened
+    within the attempt is not part of the attempt.
+    """
+    node_attempt = _current_node.get()
+    if node_attempt is None or node_attempt.run is None or node_attempt.run is not current_run():
+        return None
+    return node_attempt
 
 
 def _policy_limit(run: Run) -> int | None:
@@ -187,7 +203,7 @@ class NodeAttempt:
     # --- context manager ---------------------------------------------------------
 
     def __enter__(self) -> NodeAttempt:
-        run = _context._current_run.get()
+        run = current_run()
         if run is None:
             p = pipeline()
             if p.disabled:
@@ -254,7 +270,7 @@ class NodeAttempt:
         else:
             self.announce()
         self._span.enter()
-        self._node_token = _context._current_node.set(self)
+        self._node_token = _current_node.set(self)
         self._t0 = time.perf_counter()
 
     def announce(self) -> None:
@@ -283,7 +299,7 @@ class NodeAttempt:
             if self._node_token is not None:
                 token, self._node_token = self._node_token, None
                 try:
-                    _context._current_node.reset(token)
+                    _current_node.reset(token)
                 except ValueError:  # left in another context than it entered
                     pass
             size += self._describe(run, data, exc if failed else None)
@@ -401,7 +417,7 @@ attempt = NodeAttempt
 
 def record_skip(node_id: str, reason: str, *, item: int | None = None, location: Location | None = None) -> None:
     """Record that ``node_id`` was skipped, and why (a ``node_finished`` with status ``skipped``)."""
-    run = _context._current_run.get()
+    run = current_run()
     if run is None or not run.active:
         return
     try:
@@ -435,8 +451,8 @@ def record_skip(node_id: str, reason: str, *, item: int | None = None, location:
 def cost(*, tokens: int = 0, tool_calls: int = 0, external_requests: int = 0, usd: float = 0.0) -> None:
     """Add cost to the current node and its run (does nothing outside a run)."""
     try:
-        node_attempt = _context._current_node.get()
-        run = _context._current_run.get()
+        node_attempt = current_node()
+        run = current_run()
         if node_attempt is not None:
             node_attempt.cost.add(tokens=tokens, tool_calls=tool_calls, external_requests=external_requests, usd=usd)
         if run is not None:

@@ -1,13 +1,14 @@
-"""The runtime that generated workflow modules call: specs and the DAG executor.
+"""Executing a workflow: the DAG executor that generated workflow modules call.
 
-A generated module is thin: it declares a :class:`Workflow` of :class:`Node`
-specs and hands it to :func:`execute`. Everything that decides how a run
-behaves lives here, so fixing it needs no regeneration:
+A generated module is thin: it declares a :class:`~flowledger.workflow.Workflow`
+of :class:`~flowledger.workflow.Node` specs (see :mod:`._spec`) and hands it to
+:func:`execute`. Everything that decides how a run behaves lives in this
+package, so fixing it needs no regeneration:
 
 - nodes whose needs are met run concurrently (sync functions in worker
   threads, so they never block the event loop);
 - every attempt goes through the SDK's ``attempt()`` hook (retries with
-  backoff, ``timeout_s`` per attempt: see :mod:`._retry`);
+  backoff, ``timeout_s`` per attempt: see :mod:`._attempts`);
 - ``when`` predicates skip a node, ``map`` runs it once per item with
   bounded concurrency, ``effect`` nodes are simulated in dry runs;
 - a node that fails after its retries fails the run (unless
@@ -24,229 +25,26 @@ import collections
 import contextvars
 import enum
 import functools
-import importlib
 import inspect
-import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from flowledger._exceptions import ConfigError, RunAborted, WorkflowFailed
+from flowledger._exceptions import RunAborted, WorkflowFailed
 from flowledger._wire import RunStatus, TriggerType
-from flowledger.instrument._node import Location, NodeAttempt, record_skip
-from flowledger.instrument._run import Run, run
+from flowledger.instrument import NodeAttempt, Run, attempt, record_skip, run
+from flowledger.workflow._attempts import run_attempts
+from flowledger.workflow._http_call import send
+from flowledger.workflow._spec import Env, Node, OnError, Phase, Workflow
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # httpx itself is imported with the run's first http node (see Execution.http_client)
     import httpx
 
-__all__ = [
-    "Call",
-    "Env",
-    "Execution",
-    "Http",
-    "HttpTrigger",
-    "Limits",
-    "Manual",
-    "Map",
-    "Node",
-    "OnError",
-    "Phase",
-    "Retry",
-    "RunResult",
-    "Schedule",
-    "Workflow",
-    "execute",
-    "execute_run",
-]
+__all__ = ["MAX_WORKER_THREADS", "Execution", "RunResult", "execute", "execute_run"]
 
-DEFAULT_MAP_CONCURRENCY: Final = 8
 MAX_WORKER_THREADS: Final = 64
 """Upper bound on sync node calls running at once in one run."""
-
-
-# --- specs: what a generated module declares -------------------------------
-
-
-class OnError(enum.StrEnum):
-    """What a node's final failure does to the run."""
-
-    FAIL = "fail"
-    CONTINUE = "continue"
-
-
-class Phase(enum.StrEnum):
-    """What part of a node an attempt record covers (attribute ``flowledger.phase``)."""
-
-    CALL = "call"
-    WHEN = "when"
-    MAP = "map"
-
-
-@dataclass(frozen=True, slots=True)
-class Env:
-    """A keyword argument or header whose value is read from the environment when the node runs.
-
-    The value is passed to the node but never recorded.
-    """
-
-    name: str
-
-    def read(self, node_id: str, where: str) -> str:
-        """The variable's value; ConfigError naming it and its use when it is unset."""
-        try:
-            return os.environ[self.name]
-        except KeyError:
-            raise ConfigError(
-                f"environment variable {self.name} is not set; node `{node_id}` reads it for {where}"
-            ) from None
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A function by import path, imported the first time a run needs it."""
-
-    module: str
-    function: str
-
-    def __str__(self) -> str:
-        return f"{self.module}:{self.function}"
-
-    def resolve(self) -> Callable[..., Any]:
-        """Import and return the function (cached per process by the import system)."""
-        module = importlib.import_module(self.module)
-        try:
-            fn = getattr(module, self.function)
-        except AttributeError:
-            raise AttributeError(f"module {self.module!r} has no function {self.function!r} (from `{self}`)") from None
-        if not callable(fn):
-            raise TypeError(f"`{self}` is a {type(fn).__name__}, not a function")
-        return fn  # type: ignore[no-any-return]
-
-
-@dataclass(frozen=True, slots=True)
-class Http:
-    """An http node: sends its input as JSON and returns the JSON reply."""
-
-    url: str
-    method: str = "POST"
-    headers: Mapping[str, str | Env] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """Attempts and exponential backoff between them."""
-
-    attempts: int = 1
-    backoff_s: float = 0.0
-    factor: float = 2.0
-    max_backoff_s: float = 30.0
-
-    def delay_s(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return float(min(self.max_backoff_s, self.backoff_s * self.factor ** (attempt - 1)))
-
-
-NO_RETRY: Final = Retry()
-
-
-@dataclass(frozen=True, slots=True)
-class Map:
-    """Run the node once per item of its list input, at most ``max_concurrency`` at a time."""
-
-    max_concurrency: int = DEFAULT_MAP_CONCURRENCY
-
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    """One node of a workflow: a ``call`` or an ``http`` request, and how to run it."""
-
-    id: str
-    call: Call | None = None
-    http: Http | None = None
-    needs: tuple[str, ...] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    retry: Retry = NO_RETRY
-    timeout_s: float | None = None
-    when: Call | None = None
-    map: Map | None = None
-    effect: bool = False
-    on_error: OnError = OnError.FAIL
-    line: int = 0
-    """Line of the definition file that declares the node (0: unknown)."""
-
-    def __post_init__(self) -> None:
-        if (self.call is None) == (self.http is None):
-            raise ConfigError(f"node `{self.id}` needs exactly one of call= or http=")
-
-
-@dataclass(frozen=True, slots=True)
-class Manual:
-    """Runs start from the command line or from ``run(payload)``."""
-
-
-@dataclass(frozen=True, slots=True)
-class HttpTrigger:
-    """``POST path`` on the module's ASGI ``app`` starts a run."""
-
-    path: str
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """``python module.py --serve`` starts a run every ``every_s`` seconds, or at each ``cron`` time (UTC)."""
-
-    every_s: float | None = None
-    cron: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.every_s is None) == (self.cron is None):
-            raise ConfigError("a schedule needs exactly one of every_s= or cron=")
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The run is aborted past ``deadline_s`` or once its cost passes ``budget_usd``."""
-
-    deadline_s: float | None = None
-    budget_usd: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Workflow:
-    """A whole workflow, as a generated module declares it."""
-
-    id: str
-    nodes: tuple[Node, ...]
-    output: str
-    name: str | None = None
-    version: str | None = None
-    trigger: Manual | HttpTrigger | Schedule = field(default_factory=Manual)
-    limits: Limits = field(default_factory=Limits)
-    definition_file: str = ""
-    definition_sha256: str | None = None
-    locations: Mapping[str, Location] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        ids = [n.id for n in self.nodes]
-        if len(set(ids)) != len(ids):
-            raise ConfigError(f"workflow `{self.id}` declares a node id twice")
-        missing = sorted({need for n in self.nodes for need in n.needs} - set(ids))
-        if missing or self.output not in ids:
-            raise ConfigError(f"workflow `{self.id}` refers to unknown nodes: {missing or [self.output]}")
-        locations = {
-            n.id: Location(self.definition_file, n.line, f"nodes[{index}]") for index, n in enumerate(self.nodes)
-        }
-        object.__setattr__(self, "locations", locations)
-
-    @property
-    def trigger_type(self) -> TriggerType:
-        """The wire-format trigger type of a run this workflow's own trigger starts."""
-        if isinstance(self.trigger, HttpTrigger):
-            return TriggerType.HTTP
-        if isinstance(self.trigger, Schedule):
-            return TriggerType.SCHEDULE
-        return TriggerType.MANUAL
 
 
 # --- results ----------------------------------------------------------------
@@ -477,8 +275,6 @@ class Execution:
     # --- one node ----------------------------------------------------------
 
     async def _run_node(self, node: Node, value: Any) -> tuple[_State, Any]:
-        from flowledger.instrument._retry import run_attempts
-
         location = self.workflow.locations[node.id]
         if node.when is not None:
             try:
@@ -499,8 +295,6 @@ class Execution:
         return _State.SUCCEEDED, await self._map(node, list(value))
 
     async def _map(self, node: Node, items: list[Any]) -> list[Any]:
-        from flowledger.instrument._retry import run_attempts
-
         assert node.map is not None
         gate = asyncio.Semaphore(node.map.max_concurrency)
         failed: list[BaseException] = []
@@ -528,8 +322,6 @@ class Execution:
         self, node: Node, value: Any, number: int, item: int | None, *, phase: Phase = Phase.CALL
     ) -> NodeAttempt:
         """The SDK hook for one attempt of ``node``."""
-        from flowledger.instrument._node import attempt
-
         attributes: dict[str, Any] = {"flowledger.phase": phase.value}
         if node.call is not None:
             attributes["flowledger.call"] = str(node.call)
@@ -548,8 +340,6 @@ class Execution:
     async def invoke(self, node: Node, value: Any, hook: NodeAttempt) -> Any:
         """Do the node's work once: call its function or send its request."""
         if node.http is not None:
-            from flowledger.instrument._http_node import send
-
             return await send(node.id, node.http, value, self.http_client, hook, self.run)
         assert node.call is not None
         kwargs = {
@@ -574,7 +364,7 @@ class Execution:
     def http_client(self) -> httpx.AsyncClient:
         """The run's HTTP client for http nodes (created on first use)."""
         if self._client is None:
-            import httpx
+            import httpx  # lazy: only runs with an http node pay for importing httpx
 
             self._client = httpx.AsyncClient(transport=self.transport)
         return self._client
