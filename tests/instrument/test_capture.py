@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from flowledger.instrument._capture import CapturePolicy, RawJSON, capture, materialize
 from flowledger.instrument._config import Settings
-from flowledger.instrument._spool import encode_batch
+from flowledger.instrument.delivery._spool import encode_batch
 
 POLICY = CapturePolicy(Settings().redact_regex, 4096)
 NO_LIMIT = CapturePolicy(Settings().redact_regex, 10**9)

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from flowledger.instrument._config import Settings
-from flowledger.instrument._otlp import export_request, span_from_event, timestamp_unix_ns
-from flowledger.instrument._otlp_proto import OtlpProtocol
-from flowledger.instrument._sender import Sender
-from flowledger.instrument._span_sender import span_protocol
-from tests.instrument._sender_support import PROTOBUF, MockReceiver, make_settings, recorder
+from flowledger.instrument.delivery._otlp_protobuf import OtlpProtocol
+from flowledger.instrument.delivery._otlp_spans import export_request, span_from_event, timestamp_unix_ns
+from flowledger.instrument.delivery._sender import Sender
+from flowledger.instrument.delivery._span_sender import span_protocol
+from tests.instrument.delivery._sender_support import PROTOBUF, MockReceiver, make_settings, recorder
 
 PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"

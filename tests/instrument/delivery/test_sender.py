@@ -15,12 +15,12 @@ import pytest
 from opentelemetry import context as otel_context
 
 from flowledger._version import __version__
-from flowledger.instrument import _sender as sender_module
-from flowledger.instrument._http import parse_retry_after
-from flowledger.instrument._sender import DropReason, Sender
-from flowledger.instrument._sink import EventSink
-from flowledger.instrument._spool import Spool, SpoolResult
-from tests.instrument._sender_support import (
+from flowledger.instrument.delivery import _sender as sender_module
+from flowledger.instrument.delivery._sender import DropReason, Sender
+from flowledger.instrument.delivery._sink import EventSink
+from flowledger.instrument.delivery._spool import Spool, SpoolResult
+from flowledger.instrument.delivery._transport import parse_retry_after
+from tests.instrument.delivery._sender_support import (
     MockReceiver,
     RecordingSender,
     make_event,
