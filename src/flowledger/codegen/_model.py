@@ -7,16 +7,16 @@ that reaches generated code only as a literal.
 
 The parts a generated module passes to the runtime as they are (retry
 policy, map settings, limits, on_error, http methods) are the runtime's own
-specs from :mod:`flowledger.workflow`, so their fields and defaults are
-declared once, there.
+specs from :mod:`flowledger.workflow`, and the trigger type is the wire
+format's, so their fields and defaults are declared once.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
+from flowledger._wire import TriggerType
 from flowledger.workflow import HttpMethod, Limits, Map, OnError, Retry
 
 __all__ = [
@@ -30,11 +30,11 @@ __all__ = [
     "JsonValue",
     "Limits",
     "Map",
-    "Node",
+    "NodeDefinition",
     "OnError",
     "Retry",
     "Trigger",
-    "TriggerKind",
+    "TriggerType",
     "WithValue",
     "WorkflowInfo",
 ]
@@ -62,14 +62,6 @@ class EnvRef:
 WithValue: TypeAlias = "JsonValue | EnvRef"
 
 
-class TriggerKind(enum.StrEnum):
-    """How runs of the workflow start."""
-
-    MANUAL = "manual"
-    HTTP = "http"
-    SCHEDULE = "schedule"
-
-
 @dataclass(frozen=True, slots=True)
 class CallTarget:
     """``module.path:function``, both parts validated identifiers."""
@@ -91,7 +83,7 @@ class HttpSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class Node:
+class NodeDefinition:
     """One node, as declared at ``line`` under ``nodes[index]``."""
 
     id: Identifier
@@ -123,7 +115,7 @@ class WorkflowInfo:
 class Trigger:
     """The ``trigger:`` section."""
 
-    kind: TriggerKind
+    kind: TriggerType
     http_path: str | None = None
     every_s: float | None = None
     cron: str | None = None
@@ -140,4 +132,4 @@ class Definition:
     trigger: Trigger
     limits: Limits
     output: Identifier
-    nodes: tuple[Node, ...]
+    nodes: tuple[NodeDefinition, ...]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from flowledger._exceptions import GenerationError
 from flowledger._version import __version__
 from flowledger.codegen._literals import Code, Construct, literal
-from flowledger.codegen._model import Definition, EnvRef, Identifier, Node, TriggerKind
+from flowledger.codegen._model import Definition, EnvRef, Identifier, NodeDefinition, TriggerType
 from flowledger.workflow import DEFAULT_HTTP_METHOD, DEFAULT_ON_ERROR, Retry
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def _value(value: Any) -> Any:
     return value
 
 
-def _node_fields(node: Node) -> list[tuple[str, Any]]:
+def _node_fields(node: NodeDefinition) -> list[tuple[str, Any]]:
     fields: list[tuple[str, Any]] = []
     if node.call is not None:
         fields.append(("call", Construct("fw.Call", (str(node.call.module), str(node.call.function)))))
@@ -87,11 +87,11 @@ def _workflow_fields(definition: Definition) -> list[tuple[str, Any]]:
     if info.version is not None:
         fields.append(("version", info.version))
     trigger = definition.trigger
-    if trigger.kind is TriggerKind.HTTP:
+    if trigger.kind is TriggerType.HTTP:
         fields.append(("trigger", Construct("fw.HttpTrigger", (), (("path", trigger.http_path),))))
-    elif trigger.kind is TriggerKind.SCHEDULE and trigger.cron is not None:
+    elif trigger.kind is TriggerType.SCHEDULE and trigger.cron is not None:
         fields.append(("trigger", Construct("fw.Schedule", (), (("cron", trigger.cron),))))
-    elif trigger.kind is TriggerKind.SCHEDULE:
+    elif trigger.kind is TriggerType.SCHEDULE:
         fields.append(("trigger", Construct("fw.Schedule", (), (("every_s", trigger.every_s),))))
     limits = definition.limits
     limit_kwargs = tuple(
@@ -172,7 +172,7 @@ def render(definition: Definition, *, templates_dir: str | FsPath | None = None)
     import jinja2
 
     env = environment(templates_dir)
-    http_path = definition.trigger.http_path if definition.trigger.kind is TriggerKind.HTTP else None
+    http_path = definition.trigger.http_path if definition.trigger.kind is TriggerType.HTTP else None
     context = {
         "definition": definition,
         "workflow": definition.workflow,

@@ -28,11 +28,11 @@ from flowledger.codegen._model import (
     JsonValue,
     Limits,
     Map,
-    Node,
+    NodeDefinition,
     OnError,
     Retry,
     Trigger,
-    TriggerKind,
+    TriggerType,
     WithValue,
     WorkflowInfo,
 )
@@ -261,7 +261,7 @@ class _Validator:
                     f"this flowledger reads `flowledger: {FORMAT_VERSION}`",
                 )
         workflow = self.workflow(top.get("workflow"), ("workflow",)) if "workflow" in top else None
-        trigger = self.trigger(top["trigger"], ("trigger",)) if "trigger" in top else Trigger(TriggerKind.MANUAL)
+        trigger = self.trigger(top["trigger"], ("trigger",)) if "trigger" in top else Trigger(TriggerType.MANUAL)
         limits = self.limits(top["limits"], ("limits",)) if "limits" in top else Limits()
         nodes = self.nodes(top["nodes"], ("nodes",)) if "nodes" in top else []
         output = self.output(top.get("output"), nodes)
@@ -303,14 +303,14 @@ class _Validator:
         section = self.mapping(value, path, TRIGGER_KEYS, required=("type",))
         if section is None or "type" not in section:
             return None
-        kind_text = self.enum_value(section["type"], (*path, "type"), [k.value for k in TriggerKind])
+        kind_text = self.enum_value(section["type"], (*path, "type"), [k.value for k in TriggerType])
         if kind_text is None:
             return None
-        kind = TriggerKind(kind_text)
+        kind = TriggerType(kind_text)
         for other in ("http", "schedule"):
             if other in section and other != kind.value:
                 self.at_key((*path, other), f"`{other}` settings only apply to `type: {other}`; remove them")
-        if kind is TriggerKind.HTTP:
+        if kind is TriggerType.HTTP:
             if "http" not in section:
                 self.at(path, "an http trigger needs `http: {path: /some/path}`")
                 return None
@@ -327,7 +327,7 @@ class _Validator:
                 )
                 return None
             return Trigger(kind, http_path=route)
-        if kind is TriggerKind.SCHEDULE:
+        if kind is TriggerType.SCHEDULE:
             if "schedule" not in section:
                 self.at(path, "a schedule trigger needs `schedule: {every_s: SECONDS}` or `schedule: {cron: EXPR}`")
                 return None
@@ -378,12 +378,12 @@ class _Validator:
 
     # --- nodes -------------------------------------------------------------
 
-    def nodes(self, value: Any, path: Path) -> list[Node]:
+    def nodes(self, value: Any, path: Path) -> list[NodeDefinition]:
         if not isinstance(value, list) or not value:
             found = "an empty list" if value == [] else _type_name(value)
             self.at(path, f"expected a non-empty list of nodes, found {found}")
             return []
-        nodes: list[Node] = []
+        nodes: list[NodeDefinition] = []
         seen: dict[str, int] = {}
         for index, item in enumerate(value):
             node = self.node(item, (*path, index), index)
@@ -400,7 +400,7 @@ class _Validator:
         self.check_needs(nodes, path)
         return nodes
 
-    def node(self, value: Any, path: Path, index: int) -> Node | None:
+    def node(self, value: Any, path: Path, index: int) -> NodeDefinition | None:
         section = self.mapping(value, path, NODE_KEYS, required=("id",))
         if section is None:
             return None
@@ -431,7 +431,7 @@ class _Validator:
             on_error = OnError(text) if text else DEFAULT_ON_ERROR
         if node_id is None:
             return None
-        return Node(
+        return NodeDefinition(
             id=node_id,
             index=index,
             line=self.doc.value_mark(path)[0],
@@ -573,7 +573,7 @@ class _Validator:
 
     # --- the graph ---------------------------------------------------------
 
-    def check_needs(self, nodes: list[Node], path: Path) -> None:
+    def check_needs(self, nodes: list[NodeDefinition], path: Path) -> None:
         ids = [n.id for n in nodes]
         known = set(ids)
         for node in nodes:
@@ -592,7 +592,7 @@ class _Validator:
             where = (*path, first.index, "needs", first.needs.index(Identifier(cycle[1])))
             self.at(where, f"the needs form a cycle: {' -> '.join(cycle)}; remove one of these needs")
 
-    def output(self, value: Any, nodes: list[Node]) -> Identifier | None:
+    def output(self, value: Any, nodes: list[NodeDefinition]) -> Identifier | None:
         if not nodes:
             return None
         ids = [n.id for n in nodes]

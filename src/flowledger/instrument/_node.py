@@ -40,7 +40,7 @@ __all__ = ["Location", "NodeAttempt", "attempt", "cost", "current_node", "record
 
 _SKIP_SIZE: Final = 256
 """Bytes a skip record adds besides its reason (an estimate for the queue's byte bound)."""
-_FINISHED_SIZE: Final = 256
+_NODE_FINISHED_SIZE: Final = 256
 """Bytes a ``node_finished`` record takes besides its payloads (an estimate)."""
 
 
@@ -294,7 +294,7 @@ class NodeAttempt:
             "duration_ms": round(duration_ms, 3),
             "status": (NodeStatus.FAILED if failed else NodeStatus.SUCCEEDED).value,
         }
-        size = _FINISHED_SIZE
+        size = _NODE_FINISHED_SIZE
         try:
             if self._node_token is not None:
                 token, self._node_token = self._node_token, None

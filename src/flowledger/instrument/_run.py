@@ -34,7 +34,7 @@ MAX_STACK_CHARS: Final = 16_384
 """The end of a stack trace that is kept (the innermost frames)."""
 DEFAULT_MESSAGE_CHARS: Final = 4096
 """How much of an error message is kept when no capture limit applies."""
-_FINISHED_SIZE: Final = 512
+_RUN_FINISHED_SIZE: Final = 512
 """Bytes a ``run_finished`` record takes besides its payloads (an estimate)."""
 
 _current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar("flowledger_run", default=None)
@@ -284,7 +284,7 @@ class Run:
             "span_id": self.span_id,
             "parent_span_id": self._span.parent_span_id if self._span else None,
         }
-        size = _FINISHED_SIZE
+        size = _RUN_FINISHED_SIZE
         try:
             _heartbeat.unregister(self)
             if self._token is not None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
-import enum
 import functools
 import inspect
 from collections.abc import Callable, Mapping
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from flowledger._exceptions import RunAborted, WorkflowFailed
-from flowledger._wire import RunStatus, TriggerType
+from flowledger._wire import NodeStatus, RunStatus, TriggerType
 from flowledger.instrument import NodeAttempt, Run, attempt, record_skip, run
 from flowledger.workflow._attempts import run_attempts
 from flowledger.workflow._http_call import send
@@ -60,12 +59,6 @@ class RunResult:
     error: BaseException | None = None
     node_id: str | None = None
     """The failing node, when a node failed the run."""
-
-
-class _State(enum.Enum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
 
 
 # --- running ----------------------------------------------------------------
@@ -158,13 +151,13 @@ class Execution:
         self.dry_run = dry_run
         self.transport = transport
         self.failure: tuple[BaseException, str] | None = None
-        self._states: dict[str, _State] = {}
+        self._states: dict[str, NodeStatus] = {}
         self._outputs: dict[str, Any] = {}
         self._unmet: dict[str, int] = {}
         self._dependents: dict[str, list[Node]] = {}
         self._unstarted: dict[str, Node] = {}
         self._ready: collections.deque[Node] = collections.deque()
-        self._done: collections.deque[asyncio.Task[tuple[_State, Any]]] = collections.deque()
+        self._done: collections.deque[asyncio.Task[tuple[NodeStatus, Any]]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._threads: ThreadPoolExecutor | None = None
         self._client: httpx.AsyncClient | None = None
@@ -181,7 +174,7 @@ class Execution:
                 self._dependents[need].append(node)
         self._unstarted = {n.id: n for n in nodes}
         self._ready = collections.deque(n for n in nodes if not n.needs)
-        running: dict[asyncio.Task[tuple[_State, Any]], Node] = {}
+        running: dict[asyncio.Task[tuple[NodeStatus, Any]], Node] = {}
         try:
             while True:
                 self._start_ready(running, payload)
@@ -215,11 +208,11 @@ class Execution:
         except TimeoutError:
             pass
 
-    def _task_done(self, task: asyncio.Task[tuple[_State, Any]]) -> None:
+    def _task_done(self, task: asyncio.Task[tuple[NodeStatus, Any]]) -> None:
         self._done.append(task)
         self._wakeup.set()
 
-    def _settle(self, node: Node, state: _State) -> None:
+    def _settle(self, node: Node, state: NodeStatus) -> None:
         """Record ``node``'s final state; dependents whose needs are now all settled become ready."""
         self._states[node.id] = state
         for dependent in self._dependents[node.id]:
@@ -227,15 +220,15 @@ class Execution:
             if self._unmet[dependent.id] == 0:
                 self._ready.append(dependent)
 
-    def _start_ready(self, running: dict[asyncio.Task[tuple[_State, Any]], Node], payload: Any) -> None:
+    def _start_ready(self, running: dict[asyncio.Task[tuple[NodeStatus, Any]], Node], payload: Any) -> None:
         while self._ready:
             node = self._ready.popleft()
             del self._unstarted[node.id]
-            blocker = next((n for n in node.needs if self._states[n] is not _State.SUCCEEDED), None)
+            blocker = next((n for n in node.needs if self._states[n] is not NodeStatus.SUCCEEDED), None)
             if blocker is not None:
-                how = "failed" if self._states[blocker] is _State.FAILED else "was skipped"
+                how = "failed" if self._states[blocker] is NodeStatus.FAILED else "was skipped"
                 record_skip(node.id, f"needs `{blocker}`, which {how}", location=self.workflow.locations[node.id])
-                self._settle(node, _State.SKIPPED)
+                self._settle(node, NodeStatus.SKIPPED)
                 continue
             task = asyncio.create_task(self._run_node(node, self._input_of(node, payload)), name=node.id)
             task.add_done_callback(self._task_done)
@@ -248,11 +241,11 @@ class Execution:
             return self._outputs[node.needs[0]]
         return {need: self._outputs[need] for need in node.needs}
 
-    def _finished(self, node: Node, task: asyncio.Task[tuple[_State, Any]]) -> None:
+    def _finished(self, node: Node, task: asyncio.Task[tuple[NodeStatus, Any]]) -> None:
         exc = asyncio.CancelledError(f"node `{node.id}` was cancelled") if task.cancelled() else task.exception()
         if exc is None:
             state, output = task.result()
-            if state is _State.SUCCEEDED:
+            if state is NodeStatus.SUCCEEDED:
                 self._outputs[node.id] = output
             self._settle(node, state)
             return
@@ -260,10 +253,10 @@ class Execution:
             raise exc
         if node.on_error is OnError.FAIL and self.failure is None:
             self.failure = (exc, node.id)
-        self._settle(node, _State.FAILED)
+        self._settle(node, NodeStatus.FAILED)
 
     async def _abort(
-        self, abort: RunAborted, waiting: list[Node], running: dict[asyncio.Task[tuple[_State, Any]], Node]
+        self, abort: RunAborted, waiting: list[Node], running: dict[asyncio.Task[tuple[NodeStatus, Any]], Node]
     ) -> None:
         for task in running:
             task.cancel()
@@ -274,7 +267,7 @@ class Execution:
 
     # --- one node ----------------------------------------------------------
 
-    async def _run_node(self, node: Node, value: Any) -> tuple[_State, Any]:
+    async def _run_node(self, node: Node, value: Any) -> tuple[NodeStatus, Any]:
         location = self.workflow.locations[node.id]
         if node.when is not None:
             try:
@@ -284,15 +277,15 @@ class Execution:
                     raise exc from None
             if not keep:
                 record_skip(node.id, f"when `{node.when}` returned {keep!r}", location=location)
-                return _State.SKIPPED, None
+                return NodeStatus.SKIPPED, None
         if node.map is None:
-            return _State.SUCCEEDED, await run_attempts(self, node, value, None)
+            return NodeStatus.SUCCEEDED, await run_attempts(self, node, value, None)
         if not isinstance(value, list | tuple):
             with self.attempt(node, value, 1, None, phase=Phase.MAP):
                 raise TypeError(
                     f"node `{node.id}` maps over its input, which must be a list, not {type(value).__name__}"
                 )
-        return _State.SUCCEEDED, await self._map(node, list(value))
+        return NodeStatus.SUCCEEDED, await self._map(node, list(value))
 
     async def _map(self, node: Node, items: list[Any]) -> list[Any]:
         assert node.map is not None
