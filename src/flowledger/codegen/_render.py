@@ -30,7 +30,7 @@ from flowledger.codegen._literals import Code, Construct, literal
 from flowledger.codegen._model import Definition, EnvRef, Identifier, NodeDefinition, TriggerType
 from flowledger.workflow import DEFAULT_HTTP_METHOD, DEFAULT_ON_ERROR, Retry
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # jinja2 itself is imported lazily, below
     import jinja2
 
 __all__ = ["TEMPLATE_NAME", "check_module", "render"]
@@ -146,6 +146,7 @@ def environment(templates_dir: str | FsPath | None = None) -> jinja2.Environment
 
 @functools.lru_cache(maxsize=8)
 def _environment(templates_dir: str | None) -> jinja2.Environment:
+    # lazy: jinja2 is a heavy dependency of the codegen extra; every `flowledger` command imports this module
     import jinja2
 
     loaders: list[jinja2.BaseLoader] = []
@@ -169,7 +170,7 @@ def _environment(templates_dir: str | None) -> jinja2.Environment:
 
 def render(definition: Definition, *, templates_dir: str | FsPath | None = None) -> str:
     """The generated module's source for ``definition``; checked by :func:`check_module`."""
-    import jinja2
+    import jinja2  # lazy, as in _environment
 
     env = environment(templates_dir)
     http_path = definition.trigger.http_path if definition.trigger.kind is TriggerType.HTTP else None

@@ -349,7 +349,7 @@ class _Validator:
         text = self.text(value, path, max_length=256)
         if text is None:
             return None
-        try:
+        try:  # lazy: cronsim is an optional dependency (the codegen extra) that only cron schedules need
             from cronsim import CronSim, CronSimError
         except ImportError:  # pragma: no cover - cronsim ships with the codegen extra
             self.at(path, "cron schedules need the cronsim package: pip install 'flowledger[codegen]'")
