@@ -1,4 +1,9 @@
-"""The runtime SDK: run and node hooks, capture, sender, spool, OTel bridge."""
+"""The runtime SDK: run and node hooks, context, capture, config, cost, OTel bridge.
+
+Events leave the process through :mod:`flowledger.instrument.delivery`
+(sender, spool, backoff, span export). The runtime of generated workflows
+builds on these hooks in :mod:`flowledger.workflow`.
+"""
 
 from __future__ import annotations
 
