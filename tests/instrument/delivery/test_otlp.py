@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from google.protobuf import json_format
+from google.protobuf import json_format  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -355,7 +355,12 @@ def test_unreachable_traces_endpoint_drops_spans_only(tmp_path: Path) -> None:
 def test_hanging_traces_endpoint_does_not_hold_events(tmp_path: Path) -> None:
     """While a span export hangs, events keep flowing on their own worker."""
     release = threading.Event()
-    receiver = MockReceiver(seen=lambda r: release.wait(10.0) if r.url.path == "/v1/traces" else None)
+
+    def hang_on_traces(request: httpx.Request) -> None:
+        if request.url.path == "/v1/traces":
+            release.wait(10.0)
+
+    receiver = MockReceiver(seen=hang_on_traces)
     sender = Sender(make_settings(tmp_path), transport=receiver.transport(), export_spans=True)
     try:
         sender.submit(node_failed(), 500)

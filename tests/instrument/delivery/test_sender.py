@@ -100,13 +100,18 @@ def test_batches_respect_byte_limit(tmp_path: Path) -> None:
     sender.shutdown(1.0)
 
 
+def _worker_of(sender: Sender) -> threading.Thread | None:
+    return sender._worker
+
+
 def test_worker_is_started_lazily(tmp_path: Path) -> None:
     """No thread runs until the first event is submitted."""
     sender = Sender(make_settings(tmp_path), transport=MockReceiver().transport())
-    assert sender._worker is None
+    assert _worker_of(sender) is None
     _submit(sender, 1)
-    assert sender._worker is not None
-    assert sender._worker.daemon
+    worker = _worker_of(sender)
+    assert worker is not None
+    assert worker.daemon
     sender.shutdown(1.0)
 
 
