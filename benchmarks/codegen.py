@@ -89,7 +89,7 @@ def _inc_sync(value: int) -> int:
 
 
 def _chain(fn_name: str) -> Any:
-    from flowledger.instrument import _workflow as fw
+    from flowledger import workflow as fw
 
     call = fw.Call("__main__", fn_name)
     nodes = tuple(fw.Node(f"n{i}", call=call, needs=(f"n{i - 1}",) if i else ()) for i in range(CHAIN_NODES))
@@ -97,7 +97,7 @@ def _chain(fn_name: str) -> Any:
 
 
 def _fan_out(fn_name: str, width: int) -> Any:
-    from flowledger.instrument import _workflow as fw
+    from flowledger import workflow as fw
 
     call = fw.Call("__main__", fn_name)
     nodes = (fw.Node("root", call=call),)
@@ -116,8 +116,8 @@ def _best(run: Callable[[], Awaitable[Any]]) -> float:
 
 def bench_runtime() -> None:
     from flowledger.instrument import _pipeline
-    from flowledger.instrument._workflow import execute
     from flowledger.testing import capture_events
+    from flowledger.workflow import execute
 
     async def by_hand_async() -> int:
         value = 0

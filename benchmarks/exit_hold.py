@@ -48,7 +48,7 @@ CHILD_TIMEOUT_S: Final = 120.0
 def child_flowledger(url: str, spool_dir: str, count: int) -> None:
     from flowledger._wire import format_ts, new_event_id
     from flowledger.instrument._config import Settings
-    from flowledger.instrument._sender import Sender
+    from flowledger.instrument.delivery._sender import Sender
 
     settings = Settings(endpoint=url, spool_dir=Path(spool_dir))
     sender = Sender(settings)
@@ -75,7 +75,7 @@ def child_bare() -> None:
     import opentelemetry.exporter.otlp.proto.http.trace_exporter
     import opentelemetry.sdk.trace  # noqa: F401
 
-    import flowledger.instrument._sender  # noqa: F401
+    import flowledger.instrument.delivery._sender  # noqa: F401
 
     print(f"done {time.time():.6f}", flush=True)
 

@@ -6,11 +6,13 @@ The hierarchy::
     ├── UsageError                     the caller misused an API or gave bad input
     │   ├── ConfigError                a setting has a value that cannot be used
     │   ├── DefinitionError            a workflow definition is invalid (carries every problem)
+    │   │   └── GenerationError        rendering failed, or the module it made drops a node's hooks
     │   └── WireFormatError            an event does not follow the wire format
     └── RuntimeFailure                 something went wrong while doing the work
         ├── RunAborted                 a run passed its deadline or budget
         ├── NodeTimeout                a node attempt ran past its timeout_s
         ├── WorkflowFailed             a generated workflow's run failed at a node
+        ├── HttpNodeError              an http node's request was answered outside 2xx
         ├── StoreError                 the receiver's store failed
         │   ├── LedgerIntegrityError   the ledger's hash chain does not verify
         │   └── SchemaVersionError     the database was written by a newer flowledger
@@ -28,6 +30,8 @@ __all__ = [
     "ConfigError",
     "DefinitionError",
     "FlowledgerError",
+    "GenerationError",
+    "HttpNodeError",
     "LedgerIntegrityError",
     "NodeTimeout",
     "ReceiverError",
@@ -116,4 +120,19 @@ class WorkflowFailed(RuntimeFailure):
     def __init__(self, message: str, *, run_id: str, node_id: str | None) -> None:
         self.run_id = run_id
         self.node_id = node_id
+        super().__init__(message)
+
+
+# --- workflow runtime and codegen ----------------------------------------------
+
+
+class GenerationError(DefinitionError):
+    """Rendering failed, or the rendered module does not keep every node on the hooks."""
+
+
+class HttpNodeError(RuntimeFailure):
+    """An http node's request was answered with a status outside 2xx; ``status_code`` is the status."""
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        self.status_code = status_code
         super().__init__(message)

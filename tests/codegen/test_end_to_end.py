@@ -158,11 +158,11 @@ def test_failed_run_history(tmp_path: Path, receiver: str) -> None:
         output: report
         nodes:
           - id: bad
-            call: "tests.codegen.nodes:flaky"
+            call: "tests.workflow.nodes:flaky"
             with: {key: e2e, failures: 5}
             retry: {attempts: 2, backoff_s: 0.01}
-          - {id: report, call: "tests.codegen.nodes:echo", needs: [bad]}
-          - {id: side, call: "tests.codegen.nodes:double"}
+          - {id: report, call: "tests.workflow.nodes:echo", needs: [bad]}
+          - {id: side, call: "tests.workflow.nodes:double"}
         """,
     )
     done = _run(module, receiver, "--input", "2")
@@ -188,9 +188,9 @@ def test_concurrency_and_map_in_history(tmp_path: Path, receiver: str) -> None:
         workflow: {id: e2e-concurrent}
         output: each
         nodes:
-          - {id: left, call: "tests.codegen.nodes:sleepy", with: {delay_s: 0.3}}
-          - {id: right, call: "tests.codegen.nodes:asleepy", with: {delay_s: 0.3}}
-          - {id: each, call: "tests.codegen.nodes:sleepy", with: {delay_s: 0.1}, map: {max_concurrency: 2}}
+          - {id: left, call: "tests.workflow.nodes:sleepy", with: {delay_s: 0.3}}
+          - {id: right, call: "tests.workflow.nodes:asleepy", with: {delay_s: 0.3}}
+          - {id: each, call: "tests.workflow.nodes:sleepy", with: {delay_s: 0.1}, map: {max_concurrency: 2}}
         """,
     )
     done = _run(module, receiver, "--input", "[1, 2, 3, 4]")
@@ -222,7 +222,7 @@ def test_dry_run_in_history(tmp_path: Path, receiver: str) -> None:
         flowledger: 1
         workflow: {id: e2e-dry}
         nodes:
-          - {id: act, call: "tests.codegen.nodes:counted_effect", with: {key: e2e}, effect: true}
+          - {id: act, call: "tests.workflow.nodes:counted_effect", with: {key: e2e}, effect: true}
         """,
     )
     done = _run(module, receiver, "--dry-run", "--input", "1")
@@ -242,7 +242,7 @@ def test_schedule_serve_loop_in_history(tmp_path: Path, receiver: str) -> None:
         workflow: {id: e2e-schedule}
         trigger: {type: schedule, schedule: {every_s: 0.2}}
         nodes:
-          - {id: tick, call: "tests.codegen.nodes:echo"}
+          - {id: tick, call: "tests.workflow.nodes:echo"}
         """,
     )
     done = _run(module, receiver, "--serve", "--max-runs", "2", "--input", '"t"')
@@ -261,7 +261,7 @@ def test_http_trigger_served_in_history(tmp_path: Path, receiver: str) -> None:
         workflow: {id: e2e-http}
         trigger: {type: http, http: {path: /double}}
         nodes:
-          - {id: twice, call: "tests.codegen.nodes:double"}
+          - {id: twice, call: "tests.workflow.nodes:double"}
         """,
     )
     port = _free_port()

@@ -22,7 +22,7 @@ DANGEROUS = ['"""', "'''", '"', "'", "\\", "\n", "\r", "{{", "}}", "{%", "%}", "
              "#", ")", "(", "\ufeff", "\\N{BULLET}", "\U0001f600", "import os", "__import__('os')", "\t"]  # fmt: skip
 
 free_text = st.one_of(
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=30),
     st.lists(st.sampled_from(DANGEROUS), max_size=8).map("".join),
 )
 url_text = free_text.filter(lambda s: s.isprintable() and not any(c.isspace() for c in s))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import fastjsonschema
 import pytest
 
+from flowledger import workflow
 from flowledger.codegen import _validate
 from flowledger.codegen._load import load_definition
 
@@ -59,6 +61,64 @@ def test_schema_keys_are_the_validators_keys() -> None:
     assert list(node["http"]["properties"]) == list(_validate.HTTP_KEYS)
 
 
+def test_schema_defaults_are_the_runtimes_defaults() -> None:
+    """Each default the schema states is the constant the runtime (and so the validator) declares."""
+    node = _schema()["$defs"]["node"]["properties"]
+    retry = node["retry"]["properties"]
+    assert retry["backoff_s"]["default"] == workflow.DEFAULT_BACKOFF_S
+    assert retry["factor"]["default"] == workflow.DEFAULT_BACKOFF_FACTOR
+    assert retry["max_backoff_s"]["default"] == workflow.DEFAULT_MAX_BACKOFF_S
+    assert node["map"]["properties"]["max_concurrency"]["default"] == workflow.DEFAULT_MAP_CONCURRENCY
+    assert node["http"]["properties"]["method"]["default"] == workflow.DEFAULT_HTTP_METHOD.value
+    assert node["on_error"]["default"] == workflow.DEFAULT_ON_ERROR.value
+    assert node["effect"]["default"] is workflow.DEFAULT_EFFECT
+    stated = {
+        (section, name)
+        for section, spec in [("node", node), *((k, v.get("properties", {})) for k, v in node.items())]
+        for name, prop in spec.items()
+        if isinstance(prop, dict) and "default" in prop
+    }
+    assert stated == {
+        ("retry", "backoff_s"),
+        ("retry", "factor"),
+        ("retry", "max_backoff_s"),
+        ("map", "max_concurrency"),
+        ("http", "method"),
+        ("node", "on_error"),
+        ("node", "effect"),
+    }, "a default was added to the schema: declare it in flowledger.workflow and check it here"
+
+
+def test_schema_enums_are_the_runtimes_enums() -> None:
+    """The schema's on_error values and http methods are the runtime's OnError and HttpMethod."""
+    node = _schema()["$defs"]["node"]["properties"]
+    assert node["on_error"]["enum"] == [e.value for e in workflow.OnError]
+    assert node["http"]["properties"]["method"]["enum"] == [m.value for m in workflow.HttpMethod]
+
+
+def test_validator_fills_the_runtimes_defaults(write_definition: Callable[..., Path]) -> None:
+    """A definition that leaves retry, map and http settings out gets the runtime's defaults."""
+    from flowledger.codegen import load
+
+    definition = load(
+        write_definition(
+            """
+            flowledger: 1
+            workflow: {id: defaults}
+            nodes:
+              - {id: a, call: "m:f", retry: {attempts: 2}, map: {}}
+              - {id: b, http: {url: "https://example.com/hook"}, needs: [a]}
+            """
+        )
+    )
+    a, b = definition.nodes
+    assert a.retry == workflow.Retry(attempts=2)
+    assert a.map == workflow.Map()
+    assert (a.effect, a.on_error) == (workflow.DEFAULT_EFFECT, workflow.DEFAULT_ON_ERROR)
+    assert b.http is not None
+    assert b.http.method is workflow.DEFAULT_HTTP_METHOD
+
+
 def test_codegen_public_surface() -> None:
     """`flowledger.codegen` exposes exactly its documented API."""
     import flowledger.codegen
@@ -72,7 +132,7 @@ def test_import_flowledger_stays_light() -> None:
     import sys
 
     code = (
-        "import sys, flowledger, flowledger.instrument._workflow, flowledger.instrument._triggers; "
+        "import sys, flowledger, flowledger.workflow; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'jinja2', 'ruamel', 'click', 'starlette', 'uvicorn'}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

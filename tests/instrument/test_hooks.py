@@ -116,6 +116,26 @@ def test_zero_delay_announces_every_node(events: CapturedEvents, configure: Call
     assert events.of_kind("node_started")[0]["data"]["input"] == {"a": 1, "b": 2}
 
 
+def test_every_kind_of_node_record_names_its_attempt_the_same_way(
+    events: CapturedEvents, configure: Callable[..., Any]
+) -> None:
+    """node_started, node_finished and a skip record all carry the fields node_record declares."""
+    configure(node_start_delay_s=0)
+    where = flowledger.Location("wf.yaml", 3, "nodes[0]")
+    with flowledger.run("wf", definition_sha256="ab" * 32):
+        with flowledger.instrument.attempt("a", input=1, item=2, location=where, effect=True):
+            pass
+        flowledger.instrument.record_skip("b", "not needed", item=2, location=where)
+    started, finished, skipped = (e["data"] for e in events.of_kind("node_started") + events.of_kind("node_finished"))
+    shared = {"node_id", "span_id", "parent_span_id", "trace_id", "attempt", "item", "location", "definition_sha256"}
+    for record in (started, finished, skipped):
+        assert shared <= record.keys()
+        assert (record["item"], record["location"]) == (2, where.as_dict())
+        assert record["definition_sha256"] == "ab" * 32
+    assert started["idempotency_key"] == finished["idempotency_key"]
+    assert "effect" not in skipped
+
+
 def test_failing_node_fails_the_run_and_names_the_node(events: CapturedEvents) -> None:
     """An exception from a node is recorded with type, message and stack, and the run names that node."""
     with pytest.raises(ValueError, match="cannot price A1"), flowledger.run("wf"):

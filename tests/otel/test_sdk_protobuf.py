@@ -11,8 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from flowledger.instrument._otlp import RunMemo, export_request, span_from_event
-from flowledger.instrument._otlp_proto import OtlpProtocol, encode_export, encode_protobuf, protocol_from_env
+from flowledger.instrument.delivery._otlp_protobuf import (
+    OtlpProtocol,
+    encode_export,
+    encode_protobuf,
+    protocol_from_env,
+)
+from flowledger.instrument.delivery._otlp_spans import RunMemo, export_request, span_from_event
 from flowledger.receiver._otlp_decode import OtlpFormat, Signal, decode_request
 from tests.otel._support import LiveReceiver
 
@@ -147,7 +152,7 @@ def test_rejected_spans_is_read_from_either_answer(count: int, message: str) -> 
     from google.protobuf import json_format
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-    from flowledger.instrument._otlp_proto import rejected_spans
+    from flowledger.instrument.delivery._otlp_protobuf import rejected_spans
 
     answer = ExportTraceServiceResponse()
     answer.partial_success.rejected_spans = count
@@ -159,7 +164,7 @@ def test_rejected_spans_is_read_from_either_answer(count: int, message: str) -> 
 
 def test_rejected_spans_of_empty_or_broken_answers_is_zero() -> None:
     """An empty success, or an answer that cannot be read, counts no rejected span."""
-    from flowledger.instrument._otlp_proto import rejected_spans
+    from flowledger.instrument.delivery._otlp_protobuf import rejected_spans
 
     assert rejected_spans(b"", "application/x-protobuf") == 0
     assert rejected_spans(b"", "application/json") == 0

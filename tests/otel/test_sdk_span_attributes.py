@@ -8,7 +8,7 @@ from typing import Any
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from flowledger.instrument._otlp import RunMemo, export_request, span_from_event
+from flowledger.instrument.delivery._otlp_spans import RunMemo, export_request, span_from_event
 from flowledger.receiver._otlp_decode import OtlpFormat, Signal, decode_request
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

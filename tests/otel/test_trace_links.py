@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from flowledger.instrument._otlp import RunMemo, export_request, span_from_event
+from flowledger.instrument.delivery._otlp_spans import RunMemo, export_request, span_from_event
 from flowledger.receiver._cli import show_command
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._trace_url import trace_url

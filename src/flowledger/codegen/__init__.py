@@ -7,8 +7,8 @@ definition is reported at once through :class:`flowledger.DefinitionError`.
 
 from __future__ import annotations
 
+from flowledger._exceptions import GenerationError
 from flowledger.codegen._generate import generate, load
 from flowledger.codegen._model import Definition
-from flowledger.codegen._render import GenerationError
 
 __all__ = ["Definition", "GenerationError", "generate", "load"]

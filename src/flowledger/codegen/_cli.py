@@ -17,6 +17,7 @@ from typing import Final, ParamSpec, TypeVar
 import click
 
 from flowledger._exceptions import DefinitionError
+from flowledger.codegen import _generate
 
 __all__ = ["COMMANDS", "EXIT_INVALID", "generate_command", "validate_command"]
 
@@ -56,10 +57,8 @@ def _report(error: DefinitionError) -> None:
 @_no_traceback
 def validate_command(definition: Path) -> None:
     """Check the workflow DEFINITION (YAML or JSON); exit 2 listing every problem."""
-    from flowledger.codegen._generate import load
-
     try:
-        model = load(definition)
+        model = _generate.load(definition)
     except DefinitionError as exc:
         for problem in exc.problems:
             click.echo(problem, err=True)
@@ -99,13 +98,11 @@ def _write_atomically(target: Path, text: str) -> None:
 @_no_traceback
 def generate_command(definition: Path, output: Path, templates_dir: Path | None) -> None:
     """Validate DEFINITION and write its instrumented workflow module to OUTPUT (`-` for stdout)."""
-    from flowledger.codegen._generate import generate
-
     if templates_dir is not None and not templates_dir.is_dir():
         click.echo(f"error: --templates {templates_dir} is not a directory", err=True)
         raise SystemExit(EXIT_INVALID)
     try:
-        source = generate(definition, templates_dir=templates_dir)
+        source = _generate.generate(definition, templates_dir=templates_dir)
     except DefinitionError as exc:
         _report(exc)
         raise SystemExit(EXIT_INVALID) from None

@@ -11,6 +11,7 @@ library's string scanner.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -97,6 +98,7 @@ _TAG_PREFIX: Final = "tag:yaml.org,2002:"
 
 
 def _read_yaml(text: str, doc: Document, problems: Problems) -> None:
+    # lazy: ruamel.yaml is a heavy dependency of the codegen extra that only YAML definitions need
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
@@ -120,7 +122,7 @@ def _read_yaml(text: str, doc: Document, problems: Problems) -> None:
 
 
 def _convert_yaml(node: Any, path: Path, doc: Document, problems: Problems) -> Any:
-    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode  # lazy, as in _read_yaml
 
     line, column = node.start_mark.line + 1, node.start_mark.column + 1
     doc.values[path] = (line, column)
@@ -208,8 +210,6 @@ class _JsonReader:
 
     def mark(self, pos: int) -> Mark:
         """1-based line and column of offset ``pos``."""
-        import bisect
-
         index = bisect.bisect_right(self._line_starts, pos) - 1
         return index + 1, pos - self._line_starts[index] + 1
 

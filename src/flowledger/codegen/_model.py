@@ -4,13 +4,20 @@ Validation turns a parsed :class:`~flowledger.codegen._load.Document` into a
 :class:`Definition`; the renderer only ever reads this model. Every string in
 it is either a validated identifier (:class:`Identifier`) or a free value
 that reaches generated code only as a literal.
+
+The parts a generated module passes to the runtime as they are (retry
+policy, map settings, limits, on_error, http methods) are the runtime's own
+specs from :mod:`flowledger.workflow`, and the trigger type is the wire
+format's, so their fields and defaults are declared once.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Final, TypeAlias
+
+from flowledger._wire import TriggerType
+from flowledger.workflow import HttpMethod, Limits, Map, OnError, Retry
 
 __all__ = [
     "FORMAT_VERSION",
@@ -22,12 +29,12 @@ __all__ = [
     "Identifier",
     "JsonValue",
     "Limits",
-    "MapSpec",
-    "Node",
+    "Map",
+    "NodeDefinition",
     "OnError",
-    "RetryPolicy",
+    "Retry",
     "Trigger",
-    "TriggerKind",
+    "TriggerType",
     "WithValue",
     "WorkflowInfo",
 ]
@@ -55,31 +62,6 @@ class EnvRef:
 WithValue: TypeAlias = "JsonValue | EnvRef"
 
 
-class TriggerKind(enum.StrEnum):
-    """How runs of the workflow start."""
-
-    MANUAL = "manual"
-    HTTP = "http"
-    SCHEDULE = "schedule"
-
-
-class OnError(enum.StrEnum):
-    """What a node's final failure does to the run."""
-
-    FAIL = "fail"
-    CONTINUE = "continue"
-
-
-class HttpMethod(enum.StrEnum):
-    """Methods an http node may use."""
-
-    GET = "GET"
-    POST = "POST"
-    PUT = "PUT"
-    PATCH = "PATCH"
-    DELETE = "DELETE"
-
-
 @dataclass(frozen=True, slots=True)
 class CallTarget:
     """``module.path:function``, both parts validated identifiers."""
@@ -92,23 +74,6 @@ class CallTarget:
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often a node is attempted and how long to wait between attempts."""
-
-    attempts: int
-    backoff_s: float
-    factor: float
-    max_backoff_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class MapSpec:
-    """Run the node once per item of its (list) input."""
-
-    max_concurrency: int
-
-
-@dataclass(frozen=True, slots=True)
 class HttpSpec:
     """An http node's request."""
 
@@ -118,7 +83,7 @@ class HttpSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class Node:
+class NodeDefinition:
     """One node, as declared at ``line`` under ``nodes[index]``."""
 
     id: Identifier
@@ -128,10 +93,10 @@ class Node:
     http: HttpSpec | None
     needs: tuple[Identifier, ...]
     with_args: tuple[tuple[Identifier, WithValue], ...]
-    retry: RetryPolicy | None
+    retry: Retry | None
     timeout_s: float | None
     when: CallTarget | None
-    map: MapSpec | None
+    map: Map | None
     effect: bool
     on_error: OnError
 
@@ -150,19 +115,11 @@ class WorkflowInfo:
 class Trigger:
     """The ``trigger:`` section."""
 
-    kind: TriggerKind
+    kind: TriggerType
     http_path: str | None = None
     every_s: float | None = None
     cron: str | None = None
     """A five-field cron expression, evaluated in UTC."""
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The ``limits:`` section; ``None`` means no limit."""
-
-    deadline_s: float | None = None
-    budget_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,4 +132,4 @@ class Definition:
     trigger: Trigger
     limits: Limits
     output: Identifier
-    nodes: tuple[Node, ...]
+    nodes: tuple[NodeDefinition, ...]

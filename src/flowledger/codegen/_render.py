@@ -18,28 +18,25 @@ runtime's hooks: a template override cannot silently drop instrumentation.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import re
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any, Final
 
-from flowledger._exceptions import DefinitionError
+from flowledger._exceptions import GenerationError
 from flowledger._version import __version__
 from flowledger.codegen._literals import Code, Construct, literal
-from flowledger.codegen._model import Definition, EnvRef, Identifier, Node, OnError, TriggerKind
+from flowledger.codegen._model import Definition, EnvRef, Identifier, NodeDefinition, TriggerType
+from flowledger.workflow import DEFAULT_HTTP_METHOD, DEFAULT_ON_ERROR, Retry
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # jinja2 itself is imported lazily, below
     import jinja2
 
-__all__ = ["TEMPLATE_NAME", "GenerationError", "check_module", "render"]
+__all__ = ["TEMPLATE_NAME", "check_module", "render"]
 
 TEMPLATE_NAME: Final = "workflow.py.jinja"
 _IDENT: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
-
-
-class GenerationError(DefinitionError):
-    """Rendering failed, or the rendered module does not keep every node on the hooks."""
-
 
 # --- the view ---------------------------------------------------------------
 
@@ -50,13 +47,13 @@ def _value(value: Any) -> Any:
     return value
 
 
-def _node_fields(node: Node) -> list[tuple[str, Any]]:
+def _node_fields(node: NodeDefinition) -> list[tuple[str, Any]]:
     fields: list[tuple[str, Any]] = []
     if node.call is not None:
         fields.append(("call", Construct("fw.Call", (str(node.call.module), str(node.call.function)))))
     if node.http is not None:
         http_kwargs: list[tuple[str, Any]] = [("url", node.http.url)]
-        if node.http.method.value != "POST":
+        if node.http.method is not DEFAULT_HTTP_METHOD:
             http_kwargs.append(("method", node.http.method.value))
         if node.http.headers:
             http_kwargs.append(("headers", {name: _value(v) for name, v in node.http.headers}))
@@ -66,13 +63,7 @@ def _node_fields(node: Node) -> list[tuple[str, Any]]:
     if node.with_args:
         fields.append(("kwargs", {str(name): _value(v) for name, v in node.with_args}))
     if node.retry is not None:
-        r = node.retry
-        retry_kwargs = (
-            ("attempts", r.attempts),
-            ("backoff_s", r.backoff_s),
-            ("factor", r.factor),
-            ("max_backoff_s", r.max_backoff_s),
-        )
+        retry_kwargs = tuple((f.name, getattr(node.retry, f.name)) for f in dataclasses.fields(Retry))
         fields.append(("retry", Construct("fw.Retry", (), retry_kwargs)))
     if node.timeout_s is not None:
         fields.append(("timeout_s", node.timeout_s))
@@ -82,8 +73,8 @@ def _node_fields(node: Node) -> list[tuple[str, Any]]:
         fields.append(("map", Construct("fw.Map", (), (("max_concurrency", node.map.max_concurrency),))))
     if node.effect:
         fields.append(("effect", True))
-    if node.on_error is OnError.CONTINUE:
-        fields.append(("on_error", Code("fw.OnError.CONTINUE")))
+    if node.on_error is not DEFAULT_ON_ERROR:
+        fields.append(("on_error", Code(f"fw.OnError.{node.on_error.name}")))
     fields.append(("line", node.line))
     return fields
 
@@ -96,11 +87,11 @@ def _workflow_fields(definition: Definition) -> list[tuple[str, Any]]:
     if info.version is not None:
         fields.append(("version", info.version))
     trigger = definition.trigger
-    if trigger.kind is TriggerKind.HTTP:
+    if trigger.kind is TriggerType.HTTP:
         fields.append(("trigger", Construct("fw.HttpTrigger", (), (("path", trigger.http_path),))))
-    elif trigger.kind is TriggerKind.SCHEDULE and trigger.cron is not None:
+    elif trigger.kind is TriggerType.SCHEDULE and trigger.cron is not None:
         fields.append(("trigger", Construct("fw.Schedule", (), (("cron", trigger.cron),))))
-    elif trigger.kind is TriggerKind.SCHEDULE:
+    elif trigger.kind is TriggerType.SCHEDULE:
         fields.append(("trigger", Construct("fw.Schedule", (), (("every_s", trigger.every_s),))))
     limits = definition.limits
     limit_kwargs = tuple(
@@ -155,6 +146,7 @@ def environment(templates_dir: str | FsPath | None = None) -> jinja2.Environment
 
 @functools.lru_cache(maxsize=8)
 def _environment(templates_dir: str | None) -> jinja2.Environment:
+    # lazy: jinja2 is a heavy dependency of the codegen extra; every `flowledger` command imports this module
     import jinja2
 
     loaders: list[jinja2.BaseLoader] = []
@@ -178,10 +170,10 @@ def _environment(templates_dir: str | None) -> jinja2.Environment:
 
 def render(definition: Definition, *, templates_dir: str | FsPath | None = None) -> str:
     """The generated module's source for ``definition``; checked by :func:`check_module`."""
-    import jinja2
+    import jinja2  # lazy, as in _environment
 
     env = environment(templates_dir)
-    http_path = definition.trigger.http_path if definition.trigger.kind is TriggerKind.HTTP else None
+    http_path = definition.trigger.http_path if definition.trigger.kind is TriggerType.HTTP else None
     context = {
         "definition": definition,
         "workflow": definition.workflow,

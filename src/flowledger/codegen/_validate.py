@@ -27,16 +27,25 @@ from flowledger.codegen._model import (
     Identifier,
     JsonValue,
     Limits,
-    MapSpec,
-    Node,
+    Map,
+    NodeDefinition,
     OnError,
-    RetryPolicy,
+    Retry,
     Trigger,
-    TriggerKind,
+    TriggerType,
     WithValue,
     WorkflowInfo,
 )
 from flowledger.codegen._problems import Path, Problems, did_you_mean
+from flowledger.workflow import (
+    DEFAULT_BACKOFF_FACTOR,
+    DEFAULT_BACKOFF_S,
+    DEFAULT_EFFECT,
+    DEFAULT_HTTP_METHOD,
+    DEFAULT_MAP_CONCURRENCY,
+    DEFAULT_MAX_BACKOFF_S,
+    DEFAULT_ON_ERROR,
+)
 
 __all__ = ["validate"]
 
@@ -49,11 +58,6 @@ MAX_ID_LENGTH: Final = 64
 MAX_WORKFLOW_ID_LENGTH: Final = 128
 MAX_TEXT_LENGTH: Final = 1024
 MAX_JSON_DEPTH: Final = 32
-
-DEFAULT_BACKOFF_S: Final = 0.0
-DEFAULT_BACKOFF_FACTOR: Final = 2.0
-DEFAULT_MAX_BACKOFF_S: Final = 30.0
-DEFAULT_MAP_CONCURRENCY: Final = 8
 
 TOP_KEYS: Final = ("flowledger", "workflow", "trigger", "limits", "output", "nodes")
 WORKFLOW_KEYS: Final = ("id", "name", "version")
@@ -257,7 +261,7 @@ class _Validator:
                     f"this flowledger reads `flowledger: {FORMAT_VERSION}`",
                 )
         workflow = self.workflow(top.get("workflow"), ("workflow",)) if "workflow" in top else None
-        trigger = self.trigger(top["trigger"], ("trigger",)) if "trigger" in top else Trigger(TriggerKind.MANUAL)
+        trigger = self.trigger(top["trigger"], ("trigger",)) if "trigger" in top else Trigger(TriggerType.MANUAL)
         limits = self.limits(top["limits"], ("limits",)) if "limits" in top else Limits()
         nodes = self.nodes(top["nodes"], ("nodes",)) if "nodes" in top else []
         output = self.output(top.get("output"), nodes)
@@ -299,14 +303,14 @@ class _Validator:
         section = self.mapping(value, path, TRIGGER_KEYS, required=("type",))
         if section is None or "type" not in section:
             return None
-        kind_text = self.enum_value(section["type"], (*path, "type"), [k.value for k in TriggerKind])
+        kind_text = self.enum_value(section["type"], (*path, "type"), [k.value for k in TriggerType])
         if kind_text is None:
             return None
-        kind = TriggerKind(kind_text)
+        kind = TriggerType(kind_text)
         for other in ("http", "schedule"):
             if other in section and other != kind.value:
                 self.at_key((*path, other), f"`{other}` settings only apply to `type: {other}`; remove them")
-        if kind is TriggerKind.HTTP:
+        if kind is TriggerType.HTTP:
             if "http" not in section:
                 self.at(path, "an http trigger needs `http: {path: /some/path}`")
                 return None
@@ -323,7 +327,7 @@ class _Validator:
                 )
                 return None
             return Trigger(kind, http_path=route)
-        if kind is TriggerKind.SCHEDULE:
+        if kind is TriggerType.SCHEDULE:
             if "schedule" not in section:
                 self.at(path, "a schedule trigger needs `schedule: {every_s: SECONDS}` or `schedule: {cron: EXPR}`")
                 return None
@@ -345,7 +349,7 @@ class _Validator:
         text = self.text(value, path, max_length=256)
         if text is None:
             return None
-        try:
+        try:  # lazy: cronsim is an optional dependency (the codegen extra) that only cron schedules need
             from cronsim import CronSim, CronSimError
         except ImportError:  # pragma: no cover - cronsim ships with the codegen extra
             self.at(path, "cron schedules need the cronsim package: pip install 'flowledger[codegen]'")
@@ -374,12 +378,12 @@ class _Validator:
 
     # --- nodes -------------------------------------------------------------
 
-    def nodes(self, value: Any, path: Path) -> list[Node]:
+    def nodes(self, value: Any, path: Path) -> list[NodeDefinition]:
         if not isinstance(value, list) or not value:
             found = "an empty list" if value == [] else _type_name(value)
             self.at(path, f"expected a non-empty list of nodes, found {found}")
             return []
-        nodes: list[Node] = []
+        nodes: list[NodeDefinition] = []
         seen: dict[str, int] = {}
         for index, item in enumerate(value):
             node = self.node(item, (*path, index), index)
@@ -396,7 +400,7 @@ class _Validator:
         self.check_needs(nodes, path)
         return nodes
 
-    def node(self, value: Any, path: Path, index: int) -> Node | None:
+    def node(self, value: Any, path: Path, index: int) -> NodeDefinition | None:
         section = self.mapping(value, path, NODE_KEYS, required=("id",))
         if section is None:
             return None
@@ -420,14 +424,14 @@ class _Validator:
             timeout_s = self.number(section["timeout_s"], (*path, "timeout_s"), minimum=0, exclusive=True)
         when = self.call_target(section["when"], (*path, "when")) if "when" in section else None
         map_spec = self.map_spec(section["map"], (*path, "map")) if "map" in section else None
-        effect = bool(self.boolean(section["effect"], (*path, "effect"))) if "effect" in section else False
-        on_error = OnError.FAIL
+        effect = bool(self.boolean(section["effect"], (*path, "effect"))) if "effect" in section else DEFAULT_EFFECT
+        on_error = DEFAULT_ON_ERROR
         if "on_error" in section:
             text = self.enum_value(section["on_error"], (*path, "on_error"), [e.value for e in OnError])
-            on_error = OnError(text) if text else OnError.FAIL
+            on_error = OnError(text) if text else DEFAULT_ON_ERROR
         if node_id is None:
             return None
-        return Node(
+        return NodeDefinition(
             id=node_id,
             index=index,
             line=self.doc.value_mark(path)[0],
@@ -492,7 +496,7 @@ class _Validator:
             out.append((Identifier(name), env if env is not None else self.json_value(item, (*path, name))))
         return tuple(out)
 
-    def retry(self, value: Any, path: Path) -> RetryPolicy | None:
+    def retry(self, value: Any, path: Path) -> Retry | None:
         section = self.mapping(value, path, RETRY_KEYS, required=("attempts",))
         if section is None or "attempts" not in section:
             return None
@@ -510,22 +514,22 @@ class _Validator:
             )
         if attempts is None:
             return None
-        return RetryPolicy(attempts=attempts, backoff_s=backoff, factor=factor, max_backoff_s=max_backoff)
+        return Retry(attempts=attempts, backoff_s=backoff, factor=factor, max_backoff_s=max_backoff)
 
-    def map_spec(self, value: Any, path: Path) -> MapSpec | None:
+    def map_spec(self, value: Any, path: Path) -> Map | None:
         section = self.mapping(value, path, MAP_KEYS)
         if section is None:
             return None
         limit = DEFAULT_MAP_CONCURRENCY
         if "max_concurrency" in section:
             limit = self.integer(section["max_concurrency"], (*path, "max_concurrency"), minimum=1) or 1
-        return MapSpec(max_concurrency=limit)
+        return Map(max_concurrency=limit)
 
     def http(self, value: Any, path: Path) -> HttpSpec | None:
         section = self.mapping(value, path, HTTP_KEYS, required=("url",))
         if section is None or "url" not in section:
             return None
-        method = HttpMethod.POST
+        method = DEFAULT_HTTP_METHOD
         if "method" in section:
             raw = section["method"]
             text = self.enum_value(
@@ -569,7 +573,7 @@ class _Validator:
 
     # --- the graph ---------------------------------------------------------
 
-    def check_needs(self, nodes: list[Node], path: Path) -> None:
+    def check_needs(self, nodes: list[NodeDefinition], path: Path) -> None:
         ids = [n.id for n in nodes]
         known = set(ids)
         for node in nodes:
@@ -588,7 +592,7 @@ class _Validator:
             where = (*path, first.index, "needs", first.needs.index(Identifier(cycle[1])))
             self.at(where, f"the needs form a cycle: {' -> '.join(cycle)}; remove one of these needs")
 
-    def output(self, value: Any, nodes: list[Node]) -> Identifier | None:
+    def output(self, value: Any, nodes: list[NodeDefinition]) -> Identifier | None:
         if not nodes:
             return None
         ids = [n.id for n in nodes]

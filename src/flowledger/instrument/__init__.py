@@ -1,15 +1,20 @@
-"""The runtime SDK: run and node hooks, capture, sender, spool, OTel bridge."""
+"""The runtime SDK: run and node hooks, context, capture, config, cost, OTel bridge.
+
+Events leave the process through :mod:`flowledger.instrument.delivery`
+(sender, spool, backoff, span export). The runtime of generated workflows
+builds on these hooks in :mod:`flowledger.workflow`.
+"""
 
 from __future__ import annotations
 
 from flowledger.instrument._config import Settings
-from flowledger.instrument._context import ContextThreadPoolExecutor, current_node, current_run, in_context
+from flowledger.instrument._context import ContextThreadPoolExecutor, in_context
 from flowledger.instrument._decorator import node
-from flowledger.instrument._node import Location, NodeAttempt, attempt, cost, record_skip
+from flowledger.instrument._node import Location, NodeAttempt, attempt, cost, current_node, record_skip
 from flowledger.instrument._otel import inject, traceparent
 from flowledger.instrument._pipeline import configure, flush, shutdown, stats
-from flowledger.instrument._run import Run, run
-from flowledger.instrument._sink import EventSink
+from flowledger.instrument._run import Run, current_run, run
+from flowledger.instrument.delivery._sink import EventSink
 
 __all__ = [
     "ContextThreadPoolExecutor",

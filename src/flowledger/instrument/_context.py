@@ -1,9 +1,11 @@
-"""Which run and which node attempt the running code belongs to.
+"""Carrying the caller's context (its run, node attempt and OTel span) into threads.
 
-Both live in context variables, so asyncio tasks inherit them when they are
-created and ``asyncio.to_thread`` carries them into its thread. Plain
-threads and thread pools do not copy context on their own: wrap the callable
-with :func:`in_context` (or use :class:`ContextThreadPoolExecutor`).
+The current run (``_run.current_run``) and node attempt
+(``_node.current_node``) live in context variables, so asyncio tasks inherit
+them when they are created and ``asyncio.to_thread`` carries them into its
+thread. Plain threads and thread pools do not copy context on their own:
+wrap the callable with :func:`in_context` (or use
+:class:`ContextThreadPoolExecutor`).
 """
 
 from __future__ import annotations
@@ -12,29 +14,12 @@ import contextvars
 import functools
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-if TYPE_CHECKING:
-    from flowledger.instrument._node import NodeAttempt
-    from flowledger.instrument._run import Run
-
-__all__ = ["ContextThreadPoolExecutor", "current_node", "current_run", "in_context"]
+__all__ = ["ContextThreadPoolExecutor", "in_context"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-_current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar("flowledger_run", default=None)
-_current_node: contextvars.ContextVar[NodeAttempt | None] = contextvars.ContextVar("flowledger_node", default=None)
-
-
-def current_run() -> Run | None:
-    """The run the calling code is part of, or None."""
-    return _current_run.get()
-
-
-def current_node() -> NodeAttempt | None:
-    """The node attempt the calling code is part of, or None."""
-    return _current_node.get()
 
 
 def in_context(fn: Callable[P, R]) -> Callable[P, R]:

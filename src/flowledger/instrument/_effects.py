@@ -23,8 +23,6 @@ from flowledger.instrument._capture import RawJSON, to_jsonable
 
 __all__ = ["IdempotencyGuard", "idempotency_key"]
 
-_MISSING = object()
-
 
 def idempotency_key(workflow_id: str, node_id: str, input_value: Any) -> str:
     """sha256 of canonical JSON of ``{"input", "node_id", "workflow_id"}``."""

@@ -17,18 +17,29 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
-if TYPE_CHECKING:
-    from flowledger.instrument._node import NodeAttempt
-    from flowledger.instrument._run import Run
+__all__ = ["Announced", "Beating", "register", "unregister", "unwatch_node", "watch_node"]
 
-__all__ = ["register", "unregister", "unwatch_node", "watch_node"]
+
+class Beating(Protocol):
+    """What the timer sends heartbeats for (a ``Run``)."""
+
+    def heartbeat(self) -> None:
+        """Tell the receiver the run is alive."""
+
+
+class Announced(Protocol):
+    """What the timer announces late (a ``NodeAttempt``)."""
+
+    def announce(self) -> None:
+        """Emit the attempt's ``node_started``."""
+
 
 _IDLE_WAKE_S: Final = 60.0
 _lock = threading.Lock()
-_runs: dict[int, tuple[Run, float, float]] = {}  # id -> (run, interval_s, next_due)
-_nodes: dict[int, tuple[NodeAttempt, float]] = {}  # id -> (attempt, due); insertion order = due order
+_runs: dict[int, tuple[Beating, float, float]] = {}  # id -> (run, interval_s, next_due)
+_nodes: dict[int, tuple[Announced, float]] = {}  # id -> (attempt, due); insertion order = due order
 _wake = threading.Event()
 _thread: threading.Thread | None = None
 _next_wake = 0.0
@@ -41,7 +52,7 @@ def _ensure_thread() -> None:
         _thread.start()
 
 
-def register(run: Run, interval_s: float) -> None:
+def register(run: Beating, interval_s: float) -> None:
     """Send heartbeats for ``run`` every ``interval_s`` until it is unregistered."""
     due = time.monotonic() + interval_s
     with _lock:
@@ -51,12 +62,12 @@ def register(run: Run, interval_s: float) -> None:
         _wake.set()
 
 
-def unregister(run: Run) -> None:
+def unregister(run: Beating) -> None:
     with _lock:
         _runs.pop(id(run), None)
 
 
-def watch_node(attempt: NodeAttempt, delay_s: float) -> None:
+def watch_node(attempt: Announced, delay_s: float) -> None:
     """Announce ``attempt`` (its ``node_started``) if it still runs after ``delay_s``."""
     due = time.monotonic() + delay_s
     with _lock:
@@ -67,7 +78,7 @@ def watch_node(attempt: NodeAttempt, delay_s: float) -> None:
         _wake.set()
 
 
-def unwatch_node(attempt: NodeAttempt) -> bool:
+def unwatch_node(attempt: Announced) -> bool:
     """Stop watching ``attempt``; True when it was never announced."""
     with _lock:
         return _nodes.pop(id(attempt), None) is not None
@@ -77,8 +88,8 @@ def _loop() -> None:
     global _next_wake
     while True:
         now = time.monotonic()
-        beats: list[Run] = []
-        announce: list[NodeAttempt] = []
+        beats: list[Beating] = []
+        announce: list[Announced] = []
         with _lock:
             next_wake = now + _IDLE_WAKE_S
             for key, (run, interval_s, next_due) in list(_runs.items()):

@@ -16,6 +16,7 @@ starts.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import time
@@ -26,26 +27,75 @@ from types import TracebackType
 from typing import Any, Final
 
 from flowledger._wire import EventKind, NodeStatus, format_ts
-from flowledger.instrument import _context, _heartbeat
+from flowledger.instrument import _heartbeat
 from flowledger.instrument._capture import RawJSON, capture
 from flowledger.instrument._cost import Cost
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
 from flowledger.instrument._otel import SpanScope
 from flowledger.instrument._pipeline import pipeline
-from flowledger.instrument._run import Run, error_record
+from flowledger.instrument._run import Run, current_run, error_record
 
-__all__ = ["Location", "NodeAttempt", "attempt", "cost", "record_skip"]
+__all__ = ["Location", "NodeAttempt", "attempt", "cost", "current_node", "node_record", "record_skip"]
 
 
 _SKIP_SIZE: Final = 256
 """Bytes a skip record adds besides its reason (an estimate for the queue's byte bound)."""
-_FINISHED_SIZE: Final = 256
+_NODE_FINISHED_SIZE: Final = 256
 """Bytes a ``node_finished`` record takes besides its payloads (an estimate)."""
+
+
+_current_node: contextvars.ContextVar[NodeAttempt | None] = contextvars.ContextVar("flowledger_node", default=None)
+
+
+def current_node() -> NodeAttempt | None:
+    """The node attempt the calling code is part of, or None.
+
+    An attempt is current only inside its own run: code in a run opened
+    within the attempt is not part of the attempt.
+    """
+    node_attempt = _current_node.get()
+    if node_attempt is None or node_attempt.run is None or node_attempt.run is not current_run():
+        return None
+    return node_attempt
 
 
 def _policy_limit(run: Run) -> int | None:
     p = run._pipeline
     return p.policy.limit_bytes if p is not None else None
+
+
+def node_record(
+    run: Run,
+    node_id: str,
+    span: SpanScope | None,
+    *,
+    attempt: int,
+    item: int | None = None,
+    location: Location | None = None,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    """The fields every node record (``node_started``, ``node_finished``, a skip) carries.
+
+    The one place that says which node attempt a record is about; a field
+    that every node record gains is added here.
+    """
+    data: dict[str, Any] = {
+        "node_id": node_id,
+        "span_id": span.span_id if span is not None else "",
+        "parent_span_id": span.parent_span_id if span is not None else None,
+        "trace_id": span.trace_id if span is not None else None,
+        "attempt": attempt,
+    }
+    if item is not None:
+        data["item"] = item
+    if idempotency_key is not None:
+        data["effect"] = True
+        data["idempotency_key"] = idempotency_key
+    if location is not None:
+        data["location"] = location.as_dict()
+    if run.definition_sha256 is not None:
+        data["definition_sha256"] = run.definition_sha256
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +237,7 @@ class NodeAttempt:
     # --- context manager ---------------------------------------------------------
 
     def __enter__(self) -> NodeAttempt:
-        run = _context._current_run.get()
+        run = current_run()
         if run is None:
             p = pipeline()
             if p.disabled:
@@ -224,24 +274,10 @@ class NodeAttempt:
         self._span = SpanScope(self.node_id, None, lambda: self._span_attributes(run), run.tracer)
         self.span_id = self._span.span_id
         self._started_ts = format_ts(time.time_ns())
-        data: dict[str, Any] = {
-            "node_id": self.node_id,
-            "span_id": self.span_id,
-            "parent_span_id": self._span.parent_span_id,
-            "trace_id": self._span.trace_id,
-            "attempt": self.attempt,
-        }
-        size = 192
-        if self.item is not None:
-            data["item"] = self.item
         if self.effect:
-            data["effect"] = True
             self.idempotency_key = idempotency_key(run.workflow_id, self.node_id, self.input)
-            data["idempotency_key"] = self.idempotency_key
-        if self.location is not None:
-            data["location"] = self.location.as_dict()
-        if run.definition_sha256 is not None:
-            data["definition_sha256"] = run.definition_sha256
+        data = self._record(run)
+        size = 192
         if self.attributes:
             data["attributes"] = capture(self.attributes, p.policy)[0]
         if self.capture_input and p.settings.capture:
@@ -254,8 +290,19 @@ class NodeAttempt:
         else:
             self.announce()
         self._span.enter()
-        self._node_token = _context._current_node.set(self)
+        self._node_token = _current_node.set(self)
         self._t0 = time.perf_counter()
+
+    def _record(self, run: Run) -> dict[str, Any]:
+        return node_record(
+            run,
+            self.node_id,
+            self._span,
+            attempt=self.attempt,
+            item=self.item,
+            location=self.location,
+            idempotency_key=self.idempotency_key if self.effect else None,
+        )
 
     def announce(self) -> None:
         """Emit this attempt's ``node_started`` (now, or late from the timer thread)."""
@@ -268,22 +315,16 @@ class NodeAttempt:
     def _end(self, run: Run, exc: BaseException | None) -> None:
         duration_ms = (time.perf_counter() - self._t0) * 1000.0
         failed = exc is not None and not (isinstance(exc, SystemExit) and exc.code in (None, 0))
-        data: dict[str, Any] = {
-            "node_id": self.node_id,
-            "span_id": self.span_id,
-            "parent_span_id": self._span.parent_span_id if self._span else None,
-            "trace_id": self._span.trace_id if self._span else None,
-            "attempt": self.attempt,
-            "started_at": self._started_ts,
-            "duration_ms": round(duration_ms, 3),
-            "status": (NodeStatus.FAILED if failed else NodeStatus.SUCCEEDED).value,
-        }
-        size = _FINISHED_SIZE
+        data = self._record(run)
+        data["started_at"] = self._started_ts
+        data["duration_ms"] = round(duration_ms, 3)
+        data["status"] = (NodeStatus.FAILED if failed else NodeStatus.SUCCEEDED).value
+        size = _NODE_FINISHED_SIZE
         try:
             if self._node_token is not None:
                 token, self._node_token = self._node_token, None
                 try:
-                    _context._current_node.reset(token)
+                    _current_node.reset(token)
                 except ValueError:  # left in another context than it entered
                     pass
             size += self._describe(run, data, exc if failed else None)
@@ -308,15 +349,6 @@ class NodeAttempt:
             for name in ("input", "attributes"):
                 if name in started_data:
                     data[name] = started_data[name]
-        if self.item is not None:
-            data["item"] = self.item
-        if self.effect:
-            data["effect"] = True
-            data["idempotency_key"] = self.idempotency_key
-        if self.location is not None:
-            data["location"] = self.location.as_dict()
-        if run.definition_sha256 is not None:
-            data["definition_sha256"] = run.definition_sha256
         if self.cost:
             data["cost"] = self.cost.as_dict()
         if self._simulated:
@@ -401,28 +433,16 @@ attempt = NodeAttempt
 
 def record_skip(node_id: str, reason: str, *, item: int | None = None, location: Location | None = None) -> None:
     """Record that ``node_id`` was skipped, and why (a ``node_finished`` with status ``skipped``)."""
-    run = _context._current_run.get()
+    run = current_run()
     if run is None or not run.active:
         return
     try:
         scope = SpanScope(node_id, tracer=run.tracer)
-        data: dict[str, Any] = {
-            "node_id": node_id,
-            "span_id": scope.span_id,
-            "parent_span_id": scope.parent_span_id,
-            "trace_id": scope.trace_id,
-            "attempt": 1,
-            "status": NodeStatus.SKIPPED.value,
-            "skip_reason": reason,
-            "started_at": format_ts(time.time_ns()),
-            "duration_ms": 0.0,
-        }
-        if item is not None:
-            data["item"] = item
-        if location is not None:
-            data["location"] = location.as_dict()
-        if run.definition_sha256 is not None:
-            data["definition_sha256"] = run.definition_sha256
+        data = node_record(run, node_id, scope, attempt=1, item=item, location=location)
+        data["status"] = NodeStatus.SKIPPED.value
+        data["skip_reason"] = reason
+        data["started_at"] = format_ts(time.time_ns())
+        data["duration_ms"] = 0.0
         if scope.real:
             data["otel_exported"] = True
         run.emit(EventKind.NODE_FINISHED, data, _SKIP_SIZE + len(reason))
@@ -435,8 +455,8 @@ def record_skip(node_id: str, reason: str, *, item: int | None = None, location:
 def cost(*, tokens: int = 0, tool_calls: int = 0, external_requests: int = 0, usd: float = 0.0) -> None:
     """Add cost to the current node and its run (does nothing outside a run)."""
     try:
-        node_attempt = _context._current_node.get()
-        run = _context._current_run.get()
+        node_attempt = current_node()
+        run = current_run()
         if node_attempt is not None:
             node_attempt.cost.add(tokens=tokens, tool_calls=tool_calls, external_requests=external_requests, usd=usd)
         if run is not None:

@@ -23,7 +23,7 @@ from typing import Any, Final
 from flowledger._wire import WIRE_VERSION, EventKind, format_ts, new_event_id
 from flowledger.instrument._capture import CapturePolicy
 from flowledger.instrument._config import Settings, settings_from_env
-from flowledger.instrument._sink import EventSink
+from flowledger.instrument.delivery._sink import EventSink
 
 __all__ = ["Pipeline", "configure", "flush", "pipeline", "shutdown", "stats"]
 
@@ -65,7 +65,8 @@ class Pipeline:
     def _ensure_sender(self) -> EventSink | None:
         if self._sender is None and not self._closed:
             try:
-                from flowledger.instrument._sender import Sender
+                # lazy: the sender brings httpx, which ``import flowledger`` must not pay for
+                from flowledger.instrument.delivery._sender import Sender
 
                 self._sender = Sender(self.settings, export_spans=self.settings.export_spans)
             except Exception as exc:

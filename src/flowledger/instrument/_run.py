@@ -10,6 +10,7 @@ the workflow goes on.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import time
 import traceback
@@ -20,21 +21,23 @@ from typing import Any, Final
 from opentelemetry.trace import Tracer
 
 from flowledger._exceptions import RunAborted
-from flowledger._wire import AbortReason, EventKind, RunStatus, TriggerType, format_ts
-from flowledger.instrument import _context, _heartbeat
+from flowledger._wire import AbortReason, EventKind, RunStatus, TriggerType, format_ts, new_event_id
+from flowledger.instrument import _heartbeat
 from flowledger.instrument._capture import capture, safe_str
 from flowledger.instrument._cost import Cost
 from flowledger.instrument._otel import SpanScope, app_tracer, context_from_traceparent
 from flowledger.instrument._pipeline import Pipeline, pipeline
 
-__all__ = ["Run", "error_record", "run"]
+__all__ = ["Run", "current_run", "error_record", "run"]
 
 MAX_STACK_CHARS: Final = 16_384
 """The end of a stack trace that is kept (the innermost frames)."""
 DEFAULT_MESSAGE_CHARS: Final = 4096
 """How much of an error message is kept when no capture limit applies."""
-_FINISHED_SIZE: Final = 512
+_RUN_FINISHED_SIZE: Final = 512
 """Bytes a ``run_finished`` record takes besides its payloads (an estimate)."""
+
+_current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar("flowledger_run", default=None)
 
 
 def error_record(exc: BaseException, *, stack: bool = True, limit_chars: int | None = None) -> dict[str, Any]:
@@ -58,6 +61,11 @@ def error_record(exc: BaseException, *, stack: bool = True, limit_chars: int | N
             text = "".join(traceback.format_tb(exc.__traceback__)) + f"{name}: {message}\n"
         record["stack"] = text[-MAX_STACK_CHARS:]
     return record
+
+
+def current_run() -> Run | None:
+    """The run the calling code is part of, or None."""
+    return _current_run.get()
 
 
 class Run:
@@ -106,7 +114,7 @@ class Run:
         self._pipeline: Pipeline | None = None
         self._seq = itertools.count()
         self._span: SpanScope | None = None
-        self._tokens: tuple[Any, Any] | None = None
+        self._token: contextvars.Token[Run | None] | None = None
         self._started_ns = 0
         self._t0 = 0.0
         self._deadline_at: float | None = None
@@ -197,8 +205,6 @@ class Run:
         if p.disabled:
             return
         try:
-            from flowledger._wire import new_event_id
-
             self._pipeline = p
             self.run_id = new_event_id()
             parent = context_from_traceparent(self.traceparent)
@@ -230,7 +236,7 @@ class Run:
             self.active = True
             self.emit(EventKind.RUN_STARTED, data, size)
             self._span.enter()
-            self._tokens = (_context._current_run.set(self), _context._current_node.set(None))
+            self._token = _current_run.set(self)  # a node attempt of an outer run is no longer current
             _heartbeat.register(self, p.settings.heartbeat_interval_s)
         except Exception as exc:
             p.internal_error("run_start", exc)
@@ -278,15 +284,13 @@ class Run:
             "span_id": self.span_id,
             "parent_span_id": self._span.parent_span_id if self._span else None,
         }
-        size = _FINISHED_SIZE
+        size = _RUN_FINISHED_SIZE
         try:
             _heartbeat.unregister(self)
-            if self._tokens is not None:
-                run_token, node_token = self._tokens
-                self._tokens = None
+            if self._token is not None:
+                token, self._token = self._token, None
                 try:
-                    _context._current_node.reset(node_token)
-                    _context._current_run.reset(run_token)
+                    _current_run.reset(token)
                 except ValueError:  # left in another context than it entered
                     pass
             status, data["error"] = self._outcome(exc)

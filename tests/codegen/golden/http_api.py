@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from flowledger.instrument import _workflow as fw
-from flowledger.instrument._triggers import http_app, main
+from flowledger import workflow as fw
+from flowledger.workflow import http_app, main
 
 GENERATOR_VERSION = "0.1.0"
 DEFINITION_FILE = "http_api.json"

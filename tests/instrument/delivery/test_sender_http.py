@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from flowledger.instrument._sender import Sender
-from tests.instrument._sender_support import (
+from flowledger.instrument.delivery._sender import Sender
+from tests.instrument.delivery._sender_support import (
     CLOSE,
     HANG,
     RecordingSender,

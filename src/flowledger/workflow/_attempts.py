@@ -9,18 +9,41 @@ attempt is cut at ``timeout_s`` (NodeTimeout) or at the deadline
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from flowledger._exceptions import NodeTimeout, RunAborted
 from flowledger._wire import AbortReason
+from flowledger.instrument import NodeAttempt, Run
+from flowledger.workflow._spec import Node, Phase
 
-if TYPE_CHECKING:
-    from flowledger.instrument._workflow import Execution, Node
-
-__all__ = ["run_attempts"]
+__all__ = ["AttemptHost", "run_attempts"]
 
 
-async def run_attempts(execution: Execution, node: Node, value: Any, item: int | None) -> Any:
+class AttemptHost(Protocol):
+    """What attempting a node needs from the run executing it (``Execution`` is one)."""
+
+    @property
+    def run(self) -> Run:
+        """The run's recorder: its deadline, and where an abort is recorded."""
+        ...
+
+    @property
+    def dry_run(self) -> bool:
+        """True when effect nodes are simulated."""
+        ...
+
+    def attempt(
+        self, node: Node, value: Any, number: int, item: int | None, *, phase: Phase = Phase.CALL
+    ) -> NodeAttempt:
+        """The SDK hook recording one attempt of ``node``."""
+        ...
+
+    async def invoke(self, node: Node, value: Any, hook: NodeAttempt) -> Any:
+        """Do the node's work once."""
+        ...
+
+
+async def run_attempts(execution: AttemptHost, node: Node, value: Any, item: int | None) -> Any:
     """Attempt ``node`` on ``value`` until one attempt succeeds or its retries are spent."""
     policy = node.retry
     number = 1
@@ -41,7 +64,7 @@ async def run_attempts(execution: Execution, node: Node, value: Any, item: int |
         number += 1
 
 
-async def _one_attempt(execution: Execution, node: Node, value: Any, number: int, item: int | None) -> Any:
+async def _one_attempt(execution: AttemptHost, node: Node, value: Any, number: int, item: int | None) -> Any:
     with execution.attempt(node, value, number, item) as hook:
         if node.effect and execution.dry_run:
             hook.simulate()

@@ -6,7 +6,7 @@ behaviours, one per request, then answers normally: a status code (with
 headers), ``HANG`` (read the request, answer nothing until released),
 ``CLOSE`` (read the headers, then close the connection without answering).
 
-Run as ``python -m tests.instrument._sender_support COMMAND ...`` it is the
+Run as ``python -m tests.instrument.delivery._sender_support COMMAND ...`` it is the
 child process of the subprocess tests (see :func:`child_main`).
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
-from google.protobuf import json_format
+from google.protobuf import json_format  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -38,9 +38,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from flowledger._wire import format_ts, new_event_id
 from flowledger.instrument._config import Settings
-from flowledger.instrument._sender import Sender
+from flowledger.instrument.delivery._sender import Sender
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+REPO_ROOT: Final = Path(__file__).resolve().parents[3]
 HANG: Final = "hang"
 CLOSE: Final = "close"
 HANG_LIMIT_S: Final = 30.0
@@ -361,7 +361,7 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def child_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tests.instrument._sender_support", *args]
+    return [sys.executable, "-m", "tests.instrument.delivery._sender_support", *args]
 
 
 # --- child processes -----------------------------------------------------------------

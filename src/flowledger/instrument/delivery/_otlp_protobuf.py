@@ -4,7 +4,7 @@ The OpenTelemetry specification makes ``http/protobuf`` the default OTLP
 protocol, and some backends accept nothing else (Arize Phoenix answers 415
 to JSON). The SDK only depends on ``httpx`` and ``opentelemetry-api``, so
 this module writes the protobuf wire format itself for the one message it
-sends: the ``ExportTraceServiceRequest`` that :func:`~flowledger.instrument._otlp.export_request`
+sends: the ``ExportTraceServiceRequest`` that :func:`~flowledger.instrument.delivery._otlp_spans.export_request`
 builds in its OTLP JSON form. Field numbers follow
 ``opentelemetry/proto/{collector/trace,trace,common,resource}/v1/*.proto``;
 the tests decode the output with the official classes and compare it with

@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowledger._exceptions import WorkflowFailed
-from flowledger.instrument._workflow import Call, Node, OnError, Workflow, execute
 from flowledger.testing import capture_events
+from flowledger.workflow import Call, Node, OnError, Workflow, execute
 
-OK = Call("tests.codegen.nodes", "echo")
-BAD = Call("tests.codegen.nodes", "boom")
+OK = Call("tests.workflow.nodes", "echo")
+BAD = Call("tests.workflow.nodes", "boom")
 
 
 @st.composite

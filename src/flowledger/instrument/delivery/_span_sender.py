@@ -26,9 +26,9 @@ import httpx
 from opentelemetry import context as otel_context
 
 from flowledger.instrument._config import Settings
-from flowledger.instrument._http import gzip_body, make_client, untraced
-from flowledger.instrument._otlp import export_request
-from flowledger.instrument._otlp_proto import OtlpProtocol, encode_export, protocol_from_env, rejected_spans
+from flowledger.instrument.delivery._otlp_protobuf import OtlpProtocol, encode_export, protocol_from_env, rejected_spans
+from flowledger.instrument.delivery._otlp_spans import export_request
+from flowledger.instrument.delivery._transport import gzip_body, make_client, untraced
 
 __all__ = ["SpanSender", "span_protocol"]
 

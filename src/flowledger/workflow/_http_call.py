@@ -14,34 +14,21 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from flowledger._exceptions import RuntimeFailure
-from flowledger.instrument._workflow import Env
+from flowledger._exceptions import HttpNodeError
+from flowledger.instrument import NodeAttempt, Run, cost, traceparent
+from flowledger.workflow._spec import Env, Http, HttpMethod
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # httpx is imported by the run's client, on the first http node (see Execution.http_client)
     import httpx
 
-    from flowledger.instrument._node import NodeAttempt
-    from flowledger.instrument._run import Run
-    from flowledger.instrument._workflow import Http
-
-__all__ = ["HttpNodeError", "send"]
+__all__ = ["DEFAULT_HTTP_TIMEOUT_S", "send"]
 
 DEFAULT_HTTP_TIMEOUT_S: Final = 30.0
 ERROR_BODY_PREVIEW_CHARS: Final = 300
-_BODYLESS: Final = frozenset({"GET", "DELETE"})
-
-
-class HttpNodeError(RuntimeFailure):
-    """An http node's request was answered with a status outside 2xx."""
-
-    def __init__(self, message: str, *, status_code: int) -> None:
-        self.status_code = status_code
-        super().__init__(message)
+_BODYLESS: Final = frozenset({HttpMethod.GET.value, HttpMethod.DELETE.value})
 
 
 def _traceparent(hook: NodeAttempt, recorder: Run) -> str | None:
-    from flowledger.instrument._otel import traceparent
-
     current = traceparent()
     if current:
         return current
@@ -58,8 +45,7 @@ async def send(
     ``client`` returns the run's HTTP client; it is asked for only once the
     headers (and their environment variables) are known to be usable.
     """
-    from flowledger.instrument._node import cost
-
+    method = str(spec.method)
     headers = {
         name: item.read(node_id, f"http.headers.{name}") if isinstance(item, Env) else item
         for name, item in spec.headers.items()
@@ -67,21 +53,19 @@ async def send(
     parent = _traceparent(hook, recorder)
     if parent:
         headers["traceparent"] = parent
-    body = None if spec.method in _BODYLESS else json.dumps(value, default=str).encode()
+    body = None if method in _BODYLESS else json.dumps(value, default=str).encode()
     if body is not None:
         headers.setdefault("content-type", "application/json")
     # on the attempt's record and its span (OTel HTTP semantic conventions)
-    hook.set_attribute("http.request.method", spec.method)
+    hook.set_attribute("http.request.method", method)
     hook.set_attribute("url.full", spec.url)
-    response = await client().request(
-        spec.method, spec.url, content=body, headers=headers, timeout=DEFAULT_HTTP_TIMEOUT_S
-    )
+    response = await client().request(method, spec.url, content=body, headers=headers, timeout=DEFAULT_HTTP_TIMEOUT_S)
     cost(external_requests=1)
     hook.set_attribute("http.response.status_code", response.status_code)
     if not response.is_success:
         preview = response.text[:ERROR_BODY_PREVIEW_CHARS]
         raise HttpNodeError(
-            f"{spec.method} {spec.url} answered {response.status_code} {response.reason_phrase}: {preview}",
+            f"{method} {spec.url} answered {response.status_code} {response.reason_phrase}: {preview}",
             status_code=response.status_code,
         )
     if not response.content:

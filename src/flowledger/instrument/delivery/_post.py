@@ -24,11 +24,11 @@ from typing import Any, ClassVar
 
 import httpx
 
-from flowledger.instrument._backoff import Outage, RetryBudget
 from flowledger.instrument._config import Settings
-from flowledger.instrument._counters import Counters, DropReason
-from flowledger.instrument._http import gzip_body, make_client, parse_retry_after
-from flowledger.instrument._spool import Spool, SpoolResult, encode_batch
+from flowledger.instrument.delivery._backoff import Outage, RetryBudget
+from flowledger.instrument.delivery._counters import Counters, DropReason
+from flowledger.instrument.delivery._spool import Spool, SpoolResult, encode_batch
+from flowledger.instrument.delivery._transport import gzip_body, make_client, parse_retry_after
 
 __all__ = ["Delivery", "Outcome"]
 

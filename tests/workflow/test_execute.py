@@ -19,7 +19,7 @@ from flowledger import RunAborted
 from flowledger._exceptions import WorkflowFailed
 from flowledger._wire import parse_ts
 from flowledger.testing import CapturedEvents
-from tests.codegen import nodes
+from tests.workflow import nodes
 
 Build = Callable[..., ModuleType]
 
@@ -58,10 +58,10 @@ def test_nodes_whose_needs_are_met_run_concurrently(build: Build, events: Captur
         flowledger: 1
         workflow: {id: fanout}
         nodes:
-          - {id: start, call: "tests.codegen.nodes:echo"}
-          - {id: left, call: "tests.codegen.nodes:sleepy", needs: [start], with: {delay_s: 0.3}}
-          - {id: right, call: "tests.codegen.nodes:asleepy", needs: [start], with: {delay_s: 0.3}}
-          - {id: join, call: "tests.codegen.nodes:total", needs: [left, right]}
+          - {id: start, call: "tests.workflow.nodes:echo"}
+          - {id: left, call: "tests.workflow.nodes:sleepy", needs: [start], with: {delay_s: 0.3}}
+          - {id: right, call: "tests.workflow.nodes:asleepy", needs: [start], with: {delay_s: 0.3}}
+          - {id: join, call: "tests.workflow.nodes:total", needs: [left, right]}
         """
     )
     assert asyncio.run(module.run(2)) == 4
@@ -77,8 +77,8 @@ def test_inputs_follow_needs(build: Build, events: CapturedEvents) -> None:
         flowledger: 1
         workflow: {id: inputs}
         nodes:
-          - {id: first, call: "tests.codegen.nodes:double"}
-          - {id: second, call: "tests.codegen.nodes:echo", needs: [first], with: {tag: x, n: [1, 2]}}
+          - {id: first, call: "tests.workflow.nodes:double"}
+          - {id: second, call: "tests.workflow.nodes:echo", needs: [first], with: {tag: x, n: [1, 2]}}
         """
     )
     assert asyncio.run(module.run(21)) == {"input": 42, "tag": "x", "n": [1, 2]}
@@ -94,7 +94,7 @@ def test_retries_record_every_attempt(build: Build, events: CapturedEvents) -> N
         workflow: {id: retrying}
         nodes:
           - id: flaky
-            call: "tests.codegen.nodes:flaky"
+            call: "tests.workflow.nodes:flaky"
             with: {key: retries-ok, failures: 2}
             retry: {attempts: 3, backoff_s: 0.01}
         """
@@ -115,10 +115,10 @@ def test_failure_skips_dependents_and_lets_other_branches_finish(build: Build, e
         workflow: {id: failing}
         output: after
         nodes:
-          - {id: bad, call: "tests.codegen.nodes:flaky", with: {key: retries-spent, failures: 9}, retry: {attempts: 2}}
-          - {id: after, call: "tests.codegen.nodes:echo", needs: [bad]}
-          - {id: later, call: "tests.codegen.nodes:echo", needs: [after]}
-          - {id: other, call: "tests.codegen.nodes:sleepy", with: {delay_s: 0.1}}
+          - {id: bad, call: "tests.workflow.nodes:flaky", with: {key: retries-spent, failures: 9}, retry: {attempts: 2}}
+          - {id: after, call: "tests.workflow.nodes:echo", needs: [bad]}
+          - {id: later, call: "tests.workflow.nodes:echo", needs: [after]}
+          - {id: other, call: "tests.workflow.nodes:sleepy", with: {delay_s: 0.1}}
         """
     )
     with pytest.raises(WorkflowFailed) as info:
@@ -144,7 +144,7 @@ def test_timeout_applies_per_attempt(build: Build, events: CapturedEvents) -> No
         workflow: {id: slow}
         nodes:
           - id: slow
-            call: "tests.codegen.nodes:asleepy"
+            call: "tests.workflow.nodes:asleepy"
             with: {delay_s: 5}
             timeout_s: 0.05
             retry: {attempts: 2}
@@ -165,13 +165,13 @@ def test_when_false_skips_the_node_and_its_dependents(build: Build, events: Capt
         workflow: {id: conditional}
         output: start
         nodes:
-          - {id: start, call: "tests.codegen.nodes:echo"}
-          - {id: gated, call: "tests.codegen.nodes:double", needs: [start], when: "tests.codegen.nodes:is_positive"}
-          - {id: downstream, call: "tests.codegen.nodes:echo", needs: [gated]}
+          - {id: start, call: "tests.workflow.nodes:echo"}
+          - {id: gated, call: "tests.workflow.nodes:double", needs: [start], when: "tests.workflow.nodes:is_positive"}
+          - {id: downstream, call: "tests.workflow.nodes:echo", needs: [gated]}
         """
     )
     assert asyncio.run(module.run(-1)) == -1
-    assert events.nodes("gated")[0]["data"]["skip_reason"] == "when `tests.codegen.nodes:is_positive` returned False"
+    assert events.nodes("gated")[0]["data"]["skip_reason"] == "when `tests.workflow.nodes:is_positive` returned False"
     assert _statuses(events, "downstream") == ["skipped"]
     assert events.runs()[0]["data"]["status"] == "succeeded"
     events.clear()
@@ -186,7 +186,7 @@ def test_map_runs_each_item_with_bounded_concurrency(build: Build, events: Captu
         flowledger: 1
         workflow: {id: mapping}
         nodes:
-          - {id: each, call: "tests.codegen.nodes:sleepy", with: {delay_s: 0.1}, map: {max_concurrency: 2}}
+          - {id: each, call: "tests.workflow.nodes:sleepy", with: {delay_s: 0.1}, map: {max_concurrency: 2}}
         """
     )
     assert asyncio.run(module.run([5, 6, 7, 8, 9])) == [5, 6, 7, 8, 9]
@@ -202,7 +202,7 @@ def test_map_fails_the_node_when_an_item_fails(build: Build, events: CapturedEve
         flowledger: 1
         workflow: {id: mapfail}
         nodes:
-          - {id: each, call: "tests.codegen.nodes:item_boom", map: {max_concurrency: 1}}
+          - {id: each, call: "tests.workflow.nodes:item_boom", map: {max_concurrency: 1}}
         """
     )
     with pytest.raises(WorkflowFailed):
@@ -221,7 +221,7 @@ def test_map_needs_a_list(build: Build, events: CapturedEvents) -> None:
         flowledger: 1
         workflow: {id: mapnotlist}
         nodes:
-          - {id: each, call: "tests.codegen.nodes:double", map: {}}
+          - {id: each, call: "tests.workflow.nodes:double", map: {}}
         """
     )
     with pytest.raises(WorkflowFailed):
@@ -236,7 +236,7 @@ def test_effects_are_simulated_in_dry_runs(build: Build, events: CapturedEvents)
         flowledger: 1
         workflow: {id: effects}
         nodes:
-          - {id: act, call: "tests.codegen.nodes:counted_effect", with: {key: effect-dry}, effect: true}
+          - {id: act, call: "tests.workflow.nodes:counted_effect", with: {key: effect-dry}, effect: true}
         """
     )
     assert asyncio.run(module.run(1, dry_run=True)) is None
@@ -260,7 +260,7 @@ def test_env_values_reach_the_node_but_never_the_records(
         flowledger: 1
         workflow: {id: secrets}
         nodes:
-          - {id: use, call: "tests.codegen.nodes:read_env", with: {secret: {env: FLOWLEDGER_TEST_SECRET}}}
+          - {id: use, call: "tests.workflow.nodes:read_env", with: {secret: {env: FLOWLEDGER_TEST_SECRET}}}
         """
     )
     assert asyncio.run(module.run(None)) == {"secret_length": len(secret), "matches": True}
@@ -277,7 +277,7 @@ def test_missing_env_fails_the_node_naming_the_variable(
         flowledger: 1
         workflow: {id: noenv}
         nodes:
-          - {id: use, call: "tests.codegen.nodes:read_env", with: {secret: {env: FLOWLEDGER_TEST_MISSING}}}
+          - {id: use, call: "tests.workflow.nodes:read_env", with: {secret: {env: FLOWLEDGER_TEST_MISSING}}}
         """
     )
     with pytest.raises(WorkflowFailed):
@@ -294,9 +294,9 @@ def test_on_error_continue_records_the_failure_but_the_run_succeeds(build: Build
         workflow: {id: tolerant}
         output: main
         nodes:
-          - {id: main, call: "tests.codegen.nodes:double"}
-          - {id: optional, call: "tests.codegen.nodes:boom", needs: [main], on_error: continue}
-          - {id: after_optional, call: "tests.codegen.nodes:echo", needs: [optional]}
+          - {id: main, call: "tests.workflow.nodes:double"}
+          - {id: optional, call: "tests.workflow.nodes:boom", needs: [main], on_error: continue}
+          - {id: after_optional, call: "tests.workflow.nodes:echo", needs: [optional]}
         """
     )
     assert asyncio.run(module.run(4)) == 8
@@ -313,8 +313,8 @@ def test_deadline_aborts_the_run(build: Build, events: CapturedEvents) -> None:
         workflow: {id: late}
         limits: {deadline_s: 0.2}
         nodes:
-          - {id: slow, call: "tests.codegen.nodes:asleepy", with: {delay_s: 10}}
-          - {id: never, call: "tests.codegen.nodes:echo", needs: [slow]}
+          - {id: slow, call: "tests.workflow.nodes:asleepy", with: {delay_s: 10}}
+          - {id: never, call: "tests.workflow.nodes:echo", needs: [slow]}
         """
     )
     with pytest.raises(RunAborted) as info:
@@ -334,8 +334,8 @@ def test_budget_aborts_the_run(build: Build, events: CapturedEvents) -> None:
         workflow: {id: costly}
         limits: {budget_usd: 0.5}
         nodes:
-          - {id: pricey, call: "tests.codegen.nodes:spend", with: {usd: 0.75}}
-          - {id: next_step, call: "tests.codegen.nodes:echo", needs: [pricey]}
+          - {id: pricey, call: "tests.workflow.nodes:spend", with: {usd: 0.75}}
+          - {id: next_step, call: "tests.workflow.nodes:echo", needs: [pricey]}
         """
     )
     with pytest.raises(RunAborted) as info:
@@ -353,9 +353,9 @@ def test_records_point_at_the_declaring_line(build: Build, events: CapturedEvent
         workflow: {id: located}
         nodes:
           - id: first
-            call: "tests.codegen.nodes:echo"
+            call: "tests.workflow.nodes:echo"
           - id: second
-            call: "tests.codegen.nodes:boom"
+            call: "tests.workflow.nodes:boom"
             needs: [first]
         """
     )
@@ -375,7 +375,7 @@ def test_a_missing_function_fails_its_node(build: Build, events: CapturedEvents)
         flowledger: 1
         workflow: {id: missing}
         nodes:
-          - {id: gone, call: "tests.codegen.nodes:no_such_function"}
+          - {id: gone, call: "tests.workflow.nodes:no_such_function"}
         """
     )
     with pytest.raises(WorkflowFailed):
@@ -390,7 +390,7 @@ def test_importing_a_generated_module_emits_nothing(build: Build, events: Captur
         flowledger: 1
         workflow: {id: quiet}
         nodes:
-          - {id: only, call: "tests.codegen.nodes_that_do_not_exist:fn"}
+          - {id: only, call: "tests.workflow.nodes_that_do_not_exist:fn"}
         """
     )
     assert events.all == []
@@ -407,7 +407,7 @@ def test_effect_duplicates_are_skipped_by_the_opt_in_guard(build: Build, tmp_pat
         flowledger: 1
         workflow: {id: guarded}
         nodes:
-          - {id: act, call: "tests.codegen.nodes:counted_effect", with: {key: effect-guard}, effect: true}
+          - {id: act, call: "tests.workflow.nodes:counted_effect", with: {key: effect-guard}, effect: true}
         """
     )
     before = _pipeline.pipeline().settings
@@ -431,7 +431,7 @@ def test_a_failing_when_predicate_fails_the_node(build: Build, events: CapturedE
         flowledger: 1
         workflow: {id: badwhen}
         nodes:
-          - {id: gated, call: "tests.codegen.nodes:echo", when: "tests.codegen.nodes:boom"}
+          - {id: gated, call: "tests.workflow.nodes:echo", when: "tests.workflow.nodes:boom"}
         """
     )
     with pytest.raises(WorkflowFailed):
@@ -443,7 +443,7 @@ def test_a_failing_when_predicate_fails_the_node(build: Build, events: CapturedE
 
 def test_backoff_grows_and_is_capped() -> None:
     """The wait after attempt n is backoff_s * factor**(n-1), never more than max_backoff_s."""
-    from flowledger.instrument._workflow import Retry
+    from flowledger.workflow import Retry
 
     policy = Retry(attempts=5, backoff_s=0.5, factor=3.0, max_backoff_s=4.0)
     assert [policy.delay_s(n) for n in (1, 2, 3, 4)] == [0.5, 1.5, 4.0, 4.0]
@@ -456,7 +456,7 @@ def test_cancelling_a_run_cancels_its_running_nodes(build: Build, events: Captur
         flowledger: 1
         workflow: {id: cancelled}
         nodes:
-          - {id: slow, call: "tests.codegen.nodes:asleepy", with: {delay_s: 30}}
+          - {id: slow, call: "tests.workflow.nodes:asleepy", with: {delay_s: 30}}
         """
     )
 
@@ -480,8 +480,8 @@ def test_a_node_cancelled_from_inside_fails_only_itself(build: Build, events: Ca
         workflow: {id: selfcancel}
         output: other
         nodes:
-          - {id: odd, call: "tests.codegen.nodes:cancel_myself"}
-          - {id: other, call: "tests.codegen.nodes:echo"}
+          - {id: odd, call: "tests.workflow.nodes:cancel_myself"}
+          - {id: other, call: "tests.workflow.nodes:echo"}
         """
     )
     with pytest.raises(WorkflowFailed) as info:

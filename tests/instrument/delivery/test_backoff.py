@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowledger.instrument._backoff import MIN_ATTEMPT_S, Outage, RetryBudget
+from flowledger.instrument.delivery._backoff import MIN_ATTEMPT_S, Outage, RetryBudget
 
 
 def test_budget_grants_retries_until_the_count_is_spent() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from flowledger.instrument._spool import Spool
-from tests.instrument._sender_support import (
+from flowledger.instrument.delivery._spool import Spool
+from tests.instrument.delivery._sender_support import (
     HANG,
     REPO_ROOT,
     child_command,

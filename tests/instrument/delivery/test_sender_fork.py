@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.instrument._sender_support import REPO_ROOT, child_env, closed_port_url, recorder
+from tests.instrument.delivery._sender_support import REPO_ROOT, child_env, closed_port_url, recorder
 
 CHILD_TIMEOUT_S = 60.0
 FORK_HANG_GUARD_S = 10.0
@@ -23,7 +23,7 @@ _IMPORTS_CHILD = textwrap.dedent(
     import json, sys
     from pathlib import Path
     from flowledger.instrument._config import Settings
-    from flowledger.instrument._sender import Sender
+    from flowledger.instrument.delivery._sender import Sender
 
     before = set(sys.modules)
     for url in sys.argv[1:3]:
@@ -78,7 +78,7 @@ def _fork_and_wait(child: object) -> int | None:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_run_memo_lock_held_at_fork_is_fresh_in_the_child() -> None:
     """A child forked while the span builder's run memo is locked can still build spans."""
-    from flowledger.instrument import _otlp
+    from flowledger.instrument.delivery import _otlp_spans as _otlp
 
     event = {"kind": "run_started", "run_id": "r-fork", "data": {"workflow_id": "wf"}}
     with _otlp._RUNS._lock:  # held by this thread at the moment of fork, as the sender thread may hold it

@@ -12,9 +12,8 @@ import pytest
 
 from flowledger._exceptions import WorkflowFailed
 from flowledger._wire import parse_ts
-from flowledger.instrument._triggers import main, serve_schedule
-from flowledger.instrument._workflow import execute
 from flowledger.testing import CapturedEvents
+from flowledger.workflow import execute, main, serve_schedule
 
 Build = Callable[..., ModuleType]
 
@@ -64,7 +63,7 @@ def test_http_node_error_status_fails_the_attempt(build: Build, events: Captured
     with pytest.raises(WorkflowFailed):
         asyncio.run(execute(module.WORKFLOW, None, transport=transport))
     error = events.nodes("notify")[0]["data"]["error"]
-    assert error["type"] == "flowledger.instrument._http_node.HttpNodeError"
+    assert error["type"] == "flowledger._exceptions.HttpNodeError"
     assert error["message"] == "POST http://hooks.test/receive answered 503 Service Unavailable: down for maintenance"
     assert events.nodes("notify")[0]["data"]["attributes"]["http.response.status_code"] == 503
 
@@ -74,8 +73,8 @@ flowledger: 1
 workflow: {id: api}
 trigger: {type: http, http: {path: /orders}}
 nodes:
-  - {id: check, call: "tests.codegen.nodes:is_positive"}
-  - {id: fail_on_zero, call: "tests.codegen.nodes:flaky", needs: [check], with: {key: never, failures: 0}}
+  - {id: check, call: "tests.workflow.nodes:is_positive"}
+  - {id: fail_on_zero, call: "tests.workflow.nodes:flaky", needs: [check], with: {key: never, failures: 0}}
 """
 
 
@@ -117,7 +116,7 @@ def test_http_trigger_rejects_bad_json_with_400(build: Build, events: CapturedEv
 
 def test_http_trigger_answers_500_with_the_run_id_when_the_run_fails(build: Build, events: CapturedEvents) -> None:
     """A failed run answers 500 with the run id and the failing node."""
-    module = build(HTTP_TRIGGER.replace("tests.codegen.nodes:is_positive", "tests.codegen.nodes:boom"))
+    module = build(HTTP_TRIGGER.replace("tests.workflow.nodes:is_positive", "tests.workflow.nodes:boom"))
 
     async def go() -> httpx.Response:
         async with _client(module) as client:
@@ -139,7 +138,7 @@ def test_schedule_loop_runs_on_its_interval_without_overlap(build: Build, events
         workflow: {id: ticking}
         trigger: {type: schedule, schedule: {every_s: 0.01}}
         nodes:
-          - {id: tick, call: "tests.codegen.nodes:sleepy", with: {delay_s: 0.05}}
+          - {id: tick, call: "tests.workflow.nodes:sleepy", with: {delay_s: 0.05}}
         """
     )
     results = asyncio.run(serve_schedule(module.WORKFLOW, "t", max_runs=3))
@@ -161,7 +160,7 @@ def test_main_prints_the_output_and_exits_0(
         flowledger: 1
         workflow: {id: cli}
         nodes:
-          - {id: twice, call: "tests.codegen.nodes:double"}
+          - {id: twice, call: "tests.workflow.nodes:double"}
         """
     )
     assert main(module.WORKFLOW, ["--input", "21"]) == 0
@@ -182,7 +181,7 @@ def test_main_reads_input_from_a_file_and_reports_failures(
         flowledger: 1
         workflow: {id: clifail}
         nodes:
-          - {id: explode, call: "tests.codegen.nodes:boom"}
+          - {id: explode, call: "tests.workflow.nodes:boom"}
         """
     )
     assert main(module.WORKFLOW, ["--input", f"@{payload}"]) == 1
@@ -198,7 +197,7 @@ def test_main_rejects_bad_input_with_exit_2(build: Build, capsys: pytest.Capture
         flowledger: 1
         workflow: {id: clibad}
         nodes:
-          - {id: only, call: "tests.codegen.nodes:echo"}
+          - {id: only, call: "tests.workflow.nodes:echo"}
         """
     )
     assert main(module.WORKFLOW, ["--input", "{oops"]) == 2
@@ -242,7 +241,7 @@ def test_main_reads_input_from_stdin(
         flowledger: 1
         workflow: {id: stdin}
         nodes:
-          - {id: twice, call: "tests.codegen.nodes:double"}
+          - {id: twice, call: "tests.workflow.nodes:double"}
         """
     )
     monkeypatch.setattr("sys.stdin", io.StringIO("5"))
@@ -254,7 +253,7 @@ def test_next_cron_time_is_strictly_later_and_in_utc() -> None:
     """The next cron time is the first matching minute after the given time, evaluated in UTC."""
     from datetime import UTC, datetime
 
-    from flowledger.instrument._triggers import next_cron_time
+    from flowledger.workflow import next_cron_time
 
     at = datetime(2026, 11, 23, 10, 5, 0, tzinfo=UTC).timestamp()  # a Monday, 10:05 UTC
     assert datetime.fromtimestamp(next_cron_time("5 * * * 1-5", at), UTC) == datetime(2026, 11, 23, 11, 5, tzinfo=UTC)
@@ -266,7 +265,7 @@ def test_next_cron_time_is_strictly_later_and_in_utc() -> None:
 def test_schedule_needs_exactly_one_timing() -> None:
     """A Schedule spec with neither or both of every_s and cron is refused."""
     from flowledger import ConfigError
-    from flowledger.instrument._workflow import Schedule
+    from flowledger.workflow import Schedule
 
     with pytest.raises(ConfigError):
         Schedule()

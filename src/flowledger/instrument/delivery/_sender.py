@@ -6,7 +6,7 @@ started on the first event, takes batches off the queue by count, bytes
 and age, posts each as gzip-compressed ``{"events": [...]}`` JSON to the
 receiver, and retries 5xx, 429 (honouring ``Retry-After``), connection
 errors and timeouts with exponential backoff and full jitter, within a
-time budget per batch; a 413 splits the batch (:mod:`._delivery` posts,
+time budget per batch; a 413 splits the batch (:mod:`._post` posts,
 :mod:`._backoff` decides when to try again). While a batch is being
 retried, a queue past its high-water mark is spooled rather than left to
 overflow. A batch that cannot be delivered goes to the :class:`~._spool.Spool`;
@@ -38,14 +38,14 @@ from typing import Any, ClassVar, Final
 import httpx
 from opentelemetry import context as otel_context
 
-from flowledger.instrument._backoff import BACKOFF_BASE_S, PROBE_MAX_S, PROBE_MIN_S, RETRY_BUDGET_S, Outage
 from flowledger.instrument._config import Settings
-from flowledger.instrument._counters import Counters, DropReason
-from flowledger.instrument._delivery import Delivery
-from flowledger.instrument._http import untraced
-from flowledger.instrument._otlp import span_from_event
-from flowledger.instrument._span_sender import SpanSender
-from flowledger.instrument._spool import Spool
+from flowledger.instrument.delivery._backoff import BACKOFF_BASE_S, PROBE_MAX_S, PROBE_MIN_S, RETRY_BUDGET_S, Outage
+from flowledger.instrument.delivery._counters import Counters, DropReason
+from flowledger.instrument.delivery._otlp_spans import span_from_event
+from flowledger.instrument.delivery._post import Delivery
+from flowledger.instrument.delivery._span_sender import SpanSender
+from flowledger.instrument.delivery._spool import Spool
+from flowledger.instrument.delivery._transport import untraced
 
 __all__ = ["DropReason", "Sender"]
 

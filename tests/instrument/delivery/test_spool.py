@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from flowledger.instrument import _spool
 from flowledger.instrument._capture import RawJSON, materialize
-from flowledger.instrument._spool import CLAIM_MARK, Spool, SpoolResult, decode_batch, encode_batch
-from tests.instrument._sender_support import make_event
+from flowledger.instrument.delivery import _spool
+from flowledger.instrument.delivery._spool import CLAIM_MARK, Spool, SpoolResult, decode_batch, encode_batch
+from tests.instrument.delivery._sender_support import make_event
 
 
 def _dead_pid() -> int:

@@ -12,17 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
-from google.protobuf import json_format
+from google.protobuf import json_format  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from flowledger.instrument._config import Settings
-from flowledger.instrument._otlp import export_request, span_from_event, timestamp_unix_ns
-from flowledger.instrument._otlp_proto import OtlpProtocol
-from flowledger.instrument._sender import Sender
-from flowledger.instrument._span_sender import span_protocol
-from tests.instrument._sender_support import PROTOBUF, MockReceiver, make_settings, recorder
+from flowledger.instrument.delivery._otlp_protobuf import OtlpProtocol
+from flowledger.instrument.delivery._otlp_spans import export_request, span_from_event, timestamp_unix_ns
+from flowledger.instrument.delivery._sender import Sender
+from flowledger.instrument.delivery._span_sender import span_protocol
+from tests.instrument.delivery._sender_support import PROTOBUF, MockReceiver, make_settings, recorder
 
 PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -355,7 +355,12 @@ def test_unreachable_traces_endpoint_drops_spans_only(tmp_path: Path) -> None:
 def test_hanging_traces_endpoint_does_not_hold_events(tmp_path: Path) -> None:
     """While a span export hangs, events keep flowing on their own worker."""
     release = threading.Event()
-    receiver = MockReceiver(seen=lambda r: release.wait(10.0) if r.url.path == "/v1/traces" else None)
+
+    def hang_on_traces(request: httpx.Request) -> None:
+        if request.url.path == "/v1/traces":
+            release.wait(10.0)
+
+    receiver = MockReceiver(seen=hang_on_traces)
     sender = Sender(make_settings(tmp_path), transport=receiver.transport(), export_spans=True)
     try:
         sender.submit(node_failed(), 500)

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from flowledger._version import __version__
-from flowledger._wire import EventKind
+from flowledger._wire import EventKind, NodeStatus, RunStatus
 
 __all__ = [
     "OTEL_EXPORTED",
@@ -49,6 +49,8 @@ _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _RUN_STARTED: Final = EventKind.RUN_STARTED.value
 _RUN_FINISHED: Final = EventKind.RUN_FINISHED.value
 _NODE_FINISHED: Final = EventKind.NODE_FINISHED.value
+_ERROR_STATUSES: Final = frozenset({RunStatus.FAILED.value, RunStatus.ABORTED.value, NodeStatus.FAILED.value})
+"""Statuses of a finished run or node attempt whose span gets status ERROR."""
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 RUN_MEMO_MAX_RUNS: Final = 4096
@@ -280,7 +282,7 @@ def span_from_event(event: dict[str, Any], runs: RunMemo | None = _RUNS) -> dict
     if isinstance(parent, str) and _HEX16.match(parent):
         span["parentSpanId"] = parent
     error = data.get("error")
-    if data.get("status") in ("failed", "aborted") or isinstance(error, dict):
+    if data.get("status") in _ERROR_STATUSES or isinstance(error, dict):
         message, events = _error_parts(error, end_ns)
         span["status"] = {"code": int(StatusCode.ERROR), "message": message}
         if events:

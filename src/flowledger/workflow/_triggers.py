@@ -24,12 +24,15 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
 from flowledger._exceptions import ConfigError
 from flowledger._wire import RunStatus, TriggerType
-from flowledger.instrument._workflow import HttpTrigger, RunResult, Schedule, Workflow, execute_run
+from flowledger.instrument import flush
+from flowledger.workflow._execute import RunResult, execute_run
+from flowledger.workflow._spec import HttpTrigger, Schedule, Workflow
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "http_app", "main", "next_cron_time", "serve_schedule"]
 
@@ -121,8 +124,6 @@ def _flush() -> None:
     run never hangs on its telemetry. Only a flush: ``main`` may be called
     in-process, where shutting the SDK down would be rude.
     """
-    from flowledger.instrument._pipeline import flush
-
     flush(timeout_s=EXIT_FLUSH_TIMEOUT_S)
 
 
@@ -153,8 +154,8 @@ def _serve(workflow: Workflow, args: argparse.Namespace, payload: Any) -> int:
         )
         return EXIT_OK
     if isinstance(trigger, HttpTrigger):
-        try:
-            import starlette  # noqa: F401  # checked here so that a missing extra is one clear line
+        try:  # lazy: optional dependencies of the receiver extra, checked here so a missing one is one clear line
+            import starlette  # noqa: F401
             import uvicorn
         except ImportError as exc:
             print(f"error: serving an http trigger needs {exc.name}: {HTTP_EXTRA_HINT}", file=sys.stderr)
@@ -241,9 +242,7 @@ async def serve_schedule(
 
 def next_cron_time(expression: str, after: float) -> float:
     """The first time (epoch seconds) strictly after ``after`` that the cron ``expression`` matches, in UTC."""
-    from datetime import UTC, datetime
-
-    try:
+    try:  # lazy: cronsim is an optional dependency (the codegen extra), needed only by cron schedules
         from cronsim import CronSim
     except ImportError:  # pragma: no cover - cronsim ships with the codegen extra
         raise ConfigError("cron schedules need the cronsim package: pip install 'flowledger[codegen]'") from None
@@ -275,6 +274,7 @@ def http_app(workflow: Workflow) -> Callable[[Scope, Receive, Send], Awaitable[N
 
 
 def _build_app(workflow: Workflow) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    # lazy: starlette is an optional dependency (the receiver extra); importing a generated module stays cheap
     try:
         import starlette  # noqa: F401
     except ImportError:

@@ -15,12 +15,12 @@ import pytest
 from opentelemetry import context as otel_context
 
 from flowledger._version import __version__
-from flowledger.instrument import _sender as sender_module
-from flowledger.instrument._http import parse_retry_after
-from flowledger.instrument._sender import DropReason, Sender
-from flowledger.instrument._sink import EventSink
-from flowledger.instrument._spool import Spool, SpoolResult
-from tests.instrument._sender_support import (
+from flowledger.instrument.delivery import _sender as sender_module
+from flowledger.instrument.delivery._sender import DropReason, Sender
+from flowledger.instrument.delivery._sink import EventSink
+from flowledger.instrument.delivery._spool import Spool, SpoolResult
+from flowledger.instrument.delivery._transport import parse_retry_after
+from tests.instrument.delivery._sender_support import (
     MockReceiver,
     RecordingSender,
     make_event,
@@ -100,13 +100,18 @@ def test_batches_respect_byte_limit(tmp_path: Path) -> None:
     sender.shutdown(1.0)
 
 
+def _worker_of(sender: Sender) -> threading.Thread | None:
+    return sender._worker
+
+
 def test_worker_is_started_lazily(tmp_path: Path) -> None:
     """No thread runs until the first event is submitted."""
     sender = Sender(make_settings(tmp_path), transport=MockReceiver().transport())
-    assert sender._worker is None
+    assert _worker_of(sender) is None
     _submit(sender, 1)
-    assert sender._worker is not None
-    assert sender._worker.daemon
+    worker = _worker_of(sender)
+    assert worker is not None
+    assert worker.daemon
     sender.shutdown(1.0)
 
 

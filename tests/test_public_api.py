@@ -1,0 +1,163 @@
+"""The public surface: what each public module offers, and what ``import flowledger`` does not pull in."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import types
+
+import pytest
+
+import flowledger
+import flowledger.instrument
+
+PUBLIC: dict[str, list[str]] = {
+    "flowledger": [
+        "AbortReason",
+        "ConfigError",
+        "ContextThreadPoolExecutor",
+        "DefinitionError",
+        "EventKind",
+        "FlowledgerError",
+        "Location",
+        "NodeStatus",
+        "NodeTimeout",
+        "Run",
+        "RunAborted",
+        "RunStatus",
+        "RuntimeFailure",
+        "Settings",
+        "TriggerType",
+        "UsageError",
+        "WorkflowFailed",
+        "__version__",
+        "configure",
+        "cost",
+        "current_run",
+        "flush",
+        "in_context",
+        "inject",
+        "node",
+        "run",
+        "shutdown",
+        "stats",
+        "traceparent",
+    ],
+    "flowledger.instrument": [
+        "ContextThreadPoolExecutor",
+        "EventSink",
+        "Location",
+        "NodeAttempt",
+        "Run",
+        "Settings",
+        "attempt",
+        "configure",
+        "cost",
+        "current_node",
+        "current_run",
+        "flush",
+        "in_context",
+        "inject",
+        "node",
+        "record_skip",
+        "run",
+        "shutdown",
+        "stats",
+        "traceparent",
+    ],
+    "flowledger.instrument.delivery": ["DropReason", "EventSink", "OtlpProtocol", "Sender", "Spool", "SpoolResult"],
+    "flowledger.workflow": [
+        "DEFAULT_ATTEMPTS",
+        "DEFAULT_BACKOFF_FACTOR",
+        "DEFAULT_BACKOFF_S",
+        "DEFAULT_EFFECT",
+        "DEFAULT_HTTP_METHOD",
+        "DEFAULT_MAP_CONCURRENCY",
+        "DEFAULT_MAX_BACKOFF_S",
+        "DEFAULT_ON_ERROR",
+        "Call",
+        "Env",
+        "Execution",
+        "Http",
+        "HttpMethod",
+        "HttpNodeError",
+        "HttpTrigger",
+        "Limits",
+        "Manual",
+        "Map",
+        "Node",
+        "OnError",
+        "Phase",
+        "Retry",
+        "RunResult",
+        "Schedule",
+        "Workflow",
+        "execute",
+        "execute_run",
+        "http_app",
+        "main",
+        "next_cron_time",
+        "serve_schedule",
+    ],
+    "flowledger.codegen": ["Definition", "GenerationError", "generate", "load"],
+    "flowledger.testing": ["CapturedEvents", "capture_events"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_all_of_each_public_module_is_its_documented_surface(name: str) -> None:
+    """Each public module's __all__ is exactly the expected list, and every listed name exists."""
+    module = importlib.import_module(name)
+    assert sorted(module.__all__) == sorted(PUBLIC[name])
+    for attr in module.__all__:
+        assert getattr(module, attr) is not None
+
+
+@pytest.mark.parametrize("name", sorted(n for n in PUBLIC if n != "flowledger.testing"))
+def test_a_package_exposes_no_flowledger_name_outside_its_all(name: str) -> None:
+    """A package's __init__ only re-exports: every flowledger object it holds under a public name is in __all__."""
+    module = importlib.import_module(name)
+    leaked = sorted(
+        attr
+        for attr in dir(module)
+        if not attr.startswith("_")
+        and not isinstance(getattr(module, attr), types.ModuleType)
+        and str(getattr(getattr(module, attr), "__module__", "")).startswith("flowledger")
+        and attr not in module.__all__
+    )
+    assert leaked == []
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    """flowledger.__all__ is the public API, and every listed name exists."""
+    public = {name for name in dir(flowledger) if not name.startswith("_")} - {
+        "instrument",
+        "testing",
+        "cli",
+        "codegen",
+        "receiver",
+        "schemas",
+        "workflow",
+        "annotations",
+    }
+    assert set(flowledger.__all__) - {"__version__"} == public
+    for name in flowledger.instrument.__all__:
+        assert hasattr(flowledger.instrument, name)
+
+
+def test_contract_api_is_present() -> None:
+    """run, node, cost, flush, configure, shutdown and stats exist as the contract names them."""
+    for name in ("run", "node", "cost", "flush", "configure", "shutdown", "stats"):
+        assert callable(getattr(flowledger, name))
+
+
+def test_importing_the_sdk_does_not_import_the_receiver_stack() -> None:
+    """A workflow that imports flowledger does not load the server, codegen or CLI libraries."""
+    code = (
+        "import sys, flowledger\n"
+        "heavy = ('starlette', 'uvicorn', 'aiosqlite', 'jinja2', 'ruamel', 'click', 'rich', 'fastjsonschema')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
