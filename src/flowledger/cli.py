@@ -15,7 +15,7 @@ from typing import Any, Final
 __all__ = ["main"]
 
 _PARTS: Final = (
-    ("flowledger.receiver._cli", "receiver"),
+    ("flowledger.receiver.cli._commands", "receiver"),
     ("flowledger.codegen._cli", "codegen"),
 )
 

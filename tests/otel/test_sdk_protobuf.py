@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from flowledger.instrument._otlp import RunMemo, export_request, span_from_event
 from flowledger.instrument._otlp_proto import OtlpProtocol, encode_export, encode_protobuf, protocol_from_env
-from flowledger.receiver._otlp_decode import OtlpFormat, Signal, decode_request
+from flowledger.receiver.otlp._decode import OtlpFormat, Signal, decode_request
 from tests.otel._support import LiveReceiver
 
 _hex = st.sampled_from("0123456789abcdef")

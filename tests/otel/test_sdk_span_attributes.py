@@ -9,7 +9,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from flowledger.instrument._otlp import RunMemo, export_request, span_from_event
-from flowledger.receiver._otlp_decode import OtlpFormat, Signal, decode_request
+from flowledger.receiver.otlp._decode import OtlpFormat, Signal, decode_request
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 RUN_SPAN = "00f067aa0ba902b7"

@@ -1,6 +1,6 @@
 """The flowledger receiver: ingest, a verifiable ledger on SQLite, projections, query API.
 
-Names are imported lazily, so ``flowledger.receiver._cli`` (and with it the
+Names are imported lazily, so ``flowledger.receiver.cli._commands`` (and with it the
 ``flowledger`` command) loads without the server stack.
 """
 
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from flowledger.receiver._app import create_app
     from flowledger.receiver._config import Limits, ReceiverConfig, config_from_env
-    from flowledger.receiver._sqlite import SqliteStore
-    from flowledger.receiver._store import Store
+    from flowledger.receiver.store._protocol import Store
+    from flowledger.receiver.store._sqlite import SqliteStore
 
 __all__ = ["Limits", "ReceiverConfig", "SqliteStore", "Store", "config_from_env", "create_app"]
 
@@ -22,8 +22,8 @@ _WHERE = {
     "Limits": "flowledger.receiver._config",
     "ReceiverConfig": "flowledger.receiver._config",
     "config_from_env": "flowledger.receiver._config",
-    "SqliteStore": "flowledger.receiver._sqlite",
-    "Store": "flowledger.receiver._store",
+    "SqliteStore": "flowledger.receiver.store._sqlite",
+    "Store": "flowledger.receiver.store._protocol",
 }
 
 

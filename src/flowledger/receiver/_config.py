@@ -128,8 +128,8 @@ _OTLP_TEXT_FIELDS: Final = frozenset({"forward_endpoint", "forward_headers", "tr
 
 def _otlp_text_settings(env: Mapping[str, str]) -> dict[str, object]:
     """Forwarding and trace-link settings, which are text rather than numbers."""
-    from flowledger.receiver._forward import parse_forward_endpoint, parse_forward_headers
-    from flowledger.receiver._trace_url import template_from_env
+    from flowledger.receiver.api._trace_url import template_from_env
+    from flowledger.receiver.otlp._forward import parse_forward_endpoint, parse_forward_headers
 
     out: dict[str, object] = {}
     endpoint = env.get(_ENV_PREFIX + "FORWARD_ENDPOINT", "").strip()

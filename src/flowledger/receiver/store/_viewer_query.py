@@ -1,0 +1,597 @@
+"""Read-only SQL of the history viewer, beyond ``GET /api/runs`` and ``GET /api/runs/{run_id}``.
+
+Every function takes a plain read-only :class:`sqlite3.Connection` (see
+:func:`open_reader`) and runs synchronously; the routes call them in a worker
+thread. The queries lean on the receiver's indexes:
+
+* run listings are keyset-paged on ``(started_at, run_id)`` newest first, so
+  the thousandth page costs what the first does, with one index per filter
+  (workflow, status, trigger, dry run; a time range is a range of the same
+  index; a run-id search is a range of the primary key);
+* a run's node attempts are paged in start order through
+  ``node_runs_by_start``, so a 10,000-attempt run opens without reading every
+  attempt, and payloads are read one attempt at a time, large ones only when
+  asked for.
+
+Run and node-attempt JSON reuse :func:`~flowledger.receiver.store._query.run_json`
+and :func:`~flowledger.receiver.store._query.node_json`, so the viewer shows the
+same fields as the query API.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from flowledger._wire import NodeStatus, RunStatus, TriggerType
+from flowledger.receiver.store._query import NODE_SELECT, RUN_PAYLOADS_SELECT, RUN_SELECT, node_json, run_json
+from flowledger.receiver.store._time import epoch_s
+
+__all__ = [
+    "INLINE_PAYLOAD_MAX_CHARS",
+    "PAYLOAD_KINDS",
+    "PERCENTILE_SAMPLE_MAX",
+    "PageDirection",
+    "RunFilter",
+    "RunListPage",
+    "RunMode",
+    "RunPageCursor",
+    "ViewerQueryError",
+    "attempt_detail",
+    "attempts_overview",
+    "attempts_page",
+    "facets",
+    "list_runs",
+    "node_payload",
+    "open_reader",
+    "run_header",
+    "run_payload",
+    "summary",
+]
+
+INLINE_PAYLOAD_MAX_CHARS: Final = 64 * 1024
+"""A payload whose JSON text is longer than this is left out of an answer and loaded on demand."""
+PERCENTILE_SAMPLE_MAX: Final = 50_000
+"""p50/p95 are taken over at most this many of the newest matching runs (exact below it)."""
+CONCURRENCY_BUCKETS: Final = 120
+"""Columns of a run's concurrency strip."""
+BUSY_TIMEOUT_MS: Final = 5_000
+ERROR_PREVIEW_CHARS: Final = 300
+"""How much of an error message an attempt row of a page carries (the node panel has all of it)."""
+PAYLOAD_KINDS: Final = ("input", "output", "error_stack")
+"""Payloads of a node attempt that can be loaded on their own (a run has input and output)."""
+_FINISHED: Final = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.ABORTED.value)
+_NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
+_OLDEST_FIRST: Final = "ORDER BY r.started_at ASC, r.run_id ASC"
+_EPOCH_S: Final = "(julianday({}) - 2440587.5) * 86400.0"
+_ATTEMPT_ORDER: Final = "ORDER BY n.started_at, n.attempt, n.item, n.span_id"
+_ATTEMPT_FIELDS: Final = (
+    "n.node_id",
+    "n.attempt",
+    "n.item",
+    "n.status",
+    "n.skip_reason",
+    "n.started_at",
+    "n.completed_at",
+    "n.duration_ms",
+    "n.error_type",
+    f"substr(n.error_message, 1, {ERROR_PREVIEW_CHARS})",
+    "n.span_id",
+    "n.effect",
+    "n.simulated",
+    "n.duplicate",
+    "n.location",
+    "n.cost_usd",
+)
+
+
+class ViewerQueryError(ValueError):
+    """A query the viewer cannot answer because of what the client asked (answered with 400)."""
+
+
+class RunMode(enum.StrEnum):
+    """Dry runs (effects simulated) or live runs."""
+
+    DRY = "dry"
+    LIVE = "live"
+
+
+class PageDirection(enum.StrEnum):
+    """Which way a keyset page goes from its cursor."""
+
+    OLDER = "older"
+    NEWER = "newer"
+
+
+@dataclass(frozen=True, slots=True)
+class RunPageCursor:
+    """A position in the newest-first run order: the ``(started_at, run_id)`` of a run."""
+
+    started_at: str
+    run_id: str
+
+    def encode(self) -> str:
+        """An opaque URL-safe token."""
+        raw = json.dumps([self.started_at, self.run_id], separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> RunPageCursor:
+        """Read a token made by :meth:`encode`; ViewerQueryError when it is not one."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            started_at, run_id = json.loads(raw)
+        except (binascii.Error, ValueError, TypeError):
+            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this viewer made") from None
+        if not isinstance(started_at, str) or not isinstance(run_id, str):
+            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this viewer made")
+        return cls(started_at, run_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFilter:
+    """What the run list and its summary cards are narrowed to."""
+
+    workflow_id: str | None = None
+    status: RunStatus | None = None
+    trigger: TriggerType | None = None
+    mode: RunMode | None = None
+    since: str | None = None
+    """Runs started at or after this normalised timestamp."""
+    until: str | None = None
+    """Runs started before this normalised timestamp."""
+    run_id_prefix: str | None = None
+    project: str | None = None
+    """Set from the API key: only this project's runs are visible."""
+
+    def where(self) -> tuple[str, list[Any]]:
+        """The SQL conditions on ``runs r`` (joined with AND; ``1`` when there are none) and their parameters."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("workflow_id", self.workflow_id),
+            ("status", self.status),
+            ("trigger_type", self.trigger),
+            ("project", self.project),
+        ):
+            if value is not None:
+                clauses.append(f"r.{column} = ?")
+                params.append(str(value))
+        if self.mode is not None:
+            clauses.append("r.dry_run = ?")
+            params.append(1 if self.mode is RunMode.DRY else 0)
+        if self.since is not None:
+            clauses.append("r.started_at >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append("r.started_at < ?")
+            params.append(self.until)
+        if self.run_id_prefix:
+            # A range of the primary key: "0190ab" matches every id that starts with it.
+            clauses.append("r.run_id >= ? AND r.run_id < ?")
+            params += [self.run_id_prefix, self.run_id_prefix + "\U0010ffff"]
+        return (" AND ".join(clauses) or "1"), params
+
+
+@dataclass(frozen=True, slots=True)
+class RunListPage:
+    """One keyset page of runs, newest first, with cursors to the pages on either side."""
+
+    runs: list[dict[str, Any]]
+    older: RunPageCursor | None
+    """Pass as ``cursor`` with direction ``older`` for the next page; None on the last page."""
+    newer: RunPageCursor | None
+    """Pass as ``cursor`` with direction ``newer`` for the previous page; None on the first page."""
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON answer of ``GET /api/viewer/runs``."""
+        return {
+            "runs": self.runs,
+            "older": None if self.older is None else self.older.encode(),
+            "newer": None if self.newer is None else self.newer.encode(),
+        }
+
+
+@contextmanager
+def open_reader(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to the database file, closed on exit."""
+    uri = path.resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        yield conn
+    finally:
+        conn.close()
+
+
+def _cursor_of(run: dict[str, Any]) -> RunPageCursor:
+    return RunPageCursor(run["started_at"] or "", run["run_id"])
+
+
+def _exists(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> bool:
+    row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM runs r WHERE {where})", params).fetchone()
+    return bool(row[0])
+
+
+def list_runs(
+    conn: sqlite3.Connection,
+    run_filter: RunFilter,
+    *,
+    limit: int,
+    cursor: RunPageCursor | None = None,
+    direction: PageDirection = PageDirection.OLDER,
+) -> RunListPage:
+    """A page of ``limit`` runs next to ``cursor`` (the newest runs without one), newest first."""
+    base_where, base_params = run_filter.where()
+    where, params = base_where, base_params
+    order = _OLDEST_FIRST if cursor is not None and direction is PageDirection.NEWER else _NEWEST_FIRST
+    if cursor is not None:
+        where += " AND (r.started_at, r.run_id) " + ("> (?, ?)" if direction is PageDirection.NEWER else "< (?, ?)")
+        params = [*params, *_key(cursor)]
+    # The inner query reads only indexed columns (a covering index scan); the outer one fetches the page's rows.
+    sql = (
+        f"SELECT {RUN_SELECT} FROM runs r WHERE r.run_id IN "
+        f"(SELECT r.run_id FROM runs r WHERE {where} {order} LIMIT ?) {order}"
+    )
+    rows = conn.execute(sql, [*params, limit + 1]).fetchall()
+    more = len(rows) > limit
+    runs = [run_json(row) for row in rows[:limit]]
+    if cursor is None:
+        return RunListPage(runs, _cursor_of(runs[-1]) if more else None, None)
+    if direction is PageDirection.NEWER:
+        if not more:
+            # Fewer newer runs than a page: this is the first page, shown whole.
+            return list_runs(conn, run_filter, limit=limit)
+        runs.reverse()
+    if not runs:
+        return RunListPage([], None, None)
+    first, last = _cursor_of(runs[0]), _cursor_of(runs[-1])
+    if direction is PageDirection.OLDER:
+        has_older = more
+        has_newer = _exists(conn, f"{base_where} AND (r.started_at, r.run_id) > (?, ?)", [*base_params, *_key(first)])
+    else:
+        has_newer = True
+        has_older = _exists(conn, f"{base_where} AND (r.started_at, r.run_id) < (?, ?)", [*base_params, *_key(last)])
+    return RunListPage(runs, last if has_older else None, first if has_newer else None)
+
+
+def _key(cursor: RunPageCursor) -> tuple[str, str]:
+    return cursor.started_at, cursor.run_id
+
+
+def _percentiles(conn: sqlite3.Connection, where: str, params: Sequence[Any], sample_max: int) -> tuple[Any, Any, int]:
+    """Nearest-rank p50 and p95 of the durations of the newest ``sample_max`` matching runs, and the sample size."""
+    durations = sorted(
+        row[0]
+        for row in conn.execute(
+            f"SELECT r.duration_ms FROM runs r WHERE {where} AND r.duration_ms IS NOT NULL {_NEWEST_FIRST} LIMIT ?",
+            [*params, sample_max],
+        )
+    )
+    if not durations:
+        return None, None, 0
+
+    def rank(fraction: float) -> Any:
+        return durations[max(0, math.ceil(len(durations) * fraction) - 1)]
+
+    return rank(0.5), rank(0.95), len(durations)
+
+
+def summary(
+    conn: sqlite3.Connection, run_filter: RunFilter, *, percentile_sample_max: int = PERCENTILE_SAMPLE_MAX
+) -> dict[str, Any]:
+    """The summary cards over every run the filter matches.
+
+    Counts and cost cover every matching run (one scan of ``runs_facts``).
+    ``success_rate`` is succeeded over finished (succeeded, failed, aborted)
+    runs. p50 and p95 are nearest-rank percentiles of the durations of the
+    newest ``percentile_sample_max`` matching runs that have one: exact
+    whenever fewer runs match; ``duration_sample`` says how many were used
+    and ``duration_sample_capped`` whether the cap was reached.
+    """
+    where, params = run_filter.where()
+    by_status = dict.fromkeys((s.value for s in RunStatus), 0)
+    dry = live = 0
+    cost = 0.0
+    # "+r.status": keep the planner from walking runs_by_status for the grouping (a table lookup per run);
+    # scanning the covering runs_facts index instead reads nothing else.
+    for status, dry_run, count, usd in conn.execute(
+        f"SELECT r.status, r.dry_run, count(*), total(r.cost_usd) FROM runs r WHERE {where} "
+        "GROUP BY +r.status, +r.dry_run",
+        params,
+    ):
+        by_status[status] = by_status.get(status, 0) + count
+        if dry_run:
+            dry += count
+        else:
+            live += count
+        cost += usd
+    finished = sum(by_status[s] for s in _FINISHED)
+    last = conn.execute(
+        f"SELECT r.run_id, r.started_at, r.status FROM runs r WHERE {where} {_NEWEST_FIRST} LIMIT 1", params
+    ).fetchone()
+    p50, p95, sample = _percentiles(conn, where, params, percentile_sample_max)
+    return {
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "dry_run": dry,
+        "live": live,
+        "success_rate": None if not finished else by_status[RunStatus.SUCCEEDED.value] / finished,
+        "p50_duration_ms": p50,
+        "p95_duration_ms": p95,
+        "duration_sample": sample,
+        "duration_sample_capped": sample >= percentile_sample_max,
+        "total_cost_usd": cost,
+        "last_run": None if last is None else {"run_id": last[0], "started_at": last[1], "status": last[2]},
+    }
+
+
+def _distinct(conn: sqlite3.Connection, column: str, project: str | None) -> list[str]:
+    """Distinct values of an indexed column, one index seek per value (a skip scan, not a table scan)."""
+    extra, params = ("", []) if project is None else (" AND project = ?", [project])
+    sql = (
+        f"WITH RECURSIVE v(x) AS (SELECT (SELECT min({column}) FROM runs WHERE {column} IS NOT NULL{extra}) "
+        f"UNION ALL SELECT (SELECT min({column}) FROM runs WHERE {column} > v.x{extra}) FROM v WHERE v.x IS NOT NULL) "
+        "SELECT x FROM v WHERE x IS NOT NULL"
+    )
+    return [str(row[0]) for row in conn.execute(sql, params + params)]
+
+
+def facets(conn: sqlite3.Connection, *, project: str | None) -> dict[str, Any]:
+    """What the filter controls offer: workflows seen, trigger types, statuses, modes."""
+    return {
+        "workflows": _distinct(conn, "workflow_id", project),
+        "triggers": [t.value for t in TriggerType],
+        "statuses": [s.value for s in RunStatus],
+        "modes": [m.value for m in RunMode],
+    }
+
+
+def _visible(conn: sqlite3.Connection, run_id: str, project: str | None) -> bool:
+    row = conn.execute("SELECT project FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return row is not None and (project is None or row[0] == project)
+
+
+def _inline(text: str | None, name: str, deferred: list[str]) -> Any:
+    if text is None:
+        return None
+    if len(text) > INLINE_PAYLOAD_MAX_CHARS:
+        deferred.append(name)
+        return None
+    return json.loads(text)
+
+
+def _run_row(conn: sqlite3.Connection, run_id: str) -> tuple[Any, ...] | None:
+    row: tuple[Any, ...] | None = conn.execute(
+        f"SELECT {RUN_SELECT}, {RUN_PAYLOADS_SELECT} FROM runs r LEFT JOIN ledger ls ON ls.seq = r.input_seq "
+        "LEFT JOIN ledger lf ON lf.seq = r.output_seq WHERE r.run_id = ?",
+        (run_id,),
+    ).fetchone()
+    return row
+
+
+def run_header(conn: sqlite3.Connection, run_id: str, *, project: str | None) -> dict[str, Any] | None:
+    """One run without its nodes: fields, small payloads, and an overview of its attempts; None if unknown."""
+    row = _run_row(conn, run_id)
+    if row is None:
+        return None
+    run = run_json(row)
+    if project is not None and run["project"] != project:
+        return None
+    trigger, output, attributes = row[-3:]
+    deferred: list[str] = []
+    run["input"] = _inline(trigger, "input", deferred)
+    run["output"] = _inline(output, "output", deferred)
+    run["attributes"] = None if attributes is None else json.loads(attributes)
+    run["payload_chars"] = {"input": _size(trigger), "output": _size(output)}
+    run["deferred"] = deferred
+    run["attempts"] = attempts_overview(conn, run_id, run)
+    return run
+
+
+def _size(text: str | None) -> int | None:
+    return None if text is None else len(text)
+
+
+def attempts_overview(conn: sqlite3.Connection, run_id: str, run: dict[str, Any]) -> dict[str, Any]:
+    """Counts by status, the time span, the failing node, and how many attempts ran at once over time."""
+    by_status = dict.fromkeys((s.value for s in NodeStatus), 0)
+    for status, count in conn.execute(
+        "SELECT status, count(*) FROM node_runs WHERE run_id = ? GROUP BY status", (run_id,)
+    ):
+        name = status or NodeStatus.RUNNING.value
+        by_status[name] = by_status.get(name, 0) + count
+    # Seconds since the epoch straight from SQLite (millisecond precision is plenty for a bar chart).
+    spans: list[tuple[float, float | None]] = conn.execute(
+        f"SELECT {_EPOCH_S.format('started_at')}, {_EPOCH_S.format('completed_at')} FROM node_runs "
+        "WHERE run_id = ? AND started_at IS NOT NULL AND status IS NOT ?",
+        (run_id, NodeStatus.SKIPPED.value),
+    ).fetchall()
+    failing = (run.get("error") or {}).get("node_id")
+    # The attempt to open for "failing node": its last failed attempt (the error that ended it).
+    failed = conn.execute(
+        "SELECT n.node_id, n.span_id FROM node_runs n WHERE n.run_id = ? AND n.status = ? "
+        "ORDER BY n.node_id IS NOT ?, n.started_at DESC, n.attempt DESC, n.item, n.span_id LIMIT 1",
+        (run_id, NodeStatus.FAILED.value, failing),
+    ).fetchone()
+    failing_span = None
+    if failed is not None:
+        failing = failing or failed[0]
+        failing_span = failed[1] if failed[0] == failing else None
+    starts = [s for s, _ in spans]
+    if run.get("started_at"):
+        starts.append(epoch_s(run["started_at"]))
+    ends = [e for _, e in spans if e is not None]
+    if run.get("completed_at"):
+        ends.append(epoch_s(run["completed_at"]))
+    now_s = time.time()
+    running = any(e is None for _, e in spans) or run.get("status") == RunStatus.RUNNING.value
+    t0 = min(starts, default=None)
+    t1 = None if t0 is None else max([*starts, *ends, *([now_s] if running else [])])
+    strip, peak = _concurrency(spans, t0, t1, now_s)
+    return {
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "failing_node_id": failing,
+        "failing_span_id": failing_span,
+        "t0": t0,
+        "t1": t1,
+        "now": now_s,
+        "concurrency": strip,
+        "max_concurrency": peak,
+    }
+
+
+def _concurrency(
+    spans: list[tuple[float, float | None]], t0: float | None, t1: float | None, now_s: float
+) -> tuple[list[int], int]:
+    """Most attempts running at once in each of CONCURRENCY_BUCKETS slices of [t0, t1], and overall."""
+    if not spans or t0 is None or t1 is None:
+        return [], 0
+    width = max(t1 - t0, 1e-6) / CONCURRENCY_BUCKETS
+    events: list[tuple[float, int]] = []
+    for start, end in spans:
+        events.append((start, 1))
+        events.append((max(start, now_s if end is None else end), -1))
+    events.sort()  # at equal times an end comes before a start: back-to-back attempts do not overlap
+    buckets = [0] * CONCURRENCY_BUCKETS
+    active = position = 0
+    for index in range(CONCURRENCY_BUCKETS):
+        edge = t0 + (index + 1) * width
+        level = active  # whatever runs across the start of this slice
+        while position < len(events) and (events[position][0] < edge or index == CONCURRENCY_BUCKETS - 1):
+            active += events[position][1]
+            position += 1
+            level = max(level, active)
+        buckets[index] = level
+    return buckets, max(buckets)
+
+
+def _attempt_row(row: Sequence[Any]) -> dict[str, Any]:
+    (
+        node_id,
+        attempt,
+        item,
+        status,
+        skip_reason,
+        started_at,
+        completed_at,
+        duration_ms,
+        error_type,
+        message,
+        span_id,
+        effect,
+        simulated,
+        duplicate,
+        location,
+        usd,
+    ) = row
+    return {
+        "node_id": node_id,
+        "attempt": attempt,
+        "item": item,
+        "status": status,
+        "skip_reason": skip_reason,
+        "started_at": started_at,
+        "completed_at": completed_at,
+        "duration_ms": duration_ms,
+        "error": None if error_type is None and message is None else {"type": error_type, "message": message},
+        "span_id": span_id,
+        "effect": None if effect is None else bool(effect),
+        "simulated": None if simulated is None else bool(simulated),
+        "duplicate": None if duplicate is None else bool(duplicate),
+        "location": None if location is None else json.loads(location),
+        "cost_usd": usd,
+    }
+
+
+def attempts_page(
+    conn: sqlite3.Connection, run_id: str, *, project: str | None, offset: int, limit: int
+) -> dict[str, Any] | None:
+    """Attempts ``offset`` to ``offset + limit`` of a run in start order, without payloads; None if unknown."""
+    if not _visible(conn, run_id, project):
+        return None
+    rows = conn.execute(
+        f"SELECT {', '.join(_ATTEMPT_FIELDS)} FROM node_runs n WHERE n.run_id = ? {_ATTEMPT_ORDER} LIMIT ? OFFSET ?",
+        (run_id, limit, offset),
+    ).fetchall()
+    total = conn.execute("SELECT count(*) FROM node_runs WHERE run_id = ?", (run_id,)).fetchone()[0]
+    return {"offset": offset, "total": total, "attempts": [_attempt_row(row) for row in rows]}
+
+
+def _node_row(conn: sqlite3.Connection, run_id: str, span_id: str) -> tuple[Any, ...] | None:
+    row: tuple[Any, ...] | None = conn.execute(
+        f"SELECT {NODE_SELECT} WHERE n.run_id = ? AND n.span_id = ?", (run_id, span_id)
+    ).fetchone()
+    return row
+
+
+def attempt_detail(
+    conn: sqlite3.Connection, run_id: str, span_id: str, *, project: str | None
+) -> dict[str, Any] | None:
+    """One node attempt with its payloads (those over INLINE_PAYLOAD_MAX_CHARS listed in ``deferred``)."""
+    if not _visible(conn, run_id, project):
+        return None
+    row = _node_row(conn, run_id, span_id)
+    if row is None:
+        return None
+    values = list(row)
+    payloads = dict(zip(PAYLOAD_KINDS, values[-3:], strict=True))
+    deferred = [name for name, text in payloads.items() if text is not None and len(text) > INLINE_PAYLOAD_MAX_CHARS]
+    for name in deferred:
+        values[len(values) - 3 + PAYLOAD_KINDS.index(name)] = None
+    node = node_json(values)
+    node["payload_chars"] = {name: _size(text) for name, text in payloads.items()}
+    node["deferred"] = deferred
+    node["index"] = _attempt_index(conn, run_id, span_id)
+    return node
+
+
+def _attempt_index(conn: sqlite3.Connection, run_id: str, span_id: str) -> int:
+    """Where an attempt is in its run's start order (the row the waterfall shows it on)."""
+    # The sentinels sort where NULL does in ORDER BY (first), so the count matches the paging order.
+    key = "(coalesce(n.started_at, ''), coalesce(n.attempt, -1), coalesce(n.item, -1), n.span_id)"
+    row = conn.execute(
+        f"SELECT count(*) FROM node_runs n, node_runs t WHERE t.run_id = ? AND t.span_id = ? AND n.run_id = t.run_id "
+        f"AND {key} < {key.replace('n.', 't.')}",
+        (run_id, span_id),
+    ).fetchone()
+    return int(row[0])
+
+
+def node_payload(conn: sqlite3.Connection, run_id: str, span_id: str, kind: str, *, project: str | None) -> str | None:
+    """One payload of a node attempt as stored JSON text (a stack as a JSON string); None if there is none."""
+    if kind not in PAYLOAD_KINDS:
+        raise ViewerQueryError(f"payload {kind!r} is not one of {', '.join(PAYLOAD_KINDS)}")
+    if not _visible(conn, run_id, project):
+        return None
+    row = _node_row(conn, run_id, span_id)
+    if row is None:
+        return None
+    text: str | None = row[len(row) - 3 + PAYLOAD_KINDS.index(kind)]
+    if text is None:
+        return None
+    return json.dumps(text) if kind == "error_stack" else text
+
+
+def run_payload(conn: sqlite3.Connection, run_id: str, kind: str, *, project: str | None) -> str | None:
+    """The input (trigger payload) or output of a run as stored JSON text; None if there is none."""
+    if kind not in PAYLOAD_KINDS[:2]:
+        raise ViewerQueryError(f"run payload {kind!r} is not one of input, output")
+    if not _visible(conn, run_id, project):
+        return None
+    row = _run_row(conn, run_id)
+    if row is None:
+        return None
+    text: str | None = row[len(row) - 3 + PAYLOAD_KINDS.index(kind)]
+    return text

@@ -1,0 +1,7 @@
+"""The history viewer: the page at ``/``, its static files (``static/``), and the JSON under ``/api/viewer/``."""
+
+from __future__ import annotations
+
+from flowledger.receiver.viewer._routes import CONTENT_SECURITY_POLICY, STATIC_FILES, SummaryCache
+
+__all__ = ["CONTENT_SECURITY_POLICY", "STATIC_FILES", "SummaryCache"]
