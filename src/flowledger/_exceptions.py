@@ -6,11 +6,16 @@ The hierarchy::
     ├── UsageError                     the caller misused an API or gave bad input
     │   ├── ConfigError                a setting has a value that cannot be used
     │   ├── DefinitionError            a workflow definition is invalid (carries every problem)
-    │   └── WireFormatError            an event does not follow the wire format
+    │   ├── WireFormatError            an event does not follow the wire format
+    │   ├── BodyError                  a request body the receiver cannot use (carries the HTTP status)
+    │   │   └── OtlpBodyError          a body that is not an OTLP export request of its signal
+    │   ├── QueryParamError            a query parameter of a receiver route cannot be used (answered with 400)
+    │   └── ViewerQueryError           a viewer query the client asked cannot be answered (answered with 400)
     └── RuntimeFailure                 something went wrong while doing the work
         ├── RunAborted                 a run passed its deadline or budget
         ├── NodeTimeout                a node attempt ran past its timeout_s
         ├── WorkflowFailed             a generated workflow's run failed at a node
+        ├── WriteQueueFull             the receiver's writer holds as many requests as it may (answered with 503)
         ├── StoreError                 the receiver's store failed
         │   ├── LedgerIntegrityError   the ledger's hash chain does not verify
         │   └── SchemaVersionError     the database was written by a newer flowledger
@@ -25,19 +30,24 @@ to stop work that must stop.
 from __future__ import annotations
 
 __all__ = [
+    "BodyError",
     "ConfigError",
     "DefinitionError",
     "FlowledgerError",
     "LedgerIntegrityError",
     "NodeTimeout",
+    "OtlpBodyError",
+    "QueryParamError",
     "ReceiverError",
     "RunAborted",
     "RuntimeFailure",
     "SchemaVersionError",
     "StoreError",
     "UsageError",
+    "ViewerQueryError",
     "WireFormatError",
     "WorkflowFailed",
+    "WriteQueueFull",
 ]
 
 
@@ -117,3 +127,31 @@ class WorkflowFailed(RuntimeFailure):
         self.run_id = run_id
         self.node_id = node_id
         super().__init__(message)
+
+
+# --- receiver ----------------------------------------------------------------
+
+
+class BodyError(UsageError):
+    """A request body the receiver cannot use; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class OtlpBodyError(BodyError):
+    """A body that is not an OTLP export request of the signal; ``status`` is the HTTP answer."""
+
+
+class QueryParamError(UsageError):
+    """A query parameter of a receiver route cannot be used; the message names the parameter."""
+
+
+class ViewerQueryError(UsageError):
+    """A query the viewer cannot answer because of what the client asked (answered with 400)."""
+
+
+class WriteQueueFull(RuntimeFailure):
+    """The receiver's writer has more requests waiting than it may hold."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flowledger._exceptions import ViewerQueryError
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver.store._migrations import MIGRATIONS, migrate
@@ -20,7 +21,6 @@ from flowledger.receiver.store._viewer_query import (
     RunFilter,
     RunMode,
     RunPageCursor,
-    ViewerQueryError,
     list_runs,
     open_reader,
     summary,

@@ -15,21 +15,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from flowledger._exceptions import BodyError
 from flowledger.receiver._config import Limits
 
-__all__ = ["Batch", "BodyError", "decode_batch", "read_body"]
+__all__ = ["Batch", "decode_batch", "read_body"]
 
 _GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
 _INFLATE_STEP_BYTES: Final = 1024 * 1024
-
-
-class BodyError(Exception):
-    """A request body the receiver cannot use; ``status`` is the HTTP answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def _inflate(compressed: bytes, limit: int) -> bytes:

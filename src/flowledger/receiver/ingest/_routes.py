@@ -9,11 +9,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from flowledger._exceptions import StoreError
+from flowledger._exceptions import BodyError, StoreError, WriteQueueFull
 from flowledger.receiver._state import error_response, project_of, receiver_of
-from flowledger.receiver.ingest._body import BodyError, decode_batch, read_body
+from flowledger.receiver.ingest._body import decode_batch, read_body
 from flowledger.receiver.ingest._validate import Rejection, prepare_event
-from flowledger.receiver.ingest._writer import WriteQueueFull
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._protocol import EventOutcome
 

@@ -19,21 +19,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from flowledger._exceptions import StoreError
+from flowledger._exceptions import StoreError, WriteQueueFull
 from flowledger.receiver._metrics import Metrics
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._protocol import EventOutcome, Store
 
-__all__ = ["WriteQueueFull", "Writer"]
+__all__ = ["Writer"]
 
 _log = logging.getLogger("flowledger.receiver")
 T = TypeVar("T")
 Outcomes = list[tuple[EventOutcome, str | None]]
 _STOP: Final = object()
-
-
-class WriteQueueFull(Exception):
-    """The writer has more requests waiting than it may hold."""
 
 
 @dataclass(slots=True)

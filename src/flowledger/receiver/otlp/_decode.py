@@ -23,8 +23,9 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from flowledger._exceptions import OtlpBodyError
+
 __all__ = [
-    "OtlpBodyError",
     "OtlpFormat",
     "Signal",
     "decode_request",
@@ -82,15 +83,6 @@ _RESPONSE_TYPES: Final[dict[Signal, type[Message]]] = {
     Signal.LOGS: logs_service_pb2.ExportLogsServiceResponse,
     Signal.METRICS: metrics_service_pb2.ExportMetricsServiceResponse,
 }
-
-
-class OtlpBodyError(Exception):
-    """A body that is not an OTLP export request of the signal; ``status`` is the HTTP answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def format_of(content_type: str | None) -> OtlpFormat | None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from flowledger._exceptions import ViewerQueryError
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
 from flowledger.receiver.store._query import NODE_SELECT, RUN_PAYLOADS_SELECT, RUN_SELECT, node_json, run_json
 from flowledger.receiver.store._time import epoch_s
@@ -46,7 +47,6 @@ __all__ = [
     "RunListPage",
     "RunMode",
     "RunPageCursor",
-    "ViewerQueryError",
     "attempt_detail",
     "attempts_overview",
     "attempts_page",
@@ -93,10 +93,6 @@ _ATTEMPT_FIELDS: Final = (
     "n.location",
     "n.cost_usd",
 )
-
-
-class ViewerQueryError(ValueError):
-    """A query the viewer cannot answer because of what the client asked (answered with 400)."""
 
 
 class RunMode(enum.StrEnum):

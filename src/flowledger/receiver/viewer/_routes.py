@@ -40,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from flowledger._exceptions import ViewerQueryError
 from flowledger._wire import RunStatus, TriggerType, format_ts
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver.api._trace_url import add_trace_url
@@ -51,7 +52,6 @@ from flowledger.receiver.store._viewer_query import (
     RunFilter,
     RunMode,
     RunPageCursor,
-    ViewerQueryError,
     attempt_detail,
     attempts_page,
     facets,
