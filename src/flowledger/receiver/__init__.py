@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flowledger.receiver._app import create_app
-    from flowledger.receiver._config import Limits, ReceiverConfig, config_from_env
+    from flowledger.receiver._config import IngestLimits, ReceiverConfig, config_from_env
     from flowledger.receiver.store._protocol import Store
     from flowledger.receiver.store._sqlite import SqliteStore
 
-__all__ = ["Limits", "ReceiverConfig", "SqliteStore", "Store", "config_from_env", "create_app"]
+__all__ = ["IngestLimits", "ReceiverConfig", "SqliteStore", "Store", "config_from_env", "create_app"]
 
 _WHERE = {
     "create_app": "flowledger.receiver._app",
-    "Limits": "flowledger.receiver._config",
+    "IngestLimits": "flowledger.receiver._config",
     "ReceiverConfig": "flowledger.receiver._config",
     "config_from_env": "flowledger.receiver._config",
     "SqliteStore": "flowledger.receiver.store._sqlite",

@@ -15,7 +15,7 @@ from typing import Final
 
 from flowledger._exceptions import ConfigError
 
-__all__ = ["DEFAULT_DB_PATH", "DEFAULT_HOST", "DEFAULT_PORT", "Limits", "ReceiverConfig", "config_from_env"]
+__all__ = ["DEFAULT_DB_PATH", "DEFAULT_HOST", "DEFAULT_PORT", "IngestLimits", "ReceiverConfig", "config_from_env"]
 
 DEFAULT_DB_PATH: Final = Path("flowledger.db")
 DEFAULT_HOST: Final = "127.0.0.1"
@@ -42,7 +42,7 @@ _ENV_PREFIX: Final = "FLOWLEDGER_RECEIVER_"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Limits:
+class IngestLimits:
     """What one ``POST /v1/events`` may contain; beyond them the receiver answers 413 or rejects the event."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -62,7 +62,7 @@ class ReceiverConfig:
     """Everything ``flowledger serve`` can be told."""
 
     db_path: Path = DEFAULT_DB_PATH
-    limits: Limits = field(default_factory=Limits)
+    limits: IngestLimits = field(default_factory=IngestLimits)
     write_queue_max_requests: int = DEFAULT_WRITE_QUEUE_MAX_REQUESTS
     """Requests waiting for the writer; beyond it ingest answers 503 with Retry-After."""
     commit_max_events: int = DEFAULT_COMMIT_MAX_EVENTS
@@ -105,7 +105,7 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
     env = os.environ if environ is None else environ
     config = base or ReceiverConfig()
     limit_changes: dict[str, object] = {}
-    for f in fields(Limits):
+    for f in fields(IngestLimits):
         raw = env.get(_ENV_PREFIX + f.name.upper())
         if raw is not None:
             limit_changes[f.name] = _parse(f.name, raw, int)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flowledger.receiver._config import Limits, ReceiverConfig
+from flowledger.receiver._config import IngestLimits, ReceiverConfig
 from tests.receiver._support import LiveReceiver, Producer, simple_run, start_receiver, typical_run
 
 
@@ -202,7 +202,9 @@ def small_receiver(receiver_config: ReceiverConfig) -> LiveReceiver:
     """A receiver with tiny limits."""
     from dataclasses import replace
 
-    limits = Limits(max_body_bytes=64 * 1024, max_inflated_bytes=256 * 1024, max_batch_events=5, max_event_bytes=4096)
+    limits = IngestLimits(
+        max_body_bytes=64 * 1024, max_inflated_bytes=256 * 1024, max_batch_events=5, max_event_bytes=4096
+    )
     receiver = start_receiver(replace(receiver_config, limits=limits))
     yield receiver  # type: ignore[misc]
     receiver.stop()

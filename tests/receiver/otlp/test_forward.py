@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from flowledger._exceptions import ConfigError
 from flowledger.receiver._config import ReceiverConfig, config_from_env
-from flowledger.receiver.otlp._decode import Signal
+from flowledger.receiver.otlp._decode import OtlpSignal
 from flowledger.receiver.otlp._forward import Forwarder, parse_forward_headers
 from tests.otel._support import LiveReceiver, free_port, otlp_json, receiver_running, stock_provider
 
@@ -92,7 +92,7 @@ def test_a_full_queue_drops_and_counts() -> None:
         forwarder = Forwarder(
             "http://upstream.test", max_requests=2, timeout_s=1, transport=httpx.MockTransport(answer)
         )
-        results = [forwarder.offer(Signal.TRACES, b"{}", "application/json", items=10) for _ in range(5)]
+        results = [forwarder.offer(OtlpSignal.TRACES, b"{}", "application/json", items=10) for _ in range(5)]
         assert results == [True, True, False, False, False]
         assert await forwarder.flush(5.0)
         await forwarder.stop(1.0)
@@ -120,7 +120,7 @@ def test_forwarded_requests_keep_type_and_headers_and_are_gzipped() -> None:
             headers={"x-api-key": "k1"},
             transport=httpx.MockTransport(answer),
         )
-        forwarder.offer(Signal.METRICS, b"\x0a\x00", "application/x-protobuf", items=1)
+        forwarder.offer(OtlpSignal.METRICS, b"\x0a\x00", "application/x-protobuf", items=1)
         await forwarder.stop(5.0)
         return forwarder
 
@@ -144,7 +144,7 @@ def test_retries_only_what_may_succeed_later(statuses: tuple[int, ...], sent: in
     async def scenario() -> Forwarder:
         transport = httpx.MockTransport(answer)
         forwarder = Forwarder("http://upstream.test", max_requests=4, timeout_s=1, transport=transport)
-        forwarder.offer(Signal.TRACES, b"{}", "application/json", items=1)
+        forwarder.offer(OtlpSignal.TRACES, b"{}", "application/json", items=1)
         assert await forwarder.flush(10.0)
         await forwarder.stop(1.0)
         return forwarder
@@ -165,10 +165,10 @@ def test_stop_counts_what_it_could_not_send() -> None:
         transport = httpx.MockTransport(answer)
         forwarder = Forwarder("http://upstream.test", max_requests=4, timeout_s=5, transport=transport)
         for _ in range(3):
-            forwarder.offer(Signal.TRACES, b"{}", "application/json", items=2)
+            forwarder.offer(OtlpSignal.TRACES, b"{}", "application/json", items=2)
         await asyncio.sleep(0)
         await forwarder.stop(0.05)
-        assert not forwarder.offer(Signal.TRACES, b"{}", "application/json", items=2)
+        assert not forwarder.offer(OtlpSignal.TRACES, b"{}", "application/json", items=2)
         return forwarder
 
     forwarder = _run(scenario())
@@ -232,7 +232,7 @@ def test_stop_forwarding_sends_what_is_queued_at_shutdown() -> None:
         forwarder = Forwarder("http://upstream.test", max_requests=8, timeout_s=1, transport=transport)
         app = SimpleNamespace(state=SimpleNamespace(otlp=OtlpState(forwarder=forwarder)))
         for _ in range(3):
-            forwarder.offer(Signal.LOGS, b"", "application/x-protobuf", items=1)
+            forwarder.offer(OtlpSignal.LOGS, b"", "application/x-protobuf", items=1)
         await stop_forwarding(app, timeout_s=5.0)
         await stop_forwarding(SimpleNamespace(state=SimpleNamespace()))  # an app that never forwarded
         return forwarder

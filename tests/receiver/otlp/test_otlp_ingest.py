@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from flowledger.receiver._config import Limits, ReceiverConfig
+from flowledger.receiver._config import IngestLimits, ReceiverConfig
 from tests.otel._support import LiveReceiver, otlp_json, receiver_running, stock_provider
 
 PROTOBUF = "application/x-protobuf"
@@ -214,7 +214,9 @@ def test_other_content_types_are_415(receiver: LiveReceiver) -> None:
 def test_too_large_bodies_are_413(tmp_path: Any) -> None:
     """A body over the size limit, or a gzip body inflating past it, is refused with 413."""
     config = ReceiverConfig(
-        db_path=tmp_path / "small.db", sweep_interval_s=0, limits=Limits(max_body_bytes=4096, max_inflated_bytes=8192)
+        db_path=tmp_path / "small.db",
+        sweep_interval_s=0,
+        limits=IngestLimits(max_body_bytes=4096, max_inflated_bytes=8192),
     )
     spans, _ = _make_spans()
     doc = otlp_json(spans)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowledger.receiver._config import Limits
+from flowledger.receiver._config import IngestLimits
 from flowledger.receiver.ingest._body import decode_batch
 from flowledger.receiver.store._canonical import canonical, canonical_utf8
 
@@ -31,7 +31,7 @@ _json_values = st.recursive(
 
 def _through_decoder(value: Any) -> tuple[Any, bool]:
     """The value as ingest sees it: sent as JSON, decoded with the receiver's decoder."""
-    batch = decode_batch(json.dumps({"events": [value]}, ensure_ascii=False).encode("utf-8"), Limits())
+    batch = decode_batch(json.dumps({"events": [value]}, ensure_ascii=False).encode("utf-8"), IngestLimits())
     return batch.events[0], batch.plain_floats
 
 
@@ -75,6 +75,6 @@ def test_decoder_notes_floats_outside_the_plain_range() -> None:
     """1e400 (infinity) and 1e-05 mark a body as not plain; ordinary floats and integers do not."""
     assert _through_decoder({"a": [1.5, 0.0, 0.001, 12345678.9, 2**70]})[1]
     assert not _through_decoder({"a": 1e-05})[1]
-    overflowing = decode_batch(b'{"events": [{"a": 1e400}]}', Limits())
+    overflowing = decode_batch(b'{"events": [{"a": 1e400}]}', IngestLimits())
     assert not overflowing.plain_floats
     assert overflowing.events == [{"a": math.inf}]

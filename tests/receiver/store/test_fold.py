@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowledger._wire import EventKind, NodeStatus, RunStatus
-from flowledger.receiver._config import Limits
+from flowledger.receiver._config import IngestLimits
 from flowledger.receiver.ingest._validate import prepare_event
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import (
@@ -37,7 +37,7 @@ _NODE_KINDS = {EventKind.NODE_STARTED, EventKind.NODE_FINISHED}
 def _prepared(events: list[dict[str, Any]]) -> list[PreparedEvent]:
     out = []
     for i, raw in enumerate(events):
-        prepared = prepare_event(copy.deepcopy(raw), i, Limits(), None)
+        prepared = prepare_event(copy.deepcopy(raw), i, IngestLimits(), None)
         assert isinstance(prepared, PreparedEvent), prepared
         out.append(prepared)
     return out

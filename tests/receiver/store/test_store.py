@@ -12,7 +12,7 @@ import pytest
 import flowledger.receiver
 from flowledger._exceptions import ConfigError, SchemaVersionError, StoreError, WriteQueueFull
 from flowledger.receiver._app import create_app
-from flowledger.receiver._config import Limits, ReceiverConfig, config_from_env
+from flowledger.receiver._config import IngestLimits, ReceiverConfig, config_from_env
 from flowledger.receiver._metrics import Metrics
 from flowledger.receiver.ingest._validate import prepare_event
 from flowledger.receiver.ingest._writer import Writer
@@ -25,7 +25,7 @@ from tests.receiver._support import simple_run
 def test_public_names() -> None:
     """The package exports exactly its curated names, each importable."""
     assert sorted(flowledger.receiver.__all__) == [
-        "Limits",
+        "IngestLimits",
         "ReceiverConfig",
         "SqliteStore",
         "Store",
@@ -87,7 +87,7 @@ def test_wal_mode_is_on(tmp_path: Path) -> None:
 def _prepared() -> list[PreparedEvent]:
     out = []
     for i, raw in enumerate(simple_run().events):
-        event = prepare_event(raw, i, Limits(), None)
+        event = prepare_event(raw, i, IngestLimits(), None)
         assert isinstance(event, PreparedEvent)
         out.append(event)
     return out

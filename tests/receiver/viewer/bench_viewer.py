@@ -14,20 +14,22 @@ Prints one line per figure.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import sqlite3
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from flowledger._wire import RunStatus, TriggerType, format_ts
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver.store._migrations import migrate
-from flowledger.receiver.store._viewer_query import RunFilter, RunMode, facets, list_runs, open_reader, summary
+from flowledger.receiver.store._sqlite import SqliteStore
+from flowledger.receiver.store._views import RunFilter, RunMode
 from tests.receiver.viewer._support import RunBuilder, start_receiver
 from tests.receiver.viewer.conftest import CHROMIUM, CHROMIUM_ARGS
 
@@ -123,14 +125,40 @@ def _fill(path: Path, count: int) -> None:
     conn.close()
 
 
-def _timed(label: str, work: Callable[[], Any], repeat: int = 3) -> Any:
+async def _timed(label: str, work: Callable[[], Awaitable[Any]], repeat: int = 3) -> Any:
     times, result = [], None
     for _ in range(repeat):
         began = time.perf_counter()
-        result = work()
+        result = await work()
         times.append(time.perf_counter() - began)
     print(f"{label}: first {_ms(times[0])}, median {_ms(statistics.median(times))}")
     return result
+
+
+async def _queries(path: Path, count: int) -> None:
+    store = SqliteStore(path, readonly=True)
+    await store.open()
+    try:
+        everything = RunFilter()
+        page = await _timed("first page of 50, no filter", lambda: store.viewer_runs(everything, limit=50))
+        cursor = page.older
+        for _ in range(99):
+            cursor = (await store.viewer_runs(everything, limit=50, cursor=cursor)).older
+        await _timed("page 101 (keyset cursor)", lambda: store.viewer_runs(everything, limit=50, cursor=cursor))
+        rare = RunFilter(trigger=TriggerType.SCHEDULE, mode=RunMode.DRY, status=RunStatus.ABORTED)
+        await _timed("first page, trigger + dry run + aborted (0.07 %)", lambda: store.viewer_runs(rare, limit=50))
+        wf = RunFilter(workflow_id="workflow-3", status=RunStatus.FAILED)
+        await _timed("first page, workflow + failed", lambda: store.viewer_runs(wf, limit=50))
+        prefix = RunFilter(run_id_prefix=page.runs[10]["run_id"][:10])
+        await _timed("run id search (prefix)", lambda: store.viewer_runs(prefix, limit=50))
+        await _timed(f"summary cards over all {count:,} runs", lambda: store.run_summary(everything), repeat=2)
+        http = RunFilter(trigger=TriggerType.HTTP)
+        await _timed("summary cards, trigger = http", lambda: store.run_summary(http), 2)
+        day = RunFilter(since=format_ts(time.time_ns() - 86_400 * 10**9))
+        await _timed("summary cards, last 24 h", lambda: store.run_summary(day), repeat=2)
+        await _timed("facets (workflow ids)", lambda: store.facets(project=None))
+    finally:
+        await store.close()
 
 
 def bench_many_runs(count: int) -> None:
@@ -139,24 +167,7 @@ def bench_many_runs(count: int) -> None:
         began = time.perf_counter()
         _fill(path, count)
         print(f"wrote {count:,} runs in {time.perf_counter() - began:.0f} s")
-        with open_reader(path) as conn:
-            everything = RunFilter()
-            page = _timed("first page of 50, no filter", lambda: list_runs(conn, everything, limit=50))
-            cursor = page.older
-            for _ in range(99):
-                cursor = list_runs(conn, everything, limit=50, cursor=cursor).older
-            _timed("page 101 (keyset cursor)", lambda: list_runs(conn, everything, limit=50, cursor=cursor))
-            rare = RunFilter(trigger=TriggerType.SCHEDULE, mode=RunMode.DRY, status=RunStatus.ABORTED)
-            _timed("first page, trigger + dry run + aborted (0.07 %)", lambda: list_runs(conn, rare, limit=50))
-            wf = RunFilter(workflow_id="workflow-3", status=RunStatus.FAILED)
-            _timed("first page, workflow + failed", lambda: list_runs(conn, wf, limit=50))
-            prefix = RunFilter(run_id_prefix=page.runs[10]["run_id"][:10])
-            _timed("run id search (prefix)", lambda: list_runs(conn, prefix, limit=50))
-            _timed(f"summary cards over all {count:,} runs", lambda: summary(conn, everything), repeat=2)
-            _timed("summary cards, trigger = http", lambda: summary(conn, RunFilter(trigger=TriggerType.HTTP)), 2)
-            day = RunFilter(since=format_ts(time.time_ns() - 86_400 * 10**9))
-            _timed("summary cards, last 24 h", lambda: summary(conn, day), repeat=2)
-            _timed("facets (workflow ids)", lambda: facets(conn, project=None))
+        asyncio.run(_queries(path, count))
 
 
 def main() -> None:

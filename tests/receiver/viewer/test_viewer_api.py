@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -15,20 +18,28 @@ from flowledger._exceptions import ViewerQueryError
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver.store._migrations import MIGRATIONS, migrate
-from flowledger.receiver.store._viewer_query import (
-    INLINE_PAYLOAD_MAX_CHARS,
-    PageDirection,
-    RunFilter,
-    RunMode,
-    RunPageCursor,
-    list_runs,
-    open_reader,
-    summary,
-)
+from flowledger.receiver.store._protocol import Store
+from flowledger.receiver.store._sqlite import SqliteStore
+from flowledger.receiver.store._views import INLINE_PAYLOAD_MAX_CHARS, PageDirection, RunFilter, RunMode, RunPageCursor
 from flowledger.receiver.viewer._routes import CONTENT_SECURITY_POLICY, STATIC_FILES, SummaryCache
 from tests.receiver.viewer._support import LiveReceiver, RunBuilder, failed_run, start_receiver, typical_run
 
 _MINUTE_NS = 60 * 1_000_000_000
+_T = TypeVar("_T")
+
+
+def _on_store(path: Path, work: Callable[[Store], Awaitable[_T]]) -> _T:
+    """Run ``work`` on the database file through a read-only SQLite store."""
+
+    async def go() -> _T:
+        store = SqliteStore(path, readonly=True)
+        await store.open()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
 
 
 def _runs(live: LiveReceiver, count: int, **kwargs: object) -> list[RunBuilder]:
@@ -226,9 +237,8 @@ def test_percentiles_over_a_sample_use_the_newest_runs(tmp_path: Path) -> None:
         receiver.post([e for r in slow + fast for e in r.events])
     finally:
         receiver.stop()
-    with open_reader(tmp_path / "f.db") as conn:
-        full = summary(conn, RunFilter())
-        sampled = summary(conn, RunFilter(), percentile_sample_max=2)
+    full = _on_store(tmp_path / "f.db", lambda store: store.run_summary(RunFilter()))
+    sampled = _on_store(tmp_path / "f.db", lambda store: store.run_summary(RunFilter(), percentile_sample_max=2))
     assert full["p50_duration_ms"] == pytest.approx(60)
     assert full["duration_sample"] == 5
     assert sampled["p50_duration_ms"] == pytest.approx(130)
@@ -248,16 +258,19 @@ def test_query_functions_reject_foreign_cursors_and_page_in_both_directions(tmp_
         _runs(receiver, 5, trigger="schedule")
     finally:
         receiver.stop()
-    with open_reader(tmp_path / "f.db") as conn:
-        flt = RunFilter(trigger=TriggerType.SCHEDULE, mode=RunMode.LIVE, status=RunStatus.SUCCEEDED)
-        first = list_runs(conn, flt, limit=2)
-        second = list_runs(conn, flt, limit=2, cursor=first.older)
-        third = list_runs(conn, flt, limit=2, cursor=second.older)
+    flt = RunFilter(trigger=TriggerType.SCHEDULE, mode=RunMode.LIVE, status=RunStatus.SUCCEEDED)
+
+    async def check(store: Store) -> None:
+        first = await store.viewer_runs(flt, limit=2)
+        second = await store.viewer_runs(flt, limit=2, cursor=first.older)
+        third = await store.viewer_runs(flt, limit=2, cursor=second.older)
         assert third.older is None
         assert len(third.runs) == 1
-        back = list_runs(conn, flt, limit=2, cursor=third.newer, direction=PageDirection.NEWER)
+        back = await store.viewer_runs(flt, limit=2, cursor=third.newer, direction=PageDirection.NEWER)
         assert back.runs == second.runs
-        assert list_runs(conn, RunFilter(workflow_id="none"), limit=2).runs == []
+        assert (await store.viewer_runs(RunFilter(workflow_id="none"), limit=2)).runs == []
+
+    _on_store(tmp_path / "f.db", check)
 
 
 # --- one run ------------------------------------------------------------------
@@ -477,13 +490,16 @@ def test_summary_cache_reuses_cards_until_the_ledger_grows(tmp_path: Path) -> No
     try:
         _runs(receiver, 2)
         cache = SummaryCache()
-        with open_reader(tmp_path / "f.db") as conn:
-            first = cache.get(conn, RunFilter())
-            assert cache.get(conn, RunFilter()) is first
-            assert cache.get(conn, RunFilter(status=RunStatus.FAILED)) is not first
+
+        async def twice(store: Store) -> dict[str, Any]:
+            first = await cache.get(store, RunFilter())
+            assert await cache.get(store, RunFilter()) is first
+            assert await cache.get(store, RunFilter(status=RunStatus.FAILED)) is not first
+            return first
+
+        first = _on_store(tmp_path / "f.db", twice)
         _runs(receiver, 1)
-        with open_reader(tmp_path / "f.db") as conn:
-            again = cache.get(conn, RunFilter())
+        again = _on_store(tmp_path / "f.db", lambda store: cache.get(store, RunFilter()))
     finally:
         receiver.stop()
     assert first["total"] == 2
@@ -496,15 +512,17 @@ def test_summary_cache_reuses_slow_cards_for_a_while_even_after_new_runs(tmp_pat
     try:
         _runs(receiver, 1)
         cache = SummaryCache()
-        with open_reader(tmp_path / "f.db") as conn:
-            first = cache.get(conn, RunFilter())
+        first = _on_store(tmp_path / "f.db", lambda store: cache.get(store, RunFilter()))
         version, computed_at, _, result = cache._entries[RunFilter()]
         cache._entries[RunFilter()] = (version, computed_at, 1.0, result)  # as if it had taken a second
         _runs(receiver, 1)
-        with open_reader(tmp_path / "f.db") as conn:
-            reused = cache.get(conn, RunFilter())
+
+        async def reuse_then_refresh(store: Store) -> tuple[dict[str, Any], dict[str, Any]]:
+            reused = await cache.get(store, RunFilter())
             cache._entries[RunFilter()] = (version, computed_at, 0.001, result)
-            fresh = cache.get(conn, RunFilter())
+            return reused, await cache.get(store, RunFilter())
+
+        reused, fresh = _on_store(tmp_path / "f.db", reuse_then_refresh)
     finally:
         receiver.stop()
     assert reused is first

@@ -8,7 +8,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from flowledger._exceptions import QueryParamError
 from flowledger._wire import RunStatus
+from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver.api._export import ExportFormat, export_lines
 from flowledger.receiver.api._trace_url import add_trace_url
@@ -18,45 +20,19 @@ __all__ = ["DEFAULT_PAGE_LIMIT", "MAX_PAGE_LIMIT", "ROUTES"]
 
 DEFAULT_PAGE_LIMIT: Final = 50
 MAX_PAGE_LIMIT: Final = 1000
-_MAX_FILTER_CHARS: Final = 256
 _MEDIA: Final = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.JSONL: "application/x-ndjson"}
 
 
-class _BadQuery(Exception):
-    pass
-
-
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _BadQuery(f"query parameter {name}={raw!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise _BadQuery(f"query parameter {name}={value} must be between {low} and {high}")
-    return value
-
-
 def _run_query(request: Request, *, paged: bool) -> RunQuery:
-    status_text = request.query_params.get("status")
-    status = None
-    if status_text is not None:
-        try:
-            status = RunStatus(status_text)
-        except ValueError:
-            allowed = ", ".join(s.value for s in RunStatus)
-            raise _BadQuery(f"query parameter status={status_text!r} is not one of {allowed}") from None
-    workflow_id = request.query_params.get("workflow_id")
-    if workflow_id is not None and len(workflow_id) > _MAX_FILTER_CHARS:
-        raise _BadQuery(f"query parameter workflow_id is longer than {_MAX_FILTER_CHARS} characters")
+    params = QueryParams(request, blank_is_absent=False)
     return RunQuery(
-        workflow_id=workflow_id,
-        status=status,
+        workflow_id=params.text("workflow_id"),
+        status=params.choice("status", RunStatus),
         project=project_of(request),
-        limit=_int_param(request, "limit", DEFAULT_PAGE_LIMIT, 1, MAX_PAGE_LIMIT) if paged else MAX_PAGE_LIMIT,
-        offset=_int_param(request, "offset", 0, 0, 2**62) if paged else 0,
+        limit=params.integer("limit", default=DEFAULT_PAGE_LIMIT, low=1, high=MAX_PAGE_LIMIT)
+        if paged
+        else MAX_PAGE_LIMIT,
+        offset=params.integer("offset", default=0, low=0, high=MAX_OFFSET) if paged else 0,
     )
 
 
@@ -64,7 +40,7 @@ async def list_runs(request: Request) -> Response:
     """Runs, newest first, filtered by workflow and status, paged by limit and offset."""
     try:
         query = _run_query(request, paged=True)
-    except _BadQuery as exc:
+    except QueryParamError as exc:
         return error_response(400, str(exc))
     receiver = receiver_of(request)
     page = await receiver.store.list_runs(query)
@@ -90,7 +66,7 @@ async def export_runs(request: Request) -> Response:
         query = _run_query(request, paged=False)
     except ValueError:
         return error_response(400, f"query parameter format={raw_format!r} is not csv or jsonl")
-    except _BadQuery as exc:
+    except QueryParamError as exc:
         return error_response(400, str(exc))
     runs = receiver_of(request).store.iter_runs(query, with_nodes=fmt is ExportFormat.JSONL)
     return StreamingResponse(export_lines(runs, fmt), media_type=_MEDIA[fmt])

@@ -17,7 +17,7 @@ import httpx
 
 from flowledger._exceptions import ReceiverError, StoreError
 from flowledger.receiver.api._export import ExportFormat, export_lines
-from flowledger.receiver.store._protocol import Drift, RunPage, RunQuery, VerifyReport
+from flowledger.receiver.store._protocol import Drift, RunPage, RunQuery, Store, VerifyReport
 from flowledger.receiver.store._sqlite import SqliteStore
 
 __all__ = ["DbSource", "Source", "UrlSource"]
@@ -42,7 +42,7 @@ class DbSource:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def _run(self, work: Callable[[SqliteStore], Coroutine[Any, Any, T]], *, write: bool = False) -> T:
+    def _run(self, work: Callable[[Store], Coroutine[Any, Any, T]], *, write: bool = False) -> T:
         if not self.path.exists():
             raise StoreError(f"there is no database at {self.path}; pass --db PATH of a flowledger database")
 

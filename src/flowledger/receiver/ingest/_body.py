@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from flowledger._exceptions import BodyError
-from flowledger.receiver._config import Limits
+from flowledger.receiver._config import IngestLimits
 
 __all__ = ["Batch", "decode_batch", "read_body"]
 
@@ -50,7 +50,7 @@ def _inflate(compressed: bytes, limit: int) -> bytes:
 
 
 async def read_body(
-    chunks: AsyncIterator[bytes], content_length: str | None, content_encoding: str | None, limits: Limits
+    chunks: AsyncIterator[bytes], content_length: str | None, content_encoding: str | None, limits: IngestLimits
 ) -> bytes:
     """Read the body within the limits and undo its gzip ``Content-Encoding``."""
     encoding = (content_encoding or "identity").strip().lower()
@@ -111,7 +111,7 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def decode_batch(body: bytes, limits: Limits) -> Batch:
+def decode_batch(body: bytes, limits: IngestLimits) -> Batch:
     """Parse ``{"events": [...]}``; BodyError when the body is not such an object."""
     try:
         text = body.decode("utf-8")

@@ -23,7 +23,7 @@ from typing import Any, Final
 import jsonschema_rs
 
 from flowledger._wire import EventKind, event_schema
-from flowledger.receiver._config import Limits
+from flowledger.receiver._config import IngestLimits
 from flowledger.receiver.store._canonical import canonical, canonical_utf8
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._time import normalize_ts
@@ -162,7 +162,7 @@ def _largest_field(event: dict[str, Any]) -> str:
 
 
 def prepare_event(
-    raw: Any, index: int, limits: Limits, key_project: str | None, *, plain_floats: bool = False
+    raw: Any, index: int, limits: IngestLimits, key_project: str | None, *, plain_floats: bool = False
 ) -> PreparedEvent | Rejection:
     """Validate one event of a batch; ``key_project`` is the project of the request's API key, if any.
 

@@ -27,7 +27,7 @@ from flowledger._exceptions import OtlpBodyError
 
 __all__ = [
     "OtlpFormat",
-    "Signal",
+    "OtlpSignal",
     "decode_request",
     "encode_error",
     "encode_response",
@@ -55,7 +55,7 @@ _MEDIA_TYPES: Final = {
 }
 
 
-class Signal(enum.Enum):
+class OtlpSignal(enum.Enum):
     """An OTLP signal and its URL path."""
 
     TRACES = "/v1/traces"
@@ -73,15 +73,15 @@ class Signal(enum.Enum):
         return _RESPONSE_TYPES[self]
 
 
-_REQUEST_TYPES: Final[dict[Signal, type[Message]]] = {
-    Signal.TRACES: trace_service_pb2.ExportTraceServiceRequest,
-    Signal.LOGS: logs_service_pb2.ExportLogsServiceRequest,
-    Signal.METRICS: metrics_service_pb2.ExportMetricsServiceRequest,
+_REQUEST_TYPES: Final[dict[OtlpSignal, type[Message]]] = {
+    OtlpSignal.TRACES: trace_service_pb2.ExportTraceServiceRequest,
+    OtlpSignal.LOGS: logs_service_pb2.ExportLogsServiceRequest,
+    OtlpSignal.METRICS: metrics_service_pb2.ExportMetricsServiceRequest,
 }
-_RESPONSE_TYPES: Final[dict[Signal, type[Message]]] = {
-    Signal.TRACES: trace_service_pb2.ExportTraceServiceResponse,
-    Signal.LOGS: logs_service_pb2.ExportLogsServiceResponse,
-    Signal.METRICS: metrics_service_pb2.ExportMetricsServiceResponse,
+_RESPONSE_TYPES: Final[dict[OtlpSignal, type[Message]]] = {
+    OtlpSignal.TRACES: trace_service_pb2.ExportTraceServiceResponse,
+    OtlpSignal.LOGS: logs_service_pb2.ExportLogsServiceResponse,
+    OtlpSignal.METRICS: metrics_service_pb2.ExportMetricsServiceResponse,
 }
 
 
@@ -119,7 +119,7 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def decode_request(signal: Signal, body: bytes, fmt: OtlpFormat) -> Message:
+def decode_request(signal: OtlpSignal, body: bytes, fmt: OtlpFormat) -> Message:
     """Decode an export request of ``signal``; OtlpBodyError (400) when the body is not one."""
     message = signal.request_type()
     if fmt is OtlpFormat.PROTOBUF:
@@ -153,15 +153,15 @@ def _encode(message: Message, fmt: OtlpFormat) -> bytes:
     return json.dumps(json_format.MessageToDict(message), separators=(",", ":")).encode()
 
 
-def encode_response(signal: Signal, fmt: OtlpFormat, *, rejected: int = 0, error_message: str = "") -> bytes:
+def encode_response(signal: OtlpSignal, fmt: OtlpFormat, *, rejected: int = 0, error_message: str = "") -> bytes:
     """The signal's success answer; with ``rejected`` > 0, a partial success naming the problem."""
     response = signal.response_type()
     if rejected or error_message:
         partial = response.partial_success
         field = {
-            Signal.TRACES: "rejected_spans",
-            Signal.LOGS: "rejected_log_records",
-            Signal.METRICS: "rejected_data_points",
+            OtlpSignal.TRACES: "rejected_spans",
+            OtlpSignal.LOGS: "rejected_log_records",
+            OtlpSignal.METRICS: "rejected_data_points",
         }[signal]
         setattr(partial, field, rejected)
         partial.error_message = error_message

@@ -29,7 +29,7 @@ import httpx
 
 from flowledger._exceptions import ConfigError
 from flowledger._version import __version__
-from flowledger.receiver.otlp._decode import Signal
+from flowledger.receiver.otlp._decode import OtlpSignal
 
 __all__ = ["ForwardResult", "ForwardStats", "Forwarder", "parse_forward_endpoint", "parse_forward_headers"]
 
@@ -74,7 +74,7 @@ class ForwardStats:
 
 @dataclass(frozen=True, slots=True)
 class _Job:
-    signal: Signal
+    signal: OtlpSignal
     body: bytes
     content_type: str
     items: int
@@ -88,7 +88,7 @@ def parse_forward_endpoint(value: str) -> str:
             f"FLOWLEDGER_RECEIVER_FORWARD_ENDPOINT={value!r} must be an http:// or https:// base URL "
             "such as http://collector:4318"
         )
-    for signal in Signal:
+    for signal in OtlpSignal:
         if text.rstrip("/").endswith(signal.value):
             raise ConfigError(
                 f"FLOWLEDGER_RECEIVER_FORWARD_ENDPOINT={value!r} ends with {signal.value}; give the base URL "
@@ -136,11 +136,11 @@ class Forwarder:
         self._idle.set()
         self._closed = False
 
-    def url(self, signal: Signal) -> str:
+    def url(self, signal: OtlpSignal) -> str:
         """Where bodies of ``signal`` go."""
         return self.endpoint + signal.value
 
-    def offer(self, signal: Signal, body: bytes, content_type: str, *, items: int) -> bool:
+    def offer(self, signal: OtlpSignal, body: bytes, content_type: str, *, items: int) -> bool:
         """Queue one body without waiting; return False (and count a drop) when the queue is full."""
         if self._closed:
             self._count_drop(items)

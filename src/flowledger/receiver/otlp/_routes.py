@@ -30,7 +30,7 @@ from flowledger.receiver.api._trace_url import trace_url
 from flowledger.receiver.ingest._body import read_body
 from flowledger.receiver.otlp._decode import (
     OtlpFormat,
-    Signal,
+    OtlpSignal,
     decode_request,
     encode_error,
     encode_response,
@@ -88,10 +88,10 @@ def _answer(body: bytes, fmt: OtlpFormat, status: int = 200, headers: dict[str, 
     return Response(body, status_code=status, media_type=fmt.value, headers=headers)
 
 
-def _items(signal: Signal, message: Any) -> int:
-    if signal is Signal.TRACES:
+def _items(signal: OtlpSignal, message: Any) -> int:
+    if signal is OtlpSignal.TRACES:
         return sum(len(s.spans) for r in message.resource_spans for s in r.scope_spans)
-    if signal is Signal.LOGS:
+    if signal is OtlpSignal.LOGS:
         return sum(len(s.log_records) for r in message.resource_logs for s in r.scope_logs)
     return sum(len(s.metrics) for r in message.resource_metrics for s in r.scope_metrics)
 
@@ -106,13 +106,13 @@ async def _read(request: Request, receiver: ReceiverState) -> bytes:
         )
 
 
-async def _ingest(request: Request, signal: Signal) -> Response:
+async def _ingest(request: Request, signal: OtlpSignal) -> Response:
     receiver = receiver_of(request)
     state = otlp_state(request)
     content_type = request.headers.get("content-type")
     fmt = format_of(content_type)
     if fmt is None:
-        if signal is Signal.TRACES:
+        if signal is OtlpSignal.TRACES:
             state.spans.refused_requests += 1
         text = (
             f"Content-Type {content_type!r} is not an OTLP/HTTP encoding; "
@@ -123,13 +123,13 @@ async def _ingest(request: Request, signal: Signal) -> Response:
         body = await _read(request, receiver)
         message = decode_request(signal, body, fmt)
     except (BodyError, OtlpBodyError) as exc:
-        if signal is Signal.TRACES:
+        if signal is OtlpSignal.TRACES:
             state.spans.refused_requests += 1
         return _answer(encode_error(exc.status, exc.message, fmt), fmt, exc.status)
     except TimeoutError:
         return _answer(encode_error(408, f"the body did not arrive within {BODY_READ_TIMEOUT_S:g} s", fmt), fmt, 408)
     rejected, error_message = 0, ""
-    if signal is Signal.TRACES:
+    if signal is OtlpSignal.TRACES:
         outcome = await _store_spans(request, receiver, state, message, fmt)
         if isinstance(outcome, Response):
             return outcome
@@ -168,17 +168,17 @@ async def _store_spans(
 
 async def ingest_traces(request: Request) -> Response:
     """Store the spans of an OTLP export request; answer with the (partial) success."""
-    return await _ingest(request, Signal.TRACES)
+    return await _ingest(request, OtlpSignal.TRACES)
 
 
 async def ingest_logs(request: Request) -> Response:
     """Accept an OTLP logs export (not stored; forwarded when forwarding is on)."""
-    return await _ingest(request, Signal.LOGS)
+    return await _ingest(request, OtlpSignal.LOGS)
 
 
 async def ingest_metrics(request: Request) -> Response:
     """Accept an OTLP metrics export (not stored; forwarded when forwarding is on)."""
-    return await _ingest(request, Signal.METRICS)
+    return await _ingest(request, OtlpSignal.METRICS)
 
 
 async def get_trace(request: Request) -> Response:
@@ -226,9 +226,9 @@ on_shutdown = stop_forwarding
 """The app factory awaits this when the receiver stops: queued forwards go out first."""
 
 ROUTES: Final = [
-    Route(Signal.TRACES.value, ingest_traces, methods=["POST"]),
-    Route(Signal.LOGS.value, ingest_logs, methods=["POST"]),
-    Route(Signal.METRICS.value, ingest_metrics, methods=["POST"]),
+    Route(OtlpSignal.TRACES.value, ingest_traces, methods=["POST"]),
+    Route(OtlpSignal.LOGS.value, ingest_logs, methods=["POST"]),
+    Route(OtlpSignal.METRICS.value, ingest_metrics, methods=["POST"]),
     Route("/api/traces/{trace_id}", get_trace, methods=["GET"]),
     Route("/api/otlp/stats", otlp_stats, methods=["GET"]),
 ]

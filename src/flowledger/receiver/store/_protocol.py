@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from flowledger._wire import RunStatus
 from flowledger.receiver.otlp._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
 
 __all__ = [
     "Drift",
@@ -180,4 +181,53 @@ class Store(Protocol):
 
     async def get_trace(self, trace_id: str, *, project: str | None = None) -> tuple[list[dict[str, Any]], TraceLinks]:
         """The stored spans of one trace in start order, and the runs and node attempts they belong to."""
+        ...
+
+    # --- the viewer's queries (see flowledger.receiver.store._views) ---------
+
+    async def ledger_size(self) -> int:
+        """The sequence number of the last ledger row (0 for an empty ledger): it grows with every append."""
+        ...
+
+    async def viewer_runs(
+        self,
+        run_filter: RunFilter,
+        *,
+        limit: int,
+        cursor: RunPageCursor | None = None,
+        direction: PageDirection = PageDirection.OLDER,
+    ) -> RunListPage:
+        """A keyset page of ``limit`` runs next to ``cursor`` (the newest runs without one), newest first."""
+        ...
+
+    async def run_summary(
+        self, run_filter: RunFilter, *, percentile_sample_max: int = PERCENTILE_SAMPLE_MAX
+    ) -> dict[str, Any]:
+        """Summary cards over every run the filter matches (counts, success rate, p50/p95, cost, last run)."""
+        ...
+
+    async def facets(self, *, project: str | None) -> dict[str, Any]:
+        """What the filter controls offer: workflows seen, trigger types, statuses, modes."""
+        ...
+
+    async def run_header(self, run_id: str, *, project: str | None) -> dict[str, Any] | None:
+        """One run without its nodes: fields, small payloads and an overview of its attempts; None if unknown."""
+        ...
+
+    async def attempts_page(
+        self, run_id: str, *, project: str | None, offset: int, limit: int
+    ) -> dict[str, Any] | None:
+        """Node attempts ``offset`` to ``offset + limit`` of a run in start order, without payloads."""
+        ...
+
+    async def attempt_detail(self, run_id: str, span_id: str, *, project: str | None) -> dict[str, Any] | None:
+        """One node attempt with its payloads (large ones listed in ``deferred``); None if unknown."""
+        ...
+
+    async def node_payload(self, run_id: str, span_id: str, kind: str, *, project: str | None) -> str | None:
+        """One payload of a node attempt as stored JSON text; ViewerQueryError for an unknown ``kind``."""
+        ...
+
+    async def run_payload(self, run_id: str, kind: str, *, project: str | None) -> str | None:
+        """The input or output of a run as stored JSON text; ViewerQueryError for an unknown ``kind``."""
         ...

@@ -13,16 +13,17 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiosqlite
 
 from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger._wire import RunStatus, format_ts
 from flowledger.receiver.otlp._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
+from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
 from flowledger.receiver.store._event import PreparedEvent
@@ -41,8 +42,11 @@ from flowledger.receiver.store._query import (
 from flowledger.receiver.store._rebuild import refold
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
 from flowledger.receiver.store._verify import ChainWalker
+from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
 
 __all__ = ["SqliteStore"]
+
+_T = TypeVar("_T")
 
 BUSY_TIMEOUT_MS: Final = 10_000
 _LOOKUP_CHUNK: Final = 500
@@ -429,6 +433,73 @@ class SqliteStore:
                     nodes[span_id] = {"run_id": run_id, "node_id": node_id, "attempt": attempt, "item": item}
         runs = {str(span): str(run_id) for run_id, *spans in run_rows for span in spans if span}
         return [span_json(row) for row in rows], TraceLinks(runs=runs, nodes=nodes, run_ids=run_ids)
+
+    # --- the viewer's queries ---------------------------------------------
+
+    async def _sync_read(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` on a fresh read-only connection in a worker thread (the viewer's SQL is synchronous)."""
+
+        def job() -> _T:
+            with viewer_sql.open_reader(self.path) as conn:
+                return work(conn)
+
+        try:
+            return await asyncio.to_thread(job)
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def ledger_size(self) -> int:
+        """The last ledger row's sequence number (0 when empty)."""
+        return await self._sync_read(viewer_sql.ledger_size)
+
+    async def viewer_runs(
+        self,
+        run_filter: RunFilter,
+        *,
+        limit: int,
+        cursor: RunPageCursor | None = None,
+        direction: PageDirection = PageDirection.OLDER,
+    ) -> RunListPage:
+        """A keyset page of runs, newest first; see :meth:`Store.viewer_runs`."""
+        return await self._sync_read(
+            lambda c: viewer_sql.list_runs(c, run_filter, limit=limit, cursor=cursor, direction=direction)
+        )
+
+    async def run_summary(
+        self, run_filter: RunFilter, *, percentile_sample_max: int = PERCENTILE_SAMPLE_MAX
+    ) -> dict[str, Any]:
+        """Summary cards over every matching run; see :func:`~flowledger.receiver.store._viewer_query.summary`."""
+        return await self._sync_read(
+            lambda c: viewer_sql.summary(c, run_filter, percentile_sample_max=percentile_sample_max)
+        )
+
+    async def facets(self, *, project: str | None) -> dict[str, Any]:
+        """Workflows seen, trigger types, statuses, modes."""
+        return await self._sync_read(lambda c: viewer_sql.facets(c, project=project))
+
+    async def run_header(self, run_id: str, *, project: str | None) -> dict[str, Any] | None:
+        """One run without its nodes, with an overview of its attempts."""
+        return await self._sync_read(lambda c: viewer_sql.run_header(c, run_id, project=project))
+
+    async def attempts_page(
+        self, run_id: str, *, project: str | None, offset: int, limit: int
+    ) -> dict[str, Any] | None:
+        """A page of a run's node attempts in start order, without payloads."""
+        return await self._sync_read(
+            lambda c: viewer_sql.attempts_page(c, run_id, project=project, offset=offset, limit=limit)
+        )
+
+    async def attempt_detail(self, run_id: str, span_id: str, *, project: str | None) -> dict[str, Any] | None:
+        """One node attempt with its payloads."""
+        return await self._sync_read(lambda c: viewer_sql.attempt_detail(c, run_id, span_id, project=project))
+
+    async def node_payload(self, run_id: str, span_id: str, kind: str, *, project: str | None) -> str | None:
+        """One payload of a node attempt as stored JSON text."""
+        return await self._sync_read(lambda c: viewer_sql.node_payload(c, run_id, span_id, kind, project=project))
+
+    async def run_payload(self, run_id: str, kind: str, *, project: str | None) -> str | None:
+        """The input or output of a run as stored JSON text."""
+        return await self._sync_read(lambda c: viewer_sql.run_payload(c, run_id, kind, project=project))
 
 
 async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:

@@ -1,8 +1,9 @@
 """Read-only SQL of the history viewer, beyond ``GET /api/runs`` and ``GET /api/runs/{run_id}``.
 
 Every function takes a plain read-only :class:`sqlite3.Connection` (see
-:func:`open_reader`) and runs synchronously; the routes call them in a worker
-thread. The queries lean on the receiver's indexes:
+:func:`open_reader`) and runs synchronously; :class:`~flowledger.receiver.store._sqlite.SqliteStore`
+calls them in a worker thread to answer the viewer's methods of the ``Store``
+protocol. The queries lean on the receiver's indexes:
 
 * run listings are keyset-paged on ``(started_at, run_id)`` newest first, so
   the thousandth page costs what the first does, with one index per filter
@@ -20,16 +21,12 @@ same fields as the query API.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import enum
 import json
 import math
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -37,20 +34,24 @@ from flowledger._exceptions import ViewerQueryError
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
 from flowledger.receiver.store._query import NODE_SELECT, RUN_PAYLOADS_SELECT, RUN_SELECT, node_json, run_json
 from flowledger.receiver.store._time import epoch_s
+from flowledger.receiver.store._views import (
+    INLINE_PAYLOAD_MAX_CHARS,
+    PAYLOAD_KINDS,
+    PERCENTILE_SAMPLE_MAX,
+    PageDirection,
+    RunFilter,
+    RunListPage,
+    RunMode,
+    RunPageCursor,
+)
 
 __all__ = [
-    "INLINE_PAYLOAD_MAX_CHARS",
-    "PAYLOAD_KINDS",
-    "PERCENTILE_SAMPLE_MAX",
-    "PageDirection",
-    "RunFilter",
-    "RunListPage",
-    "RunMode",
-    "RunPageCursor",
     "attempt_detail",
     "attempts_overview",
     "attempts_page",
     "facets",
+    "filter_where",
+    "ledger_size",
     "list_runs",
     "node_payload",
     "open_reader",
@@ -59,17 +60,11 @@ __all__ = [
     "summary",
 ]
 
-INLINE_PAYLOAD_MAX_CHARS: Final = 64 * 1024
-"""A payload whose JSON text is longer than this is left out of an answer and loaded on demand."""
-PERCENTILE_SAMPLE_MAX: Final = 50_000
-"""p50/p95 are taken over at most this many of the newest matching runs (exact below it)."""
 CONCURRENCY_BUCKETS: Final = 120
 """Columns of a run's concurrency strip."""
 BUSY_TIMEOUT_MS: Final = 5_000
 ERROR_PREVIEW_CHARS: Final = 300
 """How much of an error message an attempt row of a page carries (the node panel has all of it)."""
-PAYLOAD_KINDS: Final = ("input", "output", "error_stack")
-"""Payloads of a node attempt that can be loaded on their own (a run has input and output)."""
 _FINISHED: Final = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.ABORTED.value)
 _NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
 _OLDEST_FIRST: Final = "ORDER BY r.started_at ASC, r.run_id ASC"
@@ -95,109 +90,6 @@ _ATTEMPT_FIELDS: Final = (
 )
 
 
-class RunMode(enum.StrEnum):
-    """Dry runs (effects simulated) or live runs."""
-
-    DRY = "dry"
-    LIVE = "live"
-
-
-class PageDirection(enum.StrEnum):
-    """Which way a keyset page goes from its cursor."""
-
-    OLDER = "older"
-    NEWER = "newer"
-
-
-@dataclass(frozen=True, slots=True)
-class RunPageCursor:
-    """A position in the newest-first run order: the ``(started_at, run_id)`` of a run."""
-
-    started_at: str
-    run_id: str
-
-    def encode(self) -> str:
-        """An opaque URL-safe token."""
-        raw = json.dumps([self.started_at, self.run_id], separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, token: str) -> RunPageCursor:
-        """Read a token made by :meth:`encode`; ViewerQueryError when it is not one."""
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            started_at, run_id = json.loads(raw)
-        except (binascii.Error, ValueError, TypeError):
-            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this viewer made") from None
-        if not isinstance(started_at, str) or not isinstance(run_id, str):
-            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this viewer made")
-        return cls(started_at, run_id)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunFilter:
-    """What the run list and its summary cards are narrowed to."""
-
-    workflow_id: str | None = None
-    status: RunStatus | None = None
-    trigger: TriggerType | None = None
-    mode: RunMode | None = None
-    since: str | None = None
-    """Runs started at or after this normalised timestamp."""
-    until: str | None = None
-    """Runs started before this normalised timestamp."""
-    run_id_prefix: str | None = None
-    project: str | None = None
-    """Set from the API key: only this project's runs are visible."""
-
-    def where(self) -> tuple[str, list[Any]]:
-        """The SQL conditions on ``runs r`` (joined with AND; ``1`` when there are none) and their parameters."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("workflow_id", self.workflow_id),
-            ("status", self.status),
-            ("trigger_type", self.trigger),
-            ("project", self.project),
-        ):
-            if value is not None:
-                clauses.append(f"r.{column} = ?")
-                params.append(str(value))
-        if self.mode is not None:
-            clauses.append("r.dry_run = ?")
-            params.append(1 if self.mode is RunMode.DRY else 0)
-        if self.since is not None:
-            clauses.append("r.started_at >= ?")
-            params.append(self.since)
-        if self.until is not None:
-            clauses.append("r.started_at < ?")
-            params.append(self.until)
-        if self.run_id_prefix:
-            # A range of the primary key: "0190ab" matches every id that starts with it.
-            clauses.append("r.run_id >= ? AND r.run_id < ?")
-            params += [self.run_id_prefix, self.run_id_prefix + "\U0010ffff"]
-        return (" AND ".join(clauses) or "1"), params
-
-
-@dataclass(frozen=True, slots=True)
-class RunListPage:
-    """One keyset page of runs, newest first, with cursors to the pages on either side."""
-
-    runs: list[dict[str, Any]]
-    older: RunPageCursor | None
-    """Pass as ``cursor`` with direction ``older`` for the next page; None on the last page."""
-    newer: RunPageCursor | None
-    """Pass as ``cursor`` with direction ``newer`` for the previous page; None on the first page."""
-
-    def as_json(self) -> dict[str, Any]:
-        """The JSON answer of ``GET /api/viewer/runs``."""
-        return {
-            "runs": self.runs,
-            "older": None if self.older is None else self.older.encode(),
-            "newer": None if self.newer is None else self.newer.encode(),
-        }
-
-
 @contextmanager
 def open_reader(path: Path) -> Iterator[sqlite3.Connection]:
     """A read-only connection to the database file, closed on exit."""
@@ -208,6 +100,40 @@ def open_reader(path: Path) -> Iterator[sqlite3.Connection]:
         yield conn
     finally:
         conn.close()
+
+
+def filter_where(run_filter: RunFilter) -> tuple[str, list[Any]]:
+    """SQL conditions of a filter on ``runs r`` (joined with AND; ``1`` when there are none) and their parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("workflow_id", run_filter.workflow_id),
+        ("status", run_filter.status),
+        ("trigger_type", run_filter.trigger),
+        ("project", run_filter.project),
+    ):
+        if value is not None:
+            clauses.append(f"r.{column} = ?")
+            params.append(str(value))
+    if run_filter.mode is not None:
+        clauses.append("r.dry_run = ?")
+        params.append(1 if run_filter.mode is RunMode.DRY else 0)
+    if run_filter.since is not None:
+        clauses.append("r.started_at >= ?")
+        params.append(run_filter.since)
+    if run_filter.until is not None:
+        clauses.append("r.started_at < ?")
+        params.append(run_filter.until)
+    if run_filter.run_id_prefix:
+        # A range of the primary key: "0190ab" matches every id that starts with it.
+        clauses.append("r.run_id >= ? AND r.run_id < ?")
+        params += [run_filter.run_id_prefix, run_filter.run_id_prefix + "\U0010ffff"]
+    return (" AND ".join(clauses) or "1"), params
+
+
+def ledger_size(conn: sqlite3.Connection) -> int:
+    """The last ledger row's sequence number (0 when empty)."""
+    return int(conn.execute("SELECT coalesce(max(seq), 0) FROM ledger").fetchone()[0])
 
 
 def _cursor_of(run: dict[str, Any]) -> RunPageCursor:
@@ -228,7 +154,7 @@ def list_runs(
     direction: PageDirection = PageDirection.OLDER,
 ) -> RunListPage:
     """A page of ``limit`` runs next to ``cursor`` (the newest runs without one), newest first."""
-    base_where, base_params = run_filter.where()
+    base_where, base_params = filter_where(run_filter)
     where, params = base_where, base_params
     order = _OLDEST_FIRST if cursor is not None and direction is PageDirection.NEWER else _NEWEST_FIRST
     if cursor is not None:
@@ -295,7 +221,7 @@ def summary(
     whenever fewer runs match; ``duration_sample`` says how many were used
     and ``duration_sample_capped`` whether the cap was reached.
     """
-    where, params = run_filter.where()
+    where, params = filter_where(run_filter)
     by_status = dict.fromkeys((s.value for s in RunStatus), 0)
     dry = live = 0
     cost = 0.0

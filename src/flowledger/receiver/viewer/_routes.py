@@ -25,43 +25,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from flowledger._exceptions import ViewerQueryError
+from flowledger._exceptions import QueryParamError, StoreError, ViewerQueryError
 from flowledger._wire import RunStatus, TriggerType, format_ts
+from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver.api._trace_url import add_trace_url
-from flowledger.receiver.store._sqlite import SqliteStore
-from flowledger.receiver.store._time import normalize_ts
-from flowledger.receiver.store._viewer_query import (
-    PAYLOAD_KINDS,
-    PageDirection,
-    RunFilter,
-    RunMode,
-    RunPageCursor,
-    attempt_detail,
-    attempts_page,
-    facets,
-    list_runs,
-    node_payload,
-    open_reader,
-    run_header,
-    run_payload,
-    summary,
-)
+from flowledger.receiver.store._protocol import Store
+from flowledger.receiver.store._views import PAYLOAD_KINDS, PageDirection, RunFilter, RunMode, RunPageCursor
 
 __all__ = [
     "ATTEMPT_PAGE_DEFAULT",
@@ -90,7 +72,6 @@ SUMMARY_REUSE_FACTOR: Final = 10.0
 SUMMARY_SLOW_S: Final = 0.2
 """Only cards that took at least this long are reused after the ledger grew; cheaper ones are always current."""
 SUMMARY_CACHE_ENTRIES: Final = 32
-_MAX_PARAM_CHARS: Final = 256
 _VIEWER_PACKAGE: Final = "flowledger.receiver.viewer"
 _VIEWER_DIR: Final = "static"
 STATIC_FILES: Final = {
@@ -108,10 +89,6 @@ _SECURITY_HEADERS: Final = {
 }
 
 _T = TypeVar("_T")
-
-
-class _BadParam(Exception):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,87 +128,30 @@ async def static(request: Request) -> Response:
 # --- parameters ---------------------------------------------------------------
 
 
-def _text(request: Request, name: str) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    if len(raw) > _MAX_PARAM_CHARS:
-        raise _BadParam(f"query parameter {name} is longer than {_MAX_PARAM_CHARS} characters")
-    return raw
-
-
-def _choice(request: Request, name: str, kind: Callable[[str], _T], allowed: list[str]) -> _T | None:
-    raw = _text(request, name)
-    if raw is None:
-        return None
-    try:
-        return kind(raw)
-    except ValueError:
-        raise _BadParam(f"query parameter {name}={raw!r} is not one of {', '.join(allowed)}") from None
-
-
-def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = _text(request, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _BadParam(f"query parameter {name}={raw!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise _BadParam(f"query parameter {name}={value} must be between {low} and {high}")
-    return value
-
-
-def _time(request: Request, name: str) -> str | None:
-    raw = _text(request, name)
-    if raw is None:
-        return None
-    try:
-        return normalize_ts(raw)
-    except ValueError:
-        raise _BadParam(
-            f"query parameter {name}={raw!r} is not an RFC 3339 time with an offset, like 2026-01-31T08:00:00Z"
-        ) from None
-
-
-def _filter(request: Request) -> RunFilter:
-    search = _text(request, "q")
+def _filter(params: QueryParams, project: str | None) -> RunFilter:
+    search = params.text("q")
     return RunFilter(
-        workflow_id=_text(request, "workflow_id"),
-        status=_choice(request, "status", RunStatus, [s.value for s in RunStatus]),
-        trigger=_choice(request, "trigger", TriggerType, [t.value for t in TriggerType]),
-        mode=_choice(request, "mode", RunMode, [m.value for m in RunMode]),
-        since=_time(request, "since"),
-        until=_time(request, "until"),
+        workflow_id=params.text("workflow_id"),
+        status=params.choice("status", RunStatus),
+        trigger=params.choice("trigger", TriggerType),
+        mode=params.choice("mode", RunMode),
+        since=params.time("since"),
+        until=params.time("until"),
         run_id_prefix=None if search is None else search.strip().lower() or None,
-        project=project_of(request),
+        project=project,
     )
 
 
 # --- queries ------------------------------------------------------------------
 
 
-def _db_path(request: Request) -> Path | None:
-    store = receiver_of(request).store
-    return store.path if isinstance(store, SqliteStore) else None
-
-
-async def _query(request: Request, work: Callable[[sqlite3.Connection], _T]) -> _T | Response:
-    """Run ``work`` on a fresh read-only connection in a worker thread; a Response when it cannot."""
-    path = _db_path(request)
-    if path is None:
-        return error_response(501, "the viewer reads the SQLite store; this receiver runs on another store")
-
-    def job() -> _T:
-        with open_reader(path) as conn:
-            return work(conn)
-
+async def _query(work: Awaitable[_T]) -> _T | Response:
+    """Await a query of the store; a Response when the client asked for something it cannot answer or it failed."""
     try:
-        return await asyncio.to_thread(job)
+        return await work
     except ViewerQueryError as exc:
         return error_response(400, str(exc))
-    except sqlite3.Error as exc:
+    except StoreError as exc:
         return error_response(503, f"the database could not answer: {exc}")
 
 
@@ -241,17 +161,17 @@ def _json(value: Any) -> Response:
 
 async def api_runs(request: Request) -> Response:
     """A keyset page of runs, newest first: ``?cursor=...&direction=older|newer&limit=N`` plus filters."""
+    params = QueryParams(request)
     try:
-        run_filter = _filter(request)
-        limit = _int(request, "limit", RUN_PAGE_DEFAULT, 1, RUN_PAGE_MAX)
-        token = _text(request, "cursor")
+        run_filter = _filter(params, project_of(request))
+        limit = params.integer("limit", default=RUN_PAGE_DEFAULT, low=1, high=RUN_PAGE_MAX)
+        token = params.text("cursor")
         cursor = None if token is None else RunPageCursor.decode(token)
-        direction = (
-            _choice(request, "direction", PageDirection, [d.value for d in PageDirection]) or PageDirection.OLDER
-        )
-    except (_BadParam, ViewerQueryError) as exc:
+        direction = params.choice("direction", PageDirection) or PageDirection.OLDER
+    except (QueryParamError, ViewerQueryError) as exc:
         return error_response(400, str(exc))
-    page = await _query(request, lambda c: list_runs(c, run_filter, limit=limit, cursor=cursor, direction=direction))
+    store = receiver_of(request).store
+    page = await _query(store.viewer_runs(run_filter, limit=limit, cursor=cursor, direction=direction))
     if isinstance(page, Response):
         return page
     return _json({**page.as_json(), "limit": limit})
@@ -270,13 +190,11 @@ class SummaryCache:
 
     def __init__(self, *, max_entries: int = SUMMARY_CACHE_ENTRIES) -> None:
         self._entries: OrderedDict[RunFilter, tuple[int, float, float, dict[str, Any]]] = OrderedDict()
-        self._locks: dict[RunFilter, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._locks: dict[RunFilter, asyncio.Lock] = {}
         self._max_entries = max_entries
 
     def _fresh(self, key: RunFilter, version: int) -> dict[str, Any] | None:
-        with self._guard:
-            entry = self._entries.get(key)
+        entry = self._entries.get(key)
         if entry is None:
             return None
         seen_version, computed_at, cost_s, result = entry
@@ -288,23 +206,21 @@ class SummaryCache:
             return result
         return None
 
-    def get(self, conn: sqlite3.Connection, key: RunFilter) -> dict[str, Any]:
-        """The cards for ``key``, computed on ``conn`` unless a fresh enough set is kept."""
-        version = int(conn.execute("SELECT coalesce(max(seq), 0) FROM ledger").fetchone()[0])
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+    async def get(self, store: Store, key: RunFilter) -> dict[str, Any]:
+        """The cards for ``key``, computed by ``store`` unless a fresh enough set is kept."""
+        version = await store.ledger_size()
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
             kept = self._fresh(key, version)
             if kept is not None:
                 return kept
             started = time.monotonic()
-            result = {**summary(conn, key), "as_of": format_ts(time.time_ns())}
-            with self._guard:
-                self._entries[key] = (version, time.monotonic(), time.monotonic() - started, result)
-                self._entries.move_to_end(key)
-                while len(self._entries) > self._max_entries:
-                    dropped, _ = self._entries.popitem(last=False)
-                    self._locks.pop(dropped, None)
+            result = {**await store.run_summary(key), "as_of": format_ts(time.time_ns())}
+            self._entries[key] = (version, time.monotonic(), time.monotonic() - started, result)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max_entries:
+                dropped, _ = self._entries.popitem(last=False)
+                self._locks.pop(dropped, None)
             return result
 
 
@@ -319,18 +235,18 @@ def _summary_cache(request: Request) -> SummaryCache:
 async def api_summary(request: Request) -> Response:
     """Summary cards over every run the filters match."""
     try:
-        run_filter = _filter(request)
-    except _BadParam as exc:
+        run_filter = _filter(QueryParams(request), project_of(request))
+    except QueryParamError as exc:
         return error_response(400, str(exc))
     cache = _summary_cache(request)
-    result = await _query(request, lambda c: cache.get(c, run_filter))
+    result = await _query(cache.get(receiver_of(request).store, run_filter))
     return result if isinstance(result, Response) else _json(result)
 
 
 async def api_facets(request: Request) -> Response:
     """Workflows, triggers, statuses and modes to filter by."""
     project = project_of(request)
-    result = await _query(request, lambda c: facets(c, project=project))
+    result = await _query(receiver_of(request).store.facets(project=project))
     return result if isinstance(result, Response) else _json(result)
 
 
@@ -343,23 +259,26 @@ def _not_found(run_id: str, span_id: str | None = None) -> Response:
 async def api_run(request: Request) -> Response:
     """A run without its nodes, with small payloads and an overview of its attempts."""
     run_id, project = request.path_params["run_id"], project_of(request)
-    result = await _query(request, lambda c: run_header(c, run_id, project=project))
+    receiver = receiver_of(request)
+    result = await _query(receiver.store.run_header(run_id, project=project))
     if isinstance(result, Response):
         return result
     if result is None:
         return _not_found(run_id)
-    return _json(add_trace_url(result, receiver_of(request).config.trace_url_template))
+    return _json(add_trace_url(result, receiver.config.trace_url_template))
 
 
 async def api_attempts(request: Request) -> Response:
     """Node attempts of a run in start order, ``?offset=&limit=``, without payloads."""
     run_id, project = request.path_params["run_id"], project_of(request)
+    params = QueryParams(request)
     try:
-        offset = _int(request, "offset", 0, 0, 2**62)
-        limit = _int(request, "limit", ATTEMPT_PAGE_DEFAULT, 1, ATTEMPT_PAGE_MAX)
-    except _BadParam as exc:
+        offset = params.integer("offset", default=0, low=0, high=MAX_OFFSET)
+        limit = params.integer("limit", default=ATTEMPT_PAGE_DEFAULT, low=1, high=ATTEMPT_PAGE_MAX)
+    except QueryParamError as exc:
         return error_response(400, str(exc))
-    result = await _query(request, lambda c: attempts_page(c, run_id, project=project, offset=offset, limit=limit))
+    store = receiver_of(request).store
+    result = await _query(store.attempts_page(run_id, project=project, offset=offset, limit=limit))
     if isinstance(result, Response):
         return result
     return _not_found(run_id) if result is None else _json(result)
@@ -368,7 +287,7 @@ async def api_attempts(request: Request) -> Response:
 async def api_attempt(request: Request) -> Response:
     """One node attempt with its payloads (large ones deferred)."""
     run_id, span_id, project = request.path_params["run_id"], request.path_params["span_id"], project_of(request)
-    result = await _query(request, lambda c: attempt_detail(c, run_id, span_id, project=project))
+    result = await _query(receiver_of(request).store.attempt_detail(run_id, span_id, project=project))
     if isinstance(result, Response):
         return result
     return _not_found(run_id, span_id) if result is None else _json(result)
@@ -388,7 +307,7 @@ async def api_attempt_payload(request: Request) -> Response:
     project = project_of(request)
     if kind not in PAYLOAD_KINDS:
         return error_response(404, f"a node attempt has no payload {kind!r}; ask for {', '.join(PAYLOAD_KINDS)}")
-    result = await _query(request, lambda c: node_payload(c, run_id, span_id, kind, project=project))
+    result = await _query(receiver_of(request).store.node_payload(run_id, span_id, kind, project=project))
     if isinstance(result, Response):
         return result
     if result is None:
@@ -401,7 +320,7 @@ async def api_run_payload(request: Request) -> Response:
     run_id, kind, project = request.path_params["run_id"], request.path_params["kind"], project_of(request)
     if kind not in PAYLOAD_KINDS[:2]:
         return error_response(404, f"a run has no payload {kind!r}; ask for input or output")
-    result = await _query(request, lambda c: run_payload(c, run_id, kind, project=project))
+    result = await _query(receiver_of(request).store.run_payload(run_id, kind, project=project))
     if isinstance(result, Response):
         return result
     if result is None:
