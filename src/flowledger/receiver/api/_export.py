@@ -9,6 +9,8 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Final
 
+from flowledger.receiver.store._records import RUN_FIELDS, csv_columns, csv_values
+
 __all__ = ["CSV_COLUMNS", "ExportFormat", "csv_header", "csv_line", "export_lines", "jsonl_line"]
 
 
@@ -19,43 +21,12 @@ class ExportFormat(enum.StrEnum):
     JSONL = "jsonl"
 
 
-CSV_COLUMNS: Final = (
-    "run_id",
-    "workflow_id",
-    "workflow_name",
-    "workflow_version",
-    "status",
-    "trigger_type",
-    "dry_run",
-    "started_at",
-    "completed_at",
-    "duration_ms",
-    "error_type",
-    "error_message",
-    "error_node_id",
-    "cost_tokens",
-    "cost_tool_calls",
-    "cost_external_requests",
-    "cost_usd",
-    "trace_id",
-)
-"""One row per run; ``error`` and ``cost`` are flattened."""
+CSV_COLUMNS: Final = csv_columns(RUN_FIELDS)
+"""One row per run: the exported fields of a run, ``error`` and ``cost`` flattened."""
 
 
 def _flat(run: dict[str, Any]) -> list[Any]:
-    error = run.get("error") or {}
-    cost = run.get("cost") or {}
-    values = {
-        **run,
-        "error_type": error.get("type"),
-        "error_message": error.get("message"),
-        "error_node_id": error.get("node_id"),
-        "cost_tokens": cost.get("tokens"),
-        "cost_tool_calls": cost.get("tool_calls"),
-        "cost_external_requests": cost.get("external_requests"),
-        "cost_usd": cost.get("usd"),
-    }
-    return ["" if values.get(c) is None else values.get(c) for c in CSV_COLUMNS]
+    return csv_values(RUN_FIELDS, run)
 
 
 def _csv_text(row: list[Any]) -> str:

@@ -6,7 +6,8 @@ from functools import cache
 from typing import Any
 
 from flowledger._version import __version__
-from flowledger._wire import NodeStatus, RunStatus
+from flowledger._wire import RunStatus
+from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, record_schema
 
 __all__ = ["openapi_document"]
 
@@ -38,114 +39,14 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
-_COST = _nullable(
-    {
-        "type": "object",
-        "required": ["tokens", "tool_calls", "external_requests", "usd"],
-        "properties": {
-            "tokens": {"type": "integer"},
-            "tool_calls": {"type": "integer"},
-            "external_requests": {"type": "integer"},
-            "usd": {"type": "number"},
-        },
-    }
-)
-
-_RUN = {
-    "type": "object",
-    "required": [
-        "run_id",
-        "workflow_id",
-        "workflow_name",
-        "workflow_version",
-        "status",
-        "trigger_type",
-        "dry_run",
-        "started_at",
-        "completed_at",
-        "duration_ms",
-        "error",
-        "cost",
-        "trace_id",
-    ],
-    "properties": {
-        "run_id": _STR,
-        "workflow_id": _NSTR,
-        "workflow_name": _NSTR,
-        "workflow_version": _NSTR,
-        "status": {"enum": [s.value for s in RunStatus]},
-        "trigger_type": _NSTR,
-        "dry_run": _NBOOL,
-        "started_at": _NSTR,
-        "completed_at": _NSTR,
-        "duration_ms": _NNUM,
-        "error": _nullable(
-            {
-                "type": "object",
-                "required": ["type", "message", "node_id"],
-                "properties": {"type": _NSTR, "message": _NSTR, "node_id": _NSTR},
-            }
-        ),
-        "cost": _COST,
-        "trace_id": _NSTR,
-        "project": _NSTR,
-        "last_seen_at": _NSTR,
-        "stuck_reason": _NSTR,
-        "heartbeat_interval_s": _NNUM,
-    },
-}
-
-_NODE = {
-    "type": "object",
-    "required": [
-        "node_id",
-        "attempt",
-        "status",
-        "skip_reason",
-        "started_at",
-        "completed_at",
-        "duration_ms",
-        "input",
-        "output",
-        "error",
-        "span_id",
-    ],
-    "properties": {
-        "node_id": _NSTR,
-        "attempt": _NINT,
-        "status": _nullable({"enum": [s.value for s in NodeStatus]}),
-        "skip_reason": _NSTR,
-        "started_at": _NSTR,
-        "completed_at": _NSTR,
-        "duration_ms": _NNUM,
-        "input": {},
-        "output": {},
-        "error": _nullable(
-            {
-                "type": "object",
-                "required": ["type", "message", "stack"],
-                "properties": {"type": _NSTR, "message": _NSTR, "stack": _NSTR},
-            }
-        ),
-        "span_id": _STR,
-        "item": _NINT,
-        "effect": _NBOOL,
-        "idempotency_key": _NSTR,
-        "simulated": _NBOOL,
-        "duplicate": _NBOOL,
-        "location": {},
-        "parent_span_id": _NSTR,
-        "cost": _COST,
-    },
-}
+_RUN = record_schema(RUN_FIELDS)
+_NODE = record_schema(NODE_FIELDS)
 
 _TRACE_ID = {"type": "string", "pattern": "^(?!0{32})[0-9a-f]{32}$"}
 _OTLP_ERROR = {
     "description": "A client mistake or a busy store, as an OTLP google.rpc.Status.",
     "content": {"application/json": {"schema": {"type": "object"}}, "application/x-protobuf": {"schema": _STR}},
 }
-_HEALTH = {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}
-_FORMAT = {"name": "format", "in": "query", "schema": {"enum": ["csv", "jsonl"]}}
 _RUN_FILTERS = [
     {"name": "workflow_id", "in": "query", "schema": {"type": "string", "maxLength": 256}},
     {"name": "status", "in": "query", "schema": {"enum": [s.value for s in RunStatus]}},

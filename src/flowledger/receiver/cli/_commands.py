@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 import click
 
+from flowledger._wire import NodeStatus, RunStatus
+from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, RecordField
+
 if TYPE_CHECKING:
     from flowledger.receiver.cli._sources import Source
 
@@ -29,14 +32,16 @@ DEFAULT_DB: Final = "./flowledger.db"
 DEFAULT_URL: Final = "http://127.0.0.1:4318"
 EXIT_FAILURE: Final = 1
 EXIT_BROKEN_CHAIN: Final = 1
-_STATUS_STYLE: Final = {
-    "succeeded": "green",
-    "failed": "red",
-    "aborted": "red",
-    "stuck": "yellow",
-    "running": "cyan",
-    "skipped": "dim",
+_STATUS_STYLE: Final[dict[str, str]] = {
+    RunStatus.SUCCEEDED: "green",
+    RunStatus.FAILED: "red",
+    RunStatus.ABORTED: "red",
+    RunStatus.STUCK: "yellow",
+    RunStatus.RUNNING: "cyan",
+    NodeStatus.SKIPPED: "dim",
 }
+"""Colour of a run or node status in the tables (node statuses share the run ones' names)."""
+_STATUS_CHOICE: Final = click.Choice([s.value for s in RunStatus])
 
 
 def _fail(message: str) -> None:
@@ -164,7 +169,7 @@ def serve_command(
 @click.option("--workflow", "workflow_id", default=None, help="Only runs of this workflow id.")
 @click.option(
     "--status",
-    type=click.Choice(["running", "succeeded", "failed", "aborted", "stuck"]),
+    type=_STATUS_CHOICE,
     default=None,
     help="Only runs with this status.",
 )
@@ -186,7 +191,6 @@ def runs_command(
     api_key: str | None,
 ) -> None:
     """List runs, newest first."""
-    from flowledger._wire import RunStatus
     from flowledger.receiver.store._protocol import RunQuery
 
     query = RunQuery(workflow_id=workflow_id, status=RunStatus(status) if status else None, limit=limit, offset=offset)
@@ -198,18 +202,33 @@ def runs_command(
     from rich.table import Table
 
     table = Table(title=f"{len(page.runs)} of {page.total} runs", title_justify="left")
-    for column in ("run_id", "workflow", "status", "started_at", "duration", "error"):
-        table.add_column(column, overflow="fold")
+    columns = _table_fields(RUN_FIELDS)
+    for field in columns:
+        table.add_column(_header(field), overflow="fold")
     for run in page.runs:
-        table.add_row(
-            run["run_id"],
-            run["workflow_id"] or "",
-            _styled(run["status"]),
-            run["started_at"] or "",
-            _duration(run["duration_ms"]),
-            _error_text(run["error"]),
-        )
+        table.add_row(*(_cell(field, run) for field in columns))
     Console().print(table)
+
+
+def _table_fields(fields: tuple[RecordField, ...]) -> list[RecordField]:
+    """The fields a CLI table shows, in the order of their columns."""
+    return sorted((f for f in fields if f.table is not None), key=lambda f: f.table[0] if f.table else 0)
+
+
+def _header(field: RecordField) -> str:
+    return field.table[1] if field.table else field.name
+
+
+def _cell(field: RecordField, record: dict[str, Any]) -> str:
+    """One cell of a CLI table: a field of a run or a node attempt as text."""
+    value = record.get(field.name)
+    if field.name == "status":
+        return _styled(value)
+    if field.name == "duration_ms":
+        return _duration(value)
+    if field.name == "error":
+        return _error_text(value) or record.get("skip_reason") or ""
+    return "" if value is None else str(value)
 
 
 def _styled(status: str | None) -> str:
@@ -272,21 +291,11 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
             f"{cost['external_requests']} requests, ${cost['usd']:.4f}"
         )
     table = Table(title="nodes", title_justify="left")
-    for column in ("node", "attempt", "item", "status", "started_at", "duration", "detail"):
-        table.add_column(column, overflow="fold")
+    columns = _table_fields(NODE_FIELDS)
+    for field in columns:
+        table.add_column(_header(field), overflow="fold")
     for node in run["nodes"]:
-        detail = node["skip_reason"] or ""
-        if node["error"]:
-            detail = f"{node['error']['type']}: {node['error']['message']}"
-        table.add_row(
-            node["node_id"] or "",
-            str(node["attempt"] or ""),
-            "" if node["item"] is None else str(node["item"]),
-            _styled(node["status"]),
-            node["started_at"] or "",
-            _duration(node["duration_ms"]),
-            detail,
-        )
+        table.add_row(*(_cell(field, node) for field in columns))
     console.print(table)
 
 
@@ -298,7 +307,7 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File to write [stdout]."
 )
 @click.option("--workflow", "workflow_id", default=None, help="Only runs of this workflow id.")
-@click.option("--status", type=click.Choice(["running", "succeeded", "failed", "aborted", "stuck"]), default=None)
+@click.option("--status", type=_STATUS_CHOICE, default=None)
 @_db_option(None)
 @_url_option
 @_key_option
@@ -313,7 +322,6 @@ def export_command(
     api_key: str | None,
 ) -> None:
     """Export runs as CSV or JSONL, streamed (memory stays flat however many runs there are)."""
-    from flowledger._wire import RunStatus
     from flowledger.receiver.api._export import ExportFormat
     from flowledger.receiver.store._protocol import RunQuery
 
@@ -413,8 +421,3 @@ COMMANDS: Final[list[click.Command]] = [
     rebuild_command,
 ]
 """The receiver's commands, for ``flowledger.cli`` to add to its group."""
-
-
-if __name__ == "__main__":  # pragma: no cover - a stand-in until flowledger.cli mounts COMMANDS
-    group = click.Group("flowledger", commands={c.name or "": c for c in COMMANDS})
-    group()

@@ -139,7 +139,9 @@ class SqliteStore:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
         await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         await conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-        if not readonly:
+        if readonly:
+            conn.row_factory = sqlite3.Row  # queries read columns by name
+        else:
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA temp_store = MEMORY")
@@ -534,9 +536,8 @@ async def _run_with_nodes(conn: aiosqlite.Connection, run_id: str, project: str 
     run = run_json(row)
     if project is not None and run["project"] != project:
         return None
-    trigger, output, attributes = row[-3:]
-    run["input"] = None if trigger is None else json.loads(trigger)
-    run["output"] = None if output is None else json.loads(output)
-    run["attributes"] = None if attributes is None else json.loads(attributes)
+    for key in ("input", "output", "attributes"):
+        text = row[f"{key}_json"]
+        run[key] = None if text is None else json.loads(text)
     run["nodes"] = await _nodes_of(conn, run_id)
     return run

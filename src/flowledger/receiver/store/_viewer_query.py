@@ -33,6 +33,14 @@ from typing import Any, Final
 from flowledger._exceptions import ViewerQueryError
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
 from flowledger.receiver.store._query import NODE_SELECT, RUN_PAYLOADS_SELECT, RUN_SELECT, node_json, run_json
+from flowledger.receiver.store._records import (
+    NODE_FIELDS,
+    ColumnsByName,
+    FieldKind,
+    RecordField,
+    record_json,
+    select_list,
+)
 from flowledger.receiver.store._time import epoch_s
 from flowledger.receiver.store._views import (
     INLINE_PAYLOAD_MAX_CHARS,
@@ -70,23 +78,26 @@ _NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
 _OLDEST_FIRST: Final = "ORDER BY r.started_at ASC, r.run_id ASC"
 _EPOCH_S: Final = "(julianday({}) - 2440587.5) * 86400.0"
 _ATTEMPT_ORDER: Final = "ORDER BY n.started_at, n.attempt, n.item, n.span_id"
-_ATTEMPT_FIELDS: Final = (
-    "n.node_id",
-    "n.attempt",
-    "n.item",
-    "n.status",
-    "n.skip_reason",
-    "n.started_at",
-    "n.completed_at",
-    "n.duration_ms",
-    "n.error_type",
-    f"substr(n.error_message, 1, {ERROR_PREVIEW_CHARS})",
-    "n.span_id",
-    "n.effect",
-    "n.simulated",
-    "n.duplicate",
-    "n.location",
-    "n.cost_usd",
+_PAYLOAD_COLUMNS: Final = {"input": "input_json", "output": "output_json", "error_stack": "error_stack"}
+"""The result column of each payload kind, in node and run rows alike."""
+_NODE: Final = {f.name: f for f in NODE_FIELDS}
+_ATTEMPT_ROW_FIELDS: Final = (
+    *(_NODE[name] for name in ("node_id", "attempt", "item", "status", "skip_reason", "started_at")),
+    *(_NODE[name] for name in ("completed_at", "duration_ms")),
+    RecordField(
+        name="error",
+        schema={},
+        description="The attempt's error without its stack, the message cut to ERROR_PREVIEW_CHARS.",
+        kind=FieldKind.OBJECT,
+        columns=("error_type", "error_preview"),
+        parts=("type", "message"),
+    ),
+    *(_NODE[name] for name in ("span_id", "effect", "simulated", "duplicate", "location")),
+    RecordField(name="cost_usd", schema={}, description="The attempt's cost in US dollars."),
+)
+"""A row of a page of attempts: node fields without payloads, a short error, the cost in dollars only."""
+_ATTEMPT_SELECT: Final = select_list(
+    _ATTEMPT_ROW_FIELDS, "n", {"error_preview": f"substr(n.error_message, 1, {ERROR_PREVIEW_CHARS})"}
 )
 
 
@@ -97,6 +108,7 @@ def open_reader(path: Path) -> Iterator[sqlite3.Connection]:
     conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.row_factory = sqlite3.Row  # queries read columns by name
         yield conn
     finally:
         conn.close()
@@ -293,8 +305,8 @@ def _inline(text: str | None, name: str, deferred: list[str]) -> Any:
     return json.loads(text)
 
 
-def _run_row(conn: sqlite3.Connection, run_id: str) -> tuple[Any, ...] | None:
-    row: tuple[Any, ...] | None = conn.execute(
+def _run_row(conn: sqlite3.Connection, run_id: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
         f"SELECT {RUN_SELECT}, {RUN_PAYLOADS_SELECT} FROM runs r LEFT JOIN ledger ls ON ls.seq = r.input_seq "
         "LEFT JOIN ledger lf ON lf.seq = r.output_seq WHERE r.run_id = ?",
         (run_id,),
@@ -310,7 +322,7 @@ def run_header(conn: sqlite3.Connection, run_id: str, *, project: str | None) ->
     run = run_json(row)
     if project is not None and run["project"] != project:
         return None
-    trigger, output, attributes = row[-3:]
+    trigger, output, attributes = row["input_json"], row["output_json"], row["attributes_json"]
     deferred: list[str] = []
     run["input"] = _inline(trigger, "input", deferred)
     run["output"] = _inline(output, "output", deferred)
@@ -399,42 +411,8 @@ def _concurrency(
     return buckets, max(buckets)
 
 
-def _attempt_row(row: Sequence[Any]) -> dict[str, Any]:
-    (
-        node_id,
-        attempt,
-        item,
-        status,
-        skip_reason,
-        started_at,
-        completed_at,
-        duration_ms,
-        error_type,
-        message,
-        span_id,
-        effect,
-        simulated,
-        duplicate,
-        location,
-        usd,
-    ) = row
-    return {
-        "node_id": node_id,
-        "attempt": attempt,
-        "item": item,
-        "status": status,
-        "skip_reason": skip_reason,
-        "started_at": started_at,
-        "completed_at": completed_at,
-        "duration_ms": duration_ms,
-        "error": None if error_type is None and message is None else {"type": error_type, "message": message},
-        "span_id": span_id,
-        "effect": None if effect is None else bool(effect),
-        "simulated": None if simulated is None else bool(simulated),
-        "duplicate": None if duplicate is None else bool(duplicate),
-        "location": None if location is None else json.loads(location),
-        "cost_usd": usd,
-    }
+def _attempt_row(row: ColumnsByName) -> dict[str, Any]:
+    return record_json(_ATTEMPT_ROW_FIELDS, row)
 
 
 def attempts_page(
@@ -444,15 +422,15 @@ def attempts_page(
     if not _visible(conn, run_id, project):
         return None
     rows = conn.execute(
-        f"SELECT {', '.join(_ATTEMPT_FIELDS)} FROM node_runs n WHERE n.run_id = ? {_ATTEMPT_ORDER} LIMIT ? OFFSET ?",
+        f"SELECT {_ATTEMPT_SELECT} FROM node_runs n WHERE n.run_id = ? {_ATTEMPT_ORDER} LIMIT ? OFFSET ?",
         (run_id, limit, offset),
     ).fetchall()
     total = conn.execute("SELECT count(*) FROM node_runs WHERE run_id = ?", (run_id,)).fetchone()[0]
     return {"offset": offset, "total": total, "attempts": [_attempt_row(row) for row in rows]}
 
 
-def _node_row(conn: sqlite3.Connection, run_id: str, span_id: str) -> tuple[Any, ...] | None:
-    row: tuple[Any, ...] | None = conn.execute(
+def _node_row(conn: sqlite3.Connection, run_id: str, span_id: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
         f"SELECT {NODE_SELECT} WHERE n.run_id = ? AND n.span_id = ?", (run_id, span_id)
     ).fetchone()
     return row
@@ -467,11 +445,11 @@ def attempt_detail(
     row = _node_row(conn, run_id, span_id)
     if row is None:
         return None
-    values = list(row)
-    payloads = dict(zip(PAYLOAD_KINDS, values[-3:], strict=True))
+    values = dict(row)
+    payloads = {kind: values[column] for kind, column in _PAYLOAD_COLUMNS.items()}
     deferred = [name for name, text in payloads.items() if text is not None and len(text) > INLINE_PAYLOAD_MAX_CHARS]
     for name in deferred:
-        values[len(values) - 3 + PAYLOAD_KINDS.index(name)] = None
+        values[_PAYLOAD_COLUMNS[name]] = None
     node = node_json(values)
     node["payload_chars"] = {name: _size(text) for name, text in payloads.items()}
     node["deferred"] = deferred
@@ -500,7 +478,7 @@ def node_payload(conn: sqlite3.Connection, run_id: str, span_id: str, kind: str,
     row = _node_row(conn, run_id, span_id)
     if row is None:
         return None
-    text: str | None = row[len(row) - 3 + PAYLOAD_KINDS.index(kind)]
+    text: str | None = row[_PAYLOAD_COLUMNS[kind]]
     if text is None:
         return None
     return json.dumps(text) if kind == "error_stack" else text
@@ -515,5 +493,5 @@ def run_payload(conn: sqlite3.Connection, run_id: str, kind: str, *, project: st
     row = _run_row(conn, run_id)
     if row is None:
         return None
-    text: str | None = row[len(row) - 3 + PAYLOAD_KINDS.index(kind)]
+    text: str | None = row[_PAYLOAD_COLUMNS[kind]]
     return text
