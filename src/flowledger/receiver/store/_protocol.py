@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flowledger._wire import RunStatus
-from flowledger.receiver.otlp._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
 
 __all__ = [

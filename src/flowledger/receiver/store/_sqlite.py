@@ -22,7 +22,6 @@ import aiosqlite
 
 from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger._wire import RunStatus, format_ts
-from flowledger.receiver.otlp._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
@@ -40,6 +39,7 @@ from flowledger.receiver.store._query import (
     runs_where,
 )
 from flowledger.receiver.store._rebuild import refold
+from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
 from flowledger.receiver.store._verify import ChainWalker
 from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
