@@ -15,11 +15,9 @@ from typing import Final
 
 from flowledger._exceptions import ConfigError
 
-__all__ = ["DEFAULT_DB_PATH", "DEFAULT_HOST", "DEFAULT_PORT", "IngestLimits", "ReceiverConfig", "config_from_env"]
+__all__ = ["DEFAULT_DB_PATH", "IngestLimits", "ReceiverConfig", "config_from_env"]
 
 DEFAULT_DB_PATH: Final = Path("flowledger.db")
-DEFAULT_HOST: Final = "127.0.0.1"
-DEFAULT_PORT: Final = 4318
 """The OTLP/HTTP port, so an SDK pointed at the default endpoint finds the receiver."""
 
 DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024

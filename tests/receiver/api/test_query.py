@@ -10,7 +10,7 @@ import pytest
 
 from tests.receiver._support import LiveReceiver, RunEvents, simple_run, typical_run
 
-CONTRACT_RUN_FIELDS = {
+DOCUMENTED_RUN_FIELDS = {
     "run_id",
     "workflow_id",
     "workflow_name",
@@ -25,7 +25,7 @@ CONTRACT_RUN_FIELDS = {
     "cost",
     "trace_id",
 }
-CONTRACT_NODE_FIELDS = {
+DOCUMENTED_NODE_FIELDS = {
     "node_id",
     "attempt",
     "status",
@@ -52,12 +52,12 @@ def many(live: LiveReceiver) -> tuple[LiveReceiver, list[RunEvents]]:
 
 
 def test_run_has_the_contract_fields(many: tuple[LiveReceiver, list[RunEvents]]) -> None:
-    """Every listed run carries the fields CONTRACT.md names, with error and cost as objects."""
+    """Every listed run carries the fields the query API documents, with error and cost as objects."""
     live, runs = many
     body = live.get("/api/runs").json()
     assert body["total"] == len(runs)
     for run in body["runs"]:
-        assert run.keys() >= CONTRACT_RUN_FIELDS
+        assert run.keys() >= DOCUMENTED_RUN_FIELDS
     failed = next(r for r in body["runs"] if r["status"] == "failed")
     assert failed["error"] == {"type": "ValueError", "message": "price broke", "node_id": "price"}
     assert set(failed["cost"]) == {"tokens", "tool_calls", "external_requests", "usd"}
@@ -108,7 +108,7 @@ def test_one_run_with_nodes_in_start_order(live: LiveReceiver) -> None:
     body = live.get(f"/api/runs/{run.run_id}").json()
     nodes = body["nodes"]
     for node in nodes:
-        assert node.keys() >= CONTRACT_NODE_FIELDS
+        assert node.keys() >= DOCUMENTED_NODE_FIELDS
     assert [(n["node_id"], n["attempt"], n["item"], n["status"]) for n in nodes] == [
         ("fetch", 1, None, "succeeded"),
         ("price", 1, None, "failed"),

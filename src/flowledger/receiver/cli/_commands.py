@@ -29,7 +29,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_DB: Final = "./flowledger.db"
-DEFAULT_URL: Final = "http://127.0.0.1:4318"
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 4318
+"""The OTLP/HTTP port."""
+DEFAULT_URL: Final = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 EXIT_FAILURE: Final = 1
 EXIT_BROKEN_CHAIN: Final = 1
 _STATUS_STYLE: Final[dict[str, str]] = {
@@ -123,8 +126,10 @@ def _print_json(value: Any) -> None:
     show_default=True,
     help="The SQLite database (created when missing).",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=4318, show_default=True, help="The OTLP/HTTP port.")
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="The OTLP/HTTP port."
+)
 @click.option(
     "--api-keys",
     "api_keys",

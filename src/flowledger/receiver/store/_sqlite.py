@@ -401,9 +401,7 @@ class SqliteStore:
             async with self._transaction():
                 before = conn.total_changes
                 rows = [span.values() for span in spans]
-                await insert_rows(
-                    conn, head, rows, width=len(SPAN_COLUMNS), tail=" ON CONFLICT (trace_id, span_id) DO NOTHING"
-                )
+                await insert_rows(conn, head, rows, width=len(SPAN_COLUMNS), tail=_SPAN_ONCE)
                 return conn.total_changes - before
         except sqlite3.Error as exc:
             raise StoreError(f"storing {len(spans)} spans failed: {exc}") from exc
