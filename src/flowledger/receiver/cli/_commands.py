@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 import click
 
 from flowledger._wire import NodeStatus, RunStatus
+from flowledger.receiver.api._export import ExportFormat
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, RecordField
 
 if TYPE_CHECKING:
@@ -306,7 +307,11 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
 
 @click.command("export")
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), required=True, help="csv: runs; jsonl: runs with nodes."
+    "--format",
+    "fmt",
+    type=click.Choice([f.value for f in ExportFormat]),
+    required=True,
+    help="csv: runs; jsonl: runs with nodes.",
 )
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File to write [stdout]."
@@ -327,7 +332,6 @@ def export_command(
     api_key: str | None,
 ) -> None:
     """Export runs as CSV or JSONL, streamed (memory stays flat however many runs there are)."""
-    from flowledger.receiver.api._export import ExportFormat
     from flowledger.receiver.store._protocol import RunQuery
 
     query = RunQuery(workflow_id=workflow_id, status=RunStatus(status) if status else None)
