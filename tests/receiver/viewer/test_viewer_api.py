@@ -21,7 +21,8 @@ from flowledger.receiver.store._migrations import MIGRATIONS, migrate
 from flowledger.receiver.store._protocol import Store
 from flowledger.receiver.store._sqlite import SqliteStore
 from flowledger.receiver.store._views import INLINE_PAYLOAD_MAX_CHARS, PageDirection, RunFilter, RunMode, RunPageCursor
-from flowledger.receiver.viewer._routes import CONTENT_SECURITY_POLICY, STATIC_FILES, SummaryCache
+from flowledger.receiver.viewer._routes import CONTENT_SECURITY_POLICY, STATIC_FILES
+from flowledger.receiver.viewer._summary import SummaryCache
 from tests.receiver.viewer._support import LiveReceiver, RunBuilder, failed_run, start_receiver, typical_run
 
 _MINUTE_NS = 60 * 1_000_000_000

@@ -23,10 +23,7 @@ JSON routes (all read-only, all scoped to the project of the request's API key):
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from functools import cache
@@ -38,12 +35,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flowledger._exceptions import QueryParamError, StoreError, ViewerQueryError
-from flowledger._wire import RunStatus, TriggerType, format_ts
+from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver.api._trace_url import add_trace_url
-from flowledger.receiver.store._protocol import Store
 from flowledger.receiver.store._views import PAYLOAD_KINDS, PageDirection, RunFilter, RunMode, RunPageCursor
+from flowledger.receiver.viewer._summary import SummaryCache
 
 __all__ = [
     "ATTEMPT_PAGE_DEFAULT",
@@ -53,7 +50,6 @@ __all__ = [
     "RUN_PAGE_DEFAULT",
     "RUN_PAGE_MAX",
     "STATIC_FILES",
-    "SummaryCache",
 ]
 
 CONTENT_SECURITY_POLICY: Final = (
@@ -65,13 +61,6 @@ RUN_PAGE_DEFAULT: Final = 50
 RUN_PAGE_MAX: Final = 500
 ATTEMPT_PAGE_DEFAULT: Final = 200
 ATTEMPT_PAGE_MAX: Final = 2000
-SUMMARY_MAX_AGE_S: Final = 30.0
-"""Summary cards are recomputed at least this often while someone looks at them."""
-SUMMARY_REUSE_FACTOR: Final = 10.0
-"""Cards that took t seconds to compute are reused for up to 10 t seconds even if runs changed."""
-SUMMARY_SLOW_S: Final = 0.2
-"""Only cards that took at least this long are reused after the ledger grew; cheaper ones are always current."""
-SUMMARY_CACHE_ENTRIES: Final = 32
 _VIEWER_PACKAGE: Final = "flowledger.receiver.viewer"
 _VIEWER_DIR: Final = "static"
 STATIC_FILES: Final = {
@@ -175,53 +164,6 @@ async def api_runs(request: Request) -> Response:
     if isinstance(page, Response):
         return page
     return _json({**page.as_json(), "limit": limit})
-
-
-class SummaryCache:
-    """Summary cards per filter, reused while nothing changed, and for a while after a slow computation.
-
-    A card set is recomputed when the ledger grew (or after SUMMARY_MAX_AGE_S,
-    since the sweeper marks runs stuck without writing to the ledger), but not
-    sooner than SUMMARY_REUSE_FACTOR times as long as it took to compute when
-    that was slow (SUMMARY_SLOW_S or more): a summary over a million runs is
-    not recomputed on every poll, while a cheap one is always current. One
-    computation per filter runs at a time; concurrent requests wait for it.
-    """
-
-    def __init__(self, *, max_entries: int = SUMMARY_CACHE_ENTRIES) -> None:
-        self._entries: OrderedDict[RunFilter, tuple[int, float, float, dict[str, Any]]] = OrderedDict()
-        self._locks: dict[RunFilter, asyncio.Lock] = {}
-        self._max_entries = max_entries
-
-    def _fresh(self, key: RunFilter, version: int) -> dict[str, Any] | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        seen_version, computed_at, cost_s, result = entry
-        age_s = time.monotonic() - computed_at
-        slow = cost_s >= SUMMARY_SLOW_S
-        if (slow and age_s < min(SUMMARY_MAX_AGE_S, cost_s * SUMMARY_REUSE_FACTOR)) or (
-            seen_version == version and age_s < SUMMARY_MAX_AGE_S
-        ):
-            return result
-        return None
-
-    async def get(self, store: Store, key: RunFilter) -> dict[str, Any]:
-        """The cards for ``key``, computed by ``store`` unless a fresh enough set is kept."""
-        version = await store.ledger_size()
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            kept = self._fresh(key, version)
-            if kept is not None:
-                return kept
-            started = time.monotonic()
-            result = {**await store.run_summary(key), "as_of": format_ts(time.time_ns())}
-            self._entries[key] = (version, time.monotonic(), time.monotonic() - started, result)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max_entries:
-                dropped, _ = self._entries.popitem(last=False)
-                self._locks.pop(dropped, None)
-            return result
 
 
 def _summary_cache(request: Request) -> SummaryCache:
