@@ -1,6 +1,11 @@
 """The flowledger receiver: ingest, a verifiable ledger on SQLite, projections, query API.
 
-Names are imported lazily, so ``flowledger.receiver.cli._commands`` (and with it the
+One folder per stage of the data flow: ``ingest/`` (``POST /v1/events``),
+``store/`` (the ``Store`` protocol every reader and writer goes through, the
+SQLite engine, the ledger, the fold, the record declarations), ``otlp/``,
+``api/``, ``viewer/`` and ``cli/``; the app is assembled here (``_app.py``).
+
+Names are imported lazily, so ``flowledger.receiver.cli`` (and with it the
 ``flowledger`` command) loads without the server stack.
 """
 
