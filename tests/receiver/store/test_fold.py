@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import itertools
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowledger._wire import EventKind, NodeStatus, RunStatus
@@ -28,8 +23,7 @@ from flowledger.receiver.store._fold import (
     fold_run,
     mark_stuck,
 )
-from flowledger.receiver.store._sqlite import SqliteStore
-from tests.receiver._support import Producer, RunEvents, simple_run, typical_run
+from tests.receiver._support import RunEvents, simple_run, typical_run
 
 _NODE_KINDS = {EventKind.NODE_STARTED, EventKind.NODE_FINISHED}
 
@@ -137,36 +131,3 @@ def test_fold_converges_over_permutations_and_duplicates(data: st.DataObject) ->
     repeats = data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
     shuffled = data.draw(st.permutations(events + repeats))
     assert _fold_all(shuffled) == expected
-
-
-def _store_view(path: Path, batches: list[list[PreparedEvent]], run_ids: list[str]) -> list[Any]:
-    async def main() -> list[Any]:
-        store = SqliteStore(path, readers=1)
-        await store.open()
-        try:
-            for batch in batches:
-                await store.append(batch)
-            return [await store.get_run(run_id) for run_id in run_ids]
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
-
-
-@pytest.mark.slow
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_stored_projection_converges_over_arrival_orders(data: st.DataObject) -> None:
-    """Through the real SQLite store, runs and nodes (payloads too) end the same whatever the order and batching."""
-    producer = Producer()
-    runs = [typical_run(producer), simple_run(producer)]
-    events = [e for run in runs for e in run.events]
-    run_ids = [run.run_id for run in runs]
-    with tempfile.TemporaryDirectory() as tmp:
-        expected = _store_view(Path(tmp) / "a.db", [_prepared(events)], run_ids)
-        shuffled = data.draw(st.permutations(events + data.draw(st.lists(st.sampled_from(events), max_size=5))))
-        cuts = sorted(data.draw(st.lists(st.integers(0, len(shuffled)), max_size=4)))
-        bounds = [0, *cuts, len(shuffled)]
-        batches = [_prepared(shuffled[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
-        got = _store_view(Path(tmp) / "b.db", batches, run_ids)
-    assert got == expected

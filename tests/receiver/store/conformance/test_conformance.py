@@ -13,6 +13,7 @@ import pytest
 from flowledger._exceptions import ViewerQueryError
 from flowledger._wire import NodeStatus, RunStatus, TriggerType, format_ts
 from flowledger.receiver.store._protocol import EventOutcome, RunQuery, Store
+from flowledger.receiver.store._spans import SpanRow
 from flowledger.receiver.store._views import PageDirection, RunFilter, RunMode
 from tests.receiver._support import Producer, RunEvents, simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
@@ -290,3 +291,50 @@ async def test_sweep_marks_silent_running_runs_stuck(store: Store) -> None:
     silent.finish()
     await store.append(prepared(silent.events[-1:]))
     assert (await store.get_run(silent.run_id) or {})["status"] == RunStatus.SUCCEEDED.value
+
+
+# --- spans ---------------------------------------------------------------------------
+
+
+def _span(run: RunEvents, span_id: str, *, parent: str | None, name: str, start_ns: int) -> SpanRow:
+    return SpanRow(
+        trace_id=run.trace_id,
+        span_id=span_id,
+        parent_span_id=parent,
+        name=name,
+        kind=1,
+        start_ns=start_ns,
+        end_ns=start_ns + 5_000_000,
+        status_code=0,
+        status_message=None,
+        service_name="shop",
+        scope_name="flowledger",
+        scope_version=None,
+        attributes="{}",
+        resource="{}",
+        events="[]",
+        links="[]",
+        project=None,
+        received_at=format_ts(time.time_ns()),
+    )
+
+
+async def test_spans_are_stored_once_and_joined_to_their_runs(store: Store) -> None:
+    """store_spans keeps each (trace, span) once; get_trace returns them in start order, linked to runs and nodes."""
+    run = simple_run()
+    await _append(store, run)
+    node_span = run.events[1]["data"]["span_id"]
+    spans = [
+        _span(run, node_span, parent=run.run_span, name="fetch", start_ns=2_000),
+        _span(run, run.run_span, parent=None, name="order-intake", start_ns=1_000),
+    ]
+    assert await store.store_spans(spans) == 2
+    assert await store.store_spans(spans) == 0
+    assert await store.store_spans([]) == 0
+    stored, links = await store.get_trace(run.trace_id)
+    assert [s["span_id"] for s in stored] == [run.run_span, node_span]
+    assert stored[1]["parent_span_id"] == run.run_span
+    assert links.run_ids == [run.run_id]
+    assert links.runs[run.run_span] == run.run_id
+    assert links.nodes[node_span]["node_id"] == "fetch"
+    assert (await store.get_trace("0" * 31 + "1"))[0] == []
