@@ -20,6 +20,7 @@ from flowledger.receiver.store._records import (
 )
 
 __all__ = [
+    "NEWEST_FIRST",
     "NODE_SELECT",
     "RUN_PAYLOADS_SELECT",
     "RUN_SELECT",
@@ -28,6 +29,8 @@ __all__ = [
     "runs_where",
 ]
 
+NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
+"""The order of every run listing: newest first, ties broken by run id (an index of ``runs``)."""
 RUN_SELECT: Final = select_list(RUN_FIELDS, "r")
 """Columns of ``runs r`` that :func:`run_json` reads (rows are read by column name)."""
 NODE_SELECT: Final = (

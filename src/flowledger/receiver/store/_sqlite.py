@@ -31,6 +31,7 @@ from flowledger.receiver.store._migrations import SCHEMA_VERSION, migrate, schem
 from flowledger.receiver.store._projector import Projector, run_from_row, save_runs
 from flowledger.receiver.store._protocol import Drift, EventOutcome, RunPage, RunQuery, Stats, VerifyReport
 from flowledger.receiver.store._query import (
+    NEWEST_FIRST,
     NODE_SELECT,
     RUN_PAYLOADS_SELECT,
     RUN_SELECT,
@@ -56,7 +57,6 @@ SWEEP_SQL: Final = (
     f"SELECT {', '.join(RUN_COLUMNS)} FROM runs INDEXED BY runs_alive WHERE status = 'running' AND last_seen_at < ?"
 )
 """Running runs silent since before a cutoff: a range of the partial index ``runs_alive``, never a scan."""
-_NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
 _SPAN_ONCE: Final = " ON CONFLICT (trace_id, span_id) DO NOTHING"
 _INSERT_LEDGER: Final = "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash)"
 
@@ -290,7 +290,7 @@ class SqliteStore:
         async with self._reader() as conn:
             total_rows = await conn.execute_fetchall(f"SELECT count(*) FROM runs r{where}", params)
             rows = await conn.execute_fetchall(
-                f"SELECT {RUN_SELECT} FROM runs r{where} {_NEWEST_FIRST} LIMIT ? OFFSET ?",
+                f"SELECT {RUN_SELECT} FROM runs r{where} {NEWEST_FIRST} LIMIT ? OFFSET ?",
                 [*params, query.limit, query.offset],
             )
         total = next(iter(total_rows))[0]
@@ -319,7 +319,7 @@ class SqliteStore:
                     page_where = (where + " AND " if where else " WHERE ") + clause
                 rows = list(
                     await conn.execute_fetchall(
-                        f"SELECT {RUN_SELECT} FROM runs r{page_where} {_NEWEST_FIRST} LIMIT ?",
+                        f"SELECT {RUN_SELECT} FROM runs r{page_where} {NEWEST_FIRST} LIMIT ?",
                         [*page_params, _STREAM_CHUNK],
                     )
                 )
@@ -462,15 +462,15 @@ class SqliteStore:
     ) -> RunListPage:
         """A keyset page of runs, newest first; see :meth:`Store.viewer_runs`."""
         return await self._sync_read(
-            lambda c: viewer_sql.list_runs(c, run_filter, limit=limit, cursor=cursor, direction=direction)
+            lambda c: viewer_sql.viewer_runs(c, run_filter, limit=limit, cursor=cursor, direction=direction)
         )
 
     async def run_summary(
         self, run_filter: RunFilter, *, percentile_sample_max: int = PERCENTILE_SAMPLE_MAX
     ) -> dict[str, Any]:
-        """Summary cards over every matching run; see :func:`~flowledger.receiver.store._viewer_query.summary`."""
+        """Summary cards over every matching run; see :func:`~flowledger.receiver.store._viewer_query.run_summary`."""
         return await self._sync_read(
-            lambda c: viewer_sql.summary(c, run_filter, percentile_sample_max=percentile_sample_max)
+            lambda c: viewer_sql.run_summary(c, run_filter, percentile_sample_max=percentile_sample_max)
         )
 
     async def facets(self, *, project: str | None) -> dict[str, Any]:

@@ -32,7 +32,14 @@ from typing import Any, Final
 
 from flowledger._exceptions import ViewerQueryError
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
-from flowledger.receiver.store._query import NODE_SELECT, RUN_PAYLOADS_SELECT, RUN_SELECT, node_json, run_json
+from flowledger.receiver.store._query import (
+    NEWEST_FIRST,
+    NODE_SELECT,
+    RUN_PAYLOADS_SELECT,
+    RUN_SELECT,
+    node_json,
+    run_json,
+)
 from flowledger.receiver.store._records import (
     NODE_FIELDS,
     ColumnsByName,
@@ -60,21 +67,21 @@ __all__ = [
     "facets",
     "filter_where",
     "ledger_size",
-    "list_runs",
     "node_payload",
     "open_reader",
     "run_header",
     "run_payload",
-    "summary",
+    "run_summary",
+    "viewer_runs",
 ]
 
 CONCURRENCY_BUCKETS: Final = 120
 """Columns of a run's concurrency strip."""
-BUSY_TIMEOUT_MS: Final = 5_000
+READER_BUSY_TIMEOUT_MS: Final = 5_000
+"""How long a viewer query waits for a locked database."""
 ERROR_PREVIEW_CHARS: Final = 300
 """How much of an error message an attempt row of a page carries (the node panel has all of it)."""
 _FINISHED: Final = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.ABORTED.value)
-_NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
 _OLDEST_FIRST: Final = "ORDER BY r.started_at ASC, r.run_id ASC"
 _EPOCH_S: Final = "(julianday({}) - 2440587.5) * 86400.0"
 _ATTEMPT_ORDER: Final = "ORDER BY n.started_at, n.attempt, n.item, n.span_id"
@@ -105,9 +112,9 @@ _ATTEMPT_SELECT: Final = select_list(
 def open_reader(path: Path) -> Iterator[sqlite3.Connection]:
     """A read-only connection to the database file, closed on exit."""
     uri = path.resolve().as_uri() + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    conn = sqlite3.connect(uri, uri=True, timeout=READER_BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {READER_BUSY_TIMEOUT_MS}")
         conn.row_factory = sqlite3.Row  # queries read columns by name
         yield conn
     finally:
@@ -157,7 +164,7 @@ def _exists(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> bool
     return bool(row[0])
 
 
-def list_runs(
+def viewer_runs(
     conn: sqlite3.Connection,
     run_filter: RunFilter,
     *,
@@ -168,7 +175,7 @@ def list_runs(
     """A page of ``limit`` runs next to ``cursor`` (the newest runs without one), newest first."""
     base_where, base_params = filter_where(run_filter)
     where, params = base_where, base_params
-    order = _OLDEST_FIRST if cursor is not None and direction is PageDirection.NEWER else _NEWEST_FIRST
+    order = _OLDEST_FIRST if cursor is not None and direction is PageDirection.NEWER else NEWEST_FIRST
     if cursor is not None:
         where += " AND (r.started_at, r.run_id) " + ("> (?, ?)" if direction is PageDirection.NEWER else "< (?, ?)")
         params = [*params, *_key(cursor)]
@@ -185,7 +192,7 @@ def list_runs(
     if direction is PageDirection.NEWER:
         if not more:
             # Fewer newer runs than a page: this is the first page, shown whole.
-            return list_runs(conn, run_filter, limit=limit)
+            return viewer_runs(conn, run_filter, limit=limit)
         runs.reverse()
     if not runs:
         return RunListPage([], None, None)
@@ -208,7 +215,7 @@ def _percentiles(conn: sqlite3.Connection, where: str, params: Sequence[Any], sa
     durations = sorted(
         row[0]
         for row in conn.execute(
-            f"SELECT r.duration_ms FROM runs r WHERE {where} AND r.duration_ms IS NOT NULL {_NEWEST_FIRST} LIMIT ?",
+            f"SELECT r.duration_ms FROM runs r WHERE {where} AND r.duration_ms IS NOT NULL {NEWEST_FIRST} LIMIT ?",
             [*params, sample_max],
         )
     )
@@ -221,7 +228,7 @@ def _percentiles(conn: sqlite3.Connection, where: str, params: Sequence[Any], sa
     return rank(0.5), rank(0.95), len(durations)
 
 
-def summary(
+def run_summary(
     conn: sqlite3.Connection, run_filter: RunFilter, *, percentile_sample_max: int = PERCENTILE_SAMPLE_MAX
 ) -> dict[str, Any]:
     """The summary cards over every run the filter matches.
@@ -252,7 +259,7 @@ def summary(
         cost += usd
     finished = sum(by_status[s] for s in _FINISHED)
     last = conn.execute(
-        f"SELECT r.run_id, r.started_at, r.status FROM runs r WHERE {where} {_NEWEST_FIRST} LIMIT 1", params
+        f"SELECT r.run_id, r.started_at, r.status FROM runs r WHERE {where} {NEWEST_FIRST} LIMIT 1", params
     ).fetchone()
     p50, p95, sample = _percentiles(conn, where, params, percentile_sample_max)
     return {
