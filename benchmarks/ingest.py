@@ -34,11 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from flowledger._wire import format_ts, new_event_id  # noqa: E402
-from flowledger.receiver._canonical import GENESIS_HASH, canonical, chain_hash  # noqa: E402
-from flowledger.receiver._config import Limits  # noqa: E402
-from flowledger.receiver._fold import NODE_COLUMNS, RUN_COLUMNS, fold_node, fold_run  # noqa: E402
-from flowledger.receiver._migrations import migrate  # noqa: E402
-from flowledger.receiver._validate import PreparedEvent, prepare_event  # noqa: E402
+from flowledger.receiver._config import IngestLimits  # noqa: E402
+from flowledger.receiver.ingest._validate import prepare_event  # noqa: E402
+from flowledger.receiver.store._canonical import GENESIS_HASH, canonical, chain_hash  # noqa: E402
+from flowledger.receiver.store._event import PreparedEvent  # noqa: E402
+from flowledger.receiver.store._fold import NODE_COLUMNS, RUN_COLUMNS, fold_node, fold_run  # noqa: E402
+from flowledger.receiver.store._migrations import migrate  # noqa: E402
 
 LEDGER_INSERT = "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash)"
 EVENTS_PER_RUN = 9
@@ -195,7 +196,7 @@ def raw_sqlite_all(events: list[dict[str, Any]], path: Path, batch: int) -> floa
         runs: dict[str, Any] = {}
         nodes: dict[tuple[str, str], Any] = {}
         for index, raw in enumerate(events[start : start + batch]):
-            event = prepare_event(raw, index, Limits(), None, plain_floats=True)
+            event = prepare_event(raw, index, IngestLimits(), None, plain_floats=True)
             assert isinstance(event, PreparedEvent)
             seq += 1
             event.seq = seq

@@ -7,12 +7,17 @@ The hierarchy::
     │   ├── ConfigError                a setting has a value that cannot be used
     │   ├── DefinitionError            a workflow definition is invalid (carries every problem)
     │   │   └── GenerationError        rendering failed, or the module it made drops a node's hooks
-    │   └── WireFormatError            an event does not follow the wire format
+    │   ├── WireFormatError            an event does not follow the wire format
+    │   ├── BodyError                  a request body the receiver cannot use (carries the HTTP status)
+    │   │   └── OtlpBodyError          a body that is not an OTLP export request of its signal
+    │   ├── QueryParamError            a query parameter of a receiver route cannot be used (answered with 400)
+    │   └── ViewerQueryError           a viewer query the client asked cannot be answered (answered with 400)
     └── RuntimeFailure                 something went wrong while doing the work
         ├── RunAborted                 a run passed its deadline or budget
         ├── NodeTimeout                a node attempt ran past its timeout_s
         ├── WorkflowFailed             a generated workflow's run failed at a node
         ├── HttpNodeError              an http node's request was answered outside 2xx
+        ├── WriteQueueFull             the receiver's writer holds as many requests as it may (answered with 503)
         ├── StoreError                 the receiver's store failed
         │   ├── LedgerIntegrityError   the ledger's hash chain does not verify
         │   └── SchemaVersionError     the database was written by a newer flowledger
@@ -27,6 +32,7 @@ to stop work that must stop.
 from __future__ import annotations
 
 __all__ = [
+    "BodyError",
     "ConfigError",
     "DefinitionError",
     "FlowledgerError",
@@ -34,14 +40,18 @@ __all__ = [
     "HttpNodeError",
     "LedgerIntegrityError",
     "NodeTimeout",
+    "OtlpBodyError",
+    "QueryParamError",
     "ReceiverError",
     "RunAborted",
     "RuntimeFailure",
     "SchemaVersionError",
     "StoreError",
     "UsageError",
+    "ViewerQueryError",
     "WireFormatError",
     "WorkflowFailed",
+    "WriteQueueFull",
 ]
 
 
@@ -136,3 +146,31 @@ class HttpNodeError(RuntimeFailure):
     def __init__(self, message: str, *, status_code: int) -> None:
         self.status_code = status_code
         super().__init__(message)
+
+
+# --- receiver ----------------------------------------------------------------
+
+
+class BodyError(UsageError):
+    """A request body the receiver cannot use; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class OtlpBodyError(BodyError):
+    """A body that is not an OTLP export request of the signal; ``status`` is the HTTP answer."""
+
+
+class QueryParamError(UsageError):
+    """A query parameter of a receiver route cannot be used; the message names the parameter."""
+
+
+class ViewerQueryError(UsageError):
+    """A query the viewer cannot answer because of what the client asked (answered with 400)."""
+
+
+class WriteQueueFull(RuntimeFailure):
+    """The receiver's writer has more requests waiting than it may hold."""

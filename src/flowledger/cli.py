@@ -2,8 +2,8 @@
 
 Each part of flowledger contributes its commands: the receiver (``serve``,
 ``runs``, ``show``, ``export``, ``verify``, ``rebuild``) and codegen
-(``validate``, ``generate``). A part whose extra is not installed says which
-extra to install instead of failing with a traceback.
+(``validate``, ``generate``). A part whose extra is not installed is left
+out, and ``flowledger --help`` names the extra that brings it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Final
 __all__ = ["main"]
 
 _PARTS: Final = (
-    ("flowledger.receiver._cli", "receiver"),
+    ("flowledger.receiver.cli._commands", "receiver"),
     ("flowledger.codegen._cli", "codegen"),
 )
 
@@ -24,7 +24,7 @@ def _build() -> Any:
     try:
         import click
     except ImportError:
-        sys.stderr.write("flowledger: the command line needs its extra: pip install 'flowledger[all]'\n")
+        sys.stderr.write("flowledger: the command line needs its extra: pip install 'flowledger[cli]'\n")
         raise SystemExit(2) from None
 
     from flowledger._version import __version__
@@ -34,19 +34,17 @@ def _build() -> Any:
     def cli() -> None:
         """flowledger: workflow runs that report on themselves."""
 
+    absent: list[str] = []
     for module_name, extra in _PARTS:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            missing = exc.name or "a dependency"
-
-            @cli.command(name=f"{extra}-unavailable", hidden=True)
-            def _unavailable(missing: str = missing, extra: str = extra) -> None:
-                raise click.ClickException(f"{missing} is not installed: pip install 'flowledger[{extra}]'")
-
+            absent.append(f"the {extra} commands need {exc.name or 'a dependency'}: pip install 'flowledger[{extra}]'")
             continue
         for command in getattr(module, "COMMANDS", []):
             cli.add_command(command)
+    if absent:
+        cli.epilog = "Not installed: " + "; ".join(absent) + "."
     return cli
 
 

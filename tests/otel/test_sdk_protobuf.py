@@ -18,7 +18,7 @@ from flowledger.instrument.delivery._otlp_protobuf import (
     protocol_from_env,
 )
 from flowledger.instrument.delivery._otlp_spans import RunMemo, export_request, span_from_event
-from flowledger.receiver._otlp_decode import OtlpFormat, Signal, decode_request
+from flowledger.receiver.otlp._decode import OtlpFormat, OtlpSignal, decode_request
 from tests.otel._support import LiveReceiver
 
 _hex = st.sampled_from("0123456789abcdef")
@@ -68,7 +68,7 @@ def test_protobuf_matches_the_json_form(events: list[dict[str, Any]], service: s
     """Every span the SDK builds encodes to protobuf that the official classes read as its JSON form."""
     spans = [span for span in (span_from_event(e, RunMemo()) for e in events) if span is not None]
     request = export_request(spans, service_name=service)
-    from_json = decode_request(Signal.TRACES, json.dumps(request).encode(), OtlpFormat.JSON)
+    from_json = decode_request(OtlpSignal.TRACES, json.dumps(request).encode(), OtlpFormat.JSON)
     assert _official(encode_protobuf(request)) == from_json
 
 
@@ -99,7 +99,7 @@ def test_every_attribute_value_kind_round_trips(value: Any) -> None:
         "status": {"code": 0},
     }
     request = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": [span]}]}]}
-    from_json = decode_request(Signal.TRACES, json.dumps(request).encode(), OtlpFormat.JSON)
+    from_json = decode_request(OtlpSignal.TRACES, json.dumps(request).encode(), OtlpFormat.JSON)
     assert _official(encode_protobuf(request)) == from_json
 
 

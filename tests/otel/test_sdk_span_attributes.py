@@ -9,7 +9,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from flowledger.instrument.delivery._otlp_spans import RunMemo, export_request, span_from_event
-from flowledger.receiver._otlp_decode import OtlpFormat, Signal, decode_request
+from flowledger.receiver.otlp._decode import OtlpFormat, OtlpSignal, decode_request
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 RUN_SPAN = "00f067aa0ba902b7"
@@ -159,7 +159,7 @@ def test_integers_beyond_int64_stay_valid_otlp() -> None:
     assert span is not None
     assert _attrs(span)["flowledger.node.item"] == str(2**63)
     body = json.dumps(export_request([span], service_name="svc")).encode()
-    decode_request(Signal.TRACES, body, OtlpFormat.JSON)
+    decode_request(OtlpSignal.TRACES, body, OtlpFormat.JSON)
 
 
 def test_the_resource_names_service_and_telemetry_sdk() -> None:
@@ -167,7 +167,7 @@ def test_the_resource_names_service_and_telemetry_sdk() -> None:
     span = span_from_event(_node_finished(status="succeeded"), RunMemo())
     assert span is not None
     doc = export_request([span], service_name="shop")
-    message = decode_request(Signal.TRACES, json.dumps(doc).encode(), OtlpFormat.JSON)
+    message = decode_request(OtlpSignal.TRACES, json.dumps(doc).encode(), OtlpFormat.JSON)
     assert isinstance(message, ExportTraceServiceRequest)
     resource = json_format.MessageToDict(message.resource_spans[0].resource)
     attrs = {a["key"]: a["value"]["stringValue"] for a in resource["attributes"]}

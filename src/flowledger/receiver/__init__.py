@@ -1,6 +1,11 @@
 """The flowledger receiver: ingest, a verifiable ledger on SQLite, projections, query API.
 
-Names are imported lazily, so ``flowledger.receiver._cli`` (and with it the
+One folder per stage of the data flow: ``ingest/`` (``POST /v1/events``),
+``store/`` (the ``Store`` protocol every reader and writer goes through, the
+SQLite engine, the ledger, the fold, the record declarations), ``otlp/``,
+``api/``, ``viewer/`` and ``cli/``; the app is assembled here (``_app.py``).
+
+Names are imported lazily, so ``flowledger.receiver.cli`` (and with it the
 ``flowledger`` command) loads without the server stack.
 """
 
@@ -11,19 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flowledger.receiver._app import create_app
-    from flowledger.receiver._config import Limits, ReceiverConfig, config_from_env
-    from flowledger.receiver._sqlite import SqliteStore
-    from flowledger.receiver._store import Store
+    from flowledger.receiver._config import IngestLimits, ReceiverConfig, config_from_env
+    from flowledger.receiver.store._protocol import Store
+    from flowledger.receiver.store._sqlite import SqliteStore
 
-__all__ = ["Limits", "ReceiverConfig", "SqliteStore", "Store", "config_from_env", "create_app"]
+__all__ = ["IngestLimits", "ReceiverConfig", "SqliteStore", "Store", "config_from_env", "create_app"]
 
 _WHERE = {
     "create_app": "flowledger.receiver._app",
-    "Limits": "flowledger.receiver._config",
+    "IngestLimits": "flowledger.receiver._config",
     "ReceiverConfig": "flowledger.receiver._config",
     "config_from_env": "flowledger.receiver._config",
-    "SqliteStore": "flowledger.receiver._sqlite",
-    "Store": "flowledger.receiver._store",
+    "SqliteStore": "flowledger.receiver.store._sqlite",
+    "Store": "flowledger.receiver.store._protocol",
 }
 
 

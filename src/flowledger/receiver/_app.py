@@ -19,15 +19,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from flowledger.receiver import _routes_ingest, _routes_ops, _routes_query, _routes_traces, _routes_viewer
 from flowledger.receiver._auth import ApiKeys, AuthMiddleware
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._metrics import Metrics
-from flowledger.receiver._sqlite import SqliteStore
 from flowledger.receiver._state import ReceiverState, error_response
-from flowledger.receiver._store import Store
 from flowledger.receiver._sweeper import Sweeper
-from flowledger.receiver._writer import Writer
+from flowledger.receiver.api import _routes_ops, _routes_query
+from flowledger.receiver.ingest import _routes as _routes_ingest
+from flowledger.receiver.ingest._writer import Writer
+from flowledger.receiver.otlp import _routes as _routes_traces
+from flowledger.receiver.store._protocol import Store
+from flowledger.receiver.store._sqlite import SqliteStore
+from flowledger.receiver.viewer import _routes as _routes_viewer
 
 __all__ = ["ROUTE_MODULES", "create_app"]
 

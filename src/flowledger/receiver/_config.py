@@ -15,11 +15,9 @@ from typing import Final
 
 from flowledger._exceptions import ConfigError
 
-__all__ = ["DEFAULT_DB_PATH", "DEFAULT_HOST", "DEFAULT_PORT", "Limits", "ReceiverConfig", "config_from_env"]
+__all__ = ["DEFAULT_DB_PATH", "IngestLimits", "ReceiverConfig", "config_from_env"]
 
 DEFAULT_DB_PATH: Final = Path("flowledger.db")
-DEFAULT_HOST: Final = "127.0.0.1"
-DEFAULT_PORT: Final = 4318
 """The OTLP/HTTP port, so an SDK pointed at the default endpoint finds the receiver."""
 
 DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
@@ -42,7 +40,7 @@ _ENV_PREFIX: Final = "FLOWLEDGER_RECEIVER_"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Limits:
+class IngestLimits:
     """What one ``POST /v1/events`` may contain; beyond them the receiver answers 413 or rejects the event."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -62,7 +60,7 @@ class ReceiverConfig:
     """Everything ``flowledger serve`` can be told."""
 
     db_path: Path = DEFAULT_DB_PATH
-    limits: Limits = field(default_factory=Limits)
+    limits: IngestLimits = field(default_factory=IngestLimits)
     write_queue_max_requests: int = DEFAULT_WRITE_QUEUE_MAX_REQUESTS
     """Requests waiting for the writer; beyond it ingest answers 503 with Retry-After."""
     commit_max_events: int = DEFAULT_COMMIT_MAX_EVENTS
@@ -105,7 +103,7 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
     env = os.environ if environ is None else environ
     config = base or ReceiverConfig()
     limit_changes: dict[str, object] = {}
-    for f in fields(Limits):
+    for f in fields(IngestLimits):
         raw = env.get(_ENV_PREFIX + f.name.upper())
         if raw is not None:
             limit_changes[f.name] = _parse(f.name, raw, int)
@@ -128,8 +126,8 @@ _OTLP_TEXT_FIELDS: Final = frozenset({"forward_endpoint", "forward_headers", "tr
 
 def _otlp_text_settings(env: Mapping[str, str]) -> dict[str, object]:
     """Forwarding and trace-link settings, which are text rather than numbers."""
-    from flowledger.receiver._forward import parse_forward_endpoint, parse_forward_headers
-    from flowledger.receiver._trace_url import template_from_env
+    from flowledger.receiver.api._trace_url import template_from_env
+    from flowledger.receiver.otlp._forward import parse_forward_endpoint, parse_forward_headers
 
     out: dict[str, object] = {}
     endpoint = env.get(_ENV_PREFIX + "FORWARD_ENDPOINT", "").strip()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from flowledger.receiver._store import Stats
+from flowledger.receiver.store._protocol import Stats
 
 __all__ = ["COMMIT_BUCKETS_S", "Metrics"]
 

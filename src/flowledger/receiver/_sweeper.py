@@ -1,7 +1,7 @@
 """The sweeper: marks runs ``stuck`` when they stop showing signs of life.
 
 Every ``sweep_interval_s`` it asks the writer to run
-:meth:`~flowledger.receiver._store.Store.sweep`, an indexed query over
+:meth:`~flowledger.receiver.store._protocol.Store.sweep`, an indexed query over
 running runs whose last event is older than ``stuck_after_s`` (or than
 ``DEFAULT_STUCK_HEARTBEATS`` of the run's own heartbeat interval, whichever
 is longer). The reason is recorded on the run; a later event moves it on.
@@ -17,8 +17,8 @@ import time
 from flowledger._wire import format_ts
 from flowledger.receiver._config import DEFAULT_STUCK_HEARTBEATS, ReceiverConfig
 from flowledger.receiver._metrics import Metrics
-from flowledger.receiver._store import Store
-from flowledger.receiver._writer import Writer
+from flowledger.receiver.ingest._writer import Writer
+from flowledger.receiver.store._protocol import Store
 
 __all__ = ["Sweeper", "sweep_once"]
 

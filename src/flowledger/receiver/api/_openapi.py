@@ -1,0 +1,308 @@
+"""The OpenAPI 3.1 description of the receiver's HTTP API (``GET /openapi.json``)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from flowledger._version import __version__
+from flowledger._wire import RunStatus
+from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, record_schema
+
+__all__ = ["openapi_document"]
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+_STR = {"type": "string"}
+_NSTR = _nullable(_STR)
+_NNUM = _nullable({"type": "number"})
+_NINT = _nullable({"type": "integer"})
+_NBOOL = _nullable({"type": "boolean"})
+_ERROR_BODY = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+
+
+def _answer(description: str, schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+_RUN = record_schema(RUN_FIELDS)
+_NODE = record_schema(NODE_FIELDS)
+
+_TRACE_ID = {"type": "string", "pattern": "^(?!0{32})[0-9a-f]{32}$"}
+_OTLP_ERROR = {
+    "description": "A client mistake or a busy store, as an OTLP google.rpc.Status.",
+    "content": {"application/json": {"schema": {"type": "object"}}, "application/x-protobuf": {"schema": _STR}},
+}
+_RUN_FILTERS = [
+    {"name": "workflow_id", "in": "query", "schema": {"type": "string", "maxLength": 256}},
+    {"name": "status", "in": "query", "schema": {"enum": [s.value for s in RunStatus]}},
+]
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The whole OpenAPI document."""
+    json_error_responses = {
+        "400": _error("The body is not a JSON object with an events list."),
+        "401": _error("API keys are configured and the request has no valid one."),
+        "408": _error("The body did not arrive in time."),
+        "413": _error("The body, inflated body or batch is over its limit."),
+        "415": _error("The Content-Encoding is not gzip or identity."),
+        "503": _error("The write queue is full or the store failed: retry after Retry-After seconds."),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "flowledger receiver",
+            "version": __version__,
+            "description": "Ingest of workflow run events into a verifiable ledger, and queries over the runs.",
+        },
+        "paths": {
+            "/v1/events": {
+                "post": {
+                    "summary": "Ingest a batch of events",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["events"],
+                                    "properties": {"events": {"type": "array", "items": {}}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "What became of each event.",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestResult"}}},
+                        },
+                        **json_error_responses,
+                    },
+                }
+            },
+            "/api/runs": {
+                "get": {
+                    "summary": "List runs, newest first",
+                    "parameters": [
+                        *_RUN_FILTERS,
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                        {
+                            "name": "offset",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 2**62},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "A page of runs and the total that match.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["runs", "total"],
+                                        "properties": {
+                                            "runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
+                                            "total": {"type": "integer", "minimum": 0},
+                                            "limit": {"type": "integer"},
+                                            "offset": {"type": "integer"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": _error("A query parameter has a value that cannot be used."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                    },
+                }
+            },
+            "/api/runs/{run_id}": {
+                "get": {
+                    "summary": "One run with its node attempts in start order",
+                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "The run.",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunDetail"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                    },
+                }
+            },
+            "/api/export": {
+                "get": {
+                    "summary": "Stream every matching run as CSV or JSONL",
+                    "parameters": [
+                        *_RUN_FILTERS,
+                        {"name": "format", "in": "query", "schema": {"enum": ["csv", "jsonl"]}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "One line per run.",
+                            "content": {
+                                "text/csv": {"schema": {"type": "string"}},
+                                "application/x-ndjson": {"schema": {"type": "string"}},
+                            },
+                        },
+                        "400": _error("A query parameter has a value that cannot be used."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                    },
+                }
+            },
+            "/api/verify": {
+                "get": {
+                    "summary": "Walk the ledger's hash chain",
+                    "responses": {
+                        "200": {
+                            "description": "The verdict (ok false names the first bad event).",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verify"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                    },
+                }
+            },
+            "/api/rebuild": {
+                "post": {
+                    "summary": "Refold the projections from the ledger and report drift",
+                    "responses": {
+                        "200": {
+                            "description": "The drift found.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                    },
+                }
+            },
+            **{
+                f"/v1/{signal}": {
+                    "post": {
+                        "summary": f"OTLP/HTTP {signal}, protobuf or JSON, answered in the request's content type",
+                        "requestBody": {
+                            "required": True,
+                            "content": {
+                                "application/json": {"schema": {"type": "object"}},
+                                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                            },
+                        },
+                        "responses": {
+                            "200": {
+                                "description": "An OTLP export response (partial_success when some were refused).",
+                                "content": {
+                                    "application/json": {"schema": {"type": "object"}},
+                                    "application/x-protobuf": {"schema": _STR},
+                                },
+                            },
+                            **dict.fromkeys(("400", "401", "408", "413", "415", "503"), _OTLP_ERROR),
+                        },
+                    }
+                }
+                for signal in ("traces", "logs", "metrics")
+            },
+            "/api/traces/{trace_id}": {
+                "get": {
+                    "summary": "The spans stored for one trace, parent links included",
+                    "parameters": [{"name": "trace_id", "in": "path", "required": True, "schema": _TRACE_ID}],
+                    "responses": {
+                        "200": _answer("The trace's spans in start order.", {"type": "object"}),
+                        "400": _error("The trace id is not 32 hex digits."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No spans of this trace are stored."),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness",
+                    "responses": {
+                        "200": {
+                            "description": "The receiver is up.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["status"],
+                                        "properties": {"status": {"const": "ok"}},
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Error": _ERROR_BODY,
+                "Run": _RUN,
+                "Node": _NODE,
+                "RunDetail": {
+                    "allOf": [
+                        {"$ref": "#/components/schemas/Run"},
+                        {
+                            "type": "object",
+                            "required": ["nodes"],
+                            "properties": {"nodes": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}},
+                        },
+                    ]
+                },
+                "IngestResult": {
+                    "type": "object",
+                    "required": ["accepted", "duplicates", "rejected"],
+                    "properties": {
+                        "accepted": {"type": "integer", "minimum": 0},
+                        "duplicates": {"type": "integer", "minimum": 0},
+                        "conflicts": {"type": "integer", "minimum": 0},
+                        "rejected": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["index", "error"],
+                                "properties": {"index": {"type": "integer", "minimum": 0}, "error": {"type": "string"}},
+                            },
+                        },
+                    },
+                },
+                "Verify": {
+                    "type": "object",
+                    "required": ["ok", "events", "head_seq", "head_hash"],
+                    "properties": {
+                        "ok": {"type": "boolean"},
+                        "events": {"type": "integer"},
+                        "head_seq": {"type": "integer"},
+                        "head_hash": {"type": "string"},
+                        "first_bad_seq": _NINT,
+                        "first_bad_event_id": _NSTR,
+                        "problem": _NSTR,
+                    },
+                },
+            }
+        },
+    }

@@ -1,0 +1,79 @@
+"""``GET /api/runs``, ``GET /api/runs/{run_id}`` and ``GET /api/export``."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from flowledger._exceptions import QueryParamError
+from flowledger._wire import RunStatus
+from flowledger.receiver._params import MAX_OFFSET, QueryParams
+from flowledger.receiver._state import error_response, project_of, receiver_of
+from flowledger.receiver.api._export import ExportFormat, export_lines
+from flowledger.receiver.api._trace_url import add_trace_url
+from flowledger.receiver.store._protocol import RunQuery
+
+__all__ = ["DEFAULT_PAGE_LIMIT", "MAX_PAGE_LIMIT", "ROUTES"]
+
+DEFAULT_PAGE_LIMIT: Final = 50
+MAX_PAGE_LIMIT: Final = 1000
+_MEDIA: Final = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.JSONL: "application/x-ndjson"}
+
+
+def _run_query(request: Request, *, paged: bool) -> RunQuery:
+    params = QueryParams(request, blank_is_absent=False)
+    return RunQuery(
+        workflow_id=params.text("workflow_id"),
+        status=params.choice("status", RunStatus),
+        project=project_of(request),
+        limit=params.integer("limit", default=DEFAULT_PAGE_LIMIT, low=1, high=MAX_PAGE_LIMIT)
+        if paged
+        else MAX_PAGE_LIMIT,
+        offset=params.integer("offset", default=0, low=0, high=MAX_OFFSET) if paged else 0,
+    )
+
+
+async def list_runs(request: Request) -> Response:
+    """Runs, newest first, filtered by workflow and status, paged by limit and offset."""
+    try:
+        query = _run_query(request, paged=True)
+    except QueryParamError as exc:
+        return error_response(400, str(exc))
+    receiver = receiver_of(request)
+    page = await receiver.store.list_runs(query)
+    runs = [add_trace_url(run, receiver.config.trace_url_template) for run in page.runs]
+    return JSONResponse({"runs": runs, "total": page.total, "limit": query.limit, "offset": query.offset})
+
+
+async def get_run(request: Request) -> Response:
+    """One run with its node attempts in start order."""
+    run_id = request.path_params["run_id"]
+    receiver = receiver_of(request)
+    run = await receiver.store.get_run(run_id, project=project_of(request))
+    if run is None:
+        return error_response(404, f"there is no run {run_id!r}")
+    return JSONResponse(add_trace_url(run, receiver.config.trace_url_template))
+
+
+async def export_runs(request: Request) -> Response:
+    """Every matching run, streamed as CSV or JSONL (JSONL includes each run's nodes)."""
+    raw_format = request.query_params.get("format", ExportFormat.JSONL.value)
+    try:
+        fmt = ExportFormat(raw_format)
+        query = _run_query(request, paged=False)
+    except ValueError:
+        return error_response(400, f"query parameter format={raw_format!r} is not csv or jsonl")
+    except QueryParamError as exc:
+        return error_response(400, str(exc))
+    runs = receiver_of(request).store.iter_runs(query, with_nodes=fmt is ExportFormat.JSONL)
+    return StreamingResponse(export_lines(runs, fmt), media_type=_MEDIA[fmt])
+
+
+ROUTES: Final = [
+    Route("/api/runs", list_runs, methods=["GET"]),
+    Route("/api/runs/{run_id}", get_run, methods=["GET"]),
+    Route("/api/export", export_runs, methods=["GET"]),
+]

@@ -1,0 +1,190 @@
+"""Spans received over OTLP: validation into stored rows, and the shape of a trace.
+
+A span is stored once per ``(trace_id, span_id)``; a second copy is a
+duplicate and changes nothing (OTLP delivery is at-least-once, like events).
+A span whose ids are not valid (trace id not 16 bytes or all zero, span id
+not 8 bytes or all zero, a parent id of the wrong length) is rejected and
+counted in the OTLP partial-success answer; its siblings are still stored.
+Attribute values become plain JSON: strings, booleans, numbers, lists and
+objects; bytes become base64 strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from flowledger.receiver.store._spans import SpanRow, TraceLinks
+
+__all__ = ["SpanBatch", "is_trace_id", "spans_from_request", "trace_json"]
+
+TRACE_ID_BYTES: Final = 16
+SPAN_ID_BYTES: Final = 8
+MAX_REJECTION_DETAILS: Final = 5
+"""How many rejected spans the partial-success message describes one by one."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpanBatch:
+    """What one export request held: the valid spans and why the others were refused."""
+
+    rows: list[SpanRow]
+    rejected: int
+    problems: list[str]
+
+    @property
+    def error_message(self) -> str:
+        """The partial-success message: a count and the first few problems."""
+        if not self.rejected:
+            return ""
+        shown = "; ".join(self.problems[:MAX_REJECTION_DETAILS])
+        more = len(self.problems) - MAX_REJECTION_DETAILS
+        tail = f"; and {more} more" if more > 0 else ""
+        return f"{self.rejected} span(s) rejected: {shown}{tail}"
+
+
+def is_trace_id(text: str) -> bool:
+    """Whether ``text`` is a lowercase-hex, non-zero 16-byte trace id."""
+    return len(text) == 2 * TRACE_ID_BYTES and all(c in "0123456789abcdef" for c in text) and text.strip("0") != ""
+
+
+def _number(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)
+
+
+def any_value(value: Any) -> Any:
+    """An OTLP ``AnyValue`` as plain JSON."""
+    which = value.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "string_value":
+        return value.string_value
+    if which == "bool_value":
+        return value.bool_value
+    if which == "int_value":
+        return value.int_value
+    if which == "double_value":
+        return _number(value.double_value)
+    if which == "array_value":
+        return [any_value(item) for item in value.array_value.values]
+    if which == "kvlist_value":
+        return attributes_json(value.kvlist_value.values)
+    if which == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return None  # pragma: no cover - a value kind newer than this code
+
+
+def attributes_json(pairs: Iterable[Any]) -> dict[str, Any]:
+    """OTLP ``KeyValue`` pairs as a JSON object (a repeated key keeps its last value)."""
+    return {pair.key: any_value(pair.value) for pair in pairs}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _problem(raw: bytes, size: int, what: str) -> str | None:
+    if len(raw) != size:
+        return f"{what} is {len(raw)} bytes, not {size}"
+    if not any(raw):
+        return f"{what} is all zero"
+    return None
+
+
+def spans_from_request(request: Any, *, project: str | None, received_at: str) -> SpanBatch:
+    """Validate and convert the spans of an ``ExportTraceServiceRequest``."""
+    rows: list[SpanRow] = []
+    problems: list[str] = []
+    for r, resource_spans in enumerate(request.resource_spans):
+        resource = attributes_json(resource_spans.resource.attributes)
+        service = resource.get("service.name")
+        resource_text = _dumps(resource)
+        for s, scope_spans in enumerate(resource_spans.scope_spans):
+            scope = scope_spans.scope
+            for i, span in enumerate(scope_spans.spans):
+                where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
+                problem = _problem(span.trace_id, TRACE_ID_BYTES, "traceId") or _problem(
+                    span.span_id, SPAN_ID_BYTES, "spanId"
+                )
+                if problem is None and span.parent_span_id and len(span.parent_span_id) != SPAN_ID_BYTES:
+                    problem = f"parentSpanId is {len(span.parent_span_id)} bytes, not {SPAN_ID_BYTES}"
+                if problem is None and span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
+                    problem = "endTimeUnixNano is before startTimeUnixNano"
+                if problem is not None:
+                    problems.append(f"{where}: {problem}")
+                    continue
+                events = [
+                    {
+                        "name": event.name,
+                        "time_unix_nano": event.time_unix_nano,
+                        "attributes": attributes_json(event.attributes),
+                    }
+                    for event in span.events
+                ]
+                links = [
+                    {
+                        "trace_id": link.trace_id.hex(),
+                        "span_id": link.span_id.hex(),
+                        "attributes": attributes_json(link.attributes),
+                    }
+                    for link in span.links
+                ]
+                parent = span.parent_span_id.hex() if span.parent_span_id and any(span.parent_span_id) else None
+                rows.append(
+                    SpanRow(
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=parent,
+                        name=span.name,
+                        kind=int(span.kind),
+                        start_ns=int(span.start_time_unix_nano),
+                        end_ns=int(span.end_time_unix_nano or span.start_time_unix_nano),
+                        status_code=int(span.status.code),
+                        status_message=span.status.message or None,
+                        service_name=service if isinstance(service, str) else None,
+                        scope_name=scope.name or None,
+                        scope_version=scope.version or None,
+                        attributes=_dumps(attributes_json(span.attributes)),
+                        resource=resource_text,
+                        events=_dumps(events),
+                        links=_dumps(links),
+                        project=project,
+                        received_at=received_at,
+                    )
+                )
+    return SpanBatch(rows=rows, rejected=len(problems), problems=problems)
+
+
+def trace_json(trace_id: str, spans: list[dict[str, Any]], links: TraceLinks) -> dict[str, Any]:
+    """A trace for ``GET /api/traces/{trace_id}``: spans in start order with parent and child links.
+
+    Each span gets ``children`` (ids of the spans whose parent it is),
+    ``parent_found`` (whether its parent is among the stored spans), and
+    ``run_id`` / ``node_id`` / ``attempt`` / ``item`` when a stored run or
+    node attempt has its span id.
+    """
+    ids = {span["span_id"] for span in spans}
+    children: dict[str, list[str]] = {}
+    for span in spans:
+        parent = span["parent_span_id"]
+        if parent is not None:
+            children.setdefault(parent, []).append(span["span_id"])
+    run_ids = list(links.run_ids)
+    for span in spans:
+        span_id = span["span_id"]
+        span["children"] = children.get(span_id, [])
+        span["parent_found"] = span["parent_span_id"] in ids if span["parent_span_id"] else None
+        node = links.nodes.get(span_id)
+        run_id = node["run_id"] if node else links.runs.get(span_id)
+        span["run_id"] = run_id
+        span["node_id"] = node["node_id"] if node else None
+        span["attempt"] = node["attempt"] if node else None
+        span["item"] = node["item"] if node else None
+        if run_id is not None and run_id not in run_ids:
+            run_ids.append(run_id)
+    roots = [span["span_id"] for span in spans if not span["parent_found"]]
+    return {"trace_id": trace_id, "span_count": len(spans), "root_span_ids": roots, "run_ids": run_ids, "spans": spans}

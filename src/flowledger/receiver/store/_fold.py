@@ -1,0 +1,365 @@
+"""The state machine that folds ledger events into run and node-attempt state.
+
+Projections are a pure function of the *set* of stored events: whatever the
+order events arrive in (a node's end before its start, a run's end before
+its nodes), with or without replays, the fold ends in the same state. It
+gets there with three rules:
+
+* Status moves only through :data:`RUN_TRANSITIONS` / :data:`NODE_TRANSITIONS`:
+  forward only, terminal states stay terminal; when two different terminal
+  events compete (a producer bug), the larger ``event_id`` wins, in any order.
+* A field that both the start and the end event carry is taken from the end
+  event (``started_at``, ``workflow_id``...), filling from the start event only
+  what the end event lacks.
+* Re-applying an event already applied changes nothing.
+
+``stuck`` is not told by events: the sweeper sets it, and any later event of
+the run moves the run on (back to ``running``, or to its terminal status).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any, Final, Protocol
+
+from flowledger._wire import EventKind, NodeStatus, RunStatus
+from flowledger.receiver.store._canonical import canonical
+
+__all__ = [
+    "NODE_TRANSITIONS",
+    "RUN_TRANSITIONS",
+    "FoldEvent",
+    "NodeState",
+    "Outcome",
+    "RunState",
+    "Signal",
+    "completed_at",
+    "fold_node",
+    "fold_run",
+    "mark_stuck",
+]
+
+
+class Signal(enum.Enum):
+    """What an event (or the sweeper) tells the state machine."""
+
+    STARTED = "started"
+    ACTIVITY = "activity"
+    """Any other sign of life: a heartbeat, a node event of the run."""
+    FINISHED = "finished"
+    SWEPT = "swept"
+    """The sweeper found no sign of life for too long."""
+
+
+class Outcome(enum.Enum):
+    """What a transition does to the status."""
+
+    KEEP = "keep"
+    RUNNING = "running"
+    FROM_EVENT = "from_event"
+    """Take the terminal status the event carries."""
+    TIEBREAK = "tiebreak"
+    """Already terminal: the terminal event with the larger event_id decides."""
+    STUCK = "stuck"
+
+
+_R = RunStatus
+RUN_TRANSITIONS: Final[dict[tuple[RunStatus | None, Signal], Outcome]] = {
+    (None, Signal.STARTED): Outcome.RUNNING,
+    (None, Signal.ACTIVITY): Outcome.RUNNING,
+    (None, Signal.FINISHED): Outcome.FROM_EVENT,
+    (_R.RUNNING, Signal.STARTED): Outcome.KEEP,
+    (_R.RUNNING, Signal.ACTIVITY): Outcome.KEEP,
+    (_R.RUNNING, Signal.FINISHED): Outcome.FROM_EVENT,
+    (_R.RUNNING, Signal.SWEPT): Outcome.STUCK,
+    (_R.STUCK, Signal.STARTED): Outcome.RUNNING,
+    (_R.STUCK, Signal.ACTIVITY): Outcome.RUNNING,
+    (_R.STUCK, Signal.FINISHED): Outcome.FROM_EVENT,
+    (_R.STUCK, Signal.SWEPT): Outcome.KEEP,
+    **{(s, sig): Outcome.KEEP for s in (_R.SUCCEEDED, _R.FAILED, _R.ABORTED) for sig in Signal},
+    **{(s, Signal.FINISHED): Outcome.TIEBREAK for s in (_R.SUCCEEDED, _R.FAILED, _R.ABORTED)},
+}
+"""(current run status, signal) -> outcome. Every pair is listed; ``None`` is a run not seen yet."""
+
+_N = NodeStatus
+NODE_TRANSITIONS: Final[dict[tuple[NodeStatus | None, Signal], Outcome]] = {
+    (None, Signal.STARTED): Outcome.RUNNING,
+    (None, Signal.FINISHED): Outcome.FROM_EVENT,
+    (_N.RUNNING, Signal.STARTED): Outcome.KEEP,
+    (_N.RUNNING, Signal.FINISHED): Outcome.FROM_EVENT,
+    **{(s, Signal.STARTED): Outcome.KEEP for s in (_N.SUCCEEDED, _N.FAILED, _N.SKIPPED)},
+    **{(s, Signal.FINISHED): Outcome.TIEBREAK for s in (_N.SUCCEEDED, _N.FAILED, _N.SKIPPED)},
+}
+"""(current attempt status, signal) -> outcome. ``None`` is an attempt not seen yet."""
+
+
+# Lookups on the hot path: keyed by the plain string values, whose hash is computed in C
+# (an Enum member's hash is a Python-level call).
+_RUN_FAST: Final = {(s._value_ if s is not None else None, g._value_): o for (s, g), o in RUN_TRANSITIONS.items()}
+_NODE_FAST: Final = {(s._value_ if s is not None else None, g._value_): o for (s, g), o in NODE_TRANSITIONS.items()}
+_RUN_STATUS: Final = {s.value: s for s in RunStatus}
+_NODE_STATUS: Final = {s.value: s for s in NodeStatus}
+# Members read through their Enum class cost a metaclass lookup each time: the fold reads these aliases.
+_RUN_STARTED: Final = EventKind.RUN_STARTED
+_RUN_FINISHED: Final = EventKind.RUN_FINISHED
+_HEARTBEAT: Final = EventKind.HEARTBEAT
+_NODE_FINISHED: Final = EventKind.NODE_FINISHED
+_TAKE_FROM_EVENT: Final = Outcome.FROM_EVENT
+_TIEBREAK: Final = Outcome.TIEBREAK
+_BECOME_RUNNING: Final = Outcome.RUNNING
+_RUN_RUNNING: Final = RunStatus.RUNNING
+_NODE_RUNNING: Final = NodeStatus.RUNNING
+
+
+class FoldEvent(Protocol):
+    """What the fold reads from an event (``PreparedEvent`` has it)."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def kind(self) -> EventKind: ...
+    @property
+    def ts(self) -> str: ...
+    @property
+    def started_at(self) -> str | None: ...
+    @property
+    def project(self) -> str | None: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+    @property
+    def seq(self) -> int: ...
+
+
+def completed_at(started_at: str, duration_ms: float) -> str:
+    """``started_at`` plus ``duration_ms``, in the same normalised form (``...ffffffZ``)."""
+    start = datetime.fromisoformat(started_at[:-1])  # naive UTC: the normalised form always ends in Z
+    return (start + timedelta(milliseconds=duration_ms)).isoformat(timespec="microseconds") + "Z"
+
+
+@dataclass(slots=True)
+class RunState:
+    """One row of the ``runs`` projection (columns in this order)."""
+
+    run_id: str
+    project: str | None = None
+    workflow_id: str | None = None
+    workflow_name: str | None = None
+    workflow_version: str | None = None
+    status: RunStatus = RunStatus.RUNNING
+    trigger_type: str | None = None
+    dry_run: bool | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: float | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_node_id: str | None = None
+    cost_tokens: int | None = None
+    cost_tool_calls: int | None = None
+    cost_external_requests: int | None = None
+    cost_usd: float | None = None
+    cost_key: str | None = None
+    input_seq: int | None = None
+    """Ledger row of the run_started whose ``trigger_data``/``attributes`` the run shows."""
+    output_seq: int | None = None
+    """Ledger row of the run_finished whose ``output`` the run shows."""
+    trace_id: str | None = None
+    heartbeat_interval_s: float | None = None
+    last_seen_at: str | None = None
+    stuck_reason: str | None = None
+    started_event_id: str | None = None
+    finished_event_id: str | None = None
+    seen: bool = False
+    """Whether any event reached this state (not a column)."""
+
+
+RUN_COLUMNS: Final = tuple(f.name for f in fields(RunState) if f.name != "seen")
+
+
+@dataclass(slots=True)
+class NodeState:
+    """One row of the ``node_runs`` projection: one attempt of one node (columns in this order)."""
+
+    run_id: str
+    span_id: str
+    node_id: str | None = None
+    attempt: int | None = None
+    item: int | None = None
+    status: NodeStatus | None = None
+    skip_reason: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: float | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    effect: bool | None = None
+    idempotency_key: str | None = None
+    simulated: bool | None = None
+    duplicate: bool | None = None
+    location: str | None = None
+    """JSON text of ``{file, line, path}``."""
+    parent_span_id: str | None = None
+    cost_tokens: int | None = None
+    cost_tool_calls: int | None = None
+    cost_external_requests: int | None = None
+    cost_usd: float | None = None
+    input_key: str | None = None
+    """``<rank>:<event_id>`` of the event whose ``input`` the attempt shows (finish ranks above start)."""
+    input_seq: int | None = None
+    output_seq: int | None = None
+    """Ledger row of the winning node_finished: its ``output`` and ``error.stack``."""
+    started_event_id: str | None = None
+    finished_event_id: str | None = None
+
+
+NODE_COLUMNS: Final = tuple(f.name for f in fields(NodeState))
+_NODE_SHARED: Final = ("node_id", "attempt", "item", "effect", "idempotency_key", "parent_span_id")
+_RUN_SHARED: Final = ("workflow_id", "workflow_name")
+
+
+def _set_cost(state: RunState | NodeState, cost: dict[str, Any] | None) -> None:
+    cost = cost or {}
+    state.cost_tokens = cost.get("tokens")
+    state.cost_tool_calls = cost.get("tool_calls")
+    state.cost_external_requests = cost.get("external_requests")
+    state.cost_usd = cost.get("usd")
+
+
+def fold_run(state: RunState | None, event: FoldEvent) -> RunState:
+    """Apply one event to its run's state (created when None) and return it."""
+    run = state if state is not None else RunState(run_id=event.run_id)
+    kind = event.kind
+    data = event.data
+    signal = "started" if kind is _RUN_STARTED else "finished" if kind is _RUN_FINISHED else "activity"
+    outcome = _RUN_FAST[(run.status._value_ if run.seen else None, signal)]
+    run.seen = True
+    ts = event.ts
+    if run.last_seen_at is None or ts > run.last_seen_at:
+        run.last_seen_at = ts
+    if run.project is None and event.project is not None:
+        run.project = event.project
+    if kind is _RUN_STARTED:
+        # run_started decides the workflow's identity; run_finished only fills what it lacks.
+        for name in _RUN_SHARED:
+            value = data.get(name)
+            if value is not None:
+                setattr(run, name, value)
+        if run.started_event_id is None or event.event_id > run.started_event_id:
+            run.started_event_id = event.event_id
+            run.workflow_version = data.get("workflow_version")
+            run.trigger_type = data.get("trigger_type")
+            run.input_seq = event.seq
+            run.dry_run = data.get("dry_run")
+            run.heartbeat_interval_s = data.get("heartbeat_interval_s")
+        if run.started_at is None:
+            run.started_at = event.ts
+    elif kind is _RUN_FINISHED:
+        if (outcome is _TAKE_FROM_EVENT or outcome is _TIEBREAK) and (
+            run.finished_event_id is None or event.event_id > run.finished_event_id
+        ):
+            run.finished_event_id = event.event_id
+            run.output_seq = event.seq
+            run.status = _RUN_STATUS[data["status"]]
+            run.stuck_reason = None
+            run.started_at = event.started_at
+            run.duration_ms = data["duration_ms"]
+            run.completed_at = completed_at(event.started_at or event.ts, data["duration_ms"])
+            error = data.get("error") or {}
+            run.error_type = error.get("type")
+            run.error_message = error.get("message")
+            run.error_node_id = error.get("node_id")
+        for name in _RUN_SHARED:
+            if getattr(run, name) is None:
+                setattr(run, name, data.get(name))
+        if data.get("cost") is not None:
+            _maybe_cost(run, data["cost"], "2:" + event.event_id)
+    elif kind is _HEARTBEAT and data.get("cost") is not None:
+        _maybe_cost(run, data["cost"], f"1:{event.ts}:{event.event_id}")
+    if run.trace_id is None or kind is _RUN_STARTED:
+        run.trace_id = data.get("trace_id") or run.trace_id
+    if outcome is _BECOME_RUNNING:
+        run.status = _RUN_RUNNING
+        run.stuck_reason = None
+    return run
+
+
+def _maybe_cost(run: RunState, cost: dict[str, Any], key: str) -> None:
+    if run.cost_key is None or key > run.cost_key:
+        run.cost_key = key
+        _set_cost(run, cost)
+
+
+def mark_stuck(run: RunState, reason: str) -> bool:
+    """Apply the sweeper's verdict; return whether the run became stuck."""
+    outcome = RUN_TRANSITIONS[(run.status, Signal.SWEPT)]
+    if outcome is Outcome.STUCK:
+        run.status = RunStatus.STUCK
+        run.stuck_reason = reason
+        return True
+    return False
+
+
+def fold_node(state: NodeState | None, event: FoldEvent) -> NodeState:
+    """Apply a node_started/node_finished event to its attempt's state (created when None)."""
+    data = event.data
+    node = state if state is not None else NodeState(run_id=event.run_id, span_id=data["span_id"])
+    finished_event = event.kind is _NODE_FINISHED
+    status = node.status
+    outcome = _NODE_FAST[(None if status is None else status._value_, "finished" if finished_event else "started")]
+    if not finished_event:
+        # node_finished decides; node_started only fills what is still unknown.
+        if node.started_event_id is None or event.event_id > node.started_event_id:
+            node.started_event_id = event.event_id
+        for name in _NODE_SHARED:
+            if getattr(node, name) is None:
+                setattr(node, name, data.get(name))
+        if node.location is None:
+            node.location = _location(data)
+        if node.started_at is None:
+            node.started_at = event.ts
+        if "input" in data:
+            _maybe_input(node, "1:" + event.event_id, event.seq)
+        if outcome is _BECOME_RUNNING:
+            node.status = _NODE_RUNNING
+        return node
+    if (outcome is _TAKE_FROM_EVENT or outcome is _TIEBREAK) and (
+        node.finished_event_id is None or event.event_id > node.finished_event_id
+    ):
+        node.finished_event_id = event.event_id
+        node.output_seq = event.seq
+        node.status = _NODE_STATUS[data["status"]]
+        for name in _NODE_SHARED:
+            value = data.get(name)
+            if value is not None:
+                setattr(node, name, value)
+        location = _location(data)
+        if location is not None:
+            node.location = location
+        node.skip_reason = data.get("skip_reason")
+        node.started_at = event.started_at
+        node.duration_ms = data["duration_ms"]
+        node.completed_at = completed_at(event.started_at or event.ts, data["duration_ms"])
+        error = data.get("error") or {}
+        node.error_type = error.get("type")
+        node.error_message = error.get("message")
+        node.simulated = data.get("simulated")
+        node.duplicate = data.get("duplicate")
+        _set_cost(node, data.get("cost"))
+    if "input" in data:
+        _maybe_input(node, "2:" + event.event_id, event.seq)
+    return node
+
+
+def _maybe_input(node: NodeState, key: str, seq: int) -> None:
+    if node.input_key is None or key > node.input_key:
+        node.input_key = key
+        node.input_seq = seq
+
+
+def _location(data: dict[str, Any]) -> str | None:
+    location = data.get("location")
+    return None if location is None else canonical(location)

@@ -1,0 +1,233 @@
+"""The ``Store`` plug-in point: what the receiver needs from a database engine.
+
+SQLite (:mod:`flowledger.receiver.store._sqlite`) is the embedded default; another
+engine (PostgreSQL, for many receivers sharing one database) implements the
+same protocol. Only the writer task calls the write methods
+(:meth:`Store.append`, :meth:`Store.sweep`, :meth:`Store.rebuild`); the query
+methods may run concurrently with it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from flowledger._wire import RunStatus
+from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._spans import SpanRow, TraceLinks
+from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
+
+__all__ = [
+    "Drift",
+    "EventOutcome",
+    "RunPage",
+    "RunQuery",
+    "Stats",
+    "Store",
+    "VerifyReport",
+]
+
+
+class EventOutcome(enum.Enum):
+    """What became of one event handed to :meth:`Store.append`."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    """Its event_id was stored already with the same content: nothing changed."""
+    CONFLICT = "conflict"
+    """Its event_id was stored already with different content: refused."""
+    FORBIDDEN = "forbidden"
+    """It belongs to a run of another project: refused."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunQuery:
+    """Filters and paging of a run listing (newest first)."""
+
+    workflow_id: str | None = None
+    status: RunStatus | None = None
+    project: str | None = None
+    """Set from the API key: only this project's runs are visible."""
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """One page of runs and the total that match the filters."""
+
+    runs: list[dict[str, Any]]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Figures for ``/metrics`` read from the database."""
+
+    runs_by_status: dict[str, int]
+    ledger_events: int
+    producers: int
+    events_lost: int
+    """Gaps in the producers' sequence numbers: events that never arrived (or have not yet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Result of walking the hash chain."""
+
+    ok: bool
+    events: int
+    """Rows checked."""
+    head_seq: int
+    head_hash: str
+    """Hex hash of the last good row (the chain's head when ``ok``)."""
+    first_bad_seq: int | None = None
+    first_bad_event_id: str | None = None
+    problem: str | None = None
+
+
+@dataclass(slots=True)
+class Drift:
+    """What a rebuild changed: rows whose refolded state differs from the stored projection."""
+
+    events: int = 0
+    runs_changed: list[str] = field(default_factory=list)
+    runs_missing: list[str] = field(default_factory=list)
+    """In the ledger but absent from the old projection."""
+    runs_extra: list[str] = field(default_factory=list)
+    """In the old projection but not backed by any ledger event."""
+    nodes_changed: int = 0
+    nodes_missing: int = 0
+    nodes_extra: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """Whether the projection matched the ledger exactly."""
+        return not (
+            self.runs_changed
+            or self.runs_missing
+            or self.runs_extra
+            or self.nodes_changed
+            or self.nodes_missing
+            or self.nodes_extra
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-safe summary."""
+        return {
+            "events": self.events,
+            "clean": self.clean,
+            "runs_changed": self.runs_changed,
+            "runs_missing": self.runs_missing,
+            "runs_extra": self.runs_extra,
+            "nodes_changed": self.nodes_changed,
+            "nodes_missing": self.nodes_missing,
+            "nodes_extra": self.nodes_extra,
+        }
+
+
+class Store(Protocol):
+    """A database engine behind the receiver."""
+
+    async def open(self) -> None:
+        """Connect, migrate, and load the chain's head."""
+
+    async def close(self) -> None:
+        """Release every connection; idempotent."""
+
+    async def append(self, events: Sequence[PreparedEvent]) -> list[tuple[EventOutcome, str | None]]:
+        """Store new events in one transaction: ledger rows, projections, producer counts.
+
+        Returns, per event in order, its outcome and (for a refusal) a reason.
+        """
+        ...
+
+    async def sweep(self, *, now: str, stuck_after_s: float, heartbeats: int) -> list[str]:
+        """Mark running runs without a sign of life as stuck; return their ids."""
+        ...
+
+    async def rebuild(self) -> Drift:
+        """Drop and refold every projection from the ledger; report the drift found."""
+        ...
+
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        """A page of runs, newest first."""
+        ...
+
+    async def get_run(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
+        """One run with its node attempts in start order, or None."""
+        ...
+
+    def iter_runs(self, query: RunQuery, *, with_nodes: bool) -> AsyncIterator[dict[str, Any]]:
+        """Every matching run, newest first, streamed (``limit``/``offset`` ignored)."""
+        ...
+
+    async def stats(self) -> Stats:
+        """Figures for the metrics endpoint."""
+        ...
+
+    async def verify(self, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
+        """Walk the hash chain from the first row; also check ``(seq, hex hash)`` checkpoints."""
+        ...
+
+    async def store_spans(self, spans: Sequence[SpanRow]) -> int:
+        """Store OTLP spans once per (trace_id, span_id) in one transaction; return how many were new.
+
+        A writer-side method: call it through ``Writer.call``.
+        """
+        ...
+
+    async def get_trace(self, trace_id: str, *, project: str | None = None) -> tuple[list[dict[str, Any]], TraceLinks]:
+        """The stored spans of one trace in start order, and the runs and node attempts they belong to."""
+        ...
+
+    # --- the viewer's queries (see flowledger.receiver.store._views) ---------
+
+    async def ledger_size(self) -> int:
+        """The sequence number of the last ledger row (0 for an empty ledger): it grows with every append."""
+        ...
+
+    async def viewer_runs(
+        self,
+        run_filter: RunFilter,
+        *,
+        limit: int,
+        cursor: RunPageCursor | None = None,
+        direction: PageDirection = PageDirection.OLDER,
+    ) -> RunListPage:
+        """A keyset page of ``limit`` runs next to ``cursor`` (the newest runs without one), newest first."""
+        ...
+
+    async def run_summary(
+        self, run_filter: RunFilter, *, percentile_sample_max: int = PERCENTILE_SAMPLE_MAX
+    ) -> dict[str, Any]:
+        """Summary cards over every run the filter matches (counts, success rate, p50/p95, cost, last run)."""
+        ...
+
+    async def facets(self, *, project: str | None) -> dict[str, Any]:
+        """What the filter controls offer: workflows seen, trigger types, statuses, modes."""
+        ...
+
+    async def run_header(self, run_id: str, *, project: str | None) -> dict[str, Any] | None:
+        """One run without its nodes: fields, small payloads and an overview of its attempts; None if unknown."""
+        ...
+
+    async def attempts_page(
+        self, run_id: str, *, project: str | None, offset: int, limit: int
+    ) -> dict[str, Any] | None:
+        """Node attempts ``offset`` to ``offset + limit`` of a run in start order, without payloads."""
+        ...
+
+    async def attempt_detail(self, run_id: str, span_id: str, *, project: str | None) -> dict[str, Any] | None:
+        """One node attempt with its payloads (large ones listed in ``deferred``); None if unknown."""
+        ...
+
+    async def node_payload(self, run_id: str, span_id: str, kind: str, *, project: str | None) -> str | None:
+        """One payload of a node attempt as stored JSON text; ViewerQueryError for an unknown ``kind``."""
+        ...
+
+    async def run_payload(self, run_id: str, kind: str, *, project: str | None) -> str | None:
+        """The input or output of a run as stored JSON text; ViewerQueryError for an unknown ``kind``."""
+        ...

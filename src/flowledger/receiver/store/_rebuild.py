@@ -1,0 +1,125 @@
+"""Refolding the projections from the ledger, and the drift it finds.
+
+:func:`refold` runs inside the caller's write transaction: it copies the
+projections aside, empties them, folds every ledger event again in chunks
+(with the same :class:`~flowledger.receiver.store._projector.Projector` ingest uses),
+keeps the sweeper's ``stuck`` verdicts (they are not in the ledger), and
+compares the new rows with the old ones.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+import aiosqlite
+
+from flowledger._wire import EventKind
+from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._projector import Projector
+from flowledger.receiver.store._protocol import Drift
+from flowledger.receiver.store._time import normalize_ts
+
+__all__ = ["event_from_body", "refold"]
+
+_REBUILD_CHUNK: Final = 5_000
+_TABLES: Final = ("runs", "node_runs", "producers")
+
+
+def event_from_body(body: str, seq: int) -> PreparedEvent:
+    """Rebuild a PreparedEvent from a stored canonical body (for refolding)."""
+    raw = json.loads(body)
+    data = raw["data"]
+    started = data.get("started_at")
+    return PreparedEvent(
+        index=0,
+        event_id=raw["event_id"],
+        run_id=raw["run_id"],
+        kind=EventKind(raw["kind"]),
+        ts=normalize_ts(raw["ts"]),
+        started_at=None if started is None else normalize_ts(started),
+        project=raw.get("project"),
+        producer_id=raw["producer_id"],
+        producer_seq=raw["producer_seq"],
+        data=data,
+        body=body,
+        body_bytes=b"",
+        seq=seq,
+    )
+
+
+async def _count(conn: aiosqlite.Connection, sql: str) -> int:
+    rows = await conn.execute_fetchall(sql)
+    return int(next(iter(rows))[0])
+
+
+async def refold(conn: aiosqlite.Connection) -> Drift:
+    """Drop and refold ``runs``, ``node_runs`` and ``producers``; return the drift against the old rows."""
+    drift = Drift()
+    tables = _TABLES
+    for table in tables:
+        await conn.execute(f"DROP TABLE IF EXISTS temp.old_{table}")
+        await conn.execute(f"CREATE TEMP TABLE old_{table} AS SELECT * FROM main.{table}")
+        await conn.execute(f"DELETE FROM main.{table}")
+    last = 0
+    while True:
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT seq, body FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?", (last, _REBUILD_CHUNK)
+            )
+        )
+        if not rows:
+            break
+        last = int(rows[-1][0])
+        events = [event_from_body(body, seq) for seq, body in rows]
+        projector = Projector(conn)
+        await projector.load(events)
+        for event in events:
+            projector.apply(event, event.producer_id, event.producer_seq)
+        await projector.flush()
+        drift.events += len(events)
+    # Stuck is the sweeper's verdict, not the ledger's: keep it for runs still running.
+    await conn.execute(
+        "UPDATE main.runs SET status = 'stuck', stuck_reason = "
+        "(SELECT o.stuck_reason FROM old_runs o WHERE o.run_id = runs.run_id) "
+        "WHERE status = 'running' AND run_id IN (SELECT run_id FROM old_runs WHERE status = 'stuck')"
+    )
+    drift.runs_missing = [
+        r[0]
+        for r in await conn.execute_fetchall(
+            "SELECT run_id FROM main.runs WHERE run_id NOT IN (SELECT run_id FROM old_runs) ORDER BY run_id"
+        )
+    ]
+    drift.runs_extra = [
+        r[0]
+        for r in await conn.execute_fetchall(
+            "SELECT run_id FROM old_runs WHERE run_id NOT IN (SELECT run_id FROM main.runs) ORDER BY run_id"
+        )
+    ]
+    drift.runs_changed = [
+        r[0]
+        for r in await conn.execute_fetchall(
+            "SELECT run_id FROM (SELECT * FROM main.runs EXCEPT SELECT * FROM old_runs) "
+            "WHERE run_id IN (SELECT run_id FROM old_runs) ORDER BY run_id"
+        )
+    ]
+    drift.nodes_missing = await _count(
+        conn,
+        "SELECT count(*) FROM (SELECT run_id, span_id FROM main.node_runs "
+        "EXCEPT SELECT run_id, span_id FROM old_node_runs)",
+    )
+    drift.nodes_extra = await _count(
+        conn,
+        "SELECT count(*) FROM (SELECT run_id, span_id FROM old_node_runs "
+        "EXCEPT SELECT run_id, span_id FROM main.node_runs)",
+    )
+    drift.nodes_changed = (
+        await _count(
+            conn,
+            "SELECT count(*) FROM (SELECT * FROM main.node_runs EXCEPT SELECT * FROM old_node_runs)",
+        )
+        - drift.nodes_missing
+    )
+    for table in tables:
+        await conn.execute(f"DROP TABLE temp.old_{table}")
+    return drift

@@ -1,0 +1,310 @@
+"""The fields of a run and of a node attempt, declared once.
+
+Each :class:`RecordField` says what one key of the API's JSON is: its JSON
+Schema, what it means, the columns it is read from and how, and where else it
+shows (the CSV export, the CLI's tables). Everything else derives from these
+two tables: the ``SELECT`` lists and the JSON shape of the queries
+(:mod:`._query`, :mod:`._viewer_query`), the OpenAPI schemas
+(:mod:`flowledger.receiver.api._openapi`), the CSV columns
+(:mod:`flowledger.receiver.api._export`) and the CLI's tables. Rows are read
+by column name (:class:`sqlite3.Row`), never by position.
+
+The projection columns themselves are the fields of ``RunState`` and
+``NodeState`` (:mod:`._fold`); a test checks that every column named here is
+one of them (or a payload read from the ledger) and that the tables the
+migrations create have exactly those columns.
+
+Adding a field to node records: a ``NodeState`` field and where the fold sets
+it, a migration adding the column, one entry in :data:`NODE_FIELDS`, and the
+viewer's ``app.js`` if the page should show it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from flowledger._wire import NodeStatus, RunStatus
+
+__all__ = [
+    "NODE_FIELDS",
+    "NODE_PAYLOAD_SQL",
+    "RUN_FIELDS",
+    "RUN_PAYLOAD_SQL",
+    "ColumnsByName",
+    "FieldKind",
+    "RecordField",
+    "csv_columns",
+    "csv_values",
+    "record_json",
+    "record_schema",
+    "select_list",
+]
+
+
+class ColumnsByName(Protocol):
+    """A result row read by column name (:class:`sqlite3.Row`, a dict)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+class FieldKind(enum.Enum):
+    """How a field's JSON value is made from its columns."""
+
+    VALUE = "value"
+    """The column as it is."""
+    BOOLEAN = "boolean"
+    """An INTEGER column read as true/false (null stays null)."""
+    JSON = "json"
+    """A column of JSON text, parsed."""
+    OBJECT = "object"
+    """An object with one key per column (``parts``); null when its first two columns are both null."""
+    COST = "cost"
+    """The four cost columns as ``{tokens, tool_calls, external_requests, usd}``; null when all are null."""
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+_STR: Final = {"type": "string"}
+_NSTR: Final = _nullable(_STR)
+_NNUM: Final = _nullable({"type": "number"})
+_NINT: Final = _nullable({"type": "integer"})
+_NBOOL: Final = _nullable({"type": "boolean"})
+_COST_PARTS: Final = ("tokens", "tool_calls", "external_requests", "usd")
+_COST_SCHEMA: Final = _nullable(
+    {
+        "type": "object",
+        "required": list(_COST_PARTS),
+        "properties": {
+            "tokens": {"type": "integer"},
+            "tool_calls": {"type": "integer"},
+            "external_requests": {"type": "integer"},
+            "usd": {"type": "number"},
+        },
+    }
+)
+_COST_COLUMNS: Final = tuple(f"cost_{part}" for part in _COST_PARTS)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordField:
+    """One key of a run's or a node attempt's JSON."""
+
+    name: str
+    """The key in the API's JSON."""
+    schema: dict[str, Any]
+    """Its JSON Schema (OpenAPI)."""
+    description: str
+    kind: FieldKind = FieldKind.VALUE
+    columns: tuple[str, ...] = ()
+    """The result columns it is read from; empty means one column named like the field."""
+    parts: tuple[str, ...] = ()
+    """For OBJECT and COST: the object's keys, one per column."""
+    required: bool = True
+    """Listed as required in the OpenAPI schema (the fields every answer has had from the start)."""
+    export: bool = False
+    """In the CSV export of runs (an object as one column per part: ``<name>_<part>``)."""
+    table: tuple[int, str] | None = None
+    """Position and header of its column in the CLI's table of runs or nodes (None: not shown there)."""
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The result columns the field is read from."""
+        return self.columns or (self.name,)
+
+
+def _field(name: str, schema: dict[str, Any], description: str, **extra: Any) -> RecordField:
+    return RecordField(name=name, schema=schema, description=description, **extra)
+
+
+RUN_FIELDS: Final[tuple[RecordField, ...]] = (
+    _field("run_id", _STR, "The run's id (UUIDv7).", export=True, table=(1, "run_id")),
+    _field("workflow_id", _NSTR, "The workflow's stable id.", export=True, table=(2, "workflow")),
+    _field("workflow_name", _NSTR, "The workflow's display name.", export=True),
+    _field("workflow_version", _NSTR, "The workflow's version, if it has one.", export=True),
+    _field(
+        "status",
+        {"enum": [s.value for s in RunStatus]},
+        "running, succeeded, failed, aborted or stuck.",
+        export=True,
+        table=(3, "status"),
+    ),
+    _field("trigger_type", _NSTR, "manual, http or schedule.", export=True),
+    _field("dry_run", _NBOOL, "Whether effects were simulated.", kind=FieldKind.BOOLEAN, export=True),
+    _field("started_at", _NSTR, "When the run started (RFC 3339 UTC).", export=True, table=(4, "started_at")),
+    _field("completed_at", _NSTR, "When the run finished.", export=True),
+    _field("duration_ms", _NNUM, "How long the run took.", export=True, table=(5, "duration")),
+    _field(
+        "error",
+        _nullable(
+            {
+                "type": "object",
+                "required": ["type", "message", "node_id"],
+                "properties": {"type": _NSTR, "message": _NSTR, "node_id": _NSTR},
+            }
+        ),
+        "Why the run failed, and at which node.",
+        kind=FieldKind.OBJECT,
+        columns=("error_type", "error_message", "error_node_id"),
+        parts=("type", "message", "node_id"),
+        export=True,
+        table=(6, "error"),
+    ),
+    _field(
+        "cost",
+        _COST_SCHEMA,
+        "What the run reported with flowledger.cost.",
+        kind=FieldKind.COST,
+        columns=_COST_COLUMNS,
+        parts=_COST_PARTS,
+        export=True,
+    ),
+    _field("trace_id", _NSTR, "The OpenTelemetry trace the run belongs to.", export=True),
+    _field("project", _NSTR, "The project of the API key the run was sent with.", required=False),
+    _field("last_seen_at", _NSTR, "The newest event of the run.", required=False),
+    _field("stuck_reason", _NSTR, "Why the sweeper marked the run stuck.", required=False),
+    _field("heartbeat_interval_s", _NNUM, "How often the run promised a heartbeat.", required=False),
+)
+"""The fields of a run, in the order of its JSON."""
+
+NODE_FIELDS: Final[tuple[RecordField, ...]] = (
+    _field("node_id", _NSTR, "The node's id in the definition.", table=(1, "node")),
+    _field("attempt", _NINT, "Attempt number, from 1.", table=(2, "attempt")),
+    _field(
+        "status",
+        _nullable({"enum": [s.value for s in NodeStatus]}),
+        "running, succeeded, failed or skipped.",
+        table=(4, "status"),
+    ),
+    _field("skip_reason", _NSTR, "Why a skipped node did not run."),
+    _field("started_at", _NSTR, "When the attempt started.", table=(5, "started_at")),
+    _field("completed_at", _NSTR, "When the attempt finished."),
+    _field("duration_ms", _NNUM, "How long the attempt took.", table=(6, "duration")),
+    _field("input", {}, "The captured input (redacted, truncated).", kind=FieldKind.JSON, columns=("input_json",)),
+    _field("output", {}, "The captured output.", kind=FieldKind.JSON, columns=("output_json",)),
+    _field(
+        "error",
+        _nullable(
+            {
+                "type": "object",
+                "required": ["type", "message", "stack"],
+                "properties": {"type": _NSTR, "message": _NSTR, "stack": _NSTR},
+            }
+        ),
+        "Why the attempt failed, with the stack.",
+        kind=FieldKind.OBJECT,
+        columns=("error_type", "error_message", "error_stack"),
+        parts=("type", "message", "stack"),
+        table=(7, "detail"),
+    ),
+    _field("span_id", _STR, "The attempt's span id: its key within the run."),
+    _field("item", _NINT, "Index of the item of a mapped node.", required=False, table=(3, "item")),
+    _field("effect", _NBOOL, "Whether the node has effects.", kind=FieldKind.BOOLEAN, required=False),
+    _field("idempotency_key", _NSTR, "The effect's idempotency key.", required=False),
+    _field("simulated", _NBOOL, "Whether the effect was simulated.", kind=FieldKind.BOOLEAN, required=False),
+    _field("duplicate", _NBOOL, "Whether the effect had run before.", kind=FieldKind.BOOLEAN, required=False),
+    _field("location", {}, "Where the node's code is: {file, line, path}.", kind=FieldKind.JSON, required=False),
+    _field("parent_span_id", _NSTR, "The span of the run (or caller) the attempt is part of.", required=False),
+    _field(
+        "cost",
+        _COST_SCHEMA,
+        "What the attempt reported with flowledger.cost.",
+        kind=FieldKind.COST,
+        columns=_COST_COLUMNS,
+        parts=_COST_PARTS,
+        required=False,
+    ),
+)
+"""The fields of a node attempt, in the order of its JSON."""
+
+NODE_PAYLOAD_SQL: Final = {
+    "input_json": "li.body -> '$.data.input'",
+    "output_json": "lo.body -> '$.data.output'",
+    "error_stack": "lo.body ->> '$.data.error.stack'",
+}
+"""Node columns read from the ledger rows of the attempt (``li``: its input, ``lo``: its finish)."""
+RUN_PAYLOAD_SQL: Final = {
+    "input_json": "ls.body -> '$.data.trigger_data'",
+    "output_json": "lf.body -> '$.data.output'",
+    "attributes_json": "ls.body -> '$.data.attributes'",
+}
+"""Run payloads read from its ledger rows (``ls``: run_started, ``lf``: run_finished)."""
+
+
+def select_list(fields: Sequence[RecordField], table: str, computed: Mapping[str, str] | None = None) -> str:
+    """The ``SELECT`` list of ``fields`` from table alias ``table``, computed columns under their names."""
+    computed = computed or {}
+    out: list[str] = []
+    for record_field in fields:
+        for column in record_field.sources:
+            expr = computed.get(column)
+            out.append(f"{table}.{column}" if expr is None else f"{expr} AS {column}")
+    return ", ".join(out)
+
+
+def _value(record_field: RecordField, row: ColumnsByName) -> Any:
+    kind = record_field.kind
+    if kind is FieldKind.VALUE:
+        return row[record_field.sources[0]]
+    if kind is FieldKind.BOOLEAN:
+        value = row[record_field.sources[0]]
+        return None if value is None else bool(value)
+    if kind is FieldKind.JSON:
+        text = row[record_field.sources[0]]
+        return None if text is None else json.loads(text)
+    values = [row[column] for column in record_field.sources]
+    if kind is FieldKind.OBJECT:
+        if values[0] is None and values[1] is None:
+            return None
+        return dict(zip(record_field.parts, values, strict=True))
+    tokens, tool_calls, external_requests, usd = values
+    if tokens is None and tool_calls is None and external_requests is None and usd is None:
+        return None
+    return {
+        "tokens": tokens or 0,
+        "tool_calls": tool_calls or 0,
+        "external_requests": external_requests or 0,
+        "usd": usd or 0.0,
+    }
+
+
+def record_json(fields: Sequence[RecordField], row: ColumnsByName) -> dict[str, Any]:
+    """The JSON of one record from a row with (at least) the fields' columns, read by name."""
+    return {record_field.name: _value(record_field, row) for record_field in fields}
+
+
+def record_schema(fields: Sequence[RecordField]) -> dict[str, Any]:
+    """The JSON Schema (OpenAPI) of a record."""
+    return {
+        "type": "object",
+        "required": [f.name for f in fields if f.required],
+        "properties": {f.name: f.schema for f in fields},
+    }
+
+
+def csv_columns(fields: Sequence[RecordField]) -> tuple[str, ...]:
+    """The CSV header of the exported fields (an object flattened to ``<name>_<part>``)."""
+    out: list[str] = []
+    for f in fields:
+        if f.export:
+            out += [f"{f.name}_{part}" for part in f.parts] if f.parts else [f.name]
+    return tuple(out)
+
+
+def csv_values(fields: Sequence[RecordField], record: Mapping[str, Any]) -> list[Any]:
+    """One CSV row of a record's JSON, in :func:`csv_columns` order (null as an empty cell)."""
+    out: list[Any] = []
+    for f in fields:
+        if not f.export:
+            continue
+        if f.parts:
+            value = record.get(f.name) or {}
+            out += [value.get(part) for part in f.parts]
+        else:
+            out.append(record.get(f.name))
+    return ["" if value is None else value for value in out]

@@ -1,0 +1,144 @@
+"""Stored OTLP spans: the row of the ``spans`` table and the API shape of a span.
+
+The OTLP stage (:mod:`flowledger.receiver.otlp`) turns export requests into
+:class:`SpanRow` values; the store keeps them once per ``(trace_id, span_id)``
+and answers traces with :func:`span_json` and :class:`TraceLinks`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from flowledger._wire import format_ts
+
+__all__ = ["NS_PER_MS", "SPAN_COLUMNS", "SpanKind", "SpanRow", "StatusCode", "TraceLinks", "span_json"]
+
+NS_PER_MS: Final = 1_000_000
+
+SPAN_COLUMNS: Final = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "kind",
+    "start_ns",
+    "end_ns",
+    "status_code",
+    "status_message",
+    "service_name",
+    "scope_name",
+    "scope_version",
+    "attributes",
+    "resource",
+    "events",
+    "links",
+    "project",
+    "received_at",
+)
+"""Columns of the ``spans`` table, in the order of :meth:`SpanRow.values`."""
+
+
+class SpanKind(enum.IntEnum):
+    """``Span.SpanKind`` of the OTLP protocol."""
+
+    UNSPECIFIED = 0
+    INTERNAL = 1
+    SERVER = 2
+    CLIENT = 3
+    PRODUCER = 4
+    CONSUMER = 5
+
+
+class StatusCode(enum.IntEnum):
+    """``Status.StatusCode`` of the OTLP protocol."""
+
+    UNSET = 0
+    OK = 1
+    ERROR = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRow:
+    """One span as stored."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    status_code: int
+    status_message: str | None
+    service_name: str | None
+    scope_name: str | None
+    scope_version: str | None
+    attributes: str
+    resource: str
+    events: str
+    links: str
+    project: str | None
+    received_at: str
+
+    def values(self) -> tuple[Any, ...]:
+        """The row's values in SPAN_COLUMNS order."""
+        return tuple(getattr(self, name) for name in SPAN_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceLinks:
+    """Which stored runs and node attempts the spans of one trace belong to."""
+
+    runs: dict[str, str]
+    """span_id -> run_id for each run whose own span is in the trace."""
+    nodes: dict[str, dict[str, Any]]
+    """span_id -> {run_id, node_id, attempt, item} for each node attempt in the trace."""
+    run_ids: list[str]
+    """Every stored run whose trace this is, oldest first (also those whose own span never arrived)."""
+
+
+def _kind_name(kind: int) -> str:
+    try:
+        return SpanKind(kind).name.lower()
+    except ValueError:
+        return "unspecified"
+
+
+def _status_name(code: int) -> str:
+    try:
+        return StatusCode(code).name.lower()
+    except ValueError:
+        return "unset"
+
+
+def span_json(row: Sequence[Any]) -> dict[str, Any]:
+    """The API shape of one stored span from a row selected in SPAN_COLUMNS order."""
+    values = dict(zip(SPAN_COLUMNS, row, strict=True))
+    start_ns, end_ns = int(values["start_ns"]), int(values["end_ns"])
+    events = json.loads(values["events"])
+    for event in events:
+        event["time"] = format_ts(int(event["time_unix_nano"])) if event.get("time_unix_nano") else None
+    return {
+        "trace_id": values["trace_id"],
+        "span_id": values["span_id"],
+        "parent_span_id": values["parent_span_id"],
+        "name": values["name"],
+        "kind": _kind_name(values["kind"]),
+        "start_time": format_ts(start_ns),
+        "end_time": format_ts(end_ns),
+        "start_time_unix_nano": start_ns,
+        "end_time_unix_nano": end_ns,
+        "duration_ms": (end_ns - start_ns) / NS_PER_MS,
+        "status": {"code": _status_name(values["status_code"]), "message": values["status_message"]},
+        "service_name": values["service_name"],
+        "scope": {"name": values["scope_name"], "version": values["scope_version"]},
+        "attributes": json.loads(values["attributes"]),
+        "resource": json.loads(values["resource"]),
+        "events": events,
+        "links": json.loads(values["links"]),
+        "project": values["project"],
+    }

@@ -1,0 +1,32 @@
+"""Timestamps as the store keeps them: RFC 3339 UTC with microseconds, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Final
+
+__all__ = ["epoch_s", "normalize_ts", "ts_from_epoch_s"]
+
+_TS_LEN: Final = len("2026-01-01T00:00:00.000000Z")
+
+
+def normalize_ts(text: str) -> str:
+    """Return an RFC 3339 timestamp as UTC with microseconds; ValueError when it names no instant."""
+    if len(text) == _TS_LEN and text[-1] == "Z" and text[19] == ".":
+        datetime.fromisoformat(text)  # still check month 13 and the like
+        return text
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no UTC offset")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def epoch_s(ts: str) -> float:
+    """Seconds since the epoch of an RFC 3339 timestamp with an offset."""
+    return datetime.fromisoformat(ts).timestamp()
+
+
+def ts_from_epoch_s(seconds: float) -> str:
+    """The normalised timestamp of ``seconds`` since the epoch."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1_000_000) % 1_000_000:06d}Z"

@@ -1,0 +1,504 @@
+"""Read-only SQL of the history viewer, beyond ``GET /api/runs`` and ``GET /api/runs/{run_id}``.
+
+Every function takes a plain read-only :class:`sqlite3.Connection` (see
+:func:`open_reader`) and runs synchronously; :class:`~flowledger.receiver.store._sqlite.SqliteStore`
+calls them in a worker thread to answer the viewer's methods of the ``Store``
+protocol. The queries lean on the receiver's indexes:
+
+* run listings are keyset-paged on ``(started_at, run_id)`` newest first, so
+  the thousandth page costs what the first does, with one index per filter
+  (workflow, status, trigger, dry run; a time range is a range of the same
+  index; a run-id search is a range of the primary key);
+* a run's node attempts are paged in start order through
+  ``node_runs_by_start``, so a 10,000-attempt run opens without reading every
+  attempt, and payloads are read one attempt at a time, large ones only when
+  asked for.
+
+Run and node-attempt JSON reuse :func:`~flowledger.receiver.store._query.run_json`
+and :func:`~flowledger.receiver.store._query.node_json`, so the viewer shows the
+same fields as the query API.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from flowledger._exceptions import ViewerQueryError
+from flowledger._wire import NodeStatus, RunStatus, TriggerType
+from flowledger.receiver.store._query import (
+    NEWEST_FIRST,
+    NODE_SELECT,
+    RUN_PAYLOADS_SELECT,
+    RUN_SELECT,
+    node_json,
+    run_json,
+)
+from flowledger.receiver.store._records import (
+    NODE_FIELDS,
+    ColumnsByName,
+    FieldKind,
+    RecordField,
+    record_json,
+    select_list,
+)
+from flowledger.receiver.store._time import epoch_s
+from flowledger.receiver.store._views import (
+    INLINE_PAYLOAD_MAX_CHARS,
+    PAYLOAD_KINDS,
+    PERCENTILE_SAMPLE_MAX,
+    PageDirection,
+    RunFilter,
+    RunListPage,
+    RunMode,
+    RunPageCursor,
+)
+
+__all__ = [
+    "attempt_detail",
+    "attempts_overview",
+    "attempts_page",
+    "facets",
+    "filter_where",
+    "ledger_size",
+    "node_payload",
+    "open_reader",
+    "run_header",
+    "run_payload",
+    "run_summary",
+    "viewer_runs",
+]
+
+CONCURRENCY_BUCKETS: Final = 120
+"""Columns of a run's concurrency strip."""
+READER_BUSY_TIMEOUT_MS: Final = 5_000
+"""How long a viewer query waits for a locked database."""
+ERROR_PREVIEW_CHARS: Final = 300
+"""How much of an error message an attempt row of a page carries (the node panel has all of it)."""
+_FINISHED: Final = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.ABORTED.value)
+_OLDEST_FIRST: Final = "ORDER BY r.started_at ASC, r.run_id ASC"
+_EPOCH_S: Final = "(julianday({}) - 2440587.5) * 86400.0"
+_ATTEMPT_ORDER: Final = "ORDER BY n.started_at, n.attempt, n.item, n.span_id"
+_PAYLOAD_COLUMNS: Final = {"input": "input_json", "output": "output_json", "error_stack": "error_stack"}
+"""The result column of each payload kind, in node and run rows alike."""
+_NODE: Final = {f.name: f for f in NODE_FIELDS}
+_ATTEMPT_ROW_FIELDS: Final = (
+    *(_NODE[name] for name in ("node_id", "attempt", "item", "status", "skip_reason", "started_at")),
+    *(_NODE[name] for name in ("completed_at", "duration_ms")),
+    RecordField(
+        name="error",
+        schema={},
+        description="The attempt's error without its stack, the message cut to ERROR_PREVIEW_CHARS.",
+        kind=FieldKind.OBJECT,
+        columns=("error_type", "error_preview"),
+        parts=("type", "message"),
+    ),
+    *(_NODE[name] for name in ("span_id", "effect", "simulated", "duplicate", "location")),
+    RecordField(name="cost_usd", schema={}, description="The attempt's cost in US dollars."),
+)
+"""A row of a page of attempts: node fields without payloads, a short error, the cost in dollars only."""
+_ATTEMPT_SELECT: Final = select_list(
+    _ATTEMPT_ROW_FIELDS, "n", {"error_preview": f"substr(n.error_message, 1, {ERROR_PREVIEW_CHARS})"}
+)
+
+
+@contextmanager
+def open_reader(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to the database file, closed on exit."""
+    uri = path.resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=READER_BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {READER_BUSY_TIMEOUT_MS}")
+        conn.row_factory = sqlite3.Row  # queries read columns by name
+        yield conn
+    finally:
+        conn.close()
+
+
+def filter_where(run_filter: RunFilter) -> tuple[str, list[Any]]:
+    """SQL conditions of a filter on ``runs r`` (joined with AND; ``1`` when there are none) and their parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("workflow_id", run_filter.workflow_id),
+        ("status", run_filter.status),
+        ("trigger_type", run_filter.trigger),
+        ("project", run_filter.project),
+    ):
+        if value is not None:
+            clauses.append(f"r.{column} = ?")
+            params.append(str(value))
+    if run_filter.mode is not None:
+        clauses.append("r.dry_run = ?")
+        params.append(1 if run_filter.mode is RunMode.DRY else 0)
+    if run_filter.since is not None:
+        clauses.append("r.started_at >= ?")
+        params.append(run_filter.since)
+    if run_filter.until is not None:
+        clauses.append("r.started_at < ?")
+        params.append(run_filter.until)
+    if run_filter.run_id_prefix:
+        # A range of the primary key: "0190ab" matches every id that starts with it.
+        clauses.append("r.run_id >= ? AND r.run_id < ?")
+        params += [run_filter.run_id_prefix, run_filter.run_id_prefix + "\U0010ffff"]
+    return (" AND ".join(clauses) or "1"), params
+
+
+def ledger_size(conn: sqlite3.Connection) -> int:
+    """The last ledger row's sequence number (0 when empty)."""
+    return int(conn.execute("SELECT coalesce(max(seq), 0) FROM ledger").fetchone()[0])
+
+
+def _cursor_of(run: dict[str, Any]) -> RunPageCursor:
+    return RunPageCursor(run["started_at"] or "", run["run_id"])
+
+
+def _exists(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> bool:
+    row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM runs r WHERE {where})", params).fetchone()
+    return bool(row[0])
+
+
+def viewer_runs(
+    conn: sqlite3.Connection,
+    run_filter: RunFilter,
+    *,
+    limit: int,
+    cursor: RunPageCursor | None = None,
+    direction: PageDirection = PageDirection.OLDER,
+) -> RunListPage:
+    """A page of ``limit`` runs next to ``cursor`` (the newest runs without one), newest first."""
+    base_where, base_params = filter_where(run_filter)
+    where, params = base_where, base_params
+    order = _OLDEST_FIRST if cursor is not None and direction is PageDirection.NEWER else NEWEST_FIRST
+    if cursor is not None:
+        where += " AND (r.started_at, r.run_id) " + ("> (?, ?)" if direction is PageDirection.NEWER else "< (?, ?)")
+        params = [*params, *_key(cursor)]
+    # The inner query reads only indexed columns (a covering index scan); the outer one fetches the page's rows.
+    sql = (
+        f"SELECT {RUN_SELECT} FROM runs r WHERE r.run_id IN "
+        f"(SELECT r.run_id FROM runs r WHERE {where} {order} LIMIT ?) {order}"
+    )
+    rows = conn.execute(sql, [*params, limit + 1]).fetchall()
+    more = len(rows) > limit
+    runs = [run_json(row) for row in rows[:limit]]
+    if cursor is None:
+        return RunListPage(runs, _cursor_of(runs[-1]) if more else None, None)
+    if direction is PageDirection.NEWER:
+        if not more:
+            # Fewer newer runs than a page: this is the first page, shown whole.
+            return viewer_runs(conn, run_filter, limit=limit)
+        runs.reverse()
+    if not runs:
+        return RunListPage([], None, None)
+    first, last = _cursor_of(runs[0]), _cursor_of(runs[-1])
+    if direction is PageDirection.OLDER:
+        has_older = more
+        has_newer = _exists(conn, f"{base_where} AND (r.started_at, r.run_id) > (?, ?)", [*base_params, *_key(first)])
+    else:
+        has_newer = True
+        has_older = _exists(conn, f"{base_where} AND (r.started_at, r.run_id) < (?, ?)", [*base_params, *_key(last)])
+    return RunListPage(runs, last if has_older else None, first if has_newer else None)
+
+
+def _key(cursor: RunPageCursor) -> tuple[str, str]:
+    return cursor.started_at, cursor.run_id
+
+
+def _percentiles(conn: sqlite3.Connection, where: str, params: Sequence[Any], sample_max: int) -> tuple[Any, Any, int]:
+    """Nearest-rank p50 and p95 of the durations of the newest ``sample_max`` matching runs, and the sample size."""
+    durations = sorted(
+        row[0]
+        for row in conn.execute(
+            f"SELECT r.duration_ms FROM runs r WHERE {where} AND r.duration_ms IS NOT NULL {NEWEST_FIRST} LIMIT ?",
+            [*params, sample_max],
+        )
+    )
+    if not durations:
+        return None, None, 0
+
+    def rank(fraction: float) -> Any:
+        return durations[max(0, math.ceil(len(durations) * fraction) - 1)]
+
+    return rank(0.5), rank(0.95), len(durations)
+
+
+def run_summary(
+    conn: sqlite3.Connection, run_filter: RunFilter, *, percentile_sample_max: int = PERCENTILE_SAMPLE_MAX
+) -> dict[str, Any]:
+    """The summary cards over every run the filter matches.
+
+    Counts and cost cover every matching run (one scan of ``runs_facts``).
+    ``success_rate`` is succeeded over finished (succeeded, failed, aborted)
+    runs. p50 and p95 are nearest-rank percentiles of the durations of the
+    newest ``percentile_sample_max`` matching runs that have one: exact
+    whenever fewer runs match; ``duration_sample`` says how many were used
+    and ``duration_sample_capped`` whether the cap was reached.
+    """
+    where, params = filter_where(run_filter)
+    by_status = dict.fromkeys((s.value for s in RunStatus), 0)
+    dry = live = 0
+    cost = 0.0
+    # "+r.status": keep the planner from walking runs_by_status for the grouping (a table lookup per run);
+    # scanning the covering runs_facts index instead reads nothing else.
+    for status, dry_run, count, usd in conn.execute(
+        f"SELECT r.status, r.dry_run, count(*), total(r.cost_usd) FROM runs r WHERE {where} "
+        "GROUP BY +r.status, +r.dry_run",
+        params,
+    ):
+        by_status[status] = by_status.get(status, 0) + count
+        if dry_run:
+            dry += count
+        else:
+            live += count
+        cost += usd
+    finished = sum(by_status[s] for s in _FINISHED)
+    last = conn.execute(
+        f"SELECT r.run_id, r.started_at, r.status FROM runs r WHERE {where} {NEWEST_FIRST} LIMIT 1", params
+    ).fetchone()
+    p50, p95, sample = _percentiles(conn, where, params, percentile_sample_max)
+    return {
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "dry_run": dry,
+        "live": live,
+        "success_rate": None if not finished else by_status[RunStatus.SUCCEEDED.value] / finished,
+        "p50_duration_ms": p50,
+        "p95_duration_ms": p95,
+        "duration_sample": sample,
+        "duration_sample_capped": sample >= percentile_sample_max,
+        "total_cost_usd": cost,
+        "last_run": None if last is None else {"run_id": last[0], "started_at": last[1], "status": last[2]},
+    }
+
+
+def _distinct(conn: sqlite3.Connection, column: str, project: str | None) -> list[str]:
+    """Distinct values of an indexed column, one index seek per value (a skip scan, not a table scan)."""
+    extra, params = ("", []) if project is None else (" AND project = ?", [project])
+    sql = (
+        f"WITH RECURSIVE v(x) AS (SELECT (SELECT min({column}) FROM runs WHERE {column} IS NOT NULL{extra}) "
+        f"UNION ALL SELECT (SELECT min({column}) FROM runs WHERE {column} > v.x{extra}) FROM v WHERE v.x IS NOT NULL) "
+        "SELECT x FROM v WHERE x IS NOT NULL"
+    )
+    return [str(row[0]) for row in conn.execute(sql, params + params)]
+
+
+def facets(conn: sqlite3.Connection, *, project: str | None) -> dict[str, Any]:
+    """What the filter controls offer: workflows seen, trigger types, statuses, modes."""
+    return {
+        "workflows": _distinct(conn, "workflow_id", project),
+        "triggers": [t.value for t in TriggerType],
+        "statuses": [s.value for s in RunStatus],
+        "modes": [m.value for m in RunMode],
+    }
+
+
+def _visible(conn: sqlite3.Connection, run_id: str, project: str | None) -> bool:
+    row = conn.execute("SELECT project FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return row is not None and (project is None or row[0] == project)
+
+
+def _inline(text: str | None, name: str, deferred: list[str]) -> Any:
+    if text is None:
+        return None
+    if len(text) > INLINE_PAYLOAD_MAX_CHARS:
+        deferred.append(name)
+        return None
+    return json.loads(text)
+
+
+def _run_row(conn: sqlite3.Connection, run_id: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        f"SELECT {RUN_SELECT}, {RUN_PAYLOADS_SELECT} FROM runs r LEFT JOIN ledger ls ON ls.seq = r.input_seq "
+        "LEFT JOIN ledger lf ON lf.seq = r.output_seq WHERE r.run_id = ?",
+        (run_id,),
+    ).fetchone()
+    return row
+
+
+def run_header(conn: sqlite3.Connection, run_id: str, *, project: str | None) -> dict[str, Any] | None:
+    """One run without its nodes: fields, small payloads, and an overview of its attempts; None if unknown."""
+    row = _run_row(conn, run_id)
+    if row is None:
+        return None
+    run = run_json(row)
+    if project is not None and run["project"] != project:
+        return None
+    trigger, output, attributes = row["input_json"], row["output_json"], row["attributes_json"]
+    deferred: list[str] = []
+    run["input"] = _inline(trigger, "input", deferred)
+    run["output"] = _inline(output, "output", deferred)
+    run["attributes"] = None if attributes is None else json.loads(attributes)
+    run["payload_chars"] = {"input": _size(trigger), "output": _size(output)}
+    run["deferred"] = deferred
+    run["attempts"] = attempts_overview(conn, run_id, run)
+    return run
+
+
+def _size(text: str | None) -> int | None:
+    return None if text is None else len(text)
+
+
+def attempts_overview(conn: sqlite3.Connection, run_id: str, run: dict[str, Any]) -> dict[str, Any]:
+    """Counts by status, the time span, the failing node, and how many attempts ran at once over time."""
+    by_status = dict.fromkeys((s.value for s in NodeStatus), 0)
+    for status, count in conn.execute(
+        "SELECT status, count(*) FROM node_runs WHERE run_id = ? GROUP BY status", (run_id,)
+    ):
+        name = status or NodeStatus.RUNNING.value
+        by_status[name] = by_status.get(name, 0) + count
+    # Seconds since the epoch straight from SQLite (millisecond precision is plenty for a bar chart).
+    spans: list[tuple[float, float | None]] = conn.execute(
+        f"SELECT {_EPOCH_S.format('started_at')}, {_EPOCH_S.format('completed_at')} FROM node_runs "
+        "WHERE run_id = ? AND started_at IS NOT NULL AND status IS NOT ?",
+        (run_id, NodeStatus.SKIPPED.value),
+    ).fetchall()
+    failing = (run.get("error") or {}).get("node_id")
+    # The attempt to open for "failing node": its last failed attempt (the error that ended it).
+    failed = conn.execute(
+        "SELECT n.node_id, n.span_id FROM node_runs n WHERE n.run_id = ? AND n.status = ? "
+        "ORDER BY n.node_id IS NOT ?, n.started_at DESC, n.attempt DESC, n.item, n.span_id LIMIT 1",
+        (run_id, NodeStatus.FAILED.value, failing),
+    ).fetchone()
+    failing_span = None
+    if failed is not None:
+        failing = failing or failed[0]
+        failing_span = failed[1] if failed[0] == failing else None
+    starts = [s for s, _ in spans]
+    if run.get("started_at"):
+        starts.append(epoch_s(run["started_at"]))
+    ends = [e for _, e in spans if e is not None]
+    if run.get("completed_at"):
+        ends.append(epoch_s(run["completed_at"]))
+    now_s = time.time()
+    running = any(e is None for _, e in spans) or run.get("status") == RunStatus.RUNNING.value
+    t0 = min(starts, default=None)
+    t1 = None if t0 is None else max([*starts, *ends, *([now_s] if running else [])])
+    strip, peak = _concurrency(spans, t0, t1, now_s)
+    return {
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "failing_node_id": failing,
+        "failing_span_id": failing_span,
+        "t0": t0,
+        "t1": t1,
+        "now": now_s,
+        "concurrency": strip,
+        "max_concurrency": peak,
+    }
+
+
+def _concurrency(
+    spans: list[tuple[float, float | None]], t0: float | None, t1: float | None, now_s: float
+) -> tuple[list[int], int]:
+    """Most attempts running at once in each of CONCURRENCY_BUCKETS slices of [t0, t1], and overall."""
+    if not spans or t0 is None or t1 is None:
+        return [], 0
+    width = max(t1 - t0, 1e-6) / CONCURRENCY_BUCKETS
+    events: list[tuple[float, int]] = []
+    for start, end in spans:
+        events.append((start, 1))
+        events.append((max(start, now_s if end is None else end), -1))
+    events.sort()  # at equal times an end comes before a start: back-to-back attempts do not overlap
+    buckets = [0] * CONCURRENCY_BUCKETS
+    active = position = 0
+    for index in range(CONCURRENCY_BUCKETS):
+        edge = t0 + (index + 1) * width
+        level = active  # whatever runs across the start of this slice
+        while position < len(events) and (events[position][0] < edge or index == CONCURRENCY_BUCKETS - 1):
+            active += events[position][1]
+            position += 1
+            level = max(level, active)
+        buckets[index] = level
+    return buckets, max(buckets)
+
+
+def _attempt_row(row: ColumnsByName) -> dict[str, Any]:
+    return record_json(_ATTEMPT_ROW_FIELDS, row)
+
+
+def attempts_page(
+    conn: sqlite3.Connection, run_id: str, *, project: str | None, offset: int, limit: int
+) -> dict[str, Any] | None:
+    """Attempts ``offset`` to ``offset + limit`` of a run in start order, without payloads; None if unknown."""
+    if not _visible(conn, run_id, project):
+        return None
+    rows = conn.execute(
+        f"SELECT {_ATTEMPT_SELECT} FROM node_runs n WHERE n.run_id = ? {_ATTEMPT_ORDER} LIMIT ? OFFSET ?",
+        (run_id, limit, offset),
+    ).fetchall()
+    total = conn.execute("SELECT count(*) FROM node_runs WHERE run_id = ?", (run_id,)).fetchone()[0]
+    return {"offset": offset, "total": total, "attempts": [_attempt_row(row) for row in rows]}
+
+
+def _node_row(conn: sqlite3.Connection, run_id: str, span_id: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        f"SELECT {NODE_SELECT} WHERE n.run_id = ? AND n.span_id = ?", (run_id, span_id)
+    ).fetchone()
+    return row
+
+
+def attempt_detail(
+    conn: sqlite3.Connection, run_id: str, span_id: str, *, project: str | None
+) -> dict[str, Any] | None:
+    """One node attempt with its payloads (those over INLINE_PAYLOAD_MAX_CHARS listed in ``deferred``)."""
+    if not _visible(conn, run_id, project):
+        return None
+    row = _node_row(conn, run_id, span_id)
+    if row is None:
+        return None
+    values = dict(row)
+    payloads = {kind: values[column] for kind, column in _PAYLOAD_COLUMNS.items()}
+    deferred = [name for name, text in payloads.items() if text is not None and len(text) > INLINE_PAYLOAD_MAX_CHARS]
+    for name in deferred:
+        values[_PAYLOAD_COLUMNS[name]] = None
+    node = node_json(values)
+    node["payload_chars"] = {name: _size(text) for name, text in payloads.items()}
+    node["deferred"] = deferred
+    node["index"] = _attempt_index(conn, run_id, span_id)
+    return node
+
+
+def _attempt_index(conn: sqlite3.Connection, run_id: str, span_id: str) -> int:
+    """Where an attempt is in its run's start order (the row the waterfall shows it on)."""
+    # The sentinels sort where NULL does in ORDER BY (first), so the count matches the paging order.
+    key = "(coalesce(n.started_at, ''), coalesce(n.attempt, -1), coalesce(n.item, -1), n.span_id)"
+    row = conn.execute(
+        f"SELECT count(*) FROM node_runs n, node_runs t WHERE t.run_id = ? AND t.span_id = ? AND n.run_id = t.run_id "
+        f"AND {key} < {key.replace('n.', 't.')}",
+        (run_id, span_id),
+    ).fetchone()
+    return int(row[0])
+
+
+def node_payload(conn: sqlite3.Connection, run_id: str, span_id: str, kind: str, *, project: str | None) -> str | None:
+    """One payload of a node attempt as stored JSON text (a stack as a JSON string); None if there is none."""
+    if kind not in PAYLOAD_KINDS:
+        raise ViewerQueryError(f"payload {kind!r} is not one of {', '.join(PAYLOAD_KINDS)}")
+    if not _visible(conn, run_id, project):
+        return None
+    row = _node_row(conn, run_id, span_id)
+    if row is None:
+        return None
+    text: str | None = row[_PAYLOAD_COLUMNS[kind]]
+    if text is None:
+        return None
+    return json.dumps(text) if kind == "error_stack" else text
+
+
+def run_payload(conn: sqlite3.Connection, run_id: str, kind: str, *, project: str | None) -> str | None:
+    """The input (trigger payload) or output of a run as stored JSON text; None if there is none."""
+    if kind not in PAYLOAD_KINDS[:2]:
+        raise ViewerQueryError(f"run payload {kind!r} is not one of input, output")
+    if not _visible(conn, run_id, project):
+        return None
+    row = _run_row(conn, run_id)
+    if row is None:
+        return None
+    text: str | None = row[_PAYLOAD_COLUMNS[kind]]
+    return text

@@ -1,0 +1,110 @@
+"""The viewer's side of the ``Store`` protocol: filters, keyset cursors and pages of runs.
+
+Every engine answers the viewer's queries with these types; the SQLite
+engine's SQL is in :mod:`flowledger.receiver.store._viewer_query`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from flowledger._exceptions import ViewerQueryError
+from flowledger._wire import RunStatus, TriggerType
+
+__all__ = [
+    "INLINE_PAYLOAD_MAX_CHARS",
+    "PAYLOAD_KINDS",
+    "PERCENTILE_SAMPLE_MAX",
+    "PageDirection",
+    "RunFilter",
+    "RunListPage",
+    "RunMode",
+    "RunPageCursor",
+]
+
+INLINE_PAYLOAD_MAX_CHARS: Final = 64 * 1024
+"""A payload whose JSON text is longer than this is left out of an answer and loaded on demand."""
+PERCENTILE_SAMPLE_MAX: Final = 50_000
+"""p50/p95 are taken over at most this many of the newest matching runs (exact below it)."""
+PAYLOAD_KINDS: Final = ("input", "output", "error_stack")
+"""Payloads of a node attempt that can be loaded on their own (a run has input and output)."""
+
+
+class RunMode(enum.StrEnum):
+    """Dry runs (effects simulated) or live runs."""
+
+    DRY = "dry"
+    LIVE = "live"
+
+
+class PageDirection(enum.StrEnum):
+    """Which way a keyset page goes from its cursor."""
+
+    OLDER = "older"
+    NEWER = "newer"
+
+
+@dataclass(frozen=True, slots=True)
+class RunPageCursor:
+    """A position in the newest-first run order: the ``(started_at, run_id)`` of a run."""
+
+    started_at: str
+    run_id: str
+
+    def encode(self) -> str:
+        """An opaque URL-safe token."""
+        raw = json.dumps([self.started_at, self.run_id], separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> RunPageCursor:
+        """Read a token made by :meth:`encode`; ViewerQueryError when it is not one."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            started_at, run_id = json.loads(raw)
+        except (binascii.Error, ValueError, TypeError):
+            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this viewer made") from None
+        if not isinstance(started_at, str) or not isinstance(run_id, str):
+            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this viewer made")
+        return cls(started_at, run_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFilter:
+    """What the run list and its summary cards are narrowed to."""
+
+    workflow_id: str | None = None
+    status: RunStatus | None = None
+    trigger: TriggerType | None = None
+    mode: RunMode | None = None
+    since: str | None = None
+    """Runs started at or after this normalised timestamp."""
+    until: str | None = None
+    """Runs started before this normalised timestamp."""
+    run_id_prefix: str | None = None
+    project: str | None = None
+    """Set from the API key: only this project's runs are visible."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunListPage:
+    """One keyset page of runs, newest first, with cursors to the pages on either side."""
+
+    runs: list[dict[str, Any]]
+    older: RunPageCursor | None
+    """Pass as ``cursor`` with direction ``older`` for the next page; None on the last page."""
+    newer: RunPageCursor | None
+    """Pass as ``cursor`` with direction ``newer`` for the previous page; None on the first page."""
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON answer of ``GET /api/viewer/runs``."""
+        return {
+            "runs": self.runs,
+            "older": None if self.older is None else self.older.encode(),
+            "newer": None if self.newer is None else self.newer.encode(),
+        }

@@ -1,0 +1,284 @@
+"""The history viewer: the page at ``/``, its static files, and the JSON it reads under ``/api/viewer/``.
+
+The page is plain HTML, CSS and JavaScript shipped inside the package
+(``flowledger/receiver/viewer/static/``) and served from memory: no build step, no
+CDN, no external font, so it works offline. Every answer of the page and its
+files carries a Content-Security-Policy that allows scripts only from this
+origin (no inline script, no inline event handlers) and no connections
+elsewhere; the page writes every value from a run as text.
+
+JSON routes (all read-only, all scoped to the project of the request's API key):
+
+==============================================================  ==================================================
+``GET /api/viewer/runs``                                        a keyset page of runs, newest first, filtered
+``GET /api/viewer/summary``                                     summary cards over the same filters
+``GET /api/viewer/facets``                                      values the filter controls offer
+``GET /api/viewer/runs/{run_id}``                               a run without its nodes, with an attempt overview
+``GET /api/viewer/runs/{run_id}/attempts``                      a page of node attempts, no payloads
+``GET /api/viewer/runs/{run_id}/attempts/{span_id}``            one attempt with its payloads
+``GET /api/viewer/runs/{run_id}/attempts/{span_id}/{kind}``     one payload of an attempt (input, output, error_stack)
+``GET /api/viewer/runs/{run_id}/payload/{kind}``                the run's input or output
+==============================================================  ==================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Final, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from flowledger._exceptions import QueryParamError, StoreError, ViewerQueryError
+from flowledger._wire import RunStatus, TriggerType
+from flowledger.receiver._params import MAX_OFFSET, QueryParams
+from flowledger.receiver._state import error_response, project_of, receiver_of
+from flowledger.receiver.api._trace_url import add_trace_url
+from flowledger.receiver.store._views import PAYLOAD_KINDS, PageDirection, RunFilter, RunMode, RunPageCursor
+from flowledger.receiver.viewer._summary import SummaryCache
+
+__all__ = [
+    "ATTEMPT_PAGE_DEFAULT",
+    "ATTEMPT_PAGE_MAX",
+    "CONTENT_SECURITY_POLICY",
+    "ROUTES",
+    "RUN_PAGE_DEFAULT",
+    "RUN_PAGE_MAX",
+    "STATIC_FILES",
+]
+
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+"""Scripts and styles only from the receiver itself: no inline script, no inline handlers, no other origin."""
+RUN_PAGE_DEFAULT: Final = 50
+RUN_PAGE_MAX: Final = 500
+ATTEMPT_PAGE_DEFAULT: Final = 200
+ATTEMPT_PAGE_MAX: Final = 2000
+_VIEWER_PACKAGE: Final = "flowledger.receiver.viewer"
+_VIEWER_DIR: Final = "static"
+STATIC_FILES: Final = {
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
+"""Files under ``/viewer/`` and their media types; nothing else is served from there."""
+_INDEX: Final = "index.html"
+_SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Asset:
+    body: bytes
+    etag: str
+
+
+@cache
+def _asset(name: str) -> _Asset:
+    body = resources.files(_VIEWER_PACKAGE).joinpath(_VIEWER_DIR, name).read_bytes()
+    return _Asset(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+
+
+def _serve(request: Request, name: str, media_type: str) -> Response:
+    asset = _asset(name)
+    headers = {**_SECURITY_HEADERS, "ETag": asset.etag, "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") == asset.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(asset.body, media_type=media_type, headers=headers)
+
+
+async def index(request: Request) -> Response:
+    """The viewer page."""
+    return _serve(request, _INDEX, "text/html; charset=utf-8")
+
+
+async def static(request: Request) -> Response:
+    """One of the viewer's own files."""
+    name = request.path_params["name"]
+    media_type = STATIC_FILES.get(name)
+    if media_type is None:
+        return error_response(404, f"the viewer has no file {name!r}")
+    return _serve(request, name, media_type)
+
+
+# --- parameters ---------------------------------------------------------------
+
+
+def _filter(params: QueryParams, project: str | None) -> RunFilter:
+    search = params.text("q")
+    return RunFilter(
+        workflow_id=params.text("workflow_id"),
+        status=params.choice("status", RunStatus),
+        trigger=params.choice("trigger", TriggerType),
+        mode=params.choice("mode", RunMode),
+        since=params.time("since"),
+        until=params.time("until"),
+        run_id_prefix=None if search is None else search.strip().lower() or None,
+        project=project,
+    )
+
+
+# --- queries ------------------------------------------------------------------
+
+
+async def _query(work: Awaitable[_T]) -> _T | Response:
+    """Await a query of the store; a Response when the client asked for something it cannot answer or it failed."""
+    try:
+        return await work
+    except ViewerQueryError as exc:
+        return error_response(400, str(exc))
+    except StoreError as exc:
+        return error_response(503, f"the database could not answer: {exc}")
+
+
+def _json(value: Any) -> Response:
+    return JSONResponse(value, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+async def api_runs(request: Request) -> Response:
+    """A keyset page of runs, newest first: ``?cursor=...&direction=older|newer&limit=N`` plus filters."""
+    params = QueryParams(request)
+    try:
+        run_filter = _filter(params, project_of(request))
+        limit = params.integer("limit", default=RUN_PAGE_DEFAULT, low=1, high=RUN_PAGE_MAX)
+        token = params.text("cursor")
+        cursor = None if token is None else RunPageCursor.decode(token)
+        direction = params.choice("direction", PageDirection) or PageDirection.OLDER
+    except (QueryParamError, ViewerQueryError) as exc:
+        return error_response(400, str(exc))
+    store = receiver_of(request).store
+    page = await _query(store.viewer_runs(run_filter, limit=limit, cursor=cursor, direction=direction))
+    if isinstance(page, Response):
+        return page
+    return _json({**page.as_json(), "limit": limit})
+
+
+def _summary_cache(request: Request) -> SummaryCache:
+    cache: SummaryCache | None = getattr(request.app.state, "viewer_summaries", None)
+    if cache is None:
+        cache = SummaryCache()
+        request.app.state.viewer_summaries = cache
+    return cache
+
+
+async def api_summary(request: Request) -> Response:
+    """Summary cards over every run the filters match."""
+    try:
+        run_filter = _filter(QueryParams(request), project_of(request))
+    except QueryParamError as exc:
+        return error_response(400, str(exc))
+    cache = _summary_cache(request)
+    result = await _query(cache.get(receiver_of(request).store, run_filter))
+    return result if isinstance(result, Response) else _json(result)
+
+
+async def api_facets(request: Request) -> Response:
+    """Workflows, triggers, statuses and modes to filter by."""
+    project = project_of(request)
+    result = await _query(receiver_of(request).store.facets(project=project))
+    return result if isinstance(result, Response) else _json(result)
+
+
+def _not_found(run_id: str, span_id: str | None = None) -> Response:
+    if span_id is None:
+        return error_response(404, f"there is no run {run_id!r}")
+    return error_response(404, f"run {run_id!r} has no node attempt {span_id!r}")
+
+
+async def api_run(request: Request) -> Response:
+    """A run without its nodes, with small payloads and an overview of its attempts."""
+    run_id, project = request.path_params["run_id"], project_of(request)
+    receiver = receiver_of(request)
+    result = await _query(receiver.store.run_header(run_id, project=project))
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return _not_found(run_id)
+    return _json(add_trace_url(result, receiver.config.trace_url_template))
+
+
+async def api_attempts(request: Request) -> Response:
+    """Node attempts of a run in start order, ``?offset=&limit=``, without payloads."""
+    run_id, project = request.path_params["run_id"], project_of(request)
+    params = QueryParams(request)
+    try:
+        offset = params.integer("offset", default=0, low=0, high=MAX_OFFSET)
+        limit = params.integer("limit", default=ATTEMPT_PAGE_DEFAULT, low=1, high=ATTEMPT_PAGE_MAX)
+    except QueryParamError as exc:
+        return error_response(400, str(exc))
+    store = receiver_of(request).store
+    result = await _query(store.attempts_page(run_id, project=project, offset=offset, limit=limit))
+    if isinstance(result, Response):
+        return result
+    return _not_found(run_id) if result is None else _json(result)
+
+
+async def api_attempt(request: Request) -> Response:
+    """One node attempt with its payloads (large ones deferred)."""
+    run_id, span_id, project = request.path_params["run_id"], request.path_params["span_id"], project_of(request)
+    result = await _query(receiver_of(request).store.attempt_detail(run_id, span_id, project=project))
+    if isinstance(result, Response):
+        return result
+    return _not_found(run_id, span_id) if result is None else _json(result)
+
+
+def _raw_json(text: str) -> Response:
+    return Response(
+        text,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+async def api_attempt_payload(request: Request) -> Response:
+    """One payload of a node attempt, exactly as stored."""
+    run_id, span_id, kind = (request.path_params[k] for k in ("run_id", "span_id", "kind"))
+    project = project_of(request)
+    if kind not in PAYLOAD_KINDS:
+        return error_response(404, f"a node attempt has no payload {kind!r}; ask for {', '.join(PAYLOAD_KINDS)}")
+    result = await _query(receiver_of(request).store.node_payload(run_id, span_id, kind, project=project))
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return error_response(404, f"run {run_id!r} has no {kind} stored for node attempt {span_id!r}")
+    return _raw_json(result)
+
+
+async def api_run_payload(request: Request) -> Response:
+    """The run's input (trigger payload) or output, exactly as stored."""
+    run_id, kind, project = request.path_params["run_id"], request.path_params["kind"], project_of(request)
+    if kind not in PAYLOAD_KINDS[:2]:
+        return error_response(404, f"a run has no payload {kind!r}; ask for input or output")
+    result = await _query(receiver_of(request).store.run_payload(run_id, kind, project=project))
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return error_response(404, f"run {run_id!r} has no {kind} stored")
+    return _raw_json(result)
+
+
+ROUTES: Final = [
+    Route("/", index, methods=["GET"]),
+    Route("/viewer/{name}", static, methods=["GET"]),
+    Route("/api/viewer/runs", api_runs, methods=["GET"]),
+    Route("/api/viewer/summary", api_summary, methods=["GET"]),
+    Route("/api/viewer/facets", api_facets, methods=["GET"]),
+    Route("/api/viewer/runs/{run_id}", api_run, methods=["GET"]),
+    Route("/api/viewer/runs/{run_id}/attempts", api_attempts, methods=["GET"]),
+    Route("/api/viewer/runs/{run_id}/attempts/{span_id}", api_attempt, methods=["GET"]),
+    Route("/api/viewer/runs/{run_id}/attempts/{span_id}/{kind}", api_attempt_payload, methods=["GET"]),
+    Route("/api/viewer/runs/{run_id}/payload/{kind}", api_run_payload, methods=["GET"]),
+]

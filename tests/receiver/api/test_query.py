@@ -1,0 +1,161 @@
+"""The query API: run listing, filters, stable paging, one run with its nodes, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from tests.receiver._support import LiveReceiver, RunEvents, simple_run, typical_run
+
+DOCUMENTED_RUN_FIELDS = {
+    "run_id",
+    "workflow_id",
+    "workflow_name",
+    "workflow_version",
+    "status",
+    "trigger_type",
+    "dry_run",
+    "started_at",
+    "completed_at",
+    "duration_ms",
+    "error",
+    "cost",
+    "trace_id",
+}
+DOCUMENTED_NODE_FIELDS = {
+    "node_id",
+    "attempt",
+    "status",
+    "skip_reason",
+    "started_at",
+    "completed_at",
+    "duration_ms",
+    "input",
+    "output",
+    "error",
+    "span_id",
+}
+
+
+@pytest.fixture
+def many(live: LiveReceiver) -> tuple[LiveReceiver, list[RunEvents]]:
+    """Twelve runs of two workflows, one failed, one still running."""
+    runs = [simple_run(workflow_id="a" if i % 2 else "b") for i in range(10)]
+    runs.append(typical_run())
+    running = RunEvents(workflow_id="b").start().node("fetch")
+    runs.append(running)
+    live.post([e for run in runs for e in run.events])
+    return live, runs
+
+
+def test_run_has_the_contract_fields(many: tuple[LiveReceiver, list[RunEvents]]) -> None:
+    """Every listed run carries the fields the query API documents, with error and cost as objects."""
+    live, runs = many
+    body = live.get("/api/runs").json()
+    assert body["total"] == len(runs)
+    for run in body["runs"]:
+        assert run.keys() >= DOCUMENTED_RUN_FIELDS
+    failed = next(r for r in body["runs"] if r["status"] == "failed")
+    assert failed["error"] == {"type": "ValueError", "message": "price broke", "node_id": "price"}
+    assert set(failed["cost"]) == {"tokens", "tool_calls", "external_requests", "usd"}
+
+
+def test_runs_are_newest_first(many: tuple[LiveReceiver, list[RunEvents]]) -> None:
+    """The listing is ordered by start time, newest first."""
+    live, _ = many
+    starts = [r["started_at"] for r in live.get("/api/runs?limit=100").json()["runs"]]
+    assert starts == sorted(starts, reverse=True)
+
+
+def test_filters_by_workflow_and_status(many: tuple[LiveReceiver, list[RunEvents]]) -> None:
+    """workflow_id and status narrow the listing and its total."""
+    live, _ = many
+    a = live.get("/api/runs", params={"workflow_id": "a"}).json()
+    assert a["total"] == 5
+    assert {r["workflow_id"] for r in a["runs"]} == {"a"}
+    running = live.get("/api/runs", params={"status": "running"}).json()
+    assert running["total"] == 1
+    assert live.get("/api/runs", params={"workflow_id": "b", "status": "succeeded"}).json()["total"] == 5
+
+
+def test_paging_is_stable_and_complete(many: tuple[LiveReceiver, list[RunEvents]]) -> None:
+    """Pages of 5 cover every run exactly once."""
+    live, runs = many
+    seen: list[str] = []
+    for offset in range(0, 15, 5):
+        seen += [r["run_id"] for r in live.get("/api/runs", params={"limit": 5, "offset": offset}).json()["runs"]]
+    assert sorted(seen) == sorted(r.run_id for r in runs)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": "0"}, {"limit": "x"}, {"limit": "5000"}, {"offset": "-1"}, {"status": "sleeping"}],
+)
+def test_bad_query_parameters_are_400(live: LiveReceiver, params: dict[str, str]) -> None:
+    """A query parameter out of range or of the wrong kind is a 400 naming it."""
+    answer = live.get("/api/runs", params=params)
+    assert answer.status_code == 400
+    assert next(iter(params)) in answer.json()["error"]
+
+
+def test_one_run_with_nodes_in_start_order(live: LiveReceiver) -> None:
+    """GET /api/runs/{id} lists every attempt (retries, mapped items, skipped) in start order."""
+    run = typical_run()
+    live.post(run.events)
+    body = live.get(f"/api/runs/{run.run_id}").json()
+    nodes = body["nodes"]
+    for node in nodes:
+        assert node.keys() >= DOCUMENTED_NODE_FIELDS
+    assert [(n["node_id"], n["attempt"], n["item"], n["status"]) for n in nodes] == [
+        ("fetch", 1, None, "succeeded"),
+        ("price", 1, None, "failed"),
+        ("price", 2, None, "succeeded"),
+        ("stock", 1, 0, "succeeded"),
+        ("stock", 1, 1, "succeeded"),
+        ("notify", 1, None, "skipped"),
+    ]
+    assert nodes[1]["error"] == {"type": "ValueError", "message": "price broke", "stack": "Traceback ..."}
+    assert nodes[5]["skip_reason"] == "upstream failed"
+    assert nodes[0]["input"] == {"node": "fetch", "item": None}
+    assert nodes[0]["location"] == {"file": "shop/steps.py", "line": 10}
+    assert body["input"] == {"order": 42, "password": "[REDACTED]"}
+    assert body["output"] == {"decision": "ship"}
+
+
+def test_unknown_run_is_404(live: LiveReceiver) -> None:
+    """A run id that is not stored answers 404 with an error body."""
+    answer = live.get("/api/runs/nope")
+    assert answer.status_code == 404
+    assert "nope" in answer.json()["error"]
+
+
+def test_unknown_route_is_json_404(live: LiveReceiver) -> None:
+    """Routes that do not exist answer with the same JSON error shape."""
+    answer = live.get("/api/nothing")
+    assert answer.status_code == 404
+    assert "error" in answer.json()
+
+
+def test_export_jsonl_streams_runs_with_nodes(many: tuple[LiveReceiver, list[RunEvents]]) -> None:
+    """GET /api/export?format=jsonl gives one JSON line per run, nodes included."""
+    live, runs = many
+    lines = live.get("/api/export", params={"format": "jsonl"}).text.splitlines()
+    assert len(lines) == len(runs)
+    parsed = [json.loads(line) for line in lines]
+    assert all("nodes" in run for run in parsed)
+
+
+def test_export_csv_has_a_header_and_a_row_per_run(many: tuple[LiveReceiver, list[RunEvents]]) -> None:
+    """GET /api/export?format=csv gives a header and one flattened row per run."""
+    live, runs = many
+    rows = list(csv.DictReader(io.StringIO(live.get("/api/export", params={"format": "csv"}).text)))
+    assert len(rows) == len(runs)
+    assert {"run_id", "status", "error_type", "cost_usd"} <= set(rows[0])
+
+
+def test_healthz(live: LiveReceiver) -> None:
+    """/healthz answers ok."""
+    assert live.get("/healthz").json() == {"status": "ok"}

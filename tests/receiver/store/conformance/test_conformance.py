@@ -1,0 +1,340 @@
+"""The Store conformance suite: what every engine of the ``Store`` protocol must do.
+
+Written against the protocol only (events go in through ``append``, answers
+come out of its query methods) and run for every engine in ``ENGINES``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from flowledger._exceptions import ViewerQueryError
+from flowledger._wire import NodeStatus, RunStatus, TriggerType, format_ts
+from flowledger.receiver.store._protocol import EventOutcome, RunQuery, Store
+from flowledger.receiver.store._spans import SpanRow
+from flowledger.receiver.store._views import PageDirection, RunFilter, RunMode
+from tests.receiver._support import Producer, RunEvents, simple_run, typical_run
+from tests.receiver.store.conformance.conftest import prepared
+
+pytestmark = pytest.mark.asyncio
+
+_FAR_FUTURE = format_ts(4_000_000_000 * 1_000_000_000)
+
+
+async def _append(store: Store, *runs: RunEvents) -> None:
+    outcomes = await store.append(prepared([e for run in runs for e in run.events]))
+    assert {outcome for outcome, _ in outcomes} == {EventOutcome.ACCEPTED}
+
+
+# --- append: exactly once ---------------------------------------------------------
+
+
+async def test_append_stores_each_event_once(store: Store) -> None:
+    """New events are accepted; the same events again are duplicates; a changed body under a stored id conflicts."""
+    run = simple_run()
+    first = await store.append(prepared(run.events))
+    assert [outcome for outcome, _ in first] == [EventOutcome.ACCEPTED] * len(run.events)
+    again = await store.append(prepared(run.events))
+    assert [outcome for outcome, _ in again] == [EventOutcome.DUPLICATE] * len(run.events)
+    changed = {**run.events[1], "ts": format_ts(time.time_ns())}
+    [(outcome, reason)] = await store.append(prepared([changed]))
+    assert outcome is EventOutcome.CONFLICT
+    assert reason is not None
+    assert run.events[1]["event_id"] in reason
+    assert (await store.stats()).ledger_events == len(run.events)
+
+
+async def test_a_batch_with_a_repeated_event_stores_it_once(store: Store) -> None:
+    """Within one batch the second copy of an event is a duplicate."""
+    run = simple_run()
+    outcomes = await store.append(prepared([*run.events, run.events[0]]))
+    assert [outcome for outcome, _ in outcomes][-1] is EventOutcome.DUPLICATE
+    assert (await store.stats()).ledger_events == len(run.events)
+
+
+async def test_a_run_stays_in_its_project(store: Store) -> None:
+    """An event for a run of another project is refused; the run is not visible from another project."""
+    run = RunEvents(project="alpha").start().node("fetch")
+    await _append(store, run)
+    intruder = {**run.events[-1], "event_id": RunEvents().run_id, "project": "beta"}
+    [(outcome, _)] = await store.append(prepared([intruder]))
+    assert outcome is EventOutcome.FORBIDDEN
+    assert await store.get_run(run.run_id, project="beta") is None
+    assert (await store.get_run(run.run_id, project="alpha") or {})["project"] == "alpha"
+
+
+# --- fold ----------------------------------------------------------------------------
+
+
+async def test_a_typical_run_folds_to_its_final_state(store: Store) -> None:
+    """Retries, mapped items, a skipped node, costs and the failure all reach the run and its nodes."""
+    run = typical_run()
+    await _append(store, run)
+    got = await store.get_run(run.run_id)
+    assert got is not None
+    assert got["status"] == RunStatus.FAILED.value
+    assert got["workflow_id"] == "order-intake"
+    assert got["error"]["node_id"] == "price"
+    assert got["input"] == {"order": 42, "password": "[REDACTED]"}
+    assert got["output"] == {"decision": "ship"}
+    assert got["cost"]["tokens"] == 1200
+    nodes = [(n["node_id"], n["attempt"], n["item"], n["status"]) for n in got["nodes"]]
+    assert nodes == [
+        ("fetch", 1, None, NodeStatus.SUCCEEDED.value),
+        ("price", 1, None, NodeStatus.FAILED.value),
+        ("price", 2, None, NodeStatus.SUCCEEDED.value),
+        ("stock", 1, 0, NodeStatus.SUCCEEDED.value),
+        ("stock", 1, 1, NodeStatus.SUCCEEDED.value),
+        ("notify", 1, None, NodeStatus.SKIPPED.value),
+    ]
+    failed = got["nodes"][1]
+    assert failed["error"] == {"type": "ValueError", "message": "price broke", "stack": "Traceback ..."}
+    assert failed["input"] == {"node": "price", "item": None}
+
+
+async def test_arrival_order_and_duplicates_do_not_change_the_result(store: Store) -> None:
+    """Events in reverse order, batch by batch, with duplicates, fold to what in-order delivery gives."""
+    producer = Producer()
+    runs = [typical_run(producer), simple_run(producer)]
+    events = [e for run in runs for e in run.events]
+    for event in reversed(events):
+        await store.append(prepared([event, event]))
+    reference = [await store.get_run(run.run_id) for run in runs]
+    assert reference[0] is not None
+    assert reference[0]["status"] == RunStatus.FAILED.value
+    assert reference[1] is not None
+    assert reference[1]["status"] == RunStatus.SUCCEEDED.value
+    assert len(reference[0]["nodes"]) == 6
+    drift = await store.rebuild()
+    assert drift.clean, drift.as_json()
+    assert [await store.get_run(run.run_id) for run in runs] == reference
+
+
+async def test_a_finished_run_stays_finished(store: Store) -> None:
+    """A late heartbeat after run_finished does not reopen the run."""
+    run = simple_run()
+    run.heartbeat()
+    await _append(store, run)
+    got = await store.get_run(run.run_id)
+    assert got is not None
+    assert got["status"] == RunStatus.SUCCEEDED.value
+
+
+# --- queries -------------------------------------------------------------------------
+
+
+async def test_listings_page_newest_first_and_filter(store: Store) -> None:
+    """list_runs pages newest first with a total; workflow and status filters narrow it; iter_runs streams all."""
+    runs = [simple_run(workflow_id="alpha") for _ in range(5)] + [typical_run(workflow_id="beta") for _ in range(3)]
+    await _append(store, *runs)
+    newest_first = sorted(runs, key=lambda r: (r.started_at, r.run_id), reverse=True)
+    first = await store.list_runs(RunQuery(limit=3))
+    second = await store.list_runs(RunQuery(limit=3, offset=3))
+    assert first.total == second.total == 8
+    assert [r["run_id"] for r in first.runs + second.runs] == [r.run_id for r in newest_first[:6]]
+    alpha = await store.list_runs(RunQuery(workflow_id="alpha"))
+    assert alpha.total == 5
+    assert {r["workflow_id"] for r in alpha.runs} == {"alpha"}
+    failed = await store.list_runs(RunQuery(status=RunStatus.FAILED))
+    assert failed.total == 3
+    assert {r["status"] for r in failed.runs} == {"failed"}
+    streamed = [run async for run in store.iter_runs(RunQuery(workflow_id="beta"), with_nodes=True)]
+    assert [r["run_id"] for r in streamed] == [r.run_id for r in newest_first if r.workflow_id == "beta"]
+    assert all(len(r["nodes"]) == 6 for r in streamed)
+    assert await store.get_run("no-such-run") is None
+
+
+async def test_listings_are_scoped_to_a_project(store: Store) -> None:
+    """A listing for a project holds only that project's runs."""
+    await _append(store, simple_run(project="alpha"), simple_run(project="beta"), simple_run(project="beta"))
+    page = await store.list_runs(RunQuery(project="beta"))
+    assert page.total == 2
+    assert {r["project"] for r in page.runs} == {"beta"}
+
+
+# --- the viewer's queries ------------------------------------------------------------
+
+
+async def test_viewer_pages_in_both_directions(store: Store) -> None:
+    """viewer_runs pages older with cursors, and back newer to the same page; filters narrow it."""
+    runs = [simple_run() for _ in range(5)]
+    await _append(store, *runs)
+    everything = RunFilter()
+    first = await store.viewer_runs(everything, limit=2)
+    assert first.newer is None
+    assert first.older is not None
+    second = await store.viewer_runs(everything, limit=2, cursor=first.older)
+    third = await store.viewer_runs(everything, limit=2, cursor=second.older)
+    assert third.older is None
+    assert len(third.runs) == 1
+    back = await store.viewer_runs(everything, limit=2, cursor=third.newer, direction=PageDirection.NEWER)
+    assert back.runs == second.runs
+    ids = [r["run_id"] for r in first.runs + second.runs + third.runs]
+    assert ids == [r.run_id for r in sorted(runs, key=lambda r: (r.started_at, r.run_id), reverse=True)]
+    live = RunFilter(trigger=TriggerType.MANUAL, mode=RunMode.LIVE, status=RunStatus.SUCCEEDED)
+    assert len((await store.viewer_runs(live, limit=10)).runs) == 5
+    assert (await store.viewer_runs(RunFilter(mode=RunMode.DRY), limit=10)).runs == []
+
+
+async def test_summary_and_facets(store: Store) -> None:
+    """Summary cards count every matching run; facets list the workflows seen; ledger_size grows."""
+    assert await store.ledger_size() == 0
+    await _append(store, simple_run(workflow_id="alpha"), typical_run(workflow_id="beta"))
+    cards = await store.run_summary(RunFilter())
+    assert cards["total"] == 2
+    assert cards["by_status"][RunStatus.SUCCEEDED.value] == 1
+    assert cards["by_status"][RunStatus.FAILED.value] == 1
+    assert cards["success_rate"] == pytest.approx(0.5)
+    assert cards["duration_sample"] == 2
+    assert (await store.run_summary(RunFilter(workflow_id="alpha")))["total"] == 1
+    facets = await store.facets(project=None)
+    assert facets["workflows"] == ["alpha", "beta"]
+    assert facets["statuses"] == [s.value for s in RunStatus]
+    assert await store.ledger_size() == (await store.stats()).ledger_events
+
+
+async def test_one_run_its_attempts_and_payloads(store: Store) -> None:
+    """run_header, attempts_page, attempt_detail and the payload reads answer for a run, None for an unknown one."""
+    run = typical_run(project="alpha")
+    await _append(store, run)
+    header = await store.run_header(run.run_id, project=None)
+    assert header is not None
+    assert header["attempts"]["total"] == 6
+    assert header["attempts"]["failing_node_id"] == "price"
+    assert header["input"] == {"order": 42, "password": "[REDACTED]"}
+    assert await store.run_header(run.run_id, project="beta") is None
+    page = await store.attempts_page(run.run_id, project=None, offset=1, limit=2)
+    assert page is not None
+    assert page["total"] == 6
+    assert [(a["node_id"], a["attempt"]) for a in page["attempts"]] == [("price", 1), ("price", 2)]
+    span_id = page["attempts"][0]["span_id"]
+    detail = await store.attempt_detail(run.run_id, span_id, project=None)
+    assert detail is not None
+    assert detail["index"] == 1
+    assert detail["error"]["message"] == "price broke"
+    assert await store.node_payload(run.run_id, span_id, "input", project=None) is not None
+    assert await store.node_payload(run.run_id, span_id, "error_stack", project=None) == '"Traceback ..."'
+    assert await store.run_payload(run.run_id, "output", project=None) is not None
+    assert await store.attempts_page("no-such-run", project=None, offset=0, limit=2) is None
+    assert await store.attempt_detail(run.run_id, "0000000000000000", project=None) is None
+    with pytest.raises(ViewerQueryError):
+        await store.node_payload(run.run_id, span_id, "secrets", project=None)
+    with pytest.raises(ViewerQueryError):
+        await store.run_payload(run.run_id, "error_stack", project=None)
+
+
+# --- ledger: verify, rebuild, stats --------------------------------------------------
+
+
+async def test_verify_walks_the_chain_and_checks_checkpoints(store: Store) -> None:
+    """An intact chain verifies; a checkpoint that does not match names its row."""
+    empty = await store.verify()
+    assert empty.ok
+    assert empty.events == 0
+    run = typical_run()
+    await _append(store, run)
+    report = await store.verify()
+    assert report.ok
+    assert report.events == len(run.events)
+    assert report.head_seq == len(run.events)
+    assert (await store.verify([(report.head_seq, report.head_hash)])).ok
+    bad = await store.verify([(2, "00" * 32)])
+    assert not bad.ok
+    assert bad.first_bad_seq == 2
+
+
+async def test_rebuild_refolds_without_drift(store: Store) -> None:
+    """Rebuilding projections that match the ledger reports no drift and changes no answer."""
+    runs = [typical_run(), simple_run()]
+    await _append(store, *runs)
+    before = [await store.get_run(run.run_id) for run in runs]
+    drift = await store.rebuild()
+    assert drift.clean
+    assert drift.events == sum(len(run.events) for run in runs)
+    assert [await store.get_run(run.run_id) for run in runs] == before
+
+
+async def test_stats_count_runs_events_and_producers(store: Store) -> None:
+    """Stats give runs by status (every status listed), ledger rows, producers and lost events."""
+    producer = Producer()
+    await _append(store, simple_run(producer), typical_run(producer), RunEvents(Producer()).start())
+    stats = await store.stats()
+    assert stats.runs_by_status == {
+        **{s.value: 0 for s in RunStatus},
+        RunStatus.SUCCEEDED.value: 1,
+        RunStatus.FAILED.value: 1,
+        RunStatus.RUNNING.value: 1,
+    }
+    assert stats.ledger_events == (await store.verify()).events
+    assert stats.producers == 2
+    assert stats.events_lost == 0
+
+
+# --- the sweeper ---------------------------------------------------------------------
+
+
+async def test_sweep_marks_silent_running_runs_stuck(store: Store) -> None:
+    """A running run silent past the threshold is marked stuck with a reason; finished runs are left alone."""
+    silent = RunEvents().start().node("fetch")
+    done = simple_run()
+    await _append(store, silent, done)
+    assert await store.sweep(now=silent.started_at, stuck_after_s=60.0, heartbeats=3) == []
+    assert await store.sweep(now=_FAR_FUTURE, stuck_after_s=60.0, heartbeats=3) == [silent.run_id]
+    got = await store.get_run(silent.run_id)
+    assert got is not None
+    assert got["status"] == RunStatus.STUCK.value
+    assert got["stuck_reason"]
+    assert (await store.get_run(done.run_id) or {})["status"] == RunStatus.SUCCEEDED.value
+    assert await store.sweep(now=_FAR_FUTURE, stuck_after_s=60.0, heartbeats=3) == []
+    silent.finish()
+    await store.append(prepared(silent.events[-1:]))
+    assert (await store.get_run(silent.run_id) or {})["status"] == RunStatus.SUCCEEDED.value
+
+
+# --- spans ---------------------------------------------------------------------------
+
+
+def _span(run: RunEvents, span_id: str, *, parent: str | None, name: str, start_ns: int) -> SpanRow:
+    return SpanRow(
+        trace_id=run.trace_id,
+        span_id=span_id,
+        parent_span_id=parent,
+        name=name,
+        kind=1,
+        start_ns=start_ns,
+        end_ns=start_ns + 5_000_000,
+        status_code=0,
+        status_message=None,
+        service_name="shop",
+        scope_name="flowledger",
+        scope_version=None,
+        attributes="{}",
+        resource="{}",
+        events="[]",
+        links="[]",
+        project=None,
+        received_at=format_ts(time.time_ns()),
+    )
+
+
+async def test_spans_are_stored_once_and_joined_to_their_runs(store: Store) -> None:
+    """store_spans keeps each (trace, span) once; get_trace returns them in start order, linked to runs and nodes."""
+    run = simple_run()
+    await _append(store, run)
+    node_span = run.events[1]["data"]["span_id"]
+    spans = [
+        _span(run, node_span, parent=run.run_span, name="fetch", start_ns=2_000),
+        _span(run, run.run_span, parent=None, name="order-intake", start_ns=1_000),
+    ]
+    assert await store.store_spans(spans) == 2
+    assert await store.store_spans(spans) == 0
+    assert await store.store_spans([]) == 0
+    stored, links = await store.get_trace(run.trace_id)
+    assert [s["span_id"] for s in stored] == [run.run_span, node_span]
+    assert stored[1]["parent_span_id"] == run.run_span
+    assert links.run_ids == [run.run_id]
+    assert links.runs[run.run_span] == run.run_id
+    assert links.nodes[node_span]["node_id"] == "fetch"
+    assert (await store.get_trace("0" * 31 + "1"))[0] == []

@@ -1,0 +1,45 @@
+"""Multi-row inserts: every row lands once, in chunks, with the statement's tail applied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from flowledger.receiver.store import _bulk
+from flowledger.receiver.store._bulk import insert_rows
+
+
+@pytest.mark.asyncio
+async def test_rows_past_one_chunk_all_land_and_the_tail_applies(tmp_path: Path) -> None:
+    """600 rows (three statements) are inserted; an ON CONFLICT tail merges rows that repeat a key."""
+    async with aiosqlite.connect(tmp_path / "bulk.db") as conn:
+        await conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, n INTEGER NOT NULL, s TEXT)")
+        rows = [(i, 1, f"row {i}") for i in range(600)]
+        await insert_rows(conn, "INSERT INTO t (k, n, s)", rows, width=3)
+        again = [(i, 1, None) for i in range(0, 600, 2)]
+        await insert_rows(
+            conn, "INSERT INTO t (k, n, s)", again, width=3, tail=" ON CONFLICT (k) DO UPDATE SET n = n + 1"
+        )
+        (count, total, texts) = next(iter(await conn.execute_fetchall("SELECT count(*), sum(n), count(s) FROM t")))
+    assert (count, total, texts) == (600, 900, 600)
+
+
+@pytest.mark.asyncio
+async def test_a_small_parameter_limit_means_smaller_statements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an old SQLite's limit of 999 host parameters, rows go in statements that fit it (99 rows of 10)."""
+    monkeypatch.setattr(_bulk, "_max_params", lambda: 999)
+    statements: list[str] = []
+    async with aiosqlite.connect(tmp_path / "bulk.db") as conn:
+        await conn.execute("CREATE TABLE t (a, b, c, d, e, f, g, h, i, j)")
+        await conn.set_trace_callback(statements.append)
+        rows = [tuple(range(10))] * 450
+        await insert_rows(conn, "INSERT INTO t (a, b, c, d, e, f, g, h, i, j)", rows, width=10)
+        await conn.set_trace_callback(None)
+        (count,) = next(iter(await conn.execute_fetchall("SELECT count(*) FROM t")))
+    assert count == 450
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert [s.count("(0,") for s in inserts] == [99, 99, 99, 99, 54]

@@ -1,0 +1,133 @@
+"""The fold state machine: transition table, forward-only states, and order-independent convergence."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowledger._wire import EventKind, NodeStatus, RunStatus
+from flowledger.receiver._config import IngestLimits
+from flowledger.receiver.ingest._validate import prepare_event
+from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._fold import (
+    NODE_TRANSITIONS,
+    RUN_TRANSITIONS,
+    NodeState,
+    Outcome,
+    RunState,
+    Signal,
+    fold_node,
+    fold_run,
+    mark_stuck,
+)
+from tests.receiver._support import RunEvents, simple_run, typical_run
+
+_NODE_KINDS = {EventKind.NODE_STARTED, EventKind.NODE_FINISHED}
+
+
+def _prepared(events: list[dict[str, Any]]) -> list[PreparedEvent]:
+    out = []
+    for i, raw in enumerate(events):
+        prepared = prepare_event(copy.deepcopy(raw), i, IngestLimits(), None)
+        assert isinstance(prepared, PreparedEvent), prepared
+        out.append(prepared)
+    return out
+
+
+def _fold_all(events: list[PreparedEvent]) -> tuple[dict[str, RunState], dict[tuple[str, str], NodeState]]:
+    runs: dict[str, RunState] = {}
+    nodes: dict[tuple[str, str], NodeState] = {}
+    for event in events:
+        runs[event.run_id] = fold_run(runs.get(event.run_id), event)
+        if event.kind in _NODE_KINDS:
+            key = (event.run_id, event.data["span_id"])
+            nodes[key] = fold_node(nodes.get(key), event)
+    return runs, nodes
+
+
+def _conflicting_run() -> RunEvents:
+    """A run whose producer sent two different run_finished events (a bug the fold must still order)."""
+    run = simple_run()
+    run.finish("aborted")
+    return run
+
+
+_RUNS = [typical_run().events, simple_run().events, _conflicting_run().events]
+
+
+def test_run_transition_table_covers_every_pair() -> None:
+    """Every (status, signal) pair has an outcome, so no event can hit an undefined transition."""
+    for status in [None, *RunStatus]:
+        for signal in Signal:
+            if status is None and signal is Signal.SWEPT:
+                continue
+            assert (status, signal) in RUN_TRANSITIONS
+
+
+def test_terminal_states_stay_terminal() -> None:
+    """From a terminal status only a competing terminal event (tie-break) can act; nothing goes back."""
+    for (status, signal), outcome in RUN_TRANSITIONS.items():
+        if status is not None and status.terminal:
+            assert outcome in (Outcome.KEEP, Outcome.TIEBREAK), (status, signal)
+    for (node_status, signal), outcome in NODE_TRANSITIONS.items():
+        if node_status is not None and node_status.terminal:
+            assert outcome in (Outcome.KEEP, Outcome.TIEBREAK), (node_status, signal)
+
+
+def test_node_finished_before_started_converges() -> None:
+    """A node's end arriving before its start gives the same attempt as the natural order."""
+    events = _prepared(simple_run().events)
+    start, end = events[1], events[2]
+    forward = fold_node(fold_node(None, start), end)
+    backward = fold_node(fold_node(None, end), start)
+    assert forward == backward
+    assert forward.status is NodeStatus.SUCCEEDED
+
+
+def test_skipped_node_has_only_a_finish() -> None:
+    """A skipped node's lone node_finished makes a complete attempt with its reason."""
+    run = RunEvents().start().skipped("notify", "branch not taken").finish()
+    _, nodes = _fold_all(_prepared(run.events))
+    (node,) = nodes.values()
+    assert node.status is NodeStatus.SKIPPED
+    assert node.skip_reason == "branch not taken"
+
+
+def test_stuck_run_moves_on_with_a_late_event() -> None:
+    """The sweeper's stuck verdict is undone by any later event, and a finish makes it terminal."""
+    events = _prepared(typical_run().events)
+    run = fold_run(None, events[0])
+    assert mark_stuck(run, "silent")
+    assert run.status is RunStatus.STUCK
+    fold_run(run, events[3])
+    assert run.status is RunStatus.RUNNING
+    assert run.stuck_reason is None
+    assert mark_stuck(run, "silent again")
+    fold_run(run, events[-1])
+    assert run.status is RunStatus.FAILED
+    assert not mark_stuck(run, "too late")
+
+
+def test_competing_finishes_resolve_by_event_id_in_any_order() -> None:
+    """Two different run_finished events: the larger event_id wins whichever arrives first."""
+    events = _prepared(_conflicting_run().events)
+    first, second = events[-2], events[-1]
+    winner = max(first, second, key=lambda e: e.event_id)
+    a = fold_run(fold_run(None, first), second)
+    b = fold_run(fold_run(None, second), first)
+    assert a == b
+    assert a.status is RunStatus(winner.data["status"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_fold_converges_over_permutations_and_duplicates(data: st.DataObject) -> None:
+    """Any order of a run's events, with any events repeated, folds to the same state as the natural order."""
+    events = _prepared(data.draw(st.sampled_from(_RUNS)))
+    expected = _fold_all(events)
+    repeats = data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
+    shuffled = data.draw(st.permutations(events + repeats))
+    assert _fold_all(shuffled) == expected

@@ -1,0 +1,168 @@
+"""The ledger: append-only triggers, the hash chain, and `flowledger verify` finding tampering."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from flowledger.receiver.cli._commands import verify_command
+from flowledger.receiver.store._canonical import GENESIS_HASH, canonical, chain_hash
+from tests.receiver._support import LiveReceiver, simple_run, typical_run
+
+
+@pytest.fixture
+def filled(live: LiveReceiver) -> LiveReceiver:
+    """A receiver holding three runs (23 events)."""
+    for run in (typical_run(), simple_run(), simple_run()):
+        assert live.post(run.events).json()["rejected"] == []
+    return live
+
+
+def _verify(db: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(verify_command, ["--db", str(db), *args])
+    return result.exit_code, result.output
+
+
+def _tamper(db: Path, *statements: str) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER ledger_no_update")
+    conn.execute("DROP TRIGGER ledger_no_delete")
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+def test_chain_links_every_row_to_the_one_before(filled: LiveReceiver) -> None:
+    """Each row's hash is sha256(prev_hash || canonical body), starting from the genesis hash."""
+    with sqlite3.connect(filled.db_path) as conn:
+        rows = conn.execute("SELECT seq, body, prev_hash, hash FROM ledger ORDER BY seq").fetchall()
+    prev = GENESIS_HASH
+    for _seq, body, prev_hash, stored in rows:
+        assert prev_hash == prev
+        assert stored == chain_hash(prev, body.encode())
+        prev = stored
+    assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
+
+
+def test_body_is_the_canonical_encoding(filled: LiveReceiver) -> None:
+    """A stored body re-encodes to itself: sorted keys, no whitespace, UTF-8."""
+    import json
+
+    with sqlite3.connect(filled.db_path) as conn:
+        for (body,) in conn.execute("SELECT body FROM ledger"):
+            assert canonical(json.loads(body)) == body
+
+
+def test_database_refuses_update_and_delete(filled: LiveReceiver) -> None:
+    """Triggers make the ledger append-only at the database level."""
+    with sqlite3.connect(filled.db_path) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE ledger SET body = '{}' WHERE seq = 1")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM ledger WHERE seq = 1")
+
+
+def test_verify_passes_an_intact_chain_and_prints_its_head(filled: LiveReceiver) -> None:
+    """An untouched ledger verifies with exit 0 and a SEQ:HASH head to keep as a checkpoint."""
+    code, output = _verify(filled.db_path)
+    assert code == 0
+    assert "ledger intact: 23 events" in output
+
+
+def test_verify_names_an_edited_row(filled: LiveReceiver) -> None:
+    """A body edited by hand (after dropping the triggers) is found: exit 1 naming the event."""
+    with sqlite3.connect(filled.db_path) as conn:
+        event_id = conn.execute("SELECT event_id FROM ledger WHERE seq = 7").fetchone()[0]
+    _tamper(filled.db_path, """UPDATE ledger SET body = replace(body, '"seq":', '"seq":1') WHERE seq = 7""")
+    code, output = _verify(filled.db_path)
+    assert code == 1
+    assert event_id in output
+    assert "row 7" in output
+    assert "edited" in output
+
+
+def test_verify_names_the_row_after_a_deleted_one(filled: LiveReceiver) -> None:
+    """A row removed from the middle of the chain is found."""
+    _tamper(filled.db_path, "DELETE FROM ledger WHERE seq = 5")
+    code, output = _verify(filled.db_path)
+    assert code == 1
+    assert "row 6" in output
+    assert "missing" in output
+
+
+def test_verify_finds_reordered_rows(filled: LiveReceiver) -> None:
+    """Two rows swapped (bodies and hashes moved together) break the chain at the first of them."""
+    _tamper(
+        filled.db_path,
+        "UPDATE ledger SET seq = -1 WHERE seq = 3",
+        "UPDATE ledger SET seq = 3 WHERE seq = 4",
+        "UPDATE ledger SET seq = 4 WHERE seq = -1",
+    )
+    code, output = _verify(filled.db_path)
+    assert code == 1
+    assert "row 3" in output
+
+
+def test_verify_finds_a_rehashed_edit_through_a_checkpoint(filled: LiveReceiver) -> None:
+    """An edit whose whole chain was recomputed passes the chain check but not a saved checkpoint."""
+    code, output = _verify(filled.db_path)
+    head = output.strip().rsplit(" ", 1)[-1]
+    conn = sqlite3.connect(filled.db_path)
+    conn.execute("DROP TRIGGER ledger_no_update")
+    rows = conn.execute("SELECT seq, body FROM ledger ORDER BY seq").fetchall()
+    prev = GENESIS_HASH
+    for seq, body in rows:
+        if seq == 2:
+            body = body.replace("fetch", "FETCH")
+        new = chain_hash(prev, body.encode())
+        conn.execute("UPDATE ledger SET body = ?, prev_hash = ?, hash = ? WHERE seq = ?", (body, prev, new, seq))
+        prev = new
+    conn.commit()
+    conn.close()
+    assert _verify(filled.db_path)[0] == 0  # what the chain alone cannot prove
+    code, output = _verify(filled.db_path, "--checkpoint", head)
+    assert code == 1
+    assert "checkpoint" in output
+
+
+def test_verify_finds_truncation_through_a_checkpoint(filled: LiveReceiver) -> None:
+    """Rows cut from the end are found when a checkpoint names a row beyond the new end."""
+    head = _verify(filled.db_path)[1].strip().rsplit(" ", 1)[-1]
+    _tamper(filled.db_path, "DELETE FROM ledger WHERE seq > 20")
+    code, output = _verify(filled.db_path, "--checkpoint", head)
+    assert code == 1
+    assert "truncated" in output
+
+
+def test_verify_over_http_matches_the_file(filled: LiveReceiver) -> None:
+    """verify --url asks the running receiver and reports the same head."""
+    by_file = _verify(filled.db_path)[1]
+    result = CliRunner().invoke(verify_command, ["--url", filled.url])
+    assert result.exit_code == 0
+    assert result.output == by_file
+
+
+def test_verify_command_in_a_subprocess(filled: LiveReceiver) -> None:
+    """`flowledger verify` as a real process: exit 0 intact, 1 after tampering, no traceback."""
+    command = [sys.executable, "-c", "from flowledger.cli import main; main()", "verify", "--db", str(filled.db_path)]
+    ok = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    _tamper(filled.db_path, "UPDATE ledger SET body = body || ' ' WHERE seq = 1")
+    broken = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert broken.returncode == 1
+    assert "Traceback" not in broken.stderr
+    assert "row 1" in broken.stderr
+
+
+def test_verify_of_a_missing_file_is_one_clear_line(tmp_path: Path) -> None:
+    """A wrong --db path is an error line and exit 1, not a new empty database."""
+    code, output = _verify(tmp_path / "nope.db")
+    assert code == 1
+    assert "no database" in output
+    assert not (tmp_path / "nope.db").exists()

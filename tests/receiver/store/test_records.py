@@ -1,0 +1,99 @@
+"""The run and node-attempt declarations are the one source: every derived view follows them."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from flowledger.receiver.api._export import CSV_COLUMNS, csv_header
+from flowledger.receiver.api._openapi import openapi_document
+from flowledger.receiver.store._fold import NODE_COLUMNS, RUN_COLUMNS
+from flowledger.receiver.store._migrations import migrate
+from flowledger.receiver.store._records import (
+    NODE_FIELDS,
+    NODE_PAYLOAD_SQL,
+    RUN_FIELDS,
+    csv_columns,
+)
+from flowledger.receiver.store._sqlite import SqliteStore
+from tests.receiver._support import typical_run
+from tests.receiver.store.conformance.conftest import prepared
+
+
+def test_openapi_schemas_are_the_declared_fields() -> None:
+    """The OpenAPI Run and Node schemas list exactly the declared fields, in order."""
+    schemas = openapi_document()["components"]["schemas"]
+    assert list(schemas["Run"]["properties"]) == [f.name for f in RUN_FIELDS]
+    assert list(schemas["Node"]["properties"]) == [f.name for f in NODE_FIELDS]
+    assert schemas["Run"]["required"] == [f.name for f in RUN_FIELDS if f.required]
+
+
+def test_csv_header_is_the_declared_export_fields() -> None:
+    """The CSV columns are the exported run fields, objects flattened to <name>_<part>."""
+    assert csv_columns(RUN_FIELDS) == CSV_COLUMNS
+    assert csv_header().strip().split(",") == list(CSV_COLUMNS)
+    exported = [f.name for f in RUN_FIELDS if f.export]
+    assert all(any(c == n or c.startswith(n + "_") for n in exported) for c in CSV_COLUMNS)
+
+
+def test_declared_columns_are_projection_columns() -> None:
+    """Every column a field reads is a projection column (RunState/NodeState) or a payload from the ledger."""
+    for f in RUN_FIELDS:
+        assert set(f.sources) <= set(RUN_COLUMNS), f.name
+    for f in NODE_FIELDS:
+        assert set(f.sources) <= set(NODE_COLUMNS) | set(NODE_PAYLOAD_SQL), f.name
+
+
+def test_migrated_tables_have_the_fold_columns(tmp_path: Path) -> None:
+    """The runs and node_runs tables the migrations create have exactly the fold's columns."""
+    conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    migrate(conn)
+    for table, columns in (("runs", RUN_COLUMNS), ("node_runs", NODE_COLUMNS)):
+        assert {row[1] for row in conn.execute(f"PRAGMA table_info({table})")} == set(columns), table
+    conn.close()
+
+
+def test_api_json_has_the_declared_keys(tmp_path: Path) -> None:
+    """A stored run's JSON has the declared run keys (plus payloads and nodes); each node the declared node keys."""
+    run = typical_run()
+
+    async def main() -> dict[str, object] | None:
+        store = SqliteStore(tmp_path / "r.db")
+        await store.open()
+        try:
+            await store.append(prepared(run.events))
+            return await store.get_run(run.run_id)
+        finally:
+            await store.close()
+
+    got = asyncio.run(main())
+    assert got is not None
+    assert list(got)[: len(RUN_FIELDS)] == [f.name for f in RUN_FIELDS]
+    assert set(got) - {f.name for f in RUN_FIELDS} == {"input", "output", "attributes", "nodes"}
+    nodes = got["nodes"]
+    assert isinstance(nodes, list)
+    assert all(list(node) == [f.name for f in NODE_FIELDS] for node in nodes)
+
+
+def test_cli_tables_show_the_declared_columns() -> None:
+    """The CLI's run and node tables have one column per field declared with a table position."""
+    from flowledger.receiver.cli._commands import _header, _table_fields
+
+    assert [_header(f) for f in _table_fields(RUN_FIELDS)] == [
+        "run_id",
+        "workflow",
+        "status",
+        "started_at",
+        "duration",
+        "error",
+    ]
+    assert [_header(f) for f in _table_fields(NODE_FIELDS)] == [
+        "node",
+        "attempt",
+        "item",
+        "status",
+        "started_at",
+        "duration",
+        "detail",
+    ]

@@ -1,0 +1,81 @@
+"""The receiver's layout: one folder per stage, packages that only re-export, and stages that meet in the store."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+import flowledger.receiver
+
+RECEIVER = Path(flowledger.receiver.__file__).parent
+STAGES = ("ingest", "store", "otlp", "api", "viewer", "cli")
+PUBLIC = {
+    "ingest": ["Batch", "Rejection", "Writer", "decode_batch", "prepare_event", "read_body"],
+    "store": ["Drift", "EventOutcome", "RunPage", "RunQuery", "SqliteStore", "Stats", "Store", "VerifyReport"],
+    "otlp": ["Forwarder", "OtlpFormat", "SpanBatch", "decode_request", "spans_from_request"],
+    "api": ["ExportFormat", "add_trace_url", "export_lines", "openapi_document", "trace_url"],
+    "viewer": ["CONTENT_SECURITY_POLICY", "STATIC_FILES", "SummaryCache"],
+    "cli": ["COMMANDS"],
+}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_exports_its_curated_names(stage: str) -> None:
+    """A stage package's __all__ is exactly its public names, each importable."""
+    package = importlib.import_module(f"flowledger.receiver.{stage}")
+    assert sorted(package.__all__) == PUBLIC[stage]
+    for name in package.__all__:
+        assert getattr(package, name) is not None
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_stage_package_only_re_exports(stage: str) -> None:
+    """A stage's __init__.py holds a docstring, imports and __all__ (plus the lazy-import hook), no code."""
+    tree = ast.parse((RECEIVER / stage / "__init__.py").read_text("utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Expr | ast.Import | ast.ImportFrom | ast.If):
+            continue
+        if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+            assert {t.id for t in node.targets if isinstance(t, ast.Name)} <= {"__all__", "_WHERE"}
+            continue
+        assert isinstance(node, ast.FunctionDef), ast.dump(node)[:80]
+        assert node.name == "__getattr__"
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_the_store_depends_on_no_other_stage() -> None:
+    """store/ imports nothing from ingest, otlp, api, viewer, cli or the app: every stage builds on it."""
+    for path in (RECEIVER / "store").glob("*.py"):
+        others = {m for m in _imports(path) if m.startswith("flowledger.receiver.") and ".store" not in m}
+        assert not others, (path.name, others)
+
+
+def test_stages_meet_in_the_store_not_in_each_others_routes() -> None:
+    """Only the app assembles routes: no stage imports another stage's route module."""
+    for path in RECEIVER.rglob("*.py"):
+        if path.name == "_app.py":
+            continue
+        stage = path.parent.name
+        for module in _imports(path):
+            parts = module.split(".")
+            if len(parts) > 3 and parts[:2] == ["flowledger", "receiver"] and parts[2] in STAGES:
+                assert not (parts[2] != stage and parts[-1].startswith("_routes")), (path, module)
+
+
+def test_static_files_ship_in_the_viewer_package() -> None:
+    """The viewer's page and files sit in viewer/static/, beside the routes that serve them."""
+    names = {p.name for p in (RECEIVER / "viewer" / "static").iterdir()}
+    assert {"index.html", "app.js", "app.css", "favicon.svg"} <= names

@@ -1,0 +1,103 @@
+"""Regenerate the viewer screenshots of the docs: ``python -m tests.receiver.viewer.make_screenshots docs/screenshots``.
+
+Starts a receiver on a temporary database, fills it with example runs made
+event by event, and photographs the run list and one run page in headless
+Chromium (needs the browser the browser tests use).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from flowledger.receiver._config import ReceiverConfig
+from tests.receiver.viewer._support import RunBuilder, failed_run, start_receiver, typical_run
+from tests.receiver.viewer.conftest import CHROMIUM, CHROMIUM_ARGS
+
+_MINUTE_NS = 60 * 1_000_000_000
+_VIEWPORT = {"width": 1440, "height": 900}
+_WAIT_MS = 15_000
+
+
+def _example_run(start_ns: int) -> RunBuilder:
+    """An order run: fetch, a retried price, stock mapped over four items, an effect, a skipped notify."""
+    run = RunBuilder(start_ns=start_ns, trigger="http").start(trigger_data={"order_id": "A-1042", "lines": 4})
+    run.node("fetch", at_ms=0, duration_ms=38, output={"order_id": "A-1042", "skus": [7, 11, 12, 19]})
+    timeout = {"type": "TimeoutError", "message": "pricing service did not answer in 2.0 s", "stack": "Traceback"}
+    run.node("price", at_ms=40, duration_ms=2000, status="failed", error=timeout)
+    run.node("price", at_ms=2240, duration_ms=310, attempt=2, input={"skus": [7, 11, 12, 19], "api_key": "[REDACTED]"})
+    for item in range(4):
+        run.node("stock", at_ms=40 + item * 6, duration_ms=420 + item * 180, item=item, output={"sku": item, "n": 3})
+    run.node(
+        "decide",
+        at_ms=2560,
+        duration_ms=95,
+        output={
+            "__flowledger__": "truncated",
+            "preview": '{"decision": "ship", "notes": "all four lines in st',
+            "original_bytes": 18_432,
+            "omitted_bytes": 14_336,
+        },
+    )
+    run.skipped("notify", at_ms=2660, reason="when: customer opted out of notifications")
+    return run.finish(at_ms=2670, cost_usd=0.0184)
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder:
+        receiver = start_receiver(
+            ReceiverConfig(
+                db_path=Path(folder) / "flowledger.db",
+                sweep_interval_s=0,
+                trace_url_template="http://localhost:16686/trace/{trace_id}",
+            )
+        )
+        try:
+            base = time.time_ns() - 90 * _MINUTE_NS
+            events = []
+            for i in range(24):
+                kind = failed_run if i % 5 == 3 else typical_run
+                run = kind(
+                    start_ns=base + i * 3 * _MINUTE_NS,
+                    trigger=("manual", "http", "schedule")[i % 3],
+                    dry_run=i % 7 == 0,
+                    workflow_id=("order-intake", "invoice-sync")[i % 4 == 0],
+                    workflow_name=("Order intake", "Invoice sync")[i % 4 == 0],
+                )
+                events += run.events
+            example = _example_run(time.time_ns() - 2 * _MINUTE_NS)
+            events += example.events
+            running = RunBuilder(
+                start_ns=time.time_ns() - 20_000_000_000, workflow_id="invoice-sync", workflow_name="Invoice sync"
+            ).start()
+            running.node("fetch", at_ms=0, duration_ms=120)
+            running.node_started("post_invoice", at_ms=130)
+            events += running.events
+            receiver.post(events)
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport=_VIEWPORT, color_scheme="light")
+                page.goto(f"{receiver.url}/")
+                page.wait_for_selector("#runs-table tbody tr[data-run-id]", timeout=_WAIT_MS)
+                page.wait_for_selector("[data-card=total] .value", timeout=_WAIT_MS)
+                time.sleep(3)  # let the "new row" highlight fade
+                page.screenshot(path=str(out / "viewer-list.png"))
+                page.goto(f"{receiver.url}/#/runs/{example.run_id}")
+                page.wait_for_selector(".wf-row[data-span]", timeout=_WAIT_MS)
+                page.click(".wf-row[data-node=decide]")
+                page.wait_for_selector("[data-payload=Output] [data-marker=truncated]", timeout=_WAIT_MS)
+                time.sleep(0.5)
+                page.screenshot(path=str(out / "viewer-run.png"))
+                browser.close()
+        finally:
+            receiver.stop()
+    print(f"wrote {out / 'viewer-list.png'} and {out / 'viewer-run.png'}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"))
