@@ -24,9 +24,9 @@ from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._metrics import Metrics
 from flowledger.receiver._state import ReceiverState, error_response
 from flowledger.receiver._sweeper import Sweeper
+from flowledger.receiver._writer import Writer
 from flowledger.receiver.api import _routes_ops, _routes_query
 from flowledger.receiver.ingest import _routes as _routes_ingest
-from flowledger.receiver.ingest._writer import Writer
 from flowledger.receiver.otlp import _routes as _routes_traces
 from flowledger.receiver.store._protocol import Store
 from flowledger.receiver.store._sqlite import SqliteStore

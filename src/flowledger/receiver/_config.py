@@ -8,6 +8,7 @@ environment variables by :func:`config_from_env`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -15,10 +16,19 @@ from typing import Final
 
 from flowledger._exceptions import ConfigError
 
-__all__ = ["DEFAULT_DB_PATH", "IngestLimits", "ReceiverConfig", "config_from_env"]
+__all__ = [
+    "DEFAULT_DB_PATH",
+    "TRACE_URL_ENV",
+    "IngestLimits",
+    "ReceiverConfig",
+    "check_template",
+    "config_from_env",
+    "parse_forward_endpoint",
+    "parse_forward_headers",
+    "template_from_env",
+]
 
 DEFAULT_DB_PATH: Final = Path("flowledger.db")
-"""The OTLP/HTTP port, so an SDK pointed at the default endpoint finds the receiver."""
 
 DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_MAX_INFLATED_BYTES: Final = 64 * 1024 * 1024
@@ -126,9 +136,6 @@ _OTLP_TEXT_FIELDS: Final = frozenset({"forward_endpoint", "forward_headers", "tr
 
 def _otlp_text_settings(env: Mapping[str, str]) -> dict[str, object]:
     """Forwarding and trace-link settings, which are text rather than numbers."""
-    from flowledger.receiver.api._trace_url import template_from_env
-    from flowledger.receiver.otlp._forward import parse_forward_endpoint, parse_forward_headers
-
     out: dict[str, object] = {}
     endpoint = env.get(_ENV_PREFIX + "FORWARD_ENDPOINT", "").strip()
     if endpoint:
@@ -140,3 +147,61 @@ def _otlp_text_settings(env: Mapping[str, str]) -> dict[str, object]:
     if template is not None:
         out["trace_url_template"] = template
     return out
+
+
+TRACE_URL_ENV: Final = "FLOWLEDGER_TRACE_URL_TEMPLATE"
+_TRACE_ID: Final = "{trace_id}"
+_FORWARD_ENDPOINT_ENV: Final = _ENV_PREFIX + "FORWARD_ENDPOINT"
+_FORWARD_HEADERS_ENV: Final = _ENV_PREFIX + "FORWARD_HEADERS"
+_OTLP_SIGNAL_PATH: Final = re.compile(r"/v1/[a-z]+$")
+
+
+def check_template(template: str) -> str:
+    """Return ``template`` if it is an http(s) URL containing ``{trace_id}``; ConfigError otherwise."""
+    text = template.strip()
+    if not text.lower().startswith(("http://", "https://")):
+        raise ConfigError(f"{TRACE_URL_ENV}={template!r} must be an http:// or https:// URL")
+    if _TRACE_ID not in text:
+        raise ConfigError(
+            f"{TRACE_URL_ENV}={template!r} has no {_TRACE_ID} placeholder; "
+            "write for example http://jaeger:16686/trace/{trace_id}"
+        )
+    return text
+
+
+def template_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """The checked trace-link template from the environment, or None when it is not set."""
+    raw = (os.environ if environ is None else environ).get(TRACE_URL_ENV, "").strip()
+    return check_template(raw) if raw else None
+
+
+def parse_forward_endpoint(value: str) -> str:
+    """Check an upstream base URL (``FLOWLEDGER_RECEIVER_FORWARD_ENDPOINT``): http(s), no trailing slash."""
+    text = value.strip()
+    if not text.lower().startswith(("http://", "https://")) or len(text) <= len("http://"):
+        raise ConfigError(
+            f"{_FORWARD_ENDPOINT_ENV}={value!r} must be an http:// or https:// base URL such as http://collector:4318"
+        )
+    signal_path = _OTLP_SIGNAL_PATH.search(text.rstrip("/"))
+    if signal_path:
+        raise ConfigError(
+            f"{_FORWARD_ENDPOINT_ENV}={value!r} ends with {signal_path.group()}; give the base URL "
+            "(the signal paths are added)"
+        )
+    return text.rstrip("/")
+
+
+def parse_forward_headers(value: str | None) -> tuple[tuple[str, str], ...]:
+    """Parse ``name1=value1,name2=value2`` (the ``OTEL_EXPORTER_OTLP_HEADERS`` form)."""
+    pairs: list[tuple[str, str]] = []
+    for part in (value or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, text = part.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(
+                f"{_FORWARD_HEADERS_ENV} must look like name1=value1,name2=value2; "
+                f"{part.strip()[:40]!r} is not such a pair"
+            )
+        pairs.append((name.strip(), text.strip()))
+    return tuple(pairs)

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 from flowledger.receiver._auth import PROJECT_SCOPE_KEY, ApiKeys
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._metrics import Metrics
-from flowledger.receiver.ingest._writer import Writer
+from flowledger.receiver._writer import Writer
 from flowledger.receiver.store._protocol import Store
 
 __all__ = ["ReceiverState", "error_response", "project_of", "receiver_of"]

@@ -17,7 +17,7 @@ import time
 from flowledger._wire import format_ts
 from flowledger.receiver._config import DEFAULT_STUCK_HEARTBEATS, ReceiverConfig
 from flowledger.receiver._metrics import Metrics
-from flowledger.receiver.ingest._writer import Writer
+from flowledger.receiver._writer import Writer
 from flowledger.receiver.store._protocol import Store
 
 __all__ = ["Sweeper", "sweep_once"]

@@ -16,9 +16,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from flowledger._exceptions import ConfigError
-from flowledger.receiver._config import ReceiverConfig, config_from_env
+from flowledger.receiver._config import ReceiverConfig, config_from_env, parse_forward_headers
 from flowledger.receiver.otlp._decode import OtlpSignal
-from flowledger.receiver.otlp._forward import Forwarder, parse_forward_headers
+from flowledger.receiver.otlp._forward import Forwarder
 from tests.otel._support import LiveReceiver, free_port, otlp_json, receiver_running, stock_provider
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from flowledger.instrument.delivery._otlp_spans import RunMemo, export_request, span_from_event
 from flowledger.receiver._config import ReceiverConfig
-from flowledger.receiver.api._trace_url import trace_url
+from flowledger.receiver._trace_url import trace_url
 from flowledger.receiver.cli._commands import show_command
 from tests.otel._support import LiveReceiver, receiver_running, run_events
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowledger.receiver._config import IngestLimits
-from flowledger.receiver.ingest._body import decode_batch
+from flowledger.receiver.ingest._batch import decode_batch
 from flowledger.receiver.store._canonical import canonical, canonical_utf8
 
 _scalars = (

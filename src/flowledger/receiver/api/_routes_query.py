@@ -12,8 +12,8 @@ from flowledger._exceptions import QueryParamError
 from flowledger._wire import RunStatus
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
+from flowledger.receiver._trace_url import add_trace_url
 from flowledger.receiver.api._export import ExportFormat, export_lines
-from flowledger.receiver.api._trace_url import add_trace_url
 from flowledger.receiver.store._protocol import RunQuery
 
 __all__ = ["DEFAULT_PAGE_LIMIT", "MAX_PAGE_LIMIT", "ROUTES"]

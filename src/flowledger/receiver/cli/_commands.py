@@ -270,7 +270,8 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
     if run is None:
         _fail(f"there is no run {run_id!r}")
         return
-    from flowledger.receiver.api._trace_url import template_from_env, trace_url
+    from flowledger.receiver._config import template_from_env
+    from flowledger.receiver._trace_url import trace_url
 
     run["trace_url"] = trace_url(template_from_env(), run.get("trace_id"), run_id) or run.get("trace_url")
     if as_json:

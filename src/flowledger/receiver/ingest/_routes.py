@@ -10,8 +10,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flowledger._exceptions import BodyError, StoreError, WriteQueueFull
+from flowledger.receiver._body import read_body
 from flowledger.receiver._state import error_response, project_of, receiver_of
-from flowledger.receiver.ingest._body import decode_batch, read_body
+from flowledger.receiver.ingest._batch import decode_batch
 from flowledger.receiver.ingest._validate import Rejection, prepare_event
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._protocol import EventOutcome

@@ -27,11 +27,10 @@ from typing import Any, Final
 
 import httpx
 
-from flowledger._exceptions import ConfigError
 from flowledger._version import __version__
 from flowledger.receiver.otlp._decode import OtlpSignal
 
-__all__ = ["ForwardResult", "ForwardStats", "Forwarder", "parse_forward_endpoint", "parse_forward_headers"]
+__all__ = ["ForwardResult", "ForwardStats", "Forwarder"]
 
 _log = logging.getLogger("flowledger.receiver")
 
@@ -78,39 +77,6 @@ class _Job:
     body: bytes
     content_type: str
     items: int
-
-
-def parse_forward_endpoint(value: str) -> str:
-    """Check an upstream base URL (``FLOWLEDGER_RECEIVER_FORWARD_ENDPOINT``): http(s), no trailing slash."""
-    text = value.strip()
-    if not text.lower().startswith(("http://", "https://")) or len(text) <= len("http://"):
-        raise ConfigError(
-            f"FLOWLEDGER_RECEIVER_FORWARD_ENDPOINT={value!r} must be an http:// or https:// base URL "
-            "such as http://collector:4318"
-        )
-    for signal in OtlpSignal:
-        if text.rstrip("/").endswith(signal.value):
-            raise ConfigError(
-                f"FLOWLEDGER_RECEIVER_FORWARD_ENDPOINT={value!r} ends with {signal.value}; give the base URL "
-                "(the signal paths are added)"
-            )
-    return text.rstrip("/")
-
-
-def parse_forward_headers(value: str | None) -> tuple[tuple[str, str], ...]:
-    """Parse ``name1=value1,name2=value2`` (the ``OTEL_EXPORTER_OTLP_HEADERS`` form)."""
-    pairs: list[tuple[str, str]] = []
-    for part in (value or "").split(","):
-        if not part.strip():
-            continue
-        name, sep, text = part.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(
-                "FLOWLEDGER_RECEIVER_FORWARD_HEADERS must look like name1=value1,name2=value2; "
-                f"{part.strip()[:40]!r} is not such a pair"
-            )
-        pairs.append((name.strip(), text.strip()))
-    return tuple(pairs)
 
 
 class Forwarder:

@@ -25,9 +25,9 @@ from starlette.routing import Route
 
 from flowledger._exceptions import BodyError, OtlpBodyError, StoreError
 from flowledger._wire import format_ts
+from flowledger.receiver._body import read_body
 from flowledger.receiver._state import ReceiverState, error_response, project_of, receiver_of
-from flowledger.receiver.api._trace_url import trace_url
-from flowledger.receiver.ingest._body import read_body
+from flowledger.receiver._trace_url import trace_url
 from flowledger.receiver.otlp._decode import (
     OtlpFormat,
     OtlpSignal,

@@ -38,7 +38,7 @@ from flowledger._exceptions import QueryParamError, StoreError, ViewerQueryError
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
-from flowledger.receiver.api._trace_url import add_trace_url
+from flowledger.receiver._trace_url import add_trace_url
 from flowledger.receiver.store._views import PAYLOAD_KINDS, PageDirection, RunFilter, RunMode, RunPageCursor
 from flowledger.receiver.viewer._summary import SummaryCache
 

@@ -9,37 +9,13 @@ every other character of the template is kept as written.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
-from flowledger._exceptions import ConfigError
+__all__ = ["add_trace_url", "trace_url"]
 
-__all__ = ["TRACE_URL_ENV", "add_trace_url", "check_template", "template_from_env", "trace_url"]
-
-TRACE_URL_ENV: Final = "FLOWLEDGER_TRACE_URL_TEMPLATE"
 _TRACE_ID: Final = "{trace_id}"
 _RUN_ID: Final = "{run_id}"
-
-
-def check_template(template: str) -> str:
-    """Return ``template`` if it is an http(s) URL containing ``{trace_id}``; ConfigError otherwise."""
-    text = template.strip()
-    if not text.lower().startswith(("http://", "https://")):
-        raise ConfigError(f"{TRACE_URL_ENV}={template!r} must be an http:// or https:// URL")
-    if _TRACE_ID not in text:
-        raise ConfigError(
-            f"{TRACE_URL_ENV}={template!r} has no {_TRACE_ID} placeholder; "
-            "write for example http://jaeger:16686/trace/{trace_id}"
-        )
-    return text
-
-
-def template_from_env(environ: Mapping[str, str] | None = None) -> str | None:
-    """The checked template from the environment, or None when it is not set."""
-    raw = (os.environ if environ is None else environ).get(TRACE_URL_ENV, "").strip()
-    return check_template(raw) if raw else None
 
 
 def trace_url(template: str | None, trace_id: str | None, run_id: str | None = None) -> str | None:
