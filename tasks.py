@@ -4,7 +4,8 @@
 Needs only python3 (3.11+). Creates ``.venv`` beside this file, installs
 flowledger with its development extras into it (again only when
 pyproject.toml changed), then runs the demo or the whole check suite:
-ruff (lint and format), mypy strict, and pytest with branch coverage.
+ruff (lint and format), mypy strict (package, tests, benchmarks, examples,
+scripts), and pytest with branch coverage (the import-linter contracts run as a test).
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ def test(extra: list[str]) -> None:
     """Lint, type-check and run every test (slow ones included)."""
     browser()
     env = {**os.environ, **phoenix()}
-    run(PY, "-m", "ruff", "check", "src", "tests", "benchmarks", "examples", "tasks.py")
-    run(PY, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "tasks.py")
+    run(PY, "-m", "ruff", "check", "src", "tests", "benchmarks", "examples", "scripts", "tasks.py")
+    run(PY, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "scripts", "tasks.py")
     run(PY, "-m", "mypy")
     run(PY, "-m", "pytest", "--cov", "--cov-report=term", *extra, env=env)
 

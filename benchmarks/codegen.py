@@ -100,7 +100,7 @@ def _fan_out(fn_name: str, width: int) -> Any:
     from flowledger import workflow as fw
 
     call = fw.Call("__main__", fn_name)
-    nodes = (fw.Node("root", call=call),)
+    nodes: tuple[fw.Node, ...] = (fw.Node("root", call=call),)
     nodes += tuple(fw.Node(f"n{i}", call=call, needs=("root",)) for i in range(width))
     return fw.Workflow(id="fan", nodes=nodes, output="root")
 

@@ -30,7 +30,7 @@ async def price(lines: list[dict[str, Any]]) -> float:
     """The order's total (an async node)."""
     await asyncio.sleep(0.01)
     flowledger.cost(tokens=120, usd=PRICING_COST_USD)
-    return round(sum(line["qty"] * (line["unit_price"] or 0.0) for line in lines), 2)
+    return round(float(sum(line["qty"] * (line["unit_price"] or 0.0) for line in lines)), 2)
 
 
 def in_catalog(lines: list[dict[str, Any]]) -> bool:

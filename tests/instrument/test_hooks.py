@@ -16,7 +16,29 @@ import flowledger
 from flowledger._wire import event_schema
 from flowledger.testing import CapturedEvents
 
-validate_event = fastjsonschema.compile(event_schema())
+
+def _closed(schema: Any) -> Any:
+    """The schema with every object of the kinds' data closed: a field the SDK sends must be declared.
+
+    The published schema lets receivers accept fields of newer producers; the
+    SDK's own events are held to the declared fields, so a field added to the
+    records but not to the wire format (and so to nothing downstream) fails here.
+    """
+    if isinstance(schema, dict):
+        closed = {key: _closed(value) for key, value in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema:
+            closed["additionalProperties"] = False
+        return closed
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    return schema
+
+
+def _closed_data(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "$defs": _closed(schema["$defs"])}
+
+
+validate_event = fastjsonschema.compile(_closed_data(event_schema()))
 
 
 @flowledger.node
@@ -58,7 +80,7 @@ def test_run_records_start_and_finish_with_workflow_fields(events: CapturedEvent
 
 
 def test_every_event_follows_the_published_schema(events: CapturedEvents) -> None:
-    """Events of runs, nodes, failures, skips and heartbeats validate against events.v1.schema.json."""
+    """Events of runs, nodes, failures, skips and heartbeats validate against events.v1.schema.json, closed."""
     with pytest.raises(ValueError), flowledger.run("wf", data=b"\x00raw") as run:
         add(1, 2)
         flowledger.instrument.record_skip("later", "an upstream node failed")
@@ -67,6 +89,16 @@ def test_every_event_follows_the_published_schema(events: CapturedEvents) -> Non
     assert len(events) == 6
     for event in events:
         validate_event(event)
+
+
+def test_an_undeclared_field_fails_the_closed_schema(events: CapturedEvents) -> None:
+    """A node record carrying a field the wire format does not declare is refused by the schema the SDK is held to."""
+    with flowledger.run("wf"):
+        add(1, 2)
+    node = next(e for e in events if e["kind"] == "node_finished")
+    node["data"]["not_declared"] = 1
+    with pytest.raises(fastjsonschema.JsonSchemaValueException):
+        validate_event(node)
 
 
 def test_node_records_input_output_and_timing(events: CapturedEvents) -> None:

@@ -186,7 +186,7 @@ def test_stock_sdk_spans_reach_phoenix_through_the_receiver(phoenix: str, tmp_pa
     with receiver_running(config) as receiver:
         exporter = OTLPSpanExporter(endpoint=f"{receiver.url}/v1/traces")
         assert exporter.export(spans).name == "SUCCESS"
-        exporter.shutdown()
+        exporter.shutdown()  # type: ignore[no-untyped-call]  # the OTel SDK leaves it unannotated
         receiver.wait_for("/api/otlp/stats", lambda d: d["forwarding"]["sent"] == 1)
     seen = phoenix_spans(phoenix, trace_id, 2)
     assert seen["inner"]["parent_id"] == seen["outer"]["context"]["span_id"]

@@ -22,7 +22,7 @@ from flowledger.receiver.otlp._decode import OtlpFormat, OtlpSignal, decode_requ
 from tests.otel._support import LiveReceiver
 
 _hex = st.sampled_from("0123456789abcdef")
-_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
 _scalar = st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | _text
 
 

@@ -1,4 +1,4 @@
-"""The receiver's layout: one folder per stage, packages that only re-export, and stages that meet in the store."""
+"""The receiver's layout: one folder per stage and packages that only re-export (imports: tests/test_layering.py)."""
 
 from __future__ import annotations
 
@@ -43,36 +43,6 @@ def test_a_stage_package_only_re_exports(stage: str) -> None:
             continue
         assert isinstance(node, ast.FunctionDef), ast.dump(node)[:80]
         assert node.name == "__getattr__"
-
-
-def _imports(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return found
-
-
-def test_the_store_depends_on_no_other_stage() -> None:
-    """store/ imports nothing from ingest, otlp, api, viewer, cli or the app: every stage builds on it."""
-    for path in (RECEIVER / "store").glob("*.py"):
-        others = {m for m in _imports(path) if m.startswith("flowledger.receiver.") and ".store" not in m}
-        assert not others, (path.name, others)
-
-
-def test_stages_meet_in_the_store_not_in_each_others_routes() -> None:
-    """Only the app assembles routes: no stage imports another stage's route module."""
-    for path in RECEIVER.rglob("*.py"):
-        if path.name == "_app.py":
-            continue
-        stage = path.parent.name
-        for module in _imports(path):
-            parts = module.split(".")
-            if len(parts) > 3 and parts[:2] == ["flowledger", "receiver"] and parts[2] in STAGES:
-                assert not (parts[2] != stage and parts[-1].startswith("_routes")), (path, module)
 
 
 def test_static_files_ship_in_the_viewer_package() -> None:

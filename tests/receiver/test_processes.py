@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -40,10 +41,11 @@ def _client(url: str, runs: int, batch: int) -> subprocess.Popen[str]:
     )
 
 
-def _summary(proc: subprocess.Popen[str]) -> dict:  # type: ignore[type-arg]
+def _summary(proc: subprocess.Popen[str]) -> dict[str, Any]:
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    return json.loads(out.strip().splitlines()[-1])
+    summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return summary
 
 
 def _ledger(db: Path) -> tuple[int, int, set[str]]:

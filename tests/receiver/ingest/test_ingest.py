@@ -7,6 +7,7 @@ import gzip
 import json
 import sqlite3
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -81,7 +82,7 @@ def test_mixed_batch_stores_the_valid_and_names_each_bad_field(live: LiveReceive
     bad_status["event_id"] = Producer().producer_id
     bad_status["data"]["status"] = "exploded"
     bad_ts = {**copy.deepcopy(good[0]), "ts": "2026-13-45T99:00:00Z"}
-    batch = [good[0], bad_kind, good[1], missing, 17, good[2], bad_status, good[3], bad_ts]
+    batch: list[Any] = [good[0], bad_kind, good[1], missing, 17, good[2], bad_status, good[3], bad_ts]
     answer = live.post(batch).json()
     assert answer["accepted"] == 4
     errors = {r["index"]: r["error"] for r in answer["rejected"]}
@@ -198,7 +199,7 @@ def test_number_too_large_for_json_is_rejected_per_event(live: LiveReceiver) -> 
 
 
 @pytest.fixture
-def small_receiver(receiver_config: ReceiverConfig) -> LiveReceiver:
+def small_receiver(receiver_config: ReceiverConfig) -> Iterator[LiveReceiver]:
     """A receiver with tiny limits."""
     from dataclasses import replace
 
@@ -206,7 +207,7 @@ def small_receiver(receiver_config: ReceiverConfig) -> LiveReceiver:
         max_body_bytes=64 * 1024, max_inflated_bytes=256 * 1024, max_batch_events=5, max_event_bytes=4096
     )
     receiver = start_receiver(replace(receiver_config, limits=limits))
-    yield receiver  # type: ignore[misc]
+    yield receiver
     receiver.stop()
 
 
@@ -220,7 +221,7 @@ def test_huge_body_gets_413(small_receiver: LiveReceiver) -> None:
 def test_huge_chunked_body_without_length_gets_413(small_receiver: LiveReceiver) -> None:
     """A streamed body with no Content-Length is cut off at the limit too."""
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         for _ in range(100):
             yield b"x" * 10_000
 

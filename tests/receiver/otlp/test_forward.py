@@ -39,7 +39,7 @@ def test_the_upstream_receives_what_the_receiver_accepted(receiver: LiveReceiver
         proto_spans, proto_trace = _spans()
         exporter = OTLPSpanExporter(endpoint=f"{front.url}/v1/traces")
         assert exporter.export(proto_spans) is SpanExportResult.SUCCESS
-        exporter.shutdown()
+        exporter.shutdown()  # type: ignore[no-untyped-call]  # the OTel SDK leaves it unannotated
         json_spans, json_trace = _spans()
         body = json.dumps(otlp_json(json_spans)).encode()
         assert front.post("/v1/traces", body, "application/json").status_code == 200

@@ -51,7 +51,7 @@ def _export(receiver: LiveReceiver, spans: list[ReadableSpan], **kwargs: Any) ->
     try:
         return exporter.export(spans)
     finally:
-        exporter.shutdown()
+        exporter.shutdown()  # type: ignore[no-untyped-call]  # the OTel SDK leaves it unannotated
 
 
 def _by_name(trace_doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -99,7 +99,7 @@ def test_default_endpoint_variable_reaches_the_receiver(
     try:
         assert exporter.export(spans) is SpanExportResult.SUCCESS
     finally:
-        exporter.shutdown()
+        exporter.shutdown()  # type: ignore[no-untyped-call]  # the OTel SDK leaves it unannotated
     assert receiver.trace(f"{ids['trace']:032x}")["span_count"] == 2
 
 
@@ -254,7 +254,7 @@ def test_stock_log_and_metric_exporters_succeed(receiver: LiveReceiver) -> None:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    memory_logs = InMemoryLogRecordExporter()
+    memory_logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]  # the OTel SDK leaves it unannotated
     logger_provider = LoggerProvider()
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(memory_logs))
     logger_provider.get_logger("tests.otel").emit(body="hello")
@@ -262,7 +262,7 @@ def test_stock_log_and_metric_exporters_succeed(receiver: LiveReceiver) -> None:
     try:
         result = log_exporter.export(memory_logs.get_finished_logs())
     finally:
-        log_exporter.shutdown()
+        log_exporter.shutdown()  # type: ignore[no-untyped-call]  # the OTel SDK leaves it unannotated
         logger_provider.shutdown()
     assert result.name == "SUCCESS"
 

@@ -38,7 +38,7 @@ async def test_a_small_parameter_limit_means_smaller_statements(
         await conn.set_trace_callback(statements.append)
         rows = [tuple(range(10))] * 450
         await insert_rows(conn, "INSERT INTO t (a, b, c, d, e, f, g, h, i, j)", rows, width=10)
-        await conn.set_trace_callback(None)
+        await conn.set_trace_callback(None)  # type: ignore[arg-type]  # aiosqlite's annotation omits None, which sqlite3 takes
         (count,) = next(iter(await conn.execute_fetchall("SELECT count(*) FROM t")))
     assert count == 450
     inserts = [s for s in statements if s.startswith("INSERT")]

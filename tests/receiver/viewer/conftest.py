@@ -56,7 +56,12 @@ def page(chromium: Any) -> Iterator[Any]:
     context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = context.new_page()
     problems: list[str] = []
-    page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        problems.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
     page.problems = problems

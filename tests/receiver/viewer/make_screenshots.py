@@ -12,14 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import ViewportSize, sync_playwright
 
 from flowledger.receiver._config import ReceiverConfig
 from tests.receiver.viewer._support import RunBuilder, failed_run, start_receiver, typical_run
 from tests.receiver.viewer.conftest import CHROMIUM, CHROMIUM_ARGS
 
 _MINUTE_NS = 60 * 1_000_000_000
-_VIEWPORT = {"width": 1440, "height": 900}
+_VIEWPORT: ViewportSize = {"width": 1440, "height": 900}
 _WAIT_MS = 15_000
 
 

@@ -27,9 +27,10 @@ _TRACE_TEMPLATE = "http://traces.example.invalid:16686/trace/{trace_id}"
 
 
 def _rows(page: Any) -> list[dict[str, str]]:
-    return page.eval_on_selector_all(
+    rows: list[dict[str, str]] = page.eval_on_selector_all(
         "#runs-table tbody tr[data-run-id]", "rows => rows.map(r => ({id: r.dataset.runId, status: r.dataset.status}))"
     )
+    return rows
 
 
 def _wait_rows(page: Any, count: int) -> None:

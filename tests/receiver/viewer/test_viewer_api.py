@@ -45,7 +45,7 @@ def _on_store(path: Path, work: Callable[[Store], Awaitable[_T]]) -> _T:
 
 def _runs(live: LiveReceiver, count: int, **kwargs: object) -> list[RunBuilder]:
     base = time.time_ns() - count * _MINUTE_NS
-    runs = [typical_run(start_ns=base + i * _MINUTE_NS, **kwargs) for i in range(count)]  # type: ignore[arg-type]
+    runs = [typical_run(start_ns=base + i * _MINUTE_NS, **kwargs) for i in range(count)]
     live.post([event for run in runs for event in run.events])
     return runs
 
