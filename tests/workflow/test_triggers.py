@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 
 import httpx
@@ -14,6 +18,7 @@ from flowledger._exceptions import WorkflowFailed
 from flowledger._wire import parse_ts
 from flowledger.testing import CapturedEvents
 from flowledger.workflow import execute, main, serve_schedule
+from tests.instrument.delivery._sender_support import REPO_ROOT, child_env, silent_listener, spooled_events
 
 Build = Callable[..., ModuleType]
 
@@ -285,3 +290,51 @@ def test_http_serve_without_its_extra_is_one_clear_line(
     assert (
         capsys.readouterr().err == "error: serving an http trigger needs uvicorn: pip install 'flowledger[receiver]'\n"
     )
+
+
+EXIT_HOLD_BOUND_S = 1.5
+"""Generous: the SDK's exit budget is 0.3 s; the command line used to wait 2 s more for its own flush."""
+
+
+def test_command_line_exit_is_not_held_by_a_receiver_that_never_answers(
+    write_definition: Callable[..., Path], tmp_path: Path
+) -> None:
+    """`python OUT.py --input` exits within the SDK's exit budget when the receiver hangs, and spools the run."""
+    from flowledger.codegen import generate
+
+    definition = write_definition(
+        """
+        flowledger: 1
+        workflow: {id: exithold}
+        nodes:
+          - {id: twice, call: "tests.workflow.nodes:double"}
+        """
+    )
+    module = tmp_path / "exithold.py"
+    module.write_text(generate(definition, display_name="wf.yaml"), encoding="utf-8")
+    spool_dir = tmp_path / "spool"
+    with silent_listener() as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        env = child_env(FLOWLEDGER_ENDPOINT=url, FLOWLEDGER_SPOOL_DIR=str(spool_dir), FLOWLEDGER_EXPORT_SPANS="1")
+        proc = subprocess.Popen(
+            [sys.executable, str(module), "--input", "21"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            assert json.loads(proc.stdout.readline()) == 42  # the work is done
+            done_at = time.monotonic()
+            proc.wait(timeout=30)
+            held_s = time.monotonic() - done_at
+        finally:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    assert held_s < EXIT_HOLD_BOUND_S
+    spooled = spooled_events(spool_dir)
+    assert sorted(e["kind"] for e in spooled) == ["node_finished", "run_finished", "run_started"]
+    assert {e["data"]["status"] for e in spooled if e["kind"] == "run_finished"} == {"succeeded"}

@@ -3,7 +3,13 @@
 - :func:`main` is the generated module's ``__main__``: ``--input JSON`` (or
   ``@file.json``) runs once and prints the output as JSON; ``--dry-run``
   simulates effects; ``--serve`` runs the schedule loop (schedule trigger)
-  or an HTTP server (http trigger).
+  or an HTTP server (http trigger). It does not wait for the run's records
+  itself: the SDK's exit hook sends what it can within ``exit_flush_s``
+  (0.3 s by default) and spools the rest for a later process, exactly as for
+  a hand-instrumented program, so a receiver that accepts connections but
+  never answers holds the exit no longer. Called in-process, ``main``
+  leaves the records to the background sender (``flowledger.flush()``
+  waits for them).
 - :func:`http_app` is the ASGI app of an http-triggered workflow: ``POST``
   on its path runs the workflow on the JSON body, continuing the caller's
   W3C trace, and answers with the output (400 for a body that is not JSON,
@@ -30,7 +36,6 @@ from typing import Any, Final, TextIO
 
 from flowledger._exceptions import ConfigError
 from flowledger._wire import RunStatus, TriggerType
-from flowledger.instrument import flush
 from flowledger.workflow._execute import RunResult, execute_run
 from flowledger.workflow._spec import HttpTrigger, Schedule, Workflow
 
@@ -39,8 +44,6 @@ __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "http_app", "main", "next_cro
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
-EXIT_FLUSH_TIMEOUT_S: Final = 2.0
-"""How long a command-line run waits at most for its records to go out (the rest is spooled)."""
 MAX_HTTP_BODY_BYTES: Final = 10 * 1024 * 1024
 DEFAULT_HTTP_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 8000
@@ -112,19 +115,6 @@ def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | N
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_FAILED
-    finally:
-        _flush()
-
-
-def _flush() -> None:
-    """Send the run's records before the process exits, waiting at most EXIT_FLUSH_TIMEOUT_S.
-
-    What does not go out in time (the receiver is down or slow) is spooled to
-    disk by the SDK's exit hook and sent by a later process, so a command-line
-    run never hangs on its telemetry. Only a flush: ``main`` may be called
-    in-process, where shutting the SDK down would be rude.
-    """
-    flush(timeout_s=EXIT_FLUSH_TIMEOUT_S)
 
 
 def _describe(result: RunResult) -> str:
