@@ -113,11 +113,12 @@ class ReceiverError(RuntimeFailure):
 class WorkflowFailed(RuntimeFailure):
     """A run of a generated workflow failed at a node.
 
-    ``run_id`` names the run in the history, ``node_id`` the failing node;
-    the node's own exception is the ``__cause__``.
+    ``run_id`` names the run in the history (None when it was not recorded,
+    flowledger being disabled), ``node_id`` the failing node; the node's own
+    exception is the ``__cause__``.
     """
 
-    def __init__(self, message: str, *, run_id: str, node_id: str | None) -> None:
+    def __init__(self, message: str, *, run_id: str | None, node_id: str | None) -> None:
         self.run_id = run_id
         self.node_id = node_id
         super().__init__(message)

@@ -14,6 +14,7 @@ from types import ModuleType
 import httpx
 import pytest
 
+import flowledger
 from flowledger._exceptions import WorkflowFailed
 from flowledger._wire import parse_ts
 from flowledger.testing import CapturedEvents
@@ -338,3 +339,60 @@ def test_command_line_exit_is_not_held_by_a_receiver_that_never_answers(
     spooled = spooled_events(spool_dir)
     assert sorted(e["kind"] for e in spooled) == ["node_finished", "run_finished", "run_started"]
     assert {e["data"]["status"] for e in spooled if e["kind"] == "run_finished"} == {"succeeded"}
+
+
+FAILING = """
+flowledger: 1
+workflow: {id: offline}
+nodes:
+  - {id: explode, call: "tests.workflow.nodes:boom"}
+"""
+
+
+def test_a_failing_run_with_flowledger_disabled_names_no_empty_run_id(
+    write_definition: Callable[..., Path], tmp_path: Path
+) -> None:
+    """FLOWLEDGER_DISABLED=1: a failing generated workflow says the run was not recorded instead of `run  failed`."""
+    from flowledger.codegen import generate
+
+    module = tmp_path / "offline.py"
+    module.write_text(generate(write_definition(FAILING), display_name="wf.yaml"), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(module), "--input", "1"],
+        cwd=REPO_ROOT,
+        env=child_env(FLOWLEDGER_DISABLED="1", FLOWLEDGER_SPOOL_DIR=str(tmp_path / "spool")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "workflow offline: the run (not recorded) failed at node `explode`: ValueError: boom on 1"
+    )
+
+
+def test_without_a_recorded_run_the_api_and_app_carry_no_empty_run_id(build: Build) -> None:
+    """Disabled: WorkflowFailed has run_id None, and the http app's 500 has run_id null and no run id header."""
+    from flowledger.instrument import _pipeline
+
+    before = _pipeline.pipeline().settings
+    flowledger.configure(disabled=True)
+    try:
+        module = build(FAILING)
+        with pytest.raises(WorkflowFailed) as caught:
+            asyncio.run(module.run(1))
+        assert caught.value.run_id is None
+        assert "(not recorded)" in str(caught.value)
+        assert "(run )" not in str(caught.value)
+        app_module = build(HTTP_TRIGGER.replace("tests.workflow.nodes:is_positive", "tests.workflow.nodes:boom"))
+
+        async def go() -> httpx.Response:
+            async with _client(app_module) as client:
+                return await client.post("/orders", json=1)
+
+        response = asyncio.run(go())
+    finally:
+        _pipeline._create(before)
+    assert response.status_code == 500
+    assert response.json()["run_id"] is None
+    assert "x-flowledger-run-id" not in response.headers

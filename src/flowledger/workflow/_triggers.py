@@ -117,12 +117,17 @@ def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | N
         return EXIT_FAILED
 
 
+def _run_label(result: RunResult) -> str:
+    """``run ID``, or what to say of a run that has no id (flowledger is disabled)."""
+    return f"run {result.run_id}" if result.run_id else "the run (not recorded)"
+
+
 def _describe(result: RunResult) -> str:
     error = result.error
     what = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
     if result.status is RunStatus.ABORTED:
-        return f"run {result.run_id} was aborted: {what}"
-    return f"run {result.run_id} failed at node `{result.node_id}`: {what}"
+        return f"{_run_label(result)} was aborted: {what}"
+    return f"{_run_label(result)} failed at node `{result.node_id}`: {what}"
 
 
 def _report(workflow: Workflow, result: RunResult, out: TextIO, err: TextIO) -> int:
@@ -192,7 +197,8 @@ async def serve_schedule(
         results.append(result)
         if log is not None:
             ok = result.status is RunStatus.SUCCEEDED
-            log.write(f"workflow {workflow.id}: run {result.run_id} {result.status.value}" if ok else _describe(result))
+            line = f"workflow {workflow.id}: {_run_label(result)} {result.status.value}" if ok else _describe(result)
+            log.write(line)
             log.write("\n")
             log.flush()
         return result
@@ -298,7 +304,7 @@ def _build_app(workflow: Workflow) -> Callable[[Scope, Receive, Send], Awaitable
             trigger=TriggerType.HTTP,
             traceparent=request.headers.get("traceparent"),
         )
-        headers = {"x-flowledger-run-id": result.run_id}
+        headers = {"x-flowledger-run-id": result.run_id} if result.run_id else {}
         if result.status is RunStatus.SUCCEEDED:
             content = json.dumps(result.output, ensure_ascii=False, default=str)
             return Response(content, media_type="application/json", headers=headers)
