@@ -260,8 +260,10 @@ class Execution:
     async def _abort(
         self, abort: RunAborted, waiting: list[Node], running: dict[asyncio.Task[tuple[NodeStatus, Any]], Node]
     ) -> None:
+        # The message reaches the CancelledError each running attempt records, so its error says why.
+        why = f"cancelled by the run's {abort.reason}: {abort}"
         for task in running:
-            task.cancel()
+            task.cancel(why)
         if running:
             await asyncio.gather(*running, return_exceptions=True)
         for node in waiting:
