@@ -153,7 +153,7 @@ def test_timeout_applies_per_attempt(build: Build, events: CapturedEvents) -> No
     with pytest.raises(WorkflowFailed):
         asyncio.run(module.run(None))
     errors = [e["data"]["error"] for e in events.nodes("slow")]
-    assert [e["type"] for e in errors] == ["flowledger._exceptions.NodeTimeout"] * 2
+    assert [e["type"] for e in errors] == ["flowledger.NodeTimeout"] * 2
     assert "timeout_s of 0.05 s" in errors[0]["message"]
 
 

@@ -69,7 +69,7 @@ def test_http_node_error_status_fails_the_attempt(build: Build, events: Captured
     with pytest.raises(WorkflowFailed):
         asyncio.run(execute(module.WORKFLOW, None, transport=transport))
     error = events.nodes("notify")[0]["data"]["error"]
-    assert error["type"] == "flowledger._exceptions.HttpNodeError"
+    assert error["type"] == "flowledger.workflow.HttpNodeError"
     assert error["message"] == "POST http://hooks.test/receive answered 503 Service Unavailable: down for maintenance"
     assert events.nodes("notify")[0]["data"]["attributes"]["http.response.status_code"] == 503
 
