@@ -13,10 +13,16 @@ port (connections refused) and a socket that accepts connections but
 never answers. The medians of ``--runs`` runs are printed, plus how many
 events flowledger kept in its spool for the next process.
 
-flowledger is measured twice per receiver: with ``--events`` events and an
-empty spool, and in a heavy case, ``--heavy-events`` events (most of them
-still queued at exit) into a spool that already holds ``--spool-files``
-files left by earlier processes.
+flowledger's sender is measured twice per receiver: with ``--events``
+events and an empty spool, and in a heavy case, ``--heavy-events`` events
+(most of them still queued at exit) into a spool that already holds
+``--spool-files`` files left by earlier processes. Then the two ways users
+run workflows, each configured only by ``FLOWLEDGER_*`` variables with
+default settings (spans exported too): a hand-instrumented script (one
+``flowledger.run`` calling a ``@flowledger.node`` function ``--events``
+times) and a generated workflow run as ``python OUT.py --input ...`` (a
+node mapped over ``--events`` items, then one that returns the time its
+work ended, printed as the workflow's output).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 TARGET_S: Final = 0.5
@@ -70,6 +76,56 @@ def child_flowledger(url: str, spool_dir: str, count: int) -> None:
     print(f"done {time.time():.6f}", flush=True)
 
 
+def child_script(count: int) -> None:
+    """A hand-instrumented script: one run, ``count`` node calls, settings from the environment."""
+    import flowledger
+
+    @flowledger.node
+    def touch(item: int) -> int:
+        return item + 1
+
+    with flowledger.run("exit-hold", trigger="manual"):
+        for item in range(count):
+            touch(item)
+    print(f"done {time.time():.6f}", flush=True)
+
+
+# The generated workflow's nodes (its definition calls ``exit_hold:items`` and so on).
+
+
+def items(count: int) -> list[int]:
+    return list(range(count))
+
+
+def touch(item: int) -> int:
+    return item + 1
+
+
+def stamp(_results: Any) -> str:
+    """The generated workflow's output: the time its work ended."""
+    return f"done {time.time():.6f}"
+
+
+GENERATED_DEFINITION: Final = """\
+flowledger: 1
+workflow: {id: exit-hold}
+nodes:
+  - {id: items, call: "exit_hold:items"}
+  - {id: each, call: "exit_hold:touch", needs: [items], map: {max_concurrency: 8}}
+  - {id: stamp, call: "exit_hold:stamp", needs: [each]}
+"""
+
+
+def _generate(folder: Path) -> Path:
+    from flowledger.codegen import generate
+
+    definition = folder / "exit-hold.yaml"
+    definition.write_text(GENERATED_DEFINITION, encoding="utf-8")
+    module = folder / "exit_hold_workflow.py"
+    module.write_text(generate(definition, display_name=definition.name), encoding="utf-8")
+    return module
+
+
 def child_bare() -> None:
     """The same interpreter with the same modules imported, and no work: Python's own exit cost."""
     import opentelemetry.exporter.otlp.proto.http.trace_exporter
@@ -98,25 +154,27 @@ def child_otel(url: str, count: int) -> None:
 # --- the parent ------------------------------------------------------------------
 
 
-def _env() -> dict[str, str]:
+def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    src = ROOT / "src"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH", "")) if p)
+    paths = (str(ROOT / "src"), str(Path(__file__).resolve().parent), env.get("PYTHONPATH", ""))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     for name in [n for n in env if n.startswith(("OTEL_", "FLOWLEDGER_"))]:
         del env[name]
+    env.update(extra)
     return env
 
 
-def _measure(args: list[str]) -> float:
+def _measure(args: list[str], *, command: list[str] | None = None, env: dict[str, str] | None = None) -> float:
+    """Seconds from the child's ``done`` mark to its end; the child is this script unless ``command`` says."""
     done = subprocess.run(
-        [sys.executable, __file__, "--child", *args],
+        command or [sys.executable, __file__, "--child", *args],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=env or _env(),
         timeout=CHILD_TIMEOUT_S,
     )
     end = time.time()
-    marks = [line for line in done.stdout.splitlines() if line.startswith("done ")]
+    marks = [line.strip('"') for line in done.stdout.splitlines() if line.strip('"').startswith("done ")]
     if done.returncode != 0 or not marks:
         raise SystemExit(f"child {args[0]} failed (exit {done.returncode}):\n{done.stderr}")
     return end - float(marks[-1].split()[1])
@@ -170,6 +228,7 @@ def measure_exit_hold(
     heavy_events: int = 10_000,
     spool_files: int = 5000,
     include_otel: bool = True,
+    include_workflows: bool = True,
 ) -> tuple[float, list[Row]]:
     """Python's own exit time, and rows per dead receiver and load (medians of ``runs`` child processes)."""
     silent = socket.socket()
@@ -197,9 +256,32 @@ def measure_exit_hold(
                 otel = [_measure(["otel", url, "-", str(count)]) for _ in range(runs if with_otel else 0)]
                 median_otel = statistics.median(otel) if otel else None
                 rows.append(Row(label, load, statistics.median(flow), min(kept), median_otel))
+            if include_workflows:
+                rows.extend(_measure_workflows(label, url, events, runs))
     finally:
         silent.close()
     return bare, rows
+
+
+def _measure_workflows(receiver: str, url: str, events: int, runs: int) -> list[Row]:
+    """A hand-instrumented script and a generated workflow's command line, settings from the environment."""
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as folder:
+        module = _generate(Path(folder))
+        cases = {
+            f"script, {events:,} nodes": [sys.executable, __file__, "--child", "script", url, "-", str(events)],
+            f"generated, {events:,} map items": [sys.executable, str(module), "--input", str(events)],
+        }
+        for load, command in cases.items():
+            held: list[float] = []
+            kept: list[int] = []
+            for _ in range(runs):
+                with tempfile.TemporaryDirectory() as tmp:
+                    env = _env(FLOWLEDGER_ENDPOINT=url, FLOWLEDGER_SPOOL_DIR=tmp)
+                    held.append(_measure([load], command=command, env=env))
+                    kept.append(_spooled(Path(tmp)))
+            rows.append(Row(receiver, load, statistics.median(held), min(kept), None))
+    return rows
 
 
 def main() -> None:
@@ -211,6 +293,9 @@ def main() -> None:
     parser.add_argument(
         "--skip-otel", action="store_true", help="measure flowledger only (the OTel SDK takes ~15 s a run)"
     )
+    parser.add_argument(
+        "--skip-workflows", action="store_true", help="skip the hand-instrumented script and the generated workflow"
+    )
     opts = parser.parse_args()
     print(f"exit hold with the receiver down: {opts.events} events/spans, then exit; median of {opts.runs} runs")
     bare, rows = measure_exit_hold(
@@ -219,12 +304,13 @@ def main() -> None:
         heavy_events=opts.heavy_events,
         spool_files=opts.spool_files,
         include_otel=not opts.skip_otel,
+        include_workflows=not opts.skip_workflows,
     )
     print(f"(python alone, same imports, no work: {bare:.3f} s)")
-    print(f"{'receiver':<26}{'load':<30}{'flowledger':>12}{'spooled':>10}{'OpenTelemetry SDK':>20}")
+    print(f"{'receiver':<26}{'load':<34}{'flowledger':>12}{'spooled':>10}{'OpenTelemetry SDK':>20}")
     for row in rows:
         otel_text = f"{row.otel_s:>18.3f} s" if row.otel_s is not None else f"{'-':>20}"
-        print(f"{row.receiver:<26}{row.load:<30}{row.flowledger_s:>10.3f} s{row.spooled:>10}{otel_text}")
+        print(f"{row.receiver:<26}{row.load:<34}{row.flowledger_s:>10.3f} s{row.spooled:>10}{otel_text}")
     worst = max(row.flowledger_s for row in rows)
     verdict = "meets" if worst <= TARGET_S else "MISSES"
     print(f"flowledger {verdict} the target of <= {TARGET_S} s (worst median {worst:.3f} s)")
@@ -235,6 +321,8 @@ if __name__ == "__main__":
         kind, url, spool, count = sys.argv[2:6]
         if kind == "flowledger":
             child_flowledger(url, spool, int(count))
+        elif kind == "script":
+            child_script(int(count))
         elif kind == "bare":
             child_bare()
         else:

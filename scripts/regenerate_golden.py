@@ -21,7 +21,7 @@ def main() -> int:
 
     for definition in sorted([*GOLDEN.glob("*.yaml"), *GOLDEN.glob("*.json")]):
         target = definition.with_suffix(".py")
-        source = generate(definition, display_name=definition.name)
+        source = generate(definition, display_name=definition.name, relative_to=GOLDEN)
         old = target.read_text(encoding="utf-8") if target.exists() else None
         if old != source:
             target.write_text(source, encoding="utf-8", newline="\n")

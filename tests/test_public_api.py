@@ -161,3 +161,23 @@ def test_importing_the_sdk_does_not_import_the_receiver_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_exported_exceptions_go_by_their_public_name() -> None:
+    """Each exception a public module exports names that module as its own, as users import it."""
+    from flowledger import _exceptions
+
+    exported = 0
+    for module_name in ("flowledger", "flowledger.workflow", "flowledger.codegen", "flowledger.instrument"):
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            value = getattr(module, name)
+            ours = isinstance(value, type) and value.__module__.startswith("flowledger")
+            if ours and issubclass(value, BaseException):
+                assert getattr(importlib.import_module(value.__module__), name) is value
+                assert not any(part.startswith("_") for part in value.__module__.split(".")), value
+                exported += 1
+    renamed = [cls for cls in map(vars(_exceptions).get, _exceptions.__all__) if cls.__module__ != _exceptions.__name__]
+    for cls in renamed:  # each exception given a public home is exported there
+        assert cls.__name__ in importlib.import_module(cls.__module__).__all__, cls
+    assert exported >= len(renamed) >= 9

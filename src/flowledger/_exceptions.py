@@ -23,6 +23,12 @@ The hierarchy::
         │   └── SchemaVersionError     the database was written by a newer flowledger
         └── ReceiverError              a receiver answered with an error
 
+The exceptions users import go by the name they import them by: their
+``__module__`` is their public home (``flowledger.RunAborted``, not
+``flowledger._exceptions.RunAborted``), so tracebacks and the error types the
+SDK records show that name. The others, exported nowhere, keep this
+module's name.
+
 The SDK's hooks never raise these into user code; they surface from the CLI,
 from codegen, and from the receiver's store, where a clear message is the
 point. ``RunAborted`` and ``NodeTimeout`` are raised inside a run on purpose,
@@ -30,6 +36,9 @@ to stop work that must stop.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
 
 __all__ = [
     "BodyError",
@@ -54,19 +63,35 @@ __all__ = [
     "WriteQueueFull",
 ]
 
+E = TypeVar("E", bound=type[BaseException])
 
+
+def _public(home: str) -> Callable[[E], E]:
+    """Name the decorated exception after ``home``, the public module users import it from (a test checks it does)."""
+
+    def rename(cls: E) -> E:
+        cls.__module__ = home
+        return cls
+
+    return rename
+
+
+@_public("flowledger")
 class FlowledgerError(Exception):
     """Root of every exception flowledger raises."""
 
 
+@_public("flowledger")
 class UsageError(FlowledgerError):
     """The caller misused an API or gave input that cannot be used."""
 
 
+@_public("flowledger")
 class ConfigError(UsageError):
     """A setting has a value that cannot be used."""
 
 
+@_public("flowledger")
 class DefinitionError(UsageError):
     """A workflow definition is invalid.
 
@@ -85,10 +110,12 @@ class WireFormatError(UsageError):
     """An event does not follow the wire format."""
 
 
+@_public("flowledger")
 class RuntimeFailure(FlowledgerError):
     """Something went wrong while doing the work."""
 
 
+@_public("flowledger")
 class RunAborted(RuntimeFailure):
     """A run passed its deadline or its budget and was stopped.
 
@@ -100,6 +127,7 @@ class RunAborted(RuntimeFailure):
         super().__init__(message)
 
 
+@_public("flowledger")
 class NodeTimeout(RuntimeFailure):
     """A node attempt ran longer than its ``timeout_s``."""
 
@@ -120,14 +148,16 @@ class ReceiverError(RuntimeFailure):
     """A receiver answered a request with an error."""
 
 
+@_public("flowledger")
 class WorkflowFailed(RuntimeFailure):
     """A run of a generated workflow failed at a node.
 
-    ``run_id`` names the run in the history, ``node_id`` the failing node;
-    the node's own exception is the ``__cause__``.
+    ``run_id`` names the run in the history (None when it was not recorded,
+    flowledger being disabled), ``node_id`` the failing node; the node's own
+    exception is the ``__cause__``.
     """
 
-    def __init__(self, message: str, *, run_id: str, node_id: str | None) -> None:
+    def __init__(self, message: str, *, run_id: str | None, node_id: str | None) -> None:
         self.run_id = run_id
         self.node_id = node_id
         super().__init__(message)
@@ -136,10 +166,12 @@ class WorkflowFailed(RuntimeFailure):
 # --- workflow runtime and codegen ----------------------------------------------
 
 
+@_public("flowledger.codegen")
 class GenerationError(DefinitionError):
     """Rendering failed, or the rendered module does not keep every node on the hooks."""
 
 
+@_public("flowledger.workflow")
 class HttpNodeError(RuntimeFailure):
     """An http node's request was answered with a status outside 2xx; ``status_code`` is the status."""
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +137,43 @@ def test_generated_file_gets_ordinary_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+
+
+def _generate_in(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", "flowledger", "generate", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_generated_module_embeds_no_absolute_path_and_is_the_same_on_every_machine(tmp_path: Path) -> None:
+    """From absolute paths in two checkouts: byte-identical modules naming the definition relatively."""
+    modules = []
+    for checkout in ("alice", "bob-elsewhere"):
+        root = tmp_path / checkout
+        (root / "defs").mkdir(parents=True)
+        (root / "build").mkdir()
+        definition = root / "defs" / "manual.yaml"
+        definition.write_bytes((GOLDEN / "manual.yaml").read_bytes())
+        done = _generate_in(tmp_path, str(definition), "-o", str(root / "build" / "wf.py"))
+        assert done.returncode == 0, done.stderr
+        modules.append((root / "build" / "wf.py").read_text())
+    assert modules[0] == modules[1]
+    assert 'DEFINITION_FILE = "../defs/manual.yaml"' in modules[0]
+    assert str(tmp_path) not in modules[0]
+
+
+def test_generated_module_to_stdout_names_the_definition_from_the_current_folder(tmp_path: Path) -> None:
+    """`-o -` with an absolute definition path records it relative to the folder the command runs in."""
+    (tmp_path / "defs").mkdir()
+    definition = tmp_path / "defs" / "manual.yaml"
+    definition.write_bytes((GOLDEN / "manual.yaml").read_bytes())
+    done = _generate_in(tmp_path, str(definition), "-o", "-")
+    assert done.returncode == 0, done.stderr
+    assert 'DEFINITION_FILE = "defs/manual.yaml"' in done.stdout
+    assert str(tmp_path) not in done.stdout

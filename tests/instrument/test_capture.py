@@ -86,7 +86,13 @@ def test_any_value_captures_to_valid_bounded_json(value: Any, limit: int) -> Non
     text = json.dumps(captured, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     if isinstance(captured, dict) and captured.get("__flowledger__") == "truncated":
         assert len(captured["preview"].encode()) <= limit
-        assert captured["original_bytes"] > limit
+        whole = record(value, CapturePolicy(None, 1 << 40))  # the same conversion, never cut
+        true_size = len(json.dumps(whole, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode())
+        assert "estimated" not in captured
+        if "original_bytes" in captured:
+            assert captured["original_bytes"] == true_size > limit
+        else:
+            assert limit < captured["original_bytes_at_least"] <= true_size
     else:
         assert len(text.encode()) <= limit or captured is value
 
@@ -125,8 +131,9 @@ def test_large_payload_is_cut_on_a_utf8_boundary_with_a_marker() -> None:
     assert len(preview.encode()) > 4096 - 4
     full = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     assert full.startswith(preview)
-    assert 4096 < captured["original_bytes"] <= len(full.encode())
-    assert captured["omitted_bytes"] == captured["original_bytes"] - len(preview.encode())
+    assert "original_bytes" not in captured  # converted only as far as the preview: a lower bound, named so
+    assert 4096 < captured["original_bytes_at_least"] <= len(full.encode())
+    assert captured["omitted_bytes_at_least"] == captured["original_bytes_at_least"] - len(preview.encode())
 
 
 def test_a_payload_just_over_the_limit_reports_its_exact_size() -> None:
@@ -145,11 +152,34 @@ def test_a_huge_payload_is_previewed_without_converting_all_of_it() -> None:
     rows = [{"id": i, "token": f"secret-{i}"} for i in range(1_000_000)]
     captured = record(rows)
     assert captured["__flowledger__"] == "truncated"
-    assert captured["estimated"] is True
-    assert captured["original_bytes"] >= 2_000_000
+    assert "estimated" not in captured
+    assert "original_bytes" not in captured
+    assert captured["original_bytes_at_least"] >= 2_000_000
     assert len(captured["preview"].encode()) <= 4096
     assert captured["preview"].startswith('[{"id":0,"token":"[REDACTED]"},{"id":1,')
     assert "secret-" not in captured["preview"]
+
+
+def test_a_truncation_marker_never_overstates_what_it_knows() -> None:
+    """A 124 KB list of small rows: the marker gives its exact size, or a lower bound named as one, never a guess."""
+    rows = [{"n": i, "text": "x" * 40} for i in range(2050)]
+    true_size = len(json.dumps(rows, separators=(",", ":")))
+    captured = record(rows)
+    assert captured["__flowledger__"] == "truncated"
+    assert set(captured) <= {"__flowledger__", "preview", "original_bytes", "omitted_bytes"} | {
+        "original_bytes_at_least",
+        "omitted_bytes_at_least",
+    }
+    assert captured.get("original_bytes", true_size) == true_size
+    assert captured.get("original_bytes_at_least", 0) <= true_size
+    kept = len(captured["preview"].encode())
+    assert captured.get("omitted_bytes", true_size - kept) == true_size - kept
+
+
+def test_a_huge_secret_is_redacted_not_reported_as_truncated() -> None:
+    """A value that is huge only under a secret-looking key is recorded whole, redacted, with no truncation marker."""
+    captured = record({"token": "x" * 100_000, "user": "ann"})
+    assert captured == {"token": "[REDACTED]", "user": "ann"}
 
 
 @dataclasses.dataclass

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import flowledger
 from flowledger.instrument._config import DEFAULT_ENDPOINT, Settings, _forget_reports, settings_from_env
+from tests.instrument.delivery._sender_support import REPO_ROOT, child_env, recorder
 
 
 def test_defaults_match_the_contract() -> None:
@@ -71,3 +75,79 @@ def test_configure_rejects_unknown_settings_and_bad_values() -> None:
         flowledger.configure(endpont="http://x")
     with pytest.raises(flowledger.ConfigError, match="queue_max_items must be a positive integer"):
         flowledger.configure(queue_max_items=0)
+
+
+SECRET = "sekrit-7f3a"
+BAD_KEYS = [SECRET + "\n", SECRET + "\r\nX-Injected: 1", "\t" + SECRET, SECRET + " tail", SECRET + "\x7f", SECRET + "é"]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_configure_rejects_an_unusable_api_key_without_echoing_it(key: str) -> None:
+    """configure(api_key=...) with a newline, control character, space or non-ASCII: ConfigError, key not shown."""
+    with pytest.raises(flowledger.ConfigError) as caught:
+        flowledger.configure(api_key=key)
+    assert "api_key" in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert SECRET not in repr(caught.value)
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_an_unusable_api_key_in_the_environment_is_reported_once_without_echoing_it(
+    key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FLOWLEDGER_API_KEY with a control character is ignored with one warning that names the variable, not the key."""
+    _forget_reports()
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        first = settings_from_env({"FLOWLEDGER_API_KEY": key})
+        settings_from_env({"FLOWLEDGER_API_KEY": key})
+    assert first.api_key is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1
+    assert "FLOWLEDGER_API_KEY" in messages[0]
+    assert SECRET not in messages[0]
+
+
+def test_secrets_stay_out_of_the_settings_repr_and_bad_otlp_header_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    """A usable key is kept but not shown by repr(); a bad OTLP headers variable is reported without its value."""
+    settings = Settings(api_key=SECRET, otlp_headers=(("Authorization", SECRET),))
+    assert Settings().updated(api_key=SECRET).api_key == SECRET
+    assert SECRET not in repr(settings)
+    _forget_reports()
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        settings_from_env({"OTEL_EXPORTER_OTLP_HEADERS": f"Authorization{SECRET}"})
+    assert [r for r in caplog.records if "OTEL_EXPORTER_OTLP_HEADERS" in r.getMessage()]
+    assert all(SECRET not in r.getMessage() for r in caplog.records)
+
+
+API_KEY_CHILD = """
+import json, flowledger
+with flowledger.run("keyed"):
+    pass
+ok = flowledger.flush(timeout_s=20.0)
+print(json.dumps({"ok": ok, **flowledger.stats()}))
+"""
+
+
+def test_a_process_with_an_unusable_api_key_delivers_without_it_and_never_prints_it(tmp_path: Path) -> None:
+    """A real process with FLOWLEDGER_API_KEY='key\\n' warns once without the key and still delivers its events."""
+    with recorder() as rec:
+        done = subprocess.run(
+            [sys.executable, "-c", API_KEY_CHILD],
+            cwd=REPO_ROOT,
+            env=child_env(
+                FLOWLEDGER_ENDPOINT=rec.url,
+                FLOWLEDGER_SPOOL_DIR=str(tmp_path / "spool"),
+                FLOWLEDGER_API_KEY=SECRET + "\n",
+                FLOWLEDGER_EXPORT_SPANS="1",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout.strip().splitlines()[-1])["ok"] is True
+        assert rec.wait_for(2)
+        assert rec.headers_seen
+        assert all("authorization" not in h for h in rec.headers_seen)
+    assert SECRET not in done.stdout + done.stderr
+    assert done.stderr.count("FLOWLEDGER_API_KEY") == 1

@@ -373,6 +373,32 @@ def test_deadline_aborts_the_run_at_the_next_node(events: CapturedEvents) -> Non
     assert events.runs()[0]["data"]["error"]["reason"] == "deadline"
 
 
+class _LocalError(Exception):
+    """An application's own exception."""
+
+
+def test_error_types_name_flowledger_exceptions_by_their_public_name(events: CapturedEvents) -> None:
+    """A RunAborted is recorded as flowledger.RunAborted, not by its private module; other types keep their path."""
+
+    @flowledger.node
+    def spend(usd: float) -> None:
+        flowledger.cost(usd=usd)
+
+    @flowledger.node
+    def local() -> None:
+        raise _LocalError("mine")
+
+    with pytest.raises(flowledger.RunAborted), flowledger.run("wf", budget_usd=0.5):
+        spend(0.75)
+        spend(0.1)
+    with pytest.raises(_LocalError), flowledger.run("wf2"):
+        local()
+    aborted, failed = (e["data"]["error"] for e in events.runs())
+    assert aborted["type"] == "flowledger.RunAborted"
+    assert failed["type"] == f"{__name__}._LocalError"
+    assert events.nodes("local")[0]["data"]["error"]["type"] == f"{__name__}._LocalError"
+
+
 def test_run_fail_marks_failure_without_raising(events: CapturedEvents) -> None:
     """run.fail() records a failed run with its failing node and lets the block finish."""
     with flowledger.run("wf") as run:

@@ -101,6 +101,13 @@ def spend(value: Any, *, usd: float) -> Any:
     return value
 
 
+async def spend_later(value: Any, *, usd: float, delay_s: float) -> Any:
+    """Async: sleep, then report a cost (other nodes have started meanwhile)."""
+    await asyncio.sleep(delay_s)
+    flowledger.cost(usd=usd, tokens=10)
+    return value
+
+
 not_a_function = 42
 
 

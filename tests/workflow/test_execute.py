@@ -153,7 +153,7 @@ def test_timeout_applies_per_attempt(build: Build, events: CapturedEvents) -> No
     with pytest.raises(WorkflowFailed):
         asyncio.run(module.run(None))
     errors = [e["data"]["error"] for e in events.nodes("slow")]
-    assert [e["type"] for e in errors] == ["flowledger._exceptions.NodeTimeout"] * 2
+    assert [e["type"] for e in errors] == ["flowledger.NodeTimeout"] * 2
     assert "timeout_s of 0.05 s" in errors[0]["message"]
 
 
@@ -324,6 +324,55 @@ def test_deadline_aborts_the_run(build: Build, events: CapturedEvents) -> None:
     assert run["status"] == "aborted"
     assert run["error"]["reason"] == "deadline"
     assert events.nodes("never")[0]["data"]["skip_reason"] == "the run was aborted (deadline)"
+
+
+def test_a_node_cut_by_the_deadline_says_so_whichever_way_it_stopped(build: Build, events: CapturedEvents) -> None:
+    """Past deadline_s every running attempt's error names the deadline: none is a bare `CancelledError:`."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: late_map}
+        limits: {deadline_s: 0.2}
+        output: blocking
+        nodes:
+          - {id: items, call: "tests.workflow.nodes:echo"}
+          - id: each
+            call: "tests.workflow.nodes:asleepy"
+            needs: [items]
+            map: {max_concurrency: 2}
+            with: {delay_s: 0.15}
+          - {id: blocking, call: "tests.workflow.nodes:sleepy", needs: [items], with: {delay_s: 0.5}}
+        """
+    )
+    with pytest.raises(RunAborted):
+        asyncio.run(module.run([1, 2, 3, 4, 5]))
+    errors = [e["data"]["error"] for e in events.of_kind("node_finished") if e["data"]["status"] == "failed"]
+    assert errors
+    for error in errors:
+        assert "deadline" in error["message"], error
+        if error["type"].endswith("CancelledError"):
+            assert error["message"].startswith("cancelled by the run's deadline: the run passed its deadline of 0.2 s")
+
+
+def test_a_node_cancelled_by_the_budget_says_so(build: Build, events: CapturedEvents) -> None:
+    """A node still running when another passes the budget is recorded as cancelled by the run's budget."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: costly_parallel}
+        limits: {budget_usd: 0.5}
+        output: slow
+        nodes:
+          - {id: pricey, call: "tests.workflow.nodes:spend_later", with: {usd: 0.75, delay_s: 0.05}}
+          - {id: slow, call: "tests.workflow.nodes:asleepy", with: {delay_s: 10}}
+        """
+    )
+    with pytest.raises(RunAborted):
+        asyncio.run(module.run(None))
+    (slow,) = events.nodes("slow")
+    assert slow["data"]["status"] == "failed"
+    assert slow["data"]["error"]["type"] == "asyncio.exceptions.CancelledError"
+    assert slow["data"]["error"]["message"].startswith("cancelled by the run's budget: ")
 
 
 def test_budget_aborts_the_run(build: Build, events: CapturedEvents) -> None:

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 
 import httpx
 import pytest
 
+import flowledger
 from flowledger._exceptions import WorkflowFailed
 from flowledger._wire import parse_ts
 from flowledger.testing import CapturedEvents
 from flowledger.workflow import execute, main, serve_schedule
+from tests.instrument.delivery._sender_support import REPO_ROOT, child_env, silent_listener, spooled_events
 
 Build = Callable[..., ModuleType]
 
@@ -63,7 +69,7 @@ def test_http_node_error_status_fails_the_attempt(build: Build, events: Captured
     with pytest.raises(WorkflowFailed):
         asyncio.run(execute(module.WORKFLOW, None, transport=transport))
     error = events.nodes("notify")[0]["data"]["error"]
-    assert error["type"] == "flowledger._exceptions.HttpNodeError"
+    assert error["type"] == "flowledger.workflow.HttpNodeError"
     assert error["message"] == "POST http://hooks.test/receive answered 503 Service Unavailable: down for maintenance"
     assert events.nodes("notify")[0]["data"]["attributes"]["http.response.status_code"] == 503
 
@@ -285,3 +291,108 @@ def test_http_serve_without_its_extra_is_one_clear_line(
     assert (
         capsys.readouterr().err == "error: serving an http trigger needs uvicorn: pip install 'flowledger[receiver]'\n"
     )
+
+
+EXIT_HOLD_BOUND_S = 1.5
+"""Generous: the SDK's exit budget is 0.3 s; the command line used to wait 2 s more for its own flush."""
+
+
+def test_command_line_exit_is_not_held_by_a_receiver_that_never_answers(
+    write_definition: Callable[..., Path], tmp_path: Path
+) -> None:
+    """`python OUT.py --input` exits within the SDK's exit budget when the receiver hangs, and spools the run."""
+    from flowledger.codegen import generate
+
+    definition = write_definition(
+        """
+        flowledger: 1
+        workflow: {id: exithold}
+        nodes:
+          - {id: twice, call: "tests.workflow.nodes:double"}
+        """
+    )
+    module = tmp_path / "exithold.py"
+    module.write_text(generate(definition, display_name="wf.yaml"), encoding="utf-8")
+    spool_dir = tmp_path / "spool"
+    with silent_listener() as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        env = child_env(FLOWLEDGER_ENDPOINT=url, FLOWLEDGER_SPOOL_DIR=str(spool_dir), FLOWLEDGER_EXPORT_SPANS="1")
+        proc = subprocess.Popen(
+            [sys.executable, str(module), "--input", "21"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            assert json.loads(proc.stdout.readline()) == 42  # the work is done
+            done_at = time.monotonic()
+            proc.wait(timeout=30)
+            held_s = time.monotonic() - done_at
+        finally:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    assert held_s < EXIT_HOLD_BOUND_S
+    spooled = spooled_events(spool_dir)
+    assert sorted(e["kind"] for e in spooled) == ["node_finished", "run_finished", "run_started"]
+    assert {e["data"]["status"] for e in spooled if e["kind"] == "run_finished"} == {"succeeded"}
+
+
+FAILING = """
+flowledger: 1
+workflow: {id: offline}
+nodes:
+  - {id: explode, call: "tests.workflow.nodes:boom"}
+"""
+
+
+def test_a_failing_run_with_flowledger_disabled_names_no_empty_run_id(
+    write_definition: Callable[..., Path], tmp_path: Path
+) -> None:
+    """FLOWLEDGER_DISABLED=1: a failing generated workflow says the run was not recorded instead of `run  failed`."""
+    from flowledger.codegen import generate
+
+    module = tmp_path / "offline.py"
+    module.write_text(generate(write_definition(FAILING), display_name="wf.yaml"), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(module), "--input", "1"],
+        cwd=REPO_ROOT,
+        env=child_env(FLOWLEDGER_DISABLED="1", FLOWLEDGER_SPOOL_DIR=str(tmp_path / "spool")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "workflow offline: the run (not recorded) failed at node `explode`: ValueError: boom on 1"
+    )
+
+
+def test_without_a_recorded_run_the_api_and_app_carry_no_empty_run_id(build: Build) -> None:
+    """Disabled: WorkflowFailed has run_id None, and the http app's 500 has run_id null and no run id header."""
+    from flowledger.instrument import _pipeline
+
+    before = _pipeline.pipeline().settings
+    flowledger.configure(disabled=True)
+    try:
+        module = build(FAILING)
+        with pytest.raises(WorkflowFailed) as caught:
+            asyncio.run(module.run(1))
+        assert caught.value.run_id is None
+        assert "(not recorded)" in str(caught.value)
+        assert "(run )" not in str(caught.value)
+        app_module = build(HTTP_TRIGGER.replace("tests.workflow.nodes:is_positive", "tests.workflow.nodes:boom"))
+
+        async def go() -> httpx.Response:
+            async with _client(app_module) as client:
+                return await client.post("/orders", json=1)
+
+        response = asyncio.run(go())
+    finally:
+        _pipeline._create(before)
+    assert response.status_code == 500
+    assert response.json()["run_id"] is None
+    assert "x-flowledger-run-id" not in response.headers

@@ -101,8 +101,10 @@ def generate_command(definition: Path, output: Path, templates_dir: Path | None)
     if templates_dir is not None and not templates_dir.is_dir():
         click.echo(f"error: --templates {templates_dir} is not a directory", err=True)
         raise SystemExit(EXIT_INVALID)
+    # The module records its definition's path from its own folder (from here when it goes to stdout).
+    folder = Path.cwd() if str(output) == "-" else output.parent
     try:
-        source = _generate.generate(definition, templates_dir=templates_dir)
+        source = _generate.generate(definition, templates_dir=templates_dir, relative_to=folder)
     except DefinitionError as exc:
         _report(exc)
         raise SystemExit(EXIT_INVALID) from None

@@ -5,8 +5,12 @@ and the size of its JSON encoding in bytes. What could not be kept as is
 becomes a marker object ``{"__flowledger__": KIND, ...}``:
 
 - ``truncated``: the encoding was longer than the limit; ``preview`` holds
-  the first ``limit`` bytes of the JSON text, cut on a UTF-8 boundary,
-  ``original_bytes`` and ``omitted_bytes`` say how much was cut.
+  the first ``limit`` bytes of the JSON text, cut on a UTF-8 boundary.
+  ``original_bytes`` and ``omitted_bytes`` say exactly how much was cut
+  when the value was encoded whole. A value far over the limit is converted
+  only as far as its preview needs, so its size is not known: its marker
+  has ``original_bytes_at_least`` and ``omitted_bytes_at_least`` instead,
+  true lower bounds (of the value's redacted encoding), never estimates.
 - ``repr``: a value of a type with no JSON form; ``type`` and a bounded ``repr``.
 - ``bytes``: ``length`` and the ``base64`` of the bytes.
 - ``float``: a NaN or an infinity, which JSON cannot hold.
@@ -102,10 +106,12 @@ def to_jsonable(value: Any, redact: re.Pattern[str] | None = None) -> Any:
 class _Budget:
     """How many more characters (and container items) a bounded conversion may produce."""
 
-    __slots__ = ("left",)
+    __slots__ = ("cut", "left")
 
     def __init__(self, left: int) -> None:
         self.left = left
+        self.cut = False
+        """Whether anything was left out: when not, the conversion is whole and its size exact."""
 
 
 def _convert(
@@ -116,7 +122,9 @@ def _convert(
         return value
     if kind is str:
         if budget is not None:
-            value = value[: max(budget.left, 0)]
+            if len(value) > budget.left:
+                value = value[: max(budget.left, 0)]
+                budget.cut = True
             budget.left -= len(value) + 2
         return value if value.isascii() else _clean_str(value)
     if isinstance(value, enum.Enum):
@@ -170,6 +178,7 @@ def _container(
         for k, v in value.items():
             if budget is not None:
                 if budget.left <= 0:
+                    budget.cut = True
                     break
                 budget.left -= 4
             key = _clean_str(k if isinstance(k, str) else _key_str(k))
@@ -179,6 +188,7 @@ def _container(
     for v in value:
         if budget is not None:
             if budget.left <= 0:
+                budget.cut = True
                 break
             budget.left -= 2
         items.append(_convert(v, redact, depth + 1, seen, budget))
@@ -227,6 +237,7 @@ def _leaf(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int]
         raw = memoryview(value).cast("B")
         shown = raw if budget is None else raw[: max(budget.left * 3 // 4, 0)]
         if budget is not None:
+            budget.cut = budget.cut or len(shown) < len(raw)
             budget.left -= len(shown) * 4 // 3 + 48
         return _marker("bytes", length=len(raw), base64=base64.b64encode(shown).decode("ascii"))
     if isinstance(value, BaseException):
@@ -412,11 +423,12 @@ def _redacting_decoder(redact: re.Pattern[str]) -> Callable[[str], Any]:
     return decoder
 
 
-def _oversized(value: Any, limit: int) -> int:
-    """A cheap lower bound of the JSON size of ``value`` when it is surely over ``limit``, else 0.
+def _oversized(value: Any, limit: int, redact: re.Pattern[str] | None) -> int:
+    """A cheap lower bound of the JSON size of ``value`` (redacted) when it is surely over ``limit``, else 0.
 
     Looks at the value and one level inside it (lengths only), so a huge
-    payload is recognised without walking or encoding all of it.
+    payload is recognised without walking or encoding all of it. The value
+    of a secret-looking key does not count: it is recorded as ``[REDACTED]``.
     """
     kind = type(value)
     if kind is str or kind is bytes:
@@ -430,7 +442,21 @@ def _oversized(value: Any, limit: int) -> int:
             if inner is str or inner is bytes or inner is list or inner is dict or inner is tuple:
                 total += len(item)
                 if total > limit:
-                    return total
+                    # Rarely reached: count again without the values redaction will replace.
+                    return _oversized_redacted(value, limit, redact) if kind is dict and redact else total
+    return 0
+
+
+def _oversized_redacted(value: dict[Any, Any], limit: int, redact: re.Pattern[str]) -> int:
+    total = len(value)
+    for key, item in value.items():
+        if type(key) is str and _is_secret(key, redact):
+            continue
+        inner = type(item)
+        if inner is str or inner is bytes or inner is list or inner is dict or inner is tuple:
+            total += len(item)
+            if total > limit:
+                return total
     return 0
 
 
@@ -448,7 +474,7 @@ def capture(value: Any, policy: CapturePolicy) -> tuple[Any, int]:
             return value, 5
         if kind is RawJSON:
             return value, len(value.text)
-        at_least = _oversized(value, policy.limit_bytes)
+        at_least = _oversized(value, policy.limit_bytes, policy.redact)
         if at_least:
             return _preview(value, policy, at_least)
         raw = _fast(value, policy)
@@ -471,19 +497,31 @@ def capture(value: Any, policy: CapturePolicy) -> tuple[Any, int]:
     return _cut(text, size, policy.limit_bytes), policy.limit_bytes + 96
 
 
-def _cut(text: str, size: int, limit: int, *, estimated: bool = False) -> dict[str, Any]:
+def _cut(text: str, size: int, limit: int, *, exact: bool = True) -> dict[str, Any]:
+    """The ``truncated`` marker: exact sizes, or (``exact=False``) lower bounds named ``*_at_least``."""
     head = text.encode("utf-8")[:limit]
     preview = head.decode("utf-8", "ignore")
     kept = len(preview.encode("utf-8"))
-    marker = _marker("truncated", preview=preview, original_bytes=size, omitted_bytes=max(size - kept, 0))
-    if estimated:
-        marker["estimated"] = True  # original_bytes is a lower bound: the value was not encoded whole
-    return marker
+    if exact:
+        return _marker("truncated", preview=preview, original_bytes=size, omitted_bytes=max(size - kept, 0))
+    return _marker(
+        "truncated", preview=preview, original_bytes_at_least=size, omitted_bytes_at_least=max(size - kept, 0)
+    )
 
 
 def _preview(value: Any, policy: CapturePolicy, at_least: int) -> tuple[Any, int]:
-    """The truncation marker of a huge value, converting only what the preview shows."""
-    partial = _convert(value, policy.redact, 0, set(), _Budget(policy.limit_bytes))
+    """The record of a value that looked huge, converting only what the preview shows.
+
+    When the bounded conversion left nothing out (redaction shrank the value,
+    say), it is the whole value: kept as is if it fits, else cut with its
+    exact size. Otherwise the size is known only from below.
+    """
+    budget = _Budget(policy.limit_bytes)
+    partial = _convert(value, policy.redact, 0, set(), budget)
     text = _encode(partial)
-    size = max(at_least, len(text.encode("utf-8")))
-    return _cut(text, size, policy.limit_bytes, estimated=True), policy.limit_bytes + 96
+    size = len(text.encode("utf-8"))
+    if not budget.cut:
+        if size <= policy.limit_bytes:
+            return partial, size
+        return _cut(text, size, policy.limit_bytes), policy.limit_bytes + 96
+    return _cut(text, max(at_least, size), policy.limit_bytes, exact=False), policy.limit_bytes + 96

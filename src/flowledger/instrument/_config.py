@@ -3,7 +3,9 @@
 A bad environment value is reported once (a warning naming the variable and
 what it accepts) and replaced by the default: configuration must never stop
 a workflow from running. ``configure()`` called in code with a bad value
-raises ConfigError, because there the caller can fix it at once.
+raises ConfigError, because there the caller can fix it at once. Secrets
+(the API key, OTLP headers) are never echoed: not in a warning, an error
+message or the settings' ``repr``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Final, TypeVar
 
 from flowledger._exceptions import ConfigError
 
-__all__ = ["DEFAULT_ENDPOINT", "Settings", "settings_from_env"]
+__all__ = ["DEFAULT_ENDPOINT", "Settings", "api_key_problem", "settings_from_env"]
 
 _log = logging.getLogger("flowledger")
 
@@ -64,8 +66,8 @@ class Settings:
     service_name: str = DEFAULT_SERVICE_NAME
     project: str | None = None
     """Project the events belong to; the receiver binds API keys to projects."""
-    api_key: str | None = None
-    """Bearer token sent to the receiver, if it requires one."""
+    api_key: str | None = field(default=None, repr=False)
+    """Bearer token sent to the receiver, if it requires one: printable ASCII, no spaces or control characters."""
     spool_dir: Path = field(default_factory=_default_spool_dir)
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     capture: bool = True
@@ -89,7 +91,7 @@ class Settings:
     """Whether the SDK exports its own spans (to the receiver or an OTLP endpoint)."""
     otlp_traces_endpoint: str | None = None
     """Full OTLP/HTTP traces URL; from OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT. None: the receiver."""
-    otlp_headers: tuple[tuple[str, str], ...] = ()
+    otlp_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     idempotency_guard: bool = False
     """Opt-in: skip an effect whose identical idempotency key already succeeded here."""
     idempotency_dir: Path | None = None
@@ -145,7 +147,34 @@ class Settings:
             out.append(f"exit_flush_s must be zero or more seconds, not {self.exit_flush_s!r}")
         if self.max_retries < 0:
             out.append(f"max_retries must be zero or more, not {self.max_retries!r}")
+        if self.api_key is not None:
+            problem = api_key_problem(self.api_key)
+            if problem is not None:
+                out.append(problem)
         return out
+
+
+def api_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be sent in an HTTP header, in words that never quote it; None when it can.
+
+    A key is printable ASCII without spaces: a control character (a trailing
+    newline from a file or a shell), a space or any other character would
+    make the request invalid, and the HTTP library's error would echo the key.
+    """
+    for position, char in enumerate(key):
+        if "!" <= char <= "~":
+            continue
+        if char < " " or char == "\x7f":
+            what = "a control character"
+        elif char == " ":
+            what = "a space"
+        else:
+            what = "a character outside printable ASCII"
+        return (
+            f"api_key has {what} at position {position} (the key is not shown): "
+            "use the key exactly as issued, printable ASCII without spaces or a trailing newline"
+        )
+    return None
 
 
 _REGEX_CACHE: dict[tuple[str, ...], re.Pattern[str] | None] = {}
@@ -172,12 +201,17 @@ T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _reported: set[str] = set()
+_SECRET_VARIABLES: Final = frozenset({"FLOWLEDGER_API_KEY", "OTEL_EXPORTER_OTLP_HEADERS"})
+"""Variables whose value a warning must not show."""
 
 
 def _report_once(var: str, value: str, accepts: str) -> None:
     if var in _reported:
         return
     _reported.add(var)
+    if var in _SECRET_VARIABLES:
+        _log.warning("flowledger: ignoring %s (value not shown): it must be %s; using the default.", var, accepts)
+        return
     _log.warning("flowledger: ignoring %s=%r: it must be %s; using the default.", var, value, accepts)
 
 
@@ -218,6 +252,12 @@ def _parse_url(text: str) -> str:
     return value
 
 
+def _parse_api_key(text: str) -> str:
+    if api_key_problem(text) is not None:
+        raise ValueError("the API key is not usable")  # never the key itself
+    return text
+
+
 def _parse_patterns(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
@@ -239,7 +279,7 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_DISABLED": ("disabled", _parse_bool, "1 or 0"),
     "FLOWLEDGER_SERVICE_NAME": ("service_name", str, "a name"),
     "FLOWLEDGER_PROJECT": ("project", str, "a project name"),
-    "FLOWLEDGER_API_KEY": ("api_key", str, "a token"),
+    "FLOWLEDGER_API_KEY": ("api_key", _parse_api_key, "a key of printable ASCII without spaces or control characters"),
     "FLOWLEDGER_SPOOL_DIR": ("spool_dir", Path, "a directory path"),
     "FLOWLEDGER_SPOOL_MAX_BYTES": ("spool_max_bytes", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_CAPTURE": ("capture", _parse_bool, "1 or 0"),

@@ -121,10 +121,20 @@ class Pipeline:
     # --- lifecycle -----------------------------------------------------
 
     def flush(self, timeout_s: float) -> bool:
+        """Flush every sink; the sender is started if need be, so that the spool is replayed.
+
+        A process that calls ``flush()`` before it has emitted anything (a
+        fresh process, or one just after ``configure()``) still replays what
+        earlier processes left in the spool. A disabled pipeline, or one whose
+        events a test capture keeps from delivery, starts no sender.
+        """
         with self._lock:
             sinks = [sink for sink, _ in self._captures]
-            if self._sender is not None:
-                sinks.append(self._sender)
+            sender = self._sender
+            if sender is None and not self.disabled and all(deliver for _, deliver in self._captures):
+                sender = self._ensure_sender()
+            if sender is not None:
+                sinks.append(sender)
         ok = True
         for sink in sinks:
             try:
@@ -220,9 +230,12 @@ def configure(**changes: Any) -> Settings:
 
 
 def flush(timeout_s: float = DEFAULT_FLUSH_TIMEOUT_S) -> bool:
-    """Send what is queued, waiting at most ``timeout_s``; return whether all went out."""
-    p = _current
-    return True if p is None else p.flush(timeout_s)
+    """Send what is queued and replay the spool, waiting at most ``timeout_s``; return whether all went out.
+
+    Works in a process that has emitted nothing yet: the spool left by
+    earlier processes is replayed all the same.
+    """
+    return pipeline().flush(timeout_s)
 
 
 def shutdown(timeout_s: float | None = None) -> bool:

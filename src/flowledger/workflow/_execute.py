@@ -53,7 +53,8 @@ MAX_WORKER_THREADS: Final = 64
 class RunResult:
     """How one run ended."""
 
-    run_id: str
+    run_id: str | None
+    """None when the run was not recorded (flowledger is disabled): there is no run id to show."""
     status: RunStatus
     output: Any = None
     error: BaseException | None = None
@@ -86,7 +87,8 @@ async def execute(
         raise result.error
     if result.status is not RunStatus.SUCCEEDED:
         failure = WorkflowFailed(
-            f"workflow `{workflow.id}` failed at node `{result.node_id}`: {result.error!r} (run {result.run_id})",
+            f"workflow `{workflow.id}` failed at node `{result.node_id}`: {result.error!r} "
+            + (f"(run {result.run_id})" if result.run_id else "(not recorded)"),
             run_id=result.run_id,
             node_id=result.node_id,
         )
@@ -126,13 +128,13 @@ async def execute_run(
             else:
                 recorder.set_output(output)
     except RunAborted as abort:
-        return RunResult(recorder.run_id, RunStatus.ABORTED, error=abort)
+        return RunResult(recorder.run_id or None, RunStatus.ABORTED, error=abort)
     finally:
         await execution.close()
     if execution.failure is not None:
         exc, node_id = execution.failure
-        return RunResult(recorder.run_id, RunStatus.FAILED, error=exc, node_id=node_id)
-    return RunResult(recorder.run_id, RunStatus.SUCCEEDED, output=output)
+        return RunResult(recorder.run_id or None, RunStatus.FAILED, error=exc, node_id=node_id)
+    return RunResult(recorder.run_id or None, RunStatus.SUCCEEDED, output=output)
 
 
 class Execution:
@@ -258,8 +260,10 @@ class Execution:
     async def _abort(
         self, abort: RunAborted, waiting: list[Node], running: dict[asyncio.Task[tuple[NodeStatus, Any]], Node]
     ) -> None:
+        # The message reaches the CancelledError each running attempt records, so its error says why.
+        why = f"cancelled by the run's {abort.reason}: {abort}"
         for task in running:
-            task.cancel()
+            task.cancel(why)
         if running:
             await asyncio.gather(*running, return_exceptions=True)
         for node in waiting:

@@ -3,7 +3,13 @@
 - :func:`main` is the generated module's ``__main__``: ``--input JSON`` (or
   ``@file.json``) runs once and prints the output as JSON; ``--dry-run``
   simulates effects; ``--serve`` runs the schedule loop (schedule trigger)
-  or an HTTP server (http trigger).
+  or an HTTP server (http trigger). It does not wait for the run's records
+  itself: the SDK's exit hook sends what it can within ``exit_flush_s``
+  (0.3 s by default) and spools the rest for a later process, exactly as for
+  a hand-instrumented program, so a receiver that accepts connections but
+  never answers holds the exit no longer. Called in-process, ``main``
+  leaves the records to the background sender (``flowledger.flush()``
+  waits for them).
 - :func:`http_app` is the ASGI app of an http-triggered workflow: ``POST``
   on its path runs the workflow on the JSON body, continuing the caller's
   W3C trace, and answers with the output (400 for a body that is not JSON,
@@ -30,7 +36,6 @@ from typing import Any, Final, TextIO
 
 from flowledger._exceptions import ConfigError
 from flowledger._wire import RunStatus, TriggerType
-from flowledger.instrument import flush
 from flowledger.workflow._execute import RunResult, execute_run
 from flowledger.workflow._spec import HttpTrigger, Schedule, Workflow
 
@@ -39,8 +44,6 @@ __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "http_app", "main", "next_cro
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
-EXIT_FLUSH_TIMEOUT_S: Final = 2.0
-"""How long a command-line run waits at most for its records to go out (the rest is spooled)."""
 MAX_HTTP_BODY_BYTES: Final = 10 * 1024 * 1024
 DEFAULT_HTTP_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 8000
@@ -112,27 +115,19 @@ def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | N
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_FAILED
-    finally:
-        _flush()
 
 
-def _flush() -> None:
-    """Send the run's records before the process exits, waiting at most EXIT_FLUSH_TIMEOUT_S.
-
-    What does not go out in time (the receiver is down or slow) is spooled to
-    disk by the SDK's exit hook and sent by a later process, so a command-line
-    run never hangs on its telemetry. Only a flush: ``main`` may be called
-    in-process, where shutting the SDK down would be rude.
-    """
-    flush(timeout_s=EXIT_FLUSH_TIMEOUT_S)
+def _run_label(result: RunResult) -> str:
+    """``run ID``, or what to say of a run that has no id (flowledger is disabled)."""
+    return f"run {result.run_id}" if result.run_id else "the run (not recorded)"
 
 
 def _describe(result: RunResult) -> str:
     error = result.error
     what = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
     if result.status is RunStatus.ABORTED:
-        return f"run {result.run_id} was aborted: {what}"
-    return f"run {result.run_id} failed at node `{result.node_id}`: {what}"
+        return f"{_run_label(result)} was aborted: {what}"
+    return f"{_run_label(result)} failed at node `{result.node_id}`: {what}"
 
 
 def _report(workflow: Workflow, result: RunResult, out: TextIO, err: TextIO) -> int:
@@ -202,7 +197,8 @@ async def serve_schedule(
         results.append(result)
         if log is not None:
             ok = result.status is RunStatus.SUCCEEDED
-            log.write(f"workflow {workflow.id}: run {result.run_id} {result.status.value}" if ok else _describe(result))
+            line = f"workflow {workflow.id}: {_run_label(result)} {result.status.value}" if ok else _describe(result)
+            log.write(line)
             log.write("\n")
             log.flush()
         return result
@@ -308,7 +304,7 @@ def _build_app(workflow: Workflow) -> Callable[[Scope, Receive, Send], Awaitable
             trigger=TriggerType.HTTP,
             traceparent=request.headers.get("traceparent"),
         )
-        headers = {"x-flowledger-run-id": result.run_id}
+        headers = {"x-flowledger-run-id": result.run_id} if result.run_id else {}
         if result.status is RunStatus.SUCCEEDED:
             content = json.dumps(result.output, ensure_ascii=False, default=str)
             return Response(content, media_type="application/json", headers=headers)

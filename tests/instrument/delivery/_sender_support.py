@@ -205,6 +205,8 @@ class Recorder:
         self.traces_rejected = 0
         """``partial_success.rejected_spans`` of each answer to a traces request."""
         self.requests = 0
+        self.headers_seen: list[set[str]] = []
+        """The header names (lowercased) of each request."""
         self.release = threading.Event()
         self.hanging = threading.Event()
         self._lock = threading.Lock()
@@ -254,6 +256,8 @@ class Recorder:
                 pass
 
             def do_POST(self) -> None:
+                with recorder._lock:
+                    recorder.headers_seen.append({name.lower() for name in self.headers})
                 behaviour = recorder._next()
                 if behaviour == CLOSE:
                     self.close_connection = True

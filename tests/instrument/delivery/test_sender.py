@@ -78,6 +78,21 @@ def test_no_authorization_header_without_api_key(tmp_path: Path) -> None:
     sender.shutdown(1.0)
 
 
+def test_an_unusable_api_key_in_unvalidated_settings_is_never_sent_or_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Settings built directly with a key holding a newline: events go out without the header, and no log shows it."""
+    receiver = MockReceiver()
+    with caplog.at_level(logging.DEBUG, logger="flowledger"):
+        sender = _sender(tmp_path, receiver, api_key="sekrit-55\n")
+        _submit(sender, 2)
+        assert sender.flush(FLUSH_S)
+        sender.shutdown(1.0)
+    assert "Authorization" not in receiver.requests[0].headers
+    assert sender.stats()["sent"] == 2
+    assert all("sekrit" not in record.getMessage() for record in caplog.records)
+
+
 def test_batches_respect_item_limit(tmp_path: Path) -> None:
     """No request carries more than batch_max_items events, and every event is sent once."""
     receiver = MockReceiver()

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from flowledger.instrument._config import Settings
+from flowledger.instrument._config import Settings, api_key_problem
 from flowledger.instrument.delivery._backoff import Outage, RetryBudget
 from flowledger.instrument.delivery._counters import Counters, DropReason
 from flowledger.instrument.delivery._spool import Spool, SpoolResult, encode_batch
@@ -150,8 +150,9 @@ class Delivery:
     def _http(self) -> httpx.Client:
         if self._client is None:
             headers: list[tuple[str, str]] = []
-            if self._settings.api_key:
-                headers.append(("Authorization", f"Bearer {self._settings.api_key}"))
+            key = self._settings.api_key
+            if key and api_key_problem(key) is None:  # settings built without validation: never send (or echo) it
+                headers.append(("Authorization", f"Bearer {key}"))
             self._client = make_client(
                 url=self._settings.events_url,
                 timeout_s=self._settings.request_timeout_s,
