@@ -177,7 +177,8 @@ def test_exported_exceptions_go_by_their_public_name() -> None:
                 assert getattr(importlib.import_module(value.__module__), name) is value
                 assert not any(part.startswith("_") for part in value.__module__.split(".")), value
                 exported += 1
-    renamed = [cls for cls in map(vars(_exceptions).get, _exceptions.__all__) if cls.__module__ != _exceptions.__name__]
+    declared: list[type[BaseException]] = [getattr(_exceptions, name) for name in _exceptions.__all__]
+    renamed = [cls for cls in declared if cls.__module__ != _exceptions.__name__]
     for cls in renamed:  # each exception given a public home is exported there
         assert cls.__name__ in importlib.import_module(cls.__module__).__all__, cls
     assert exported >= len(renamed) >= 9
