@@ -23,6 +23,12 @@ pytestmark = pytest.mark.slow
 _MINUTE_NS = 60 * 1_000_000_000
 _WAIT_MS = 15_000
 _TRUNCATED = {"__flowledger__": "truncated", "preview": "ABCDEF", "original_bytes": 10_000, "omitted_bytes": 9_994}
+_TRUNCATED_AT_LEAST = {
+    "__flowledger__": "truncated",
+    "preview": "[1, 2",
+    "original_bytes_at_least": 100_000,
+    "omitted_bytes_at_least": 95_000,
+}
 _TRACE_TEMPLATE = "http://traces.example.invalid:16686/trace/{trace_id}"
 
 
@@ -145,7 +151,9 @@ def test_run_page_shows_waterfall_and_node_panel(traced: LiveReceiver, page: Any
     run.node("price", at_ms=45, duration_ms=30, status="failed", error=error)
     run.node("price", at_ms=80, duration_ms=25, attempt=2, input={"sku": 7, "api_key": "[REDACTED]"})
     for item in range(3):
-        run.node("stock", at_ms=45 + item, duration_ms=60, item=item, output=_TRUNCATED)
+        run.node(
+            "stock", at_ms=45 + item, duration_ms=60, item=item, output=_TRUNCATED if item < 2 else _TRUNCATED_AT_LEAST
+        )
     run.skipped("notify", at_ms=110, reason="when: predicate was false")
     run.finish(at_ms=120)
     traced.post(run.events)
@@ -200,6 +208,12 @@ def test_run_page_shows_waterfall_and_node_panel(traced: LiveReceiver, page: Any
     assert "truncated" in marker
     assert "10,000 bytes originally" in marker
     assert "ABCDEF" in marker
+
+    page.click(".wf-row[data-node=stock] >> nth=2")
+    page.wait_for_selector("[data-payload=Output] [data-marker=truncated] >> text=at least", timeout=_WAIT_MS)
+    marker = page.text_content("[data-payload=Output] [data-marker=truncated]")
+    assert "at least 100,000 bytes originally" in marker
+    assert "at least 95,000 bytes left out" in marker
     assert "span=" in page.url
 
 

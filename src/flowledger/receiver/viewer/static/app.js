@@ -239,6 +239,13 @@ function markerView(value) {
     const parts = ["truncated"];
     if (value.original_bytes !== undefined) parts.push(`${fmtCount(value.original_bytes)} bytes originally`);
     if (value.omitted_bytes !== undefined) parts.push(`${fmtCount(value.omitted_bytes)} bytes left out`);
+    // Sizes the SDK could only bound from below (the value was not encoded whole).
+    if (value.original_bytes_at_least !== undefined) {
+      parts.push(`at least ${fmtCount(value.original_bytes_at_least)} bytes originally`);
+    }
+    if (value.omitted_bytes_at_least !== undefined) {
+      parts.push(`at least ${fmtCount(value.omitted_bytes_at_least)} bytes left out`);
+    }
     box.append(h("span", { class: "marker-label", text: parts.join(" · ") }));
     if (value.preview !== undefined) box.append(h("pre", { class: "marker-preview", text: String(value.preview) }));
   } else if (kind === "repr") {
