@@ -2,8 +2,10 @@
 
 Each part of flowledger contributes its commands: the receiver (``serve``,
 ``runs``, ``show``, ``export``, ``verify``, ``rebuild``) and codegen
-(``validate``, ``generate``). A part whose extra is not installed is left
-out, and ``flowledger --help`` names the extra that brings it.
+(``validate``, ``generate``). Registering them is cheap (each command
+imports its heavy libraries when it runs), so every command is listed; a
+command whose part's extra is not installed stops with one line naming the
+missing package and the extra that brings it, never with a traceback.
 """
 
 from __future__ import annotations
@@ -15,12 +17,18 @@ from typing import Any, Final
 __all__ = ["main"]
 
 _PARTS: Final = (
-    ("flowledger.receiver.cli._commands", "receiver"),
+    ("flowledger.receiver.cli", "receiver"),
     ("flowledger.codegen._cli", "codegen"),
 )
+EXIT_USAGE: Final = 2
 
 
-def _build() -> Any:
+def _command_name(argv: list[str]) -> str | None:
+    """The subcommand named on the command line: the first word that is not an option."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def _build() -> tuple[Any, dict[str, str]]:
     try:
         import click
     except ImportError:
@@ -34,24 +42,29 @@ def _build() -> Any:
     def cli() -> None:
         """flowledger: workflow runs that report on themselves."""
 
-    absent: list[str] = []
+    extra_of: dict[str, str] = {}
     for module_name, extra in _PARTS:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            absent.append(f"the {extra} commands need {exc.name or 'a dependency'}: pip install 'flowledger[{extra}]'")
-            continue
-        for command in getattr(module, "COMMANDS", []):
+        for command in importlib.import_module(module_name).COMMANDS:
             cli.add_command(command)
-    if absent:
-        cli.epilog = "Not installed: " + "; ".join(absent) + "."
-    return cli
+            extra_of[command.name] = extra
+    return cli, extra_of
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the ``flowledger`` command line."""
-    cli = _build()
-    cli.main(args=argv, prog_name="flowledger")
+    cli, extra_of = _build()
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        cli.main(args=args, prog_name="flowledger")
+    except ModuleNotFoundError as exc:
+        name = _command_name(args) or "flowledger"
+        extra = extra_of.get(name, "all")
+        package = (exc.name or "a package it needs").partition(".")[0]
+        sys.stderr.write(
+            f"flowledger {name}: {package} is not installed; "
+            f"install the {extra} extra: pip install 'flowledger[{extra}]'\n"
+        )
+        raise SystemExit(EXIT_USAGE) from None
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ def _no_traceback(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (SystemExit, KeyboardInterrupt, click.exceptions.Exit, click.ClickException):
-            raise
+        except (SystemExit, KeyboardInterrupt, click.exceptions.Exit, click.ClickException, ModuleNotFoundError):
+            raise  # a missing package is named, with its extra, by the ``flowledger`` command
         except Exception as exc:
             click.echo(f"error: unexpected {type(exc).__name__}: {exc} (please report this)", err=True)
             raise SystemExit(EXIT_IO) from None

@@ -14,7 +14,7 @@ from flowledger.instrument._node import Location, NodeAttempt, attempt, cost, cu
 from flowledger.instrument._otel import inject, traceparent
 from flowledger.instrument._pipeline import configure, flush, shutdown, stats
 from flowledger.instrument._run import Run, current_run, run
-from flowledger.instrument.delivery._sink import EventSink
+from flowledger.instrument.delivery import EventSink
 
 __all__ = [
     "ContextThreadPoolExecutor",

@@ -1,8 +1,10 @@
-"""Receiver settings: ingest limits, write queue, sweeper, API keys.
+"""Receiver settings: ingest limits, write queue, sweeper, API keys, OTLP forwarding and trace links.
 
 Every limit is a named default with its unit in the name, and every field can
 be set in code (``ReceiverConfig(...)``) or from ``FLOWLEDGER_RECEIVER_*``
-environment variables by :func:`config_from_env`.
+environment variables by :func:`config_from_env`. The text settings
+(forwarding endpoint and headers, ``FLOWLEDGER_TRACE_URL_TEMPLATE``) are
+checked here too, so that a bad value stops ``flowledger serve`` at start.
 """
 
 from __future__ import annotations
