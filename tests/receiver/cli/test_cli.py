@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -189,3 +191,47 @@ def test_serve_with_an_unusable_database_is_one_error_line(tmp_path: Path) -> No
     result = CliRunner().invoke(serve_command, ["--db", str(bogus), "--port", "0"])
     assert result.exit_code == 1
     assert "not a flowledger database" in result.output
+
+
+def _flowledger(args: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run the real ``flowledger`` command in a child process."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "flowledger", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=full_env,
+        check=False,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("how", ["env", "option"])
+def test_an_unsendable_api_key_is_one_line_that_never_shows_it(live: LiveReceiver, how: str) -> None:
+    """A key with a line break (env or --api-key) is refused in one stderr line naming its origin, not the key."""
+    key = "s3cr3t-key-value\n"
+    if how == "env":
+        result = _flowledger(["runs", "--url", live.url], env={"FLOWLEDGER_API_KEY": key})
+        origin = "FLOWLEDGER_API_KEY"
+    else:
+        result = _flowledger(["runs", "--url", live.url, "--api-key", key])
+        origin = "--api-key"
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {origin} holds a line break at character 17 of 17")
+    assert "s3cr3t" not in result.stderr
+
+
+def test_a_receiver_key_that_cannot_be_sent_is_refused_without_showing_it() -> None:
+    """The receiver's own key list refuses a token no client could send, without echoing the token."""
+    from flowledger._exceptions import ConfigError
+    from flowledger.receiver._auth import ApiKeys
+
+    with pytest.raises(ConfigError) as caught:
+        ApiKeys({"good-key": "p1", "bad key\n": "p2"})
+    assert "API key 2 (of project 'p2') holds a space" in str(caught.value)
+    assert "bad" not in str(caught.value)

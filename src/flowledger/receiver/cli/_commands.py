@@ -97,9 +97,22 @@ _key_option = click.option(
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
 
 
+def _checked_key(api_key: str | None) -> str | None:
+    """The --api-key (or $FLOWLEDGER_API_KEY) value, refused in one line that never shows it when it cannot be sent."""
+    if api_key is None:
+        return None
+    from flowledger._apikey import check_api_key
+
+    context = click.get_current_context(silent=True)
+    source = context.get_parameter_source("api_key") if context is not None else None
+    origin = "FLOWLEDGER_API_KEY" if source is click.core.ParameterSource.ENVIRONMENT else "--api-key"
+    return check_api_key(api_key, origin=origin)
+
+
 def _source(db: Path | None, url: str | None, api_key: str | None) -> Source:
     from flowledger.receiver.cli._sources import DbSource, UrlSource
 
+    api_key = _checked_key(api_key)
     if db is not None and url is not None:
         raise click.UsageError("give --db or --url, not both")
     if db is not None:
@@ -376,7 +389,7 @@ def verify_command(db: Path, url: str | None, api_key: str | None, checkpoints: 
         parsed = [parse_checkpoint(c) for c in checkpoints]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--checkpoint") from None
-    source: Source = UrlSource(url, api_key) if url is not None else DbSource(db)
+    source: Source = UrlSource(url, _checked_key(api_key)) if url is not None else DbSource(db)
     report = source.verify(parsed)
     if as_json:
         _print_json(dataclasses.asdict(report))
