@@ -235,3 +235,58 @@ def test_a_receiver_key_that_cannot_be_sent_is_refused_without_showing_it() -> N
         ApiKeys({"good-key": "p1", "bad key\n": "p2"})
     assert "API key 2 (of project 'p2') holds a space" in str(caught.value)
     assert "bad" not in str(caught.value)
+
+
+def _other_application_db(path: Path) -> bytes:
+    """An SQLite file of another application (no application id, one table); return its bytes."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO customers (name) VALUES ('Ada')")
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
+def test_serve_refuses_another_applications_database_untouched(tmp_path: Path) -> None:
+    """serve --db on another application's non-empty SQLite file says so in one line, exits 1, changes nothing."""
+    other = tmp_path / "other.db"
+    before = _other_application_db(other)
+    result = _flowledger(["serve", "--db", str(other), "--port", "0"])
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {other} is an SQLite database of another application (it holds customers)")
+    assert other.read_bytes() == before
+    assert not (tmp_path / "other.db-wal").exists()
+
+
+@pytest.mark.parametrize("command", [["runs"], ["show", "some-run"], ["export", "--format", "csv"], ["verify"]])
+def test_db_readers_refuse_another_applications_database(tmp_path: Path, command: list[str]) -> None:
+    """runs/show/export/verify --db on another application's database name it in one line and exit 1."""
+    other = tmp_path / "other.db"
+    _other_application_db(other)
+    conn = sqlite3.connect(other)
+    conn.execute("PRAGMA user_version = 7")  # an application numbering its own schema: not a newer flowledger
+    conn.close()
+    result = _flowledger([*command, "--db", str(other)])
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "is an SQLite database of another application (it holds customers)" in lines[0]
+    assert "upgrade" not in lines[0]
+
+
+def test_serve_still_takes_an_empty_sqlite_file(tmp_path: Path) -> None:
+    """An empty file, or an SQLite file with no tables, is not another application's: the store migrates it."""
+    from flowledger.receiver.store._sqlite import prepare_file
+
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    prepare_file(empty)
+    blank = tmp_path / "blank.db"
+    sqlite3.connect(blank).close()
+    prepare_file(blank)
+    for path in (empty, blank):
+        conn = sqlite3.connect(path)
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'ledger'").fetchone() == (1,)
+        conn.close()
