@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -290,3 +291,21 @@ def test_serve_still_takes_an_empty_sqlite_file(tmp_path: Path) -> None:
         conn = sqlite3.connect(path)
         assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'ledger'").fetchone() == (1,)
         conn.close()
+
+
+def test_serve_on_a_busy_port_says_only_that(tmp_path: Path) -> None:
+    """serve --port BUSY prints one line about the port, never a serving banner or startup log, and exits 1."""
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        result = _flowledger(["serve", "--db", str(tmp_path / "f.db"), "--port", str(port)])
+    finally:
+        busy.close()
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: cannot listen on 127.0.0.1:{port}: address already in use; stop what uses it or pass another --port"
+    ]
+    assert result.stdout == ""

@@ -166,7 +166,7 @@ def serve_command(
 
     from flowledger.receiver._auth import keys_from_env, load_keys_file
     from flowledger.receiver._config import ReceiverConfig, config_from_env
-    from flowledger.receiver._server import serve
+    from flowledger.receiver._server import bind_socket, serve
     from flowledger.receiver.store._sqlite import prepare_file
 
     config = config_from_env(ReceiverConfig(db_path=db))
@@ -177,8 +177,18 @@ def serve_command(
     if stuck_after_s is not None:
         config = replace(config, stuck_after_s=stuck_after_s)
     prepare_file(db)  # a bad --db is one error line here, not a failed app startup
-    click.echo(f"flowledger receiver on http://{host}:{port} with {db}" + (" (API keys on)" if keys else ""), err=True)
-    serve(config, host=host, port=port, log_level=log_level)
+    try:
+        sock = bind_socket(host, port)  # a busy port is one error line, before anything claims to be serving
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        _fail(f"cannot listen on {host}:{port}: {reason}; stop what uses it or pass another --port")
+        return
+    bound_port = sock.getsockname()[1]
+    where = f"[{host}]" if ":" in host else host
+    click.echo(
+        f"flowledger receiver on http://{where}:{bound_port} with {db}" + (" (API keys on)" if keys else ""), err=True
+    )
+    serve(config, sock=sock, log_level=log_level)
 
 
 # --- runs / show / export ------------------------------------------------
