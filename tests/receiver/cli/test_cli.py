@@ -309,3 +309,25 @@ def test_serve_on_a_busy_port_says_only_that(tmp_path: Path) -> None:
         f"error: cannot listen on 127.0.0.1:{port}: address already in use; stop what uses it or pass another --port"
     ]
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_into_a_closed_pipe_stops_quietly(live: LiveReceiver, fmt: str) -> None:
+    """export ... | head: when the reader goes away, no error line, exit 141 as SIGPIPE would give."""
+    runs = [typical_run() for _ in range(400)]
+    live.post([e for run in runs for e in run.events])
+    child = subprocess.Popen(
+        [sys.executable, "-m", "flowledger", "export", "--format", fmt, "--db", str(live.db_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")},
+    )
+    assert child.stdout is not None
+    assert child.stderr is not None
+    first = child.stdout.readline()
+    child.stdout.close()  # what head does after its lines
+    stderr = child.stderr.read().decode()
+    child.stderr.close()
+    assert child.wait(timeout=60) == 141
+    assert first
+    assert stderr == ""

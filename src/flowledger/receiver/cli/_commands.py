@@ -53,6 +53,20 @@ def _fail(message: str) -> None:
     sys.exit(EXIT_FAILURE)
 
 
+EXIT_BROKEN_PIPE: Final = 128 + 13
+"""What a shell reports for a tool that SIGPIPE ended (``export ... | head``)."""
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away (``| head``): stop quietly, as Unix tools do, with no error line and no flush error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # what is still buffered goes nowhere, without a second error at exit
+    except (OSError, ValueError):
+        pass
+    sys.exit(EXIT_BROKEN_PIPE)
+
+
 def _clean_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn every expected failure into one line on stderr and exit 1."""
 
@@ -64,6 +78,8 @@ def _clean_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except FlowledgerError as exc:
             _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except OSError as exc:
             _fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
         except KeyboardInterrupt:
