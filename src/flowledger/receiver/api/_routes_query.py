@@ -60,9 +60,10 @@ async def get_run(request: Request) -> Response:
 
 async def export_runs(request: Request) -> Response:
     """Every matching run, streamed as CSV or JSONL (JSONL includes each run's nodes)."""
-    raw_format = request.query_params.get("format", ExportFormat.JSONL.value)
+    raw_format: str | None = None
     try:
-        fmt = ExportFormat(raw_format)
+        raw_format = QueryParams(request, blank_is_absent=False).text("format")
+        fmt = ExportFormat(ExportFormat.JSONL.value if raw_format is None else raw_format)
         query = _run_query(request, paged=False)
     except ValueError:
         return error_response(400, f"query parameter format={raw_format!r} is not csv or jsonl")
