@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 import click
 
 from flowledger._wire import NodeStatus, RunStatus
+from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver.api._export import ExportFormat
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, RecordField
 
@@ -240,6 +241,7 @@ def runs_command(
 
     query = RunQuery(workflow_id=workflow_id, status=RunStatus(status) if status else None, limit=limit, offset=offset)
     page = _source(db, url, api_key).list_runs(query)
+    public_error_types(page.runs)
     if as_json:
         _print_json({"runs": page.runs, "total": page.total})
         return
@@ -313,6 +315,7 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
     from flowledger.receiver._trace_url import trace_url
 
     run["trace_url"] = trace_url(template_from_env(), run.get("trace_id"), run_id) or run.get("trace_url")
+    public_error_types(run)
     if as_json:
         _print_json(run)
         return
