@@ -122,8 +122,9 @@ _SHOWN_TABLES: Final = 3
 def foreign_database(conn: sqlite3.Connection, name: str = "this file") -> str | None:
     """Why the database is not flowledger's and not empty (one sentence naming ``name``), or None when it is usable.
 
-    A flowledger database carries :data:`APPLICATION_ID` from its first migration on; an empty one
-    has no application id, no schema version and no tables. Anything else belongs to another
+    A flowledger database carries :data:`APPLICATION_ID` from its first migration on (or, made
+    without it, flowledger's ledger table and a schema version it knows); an empty one has no
+    application id, no schema version and no tables. Anything else belongs to another
     application and is left untouched.
     """
     app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
@@ -135,8 +136,11 @@ def foreign_database(conn: sqlite3.Connection, name: str = "this file") -> str |
             "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
         ).fetchall()
     ]
-    if app_id == 0 and schema_version(conn) == 0 and not tables:
+    version = schema_version(conn)
+    if app_id == 0 and version == 0 and not tables:
         return None
+    if app_id == 0 and 0 < version <= SCHEMA_VERSION and "ledger" in tables:
+        return None  # flowledger's tables and schema version without the id (made by hand, or by a test)
     held = ""
     if tables:
         shown = ", ".join(tables[:_SHOWN_TABLES]) + (
