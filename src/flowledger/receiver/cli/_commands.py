@@ -246,15 +246,42 @@ def runs_command(
         _print_json({"runs": page.runs, "total": page.total})
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"{len(page.runs)} of {page.total} runs", title_justify="left")
+    table = _table(f"{len(page.runs)} of {page.total} runs")
     columns = _table_fields(RUN_FIELDS)
+    console = Console()
     for field in columns:
-        table.add_column(_header(field), overflow="fold")
+        table.add_column(_header(field), **_column_style(field, console.width))
     for run in page.runs:
         table.add_row(*(_cell(field, run) for field in columns))
-    Console().print(table)
+    console.print(table)
+
+
+_NO_WRAP: Final = frozenset({"status", "dry_run", "duration_ms", "attempt", "item"})
+"""Columns whose cells are short and stay on one line."""
+_NARROW_WIDTH: Final = {"run_id": 19, "started_at": 10}
+"""Below :data:`WIDE_TERMINAL_COLUMNS`, a run id folds once, after its fourth group (``01a23b80-4e62-726b-``),
+and a time once, after its date."""
+_WIDE_WIDTH: Final = {"run_id": 36, "started_at": 19}
+WIDE_TERMINAL_COLUMNS: Final = 120
+"""From this many columns on, run ids and times stay on one line."""
+
+
+def _table(title: str) -> Any:
+    """A table that leaves its columns the width of the terminal: no vertical rules, one space between cells."""
+    from rich import box
+    from rich.table import Table
+
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+
+
+def _column_style(field: RecordField, console_width: int) -> dict[str, Any]:
+    if field.name in _NO_WRAP:
+        return {"no_wrap": True}
+    widths = _WIDE_WIDTH if console_width >= WIDE_TERMINAL_COLUMNS else _NARROW_WIDTH
+    if field.name in widths:
+        return {"overflow": "fold", "width": widths[field.name]}
+    return {"overflow": "fold"}
 
 
 def _table_fields(fields: tuple[RecordField, ...]) -> list[RecordField]:
@@ -267,15 +294,72 @@ def _header(field: RecordField) -> str:
 
 
 def _cell(field: RecordField, record: dict[str, Any]) -> str:
-    """One cell of a CLI table: a field of a run or a node attempt as text."""
+    """One cell of a CLI table (rich markup): a field of a run or a node attempt as text."""
+    from rich.markup import escape
+
     value = record.get(field.name)
     if field.name == "status":
         return _styled(value)
     if field.name == "duration_ms":
         return _duration(value)
+    if field.name == "dry_run":
+        return _mode(value)
+    if field.name == "started_at":
+        return _when(value)
     if field.name == "error":
-        return _error_text(value) or record.get("skip_reason") or ""
-    return "" if value is None else str(value)
+        return escape(_error_text(value) or _detail(record))
+    return "" if value is None else escape(str(value))
+
+
+def _mode_line(run: dict[str, Any]) -> str:
+    if run.get("dry_run"):
+        return "dry run: effect nodes were simulated, nothing was changed"
+    if run.get("dry_run") is False:
+        return "live: effect nodes ran for real"
+    return "unknown (the run's start was not received)"
+
+
+def _effects_line(nodes: list[dict[str, Any]]) -> str:
+    """How the run's effect attempts went: simulated, skipped as duplicates, done."""
+    effects = [n for n in nodes if n.get("effect")]
+    if not effects:
+        return ""
+    simulated = sum(1 for n in effects if n.get("simulated"))
+    duplicate = sum(1 for n in effects if n.get("duplicate"))
+    done = len(effects) - simulated - duplicate
+    parts = [f"{simulated} simulated"] if simulated else []
+    if duplicate:
+        parts.append(f"{duplicate} skipped as a duplicate by the idempotency guard (done before)")
+    if done:
+        parts.append(f"{done} done")
+    return f"{len(effects)} effect attempt{'s' if len(effects) != 1 else ''}: " + ", ".join(parts)
+
+
+def _mode(dry_run: bool | None) -> str:
+    """A run's mode: dry (effects simulated) or live."""
+    from flowledger.receiver.store._views import RunMode
+
+    if dry_run is None:
+        return ""
+    return f"[yellow]{RunMode.DRY}[/yellow]" if dry_run else RunMode.LIVE.value
+
+
+def _when(ts: str | None) -> str:
+    """A timestamp to the second, as ``2026-01-31 08:00:05`` (UTC); --json has it whole."""
+    return "" if not ts else ts[:19].replace("T", " ")
+
+
+def _detail(record: dict[str, Any]) -> str:
+    """What a table says of a record without an error: why it was skipped or stuck, or what its effect did."""
+    if record.get("stuck_reason"):
+        return f"stuck: {record['stuck_reason']}"
+    if record.get("skip_reason"):
+        return str(record["skip_reason"])
+    if record.get("duplicate"):
+        return "effect skipped: a duplicate (the idempotency guard saw it done before)"
+    if record.get("simulated"):
+        return "effect simulated (dry run)"
+    return ""
 
 
 def _styled(status: str | None) -> str:
@@ -320,13 +404,17 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
         _print_json(run)
         return
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
     console = Console()
-    console.print(f"[bold]{run['workflow_name'] or run['workflow_id']}[/bold]  run {run['run_id']}")
+    console.print(f"[bold]{escape(str(run['workflow_name'] or run['workflow_id']))}[/bold]  run {run['run_id']}")
     console.print(
         f"status {_styled(run['status'])}  started {run['started_at']}  duration {_duration(run['duration_ms'])}"
     )
+    console.print(f"mode   {_mode_line(run)}", markup=False)
+    effects = _effects_line(run["nodes"])
+    if effects:
+        console.print(f"effect {effects}", markup=False)
     if run["error"]:
         console.print(f"error  {_error_text(run['error'])}", markup=False)
     if run.get("stuck_reason"):
@@ -339,10 +427,10 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
             f"cost   {cost['tokens']} tokens, {cost['tool_calls']} tool calls, "
             f"{cost['external_requests']} requests, ${cost['usd']:.4f}"
         )
-    table = Table(title="nodes", title_justify="left")
+    table = _table("nodes")
     columns = _table_fields(NODE_FIELDS)
     for field in columns:
-        table.add_column(_header(field), overflow="fold")
+        table.add_column(_header(field), **_column_style(field, console.width))
     for node in run["nodes"]:
         table.add_row(*(_cell(field, node) for field in columns))
     console.print(table)
