@@ -66,11 +66,23 @@ def _serve(db: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
         time.sleep(0.05)
 
 
-def _peak_rss_bytes(pid: int) -> int:
+def _status_bytes(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc")
+    raise AssertionError(f"no {key} in /proc")
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    return _status_bytes(pid, "VmHWM")
+
+
+def _settled_rss_bytes(pid: int, peak: int) -> int:
+    """The RSS once it fell below the peak (memory handed back after the burst), or as it is after WAIT_S."""
+    deadline = time.monotonic() + WAIT_S
+    while (rss := _status_bytes(pid, "VmRSS")) >= peak and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return rss
 
 
 def post_concurrently(url: str, bodies: list[bytes]) -> tuple[int, int]:
@@ -103,8 +115,8 @@ def post_concurrently(url: str, bodies: list[bytes]) -> tuple[int, int]:
     return sum(accepted), sum(busy)
 
 
-def measure(tmp_path: Path, env: dict[str, str]) -> tuple[int, int, int, int]:
-    """Serve, post CONCURRENT_BATCHES batches of BATCH_BYTES at once; (peak RSS, accepted, 503s, events sent)."""
+def measure(tmp_path: Path, env: dict[str, str]) -> tuple[int, int, int, int, int]:
+    """Serve, post CONCURRENT_BATCHES batches of BATCH_BYTES at once; (peak RSS, RSS after, accepted, 503s, sent)."""
     bodies = [_batch(BATCH_BYTES) for _ in range(CONCURRENT_BATCHES)]
     sent = sum(len(json.loads(body)["events"]) for body in bodies)
     port = _free_port()
@@ -112,19 +124,21 @@ def measure(tmp_path: Path, env: dict[str, str]) -> tuple[int, int, int, int]:
     try:
         accepted, busy = post_concurrently(f"http://127.0.0.1:{port}", bodies)
         peak = _peak_rss_bytes(proc.pid)
+        after = _settled_rss_bytes(proc.pid, peak)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    return peak, accepted, busy, sent
+    return peak, after, accepted, busy, sent
 
 
 @pytest.mark.slow
 def test_concurrent_large_batches_keep_rss_under_the_bound(tmp_path: Path) -> None:
-    """16 concurrent valid 5 MiB batches: all stored (some after a 503 and Retry-After), peak RSS under 600 MiB."""
-    peak, accepted, busy, sent = measure(tmp_path, {})
+    """16 concurrent valid 5 MiB batches: all stored (some after a 503), peak RSS under 600 MiB, then it falls."""
+    peak, after, accepted, busy, sent = measure(tmp_path, {})
     assert accepted == sent
     assert busy > 0  # the budget turned some away for a moment
     assert peak < RSS_BOUND_BYTES, f"peak RSS {peak / 2**20:.0f} MiB"
+    assert after < peak, "the receiver kept all the memory of the burst"
 
 
 def test_the_budget_admits_what_fits_and_one_request_larger_than_all_of_it_alone() -> None:
@@ -146,8 +160,11 @@ if __name__ == "__main__":  # python -m tests.receiver.test_budget: peak RSS wit
 
     for label, env in (("budget off", {"FLOWLEDGER_RECEIVER_MAX_BODY_BYTES_IN_FLIGHT": str(2**40)}), ("default", {})):
         with tempfile.TemporaryDirectory() as tmp:
-            peak, accepted, busy, sent = measure(Path(tmp), env)
-            print(f"{label}: peak RSS {peak / 2**20:.0f} MiB, {accepted}/{sent} events accepted, {busy} answers 503")
+            peak, after, accepted, busy, sent = measure(Path(tmp), env)
+            print(
+                f"{label}: peak RSS {peak / 2**20:.0f} MiB, {after / 2**20:.0f} MiB after, "
+                f"{accepted}/{sent} events accepted, {busy} answers 503"
+            )
 
 
 def test_past_the_budget_ingest_and_otlp_get_503_with_retry_after_in_their_own_format(tmp_path: Path) -> None:

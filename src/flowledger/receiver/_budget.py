@@ -18,6 +18,9 @@ get through.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+from collections.abc import Callable
 from typing import Final
 
 from starlette.datastructures import Headers
@@ -36,6 +39,26 @@ BUDGETED_PATHS: Final = frozenset({"/v1/events", "/v1/traces", "/v1/logs", "/v1/
 _OTLP_UNAVAILABLE: Final = 14
 """``google.rpc.Code.UNAVAILABLE``: what an OTLP client treats as retryable."""
 _GZIP: Final = frozenset({"gzip", "x-gzip"})
+TRIM_AFTER_BYTES: Final = 64 * 1024 * 1024
+"""After this many body bytes, once nothing is in flight, free memory is handed back to the system."""
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim with
+        return None
+    return trim
+
+
+_TRIM: Final = _malloc_trim()
+
+
+def release_free_memory() -> None:
+    """Give the C allocator's free memory back to the system (glibc ``malloc_trim``), so RSS falls after a burst."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 class BodyBudget:
@@ -47,6 +70,7 @@ class BodyBudget:
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity_bytes = max(1, capacity_bytes)
         self.in_flight_bytes = 0
+        self.taken_since_trim = 0
 
     def try_take(self, size: int) -> int | None:
         """Reserve ``size`` bytes (at most the capacity); the amount taken, or None when it does not fit now."""
@@ -54,11 +78,19 @@ class BodyBudget:
         if self.in_flight_bytes and self.in_flight_bytes + size > self.capacity_bytes:
             return None
         self.in_flight_bytes += size
+        self.taken_since_trim += size
         return size
 
     def give_back(self, size: int) -> None:
         """Return a reservation."""
         self.in_flight_bytes -= size
+
+    def take_trim_due(self) -> bool:
+        """Whether :data:`TRIM_AFTER_BYTES` were taken since the last time this answered True."""
+        if self.taken_since_trim < TRIM_AFTER_BYTES:
+            return False
+        self.taken_since_trim = 0
+        return True
 
 
 def reservation_bytes(headers: Headers, limits: IngestLimits) -> int:
@@ -133,3 +165,5 @@ class BodyBudgetMiddleware:
             await self.app(scope, receive, send)
         finally:
             self.budget.give_back(taken)
+            if self.budget.in_flight_bytes == 0 and self.budget.take_trim_due():
+                release_free_memory()
