@@ -331,3 +331,43 @@ def test_export_into_a_closed_pipe_stops_quietly(live: LiveReceiver, fmt: str) -
     assert child.wait(timeout=60) == 141
     assert first
     assert stderr == ""
+
+
+def test_serve_stopped_with_ctrl_c_exits_0_without_an_error_line(tmp_path: Path) -> None:
+    """SIGINT is how a receiver is stopped: it shuts down and exits 0, with no "error: interrupted"."""
+    import signal
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "flowledger", "serve", "--db", str(tmp_path / "f.db"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert child.poll() is None, "the receiver exited"
+            assert time.monotonic() < deadline, "the receiver did not start"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        _out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, err
+    assert "error:" not in err
+    assert err.splitlines()[0] == f"flowledger receiver on http://127.0.0.1:{port} with {tmp_path / 'f.db'}"

@@ -205,7 +205,10 @@ def serve_command(
     click.echo(
         f"flowledger receiver on http://{where}:{bound_port} with {db}" + (" (API keys on)" if keys else ""), err=True
     )
-    serve(config, sock=sock, log_level=log_level)
+    try:
+        serve(config, sock=sock, log_level=log_level)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a receiver is stopped: it shut down cleanly, which is no error
 
 
 # --- runs / show / export ------------------------------------------------
