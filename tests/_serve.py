@@ -9,8 +9,8 @@ from typing import Final
 
 import uvicorn
 
-from flowledger.receiver._app import create_app
 from flowledger.receiver._config import ReceiverConfig
+from flowledger.receiver._server import uvicorn_config
 
 __all__ = ["serve_receiver"]
 
@@ -18,12 +18,12 @@ START_TIMEOUT_S: Final = 10.0
 
 
 def serve_receiver(config: ReceiverConfig) -> tuple[str, uvicorn.Server, threading.Thread]:
-    """Serve ``create_app(config)`` and wait until it answers; return its URL, server and thread."""
+    """Serve the receiver as ``flowledger serve`` does and wait until it answers; return its URL, server and thread."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="warning", lifespan="on", access_log=False))
+    server = uvicorn.Server(uvicorn_config(config, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_S

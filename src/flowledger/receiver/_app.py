@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from flowledger.receiver._auth import ApiKeys, AuthMiddleware
+from flowledger.receiver._budget import BodyBudget, BodyBudgetMiddleware
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._metrics import Metrics
 from flowledger.receiver._state import ReceiverState, error_response
@@ -81,7 +82,16 @@ def create_app(
     routes: list[BaseRoute] = [route for module in route_modules for route in module.ROUTES]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(AuthMiddleware, keys=keys)],
+        middleware=[
+            Middleware(AuthMiddleware, keys=keys),
+            Middleware(
+                BodyBudgetMiddleware,
+                budget=BodyBudget(config.max_body_bytes_in_flight),
+                limits=config.limits,
+                metrics=metrics,
+                retry_after_s=config.retry_after_s,
+            ),
+        ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )

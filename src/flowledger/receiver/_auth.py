@@ -27,6 +27,7 @@ from typing import Final
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from flowledger._apikey import check_api_key
 from flowledger._exceptions import ConfigError
 
 __all__ = ["PROJECT_SCOPE_KEY", "PUBLIC_PATHS", "ApiKeys", "AuthMiddleware", "keys_from_env", "load_keys_file"]
@@ -49,9 +50,10 @@ class ApiKeys:
     """Token digests and the project each is bound to."""
 
     def __init__(self, keys: Mapping[str, str]) -> None:
-        for token, project in keys.items():
+        for number, (token, project) in enumerate(keys.items(), start=1):
             if not token:
                 raise ConfigError("an API key is empty; give every key a token")
+            check_api_key(token, origin=f"API key {number} (of project {project!r})")
             if not _PROJECT.match(project):
                 raise ConfigError(
                     f"API key project {project!r} is not a valid project name ([A-Za-z0-9][A-Za-z0-9_.-]*)"

@@ -47,6 +47,12 @@ DEFAULT_READERS: Final = 2
 DEFAULT_RETRY_AFTER_S: Final = 1
 DEFAULT_FORWARD_QUEUE_MAX_REQUESTS: Final = 1000
 DEFAULT_FORWARD_TIMEOUT_S: Final = 10.0
+DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: Final = 16 * 1024 * 1024
+"""Request-body bytes (inflated) the receiver reads and parses at once; past it ingest answers 503 with Retry-After."""
+DEFAULT_HEADER_TIMEOUT_S: Final = 10.0
+"""Time a request has to send its complete headers before it is answered 408 and its connection closed."""
+DEFAULT_MAX_CONNECTIONS: Final = 1000
+"""Connections a serving process keeps open at once (lowered to fit the process's file descriptor limit)."""
 
 _ENV_PREFIX: Final = "FLOWLEDGER_RECEIVER_"
 
@@ -96,6 +102,14 @@ class ReceiverConfig:
     """Timeout of one forwarded request."""
     trace_url_template: str | None = None
     """External trace URL with ``{trace_id}`` (``FLOWLEDGER_TRACE_URL_TEMPLATE``); runs get a ``trace_url``."""
+    max_body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES_IN_FLIGHT
+    """Bytes of ingest bodies (once inflated) read and parsed at once; a request they cannot cover is answered
+    503 with Retry-After before its body is read (one larger than all of it waits for an empty receiver)."""
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    """A request whose headers are not complete this long after its connection opened (or its previous
+    response) is answered 408 and the connection closed; an idle connection is closed."""
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Connections open at once; a further one is answered 503 with Retry-After and closed at once."""
 
 
 def _parse(name: str, raw: str, kind: type) -> object:

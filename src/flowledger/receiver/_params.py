@@ -16,12 +16,14 @@ from starlette.requests import Request
 from flowledger._exceptions import QueryParamError
 from flowledger.receiver.store._time import normalize_ts
 
-__all__ = ["MAX_OFFSET", "MAX_PARAM_CHARS", "QueryParams"]
+__all__ = ["MAX_OFFSET", "MAX_PARAM_CHARS", "PARAMS_READ_KEY", "QueryParams"]
 
 MAX_PARAM_CHARS: Final = 256
 """Longest value a text parameter may have."""
 MAX_OFFSET: Final = 2**62
 """Largest ``offset`` a paged route takes."""
+PARAMS_READ_KEY: Final = "flowledger.query_params_read"
+"""Where a request's scope keeps the names of the query parameters its route read (the OpenAPI test checks them)."""
 
 _E = TypeVar("_E", bound=enum.Enum)
 
@@ -38,15 +40,26 @@ class QueryParams:
     def __init__(self, request: Request, *, blank_is_absent: bool = True) -> None:
         self._params = request.query_params
         self._blank_is_absent = blank_is_absent
+        self._read: set[str] = request.scope.setdefault(PARAMS_READ_KEY, set())
 
     def text(self, name: str) -> str | None:
         """The parameter's value, or None when it is not given."""
+        self._read.add(name)
         raw = self._params.get(name)
         if raw is None or (raw == "" and self._blank_is_absent):
             return None
         if len(raw) > MAX_PARAM_CHARS:
             raise QueryParamError(f"query parameter {name} is longer than {MAX_PARAM_CHARS} characters")
         return raw
+
+    def texts(self, name: str) -> list[str]:
+        """Every value of a parameter that may repeat (``?checkpoint=a&checkpoint=b``), in order."""
+        self._read.add(name)
+        values = self._params.getlist(name)
+        for raw in values:
+            if len(raw) > MAX_PARAM_CHARS:
+                raise QueryParamError(f"query parameter {name} is longer than {MAX_PARAM_CHARS} characters")
+        return values
 
     def choice(self, name: str, kind: type[_E]) -> _E | None:
         """The member of the enum ``kind`` whose value the parameter gives, or None when it is not given."""

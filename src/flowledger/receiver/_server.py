@@ -1,18 +1,26 @@
-"""Running the receiver with uvicorn (what ``flowledger serve`` does)."""
+"""Running the receiver with uvicorn (what ``flowledger serve`` does).
+
+The listening socket is bound before anything is printed or started
+(:func:`bind_socket`), so a busy port is one error and nothing else; the
+connections are guarded by :mod:`flowledger.receiver._connections`.
+"""
 
 from __future__ import annotations
 
 import gc
 import logging
 import os
+import resource
+import socket
 from typing import Final
 
 import uvicorn
 
 from flowledger.receiver._app import create_app
 from flowledger.receiver._config import ReceiverConfig
+from flowledger.receiver._connections import ConnectionLimits, protocol_class
 
-__all__ = ["GC_GEN0_THRESHOLD", "serve"]
+__all__ = ["FD_RESERVE", "GC_GEN0_THRESHOLD", "bind_socket", "connection_limits", "serve", "uvicorn_config"]
 
 GC_GEN0_THRESHOLD: Final = 10_000
 """Container allocations between young-generation collections in a serving process (Python's default: 700).
@@ -25,6 +33,9 @@ about 5 µs of CPU per event. With the modules loaded at start-up frozen
 (``gc.freeze``) and this threshold, collection costs next to nothing; cycles
 are still collected.
 """
+FD_RESERVE: Final = 64
+"""File descriptors kept free for the database, logs and the listening socket when capping connections."""
+LISTEN_BACKLOG: Final = 2048
 
 
 def _tune_gc() -> None:
@@ -34,21 +45,51 @@ def _tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, older, oldest)
 
 
-def serve(config: ReceiverConfig, *, host: str, port: int, log_level: str = "info") -> None:
-    """Serve until interrupted. Access logs stay off: they would only repeat what metrics count.
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (port 0: any free one); OSError (address in use, ...) otherwise."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
-    uvicorn picks uvloop and httptools (the receiver extra) when they are installed: on ingest they
-    take about a tenth off the event-loop thread's CPU per event.
-    """
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(config)
-    _tune_gc()
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
+
+def connection_limits(config: ReceiverConfig) -> ConnectionLimits:
+    """The configured connection limits, the cap lowered to fit the process's open-file limit."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = config.max_connections
+    if soft != resource.RLIM_INFINITY:
+        cap = max(1, min(cap, soft - FD_RESERVE))
+    return ConnectionLimits(
+        header_timeout_s=config.header_timeout_s, max_connections=cap, retry_after_s=config.retry_after_s
+    )
+
+
+def uvicorn_config(config: ReceiverConfig, *, log_level: str = "info") -> uvicorn.Config:
+    """The uvicorn settings of a receiver: guarded connections, no access log, bounded graceful shutdown."""
+    return uvicorn.Config(
+        create_app(config),
+        http=protocol_class(connection_limits(config)),
         log_level=log_level,
         access_log=False,
         lifespan="on",
+        backlog=LISTEN_BACKLOG,
         timeout_graceful_shutdown=int(os.environ.get("FLOWLEDGER_RECEIVER_SHUTDOWN_S", "10")),
     )
+
+
+def serve(config: ReceiverConfig, *, sock: socket.socket, log_level: str = "info") -> None:
+    """Serve on the bound ``sock`` until interrupted. Access logs stay off: they would only repeat what metrics count.
+
+    uvicorn picks uvloop (the receiver extra) when it is installed, and the guarded protocol uses
+    httptools when it is: on ingest they take about a tenth off the event-loop thread's CPU per event.
+    """
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = uvicorn.Server(uvicorn_config(config, log_level=log_level))
+    _tune_gc()
+    server.run(sockets=[sock])

@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import socket
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -189,3 +192,182 @@ def test_serve_with_an_unusable_database_is_one_error_line(tmp_path: Path) -> No
     result = CliRunner().invoke(serve_command, ["--db", str(bogus), "--port", "0"])
     assert result.exit_code == 1
     assert "not a flowledger database" in result.output
+
+
+def _flowledger(args: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run the real ``flowledger`` command in a child process."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "flowledger", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=full_env,
+        check=False,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("how", ["env", "option"])
+def test_an_unsendable_api_key_is_one_line_that_never_shows_it(live: LiveReceiver, how: str) -> None:
+    """A key with a line break (env or --api-key) is refused in one stderr line naming its origin, not the key."""
+    key = "s3cr3t-key-value\n"
+    if how == "env":
+        result = _flowledger(["runs", "--url", live.url], env={"FLOWLEDGER_API_KEY": key})
+        origin = "FLOWLEDGER_API_KEY"
+    else:
+        result = _flowledger(["runs", "--url", live.url, "--api-key", key])
+        origin = "--api-key"
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {origin} holds a line break at character 17 of 17")
+    assert "s3cr3t" not in result.stderr
+
+
+def test_a_receiver_key_that_cannot_be_sent_is_refused_without_showing_it() -> None:
+    """The receiver's own key list refuses a token no client could send, without echoing the token."""
+    from flowledger._exceptions import ConfigError
+    from flowledger.receiver._auth import ApiKeys
+
+    with pytest.raises(ConfigError) as caught:
+        ApiKeys({"good-key": "p1", "bad key\n": "p2"})
+    assert "API key 2 (of project 'p2') holds a space" in str(caught.value)
+    assert "bad" not in str(caught.value)
+
+
+def _other_application_db(path: Path) -> bytes:
+    """An SQLite file of another application (no application id, one table); return its bytes."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO customers (name) VALUES ('Ada')")
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
+def test_serve_refuses_another_applications_database_untouched(tmp_path: Path) -> None:
+    """serve --db on another application's non-empty SQLite file says so in one line, exits 1, changes nothing."""
+    other = tmp_path / "other.db"
+    before = _other_application_db(other)
+    result = _flowledger(["serve", "--db", str(other), "--port", "0"])
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {other} is an SQLite database of another application (it holds customers)")
+    assert other.read_bytes() == before
+    assert not (tmp_path / "other.db-wal").exists()
+
+
+@pytest.mark.parametrize("command", [["runs"], ["show", "some-run"], ["export", "--format", "csv"], ["verify"]])
+def test_db_readers_refuse_another_applications_database(tmp_path: Path, command: list[str]) -> None:
+    """runs/show/export/verify --db on another application's database name it in one line and exit 1."""
+    other = tmp_path / "other.db"
+    _other_application_db(other)
+    conn = sqlite3.connect(other)
+    conn.execute("PRAGMA user_version = 7")  # an application numbering its own schema: not a newer flowledger
+    conn.close()
+    result = _flowledger([*command, "--db", str(other)])
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "is an SQLite database of another application (it holds customers)" in lines[0]
+    assert "upgrade" not in lines[0]
+
+
+def test_serve_still_takes_an_empty_sqlite_file(tmp_path: Path) -> None:
+    """An empty file, or an SQLite file with no tables, is not another application's: the store migrates it."""
+    from flowledger.receiver.store._sqlite import prepare_file
+
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    prepare_file(empty)
+    blank = tmp_path / "blank.db"
+    sqlite3.connect(blank).close()
+    prepare_file(blank)
+    for path in (empty, blank):
+        conn = sqlite3.connect(path)
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'ledger'").fetchone() == (1,)
+        conn.close()
+
+
+def test_serve_on_a_busy_port_says_only_that(tmp_path: Path) -> None:
+    """serve --port BUSY prints one line about the port, never a serving banner or startup log, and exits 1."""
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        result = _flowledger(["serve", "--db", str(tmp_path / "f.db"), "--port", str(port)])
+    finally:
+        busy.close()
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: cannot listen on 127.0.0.1:{port}: address already in use; stop what uses it or pass another --port"
+    ]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_into_a_closed_pipe_stops_quietly(live: LiveReceiver, fmt: str) -> None:
+    """export ... | head: when the reader goes away, no error line, exit 141 as SIGPIPE would give."""
+    runs = [typical_run() for _ in range(400)]
+    live.post([e for run in runs for e in run.events])
+    child = subprocess.Popen(
+        [sys.executable, "-m", "flowledger", "export", "--format", fmt, "--db", str(live.db_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")},
+    )
+    assert child.stdout is not None
+    assert child.stderr is not None
+    first = child.stdout.readline()
+    child.stdout.close()  # what head does after its lines
+    stderr = child.stderr.read().decode()
+    child.stderr.close()
+    assert child.wait(timeout=60) == 141
+    assert first
+    assert stderr == ""
+
+
+def test_serve_stopped_with_ctrl_c_exits_0_without_an_error_line(tmp_path: Path) -> None:
+    """SIGINT is how a receiver is stopped: it shuts down and exits 0, with no "error: interrupted"."""
+    import signal
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "flowledger", "serve", "--db", str(tmp_path / "f.db"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert child.poll() is None, "the receiver exited"
+            assert time.monotonic() < deadline, "the receiver did not start"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        _out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, err
+    assert "error:" not in err
+    assert err.splitlines()[0] == f"flowledger receiver on http://127.0.0.1:{port} with {tmp_path / 'f.db'}"

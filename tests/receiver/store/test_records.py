@@ -85,6 +85,7 @@ def test_cli_tables_show_the_declared_columns() -> None:
         "run_id",
         "workflow",
         "status",
+        "mode",
         "started_at",
         "duration",
         "error",

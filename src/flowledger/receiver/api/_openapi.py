@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 from flowledger._version import __version__
 from flowledger._wire import RunStatus
@@ -51,6 +51,9 @@ _RUN_FILTERS = [
     {"name": "workflow_id", "in": "query", "schema": {"type": "string", "maxLength": 256}},
     {"name": "status", "in": "query", "schema": {"enum": [s.value for s in RunStatus]}},
 ]
+
+
+_CHECKPOINT_PATTERN: Final = "^[0-9]{1,18}:[0-9a-fA-F]{64}$"
 
 
 @cache
@@ -168,11 +171,25 @@ def openapi_document() -> dict[str, Any]:
             "/api/verify": {
                 "get": {
                     "summary": "Walk the ledger's hash chain",
+                    "parameters": [
+                        {
+                            "name": "checkpoint",
+                            "in": "query",
+                            "description": (
+                                "A head printed by an earlier verify, SEQ:HASH: the row SEQ must still have this "
+                                "hash. May repeat."
+                            ),
+                            "style": "form",
+                            "explode": True,
+                            "schema": {"type": "array", "items": {"type": "string", "pattern": _CHECKPOINT_PATTERN}},
+                        }
+                    ],
                     "responses": {
                         "200": {
                             "description": "The verdict (ok false names the first bad event).",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verify"}}},
                         },
+                        "400": _error("A checkpoint is not SEQ:HASH (a row number and 64 hex digits)."),
                         "401": _error("API keys are configured and the request has no valid one."),
                     },
                 }

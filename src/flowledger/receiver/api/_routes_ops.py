@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from flowledger._exceptions import QueryParamError
+from flowledger.receiver._params import QueryParams
 from flowledger.receiver._state import error_response, receiver_of
 from flowledger.receiver.api._openapi import openapi_document
 from flowledger.receiver.store._protocol import Drift
@@ -40,8 +42,8 @@ async def openapi(request: Request) -> Response:
 async def verify(request: Request) -> Response:
     """Walk the hash chain and report the first bad event; ``?checkpoint=SEQ:HASH`` also checks saved heads."""
     try:
-        checkpoints = [parse_checkpoint(text) for text in request.query_params.getlist("checkpoint")]
-    except ValueError as exc:
+        checkpoints = [parse_checkpoint(text) for text in QueryParams(request).texts("checkpoint")]
+    except (ValueError, QueryParamError) as exc:
         return error_response(400, str(exc))
     report = await receiver_of(request).store.verify(checkpoints)
     return JSONResponse(dataclasses.asdict(report))

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from flowledger._exceptions import QueryParamError
 from flowledger._wire import RunStatus
+from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver._trace_url import add_trace_url
@@ -44,7 +45,7 @@ async def list_runs(request: Request) -> Response:
         return error_response(400, str(exc))
     receiver = receiver_of(request)
     page = await receiver.store.list_runs(query)
-    runs = [add_trace_url(run, receiver.config.trace_url_template) for run in page.runs]
+    runs = [public_error_types(add_trace_url(run, receiver.config.trace_url_template)) for run in page.runs]
     return JSONResponse({"runs": runs, "total": page.total, "limit": query.limit, "offset": query.offset})
 
 
@@ -55,14 +56,15 @@ async def get_run(request: Request) -> Response:
     run = await receiver.store.get_run(run_id, project=project_of(request))
     if run is None:
         return error_response(404, f"there is no run {run_id!r}")
-    return JSONResponse(add_trace_url(run, receiver.config.trace_url_template))
+    return JSONResponse(public_error_types(add_trace_url(run, receiver.config.trace_url_template)))
 
 
 async def export_runs(request: Request) -> Response:
     """Every matching run, streamed as CSV or JSONL (JSONL includes each run's nodes)."""
-    raw_format = request.query_params.get("format", ExportFormat.JSONL.value)
+    raw_format: str | None = None
     try:
-        fmt = ExportFormat(raw_format)
+        raw_format = QueryParams(request, blank_is_absent=False).text("format")
+        fmt = ExportFormat(ExportFormat.JSONL.value if raw_format is None else raw_format)
         query = _run_query(request, paged=False)
     except ValueError:
         return error_response(400, f"query parameter format={raw_format!r} is not csv or jsonl")

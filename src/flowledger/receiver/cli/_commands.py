@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 import click
 
 from flowledger._wire import NodeStatus, RunStatus
+from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver.api._export import ExportFormat
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, RecordField
 
@@ -53,6 +54,20 @@ def _fail(message: str) -> None:
     sys.exit(EXIT_FAILURE)
 
 
+EXIT_BROKEN_PIPE: Final = 128 + 13
+"""What a shell reports for a tool that SIGPIPE ended (``export ... | head``)."""
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away (``| head``): stop quietly, as Unix tools do, with no error line and no flush error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # what is still buffered goes nowhere, without a second error at exit
+    except (OSError, ValueError):
+        pass
+    sys.exit(EXIT_BROKEN_PIPE)
+
+
 def _clean_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn every expected failure into one line on stderr and exit 1."""
 
@@ -64,6 +79,8 @@ def _clean_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except FlowledgerError as exc:
             _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except OSError as exc:
             _fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
         except KeyboardInterrupt:
@@ -97,9 +114,22 @@ _key_option = click.option(
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
 
 
+def _checked_key(api_key: str | None) -> str | None:
+    """The --api-key (or $FLOWLEDGER_API_KEY) value, refused in one line that never shows it when it cannot be sent."""
+    if api_key is None:
+        return None
+    from flowledger._apikey import check_api_key
+
+    context = click.get_current_context(silent=True)
+    source = context.get_parameter_source("api_key") if context is not None else None
+    origin = "FLOWLEDGER_API_KEY" if source is click.core.ParameterSource.ENVIRONMENT else "--api-key"
+    return check_api_key(api_key, origin=origin)
+
+
 def _source(db: Path | None, url: str | None, api_key: str | None) -> Source:
     from flowledger.receiver.cli._sources import DbSource, UrlSource
 
+    api_key = _checked_key(api_key)
     if db is not None and url is not None:
         raise click.UsageError("give --db or --url, not both")
     if db is not None:
@@ -153,7 +183,7 @@ def serve_command(
 
     from flowledger.receiver._auth import keys_from_env, load_keys_file
     from flowledger.receiver._config import ReceiverConfig, config_from_env
-    from flowledger.receiver._server import serve
+    from flowledger.receiver._server import bind_socket, serve
     from flowledger.receiver.store._sqlite import prepare_file
 
     config = config_from_env(ReceiverConfig(db_path=db))
@@ -164,8 +194,21 @@ def serve_command(
     if stuck_after_s is not None:
         config = replace(config, stuck_after_s=stuck_after_s)
     prepare_file(db)  # a bad --db is one error line here, not a failed app startup
-    click.echo(f"flowledger receiver on http://{host}:{port} with {db}" + (" (API keys on)" if keys else ""), err=True)
-    serve(config, host=host, port=port, log_level=log_level)
+    try:
+        sock = bind_socket(host, port)  # a busy port is one error line, before anything claims to be serving
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        _fail(f"cannot listen on {host}:{port}: {reason}; stop what uses it or pass another --port")
+        return
+    bound_port = sock.getsockname()[1]
+    where = f"[{host}]" if ":" in host else host
+    click.echo(
+        f"flowledger receiver on http://{where}:{bound_port} with {db}" + (" (API keys on)" if keys else ""), err=True
+    )
+    try:
+        serve(config, sock=sock, log_level=log_level)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a receiver is stopped: it shut down cleanly, which is no error
 
 
 # --- runs / show / export ------------------------------------------------
@@ -201,19 +244,47 @@ def runs_command(
 
     query = RunQuery(workflow_id=workflow_id, status=RunStatus(status) if status else None, limit=limit, offset=offset)
     page = _source(db, url, api_key).list_runs(query)
+    public_error_types(page.runs)
     if as_json:
         _print_json({"runs": page.runs, "total": page.total})
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"{len(page.runs)} of {page.total} runs", title_justify="left")
+    table = _table(f"{len(page.runs)} of {page.total} runs")
     columns = _table_fields(RUN_FIELDS)
+    console = Console()
     for field in columns:
-        table.add_column(_header(field), overflow="fold")
+        table.add_column(_header(field), **_column_style(field, console.width))
     for run in page.runs:
         table.add_row(*(_cell(field, run) for field in columns))
-    Console().print(table)
+    console.print(table)
+
+
+_NO_WRAP: Final = frozenset({"status", "dry_run", "duration_ms", "attempt", "item"})
+"""Columns whose cells are short and stay on one line."""
+_NARROW_WIDTH: Final = {"run_id": 19, "started_at": 10}
+"""Below :data:`WIDE_TERMINAL_COLUMNS`, a run id folds once, after its fourth group (``01a23b80-4e62-726b-``),
+and a time once, after its date."""
+_WIDE_WIDTH: Final = {"run_id": 36, "started_at": 19}
+WIDE_TERMINAL_COLUMNS: Final = 120
+"""From this many columns on, run ids and times stay on one line."""
+
+
+def _table(title: str) -> Any:
+    """A table that leaves its columns the width of the terminal: no vertical rules, one space between cells."""
+    from rich import box
+    from rich.table import Table
+
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+
+
+def _column_style(field: RecordField, console_width: int) -> dict[str, Any]:
+    if field.name in _NO_WRAP:
+        return {"no_wrap": True}
+    widths = _WIDE_WIDTH if console_width >= WIDE_TERMINAL_COLUMNS else _NARROW_WIDTH
+    if field.name in widths:
+        return {"overflow": "fold", "width": widths[field.name]}
+    return {"overflow": "fold"}
 
 
 def _table_fields(fields: tuple[RecordField, ...]) -> list[RecordField]:
@@ -226,15 +297,72 @@ def _header(field: RecordField) -> str:
 
 
 def _cell(field: RecordField, record: dict[str, Any]) -> str:
-    """One cell of a CLI table: a field of a run or a node attempt as text."""
+    """One cell of a CLI table (rich markup): a field of a run or a node attempt as text."""
+    from rich.markup import escape
+
     value = record.get(field.name)
     if field.name == "status":
         return _styled(value)
     if field.name == "duration_ms":
         return _duration(value)
+    if field.name == "dry_run":
+        return _mode(value)
+    if field.name == "started_at":
+        return _when(value)
     if field.name == "error":
-        return _error_text(value) or record.get("skip_reason") or ""
-    return "" if value is None else str(value)
+        return escape(_error_text(value) or _detail(record))
+    return "" if value is None else escape(str(value))
+
+
+def _mode_line(run: dict[str, Any]) -> str:
+    if run.get("dry_run"):
+        return "dry run: effect nodes were simulated, nothing was changed"
+    if run.get("dry_run") is False:
+        return "live: effect nodes ran for real"
+    return "unknown (the run's start was not received)"
+
+
+def _effects_line(nodes: list[dict[str, Any]]) -> str:
+    """How the run's effect attempts went: simulated, skipped as duplicates, done."""
+    effects = [n for n in nodes if n.get("effect")]
+    if not effects:
+        return ""
+    simulated = sum(1 for n in effects if n.get("simulated"))
+    duplicate = sum(1 for n in effects if n.get("duplicate"))
+    done = len(effects) - simulated - duplicate
+    parts = [f"{simulated} simulated"] if simulated else []
+    if duplicate:
+        parts.append(f"{duplicate} skipped as a duplicate by the idempotency guard (done before)")
+    if done:
+        parts.append(f"{done} done")
+    return f"{len(effects)} effect attempt{'s' if len(effects) != 1 else ''}: " + ", ".join(parts)
+
+
+def _mode(dry_run: bool | None) -> str:
+    """A run's mode: dry (effects simulated) or live."""
+    from flowledger.receiver.store._views import RunMode
+
+    if dry_run is None:
+        return ""
+    return f"[yellow]{RunMode.DRY}[/yellow]" if dry_run else RunMode.LIVE.value
+
+
+def _when(ts: str | None) -> str:
+    """A timestamp to the second, as ``2026-01-31 08:00:05`` (UTC); --json has it whole."""
+    return "" if not ts else ts[:19].replace("T", " ")
+
+
+def _detail(record: dict[str, Any]) -> str:
+    """What a table says of a record without an error: why it was skipped or stuck, or what its effect did."""
+    if record.get("stuck_reason"):
+        return f"stuck: {record['stuck_reason']}"
+    if record.get("skip_reason"):
+        return str(record["skip_reason"])
+    if record.get("duplicate"):
+        return "effect skipped: a duplicate (the idempotency guard saw it done before)"
+    if record.get("simulated"):
+        return "effect simulated (dry run)"
+    return ""
 
 
 def _styled(status: str | None) -> str:
@@ -274,17 +402,22 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
     from flowledger.receiver._trace_url import trace_url
 
     run["trace_url"] = trace_url(template_from_env(), run.get("trace_id"), run_id) or run.get("trace_url")
+    public_error_types(run)
     if as_json:
         _print_json(run)
         return
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
     console = Console()
-    console.print(f"[bold]{run['workflow_name'] or run['workflow_id']}[/bold]  run {run['run_id']}")
+    console.print(f"[bold]{escape(str(run['workflow_name'] or run['workflow_id']))}[/bold]  run {run['run_id']}")
     console.print(
         f"status {_styled(run['status'])}  started {run['started_at']}  duration {_duration(run['duration_ms'])}"
     )
+    console.print(f"mode   {_mode_line(run)}", markup=False)
+    effects = _effects_line(run["nodes"])
+    if effects:
+        console.print(f"effect {effects}", markup=False)
     if run["error"]:
         console.print(f"error  {_error_text(run['error'])}", markup=False)
     if run.get("stuck_reason"):
@@ -297,10 +430,10 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
             f"cost   {cost['tokens']} tokens, {cost['tool_calls']} tool calls, "
             f"{cost['external_requests']} requests, ${cost['usd']:.4f}"
         )
-    table = Table(title="nodes", title_justify="left")
+    table = _table("nodes")
     columns = _table_fields(NODE_FIELDS)
     for field in columns:
-        table.add_column(_header(field), overflow="fold")
+        table.add_column(_header(field), **_column_style(field, console.width))
     for node in run["nodes"]:
         table.add_row(*(_cell(field, node) for field in columns))
     console.print(table)
@@ -376,7 +509,7 @@ def verify_command(db: Path, url: str | None, api_key: str | None, checkpoints: 
         parsed = [parse_checkpoint(c) for c in checkpoints]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--checkpoint") from None
-    source: Source = UrlSource(url, api_key) if url is not None else DbSource(db)
+    source: Source = UrlSource(url, _checked_key(api_key)) if url is not None else DbSource(db)
     report = source.verify(parsed)
     if as_json:
         _print_json(dataclasses.asdict(report))

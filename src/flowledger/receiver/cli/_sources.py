@@ -15,6 +15,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import httpx
 
+from flowledger._apikey import check_api_key
 from flowledger._exceptions import ReceiverError, StoreError
 from flowledger.receiver.api._export import ExportFormat, export_lines
 from flowledger.receiver.store._protocol import Drift, RunPage, RunQuery, Store, VerifyReport
@@ -97,6 +98,8 @@ class UrlSource:
 
     def __init__(self, url: str, api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
+        if api_key is not None:
+            check_api_key(api_key, origin="the API key")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def _client(self) -> httpx.Client:

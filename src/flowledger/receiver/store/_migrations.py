@@ -14,7 +14,7 @@ from typing import Final
 
 from flowledger._exceptions import SchemaVersionError, StoreError
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version"]
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "foreign_database", "migrate", "schema_version"]
 
 APPLICATION_ID: Final = 0x464C4447
 """``PRAGMA application_id`` of a flowledger database ("FLDG")."""
@@ -116,12 +116,53 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to date; return how many migrations ran."""
-    current = schema_version(conn)
+_SHOWN_TABLES: Final = 3
+
+
+def foreign_database(conn: sqlite3.Connection, name: str = "this file") -> str | None:
+    """Why the database is not flowledger's and not empty (one sentence naming ``name``), or None when it is usable.
+
+    A flowledger database carries :data:`APPLICATION_ID` from its first migration on (or, made
+    without it, flowledger's ledger table and a schema version it knows); an empty one has no
+    application id, no schema version and no tables. Anything else belongs to another
+    application and is left untouched.
+    """
     app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
-    if app_id not in (0, APPLICATION_ID):
-        raise StoreError("this file is an SQLite database of another application, not a flowledger database")
+    if app_id == APPLICATION_ID:
+        return None
+    tables = [
+        str(row[0])
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+        ).fetchall()
+    ]
+    version = schema_version(conn)
+    if app_id == 0 and version == 0 and not tables:
+        return None
+    if app_id == 0 and 0 < version <= SCHEMA_VERSION and "ledger" in tables:
+        return None  # flowledger's tables and schema version without the id (made by hand, or by a test)
+    held = ""
+    if tables:
+        shown = ", ".join(tables[:_SHOWN_TABLES]) + (
+            f" and {len(tables) - _SHOWN_TABLES} more" if len(tables) > _SHOWN_TABLES else ""
+        )
+        held = f" (it holds {shown})"
+    return (
+        f"{name} is an SQLite database of another application{held}, not a flowledger database; "
+        "flowledger leaves it untouched: pass --db with a new file or a flowledger database"
+    )
+
+
+def migrate(conn: sqlite3.Connection, *, name: str = "this file") -> int:
+    """Bring the schema up to date; return how many migrations ran.
+
+    A database of another application (see :func:`foreign_database`) is refused with StoreError
+    before anything is written to it.
+    """
+    current = schema_version(conn)
+    foreign = foreign_database(conn, name)
+    if foreign is not None:
+        raise StoreError(foreign)
     if current > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"the database has schema version {current}, newer than the {SCHEMA_VERSION} this flowledger knows; "
@@ -135,6 +176,10 @@ def migrate(conn: sqlite3.Connection) -> int:
             if schema_version(conn) > version:
                 conn.execute("ROLLBACK")
                 continue
+            foreign = foreign_database(conn, name)  # checked again under the lock
+            if foreign is not None:
+                conn.execute("ROLLBACK")
+                raise StoreError(foreign)
             for statement in _statements(MIGRATIONS[version]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")

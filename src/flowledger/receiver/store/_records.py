@@ -135,7 +135,9 @@ RUN_FIELDS: Final[tuple[RecordField, ...]] = (
         table=(3, "status"),
     ),
     _field("trigger_type", _NSTR, "manual, http or schedule.", export=True),
-    _field("dry_run", _NBOOL, "Whether effects were simulated.", kind=FieldKind.BOOLEAN, export=True),
+    _field(
+        "dry_run", _NBOOL, "Whether effects were simulated.", kind=FieldKind.BOOLEAN, export=True, table=(3, "mode")
+    ),
     _field("started_at", _NSTR, "When the run started (RFC 3339 UTC).", export=True, table=(4, "started_at")),
     _field("completed_at", _NSTR, "When the run finished.", export=True),
     _field("duration_ms", _NNUM, "How long the run took.", export=True, table=(5, "duration")),

@@ -27,7 +27,7 @@ from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
-from flowledger.receiver.store._migrations import SCHEMA_VERSION, migrate, schema_version
+from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
 from flowledger.receiver.store._projector import Projector, run_from_row, save_runs
 from flowledger.receiver.store._protocol import Drift, EventOutcome, RunPage, RunQuery, Stats, VerifyReport
 from flowledger.receiver.store._query import (
@@ -75,8 +75,8 @@ def prepare_file(path: Path) -> None:
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the database {path}: {exc}") from exc
     try:
+        migrate(conn, name=str(path))  # first: another application's database is refused untouched
         conn.execute("PRAGMA journal_mode=WAL")
-        migrate(conn)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a flowledger database: {exc}") from exc
     finally:
@@ -89,11 +89,14 @@ def _check_readable(path: Path) -> None:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
+            foreign = foreign_database(conn, str(path))
             version = schema_version(conn)
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a flowledger database: {exc}") from exc
+    if foreign is not None:
+        raise StoreError(foreign)
     if version > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"the database has schema version {version}, newer than the {SCHEMA_VERSION} this flowledger knows; "

@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from flowledger._exceptions import QueryParamError, StoreError, ViewerQueryError
 from flowledger._wire import RunStatus, TriggerType
+from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver._trace_url import add_trace_url
@@ -145,7 +146,9 @@ async def _query(work: Awaitable[_T]) -> _T | Response:
 
 
 def _json(value: Any) -> Response:
-    return JSONResponse(value, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+    return JSONResponse(
+        public_error_types(value), headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    )
 
 
 async def api_runs(request: Request) -> Response:
