@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from flowledger._apikey import api_key_problem
 from flowledger._exceptions import ConfigError
 
-__all__ = ["DEFAULT_ENDPOINT", "Settings", "api_key_problem", "settings_from_env"]
+__all__ = ["DEFAULT_ENDPOINT", "Settings", "settings_from_env"]
 
 _log = logging.getLogger("flowledger")
 
@@ -148,33 +149,10 @@ class Settings:
         if self.max_retries < 0:
             out.append(f"max_retries must be zero or more, not {self.max_retries!r}")
         if self.api_key is not None:
-            problem = api_key_problem(self.api_key)
+            problem = api_key_problem(self.api_key, origin="api_key")
             if problem is not None:
                 out.append(problem)
         return out
-
-
-def api_key_problem(key: str) -> str | None:
-    """Why ``key`` cannot be sent in an HTTP header, in words that never quote it; None when it can.
-
-    A key is printable ASCII without spaces: a control character (a trailing
-    newline from a file or a shell), a space or any other character would
-    make the request invalid, and the HTTP library's error would echo the key.
-    """
-    for position, char in enumerate(key):
-        if "!" <= char <= "~":
-            continue
-        if char < " " or char == "\x7f":
-            what = "a control character"
-        elif char == " ":
-            what = "a space"
-        else:
-            what = "a character outside printable ASCII"
-        return (
-            f"api_key has {what} at position {position} (the key is not shown): "
-            "use the key exactly as issued, printable ASCII without spaces or a trailing newline"
-        )
-    return None
 
 
 _REGEX_CACHE: dict[tuple[str, ...], re.Pattern[str] | None] = {}
@@ -253,7 +231,7 @@ def _parse_url(text: str) -> str:
 
 
 def _parse_api_key(text: str) -> str:
-    if api_key_problem(text) is not None:
+    if api_key_problem(text, origin="FLOWLEDGER_API_KEY") is not None:
         raise ValueError("the API key is not usable")  # never the key itself
     return text
 

@@ -24,7 +24,8 @@ from typing import Any, ClassVar
 
 import httpx
 
-from flowledger.instrument._config import Settings, api_key_problem
+from flowledger._apikey import api_key_problem
+from flowledger.instrument._config import Settings
 from flowledger.instrument.delivery._backoff import Outage, RetryBudget
 from flowledger.instrument.delivery._counters import Counters, DropReason
 from flowledger.instrument.delivery._spool import Spool, SpoolResult, encode_batch
@@ -151,7 +152,9 @@ class Delivery:
         if self._client is None:
             headers: list[tuple[str, str]] = []
             key = self._settings.api_key
-            if key and api_key_problem(key) is None:  # settings built without validation: never send (or echo) it
+            if (
+                key and api_key_problem(key, origin="api_key") is None
+            ):  # settings built without validation: never send (or echo) it
                 headers.append(("Authorization", f"Bearer {key}"))
             self._client = make_client(
                 url=self._settings.events_url,

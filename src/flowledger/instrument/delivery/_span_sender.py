@@ -25,7 +25,8 @@ from urllib.parse import unquote
 import httpx
 from opentelemetry import context as otel_context
 
-from flowledger.instrument._config import Settings, api_key_problem
+from flowledger._apikey import api_key_problem
+from flowledger.instrument._config import Settings
 from flowledger.instrument.delivery._otlp_protobuf import OtlpProtocol, encode_export, protocol_from_env, rejected_spans
 from flowledger.instrument.delivery._otlp_spans import export_request
 from flowledger.instrument.delivery._transport import gzip_body, make_client, untraced
@@ -217,6 +218,7 @@ def _headers(settings: Settings) -> list[tuple[str, str]]:
     ``OTEL_EXPORTER_OTLP_HEADERS=Authorization=Basic%20abc`` sends ``Authorization: Basic abc``.
     """
     headers = [(unquote(key), unquote(value)) for key, value in settings.otlp_headers]
-    if settings.otlp_traces_endpoint is None and settings.api_key and api_key_problem(settings.api_key) is None:
-        headers.append(("Authorization", f"Bearer {settings.api_key}"))
+    api_key = settings.api_key
+    if settings.otlp_traces_endpoint is None and api_key and api_key_problem(api_key, origin="api_key") is None:
+        headers.append(("Authorization", f"Bearer {api_key}"))
     return headers
