@@ -10,6 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowledger.receiver._config import ReceiverConfig
+from flowledger.receiver.api._openapi import openapi_document
+from flowledger.receiver.api._routes_query import EXPORT_PARAMS, LIST_PARAMS
 from tests.receiver._support import simple_run, start_receiver
 
 
@@ -39,3 +41,10 @@ def test_api_conforms_to_its_openapi_description(api_schema: schemathesis.BaseSc
         case.call_and_validate()
 
     check()
+
+
+@pytest.mark.parametrize(("path", "taken"), [("/api/runs", LIST_PARAMS), ("/api/export", EXPORT_PARAMS)])
+def test_openapi_lists_exactly_the_parameters_a_route_takes(path: str, taken: tuple[str, ...]) -> None:
+    """The parameters OpenAPI documents are the ones the route accepts (any other is a 400)."""
+    documented = {p["name"] for p in openapi_document()["paths"][path]["get"]["parameters"]}
+    assert documented == set(taken)

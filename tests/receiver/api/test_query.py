@@ -101,6 +101,40 @@ def test_bad_query_parameters_are_400(live: LiveReceiver, params: dict[str, str]
     assert next(iter(params)) in answer.json()["error"]
 
 
+@pytest.mark.parametrize("route", ["/api/runs", "/api/export"])
+def test_unknown_query_parameters_are_400_naming_them(many: tuple[LiveReceiver, list[RunEvents]], route: str) -> None:
+    """A misspelt filter (?workflow=x) is a 400 naming it, never a listing of everything."""
+    live, _runs = many
+    answer = live.get(route, params={"workflow": "a", "limmit": "3"})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert "'workflow'" in error
+    assert "'limmit'" in error
+    assert "workflow_id" in error  # says what the route takes
+
+
+def test_a_single_valued_parameter_given_twice_is_400(many: tuple[LiveReceiver, list[RunEvents]]) -> None:
+    """?workflow_id=a&workflow_id=b is refused rather than silently reduced to one of them."""
+    live, _runs = many
+    answer = live.get("/api/runs?workflow_id=a&workflow_id=b")
+    assert answer.status_code == 400
+    assert "workflow_id" in answer.json()["error"]
+
+
+def test_status_may_repeat(live: LiveReceiver) -> None:
+    """?status=failed&status=aborted lists the runs in either status, on /api/runs and /api/export."""
+    failed = RunEvents().start().node("fetch").finish("failed", error_node="fetch")
+    aborted = RunEvents().start().node("fetch").finish("aborted", error_node="fetch")
+    done = simple_run()
+    live.post([e for run in (failed, aborted, done) for e in run.events])
+    body = live.get("/api/runs?status=failed&status=aborted").json()
+    assert body["total"] == 2
+    assert {r["run_id"] for r in body["runs"]} == {failed.run_id, aborted.run_id}
+    exported = live.get("/api/export?format=jsonl&status=failed&status=aborted&status=failed").text.splitlines()
+    assert {json.loads(line)["run_id"] for line in exported} == {failed.run_id, aborted.run_id}
+    assert live.get("/api/runs?status=failed&status=sleeping").status_code == 400
+
+
 def test_one_run_with_nodes_in_start_order(live: LiveReceiver) -> None:
     """GET /api/runs/{id} lists every attempt (retries, mapped items, skipped) in start order."""
     run = typical_run()

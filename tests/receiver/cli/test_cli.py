@@ -68,6 +68,18 @@ def test_runs_table_and_filters(filled: tuple[LiveReceiver, list[RunEvents]], ho
 
 
 @pytest.mark.parametrize("how", ["db", "url"])
+def test_runs_status_repeats(filled: tuple[LiveReceiver, list[RunEvents]], how: str) -> None:
+    """runs --status failed --status succeeded lists the runs in either status."""
+    live, runs = filled
+    result = CliRunner().invoke(runs_command, ["--json", "--status", "failed", *_where(live, how)])
+    assert json.loads(result.output)["total"] == 1
+    both = ["--json", "--status", "failed", "--status", "succeeded", *_where(live, how)]
+    result = CliRunner().invoke(runs_command, both)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["total"] == len(runs)
+
+
+@pytest.mark.parametrize("how", ["db", "url"])
 def test_show_prints_the_run_and_its_nodes(filled: tuple[LiveReceiver, list[RunEvents]], how: str) -> None:
     """show RUN_ID prints the run's status, error and every node attempt; --json the API shape."""
     live, runs = filled

@@ -191,6 +191,14 @@ def test_bad_list_parameters_are_400s_naming_the_parameter(
     )
 
 
+@pytest.mark.parametrize("route", ["/api/viewer/runs", "/api/viewer/summary"])
+def test_unknown_viewer_parameters_are_400s_naming_them(live: LiveReceiver, route: str) -> None:
+    """A parameter the route does not take (a misspelt filter) is a 400 naming it, not silently ignored."""
+    answer = live.get(route, workflow="x")
+    assert answer.status_code == 400
+    assert "'workflow'" in answer.json()["error"]
+
+
 def test_summary_cards_count_rates_percentiles_cost_and_last_run(live: LiveReceiver) -> None:
     """Cards over a filter: counts by status and mode, success rate, nearest-rank p50/p95, cost, last run."""
     base = time.time_ns() - 100 * _MINUTE_NS

@@ -49,7 +49,14 @@ _OTLP_ERROR = {
 }
 _RUN_FILTERS = [
     {"name": "workflow_id", "in": "query", "schema": {"type": "string", "maxLength": 256}},
-    {"name": "status", "in": "query", "schema": {"enum": [s.value for s in RunStatus]}},
+    {
+        "name": "status",
+        "in": "query",
+        "description": "May repeat: runs in any of the statuses given (?status=failed&status=aborted).",
+        "style": "form",
+        "explode": True,
+        "schema": {"type": "array", "items": {"enum": [s.value for s in RunStatus]}},
+    },
 ]
 
 
@@ -126,7 +133,7 @@ def openapi_document() -> dict[str, Any]:
                                 }
                             },
                         },
-                        "400": _error("A query parameter has a value that cannot be used."),
+                        "400": _error("A query parameter is unknown, repeated or has a value that cannot be used."),
                         "401": _error("API keys are configured and the request has no valid one."),
                     },
                 }
@@ -160,7 +167,7 @@ def openapi_document() -> dict[str, Any]:
                                 "application/x-ndjson": {"schema": {"type": "string"}},
                             },
                         },
-                        "400": _error("A query parameter has a value that cannot be used."),
+                        "400": _error("A query parameter is unknown, repeated or has a value that cannot be used."),
                         "401": _error("API keys are configured and the request has no valid one."),
                     },
                 }

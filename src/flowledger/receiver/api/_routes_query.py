@@ -16,18 +16,25 @@ from flowledger.receiver._trace_url import add_trace_url
 from flowledger.receiver.api._export import ExportFormat, export_lines
 from flowledger.receiver.store._protocol import RunQuery
 
-__all__ = ["DEFAULT_PAGE_LIMIT", "MAX_PAGE_LIMIT", "ROUTES"]
+__all__ = ["DEFAULT_PAGE_LIMIT", "EXPORT_PARAMS", "LIST_PARAMS", "MAX_PAGE_LIMIT", "ROUTES"]
 
 DEFAULT_PAGE_LIMIT: Final = 50
 MAX_PAGE_LIMIT: Final = 1000
 _MEDIA: Final = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.JSONL: "application/x-ndjson"}
 
 
+LIST_PARAMS: Final = ("workflow_id", "status", "limit", "offset")
+"""The query parameters of ``GET /api/runs`` (``status`` may repeat); any other is a 400."""
+EXPORT_PARAMS: Final = ("format", "workflow_id", "status")
+"""The query parameters of ``GET /api/export``."""
+
+
 def _run_query(request: Request, *, paged: bool) -> RunQuery:
     params = QueryParams(request, blank_is_absent=False)
+    params.expect(LIST_PARAMS if paged else EXPORT_PARAMS)
     return RunQuery(
         workflow_id=params.text("workflow_id"),
-        status=params.choice("status", RunStatus),
+        statuses=params.choices("status", RunStatus),
         project=project_of(request),
         limit=params.integer("limit", default=DEFAULT_PAGE_LIMIT, low=1, high=MAX_PAGE_LIMIT)
         if paged
@@ -60,12 +67,9 @@ async def get_run(request: Request) -> Response:
 
 async def export_runs(request: Request) -> Response:
     """Every matching run, streamed as CSV or JSONL (JSONL includes each run's nodes)."""
-    raw_format = request.query_params.get("format", ExportFormat.JSONL.value)
     try:
-        fmt = ExportFormat(raw_format)
         query = _run_query(request, paged=False)
-    except ValueError:
-        return error_response(400, f"query parameter format={raw_format!r} is not csv or jsonl")
+        fmt = QueryParams(request, blank_is_absent=False).choice("format", ExportFormat) or ExportFormat.JSONL
     except QueryParamError as exc:
         return error_response(400, str(exc))
     runs = receiver_of(request).store.iter_runs(query, with_nodes=fmt is ExportFormat.JSONL)

@@ -175,9 +175,10 @@ def serve_command(
 @click.option("--workflow", "workflow_id", default=None, help="Only runs of this workflow id.")
 @click.option(
     "--status",
+    "statuses",
     type=_STATUS_CHOICE,
-    default=None,
-    help="Only runs with this status.",
+    multiple=True,
+    help="Only runs with this status; repeat for several (--status failed --status aborted).",
 )
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
@@ -188,7 +189,7 @@ def serve_command(
 @_clean_errors
 def runs_command(
     workflow_id: str | None,
-    status: str | None,
+    statuses: tuple[str, ...],
     limit: int,
     offset: int,
     as_json: bool,
@@ -199,7 +200,7 @@ def runs_command(
     """List runs, newest first."""
     from flowledger.receiver.store._protocol import RunQuery
 
-    query = RunQuery(workflow_id=workflow_id, status=RunStatus(status) if status else None, limit=limit, offset=offset)
+    query = RunQuery(workflow_id=workflow_id, statuses=_run_statuses(statuses), limit=limit, offset=offset)
     page = _source(db, url, api_key).list_runs(query)
     if as_json:
         _print_json({"runs": page.runs, "total": page.total})
@@ -214,6 +215,11 @@ def runs_command(
     for run in page.runs:
         table.add_row(*(_cell(field, run) for field in columns))
     Console().print(table)
+
+
+def _run_statuses(values: tuple[str, ...]) -> tuple[RunStatus, ...]:
+    """The statuses of repeated ``--status`` options, each once, in the order given."""
+    return tuple(dict.fromkeys(RunStatus(value) for value in values))
 
 
 def _table_fields(fields: tuple[RecordField, ...]) -> list[RecordField]:
@@ -318,7 +324,7 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File to write [stdout]."
 )
 @click.option("--workflow", "workflow_id", default=None, help="Only runs of this workflow id.")
-@click.option("--status", type=_STATUS_CHOICE, default=None)
+@click.option("--status", "statuses", type=_STATUS_CHOICE, multiple=True, help="Only this status; may repeat.")
 @_db_option(None)
 @_url_option
 @_key_option
@@ -327,7 +333,7 @@ def export_command(
     fmt: str,
     output: Path | None,
     workflow_id: str | None,
-    status: str | None,
+    statuses: tuple[str, ...],
     db: Path | None,
     url: str | None,
     api_key: str | None,
@@ -335,7 +341,7 @@ def export_command(
     """Export runs as CSV or JSONL, streamed (memory stays flat however many runs there are)."""
     from flowledger.receiver.store._protocol import RunQuery
 
-    query = RunQuery(workflow_id=workflow_id, status=RunStatus(status) if status else None)
+    query = RunQuery(workflow_id=workflow_id, statuses=_run_statuses(statuses))
     lines = _source(db, url, api_key).export(query, ExportFormat(fmt))
     if output is None:
         for line in lines:

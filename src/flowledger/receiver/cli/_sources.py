@@ -117,8 +117,8 @@ class UrlSource:
         params: dict[str, Any] = {"limit": query.limit, "offset": query.offset}
         if query.workflow_id is not None:
             params["workflow_id"] = query.workflow_id
-        if query.status is not None:
-            params["status"] = query.status.value
+        if query.statuses:
+            params["status"] = [status.value for status in query.statuses]
         return params
 
     def list_runs(self, query: RunQuery) -> RunPage:

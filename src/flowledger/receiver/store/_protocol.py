@@ -47,7 +47,8 @@ class RunQuery:
     """Filters and paging of a run listing (newest first)."""
 
     workflow_id: str | None = None
-    status: RunStatus | None = None
+    statuses: tuple[RunStatus, ...] = ()
+    """Runs in any of these statuses (every status when empty)."""
     project: str | None = None
     """Set from the API key: only this project's runs are visible."""
     limit: int = 50

@@ -60,9 +60,9 @@ def runs_where(query: RunQuery) -> tuple[str, list[Any]]:
     if query.workflow_id is not None:
         clauses.append("r.workflow_id = ?")
         params.append(query.workflow_id)
-    if query.status is not None:
-        clauses.append("r.status = ?")
-        params.append(query.status.value)
+    if query.statuses:
+        clauses.append(f"r.status IN ({', '.join('?' * len(query.statuses))})")
+        params += [status.value for status in query.statuses]
     if query.project is not None:
         clauses.append("r.project = ?")
         params.append(query.project)

@@ -116,6 +116,11 @@ async def static(request: Request) -> Response:
 
 # --- parameters ---------------------------------------------------------------
 
+FILTER_PARAMS: Final = ("workflow_id", "status", "trigger", "mode", "since", "until", "q")
+"""The filters of the run list and the summary cards; a route refuses parameters it does not take."""
+RUNS_PARAMS: Final = (*FILTER_PARAMS, "cursor", "direction", "limit")
+ATTEMPTS_PARAMS: Final = ("offset", "limit")
+
 
 def _filter(params: QueryParams, project: str | None) -> RunFilter:
     search = params.text("q")
@@ -152,6 +157,7 @@ async def api_runs(request: Request) -> Response:
     """A keyset page of runs, newest first: ``?cursor=...&direction=older|newer&limit=N`` plus filters."""
     params = QueryParams(request)
     try:
+        params.expect(RUNS_PARAMS)
         run_filter = _filter(params, project_of(request))
         limit = params.integer("limit", default=RUN_PAGE_DEFAULT, low=1, high=RUN_PAGE_MAX)
         token = params.text("cursor")
@@ -176,8 +182,10 @@ def _summary_cache(request: Request) -> SummaryCache:
 
 async def api_summary(request: Request) -> Response:
     """Summary cards over every run the filters match."""
+    params = QueryParams(request)
     try:
-        run_filter = _filter(QueryParams(request), project_of(request))
+        params.expect(FILTER_PARAMS)
+        run_filter = _filter(params, project_of(request))
     except QueryParamError as exc:
         return error_response(400, str(exc))
     cache = _summary_cache(request)
@@ -215,6 +223,7 @@ async def api_attempts(request: Request) -> Response:
     run_id, project = request.path_params["run_id"], project_of(request)
     params = QueryParams(request)
     try:
+        params.expect(ATTEMPTS_PARAMS)
         offset = params.integer("offset", default=0, low=0, high=MAX_OFFSET)
         limit = params.integer("limit", default=ATTEMPT_PAGE_DEFAULT, low=1, high=ATTEMPT_PAGE_MAX)
     except QueryParamError as exc:

@@ -137,9 +137,11 @@ async def test_listings_page_newest_first_and_filter(store: Store) -> None:
     alpha = await store.list_runs(RunQuery(workflow_id="alpha"))
     assert alpha.total == 5
     assert {r["workflow_id"] for r in alpha.runs} == {"alpha"}
-    failed = await store.list_runs(RunQuery(status=RunStatus.FAILED))
+    failed = await store.list_runs(RunQuery(statuses=(RunStatus.FAILED,)))
     assert failed.total == 3
     assert {r["status"] for r in failed.runs} == {"failed"}
+    either = await store.list_runs(RunQuery(statuses=(RunStatus.FAILED, RunStatus.SUCCEEDED)))
+    assert either.total == 8
     streamed = [run async for run in store.iter_runs(RunQuery(workflow_id="beta"), with_nodes=True)]
     assert [r["run_id"] for r in streamed] == [r.run_id for r in newest_first if r.workflow_id == "beta"]
     assert all(len(r["nodes"]) == 6 for r in streamed)

@@ -653,7 +653,8 @@ class ListView {
   }
 
   async refreshSummary() {
-    const s = await api("/api/viewer/summary", this.query());
+    const { limit: _pageSize, ...filters } = this.query(); // the cards take the filters only
+    const s = await api("/api/viewer/summary", filters);
     const cards = clear(this.cards);
     const card = (key, label, value, extra, href) => {
       const el = h(href ? "a" : "div", { class: `card card-${key}`, dataset: { card: key }, href }, h("div", { class: "card-label", text: label }), h("div", { class: "value", text: value }));
