@@ -190,6 +190,30 @@ def test_export_csv_has_a_header_and_a_row_per_run(many: tuple[LiveReceiver, lis
     assert {"run_id", "status", "error_type", "cost_usd"} <= set(rows[0])
 
 
+def test_export_csv_neutralises_formulas_and_nul(live: LiveReceiver) -> None:
+    """CSV cells starting with = + - @ tab or CR get a leading apostrophe; NUL is never written raw; JSONL is exact."""
+    hostile = {
+        '=HYPERLINK("http://x","y")': '\'=HYPERLINK("http://x","y")',
+        "+1+2": "'+1+2",
+        "-2+3": "'-2+3",
+        "@SUM(A1)": "'@SUM(A1)",
+        "\t=1": "'\t=1",
+        "\r=1": "'\r=1",
+        "a\x00b": "a\ufffdb",
+        "plain =1": "plain =1",
+    }
+    runs = [RunEvents().start(workflow_name=name).node("fetch").finish() for name in hostile]
+    live.post([e for run in runs for e in run.events])
+    text = live.get("/api/export", params={"format": "csv"}).text
+    assert "\x00" not in text
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    got = {row["run_id"]: row["workflow_name"] for row in rows}
+    assert {got[run.run_id] for run in runs} == set(hostile.values())
+    assert all(row["cost_usd"] == "0.004" for row in rows)  # numbers stay numbers
+    exact = [json.loads(line) for line in live.get("/api/export", params={"format": "jsonl"}).text.splitlines()]
+    assert {run["workflow_name"] for run in exact} == set(hostile)
+
+
 def test_healthz(live: LiveReceiver) -> None:
     """/healthz answers ok."""
     assert live.get("/healthz").json() == {"status": "ok"}
