@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from flowledger.receiver.store import _sqlite
 from tests.receiver._support import LiveReceiver, RunEvents, simple_run, typical_run
 
 DOCUMENTED_RUN_FIELDS = {
@@ -99,6 +100,38 @@ def test_bad_query_parameters_are_400(live: LiveReceiver, params: dict[str, str]
     answer = live.get("/api/runs", params=params)
     assert answer.status_code == 400
     assert next(iter(params)) in answer.json()["error"]
+
+
+def test_next_cursor_pages_through_every_run(many: tuple[LiveReceiver, list[RunEvents]]) -> None:
+    """next is an opaque cursor: passed back as cursor= it gives the following page, null after the last."""
+    live, runs = many
+    seen: list[str] = []
+    body = live.get("/api/runs", params={"limit": 5}).json()
+    while True:
+        seen += [r["run_id"] for r in body["runs"]]
+        assert body["total"] == len(runs)
+        assert body["total_capped"] is False
+        if body["next"] is None:
+            break
+        body = live.get("/api/runs", params={"limit": 5, "cursor": body["next"]}).json()
+    assert sorted(seen) == sorted(r.run_id for r in runs)
+    assert len(seen) == len(runs)
+    bad = live.get("/api/runs", params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 400
+    assert "cursor" in bad.json()["error"]
+
+
+def test_total_is_capped_and_says_so(
+    many: tuple[LiveReceiver, list[RunEvents]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the count cap the total stops there with total_capped true: no request counts every row."""
+    live, _runs = many
+    monkeypatch.setattr(_sqlite, "TOTAL_COUNT_MAX", 4)
+    body = live.get("/api/runs", params={"limit": 2}).json()
+    assert (body["total"], body["total_capped"]) == (4, True)
+    assert len(body["runs"]) == 2
+    exact = live.get("/api/runs", params={"workflow_id": "zzz"}).json()
+    assert (exact["total"], exact["total_capped"]) == (0, False)
 
 
 @pytest.mark.parametrize("route", ["/api/runs", "/api/export"])

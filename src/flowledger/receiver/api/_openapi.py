@@ -7,6 +7,7 @@ from typing import Any
 
 from flowledger._version import __version__
 from flowledger._wire import RunStatus
+from flowledger.receiver.store._protocol import TOTAL_COUNT_MAX
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, record_schema
 
 __all__ = ["openapi_document"]
@@ -112,7 +113,14 @@ def openapi_document() -> dict[str, Any]:
                         {
                             "name": "offset",
                             "in": "query",
+                            "description": "Runs to skip (after the cursor, if one is given); costs grow with it.",
                             "schema": {"type": "integer", "minimum": 0, "maximum": 2**62},
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "description": "The next of a previous answer: the page after it, as cheap at any depth.",
+                            "schema": {"type": "string", "maxLength": 256},
                         },
                     ],
                     "responses": {
@@ -125,7 +133,19 @@ def openapi_document() -> dict[str, Any]:
                                         "required": ["runs", "total"],
                                         "properties": {
                                             "runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
-                                            "total": {"type": "integer", "minimum": 0},
+                                            "total": {
+                                                "type": "integer",
+                                                "minimum": 0,
+                                                "description": f"Matching runs, counted up to {TOTAL_COUNT_MAX}.",
+                                            },
+                                            "total_capped": {
+                                                "type": "boolean",
+                                                "description": "The count stopped at its cap: at least total match.",
+                                            },
+                                            "next": {
+                                                "anyOf": [{"type": "string"}, {"type": "null"}],
+                                                "description": "Pass as cursor for the next page; null on the last.",
+                                            },
                                             "limit": {"type": "integer"},
                                             "offset": {"type": "integer"},
                                         },

@@ -203,12 +203,13 @@ def runs_command(
     query = RunQuery(workflow_id=workflow_id, statuses=_run_statuses(statuses), limit=limit, offset=offset)
     page = _source(db, url, api_key).list_runs(query)
     if as_json:
-        _print_json({"runs": page.runs, "total": page.total})
+        _print_json({"runs": page.runs, "total": page.total, "total_capped": page.total_capped})
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(page.runs)} of {page.total} runs", title_justify="left")
+    total = f"at least {page.total:,}" if page.total_capped else f"{page.total}"
+    table = Table(title=f"{len(page.runs)} of {total} runs", title_justify="left")
     columns = _table_fields(RUN_FIELDS)
     for field in columns:
         table.add_column(_header(field), overflow="fold")

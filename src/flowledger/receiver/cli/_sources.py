@@ -124,7 +124,7 @@ class UrlSource:
     def list_runs(self, query: RunQuery) -> RunPage:
         """A page of runs."""
         body = self._request("GET", "/api/runs", self._params(query)).json()
-        return RunPage(runs=body["runs"], total=body["total"])
+        return RunPage(runs=body["runs"], total=body["total"], total_capped=bool(body.get("total_capped")))
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """One run with its nodes, or None."""

@@ -105,7 +105,12 @@ CREATE INDEX runs_facts ON runs (
 CREATE INDEX node_runs_by_start ON node_runs (run_id, started_at, attempt, item, span_id);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2_SPANS, _V3_VIEWER)
+_V4_QUERY: Final = """
+-- GET /api/runs by workflow and status(es): one index range per status, newest first, whatever the mix.
+CREATE INDEX runs_by_workflow_status ON runs (workflow_id, status, started_at DESC, run_id DESC);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2_SPANS, _V3_VIEWER, _V4_QUERY)
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -68,9 +68,9 @@ class RunPageCursor:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             started_at, run_id = json.loads(raw)
         except (binascii.Error, ValueError, TypeError):
-            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this viewer made") from None
+            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this receiver made") from None
         if not isinstance(started_at, str) or not isinstance(run_id, str):
-            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this viewer made")
+            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this receiver made")
         return cls(started_at, run_id)
 
 

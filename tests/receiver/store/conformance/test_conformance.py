@@ -148,6 +148,28 @@ async def test_listings_page_newest_first_and_filter(store: Store) -> None:
     assert await store.get_run("no-such-run") is None
 
 
+async def test_cursor_pages_cover_every_run_once_in_order(store: Store) -> None:
+    """Following next from page to page lists every matching run once, newest first, runs without a start last."""
+    runs = [simple_run(workflow_id="alpha") for _ in range(7)] + [typical_run(workflow_id="alpha") for _ in range(4)]
+    orphans = [RunEvents(workflow_id="alpha").node("fetch") for _ in range(2)]  # no run_started: no start time
+    await _append(store, *runs, *orphans)
+    listed = await store.list_runs(RunQuery(limit=100))
+    assert [r["run_id"] for r in listed.runs][-2:] == sorted((r.run_id for r in orphans), reverse=True)
+    for statuses in ((), (RunStatus.FAILED, RunStatus.SUCCEEDED), (RunStatus.FAILED,)):
+        expected = [r["run_id"] for r in listed.runs if not statuses or r["status"] in {s.value for s in statuses}]
+        seen: list[str] = []
+        page = await store.list_runs(RunQuery(statuses=statuses, limit=3))
+        seen += [r["run_id"] for r in page.runs]
+        while page.next is not None:
+            page = await store.list_runs(RunQuery(statuses=statuses, limit=3, cursor=page.next))
+            seen += [r["run_id"] for r in page.runs]
+            assert page.total == len(expected)
+            assert not page.total_capped
+        assert seen == expected, statuses
+    skipped = await store.list_runs(RunQuery(limit=2, offset=1, cursor=(await store.list_runs(RunQuery(limit=2))).next))
+    assert [r["run_id"] for r in skipped.runs] == [r["run_id"] for r in listed.runs[3:5]]
+
+
 async def test_listings_are_scoped_to_a_project(store: Store) -> None:
     """A listing for a project holds only that project's runs."""
     await _append(store, simple_run(project="alpha"), simple_run(project="beta"), simple_run(project="beta"))
