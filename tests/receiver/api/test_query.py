@@ -247,6 +247,16 @@ def test_export_csv_neutralises_formulas_and_nul(live: LiveReceiver) -> None:
     assert {run["workflow_name"] for run in exact} == set(hostile)
 
 
+def test_money_is_exact_in_the_api_and_the_export(live: LiveReceiver) -> None:
+    """A noisy dollar amount from an older SDK is listed and exported as the amount it stands for."""
+    run = RunEvents().start().node("fetch").finish()
+    run.events[-1]["data"]["cost"]["usd"] = 0.6000000000000003
+    live.post(run.events)
+    assert repr(live.get(f"/api/runs/{run.run_id}").json()["cost"]["usd"]) == "0.6"
+    rows = list(csv.DictReader(io.StringIO(live.get("/api/export", params={"format": "csv"}).text, newline="")))
+    assert rows[0]["cost_usd"] == "0.6"
+
+
 def test_healthz(live: LiveReceiver) -> None:
     """/healthz answers ok."""
     assert live.get("/healthz").json() == {"status": "ok"}

@@ -199,6 +199,18 @@ def test_unknown_viewer_parameters_are_400s_naming_them(live: LiveReceiver, rout
     assert "'workflow'" in answer.json()["error"]
 
 
+def test_summary_cost_is_an_exact_sum(live: LiveReceiver) -> None:
+    """Runs costing 0.1, 0.2 and 0.3 dollars total exactly 0.6 (a float sum says 0.6000000000000001);
+    a noisy amount from an older SDK counts as the amount it stands for."""
+    runs = [RunBuilder().start().finish(at_ms=10, cost_usd=usd) for usd in (0.1, 0.2, 0.3, 0.30000000000000004)]
+    live.post([e for r in runs for e in r.events])
+    cards = live.get("/api/viewer/summary").json()
+    assert cards["total_cost_usd_nanos"] == 900_000_000
+    assert repr(cards["total_cost_usd"]) == "0.9"
+    noisy = live.get(f"/api/viewer/runs/{runs[-1].run_id}").json()
+    assert repr(noisy["cost"]["usd"]) == "0.3"
+
+
 def test_summary_cards_count_rates_percentiles_cost_and_last_run(live: LiveReceiver) -> None:
     """Cards over a filter: counts by status and mode, success rate, nearest-rank p50/p95, cost, last run."""
     base = time.time_ns() - 100 * _MINUTE_NS

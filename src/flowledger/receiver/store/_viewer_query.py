@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from flowledger._exceptions import ViewerQueryError
+from flowledger._money import nanos_to_usd
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
 from flowledger.receiver.store._query import (
     NEWEST_FIRST,
@@ -85,6 +86,9 @@ _FINISHED: Final = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus
 _OLDEST_FIRST: Final = "ORDER BY r.started_at ASC, r.run_id ASC"
 _EPOCH_S: Final = "(julianday({}) - 2440587.5) * 86400.0"
 _ATTEMPT_ORDER: Final = "ORDER BY n.started_at, n.attempt, n.item, n.span_id"
+_SUM_USD_NANOS: Final = "coalesce(sum(CAST(round(r.cost_usd * 1e9) AS INTEGER)), 0)"
+"""The exact sum of runs' costs in whole nano-dollars: each stored amount is the float of a whole number of
+nano-dollars (:mod:`flowledger._money`), so it is read back as that number and integers are added, never floats."""
 _PAYLOAD_COLUMNS: Final = {"input": "input_json", "output": "output_json", "error_stack": "error_stack"}
 """The result column of each payload kind, in node and run rows alike."""
 _NODE: Final = {f.name: f for f in NODE_FIELDS}
@@ -233,7 +237,8 @@ def run_summary(
 ) -> dict[str, Any]:
     """The summary cards over every run the filter matches.
 
-    Counts and cost cover every matching run (one scan of ``runs_facts``).
+    Counts and cost cover every matching run (one scan of ``runs_facts``); the cost is an exact sum
+    of nano-dollars (``total_cost_usd_nanos``, and ``total_cost_usd`` the float that prints as it).
     ``success_rate`` is succeeded over finished (succeeded, failed, aborted)
     runs. p50 and p95 are nearest-rank percentiles of the durations of the
     newest ``percentile_sample_max`` matching runs that have one: exact
@@ -243,11 +248,11 @@ def run_summary(
     where, params = filter_where(run_filter)
     by_status = dict.fromkeys((s.value for s in RunStatus), 0)
     dry = live = 0
-    cost = 0.0
+    cost_nanos = 0
     # "+r.status": keep the planner from walking runs_by_status for the grouping (a table lookup per run);
     # scanning the covering runs_facts index instead reads nothing else.
-    for status, dry_run, count, usd in conn.execute(
-        f"SELECT r.status, r.dry_run, count(*), total(r.cost_usd) FROM runs r WHERE {where} "
+    for status, dry_run, count, usd_nanos in conn.execute(
+        f"SELECT r.status, r.dry_run, count(*), {_SUM_USD_NANOS} FROM runs r WHERE {where} "
         "GROUP BY +r.status, +r.dry_run",
         params,
     ):
@@ -256,7 +261,7 @@ def run_summary(
             dry += count
         else:
             live += count
-        cost += usd
+        cost_nanos += usd_nanos
     finished = sum(by_status[s] for s in _FINISHED)
     last = conn.execute(
         f"SELECT r.run_id, r.started_at, r.status FROM runs r WHERE {where} {NEWEST_FIRST} LIMIT 1", params
@@ -272,7 +277,8 @@ def run_summary(
         "p95_duration_ms": p95,
         "duration_sample": sample,
         "duration_sample_capped": sample >= percentile_sample_max,
-        "total_cost_usd": cost,
+        "total_cost_usd": nanos_to_usd(cost_nanos),
+        "total_cost_usd_nanos": cost_nanos,
         "last_run": None if last is None else {"run_id": last[0], "started_at": last[1], "status": last[2]},
     }
 
