@@ -39,7 +39,14 @@ from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver._trace_url import add_trace_url
-from flowledger.receiver.store._views import PAYLOAD_KINDS, PageDirection, RunFilter, RunMode, RunPageCursor
+from flowledger.receiver.store._views import (
+    PAYLOAD_KINDS,
+    RUN_ID_SEARCH_MIN_CHARS,
+    PageDirection,
+    RunFilter,
+    RunMode,
+    RunPageCursor,
+)
 from flowledger.receiver.viewer._summary import SummaryCache
 
 __all__ = [
@@ -124,6 +131,11 @@ ATTEMPTS_PARAMS: Final = ("offset", "limit")
 
 def _filter(params: QueryParams, project: str | None) -> RunFilter:
     search = params.text("q")
+    prefix = None if search is None else search.strip().lower() or None
+    if prefix is not None and len(prefix) < RUN_ID_SEARCH_MIN_CHARS:
+        raise QueryParamError(
+            f"query parameter q={prefix!r} is too short: type at least {RUN_ID_SEARCH_MIN_CHARS} characters of a run id"
+        )
     return RunFilter(
         workflow_id=params.text("workflow_id"),
         status=params.choice("status", RunStatus),
@@ -131,7 +143,7 @@ def _filter(params: QueryParams, project: str | None) -> RunFilter:
         mode=params.choice("mode", RunMode),
         since=params.time("since"),
         until=params.time("until"),
-        run_id_prefix=None if search is None else search.strip().lower() or None,
+        run_id_prefix=prefix,
         project=project,
     )
 

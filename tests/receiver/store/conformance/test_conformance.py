@@ -7,6 +7,7 @@ come out of its query methods) and run for every engine in ``ENGINES``.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -217,6 +218,38 @@ async def test_summary_and_facets(store: Store) -> None:
     assert facets["workflows"] == ["alpha", "beta"]
     assert facets["statuses"] == [s.value for s in RunStatus]
     assert await store.ledger_size() == (await store.stats()).ledger_events
+
+
+async def test_summary_counts_stay_exact_through_updates_sweeps_and_rebuilds(store: Store) -> None:
+    """Cards without a time range (kept counts) equal the same cards counted over the runs, whatever happened."""
+    _EPOCH = "1970-01-01T00:00:00.000000Z"
+
+    async def check() -> None:
+        for run_filter in (
+            RunFilter(),
+            RunFilter(workflow_id="alpha"),
+            RunFilter(status=RunStatus.FAILED),
+            RunFilter(mode=RunMode.LIVE, trigger=TriggerType.MANUAL),
+            RunFilter(project="p"),
+        ):
+            kept = await store.run_summary(run_filter)
+            counted = await store.run_summary(replace(run_filter, since=_EPOCH))  # a time range: counted
+            for key in ("total", "by_status", "dry_run", "live", "total_cost_usd_nanos"):
+                assert kept[key] == counted[key], (run_filter, key)
+
+    running = RunEvents(workflow_id="alpha", project="p").start().node("fetch")
+    await _append(store, simple_run(workflow_id="alpha"), typical_run(workflow_id="beta"), running)
+    await check()
+    finished = running.finish("failed", error_node="fetch").events[-1]
+    assert [o for o, _ in await store.append(prepared([finished]))] == [EventOutcome.ACCEPTED]  # its row replaced
+    await check()
+    silent = RunEvents(workflow_id="alpha").start()
+    await _append(store, silent)
+    assert await store.sweep(now=_FAR_FUTURE, stuck_after_s=60.0, heartbeats=3) == [silent.run_id]
+    await check()
+    assert (await store.rebuild()).clean
+    await check()
+    assert (await store.run_summary(RunFilter()))["total"] == 4
 
 
 async def test_one_run_its_attempts_and_payloads(store: Store) -> None:
