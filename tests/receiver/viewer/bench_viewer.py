@@ -155,6 +155,13 @@ async def _queries(path: Path, count: int) -> None:
         await _timed("page 101 (keyset cursor)", lambda: store.viewer_runs(everything, limit=50, cursor=cursor))
         rare = RunFilter(trigger=TriggerType.SCHEDULE, mode=RunMode.DRY, status=RunStatus.ABORTED)
         await _timed("first page, trigger + dry run + aborted (0.07 %)", lambda: store.viewer_runs(rare, limit=50))
+        few = RunFilter(
+            workflow_id="workflow-3", status=RunStatus.ABORTED, trigger=TriggerType.SCHEDULE, mode=RunMode.DRY
+        )
+        await _timed(
+            "first page, workflow + aborted + schedule + dry (fewer than a page)",
+            lambda: store.viewer_runs(few, limit=50),
+        )
         wf = RunFilter(workflow_id="workflow-3", status=RunStatus.FAILED)
         await _timed("first page, workflow + failed", lambda: store.viewer_runs(wf, limit=50))
         prefix = RunFilter(run_id_prefix=page.runs[10]["run_id"][:10])
