@@ -182,6 +182,7 @@ def serve_command(
 )
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--cursor", default=None, help="Start after this cursor: the next of a previous --json answer.")
 @_json_option
 @_db_option(None)
 @_url_option
@@ -192,18 +193,27 @@ def runs_command(
     statuses: tuple[str, ...],
     limit: int,
     offset: int,
+    cursor: str | None,
     as_json: bool,
     db: Path | None,
     url: str | None,
     api_key: str | None,
 ) -> None:
     """List runs, newest first."""
+    from flowledger._exceptions import ViewerQueryError
     from flowledger.receiver.store._protocol import RunQuery
+    from flowledger.receiver.store._views import RunPageCursor
 
-    query = RunQuery(workflow_id=workflow_id, statuses=_run_statuses(statuses), limit=limit, offset=offset)
+    try:
+        after = None if cursor is None else RunPageCursor.decode(cursor)
+    except ViewerQueryError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cursor") from None
+    statuses_asked = _run_statuses(statuses)
+    query = RunQuery(workflow_id=workflow_id, statuses=statuses_asked, limit=limit, offset=offset, cursor=after)
     page = _source(db, url, api_key).list_runs(query)
     if as_json:
-        _print_json({"runs": page.runs, "total": page.total, "total_capped": page.total_capped})
+        next_cursor = None if page.next is None else page.next.encode()
+        _print_json({"runs": page.runs, "total": page.total, "total_capped": page.total_capped, "next": next_cursor})
         return
     from rich.console import Console
     from rich.table import Table
