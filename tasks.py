@@ -101,7 +101,7 @@ def demo() -> None:
     run(PY, str(ROOT / "examples" / "demo.py"))
 
 
-BENCHMARKS = ("sdk_overhead.py", "ingest.py", "codegen.py")
+BENCHMARKS = ("sdk_overhead.py", "ingest.py", "codegen.py", "query_runs.py")
 
 
 def bench() -> None:

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -452,8 +453,11 @@ def record_skip(node_id: str, reason: str, *, item: int | None = None, location:
         pipeline().internal_error("record_skip", exc)
 
 
-def cost(*, tokens: int = 0, tool_calls: int = 0, external_requests: int = 0, usd: float = 0.0) -> None:
-    """Add cost to the current node and its run (does nothing outside a run)."""
+def cost(*, tokens: int = 0, tool_calls: int = 0, external_requests: int = 0, usd: float | Decimal = 0.0) -> None:
+    """Add cost to the current node and its run (does nothing outside a run).
+
+    ``usd`` is kept exact to the nano-dollar: pass the amount as written (``0.004``) or a Decimal.
+    """
     try:
         node_attempt = current_node()
         run = current_run()

@@ -1,7 +1,11 @@
 """Query parameters of the receiver's routes, read by one set of rules for the API and the viewer.
 
 Every problem is a :class:`~flowledger._exceptions.QueryParamError` whose
-message names the parameter; the routes answer it with 400. The page caps
+message names the parameter; the routes answer it with 400. A route names
+the parameters it takes (:meth:`QueryParams.expect`): any other one is a 400
+naming it, so a misspelt filter (``?workflow=x``) is never silently ignored.
+A parameter is given at most once, except those a route reads as a list
+(:meth:`QueryParams.choices`, like ``?status=failed&status=aborted``). The page caps
 stay with the routes that document them (``/api/runs``: 1000 runs a page;
 ``/api/viewer/runs``: 500; a viewer page of node attempts: 2000).
 """
@@ -9,6 +13,7 @@ stay with the routes that document them (``/api/runs``: 1000 runs a page;
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import Final, TypeVar
 
 from starlette.requests import Request
@@ -16,7 +21,7 @@ from starlette.requests import Request
 from flowledger._exceptions import QueryParamError
 from flowledger.receiver.store._time import normalize_ts
 
-__all__ = ["MAX_OFFSET", "MAX_PARAM_CHARS", "PARAMS_READ_KEY", "QueryParams"]
+__all__ = ["MAX_OFFSET", "MAX_PARAM_CHARS", "MAX_UNKNOWN_LISTED", "PARAMS_READ_KEY", "QueryParams"]
 
 MAX_PARAM_CHARS: Final = 256
 """Longest value a text parameter may have."""
@@ -24,6 +29,8 @@ MAX_OFFSET: Final = 2**62
 """Largest ``offset`` a paged route takes."""
 PARAMS_READ_KEY: Final = "flowledger.query_params_read"
 """Where a request's scope keeps the names of the query parameters its route read (the OpenAPI test checks them)."""
+MAX_UNKNOWN_LISTED: Final = 10
+"""How many unknown parameters a 400 names (and then how many more there were)."""
 
 _E = TypeVar("_E", bound=enum.Enum)
 
@@ -42,15 +49,44 @@ class QueryParams:
         self._blank_is_absent = blank_is_absent
         self._read: set[str] = request.scope.setdefault(PARAMS_READ_KEY, set())
 
-    def text(self, name: str) -> str | None:
-        """The parameter's value, or None when it is not given."""
+    def expect(self, names: Iterable[str]) -> None:
+        """Refuse every parameter not in ``names``, naming them all and what the route takes."""
+        allowed = set(names)
+        unknown = sorted({key for key in self._params if key not in allowed})
+        if unknown:
+            listed = ", ".join(repr(name[:MAX_PARAM_CHARS]) for name in unknown[:MAX_UNKNOWN_LISTED])
+            more = f" and {len(unknown) - MAX_UNKNOWN_LISTED} more" if len(unknown) > MAX_UNKNOWN_LISTED else ""
+            which = "parameter" if len(unknown) == 1 else "parameters"
+            raise QueryParamError(
+                f"unknown query {which} {listed}{more}; this route takes {', '.join(sorted(allowed)) or 'none'}"
+            )
+
+    def _values(self, name: str) -> list[str]:
         self._read.add(name)
-        raw = self._params.get(name)
-        if raw is None or (raw == "" and self._blank_is_absent):
-            return None
-        if len(raw) > MAX_PARAM_CHARS:
-            raise QueryParamError(f"query parameter {name} is longer than {MAX_PARAM_CHARS} characters")
-        return raw
+        values = [raw for raw in self._params.getlist(name) if not (raw == "" and self._blank_is_absent)]
+        for raw in values:
+            if len(raw) > MAX_PARAM_CHARS:
+                raise QueryParamError(f"query parameter {name} is longer than {MAX_PARAM_CHARS} characters")
+        return values
+
+    def text(self, name: str) -> str | None:
+        """The parameter's value, or None when it is not given; a 400 when it is given more than once."""
+        values = self._values(name)
+        if len(values) > 1:
+            raise QueryParamError(f"query parameter {name} is given {len(values)} times; give it once")
+        return values[0] if values else None
+
+    def choices(self, name: str, kind: type[_E]) -> tuple[_E, ...]:
+        """The members of the enum ``kind`` the parameter gives, each once, in the order first given.
+
+        The parameter may repeat (``?status=failed&status=aborted``); empty when it is not given.
+        """
+        out: list[_E] = []
+        for raw in self._values(name):
+            member = _member(name, raw, kind)
+            if member not in out:
+                out.append(member)
+        return tuple(out)
 
     def texts(self, name: str) -> list[str]:
         """Every value of a parameter that may repeat (``?checkpoint=a&checkpoint=b``), in order."""
@@ -64,13 +100,7 @@ class QueryParams:
     def choice(self, name: str, kind: type[_E]) -> _E | None:
         """The member of the enum ``kind`` whose value the parameter gives, or None when it is not given."""
         raw = self.text(name)
-        if raw is None:
-            return None
-        try:
-            return kind(raw)
-        except ValueError:
-            allowed = ", ".join(str(member.value) for member in kind)
-            raise QueryParamError(f"query parameter {name}={raw!r} is not one of {allowed}") from None
+        return None if raw is None else _member(name, raw, kind)
 
     def integer(self, name: str, *, default: int, low: int, high: int) -> int:
         """A whole number from ``low`` to ``high``; ``default`` when it is not given."""
@@ -96,3 +126,11 @@ class QueryParams:
             raise QueryParamError(
                 f"query parameter {name}={raw!r} is not an RFC 3339 time with an offset, like 2026-01-31T08:00:00Z"
             ) from None
+
+
+def _member(name: str, raw: str, kind: type[_E]) -> _E:
+    try:
+        return kind(raw)
+    except ValueError:
+        allowed = ", ".join(str(member.value) for member in kind)
+        raise QueryParamError(f"query parameter {name}={raw!r} is not one of {allowed}") from None

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from flowledger.receiver.store import _sqlite
 from tests.receiver._support import LiveReceiver, RunEvents, simple_run, typical_run
 
 DOCUMENTED_RUN_FIELDS = {
@@ -101,6 +102,72 @@ def test_bad_query_parameters_are_400(live: LiveReceiver, params: dict[str, str]
     assert next(iter(params)) in answer.json()["error"]
 
 
+def test_next_cursor_pages_through_every_run(many: tuple[LiveReceiver, list[RunEvents]]) -> None:
+    """next is an opaque cursor: passed back as cursor= it gives the following page, null after the last."""
+    live, runs = many
+    seen: list[str] = []
+    body = live.get("/api/runs", params={"limit": 5}).json()
+    while True:
+        seen += [r["run_id"] for r in body["runs"]]
+        assert body["total"] == len(runs)
+        assert body["total_capped"] is False
+        if body["next"] is None:
+            break
+        body = live.get("/api/runs", params={"limit": 5, "cursor": body["next"]}).json()
+    assert sorted(seen) == sorted(r.run_id for r in runs)
+    assert len(seen) == len(runs)
+    bad = live.get("/api/runs", params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 400
+    assert "cursor" in bad.json()["error"]
+
+
+def test_total_is_capped_and_says_so(
+    many: tuple[LiveReceiver, list[RunEvents]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the count cap the total stops there with total_capped true: no request counts every row."""
+    live, _runs = many
+    monkeypatch.setattr(_sqlite, "TOTAL_COUNT_MAX", 4)
+    body = live.get("/api/runs", params={"limit": 2}).json()
+    assert (body["total"], body["total_capped"]) == (4, True)
+    assert len(body["runs"]) == 2
+    exact = live.get("/api/runs", params={"workflow_id": "zzz"}).json()
+    assert (exact["total"], exact["total_capped"]) == (0, False)
+
+
+@pytest.mark.parametrize("route", ["/api/runs", "/api/export"])
+def test_unknown_query_parameters_are_400_naming_them(many: tuple[LiveReceiver, list[RunEvents]], route: str) -> None:
+    """A misspelt filter (?workflow=x) is a 400 naming it, never a listing of everything."""
+    live, _runs = many
+    answer = live.get(route, params={"workflow": "a", "limmit": "3"})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert "'workflow'" in error
+    assert "'limmit'" in error
+    assert "workflow_id" in error  # says what the route takes
+
+
+def test_a_single_valued_parameter_given_twice_is_400(many: tuple[LiveReceiver, list[RunEvents]]) -> None:
+    """?workflow_id=a&workflow_id=b is refused rather than silently reduced to one of them."""
+    live, _runs = many
+    answer = live.get("/api/runs?workflow_id=a&workflow_id=b")
+    assert answer.status_code == 400
+    assert "workflow_id" in answer.json()["error"]
+
+
+def test_status_may_repeat(live: LiveReceiver) -> None:
+    """?status=failed&status=aborted lists the runs in either status, on /api/runs and /api/export."""
+    failed = RunEvents().start().node("fetch").finish("failed", error_node="fetch")
+    aborted = RunEvents().start().node("fetch").finish("aborted", error_node="fetch")
+    done = simple_run()
+    live.post([e for run in (failed, aborted, done) for e in run.events])
+    body = live.get("/api/runs?status=failed&status=aborted").json()
+    assert body["total"] == 2
+    assert {r["run_id"] for r in body["runs"]} == {failed.run_id, aborted.run_id}
+    exported = live.get("/api/export?format=jsonl&status=failed&status=aborted&status=failed").text.splitlines()
+    assert {json.loads(line)["run_id"] for line in exported} == {failed.run_id, aborted.run_id}
+    assert live.get("/api/runs?status=failed&status=sleeping").status_code == 400
+
+
 def test_one_run_with_nodes_in_start_order(live: LiveReceiver) -> None:
     """GET /api/runs/{id} lists every attempt (retries, mapped items, skipped) in start order."""
     run = typical_run()
@@ -154,6 +221,40 @@ def test_export_csv_has_a_header_and_a_row_per_run(many: tuple[LiveReceiver, lis
     rows = list(csv.DictReader(io.StringIO(live.get("/api/export", params={"format": "csv"}).text)))
     assert len(rows) == len(runs)
     assert {"run_id", "status", "error_type", "cost_usd"} <= set(rows[0])
+
+
+def test_export_csv_neutralises_formulas_and_nul(live: LiveReceiver) -> None:
+    """CSV cells starting with = + - @ tab or CR get a leading apostrophe; NUL is never written raw; JSONL is exact."""
+    hostile = {
+        '=HYPERLINK("http://x","y")': '\'=HYPERLINK("http://x","y")',
+        "+1+2": "'+1+2",
+        "-2+3": "'-2+3",
+        "@SUM(A1)": "'@SUM(A1)",
+        "\t=1": "'\t=1",
+        "\r=1": "'\r=1",
+        "a\x00b": "a\ufffdb",
+        "plain =1": "plain =1",
+    }
+    runs = [RunEvents().start(workflow_name=name).node("fetch").finish() for name in hostile]
+    live.post([e for run in runs for e in run.events])
+    text = live.get("/api/export", params={"format": "csv"}).text
+    assert "\x00" not in text
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    got = {row["run_id"]: row["workflow_name"] for row in rows}
+    assert {got[run.run_id] for run in runs} == set(hostile.values())
+    assert all(row["cost_usd"] == "0.004" for row in rows)  # numbers stay numbers
+    exact = [json.loads(line) for line in live.get("/api/export", params={"format": "jsonl"}).text.splitlines()]
+    assert {run["workflow_name"] for run in exact} == set(hostile)
+
+
+def test_money_is_exact_in_the_api_and_the_export(live: LiveReceiver) -> None:
+    """A noisy dollar amount from an older SDK is listed and exported as the amount it stands for."""
+    run = RunEvents().start().node("fetch").finish()
+    run.events[-1]["data"]["cost"]["usd"] = 0.6000000000000003
+    live.post(run.events)
+    assert repr(live.get(f"/api/runs/{run.run_id}").json()["cost"]["usd"]) == "0.6"
+    rows = list(csv.DictReader(io.StringIO(live.get("/api/export", params={"format": "csv"}).text, newline="")))
+    assert rows[0]["cost_usd"] == "0.6"
 
 
 def test_healthz(live: LiveReceiver) -> None:

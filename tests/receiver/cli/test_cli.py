@@ -71,6 +71,38 @@ def test_runs_table_and_filters(filled: tuple[LiveReceiver, list[RunEvents]], ho
 
 
 @pytest.mark.parametrize("how", ["db", "url"])
+def test_runs_status_repeats(filled: tuple[LiveReceiver, list[RunEvents]], how: str) -> None:
+    """runs --status failed --status succeeded lists the runs in either status."""
+    live, runs = filled
+    result = CliRunner().invoke(runs_command, ["--json", "--status", "failed", *_where(live, how)])
+    assert json.loads(result.output)["total"] == 1
+    both = ["--json", "--status", "failed", "--status", "succeeded", *_where(live, how)]
+    result = CliRunner().invoke(runs_command, both)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["total"] == len(runs)
+
+
+@pytest.mark.parametrize("how", ["db", "url"])
+def test_runs_json_pages_with_the_next_cursor(filled: tuple[LiveReceiver, list[RunEvents]], how: str) -> None:
+    """runs --json gives next; --cursor NEXT lists the following page, until next is null."""
+    live, runs = filled
+    seen: list[str] = []
+    args = ["--json", "--limit", "2", *_where(live, how)]
+    while True:
+        result = CliRunner().invoke(runs_command, args)
+        assert result.exit_code == 0, result.output
+        body = json.loads(result.output)
+        seen += [r["run_id"] for r in body["runs"]]
+        if body["next"] is None:
+            break
+        args = ["--json", "--limit", "2", "--cursor", body["next"], *_where(live, how)]
+    assert sorted(seen) == sorted(r.run_id for r in runs)
+    assert len(seen) == len(runs)
+    bad = CliRunner().invoke(runs_command, ["--cursor", "nonsense", *_where(live, how)])
+    assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize("how", ["db", "url"])
 def test_show_prints_the_run_and_its_nodes(filled: tuple[LiveReceiver, list[RunEvents]], how: str) -> None:
     """show RUN_ID prints the run's status, error and every node attempt; --json the API shape."""
     live, runs = filled

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import random
 import sqlite3
 import statistics
@@ -25,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from flowledger._exceptions import ViewerQueryError
 from flowledger._wire import RunStatus, TriggerType, format_ts
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver.store._migrations import migrate
@@ -135,6 +137,13 @@ async def _timed(label: str, work: Callable[[], Awaitable[Any]], repeat: int = 3
     return result
 
 
+async def _refusable(label: str, work: Callable[[], Awaitable[Any]]) -> None:
+    try:
+        await _timed(label, work)
+    except ViewerQueryError as exc:
+        print(f"{label}: refused ({exc})")
+
+
 async def _queries(path: Path, count: int) -> None:
     store = SqliteStore(path, readonly=True)
     await store.open()
@@ -147,10 +156,23 @@ async def _queries(path: Path, count: int) -> None:
         await _timed("page 101 (keyset cursor)", lambda: store.viewer_runs(everything, limit=50, cursor=cursor))
         rare = RunFilter(trigger=TriggerType.SCHEDULE, mode=RunMode.DRY, status=RunStatus.ABORTED)
         await _timed("first page, trigger + dry run + aborted (0.07 %)", lambda: store.viewer_runs(rare, limit=50))
+        few = RunFilter(
+            workflow_id="workflow-3", status=RunStatus.ABORTED, trigger=TriggerType.SCHEDULE, mode=RunMode.DRY
+        )
+        await _timed(
+            "first page, workflow + aborted + schedule + dry (fewer than a page)",
+            lambda: store.viewer_runs(few, limit=50),
+        )
         wf = RunFilter(workflow_id="workflow-3", status=RunStatus.FAILED)
         await _timed("first page, workflow + failed", lambda: store.viewer_runs(wf, limit=50))
         prefix = RunFilter(run_id_prefix=page.runs[10]["run_id"][:10])
         await _timed("run id search (prefix)", lambda: store.viewer_runs(prefix, limit=50))
+        for chars in (2, 4, 6, 8):
+            search = RunFilter(run_id_prefix=page.runs[10]["run_id"][:chars])
+            await _refusable(
+                f"run id search, {chars} characters: list", functools.partial(store.viewer_runs, search, limit=50)
+            )
+            await _refusable(f"run id search, {chars} characters: cards", functools.partial(store.run_summary, search))
         await _timed(f"summary cards over all {count:,} runs", lambda: store.run_summary(everything), repeat=2)
         http = RunFilter(trigger=TriggerType.HTTP)
         await _timed("summary cards, trigger = http", lambda: store.run_summary(http), 2)

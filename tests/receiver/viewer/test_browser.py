@@ -427,3 +427,72 @@ def test_api_key_form_when_the_receiver_needs_a_key(tmp_path: Path, page: Any) -
         assert page.evaluate("() => sessionStorage.getItem('flowledger.apiKey')") == "key-a"
     finally:
         receiver.stop()
+
+
+_LARGE_SUMMARY = {
+    "total": 1_000_000,
+    "by_status": {"running": 12_345, "succeeded": 987_654, "failed": 123_456, "aborted": 99_999, "stuck": 88_888},
+    "dry_run": 99_725,
+    "live": 900_275,
+    "success_rate": 0.8888,
+    "p50_duration_ms": 123_456,
+    "p95_duration_ms": 9_876_543,
+    "duration_sample": 50_000,
+    "duration_sample_capped": True,
+    "total_cost_usd": 123_456.789,
+    "total_cost_usd_nanos": 123_456_789_000_000,
+    "last_run": None,
+    "as_of": "2026-12-03T10:00:00.000000Z",
+}
+
+
+@pytest.mark.parametrize("width", [1280, 1440, 1600, 1920])
+def test_summary_cards_hold_large_counts_inside_their_borders(live: LiveReceiver, page: Any, width: int) -> None:
+    """With a million runs every card value stays inside its card and no card runs into the next one."""
+    page.set_viewport_size({"width": width, "height": 900})
+    page.route("**/api/viewer/summary*", lambda route: route.fulfill(json=_LARGE_SUMMARY))
+    page.goto(f"{live.url}/")
+    _wait_card(page, "total", "1,000,000")
+    assert page.text_content("[data-card=dry] .value") == "99,725 / 900,275"
+    problems = page.evaluate(
+        """() => {
+          const out = [];
+          const cards = [...document.querySelectorAll('.card')];
+          for (const card of cards) {
+            const box = card.getBoundingClientRect();
+            const value = card.querySelector('.value');
+            const inner = value.getBoundingClientRect();
+            const text = `${card.dataset.card} (${value.textContent}, ${value.scrollWidth} > ${value.clientWidth})`;
+            if (value.scrollWidth > value.clientWidth + 0.5) out.push(`${text}: value cut off`);
+            for (const part of value.querySelectorAll('.part')) {
+              const r = part.getBoundingClientRect();
+              if (r.right > box.right - 1 || r.left < box.left) out.push(`${card.dataset.card}: part outside`);
+            }
+            if (inner.right > box.right || inner.bottom > box.bottom) out.push(`${card.dataset.card}: value outside`);
+          }
+          for (let i = 1; i < cards.length; i++) {
+            const a = cards[i - 1].getBoundingClientRect(), b = cards[i].getBoundingClientRect();
+            const names = `${cards[i - 1].dataset.card} overlaps ${cards[i].dataset.card}`;
+            if (a.top === b.top && a.right > b.left) out.push(names);
+          }
+          return out;
+        }"""
+    )
+    assert problems == []
+
+
+def test_counts_of_one_are_singular(live: LiveReceiver, page: Any) -> None:
+    """One key, one request, one attempt: never "1 keys" or "1 requests"."""
+    run = RunBuilder(start_ns=time.time_ns() - _MINUTE_NS).start(trigger_data={"order": 7})
+    run.node("fetch", at_ms=0, duration_ms=40, output={"items": [1]})
+    run.finish(at_ms=50)  # its cost has one external request
+    live.post(run.events)
+    page.goto(f"{live.url}/#/runs/{run.run_id}")
+    page.wait_for_selector("#attempt-count", timeout=_WAIT_MS)
+    assert page.text_content("#attempt-count") == "1 attempt"
+    header = page.text_content("#run-header")
+    assert "1 request" in header
+    assert "1 requests" not in header
+    counts = page.eval_on_selector_all(".j-count", "els => els.map(e => e.textContent.trim())")
+    assert "1 key" in counts
+    assert not [c for c in counts if c.startswith("1 ") and c.endswith("s")]

@@ -17,6 +17,7 @@ import pytest
 from flowledger._exceptions import ViewerQueryError
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver._config import ReceiverConfig
+from flowledger.receiver.store import _viewer_query
 from flowledger.receiver.store._migrations import MIGRATIONS, migrate
 from flowledger.receiver.store._protocol import Store
 from flowledger.receiver.store._sqlite import SqliteStore
@@ -189,6 +190,44 @@ def test_bad_list_parameters_are_400s_naming_the_parameter(
         200,
         400,
     )
+
+
+@pytest.mark.parametrize("route", ["/api/viewer/runs", "/api/viewer/summary"])
+def test_unknown_viewer_parameters_are_400s_naming_them(live: LiveReceiver, route: str) -> None:
+    """A parameter the route does not take (a misspelt filter) is a 400 naming it, not silently ignored."""
+    answer = live.get(route, workflow="x")
+    assert answer.status_code == 400
+    assert "'workflow'" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("route", ["/api/viewer/runs", "/api/viewer/summary"])
+def test_run_id_search_is_bounded(live: LiveReceiver, route: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search of fewer than 4 characters, or one matching more runs than the cap, is a 400 saying what to type."""
+    runs = [RunBuilder().start().finish(at_ms=10) for _ in range(3)]
+    live.post([e for r in runs for e in r.events])
+    short = live.get(route, q=runs[0].run_id[:3])
+    assert short.status_code == 400
+    assert "at least 4 characters" in short.json()["error"]
+    common = runs[0].run_id[:5]  # UUIDv7: runs started together share their first characters
+    assert all(r.run_id.startswith(common) for r in runs)
+    assert live.get(route, q=common[:4]).status_code == 200
+    monkeypatch.setattr(_viewer_query, "RUN_ID_SEARCH_MAX_MATCHES", 2)
+    broad = live.get(route, q=common)
+    assert broad.status_code == 400
+    assert "type more of the run id" in broad.json()["error"]
+    assert live.get(route, q=runs[0].run_id).status_code == 200
+
+
+def test_summary_cost_is_an_exact_sum(live: LiveReceiver) -> None:
+    """Runs costing 0.1, 0.2 and 0.3 dollars total exactly 0.6 (a float sum says 0.6000000000000001);
+    a noisy amount from an older SDK counts as the amount it stands for."""
+    runs = [RunBuilder().start().finish(at_ms=10, cost_usd=usd) for usd in (0.1, 0.2, 0.3, 0.30000000000000004)]
+    live.post([e for r in runs for e in r.events])
+    cards = live.get("/api/viewer/summary").json()
+    assert cards["total_cost_usd_nanos"] == 900_000_000
+    assert repr(cards["total_cost_usd"]) == "0.9"
+    noisy = live.get(f"/api/viewer/runs/{runs[-1].run_id}").json()
+    assert repr(noisy["cost"]["usd"]) == "0.3"
 
 
 def test_summary_cards_count_rates_percentiles_cost_and_last_run(live: LiveReceiver) -> None:
@@ -480,9 +519,40 @@ def test_viewer_migration_upgrades_a_database_of_the_previous_version(tmp_path: 
         assert migrate(conn) == 1
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert conn.execute("SELECT run_id FROM runs").fetchall() == [("r1",)]
+        # The summary's kept counts start from the runs already there.
+        assert conn.execute("SELECT * FROM run_counts").fetchall() == [("", "running", "", -1, "", 1, 0)]
     finally:
         conn.close()
     assert {"runs_facts", "node_runs_by_start"} <= names
+
+
+def test_kept_run_counts_match_the_runs_after_every_kind_of_write(tmp_path: Path) -> None:
+    """run_counts (kept by triggers) equals a count over runs after inserts, replaces, updates and deletes."""
+    receiver = start_receiver(ReceiverConfig(db_path=tmp_path / "f.db", sweep_interval_s=0))
+    try:
+        runs = [typical_run(dry_run=i % 2 == 0) for i in range(4)] + [failed_run(), RunBuilder().start()]
+        receiver.post([e for r in runs for e in r.events])
+        receiver.post(RunBuilder().start().finish(at_ms=5, cost_usd=0.1).events)
+    finally:
+        receiver.stop()
+    conn = sqlite3.connect(tmp_path / "f.db", isolation_level=None)
+    key = "coalesce(workflow_id, ''), status, coalesce(trigger_type, ''), coalesce(dry_run, -1), coalesce(project, '')"
+    counted_sql = (
+        f"SELECT {key}, count(*), sum(CAST(round(cost_usd * 1e9) AS INTEGER)) FROM runs GROUP BY 1, 2, 3, 4, 5"
+    )
+    kept_sql = "SELECT * FROM run_counts WHERE runs > 0 ORDER BY 1, 2, 3, 4, 5"
+    try:
+        assert conn.execute(kept_sql).fetchall() == [
+            (*row[:6], row[6] or 0) for row in conn.execute(counted_sql + " ORDER BY 1, 2, 3, 4, 5")
+        ]
+        conn.execute("UPDATE runs SET status = 'stuck' WHERE status = 'running'")
+        conn.execute("UPDATE runs SET cost_usd = 0.25 WHERE run_id = (SELECT min(run_id) FROM runs)")
+        conn.execute("DELETE FROM runs WHERE status = 'failed'")
+        assert conn.execute(kept_sql).fetchall() == [
+            (*row[:6], row[6] or 0) for row in conn.execute(counted_sql + " ORDER BY 1, 2, 3, 4, 5")
+        ]
+    finally:
+        conn.close()
 
 
 def test_summary_cache_reuses_cards_until_the_ledger_grows(tmp_path: Path) -> None:

@@ -1,4 +1,14 @@
-"""CSV and JSONL renderings of runs, one line at a time (for streaming)."""
+"""CSV and JSONL renderings of runs, one line at a time (for streaming).
+
+A CSV export is opened in spreadsheets, and a run's text fields (workflow
+names, error messages) come from the producers. So that no cell is read as a
+formula (CSV injection), a text cell starting with ``=``, ``+``, ``-``, ``@``,
+a tab or a carriage return is written with a leading apostrophe ``'``
+(spreadsheets show it as text and hide the apostrophe), and a NUL character
+in any text cell is written as U+FFFD. Numbers are written as numbers. Lines
+end with CRLF (RFC 4180), and a cell holding a line break is quoted. JSONL is
+exact: nothing is changed there.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +21,18 @@ from typing import Any, Final
 
 from flowledger.receiver.store._records import RUN_FIELDS, csv_columns, csv_values
 
-__all__ = ["CSV_COLUMNS", "ExportFormat", "csv_header", "csv_line", "export_lines", "jsonl_line"]
+__all__ = [
+    "CELL_GUARD",
+    "CSV_COLUMNS",
+    "FORMULA_PREFIXES",
+    "NUL_STANDIN",
+    "ExportFormat",
+    "csv_header",
+    "csv_line",
+    "export_lines",
+    "jsonl_line",
+    "safe_cell",
+]
 
 
 class ExportFormat(enum.StrEnum):
@@ -23,15 +44,29 @@ class ExportFormat(enum.StrEnum):
 
 CSV_COLUMNS: Final = csv_columns(RUN_FIELDS)
 """One row per run: the exported fields of a run, ``error`` and ``cost`` flattened."""
+FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell starting with one of these is written with a leading apostrophe."""
+CELL_GUARD: Final = "'"
+NUL_STANDIN: Final = "\ufffd"
+"""What a NUL character in a text cell is written as."""
+
+
+def safe_cell(value: Any) -> Any:
+    """A CSV cell that no spreadsheet reads as a formula and that holds no NUL; non-text values unchanged."""
+    if not isinstance(value, str):
+        return value
+    text = value.replace("\0", NUL_STANDIN)
+    return CELL_GUARD + text if text.startswith(FORMULA_PREFIXES) else text
 
 
 def _flat(run: dict[str, Any]) -> list[Any]:
-    return csv_values(RUN_FIELDS, run)
+    return [safe_cell(value) for value in csv_values(RUN_FIELDS, run)]
 
 
 def _csv_text(row: list[Any]) -> str:
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(row)
+    # RFC 4180 line ends: the writer then quotes a cell holding a carriage return too (with "\n" it did not).
+    csv.writer(out, lineterminator="\r\n").writerow(row)
     return out.getvalue()
 
 

@@ -7,6 +7,7 @@ from typing import Any, Final
 
 from flowledger._version import __version__
 from flowledger._wire import RunStatus
+from flowledger.receiver.store._protocol import TOTAL_COUNT_MAX
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, record_schema
 
 __all__ = ["openapi_document"]
@@ -49,7 +50,14 @@ _OTLP_ERROR = {
 }
 _RUN_FILTERS = [
     {"name": "workflow_id", "in": "query", "schema": {"type": "string", "maxLength": 256}},
-    {"name": "status", "in": "query", "schema": {"enum": [s.value for s in RunStatus]}},
+    {
+        "name": "status",
+        "in": "query",
+        "description": "May repeat: runs in any of the statuses given (?status=failed&status=aborted).",
+        "style": "form",
+        "explode": True,
+        "schema": {"type": "array", "items": {"enum": [s.value for s in RunStatus]}},
+    },
 ]
 
 
@@ -108,7 +116,14 @@ def openapi_document() -> dict[str, Any]:
                         {
                             "name": "offset",
                             "in": "query",
+                            "description": "Runs to skip (after the cursor, if one is given); costs grow with it.",
                             "schema": {"type": "integer", "minimum": 0, "maximum": 2**62},
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "description": "The next of a previous answer: the page after it, as cheap at any depth.",
+                            "schema": {"type": "string", "maxLength": 256},
                         },
                     ],
                     "responses": {
@@ -121,7 +136,19 @@ def openapi_document() -> dict[str, Any]:
                                         "required": ["runs", "total"],
                                         "properties": {
                                             "runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
-                                            "total": {"type": "integer", "minimum": 0},
+                                            "total": {
+                                                "type": "integer",
+                                                "minimum": 0,
+                                                "description": f"Matching runs, counted up to {TOTAL_COUNT_MAX}.",
+                                            },
+                                            "total_capped": {
+                                                "type": "boolean",
+                                                "description": "The count stopped at its cap: at least total match.",
+                                            },
+                                            "next": {
+                                                "anyOf": [{"type": "string"}, {"type": "null"}],
+                                                "description": "Pass as cursor for the next page; null on the last.",
+                                            },
                                             "limit": {"type": "integer"},
                                             "offset": {"type": "integer"},
                                         },
@@ -129,7 +156,7 @@ def openapi_document() -> dict[str, Any]:
                                 }
                             },
                         },
-                        "400": _error("A query parameter has a value that cannot be used."),
+                        "400": _error("A query parameter is unknown, repeated or has a value that cannot be used."),
                         "401": _error("API keys are configured and the request has no valid one."),
                     },
                 }
@@ -163,7 +190,7 @@ def openapi_document() -> dict[str, Any]:
                                 "application/x-ndjson": {"schema": {"type": "string"}},
                             },
                         },
-                        "400": _error("A query parameter has a value that cannot be used."),
+                        "400": _error("A query parameter is unknown, repeated or has a value that cannot be used."),
                         "401": _error("API keys are configured and the request has no valid one."),
                     },
                 }

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from flowledger._exceptions import QueryParamError
+from flowledger._exceptions import QueryParamError, ViewerQueryError
 from flowledger._wire import RunStatus
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
@@ -16,29 +16,51 @@ from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver._trace_url import add_trace_url
 from flowledger.receiver.api._export import ExportFormat, export_lines
 from flowledger.receiver.store._protocol import RunQuery
+from flowledger.receiver.store._views import RunPageCursor
 
-__all__ = ["DEFAULT_PAGE_LIMIT", "MAX_PAGE_LIMIT", "ROUTES"]
+__all__ = ["DEFAULT_PAGE_LIMIT", "EXPORT_PARAMS", "LIST_PARAMS", "MAX_PAGE_LIMIT", "ROUTES"]
 
 DEFAULT_PAGE_LIMIT: Final = 50
 MAX_PAGE_LIMIT: Final = 1000
 _MEDIA: Final = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.JSONL: "application/x-ndjson"}
 
 
+LIST_PARAMS: Final = ("workflow_id", "status", "limit", "offset", "cursor")
+"""The query parameters of ``GET /api/runs`` (``status`` may repeat); any other is a 400."""
+EXPORT_PARAMS: Final = ("format", "workflow_id", "status")
+"""The query parameters of ``GET /api/export``."""
+
+
 def _run_query(request: Request, *, paged: bool) -> RunQuery:
     params = QueryParams(request, blank_is_absent=False)
+    params.expect(LIST_PARAMS if paged else EXPORT_PARAMS)
     return RunQuery(
         workflow_id=params.text("workflow_id"),
-        status=params.choice("status", RunStatus),
+        statuses=params.choices("status", RunStatus),
         project=project_of(request),
         limit=params.integer("limit", default=DEFAULT_PAGE_LIMIT, low=1, high=MAX_PAGE_LIMIT)
         if paged
         else MAX_PAGE_LIMIT,
         offset=params.integer("offset", default=0, low=0, high=MAX_OFFSET) if paged else 0,
+        cursor=_cursor(params.text("cursor")) if paged else None,
     )
 
 
+def _cursor(token: str | None) -> RunPageCursor | None:
+    if token is None:
+        return None
+    try:
+        return RunPageCursor.decode(token)
+    except ViewerQueryError as exc:
+        raise QueryParamError(f"query parameter cursor: {exc}; pass back the next of an answer") from None
+
+
 async def list_runs(request: Request) -> Response:
-    """Runs, newest first, filtered by workflow and status, paged by limit and offset."""
+    """Runs, newest first, filtered by workflow and status(es), paged by ``cursor`` (keyset) or limit and offset.
+
+    The answer's ``next`` is the cursor of the following page (null on the last one); ``total``
+    counts the matching runs up to TOTAL_COUNT_MAX, and ``total_capped`` says when it stopped there.
+    """
     try:
         query = _run_query(request, paged=True)
     except QueryParamError as exc:
@@ -46,7 +68,16 @@ async def list_runs(request: Request) -> Response:
     receiver = receiver_of(request)
     page = await receiver.store.list_runs(query)
     runs = [public_error_types(add_trace_url(run, receiver.config.trace_url_template)) for run in page.runs]
-    return JSONResponse({"runs": runs, "total": page.total, "limit": query.limit, "offset": query.offset})
+    return JSONResponse(
+        {
+            "runs": runs,
+            "total": page.total,
+            "total_capped": page.total_capped,
+            "next": None if page.next is None else page.next.encode(),
+            "limit": query.limit,
+            "offset": query.offset,
+        }
+    )
 
 
 async def get_run(request: Request) -> Response:
@@ -61,13 +92,9 @@ async def get_run(request: Request) -> Response:
 
 async def export_runs(request: Request) -> Response:
     """Every matching run, streamed as CSV or JSONL (JSONL includes each run's nodes)."""
-    raw_format: str | None = None
     try:
-        raw_format = QueryParams(request, blank_is_absent=False).text("format")
-        fmt = ExportFormat(ExportFormat.JSONL.value if raw_format is None else raw_format)
         query = _run_query(request, paged=False)
-    except ValueError:
-        return error_response(400, f"query parameter format={raw_format!r} is not csv or jsonl")
+        fmt = QueryParams(request, blank_is_absent=False).choice("format", ExportFormat) or ExportFormat.JSONL
     except QueryParamError as exc:
         return error_response(400, str(exc))
     runs = receiver_of(request).store.iter_runs(query, with_nodes=fmt is ExportFormat.JSONL)

@@ -218,12 +218,14 @@ def serve_command(
 @click.option("--workflow", "workflow_id", default=None, help="Only runs of this workflow id.")
 @click.option(
     "--status",
+    "statuses",
     type=_STATUS_CHOICE,
-    default=None,
-    help="Only runs with this status.",
+    multiple=True,
+    help="Only runs with this status; repeat for several (--status failed --status aborted).",
 )
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--cursor", default=None, help="Start after this cursor: the next of a previous --json answer.")
 @_json_option
 @_db_option(None)
 @_url_option
@@ -231,26 +233,36 @@ def serve_command(
 @_clean_errors
 def runs_command(
     workflow_id: str | None,
-    status: str | None,
+    statuses: tuple[str, ...],
     limit: int,
     offset: int,
+    cursor: str | None,
     as_json: bool,
     db: Path | None,
     url: str | None,
     api_key: str | None,
 ) -> None:
     """List runs, newest first."""
+    from flowledger._exceptions import ViewerQueryError
     from flowledger.receiver.store._protocol import RunQuery
+    from flowledger.receiver.store._views import RunPageCursor
 
-    query = RunQuery(workflow_id=workflow_id, status=RunStatus(status) if status else None, limit=limit, offset=offset)
+    try:
+        after = None if cursor is None else RunPageCursor.decode(cursor)
+    except ViewerQueryError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cursor") from None
+    statuses_asked = _run_statuses(statuses)
+    query = RunQuery(workflow_id=workflow_id, statuses=statuses_asked, limit=limit, offset=offset, cursor=after)
     page = _source(db, url, api_key).list_runs(query)
     public_error_types(page.runs)
     if as_json:
-        _print_json({"runs": page.runs, "total": page.total})
+        next_cursor = None if page.next is None else page.next.encode()
+        _print_json({"runs": page.runs, "total": page.total, "total_capped": page.total_capped, "next": next_cursor})
         return
     from rich.console import Console
 
-    table = _table(f"{len(page.runs)} of {page.total} runs")
+    total = f"at least {page.total:,}" if page.total_capped else f"{page.total}"
+    table = _table(f"{len(page.runs)} of {total} runs")
     columns = _table_fields(RUN_FIELDS)
     console = Console()
     for field in columns:
@@ -285,6 +297,11 @@ def _column_style(field: RecordField, console_width: int) -> dict[str, Any]:
     if field.name in widths:
         return {"overflow": "fold", "width": widths[field.name]}
     return {"overflow": "fold"}
+
+
+def _run_statuses(values: tuple[str, ...]) -> tuple[RunStatus, ...]:
+    """The statuses of repeated ``--status`` options, each once, in the order given."""
+    return tuple(dict.fromkeys(RunStatus(value) for value in values))
 
 
 def _table_fields(fields: tuple[RecordField, ...]) -> list[RecordField]:
@@ -451,7 +468,7 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File to write [stdout]."
 )
 @click.option("--workflow", "workflow_id", default=None, help="Only runs of this workflow id.")
-@click.option("--status", type=_STATUS_CHOICE, default=None)
+@click.option("--status", "statuses", type=_STATUS_CHOICE, multiple=True, help="Only this status; may repeat.")
 @_db_option(None)
 @_url_option
 @_key_option
@@ -460,7 +477,7 @@ def export_command(
     fmt: str,
     output: Path | None,
     workflow_id: str | None,
-    status: str | None,
+    statuses: tuple[str, ...],
     db: Path | None,
     url: str | None,
     api_key: str | None,
@@ -468,7 +485,7 @@ def export_command(
     """Export runs as CSV or JSONL, streamed (memory stays flat however many runs there are)."""
     from flowledger.receiver.store._protocol import RunQuery
 
-    query = RunQuery(workflow_id=workflow_id, status=RunStatus(status) if status else None)
+    query = RunQuery(workflow_id=workflow_id, statuses=_run_statuses(statuses))
     lines = _source(db, url, api_key).export(query, ExportFormat(fmt))
     if output is None:
         for line in lines:

@@ -20,6 +20,7 @@ from flowledger._exceptions import ReceiverError, StoreError
 from flowledger.receiver.api._export import ExportFormat, export_lines
 from flowledger.receiver.store._protocol import Drift, RunPage, RunQuery, Store, VerifyReport
 from flowledger.receiver.store._sqlite import SqliteStore
+from flowledger.receiver.store._views import RunPageCursor
 
 __all__ = ["DbSource", "Source", "UrlSource"]
 
@@ -120,14 +121,22 @@ class UrlSource:
         params: dict[str, Any] = {"limit": query.limit, "offset": query.offset}
         if query.workflow_id is not None:
             params["workflow_id"] = query.workflow_id
-        if query.status is not None:
-            params["status"] = query.status.value
+        if query.statuses:
+            params["status"] = [status.value for status in query.statuses]
+        if query.cursor is not None:
+            params["cursor"] = query.cursor.encode()
         return params
 
     def list_runs(self, query: RunQuery) -> RunPage:
         """A page of runs."""
         body = self._request("GET", "/api/runs", self._params(query)).json()
-        return RunPage(runs=body["runs"], total=body["total"])
+        token = body.get("next")
+        return RunPage(
+            runs=body["runs"],
+            total=body["total"],
+            total_capped=bool(body.get("total_capped")),
+            next=None if token is None else RunPageCursor.decode(token),
+        )
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """One run with its nodes, or None."""

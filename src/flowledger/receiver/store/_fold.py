@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
+from flowledger._money import nanos_to_usd, usd_to_nanos
 from flowledger._wire import EventKind, NodeStatus, RunStatus
 from flowledger.receiver.store._canonical import canonical
 
@@ -226,7 +227,10 @@ def _set_cost(state: RunState | NodeState, cost: dict[str, Any] | None) -> None:
     state.cost_tokens = cost.get("tokens")
     state.cost_tool_calls = cost.get("tool_calls")
     state.cost_external_requests = cost.get("external_requests")
-    state.cost_usd = cost.get("usd")
+    usd = cost.get("usd")
+    # Money is exact to the nano-dollar (flowledger._money): a noisy float from an older SDK is stored as
+    # the amount it stands for, so that sums over runs stay exact.
+    state.cost_usd = None if usd is None else nanos_to_usd(usd_to_nanos(usd))
 
 
 def fold_run(state: RunState | None, event: FoldEvent) -> RunState:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from flowledger._wire import RunStatus
 from flowledger.receiver.store._event import PreparedEvent
@@ -20,6 +20,7 @@ from flowledger.receiver.store._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
 
 __all__ = [
+    "TOTAL_COUNT_MAX",
     "Drift",
     "EventOutcome",
     "RunPage",
@@ -28,6 +29,10 @@ __all__ = [
     "Store",
     "VerifyReport",
 ]
+
+
+TOTAL_COUNT_MAX: Final = 10_000
+"""A run listing counts its matching runs up to this many; past it the total says "at least" (``total_capped``)."""
 
 
 class EventOutcome(enum.Enum):
@@ -47,19 +52,29 @@ class RunQuery:
     """Filters and paging of a run listing (newest first)."""
 
     workflow_id: str | None = None
-    status: RunStatus | None = None
+    statuses: tuple[RunStatus, ...] = ()
+    """Runs in any of these statuses (every status when empty)."""
     project: str | None = None
     """Set from the API key: only this project's runs are visible."""
     limit: int = 50
     offset: int = 0
+    """Runs to skip before the page (its cost grows with it; ``cursor`` does not)."""
+    cursor: RunPageCursor | None = None
+    """Start right after this run (a :attr:`RunPage.next`): a keyset page, as cheap at any depth.
+    ``offset`` then counts from the cursor."""
 
 
 @dataclass(frozen=True, slots=True)
 class RunPage:
-    """One page of runs and the total that match the filters."""
+    """One page of runs, the (capped) total that match the filters, and where the next page starts."""
 
     runs: list[dict[str, Any]]
     total: int
+    """How many runs match, counted up to TOTAL_COUNT_MAX (then exactly that, with ``total_capped``)."""
+    total_capped: bool = False
+    """The count stopped at TOTAL_COUNT_MAX: at least ``total`` runs match."""
+    next: RunPageCursor | None = None
+    """The position after the page's last run, when more runs follow; None on the last page."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +168,10 @@ class Store(Protocol):
         ...
 
     async def list_runs(self, query: RunQuery) -> RunPage:
-        """A page of runs, newest first."""
+        """A page of runs, newest first, with ``next`` when more follow and a total capped at TOTAL_COUNT_MAX.
+
+        With ``query.cursor`` the page starts after that run at a cost that does not grow with depth.
+        """
         ...
 
     async def get_run(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from flowledger.receiver.store._records import (
     record_json,
     select_list,
 )
+from flowledger.receiver.store._views import RunPageCursor
 
 __all__ = [
     "NEWEST_FIRST",
@@ -26,6 +27,8 @@ __all__ = [
     "RUN_SELECT",
     "node_json",
     "run_json",
+    "run_page_sql",
+    "runs_count_sql",
     "runs_where",
 ]
 
@@ -53,6 +56,60 @@ def node_json(row: ColumnsByName) -> dict[str, Any]:
     return record_json(NODE_FIELDS, row)
 
 
+def _keyset(cursor: RunPageCursor | None) -> list[tuple[str, list[Any]]]:
+    """Conditions for "after ``cursor`` in newest-first order", each a range of an index (their union is the rest).
+
+    A run without a start time sorts last (SQLite puts NULL last in a descending order); a cursor
+    on such a run has an empty ``started_at``.
+    """
+    if cursor is None:
+        return [("", [])]
+    if not cursor.started_at:
+        return [(" AND r.started_at IS NULL AND r.run_id < ?", [cursor.run_id])]
+    return [
+        (" AND (r.started_at, r.run_id) < (?, ?)", [cursor.started_at, cursor.run_id]),
+        (" AND r.started_at IS NULL", []),
+    ]
+
+
+def run_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
+    """The SELECT (and parameters) of up to ``fetch`` runs after ``query.cursor`` and ``query.offset``, newest first.
+
+    Each status asked for and each part of the keyset condition is its own branch, read in index
+    order and cut at ``offset + fetch`` rows; the branches are merged and cut again. So a page costs
+    the same at any depth of a cursor, whichever statuses are asked for, and never sorts every
+    matching run (``status IN (...)`` on one index would).
+    """
+    where, params = runs_where(RunQuery(workflow_id=query.workflow_id, project=query.project))
+    where = where or " WHERE 1"
+    statuses: list[tuple[str, list[Any]]] = [("", [])]
+    if query.statuses:
+        statuses = [(" AND r.status = ?", [status.value]) for status in query.statuses]
+    branches = [
+        (where + by_status + after, [*params, *status_params, *after_params])
+        for by_status, status_params in statuses
+        for after, after_params in _keyset(query.cursor)
+    ]
+    if len(branches) == 1:
+        (branch_where, branch_params) = branches[0]
+        sql = f"SELECT {RUN_SELECT} FROM runs r{branch_where} {NEWEST_FIRST} LIMIT ? OFFSET ?"
+        return sql, [*branch_params, fetch, query.offset]
+    parts: list[str] = []
+    all_params: list[Any] = []
+    for branch_where, branch_params in branches:
+        parts.append(f"SELECT * FROM (SELECT {RUN_SELECT} FROM runs r{branch_where} {NEWEST_FIRST} LIMIT ?)")
+        all_params += [*branch_params, query.offset + fetch]
+    merged = " UNION ALL ".join(parts)
+    sql = f"SELECT * FROM ({merged}) ORDER BY started_at DESC, run_id DESC LIMIT ? OFFSET ?"
+    return sql, [*all_params, fetch, query.offset]
+
+
+def runs_count_sql(query: RunQuery, *, cap: int) -> tuple[str, list[Any]]:
+    """A count of the runs ``query`` matches (cursor and paging aside) that stops after ``cap + 1``."""
+    where, params = runs_where(query)
+    return f"SELECT count(*) FROM (SELECT 1 FROM runs r{where} LIMIT ?)", [*params, cap + 1]
+
+
 def runs_where(query: RunQuery) -> tuple[str, list[Any]]:
     """The WHERE clause (with its parameters) of a run listing; each filter has a covering index."""
     clauses: list[str] = []
@@ -60,9 +117,9 @@ def runs_where(query: RunQuery) -> tuple[str, list[Any]]:
     if query.workflow_id is not None:
         clauses.append("r.workflow_id = ?")
         params.append(query.workflow_id)
-    if query.status is not None:
-        clauses.append("r.status = ?")
-        params.append(query.status.value)
+    if query.statuses:
+        clauses.append(f"r.status IN ({', '.join('?' * len(query.statuses))})")
+        params += [status.value for status in query.statuses]
     if query.project is not None:
         clauses.append("r.project = ?")
         params.append(query.project)

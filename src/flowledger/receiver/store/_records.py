@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from flowledger._money import nanos_to_usd, usd_to_nanos
 from flowledger._wire import NodeStatus, RunStatus
 
 __all__ = [
@@ -63,7 +64,8 @@ class FieldKind(enum.Enum):
     OBJECT = "object"
     """An object with one key per column (``parts``); null when its first two columns are both null."""
     COST = "cost"
-    """The four cost columns as ``{tokens, tool_calls, external_requests, usd}``; null when all are null."""
+    """The four cost columns as ``{tokens, tool_calls, external_requests, usd}``; null when all are null.
+    ``usd`` is exact to the nano-dollar (:mod:`flowledger._money`), whatever an older version stored."""
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -271,7 +273,7 @@ def _value(record_field: RecordField, row: ColumnsByName) -> Any:
         "tokens": tokens or 0,
         "tool_calls": tool_calls or 0,
         "external_requests": external_requests or 0,
-        "usd": usd or 0.0,
+        "usd": 0.0 if usd is None else nanos_to_usd(usd_to_nanos(usd)),
     }
 
 

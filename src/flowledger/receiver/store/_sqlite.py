@@ -29,7 +29,15 @@ from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
 from flowledger.receiver.store._projector import Projector, run_from_row, save_runs
-from flowledger.receiver.store._protocol import Drift, EventOutcome, RunPage, RunQuery, Stats, VerifyReport
+from flowledger.receiver.store._protocol import (
+    TOTAL_COUNT_MAX,
+    Drift,
+    EventOutcome,
+    RunPage,
+    RunQuery,
+    Stats,
+    VerifyReport,
+)
 from flowledger.receiver.store._query import (
     NEWEST_FIRST,
     NODE_SELECT,
@@ -37,6 +45,8 @@ from flowledger.receiver.store._query import (
     RUN_SELECT,
     node_json,
     run_json,
+    run_page_sql,
+    runs_count_sql,
     runs_where,
 )
 from flowledger.receiver.store._rebuild import refold
@@ -288,16 +298,18 @@ class SqliteStore:
     # --- reading ---------------------------------------------------------
 
     async def list_runs(self, query: RunQuery) -> RunPage:
-        """A page of runs, newest first (stable order: start time, then run id)."""
-        where, params = runs_where(query)
+        """A page of runs, newest first (stable order: start time, then run id); keyset after a cursor."""
+        page_sql, page_params = run_page_sql(query, fetch=query.limit + 1)
+        count_sql, count_params = runs_count_sql(query, cap=TOTAL_COUNT_MAX)
         async with self._reader() as conn:
-            total_rows = await conn.execute_fetchall(f"SELECT count(*) FROM runs r{where}", params)
-            rows = await conn.execute_fetchall(
-                f"SELECT {RUN_SELECT} FROM runs r{where} {NEWEST_FIRST} LIMIT ? OFFSET ?",
-                [*params, query.limit, query.offset],
-            )
-        total = next(iter(total_rows))[0]
-        return RunPage(runs=[run_json(row) for row in rows], total=int(total))
+            rows = list(await conn.execute_fetchall(page_sql, page_params))
+            counted = int(next(iter(await conn.execute_fetchall(count_sql, count_params)))[0])
+        runs = [run_json(row) for row in rows[: query.limit]]
+        more = len(rows) > query.limit
+        after = RunPageCursor(runs[-1]["started_at"] or "", runs[-1]["run_id"]) if more else None
+        return RunPage(
+            runs=runs, total=min(counted, TOTAL_COUNT_MAX), total_capped=counted > TOTAL_COUNT_MAX, next=after
+        )
 
     async def get_run(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
         """One run with its payloads and node attempts in start order."""

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from flowledger._exceptions import ViewerQueryError
+from flowledger._money import nanos_to_usd
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
 from flowledger.receiver.store._query import (
     NEWEST_FIRST,
@@ -53,6 +54,7 @@ from flowledger.receiver.store._views import (
     INLINE_PAYLOAD_MAX_CHARS,
     PAYLOAD_KINDS,
     PERCENTILE_SAMPLE_MAX,
+    RUN_ID_SEARCH_MAX_MATCHES,
     PageDirection,
     RunFilter,
     RunListPage,
@@ -85,6 +87,9 @@ _FINISHED: Final = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus
 _OLDEST_FIRST: Final = "ORDER BY r.started_at ASC, r.run_id ASC"
 _EPOCH_S: Final = "(julianday({}) - 2440587.5) * 86400.0"
 _ATTEMPT_ORDER: Final = "ORDER BY n.started_at, n.attempt, n.item, n.span_id"
+_SUM_USD_NANOS: Final = "coalesce(sum(CAST(round(r.cost_usd * 1e9) AS INTEGER)), 0)"
+"""The exact sum of runs' costs in whole nano-dollars: each stored amount is the float of a whole number of
+nano-dollars (:mod:`flowledger._money`), so it is read back as that number and integers are added, never floats."""
 _PAYLOAD_COLUMNS: Final = {"input": "input_json", "output": "output_json", "error_stack": "error_stack"}
 """The result column of each payload kind, in node and run rows alike."""
 _NODE: Final = {f.name: f for f in NODE_FIELDS}
@@ -150,6 +155,21 @@ def filter_where(run_filter: RunFilter) -> tuple[str, list[Any]]:
     return (" AND ".join(clauses) or "1"), params
 
 
+def _check_search(conn: sqlite3.Connection, run_filter: RunFilter) -> None:
+    """Refuse a run-id search that matches more than RUN_ID_SEARCH_MAX_MATCHES runs (a range of the primary key)."""
+    prefix = run_filter.run_id_prefix
+    if not prefix:
+        return
+    row = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM runs WHERE run_id >= ? AND run_id < ? LIMIT ?)",
+        (prefix, prefix + "\U0010ffff", RUN_ID_SEARCH_MAX_MATCHES + 1),
+    ).fetchone()
+    if int(row[0]) > RUN_ID_SEARCH_MAX_MATCHES:
+        raise ViewerQueryError(
+            f"the search {prefix[:40]!r} matches more than {RUN_ID_SEARCH_MAX_MATCHES:,} runs; type more of the run id"
+        )
+
+
 def ledger_size(conn: sqlite3.Connection) -> int:
     """The last ledger row's sequence number (0 when empty)."""
     return int(conn.execute("SELECT coalesce(max(seq), 0) FROM ledger").fetchone()[0])
@@ -173,6 +193,7 @@ def viewer_runs(
     direction: PageDirection = PageDirection.OLDER,
 ) -> RunListPage:
     """A page of ``limit`` runs next to ``cursor`` (the newest runs without one), newest first."""
+    _check_search(conn, run_filter)
     base_where, base_params = filter_where(run_filter)
     where, params = base_where, base_params
     order = _OLDEST_FIRST if cursor is not None and direction is PageDirection.NEWER else NEWEST_FIRST
@@ -233,30 +254,27 @@ def run_summary(
 ) -> dict[str, Any]:
     """The summary cards over every run the filter matches.
 
-    Counts and cost cover every matching run (one scan of ``runs_facts``).
+    Counts and cost cover every matching run (read from ``run_counts``, or with a time range or a
+    search from one scan of ``runs_facts``); the cost is an exact sum of nano-dollars
+    (``total_cost_usd_nanos``, and ``total_cost_usd`` the float that prints as it).
     ``success_rate`` is succeeded over finished (succeeded, failed, aborted)
     runs. p50 and p95 are nearest-rank percentiles of the durations of the
     newest ``percentile_sample_max`` matching runs that have one: exact
     whenever fewer runs match; ``duration_sample`` says how many were used
     and ``duration_sample_capped`` whether the cap was reached.
     """
+    _check_search(conn, run_filter)
     where, params = filter_where(run_filter)
     by_status = dict.fromkeys((s.value for s in RunStatus), 0)
     dry = live = 0
-    cost = 0.0
-    # "+r.status": keep the planner from walking runs_by_status for the grouping (a table lookup per run);
-    # scanning the covering runs_facts index instead reads nothing else.
-    for status, dry_run, count, usd in conn.execute(
-        f"SELECT r.status, r.dry_run, count(*), total(r.cost_usd) FROM runs r WHERE {where} "
-        "GROUP BY +r.status, +r.dry_run",
-        params,
-    ):
+    cost_nanos = 0
+    for status, dry_run, count, usd_nanos in _counts(conn, run_filter, where, params):
         by_status[status] = by_status.get(status, 0) + count
-        if dry_run:
+        if dry_run == 1:
             dry += count
         else:
             live += count
-        cost += usd
+        cost_nanos += usd_nanos
     finished = sum(by_status[s] for s in _FINISHED)
     last = conn.execute(
         f"SELECT r.run_id, r.started_at, r.status FROM runs r WHERE {where} {NEWEST_FIRST} LIMIT 1", params
@@ -272,9 +290,48 @@ def run_summary(
         "p95_duration_ms": p95,
         "duration_sample": sample,
         "duration_sample_capped": sample >= percentile_sample_max,
-        "total_cost_usd": cost,
+        "total_cost_usd": nanos_to_usd(cost_nanos),
+        "total_cost_usd_nanos": cost_nanos,
         "last_run": None if last is None else {"run_id": last[0], "started_at": last[1], "status": last[2]},
     }
+
+
+def _counts(
+    conn: sqlite3.Connection, run_filter: RunFilter, where: str, params: Sequence[Any]
+) -> list[tuple[str, int | None, int, int]]:
+    """Runs and cost in nano-dollars per (status, dry_run) over the filter.
+
+    Without a time range or a search they are read from ``run_counts`` (kept by triggers on ``runs``):
+    a few hundred rows whatever the number of runs. Otherwise one scan of the covering ``runs_facts``
+    over the range (a search matches at most RUN_ID_SEARCH_MAX_MATCHES runs).
+    """
+    if run_filter.since is None and run_filter.until is None and not run_filter.run_id_prefix:
+        clauses: list[str] = ["1"]
+        values: list[Any] = []
+        for column, value in (
+            ("workflow_id", run_filter.workflow_id),
+            ("status", run_filter.status),
+            ("trigger_type", run_filter.trigger),
+            ("project", run_filter.project),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                values.append(str(value))
+        if run_filter.mode is not None:
+            clauses.append("dry_run = ?")
+            values.append(1 if run_filter.mode is RunMode.DRY else 0)
+        sql = (
+            "SELECT status, dry_run, sum(runs), sum(cost_usd_nanos) FROM run_counts "
+            f"WHERE {' AND '.join(clauses)} GROUP BY status, dry_run HAVING sum(runs) > 0"
+        )
+        return [tuple(row) for row in conn.execute(sql, values)]
+    # "+r.status": keep the planner from walking runs_by_status for the grouping (a table lookup per run);
+    # scanning the covering runs_facts index instead reads nothing else.
+    sql = (
+        f"SELECT r.status, r.dry_run, count(*), {_SUM_USD_NANOS} FROM runs r WHERE {where} "
+        "GROUP BY +r.status, +r.dry_run"
+    )
+    return [tuple(row) for row in conn.execute(sql, params)]
 
 
 def _distinct(conn: sqlite3.Connection, column: str, project: str | None) -> list[str]:

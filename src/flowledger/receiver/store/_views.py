@@ -20,6 +20,8 @@ __all__ = [
     "INLINE_PAYLOAD_MAX_CHARS",
     "PAYLOAD_KINDS",
     "PERCENTILE_SAMPLE_MAX",
+    "RUN_ID_SEARCH_MAX_MATCHES",
+    "RUN_ID_SEARCH_MIN_CHARS",
     "PageDirection",
     "RunFilter",
     "RunListPage",
@@ -31,6 +33,11 @@ INLINE_PAYLOAD_MAX_CHARS: Final = 64 * 1024
 """A payload whose JSON text is longer than this is left out of an answer and loaded on demand."""
 PERCENTILE_SAMPLE_MAX: Final = 50_000
 """p50/p95 are taken over at most this many of the newest matching runs (exact below it)."""
+RUN_ID_SEARCH_MIN_CHARS: Final = 4
+"""A run-id search needs at least this many characters (fewer would match nearly every run)."""
+RUN_ID_SEARCH_MAX_MATCHES: Final = 10_000
+"""A run-id search matching more runs than this is refused (ViewerQueryError): type more of the id. Run ids
+are UUIDv7, so a short prefix is a wide time window; with this cap a search reads and sorts at most this many."""
 PAYLOAD_KINDS: Final = ("input", "output", "error_stack")
 """Payloads of a node attempt that can be loaded on their own (a run has input and output)."""
 
@@ -68,9 +75,9 @@ class RunPageCursor:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             started_at, run_id = json.loads(raw)
         except (binascii.Error, ValueError, TypeError):
-            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this viewer made") from None
+            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this receiver made") from None
         if not isinstance(started_at, str) or not isinstance(run_id, str):
-            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this viewer made")
+            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this receiver made")
         return cls(started_at, run_id)
 
 

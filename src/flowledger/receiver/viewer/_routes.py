@@ -40,7 +40,14 @@ from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver._trace_url import add_trace_url
-from flowledger.receiver.store._views import PAYLOAD_KINDS, PageDirection, RunFilter, RunMode, RunPageCursor
+from flowledger.receiver.store._views import (
+    PAYLOAD_KINDS,
+    RUN_ID_SEARCH_MIN_CHARS,
+    PageDirection,
+    RunFilter,
+    RunMode,
+    RunPageCursor,
+)
 from flowledger.receiver.viewer._summary import SummaryCache
 
 __all__ = [
@@ -117,9 +124,19 @@ async def static(request: Request) -> Response:
 
 # --- parameters ---------------------------------------------------------------
 
+FILTER_PARAMS: Final = ("workflow_id", "status", "trigger", "mode", "since", "until", "q")
+"""The filters of the run list and the summary cards; a route refuses parameters it does not take."""
+RUNS_PARAMS: Final = (*FILTER_PARAMS, "cursor", "direction", "limit")
+ATTEMPTS_PARAMS: Final = ("offset", "limit")
+
 
 def _filter(params: QueryParams, project: str | None) -> RunFilter:
     search = params.text("q")
+    prefix = None if search is None else search.strip().lower() or None
+    if prefix is not None and len(prefix) < RUN_ID_SEARCH_MIN_CHARS:
+        raise QueryParamError(
+            f"query parameter q={prefix!r} is too short: type at least {RUN_ID_SEARCH_MIN_CHARS} characters of a run id"
+        )
     return RunFilter(
         workflow_id=params.text("workflow_id"),
         status=params.choice("status", RunStatus),
@@ -127,7 +144,7 @@ def _filter(params: QueryParams, project: str | None) -> RunFilter:
         mode=params.choice("mode", RunMode),
         since=params.time("since"),
         until=params.time("until"),
-        run_id_prefix=None if search is None else search.strip().lower() or None,
+        run_id_prefix=prefix,
         project=project,
     )
 
@@ -155,6 +172,7 @@ async def api_runs(request: Request) -> Response:
     """A keyset page of runs, newest first: ``?cursor=...&direction=older|newer&limit=N`` plus filters."""
     params = QueryParams(request)
     try:
+        params.expect(RUNS_PARAMS)
         run_filter = _filter(params, project_of(request))
         limit = params.integer("limit", default=RUN_PAGE_DEFAULT, low=1, high=RUN_PAGE_MAX)
         token = params.text("cursor")
@@ -179,8 +197,10 @@ def _summary_cache(request: Request) -> SummaryCache:
 
 async def api_summary(request: Request) -> Response:
     """Summary cards over every run the filters match."""
+    params = QueryParams(request)
     try:
-        run_filter = _filter(QueryParams(request), project_of(request))
+        params.expect(FILTER_PARAMS)
+        run_filter = _filter(params, project_of(request))
     except QueryParamError as exc:
         return error_response(400, str(exc))
     cache = _summary_cache(request)
@@ -218,6 +238,7 @@ async def api_attempts(request: Request) -> Response:
     run_id, project = request.path_params["run_id"], project_of(request)
     params = QueryParams(request)
     try:
+        params.expect(ATTEMPTS_PARAMS)
         offset = params.integer("offset", default=0, low=0, high=MAX_OFFSET)
         limit = params.integer("limit", default=ATTEMPT_PAGE_DEFAULT, low=1, high=ATTEMPT_PAGE_MAX)
     except QueryParamError as exc:

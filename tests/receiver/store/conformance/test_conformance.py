@@ -7,6 +7,7 @@ come out of its query methods) and run for every engine in ``ENGINES``.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -137,13 +138,37 @@ async def test_listings_page_newest_first_and_filter(store: Store) -> None:
     alpha = await store.list_runs(RunQuery(workflow_id="alpha"))
     assert alpha.total == 5
     assert {r["workflow_id"] for r in alpha.runs} == {"alpha"}
-    failed = await store.list_runs(RunQuery(status=RunStatus.FAILED))
+    failed = await store.list_runs(RunQuery(statuses=(RunStatus.FAILED,)))
     assert failed.total == 3
     assert {r["status"] for r in failed.runs} == {"failed"}
+    either = await store.list_runs(RunQuery(statuses=(RunStatus.FAILED, RunStatus.SUCCEEDED)))
+    assert either.total == 8
     streamed = [run async for run in store.iter_runs(RunQuery(workflow_id="beta"), with_nodes=True)]
     assert [r["run_id"] for r in streamed] == [r.run_id for r in newest_first if r.workflow_id == "beta"]
     assert all(len(r["nodes"]) == 6 for r in streamed)
     assert await store.get_run("no-such-run") is None
+
+
+async def test_cursor_pages_cover_every_run_once_in_order(store: Store) -> None:
+    """Following next from page to page lists every matching run once, newest first, runs without a start last."""
+    runs = [simple_run(workflow_id="alpha") for _ in range(7)] + [typical_run(workflow_id="alpha") for _ in range(4)]
+    orphans = [RunEvents(workflow_id="alpha").node("fetch") for _ in range(2)]  # no run_started: no start time
+    await _append(store, *runs, *orphans)
+    listed = await store.list_runs(RunQuery(limit=100))
+    assert [r["run_id"] for r in listed.runs][-2:] == sorted((r.run_id for r in orphans), reverse=True)
+    for statuses in ((), (RunStatus.FAILED, RunStatus.SUCCEEDED), (RunStatus.FAILED,)):
+        expected = [r["run_id"] for r in listed.runs if not statuses or r["status"] in {s.value for s in statuses}]
+        seen: list[str] = []
+        page = await store.list_runs(RunQuery(statuses=statuses, limit=3))
+        seen += [r["run_id"] for r in page.runs]
+        while page.next is not None:
+            page = await store.list_runs(RunQuery(statuses=statuses, limit=3, cursor=page.next))
+            seen += [r["run_id"] for r in page.runs]
+            assert page.total == len(expected)
+            assert not page.total_capped
+        assert seen == expected, statuses
+    skipped = await store.list_runs(RunQuery(limit=2, offset=1, cursor=(await store.list_runs(RunQuery(limit=2))).next))
+    assert [r["run_id"] for r in skipped.runs] == [r["run_id"] for r in listed.runs[3:5]]
 
 
 async def test_listings_are_scoped_to_a_project(store: Store) -> None:
@@ -193,6 +218,38 @@ async def test_summary_and_facets(store: Store) -> None:
     assert facets["workflows"] == ["alpha", "beta"]
     assert facets["statuses"] == [s.value for s in RunStatus]
     assert await store.ledger_size() == (await store.stats()).ledger_events
+
+
+async def test_summary_counts_stay_exact_through_updates_sweeps_and_rebuilds(store: Store) -> None:
+    """Cards without a time range (kept counts) equal the same cards counted over the runs, whatever happened."""
+    _EPOCH = "1970-01-01T00:00:00.000000Z"
+
+    async def check() -> None:
+        for run_filter in (
+            RunFilter(),
+            RunFilter(workflow_id="alpha"),
+            RunFilter(status=RunStatus.FAILED),
+            RunFilter(mode=RunMode.LIVE, trigger=TriggerType.MANUAL),
+            RunFilter(project="p"),
+        ):
+            kept = await store.run_summary(run_filter)
+            counted = await store.run_summary(replace(run_filter, since=_EPOCH))  # a time range: counted
+            for key in ("total", "by_status", "dry_run", "live", "total_cost_usd_nanos"):
+                assert kept[key] == counted[key], (run_filter, key)
+
+    running = RunEvents(workflow_id="alpha", project="p").start().node("fetch")
+    await _append(store, simple_run(workflow_id="alpha"), typical_run(workflow_id="beta"), running)
+    await check()
+    finished = running.finish("failed", error_node="fetch").events[-1]
+    assert [o for o, _ in await store.append(prepared([finished]))] == [EventOutcome.ACCEPTED]  # its row replaced
+    await check()
+    silent = RunEvents(workflow_id="alpha").start()
+    await _append(store, silent)
+    assert await store.sweep(now=_FAR_FUTURE, stuck_after_s=60.0, heartbeats=3) == [silent.run_id]
+    await check()
+    assert (await store.rebuild()).clean
+    await check()
+    assert (await store.run_summary(RunFilter()))["total"] == 4
 
 
 async def test_one_run_its_attempts_and_payloads(store: Store) -> None:

@@ -28,6 +28,7 @@ const RANGES = [
   ["30d", "last 30 days", 30 * 24 * 3600e3],
   ["custom", "custom (UTC)"],
 ];
+const SEARCH_MIN_CHARS = 4; // RUN_ID_SEARCH_MIN_CHARS of the receiver
 const FILTER_KEYS = ["q", "workflow_id", "status", "trigger", "mode", "range", "since", "until", "limit"];
 
 // --- small DOM helpers ------------------------------------------------------
@@ -111,11 +112,19 @@ function fmtAgo(ts) {
 function fmtUsd(usd) {
   if (usd === null || usd === undefined) return "–";
   if (usd === 0) return "$0";
-  return "$" + (usd < 0.01 ? usd.toPrecision(2) : usd.toFixed(usd < 100 ? 4 : 2));
+  if (usd < 0.01) return "$" + usd.toPrecision(2);
+  if (usd < 100) return "$" + usd.toFixed(4);
+  // Grouped, and whole dollars from $10,000: a large total stays short enough for its card.
+  return "$" + usd.toLocaleString("en-US", { minimumFractionDigits: usd < 10_000 ? 2 : 0, maximumFractionDigits: usd < 10_000 ? 2 : 0 });
 }
 
 function fmtCount(n) {
   return n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US");
+}
+
+// "1 key", "2 keys": a count with its noun in the right number.
+function plural(n, one, many) {
+  return `${fmtCount(n)} ${Number(n) === 1 ? one : many}`;
 }
 
 function fmtBytes(n) {
@@ -287,7 +296,7 @@ function jsonNode(key, value, depth) {
     {},
     keyEl,
     h("span", { class: "j-brace", text: isArray ? "[" : "{" }),
-    h("span", { class: "j-count", text: isArray ? ` ${entries.length} items ` : ` ${entries.length} keys ` }),
+    h("span", { class: "j-count", text: ` ${isArray ? plural(entries.length, "item", "items") : plural(entries.length, "key", "keys")} ` }),
     h("span", { class: "j-brace", text: isArray ? "]" : "}" }),
   );
   const details = h("details", { class: "j-node" }, summary);
@@ -439,6 +448,8 @@ class ListView {
       delete f.until;
     }
     delete f.range;
+    // A run-id search starts at SEARCH_MIN_CHARS characters (fewer would match nearly every run).
+    if (f.q && f.q.trim().length < SEARCH_MIN_CHARS) delete f.q;
     return f;
   }
 
@@ -504,7 +515,7 @@ class ListView {
   buildFilters() {
     const f = this.filters;
     const form = clear(this.filterBar);
-    const search = h("input", { type: "search", name: "q", id: "f-q", placeholder: "run id starts with…", value: f.q || "", autocomplete: "off" });
+    const search = h("input", { type: "search", name: "q", id: "f-q", placeholder: "run id starts with… (4+ characters)", minlength: SEARCH_MIN_CHARS, value: f.q || "", autocomplete: "off" });
     this.workflowSelect = this.select("workflow_id", "Workflow", [["", "all workflows"], ...(f.workflow_id ? [[f.workflow_id, f.workflow_id]] : [])], f.workflow_id);
     form.append(
       h("label", { class: "field grow" }, h("span", { text: "Search" }), search),
@@ -656,14 +667,18 @@ class ListView {
     const older = page.older
       ? h("a", { href: this.hashFor(this.filters, page.older, "older"), class: "button", id: "page-older", text: "Older →" })
       : h("span", { class: "button disabled", text: "Older →" });
-    pager.append(newest, newer, older, h("span", { class: "muted small", text: `${page.runs.length} runs on this page` }));
+    pager.append(newest, newer, older, h("span", { class: "muted small", text: `${plural(page.runs.length, "run", "runs")} on this page` }));
   }
 
   async refreshSummary() {
-    const s = await api("/api/viewer/summary", this.query());
+    const { limit: _pageSize, ...filters } = this.query(); // the cards take the filters only
+    const s = await api("/api/viewer/summary", filters);
     const cards = clear(this.cards);
     const card = (key, label, value, extra, href) => {
-      const el = h(href ? "a" : "div", { class: `card card-${key}`, dataset: { card: key }, href }, h("div", { class: "card-label", text: label }), h("div", { class: "value", text: value }));
+      // A value is text, or a list of parts that may wrap between them (never inside a number).
+      const parts = Array.isArray(value) ? value.flatMap((part, i) => (i ? [" ", h("span", { class: "part", text: part })] : [h("span", { class: "part", text: part })])) : null;
+      const valueEl = parts ? h("div", { class: "value" }, parts) : h("div", { class: "value", text: value });
+      const el = h(href ? "a" : "div", { class: `card card-${key}`, dataset: { card: key }, href, title: `${label}: ${valueEl.textContent}` }, h("div", { class: "card-label", text: label }), valueEl);
       if (extra) el.append(h("div", { class: "card-extra muted small", text: extra }));
       return el;
     };
@@ -676,9 +691,9 @@ class ListView {
       card("aborted", "Aborted", fmtCount(by.aborted), null, withStatus("aborted")),
       card("stuck", "Stuck", fmtCount(by.stuck), null, withStatus("stuck")),
       card("running", "Running", fmtCount(by.running), null, withStatus("running")),
-      card("dry", "Dry / live", `${fmtCount(s.dry_run)} / ${fmtCount(s.live)}`),
+      card("dry", "Dry / live", [`${fmtCount(s.dry_run)} /`, fmtCount(s.live)]),
       card("rate", "Success rate", s.success_rate === null ? "–" : `${(s.success_rate * 100).toFixed(1)} %`, "of finished runs"),
-      card("p50", "p50 duration", fmtDuration(s.p50_duration_ms), s.duration_sample_capped ? `of the newest ${fmtCount(s.duration_sample)} runs` : null),
+      card("p50", "p50 duration", fmtDuration(s.p50_duration_ms), s.duration_sample_capped ? `of the newest ${plural(s.duration_sample, "run", "runs")}` : null),
       card("p95", "p95 duration", fmtDuration(s.p95_duration_ms)),
       card("cost", "Total cost", fmtUsd(s.total_cost_usd)),
       card("last", "Last run", s.last_run ? fmtAgo(s.last_run.started_at) : "–", s.last_run ? fmtTime(s.last_run.started_at) : null, s.last_run ? runHref(s.last_run.run_id) : null),
@@ -809,7 +824,7 @@ class RunView {
     fact("Duration", duration);
     if (run.cost) {
       const c = run.cost;
-      fact("Cost", fmtUsd(c.usd), h("span", { class: "muted small", text: ` · ${fmtCount(c.tokens)} tokens · ${fmtCount(c.tool_calls)} tool calls · ${fmtCount(c.external_requests)} requests` }));
+      fact("Cost", fmtUsd(c.usd), h("span", { class: "muted small", text: ` · ${plural(c.tokens, "token", "tokens")} · ${plural(c.tool_calls, "tool call", "tool calls")} · ${plural(c.external_requests, "request", "requests")}` }));
     } else fact("Cost", "–");
     const failing = run.error?.node_id || (run.status !== "succeeded" ? run.attempts.failing_node_id : null);
     if (failing) {
@@ -855,7 +870,7 @@ class RunView {
   renderToolbar() {
     const a = this.run.attempts;
     const bar = clear(this.toolbar);
-    bar.append(h("span", { class: "count", id: "attempt-count", text: `${fmtCount(a.total)} attempts` }));
+    bar.append(h("span", { class: "count", id: "attempt-count", text: plural(a.total, "attempt", "attempts") }));
     for (const [status, n] of Object.entries(a.by_status)) {
       if (n) bar.append(h("span", { class: `legend status-${status}` }, h("span", { class: "dot" }), `${fmtCount(n)} ${status}`));
     }
@@ -1042,7 +1057,7 @@ class RunView {
     if (a.skip_reason) fact("Skipped", h("span", { id: "panel-skip", text: a.skip_reason }));
     if (a.effect) fact("Effect", a.simulated ? "simulated (dry run)" : "performed", a.duplicate ? " · duplicate, not repeated" : "");
     if (a.idempotency_key) fact("Idempotency key", h("span", { class: "mono small", text: a.idempotency_key }));
-    if (a.cost) fact("Cost", `${fmtUsd(a.cost.usd)} · ${fmtCount(a.cost.tokens)} tokens`);
+    if (a.cost) fact("Cost", `${fmtUsd(a.cost.usd)} · ${plural(a.cost.tokens, "token", "tokens")}`);
     fact("Span", h("span", { class: "mono small", text: a.span_id }));
     panel.append(title, facts);
     const deferred = new Set(a.deferred || []);

@@ -1,0 +1,36 @@
+"""Money is a whole number of nano-dollars, read from and written as the decimal a JSON number prints as."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flowledger._money import EXACT_USD_MAX, NANOS_PER_USD, nanos_to_usd, usd_to_nanos
+
+
+def test_a_float_is_read_as_the_decimal_it_prints_as() -> None:
+    """0.004 is four thousandths; a noisy 0.6000000000000003 is the 0.6 it stands for."""
+    assert usd_to_nanos(0.004) == 4_000_000
+    assert usd_to_nanos(0.6000000000000003) == 600_000_000
+    assert usd_to_nanos(Decimal("1.0000000005")) == 1_000_000_000  # half-even
+    assert usd_to_nanos("2.5") == 2_500_000_000
+    assert usd_to_nanos(3) == 3 * NANOS_PER_USD
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, "ten", Decimal("Infinity"), True])
+def test_what_is_not_an_amount_is_refused(bad: object) -> None:
+    """NaN, infinities, text that is not a number and booleans are ValueErrors."""
+    with pytest.raises(ValueError, match="money"):
+        usd_to_nanos(bad)  # type: ignore[arg-type]
+
+
+@given(st.integers(min_value=0, max_value=EXACT_USD_MAX * NANOS_PER_USD + NANOS_PER_USD - 1))
+def test_nanos_round_trip_through_the_json_number(nanos: int) -> None:
+    """Below EXACT_USD_MAX the float of an amount prints as its exact decimal and reads back as the same nanos."""
+    usd = nanos_to_usd(nanos)
+    assert usd_to_nanos(float(repr(usd))) == nanos
+    assert Decimal(repr(usd)) == Decimal(nanos).scaleb(-9)
