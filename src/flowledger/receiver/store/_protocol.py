@@ -40,6 +40,8 @@ class EventOutcome(enum.Enum):
     """Its event_id was stored already with different content: refused."""
     FORBIDDEN = "forbidden"
     """It belongs to a run of another project: refused."""
+    UNSTORABLE = "unstorable"
+    """It holds a value the store cannot keep: refused (the writer decides this, not the store)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,6 +143,8 @@ class Store(Protocol):
         """Store new events in one transaction: ledger rows, projections, producer counts.
 
         Returns, per event in order, its outcome and (for a refusal) a reason.
+        Raises UnstorableError when an event holds a value the engine cannot
+        keep (nothing is stored then), StoreError for a failure worth retrying.
         """
         ...
 

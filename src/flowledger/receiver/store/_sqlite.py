@@ -20,7 +20,7 @@ from typing import Any, Final, TypeVar
 
 import aiosqlite
 
-from flowledger._exceptions import SchemaVersionError, StoreError
+from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
 from flowledger._wire import RunStatus, format_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._bulk import insert_rows
@@ -246,8 +246,10 @@ class SqliteStore:
                 if rows:
                     await insert_rows(conn, _INSERT_LEDGER, rows, width=9)
                     await projector.flush()
-        except sqlite3.Error as exc:
+        except sqlite3.OperationalError as exc:  # locked, busy, disk full, I/O: worth retrying
             raise StoreError(f"storing {len(events)} events failed: {exc}") from exc
+        except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:  # what the events hold
+            raise UnstorableError(f"storing {len(events)} events failed: {exc}") from exc
         if rows:
             self._head_seq, self._head_hash = seq, prev
         return results
@@ -403,8 +405,10 @@ class SqliteStore:
                 rows = [span.values() for span in spans]
                 await insert_rows(conn, head, rows, width=len(SPAN_COLUMNS), tail=_SPAN_ONCE)
                 return conn.total_changes - before
-        except sqlite3.Error as exc:
+        except sqlite3.OperationalError as exc:
             raise StoreError(f"storing {len(spans)} spans failed: {exc}") from exc
+        except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
+            raise UnstorableError(f"storing {len(spans)} spans failed: {exc}") from exc
 
     async def get_trace(self, trace_id: str, *, project: str | None = None) -> tuple[list[dict[str, Any]], TraceLinks]:
         """The spans of one trace in start order, with the runs and node attempts they belong to."""

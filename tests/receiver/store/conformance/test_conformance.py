@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from flowledger._exceptions import ViewerQueryError
+from flowledger._exceptions import UnstorableError, ViewerQueryError
 from flowledger._wire import NodeStatus, RunStatus, TriggerType, format_ts
 from flowledger.receiver.store._protocol import EventOutcome, RunQuery, Store
 from flowledger.receiver.store._spans import SpanRow
@@ -44,6 +44,16 @@ async def test_append_stores_each_event_once(store: Store) -> None:
     assert reason is not None
     assert run.events[1]["event_id"] in reason
     assert (await store.stats()).ledger_events == len(run.events)
+
+
+async def test_an_event_the_engine_cannot_keep_raises_unstorable_and_stores_nothing(store: Store) -> None:
+    """append raises UnstorableError (not a retryable StoreError) for a value it cannot keep; nothing is stored."""
+    events = prepared(simple_run().events)
+    events[-1].data["duration_ms"] = 1e300  # past validation: no finish time can be computed from it
+    with pytest.raises(UnstorableError):
+        await store.append(events)
+    assert (await store.stats()).ledger_events == 0
+    assert [outcome for outcome, _ in await store.append(events[:-1])] == [EventOutcome.ACCEPTED] * 3
 
 
 async def test_a_batch_with_a_repeated_event_stores_it_once(store: Store) -> None:

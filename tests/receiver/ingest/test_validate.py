@@ -1,0 +1,68 @@
+"""Values no store can keep, over a real socket: each is one event's rejection, never a 500 or a 503."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.receiver._support import LiveReceiver, simple_run
+
+
+def _set(event: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    target = event
+    for part in parents:
+        target = target[part]
+    target[last] = value
+
+
+HUGE: list[tuple[int, str, Any]] = [
+    (3, "data.duration_ms", 1e300),
+    (3, "data.duration_ms", 2**64),
+    (3, "data.cost.usd", 2**70),
+    (3, "data.cost.tokens", 2**63),
+    (0, "data.heartbeat_interval_s", 2**64),
+    (0, "producer_seq", 2**64),
+    (0, "seq", 2**63),
+]
+
+
+@pytest.mark.parametrize(("index", "path", "value"), HUGE, ids=[f"{p}={v!r}"[:40] for _, p, v in HUGE])
+def test_a_number_sqlite_cannot_store_is_rejected_naming_its_field(
+    live: LiveReceiver, index: int, path: str, value: Any
+) -> None:
+    """A schema-valid-looking number beyond 64 bits or 2**53 is refused per event; the other events are stored."""
+    run = simple_run()
+    _set(run.events[index], path, value)
+    answer = live.post(run.events)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["accepted"] == len(run.events) - 1
+    assert [r["index"] for r in body["rejected"]] == [index]
+    assert path.rsplit(".", 1)[-1] in body["rejected"][0]["error"]
+
+
+def test_a_duration_that_ends_after_the_year_9999_is_rejected(live: LiveReceiver) -> None:
+    """A duration_ms within the number bound whose finish time is past 9999-12-31 is one event's rejection."""
+    run = simple_run()
+    run.events[3]["data"]["duration_ms"] = 2**52
+    body = live.post(run.events).json()
+    assert [r["index"] for r in body["rejected"]] == [3]
+    assert "after the year 9999" in body["rejected"][0]["error"]
+
+
+def test_an_unstorable_event_does_not_hurt_concurrent_requests(live: LiveReceiver) -> None:
+    """Good batches sent at the same time as bad ones are all stored: no 503 for anyone, no retry loop."""
+    good = [simple_run() for _ in range(12)]
+    bad = []
+    for value in (1e300, 2**70, 2**64):
+        run = simple_run()
+        run.events[3]["data"]["duration_ms"] = value
+        bad.append(run)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda run: live.post(run.events), [*bad, *good]))
+    assert [a.status_code for a in answers] == [200] * len(answers)
+    assert all(a.json()["accepted"] == 4 for a in answers[len(bad) :])
+    assert all([r["index"] for r in a.json()["rejected"]] == [3] for a in answers[: len(bad)])
