@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.receiver._support import LiveReceiver, simple_run
@@ -66,3 +68,30 @@ def test_an_unstorable_event_does_not_hurt_concurrent_requests(live: LiveReceive
     assert [a.status_code for a in answers] == [200] * len(answers)
     assert all(a.json()["accepted"] == 4 for a in answers[len(bad) :])
     assert all([r["index"] for r in a.json()["rejected"]] == [3] for a in answers[: len(bad)])
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("run_id", '"run_id": "{run_id}\\ud800"'),
+        ("data key", '"data": {{"k\\ud800": 1, '),
+        ("nested key", '"trigger_data": {{"k\\udfff": 1, '),
+    ],
+)
+def test_a_lone_surrogate_anywhere_is_one_events_rejection(live: LiveReceiver, field: str, text: str) -> None:
+    """A lone surrogate in a validated value or in a key is a per-event rejection, never a 500."""
+    run = simple_run()
+    raw = json.dumps({"events": run.events})
+    if field == "run_id":
+        old = f'"run_id": "{run.run_id}"'
+        raw = raw.replace(old, text.format(run_id=run.run_id), 1)
+    elif field == "data key":
+        raw = raw.replace('"data": {', text.format(), 1)
+    else:
+        raw = raw.replace('"trigger_data": {', text.format(), 1)
+    answer = httpx.post(f"{live.url}/v1/events", content=raw.encode(), timeout=30)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert [r["index"] for r in body["rejected"]] == [0]
+    assert "surrogate" in body["rejected"][0]["error"]
+    assert body["accepted"] == len(run.events) - 1

@@ -170,8 +170,11 @@ def prepare_event(
     full, by_kind = _validators()
     kind = raw.get("kind")
     validate = by_kind.get(kind, full) if type(kind) is str else full
-    if not validate.is_valid(raw):
-        return Rejection(index, _schema_message(validate, raw))
+    try:
+        if not validate.is_valid(raw):
+            return Rejection(index, _schema_message(validate, raw))
+    except UnicodeEncodeError:  # the validator reads strings as UTF-8: a lone surrogate cannot be
+        return _surrogate(index, raw)
     project = raw.get("project")
     if key_project is not None:
         if project is None:
