@@ -95,3 +95,17 @@ def test_a_lone_surrogate_anywhere_is_one_events_rejection(live: LiveReceiver, f
     assert [r["index"] for r in body["rejected"]] == [0]
     assert "surrogate" in body["rejected"][0]["error"]
     assert body["accepted"] == len(run.events) - 1
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+@pytest.mark.parametrize("where", ["ts", "data.started_at"])
+def test_a_timestamp_that_overflows_in_utc_is_one_events_rejection(live: LiveReceiver, ts: str, where: str) -> None:
+    """A timestamp outside the years 1 to 9999 once made UTC is refused per event; the good events are kept."""
+    run = simple_run()
+    _set(run.events[3], where, ts)
+    answer = live.post(run.events)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["accepted"] == len(run.events) - 1
+    assert [r["index"] for r in body["rejected"]] == [3]
+    assert where.rsplit(".", 1)[-1] in body["rejected"][0]["error"]

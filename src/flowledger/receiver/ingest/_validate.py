@@ -6,7 +6,7 @@ validator per event kind (the kind's ``data`` definition inlined, so a
 ``node_finished`` is not also tried against the four other kinds). On top of the schema the receiver
 checks what a schema cannot say cheaply: the event's encoded size, its
 nesting depth, text that is not valid Unicode, timestamps that name no real
-instant, a finish
+instant (or one that leaves the years 1 to 9999 once made UTC), a finish
 time (``started_at`` plus ``duration_ms``) past the year 9999, and the
 project an API key allows. The schema itself bounds every number to what
 SQLite stores: integers to 64 bits, other numbers to 2**53.
@@ -184,14 +184,16 @@ def prepare_event(
     data: dict[str, Any] = raw["data"]
     try:
         ts = normalize_ts(raw["ts"])
-    except ValueError:
-        return Rejection(index, "event.ts is not a real date and time")
+    except ValueError:  # also one such as 0001-01-01T00:00:00+01:00, before the year 1 in UTC
+        return Rejection(index, "event.ts is not a real date and time between the years 1 and 9999 in UTC")
     started_at = data.get("started_at")
     if started_at is not None:
         try:
             started_at = normalize_ts(started_at)
         except ValueError:
-            return Rejection(index, "event.data.started_at is not a real date and time")
+            return Rejection(
+                index, "event.data.started_at is not a real date and time between the years 1 and 9999 in UTC"
+            )
     duration_ms = data.get("duration_ms")
     if duration_ms is not None and duration_ms > _LONG_DURATION_MS:
         try:
