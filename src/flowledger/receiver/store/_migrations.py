@@ -105,7 +105,16 @@ CREATE INDEX runs_facts ON runs (
 CREATE INDEX node_runs_by_start ON node_runs (run_id, started_at, attempt, item, span_id);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2_SPANS, _V3_VIEWER)
+_V4_APPEND_ONLY: Final = """
+-- INSERT OR REPLACE deletes the row it replaces without firing the DELETE trigger:
+-- a new row must come right after the last one and bring an event_id not stored yet.
+CREATE TRIGGER ledger_append_only BEFORE INSERT ON ledger
+WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM ledger)
+  OR EXISTS (SELECT 1 FROM ledger WHERE event_id = NEW.event_id)
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: a row goes after the last one, with a new event_id'); END;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2_SPANS, _V3_VIEWER, _V4_APPEND_ONLY)
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

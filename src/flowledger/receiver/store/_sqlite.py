@@ -42,7 +42,7 @@ from flowledger.receiver.store._query import (
 from flowledger.receiver.store._rebuild import refold
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
-from flowledger.receiver.store._verify import ChainWalker
+from flowledger.receiver.store._verify import VERIFY_COLUMNS, ChainWalker
 from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
 
 __all__ = ["SqliteStore"]
@@ -361,8 +361,7 @@ class SqliteStore:
             while True:
                 rows = list(
                     await conn.execute_fetchall(
-                        "SELECT seq, event_id, CAST(body AS BLOB), prev_hash, hash FROM ledger "
-                        "WHERE seq > ? ORDER BY seq LIMIT ?",
+                        f"SELECT {VERIFY_COLUMNS} FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?",
                         (last, _STREAM_CHUNK),
                     )
                 )
@@ -387,6 +386,7 @@ class SqliteStore:
                         head_seq=report.head_seq,
                         head_hash=report.head_hash,
                         first_bad_seq=seq,
+                        first_bad_event_id=walker.event_ids_at.get(seq),
                         problem=problem,
                     )
         return report
