@@ -114,7 +114,12 @@ WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM ledger)
 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: a row goes after the last one, with a new event_id'); END;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2_SPANS, _V3_VIEWER, _V4_APPEND_ONLY)
+_V5_FINISH_CONFLICTS: Final = """
+-- The statuses other run_finished events of a run reported against the one kept (JSON list, or NULL).
+ALTER TABLE runs ADD COLUMN finish_conflicts TEXT;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2_SPANS, _V3_VIEWER, _V4_APPEND_ONLY, _V5_FINISH_CONFLICTS)
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

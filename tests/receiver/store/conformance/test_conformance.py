@@ -132,6 +132,20 @@ async def test_a_finished_run_stays_finished(store: Store) -> None:
     assert got["status"] == RunStatus.SUCCEEDED.value
 
 
+async def test_a_later_conflicting_finish_never_flips_a_run(store: Store) -> None:
+    """Whatever the arrival order, the run_finished that finished first decides; the other shows as a conflict."""
+    run = simple_run()
+    run.finish("failed", error_node="fetch")
+    events = prepared(run.events)
+    await store.append(events[-1:])
+    await store.append(events[:-1])
+    got = await store.get_run(run.run_id)
+    assert got is not None
+    assert got["status"] == RunStatus.SUCCEEDED.value
+    assert got["finish_conflicts"] == [RunStatus.FAILED.value]
+    assert (await store.stats()).ledger_events == len(events)
+
+
 # --- queries -------------------------------------------------------------------------
 
 
