@@ -10,7 +10,8 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from tests.otel._support import LiveReceiver, otlp_json, stock_provider
+from flowledger.receiver._config import ReceiverConfig
+from tests.otel._support import LiveReceiver, otlp_json, receiver_running, stock_provider
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -70,3 +71,30 @@ def test_protobuf_spans_at_or_past_2_63_ns_are_rejected_and_the_good_ones_kept(
     assert answer.partial_success.rejected_spans == 1
     assert "is 2**63 or more" in answer.partial_success.error_message
     assert receiver.trace(trace_id)["span_count"] == 2
+
+
+def test_a_span_sent_first_by_another_project_hides_nothing(tmp_path: Any) -> None:
+    """Span squatting: another project posting a trace's ids first neither hides the real span nor shows it."""
+    config = ReceiverConfig(
+        db_path=tmp_path / "keys.db", sweep_interval_s=0, api_keys={"token-a": "shop", "token-b": "billing"}
+    )
+    spans, trace_id = _spans()
+    real = encode_spans(spans)
+    squat = copy.deepcopy(real)
+    for span in squat.resource_spans[0].scope_spans[0].spans:
+        span.name = "squatted"
+    with receiver_running(config) as live:
+        squatter = live.post("/v1/traces", squat.SerializeToString(), PROTOBUF, authorization="Bearer token-b")
+        assert squatter.status_code == 200
+        owner = live.post("/v1/traces", real.SerializeToString(), PROTOBUF, authorization="Bearer token-a")
+        assert owner.status_code == 200
+        mine = live.get(f"/api/traces/{trace_id}", headers={"Authorization": "Bearer token-a"}).json()
+        assert sorted(span["name"] for span in mine["spans"]) == ["child", "parent"]
+        assert {span["project"] for span in mine["spans"]} == {"shop"}
+        theirs = live.get(f"/api/traces/{trace_id}", headers={"Authorization": "Bearer token-b"}).json()
+        assert {span["name"] for span in theirs["spans"]} == {"squatted"}
+        again = live.post("/v1/traces", real.SerializeToString(), PROTOBUF, authorization="Bearer token-a")
+        assert again.status_code == 200
+        assert (
+            live.get(f"/api/traces/{trace_id}", headers={"Authorization": "Bearer token-a"}).json()["span_count"] == 2
+        )

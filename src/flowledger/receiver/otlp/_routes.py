@@ -2,7 +2,7 @@
 
 Any OpenTelemetry SDK or Collector pointed at the receiver (port 4318 by
 default) can export to it, in protobuf or JSON, gzipped or not. Spans are
-validated and stored once per ``(trace_id, span_id)`` through the single
+validated and stored once per ``(trace_id, span_id, project)`` through the single
 writer; the answer is the OTLP ``ExportTraceServiceResponse`` in the
 request's own content type, with ``partial_success`` when some spans were
 rejected. Logs and metrics are not stored: they get a well-formed OTLP

@@ -1,6 +1,6 @@
 """Spans received over OTLP: validation into stored rows, and the shape of a trace.
 
-A span is stored once per ``(trace_id, span_id)``; a second copy is a
+A span is stored once per ``(trace_id, span_id, project)``; a second copy is a
 duplicate and changes nothing (OTLP delivery is at-least-once, like events).
 A span whose ids are not valid (trace id not 16 bytes or all zero, span id
 not 8 bytes or all zero, a parent id of the wrong length) or whose start or

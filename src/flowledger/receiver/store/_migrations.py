@@ -119,7 +119,35 @@ _V5_FINISH_CONFLICTS: Final = """
 ALTER TABLE runs ADD COLUMN finish_conflicts TEXT;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2_SPANS, _V3_VIEWER, _V4_APPEND_ONLY, _V5_FINISH_CONFLICTS)
+_V6_SPANS_PER_PROJECT: Final = """
+-- A span is stored once per (trace_id, span_id) *and project*: a client of one project that sends
+-- another project's ids first no longer turns the real span into a silent duplicate.
+CREATE TABLE spans_per_project (
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT,
+    name TEXT NOT NULL, kind INTEGER NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+    status_code INTEGER NOT NULL, status_message TEXT,
+    service_name TEXT, scope_name TEXT, scope_version TEXT,
+    attributes TEXT NOT NULL, resource TEXT NOT NULL, events TEXT NOT NULL, links TEXT NOT NULL,
+    project TEXT, received_at TEXT NOT NULL
+);
+INSERT INTO spans_per_project SELECT
+    trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, status_message,
+    service_name, scope_name, scope_version, attributes, resource, events, links, project, received_at
+FROM spans;
+DROP TABLE spans;
+ALTER TABLE spans_per_project RENAME TO spans;
+CREATE UNIQUE INDEX spans_once ON spans (trace_id, span_id, ifnull(project, ''));
+CREATE INDEX spans_by_start ON spans (start_ns);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    _V1,
+    _V2_SPANS,
+    _V3_VIEWER,
+    _V4_APPEND_ONLY,
+    _V5_FINISH_CONFLICTS,
+    _V6_SPANS_PER_PROJECT,
+)
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

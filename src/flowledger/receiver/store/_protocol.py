@@ -177,7 +177,9 @@ class Store(Protocol):
         ...
 
     async def store_spans(self, spans: Sequence[SpanRow]) -> int:
-        """Store OTLP spans once per (trace_id, span_id) in one transaction; return how many were new.
+        """Store OTLP spans once per (trace_id, span_id, project) in one transaction; return how many were new.
+
+        The project is part of the key: a span another project sent first with the same ids hides nothing.
 
         A writer-side method: call it through ``Writer.call``.
         """

@@ -57,7 +57,6 @@ SWEEP_SQL: Final = (
     f"SELECT {', '.join(RUN_COLUMNS)} FROM runs INDEXED BY runs_alive WHERE status = 'running' AND last_seen_at < ?"
 )
 """Running runs silent since before a cutoff: a range of the partial index ``runs_alive``, never a scan."""
-_SPAN_ONCE: Final = " ON CONFLICT (trace_id, span_id) DO NOTHING"
 _INSERT_LEDGER: Final = "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash)"
 
 
@@ -219,7 +218,7 @@ class SqliteStore:
                     else:
                         results[i] = (
                             EventOutcome.CONFLICT,
-                            f"event_id {event.event_id} is already stored with different content",
+                            f"event_id {event.event_id} is taken by a different event; give each event a new id",
                         )
                 projector = Projector(conn)
                 await projector.load([events[i] for i in fresh])
@@ -234,7 +233,9 @@ class SqliteStore:
                     if event.project is not None:
                         owner = projector.project_of(run_id)
                         if owner is not None and owner != event.project:
-                            results[i] = (EventOutcome.FORBIDDEN, f"run {run_id} belongs to another project")
+                            # Never say whose run it is: the answer must not confirm another project's run.
+                            reason = f"run_id {run_id} cannot be used with this API key; give each run a new id"
+                            results[i] = (EventOutcome.FORBIDDEN, reason)
                             continue
                     seq += 1
                     event.seq = seq
@@ -394,16 +395,16 @@ class SqliteStore:
     # --- spans (OTLP) ----------------------------------------------------
 
     async def store_spans(self, spans: Sequence[SpanRow]) -> int:
-        """Insert spans that are not stored yet; return how many were new."""
+        """Insert spans not stored yet for their project; return how many were new."""
         if not spans:
             return 0
         conn = self._write_conn()
-        head = f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)})"
+        head = f"INSERT OR IGNORE INTO spans ({', '.join(SPAN_COLUMNS)})"  # once per (trace, span, project)
         try:
             async with self._transaction():
                 before = conn.total_changes
                 rows = [span.values() for span in spans]
-                await insert_rows(conn, head, rows, width=len(SPAN_COLUMNS), tail=_SPAN_ONCE)
+                await insert_rows(conn, head, rows, width=len(SPAN_COLUMNS))
                 return conn.total_changes - before
         except sqlite3.OperationalError as exc:
             raise StoreError(f"storing {len(spans)} spans failed: {exc}") from exc
