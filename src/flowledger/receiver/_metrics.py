@@ -1,8 +1,15 @@
 """Receiver metrics in the Prometheus text format (``GET /metrics``).
 
 Counters live in memory for the process's life; the figures that must
-survive a restart (runs by status, ledger size, events lost in transit) are
-read from the store at scrape time.
+survive a restart (runs by status, ledger size, events lost in transit,
+silent producers) are read from the store at scrape time.
+
+With API keys on, the figures read from the store are the caller's project
+only (``flowledger_ledger_events`` then counts that project's events); the
+in-memory counters (events accepted, duplicate, rejected, conflicting,
+refused requests, queue, commit latency, runs marked stuck) are the whole
+receiver's, every project's traffic together: a key holder of any project
+sees those totals and nothing else of another project.
 """
 
 from __future__ import annotations
@@ -108,8 +115,21 @@ class Metrics:
         metric(
             "flowledger_events_lost",
             "gauge",
-            "Events lost in transit: gaps in the producers' sequence numbers.",
+            "Events lost in transit: gaps in the producers' sequence numbers "
+            "(a lower bound: each producer counts at most as many as it delivered).",
             [("", stats.events_lost)],
+        )
+        metric(
+            "flowledger_producers_with_gaps",
+            "gauge",
+            "Producers missing at least one sequence number.",
+            [("", stats.producers_with_gaps)],
+        )
+        metric(
+            "flowledger_producers_silent_unfinished",
+            "gauge",
+            "Producers silent for longer than the stuck threshold whose run never finished (a lost tail is possible).",
+            [("", stats.producers_silent_unfinished)],
         )
         metric(
             "flowledger_runs_marked_stuck_total",

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from flowledger.receiver._state import error_response, receiver_of
+from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver.api._openapi import openapi_document
 from flowledger.receiver.store._protocol import Drift
+from flowledger.receiver.store._time import ts_from_epoch_s
 from flowledger.receiver.store._verify import parse_checkpoint
 
 __all__ = ["ROUTES"]
@@ -25,9 +27,13 @@ async def healthz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Counters, queue depth, commit latency, runs by status, events lost in transit."""
+    """Counters, queue depth, commit latency, runs by status, events lost in transit.
+
+    With API keys on, the store's figures are the caller's project only (see ``receiver/_metrics.py``).
+    """
     receiver = receiver_of(request)
-    stats = await receiver.store.stats()
+    silent_before = ts_from_epoch_s(time.time() - receiver.config.stuck_after_s)
+    stats = await receiver.store.stats(project=project_of(request), silent_before=silent_before)
     text = receiver.metrics.render(stats, receiver.writer.depth)
     return PlainTextResponse(text, media_type=_PROMETHEUS_TEXT)
 

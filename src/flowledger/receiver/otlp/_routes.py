@@ -197,7 +197,11 @@ async def get_trace(request: Request) -> Response:
 
 
 async def otlp_stats(request: Request) -> Response:
-    """Counters of OTLP ingest and of forwarding (``forwarding`` is null when it is off)."""
+    """Counters of OTLP ingest and of forwarding (``forwarding`` is null when it is off).
+
+    These are the whole receiver's counters, every project's spans together, also with API keys on:
+    totals only, never a trace, span or project name.
+    """
     state = otlp_state(request)
     spans = state.spans
     forwarding = state.forwarder.stats.as_json() if state.forwarder is not None else None

@@ -140,6 +140,17 @@ CREATE UNIQUE INDEX spans_once ON spans (trace_id, span_id, ifnull(project, ''))
 CREATE INDEX spans_by_start ON spans (start_ns);
 """
 
+_V7_PRODUCER_TAILS: Final = """
+-- Per producer: its project (the key's, when keys are on), its newest event by its own clock and
+-- that event's run. A producer silent since before a cutoff whose run never finished may have lost
+-- its tail (a SIGKILLed process leaves no gap behind its last delivered event).
+ALTER TABLE producers ADD COLUMN project TEXT;
+ALTER TABLE producers ADD COLUMN last_ts TEXT;
+ALTER TABLE producers ADD COLUMN last_run_id TEXT;
+CREATE INDEX producers_by_last_ts ON producers (last_ts);
+CREATE INDEX producers_by_project ON producers (project);
+"""
+
 MIGRATIONS: Final[tuple[str, ...]] = (
     _V1,
     _V2_SPANS,
@@ -147,6 +158,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     _V4_APPEND_ONLY,
     _V5_FINISH_CONFLICTS,
     _V6_SPANS_PER_PROJECT,
+    _V7_PRODUCER_TAILS,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -72,7 +72,15 @@ class Stats:
     ledger_events: int
     producers: int
     events_lost: int
-    """Gaps in the producers' sequence numbers: events that never arrived (or have not yet)."""
+    """Gaps in the producers' sequence numbers: events that never arrived (or have not yet).
+
+    Each producer counts at most as many lost events as it delivered, so one
+    producer's huge ``producer_seq`` cannot blow the figure up: a lower bound.
+    """
+    producers_with_gaps: int = 0
+    """Producers missing at least one sequence number (each counts once, however large its gap)."""
+    producers_silent_unfinished: int = 0
+    """Producers whose newest event is older than the cutoff and whose run never finished: a tail may be lost."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +176,12 @@ class Store(Protocol):
         """Every matching run, newest first, streamed (``limit``/``offset`` ignored)."""
         ...
 
-    async def stats(self) -> Stats:
-        """Figures for the metrics endpoint."""
+    async def stats(self, *, project: str | None = None, silent_before: str | None = None) -> Stats:
+        """Figures for the metrics endpoint; ``project`` scopes them to one project's runs and producers.
+
+        ``silent_before`` (a normalised timestamp) is the cutoff of ``producers_silent_unfinished``
+        (0 without one).
+        """
         ...
 
     async def verify(self, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:

@@ -336,20 +336,42 @@ class SqliteStore:
                 last = run_json(rows[-1])
                 cursor_key = (last["started_at"], last["run_id"])
 
-    async def stats(self) -> Stats:
-        """Run counts by status, ledger size, producers and lost events."""
+    async def stats(self, *, project: str | None = None, silent_before: str | None = None) -> Stats:
+        """Run counts by status, ledger size, producers, lost events and silent producers."""
+        scope, params = ("WHERE project = ?", [project]) if project is not None else ("", [])
+        silent_scope = "AND p.project = ?" if project is not None else ""
         async with self._reader() as conn:
             by_status = {
-                str(s): int(n) for s, n in await conn.execute_fetchall("SELECT status, count(*) FROM runs GROUP BY 1")
+                str(s): int(n)
+                for s, n in await conn.execute_fetchall(f"SELECT status, count(*) FROM runs {scope} GROUP BY 1", params)
             }
-            ledger = await _count(conn, "SELECT coalesce(max(seq), 0) FROM ledger")
-            rows = await conn.execute_fetchall("SELECT count(*), coalesce(sum(max_seq + 1 - events), 0) FROM producers")
-        producers, lost = next(iter(rows))
+            # max_seq - events + 1 in this order: max_seq may be 2**63 - 1, and SQLite integers stop there.
+            rows = await conn.execute_fetchall(
+                "SELECT count(*), coalesce(sum(max(0, min(max_seq - events + 1, events))), 0), "
+                f"coalesce(sum(max_seq - events + 1 > 0), 0), coalesce(sum(events), 0) FROM producers {scope}",
+                params,
+            )
+            producers, lost, gappy, scoped_events = next(iter(rows))
+            ledger = (
+                int(scoped_events)
+                if project is not None
+                else await _count(conn, "SELECT coalesce(max(seq), 0) FROM ledger")
+            )
+            silent = 0
+            if silent_before is not None:
+                silent = await _count_params(
+                    conn,
+                    "SELECT count(*) FROM producers p JOIN runs r ON r.run_id = p.last_run_id "
+                    f"WHERE p.last_ts < ? AND r.status IN ('running', 'stuck') {silent_scope}",
+                    [silent_before, *params],
+                )
         return Stats(
             runs_by_status={s.value: by_status.get(s.value, 0) for s in RunStatus},
             ledger_events=ledger,
             producers=int(producers),
             events_lost=max(0, int(lost)),
+            producers_with_gaps=int(gappy),
+            producers_silent_unfinished=silent,
         )
 
     async def verify(self, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
@@ -516,6 +538,11 @@ async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:
 
 async def _count(conn: aiosqlite.Connection, sql: str) -> int:
     rows = await conn.execute_fetchall(sql)
+    return int(next(iter(rows))[0])
+
+
+async def _count_params(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> int:
+    rows = await conn.execute_fetchall(sql, params)
     return int(next(iter(rows))[0])
 
 

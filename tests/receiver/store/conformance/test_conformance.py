@@ -296,6 +296,24 @@ async def test_stats_count_runs_events_and_producers(store: Store) -> None:
     assert stats.events_lost == 0
 
 
+async def test_stats_bound_loss_per_producer_scope_to_a_project_and_find_silent_producers(store: Store) -> None:
+    """A huge producer_seq counts at most its producer's events; project scopes; silent unfinished runs show."""
+    hostile = RunEvents(project="alpha").start()
+    hostile.events[0]["producer_seq"] = 2**63 - 1
+    finished = simple_run(project="beta")
+    await _append(store, hostile, finished)
+    everyone = await store.stats(silent_before=format_ts(time.time_ns()))
+    assert everyone.events_lost == 1
+    assert everyone.producers_with_gaps == 1
+    assert everyone.producers_silent_unfinished == 1
+    alpha = await store.stats(project="alpha", silent_before=format_ts(time.time_ns()))
+    assert (alpha.producers, alpha.ledger_events, alpha.producers_silent_unfinished) == (1, 1, 1)
+    assert alpha.runs_by_status[RunStatus.RUNNING.value] == 1
+    beta = await store.stats(project="beta", silent_before=format_ts(time.time_ns()))
+    assert (beta.events_lost, beta.producers_silent_unfinished, beta.ledger_events) == (0, 0, 4)
+    assert (await store.stats()).producers_silent_unfinished == 0  # no cutoff given
+
+
 # --- the sweeper ---------------------------------------------------------------------
 
 

@@ -1,0 +1,93 @@
+"""/metrics over a real socket: loss one producer cannot distort, tails that may be lost, and what a key sees."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from flowledger.receiver._config import ReceiverConfig
+from tests.receiver._support import LiveReceiver, Producer, RunEvents, simple_run, start_receiver
+
+KEYS = {"token-shop-0123": "shop", "token-bank-4567": "bank"}
+
+
+def _sample(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith((name + " ", name + "{")):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in metrics")
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def keyed(receiver_config: ReceiverConfig) -> Iterator[LiveReceiver]:
+    """A receiver with two API keys, one per project."""
+    receiver = start_receiver(replace(receiver_config, api_keys=KEYS))
+    yield receiver
+    receiver.stop()
+
+
+def test_one_producers_huge_sequence_number_cannot_poison_events_lost(live: LiveReceiver) -> None:
+    """producer_seq 2**63-1 from two producers counts at most their own events as lost, once each as a gap."""
+    honest = Producer()
+    run = RunEvents(honest).start()
+    run.heartbeat()
+    run.heartbeat()
+    run.finish()
+    live.post([e for e in run.events if e["producer_seq"] != 1])  # one real gap
+    for _ in range(2):
+        hostile = simple_run()
+        hostile.events[0]["producer_seq"] = 2**63 - 1
+        assert live.post(hostile.events).json()["rejected"] == []
+    text = live.get("/metrics").text
+    assert _sample(text, "flowledger_events_lost") <= 1 + 4 + 4
+    assert _sample(text, "flowledger_producers_with_gaps") == 3
+    assert _sample(text, "flowledger_producers") == 3
+
+
+def test_a_producer_silent_with_an_unfinished_run_is_visible(live: LiveReceiver) -> None:
+    """Tail loss leaves no gap, but a producer whose newest event is old and whose run never finished shows."""
+    run = RunEvents().start().node("fetch")  # its clock is months before now: silent past any stuck threshold
+    live.post(run.events)
+    text = live.get("/metrics").text
+    assert _sample(text, "flowledger_events_lost") == 0
+    assert _sample(text, "flowledger_producers_silent_unfinished") == 1
+    run.finish()
+    live.post(run.events[-1:])
+    assert _sample(live.get("/metrics").text, "flowledger_producers_silent_unfinished") == 0
+
+
+def test_with_api_keys_store_figures_are_the_callers_project_and_counters_are_receiver_wide(
+    keyed: LiveReceiver,
+) -> None:
+    """A key sees its project's runs, producers, loss and events; the in-memory counters are every project's."""
+    shop = RunEvents().start()
+    shop.events[0]["producer_seq"] = 2**63 - 1
+    keyed.post(shop.events, headers=_auth("token-shop-0123"))
+    bank = simple_run()
+    keyed.post(bank.events, headers=_auth("token-bank-4567"))
+    shop_text = keyed.get("/metrics", headers=_auth("token-shop-0123")).text
+    bank_text = keyed.get("/metrics", headers=_auth("token-bank-4567")).text
+    assert 'flowledger_runs{status="running"} 1' in shop_text
+    assert 'flowledger_runs{status="succeeded"} 0' in shop_text
+    assert 'flowledger_runs{status="succeeded"} 1' in bank_text
+    assert 'flowledger_runs{status="running"} 0' in bank_text
+    assert _sample(shop_text, "flowledger_ledger_events") == 1
+    assert _sample(bank_text, "flowledger_ledger_events") == 4
+    assert _sample(shop_text, "flowledger_producers_with_gaps") == 1
+    assert _sample(bank_text, "flowledger_producers_with_gaps") == 0
+    assert _sample(bank_text, "flowledger_events_lost") == 0
+    assert _sample(shop_text, "flowledger_producers_silent_unfinished") == 1
+    assert _sample(bank_text, "flowledger_producers_silent_unfinished") == 0
+    for text in (shop_text, bank_text):  # receiver-wide, documented: totals of every project's traffic
+        assert _sample(text, "flowledger_events_accepted_total") == 5
+    assert "shop" not in bank_text
+    assert "bank" not in shop_text
+    otlp = keyed.get("/api/otlp/stats", headers=_auth("token-bank-4567")).json()
+    assert set(otlp) == {"spans", "forwarding"}
+    assert set(otlp["spans"]) == {"requests", "accepted", "duplicates", "rejected", "refused_requests"}
