@@ -109,3 +109,16 @@ def test_a_timestamp_that_overflows_in_utc_is_one_events_rejection(live: LiveRec
     assert body["accepted"] == len(run.events) - 1
     assert [r["index"] for r in body["rejected"]] == [3]
     assert where.rsplit(".", 1)[-1] in body["rejected"][0]["error"]
+
+
+@pytest.mark.parametrize("value", [5, 1e300, "not a time", "0001-01-01T00:00:00+01:00"])
+def test_started_at_on_a_kind_that_does_not_define_it_is_free_data(live: LiveReceiver, value: Any) -> None:
+    """A heartbeat or node_started carrying started_at or duration_ms of any type is not read as a time (no 500)."""
+    run = simple_run()
+    run.events[1]["data"]["started_at"] = value
+    run.events[1]["data"]["duration_ms"] = value
+    answer = live.post(run.events)
+    assert answer.status_code == 200
+    assert answer.json()["accepted"] == len(run.events)
+    drift = httpx.post(f"{live.url}/api/rebuild", timeout=60).json()
+    assert drift["clean"] is True

@@ -186,7 +186,9 @@ def prepare_event(
         ts = normalize_ts(raw["ts"])
     except ValueError:  # also one such as 0001-01-01T00:00:00+01:00, before the year 1 in UTC
         return Rejection(index, "event.ts is not a real date and time between the years 1 and 9999 in UTC")
-    started_at = data.get("started_at")
+    # Only the finish events define started_at and duration_ms; other kinds may carry them as free data.
+    finish = kind == "run_finished" or kind == "node_finished"
+    started_at = data.get("started_at") if finish else None
     if started_at is not None:
         try:
             started_at = normalize_ts(started_at)
@@ -194,7 +196,7 @@ def prepare_event(
             return Rejection(
                 index, "event.data.started_at is not a real date and time between the years 1 and 9999 in UTC"
             )
-    duration_ms = data.get("duration_ms")
+    duration_ms = data.get("duration_ms") if finish else None
     if duration_ms is not None and duration_ms > _LONG_DURATION_MS:
         try:
             completed_at(started_at or ts, duration_ms)
