@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from flowledger.receiver._config import ReceiverConfig
+from tests.otel._support import ROOT, subprocess_env
 from tests.receiver._support import LiveReceiver, Producer, RunEvents, simple_run, start_receiver
 
 KEYS = {"token-shop-0123": "shop", "token-bank-4567": "bank"}
@@ -91,3 +96,48 @@ def test_with_api_keys_store_figures_are_the_callers_project_and_counters_are_re
     otlp = keyed.get("/api/otlp/stats", headers=_auth("token-bank-4567")).json()
     assert set(otlp) == {"spans", "forwarding"}
     assert set(otlp["spans"]) == {"requests", "accepted", "duplicates", "rejected", "refused_requests"}
+
+
+_KILLED_PRODUCER = """
+import sys, time
+import flowledger
+
+run = flowledger.run("killed-producer", name="Killed producer").__enter__()
+
+@flowledger.node
+def fetch(x):
+    return x
+
+fetch(1)
+assert flowledger.flush(timeout_s=10.0)
+print("flushed", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_sigkilled_sdk_producer_shows_as_silent_with_an_unfinished_run(
+    receiver_config: ReceiverConfig, tmp_path: Path
+) -> None:
+    """A real SDK process killed with SIGKILL mid-run leaves no gap, and shows as a silent producer instead."""
+    live = start_receiver(replace(receiver_config, stuck_after_s=0.001))
+    try:
+        env = subprocess_env(FLOWLEDGER_ENDPOINT=live.url, FLOWLEDGER_SPOOL_DIR=str(tmp_path / "spool"))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _KILLED_PRODUCER], env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "flushed"
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        text = live.get("/metrics").text
+        assert _sample(text, "flowledger_events_lost") == 0
+        assert _sample(text, "flowledger_producers_silent_unfinished") == 1
+        runs = live.get("/api/runs").json()["runs"]
+        assert [r["status"] for r in runs] == ["running"]
+    finally:
+        live.stop()
