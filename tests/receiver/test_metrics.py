@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 
 from flowledger.receiver._config import ReceiverConfig
@@ -67,15 +69,16 @@ def test_a_producer_silent_with_an_unfinished_run_is_visible(live: LiveReceiver)
     assert _sample(live.get("/metrics").text, "flowledger_producers_silent_unfinished") == 0
 
 
-def test_with_api_keys_store_figures_are_the_callers_project_and_counters_are_receiver_wide(
+def test_with_api_keys_a_key_sees_its_projects_figures_and_only_operational_totals_of_others(
     keyed: LiveReceiver,
 ) -> None:
-    """A key sees its project's runs, producers, loss and events; the in-memory counters are every project's."""
+    """A key sees its project's runs, producers, loss, events and event counters; operational series are shared."""
     shop = RunEvents().start()
     shop.events[0]["producer_seq"] = 2**63 - 1
     keyed.post(shop.events, headers=_auth("token-shop-0123"))
     bank = simple_run()
     keyed.post(bank.events, headers=_auth("token-bank-4567"))
+    keyed.post(bank.events[:1], headers=_auth("token-bank-4567"))
     shop_text = keyed.get("/metrics", headers=_auth("token-shop-0123")).text
     bank_text = keyed.get("/metrics", headers=_auth("token-bank-4567")).text
     assert 'flowledger_runs{status="running"} 1' in shop_text
@@ -89,13 +92,33 @@ def test_with_api_keys_store_figures_are_the_callers_project_and_counters_are_re
     assert _sample(bank_text, "flowledger_events_lost") == 0
     assert _sample(shop_text, "flowledger_producers_silent_unfinished") == 1
     assert _sample(bank_text, "flowledger_producers_silent_unfinished") == 0
-    for text in (shop_text, bank_text):  # receiver-wide, documented: totals of every project's traffic
-        assert _sample(text, "flowledger_events_accepted_total") == 5
+    assert _sample(shop_text, "flowledger_events_accepted_total") == 1
+    assert _sample(bank_text, "flowledger_events_accepted_total") == 4
+    assert _sample(shop_text, "flowledger_events_duplicate_total") == 0
+    assert _sample(bank_text, "flowledger_events_duplicate_total") == 1
+    for text in (shop_text, bank_text):  # operational, receiver-wide (documented): both commits of every project
+        assert _sample(text, "flowledger_commit_seconds_count") == 3
     assert "shop" not in bank_text
     assert "bank" not in shop_text
-    otlp = keyed.get("/api/otlp/stats", headers=_auth("token-bank-4567")).json()
-    assert set(otlp) == {"spans", "forwarding"}
-    assert set(otlp["spans"]) == {"requests", "accepted", "duplicates", "rejected", "refused_requests"}
+
+
+def test_with_api_keys_otlp_stats_count_the_callers_project(keyed: LiveReceiver) -> None:
+    """/api/otlp/stats counts the key's project's spans; forwarding (off here) stays receiver-wide."""
+    span = {"traceId": "ab" * 16, "spanId": "01" * 8, "name": "s", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}
+    body = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).encode()
+    for _ in range(2):
+        answer = httpx.post(
+            f"{keyed.url}/v1/traces",
+            content=body,
+            headers={"content-type": "application/json", **_auth("token-shop-0123")},
+            timeout=30,
+        )
+        assert answer.status_code == 200
+    shop = keyed.get("/api/otlp/stats", headers=_auth("token-shop-0123")).json()
+    bank = keyed.get("/api/otlp/stats", headers=_auth("token-bank-4567")).json()
+    assert shop["spans"] == {"requests": 2, "accepted": 1, "duplicates": 1, "rejected": 0, "refused_requests": 0}
+    assert bank["spans"] == {"requests": 0, "accepted": 0, "duplicates": 0, "rejected": 0, "refused_requests": 0}
+    assert shop["forwarding"] is None
 
 
 _KILLED_PRODUCER = """

@@ -33,8 +33,9 @@ async def metrics(request: Request) -> Response:
     """
     receiver = receiver_of(request)
     silent_before = ts_from_epoch_s(time.time() - receiver.config.stuck_after_s)
-    stats = await receiver.store.stats(project=project_of(request), silent_before=silent_before)
-    text = receiver.metrics.render(stats, receiver.writer.depth)
+    project = project_of(request)
+    stats = await receiver.store.stats(project=project, silent_before=silent_before)
+    text = receiver.metrics.render(stats, receiver.writer.depth, project=project)
     return PlainTextResponse(text, media_type=_PROMETHEUS_TEXT)
 
 
