@@ -60,3 +60,16 @@ async def test_an_unstorable_event_is_refused_alone_and_other_requests_of_its_co
     assert outcome is EventOutcome.UNSTORABLE
     assert reason is not None
     assert "cannot keep" in reason
+
+
+async def test_a_request_alone_keeps_its_storable_events(writer: Writer) -> None:
+    """A request committed on its own with one unstorable event stores the rest and refuses only that event."""
+    request = _prepared(simple_run().events)
+    request[1].data["span_id"] = 2**70  # a node attempt key SQLite cannot bind
+    answer = await writer.submit(request)
+    assert [outcome for outcome, _ in answer] == [
+        EventOutcome.ACCEPTED,
+        EventOutcome.UNSTORABLE,
+        EventOutcome.ACCEPTED,
+        EventOutcome.ACCEPTED,
+    ]

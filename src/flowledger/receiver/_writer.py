@@ -140,7 +140,7 @@ class Writer:
         except UnstorableError as exc:  # what the events hold: store each request, then each event, on its own
             _log.warning("commit of %d events failed (%s); storing its requests one by one", count, exc)
             for job in group:
-                await self._commit_alone(job)
+                await self._commit_alone(job, whole_first=len(group) > 1)
             return
         except StoreError as exc:
             _log.error("commit of %d events failed: %s", count, exc)
@@ -150,7 +150,7 @@ class Writer:
         except Exception:
             _log.exception("commit of %d events failed unexpectedly; storing its requests one by one", count)
             for job in group:
-                await self._commit_alone(job)
+                await self._commit_alone(job, whole_first=len(group) > 1)
             return
         offset = 0
         for job in group:
@@ -165,18 +165,20 @@ class Writer:
         self._metrics.observe_commit(time.perf_counter() - started, len(events))
         return outcomes
 
-    async def _commit_alone(self, job: _Append) -> None:
+    async def _commit_alone(self, job: _Append, *, whole_first: bool) -> None:
+        """Commit one request on its own (``whole_first``), then, if that fails for its events, event by event."""
         events = list(job.events)
-        try:
-            _settle(job.future, await self._append(events))
-            return
-        except UnstorableError:
-            pass
-        except StoreError as exc:
-            _settle(job.future, error=exc)
-            return
-        except Exception:
-            _log.exception("storing a request of %d events failed unexpectedly", len(events))
+        if whole_first:
+            try:
+                _settle(job.future, await self._append(events))
+                return
+            except UnstorableError:
+                pass
+            except StoreError as exc:
+                _settle(job.future, error=exc)
+                return
+            except Exception:
+                _log.exception("storing a request of %d events failed unexpectedly", len(events))
         outcomes: Outcomes = []
         for event in events:
             try:
