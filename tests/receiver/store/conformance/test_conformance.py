@@ -6,6 +6,7 @@ come out of its query methods) and run for every engine in ``ENGINES``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -380,3 +381,17 @@ async def test_spans_are_stored_once_and_joined_to_their_runs(store: Store) -> N
     assert links.runs[run.run_span] == run.run_id
     assert links.nodes[node_span]["node_id"] == "fetch"
     assert (await store.get_trace("0" * 31 + "1"))[0] == []
+
+
+async def test_the_same_span_ids_in_two_projects_are_two_spans(store: Store) -> None:
+    """store_spans keys spans by (trace, span, project): another project's copy hides nothing and is kept apart."""
+    run = simple_run()
+    squat = dataclasses.replace(_span(run, run.run_span, parent=None, name="squat", start_ns=1), project="billing")
+    real = dataclasses.replace(squat, name="real", project="shop")
+    assert await store.store_spans([squat]) == 1
+    assert await store.store_spans([real]) == 1
+    assert await store.store_spans([real, squat]) == 0
+    shop, _ = await store.get_trace(run.trace_id, project="shop")
+    billing, _ = await store.get_trace(run.trace_id, project="billing")
+    assert [s["name"] for s in shop] == ["real"]
+    assert [s["name"] for s in billing] == ["squat"]
