@@ -19,6 +19,7 @@ The hierarchy::
         ├── HttpNodeError              an http node's request was answered outside 2xx
         ├── WriteQueueFull             the receiver's writer holds as many requests as it may (answered with 503)
         ├── StoreError                 the receiver's store failed
+        │   ├── UnstorableError        what was handed to the store holds a value it cannot keep
         │   ├── LedgerIntegrityError   the ledger's hash chain does not verify
         │   └── SchemaVersionError     the database was written by a newer flowledger
         └── ReceiverError              a receiver answered with an error
@@ -56,6 +57,7 @@ __all__ = [
     "RuntimeFailure",
     "SchemaVersionError",
     "StoreError",
+    "UnstorableError",
     "UsageError",
     "ViewerQueryError",
     "WireFormatError",
@@ -134,6 +136,14 @@ class NodeTimeout(RuntimeFailure):
 
 class StoreError(RuntimeFailure):
     """The receiver's store failed."""
+
+
+class UnstorableError(StoreError):
+    """What was handed to the store holds a value it cannot keep (a number too large for a column).
+
+    Unlike other store errors, retrying does not help: the receiver's writer
+    stores the other events of the commit without it and rejects it alone.
+    """
 
 
 class LedgerIntegrityError(StoreError):

@@ -1,8 +1,16 @@
 """Receiver metrics in the Prometheus text format (``GET /metrics``).
 
 Counters live in memory for the process's life; the figures that must
-survive a restart (runs by status, ledger size, events lost in transit) are
-read from the store at scrape time.
+survive a restart (runs by status, ledger size, events lost in transit,
+silent producers) are read from the store at scrape time.
+
+With API keys on, a key sees its project's figures: those read from the
+store (``flowledger_ledger_events`` then counts that project's events) and
+the event counters (accepted, duplicate, rejected, conflicting). The
+operational series stay the whole receiver's, every project's traffic
+together: requests refused by status, write queue depth and refusals,
+commit latency, runs marked stuck. They carry no name, id or per-project
+figure of another project.
 """
 
 from __future__ import annotations
@@ -12,10 +20,20 @@ from typing import Final
 
 from flowledger.receiver.store._protocol import Stats
 
-__all__ = ["COMMIT_BUCKETS_S", "Metrics"]
+__all__ = ["COMMIT_BUCKETS_S", "EventCounts", "Metrics"]
 
 COMMIT_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Upper bounds of the commit-latency histogram, in seconds."""
+
+
+@dataclass(slots=True)
+class EventCounts:
+    """Events of ingest requests by outcome."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    rejected: int = 0
 
 
 @dataclass(slots=True)
@@ -34,6 +52,23 @@ class Metrics:
     commit_seconds_sum: float = 0.0
     commit_buckets: list[int] = field(default_factory=lambda: [0] * len(COMMIT_BUCKETS_S))
     runs_stuck_marked: int = 0
+    by_project: dict[str, EventCounts] = field(default_factory=dict)
+    """The event counters of each API key project (keys on)."""
+
+    def count_events(
+        self, project: str | None, *, accepted: int, duplicates: int, conflicts: int, rejected: int
+    ) -> None:
+        """Count one ingest request's events, receiver-wide and (with API keys on) for its project."""
+        self.accepted += accepted
+        self.duplicates += duplicates
+        self.conflicts += conflicts
+        self.rejected += rejected
+        if project is not None:
+            counts = self.by_project.setdefault(project, EventCounts())
+            counts.accepted += accepted
+            counts.duplicates += duplicates
+            counts.conflicts += conflicts
+            counts.rejected += rejected
 
     def observe_commit(self, seconds: float, events: int) -> None:
         """Record one writer transaction."""
@@ -48,9 +83,10 @@ class Metrics:
         """Count an ingest request answered with ``status``."""
         self.requests_refused[status] = self.requests_refused.get(status, 0) + 1
 
-    def render(self, stats: Stats, queue_depth: int) -> str:
-        """The whole exposition text."""
+    def render(self, stats: Stats, queue_depth: int, *, project: str | None = None) -> str:
+        """The whole exposition text; ``project`` (API keys on) picks that project's event counters."""
         lines: list[str] = []
+        events: Metrics | EventCounts = self if project is None else self.by_project.get(project, EventCounts())
 
         def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
             lines.append(f"# HELP {name} {help_text}")
@@ -58,24 +94,24 @@ class Metrics:
             for labels, value in samples:
                 lines.append(f"{name}{labels} {value:g}" if isinstance(value, float) else f"{name}{labels} {value}")
 
-        metric("flowledger_events_accepted_total", "counter", "Events stored in the ledger.", [("", self.accepted)])
+        metric("flowledger_events_accepted_total", "counter", "Events stored in the ledger.", [("", events.accepted)])
         metric(
             "flowledger_events_duplicate_total",
             "counter",
             "Events whose event_id was already stored (no-ops).",
-            [("", self.duplicates)],
+            [("", events.duplicates)],
         )
         metric(
             "flowledger_events_rejected_total",
             "counter",
             "Events refused: invalid, conflicting or of another project.",
-            [("", self.rejected)],
+            [("", events.rejected)],
         )
         metric(
             "flowledger_events_conflict_total",
             "counter",
             "Events whose event_id was stored with different content.",
-            [("", self.conflicts)],
+            [("", events.conflicts)],
         )
         metric(
             "flowledger_ingest_refused_total",
@@ -108,8 +144,21 @@ class Metrics:
         metric(
             "flowledger_events_lost",
             "gauge",
-            "Events lost in transit: gaps in the producers' sequence numbers.",
+            "Events lost in transit: gaps in the producers' sequence numbers "
+            "(a lower bound: each producer counts at most as many as it delivered).",
             [("", stats.events_lost)],
+        )
+        metric(
+            "flowledger_producers_with_gaps",
+            "gauge",
+            "Producers missing at least one sequence number.",
+            [("", stats.producers_with_gaps)],
+        )
+        metric(
+            "flowledger_producers_silent_unfinished",
+            "gauge",
+            "Producers silent for longer than the stuck threshold whose run never finished (a lost tail is possible).",
+            [("", stats.producers_silent_unfinished)],
         )
         metric(
             "flowledger_runs_marked_stuck_total",

@@ -6,6 +6,14 @@ queued behind it (up to ``commit_max_events``) and commits them in one
 transaction, so concurrent clients share commits instead of fighting for a
 lock. The queue is bounded: when it is full, :meth:`Writer.submit` raises
 :class:`WriteQueueFull` and the route answers 503 with Retry-After.
+
+One client cannot fail another's commit: when a commit group fails for
+what its events hold (:class:`UnstorableError`, or any error that is not
+the store's own failure), the writer commits each request of the group on
+its own, then each event of a failing request on its own; an event that
+still fails alone is answered ``EventOutcome.UNSTORABLE`` with its reason,
+and every other event is stored. A :class:`StoreError` (locked, disk full)
+fails the group as before: the requests are answered 503 and retried.
 Maintenance work (sweeps, rebuilds) goes through the same queue with
 :meth:`Writer.call`, so it never overlaps a commit.
 """
@@ -19,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from flowledger._exceptions import StoreError, WriteQueueFull
+from flowledger._exceptions import StoreError, UnstorableError, WriteQueueFull
 from flowledger.receiver._metrics import Metrics
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._protocol import EventOutcome, Store
@@ -127,22 +135,65 @@ class Writer:
 
     async def _commit(self, group: list[_Append], count: int) -> None:
         events = [e for job in group for e in job.events] if len(group) > 1 else list(group[0].events)
-        started = time.perf_counter()
         try:
-            outcomes = await self._store.append(events)
+            outcomes = await self._append(events)
+        except UnstorableError as exc:  # what the events hold: store each request, then each event, on its own
+            _log.warning("commit of %d events failed (%s); storing its requests one by one", count, exc)
+            for job in group:
+                await self._commit_alone(job, whole_first=len(group) > 1)
+            return
         except StoreError as exc:
             _log.error("commit of %d events failed: %s", count, exc)
             for job in group:
                 _settle(job.future, error=exc)
             return
-        except Exception as exc:
-            _log.exception("commit of %d events failed unexpectedly", count)
+        except Exception:
+            _log.exception("commit of %d events failed unexpectedly; storing its requests one by one", count)
             for job in group:
-                _settle(job.future, error=StoreError(f"storing events failed: {exc}"))
+                await self._commit_alone(job, whole_first=len(group) > 1)
             return
-        self._metrics.observe_commit(time.perf_counter() - started, count)
         offset = 0
         for job in group:
             size = len(job.events)
             _settle(job.future, outcomes[offset : offset + size])
             offset += size
+
+    async def _append(self, events: list[PreparedEvent]) -> Outcomes:
+        """One transaction; UnstorableError (or anything unexpected) says the events are the cause."""
+        started = time.perf_counter()
+        outcomes = await self._store.append(events)
+        self._metrics.observe_commit(time.perf_counter() - started, len(events))
+        return outcomes
+
+    async def _commit_alone(self, job: _Append, *, whole_first: bool) -> None:
+        """Commit one request on its own (``whole_first``), then, if that fails for its events, event by event."""
+        events = list(job.events)
+        if whole_first:
+            try:
+                _settle(job.future, await self._append(events))
+                return
+            except UnstorableError:
+                pass
+            except StoreError as exc:
+                _settle(job.future, error=exc)
+                return
+            except Exception:
+                _log.exception("storing a request of %d events failed unexpectedly", len(events))
+        outcomes: Outcomes = []
+        for event in events:
+            try:
+                outcomes.extend(await self._append([event]))
+            except UnstorableError as exc:
+                outcomes.append((EventOutcome.UNSTORABLE, _unstorable_reason(exc)))
+            except StoreError as exc:
+                _settle(job.future, error=exc)
+                return
+            except Exception as exc:
+                _log.exception("storing event %s failed unexpectedly", event.event_id)
+                outcomes.append((EventOutcome.UNSTORABLE, _unstorable_reason(exc)))
+        _settle(job.future, outcomes)
+
+
+def _unstorable_reason(exc: BaseException) -> str:
+    cause = exc.__cause__ if isinstance(exc, UnstorableError) and exc.__cause__ is not None else exc
+    return f"event holds a value the store cannot keep ({cause}); it was not stored"

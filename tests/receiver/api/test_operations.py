@@ -171,7 +171,7 @@ def test_a_key_writes_and_reads_only_its_project(keyed: LiveReceiver, caplog: py
     hijack.run_id = shop_run.run_id
     hijack.heartbeat()
     stolen = keyed.post(hijack.events, headers=_auth("token-bank-4567")).json()
-    assert "belongs to another project" in stolen["rejected"][0]["error"]
+    assert "cannot be used with this API key" in stolen["rejected"][0]["error"]
     shop_view = keyed.get("/api/runs", headers=_auth("token-shop-0123")).json()
     assert [r["run_id"] for r in shop_view["runs"]] == [shop_run.run_id]
     assert shop_view["runs"][0]["project"] == "shop"

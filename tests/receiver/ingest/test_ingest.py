@@ -67,7 +67,7 @@ def test_same_id_different_content_is_a_conflict(live: LiveReceiver) -> None:
     assert answer["accepted"] == 0
     assert answer["conflicts"] == 1
     assert answer["rejected"][0]["index"] == 0
-    assert "already stored with different content" in answer["rejected"][0]["error"]
+    assert "taken by a different event" in answer["rejected"][0]["error"]
     assert live.get(f"/api/runs/{run.run_id}").json()["status"] == "succeeded"
 
 
@@ -296,3 +296,27 @@ def test_wrong_types_are_rejected_naming_the_field(live: LiveReceiver, change: A
     answer = live.post([event]).json()
     assert answer["accepted"] == 0
     assert field in answer["rejected"][0]["error"]
+
+
+def test_rejections_never_confirm_another_projects_ids(tmp_path: Any) -> None:
+    """A key of one project learns nothing about another's runs or events from the rejection texts."""
+    config = ReceiverConfig(
+        db_path=tmp_path / "keys.db", sweep_interval_s=0, api_keys={"token-a": "shop", "token-b": "billing"}
+    )
+    live = start_receiver(config)
+    try:
+        shop = simple_run()
+        assert live.post(shop.events, headers={"Authorization": "Bearer token-a"}).json()["rejected"] == []
+        same_run = copy.deepcopy(shop.events[1:2])
+        same_run[0]["event_id"] = simple_run().events[0]["event_id"]
+        same_event = copy.deepcopy(simple_run().events[:1])
+        same_event[0]["event_id"] = shop.events[0]["event_id"]
+        answer = live.post([*same_run, *same_event], headers={"Authorization": "Bearer token-b"}).json()
+        errors = [r["error"] for r in answer["rejected"]]
+        assert len(errors) == 2
+        for error in errors:
+            assert "project" not in error.replace("this API key", "")
+            assert "shop" not in error
+            assert "stored" not in error
+    finally:
+        live.stop()

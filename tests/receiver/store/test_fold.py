@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import sqlite3
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +25,7 @@ from flowledger.receiver.store._fold import (
     fold_run,
     mark_stuck,
 )
-from tests.receiver._support import RunEvents, simple_run, typical_run
+from tests.receiver._support import LiveReceiver, RunEvents, simple_run, typical_run
 
 _NODE_KINDS = {EventKind.NODE_STARTED, EventKind.NODE_FINISHED}
 
@@ -116,15 +118,42 @@ def test_stuck_run_moves_on_with_a_late_event() -> None:
     assert not mark_stuck(run, "too late")
 
 
-def test_competing_finishes_resolve_by_event_id_in_any_order() -> None:
-    """Two different run_finished events: the larger event_id wins whichever arrives first."""
+def test_competing_finishes_keep_the_earliest_by_producer_time_in_any_order() -> None:
+    """Two different run_finished events: the one that finished first wins whichever arrives first; the other shows."""
     events = _prepared(_conflicting_run().events)
-    first, second = events[-2], events[-1]
-    winner = max(first, second, key=lambda e: e.event_id)
+    first, second = events[-2], events[-1]  # succeeded, then (later by the producer's clock) aborted
     a = fold_run(fold_run(None, first), second)
     b = fold_run(fold_run(None, second), first)
     assert a == b
-    assert a.status is RunStatus(winner.data["status"])
+    assert a.status is RunStatus.SUCCEEDED
+    assert a.finished_event_id == first.event_id
+    assert a.finish_conflicts == '["aborted"]'
+
+
+def test_a_terminal_run_never_flips_on_a_later_conflicting_finish() -> None:
+    """A succeeded run stays succeeded when a run_finished(failed) that finished later arrives after it."""
+    run = simple_run()
+    run.finish("failed", error_node="fetch")
+    events = _prepared(run.events)
+    state = None
+    for event in events:
+        state = fold_run(state, event)
+    assert state is not None
+    assert state.status is RunStatus.SUCCEEDED
+    assert state.error_type is None
+    assert state.finish_conflicts == '["failed"]'
+
+
+def test_agreeing_finishes_are_no_conflict() -> None:
+    """Two run_finished events with the same status record no conflict."""
+    run = simple_run()
+    run.finish("succeeded")
+    events = _prepared(run.events)
+    state = None
+    for event in reversed(events):
+        state = fold_run(state, event)
+    assert state is not None
+    assert state.finish_conflicts is None
 
 
 @settings(max_examples=300, deadline=None)
@@ -136,3 +165,22 @@ def test_fold_converges_over_permutations_and_duplicates(data: st.DataObject) ->
     repeats = data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
     shuffled = data.draw(st.permutations(events + repeats))
     assert _fold_all(shuffled) == expected
+
+
+@pytest.mark.parametrize("late_first", [False, True])
+def test_a_late_conflicting_finish_over_http_keeps_the_status_and_shows_the_conflict(
+    live: LiveReceiver, late_first: bool
+) -> None:
+    """Over a real socket: the later run_finished(failed) is stored but the run stays succeeded, with the conflict."""
+    run = simple_run()
+    run.finish("failed", error_node="fetch")
+    on_time, late = run.events[:-1], run.events[-1:]
+    for batch in [late, on_time] if late_first else [on_time, late]:
+        assert live.post(batch).json()["rejected"] == []
+    got = live.get(f"/api/runs/{run.run_id}").json()
+    assert got["status"] == "succeeded"
+    assert got["error"] is None
+    assert got["finish_conflicts"] == ["failed"]
+    with sqlite3.connect(live.db_path) as conn:
+        kinds = [k for (k,) in conn.execute("SELECT kind FROM ledger WHERE run_id = ?", (run.run_id,))]
+    assert kinds.count("run_finished") == 2

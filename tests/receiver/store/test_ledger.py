@@ -166,3 +166,81 @@ def test_verify_of_a_missing_file_is_one_clear_line(tmp_path: Path) -> None:
     assert code == 1
     assert "no database" in output
     assert not (tmp_path / "nope.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("event_id", "'0190a0b0-0000-7000-8000-000000000000'"),
+        ("run_id", "'0190a0b0-0000-7000-8000-000000000001'"),
+        ("kind", "'heartbeat'"),
+        ("ts", "'2000-01-01T00:00:00.000000Z'"),
+    ],
+)
+def test_verify_finds_an_edited_column(filled: LiveReceiver, column: str, value: str) -> None:
+    """A column the receiver reads (event_id, run_id, kind, ts) edited by hand is found, naming the column."""
+    with sqlite3.connect(filled.db_path) as conn:
+        event_id = conn.execute("SELECT event_id FROM ledger WHERE seq = 5").fetchone()[0]
+    _tamper(filled.db_path, f"UPDATE ledger SET {column} = {value} WHERE seq = 5")
+    code, output = _verify(filled.db_path)
+    assert code == 1
+    assert "row 5" in output
+    assert f"its {column} column" in output
+    if column != "event_id":
+        assert event_id in output
+
+
+def test_an_event_accepted_again_after_its_event_id_was_edited_is_found(filled: LiveReceiver) -> None:
+    """Editing a row's event_id lets the original be stored again; verify then fails at the edited row."""
+    run = simple_run()
+    assert filled.post(run.events).json()["accepted"] == 4
+    with sqlite3.connect(filled.db_path) as conn:
+        seq = conn.execute("SELECT seq FROM ledger WHERE event_id = ?", (run.events[0]["event_id"],)).fetchone()[0]
+    _tamper(filled.db_path, f"UPDATE ledger SET event_id = 'x' || event_id WHERE seq = {seq}")
+    answer = filled.post(run.events).json()
+    assert answer["accepted"] == 1  # the receiver finds stored events by that column
+    code, output = _verify(filled.db_path)
+    assert code == 1
+    assert f"row {seq}" in output
+    assert "event_id column" in output
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT OR REPLACE INTO ledger SELECT * FROM ledger WHERE seq = 3",
+        "REPLACE INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash) "
+        "SELECT seq, event_id, run_id, kind, ts, received_at, '{}', prev_hash, hash FROM ledger WHERE seq = 3",
+        "INSERT OR REPLACE INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash) "
+        "SELECT (SELECT max(seq) + 1 FROM ledger), event_id, run_id, kind, ts, received_at, body, prev_hash, hash "
+        "FROM ledger WHERE seq = 3",
+        "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash) "
+        "SELECT (SELECT max(seq) + 5 FROM ledger), 'new', run_id, kind, ts, received_at, body, prev_hash, hash "
+        "FROM ledger WHERE seq = 3",
+    ],
+    ids=["replace-same-row", "replace-with-edit", "replace-by-event-id", "insert-past-the-end"],
+)
+def test_the_database_refuses_replacing_or_skipping_rows(filled: LiveReceiver, statement: str) -> None:
+    """INSERT OR REPLACE (which deletes without the DELETE trigger) and rows past the end are refused."""
+    with sqlite3.connect(filled.db_path) as conn:
+        before = conn.execute("SELECT seq, event_id, body FROM ledger ORDER BY seq").fetchall()
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute(statement)
+        assert conn.execute("SELECT seq, event_id, body FROM ledger ORDER BY seq").fetchall() == before
+
+
+def test_a_failed_checkpoint_comparison_names_the_event(filled: LiveReceiver) -> None:
+    """A checkpoint whose row now carries another hash is reported with that row's event id, never 'event None'."""
+    head = _verify(filled.db_path)[1].strip().rsplit(" ", 1)[-1]
+    seq = int(head.split(":")[0])
+    with sqlite3.connect(filled.db_path) as conn:
+        event_id = conn.execute("SELECT event_id FROM ledger WHERE seq = ?", (seq,)).fetchone()[0]
+    code, output = _verify(filled.db_path, "--checkpoint", f"{seq}:{'0' * 64}")
+    assert code == 1
+    assert event_id in output
+    assert "None" not in output
+    _tamper(filled.db_path, f"DELETE FROM ledger WHERE seq >= {seq - 2}")
+    code, output = _verify(filled.db_path, "--checkpoint", head)
+    assert code == 1
+    assert "None" not in output
+    assert f"row {seq}" in output

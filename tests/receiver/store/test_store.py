@@ -161,7 +161,7 @@ def test_config_from_env_reads_limits_and_settings() -> None:
 
 def test_two_stores_on_one_file_keep_one_chain(tmp_path: Path) -> None:
     """Two writers appending to the same database (two receivers, or one and a CLI) extend one valid chain."""
-    from flowledger.receiver.store._verify import ChainWalker
+    from flowledger.receiver.store._verify import VERIFY_COLUMNS, ChainWalker
 
     path = tmp_path / "shared.db"
 
@@ -178,7 +178,7 @@ def test_two_stores_on_one_file_keep_one_chain(tmp_path: Path) -> None:
 
     asyncio.run(main())
     conn = sqlite3.connect(path)
-    rows = conn.execute("SELECT seq, event_id, CAST(body AS BLOB), prev_hash, hash FROM ledger ORDER BY seq").fetchall()
+    rows = conn.execute(f"SELECT {VERIFY_COLUMNS} FROM ledger ORDER BY seq").fetchall()
     conn.close()
     walker = ChainWalker()
     assert walker.feed(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Final
 
 from starlette.requests import Request
@@ -11,9 +12,10 @@ from starlette.routing import Route
 
 from flowledger._exceptions import QueryParamError
 from flowledger.receiver._params import QueryParams
-from flowledger.receiver._state import error_response, receiver_of
+from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver.api._openapi import openapi_document
 from flowledger.receiver.store._protocol import Drift
+from flowledger.receiver.store._time import ts_from_epoch_s
 from flowledger.receiver.store._verify import parse_checkpoint
 
 __all__ = ["ROUTES"]
@@ -27,10 +29,15 @@ async def healthz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Counters, queue depth, commit latency, runs by status, events lost in transit."""
+    """Counters, queue depth, commit latency, runs by status, events lost in transit.
+
+    With API keys on, the store's figures are the caller's project only (see ``receiver/_metrics.py``).
+    """
     receiver = receiver_of(request)
-    stats = await receiver.store.stats()
-    text = receiver.metrics.render(stats, receiver.writer.depth)
+    silent_before = ts_from_epoch_s(time.time() - receiver.config.stuck_after_s)
+    project = project_of(request)
+    stats = await receiver.store.stats(project=project, silent_before=silent_before)
+    text = receiver.metrics.render(stats, receiver.writer.depth, project=project)
     return PlainTextResponse(text, media_type=_PROMETHEUS_TEXT)
 
 

@@ -533,7 +533,11 @@ def verify_command(db: Path, url: str | None, api_key: str | None, checkpoints: 
     elif report.ok:
         click.echo(f"ledger intact: {report.events} events; head {report.head_seq}:{report.head_hash}")
     else:
-        where = f"event {report.first_bad_event_id} (row {report.first_bad_seq})"
+        where = (
+            f"event {report.first_bad_event_id} (row {report.first_bad_seq})"
+            if report.first_bad_event_id is not None
+            else f"row {report.first_bad_seq}"
+        )
         click.echo(f"ledger BROKEN at {where}: {report.problem}", err=True)
     if not report.ok:
         sys.exit(EXIT_BROKEN_CHAIN)

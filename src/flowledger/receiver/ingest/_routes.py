@@ -79,10 +79,7 @@ async def ingest_events(request: Request) -> Response:
                     conflicts += 1
                 rejected.append(Rejection(event.index, reason or outcome.value))
         rejected.sort(key=lambda r: r.index)
-    metrics.accepted += accepted
-    metrics.duplicates += duplicates
-    metrics.conflicts += conflicts
-    metrics.rejected += len(rejected)
+    metrics.count_events(project, accepted=accepted, duplicates=duplicates, conflicts=conflicts, rejected=len(rejected))
     answer: dict[str, Any] = {
         "accepted": accepted,
         "duplicates": duplicates,

@@ -6,7 +6,10 @@ validator per event kind (the kind's ``data`` definition inlined, so a
 ``node_finished`` is not also tried against the four other kinds). On top of the schema the receiver
 checks what a schema cannot say cheaply: the event's encoded size, its
 nesting depth, text that is not valid Unicode, timestamps that name no real
-instant, integers too large to store, and the project an API key allows.
+instant (or one that leaves the years 1 to 9999 once made UTC), a finish
+time (``started_at`` plus ``duration_ms``) past the year 9999, and the
+project an API key allows. The schema itself bounds every number to what
+SQLite stores: integers to 64 bits, other numbers to 2**53.
 
 A valid event becomes a :class:`PreparedEvent` that carries its canonical
 encoding; an invalid one becomes a :class:`Rejection` whose message names the
@@ -26,12 +29,13 @@ from flowledger._wire import EventKind, event_schema
 from flowledger.receiver._config import IngestLimits
 from flowledger.receiver.store._canonical import canonical, canonical_utf8
 from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._fold import completed_at
 from flowledger.receiver.store._time import normalize_ts
 
 __all__ = ["Rejection", "prepare_event"]
 
-_MAX_INT: Final = 2**63 - 1
-"""SQLite stores integers in 64 bits; the schema copy caps every integer field here."""
+_LONG_DURATION_MS: Final = 1e12
+"""Durations up to about 31 years skip the finish-time check (no timestamp the schema allows overflows then)."""
 _KINDS: Final = {kind.value: kind for kind in EventKind}
 """Event kinds by wire name (a dict lookup is cheaper than calling the Enum)."""
 _MESSAGE_CHARS: Final = 240
@@ -49,17 +53,6 @@ class Rejection:
     def as_json(self) -> dict[str, Any]:
         """The ``{index, error}`` entry of an ingest answer."""
         return {"index": self.index, "error": self.error}
-
-
-def _cap_integers(node: Any) -> None:
-    if isinstance(node, dict):
-        if node.get("type") == "integer" and "maximum" not in node:
-            node["maximum"] = _MAX_INT
-        for value in node.values():
-            _cap_integers(value)
-    elif isinstance(node, list):
-        for value in node:
-            _cap_integers(value)
 
 
 def _merge_nullable(node: Any, defs: dict[str, Any]) -> Any:
@@ -89,7 +82,6 @@ def _merge_nullable(node: Any, defs: dict[str, Any]) -> Any:
 @cache
 def _validators() -> tuple[jsonschema_rs.Validator, dict[str, jsonschema_rs.Validator]]:
     schema = copy.deepcopy(event_schema())
-    _cap_integers(schema)
     schema = _merge_nullable(schema, schema["$defs"])
     by_kind: dict[str, jsonschema_rs.Validator] = {}
     for kind in EventKind:
@@ -153,6 +145,11 @@ def _find_bad_text(value: Any, path: str) -> str | None:
     return None
 
 
+def _surrogate(index: int, raw: Any) -> Rejection:
+    where = _find_bad_text(raw, "event") or "event"
+    return Rejection(index, f"{where} contains a lone surrogate: text must be valid Unicode")
+
+
 def _largest_field(event: dict[str, Any]) -> str:
     data = event.get("data")
     if isinstance(data, dict) and data:
@@ -173,8 +170,11 @@ def prepare_event(
     full, by_kind = _validators()
     kind = raw.get("kind")
     validate = by_kind.get(kind, full) if type(kind) is str else full
-    if not validate.is_valid(raw):
-        return Rejection(index, _schema_message(validate, raw))
+    try:
+        if not validate.is_valid(raw):
+            return Rejection(index, _schema_message(validate, raw))
+    except UnicodeEncodeError:  # the validator reads strings as UTF-8: a lone surrogate cannot be
+        return _surrogate(index, raw)
     project = raw.get("project")
     if key_project is not None:
         if project is None:
@@ -184,19 +184,28 @@ def prepare_event(
     data: dict[str, Any] = raw["data"]
     try:
         ts = normalize_ts(raw["ts"])
-    except ValueError:
-        return Rejection(index, "event.ts is not a real date and time")
-    started_at = data.get("started_at")
+    except ValueError:  # also one such as 0001-01-01T00:00:00+01:00, before the year 1 in UTC
+        return Rejection(index, "event.ts is not a real date and time between the years 1 and 9999 in UTC")
+    # Only the finish events define started_at and duration_ms; other kinds may carry them as free data.
+    finish = kind == "run_finished" or kind == "node_finished"
+    started_at = data.get("started_at") if finish else None
     if started_at is not None:
         try:
             started_at = normalize_ts(started_at)
         except ValueError:
-            return Rejection(index, "event.data.started_at is not a real date and time")
+            return Rejection(
+                index, "event.data.started_at is not a real date and time between the years 1 and 9999 in UTC"
+            )
+    duration_ms = data.get("duration_ms") if finish else None
+    if duration_ms is not None and duration_ms > _LONG_DURATION_MS:
+        try:
+            completed_at(started_at or ts, duration_ms)
+        except OverflowError:
+            return Rejection(index, "event.data.duration_ms: the run or node would finish after the year 9999")
     try:
         body_bytes = canonical_utf8(raw, plain_floats=plain_floats)
     except UnicodeEncodeError:
-        where = _find_bad_text(raw, "event") or "event"
-        return Rejection(index, f"{where} contains a lone surrogate: text must be valid Unicode")
+        return _surrogate(index, raw)
     except ValueError:  # a number such as 1e400 parses to infinity, which JSON cannot write back
         return Rejection(index, "event holds a number too large for a JSON number (such as 1e400)")
     if len(body_bytes) > limits.max_event_bytes:

@@ -2,7 +2,7 @@
 
 Any OpenTelemetry SDK or Collector pointed at the receiver (port 4318 by
 default) can export to it, in protobuf or JSON, gzipped or not. Spans are
-validated and stored once per ``(trace_id, span_id)`` through the single
+validated and stored once per ``(trace_id, span_id, project)`` through the single
 writer; the answer is the OTLP ``ExportTraceServiceResponse`` in the
 request's own content type, with ``partial_success`` when some spans were
 rejected. Logs and metrics are not stored: they get a well-formed OTLP
@@ -57,13 +57,40 @@ class SpanStats:
     refused_requests: int = 0
     """Requests answered 4xx or 5xx."""
 
+    def add(
+        self, *, requests: int = 0, accepted: int = 0, duplicates: int = 0, rejected: int = 0, refused: int = 0
+    ) -> None:
+        """Add to the counters."""
+        self.requests += requests
+        self.accepted += accepted
+        self.duplicates += duplicates
+        self.rejected += rejected
+        self.refused_requests += refused
+
+    def as_json(self) -> dict[str, int]:
+        """The ``spans`` object of ``/api/otlp/stats``."""
+        return {
+            "requests": self.requests,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "refused_requests": self.refused_requests,
+        }
+
 
 @dataclass(slots=True)
 class OtlpState:
-    """The OTLP side of one receiver app: counters and the (optional) forwarder."""
+    """The OTLP side of one receiver app: counters (all, and per API key project) and the (optional) forwarder."""
 
     spans: SpanStats = field(default_factory=SpanStats)
+    by_project: dict[str, SpanStats] = field(default_factory=dict)
     forwarder: Forwarder | None = None
+
+    def count(self, project: str | None, **deltas: int) -> None:
+        """Add to the receiver's span counters and, with API keys on, to the project's."""
+        self.spans.add(**deltas)
+        if project is not None:
+            self.by_project.setdefault(project, SpanStats()).add(**deltas)
 
 
 def otlp_state(request: Request) -> OtlpState:
@@ -113,7 +140,7 @@ async def _ingest(request: Request, signal: OtlpSignal) -> Response:
     fmt = format_of(content_type)
     if fmt is None:
         if signal is OtlpSignal.TRACES:
-            state.spans.refused_requests += 1
+            state.count(project_of(request), refused=1)
         text = (
             f"Content-Type {content_type!r} is not an OTLP/HTTP encoding; "
             "send application/x-protobuf or application/json"
@@ -124,7 +151,7 @@ async def _ingest(request: Request, signal: OtlpSignal) -> Response:
         message = decode_request(signal, body, fmt)
     except (BodyError, OtlpBodyError) as exc:
         if signal is OtlpSignal.TRACES:
-            state.spans.refused_requests += 1
+            state.count(project_of(request), refused=1)
         return _answer(encode_error(exc.status, exc.message, fmt), fmt, exc.status)
     except TimeoutError:
         return _answer(encode_error(408, f"the body did not arrive within {BODY_READ_TIMEOUT_S:g} s", fmt), fmt, 408)
@@ -145,24 +172,22 @@ async def _store_spans(
     request: Request, receiver: ReceiverState, state: OtlpState, message: Any, fmt: OtlpFormat
 ) -> tuple[int, str] | Response:
     """Validate and store the spans; return (rejected, message) or the error answer."""
-    stats = state.spans
-    stats.requests += 1
-    batch = spans_from_request(message, project=project_of(request), received_at=format_ts(time.time_ns()))
-    stats.rejected += batch.rejected
+    project = project_of(request)
+    batch = spans_from_request(message, project=project, received_at=format_ts(time.time_ns()))
+    state.count(project, requests=1, rejected=batch.rejected)
     if not batch.rows:
         return batch.rejected, batch.error_message
     retry = {"Retry-After": str(receiver.config.retry_after_s)}
     if receiver.writer.depth >= receiver.config.write_queue_max_requests:
-        stats.refused_requests += 1
+        state.count(project, refused=1)
         return _answer(encode_error(503, "the receiver is busy; retry later", fmt), fmt, 503, retry)
     store, rows = receiver.store, batch.rows
     try:
         new = await receiver.writer.call(lambda: store.store_spans(rows))
     except StoreError as exc:
-        stats.refused_requests += 1
+        state.count(project, refused=1)
         return _answer(encode_error(503, f"the store could not take the spans: {exc}", fmt), fmt, 503, retry)
-    stats.accepted += new
-    stats.duplicates += len(rows) - new
+    state.count(project, accepted=new, duplicates=len(rows) - new)
     return batch.rejected, batch.error_message
 
 
@@ -197,22 +222,16 @@ async def get_trace(request: Request) -> Response:
 
 
 async def otlp_stats(request: Request) -> Response:
-    """Counters of OTLP ingest and of forwarding (``forwarding`` is null when it is off)."""
+    """Counters of OTLP ingest and of forwarding (``forwarding`` is null when it is off).
+
+    With API keys on, ``spans`` counts the caller's project only; ``forwarding`` stays the whole
+    receiver's (totals only: never a trace, span or project name).
+    """
     state = otlp_state(request)
-    spans = state.spans
+    project = project_of(request)
+    spans = state.spans if project is None else state.by_project.get(project, SpanStats())
     forwarding = state.forwarder.stats.as_json() if state.forwarder is not None else None
-    return JSONResponse(
-        {
-            "spans": {
-                "requests": spans.requests,
-                "accepted": spans.accepted,
-                "duplicates": spans.duplicates,
-                "rejected": spans.rejected,
-                "refused_requests": spans.refused_requests,
-            },
-            "forwarding": forwarding,
-        }
-    )
+    return JSONResponse({"spans": spans.as_json(), "forwarding": forwarding})
 
 
 async def stop_forwarding(app: Any, timeout_s: float = FORWARD_STOP_S) -> None:

@@ -1,10 +1,12 @@
 """Spans received over OTLP: validation into stored rows, and the shape of a trace.
 
-A span is stored once per ``(trace_id, span_id)``; a second copy is a
+A span is stored once per ``(trace_id, span_id, project)``; a second copy is a
 duplicate and changes nothing (OTLP delivery is at-least-once, like events).
 A span whose ids are not valid (trace id not 16 bytes or all zero, span id
-not 8 bytes or all zero, a parent id of the wrong length) is rejected and
-counted in the OTLP partial-success answer; its siblings are still stored.
+not 8 bytes or all zero, a parent id of the wrong length) or whose start or
+end time is 2**63 ns or later (past April 2262: the store keeps times as
+signed 64-bit integers) is rejected and counted in the OTLP
+partial-success answer; its siblings are still stored.
 Attribute values become plain JSON: strings, booleans, numbers, lists and
 objects; bytes become base64 strings.
 """
@@ -24,6 +26,8 @@ __all__ = ["SpanBatch", "is_trace_id", "spans_from_request", "trace_json"]
 
 TRACE_ID_BYTES: Final = 16
 SPAN_ID_BYTES: Final = 8
+MAX_TIME_NS: Final = 2**63 - 1
+"""The latest span time the store keeps (a signed 64-bit integer of ns since the epoch)."""
 MAX_REJECTION_DETAILS: Final = 5
 """How many rejected spans the partial-success message describes one by one."""
 
@@ -112,6 +116,10 @@ def spans_from_request(request: Any, *, project: str | None, received_at: str) -
                 )
                 if problem is None and span.parent_span_id and len(span.parent_span_id) != SPAN_ID_BYTES:
                     problem = f"parentSpanId is {len(span.parent_span_id)} bytes, not {SPAN_ID_BYTES}"
+                if problem is None and span.start_time_unix_nano > MAX_TIME_NS:
+                    problem = "startTimeUnixNano is 2**63 or more (past the year 2262)"
+                if problem is None and span.end_time_unix_nano > MAX_TIME_NS:
+                    problem = "endTimeUnixNano is 2**63 or more (past the year 2262)"
                 if problem is None and span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
                     problem = "endTimeUnixNano is before startTimeUnixNano"
                 if problem is not None:

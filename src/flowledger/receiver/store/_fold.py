@@ -6,8 +6,13 @@ its nodes), with or without replays, the fold ends in the same state. It
 gets there with three rules:
 
 * Status moves only through :data:`RUN_TRANSITIONS` / :data:`NODE_TRANSITIONS`:
-  forward only, terminal states stay terminal; when two different terminal
-  events compete (a producer bug), the larger ``event_id`` wins, in any order.
+  forward only, terminal states stay terminal. When two different
+  ``run_finished`` events compete (a producer bug, a replayed process), the
+  one that finished earliest by the producer's clock (``started_at`` plus
+  ``duration_ms``, then the smaller ``event_id``) decides, in any arrival
+  order, so a late ``run_finished(failed)`` never flips a succeeded run; the
+  statuses the others reported are kept on the run (``finish_conflicts``) and
+  the events stay in the ledger. For node attempts the larger ``event_id`` wins.
 * A field that both the start and the end event carry is taken from the end
   event (``started_at``, ``workflow_id``...), filling from the start event only
   what the end event lacks.
@@ -20,6 +25,7 @@ the run moves the run on (back to ``running``, or to its terminal status).
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
@@ -174,6 +180,8 @@ class RunState:
     stuck_reason: str | None = None
     started_event_id: str | None = None
     finished_event_id: str | None = None
+    finish_conflicts: str | None = None
+    """JSON list of the statuses other run_finished events of the run reported against the kept one."""
     seen: bool = False
     """Whether any event reached this state (not a column)."""
 
@@ -262,8 +270,10 @@ def fold_run(state: RunState | None, event: FoldEvent) -> RunState:
         if run.started_at is None:
             run.started_at = event.ts
     elif kind is _RUN_FINISHED:
+        done = completed_at(event.started_at or event.ts, data["duration_ms"])
+        statuses = _finish_statuses(run)
         if (outcome is _TAKE_FROM_EVENT or outcome is _TIEBREAK) and (
-            run.finished_event_id is None or event.event_id > run.finished_event_id
+            run.finished_event_id is None or (done, event.event_id) < (run.completed_at or "", run.finished_event_id)
         ):
             run.finished_event_id = event.event_id
             run.output_seq = event.seq
@@ -271,11 +281,15 @@ def fold_run(state: RunState | None, event: FoldEvent) -> RunState:
             run.stuck_reason = None
             run.started_at = event.started_at
             run.duration_ms = data["duration_ms"]
-            run.completed_at = completed_at(event.started_at or event.ts, data["duration_ms"])
+            run.completed_at = done
             error = data.get("error") or {}
             run.error_type = error.get("type")
             run.error_message = error.get("message")
             run.error_node_id = error.get("node_id")
+        if statuses:
+            statuses.add(data["status"])
+            statuses.discard(run.status._value_)
+            run.finish_conflicts = canonical(sorted(statuses)) if statuses else None
         for name in _RUN_SHARED:
             if getattr(run, name) is None:
                 setattr(run, name, data.get(name))
@@ -289,6 +303,15 @@ def fold_run(state: RunState | None, event: FoldEvent) -> RunState:
         run.status = _RUN_RUNNING
         run.stuck_reason = None
     return run
+
+
+def _finish_statuses(run: RunState) -> set[str]:
+    """Every status the run's run_finished events so far reported (empty before the first)."""
+    if run.finished_event_id is None:
+        return set()
+    statuses: set[str] = set(json.loads(run.finish_conflicts)) if run.finish_conflicts else set()
+    statuses.add(run.status._value_)
+    return statuses
 
 
 def _maybe_cost(run: RunState, cost: dict[str, Any], key: str) -> None:

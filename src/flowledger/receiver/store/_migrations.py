@@ -165,7 +165,63 @@ BEGIN
 END;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2_SPANS, _V3_VIEWER, _V4_QUERY, _V5_RUN_COUNTS)
+_V6_APPEND_ONLY: Final = """
+-- INSERT OR REPLACE deletes the row it replaces without firing the DELETE trigger:
+-- a new row must come right after the last one and bring an event_id not stored yet.
+CREATE TRIGGER ledger_append_only BEFORE INSERT ON ledger
+WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM ledger)
+  OR EXISTS (SELECT 1 FROM ledger WHERE event_id = NEW.event_id)
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: a row goes after the last one, with a new event_id'); END;
+"""
+
+_V7_FINISH_CONFLICTS: Final = """
+-- The statuses other run_finished events of a run reported against the one kept (JSON list, or NULL).
+ALTER TABLE runs ADD COLUMN finish_conflicts TEXT;
+"""
+
+_V8_SPANS_PER_PROJECT: Final = """
+-- A span is stored once per (trace_id, span_id) *and project*: a client of one project that sends
+-- another project's ids first no longer turns the real span into a silent duplicate.
+CREATE TABLE spans_per_project (
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT,
+    name TEXT NOT NULL, kind INTEGER NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+    status_code INTEGER NOT NULL, status_message TEXT,
+    service_name TEXT, scope_name TEXT, scope_version TEXT,
+    attributes TEXT NOT NULL, resource TEXT NOT NULL, events TEXT NOT NULL, links TEXT NOT NULL,
+    project TEXT, received_at TEXT NOT NULL
+);
+INSERT INTO spans_per_project SELECT
+    trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, status_message,
+    service_name, scope_name, scope_version, attributes, resource, events, links, project, received_at
+FROM spans;
+DROP TABLE spans;
+ALTER TABLE spans_per_project RENAME TO spans;
+CREATE UNIQUE INDEX spans_once ON spans (trace_id, span_id, ifnull(project, ''));
+CREATE INDEX spans_by_start ON spans (start_ns);
+"""
+
+_V9_PRODUCER_TAILS: Final = """
+-- Per producer: its project (the key's, when keys are on), its newest event by its own clock and
+-- that event's run. A producer silent since before a cutoff whose run never finished may have lost
+-- its tail (a SIGKILLed process leaves no gap behind its last delivered event).
+ALTER TABLE producers ADD COLUMN project TEXT;
+ALTER TABLE producers ADD COLUMN last_ts TEXT;
+ALTER TABLE producers ADD COLUMN last_run_id TEXT;
+CREATE INDEX producers_by_last_ts ON producers (last_ts);
+CREATE INDEX producers_by_project ON producers (project);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    _V1,
+    _V2_SPANS,
+    _V3_VIEWER,
+    _V4_QUERY,
+    _V5_RUN_COUNTS,
+    _V6_APPEND_ONLY,
+    _V7_FINISH_CONFLICTS,
+    _V8_SPANS_PER_PROJECT,
+    _V9_PRODUCER_TAILS,
+)
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

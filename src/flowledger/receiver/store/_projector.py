@@ -36,11 +36,16 @@ _NODE_KINDS: Final = frozenset({EventKind.NODE_STARTED, EventKind.NODE_FINISHED}
 
 _SAVE_RUNS: Final = f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)})"
 _SAVE_NODES: Final = f"INSERT OR REPLACE INTO node_runs ({', '.join(NODE_COLUMNS)})"
-_SAVE_PRODUCERS: Final = "INSERT INTO producers (producer_id, max_seq, events)"
+_SAVE_PRODUCERS: Final = "INSERT INTO producers (producer_id, max_seq, events, project, last_ts, last_run_id)"
 _SAVE_PRODUCERS_TAIL: Final = """
 ON CONFLICT (producer_id) DO UPDATE SET
     max_seq = max(producers.max_seq, excluded.max_seq),
-    events = producers.events + excluded.events
+    events = producers.events + excluded.events,
+    project = coalesce(producers.project, excluded.project),
+    last_run_id = CASE WHEN producers.last_ts IS NULL OR excluded.last_ts > producers.last_ts
+                       OR (excluded.last_ts = producers.last_ts AND excluded.last_run_id > producers.last_run_id)
+                  THEN excluded.last_run_id ELSE producers.last_run_id END,
+    last_ts = max(coalesce(producers.last_ts, ''), excluded.last_ts)
 """
 
 
@@ -107,7 +112,8 @@ class Projector:
         self._nodes: dict[tuple[str, str], NodeState] = {}
         self._dirty_runs: set[str] = set()
         self._dirty_nodes: set[tuple[str, str]] = set()
-        self._producers: dict[str, list[int]] = {}
+        self._producers: dict[str, list[Any]] = {}
+        """producer_id -> [max_seq, events, project, last_ts, last_run_id] of this batch."""
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
         """Read the stored states of every run and attempt the events touch."""
@@ -134,12 +140,17 @@ class Projector:
             self._dirty_nodes.add(node_key)
         if producer_id is not None:
             counts = self._producers.get(producer_id)
+            ts = event.ts
             if counts is None:
-                self._producers[producer_id] = [producer_seq, 1]
+                self._producers[producer_id] = [producer_seq, 1, event.project, ts, run_id]
             else:
                 if producer_seq > counts[0]:
                     counts[0] = producer_seq
                 counts[1] += 1
+                if counts[2] is None:
+                    counts[2] = event.project
+                if (ts, run_id) > (counts[3], counts[4]):
+                    counts[3], counts[4] = ts, run_id
 
     async def flush(self) -> None:
         """Write every changed row (inside the caller's transaction)."""
@@ -151,8 +162,8 @@ class Projector:
             rows = [_node_row(self._nodes[k]) for k in self._dirty_nodes]
             await insert_rows(conn, _SAVE_NODES, rows, width=len(NODE_COLUMNS))
         if self._producers:
-            rows = [(p, c[0], c[1]) for p, c in self._producers.items()]
-            await insert_rows(conn, _SAVE_PRODUCERS, rows, width=3, tail=_SAVE_PRODUCERS_TAIL)
+            rows = [(p, *c) for p, c in self._producers.items()]
+            await insert_rows(conn, _SAVE_PRODUCERS, rows, width=6, tail=_SAVE_PRODUCERS_TAIL)
         self._dirty_runs.clear()
         self._dirty_nodes.clear()
         self._producers.clear()

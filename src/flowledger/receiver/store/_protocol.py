@@ -45,6 +45,8 @@ class EventOutcome(enum.Enum):
     """Its event_id was stored already with different content: refused."""
     FORBIDDEN = "forbidden"
     """It belongs to a run of another project: refused."""
+    UNSTORABLE = "unstorable"
+    """It holds a value the store cannot keep: refused (the writer decides this, not the store)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,7 +87,15 @@ class Stats:
     ledger_events: int
     producers: int
     events_lost: int
-    """Gaps in the producers' sequence numbers: events that never arrived (or have not yet)."""
+    """Gaps in the producers' sequence numbers: events that never arrived (or have not yet).
+
+    Each producer counts at most as many lost events as it delivered, so one
+    producer's huge ``producer_seq`` cannot blow the figure up: a lower bound.
+    """
+    producers_with_gaps: int = 0
+    """Producers missing at least one sequence number (each counts once, however large its gap)."""
+    producers_silent_unfinished: int = 0
+    """Producers whose newest event is older than the cutoff and whose run never finished: a tail may be lost."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +166,8 @@ class Store(Protocol):
         """Store new events in one transaction: ledger rows, projections, producer counts.
 
         Returns, per event in order, its outcome and (for a refusal) a reason.
+        Raises UnstorableError when an event holds a value the engine cannot
+        keep (nothing is stored then), StoreError for a failure worth retrying.
         """
         ...
 
@@ -182,8 +194,12 @@ class Store(Protocol):
         """Every matching run, newest first, streamed (``limit``/``offset`` ignored)."""
         ...
 
-    async def stats(self) -> Stats:
-        """Figures for the metrics endpoint."""
+    async def stats(self, *, project: str | None = None, silent_before: str | None = None) -> Stats:
+        """Figures for the metrics endpoint; ``project`` scopes them to one project's runs and producers.
+
+        ``silent_before`` (a normalised timestamp) is the cutoff of ``producers_silent_unfinished``
+        (0 without one).
+        """
         ...
 
     async def verify(self, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
@@ -191,7 +207,9 @@ class Store(Protocol):
         ...
 
     async def store_spans(self, spans: Sequence[SpanRow]) -> int:
-        """Store OTLP spans once per (trace_id, span_id) in one transaction; return how many were new.
+        """Store OTLP spans once per (trace_id, span_id, project) in one transaction; return how many were new.
+
+        The project is part of the key: a span another project sent first with the same ids hides nothing.
 
         A writer-side method: call it through ``Writer.call``.
         """

@@ -24,18 +24,21 @@ __all__ = ["event_from_body", "refold"]
 
 _REBUILD_CHUNK: Final = 5_000
 _TABLES: Final = ("runs", "node_runs", "producers")
+_FINISH_KINDS: Final = frozenset({EventKind.RUN_FINISHED, EventKind.NODE_FINISHED})
 
 
 def event_from_body(body: str, seq: int) -> PreparedEvent:
     """Rebuild a PreparedEvent from a stored canonical body (for refolding)."""
     raw = json.loads(body)
     data = raw["data"]
-    started = data.get("started_at")
+    kind = EventKind(raw["kind"])
+    # Only the finish events define started_at; another kind may carry one as free data.
+    started = data.get("started_at") if kind in _FINISH_KINDS else None
     return PreparedEvent(
         index=0,
         event_id=raw["event_id"],
         run_id=raw["run_id"],
-        kind=EventKind(raw["kind"]),
+        kind=kind,
         ts=normalize_ts(raw["ts"]),
         started_at=None if started is None else normalize_ts(started),
         project=raw.get("project"),

@@ -173,6 +173,14 @@ RUN_FIELDS: Final[tuple[RecordField, ...]] = (
     _field("last_seen_at", _NSTR, "The newest event of the run.", required=False),
     _field("stuck_reason", _NSTR, "Why the sweeper marked the run stuck.", required=False),
     _field("heartbeat_interval_s", _NNUM, "How often the run promised a heartbeat.", required=False),
+    _field(
+        "finish_conflicts",
+        _nullable({"type": "array", "items": {"enum": [s.value for s in RunStatus if s.terminal]}}),
+        "Statuses that other run_finished events of the run reported: the run keeps the one that finished "
+        "earliest by the producer's clock; null when they all agree.",
+        kind=FieldKind.JSON,
+        required=False,
+    ),
 )
 """The fields of a run, in the order of its JSON."""
 

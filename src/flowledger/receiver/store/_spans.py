@@ -1,7 +1,7 @@
 """Stored OTLP spans: the row of the ``spans`` table and the API shape of a span.
 
 The OTLP stage (:mod:`flowledger.receiver.otlp`) turns export requests into
-:class:`SpanRow` values; the store keeps them once per ``(trace_id, span_id)``
+:class:`SpanRow` values; the store keeps them once per ``(trace_id, span_id, project)``
 and answers traces with :func:`span_json` and :class:`TraceLinks`.
 """
 

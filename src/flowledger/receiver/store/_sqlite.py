@@ -20,7 +20,7 @@ from typing import Any, Final, TypeVar
 
 import aiosqlite
 
-from flowledger._exceptions import SchemaVersionError, StoreError
+from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
 from flowledger._wire import RunStatus, format_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._bulk import insert_rows
@@ -52,7 +52,7 @@ from flowledger.receiver.store._query import (
 from flowledger.receiver.store._rebuild import refold
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
-from flowledger.receiver.store._verify import ChainWalker
+from flowledger.receiver.store._verify import VERIFY_COLUMNS, ChainWalker
 from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
 
 __all__ = ["SqliteStore"]
@@ -67,7 +67,6 @@ SWEEP_SQL: Final = (
     f"SELECT {', '.join(RUN_COLUMNS)} FROM runs INDEXED BY runs_alive WHERE status = 'running' AND last_seen_at < ?"
 )
 """Running runs silent since before a cutoff: a range of the partial index ``runs_alive``, never a scan."""
-_SPAN_ONCE: Final = " ON CONFLICT (trace_id, span_id) DO NOTHING"
 _INSERT_LEDGER: Final = "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash)"
 
 
@@ -232,7 +231,7 @@ class SqliteStore:
                     else:
                         results[i] = (
                             EventOutcome.CONFLICT,
-                            f"event_id {event.event_id} is already stored with different content",
+                            f"event_id {event.event_id} is taken by a different event; give each event a new id",
                         )
                 projector = Projector(conn)
                 await projector.load([events[i] for i in fresh])
@@ -247,7 +246,9 @@ class SqliteStore:
                     if event.project is not None:
                         owner = projector.project_of(run_id)
                         if owner is not None and owner != event.project:
-                            results[i] = (EventOutcome.FORBIDDEN, f"run {run_id} belongs to another project")
+                            # Never say whose run it is: the answer must not confirm another project's run.
+                            reason = f"run_id {run_id} cannot be used with this API key; give each run a new id"
+                            results[i] = (EventOutcome.FORBIDDEN, reason)
                             continue
                     seq += 1
                     event.seq = seq
@@ -259,8 +260,10 @@ class SqliteStore:
                 if rows:
                     await insert_rows(conn, _INSERT_LEDGER, rows, width=9)
                     await projector.flush()
-        except sqlite3.Error as exc:
+        except sqlite3.OperationalError as exc:  # locked, busy, disk full, I/O: worth retrying
             raise StoreError(f"storing {len(events)} events failed: {exc}") from exc
+        except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:  # what the events hold
+            raise UnstorableError(f"storing {len(events)} events failed: {exc}") from exc
         if rows:
             self._head_seq, self._head_hash = seq, prev
         return results
@@ -348,20 +351,42 @@ class SqliteStore:
                 last = run_json(rows[-1])
                 cursor_key = (last["started_at"], last["run_id"])
 
-    async def stats(self) -> Stats:
-        """Run counts by status, ledger size, producers and lost events."""
+    async def stats(self, *, project: str | None = None, silent_before: str | None = None) -> Stats:
+        """Run counts by status, ledger size, producers, lost events and silent producers."""
+        scope, params = ("WHERE project = ?", [project]) if project is not None else ("", [])
+        silent_scope = "AND p.project = ?" if project is not None else ""
         async with self._reader() as conn:
             by_status = {
-                str(s): int(n) for s, n in await conn.execute_fetchall("SELECT status, count(*) FROM runs GROUP BY 1")
+                str(s): int(n)
+                for s, n in await conn.execute_fetchall(f"SELECT status, count(*) FROM runs {scope} GROUP BY 1", params)
             }
-            ledger = await _count(conn, "SELECT coalesce(max(seq), 0) FROM ledger")
-            rows = await conn.execute_fetchall("SELECT count(*), coalesce(sum(max_seq + 1 - events), 0) FROM producers")
-        producers, lost = next(iter(rows))
+            # max_seq - events + 1 in this order: max_seq may be 2**63 - 1, and SQLite integers stop there.
+            rows = await conn.execute_fetchall(
+                "SELECT count(*), coalesce(sum(max(0, min(max_seq - events + 1, events))), 0), "
+                f"coalesce(sum(max_seq - events + 1 > 0), 0), coalesce(sum(events), 0) FROM producers {scope}",
+                params,
+            )
+            producers, lost, gappy, scoped_events = next(iter(rows))
+            ledger = (
+                int(scoped_events)
+                if project is not None
+                else await _count(conn, "SELECT coalesce(max(seq), 0) FROM ledger")
+            )
+            silent = 0
+            if silent_before is not None:
+                silent = await _count_params(
+                    conn,
+                    "SELECT count(*) FROM producers p JOIN runs r ON r.run_id = p.last_run_id "
+                    f"WHERE p.last_ts < ? AND r.status IN ('running', 'stuck') {silent_scope}",
+                    [silent_before, *params],
+                )
         return Stats(
             runs_by_status={s.value: by_status.get(s.value, 0) for s in RunStatus},
             ledger_events=ledger,
             producers=int(producers),
             events_lost=max(0, int(lost)),
+            producers_with_gaps=int(gappy),
+            producers_silent_unfinished=silent,
         )
 
     async def verify(self, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
@@ -374,8 +399,7 @@ class SqliteStore:
             while True:
                 rows = list(
                     await conn.execute_fetchall(
-                        "SELECT seq, event_id, CAST(body AS BLOB), prev_hash, hash FROM ledger "
-                        "WHERE seq > ? ORDER BY seq LIMIT ?",
+                        f"SELECT {VERIFY_COLUMNS} FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?",
                         (last, _STREAM_CHUNK),
                     )
                 )
@@ -400,6 +424,7 @@ class SqliteStore:
                         head_seq=report.head_seq,
                         head_hash=report.head_hash,
                         first_bad_seq=seq,
+                        first_bad_event_id=walker.event_ids_at.get(seq),
                         problem=problem,
                     )
         return report
@@ -407,19 +432,21 @@ class SqliteStore:
     # --- spans (OTLP) ----------------------------------------------------
 
     async def store_spans(self, spans: Sequence[SpanRow]) -> int:
-        """Insert spans that are not stored yet; return how many were new."""
+        """Insert spans not stored yet for their project; return how many were new."""
         if not spans:
             return 0
         conn = self._write_conn()
-        head = f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)})"
+        head = f"INSERT OR IGNORE INTO spans ({', '.join(SPAN_COLUMNS)})"  # once per (trace, span, project)
         try:
             async with self._transaction():
                 before = conn.total_changes
                 rows = [span.values() for span in spans]
-                await insert_rows(conn, head, rows, width=len(SPAN_COLUMNS), tail=_SPAN_ONCE)
+                await insert_rows(conn, head, rows, width=len(SPAN_COLUMNS))
                 return conn.total_changes - before
-        except sqlite3.Error as exc:
+        except sqlite3.OperationalError as exc:
             raise StoreError(f"storing {len(spans)} spans failed: {exc}") from exc
+        except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
+            raise UnstorableError(f"storing {len(spans)} spans failed: {exc}") from exc
 
     async def get_trace(self, trace_id: str, *, project: str | None = None) -> tuple[list[dict[str, Any]], TraceLinks]:
         """The spans of one trace in start order, with the runs and node attempts they belong to."""
@@ -526,6 +553,11 @@ async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:
 
 async def _count(conn: aiosqlite.Connection, sql: str) -> int:
     rows = await conn.execute_fetchall(sql)
+    return int(next(iter(rows))[0])
+
+
+async def _count_params(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> int:
+    rows = await conn.execute_fetchall(sql, params)
     return int(next(iter(rows))[0])
 
 

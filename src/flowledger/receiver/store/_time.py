@@ -12,14 +12,21 @@ _TS_LEN: Final = len("2026-01-01T00:00:00.000000Z")
 
 
 def normalize_ts(text: str) -> str:
-    """Return an RFC 3339 timestamp as UTC with microseconds; ValueError when it names no instant."""
+    """Return an RFC 3339 timestamp as UTC with microseconds.
+
+    ValueError when it names no instant, or one outside the years 1 to 9999
+    once made UTC (``0001-01-01T00:00:00+01:00``, ``9999-12-31T23:59:59-01:00``).
+    """
     if len(text) == _TS_LEN and text[-1] == "Z" and text[19] == ".":
         datetime.fromisoformat(text)  # still check month 13 and the like
         return text
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no UTC offset")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except OverflowError:
+        raise ValueError(f"timestamp {text!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def epoch_s(ts: str) -> float:

@@ -6,12 +6,13 @@ come out of its query methods) and run for every engine in ``ENGINES``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import replace
 
 import pytest
 
-from flowledger._exceptions import ViewerQueryError
+from flowledger._exceptions import UnstorableError, ViewerQueryError
 from flowledger._wire import NodeStatus, RunStatus, TriggerType, format_ts
 from flowledger.receiver.store._protocol import EventOutcome, RunQuery, Store
 from flowledger.receiver.store._spans import SpanRow
@@ -45,6 +46,16 @@ async def test_append_stores_each_event_once(store: Store) -> None:
     assert reason is not None
     assert run.events[1]["event_id"] in reason
     assert (await store.stats()).ledger_events == len(run.events)
+
+
+async def test_an_event_the_engine_cannot_keep_raises_unstorable_and_stores_nothing(store: Store) -> None:
+    """append raises UnstorableError (not a retryable StoreError) for a value it cannot keep; nothing is stored."""
+    events = prepared(simple_run().events)
+    events[-1].data["duration_ms"] = 1e300  # past validation: no finish time can be computed from it
+    with pytest.raises(UnstorableError):
+        await store.append(events)
+    assert (await store.stats()).ledger_events == 0
+    assert [outcome for outcome, _ in await store.append(events[:-1])] == [EventOutcome.ACCEPTED] * 3
 
 
 async def test_a_batch_with_a_repeated_event_stores_it_once(store: Store) -> None:
@@ -121,6 +132,20 @@ async def test_a_finished_run_stays_finished(store: Store) -> None:
     got = await store.get_run(run.run_id)
     assert got is not None
     assert got["status"] == RunStatus.SUCCEEDED.value
+
+
+async def test_a_later_conflicting_finish_never_flips_a_run(store: Store) -> None:
+    """Whatever the arrival order, the run_finished that finished first decides; the other shows as a conflict."""
+    run = simple_run()
+    run.finish("failed", error_node="fetch")
+    events = prepared(run.events)
+    await store.append(events[-1:])
+    await store.append(events[:-1])
+    got = await store.get_run(run.run_id)
+    assert got is not None
+    assert got["status"] == RunStatus.SUCCEEDED.value
+    assert got["finish_conflicts"] == [RunStatus.FAILED.value]
+    assert (await store.stats()).ledger_events == len(events)
 
 
 # --- queries -------------------------------------------------------------------------
@@ -329,6 +354,24 @@ async def test_stats_count_runs_events_and_producers(store: Store) -> None:
     assert stats.events_lost == 0
 
 
+async def test_stats_bound_loss_per_producer_scope_to_a_project_and_find_silent_producers(store: Store) -> None:
+    """A huge producer_seq counts at most its producer's events; project scopes; silent unfinished runs show."""
+    hostile = RunEvents(project="alpha").start()
+    hostile.events[0]["producer_seq"] = 2**63 - 1
+    finished = simple_run(project="beta")
+    await _append(store, hostile, finished)
+    everyone = await store.stats(silent_before=format_ts(time.time_ns()))
+    assert everyone.events_lost == 1
+    assert everyone.producers_with_gaps == 1
+    assert everyone.producers_silent_unfinished == 1
+    alpha = await store.stats(project="alpha", silent_before=format_ts(time.time_ns()))
+    assert (alpha.producers, alpha.ledger_events, alpha.producers_silent_unfinished) == (1, 1, 1)
+    assert alpha.runs_by_status[RunStatus.RUNNING.value] == 1
+    beta = await store.stats(project="beta", silent_before=format_ts(time.time_ns()))
+    assert (beta.events_lost, beta.producers_silent_unfinished, beta.ledger_events) == (0, 0, 4)
+    assert (await store.stats()).producers_silent_unfinished == 0  # no cutoff given
+
+
 # --- the sweeper ---------------------------------------------------------------------
 
 
@@ -395,3 +438,17 @@ async def test_spans_are_stored_once_and_joined_to_their_runs(store: Store) -> N
     assert links.runs[run.run_span] == run.run_id
     assert links.nodes[node_span]["node_id"] == "fetch"
     assert (await store.get_trace("0" * 31 + "1"))[0] == []
+
+
+async def test_the_same_span_ids_in_two_projects_are_two_spans(store: Store) -> None:
+    """store_spans keys spans by (trace, span, project): another project's copy hides nothing and is kept apart."""
+    run = simple_run()
+    squat = dataclasses.replace(_span(run, run.run_span, parent=None, name="squat", start_ns=1), project="billing")
+    real = dataclasses.replace(squat, name="real", project="shop")
+    assert await store.store_spans([squat]) == 1
+    assert await store.store_spans([real]) == 1
+    assert await store.store_spans([real, squat]) == 0
+    shop, _ = await store.get_trace(run.trace_id, project="shop")
+    billing, _ = await store.get_trace(run.trace_id, project="billing")
+    assert [s["name"] for s in shop] == ["real"]
+    assert [s["name"] for s in billing] == ["squat"]
