@@ -101,7 +101,7 @@ PUBLIC: dict[str, list[str]] = {
         "serve_schedule",
     ],
     "flowledger.codegen": ["Definition", "GenerationError", "generate", "load"],
-    "flowledger.testing": ["CapturedEvents", "capture_events"],
+    "flowledger.testing": ["CapturedEvents", "MemorySink", "capture_events", "memory_sink"],
 }
 
 
