@@ -106,7 +106,15 @@ class Cluster:
 
 
 @contextmanager
-def celery_workers(url: str, *, count: int, concurrency: int, log: Path, **env: str) -> Iterator[Cluster]:
+def celery_workers(
+    url: str,
+    *,
+    count: int,
+    concurrency: int,
+    log: Path,
+    include: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Iterator[Cluster]:
     """``count`` worker processes (each with ``concurrency`` pool processes), ready when yielded."""
     from celery import Celery
 
@@ -137,9 +145,10 @@ def celery_workers(url: str, *, count: int, concurrency: int, log: Path, **env: 
                         "--without-mingle",
                         "-l",
                         "warning",
+                        *(["--include", ",".join(include)] if include else []),
                     ],
                     cwd=ROOT,
-                    env=worker_env(url, queue, **env),
+                    env=worker_env(url, queue, **(env or {})),
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )

@@ -71,12 +71,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     url, server, thread = serve_receiver(ReceiverConfig(db_path=tmp / "ledger.db"))
     before = pipeline().settings
     with redis_server(tmp) as redis_url:
-        env = {
+        env: dict[str, str] = {
             "FLOWLEDGER_ENDPOINT": url,
             "FLOWLEDGER_SPOOL_DIR": str(tmp / "worker-spool"),
             "FLOWLEDGER_EXPORT_SPANS": "1",
         }
-        with celery_workers(redis_url, count=2, concurrency=2, log=tmp, **env) as cluster:
+        with celery_workers(redis_url, count=2, concurrency=2, log=tmp, env=env) as cluster:
             flowledger.configure(endpoint=url, export_spans=True, spool_dir=tmp / "spool")
             executor = CeleryExecutor(redis_url, queue=cluster.queue, lost_after_s=10.0)
             try:

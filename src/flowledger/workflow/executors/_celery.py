@@ -39,7 +39,7 @@ LOST_AFTER_ENV: Final = "FLOWLEDGER_CELERY_LOST_AFTER_S"
 DEFAULT_LOST_AFTER_S: Final = 30.0
 """Past a node's ``timeout_s`` (or the run's deadline), how long to wait for a worker's answer before giving up."""
 POLL_MIN_S: Final = 0.0005
-POLL_MAX_S: Final = 0.02
+POLL_MAX_S: Final = 0.004
 _READY: Final = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
 

@@ -3,7 +3,8 @@
 Engine-agnostic: a distributed executor carries :func:`attempt_request`'s
 JSON to a worker, which calls :func:`run_requested_attempt` and sends the
 JSON answer back. The worker continues the run (``continue_run``: same run
-id, under the run's span) and records the attempt itself, with the span id
+id, under the run's span) and records the attempt itself (its sinks
+deliver the records in the background, as in any process), with the span id
 the scheduler chose, so that the scheduler can complete the record should
 the worker die mid-attempt. The answer carries the output, or the error as
 a type name and message (``timeout``, ``aborted`` with its reason, or
@@ -20,7 +21,7 @@ from dataclasses import replace
 from typing import Any, Final
 
 from flowledger._exceptions import NodeTimeout, RemoteNodeError, RunAborted
-from flowledger.instrument import Run, continue_run, flush, run_context
+from flowledger.instrument import Run, continue_run, run_context
 from flowledger.workflow._attempts import one_attempt
 from flowledger.workflow._host import NodeHost
 from flowledger.workflow._spec import Node, Workflow
@@ -28,8 +29,6 @@ from flowledger.workflow.executors._node_json import node_from_json, node_to_jso
 
 __all__ = ["AnswerKind", "apply_answer", "attempt_request", "new_span_id", "run_requested_attempt"]
 
-FLUSH_AFTER_ATTEMPT_S: Final = 0.5
-"""A worker hands its records of each attempt to the sinks before it answers, waiting at most this long."""
 _COST_FIELDS: Final = ("tokens", "tool_calls", "external_requests", "usd")
 
 
@@ -75,7 +74,7 @@ def run_requested_attempt(request: dict[str, Any]) -> dict[str, Any]:
         recorder = run if run is not None else Run(workflow.id)
         host = NodeHost(workflow, recorder, dry_run=bool(request.get("dry_run")))
         try:
-            output = asyncio.run(_attempt(host, node, request))
+            output = _loop().run_until_complete(_attempt(host, node, request))
             answer: dict[str, Any] = {"kind": AnswerKind.OK, "output": output}
         except RunAborted as exc:
             answer = {"kind": AnswerKind.ABORTED, "type": "RunAborted", "reason": exc.reason, "message": str(exc)}
@@ -84,8 +83,18 @@ def run_requested_attempt(request: dict[str, Any]) -> dict[str, Any]:
         except BaseException as exc:  # the node's own error, reported by name (the record here has its stack)
             answer = {"kind": AnswerKind.ERROR, "type": type(exc).__name__, "message": str(exc)}
         answer["cost"] = {name: getattr(recorder.cost, name) for name in _COST_FIELDS}
-    flush(FLUSH_AFTER_ATTEMPT_S)
     return answer
+
+
+_worker_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """This worker process's event loop, made once (a new loop per attempt costs about a millisecond)."""
+    global _worker_loop
+    if _worker_loop is None or _worker_loop.is_closed():
+        _worker_loop = asyncio.new_event_loop()
+    return _worker_loop
 
 
 async def _attempt(host: NodeHost, node: Node, request: dict[str, Any]) -> Any:
