@@ -174,9 +174,14 @@ class Pipeline:
             for name, sink in delivery
         ]
         deadline = _monotonic() + timeout_s + SHUTDOWN_GRACE_S
-        for thread in threads:
-            thread.start()
-        for thread in threads:
+        started = []
+        for thread, (name, sink) in zip(threads, delivery, strict=True):
+            try:
+                thread.start()
+                started.append(thread)
+            except RuntimeError:  # no new threads this late in the interpreter's exit: this sink in turn
+                results[name] = self._shutdown_one(name, sink, max(deadline - _monotonic(), 0.0) / len(delivery))
+        for thread in started:
             thread.join(max(deadline - _monotonic(), 0.0))
         return len(results) == len(delivery) and all(results.values())
 

@@ -135,7 +135,11 @@ class CeleryExecutor:
             raise ConfigError(
                 f"the celery executor needs Celery and Redis: pip install 'flowledger[celery]' ({exc})"
             ) from None
-        self.app = make_app(url, queue)
+        self.app = make_app(url, queue)  # its result store is what the poller reads
+        # Tasks go out through an app without a result store: one with a store subscribes every task it
+        # sends to a pub/sub channel, and keeps reconnecting (for tens of seconds) should Redis go away.
+        self._publisher = make_app(url, queue)
+        self._publisher.conf.result_backend = None
         self.task_name = TASK_NAME
         self.lost_after_s = DEFAULT_LOST_AFTER_S if lost_after_s is None else lost_after_s
         self._poller = ResultPoller(self.app)
@@ -153,7 +157,7 @@ class CeleryExecutor:
     async def run_attempt(self, host: NodeHost, node: Node, value: Any, number: int, item: int | None) -> Any:
         span_id = new_span_id()
         request = attempt_request(host, node, value, number, item, span_id)
-        result = self.app.send_task(self.task_name, args=[request])
+        result = self._publisher.send_task(self.task_name, args=[request])
         waiting = self._poller.wait(result.id)
         try:
             meta = await asyncio.wait_for(waiting, self._wait_limit_s(host, node))
