@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -44,12 +45,20 @@ def call(name: str) -> Call:
 @dataclass
 class Setup:
     receiver_url: str
+    db_path: Path
     redis_url: str
     queue: str
     executor: CeleryExecutor
 
     def get(self, path: str) -> Any:
         return httpx.get(self.receiver_url + path, timeout=30).json()
+
+    def producers(self, run_id: str, kind: str) -> list[tuple[str, str | None]]:
+        """``(producer id, node id)`` of each stored event of ``kind`` in a run: which process recorded it."""
+        with sqlite3.connect(self.db_path) as db:
+            rows = db.execute("SELECT body FROM ledger WHERE run_id = ? AND kind = ?", (run_id, kind)).fetchall()
+        events = [json.loads(body) for (body,) in rows]
+        return [(event["producer_id"], event["data"].get("node_id")) for event in events]
 
     def run_record(self, run_id: str, nodes: int) -> dict[str, Any]:
         """The run as the receiver has it, once it has ended and holds ``nodes`` finished attempts."""
@@ -80,7 +89,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             flowledger.configure(endpoint=url, export_spans=True, spool_dir=tmp / "spool")
             executor = CeleryExecutor(redis_url, queue=cluster.queue, lost_after_s=10.0)
             try:
-                yield Setup(url, redis_url, cluster.queue, executor)
+                yield Setup(url, tmp / "ledger.db", redis_url, cluster.queue, executor)
             finally:
                 flowledger.shutdown(1.0)
                 _create(before)
@@ -142,6 +151,14 @@ def test_nodes_behave_as_locally_and_run_on_the_workers(setup: Setup, tmp_path: 
     assert _statuses(remote_run) == _statuses(local_run)
     assert ("retried", 1, None, "failed") in _statuses(remote_run)
     assert ("skipped", 1, None, "skipped") in _statuses(remote_run)
+    # the attempts were recorded by the workers' own senders; the run, and the skip it decided, by this process
+    here = pipeline().producer_id
+    assert {producer for producer, _ in setup.producers(remote.run_id, "run_finished")} == {here}
+    nodes = setup.producers(remote.run_id, "node_finished")
+    assert {producer for producer, node_id in nodes if node_id == "skipped"} == {here}
+    workers = {producer for producer, node_id in nodes if node_id != "skipped"}
+    assert here not in workers
+    assert len(workers) >= 2
     # every attempt is a span of the run's trace, made on the worker that ran it
     trace = setup.get(f"/api/traces/{remote_run['trace_id']}")
     span_ids = {s["span_id"] for s in trace["spans"]}
