@@ -273,3 +273,45 @@ def test_a_generated_module_picks_the_executor_at_run_time(setup: Setup, tmp_pat
     assert "'nope' is not an executor" in bad.stderr
     assert str(uuid.UUID(int=0)) not in bad.stderr
     assert ROOT.exists()
+
+
+def test_a_whole_worker_lost_with_no_answer_is_given_up_after_its_timeout(setup: Setup, tmp_path: Path) -> None:
+    """SIGKILL a worker and its pool process (a machine gone): no answer ever comes, so past timeout_s plus
+    lost_after_s the attempt is recorded failed (NodeLost) and retried on the worker that is left. Runs last."""
+    marker = tmp_path / "pid"
+    impatient = CeleryExecutor(setup.redis_url, queue=setup.queue, lost_after_s=0.5)
+    workflow = Workflow(
+        id="celery-machine-gone",
+        nodes=(
+            Node(
+                id="hang",
+                call=call("hang_once"),
+                kwargs={"marker": str(marker), "hang_s": 5.0},
+                timeout_s=3.0,
+                retry=Retry(attempts=2),
+            ),
+        ),
+        output="hang",
+    )
+    outcome: list[RunResult] = []
+    runner = threading.Thread(target=lambda: outcome.append(_run(workflow, "y", impatient)))
+    runner.start()
+    deadline = time.monotonic() + POLL_TIMEOUT_S
+    while not marker.exists() or not marker.read_text():
+        assert time.monotonic() < deadline, "the node never started on a worker"
+        time.sleep(0.02)
+    child = int(marker.read_text())
+    parent = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(parent, signal.SIGKILL)
+    os.kill(child, signal.SIGKILL)
+    runner.join(POLL_TIMEOUT_S)
+    assert outcome, "the run did not end"
+    result = outcome[0]
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert result.run_id is not None
+    run = setup.run_record(result.run_id, 2)
+    assert [(n["attempt"], n["status"], _error_type(n)) for n in run["nodes"]] == [
+        (1, "failed", "NodeLost"),
+        (2, "succeeded", None),
+    ]
+    assert "no answer" in run["nodes"][0]["error"]["message"]
