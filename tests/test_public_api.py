@@ -53,6 +53,7 @@ PUBLIC: dict[str, list[str]] = {
         "Settings",
         "attempt",
         "configure",
+        "continue_run",
         "cost",
         "current_node",
         "current_run",
@@ -62,6 +63,7 @@ PUBLIC: dict[str, list[str]] = {
         "node",
         "record_skip",
         "run",
+        "run_context",
         "shutdown",
         "stats",
         "traceparent",
@@ -100,8 +102,16 @@ PUBLIC: dict[str, list[str]] = {
         "next_cron_time",
         "serve_schedule",
     ],
+    "flowledger.workflow.executors": [
+        "DEFAULT_EXECUTOR",
+        "EXECUTORS",
+        "EXECUTOR_ENV",
+        "Executor",
+        "LocalExecutor",
+        "executor_named",
+    ],
     "flowledger.codegen": ["Definition", "GenerationError", "generate", "load"],
-    "flowledger.testing": ["CapturedEvents", "capture_events"],
+    "flowledger.testing": ["CapturedEvents", "MemorySink", "capture_events", "memory_sink"],
 }
 
 
@@ -153,10 +163,12 @@ def test_contract_api_is_present() -> None:
 
 
 def test_importing_the_sdk_does_not_import_the_receiver_stack() -> None:
-    """A workflow that imports flowledger does not load the server, codegen or CLI libraries."""
+    """A workflow that imports flowledger (and its runtime and executors) loads no server, codegen, CLI or engine."""
     code = (
-        "import sys, flowledger\n"
-        "heavy = ('starlette', 'uvicorn', 'aiosqlite', 'jinja2', 'ruamel', 'click', 'rich', 'fastjsonschema')\n"
+        "import sys, flowledger, flowledger.workflow, flowledger.workflow.executors\n"
+        "flowledger.workflow.executors.executor_named('local')\n"
+        "heavy = ('starlette', 'uvicorn', 'aiosqlite', 'jinja2', 'ruamel', 'click', 'rich', 'fastjsonschema',\n"
+        "         'celery', 'kombu', 'billiard', 'redis')\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

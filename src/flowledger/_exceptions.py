@@ -17,6 +17,8 @@ The hierarchy::
         ├── NodeTimeout                a node attempt ran past its timeout_s
         ├── WorkflowFailed             a generated workflow's run failed at a node
         ├── HttpNodeError              an http node's request was answered outside 2xx
+        ├── RemoteNodeError            a node attempt failed on a distributed executor's worker
+        │   └── NodeLost               the worker running an attempt died or never answered
         ├── WriteQueueFull             the receiver's writer holds as many requests as it may (answered with 503)
         ├── StoreError                 the receiver's store failed
         │   ├── UnstorableError        what was handed to the store holds a value it cannot keep
@@ -49,10 +51,12 @@ __all__ = [
     "GenerationError",
     "HttpNodeError",
     "LedgerIntegrityError",
+    "NodeLost",
     "NodeTimeout",
     "OtlpBodyError",
     "QueryParamError",
     "ReceiverError",
+    "RemoteNodeError",
     "RunAborted",
     "RuntimeFailure",
     "SchemaVersionError",
@@ -188,6 +192,22 @@ class HttpNodeError(RuntimeFailure):
     def __init__(self, message: str, *, status_code: int) -> None:
         self.status_code = status_code
         super().__init__(message)
+
+
+class RemoteNodeError(RuntimeFailure):
+    """A node attempt failed on a distributed executor's worker.
+
+    ``type_name`` is the name of the exception the worker raised (the
+    worker's record of the attempt has its stack); the message is its message.
+    """
+
+    def __init__(self, message: str, *, type_name: str) -> None:
+        self.type_name = type_name
+        super().__init__(message)
+
+
+class NodeLost(RemoteNodeError):
+    """The worker running a node attempt died (or never answered); the attempt is recorded as failed and retried."""
 
 
 # --- receiver ----------------------------------------------------------------

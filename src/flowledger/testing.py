@@ -11,75 +11,31 @@ open, in memory, without patching anything::
         assert events.nodes("price")[0]["data"]["status"] == "succeeded"
 
 By default captured events are not sent to a receiver; pass
-``deliver=True`` to send them as usual as well.
+``deliver=True`` to send them as usual as well. With
+``FLOWLEDGER_SINKS=memory`` the process keeps every event in memory
+instead of sending it; ``memory_sink()`` returns that list.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-from flowledger._wire import EventKind
-from flowledger.instrument._capture import materialize
+from flowledger.instrument._config import SinkKind
 from flowledger.instrument._pipeline import pipeline
+from flowledger.instrument.delivery._memory import MemorySink
 
-__all__ = ["CapturedEvents", "capture_events"]
+__all__ = ["CapturedEvents", "MemorySink", "capture_events", "memory_sink"]
 
 
-class CapturedEvents:
-    """The events captured so far, in emission order (a thread-safe list)."""
+class CapturedEvents(MemorySink):
+    """The events captured so far, in emission order (a thread-safe list, unbounded)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: list[dict[str, Any]] = []
 
-    # the EventSink protocol
-    def submit(self, event: dict[str, Any], size: int) -> None:
-        plain = materialize(event)
-        with self._lock:
-            self._events.append(plain)
-
-    def flush(self, timeout_s: float) -> bool:
-        return True
-
-    def shutdown(self, timeout_s: float) -> bool:
-        return True
-
-    # reading
-    @property
-    def all(self) -> list[dict[str, Any]]:
-        """Every captured event."""
-        with self._lock:
-            return list(self._events)
-
-    def __len__(self) -> int:
-        return len(self._events)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self.all)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.all[index]
-
-    def of_kind(self, kind: EventKind | str) -> list[dict[str, Any]]:
-        """The events of one kind (``"run_started"``, ``EventKind.NODE_FINISHED``...)."""
-        name = EventKind(kind).value
-        return [e for e in self.all if e["kind"] == name]
-
-    def runs(self) -> list[dict[str, Any]]:
-        """The ``run_finished`` events: one per finished run."""
-        return self.of_kind(EventKind.RUN_FINISHED)
-
-    def nodes(self, node_id: str | None = None) -> list[dict[str, Any]]:
-        """The ``node_finished`` events (of ``node_id`` only, if given)."""
-        found = self.of_kind(EventKind.NODE_FINISHED)
-        return [e for e in found if node_id is None or e["data"]["node_id"] == node_id]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._events.clear()
+def memory_sink() -> MemorySink | None:
+    """The process's ``memory`` sink (``FLOWLEDGER_SINKS=memory``), or None when it is not configured."""
+    sink = pipeline().delivery_sink(str(SinkKind.MEMORY))
+    return sink if isinstance(sink, MemorySink) else None
 
 
 @contextmanager

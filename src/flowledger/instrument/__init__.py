@@ -13,6 +13,7 @@ from flowledger.instrument._decorator import node
 from flowledger.instrument._node import Location, NodeAttempt, attempt, cost, current_node, record_skip
 from flowledger.instrument._otel import inject, traceparent
 from flowledger.instrument._pipeline import configure, flush, shutdown, stats
+from flowledger.instrument._remote import continue_run, run_context
 from flowledger.instrument._run import Run, current_run, run
 from flowledger.instrument.delivery import EventSink
 
@@ -25,6 +26,7 @@ __all__ = [
     "Settings",
     "attempt",
     "configure",
+    "continue_run",
     "cost",
     "current_node",
     "current_run",
@@ -34,6 +36,7 @@ __all__ = [
     "node",
     "record_skip",
     "run",
+    "run_context",
     "shutdown",
     "stats",
     "traceparent",

@@ -10,6 +10,7 @@ message or the settings' ``repr``.
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import re
@@ -21,7 +22,16 @@ from typing import Any, Final, TypeVar
 from flowledger._apikey import api_key_problem
 from flowledger._exceptions import ConfigError
 
-__all__ = ["DEFAULT_ENDPOINT", "Settings", "settings_from_env"]
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "DEFAULT_SINKS",
+    "FsyncPolicy",
+    "Settings",
+    "SinkKind",
+    "SinkSpec",
+    "parse_sinks",
+    "settings_from_env",
+]
 
 _log = logging.getLogger("flowledger")
 
@@ -49,6 +59,89 @@ DEFAULT_HEARTBEAT_INTERVAL_S: Final = 15.0
 DEFAULT_NODE_START_DELAY_S: Final = 0.2
 DEFAULT_MAX_RETRIES: Final = 5
 DEFAULT_SERVICE_NAME: Final = "flowledger"
+DEFAULT_JSONL_MAX_BYTES: Final = 1024 * 1024 * 1024
+
+
+class SinkKind(enum.StrEnum):
+    """Where events go: the names ``FLOWLEDGER_SINKS`` and ``configure(sinks=...)`` take."""
+
+    RECEIVER = "receiver"
+    """The receiver's ``/v1/events`` (and its spans to ``/v1/traces`` or the OTLP endpoint)."""
+    OTLP = "otlp"
+    """Only OTLP spans, to the OTLP traces endpoint: no receiver needed."""
+    JSONL = "jsonl"
+    """One JSON event per line appended to a local file (``jsonl:PATH``), for ``flowledger import``."""
+    MEMORY = "memory"
+    """A bounded list in the process, read with ``flowledger.testing.memory_sink()``."""
+
+
+class FsyncPolicy(enum.StrEnum):
+    """When the JSONL sink forces its writes to disk."""
+
+    BATCH = "batch"
+    """After each batch appended (every ``batch_max_age_s`` at most): a crash loses no acknowledged batch."""
+    NEVER = "never"
+    """Leave it to the operating system: faster, and a power cut may lose the last seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSpec:
+    """One entry of the sinks setting: a kind, and the file of a JSONL sink."""
+
+    kind: SinkKind
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.path}" if self.path is not None else str(self.kind)
+
+
+DEFAULT_SINKS: Final = (SinkSpec(SinkKind.RECEIVER),)
+_SINK_HELP: Final = "receiver, otlp, jsonl:PATH or memory"
+
+
+def parse_sinks(value: str | SinkSpec | Any) -> tuple[SinkSpec, ...]:
+    """Parse ``"receiver,jsonl:/var/log/runs.jsonl"`` (or a sequence of entries) into sink specs.
+
+    Raises ValueError naming the first entry that is not a sink; an empty
+    list, or one sink named twice, is an error too.
+    """
+    if isinstance(value, str):
+        entries: list[Any] = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, SinkSpec):
+        entries = [value]
+    else:
+        try:
+            entries = list(value)
+        except TypeError:
+            raise ValueError(f"sinks must be a comma-separated string or a list of {_SINK_HELP}") from None
+    out: list[SinkSpec] = []
+    for entry in entries:
+        if isinstance(entry, SinkSpec):
+            spec = entry
+        elif not isinstance(entry, str) or not entry.strip():
+            raise ValueError(f"sinks entry {entry!r} is not a sink: use {_SINK_HELP}")
+        else:
+            name, sep, rest = entry.strip().partition(":")
+            try:
+                kind = SinkKind(name.strip().lower())
+            except ValueError:
+                raise ValueError(f"sinks entry {entry!r} is not a sink: use {_SINK_HELP}") from None
+            if kind is SinkKind.JSONL:
+                if not sep or not rest.strip():
+                    raise ValueError(f"sinks entry {entry!r} needs a file: write it jsonl:PATH")
+                spec = SinkSpec(kind, Path(rest.strip()).expanduser())
+            elif sep:
+                raise ValueError(f"sinks entry {entry!r}: only jsonl takes a value (jsonl:PATH)")
+            else:
+                spec = SinkSpec(kind)
+        if spec.kind is SinkKind.JSONL and spec.path is None:
+            raise ValueError("a jsonl sink needs a file: write it jsonl:PATH")
+        if spec in out:
+            raise ValueError(f"sinks entry {str(spec)!r} is named twice")
+        out.append(spec)
+    if not out:
+        raise ValueError(f"sinks must name at least one of {_SINK_HELP}")
+    return tuple(out)
 
 
 def _default_spool_dir() -> Path:
@@ -97,6 +190,11 @@ class Settings:
     """Opt-in: skip an effect whose identical idempotency key already succeeded here."""
     idempotency_dir: Path | None = None
     """Where the local idempotency guard keeps its records (default: next to the spool)."""
+    sinks: tuple[SinkSpec, ...] = DEFAULT_SINKS
+    """Where events go; ``configure(sinks="receiver,jsonl:runs.jsonl")`` or a list of entries."""
+    jsonl_max_bytes: int = DEFAULT_JSONL_MAX_BYTES
+    """A JSONL sink's file never grows past this; what does not fit waits in the spool."""
+    jsonl_fsync: FsyncPolicy = FsyncPolicy.BATCH
 
     @property
     def events_url(self) -> str:
@@ -118,6 +216,19 @@ class Settings:
                 raise ConfigError(
                     f"flowledger.configure() has no setting {name!r}; known settings: {', '.join(sorted(known))}."
                 )
+        if "sinks" in changes:
+            try:
+                changes["sinks"] = parse_sinks(changes["sinks"])
+            except ValueError as exc:
+                raise ConfigError(f"flowledger.configure(): {exc}.") from None
+        if "jsonl_fsync" in changes:
+            try:
+                changes["jsonl_fsync"] = FsyncPolicy(changes["jsonl_fsync"])
+            except ValueError:
+                raise ConfigError(
+                    f"flowledger.configure(): jsonl_fsync {changes['jsonl_fsync']!r} must be one of "
+                    f"{', '.join(p.value for p in FsyncPolicy)}."
+                ) from None
         new = replace(self, **changes)
         problems = new.problems()
         if problems:
@@ -136,6 +247,7 @@ class Settings:
             "batch_max_items",
             "batch_max_bytes",
             "spool_max_bytes",
+            "jsonl_max_bytes",
         ):
             if getattr(self, name) <= 0:
                 out.append(f"{name} must be a positive integer, not {getattr(self, name)!r}")
@@ -276,6 +388,8 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_EXPORT_SPANS": ("export_spans", _parse_bool, "1 or 0"),
     "FLOWLEDGER_IDEMPOTENCY_GUARD": ("idempotency_guard", _parse_bool, "1 or 0"),
     "FLOWLEDGER_IDEMPOTENCY_DIR": ("idempotency_dir", Path, "a directory path"),
+    "FLOWLEDGER_JSONL_MAX_BYTES": ("jsonl_max_bytes", _parse_pos_int, "a positive integer"),
+    "FLOWLEDGER_JSONL_FSYNC": ("jsonl_fsync", FsyncPolicy, "batch or never"),
 }
 
 
@@ -301,6 +415,14 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             values[name] = parse(raw)
         except (ValueError, TypeError):
             _report_once(var, raw, accepts)
+    sinks = source.get("FLOWLEDGER_SINKS")
+    if sinks is not None and sinks.strip():
+        try:
+            values["sinks"] = parse_sinks(sinks)
+        except ValueError as exc:
+            if "FLOWLEDGER_SINKS" not in _reported:
+                _reported.add("FLOWLEDGER_SINKS")
+                _log.warning("flowledger: ignoring FLOWLEDGER_SINKS=%r: %s; using the receiver.", sinks, exc)
     otlp = _otlp_traces_endpoint(source)
     if otlp is not None:
         try:

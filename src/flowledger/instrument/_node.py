@@ -158,7 +158,9 @@ class NodeAttempt:
         attributes: Mapping[str, Any] | None = None,
         capture_input: bool = True,
         capture_output: bool = True,
+        span_id: str | None = None,
     ) -> None:
+        """``span_id`` (16 hex digits) fixes the attempt's span id, so that another process can complete its record."""
         self.node_id = node_id
         self.input = input
         self.attempt = attempt
@@ -169,7 +171,7 @@ class NodeAttempt:
         self.capture_input = capture_input
         self._capture_output = capture_output
         self.run: Run | None = None
-        self.span_id = ""
+        self.span_id = span_id or ""
         self.idempotency_key: str | None = None
         self.cost = Cost()
         self._implicit: Run | None = None
@@ -272,7 +274,9 @@ class NodeAttempt:
     def _begin(self, run: Run) -> None:
         p = run._pipeline
         assert p is not None
-        self._span = SpanScope(self.node_id, None, lambda: self._span_attributes(run), run.tracer)
+        self._span = SpanScope(
+            self.node_id, None, lambda: self._span_attributes(run), run.tracer, span_id=self.span_id or None
+        )
         self.span_id = self._span.span_id
         self._started_ts = format_ts(time.time_ns())
         if self.effect:

@@ -107,7 +107,9 @@ class SpanScope:
         parent: otel_context.Context | None = None,
         attributes: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
         tracer: trace.Tracer | object | None = _LOOK_UP,
+        span_id: str | None = None,
     ) -> None:
+        """``span_id`` (16 hex digits) is used when no application tracer makes the span (whose SDK picks ids)."""
         parent_span = trace.get_current_span(parent).get_span_context()
         if tracer is _LOOK_UP:
             tracer = _app_tracer()
@@ -118,16 +120,17 @@ class SpanScope:
             ctx = span.get_span_context()
             self.real = True
         else:
+            own_id = int(span_id, 16) if span_id else random.getrandbits(64) or 1
             if parent_span.is_valid:  # same trace, and the caller's sampling decision and trace state
                 ctx = SpanContext(
                     parent_span.trace_id,
-                    random.getrandbits(64) or 1,
+                    own_id,
                     is_remote=False,
                     trace_flags=parent_span.trace_flags,
                     trace_state=parent_span.trace_state,
                 )
             else:
-                ctx = SpanContext(random.getrandbits(128) or 1, random.getrandbits(64) or 1, False, _SAMPLED)
+                ctx = SpanContext(random.getrandbits(128) or 1, own_id, False, _SAMPLED)
             span = NonRecordingSpan(ctx)
             self.real = False
         self._span = span

@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 from collections import Counter
+from time import monotonic as _monotonic
 from time import time_ns as _time_ns
 from typing import Any, Final
 
@@ -29,6 +30,10 @@ __all__ = ["Pipeline", "configure", "flush", "pipeline", "shutdown", "stats"]
 
 _log = logging.getLogger("flowledger")
 DEFAULT_FLUSH_TIMEOUT_S: Final = 2.0
+PER_SINK_COUNTERS: Final = ("enqueued", "sent", "spooled", "replayed", "dropped", "queued")
+"""With several sinks, these counters are also given per sink as ``<sink>.<counter>``."""
+SHUTDOWN_GRACE_S: Final = 0.05
+"""With several sinks shut down side by side, how long past the budget to wait for the slowest."""
 
 
 class Pipeline:
@@ -41,14 +46,14 @@ class Pipeline:
         self.producer_id = new_event_id()
         self._producer_seq = itertools.count()
         self._lock = threading.Lock()
-        self._sender: EventSink | None = None
+        self._delivery: tuple[tuple[str, EventSink], ...] | None = None
         self._captures: list[tuple[EventSink, bool]] = []
         self._sinks: tuple[EventSink, ...] | None = None  # None: not built yet
         self._errors: Counter[str] = Counter()
         self._emitted = 0
         self._closed = False
         self._dropped_closed = 0
-        self._last_stats: dict[str, int] = {}
+        self._last_stats: dict[str, dict[str, int]] = {}
 
     # --- sinks ---------------------------------------------------------
 
@@ -56,22 +61,28 @@ class Pipeline:
         with self._lock:
             sinks = [sink for sink, _ in self._captures]
             if not any(not deliver for _, deliver in self._captures):
-                sender = self._ensure_sender()
-                if sender is not None:
-                    sinks.append(sender)
+                sinks.extend(sink for _, sink in self._ensure_delivery())
             self._sinks = tuple(sinks)
             return self._sinks
 
-    def _ensure_sender(self) -> EventSink | None:
-        if self._sender is None and not self._closed:
-            try:
-                # lazy: the sender brings httpx, which ``import flowledger`` must not pay for
-                from flowledger.instrument.delivery._sender import Sender
+    def _ensure_delivery(self) -> tuple[tuple[str, EventSink], ...]:
+        """The configured sinks (``settings.sinks``), built on first use; each named for its counters."""
+        if self._delivery is None and not self._closed:
+            # lazy: the sender brings httpx, which ``import flowledger`` must not pay for
+            from flowledger.instrument.delivery._build import build_sinks
 
-                self._sender = Sender(self.settings, export_spans=self.settings.export_spans)
-            except Exception as exc:
-                self.internal_error("sender_start", exc)
-        return self._sender
+            self._delivery = build_sinks(self.settings, on_error=self.internal_error)
+        return self._delivery or ()
+
+    def delivery_sink(self, name: str) -> EventSink | None:
+        """The configured sink named ``name`` (``"memory"``, ``"jsonl:PATH"``...), built if need be."""
+        with self._lock:
+            if self.disabled:
+                return None
+            for sink_name, sink in self._ensure_delivery():
+                if sink_name == name:
+                    return sink
+        return None
 
     def add_capture(self, sink: EventSink, *, deliver: bool) -> None:
         with self._lock:
@@ -130,11 +141,10 @@ class Pipeline:
         """
         with self._lock:
             sinks = [sink for sink, _ in self._captures]
-            sender = self._sender
-            if sender is None and not self.disabled and all(deliver for _, deliver in self._captures):
-                sender = self._ensure_sender()
-            if sender is not None:
-                sinks.append(sender)
+            delivery = self._delivery
+            if delivery is None and not self.disabled and all(deliver for _, deliver in self._captures):
+                delivery = self._ensure_delivery()
+            sinks.extend(sink for _, sink in delivery or ())
         ok = True
         for sink in sinks:
             try:
@@ -145,34 +155,71 @@ class Pipeline:
         return ok
 
     def shutdown(self, timeout_s: float) -> bool:
+        """Shut every sink down within ``timeout_s`` (they flush side by side); their counters stay readable."""
         with self._lock:
             self._closed = True
-            sender, self._sender = self._sender, None
+            delivery, self._delivery = self._delivery or (), ()
             self._sinks = None
-        if sender is None:
+        if not delivery:
             return True
+        if len(delivery) == 1:
+            return self._shutdown_one(*delivery[0], timeout_s)
+        results: dict[str, bool] = {}
+        threads = [
+            threading.Thread(
+                target=lambda n=name, s=sink: results.__setitem__(n, self._shutdown_one(n, s, timeout_s)),
+                name=f"flowledger-shutdown-{name}",
+                daemon=True,
+            )
+            for name, sink in delivery
+        ]
+        deadline = _monotonic() + timeout_s + SHUTDOWN_GRACE_S
+        started = []
+        for thread, (name, sink) in zip(threads, delivery, strict=True):
+            try:
+                thread.start()
+                started.append(thread)
+            except RuntimeError:  # no new threads this late in the interpreter's exit: this sink in turn
+                results[name] = self._shutdown_one(name, sink, max(deadline - _monotonic(), 0.0) / len(delivery))
+        for thread in started:
+            thread.join(max(deadline - _monotonic(), 0.0))
+        return len(results) == len(delivery) and all(results.values())
+
+    def _shutdown_one(self, name: str, sink: EventSink, timeout_s: float) -> bool:
         try:
-            return sender.shutdown(timeout_s)
+            return sink.shutdown(timeout_s)
         except Exception as exc:
             self.internal_error("shutdown", exc)
             return False
         finally:
-            last = getattr(sender, "stats", None)
+            last = getattr(sink, "stats", None)
             if callable(last):  # the counters stay readable after shutdown
                 try:
-                    self._last_stats = last()
+                    self._last_stats[name] = last()
                 except Exception as exc:
                     self.internal_error("stats", exc)
 
     def stats(self) -> dict[str, int]:
+        """The pipeline's counters and its sinks': each counter summed over the sinks.
+
+        With several sinks, each one's counters are also given as
+        ``<sink>.<counter>`` (``jsonl:runs.jsonl.sent``).
+        """
         out: dict[str, int] = {"emitted": self._emitted}
-        out.update(self._last_stats)
-        sender_stats = getattr(self._sender, "stats", None)
-        if callable(sender_stats):
-            try:
-                out.update(sender_stats())
-            except Exception as exc:
-                self.internal_error("stats", exc)
+        per_sink: dict[str, dict[str, int]] = dict(self._last_stats)
+        for name, sink in self._delivery or ():
+            sink_stats = getattr(sink, "stats", None)
+            if callable(sink_stats):
+                try:
+                    per_sink[name] = sink_stats()
+                except Exception as exc:
+                    self.internal_error("stats", exc)
+        for counters in per_sink.values():
+            for key, value in counters.items():
+                out[key] = out.get(key, 0) + value
+        if len(per_sink) > 1:
+            for name, counters in per_sink.items():
+                out.update({f"{name}.{key}": counters[key] for key in PER_SINK_COUNTERS if key in counters})
         if self._dropped_closed:
             out["dropped_closed"] = out.get("dropped_closed", 0) + self._dropped_closed
             out["dropped"] = out.get("dropped", 0) + self._dropped_closed

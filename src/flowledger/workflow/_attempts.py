@@ -16,7 +16,7 @@ from flowledger._wire import AbortReason
 from flowledger.instrument import NodeAttempt, Run
 from flowledger.workflow._spec import Node, Phase
 
-__all__ = ["AttemptHost", "run_attempts"]
+__all__ = ["AttemptHost", "RetryHost", "one_attempt", "run_attempts"]
 
 
 class AttemptHost(Protocol):
@@ -33,7 +33,14 @@ class AttemptHost(Protocol):
         ...
 
     def attempt(
-        self, node: Node, value: Any, number: int, item: int | None, *, phase: Phase = Phase.CALL
+        self,
+        node: Node,
+        value: Any,
+        number: int,
+        item: int | None,
+        *,
+        phase: Phase = Phase.CALL,
+        span_id: str | None = None,
     ) -> NodeAttempt:
         """The SDK hook recording one attempt of ``node``."""
         ...
@@ -43,13 +50,21 @@ class AttemptHost(Protocol):
         ...
 
 
-async def run_attempts(execution: AttemptHost, node: Node, value: Any, item: int | None) -> Any:
+class RetryHost(AttemptHost, Protocol):
+    """What retrying a node needs: the run, and a way to run one attempt (through the run's executor)."""
+
+    async def attempt_once(self, node: Node, value: Any, number: int, item: int | None) -> Any:
+        """One attempt of ``node``, recorded where it runs."""
+        ...
+
+
+async def run_attempts(execution: RetryHost, node: Node, value: Any, item: int | None) -> Any:
     """Attempt ``node`` on ``value`` until one attempt succeeds or its retries are spent."""
     policy = node.retry
     number = 1
     while True:
         try:
-            return await _one_attempt(execution, node, value, number, item)
+            return await execution.attempt_once(node, value, number, item)
         except (RunAborted, asyncio.CancelledError):
             raise
         except Exception:
@@ -64,8 +79,11 @@ async def run_attempts(execution: AttemptHost, node: Node, value: Any, item: int
         number += 1
 
 
-async def _one_attempt(execution: AttemptHost, node: Node, value: Any, number: int, item: int | None) -> Any:
-    with execution.attempt(node, value, number, item) as hook:
+async def one_attempt(
+    execution: AttemptHost, node: Node, value: Any, number: int, item: int | None, *, span_id: str | None = None
+) -> Any:
+    """Attempt ``node`` once, recorded by its host's hook: dry runs, the effect guard, ``timeout_s``, the deadline."""
+    with execution.attempt(node, value, number, item, span_id=span_id) as hook:
         if node.effect and execution.dry_run:
             hook.simulate()
             return None

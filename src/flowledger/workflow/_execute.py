@@ -8,7 +8,9 @@ package, so fixing it needs no regeneration:
 - nodes whose needs are met run concurrently (sync functions in worker
   threads, so they never block the event loop);
 - every attempt goes through the SDK's ``attempt()`` hook (retries with
-  backoff, ``timeout_s`` per attempt: see :mod:`._attempts`);
+  backoff, ``timeout_s`` per attempt: see :mod:`._attempts`), run by the
+  run's executor (:mod:`.executors`: in this process by default, or on a
+  distributed engine's workers, where the attempt is recorded);
 - ``when`` predicates skip a node, ``map`` runs it once per item with
   bounded concurrency, ``effect`` nodes are simulated in dry runs;
 - a node that fails after its retries fails the run (unless
@@ -22,28 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
-import functools
-import inspect
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from flowledger._exceptions import RunAborted, WorkflowFailed
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
-from flowledger.instrument import NodeAttempt, Run, attempt, record_skip, run
+from flowledger.instrument import Run, record_skip, run
 from flowledger.workflow._attempts import run_attempts
-from flowledger.workflow._http_call import send
-from flowledger.workflow._spec import Env, Node, OnError, Phase, Workflow
+from flowledger.workflow._host import MAX_WORKER_THREADS, NodeHost
+from flowledger.workflow._spec import Node, OnError, Phase, Workflow
+from flowledger.workflow.executors._base import Executor, LocalExecutor, executor_named
 
-if TYPE_CHECKING:  # httpx itself is imported with the run's first http node (see Execution.http_client)
+if TYPE_CHECKING:  # httpx itself is imported with the run's first http node (see NodeHost.http_client)
     import httpx
 
 __all__ = ["MAX_WORKER_THREADS", "Execution", "RunResult", "execute", "execute_run"]
-
-MAX_WORKER_THREADS: Final = 64
-"""Upper bound on sync node calls running at once in one run."""
 
 
 # --- results ----------------------------------------------------------------
@@ -73,15 +68,25 @@ async def execute(
     trigger: TriggerType | None = None,
     traceparent: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    executor: Executor | str | None = None,
 ) -> Any:
     """Run ``workflow`` once on ``payload`` and return its output.
+
+    ``executor`` runs the node attempts: an :class:`~flowledger.workflow.executors.Executor`,
+    a name (``"local"``, ``"celery"``), or None for ``$FLOWLEDGER_EXECUTOR`` (default ``local``).
 
     Raises :class:`~flowledger.WorkflowFailed` (its ``__cause__`` is the
     node's exception) when a node fails the run, and
     :class:`~flowledger.RunAborted` when the deadline or budget stops it.
     """
     result = await execute_run(
-        workflow, payload, dry_run=dry_run, trigger=trigger, traceparent=traceparent, transport=transport
+        workflow,
+        payload,
+        dry_run=dry_run,
+        trigger=trigger,
+        traceparent=traceparent,
+        transport=transport,
+        executor=executor,
     )
     if isinstance(result.error, RunAborted):
         raise result.error
@@ -104,8 +109,13 @@ async def execute_run(
     trigger: TriggerType | None = None,
     traceparent: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    executor: Executor | str | None = None,
 ) -> RunResult:
-    """Run ``workflow`` once and return how it ended, without raising for a failed run."""
+    """Run ``workflow`` once and return how it ended, without raising for a failed run.
+
+    Raises ConfigError (before the run starts) for an executor name that is not known.
+    """
+    chosen = executor if executor is not None and not isinstance(executor, str) else executor_named(executor)
     recorder = run(
         workflow.id,
         name=workflow.name,
@@ -118,7 +128,7 @@ async def execute_run(
         definition_sha256=workflow.definition_sha256,
         traceparent=traceparent,
     )
-    execution = Execution(workflow, recorder, dry_run=dry_run, transport=transport)
+    execution = Execution(workflow, recorder, dry_run=dry_run, transport=transport, executor=chosen)
     try:
         async with recorder:
             output = await execution.run_graph(payload)
@@ -137,8 +147,8 @@ async def execute_run(
     return RunResult(recorder.run_id or None, RunStatus.SUCCEEDED, output=output)
 
 
-class Execution:
-    """One run of a workflow: schedules nodes as their needs finish."""
+class Execution(NodeHost):
+    """One run of a workflow: schedules nodes as their needs finish; the executor runs their attempts."""
 
     def __init__(
         self,
@@ -147,11 +157,10 @@ class Execution:
         *,
         dry_run: bool,
         transport: httpx.AsyncBaseTransport | None = None,
+        executor: Executor | None = None,
     ) -> None:
-        self.workflow = workflow
-        self.run = recorder
-        self.dry_run = dry_run
-        self.transport = transport
+        super().__init__(workflow, recorder, dry_run=dry_run, transport=transport)
+        self.executor: Executor = executor if executor is not None else LocalExecutor()
         self.failure: tuple[BaseException, str] | None = None
         self._states: dict[str, NodeStatus] = {}
         self._outputs: dict[str, Any] = {}
@@ -161,8 +170,10 @@ class Execution:
         self._ready: collections.deque[Node] = collections.deque()
         self._done: collections.deque[asyncio.Task[tuple[NodeStatus, Any]]] = collections.deque()
         self._wakeup = asyncio.Event()
-        self._threads: ThreadPoolExecutor | None = None
-        self._client: httpx.AsyncClient | None = None
+
+    async def attempt_once(self, node: Node, value: Any, number: int, item: int | None) -> Any:
+        """One attempt of ``node``, run (and recorded) where the executor runs it."""
+        return await self.executor.run_attempt(self, node, value, number, item)
 
     # --- the graph ---------------------------------------------------------
 
@@ -314,63 +325,3 @@ class Execution:
         if errors:
             raise next((e for e in errors if isinstance(e, RunAborted)), errors[0])
         return results
-
-    def attempt(
-        self, node: Node, value: Any, number: int, item: int | None, *, phase: Phase = Phase.CALL
-    ) -> NodeAttempt:
-        """The SDK hook for one attempt of ``node``."""
-        attributes: dict[str, Any] = {"flowledger.phase": phase.value}
-        if node.call is not None:
-            attributes["flowledger.call"] = str(node.call)
-        elif node.http is not None:
-            attributes["flowledger.http"] = f"{node.http.method} {node.http.url}"
-        return attempt(
-            node.id,
-            input=value,
-            attempt=number,
-            item=item,
-            effect=node.effect,
-            location=self.workflow.locations[node.id],
-            attributes=attributes,
-        )
-
-    async def invoke(self, node: Node, value: Any, hook: NodeAttempt) -> Any:
-        """Do the node's work once: call its function or send its request."""
-        if node.http is not None:
-            return await send(node.id, node.http, value, self.http_client, hook, self.run)
-        assert node.call is not None
-        kwargs = {
-            name: arg.read(node.id, f"with.{name}") if isinstance(arg, Env) else arg
-            for name, arg in node.kwargs.items()
-        }
-        return await self.call(node.call.resolve(), value, kwargs)
-
-    async def call(self, fn: Callable[..., Any], value: Any, kwargs: Mapping[str, Any]) -> Any:
-        """Call ``fn(value, **kwargs)``: awaited if async, in a worker thread if sync."""
-        if inspect.iscoroutinefunction(fn):
-            return await fn(value, **kwargs)
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(MAX_WORKER_THREADS, thread_name_prefix="flowledger-node")
-        context = contextvars.copy_context()
-        job = functools.partial(context.run, fn, value, **kwargs)
-        result = await asyncio.get_running_loop().run_in_executor(self._threads, job)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
-
-    def http_client(self) -> httpx.AsyncClient:
-        """The run's HTTP client for http nodes (created on first use)."""
-        if self._client is None:
-            import httpx  # lazy: only runs with an http node pay for importing httpx
-
-            self._client = httpx.AsyncClient(transport=self.transport)
-        return self._client
-
-    async def close(self) -> None:
-        """Release the run's HTTP client and worker threads (threads still running are left to finish)."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
-            self._threads = None

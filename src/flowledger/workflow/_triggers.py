@@ -38,6 +38,7 @@ from flowledger._exceptions import ConfigError
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.workflow._execute import RunResult, execute_run
 from flowledger.workflow._spec import HttpTrigger, Schedule, Workflow
+from flowledger.workflow.executors._base import EXECUTOR_ENV, EXECUTORS, Executor, executor_named
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "http_app", "main", "next_cron_time", "serve_schedule"]
 
@@ -96,6 +97,12 @@ def _parser(workflow: Workflow, prog: str | None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default=DEFAULT_HTTP_HOST, help="with --serve on http: address to bind")
     parser.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT, help="with --serve on http: port to bind")
+    parser.add_argument(
+        "--executor",
+        metavar="NAME",
+        default=None,
+        help=f"where node attempts run: {', '.join(sorted(EXECUTORS))} [default: ${EXECUTOR_ENV}, else local]",
+    )
     return parser
 
 
@@ -108,9 +115,16 @@ def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | N
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        executor = executor_named(args.executor)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         if args.serve:
-            return _serve(workflow, args, payload)
-        result = asyncio.run(execute_run(workflow, payload, dry_run=args.dry_run, trigger=TriggerType.MANUAL))
+            return _serve(workflow, args, payload, executor)
+        result = asyncio.run(
+            execute_run(workflow, payload, dry_run=args.dry_run, trigger=TriggerType.MANUAL, executor=executor)
+        )
         return _report(workflow, result, sys.stdout, sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -139,12 +153,18 @@ def _report(workflow: Workflow, result: RunResult, out: TextIO, err: TextIO) -> 
     return EXIT_FAILED
 
 
-def _serve(workflow: Workflow, args: argparse.Namespace, payload: Any) -> int:
+def _serve(workflow: Workflow, args: argparse.Namespace, payload: Any, executor: Executor) -> int:
     trigger = workflow.trigger
     if isinstance(trigger, Schedule):
         asyncio.run(
             serve_schedule(
-                workflow, payload, max_runs=args.max_runs, overlap=args.overlap, dry_run=args.dry_run, log=sys.stderr
+                workflow,
+                payload,
+                max_runs=args.max_runs,
+                overlap=args.overlap,
+                dry_run=args.dry_run,
+                log=sys.stderr,
+                executor=executor,
             )
         )
         return EXIT_OK
@@ -155,7 +175,7 @@ def _serve(workflow: Workflow, args: argparse.Namespace, payload: Any) -> int:
         except ImportError as exc:
             print(f"error: serving an http trigger needs {exc.name}: {HTTP_EXTRA_HINT}", file=sys.stderr)
             return EXIT_USAGE
-        uvicorn.run(http_app(workflow), host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(http_app(workflow, executor=executor), host=args.host, port=args.port, log_level="warning")
         return EXIT_OK
     print(
         f"error: workflow {workflow.id} has a manual trigger; --serve needs an http or schedule trigger",
@@ -175,6 +195,7 @@ async def serve_schedule(
     overlap: bool = False,
     dry_run: bool = False,
     log: TextIO | None = None,
+    executor: Executor | str | None = None,
 ) -> list[RunResult]:
     """Start a run every ``every_s`` seconds until SIGINT/SIGTERM or ``max_runs``; return the results."""
     if not isinstance(workflow.trigger, Schedule):
@@ -193,7 +214,7 @@ async def serve_schedule(
     running: set[asyncio.Task[RunResult]] = set()
 
     async def one() -> RunResult:
-        result = await execute_run(workflow, payload, dry_run=dry_run, trigger=TriggerType.SCHEDULE)
+        result = await execute_run(workflow, payload, dry_run=dry_run, trigger=TriggerType.SCHEDULE, executor=executor)
         results.append(result)
         if log is not None:
             ok = result.status is RunStatus.SUCCEEDED
@@ -252,24 +273,29 @@ def next_cron_time(expression: str, after: float) -> float:
 class _LazyApp:
     """An ASGI app that builds the Starlette app on first use."""
 
-    def __init__(self, workflow: Workflow) -> None:
+    def __init__(self, workflow: Workflow, executor: Executor | str | None = None) -> None:
         self.workflow = workflow
+        self.executor = executor
         self._app: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
-            self._app = _build_app(self.workflow)
+            self._app = _build_app(self.workflow, self.executor)
         await self._app(scope, receive, send)
 
 
-def http_app(workflow: Workflow) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """The ASGI app of an http-triggered workflow: ``POST <path>`` runs it once."""
+def http_app(
+    workflow: Workflow, *, executor: Executor | str | None = None
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The ASGI app of an http-triggered workflow: ``POST <path>`` runs it once (on ``executor``)."""
     if not isinstance(workflow.trigger, HttpTrigger):
         raise TypeError(f"workflow {workflow.id} has no http trigger")
-    return _LazyApp(workflow)
+    return _LazyApp(workflow, executor)
 
 
-def _build_app(workflow: Workflow) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+def _build_app(
+    workflow: Workflow, executor: Executor | str | None = None
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     # lazy: starlette is an optional dependency (the receiver extra); importing a generated module stays cheap
     try:
         import starlette  # noqa: F401
@@ -303,6 +329,7 @@ def _build_app(workflow: Workflow) -> Callable[[Scope, Receive, Send], Awaitable
             dry_run=dry_run,
             trigger=TriggerType.HTTP,
             traceparent=request.headers.get("traceparent"),
+            executor=executor,
         )
         headers = {"x-flowledger-run-id": result.run_id} if result.run_id else {}
         if result.status is RunStatus.SUCCEEDED:

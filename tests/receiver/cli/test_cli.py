@@ -34,8 +34,8 @@ def _where(live: LiveReceiver, how: str) -> list[str]:
 
 
 def test_commands_are_the_contract_names() -> None:
-    """COMMANDS holds serve, runs, show, export, verify and rebuild."""
-    assert [c.name for c in COMMANDS] == ["serve", "runs", "show", "export", "verify", "rebuild"]
+    """COMMANDS holds serve, runs, show, export, verify, rebuild and import."""
+    assert [c.name for c in COMMANDS] == ["serve", "runs", "show", "export", "verify", "rebuild", "import"]
 
 
 def test_importing_the_cli_module_is_cheap() -> None:

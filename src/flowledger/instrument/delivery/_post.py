@@ -111,7 +111,7 @@ class Delivery:
                 return Outcome.FAILED
         budget = RetryBudget(0 if down else retries, self.retry_budget_s)
         settings = self._settings
-        url = settings.events_url
+        url = self._url()
         attempt = 0
         while True:
             retry_after_s: float | None = None
@@ -148,6 +148,10 @@ class Delivery:
         self._mark_down(retry_after_s or 0.0)
         return Outcome.FAILED
 
+    def _url(self) -> str:
+        """Where batches are posted."""
+        return self._settings.events_url
+
     def _http(self) -> httpx.Client:
         if self._client is None:
             headers: list[tuple[str, str]] = []
@@ -164,25 +168,32 @@ class Delivery:
             )
         return self._client
 
-    def _accepted(self, events: list[dict[str, Any]], response: httpx.Response) -> None:
-        rejected: list[Any] = []
+    def _rejected(self, response: httpx.Response) -> list[Any]:
+        """What a 2xx answer lists as rejected (the receiver's ``rejected``)."""
         try:
             answer = response.json()
             if isinstance(answer, dict) and isinstance(answer.get("rejected"), list):
-                rejected = answer["rejected"]
+                return list(answer["rejected"])
         except ValueError:
             pass
-        rejected = rejected[: len(events)]
-        self._counters.add("sent", len(events) - len(rejected))
+        return []
+
+    def _accepted(self, events: list[dict[str, Any]], response: httpx.Response) -> None:
+        rejected = self._rejected(response)[: len(events)]
+        self._delivered(len(events) - len(rejected))
         self._counters.add("rejected", len(rejected))
-        with self._changed:
-            if self._outage.recovered():
-                self._replay_wanted = True
-            self._changed.notify_all()
         if rejected:
             self._log_once(
                 "rejected", "flowledger: the receiver rejected %d event(s), first: %r", len(rejected), rejected[0]
             )
+
+    def _delivered(self, count: int) -> None:
+        """Count events delivered; the first delivery after an outage ends it and starts a replay."""
+        self._counters.add("sent", count)
+        with self._changed:
+            if self._outage.recovered():
+                self._replay_wanted = True
+            self._changed.notify_all()
 
     def _mark_down(self, at_least_s: float = 0.0) -> None:
         with self._changed:

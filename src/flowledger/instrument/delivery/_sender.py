@@ -32,6 +32,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from pathlib import Path
 from time import monotonic as _monotonic
 from typing import Any, ClassVar, Final
 
@@ -76,6 +77,7 @@ class Sender(Delivery):
         *,
         transport: httpx.BaseTransport | None = None,
         export_spans: bool = False,
+        spool_dir: Path | None = None,
     ) -> None:
         self._settings = settings
         self._transport = transport
@@ -85,7 +87,7 @@ class Sender(Delivery):
         self._batch_bytes = settings.batch_max_bytes
         self._high_items = max(int(settings.queue_max_items * HIGH_WATER_FRACTION), 1)
         self._high_bytes = max(int(settings.queue_max_bytes * HIGH_WATER_FRACTION), 1)
-        self._spool = Spool(settings.spool_dir, settings.spool_max_bytes)
+        self._spool = Spool(spool_dir or settings.spool_dir, settings.spool_max_bytes)
         self._spans = SpanSender(settings, transport=transport) if export_spans else None
         self._reset()
         _senders.add(self)

@@ -31,7 +31,7 @@ from flowledger.instrument.delivery._otlp_protobuf import OtlpProtocol, encode_e
 from flowledger.instrument.delivery._otlp_spans import export_request
 from flowledger.instrument.delivery._transport import gzip_body, make_client, untraced
 
-__all__ = ["SpanSender", "span_protocol"]
+__all__ = ["SpanSender", "otlp_headers", "span_protocol"]
 
 _log = logging.getLogger("flowledger")
 
@@ -161,7 +161,7 @@ class SpanSender:
                 url=self._settings.traces_url,
                 timeout_s=self._settings.request_timeout_s,
                 transport=self._transport,
-                headers=[*_headers(self._settings), ("Content-Type", content_type)],
+                headers=[*otlp_headers(self._settings), ("Content-Type", content_type)],
             )
         for attempt in range(SPAN_ATTEMPTS):
             try:
@@ -212,7 +212,7 @@ def span_protocol(settings: Settings, environ: Mapping[str, str] | None = None) 
     return OtlpProtocol.HTTP_PROTOBUF if settings.otlp_traces_endpoint else OtlpProtocol.HTTP_JSON
 
 
-def _headers(settings: Settings) -> list[tuple[str, str]]:
+def otlp_headers(settings: Settings) -> list[tuple[str, str]]:
     """OTLP headers, percent-decoded as the OTel specification says; spans bound for the receiver carry its API key.
 
     ``OTEL_EXPORTER_OTLP_HEADERS=Authorization=Basic%20abc`` sends ``Authorization: Basic abc``.

@@ -121,6 +121,11 @@ def encode_batch(events: list[dict[str, Any]]) -> bytes:
     return orjson.dumps({"events": events}, default=_fragment)
 
 
+def encode_event(event: dict[str, Any]) -> bytes:
+    """Encode one event as one line of JSON (no newline), as the JSONL sink writes it."""
+    return orjson.dumps(event, default=_fragment)
+
+
 def decode_batch(data: bytes) -> list[dict[str, Any]]:
     """Decode a spooled batch; raise ValueError when it is not one."""
     try:

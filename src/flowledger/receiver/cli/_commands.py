@@ -1,4 +1,4 @@
-"""The receiver's commands of the ``flowledger`` CLI: serve, runs, show, export, verify, rebuild.
+"""The receiver's commands of the ``flowledger`` CLI: serve, runs, show, export, verify, rebuild, import.
 
 ``flowledger.cli`` mounts :data:`COMMANDS`. Importing this module is cheap:
 the server, the database driver and rich are imported inside the commands.
@@ -576,6 +576,44 @@ def rebuild_command(db: Path | None, url: str | None, api_key: str | None, as_js
             click.echo(f"drift: {count} {label}")
 
 
+# --- import ----------------------------------------------------------------
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@_db_option(None)
+@_url_option
+@_key_option
+@_json_option
+@_clean_errors
+def import_command(file: Path, db: Path | None, url: str | None, api_key: str | None, as_json: bool) -> None:
+    """Load a JSONL file written by the SDK's jsonl sink, exactly once: exit 0, or 1 when a line was refused.
+
+    Each event is stored once by its event_id, so importing a file again
+    (or one that was partly imported) adds nothing twice.
+    """
+    from flowledger.receiver.cli._sources import DbSource, UrlSource
+
+    if db is not None and url is not None:
+        raise click.UsageError("give --db or --url, not both")
+    if db is None and url is None:
+        url = os.environ.get("FLOWLEDGER_ENDPOINT")
+    source: Source = DbSource(db if db is not None else Path(DEFAULT_DB)) if url is None else UrlSource(url, api_key)
+    report = source.import_jsonl(file)
+    if as_json:
+        _print_json(report.as_json())
+    else:
+        click.echo(
+            f"{file}: {report.accepted} accepted, {report.duplicates} duplicates, {len(report.rejected)} rejected"
+        )
+        for item in report.rejected[:20]:
+            click.echo(f"rejected line {item['line']}: {item['error']}", err=True)
+        if len(report.rejected) > 20:
+            click.echo(f"... and {len(report.rejected) - 20} more rejected lines", err=True)
+    if report.rejected:
+        sys.exit(EXIT_FAILURE)
+
+
 COMMANDS: Final[list[click.Command]] = [
     serve_command,
     runs_command,
@@ -583,5 +621,6 @@ COMMANDS: Final[list[click.Command]] = [
     export_command,
     verify_command,
     rebuild_command,
+    import_command,
 ]
 """The receiver's commands, for ``flowledger.cli`` to add to its group."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
@@ -22,10 +23,52 @@ from flowledger.receiver.store._protocol import Drift, RunPage, RunQuery, Store,
 from flowledger.receiver.store._sqlite import SqliteStore
 from flowledger.receiver.store._views import RunPageCursor
 
-__all__ = ["DbSource", "Source", "UrlSource"]
+__all__ = ["DbSource", "ImportReport", "Source", "UrlSource", "read_jsonl"]
 
 REQUEST_TIMEOUT_S: Final = 30.0
+IMPORT_CHUNK_EVENTS: Final = 500
+"""Events per request (or per store append) of ``flowledger import``."""
+IMPORT_CHUNK_BYTES: Final = 2 * 1024 * 1024
 T = TypeVar("T")
+
+
+@dataclass
+class ImportReport:
+    """What ``flowledger import`` did with each line: stored, already stored, or refused (with why)."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    """``{"line": N, "error": "..."}`` for each line not stored."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+def read_jsonl(path: Path, report: ImportReport) -> Iterator[list[tuple[int, Any]]]:
+    """Chunks of ``(line number, decoded event)`` from a JSONL file written by the SDK's jsonl sink.
+
+    A line that is not JSON (say, torn by a crash mid-write) is recorded in
+    ``report.rejected`` and skipped; blank lines are ignored.
+    """
+    chunk: list[tuple[int, Any]] = []
+    size = 0
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                report.rejected.append({"line": number, "error": f"not a JSON event: {exc}"})
+                continue
+            chunk.append((number, event))
+            size += len(line)
+            if len(chunk) >= IMPORT_CHUNK_EVENTS or size >= IMPORT_CHUNK_BYTES:
+                yield chunk
+                chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 class Source(Protocol):
@@ -36,6 +79,7 @@ class Source(Protocol):
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]: ...
     def verify(self, checkpoints: Sequence[tuple[int, str]]) -> VerifyReport: ...
     def rebuild(self) -> Drift: ...
+    def import_jsonl(self, path: Path) -> ImportReport: ...
 
 
 class DbSource:
@@ -92,6 +136,39 @@ class DbSource:
     def rebuild(self) -> Drift:
         """Refold the projections."""
         return self._run(lambda store: store.rebuild(), write=True)
+
+    def import_jsonl(self, path: Path) -> ImportReport:
+        """Validate each event as ingest does and append it to the ledger (created when missing)."""
+        from flowledger.receiver._config import IngestLimits
+        from flowledger.receiver.ingest._validate import Rejection, prepare_event
+        from flowledger.receiver.store._event import PreparedEvent
+        from flowledger.receiver.store._protocol import EventOutcome
+        from flowledger.receiver.store._sqlite import prepare_file
+
+        prepare_file(self.path)
+        report = ImportReport()
+        limits = IngestLimits()
+
+        async def work(store: Store) -> ImportReport:
+            for chunk in read_jsonl(path, report):
+                valid: list[PreparedEvent] = []
+                for index, (number, raw) in enumerate(chunk):
+                    prepared = prepare_event(raw, index, limits, None)
+                    if isinstance(prepared, Rejection):
+                        report.rejected.append({"line": number, "error": prepared.error})
+                    else:
+                        valid.append(prepared)
+                outcomes = await store.append(valid) if valid else []
+                for event, (outcome, reason) in zip(valid, outcomes, strict=True):
+                    if outcome is EventOutcome.ACCEPTED:
+                        report.accepted += 1
+                    elif outcome is EventOutcome.DUPLICATE:
+                        report.duplicates += 1
+                    else:
+                        report.rejected.append({"line": chunk[event.index][0], "error": reason or outcome.value})
+            return report
+
+        return self._run(work, write=True)
 
 
 class UrlSource:
@@ -174,6 +251,36 @@ class UrlSource:
         body = self._request("POST", "/api/rebuild").json()
         body.pop("clean", None)
         return Drift(**body)
+
+    def import_jsonl(self, path: Path) -> ImportReport:
+        """Post the events in batches to ``/v1/events``; the receiver stores each ``event_id`` once."""
+        import gzip
+
+        report = ImportReport()
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        with self._client() as client:
+            for chunk in read_jsonl(path, report):
+                body = gzip.compress(json.dumps({"events": [event for _, event in chunk]}).encode(), compresslevel=1)
+                try:
+                    response = client.post("/v1/events", content=body, headers=headers)
+                except httpx.HTTPError as exc:
+                    raise ReceiverError(
+                        f"cannot reach the receiver at {self.url}: {exc}; "
+                        f"{report.accepted} events were stored before (running import again is safe)"
+                    ) from None
+                if response.status_code >= 400:
+                    raise ReceiverError(
+                        f"the receiver at {self.url} answered {response.status_code}: {_error_text(response)}; "
+                        f"{report.accepted} events were stored before (running import again is safe)"
+                    )
+                answer = response.json()
+                report.accepted += int(answer.get("accepted", 0))
+                report.duplicates += int(answer.get("duplicates", 0))
+                for item in answer.get("rejected", []):
+                    index = item.get("index")
+                    line = chunk[index][0] if isinstance(index, int) and 0 <= index < len(chunk) else None
+                    report.rejected.append({"line": line, "error": item.get("error")})
+        return report
 
 
 def _error_text(response: httpx.Response) -> str:
