@@ -186,7 +186,7 @@ def test_map_runs_each_item_with_bounded_concurrency(build: Build, events: Captu
         flowledger: 1
         workflow: {id: mapping}
         nodes:
-          - {id: each, call: "tests.workflow.nodes:sleepy", with: {delay_s: 0.1}, map: {max_concurrency: 2}}
+          - {id: each, call: "tests.workflow.nodes:sleepy", with: {delay_s: 0.3}, map: {max_concurrency: 2}}
         """
     )
     assert asyncio.run(module.run([5, 6, 7, 8, 9])) == [5, 6, 7, 8, 9]
