@@ -16,6 +16,7 @@ The hierarchy::
         ├── RunAborted                 a run passed its deadline or budget
         ├── NodeTimeout                a node attempt ran past its timeout_s
         ├── WorkflowFailed             a generated workflow's run failed at a node
+        ├── ReportedFailure            a runtime reported a failed attempt without an exception to show
         ├── HttpNodeError              an http node's request was answered outside 2xx
         ├── WriteQueueFull             the receiver's writer holds as many requests as it may (answered with 503)
         ├── StoreError                 the receiver's store failed
@@ -52,6 +53,7 @@ __all__ = [
     "OtlpBodyError",
     "QueryParamError",
     "ReceiverError",
+    "ReportedFailure",
     "RunAborted",
     "RuntimeFailure",
     "SchemaVersionError",
@@ -164,6 +166,14 @@ class WorkflowFailed(RuntimeFailure):
 
 
 # --- workflow runtime and codegen ----------------------------------------------
+
+
+@_public("flowledger.adapters")
+class ReportedFailure(RuntimeFailure):
+    """A runtime reported that an attempt failed but handed over no exception.
+
+    An adapter records this in its place; the message is what the runtime said.
+    """
 
 
 @_public("flowledger.codegen")

@@ -1,0 +1,168 @@
+"""The Prefect adapter against real Prefect 3 flows and tasks on its local ephemeral server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import flowledger
+from flowledger.testing import CapturedEvents
+
+pytest.importorskip("prefect", reason="the Prefect adapter's tests need flowledger[prefect]")
+
+from prefect import flow, task
+
+from flowledger.adapters.prefect import instrument
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A Prefect home of its own, with the ephemeral local server (no API URL), for this module."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    saved = {name: os.environ.get(name) for name in ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_LOGGING_LEVEL")}
+    os.environ["PREFECT_HOME"] = str(home)
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield home
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+_calls: dict[str, int] = {"flaky": 0}
+
+
+@instrument
+@task(retries=2)
+def flaky(x: int) -> int:
+    _calls["flaky"] += 1
+    flowledger.cost(tokens=5, usd=0.01)
+    if _calls["flaky"] < 2:
+        raise ValueError("first attempt fails")
+    return x * 2
+
+
+@instrument
+@task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@instrument
+@task
+def broken(x: int) -> int:
+    raise KeyError(f"no price for {x}")
+
+
+@instrument
+@flow
+def inner(v: int) -> int:
+    return add(v, 1)
+
+
+@instrument
+@flow
+def outer(x: int) -> int:
+    futures = [add.submit(i, 10) for i in range(3)]
+    y = flaky(x)
+    return inner(y) + sum(f.result() for f in futures)
+
+
+@instrument
+@flow
+def failing(x: int) -> int:
+    return broken(x)
+
+
+def _by_node(events: CapturedEvents, node_id: str) -> list[dict[str, Any]]:
+    return [e["data"] for e in events.nodes(node_id)]
+
+
+def test_a_flow_is_a_run_and_its_task_runs_are_node_attempts(events: CapturedEvents) -> None:
+    """A flow run records a run with its parameters and result; each task run is an attempt with input and output."""
+    _calls["flaky"] = 0
+    assert outer(3) == 7 + 10 + 11 + 12
+    (started,) = events.of_kind("run_started")
+    (finished,) = events.runs()
+    assert started["data"]["workflow_id"] == "outer"
+    assert started["data"]["trigger_data"] == {"x": 3}
+    assert finished["data"]["status"] == "succeeded"
+    assert finished["data"]["output"] == 40
+    assert {e["run_id"] for e in events} == {started["run_id"]}
+    adds = sorted(_by_node(events, "add"), key=lambda d: d["input"]["a"])
+    assert [(d["input"], d["output"], d["status"]) for d in adds] == [
+        ({"a": 0, "b": 10}, 10, "succeeded"),
+        ({"a": 1, "b": 10}, 11, "succeeded"),
+        ({"a": 2, "b": 10}, 12, "succeeded"),
+        ({"a": 6, "b": 1}, 7, "succeeded"),
+    ]
+
+
+def test_retries_are_attempts_numbered_as_prefect_counts_them(events: CapturedEvents) -> None:
+    """A task Prefect retried records a failed attempt 1 with its exception, then attempt 2; cost adds up."""
+    _calls["flaky"] = 0
+    outer(3)
+    first, second = sorted(_by_node(events, "flaky"), key=lambda d: d["attempt"])
+    assert (first["attempt"], first["status"], first["error"]["type"]) == (1, "failed", "ValueError")
+    assert first["error"]["message"] == "first attempt fails"
+    assert (second["attempt"], second["status"], second["output"]) == (2, "succeeded", 6)
+    assert first["cost"]["tokens"] == second["cost"]["tokens"] == 5
+    assert events.runs()[0]["data"]["cost"]["tokens"] == 10
+
+
+def test_a_subflow_is_a_node_with_its_tasks_nested_under_it(events: CapturedEvents) -> None:
+    """The subflow is a node of the outer run, and its task's span is a child of the subflow's span."""
+    _calls["flaky"] = 0
+    outer(3)
+    (sub,) = _by_node(events, "inner")
+    run_span = events.of_kind("run_started")[0]["data"]["span_id"]
+    assert sub["parent_span_id"] == run_span
+    assert sub["input"] == {"v": 6}
+    nested = [d for d in _by_node(events, "add") if d["parent_span_id"] == sub["span_id"]]
+    assert [d["input"] for d in nested] == [{"a": 6, "b": 1}]
+    trace_ids = {e["data"]["trace_id"] for e in events if e["data"].get("trace_id")}
+    assert len(trace_ids) == 1
+
+
+def test_a_failed_task_fails_its_attempt_and_the_run(events: CapturedEvents) -> None:
+    """A task that raises fails its attempt with the exception, and the flow's run fails naming that node."""
+    with pytest.raises(KeyError):
+        failing(5)
+    (attempt,) = _by_node(events, "broken")
+    assert attempt["status"] == "failed"
+    assert attempt["error"]["type"] == "KeyError"
+    (run,) = events.runs()
+    assert run["data"]["status"] == "failed"
+    assert run["data"]["error"]["type"] == "KeyError"
+
+
+def test_a_task_outside_an_instrumented_flow_is_a_run_of_its_own(events: CapturedEvents) -> None:
+    """A task run whose flow is not instrumented still records itself, as a run named after the task."""
+
+    @flow
+    def plain() -> int:
+        return add(1, 2)
+
+    assert plain() == 3
+    (run,) = events.runs()
+    assert run["data"]["workflow_id"] == "add"
+    (attempt,) = _by_node(events, "add")
+    assert attempt["output"] == 3
+
+
+def test_instrument_takes_flows_and_tasks_only_and_is_idempotent() -> None:
+    """instrument() refuses what is not a flow or task, and instrumenting twice adds the hooks once."""
+    with pytest.raises(TypeError, match="Prefect flow or task"):
+        instrument(len)  # type: ignore[type-var]
+    before = len(add.on_running_hooks)
+    assert instrument(add) is add
+    assert len(add.on_running_hooks) == before
