@@ -104,6 +104,7 @@ PUBLIC: dict[str, list[str]] = {
     "flowledger.testing": ["CapturedEvents", "capture_events"],
     "flowledger.adapters": ["UNSET", "Cost", "Recorder", "ReportedFailure"],
     "flowledger.adapters.prefect": ["instrument", "recorder"],
+    "flowledger.adapters.langgraph": ["FlowledgerCallbackHandler", "callbacks", "instrument"],
 }
 
 
