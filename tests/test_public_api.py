@@ -105,6 +105,14 @@ PUBLIC: dict[str, list[str]] = {
     "flowledger.adapters": ["UNSET", "Cost", "Recorder", "ReportedFailure"],
     "flowledger.adapters.prefect": ["instrument", "recorder"],
     "flowledger.adapters.langgraph": ["FlowledgerCallbackHandler", "callbacks", "instrument"],
+    "flowledger.adapters.celery": [
+        "FLUSH_TIMEOUT_S",
+        "HEADER_RUN_ID",
+        "HEADER_TRACEPARENT",
+        "HEADER_WORKFLOW_ID",
+        "instrument",
+        "recorder",
+    ],
 }
 
 
@@ -164,6 +172,17 @@ def test_importing_the_sdk_does_not_import_the_receiver_stack() -> None:
         "         'prefect', 'langgraph', 'langchain_core', 'celery', 'kombu', 'redis')\n"
         "assert not [m for m in sys.modules if m.startswith('flowledger.adapters')], 'an adapter was imported'\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_adapter_modules_import_their_runtime_only_when_used() -> None:
+    """Importing the Prefect and Celery adapters loads neither runtime; they are imported when instrument() runs."""
+    code = (
+        "import sys\n"
+        "import flowledger.adapters, flowledger.adapters.prefect, flowledger.adapters.celery\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'celery', 'kombu', 'langgraph'}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
