@@ -126,3 +126,17 @@ def test_a_graph_inside_a_flowledger_run_is_a_node_of_it(events: CapturedEvents)
     (a,) = _nodes(events, "a")
     assert a["parent_span_id"] == graph_node["span_id"]
     assert [e["data"]["workflow_id"] for e in events.runs()] == ["outer-workflow"]
+
+
+def test_the_langgraph_example_records_its_triage_graph(events: CapturedEvents) -> None:
+    """examples/adapters/langgraph_graph.py runs: a run of support-triage, the retried node, the nested draft."""
+    from tests.adapters._examples import load_example
+
+    result = load_example("langgraph_graph").main()
+    assert result["answer"] == "[en/p3] We are on it."
+    (run,) = events.runs()
+    assert (run["data"]["workflow_id"], run["data"]["status"]) == ("support-triage", "succeeded")
+    assert [d["status"] for d in _nodes(events, "score_urgency")] == ["failed", "succeeded"]
+    (answer,) = _nodes(events, "answer")
+    (draft,) = _nodes(events, "draft")
+    assert draft["parent_span_id"] == answer["span_id"]

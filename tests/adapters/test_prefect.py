@@ -166,3 +166,15 @@ def test_instrument_takes_flows_and_tasks_only_and_is_idempotent() -> None:
     before = len(add.on_running_hooks)
     assert instrument(add) is add
     assert len(add.on_running_hooks) == before
+
+
+def test_the_prefect_example_records_its_flow(events: CapturedEvents) -> None:
+    """examples/adapters/prefect_flow.py runs: one run, a fetch, and price attempts with the retried one failed."""
+    from tests.adapters._examples import load_example
+
+    assert load_example("prefect_flow").order_intake("A-1") == 6.0
+    (run,) = events.runs()
+    assert (run["data"]["workflow_id"], run["data"]["status"]) == ("order-intake", "succeeded")
+    prices = _by_node(events, "price")
+    assert sorted(d["status"] for d in prices) == ["failed", "succeeded", "succeeded"]
+    assert run["data"]["cost"]["external_requests"] == 3
