@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -83,22 +84,46 @@ def failing(x: int) -> int:
     return broken(x)
 
 
-def _by_node(events: CapturedEvents, node_id: str) -> list[dict[str, Any]]:
-    return [e["data"] for e in events.nodes(node_id)]
+SETTLE_TIMEOUT_S: Final = 30.0
+"""How long the hooks of a finished flow's tasks may take to report (polled, not measured)."""
+OUTER_ATTEMPTS: Final = 7
+"""Attempts one outer(3) records: three submitted adds, two of flaky, the subflow and its add."""
+
+
+def _settled(events: CapturedEvents, workflow_id: str, attempts: int) -> str:
+    """The run id of ``workflow_id``'s run, once it finished and ``attempts`` attempts of it were recorded.
+
+    Prefect calls a task's completion hook after it set the task's state, so a
+    flow can return (and its run finish) while the hooks of tasks it submitted
+    still run: their records come shortly after.
+    """
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while True:
+        runs = [e["run_id"] for e in events.runs() if e["data"]["workflow_id"] == workflow_id]
+        if runs and len([e for e in events.nodes() if e["run_id"] == runs[0]]) >= attempts:
+            return str(runs[0])
+        if time.monotonic() > deadline:
+            pytest.fail(f"{workflow_id}: expected a run with {attempts} attempts, captured {events.all}")
+        time.sleep(0.02)
+
+
+def _by_node(events: CapturedEvents, node_id: str | None, run_id: str | None = None) -> list[dict[str, Any]]:
+    return [e["data"] for e in events.nodes(node_id) if run_id is None or e["run_id"] == run_id]
 
 
 def test_a_flow_is_a_run_and_its_task_runs_are_node_attempts(events: CapturedEvents) -> None:
     """A flow run records a run with its parameters and result; each task run is an attempt with input and output."""
     _calls["flaky"] = 0
     assert outer(3) == 7 + 10 + 11 + 12
-    (started,) = events.of_kind("run_started")
-    (finished,) = events.runs()
+    run_id = _settled(events, "outer", OUTER_ATTEMPTS)
+    (started,) = [e for e in events.of_kind("run_started") if e["run_id"] == run_id]
+    (finished,) = [e for e in events.runs() if e["run_id"] == run_id]
     assert started["data"]["workflow_id"] == "outer"
     assert started["data"]["trigger_data"] == {"x": 3}
     assert finished["data"]["status"] == "succeeded"
     assert finished["data"]["output"] == 40
-    assert {e["run_id"] for e in events} == {started["run_id"]}
-    adds = sorted(_by_node(events, "add"), key=lambda d: d["input"]["a"])
+    assert len(_by_node(events, None, run_id)) == OUTER_ATTEMPTS
+    adds = sorted(_by_node(events, "add", run_id), key=lambda d: d["input"]["a"])
     assert [(d["input"], d["output"], d["status"]) for d in adds] == [
         ({"a": 0, "b": 10}, 10, "succeeded"),
         ({"a": 1, "b": 10}, 11, "succeeded"),
@@ -111,36 +136,39 @@ def test_retries_are_attempts_numbered_as_prefect_counts_them(events: CapturedEv
     """A task Prefect retried records a failed attempt 1 with its exception, then attempt 2; cost adds up."""
     _calls["flaky"] = 0
     outer(3)
-    first, second = sorted(_by_node(events, "flaky"), key=lambda d: d["attempt"])
+    run_id = _settled(events, "outer", OUTER_ATTEMPTS)
+    first, second = sorted(_by_node(events, "flaky", run_id), key=lambda d: d["attempt"])
     assert (first["attempt"], first["status"], first["error"]["type"]) == (1, "failed", "ValueError")
     assert first["error"]["message"] == "first attempt fails"
     assert (second["attempt"], second["status"], second["output"]) == (2, "succeeded", 6)
     assert first["cost"]["tokens"] == second["cost"]["tokens"] == 5
-    assert events.runs()[0]["data"]["cost"]["tokens"] == 10
+    (run,) = [e for e in events.runs() if e["run_id"] == run_id]
+    assert run["data"]["cost"]["tokens"] == 10
 
 
 def test_a_subflow_is_a_node_with_its_tasks_nested_under_it(events: CapturedEvents) -> None:
     """The subflow is a node of the outer run, and its task's span is a child of the subflow's span."""
     _calls["flaky"] = 0
     outer(3)
-    (sub,) = _by_node(events, "inner")
-    run_span = events.of_kind("run_started")[0]["data"]["span_id"]
-    assert sub["parent_span_id"] == run_span
+    run_id = _settled(events, "outer", OUTER_ATTEMPTS)
+    (sub,) = _by_node(events, "inner", run_id)
+    (started,) = [e["data"] for e in events.of_kind("run_started") if e["run_id"] == run_id]
+    assert sub["parent_span_id"] == started["span_id"]
     assert sub["input"] == {"v": 6}
-    nested = [d for d in _by_node(events, "add") if d["parent_span_id"] == sub["span_id"]]
+    nested = [d for d in _by_node(events, "add", run_id) if d["parent_span_id"] == sub["span_id"]]
     assert [d["input"] for d in nested] == [{"a": 6, "b": 1}]
-    trace_ids = {e["data"]["trace_id"] for e in events if e["data"].get("trace_id")}
-    assert len(trace_ids) == 1
+    assert {d["trace_id"] for d in _by_node(events, None, run_id)} == {started["trace_id"]}
 
 
 def test_a_failed_task_fails_its_attempt_and_the_run(events: CapturedEvents) -> None:
     """A task that raises fails its attempt with the exception, and the flow's run fails naming that node."""
     with pytest.raises(KeyError):
         failing(5)
-    (attempt,) = _by_node(events, "broken")
+    run_id = _settled(events, "failing", 1)
+    (attempt,) = _by_node(events, "broken", run_id)
     assert attempt["status"] == "failed"
     assert attempt["error"]["type"] == "KeyError"
-    (run,) = events.runs()
+    (run,) = [e for e in events.runs() if e["run_id"] == run_id]
     assert run["data"]["status"] == "failed"
     assert run["data"]["error"]["type"] == "KeyError"
 
@@ -153,9 +181,8 @@ def test_a_task_outside_an_instrumented_flow_is_a_run_of_its_own(events: Capture
         return add(1, 2)
 
     assert plain() == 3
-    (run,) = events.runs()
-    assert run["data"]["workflow_id"] == "add"
-    (attempt,) = _by_node(events, "add")
+    run_id = _settled(events, "add", 1)
+    (attempt,) = _by_node(events, "add", run_id)
     assert attempt["output"] == 3
 
 
@@ -173,8 +200,9 @@ def test_the_prefect_example_records_its_flow(events: CapturedEvents) -> None:
     from tests.adapters._examples import load_example
 
     assert load_example("prefect_flow").order_intake("A-1") == 6.0
-    (run,) = events.runs()
-    assert (run["data"]["workflow_id"], run["data"]["status"]) == ("order-intake", "succeeded")
-    prices = _by_node(events, "price")
+    run_id = _settled(events, "order-intake", 4)
+    (run,) = [e for e in events.runs() if e["run_id"] == run_id]
+    assert run["data"]["status"] == "succeeded"
+    prices = _by_node(events, "price", run_id)
     assert sorted(d["status"] for d in prices) == ["failed", "succeeded", "succeeded"]
     assert run["data"]["cost"]["external_requests"] == 3
