@@ -1,4 +1,4 @@
-"""The LangGraph adapter against real LangGraph graphs of plain Python nodes (no model calls)."""
+"""The LangGraph adapter against real LangGraph graphs of plain Python nodes (and an offline fake chat model)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from flowledger.testing import CapturedEvents
 
 pytest.importorskip("langgraph", reason="the LangGraph adapter's tests need flowledger[langgraph]")
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy
 
@@ -140,3 +141,31 @@ def test_the_langgraph_example_records_its_triage_graph(events: CapturedEvents) 
     (answer,) = _nodes(events, "answer")
     (draft,) = _nodes(events, "draft")
     assert draft["parent_span_id"] == answer["span_id"]
+
+
+def test_a_model_called_in_a_node_adds_its_token_usage_to_the_node(events: CapturedEvents) -> None:
+    """The usage a chat model reports (LangChain's offline fake chat model here) is the calling node's cost."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    usage = {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12}
+    model = GenericFakeChatModel(messages=iter([AIMessage(content="42", usage_metadata=usage)]))
+
+    class Chat(TypedDict, total=False):
+        question: str
+        answer: str
+
+    def ask(state: Chat, config: RunnableConfig) -> Chat:
+        return {"answer": str(model.invoke(state["question"], config=config).content)}
+
+    graph = StateGraph(Chat)
+    graph.add_node("ask", ask)
+    graph.add_edge(START, "ask")
+    graph.add_edge("ask", END)
+    assert instrument(graph.compile()).invoke({"question": "six times seven?"}) == {
+        "question": "six times seven?",
+        "answer": "42",
+    }
+    (attempt,) = _nodes(events, "ask")
+    assert attempt["cost"]["tokens"] == 12
+    assert events.runs()[0]["data"]["cost"]["tokens"] == 12

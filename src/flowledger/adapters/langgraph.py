@@ -13,8 +13,8 @@ invocation is the run (its input the run's data, its output the run's
 output); each node LangGraph runs is a node attempt, numbered by the
 attempts of its task (LangGraph's ``RetryPolicy``), running concurrently as
 LangGraph runs them; a subgraph's nodes nest under the node that runs it.
-Token usage that a chat model reports in ``llm_output`` is added to the cost
-of the node that called it. A graph invoked inside a flowledger run, or
+Token usage that a chat model reports (a message's ``usage_metadata``, or
+``llm_output``) is added to the cost of the node that called it. A graph invoked inside a flowledger run, or
 inside a node attempt, is a node of that run rather than a run of its own.
 """
 
@@ -115,9 +115,8 @@ class FlowledgerCallbackHandler(BaseCallbackHandler):
     def on_llm_end(
         self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
     ) -> None:
-        usage = (response.llm_output or {}).get("token_usage") or (response.llm_output or {}).get("usage") or {}
-        tokens = usage.get("total_tokens") if isinstance(usage, Mapping) else None
-        if not isinstance(tokens, int) or tokens <= 0:
+        tokens = _total_tokens(response)
+        if tokens <= 0:
             return
         with self._lock:
             holder = self._recorded_ancestor(parent_run_id)
@@ -157,6 +156,22 @@ class FlowledgerCallbackHandler(BaseCallbackHandler):
             self.recorder.node_finished(run_id, output=outputs, error=error)
         else:
             self.recorder.run_finished(run_id, output=outputs, error=error)
+
+
+def _total_tokens(response: LLMResult) -> int:
+    """Tokens a model call reports: each message's ``usage_metadata``, else ``llm_output``'s token usage."""
+    total = 0
+    for generations in response.generations:
+        for generation in generations:
+            usage = getattr(getattr(generation, "message", None), "usage_metadata", None)
+            if isinstance(usage, Mapping) and isinstance(usage.get("total_tokens"), int):
+                total += usage["total_tokens"]
+    if total:
+        return total
+    output = response.llm_output or {}
+    usage = output.get("token_usage") or output.get("usage")
+    tokens = usage.get("total_tokens") if isinstance(usage, Mapping) else None
+    return tokens if isinstance(tokens, int) and tokens > 0 else 0
 
 
 def callbacks(*, workflow_id: str | None = None) -> FlowledgerCallbackHandler:
