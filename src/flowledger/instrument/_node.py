@@ -323,9 +323,10 @@ class NodeAttempt:
     def _begin(self, run: Run, *, current: bool = True) -> None:
         p = run._pipeline
         assert p is not None
+        named = run is not current_run()  # a run named (not the current one): set up its context here
         parent = self.parent
-        if parent is None and (not current or run is not current_run()):
-            parent = run.trace_context()  # a run named, not current: the attempt is a child of the run's span
+        if parent is None and (named or not current):
+            parent = run.trace_context()  # the attempt is a child of the run's span
         context = context_from_traceparent(parent) if parent else None
         self._span = SpanScope(self.node_id, context, lambda: self._span_attributes(run), run.tracer)
         self.span_id = self._span.span_id
@@ -346,7 +347,7 @@ class NodeAttempt:
         else:
             self.announce()
         if current:
-            if run is not current_run():  # a run named: code inside the attempt is part of it too
+            if named:  # code inside the attempt is part of its run too
                 self._run_token = _current_run.set(run)
             self._span.enter()
             self._node_token = _current_node.set(self)
