@@ -241,3 +241,22 @@ def stored_run_span(url: str, trace_id: str) -> str:
     spans = httpx.get(f"{url}/api/traces/{trace_id}", timeout=5).json()["spans"]
     (root,) = [s["span_id"] for s in spans if not s.get("parent_span_id")]
     return str(root)
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_task_sent_outside_any_run_is_a_run_of_its_own(sending_to: str) -> None:
+    """Without a run to join, the worker records the task as a run of its own, named after the task."""
+    result = _celery_app.add.delay(20, 22)
+    assert result.get(timeout=30) == 42
+    deadline = time.monotonic() + RECORDS_TIMEOUT_S
+    found: list[dict[str, Any]] = []
+    while not found and time.monotonic() < deadline:
+        runs = httpx.get(f"{sending_to}/api/runs", params={"workflow_id": "tests.add"}, timeout=5).json()["runs"]
+        for summary in runs:
+            run = httpx.get(f"{sending_to}/api/runs/{summary['run_id']}", timeout=5).json()
+            if summary["status"] == "succeeded" and any(n["output"] == 42 for n in run["nodes"]):
+                found.append(run)
+        time.sleep(0.1)
+    assert found, "the worker's own run of tests.add did not reach the receiver"
+    (attempt,) = found[0]["nodes"]
+    assert attempt["input"] == {"args": [20, 22], "kwargs": {}}

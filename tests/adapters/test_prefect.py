@@ -186,6 +186,37 @@ def test_a_task_outside_an_instrumented_flow_is_a_run_of_its_own(events: Capture
     assert attempt["output"] == 3
 
 
+@instrument
+@task(retries=1)
+async def fetch_async(key: str) -> str:
+    _calls[key] = _calls.get(key, 0) + 1
+    flowledger.cost(external_requests=1)
+    if _calls[key] == 1:
+        raise ConnectionError(f"{key}: no answer")
+    return key.upper()
+
+
+@instrument
+@flow
+async def gather_async(keys: list[str]) -> list[Any]:
+    futures = [fetch_async.submit(key) for key in keys]
+    return [f.result() for f in futures]
+
+
+# Prefect's client leaves a socket of the event loop that asyncio.run() closes to the garbage collector.
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+def test_async_flows_and_tasks_are_recorded_the_same_way(events: CapturedEvents) -> None:
+    """An async flow's submitted async tasks are attempts of its run, each retried once, with cost inside."""
+    import asyncio
+
+    assert asyncio.run(gather_async(["a", "b"])) == ["A", "B"]
+    run_id = _settled(events, "gather-async", 4)
+    attempts = sorted((d["input"]["key"], d["attempt"], d["status"]) for d in _by_node(events, "fetch_async", run_id))
+    assert attempts == [("a", 1, "failed"), ("a", 2, "succeeded"), ("b", 1, "failed"), ("b", 2, "succeeded")]
+    (run,) = [e for e in events.runs() if e["run_id"] == run_id]
+    assert run["data"]["cost"]["external_requests"] == 4
+
+
 def test_instrument_takes_flows_and_tasks_only_and_is_idempotent() -> None:
     """instrument() refuses what is not a flow or task, and instrumenting twice adds the hooks once."""
     with pytest.raises(TypeError, match="Prefect flow or task"):
