@@ -183,6 +183,7 @@ def test_a_task_outside_an_instrumented_flow_is_a_run_of_its_own(events: Capture
     assert plain() == 3
     run_id = _settled(events, "add", 1)
     (attempt,) = _by_node(events, "add", run_id)
+    assert attempt["attributes"]["prefect.flow_run_id"]
     assert attempt["output"] == 3
 
 

@@ -18,8 +18,11 @@ One line per flow or task turns it on (``pip install 'flowledger[prefect]'``)::
 flowledger run (its parameters the input, its result the output); each task
 run attempt is a node attempt of its flow's run, numbered as Prefect counts
 its retries; a subflow is a node of its parent's run, with its tasks nested
-under it. A task run whose flow is not instrumented records itself as a run
-of its own.
+under it. A task run whose flow is not instrumented, or that runs in another
+process than its flow (``ProcessPoolTaskRunner``, a Prefect worker), records
+itself as a run of its own: Prefect's hooks carry no flowledger context
+across processes. Every attempt names its ``prefect.flow_run_id`` and
+``prefect.task_run_id`` in its attributes.
 
 A task attempt's input is its parameters as Prefect's task run context holds
 them when the attempt starts; a retried attempt's error is the exception
@@ -164,7 +167,11 @@ def _task_running(task: Task[Any, Any], task_run: TaskRun, state: State) -> None
         parent_key=flow_key if in_subflow else None,
         input=_parameters(),
         attempt=max(1, task_run.run_count),
-        attributes={"prefect.task_run_id": str(task_run.id), "prefect.task_run_name": task_run.name},
+        attributes={
+            "prefect.task_run_id": str(task_run.id),
+            "prefect.task_run_name": task_run.name,
+            "prefect.flow_run_id": None if task_run.flow_run_id is None else str(task_run.flow_run_id),
+        },
         current=True,  # Prefect calls a task's hooks where the task itself runs
     )
 
