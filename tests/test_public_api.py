@@ -103,7 +103,7 @@ PUBLIC: dict[str, list[str]] = {
     "flowledger.codegen": ["Definition", "GenerationError", "generate", "load"],
     "flowledger.testing": ["CapturedEvents", "capture_events"],
     "flowledger.adapters": ["UNSET", "Cost", "Recorder", "ReportedFailure"],
-    "flowledger.adapters.prefect": ["instrument", "recorder"],
+    "flowledger.adapters.prefect": ["flow_traceparent", "instrument", "recorder"],
     "flowledger.adapters.langgraph": ["FlowledgerCallbackHandler", "callbacks", "instrument"],
     "flowledger.adapters.celery": [
         "FLUSH_TIMEOUT_S",

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
+from uuid import UUID
 
 import pytest
 
@@ -17,7 +18,7 @@ pytest.importorskip("prefect", reason="the Prefect adapter's tests need flowledg
 
 from prefect import flow, task
 
-from flowledger.adapters.prefect import instrument
+from flowledger.adapters.prefect import flow_traceparent, instrument
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -238,3 +239,55 @@ def test_the_prefect_example_records_its_flow(events: CapturedEvents) -> None:
     prices = _by_node(events, "price", run_id)
     assert sorted(d["status"] for d in prices) == ["failed", "succeeded", "succeeded"]
     assert run["data"]["cost"]["external_requests"] == 3
+
+
+@pytest.fixture
+def receiver_for_workers(tmp_path: Path) -> Iterator[str]:
+    """A real receiver that this process and the processes it spawns send their records to, for one test."""
+    from flowledger.instrument import _pipeline
+    from flowledger.receiver._config import ReceiverConfig
+    from tests._serve import serve_receiver
+
+    url, server, thread = serve_receiver(ReceiverConfig(db_path=tmp_path / "ledger.db", sweep_interval_s=0))
+    saved = {name: os.environ.get(name) for name in ("FLOWLEDGER_ENDPOINT", "FLOWLEDGER_EXIT_FLUSH_S")}
+    os.environ["FLOWLEDGER_ENDPOINT"] = url  # spawned workers read their settings from the environment
+    os.environ["FLOWLEDGER_EXIT_FLUSH_S"] = "10"
+    before = _pipeline.pipeline().settings
+    flowledger.configure(endpoint=url, batch_max_age_s=0.05)
+    try:
+        yield url
+    finally:
+        flowledger.flush(timeout_s=5)
+        _pipeline._create(before)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_task_runs_in_another_process_continue_the_flows_run(receiver_for_workers: str) -> None:
+    """Tasks Prefect runs in a spawned process are attempts of the flow's run (its flow run id), in its trace."""
+    import httpx
+
+    from tests.adapters._prefect_pool import pooled
+
+    outputs = pooled(2)
+    assert {o["pid"] for o in outputs} != {os.getpid()}
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    run: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        listed = httpx.get(f"{receiver_for_workers}/api/runs", params={"workflow_id": "pooled"}, timeout=5).json()
+        if listed["runs"]:
+            run = httpx.get(f"{receiver_for_workers}/api/runs/{listed['runs'][0]['run_id']}", timeout=5).json()
+            if run["status"] == "succeeded" and len([n for n in run["nodes"] if n["status"] == "succeeded"]) == 2:
+                break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the flow's run and its two attempts did not reach the receiver: {run}")
+    assert sorted(n["output"]["x"] for n in run["nodes"]) == [0, 1]
+    assert {n["output"]["pid"] for n in run["nodes"]} == {o["pid"] for o in outputs}
+    flow_run_id = UUID(run["run_id"])  # the flow's run goes by its Prefect flow run id
+    assert run["trace_id"] == flow_run_id.hex == flow_traceparent(flow_run_id).split("-")[1]

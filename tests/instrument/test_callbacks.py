@@ -86,3 +86,12 @@ def test_a_skip_names_its_run(events: CapturedEvents) -> None:
     (skip,) = events.nodes("later")
     assert (skip["run_id"], skip["data"]["status"]) == (run.run_id, "skipped")
     assert skip["data"]["parent_span_id"] == run.span_id
+
+
+def test_a_run_can_adopt_a_runtimes_own_id(events: CapturedEvents) -> None:
+    """Run(run_id=) records the run under that id, so other processes of the runtime can continue it by it."""
+    given = "0f1e2d3c-4b5a-4968-8776-655443322110"
+    with flowledger.run("cb", run_id=given) as run, attempt("step"):
+        pass
+    assert run.run_id == given
+    assert {e["run_id"] for e in events} == {given}

@@ -84,14 +84,24 @@ class Recorder:
         trigger: TriggerType | str = TriggerType.MANUAL,
         attributes: Mapping[str, Any] | None = None,
         traceparent: str | None = None,
+        run_id: str | None = None,
     ) -> Run:
-        """Start recording a run the runtime knows as ``key``; returns it (a run already started is returned as is)."""
+        """Start recording a run the runtime knows as ``key``; returns it (a run already started is returned as is).
+
+        ``run_id`` adopts the runtime's own id (a UUID) as the run's id.
+        """
         with self._lock:
             known = self._runs.get(key)
             if known is not None:
                 return known
             run = self._runs[key] = Run(
-                workflow_id, name=name, data=data, trigger=trigger, attributes=attributes, traceparent=traceparent
+                workflow_id,
+                name=name,
+                data=data,
+                trigger=trigger,
+                attributes=attributes,
+                traceparent=traceparent,
+                run_id=run_id,
             )
         return run.start(current=self.current)
 

@@ -18,11 +18,15 @@ One line per flow or task turns it on (``pip install 'flowledger[prefect]'``)::
 flowledger run (its parameters the input, its result the output); each task
 run attempt is a node attempt of its flow's run, numbered as Prefect counts
 its retries; a subflow is a node of its parent's run, with its tasks nested
-under it. A task run whose flow is not instrumented, or that runs in another
-process than its flow (``ProcessPoolTaskRunner``, a Prefect worker), records
-itself as a run of its own: Prefect's hooks carry no flowledger context
-across processes. Every attempt names its ``prefect.flow_run_id`` and
-``prefect.task_run_id`` in its attributes.
+under it. A task run whose flow is not instrumented records itself as a run
+of its own.
+
+The flow's run takes the flow run's id as its own, and the trace of
+:func:`flow_traceparent` (unless an OpenTelemetry span is current where the
+flow starts: then it joins that span). A task run that Prefect runs in
+another process (``ProcessPoolTaskRunner``, a worker) finds its flow in
+Prefect's run context, sees that it is instrumented, and continues the
+flow's run by that id, in that trace: no context needs to be carried.
 
 A task attempt's input is its parameters as Prefect's task run context holds
 them when the attempt starts; a retried attempt's error is the exception
@@ -36,7 +40,9 @@ from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING, Any, Final, TypeVar
+from uuid import UUID
 
+import flowledger
 from flowledger._exceptions import ReportedFailure
 from flowledger.adapters._base import UNSET, Recorder
 
@@ -44,7 +50,7 @@ if TYPE_CHECKING:
     from prefect import Flow, Task
     from prefect.client.schemas.objects import FlowRun, State, TaskRun
 
-__all__ = ["instrument", "recorder"]
+__all__ = ["flow_traceparent", "instrument", "recorder"]
 
 _F = TypeVar("_F", bound="Flow[Any, Any] | Task[Any, Any]")
 _MARK: Final = "__flowledger_instrumented__"
@@ -53,6 +59,7 @@ recorder: Final = Recorder()
 """The recorder of every instrumented Prefect flow and task in this process."""
 
 _SUBFLOW: Final = "subflow"
+_parts: set[tuple[str, str]] = set()  # task runs of this process recorded in a part of their flow's run
 
 
 def instrument(obj: _F) -> _F:
@@ -124,6 +131,8 @@ def _flow_running(flow: Flow[Any, Any], flow_run: FlowRun, state: State) -> None
         name=flow.name,
         data=dict(flow_run.parameters),
         attributes={"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": flow_run.name},
+        run_id=str(flow_run.id),  # a task run in another process finds the run by its flow run's id
+        traceparent=None if flowledger.traceparent() else flow_traceparent(flow_run.id),
     )
 
 
@@ -160,6 +169,18 @@ def _task_running(task: Task[Any, Any], task_run: TaskRun, state: State) -> None
     flow_key = ("flow", str(task_run.flow_run_id)) if task_run.flow_run_id is not None else None
     in_run = flow_key is not None and recorder.run_of(flow_key) is not None
     in_subflow = flow_key is not None and recorder.node_of(flow_key) is not None
+    flow_run_id = task_run.flow_run_id
+    if flow_key is not None and flow_run_id is not None and not in_run and not in_subflow:
+        flow = _instrumented_flow_elsewhere(task_run)
+        if flow is not None:  # the flow's run is recorded by another process: continue it here
+            recorder.run_continued(
+                flow_key,
+                str(flow_run_id),
+                workflow_id=_workflow_id(flow.name),
+                traceparent=flow_traceparent(flow_run_id),
+            )
+            _parts.add(key)
+            in_run = True
     recorder.node_started(
         key,
         task.name,
@@ -178,10 +199,46 @@ def _task_running(task: Task[Any, Any], task_run: TaskRun, state: State) -> None
 
 def _task_completed(task: Task[Any, Any], task_run: TaskRun, state: State) -> None:
     recorder.node_finished(_task_key(task_run), output=_result(state))
+    _end_part(task_run)
 
 
 def _task_failed(task: Task[Any, Any], task_run: TaskRun, state: State) -> None:
     recorder.node_finished(_task_key(task_run), error=_error(state))
+    _end_part(task_run)
+
+
+def _end_part(task_run: TaskRun) -> None:
+    """End the part of a flow's run that this process recorded for the task run, if it made one."""
+    key = _task_key(task_run)
+    if key in _parts:
+        _parts.discard(key)
+        recorder.run_finished(("flow", str(task_run.flow_run_id)))
+
+
+def _instrumented_flow_elsewhere(task_run: TaskRun) -> Flow[Any, Any] | None:
+    """The task run's flow, when Prefect's run context says it is instrumented and runs in another process."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    flow = context.flow if context is not None else None
+    flow_run = context.flow_run if context is not None else None
+    if flow is None or flow_run is None or flow_run.id != task_run.flow_run_id:
+        return None
+    return flow if _flow_running in flow.on_running_hooks else None
+
+
+def flow_traceparent(flow_run_id: UUID) -> str:
+    """The W3C traceparent every process derives from a flow run's id: the trace of the flow's run.
+
+    A flow's run (started where the flow runs) and the task runs Prefect runs
+    in other processes all belong to the trace ``flow_run_id.hex``, under a
+    span id derived from it too, so they meet in one trace with no context
+    carried between the processes.
+    """
+    span_id = flow_run_id.hex[16:]
+    if not int(span_id, 16):
+        span_id = "0000000000000001"
+    return f"00-{flow_run_id.hex}-{span_id}-01"
 
 
 # --- what Prefect's states hold --------------------------------------------------

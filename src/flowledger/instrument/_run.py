@@ -81,6 +81,9 @@ class Run:
     ``data`` is the trigger payload. ``deadline_s`` and ``budget_usd`` abort
     the run at the next node boundary once passed. ``traceparent`` continues
     an incoming W3C trace; without it the run joins the current OTel span.
+    ``run_id`` adopts a runtime's own id for the run (a UUID), so that the
+    runtime's other processes can continue the run by it; by default a new
+    UUIDv7 is made.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Run:
         definition_sha256: str | None = None,
         traceparent: str | None = None,
         attributes: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.workflow_id = str(workflow_id)
         self.name = name
@@ -115,6 +119,7 @@ class Run:
         self.cost = Cost()
         self.tracer: Tracer | None = None
         self.run_id = ""
+        self._given_id = None if run_id is None else str(run_id)
         self.trace_id = ""
         self.span_id = ""
         self.active = False
@@ -262,7 +267,7 @@ class Run:
             return
         try:
             self._pipeline = p
-            self.run_id = new_event_id()
+            self.run_id = self._given_id or new_event_id()
             parent = context_from_traceparent(self.traceparent)
             self.tracer = app_tracer()  # looked up once a run: its nodes use the same
             self._span = SpanScope(f"run {self.workflow_id}", parent, self._span_attributes(), self.tracer)
