@@ -62,15 +62,18 @@ def browser() -> None:
             return
 
 
-def redis() -> None:
-    """Install Debian's redis-server for the Celery executor's tests, when root on a machine without it."""
-    if shutil.which("redis-server") or not shutil.which("apt-get") or not hasattr(os, "geteuid") or os.geteuid() != 0:
+REDIS_SERVER = "redis-server"
+
+
+def redis_server() -> None:
+    """Install Debian's redis-server for the Celery tests (adapter and executor), when root and it is missing."""
+    if shutil.which(REDIS_SERVER) or not shutil.which("apt-get") or not hasattr(os, "geteuid") or os.geteuid() != 0:
         return
-    print("installing redis-server for the executor tests", flush=True)
+    print("installing redis-server for the Celery adapter's and executor's tests", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
         if subprocess.run(step, env=env, stdout=subprocess.DEVNULL).returncode != 0:
-            print("could not install redis-server: the executor tests will say why they skip", flush=True)
+            print("could not install redis-server: the Celery tests will say why they skip", flush=True)
             return
 
 
@@ -101,7 +104,7 @@ def phoenix() -> dict[str, str]:
 def test(extra: list[str]) -> None:
     """Lint, type-check and run every test (slow ones included)."""
     browser()
-    redis()
+    redis_server()
     env = {**os.environ, **phoenix()}
     run(PY, "-m", "ruff", "check", "src", "tests", "benchmarks", "examples", "scripts", "tasks.py")
     run(PY, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "scripts", "tasks.py")

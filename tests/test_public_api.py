@@ -112,6 +112,17 @@ PUBLIC: dict[str, list[str]] = {
     ],
     "flowledger.codegen": ["Definition", "GenerationError", "generate", "load"],
     "flowledger.testing": ["CapturedEvents", "MemorySink", "capture_events", "memory_sink"],
+    "flowledger.adapters": ["UNSET", "Cost", "Recorder", "ReportedFailure"],
+    "flowledger.adapters.prefect": ["flow_traceparent", "instrument", "recorder"],
+    "flowledger.adapters.langgraph": ["FlowledgerCallbackHandler", "callbacks", "instrument"],
+    "flowledger.adapters.celery": [
+        "FLUSH_TIMEOUT_S",
+        "HEADER_RUN_ID",
+        "HEADER_TRACEPARENT",
+        "HEADER_WORKFLOW_ID",
+        "instrument",
+        "recorder",
+    ],
 }
 
 
@@ -124,7 +135,7 @@ def test_all_of_each_public_module_is_its_documented_surface(name: str) -> None:
         assert getattr(module, attr) is not None
 
 
-@pytest.mark.parametrize("name", sorted(n for n in PUBLIC if n != "flowledger.testing"))
+@pytest.mark.parametrize("name", sorted(n for n in PUBLIC if n != "flowledger.testing" and n.count(".") < 2))
 def test_a_package_exposes_no_flowledger_name_outside_its_all(name: str) -> None:
     """A package's __init__ only re-exports: every flowledger object it holds under a public name is in __all__."""
     module = importlib.import_module(name)
@@ -149,6 +160,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "receiver",
         "schemas",
         "workflow",
+        "adapters",
         "annotations",
     }
     assert set(flowledger.__all__) - {"__version__"} == public
@@ -168,8 +180,20 @@ def test_importing_the_sdk_does_not_import_the_receiver_stack() -> None:
         "import sys, flowledger, flowledger.workflow, flowledger.workflow.executors\n"
         "flowledger.workflow.executors.executor_named('local')\n"
         "heavy = ('starlette', 'uvicorn', 'aiosqlite', 'jinja2', 'ruamel', 'click', 'rich', 'fastjsonschema',\n"
-        "         'celery', 'kombu', 'billiard', 'redis')\n"
+        "         'prefect', 'langgraph', 'langchain_core', 'celery', 'kombu', 'billiard', 'redis')\n"
+        "assert not [m for m in sys.modules if m.startswith('flowledger.adapters')], 'an adapter was imported'\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_adapter_modules_import_their_runtime_only_when_used() -> None:
+    """Importing the Prefect and Celery adapters loads neither runtime; they are imported when instrument() runs."""
+    code = (
+        "import sys\n"
+        "import flowledger.adapters, flowledger.adapters.prefect, flowledger.adapters.celery\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'celery', 'kombu', 'langgraph'}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -180,7 +204,13 @@ def test_exported_exceptions_go_by_their_public_name() -> None:
     from flowledger import _exceptions
 
     exported = 0
-    for module_name in ("flowledger", "flowledger.workflow", "flowledger.codegen", "flowledger.instrument"):
+    for module_name in (
+        "flowledger",
+        "flowledger.workflow",
+        "flowledger.codegen",
+        "flowledger.instrument",
+        "flowledger.adapters",
+    ):
         module = importlib.import_module(module_name)
         for name in module.__all__:
             value = getattr(module, name)
@@ -193,4 +223,4 @@ def test_exported_exceptions_go_by_their_public_name() -> None:
     renamed = [cls for cls in declared if cls.__module__ != _exceptions.__name__]
     for cls in renamed:  # each exception given a public home is exported there
         assert cls.__name__ in importlib.import_module(cls.__module__).__all__, cls
-    assert exported >= len(renamed) >= 9
+    assert exported >= len(renamed) >= 10

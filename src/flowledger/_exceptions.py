@@ -16,6 +16,7 @@ The hierarchy::
         ├── RunAborted                 a run passed its deadline or budget
         ├── NodeTimeout                a node attempt ran past its timeout_s
         ├── WorkflowFailed             a generated workflow's run failed at a node
+        ├── ReportedFailure            a runtime reported a failed attempt without an exception to show
         ├── HttpNodeError              an http node's request was answered outside 2xx
         ├── RemoteNodeError            a node attempt failed on a distributed executor's worker
         │   └── NodeLost               the worker running an attempt died or never answered
@@ -57,6 +58,7 @@ __all__ = [
     "QueryParamError",
     "ReceiverError",
     "RemoteNodeError",
+    "ReportedFailure",
     "RunAborted",
     "RuntimeFailure",
     "SchemaVersionError",
@@ -178,6 +180,14 @@ class WorkflowFailed(RuntimeFailure):
 
 
 # --- workflow runtime and codegen ----------------------------------------------
+
+
+@_public("flowledger.adapters")
+class ReportedFailure(RuntimeFailure):
+    """A runtime reported that an attempt failed but handed over no exception.
+
+    An adapter records this in its place; the message is what the runtime said.
+    """
 
 
 @_public("flowledger.codegen")

@@ -32,9 +32,9 @@ from flowledger.instrument import _heartbeat
 from flowledger.instrument._capture import RawJSON, capture
 from flowledger.instrument._cost import Cost
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
-from flowledger.instrument._otel import SpanScope
+from flowledger.instrument._otel import SpanScope, context_from_traceparent, format_traceparent
 from flowledger.instrument._pipeline import pipeline
-from flowledger.instrument._run import Run, current_run, error_record
+from flowledger.instrument._run import Run, _current_run, current_run, error_record
 
 __all__ = ["Location", "NodeAttempt", "attempt", "cost", "current_node", "node_record", "record_skip"]
 
@@ -115,11 +115,17 @@ class NodeAttempt:
     """One attempt of one node; a sync context manager (fine inside async code).
 
     ``with attempt("price", input=order) as a: a.set_output(price(order))``.
+
+    A runtime that reports an attempt from callbacks uses ``start()`` and
+    ``end(error)`` instead, naming the attempt's ``run`` and, for a nested
+    attempt, its ``parent`` (a W3C traceparent, such as another attempt's
+    ``trace_context()``).
     """
 
     __slots__ = (
         "_capture_output",
         "_duplicate",
+        "_given_run",
         "_has_output",
         "_implicit",
         "_late_attributes",
@@ -127,6 +133,7 @@ class NodeAttempt:
         "_output",
         "_output_size",
         "_raw_output",
+        "_run_token",
         "_simulated",
         "_span",
         "_started",
@@ -142,6 +149,7 @@ class NodeAttempt:
         "item",
         "location",
         "node_id",
+        "parent",
         "run",
         "span_id",
     )
@@ -159,9 +167,13 @@ class NodeAttempt:
         capture_input: bool = True,
         capture_output: bool = True,
         span_id: str | None = None,
+        run: Run | None = None,
+        parent: str | None = None,
     ) -> None:
         """``span_id`` (16 hex digits) fixes the attempt's span id, so that another process can complete its record."""
         self.node_id = node_id
+        self.parent = parent
+        self._given_run = run
         self.input = input
         self.attempt = attempt
         self.item = item
@@ -178,6 +190,7 @@ class NodeAttempt:
         self._late_attributes: dict[str, Any] | None = None
         self._span: SpanScope | None = None
         self._node_token: Any = None
+        self._run_token: Any = None
         self._output: Any = None
         self._output_size = 0
         self._raw_output: Any = None
@@ -237,45 +250,89 @@ class NodeAttempt:
         self._duplicate = True
         self.set_output(output)
 
+    def add_cost(self, *, tokens: int = 0, tool_calls: int = 0, external_requests: int = 0, usd: float = 0.0) -> None:
+        """Add cost to this attempt and to its run (what ``flowledger.cost`` does for the current node)."""
+        self.cost.add(tokens=tokens, tool_calls=tool_calls, external_requests=external_requests, usd=usd)
+        if self.run is not None:
+            self.run.cost.add(tokens=tokens, tool_calls=tool_calls, external_requests=external_requests, usd=usd)
+
+    def trace_context(self) -> str | None:
+        """The W3C ``traceparent`` of the attempt's span (None unless started): the parent of nested work."""
+        span = self._span
+        if span is None:
+            return None
+        return format_traceparent(span.trace_id, span.span_id)
+
+    # --- starting and ending without a ``with`` block (runtimes' callbacks) ------
+
+    def start(self, *, current: bool = True) -> NodeAttempt:
+        """Start the attempt, as entering ``with`` does; returns the attempt.
+
+        ``current=False`` leaves the calling context alone (the attempt is not
+        the current node, its span not the current OTel span), for a runtime
+        that reports the start and the end from callbacks in other contexts.
+        Raises ``RunAborted`` if its run passed its deadline or budget.
+        """
+        return self._enter(current=current)
+
+    def end(self, error: BaseException | None = None) -> None:
+        """End the attempt, as leaving ``with`` does: failed with ``error``, else succeeded."""
+        self._exit(error)
+
     # --- context manager ---------------------------------------------------------
 
     def __enter__(self) -> NodeAttempt:
-        run = current_run()
+        return self._enter(current=True)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._exit(exc)
+
+    def _enter(self, *, current: bool) -> NodeAttempt:
+        if self.run is not None or self._started_ts:  # started already
+            return self
+        run = self._given_run if self._given_run is not None else current_run()
         if run is None:
             p = pipeline()
             if p.disabled:
                 return self
             self._implicit = run = Run(self.node_id, data=self.input)
-            run._start()
+            run._start(current=current)
         if not run.active:
             return self
         run.check_limits()  # raises RunAborted on purpose, before the node starts
         self.run = run
         try:
-            self._begin(run)
+            self._begin(run, current=current)
         except Exception as exc:
             self.run = None
             pipeline().internal_error("node_start", exc)
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def _exit(self, exc: BaseException | None) -> None:
         run = self.run
-        if run is not None:
+        if run is not None and self._t0:
             try:
                 self._end(run, exc)
             except Exception as internal:
                 pipeline().internal_error("node_finish", internal)
+            self._t0 = 0.0
         if self._implicit is not None:
-            self._implicit.set_output(self._output if self._has_output else None)
-            self._implicit._finish(exc)
+            implicit, self._implicit = self._implicit, None
+            implicit.set_output(self._output if self._has_output else None)
+            implicit._finish(exc)
 
-    def _begin(self, run: Run) -> None:
+    def _begin(self, run: Run, *, current: bool = True) -> None:
         p = run._pipeline
         assert p is not None
+        named = run is not current_run()  # a run named (not the current one): set up its context here
+        parent = self.parent
+        if parent is None and (named or not current):
+            parent = run.trace_context()  # the attempt is a child of the run's span
+        context = context_from_traceparent(parent) if parent else None
         self._span = SpanScope(
-            self.node_id, None, lambda: self._span_attributes(run), run.tracer, span_id=self.span_id or None
+            self.node_id, context, lambda: self._span_attributes(run), run.tracer, span_id=self.span_id or None
         )
         self.span_id = self._span.span_id
         self._started_ts = format_ts(time.time_ns())
@@ -294,8 +351,11 @@ class NodeAttempt:
             _heartbeat.watch_node(self, delay_s)
         else:
             self.announce()
-        self._span.enter()
-        self._node_token = _current_node.set(self)
+        if current:
+            if named:  # code inside the attempt is part of its run too
+                self._run_token = _current_run.set(run)
+            self._span.enter()
+            self._node_token = _current_node.set(self)
         self._t0 = time.perf_counter()
 
     def _record(self, run: Run) -> dict[str, Any]:
@@ -331,6 +391,12 @@ class NodeAttempt:
                 try:
                     _current_node.reset(token)
                 except ValueError:  # left in another context than it entered
+                    pass
+            if self._run_token is not None:
+                run_token, self._run_token = self._run_token, None
+                try:
+                    _current_run.reset(run_token)
+                except ValueError:
                     pass
             size += self._describe(run, data, exc if failed else None)
         except Exception as internal:  # the record still goes out, with what is known
@@ -436,13 +502,25 @@ attempt = NodeAttempt
 """``attempt(node_id, input=..., attempt=1, ...)``: record one attempt of a node, as a context manager."""
 
 
-def record_skip(node_id: str, reason: str, *, item: int | None = None, location: Location | None = None) -> None:
-    """Record that ``node_id`` was skipped, and why (a ``node_finished`` with status ``skipped``)."""
-    run = current_run()
+def record_skip(
+    node_id: str,
+    reason: str,
+    *,
+    item: int | None = None,
+    location: Location | None = None,
+    run: Run | None = None,
+) -> None:
+    """Record that ``node_id`` was skipped, and why (a ``node_finished`` with status ``skipped``).
+
+    The skip belongs to the current run, or to ``run`` when given.
+    """
+    explicit = run is not None
+    run = run if run is not None else current_run()
     if run is None or not run.active:
         return
     try:
-        scope = SpanScope(node_id, tracer=run.tracer)
+        parent = context_from_traceparent(run.trace_context()) if explicit and run is not current_run() else None
+        scope = SpanScope(node_id, parent, tracer=run.tracer)
         data = node_record(run, node_id, scope, attempt=1, item=item, location=location)
         data["status"] = NodeStatus.SKIPPED.value
         data["skip_reason"] = reason

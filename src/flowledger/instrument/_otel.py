@@ -39,7 +39,10 @@ from flowledger._version import __version__
 __all__ = [
     "SpanScope",
     "app_tracer",
+    "attach_context",
     "context_from_traceparent",
+    "detach_context",
+    "format_traceparent",
     "inject",
     "traceparent",
 ]
@@ -77,6 +80,21 @@ def context_from_traceparent(value: str | None) -> otel_context.Context | None:
     ctx = _W3C.extract({"traceparent": value})
     span_ctx = trace.get_current_span(ctx).get_span_context()
     return ctx if span_ctx.is_valid else None
+
+
+def format_traceparent(trace_id: str, span_id: str, *, sampled: bool = True) -> str:
+    """A W3C ``traceparent`` for a span given by its hex ids."""
+    return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
+
+
+def attach_context(ctx: otel_context.Context) -> object:
+    """Make ``ctx`` the current OTel context; returns the token for :func:`detach_context`."""
+    return otel_context.attach(ctx)
+
+
+def detach_context(token: object) -> None:
+    """Restore the OTel context from before :func:`attach_context`."""
+    otel_context.detach(token)  # type: ignore[arg-type]
 
 
 def traceparent() -> str | None:
@@ -138,6 +156,12 @@ class SpanScope:
         self.trace_id = f"{ctx.trace_id:032x}"
         self.span_id = f"{ctx.span_id:016x}"
         self.parent_span_id = f"{parent_span.span_id:016x}" if parent_span.is_valid else None
+
+    @staticmethod
+    def ids_of(ctx: otel_context.Context) -> tuple[str, str]:
+        """The hex ``(trace_id, span_id)`` of the span current in ``ctx``."""
+        span_ctx = trace.get_current_span(ctx).get_span_context()
+        return f"{span_ctx.trace_id:032x}", f"{span_ctx.span_id:016x}"
 
     def enter(self) -> None:
         self._token = otel_context.attach(trace.set_span_in_context(self._span))

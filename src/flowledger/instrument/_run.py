@@ -25,7 +25,14 @@ from flowledger._wire import AbortReason, EventKind, RunStatus, TriggerType, for
 from flowledger.instrument import _heartbeat
 from flowledger.instrument._capture import capture, safe_str
 from flowledger.instrument._cost import Cost
-from flowledger.instrument._otel import SpanScope, app_tracer, context_from_traceparent
+from flowledger.instrument._otel import (
+    SpanScope,
+    app_tracer,
+    attach_context,
+    context_from_traceparent,
+    detach_context,
+    format_traceparent,
+)
 from flowledger.instrument._pipeline import Pipeline, pipeline
 
 __all__ = ["Run", "current_run", "error_record", "run"]
@@ -74,6 +81,9 @@ class Run:
     ``data`` is the trigger payload. ``deadline_s`` and ``budget_usd`` abort
     the run at the next node boundary once passed. ``traceparent`` continues
     an incoming W3C trace; without it the run joins the current OTel span.
+    ``run_id`` adopts a runtime's own id for the run (a UUID), so that the
+    runtime's other processes can continue the run by it; by default a new
+    UUIDv7 is made.
     """
 
     def __init__(
@@ -90,6 +100,7 @@ class Run:
         definition_sha256: str | None = None,
         traceparent: str | None = None,
         attributes: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.workflow_id = str(workflow_id)
         self.name = name
@@ -108,6 +119,7 @@ class Run:
         self.cost = Cost()
         self.tracer: Tracer | None = None
         self.run_id = ""
+        self._given_id = None if run_id is None else str(run_id)
         self.trace_id = ""
         self.span_id = ""
         self.active = False
@@ -124,6 +136,52 @@ class Run:
         self._node_failures: list[tuple[BaseException, str]] = []
         self._abort: RunAborted | None = None
         self._finished = False
+        self._continued = False
+        self._remote_token: object | None = None
+
+    @classmethod
+    def continued(cls, run_id: str, *, workflow_id: str, traceparent: str | None = None) -> Run:
+        """The part of run ``run_id`` that runs here, when another process started the run.
+
+        Start it like a run (``with``, or ``start()``/``end()``): node attempts
+        recorded in it belong to ``run_id`` and their spans to the trace of
+        ``traceparent`` (the caller's span, carried by the runtime), while the
+        run's own start, end, status and heartbeats stay with the process that
+        started it. A worker's cost is in its node records, not in the run's total.
+        """
+        part = cls(workflow_id, traceparent=traceparent)
+        part.run_id = str(run_id)
+        part._continued = True
+        return part
+
+    @property
+    def continues(self) -> bool:
+        """Whether this is the part of a run that another process started (see ``continued``)."""
+        return self._continued
+
+    def trace_context(self) -> str | None:
+        """The W3C ``traceparent`` of the run's span (None before it starts): to carry the run elsewhere."""
+        if not self.trace_id or not self.span_id:
+            return None
+        return format_traceparent(self.trace_id, self.span_id)
+
+    # --- starting and ending without a ``with`` block (runtimes' callbacks) ----
+
+    def start(self, *, current: bool = True) -> Run:
+        """Start recording the run, as entering ``with`` does; returns the run.
+
+        ``current=False`` leaves the calling context alone: the run does not
+        become the current run, nor its span the current OTel span. That is
+        for runtimes that report a start and an end from callbacks, in
+        threads or contexts other than the work's; their node attempts then
+        name the run (``attempt(..., run=run)``).
+        """
+        self._start(current=current)
+        return self
+
+    def end(self, error: BaseException | None = None) -> None:
+        """Finish the run, as leaving ``with`` does: failed with ``error``, otherwise by its outcome."""
+        self._finish(error)
 
     # --- context manager protocol ----------------------------------------
 
@@ -200,13 +258,16 @@ class Run:
 
     # --- internals -----------------------------------------------------------
 
-    def _start(self) -> None:
+    def _start(self, *, current: bool = True) -> None:
         p = pipeline()
-        if p.disabled:
+        if p.disabled or self.active or self._finished:
+            return
+        if self._continued:
+            self._start_part(p, current=current)
             return
         try:
             self._pipeline = p
-            self.run_id = new_event_id()
+            self.run_id = self._given_id or new_event_id()
             parent = context_from_traceparent(self.traceparent)
             self.tracer = app_tracer()  # looked up once a run: its nodes use the same
             self._span = SpanScope(f"run {self.workflow_id}", parent, self._span_attributes(), self.tracer)
@@ -235,9 +296,28 @@ class Run:
                 data["attributes"] = capture(self.attributes, p.policy)[0]
             self.active = True
             self.emit(EventKind.RUN_STARTED, data, size)
-            self._span.enter()
-            self._token = _current_run.set(self)  # a node attempt of an outer run is no longer current
+            if current:
+                self._span.enter()
+                self._token = _current_run.set(self)  # a node attempt of an outer run is no longer current
             _heartbeat.register(self, p.settings.heartbeat_interval_s)
+        except Exception as exc:
+            p.internal_error("run_start", exc)
+
+    def _start_part(self, p: Pipeline, *, current: bool) -> None:
+        """Start the part of a run another process started: no record of its own, only context."""
+        try:
+            self._pipeline = p
+            parent = context_from_traceparent(self.traceparent)
+            self.tracer = app_tracer()
+            if parent is not None:
+                self.trace_id, self.span_id = SpanScope.ids_of(parent)
+            self._started_ns = time.time_ns()
+            self._t0 = time.perf_counter()
+            self.active = True
+            if current:
+                if parent is not None:
+                    self._remote_token = attach_context(parent)
+                self._token = _current_run.set(self)
         except Exception as exc:
             p.internal_error("run_start", exc)
 
@@ -271,6 +351,9 @@ class Run:
         if not self.active or self._finished:
             return
         self._finished = True
+        if self._continued:
+            self._finish_part()
+            return
         status = RunStatus.FAILED if exc is not None else RunStatus.SUCCEEDED
         data: dict[str, Any] = {
             "status": status.value,
@@ -311,6 +394,17 @@ class Run:
                     self._span.exit(failure, {"flowledger.status": status.value, "flowledger.run.id": self.run_id})
                 except Exception as internal:
                     pipeline().internal_error("span_exit", internal)
+
+    def _finish_part(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _current_run.reset(token)
+            except ValueError:  # left in another context than it entered
+                pass
+        remote, self._remote_token = self._remote_token, None
+        if remote is not None:
+            detach_context(remote)
 
     def _outcome(self, exc: BaseException | None) -> tuple[RunStatus, dict[str, Any] | None]:
         if isinstance(exc, SystemExit) and exc.code in (None, 0):

@@ -1,0 +1,231 @@
+"""The adapter interface: a runtime's own ids in, flowledger runs and node attempts out.
+
+A runtime tells its extension points (hooks, callbacks, signals) about its
+runs and tasks by its own ids: a flow run id, a callback's ``run_id``, a
+Celery task id. :class:`Recorder` keeps, per such key, the
+:class:`~flowledger.instrument.Run` or
+:class:`~flowledger.instrument.NodeAttempt` it started, so that an adapter
+is a handful of one-line translations::
+
+    recorder = Recorder()
+    recorder.run_started(flow_run_id, "etl", data=params)       # the runtime's "run starts"
+    recorder.node_started(task_id, "load", run_key=flow_run_id, input=args)
+    recorder.node_finished(task_id, output=value)                # or error=exc, cost=Cost(tokens=9)
+    recorder.run_finished(flow_run_id, error=None)
+
+Nothing here raises into the runtime: a key that is not known is ignored,
+and a failure to record is counted by the SDK, as every hook's is. Runs and
+attempts are started with ``current=False`` unless asked otherwise, since a
+runtime's callbacks seldom run in the context of the work they report on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from flowledger._exceptions import RunAborted
+from flowledger._wire import TriggerType
+from flowledger.instrument import NodeAttempt, Run, record_skip
+from flowledger.instrument._pipeline import pipeline
+
+__all__ = ["UNSET", "Cost", "Recorder"]
+
+
+class _Unset:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+"""The default of ``output=``: no output was reported (distinct from an output of None)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one node attempt cost, as a runtime or its callbacks report it."""
+
+    tokens: int = 0
+    tool_calls: int = 0
+    external_requests: int = 0
+    usd: float = 0.0
+
+
+class Recorder:
+    """Runs and node attempts of one runtime, kept by the runtime's own keys; thread-safe.
+
+    ``current`` is how runs and attempts start: ``False`` (the default) leaves
+    the calling context alone; ``True`` makes each the current run or node
+    of the context that calls ``*_started``, for runtimes whose start and
+    end callbacks run in the context of the work itself (then
+    ``flowledger.cost()`` and ``@flowledger.node`` inside the work attach
+    to it).
+    """
+
+    def __init__(self, *, current: bool = False) -> None:
+        self.current = current
+        self._lock = threading.Lock()
+        self._runs: dict[Hashable, Run] = {}
+        self._nodes: dict[Hashable, NodeAttempt] = {}
+
+    # --- runs ------------------------------------------------------------------
+
+    def run_started(
+        self,
+        key: Hashable,
+        workflow_id: str,
+        *,
+        name: str | None = None,
+        data: Any = None,
+        trigger: TriggerType | str = TriggerType.MANUAL,
+        attributes: Mapping[str, Any] | None = None,
+        traceparent: str | None = None,
+        run_id: str | None = None,
+    ) -> Run:
+        """Start recording a run the runtime knows as ``key``; returns it (a run already started is returned as is).
+
+        ``run_id`` adopts the runtime's own id (a UUID) as the run's id.
+        """
+        with self._lock:
+            known = self._runs.get(key)
+            if known is not None:
+                return known
+            run = self._runs[key] = Run(
+                workflow_id,
+                name=name,
+                data=data,
+                trigger=trigger,
+                attributes=attributes,
+                traceparent=traceparent,
+                run_id=run_id,
+            )
+        return run.start(current=self.current)
+
+    def run_continued(self, key: Hashable, run_id: str, *, workflow_id: str, traceparent: str | None) -> Run:
+        """Record the part of run ``run_id`` (started in another process) that the runtime runs here as ``key``."""
+        with self._lock:
+            known = self._runs.get(key)
+            if known is not None:
+                return known
+            run = self._runs[key] = Run.continued(run_id, workflow_id=workflow_id, traceparent=traceparent)
+        return run.start(current=self.current)
+
+    def run_finished(self, key: Hashable, *, output: Any = UNSET, error: BaseException | None = None) -> None:
+        """Finish the run ``key``: failed with ``error``, or succeeded with ``output``; an unknown key is ignored."""
+        with self._lock:
+            run = self._runs.pop(key, None)
+        if run is None:
+            return
+        if output is not UNSET:
+            run.set_output(output)
+        run.end(error)
+
+    def run_of(self, key: Hashable) -> Run | None:
+        """The run started as ``key``, if it is still running."""
+        with self._lock:
+            return self._runs.get(key)
+
+    # --- node attempts ---------------------------------------------------------
+
+    def node_started(
+        self,
+        key: Hashable,
+        node_id: str,
+        *,
+        run_key: Hashable | None = None,
+        parent_key: Hashable | None = None,
+        input: Any = None,
+        attempt: int = 1,
+        attributes: Mapping[str, Any] | None = None,
+        current: bool | None = None,
+    ) -> NodeAttempt | None:
+        """Start an attempt of ``node_id`` that the runtime knows as ``key``.
+
+        Its run is the run ``run_key``; else the run of the attempt
+        ``parent_key`` (the attempt is then nested under that one); else the
+        current run; else it records itself as a run of its own. A key still
+        running is ended as succeeded first (a runtime that reuses a key for
+        its next attempt should report the end). Returns None when its run
+        passed its deadline or budget (the attempt is then not recorded).
+        ``current`` overrides the recorder's ``current`` for this attempt.
+        """
+        with self._lock:
+            parent = self._nodes.get(parent_key) if parent_key is not None else None
+            run = self._runs.get(run_key) if run_key is not None else None
+        if run is None and parent is not None:
+            run = parent.run
+        node_attempt = NodeAttempt(
+            node_id,
+            input=input,
+            attempt=attempt,
+            attributes=attributes,
+            run=run,
+            parent=parent.trace_context() if parent is not None else None,
+        )
+        try:
+            node_attempt.start(current=self.current if current is None else current)
+        except RunAborted as exc:
+            if run is not None:
+                run.abort(exc.reason, str(exc))
+            return None
+        with self._lock:
+            previous = self._nodes.get(key)
+            self._nodes[key] = node_attempt
+        if previous is not None:
+            previous.end(None)
+        return node_attempt
+
+    def node_finished(
+        self,
+        key: Hashable,
+        *,
+        output: Any = UNSET,
+        error: BaseException | None = None,
+        cost: Cost | None = None,
+    ) -> None:
+        """End the attempt ``key``: failed with ``error``, or succeeded with ``output``; adds ``cost``."""
+        with self._lock:
+            node_attempt = self._nodes.pop(key, None)
+        if node_attempt is None:
+            return
+        try:
+            if cost is not None:
+                node_attempt.add_cost(
+                    tokens=cost.tokens,
+                    tool_calls=cost.tool_calls,
+                    external_requests=cost.external_requests,
+                    usd=cost.usd,
+                )
+            if output is not UNSET and error is None:
+                node_attempt.set_output(output)
+        except Exception as exc:  # a bad cost, an output that cannot be captured: the end is still recorded
+            pipeline().internal_error("adapter_node_finish", exc)
+        node_attempt.end(error)
+
+    def node_cost(self, key: Hashable, cost: Cost) -> None:
+        """Add ``cost`` to the running attempt ``key`` (and its run), e.g. from a model callback."""
+        with self._lock:
+            node_attempt = self._nodes.get(key)
+        if node_attempt is None:
+            return
+        try:
+            node_attempt.add_cost(
+                tokens=cost.tokens, tool_calls=cost.tool_calls, external_requests=cost.external_requests, usd=cost.usd
+            )
+        except Exception as exc:
+            pipeline().internal_error("adapter_cost", exc)
+
+    def node_of(self, key: Hashable) -> NodeAttempt | None:
+        """The attempt started as ``key``, if it is still running."""
+        with self._lock:
+            return self._nodes.get(key)
+
+    def node_skipped(self, run_key: Hashable, node_id: str, reason: str) -> None:
+        """Record that the run ``run_key`` skipped ``node_id``, and why."""
+        run = self.run_of(run_key)
+        if run is not None:
+            record_skip(node_id, reason, run=run)
