@@ -382,6 +382,11 @@ def verify_command(db: Path, url: str | None, api_key: str | None, checkpoints: 
         _print_json(dataclasses.asdict(report))
     elif report.ok:
         click.echo(f"ledger intact: {report.events} events; head {report.head_seq}:{report.head_hash}")
+        if report.purges:
+            click.echo(
+                f"erased by {report.purges} purge(s): the payloads of {report.payloads_erased} events "
+                f"of {report.runs_purged} runs (their entries remain and verify)"
+            )
     else:
         where = f"event {report.first_bad_event_id} (row {report.first_bad_seq})"
         click.echo(f"ledger BROKEN at {where}: {report.problem}", err=True)

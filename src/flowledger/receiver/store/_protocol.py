@@ -86,6 +86,12 @@ class VerifyReport:
     first_bad_seq: int | None = None
     first_bad_event_id: str | None = None
     problem: str | None = None
+    purges: int = 0
+    """Purge entries in the ledger."""
+    runs_purged: int = 0
+    """Runs those purges erased."""
+    payloads_erased: int = 0
+    """Entries whose payload is gone (each covered by a purge)."""
 
 
 @dataclass(slots=True)

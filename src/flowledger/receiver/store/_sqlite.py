@@ -10,6 +10,7 @@ the last transactions before a WAL checkpoint.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import time
@@ -25,6 +26,7 @@ from flowledger._wire import RunStatus, format_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
+from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, migrate, schema_version
@@ -42,7 +44,7 @@ from flowledger.receiver.store._query import (
 from flowledger.receiver.store._rebuild import refold
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
-from flowledger.receiver.store._verify import ChainWalker
+from flowledger.receiver.store._verify import EntryWalker, Format1Walker
 from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
 
 __all__ = ["SqliteStore"]
@@ -58,7 +60,14 @@ SWEEP_SQL: Final = (
 )
 """Running runs silent since before a cutoff: a range of the partial index ``runs_alive``, never a scan."""
 _SPAN_ONCE: Final = " ON CONFLICT (trace_id, span_id) DO NOTHING"
-_INSERT_LEDGER: Final = "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash)"
+_INSERT_LEDGER: Final = (
+    "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash)"
+)
+_INSERT_PAYLOADS: Final = "INSERT INTO payloads (seq, body)"
+_VERIFY_SQL: Final = (
+    "SELECT l.seq, l.event_id, l.run_id, l.kind, l.ts, CAST(l.entry AS BLOB), l.payload_hash, l.prev_hash, l.hash, "
+    "CAST(p.body AS BLOB) FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq WHERE l.seq > ? ORDER BY l.seq LIMIT ?"
+)
 
 
 def _now_ts() -> str:
@@ -101,6 +110,11 @@ def _check_readable(path: Path) -> None:
         )
     if version == 0:
         raise StoreError(f"{path} holds no flowledger ledger yet")
+    if version < SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has schema version {version}, older than this flowledger's {SCHEMA_VERSION}; "
+            f"convert it once with `flowledger rebuild --db {path}` (or by starting `flowledger serve` on it)"
+        )
 
 
 class SqliteStore:
@@ -190,13 +204,13 @@ class SqliteStore:
 
     # --- writing ---------------------------------------------------------
 
-    async def _stored_bodies(self, conn: aiosqlite.Connection, ids: list[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
+    async def _stored_payload_hashes(self, conn: aiosqlite.Connection, ids: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
         for start in range(0, len(ids), _LOOKUP_CHUNK):
             part = ids[start : start + _LOOKUP_CHUNK]
-            sql = f"SELECT event_id, body FROM ledger WHERE event_id IN ({', '.join('?' * len(part))})"
-            for event_id, body in await conn.execute_fetchall(sql, part):
-                found[event_id] = body
+            sql = f"SELECT event_id, payload_hash FROM ledger WHERE event_id IN ({', '.join('?' * len(part))})"
+            for event_id, digest in await conn.execute_fetchall(sql, part):
+                found[event_id] = bytes(digest)
         return found
 
     async def append(self, events: Sequence[PreparedEvent]) -> list[tuple[EventOutcome, str | None]]:
@@ -204,17 +218,19 @@ class SqliteStore:
         conn = self._write_conn()
         results: list[tuple[EventOutcome, str | None]] = [(EventOutcome.ACCEPTED, None)] * len(events)
         rows: list[tuple[Any, ...]] = []
+        payloads: list[tuple[int, str]] = []
         seq, prev = self._head_seq, self._head_hash
         try:
             async with self._transaction():
-                stored = await self._stored_bodies(conn, list({e.event_id for e in events}))
+                stored = await self._stored_payload_hashes(conn, list({e.event_id for e in events}))
+                digests = [payload_hash(e.body_bytes) for e in events]
                 fresh: list[int] = []
                 for i, event in enumerate(events):
                     prior = stored.get(event.event_id)
                     if prior is None:
-                        stored[event.event_id] = event.body
+                        stored[event.event_id] = digests[i]
                         fresh.append(i)
-                    elif prior == event.body:
+                    elif prior == digests[i]:
                         results[i] = (EventOutcome.DUPLICATE, None)
                     else:
                         results[i] = (
@@ -227,7 +243,7 @@ class SqliteStore:
                 # same file (a second receiver, a CLI) cannot fork the chain.
                 seq, prev = await _head(conn)
                 received_at = _now_ts()
-                apply, add_row = projector.apply, rows.append  # once per event: skip the attribute lookups
+                apply, add_row, add_payload = projector.apply, rows.append, payloads.append  # skip attribute lookups
                 for i in fresh:
                     event = events[i]
                     run_id = event.run_id
@@ -239,12 +255,27 @@ class SqliteStore:
                     seq += 1
                     event.seq = seq
                     apply(event, event.producer_id, event.producer_seq)
-                    new_hash = chain_hash(prev, event.body_bytes)
-                    row = (seq, event.event_id, run_id, event.kind, event.ts, received_at, event.body, prev, new_hash)
-                    add_row(row)
+                    digest = digests[i]
+                    entry = entry_bytes(
+                        seq=seq,
+                        event_id=event.event_id,
+                        run_id=run_id,
+                        kind=event.kind,
+                        ts=event.ts,
+                        project=event.project,
+                        producer_id=event.producer_id,
+                        producer_seq=event.producer_seq,
+                        payload_sha256=digest,
+                    )
+                    new_hash = chain_hash(prev, entry)
+                    add_row(
+                        (seq, event.event_id, run_id, event.kind, event.ts, received_at, entry, digest, prev, new_hash)
+                    )
+                    add_payload((seq, event.body))
                     prev = new_hash
                 if rows:
-                    await insert_rows(conn, _INSERT_LEDGER, rows, width=9)
+                    await insert_rows(conn, _INSERT_LEDGER, rows, width=10)
+                    await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
                     await projector.flush()
         except sqlite3.Error as exc:
             raise StoreError(f"storing {len(events)} events failed: {exc}") from exc
@@ -351,42 +382,34 @@ class SqliteStore:
 
     async def verify(self, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
         """Walk the chain from the first row; also check ``(seq, hex hash)`` checkpoints."""
-        walker = ChainWalker()
-        for seq, _ in checkpoints:
-            walker.watch(seq)
-        last = 0
         async with self._reader() as conn:
+            origin = list(await conn.execute_fetchall("SELECT v1_head_seq, v1_head_hash FROM ledger_origin"))
+            v1_seq, v1_hash = (int(origin[0][0]), bytes(origin[0][1])) if origin else (0, GENESIS_HASH)
+            walker = EntryWalker(migrated_genesis(v1_seq, v1_hash))
+            for seq, _ in checkpoints:
+                walker.watch(seq)
+            last = 0
             while True:
-                rows = list(
-                    await conn.execute_fetchall(
-                        "SELECT seq, event_id, CAST(body AS BLOB), prev_hash, hash FROM ledger "
-                        "WHERE seq > ? ORDER BY seq LIMIT ?",
-                        (last, _STREAM_CHUNK),
-                    )
-                )
+                rows = list(await conn.execute_fetchall(_VERIFY_SQL, (last, _STREAM_CHUNK)))
                 if not rows:
                     break
                 last = int(rows[-1][0])
                 if not walker.feed(rows):  # type: ignore[arg-type]
                     break
-        report = walker.report()
+            report = walker.report()
+            v1_hashes: dict[int, str] = {}
+            if report.ok and v1_seq:
+                report, v1_hashes = await _verify_format1(conn, report, v1_seq, v1_hash, {s for s, _ in checkpoints})
         if report.ok:
             for seq, expected in checkpoints:
-                found = walker.hashes_at.get(seq)
+                found = v1_hashes.get(seq) or walker.hashes_at.get(seq)
                 if found != expected:
                     problem = (
                         f"checkpoint {seq}:{expected[:12]}... does not match: the row's hash is now {found}"
                         if found
                         else f"checkpoint row {seq} is no longer in the ledger (the chain was truncated)"
                     )
-                    return VerifyReport(
-                        ok=False,
-                        events=report.events,
-                        head_seq=report.head_seq,
-                        head_hash=report.head_hash,
-                        first_bad_seq=seq,
-                        problem=problem,
-                    )
+                    return dataclasses.replace(report, ok=False, first_bad_seq=seq, problem=problem)
         return report
 
     # --- spans (OTLP) ----------------------------------------------------
@@ -415,9 +438,10 @@ class SqliteStore:
                 [trace_id, *params],
             )
             run_rows = await conn.execute_fetchall(
-                "SELECT r.run_id, json_extract(s.body, '$.data.span_id'), json_extract(f.body, '$.data.span_id') "
+                "SELECT r.run_id, json_extract(sp.body, '$.data.span_id'), json_extract(fp.body, '$.data.span_id') "
                 "FROM runs r LEFT JOIN ledger s ON s.event_id = r.started_event_id "
-                "LEFT JOIN ledger f ON f.event_id = r.finished_event_id "
+                "LEFT JOIN payloads sp ON sp.seq = s.seq "
+                "LEFT JOIN ledger f ON f.event_id = r.finished_event_id LEFT JOIN payloads fp ON fp.seq = f.seq "
                 f"WHERE r.trace_id = ?{scope.replace('project', 'r.project')} ORDER BY r.started_at, r.run_id",
                 [trace_id, *params],
             )
@@ -509,6 +533,43 @@ async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:
     return 0, GENESIS_HASH
 
 
+async def _verify_format1(
+    conn: aiosqlite.Connection, report: VerifyReport, v1_seq: int, v1_hash: bytes, watch: set[int]
+) -> tuple[VerifyReport, dict[int, str]]:
+    """Check the format-1 hashes a converted ledger keeps: linked, ending at the recorded head, and
+    matching every payload that is still there. Returns the report and the watched format-1 hashes."""
+    prev, expected_seq = GENESIS_HASH, 1
+    found: dict[int, str] = {}
+    last = 0
+    while True:
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT v.seq, v.hash, CAST(p.body AS BLOB) FROM ledger_v1 v LEFT JOIN payloads p ON p.seq = v.seq "
+                "WHERE v.seq > ? ORDER BY v.seq LIMIT ?",
+                (last, _STREAM_CHUNK),
+            )
+        )
+        if not rows:
+            break
+        last = int(rows[-1][0])
+        for seq, stored, body in rows:
+            stored = bytes(stored)
+            problem = None
+            if seq != expected_seq:
+                problem = f"format-1 hashes {expected_seq}..{seq - 1} are missing"
+            elif body is not None and Format1Walker.hash_of(prev, bytes(body)) != stored:
+                problem = "its payload does not match the format-1 hash kept from before the conversion"
+            if problem is not None:
+                return dataclasses.replace(report, ok=False, first_bad_seq=seq, problem=problem), found
+            if seq in watch:
+                found[seq] = stored.hex()
+            prev, expected_seq = stored, seq + 1
+    if expected_seq - 1 != v1_seq or prev != v1_hash:
+        problem = "the format-1 hashes kept from before the conversion do not end at the recorded head"
+        return dataclasses.replace(report, ok=False, first_bad_seq=expected_seq, problem=problem), found
+    return report, found
+
+
 async def _count(conn: aiosqlite.Connection, sql: str) -> int:
     rows = await conn.execute_fetchall(sql)
     return int(next(iter(rows))[0])
@@ -525,7 +586,8 @@ async def _nodes_of(conn: aiosqlite.Connection, run_id: str) -> list[dict[str, A
 async def _run_with_nodes(conn: aiosqlite.Connection, run_id: str, project: str | None) -> dict[str, Any] | None:
     sql = (
         f"SELECT {RUN_SELECT}, {RUN_PAYLOADS_SELECT} FROM runs r "
-        "LEFT JOIN ledger ls ON ls.seq = r.input_seq LEFT JOIN ledger lf ON lf.seq = r.output_seq WHERE r.run_id = ?"
+        "LEFT JOIN payloads ls ON ls.seq = r.input_seq LEFT JOIN payloads lf ON lf.seq = r.output_seq "
+        "WHERE r.run_id = ?"
     )
     rows = list(await conn.execute_fetchall(sql, (run_id,)))
     if not rows:
