@@ -1,7 +1,7 @@
 """The ``flowledger`` command.
 
 Each part of flowledger contributes its commands: the receiver (``serve``,
-``runs``, ``show``, ``export``, ``verify``, ``rebuild``) and codegen
+``runs``, ``show``, ``export``, ``verify``, ``rebuild``, ``purge``) and codegen
 (``validate``, ``generate``). A part whose extra is not installed is left
 out, and ``flowledger --help`` names the extra that brings it.
 """
@@ -16,6 +16,7 @@ __all__ = ["main"]
 
 _PARTS: Final = (
     ("flowledger.receiver.cli._commands", "receiver"),
+    ("flowledger.receiver.cli._lifecycle", "receiver"),
     ("flowledger.codegen._cli", "codegen"),
 )
 

@@ -25,7 +25,7 @@ from flowledger.receiver._metrics import Metrics
 from flowledger.receiver._state import ReceiverState, error_response
 from flowledger.receiver._sweeper import Sweeper
 from flowledger.receiver._writer import Writer
-from flowledger.receiver.api import _routes_ops, _routes_query
+from flowledger.receiver.api import _routes_ops, _routes_purge, _routes_query
 from flowledger.receiver.ingest import _routes as _routes_ingest
 from flowledger.receiver.otlp import _routes as _routes_traces
 from flowledger.receiver.store._protocol import Store
@@ -34,7 +34,14 @@ from flowledger.receiver.viewer import _routes as _routes_viewer
 
 __all__ = ["ROUTE_MODULES", "create_app"]
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (_routes_ingest, _routes_query, _routes_ops, _routes_traces, _routes_viewer)
+ROUTE_MODULES: tuple[ModuleType, ...] = (
+    _routes_ingest,
+    _routes_query,
+    _routes_purge,
+    _routes_ops,
+    _routes_traces,
+    _routes_viewer,
+)
 """Every module whose ``ROUTES`` list the app mounts, in order."""
 
 

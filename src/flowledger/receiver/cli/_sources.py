@@ -17,7 +17,15 @@ import httpx
 
 from flowledger._exceptions import ReceiverError, StoreError
 from flowledger.receiver.api._export import ExportFormat, export_lines
-from flowledger.receiver.store._protocol import Drift, RunPage, RunQuery, Store, VerifyReport
+from flowledger.receiver.store._protocol import (
+    Drift,
+    PurgeReport,
+    PurgeSelection,
+    RunPage,
+    RunQuery,
+    Store,
+    VerifyReport,
+)
 from flowledger.receiver.store._sqlite import SqliteStore
 
 __all__ = ["DbSource", "Source", "UrlSource"]
@@ -34,6 +42,7 @@ class Source(Protocol):
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]: ...
     def verify(self, checkpoints: Sequence[tuple[int, str]]) -> VerifyReport: ...
     def rebuild(self) -> Drift: ...
+    def purge(self, selection: PurgeSelection) -> PurgeReport: ...
 
 
 class DbSource:
@@ -91,6 +100,10 @@ class DbSource:
         """Refold the projections."""
         return self._run(lambda store: store.rebuild(), write=True)
 
+    def purge(self, selection: PurgeSelection) -> PurgeReport:
+        """Erase runs from the file (a second writer beside a running receiver is safe)."""
+        return self._run(lambda store: store.purge(selection), write=True)
+
 
 class UrlSource:
     """Calls a running receiver's HTTP API."""
@@ -102,10 +115,12 @@ class UrlSource:
     def _client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=self._headers, timeout=REQUEST_TIMEOUT_S)
 
-    def _request(self, method: str, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, params: dict[str, Any] | None = None, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
         try:
             with self._client() as client:
-                response = client.request(method, path, params=params)
+                response = client.request(method, path, params=params, json=body)
         except httpx.HTTPError as exc:
             raise ReceiverError(f"cannot reach the receiver at {self.url}: {exc}") from None
         if response.status_code >= 400 and response.status_code != 404:
@@ -162,6 +177,24 @@ class UrlSource:
         body = self._request("POST", "/api/rebuild").json()
         body.pop("clean", None)
         return Drift(**body)
+
+    def purge(self, selection: PurgeSelection) -> PurgeReport:
+        """``DELETE /api/runs/{id}`` for listed runs, ``POST /api/purge`` for a workflow."""
+        if selection.run_ids:
+            runs: list[str] = []
+            events, last = 0, None
+            for run_id in selection.run_ids:
+                response = self._request("DELETE", f"/api/runs/{run_id}")
+                if response.status_code == 404:
+                    continue
+                one = response.json()
+                runs += one["runs"]
+                events += one["events"]
+                last = one["purge_seq"]
+            return PurgeReport(runs=sorted(runs), events=events, purge_seq=last)
+        request = {"workflow_id": selection.workflow_id, "before": selection.before}
+        answer = self._request("POST", "/api/purge", body={k: v for k, v in request.items() if v is not None}).json()
+        return PurgeReport(runs=answer["runs"], events=answer["events"], purge_seq=answer["purge_seq"])
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -20,8 +20,11 @@ from flowledger.receiver.store._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
 
 __all__ = [
+    "DailyTotal",
     "Drift",
     "EventOutcome",
+    "PurgeReport",
+    "PurgeSelection",
     "RunPage",
     "RunQuery",
     "Stats",
@@ -94,6 +97,59 @@ class VerifyReport:
     """Entries whose payload is gone (each covered by a purge)."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurgeSelection:
+    """Which runs a purge erases: listed ids, or a workflow's runs (started before a time)."""
+
+    run_ids: tuple[str, ...] = ()
+    workflow_id: str | None = None
+    before: str | None = None
+    """Only runs started before this time (RFC 3339 UTC, normalised)."""
+    keep_newest: int | None = None
+    """With ``workflow_id``: spare the newest N runs of the workflow (retention by count)."""
+    finished_only: bool = False
+    """Spare runs still running (retention never erases a live run)."""
+    project: str | None = None
+    """Only runs of this project (set from the API key, or by a per-project policy)."""
+    limit: int | None = None
+    """At most this many runs, oldest first (retention passes are bounded)."""
+    by: str
+    """Who asked, recorded in the purge entry: ``cli``, ``api key of project P``, ``retention policy ...``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    """What a purge erased."""
+
+    runs: list[str]
+    """The purged run ids, sorted."""
+    events: int
+    """Ledger entries whose payload was erased."""
+    purge_seq: int | None
+    """The purge's own ledger entry (None when nothing matched: no entry is written)."""
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-safe summary."""
+        return {"runs": self.runs, "events": self.events, "purge_seq": self.purge_seq}
+
+
+@dataclass(frozen=True, slots=True)
+class DailyTotal:
+    """Runs of one workflow, project, UTC day and status: live runs and purged ones together."""
+
+    workflow_id: str
+    project: str
+    day: str
+    """``YYYY-MM-DD`` of the runs' start."""
+    status: str
+    runs: int
+    cost_usd: float
+    duration_ms_sum: float
+    durations: int
+    """Runs with a duration (the denominator of an average)."""
+    duration_ms_max: float | None
+
+
 @dataclass(slots=True)
 class Drift:
     """What a rebuild changed: rows whose refolded state differs from the stored projection."""
@@ -156,6 +212,18 @@ class Store(Protocol):
 
     async def rebuild(self) -> Drift:
         """Drop and refold every projection from the ledger; report the drift found."""
+        ...
+
+    async def purge(self, selection: PurgeSelection) -> PurgeReport:
+        """Erase the selected runs' payloads, projection rows and spans; record the purge as a ledger entry.
+
+        Their daily totals move to a projection that survives (see :meth:`daily_totals`).
+        A writer-side method: call it through ``Writer.call``.
+        """
+        ...
+
+    async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
+        """Runs per workflow, project, UTC day and status, purged runs included; by day, workflow, status."""
         ...
 
     async def list_runs(self, query: RunQuery) -> RunPage:

@@ -25,13 +25,24 @@ from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger._wire import RunStatus, format_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._bulk import insert_rows
-from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
-from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash
+from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
+from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, migrate, schema_version
 from flowledger.receiver.store._projector import Projector, run_from_row, save_runs
-from flowledger.receiver.store._protocol import Drift, EventOutcome, RunPage, RunQuery, Stats, VerifyReport
+from flowledger.receiver.store._protocol import (
+    DailyTotal,
+    Drift,
+    EventOutcome,
+    PurgeReport,
+    PurgeSelection,
+    RunPage,
+    RunQuery,
+    Stats,
+    VerifyReport,
+)
+from flowledger.receiver.store._purge import DAILY_TOTALS_SQL, daily_total, purge_runs
 from flowledger.receiver.store._query import (
     NEWEST_FIRST,
     NODE_SELECT,
@@ -52,6 +63,7 @@ __all__ = ["SqliteStore"]
 _T = TypeVar("_T")
 
 BUSY_TIMEOUT_MS: Final = 10_000
+_AUTO_VACUUM_INCREMENTAL: Final = 2
 _LOOKUP_CHUNK: Final = 500
 _STREAM_CHUNK: Final = 2_000
 _CACHE_KIB: Final = 65_536
@@ -84,8 +96,15 @@ def prepare_file(path: Path) -> None:
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the database {path}: {exc}") from exc
     try:
+        if schema_version(conn) == 0:
+            # Only takes effect before the first table: freed pages can then be handed back after a purge.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         migrate(conn)
+        if int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) != _AUTO_VACUUM_INCREMENTAL:
+            # A file made before purges existed: switch it once (VACUUM rewrites the whole file).
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("VACUUM")
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a flowledger database: {exc}") from exc
     finally:
@@ -159,6 +178,8 @@ class SqliteStore:
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA temp_store = MEMORY")
+            # Deleted content is overwritten, so purged payloads are not left in free space.
+            await conn.execute("PRAGMA secure_delete = ON")
         return conn
 
     async def close(self) -> None:
@@ -303,6 +324,62 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"sweeping for stuck runs failed: {exc}") from exc
         return [run.run_id for run in marked]
+
+    async def purge(self, selection: PurgeSelection) -> PurgeReport:
+        """Erase the selected runs and append the purge entry, in one transaction; then free the pages."""
+        conn = self._write_conn()
+        try:
+            async with self._transaction():
+                now = _now_ts()
+                work = await purge_runs(conn, selection, now=now)
+                if not work.runs:
+                    return PurgeReport(runs=[], events=0, purge_seq=None)
+                seq, prev = await _head(conn)
+                seq += 1
+                body = canonical_utf8(work.payload)
+                digest = payload_hash(body)
+                event_id = new_entry_id()
+                entry = entry_bytes(
+                    seq=seq,
+                    event_id=event_id,
+                    run_id="",
+                    kind=PURGE_KIND,
+                    ts=now,
+                    project=selection.project,
+                    producer_id=None,
+                    producer_seq=None,
+                    payload_sha256=digest,
+                )
+                new_hash = chain_hash(prev, entry)
+                await conn.execute(
+                    f"{_INSERT_LEDGER} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (seq, event_id, "", PURGE_KIND, now, now, entry, digest, prev, new_hash),
+                )
+                await conn.execute(f"{_INSERT_PAYLOADS} VALUES (?, ?)", (seq, body.decode("utf-8")))
+        except sqlite3.Error as exc:
+            raise StoreError(f"purging runs failed: {exc}") from exc
+        self._head_seq, self._head_hash = seq, new_hash
+        try:
+            # As one statement, sqlite3 steps it once and frees one page; a script runs it to the end.
+            await conn.executescript("PRAGMA incremental_vacuum;")
+            await conn.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:  # giving pages back is best effort: the purge itself is committed
+            pass
+        return PurgeReport(runs=work.runs, events=work.events, purge_seq=seq)
+
+    async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
+        """Runs per workflow, project, day and status, purged ones included."""
+        clauses, params = [], []
+        if project is not None:
+            clauses.append("project = ?")
+            params.append(project)
+        if workflow_id is not None:
+            clauses.append("workflow_id = ?")
+            params.append(workflow_id)
+        where = "WHERE " + " AND ".join(clauses) if clauses else ""
+        async with self._reader() as conn:
+            rows = await conn.execute_fetchall(DAILY_TOTALS_SQL.format(where=where), params)
+        return [daily_total(tuple(row)) for row in rows]
 
     async def rebuild(self) -> Drift:
         """Refold every projection from the ledger in one transaction; report what differed."""
