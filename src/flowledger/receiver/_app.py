@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute
 from flowledger.receiver._auth import ApiKeys, AuthMiddleware
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._metrics import Metrics
+from flowledger.receiver._retention import Retention
 from flowledger.receiver._state import ReceiverState, error_response
 from flowledger.receiver._sweeper import Sweeper
 from flowledger.receiver._writer import Writer
@@ -68,12 +69,14 @@ def create_app(
     )
     keys = ApiKeys(config.api_keys)
     sweeper = Sweeper(the_store, writer, config, metrics)
+    retention = Retention(the_store, writer, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await the_store.open()
         writer.start()
         sweeper.start()
+        retention.start()
         try:
             yield
         finally:
@@ -82,6 +85,7 @@ def create_app(
                 if on_shutdown is not None:
                     await on_shutdown(app)
             await sweeper.stop()
+            await retention.stop()
             await writer.stop()
             await the_store.close()
 

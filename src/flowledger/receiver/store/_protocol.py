@@ -99,7 +99,7 @@ class VerifyReport:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PurgeSelection:
-    """Which runs a purge erases: listed ids, or a workflow's runs (started before a time)."""
+    """Which runs a purge erases: listed ids, a workflow's runs, or runs started before a time (or both)."""
 
     run_ids: tuple[str, ...] = ()
     workflow_id: str | None = None

@@ -99,13 +99,16 @@ async def _select(conn: aiosqlite.Connection, selection: PurgeSelection) -> None
                 [*part, *params],
             )
         return
-    if selection.workflow_id is None:
-        return
-    where, where_params = "workflow_id = ?" + scope, [selection.workflow_id, *params]
+    if selection.workflow_id is None and selection.before is None:
+        return  # a selection names runs, a workflow, or a time: never "everything" by omission
+    where, where_params = "1" + scope, list(params)
+    if selection.workflow_id is not None:
+        where += " AND workflow_id = ?"
+        where_params.append(selection.workflow_id)
     if selection.before is not None:
         where += " AND started_at < ?"
         where_params.append(selection.before)
-    if selection.keep_newest is not None:
+    if selection.keep_newest is not None and selection.workflow_id is not None:
         where += (
             " AND run_id NOT IN (SELECT run_id FROM runs WHERE workflow_id = ?"
             + scope
