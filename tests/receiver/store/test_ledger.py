@@ -15,6 +15,7 @@ from flowledger.receiver.cli._commands import verify_command
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical, chain_hash
 from flowledger.receiver.store._entry import entry_bytes, parse_entry, payload_hash
 from tests.receiver._support import LiveReceiver, simple_run, typical_run
+from tests.receiver.store._rewrite import rewrite_history, tamper
 
 
 @pytest.fixture
@@ -31,13 +32,7 @@ def _verify(db: Path, *args: str) -> tuple[int, str]:
 
 
 def _tamper(db: Path, *statements: str) -> None:
-    conn = sqlite3.connect(db)
-    for trigger in ("ledger_no_update", "ledger_no_delete", "ledger_append_only", "payloads_no_update"):
-        conn.execute(f"DROP TRIGGER {trigger}")
-    for statement in statements:
-        conn.execute(statement)
-    conn.commit()
-    conn.close()
+    tamper(db, *statements)
 
 
 def test_chain_links_every_entry_to_the_one_before(filled: LiveReceiver) -> None:
@@ -188,19 +183,8 @@ def test_verify_finds_a_rehashed_edit_through_a_checkpoint(filled: LiveReceiver)
     """An edit whose whole chain was recomputed passes the chain check but not a saved checkpoint."""
     code, output = _verify(filled.db_path)
     head = output.strip().rsplit(" ", 1)[-1]
-    _tamper(filled.db_path)
-    conn = sqlite3.connect(filled.db_path)
-    rows = conn.execute("SELECT seq, entry FROM ledger ORDER BY seq").fetchall()
-    prev = GENESIS_HASH
-    for seq, entry in rows:
-        if seq == 2:
-            entry = entry.replace(b'"producer_seq":', b'"producer_seq":1')
-        new = chain_hash(prev, entry)
-        conn.execute("UPDATE ledger SET entry = ?, prev_hash = ?, hash = ? WHERE seq = ?", (entry, prev, new, seq))
-        prev = new
-    conn.commit()
-    conn.close()
-    assert _verify(filled.db_path)[0] == 0  # what the chain alone cannot prove
+    rewrite_history(filled.db_path, 2, b'"producer_seq":', b'"producer_seq":1')
+    assert _verify(filled.db_path)[0] == 0  # what the chain and tree alone cannot prove
     code, output = _verify(filled.db_path, "--checkpoint", head)
     assert code == 1
     assert "checkpoint" in output
@@ -241,3 +225,24 @@ def test_verify_of_a_missing_file_is_one_clear_line(tmp_path: Path) -> None:
     assert code == 1
     assert "no database" in output
     assert not (tmp_path / "nope.db").exists()
+
+
+def test_verify_checks_the_stored_merkle_tree(filled: LiveReceiver) -> None:
+    """A stored Merkle tree node that does not match the entries fails verify."""
+    _tamper(filled.db_path, "UPDATE merkle_nodes SET hash = zeroblob(32)")
+    code, output = _verify(filled.db_path)
+    assert code == 1
+    assert "Merkle tree node at level 4" in output
+    _tamper(filled.db_path, "DELETE FROM merkle_nodes")
+    code, output = _verify(filled.db_path)
+    assert code == 1
+    assert "missing" in output
+
+
+def test_merkle_nodes_cannot_be_replaced(filled: LiveReceiver) -> None:
+    """The stored tree is append-only too, INSERT OR REPLACE included."""
+    with sqlite3.connect(filled.db_path) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("INSERT OR REPLACE INTO merkle_nodes VALUES (4, 0, zeroblob(32))")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM merkle_nodes")

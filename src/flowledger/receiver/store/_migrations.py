@@ -18,6 +18,7 @@ from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger.receiver.store._canonical import chain_hash
 from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash
 from flowledger.receiver.store._time import normalize_ts
+from flowledger.receiver.store._tree import MERKLE_SCHEMA, backfill
 from flowledger.receiver.store._verify import Format1Walker
 
 __all__ = [
@@ -255,10 +256,17 @@ def _v4_ledger_format_2(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE ledger_format1")
 
 
+def _v5_merkle_tree(conn: sqlite3.Connection) -> None:
+    """The ledger as an RFC 9162 Merkle tree: store the perfect subtrees of the entries already there."""
+    for statement in _statements(MERKLE_SCHEMA):
+        conn.execute(statement)
+    backfill(conn)
+
+
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration: an SQL script, or a function given the connection inside the migration's transaction."""
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _V2_SPANS, _V3_VIEWER, _v4_ledger_format_2)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _V2_SPANS, _V3_VIEWER, _v4_ledger_format_2, _v5_merkle_tree)
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -29,6 +29,7 @@ from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, c
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
+from flowledger.receiver.store._merkle import Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, migrate, schema_version
 from flowledger.receiver.store._projector import Projector, run_from_row, save_runs
 from flowledger.receiver.store._protocol import (
@@ -55,6 +56,7 @@ from flowledger.receiver.store._query import (
 from flowledger.receiver.store._rebuild import refold
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
+from flowledger.receiver.store._tree import frontier_async, stored_nodes
 from flowledger.receiver.store._verify import EntryWalker, Format1Walker
 from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
 
@@ -76,6 +78,7 @@ _INSERT_LEDGER: Final = (
     "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash)"
 )
 _INSERT_PAYLOADS: Final = "INSERT INTO payloads (seq, body)"
+_INSERT_NODES: Final = "INSERT INTO merkle_nodes (level, idx, hash)"
 _VERIFY_SQL: Final = (
     "SELECT l.seq, l.event_id, l.run_id, l.kind, l.ts, CAST(l.entry AS BLOB), l.payload_hash, l.prev_hash, l.hash, "
     "CAST(p.body AS BLOB) FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq WHERE l.seq > ? ORDER BY l.seq LIMIT ?"
@@ -148,6 +151,7 @@ class SqliteStore:
         self._all_readers: list[aiosqlite.Connection] = []
         self._head_seq = 0
         self._head_hash = GENESIS_HASH
+        self._frontier: Frontier | None = None
 
     # --- lifecycle -------------------------------------------------------
 
@@ -196,6 +200,12 @@ class SqliteStore:
     def head(self) -> tuple[int, str]:
         """The last committed ledger row: (seq, hex hash)."""
         return self._head_seq, self._head_hash.hex()
+
+    async def _tree_at(self, conn: aiosqlite.Connection, size: int) -> Frontier:
+        """A copy of the Merkle frontier at ``size`` entries (cached; reloaded when another writer appended)."""
+        if self._frontier is None or self._frontier.size != size:
+            self._frontier = await frontier_async(conn, size)
+        return self._frontier.copy()
 
     def _write_conn(self) -> aiosqlite.Connection:
         if self._writer is None:
@@ -263,6 +273,8 @@ class SqliteStore:
                 # Read the head inside the write transaction: another process appending to the
                 # same file (a second receiver, a CLI) cannot fork the chain.
                 seq, prev = await _head(conn)
+                tree = await self._tree_at(conn, seq)
+                nodes: list[tuple[int, int, bytes]] = []
                 received_at = _now_ts()
                 apply, add_row, add_payload = projector.apply, rows.append, payloads.append  # skip attribute lookups
                 for i in fresh:
@@ -289,6 +301,7 @@ class SqliteStore:
                         payload_sha256=digest,
                     )
                     new_hash = chain_hash(prev, entry)
+                    nodes += stored_nodes(tree.append(leaf_hash(entry)))
                     add_row(
                         (seq, event.event_id, run_id, event.kind, event.ts, received_at, entry, digest, prev, new_hash)
                     )
@@ -297,11 +310,13 @@ class SqliteStore:
                 if rows:
                     await insert_rows(conn, _INSERT_LEDGER, rows, width=10)
                     await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
+                    if nodes:
+                        await insert_rows(conn, _INSERT_NODES, nodes, width=3)
                     await projector.flush()
         except sqlite3.Error as exc:
             raise StoreError(f"storing {len(events)} events failed: {exc}") from exc
         if rows:
-            self._head_seq, self._head_hash = seq, prev
+            self._head_seq, self._head_hash, self._frontier = seq, prev, tree
         return results
 
     async def sweep(self, *, now: str, stuck_after_s: float, heartbeats: int) -> list[str]:
@@ -335,6 +350,7 @@ class SqliteStore:
                 if not work.runs:
                     return PurgeReport(runs=[], events=0, purge_seq=None)
                 seq, prev = await _head(conn)
+                tree = await self._tree_at(conn, seq)
                 seq += 1
                 body = canonical_utf8(work.payload)
                 digest = payload_hash(body)
@@ -356,9 +372,12 @@ class SqliteStore:
                     (seq, event_id, "", PURGE_KIND, now, now, entry, digest, prev, new_hash),
                 )
                 await conn.execute(f"{_INSERT_PAYLOADS} VALUES (?, ?)", (seq, body.decode("utf-8")))
+                nodes = stored_nodes(tree.append(leaf_hash(entry)))
+                if nodes:
+                    await insert_rows(conn, _INSERT_NODES, nodes, width=3)
         except sqlite3.Error as exc:
             raise StoreError(f"purging runs failed: {exc}") from exc
-        self._head_seq, self._head_hash = seq, new_hash
+        self._head_seq, self._head_hash, self._frontier = seq, new_hash, tree
         try:
             # As one statement, sqlite3 steps it once and frees one page; a script runs it to the end.
             await conn.executescript("PRAGMA incremental_vacuum;")
@@ -474,6 +493,8 @@ class SqliteStore:
                 if not walker.feed(rows):  # type: ignore[arg-type]
                     break
             report = walker.report()
+            if report.ok:
+                report = await _verify_tree(conn, report, walker.tree_nodes)
             v1_hashes: dict[int, str] = {}
             if report.ok and v1_seq:
                 report, v1_hashes = await _verify_format1(conn, report, v1_seq, v1_hash, {s for s, _ in checkpoints})
@@ -608,6 +629,36 @@ async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:
     for seq, digest in await conn.execute_fetchall("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1"):
         return int(seq), bytes(digest)
     return 0, GENESIS_HASH
+
+
+async def _verify_tree(
+    conn: aiosqlite.Connection, report: VerifyReport, expected: dict[tuple[int, int], bytes]
+) -> VerifyReport:
+    """Check the stored Merkle tree nodes against the ones recomputed from the entries."""
+    seen, last = 0, (-1, -1)
+    while True:
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) > (?, ?) ORDER BY level, idx LIMIT ?",
+                (*last, _STREAM_CHUNK),
+            )
+        )
+        if not rows:
+            break
+        last = (int(rows[-1][0]), int(rows[-1][1]))
+        for level, index, digest in rows:
+            seen += 1
+            if expected.get((level, index)) != bytes(digest):
+                first = (index << level) + 1
+                problem = (
+                    f"the stored Merkle tree node at level {level}, index {index} (entries {first}.."
+                    f"{first + (1 << level) - 1}) does not match the entries (the tree was edited)"
+                )
+                return dataclasses.replace(report, ok=False, first_bad_seq=first, problem=problem)
+    if seen != len(expected):
+        problem = f"{len(expected) - seen} stored Merkle tree nodes are missing (the tree was edited)"
+        return dataclasses.replace(report, ok=False, problem=problem)
+    return report
 
 
 async def _verify_format1(

@@ -24,6 +24,7 @@ import orjson
 
 from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
 from flowledger.receiver.store._entry import PURGE_KIND, parse_entry, payload_hash
+from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier, leaf_hash
 from flowledger.receiver.store._protocol import VerifyReport
 from flowledger.receiver.store._time import normalize_ts
 
@@ -55,6 +56,9 @@ class EntryWalker:
         self.hashes_at: dict[int, str] = {}
         self._watch: set[int] = set()
         self._erased = _Erased()
+        self.tree = Frontier()
+        self.tree_nodes: dict[tuple[int, int], bytes] = {}
+        """The Merkle tree's perfect subtrees the store keeps, recomputed from the entries."""
 
     def watch(self, seq: int) -> None:
         """Remember the hash found at ``seq`` (for checkpoints)."""
@@ -76,6 +80,9 @@ class EntryWalker:
             self.prev_hash = bytes(stored_hash)
             self.prev_seq = seq
             self.count += 1
+            for level, index, digest in self.tree.append(leaf_hash(bytes(entry))):
+                if level >= STORED_MIN_LEVEL:
+                    self.tree_nodes[level, index] = digest
             if seq in self._watch:
                 self.hashes_at[seq] = self.prev_hash.hex()
         return True
