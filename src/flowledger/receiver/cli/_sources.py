@@ -19,11 +19,13 @@ from flowledger._exceptions import ReceiverError, StoreError
 from flowledger.receiver.api._export import ExportFormat, export_lines
 from flowledger.receiver.store._protocol import (
     Drift,
+    EntryProof,
     PurgeReport,
     PurgeSelection,
     RunPage,
     RunQuery,
     Store,
+    TreeHead,
     VerifyReport,
 )
 from flowledger.receiver.store._sqlite import SqliteStore
@@ -43,6 +45,14 @@ class Source(Protocol):
     def verify(self, checkpoints: Sequence[tuple[int, str]]) -> VerifyReport: ...
     def rebuild(self) -> Drift: ...
     def purge(self, selection: PurgeSelection) -> PurgeReport: ...
+    def tree_head(self) -> TreeHead: ...
+    def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]: ...
+    def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]: ...
+
+
+_DB_ONLY: Final = (
+    "checkpoints and proofs read the database file: pass --db PATH (the signing key stays off the receiver)"
+)
 
 
 class DbSource:
@@ -103,6 +113,18 @@ class DbSource:
     def purge(self, selection: PurgeSelection) -> PurgeReport:
         """Erase runs from the file (a second writer beside a running receiver is safe)."""
         return self._run(lambda store: store.purge(selection), write=True)
+
+    def tree_head(self) -> TreeHead:
+        """The Merkle tree's size and root."""
+        return self._run(lambda store: store.tree_head())
+
+    def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]:
+        """The head and the consistency proof from ``old_size``."""
+        return self._run(lambda store: store.consistency_proof(old_size))
+
+    def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]:
+        """A run's entries with audit paths in the tree of ``tree_size``."""
+        return self._run(lambda store: store.run_proof(run_id, tree_size))
 
 
 class UrlSource:
@@ -177,6 +199,18 @@ class UrlSource:
         body = self._request("POST", "/api/rebuild").json()
         body.pop("clean", None)
         return Drift(**body)
+
+    def tree_head(self) -> TreeHead:
+        """Checkpoints are taken from the database file, not over HTTP."""
+        raise ReceiverError(_DB_ONLY)
+
+    def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]:
+        """Checkpoints are checked against the database file, not over HTTP."""
+        raise ReceiverError(_DB_ONLY)
+
+    def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]:
+        """Proofs are made from the database file, not over HTTP."""
+        raise ReceiverError(_DB_ONLY)
 
     def purge(self, selection: PurgeSelection) -> PurgeReport:
         """``DELETE /api/runs/{id}`` for listed runs, ``POST /api/purge`` for a workflow."""

@@ -37,6 +37,7 @@ __all__ = [
     "VerifierKey",
     "generate_key",
     "open_checkpoint",
+    "read_unverified",
     "sign_checkpoint",
 ]
 
@@ -69,7 +70,7 @@ class VerifierKey:
     @classmethod
     def parse(cls, text: str) -> VerifierKey:
         """Read ``<name>+<id>+<base64>``; KeyFileError when it is not an Ed25519 verifier key."""
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # base64 key data may itself hold '+'
         if len(parts) != 3 or not _NAME.match(parts[0]):
             raise KeyFileError("this is not a verifier key (NAME+ID+KEY); pass the .pub file written by keygen")
         name, key_id, data = parts
@@ -115,7 +116,7 @@ class SignerKey:
         text = text.strip()
         if not text.startswith(_PRIVATE_PREFIX):
             raise KeyFileError("this is not a signing key (PRIVATE+KEY+...); pass the file written by keygen")
-        parts = text[len(_PRIVATE_PREFIX) :].split("+")
+        parts = text[len(_PRIVATE_PREFIX) :].split("+", 2)
         if len(parts) != 3 or not _NAME.match(parts[0]):
             raise KeyFileError("the signing key is malformed")
         name, key_id, data = parts
@@ -201,6 +202,18 @@ def open_checkpoint(text: str, key: VerifierKey) -> Checkpoint:
             signed = True
     if not signed:
         raise ProofError(f"the checkpoint is not signed by the key {key.name} (a wrong key, or the text was changed)")
+    return _read_body(body)
+
+
+def read_unverified(text: str) -> Checkpoint:
+    """What a checkpoint states, without checking its signature (to make a proof that the auditor checks)."""
+    body, sep, _ = text.partition("\n\n")
+    if not sep:
+        raise ProofError("the checkpoint is not a signed note (no blank line before the signatures)")
+    return _read_body(body + "\n")
+
+
+def _read_body(body: str) -> Checkpoint:
     lines = body.splitlines()
     if len(lines) < 3 or not lines[1].isdigit():
         raise ProofError("the checkpoint's body is not origin, tree size and root hash")

@@ -22,6 +22,7 @@ from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirectio
 __all__ = [
     "DailyTotal",
     "Drift",
+    "EntryProof",
     "EventOutcome",
     "PurgeReport",
     "PurgeSelection",
@@ -29,6 +30,7 @@ __all__ = [
     "RunQuery",
     "Stats",
     "Store",
+    "TreeHead",
     "VerifyReport",
 ]
 
@@ -150,6 +152,24 @@ class DailyTotal:
     duration_ms_max: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class TreeHead:
+    """The ledger's Merkle tree: its size (entries) and root hash."""
+
+    size: int
+    root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EntryProof:
+    """One ledger entry, its payload (None when purged) and its audit path in a tree of a given size."""
+
+    seq: int
+    entry: bytes
+    payload: bytes | None
+    path: list[bytes]
+
+
 @dataclass(slots=True)
 class Drift:
     """What a rebuild changed: rows whose refolded state differs from the stored projection."""
@@ -224,6 +244,21 @@ class Store(Protocol):
 
     async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
         """Runs per workflow, project, UTC day and status, purged runs included; by day, workflow, status."""
+        ...
+
+    async def tree_head(self) -> TreeHead:
+        """The size and root hash of the ledger's Merkle tree now."""
+        ...
+
+    async def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]:
+        """The tree head now and the RFC 9162 proof that the tree of ``old_size`` entries is its prefix.
+
+        The proof is empty when the tree is not larger than ``old_size`` (compare the sizes first).
+        """
+        ...
+
+    async def run_proof(self, run_id: str, tree_size: int, *, project: str | None = None) -> list[EntryProof]:
+        """A run's entries among the first ``tree_size``, with payloads and audit paths in that tree."""
         ...
 
     async def list_runs(self, query: RunQuery) -> RunPage:

@@ -35,12 +35,14 @@ from flowledger.receiver.store._projector import Projector, run_from_row, save_r
 from flowledger.receiver.store._protocol import (
     DailyTotal,
     Drift,
+    EntryProof,
     EventOutcome,
     PurgeReport,
     PurgeSelection,
     RunPage,
     RunQuery,
     Stats,
+    TreeHead,
     VerifyReport,
 )
 from flowledger.receiver.store._purge import DAILY_TOTALS_SQL, daily_total, purge_runs
@@ -56,7 +58,7 @@ from flowledger.receiver.store._query import (
 from flowledger.receiver.store._rebuild import refold
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
-from flowledger.receiver.store._tree import frontier_async, stored_nodes
+from flowledger.receiver.store._tree import consistency, frontier_async, run_proof, stored_nodes, tree_head
 from flowledger.receiver.store._verify import EntryWalker, Format1Walker
 from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
 
@@ -385,6 +387,25 @@ class SqliteStore:
         except sqlite3.Error:  # giving pages back is best effort: the purge itself is committed
             pass
         return PurgeReport(runs=work.runs, events=work.events, purge_seq=seq)
+
+    async def tree_head(self) -> TreeHead:
+        """The Merkle tree's size and root now."""
+        return await self._sync_read(tree_head)
+
+    async def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]:
+        """The head now and the proof that the tree of ``old_size`` entries is its prefix."""
+        return await self._sync_read(lambda c: consistency(c, old_size))
+
+    async def run_proof(self, run_id: str, tree_size: int, *, project: str | None = None) -> list[EntryProof]:
+        """A run's entries among the first ``tree_size``, with audit paths; [] for another project's run."""
+        if project is not None:
+            run = await self.run_header(run_id, project=project)
+            if run is None:
+                return []
+        try:
+            return await self._sync_read(lambda c: run_proof(c, run_id, tree_size))
+        except LookupError as exc:
+            raise StoreError(f"cannot prove run {run_id}: {exc}") from exc
 
     async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
         """Runs per workflow, project, day and status, purged ones included."""

@@ -11,7 +11,6 @@ state of the tree.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from typing import Final
 
 import aiosqlite
@@ -25,11 +24,10 @@ from flowledger.receiver.store._merkle import (
     leaf_hash,
     node_hash,
 )
+from flowledger.receiver.store._protocol import EntryProof, TreeHead
 
 __all__ = [
     "MERKLE_SCHEMA",
-    "EntryProof",
-    "TreeHead",
     "backfill",
     "consistency",
     "frontier_async",
@@ -58,24 +56,6 @@ BEGIN SELECT RAISE(ABORT, 'the Merkle tree is append-only: a stored node cannot 
 
 _BACKFILL_CHUNK: Final = 5_000
 _INSERT_NODE: Final = "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)"
-
-
-@dataclass(frozen=True, slots=True)
-class TreeHead:
-    """The tree's size (entries) and root hash."""
-
-    size: int
-    root: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class EntryProof:
-    """One ledger entry, its payload (None when purged) and its audit path in a tree of a given size."""
-
-    seq: int
-    entry: bytes
-    payload: bytes | None
-    path: list[bytes]
 
 
 def stored_nodes(done: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
@@ -138,17 +118,25 @@ def _size(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT coalesce(max(seq), 0) FROM ledger").fetchone()[0])
 
 
-def tree_head(conn: sqlite3.Connection) -> TreeHead:
-    """The tree's size and root now (call inside a read transaction for one state)."""
+def _head(conn: sqlite3.Connection) -> TreeHead:
     size = _size(conn)
     return TreeHead(size, Frontier.load(size, perfect_reader(conn)).root())
+
+
+def tree_head(conn: sqlite3.Connection) -> TreeHead:
+    """The tree's size and root now."""
+    conn.execute("BEGIN")
+    try:
+        return _head(conn)
+    finally:
+        conn.execute("ROLLBACK")
 
 
 def consistency(conn: sqlite3.Connection, old_size: int) -> tuple[TreeHead, list[bytes]]:
     """The head now and the consistency proof from ``old_size`` (empty when the tree is not larger)."""
     conn.execute("BEGIN")
     try:
-        head = tree_head(conn)
+        head = _head(conn)
         if old_size <= 0 or old_size >= head.size:
             return head, []
         return head, consistency_path(old_size, head.size, perfect_reader(conn))
