@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from flowledger.receiver._auth import ApiKeys, AuthMiddleware
+from flowledger.receiver._checkpointer import Checkpointer
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._metrics import Metrics
 from flowledger.receiver._retention import Retention
@@ -70,6 +71,7 @@ def create_app(
     keys = ApiKeys(config.api_keys)
     sweeper = Sweeper(the_store, writer, config, metrics)
     retention = Retention(the_store, writer, config)
+    checkpointer = Checkpointer(the_store, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -77,6 +79,7 @@ def create_app(
         writer.start()
         sweeper.start()
         retention.start()
+        checkpointer.start()
         try:
             yield
         finally:
@@ -87,6 +90,7 @@ def create_app(
             await sweeper.stop()
             await retention.stop()
             await writer.stop()
+            await checkpointer.stop()
             await the_store.close()
 
     routes: list[BaseRoute] = [route for module in route_modules for route in module.ROUTES]

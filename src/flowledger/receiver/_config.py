@@ -53,6 +53,8 @@ DEFAULT_RETENTION_INTERVAL_S: Final = 3600.0
 DEFAULT_RETENTION_MAX_RUNS_PER_PASS: Final = 1000
 """Runs one retention pass purges at most: a pass holds the writer briefly, so ingest is not starved."""
 
+DEFAULT_CHECKPOINT_INTERVAL_S: Final = 300.0
+
 _ENV_PREFIX: Final = "FLOWLEDGER_RECEIVER_"
 _SECONDS_PER_DAY: Final = 86_400.0
 
@@ -132,6 +134,14 @@ class ReceiverConfig:
     retention_interval_s: float = DEFAULT_RETENTION_INTERVAL_S
     """Seconds between retention passes; 0 turns the task off."""
     retention_max_runs_per_pass: int = DEFAULT_RETENTION_MAX_RUNS_PER_PASS
+    checkpoint_dir: Path | None = None
+    """Where the receiver writes signed checkpoints (keep it off the database's disk); None: off."""
+    checkpoint_key: Path | None = None
+    """The signing key (written by ``flowledger keygen``) of those checkpoints."""
+    checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S
+    """Seconds between checkpoints (one is written only when the ledger grew)."""
+    checkpoint_url: str | None = None
+    """Also POST each checkpoint (text/plain) to this URL; None: off."""
 
 
 def _parse(name: str, raw: str, kind: type) -> object:
@@ -157,13 +167,17 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
             limit_changes[f.name] = _parse(f.name, raw, int)
     changes: dict[str, object] = {}
     for f in fields(ReceiverConfig):
-        if f.name in {"limits", "api_keys", "db_path", "retention"} | _OTLP_TEXT_FIELDS:
+        if f.name in {"limits", "api_keys", "db_path", "retention"} | _OTLP_TEXT_FIELDS | _CHECKPOINT_TEXT_FIELDS:
             continue
         raw = env.get(_ENV_PREFIX + f.name.upper())
         if raw is not None:
             kind = float if f.name.endswith("_s") and f.name != "retry_after_s" else int
             changes[f.name] = _parse(f.name, raw, kind)
     changes.update(_otlp_text_settings(env))
+    for name in _CHECKPOINT_TEXT_FIELDS:
+        raw = env.get(_ENV_PREFIX + name.upper(), "").strip()
+        if raw:
+            changes[name] = raw if name == "checkpoint_url" else Path(raw)
     retention = env.get(_ENV_PREFIX + "RETENTION")
     if retention:
         changes["retention"] = parse_retention(retention)
@@ -173,6 +187,7 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
 
 
 _OTLP_TEXT_FIELDS: Final = frozenset({"forward_endpoint", "forward_headers", "trace_url_template"})
+_CHECKPOINT_TEXT_FIELDS: Final = frozenset({"checkpoint_dir", "checkpoint_key", "checkpoint_url"})
 
 
 def _otlp_text_settings(env: Mapping[str, str]) -> dict[str, object]:
