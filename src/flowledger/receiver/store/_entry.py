@@ -61,20 +61,29 @@ def entry_bytes(
     producer_seq: int | None,
     payload_sha256: bytes,
 ) -> bytes:
-    """The canonical UTF-8 JSON of one entry (what the chain and the Merkle tree hash)."""
-    entry: dict[str, Any] = {
-        "v": ENTRY_FORMAT,
-        "seq": seq,
+    """The canonical UTF-8 JSON of one entry (what the chain and the Merkle tree hash).
+
+    The keys are written in sorted order and every value is a string, an
+    integer or null, where orjson's output is the canonical form (see
+    :mod:`._canonical`); the rare value orjson refuses goes through the
+    canonical encoder.
+    """
+    entry: dict[str, Any] = {  # keys in sorted order: this is the canonical order
         "event_id": event_id,
-        "run_id": run_id,
         "kind": kind,
-        "ts": ts,
-        "project": project,
+        "payload_sha256": payload_sha256.hex(),
         "producer_id": producer_id,
         "producer_seq": producer_seq,
-        "payload_sha256": payload_sha256.hex(),
+        "project": project,
+        "run_id": run_id,
+        "seq": seq,
+        "ts": ts,
+        "v": ENTRY_FORMAT,
     }
-    return canonical_utf8(entry, plain_floats=True)
+    try:
+        return orjson.dumps(entry)
+    except orjson.JSONEncodeError:  # a lone surrogate in an id, an integer beyond 64 bits
+        return canonical_utf8(entry)
 
 
 def parse_entry(entry: bytes) -> dict[str, Any]:
