@@ -10,7 +10,7 @@ from pathlib import Path
 from flowledger.receiver.store._protocol import PurgeSelection
 from flowledger.receiver.store._spans import SpanRow
 from flowledger.receiver.store._sqlite import SqliteStore
-from tests.receiver._support import RunEvents, typical_run
+from tests.receiver._support import RunEvents, simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
 
 
@@ -113,3 +113,35 @@ def test_the_file_shrinks_after_a_large_purge(tmp_path: Path) -> None:
     assert asyncio.run(purge()) == 200
     after = path.stat().st_size
     assert after < before / 4, (before, after)
+
+
+def test_purge_keeps_the_run_counts_right(tmp_path: Path) -> None:
+    """run_counts (kept by triggers on runs) still equals a count over the runs left after purges, and verify passes."""
+    import sqlite3
+
+    path = tmp_path / "counts.db"
+    runs = [(typical_run if i % 2 else simple_run)(workflow_id=f"w{i % 3}", project=f"p{i % 2}") for i in range(9)]
+    runs += [RunEvents(workflow_id="w0").start(), RunEvents(workflow_id="w1").start().finish("failed")]
+
+    async def work() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        await store.append(prepared([e for run in runs for e in run.events]))
+        assert (await store.purge(PurgeSelection(run_ids=(runs[0].run_id, runs[-1].run_id), by="test"))).runs
+        assert (await store.purge(PurgeSelection(workflow_id="w1", keep_newest=1, by="test"))).runs
+        await store.rebuild()
+        assert (await store.purge(PurgeSelection(workflow_id="w2", by="test"))).runs
+        assert (await store.verify()).ok
+        await store.close()
+
+    asyncio.run(work())
+    key = "coalesce(workflow_id, ''), status, coalesce(trigger_type, ''), coalesce(dry_run, -1), coalesce(project, '')"
+    counted_sql = (
+        f"SELECT {key}, count(*), sum(CAST(round(cost_usd * 1e9) AS INTEGER)) FROM runs GROUP BY 1, 2, 3, 4, 5"
+        " ORDER BY 1, 2, 3, 4, 5"
+    )
+    with sqlite3.connect(path) as conn:
+        counted = [(*row[:6], row[6] or 0) for row in conn.execute(counted_sql)]
+        assert counted  # runs are left to count
+        assert conn.execute("SELECT * FROM run_counts WHERE runs > 0 ORDER BY 1, 2, 3, 4, 5").fetchall() == counted
+        assert conn.execute("SELECT count(*) FROM run_counts WHERE runs < 0").fetchone()[0] == 0

@@ -3,8 +3,9 @@
 :func:`purge_runs` runs inside the caller's write transaction. It collects the
 selected runs in a temporary table, adds their figures to ``purged_totals``
 (so the daily aggregates stay right), deletes the payloads of their ledger
-entries (found through the ``ledger_by_run`` index), their spans, node
-attempts and run rows, and returns the purge entry's payload for the caller
+entries (found through the ``ledger_by_run`` index), their spans (their
+project's only), node attempts and run rows (the ``run_counts`` triggers on
+``runs`` take them out of the kept counts), and returns the purge entry's payload for the caller
 to append to the chain. With ``PRAGMA secure_delete`` on (the store's write
 connection sets it) the deleted bytes are overwritten, and an incremental
 vacuum afterwards hands the freed pages back to the file system.
@@ -143,9 +144,13 @@ async def purge_runs(conn: aiosqlite.Connection, selection: PurgeSelection, *, n
         "DELETE FROM payloads WHERE seq IN (SELECT l.seq FROM ledger l JOIN temp.purge_set s ON l.run_id = s.run_id)"
     )
     events = conn.total_changes - before
+    # Spans are stored per (trace, span, project): only the run's project's spans (and spans sent
+    # without an API key, which belong to no project) go; another project's spans of that trace stay.
     await conn.execute(
         "DELETE FROM spans WHERE trace_id IN (SELECT r.trace_id FROM runs r "
-        "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id IS NOT NULL)"
+        "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id IS NOT NULL) "
+        "AND (project IS NULL OR project IN (SELECT r.project FROM runs r "
+        "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id = spans.trace_id))"
     )
     await conn.execute("DELETE FROM node_runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
     await conn.execute("DELETE FROM runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")

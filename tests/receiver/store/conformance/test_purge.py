@@ -132,3 +132,19 @@ async def test_purge_removes_the_runs_spans(store: Store) -> None:
     assert (await store.get_trace(run.trace_id))[0]
     await store.purge(PurgeSelection(run_ids=(run.run_id,), by="cli"))
     assert (await store.get_trace(run.trace_id))[0] == []
+
+
+async def test_purge_keeps_another_projects_spans_of_the_same_trace(store: Store) -> None:
+    """Spans are kept per project: purging a run erases its project's spans, not another project's of its trace."""
+    import dataclasses
+
+    from tests.receiver.store.conformance.test_conformance import _span
+
+    run = simple_run(project="alpha")
+    await _append(store, run)
+    ours = dataclasses.replace(_span(run, "a" * 16, parent=None, name="root", start_ns=1), project="alpha")
+    theirs = dataclasses.replace(ours, project="beta", name="theirs")
+    await store.store_spans([ours, theirs])
+    await store.purge(PurgeSelection(run_ids=(run.run_id,), by="cli", project="alpha"))
+    assert (await store.get_trace(run.trace_id, project="alpha"))[0] == []
+    assert [span["name"] for span in (await store.get_trace(run.trace_id, project="beta"))[0]] == ["theirs"]
