@@ -1,6 +1,6 @@
 """Ingest throughput: events/s over HTTP into a real receiver, next to raw sqlite3.
 
-    python benchmarks/ingest.py [--events 100000] [--clients 4] [--batch 1000]
+    python benchmarks/ingest.py [--events 100000] [--clients 4] [--batch 1000] [--baseline REV] [--repeat N]
 
 Starts ``flowledger serve`` on a fresh database (a real uvicorn process on
 127.0.0.1), has CLIENTS processes build realistic runs (run_started, node
@@ -9,6 +9,11 @@ batches *before* the clock starts, then post them concurrently. It prints
 events/s end to end (validation, hash chain, projections, commit) and, for
 the same rows, the speed of a bare ``sqlite3`` ``executemany`` into the
 ledger table in one transaction, measured in the same run.
+
+With ``--baseline REV`` (a git revision of this repository, e.g. ``main``)
+the receiver of that revision is measured in the same run, alternating with
+this tree's ``--repeat`` times, on the same machine and client load; the best
+run of each is printed side by side.
 """
 
 from __future__ import annotations
@@ -37,11 +42,40 @@ from flowledger._wire import format_ts, new_event_id  # noqa: E402
 from flowledger.receiver._config import IngestLimits  # noqa: E402
 from flowledger.receiver.ingest._validate import prepare_event  # noqa: E402
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical, chain_hash  # noqa: E402
+from flowledger.receiver.store._entry import entry_bytes, payload_hash  # noqa: E402
 from flowledger.receiver.store._event import PreparedEvent  # noqa: E402
 from flowledger.receiver.store._fold import NODE_COLUMNS, RUN_COLUMNS, fold_node, fold_run  # noqa: E402
+from flowledger.receiver.store._merkle import Frontier, leaf_hash  # noqa: E402
 from flowledger.receiver.store._migrations import migrate  # noqa: E402
+from flowledger.receiver.store._tree import stored_nodes  # noqa: E402
 
-LEDGER_INSERT = "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash)"
+LEDGER_INSERT = (
+    "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash)"
+)
+PAYLOAD_INSERT = "INSERT INTO payloads (seq, body)"
+NODE_INSERT = "INSERT INTO merkle_nodes (level, idx, hash)"
+
+
+def ledger_row(
+    seq: int, event: dict[str, Any], ts: str, body: bytes, prev: bytes, received: str
+) -> tuple[tuple[Any, ...], bytes]:
+    """The ledger row of one event (format 2) and its entry bytes."""
+    digest = payload_hash(body)
+    entry = entry_bytes(
+        seq=seq,
+        event_id=event["event_id"],
+        run_id=event["run_id"],
+        kind=event["kind"],
+        ts=ts,
+        project=event.get("project"),
+        producer_id=event["producer_id"],
+        producer_seq=event["producer_seq"],
+        payload_sha256=digest,
+    )
+    row = (seq, event["event_id"], event["run_id"], event["kind"], ts, received, entry, digest, prev)
+    return (*row, chain_hash(prev, entry)), entry
+
+
 EVENTS_PER_RUN = 9
 NODES = ("fetch", "price", "decide")
 
@@ -156,17 +190,19 @@ def raw_sqlite(events: list[dict[str, Any]], path: Path) -> float:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     migrate(conn)
-    rows = []
+    rows, payloads = [], []
     prev = GENESIS_HASH
     received = format_ts(time.time_ns())
     for seq, event in enumerate(events, 1):
         body = canonical(event)
-        digest = chain_hash(prev, body.encode())
-        rows.append((seq, event["event_id"], event["run_id"], event["kind"], event["ts"], received, body, prev, digest))
-        prev = digest
+        row, _ = ledger_row(seq, event, event["ts"], body.encode(), prev, received)
+        rows.append(row)
+        payloads.append((seq, body))
+        prev = row[-1]
     started = time.perf_counter()
     conn.execute("BEGIN")
-    conn.executemany(f"{LEDGER_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany(f"{LEDGER_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany(f"{PAYLOAD_INSERT} VALUES (?, ?)", payloads)
     conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
@@ -176,8 +212,8 @@ def raw_sqlite(events: list[dict[str, Any]], path: Path) -> float:
 def raw_sqlite_all(events: list[dict[str, Any]], path: Path, batch: int) -> float:
     """Seconds to write every row the receiver writes for these events, with nothing else to do.
 
-    Ledger rows, run and node-attempt projection rows and producer counts,
-    folded and hashed beforehand, then written the receiver's way: one
+    Ledger rows, payloads, Merkle tree nodes, run and node-attempt projection
+    rows and producer counts, folded and hashed beforehand, then written the receiver's way: one
     transaction per ``batch`` events, multi-row inserts. The floor that
     SQLite alone puts under end-to-end ingest on this machine.
     """
@@ -190,9 +226,11 @@ def raw_sqlite_all(events: list[dict[str, Any]], path: Path, batch: int) -> floa
     width = len(RUN_COLUMNS), len(NODE_COLUMNS)
     run_row, node_row = attrgetter(*RUN_COLUMNS), attrgetter(*NODE_COLUMNS)
     plan = []
-    prev, seq = GENESIS_HASH, 0
+    prev, seq, tree = GENESIS_HASH, 0, Frontier()
     for start in range(0, len(events), batch):
         ledger_rows: list[tuple[Any, ...]] = []
+        payload_rows: list[tuple[Any, ...]] = []
+        node_rows_: list[tuple[Any, ...]] = []
         runs: dict[str, Any] = {}
         nodes: dict[tuple[str, str], Any] = {}
         for index, raw in enumerate(events[start : start + batch]):
@@ -200,18 +238,25 @@ def raw_sqlite_all(events: list[dict[str, Any]], path: Path, batch: int) -> floa
             assert isinstance(event, PreparedEvent)
             seq += 1
             event.seq = seq
-            digest = chain_hash(prev, event.body_bytes)
-            ledger_rows.append(
-                (seq, event.event_id, event.run_id, event.kind, event.ts, received, event.body, prev, digest)
-            )
-            prev = digest
+            row, entry = ledger_row(seq, raw, event.ts, event.body_bytes, prev, received)
+            ledger_rows.append(row)
+            payload_rows.append((seq, event.body))
+            node_rows_ += stored_nodes(tree.append(leaf_hash(entry)))
+            prev = row[-1]
             runs[event.run_id] = fold_run(runs.get(event.run_id), event)
             if "span_id" in event.data:
                 key = (event.run_id, event.data["span_id"])
                 nodes[key] = fold_node(nodes.get(key), event)
         producers = [(events[start]["producer_id"], seq, len(ledger_rows))]
         plan.append(
-            (ledger_rows, [run_row(r) for r in runs.values()], [node_row(n) for n in nodes.values()], producers)
+            (
+                ledger_rows,
+                payload_rows,
+                node_rows_,
+                [run_row(r) for r in runs.values()],
+                [node_row(n) for n in nodes.values()],
+                producers,
+            )
         )
 
     def insert(head: str, rows: list[Any], width: int, tail: str = "") -> None:
@@ -221,9 +266,12 @@ def raw_sqlite_all(events: list[dict[str, Any]], path: Path, batch: int) -> floa
             conn.execute(f"{head} VALUES {values}{tail}", [v for row in part for v in row])
 
     started = time.perf_counter()
-    for ledger_rows, run_rows, node_rows, producers in plan:
+    for ledger_rows, payload_rows, tree_rows, run_rows, node_rows, producers in plan:
         conn.execute("BEGIN IMMEDIATE")
-        insert(LEDGER_INSERT, ledger_rows, 9)
+        insert(LEDGER_INSERT, ledger_rows, 10)
+        insert(PAYLOAD_INSERT, payload_rows, 2)
+        if tree_rows:
+            insert(NODE_INSERT, tree_rows, 3)
         insert(f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)})", run_rows, width[0])
         insert(f"INSERT OR REPLACE INTO node_runs ({', '.join(NODE_COLUMNS)})", node_rows, width[1])
         insert(
@@ -238,103 +286,152 @@ def raw_sqlite_all(events: list[dict[str, Any]], path: Path, batch: int) -> floa
     return elapsed
 
 
+def measure(src: Path, clients: int, runs_per_client: int, batch: int, tmp: Path) -> dict[str, Any]:
+    """Serve the receiver of the source tree ``src`` on a fresh database and post to it; return the figures."""
+    db = tmp / f"bench-{secrets.token_hex(4)}.db"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]))
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-c", "from flowledger.cli import main; main()"),
+            *("serve", "--db", str(db), "--port", str(port), "--log-level", "warning"),
+        ],
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    sys.exit("the receiver did not start")
+                time.sleep(0.05)
+        ctx = multiprocessing.get_context("spawn")
+        ready = ctx.Barrier(clients + 1)
+        go = ctx.Event()
+        results = ctx.Queue()
+        procs = [
+            ctx.Process(target=client, args=(url, runs_per_client, batch, ready, go, results)) for _ in range(clients)
+        ]
+        for proc in procs:
+            proc.start()
+        ready.wait()  # every client has built and encoded its batches
+        cpu_before = cpu_seconds(server.pid)
+        loop_before = cpu_seconds(server.pid, server.pid)  # the main thread runs the event loop
+        load_before = os.getloadavg()[0]
+        started = time.perf_counter()
+        go.set()
+        outcomes = [results.get(timeout=600) for _ in procs]
+        elapsed = time.perf_counter() - started
+        cpu_used = cpu_seconds(server.pid) - cpu_before
+        loop_used = cpu_seconds(server.pid, server.pid) - loop_before
+        load_after = os.getloadavg()[0]
+        for proc in procs:
+            proc.join()
+        stored = sqlite3.connect(db).execute("SELECT count(*) FROM ledger").fetchone()[0]
+        verify = subprocess.run(
+            [sys.executable, "-c", "from flowledger.cli import main; main()", "verify", "--db", str(db)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {
+        "sent": sum(o[0] for o in outcomes),
+        "retries": sum(o[1] for o in outcomes),
+        "client_cpu": sum(o[2] for o in outcomes),
+        "elapsed": elapsed,
+        "cpu_used": cpu_used,
+        "loop_used": loop_used,
+        "load": (load_before, load_after),
+        "stored": stored,
+        "verify": (verify.stdout or verify.stderr).strip().splitlines()[0] if (verify.stdout or verify.stderr) else "",
+    }
+
+
+def export_revision(revision: str, into: Path) -> Path:
+    """The ``src`` folder of a git revision of this repository, unpacked into ``into``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", revision, "src"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into / "src"
+
+
+def report(label: str, figures: dict[str, Any]) -> None:
+    sent, elapsed, cpu_used, loop_used = figures["sent"], figures["elapsed"], figures["cpu_used"], figures["loop_used"]
+    print(f"[{label}] events sent: {sent}  stored: {figures['stored']}  (503 retries: {figures['retries']})")
+    print(f"[{label}] verify: {figures['verify']}")
+    print(f"[{label}] end to end over HTTP : {sent / elapsed:>10,.0f} events/s  ({elapsed:.2f} s)")
+    if cpu_used:
+        per_event_us, loop_us = cpu_used / sent * 1e6, loop_used / sent * 1e6
+        load_before, load_after = figures["load"]
+        print(
+            f"[{label}] receiver CPU         : {per_event_us:>10.1f} us/event  ({cpu_used:.2f} s over {elapsed:.2f} s "
+            f"wall; load average {load_before:.1f} before the run, {load_after:.1f} after)"
+        )
+        print(
+            f"[{label}]   event-loop thread  : {loop_us:>10.1f} us/event  (parse, validate, canonical form, fold, "
+            f"hash chain, entries, Merkle tree; its ceiling: {1e6 / loop_us:,.0f} events/s on a free core)"
+        )
+        print(f"[{label}]   other threads      : {per_event_us - loop_us:>10.1f} us/event  (SQLite on the writer)")
+    print(
+        f"[{label}] client processes CPU : {figures['client_cpu'] / sent * 1e6:>10.1f} us/event  (posting the "
+        f"prepared bodies; they share the machine's {os.cpu_count()} cores with the receiver)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="at least this many events in total")
     parser.add_argument("--clients", type=int, default=4, help="concurrent client processes")
     parser.add_argument("--batch", type=int, default=1000, help="events per request")
+    parser.add_argument("--baseline", default=None, help="also measure the receiver of this git revision")
+    parser.add_argument("--repeat", type=int, default=1, help="alternate the measurements this many times")
     args = parser.parse_args()
     runs_per_client = -(-args.events // (EVENTS_PER_RUN * args.clients))
     total = runs_per_client * EVENTS_PER_RUN * args.clients
 
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "bench.db"
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
-        server = subprocess.Popen(
-            [
-                *(sys.executable, "-c", "from flowledger.cli import main; main()"),
-                *("serve", "--db", str(db), "--port", str(port), "--log-level", "warning"),
-            ],
-            env=env,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        sys.exit("the receiver did not start")
-                    time.sleep(0.05)
-            ctx = multiprocessing.get_context("spawn")
-            ready = ctx.Barrier(args.clients + 1)
-            go = ctx.Event()
-            results = ctx.Queue()
-            procs = [
-                ctx.Process(target=client, args=(url, runs_per_client, args.batch, ready, go, results))
-                for _ in range(args.clients)
-            ]
-            for proc in procs:
-                proc.start()
-            ready.wait()  # every client has built and encoded its batches
-            cpu_before = cpu_seconds(server.pid)
-            loop_before = cpu_seconds(server.pid, server.pid)  # the main thread runs the event loop
-            load_before = os.getloadavg()[0]
-            started = time.perf_counter()
-            go.set()
-            outcomes = [results.get(timeout=600) for _ in procs]
-            elapsed = time.perf_counter() - started
-            cpu_used = cpu_seconds(server.pid) - cpu_before
-            loop_used = cpu_seconds(server.pid, server.pid) - loop_before
-            load_after = os.getloadavg()[0]
-            for proc in procs:
-                proc.join()
-            stored = sqlite3.connect(db).execute("SELECT count(*) FROM ledger").fetchone()[0]
-            verify = subprocess.run(
-                [sys.executable, "-c", "from flowledger.cli import main; main()", "verify", "--db", str(db)],
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        trees = {"this tree": ROOT / "src"}
+        if args.baseline is not None:
+            (tmp / "baseline").mkdir()
+            trees = {f"baseline {args.baseline}": export_revision(args.baseline, tmp / "baseline"), **trees}
+        best: dict[str, dict[str, Any]] = {}
+        for _ in range(args.repeat):
+            for label, src in trees.items():
+                figures = measure(src, args.clients, runs_per_client, args.batch, tmp)
+                if figures["stored"] != figures["sent"]:
+                    sys.exit(f"[{label}] the ledger does not hold every event sent")
+                rate = figures["sent"] / figures["elapsed"]
+                if label not in best or rate > best[label]["sent"] / best[label]["elapsed"]:
+                    best[label] = figures
         sample = build_runs(runs_per_client * args.clients)
-        raw_s = raw_sqlite(sample, Path(tmp) / "raw.db")
-        all_s = raw_sqlite_all(sample, Path(tmp) / "all.db", args.batch)
+        raw_s = raw_sqlite(sample, tmp / "raw.db")
+        all_s = raw_sqlite_all(sample, tmp / "all.db", args.batch)
 
-    sent = sum(o[0] for o in outcomes)
-    retries = sum(o[1] for o in outcomes)
-    client_cpu = sum(o[2] for o in outcomes)
-    print(f"cores: {os.cpu_count()}  clients: {args.clients}  batch: {args.batch} events/request")
-    print(f"events sent: {sent}  stored: {stored}  (503 retries: {retries})  verify: {verify.stdout.strip()}")
-    print(f"end to end over HTTP : {sent / elapsed:>10,.0f} events/s  ({elapsed:.2f} s)")
-    if cpu_used:
-        per_event_us = cpu_used / sent * 1e6
-        loop_us = loop_used / sent * 1e6
-        print(
-            f"receiver CPU         : {per_event_us:>10.1f} us/event  ({cpu_used:.2f} s over {elapsed:.2f} s wall; "
-            f"load average {load_before:.1f} before the run, {load_after:.1f} after)"
-        )
-        print(
-            f"  event-loop thread  : {loop_us:>10.1f} us/event  (parse, validate, canonical form, fold, hash chain;"
-            f" its ceiling: {1e6 / loop_us:,.0f} events/s on a free core)"
-        )
-        print(f"  other threads      : {per_event_us - loop_us:>10.1f} us/event  (SQLite on the writer's connection)")
     print(
-        f"client processes CPU : {client_cpu / sent * 1e6:>10.1f} us/event  (posting the prepared bodies; they share "
-        f"the machine's {os.cpu_count()} cores with the receiver)"
+        f"cores: {os.cpu_count()}  clients: {args.clients}  batch: {args.batch} events/request  repeat: {args.repeat}"
     )
-    print(f"raw sqlite3 executemany: {total / raw_s:>8,.0f} events/s  ({raw_s:.2f} s, ledger rows only)")
+    for label, figures in best.items():
+        report(label, figures)
+    if len(best) == 2:
+        (base_label, base), (_, this) = best.items()
+        base_rate, this_rate = base["sent"] / base["elapsed"], this["sent"] / this["elapsed"]
+        print(
+            f"this tree / {base_label}: {this_rate / base_rate:.2f} of the baseline's events/s (best of {args.repeat})"
+        )
+    print(f"raw sqlite3 executemany: {total / raw_s:>8,.0f} events/s  ({raw_s:.2f} s, ledger and payload rows only)")
     print(
-        f"raw sqlite3, all rows  : {total / all_s:>8,.0f} events/s  ({all_s:.2f} s: ledger, runs, node attempts and "
-        "producers, folded and hashed beforehand; the most SQLite alone allows on this machine)"
+        f"raw sqlite3, all rows  : {total / all_s:>8,.0f} events/s  ({all_s:.2f} s: ledger, payloads, tree nodes, "
+        "runs, node attempts and producers, folded and hashed beforehand; the most SQLite alone allows here)"
     )
-    if stored != sent:
-        sys.exit("the ledger does not hold every event sent")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ The hierarchy::
     │   ├── BodyError                  a request body the receiver cannot use (carries the HTTP status)
     │   │   └── OtlpBodyError          a body that is not an OTLP export request of its signal
     │   ├── QueryParamError            a query parameter of a receiver route cannot be used (answered with 400)
-    │   └── ViewerQueryError           a viewer query the client asked cannot be answered (answered with 400)
+    │   ├── ViewerQueryError           a viewer query the client asked cannot be answered (answered with 400)
+    │   └── KeyFileError               a signing or verifier key file cannot be used
     └── RuntimeFailure                 something went wrong while doing the work
         ├── RunAborted                 a run passed its deadline or budget
         ├── NodeTimeout                a node attempt ran past its timeout_s
@@ -25,6 +26,7 @@ The hierarchy::
         │   ├── UnstorableError        what was handed to the store holds a value it cannot keep
         │   ├── LedgerIntegrityError   the ledger's hash chain does not verify
         │   └── SchemaVersionError     the database was written by a newer flowledger
+        ├── ProofError                 a checkpoint or proof does not verify (signature, shape, or contents)
         └── ReceiverError              a receiver answered with an error
 
 The exceptions users import go by the name they import them by: their
@@ -51,10 +53,12 @@ __all__ = [
     "FlowledgerError",
     "GenerationError",
     "HttpNodeError",
+    "KeyFileError",
     "LedgerIntegrityError",
     "NodeLost",
     "NodeTimeout",
     "OtlpBodyError",
+    "ProofError",
     "QueryParamError",
     "ReceiverError",
     "RemoteNodeError",
@@ -158,6 +162,14 @@ class LedgerIntegrityError(StoreError):
 
 class SchemaVersionError(StoreError):
     """The database was written by a newer flowledger than this one."""
+
+
+class ProofError(RuntimeFailure):
+    """A signed checkpoint or a run's proof does not verify: bad signature, malformed, or contents that do not fit."""
+
+
+class KeyFileError(UsageError):
+    """A signing or verifier key file is not a key of the expected kind."""
 
 
 class ReceiverError(RuntimeFailure):

@@ -1,8 +1,9 @@
 """The ``flowledger`` command.
 
 Each part of flowledger contributes its commands: the receiver (``serve``,
-``runs``, ``show``, ``export``, ``verify``, ``rebuild``) and codegen
-(``validate``, ``generate``). Registering them is cheap (each command
+``runs``, ``show``, ``export``, ``verify``, ``rebuild``, ``import``, and the
+ledger lifecycle's ``purge``, ``keygen``, ``checkpoint``, ``prove``,
+``verify-proof``) and codegen (``validate``, ``generate``). Registering them is cheap (each command
 imports its heavy libraries when it runs), so every command is listed; a
 command whose part's extra is not installed stops with one line naming the
 missing package and the extra that brings it, never with a traceback.

@@ -77,6 +77,11 @@ def test_api_viewer_and_cli_show_the_public_name(live: LiveReceiver) -> None:
                 assert PUBLIC in result.output
                 assert "_exceptions" not in result.output
     conn = sqlite3.connect(live.db_path)
-    bodies = [row[0] for row in conn.execute("SELECT body FROM ledger WHERE kind = 'run_finished'")]
+    bodies = [
+        row[0]
+        for row in conn.execute(
+            "SELECT p.body FROM ledger l JOIN payloads p ON p.seq = l.seq WHERE l.kind = 'run_finished'"
+        )
+    ]
     conn.close()
     assert PRIVATE in bodies[0]  # the ledger keeps what the producer sent

@@ -21,12 +21,14 @@ from starlette.routing import BaseRoute
 
 from flowledger.receiver._auth import ApiKeys, AuthMiddleware
 from flowledger.receiver._budget import BodyBudget, BodyBudgetMiddleware
+from flowledger.receiver._checkpointer import Checkpointer
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._metrics import Metrics
+from flowledger.receiver._retention import Retention
 from flowledger.receiver._state import ReceiverState, error_response
 from flowledger.receiver._sweeper import Sweeper
 from flowledger.receiver._writer import Writer
-from flowledger.receiver.api import _routes_ops, _routes_query
+from flowledger.receiver.api import _routes_ops, _routes_purge, _routes_query
 from flowledger.receiver.ingest import _routes as _routes_ingest
 from flowledger.receiver.otlp import _routes as _routes_traces
 from flowledger.receiver.store._protocol import Store
@@ -35,7 +37,14 @@ from flowledger.receiver.viewer import _routes as _routes_viewer
 
 __all__ = ["ROUTE_MODULES", "create_app"]
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (_routes_ingest, _routes_query, _routes_ops, _routes_traces, _routes_viewer)
+ROUTE_MODULES: tuple[ModuleType, ...] = (
+    _routes_ingest,
+    _routes_query,
+    _routes_purge,
+    _routes_ops,
+    _routes_traces,
+    _routes_viewer,
+)
 """Every module whose ``ROUTES`` list the app mounts, in order."""
 
 
@@ -62,12 +71,16 @@ def create_app(
     )
     keys = ApiKeys(config.api_keys)
     sweeper = Sweeper(the_store, writer, config, metrics)
+    retention = Retention(the_store, writer, config)
+    checkpointer = Checkpointer(the_store, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await the_store.open()
         writer.start()
         sweeper.start()
+        retention.start()
+        checkpointer.start()
         try:
             yield
         finally:
@@ -76,7 +89,9 @@ def create_app(
                 if on_shutdown is not None:
                     await on_shutdown(app)
             await sweeper.stop()
+            await retention.stop()
             await writer.stop()
+            await checkpointer.stop()
             await the_store.close()
 
     routes: list[BaseRoute] = [route for module in route_modules for route in module.ROUTES]

@@ -1,4 +1,4 @@
-"""Receiver settings: ingest limits, write queue, sweeper, API keys, OTLP forwarding and trace links.
+"""Receiver settings: ingest limits, write queue, sweeper, API keys, forwarding, trace links, retention, checkpoints.
 
 Every limit is a named default with its unit in the name, and every field can
 be set in code (``ReceiverConfig(...)``) or from ``FLOWLEDGER_RECEIVER_*``
@@ -9,6 +9,7 @@ checked here too, so that a bad value stops ``flowledger serve`` at start.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -23,10 +24,12 @@ __all__ = [
     "TRACE_URL_ENV",
     "IngestLimits",
     "ReceiverConfig",
+    "RetentionPolicy",
     "check_template",
     "config_from_env",
     "parse_forward_endpoint",
     "parse_forward_headers",
+    "parse_retention",
     "template_from_env",
 ]
 
@@ -54,7 +57,39 @@ DEFAULT_HEADER_TIMEOUT_S: Final = 10.0
 DEFAULT_MAX_CONNECTIONS: Final = 1000
 """Connections a serving process keeps open at once (lowered to fit the process's file descriptor limit)."""
 
+DEFAULT_RETENTION_INTERVAL_S: Final = 3600.0
+DEFAULT_RETENTION_MAX_RUNS_PER_PASS: Final = 1000
+"""Runs one retention pass purges at most: a pass holds the writer briefly, so ingest is not starved."""
+
+DEFAULT_CHECKPOINT_INTERVAL_S: Final = 300.0
+
 _ENV_PREFIX: Final = "FLOWLEDGER_RECEIVER_"
+_SECONDS_PER_DAY: Final = 86_400.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetentionPolicy:
+    """How long runs are kept: by age, by count per workflow, or both; for one project or all."""
+
+    project: str | None = None
+    """Only this project's runs (None: every run)."""
+    max_age_s: float | None = None
+    """Finished runs that started longer ago than this are purged."""
+    max_runs_per_workflow: int | None = None
+    """Only the newest N finished runs of each workflow are kept."""
+
+    def describe(self) -> str:
+        """How a purge entry names this policy."""
+        parts = [
+            f"{name}={value}"
+            for name, value in (
+                ("project", self.project),
+                ("max_age_s", self.max_age_s),
+                ("max_runs_per_workflow", self.max_runs_per_workflow),
+            )
+            if value is not None
+        ]
+        return "retention policy " + " ".join(parts)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -110,6 +145,19 @@ class ReceiverConfig:
     response) is answered 408 and the connection closed; an idle connection is closed."""
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     """Connections open at once; a further one is answered 503 with Retry-After and closed at once."""
+    retention: tuple[RetentionPolicy, ...] = ()
+    """Retention policies (``FLOWLEDGER_RECEIVER_RETENTION``, JSON: see :func:`parse_retention`); empty: keep all."""
+    retention_interval_s: float = DEFAULT_RETENTION_INTERVAL_S
+    """Seconds between retention passes; 0 turns the task off."""
+    retention_max_runs_per_pass: int = DEFAULT_RETENTION_MAX_RUNS_PER_PASS
+    checkpoint_dir: Path | None = None
+    """Where the receiver writes signed checkpoints (keep it off the database's disk); None: off."""
+    checkpoint_key: Path | None = None
+    """The signing key (written by ``flowledger keygen``) of those checkpoints."""
+    checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S
+    """Seconds between checkpoints (one is written only when the ledger grew)."""
+    checkpoint_url: str | None = None
+    """Also POST each checkpoint (text/plain) to this URL; None: off."""
 
 
 def _parse(name: str, raw: str, kind: type) -> object:
@@ -135,19 +183,27 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
             limit_changes[f.name] = _parse(f.name, raw, int)
     changes: dict[str, object] = {}
     for f in fields(ReceiverConfig):
-        if f.name in {"limits", "api_keys", "db_path"} | _OTLP_TEXT_FIELDS:
+        if f.name in {"limits", "api_keys", "db_path", "retention"} | _OTLP_TEXT_FIELDS | _CHECKPOINT_TEXT_FIELDS:
             continue
         raw = env.get(_ENV_PREFIX + f.name.upper())
         if raw is not None:
             kind = float if f.name.endswith("_s") and f.name != "retry_after_s" else int
             changes[f.name] = _parse(f.name, raw, kind)
     changes.update(_otlp_text_settings(env))
+    for name in _CHECKPOINT_TEXT_FIELDS:
+        raw = env.get(_ENV_PREFIX + name.upper(), "").strip()
+        if raw:
+            changes[name] = raw if name == "checkpoint_url" else Path(raw)
+    retention = env.get(_ENV_PREFIX + "RETENTION")
+    if retention:
+        changes["retention"] = parse_retention(retention)
     if limit_changes:
         changes["limits"] = replace(config.limits, **limit_changes)  # type: ignore[arg-type]
     return replace(config, **changes) if changes else config  # type: ignore[arg-type]
 
 
 _OTLP_TEXT_FIELDS: Final = frozenset({"forward_endpoint", "forward_headers", "trace_url_template"})
+_CHECKPOINT_TEXT_FIELDS: Final = frozenset({"checkpoint_dir", "checkpoint_key", "checkpoint_url"})
 
 
 def _otlp_text_settings(env: Mapping[str, str]) -> dict[str, object]:
@@ -221,3 +277,44 @@ def parse_forward_headers(value: str | None) -> tuple[tuple[str, str], ...]:
             )
         pairs.append((name.strip(), text.strip()))
     return tuple(pairs)
+
+
+def parse_retention(text: str) -> tuple[RetentionPolicy, ...]:
+    """Policies from JSON: ``[{"project": "p", "max_age_days": 30, "max_runs_per_workflow": 1000}, ...]``.
+
+    ``max_age_days`` or ``max_age_s``; ``project`` is optional. ConfigError names what is wrong.
+    """
+    variable = _ENV_PREFIX + "RETENTION"
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{variable} is not JSON ({exc}); give a list of policies.") from None
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise ConfigError(f"{variable} must be a JSON list of policies.")
+    policies = []
+    for index, item in enumerate(raw):
+        where = f"{variable}[{index}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be an object.")
+        unknown = set(item) - {"project", "max_age_days", "max_age_s", "max_runs_per_workflow"}
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys {sorted(unknown)}.")
+        age = item.get("max_age_s")
+        if "max_age_days" in item:
+            age = item["max_age_days"] * _SECONDS_PER_DAY if isinstance(item["max_age_days"], int | float) else "bad"
+        count = item.get("max_runs_per_workflow")
+        project = item.get("project")
+        if age is not None and (not isinstance(age, int | float) or isinstance(age, bool) or age <= 0):
+            raise ConfigError(f"{where}: the maximum age must be a positive number.")
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
+            raise ConfigError(f"{where}: max_runs_per_workflow must be a whole number, 0 or more.")
+        if project is not None and not isinstance(project, str):
+            raise ConfigError(f"{where}: project must be a string.")
+        if age is None and count is None:
+            raise ConfigError(f"{where} limits nothing: give max_age_days (or max_age_s) or max_runs_per_workflow.")
+        policies.append(
+            RetentionPolicy(project=project, max_age_s=None if age is None else float(age), max_runs_per_workflow=count)
+        )
+    return tuple(policies)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -12,7 +13,9 @@ from click.testing import CliRunner
 
 from flowledger.receiver.cli._commands import verify_command
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical, chain_hash
+from flowledger.receiver.store._entry import entry_bytes, parse_entry, payload_hash
 from tests.receiver._support import LiveReceiver, simple_run, typical_run
+from tests.receiver.store._rewrite import rewrite_history, tamper
 
 
 @pytest.fixture
@@ -29,43 +32,83 @@ def _verify(db: Path, *args: str) -> tuple[int, str]:
 
 
 def _tamper(db: Path, *statements: str) -> None:
-    conn = sqlite3.connect(db)
-    conn.execute("DROP TRIGGER ledger_no_update")
-    conn.execute("DROP TRIGGER ledger_no_delete")
-    for statement in statements:
-        conn.execute(statement)
-    conn.commit()
-    conn.close()
+    tamper(db, *statements)
 
 
-def test_chain_links_every_row_to_the_one_before(filled: LiveReceiver) -> None:
-    """Each row's hash is sha256(prev_hash || canonical body), starting from the genesis hash."""
+def test_chain_links_every_entry_to_the_one_before(filled: LiveReceiver) -> None:
+    """Each row's hash is sha256(prev_hash || entry) from the genesis hash; the entry commits to the payload."""
     with sqlite3.connect(filled.db_path) as conn:
-        rows = conn.execute("SELECT seq, body, prev_hash, hash FROM ledger ORDER BY seq").fetchall()
+        rows = conn.execute(
+            "SELECT l.seq, l.event_id, l.run_id, l.kind, l.ts, l.entry, l.payload_hash, l.prev_hash, l.hash, p.body "
+            "FROM ledger l JOIN payloads p ON p.seq = l.seq ORDER BY l.seq"
+        ).fetchall()
     prev = GENESIS_HASH
-    for _seq, body, prev_hash, stored in rows:
+    for seq, event_id, run_id, kind, ts, entry, digest, prev_hash, stored, body in rows:
         assert prev_hash == prev
-        assert stored == chain_hash(prev, body.encode())
+        assert stored == chain_hash(prev, entry)
+        assert digest == payload_hash(body.encode())
+        fields = parse_entry(entry)
+        assert (fields["seq"], fields["event_id"], fields["run_id"], fields["kind"], fields["ts"]) == (
+            seq,
+            event_id,
+            run_id,
+            kind,
+            ts,
+        )
+        assert fields["payload_sha256"] == digest.hex()
+        raw = json.loads(body)
+        rebuilt = entry_bytes(
+            seq=seq,
+            event_id=event_id,
+            run_id=run_id,
+            kind=kind,
+            ts=ts,
+            project=raw.get("project"),
+            producer_id=raw["producer_id"],
+            producer_seq=raw["producer_seq"],
+            payload_sha256=digest,
+        )
+        assert rebuilt == entry
         prev = stored
     assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
 
 
-def test_body_is_the_canonical_encoding(filled: LiveReceiver) -> None:
-    """A stored body re-encodes to itself: sorted keys, no whitespace, UTF-8."""
-    import json
-
+def test_payload_is_the_canonical_encoding(filled: LiveReceiver) -> None:
+    """A stored payload re-encodes to itself: sorted keys, no whitespace, UTF-8."""
     with sqlite3.connect(filled.db_path) as conn:
-        for (body,) in conn.execute("SELECT body FROM ledger"):
+        for (body,) in conn.execute("SELECT body FROM payloads"):
             assert canonical(json.loads(body)) == body
 
 
 def test_database_refuses_update_and_delete(filled: LiveReceiver) -> None:
-    """Triggers make the ledger append-only at the database level."""
+    """Triggers make the ledger append-only at the database level, and payloads write-once."""
     with sqlite3.connect(filled.db_path) as conn:
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            conn.execute("UPDATE ledger SET body = '{}' WHERE seq = 1")
+            conn.execute("UPDATE ledger SET entry = x'00' WHERE seq = 1")
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             conn.execute("DELETE FROM ledger WHERE seq = 1")
+        with pytest.raises(sqlite3.IntegrityError, match="write-once"):
+            conn.execute("UPDATE payloads SET body = '{}' WHERE seq = 1")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT OR REPLACE INTO ledger SELECT * FROM ledger WHERE seq = 3",
+        "INSERT OR REPLACE INTO ledger SELECT 99, event_id, run_id, kind, ts, received_at, entry, payload_hash, "
+        "prev_hash, hash FROM ledger WHERE seq = 3",
+        "REPLACE INTO ledger SELECT seq, 'another', run_id, kind, ts, received_at, entry, payload_hash, prev_hash, "
+        "hash FROM ledger WHERE seq = 3",
+    ],
+    ids=["same-seq", "same-event-id", "replace"],
+)
+def test_insert_or_replace_cannot_get_past_the_triggers(filled: LiveReceiver, statement: str) -> None:
+    """INSERT OR REPLACE deletes without firing DELETE triggers; an insert trigger refuses it instead."""
+    with sqlite3.connect(filled.db_path) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute(statement)
+        assert conn.execute("SELECT count(*) FROM ledger").fetchone()[0] == 23
+    assert _verify(filled.db_path)[0] == 0
 
 
 def test_verify_passes_an_intact_chain_and_prints_its_head(filled: LiveReceiver) -> None:
@@ -76,15 +119,42 @@ def test_verify_passes_an_intact_chain_and_prints_its_head(filled: LiveReceiver)
 
 
 def test_verify_names_an_edited_row(filled: LiveReceiver) -> None:
-    """A body edited by hand (after dropping the triggers) is found: exit 1 naming the event."""
+    """An entry edited by hand (after dropping the triggers) is found: exit 1 naming the event."""
     with sqlite3.connect(filled.db_path) as conn:
         event_id = conn.execute("SELECT event_id FROM ledger WHERE seq = 7").fetchone()[0]
-    _tamper(filled.db_path, """UPDATE ledger SET body = replace(body, '"seq":', '"seq":1') WHERE seq = 7""")
+    _tamper(
+        filled.db_path,
+        """UPDATE ledger SET entry = CAST(replace(CAST(entry AS TEXT), '"producer_seq":', '"producer_seq":1') AS BLOB)
+        WHERE seq = 7""",
+    )
     code, output = _verify(filled.db_path)
     assert code == 1
     assert event_id in output
     assert "row 7" in output
     assert "edited" in output
+
+
+@pytest.mark.parametrize(
+    ("statement", "words"),
+    [
+        ("UPDATE payloads SET body = replace(body, 'fetch', 'FETCH') WHERE seq = 2", "payload was edited"),
+        ("UPDATE ledger SET event_id = 'forged' WHERE seq = 2", "event_id column"),
+        ("UPDATE ledger SET run_id = 'forged' WHERE seq = 2", "run_id column"),
+        ("UPDATE ledger SET kind = 'run_finished' WHERE seq = 2", "kind column"),
+        ("UPDATE ledger SET ts = '2000-01-01T00:00:00.000000Z' WHERE seq = 2", "ts column"),
+        ("UPDATE ledger SET payload_hash = zeroblob(32) WHERE seq = 2", "payload_hash column"),
+        ("UPDATE payloads SET body = (SELECT body FROM payloads WHERE seq = 3) WHERE seq = 2", "payload"),
+        ("DELETE FROM payloads WHERE seq = 2", "no purge entry covers"),
+    ],
+    ids=["payload", "event-id", "run-id", "kind", "ts", "payload-hash", "payload-swapped", "payload-deleted"],
+)
+def test_verify_checks_every_column_and_the_payload(filled: LiveReceiver, statement: str, words: str) -> None:
+    """Every stored column is checked against the hashed entry, and the payload against its hash."""
+    _tamper(filled.db_path, statement)
+    code, output = _verify(filled.db_path)
+    assert code == 1, output
+    assert "row 2" in output
+    assert words in output
 
 
 def test_verify_names_the_row_after_a_deleted_one(filled: LiveReceiver) -> None:
@@ -113,19 +183,8 @@ def test_verify_finds_a_rehashed_edit_through_a_checkpoint(filled: LiveReceiver)
     """An edit whose whole chain was recomputed passes the chain check but not a saved checkpoint."""
     code, output = _verify(filled.db_path)
     head = output.strip().rsplit(" ", 1)[-1]
-    conn = sqlite3.connect(filled.db_path)
-    conn.execute("DROP TRIGGER ledger_no_update")
-    rows = conn.execute("SELECT seq, body FROM ledger ORDER BY seq").fetchall()
-    prev = GENESIS_HASH
-    for seq, body in rows:
-        if seq == 2:
-            body = body.replace("fetch", "FETCH")
-        new = chain_hash(prev, body.encode())
-        conn.execute("UPDATE ledger SET body = ?, prev_hash = ?, hash = ? WHERE seq = ?", (body, prev, new, seq))
-        prev = new
-    conn.commit()
-    conn.close()
-    assert _verify(filled.db_path)[0] == 0  # what the chain alone cannot prove
+    rewrite_history(filled.db_path, 2, b'"producer_seq":', b'"producer_seq":1')
+    assert _verify(filled.db_path)[0] == 0  # what the chain and tree alone cannot prove
     code, output = _verify(filled.db_path, "--checkpoint", head)
     assert code == 1
     assert "checkpoint" in output
@@ -153,7 +212,7 @@ def test_verify_command_in_a_subprocess(filled: LiveReceiver) -> None:
     command = [sys.executable, "-c", "from flowledger.cli import main; main()", "verify", "--db", str(filled.db_path)]
     ok = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
-    _tamper(filled.db_path, "UPDATE ledger SET body = body || ' ' WHERE seq = 1")
+    _tamper(filled.db_path, "UPDATE payloads SET body = body || ' ' WHERE seq = 1")
     broken = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert broken.returncode == 1
     assert "Traceback" not in broken.stderr
@@ -209,24 +268,25 @@ def test_an_event_accepted_again_after_its_event_id_was_edited_is_found(filled: 
     "statement",
     [
         "INSERT OR REPLACE INTO ledger SELECT * FROM ledger WHERE seq = 3",
-        "REPLACE INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash) "
-        "SELECT seq, event_id, run_id, kind, ts, received_at, '{}', prev_hash, hash FROM ledger WHERE seq = 3",
-        "INSERT OR REPLACE INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash) "
-        "SELECT (SELECT max(seq) + 1 FROM ledger), event_id, run_id, kind, ts, received_at, body, prev_hash, hash "
+        "REPLACE INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash) "
+        "SELECT seq, event_id, run_id, kind, ts, received_at, '{}', payload_hash, prev_hash, hash "
         "FROM ledger WHERE seq = 3",
-        "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash) "
-        "SELECT (SELECT max(seq) + 5 FROM ledger), 'new', run_id, kind, ts, received_at, body, prev_hash, hash "
-        "FROM ledger WHERE seq = 3",
+        "INSERT OR REPLACE INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, "
+        "hash) SELECT (SELECT max(seq) + 1 FROM ledger), event_id, run_id, kind, ts, received_at, entry, payload_hash, "
+        "prev_hash, hash FROM ledger WHERE seq = 3",
+        "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash) "
+        "SELECT (SELECT max(seq) + 5 FROM ledger), 'new', run_id, kind, ts, received_at, entry, payload_hash, "
+        "prev_hash, hash FROM ledger WHERE seq = 3",
     ],
     ids=["replace-same-row", "replace-with-edit", "replace-by-event-id", "insert-past-the-end"],
 )
 def test_the_database_refuses_replacing_or_skipping_rows(filled: LiveReceiver, statement: str) -> None:
     """INSERT OR REPLACE (which deletes without the DELETE trigger) and rows past the end are refused."""
     with sqlite3.connect(filled.db_path) as conn:
-        before = conn.execute("SELECT seq, event_id, body FROM ledger ORDER BY seq").fetchall()
+        before = conn.execute("SELECT seq, event_id, entry FROM ledger ORDER BY seq").fetchall()
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             conn.execute(statement)
-        assert conn.execute("SELECT seq, event_id, body FROM ledger ORDER BY seq").fetchall() == before
+        assert conn.execute("SELECT seq, event_id, entry FROM ledger ORDER BY seq").fetchall() == before
 
 
 def test_a_failed_checkpoint_comparison_names_the_event(filled: LiveReceiver) -> None:
@@ -244,3 +304,24 @@ def test_a_failed_checkpoint_comparison_names_the_event(filled: LiveReceiver) ->
     assert code == 1
     assert "None" not in output
     assert f"row {seq}" in output
+
+
+def test_verify_checks_the_stored_merkle_tree(filled: LiveReceiver) -> None:
+    """A stored Merkle tree node that does not match the entries fails verify."""
+    _tamper(filled.db_path, "UPDATE merkle_nodes SET hash = zeroblob(32)")
+    code, output = _verify(filled.db_path)
+    assert code == 1
+    assert "Merkle tree node at level 4" in output
+    _tamper(filled.db_path, "DELETE FROM merkle_nodes")
+    code, output = _verify(filled.db_path)
+    assert code == 1
+    assert "missing" in output
+
+
+def test_merkle_nodes_cannot_be_replaced(filled: LiveReceiver) -> None:
+    """The stored tree is append-only too, INSERT OR REPLACE included."""
+    with sqlite3.connect(filled.db_path) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("INSERT OR REPLACE INTO merkle_nodes VALUES (4, 0, zeroblob(32))")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM merkle_nodes")

@@ -161,7 +161,8 @@ def test_config_from_env_reads_limits_and_settings() -> None:
 
 def test_two_stores_on_one_file_keep_one_chain(tmp_path: Path) -> None:
     """Two writers appending to the same database (two receivers, or one and a CLI) extend one valid chain."""
-    from flowledger.receiver.store._verify import VERIFY_COLUMNS, ChainWalker
+    from flowledger.receiver.store._sqlite import _VERIFY_SQL
+    from flowledger.receiver.store._verify import EntryWalker
 
     path = tmp_path / "shared.db"
 
@@ -178,11 +179,12 @@ def test_two_stores_on_one_file_keep_one_chain(tmp_path: Path) -> None:
 
     asyncio.run(main())
     conn = sqlite3.connect(path)
-    rows = conn.execute(f"SELECT {VERIFY_COLUMNS} FROM ledger ORDER BY seq").fetchall()
+    rows = conn.execute(_VERIFY_SQL, (0, 1000)).fetchall()
     conn.close()
-    walker = ChainWalker()
+    walker = EntryWalker()
     assert walker.feed(rows)
     assert walker.count == 24
+    assert walker.report().ok
 
 
 def test_store_failure_is_503_with_retry_after(tmp_path: Path) -> None:

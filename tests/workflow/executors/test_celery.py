@@ -56,7 +56,10 @@ class Setup:
     def producers(self, run_id: str, kind: str) -> list[tuple[str, str | None]]:
         """``(producer id, node id)`` of each stored event of ``kind`` in a run: which process recorded it."""
         with sqlite3.connect(self.db_path) as db:
-            rows = db.execute("SELECT body FROM ledger WHERE run_id = ? AND kind = ?", (run_id, kind)).fetchall()
+            rows = db.execute(
+                "SELECT p.body FROM ledger l JOIN payloads p ON p.seq = l.seq WHERE l.run_id = ? AND l.kind = ?",
+                (run_id, kind),
+            ).fetchall()
         events = [json.loads(body) for (body,) in rows]
         return [(event["producer_id"], event["data"].get("node_id")) for event in events]
 

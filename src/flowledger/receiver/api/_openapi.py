@@ -173,6 +173,48 @@ def openapi_document() -> dict[str, Any]:
                         "401": _error("API keys are configured and the request has no valid one."),
                         "404": _error("No such run (or not in the key's project)."),
                     },
+                },
+                "delete": {
+                    "summary": "Purge one run: payloads, projection rows and spans; the purge is a ledger entry",
+                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "What was purged.",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Purge"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                    },
+                },
+            },
+            "/api/purge": {
+                "post": {
+                    "summary": "Purge a workflow's runs, optionally only those started before a time",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "workflow_id": {"type": "string", "minLength": 1},
+                                        "before": {"type": "string", "format": "date-time"},
+                                    },
+                                    "required": ["workflow_id"],
+                                    "additionalProperties": False,
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "What was purged (possibly nothing).",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Purge"}}},
+                        },
+                        "400": _error("The body is not a purge request."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "413": _error("The body is too large."),
+                    },
                 }
             },
             "/api/export": {
@@ -345,6 +387,18 @@ def openapi_document() -> dict[str, Any]:
                         "first_bad_seq": _NINT,
                         "first_bad_event_id": _NSTR,
                         "problem": _NSTR,
+                        "purges": {"type": "integer"},
+                        "runs_purged": {"type": "integer"},
+                        "payloads_erased": {"type": "integer"},
+                    },
+                },
+                "Purge": {
+                    "type": "object",
+                    "required": ["runs", "events", "purge_seq"],
+                    "properties": {
+                        "runs": {"type": "array", "items": {"type": "string"}},
+                        "events": {"type": "integer"},
+                        "purge_seq": _NINT,
                     },
                 },
             }

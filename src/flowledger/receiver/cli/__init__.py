@@ -5,6 +5,6 @@ Importing this package is cheap: the server, the database driver and rich load i
 
 from __future__ import annotations
 
-from flowledger.receiver.cli._commands import COMMANDS
+from flowledger.receiver.cli._registry import COMMANDS
 
 __all__ = ["COMMANDS"]

@@ -510,28 +510,54 @@ def export_command(
     "--checkpoint",
     "checkpoints",
     multiple=True,
-    metavar="SEQ:HASH",
-    help="A head printed by an earlier verify: the row SEQ must still have this hash.",
+    metavar="SEQ:HASH|FILE",
+    help="A head printed by an earlier verify (SEQ:HASH): the row SEQ must still have this hash; "
+    "with --key, a signed checkpoint file: the ledger must extend it.",
+)
+@click.option(
+    "--key",
+    "key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The verifier key (FILE.pub) of the signed checkpoints given with --checkpoint.",
 )
 @_json_option
 @_clean_errors
-def verify_command(db: Path, url: str | None, api_key: str | None, checkpoints: tuple[str, ...], as_json: bool) -> None:
-    """Check the ledger's hash chain: exit 0 intact, exit 1 naming the first bad event."""
+def verify_command(
+    db: Path, url: str | None, api_key: str | None, checkpoints: tuple[str, ...], key: Path | None, as_json: bool
+) -> None:
+    """Check the ledger's hash chain (and signed checkpoints): exit 0 intact, exit 1 naming the first bad event."""
     import dataclasses
 
     from flowledger.receiver.cli._sources import DbSource, UrlSource
     from flowledger.receiver.store._verify import parse_checkpoint
 
+    if key is not None and not checkpoints:
+        raise click.UsageError("--key checks signed checkpoints: give --checkpoint FILE too")
     try:
-        parsed = [parse_checkpoint(c) for c in checkpoints]
+        parsed = [] if key is not None else [parse_checkpoint(c) for c in checkpoints]
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--checkpoint") from None
+        raise click.BadParameter(
+            f"{exc}; a signed checkpoint file needs --key FILE.pub", param_hint="--checkpoint"
+        ) from None
     source: Source = UrlSource(url, _checked_key(api_key)) if url is not None else DbSource(db)
     report = source.verify(parsed)
+    if report.ok and key is not None:
+        from flowledger.receiver.cli._checkpoints import check_against
+
+        broken = check_against(source, [Path(c) for c in checkpoints], key)
+        if broken is not None:
+            click.echo(broken, err=True)
+            sys.exit(EXIT_BROKEN_CHAIN)
     if as_json:
         _print_json(dataclasses.asdict(report))
     elif report.ok:
         click.echo(f"ledger intact: {report.events} events; head {report.head_seq}:{report.head_hash}")
+        if report.purges:
+            click.echo(
+                f"erased by {report.purges} purge(s): the payloads of {report.payloads_erased} events "
+                f"of {report.runs_purged} runs (their entries remain and verify)"
+            )
     else:
         where = (
             f"event {report.first_bad_event_id} (row {report.first_bad_seq})"

@@ -19,7 +19,17 @@ import httpx
 from flowledger._apikey import check_api_key
 from flowledger._exceptions import ReceiverError, StoreError
 from flowledger.receiver.api._export import ExportFormat, export_lines
-from flowledger.receiver.store._protocol import Drift, RunPage, RunQuery, Store, VerifyReport
+from flowledger.receiver.store._protocol import (
+    Drift,
+    EntryProof,
+    PurgeReport,
+    PurgeSelection,
+    RunPage,
+    RunQuery,
+    Store,
+    TreeHead,
+    VerifyReport,
+)
 from flowledger.receiver.store._sqlite import SqliteStore
 from flowledger.receiver.store._views import RunPageCursor
 
@@ -80,6 +90,15 @@ class Source(Protocol):
     def verify(self, checkpoints: Sequence[tuple[int, str]]) -> VerifyReport: ...
     def rebuild(self) -> Drift: ...
     def import_jsonl(self, path: Path) -> ImportReport: ...
+    def purge(self, selection: PurgeSelection) -> PurgeReport: ...
+    def tree_head(self) -> TreeHead: ...
+    def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]: ...
+    def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]: ...
+
+
+_DB_ONLY: Final = (
+    "checkpoints and proofs read the database file: pass --db PATH (the signing key stays off the receiver)"
+)
 
 
 class DbSource:
@@ -170,6 +189,22 @@ class DbSource:
 
         return self._run(work, write=True)
 
+    def purge(self, selection: PurgeSelection) -> PurgeReport:
+        """Erase runs from the file (a second writer beside a running receiver is safe)."""
+        return self._run(lambda store: store.purge(selection), write=True)
+
+    def tree_head(self) -> TreeHead:
+        """The Merkle tree's size and root."""
+        return self._run(lambda store: store.tree_head())
+
+    def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]:
+        """The head and the consistency proof from ``old_size``."""
+        return self._run(lambda store: store.consistency_proof(old_size))
+
+    def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]:
+        """A run's entries with audit paths in the tree of ``tree_size``."""
+        return self._run(lambda store: store.run_proof(run_id, tree_size))
+
 
 class UrlSource:
     """Calls a running receiver's HTTP API."""
@@ -183,10 +218,12 @@ class UrlSource:
     def _client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=self._headers, timeout=REQUEST_TIMEOUT_S)
 
-    def _request(self, method: str, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, params: dict[str, Any] | None = None, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
         try:
             with self._client() as client:
-                response = client.request(method, path, params=params)
+                response = client.request(method, path, params=params, json=body)
         except httpx.HTTPError as exc:
             raise ReceiverError(f"cannot reach the receiver at {self.url}: {exc}") from None
         if response.status_code >= 400 and response.status_code != 404:
@@ -281,6 +318,36 @@ class UrlSource:
                     line = chunk[index][0] if isinstance(index, int) and 0 <= index < len(chunk) else None
                     report.rejected.append({"line": line, "error": item.get("error")})
         return report
+
+    def tree_head(self) -> TreeHead:
+        """Checkpoints are taken from the database file, not over HTTP."""
+        raise ReceiverError(_DB_ONLY)
+
+    def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]:
+        """Checkpoints are checked against the database file, not over HTTP."""
+        raise ReceiverError(_DB_ONLY)
+
+    def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]:
+        """Proofs are made from the database file, not over HTTP."""
+        raise ReceiverError(_DB_ONLY)
+
+    def purge(self, selection: PurgeSelection) -> PurgeReport:
+        """``DELETE /api/runs/{id}`` for listed runs, ``POST /api/purge`` for a workflow."""
+        if selection.run_ids:
+            runs: list[str] = []
+            events, last = 0, None
+            for run_id in selection.run_ids:
+                response = self._request("DELETE", f"/api/runs/{run_id}")
+                if response.status_code == 404:
+                    continue
+                one = response.json()
+                runs += one["runs"]
+                events += one["events"]
+                last = one["purge_seq"]
+            return PurgeReport(runs=sorted(runs), events=events, purge_seq=last)
+        request = {"workflow_id": selection.workflow_id, "before": selection.before}
+        answer = self._request("POST", "/api/purge", body={k: v for k, v in request.items() if v is not None}).json()
+        return PurgeReport(runs=answer["runs"], events=answer["events"], purge_seq=answer["purge_seq"])
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -9,12 +9,28 @@ is touched.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Callable
 from typing import Final
 
 from flowledger._exceptions import SchemaVersionError, StoreError
+from flowledger.receiver.store._canonical import chain_hash
+from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash
+from flowledger.receiver.store._time import normalize_ts
+from flowledger.receiver.store._tree import MERKLE_SCHEMA, backfill
+from flowledger.receiver.store._verify import FORMAT1_COLUMNS, Format1Walker
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "foreign_database", "migrate", "schema_version"]
+__all__ = [
+    "APPLICATION_ID",
+    "LEDGER_V2_SCHEMA",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Migration",
+    "foreign_database",
+    "migrate",
+    "schema_version",
+]
 
 APPLICATION_ID: Final = 0x464C4447
 """``PRAGMA application_id`` of a flowledger database ("FLDG")."""
@@ -211,7 +227,153 @@ CREATE INDEX producers_by_last_ts ON producers (last_ts);
 CREATE INDEX producers_by_project ON producers (project);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (
+LEDGER_V2_SCHEMA: Final = """
+-- Format 2: each row is an entry (metadata and the payload's sha256, canonical JSON) chained by
+-- hash = sha256(prev_hash || entry); the payload (the event's canonical body) lives in payloads.
+CREATE TABLE ledger (
+    seq          INTEGER PRIMARY KEY,       -- position in the hash chain, from 1
+    event_id     TEXT NOT NULL UNIQUE,
+    run_id       TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    ts           TEXT NOT NULL,
+    received_at  TEXT NOT NULL,             -- receiver clock; not covered by the hash
+    entry        BLOB NOT NULL,             -- canonical UTF-8 JSON: what the hash covers
+    payload_hash BLOB NOT NULL,             -- sha256 of the payload, as in the entry
+    prev_hash    BLOB NOT NULL,
+    hash         BLOB NOT NULL
+);
+CREATE INDEX ledger_by_run ON ledger (run_id);
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: UPDATE is refused'); END;
+CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: DELETE is refused'); END;
+-- INSERT OR REPLACE deletes the row it replaces without firing the DELETE trigger:
+-- a new row must come right after the last one and bring an event_id not stored yet.
+CREATE TRIGGER ledger_append_only BEFORE INSERT ON ledger
+WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM ledger)
+  OR EXISTS (SELECT 1 FROM ledger WHERE event_id = NEW.event_id)
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: a row goes after the last one, with a new event_id'); END;
+
+-- The payload of each entry; a purge deletes rows here, never in ledger.
+CREATE TABLE payloads (
+    seq  INTEGER PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TRIGGER payloads_no_update BEFORE UPDATE ON payloads
+BEGIN SELECT RAISE(ABORT, 'payloads are write-once: UPDATE is refused'); END;
+
+-- Where the chain starts: format-1 ledgers converted to format 2 keep their verified head here,
+-- and the first entry's prev_hash is derived from it.
+CREATE TABLE ledger_origin (
+    v1_head_seq  INTEGER NOT NULL,
+    v1_head_hash BLOB NOT NULL
+);
+-- The format-1 hash of every converted row, so checkpoints taken before the conversion still check.
+CREATE TABLE ledger_v1 (
+    seq  INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL
+);
+CREATE TRIGGER ledger_v1_no_update BEFORE UPDATE ON ledger_v1
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: UPDATE is refused'); END;
+CREATE TRIGGER ledger_v1_no_delete BEFORE DELETE ON ledger_v1
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: DELETE is refused'); END;
+
+-- Figures that outlive purges: per workflow, project, UTC day and status, the runs purged so far.
+-- Live runs are counted from runs; the two together are the daily aggregates.
+CREATE TABLE purged_totals (
+    workflow_id TEXT NOT NULL, project TEXT NOT NULL, day TEXT NOT NULL, status TEXT NOT NULL,
+    runs INTEGER NOT NULL, cost_usd REAL NOT NULL, duration_ms_sum REAL NOT NULL, durations INTEGER NOT NULL,
+    duration_ms_max REAL,
+    PRIMARY KEY (workflow_id, project, day, status)
+) WITHOUT ROWID;
+"""
+
+_CONVERT_CHUNK: Final = 2_000
+
+
+def _v10_ledger_format_2(conn: sqlite3.Connection) -> None:
+    """Convert a format-1 ledger (hash over the whole body) to format 2 (entries and payloads apart).
+
+    The old chain is verified first (a ledger that does not verify is not
+    converted). Every row becomes an entry with the same seq, its body the
+    payload; the old head is recorded in ``ledger_origin`` and the new chain
+    starts from a hash of it; the old per-row hashes are kept in ``ledger_v1``.
+    """
+    conn.execute("ALTER TABLE ledger RENAME TO ledger_format1")
+    conn.execute("DROP TRIGGER IF EXISTS ledger_no_update")
+    conn.execute("DROP TRIGGER IF EXISTS ledger_no_delete")
+    conn.execute("DROP TRIGGER IF EXISTS ledger_append_only")  # version 6's, on the format-1 table
+    for statement in _statements(LEDGER_V2_SCHEMA):
+        conn.execute(statement)
+    walker = Format1Walker()
+    last = 0
+    while True:
+        rows = conn.execute(
+            f"SELECT {FORMAT1_COLUMNS} FROM ledger_format1 WHERE seq > ? ORDER BY seq LIMIT ?",
+            (last, _CONVERT_CHUNK),
+        ).fetchall()
+        if not rows:
+            break
+        last = int(rows[-1][0])
+        if not walker.feed(rows):
+            break
+    report = walker.report()
+    if not report.ok:
+        raise StoreError(
+            f"the ledger does not verify (row {report.first_bad_seq}, event {report.first_bad_event_id}: "
+            f"{report.problem}), so it is not converted to the new format; restore it from a backup"
+        )
+    v1_head = bytes.fromhex(report.head_hash)
+    conn.execute("INSERT INTO ledger_origin VALUES (?, ?)", (report.head_seq, v1_head))
+    prev = migrated_genesis(report.head_seq, v1_head)
+    last = 0
+    while True:
+        rows = conn.execute(
+            "SELECT seq, event_id, run_id, kind, ts, received_at, body, hash FROM ledger_format1 "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (last, _CONVERT_CHUNK),
+        ).fetchall()
+        if not rows:
+            break
+        last = int(rows[-1][0])
+        ledger_rows, payload_rows, v1_rows = [], [], []
+        for seq, event_id, run_id, kind, _ts, received_at, body, v1_hash in rows:
+            raw = json.loads(body)
+            digest = payload_hash(body.encode("utf-8"))
+            ts = normalize_ts(raw["ts"])
+            entry = entry_bytes(
+                seq=seq,
+                event_id=event_id,
+                run_id=run_id,
+                kind=kind,
+                ts=ts,
+                project=raw.get("project"),
+                producer_id=raw.get("producer_id"),
+                producer_seq=raw.get("producer_seq"),
+                payload_sha256=digest,
+            )
+            new_hash = chain_hash(prev, entry)
+            ledger_rows.append((seq, event_id, run_id, kind, ts, received_at, entry, digest, prev, new_hash))
+            payload_rows.append((seq, body))
+            v1_rows.append((seq, v1_hash))
+            prev = new_hash
+        conn.executemany("INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", ledger_rows)
+        conn.executemany("INSERT INTO payloads VALUES (?, ?)", payload_rows)
+        conn.executemany("INSERT INTO ledger_v1 VALUES (?, ?)", v1_rows)
+    conn.execute("DROP TABLE ledger_format1")
+
+
+def _v11_merkle_tree(conn: sqlite3.Connection) -> None:
+    """The ledger as an RFC 9162 Merkle tree: store the perfect subtrees of the entries already there."""
+    for statement in _statements(MERKLE_SCHEMA):
+        conn.execute(statement)
+    backfill(conn)
+
+
+Migration = str | Callable[[sqlite3.Connection], None]
+"""A migration: an SQL script, or a function given the connection inside the migration's transaction."""
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V1,
     _V2_SPANS,
     _V3_VIEWER,
@@ -221,6 +383,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     _V7_FINISH_CONFLICTS,
     _V8_SPANS_PER_PROJECT,
     _V9_PRODUCER_TAILS,
+    _v10_ledger_format_2,
+    _v11_merkle_tree,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -296,8 +460,12 @@ def migrate(conn: sqlite3.Connection, *, name: str = "this file") -> int:
             if foreign is not None:
                 conn.execute("ROLLBACK")
                 raise StoreError(foreign)
-            for statement in _statements(MIGRATIONS[version]):
-                conn.execute(statement)
+            step = MIGRATIONS[version]
+            if isinstance(step, str):
+                for statement in _statements(step):
+                    conn.execute(statement)
+            else:
+                step(conn)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
@@ -305,6 +473,10 @@ def migrate(conn: sqlite3.Connection, *, name: str = "this file") -> int:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreError(f"migrating the database to schema version {version + 1} failed: {exc}") from exc
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
         ran += 1
     return ran
 

@@ -21,12 +21,17 @@ from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirectio
 
 __all__ = [
     "TOTAL_COUNT_MAX",
+    "DailyTotal",
     "Drift",
+    "EntryProof",
     "EventOutcome",
+    "PurgeReport",
+    "PurgeSelection",
     "RunPage",
     "RunQuery",
     "Stats",
     "Store",
+    "TreeHead",
     "VerifyReport",
 ]
 
@@ -111,6 +116,83 @@ class VerifyReport:
     first_bad_seq: int | None = None
     first_bad_event_id: str | None = None
     problem: str | None = None
+    purges: int = 0
+    """Purge entries in the ledger."""
+    runs_purged: int = 0
+    """Runs those purges erased."""
+    payloads_erased: int = 0
+    """Entries whose payload is gone (each covered by a purge)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurgeSelection:
+    """Which runs a purge erases: listed ids, a workflow's runs, or runs started before a time (or both)."""
+
+    run_ids: tuple[str, ...] = ()
+    workflow_id: str | None = None
+    before: str | None = None
+    """Only runs started before this time (RFC 3339 UTC, normalised)."""
+    keep_newest: int | None = None
+    """With ``workflow_id``: spare the newest N runs of the workflow (retention by count)."""
+    finished_only: bool = False
+    """Spare runs still running (retention never erases a live run)."""
+    project: str | None = None
+    """Only runs of this project (set from the API key, or by a per-project policy)."""
+    limit: int | None = None
+    """At most this many runs, oldest first (retention passes are bounded)."""
+    by: str
+    """Who asked, recorded in the purge entry: ``cli``, ``api key of project P``, ``retention policy ...``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    """What a purge erased."""
+
+    runs: list[str]
+    """The purged run ids, sorted."""
+    events: int
+    """Ledger entries whose payload was erased."""
+    purge_seq: int | None
+    """The purge's own ledger entry (None when nothing matched: no entry is written)."""
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-safe summary."""
+        return {"runs": self.runs, "events": self.events, "purge_seq": self.purge_seq}
+
+
+@dataclass(frozen=True, slots=True)
+class DailyTotal:
+    """Runs of one workflow, project, UTC day and status: live runs and purged ones together."""
+
+    workflow_id: str
+    project: str
+    day: str
+    """``YYYY-MM-DD`` of the runs' start."""
+    status: str
+    runs: int
+    cost_usd: float
+    duration_ms_sum: float
+    durations: int
+    """Runs with a duration (the denominator of an average)."""
+    duration_ms_max: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TreeHead:
+    """The ledger's Merkle tree: its size (entries) and root hash."""
+
+    size: int
+    root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EntryProof:
+    """One ledger entry, its payload (None when purged) and its audit path in a tree of a given size."""
+
+    seq: int
+    entry: bytes
+    payload: bytes | None
+    path: list[bytes]
 
 
 @dataclass(slots=True)
@@ -177,6 +259,33 @@ class Store(Protocol):
 
     async def rebuild(self) -> Drift:
         """Drop and refold every projection from the ledger; report the drift found."""
+        ...
+
+    async def purge(self, selection: PurgeSelection) -> PurgeReport:
+        """Erase the selected runs' payloads, projection rows and spans; record the purge as a ledger entry.
+
+        Their daily totals move to a projection that survives (see :meth:`daily_totals`).
+        A writer-side method: call it through ``Writer.call``.
+        """
+        ...
+
+    async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
+        """Runs per workflow, project, UTC day and status, purged runs included; by day, workflow, status."""
+        ...
+
+    async def tree_head(self) -> TreeHead:
+        """The size and root hash of the ledger's Merkle tree now."""
+        ...
+
+    async def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]:
+        """The tree head now and the RFC 9162 proof that the tree of ``old_size`` entries is its prefix.
+
+        The proof is empty when the tree is not larger than ``old_size`` (compare the sizes first).
+        """
+        ...
+
+    async def run_proof(self, run_id: str, tree_size: int, *, project: str | None = None) -> list[EntryProof]:
+        """A run's entries among the first ``tree_size``, with payloads and audit paths in that tree."""
         ...
 
     async def list_runs(self, query: RunQuery) -> RunPage:

@@ -38,12 +38,12 @@ RUN_SELECT: Final = select_list(RUN_FIELDS, "r")
 """Columns of ``runs r`` that :func:`run_json` reads (rows are read by column name)."""
 NODE_SELECT: Final = (
     select_list(NODE_FIELDS, "n", NODE_PAYLOAD_SQL)
-    + " FROM node_runs n LEFT JOIN ledger li ON li.seq = n.input_seq LEFT JOIN ledger lo ON lo.seq = n.output_seq"
+    + " FROM node_runs n LEFT JOIN payloads li ON li.seq = n.input_seq LEFT JOIN payloads lo ON lo.seq = n.output_seq"
 )
-"""``SELECT`` list and ``FROM`` of node attempts, payloads read from their ledger rows."""
+"""``SELECT`` list and ``FROM`` of node attempts, payloads read from the payload rows of their ledger entries."""
 RUN_PAYLOADS_SELECT: Final = ", ".join(f"{expr} AS {name}" for name, expr in RUN_PAYLOAD_SQL.items())
 """Payload columns of a run (``input_json``, ``output_json``, ``attributes_json``), from
-``LEFT JOIN ledger ls ON ls.seq = r.input_seq`` (and ``lf`` for output)."""
+``LEFT JOIN payloads ls ON ls.seq = r.input_seq`` (and ``lf`` for output)."""
 
 
 def run_json(row: ColumnsByName) -> dict[str, Any]:

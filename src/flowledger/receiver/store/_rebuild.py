@@ -4,7 +4,8 @@
 projections aside, empties them, folds every ledger event again in chunks
 (with the same :class:`~flowledger.receiver.store._projector.Projector` ingest uses),
 keeps the sweeper's ``stuck`` verdicts (they are not in the ledger), and
-compares the new rows with the old ones.
+compares the new rows with the old ones. Purged runs stay purged: their
+entries have no payload left to fold.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Final
 import aiosqlite
 
 from flowledger._wire import EventKind
+from flowledger.receiver.store._entry import PURGE_KIND
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._projector import Projector
 from flowledger.receiver.store._protocol import Drift
@@ -68,13 +70,16 @@ async def refold(conn: aiosqlite.Connection) -> Drift:
     while True:
         rows = list(
             await conn.execute_fetchall(
-                "SELECT seq, body FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?", (last, _REBUILD_CHUNK)
+                "SELECT l.seq, l.kind, p.body FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
+                "WHERE l.seq > ? ORDER BY l.seq LIMIT ?",
+                (last, _REBUILD_CHUNK),
             )
         )
         if not rows:
             break
         last = int(rows[-1][0])
-        events = [event_from_body(body, seq) for seq, body in rows]
+        # Entries without a payload were purged (with their runs); purge entries are not events.
+        events = [event_from_body(body, seq) for seq, kind, body in rows if body is not None and kind != PURGE_KIND]
         projector = Projector(conn)
         await projector.load(events)
         for event in events:

@@ -239,13 +239,13 @@ NODE_PAYLOAD_SQL: Final = {
     "output_json": "lo.body -> '$.data.output'",
     "error_stack": "lo.body ->> '$.data.error.stack'",
 }
-"""Node columns read from the ledger rows of the attempt (``li``: its input, ``lo``: its finish)."""
+"""Node columns read from the payloads of the attempt's ledger entries (``li``: its input, ``lo``: its finish)."""
 RUN_PAYLOAD_SQL: Final = {
     "input_json": "ls.body -> '$.data.trigger_data'",
     "output_json": "lf.body -> '$.data.output'",
     "attributes_json": "ls.body -> '$.data.attributes'",
 }
-"""Run payloads read from its ledger rows (``ls``: run_started, ``lf``: run_finished)."""
+"""Run payloads read from the payloads of its ledger entries (``ls``: run_started, ``lf``: run_finished)."""
 
 
 def select_list(fields: Sequence[RecordField], table: str, computed: Mapping[str, str] | None = None) -> str:

@@ -10,6 +10,7 @@ the last transactions before a WAL checkpoint.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import time
@@ -24,20 +25,28 @@ from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableErr
 from flowledger._wire import RunStatus, format_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._bulk import insert_rows
-from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
+from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
+from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
+from flowledger.receiver.store._merkle import Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
 from flowledger.receiver.store._projector import Projector, run_from_row, save_runs
 from flowledger.receiver.store._protocol import (
     TOTAL_COUNT_MAX,
+    DailyTotal,
     Drift,
+    EntryProof,
     EventOutcome,
+    PurgeReport,
+    PurgeSelection,
     RunPage,
     RunQuery,
     Stats,
+    TreeHead,
     VerifyReport,
 )
+from flowledger.receiver.store._purge import DAILY_TOTALS_SQL, daily_total, purge_runs
 from flowledger.receiver.store._query import (
     NEWEST_FIRST,
     NODE_SELECT,
@@ -52,7 +61,8 @@ from flowledger.receiver.store._query import (
 from flowledger.receiver.store._rebuild import refold
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
-from flowledger.receiver.store._verify import VERIFY_COLUMNS, ChainWalker
+from flowledger.receiver.store._tree import consistency, frontier_async, run_proof, stored_nodes, tree_head
+from flowledger.receiver.store._verify import EntryWalker, Format1Walker
 from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
 
 __all__ = ["SqliteStore"]
@@ -60,6 +70,7 @@ __all__ = ["SqliteStore"]
 _T = TypeVar("_T")
 
 BUSY_TIMEOUT_MS: Final = 10_000
+_AUTO_VACUUM_INCREMENTAL: Final = 2
 _LOOKUP_CHUNK: Final = 500
 _STREAM_CHUNK: Final = 2_000
 _CACHE_KIB: Final = 65_536
@@ -67,7 +78,15 @@ SWEEP_SQL: Final = (
     f"SELECT {', '.join(RUN_COLUMNS)} FROM runs INDEXED BY runs_alive WHERE status = 'running' AND last_seen_at < ?"
 )
 """Running runs silent since before a cutoff: a range of the partial index ``runs_alive``, never a scan."""
-_INSERT_LEDGER: Final = "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash)"
+_INSERT_LEDGER: Final = (
+    "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash)"
+)
+_INSERT_PAYLOADS: Final = "INSERT INTO payloads (seq, body)"
+_INSERT_NODES: Final = "INSERT INTO merkle_nodes (level, idx, hash)"
+_VERIFY_SQL: Final = (
+    "SELECT l.seq, l.event_id, l.run_id, l.kind, l.ts, CAST(l.entry AS BLOB), l.payload_hash, l.prev_hash, l.hash, "
+    "CAST(p.body AS BLOB) FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq WHERE l.seq > ? ORDER BY l.seq LIMIT ?"
+)
 
 
 def _now_ts() -> str:
@@ -84,8 +103,18 @@ def prepare_file(path: Path) -> None:
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the database {path}: {exc}") from exc
     try:
-        migrate(conn, name=str(path))  # first: another application's database is refused untouched
+        foreign = foreign_database(conn, str(path))
+        if foreign is not None:
+            raise StoreError(foreign)  # first: another application's database is refused untouched
+        if schema_version(conn) == 0:
+            # Only takes effect before the first table: freed pages can then be handed back after a purge.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        migrate(conn, name=str(path))
         conn.execute("PRAGMA journal_mode=WAL")
+        if int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) != _AUTO_VACUUM_INCREMENTAL:
+            # A file made before purges existed: switch it once (VACUUM rewrites the whole file).
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("VACUUM")
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a flowledger database: {exc}") from exc
     finally:
@@ -113,6 +142,11 @@ def _check_readable(path: Path) -> None:
         )
     if version == 0:
         raise StoreError(f"{path} holds no flowledger ledger yet")
+    if version < SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has schema version {version}, older than this flowledger's {SCHEMA_VERSION}; "
+            f"convert it once with `flowledger rebuild --db {path}` (or by starting `flowledger serve` on it)"
+        )
 
 
 class SqliteStore:
@@ -127,6 +161,7 @@ class SqliteStore:
         self._all_readers: list[aiosqlite.Connection] = []
         self._head_seq = 0
         self._head_hash = GENESIS_HASH
+        self._frontier: Frontier | None = None
 
     # --- lifecycle -------------------------------------------------------
 
@@ -157,6 +192,8 @@ class SqliteStore:
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA temp_store = MEMORY")
+            # Deleted content is overwritten, so purged payloads are not left in free space.
+            await conn.execute("PRAGMA secure_delete = ON")
         return conn
 
     async def close(self) -> None:
@@ -173,6 +210,12 @@ class SqliteStore:
     def head(self) -> tuple[int, str]:
         """The last committed ledger row: (seq, hex hash)."""
         return self._head_seq, self._head_hash.hex()
+
+    async def _tree_at(self, conn: aiosqlite.Connection, size: int) -> Frontier:
+        """A copy of the Merkle frontier at ``size`` entries (cached; reloaded when another writer appended)."""
+        if self._frontier is None or self._frontier.size != size:
+            self._frontier = await frontier_async(conn, size)
+        return self._frontier.copy()
 
     def _write_conn(self) -> aiosqlite.Connection:
         if self._writer is None:
@@ -202,13 +245,13 @@ class SqliteStore:
 
     # --- writing ---------------------------------------------------------
 
-    async def _stored_bodies(self, conn: aiosqlite.Connection, ids: list[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
+    async def _stored_payload_hashes(self, conn: aiosqlite.Connection, ids: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
         for start in range(0, len(ids), _LOOKUP_CHUNK):
             part = ids[start : start + _LOOKUP_CHUNK]
-            sql = f"SELECT event_id, body FROM ledger WHERE event_id IN ({', '.join('?' * len(part))})"
-            for event_id, body in await conn.execute_fetchall(sql, part):
-                found[event_id] = body
+            sql = f"SELECT event_id, payload_hash FROM ledger WHERE event_id IN ({', '.join('?' * len(part))})"
+            for event_id, digest in await conn.execute_fetchall(sql, part):
+                found[event_id] = bytes(digest)
         return found
 
     async def append(self, events: Sequence[PreparedEvent]) -> list[tuple[EventOutcome, str | None]]:
@@ -216,17 +259,19 @@ class SqliteStore:
         conn = self._write_conn()
         results: list[tuple[EventOutcome, str | None]] = [(EventOutcome.ACCEPTED, None)] * len(events)
         rows: list[tuple[Any, ...]] = []
+        payloads: list[tuple[int, str]] = []
         seq, prev = self._head_seq, self._head_hash
         try:
             async with self._transaction():
-                stored = await self._stored_bodies(conn, list({e.event_id for e in events}))
+                stored = await self._stored_payload_hashes(conn, list({e.event_id for e in events}))
+                digests = [payload_hash(e.body_bytes) for e in events]
                 fresh: list[int] = []
                 for i, event in enumerate(events):
                     prior = stored.get(event.event_id)
                     if prior is None:
-                        stored[event.event_id] = event.body
+                        stored[event.event_id] = digests[i]
                         fresh.append(i)
-                    elif prior == event.body:
+                    elif prior == digests[i]:
                         results[i] = (EventOutcome.DUPLICATE, None)
                     else:
                         results[i] = (
@@ -238,8 +283,10 @@ class SqliteStore:
                 # Read the head inside the write transaction: another process appending to the
                 # same file (a second receiver, a CLI) cannot fork the chain.
                 seq, prev = await _head(conn)
+                tree = await self._tree_at(conn, seq)
+                nodes: list[tuple[int, int, bytes]] = []
                 received_at = _now_ts()
-                apply, add_row = projector.apply, rows.append  # once per event: skip the attribute lookups
+                apply, add_row, add_payload = projector.apply, rows.append, payloads.append  # skip attribute lookups
                 for i in fresh:
                     event = events[i]
                     run_id = event.run_id
@@ -253,19 +300,37 @@ class SqliteStore:
                     seq += 1
                     event.seq = seq
                     apply(event, event.producer_id, event.producer_seq)
-                    new_hash = chain_hash(prev, event.body_bytes)
-                    row = (seq, event.event_id, run_id, event.kind, event.ts, received_at, event.body, prev, new_hash)
-                    add_row(row)
+                    digest = digests[i]
+                    entry = entry_bytes(
+                        seq=seq,
+                        event_id=event.event_id,
+                        run_id=run_id,
+                        kind=event.kind,
+                        ts=event.ts,
+                        project=event.project,
+                        producer_id=event.producer_id,
+                        producer_seq=event.producer_seq,
+                        payload_sha256=digest,
+                    )
+                    new_hash = chain_hash(prev, entry)
+                    nodes += stored_nodes(tree.append(leaf_hash(entry)))
+                    add_row(
+                        (seq, event.event_id, run_id, event.kind, event.ts, received_at, entry, digest, prev, new_hash)
+                    )
+                    add_payload((seq, event.body))
                     prev = new_hash
                 if rows:
-                    await insert_rows(conn, _INSERT_LEDGER, rows, width=9)
+                    await insert_rows(conn, _INSERT_LEDGER, rows, width=10)
+                    await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
+                    if nodes:
+                        await insert_rows(conn, _INSERT_NODES, nodes, width=3)
                     await projector.flush()
         except sqlite3.OperationalError as exc:  # locked, busy, disk full, I/O: worth retrying
             raise StoreError(f"storing {len(events)} events failed: {exc}") from exc
         except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:  # what the events hold
             raise UnstorableError(f"storing {len(events)} events failed: {exc}") from exc
         if rows:
-            self._head_seq, self._head_hash = seq, prev
+            self._head_seq, self._head_hash, self._frontier = seq, prev, tree
         return results
 
     async def sweep(self, *, now: str, stuck_after_s: float, heartbeats: int) -> list[str]:
@@ -288,6 +353,85 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"sweeping for stuck runs failed: {exc}") from exc
         return [run.run_id for run in marked]
+
+    async def purge(self, selection: PurgeSelection) -> PurgeReport:
+        """Erase the selected runs and append the purge entry, in one transaction; then free the pages."""
+        conn = self._write_conn()
+        try:
+            async with self._transaction():
+                now = _now_ts()
+                work = await purge_runs(conn, selection, now=now)
+                if not work.runs:
+                    return PurgeReport(runs=[], events=0, purge_seq=None)
+                seq, prev = await _head(conn)
+                tree = await self._tree_at(conn, seq)
+                seq += 1
+                body = canonical_utf8(work.payload)
+                digest = payload_hash(body)
+                event_id = new_entry_id()
+                entry = entry_bytes(
+                    seq=seq,
+                    event_id=event_id,
+                    run_id="",
+                    kind=PURGE_KIND,
+                    ts=now,
+                    project=selection.project,
+                    producer_id=None,
+                    producer_seq=None,
+                    payload_sha256=digest,
+                )
+                new_hash = chain_hash(prev, entry)
+                await conn.execute(
+                    f"{_INSERT_LEDGER} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (seq, event_id, "", PURGE_KIND, now, now, entry, digest, prev, new_hash),
+                )
+                await conn.execute(f"{_INSERT_PAYLOADS} VALUES (?, ?)", (seq, body.decode("utf-8")))
+                nodes = stored_nodes(tree.append(leaf_hash(entry)))
+                if nodes:
+                    await insert_rows(conn, _INSERT_NODES, nodes, width=3)
+        except sqlite3.Error as exc:
+            raise StoreError(f"purging runs failed: {exc}") from exc
+        self._head_seq, self._head_hash, self._frontier = seq, new_hash, tree
+        try:
+            # As one statement, sqlite3 steps it once and frees one page; a script runs it to the end.
+            await conn.executescript("PRAGMA incremental_vacuum;")
+            await conn.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:  # giving pages back is best effort: the purge itself is committed
+            pass
+        return PurgeReport(runs=work.runs, events=work.events, purge_seq=seq)
+
+    async def tree_head(self) -> TreeHead:
+        """The Merkle tree's size and root now."""
+        return await self._sync_read(tree_head)
+
+    async def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]:
+        """The head now and the proof that the tree of ``old_size`` entries is its prefix."""
+        return await self._sync_read(lambda c: consistency(c, old_size))
+
+    async def run_proof(self, run_id: str, tree_size: int, *, project: str | None = None) -> list[EntryProof]:
+        """A run's entries among the first ``tree_size``, with audit paths; [] for another project's run."""
+        if project is not None:
+            run = await self.run_header(run_id, project=project)
+            if run is None:
+                return []
+        try:
+            return await self._sync_read(lambda c: run_proof(c, run_id, tree_size))
+        except LookupError as exc:
+            raise StoreError(f"cannot prove run {run_id}: {exc}") from exc
+
+    async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
+        """Runs per workflow, project, day and status, purged ones included."""
+        clauses, params = [], []
+        if project is not None:
+            clauses.append("project = ?")
+            params.append(project)
+        if workflow_id is not None:
+            clauses.append("workflow_id = ?")
+            params.append(workflow_id)
+        where = "WHERE " + " AND ".join(clauses) if clauses else ""
+        async with self._reader() as conn:
+            rows = await conn.execute_fetchall(DAILY_TOTALS_SQL.format(where=where), params)
+        return [daily_total(tuple(row)) for row in rows]
 
     async def rebuild(self) -> Drift:
         """Refold every projection from the ledger in one transaction; report what differed."""
@@ -391,38 +535,38 @@ class SqliteStore:
 
     async def verify(self, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
         """Walk the chain from the first row; also check ``(seq, hex hash)`` checkpoints."""
-        walker = ChainWalker()
-        for seq, _ in checkpoints:
-            walker.watch(seq)
-        last = 0
         async with self._reader() as conn:
+            origin = list(await conn.execute_fetchall("SELECT v1_head_seq, v1_head_hash FROM ledger_origin"))
+            v1_seq, v1_hash = (int(origin[0][0]), bytes(origin[0][1])) if origin else (0, GENESIS_HASH)
+            walker = EntryWalker(migrated_genesis(v1_seq, v1_hash))
+            for seq, _ in checkpoints:
+                walker.watch(seq)
+            last = 0
             while True:
-                rows = list(
-                    await conn.execute_fetchall(
-                        f"SELECT {VERIFY_COLUMNS} FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?",
-                        (last, _STREAM_CHUNK),
-                    )
-                )
+                rows = list(await conn.execute_fetchall(_VERIFY_SQL, (last, _STREAM_CHUNK)))
                 if not rows:
                     break
                 last = int(rows[-1][0])
                 if not walker.feed(rows):  # type: ignore[arg-type]
                     break
-        report = walker.report()
+            report = walker.report()
+            if report.ok:
+                report = await _verify_tree(conn, report, walker.tree_nodes)
+            v1_hashes: dict[int, str] = {}
+            if report.ok and v1_seq:
+                report, v1_hashes = await _verify_format1(conn, report, v1_seq, v1_hash, {s for s, _ in checkpoints})
         if report.ok:
             for seq, expected in checkpoints:
-                found = walker.hashes_at.get(seq)
+                found = v1_hashes.get(seq) or walker.hashes_at.get(seq)
                 if found != expected:
                     problem = (
                         f"checkpoint {seq}:{expected[:12]}... does not match: the row's hash is now {found}"
                         if found
                         else f"checkpoint row {seq} is no longer in the ledger (the chain was truncated)"
                     )
-                    return VerifyReport(
+                    return dataclasses.replace(
+                        report,
                         ok=False,
-                        events=report.events,
-                        head_seq=report.head_seq,
-                        head_hash=report.head_hash,
                         first_bad_seq=seq,
                         first_bad_event_id=walker.event_ids_at.get(seq),
                         problem=problem,
@@ -457,9 +601,10 @@ class SqliteStore:
                 [trace_id, *params],
             )
             run_rows = await conn.execute_fetchall(
-                "SELECT r.run_id, json_extract(s.body, '$.data.span_id'), json_extract(f.body, '$.data.span_id') "
+                "SELECT r.run_id, json_extract(sp.body, '$.data.span_id'), json_extract(fp.body, '$.data.span_id') "
                 "FROM runs r LEFT JOIN ledger s ON s.event_id = r.started_event_id "
-                "LEFT JOIN ledger f ON f.event_id = r.finished_event_id "
+                "LEFT JOIN payloads sp ON sp.seq = s.seq "
+                "LEFT JOIN ledger f ON f.event_id = r.finished_event_id LEFT JOIN payloads fp ON fp.seq = f.seq "
                 f"WHERE r.trace_id = ?{scope.replace('project', 'r.project')} ORDER BY r.started_at, r.run_id",
                 [trace_id, *params],
             )
@@ -551,6 +696,73 @@ async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:
     return 0, GENESIS_HASH
 
 
+async def _verify_tree(
+    conn: aiosqlite.Connection, report: VerifyReport, expected: dict[tuple[int, int], bytes]
+) -> VerifyReport:
+    """Check the stored Merkle tree nodes against the ones recomputed from the entries."""
+    seen, last = 0, (-1, -1)
+    while True:
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) > (?, ?) ORDER BY level, idx LIMIT ?",
+                (*last, _STREAM_CHUNK),
+            )
+        )
+        if not rows:
+            break
+        last = (int(rows[-1][0]), int(rows[-1][1]))
+        for level, index, digest in rows:
+            seen += 1
+            if expected.get((level, index)) != bytes(digest):
+                first = (index << level) + 1
+                problem = (
+                    f"the stored Merkle tree node at level {level}, index {index} (entries {first}.."
+                    f"{first + (1 << level) - 1}) does not match the entries (the tree was edited)"
+                )
+                return dataclasses.replace(report, ok=False, first_bad_seq=first, problem=problem)
+    if seen != len(expected):
+        problem = f"{len(expected) - seen} stored Merkle tree nodes are missing (the tree was edited)"
+        return dataclasses.replace(report, ok=False, problem=problem)
+    return report
+
+
+async def _verify_format1(
+    conn: aiosqlite.Connection, report: VerifyReport, v1_seq: int, v1_hash: bytes, watch: set[int]
+) -> tuple[VerifyReport, dict[int, str]]:
+    """Check the format-1 hashes a converted ledger keeps: linked, ending at the recorded head, and
+    matching every payload that is still there. Returns the report and the watched format-1 hashes."""
+    prev, expected_seq = GENESIS_HASH, 1
+    found: dict[int, str] = {}
+    last = 0
+    while True:
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT v.seq, v.hash, CAST(p.body AS BLOB) FROM ledger_v1 v LEFT JOIN payloads p ON p.seq = v.seq "
+                "WHERE v.seq > ? ORDER BY v.seq LIMIT ?",
+                (last, _STREAM_CHUNK),
+            )
+        )
+        if not rows:
+            break
+        last = int(rows[-1][0])
+        for seq, stored, body in rows:
+            stored = bytes(stored)
+            problem = None
+            if seq != expected_seq:
+                problem = f"format-1 hashes {expected_seq}..{seq - 1} are missing"
+            elif body is not None and Format1Walker.hash_of(prev, bytes(body)) != stored:
+                problem = "its payload does not match the format-1 hash kept from before the conversion"
+            if problem is not None:
+                return dataclasses.replace(report, ok=False, first_bad_seq=seq, problem=problem), found
+            if seq in watch:
+                found[seq] = stored.hex()
+            prev, expected_seq = stored, seq + 1
+    if expected_seq - 1 != v1_seq or prev != v1_hash:
+        problem = "the format-1 hashes kept from before the conversion do not end at the recorded head"
+        return dataclasses.replace(report, ok=False, first_bad_seq=expected_seq, problem=problem), found
+    return report, found
+
+
 async def _count(conn: aiosqlite.Connection, sql: str) -> int:
     rows = await conn.execute_fetchall(sql)
     return int(next(iter(rows))[0])
@@ -572,7 +784,8 @@ async def _nodes_of(conn: aiosqlite.Connection, run_id: str) -> list[dict[str, A
 async def _run_with_nodes(conn: aiosqlite.Connection, run_id: str, project: str | None) -> dict[str, Any] | None:
     sql = (
         f"SELECT {RUN_SELECT}, {RUN_PAYLOADS_SELECT} FROM runs r "
-        "LEFT JOIN ledger ls ON ls.seq = r.input_seq LEFT JOIN ledger lf ON lf.seq = r.output_seq WHERE r.run_id = ?"
+        "LEFT JOIN payloads ls ON ls.seq = r.input_seq LEFT JOIN payloads lf ON lf.seq = r.output_seq "
+        "WHERE r.run_id = ?"
     )
     rows = list(await conn.execute_fetchall(sql, (run_id,)))
     if not rows:

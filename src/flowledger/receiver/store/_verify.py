@@ -1,51 +1,199 @@
 """Walking the ledger's hash chain.
 
-:class:`ChainWalker` takes ledger rows ``(seq, event_id, run_id, kind, ts,
-body bytes, prev_hash, hash)`` in ``seq`` order, chunk by chunk, and stops at
-the first row that breaks the chain: a body that does not hash to its stored
-hash (edited), a ``prev_hash`` that is not the previous row's hash (a row
-removed, inserted or moved), a gap in ``seq`` (a row removed), or an
-``event_id``, ``run_id``, ``kind`` or ``ts`` column that is not what the
-hashed body says (a column edited: the receiver finds stored events and runs
-by these columns, so an edited ``event_id`` would let the event be stored
-twice). ``received_at`` is the only column the hash does not cover.
+:class:`EntryWalker` checks format-2 rows (see :mod:`._entry`) in ``seq``
+order, chunk by chunk, and stops at the first row that breaks the chain: an
+entry that does not hash to its stored hash (edited), a ``prev_hash`` that is
+not the previous row's hash (a row removed, inserted or moved), a gap in
+``seq``, a column that differs from the hashed entry, or a payload that does
+not hash to the entry's ``payload_sha256`` or names another event. A payload
+that is gone is fine only when a purge entry covers its run; the walker
+counts what purges erased.
+
+:class:`Format1Walker` checks rows of the first format, where the hash
+covered the whole event body (used when converting a ledger, and for the
+format-1 hashes a converted ledger keeps): its ``event_id``, ``run_id``,
+``kind`` and ``ts`` columns must be what the hashed body says, so a column
+edited before the conversion is not carried into a format-2 entry.
+
+In both formats ``received_at`` is the only column the hash does not cover.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
 from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
+from flowledger.receiver.store._entry import PURGE_KIND, parse_entry, payload_hash
+from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier, leaf_hash
 from flowledger.receiver.store._protocol import VerifyReport
 from flowledger.receiver.store._time import normalize_ts
 
+__all__ = ["FORMAT1_COLUMNS", "EntryRow", "EntryWalker", "Format1Walker", "LedgerRow", "parse_checkpoint"]
+
+EntryRow = tuple[int, str, str, str, str, bytes, bytes, bytes, bytes, bytes | None]
+"""``(seq, event_id, run_id, kind, ts, entry, payload_hash, prev_hash, hash, payload or None)``."""
+
+_COLUMNS = ("event_id", "run_id", "kind", "ts")
+
 LedgerRow = tuple[int, str, str, str, str, bytes, bytes, bytes]
-"""``(seq, event_id, run_id, kind, ts, body, prev_hash, hash)`` as the walker reads them."""
+"""A format-1 row ``(seq, event_id, run_id, kind, ts, body, prev_hash, hash)`` as :class:`Format1Walker` reads it."""
 
-__all__ = ["VERIFY_COLUMNS", "ChainWalker", "LedgerRow", "parse_checkpoint"]
-
-VERIFY_COLUMNS: Final = "seq, event_id, run_id, kind, ts, CAST(body AS BLOB), prev_hash, hash"
-"""The ``SELECT`` list of the rows :meth:`ChainWalker.feed` takes."""
+FORMAT1_COLUMNS: Final = "seq, event_id, run_id, kind, ts, CAST(body AS BLOB), prev_hash, hash"
+"""The ``SELECT`` list of the format-1 rows :meth:`Format1Walker.feed` takes."""
 
 
-class ChainWalker:
-    """Checks ledger rows in order; ``broken`` is set at the first bad one."""
+@dataclass(slots=True)
+class _Erased:
+    purges: int = 0
+    runs: set[str] = field(default_factory=set)
+    payloads: int = 0
+    unexplained: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """Run id -> first (seq, event_id) whose payload is gone; checked against the purges at the end."""
 
-    def __init__(self) -> None:
-        self.prev_hash = GENESIS_HASH
+
+class EntryWalker:
+    """Checks format-2 ledger rows in order; ``broken`` is set at the first bad one."""
+
+    def __init__(self, genesis: bytes = GENESIS_HASH) -> None:
+        self.prev_hash = genesis
         self.prev_seq = 0
         self.count = 0
         self.broken: tuple[int, str, str] | None = None
         self.hashes_at: dict[int, str] = {}
         self.event_ids_at: dict[int, str] = {}
         self._watch: set[int] = set()
+        self._erased = _Erased()
+        self.tree = Frontier()
+        self.tree_nodes: dict[tuple[int, int], bytes] = {}
+        """The Merkle tree's perfect subtrees the store keeps, recomputed from the entries."""
 
     def watch(self, seq: int) -> None:
         """Remember the hash found at ``seq`` (for checkpoints)."""
         self._watch.add(seq)
+
+    def feed(self, rows: Iterable[EntryRow]) -> bool:
+        """Check more rows; return False once the chain is broken."""
+        if self.broken is not None:
+            return False
+        for seq, event_id, run_id, kind, ts, entry, stored_payload_hash, prev_hash, stored_hash, payload in rows:
+            problem = self._check(seq, prev_hash, entry, stored_hash)
+            if problem is None:
+                problem = self._check_entry(seq, (event_id, run_id, kind, ts), bytes(entry), bytes(stored_payload_hash))
+            if problem is None:
+                problem = self._check_payload(seq, event_id, run_id, kind, ts, payload, bytes(stored_payload_hash))
+            if problem is not None:
+                self.broken = (seq, event_id, problem)
+                return False
+            self.prev_hash = bytes(stored_hash)
+            self.prev_seq = seq
+            self.count += 1
+            for level, index, digest in self.tree.append(leaf_hash(bytes(entry))):
+                if level >= STORED_MIN_LEVEL:
+                    self.tree_nodes[level, index] = digest
+            if seq in self._watch:
+                self.hashes_at[seq] = self.prev_hash.hex()
+                self.event_ids_at[seq] = event_id
+        return True
+
+    def _check(self, seq: int, prev_hash: bytes, entry: bytes, stored_hash: bytes) -> str | None:
+        if seq != self.prev_seq + 1:
+            return f"rows {self.prev_seq + 1}..{seq - 1} are missing (deleted from the ledger)"
+        if bytes(prev_hash) != self.prev_hash:
+            return "its prev_hash is not the hash of the row before it (a row was removed, inserted or moved)"
+        if chain_hash(self.prev_hash, bytes(entry)) != bytes(stored_hash):
+            return "its content does not match its hash (the row was edited)"
+        return None
+
+    @staticmethod
+    def _check_entry(
+        seq: int, columns: tuple[str, str, str, str], entry: bytes, stored_payload_hash: bytes
+    ) -> str | None:
+        try:
+            fields = parse_entry(entry)
+        except ValueError as exc:
+            return f"its entry cannot be read ({exc})"
+        if fields.get("seq") != seq:
+            return f"its seq column says {seq} but the hashed entry says {fields.get('seq')} (the row was moved)"
+        for name, value in zip(_COLUMNS, columns, strict=True):
+            if fields.get(name) != value:
+                return f"its {name} column does not match the hashed entry (the column was edited)"
+        if fields.get("payload_sha256") != stored_payload_hash.hex():
+            return "its payload_hash column does not match the hashed entry (the column was edited)"
+        return None
+
+    def _check_payload(
+        self, seq: int, event_id: str, run_id: str, kind: str, ts: str, payload: bytes | None, digest: bytes
+    ) -> str | None:
+        erased = self._erased
+        if payload is None:
+            if kind == PURGE_KIND:
+                return "the record of a purge has lost its payload (purge records are never erased)"
+            erased.payloads += 1
+            erased.unexplained.setdefault(run_id, (seq, event_id))
+            return None
+        payload = bytes(payload)
+        if payload_hash(payload) != digest:
+            return "its payload does not match the entry's payload_sha256 (the payload was edited)"
+        try:
+            body: Any = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return "its payload is not JSON"
+        if kind == PURGE_KIND:
+            erased.purges += 1
+            erased.runs.update(body.get("runs", ()))
+            return None
+        if body.get("event_id") != event_id or body.get("run_id") != run_id or body.get("kind") != kind:
+            return "its payload is the body of another event (event_id, run_id or kind differ from the entry)"
+        try:
+            if normalize_ts(body.get("ts")) != ts:
+                return "its payload's ts differs from the entry's"
+        except (TypeError, ValueError):
+            return "its payload's ts cannot be read"
+        return None
+
+    def report(self) -> VerifyReport:
+        """The verdict so far (call once every row was fed)."""
+        erased = self._erased
+        if self.broken is None:
+            for run_id, (seq, event_id) in sorted(erased.unexplained.items(), key=lambda item: item[1]):
+                if run_id not in erased.runs:
+                    self.broken = (
+                        seq,
+                        event_id,
+                        f"its payload is gone but no purge entry covers run {run_id} (a payload was deleted)",
+                    )
+                    break
+        base: dict[str, Any] = {
+            "events": self.count,
+            "head_seq": self.prev_seq,
+            "head_hash": self.prev_hash.hex(),
+            "purges": erased.purges,
+            "runs_purged": len(erased.runs),
+            "payloads_erased": erased.payloads,
+        }
+        if self.broken is None:
+            return VerifyReport(ok=True, **base)
+        seq, event_id, problem = self.broken
+        return VerifyReport(ok=False, first_bad_seq=seq, first_bad_event_id=event_id, problem=problem, **base)
+
+
+class Format1Walker:
+    """Checks format-1 rows (:data:`LedgerRow`): hash = sha256(prev_hash || body), columns as the body says."""
+
+    def __init__(self) -> None:
+        self.prev_hash = GENESIS_HASH
+        self.prev_seq = 0
+        self.count = 0
+        self.broken: tuple[int, str, str] | None = None
+
+    @staticmethod
+    def hash_of(prev_hash: bytes, body: bytes) -> bytes:
+        """A format-1 row's hash: ``sha256(prev_hash || body)``."""
+        return chain_hash(prev_hash, body)
 
     def feed(self, rows: Iterable[LedgerRow]) -> bool:
         """Check more rows; return False once the chain is broken."""
@@ -63,7 +211,7 @@ class ChainWalker:
                     "its prev_hash is not the hash of the row before it (a row was removed, inserted or moved)",
                 )
                 return False
-            computed = chain_hash(self.prev_hash, bytes(body))
+            computed = self.hash_of(self.prev_hash, bytes(body))
             if computed != bytes(stored_hash):
                 self.broken = (seq, event_id, "its content does not match its hash (the row was edited)")
                 return False
@@ -74,9 +222,6 @@ class ChainWalker:
             self.prev_hash = computed
             self.prev_seq = seq
             self.count += 1
-            if seq in self._watch:
-                self.hashes_at[seq] = computed.hex()
-                self.event_ids_at[seq] = event_id
         return True
 
     def report(self) -> VerifyReport:
@@ -96,14 +241,14 @@ class ChainWalker:
 
 
 def _edited_column(body: bytes, event_id: str, run_id: str, kind: str, ts: str) -> str | None:
-    """The first column that does not match the hashed body, or None."""
+    """The first format-1 column that does not match the hashed body, or None."""
     try:
         event: Any = orjson.loads(body)
         said = (event["event_id"], event["run_id"], event["kind"], normalize_ts(event["ts"]))
     except (ValueError, KeyError, TypeError):
         return "body"
     columns = (event_id, run_id, kind, ts)
-    for name, column, value in zip(("event_id", "run_id", "kind", "ts"), columns, said, strict=True):
+    for name, column, value in zip(_COLUMNS, columns, said, strict=True):
         if column != value:
             return name
     return None

@@ -371,8 +371,8 @@ def _inline(text: str | None, name: str, deferred: list[str]) -> Any:
 
 def _run_row(conn: sqlite3.Connection, run_id: str) -> sqlite3.Row | None:
     row: sqlite3.Row | None = conn.execute(
-        f"SELECT {RUN_SELECT}, {RUN_PAYLOADS_SELECT} FROM runs r LEFT JOIN ledger ls ON ls.seq = r.input_seq "
-        "LEFT JOIN ledger lf ON lf.seq = r.output_seq WHERE r.run_id = ?",
+        f"SELECT {RUN_SELECT}, {RUN_PAYLOADS_SELECT} FROM runs r LEFT JOIN payloads ls ON ls.seq = r.input_seq "
+        "LEFT JOIN payloads lf ON lf.seq = r.output_seq WHERE r.run_id = ?",
         (run_id,),
     ).fetchone()
     return row

@@ -1,0 +1,66 @@
+"""Reading key, checkpoint and proof files for the CLI, and checking a ledger against a signed checkpoint.
+
+Shared by ``verify --checkpoint FILE --key FILE.pub`` (in :mod:`._commands`)
+and the lifecycle commands (in :mod:`._lifecycle`); it imports no database
+driver, so ``verify-proof`` stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flowledger._exceptions import KeyFileError, ProofError
+from flowledger.receiver.store._checkpoint import Checkpoint, SignerKey, VerifierKey, open_checkpoint
+from flowledger.receiver.store._proof import check_extends
+
+if TYPE_CHECKING:
+    from flowledger.receiver.cli._sources import Source
+
+__all__ = ["check_against", "read_checkpoint", "read_signer", "read_verifier", "write_atomically"]
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeyFileError(f"there is no {what} at {path}") from None
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{path} is not a {what} (not UTF-8 text)") from None
+
+
+def read_verifier(path: Path) -> VerifierKey:
+    """The verifier key in ``path`` (a FILE.pub written by keygen)."""
+    return VerifierKey.parse(_read(path, "verifier key"))
+
+
+def read_signer(path: Path) -> SignerKey:
+    """The signing key in ``path`` (the FILE written by keygen)."""
+    return SignerKey.parse(_read(path, "signing key"))
+
+
+def read_checkpoint(path: Path, key: VerifierKey) -> tuple[str, Checkpoint]:
+    """The text of a signed checkpoint and what it states, its signature checked with ``key``."""
+    text = _read(path, "checkpoint")
+    return text, open_checkpoint(text, key)
+
+
+def write_atomically(path: Path, text: str, *, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it, so a reader never sees half of it."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.chmod(mode)
+    partial.replace(path)
+
+
+def check_against(source: Source, checkpoints: list[Path], key_path: Path) -> str | None:
+    """Check that the ledger extends each signed checkpoint; None when it does, else the line saying which breaks."""
+    key = read_verifier(key_path)
+    for path in checkpoints:
+        _, checkpoint = read_checkpoint(path, key)
+        head, proof = source.consistency_proof(checkpoint.size)
+        try:
+            check_extends(checkpoint, head.size, head.root, proof)
+        except ProofError as exc:
+            return f"ledger does NOT extend checkpoint {path} ({checkpoint.size} entries): {exc}"
+    return None

@@ -1,0 +1,219 @@
+"""The ledger-lifecycle commands of the ``flowledger`` CLI: purge, keygen, checkpoint, prove, verify-proof.
+
+``flowledger.cli`` mounts :data:`COMMANDS`. Like :mod:`._commands`, importing
+this module is cheap: the database driver and the server stay unimported
+until a command needs them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Final
+
+import click
+
+from flowledger.receiver.cli._commands import (
+    DEFAULT_DB,
+    _clean_errors,
+    _db_option,
+    _json_option,
+    _key_option,
+    _print_json,
+    _source,
+    _url_option,
+)
+
+__all__ = ["COMMANDS"]
+
+
+def _before(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from flowledger.receiver.store._time import normalize_ts
+
+    try:
+        return normalize_ts(value)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r} is not an RFC 3339 time with an offset ({exc})", param_hint="--before"
+        ) from None
+
+
+@click.command("purge")
+@click.option("--run", "run_ids", multiple=True, metavar="ID", help="Purge this run (repeatable).")
+@click.option("--workflow", "workflow_id", default=None, metavar="ID", help="Purge this workflow's runs.")
+@click.option(
+    "--before", default=None, metavar="TIME", help="With --workflow: only runs started before TIME (RFC 3339)."
+)
+@_db_option(None)
+@_url_option
+@_key_option
+@_json_option
+@_clean_errors
+def purge_command(
+    run_ids: tuple[str, ...],
+    workflow_id: str | None,
+    before: str | None,
+    db: Path | None,
+    url: str | None,
+    api_key: str | None,
+    as_json: bool,
+) -> None:
+    """Erase runs' payloads, projection rows and spans; the purge is recorded in the ledger and verify still passes."""
+    from flowledger.receiver.store._protocol import PurgeSelection
+
+    if bool(run_ids) == (workflow_id is not None):
+        raise click.UsageError("give --run ID (one or more) or --workflow ID, not both and not neither")
+    if before is not None and workflow_id is None:
+        raise click.UsageError("--before goes with --workflow")
+    selection = PurgeSelection(run_ids=run_ids, workflow_id=workflow_id, before=_before(before), by="cli")
+    report = _source(db, url, api_key).purge(selection)
+    if as_json:
+        _print_json(report.as_json())
+        return
+    if not report.runs:
+        click.echo("nothing to purge: no run matched")
+        return
+    click.echo(
+        f"purged {len(report.runs)} runs ({report.events} ledger entries lost their payload); "
+        f"recorded as ledger entry {report.purge_seq}"
+    )
+
+
+DEFAULT_KEY_NAME: Final = "flowledger.local/ledger"
+_PATH = click.Path(dir_okay=False, path_type=Path)
+
+
+@click.command("keygen")
+@click.option(
+    "-o", "--output", "output", type=_PATH, required=True, help="Write the signing key here, FILE.pub beside it."
+)
+@click.option("--name", default=DEFAULT_KEY_NAME, show_default=True, help="The key's name (no spaces, no '+').")
+@_clean_errors
+def keygen_command(output: Path, name: str) -> None:
+    """Write a new Ed25519 signing key to FILE (readable by you only) and its verifier key to FILE.pub."""
+    from flowledger._exceptions import KeyFileError
+    from flowledger.receiver.cli._checkpoints import write_atomically
+    from flowledger.receiver.store._checkpoint import generate_key
+
+    public = output.with_name(output.name + ".pub")
+    for path in (output, public):
+        if path.exists():
+            raise KeyFileError(f"{path} exists already; keygen does not overwrite a key")
+    key = generate_key(name)
+    write_atomically(output, key.text() + "\n", mode=0o600)
+    write_atomically(public, key.verifier().text() + "\n")
+    click.echo(f"signing key: {output} (keep it away from the database)\nverifier key: {public}")
+
+
+@click.command("checkpoint")
+@click.option("--key", "key", type=_PATH, required=True, help="The signing key written by keygen.")
+@click.option("-o", "--output", "output", type=_PATH, default=None, help="Write the checkpoint here [default: stdout].")
+@click.option("--origin", default=None, help="The log's name in the checkpoint [default: the key's name].")
+@_db_option(DEFAULT_DB)
+@_clean_errors
+def checkpoint_command(key: Path, output: Path | None, origin: str | None, db: Path) -> None:
+    """Write a signed checkpoint of the ledger (C2SP tlog-checkpoint in a signed note): its size and root hash."""
+    import time
+
+    from flowledger._wire import format_ts
+    from flowledger.receiver.cli._checkpoints import read_signer, write_atomically
+    from flowledger.receiver.cli._sources import DbSource
+    from flowledger.receiver.store._checkpoint import Checkpoint, sign_checkpoint
+
+    signer = read_signer(key)
+    head = DbSource(db).tree_head()
+    checkpoint = Checkpoint(
+        origin=origin or signer.name, size=head.size, root=head.root, time=format_ts(time.time_ns())
+    )
+    text = sign_checkpoint(checkpoint, signer)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        write_atomically(output, text)
+        click.echo(f"checkpoint of {head.size} entries written to {output}", err=True)
+
+
+@click.command("prove")
+@click.argument("run_id")
+@click.option("--checkpoint", "checkpoint", type=_PATH, required=True, help="The signed checkpoint to prove against.")
+@click.option("-o", "--output", "output", type=_PATH, required=True, help="Write the proof (JSON) here.")
+@_db_option(DEFAULT_DB)
+@_clean_errors
+def prove_command(run_id: str, checkpoint: Path, output: Path, db: Path) -> None:
+    """Export one run's ledger entries with inclusion proofs against a signed checkpoint, to check offline."""
+    import json
+
+    from flowledger._exceptions import ProofError
+    from flowledger.receiver.cli._checkpoints import write_atomically
+    from flowledger.receiver.cli._sources import DbSource
+    from flowledger.receiver.store._checkpoint import read_unverified
+    from flowledger.receiver.store._proof import run_proof_document
+
+    text = checkpoint.read_text(encoding="utf-8")
+    stated = read_unverified(text)
+    entries = DbSource(db).run_proof(run_id, stated.size)
+    if not entries:
+        raise ProofError(f"run {run_id} has no entry among the {stated.size} the checkpoint covers")
+    document = run_proof_document(run_id, text, [(e.seq, e.entry, e.payload, e.path) for e in entries])
+    write_atomically(output, json.dumps(document, ensure_ascii=False, indent=1) + "\n")
+    purged = sum(e.payload is None for e in entries)
+    note = f" ({purged} of them purged: entry only)" if purged else ""
+    click.echo(f"{len(entries)} entries of run {run_id}{note} proven against {stated.size} entries: {output}")
+
+
+@click.command("verify-proof")
+@click.argument("proof", type=_PATH)
+@click.option("--key", "key", type=_PATH, required=True, help="The verifier key (FILE.pub) of the checkpoint.")
+@_json_option
+@_clean_errors
+def verify_proof_command(proof: Path, key: Path, as_json: bool) -> None:
+    """Check a run's proof offline, with no database: exit 0 valid, 1 naming what is not."""
+    import json
+
+    from flowledger._exceptions import ProofError
+    from flowledger.receiver.cli._checkpoints import read_verifier
+    from flowledger.receiver.store._proof import check_run_proof
+
+    verifier = read_verifier(key)
+    try:
+        document = json.loads(proof.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProofError(f"{proof} is not a JSON proof: {exc}") from None
+    try:
+        summary = check_run_proof(document, verifier)
+    except ProofError as exc:
+        if as_json:
+            _print_json({"valid": False, "problem": str(exc)})
+        else:
+            click.echo(f"proof INVALID: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        _print_json(
+            {
+                "valid": True,
+                "run_id": summary.run_id,
+                "entries": summary.entries,
+                "payloads": summary.payloads,
+                "tree_size": summary.checkpoint.size,
+                "origin": summary.checkpoint.origin,
+                "checkpoint_time": summary.checkpoint.time,
+            }
+        )
+        return
+    click.echo(
+        f"proof valid: {summary.entries} entries of run {summary.run_id} ({summary.payloads} with their payload) "
+        f"are in the ledger {summary.checkpoint.origin} of {summary.checkpoint.size} entries "
+        f"signed at {summary.checkpoint.time}"
+    )
+
+
+COMMANDS: Final[list[click.Command]] = [
+    purge_command,
+    keygen_command,
+    checkpoint_command,
+    prove_command,
+    verify_proof_command,
+]
+"""The lifecycle commands, for ``flowledger.cli`` to add to its group."""

@@ -1,0 +1,16 @@
+"""Every receiver command of the ``flowledger`` CLI, in the order ``flowledger --help`` lists them.
+
+The reading and serving commands (:mod:`._commands`) and the ledger-lifecycle ones (:mod:`._lifecycle`).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import click
+
+from flowledger.receiver.cli import _commands, _lifecycle
+
+__all__ = ["COMMANDS"]
+
+COMMANDS: Final[list[click.Command]] = [*_commands.COMMANDS, *_lifecycle.COMMANDS]

@@ -1,0 +1,117 @@
+"""Ledger entries of format 2: metadata and a payload hash, chained; payloads stored apart.
+
+A ledger row holds an *entry*: the canonical JSON (see :mod:`._canonical`) of
+
+``{"v": 2, "seq", "event_id", "run_id", "kind", "ts", "project", "producer_id",
+"producer_seq", "payload_sha256"}``
+
+and ``hash = sha256(prev_hash || entry)``. The event itself (its canonical
+body, with inputs, outputs, errors and trigger data) is the entry's
+*payload*, kept in the ``payloads`` table under the same ``seq``; the entry
+commits to it through ``payload_sha256``. A payload can be deleted (a purge)
+and the chain still verifies, because the chain covers the entry, not the
+payload. Every column of the ``ledger`` row is a copy of an entry field and
+is checked against it by ``verify``.
+
+A purge is an entry too (kind :data:`PURGE_KIND`), whose payload lists the
+runs it erased and who asked; purge payloads are never deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from typing import Any, Final
+
+import orjson
+
+from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8
+
+__all__ = [
+    "ENTRY_FORMAT",
+    "PURGE_KIND",
+    "entry_bytes",
+    "migrated_genesis",
+    "new_entry_id",
+    "parse_entry",
+    "payload_hash",
+]
+
+ENTRY_FORMAT: Final = 2
+"""The ``v`` of every entry (format 1 hashed the whole event body)."""
+PURGE_KIND: Final = "ledger.purge"
+"""The kind of a purge entry (wire event kinds never contain a dot)."""
+
+
+def payload_hash(payload: bytes) -> bytes:
+    """``sha256(payload)``: what an entry commits to."""
+    return hashlib.sha256(payload).digest()
+
+
+def entry_bytes(
+    *,
+    seq: int,
+    event_id: str,
+    run_id: str,
+    kind: str,
+    ts: str,
+    project: str | None,
+    producer_id: str | None,
+    producer_seq: int | None,
+    payload_sha256: bytes,
+) -> bytes:
+    """The canonical UTF-8 JSON of one entry (what the chain and the Merkle tree hash).
+
+    The keys are written in sorted order and every value is a string, an
+    integer or null, where orjson's output is the canonical form (see
+    :mod:`._canonical`); the rare value orjson refuses goes through the
+    canonical encoder.
+    """
+    entry: dict[str, Any] = {  # keys in sorted order: this is the canonical order
+        "event_id": event_id,
+        "kind": kind,
+        "payload_sha256": payload_sha256.hex(),
+        "producer_id": producer_id,
+        "producer_seq": producer_seq,
+        "project": project,
+        "run_id": run_id,
+        "seq": seq,
+        "ts": ts,
+        "v": ENTRY_FORMAT,
+    }
+    try:
+        return orjson.dumps(entry)
+    except orjson.JSONEncodeError:  # a lone surrogate in an id, an integer beyond 64 bits
+        return canonical_utf8(entry)
+
+
+def parse_entry(entry: bytes) -> dict[str, Any]:
+    """The fields of a stored entry; ValueError when it is not an entry of this format."""
+    try:
+        value = orjson.loads(entry)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"the entry is not JSON: {exc}") from exc
+    if not isinstance(value, dict) or value.get("v") != ENTRY_FORMAT:
+        raise ValueError(f"the entry is not of format {ENTRY_FORMAT}")
+    return value
+
+
+def migrated_genesis(v1_head_seq: int, v1_head_hash: bytes) -> bytes:
+    """The ``prev_hash`` of the first entry of a ledger migrated from format 1.
+
+    It binds the new chain to the old one's verified head: ``sha256("flowledger
+    v1 head SEQ:HASH")``. A ledger created in format 2 starts from the genesis hash.
+    """
+    if v1_head_seq == 0:
+        return GENESIS_HASH
+    return hashlib.sha256(f"flowledger v1 head {v1_head_seq}:{v1_head_hash.hex()}".encode()).digest()
+
+
+def new_entry_id() -> str:
+    """A fresh id for an entry the store makes itself (a purge): time-ordered like UUIDv7."""
+    # The top 48 bits are milliseconds since the epoch, then random bits, as UUIDv7 lays them out.
+    ms = time.time_ns() // 1_000_000
+    rand = uuid.uuid4().int & ((1 << 80) - 1)
+    value = (ms << 80) | (0x7 << 76) | (rand & ~(0xF << 76) & ~(0x3 << 62)) | (0x2 << 62)
+    return str(uuid.UUID(int=value))

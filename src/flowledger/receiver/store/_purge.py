@@ -1,0 +1,170 @@
+"""Purging runs from an SQLite store: payloads, projections and spans go; entries and totals stay.
+
+:func:`purge_runs` runs inside the caller's write transaction. It collects the
+selected runs in a temporary table, adds their figures to ``purged_totals``
+(so the daily aggregates stay right), deletes the payloads of their ledger
+entries (found through the ``ledger_by_run`` index), their spans (their
+project's only), node attempts and run rows (the ``run_counts`` triggers on
+``runs`` take them out of the kept counts), and returns the purge entry's payload for the caller
+to append to the chain. With ``PRAGMA secure_delete`` on (the store's write
+connection sets it) the deleted bytes are overwritten, and an incremental
+vacuum afterwards hands the freed pages back to the file system.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiosqlite
+
+from flowledger.receiver.store._protocol import DailyTotal, PurgeSelection
+
+__all__ = ["DAILY_TOTALS_SQL", "PurgeWork", "daily_total", "purge_runs"]
+
+_LOOKUP_CHUNK: Final = 500
+
+_ROLL_UP: Final = """
+INSERT INTO purged_totals
+    (workflow_id, project, day, status, runs, cost_usd, duration_ms_sum, durations, duration_ms_max)
+SELECT coalesce(r.workflow_id, ''), coalesce(r.project, ''), coalesce(substr(r.started_at, 1, 10), ''), r.status,
+       count(*), coalesce(sum(r.cost_usd), 0), coalesce(sum(r.duration_ms), 0), count(r.duration_ms), max(r.duration_ms)
+FROM runs r WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) GROUP BY 1, 2, 3, 4
+ON CONFLICT (workflow_id, project, day, status) DO UPDATE SET
+    runs = runs + excluded.runs,
+    cost_usd = cost_usd + excluded.cost_usd,
+    duration_ms_sum = duration_ms_sum + excluded.duration_ms_sum,
+    durations = durations + excluded.durations,
+    duration_ms_max = max(
+        coalesce(duration_ms_max, excluded.duration_ms_max), coalesce(excluded.duration_ms_max, duration_ms_max)
+    )
+"""
+
+DAILY_TOTALS_SQL: Final = """
+SELECT workflow_id, project, day, status, sum(runs), sum(cost_usd), sum(duration_ms_sum), sum(durations),
+       max(duration_ms_max)
+FROM (
+    SELECT coalesce(workflow_id, '') AS workflow_id, coalesce(project, '') AS project,
+           coalesce(substr(started_at, 1, 10), '') AS day, status, count(*) AS runs,
+           coalesce(sum(cost_usd), 0) AS cost_usd, coalesce(sum(duration_ms), 0) AS duration_ms_sum,
+           count(duration_ms) AS durations, max(duration_ms) AS duration_ms_max
+    FROM runs GROUP BY 1, 2, 3, 4
+    UNION ALL
+    SELECT workflow_id, project, day, status, runs, cost_usd, duration_ms_sum, durations, duration_ms_max
+    FROM purged_totals
+)
+{where}
+GROUP BY 1, 2, 3, 4 ORDER BY day, workflow_id, project, status
+"""
+"""Live runs grouped like ``purged_totals``, added to it (``{where}``: filters on the outer columns)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeWork:
+    """What :func:`purge_runs` erased, and the payload of the purge entry to append."""
+
+    runs: list[str]
+    events: int
+    payload: dict[str, Any]
+
+
+def daily_total(row: Any) -> DailyTotal:
+    """A :class:`DailyTotal` from a row of :data:`DAILY_TOTALS_SQL`."""
+    workflow_id, project, day, status, runs, cost, duration_sum, durations, duration_max = row
+    return DailyTotal(
+        workflow_id=str(workflow_id),
+        project=str(project),
+        day=str(day),
+        status=str(status),
+        runs=int(runs),
+        cost_usd=float(cost),
+        duration_ms_sum=float(duration_sum),
+        durations=int(durations),
+        duration_ms_max=None if duration_max is None else float(duration_max),
+    )
+
+
+async def _select(conn: aiosqlite.Connection, selection: PurgeSelection) -> None:
+    """Fill ``temp.purge_set`` with the selected run ids."""
+    await conn.execute("CREATE TEMP TABLE IF NOT EXISTS purge_set (run_id TEXT PRIMARY KEY) WITHOUT ROWID")
+    await conn.execute("DELETE FROM temp.purge_set")
+    scope, params = _scope(selection)
+    limit = "" if selection.limit is None else f" LIMIT {int(selection.limit)}"
+    if selection.run_ids:
+        ids = list(dict.fromkeys(selection.run_ids))
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            part = ids[start : start + _LOOKUP_CHUNK]
+            await conn.execute(
+                f"INSERT OR IGNORE INTO temp.purge_set SELECT run_id FROM runs "
+                f"WHERE run_id IN ({', '.join('?' * len(part))}){scope}",
+                [*part, *params],
+            )
+        return
+    if selection.workflow_id is None and selection.before is None:
+        return  # a selection names runs, a workflow, or a time: never "everything" by omission
+    where, where_params = "1" + scope, list(params)
+    if selection.workflow_id is not None:
+        where += " AND workflow_id = ?"
+        where_params.append(selection.workflow_id)
+    if selection.before is not None:
+        where += " AND started_at < ?"
+        where_params.append(selection.before)
+    if selection.keep_newest is not None and selection.workflow_id is not None:
+        where += (
+            " AND run_id NOT IN (SELECT run_id FROM runs WHERE workflow_id = ?"
+            + scope
+            + " ORDER BY started_at DESC, run_id DESC LIMIT ?)"
+        )
+        where_params += [selection.workflow_id, *params, selection.keep_newest]
+    await conn.execute(
+        f"INSERT INTO temp.purge_set SELECT run_id FROM runs WHERE {where} ORDER BY started_at, run_id{limit}",
+        where_params,
+    )
+
+
+def _scope(selection: PurgeSelection) -> tuple[str, list[Any]]:
+    clauses, params = "", []
+    if selection.project is not None:
+        clauses += " AND project = ?"
+        params.append(selection.project)
+    if selection.finished_only:
+        clauses += " AND status NOT IN ('running', 'stuck')"
+    return clauses, params
+
+
+async def purge_runs(conn: aiosqlite.Connection, selection: PurgeSelection, *, now: str) -> PurgeWork:
+    """Erase the selected runs (inside the caller's transaction); see the module docstring."""
+    await _select(conn, selection)
+    runs = [str(row[0]) for row in await conn.execute_fetchall("SELECT run_id FROM temp.purge_set ORDER BY run_id")]
+    if not runs:
+        return PurgeWork(runs=[], events=0, payload={})
+    await conn.execute(_ROLL_UP)
+    before = conn.total_changes
+    await conn.execute(
+        "DELETE FROM payloads WHERE seq IN (SELECT l.seq FROM ledger l JOIN temp.purge_set s ON l.run_id = s.run_id)"
+    )
+    events = conn.total_changes - before
+    # Spans are stored per (trace, span, project): only the run's project's spans (and spans sent
+    # without an API key, which belong to no project) go; another project's spans of that trace stay.
+    await conn.execute(
+        "DELETE FROM spans WHERE trace_id IN (SELECT r.trace_id FROM runs r "
+        "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id IS NOT NULL) "
+        "AND (project IS NULL OR project IN (SELECT r.project FROM runs r "
+        "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id = spans.trace_id))"
+    )
+    await conn.execute("DELETE FROM node_runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
+    await conn.execute("DELETE FROM runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
+    await conn.execute("DELETE FROM temp.purge_set")
+    scope = {
+        key: value
+        for key, value in (
+            ("run_ids", list(selection.run_ids) or None),
+            ("workflow_id", selection.workflow_id),
+            ("before", selection.before),
+            ("keep_newest", selection.keep_newest),
+            ("project", selection.project),
+        )
+        if value is not None
+    }
+    payload = {"by": selection.by, "at": now, "selection": scope, "events": events, "runs": runs}
+    return PurgeWork(runs=runs, events=events, payload=payload)

@@ -1,0 +1,185 @@
+"""The ledger's Merkle tree as the SQLite store keeps it (the algorithms are in :mod:`._merkle`).
+
+Leaves are the ``entry`` bytes of the ``ledger`` rows (leaf ``i`` is
+``seq = i + 1``); ``merkle_nodes`` holds every perfect subtree of level
+:data:`~._merkle.STORED_MIN_LEVEL` and above, written in the same transaction
+as the entries that complete it. Smaller subtrees are recomputed from the
+entries. Proofs are read in one read transaction, so they describe one
+state of the tree.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final
+
+import aiosqlite
+
+from flowledger.receiver.store._merkle import (
+    STORED_MIN_LEVEL,
+    Frontier,
+    PerfectHash,
+    consistency_path,
+    inclusion_path,
+    leaf_hash,
+    node_hash,
+)
+from flowledger.receiver.store._protocol import EntryProof, TreeHead
+
+__all__ = [
+    "MERKLE_SCHEMA",
+    "backfill",
+    "consistency",
+    "frontier_async",
+    "perfect_reader",
+    "run_proof",
+    "stored_nodes",
+    "tree_head",
+]
+
+MERKLE_SCHEMA: Final = """
+-- Perfect subtrees of the ledger's Merkle tree (RFC 9162), level 4 (16 entries) and up.
+CREATE TABLE merkle_nodes (
+    level INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    hash  BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TRIGGER merkle_nodes_no_update BEFORE UPDATE ON merkle_nodes
+BEGIN SELECT RAISE(ABORT, 'the Merkle tree is append-only: UPDATE is refused'); END;
+CREATE TRIGGER merkle_nodes_no_delete BEFORE DELETE ON merkle_nodes
+BEGIN SELECT RAISE(ABORT, 'the Merkle tree is append-only: DELETE is refused'); END;
+CREATE TRIGGER merkle_nodes_append_only BEFORE INSERT ON merkle_nodes
+WHEN EXISTS (SELECT 1 FROM merkle_nodes WHERE level = NEW.level AND idx = NEW.idx)
+BEGIN SELECT RAISE(ABORT, 'the Merkle tree is append-only: a stored node cannot be replaced'); END;
+"""
+
+_BACKFILL_CHUNK: Final = 5_000
+_INSERT_NODE: Final = "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)"
+
+
+def stored_nodes(done: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+    """The completed subtrees the store keeps (level :data:`STORED_MIN_LEVEL` and up)."""
+    return [node for node in done if node[0] >= STORED_MIN_LEVEL]
+
+
+def _fold_leaves(leaves: list[bytes]) -> bytes:
+    while len(leaves) > 1:
+        leaves = [node_hash(leaves[i], leaves[i + 1]) for i in range(0, len(leaves), 2)]
+    return leaves[0]
+
+
+def perfect_reader(conn: sqlite3.Connection) -> PerfectHash:
+    """``perfect(level, index)`` over a synchronous connection: stored, or folded from the entries."""
+
+    def perfect(level: int, index: int) -> bytes:
+        if level >= STORED_MIN_LEVEL:
+            row = conn.execute("SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", (level, index)).fetchone()
+            if row is None:
+                raise LookupError(f"the Merkle tree node at level {level}, index {index} is missing")
+            return bytes(row[0])
+        lo = index << level
+        rows = conn.execute(
+            "SELECT entry FROM ledger WHERE seq > ? AND seq <= ? ORDER BY seq", (lo, lo + (1 << level))
+        ).fetchall()
+        if len(rows) != 1 << level:
+            raise LookupError(f"entries {lo + 1}..{lo + (1 << level)} are missing from the ledger")
+        return _fold_leaves([leaf_hash(bytes(row[0])) for row in rows])
+
+    return perfect
+
+
+async def frontier_async(conn: aiosqlite.Connection, size: int) -> Frontier:
+    """The frontier of the first ``size`` entries, read over the writer's connection."""
+    hashes, start = [], 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if not size >> level & 1:
+            continue
+        index = start >> level
+        if level >= STORED_MIN_LEVEL:
+            rows = list(
+                await conn.execute_fetchall("SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", (level, index))
+            )
+            if not rows:
+                raise LookupError(f"the Merkle tree node at level {level}, index {index} is missing")
+            hashes.append(bytes(rows[0][0]))
+        else:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT entry FROM ledger WHERE seq > ? AND seq <= ? ORDER BY seq", (start, start + (1 << level))
+                )
+            )
+            hashes.append(_fold_leaves([leaf_hash(bytes(row[0])) for row in rows]))
+        start += 1 << level
+    return Frontier(size, hashes)
+
+
+def _size(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(seq), 0) FROM ledger").fetchone()[0])
+
+
+def _head(conn: sqlite3.Connection) -> TreeHead:
+    size = _size(conn)
+    return TreeHead(size, Frontier.load(size, perfect_reader(conn)).root())
+
+
+def tree_head(conn: sqlite3.Connection) -> TreeHead:
+    """The tree's size and root now."""
+    conn.execute("BEGIN")
+    try:
+        return _head(conn)
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def consistency(conn: sqlite3.Connection, old_size: int) -> tuple[TreeHead, list[bytes]]:
+    """The head now and the consistency proof from ``old_size`` (empty when the tree is not larger)."""
+    conn.execute("BEGIN")
+    try:
+        head = _head(conn)
+        if old_size <= 0 or old_size >= head.size:
+            return head, []
+        return head, consistency_path(old_size, head.size, perfect_reader(conn))
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def run_proof(conn: sqlite3.Connection, run_id: str, tree_size: int) -> list[EntryProof]:
+    """The entries of a run among the first ``tree_size``, each with its payload and audit path."""
+    conn.execute("BEGIN")
+    try:
+        if tree_size > _size(conn):
+            raise LookupError(f"the ledger has fewer than {tree_size} entries now")
+        perfect = perfect_reader(conn)
+        rows = conn.execute(
+            "SELECT l.seq, l.entry, CAST(p.body AS BLOB) FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
+            "WHERE l.run_id = ? AND l.seq <= ? ORDER BY l.seq",
+            (run_id, tree_size),
+        ).fetchall()
+        return [
+            EntryProof(
+                seq=int(seq),
+                entry=bytes(entry),
+                payload=None if payload is None else bytes(payload),
+                path=inclusion_path(int(seq) - 1, tree_size, perfect),
+            )
+            for seq, entry, payload in rows
+        ]
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def backfill(conn: sqlite3.Connection) -> None:
+    """Store the tree of the entries already in the ledger (migration: the table exists; inside its transaction)."""
+    frontier, last = Frontier(), 0
+    while True:
+        rows = conn.execute(
+            "SELECT seq, entry FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?", (last, _BACKFILL_CHUNK)
+        ).fetchall()
+        if not rows:
+            return
+        last = int(rows[-1][0])
+        nodes: list[tuple[int, int, bytes]] = []
+        for _, entry in rows:
+            nodes += stored_nodes(frontier.append(leaf_hash(bytes(entry))))
+        conn.executemany(_INSERT_NODE, nodes)

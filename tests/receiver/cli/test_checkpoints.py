@@ -1,0 +1,286 @@
+"""keygen, checkpoint, verify --checkpoint FILE --key, prove and verify-proof on real files, and what they catch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+from pymerkle import InmemoryTree
+
+from flowledger.receiver.cli._commands import verify_command
+from flowledger.receiver.cli._lifecycle import (
+    checkpoint_command,
+    keygen_command,
+    prove_command,
+    purge_command,
+    verify_proof_command,
+)
+from flowledger.receiver.store._merkle import leaf_hash
+from flowledger.receiver.store._sqlite import SqliteStore
+from tests.receiver._support import RunEvents, simple_run, typical_run
+from tests.receiver.store._rewrite import rewrite_history, tamper
+from tests.receiver.store.conformance.conftest import prepared
+
+
+def _append(path: Path, *runs: RunEvents) -> None:
+    async def main() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            await store.append(prepared([e for run in runs for e in run.events]))
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def _invoke(command: click.Command, *args: str | Path) -> Result:
+    return CliRunner().invoke(command, [str(a) for a in args])
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> tuple[Path, Path, list[RunEvents]]:
+    """A database of 6 runs (33 entries) and a key pair."""
+    db = tmp_path / "ledger.db"
+    runs = [typical_run(), *(simple_run() for _ in range(5))]
+    _append(db, *runs)
+    key = tmp_path / "keys" / "signing"
+    key.parent.mkdir()
+    result = _invoke(keygen_command, "-o", key)
+    assert result.exit_code == 0, result.output
+    return db, key, runs
+
+
+def _checkpoint(db: Path, key: Path, out: Path) -> Path:
+    result = _invoke(checkpoint_command, "--key", key, "--db", db, "-o", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _verify(db: Path, checkpoint: Path, key: Path) -> Result:
+    return _invoke(verify_command, "--db", db, "--checkpoint", checkpoint, "--key", f"{key}.pub")
+
+
+def test_keygen_writes_a_private_key_and_its_public_key(ledger: tuple[Path, Path, list[RunEvents]]) -> None:
+    """FILE is readable by its owner only and FILE.pub holds the verifier key; keygen never overwrites."""
+    _, key, _ = ledger
+    assert key.read_text().startswith("PRIVATE+KEY+flowledger.local/ledger+")
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert Path(f"{key}.pub").read_text().startswith("flowledger.local/ledger+")
+    again = _invoke(keygen_command, "-o", key)
+    assert again.exit_code == 1
+    assert "exists already" in again.output
+
+
+def test_a_checkpoint_is_a_signed_note(ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path) -> None:
+    """The checkpoint has origin, size, base64 root, time, a blank line and an em-dash signature line."""
+    db, key, runs = ledger
+    text = _checkpoint(db, key, tmp_path / "cp").read_text()
+    lines = text.split("\n")
+    assert lines[0] == "flowledger.local/ledger"
+    assert lines[1] == str(sum(len(r.events) for r in runs))
+    assert lines[3].startswith("time ")
+    assert lines[4] == ""
+    assert lines[5].startswith("\u2014 flowledger.local/ledger ")
+    stdout = _invoke(checkpoint_command, "--key", key, "--db", db)
+    assert stdout.exit_code == 0
+    assert stdout.output.split("\n")[:3] == lines[:3]
+
+
+def test_the_ledger_extends_its_checkpoint_as_it_grows(
+    ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path
+) -> None:
+    """verify --checkpoint passes on the same ledger, after more events and after a purge."""
+    db, key, runs = ledger
+    cp = _checkpoint(db, key, tmp_path / "cp")
+    assert _verify(db, cp, key).exit_code == 0
+    _append(db, *(simple_run() for _ in range(10)))
+    assert _invoke(purge_command, "--run", runs[0].run_id, "--db", db).exit_code == 0
+    result = _verify(db, cp, key)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_cut_tail_is_caught(ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path) -> None:
+    """Entries cut from the end (chain and tree trimmed to match, so verify alone passes) break the checkpoint."""
+    db, key, _ = ledger
+    cp = _checkpoint(db, key, tmp_path / "cp")
+    tamper(
+        db,
+        "DELETE FROM ledger WHERE seq > 20",
+        "DELETE FROM payloads WHERE seq > 20",
+        "DELETE FROM merkle_nodes WHERE ((idx + 1) << level) > 20",
+    )
+    assert _invoke(verify_command, "--db", db).exit_code == 0
+    result = _verify(db, cp, key)
+    assert result.exit_code == 1
+    assert "cut from its end" in result.output
+
+
+def test_a_rollback_is_caught(ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path) -> None:
+    """An older copy of the file put back is caught, and so is one that was written to again since."""
+    db, key, _ = ledger
+    old = tmp_path / "old.db"
+    shutil.copy(db, old)
+    _append(db, *(simple_run() for _ in range(3)))
+    cp = _checkpoint(db, key, tmp_path / "cp")
+    shutil.copy(old, db)
+    result = _verify(db, cp, key)
+    assert result.exit_code == 1
+    assert "rolled back" in result.output
+    _append(db, *(simple_run() for _ in range(5)))  # grown past the checkpoint with other events
+    result = _verify(db, cp, key)
+    assert result.exit_code == 1
+    assert "rewritten" in result.output
+
+
+def test_a_rewrite_is_caught(ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path) -> None:
+    """An entry edited with the chain and tree recomputed passes verify alone, not the checkpoint."""
+    db, key, _ = ledger
+    cp = _checkpoint(db, key, tmp_path / "cp")
+    _append(db, simple_run())
+    rewrite_history(db, 7, b'"producer_seq":', b'"producer_seq":1')
+    assert _invoke(verify_command, "--db", db).exit_code == 0
+    result = _verify(db, cp, key)
+    assert result.exit_code == 1
+    assert "rewritten" in result.output
+    assert "consistency proof" in result.output
+
+
+def test_a_checkpoint_with_a_wrong_key_or_edited_text_fails(
+    ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path
+) -> None:
+    """Another key's verifier, or a changed size line, fails the signature: exit 1 saying so."""
+    db, key, _ = ledger
+    cp = _checkpoint(db, key, tmp_path / "cp")
+    other = tmp_path / "other"
+    assert _invoke(keygen_command, "-o", other, "--name", "other").exit_code == 0
+    result = _verify(db, cp, other)
+    assert result.exit_code == 1
+    assert "not signed by the key other" in result.output
+    lines = cp.read_text().split("\n")
+    lines[1] = str(int(lines[1]) - 1)
+    cp.write_text("\n".join(lines))
+    result = _verify(db, cp, key)
+    assert result.exit_code == 1
+    assert "not signed" in result.output
+
+
+def test_checkpoint_usage_errors(ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path) -> None:
+    """--key without --checkpoint, and a checkpoint file without --key, are usage errors (exit 2)."""
+    db, key, _ = ledger
+    assert _invoke(verify_command, "--db", db, "--key", f"{key}.pub").exit_code == 2
+    cp = _checkpoint(db, key, tmp_path / "cp")
+    assert _invoke(verify_command, "--db", db, "--checkpoint", cp).exit_code == 2
+
+
+def _prove(db: Path, key: Path, run_id: str, tmp_path: Path) -> Path:
+    cp = _checkpoint(db, key, tmp_path / "cp")
+    out = tmp_path / "proof.json"
+    result = _invoke(prove_command, run_id, "--checkpoint", cp, "-o", out, "--db", db)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_a_run_proof_verifies_offline_and_matches_pymerkle(
+    ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path
+) -> None:
+    """prove exports a run's entries; verify-proof accepts them with the key alone; pymerkle agrees on every path."""
+    db, key, runs = ledger
+    run = runs[0]
+    proof_path = _prove(db, key, run.run_id, tmp_path)
+    db.unlink()  # offline: no database
+    result = _invoke(verify_proof_command, proof_path, "--key", f"{key}.pub", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["valid"], summary["entries"], summary["payloads"]) == (True, len(run.events), len(run.events))
+    proof = json.loads(proof_path.read_text())
+    tree_size = int(proof["checkpoint"].split("\n")[1])
+    assert tree_size == sum(len(r.events) for r in runs)
+
+
+def test_pymerkle_rebuilds_the_same_tree_from_the_database(
+    ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path
+) -> None:
+    """pymerkle fed the ledger's entries has our root, and its inclusion paths are the ones in our proof."""
+    db, key, runs = ledger
+    proof = json.loads(_prove(db, key, runs[1].run_id, tmp_path).read_text())
+    with sqlite3.connect(db) as conn:
+        entries = [bytes(row[0]) for row in conn.execute("SELECT entry FROM ledger ORDER BY seq")]
+    reference = InmemoryTree()
+    for entry in entries:
+        reference.append_entry(entry)
+    import base64
+
+    assert base64.b64encode(reference.get_root(len(entries))).decode() == proof["checkpoint"].split("\n")[2]
+    for item in proof["entries"]:
+        theirs = reference.prove_inclusion(item["seq"], len(entries)).serialize()["path"]
+        assert theirs[0] == leaf_hash(item["entry"].encode()).hex()
+        assert theirs[1:] == item["inclusion_path"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["payload", "entry", "path", "seq", "checkpoint", "run_id", "drop_all"],
+)
+def test_a_tampered_proof_is_rejected(ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path, change: str) -> None:
+    """Any change to a proof (payload, entry, path, position, checkpoint, run) makes verify-proof exit 1."""
+    db, key, runs = ledger
+    path = _prove(db, key, runs[0].run_id, tmp_path)
+    proof = json.loads(path.read_text())
+    item = proof["entries"][2]
+    if change == "payload":
+        item["payload"] = item["payload"].replace("fetch", "FETCH")
+    elif change == "entry":
+        item["entry"] = item["entry"].replace('"producer_seq":', '"producer_seq":1')
+    elif change == "path":
+        item["inclusion_path"][0] = "00" * 32
+    elif change == "seq":
+        item["seq"] += 1
+    elif change == "checkpoint":
+        proof["checkpoint"] = proof["checkpoint"].replace("time ", "time 1")
+    elif change == "run_id":
+        proof["run_id"] = runs[1].run_id
+    else:
+        proof["entries"] = []
+    path.write_text(json.dumps(proof))
+    result = _invoke(verify_proof_command, path, "--key", f"{key}.pub")
+    assert result.exit_code == 1
+    assert "proof INVALID" in result.output
+
+
+def test_a_purged_run_is_still_provable(ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path) -> None:
+    """After a purge the run's entries are still proven, without payloads."""
+    db, key, runs = ledger
+    assert _invoke(purge_command, "--run", runs[0].run_id, "--db", db).exit_code == 0
+    path = _prove(db, key, runs[0].run_id, tmp_path)
+    result = _invoke(verify_proof_command, path, "--key", f"{key}.pub", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["payloads"] == 0
+
+
+def test_verify_proof_needs_no_database_stack(ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path) -> None:
+    """`flowledger verify-proof` as a process: exit 0, and neither the database driver nor the server is imported."""
+    db, key, runs = ledger
+    path = _prove(db, key, runs[0].run_id, tmp_path)
+    code = (
+        "import sys\n"
+        "from flowledger.cli import main\n"
+        "try:\n"
+        f"    main(['verify-proof', {str(path)!r}, '--key', {str(key) + '.pub'!r}])\n"
+        "except SystemExit as exit:\n"
+        "    heavy = sorted(m for m in ('aiosqlite', 'starlette', 'uvicorn') if m in sys.modules)\n"
+        "    print('loaded:', heavy)\n"
+        "    raise\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "proof valid" in done.stdout
+    assert "loaded: []" in done.stdout

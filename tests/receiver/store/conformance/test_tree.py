@@ -1,0 +1,67 @@
+"""The Store conformance suite, the Merkle tree: heads, consistency proofs and a run's inclusion proofs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flowledger.receiver.store._merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
+from flowledger.receiver.store._protocol import EventOutcome, PurgeSelection, Store, TreeHead
+from tests.receiver._support import RunEvents, simple_run, typical_run
+from tests.receiver.store.conformance.conftest import prepared
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _append(store: Store, *runs: RunEvents) -> None:
+    outcomes = await store.append(prepared([e for run in runs for e in run.events]))
+    assert {outcome for outcome, _ in outcomes} == {EventOutcome.ACCEPTED}
+
+
+async def test_tree_heads_grow_consistently(store: Store) -> None:
+    """Each head is provably a prefix of every later one, a purge included; a larger old size gets no proof."""
+    empty = await store.tree_head()
+    assert (empty.size, empty.root) == (0, EMPTY_ROOT)
+    runs = [typical_run(), *(simple_run() for _ in range(9))]
+    heads: list[TreeHead] = []
+    for run in runs:
+        await _append(store, run)
+        heads.append(await store.tree_head())
+    await store.purge(PurgeSelection(run_ids=(runs[0].run_id,), by="test"))
+    now = await store.tree_head()
+    assert now.size == heads[-1].size + 1
+    for old in heads:
+        head, path = await store.consistency_proof(old.size)
+        assert head == now
+        assert verify_consistency(old.size, head.size, old.root, head.root, path)
+    head, path = await store.consistency_proof(now.size + 5)
+    assert (head, path) == (now, [])
+
+
+async def test_a_runs_entries_are_proven_in_an_older_tree(store: Store) -> None:
+    """run_proof gives the run's entries within the first N, each with a path that verifies against that root."""
+    first, second = typical_run(), simple_run()
+    await _append(store, first, second)
+    then = await store.tree_head()
+    await _append(store, simple_run())
+    proofs = await store.run_proof(first.run_id, then.size)
+    assert [p.seq for p in proofs] == list(range(1, len(first.events) + 1))
+    for proof in proofs:
+        assert verify_inclusion(leaf_hash(proof.entry), proof.seq - 1, then.size, proof.path, then.root)
+        assert proof.payload is not None
+        assert json.loads(proof.payload)["run_id"] == first.run_id
+    assert await store.run_proof("no-such-run", then.size) == []
+    assert await store.run_proof(first.run_id, then.size, project="elsewhere") == []
+
+
+async def test_a_purged_runs_entries_are_proven_without_payloads(store: Store) -> None:
+    """After a purge the entries still prove, with no payload."""
+    run = simple_run()
+    await _append(store, run)
+    await store.purge(PurgeSelection(run_ids=(run.run_id,), by="test"))
+    head = await store.tree_head()
+    proofs = await store.run_proof(run.run_id, head.size)
+    assert len(proofs) == len(run.events)
+    assert all(p.payload is None for p in proofs)
+    assert all(verify_inclusion(leaf_hash(p.entry), p.seq - 1, head.size, p.path, head.root) for p in proofs)
