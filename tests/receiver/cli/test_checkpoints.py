@@ -25,7 +25,7 @@ from flowledger.receiver.cli._lifecycle import (
 )
 from flowledger.receiver.store._merkle import leaf_hash
 from flowledger.receiver.store._sqlite import SqliteStore
-from tests.receiver._support import RunEvents, simple_run, typical_run
+from tests.receiver._support import LiveReceiver, RunEvents, simple_run, typical_run
 from tests.receiver.store._rewrite import rewrite_history, tamper
 from tests.receiver.store.conformance.conftest import prepared
 
@@ -284,3 +284,27 @@ def test_verify_proof_needs_no_database_stack(ledger: tuple[Path, Path, list[Run
     assert done.returncode == 0, done.stderr
     assert "proof valid" in done.stdout
     assert "loaded: []" in done.stdout
+
+
+def test_checkpoints_and_proofs_over_url(live: LiveReceiver, tmp_path: Path) -> None:
+    """checkpoint, verify --checkpoint and prove work against a running receiver; the key never leaves the client."""
+    runs = [typical_run(), *(simple_run() for _ in range(4))]
+    assert live.post([e for run in runs for e in run.events]).json()["rejected"] == []
+    key = tmp_path / "k"
+    assert _invoke(keygen_command, "-o", key).exit_code == 0
+    cp = tmp_path / "cp"
+    result = _invoke(checkpoint_command, "--key", key, "--url", live.url, "-o", cp)
+    assert result.exit_code == 0, result.output
+    assert live.post(simple_run().events).json()["accepted"] == 4
+    verdict = _invoke(verify_command, "--url", live.url, "--checkpoint", cp, "--key", f"{key}.pub")
+    assert verdict.exit_code == 0, verdict.output
+    proof = tmp_path / "proof.json"
+    result = _invoke(prove_command, runs[0].run_id, "--checkpoint", cp, "-o", proof, "--url", live.url)
+    assert result.exit_code == 0, result.output
+    assert _invoke(verify_proof_command, proof, "--key", f"{key}.pub").exit_code == 0
+    missing = _invoke(prove_command, "no-such-run", "--checkpoint", cp, "-o", proof, "--url", live.url)
+    assert missing.exit_code == 1
+    rewrite_history(live.db_path, 3, b'"producer_seq":', b'"producer_seq":1')
+    broken = _invoke(verify_command, "--url", live.url, "--checkpoint", cp, "--key", f"{key}.pub")
+    assert broken.exit_code == 1
+    assert "rewritten" in broken.output

@@ -11,7 +11,7 @@ import pytest
 from flowledger._exceptions import StoreError
 from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
 from flowledger.receiver.store._migrations import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
-from flowledger.receiver.store._protocol import RunQuery, VerifyReport
+from flowledger.receiver.store._protocol import PurgeSelection, RunQuery, VerifyReport
 from flowledger.receiver.store._sqlite import SqliteStore
 from tests.receiver._support import simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
@@ -139,3 +139,26 @@ def test_a_format1_ledger_with_an_edited_column_is_not_converted(tmp_path: Path,
         assert schema_version(conn) == _FORMAT1_VERSION
     finally:
         conn.close()
+
+
+def test_a_converted_ledger_can_be_purged_and_still_verifies(tmp_path: Path) -> None:
+    """Purging a run of a converted ledger keeps both its chains verifying, old checkpoints included."""
+    path = tmp_path / "old.db"
+    heads = _format1_ledger(path)
+
+    async def main() -> VerifyReport:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            await store.rebuild()
+            first = (await store.list_runs(RunQuery(limit=1))).runs[0]["run_id"]
+            report = await store.purge(PurgeSelection(run_ids=(first,), by="test"))
+            assert report.runs == [first]
+            return await store.verify([_checkpoint(heads[-1]), _checkpoint(heads[4])])
+        finally:
+            await store.close()
+
+    report = asyncio.run(main())
+    assert report.ok, report
+    assert report.purges == 1
+    assert report.payloads_erased > 0

@@ -187,6 +187,59 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
             },
+            "/api/tree": {
+                "get": {
+                    "summary": "The ledger's Merkle tree (RFC 9162): size and root hash",
+                    "responses": {
+                        "200": {
+                            "description": "The tree head (root in base64).",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TreeHead"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                    },
+                }
+            },
+            "/api/tree/consistency": {
+                "get": {
+                    "summary": "The tree head and the consistency proof from an earlier size",
+                    "parameters": [
+                        {"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2**62}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The head and the proof (base64 hashes; empty when the tree is not larger).",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TreeHead"}}},
+                        },
+                        "400": _error("A query parameter has a value that cannot be used."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                    },
+                }
+            },
+            "/api/tree/runs/{run_id}": {
+                "get": {
+                    "summary": "A run's ledger entries with inclusion proofs in the tree of a given size",
+                    "parameters": [
+                        {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {
+                            "name": "size",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 2**62},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The entries, payloads (null when purged) and audit paths.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "400": _error("The size is not a whole number."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error(
+                            "The run has no entry in that tree, the tree is smaller, or another project's run."
+                        ),
+                    },
+                }
+            },
             "/api/purge": {
                 "post": {
                     "summary": "Purge a workflow's runs, optionally only those started before a time",
@@ -390,6 +443,15 @@ def openapi_document() -> dict[str, Any]:
                         "purges": {"type": "integer"},
                         "runs_purged": {"type": "integer"},
                         "payloads_erased": {"type": "integer"},
+                    },
+                },
+                "TreeHead": {
+                    "type": "object",
+                    "required": ["size", "root"],
+                    "properties": {
+                        "size": {"type": "integer"},
+                        "root": {"type": "string"},
+                        "path": {"type": "array", "items": {"type": "string"}},
                     },
                 },
                 "Purge": {

@@ -14,7 +14,6 @@ from typing import Final
 import click
 
 from flowledger.receiver.cli._commands import (
-    DEFAULT_DB,
     _clean_errors,
     _db_option,
     _json_option,
@@ -111,19 +110,22 @@ def keygen_command(output: Path, name: str) -> None:
 @click.option("--key", "key", type=_PATH, required=True, help="The signing key written by keygen.")
 @click.option("-o", "--output", "output", type=_PATH, default=None, help="Write the checkpoint here [default: stdout].")
 @click.option("--origin", default=None, help="The log's name in the checkpoint [default: the key's name].")
-@_db_option(DEFAULT_DB)
+@_db_option(None)
+@_url_option
+@_key_option
 @_clean_errors
-def checkpoint_command(key: Path, output: Path | None, origin: str | None, db: Path) -> None:
+def checkpoint_command(
+    key: Path, output: Path | None, origin: str | None, db: Path | None, url: str | None, api_key: str | None
+) -> None:
     """Write a signed checkpoint of the ledger (C2SP tlog-checkpoint in a signed note): its size and root hash."""
     import time
 
     from flowledger._wire import format_ts
     from flowledger.receiver.cli._checkpoints import read_signer, write_atomically
-    from flowledger.receiver.cli._sources import DbSource
     from flowledger.receiver.store._checkpoint import Checkpoint, sign_checkpoint
 
     signer = read_signer(key)
-    head = DbSource(db).tree_head()
+    head = _source(db, url, api_key).tree_head()
     checkpoint = Checkpoint(
         origin=origin or signer.name, size=head.size, root=head.root, time=format_ts(time.time_ns())
     )
@@ -139,21 +141,24 @@ def checkpoint_command(key: Path, output: Path | None, origin: str | None, db: P
 @click.argument("run_id")
 @click.option("--checkpoint", "checkpoint", type=_PATH, required=True, help="The signed checkpoint to prove against.")
 @click.option("-o", "--output", "output", type=_PATH, required=True, help="Write the proof (JSON) here.")
-@_db_option(DEFAULT_DB)
+@_db_option(None)
+@_url_option
+@_key_option
 @_clean_errors
-def prove_command(run_id: str, checkpoint: Path, output: Path, db: Path) -> None:
+def prove_command(
+    run_id: str, checkpoint: Path, output: Path, db: Path | None, url: str | None, api_key: str | None
+) -> None:
     """Export one run's ledger entries with inclusion proofs against a signed checkpoint, to check offline."""
     import json
 
     from flowledger._exceptions import ProofError
     from flowledger.receiver.cli._checkpoints import write_atomically
-    from flowledger.receiver.cli._sources import DbSource
     from flowledger.receiver.store._checkpoint import read_unverified
     from flowledger.receiver.store._proof import run_proof_document
 
     text = checkpoint.read_text(encoding="utf-8")
     stated = read_unverified(text)
-    entries = DbSource(db).run_proof(run_id, stated.size)
+    entries = _source(db, url, api_key).run_proof(run_id, stated.size)
     if not entries:
         raise ProofError(f"run {run_id} has no entry among the {stated.size} the checkpoint covers")
     document = run_proof_document(run_id, text, [(e.seq, e.entry, e.payload, e.path) for e in entries])

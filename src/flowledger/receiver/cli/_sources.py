@@ -8,6 +8,7 @@ every CLI command works on ``--db`` and ``--url`` alike.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -94,11 +95,6 @@ class Source(Protocol):
     def tree_head(self) -> TreeHead: ...
     def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]: ...
     def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]: ...
-
-
-_DB_ONLY: Final = (
-    "checkpoints and proofs read the database file: pass --db PATH (the signing key stays off the receiver)"
-)
 
 
 class DbSource:
@@ -320,16 +316,30 @@ class UrlSource:
         return report
 
     def tree_head(self) -> TreeHead:
-        """Checkpoints are taken from the database file, not over HTTP."""
-        raise ReceiverError(_DB_ONLY)
+        """``GET /api/tree``: the receiver's tree size and root (to sign here, with a key it never sees)."""
+        body = self._request("GET", "/api/tree").json()
+        return TreeHead(int(body["size"]), base64.b64decode(body["root"]))
 
     def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]:
-        """Checkpoints are checked against the database file, not over HTTP."""
-        raise ReceiverError(_DB_ONLY)
+        """``GET /api/tree/consistency``: the head and a proof the caller checks against its checkpoint."""
+        body = self._request("GET", "/api/tree/consistency", {"from": old_size}).json()
+        head = TreeHead(int(body["size"]), base64.b64decode(body["root"]))
+        return head, [base64.b64decode(node) for node in body["path"]]
 
     def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]:
-        """Proofs are made from the database file, not over HTTP."""
-        raise ReceiverError(_DB_ONLY)
+        """``GET /api/tree/runs/{run_id}``: the run's entries with audit paths ([] when it has none)."""
+        response = self._request("GET", f"/api/tree/runs/{run_id}", {"size": tree_size})
+        if response.status_code == 404:
+            return []
+        return [
+            EntryProof(
+                seq=int(item["seq"]),
+                entry=item["entry"].encode("utf-8"),
+                payload=None if item["payload"] is None else item["payload"].encode("utf-8"),
+                path=[base64.b64decode(node) for node in item["path"]],
+            )
+            for item in response.json()["entries"]
+        ]
 
     def purge(self, selection: PurgeSelection) -> PurgeReport:
         """``DELETE /api/runs/{id}`` for listed runs, ``POST /api/purge`` for a workflow."""

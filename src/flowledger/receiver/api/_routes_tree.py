@@ -1,0 +1,78 @@
+"""The ledger's Merkle tree over HTTP: its head, consistency proofs and a run's inclusion proofs.
+
+These let ``flowledger checkpoint``, ``verify --checkpoint FILE --key`` and
+``prove`` work against a running receiver (``--url``) from another machine:
+the signing key and the checks stay with the client, which verifies every
+proof it is given against the signed checkpoint, so the receiver cannot
+answer its way past a rewrite.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from flowledger._exceptions import QueryParamError, StoreError
+from flowledger.receiver._params import QueryParams
+from flowledger.receiver._state import error_response, project_of, receiver_of
+
+__all__ = ["ROUTES"]
+
+_MAX_SIZE: Final = 2**62
+"""The largest tree size a query may name (the OpenAPI description says so too)."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def tree_head(request: Request) -> Response:
+    """The tree's size (entries) and root hash (base64)."""
+    head = await receiver_of(request).store.tree_head()
+    return JSONResponse({"size": head.size, "root": _b64(head.root)})
+
+
+async def consistency(request: Request) -> Response:
+    """The head now and the RFC 9162 consistency proof from ``from`` entries (base64 hashes)."""
+    try:
+        old_size = QueryParams(request).integer("from", default=1, low=1, high=_MAX_SIZE)
+    except QueryParamError as exc:
+        return error_response(400, str(exc))
+    head, path = await receiver_of(request).store.consistency_proof(old_size)
+    return JSONResponse({"size": head.size, "root": _b64(head.root), "path": [_b64(node) for node in path]})
+
+
+async def run_proof(request: Request) -> Response:
+    """A run's entries among the first ``size``, with payloads and audit paths; 404 when it has none."""
+    run_id = request.path_params["run_id"]
+    try:
+        size = QueryParams(request).integer("size", default=0, low=1, high=_MAX_SIZE)
+    except QueryParamError as exc:
+        return error_response(400, str(exc))
+    try:
+        proofs = await receiver_of(request).store.run_proof(run_id, size, project=project_of(request))
+    except StoreError as exc:  # the tree is smaller than that
+        return error_response(404, str(exc))
+    if not proofs:
+        return error_response(404, f"run {run_id!r} has no entry among the first {size}")
+    entries = [
+        {
+            "seq": p.seq,
+            "entry": p.entry.decode("utf-8"),
+            "payload": None if p.payload is None else p.payload.decode("utf-8"),
+            "path": [_b64(node) for node in p.path],
+        }
+        for p in proofs
+    ]
+    return JSONResponse({"entries": entries})
+
+
+ROUTES: Final = [
+    Route("/api/tree", tree_head, methods=["GET"]),
+    Route("/api/tree/consistency", consistency, methods=["GET"]),
+    Route("/api/tree/runs/{run_id}", run_proof, methods=["GET"]),
+]
