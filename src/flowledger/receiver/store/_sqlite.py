@@ -10,7 +10,6 @@ the last transactions before a WAL checkpoint.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -578,11 +577,8 @@ async def _run_with_nodes(conn: aiosqlite.Connection, run_id: str, project: str 
     if not rows:
         return None
     row = rows[0]
-    run = run_json(row)
+    run = run_json(row, detail=True)
     if project is not None and run["project"] != project:
         return None
-    for key in ("input", "output", "attributes"):
-        text = row[f"{key}_json"]
-        run[key] = None if text is None else json.loads(text)
     run["nodes"] = await _nodes_of(conn, run_id)
     return run

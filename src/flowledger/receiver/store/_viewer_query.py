@@ -43,9 +43,12 @@ from flowledger.receiver.store._query import (
 )
 from flowledger.receiver.store._records import (
     NODE_FIELDS,
+    RUN_FIELDS,
     ColumnsByName,
     FieldKind,
     RecordField,
+    detail_fields,
+    field_value,
     record_json,
     select_list,
 )
@@ -386,12 +389,16 @@ def run_header(conn: sqlite3.Connection, run_id: str, *, project: str | None) ->
     run = run_json(row)
     if project is not None and run["project"] != project:
         return None
-    trigger, output, attributes = row["input_json"], row["output_json"], row["attributes_json"]
     deferred: list[str] = []
-    run["input"] = _inline(trigger, "input", deferred)
-    run["output"] = _inline(output, "output", deferred)
-    run["attributes"] = None if attributes is None else json.loads(attributes)
-    run["payload_chars"] = {"input": _size(trigger), "output": _size(output)}
+    payload_chars: dict[str, int | None] = {}
+    for record_field in detail_fields(RUN_FIELDS):
+        if record_field.large:
+            text = row[record_field.sources[0]]
+            run[record_field.name] = _inline(text, record_field.name, deferred)
+            payload_chars[record_field.name] = _size(text)
+        else:
+            run[record_field.name] = field_value(record_field, row)
+    run["payload_chars"] = payload_chars
     run["deferred"] = deferred
     run["attempts"] = attempts_overview(conn, run_id, run)
     return run
