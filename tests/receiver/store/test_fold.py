@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from flowledger._wire import EventKind, NodeStatus, RunStatus
 from flowledger.receiver._config import IngestLimits
-from flowledger.receiver.ingest._validate import prepare_event
+from flowledger.receiver._validate import prepare_event
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import (
     NODE_TRANSITIONS,

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from flowledger._wire import event_schema
-from flowledger.receiver.api._export import CSV_COLUMNS, csv_header
+from flowledger.receiver._export import CSV_COLUMNS, csv_header
 from flowledger.receiver.api._openapi import openapi_document
 from flowledger.receiver.store._fold import NODE_COLUMNS, RUN_COLUMNS
 from flowledger.receiver.store._migrations import migrate

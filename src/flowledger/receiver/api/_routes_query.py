@@ -11,10 +11,10 @@ from starlette.routing import Route
 from flowledger._exceptions import QueryParamError, ViewerQueryError
 from flowledger._wire import RunStatus
 from flowledger.receiver._error_names import public_error_types
+from flowledger.receiver._export import ExportFormat, export_lines
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver._trace_url import add_trace_url
-from flowledger.receiver.api._export import ExportFormat, export_lines
 from flowledger.receiver.store._protocol import RunQuery
 from flowledger.receiver.store._views import RunPageCursor
 

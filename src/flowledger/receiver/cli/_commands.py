@@ -19,7 +19,7 @@ import click
 
 from flowledger._wire import NodeStatus, RunStatus
 from flowledger.receiver._error_names import public_error_types
-from flowledger.receiver.api._export import ExportFormat
+from flowledger.receiver._export import ExportFormat
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, RecordField
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ answered (every listing, or only one run's detail) and where else it shows
 two tables: the ``SELECT`` lists and the JSON shape of the queries
 (:mod:`._query`, :mod:`._viewer_query`), the OpenAPI schemas
 (:mod:`flowledger.receiver.api._openapi`), the CSV columns
-(:mod:`flowledger.receiver.api._export`) and the CLI's tables. Rows are read
+(:mod:`flowledger.receiver._export`) and the CLI's tables. Rows are read
 by column name (:class:`sqlite3.Row`), never by position.
 
 The projection columns themselves are the fields of ``RunState`` and
