@@ -7,6 +7,7 @@ from typing import Any, Final
 
 from flowledger._version import __version__
 from flowledger._wire import RunStatus
+from flowledger.receiver._export import ExportFormat
 from flowledger.receiver.store._protocol import TOTAL_COUNT_MAX
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, detail_fields, listed_fields, record_schema
 
@@ -181,7 +182,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Stream every matching run as CSV or JSONL",
                     "parameters": [
                         *_RUN_FILTERS,
-                        {"name": "format", "in": "query", "schema": {"enum": ["csv", "jsonl"]}},
+                        {"name": "format", "in": "query", "schema": {"enum": [f.value for f in ExportFormat]}},
                     ],
                     "responses": {
                         "200": {

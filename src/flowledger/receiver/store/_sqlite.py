@@ -52,7 +52,14 @@ from flowledger.receiver.store._rebuild import refold
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
 from flowledger.receiver.store._verify import VERIFY_COLUMNS, ChainWalker
-from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
+from flowledger.receiver.store._views import (
+    PERCENTILE_SAMPLE_MAX,
+    PageDirection,
+    PayloadKind,
+    RunFilter,
+    RunListPage,
+    RunPageCursor,
+)
 
 __all__ = ["SqliteStore"]
 
@@ -63,7 +70,8 @@ _LOOKUP_CHUNK: Final = 500
 _STREAM_CHUNK: Final = 2_000
 _CACHE_KIB: Final = 65_536
 SWEEP_SQL: Final = (
-    f"SELECT {', '.join(RUN_COLUMNS)} FROM runs INDEXED BY runs_alive WHERE status = 'running' AND last_seen_at < ?"
+    f"SELECT {', '.join(RUN_COLUMNS)} FROM runs INDEXED BY runs_alive "
+    f"WHERE status = '{RunStatus.RUNNING.value}' AND last_seen_at < ?"
 )
 """Running runs silent since before a cutoff: a range of the partial index ``runs_alive``, never a scan."""
 _INSERT_LEDGER: Final = "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash)"
@@ -376,7 +384,8 @@ class SqliteStore:
                 silent = await _count_params(
                     conn,
                     "SELECT count(*) FROM producers p JOIN runs r ON r.run_id = p.last_run_id "
-                    f"WHERE p.last_ts < ? AND r.status IN ('running', 'stuck') {silent_scope}",
+                    f"WHERE p.last_ts < ? AND r.status IN ('{RunStatus.RUNNING.value}', '{RunStatus.STUCK.value}') "
+                    f"{silent_scope}",
                     [silent_before, *params],
                 )
         return Stats(
@@ -534,11 +543,11 @@ class SqliteStore:
         """One node attempt with its payloads."""
         return await self._sync_read(lambda c: viewer_sql.attempt_detail(c, run_id, span_id, project=project))
 
-    async def node_payload(self, run_id: str, span_id: str, kind: str, *, project: str | None) -> str | None:
+    async def node_payload(self, run_id: str, span_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """One payload of a node attempt as stored JSON text."""
         return await self._sync_read(lambda c: viewer_sql.node_payload(c, run_id, span_id, kind, project=project))
 
-    async def run_payload(self, run_id: str, kind: str, *, project: str | None) -> str | None:
+    async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """The input or output of a run as stored JSON text."""
         return await self._sync_read(lambda c: viewer_sql.run_payload(c, run_id, kind, project=project))
 

@@ -55,10 +55,11 @@ from flowledger.receiver.store._records import (
 from flowledger.receiver.store._time import epoch_s
 from flowledger.receiver.store._views import (
     INLINE_PAYLOAD_MAX_CHARS,
-    PAYLOAD_KINDS,
     PERCENTILE_SAMPLE_MAX,
     RUN_ID_SEARCH_MAX_MATCHES,
+    RUN_PAYLOAD_KINDS,
     PageDirection,
+    PayloadKind,
     RunFilter,
     RunListPage,
     RunMode,
@@ -93,7 +94,11 @@ _ATTEMPT_ORDER: Final = "ORDER BY n.started_at, n.attempt, n.item, n.span_id"
 _SUM_USD_NANOS: Final = "coalesce(sum(CAST(round(r.cost_usd * 1e9) AS INTEGER)), 0)"
 """The exact sum of runs' costs in whole nano-dollars: each stored amount is the float of a whole number of
 nano-dollars (:mod:`flowledger._money`), so it is read back as that number and integers are added, never floats."""
-_PAYLOAD_COLUMNS: Final = {"input": "input_json", "output": "output_json", "error_stack": "error_stack"}
+_PAYLOAD_COLUMNS: Final = {
+    PayloadKind.INPUT: "input_json",
+    PayloadKind.OUTPUT: "output_json",
+    PayloadKind.ERROR_STACK: "error_stack",
+}
 """The result column of each payload kind, in node and run rows alike."""
 _NODE: Final = {f.name: f for f in NODE_FIELDS}
 _ATTEMPT_ROW_FIELDS: Final = (
@@ -540,10 +545,12 @@ def _attempt_index(conn: sqlite3.Connection, run_id: str, span_id: str) -> int:
     return int(row[0])
 
 
-def node_payload(conn: sqlite3.Connection, run_id: str, span_id: str, kind: str, *, project: str | None) -> str | None:
+def node_payload(
+    conn: sqlite3.Connection, run_id: str, span_id: str, kind: PayloadKind, *, project: str | None
+) -> str | None:
     """One payload of a node attempt as stored JSON text (a stack as a JSON string); None if there is none."""
-    if kind not in PAYLOAD_KINDS:
-        raise ViewerQueryError(f"payload {kind!r} is not one of {', '.join(PAYLOAD_KINDS)}")
+    if kind not in _PAYLOAD_COLUMNS:
+        raise ViewerQueryError(f"payload {str(kind)!r} is not one of {', '.join(PayloadKind)}")
     if not _visible(conn, run_id, project):
         return None
     row = _node_row(conn, run_id, span_id)
@@ -552,13 +559,13 @@ def node_payload(conn: sqlite3.Connection, run_id: str, span_id: str, kind: str,
     text: str | None = row[_PAYLOAD_COLUMNS[kind]]
     if text is None:
         return None
-    return json.dumps(text) if kind == "error_stack" else text
+    return json.dumps(text) if kind == PayloadKind.ERROR_STACK else text
 
 
-def run_payload(conn: sqlite3.Connection, run_id: str, kind: str, *, project: str | None) -> str | None:
+def run_payload(conn: sqlite3.Connection, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
     """The input (trigger payload) or output of a run as stored JSON text; None if there is none."""
-    if kind not in PAYLOAD_KINDS[:2]:
-        raise ViewerQueryError(f"run payload {kind!r} is not one of input, output")
+    if kind not in RUN_PAYLOAD_KINDS:
+        raise ViewerQueryError(f"run payload {str(kind)!r} is not one of {', '.join(RUN_PAYLOAD_KINDS)}")
     if not _visible(conn, run_id, project):
         return None
     row = _run_row(conn, run_id)

@@ -18,11 +18,12 @@ from flowledger._wire import RunStatus, TriggerType
 
 __all__ = [
     "INLINE_PAYLOAD_MAX_CHARS",
-    "PAYLOAD_KINDS",
     "PERCENTILE_SAMPLE_MAX",
     "RUN_ID_SEARCH_MAX_MATCHES",
     "RUN_ID_SEARCH_MIN_CHARS",
+    "RUN_PAYLOAD_KINDS",
     "PageDirection",
+    "PayloadKind",
     "RunFilter",
     "RunListPage",
     "RunMode",
@@ -38,8 +39,19 @@ RUN_ID_SEARCH_MIN_CHARS: Final = 4
 RUN_ID_SEARCH_MAX_MATCHES: Final = 10_000
 """A run-id search matching more runs than this is refused (ViewerQueryError): type more of the id. Run ids
 are UUIDv7, so a short prefix is a wide time window; with this cap a search reads and sorts at most this many."""
-PAYLOAD_KINDS: Final = ("input", "output", "error_stack")
-"""Payloads of a node attempt that can be loaded on their own (a run has input and output)."""
+
+
+class PayloadKind(enum.StrEnum):
+    """A payload that can be loaded on its own: a node attempt has all three, a run its input and output."""
+
+    INPUT = "input"
+    OUTPUT = "output"
+    ERROR_STACK = "error_stack"
+    """A node attempt's stack, answered as a JSON string."""
+
+
+RUN_PAYLOAD_KINDS: Final = (PayloadKind.INPUT, PayloadKind.OUTPUT)
+"""The payloads a run has."""
 
 
 class RunMode(enum.StrEnum):
