@@ -18,9 +18,9 @@ from flowledger.receiver.store._fold import (
     NODE_TRANSITIONS,
     RUN_TRANSITIONS,
     NodeState,
-    Outcome,
     RunState,
     Signal,
+    Transition,
     fold_node,
     fold_run,
     mark_stuck,
@@ -73,10 +73,10 @@ def test_terminal_states_stay_terminal() -> None:
     """From a terminal status only a competing terminal event (tie-break) can act; nothing goes back."""
     for (status, signal), outcome in RUN_TRANSITIONS.items():
         if status is not None and status.terminal:
-            assert outcome in (Outcome.KEEP, Outcome.TIEBREAK), (status, signal)
+            assert outcome in (Transition.KEEP, Transition.TIEBREAK), (status, signal)
     for (node_status, signal), outcome in NODE_TRANSITIONS.items():
         if node_status is not None and node_status.terminal:
-            assert outcome in (Outcome.KEEP, Outcome.TIEBREAK), (node_status, signal)
+            assert outcome in (Transition.KEEP, Transition.TIEBREAK), (node_status, signal)
 
 
 def test_node_finished_before_started_converges() -> None:
