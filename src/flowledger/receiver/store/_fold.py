@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
 from flowledger._money import nanos_to_usd, usd_to_nanos
-from flowledger._wire import EventKind, NodeStatus, RunStatus
+from flowledger._wire import EventKind, NodeStatus, RunStatus, format_datetime
 from flowledger.receiver.store._canonical import canonical
 
 __all__ = [
@@ -144,7 +144,7 @@ class FoldEvent(Protocol):
 def completed_at(started_at: str, duration_ms: float) -> str:
     """``started_at`` plus ``duration_ms``, in the same normalised form (``...ffffffZ``)."""
     start = datetime.fromisoformat(started_at[:-1])  # naive UTC: the normalised form always ends in Z
-    return (start + timedelta(milliseconds=duration_ms)).isoformat(timespec="microseconds") + "Z"
+    return format_datetime(start + timedelta(milliseconds=duration_ms))
 
 
 @dataclass(slots=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any, Final, TypeVar
 import aiosqlite
 
 from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
-from flowledger._wire import RunStatus, format_ts
+from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
@@ -75,10 +74,6 @@ SWEEP_SQL: Final = (
 )
 """Running runs silent since before a cutoff: a range of the partial index ``runs_alive``, never a scan."""
 _INSERT_LEDGER: Final = "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, body, prev_hash, hash)"
-
-
-def _now_ts() -> str:
-    return format_ts(time.time_ns())
 
 
 def prepare_file(path: Path) -> None:
@@ -245,7 +240,7 @@ class SqliteStore:
                 # Read the head inside the write transaction: another process appending to the
                 # same file (a second receiver, a CLI) cannot fork the chain.
                 seq, prev = await _head(conn)
-                received_at = _now_ts()
+                received_at = now_ts()
                 apply, add_row = projector.apply, rows.append  # once per event: skip the attribute lookups
                 for i in fresh:
                     event = events[i]
