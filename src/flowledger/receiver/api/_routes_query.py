@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from flowledger._exceptions import QueryParamError, ViewerQueryError
+from flowledger._exceptions import QueryError, QueryParamError
 from flowledger._wire import RunStatus
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._export import ExportFormat, export_lines
@@ -51,7 +51,7 @@ def _cursor(token: str | None) -> RunPageCursor | None:
         return None
     try:
         return RunPageCursor.decode(token)
-    except ViewerQueryError as exc:
+    except QueryError as exc:
         raise QueryParamError(f"query parameter cursor: {exc}; pass back the next of an answer") from None
 
 

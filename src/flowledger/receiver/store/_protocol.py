@@ -268,9 +268,9 @@ class Store(Protocol):
         ...
 
     async def node_payload(self, run_id: str, span_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
-        """One payload of a node attempt as stored JSON text; ViewerQueryError for an unknown ``kind``."""
+        """One payload of a node attempt as stored JSON text; QueryError for an unknown ``kind``."""
         ...
 
     async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
-        """The input or output of a run as stored JSON text; ViewerQueryError for ``kind`` not one of a run's."""
+        """The input or output of a run as stored JSON text; QueryError for ``kind`` not one of a run's."""
         ...

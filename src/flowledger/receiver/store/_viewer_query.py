@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from flowledger._exceptions import ViewerQueryError
+from flowledger._exceptions import QueryError
 from flowledger._money import nanos_to_usd
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
 from flowledger.receiver.store._query import (
@@ -173,7 +173,7 @@ def _check_search(conn: sqlite3.Connection, run_filter: RunFilter) -> None:
         (prefix, prefix + "\U0010ffff", RUN_ID_SEARCH_MAX_MATCHES + 1),
     ).fetchone()
     if int(row[0]) > RUN_ID_SEARCH_MAX_MATCHES:
-        raise ViewerQueryError(
+        raise QueryError(
             f"the search {prefix[:40]!r} matches more than {RUN_ID_SEARCH_MAX_MATCHES:,} runs; type more of the run id"
         )
 
@@ -550,7 +550,7 @@ def node_payload(
 ) -> str | None:
     """One payload of a node attempt as stored JSON text (a stack as a JSON string); None if there is none."""
     if kind not in _PAYLOAD_COLUMNS:
-        raise ViewerQueryError(f"payload {str(kind)!r} is not one of {', '.join(PayloadKind)}")
+        raise QueryError(f"payload {str(kind)!r} is not one of {', '.join(PayloadKind)}")
     if not _visible(conn, run_id, project):
         return None
     row = _node_row(conn, run_id, span_id)
@@ -565,7 +565,7 @@ def node_payload(
 def run_payload(conn: sqlite3.Connection, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
     """The input (trigger payload) or output of a run as stored JSON text; None if there is none."""
     if kind not in RUN_PAYLOAD_KINDS:
-        raise ViewerQueryError(f"run payload {str(kind)!r} is not one of {', '.join(RUN_PAYLOAD_KINDS)}")
+        raise QueryError(f"run payload {str(kind)!r} is not one of {', '.join(RUN_PAYLOAD_KINDS)}")
     if not _visible(conn, run_id, project):
         return None
     row = _run_row(conn, run_id)

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from flowledger._exceptions import QueryParamError, StoreError, ViewerQueryError
+from flowledger._exceptions import QueryError, QueryParamError, StoreError
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
@@ -157,7 +157,7 @@ async def _query(work: Awaitable[_T]) -> _T | Response:
     """Await a query of the store; a Response when the client asked for something it cannot answer or it failed."""
     try:
         return await work
-    except ViewerQueryError as exc:
+    except QueryError as exc:
         return error_response(400, str(exc))
     except StoreError as exc:
         return error_response(503, f"the database could not answer: {exc}")
@@ -179,7 +179,7 @@ async def api_runs(request: Request) -> Response:
         token = params.text("cursor")
         cursor = None if token is None else RunPageCursor.decode(token)
         direction = params.choice("direction", PageDirection) or PageDirection.OLDER
-    except (QueryParamError, ViewerQueryError) as exc:
+    except (QueryParamError, QueryError) as exc:
         return error_response(400, str(exc))
     store = receiver_of(request).store
     page = await _query(store.viewer_runs(run_filter, limit=limit, cursor=cursor, direction=direction))

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from flowledger._exceptions import UnstorableError, ViewerQueryError
+from flowledger._exceptions import QueryError, UnstorableError
 from flowledger._wire import NodeStatus, RunStatus, TriggerType, format_ts
 from flowledger.receiver.store._protocol import EventOutcome, RunQuery, Store
 from flowledger.receiver.store._spans import SpanRow
@@ -301,9 +301,9 @@ async def test_one_run_its_attempts_and_payloads(store: Store) -> None:
     assert await store.run_payload(run.run_id, PayloadKind.OUTPUT, project=None) is not None
     assert await store.attempts_page("no-such-run", project=None, offset=0, limit=2) is None
     assert await store.attempt_detail(run.run_id, "0000000000000000", project=None) is None
-    with pytest.raises(ViewerQueryError):
+    with pytest.raises(QueryError):
         await store.node_payload(run.run_id, span_id, "secrets", project=None)  # type: ignore[arg-type]
-    with pytest.raises(ViewerQueryError):
+    with pytest.raises(QueryError):
         await store.run_payload(run.run_id, PayloadKind.ERROR_STACK, project=None)
 
 
