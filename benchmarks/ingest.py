@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from flowledger._wire import format_ts, new_event_id  # noqa: E402
 from flowledger.receiver._config import IngestLimits  # noqa: E402
-from flowledger.receiver.ingest._validate import prepare_event  # noqa: E402
+from flowledger.receiver._validate import prepare_event  # noqa: E402
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical, chain_hash  # noqa: E402
 from flowledger.receiver.store._entry import entry_bytes, payload_hash  # noqa: E402
 from flowledger.receiver.store._event import PreparedEvent  # noqa: E402

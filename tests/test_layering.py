@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +30,15 @@ def test_every_layering_contract_is_kept() -> None:
     done = _lint()
     assert done.returncode == 0, done.stdout + done.stderr
     assert ", 0 broken." in done.stdout
+
+
+def test_every_receiver_stage_but_the_store_is_in_the_independence_contract() -> None:
+    """Every receiver stage folder but store (the CLI too) is one of the stages that meet only in the store."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["importlinter"]["contracts"]
+    (independent,) = [c for c in contracts if c["name"].startswith("the receiver's serving stages meet in the store")]
+    receiver = ROOT / "src" / "flowledger" / "receiver"
+    stages = {p.name for p in receiver.iterdir() if (p / "__init__.py").is_file()} - {"store"}
+    assert set(independent["modules"]) == {f"flowledger.receiver.{stage}" for stage in stages}
 
 
 def test_a_circle_hidden_in_a_function_breaks_the_contracts(tmp_path: Path) -> None:

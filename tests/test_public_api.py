@@ -224,3 +224,35 @@ def test_exported_exceptions_go_by_their_public_name() -> None:
     for cls in renamed:  # each exception given a public home is exported there
         assert cls.__name__ in importlib.import_module(cls.__module__).__all__, cls
     assert exported >= len(renamed) >= 10
+
+
+def test_the_exception_hierarchy_drawn_is_the_one_defined() -> None:
+    """The tree in _exceptions' docstring names every exception once, under the class it derives from."""
+    import re
+
+    from flowledger import _exceptions
+
+    drawn: dict[str, str | None] = {}
+    parents: list[str] = []
+    for line in (_exceptions.__doc__ or "").splitlines():
+        found = re.match(r"^    ((?:[│ ]   )*)(?:[├└]── )?([A-Z]\w+Error|[A-Z]\w+)\s{2,}", line)
+        if found is None:
+            continue
+        depth = len(found.group(1)) // 4 + (1 if "──" in line else 0)
+        del parents[depth:]
+        drawn[found.group(2)] = parents[-1] if parents else None
+        parents.append(found.group(2))
+    defined = {
+        name: (None if cls.__bases__[0] is Exception else cls.__bases__[0].__name__)
+        for name in _exceptions.__all__
+        if isinstance(cls := getattr(_exceptions, name), type)
+    }
+    assert drawn == defined
+
+
+def test_exceptions_are_named_for_what_failed_not_for_a_stage() -> None:
+    """No exception is named after the receiver stage that first raised it (the store raises QueryError for all)."""
+    from flowledger import _exceptions
+
+    stages = ("Ingest", "Viewer", "Api", "Cli")
+    assert [name for name in _exceptions.__all__ if name.startswith(stages)] == []

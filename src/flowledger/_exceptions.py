@@ -10,8 +10,9 @@ The hierarchy::
     │   ├── WireFormatError            an event does not follow the wire format
     │   ├── BodyError                  a request body the receiver cannot use (carries the HTTP status)
     │   │   └── OtlpBodyError          a body that is not an OTLP export request of its signal
-    │   ├── QueryParamError            a query parameter of a receiver route cannot be used (answered with 400)
-    │   ├── ViewerQueryError           a viewer query the client asked cannot be answered (answered with 400)
+    │   ├── QueryParamError            a query parameter of a receiver route cannot be parsed (answered with 400)
+    │   ├── QueryError                 the store cannot answer a query as asked: a foreign cursor, a run-id
+    │                                  search too short or too wide, an unknown payload (answered with 400)
     │   └── KeyFileError               a signing or verifier key file cannot be used
     └── RuntimeFailure                 something went wrong while doing the work
         ├── RunAborted                 a run passed its deadline or budget
@@ -59,6 +60,7 @@ __all__ = [
     "NodeTimeout",
     "OtlpBodyError",
     "ProofError",
+    "QueryError",
     "QueryParamError",
     "ReceiverError",
     "RemoteNodeError",
@@ -69,7 +71,6 @@ __all__ = [
     "StoreError",
     "UnstorableError",
     "UsageError",
-    "ViewerQueryError",
     "WireFormatError",
     "WorkflowFailed",
     "WriteQueueFull",
@@ -249,11 +250,16 @@ class OtlpBodyError(BodyError):
 
 
 class QueryParamError(UsageError):
-    """A query parameter of a receiver route cannot be used; the message names the parameter."""
+    """A query parameter of a receiver route cannot be parsed; the message names the parameter."""
 
 
-class ViewerQueryError(UsageError):
-    """A query the viewer cannot answer because of what the client asked (answered with 400)."""
+class QueryError(UsageError):
+    """The store cannot answer a query as the caller asked it (an API or viewer route answers 400).
+
+    Raised by the store whichever stage asked: a cursor it did not make, a run-id search too short or
+    matching too many runs, a payload kind there is none of. :class:`QueryParamError` is the route's own
+    parsing of its parameters, before the store is asked.
+    """
 
 
 class WriteQueueFull(RuntimeFailure):

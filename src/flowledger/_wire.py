@@ -44,8 +44,10 @@ __all__ = [
     "RunStatus",
     "TriggerType",
     "event_schema",
+    "format_datetime",
     "format_ts",
     "new_event_id",
+    "now_ts",
     "parse_ts",
 ]
 
@@ -167,6 +169,8 @@ if hasattr(os, "register_at_fork"):
 # --- timestamps ----------------------------------------------------------
 
 
+_SECONDS_FORMAT: Final = "%Y-%m-%dT%H:%M:%S"
+"""strftime format of a timestamp's whole seconds; ``.ffffffZ`` follows."""
 _ts_cache: tuple[int, str] = (-1, "")
 
 
@@ -176,9 +180,24 @@ def format_ts(epoch_ns: int) -> str:
     seconds, ns = divmod(epoch_ns, 1_000_000_000)
     cached_second, prefix = _ts_cache  # one tuple: read and written atomically
     if seconds != cached_second:  # strftime once per second
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        prefix = time.strftime(_SECONDS_FORMAT, time.gmtime(seconds))
         _ts_cache = (seconds, prefix)
     return f"{prefix}.{ns // 1000:06d}Z"
+
+
+def now_ts() -> str:
+    """The current time, formatted as :func:`format_ts` does."""
+    return format_ts(time.time_ns())
+
+
+def format_datetime(value: datetime) -> str:
+    """A datetime in the form :func:`format_ts` writes; a naive one is taken as UTC.
+
+    OverflowError when making it UTC leaves the years 1 to 9999.
+    """
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime(_SECONDS_FORMAT + ".%fZ")
 
 
 def parse_ts(text: str) -> datetime:

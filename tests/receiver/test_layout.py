@@ -13,10 +13,10 @@ import flowledger.receiver
 RECEIVER = Path(flowledger.receiver.__file__).parent
 STAGES = ("ingest", "store", "otlp", "api", "viewer", "cli")
 PUBLIC = {
-    "ingest": ["Batch", "Rejection", "decode_batch", "prepare_event"],
+    "ingest": ["Batch", "decode_batch"],
     "store": ["Drift", "EventOutcome", "RunPage", "RunQuery", "SqliteStore", "Stats", "Store", "VerifyReport"],
     "otlp": ["Forwarder", "OtlpFormat", "SpanBatch", "decode_request", "spans_from_request"],
-    "api": ["ExportFormat", "export_lines", "openapi_document"],
+    "api": ["openapi_document"],
     "viewer": ["CONTENT_SECURITY_POLICY", "STATIC_FILES", "SummaryCache"],
     "cli": ["COMMANDS"],
 }

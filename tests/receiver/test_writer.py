@@ -12,8 +12,8 @@ import pytest_asyncio
 
 from flowledger.receiver._config import IngestLimits
 from flowledger.receiver._metrics import Metrics
+from flowledger.receiver._validate import prepare_event
 from flowledger.receiver._writer import Writer
-from flowledger.receiver.ingest._validate import prepare_event
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._protocol import EventOutcome
 from flowledger.receiver.store._sqlite import SqliteStore

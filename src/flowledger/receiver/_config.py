@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from flowledger._exceptions import ConfigError
+from flowledger.receiver._trace_url import TRACE_ID_PLACEHOLDER
 
 __all__ = [
     "DEFAULT_DB_PATH",
@@ -222,7 +223,6 @@ def _otlp_text_settings(env: Mapping[str, str]) -> dict[str, object]:
 
 
 TRACE_URL_ENV: Final = "FLOWLEDGER_TRACE_URL_TEMPLATE"
-_TRACE_ID: Final = "{trace_id}"
 _FORWARD_ENDPOINT_ENV: Final = _ENV_PREFIX + "FORWARD_ENDPOINT"
 _FORWARD_HEADERS_ENV: Final = _ENV_PREFIX + "FORWARD_HEADERS"
 _OTLP_SIGNAL_PATH: Final = re.compile(r"/v1/[a-z]+$")
@@ -233,9 +233,9 @@ def check_template(template: str) -> str:
     text = template.strip()
     if not text.lower().startswith(("http://", "https://")):
         raise ConfigError(f"{TRACE_URL_ENV}={template!r} must be an http:// or https:// URL")
-    if _TRACE_ID not in text:
+    if TRACE_ID_PLACEHOLDER not in text:
         raise ConfigError(
-            f"{TRACE_URL_ENV}={template!r} has no {_TRACE_ID} placeholder; "
+            f"{TRACE_URL_ENV}={template!r} has no {TRACE_ID_PLACEHOLDER} placeholder; "
             "write for example http://jaeger:16686/trace/{trace_id}"
         )
     return text

@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 
-from flowledger._wire import format_ts
+from flowledger._wire import now_ts
 from flowledger.receiver._config import DEFAULT_STUCK_HEARTBEATS, ReceiverConfig
 from flowledger.receiver._metrics import Metrics
 from flowledger.receiver._writer import Writer
@@ -27,7 +26,7 @@ _log = logging.getLogger("flowledger.receiver")
 
 async def sweep_once(store: Store, writer: Writer, config: ReceiverConfig, metrics: Metrics) -> list[str]:
     """Run one sweep on the writer; return the ids of the runs marked stuck."""
-    now = format_ts(time.time_ns())
+    now = now_ts()
 
     async def work() -> list[str]:
         return await store.sweep(now=now, stuck_after_s=config.stuck_after_s, heartbeats=DEFAULT_STUCK_HEARTBEATS)

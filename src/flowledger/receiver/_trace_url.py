@@ -12,17 +12,20 @@ from __future__ import annotations
 from typing import Any, Final
 from urllib.parse import quote
 
-__all__ = ["add_trace_url", "trace_url"]
+__all__ = ["RUN_ID_PLACEHOLDER", "TRACE_ID_PLACEHOLDER", "add_trace_url", "trace_url"]
 
-_TRACE_ID: Final = "{trace_id}"
-_RUN_ID: Final = "{run_id}"
+TRACE_ID_PLACEHOLDER: Final = "{trace_id}"
+"""Replaced by the run's trace id; a template must hold it (checked in :mod:`._config`)."""
+RUN_ID_PLACEHOLDER: Final = "{run_id}"
+"""Replaced by the run's id (optional)."""
 
 
 def trace_url(template: str | None, trace_id: str | None, run_id: str | None = None) -> str | None:
     """The template filled in for one run; None without a template or a trace id."""
     if not template or not trace_id:
         return None
-    return template.replace(_TRACE_ID, quote(trace_id, safe="")).replace(_RUN_ID, quote(run_id or "", safe=""))
+    filled = template.replace(TRACE_ID_PLACEHOLDER, quote(trace_id, safe=""))
+    return filled.replace(RUN_ID_PLACEHOLDER, quote(run_id or "", safe=""))
 
 
 def add_trace_url(run: dict[str, Any], template: str | None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 
 from flowledger.instrument._capture import RawJSON, materialize
 from flowledger.instrument.delivery import _spool
-from flowledger.instrument.delivery._spool import CLAIM_MARK, Spool, SpoolResult, decode_batch, encode_batch
+from flowledger.instrument.delivery._spool import CLAIM_MARK, Spool, SpoolResult, decode_spooled_batch, encode_batch
 from tests.instrument.delivery._sender_support import make_event
 
 
@@ -146,9 +146,9 @@ def test_set_aside_keeps_one_event_by_id(tmp_path: Path) -> None:
 
 
 def test_decode_batch_rejects_non_batches() -> None:
-    """decode_batch raises ValueError with a reason for anything but gzip {"events": [objects]}."""
+    """decode_spooled_batch raises ValueError with a reason for anything but gzip {"events": [objects]}."""
     with pytest.raises(ValueError, match="batch"):
-        decode_batch(gzip.compress(b'{"events": "x"}'))
+        decode_spooled_batch(gzip.compress(b'{"events": "x"}'))
 
 
 def test_without_pid_checks_only_old_claims_are_taken_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -120,3 +120,12 @@ def test_openapi_lists_exactly_the_parameters_a_route_takes(path: str, taken: tu
     """The parameters OpenAPI documents are the ones the route accepts (any other is a 400)."""
     documented = {p["name"] for p in openapi_document()["paths"][path]["get"]["parameters"]}
     assert documented == set(taken)
+
+
+def test_export_format_enum_is_export_format() -> None:
+    """The documented format values of /api/export are ExportFormat's, in its order."""
+    from flowledger.receiver._export import ExportFormat
+
+    parameters = openapi_document()["paths"]["/api/export"]["get"]["parameters"]
+    (fmt,) = [p for p in parameters if p["name"] == "format"]
+    assert fmt["schema"]["enum"] == [f.value for f in ExportFormat]

@@ -12,15 +12,15 @@ from hypothesis import strategies as st
 
 from flowledger._wire import EventKind, NodeStatus, RunStatus
 from flowledger.receiver._config import IngestLimits
-from flowledger.receiver.ingest._validate import prepare_event
+from flowledger.receiver._validate import prepare_event
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import (
     NODE_TRANSITIONS,
     RUN_TRANSITIONS,
     NodeState,
-    Outcome,
     RunState,
     Signal,
+    Transition,
     fold_node,
     fold_run,
     mark_stuck,
@@ -73,10 +73,10 @@ def test_terminal_states_stay_terminal() -> None:
     """From a terminal status only a competing terminal event (tie-break) can act; nothing goes back."""
     for (status, signal), outcome in RUN_TRANSITIONS.items():
         if status is not None and status.terminal:
-            assert outcome in (Outcome.KEEP, Outcome.TIEBREAK), (status, signal)
+            assert outcome in (Transition.KEEP, Transition.TIEBREAK), (status, signal)
     for (node_status, signal), outcome in NODE_TRANSITIONS.items():
         if node_status is not None and node_status.terminal:
-            assert outcome in (Outcome.KEEP, Outcome.TIEBREAK), (node_status, signal)
+            assert outcome in (Transition.KEEP, Transition.TIEBREAK), (node_status, signal)
 
 
 def test_node_finished_before_started_converges() -> None:

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from flowledger._wire import event_schema
-from flowledger.receiver.api._export import CSV_COLUMNS, csv_header
+from flowledger.receiver._export import CSV_COLUMNS, csv_header
 from flowledger.receiver.api._openapi import openapi_document
 from flowledger.receiver.store._fold import NODE_COLUMNS, RUN_COLUMNS
 from flowledger.receiver.store._migrations import migrate
@@ -15,7 +15,10 @@ from flowledger.receiver.store._records import (
     NODE_FIELDS,
     NODE_PAYLOAD_SQL,
     RUN_FIELDS,
+    RUN_PAYLOAD_SQL,
+    FieldKind,
     csv_columns,
+    stored_fields,
 )
 from flowledger.receiver.store._sqlite import SqliteStore
 from tests.receiver._support import typical_run
@@ -25,9 +28,28 @@ from tests.receiver.store.conformance.conftest import prepared
 def test_openapi_schemas_are_the_declared_fields() -> None:
     """The OpenAPI Run and Node schemas list exactly the declared fields, in order."""
     schemas = openapi_document()["components"]["schemas"]
-    assert list(schemas["Run"]["properties"]) == [f.name for f in RUN_FIELDS]
+    assert list(schemas["Run"]["properties"]) == [f.name for f in RUN_FIELDS if not f.detail]
     assert list(schemas["Node"]["properties"]) == [f.name for f in NODE_FIELDS]
-    assert schemas["Run"]["required"] == [f.name for f in RUN_FIELDS if f.required]
+    assert schemas["Run"]["required"] == [f.name for f in RUN_FIELDS if f.required and not f.detail]
+
+
+def test_openapi_run_detail_schema_is_the_declared_detail_fields() -> None:
+    """RunDetail adds to Run exactly the declared detail-only fields (input, output, attributes) and the nodes."""
+    run, detail_only = openapi_document()["components"]["schemas"]["RunDetail"]["allOf"]
+    assert run == {"$ref": "#/components/schemas/Run"}
+    declared = [f for f in RUN_FIELDS if f.detail]
+    assert [f.name for f in declared] == ["input", "output", "attributes"]
+    assert list(detail_only["properties"]) == [*(f.name for f in declared), "nodes"]
+    assert detail_only["required"] == [*(f.name for f in declared if f.required), "nodes"]
+    assert all(detail_only["properties"][f.name] == f.schema for f in declared)
+
+
+def test_fields_the_api_fills_in_are_declared() -> None:
+    """trace_url is a declared run field the API fills in: documented on Run, never read from the store."""
+    api_filled = [f.name for f in RUN_FIELDS if f.kind is FieldKind.API]
+    assert api_filled == ["trace_url"]
+    assert "trace_url" in openapi_document()["components"]["schemas"]["Run"]["properties"]
+    assert "trace_url" not in {f.name for f in stored_fields(RUN_FIELDS, detail=True)}
 
 
 def test_csv_header_is_the_declared_export_fields() -> None:
@@ -40,8 +62,8 @@ def test_csv_header_is_the_declared_export_fields() -> None:
 
 def test_declared_columns_are_projection_columns() -> None:
     """Every column a field reads is a projection column (RunState/NodeState) or a payload from the ledger."""
-    for f in RUN_FIELDS:
-        assert set(f.sources) <= set(RUN_COLUMNS), f.name
+    for f in stored_fields(RUN_FIELDS, detail=True):
+        assert set(f.sources) <= set(RUN_COLUMNS) | set(RUN_PAYLOAD_SQL), f.name
     for f in NODE_FIELDS:
         assert set(f.sources) <= set(NODE_COLUMNS) | set(NODE_PAYLOAD_SQL), f.name
 
@@ -56,7 +78,7 @@ def test_migrated_tables_have_the_fold_columns(tmp_path: Path) -> None:
 
 
 def test_api_json_has_the_declared_keys(tmp_path: Path) -> None:
-    """A stored run's JSON has the declared run keys (plus payloads and nodes); each node the declared node keys."""
+    """A stored run's JSON has the declared stored run keys (detail ones too), then nodes; each node the node keys."""
     run = typical_run()
 
     async def main() -> dict[str, object] | None:
@@ -70,8 +92,7 @@ def test_api_json_has_the_declared_keys(tmp_path: Path) -> None:
 
     got = asyncio.run(main())
     assert got is not None
-    assert list(got)[: len(RUN_FIELDS)] == [f.name for f in RUN_FIELDS]
-    assert set(got) - {f.name for f in RUN_FIELDS} == {"input", "output", "attributes", "nodes"}
+    assert list(got) == [*(f.name for f in stored_fields(RUN_FIELDS, detail=True)), "nodes"]
     nodes = got["nodes"]
     assert isinstance(nodes, list)
     assert all(list(node) == [f.name for f in NODE_FIELDS] for node in nodes)
@@ -110,14 +131,12 @@ _NODE_WIRE_NOT_PROJECTED = {
     "trace_id": "the run's trace_id",
 }
 _RUN_WIRE_NOT_PROJECTED = {
-    "attributes": "span attributes and the ledger",
     "definition_sha256": "the ledger",
     "limits": "the ledger (the SDK enforces them)",
     "service_name": "span resources",
     "span_id": "spans",
     "parent_span_id": "spans",
-    "trigger_data": "the run's input, read from the ledger",
-    "output": "the run's output, read from the ledger",
+    "trigger_data": "the run's input (a detail field), read from the ledger",
 }
 
 

@@ -14,8 +14,8 @@ from flowledger._exceptions import ConfigError, SchemaVersionError, StoreError, 
 from flowledger.receiver._app import create_app
 from flowledger.receiver._config import IngestLimits, ReceiverConfig, config_from_env
 from flowledger.receiver._metrics import Metrics
+from flowledger.receiver._validate import prepare_event
 from flowledger.receiver._writer import Writer
-from flowledger.receiver.ingest._validate import prepare_event
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, migrate
 from flowledger.receiver.store._sqlite import SWEEP_SQL, SqliteStore

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from flowledger._exceptions import ViewerQueryError
+from flowledger._exceptions import QueryError
 from flowledger._wire import RunStatus, TriggerType, format_ts
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver.store._migrations import migrate
@@ -140,7 +140,7 @@ async def _timed(label: str, work: Callable[[], Awaitable[Any]], repeat: int = 3
 async def _refusable(label: str, work: Callable[[], Awaitable[Any]]) -> None:
     try:
         await _timed(label, work)
-    except ViewerQueryError as exc:
+    except QueryError as exc:
         print(f"{label}: refused ({exc})")
 
 

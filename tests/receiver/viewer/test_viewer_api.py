@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from flowledger._exceptions import ViewerQueryError
+from flowledger._exceptions import QueryError
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver.store import _viewer_query
@@ -289,9 +289,9 @@ def test_percentiles_over_a_sample_use_the_newest_runs(tmp_path: Path) -> None:
 
 def test_query_functions_reject_foreign_cursors_and_page_in_both_directions(tmp_path: Path) -> None:
     """RunPageCursor.decode refuses junk; list_runs pages newer from the middle back to the start."""
-    with pytest.raises(ViewerQueryError, match="not a cursor"):
+    with pytest.raises(QueryError, match="not a cursor"):
         RunPageCursor.decode("bm90IGpzb24")
-    with pytest.raises(ViewerQueryError, match="not a cursor"):
+    with pytest.raises(QueryError, match="not a cursor"):
         RunPageCursor.decode(RunPageCursor("a", "b").encode()[:-4] + "AAAA")
     receiver = start_receiver(ReceiverConfig(db_path=tmp_path / "f.db", sweep_interval_s=0))
     try:

@@ -16,7 +16,6 @@ thread that builds the spans), so node spans carry them too.
 from __future__ import annotations
 
 import calendar
-import enum
 import os
 import re
 import threading
@@ -25,14 +24,13 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Final
 
+from flowledger._otlp_enums import SpanKind, StatusCode
 from flowledger._version import __version__
 from flowledger._wire import EventKind, NodeStatus, RunStatus
 
 __all__ = [
     "OTEL_EXPORTED",
     "RunMemo",
-    "SpanKind",
-    "StatusCode",
     "export_request",
     "span_from_event",
     "timestamp_unix_ns",
@@ -93,21 +91,6 @@ _NODE_ATTRS: Final = (
     ("flowledger.node.duplicate", "duplicate"),
 )
 """The same for a node attempt's span."""
-
-
-class SpanKind(enum.IntEnum):
-    """``Span.SpanKind`` of the OTLP protocol."""
-
-    UNSPECIFIED = 0
-    INTERNAL = 1
-
-
-class StatusCode(enum.IntEnum):
-    """``Status.StatusCode`` of the OTLP protocol."""
-
-    UNSET = 0
-    OK = 1
-    ERROR = 2
 
 
 _INTERNAL: Final = int(SpanKind.INTERNAL)

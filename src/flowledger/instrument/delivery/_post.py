@@ -31,10 +31,10 @@ from flowledger.instrument.delivery._counters import Counters, DropReason
 from flowledger.instrument.delivery._spool import Spool, SpoolResult, encode_batch
 from flowledger.instrument.delivery._transport import gzip_body, make_client, parse_retry_after
 
-__all__ = ["Delivery", "Outcome"]
+__all__ = ["Delivery", "PostOutcome"]
 
 
-class Outcome(enum.Enum):
+class PostOutcome(enum.Enum):
     """What became of one post of a batch."""
 
     DELIVERED = "delivered"
@@ -73,13 +73,13 @@ class Delivery:
             if not part:
                 continue
             outcome = self._post(body, part, retries)
-            if outcome is Outcome.TOO_LARGE:
+            if outcome is PostOutcome.TOO_LARGE:
                 if len(part) == 1:
                     self._set_aside(part[0])
                 else:
                     half = len(part) // 2
                     pending += [part[half:], part[:half]]
-            elif outcome is Outcome.FAILED:
+            elif outcome is PostOutcome.FAILED:
                 leftovers.extend(part)
                 for rest in pending:
                     leftovers.extend(rest)
@@ -104,11 +104,11 @@ class Delivery:
                     kept.append(event)
             return (gzip_body(encode_batch(kept)) if kept else b""), kept
 
-    def _post(self, body: bytes, events: list[dict[str, Any]], retries: int) -> Outcome:
+    def _post(self, body: bytes, events: list[dict[str, Any]], retries: int) -> PostOutcome:
         with self._lock:
             down = self._outage.down
             if down and not self._outage.probe_due(time.monotonic()):
-                return Outcome.FAILED
+                return PostOutcome.FAILED
         budget = RetryBudget(0 if down else retries, self.retry_budget_s)
         settings = self._settings
         url = self._url()
@@ -128,13 +128,13 @@ class Delivery:
                 status = response.status_code
                 if response.is_success:
                     self._accepted(events, response)
-                    return Outcome.DELIVERED
+                    return PostOutcome.DELIVERED
                 if status == 413:
-                    return Outcome.TOO_LARGE
+                    return PostOutcome.TOO_LARGE
                 self._log_once(f"status-{status}", "flowledger: %s answered %d: %s", url, status, response.text[:200])
                 if status != 429 and status < 500:
                     self._mark_down()
-                    return Outcome.FAILED  # not worth retrying: spooled for a fixed receiver or key
+                    return PostOutcome.FAILED  # not worth retrying: spooled for a fixed receiver or key
                 retry_after_s = parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None
             budget.spend(time.monotonic() - started)
             with self._changed:
@@ -146,7 +146,7 @@ class Delivery:
             attempt += 1
             self._counters.add("retries")
         self._mark_down(retry_after_s or 0.0)
-        return Outcome.FAILED
+        return PostOutcome.FAILED
 
     def _url(self) -> str:
         """Where batches are posted."""

@@ -126,7 +126,7 @@ def encode_event(event: dict[str, Any]) -> bytes:
     return orjson.dumps(event, default=_fragment)
 
 
-def decode_batch(data: bytes) -> list[dict[str, Any]]:
+def decode_spooled_batch(data: bytes) -> list[dict[str, Any]]:
     """Decode a spooled batch; raise ValueError when it is not one."""
     try:
         doc = json.loads(gzip.decompress(data))
@@ -380,7 +380,7 @@ class Spool:
             pass
         try:
             data = claimed.read_bytes()
-            events = decode_batch(data)
+            events = decode_spooled_batch(data)
         except (OSError, ValueError):
             self._move_corrupt(claimed, name)
             return None

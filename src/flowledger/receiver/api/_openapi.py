@@ -7,8 +7,9 @@ from typing import Any, Final
 
 from flowledger._version import __version__
 from flowledger._wire import RunStatus
+from flowledger.receiver._export import ExportFormat
 from flowledger.receiver.store._protocol import TOTAL_COUNT_MAX
-from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, record_schema
+from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, detail_fields, listed_fields, record_schema
 
 __all__ = ["openapi_document"]
 
@@ -40,7 +41,8 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
-_RUN = record_schema(RUN_FIELDS)
+_RUN = record_schema(listed_fields(RUN_FIELDS))
+_RUN_DETAIL_ONLY = record_schema(detail_fields(RUN_FIELDS))
 _NODE = record_schema(NODE_FIELDS)
 
 _TRACE_ID = {"type": "string", "pattern": "^(?!0{32})[0-9a-f]{32}$"}
@@ -275,7 +277,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Stream every matching run as CSV or JSONL",
                     "parameters": [
                         *_RUN_FILTERS,
-                        {"name": "format", "in": "query", "schema": {"enum": ["csv", "jsonl"]}},
+                        {"name": "format", "in": "query", "schema": {"enum": [f.value for f in ExportFormat]}},
                     ],
                     "responses": {
                         "200": {
@@ -407,8 +409,11 @@ def openapi_document() -> dict[str, Any]:
                         {"$ref": "#/components/schemas/Run"},
                         {
                             "type": "object",
-                            "required": ["nodes"],
-                            "properties": {"nodes": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}},
+                            "required": [*_RUN_DETAIL_ONLY["required"], "nodes"],
+                            "properties": {
+                                **_RUN_DETAIL_ONLY["properties"],
+                                "nodes": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+                            },
                         },
                     ]
                 },

@@ -8,13 +8,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from flowledger._exceptions import QueryParamError, ViewerQueryError
+from flowledger._exceptions import QueryError, QueryParamError
 from flowledger._wire import RunStatus
 from flowledger.receiver._error_names import public_error_types
+from flowledger.receiver._export import ExportFormat, export_lines
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver._trace_url import add_trace_url
-from flowledger.receiver.api._export import ExportFormat, export_lines
 from flowledger.receiver.store._protocol import RunQuery
 from flowledger.receiver.store._views import RunPageCursor
 
@@ -51,7 +51,7 @@ def _cursor(token: str | None) -> RunPageCursor | None:
         return None
     try:
         return RunPageCursor.decode(token)
-    except ViewerQueryError as exc:
+    except QueryError as exc:
         raise QueryParamError(f"query parameter cursor: {exc}; pass back the next of an answer") from None
 
 

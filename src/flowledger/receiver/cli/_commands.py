@@ -19,7 +19,7 @@ import click
 
 from flowledger._wire import NodeStatus, RunStatus
 from flowledger.receiver._error_names import public_error_types
-from flowledger.receiver.api._export import ExportFormat
+from flowledger.receiver._export import ExportFormat
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, RecordField
 
 if TYPE_CHECKING:
@@ -243,13 +243,13 @@ def runs_command(
     api_key: str | None,
 ) -> None:
     """List runs, newest first."""
-    from flowledger._exceptions import ViewerQueryError
+    from flowledger._exceptions import QueryError
     from flowledger.receiver.store._protocol import RunQuery
     from flowledger.receiver.store._views import RunPageCursor
 
     try:
         after = None if cursor is None else RunPageCursor.decode(cursor)
-    except ViewerQueryError as exc:
+    except QueryError as exc:
         raise click.BadParameter(str(exc), param_hint="--cursor") from None
     statuses_asked = _run_statuses(statuses)
     query = RunQuery(workflow_id=workflow_id, statuses=statuses_asked, limit=limit, offset=offset, cursor=after)

@@ -19,7 +19,7 @@ import httpx
 
 from flowledger._apikey import check_api_key
 from flowledger._exceptions import ReceiverError, StoreError
-from flowledger.receiver.api._export import ExportFormat, export_lines
+from flowledger.receiver._export import ExportFormat, export_lines
 from flowledger.receiver.store._protocol import (
     Drift,
     EntryProof,
@@ -155,7 +155,7 @@ class DbSource:
     def import_jsonl(self, path: Path) -> ImportReport:
         """Validate each event as ingest does and append it to the ledger (created when missing)."""
         from flowledger.receiver._config import IngestLimits
-        from flowledger.receiver.ingest._validate import Rejection, prepare_event
+        from flowledger.receiver._validate import Rejection, prepare_event
         from flowledger.receiver.store._event import PreparedEvent
         from flowledger.receiver.store._protocol import EventOutcome
         from flowledger.receiver.store._sqlite import prepare_file

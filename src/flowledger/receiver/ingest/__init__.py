@@ -1,8 +1,10 @@
-"""The ingest stage: reading and validating ``POST /v1/events`` bodies (the shared writer commits them)."""
+"""The ingest stage: reading and validating ``POST /v1/events`` bodies (the shared writer commits them).
+
+Each event is validated by ``flowledger.receiver._validate``, which the CLI's ``import`` shares.
+"""
 
 from __future__ import annotations
 
 from flowledger.receiver.ingest._batch import Batch, decode_batch
-from flowledger.receiver.ingest._validate import Rejection, prepare_event
 
-__all__ = ["Batch", "Rejection", "decode_batch", "prepare_event"]
+__all__ = ["Batch", "decode_batch"]

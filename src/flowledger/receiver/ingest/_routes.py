@@ -12,8 +12,8 @@ from starlette.routing import Route
 from flowledger._exceptions import BodyError, StoreError, WriteQueueFull
 from flowledger.receiver._body import read_body
 from flowledger.receiver._state import error_response, project_of, receiver_of
+from flowledger.receiver._validate import Rejection, prepare_event
 from flowledger.receiver.ingest._batch import decode_batch
-from flowledger.receiver.ingest._validate import Rejection, prepare_event
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._protocol import EventOutcome
 

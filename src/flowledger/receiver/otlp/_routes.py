@@ -15,7 +15,6 @@ large, 415 for another content type; a busy store is 503 with Retry-After.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -24,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flowledger._exceptions import BodyError, OtlpBodyError, StoreError
-from flowledger._wire import format_ts
+from flowledger._wire import now_ts
 from flowledger.receiver._body import read_body
 from flowledger.receiver._state import ReceiverState, error_response, project_of, receiver_of
 from flowledger.receiver._trace_url import trace_url
@@ -173,7 +172,7 @@ async def _store_spans(
 ) -> tuple[int, str] | Response:
     """Validate and store the spans; return (rejected, message) or the error answer."""
     project = project_of(request)
-    batch = spans_from_request(message, project=project, received_at=format_ts(time.time_ns()))
+    batch = spans_from_request(message, project=project, received_at=now_ts())
     state.count(project, requests=1, rejected=batch.rejected)
     if not batch.rows:
         return batch.rejected, batch.error_message

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
 from flowledger._money import nanos_to_usd, usd_to_nanos
-from flowledger._wire import EventKind, NodeStatus, RunStatus
+from flowledger._wire import EventKind, NodeStatus, RunStatus, format_datetime
 from flowledger.receiver.store._canonical import canonical
 
 __all__ = [
@@ -39,9 +39,9 @@ __all__ = [
     "RUN_TRANSITIONS",
     "FoldEvent",
     "NodeState",
-    "Outcome",
     "RunState",
     "Signal",
+    "Transition",
     "completed_at",
     "fold_node",
     "fold_run",
@@ -60,7 +60,7 @@ class Signal(enum.Enum):
     """The sweeper found no sign of life for too long."""
 
 
-class Outcome(enum.Enum):
+class Transition(enum.Enum):
     """What a transition does to the status."""
 
     KEEP = "keep"
@@ -73,33 +73,33 @@ class Outcome(enum.Enum):
 
 
 _R = RunStatus
-RUN_TRANSITIONS: Final[dict[tuple[RunStatus | None, Signal], Outcome]] = {
-    (None, Signal.STARTED): Outcome.RUNNING,
-    (None, Signal.ACTIVITY): Outcome.RUNNING,
-    (None, Signal.FINISHED): Outcome.FROM_EVENT,
-    (_R.RUNNING, Signal.STARTED): Outcome.KEEP,
-    (_R.RUNNING, Signal.ACTIVITY): Outcome.KEEP,
-    (_R.RUNNING, Signal.FINISHED): Outcome.FROM_EVENT,
-    (_R.RUNNING, Signal.SWEPT): Outcome.STUCK,
-    (_R.STUCK, Signal.STARTED): Outcome.RUNNING,
-    (_R.STUCK, Signal.ACTIVITY): Outcome.RUNNING,
-    (_R.STUCK, Signal.FINISHED): Outcome.FROM_EVENT,
-    (_R.STUCK, Signal.SWEPT): Outcome.KEEP,
-    **{(s, sig): Outcome.KEEP for s in (_R.SUCCEEDED, _R.FAILED, _R.ABORTED) for sig in Signal},
-    **{(s, Signal.FINISHED): Outcome.TIEBREAK for s in (_R.SUCCEEDED, _R.FAILED, _R.ABORTED)},
+RUN_TRANSITIONS: Final[dict[tuple[RunStatus | None, Signal], Transition]] = {
+    (None, Signal.STARTED): Transition.RUNNING,
+    (None, Signal.ACTIVITY): Transition.RUNNING,
+    (None, Signal.FINISHED): Transition.FROM_EVENT,
+    (_R.RUNNING, Signal.STARTED): Transition.KEEP,
+    (_R.RUNNING, Signal.ACTIVITY): Transition.KEEP,
+    (_R.RUNNING, Signal.FINISHED): Transition.FROM_EVENT,
+    (_R.RUNNING, Signal.SWEPT): Transition.STUCK,
+    (_R.STUCK, Signal.STARTED): Transition.RUNNING,
+    (_R.STUCK, Signal.ACTIVITY): Transition.RUNNING,
+    (_R.STUCK, Signal.FINISHED): Transition.FROM_EVENT,
+    (_R.STUCK, Signal.SWEPT): Transition.KEEP,
+    **{(s, sig): Transition.KEEP for s in (_R.SUCCEEDED, _R.FAILED, _R.ABORTED) for sig in Signal},
+    **{(s, Signal.FINISHED): Transition.TIEBREAK for s in (_R.SUCCEEDED, _R.FAILED, _R.ABORTED)},
 }
-"""(current run status, signal) -> outcome. Every pair is listed; ``None`` is a run not seen yet."""
+"""(current run status, signal) -> transition. Every pair is listed; ``None`` is a run not seen yet."""
 
 _N = NodeStatus
-NODE_TRANSITIONS: Final[dict[tuple[NodeStatus | None, Signal], Outcome]] = {
-    (None, Signal.STARTED): Outcome.RUNNING,
-    (None, Signal.FINISHED): Outcome.FROM_EVENT,
-    (_N.RUNNING, Signal.STARTED): Outcome.KEEP,
-    (_N.RUNNING, Signal.FINISHED): Outcome.FROM_EVENT,
-    **{(s, Signal.STARTED): Outcome.KEEP for s in (_N.SUCCEEDED, _N.FAILED, _N.SKIPPED)},
-    **{(s, Signal.FINISHED): Outcome.TIEBREAK for s in (_N.SUCCEEDED, _N.FAILED, _N.SKIPPED)},
+NODE_TRANSITIONS: Final[dict[tuple[NodeStatus | None, Signal], Transition]] = {
+    (None, Signal.STARTED): Transition.RUNNING,
+    (None, Signal.FINISHED): Transition.FROM_EVENT,
+    (_N.RUNNING, Signal.STARTED): Transition.KEEP,
+    (_N.RUNNING, Signal.FINISHED): Transition.FROM_EVENT,
+    **{(s, Signal.STARTED): Transition.KEEP for s in (_N.SUCCEEDED, _N.FAILED, _N.SKIPPED)},
+    **{(s, Signal.FINISHED): Transition.TIEBREAK for s in (_N.SUCCEEDED, _N.FAILED, _N.SKIPPED)},
 }
-"""(current attempt status, signal) -> outcome. ``None`` is an attempt not seen yet."""
+"""(current attempt status, signal) -> transition. ``None`` is an attempt not seen yet."""
 
 
 # Lookups on the hot path: keyed by the plain string values, whose hash is computed in C
@@ -113,9 +113,9 @@ _RUN_STARTED: Final = EventKind.RUN_STARTED
 _RUN_FINISHED: Final = EventKind.RUN_FINISHED
 _HEARTBEAT: Final = EventKind.HEARTBEAT
 _NODE_FINISHED: Final = EventKind.NODE_FINISHED
-_TAKE_FROM_EVENT: Final = Outcome.FROM_EVENT
-_TIEBREAK: Final = Outcome.TIEBREAK
-_BECOME_RUNNING: Final = Outcome.RUNNING
+_TAKE_FROM_EVENT: Final = Transition.FROM_EVENT
+_TIEBREAK: Final = Transition.TIEBREAK
+_BECOME_RUNNING: Final = Transition.RUNNING
 _RUN_RUNNING: Final = RunStatus.RUNNING
 _NODE_RUNNING: Final = NodeStatus.RUNNING
 
@@ -144,7 +144,7 @@ class FoldEvent(Protocol):
 def completed_at(started_at: str, duration_ms: float) -> str:
     """``started_at`` plus ``duration_ms``, in the same normalised form (``...ffffffZ``)."""
     start = datetime.fromisoformat(started_at[:-1])  # naive UTC: the normalised form always ends in Z
-    return (start + timedelta(milliseconds=duration_ms)).isoformat(timespec="microseconds") + "Z"
+    return format_datetime(start + timedelta(milliseconds=duration_ms))
 
 
 @dataclass(slots=True)
@@ -323,7 +323,7 @@ def _maybe_cost(run: RunState, cost: dict[str, Any], key: str) -> None:
 def mark_stuck(run: RunState, reason: str) -> bool:
     """Apply the sweeper's verdict; return whether the run became stuck."""
     outcome = RUN_TRANSITIONS[(run.status, Signal.SWEPT)]
-    if outcome is Outcome.STUCK:
+    if outcome is Transition.STUCK:
         run.status = RunStatus.STUCK
         run.stuck_reason = reason
         return True

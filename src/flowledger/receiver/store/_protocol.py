@@ -17,7 +17,14 @@ from typing import Any, Final, Protocol
 from flowledger._wire import RunStatus
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
-from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
+from flowledger.receiver.store._views import (
+    PERCENTILE_SAMPLE_MAX,
+    PageDirection,
+    PayloadKind,
+    RunFilter,
+    RunListPage,
+    RunPageCursor,
+)
 
 __all__ = [
     "TOTAL_COUNT_MAX",
@@ -369,10 +376,10 @@ class Store(Protocol):
         """One node attempt with its payloads (large ones listed in ``deferred``); None if unknown."""
         ...
 
-    async def node_payload(self, run_id: str, span_id: str, kind: str, *, project: str | None) -> str | None:
-        """One payload of a node attempt as stored JSON text; ViewerQueryError for an unknown ``kind``."""
+    async def node_payload(self, run_id: str, span_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
+        """One payload of a node attempt as stored JSON text; QueryError for an unknown ``kind``."""
         ...
 
-    async def run_payload(self, run_id: str, kind: str, *, project: str | None) -> str | None:
-        """The input or output of a run as stored JSON text; ViewerQueryError for an unknown ``kind``."""
+    async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
+        """The input or output of a run as stored JSON text; QueryError for ``kind`` not one of a run's."""
         ...

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import aiosqlite
 
+from flowledger._wire import RunStatus
 from flowledger.receiver.store._protocol import DailyTotal, PurgeSelection
 
 __all__ = ["DAILY_TOTALS_SQL", "PurgeWork", "daily_total", "purge_runs"]
@@ -128,7 +129,7 @@ def _scope(selection: PurgeSelection) -> tuple[str, list[Any]]:
         clauses += " AND project = ?"
         params.append(selection.project)
     if selection.finished_only:
-        clauses += " AND status NOT IN ('running', 'stuck')"
+        clauses += f" AND status NOT IN ('{RunStatus.RUNNING.value}', '{RunStatus.STUCK.value}')"
     return clauses, params
 
 

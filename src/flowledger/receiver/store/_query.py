@@ -15,8 +15,10 @@ from flowledger.receiver.store._records import (
     RUN_FIELDS,
     RUN_PAYLOAD_SQL,
     ColumnsByName,
+    detail_fields,
     record_json,
     select_list,
+    stored_fields,
 )
 from flowledger.receiver.store._views import RunPageCursor
 
@@ -34,21 +36,24 @@ __all__ = [
 
 NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
 """The order of every run listing: newest first, ties broken by run id (an index of ``runs``)."""
-RUN_SELECT: Final = select_list(RUN_FIELDS, "r")
+RUN_SELECT: Final = select_list(stored_fields(RUN_FIELDS), "r")
 """Columns of ``runs r`` that :func:`run_json` reads (rows are read by column name)."""
 NODE_SELECT: Final = (
     select_list(NODE_FIELDS, "n", NODE_PAYLOAD_SQL)
     + " FROM node_runs n LEFT JOIN payloads li ON li.seq = n.input_seq LEFT JOIN payloads lo ON lo.seq = n.output_seq"
 )
 """``SELECT`` list and ``FROM`` of node attempts, payloads read from the payload rows of their ledger entries."""
-RUN_PAYLOADS_SELECT: Final = ", ".join(f"{expr} AS {name}" for name, expr in RUN_PAYLOAD_SQL.items())
+RUN_PAYLOADS_SELECT: Final = select_list(detail_fields(RUN_FIELDS), "r", RUN_PAYLOAD_SQL)
 """Payload columns of a run (``input_json``, ``output_json``, ``attributes_json``), from
 ``LEFT JOIN payloads ls ON ls.seq = r.input_seq`` (and ``lf`` for output)."""
 
 
-def run_json(row: ColumnsByName) -> dict[str, Any]:
-    """The API shape of one run from a row selected with RUN_SELECT."""
-    return record_json(RUN_FIELDS, row)
+def run_json(row: ColumnsByName, *, detail: bool = False) -> dict[str, Any]:
+    """The API shape of one run from a row selected with RUN_SELECT (and RUN_PAYLOADS_SELECT for its ``detail``).
+
+    The fields the API fills in (``trace_url``) are left out.
+    """
+    return record_json(stored_fields(RUN_FIELDS, detail=detail), row)
 
 
 def node_json(row: ColumnsByName) -> dict[str, Any]:

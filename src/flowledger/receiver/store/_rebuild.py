@@ -15,7 +15,7 @@ from typing import Final
 
 import aiosqlite
 
-from flowledger._wire import EventKind
+from flowledger._wire import EventKind, RunStatus
 from flowledger.receiver.store._entry import PURGE_KIND
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._projector import Projector
@@ -88,9 +88,10 @@ async def refold(conn: aiosqlite.Connection) -> Drift:
         drift.events += len(events)
     # Stuck is the sweeper's verdict, not the ledger's: keep it for runs still running.
     await conn.execute(
-        "UPDATE main.runs SET status = 'stuck', stuck_reason = "
+        f"UPDATE main.runs SET status = '{RunStatus.STUCK.value}', stuck_reason = "
         "(SELECT o.stuck_reason FROM old_runs o WHERE o.run_id = runs.run_id) "
-        "WHERE status = 'running' AND run_id IN (SELECT run_id FROM old_runs WHERE status = 'stuck')"
+        f"WHERE status = '{RunStatus.RUNNING.value}' "
+        f"AND run_id IN (SELECT run_id FROM old_runs WHERE status = '{RunStatus.STUCK.value}')"
     )
     drift.runs_missing = [
         r[0]

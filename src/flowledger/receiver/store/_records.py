@@ -1,12 +1,14 @@
 """The fields of a run and of a node attempt, declared once.
 
 Each :class:`RecordField` says what one key of the API's JSON is: its JSON
-Schema, what it means, the columns it is read from and how, and where else it
-shows (the CSV export, the CLI's tables). Everything else derives from these
+Schema, what it means, the columns it is read from and how, where it is
+answered (every listing, or only one run's detail) and where else it shows
+(the CSV export, the CLI's tables). A field of kind :attr:`FieldKind.API`
+(``trace_url``) is not stored: the API fills it in from its configuration. Everything else derives from these
 two tables: the ``SELECT`` lists and the JSON shape of the queries
 (:mod:`._query`, :mod:`._viewer_query`), the OpenAPI schemas
 (:mod:`flowledger.receiver.api._openapi`), the CSV columns
-(:mod:`flowledger.receiver.api._export`) and the CLI's tables. Rows are read
+(:mod:`flowledger.receiver._export`) and the CLI's tables. Rows are read
 by column name (:class:`sqlite3.Row`), never by position.
 
 The projection columns themselves are the fields of ``RunState`` and
@@ -40,9 +42,13 @@ __all__ = [
     "RecordField",
     "csv_columns",
     "csv_values",
+    "detail_fields",
+    "field_value",
+    "listed_fields",
     "record_json",
     "record_schema",
     "select_list",
+    "stored_fields",
 ]
 
 
@@ -66,6 +72,8 @@ class FieldKind(enum.Enum):
     COST = "cost"
     """The four cost columns as ``{tokens, tool_calls, external_requests, usd}``; null when all are null.
     ``usd`` is exact to the nano-dollar (:mod:`flowledger._money`), whatever an older version stored."""
+    API = "api"
+    """Not stored: filled in by the API from the receiver's configuration (``trace_url``); the store leaves it out."""
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +121,10 @@ class RecordField:
     """In the CSV export of runs (an object as one column per part: ``<name>_<part>``)."""
     table: tuple[int, str] | None = None
     """Position and header of its column in the CLI's table of runs or nodes (None: not shown there)."""
+    detail: bool = False
+    """Only in one run's detail (``GET /v1/runs/{run_id}``, the viewer's run header), not in listings."""
+    large: bool = False
+    """A captured payload that may be large: the viewer defers it past its inline limit."""
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -179,6 +191,39 @@ RUN_FIELDS: Final[tuple[RecordField, ...]] = (
         "Statuses that other run_finished events of the run reported: the run keeps the one that finished "
         "earliest by the producer's clock; null when they all agree.",
         kind=FieldKind.JSON,
+        required=False,
+    ),
+    _field(
+        "input",
+        {},
+        "The run's trigger data as captured (redacted, truncated).",
+        kind=FieldKind.JSON,
+        columns=("input_json",),
+        detail=True,
+        large=True,
+    ),
+    _field(
+        "output",
+        {},
+        "The run's captured output.",
+        kind=FieldKind.JSON,
+        columns=("output_json",),
+        detail=True,
+        large=True,
+    ),
+    _field(
+        "attributes",
+        {},
+        "The attributes the run started with.",
+        kind=FieldKind.JSON,
+        columns=("attributes_json",),
+        detail=True,
+    ),
+    _field(
+        "trace_url",
+        _NSTR,
+        "The run's trace in an external tracing backend (FLOWLEDGER_TRACE_URL_TEMPLATE); null without one.",
+        kind=FieldKind.API,
         required=False,
     ),
 )
@@ -248,6 +293,21 @@ RUN_PAYLOAD_SQL: Final = {
 """Run payloads read from the payloads of its ledger entries (``ls``: run_started, ``lf``: run_finished)."""
 
 
+def listed_fields(fields: Sequence[RecordField]) -> tuple[RecordField, ...]:
+    """The fields of a record in every answer (listings and detail alike)."""
+    return tuple(f for f in fields if not f.detail)
+
+
+def detail_fields(fields: Sequence[RecordField]) -> tuple[RecordField, ...]:
+    """The fields only one run's detail has."""
+    return tuple(f for f in fields if f.detail)
+
+
+def stored_fields(fields: Sequence[RecordField], *, detail: bool = False) -> tuple[RecordField, ...]:
+    """The fields the store reads (not those the API fills in), with the detail-only ones when ``detail``."""
+    return tuple(f for f in fields if f.kind is not FieldKind.API and (detail or not f.detail))
+
+
 def select_list(fields: Sequence[RecordField], table: str, computed: Mapping[str, str] | None = None) -> str:
     """The ``SELECT`` list of ``fields`` from table alias ``table``, computed columns under their names."""
     computed = computed or {}
@@ -259,7 +319,8 @@ def select_list(fields: Sequence[RecordField], table: str, computed: Mapping[str
     return ", ".join(out)
 
 
-def _value(record_field: RecordField, row: ColumnsByName) -> Any:
+def field_value(record_field: RecordField, row: ColumnsByName) -> Any:
+    """The JSON value of one stored field from a row with its columns, read by name."""
     kind = record_field.kind
     if kind is FieldKind.VALUE:
         return row[record_field.sources[0]]
@@ -269,6 +330,8 @@ def _value(record_field: RecordField, row: ColumnsByName) -> Any:
     if kind is FieldKind.JSON:
         text = row[record_field.sources[0]]
         return None if text is None else json.loads(text)
+    if kind is FieldKind.API:
+        raise ValueError(f"{record_field.name} is filled in by the API, not read from the store.")
     values = [row[column] for column in record_field.sources]
     if kind is FieldKind.OBJECT:
         if values[0] is None and values[1] is None:
@@ -287,7 +350,7 @@ def _value(record_field: RecordField, row: ColumnsByName) -> Any:
 
 def record_json(fields: Sequence[RecordField], row: ColumnsByName) -> dict[str, Any]:
     """The JSON of one record from a row with (at least) the fields' columns, read by name."""
-    return {record_field.name: _value(record_field, row) for record_field in fields}
+    return {record_field.name: field_value(record_field, row) for record_field in fields}
 
 
 def record_schema(fields: Sequence[RecordField]) -> dict[str, Any]:

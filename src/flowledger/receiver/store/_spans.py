@@ -7,15 +7,15 @@ and answers traces with :func:`span_json` and :class:`TraceLinks`.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from flowledger._otlp_enums import SpanKind, StatusCode
 from flowledger._wire import format_ts
 
-__all__ = ["NS_PER_MS", "SPAN_COLUMNS", "SpanKind", "SpanRow", "StatusCode", "TraceLinks", "span_json"]
+__all__ = ["NS_PER_MS", "SPAN_COLUMNS", "SpanRow", "TraceLinks", "span_json"]
 
 NS_PER_MS: Final = 1_000_000
 
@@ -40,25 +40,6 @@ SPAN_COLUMNS: Final = (
     "received_at",
 )
 """Columns of the ``spans`` table, in the order of :meth:`SpanRow.values`."""
-
-
-class SpanKind(enum.IntEnum):
-    """``Span.SpanKind`` of the OTLP protocol."""
-
-    UNSPECIFIED = 0
-    INTERNAL = 1
-    SERVER = 2
-    CLIENT = 3
-    PRODUCER = 4
-    CONSUMER = 5
-
-
-class StatusCode(enum.IntEnum):
-    """``Status.StatusCode`` of the OTLP protocol."""
-
-    UNSET = 0
-    OK = 1
-    ERROR = 2
 
 
 @dataclass(frozen=True, slots=True)

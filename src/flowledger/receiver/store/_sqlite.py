@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any, Final, TypeVar
 import aiosqlite
 
 from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
-from flowledger._wire import RunStatus, format_ts
+from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
@@ -63,7 +61,14 @@ from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, 
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
 from flowledger.receiver.store._tree import consistency, frontier_async, run_proof, stored_nodes, tree_head
 from flowledger.receiver.store._verify import EntryWalker, Format1Walker
-from flowledger.receiver.store._views import PERCENTILE_SAMPLE_MAX, PageDirection, RunFilter, RunListPage, RunPageCursor
+from flowledger.receiver.store._views import (
+    PERCENTILE_SAMPLE_MAX,
+    PageDirection,
+    PayloadKind,
+    RunFilter,
+    RunListPage,
+    RunPageCursor,
+)
 
 __all__ = ["SqliteStore"]
 
@@ -75,7 +80,8 @@ _LOOKUP_CHUNK: Final = 500
 _STREAM_CHUNK: Final = 2_000
 _CACHE_KIB: Final = 65_536
 SWEEP_SQL: Final = (
-    f"SELECT {', '.join(RUN_COLUMNS)} FROM runs INDEXED BY runs_alive WHERE status = 'running' AND last_seen_at < ?"
+    f"SELECT {', '.join(RUN_COLUMNS)} FROM runs INDEXED BY runs_alive "
+    f"WHERE status = '{RunStatus.RUNNING.value}' AND last_seen_at < ?"
 )
 """Running runs silent since before a cutoff: a range of the partial index ``runs_alive``, never a scan."""
 _INSERT_LEDGER: Final = (
@@ -87,10 +93,6 @@ _VERIFY_SQL: Final = (
     "SELECT l.seq, l.event_id, l.run_id, l.kind, l.ts, CAST(l.entry AS BLOB), l.payload_hash, l.prev_hash, l.hash, "
     "CAST(p.body AS BLOB) FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq WHERE l.seq > ? ORDER BY l.seq LIMIT ?"
 )
-
-
-def _now_ts() -> str:
-    return format_ts(time.time_ns())
 
 
 def prepare_file(path: Path) -> None:
@@ -285,7 +287,7 @@ class SqliteStore:
                 seq, prev = await _head(conn)
                 tree = await self._tree_at(conn, seq)
                 nodes: list[tuple[int, int, bytes]] = []
-                received_at = _now_ts()
+                received_at = now_ts()
                 apply, add_row, add_payload = projector.apply, rows.append, payloads.append  # skip attribute lookups
                 for i in fresh:
                     event = events[i]
@@ -359,7 +361,7 @@ class SqliteStore:
         conn = self._write_conn()
         try:
             async with self._transaction():
-                now = _now_ts()
+                now = now_ts()
                 work = await purge_runs(conn, selection, now=now)
                 if not work.runs:
                     return PurgeReport(runs=[], events=0, purge_seq=None)
@@ -521,7 +523,8 @@ class SqliteStore:
                 silent = await _count_params(
                     conn,
                     "SELECT count(*) FROM producers p JOIN runs r ON r.run_id = p.last_run_id "
-                    f"WHERE p.last_ts < ? AND r.status IN ('running', 'stuck') {silent_scope}",
+                    f"WHERE p.last_ts < ? AND r.status IN ('{RunStatus.RUNNING.value}', '{RunStatus.STUCK.value}') "
+                    f"{silent_scope}",
                     [silent_before, *params],
                 )
         return Stats(
@@ -680,11 +683,11 @@ class SqliteStore:
         """One node attempt with its payloads."""
         return await self._sync_read(lambda c: viewer_sql.attempt_detail(c, run_id, span_id, project=project))
 
-    async def node_payload(self, run_id: str, span_id: str, kind: str, *, project: str | None) -> str | None:
+    async def node_payload(self, run_id: str, span_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """One payload of a node attempt as stored JSON text."""
         return await self._sync_read(lambda c: viewer_sql.node_payload(c, run_id, span_id, kind, project=project))
 
-    async def run_payload(self, run_id: str, kind: str, *, project: str | None) -> str | None:
+    async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """The input or output of a run as stored JSON text."""
         return await self._sync_read(lambda c: viewer_sql.run_payload(c, run_id, kind, project=project))
 
@@ -791,11 +794,8 @@ async def _run_with_nodes(conn: aiosqlite.Connection, run_id: str, project: str 
     if not rows:
         return None
     row = rows[0]
-    run = run_json(row)
+    run = run_json(row, detail=True)
     if project is not None and run["project"] != project:
         return None
-    for key in ("input", "output", "attributes"):
-        text = row[f"{key}_json"]
-        run[key] = None if text is None else json.loads(text)
     run["nodes"] = await _nodes_of(conn, run_id)
     return run

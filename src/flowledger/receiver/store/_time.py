@@ -1,10 +1,15 @@
-"""Timestamps as the store keeps them: RFC 3339 UTC with microseconds, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+"""Timestamps as the store keeps them: RFC 3339 UTC with microseconds, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``.
+
+The form is written by :mod:`flowledger._wire` (``format_ts``, ``format_datetime``); this module is the
+receiver's normalisation of what producers send, calling it.
+"""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
+
+from flowledger._wire import format_datetime, format_ts
 
 __all__ = ["epoch_s", "normalize_ts", "ts_from_epoch_s"]
 
@@ -24,7 +29,7 @@ def normalize_ts(text: str) -> str:
     if value.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no UTC offset")
     try:
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return format_datetime(value)
     except OverflowError:
         raise ValueError(f"timestamp {text!r} is outside the years 1 to 9999 in UTC") from None
 
@@ -36,4 +41,4 @@ def epoch_s(ts: str) -> float:
 
 def ts_from_epoch_s(seconds: float) -> str:
     """The normalised timestamp of ``seconds`` since the epoch."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1_000_000) % 1_000_000:06d}Z"
+    return format_ts(int(seconds * 1_000_000) * 1_000)

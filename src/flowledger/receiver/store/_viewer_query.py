@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from flowledger._exceptions import ViewerQueryError
+from flowledger._exceptions import QueryError
 from flowledger._money import nanos_to_usd
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
 from flowledger.receiver.store._query import (
@@ -43,19 +43,23 @@ from flowledger.receiver.store._query import (
 )
 from flowledger.receiver.store._records import (
     NODE_FIELDS,
+    RUN_FIELDS,
     ColumnsByName,
     FieldKind,
     RecordField,
+    detail_fields,
+    field_value,
     record_json,
     select_list,
 )
 from flowledger.receiver.store._time import epoch_s
 from flowledger.receiver.store._views import (
     INLINE_PAYLOAD_MAX_CHARS,
-    PAYLOAD_KINDS,
     PERCENTILE_SAMPLE_MAX,
     RUN_ID_SEARCH_MAX_MATCHES,
+    RUN_PAYLOAD_KINDS,
     PageDirection,
+    PayloadKind,
     RunFilter,
     RunListPage,
     RunMode,
@@ -90,7 +94,11 @@ _ATTEMPT_ORDER: Final = "ORDER BY n.started_at, n.attempt, n.item, n.span_id"
 _SUM_USD_NANOS: Final = "coalesce(sum(CAST(round(r.cost_usd * 1e9) AS INTEGER)), 0)"
 """The exact sum of runs' costs in whole nano-dollars: each stored amount is the float of a whole number of
 nano-dollars (:mod:`flowledger._money`), so it is read back as that number and integers are added, never floats."""
-_PAYLOAD_COLUMNS: Final = {"input": "input_json", "output": "output_json", "error_stack": "error_stack"}
+_PAYLOAD_COLUMNS: Final = {
+    PayloadKind.INPUT: "input_json",
+    PayloadKind.OUTPUT: "output_json",
+    PayloadKind.ERROR_STACK: "error_stack",
+}
 """The result column of each payload kind, in node and run rows alike."""
 _NODE: Final = {f.name: f for f in NODE_FIELDS}
 _ATTEMPT_ROW_FIELDS: Final = (
@@ -165,7 +173,7 @@ def _check_search(conn: sqlite3.Connection, run_filter: RunFilter) -> None:
         (prefix, prefix + "\U0010ffff", RUN_ID_SEARCH_MAX_MATCHES + 1),
     ).fetchone()
     if int(row[0]) > RUN_ID_SEARCH_MAX_MATCHES:
-        raise ViewerQueryError(
+        raise QueryError(
             f"the search {prefix[:40]!r} matches more than {RUN_ID_SEARCH_MAX_MATCHES:,} runs; type more of the run id"
         )
 
@@ -386,12 +394,16 @@ def run_header(conn: sqlite3.Connection, run_id: str, *, project: str | None) ->
     run = run_json(row)
     if project is not None and run["project"] != project:
         return None
-    trigger, output, attributes = row["input_json"], row["output_json"], row["attributes_json"]
     deferred: list[str] = []
-    run["input"] = _inline(trigger, "input", deferred)
-    run["output"] = _inline(output, "output", deferred)
-    run["attributes"] = None if attributes is None else json.loads(attributes)
-    run["payload_chars"] = {"input": _size(trigger), "output": _size(output)}
+    payload_chars: dict[str, int | None] = {}
+    for record_field in detail_fields(RUN_FIELDS):
+        if record_field.large:
+            text = row[record_field.sources[0]]
+            run[record_field.name] = _inline(text, record_field.name, deferred)
+            payload_chars[record_field.name] = _size(text)
+        else:
+            run[record_field.name] = field_value(record_field, row)
+    run["payload_chars"] = payload_chars
     run["deferred"] = deferred
     run["attempts"] = attempts_overview(conn, run_id, run)
     return run
@@ -533,10 +545,12 @@ def _attempt_index(conn: sqlite3.Connection, run_id: str, span_id: str) -> int:
     return int(row[0])
 
 
-def node_payload(conn: sqlite3.Connection, run_id: str, span_id: str, kind: str, *, project: str | None) -> str | None:
+def node_payload(
+    conn: sqlite3.Connection, run_id: str, span_id: str, kind: PayloadKind, *, project: str | None
+) -> str | None:
     """One payload of a node attempt as stored JSON text (a stack as a JSON string); None if there is none."""
-    if kind not in PAYLOAD_KINDS:
-        raise ViewerQueryError(f"payload {kind!r} is not one of {', '.join(PAYLOAD_KINDS)}")
+    if kind not in _PAYLOAD_COLUMNS:
+        raise QueryError(f"payload {str(kind)!r} is not one of {', '.join(PayloadKind)}")
     if not _visible(conn, run_id, project):
         return None
     row = _node_row(conn, run_id, span_id)
@@ -545,13 +559,13 @@ def node_payload(conn: sqlite3.Connection, run_id: str, span_id: str, kind: str,
     text: str | None = row[_PAYLOAD_COLUMNS[kind]]
     if text is None:
         return None
-    return json.dumps(text) if kind == "error_stack" else text
+    return json.dumps(text) if kind == PayloadKind.ERROR_STACK else text
 
 
-def run_payload(conn: sqlite3.Connection, run_id: str, kind: str, *, project: str | None) -> str | None:
+def run_payload(conn: sqlite3.Connection, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
     """The input (trigger payload) or output of a run as stored JSON text; None if there is none."""
-    if kind not in PAYLOAD_KINDS[:2]:
-        raise ViewerQueryError(f"run payload {kind!r} is not one of input, output")
+    if kind not in RUN_PAYLOAD_KINDS:
+        raise QueryError(f"run payload {str(kind)!r} is not one of {', '.join(RUN_PAYLOAD_KINDS)}")
     if not _visible(conn, run_id, project):
         return None
     row = _run_row(conn, run_id)

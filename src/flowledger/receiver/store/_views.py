@@ -13,16 +13,17 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from flowledger._exceptions import ViewerQueryError
+from flowledger._exceptions import QueryError
 from flowledger._wire import RunStatus, TriggerType
 
 __all__ = [
     "INLINE_PAYLOAD_MAX_CHARS",
-    "PAYLOAD_KINDS",
     "PERCENTILE_SAMPLE_MAX",
     "RUN_ID_SEARCH_MAX_MATCHES",
     "RUN_ID_SEARCH_MIN_CHARS",
+    "RUN_PAYLOAD_KINDS",
     "PageDirection",
+    "PayloadKind",
     "RunFilter",
     "RunListPage",
     "RunMode",
@@ -36,10 +37,21 @@ PERCENTILE_SAMPLE_MAX: Final = 50_000
 RUN_ID_SEARCH_MIN_CHARS: Final = 4
 """A run-id search needs at least this many characters (fewer would match nearly every run)."""
 RUN_ID_SEARCH_MAX_MATCHES: Final = 10_000
-"""A run-id search matching more runs than this is refused (ViewerQueryError): type more of the id. Run ids
+"""A run-id search matching more runs than this is refused (QueryError): type more of the id. Run ids
 are UUIDv7, so a short prefix is a wide time window; with this cap a search reads and sorts at most this many."""
-PAYLOAD_KINDS: Final = ("input", "output", "error_stack")
-"""Payloads of a node attempt that can be loaded on their own (a run has input and output)."""
+
+
+class PayloadKind(enum.StrEnum):
+    """A payload that can be loaded on its own: a node attempt has all three, a run its input and output."""
+
+    INPUT = "input"
+    OUTPUT = "output"
+    ERROR_STACK = "error_stack"
+    """A node attempt's stack, answered as a JSON string."""
+
+
+RUN_PAYLOAD_KINDS: Final = (PayloadKind.INPUT, PayloadKind.OUTPUT)
+"""The payloads a run has."""
 
 
 class RunMode(enum.StrEnum):
@@ -70,14 +82,14 @@ class RunPageCursor:
 
     @classmethod
     def decode(cls, token: str) -> RunPageCursor:
-        """Read a token made by :meth:`encode`; ViewerQueryError when it is not one."""
+        """Read a token made by :meth:`encode`; QueryError when it is not one."""
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             started_at, run_id = json.loads(raw)
         except (binascii.Error, ValueError, TypeError):
-            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this receiver made") from None
+            raise QueryError(f"cursor {token[:40]!r} is not a cursor this receiver made") from None
         if not isinstance(started_at, str) or not isinstance(run_id, str):
-            raise ViewerQueryError(f"cursor {token[:40]!r} is not a cursor this receiver made")
+            raise QueryError(f"cursor {token[:40]!r} is not a cursor this receiver made")
         return cls(started_at, run_id)
 
 

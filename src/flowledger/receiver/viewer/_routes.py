@@ -34,16 +34,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from flowledger._exceptions import QueryParamError, StoreError, ViewerQueryError
+from flowledger._exceptions import QueryError, QueryParamError, StoreError
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver._trace_url import add_trace_url
 from flowledger.receiver.store._views import (
-    PAYLOAD_KINDS,
     RUN_ID_SEARCH_MIN_CHARS,
+    RUN_PAYLOAD_KINDS,
     PageDirection,
+    PayloadKind,
     RunFilter,
     RunMode,
     RunPageCursor,
@@ -156,7 +157,7 @@ async def _query(work: Awaitable[_T]) -> _T | Response:
     """Await a query of the store; a Response when the client asked for something it cannot answer or it failed."""
     try:
         return await work
-    except ViewerQueryError as exc:
+    except QueryError as exc:
         return error_response(400, str(exc))
     except StoreError as exc:
         return error_response(503, f"the database could not answer: {exc}")
@@ -178,7 +179,7 @@ async def api_runs(request: Request) -> Response:
         token = params.text("cursor")
         cursor = None if token is None else RunPageCursor.decode(token)
         direction = params.choice("direction", PageDirection) or PageDirection.OLDER
-    except (QueryParamError, ViewerQueryError) as exc:
+    except (QueryParamError, QueryError) as exc:
         return error_response(400, str(exc))
     store = receiver_of(request).store
     page = await _query(store.viewer_runs(run_filter, limit=limit, cursor=cursor, direction=direction))
@@ -269,10 +270,11 @@ def _raw_json(text: str) -> Response:
 
 async def api_attempt_payload(request: Request) -> Response:
     """One payload of a node attempt, exactly as stored."""
-    run_id, span_id, kind = (request.path_params[k] for k in ("run_id", "span_id", "kind"))
+    run_id, span_id, asked = (request.path_params[k] for k in ("run_id", "span_id", "kind"))
     project = project_of(request)
-    if kind not in PAYLOAD_KINDS:
-        return error_response(404, f"a node attempt has no payload {kind!r}; ask for {', '.join(PAYLOAD_KINDS)}")
+    if asked not in set(PayloadKind):
+        return error_response(404, f"a node attempt has no payload {asked!r}; ask for {', '.join(PayloadKind)}")
+    kind = PayloadKind(asked)
     result = await _query(receiver_of(request).store.node_payload(run_id, span_id, kind, project=project))
     if isinstance(result, Response):
         return result
@@ -283,9 +285,10 @@ async def api_attempt_payload(request: Request) -> Response:
 
 async def api_run_payload(request: Request) -> Response:
     """The run's input (trigger payload) or output, exactly as stored."""
-    run_id, kind, project = request.path_params["run_id"], request.path_params["kind"], project_of(request)
-    if kind not in PAYLOAD_KINDS[:2]:
-        return error_response(404, f"a run has no payload {kind!r}; ask for input or output")
+    run_id, asked, project = request.path_params["run_id"], request.path_params["kind"], project_of(request)
+    if asked not in RUN_PAYLOAD_KINDS:
+        return error_response(404, f"a run has no payload {asked!r}; ask for {' or '.join(RUN_PAYLOAD_KINDS)}")
+    kind = PayloadKind(asked)
     result = await _query(receiver_of(request).store.run_payload(run_id, kind, project=project))
     if isinstance(result, Response):
         return result

@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Final
 
-from flowledger._wire import format_ts
+from flowledger._wire import now_ts
 from flowledger.receiver.store._protocol import Store
 from flowledger.receiver.store._views import RunFilter
 
@@ -60,7 +60,7 @@ class SummaryCache:
             if kept is not None:
                 return kept
             started = time.monotonic()
-            result = {**await store.run_summary(key), "as_of": format_ts(time.time_ns())}
+            result = {**await store.run_summary(key), "as_of": now_ts()}
             self._entries[key] = (version, time.monotonic(), time.monotonic() - started, result)
             self._entries.move_to_end(key)
             while len(self._entries) > self._max_entries:

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from flowledger.receiver._config import IngestLimits
-from flowledger.receiver.ingest._validate import prepare_event
+from flowledger.receiver._validate import prepare_event
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._protocol import Store
 from flowledger.receiver.store._sqlite import SqliteStore

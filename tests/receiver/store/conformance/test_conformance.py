@@ -12,11 +12,11 @@ from dataclasses import replace
 
 import pytest
 
-from flowledger._exceptions import UnstorableError, ViewerQueryError
+from flowledger._exceptions import QueryError, UnstorableError
 from flowledger._wire import NodeStatus, RunStatus, TriggerType, format_ts
 from flowledger.receiver.store._protocol import EventOutcome, RunQuery, Store
 from flowledger.receiver.store._spans import SpanRow
-from flowledger.receiver.store._views import PageDirection, RunFilter, RunMode
+from flowledger.receiver.store._views import PageDirection, PayloadKind, RunFilter, RunMode
 from tests.receiver._support import Producer, RunEvents, simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
 
@@ -296,15 +296,15 @@ async def test_one_run_its_attempts_and_payloads(store: Store) -> None:
     assert detail is not None
     assert detail["index"] == 1
     assert detail["error"]["message"] == "price broke"
-    assert await store.node_payload(run.run_id, span_id, "input", project=None) is not None
-    assert await store.node_payload(run.run_id, span_id, "error_stack", project=None) == '"Traceback ..."'
-    assert await store.run_payload(run.run_id, "output", project=None) is not None
+    assert await store.node_payload(run.run_id, span_id, PayloadKind.INPUT, project=None) is not None
+    assert await store.node_payload(run.run_id, span_id, PayloadKind.ERROR_STACK, project=None) == '"Traceback ..."'
+    assert await store.run_payload(run.run_id, PayloadKind.OUTPUT, project=None) is not None
     assert await store.attempts_page("no-such-run", project=None, offset=0, limit=2) is None
     assert await store.attempt_detail(run.run_id, "0000000000000000", project=None) is None
-    with pytest.raises(ViewerQueryError):
-        await store.node_payload(run.run_id, span_id, "secrets", project=None)
-    with pytest.raises(ViewerQueryError):
-        await store.run_payload(run.run_id, "error_stack", project=None)
+    with pytest.raises(QueryError):
+        await store.node_payload(run.run_id, span_id, "secrets", project=None)  # type: ignore[arg-type]
+    with pytest.raises(QueryError):
+        await store.run_payload(run.run_id, PayloadKind.ERROR_STACK, project=None)
 
 
 # --- ledger: verify, rebuild, stats --------------------------------------------------

@@ -13,7 +13,7 @@ SQLite stores: integers to 64 bits, other numbers to 2**53.
 
 A valid event becomes a :class:`PreparedEvent` that carries its canonical
 encoding; an invalid one becomes a :class:`Rejection` whose message names the
-field.
+field. The ingest route and the CLI's ``import`` both validate through here.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """CSV and JSONL renderings of runs, one line at a time (for streaming).
 
+Shared by the API's ``/api/export`` and the CLI's ``export --db``.
+
 A CSV export is opened in spreadsheets, and a run's text fields (workflow
 names, error messages) come from the producers. So that no cell is read as a
 formula (CSV injection), a text cell starting with ``=``, ``+``, ``-``, ``@``,

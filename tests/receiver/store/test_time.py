@@ -1,0 +1,59 @@
+"""Timestamps are written in one place (flowledger._wire); the store's helpers call it."""
+
+from __future__ import annotations
+
+import ast
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import flowledger
+from flowledger._wire import format_datetime, format_ts
+from flowledger.receiver.store._fold import completed_at
+from flowledger.receiver.store._time import normalize_ts, ts_from_epoch_s
+
+PACKAGE = Path(flowledger.__file__).parent
+_HOME = "_wire.py"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _writes_a_timestamp(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "%Y-%m-%dT%H:%M:%S" in node.value:
+            return True
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if node.func.attr == "isoformat" and any(keyword.arg == "timespec" for keyword in node.keywords):
+            return True
+    return False
+
+
+def test_only_the_wire_module_formats_timestamps() -> None:
+    """No module but flowledger/_wire.py spells the timestamp format (strftime or isoformat with timespec)."""
+    writers = [p.relative_to(PACKAGE).as_posix() for p in sorted(PACKAGE.rglob("*.py")) if _writes_a_timestamp(p)]
+    assert writers == [_HOME]
+
+
+@given(st.integers(min_value=0, max_value=253_402_300_799_999_999))
+def test_seconds_and_nanoseconds_give_the_same_text(micros: int) -> None:
+    """ts_from_epoch_s of an instant is format_ts of it, to the microsecond."""
+    assert ts_from_epoch_s(micros / 1_000_000) == format_ts(int(micros / 1_000_000 * 1_000_000) * 1_000)
+
+
+@given(st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)))
+def test_normalised_text_is_the_wire_form(value: datetime) -> None:
+    """normalize_ts of any RFC 3339 text is format_datetime of its instant, and that text is kept as it is."""
+    text = format_datetime(value)
+    assert normalize_ts(value.isoformat()) == text
+    assert normalize_ts(text) == text
+    seconds = (value - _EPOCH) // timedelta(seconds=1)
+    assert format_ts(seconds * 1_000_000_000 + value.microsecond * 1_000) == text
+
+
+def test_completed_at_is_written_in_the_wire_form() -> None:
+    """started_at plus duration_ms comes back in the normalised form."""
+    start = datetime(2026, 1, 31, 8, 0, tzinfo=UTC)
+    assert completed_at(format_datetime(start), 1500.25) == format_datetime(start + timedelta(milliseconds=1500.25))
+    assert completed_at("2026-01-31T08:00:00.000000Z", 1500.25) == "2026-01-31T08:00:01.500250Z"
