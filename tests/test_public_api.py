@@ -108,6 +108,8 @@ PUBLIC: dict[str, list[str]] = {
         "EXECUTOR_ENV",
         "Executor",
         "LocalExecutor",
+        "NodeLost",
+        "RemoteNodeError",
         "executor_named",
     ],
     "flowledger.codegen": ["Definition", "GenerationError", "generate", "load"],
@@ -210,6 +212,7 @@ def test_exported_exceptions_go_by_their_public_name() -> None:
         "flowledger.codegen",
         "flowledger.instrument",
         "flowledger.adapters",
+        "flowledger.workflow.executors",
     ):
         module = importlib.import_module(module_name)
         for name in module.__all__:

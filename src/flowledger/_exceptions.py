@@ -217,6 +217,7 @@ class HttpNodeError(RuntimeFailure):
         super().__init__(message)
 
 
+@_public("flowledger.workflow.executors")
 class RemoteNodeError(RuntimeFailure):
     """A node attempt failed on a distributed executor's worker.
 
@@ -229,6 +230,7 @@ class RemoteNodeError(RuntimeFailure):
         super().__init__(message)
 
 
+@_public("flowledger.workflow.executors")
 class NodeLost(RemoteNodeError):
     """The worker running a node attempt died (or never answered); the attempt is recorded as failed and retried."""
 

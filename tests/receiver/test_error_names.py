@@ -22,7 +22,13 @@ PUBLIC = "flowledger.RunAborted"
 def test_the_table_is_what_the_public_modules_export() -> None:
     """Every exception a public module exports is in the table, with that module, and nothing else is."""
     exported: dict[str, str] = {}
-    for module_name in ("flowledger", "flowledger.workflow", "flowledger.codegen"):
+    for module_name in (
+        "flowledger",
+        "flowledger.workflow",
+        "flowledger.codegen",
+        "flowledger.adapters",
+        "flowledger.workflow.executors",
+    ):
         module = importlib.import_module(module_name)
         for name in flowledger._exceptions.__all__:
             if name in module.__all__:

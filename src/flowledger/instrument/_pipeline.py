@@ -18,10 +18,9 @@ import sys
 import threading
 from collections import Counter
 from time import monotonic as _monotonic
-from time import time_ns as _time_ns
 from typing import Any, Final
 
-from flowledger._wire import WIRE_VERSION, EventKind, format_ts, new_event_id
+from flowledger._wire import WIRE_VERSION, EventKind, new_event_id, now_ts
 from flowledger.instrument._capture import CapturePolicy
 from flowledger.instrument._config import Settings, settings_from_env
 from flowledger.instrument.delivery._sink import EventSink
@@ -107,7 +106,7 @@ class Pipeline:
                 "kind": kind.value,
                 "run_id": run_id,
                 "seq": seq,
-                "ts": ts or format_ts_now(),
+                "ts": ts or now_ts(),
                 "producer_id": self.producer_id,
                 "producer_seq": next(self._producer_seq),
                 "data": data,
@@ -231,11 +230,6 @@ class Pipeline:
         self.producer_id = new_event_id()
         self._producer_seq = itertools.count()
         self._lock = threading.Lock()
-
-
-def format_ts_now() -> str:
-    """The current time as an RFC 3339 UTC timestamp."""
-    return format_ts(_time_ns())
 
 
 _current: Pipeline | None = None

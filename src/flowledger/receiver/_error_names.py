@@ -24,6 +24,9 @@ PUBLIC_EXCEPTIONS: Final = {
     "WorkflowFailed": "flowledger",
     "HttpNodeError": "flowledger.workflow",
     "GenerationError": "flowledger.codegen",
+    "ReportedFailure": "flowledger.adapters",
+    "RemoteNodeError": "flowledger.workflow.executors",
+    "NodeLost": "flowledger.workflow.executors",
 }
 """Each exception of ``flowledger._exceptions`` that a public module exports, and that module
 (a test ties this to the modules' ``__all__``)."""

@@ -20,9 +20,7 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 _STR = {"type": "string"}
 _NSTR = _nullable(_STR)
-_NNUM = _nullable({"type": "number"})
 _NINT = _nullable({"type": "integer"})
-_NBOOL = _nullable({"type": "boolean"})
 _ERROR_BODY = {
     "type": "object",
     "required": ["error"],

@@ -620,10 +620,12 @@ def import_command(file: Path, db: Path | None, url: str | None, api_key: str | 
     """
     from flowledger.receiver.cli._sources import DbSource, UrlSource
 
+    api_key = _checked_key(api_key)
     if db is not None and url is not None:
         raise click.UsageError("give --db or --url, not both")
     if db is None and url is None:
         url = os.environ.get("FLOWLEDGER_ENDPOINT")
+    # Unlike the readers, an import with neither option writes ./flowledger.db, creating it if need be.
     source: Source = DbSource(db if db is not None else Path(DEFAULT_DB)) if url is None else UrlSource(url, api_key)
     report = source.import_jsonl(file)
     if as_json:

@@ -7,6 +7,7 @@ See :mod:`._base` for the seam; ``celery`` runs attempts on Celery workers
 
 from __future__ import annotations
 
+from flowledger._exceptions import NodeLost, RemoteNodeError
 from flowledger.workflow.executors._base import (
     DEFAULT_EXECUTOR,
     EXECUTOR_ENV,
@@ -16,4 +17,13 @@ from flowledger.workflow.executors._base import (
     executor_named,
 )
 
-__all__ = ["DEFAULT_EXECUTOR", "EXECUTORS", "EXECUTOR_ENV", "Executor", "LocalExecutor", "executor_named"]
+__all__ = [
+    "DEFAULT_EXECUTOR",
+    "EXECUTORS",
+    "EXECUTOR_ENV",
+    "Executor",
+    "LocalExecutor",
+    "NodeLost",
+    "RemoteNodeError",
+    "executor_named",
+]
