@@ -1,4 +1,4 @@
-"""Every receiver command of the ``flowledger`` CLI, in the order ``flowledger --help`` lists them.
+"""Every receiver command of the ``flowledger`` CLI.
 
 The reading and serving commands (:mod:`._commands`) and the ledger-lifecycle ones (:mod:`._lifecycle`).
 """

@@ -4,11 +4,14 @@ An event's canonical form is its JSON text with the object keys sorted, no
 whitespace (separators ``,`` and ``:``), non-ASCII characters kept as they
 are (``ensure_ascii=False``), encoded as UTF-8. Numbers are written as
 Python's ``json`` module writes them after parsing (``1.0`` stays ``1.0``,
-``1e400`` is not accepted). The ledger stores this text, so re-encoding a
-stored event reproduces it byte for byte.
+``1e400`` is not accepted). In ledger format 2 this text is an event's
+payload, stored apart from the ledger (the ``payloads`` table), so
+re-encoding a stored event reproduces it byte for byte; the ledger rows hold
+entries, whose canonical text commits to the payload through its SHA-256.
 
-Each ledger row carries ``hash = sha256(prev_hash || canonical(event))``;
-the first row's ``prev_hash`` is :data:`GENESIS_HASH` (32 zero bytes).
+The hash chain is over entries (see :mod:`._entry`): each row carries
+``hash = sha256(prev_hash || entry)``; the first row's ``prev_hash`` is
+:data:`GENESIS_HASH` (32 zero bytes).
 
 :func:`canonical_utf8` is the ingest hot path: it lets orjson (about twice
 as fast, and already UTF-8) write the text when orjson's output is the same
