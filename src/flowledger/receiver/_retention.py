@@ -11,13 +11,13 @@ purge is a ledger entry naming the policy.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import logging
 import time
 
 from flowledger._wire import format_ts
 from flowledger.receiver._config import ReceiverConfig, RetentionPolicy
+from flowledger.receiver._periodic import Periodic
 from flowledger.receiver._writer import Writer
 from flowledger.receiver.store._protocol import PurgeReport, PurgeSelection, Store
 
@@ -72,31 +72,13 @@ async def retention_pass(store: Store, writer: Writer, config: ReceiverConfig) -
     return purged
 
 
-class Retention:
-    """Background task calling :func:`retention_pass` periodically."""
+class Retention(Periodic):
+    """Background task calling :func:`retention_pass` every ``retention_interval_s`` (never without policies)."""
 
     def __init__(self, store: Store, writer: Writer, config: ReceiverConfig) -> None:
-        self._args = (store, writer, config)
-        self._interval_s = config.retention_interval_s if config.retention else 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Start applying the policies (no-op without policies or with a 0 interval)."""
-        if self._interval_s > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="flowledger-retention")
-
-    async def stop(self) -> None:
-        """Stop; idempotent."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                await retention_pass(*self._args)
-            except Exception:  # a failed pass is logged and retried next interval
-                _log.exception("applying the retention policies failed")
+        super().__init__(
+            "flowledger-retention",
+            config.retention_interval_s if config.retention else 0.0,
+            functools.partial(retention_pass, store, writer, config),
+            doing="applying the retention policies",
+        )

@@ -9,13 +9,13 @@ is longer). The reason is recorded on the run; a later event moves it on.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import logging
 
 from flowledger._wire import now_ts
 from flowledger.receiver._config import DEFAULT_STUCK_HEARTBEATS, ReceiverConfig
 from flowledger.receiver._metrics import Metrics
+from flowledger.receiver._periodic import Periodic
 from flowledger.receiver._writer import Writer
 from flowledger.receiver.store._protocol import Store
 
@@ -38,31 +38,13 @@ async def sweep_once(store: Store, writer: Writer, config: ReceiverConfig, metri
     return marked
 
 
-class Sweeper:
-    """Background task calling :func:`sweep_once` periodically."""
+class Sweeper(Periodic):
+    """Background task calling :func:`sweep_once` every ``sweep_interval_s`` (never when it is 0)."""
 
     def __init__(self, store: Store, writer: Writer, config: ReceiverConfig, metrics: Metrics) -> None:
-        self._args = (store, writer, config, metrics)
-        self._interval_s = config.sweep_interval_s
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Start sweeping (no-op when the interval is 0)."""
-        if self._interval_s > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="flowledger-sweeper")
-
-    async def stop(self) -> None:
-        """Stop sweeping; idempotent."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                await sweep_once(*self._args)
-            except Exception:  # a failed sweep is logged and retried next interval
-                _log.exception("sweeping for stuck runs failed")
+        super().__init__(
+            "flowledger-sweeper",
+            config.sweep_interval_s,
+            functools.partial(sweep_once, store, writer, config, metrics),
+            doing="sweeping for stuck runs",
+        )
