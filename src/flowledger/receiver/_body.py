@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Any, Final
 
 from flowledger._exceptions import BodyError
 from flowledger.receiver._config import IngestLimits
 
-__all__ = ["read_body"]
+__all__ = ["no_json_constants", "read_body"]
 
 _GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
 _INFLATE_STEP_BYTES: Final = 1024 * 1024
@@ -75,3 +75,8 @@ async def read_body(
             raise BodyError(413, f"the body is over the limit of {limits.max_inflated_bytes} bytes")
         return raw
     return _inflate(raw, limits.max_inflated_bytes)
+
+
+def no_json_constants(name: str) -> Any:
+    """``parse_constant`` for :func:`json.loads`: ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON."""
+    raise ValueError(f"{name} is not a JSON value")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from flowledger._exceptions import BodyError
+from flowledger.receiver._body import no_json_constants
 from flowledger.receiver._config import IngestLimits
 
 __all__ = ["Batch", "decode_batch"]
@@ -45,10 +46,6 @@ class _FloatReader:
         return value
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
 def decode_batch(body: bytes, limits: IngestLimits) -> Batch:
     """Parse ``{"events": [...]}``; BodyError when the body is not such an object."""
     try:
@@ -57,7 +54,7 @@ def decode_batch(body: bytes, limits: IngestLimits) -> Batch:
         raise BodyError(400, f"the body is not valid UTF-8 (byte {exc.start})") from None
     floats = _FloatReader()
     try:
-        document = json.loads(text, parse_constant=_no_constants, parse_float=floats)
+        document = json.loads(text, parse_constant=no_json_constants, parse_float=floats)
     except json.JSONDecodeError as exc:
         raise BodyError(400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:

@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from flowledger._exceptions import OtlpBodyError
+from flowledger.receiver._body import no_json_constants
 
 __all__ = [
     "OtlpFormat",
@@ -115,10 +116,6 @@ def _ids_to_base64(node: Any, where: str) -> Any:
     return node
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
 def decode_request(signal: OtlpSignal, body: bytes, fmt: OtlpFormat) -> Message:
     """Decode an export request of ``signal``; OtlpBodyError (400) when the body is not one."""
     message = signal.request_type()
@@ -129,7 +126,7 @@ def decode_request(signal: OtlpSignal, body: bytes, fmt: OtlpFormat) -> Message:
             raise OtlpBodyError(400, f"the body is not an OTLP protobuf {message.DESCRIPTOR.name}: {exc}") from None
         return message
     try:
-        document = json.loads(body.decode("utf-8"), parse_constant=_no_constants) if body.strip() else {}
+        document = json.loads(body.decode("utf-8"), parse_constant=no_json_constants) if body.strip() else {}
     except UnicodeDecodeError as exc:
         raise OtlpBodyError(400, f"the body is not valid UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:

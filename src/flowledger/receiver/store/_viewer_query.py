@@ -134,8 +134,8 @@ def open_reader(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def filter_where(run_filter: RunFilter) -> tuple[str, list[Any]]:
-    """SQL conditions of a filter on ``runs r`` (joined with AND; ``1`` when there are none) and their parameters."""
+def _equalities(run_filter: RunFilter, prefix: str) -> tuple[list[str], list[Any]]:
+    """The filter's equality conditions (workflow, status, trigger, project, mode), columns prefixed by ``prefix``."""
     clauses: list[str] = []
     params: list[Any] = []
     for column, value in (
@@ -145,11 +145,17 @@ def filter_where(run_filter: RunFilter) -> tuple[str, list[Any]]:
         ("project", run_filter.project),
     ):
         if value is not None:
-            clauses.append(f"r.{column} = ?")
+            clauses.append(f"{prefix}{column} = ?")
             params.append(str(value))
     if run_filter.mode is not None:
-        clauses.append("r.dry_run = ?")
+        clauses.append(f"{prefix}dry_run = ?")
         params.append(1 if run_filter.mode is RunMode.DRY else 0)
+    return clauses, params
+
+
+def filter_where(run_filter: RunFilter) -> tuple[str, list[Any]]:
+    """SQL conditions of a filter on ``runs r`` (joined with AND; ``1`` when there are none) and their parameters."""
+    clauses, params = _equalities(run_filter, "r.")
     if run_filter.since is not None:
         clauses.append("r.started_at >= ?")
         params.append(run_filter.since)
@@ -314,20 +320,8 @@ def _counts(
     over the range (a search matches at most RUN_ID_SEARCH_MAX_MATCHES runs).
     """
     if run_filter.since is None and run_filter.until is None and not run_filter.run_id_prefix:
-        clauses: list[str] = ["1"]
-        values: list[Any] = []
-        for column, value in (
-            ("workflow_id", run_filter.workflow_id),
-            ("status", run_filter.status),
-            ("trigger_type", run_filter.trigger),
-            ("project", run_filter.project),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                values.append(str(value))
-        if run_filter.mode is not None:
-            clauses.append("dry_run = ?")
-            values.append(1 if run_filter.mode is RunMode.DRY else 0)
+        equal, values = _equalities(run_filter, "")
+        clauses = ["1", *equal]
         sql = (
             "SELECT status, dry_run, sum(runs), sum(cost_usd_nanos) FROM run_counts "
             f"WHERE {' AND '.join(clauses)} GROUP BY status, dry_run HAVING sum(runs) > 0"
