@@ -33,7 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from tests.workflow.executors._cluster import celery_workers, free_port, redis_server  # noqa: E402
+from tests._redis import free_port, redis_server  # noqa: E402
+from tests.workflow.executors._cluster import celery_workers  # noqa: E402
 from tests.workflow.executors.bare_tasks import BARE_TASK  # noqa: E402
 
 import flowledger  # noqa: E402

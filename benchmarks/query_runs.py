@@ -22,64 +22,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from starlette.testclient import TestClient
 
-from flowledger._wire import RunStatus, TriggerType, format_ts
-from flowledger.receiver._app import create_app
-from flowledger.receiver._config import ReceiverConfig
-from flowledger.receiver.store._migrations import migrate
-from flowledger.receiver.store._protocol import RunQuery
-from flowledger.receiver.store._sqlite import SqliteStore
-from flowledger.receiver.store._views import RunPageCursor
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+from tests.receiver._many_runs import fill_runs  # noqa: E402
+
+from flowledger._wire import RunStatus  # noqa: E402
+from flowledger.receiver._app import create_app  # noqa: E402
+from flowledger.receiver._config import ReceiverConfig  # noqa: E402
+from flowledger.receiver.store._migrations import migrate  # noqa: E402
+from flowledger.receiver.store._protocol import RunQuery  # noqa: E402
+from flowledger.receiver.store._sqlite import SqliteStore  # noqa: E402
+from flowledger.receiver.store._views import RunPageCursor  # noqa: E402
 
 PAGE = 50
-_INSERT_CHUNK = 50_000
-_STATUSES = [RunStatus.SUCCEEDED] * 85 + [RunStatus.FAILED] * 10 + [RunStatus.ABORTED] * 2 + [RunStatus.RUNNING] * 3
-_WORKFLOWS = 20
-
-
-def fill(path: Path, count: int) -> None:
-    """Write ``count`` runs of 20 workflows, three seconds apart, into a fresh database."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    migrate(conn)
-    rng = random.Random(7)
-    start_ns = time.time_ns() - count * 3_000_000_000
-    columns = (
-        "run_id, workflow_id, workflow_name, status, trigger_type, dry_run, started_at, completed_at, "
-        "duration_ms, cost_usd, trace_id, last_seen_at"
-    )
-    sql = f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' * 12)})"
-    conn.execute("BEGIN")
-    rows: list[tuple[Any, ...]] = []
-    for i in range(count):
-        ns = start_ns + i * 3_000_000_000 + rng.randrange(1_000_000_000)
-        status = rng.choice(_STATUSES)
-        duration = None if status is RunStatus.RUNNING else rng.expovariate(1 / 800)
-        run_id = str(uuid.UUID(int=(ns // 1_000_000) << 80 | 0x7000 << 64 | rng.getrandbits(62) | 1 << 63))
-        workflow = f"workflow-{rng.randrange(_WORKFLOWS)}"
-        ended = None if duration is None else format_ts(ns + int(duration * 1e6))
-        rows.append(
-            (run_id, workflow, workflow, status.value, rng.choice(list(TriggerType)).value, int(rng.random() < 0.1),
-             format_ts(ns), ended, duration, round(rng.random() / 100, 6), "0" * 32, format_ts(ns))
-        )  # fmt: skip
-        if len(rows) == _INSERT_CHUNK:
-            conn.executemany(sql, rows)
-            rows.clear()
-    conn.executemany(sql, rows)
-    conn.execute("COMMIT")
-    conn.close()
 
 
 def _filled(path: Path) -> int:
@@ -197,7 +164,7 @@ def main() -> None:
         if _filled(path) != args.runs:
             path.unlink(missing_ok=True)
             began = time.perf_counter()
-            fill(path, args.runs)
+            fill_runs(path, args.runs)
             print(f"wrote {args.runs:,} runs in {time.perf_counter() - began:.0f} s", file=sys.stderr)
         else:
             conn = sqlite3.connect(path)

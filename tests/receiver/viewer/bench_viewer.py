@@ -16,12 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import random
-import sqlite3
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,17 +26,14 @@ from typing import Any
 from flowledger._exceptions import QueryError
 from flowledger._wire import RunStatus, TriggerType, format_ts
 from flowledger.receiver._config import ReceiverConfig
-from flowledger.receiver.store._migrations import migrate
 from flowledger.receiver.store._sqlite import SqliteStore
 from flowledger.receiver.store._views import RunFilter, RunMode
+from tests.receiver._many_runs import fill_runs
 from tests.receiver.viewer._support import RunBuilder, start_receiver
 from tests.receiver.viewer.conftest import CHROMIUM, CHROMIUM_ARGS
 
 _ATTEMPTS = 10_000
 _OPENS = 5
-_INSERT_CHUNK = 50_000
-_STATUSES = [RunStatus.SUCCEEDED] * 85 + [RunStatus.FAILED] * 10 + [RunStatus.ABORTED] * 2 + [RunStatus.RUNNING] * 3
-_TRIGGERS = list(TriggerType)
 
 
 def _ms(seconds: float) -> str:
@@ -93,38 +87,6 @@ def _browser_open(url: str, run_id: str) -> None:
         f"median {_ms(statistics.median(opens))}, max {_ms(max(opens))}"
     )
     print(f"jump to its last attempt (scroll + page fetch + render): median {_ms(statistics.median(scrolls))}")
-
-
-def _fill(path: Path, count: int) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    migrate(conn)
-    rng = random.Random(7)
-    start_ns = time.time_ns() - count * 3_000_000_000
-    columns = (
-        "run_id, workflow_id, workflow_name, status, trigger_type, dry_run, started_at, completed_at, "
-        "duration_ms, cost_usd, trace_id, last_seen_at"
-    )
-    sql = f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' * 12)})"
-    conn.execute("BEGIN")
-    rows: list[tuple[Any, ...]] = []
-    for i in range(count):
-        ns = start_ns + i * 3_000_000_000 + rng.randrange(1_000_000_000)
-        status = rng.choice(_STATUSES)
-        duration = None if status is RunStatus.RUNNING else rng.expovariate(1 / 800)
-        run_id = str(uuid.UUID(int=(ns // 1_000_000) << 80 | 0x7000 << 64 | rng.getrandbits(62) | 1 << 63))
-        workflow = f"workflow-{rng.randrange(20)}"
-        ended = None if duration is None else format_ts(ns + int(duration * 1e6))
-        rows.append(
-            (run_id, workflow, workflow, status.value, rng.choice(_TRIGGERS).value, int(rng.random() < 0.1),
-             format_ts(ns), ended, duration, rng.random() / 100, "0" * 32, format_ts(ns))
-        )  # fmt: skip
-        if len(rows) == _INSERT_CHUNK:
-            conn.executemany(sql, rows)
-            rows.clear()
-    conn.executemany(sql, rows)
-    conn.execute("COMMIT")
-    conn.close()
 
 
 async def _timed(label: str, work: Callable[[], Awaitable[Any]], repeat: int = 3) -> Any:
@@ -187,7 +149,7 @@ def bench_many_runs(count: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "many.db"
         began = time.perf_counter()
-        _fill(path, count)
+        fill_runs(path, count)
         print(f"wrote {count:,} runs in {time.perf_counter() - began:.0f} s")
         asyncio.run(_queries(path, count))
 

@@ -1,11 +1,9 @@
-"""A throwaway Redis server and real Celery worker processes for the executor tests and the benchmark."""
+"""Real Celery worker processes for the executor tests and the benchmark (Redis: ``tests/_redis.py``)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,60 +15,6 @@ from typing import BinaryIO, Final
 
 ROOT: Final = Path(__file__).resolve().parents[3]
 START_TIMEOUT_S: Final = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def redis_binary() -> str | None:
-    """Debian's redis-server, if installed."""
-    return shutil.which("redis-server")
-
-
-@contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """A redis-server on a free 127.0.0.1 port, no persistence; yields its URL."""
-    binary = redis_binary()
-    if binary is None:
-        raise RuntimeError("redis-server is not installed")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def worker_env(url: str, queue: str, **extra: str) -> dict[str, str]:

@@ -27,12 +27,11 @@ from flowledger.instrument._pipeline import _create, pipeline
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.workflow import Call, Limits, Map, Node, Retry, RunResult, Workflow, execute_run
 from flowledger.workflow.executors._celery import CeleryExecutor
+from tests._redis import REDIS_MISSING, redis_binary, redis_server
 from tests._serve import serve_receiver
-from tests.workflow.executors._cluster import ROOT, celery_workers, redis_binary, redis_server, worker_env
+from tests.workflow.executors._cluster import ROOT, celery_workers, worker_env
 
-pytestmark = pytest.mark.skipif(
-    redis_binary() is None, reason="redis-server is not installed (python3 tasks.py test installs it with apt as root)"
-)
+pytestmark = pytest.mark.skipif(redis_binary() is None, reason=REDIS_MISSING)
 
 NODES = "tests.workflow.executors.remote_nodes"
 POLL_TIMEOUT_S = 30.0
