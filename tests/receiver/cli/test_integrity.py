@@ -227,3 +227,11 @@ def test_reconcile_over_http_is_scoped_to_the_keys_project(tmp_path: Path) -> No
         assert live.get("/api/reconcile", params={"x": "1"}, headers=beta_key).status_code == 400
     finally:
         live.stop()
+
+
+def test_a_stuck_threshold_for_a_receiver_is_a_usage_error(live: LiveReceiver) -> None:
+    """--stuck-after-s applies to --db; with --url it is refused (exit 2), since the receiver uses its own."""
+    result = CliRunner().invoke(coverage_command, ["--stuck-after-s", "10", "--url", live.url])
+    assert result.exit_code == 2
+    assert "--stuck-after-s applies to --db" in result.output
+    assert CliRunner().invoke(coverage_command, ["--stuck-after-s", "10", "--db", str(live.db_path)]).exit_code == 0

@@ -27,6 +27,8 @@ from flowledger.receiver.cli._commands import (
 
 __all__ = ["COMMANDS"]
 
+_DEFAULTED: Final = click.core.ParameterSource.DEFAULT
+
 
 def _since(value: str | None) -> str | None:
     if value is None:
@@ -53,11 +55,13 @@ def _sample_text(kind: str, sample: dict[str, Any]) -> str:
             f"run {sample['run_id']} ({sample['run_status']}): node {sample['node_id']} attempt "
             f"{sample['attempt']} started {sample['started_at']}, never finished"
         )
+    workflow = sample["workflow_id"] or "workflow unknown"
     if kind == "run_started_missing":
-        return f"run {sample['run_id']} ({sample['workflow_id']}, {sample['status']}): no run_started"
+        return f"run {sample['run_id']} ({workflow}, {sample['status']}): no run_started"
     deadline = f", deadline {sample['deadline_s']:g} s" if sample.get("deadline_s") is not None else ""
+    started = f"started {sample['started_at']}, " if sample.get("started_at") else ""
     return (
-        f"run {sample['run_id']} ({sample['workflow_id']}, {sample['status']}): started {sample['started_at']}, "
+        f"run {sample['run_id']} ({workflow}, {sample['status']}): {started}"
         f"last event {sample['last_seen_at']}{deadline}, no run_finished"
     )
 
@@ -94,10 +98,18 @@ def coverage_command(
     its sequence numbers, counted as sessions_with_gaps).
     """
     from flowledger._wire import now_ts
+    from flowledger.receiver.cli._sources import UrlSource
     from flowledger.receiver.store._integrity import CoverageQuery, CoverageStatus
 
     query = CoverageQuery(now=now_ts(), stuck_after_s=stuck_after_s, since=_since(since), workflow_id=workflow_id)
-    report = _source(db, url, api_key).coverage(query)
+    source = _source(db, url, api_key)
+    context = click.get_current_context()
+    if isinstance(source, UrlSource) and context.get_parameter_source("stuck_after_s") is not _DEFAULTED:
+        raise click.UsageError(
+            "--stuck-after-s applies to --db; a receiver judges with its own threshold "
+            "(FLOWLEDGER_RECEIVER_STUCK_AFTER_S)"
+        )
+    report = source.coverage(query)
     if as_json:
         _print_json(report.as_json())
     else:
