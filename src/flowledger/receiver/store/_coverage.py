@@ -48,8 +48,9 @@ WHERE r.status IN {_UNFINISHED} {{scope}} AND (
             > json_extract(p.body, '$.data.limits.deadline_s') + :grace)
 )"""
 _NO_START_FROM: Final = "FROM runs r WHERE r.started_event_id IS NULL {scope}"
+# CROSS JOIN keeps the few running attempts outside: otherwise SQLite walks every finished run.
 _NODE_FROM: Final = f"""
-FROM node_runs n JOIN runs r ON r.run_id = n.run_id
+FROM node_runs n INDEXED BY node_runs_running CROSS JOIN runs r ON r.run_id = n.run_id
 WHERE n.status = '{NodeStatus.RUNNING.value}' AND r.status IN {_TERMINAL} {{scope}}"""
 _GAP_FROM: Final = "FROM producers pr {join} WHERE pr.max_seq >= pr.events {scope}"
 
