@@ -235,3 +235,22 @@ def test_a_stuck_threshold_for_a_receiver_is_a_usage_error(live: LiveReceiver) -
     assert result.exit_code == 2
     assert "--stuck-after-s applies to --db" in result.output
     assert CliRunner().invoke(coverage_command, ["--stuck-after-s", "10", "--db", str(live.db_path)]).exit_code == 0
+
+
+def test_reconcile_over_http_goes_slice_by_slice(live: LiveReceiver) -> None:
+    """GET /api/reconcile?limit=2 over five runs answers next until the last slice; the slices cover every run."""
+    runs = [simple_run() for _ in range(5)]
+    assert live.post([e for run in runs for e in run.events]).json()["rejected"] == []
+    checked, after, requests = 0, None, 0
+    while True:
+        params = {"limit": "2", **({"after": after} if after else {})}
+        answer = live.get("/api/reconcile", params=params).json()
+        checked += answer["runs_checked"]
+        requests += 1
+        after = answer["next"]
+        if after is None:
+            break
+    assert (checked, requests) == (5, 3)
+    too_many = live.get("/api/reconcile", params={"limit": "20001"})
+    assert too_many.status_code == 400
+    assert "limit" in too_many.json()["error"]

@@ -8,6 +8,7 @@ from typing import Any, Final
 from flowledger._version import __version__
 from flowledger._wire import RunStatus
 from flowledger.receiver._export import ExportFormat
+from flowledger.receiver.api._routes_integrity import DEFAULT_RECONCILE_LIMIT, MAX_RECONCILE_LIMIT
 from flowledger.receiver.store._integrity import DRIFT_SAMPLES, CoverageKind, CoverageStatus, DriftKind
 from flowledger.receiver.store._protocol import TOTAL_COUNT_MAX
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, detail_fields, listed_fields, record_schema
@@ -96,7 +97,15 @@ _DRIFT_TALLY: Final = {
 }
 _RECONCILE: Final = {
     "type": "object",
-    "required": ["clean", "drift_count", "runs_checked", "events_folded", "repaired", *(k.value for k in DriftKind)],
+    "required": [
+        "clean",
+        "drift_count",
+        "runs_checked",
+        "events_folded",
+        "repaired",
+        *(k.value for k in DriftKind),
+        "next",
+    ],
     "properties": {
         "clean": {"type": "boolean"},
         "drift_count": {"type": "integer"},
@@ -104,8 +113,23 @@ _RECONCILE: Final = {
         "events_folded": {"type": "integer"},
         "repaired": {"type": "integer"},
         **{k.value: _DRIFT_TALLY for k in DriftKind},
+        "next": {**_NSTR, "description": "Pass it back as after= for the following slice; null at the end."},
     },
 }
+_RECONCILE_PARAMS: Final = [
+    {
+        "name": "after",
+        "in": "query",
+        "description": "Check the run ids after this one (from the first when absent): the next of an answer.",
+        "schema": {"type": "string", "maxLength": 256},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "Run ids this request checks at most.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECONCILE_LIMIT, "default": DEFAULT_RECONCILE_LIMIT},
+    },
+]
 _NO_KEY: Final = "API keys are configured and the request has no valid one."
 _INTEGRITY_PATHS: Final = {
     "/api/coverage": {
@@ -129,18 +153,20 @@ _INTEGRITY_PATHS: Final = {
     },
     "/api/reconcile": {
         "get": {
-            "summary": "Compare the projections with a fresh fold of the ledger (read-only)",
+            "summary": "Compare the projections with a fresh fold of the ledger (read-only), one slice of run ids",
+            "parameters": _RECONCILE_PARAMS,
             "responses": {
                 "200": _answer("Drift by kind, with counts and the first sample ids.", _RECONCILE),
-                "400": _error("The route takes no query parameter."),
+                "400": _error("A query parameter is unknown, repeated or has a value that cannot be used."),
                 "401": _error(_NO_KEY),
             },
         },
         "post": {
-            "summary": "Compare, and rewrite the drifted projection rows from the fold",
+            "summary": "Compare one slice, and rewrite its drifted projection rows from the fold",
+            "parameters": _RECONCILE_PARAMS,
             "responses": {
                 "200": _answer("The drift found and how many runs were repaired.", _RECONCILE),
-                "400": _error("The route takes no query parameter."),
+                "400": _error("A query parameter is unknown, repeated or has a value that cannot be used."),
                 "401": _error(_NO_KEY),
             },
         },

@@ -1,8 +1,10 @@
 """Is the record complete and consistent: ``GET /api/coverage``, ``GET`` and ``POST /api/reconcile``.
 
-With API keys on, each answers for the key's project only. ``POST
-/api/reconcile`` repairs on the writer task (a chunk of runs per
-transaction), like ``POST /api/rebuild``.
+With API keys on, each answers for the key's project only. A reconcile
+request checks one slice of the run ids (``after``, ``limit``) and answers
+``next``, where the following slice starts (null at the end), so each
+request stays short on any ledger. ``POST /api/reconcile`` repairs its
+slice on the writer task (a chunk of runs per transaction).
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ from flowledger.receiver._params import QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver.store._integrity import CoverageQuery, ReconcileReport, ReconcileScope
 
-__all__ = ["COVERAGE_PARAMS", "ROUTES"]
+__all__ = ["COVERAGE_PARAMS", "DEFAULT_RECONCILE_LIMIT", "MAX_RECONCILE_LIMIT", "RECONCILE_PARAMS", "ROUTES"]
 
 COVERAGE_PARAMS: Final = ("since", "workflow_id")
 """The query parameters of ``GET /api/coverage``; any other is a 400."""
+RECONCILE_PARAMS: Final = ("after", "limit")
+"""The query parameters of ``/api/reconcile``: one slice of the sweep over run ids."""
+DEFAULT_RECONCILE_LIMIT: Final = 2_000
+MAX_RECONCILE_LIMIT: Final = 20_000
+"""Runs one request checks at most: a request stays short at any ledger size; ``next`` goes on."""
 
 
 async def coverage(request: Request) -> Response:
@@ -46,25 +53,34 @@ async def coverage(request: Request) -> Response:
     return JSONResponse(report.as_json())
 
 
+def _slice(request: Request) -> ReconcileScope:
+    """The slice a request asks for: the run ids after ``after`` (from the first), at most ``limit`` of them."""
+    params = QueryParams(request, blank_is_absent=False)
+    params.expect(RECONCILE_PARAMS)
+    return ReconcileScope(
+        sweep_from=params.text("after") or "",
+        sweep_runs=params.integer("limit", default=DEFAULT_RECONCILE_LIMIT, low=1, high=MAX_RECONCILE_LIMIT),
+        project=project_of(request),
+    )
+
+
 async def reconcile(request: Request) -> Response:
-    """Compare every projection row with a fresh fold of the ledger; report the drift (read-only)."""
+    """Compare a slice of the projection rows with a fresh fold of the ledger; report the drift (read-only)."""
     try:
-        QueryParams(request, blank_is_absent=False).expect(())
+        scope = _slice(request)
     except QueryParamError as exc:
         return error_response(400, str(exc))
-    receiver = receiver_of(request)
-    report = await receiver.store.reconcile(ReconcileScope.everything(project=project_of(request)))
+    report = await receiver_of(request).store.reconcile(scope)
     return JSONResponse(report.as_json())
 
 
 async def repair(request: Request) -> Response:
-    """Compare, and rewrite the drifted runs' projection rows from the fold (on the writer)."""
+    """Compare a slice, and rewrite its drifted runs' projection rows from the fold (on the writer)."""
     try:
-        QueryParams(request, blank_is_absent=False).expect(())
+        scope = _slice(request)
     except QueryParamError as exc:
         return error_response(400, str(exc))
     receiver = receiver_of(request)
-    scope = ReconcileScope.everything(project=project_of(request))
     report: ReconcileReport = await receiver.writer.call(lambda: receiver.store.reconcile(scope, repair=True))
     return JSONResponse(report.as_json())
 

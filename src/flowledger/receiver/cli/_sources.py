@@ -359,9 +359,14 @@ class UrlSource:
         return CoverageReport.from_json(self._found(response, "/api/coverage"))
 
     def reconcile(self, *, repair: bool) -> ReconcileReport:
-        """``GET /api/reconcile``, or ``POST`` to repair."""
-        response = self._request("POST" if repair else "GET", "/api/reconcile")
-        return ReconcileReport.from_json(self._found(response, "/api/reconcile"))
+        """``GET /api/reconcile`` slice by slice (``POST`` to repair), the slices' findings added up."""
+        report = ReconcileReport()
+        after: str | None = ""
+        while after is not None:  # one slice per request, each short however large the ledger
+            response = self._request("POST" if repair else "GET", "/api/reconcile", {"after": after} if after else None)
+            report.merge(ReconcileReport.from_json(self._found(response, "/api/reconcile")))
+            after = report.sweep_next
+        return report
 
     def _found(self, response: httpx.Response, route: str) -> dict[str, Any]:
         """The JSON body of a route's answer; ReceiverError when the receiver does not serve the route."""

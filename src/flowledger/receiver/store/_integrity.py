@@ -199,8 +199,23 @@ class ReconcileReport:
         if len(self.drifted) < DRIFTED_KEPT and run_id not in self.drifted:
             self.drifted.append(run_id)
 
+    def merge(self, other: ReconcileReport) -> None:
+        """Add the findings of the next slice of the same check (counts add up, samples fill to DRIFT_SAMPLES)."""
+        self.runs_checked += other.runs_checked
+        self.events_folded += other.events_folded
+        self.repaired += other.repaired
+        for kind, tally in other.kinds.items():
+            mine = self.kinds[kind]
+            mine.runs += tally.runs
+            mine.attempts += tally.attempts
+            mine.samples = (mine.samples + tally.samples)[:DRIFT_SAMPLES]
+        for run_id in other.drifted:
+            self.note_drifted(run_id)
+        self.sweep_next = other.sweep_next
+        self.ledger_seq = max(self.ledger_seq, other.ledger_seq)
+
     def as_json(self) -> dict[str, Any]:
-        """A JSON-safe summary."""
+        """A JSON-safe summary; ``next`` is where the following slice of a sweep starts (null at its end)."""
         return {
             "clean": self.clean,
             "drift_count": self.drift_count,
@@ -208,6 +223,7 @@ class ReconcileReport:
             "events_folded": self.events_folded,
             "repaired": self.repaired,
             **{kind.value: tally.as_json() for kind, tally in self.kinds.items()},
+            "next": self.sweep_next,
         }
 
     @classmethod
@@ -217,6 +233,7 @@ class ReconcileReport:
             runs_checked=int(body["runs_checked"]),
             events_folded=int(body["events_folded"]),
             repaired=int(body.get("repaired", 0)),
+            sweep_next=body.get("next"),
         )
         for kind in DriftKind:
             raw = body.get(kind.value, {})
