@@ -139,3 +139,22 @@ def test_the_receiver_reconciles_in_the_background(tmp_path: Path, caplog: pytes
         assert _gauge(text, "flowledger_projection_drift_count")['{kind="status_mismatch"}'] == 0
     finally:
         live.stop()
+
+
+def test_reconcile_settings_come_from_the_environment_and_are_checked() -> None:
+    """FLOWLEDGER_RECEIVER_RECONCILE_* set the task; a value below its minimum is refused naming the variable."""
+    from flowledger._exceptions import ConfigError
+    from flowledger.receiver._config import config_from_env
+
+    config = config_from_env(
+        environ={
+            "FLOWLEDGER_RECEIVER_RECONCILE_INTERVAL_S": "0",
+            "FLOWLEDGER_RECEIVER_RECONCILE_RUNS_PER_PASS": "50",
+            "FLOWLEDGER_RECEIVER_RECONCILE_RECENT_EVENTS": "7",
+        }
+    )
+    assert (config.reconcile_interval_s, config.reconcile_runs_per_pass, config.reconcile_recent_events) == (0, 50, 7)
+    with pytest.raises(ConfigError, match="FLOWLEDGER_RECEIVER_RECONCILE_RUNS_PER_PASS=0 must be 1 or more"):
+        config_from_env(environ={"FLOWLEDGER_RECEIVER_RECONCILE_RUNS_PER_PASS": "0"})
+    with pytest.raises(ConfigError, match=r"FLOWLEDGER_RECEIVER_RECONCILE_INTERVAL_S=-1\.0 must be 0 or more"):
+        config_from_env(environ={"FLOWLEDGER_RECEIVER_RECONCILE_INTERVAL_S": "-1"})

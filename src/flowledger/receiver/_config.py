@@ -212,7 +212,20 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
         changes["retention"] = parse_retention(retention)
     if limit_changes:
         changes["limits"] = replace(config.limits, **limit_changes)  # type: ignore[arg-type]
+    _check_reconcile(changes)
     return replace(config, **changes) if changes else config  # type: ignore[arg-type]
+
+
+_RECONCILE_MINIMUMS: Final = {"reconcile_interval_s": 0, "reconcile_runs_per_pass": 1, "reconcile_recent_events": 0}
+
+
+def _check_reconcile(changes: Mapping[str, object]) -> None:
+    """Refuse a reconciliation setting below its minimum, naming the variable."""
+    for name, low in _RECONCILE_MINIMUMS.items():
+        value = changes.get(name)
+        if isinstance(value, int | float) and value < low:
+            variable = _ENV_PREFIX + name.upper()
+            raise ConfigError(f"{variable}={value!r} must be {low} or more.")
 
 
 _OTLP_TEXT_FIELDS: Final = frozenset({"forward_endpoint", "forward_headers", "trace_url_template"})
