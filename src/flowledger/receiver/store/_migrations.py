@@ -290,6 +290,13 @@ CREATE TABLE purged_totals (
 
 _CONVERT_CHUNK: Final = 2_000
 
+_V12_COVERAGE: Final = """
+-- Coverage (flowledger coverage): each kind of missing core event is a range of a small partial index.
+CREATE INDEX node_runs_running ON node_runs (run_id) WHERE status = 'running';
+CREATE INDEX runs_without_start ON runs (started_at, run_id) WHERE started_event_id IS NULL;
+CREATE INDEX producers_with_gaps ON producers (last_ts) WHERE max_seq >= events;
+"""
+
 
 def _v10_ledger_format_2(conn: sqlite3.Connection) -> None:
     """Convert a format-1 ledger (hash over the whole body) to format 2 (entries and payloads apart).
@@ -385,6 +392,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V9_PRODUCER_TAILS,
     _v10_ledger_format_2,
     _v11_merkle_tree,
+    _V12_COVERAGE,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

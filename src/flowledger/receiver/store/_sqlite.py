@@ -24,9 +24,11 @@ from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
+from flowledger.receiver.store._coverage import coverage
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
+from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
 from flowledger.receiver.store._merkle import Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
 from flowledger.receiver.store._projector import Projector, run_from_row, save_runs
@@ -57,6 +59,7 @@ from flowledger.receiver.store._query import (
     runs_where,
 )
 from flowledger.receiver.store._rebuild import refold
+from flowledger.receiver.store._reconcile import reconcile
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
 from flowledger.receiver.store._tree import consistency, frontier_async, run_proof, stored_nodes, tree_head
@@ -702,6 +705,33 @@ class SqliteStore:
     async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """The input or output of a run as stored JSON text."""
         return await self._sync_read(lambda c: viewer_sql.run_payload(c, run_id, kind, project=project))
+
+    # --- integrity ---------------------------------------------------------
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A reader inside one read transaction: every query sees the same committed state."""
+        async with self._reader() as conn:
+            await conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                await conn.execute("COMMIT")
+
+    async def coverage(self, query: CoverageQuery) -> CoverageReport:
+        """Missing core events, counted on one snapshot."""
+        try:
+            async with self._snapshot() as conn:
+                return await coverage(conn, query)
+        except sqlite3.Error as exc:
+            raise StoreError(f"checking coverage failed: {exc}") from exc
+
+    async def reconcile(self, scope: ReconcileScope, *, repair: bool = False) -> ReconcileReport:
+        """Projections against a fresh fold, a chunk of runs per snapshot (per write transaction with repair)."""
+        try:
+            return await reconcile(self._transaction if repair else self._snapshot, scope, repair=repair)
+        except sqlite3.Error as exc:
+            raise StoreError(f"reconciling the projections failed: {exc}") from exc
 
 
 async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:
