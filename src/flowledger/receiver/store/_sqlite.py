@@ -87,6 +87,8 @@ SWEEP_SQL: Final = (
     f"WHERE status = '{RunStatus.RUNNING.value}' AND last_seen_at < ?"
 )
 """Running runs silent since before a cutoff: a range of the partial index ``runs_alive``, never a scan."""
+_LAST_HEARD_SQL: Final = "SELECT max(received_at) FROM ledger INDEXED BY ledger_by_run WHERE run_id = ?"
+"""When the receiver last stored an event of a run, by its own clock (the sweeper's second opinion)."""
 _INSERT_LEDGER: Final = (
     "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash)"
 )
@@ -339,7 +341,12 @@ class SqliteStore:
         return results
 
     async def sweep(self, *, now: str, stuck_after_s: float, heartbeats: int) -> list[str]:
-        """Mark running runs without a sign of life as stuck (indexed on ``last_seen_at``)."""
+        """Mark running runs without a sign of life as stuck (indexed on ``last_seen_at``).
+
+        A run is silent when its last event's time (the producer's clock) is older than the threshold and
+        the receiver has not stored an event of it within the threshold either (its own clock): a producer
+        whose clock runs behind is not taken for dead. One whose clock runs ahead is found stuck that much later.
+        """
         conn = self._write_conn()
         now_dt = epoch_s(now)
         cutoff = ts_from_epoch_s(now_dt - stuck_after_s)
@@ -350,6 +357,11 @@ class SqliteStore:
                     run = run_from_row(row)
                     threshold_s = max(stuck_after_s, heartbeats * (run.heartbeat_interval_s or 0.0))
                     if run.last_seen_at is None or epoch_s(run.last_seen_at) > now_dt - threshold_s:
+                        continue
+                    # Silent by its own clock, but heard from lately by ours: a producer whose clock is behind.
+                    async with conn.execute(_LAST_HEARD_SQL, (run.run_id,)) as cursor:
+                        heard = (await cursor.fetchone() or (None,))[0]
+                    if heard is not None and epoch_s(heard) > now_dt - threshold_s:
                         continue
                     reason = f"no event since {run.last_seen_at}: more than {threshold_s:g} s without a heartbeat"
                     if mark_stuck(run, reason):
