@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,28 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver.cli._integrity import coverage_command, reconcile_command
 from flowledger.receiver.cli._lifecycle import purge_command
 from tests.receiver._support import LiveReceiver, RunEvents, simple_run, typical_run
 
+_STUCK_AFTER_S = 0.5
+"""The stuck threshold of these tests' receivers (and of coverage on --db): short, so silence comes quickly."""
+
+
+@pytest.fixture
+def receiver_config(tmp_path: Path) -> ReceiverConfig:
+    """A receiver with the sweeper off and a short stuck threshold."""
+    return ReceiverConfig(db_path=tmp_path / "flowledger.db", sweep_interval_s=0, stuck_after_s=_STUCK_AFTER_S)
+
 
 def _where(live: LiveReceiver, how: str) -> list[str]:
     return ["--db", str(live.db_path)] if how == "db" else ["--url", live.url]
+
+
+def _checked(live: LiveReceiver, how: str) -> list[str]:
+    """Where coverage reads, with the receiver's threshold when it reads the file."""
+    return [*_where(live, how), *(["--stuck-after-s", str(_STUCK_AFTER_S)] if how == "db" else [])]
 
 
 def _renumbered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -38,7 +54,8 @@ def _without(run: RunEvents, kind: str) -> list[dict[str, Any]]:
 def incomplete(live: LiveReceiver) -> tuple[LiveReceiver, dict[str, RunEvents]]:
     """A receiver holding one complete run and one run for each kind of missing core event."""
     complete = typical_run()
-    unfinished = RunEvents(workflow_id="wa").start().node("fetch")  # no run_finished, silent for months
+    # No run_finished: silent for months by its producer's clock, and (after the wait below) by the receiver's.
+    unfinished = RunEvents(workflow_id="wa").start(heartbeat_interval_s=0.1).node("fetch")
     node_open = RunEvents().start().node("fetch").node("price").finish()
     gap = RunEvents().start().node("fetch").heartbeat().finish()
     no_start = RunEvents().start().node("fetch").finish()
@@ -52,6 +69,7 @@ def incomplete(live: LiveReceiver) -> tuple[LiveReceiver, dict[str, RunEvents]]:
     answer = live.post(batch).json()
     assert answer["rejected"] == []
     assert answer["accepted"] == len(batch)
+    time.sleep(2 * _STUCK_AFTER_S)  # the receiver's clock must find the unfinished run silent too
     return live, {"unfinished": unfinished, "node_open": node_open, "gap": gap, "no_start": no_start}
 
 
@@ -80,7 +98,7 @@ def test_coverage_finds_each_missing_core_event(
     """A run without run_finished, an attempt never finished, a producer gap, a run without run_started:
     FAIL_CORE_MISSING, exit 1, each counted once with its sample."""
     live, runs = incomplete
-    result = CliRunner().invoke(coverage_command, ["--json", *_where(live, how)])
+    result = CliRunner().invoke(coverage_command, ["--json", *_checked(live, how)])
     assert result.exit_code == 1, result.output
     report = json.loads(result.output)
     assert report["status"] == "FAIL_CORE_MISSING"
@@ -104,7 +122,7 @@ def test_coverage_finds_each_missing_core_event(
     gap_sample = kinds["producer_seq_gap"]["samples"][0]
     assert gap_sample["producer_id"] == runs["gap"].producer.producer_id
     assert gap_sample["missing"] == 1
-    text = CliRunner().invoke(coverage_command, _where(live, how))
+    text = CliRunner().invoke(coverage_command, _checked(live, how))
     assert text.exit_code == 1
     assert text.output.splitlines()[:2] == ["FAIL_CORE_MISSING", "sessions_with_gaps: 1 (1 events missing)"]
     assert f"run {runs['unfinished'].run_id} (wa, running)" in text.output
@@ -115,14 +133,14 @@ def test_coverage_filters_by_workflow_and_time(incomplete: tuple[LiveReceiver, d
     """--workflow keeps that workflow's runs (and the sessions whose newest run is one); --since a later time
     keeps nothing older."""
     live, _ = incomplete
-    only = json.loads(CliRunner().invoke(coverage_command, ["--json", "--workflow", "wa", *_where(live, how)]).output)
+    only = json.loads(CliRunner().invoke(coverage_command, ["--json", "--workflow", "wa", *_checked(live, how)]).output)
     assert {kind: tally["count"] for kind, tally in only["kinds"].items()} == {
         "run_finished_missing": 1,
         "run_started_missing": 0,
         "node_finished_missing": 0,
         "producer_seq_gap": 0,
     }
-    later = CliRunner().invoke(coverage_command, ["--since", "2099-01-01T00:00:00Z", *_where(live, how)])
+    later = CliRunner().invoke(coverage_command, ["--since", "2099-01-01T00:00:00Z", *_checked(live, how)])
     assert later.exit_code == 0, later.output
     assert later.output.startswith("PASS\n")
 
@@ -205,7 +223,6 @@ def test_reconcile_leaves_purged_runs_and_the_sweepers_verdict_alone(live: LiveR
 
 def test_reconcile_over_http_is_scoped_to_the_keys_project(tmp_path: Path) -> None:
     """With API keys on, GET /api/reconcile reports only the caller's project's runs."""
-    from flowledger.receiver._config import ReceiverConfig
     from tests.receiver._support import start_receiver
 
     config = ReceiverConfig(

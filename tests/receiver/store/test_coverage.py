@@ -13,6 +13,7 @@ from flowledger._wire import now_ts
 from flowledger.receiver.store._integrity import CoverageKind, CoverageQuery, CoverageStatus
 from flowledger.receiver.store._protocol import EventOutcome
 from flowledger.receiver.store._sqlite import SqliteStore
+from flowledger.receiver.store._time import ts_from_epoch_s
 from tests.receiver._support import RunEvents
 from tests.receiver.store.conformance.conftest import prepared
 
@@ -56,7 +57,8 @@ async def test_a_run_past_its_deadline_misses_its_run_finished(store: SqliteStor
 
 @pytest.mark.asyncio
 async def test_silence_counts_against_the_runs_own_heartbeat_interval(store: SqliteStore) -> None:
-    """A run silent 100 s is unfinished with a 30 s threshold, but not when it heartbeats every 60 s (3 x 60)."""
+    """A run silent 200 s is unfinished with a 30 s threshold, but not when it heartbeats every 60 s and the
+    receiver heard from it 100 s ago (under 3 x 60 s)."""
     run = RunEvents()
     run.clock_ns = time.time_ns() - 100 * _NS_PER_S
     run.start(heartbeat_interval_s=60.0)
@@ -64,6 +66,8 @@ async def test_silence_counts_against_the_runs_own_heartbeat_interval(store: Sql
     quick.clock_ns = time.time_ns() - 100 * _NS_PER_S
     quick.start(heartbeat_interval_s=1.0)
     await store.append(prepared([*run.events, *quick.events]))
-    report = await store.coverage(CoverageQuery(now=now_ts(), stuck_after_s=30))
+    # 100 s on, the receiver has not heard from either for 100 s (its own clock: the sweeper's second opinion).
+    later = ts_from_epoch_s(time.time() + 100)
+    report = await store.coverage(CoverageQuery(now=later, stuck_after_s=30))
     samples = report.kinds[CoverageKind.RUN_FINISHED_MISSING].samples
     assert [s["run_id"] for s in samples] == [quick.run_id]

@@ -42,7 +42,13 @@ FROM runs r LEFT JOIN payloads p ON p.seq = r.input_seq
 WHERE r.status IN {_UNFINISHED} {{scope}} AND (
     (r.last_seen_at < :silent_cutoff
      AND (julianday(:now) - julianday(r.last_seen_at)) * {_SECONDS_PER_DAY}
-         > :heartbeats * coalesce(r.heartbeat_interval_s, 0))
+         > :heartbeats * coalesce(r.heartbeat_interval_s, 0)
+     -- and not heard from lately by the receiver's clock either (the sweeper's rule: a producer
+     -- whose clock is behind is not taken for silent)
+     AND coalesce((julianday(:now) - julianday(
+             (SELECT max(l.received_at) FROM ledger l INDEXED BY ledger_by_run WHERE l.run_id = r.run_id)))
+             * {_SECONDS_PER_DAY}, 1e18)
+         > max(:stuck_after_s, :heartbeats * coalesce(r.heartbeat_interval_s, 0)))
     OR (r.started_at IS NOT NULL
         AND (julianday(:now) - julianday(r.started_at)) * {_SECONDS_PER_DAY}
             > json_extract(p.body, '$.data.limits.deadline_s') + :grace)
@@ -106,6 +112,7 @@ async def coverage(conn: aiosqlite.Connection, query: CoverageQuery) -> Coverage
         "now": query.now,
         "silent_cutoff": silent_cutoff,
         "heartbeats": query.heartbeats,
+        "stuck_after_s": query.stuck_after_s,
         "grace": DEADLINE_GRACE_S,
     }
     source = _OVERDUE_FROM.format(scope=_run_scope(query, params))

@@ -47,7 +47,8 @@ class CoverageKind(enum.StrEnum):
     """A way the record of a run can be incomplete."""
 
     RUN_FINISHED_MISSING = "run_finished_missing"
-    """Running (or stuck) past its heartbeat threshold or its deadline, with no ``run_finished``."""
+    """Running (or stuck) past its heartbeat threshold (by the producer's clock and the receiver's, as the
+    sweeper decides) or its deadline, with no ``run_finished``."""
     RUN_STARTED_MISSING = "run_started_missing"
     """Events of the run arrived, its ``run_started`` did not."""
     NODE_FINISHED_MISSING = "node_finished_missing"

@@ -5,6 +5,7 @@ Written against the protocol only; hand edits of a projection are engine-specifi
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from flowledger.receiver.store._integrity import (
     ReconcileScope,
 )
 from flowledger.receiver.store._protocol import EventOutcome, PurgeSelection, Store
+from flowledger.receiver.store._time import ts_from_epoch_s
 from tests.receiver._support import RunEvents, simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
 
@@ -117,7 +119,9 @@ async def test_coverage_passes_on_complete_runs_and_names_what_is_missing(store:
         for number, event in enumerate(run.events):
             event["producer_seq"] = number
     await _append(store, [e for run in (unfinished, node_open, gap, no_start) for e in run.events])
-    report = await store.coverage(CoverageQuery(now=now_ts(), stuck_after_s=300))
+    # An hour on: silent by the producer's clock and by the receiver's (which stored the events just now).
+    later = ts_from_epoch_s(time.time() + 3600)
+    report = await store.coverage(CoverageQuery(now=later, stuck_after_s=300))
     assert report.status is CoverageStatus.FAIL_CORE_MISSING
     assert _counts(report.kinds) == {kind.value: 1 for kind in CoverageKind}
     assert (report.sessions_with_gaps, report.events_missing) == (1, 1)
@@ -125,8 +129,11 @@ async def test_coverage_passes_on_complete_runs_and_names_what_is_missing(store:
     assert report.kinds[CoverageKind.NODE_FINISHED_MISSING].samples[0]["run_id"] == node_open.run_id
     assert report.kinds[CoverageKind.RUN_STARTED_MISSING].samples[0]["run_id"] == no_start.run_id
     assert report.kinds[CoverageKind.PRODUCER_SEQ_GAP].samples[0]["producer_id"] == gap.producer.producer_id
-    only_wa = await store.coverage(CoverageQuery(now=now_ts(), stuck_after_s=300, workflow_id="wa"))
+    assert (await store.coverage(CoverageQuery(now=now_ts(), stuck_after_s=300))).kinds[
+        CoverageKind.RUN_FINISHED_MISSING
+    ].count == 0, "heard from by the receiver just now: not silent yet"
+    only_wa = await store.coverage(CoverageQuery(now=later, stuck_after_s=300, workflow_id="wa"))
     expected = {kind.value: int(kind is CoverageKind.RUN_FINISHED_MISSING) for kind in CoverageKind}
     assert _counts(only_wa.kinds) == expected
-    other_project = await store.coverage(CoverageQuery(now=now_ts(), stuck_after_s=300, project="nobody"))
+    other_project = await store.coverage(CoverageQuery(now=later, stuck_after_s=300, project="nobody"))
     assert other_project.status is CoverageStatus.PASS
