@@ -22,6 +22,7 @@ import aiosqlite
 from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
 from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
+from flowledger.receiver.store._blobs import store_blobs
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
@@ -262,6 +263,7 @@ class SqliteStore:
         results: list[tuple[EventOutcome, str | None]] = [(EventOutcome.ACCEPTED, None)] * len(events)
         rows: list[tuple[Any, ...]] = []
         payloads: list[tuple[int, str]] = []
+        blobs: list[tuple[str, str]] = []
         seq, prev = self._head_seq, self._head_hash
         try:
             async with self._transaction():
@@ -320,10 +322,13 @@ class SqliteStore:
                         (seq, event.event_id, run_id, event.kind, event.ts, received_at, entry, digest, prev, new_hash)
                     )
                     add_payload((seq, event.body))
+                    if event.blobs:
+                        blobs.extend(event.blobs)
                     prev = new_hash
                 if rows:
                     await insert_rows(conn, _INSERT_LEDGER, rows, width=10)
                     await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
+                    await store_blobs(conn, blobs)
                     if nodes:
                         await insert_rows(conn, _INSERT_NODES, nodes, width=3)
                     await projector.flush()
