@@ -38,6 +38,8 @@ from typing import Any, Final
 
 __all__ = [
     "FULL_CAPTURE_MAX_BYTES",
+    "NODE_SHA256_ATTRIBUTE",
+    "REUSED_FROM_ATTRIBUTE",
     "WIRE_VERSION",
     "AbortReason",
     "CaptureMode",
@@ -142,6 +144,11 @@ class OutputCapture(enum.StrEnum):
     TOO_LARGE = "too_large"
     """Its JSON was over :data:`FULL_CAPTURE_MAX_BYTES`: only its hash is recorded."""
 
+
+NODE_SHA256_ATTRIBUTE: Final = "flowledger.node.sha256"
+"""The attempt attribute holding the sha256 of the node's own definition (set by the workflow runtime)."""
+REUSED_FROM_ATTRIBUTE: Final = "flowledger.reused_from"
+"""The attempt attribute of a node a resume did not run: the run whose recorded output it reused."""
 
 FULL_CAPTURE_MAX_BYTES: Final = 1024 * 1024
 """The largest full output (its UTF-8 JSON text) that is stored; past it only the hash and size are kept."""

@@ -187,6 +187,41 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
             },
+            "/api/runs/{run_id}/outputs": {
+                "get": {
+                    "summary": "What a resume reads: trigger data and each node's outcome, "
+                    "complete outputs checked against the ledger",
+                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "The run, the tree head and per node its outcome, output text "
+                            "(null unless captured in full and verified) and the problem that keeps it from reuse.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                    },
+                }
+            },
+            "/api/diff": {
+                "get": {
+                    "summary": "Two runs compared node by node",
+                    "parameters": [
+                        {"name": "a", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {"name": "b", "in": "query", "required": True, "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The first divergence, nodes added and removed, and per node the "
+                            "status, duration and cost deltas and structural diffs of input and output.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "400": _error("A run id is missing, repeated, or a parameter is unknown."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                    },
+                }
+            },
             "/api/tree": {
                 "get": {
                     "summary": "The ledger's Merkle tree (RFC 9162): size and root hash",

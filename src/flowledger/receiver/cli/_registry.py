@@ -9,8 +9,8 @@ from typing import Final
 
 import click
 
-from flowledger.receiver.cli import _commands, _lifecycle
+from flowledger.receiver.cli import _commands, _diff_command, _lifecycle
 
 __all__ = ["COMMANDS"]
 
-COMMANDS: Final[list[click.Command]] = [*_commands.COMMANDS, *_lifecycle.COMMANDS]
+COMMANDS: Final[list[click.Command]] = [*_commands.COMMANDS, *_lifecycle.COMMANDS, *_diff_command.COMMANDS]

@@ -383,3 +383,9 @@ class Store(Protocol):
     async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """The input or output of a run as stored JSON text; QueryError for ``kind`` not one of a run's."""
         ...
+
+    async def resume_evidence(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
+        """What resuming ``run_id`` needs: its trigger data and each node's last outcome, complete outputs
+        checked against the ledger (blob hash, payload hash, chain and Merkle inclusion); None when unknown
+        (or another project's). See :mod:`._evidence`."""
+        ...

@@ -27,6 +27,7 @@ from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._evidence import resume_evidence
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver.store._merkle import Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
@@ -695,6 +696,10 @@ class SqliteStore:
     async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """The input or output of a run as stored JSON text."""
         return await self._sync_read(lambda c: viewer_sql.run_payload(c, run_id, kind, project=project))
+
+    async def resume_evidence(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
+        """A run's outputs for a resume, each checked against the ledger (see :mod:`._evidence`)."""
+        return await self._sync_read(lambda c: resume_evidence(c, run_id, project))
 
 
 async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:
