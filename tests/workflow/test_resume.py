@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,3 +130,32 @@ def test_a_from_node_that_does_not_exist_is_refused(wf: Workflow) -> None:
     assert done.returncode == 1
     assert "--from nope: the workflow has no such node" in done.stderr
     assert wf.calls() == []
+
+
+@pytest.mark.slow
+def test_flowledger_resume_imports_the_generated_module_and_resumes(wf: Workflow) -> None:
+    """`flowledger resume RUN_ID --module wf.py` does what `python wf.py --resume RUN_ID` does."""
+    failed = wf.failed_run()
+    (wf.folder / "calls.log").write_text("", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "flowledger", "resume", failed, "--module", "wf.py", "--url", wf.live.url],
+        cwd=wf.folder,
+        capture_output=True,
+        text=True,
+        env=wf.env(),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert wf.calls() == ["price", "pack", "ship"]
+    assert wf.latest_run()["resumed_from"] == failed
+    (wf.folder / "steps_only.py").write_text("X = 1\n", encoding="utf-8")
+    refused = subprocess.run(
+        [sys.executable, "-m", "flowledger", "resume", failed, "--module", "steps_only.py"],
+        cwd=wf.folder,
+        capture_output=True,
+        text=True,
+        env=wf.env(),
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "not a module made by `flowledger generate`" in refused.stderr
