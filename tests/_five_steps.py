@@ -65,7 +65,7 @@ workflow:
   id: five-steps
   capture: full
 trigger:
-  type: manual
+{trigger}
 output: {output}
 nodes:
   - id: fetch
@@ -100,9 +100,10 @@ class Workflow:
         (folder / "steps.py").write_text(_steps_pack_takes_size(STEPS), encoding="utf-8")
         self.generate()
 
-    def generate(self, *, size: int = 1, audit: bool = False) -> None:
+    def generate(self, *, size: int = 1, audit: bool = False, http: bool = False) -> None:
         extra = "  - id: audit\n    call: steps:audit\n    needs: [ship]\n" if audit else ""
-        text = DEFINITION.format(size=size, extra=extra, output="audit" if audit else "ship")
+        trigger = "  type: http\n  http: {path: /orders}" if http else "  type: manual"
+        text = DEFINITION.format(size=size, extra=extra, output="audit" if audit else "ship", trigger=trigger)
         (self.folder / "wf.yaml").write_text(text, encoding="utf-8")
         done = subprocess.run(
             [sys.executable, "-m", "flowledger", "generate", "wf.yaml", "-o", "wf.py"],

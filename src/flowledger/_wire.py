@@ -39,6 +39,7 @@ from typing import Any, Final
 __all__ = [
     "FULL_CAPTURE_MAX_BYTES",
     "NODE_SHA256_ATTRIBUTE",
+    "RESUME_APP_PATH",
     "REUSED_FROM_ATTRIBUTE",
     "WIRE_VERSION",
     "AbortReason",
@@ -149,6 +150,9 @@ NODE_SHA256_ATTRIBUTE: Final = "flowledger.node.sha256"
 """The attempt attribute holding the sha256 of the node's own definition (set by the workflow runtime)."""
 REUSED_FROM_ATTRIBUTE: Final = "flowledger.reused_from"
 """The attempt attribute of a node a resume did not run: the run whose recorded output it reused."""
+
+RESUME_APP_PATH: Final = "/_flowledger/resume"
+"""The route of a generated http app that resumes one of its runs (``POST {"run_id", "from"}``)."""
 
 FULL_CAPTURE_MAX_BYTES: Final = 1024 * 1024
 """The largest full output (its UTF-8 JSON text) that is stored; past it only the hash and size are kept."""

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from flowledger._exceptions import ConfigError, ResumeRefused
-from flowledger._wire import RunStatus, TriggerType
+from flowledger._wire import RESUME_APP_PATH, RunStatus, TriggerType
+from flowledger.instrument import flush
 from flowledger.instrument._config import DEFAULT_ENDPOINT
 from flowledger.workflow._execute import RunResult, execute_run
 from flowledger.workflow._resume import ResumePlan, fetch_evidence, plan_resume
@@ -52,6 +53,8 @@ MAX_HTTP_BODY_BYTES: Final = 10 * 1024 * 1024
 DEFAULT_HTTP_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 8000
 HTTP_EXTRA_HINT: Final = "pip install 'flowledger[receiver]'"
+RESUME_FLUSH_S: Final = 5.0
+"""How long a resume through the http app waits for the new run's records to be sent before answering."""
 MAX_SCHEDULE_SLEEP_S: Final = 60.0
 """The schedule loop re-reads the clock at least this often (the wall clock may jump)."""
 
@@ -399,4 +402,31 @@ def _build_app(
             headers=headers,
         )
 
-    return Starlette(routes=[Route(workflow.trigger.path, start_run, methods=["POST"])])
+    async def resume(request: Request) -> Response:
+        """``POST {"run_id": ID, "from": NODE?}``: resume one of this workflow's runs (the viewer's button)."""
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("run_id"), str):
+            return JSONResponse({"error": 'the body must be {"run_id": "...", "from": NODE}'}, status_code=400)
+        from_node = body.get("from")
+        try:
+            endpoint = os.environ.get("FLOWLEDGER_ENDPOINT") or DEFAULT_ENDPOINT
+            evidence = await asyncio.to_thread(
+                fetch_evidence, endpoint, body["run_id"], api_key=os.environ.get("FLOWLEDGER_API_KEY")
+            )
+            plan = plan_resume(workflow, evidence, from_node=from_node if isinstance(from_node, str) else None)
+        except ResumeRefused as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        result = await execute_run(workflow, None, trigger=TriggerType.HTTP, executor=executor, resume=plan)
+        # The answer names the new run: send its records first, so that whoever asked can open it at once.
+        await asyncio.to_thread(flush, RESUME_FLUSH_S)
+        return JSONResponse({"run_id": result.run_id, "status": result.status.value})
+
+    return Starlette(
+        routes=[
+            Route(workflow.trigger.path, start_run, methods=["POST"]),
+            Route(RESUME_APP_PATH, resume, methods=["POST"]),
+        ]
+    )

@@ -203,6 +203,20 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/runs/{run_id}/chain": {
+                "get": {
+                    "summary": "The chain of attempts a run is part of: the original run and its resumes",
+                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "{runs: [{run_id, status, started_at, resumed_from}]}, oldest first.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                    },
+                }
+            },
             "/api/diff": {
                 "get": {
                     "summary": "Two runs compared node by node",

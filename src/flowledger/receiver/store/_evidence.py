@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from typing import Any
+from typing import Any, Final
 
 from flowledger._wire import NODE_SHA256_ATTRIBUTE, NodeStatus, OutputCapture
 from flowledger.receiver.store._canonical import chain_hash
@@ -31,7 +31,7 @@ from flowledger.receiver.store._entry import parse_entry
 from flowledger.receiver.store._merkle import inclusion_path, leaf_hash, verify_inclusion
 from flowledger.receiver.store._tree import _head, perfect_reader
 
-__all__ = ["resume_evidence"]
+__all__ = ["MAX_CHAIN_RUNS", "resume_chain", "resume_evidence"]
 
 
 class _Checker:
@@ -213,3 +213,47 @@ def resume_evidence(conn: sqlite3.Connection, run_id: str, project: str | None) 
         }
     finally:
         conn.execute("ROLLBACK")
+
+
+MAX_CHAIN_RUNS: Final = 100
+"""At most this many runs are listed in a chain of resumes (the original's side and the resumes' side each)."""
+
+
+def resume_chain(conn: sqlite3.Connection, run_id: str, project: str | None) -> list[dict[str, Any]] | None:
+    """The run, the run it resumed (and so on up to the original), and every resume of them, oldest first.
+
+    Each entry is ``{run_id, status, started_at, resumed_from}``; None for an unknown or another project's run.
+    """
+
+    def one(rid: str) -> dict[str, Any] | None:
+        row = conn.execute(
+            "SELECT run_id, status, started_at, resumed_from, project FROM runs WHERE run_id = ?", (rid,)
+        ).fetchone()
+        if row is None or (project is not None and row[4] != project):
+            return None
+        return {"run_id": row[0], "status": row[1], "started_at": row[2], "resumed_from": row[3]}
+
+    start = one(run_id)
+    if start is None:
+        return None
+    root = start
+    seen = {run_id}
+    while root["resumed_from"] and len(seen) < MAX_CHAIN_RUNS:
+        parent = one(str(root["resumed_from"]))
+        if parent is None or parent["run_id"] in seen:
+            break
+        seen.add(parent["run_id"])
+        root = parent
+    chain = {root["run_id"]: root}
+    frontier = [root["run_id"]]
+    while frontier and len(chain) < 2 * MAX_CHAIN_RUNS:
+        rows = conn.execute(
+            f"SELECT run_id FROM runs WHERE resumed_from IN ({', '.join('?' * len(frontier))})", frontier
+        ).fetchall()
+        frontier = []
+        for (child_id,) in rows:
+            child = one(str(child_id))
+            if child is not None and child["run_id"] not in chain:
+                chain[child["run_id"]] = child
+                frontier.append(child["run_id"])
+    return sorted(chain.values(), key=lambda r: (r["started_at"] or "", r["run_id"]))

@@ -389,3 +389,7 @@ class Store(Protocol):
         checked against the ledger (blob hash, payload hash, chain and Merkle inclusion); None when unknown
         (or another project's). See :mod:`._evidence`."""
         ...
+
+    async def resume_chain(self, run_id: str, *, project: str | None = None) -> list[dict[str, Any]] | None:
+        """The chain of attempts ``run_id`` is part of: the original run and its resumes, oldest first."""
+        ...

@@ -27,7 +27,7 @@ from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._event import PreparedEvent
-from flowledger.receiver.store._evidence import resume_evidence
+from flowledger.receiver.store._evidence import resume_chain, resume_evidence
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver.store._merkle import Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
@@ -700,6 +700,10 @@ class SqliteStore:
     async def resume_evidence(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
         """A run's outputs for a resume, each checked against the ledger (see :mod:`._evidence`)."""
         return await self._sync_read(lambda c: resume_evidence(c, run_id, project))
+
+    async def resume_chain(self, run_id: str, *, project: str | None = None) -> list[dict[str, Any]] | None:
+        """The original run and its resumes, oldest first (see :mod:`._evidence`)."""
+        return await self._sync_read(lambda c: resume_chain(c, run_id, project))
 
 
 async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:
