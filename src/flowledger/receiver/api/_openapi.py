@@ -217,6 +217,23 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/runs/{run_id}/resume": {
+                "post": {
+                    "summary": "Resume a run that did not succeed through its workflow's app "
+                    "(FLOWLEDGER_RESUME_ENDPOINTS names it)",
+                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "{run_id, status} of the new run.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                        "409": _error("The run succeeded or runs, no app is configured for it, or the app refused."),
+                        "502": _error("The workflow's app could not be reached or answered without JSON."),
+                    },
+                }
+            },
             "/api/diff": {
                 "get": {
                     "summary": "Two runs compared node by node",
