@@ -209,7 +209,8 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
                     "responses": {
                         "200": {
-                            "description": "{runs: [{run_id, status, started_at, resumed_from}]}, oldest first.",
+                            "description": "{runs: [{run_id, status, started_at, resumed_from}]}: the original, "
+                            "then each resume after the run it resumes.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
                         "401": _error("API keys are configured and the request has no valid one."),

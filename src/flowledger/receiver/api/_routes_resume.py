@@ -31,7 +31,7 @@ async def run_outputs(request: Request) -> Response:
 
 
 async def run_chain(request: Request) -> Response:
-    """The chain of attempts the run is part of: the original run and its resumes, oldest first."""
+    """The chain of attempts the run is part of: the original run, then each resume after the run it resumes."""
     run_id = request.path_params["run_id"]
     chain = await receiver_of(request).store.resume_chain(run_id, project=project_of(request))
     if chain is None:

@@ -220,7 +220,9 @@ MAX_CHAIN_RUNS: Final = 100
 
 
 def resume_chain(conn: sqlite3.Connection, run_id: str, project: str | None) -> list[dict[str, Any]] | None:
-    """The run, the run it resumed (and so on up to the original), and every resume of them, oldest first.
+    """The original run of ``run_id``'s chain, then every resume of it, each after the run it resumes.
+
+    Resumes of the same run are listed in start order.
 
     Each entry is ``{run_id, status, started_at, resumed_from}``; None for an unknown or another project's run.
     """
@@ -250,10 +252,11 @@ def resume_chain(conn: sqlite3.Connection, run_id: str, project: str | None) -> 
         rows = conn.execute(
             f"SELECT run_id FROM runs WHERE resumed_from IN ({', '.join('?' * len(frontier))})", frontier
         ).fetchall()
+        generation = [child for (child_id,) in rows if (child := one(str(child_id))) is not None]
+        generation = [c for c in generation if c["run_id"] not in chain]
+        generation.sort(key=lambda r: (r["started_at"] or "", r["run_id"]))
         frontier = []
-        for (child_id,) in rows:
-            child = one(str(child_id))
-            if child is not None and child["run_id"] not in chain:
-                chain[child["run_id"]] = child
-                frontier.append(child["run_id"])
-    return sorted(chain.values(), key=lambda r: (r["started_at"] or "", r["run_id"]))
+        for child in generation:
+            chain[child["run_id"]] = child
+            frontier.append(child["run_id"])
+    return list(chain.values())

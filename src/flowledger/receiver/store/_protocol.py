@@ -391,5 +391,5 @@ class Store(Protocol):
         ...
 
     async def resume_chain(self, run_id: str, *, project: str | None = None) -> list[dict[str, Any]] | None:
-        """The chain of attempts ``run_id`` is part of: the original run and its resumes, oldest first."""
+        """The chain of attempts ``run_id`` is part of: the original run, then each resume after the run it resumes."""
         ...

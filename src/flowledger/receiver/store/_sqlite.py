@@ -702,7 +702,7 @@ class SqliteStore:
         return await self._sync_read(lambda c: resume_evidence(c, run_id, project))
 
     async def resume_chain(self, run_id: str, *, project: str | None = None) -> list[dict[str, Any]] | None:
-        """The original run and its resumes, oldest first (see :mod:`._evidence`)."""
+        """The original run, then each resume after the run it resumes (see :mod:`._evidence`)."""
         return await self._sync_read(lambda c: resume_chain(c, run_id, project))
 
 
