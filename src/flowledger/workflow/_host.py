@@ -50,6 +50,7 @@ class NodeHost:
         self.transport = transport
         self._threads: ThreadPoolExecutor | None = None
         self._client: httpx.AsyncClient | None = None
+        self._node_hashes: dict[str, str] = {}
         self.recorded_effects: Mapping[str, RecordedEffect] = {}
         """Effects that succeeded in the run being resumed, by node id (empty unless resuming)."""
 
@@ -64,7 +65,10 @@ class NodeHost:
         span_id: str | None = None,
     ) -> NodeAttempt:
         """The SDK hook for one attempt of ``node`` (``span_id``: fixed by an executor that runs it elsewhere)."""
-        attributes: dict[str, Any] = {"flowledger.phase": phase.value, NODE_SHA256_ATTRIBUTE: node_sha256(node)}
+        digest = self._node_hashes.get(node.id)
+        if digest is None:
+            digest = self._node_hashes[node.id] = node_sha256(node)
+        attributes: dict[str, Any] = {"flowledger.phase": phase.value, NODE_SHA256_ATTRIBUTE: digest}
         if node.call is not None:
             attributes["flowledger.call"] = str(node.call)
         elif node.http is not None:
