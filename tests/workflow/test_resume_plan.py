@@ -83,3 +83,21 @@ def test_a_run_of_another_workflow_is_refused() -> None:
     evidence["run"]["workflow_id"] = "other"
     with pytest.raises(ResumeRefused, match="is a run of workflow 'other', not of 'plan'"):
         plan_resume(WF, evidence)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--from", "a"], "--from and --repeat-effects go with --resume RUN_ID"),
+        (["--repeat-effects"], "--from and --repeat-effects go with --resume RUN_ID"),
+        (["--resume", "r1", "--serve"], "--resume runs once; it does not go with --serve"),
+    ],
+)
+def test_resume_flags_out_of_place_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The generated module's command line refuses resume flags that do not fit, exit 2, before anything runs."""
+    from flowledger.workflow import main
+
+    assert main(WF, argv) == 2
+    assert message in capsys.readouterr().err

@@ -202,7 +202,8 @@ def plan_resume(
         elif node.id in forced:
             why = f"--from {from_node}"
         elif before["status"] != NodeStatus.SUCCEEDED.value:
-            why = f"it {before['status']}" if before["status"] else "it did not finish"
+            done = before["status"] in (NodeStatus.FAILED.value, NodeStatus.SKIPPED.value)
+            why = f"it {before['status']}" if done else "it did not finish"
         elif not same_definition and before.get("node_sha256") != node_sha256(node):
             why = "its definition changed"
         elif before.get("problem"):

@@ -161,6 +161,9 @@ def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | N
     if (args.from_node is not None or args.repeat_effects) and args.resume is None:
         print("error: --from and --repeat-effects go with --resume RUN_ID", file=sys.stderr)
         return EXIT_USAGE
+    if args.resume is not None and args.serve:
+        print("error: --resume runs once; it does not go with --serve", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.serve:
             return _serve(workflow, args, payload, executor)

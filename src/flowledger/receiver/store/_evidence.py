@@ -192,6 +192,8 @@ def resume_evidence(conn: sqlite3.Connection, run_id: str, project: str | None) 
                         problem=full["problem"],
                     )
             entry["tampered"] = checker.tampered
+            if checker.tampered and entry["problem"] is None:
+                entry["problem"] = "a ledger entry of its attempt does not verify (changed)"
             nodes.append(entry)
         return {
             "run": {
