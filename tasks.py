@@ -117,7 +117,15 @@ def demo() -> None:
     run(PY, str(ROOT / "examples" / "demo.py"))
 
 
-BENCHMARKS = ("sdk_overhead.py", "ingest.py", "codegen.py", "query_runs.py", "purge.py", "integrity.py")
+BENCHMARKS = (
+    "sdk_overhead.py",
+    "ingest.py",
+    "codegen.py",
+    "query_runs.py",
+    "purge.py",
+    "integrity.py",
+    "resume.py",
+)
 
 
 def bench() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from flowledger._exceptions import ConfigError
+from flowledger.receiver._resume_endpoints import RESUME_ENDPOINTS_ENV, parse_resume_endpoints
 from flowledger.receiver._trace_url import TRACE_ID_PLACEHOLDER
 
 __all__ = [
@@ -172,6 +173,10 @@ class ReceiverConfig:
     reconcile_recent_events: int = DEFAULT_RECONCILE_RECENT_EVENTS
     """A pass also checks the runs of the ledger entries appended since the previous one, at most this many."""
 
+    resume_endpoints: Mapping[str, str] = field(default_factory=dict)
+    """Workflow id -> base URL of its generated http app, where the viewer's Resume button sends a resume
+    (``FLOWLEDGER_RESUME_ENDPOINTS``, see :mod:`._resume_endpoints`)."""
+
 
 def _parse(name: str, raw: str, kind: type) -> object:
     try:
@@ -196,13 +201,21 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
             limit_changes[f.name] = _parse(f.name, raw, int)
     changes: dict[str, object] = {}
     for f in fields(ReceiverConfig):
-        if f.name in {"limits", "api_keys", "db_path", "retention"} | _OTLP_TEXT_FIELDS | _CHECKPOINT_TEXT_FIELDS:
+        if (
+            f.name
+            in {"limits", "api_keys", "db_path", "retention", "resume_endpoints"}
+            | _OTLP_TEXT_FIELDS
+            | _CHECKPOINT_TEXT_FIELDS
+        ):
             continue
         raw = env.get(_ENV_PREFIX + f.name.upper())
         if raw is not None:
             kind = float if f.name.endswith("_s") and f.name != "retry_after_s" else int
             changes[f.name] = _parse(f.name, raw, kind)
     changes.update(_otlp_text_settings(env))
+    resume_endpoints = env.get(RESUME_ENDPOINTS_ENV, "").strip()
+    if resume_endpoints:
+        changes["resume_endpoints"] = parse_resume_endpoints(resume_endpoints)
     for name in _CHECKPOINT_TEXT_FIELDS:
         raw = env.get(_ENV_PREFIX + name.upper(), "").strip()
         if raw:
@@ -228,6 +241,7 @@ def _check_reconcile(changes: Mapping[str, object]) -> None:
             raise ConfigError(f"{variable}={value!r} must be {low} or more.")
 
 
+_NOT_NUMBERS: Final = frozenset({"limits", "api_keys", "db_path", "retention", "resume_endpoints"})
 _OTLP_TEXT_FIELDS: Final = frozenset({"forward_endpoint", "forward_headers", "trace_url_template"})
 _CHECKPOINT_TEXT_FIELDS: Final = frozenset({"checkpoint_dir", "checkpoint_key", "checkpoint_url"})
 

@@ -297,6 +297,73 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
             },
+            "/api/runs/{run_id}/outputs": {
+                "get": {
+                    "summary": "What a resume reads: trigger data and each node's outcome, "
+                    "complete outputs checked against the ledger",
+                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "The run, the tree head and per node its outcome, output text "
+                            "(null unless captured in full and verified) and the problem that keeps it from reuse.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                    },
+                }
+            },
+            "/api/runs/{run_id}/chain": {
+                "get": {
+                    "summary": "The chain of attempts a run is part of: the original run and its resumes",
+                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "{runs: [{run_id, status, started_at, resumed_from}]}: the original, "
+                            "then each resume after the run it resumes.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                    },
+                }
+            },
+            "/api/runs/{run_id}/resume": {
+                "post": {
+                    "summary": "Resume a run that did not succeed through its workflow's app "
+                    "(FLOWLEDGER_RESUME_ENDPOINTS names it)",
+                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "{run_id, status} of the new run.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                        "409": _error("The run succeeded or runs, no app is configured for it, or the app refused."),
+                        "502": _error("The workflow's app could not be reached or answered without JSON."),
+                    },
+                }
+            },
+            "/api/diff": {
+                "get": {
+                    "summary": "Two runs compared node by node",
+                    "parameters": [
+                        {"name": "a", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {"name": "b", "in": "query", "required": True, "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The first divergence, nodes added and removed, and per node the "
+                            "status, duration and cost deltas and structural diffs of input and output.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "400": _error("A run id is missing, repeated, or a parameter is unknown."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                    },
+                }
+            },
             "/api/tree": {
                 "get": {
                     "summary": "The ledger's Merkle tree (RFC 9162): size and root hash",

@@ -10,8 +10,13 @@ from typing import Final
 
 import click
 
-from flowledger.receiver.cli import _commands, _integrity, _lifecycle
+from flowledger.receiver.cli import _commands, _diff_command, _integrity, _lifecycle
 
 __all__ = ["COMMANDS"]
 
-COMMANDS: Final[list[click.Command]] = [*_commands.COMMANDS, *_lifecycle.COMMANDS, *_integrity.COMMANDS]
+COMMANDS: Final[list[click.Command]] = [
+    *_commands.COMMANDS,
+    *_lifecycle.COMMANDS,
+    *_integrity.COMMANDS,
+    *_diff_command.COMMANDS,
+]

@@ -377,6 +377,25 @@ def _v11_merkle_tree(conn: sqlite3.Connection) -> None:
     backfill(conn)
 
 
+_V13_RESUME: Final = """
+-- Complete outputs captured in full, keyed by the sha256 of their JSON text; the ledger commits to the hash.
+CREATE TABLE blobs (
+    sha256 TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    size INTEGER NOT NULL
+) WITHOUT ROWID;
+ALTER TABLE node_runs ADD COLUMN output_sha256 TEXT;
+ALTER TABLE node_runs ADD COLUMN output_capture TEXT;
+CREATE INDEX node_runs_by_output ON node_runs (output_sha256) WHERE output_sha256 IS NOT NULL;
+ALTER TABLE runs ADD COLUMN resumed_from TEXT;
+ALTER TABLE runs ADD COLUMN definition_sha256 TEXT;
+ALTER TABLE runs ADD COLUMN resumed_from_definition_sha256 TEXT;
+ALTER TABLE runs ADD COLUMN input_sha256 TEXT;
+CREATE INDEX runs_by_input_blob ON runs (input_sha256) WHERE input_sha256 IS NOT NULL;
+CREATE INDEX runs_by_resumed_from ON runs (resumed_from) WHERE resumed_from IS NOT NULL;
+"""
+
+
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration: an SQL script, or a function given the connection inside the migration's transaction."""
 
@@ -393,6 +412,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v10_ledger_format_2,
     _v11_merkle_tree,
     _V12_COVERAGE,
+    _V13_RESUME,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -397,4 +397,13 @@ class Store(Protocol):
         Without ``repair`` it only reads (a snapshot per chunk of runs). With it, the drifted runs'
         rows are rewritten from the fold: a writer-side method then (call it through ``Writer.call``).
         """
+
+    async def resume_evidence(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
+        """What resuming ``run_id`` needs: its trigger data and each node's last outcome, complete outputs
+        checked against the ledger (blob hash, payload hash, chain and Merkle inclusion); None when unknown
+        (or another project's). See :mod:`._evidence`."""
+        ...
+
+    async def resume_chain(self, run_id: str, *, project: str | None = None) -> list[dict[str, Any]] | None:
+        """The chain of attempts ``run_id`` is part of: the original run, then each resume after the run it resumes."""
         ...

@@ -22,11 +22,13 @@ import aiosqlite
 from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
 from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
+from flowledger.receiver.store._blobs import store_blobs
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
 from flowledger.receiver.store._coverage import coverage
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._evidence import resume_chain, resume_evidence
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
 from flowledger.receiver.store._merkle import Frontier, leaf_hash
@@ -267,6 +269,7 @@ class SqliteStore:
         results: list[tuple[EventOutcome, str | None]] = [(EventOutcome.ACCEPTED, None)] * len(events)
         rows: list[tuple[Any, ...]] = []
         payloads: list[tuple[int, str]] = []
+        blobs: list[tuple[str, str]] = []
         seq, prev = self._head_seq, self._head_hash
         try:
             async with self._transaction():
@@ -325,10 +328,13 @@ class SqliteStore:
                         (seq, event.event_id, run_id, event.kind, event.ts, received_at, entry, digest, prev, new_hash)
                     )
                     add_payload((seq, event.body))
+                    if event.blobs:
+                        blobs.extend(event.blobs)
                     prev = new_hash
                 if rows:
                     await insert_rows(conn, _INSERT_LEDGER, rows, width=10)
                     await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
+                    await store_blobs(conn, blobs)
                     if nodes:
                         await insert_rows(conn, _INSERT_NODES, nodes, width=3)
                     await projector.flush()
@@ -732,6 +738,14 @@ class SqliteStore:
             return await reconcile(self._transaction if repair else self._snapshot, scope, repair=repair)
         except sqlite3.Error as exc:
             raise StoreError(f"reconciling the projections failed: {exc}") from exc
+
+    async def resume_evidence(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
+        """A run's outputs for a resume, each checked against the ledger (see :mod:`._evidence`)."""
+        return await self._sync_read(lambda c: resume_evidence(c, run_id, project))
+
+    async def resume_chain(self, run_id: str, *, project: str | None = None) -> list[dict[str, Any]] | None:
+        """The original run, then each resume after the run it resumes (see :mod:`._evidence`)."""
+        return await self._sync_read(lambda c: resume_chain(c, run_id, project))
 
 
 async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:
