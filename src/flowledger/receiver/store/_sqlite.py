@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -27,7 +28,7 @@ from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, c
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
-from flowledger.receiver.store._merkle import Frontier, leaf_hash
+from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
 from flowledger.receiver.store._projector import Projector, run_from_row, save_runs
 from flowledger.receiver.store._protocol import (
@@ -286,9 +287,10 @@ class SqliteStore:
                 # same file (a second receiver, a CLI) cannot fork the chain.
                 seq, prev = await _head(conn)
                 tree = await self._tree_at(conn, seq)
-                nodes: list[tuple[int, int, bytes]] = []
                 received_at = now_ts()
+                entries: list[bytes] = []
                 apply, add_row, add_payload = projector.apply, rows.append, payloads.append  # skip attribute lookups
+                add_entry, sha256 = entries.append, hashlib.sha256
                 for i in fresh:
                     event = events[i]
                     run_id = event.run_id
@@ -303,27 +305,36 @@ class SqliteStore:
                     event.seq = seq
                     apply(event, event.producer_id, event.producer_seq)
                     digest = digests[i]
+                    kind = event.kind._value_
                     entry = entry_bytes(
                         seq=seq,
                         event_id=event.event_id,
                         run_id=run_id,
-                        kind=event.kind,
+                        kind=kind,
                         ts=event.ts,
                         project=event.project,
                         producer_id=event.producer_id,
                         producer_seq=event.producer_seq,
                         payload_sha256=digest,
                     )
-                    new_hash = chain_hash(prev, entry)
-                    nodes += stored_nodes(tree.append(leaf_hash(entry)))
+                    add_entry(entry)
+                    new_hash = sha256(prev + entry).digest()  # chain_hash, inline: this runs once per event
+                    # Blobs bound as bytearray: the sqlite3 module binds bytes through its adapter lookup.
                     add_row(
-                        (seq, event.event_id, run_id, event.kind, event.ts, received_at, entry, digest, prev, new_hash)
+                        (
+                            *(seq, event.event_id, run_id, kind, event.ts, received_at),
+                            *(bytearray(entry), bytearray(digest), bytearray(prev), bytearray(new_hash)),
+                        )
                     )
                     add_payload((seq, event.body))
                     prev = new_hash
                 if rows:
                     await insert_rows(conn, _INSERT_LEDGER, rows, width=10)
                     await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
+                    nodes = [
+                        (level, index, bytearray(h))
+                        for level, index, h in tree.extend(entries, keep_from_level=STORED_MIN_LEVEL)
+                    ]
                     if nodes:
                         await insert_rows(conn, _INSERT_NODES, nodes, width=3)
                     await projector.flush()
