@@ -23,6 +23,7 @@ import aiosqlite
 from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
 from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
+from flowledger.receiver.store._binding import register_adapters
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
@@ -174,6 +175,7 @@ class SqliteStore:
             await asyncio.to_thread(_check_readable, self.path)
         else:
             await asyncio.to_thread(prepare_file, self.path)
+            register_adapters()
             self._writer = await self._connect(readonly=False)
             self._head_seq, self._head_hash = await _head(self._writer)
         for _ in range(self._reader_count):
@@ -319,22 +321,13 @@ class SqliteStore:
                     )
                     add_entry(entry)
                     new_hash = sha256(prev + entry).digest()  # chain_hash, inline: this runs once per event
-                    # Blobs bound as bytearray: the sqlite3 module binds bytes through its adapter lookup.
-                    add_row(
-                        (
-                            *(seq, event.event_id, run_id, kind, event.ts, received_at),
-                            *(bytearray(entry), bytearray(digest), bytearray(prev), bytearray(new_hash)),
-                        )
-                    )
+                    add_row((seq, event.event_id, run_id, kind, event.ts, received_at, entry, digest, prev, new_hash))
                     add_payload((seq, event.body))
                     prev = new_hash
                 if rows:
                     await insert_rows(conn, _INSERT_LEDGER, rows, width=10)
                     await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
-                    nodes = [
-                        (level, index, bytearray(h))
-                        for level, index, h in tree.extend(entries, keep_from_level=STORED_MIN_LEVEL)
-                    ]
+                    nodes = tree.extend(entries, keep_from_level=STORED_MIN_LEVEL)
                     if nodes:
                         await insert_rows(conn, _INSERT_NODES, nodes, width=3)
                     await projector.flush()
