@@ -120,6 +120,7 @@ def demo() -> None:
 BENCHMARKS = (
     "sdk_overhead.py",
     "ingest.py",
+    "ingest_path.py",
     "codegen.py",
     "query_runs.py",
     "purge.py",

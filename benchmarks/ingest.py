@@ -10,10 +10,12 @@ events/s end to end (validation, hash chain, projections, commit) and, for
 the same rows, the speed of a bare ``sqlite3`` ``executemany`` into the
 ledger table in one transaction, measured in the same run.
 
-With ``--baseline REV`` (a git revision of this repository, e.g. ``main``)
-the receiver of that revision is measured in the same run, alternating with
-this tree's ``--repeat`` times, on the same machine and client load; the best
-run of each is printed side by side.
+With ``--baseline REV`` (a git revision of this repository, e.g. ``main``,
+or the last revision that wrote ledger format 1) the receiver of that
+revision is measured in the same run, alternating with this tree's
+``--repeat`` times, on the same machine and client load, with the SQLite
+references measured between them each round; every figure is the median of
+the runs, with their range.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import tempfile
 import time
 from operator import attrgetter
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import httpx
@@ -363,26 +366,33 @@ def export_revision(revision: str, into: Path) -> Path:
     return into / "src"
 
 
-def report(label: str, figures: dict[str, Any]) -> None:
-    sent, elapsed, cpu_used, loop_used = figures["sent"], figures["elapsed"], figures["cpu_used"], figures["loop_used"]
-    print(f"[{label}] events sent: {sent}  stored: {figures['stored']}  (503 retries: {figures['retries']})")
-    print(f"[{label}] verify: {figures['verify']}")
-    print(f"[{label}] end to end over HTTP : {sent / elapsed:>10,.0f} events/s  ({elapsed:.2f} s)")
-    if cpu_used:
-        per_event_us, loop_us = cpu_used / sent * 1e6, loop_used / sent * 1e6
-        load_before, load_after = figures["load"]
+def report(label: str, runs: list[dict[str, Any]]) -> None:
+    """Print the medians of the runs of one receiver, each with its range."""
+
+    def line(values: list[float], unit: str, width: int = 10, fmt: str = ",.0f") -> str:
+        return f"{median(values):>{width}{fmt}} {unit}  [{min(values):{fmt}} to {max(values):{fmt}}]"
+
+    sent = runs[0]["sent"]
+    stored = ", ".join(str(f["stored"]) for f in runs)
+    print(f"[{label}] events sent: {sent} per run  stored: {stored}  (503 retries: {sum(f['retries'] for f in runs)})")
+    print(f"[{label}] verify: {runs[-1]['verify']}")
+    print(f"[{label}] end to end over HTTP : {line([f['sent'] / f['elapsed'] for f in runs], 'events/s')}")
+    if all(f["cpu_used"] for f in runs):
+        per_event = [f["cpu_used"] / f["sent"] * 1e6 for f in runs]
+        loop = [f["loop_used"] / f["sent"] * 1e6 for f in runs]
+        loads = ", ".join(f"{f['load'][0]:.1f}-{f['load'][1]:.1f}" for f in runs)
+        print(f"[{label}] receiver CPU         : {line(per_event, 'us/event', fmt='.1f')}  (load average {loads})")
         print(
-            f"[{label}] receiver CPU         : {per_event_us:>10.1f} us/event  ({cpu_used:.2f} s over {elapsed:.2f} s "
-            f"wall; load average {load_before:.1f} before the run, {load_after:.1f} after)"
+            f"[{label}]   event-loop thread  : {line(loop, 'us/event', fmt='.1f')}  (parse, validate, canonical "
+            f"form, fold, hash chain, entries, Merkle tree; its ceiling: {1e6 / median(loop):,.0f} events/s on a "
+            "free core)"
         )
-        print(
-            f"[{label}]   event-loop thread  : {loop_us:>10.1f} us/event  (parse, validate, canonical form, fold, "
-            f"hash chain, entries, Merkle tree; its ceiling: {1e6 / loop_us:,.0f} events/s on a free core)"
-        )
-        print(f"[{label}]   other threads      : {per_event_us - loop_us:>10.1f} us/event  (SQLite on the writer)")
+        others = [a - b for a, b in zip(per_event, loop, strict=True)]
+        print(f"[{label}]   other threads      : {line(others, 'us/event', fmt='.1f')}  (SQLite on the writer)")
+    client = [f["client_cpu"] / f["sent"] * 1e6 for f in runs]
     print(
-        f"[{label}] client processes CPU : {figures['client_cpu'] / sent * 1e6:>10.1f} us/event  (posting the "
-        f"prepared bodies; they share the machine's {os.cpu_count()} cores with the receiver)"
+        f"[{label}] client processes CPU : {line(client, 'us/event', fmt='.1f')}  (posting the prepared bodies; "
+        f"they share the machine's {os.cpu_count()} cores with the receiver)"
     )
 
 
@@ -403,35 +413,47 @@ def main() -> None:
         if args.baseline is not None:
             (tmp / "baseline").mkdir()
             trees = {f"baseline {args.baseline}": export_revision(args.baseline, tmp / "baseline"), **trees}
-        best: dict[str, dict[str, Any]] = {}
-        for _ in range(args.repeat):
+        runs: dict[str, list[dict[str, Any]]] = {label: [] for label in trees}
+        raw_runs: list[float] = []
+        all_runs: list[float] = []
+        sample = build_runs(runs_per_client * args.clients)
+        for round_ in range(args.repeat):
             for label, src in trees.items():
                 figures = measure(src, args.clients, runs_per_client, args.batch, tmp)
                 if figures["stored"] != figures["sent"]:
                     sys.exit(f"[{label}] the ledger does not hold every event sent")
-                rate = figures["sent"] / figures["elapsed"]
-                if label not in best or rate > best[label]["sent"] / best[label]["elapsed"]:
-                    best[label] = figures
-        sample = build_runs(runs_per_client * args.clients)
-        raw_s = raw_sqlite(sample, tmp / "raw.db")
-        all_s = raw_sqlite_all(sample, tmp / "all.db", args.batch)
+                runs[label].append(figures)
+            # The SQLite references between the receivers' runs, so that all see the same machine.
+            raw_runs.append(raw_sqlite(sample, tmp / f"raw-{round_}.db"))
+            all_runs.append(raw_sqlite_all(sample, tmp / f"all-{round_}.db", args.batch))
 
     print(
         f"cores: {os.cpu_count()}  clients: {args.clients}  batch: {args.batch} events/request  repeat: {args.repeat}"
+        " (medians, with the range in brackets)"
     )
-    for label, figures in best.items():
-        report(label, figures)
-    if len(best) == 2:
-        (base_label, base), (_, this) = best.items()
-        base_rate, this_rate = base["sent"] / base["elapsed"], this["sent"] / this["elapsed"]
-        print(
-            f"this tree / {base_label}: {this_rate / base_rate:.2f} of the baseline's events/s (best of {args.repeat})"
-        )
-    print(f"raw sqlite3 executemany: {total / raw_s:>8,.0f} events/s  ({raw_s:.2f} s, ledger and payload rows only)")
+    for label, measured in runs.items():
+        report(label, measured)
+    raw_rate = median(total / s for s in raw_runs)
+    all_rate = median(total / s for s in all_runs)
+    rates = {label: median(f["sent"] / f["elapsed"] for f in measured) for label, measured in runs.items()}
+    if len(runs) == 2:
+        (base_label, base_rate), (_, this_rate) = rates.items()
+        print(f"this tree / {base_label}: {this_rate / base_rate:.2f} of the baseline's events/s (medians)")
     print(
-        f"raw sqlite3, all rows  : {total / all_s:>8,.0f} events/s  ({all_s:.2f} s: ledger, payloads, tree nodes, "
-        "runs, node attempts and producers, folded and hashed beforehand; the most SQLite alone allows here)"
+        f"raw sqlite3 executemany: {raw_rate:>8,.0f} events/s  {_spread([total / s for s in raw_runs])}"
+        " (ledger and payload rows only)"
     )
+    print(
+        f"raw sqlite3, all rows  : {all_rate:>8,.0f} events/s  {_spread([total / s for s in all_runs])} (ledger, "
+        "payloads, tree nodes, runs, node attempts and producers, folded and hashed beforehand; the most SQLite "
+        "alone allows here)"
+    )
+    for label, rate in rates.items():
+        print(f"[{label}] end to end / all rows: {rate / all_rate:.2f}")
+
+
+def _spread(values: list[float]) -> str:
+    return f"[{min(values):,.0f} to {max(values):,.0f}]"
 
 
 if __name__ == "__main__":

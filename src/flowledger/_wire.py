@@ -230,6 +230,11 @@ def now_ts() -> str:
     return format_ts(time.time_ns())
 
 
+_FOUR_DIGIT_YEAR: Final = 1000
+"""From this year on ``isoformat`` writes the year as ``strftime("%Y")`` does (before it, strftime does not pad)."""
+_MICROS_LEN: Final = len("2026-01-01T00:00:00.000000")
+
+
 def format_datetime(value: datetime) -> str:
     """A datetime in the form :func:`format_ts` writes; a naive one is taken as UTC.
 
@@ -237,6 +242,8 @@ def format_datetime(value: datetime) -> str:
     """
     if value.tzinfo is not None:
         value = value.astimezone(UTC)
+    if value.year >= _FOUR_DIGIT_YEAR:  # the same text as strftime's, written several times faster
+        return value.isoformat(timespec="microseconds")[:_MICROS_LEN] + "Z"
     return value.strftime(_SECONDS_FORMAT + ".%fZ")
 
 

@@ -51,6 +51,37 @@ def test_roots_match_pymerkle_at_every_size() -> None:
         assert Frontier.load(size, perfect).root() == frontier.root()
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=70),
+    st.lists(st.integers(min_value=0, max_value=40), max_size=5),
+    st.integers(min_value=1, max_value=5),
+)
+def test_extend_is_append_of_each_leaf(start: int, groups: list[int], keep_from_level: int) -> None:
+    """Extending by a group of entries builds the tree pymerkle builds, completing the subtrees append completes."""
+    count = start + sum(groups)
+    entries = [f'{{"seq":{i + 1}}}'.encode() for i in range(count)]
+    one_by_one, grouped = Frontier(), Frontier()
+    for entry in entries[:start]:
+        one_by_one.append(leaf_hash(entry))
+    grouped.extend(entries[:start])
+    at = start
+    reference = InmemoryTree()
+    for entry in entries:
+        reference.append_entry(entry)
+    for size in groups:
+        expected = [
+            node
+            for entry in entries[at : at + size]
+            for node in one_by_one.append(leaf_hash(entry))
+            if node[0] >= keep_from_level
+        ]
+        assert grouped.extend(entries[at : at + size], keep_from_level=keep_from_level) == expected
+        at += size
+        assert grouped.size == one_by_one.size == at
+        assert grouped.root() == one_by_one.root() == (reference.get_root(at) if at else EMPTY_ROOT)
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.integers(min_value=1, max_value=200), st.data())
 def test_inclusion_paths_match_pymerkle_and_verify(size: int, data: st.DataObject) -> None:

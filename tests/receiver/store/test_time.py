@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from hypothesis import given
@@ -57,3 +57,15 @@ def test_completed_at_is_written_in_the_wire_form() -> None:
     start = datetime(2026, 1, 31, 8, 0, tzinfo=UTC)
     assert completed_at(format_datetime(start), 1500.25) == format_datetime(start + timedelta(milliseconds=1500.25))
     assert completed_at("2026-01-31T08:00:00.000000Z", 1500.25) == "2026-01-31T08:00:01.500250Z"
+
+
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from([None, UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-11))]),
+)
+def test_format_datetime_writes_what_strftime_writes(value: datetime, zone: timezone | None) -> None:
+    """The isoformat fast path of format_datetime gives strftime's text for every instant, naive or aware."""
+    if zone is not None:
+        value = value.replace(tzinfo=zone)
+    utc = value.astimezone(UTC) if zone is not None else value
+    assert format_datetime(value) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -91,6 +91,30 @@ class Frontier:
         self.size += 1
         return done
 
+    def extend(self, entries: Sequence[bytes], *, keep_from_level: int = 1) -> list[tuple[int, int, bytes]]:
+        """Add the leaves of many entries at once; return the subtrees they completed at ``keep_from_level`` and up.
+
+        The same tree and the same subtrees as :meth:`append` of each
+        ``leaf_hash(entry)`` in turn, in one loop without a call per hash
+        (a commit group of 1,000 entries hashes about 2,000 times).
+        """
+        sha256 = hashlib.sha256
+        hashes, size = self.hashes, self.size
+        push, pop = hashes.append, hashes.pop
+        done: list[tuple[int, int, bytes]] = []
+        for entry in entries:
+            h = sha256(b"\x00" + entry).digest()
+            level = 0
+            while size >> level & 1:
+                h = sha256(b"\x01" + pop() + h).digest()
+                level += 1
+                if level >= keep_from_level:
+                    done.append((level, size >> level, h))
+            push(h)
+            size += 1
+        self.size = size
+        return done
+
     def root(self) -> bytes:
         """The tree's root hash."""
         if not self.hashes:

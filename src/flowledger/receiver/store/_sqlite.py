@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ import aiosqlite
 from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
 from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
+from flowledger.receiver.store._binding import register_adapters
 from flowledger.receiver.store._blobs import store_blobs
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
@@ -31,7 +33,7 @@ from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._evidence import resume_chain, resume_evidence
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
-from flowledger.receiver.store._merkle import Frontier, leaf_hash
+from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
 from flowledger.receiver.store._projector import Projector, run_from_row, save_runs
 from flowledger.receiver.store._protocol import (
@@ -180,6 +182,7 @@ class SqliteStore:
             await asyncio.to_thread(_check_readable, self.path)
         else:
             await asyncio.to_thread(prepare_file, self.path)
+            register_adapters()
             self._writer = await self._connect(readonly=False)
             self._head_seq, self._head_hash = await _head(self._writer)
         for _ in range(self._reader_count):
@@ -294,9 +297,10 @@ class SqliteStore:
                 # same file (a second receiver, a CLI) cannot fork the chain.
                 seq, prev = await _head(conn)
                 tree = await self._tree_at(conn, seq)
-                nodes: list[tuple[int, int, bytes]] = []
                 received_at = now_ts()
+                entries: list[bytes] = []
                 apply, add_row, add_payload = projector.apply, rows.append, payloads.append  # skip attribute lookups
+                add_entry, sha256 = entries.append, hashlib.sha256
                 for i in fresh:
                     event = events[i]
                     run_id = event.run_id
@@ -311,22 +315,21 @@ class SqliteStore:
                     event.seq = seq
                     apply(event, event.producer_id, event.producer_seq)
                     digest = digests[i]
+                    kind = event.kind._value_
                     entry = entry_bytes(
                         seq=seq,
                         event_id=event.event_id,
                         run_id=run_id,
-                        kind=event.kind,
+                        kind=kind,
                         ts=event.ts,
                         project=event.project,
                         producer_id=event.producer_id,
                         producer_seq=event.producer_seq,
                         payload_sha256=digest,
                     )
-                    new_hash = chain_hash(prev, entry)
-                    nodes += stored_nodes(tree.append(leaf_hash(entry)))
-                    add_row(
-                        (seq, event.event_id, run_id, event.kind, event.ts, received_at, entry, digest, prev, new_hash)
-                    )
+                    add_entry(entry)
+                    new_hash = sha256(prev + entry).digest()  # chain_hash, inline: this runs once per event
+                    add_row((seq, event.event_id, run_id, kind, event.ts, received_at, entry, digest, prev, new_hash))
                     add_payload((seq, event.body))
                     if event.blobs:
                         blobs.extend(event.blobs)
@@ -335,6 +338,7 @@ class SqliteStore:
                     await insert_rows(conn, _INSERT_LEDGER, rows, width=10)
                     await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
                     await store_blobs(conn, blobs)
+                    nodes = tree.extend(entries, keep_from_level=STORED_MIN_LEVEL)
                     if nodes:
                         await insert_rows(conn, _INSERT_NODES, nodes, width=3)
                     await projector.flush()
