@@ -24,6 +24,7 @@ from flowledger.receiver.store._fold import (
     fold_node,
     fold_run,
 )
+from flowledger.receiver.store._logs import LogDrop, LogRow, append_log_rows, rows_of_event
 
 __all__ = ["Projector", "load_runs", "save_runs"]
 
@@ -33,6 +34,7 @@ _CHUNK: Final = 400
 _run_row: Final = attrgetter(*RUN_COLUMNS)
 _node_row: Final = attrgetter(*NODE_COLUMNS)
 _NODE_KINDS: Final = frozenset({EventKind.NODE_STARTED, EventKind.NODE_FINISHED})
+_NODE_LOGS: Final = EventKind.NODE_LOGS
 
 _SAVE_RUNS: Final = f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)})"
 _SAVE_NODES: Final = f"INSERT OR REPLACE INTO node_runs ({', '.join(NODE_COLUMNS)})"
@@ -114,6 +116,8 @@ class Projector:
         self._dirty_nodes: set[tuple[str, str]] = set()
         self._producers: dict[str, list[Any]] = {}
         """producer_id -> [max_seq, events, project, last_ts, last_run_id] of this batch."""
+        self._logs: list[LogRow] = []
+        self._log_drops: list[LogDrop] = []
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
         """Read the stored states of every run and attempt the events touch."""
@@ -138,6 +142,8 @@ class Projector:
             nodes = self._nodes
             nodes[node_key] = fold_node(nodes.get(node_key), event)
             self._dirty_nodes.add(node_key)
+        elif event.kind is _NODE_LOGS:
+            self._add_logs(event)
         if producer_id is not None:
             counts = self._producers.get(producer_id)
             ts = event.ts
@@ -152,6 +158,12 @@ class Projector:
                 if (ts, run_id) > (counts[3], counts[4]):
                     counts[3], counts[4] = ts, run_id
 
+    def _add_logs(self, event: FoldEvent) -> None:
+        rows, drop = rows_of_event(run_id=event.run_id, event_id=event.event_id, project=event.project, data=event.data)
+        self._logs += rows
+        if drop is not None:
+            self._log_drops.append(drop)
+
     async def flush(self) -> None:
         """Write every changed row (inside the caller's transaction)."""
         conn = self._conn
@@ -164,9 +176,13 @@ class Projector:
         if self._producers:
             rows = [(p, *c) for p, c in self._producers.items()]
             await insert_rows(conn, _SAVE_PRODUCERS, rows, width=6, tail=_SAVE_PRODUCERS_TAIL)
+        if self._logs or self._log_drops:
+            await append_log_rows(conn, self._logs, self._log_drops)
         self._dirty_runs.clear()
         self._dirty_nodes.clear()
         self._producers.clear()
+        self._logs.clear()
+        self._log_drops.clear()
 
     def forget(self) -> None:
         """Drop the loaded states (rebuild calls this between chunks to bound memory)."""

@@ -16,6 +16,7 @@ from typing import Any, Final, Protocol
 
 from flowledger._wire import RunStatus
 from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._logs import LOG_PAGE_MAX, AttemptLogs, LogDrop, LogRow
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._views import (
     PERCENTILE_SAMPLE_MAX,
@@ -328,6 +329,32 @@ class Store(Protocol):
         The project is part of the key: a span another project sent first with the same ids hides nothing.
 
         A writer-side method: call it through ``Writer.call``.
+        """
+        ...
+
+    async def append_logs(self, rows: Sequence[LogRow], drops: Sequence[LogDrop] = ()) -> int:
+        """Store log lines of runs and node attempts (and what their capture dropped) in one transaction.
+
+        Each row names its run and attempt (``span_id``; None for the run itself); OTLP lines come
+        with ``source=LogSource.OTLP`` and are kept by a rebuild. Returns how many rows were stored.
+
+        A writer-side method: call it through ``Writer.call``.
+        """
+        ...
+
+    async def attempt_logs(
+        self,
+        run_id: str,
+        span_id: str | None,
+        *,
+        project: str | None = None,
+        min_level: int = 0,
+        after_id: int = 0,
+        limit: int = LOG_PAGE_MAX,
+    ) -> AttemptLogs | None:
+        """One attempt's log lines in arrival order (ids above ``after_id``, level at least ``min_level``).
+
+        None when the run is unknown (or another project's).
         """
         ...
 

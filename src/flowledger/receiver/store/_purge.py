@@ -4,7 +4,7 @@
 selected runs in a temporary table, adds their figures to ``purged_totals``
 (so the daily aggregates stay right), deletes the payloads of their ledger
 entries (found through the ``ledger_by_run`` index), their spans (their
-project's only), node attempts and run rows (the ``run_counts`` triggers on
+project's only), node attempts, their log lines and run rows (the ``run_counts`` triggers on
 ``runs`` take them out of the kept counts), and returns the purge entry's payload for the caller
 to append to the chain. With ``PRAGMA secure_delete`` on (the store's write
 connection sets it) the deleted bytes are overwritten, and an incremental
@@ -154,6 +154,8 @@ async def purge_runs(conn: aiosqlite.Connection, selection: PurgeSelection, *, n
         "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id = spans.trace_id))"
     )
     await conn.execute("DELETE FROM node_runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
+    await conn.execute("DELETE FROM logs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
+    await conn.execute("DELETE FROM log_drops WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
     await conn.execute("DELETE FROM runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
     await conn.execute("DELETE FROM temp.purge_set")
     scope = {

@@ -39,7 +39,7 @@ NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
 RUN_SELECT: Final = select_list(stored_fields(RUN_FIELDS), "r")
 """Columns of ``runs r`` that :func:`run_json` reads (rows are read by column name)."""
 NODE_SELECT: Final = (
-    select_list(NODE_FIELDS, "n", NODE_PAYLOAD_SQL)
+    select_list(stored_fields(NODE_FIELDS), "n", NODE_PAYLOAD_SQL)
     + " FROM node_runs n LEFT JOIN payloads li ON li.seq = n.input_seq LEFT JOIN payloads lo ON lo.seq = n.output_seq"
 )
 """``SELECT`` list and ``FROM`` of node attempts, payloads read from the payload rows of their ledger entries."""
@@ -58,7 +58,7 @@ def run_json(row: ColumnsByName, *, detail: bool = False) -> dict[str, Any]:
 
 def node_json(row: ColumnsByName) -> dict[str, Any]:
     """The API shape of one node attempt from a row selected with NODE_SELECT."""
-    return record_json(NODE_FIELDS, row)
+    return record_json(stored_fields(NODE_FIELDS), row)
 
 
 def _keyset(cursor: RunPageCursor | None) -> list[tuple[str, list[Any]]]:
