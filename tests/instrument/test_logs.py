@@ -81,6 +81,7 @@ def test_threads_and_concurrent_tasks_keep_their_own_attempt(events: CapturedEve
     def fan_out(n: int) -> None:
         with ContextThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(lambda i: _log.info("worker %d of %d", i, n), range(3)))
+
         def plain() -> None:
             _lib.info("plain thread")
 
