@@ -409,9 +409,13 @@ def _error_text(error: dict[str, Any] | None) -> str:
 @_url_option
 @_key_option
 @_clean_errors
-def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, api_key: str | None) -> None:
-    """Show one run with its node attempts."""
-    run = _source(db, url, api_key).get_run(run_id)
+@click.option("--logs", "with_logs", is_flag=True, help="Also print each attempt's captured log lines, all of them.")
+def show_command(
+    run_id: str, as_json: bool, db: Path | None, url: str | None, api_key: str | None, with_logs: bool
+) -> None:
+    """Show one run with its node attempts (and, with --logs, what each attempt logged)."""
+    source = _source(db, url, api_key)
+    run = source.get_run(run_id)
     if run is None:
         _fail(f"there is no run {run_id!r}")
         return
@@ -420,6 +424,9 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
 
     run["trace_url"] = trace_url(template_from_env(), run.get("trace_id"), run_id) or run.get("trace_url")
     public_error_types(run)
+    if with_logs:
+        for node in run["nodes"]:
+            _complete_logs(source, run_id, node)
     if as_json:
         _print_json(run)
         return
@@ -454,6 +461,51 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
     for node in run["nodes"]:
         table.add_row(*(_cell(field, node) for field in columns))
     console.print(table)
+    if with_logs:
+        _print_logs(console, run["nodes"])
+
+
+def _complete_logs(source: Source, run_id: str, node: dict[str, Any]) -> None:
+    """Fetch the rest of an attempt's lines when the run's detail only linked to them."""
+    if not node.get("logs_url") or not node.get("logs"):
+        return
+    lines = list(node["logs"])
+    while True:
+        page = source.attempt_logs(run_id, node["span_id"], lines[-1]["id"])
+        if page is None:
+            break
+        lines += page["logs"]
+        if not page["more"] or not page["logs"]:
+            break
+    node["logs"] = lines
+    node["logs_url"] = None
+
+
+def _print_logs(console: Any, nodes: list[dict[str, Any]]) -> None:
+    """Each attempt's lines under a heading naming the attempt; an attempt without lines is left out."""
+    for node in nodes:
+        lines = node.get("logs") or []
+        dropped = node.get("logs_dropped")
+        if not lines and not dropped:
+            continue
+        item = f" item {node['item']}" if node.get("item") is not None else ""
+        console.print(f"\nlogs of {node['node_id']} attempt {node['attempt']}{item}", markup=False, style="bold")
+        for line in lines:
+            repeats = f" (x{line['repeats']})" if line.get("repeats") else ""
+            console.print(
+                f"{line['ts']} {str(line['level']).upper():<8} {line['logger'] or ''}: {line['message']}{repeats}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            if line.get("exception"):
+                console.print(line["exception"], markup=False, highlight=False, soft_wrap=True)
+        if dropped:
+            console.print(
+                f"... {dropped['lines']} more lines ({dropped['bytes']} bytes) dropped past the capture's caps",
+                markup=False,
+                highlight=False,
+            )
 
 
 @click.command("export")
