@@ -126,6 +126,14 @@ def openapi_document() -> dict[str, Any]:
                             "description": "The next of a previous answer: the page after it, as cheap at any depth.",
                             "schema": {"type": "string", "maxLength": 256},
                         },
+                        {
+                            "name": "q",
+                            "in": "query",
+                            "description": "Full text: runs whose errors, log lines or payload text hold every word "
+                            "(the last one as a prefix); text that starts a run id lists those runs. Filter on run "
+                            "attributes with attr.KEY=VALUE (repeatable; values compared as text).",
+                            "schema": {"type": "string", "maxLength": 256},
+                        },
                     ],
                     "responses": {
                         "200": {

@@ -226,6 +226,14 @@ def serve_command(
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--cursor", default=None, help="Start after this cursor: the next of a previous --json answer.")
+@click.option(
+    "--search",
+    default=None,
+    help="Only runs whose errors, log lines or payload text hold these words (or whose id starts so).",
+)
+@click.option(
+    "--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="Only runs started with this attribute; may repeat."
+)
 @_json_option
 @_db_option(None)
 @_url_option
@@ -237,6 +245,8 @@ def runs_command(
     limit: int,
     offset: int,
     cursor: str | None,
+    search: str | None,
+    attrs: tuple[str, ...],
     as_json: bool,
     db: Path | None,
     url: str | None,
@@ -252,7 +262,15 @@ def runs_command(
     except QueryError as exc:
         raise click.BadParameter(str(exc), param_hint="--cursor") from None
     statuses_asked = _run_statuses(statuses)
-    query = RunQuery(workflow_id=workflow_id, statuses=statuses_asked, limit=limit, offset=offset, cursor=after)
+    query = RunQuery(
+        workflow_id=workflow_id,
+        statuses=statuses_asked,
+        limit=limit,
+        offset=offset,
+        cursor=after,
+        search=_search_text(search),
+        attributes=tuple(_attribute(text) for text in attrs),
+    )
     page = _source(db, url, api_key).list_runs(query)
     public_error_types(page.runs)
     if as_json:
@@ -400,6 +418,28 @@ def _error_text(error: dict[str, Any] | None) -> str:
         return ""
     where = f" at {error['node_id']}" if error.get("node_id") else ""
     return f"{error.get('type')}: {error.get('message')}{where}"
+
+
+def _search_text(text: str | None) -> str | None:
+    from flowledger.receiver.store._search import fts_query
+
+    if text is None:
+        return None
+    try:
+        fts_query(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r}: {exc}", param_hint="--search") from None
+    return text
+
+
+def _attribute(text: str) -> tuple[str, str]:
+    from flowledger.receiver.store._search import attribute_problem
+
+    key, sep, value = text.partition("=")
+    problem = "is not KEY=VALUE" if not sep else attribute_problem(key, value)
+    if problem is not None:
+        raise click.BadParameter(f"{text[:60]!r} {problem}", param_hint="--attr")
+    return key, value
 
 
 @click.command("show")

@@ -245,6 +245,10 @@ class UrlSource:
             params["status"] = [status.value for status in query.statuses]
         if query.cursor is not None:
             params["cursor"] = query.cursor.encode()
+        if query.search is not None:
+            params["q"] = query.search
+        for key, value in query.attributes:
+            params.setdefault(f"attr.{key}", []).append(value)
         return params
 
     def list_runs(self, query: RunQuery) -> RunPage:

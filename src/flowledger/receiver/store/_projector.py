@@ -25,6 +25,7 @@ from flowledger.receiver.store._fold import (
     fold_run,
 )
 from flowledger.receiver.store._logs import LogDrop, LogRow, append_log_rows, rows_of_event
+from flowledger.receiver.store._search import attributes_of_event, texts_of_event
 
 __all__ = ["Projector", "load_runs", "save_runs"]
 
@@ -38,6 +39,8 @@ _NODE_LOGS: Final = EventKind.NODE_LOGS
 
 _SAVE_RUNS: Final = f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)})"
 _SAVE_NODES: Final = f"INSERT OR REPLACE INTO node_runs ({', '.join(NODE_COLUMNS)})"
+_SAVE_TEXTS: Final = "INSERT INTO search_text (run_id, source, text)"
+_SAVE_ATTRIBUTES: Final = "INSERT OR IGNORE INTO run_attributes (key, value, run_id)"
 _SAVE_PRODUCERS: Final = "INSERT INTO producers (producer_id, max_seq, events, project, last_ts, last_run_id)"
 _SAVE_PRODUCERS_TAIL: Final = """
 ON CONFLICT (producer_id) DO UPDATE SET
@@ -118,6 +121,10 @@ class Projector:
         """producer_id -> [max_seq, events, project, last_ts, last_run_id] of this batch."""
         self._logs: list[LogRow] = []
         self._log_drops: list[LogDrop] = []
+        self._texts: list[tuple[str, str, str]] = []
+        """(run_id, source, text) rows for the full-text search."""
+        self._attributes: list[tuple[str, str, str]] = []
+        """(key, value, run_id) rows of run attributes."""
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
         """Read the stored states of every run and attempt the events touch."""
@@ -144,6 +151,10 @@ class Projector:
             self._dirty_nodes.add(node_key)
         elif event.kind is _NODE_LOGS:
             self._add_logs(event)
+        for source, text in texts_of_event(event.kind, event.data):
+            self._texts.append((run_id, source, text))
+        for key, value in attributes_of_event(event.kind, event.data):
+            self._attributes.append((key, value, run_id))
         if producer_id is not None:
             counts = self._producers.get(producer_id)
             ts = event.ts
@@ -178,11 +189,17 @@ class Projector:
             await insert_rows(conn, _SAVE_PRODUCERS, rows, width=6, tail=_SAVE_PRODUCERS_TAIL)
         if self._logs or self._log_drops:
             await append_log_rows(conn, self._logs, self._log_drops)
+        if self._texts:
+            await insert_rows(conn, _SAVE_TEXTS, self._texts, width=3)
+        if self._attributes:
+            await insert_rows(conn, _SAVE_ATTRIBUTES, self._attributes, width=3)
         self._dirty_runs.clear()
         self._dirty_nodes.clear()
         self._producers.clear()
         self._logs.clear()
         self._log_drops.clear()
+        self._texts.clear()
+        self._attributes.clear()
 
     def forget(self) -> None:
         """Drop the loaded states (rebuild calls this between chunks to bound memory)."""

@@ -67,6 +67,7 @@ from flowledger.receiver.store._query import (
     runs_where,
 )
 from flowledger.receiver.store._rebuild import refold
+from flowledger.receiver.store._search import looks_like_run_id
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
 from flowledger.receiver.store._tree import consistency, frontier_async, run_proof, stored_nodes, tree_head
@@ -457,7 +458,18 @@ class SqliteStore:
     # --- reading ---------------------------------------------------------
 
     async def list_runs(self, query: RunQuery) -> RunPage:
-        """A page of runs, newest first (stable order: start time, then run id); keyset after a cursor."""
+        """A page of runs, newest first (stable order: start time, then run id); keyset after a cursor.
+
+        A search that looks like the start of a run id and is one lists those runs; any other is full text.
+        """
+        if query.search is not None and looks_like_run_id(query.search.strip()):
+            prefix = query.search.strip()
+            async with self._reader() as conn:
+                found = await conn.execute_fetchall(
+                    "SELECT 1 FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 1", (prefix, prefix + "\U0010ffff")
+                )
+            if list(found):
+                query = dataclasses.replace(query, search=None, run_id_prefix=prefix)
         page_sql, page_params = run_page_sql(query, fetch=query.limit + 1)
         count_sql, count_params = runs_count_sql(query, cap=TOTAL_COUNT_MAX)
         async with self._reader() as conn:
