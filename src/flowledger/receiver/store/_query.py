@@ -20,7 +20,7 @@ from flowledger.receiver.store._records import (
     select_list,
     stored_fields,
 )
-from flowledger.receiver.store._search import attribute_clause, search_clause
+from flowledger.receiver.store._search import attribute_clause, hits_sql, search_clause
 from flowledger.receiver.store._views import RunPageCursor
 
 __all__ = [
@@ -86,6 +86,8 @@ def run_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
     the same at any depth of a cursor, whichever statuses are asked for, and never sorts every
     matching run (``status IN (...)`` on one index would).
     """
+    if query.search is not None or query.attributes:
+        return _matched_page_sql(query, fetch=fetch)
     where, params = runs_where(
         RunQuery(
             workflow_id=query.workflow_id,
@@ -118,13 +120,39 @@ def run_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
     return sql, [*all_params, fetch, query.offset]
 
 
+def _matched_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
+    """A page of a search or an attribute filter: a search's runs are a bounded set (its hits, looked up by
+    primary key in the order FTS5 gives them); only their ids and start times are sorted, then the page's
+    rows are read."""
+    source, source_params = _matched_runs(query)
+    where, params = runs_where(query, search=False)
+    params = [*source_params, *params]
+    keyset = _keyset(query.cursor)
+    if len(keyset) > 1 or keyset[0][0]:
+        conditions = " OR ".join(f"({clause.removeprefix(' AND ')})" for clause, _ in keyset)
+        where = (where or " WHERE 1") + f" AND ({conditions})"
+        params = [*params, *(p for _, clause_params in keyset for p in clause_params)]
+    ids = f"SELECT r.run_id FROM {source}{where} {NEWEST_FIRST} LIMIT ? OFFSET ?"
+    sql = f"SELECT {RUN_SELECT} FROM runs r WHERE r.run_id IN ({ids}) {NEWEST_FIRST}"
+    return sql, [*params, fetch, query.offset]
+
+
+def _matched_runs(query: RunQuery) -> tuple[str, list[Any]]:
+    """The FROM of a search: its (bounded) hits joined to ``runs r`` in that order, or ``runs r`` alone."""
+    if query.search is None:
+        return "runs r", []
+    sql, params = hits_sql(query.search)
+    return f"({sql}) h CROSS JOIN runs r ON r.run_id = h.run_id", params
+
+
 def runs_count_sql(query: RunQuery, *, cap: int) -> tuple[str, list[Any]]:
     """A count of the runs ``query`` matches (cursor and paging aside) that stops after ``cap + 1``."""
-    where, params = runs_where(query)
-    return f"SELECT count(*) FROM (SELECT 1 FROM runs r{where} LIMIT ?)", [*params, cap + 1]
+    source, source_params = _matched_runs(query)
+    where, params = runs_where(query, search=False)
+    return f"SELECT count(*) FROM (SELECT 1 FROM {source}{where} LIMIT ?)", [*source_params, *params, cap + 1]
 
 
-def runs_where(query: RunQuery) -> tuple[str, list[Any]]:
+def runs_where(query: RunQuery, *, search: bool = True) -> tuple[str, list[Any]]:
     """The WHERE clause (with its parameters) of a run listing; each filter has a covering index."""
     clauses: list[str] = []
     params: list[Any] = []
@@ -140,7 +168,7 @@ def runs_where(query: RunQuery) -> tuple[str, list[Any]]:
     if query.run_id_prefix is not None:
         clauses.append("r.run_id >= ? AND r.run_id < ?")
         params += [query.run_id_prefix, query.run_id_prefix + "\U0010ffff"]
-    if query.search is not None:
+    if search and query.search is not None:
         clause, clause_params = search_clause(query.search)
         clauses.append(clause)
         params += clause_params

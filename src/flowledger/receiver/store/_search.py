@@ -28,6 +28,7 @@ from flowledger._wire import EventKind
 __all__ = [
     "ATTRIBUTE_KEY_MAX_CHARS",
     "ATTRIBUTE_PARAM_PREFIX",
+    "HITS_CAPPED_SQL",
     "SEARCH_HITS_MAX",
     "SEARCH_SCHEMA",
     "SEARCH_TEXT_MAX_CHARS",
@@ -36,12 +37,13 @@ __all__ = [
     "attribute_problem",
     "attributes_of_event",
     "fts_query",
+    "hits_sql",
     "looks_like_run_id",
     "search_clause",
     "texts_of_event",
 ]
 
-SEARCH_HITS_MAX: Final = 10_000
+SEARCH_HITS_MAX: Final = 2_000
 """Most matching texts (newest first) one search reads."""
 SEARCH_TEXT_MAX_CHARS: Final = 8_192
 """Characters of one error or payload that are indexed (payloads are 4 KiB by default anyway)."""
@@ -168,13 +170,25 @@ def fts_query(text: str) -> str:
     return " ".join(quoted)
 
 
-def search_clause(text: str) -> tuple[str, list[Any]]:
-    """A condition on ``runs r``: the run has an indexed text matching ``text`` (among the newest hits)."""
+def hits_sql(text: str) -> tuple[str, list[Any]]:
+    """The ids of the runs whose indexed texts match ``text``, among the SEARCH_HITS_MAX newest matching texts."""
     return (
-        "r.run_id IN (SELECT s.run_id FROM search_text s WHERE s.id IN "
-        "(SELECT rowid FROM search_fts WHERE search_fts MATCH ? ORDER BY rowid DESC LIMIT ?))",
+        "SELECT DISTINCT run_id FROM (SELECT s.run_id FROM search_fts f JOIN search_text s ON s.id = f.rowid "
+        "WHERE search_fts MATCH ? ORDER BY f.rowid DESC LIMIT ?)",
         [fts_query(text), SEARCH_HITS_MAX],
     )
+
+
+HITS_CAPPED_SQL: Final = (
+    f"SELECT count(*) FROM (SELECT 1 FROM search_fts WHERE search_fts MATCH ? LIMIT {SEARCH_HITS_MAX + 1})"
+)
+"""More than SEARCH_HITS_MAX texts match (the answer is then over the newest of them only)."""
+
+
+def search_clause(text: str) -> tuple[str, list[Any]]:
+    """A condition on ``runs r``: the run has an indexed text matching ``text`` (among the newest hits)."""
+    sql, params = hits_sql(text)
+    return f"r.run_id IN ({sql})", params
 
 
 def attribute_problem(key: str, value: str) -> str | None:

@@ -67,7 +67,7 @@ from flowledger.receiver.store._query import (
     runs_where,
 )
 from flowledger.receiver.store._rebuild import refold
-from flowledger.receiver.store._search import looks_like_run_id
+from flowledger.receiver.store._search import HITS_CAPPED_SQL, SEARCH_HITS_MAX, fts_query, looks_like_run_id
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
 from flowledger.receiver.store._tree import consistency, frontier_async, run_proof, stored_nodes, tree_head
@@ -475,11 +475,18 @@ class SqliteStore:
         async with self._reader() as conn:
             rows = list(await conn.execute_fetchall(page_sql, page_params))
             counted = int(next(iter(await conn.execute_fetchall(count_sql, count_params)))[0])
+            hits_capped = query.search is not None and (
+                int(next(iter(await conn.execute_fetchall(HITS_CAPPED_SQL, (fts_query(query.search),))))[0])
+                > SEARCH_HITS_MAX
+            )
         runs = [run_json(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
         after = RunPageCursor(runs[-1]["started_at"] or "", runs[-1]["run_id"]) if more else None
         return RunPage(
-            runs=runs, total=min(counted, TOTAL_COUNT_MAX), total_capped=counted > TOTAL_COUNT_MAX, next=after
+            runs=runs,
+            total=min(counted, TOTAL_COUNT_MAX),
+            total_capped=counted > TOTAL_COUNT_MAX or hits_capped,
+            next=after,
         )
 
     async def get_run(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
