@@ -466,7 +466,8 @@ class SqliteStore:
             prefix = query.search.strip()
             async with self._reader() as conn:
                 found = await conn.execute_fetchall(
-                    "SELECT 1 FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 1", (prefix, prefix + "\U0010ffff")
+                    "SELECT 1 FROM runs WHERE run_id >= ? AND run_id < ? AND (? IS NULL OR project = ?) LIMIT 1",
+                    (prefix, prefix + "\U0010ffff", query.project, query.project),
                 )
             if list(found):
                 query = dataclasses.replace(query, search=None, run_id_prefix=prefix)
