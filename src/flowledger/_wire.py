@@ -72,6 +72,8 @@ class EventKind(enum.StrEnum):
     HEARTBEAT = "heartbeat"
     NODE_LOGS = "node_logs"
     """Log lines a node attempt emitted through Python ``logging`` (stored apart from the narrow rows)."""
+    RUN_SAMPLED_OUT = "run_sampled_out"
+    """A run dropped by sampling, counted for its workflow (its other events were never sent)."""
 
 
 class RunStatus(enum.StrEnum):

@@ -22,6 +22,7 @@ from typing import Any, Final, TypeVar
 from flowledger._apikey import api_key_problem
 from flowledger._exceptions import ConfigError
 from flowledger._wire import LogLevel
+from flowledger.instrument._sampling import parse_sample_rates
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -64,6 +65,7 @@ DEFAULT_JSONL_MAX_BYTES: Final = 1024 * 1024 * 1024
 DEFAULT_LOG_LEVEL: Final = LogLevel.INFO
 DEFAULT_LOG_MAX_LINES: Final = 1000
 DEFAULT_LOG_MAX_BYTES: Final = 256 * 1024
+DEFAULT_SAMPLE_SLOW_S: Final = 10.0
 
 
 class SinkKind(enum.StrEnum):
@@ -207,6 +209,12 @@ class Settings:
     """Distinct log lines kept per attempt; past it lines are counted as dropped."""
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
     """Bytes of log text (messages and exceptions, UTF-8) kept per attempt; past it lines are counted as dropped."""
+    sample_rate: float = 1.0
+    """The share of runs kept (0 to 1); failed, aborted and slow runs are always kept."""
+    sample_rate_by_workflow: tuple[tuple[str, float], ...] = ()
+    """Rates of particular workflows (``FLOWLEDGER_SAMPLE_RATE=orders=0.05,0.5``), over ``sample_rate``."""
+    sample_slow_s: float = DEFAULT_SAMPLE_SLOW_S
+    """A run that takes at least this long is slow: kept whatever its rate."""
 
     @property
     def events_url(self) -> str:
@@ -241,6 +249,15 @@ class Settings:
                     f"flowledger.configure(): jsonl_fsync {changes['jsonl_fsync']!r} must be one of "
                     f"{', '.join(p.value for p in FsyncPolicy)}."
                 ) from None
+        if isinstance(changes.get("sample_rate"), str):  # "orders=0.05,0.5", as the variable takes it
+            try:
+                default, per_workflow = parse_sample_rates(changes["sample_rate"])
+            except ValueError as exc:
+                raise ConfigError(f"flowledger.configure(): sample_rate: {exc}.") from None
+            changes["sample_rate"] = self.sample_rate if default is None else default
+            changes["sample_rate_by_workflow"] = tuple(per_workflow.items())
+        if isinstance(changes.get("sample_rate_by_workflow"), Mapping):
+            changes["sample_rate_by_workflow"] = tuple(changes["sample_rate_by_workflow"].items())
         if "log_level" in changes:
             try:
                 changes["log_level"] = _parse_log_level(changes["log_level"])
@@ -273,7 +290,12 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 out.append(f"{name} must be a positive integer, not {getattr(self, name)!r}")
-        for name in ("batch_max_age_s", "request_timeout_s", "heartbeat_interval_s"):
+        if not 0.0 <= self.sample_rate <= 1.0:
+            out.append(f"sample_rate must be a number from 0 to 1, not {self.sample_rate!r}")
+        for workflow_id, rate in self.sample_rate_by_workflow:
+            if not 0.0 <= rate <= 1.0:
+                out.append(f"sample_rate_by_workflow[{workflow_id!r}] must be a number from 0 to 1, not {rate!r}")
+        for name in ("batch_max_age_s", "request_timeout_s", "heartbeat_interval_s", "sample_slow_s"):
             if getattr(self, name) <= 0:
                 out.append(f"{name} must be a positive number of seconds, not {getattr(self, name)!r}")
         if self.node_start_delay_s < 0:
@@ -422,6 +444,7 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_LOG_LEVEL": ("log_level", _parse_log_level, "debug, info, warning, error or critical"),
     "FLOWLEDGER_LOG_MAX_LINES": ("log_max_lines", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_LOG_MAX_BYTES": ("log_max_bytes", _parse_pos_int, "a positive integer"),
+    "FLOWLEDGER_SAMPLE_SLOW_S": ("sample_slow_s", _parse_pos_float, "a positive number of seconds"),
 }
 
 
@@ -455,6 +478,16 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             if "FLOWLEDGER_SINKS" not in _reported:
                 _reported.add("FLOWLEDGER_SINKS")
                 _log.warning("flowledger: ignoring FLOWLEDGER_SINKS=%r: %s; using the receiver.", sinks, exc)
+    rates = source.get("FLOWLEDGER_SAMPLE_RATE")
+    if rates is not None and rates.strip():
+        try:
+            default, per_workflow = parse_sample_rates(rates)
+        except ValueError:
+            _report_once("FLOWLEDGER_SAMPLE_RATE", rates, "a rate from 0 to 1, or WORKFLOW=RATE pairs and a rate")
+        else:
+            if default is not None:
+                values["sample_rate"] = default
+            values["sample_rate_by_workflow"] = tuple(per_workflow.items())
     otlp = _otlp_traces_endpoint(source)
     if otlp is not None:
         try:

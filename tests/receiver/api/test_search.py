@@ -83,6 +83,9 @@ def test_purge_removes_indexed_text(live: LiveReceiver, three_runs: dict[str, Ru
         assert conn.execute("SELECT count(*) FROM search_fts WHERE search_fts MATCH 'dispute'").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM search_text WHERE run_id = ?", (run_id,)).fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM run_attributes WHERE run_id = ?", (run_id,)).fetchone()[0] == 0
+        # No token of the purged text is left in the index's segments either.
+        conn.execute("CREATE VIRTUAL TABLE temp.terms USING fts5vocab(main, search_fts, row)")
+        assert conn.execute("SELECT count(*) FROM temp.terms WHERE term = 'dispute'").fetchone()[0] == 0
         # The index is consistent with its content table.
         conn.execute("INSERT INTO search_fts (search_fts, rank) VALUES ('integrity-check', 1)")
     finally:

@@ -280,6 +280,21 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/sampling": {
+                "get": {
+                    "summary": "Runs the SDK dropped by sampling, per workflow",
+                    "responses": {
+                        "200": {
+                            "description": '{"workflows": [{"workflow_id", "runs_sampled_out"}]}: runs that '
+                            "succeeded fast and were dropped whole by FLOWLEDGER_SAMPLE_RATE, counted so that "
+                            "statistics stay honest.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "400": _error("A query parameter was given (the route takes none)."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                    },
+                }
+            },
             "/api/purge": {
                 "post": {
                     "summary": "Purge a workflow's runs, optionally only those started before a time",

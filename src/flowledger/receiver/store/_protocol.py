@@ -338,6 +338,10 @@ class Store(Protocol):
         """
         ...
 
+    async def sampled_out(self, *, project: str | None = None) -> dict[str, int]:
+        """Runs dropped by sampling, per workflow id (``project`` scopes them to one project)."""
+        ...
+
     async def append_logs(self, rows: Sequence[LogRow], drops: Sequence[LogDrop] = ()) -> int:
         """Store log lines of runs and node attempts (and what their capture dropped) in one transaction.
 

@@ -157,7 +157,11 @@ async def purge_runs(conn: aiosqlite.Connection, selection: PurgeSelection, *, n
     await conn.execute("DELETE FROM node_runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
     await conn.execute("DELETE FROM logs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
     await conn.execute("DELETE FROM log_drops WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
-    await conn.execute("DELETE FROM search_text WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
+    cursor = await conn.execute("DELETE FROM search_text WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
+    if cursor.rowcount:
+        # FTS5 deletes leave tombstones in its index segments until they merge: merge them now, so no
+        # token of the purged text stays in the file (SQLite before 3.44 has no secure-delete for FTS5).
+        await conn.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
     await conn.execute("DELETE FROM run_attributes WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
     await conn.execute("DELETE FROM runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
     await conn.execute("DELETE FROM temp.purge_set")

@@ -74,6 +74,7 @@ async def refold(conn: aiosqlite.Connection) -> Drift:
     # Search rows come back with what they index; those of OTLP lines stay with their lines.
     await conn.execute(f"DELETE FROM main.search_text WHERE source <> '{SearchSource.LOG_OTLP}'")
     await conn.execute("DELETE FROM main.run_attributes")
+    await conn.execute("DELETE FROM main.sampled_out")
     last = 0
     while True:
         rows = list(

@@ -67,6 +67,7 @@ from flowledger.receiver.store._query import (
     runs_where,
 )
 from flowledger.receiver.store._rebuild import refold
+from flowledger.receiver.store._sampled import SAMPLED_OUT_SQL
 from flowledger.receiver.store._search import HITS_CAPPED_SQL, SEARCH_HITS_MAX, fts_query, looks_like_run_id
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
@@ -624,6 +625,14 @@ class SqliteStore:
             raise StoreError(f"storing {len(spans)} spans failed: {exc}") from exc
         except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
             raise UnstorableError(f"storing {len(spans)} spans failed: {exc}") from exc
+
+    # --- sampling -----------------------------------------------------------
+
+    async def sampled_out(self, *, project: str | None = None) -> dict[str, int]:
+        """Runs dropped by sampling, per workflow id."""
+        async with self._reader() as conn:
+            rows = await conn.execute_fetchall(SAMPLED_OUT_SQL, (project, project))
+        return {str(workflow_id): int(runs) for workflow_id, runs in rows}
 
     # --- log lines ---------------------------------------------------------
 
