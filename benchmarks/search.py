@@ -64,7 +64,7 @@ _SEARCHES: Final = (
     ("common word (1 run in 8)", "fragile", ()),
     ("in every run", "order", ()),
     ("two words", "pricing timed", ()),
-    ("prefix", "wareho", ()),
+    ("prefix (wareho*)", "wareho*", ()),
     ("word + failed", "gateway", (RunStatus.FAILED,)),
     ("no match", "zzyzx", ()),
 )

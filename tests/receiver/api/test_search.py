@@ -33,10 +33,11 @@ def three_runs(live: LiveReceiver) -> dict[str, RunEvents]:
 
 
 def test_search_matches_errors_log_lines_and_payload_text(live: LiveReceiver, three_runs: dict[str, RunEvents]) -> None:
-    """Each kind of text finds its run and no other; every word must match, the last as a prefix."""
+    """Each kind of text finds its run and no other; every word must match; a word with * is a prefix."""
     assert _ids(live, q="charge broke") == {three_runs["failed"].run_id}
     assert _ids(live, q="dispute acct") == {three_runs["logged"].run_id}
-    assert _ids(live, q="zanzib") == {three_runs["payload"].run_id}
+    assert _ids(live, q="zanzib*") == {three_runs["payload"].run_id}
+    assert _ids(live, q="zanzib") == set()
     assert _ids(live, q="refund zanzibar") == set()
     # FTS5's own syntax is taken as text, never as a query.
     assert _ids(live, q='NEAR("refund" OR *') == set()

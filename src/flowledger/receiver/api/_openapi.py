@@ -130,7 +130,7 @@ def openapi_document() -> dict[str, Any]:
                             "name": "q",
                             "in": "query",
                             "description": "Full text: runs whose errors, log lines or payload text hold every word "
-                            "(the last one as a prefix); text that starts a run id lists those runs. Filter on run "
+                            "(a word ending in * as a prefix); text that starts a run id lists those runs. Filter on run "
                             "attributes with attr.KEY=VALUE (repeatable; values compared as text).",
                             "schema": {"type": "string", "maxLength": 256},
                         },

@@ -78,7 +78,7 @@ class RunQuery:
     """Start right after this run (a :attr:`RunPage.next`): a keyset page, as cheap at any depth.
     ``offset`` then counts from the cursor."""
     search: str | None = None
-    """Only runs whose errors, log lines or payload text hold every word (the last one as a prefix)."""
+    """Only runs whose errors, log lines or payload text hold every word (``word*``: a prefix)."""
     attributes: tuple[tuple[str, str], ...] = ()
     """Only runs that started with each of these ``(key, value)`` attributes (values compared as text)."""
     run_id_prefix: str | None = None

@@ -24,6 +24,7 @@ from flowledger.receiver.store._search import attribute_clause, hits_sql, search
 from flowledger.receiver.store._views import RunPageCursor
 
 __all__ = [
+    "MATCHED_COLUMN",
     "NEWEST_FIRST",
     "NODE_SELECT",
     "RUN_PAYLOADS_SELECT",
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
+MATCHED_COLUMN: Final = "matched"
+"""A search's page rows carry the number of runs its filters match (cursor included) in this column."""
 """The order of every run listing: newest first, ties broken by run id (an index of ``runs``)."""
 RUN_SELECT: Final = select_list(stored_fields(RUN_FIELDS), "r")
 """Columns of ``runs r`` that :func:`run_json` reads (rows are read by column name)."""
@@ -132,8 +135,12 @@ def _matched_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
         conditions = " OR ".join(f"({clause.removeprefix(' AND ')})" for clause, _ in keyset)
         where = (where or " WHERE 1") + f" AND ({conditions})"
         params = [*params, *(p for _, clause_params in keyset for p in clause_params)]
-    ids = f"SELECT r.run_id FROM {source}{where} {NEWEST_FIRST} LIMIT ? OFFSET ?"
-    sql = f"SELECT {RUN_SELECT} FROM runs r WHERE r.run_id IN ({ids}) {NEWEST_FIRST}"
+    # matched: every run the filters match (cursor included), counted in the same pass as the page.
+    ids = f"SELECT r.run_id, count(*) OVER () AS {MATCHED_COLUMN} FROM {source}{where} {NEWEST_FIRST} LIMIT ? OFFSET ?"
+    sql = (
+        f"SELECT {RUN_SELECT}, m.{MATCHED_COLUMN} FROM ({ids}) m CROSS JOIN runs r ON r.run_id = m.run_id "
+        f"{NEWEST_FIRST}"
+    )
     return sql, [*params, fetch, query.offset]
 
 

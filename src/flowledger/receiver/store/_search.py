@@ -147,7 +147,7 @@ def attributes_of_event(kind: EventKind, data: dict[str, Any]) -> list[tuple[str
     return out
 
 
-_WORD: Final = re.compile(r"\w+")
+_WORD: Final = re.compile(r"(\w+)(\*?)")
 _RUN_ID_PREFIX: Final = re.compile(r"[0-9a-f]{4}[0-9a-f-]{0,32}")
 
 
@@ -157,17 +157,17 @@ def looks_like_run_id(text: str) -> bool:
 
 
 def fts_query(text: str) -> str:
-    """An FTS5 query from what a user typed: every word must appear, the last one as a prefix.
+    """An FTS5 query from what a user typed: every word must appear; a word written with a trailing ``*``
+    matches as a prefix (``wareho*``).
 
-    Words are quoted, so FTS5's own syntax (``AND``, ``NEAR``, ``*``, quotes) is taken as text.
+    Words are quoted, so FTS5's own syntax (``AND``, ``NEAR``, ``OR``, quotes) is taken as text. Whole words
+    by default: a prefix of a common word merges many long lists, far slower than a word.
     Raises ValueError when the text has no letter or digit.
     """
     words = _WORD.findall(text)
     if not words:
         raise ValueError("it has no letter or digit to search for")
-    quoted = [f'"{word}"' for word in words]
-    quoted[-1] += "*"
-    return " ".join(quoted)
+    return " ".join(f'"{word}"{star}' for word, star in words)
 
 
 def hits_sql(text: str) -> tuple[str, list[Any]]:

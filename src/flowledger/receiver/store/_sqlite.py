@@ -56,6 +56,7 @@ from flowledger.receiver.store._protocol import (
 )
 from flowledger.receiver.store._purge import DAILY_TOTALS_SQL, daily_total, purge_runs
 from flowledger.receiver.store._query import (
+    MATCHED_COLUMN,
     NEWEST_FIRST,
     NODE_SELECT,
     RUN_PAYLOADS_SELECT,
@@ -474,9 +475,13 @@ class SqliteStore:
                 query = dataclasses.replace(query, search=None, run_id_prefix=prefix)
         page_sql, page_params = run_page_sql(query, fetch=query.limit + 1)
         count_sql, count_params = runs_count_sql(query, cap=TOTAL_COUNT_MAX)
+        matched = (query.search is not None or bool(query.attributes)) and query.cursor is None and not query.offset
         async with self._reader() as conn:
             rows = list(await conn.execute_fetchall(page_sql, page_params))
-            counted = int(next(iter(await conn.execute_fetchall(count_sql, count_params)))[0])
+            if matched:  # the first page of a search counted its runs in the same pass
+                counted = int(rows[0][MATCHED_COLUMN]) if rows else 0
+            else:
+                counted = int(next(iter(await conn.execute_fetchall(count_sql, count_params)))[0])
             hits_capped = query.search is not None and (
                 int(next(iter(await conn.execute_fetchall(HITS_CAPPED_SQL, (fts_query(query.search),))))[0])
                 > SEARCH_HITS_MAX
