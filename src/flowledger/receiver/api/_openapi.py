@@ -129,9 +129,9 @@ def openapi_document() -> dict[str, Any]:
                         {
                             "name": "q",
                             "in": "query",
-                            "description": "Full text: runs whose errors, log lines or payload text hold every word "
-                            "(a word ending in * as a prefix); text that starts a run id lists those runs. Filter on run "
-                            "attributes with attr.KEY=VALUE (repeatable; values compared as text).",
+                            "description": "Full text: runs whose errors, log lines or payload text hold every "
+                            "word (a word ending in * as a prefix); text that starts a run id lists those runs. "
+                            "Filter on run attributes with attr.KEY=VALUE (repeatable; values compared as text).",
                             "schema": {"type": "string", "maxLength": 256},
                         },
                     ],
