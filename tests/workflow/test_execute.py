@@ -537,3 +537,28 @@ def test_a_node_cancelled_from_inside_fails_only_itself(build: Build, events: Ca
         asyncio.run(module.run(3))
     assert info.value.node_id == "odd"
     assert _statuses(events, "other") == ["succeeded"]
+
+
+def test_a_definition_s_sample_rate_drops_fast_successes_and_keeps_failures(
+    build: Build, events: CapturedEvents
+) -> None:
+    """sample_rate: 0 in the definition drops a run that succeeded (counted) and keeps one that failed, whole."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: sampled}
+        sample_rate: 0
+        nodes:
+          - {id: start, call: "tests.workflow.nodes:echo"}
+          - {id: check, call: "tests.workflow.nodes:item_boom", needs: [start]}
+        """
+    )
+    assert module.WORKFLOW.sample_rate == 0.0
+    asyncio.run(module.run(1))
+    with pytest.raises(WorkflowFailed):
+        asyncio.run(module.run(3))
+    (dropped,) = events.of_kind("run_sampled_out")
+    assert dropped["data"]["workflow_id"] == "sampled"
+    (kept,) = events.of_kind("run_finished")
+    assert kept["data"]["status"] == "failed"
+    assert _statuses(events, "check") == ["failed"]

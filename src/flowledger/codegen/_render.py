@@ -101,6 +101,8 @@ def _workflow_fields(definition: Definition) -> list[tuple[str, Any]]:
     )
     if limit_kwargs:
         fields.append(("limits", Construct("fw.Limits", (), limit_kwargs)))
+    if definition.sample_rate is not None:
+        fields.append(("sample_rate", definition.sample_rate))
     fields.append(("output", str(definition.output)))
     return fields
 

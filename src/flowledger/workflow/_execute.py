@@ -127,6 +127,7 @@ async def execute_run(
         budget_usd=workflow.limits.budget_usd,
         definition_sha256=workflow.definition_sha256,
         traceparent=traceparent,
+        sample_rate=workflow.sample_rate,
     )
     execution = Execution(workflow, recorder, dry_run=dry_run, transport=transport, executor=chosen)
     try:

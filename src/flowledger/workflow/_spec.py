@@ -231,6 +231,8 @@ class Workflow:
     limits: Limits = field(default_factory=Limits)
     definition_file: str = ""
     definition_sha256: str | None = None
+    sample_rate: float | None = None
+    """The share of runs kept by sampling (failed, aborted and slow runs always are); None: the SDK's setting."""
     locations: Mapping[str, Location] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
