@@ -251,3 +251,23 @@ def test_bad_log_settings_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = settings_from_env({"FLOWLEDGER_LOG_LEVEL": "ERROR", "FLOWLEDGER_LOG_MAX_BYTES": "-1"})
     assert settings.log_level.number == 40
     assert settings.log_max_bytes == 256 * 1024
+
+
+def test_many_lines_go_out_in_several_bounded_events(events: CapturedEvents, configure: Callable[..., Any]) -> None:
+    """Past EVENT_RECORDS_MAX lines an attempt's lines are split over several node_logs events, drops on the last."""
+    from flowledger.instrument._logs import EVENT_RECORDS_MAX
+
+    configure(log_max_lines=EVENT_RECORDS_MAX * 2 + 10)
+
+    @flowledger.node
+    def verbose() -> None:
+        for i in range(EVENT_RECORDS_MAX * 2 + 20):
+            _log.info("line %d", i)
+
+    with flowledger.run("shop"):
+        verbose()
+    parts = _logs_of(events, "verbose")
+    assert [len(p["records"]) for p in parts] == [EVENT_RECORDS_MAX, EVENT_RECORDS_MAX, 10]
+    assert [r["message"] for p in parts for r in p["records"]][-1] == f"line {EVENT_RECORDS_MAX * 2 + 9}"
+    assert "dropped_lines" not in parts[0]
+    assert parts[-1]["dropped_lines"] == 10

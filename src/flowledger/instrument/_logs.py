@@ -39,6 +39,10 @@ LINE_MAX_CHARS: Final = 16_384
 _CUT_MARKER: Final = " …[cut]"
 _RECORD_OVERHEAD: Final = 96
 """Bytes a record adds to its event besides its text (an estimate for the queue's byte bound)."""
+EVENT_RECORDS_MAX: Final = 1_000
+"""Most records one ``node_logs`` event carries (the wire schema allows 10,000)."""
+EVENT_BYTES_MAX: Final = 256 * 1024
+"""About how many bytes of records one ``node_logs`` event carries (a record of one line is at most ~130 KB)."""
 _OWN_LOGGER: Final = "flowledger"
 _OWN_PREFIX: Final = _OWN_LOGGER + "."
 
@@ -139,20 +143,35 @@ class AttemptLogs:
                 line["trace_id"], line["span_id"] = span_ids
             self.records.append(line)
 
-    def take(self) -> tuple[dict[str, Any], int] | None:
-        """The ``node_logs`` fields (records and drop counts) and their estimated size; None when empty."""
+    def take(self) -> list[tuple[dict[str, Any], int]]:
+        """The ``node_logs`` fields (records, then drop counts on the last) and their estimated sizes.
+
+        Several when the lines are many: each part holds at most EVENT_RECORDS_MAX records and about
+        EVENT_BYTES_MAX bytes, so that no event passes the receiver's per-event limit (1 MiB by default).
+        Empty when nothing was logged.
+        """
         with self._lock:
-            if not self.records and not self.dropped_lines:
-                return None
-            data: dict[str, Any] = {"records": self.records}
-            if self.dropped_lines:
-                data["dropped_lines"] = self.dropped_lines
-                data["dropped_bytes"] = self.dropped_bytes
-            size = self.bytes + _RECORD_OVERHEAD * len(self.records)
-            self.records = []
+            records, self.records = self.records, []
+            dropped_lines, dropped_bytes = self.dropped_lines, self.dropped_bytes
             self.bytes = 0
             self._last_key = None
-            return data, size
+        parts: list[tuple[dict[str, Any], int]] = []
+        chunk: list[dict[str, Any]] = []
+        size = 0
+        for record in records:
+            text = record["message"] + (record.get("exception") or "")
+            record_size = _RECORD_OVERHEAD + len(text.encode("utf-8", "replace"))
+            if chunk and (len(chunk) >= EVENT_RECORDS_MAX or size + record_size > EVENT_BYTES_MAX):
+                parts.append(({"records": chunk}, size))
+                chunk, size = [], 0
+            chunk.append(record)
+            size += record_size
+        if chunk or dropped_lines:
+            parts.append(({"records": chunk}, size))
+        if dropped_lines:
+            parts[-1][0]["dropped_lines"] = dropped_lines
+            parts[-1][0]["dropped_bytes"] = dropped_bytes
+        return parts
 
 
 class AttemptLogHandler(logging.Handler):

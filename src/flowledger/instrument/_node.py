@@ -442,18 +442,17 @@ class NodeAttempt:
     def _emit_logs(self, run: Run) -> None:
         """Send the attempt's captured log lines (a ``node_logs`` event, just before its ``node_finished``)."""
         logs, self._logs = self._logs, None
-        taken = logs.take() if logs is not None else None
-        if taken is None:
+        if logs is None:
             return
-        fields, size = taken
         span = self._span
-        data: dict[str, Any] = {"node_id": self.node_id, "span_id": self.span_id, "attempt": self.attempt}
-        if self.item is not None:
-            data["item"] = self.item
-        if span is not None:
-            data["trace_id"] = span.trace_id
-        data.update(fields)
-        run.emit(EventKind.NODE_LOGS, data, size)
+        for fields, size in logs.take():
+            data: dict[str, Any] = {"node_id": self.node_id, "span_id": self.span_id, "attempt": self.attempt}
+            if self.item is not None:
+                data["item"] = self.item
+            if span is not None:
+                data["trace_id"] = span.trace_id
+            data.update(fields)
+            run.emit(EventKind.NODE_LOGS, data, size)
 
     def _describe(self, run: Run, data: dict[str, Any], error: BaseException | None) -> int:
         """Fill ``data`` of ``node_finished``; return the bytes it adds."""
