@@ -32,6 +32,8 @@ PROGRAM = textwrap.dedent(
             list(pool.map(lambda i: log.warning("worker %d", i), range(2)))
         for _ in range(100_000):
             log.info("polling")
+        for step in range(250):
+            log.info("step %d", step)
         return order
 
     @flowledger.node
@@ -80,6 +82,8 @@ def test_logs_reach_the_api_cli_and_export_on_the_right_attempt(live: LiveReceiv
     (run,) = live.get("/api/runs").json()["runs"]
     detail = live.get(f"/api/runs/{run['run_id']}").json()
     fetch, price = detail["nodes"]
+    assert len(fetch["logs"]) == 200  # LOGS_INLINE_MAX inline, the rest behind the link
+    assert fetch["logs_url"] == f"/api/runs/{run['run_id']}/attempts/{fetch['span_id']}/logs"
     messages = [line["message"] for line in fetch["logs"]]
     assert messages[0] == "fetching order 7 with password=[REDACTED]"
     assert any(
@@ -104,14 +108,16 @@ def test_logs_reach_the_api_cli_and_export_on_the_right_attempt(live: LiveReceiv
     assert live.get(f"/api/runs/{run['run_id']}/attempts/not-a-span/logs").status_code == 400
 
     cli = [sys.executable, "-m", "flowledger"]
-    shown = subprocess.run(
-        [*cli, "show", run["run_id"], "--logs", "--url", live.url], capture_output=True, text=True, timeout=60
-    )
-    assert shown.returncode == 0, shown.stderr
-    assert "logs of fetch attempt 1" in shown.stdout
-    assert "polling (x100000)" in shown.stdout
-    assert "ERROR    shop.steps: price 7 failed" in shown.stdout
-    assert "hunter2" not in shown.stdout
+    for where in (["--url", live.url], ["--db", str(live.db_path)]):
+        shown = subprocess.run(
+            [*cli, "show", run["run_id"], "--logs", *where], capture_output=True, text=True, timeout=60
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert "logs of fetch attempt 1" in shown.stdout
+        assert "polling (x100000)" in shown.stdout
+        assert "shop.steps: step 249" in shown.stdout  # past the inline lines: fetched page by page
+        assert "ERROR    shop.steps: price 7 failed" in shown.stdout
+        assert "hunter2" not in shown.stdout
 
     exported = subprocess.run(
         [*cli, "export", "--format", "jsonl", "--url", live.url], capture_output=True, text=True, timeout=60
