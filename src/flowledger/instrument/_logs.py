@@ -14,7 +14,7 @@ would have taken a record it hands it to ``logging.lastResort`` exactly as
 Python does without any handler. A logger's own level still filters first:
 a record that Python never makes cannot be captured.
 
-Per attempt, :class:`AttemptLogs` keeps lines at or above ``log_level`` up to
+Per attempt, :class:`AttemptLogBuffer` keeps lines at or above ``log_level`` up to
 ``log_max_lines`` distinct lines and ``log_max_bytes`` of text, counting what
 it drops; identical consecutive records are kept once with ``repeats``, so a
 storm of one message costs one line. Messages and exception text are
@@ -32,7 +32,7 @@ from typing import Any, Final
 
 from flowledger._wire import REDACTED, format_ts
 
-__all__ = ["LINE_MAX_CHARS", "AttemptLogHandler", "AttemptLogs", "install_handler", "redact_text"]
+__all__ = ["LINE_MAX_CHARS", "AttemptLogBuffer", "AttemptLogHandler", "install_handler", "redact_text"]
 
 LINE_MAX_CHARS: Final = 16_384
 """A message or an exception text longer than this is cut (with a marker) before it is kept."""
@@ -74,7 +74,7 @@ def _cut(text: str) -> str:
 _formatter: Final = logging.Formatter()
 
 
-class AttemptLogs:
+class AttemptLogBuffer:
     """The log lines of one node attempt: bounded, deduplicated, safe to add to from several threads."""
 
     __slots__ = (
@@ -175,15 +175,15 @@ class AttemptLogs:
 
 
 class AttemptLogHandler(logging.Handler):
-    """Routes each record to the current attempt's :class:`AttemptLogs` (see the module's docstring)."""
+    """Routes each record to the current attempt's :class:`AttemptLogBuffer` (see the module's docstring)."""
 
-    def __init__(self, current: Callable[[], tuple[AttemptLogs, tuple[str, str] | None] | None]) -> None:
+    def __init__(self, current: Callable[[], tuple[AttemptLogBuffer, tuple[str, str] | None] | None]) -> None:
         super().__init__(logging.NOTSET)
         self._current = current
         self._local = threading.local()
 
     def handle(self, record: logging.LogRecord) -> bool:
-        # No handler lock: AttemptLogs has its own, and a slow lock here would serialise the app's logging.
+        # No handler lock: AttemptLogBuffer has its own, and a slow lock here would serialise the app's logging.
         self.emit(record)
         return True
 
@@ -223,7 +223,7 @@ _install_lock: Final = threading.Lock()
 _installed: list[AttemptLogHandler] = []
 
 
-def install_handler(current: Callable[[], tuple[AttemptLogs, tuple[str, str] | None] | None]) -> AttemptLogHandler:
+def install_handler(current: Callable[[], tuple[AttemptLogBuffer, tuple[str, str] | None] | None]) -> AttemptLogHandler:
     """Add the handler to the root logger once per process (later calls return it)."""
     with _install_lock:
         if _installed and _installed[0] in logging.root.handlers:

@@ -32,7 +32,7 @@ from flowledger.instrument import _heartbeat
 from flowledger.instrument._capture import RawJSON, capture
 from flowledger.instrument._cost import Cost
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
-from flowledger.instrument._logs import AttemptLogs, install_handler
+from flowledger.instrument._logs import AttemptLogBuffer, install_handler
 from flowledger.instrument._otel import SpanScope, context_from_traceparent, format_traceparent
 from flowledger.instrument._pipeline import pipeline
 from flowledger.instrument._run import Run, _current_run, current_run, error_record
@@ -61,7 +61,7 @@ def current_node() -> NodeAttempt | None:
     return node_attempt
 
 
-def _current_logs() -> tuple[AttemptLogs, tuple[str, str] | None] | None:
+def _current_logs() -> tuple[AttemptLogBuffer, tuple[str, str] | None] | None:
     """The current attempt's log lines and its (trace id, span id), for the root logger's handler."""
     node_attempt = current_node()
     if node_attempt is None:
@@ -202,7 +202,7 @@ class NodeAttempt:
         self.cost = Cost()
         self._implicit: Run | None = None
         self._late_attributes: dict[str, Any] | None = None
-        self._logs: AttemptLogs | None = None
+        self._logs: AttemptLogBuffer | None = None
         self._span: SpanScope | None = None
         self._node_token: Any = None
         self._run_token: Any = None
@@ -368,7 +368,7 @@ class NodeAttempt:
             self.announce()
         settings = p.settings
         if settings.capture_logs:
-            self._logs = AttemptLogs(
+            self._logs = AttemptLogBuffer(
                 min_level=settings.log_level.number,
                 max_lines=settings.log_max_lines,
                 max_bytes=settings.log_max_bytes,
