@@ -126,6 +126,7 @@ BENCHMARKS = (
     "purge.py",
     "integrity.py",
     "resume.py",
+    "search.py",
 )
 
 

@@ -32,7 +32,7 @@ CORPUS: list[tuple[str, str, list[str]]] = [
         HEAD + "nodse: []\nnodes:\n  - {id: a, call: 'm:f'}\n",
         [
             "wf.yaml:3:1: nodse: unknown key `nodse` (did you mean `nodes`?); allowed keys: "
-            "`flowledger`, `workflow`, `trigger`, `limits`, `output`, `nodes`"
+            "`flowledger`, `workflow`, `trigger`, `limits`, `output`, `nodes`, `sample_rate`"
         ],
     ),
     (
@@ -110,6 +110,11 @@ CORPUS: list[tuple[str, str, list[str]]] = [
             "wf.yaml:3:22: limits.deadline_s: expected a number, found a string; write it without quotes",
             "wf.yaml:3:40: limits.budget_usd: must be at least 0, found -1",
         ],
+    ),
+    (
+        "sample_rate is a rate from 0 to 1",
+        HEAD + "sample_rate: 1.5\nnodes:\n  - {id: a, call: 'm:f'}\n",
+        ["wf.yaml:3:14: sample_rate: must be a rate from 0 to 1 (the share of runs kept), found 1.5"],
     ),
     (
         "nodes must be a non-empty list",
@@ -241,7 +246,7 @@ CORPUS: list[tuple[str, str, list[str]]] = [
         "- just\n- a list\n",
         [
             "wf.yaml:1:1: (root): expected a mapping with keys `flowledger`, `workflow`, `trigger`, `limits`, "
-            "`output`, `nodes`, found a list"
+            "`output`, `nodes`, `sample_rate`, found a list"
         ],
     ),
 ]

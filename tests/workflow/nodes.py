@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -117,4 +118,18 @@ async def cancel_myself(value: Any) -> Any:
     assert task is not None
     task.cancel()
     await asyncio.sleep(1)
+    return value
+
+
+def chatty(value: Any) -> Any:
+    """Log a line here (in the runtime's worker thread) and one from a thread of its own started in context."""
+    log = logging.getLogger("tests.workflow.nodes")
+    log.warning("working on %s", value)
+
+    def helper() -> None:
+        log.warning("helper for %s", value)
+
+    thread = threading.Thread(target=flowledger.instrument.in_context(helper))
+    thread.start()
+    thread.join()
     return value

@@ -537,3 +537,48 @@ def test_a_node_cancelled_from_inside_fails_only_itself(build: Build, events: Ca
         asyncio.run(module.run(3))
     assert info.value.node_id == "odd"
     assert _statuses(events, "other") == ["succeeded"]
+
+
+def test_a_definition_s_sample_rate_drops_fast_successes_and_keeps_failures(
+    build: Build, events: CapturedEvents
+) -> None:
+    """sample_rate: 0 in the definition drops a run that succeeded (counted) and keeps one that failed, whole."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: sampled}
+        sample_rate: 0
+        nodes:
+          - {id: start, call: "tests.workflow.nodes:echo"}
+          - {id: check, call: "tests.workflow.nodes:item_boom", needs: [start]}
+        """
+    )
+    assert module.WORKFLOW.sample_rate == 0.0
+    asyncio.run(module.run(1))
+    with pytest.raises(WorkflowFailed):
+        asyncio.run(module.run(3))
+    (dropped,) = events.of_kind("run_sampled_out")
+    assert dropped["data"]["workflow_id"] == "sampled"
+    (kept,) = events.of_kind("run_finished")
+    assert kept["data"]["status"] == "failed"
+    assert _statuses(events, "check") == ["failed"]
+
+
+def test_generated_workflows_capture_each_attempt_s_log_lines(build: Build, events: CapturedEvents) -> None:
+    """A sync node's lines, from the runtime's worker thread and a thread it starts, land on its own attempt."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: logged}
+        nodes:
+          - {id: first, call: "tests.workflow.nodes:chatty"}
+          - {id: second, call: "tests.workflow.nodes:chatty", needs: [first]}
+        """
+    )
+    assert asyncio.run(module.run(5)) == 5
+    by_span = {e["data"]["span_id"]: e["data"] for e in events.of_kind("node_logs")}
+    for node_id in ("first", "second"):
+        (finished,) = events.nodes(node_id)
+        logs = by_span[finished["data"]["span_id"]]
+        assert logs["node_id"] == node_id
+        assert [r["message"] for r in logs["records"]] == ["working on 5", "helper for 5"]

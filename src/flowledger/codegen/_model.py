@@ -135,3 +135,5 @@ class Definition:
     limits: Limits
     output: Identifier
     nodes: tuple[NodeDefinition, ...]
+    sample_rate: float | None = None
+    """The share of runs kept by sampling (failed, aborted and slow runs always are); None: the SDK's setting."""

@@ -105,6 +105,9 @@ def _workflow_fields(definition: Definition) -> list[tuple[str, Any]]:
         fields.append(("limits", Construct("fw.Limits", (), limit_kwargs)))
     if info.capture is not None:
         fields.append(("capture", Code(f"fw.CaptureMode.{info.capture.name}")))
+
+    if definition.sample_rate is not None:
+        fields.append(("sample_rate", definition.sample_rate))
     fields.append(("output", str(definition.output)))
     return fields
 

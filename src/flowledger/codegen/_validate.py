@@ -60,7 +60,7 @@ MAX_WORKFLOW_ID_LENGTH: Final = 128
 MAX_TEXT_LENGTH: Final = 1024
 MAX_JSON_DEPTH: Final = 32
 
-TOP_KEYS: Final = ("flowledger", "workflow", "trigger", "limits", "output", "nodes")
+TOP_KEYS: Final = ("flowledger", "workflow", "trigger", "limits", "output", "nodes", "sample_rate")
 WORKFLOW_KEYS: Final = ("id", "name", "version", "capture")
 TRIGGER_KEYS: Final = ("type", "http", "schedule")
 TRIGGER_HTTP_KEYS: Final = ("path",)
@@ -182,6 +182,13 @@ class _Validator:
             return None
         return float(value)
 
+    def rate(self, value: Any, path: Path) -> float | None:
+        number = self.number(value, path, minimum=0, exclusive=False)
+        if number is not None and number > 1:
+            self.at(path, f"must be a rate from 0 to 1 (the share of runs kept), found {value!r}")
+            return None
+        return number
+
     def integer(self, value: Any, path: Path, *, minimum: int) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):
             self.at(path, f"expected a whole number, found {_type_name(value)}")
@@ -267,6 +274,7 @@ class _Validator:
         limits = self.limits(top["limits"], ("limits",)) if "limits" in top else Limits()
         nodes = self.nodes(top["nodes"], ("nodes",)) if "nodes" in top else []
         output = self.output(top.get("output"), nodes)
+        sample_rate = self.rate(top["sample_rate"], ("sample_rate",)) if "sample_rate" in top else None
         if workflow is None or trigger is None or limits is None or output is None or self.problems:
             return None
         return Definition(
@@ -277,6 +285,7 @@ class _Validator:
             limits=limits,
             output=output,
             nodes=tuple(nodes),
+            sample_rate=sample_rate,
         )
 
     def workflow(self, value: Any, path: Path) -> WorkflowInfo | None:

@@ -21,6 +21,8 @@ from typing import Any, Final, TypeVar
 
 from flowledger._apikey import api_key_problem
 from flowledger._exceptions import ConfigError
+from flowledger._wire import LogLevel
+from flowledger.instrument._sampling import parse_sample_rates
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -60,6 +62,10 @@ DEFAULT_NODE_START_DELAY_S: Final = 0.2
 DEFAULT_MAX_RETRIES: Final = 5
 DEFAULT_SERVICE_NAME: Final = "flowledger"
 DEFAULT_JSONL_MAX_BYTES: Final = 1024 * 1024 * 1024
+DEFAULT_LOG_LEVEL: Final = LogLevel.INFO
+DEFAULT_LOG_MAX_LINES: Final = 1000
+DEFAULT_LOG_MAX_BYTES: Final = 256 * 1024
+DEFAULT_SAMPLE_SLOW_S: Final = 10.0
 
 
 class SinkKind(enum.StrEnum):
@@ -195,6 +201,20 @@ class Settings:
     jsonl_max_bytes: int = DEFAULT_JSONL_MAX_BYTES
     """A JSONL sink's file never grows past this; what does not fit waits in the spool."""
     jsonl_fsync: FsyncPolicy = FsyncPolicy.BATCH
+    capture_logs: bool = True
+    """Whether records emitted through Python ``logging`` while a node runs are recorded for its attempt."""
+    log_level: LogLevel = DEFAULT_LOG_LEVEL
+    """The lowest level of a captured log record (a logger's own level still filters first)."""
+    log_max_lines: int = DEFAULT_LOG_MAX_LINES
+    """Distinct log lines kept per attempt; past it lines are counted as dropped."""
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    """Bytes of log text (messages and exceptions, UTF-8) kept per attempt; past it lines are counted as dropped."""
+    sample_rate: float = 1.0
+    """The share of runs kept (0 to 1); failed, aborted and slow runs are always kept."""
+    sample_rate_by_workflow: tuple[tuple[str, float], ...] = ()
+    """Rates of particular workflows (``FLOWLEDGER_SAMPLE_RATE=orders=0.05,0.5``), over ``sample_rate``."""
+    sample_slow_s: float = DEFAULT_SAMPLE_SLOW_S
+    """A run that takes at least this long is slow: kept whatever its rate."""
 
     @property
     def events_url(self) -> str:
@@ -229,6 +249,23 @@ class Settings:
                     f"flowledger.configure(): jsonl_fsync {changes['jsonl_fsync']!r} must be one of "
                     f"{', '.join(p.value for p in FsyncPolicy)}."
                 ) from None
+        if isinstance(changes.get("sample_rate"), str):  # "orders=0.05,0.5", as the variable takes it
+            try:
+                default, per_workflow = parse_sample_rates(changes["sample_rate"])
+            except ValueError as exc:
+                raise ConfigError(f"flowledger.configure(): sample_rate: {exc}.") from None
+            changes["sample_rate"] = self.sample_rate if default is None else default
+            changes["sample_rate_by_workflow"] = tuple(per_workflow.items())
+        if isinstance(changes.get("sample_rate_by_workflow"), Mapping):
+            changes["sample_rate_by_workflow"] = tuple(changes["sample_rate_by_workflow"].items())
+        if "log_level" in changes:
+            try:
+                changes["log_level"] = _parse_log_level(changes["log_level"])
+            except (ValueError, AttributeError):
+                raise ConfigError(
+                    f"flowledger.configure(): log_level {changes['log_level']!r} must be one of "
+                    f"{', '.join(level.value for level in LogLevel)}."
+                ) from None
         new = replace(self, **changes)
         problems = new.problems()
         if problems:
@@ -248,10 +285,17 @@ class Settings:
             "batch_max_bytes",
             "spool_max_bytes",
             "jsonl_max_bytes",
+            "log_max_lines",
+            "log_max_bytes",
         ):
             if getattr(self, name) <= 0:
                 out.append(f"{name} must be a positive integer, not {getattr(self, name)!r}")
-        for name in ("batch_max_age_s", "request_timeout_s", "heartbeat_interval_s"):
+        if not 0.0 <= self.sample_rate <= 1.0:
+            out.append(f"sample_rate must be a number from 0 to 1, not {self.sample_rate!r}")
+        for workflow_id, rate in self.sample_rate_by_workflow:
+            if not 0.0 <= rate <= 1.0:
+                out.append(f"sample_rate_by_workflow[{workflow_id!r}] must be a number from 0 to 1, not {rate!r}")
+        for name in ("batch_max_age_s", "request_timeout_s", "heartbeat_interval_s", "sample_slow_s"):
             if getattr(self, name) <= 0:
                 out.append(f"{name} must be a positive number of seconds, not {getattr(self, name)!r}")
         if self.node_start_delay_s < 0:
@@ -348,6 +392,12 @@ def _parse_api_key(text: str) -> str:
     return text
 
 
+def _parse_log_level(text: str | LogLevel) -> LogLevel:
+    if isinstance(text, LogLevel):
+        return text
+    return LogLevel(text.strip().lower())
+
+
 def _parse_patterns(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
@@ -390,6 +440,11 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_IDEMPOTENCY_DIR": ("idempotency_dir", Path, "a directory path"),
     "FLOWLEDGER_JSONL_MAX_BYTES": ("jsonl_max_bytes", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_JSONL_FSYNC": ("jsonl_fsync", FsyncPolicy, "batch or never"),
+    "FLOWLEDGER_CAPTURE_LOGS": ("capture_logs", _parse_bool, "1 or 0"),
+    "FLOWLEDGER_LOG_LEVEL": ("log_level", _parse_log_level, "debug, info, warning, error or critical"),
+    "FLOWLEDGER_LOG_MAX_LINES": ("log_max_lines", _parse_pos_int, "a positive integer"),
+    "FLOWLEDGER_LOG_MAX_BYTES": ("log_max_bytes", _parse_pos_int, "a positive integer"),
+    "FLOWLEDGER_SAMPLE_SLOW_S": ("sample_slow_s", _parse_pos_float, "a positive number of seconds"),
 }
 
 
@@ -423,6 +478,16 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             if "FLOWLEDGER_SINKS" not in _reported:
                 _reported.add("FLOWLEDGER_SINKS")
                 _log.warning("flowledger: ignoring FLOWLEDGER_SINKS=%r: %s; using the receiver.", sinks, exc)
+    rates = source.get("FLOWLEDGER_SAMPLE_RATE")
+    if rates is not None and rates.strip():
+        try:
+            default, per_workflow = parse_sample_rates(rates)
+        except ValueError:
+            _report_once("FLOWLEDGER_SAMPLE_RATE", rates, "a rate from 0 to 1, or WORKFLOW=RATE pairs and a rate")
+        else:
+            if default is not None:
+                values["sample_rate"] = default
+            values["sample_rate_by_workflow"] = tuple(per_workflow.items())
     otlp = _otlp_traces_endpoint(source)
     if otlp is not None:
         try:

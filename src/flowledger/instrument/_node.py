@@ -33,6 +33,7 @@ from flowledger.instrument._capture import RawJSON, capture
 from flowledger.instrument._cost import Cost
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
 from flowledger.instrument._full_capture import capture_mode, full_capture
+from flowledger.instrument._logs import AttemptLogBuffer, install_handler
 from flowledger.instrument._otel import SpanScope, context_from_traceparent, format_traceparent
 from flowledger.instrument._pipeline import pipeline
 from flowledger.instrument._run import Run, _current_run, current_run, error_record
@@ -59,6 +60,18 @@ def current_node() -> NodeAttempt | None:
     if node_attempt is None or node_attempt.run is None or node_attempt.run is not current_run():
         return None
     return node_attempt
+
+
+def _current_logs() -> tuple[AttemptLogBuffer, tuple[str, str] | None] | None:
+    """The current attempt's log lines and its (trace id, span id), for the root logger's handler."""
+    node_attempt = current_node()
+    if node_attempt is None:
+        return None
+    logs = node_attempt._logs
+    if logs is None:
+        return None
+    span = node_attempt._span
+    return logs, (None if span is None else (span.trace_id, span.span_id))
 
 
 def _policy_limit(run: Run) -> int | None:
@@ -131,6 +144,7 @@ class NodeAttempt:
         "_has_output",
         "_implicit",
         "_late_attributes",
+        "_logs",
         "_node_token",
         "_output",
         "_output_size",
@@ -198,6 +212,7 @@ class NodeAttempt:
         self.cost = Cost()
         self._implicit: Run | None = None
         self._late_attributes: dict[str, Any] | None = None
+        self._logs: AttemptLogBuffer | None = None
         self._span: SpanScope | None = None
         self._node_token: Any = None
         self._run_token: Any = None
@@ -363,6 +378,15 @@ class NodeAttempt:
             _heartbeat.watch_node(self, delay_s)
         else:
             self.announce()
+        settings = p.settings
+        if settings.capture_logs:
+            self._logs = AttemptLogBuffer(
+                min_level=settings.log_level.number,
+                max_lines=settings.log_max_lines,
+                max_bytes=settings.log_max_bytes,
+                redact=p.policy.redact,
+            )
+            install_handler(_current_logs)
         if current:
             if named:  # code inside the attempt is part of its run too
                 self._run_token = _current_run.set(run)
@@ -414,6 +438,10 @@ class NodeAttempt:
         except Exception as internal:  # the record still goes out, with what is known
             pipeline().internal_error("node_finish", internal)
         finally:
+            try:
+                self._emit_logs(run)
+            except Exception as internal:
+                pipeline().internal_error("node_logs", internal)
             if self._span is not None and self._span.real:
                 data["otel_exported"] = True  # the application's own pipeline exports this span
             run.emit(EventKind.NODE_FINISHED, data, size)
@@ -422,6 +450,21 @@ class NodeAttempt:
                     self._span.exit(exc if failed else None, {"flowledger.status": data["status"]})
                 except Exception as internal:
                     pipeline().internal_error("span_exit", internal)
+
+    def _emit_logs(self, run: Run) -> None:
+        """Send the attempt's captured log lines (a ``node_logs`` event, just before its ``node_finished``)."""
+        logs, self._logs = self._logs, None
+        if logs is None:
+            return
+        span = self._span
+        for fields, size in logs.take():
+            data: dict[str, Any] = {"node_id": self.node_id, "span_id": self.span_id, "attempt": self.attempt}
+            if self.item is not None:
+                data["item"] = self.item
+            if span is not None:
+                data["trace_id"] = span.trace_id
+            data.update(fields)
+            run.emit(EventKind.NODE_LOGS, data, size)
 
     def _describe(self, run: Run, data: dict[str, Any], error: BaseException | None) -> int:
         """Fill ``data`` of ``node_finished``; return the bytes it adds."""

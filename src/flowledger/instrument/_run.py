@@ -20,8 +20,17 @@ from typing import Any, Final
 
 from opentelemetry.trace import Tracer
 
-from flowledger._exceptions import RunAborted
-from flowledger._wire import AbortReason, CaptureMode, EventKind, RunStatus, TriggerType, format_ts, new_event_id
+from flowledger._exceptions import ConfigError, RunAborted
+from flowledger._wire import (
+    AbortReason,
+    CaptureMode,
+    EventKind,
+    RunStatus,
+    TriggerType,
+    format_ts,
+    new_event_id,
+    now_ts,
+)
 from flowledger.instrument import _heartbeat
 from flowledger.instrument._capture import capture, safe_str
 from flowledger.instrument._cost import Cost
@@ -35,6 +44,7 @@ from flowledger.instrument._otel import (
     format_traceparent,
 )
 from flowledger.instrument._pipeline import Pipeline, pipeline
+from flowledger.instrument._sampling import HeldEvents, draws_out, rate_for
 
 __all__ = ["Run", "current_run", "error_record", "run"]
 
@@ -87,7 +97,9 @@ class Run:
     UUIDv7 is made. ``capture="full"`` records the complete trigger data and
     node outputs (content-addressed) besides their previews.
     ``resumed_from`` names the run this one resumes, and
-    ``resumed_from_definition_sha256`` that run's definition.
+    ``resumed_from_definition_sha256`` that run's definition. ``sample_rate`` (0 to 1) overrides the configured rate
+    for this run: a run drawn out is dropped whole at its end unless it
+    failed, was aborted or was slow (see ``_sampling``).
     """
 
     def __init__(
@@ -108,7 +120,12 @@ class Run:
         capture: CaptureMode | str | None = None,
         resumed_from: str | None = None,
         resumed_from_definition_sha256: str | None = None,
+        sample_rate: float | None = None,
     ) -> None:
+        if sample_rate is not None and not (isinstance(sample_rate, int | float) and 0.0 <= sample_rate <= 1.0):
+            raise ConfigError(f"flowledger.run(): sample_rate must be a number from 0 to 1, not {sample_rate!r}.")
+        self.sample_rate = sample_rate
+        self._held: HeldEvents | None = None
         self.workflow_id = str(workflow_id)
         self.capture = capture_mode(capture)
         self.resumed_from = resumed_from
@@ -253,8 +270,25 @@ class Run:
 
     def emit(self, kind: EventKind, data: dict[str, Any], size: int = 256, ts: str | None = None) -> None:
         if self.active:
+            seq = next(self._seq)
+            held = self._held
+            if held is not None:
+                with held.lock:
+                    if self._held is not None:
+                        if held.add(kind, seq, data, size, ts or now_ts()):
+                            return
+                        self._release_held()  # too big to hold: the run is kept
             # the current pipeline, so a configure() during the run does not lose the rest of it
-            pipeline().emit(kind, self.run_id, next(self._seq), data, size, ts)
+            pipeline().emit(kind, self.run_id, seq, data, size, ts)
+
+    def _release_held(self) -> None:
+        """Keep a run drawn out after all: send what it held, in order (the caller holds the lock)."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        p = pipeline()
+        for kind, seq, data, size, ts in held.events:
+            p.emit(kind, self.run_id, seq, data, size, ts)
 
     def note_node_failure(self, exc: BaseException, node_id: str) -> None:
         self._node_failures.append((exc, node_id))
@@ -311,6 +345,12 @@ class Run:
                 full = full_capture(self.data, p.policy, "trigger_data")
                 data.update(full)
                 size += len(full.get("trigger_data_full", ""))
+            settings = p.settings
+            rate = rate_for(
+                self.workflow_id, self.sample_rate, settings.sample_rate, dict(settings.sample_rate_by_workflow)
+            )
+            if draws_out(rate):
+                self._held = HeldEvents()
             self.active = True
             self.emit(EventKind.RUN_STARTED, data, size)
             if current:
@@ -404,13 +444,30 @@ class Run:
         finally:
             if self._span is not None and self._span.real:
                 data["otel_exported"] = True  # the application's own pipeline exports this span
-            self.emit(EventKind.RUN_FINISHED, data, size)
+            if self._held is None or not self._drop_held(status, data):
+                self.emit(EventKind.RUN_FINISHED, data, size)
             if self._span is not None:
                 failure = exc if status is not RunStatus.SUCCEEDED and exc is not None else None
                 try:
                     self._span.exit(failure, {"flowledger.status": status.value, "flowledger.run.id": self.run_id})
                 except Exception as internal:
                     pipeline().internal_error("span_exit", internal)
+
+    def _drop_held(self, status: RunStatus, data: dict[str, Any]) -> bool:
+        """At the end of a run drawn out: drop it (True) unless it failed, was aborted or was slow (then keep it)."""
+        held = self._held
+        p = self._pipeline
+        if held is None or p is None:
+            return False
+        slow = data["duration_ms"] >= p.settings.sample_slow_s * 1000.0
+        with held.lock:
+            if status is not RunStatus.SUCCEEDED or slow:
+                self._release_held()
+                return False
+            self._held = None
+        counted = {"workflow_id": self.workflow_id, "runs": 1, "duration_ms": data["duration_ms"]}
+        pipeline().emit(EventKind.RUN_SAMPLED_OUT, self.run_id, next(self._seq), counted, 128)
+        return True
 
     def _finish_part(self) -> None:
         token, self._token = self._token, None

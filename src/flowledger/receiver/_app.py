@@ -31,10 +31,12 @@ from flowledger.receiver._sweeper import Sweeper
 from flowledger.receiver._writer import Writer
 from flowledger.receiver.api import (
     _routes_integrity,
+    _routes_logs,
     _routes_ops,
     _routes_purge,
     _routes_query,
     _routes_resume,
+    _routes_sampling,
     _routes_tree,
 )
 from flowledger.receiver.ingest import _routes as _routes_ingest
@@ -52,6 +54,8 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     _routes_tree,
     _routes_resume,
     _routes_ops,
+    _routes_logs,
+    _routes_sampling,
     _routes_traces,
     _routes_viewer,
     _routes_integrity,

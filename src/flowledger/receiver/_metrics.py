@@ -15,6 +15,7 @@ figure of another project.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -99,8 +100,18 @@ class Metrics:
         """Count an ingest request answered with ``status``."""
         self.requests_refused[status] = self.requests_refused.get(status, 0) + 1
 
-    def render(self, stats: Stats, queue_depth: int, *, project: str | None = None) -> str:
-        """The whole exposition text; ``project`` (API keys on) picks that project's event counters."""
+    def render(
+        self,
+        stats: Stats,
+        queue_depth: int,
+        *,
+        project: str | None = None,
+        sampled_out: Mapping[str, int] | None = None,
+    ) -> str:
+        """The whole exposition text; ``project`` (API keys on) picks that project's event counters.
+
+        ``sampled_out``: runs dropped by sampling per workflow id (from the store).
+        """
         lines: list[str] = []
         events: Metrics | EventCounts = self if project is None else self.by_project.get(project, EventCounts())
 
@@ -209,4 +220,16 @@ class Metrics:
                 "Reconciliation passes run.",
                 [("", reconcile.passes)],
             )
+
+        metric(
+            "flowledger_runs_sampled_out_total",
+            "counter",
+            "Runs the SDK dropped by sampling (never stored), per workflow.",
+            [(f'{{workflow_id="{_label(w)}"}}', n) for w, n in sorted((sampled_out or {}).items())],
+        )
         return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value: backslash, double quote and line feed escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -136,6 +136,7 @@ async def execute_run(
         capture=workflow.capture,
         resumed_from=None if resume is None else resume.run_id,
         resumed_from_definition_sha256=None if resume is None else resume.definition_sha256,
+        sample_rate=workflow.sample_rate,
     )
     execution = Execution(workflow, recorder, dry_run=dry_run, transport=transport, executor=chosen)
     if resume is not None:

@@ -235,6 +235,9 @@ class Workflow:
     definition_sha256: str | None = None
     capture: CaptureMode | None = None
     """``FULL``: record every node's complete output and the trigger data (what a resume reuses)."""
+
+    sample_rate: float | None = None
+    """The share of runs kept by sampling (failed, aborted and slow runs always are); None: the SDK's setting."""
     locations: Mapping[str, Location] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -496,3 +496,50 @@ def test_counts_of_one_are_singular(live: LiveReceiver, page: Any) -> None:
     counts = page.eval_on_selector_all(".j-count", "els => els.map(e => e.textContent.trim())")
     assert "1 key" in counts
     assert not [c for c in counts if c.startswith("1 ") and c.endswith("s")]
+
+
+def test_logs_panel_filters_by_level_and_search_box_uses_full_text(live: LiveReceiver, page: Any) -> None:
+    """An attempt's panel lists its log lines (repeats, exceptions, a level filter); the search box uses full text."""
+    run = RunBuilder(start_ns=time.time_ns() - 5 * _MINUTE_NS).start()
+    span = run.node_started("fetch", at_ms=0)
+    lines = [
+        {"ts": run.ts(1), "level": 20, "level_name": "INFO", "logger": "shop.steps", "message": "fetching order 7"},
+        {"ts": run.ts(2), "level": 30, "level_name": "WARNING", "logger": "httpx", "message": "slow <b>answer</b>",
+         "repeats": 250},
+        {"ts": run.ts(3), "level": 40, "level_name": "ERROR", "logger": "shop.steps", "message": "warehouse refused",
+         "exception": "Traceback (most recent call last):\nValueError: refused"},
+    ]  # fmt: skip
+    run._event("node_logs", {"node_id": "fetch", "span_id": span, "attempt": 1, "records": lines}, 4)
+    run.node_finished("fetch", span, started_ms=0, duration_ms=10)
+    run.finish(at_ms=20)
+    other = RunBuilder(start_ns=time.time_ns() - 4 * _MINUTE_NS).start().finish(at_ms=5)
+    live.post(run.events + other.events)
+
+    page.goto(f"{live.url}/")
+    _wait_rows(page, 2)
+    page.fill("#f-q", "warehouse")
+    _wait_rows(page, 1)
+    assert _rows(page)[0]["id"] == run.run_id
+    page.fill("#f-q", other.run_id)
+    page.wait_for_function(
+        "id => [...document.querySelectorAll('#runs-table tbody tr[data-run-id]')]"
+        ".map(r => r.dataset.runId).join() === id",
+        arg=other.run_id,
+        timeout=_WAIT_MS,
+    )
+
+    page.goto(f"{live.url}/#/runs/{run.run_id}")
+    page.wait_for_selector(".wf-row[data-node=fetch]", timeout=_WAIT_MS)
+    page.click(".wf-row[data-node=fetch]")
+    page.wait_for_function("() => document.querySelectorAll('#log-lines li').length === 3", timeout=_WAIT_MS)
+    texts = page.eval_on_selector_all("#log-lines li .log-message", "els => els.map(e => e.textContent)")
+    assert texts == ["fetching order 7", "slow <b>answer</b>", "warehouse refused"]  # text, never markup
+    assert page.query_selector("#log-lines b") is None
+    assert page.text_content("#log-lines li:nth-child(2) .repeats") == "×250"
+    page.click("#log-lines li:nth-child(3) details summary")
+    assert "ValueError: refused" in page.text_content("#log-lines li:nth-child(3) pre")
+    page.select_option("#log-level", "warning")
+    page.wait_for_function("() => document.querySelectorAll('#log-lines li').length === 2", timeout=_WAIT_MS)
+    page.select_option("#log-level", "critical")
+    page.wait_for_function("() => document.querySelectorAll('#log-lines li').length === 0", timeout=_WAIT_MS)
+    assert page.text_content("#log-status") == "No log lines at this level."

@@ -37,7 +37,8 @@ async def metrics(request: Request) -> Response:
     silent_before = ts_from_epoch_s(time.time() - receiver.config.stuck_after_s)
     project = project_of(request)
     stats = await receiver.store.stats(project=project, silent_before=silent_before)
-    text = receiver.metrics.render(stats, receiver.writer.depth, project=project)
+    sampled_out = await receiver.store.sampled_out(project=project)
+    text = receiver.metrics.render(stats, receiver.writer.depth, project=project, sampled_out=sampled_out)
     return PlainTextResponse(text, media_type=_PROMETHEUS_TEXT)
 
 

@@ -17,6 +17,9 @@ from typing import Final
 from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger.receiver.store._canonical import chain_hash
 from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash
+from flowledger.receiver.store._logs import LOGS_SCHEMA
+from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
+from flowledger.receiver.store._search import SEARCH_SCHEMA
 from flowledger.receiver.store._time import normalize_ts
 from flowledger.receiver.store._tree import MERKLE_SCHEMA, backfill
 from flowledger.receiver.store._verify import FORMAT1_COLUMNS, Format1Walker
@@ -413,6 +416,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v11_merkle_tree,
     _V12_COVERAGE,
     _V13_RESUME,
+    LOGS_SCHEMA,
+    SEARCH_SCHEMA,
+    SAMPLED_OUT_SCHEMA,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -24,6 +24,9 @@ from flowledger.receiver.store._fold import (
     fold_node,
     fold_run,
 )
+from flowledger.receiver.store._logs import LogDrop, LogRow, append_log_rows, rows_of_event
+from flowledger.receiver.store._sampled import SAVE_SAMPLED_OUT, SAVE_SAMPLED_OUT_TAIL, sampled_out_key
+from flowledger.receiver.store._search import attributes_of_event, texts_of_event
 
 __all__ = ["Projector", "load_runs", "save_runs"]
 
@@ -33,9 +36,13 @@ _CHUNK: Final = 400
 _run_row: Final = attrgetter(*RUN_COLUMNS)
 _node_row: Final = attrgetter(*NODE_COLUMNS)
 _NODE_KINDS: Final = frozenset({EventKind.NODE_STARTED, EventKind.NODE_FINISHED})
+_NODE_LOGS: Final = EventKind.NODE_LOGS
+_SAMPLED_OUT: Final = EventKind.RUN_SAMPLED_OUT
 
 _SAVE_RUNS: Final = f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)})"
 _SAVE_NODES: Final = f"INSERT OR REPLACE INTO node_runs ({', '.join(NODE_COLUMNS)})"
+_SAVE_TEXTS: Final = "INSERT INTO search_text (run_id, source, text)"
+_SAVE_ATTRIBUTES: Final = "INSERT OR IGNORE INTO run_attributes (key, value, run_id)"
 _SAVE_PRODUCERS: Final = "INSERT INTO producers (producer_id, max_seq, events, project, last_ts, last_run_id)"
 _SAVE_PRODUCERS_TAIL: Final = """
 ON CONFLICT (producer_id) DO UPDATE SET
@@ -45,7 +52,7 @@ ON CONFLICT (producer_id) DO UPDATE SET
     last_run_id = CASE WHEN producers.last_ts IS NULL OR excluded.last_ts > producers.last_ts
                        OR (excluded.last_ts = producers.last_ts AND excluded.last_run_id > producers.last_run_id)
                   THEN excluded.last_run_id ELSE producers.last_run_id END,
-    last_ts = max(coalesce(producers.last_ts, ''), excluded.last_ts)
+    last_ts = nullif(max(coalesce(producers.last_ts, ''), coalesce(excluded.last_ts, '')), '')
 """
 
 
@@ -114,6 +121,14 @@ class Projector:
         self._dirty_nodes: set[tuple[str, str]] = set()
         self._producers: dict[str, list[Any]] = {}
         """producer_id -> [max_seq, events, project, last_ts, last_run_id] of this batch."""
+        self._logs: list[LogRow] = []
+        self._log_drops: list[LogDrop] = []
+        self._texts: list[tuple[str, str, str]] = []
+        """(run_id, source, text) rows for the full-text search."""
+        self._attributes: list[tuple[str, str, str]] = []
+        """(key, value, run_id) rows of run attributes."""
+        self._sampled_out: dict[tuple[str, str, str], int] = {}
+        """(workflow_id, project, day) -> runs dropped by sampling, in this batch."""
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
         """Read the stored states of every run and attempt the events touch."""
@@ -129,6 +144,16 @@ class Projector:
 
     def apply(self, event: FoldEvent, producer_id: str | None = None, producer_seq: int = 0) -> None:
         """Fold one new event (its states must have been loaded; ``event.seq`` set)."""
+        sampled_out = event.kind is _SAMPLED_OUT
+        if sampled_out:  # a dropped run is counted, never made a run
+            key = sampled_out_key(event.data, event.project, event.ts)
+            self._sampled_out[key] = self._sampled_out.get(key, 0) + event.data["runs"]
+        else:
+            self._fold(event)
+        if producer_id is not None:
+            self._count_producer(event, producer_id, producer_seq, tail=not sampled_out)
+
+    def _fold(self, event: FoldEvent) -> None:
         run_id = event.run_id
         runs = self.runs
         runs[run_id] = fold_run(runs.get(run_id), event)
@@ -138,19 +163,34 @@ class Projector:
             nodes = self._nodes
             nodes[node_key] = fold_node(nodes.get(node_key), event)
             self._dirty_nodes.add(node_key)
-        if producer_id is not None:
-            counts = self._producers.get(producer_id)
-            ts = event.ts
-            if counts is None:
-                self._producers[producer_id] = [producer_seq, 1, event.project, ts, run_id]
-            else:
-                if producer_seq > counts[0]:
-                    counts[0] = producer_seq
-                counts[1] += 1
-                if counts[2] is None:
-                    counts[2] = event.project
-                if (ts, run_id) > (counts[3], counts[4]):
-                    counts[3], counts[4] = ts, run_id
+        elif event.kind is _NODE_LOGS:
+            self._add_logs(event)
+        for source, text in texts_of_event(event.kind, event.data):
+            self._texts.append((run_id, source, text))
+        for key, value in attributes_of_event(event.kind, event.data):
+            self._attributes.append((key, value, run_id))
+
+    def _count_producer(self, event: FoldEvent, producer_id: str, producer_seq: int, *, tail: bool) -> None:
+        """Count the event for its producer; ``tail``: it may be the producer's newest event of a run."""
+        run_id = event.run_id
+        counts = self._producers.get(producer_id)
+        ts = event.ts if tail else ""
+        if counts is None:
+            self._producers[producer_id] = [producer_seq, 1, event.project, ts or None, run_id if tail else None]
+        else:
+            if producer_seq > counts[0]:
+                counts[0] = producer_seq
+            counts[1] += 1
+            if counts[2] is None:
+                counts[2] = event.project
+            if tail and (counts[3] is None or (ts, run_id) > (counts[3], counts[4])):
+                counts[3], counts[4] = ts, run_id
+
+    def _add_logs(self, event: FoldEvent) -> None:
+        rows, drop = rows_of_event(run_id=event.run_id, event_id=event.event_id, project=event.project, data=event.data)
+        self._logs += rows
+        if drop is not None:
+            self._log_drops.append(drop)
 
     async def flush(self) -> None:
         """Write every changed row (inside the caller's transaction)."""
@@ -164,9 +204,23 @@ class Projector:
         if self._producers:
             rows = [(p, *c) for p, c in self._producers.items()]
             await insert_rows(conn, _SAVE_PRODUCERS, rows, width=6, tail=_SAVE_PRODUCERS_TAIL)
+        if self._logs or self._log_drops:
+            await append_log_rows(conn, self._logs, self._log_drops)
+        if self._texts:
+            await insert_rows(conn, _SAVE_TEXTS, self._texts, width=3)
+        if self._attributes:
+            await insert_rows(conn, _SAVE_ATTRIBUTES, self._attributes, width=3)
+        if self._sampled_out:
+            rows = [(*key, runs) for key, runs in self._sampled_out.items()]
+            await insert_rows(conn, SAVE_SAMPLED_OUT, rows, width=4, tail=SAVE_SAMPLED_OUT_TAIL)
         self._dirty_runs.clear()
         self._dirty_nodes.clear()
         self._producers.clear()
+        self._logs.clear()
+        self._log_drops.clear()
+        self._texts.clear()
+        self._attributes.clear()
+        self._sampled_out.clear()
 
     def forget(self) -> None:
         """Drop the loaded states (rebuild calls this between chunks to bound memory)."""

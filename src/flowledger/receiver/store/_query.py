@@ -20,9 +20,11 @@ from flowledger.receiver.store._records import (
     select_list,
     stored_fields,
 )
+from flowledger.receiver.store._search import attribute_clause, hits_sql, search_clause
 from flowledger.receiver.store._views import RunPageCursor
 
 __all__ = [
+    "MATCHED_COLUMN",
     "NEWEST_FIRST",
     "NODE_SELECT",
     "RUN_PAYLOADS_SELECT",
@@ -35,11 +37,13 @@ __all__ = [
 ]
 
 NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
+MATCHED_COLUMN: Final = "matched"
+"""A search's page rows carry the number of runs its filters match (cursor included) in this column."""
 """The order of every run listing: newest first, ties broken by run id (an index of ``runs``)."""
 RUN_SELECT: Final = select_list(stored_fields(RUN_FIELDS), "r")
 """Columns of ``runs r`` that :func:`run_json` reads (rows are read by column name)."""
 NODE_SELECT: Final = (
-    select_list(NODE_FIELDS, "n", NODE_PAYLOAD_SQL)
+    select_list(stored_fields(NODE_FIELDS), "n", NODE_PAYLOAD_SQL)
     + " FROM node_runs n LEFT JOIN payloads li ON li.seq = n.input_seq LEFT JOIN payloads lo ON lo.seq = n.output_seq"
 )
 """``SELECT`` list and ``FROM`` of node attempts, payloads read from the payload rows of their ledger entries."""
@@ -58,7 +62,7 @@ def run_json(row: ColumnsByName, *, detail: bool = False) -> dict[str, Any]:
 
 def node_json(row: ColumnsByName) -> dict[str, Any]:
     """The API shape of one node attempt from a row selected with NODE_SELECT."""
-    return record_json(NODE_FIELDS, row)
+    return record_json(stored_fields(NODE_FIELDS), row)
 
 
 def _keyset(cursor: RunPageCursor | None) -> list[tuple[str, list[Any]]]:
@@ -85,7 +89,17 @@ def run_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
     the same at any depth of a cursor, whichever statuses are asked for, and never sorts every
     matching run (``status IN (...)`` on one index would).
     """
-    where, params = runs_where(RunQuery(workflow_id=query.workflow_id, project=query.project))
+    if query.search is not None or query.attributes:
+        return _matched_page_sql(query, fetch=fetch)
+    where, params = runs_where(
+        RunQuery(
+            workflow_id=query.workflow_id,
+            project=query.project,
+            search=query.search,
+            attributes=query.attributes,
+            run_id_prefix=query.run_id_prefix,
+        )
+    )
     where = where or " WHERE 1"
     statuses: list[tuple[str, list[Any]]] = [("", [])]
     if query.statuses:
@@ -109,13 +123,43 @@ def run_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
     return sql, [*all_params, fetch, query.offset]
 
 
+def _matched_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
+    """A page of a search or an attribute filter: a search's runs are a bounded set (its hits, looked up by
+    primary key in the order FTS5 gives them); only their ids and start times are sorted, then the page's
+    rows are read."""
+    source, source_params = _matched_runs(query)
+    where, params = runs_where(query, search=False)
+    params = [*source_params, *params]
+    keyset = _keyset(query.cursor)
+    if len(keyset) > 1 or keyset[0][0]:
+        conditions = " OR ".join(f"({clause.removeprefix(' AND ')})" for clause, _ in keyset)
+        where = (where or " WHERE 1") + f" AND ({conditions})"
+        params = [*params, *(p for _, clause_params in keyset for p in clause_params)]
+    # matched: every run the filters match (cursor included), counted in the same pass as the page.
+    ids = f"SELECT r.run_id, count(*) OVER () AS {MATCHED_COLUMN} FROM {source}{where} {NEWEST_FIRST} LIMIT ? OFFSET ?"
+    sql = (
+        f"SELECT {RUN_SELECT}, m.{MATCHED_COLUMN} FROM ({ids}) m CROSS JOIN runs r ON r.run_id = m.run_id "
+        f"{NEWEST_FIRST}"
+    )
+    return sql, [*params, fetch, query.offset]
+
+
+def _matched_runs(query: RunQuery) -> tuple[str, list[Any]]:
+    """The FROM of a search: its (bounded) hits joined to ``runs r`` in that order, or ``runs r`` alone."""
+    if query.search is None:
+        return "runs r", []
+    sql, params = hits_sql(query.search)
+    return f"({sql}) h CROSS JOIN runs r ON r.run_id = h.run_id", params
+
+
 def runs_count_sql(query: RunQuery, *, cap: int) -> tuple[str, list[Any]]:
     """A count of the runs ``query`` matches (cursor and paging aside) that stops after ``cap + 1``."""
-    where, params = runs_where(query)
-    return f"SELECT count(*) FROM (SELECT 1 FROM runs r{where} LIMIT ?)", [*params, cap + 1]
+    source, source_params = _matched_runs(query)
+    where, params = runs_where(query, search=False)
+    return f"SELECT count(*) FROM (SELECT 1 FROM {source}{where} LIMIT ?)", [*source_params, *params, cap + 1]
 
 
-def runs_where(query: RunQuery) -> tuple[str, list[Any]]:
+def runs_where(query: RunQuery, *, search: bool = True) -> tuple[str, list[Any]]:
     """The WHERE clause (with its parameters) of a run listing; each filter has a covering index."""
     clauses: list[str] = []
     params: list[Any] = []
@@ -128,4 +172,15 @@ def runs_where(query: RunQuery) -> tuple[str, list[Any]]:
     if query.project is not None:
         clauses.append("r.project = ?")
         params.append(query.project)
+    if query.run_id_prefix is not None:
+        clauses.append("r.run_id >= ? AND r.run_id < ?")
+        params += [query.run_id_prefix, query.run_id_prefix + "\U0010ffff"]
+    if search and query.search is not None:
+        clause, clause_params = search_clause(query.search)
+        clauses.append(clause)
+        params += clause_params
+    for key, value in query.attributes:
+        clause, clause_params = attribute_clause(key, value)
+        clauses.append(clause)
+        params += clause_params
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

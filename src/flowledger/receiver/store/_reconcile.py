@@ -28,7 +28,7 @@ from typing import Final
 
 import aiosqlite
 
-from flowledger._wire import RunStatus
+from flowledger._wire import EventKind, RunStatus
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._entry import PURGE_KIND
 from flowledger.receiver.store._fold import NODE_COLUMNS, RUN_COLUMNS, NodeState, RunState, fold_node, fold_run
@@ -37,6 +37,9 @@ from flowledger.receiver.store._projector import node_from_row, run_from_row, sa
 from flowledger.receiver.store._rebuild import event_from_body
 
 __all__ = ["RECONCILE_CHUNK_RUNS", "reconcile"]
+
+_NOT_FOLDED: Final = frozenset({PURGE_KIND, EventKind.RUN_SAMPLED_OUT.value})
+"""Ledger kinds the projections never fold into a run: purge entries, and the count of runs sampling dropped."""
 
 RECONCILE_CHUNK_RUNS: Final = 200
 """Runs folded and compared per transaction."""
@@ -67,7 +70,7 @@ async def _fold(
     )
     folded = 0
     for seq, kind, body in rows:
-        if body is None or kind == PURGE_KIND:  # purged: nothing left to fold
+        if body is None or kind in _NOT_FOLDED:  # purged: nothing left to fold; sampled out: never a run
             continue
         event = event_from_body(body, int(seq))
         folded += 1

@@ -27,6 +27,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,6 +53,7 @@ from flowledger.receiver.store._records import (
     record_json,
     select_list,
 )
+from flowledger.receiver.store._search import search_clause
 from flowledger.receiver.store._time import epoch_s
 from flowledger.receiver.store._views import (
     INLINE_PAYLOAD_MAX_CHARS,
@@ -166,7 +168,24 @@ def filter_where(run_filter: RunFilter) -> tuple[str, list[Any]]:
         # A range of the primary key: "0190ab" matches every id that starts with it.
         clauses.append("r.run_id >= ? AND r.run_id < ?")
         params += [run_filter.run_id_prefix, run_filter.run_id_prefix + "\U0010ffff"]
+    if run_filter.text:
+        clause, clause_params = search_clause(run_filter.text)
+        clauses.append(clause)
+        params += clause_params
     return (" AND ".join(clauses) or "1"), params
+
+
+def _resolve_search(conn: sqlite3.Connection, run_filter: RunFilter) -> RunFilter:
+    """A search that could be a run id or text: the id when a run has it, else the text; then check the id search."""
+    if run_filter.run_id_prefix and run_filter.text:
+        prefix = run_filter.run_id_prefix
+        found = conn.execute(
+            "SELECT 1 FROM runs WHERE run_id >= ? AND run_id < ? AND (? IS NULL OR project = ?) LIMIT 1",
+            (prefix, prefix + "\U0010ffff", run_filter.project, run_filter.project),
+        ).fetchone()
+        run_filter = replace(run_filter, text=None) if found else replace(run_filter, run_id_prefix=None)
+    _check_search(conn, run_filter)
+    return run_filter
 
 
 def _check_search(conn: sqlite3.Connection, run_filter: RunFilter) -> None:
@@ -207,7 +226,7 @@ def viewer_runs(
     direction: PageDirection = PageDirection.OLDER,
 ) -> RunListPage:
     """A page of ``limit`` runs next to ``cursor`` (the newest runs without one), newest first."""
-    _check_search(conn, run_filter)
+    run_filter = _resolve_search(conn, run_filter)
     base_where, base_params = filter_where(run_filter)
     where, params = base_where, base_params
     order = _OLDEST_FIRST if cursor is not None and direction is PageDirection.NEWER else NEWEST_FIRST
@@ -277,7 +296,7 @@ def run_summary(
     whenever fewer runs match; ``duration_sample`` says how many were used
     and ``duration_sample_capped`` whether the cap was reached.
     """
-    _check_search(conn, run_filter)
+    run_filter = _resolve_search(conn, run_filter)
     where, params = filter_where(run_filter)
     by_status = dict.fromkeys((s.value for s in RunStatus), 0)
     dry = live = 0
@@ -319,7 +338,7 @@ def _counts(
     a few hundred rows whatever the number of runs. Otherwise one scan of the covering ``runs_facts``
     over the range (a search matches at most RUN_ID_SEARCH_MAX_MATCHES runs).
     """
-    if run_filter.since is None and run_filter.until is None and not run_filter.run_id_prefix:
+    if run_filter.since is None and run_filter.until is None and not run_filter.run_id_prefix and not run_filter.text:
         equal, values = _equalities(run_filter, "")
         clauses = ["1", *equal]
         sql = (

@@ -108,6 +108,9 @@ class RunFilter:
     run_id_prefix: str | None = None
     project: str | None = None
     """Set from the API key: only this project's runs are visible."""
+    text: str | None = None
+    """Full text: runs whose errors, log lines or payload text hold these words. With ``run_id_prefix`` too
+    (a search that looks like a run id), the store keeps whichever matches: the id when a run has it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver._trace_url import add_trace_url
+from flowledger.receiver.store._search import fts_query, looks_like_run_id
 from flowledger.receiver.store._views import (
     RUN_ID_SEARCH_MIN_CHARS,
     RUN_PAYLOAD_KINDS,
@@ -147,12 +148,20 @@ ATTEMPTS_PARAMS: Final = ("offset", "limit")
 
 def _filter(params: QueryParams, project: str | None) -> RunFilter:
     search = params.text("q")
-    prefix = None if search is None else search.strip().lower() or None
-    if prefix is not None and len(prefix) < RUN_ID_SEARCH_MIN_CHARS:
-        raise QueryParamError(
-            f"query parameter q={prefix!r} is too short: type at least {RUN_ID_SEARCH_MIN_CHARS} characters of a run id"
-        )
+    search = None if search is None else search.strip() or None
+    prefix = None
+    if search is not None:
+        if looks_like_run_id(search.lower()) and len(search) >= RUN_ID_SEARCH_MIN_CHARS:
+            prefix = search.lower()  # the store keeps the id search when a run has that id, else the text
+        try:
+            fts_query(search)
+        except ValueError as exc:
+            raise QueryParamError(
+                f"query parameter q={search[:40]!r}: {exc}; type words from an error, a log line or a payload, "
+                "or the start of a run id"
+            ) from None
     return RunFilter(
+        text=search,
         workflow_id=params.text("workflow_id"),
         status=params.choice("status", RunStatus),
         trigger=params.choice("trigger", TriggerType),

@@ -49,6 +49,15 @@ async def test_reconcile_is_clean_after_ingest_in_any_order(store: Store) -> Non
     assert report.repaired == 0
 
 
+async def test_runs_dropped_by_sampling_are_not_drift(store: Store) -> None:
+    """A run_sampled_out entry is a count, never a run: reconciling its run id finds nothing missing."""
+    dropped = RunEvents()
+    dropped._event("run_sampled_out", {"workflow_id": dropped.workflow_id, "runs": 1})
+    await _append(store, [*dropped.events, *simple_run().events])
+    report = await store.reconcile(ReconcileScope.everything())
+    assert report.clean, report.as_json()
+
+
 async def test_a_sweep_in_slices_checks_every_run_once(store: Store) -> None:
     """Slices of two runs, each starting where the previous stopped, cover all five runs and then end."""
     runs = [simple_run() for _ in range(5)]

@@ -7,6 +7,8 @@ import { clear, copyButton, h, runHref, safeExternalUrl } from "./dom.js";
 import { fmtCount, fmtDuration, fmtTime, fmtUsd, plural, shortId, statusBadge } from "./format.js";
 import { jsonView } from "./json.js";
 import { resumeSection } from "./resume.js";
+
+import { logsPanel } from "./logs.js";
 import { every, route, setCrumbs, setLive } from "./page.js";
 
 const RUN_POLL_MS = 1000;
@@ -398,6 +400,7 @@ export class RunView {
     panel.append(
       jsonView(a.input, { title: "Input", loadDeferred: deferred.has("input") ? loader("input") : null, size: a.payload_chars?.input }),
       jsonView(a.output, { title: "Output", loadDeferred: deferred.has("output") ? loader("output") : null, size: a.payload_chars?.output }),
+      logsPanel(this.runId, a.span_id),
     );
   }
 }

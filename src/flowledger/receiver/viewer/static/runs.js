@@ -19,7 +19,6 @@ const RANGES = [
   ["30d", "last 30 days", 30 * 24 * 3600e3],
   ["custom", "custom (UTC)"],
 ];
-const SEARCH_MIN_CHARS = 4; // RUN_ID_SEARCH_MIN_CHARS of the receiver
 const FILTER_KEYS = ["q", "workflow_id", "status", "trigger", "mode", "range", "since", "until", "limit"];
 
 export class ListView {
@@ -44,8 +43,8 @@ export class ListView {
       delete f.until;
     }
     delete f.range;
-    // A run-id search starts at SEARCH_MIN_CHARS characters (fewer would match nearly every run).
-    if (f.q && f.q.trim().length < SEARCH_MIN_CHARS) delete f.q;
+    // Full text over errors, log lines and payloads; the start of a run id lists that run.
+    if (f.q && !f.q.trim()) delete f.q;
     return f;
   }
 
@@ -111,7 +110,7 @@ export class ListView {
   buildFilters() {
     const f = this.filters;
     const form = clear(this.filterBar);
-    const search = h("input", { type: "search", name: "q", id: "f-q", placeholder: "run id starts with… (4+ characters)", minlength: SEARCH_MIN_CHARS, value: f.q || "", autocomplete: "off" });
+    const search = h("input", { type: "search", name: "q", id: "f-q", placeholder: "errors, log lines, payloads, or a run id", value: f.q || "", autocomplete: "off" });
     this.workflowSelect = this.select("workflow_id", "Workflow", [["", "all workflows"], ...(f.workflow_id ? [[f.workflow_id, f.workflow_id]] : [])], f.workflow_id);
     form.append(
       h("label", { class: "field grow" }, h("span", { text: "Search" }), search),
