@@ -82,9 +82,18 @@ def create_app(
         sweeper.start()
         retention.start()
         checkpointer.start()
+        grpc_server = None
         try:
+            if config.grpc_port is not None:  # the grpc extra: imported only when asked for
+                from flowledger.receiver.otlp._grpc import start_grpc
+
+                grpc_server = await start_grpc(app, app.state.receiver)
             yield
         finally:
+            if grpc_server is not None:
+                from flowledger.receiver.otlp._grpc import GRPC_STOP_GRACE_S
+
+                await grpc_server.stop(GRPC_STOP_GRACE_S)
             for module in route_modules:  # a feature's own shutdown (e.g. sending queued OTLP forwards)
                 on_shutdown = getattr(module, "on_shutdown", None)
                 if on_shutdown is not None:

@@ -64,6 +64,15 @@ DEFAULT_RETENTION_MAX_RUNS_PER_PASS: Final = 1000
 
 DEFAULT_CHECKPOINT_INTERVAL_S: Final = 300.0
 
+DEFAULT_OTLP_METRIC_SERIES_MAX: Final = 10_000
+"""OTLP metric series kept; points of a new series beyond it are refused (partial success)."""
+DEFAULT_OTLP_METRIC_POINTS_MAX: Final = 1_000_000
+"""OTLP metric data points kept; beyond it the oldest go first."""
+DEFAULT_OTLP_LOG_RECORDS_MAX: Final = 1_000_000
+"""OTLP log records kept; beyond it the oldest go first."""
+DEFAULT_GRPC_PORT: Final = 4317
+"""The OTLP/gRPC port by convention (``flowledger serve --grpc-port``; off unless asked)."""
+
 _ENV_PREFIX: Final = "FLOWLEDGER_RECEIVER_"
 _SECONDS_PER_DAY: Final = 86_400.0
 
@@ -159,6 +168,13 @@ class ReceiverConfig:
     """Seconds between checkpoints (one is written only when the ledger grew)."""
     checkpoint_url: str | None = None
     """Also POST each checkpoint (text/plain) to this URL; None: off."""
+    otlp_metric_series_max: int = DEFAULT_OTLP_METRIC_SERIES_MAX
+    otlp_metric_points_max: int = DEFAULT_OTLP_METRIC_POINTS_MAX
+    otlp_log_records_max: int = DEFAULT_OTLP_LOG_RECORDS_MAX
+    grpc_port: int | None = None
+    """Also serve OTLP over gRPC on this port (0: any free one); None: off. Needs the ``grpc`` extra."""
+    grpc_host: str = "127.0.0.1"
+    """The interface of the gRPC port (``flowledger serve`` passes its ``--host``)."""
 
 
 def _parse(name: str, raw: str, kind: type) -> object:
@@ -184,7 +200,10 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
             limit_changes[f.name] = _parse(f.name, raw, int)
     changes: dict[str, object] = {}
     for f in fields(ReceiverConfig):
-        if f.name in {"limits", "api_keys", "db_path", "retention"} | _OTLP_TEXT_FIELDS | _CHECKPOINT_TEXT_FIELDS:
+        if (
+            f.name
+            in {"limits", "api_keys", "db_path", "retention", "grpc_host"} | _OTLP_TEXT_FIELDS | _CHECKPOINT_TEXT_FIELDS
+        ):
             continue
         raw = env.get(_ENV_PREFIX + f.name.upper())
         if raw is not None:
