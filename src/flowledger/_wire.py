@@ -40,6 +40,7 @@ __all__ = [
     "WIRE_VERSION",
     "AbortReason",
     "EventKind",
+    "LogLevel",
     "NodeStatus",
     "RunStatus",
     "TriggerType",
@@ -69,6 +70,8 @@ class EventKind(enum.StrEnum):
     NODE_STARTED = "node_started"
     NODE_FINISHED = "node_finished"
     HEARTBEAT = "heartbeat"
+    NODE_LOGS = "node_logs"
+    """Log lines a node attempt emitted through Python ``logging`` (stored apart from the narrow rows)."""
 
 
 class RunStatus(enum.StrEnum):
@@ -108,6 +111,30 @@ class AbortReason(enum.StrEnum):
 
     DEADLINE = "deadline"
     BUDGET = "budget"
+
+
+class LogLevel(enum.StrEnum):
+    """A log line's level by name; :attr:`number` is Python ``logging``'s number for it."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+    @property
+    def number(self) -> int:
+        """The level on Python's scale (DEBUG 10 to CRITICAL 50)."""
+        return _LEVEL_NUMBERS[self]
+
+
+_LEVEL_NUMBERS: Final = {
+    LogLevel.DEBUG: 10,
+    LogLevel.INFO: 20,
+    LogLevel.WARNING: 30,
+    LogLevel.ERROR: 40,
+    LogLevel.CRITICAL: 50,
+}
 
 
 class TriggerType(enum.StrEnum):

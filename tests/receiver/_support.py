@@ -105,6 +105,7 @@ class RunEvents:
         cost: dict[str, Any] | None = None,
     ) -> RunEvents:
         span = _span()
+        self.last_span = span
         started = self._ts()
         common = {"node_id": node_id, "span_id": span, "parent_span_id": self.run_span, "attempt": attempt}
         if item is not None:
@@ -139,6 +140,20 @@ class RunEvents:
             },
             ts=ts,
         )
+        return self
+
+    def logs(
+        self, node_id: str, messages: list[str], *, level: int = 20, dropped_lines: int = 0, attempt: int = 1
+    ) -> RunEvents:
+        """A node_logs event for the last node's attempt, one record per message."""
+        records = [
+            {"ts": self._ts(0.1), "level": level, "level_name": "INFO", "logger": "shop.steps", "message": m}
+            for m in messages
+        ]
+        data = {"node_id": node_id, "span_id": self.last_span, "attempt": attempt, "records": records}
+        if dropped_lines:
+            data["dropped_lines"], data["dropped_bytes"] = dropped_lines, dropped_lines * 10
+        self._event("node_logs", data)
         return self
 
     def heartbeat(self, cost: dict[str, Any] | None = None) -> RunEvents:

@@ -21,6 +21,7 @@ from typing import Any, Final, TypeVar
 
 from flowledger._apikey import api_key_problem
 from flowledger._exceptions import ConfigError
+from flowledger._wire import LogLevel
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -60,6 +61,9 @@ DEFAULT_NODE_START_DELAY_S: Final = 0.2
 DEFAULT_MAX_RETRIES: Final = 5
 DEFAULT_SERVICE_NAME: Final = "flowledger"
 DEFAULT_JSONL_MAX_BYTES: Final = 1024 * 1024 * 1024
+DEFAULT_LOG_LEVEL: Final = LogLevel.INFO
+DEFAULT_LOG_MAX_LINES: Final = 1000
+DEFAULT_LOG_MAX_BYTES: Final = 256 * 1024
 
 
 class SinkKind(enum.StrEnum):
@@ -195,6 +199,14 @@ class Settings:
     jsonl_max_bytes: int = DEFAULT_JSONL_MAX_BYTES
     """A JSONL sink's file never grows past this; what does not fit waits in the spool."""
     jsonl_fsync: FsyncPolicy = FsyncPolicy.BATCH
+    capture_logs: bool = True
+    """Whether records emitted through Python ``logging`` while a node runs are recorded for its attempt."""
+    log_level: LogLevel = DEFAULT_LOG_LEVEL
+    """The lowest level of a captured log record (a logger's own level still filters first)."""
+    log_max_lines: int = DEFAULT_LOG_MAX_LINES
+    """Distinct log lines kept per attempt; past it lines are counted as dropped."""
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    """Bytes of log text (messages and exceptions, UTF-8) kept per attempt; past it lines are counted as dropped."""
 
     @property
     def events_url(self) -> str:
@@ -229,6 +241,14 @@ class Settings:
                     f"flowledger.configure(): jsonl_fsync {changes['jsonl_fsync']!r} must be one of "
                     f"{', '.join(p.value for p in FsyncPolicy)}."
                 ) from None
+        if "log_level" in changes:
+            try:
+                changes["log_level"] = _parse_log_level(changes["log_level"])
+            except (ValueError, AttributeError):
+                raise ConfigError(
+                    f"flowledger.configure(): log_level {changes['log_level']!r} must be one of "
+                    f"{', '.join(level.value for level in LogLevel)}."
+                ) from None
         new = replace(self, **changes)
         problems = new.problems()
         if problems:
@@ -248,6 +268,8 @@ class Settings:
             "batch_max_bytes",
             "spool_max_bytes",
             "jsonl_max_bytes",
+            "log_max_lines",
+            "log_max_bytes",
         ):
             if getattr(self, name) <= 0:
                 out.append(f"{name} must be a positive integer, not {getattr(self, name)!r}")
@@ -348,6 +370,12 @@ def _parse_api_key(text: str) -> str:
     return text
 
 
+def _parse_log_level(text: str | LogLevel) -> LogLevel:
+    if isinstance(text, LogLevel):
+        return text
+    return LogLevel(text.strip().lower())
+
+
 def _parse_patterns(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
@@ -390,6 +418,10 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_IDEMPOTENCY_DIR": ("idempotency_dir", Path, "a directory path"),
     "FLOWLEDGER_JSONL_MAX_BYTES": ("jsonl_max_bytes", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_JSONL_FSYNC": ("jsonl_fsync", FsyncPolicy, "batch or never"),
+    "FLOWLEDGER_CAPTURE_LOGS": ("capture_logs", _parse_bool, "1 or 0"),
+    "FLOWLEDGER_LOG_LEVEL": ("log_level", _parse_log_level, "debug, info, warning, error or critical"),
+    "FLOWLEDGER_LOG_MAX_LINES": ("log_max_lines", _parse_pos_int, "a positive integer"),
+    "FLOWLEDGER_LOG_MAX_BYTES": ("log_max_bytes", _parse_pos_int, "a positive integer"),
 }
 
 

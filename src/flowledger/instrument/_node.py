@@ -32,6 +32,7 @@ from flowledger.instrument import _heartbeat
 from flowledger.instrument._capture import RawJSON, capture
 from flowledger.instrument._cost import Cost
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
+from flowledger.instrument._logs import AttemptLogs, install_handler
 from flowledger.instrument._otel import SpanScope, context_from_traceparent, format_traceparent
 from flowledger.instrument._pipeline import pipeline
 from flowledger.instrument._run import Run, _current_run, current_run, error_record
@@ -58,6 +59,18 @@ def current_node() -> NodeAttempt | None:
     if node_attempt is None or node_attempt.run is None or node_attempt.run is not current_run():
         return None
     return node_attempt
+
+
+def _current_logs() -> tuple[AttemptLogs, tuple[str, str] | None] | None:
+    """The current attempt's log lines and its (trace id, span id), for the root logger's handler."""
+    node_attempt = current_node()
+    if node_attempt is None:
+        return None
+    logs = node_attempt._logs
+    if logs is None:
+        return None
+    span = node_attempt._span
+    return logs, (None if span is None else (span.trace_id, span.span_id))
 
 
 def _policy_limit(run: Run) -> int | None:
@@ -129,6 +142,7 @@ class NodeAttempt:
         "_has_output",
         "_implicit",
         "_late_attributes",
+        "_logs",
         "_node_token",
         "_output",
         "_output_size",
@@ -188,6 +202,7 @@ class NodeAttempt:
         self.cost = Cost()
         self._implicit: Run | None = None
         self._late_attributes: dict[str, Any] | None = None
+        self._logs: AttemptLogs | None = None
         self._span: SpanScope | None = None
         self._node_token: Any = None
         self._run_token: Any = None
@@ -351,6 +366,15 @@ class NodeAttempt:
             _heartbeat.watch_node(self, delay_s)
         else:
             self.announce()
+        settings = p.settings
+        if settings.capture_logs:
+            self._logs = AttemptLogs(
+                min_level=settings.log_level.number,
+                max_lines=settings.log_max_lines,
+                max_bytes=settings.log_max_bytes,
+                redact=p.policy.redact,
+            )
+            install_handler(_current_logs)
         if current:
             if named:  # code inside the attempt is part of its run too
                 self._run_token = _current_run.set(run)
@@ -402,6 +426,10 @@ class NodeAttempt:
         except Exception as internal:  # the record still goes out, with what is known
             pipeline().internal_error("node_finish", internal)
         finally:
+            try:
+                self._emit_logs(run)
+            except Exception as internal:
+                pipeline().internal_error("node_logs", internal)
             if self._span is not None and self._span.real:
                 data["otel_exported"] = True  # the application's own pipeline exports this span
             run.emit(EventKind.NODE_FINISHED, data, size)
@@ -410,6 +438,22 @@ class NodeAttempt:
                     self._span.exit(exc if failed else None, {"flowledger.status": data["status"]})
                 except Exception as internal:
                     pipeline().internal_error("span_exit", internal)
+
+    def _emit_logs(self, run: Run) -> None:
+        """Send the attempt's captured log lines (a ``node_logs`` event, just before its ``node_finished``)."""
+        logs, self._logs = self._logs, None
+        taken = logs.take() if logs is not None else None
+        if taken is None:
+            return
+        fields, size = taken
+        span = self._span
+        data: dict[str, Any] = {"node_id": self.node_id, "span_id": self.span_id, "attempt": self.attempt}
+        if self.item is not None:
+            data["item"] = self.item
+        if span is not None:
+            data["trace_id"] = span.trace_id
+        data.update(fields)
+        run.emit(EventKind.NODE_LOGS, data, size)
 
     def _describe(self, run: Run, data: dict[str, Any], error: BaseException | None) -> int:
         """Fill ``data`` of ``node_finished``; return the bytes it adds."""

@@ -64,7 +64,7 @@ def test_declared_columns_are_projection_columns() -> None:
     """Every column a field reads is a projection column (RunState/NodeState) or a payload from the ledger."""
     for f in stored_fields(RUN_FIELDS, detail=True):
         assert set(f.sources) <= set(RUN_COLUMNS) | set(RUN_PAYLOAD_SQL), f.name
-    for f in NODE_FIELDS:
+    for f in stored_fields(NODE_FIELDS):
         assert set(f.sources) <= set(NODE_COLUMNS) | set(NODE_PAYLOAD_SQL), f.name
 
 

@@ -6,8 +6,9 @@ from functools import cache
 from typing import Any, Final
 
 from flowledger._version import __version__
-from flowledger._wire import RunStatus
+from flowledger._wire import LogLevel, RunStatus
 from flowledger.receiver._export import ExportFormat
+from flowledger.receiver.store._logs import LOG_PAGE_MAX
 from flowledger.receiver.store._protocol import TOTAL_COUNT_MAX
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, detail_fields, listed_fields, record_schema
 
@@ -125,6 +126,14 @@ def openapi_document() -> dict[str, Any]:
                             "description": "The next of a previous answer: the page after it, as cheap at any depth.",
                             "schema": {"type": "string", "maxLength": 256},
                         },
+                        {
+                            "name": "q",
+                            "in": "query",
+                            "description": "Full text: runs whose errors, log lines or payload text hold every word "
+                            "(the last one as a prefix); text that starts a run id lists those runs. Filter on run "
+                            "attributes with attr.KEY=VALUE (repeatable; values compared as text).",
+                            "schema": {"type": "string", "maxLength": 256},
+                        },
                     ],
                     "responses": {
                         "200": {
@@ -237,6 +246,37 @@ def openapi_document() -> dict[str, Any]:
                         "404": _error(
                             "The run has no entry in that tree, the tree is smaller, or another project's run."
                         ),
+                    },
+                }
+            },
+            "/api/runs/{run_id}/attempts/{span_id}/logs": {
+                "get": {
+                    "summary": "One node attempt's captured log lines, in order, a page at a time",
+                    "parameters": [
+                        {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {
+                            "name": "span_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+                        },
+                        {"name": "level", "in": "query", "schema": {"enum": [v.value for v in LogLevel]}},
+                        {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": LOG_PAGE_MAX},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "{logs: [...], dropped_lines, dropped_bytes, more}; pass the last "
+                            "line's id as after= for the next page.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "400": _error("A bad span id or query parameter."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("There is no such run (or it is another project's)."),
                     },
                 }
             },

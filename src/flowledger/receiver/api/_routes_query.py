@@ -16,6 +16,7 @@ from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver._trace_url import add_trace_url
 from flowledger.receiver.store._protocol import RunQuery
+from flowledger.receiver.store._search import ATTRIBUTE_PARAM_PREFIX, attribute_problem, fts_query
 from flowledger.receiver.store._views import RunPageCursor
 
 __all__ = ["DEFAULT_PAGE_LIMIT", "EXPORT_PARAMS", "LIST_PARAMS", "MAX_PAGE_LIMIT", "ROUTES"]
@@ -25,16 +26,46 @@ MAX_PAGE_LIMIT: Final = 1000
 _MEDIA: Final = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.JSONL: "application/x-ndjson"}
 
 
-LIST_PARAMS: Final = ("workflow_id", "status", "limit", "offset", "cursor")
-"""The query parameters of ``GET /api/runs`` (``status`` may repeat); any other is a 400."""
+LIST_PARAMS: Final = ("workflow_id", "status", "limit", "offset", "cursor", "q")
+"""The query parameters of ``GET /api/runs`` (``status`` may repeat, and so may ``attr.KEY``); any other is a 400."""
 EXPORT_PARAMS: Final = ("format", "workflow_id", "status")
 """The query parameters of ``GET /api/export``."""
 
 
+def _search(params: QueryParams) -> str | None:
+    text = params.text("q")
+    if text is None:
+        return None
+    try:
+        fts_query(text)
+    except ValueError as exc:
+        raise QueryParamError(
+            f"query parameter q={text[:40]!r}: {exc}; type words from an error, a log line or a payload"
+        ) from None
+    return text
+
+
+def _attributes(request: Request, params: QueryParams) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for name in dict.fromkeys(request.query_params.keys()):
+        if not name.startswith(ATTRIBUTE_PARAM_PREFIX):
+            continue
+        key = name[len(ATTRIBUTE_PARAM_PREFIX) :]
+        for value in params.texts(name):
+            problem = attribute_problem(key, value)
+            if problem is not None:
+                raise QueryParamError(f"query parameter {name[:40]} {problem}")
+            out.append((key, value))
+    return tuple(out)
+
+
 def _run_query(request: Request, *, paged: bool) -> RunQuery:
     params = QueryParams(request, blank_is_absent=False)
-    params.expect(LIST_PARAMS if paged else EXPORT_PARAMS)
+    attribute_names = [name for name in request.query_params if name.startswith(ATTRIBUTE_PARAM_PREFIX)]
+    params.expect((*LIST_PARAMS, *attribute_names) if paged else EXPORT_PARAMS)
     return RunQuery(
+        search=_search(params) if paged else None,
+        attributes=_attributes(request, params) if paged else (),
         workflow_id=params.text("workflow_id"),
         statuses=params.choices("status", RunStatus),
         project=project_of(request),

@@ -271,6 +271,14 @@ def _check_grpc(host: str, grpc_port: int) -> None:
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--cursor", default=None, help="Start after this cursor: the next of a previous --json answer.")
+@click.option(
+    "--search",
+    default=None,
+    help="Only runs whose errors, log lines or payload text hold these words (or whose id starts so).",
+)
+@click.option(
+    "--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="Only runs started with this attribute; may repeat."
+)
 @_json_option
 @_db_option(None)
 @_url_option
@@ -282,6 +290,8 @@ def runs_command(
     limit: int,
     offset: int,
     cursor: str | None,
+    search: str | None,
+    attrs: tuple[str, ...],
     as_json: bool,
     db: Path | None,
     url: str | None,
@@ -297,7 +307,15 @@ def runs_command(
     except QueryError as exc:
         raise click.BadParameter(str(exc), param_hint="--cursor") from None
     statuses_asked = _run_statuses(statuses)
-    query = RunQuery(workflow_id=workflow_id, statuses=statuses_asked, limit=limit, offset=offset, cursor=after)
+    query = RunQuery(
+        workflow_id=workflow_id,
+        statuses=statuses_asked,
+        limit=limit,
+        offset=offset,
+        cursor=after,
+        search=_search_text(search),
+        attributes=tuple(_attribute(text) for text in attrs),
+    )
     page = _source(db, url, api_key).list_runs(query)
     public_error_types(page.runs)
     if as_json:
@@ -447,6 +465,28 @@ def _error_text(error: dict[str, Any] | None) -> str:
     return f"{error.get('type')}: {error.get('message')}{where}"
 
 
+def _search_text(text: str | None) -> str | None:
+    from flowledger.receiver.store._search import fts_query
+
+    if text is None:
+        return None
+    try:
+        fts_query(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r}: {exc}", param_hint="--search") from None
+    return text
+
+
+def _attribute(text: str) -> tuple[str, str]:
+    from flowledger.receiver.store._search import attribute_problem
+
+    key, sep, value = text.partition("=")
+    problem = "is not KEY=VALUE" if not sep else attribute_problem(key, value)
+    if problem is not None:
+        raise click.BadParameter(f"{text[:60]!r} {problem}", param_hint="--attr")
+    return key, value
+
+
 @click.command("show")
 @click.argument("run_id")
 @_json_option
@@ -454,9 +494,13 @@ def _error_text(error: dict[str, Any] | None) -> str:
 @_url_option
 @_key_option
 @_clean_errors
-def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, api_key: str | None) -> None:
-    """Show one run with its node attempts."""
-    run = _source(db, url, api_key).get_run(run_id)
+@click.option("--logs", "with_logs", is_flag=True, help="Also print each attempt's captured log lines, all of them.")
+def show_command(
+    run_id: str, as_json: bool, db: Path | None, url: str | None, api_key: str | None, with_logs: bool
+) -> None:
+    """Show one run with its node attempts (and, with --logs, what each attempt logged)."""
+    source = _source(db, url, api_key)
+    run = source.get_run(run_id)
     if run is None:
         _fail(f"there is no run {run_id!r}")
         return
@@ -465,6 +509,9 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
 
     run["trace_url"] = trace_url(template_from_env(), run.get("trace_id"), run_id) or run.get("trace_url")
     public_error_types(run)
+    if with_logs:
+        for node in run["nodes"]:
+            _complete_logs(source, run_id, node)
     if as_json:
         _print_json(run)
         return
@@ -499,6 +546,51 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
     for node in run["nodes"]:
         table.add_row(*(_cell(field, node) for field in columns))
     console.print(table)
+    if with_logs:
+        _print_logs(console, run["nodes"])
+
+
+def _complete_logs(source: Source, run_id: str, node: dict[str, Any]) -> None:
+    """Fetch the rest of an attempt's lines when the run's detail only linked to them."""
+    if not node.get("logs_url") or not node.get("logs"):
+        return
+    lines = list(node["logs"])
+    while True:
+        page = source.attempt_logs(run_id, node["span_id"], lines[-1]["id"])
+        if page is None:
+            break
+        lines += page["logs"]
+        if not page["more"] or not page["logs"]:
+            break
+    node["logs"] = lines
+    node["logs_url"] = None
+
+
+def _print_logs(console: Any, nodes: list[dict[str, Any]]) -> None:
+    """Each attempt's lines under a heading naming the attempt; an attempt without lines is left out."""
+    for node in nodes:
+        lines = node.get("logs") or []
+        dropped = node.get("logs_dropped")
+        if not lines and not dropped:
+            continue
+        item = f" item {node['item']}" if node.get("item") is not None else ""
+        console.print(f"\nlogs of {node['node_id']} attempt {node['attempt']}{item}", markup=False, style="bold")
+        for line in lines:
+            repeats = f" (x{line['repeats']})" if line.get("repeats") else ""
+            console.print(
+                f"{line['ts']} {str(line['level']).upper():<8} {line['logger'] or ''}: {line['message']}{repeats}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            if line.get("exception"):
+                console.print(line["exception"], markup=False, highlight=False, soft_wrap=True)
+        if dropped:
+            console.print(
+                f"... {dropped['lines']} more lines ({dropped['bytes']} bytes) dropped past the capture's caps",
+                markup=False,
+                highlight=False,
+            )
 
 
 @click.command("export")

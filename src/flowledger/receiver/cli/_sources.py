@@ -87,6 +87,7 @@ class Source(Protocol):
 
     def list_runs(self, query: RunQuery) -> RunPage: ...
     def get_run(self, run_id: str) -> dict[str, Any] | None: ...
+    def attempt_logs(self, run_id: str, span_id: str, after_id: int) -> dict[str, Any] | None: ...
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]: ...
     def verify(self, checkpoints: Sequence[tuple[int, str]]) -> VerifyReport: ...
     def rebuild(self) -> Drift: ...
@@ -124,6 +125,15 @@ class DbSource:
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """One run with its nodes."""
         return self._run(lambda store: store.get_run(run_id))
+
+    def attempt_logs(self, run_id: str, span_id: str, after_id: int) -> dict[str, Any] | None:
+        """A page of one attempt's log lines after line ``after_id`` (as the API answers it), or None."""
+
+        async def work(store: Store) -> dict[str, Any] | None:
+            page = await store.attempt_logs(run_id, span_id, after_id=after_id)
+            return None if page is None else page.as_json()
+
+        return self._run(work)
 
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]:
         """Rendered lines, produced chunk by chunk on a private event loop."""
@@ -235,6 +245,10 @@ class UrlSource:
             params["status"] = [status.value for status in query.statuses]
         if query.cursor is not None:
             params["cursor"] = query.cursor.encode()
+        if query.search is not None:
+            params["q"] = query.search
+        for key, value in query.attributes:
+            params.setdefault(f"attr.{key}", []).append(value)
         return params
 
     def list_runs(self, query: RunQuery) -> RunPage:
@@ -255,6 +269,14 @@ class UrlSource:
             return None
         run: dict[str, Any] = response.json()
         return run
+
+    def attempt_logs(self, run_id: str, span_id: str, after_id: int) -> dict[str, Any] | None:
+        """A page of one attempt's log lines from ``GET /api/runs/{run_id}/attempts/{span_id}/logs``, or None."""
+        response = self._request("GET", f"/api/runs/{run_id}/attempts/{span_id}/logs", {"after": after_id})
+        if response.status_code == 404:
+            return None
+        page: dict[str, Any] = response.json()
+        return page
 
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]:
         """Lines streamed from ``GET /api/export``."""

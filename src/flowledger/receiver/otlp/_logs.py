@@ -25,7 +25,7 @@ from flowledger.receiver.otlp._spans import (
     dumps,
     id_problem,
 )
-from flowledger.receiver.store._otlp_logs import LogRow
+from flowledger.receiver.store._otlp_logs import OtlpLogRow
 
 __all__ = ["LogBatch", "logs_from_request"]
 
@@ -34,7 +34,7 @@ __all__ = ["LogBatch", "logs_from_request"]
 class LogBatch:
     """What one logs export request held: the valid records and why the others were refused."""
 
-    rows: list[LogRow]
+    rows: list[OtlpLogRow]
     rejected: int
     problems: list[str]
 
@@ -66,7 +66,7 @@ def _record_problem(record: Any) -> str | None:
 
 def logs_from_request(request: Any, *, project: str | None, received_at: str) -> LogBatch:
     """Validate and convert the records of an ``ExportLogsServiceRequest``."""
-    rows: list[LogRow] = []
+    rows: list[OtlpLogRow] = []
     problems: list[str] = []
     now_ns = time.time_ns()
     for r, resource_logs in enumerate(request.resource_logs):
@@ -86,7 +86,7 @@ def logs_from_request(request: Any, *, project: str | None, received_at: str) ->
                     digest.update(len(part).to_bytes(8, "big") + part)
                 digest.update(record.SerializeToString(deterministic=True))
                 rows.append(
-                    LogRow(
+                    OtlpLogRow(
                         record_key=digest.hexdigest(),
                         project=project,
                         trace_id=record.trace_id.hex() or None,

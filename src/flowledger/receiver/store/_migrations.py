@@ -17,8 +17,10 @@ from typing import Final
 from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger.receiver.store._canonical import chain_hash
 from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash
-from flowledger.receiver.store._otlp_logs import LOGS_SCHEMA
+from flowledger.receiver.store._logs import LOGS_SCHEMA
+from flowledger.receiver.store._otlp_logs import OTLP_LOGS_SCHEMA
 from flowledger.receiver.store._otlp_metrics import METRICS_SCHEMA
+from flowledger.receiver.store._search import SEARCH_SCHEMA
 from flowledger.receiver.store._time import normalize_ts
 from flowledger.receiver.store._tree import MERKLE_SCHEMA, backfill
 from flowledger.receiver.store._verify import FORMAT1_COLUMNS, Format1Walker
@@ -387,7 +389,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V9_PRODUCER_TAILS,
     _v10_ledger_format_2,
     _v11_merkle_tree,
-    METRICS_SCHEMA + LOGS_SCHEMA,
+    LOGS_SCHEMA,
+    SEARCH_SCHEMA,
+    METRICS_SCHEMA + OTLP_LOGS_SCHEMA,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -1,7 +1,7 @@
 """Stored OTLP log records, linked to runs and node attempts through their trace and span ids.
 
 The OTLP stage (:mod:`flowledger.receiver.otlp`) turns export requests into
-:class:`LogRow` values. A record is stored once (its key is a digest of the
+:class:`OtlpLogRow` values. A record is stored once (its key is a digest of the
 record, its resource, scope and project: an exporter's retry is a
 duplicate). Links are made when the records are read, as for spans: a
 record whose span id is a node attempt's span id belongs to that attempt,
@@ -22,9 +22,9 @@ import aiosqlite
 from flowledger._wire import format_ts
 from flowledger.receiver.store._bulk import insert_rows
 
-__all__ = ["LOGS_SCHEMA", "LOG_COLUMNS", "LogRow", "insert_logs", "select_logs"]
+__all__ = ["OTLP_LOGS_SCHEMA", "OTLP_LOG_COLUMNS", "OtlpLogRow", "insert_logs", "select_logs"]
 
-LOGS_SCHEMA: Final = """
+OTLP_LOGS_SCHEMA: Final = """
 -- OTLP log records (/v1/logs and gRPC). Times are ns since the epoch; ids lowercase hex (NULL when absent).
 CREATE TABLE otlp_logs (
     log_id INTEGER PRIMARY KEY,
@@ -39,7 +39,7 @@ CREATE TABLE otlp_logs (
 CREATE INDEX otlp_logs_by_span ON otlp_logs (trace_id, span_id) WHERE trace_id IS NOT NULL;
 """
 
-LOG_COLUMNS: Final = (
+OTLP_LOG_COLUMNS: Final = (
     "record_key",
     "project",
     "trace_id",
@@ -57,12 +57,12 @@ LOG_COLUMNS: Final = (
     "scope_version",
     "received_at",
 )
-"""Columns of the ``otlp_logs`` table, in the order of :meth:`LogRow.values`."""
+"""Columns of the ``otlp_logs`` table, in the order of :meth:`OtlpLogRow.values`."""
 _LOOKUP_CHUNK: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
-class LogRow:
+class OtlpLogRow:
     """One log record as stored; ``body``, ``attributes`` and ``resource`` are JSON text."""
 
     record_key: str
@@ -83,15 +83,15 @@ class LogRow:
     received_at: str
 
     def values(self) -> tuple[Any, ...]:
-        """The row's values in LOG_COLUMNS order."""
-        return tuple(getattr(self, name) for name in LOG_COLUMNS)
+        """The row's values in OTLP_LOG_COLUMNS order."""
+        return tuple(getattr(self, name) for name in OTLP_LOG_COLUMNS)
 
 
-async def insert_logs(conn: aiosqlite.Connection, rows: Sequence[LogRow], *, max_records: int) -> int:
+async def insert_logs(conn: aiosqlite.Connection, rows: Sequence[OtlpLogRow], *, max_records: int) -> int:
     """Store the records not stored yet (inside the caller's transaction); return how many were new."""
     before = conn.total_changes
-    head = f"INSERT OR IGNORE INTO otlp_logs ({', '.join(LOG_COLUMNS)})"
-    await insert_rows(conn, head, [row.values() for row in rows], width=len(LOG_COLUMNS))
+    head = f"INSERT OR IGNORE INTO otlp_logs ({', '.join(OTLP_LOG_COLUMNS)})"
+    await insert_rows(conn, head, [row.values() for row in rows], width=len(OTLP_LOG_COLUMNS))
     stored = conn.total_changes - before
     if stored:
         (last,) = next(iter(await conn.execute_fetchall("SELECT max(log_id) FROM otlp_logs")))
@@ -100,7 +100,7 @@ async def insert_logs(conn: aiosqlite.Connection, rows: Sequence[LogRow], *, max
 
 
 def _log_json(row: Sequence[Any]) -> dict[str, Any]:
-    values = dict(zip(LOG_COLUMNS[1:], row, strict=True))
+    values = dict(zip(OTLP_LOG_COLUMNS[1:], row, strict=True))
     observed = values["observed_ns"]
     return {
         "time": format_ts(int(values["time_ns"])),
@@ -166,11 +166,11 @@ async def select_logs(
             return []
         trace_id = str(found[0][0])
     if trace_id is not None:
-        sql = f"SELECT {', '.join(LOG_COLUMNS[1:])} FROM otlp_logs WHERE trace_id = ?{scope} ORDER BY time_ns, log_id"
-        rows = list(await conn.execute_fetchall(f"{sql} LIMIT ?", [trace_id, *params, limit]))
+        sql = f"SELECT {', '.join(OTLP_LOG_COLUMNS[1:])} FROM otlp_logs WHERE trace_id = ?{scope}"
+        rows = list(await conn.execute_fetchall(f"{sql} ORDER BY time_ns, log_id LIMIT ?", [trace_id, *params, limit]))
     else:
         where = f" WHERE {scope[len(' AND ') :]}" if scope else ""
-        sql = f"SELECT {', '.join(LOG_COLUMNS[1:])} FROM otlp_logs{where} ORDER BY log_id DESC LIMIT ?"
+        sql = f"SELECT {', '.join(OTLP_LOG_COLUMNS[1:])} FROM otlp_logs{where} ORDER BY log_id DESC LIMIT ?"
         rows = sorted(await conn.execute_fetchall(sql, [*params, limit]), key=lambda row: row[3])
     traces = sorted({str(row[1]) for row in rows if row[1] is not None})
     links = await _links(conn, traces, project) if traces else {}

@@ -24,6 +24,8 @@ from flowledger.receiver.store._fold import (
     fold_node,
     fold_run,
 )
+from flowledger.receiver.store._logs import LogDrop, LogRow, append_log_rows, rows_of_event
+from flowledger.receiver.store._search import attributes_of_event, texts_of_event
 
 __all__ = ["Projector", "load_runs", "save_runs"]
 
@@ -33,9 +35,12 @@ _CHUNK: Final = 400
 _run_row: Final = attrgetter(*RUN_COLUMNS)
 _node_row: Final = attrgetter(*NODE_COLUMNS)
 _NODE_KINDS: Final = frozenset({EventKind.NODE_STARTED, EventKind.NODE_FINISHED})
+_NODE_LOGS: Final = EventKind.NODE_LOGS
 
 _SAVE_RUNS: Final = f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)})"
 _SAVE_NODES: Final = f"INSERT OR REPLACE INTO node_runs ({', '.join(NODE_COLUMNS)})"
+_SAVE_TEXTS: Final = "INSERT INTO search_text (run_id, source, text)"
+_SAVE_ATTRIBUTES: Final = "INSERT OR IGNORE INTO run_attributes (key, value, run_id)"
 _SAVE_PRODUCERS: Final = "INSERT INTO producers (producer_id, max_seq, events, project, last_ts, last_run_id)"
 _SAVE_PRODUCERS_TAIL: Final = """
 ON CONFLICT (producer_id) DO UPDATE SET
@@ -114,6 +119,12 @@ class Projector:
         self._dirty_nodes: set[tuple[str, str]] = set()
         self._producers: dict[str, list[Any]] = {}
         """producer_id -> [max_seq, events, project, last_ts, last_run_id] of this batch."""
+        self._logs: list[LogRow] = []
+        self._log_drops: list[LogDrop] = []
+        self._texts: list[tuple[str, str, str]] = []
+        """(run_id, source, text) rows for the full-text search."""
+        self._attributes: list[tuple[str, str, str]] = []
+        """(key, value, run_id) rows of run attributes."""
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
         """Read the stored states of every run and attempt the events touch."""
@@ -138,6 +149,12 @@ class Projector:
             nodes = self._nodes
             nodes[node_key] = fold_node(nodes.get(node_key), event)
             self._dirty_nodes.add(node_key)
+        elif event.kind is _NODE_LOGS:
+            self._add_logs(event)
+        for source, text in texts_of_event(event.kind, event.data):
+            self._texts.append((run_id, source, text))
+        for key, value in attributes_of_event(event.kind, event.data):
+            self._attributes.append((key, value, run_id))
         if producer_id is not None:
             counts = self._producers.get(producer_id)
             ts = event.ts
@@ -152,6 +169,12 @@ class Projector:
                 if (ts, run_id) > (counts[3], counts[4]):
                     counts[3], counts[4] = ts, run_id
 
+    def _add_logs(self, event: FoldEvent) -> None:
+        rows, drop = rows_of_event(run_id=event.run_id, event_id=event.event_id, project=event.project, data=event.data)
+        self._logs += rows
+        if drop is not None:
+            self._log_drops.append(drop)
+
     async def flush(self) -> None:
         """Write every changed row (inside the caller's transaction)."""
         conn = self._conn
@@ -164,9 +187,19 @@ class Projector:
         if self._producers:
             rows = [(p, *c) for p, c in self._producers.items()]
             await insert_rows(conn, _SAVE_PRODUCERS, rows, width=6, tail=_SAVE_PRODUCERS_TAIL)
+        if self._logs or self._log_drops:
+            await append_log_rows(conn, self._logs, self._log_drops)
+        if self._texts:
+            await insert_rows(conn, _SAVE_TEXTS, self._texts, width=3)
+        if self._attributes:
+            await insert_rows(conn, _SAVE_ATTRIBUTES, self._attributes, width=3)
         self._dirty_runs.clear()
         self._dirty_nodes.clear()
         self._producers.clear()
+        self._logs.clear()
+        self._log_drops.clear()
+        self._texts.clear()
+        self._attributes.clear()
 
     def forget(self) -> None:
         """Drop the loaded states (rebuild calls this between chunks to bound memory)."""

@@ -16,7 +16,8 @@ from typing import Any, Final, Protocol
 
 from flowledger._wire import RunStatus
 from flowledger.receiver.store._event import PreparedEvent
-from flowledger.receiver.store._otlp_logs import LogRow
+from flowledger.receiver.store._logs import LOG_PAGE_MAX, AttemptLogs, LogDrop, LogRow
+from flowledger.receiver.store._otlp_logs import OtlpLogRow
 from flowledger.receiver.store._otlp_metrics import MetricPointRow, MetricsOutcome
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._views import (
@@ -78,6 +79,12 @@ class RunQuery:
     cursor: RunPageCursor | None = None
     """Start right after this run (a :attr:`RunPage.next`): a keyset page, as cheap at any depth.
     ``offset`` then counts from the cursor."""
+    search: str | None = None
+    """Only runs whose errors, log lines or payload text hold every word (the last one as a prefix)."""
+    attributes: tuple[tuple[str, str], ...] = ()
+    """Only runs that started with each of these ``(key, value)`` attributes (values compared as text)."""
+    run_id_prefix: str | None = None
+    """Only runs whose id starts with this (a range of the primary key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +340,32 @@ class Store(Protocol):
         """
         ...
 
+    async def append_logs(self, rows: Sequence[LogRow], drops: Sequence[LogDrop] = ()) -> int:
+        """Store log lines of runs and node attempts (and what their capture dropped) in one transaction.
+
+        Each row names its run and attempt (``span_id``; None for the run itself); OTLP lines come
+        with ``source=LogSource.OTLP`` and are kept by a rebuild. Returns how many rows were stored.
+
+        A writer-side method: call it through ``Writer.call``.
+        """
+        ...
+
+    async def attempt_logs(
+        self,
+        run_id: str,
+        span_id: str | None,
+        *,
+        project: str | None = None,
+        min_level: int = 0,
+        after_id: int = 0,
+        limit: int = LOG_PAGE_MAX,
+    ) -> AttemptLogs | None:
+        """One attempt's log lines in arrival order (ids above ``after_id``, level at least ``min_level``).
+
+        None when the run is unknown (or another project's).
+        """
+        ...
+
     async def get_trace(self, trace_id: str, *, project: str | None = None) -> tuple[list[dict[str, Any]], TraceLinks]:
         """The stored spans of one trace in start order, and the runs and node attempts they belong to."""
         ...
@@ -410,7 +443,7 @@ class Store(Protocol):
         """Stored series (of metric ``name`` with their points, or all without points)."""
         ...
 
-    async def store_logs(self, rows: Sequence[LogRow], *, max_records: int) -> int:
+    async def store_logs(self, rows: Sequence[OtlpLogRow], *, max_records: int) -> int:
         """Store OTLP log records once each in one transaction, keeping at most ``max_records``; return the new.
 
         A writer-side method: call it through ``Writer.call``.

@@ -4,8 +4,9 @@
 selected runs in a temporary table, adds their figures to ``purged_totals``
 (so the daily aggregates stay right), deletes the payloads of their ledger
 entries (found through the ``ledger_by_run`` index), their spans (their
-project's only), node attempts and run rows (the ``run_counts`` triggers on
-``runs`` take them out of the kept counts), and returns the purge entry's payload for the caller
+project's only), node attempts, their log lines, searchable text and
+attributes, and run rows (the ``run_counts`` triggers on ``runs`` take them
+out of the kept counts), and returns the purge entry's payload for the caller
 to append to the chain. With ``PRAGMA secure_delete`` on (the store's write
 connection sets it) the deleted bytes are overwritten, and an incremental
 vacuum afterwards hands the freed pages back to the file system.
@@ -154,6 +155,10 @@ async def purge_runs(conn: aiosqlite.Connection, selection: PurgeSelection, *, n
         "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id = spans.trace_id))"
     )
     await conn.execute("DELETE FROM node_runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
+    await conn.execute("DELETE FROM logs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
+    await conn.execute("DELETE FROM log_drops WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
+    await conn.execute("DELETE FROM search_text WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
+    await conn.execute("DELETE FROM run_attributes WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
     await conn.execute("DELETE FROM runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
     await conn.execute("DELETE FROM temp.purge_set")
     scope = {

@@ -20,6 +20,7 @@ from flowledger.receiver.store._records import (
     select_list,
     stored_fields,
 )
+from flowledger.receiver.store._search import attribute_clause, search_clause
 from flowledger.receiver.store._views import RunPageCursor
 
 __all__ = [
@@ -39,7 +40,7 @@ NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
 RUN_SELECT: Final = select_list(stored_fields(RUN_FIELDS), "r")
 """Columns of ``runs r`` that :func:`run_json` reads (rows are read by column name)."""
 NODE_SELECT: Final = (
-    select_list(NODE_FIELDS, "n", NODE_PAYLOAD_SQL)
+    select_list(stored_fields(NODE_FIELDS), "n", NODE_PAYLOAD_SQL)
     + " FROM node_runs n LEFT JOIN payloads li ON li.seq = n.input_seq LEFT JOIN payloads lo ON lo.seq = n.output_seq"
 )
 """``SELECT`` list and ``FROM`` of node attempts, payloads read from the payload rows of their ledger entries."""
@@ -58,7 +59,7 @@ def run_json(row: ColumnsByName, *, detail: bool = False) -> dict[str, Any]:
 
 def node_json(row: ColumnsByName) -> dict[str, Any]:
     """The API shape of one node attempt from a row selected with NODE_SELECT."""
-    return record_json(NODE_FIELDS, row)
+    return record_json(stored_fields(NODE_FIELDS), row)
 
 
 def _keyset(cursor: RunPageCursor | None) -> list[tuple[str, list[Any]]]:
@@ -85,7 +86,15 @@ def run_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
     the same at any depth of a cursor, whichever statuses are asked for, and never sorts every
     matching run (``status IN (...)`` on one index would).
     """
-    where, params = runs_where(RunQuery(workflow_id=query.workflow_id, project=query.project))
+    where, params = runs_where(
+        RunQuery(
+            workflow_id=query.workflow_id,
+            project=query.project,
+            search=query.search,
+            attributes=query.attributes,
+            run_id_prefix=query.run_id_prefix,
+        )
+    )
     where = where or " WHERE 1"
     statuses: list[tuple[str, list[Any]]] = [("", [])]
     if query.statuses:
@@ -128,4 +137,15 @@ def runs_where(query: RunQuery) -> tuple[str, list[Any]]:
     if query.project is not None:
         clauses.append("r.project = ?")
         params.append(query.project)
+    if query.run_id_prefix is not None:
+        clauses.append("r.run_id >= ? AND r.run_id < ?")
+        params += [query.run_id_prefix, query.run_id_prefix + "\U0010ffff"]
+    if query.search is not None:
+        clause, clause_params = search_clause(query.search)
+        clauses.append(clause)
+        params += clause_params
+    for key, value in query.attributes:
+        clause, clause_params = attribute_clause(key, value)
+        clauses.append(clause)
+        params += clause_params
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

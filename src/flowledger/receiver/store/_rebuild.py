@@ -18,8 +18,10 @@ import aiosqlite
 from flowledger._wire import EventKind, RunStatus
 from flowledger.receiver.store._entry import PURGE_KIND
 from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._logs import LogSource
 from flowledger.receiver.store._projector import Projector
 from flowledger.receiver.store._protocol import Drift
+from flowledger.receiver.store._search import SearchSource
 from flowledger.receiver.store._time import normalize_ts
 
 __all__ = ["event_from_body", "refold"]
@@ -66,6 +68,12 @@ async def refold(conn: aiosqlite.Connection) -> Drift:
         await conn.execute(f"DROP TABLE IF EXISTS temp.old_{table}")
         await conn.execute(f"CREATE TEMP TABLE old_{table} AS SELECT * FROM main.{table}")
         await conn.execute(f"DELETE FROM main.{table}")
+    # The SDK's log lines are folded from the ledger again; OTLP lines are not in the ledger and stay.
+    await conn.execute(f"DELETE FROM main.logs WHERE source = '{LogSource.SDK.value}'")
+    await conn.execute("DELETE FROM main.log_drops")
+    # Search rows come back with what they index; those of OTLP lines stay with their lines.
+    await conn.execute(f"DELETE FROM main.search_text WHERE source <> '{SearchSource.LOG_OTLP}'")
+    await conn.execute("DELETE FROM main.run_attributes")
     last = 0
     while True:
         rows = list(

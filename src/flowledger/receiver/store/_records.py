@@ -74,6 +74,8 @@ class FieldKind(enum.Enum):
     ``usd`` is exact to the nano-dollar (:mod:`flowledger._money`), whatever an older version stored."""
     API = "api"
     """Not stored: filled in by the API from the receiver's configuration (``trace_url``); the store leaves it out."""
+    ATTACHED = "attached"
+    """Not a column of the record's row: one run's detail attaches it from a table of its own (an attempt's logs)."""
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -276,6 +278,30 @@ NODE_FIELDS: Final[tuple[RecordField, ...]] = (
         parts=_COST_PARTS,
         required=False,
     ),
+    _field(
+        "logs",
+        {"type": "array", "items": {"type": "object", "required": ["ts", "level", "logger", "message"]}},
+        "The attempt's captured log lines in order: {id, ts, level, levelno, logger, message, source, and "
+        "exception, trace_id, span_id, repeats when set}; in one run's detail at most "
+        "LOGS_INLINE_MAX of them, the rest behind logs_url.",
+        kind=FieldKind.ATTACHED,
+        required=False,
+    ),
+    _field(
+        "logs_url",
+        _NSTR,
+        "Where all the attempt's log lines are (GET /api/runs/{run_id}/attempts/{span_id}/logs) when "
+        "logs holds only the first of them; null otherwise.",
+        kind=FieldKind.ATTACHED,
+        required=False,
+    ),
+    _field(
+        "logs_dropped",
+        _nullable({"type": "object", "properties": {"lines": {"type": "integer"}, "bytes": {"type": "integer"}}}),
+        "The log lines and bytes the capture dropped past its per-attempt caps; null when none.",
+        kind=FieldKind.ATTACHED,
+        required=False,
+    ),
 )
 """The fields of a node attempt, in the order of its JSON."""
 
@@ -293,6 +319,9 @@ RUN_PAYLOAD_SQL: Final = {
 """Run payloads read from the payloads of its ledger entries (``ls``: run_started, ``lf``: run_finished)."""
 
 
+_NOT_READ: Final = frozenset({FieldKind.API, FieldKind.ATTACHED})
+
+
 def listed_fields(fields: Sequence[RecordField]) -> tuple[RecordField, ...]:
     """The fields of a record in every answer (listings and detail alike)."""
     return tuple(f for f in fields if not f.detail)
@@ -305,7 +334,7 @@ def detail_fields(fields: Sequence[RecordField]) -> tuple[RecordField, ...]:
 
 def stored_fields(fields: Sequence[RecordField], *, detail: bool = False) -> tuple[RecordField, ...]:
     """The fields the store reads (not those the API fills in), with the detail-only ones when ``detail``."""
-    return tuple(f for f in fields if f.kind is not FieldKind.API and (detail or not f.detail))
+    return tuple(f for f in fields if f.kind not in _NOT_READ and (detail or not f.detail))
 
 
 def select_list(fields: Sequence[RecordField], table: str, computed: Mapping[str, str] | None = None) -> str:
@@ -332,6 +361,8 @@ def field_value(record_field: RecordField, row: ColumnsByName) -> Any:
         return None if text is None else json.loads(text)
     if kind is FieldKind.API:
         raise ValueError(f"{record_field.name} is filled in by the API, not read from the store.")
+    if kind is FieldKind.ATTACHED:
+        raise ValueError(f"{record_field.name} is attached from a table of its own, not read from the record's row.")
     values = [row[column] for column in record_field.sources]
     if kind is FieldKind.OBJECT:
         if values[0] is None and values[1] is None:

@@ -27,9 +27,19 @@ from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, c
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
+from flowledger.receiver.store._logs import (
+    LOG_PAGE_MAX,
+    LOG_SELECT,
+    LOGS_INLINE_MAX,
+    AttemptLogs,
+    LogDrop,
+    LogRow,
+    append_log_rows,
+    log_json,
+)
 from flowledger.receiver.store._merkle import Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
-from flowledger.receiver.store._otlp_logs import LogRow, insert_logs, select_logs
+from flowledger.receiver.store._otlp_logs import OtlpLogRow, insert_logs, select_logs
 from flowledger.receiver.store._otlp_metrics import (
     MetricPointRow,
     MetricsOutcome,
@@ -64,6 +74,7 @@ from flowledger.receiver.store._query import (
     runs_where,
 )
 from flowledger.receiver.store._rebuild import refold
+from flowledger.receiver.store._search import looks_like_run_id
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
 from flowledger.receiver.store._tree import consistency, frontier_async, run_proof, stored_nodes, tree_head
@@ -454,7 +465,18 @@ class SqliteStore:
     # --- reading ---------------------------------------------------------
 
     async def list_runs(self, query: RunQuery) -> RunPage:
-        """A page of runs, newest first (stable order: start time, then run id); keyset after a cursor."""
+        """A page of runs, newest first (stable order: start time, then run id); keyset after a cursor.
+
+        A search that looks like the start of a run id and is one lists those runs; any other is full text.
+        """
+        if query.search is not None and looks_like_run_id(query.search.strip()):
+            prefix = query.search.strip()
+            async with self._reader() as conn:
+                found = await conn.execute_fetchall(
+                    "SELECT 1 FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 1", (prefix, prefix + "\U0010ffff")
+                )
+            if list(found):
+                query = dataclasses.replace(query, search=None, run_id_prefix=prefix)
         page_sql, page_params = run_page_sql(query, fetch=query.limit + 1)
         count_sql, count_params = runs_count_sql(query, cap=TOTAL_COUNT_MAX)
         async with self._reader() as conn:
@@ -499,7 +521,7 @@ class SqliteStore:
                 for row in rows:
                     run = run_json(row)
                     if with_nodes:
-                        run["nodes"] = await _nodes_of(conn, run["run_id"])
+                        run["nodes"] = await _nodes_of(conn, run["run_id"], logs_inline=None)
                     yield run
                 last = run_json(rows[-1])
                 cursor_key = (last["started_at"], last["run_id"])
@@ -601,6 +623,56 @@ class SqliteStore:
             raise StoreError(f"storing {len(spans)} spans failed: {exc}") from exc
         except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
             raise UnstorableError(f"storing {len(spans)} spans failed: {exc}") from exc
+
+    # --- log lines ---------------------------------------------------------
+
+    async def append_logs(self, rows: Sequence[LogRow], drops: Sequence[LogDrop] = ()) -> int:
+        """Insert log lines and add drop counts in one transaction; return how many lines were stored."""
+        if not rows and not drops:
+            return 0
+        conn = self._write_conn()
+        try:
+            async with self._transaction():
+                await append_log_rows(conn, rows, drops)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"storing {len(rows)} log lines failed: {exc}") from exc
+        except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
+            raise UnstorableError(f"storing {len(rows)} log lines failed: {exc}") from exc
+        return len(rows)
+
+    async def attempt_logs(
+        self,
+        run_id: str,
+        span_id: str | None,
+        *,
+        project: str | None = None,
+        min_level: int = 0,
+        after_id: int = 0,
+        limit: int = LOG_PAGE_MAX,
+    ) -> AttemptLogs | None:
+        """One attempt's lines in arrival order, a page at a time (an index range of ``logs_by_attempt``)."""
+        limit = max(1, min(limit, LOG_PAGE_MAX))
+        async with self._reader() as conn:
+            owners = list(await conn.execute_fetchall("SELECT project FROM runs WHERE run_id = ?", (run_id,)))
+            if not owners or (project is not None and owners[0][0] != project):
+                return None
+            span = "span_id = ?" if span_id is not None else "span_id IS NULL"
+            span_params: list[Any] = [span_id] if span_id is not None else []
+            rows = list(
+                await conn.execute_fetchall(
+                    f"{LOG_SELECT} WHERE run_id = ? AND {span} AND id > ? AND level >= ? ORDER BY id LIMIT ?",
+                    [run_id, *span_params, after_id, min_level, limit + 1],
+                )
+            )
+            drops = list(
+                await conn.execute_fetchall(
+                    "SELECT lines, bytes FROM log_drops WHERE run_id = ? AND span_id = ?", (run_id, span_id or "")
+                )
+            )
+        page = AttemptLogs(lines=[log_json(row) for row in rows[:limit]], more=len(rows) > limit)
+        if drops:
+            page.dropped_lines, page.dropped_bytes = int(drops[0][0]), int(drops[0][1])
+        return page
 
     async def get_trace(self, trace_id: str, *, project: str | None = None) -> tuple[list[dict[str, Any]], TraceLinks]:
         """The spans of one trace in start order, with the runs and node attempts they belong to."""
@@ -742,7 +814,7 @@ class SqliteStore:
                 max_points=max_points,
             )
 
-    async def store_logs(self, rows: Sequence[LogRow], *, max_records: int) -> int:
+    async def store_logs(self, rows: Sequence[OtlpLogRow], *, max_records: int) -> int:
         """Store OTLP log records; see :meth:`Store.store_logs`."""
         if not rows:
             return 0
@@ -842,12 +914,46 @@ async def _count_params(conn: aiosqlite.Connection, sql: str, params: Sequence[A
     return int(next(iter(rows))[0])
 
 
-async def _nodes_of(conn: aiosqlite.Connection, run_id: str) -> list[dict[str, Any]]:
+async def _nodes_of(conn: aiosqlite.Connection, run_id: str, *, logs_inline: int | None) -> list[dict[str, Any]]:
+    """A run's attempts in start order, each with its log lines (at most ``logs_inline`` of them; None: all)."""
     rows = await conn.execute_fetchall(
         f"SELECT {NODE_SELECT} WHERE n.run_id = ? ORDER BY n.started_at, n.attempt, n.item, n.span_id",
         (run_id,),
     )
-    return [node_json(row) for row in rows]
+    nodes = [node_json(row) for row in rows]
+    await _attach_logs(conn, run_id, nodes, logs_inline)
+    return nodes
+
+
+async def _attach_logs(
+    conn: aiosqlite.Connection, run_id: str, nodes: list[dict[str, Any]], inline: int | None
+) -> None:
+    """Give every attempt its ``logs``, ``logs_url`` and ``logs_dropped``."""
+    lines: dict[str | None, list[dict[str, Any]]] = {}
+    more: set[str | None] = set()
+    cap = -1 if inline is None else inline + 1
+    sql = (
+        "SELECT * FROM (SELECT id, span_id, ts, level, level_name, logger, message, exception, trace_id, "
+        "log_span_id, repeats, source, attributes, row_number() OVER (PARTITION BY span_id ORDER BY id) AS nth "
+        "FROM logs WHERE run_id = ?) WHERE ? < 0 OR nth <= ? ORDER BY id"
+    )
+    for row in await conn.execute_fetchall(sql, (run_id, cap, cap)):
+        span_id = row[1]
+        if inline is not None and int(row[13]) > inline:
+            more.add(span_id)
+            continue
+        lines.setdefault(span_id, []).append(log_json(row))
+    drops = {
+        str(row[0]): {"lines": int(row[1]), "bytes": int(row[2])}
+        for row in await conn.execute_fetchall(
+            "SELECT span_id, lines, bytes FROM log_drops WHERE run_id = ?", (run_id,)
+        )
+    }
+    for node in nodes:
+        span_id = node["span_id"]
+        node["logs"] = lines.get(span_id, [])
+        node["logs_url"] = f"/api/runs/{run_id}/attempts/{span_id}/logs" if span_id in more else None
+        node["logs_dropped"] = drops.get(span_id)
 
 
 async def _run_with_nodes(conn: aiosqlite.Connection, run_id: str, project: str | None) -> dict[str, Any] | None:
@@ -863,5 +969,5 @@ async def _run_with_nodes(conn: aiosqlite.Connection, run_id: str, project: str 
     run = run_json(row, detail=True)
     if project is not None and run["project"] != project:
         return None
-    run["nodes"] = await _nodes_of(conn, run_id)
+    run["nodes"] = await _nodes_of(conn, run_id, logs_inline=LOGS_INLINE_MAX)
     return run

@@ -1,0 +1,193 @@
+"""Finding runs: full-text search over errors, log lines and payload text, and filters on run attributes.
+
+The text lives once in ``search_text`` (one row per error, payload or log
+line, with its run); ``search_fts`` is an SQLite FTS5 index over it with
+``search_text`` as its external content, kept in step by triggers (an
+inserted row is indexed, a deleted one leaves the index). The projector adds
+the rows of errors and payloads as it folds events (:func:`texts_of_event`);
+a trigger on ``logs`` adds every stored log line, the SDK's and OTLP's alike.
+A purge deletes a run's rows (and so its indexed text); a rebuild deletes and
+refolds all but those of OTLP log lines, which are not in the ledger.
+
+``run_attributes`` holds each run's scalar attributes (from ``run_started``)
+as ``(key, value)`` text, so ``attr.KEY=VALUE`` is a range of its primary key.
+
+A search reads at most :data:`SEARCH_HITS_MAX` matching texts, newest first,
+so its cost does not grow with the number of runs a common word matches; a
+listing reports ``total_capped`` when the cap was reached.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Final
+
+from flowledger._wire import EventKind
+
+__all__ = [
+    "ATTRIBUTE_KEY_MAX_CHARS",
+    "ATTRIBUTE_PARAM_PREFIX",
+    "SEARCH_HITS_MAX",
+    "SEARCH_SCHEMA",
+    "SEARCH_TEXT_MAX_CHARS",
+    "SearchSource",
+    "attribute_clause",
+    "attribute_problem",
+    "attributes_of_event",
+    "fts_query",
+    "looks_like_run_id",
+    "search_clause",
+    "texts_of_event",
+]
+
+SEARCH_HITS_MAX: Final = 10_000
+"""Most matching texts (newest first) one search reads."""
+SEARCH_TEXT_MAX_CHARS: Final = 8_192
+"""Characters of one error or payload that are indexed (payloads are 4 KiB by default anyway)."""
+ATTRIBUTE_KEY_MAX_CHARS: Final = 128
+"""Longest attribute key kept for ``attr.KEY=VALUE`` filters (and accepted in one)."""
+_ATTRIBUTE_VALUE_MAX_CHARS: Final = 1024
+ATTRIBUTE_PARAM_PREFIX: Final = "attr."
+"""``GET /api/runs?attr.KEY=VALUE``: the query parameters that filter on run attributes start with this."""
+
+
+class SearchSource:
+    """What a row of ``search_text`` holds (its ``source`` column)."""
+
+    ERROR: Final = "error"
+    PAYLOAD: Final = "payload"
+    LOG_SDK: Final = "log:sdk"
+    LOG_OTLP: Final = "log:otlp"
+
+
+SEARCH_SCHEMA: Final = """
+-- Full-text search over errors, payload text and log lines: the text once in search_text, an FTS5
+-- index over it (external content) kept in step by triggers; a purge deletes a run's rows.
+CREATE TABLE search_text (
+    id     INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    text   TEXT NOT NULL
+);
+CREATE INDEX search_text_by_run ON search_text (run_id);
+CREATE VIRTUAL TABLE search_fts USING fts5 (text, content = 'search_text', content_rowid = 'id');
+CREATE TRIGGER search_text_indexed AFTER INSERT ON search_text
+BEGIN INSERT INTO search_fts (rowid, text) VALUES (NEW.id, NEW.text); END;
+CREATE TRIGGER search_text_unindexed AFTER DELETE ON search_text
+BEGIN INSERT INTO search_fts (search_fts, rowid, text) VALUES ('delete', OLD.id, OLD.text); END;
+CREATE TRIGGER logs_searchable AFTER INSERT ON logs
+BEGIN
+    INSERT INTO search_text (run_id, source, text)
+    VALUES (NEW.run_id, 'log:' || NEW.source, substr(NEW.message || coalesce(char(10) || NEW.exception, ''), 1, 8192));
+END;
+INSERT INTO search_text (run_id, source, text)
+SELECT run_id, 'log:' || source, substr(message || coalesce(char(10) || exception, ''), 1, 8192) FROM logs;
+INSERT INTO search_text (run_id, source, text)
+SELECT run_id, 'error', coalesce(error_type, '') || ': ' || error_message FROM runs WHERE error_message IS NOT NULL;
+INSERT INTO search_text (run_id, source, text)
+SELECT run_id, 'error', coalesce(error_type, '') || ': ' || error_message FROM node_runs
+WHERE error_message IS NOT NULL;
+
+-- Each run's scalar attributes, for attr.KEY=VALUE filters: a range of the primary key.
+CREATE TABLE run_attributes (
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    PRIMARY KEY (key, value, run_id)
+) WITHOUT ROWID;
+CREATE INDEX run_attributes_by_run ON run_attributes (run_id);
+"""
+
+_PAYLOADS: Final = {
+    EventKind.RUN_STARTED: ("trigger_data",),
+    EventKind.RUN_FINISHED: ("output",),
+    EventKind.NODE_STARTED: ("input",),
+    EventKind.NODE_FINISHED: ("input", "output"),
+}
+_dumps: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
+def texts_of_event(kind: EventKind, data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ``(source, text)`` pairs an event adds to the search: its error and its payloads' JSON text."""
+    out: list[tuple[str, str]] = []
+    error = data.get("error")
+    if isinstance(error, dict) and error.get("message"):
+        out.append((SearchSource.ERROR, f"{error.get('type') or ''}: {error['message']}"[:SEARCH_TEXT_MAX_CHARS]))
+    for name in _PAYLOADS.get(kind, ()):
+        value = data.get(name)
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else _dumps(value)
+        out.append((SearchSource.PAYLOAD, text[:SEARCH_TEXT_MAX_CHARS]))
+    return out
+
+
+def attributes_of_event(kind: EventKind, data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ``(key, value)`` pairs of a ``run_started``'s scalar attributes (booleans as true/false)."""
+    if kind is not EventKind.RUN_STARTED:
+        return []
+    attributes = data.get("attributes")
+    if not isinstance(attributes, dict):
+        return []
+    out: list[tuple[str, str]] = []
+    for key, value in attributes.items():
+        if len(key) > ATTRIBUTE_KEY_MAX_CHARS:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            text = str(value)
+        else:
+            continue
+        if len(text) <= _ATTRIBUTE_VALUE_MAX_CHARS:
+            out.append((key, text))
+    return out
+
+
+_WORD: Final = re.compile(r"\w+")
+_RUN_ID_PREFIX: Final = re.compile(r"[0-9a-f]{4}[0-9a-f-]{0,32}")
+
+
+def looks_like_run_id(text: str) -> bool:
+    """Whether a search could be the start of a run id (4 to 36 lowercase hex digits and dashes)."""
+    return _RUN_ID_PREFIX.fullmatch(text) is not None
+
+
+def fts_query(text: str) -> str:
+    """An FTS5 query from what a user typed: every word must appear, the last one as a prefix.
+
+    Words are quoted, so FTS5's own syntax (``AND``, ``NEAR``, ``*``, quotes) is taken as text.
+    Raises ValueError when the text has no letter or digit.
+    """
+    words = _WORD.findall(text)
+    if not words:
+        raise ValueError("it has no letter or digit to search for")
+    quoted = [f'"{word}"' for word in words]
+    quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def search_clause(text: str) -> tuple[str, list[Any]]:
+    """A condition on ``runs r``: the run has an indexed text matching ``text`` (among the newest hits)."""
+    return (
+        "r.run_id IN (SELECT s.run_id FROM search_text s WHERE s.id IN "
+        "(SELECT rowid FROM search_fts WHERE search_fts MATCH ? ORDER BY rowid DESC LIMIT ?))",
+        [fts_query(text), SEARCH_HITS_MAX],
+    )
+
+
+def attribute_problem(key: str, value: str) -> str | None:
+    """What is wrong with an ``attr.KEY=VALUE`` filter (a phrase to follow its name), or None."""
+    if not key:
+        return "names no attribute: write attr.KEY=VALUE"
+    if len(key) > ATTRIBUTE_KEY_MAX_CHARS:
+        return f"has a key longer than {ATTRIBUTE_KEY_MAX_CHARS} characters"
+    if len(value) > _ATTRIBUTE_VALUE_MAX_CHARS:
+        return f"has a value longer than {_ATTRIBUTE_VALUE_MAX_CHARS} characters"
+    return None
+
+
+def attribute_clause(key: str, value: str) -> tuple[str, list[Any]]:
+    """A condition on ``runs r``: the run started with attribute ``key`` equal to ``value`` (as text)."""
+    return "r.run_id IN (SELECT a.run_id FROM run_attributes a WHERE a.key = ? AND a.value = ?)", [key, value]
