@@ -31,6 +31,7 @@ from flowledger.receiver._writer import Writer
 from flowledger.receiver.api import _routes_logs, _routes_ops, _routes_purge, _routes_query, _routes_tree
 from flowledger.receiver.ingest import _routes as _routes_ingest
 from flowledger.receiver.otlp import _routes as _routes_traces
+from flowledger.receiver.otlp._link import OtlpLogLinker
 from flowledger.receiver.store._protocol import Store
 from flowledger.receiver.store._sqlite import SqliteStore
 from flowledger.receiver.viewer import _routes as _routes_viewer
@@ -75,6 +76,7 @@ def create_app(
     sweeper = Sweeper(the_store, writer, config, metrics)
     retention = Retention(the_store, writer, config)
     checkpointer = Checkpointer(the_store, config)
+    linker = OtlpLogLinker(the_store, writer, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -83,6 +85,7 @@ def create_app(
         sweeper.start()
         retention.start()
         checkpointer.start()
+        linker.start()
         grpc_server = None
         try:
             if config.grpc_port is not None:  # the grpc extra: imported only when asked for
@@ -100,6 +103,7 @@ def create_app(
                 if on_shutdown is not None:
                     await on_shutdown(app)
             await sweeper.stop()
+            await linker.stop()
             await retention.stop()
             await writer.stop()
             await checkpointer.stop()

@@ -70,6 +70,8 @@ DEFAULT_OTLP_METRIC_POINTS_MAX: Final = 1_000_000
 """OTLP metric data points kept; beyond it the oldest go first."""
 DEFAULT_OTLP_LOG_RECORDS_MAX: Final = 1_000_000
 """OTLP log records kept; beyond it the oldest go first."""
+DEFAULT_OTLP_LINK_INTERVAL_S: Final = 2.0
+"""How often OTLP log records that came before their run's events are looked at again."""
 DEFAULT_GRPC_PORT: Final = 4317
 """The OTLP/gRPC port by convention (``flowledger serve --grpc-port``; off unless asked)."""
 
@@ -171,6 +173,8 @@ class ReceiverConfig:
     otlp_metric_series_max: int = DEFAULT_OTLP_METRIC_SERIES_MAX
     otlp_metric_points_max: int = DEFAULT_OTLP_METRIC_POINTS_MAX
     otlp_log_records_max: int = DEFAULT_OTLP_LOG_RECORDS_MAX
+    otlp_link_interval_s: float = DEFAULT_OTLP_LINK_INTERVAL_S
+    """Seconds between passes linking OTLP log records that arrived before their run's events; 0: off."""
     grpc_port: int | None = None
     """Also serve OTLP over gRPC on this port (0: any free one); None: off. Needs the ``grpc`` extra."""
     grpc_host: str = "127.0.0.1"

@@ -91,6 +91,11 @@ def test_stock_logging_handler_over_grpc_lands_on_the_node_attempt(live: LiveRec
     assert (by_body["run-level line"]["run_id"], by_body["run-level line"]["node_id"]) == (run_id, None)
     newest = live.get("/api/otlp/logs").json()["records"]
     assert [r["body"] for r in newest][-1] == "outside any span"
+    (fetch,) = live.get(f"/api/runs/{run_id}").json()["nodes"]
+    beside = {line["message"]: line for line in fetch["logs"] if line["source"] == "otlp"}
+    assert set(beside) == {"stock is low: 3 left", "fetch failed"}
+    assert (beside["stock is low: 3 left"]["level"], beside["stock is low: 3 left"]["span_id"]) == ("WARN", node_span)
+    assert "ValueError: no stock" in beside["fetch failed"]["exception"]
 
 
 def test_stock_grpc_metric_exporter_stores_time_series(live: LiveReceiver) -> None:

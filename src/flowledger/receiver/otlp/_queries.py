@@ -35,6 +35,8 @@ MAX_SERIES: Final = 1000
 DEFAULT_LOG_RECORDS: Final = 1000
 MAX_LOG_RECORDS: Final = 10_000
 _NS_PER_US: Final = 1000
+_MAX_NS: Final = 2**63 - 1
+_MIN_NS: Final = -(2**63)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -43,7 +45,8 @@ def _ns(params: QueryParams, name: str) -> int | None:
     if params.time(name) is None:
         return None
     value = datetime.fromisoformat(str(params.text(name)))
-    return (value - _EPOCH) // timedelta(microseconds=1) * _NS_PER_US
+    ns = (value - _EPOCH) // timedelta(microseconds=1) * _NS_PER_US
+    return max(_MIN_NS, min(ns, _MAX_NS))  # times are kept as signed 64-bit ns: past them, the range's end
 
 
 async def otlp_metrics(request: Request) -> Response:

@@ -8,6 +8,14 @@ record whose span id is a node attempt's span id belongs to that attempt,
 one whose span id is the run's own span to the run, so it does not matter
 whether the events or the logs arrived first. The table is bounded: at most
 ``max_records`` rows, the oldest go first.
+
+A record whose span is a run's or a node attempt's is also copied, once,
+into the ``logs`` table beside the lines the SDK captured for that attempt
+(:mod:`~flowledger.receiver.store._logs`, ``source`` ``otlp``), so the run's
+detail, ``flowledger show --logs`` and the export show it: when it is
+stored if its run is known then, otherwise by :func:`link_pending` once the
+run's events arrive (the receiver calls it every few seconds for records
+received within ``LINK_WINDOW_S``).
 """
 
 from __future__ import annotations
@@ -21,8 +29,23 @@ import aiosqlite
 
 from flowledger._wire import format_ts
 from flowledger.receiver.store._bulk import insert_rows
+from flowledger.receiver.store._logs import LogRow, LogSource, append_log_rows, level_from_severity
 
-__all__ = ["OTLP_LOGS_SCHEMA", "OTLP_LOG_COLUMNS", "OtlpLogRow", "insert_logs", "select_logs"]
+__all__ = [
+    "LINK_WINDOW_S",
+    "OTLP_LOGS_SCHEMA",
+    "OTLP_LOG_COLUMNS",
+    "OtlpLogRow",
+    "insert_logs",
+    "link_pending",
+    "select_logs",
+]
+
+LINK_WINDOW_S: Final = 600.0
+"""How long after it was received a record not linked yet is still looked for (its run's events may be late)."""
+LINK_BATCH_MAX: Final = 2000
+"""Most pending records one linking pass looks at."""
+_LEVEL_NAMES: Final = {50: "CRITICAL", 40: "ERROR", 30: "WARNING", 20: "INFO", 10: "DEBUG", 5: "TRACE"}
 
 OTLP_LOGS_SCHEMA: Final = """
 -- OTLP log records (/v1/logs and gRPC). Times are ns since the epoch; ids lowercase hex (NULL when absent).
@@ -34,9 +57,11 @@ CREATE TABLE otlp_logs (
     severity_number INTEGER NOT NULL, severity_text TEXT,
     body TEXT NOT NULL, attributes TEXT NOT NULL, event_name TEXT,
     service_name TEXT, resource TEXT NOT NULL, scope_name TEXT, scope_version TEXT,
-    received_at TEXT NOT NULL
+    received_at TEXT NOT NULL,
+    linked INTEGER NOT NULL DEFAULT 0       -- 1 once copied beside its run's or attempt's lines (table logs)
 );
 CREATE INDEX otlp_logs_by_span ON otlp_logs (trace_id, span_id) WHERE trace_id IS NOT NULL;
+CREATE INDEX otlp_logs_pending ON otlp_logs (received_at) WHERE linked = 0 AND trace_id IS NOT NULL;
 """
 
 OTLP_LOG_COLUMNS: Final = (
@@ -88,7 +113,7 @@ class OtlpLogRow:
 
 
 async def insert_logs(conn: aiosqlite.Connection, rows: Sequence[OtlpLogRow], *, max_records: int) -> int:
-    """Store the records not stored yet (inside the caller's transaction); return how many were new."""
+    """Store the records not stored yet, and link them (inside the caller's transaction); return how many were new."""
     before = conn.total_changes
     head = f"INSERT OR IGNORE INTO otlp_logs ({', '.join(OTLP_LOG_COLUMNS)})"
     await insert_rows(conn, head, [row.values() for row in rows], width=len(OTLP_LOG_COLUMNS))
@@ -96,7 +121,79 @@ async def insert_logs(conn: aiosqlite.Connection, rows: Sequence[OtlpLogRow], *,
     if stored:
         (last,) = next(iter(await conn.execute_fetchall("SELECT max(log_id) FROM otlp_logs")))
         await conn.execute("DELETE FROM otlp_logs WHERE log_id <= ?", [int(last) - max_records])
+        keys = [row.record_key for row in rows if row.trace_id is not None]
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            await link_pending(conn, keys=keys[start : start + _LOOKUP_CHUNK])
     return stored
+
+
+def _message(body: str) -> str:
+    value = json.loads(body)
+    if isinstance(value, str):
+        return value
+    return "" if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+async def link_pending(
+    conn: aiosqlite.Connection, *, keys: Sequence[str] = (), since: str | None = None, limit: int = LINK_BATCH_MAX
+) -> int:
+    """Copy records not linked yet whose span is a run's or node attempt's into ``logs``; return how many.
+
+    ``keys`` limits the pass to those records (just stored); otherwise records received at ``since`` or later.
+    Inside the caller's transaction.
+    """
+    columns = (
+        "log_id, project, trace_id, span_id, time_ns, severity_number, severity_text, body, attributes, scope_name"
+    )
+    where, params = "linked = 0 AND trace_id IS NOT NULL", list[Any]()
+    if keys:
+        where += f" AND record_key IN ({', '.join('?' * len(keys))})"
+        params.extend(keys)
+    elif since is not None:
+        where += " AND received_at >= ?"
+        params.append(since)
+    pending = list(
+        await conn.execute_fetchall(f"SELECT {columns} FROM otlp_logs WHERE {where} LIMIT ?", [*params, limit])
+    )
+    if not pending:
+        return 0
+    out: list[LogRow] = []
+    linked: list[int] = []
+    for project in {row[1] for row in pending}:
+        mine = [row for row in pending if row[1] == project]
+        links = await _links(conn, sorted({str(row[2]) for row in mine}), project)
+        for log_id, _, trace_id, span_id, time_ns, severity, severity_text, body, attributes, scope_name in mine:
+            found = links.get((trace_id, span_id))
+            if found is None:
+                continue
+            run_id, node_id = found[0], found[1]
+            level = level_from_severity(int(severity))
+            extra = json.loads(attributes)
+            stack = extra.get("exception.stacktrace")
+            out.append(
+                LogRow(
+                    run_id=str(run_id),
+                    span_id=span_id if node_id is not None else None,
+                    ts=format_ts(int(time_ns)),
+                    level=level,
+                    level_name=severity_text or _LEVEL_NAMES.get(level, ""),
+                    logger=scope_name,
+                    message=_message(body),
+                    exception=stack if isinstance(stack, str) else None,
+                    trace_id=trace_id,
+                    log_span_id=span_id,
+                    source=LogSource.OTLP,
+                    attributes=attributes if extra else None,
+                    project=project,
+                )
+            )
+            linked.append(int(log_id))
+    if out:
+        await append_log_rows(conn, out)
+        for start in range(0, len(linked), _LOOKUP_CHUNK):
+            part = linked[start : start + _LOOKUP_CHUNK]
+            await conn.execute(f"UPDATE otlp_logs SET linked = 1 WHERE log_id IN ({', '.join('?' * len(part))})", part)
+    return len(out)
 
 
 def _log_json(row: Sequence[Any]) -> dict[str, Any]:

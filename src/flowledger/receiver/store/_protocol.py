@@ -450,6 +450,13 @@ class Store(Protocol):
         """
         ...
 
+    async def link_otlp_logs(self, *, since: str) -> int:
+        """Copy OTLP log records received at ``since`` or later whose run is now known beside its lines.
+
+        A writer-side method: call it through ``Writer.call``.
+        """
+        ...
+
     async def otlp_logs(
         self, *, trace_id: str | None = None, run_id: str | None = None, project: str | None, limit: int
     ) -> list[dict[str, Any]] | None:

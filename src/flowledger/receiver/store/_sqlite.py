@@ -39,7 +39,7 @@ from flowledger.receiver.store._logs import (
 )
 from flowledger.receiver.store._merkle import Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
-from flowledger.receiver.store._otlp_logs import OtlpLogRow, insert_logs, select_logs
+from flowledger.receiver.store._otlp_logs import OtlpLogRow, insert_logs, link_pending, select_logs
 from flowledger.receiver.store._otlp_metrics import (
     MetricPointRow,
     MetricsOutcome,
@@ -821,6 +821,10 @@ class SqliteStore:
         return await self._write_otlp(
             f"{len(rows)} log records", lambda c: insert_logs(c, rows, max_records=max_records)
         )
+
+    async def link_otlp_logs(self, *, since: str) -> int:
+        """Link OTLP log records whose run arrived later; see :meth:`Store.link_otlp_logs`."""
+        return await self._write_otlp("linked log records", lambda c: link_pending(c, since=since))
 
     async def otlp_logs(
         self, *, trace_id: str | None = None, run_id: str | None = None, project: str | None, limit: int
