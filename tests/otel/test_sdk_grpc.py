@@ -92,6 +92,29 @@ def test_sdk_spans_go_over_grpc_to_the_receiver(live: LiveReceiver, tmp_path: Pa
     assert "warning" not in done.stderr.lower()
 
 
+def test_spans_sent_by_the_exit_hook_go_over_grpc(live: LiveReceiver, tmp_path: Path) -> None:
+    """A program that never flushes (a generated module's way) still exports over gRPC from the exit hook."""
+    script = tmp_path / "exit_app.py"
+    script.write_text(APP.split("sys.exit(")[0], encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=subprocess_env(
+            FLOWLEDGER_EXPORT_SPANS="1",
+            FLOWLEDGER_ENDPOINT=live.url,
+            OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{live.config.grpc_port}",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "span export failed" not in done.stderr
+    _run_id, trace_id = done.stdout.split()
+    assert live.wait_for(f"/api/traces/{trace_id}", lambda d: d["span_count"] == 3)
+
+
 def test_without_the_grpc_exporter_a_warning_and_http_protobuf(live: LiveReceiver, tmp_path: Path) -> None:
     """Asked for grpc without the OTel gRPC exporter importable: one warning naming the extra; spans go over HTTP."""
     blocker = tmp_path / "blocked" / "sitecustomize.py"

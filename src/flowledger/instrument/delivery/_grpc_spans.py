@@ -140,13 +140,24 @@ def readable_spans(request: Mapping[str, Any]) -> list[ReadableSpan]:
 
 
 class GrpcSpanExport:
-    """One OTel SDK ``OTLPSpanExporter`` (gRPC), made on first use on the span sender's thread."""
+    """One OTel SDK ``OTLPSpanExporter`` (gRPC), made when the span sender is (in the application's thread).
+
+    Made at once, not on first export: the exporter's import builds a default resource on a thread pool,
+    which fails once the interpreter is shutting down, when the last spans of a short program go out.
+    """
 
     def __init__(self, settings: Settings, headers: list[tuple[str, str]]) -> None:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        readable_spans({"resourceSpans": []})  # imports what converting needs, now
         self._settings = settings
-        self._headers = headers
-        self._exporter: OTLPSpanExporter | None = None
-        self._success: object = None
+        self._success = SpanExportResult.SUCCESS
+        self._exporter: OTLPSpanExporter | None = OTLPSpanExporter(
+            endpoint=self.endpoint,
+            headers=tuple((key.lower(), value) for key, value in headers) or None,
+            timeout=settings.request_timeout_s,
+        )
 
     @property
     def endpoint(self) -> str:
@@ -154,18 +165,11 @@ class GrpcSpanExport:
         return grpc_endpoint(self._settings)
 
     def export(self, request: Mapping[str, Any]) -> bool:
-        """Export the request's spans; whether the exporter reported success (it never raises)."""
-        if self._exporter is None:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-            from opentelemetry.sdk.trace.export import SpanExportResult
-
-            self._success = SpanExportResult.SUCCESS
-            self._exporter = OTLPSpanExporter(
-                endpoint=self.endpoint,
-                headers=tuple((key.lower(), value) for key, value in self._headers) or None,
-                timeout=self._settings.request_timeout_s,
-            )
-        return self._exporter.export(readable_spans(request)) is self._success
+        """Export the request's spans; whether the exporter reported success (False once closed)."""
+        exporter = self._exporter
+        if exporter is None:
+            return False
+        return exporter.export(readable_spans(request)) is self._success
 
     def close(self) -> None:
         """Close the exporter's channel (idempotent)."""

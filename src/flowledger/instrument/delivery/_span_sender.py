@@ -152,6 +152,7 @@ class SpanSender:
         if not batch:
             self._wake.wait(SPAN_IDLE_WAIT_S)
             return
+        accepted = 0  # what _post raised (it is logged by the worker) counts the batch as dropped
         try:
             accepted = self._post(batch)
         finally:
