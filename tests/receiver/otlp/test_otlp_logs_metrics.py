@@ -136,3 +136,34 @@ def test_bad_data_points_are_refused_and_named(live: LiveReceiver) -> None:
     assert "metrics[1].histogram.dataPoints[0]: bucketCounts has 1 entries for 2 explicitBounds" in message
     (gauge_series,) = live.get("/api/otlp/metrics", params={"name": "g"}).json()["series"]
     assert gauge_series["points"][0]["value"] == "nan"
+
+
+def test_exponential_histograms_and_summaries_keep_their_buckets_and_quantiles(live: LiveReceiver) -> None:
+    """An exponential histogram keeps scale, zero count and buckets; a summary its quantiles; both with their times."""
+    request = metrics_service_pb2.ExportMetricsServiceRequest()
+    metrics = request.resource_metrics.add().scope_metrics.add().metrics
+    exponential = metrics.add(name="sizes", unit="By").exponential_histogram
+    exponential.aggregation_temporality = 2
+    point = exponential.data_points.add(time_unix_nano=7, start_time_unix_nano=3, count=4, sum=10.0, scale=1)
+    point.zero_count = 1
+    point.positive.offset = 2
+    point.positive.bucket_counts.extend([2, 1])
+    summary = metrics.add(name="latency_summary").summary
+    quantiles = summary.data_points.add(time_unix_nano=8, count=3, sum=6.0).quantile_values
+    quantiles.add(quantile=0.5, value=2.0)
+    quantiles.add(quantile=0.99, value=float("inf"))
+    answer = metrics_service_pb2.ExportMetricsServiceResponse.FromString(
+        live.post("/v1/metrics", request.SerializeToString(), PROTOBUF).content
+    )
+    assert answer.partial_success.rejected_data_points == 0
+    (sizes,) = live.get("/api/otlp/metrics", params={"name": "sizes"}).json()["series"]
+    assert (sizes["type"], sizes["temporality"], sizes["monotonic"]) == ("exponential_histogram", 2, None)
+    (bucketed,) = sizes["points"]
+    assert (bucketed["time_unix_nano"], bucketed["start_time_unix_nano"], bucketed["scale"]) == (7, 3, 1)
+    assert (bucketed["zero_count"], bucketed["positive"]) == (1, {"offset": 2, "bucket_counts": [2, 1]})
+    assert (bucketed["min"], bucketed["sum"]) == (None, 10.0)
+    (latency,) = live.get("/api/otlp/metrics", params={"name": "latency_summary"}).json()["series"]
+    assert latency["points"][0]["quantile_values"] == [
+        {"quantile": 0.5, "value": 2.0},
+        {"quantile": 0.99, "value": "inf"},
+    ]
