@@ -235,3 +235,24 @@ def test_the_grpc_port_closes_with_the_receiver(tmp_path: Path) -> None:
         stub: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(TRACE_METHOD)
         stub(b"", timeout=2)
     assert caught.value.code() in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+def test_what_arrives_over_grpc_is_forwarded_over_http(tmp_path: Path) -> None:
+    """With forwarding on, spans and log records received over gRPC reach the upstream (OTLP/HTTP) too."""
+    upstream_config = ReceiverConfig(db_path=tmp_path / "upstream.db", sweep_interval_s=0)
+    with receiver_running(upstream_config) as upstream:
+        with receiver_running(_grpc_config(tmp_path, forward_endpoint=upstream.url)) as front:
+            spans, trace_id, _ids = make_spans()
+            exporter = OTLPSpanExporter(endpoint=_target(front), insecure=True)
+            try:
+                assert exporter.export(spans) is SpanExportResult.SUCCESS
+            finally:
+                exporter.shutdown()
+            logs = logs_service_pb2.ExportLogsServiceRequest()
+            record = logs.resource_logs.add().scope_logs.add().log_records.add(time_unix_nano=9)
+            record.trace_id, record.body.string_value = bytes.fromhex(trace_id), "forwarded line"
+            _call(front, LOGS_METHOD, logs.SerializeToString())
+            front.wait_for("/api/otlp/stats", lambda d: d["forwarding"]["sent"] == 2)
+        assert upstream.trace(trace_id)["span_count"] == 2
+        (line,) = upstream.get("/api/otlp/logs", params={"trace_id": trace_id}).json()["records"]
+        assert line["body"] == "forwarded line"
