@@ -127,6 +127,7 @@ BENCHMARKS = (
     "integrity.py",
     "resume.py",
     "search.py",
+    "otlp_grpc.py",
 )
 
 

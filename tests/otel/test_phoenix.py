@@ -65,16 +65,16 @@ nodes:
 
 
 @pytest.fixture(scope="module")
-def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``phoenix serve`` on free local ports with a fresh working dir; yields its base URL."""
+def phoenix_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """``phoenix serve`` on free local ports with a fresh working dir; yields its base URL and its OTLP/gRPC port."""
     work = tmp_path_factory.mktemp("phoenix")
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PHOENIX_"))},
         "PHOENIX_WORKING_DIR": str(work),
         "PHOENIX_HOST": "127.0.0.1",
         "PHOENIX_PORT": str(port),
-        "PHOENIX_GRPC_PORT": str(free_port()),
+        "PHOENIX_GRPC_PORT": str(grpc_port),
         "PHOENIX_TELEMETRY_ENABLED": "false",
     }
     log = work / "phoenix.log"
@@ -97,7 +97,7 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"Phoenix did not start: {log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.5)
-        yield url
+        yield url, grpc_port
     finally:
         proc.terminate()
         try:
@@ -105,6 +105,12 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def phoenix(phoenix_server: tuple[str, int]) -> str:
+    """The base URL of the module's Phoenix (UI, REST API and OTLP/HTTP)."""
+    return phoenix_server[0]
 
 
 def phoenix_spans(phoenix: str, trace_id: str, count: int) -> dict[str, dict[str, Any]]:
@@ -202,6 +208,26 @@ def test_generated_workflow_spans_reach_phoenix_directly(phoenix: str, receiver:
         FLOWLEDGER_ENDPOINT=receiver.url,
         FLOWLEDGER_EXPORT_SPANS="1",
         OTEL_EXPORTER_OTLP_ENDPOINT=phoenix,
+    )
+    assert done.returncode == 0, done.stderr
+    run = _finished_run(receiver, "phoenix-check")
+    check_workflow_spans(phoenix_spans(phoenix, run["trace_id"], 4), run)
+    assert receiver.get("/api/otlp/stats").json()["spans"]["accepted"] == 0  # spans went to Phoenix only
+
+
+def test_generated_workflow_spans_reach_phoenix_over_grpc(
+    phoenix_server: tuple[str, int], receiver: LiveReceiver, tmp_path: Path
+) -> None:
+    """With OTEL_EXPORTER_OTLP_PROTOCOL=grpc the SDK exports to Phoenix's OTLP/gRPC port through the OTel exporter."""
+    phoenix, grpc_port = phoenix_server
+    module = generate_module(tmp_path, "phoenix_check", WORKFLOW)
+    done = run_once(
+        module,
+        json.dumps({"n": 2}),
+        FLOWLEDGER_ENDPOINT=receiver.url,
+        FLOWLEDGER_EXPORT_SPANS="1",
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{grpc_port}",
     )
     assert done.returncode == 0, done.stderr
     run = _finished_run(receiver, "phoenix-check")

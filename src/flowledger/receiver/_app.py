@@ -41,6 +41,7 @@ from flowledger.receiver.api import (
 )
 from flowledger.receiver.ingest import _routes as _routes_ingest
 from flowledger.receiver.otlp import _routes as _routes_traces
+from flowledger.receiver.otlp._link import OtlpLogLinker
 from flowledger.receiver.store._protocol import Store
 from flowledger.receiver.store._sqlite import SqliteStore
 from flowledger.receiver.viewer import _routes as _routes_viewer
@@ -89,6 +90,7 @@ def create_app(
     retention = Retention(the_store, writer, config)
     checkpointer = Checkpointer(the_store, config)
     reconciler = Reconciler(the_store, config, metrics)
+    linker = OtlpLogLinker(the_store, writer, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -98,14 +100,25 @@ def create_app(
         retention.start()
         checkpointer.start()
         reconciler.start()
+        linker.start()
+        grpc_server = None
         try:
+            if config.grpc_port is not None:  # the grpc extra: imported only when asked for
+                from flowledger.receiver.otlp._grpc import start_grpc
+
+                grpc_server = await start_grpc(app, app.state.receiver)
             yield
         finally:
+            if grpc_server is not None:
+                from flowledger.receiver.otlp._grpc import GRPC_STOP_GRACE_S
+
+                await grpc_server.stop(GRPC_STOP_GRACE_S)
             for module in route_modules:  # a feature's own shutdown (e.g. sending queued OTLP forwards)
                 on_shutdown = getattr(module, "on_shutdown", None)
                 if on_shutdown is not None:
                     await on_shutdown(app)
             await sweeper.stop()
+            await linker.stop()
             await retention.stop()
             await reconciler.stop()
             await writer.stop()

@@ -71,6 +71,17 @@ DEFAULT_RECONCILE_RUNS_PER_PASS: Final = 500
 DEFAULT_RECONCILE_RECENT_EVENTS: Final = 10_000
 """Newest ledger entries whose runs each reconciliation pass checks (those appended since the previous pass)."""
 
+DEFAULT_OTLP_METRIC_SERIES_MAX: Final = 10_000
+"""OTLP metric series kept; points of a new series beyond it are refused (partial success)."""
+DEFAULT_OTLP_METRIC_POINTS_MAX: Final = 1_000_000
+"""OTLP metric data points kept; beyond it the oldest go first."""
+DEFAULT_OTLP_LOG_RECORDS_MAX: Final = 1_000_000
+"""OTLP log records kept; beyond it the oldest go first."""
+DEFAULT_OTLP_LINK_INTERVAL_S: Final = 2.0
+"""How often OTLP log records that came before their run's events are looked at again."""
+DEFAULT_GRPC_PORT: Final = 4317
+"""The OTLP/gRPC port by convention (``flowledger serve --grpc-port``; off unless asked)."""
+
 _ENV_PREFIX: Final = "FLOWLEDGER_RECEIVER_"
 _SECONDS_PER_DAY: Final = 86_400.0
 
@@ -177,6 +188,16 @@ class ReceiverConfig:
     """Workflow id -> base URL of its generated http app, where the viewer's Resume button sends a resume
     (``FLOWLEDGER_RESUME_ENDPOINTS``, see :mod:`._resume_endpoints`)."""
 
+    otlp_metric_series_max: int = DEFAULT_OTLP_METRIC_SERIES_MAX
+    otlp_metric_points_max: int = DEFAULT_OTLP_METRIC_POINTS_MAX
+    otlp_log_records_max: int = DEFAULT_OTLP_LOG_RECORDS_MAX
+    otlp_link_interval_s: float = DEFAULT_OTLP_LINK_INTERVAL_S
+    """Seconds between passes linking OTLP log records that arrived before their run's events; 0: off."""
+    grpc_port: int | None = None
+    """Also serve OTLP over gRPC on this port (0: any free one); None: off. Needs the ``grpc`` extra."""
+    grpc_host: str = "127.0.0.1"
+    """The interface of the gRPC port (``flowledger serve`` passes its ``--host``)."""
+
 
 def _parse(name: str, raw: str, kind: type) -> object:
     try:
@@ -203,7 +224,7 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
     for f in fields(ReceiverConfig):
         if (
             f.name
-            in {"limits", "api_keys", "db_path", "retention", "resume_endpoints"}
+            in {"limits", "api_keys", "db_path", "retention", "resume_endpoints", "grpc_host"}
             | _OTLP_TEXT_FIELDS
             | _CHECKPOINT_TEXT_FIELDS
         ):

@@ -93,7 +93,8 @@ class OtlpProtocol(enum.Enum):
 def protocol_from_env(environ: Mapping[str, str] | None = None) -> OtlpProtocol:
     """The traces protocol from the OTel variables; ``http/protobuf`` (the specification's default) otherwise.
 
-    ``grpc`` and unknown values also give ``http/protobuf``: the SDK only speaks OTLP over HTTP.
+    ``grpc`` and unknown values also give ``http/protobuf``: the encoding of the HTTP path (``grpc`` itself
+    is served by :mod:`._grpc_spans` when its exporter is installed, and falls back to this otherwise).
     """
     env = os.environ if environ is None else environ
     for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):

@@ -1,9 +1,10 @@
-"""Best-effort export of OTLP/HTTP spans, on a thread of its own.
+"""Best-effort export of OTLP spans, on a thread of its own.
 
 The encoding follows ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` or
 ``OTEL_EXPORTER_OTLP_PROTOCOL``, read when the exporter is built, as the
 OTel SDK's exporters read them: ``http/protobuf`` (the specification's
-default, and the only encoding some backends take) or ``http/json``.
+default, and the only encoding some backends take), ``http/json``, or
+``grpc`` (through the OTel SDK's gRPC exporter: :mod:`._grpc_spans`).
 
 Spans are a view of the events, not the record: they are never spooled,
 they get one short retry, and a slow or absent traces endpoint never holds
@@ -27,6 +28,12 @@ from opentelemetry import context as otel_context
 
 from flowledger._apikey import api_key_problem
 from flowledger.instrument._config import Settings
+from flowledger.instrument.delivery._grpc_spans import (
+    GrpcSpanExport,
+    exporter_available,
+    grpc_requested,
+    warn_missing_exporter,
+)
 from flowledger.instrument.delivery._otlp_protobuf import OtlpProtocol, encode_export, protocol_from_env, rejected_spans
 from flowledger.instrument.delivery._otlp_spans import export_request
 from flowledger.instrument.delivery._transport import gzip_body, make_client, untraced
@@ -60,6 +67,7 @@ class SpanSender:
         self._busy = 0
         self._worker: threading.Thread | None = None
         self._client: httpx.Client | None = None
+        self._grpc = _grpc_export(self._settings)
         self._closed = False
         self.sent = 0
         self.dropped = 0
@@ -131,6 +139,8 @@ class SpanSender:
             client, self._client = self._client, None
             if client is not None:
                 client.close()  # the worker owns its client: closed when the worker ends
+            if self._grpc is not None:
+                self._grpc.close()
             otel_context.detach(token)
 
     def _step(self) -> None:
@@ -142,6 +152,7 @@ class SpanSender:
         if not batch:
             self._wake.wait(SPAN_IDLE_WAIT_S)
             return
+        accepted = 0  # what _post raised (it is logged by the worker) counts the batch as dropped
         try:
             accepted = self._post(batch)
         finally:
@@ -152,6 +163,11 @@ class SpanSender:
                 self._idle.notify_all()
 
     def _post(self, spans: list[dict[str, Any]]) -> int:
+        if self._grpc is not None:
+            if self._grpc.export(export_request(spans, service_name=self._settings.service_name)):
+                return len(spans)
+            self._log_once("grpc", "flowledger: could not export spans over gRPC to %s", self._grpc.endpoint)
+            return 0
         data, content_type = encode_export(
             export_request(spans, service_name=self._settings.service_name), self.protocol
         )
@@ -210,6 +226,16 @@ def span_protocol(settings: Settings, environ: Mapping[str, str] | None = None) 
     if any(env.get(name, "").strip() for name in _PROTOCOL_VARIABLES):
         return protocol_from_env(env)
     return OtlpProtocol.HTTP_PROTOBUF if settings.otlp_traces_endpoint else OtlpProtocol.HTTP_JSON
+
+
+def _grpc_export(settings: Settings) -> GrpcSpanExport | None:
+    """The gRPC span export when the OTel variables ask for it and its exporter is installed (else a warning)."""
+    if isinstance(getattr(settings, "otlp_protocol", None), OtlpProtocol) or not grpc_requested():
+        return None
+    if not exporter_available():
+        warn_missing_exporter()
+        return None
+    return GrpcSpanExport(settings, otlp_headers(settings))
 
 
 def otlp_headers(settings: Settings) -> list[tuple[str, str]]:

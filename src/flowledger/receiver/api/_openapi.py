@@ -598,6 +598,38 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/otlp/metrics": {
+                "get": {
+                    "summary": "Stored OTLP metric series; with name, that metric's series and their points",
+                    "parameters": [
+                        {"name": "name", "in": "query", "schema": {"type": "string", "maxLength": 256}},
+                        {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                        {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
+                    ],
+                    "responses": {
+                        "200": _answer("The series, each with its points in time order.", {"type": "object"}),
+                        "400": _error("A query parameter is not valid."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                    },
+                }
+            },
+            "/api/otlp/logs": {
+                "get": {
+                    "summary": "OTLP log records of one run's trace or of one trace, linked to node attempts",
+                    "parameters": [
+                        {"name": "run_id", "in": "query", "schema": {"type": "string", "maxLength": 256}},
+                        {"name": "trace_id", "in": "query", "schema": _TRACE_ID},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
+                    ],
+                    "responses": {
+                        "200": _answer("The records in time order.", {"type": "object"}),
+                        "400": _error("A query parameter is not valid."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No run has this id."),
+                    },
+                }
+            },
             "/healthz": {
                 "get": {
                     "summary": "Liveness",

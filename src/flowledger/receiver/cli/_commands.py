@@ -36,6 +36,8 @@ DEFAULT_PORT: Final = 4318
 """The OTLP/HTTP port."""
 DEFAULT_URL: Final = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 EXIT_FAILURE: Final = 1
+EXIT_USAGE: Final = 2
+MAX_PORT: Final = 65535
 EXIT_BROKEN_CHAIN: Final = 1
 _STATUS_STYLE: Final[dict[str, str]] = {
     RunStatus.SUCCEEDED: "green",
@@ -162,6 +164,13 @@ def _print_json(value: Any) -> None:
     "--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="The OTLP/HTTP port."
 )
 @click.option(
+    "--grpc-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Also serve OTLP over gRPC on this port (4317 by convention; needs the grpc extra) "
+    "[env FLOWLEDGER_RECEIVER_GRPC_PORT].",
+)
+@click.option(
     "--api-keys",
     "api_keys",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -176,7 +185,13 @@ def _print_json(value: Any) -> None:
 )
 @_clean_errors
 def serve_command(
-    db: Path, host: str, port: int, api_keys: Path | None, stuck_after_s: float | None, log_level: str
+    db: Path,
+    host: str,
+    port: int,
+    grpc_port: int | None,
+    api_keys: Path | None,
+    stuck_after_s: float | None,
+    log_level: str,
 ) -> None:
     """Run the receiver: ingest at /v1/events, queries at /api/runs."""
     from dataclasses import replace
@@ -193,6 +208,11 @@ def serve_command(
     config = replace(config, api_keys=keys)
     if stuck_after_s is not None:
         config = replace(config, stuck_after_s=stuck_after_s)
+    if grpc_port is not None:
+        config = replace(config, grpc_port=grpc_port)
+    if config.grpc_port is not None:
+        _check_grpc(host, config.grpc_port)
+        config = replace(config, grpc_host=host)
     prepare_file(db)  # a bad --db is one error line here, not a failed app startup
     try:
         sock = bind_socket(host, port)  # a busy port is one error line, before anything claims to be serving
@@ -205,10 +225,35 @@ def serve_command(
     click.echo(
         f"flowledger receiver on http://{where}:{bound_port} with {db}" + (" (API keys on)" if keys else ""), err=True
     )
+    if config.grpc_port is not None:
+        click.echo(
+            f"OTLP/gRPC on {where}:{config.grpc_port}" if config.grpc_port else "OTLP/gRPC on a free port", err=True
+        )
     try:
         serve(config, sock=sock, log_level=log_level)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a receiver is stopped: it shut down cleanly, which is no error
+
+
+def _check_grpc(host: str, grpc_port: int) -> None:
+    """One clear line and exit 2 without grpcio; exit 1 when the gRPC port is taken (before anything starts)."""
+    import importlib.util
+
+    from flowledger.receiver._server import bind_socket
+
+    if importlib.util.find_spec("grpc") is None:
+        click.echo("error: --grpc-port needs grpcio; install the grpc extra: pip install 'flowledger[grpc]'", err=True)
+        sys.exit(EXIT_USAGE)
+    if not 0 <= grpc_port <= MAX_PORT:
+        raise click.BadParameter(f"{grpc_port} is not a port (0 to {MAX_PORT})", param_hint="--grpc-port")
+    try:
+        bind_socket(host, grpc_port).close()
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        _fail(
+            f"cannot listen for OTLP/gRPC on {host}:{grpc_port}: {reason}; "
+            "stop what uses it or pass another --grpc-port"
+        )
 
 
 # --- runs / show / export ------------------------------------------------

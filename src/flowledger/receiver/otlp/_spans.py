@@ -22,7 +22,20 @@ from typing import Any, Final
 
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
 
-__all__ = ["SpanBatch", "is_trace_id", "spans_from_request", "trace_json"]
+__all__ = [
+    "MAX_REJECTION_DETAILS",
+    "MAX_TIME_NS",
+    "SPAN_ID_BYTES",
+    "TRACE_ID_BYTES",
+    "SpanBatch",
+    "any_value",
+    "attributes_json",
+    "dumps",
+    "id_problem",
+    "is_trace_id",
+    "spans_from_request",
+    "trace_json",
+]
 
 TRACE_ID_BYTES: Final = 16
 SPAN_ID_BYTES: Final = 8
@@ -87,11 +100,13 @@ def attributes_json(pairs: Iterable[Any]) -> dict[str, Any]:
     return {pair.key: any_value(pair.value) for pair in pairs}
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
+    """Compact JSON text (non-ASCII kept), as the store keeps attributes and bodies."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _problem(raw: bytes, size: int, what: str) -> str | None:
+def id_problem(raw: bytes, size: int, what: str) -> str | None:
+    """Why ``raw`` is not a valid id of ``size`` bytes (wrong length, all zero), or None."""
     if len(raw) != size:
         return f"{what} is {len(raw)} bytes, not {size}"
     if not any(raw):
@@ -106,12 +121,12 @@ def spans_from_request(request: Any, *, project: str | None, received_at: str) -
     for r, resource_spans in enumerate(request.resource_spans):
         resource = attributes_json(resource_spans.resource.attributes)
         service = resource.get("service.name")
-        resource_text = _dumps(resource)
+        resource_text = dumps(resource)
         for s, scope_spans in enumerate(resource_spans.scope_spans):
             scope = scope_spans.scope
             for i, span in enumerate(scope_spans.spans):
                 where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
-                problem = _problem(span.trace_id, TRACE_ID_BYTES, "traceId") or _problem(
+                problem = id_problem(span.trace_id, TRACE_ID_BYTES, "traceId") or id_problem(
                     span.span_id, SPAN_ID_BYTES, "spanId"
                 )
                 if problem is None and span.parent_span_id and len(span.parent_span_id) != SPAN_ID_BYTES:
@@ -156,10 +171,10 @@ def spans_from_request(request: Any, *, project: str | None, received_at: str) -
                         service_name=service if isinstance(service, str) else None,
                         scope_name=scope.name or None,
                         scope_version=scope.version or None,
-                        attributes=_dumps(attributes_json(span.attributes)),
+                        attributes=dumps(attributes_json(span.attributes)),
                         resource=resource_text,
-                        events=_dumps(events),
-                        links=_dumps(links),
+                        events=dumps(events),
+                        links=dumps(links),
                         project=project,
                         received_at=received_at,
                     )

@@ -18,6 +18,8 @@ from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger.receiver.store._canonical import chain_hash
 from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash
 from flowledger.receiver.store._logs import LOGS_SCHEMA
+from flowledger.receiver.store._otlp_logs import OTLP_LOGS_SCHEMA
+from flowledger.receiver.store._otlp_metrics import METRICS_SCHEMA
 from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
 from flowledger.receiver.store._search import SEARCH_SCHEMA
 from flowledger.receiver.store._time import normalize_ts
@@ -419,6 +421,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     LOGS_SCHEMA,
     SEARCH_SCHEMA,
     SAMPLED_OUT_SCHEMA,
+    METRICS_SCHEMA + OTLP_LOGS_SCHEMA,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

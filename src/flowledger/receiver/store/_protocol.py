@@ -18,6 +18,8 @@ from flowledger._wire import RunStatus
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
 from flowledger.receiver.store._logs import LOG_PAGE_MAX, AttemptLogs, LogDrop, LogRow
+from flowledger.receiver.store._otlp_logs import OtlpLogRow
+from flowledger.receiver.store._otlp_metrics import MetricPointRow, MetricsOutcome
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._views import (
     PERCENTILE_SAMPLE_MAX,
@@ -443,4 +445,50 @@ class Store(Protocol):
 
     async def resume_chain(self, run_id: str, *, project: str | None = None) -> list[dict[str, Any]] | None:
         """The chain of attempts ``run_id`` is part of: the original run, then each resume after the run it resumes."""
+
+    # --- OTLP logs and metrics (see store._otlp_logs and store._otlp_metrics) ---
+
+    async def store_metric_points(
+        self, points: Sequence[MetricPointRow], *, max_series: int, max_points: int
+    ) -> MetricsOutcome:
+        """Store OTLP metric points once per (series, time) in one transaction, keeping both tables bounded.
+
+        A writer-side method: call it through ``Writer.call``.
+        """
+        ...
+
+    async def metric_series(
+        self,
+        *,
+        name: str | None,
+        project: str | None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        max_series: int,
+        max_points: int,
+    ) -> list[dict[str, Any]]:
+        """Stored series (of metric ``name`` with their points, or all without points)."""
+        ...
+
+    async def store_logs(self, rows: Sequence[OtlpLogRow], *, max_records: int) -> int:
+        """Store OTLP log records once each in one transaction, keeping at most ``max_records``; return the new.
+
+        A writer-side method: call it through ``Writer.call``.
+        """
+        ...
+
+    async def link_otlp_logs(self, *, since: str) -> int:
+        """Copy OTLP log records received at ``since`` or later whose run is now known beside its lines.
+
+        A writer-side method: call it through ``Writer.call``.
+        """
+        ...
+
+    async def otlp_logs(
+        self, *, trace_id: str | None = None, run_id: str | None = None, project: str | None, limit: int
+    ) -> list[dict[str, Any]] | None:
+        """OTLP log records of a trace (or of a run's trace) with the run and node attempt each belongs to.
+
+        None when ``run_id`` names no stored run of the project.
+        """
         ...

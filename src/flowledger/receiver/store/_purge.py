@@ -156,6 +156,13 @@ async def purge_runs(conn: aiosqlite.Connection, selection: PurgeSelection, *, n
         "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id = spans.trace_id))"
     )
     await collect_purged_blobs(conn)
+
+    await conn.execute(  # OTLP log records of the run's trace, by the same rule as its spans
+        "DELETE FROM otlp_logs WHERE trace_id IN (SELECT r.trace_id FROM runs r "
+        "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id IS NOT NULL) "
+        "AND (project IS NULL OR project IN (SELECT r.project FROM runs r "
+        "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id = otlp_logs.trace_id))"
+    )
     await conn.execute("DELETE FROM node_runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
     await conn.execute("DELETE FROM logs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
     await conn.execute("DELETE FROM log_drops WHERE run_id IN (SELECT run_id FROM temp.purge_set)")

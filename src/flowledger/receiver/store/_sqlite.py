@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import hashlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -45,6 +45,13 @@ from flowledger.receiver.store._logs import (
 )
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
+from flowledger.receiver.store._otlp_logs import OtlpLogRow, insert_logs, link_pending, select_logs
+from flowledger.receiver.store._otlp_metrics import (
+    MetricPointRow,
+    MetricsOutcome,
+    insert_metric_points,
+    select_metric_series,
+)
 from flowledger.receiver.store._projector import Projector, run_from_row, save_runs
 from flowledger.receiver.store._protocol import (
     TOTAL_COUNT_MAX,
@@ -844,6 +851,69 @@ class SqliteStore:
     async def resume_chain(self, run_id: str, *, project: str | None = None) -> list[dict[str, Any]] | None:
         """The original run, then each resume after the run it resumes (see :mod:`._evidence`)."""
         return await self._sync_read(lambda c: resume_chain(c, run_id, project))
+
+    # --- OTLP logs and metrics -------------------------------------------
+
+    async def _write_otlp(self, what: str, work: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
+        try:
+            async with self._transaction() as conn:
+                return await work(conn)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"storing {what} failed: {exc}") from exc
+        except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
+            raise UnstorableError(f"storing {what} failed: {exc}") from exc
+
+    async def store_metric_points(
+        self, points: Sequence[MetricPointRow], *, max_series: int, max_points: int
+    ) -> MetricsOutcome:
+        """Store metric points and their new series; see :meth:`Store.store_metric_points`."""
+        if not points:
+            return MetricsOutcome(stored=0, duplicates=0, over_series_limit=0)
+        return await self._write_otlp(
+            f"{len(points)} metric points",
+            lambda c: insert_metric_points(c, points, max_series=max_series, max_points=max_points),
+        )
+
+    async def metric_series(
+        self,
+        *,
+        name: str | None,
+        project: str | None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        max_series: int,
+        max_points: int,
+    ) -> list[dict[str, Any]]:
+        """Stored metric series; see :meth:`Store.metric_series`."""
+        async with self._reader() as conn:
+            return await select_metric_series(
+                conn,
+                name=name,
+                project=project,
+                since_ns=since_ns,
+                until_ns=until_ns,
+                max_series=max_series,
+                max_points=max_points,
+            )
+
+    async def store_logs(self, rows: Sequence[OtlpLogRow], *, max_records: int) -> int:
+        """Store OTLP log records; see :meth:`Store.store_logs`."""
+        if not rows:
+            return 0
+        return await self._write_otlp(
+            f"{len(rows)} log records", lambda c: insert_logs(c, rows, max_records=max_records)
+        )
+
+    async def link_otlp_logs(self, *, since: str) -> int:
+        """Link OTLP log records whose run arrived later; see :meth:`Store.link_otlp_logs`."""
+        return await self._write_otlp("linked log records", lambda c: link_pending(c, since=since))
+
+    async def otlp_logs(
+        self, *, trace_id: str | None = None, run_id: str | None = None, project: str | None, limit: int
+    ) -> list[dict[str, Any]] | None:
+        """OTLP log records of a trace or a run; see :meth:`Store.otlp_logs`."""
+        async with self._reader() as conn:
+            return await select_logs(conn, trace_id=trace_id, run_id=run_id, project=project, limit=limit)
 
 
 async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:

@@ -1,0 +1,108 @@
+"""Log records received over OTLP: validation into stored rows.
+
+A record is refused (and counted in the partial-success answer) when its
+trace id is set but not 16 bytes or all zero, its span id set but not 8
+bytes or all zero, a span id comes without a trace id, or its time is
+2**63 ns or later; its siblings are still stored. A record without a time
+takes its observed time, and one with neither the time it was received.
+Bodies and attributes become plain JSON as span attributes do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flowledger.receiver.otlp._spans import (
+    MAX_REJECTION_DETAILS,
+    MAX_TIME_NS,
+    SPAN_ID_BYTES,
+    TRACE_ID_BYTES,
+    any_value,
+    attributes_json,
+    dumps,
+    id_problem,
+)
+from flowledger.receiver.store._otlp_logs import OtlpLogRow
+
+__all__ = ["LogBatch", "logs_from_request"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogBatch:
+    """What one logs export request held: the valid records and why the others were refused."""
+
+    rows: list[OtlpLogRow]
+    rejected: int
+    problems: list[str]
+
+    @property
+    def error_message(self) -> str:
+        """The partial-success message: a count and the first few problems."""
+        if not self.rejected:
+            return ""
+        shown = "; ".join(self.problems[:MAX_REJECTION_DETAILS])
+        more = len(self.problems) - MAX_REJECTION_DETAILS
+        return f"{self.rejected} log record(s) rejected: {shown}" + (f"; and {more} more" if more > 0 else "")
+
+
+def _record_problem(record: Any) -> str | None:
+    if record.trace_id:
+        problem = id_problem(record.trace_id, TRACE_ID_BYTES, "traceId")
+        if problem:
+            return problem
+    if record.span_id:
+        problem = id_problem(record.span_id, SPAN_ID_BYTES, "spanId")
+        if problem:
+            return problem
+        if not record.trace_id:
+            return "spanId is set without a traceId"
+    if record.time_unix_nano > MAX_TIME_NS or record.observed_time_unix_nano > MAX_TIME_NS:
+        return "timeUnixNano is 2**63 or more (past the year 2262)"
+    return None
+
+
+def logs_from_request(request: Any, *, project: str | None, received_at: str) -> LogBatch:
+    """Validate and convert the records of an ``ExportLogsServiceRequest``."""
+    rows: list[OtlpLogRow] = []
+    problems: list[str] = []
+    now_ns = time.time_ns()
+    for r, resource_logs in enumerate(request.resource_logs):
+        resource = attributes_json(resource_logs.resource.attributes)
+        service = resource.get("service.name")
+        resource_text = dumps(resource)
+        resource_bytes = resource_logs.resource.SerializeToString(deterministic=True)
+        for s, scope_logs in enumerate(resource_logs.scope_logs):
+            scope = scope_logs.scope
+            for i, record in enumerate(scope_logs.log_records):
+                problem = _record_problem(record)
+                if problem is not None:
+                    problems.append(f"resourceLogs[{r}].scopeLogs[{s}].logRecords[{i}]: {problem}")
+                    continue
+                digest = hashlib.sha256(repr(project).encode())
+                for part in (resource_bytes, scope.SerializeToString(deterministic=True)):
+                    digest.update(len(part).to_bytes(8, "big") + part)
+                digest.update(record.SerializeToString(deterministic=True))
+                rows.append(
+                    OtlpLogRow(
+                        record_key=digest.hexdigest(),
+                        project=project,
+                        trace_id=record.trace_id.hex() or None,
+                        span_id=record.span_id.hex() or None,
+                        time_ns=int(record.time_unix_nano or record.observed_time_unix_nano or now_ns),
+                        observed_ns=int(record.observed_time_unix_nano) or None,
+                        severity_number=int(record.severity_number),
+                        severity_text=record.severity_text or None,
+                        body=dumps(any_value(record.body)),
+                        attributes=dumps(attributes_json(record.attributes)),
+                        event_name=getattr(record, "event_name", "") or None,
+                        service_name=service if isinstance(service, str) else None,
+                        resource=resource_text,
+                        scope_name=scope.name or None,
+                        scope_version=scope.version or None,
+                        received_at=received_at,
+                    )
+                )
+    return LogBatch(rows=rows, rejected=len(problems), problems=problems)

@@ -1,0 +1,140 @@
+"""Metrics received over OTLP: validation into stored series and points.
+
+Every data point of a gauge, sum, histogram, exponential histogram or
+summary becomes a :class:`MetricPointRow` of its series (resource, scope,
+metric name, type, unit and the point's attributes). A point is refused (and
+counted in the partial-success answer as a rejected data point) when its
+time is missing or 2**63 ns or later, a gauge or sum point has no value, or a
+histogram's bucket counts do not fit its bounds; its siblings are still
+stored. Gauges and sums keep their value as a number (a NaN or infinity as
+text); the other types keep their counts, sums and buckets as JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+from flowledger.receiver.otlp._spans import MAX_REJECTION_DETAILS, MAX_TIME_NS, attributes_json, dumps
+from flowledger.receiver.store._otlp_metrics import MetricPointRow, MetricSeries
+
+__all__ = ["MetricBatch", "points_from_request"]
+
+_TYPES: Final = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+_JSON_NAMES: Final = {
+    "gauge": "gauge",
+    "sum": "sum",
+    "histogram": "histogram",
+    "exponential_histogram": "exponentialHistogram",
+    "summary": "summary",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricBatch:
+    """What one metrics export request held: the valid points and why the others were refused."""
+
+    rows: list[MetricPointRow]
+    rejected: int
+    problems: list[str]
+
+    @property
+    def error_message(self) -> str:
+        """The partial-success message: a count and the first few problems."""
+        if not self.rejected:
+            return ""
+        shown = "; ".join(self.problems[:MAX_REJECTION_DETAILS])
+        more = len(self.problems) - MAX_REJECTION_DETAILS
+        return f"{self.rejected} data point(s) rejected: {shown}" + (f"; and {more} more" if more > 0 else "")
+
+
+def _number(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)
+
+
+def _optional(point: Any, name: str) -> float | str | None:
+    return _number(getattr(point, name)) if point.HasField(name) else None
+
+
+def _point_value(kind: str, point: Any) -> tuple[float | None, dict[str, Any] | None, str | None]:
+    """(value, data, problem) of one data point."""
+    if kind in {"gauge", "sum"}:
+        which = point.WhichOneof("value")
+        if which is None:
+            return None, None, "the data point has no value (asDouble or asInt)"
+        if which == "as_int":
+            return float(point.as_int), None, None
+        if math.isfinite(point.as_double):
+            return point.as_double, None, None
+        return None, {"value": str(point.as_double)}, None
+    if kind == "histogram":
+        bounds, counts = list(point.explicit_bounds), list(point.bucket_counts)
+        if counts and len(counts) != len(bounds) + 1:
+            problem = f"bucketCounts has {len(counts)} entries for {len(bounds)} explicitBounds (needs one more)"
+            return None, None, problem
+        data = {"count": point.count, "sum": _optional(point, "sum"), "min": _optional(point, "min")}
+        data.update(max=_optional(point, "max"), bucket_counts=counts, explicit_bounds=[_number(b) for b in bounds])
+        return None, data, None
+    if kind == "exponential_histogram":
+        data = {"count": point.count, "sum": _optional(point, "sum"), "min": _optional(point, "min")}
+        data.update(max=_optional(point, "max"), scale=point.scale, zero_count=point.zero_count)
+        for side in ("positive", "negative"):
+            buckets = getattr(point, side)
+            data[side] = {"offset": buckets.offset, "bucket_counts": list(buckets.bucket_counts)}
+        return None, data, None
+    quantiles = [{"quantile": q.quantile, "value": _number(q.value)} for q in point.quantile_values]
+    return None, {"count": point.count, "sum": _number(point.sum), "quantile_values": quantiles}, None
+
+
+def points_from_request(request: Any, *, project: str | None) -> MetricBatch:
+    """Validate and convert the data points of an ``ExportMetricsServiceRequest``."""
+    rows: list[MetricPointRow] = []
+    problems: list[str] = []
+    for r, resource_metrics in enumerate(request.resource_metrics):
+        resource = attributes_json(resource_metrics.resource.attributes)
+        service = resource.get("service.name")
+        resource_text = dumps(resource)
+        for s, scope_metrics in enumerate(resource_metrics.scope_metrics):
+            scope = scope_metrics.scope
+            for m, metric in enumerate(scope_metrics.metrics):
+                kind = metric.WhichOneof("data")
+                if kind not in _TYPES:
+                    continue  # no data (or a type newer than this code): nothing to store
+                data = getattr(metric, kind)
+                temporality = int(data.aggregation_temporality) if hasattr(data, "aggregation_temporality") else None
+                monotonic = bool(data.is_monotonic) if kind == "sum" else None
+                for p, point in enumerate(data.data_points):
+                    where = f"resourceMetrics[{r}].scopeMetrics[{s}].metrics[{m}].{_JSON_NAMES[kind]}.dataPoints[{p}]"
+                    value, extra, problem = _point_value(kind, point)
+                    if problem is None and not point.time_unix_nano:
+                        problem = "timeUnixNano is missing"
+                    if problem is None and max(point.time_unix_nano, point.start_time_unix_nano) > MAX_TIME_NS:
+                        problem = "timeUnixNano is 2**63 or more (past the year 2262)"
+                    if problem is not None:
+                        problems.append(f"{where}: {problem}")
+                        continue
+                    series = MetricSeries(
+                        project=project,
+                        name=metric.name,
+                        type=kind,
+                        unit=metric.unit,
+                        description=metric.description,
+                        temporality=temporality,
+                        monotonic=monotonic,
+                        service_name=service if isinstance(service, str) else None,
+                        resource=resource_text,
+                        scope_name=scope.name or None,
+                        scope_version=scope.version or None,
+                        attributes=dumps(dict(sorted(attributes_json(point.attributes).items()))),
+                    )
+                    rows.append(
+                        MetricPointRow(
+                            series=series,
+                            time_ns=int(point.time_unix_nano),
+                            start_ns=int(point.start_time_unix_nano) or None,
+                            value=value,
+                            data=None if extra is None else dumps(extra),
+                        )
+                    )
+    return MetricBatch(rows=rows, rejected=len(problems), problems=problems)

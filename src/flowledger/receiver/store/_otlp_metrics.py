@@ -1,0 +1,240 @@
+"""Stored OTLP metrics: time series per resource, scope, metric and attributes, with their data points.
+
+The OTLP stage (:mod:`flowledger.receiver.otlp`) turns export requests into
+:class:`MetricPointRow` values. A series is one ``(project, resource, scope,
+metric name, type, unit, point attributes)``; its key is the SHA-256 of
+those, so a series is found again whatever the order of the attributes.
+A point is stored once per ``(series, time)``: an exporter's retry is a
+duplicate and changes nothing.
+
+Both tables are bounded: at most ``max_series`` series (points of a new
+series beyond it are refused and counted in the partial-success answer) and
+at most ``max_points`` points (the oldest go first, as with a ring buffer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiosqlite
+
+from flowledger._wire import format_ts
+from flowledger.receiver.store._bulk import insert_rows
+
+__all__ = [
+    "METRICS_SCHEMA",
+    "MetricPointRow",
+    "MetricSeries",
+    "MetricsOutcome",
+    "insert_metric_points",
+    "select_metric_series",
+]
+
+METRICS_SCHEMA: Final = """
+-- OTLP metrics (/v1/metrics and gRPC): one row per series, its points apart. Times are ns since the epoch.
+CREATE TABLE otlp_metric_series (
+    series_id INTEGER PRIMARY KEY,
+    series_key TEXT NOT NULL UNIQUE,
+    project TEXT, name TEXT NOT NULL, type TEXT NOT NULL, unit TEXT NOT NULL, description TEXT NOT NULL,
+    temporality INTEGER, monotonic INTEGER,
+    service_name TEXT, resource TEXT NOT NULL, scope_name TEXT, scope_version TEXT, attributes TEXT NOT NULL
+);
+CREATE INDEX otlp_metric_series_by_name ON otlp_metric_series (name, project);
+CREATE TABLE otlp_metric_points (
+    point_id INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL,
+    time_ns INTEGER NOT NULL,
+    start_ns INTEGER,
+    value REAL,
+    data TEXT
+);
+CREATE UNIQUE INDEX otlp_metric_points_once ON otlp_metric_points (series_id, time_ns);
+"""
+
+_SERIES_FIELDS: Final = (
+    "project",
+    "name",
+    "type",
+    "unit",
+    "description",
+    "temporality",
+    "monotonic",
+    "service_name",
+    "resource",
+    "scope_name",
+    "scope_version",
+    "attributes",
+)
+_LOOKUP_CHUNK: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSeries:
+    """What identifies a series (and describes it); ``resource`` and ``attributes`` are JSON text."""
+
+    project: str | None
+    name: str
+    type: str
+    unit: str
+    description: str
+    temporality: int | None
+    monotonic: bool | None
+    service_name: str | None
+    resource: str
+    scope_name: str | None
+    scope_version: str | None
+    attributes: str
+
+    @property
+    def key(self) -> str:
+        """The series' identity: a digest of everything but its description."""
+        parts = [self.project, self.name, self.type, self.unit, self.resource, self.scope_name, self.scope_version]
+        parts.append(self.attributes)
+        return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
+
+    def values(self) -> tuple[Any, ...]:
+        """The series' columns, key first."""
+        return (self.key, *(getattr(self, name) for name in _SERIES_FIELDS))
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPointRow:
+    """One data point and its series. ``value`` for gauges and sums; ``data`` (JSON) for the other types."""
+
+    series: MetricSeries
+    time_ns: int
+    start_ns: int | None
+    value: float | None
+    data: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsOutcome:
+    """What storing a batch of points did."""
+
+    stored: int
+    duplicates: int
+    over_series_limit: int
+    """Points refused because their series was new and the series table was full."""
+
+
+async def _series_ids(conn: aiosqlite.Connection, keys: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), _LOOKUP_CHUNK):
+        part = keys[start : start + _LOOKUP_CHUNK]
+        sql = f"SELECT series_key, series_id FROM otlp_metric_series WHERE series_key IN ({', '.join('?' * len(part))})"
+        for key, series_id in await conn.execute_fetchall(sql, part):
+            found[str(key)] = int(series_id)
+    return found
+
+
+async def insert_metric_points(
+    conn: aiosqlite.Connection, points: Sequence[MetricPointRow], *, max_series: int, max_points: int
+) -> MetricsOutcome:
+    """Store the points (inside the caller's transaction), their new series first; keep the tables bounded."""
+    series_by_key = {point.series.key: point.series for point in points}
+    ids = await _series_ids(conn, list(series_by_key))
+    missing = [key for key in series_by_key if key not in ids]
+    if missing:
+        (count,) = next(iter(await conn.execute_fetchall("SELECT count(*) FROM otlp_metric_series")))
+        room = max(0, max_series - int(count))
+        head = f"INSERT INTO otlp_metric_series (series_key, {', '.join(_SERIES_FIELDS)})"
+        new_rows = [series_by_key[key].values() for key in missing[:room]]
+        await insert_rows(conn, head, new_rows, width=len(_SERIES_FIELDS) + 1)
+        ids.update(await _series_ids(conn, missing[:room]))
+    rows = [
+        (ids[point.series.key], point.time_ns, point.start_ns, point.value, point.data)
+        for point in points
+        if point.series.key in ids
+    ]
+    before = conn.total_changes
+    head = "INSERT OR IGNORE INTO otlp_metric_points (series_id, time_ns, start_ns, value, data)"
+    await insert_rows(conn, head, rows, width=5)
+    stored = conn.total_changes - before
+    if stored:
+        (last,) = next(iter(await conn.execute_fetchall("SELECT max(point_id) FROM otlp_metric_points")))
+        await conn.execute("DELETE FROM otlp_metric_points WHERE point_id <= ?", [int(last) - max_points])
+    return MetricsOutcome(stored=stored, duplicates=len(rows) - stored, over_series_limit=len(points) - len(rows))
+
+
+def _series_json(row: Sequence[Any]) -> dict[str, Any]:
+    values = dict(zip(("series_id", *_SERIES_FIELDS), row, strict=True))
+    return {
+        "name": values["name"],
+        "type": values["type"],
+        "unit": values["unit"],
+        "description": values["description"],
+        "temporality": values["temporality"],
+        "monotonic": None if values["monotonic"] is None else bool(values["monotonic"]),
+        "service_name": values["service_name"],
+        "resource": json.loads(values["resource"]),
+        "scope": {"name": values["scope_name"], "version": values["scope_version"]},
+        "attributes": json.loads(values["attributes"]),
+        "project": values["project"],
+        "points": [],
+    }
+
+
+def _point_json(time_ns: int, start_ns: int | None, value: float | None, data: str | None) -> dict[str, Any]:
+    point: dict[str, Any] = {
+        "time": format_ts(time_ns),
+        "time_unix_nano": time_ns,
+        "start_time_unix_nano": start_ns,
+    }
+    if data is not None:
+        point.update(json.loads(data))
+    else:
+        point["value"] = value
+    return point
+
+
+async def select_metric_series(
+    conn: aiosqlite.Connection,
+    *,
+    name: str | None,
+    project: str | None,
+    since_ns: int | None,
+    until_ns: int | None,
+    max_series: int,
+    max_points: int,
+) -> list[dict[str, Any]]:
+    """Series (of metric ``name``, or all) with their points in time order, newest ``max_points`` of each.
+
+    Without a name the series come without points (a list of what is stored).
+    """
+    where, params = [], []
+    if name is not None:
+        where.append("name = ?")
+        params.append(name)
+    if project is not None:
+        where.append("project = ?")
+        params.append(project)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    rows = await conn.execute_fetchall(
+        f"SELECT series_id, {', '.join(_SERIES_FIELDS)} FROM otlp_metric_series{clause} "
+        "ORDER BY name, series_id LIMIT ?",
+        [*params, max_series],
+    )
+    out = []
+    for row in rows:
+        series = _series_json(row)
+        if name is not None:
+            bounds, bound_params = "", []
+            if since_ns is not None:
+                bounds += " AND time_ns >= ?"
+                bound_params.append(since_ns)
+            if until_ns is not None:
+                bounds += " AND time_ns < ?"
+                bound_params.append(until_ns)
+            points = await conn.execute_fetchall(
+                "SELECT time_ns, start_ns, value, data FROM otlp_metric_points "
+                f"WHERE series_id = ?{bounds} ORDER BY time_ns DESC LIMIT ?",
+                [row[0], *bound_params, max_points],
+            )
+            series["points"] = [_point_json(*point) for point in reversed(list(points))]
+        out.append(series)
+    return out
