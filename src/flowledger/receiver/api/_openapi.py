@@ -7,7 +7,9 @@ from typing import Any, Final
 
 from flowledger._version import __version__
 from flowledger._wire import RunStatus
+from flowledger.receiver._context_params import CONTEXT_PARAM_SCHEMAS
 from flowledger.receiver._export import ExportFormat
+from flowledger.receiver.store._children import CHILDREN_SCHEMA
 from flowledger.receiver.store._protocol import TOTAL_COUNT_MAX
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, detail_fields, listed_fields, record_schema
 
@@ -58,6 +60,7 @@ _RUN_FILTERS = [
         "explode": True,
         "schema": {"type": "array", "items": {"enum": [s.value for s in RunStatus]}},
     },
+    *CONTEXT_PARAM_SCHEMAS,
 ]
 
 
@@ -407,10 +410,11 @@ def openapi_document() -> dict[str, Any]:
                         {"$ref": "#/components/schemas/Run"},
                         {
                             "type": "object",
-                            "required": [*_RUN_DETAIL_ONLY["required"], "nodes"],
+                            "required": [*_RUN_DETAIL_ONLY["required"], "nodes", "children"],
                             "properties": {
                                 **_RUN_DETAIL_ONLY["properties"],
                                 "nodes": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+                                "children": CHILDREN_SCHEMA,
                             },
                         },
                     ]
