@@ -133,3 +133,7 @@ class Definition:
     limits: Limits
     output: Identifier
     nodes: tuple[NodeDefinition, ...]
+    project: str | None = None
+    """The project of every run (the run context; ``flowledger.run(project=)``)."""
+    agent_id: str | None = None
+    intent: str | None = None

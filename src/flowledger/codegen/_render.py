@@ -102,6 +102,10 @@ def _workflow_fields(definition: Definition) -> list[tuple[str, Any]]:
     if limit_kwargs:
         fields.append(("limits", Construct("fw.Limits", (), limit_kwargs)))
     fields.append(("output", str(definition.output)))
+    for name in ("project", "agent_id", "intent"):
+        value = getattr(definition, name)
+        if value is not None:
+            fields.append((name, value))
     return fields
 
 

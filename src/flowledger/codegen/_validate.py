@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from flowledger._run_context import CONTEXT_MAX_CHARS, context_problem, project_problem
 from flowledger.codegen._load import Document
 from flowledger.codegen._model import (
     FORMAT_VERSION,
@@ -59,7 +60,9 @@ MAX_WORKFLOW_ID_LENGTH: Final = 128
 MAX_TEXT_LENGTH: Final = 1024
 MAX_JSON_DEPTH: Final = 32
 
-TOP_KEYS: Final = ("flowledger", "workflow", "trigger", "limits", "output", "nodes")
+TOP_KEYS: Final = ("flowledger", "workflow", "trigger", "limits", "output", "nodes", "project", "agent_id", "intent")
+CONTEXT_KEYS: Final = ("project", "agent_id", "intent")
+"""Top-level keys that every run of the workflow carries as its run context (see flowledger._run_context)."""
 WORKFLOW_KEYS: Final = ("id", "name", "version")
 TRIGGER_KEYS: Final = ("type", "http", "schedule")
 TRIGGER_HTTP_KEYS: Final = ("path",)
@@ -265,6 +268,7 @@ class _Validator:
         limits = self.limits(top["limits"], ("limits",)) if "limits" in top else Limits()
         nodes = self.nodes(top["nodes"], ("nodes",)) if "nodes" in top else []
         output = self.output(top.get("output"), nodes)
+        context = {name: self.context_value(top[name], (name,)) for name in CONTEXT_KEYS if name in top}
         if workflow is None or trigger is None or limits is None or output is None or self.problems:
             return None
         return Definition(
@@ -275,7 +279,22 @@ class _Validator:
             limits=limits,
             output=output,
             nodes=tuple(nodes),
+            project=context.get("project"),
+            agent_id=context.get("agent_id"),
+            intent=context.get("intent"),
         )
+
+    def context_value(self, value: Any, path: Path) -> str | None:
+        """A run-context value (``project``, ``agent_id``, ``intent``) as the wire format bounds it."""
+        name = str(path[-1])
+        text = self.text(value, path, max_length=CONTEXT_MAX_CHARS)
+        if text is None:
+            return None
+        problem = project_problem(name, text) if name == "project" else context_problem(name, text)
+        if problem is not None:
+            self.at(path, problem)
+            return None
+        return text
 
     def workflow(self, value: Any, path: Path) -> WorkflowInfo | None:
         section = self.mapping(value, path, WORKFLOW_KEYS, required=("id",))

@@ -127,6 +127,9 @@ async def execute_run(
         budget_usd=workflow.limits.budget_usd,
         definition_sha256=workflow.definition_sha256,
         traceparent=traceparent,
+        project=workflow.project,
+        agent_id=workflow.agent_id,
+        intent=workflow.intent,
     )
     execution = Execution(workflow, recorder, dry_run=dry_run, transport=transport, executor=chosen)
     try:

@@ -231,6 +231,10 @@ class Workflow:
     limits: Limits = field(default_factory=Limits)
     definition_file: str = ""
     definition_sha256: str | None = None
+    project: str | None = None
+    """The run context every run of the workflow carries (``flowledger.run(project=, agent_id=, intent=)``)."""
+    agent_id: str | None = None
+    intent: str | None = None
     locations: Mapping[str, Location] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
