@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver.cli._commands import export_command, runs_command, show_command
-from tests.receiver._support import LiveReceiver, start_receiver
+from tests.receiver._support import LiveReceiver, simple_run, start_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -231,3 +231,35 @@ def test_the_cli_refuses_a_bad_filter_naming_the_option(
         result = CliRunner().invoke(command, [*extra, *args, "--db", str(live.db_path)])
         assert result.exit_code == 2, result.output
         assert named in result.output
+
+
+def test_the_viewer_list_takes_the_context_filters(recorded: tuple[LiveReceiver, str]) -> None:
+    """The viewer's run list narrows by the same filters, and refuses a bad one with 400 naming it."""
+    live, parent = recorded
+    page = live.get("/api/viewer/runs", params={"parent_run_id": parent, "agent_id": "booker-agent"}).json()
+    assert [r["workflow_id"] for r in page["runs"]] == ["booker"]
+    summary = live.get("/api/viewer/summary", params={"user_id": "u-7"}).json()
+    assert summary["total"] == 2
+    answer = live.get("/api/viewer/runs", params={"parent_run_id": "0190"})
+    assert answer.status_code == 400
+    assert "parent_run_id" in answer.json()["error"]
+
+
+def test_a_project_filter_narrows_within_the_api_keys_project(tmp_path: Path) -> None:
+    """With API keys on, project= never shows another project's runs: it only narrows the key's own."""
+    live = start_receiver(
+        ReceiverConfig(db_path=tmp_path / "keys.db", sweep_interval_s=0, api_keys={"key-t": "travel", "key-o": "other"})
+    )
+    try:
+        for key, project in (("key-t", "travel"), ("key-o", "other")):
+            run = simple_run()
+            run.events[0]["data"]["agent_id"] = "booker"
+            answer = live.post(run.events, headers={"Authorization": f"Bearer {key}"})
+            assert answer.json()["accepted"] == len(run.events), project
+        travel = {"Authorization": "Bearer key-t"}
+        mine = live.get("/api/runs", params={"agent_id": "booker"}, headers=travel).json()
+        assert [r["project"] for r in mine["runs"]] == ["travel"]
+        assert live.get("/api/runs", params={"project": "other"}, headers=travel).json()["total"] == 0
+        assert live.get("/api/runs", params={"project": "travel"}, headers=travel).json()["total"] == 1
+    finally:
+        live.stop()
