@@ -5,7 +5,10 @@ sets them; ``configure(project=, user_id=, agent_id=)`` and
 ``FLOWLEDGER_PROJECT`` / ``FLOWLEDGER_USER_ID`` / ``FLOWLEDGER_AGENT_ID``
 give the defaults. A run started inside another run (in this process, or in a
 part of it continued elsewhere) records that run as its parent and, unless
-told otherwise, shares its project and user.
+told otherwise, shares its project and user. An http node tells the service
+it calls which run it belongs to in the W3C ``baggage`` header
+(``flowledger.run_id=<id>``, beside the ``traceparent``), and a generated
+workflow started over HTTP records that run as its parent.
 
 The bounds are the wire schema's (``events.v1.schema.json``; a test holds
 them equal), and the receiver checks its filters (``?user_id=``...) by them
@@ -23,11 +26,14 @@ import re
 from typing import Final
 
 __all__ = [
+    "BAGGAGE_RUN_ID_KEY",
     "CONTEXT_MAX_CHARS",
     "PROJECT_PATTERN",
     "RUN_ID_PATTERN",
+    "baggage_with_run_id",
     "context_problem",
     "project_problem",
+    "run_id_from_baggage",
     "run_id_problem",
     "usable",
 ]
@@ -40,6 +46,10 @@ PROJECT_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 """A project name (the envelope's ``project``): 1 to 128 letters, digits, ``_``, ``.`` or ``-``, not leading."""
 RUN_ID_PATTERN: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 """A run id (``parent_run_id``): a lowercase UUID."""
+BAGGAGE_RUN_ID_KEY: Final = "flowledger.run_id"
+"""The W3C ``baggage`` entry that carries the calling run's id to a workflow started over HTTP."""
+BAGGAGE_MAX_CHARS: Final = 8192
+"""A ``baggage`` header longer than this is not read (W3C asks for at least 8192 bytes to be kept)."""
 _reported: set[str] = set()
 
 
@@ -90,4 +100,26 @@ def usable(name: str, value: object) -> str | None:
     if name not in _reported:
         _reported.add(name)
         _log.warning("flowledger: run(%s=...) left out: %s.", name, problem)
+    return None
+
+
+def baggage_with_run_id(baggage: str | None, run_id: str) -> str:
+    """A W3C ``baggage`` header value that carries ``run_id`` (any entry of that key replaced, others kept)."""
+    kept = [
+        member.strip()
+        for member in (baggage or "").split(",")
+        if member.strip() and member.split("=", 1)[0].strip() != BAGGAGE_RUN_ID_KEY
+    ]
+    return ",".join([*kept, f"{BAGGAGE_RUN_ID_KEY}={run_id}"])
+
+
+def run_id_from_baggage(baggage: str | None) -> str | None:
+    """The calling run's id from a W3C ``baggage`` header, or None when it has none (or not a run id)."""
+    if not baggage or len(baggage) > BAGGAGE_MAX_CHARS:
+        return None
+    for member in baggage.split(","):
+        key, sep, value = member.partition("=")
+        if sep and key.strip() == BAGGAGE_RUN_ID_KEY:
+            candidate = value.split(";", 1)[0].strip()
+            return candidate if RUN_ID_PATTERN.fullmatch(candidate) else None
     return None

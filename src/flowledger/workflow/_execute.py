@@ -69,11 +69,13 @@ async def execute(
     traceparent: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     executor: Executor | str | None = None,
+    parent_run_id: str | None = None,
 ) -> Any:
     """Run ``workflow`` once on ``payload`` and return its output.
 
     ``executor`` runs the node attempts: an :class:`~flowledger.workflow.executors.Executor`,
     a name (``"local"``, ``"celery"``), or None for ``$FLOWLEDGER_EXECUTOR`` (default ``local``).
+    ``parent_run_id`` names the run that started this one (default: the run current here, if any).
 
     Raises :class:`~flowledger.WorkflowFailed` (its ``__cause__`` is the
     node's exception) when a node fails the run, and
@@ -87,6 +89,7 @@ async def execute(
         traceparent=traceparent,
         transport=transport,
         executor=executor,
+        parent_run_id=parent_run_id,
     )
     if isinstance(result.error, RunAborted):
         raise result.error
@@ -110,6 +113,7 @@ async def execute_run(
     traceparent: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     executor: Executor | str | None = None,
+    parent_run_id: str | None = None,
 ) -> RunResult:
     """Run ``workflow`` once and return how it ended, without raising for a failed run.
 
@@ -130,6 +134,7 @@ async def execute_run(
         project=workflow.project,
         agent_id=workflow.agent_id,
         intent=workflow.intent,
+        parent_run_id=parent_run_id,
     )
     execution = Execution(workflow, recorder, dry_run=dry_run, transport=transport, executor=chosen)
     try:

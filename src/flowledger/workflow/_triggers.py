@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from flowledger._exceptions import ConfigError
+from flowledger._run_context import run_id_from_baggage
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.workflow._execute import RunResult, execute_run
 from flowledger.workflow._spec import HttpTrigger, Schedule, Workflow
@@ -330,6 +331,7 @@ def _build_app(
             trigger=TriggerType.HTTP,
             traceparent=request.headers.get("traceparent"),
             executor=executor,
+            parent_run_id=run_id_from_baggage(request.headers.get("baggage")),
         )
         headers = {"x-flowledger-run-id": result.run_id} if result.run_id else {}
         if result.status is RunStatus.SUCCEEDED:
