@@ -290,6 +290,13 @@ CREATE TABLE purged_totals (
 
 _CONVERT_CHUNK: Final = 2_000
 
+_V12_COVERAGE: Final = """
+-- Coverage (flowledger coverage): each kind of missing core event is a range of a small partial index.
+CREATE INDEX node_runs_running ON node_runs (run_id) WHERE status = 'running';
+CREATE INDEX runs_without_start ON runs (started_at, run_id) WHERE started_event_id IS NULL;
+CREATE INDEX producers_with_gaps ON producers (last_ts) WHERE max_seq >= events;
+"""
+
 
 def _v10_ledger_format_2(conn: sqlite3.Connection) -> None:
     """Convert a format-1 ledger (hash over the whole body) to format 2 (entries and payloads apart).
@@ -370,6 +377,23 @@ def _v11_merkle_tree(conn: sqlite3.Connection) -> None:
     backfill(conn)
 
 
+_V13_RESUME: Final = """
+-- Complete outputs captured in full, keyed by the sha256 of their JSON text; the ledger commits to the hash.
+CREATE TABLE blobs (
+    sha256 TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    size INTEGER NOT NULL
+) WITHOUT ROWID;
+ALTER TABLE node_runs ADD COLUMN output_sha256 TEXT;
+ALTER TABLE node_runs ADD COLUMN output_capture TEXT;
+CREATE INDEX node_runs_by_output ON node_runs (output_sha256) WHERE output_sha256 IS NOT NULL;
+ALTER TABLE runs ADD COLUMN resumed_from TEXT;
+ALTER TABLE runs ADD COLUMN definition_sha256 TEXT;
+ALTER TABLE runs ADD COLUMN resumed_from_definition_sha256 TEXT;
+ALTER TABLE runs ADD COLUMN input_sha256 TEXT;
+CREATE INDEX runs_by_input_blob ON runs (input_sha256) WHERE input_sha256 IS NOT NULL;
+CREATE INDEX runs_by_resumed_from ON runs (resumed_from) WHERE resumed_from IS NOT NULL;
+"""
 _RUN_CONTEXT_COLUMNS: Final = ("user_id", "agent_id", "intent", "parent_run_id")
 _RUN_CONTEXT_INDEXES: Final = tuple(
     f"CREATE INDEX runs_by_{name} ON runs ({column}, started_at DESC, run_id DESC, project, status, workflow_id) "
@@ -411,6 +435,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V9_PRODUCER_TAILS,
     _v10_ledger_format_2,
     _v11_merkle_tree,
+    _V12_COVERAGE,
+    _V13_RESUME,
     _v12_run_context,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
