@@ -123,6 +123,7 @@ BENCHMARKS = (
     "ingest_path.py",
     "codegen.py",
     "query_runs.py",
+    "query_context.py",
     "purge.py",
     "integrity.py",
     "resume.py",

@@ -289,3 +289,51 @@ def test_http_trigger_served_in_history(tmp_path: Path, receiver: str) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_definitions_run_context_and_a_workflow_that_runs_another(tmp_path: Path, receiver: str) -> None:
+    """project, agent_id and intent of a definition reach its runs; a node running another workflow is its parent."""
+    child = tmp_path / "child.yaml"
+    child.write_text(
+        textwrap.dedent(
+            """
+            flowledger: 1
+            workflow: {id: e2e-child}
+            project: travel
+            agent_id: booker
+            intent: book a seat
+            nodes:
+              - {id: book, call: "tests.workflow.nodes:double"}
+            """
+        ),
+        encoding="utf-8",
+    )
+    (tmp_path / "child_wf.py").write_text(generate(child, display_name="child.yaml"), encoding="utf-8")
+    (tmp_path / "delegating.py").write_text(
+        "import child_wf\n\n\nasync def delegate(payload):\n    return await child_wf.run(payload)\n", encoding="utf-8"
+    )
+    module = _generate(
+        tmp_path,
+        """
+        flowledger: 1
+        workflow: {id: e2e-parent}
+        project: travel
+        agent_id: planner
+        nodes:
+          - {id: delegate, call: "delegating:delegate"}
+        """,
+    )
+    done = _run(module, receiver, "--input", "21", FLOWLEDGER_USER_ID="u-7")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == 42
+    (parent,) = _runs(receiver, "e2e-parent")
+    (child_run,) = _runs(receiver, "e2e-child")
+    assert (parent["project"], parent["agent_id"], parent["intent"], parent["user_id"]) == (
+        "travel",
+        "planner",
+        None,
+        "u-7",
+    )
+    assert (child_run["agent_id"], child_run["intent"], child_run["user_id"]) == ("booker", "book a seat", "u-7")
+    assert child_run["parent_run_id"] == parent["run_id"]
+    assert [c["run_id"] for c in parent["children"]["runs"]] == [child_run["run_id"]]

@@ -32,8 +32,23 @@ CORPUS: list[tuple[str, str, list[str]]] = [
         HEAD + "nodse: []\nnodes:\n  - {id: a, call: 'm:f'}\n",
         [
             "wf.yaml:3:1: nodse: unknown key `nodse` (did you mean `nodes`?); allowed keys: "
-            "`flowledger`, `workflow`, `trigger`, `limits`, `output`, `nodes`, `sample_rate`"
+            "`flowledger`, `workflow`, `trigger`, `limits`, `output`, `nodes`, `sample_rate`, `project`, `agent_id`, `intent`"
         ],
+    ),
+    (
+        "run context values the wire format does not take",
+        HEAD + "project: my project\nagent_id: ''\nintent: 3\nnodes:\n  - {id: a, call: 'm:f'}\n",
+        [
+            "wf.yaml:3:10: project: project 'my project' is not a project name: 1 to 128 letters, digits, "
+            "_ . or -, starting with a letter or digit",
+            "wf.yaml:4:11: agent_id: agent_id must not be empty",
+            "wf.yaml:5:9: intent: expected a string, found a number; quote the value",
+        ],
+    ),
+    (
+        "an intent over its length",
+        HEAD + f"intent: {'x' * 257}\nnodes:\n  - {{id: a, call: 'm:f'}}\n",
+        ["wf.yaml:3:9: intent: the string is 257 characters long; at most 256 are allowed"],
     ),
     (
         "missing required sections",
@@ -246,7 +261,7 @@ CORPUS: list[tuple[str, str, list[str]]] = [
         "- just\n- a list\n",
         [
             "wf.yaml:1:1: (root): expected a mapping with keys `flowledger`, `workflow`, `trigger`, `limits`, "
-            "`output`, `nodes`, `sample_rate`, found a list"
+            "`output`, `nodes`, `sample_rate`, `project`, `agent_id`, `intent`, found a list"
         ],
     ),
 ]

@@ -137,3 +137,7 @@ class Definition:
     nodes: tuple[NodeDefinition, ...]
     sample_rate: float | None = None
     """The share of runs kept by sampling (failed, aborted and slow runs always are); None: the SDK's setting."""
+    project: str | None = None
+    """The project of every run (the run context; ``flowledger.run(project=)``)."""
+    agent_id: str | None = None
+    intent: str | None = None

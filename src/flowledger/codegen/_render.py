@@ -109,6 +109,10 @@ def _workflow_fields(definition: Definition) -> list[tuple[str, Any]]:
     if definition.sample_rate is not None:
         fields.append(("sample_rate", definition.sample_rate))
     fields.append(("output", str(definition.output)))
+    for name in ("project", "agent_id", "intent"):
+        value = getattr(definition, name)
+        if value is not None:
+            fields.append((name, value))
     return fields
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from flowledger._run_context import CONTEXT_MAX_CHARS, context_problem, project_problem
 from flowledger._wire import CaptureMode
 from flowledger.codegen._load import Document
 from flowledger.codegen._model import (
@@ -60,8 +61,21 @@ MAX_WORKFLOW_ID_LENGTH: Final = 128
 MAX_TEXT_LENGTH: Final = 1024
 MAX_JSON_DEPTH: Final = 32
 
-TOP_KEYS: Final = ("flowledger", "workflow", "trigger", "limits", "output", "nodes", "sample_rate")
 WORKFLOW_KEYS: Final = ("id", "name", "version", "capture")
+TOP_KEYS: Final = (
+    "flowledger",
+    "workflow",
+    "trigger",
+    "limits",
+    "output",
+    "nodes",
+    "sample_rate",
+    "project",
+    "agent_id",
+    "intent",
+)
+CONTEXT_KEYS: Final = ("project", "agent_id", "intent")
+"""Top-level keys that every run of the workflow carries as its run context (see flowledger._run_context)."""
 TRIGGER_KEYS: Final = ("type", "http", "schedule")
 TRIGGER_HTTP_KEYS: Final = ("path",)
 TRIGGER_SCHEDULE_KEYS: Final = ("every_s", "cron")
@@ -275,6 +289,7 @@ class _Validator:
         nodes = self.nodes(top["nodes"], ("nodes",)) if "nodes" in top else []
         output = self.output(top.get("output"), nodes)
         sample_rate = self.rate(top["sample_rate"], ("sample_rate",)) if "sample_rate" in top else None
+        context = {name: self.context_value(top[name], (name,)) for name in CONTEXT_KEYS if name in top}
         if workflow is None or trigger is None or limits is None or output is None or self.problems:
             return None
         return Definition(
@@ -286,7 +301,22 @@ class _Validator:
             output=output,
             nodes=tuple(nodes),
             sample_rate=sample_rate,
+            project=context.get("project"),
+            agent_id=context.get("agent_id"),
+            intent=context.get("intent"),
         )
+
+    def context_value(self, value: Any, path: Path) -> str | None:
+        """A run-context value (``project``, ``agent_id``, ``intent``) as the wire format bounds it."""
+        name = str(path[-1])
+        text = self.text(value, path, max_length=CONTEXT_MAX_CHARS)
+        if text is None:
+            return None
+        problem = project_problem(name, text) if name == "project" else context_problem(name, text)
+        if problem is not None:
+            self.at(path, problem)
+            return None
+        return text
 
     def workflow(self, value: Any, path: Path) -> WorkflowInfo | None:
         section = self.mapping(value, path, WORKFLOW_KEYS, required=("id",))

@@ -21,6 +21,7 @@ from typing import Any, Final
 from opentelemetry.trace import Tracer
 
 from flowledger._exceptions import ConfigError, RunAborted
+from flowledger._run_context import usable
 from flowledger._wire import (
     AbortReason,
     CaptureMode,
@@ -52,6 +53,8 @@ MAX_STACK_CHARS: Final = 16_384
 """The end of a stack trace that is kept (the innermost frames)."""
 DEFAULT_MESSAGE_CHARS: Final = 4096
 """How much of an error message is kept when no capture limit applies."""
+_CONTEXT_DATA: Final = ("user_id", "agent_id", "intent", "parent_run_id")
+"""The run context sent in ``run_started``'s data (the project goes in every event's envelope)."""
 _RUN_FINISHED_SIZE: Final = 512
 """Bytes a ``run_finished`` record takes besides its payloads (an estimate)."""
 
@@ -100,6 +103,14 @@ class Run:
     ``resumed_from_definition_sha256`` that run's definition. ``sample_rate`` (0 to 1) overrides the configured rate
     for this run: a run drawn out is dropped whole at its end unless it
     failed, was aborted or was slow (see ``_sampling``).
+
+    The run context: ``project`` (default: the parent run's, then
+    ``configure(project=)`` / ``FLOWLEDGER_PROJECT``), ``user_id`` (who the run
+    is for; default: the parent run's, then the configured one), ``agent_id``
+    (which agent runs it; default: the configured one), ``intent`` (why) and
+    ``parent_run_id`` (default: the run current where this one starts, so a
+    run started inside another records it). A value the wire format does not
+    take is reported once and left out.
     """
 
     def __init__(
@@ -121,6 +132,11 @@ class Run:
         resumed_from: str | None = None,
         resumed_from_definition_sha256: str | None = None,
         sample_rate: float | None = None,
+        project: str | None = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        intent: str | None = None,
+        parent_run_id: str | None = None,
     ) -> None:
         if sample_rate is not None and not (isinstance(sample_rate, int | float) and 0.0 <= sample_rate <= 1.0):
             raise ConfigError(f"flowledger.run(): sample_rate must be a number from 0 to 1, not {sample_rate!r}.")
@@ -143,6 +159,11 @@ class Run:
         self.definition_sha256 = definition_sha256
         self.traceparent = traceparent
         self.attributes = dict(attributes) if attributes else None
+        self.project = usable("project", project)
+        self.user_id = usable("user_id", user_id)
+        self.agent_id = usable("agent_id", agent_id)
+        self.intent = usable("intent", intent)
+        self.parent_run_id = usable("parent_run_id", parent_run_id)
         self.cost = Cost()
         self.tracer: Tracer | None = None
         self.run_id = ""
@@ -279,7 +300,7 @@ class Run:
                             return
                         self._release_held()  # too big to hold: the run is kept
             # the current pipeline, so a configure() during the run does not lose the rest of it
-            pipeline().emit(kind, self.run_id, seq, data, size, ts)
+            pipeline().emit(kind, self.run_id, seq, data, size, ts, self.project)
 
     def _release_held(self) -> None:
         """Keep a run drawn out after all: send what it held, in order (the caller holds the lock)."""
@@ -288,7 +309,7 @@ class Run:
             return
         p = pipeline()
         for kind, seq, data, size, ts in held.events:
-            p.emit(kind, self.run_id, seq, data, size, ts)
+            p.emit(kind, self.run_id, seq, data, size, ts, self.project)
 
     def note_node_failure(self, exc: BaseException, node_id: str) -> None:
         self._node_failures.append((exc, node_id))
@@ -312,6 +333,7 @@ class Run:
         try:
             self._pipeline = p
             self.run_id = self._given_id or new_event_id()
+            self._take_context(p)
             parent = context_from_traceparent(self.traceparent)
             self.tracer = app_tracer()  # looked up once a run: its nodes use the same
             self._span = SpanScope(f"run {self.workflow_id}", parent, self._span_attributes(), self.tracer)
@@ -338,6 +360,10 @@ class Run:
             }
             if self.attributes:
                 data["attributes"] = capture(self.attributes, p.policy)[0]
+            for name in _CONTEXT_DATA:
+                value = getattr(self, name)
+                if value is not None:
+                    data[name] = value
             if self.resumed_from is not None:
                 data["resumed_from"] = self.resumed_from
                 data["resumed_from_definition_sha256"] = self.resumed_from_definition_sha256
@@ -359,6 +385,20 @@ class Run:
             _heartbeat.register(self, p.settings.heartbeat_interval_s)
         except Exception as exc:
             p.internal_error("run_start", exc)
+
+    def _take_context(self, p: Pipeline) -> None:
+        """Fill the context not given from the run this one starts in, then from the settings."""
+        parent = _current_run.get()
+        if parent is not None and (not parent.active or parent is self or not parent.run_id):
+            parent = None
+        if parent is not None:
+            if self.parent_run_id is None and parent.run_id != self.run_id:
+                self.parent_run_id = parent.run_id
+            self.project = self.project or parent.project
+            self.user_id = self.user_id or parent.user_id
+        self.project = self.project or p.settings.project
+        self.user_id = self.user_id or p.settings.user_id
+        self.agent_id = self.agent_id or p.settings.agent_id
 
     def _start_part(self, p: Pipeline, *, current: bool) -> None:
         """Start the part of a run another process started: no record of its own, only context."""

@@ -70,11 +70,13 @@ async def execute(
     traceparent: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     executor: Executor | str | None = None,
+    parent_run_id: str | None = None,
 ) -> Any:
     """Run ``workflow`` once on ``payload`` and return its output.
 
     ``executor`` runs the node attempts: an :class:`~flowledger.workflow.executors.Executor`,
     a name (``"local"``, ``"celery"``), or None for ``$FLOWLEDGER_EXECUTOR`` (default ``local``).
+    ``parent_run_id`` names the run that started this one (default: the run current here, if any).
 
     Raises :class:`~flowledger.WorkflowFailed` (its ``__cause__`` is the
     node's exception) when a node fails the run, and
@@ -88,6 +90,7 @@ async def execute(
         traceparent=traceparent,
         transport=transport,
         executor=executor,
+        parent_run_id=parent_run_id,
     )
     if isinstance(result.error, RunAborted):
         raise result.error
@@ -112,6 +115,7 @@ async def execute_run(
     transport: httpx.AsyncBaseTransport | None = None,
     executor: Executor | str | None = None,
     resume: ResumePlan | None = None,
+    parent_run_id: str | None = None,
 ) -> RunResult:
     """Run ``workflow`` once and return how it ended, without raising for a failed run.
 
@@ -137,6 +141,10 @@ async def execute_run(
         resumed_from=None if resume is None else resume.run_id,
         resumed_from_definition_sha256=None if resume is None else resume.definition_sha256,
         sample_rate=workflow.sample_rate,
+        project=workflow.project,
+        agent_id=workflow.agent_id,
+        intent=workflow.intent,
+        parent_run_id=parent_run_id,
     )
     execution = Execution(workflow, recorder, dry_run=dry_run, transport=transport, executor=chosen)
     if resume is not None:

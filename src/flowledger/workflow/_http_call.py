@@ -1,8 +1,9 @@
 """http nodes: send the node's input as JSON, return the JSON reply.
 
 The request carries the node attempt's W3C ``traceparent``, so the receiving
-service joins the run's trace. A reply outside 2xx fails the attempt with
-the status code and the start of the body in the message. Every request
+service joins the run's trace, and the run's id in the W3C ``baggage`` header
+(``flowledger.run_id``), so a workflow it starts records this run as its parent.
+A reply outside 2xx fails the attempt with the status code and the start of the body in the message. Every request
 counts as one ``external_requests`` in the attempt's cost, and the attempt's
 record and span get the OpenTelemetry HTTP attributes (``http.request.method``,
 ``url.full``, ``http.response.status_code``); its timing is the attempt's.
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from flowledger._exceptions import HttpNodeError
+from flowledger._run_context import baggage_with_run_id
 from flowledger.instrument import NodeAttempt, Run, cost, traceparent
 from flowledger.workflow._spec import Env, Http, HttpMethod
 
@@ -53,6 +55,8 @@ async def send(
     parent = _traceparent(hook, recorder)
     if parent:
         headers["traceparent"] = parent
+    if recorder.run_id:  # the called workflow records this run as its parent
+        headers["baggage"] = baggage_with_run_id(headers.get("baggage"), recorder.run_id)
     body = None if method in _BODYLESS else json.dumps(value, default=str).encode()
     if body is not None:
         headers.setdefault("content-type", "application/json")

@@ -238,6 +238,10 @@ class Workflow:
 
     sample_rate: float | None = None
     """The share of runs kept by sampling (failed, aborted and slow runs always are); None: the SDK's setting."""
+    project: str | None = None
+    """The run context every run of the workflow carries (``flowledger.run(project=, agent_id=, intent=)``)."""
+    agent_id: str | None = None
+    intent: str | None = None
     locations: Mapping[str, Location] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from flowledger._exceptions import ConfigError, ResumeRefused
+from flowledger._run_context import run_id_from_baggage
 from flowledger._wire import RESUME_APP_PATH, RunStatus, TriggerType
 from flowledger.instrument import flush
 from flowledger.instrument._config import DEFAULT_ENDPOINT
@@ -385,6 +386,7 @@ def _build_app(
             trigger=TriggerType.HTTP,
             traceparent=request.headers.get("traceparent"),
             executor=executor,
+            parent_run_id=run_id_from_baggage(request.headers.get("baggage")),
         )
         headers = {"x-flowledger-run-id": result.run_id} if result.run_id else {}
         if result.status is RunStatus.SUCCEEDED:

@@ -6,7 +6,7 @@ or from Python with ``await run(payload)``.
 """
 
 # flowledger-generator: 0.1.0
-# definition-sha256: d858a01765669f390fb37c098a20cfcd19b6a91e80a38d6b1aae2b782b68529d
+# definition-sha256: b98a9ef5f5ce2d16b64af086df5cdae024c69e5f484198dd117786e13cc2f597
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from flowledger.workflow import main
 
 GENERATOR_VERSION = "0.1.0"
 DEFINITION_FILE = "manual.yaml"
-DEFINITION_SHA256 = "d858a01765669f390fb37c098a20cfcd19b6a91e80a38d6b1aae2b782b68529d"
+DEFINITION_SHA256 = "b98a9ef5f5ce2d16b64af086df5cdae024c69e5f484198dd117786e13cc2f597"
 
 WORKFLOW = fw.Workflow(
     id="order-intake",
@@ -26,6 +26,9 @@ WORKFLOW = fw.Workflow(
     version="3",
     limits=fw.Limits(deadline_s=60.0, budget_usd=0.5),
     output="decide",
+    project="shop",
+    agent_id="intake-agent",
+    intent="take an order",
     definition_file=DEFINITION_FILE,
     definition_sha256=DEFINITION_SHA256,
     nodes=(
@@ -33,7 +36,7 @@ WORKFLOW = fw.Workflow(
             "fetch",
             call=fw.Call("shop.steps", "fetch"),
             kwargs={"region": "eu", "api_key": fw.Env("SHOP_KEY")},
-            line=14,
+            line=17,
         ),
         fw.Node(
             "price",
@@ -41,7 +44,7 @@ WORKFLOW = fw.Workflow(
             needs=("fetch",),
             retry=fw.Retry(attempts=3, backoff_s=0.2, factor=2.0, max_backoff_s=5.0),
             timeout_s=10.0,
-            line=17,
+            line=20,
         ),
         fw.Node(
             "stock",
@@ -49,21 +52,21 @@ WORKFLOW = fw.Workflow(
             needs=("fetch",),
             when=fw.Call("shop.steps", "in_catalog"),
             map=fw.Map(max_concurrency=4),
-            line=22,
+            line=25,
         ),
         fw.Node(
             "decide",
             call=fw.Call("shop.steps", "decide"),
             needs=("price", "stock"),
             effect=True,
-            line=27,
+            line=30,
         ),
         fw.Node(
             "notify",
             http=fw.Http(url="http://127.0.0.1:9000/hook", headers={"Authorization": fw.Env("HOOK_TOKEN")}),
             needs=("decide",),
             on_error=fw.OnError.CONTINUE,
-            line=31,
+            line=34,
         ),
     ),
 )

@@ -6,7 +6,7 @@ or from Python with ``await run(payload)``.
 """
 
 # flowledger-generator: 0.1.0
-# definition-sha256: 53fb89e1ef9151b94f07b371aca47d87820aa7f7f44df5ee01af1091f47d098f
+# definition-sha256: 2a19893cd9a9ee7e5027fe0a4991b685810ff932a20ee26b41aa08008400c6ee
 
 from __future__ import annotations
 
@@ -18,13 +18,14 @@ from flowledger.workflow import main
 
 GENERATOR_VERSION = "0.1.0"
 DEFINITION_FILE = "tricky_strings.yaml"
-DEFINITION_SHA256 = "53fb89e1ef9151b94f07b371aca47d87820aa7f7f44df5ee01af1091f47d098f"
+DEFINITION_SHA256 = "2a19893cd9a9ee7e5027fe0a4991b685810ff932a20ee26b41aa08008400c6ee"
 
 WORKFLOW = fw.Workflow(
     id="tricky",
     name='Quotes \' " and """ triple, backslash \\ and newline\n{{ braces }} {% tag %} \u2028 line sep # not a comment',
     version="'''",
     output="only",
+    intent='")\nimport os\n# {{ x }} \u2028',
     definition_file=DEFINITION_FILE,
     definition_sha256=DEFINITION_SHA256,
     nodes=(
@@ -37,7 +38,7 @@ WORKFLOW = fw.Workflow(
                 "unicode": "café ☕ 😀 \x85 \ufeff",
                 "tab": "a\tb\r\n",
             },
-            line=8,
+            line=9,
         ),
     ),
 )

@@ -7,8 +7,10 @@ from typing import Any, Final
 
 from flowledger._version import __version__
 from flowledger._wire import LogLevel, RunStatus
+from flowledger.receiver._context_params import CONTEXT_PARAM_SCHEMAS
 from flowledger.receiver._export import ExportFormat
 from flowledger.receiver.api._routes_integrity import DEFAULT_RECONCILE_LIMIT, MAX_RECONCILE_LIMIT
+from flowledger.receiver.store._children import CHILDREN_SCHEMA
 from flowledger.receiver.store._integrity import DRIFT_SAMPLES, CoverageKind, CoverageStatus, DriftKind
 from flowledger.receiver.store._logs import LOG_PAGE_MAX
 from flowledger.receiver.store._protocol import TOTAL_COUNT_MAX
@@ -61,6 +63,7 @@ _RUN_FILTERS = [
         "explode": True,
         "schema": {"type": "array", "items": {"enum": [s.value for s in RunStatus]}},
     },
+    *CONTEXT_PARAM_SCHEMAS,
 ]
 
 
@@ -672,10 +675,11 @@ def openapi_document() -> dict[str, Any]:
                         {"$ref": "#/components/schemas/Run"},
                         {
                             "type": "object",
-                            "required": [*_RUN_DETAIL_ONLY["required"], "nodes"],
+                            "required": [*_RUN_DETAIL_ONLY["required"], "nodes", "children"],
                             "properties": {
                                 **_RUN_DETAIL_ONLY["properties"],
                                 "nodes": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+                                "children": CHILDREN_SCHEMA,
                             },
                         },
                     ]

@@ -20,10 +20,12 @@ import click
 from flowledger._wire import NodeStatus, RunStatus
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._export import ExportFormat
+from flowledger.receiver.cli._context_options import context_lines, context_options
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, RecordField
 
 if TYPE_CHECKING:
     from flowledger.receiver.cli._sources import Source
+    from flowledger.receiver.store._run_filter import RunContextFilter
 
 __all__ = ["COMMANDS"]
 
@@ -279,6 +281,7 @@ def _check_grpc(host: str, grpc_port: int) -> None:
 @click.option(
     "--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="Only runs started with this attribute; may repeat."
 )
+@context_options
 @_json_option
 @_db_option(None)
 @_url_option
@@ -296,6 +299,7 @@ def runs_command(
     db: Path | None,
     url: str | None,
     api_key: str | None,
+    context: RunContextFilter,
 ) -> None:
     """List runs, newest first."""
     from flowledger._exceptions import QueryError
@@ -315,6 +319,7 @@ def runs_command(
         cursor=after,
         search=_search_text(search),
         attributes=tuple(_attribute(text) for text in attrs),
+        context=context,
     )
     page = _source(db, url, api_key).list_runs(query)
     public_error_types(page.runs)
@@ -539,6 +544,8 @@ def show_command(
             f"cost   {cost['tokens']} tokens, {cost['tool_calls']} tool calls, "
             f"{cost['external_requests']} requests, ${cost['usd']:.4f}"
         )
+    for line in context_lines(run):
+        console.print(line, markup=False, soft_wrap=True)
     table = _table("nodes")
     columns = _table_fields(NODE_FIELDS)
     for field in columns:
@@ -606,6 +613,7 @@ def _print_logs(console: Any, nodes: list[dict[str, Any]]) -> None:
 )
 @click.option("--workflow", "workflow_id", default=None, help="Only runs of this workflow id.")
 @click.option("--status", "statuses", type=_STATUS_CHOICE, multiple=True, help="Only this status; may repeat.")
+@context_options
 @_db_option(None)
 @_url_option
 @_key_option
@@ -618,11 +626,12 @@ def export_command(
     db: Path | None,
     url: str | None,
     api_key: str | None,
+    context: RunContextFilter,
 ) -> None:
-    """Export runs as CSV or JSONL, streamed (memory stays flat however many runs there are)."""
+    """Export runs as CSV or JSONL (JSONL: with their input, output and nodes), streamed (memory stays flat)."""
     from flowledger.receiver.store._protocol import RunQuery
 
-    query = RunQuery(workflow_id=workflow_id, statuses=_run_statuses(statuses))
+    query = RunQuery(workflow_id=workflow_id, statuses=_run_statuses(statuses), context=context)
     lines = _source(db, url, api_key).export(query, ExportFormat(fmt))
     if output is None:
         for line in lines:

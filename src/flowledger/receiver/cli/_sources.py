@@ -260,6 +260,7 @@ class UrlSource:
             params["q"] = query.search
         for key, value in query.attributes:
             params.setdefault(f"attr.{key}", []).append(value)
+        params.update(query.context.as_params())
         return params
 
     def list_runs(self, query: RunQuery) -> RunPage:

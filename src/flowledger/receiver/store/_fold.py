@@ -36,6 +36,7 @@ from flowledger.receiver.store._canonical import canonical
 
 __all__ = [
     "NODE_TRANSITIONS",
+    "RUN_CONTEXT_FIELDS",
     "RUN_TRANSITIONS",
     "FoldEvent",
     "NodeState",
@@ -189,6 +190,11 @@ class RunState:
     """The definition of the run it resumes, when that differs or is known."""
     input_sha256: str | None = None
     """sha256 of the trigger data captured in full (its ``blobs`` key)."""
+    user_id: str | None = None
+    agent_id: str | None = None
+    intent: str | None = None
+    parent_run_id: str | None = None
+    """The run context (who, which agent, why, started by which run) of the run_started that decides."""
     seen: bool = False
     """Whether any event reached this state (not a column)."""
 
@@ -239,6 +245,8 @@ class NodeState:
 NODE_COLUMNS: Final = tuple(f.name for f in fields(NodeState))
 _NODE_SHARED: Final = ("node_id", "attempt", "item", "effect", "idempotency_key", "parent_span_id")
 _RUN_SHARED: Final = ("workflow_id", "workflow_name")
+RUN_CONTEXT_FIELDS: Final = ("user_id", "agent_id", "intent", "parent_run_id")
+"""Data fields of run_started that the run keeps as they are (a value that is not a string is left out)."""
 
 
 def _set_cost(state: RunState | NodeState, cost: dict[str, Any] | None) -> None:
@@ -282,6 +290,9 @@ def fold_run(state: RunState | None, event: FoldEvent) -> RunState:
             run.definition_sha256 = data.get("definition_sha256")
             run.resumed_from_definition_sha256 = data.get("resumed_from_definition_sha256")
             run.input_sha256 = data.get("trigger_data_sha256")
+            for name in RUN_CONTEXT_FIELDS:
+                value = data.get(name)
+                setattr(run, name, value if type(value) is str else None)
         if run.started_at is None:
             run.started_at = event.ts
     elif kind is _RUN_FINISHED:

@@ -20,6 +20,7 @@ from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, 
 from flowledger.receiver.store._logs import LOG_PAGE_MAX, AttemptLogs, LogDrop, LogRow
 from flowledger.receiver.store._otlp_logs import OtlpLogRow
 from flowledger.receiver.store._otlp_metrics import MetricPointRow, MetricsOutcome
+from flowledger.receiver.store._run_filter import RunContextFilter
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._views import (
     PERCENTILE_SAMPLE_MAX,
@@ -86,6 +87,8 @@ class RunQuery:
     """Only runs that started with each of these ``(key, value)`` attributes (values compared as text)."""
     run_id_prefix: str | None = None
     """Only runs whose id starts with this (a range of the primary key)."""
+    context: RunContextFilter = field(default_factory=RunContextFilter)
+    """Project asked for, user, agent, intent, parent run and start-time range."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,7 @@ def run_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
             search=query.search,
             attributes=query.attributes,
             run_id_prefix=query.run_id_prefix,
+            context=query.context,
         )
     )
     where = where or " WHERE 1"
@@ -183,4 +184,7 @@ def runs_where(query: RunQuery, *, search: bool = True) -> tuple[str, list[Any]]
         clause, clause_params = attribute_clause(key, value)
         clauses.append(clause)
         params += clause_params
+    context_clauses, context_params = query.context.conditions("r.")
+    clauses += context_clauses
+    params += context_params
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

@@ -10,11 +10,12 @@ import base64
 import binascii
 import enum
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from flowledger._exceptions import QueryError
 from flowledger._wire import RunStatus, TriggerType
+from flowledger.receiver.store._run_filter import RunContextFilter
 
 __all__ = [
     "INLINE_PAYLOAD_MAX_CHARS",
@@ -111,6 +112,8 @@ class RunFilter:
     text: str | None = None
     """Full text: runs whose errors, log lines or payload text hold these words. With ``run_id_prefix`` too
     (a search that looks like a run id), the store keeps whichever matches: the id when a run has it."""
+    context: RunContextFilter = field(default_factory=RunContextFilter)
+    """Project asked for, user, agent, intent and parent run (its own ``since``/``until`` stay unset)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import { resumeSection } from "./resume.js";
 
 import { logsPanel } from "./logs.js";
 import { every, route, setCrumbs, setLive } from "./page.js";
+import { contextFacts } from "./context.js";
 
 const RUN_POLL_MS = 1000;
 const ATTEMPT_PAGE = 200;
@@ -146,6 +147,7 @@ export class RunView {
       const span = run.attempts.failing_span_id;
       fact("Failing node", span ? h("a", { href: runHref(run.run_id, span), class: "mono", id: "failing-node", text: failing }) : h("span", { class: "mono", text: failing }));
     }
+    contextFacts(run, fact);
     const traceUrl = safeExternalUrl(run.trace_url);
     if (traceUrl) {
       fact("Trace", h("a", { href: traceUrl, id: "trace-link", target: "_blank", rel: "noopener noreferrer", text: "open in trace viewer ↗" }), h("span", { class: "muted small mono", text: ` ${run.trace_id || ""}` }));

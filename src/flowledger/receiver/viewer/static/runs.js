@@ -6,6 +6,7 @@ import { ApiError, api, showBanner, showKeyForm } from "./api.js";
 import { clear, h, runHref } from "./dom.js";
 import { fmtAgo, fmtCount, fmtDuration, fmtTime, fmtUsd, plural, shortId, statusBadge } from "./format.js";
 import { every, route, setCrumbs, setLive } from "./page.js";
+import { CONTEXT_KEYS, contextFields, contextLine } from "./context.js";
 
 const LIST_POLL_MS = 2000;
 const SUMMARY_POLL_MS = 5000;
@@ -19,7 +20,7 @@ const RANGES = [
   ["30d", "last 30 days", 30 * 24 * 3600e3],
   ["custom", "custom (UTC)"],
 ];
-const FILTER_KEYS = ["q", "workflow_id", "status", "trigger", "mode", "range", "since", "until", "limit"];
+const FILTER_KEYS = ["q", "workflow_id", "status", "trigger", "mode", "range", "since", "until", "limit", ...CONTEXT_KEYS];
 
 export class ListView {
   constructor(params) {
@@ -127,6 +128,7 @@ export class ListView {
         h("label", { class: "field" }, h("span", { text: "To (UTC)" }), h("input", { type: "datetime-local", name: "until", id: "f-until", value: local(f.until) })),
       );
     }
+    form.append(...contextFields(f));
     form.append(this.select("limit", "Per page", [["", "50"], ["100", "100"], ["200", "200"], ["500", "500"]], f.limit));
     const apply = () => this.navigate(this.readFilters());
     form.addEventListener("change", (ev) => {
@@ -231,7 +233,7 @@ export class ListView {
         { class: fresh ? "fresh" : "", dataset: { runId: run.run_id, status: run.status } },
         h("td", {}, statusBadge(run.status)),
         h("td", { class: "mono" }, link),
-        h("td", {}, h("div", { class: "wf-id", text: run.workflow_id || "–" }), run.workflow_name && run.workflow_name !== run.workflow_id ? h("div", { class: "muted small", text: run.workflow_name }) : null),
+        h("td", {}, h("div", { class: "wf-id", text: run.workflow_id || "–" }), run.workflow_name && run.workflow_name !== run.workflow_id ? h("div", { class: "muted small", text: run.workflow_name }) : null, contextLine(run)),
         h("td", { text: run.trigger_type || "–" }),
         h("td", {}, run.dry_run ? h("span", { class: "badge dry", text: "dry run" }) : h("span", { class: "muted", text: "live" })),
         h("td", { class: "nowrap", title: run.started_at || "", text: fmtTime(run.started_at) }),
