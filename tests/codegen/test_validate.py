@@ -32,7 +32,8 @@ CORPUS: list[tuple[str, str, list[str]]] = [
         HEAD + "nodse: []\nnodes:\n  - {id: a, call: 'm:f'}\n",
         [
             "wf.yaml:3:1: nodse: unknown key `nodse` (did you mean `nodes`?); allowed keys: "
-            "`flowledger`, `workflow`, `trigger`, `limits`, `output`, `nodes`, `sample_rate`, `project`, `agent_id`, `intent`"
+            "`flowledger`, `workflow`, `trigger`, `limits`, `output`, `nodes`, `sample_rate`, `project`, "
+            "`agent_id`, `intent`"
         ],
     ),
     (
