@@ -244,8 +244,9 @@ def openapi_document() -> dict[str, Any]:
                             "in": "query",
                             "description": "Full text: runs whose errors, log lines or payload text hold every "
                             "word (a word ending in * as a prefix); text that starts a run id lists those runs. "
-                            "Filter on run attributes with attr.KEY=VALUE (repeatable; values compared as text).",
-                            "schema": {"type": "string", "maxLength": 256},
+                            "Filter on run attributes with attr.KEY=VALUE (repeatable; values compared as text). "
+                            "It needs a letter or digit to search for (a 400 otherwise).",
+                            "schema": {"type": "string", "maxLength": 256, "pattern": "\\w"},
                         },
                     ],
                     "responses": {
