@@ -17,6 +17,8 @@ from typing import Final
 from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger.receiver.store._canonical import chain_hash
 from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash
+from flowledger.receiver.store._error_groups import ERROR_GROUPS_SCHEMA
+from flowledger.receiver.store._rollups import backfill_rollups
 from flowledger.receiver.store._time import normalize_ts
 from flowledger.receiver.store._tree import MERKLE_SCHEMA, backfill
 from flowledger.receiver.store._verify import FORMAT1_COLUMNS, Format1Walker
@@ -370,6 +372,13 @@ def _v11_merkle_tree(conn: sqlite3.Connection) -> None:
     backfill(conn)
 
 
+def _v12_error_groups(conn: sqlite3.Connection) -> None:
+    """Error groups (:mod:`._error_groups`), filled from the runs and attempts already stored."""
+    for statement in _statements(ERROR_GROUPS_SCHEMA):
+        conn.execute(statement)
+    backfill_rollups(conn)
+
+
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration: an SQL script, or a function given the connection inside the migration's transaction."""
 
@@ -385,6 +394,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V9_PRODUCER_TAILS,
     _v10_ledger_format_2,
     _v11_merkle_tree,
+    _v12_error_groups,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

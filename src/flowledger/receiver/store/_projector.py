@@ -24,6 +24,7 @@ from flowledger.receiver.store._fold import (
     fold_node,
     fold_run,
 )
+from flowledger.receiver.store._rollups import RollupTracker
 
 __all__ = ["Projector", "load_runs", "save_runs"]
 
@@ -114,6 +115,7 @@ class Projector:
         self._dirty_nodes: set[tuple[str, str]] = set()
         self._producers: dict[str, list[Any]] = {}
         """producer_id -> [max_seq, events, project, last_ts, last_run_id] of this batch."""
+        self._rollups = RollupTracker()
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
         """Read the stored states of every run and attempt the events touch."""
@@ -121,6 +123,7 @@ class Projector:
         self.runs.update(await load_runs(self._conn, run_ids))
         keys = {(e.run_id, e.data["span_id"]) for e in events if e.kind in _NODE_KINDS} - self._nodes.keys()
         self._nodes.update(await load_nodes(self._conn, keys))
+        self._rollups.remember(self.runs, self._nodes)
 
     def project_of(self, run_id: str) -> str | None:
         """The project a run is bound to so far, if any."""
@@ -155,6 +158,7 @@ class Projector:
     async def flush(self) -> None:
         """Write every changed row (inside the caller's transaction)."""
         conn = self._conn
+        await self._rollups.flush(conn, self.runs, self._nodes, self._dirty_runs, self._dirty_nodes)
         if self._dirty_runs:
             rows = [_run_row(self.runs[r]) for r in self._dirty_runs]
             await insert_rows(conn, _SAVE_RUNS, rows, width=len(RUN_COLUMNS))
@@ -172,3 +176,4 @@ class Projector:
         """Drop the loaded states (rebuild calls this between chunks to bound memory)."""
         self.runs.clear()
         self._nodes.clear()
+        self._rollups = RollupTracker()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from flowledger._wire import RunStatus
+from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._views import (
@@ -278,6 +279,10 @@ class Store(Protocol):
 
     async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
         """Runs per workflow, project, UTC day and status, purged runs included; by day, workflow, status."""
+        ...
+
+    async def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
+        """Error groups (:mod:`._error_groups`) matching ``query``, biggest first, as ``GET /api/errors`` has them."""
         ...
 
     async def tree_head(self) -> TreeHead:

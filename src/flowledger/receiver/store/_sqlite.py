@@ -25,6 +25,7 @@ from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
+from flowledger.receiver.store._error_groups import ErrorGroupQuery, error_groups, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver.store._merkle import Frontier, leaf_hash
@@ -435,6 +436,11 @@ class SqliteStore:
             rows = await conn.execute_fetchall(DAILY_TOTALS_SQL.format(where=where), params)
         return [daily_total(tuple(row)) for row in rows]
 
+    async def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
+        """Error groups matching ``query``, biggest first."""
+        async with self._reader() as conn:
+            return await error_groups(conn, query)
+
     async def rebuild(self) -> Drift:
         """Refold every projection from the ledger in one transaction; report what differed."""
         conn = self._write_conn()
@@ -668,8 +674,9 @@ class SqliteStore:
         return await self._sync_read(lambda c: viewer_sql.facets(c, project=project))
 
     async def run_header(self, run_id: str, *, project: str | None) -> dict[str, Any] | None:
-        """One run without its nodes, with an overview of its attempts."""
-        return await self._sync_read(lambda c: viewer_sql.run_header(c, run_id, project=project))
+        """One run without its nodes, with an overview of its attempts; its error names its group."""
+        run = await self._sync_read(lambda c: viewer_sql.run_header(c, run_id, project=project))
+        return None if run is None else with_fingerprints(run)
 
     async def attempts_page(
         self, run_id: str, *, project: str | None, offset: int, limit: int
@@ -798,4 +805,4 @@ async def _run_with_nodes(conn: aiosqlite.Connection, run_id: str, project: str 
     if project is not None and run["project"] != project:
         return None
     run["nodes"] = await _nodes_of(conn, run_id)
-    return run
+    return with_fingerprints(run)
