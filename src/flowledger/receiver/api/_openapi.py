@@ -8,6 +8,7 @@ from typing import Any, Final
 from flowledger._version import __version__
 from flowledger._wire import RunStatus
 from flowledger.receiver._export import ExportFormat
+from flowledger.receiver.api._openapi_analytics import ANALYTICS_PATHS, ANALYTICS_SCHEMAS
 from flowledger.receiver.store._protocol import TOTAL_COUNT_MAX
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, detail_fields, listed_fields, record_schema
 
@@ -83,6 +84,7 @@ def openapi_document() -> dict[str, Any]:
             "description": "Ingest of workflow run events into a verifiable ledger, and queries over the runs.",
         },
         "paths": {
+            **ANALYTICS_PATHS,
             "/v1/events": {
                 "post": {
                     "summary": "Ingest a batch of events",
@@ -466,6 +468,7 @@ def openapi_document() -> dict[str, Any]:
                         "purge_seq": _NINT,
                     },
                 },
+                **ANALYTICS_SCHEMAS,
             }
         },
     }

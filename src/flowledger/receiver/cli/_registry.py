@@ -1,6 +1,7 @@
 """Every receiver command of the ``flowledger`` CLI.
 
-The reading and serving commands (:mod:`._commands`) and the ledger-lifecycle ones (:mod:`._lifecycle`).
+The reading and serving commands (:mod:`._commands`), the ledger-lifecycle ones (:mod:`._lifecycle`)
+and the analytics ones (:mod:`._analytics`).
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from typing import Final
 
 import click
 
-from flowledger.receiver.cli import _commands, _lifecycle
+from flowledger.receiver.cli import _analytics, _commands, _lifecycle
 
 __all__ = ["COMMANDS"]
 
-COMMANDS: Final[list[click.Command]] = [*_commands.COMMANDS, *_lifecycle.COMMANDS]
+COMMANDS: Final[list[click.Command]] = [*_commands.COMMANDS, *_lifecycle.COMMANDS, *_analytics.COMMANDS]

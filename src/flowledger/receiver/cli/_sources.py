@@ -20,6 +20,7 @@ import httpx
 from flowledger._apikey import check_api_key
 from flowledger._exceptions import ReceiverError, StoreError
 from flowledger.receiver._export import ExportFormat, export_lines
+from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._protocol import (
     Drift,
     EntryProof,
@@ -95,6 +96,7 @@ class Source(Protocol):
     def tree_head(self) -> TreeHead: ...
     def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]: ...
     def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]: ...
+    def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]: ...
 
 
 class DbSource:
@@ -124,6 +126,10 @@ class DbSource:
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """One run with its nodes."""
         return self._run(lambda store: store.get_run(run_id))
+
+    def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
+        """Error groups, biggest first."""
+        return self._run(lambda store: store.error_groups(query))
 
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]:
         """Rendered lines, produced chunk by chunk on a private event loop."""
@@ -255,6 +261,16 @@ class UrlSource:
             return None
         run: dict[str, Any] = response.json()
         return run
+
+    def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
+        """Error groups from ``GET /api/errors``."""
+        params: dict[str, Any] = {"limit": query.limit}
+        for name in ("workflow_id", "since", "until"):
+            value = getattr(query, name)
+            if value is not None:
+                params[name] = value
+        groups: list[dict[str, Any]] = self._request("GET", "/api/errors", params).json()["groups"]
+        return groups
 
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]:
         """Lines streamed from ``GET /api/export``."""

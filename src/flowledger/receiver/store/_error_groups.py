@@ -19,7 +19,8 @@ any other number                  ``<n>``     ``timed out after 30.5s`` -> ``aft
 An HTTP status code (a three-digit number after ``HTTP``, ``status``,
 ``code`` or ``error``, or opening a quoted ``'503 Service Unavailable'``) is
 kept: a 503 and a 404 are different errors. A Python traceback in a message
-is reduced to its last line (the exception itself); whitespace runs become one space and the result is cut to :data:`MESSAGE_MAX_CHARS`.
+is reduced to its last line (the exception itself); whitespace runs become
+one space and the result is cut to :data:`MESSAGE_MAX_CHARS`.
 The fingerprint is the first 16 hex digits of the SHA-256 of the type, the
 normalised message, the node id and the workflow id.
 

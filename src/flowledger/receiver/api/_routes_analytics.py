@@ -1,0 +1,52 @@
+"""``GET /api/errors``: what keeps failing, as error groups biggest first."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from flowledger._exceptions import QueryParamError
+from flowledger.receiver._error_names import public_error_type
+from flowledger.receiver._params import QueryParams
+from flowledger.receiver._state import error_response, project_of, receiver_of
+from flowledger.receiver.store._error_groups import ErrorGroupQuery
+
+__all__ = ["DEFAULT_ERROR_GROUPS", "ERRORS_PARAMS", "MAX_ERROR_GROUPS", "ROUTES", "error_group_query"]
+
+DEFAULT_ERROR_GROUPS: Final = 50
+MAX_ERROR_GROUPS: Final = 1000
+ERRORS_PARAMS: Final = ("workflow_id", "since", "until", "limit")
+"""The query parameters of ``GET /api/errors``; any other is a 400."""
+
+
+def error_group_query(params: QueryParams, project: str | None) -> ErrorGroupQuery:
+    """The error-group filters of a request; QueryParamError naming the parameter that is wrong."""
+    params.expect(ERRORS_PARAMS)
+    since, until = params.time("since"), params.time("until")
+    if since is not None and until is not None and since >= until:
+        raise QueryParamError("query parameter until must be later than since")
+    return ErrorGroupQuery(
+        workflow_id=params.text("workflow_id"),
+        since=since,
+        until=until,
+        project=project,
+        limit=params.integer("limit", default=DEFAULT_ERROR_GROUPS, low=1, high=MAX_ERROR_GROUPS),
+    )
+
+
+async def list_errors(request: Request) -> Response:
+    """Error groups, biggest first: ``{"groups": [...]}``, filtered by workflow and time range."""
+    try:
+        query = error_group_query(QueryParams(request, blank_is_absent=False), project_of(request))
+    except QueryParamError as exc:
+        return error_response(400, str(exc))
+    groups = await receiver_of(request).store.error_groups(query)
+    for group in groups:
+        group["type"] = public_error_type(group["type"])
+    return JSONResponse({"groups": groups})
+
+
+ROUTES: Final = [Route("/api/errors", list_errors, methods=["GET"])]
