@@ -21,6 +21,7 @@ from typing import Any, Final, TypeVar
 
 from flowledger._apikey import api_key_problem
 from flowledger._exceptions import ConfigError
+from flowledger._run_context import context_problem, project_problem
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -160,6 +161,10 @@ class Settings:
     service_name: str = DEFAULT_SERVICE_NAME
     project: str | None = None
     """Project the events belong to; the receiver binds API keys to projects."""
+    user_id: str | None = None
+    """Default ``user_id`` of runs (who a run is for)."""
+    agent_id: str | None = None
+    """Default ``agent_id`` of runs (which agent or service runs them)."""
     api_key: str | None = field(default=None, repr=False)
     """Bearer token sent to the receiver, if it requires one: printable ASCII, no spaces or control characters."""
     spool_dir: Path = field(default_factory=_default_spool_dir)
@@ -260,6 +265,13 @@ class Settings:
             out.append(f"exit_flush_s must be zero or more seconds, not {self.exit_flush_s!r}")
         if self.max_retries < 0:
             out.append(f"max_retries must be zero or more, not {self.max_retries!r}")
+        for problem in (
+            None if self.project is None else project_problem("project", self.project),
+            None if self.user_id is None else context_problem("user_id", self.user_id),
+            None if self.agent_id is None else context_problem("agent_id", self.agent_id),
+        ):
+            if problem is not None:
+                out.append(problem)
         if self.api_key is not None:
             problem = api_key_problem(self.api_key, origin="api_key")
             if problem is not None:
@@ -348,6 +360,15 @@ def _parse_api_key(text: str) -> str:
     return text
 
 
+def _checked(check: Callable[[str, object], str | None]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if check("value", text) is not None:
+            raise ValueError(text)
+        return text
+
+    return parse
+
+
 def _parse_patterns(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
@@ -368,7 +389,13 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_ENDPOINT": ("endpoint", _parse_url, "an http:// or https:// URL"),
     "FLOWLEDGER_DISABLED": ("disabled", _parse_bool, "1 or 0"),
     "FLOWLEDGER_SERVICE_NAME": ("service_name", str, "a name"),
-    "FLOWLEDGER_PROJECT": ("project", str, "a project name"),
+    "FLOWLEDGER_PROJECT": (
+        "project",
+        _checked(project_problem),
+        "a project name (1 to 128 of A-Z a-z 0-9 _ . -, starting with a letter or digit)",
+    ),
+    "FLOWLEDGER_USER_ID": ("user_id", _checked(context_problem), "1 to 256 characters"),
+    "FLOWLEDGER_AGENT_ID": ("agent_id", _checked(context_problem), "1 to 256 characters"),
     "FLOWLEDGER_API_KEY": ("api_key", _parse_api_key, "a key of printable ASCII without spaces or control characters"),
     "FLOWLEDGER_SPOOL_DIR": ("spool_dir", Path, "a directory path"),
     "FLOWLEDGER_SPOOL_MAX_BYTES": ("spool_max_bytes", _parse_pos_int, "a positive integer"),

@@ -96,9 +96,16 @@ class Pipeline:
     # --- events --------------------------------------------------------
 
     def emit(
-        self, kind: EventKind, run_id: str, seq: int, data: dict[str, Any], size: int = 256, ts: str | None = None
+        self,
+        kind: EventKind,
+        run_id: str,
+        seq: int,
+        data: dict[str, Any],
+        size: int = 256,
+        ts: str | None = None,
+        project: str | None = None,
     ) -> None:
-        """Stamp an event and hand it to every sink."""
+        """Stamp an event and hand it to every sink; ``project`` (the run's) wins over the configured one."""
         try:
             event: dict[str, Any] = {
                 "v": WIRE_VERSION,
@@ -111,8 +118,9 @@ class Pipeline:
                 "producer_seq": next(self._producer_seq),
                 "data": data,
             }
-            if self.settings.project is not None:
-                event["project"] = self.settings.project
+            project = project or self.settings.project
+            if project is not None:
+                event["project"] = project
             sinks = self._sinks if self._sinks is not None else self._build_sinks()
             self._emitted += 1
             if self._closed and not any(deliver for _, deliver in self._captures):

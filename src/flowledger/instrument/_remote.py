@@ -2,8 +2,8 @@
 
 An executor that runs a node on another machine carries the run's context
 with the work (:func:`run_context`: a small JSON object with the run id, the
-run span's W3C ``traceparent``, dry run, and what is left of the deadline and
-budget). The worker opens :func:`continue_run` with it: inside, the node
+run span's W3C ``traceparent``, dry run, what is left of the deadline and
+budget, and the run's project and user). The worker opens :func:`continue_run` with it: inside, the node
 attempts it records belong to that run and nest under its span, as if they
 ran in the process that started it. A continued run records no
 ``run_started``, ``run_finished`` or heartbeat of its own (the process that
@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from opentelemetry import context as otel_context
 
+from flowledger._run_context import usable
 from flowledger.instrument._otel import app_tracer, context_from_traceparent
 from flowledger.instrument._pipeline import pipeline
 from flowledger.instrument._run import Run, _current_run, current_run
@@ -45,6 +46,8 @@ def run_context(run: Run | None = None) -> dict[str, Any] | None:
         "deadline_s": remaining,
         "budget_usd": None if run.budget_usd is None else max(run.budget_usd - run.cost.usd, 0.0),
         "definition_sha256": run.definition_sha256,
+        "project": run.project,
+        "user_id": run.user_id,
     }
 
 
@@ -82,6 +85,8 @@ def _continued(context: dict[str, Any]) -> Run | None:
             traceparent=context.get("traceparent"),
         )
         run.run_id = str(context["run_id"])
+        run.project = usable("project", context.get("project"))
+        run.user_id = usable("user_id", context.get("user_id"))
         parts = str(context.get("traceparent") or "").split("-")
         if len(parts) == 4:
             run.trace_id, run.span_id = parts[1], parts[2]

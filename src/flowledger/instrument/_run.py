@@ -21,6 +21,7 @@ from typing import Any, Final
 from opentelemetry.trace import Tracer
 
 from flowledger._exceptions import RunAborted
+from flowledger._run_context import usable
 from flowledger._wire import AbortReason, EventKind, RunStatus, TriggerType, format_ts, new_event_id
 from flowledger.instrument import _heartbeat
 from flowledger.instrument._capture import capture, safe_str
@@ -41,6 +42,8 @@ MAX_STACK_CHARS: Final = 16_384
 """The end of a stack trace that is kept (the innermost frames)."""
 DEFAULT_MESSAGE_CHARS: Final = 4096
 """How much of an error message is kept when no capture limit applies."""
+_CONTEXT_DATA: Final = ("user_id", "agent_id", "intent", "parent_run_id")
+"""The run context sent in ``run_started``'s data (the project goes in every event's envelope)."""
 _RUN_FINISHED_SIZE: Final = 512
 """Bytes a ``run_finished`` record takes besides its payloads (an estimate)."""
 
@@ -84,6 +87,14 @@ class Run:
     ``run_id`` adopts a runtime's own id for the run (a UUID), so that the
     runtime's other processes can continue the run by it; by default a new
     UUIDv7 is made.
+
+    The run context: ``project`` (default: the parent run's, then
+    ``configure(project=)`` / ``FLOWLEDGER_PROJECT``), ``user_id`` (who the run
+    is for; default: the parent run's, then the configured one), ``agent_id``
+    (which agent runs it; default: the configured one), ``intent`` (why) and
+    ``parent_run_id`` (default: the run current where this one starts, so a
+    run started inside another records it). A value the wire format does not
+    take is reported once and left out.
     """
 
     def __init__(
@@ -101,6 +112,11 @@ class Run:
         traceparent: str | None = None,
         attributes: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        project: str | None = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        intent: str | None = None,
+        parent_run_id: str | None = None,
     ) -> None:
         self.workflow_id = str(workflow_id)
         self.name = name
@@ -116,6 +132,11 @@ class Run:
         self.definition_sha256 = definition_sha256
         self.traceparent = traceparent
         self.attributes = dict(attributes) if attributes else None
+        self.project = usable("project", project)
+        self.user_id = usable("user_id", user_id)
+        self.agent_id = usable("agent_id", agent_id)
+        self.intent = usable("intent", intent)
+        self.parent_run_id = usable("parent_run_id", parent_run_id)
         self.cost = Cost()
         self.tracer: Tracer | None = None
         self.run_id = ""
@@ -244,7 +265,7 @@ class Run:
     def emit(self, kind: EventKind, data: dict[str, Any], size: int = 256, ts: str | None = None) -> None:
         if self.active:
             # the current pipeline, so a configure() during the run does not lose the rest of it
-            pipeline().emit(kind, self.run_id, next(self._seq), data, size, ts)
+            pipeline().emit(kind, self.run_id, next(self._seq), data, size, ts, self.project)
 
     def note_node_failure(self, exc: BaseException, node_id: str) -> None:
         self._node_failures.append((exc, node_id))
@@ -268,6 +289,7 @@ class Run:
         try:
             self._pipeline = p
             self.run_id = self._given_id or new_event_id()
+            self._take_context(p)
             parent = context_from_traceparent(self.traceparent)
             self.tracer = app_tracer()  # looked up once a run: its nodes use the same
             self._span = SpanScope(f"run {self.workflow_id}", parent, self._span_attributes(), self.tracer)
@@ -294,6 +316,10 @@ class Run:
             }
             if self.attributes:
                 data["attributes"] = capture(self.attributes, p.policy)[0]
+            for name in _CONTEXT_DATA:
+                value = getattr(self, name)
+                if value is not None:
+                    data[name] = value
             self.active = True
             self.emit(EventKind.RUN_STARTED, data, size)
             if current:
@@ -302,6 +328,20 @@ class Run:
             _heartbeat.register(self, p.settings.heartbeat_interval_s)
         except Exception as exc:
             p.internal_error("run_start", exc)
+
+    def _take_context(self, p: Pipeline) -> None:
+        """Fill the context not given from the run this one starts in, then from the settings."""
+        parent = _current_run.get()
+        if parent is not None and (not parent.active or parent is self or not parent.run_id):
+            parent = None
+        if parent is not None:
+            if self.parent_run_id is None and parent.run_id != self.run_id:
+                self.parent_run_id = parent.run_id
+            self.project = self.project or parent.project
+            self.user_id = self.user_id or parent.user_id
+        self.project = self.project or p.settings.project
+        self.user_id = self.user_id or p.settings.user_id
+        self.agent_id = self.agent_id or p.settings.agent_id
 
     def _start_part(self, p: Pipeline, *, current: bool) -> None:
         """Start the part of a run another process started: no record of its own, only context."""

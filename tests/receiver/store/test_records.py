@@ -34,13 +34,13 @@ def test_openapi_schemas_are_the_declared_fields() -> None:
 
 
 def test_openapi_run_detail_schema_is_the_declared_detail_fields() -> None:
-    """RunDetail adds to Run exactly the declared detail-only fields (input, output, attributes) and the nodes."""
+    """RunDetail adds to Run exactly the declared detail-only fields (input, output, attributes), nodes, children."""
     run, detail_only = openapi_document()["components"]["schemas"]["RunDetail"]["allOf"]
     assert run == {"$ref": "#/components/schemas/Run"}
     declared = [f for f in RUN_FIELDS if f.detail]
     assert [f.name for f in declared] == ["input", "output", "attributes"]
-    assert list(detail_only["properties"]) == [*(f.name for f in declared), "nodes"]
-    assert detail_only["required"] == [*(f.name for f in declared if f.required), "nodes"]
+    assert list(detail_only["properties"]) == [*(f.name for f in declared), "nodes", "children"]
+    assert detail_only["required"] == [*(f.name for f in declared if f.required), "nodes", "children"]
     assert all(detail_only["properties"][f.name] == f.schema for f in declared)
 
 
@@ -78,7 +78,7 @@ def test_migrated_tables_have_the_fold_columns(tmp_path: Path) -> None:
 
 
 def test_api_json_has_the_declared_keys(tmp_path: Path) -> None:
-    """A stored run's JSON has the declared stored run keys (detail ones too), then nodes; each node the node keys."""
+    """A stored run's JSON has the declared stored run keys (detail ones too), nodes, children; nodes the node keys."""
     run = typical_run()
 
     async def main() -> dict[str, object] | None:
@@ -92,7 +92,7 @@ def test_api_json_has_the_declared_keys(tmp_path: Path) -> None:
 
     got = asyncio.run(main())
     assert got is not None
-    assert list(got) == [*(f.name for f in stored_fields(RUN_FIELDS, detail=True)), "nodes"]
+    assert list(got) == [*(f.name for f in stored_fields(RUN_FIELDS, detail=True)), "nodes", "children"]
     nodes = got["nodes"]
     assert isinstance(nodes, list)
     assert all(list(node) == [f.name for f in NODE_FIELDS] for node in nodes)

@@ -7,8 +7,10 @@ from typing import Any, Final
 
 from flowledger._version import __version__
 from flowledger._wire import RunStatus
+from flowledger.receiver._context_params import CONTEXT_PARAM_SCHEMAS
 from flowledger.receiver._export import ExportFormat
 from flowledger.receiver.api._openapi_analytics import ANALYTICS_PATHS, ANALYTICS_SCHEMAS
+from flowledger.receiver.store._children import CHILDREN_SCHEMA
 from flowledger.receiver.store._protocol import TOTAL_COUNT_MAX
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, detail_fields, listed_fields, record_schema
 
@@ -59,6 +61,7 @@ _RUN_FILTERS = [
         "explode": True,
         "schema": {"type": "array", "items": {"enum": [s.value for s in RunStatus]}},
     },
+    *CONTEXT_PARAM_SCHEMAS,
 ]
 
 
@@ -409,10 +412,11 @@ def openapi_document() -> dict[str, Any]:
                         {"$ref": "#/components/schemas/Run"},
                         {
                             "type": "object",
-                            "required": [*_RUN_DETAIL_ONLY["required"], "nodes"],
+                            "required": [*_RUN_DETAIL_ONLY["required"], "nodes", "children"],
                             "properties": {
                                 **_RUN_DETAIL_ONLY["properties"],
                                 "nodes": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+                                "children": CHILDREN_SCHEMA,
                             },
                         },
                     ]

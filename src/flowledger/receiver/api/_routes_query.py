@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from flowledger._exceptions import QueryError, QueryParamError
 from flowledger._wire import RunStatus
+from flowledger.receiver._context_params import CONTEXT_PARAMS, context_filter
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._export import ExportFormat, export_lines
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
@@ -25,9 +26,9 @@ MAX_PAGE_LIMIT: Final = 1000
 _MEDIA: Final = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.JSONL: "application/x-ndjson"}
 
 
-LIST_PARAMS: Final = ("workflow_id", "status", "limit", "offset", "cursor")
+LIST_PARAMS: Final = ("workflow_id", "status", "limit", "offset", "cursor", *CONTEXT_PARAMS)
 """The query parameters of ``GET /api/runs`` (``status`` may repeat); any other is a 400."""
-EXPORT_PARAMS: Final = ("format", "workflow_id", "status")
+EXPORT_PARAMS: Final = ("format", "workflow_id", "status", *CONTEXT_PARAMS)
 """The query parameters of ``GET /api/export``."""
 
 
@@ -43,6 +44,7 @@ def _run_query(request: Request, *, paged: bool) -> RunQuery:
         else MAX_PAGE_LIMIT,
         offset=params.integer("offset", default=0, low=0, high=MAX_OFFSET) if paged else 0,
         cursor=_cursor(params.text("cursor")) if paged else None,
+        context=context_filter(params),
     )
 
 

@@ -20,10 +20,12 @@ import click
 from flowledger._wire import NodeStatus, RunStatus
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._export import ExportFormat
+from flowledger.receiver.cli._context_options import context_lines, context_options
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, RecordField
 
 if TYPE_CHECKING:
     from flowledger.receiver.cli._sources import Source
+    from flowledger.receiver.store._run_filter import RunContextFilter
 
 __all__ = ["COMMANDS"]
 
@@ -226,6 +228,7 @@ def serve_command(
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--cursor", default=None, help="Start after this cursor: the next of a previous --json answer.")
+@context_options
 @_json_option
 @_db_option(None)
 @_url_option
@@ -241,6 +244,7 @@ def runs_command(
     db: Path | None,
     url: str | None,
     api_key: str | None,
+    context: RunContextFilter,
 ) -> None:
     """List runs, newest first."""
     from flowledger._exceptions import QueryError
@@ -252,7 +256,9 @@ def runs_command(
     except QueryError as exc:
         raise click.BadParameter(str(exc), param_hint="--cursor") from None
     statuses_asked = _run_statuses(statuses)
-    query = RunQuery(workflow_id=workflow_id, statuses=statuses_asked, limit=limit, offset=offset, cursor=after)
+    query = RunQuery(
+        workflow_id=workflow_id, statuses=statuses_asked, limit=limit, offset=offset, cursor=after, context=context
+    )
     page = _source(db, url, api_key).list_runs(query)
     public_error_types(page.runs)
     if as_json:
@@ -447,6 +453,8 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
             f"cost   {cost['tokens']} tokens, {cost['tool_calls']} tool calls, "
             f"{cost['external_requests']} requests, ${cost['usd']:.4f}"
         )
+    for line in context_lines(run):
+        console.print(line, markup=False, soft_wrap=True)
     table = _table("nodes")
     columns = _table_fields(NODE_FIELDS)
     for field in columns:
@@ -469,6 +477,7 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
 )
 @click.option("--workflow", "workflow_id", default=None, help="Only runs of this workflow id.")
 @click.option("--status", "statuses", type=_STATUS_CHOICE, multiple=True, help="Only this status; may repeat.")
+@context_options
 @_db_option(None)
 @_url_option
 @_key_option
@@ -481,11 +490,12 @@ def export_command(
     db: Path | None,
     url: str | None,
     api_key: str | None,
+    context: RunContextFilter,
 ) -> None:
-    """Export runs as CSV or JSONL, streamed (memory stays flat however many runs there are)."""
+    """Export runs as CSV or JSONL (JSONL: with their input, output and nodes), streamed (memory stays flat)."""
     from flowledger.receiver.store._protocol import RunQuery
 
-    query = RunQuery(workflow_id=workflow_id, statuses=_run_statuses(statuses))
+    query = RunQuery(workflow_id=workflow_id, statuses=_run_statuses(statuses), context=context)
     lines = _source(db, url, api_key).export(query, ExportFormat(fmt))
     if output is None:
         for line in lines:

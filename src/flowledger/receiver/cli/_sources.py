@@ -241,6 +241,7 @@ class UrlSource:
             params["status"] = [status.value for status in query.statuses]
         if query.cursor is not None:
             params["cursor"] = query.cursor.encode()
+        params.update(query.context.as_params())
         return params
 
     def list_runs(self, query: RunQuery) -> RunPage:

@@ -36,6 +36,7 @@ from flowledger.receiver.store._canonical import canonical
 
 __all__ = [
     "NODE_TRANSITIONS",
+    "RUN_CONTEXT_FIELDS",
     "RUN_TRANSITIONS",
     "FoldEvent",
     "NodeState",
@@ -182,6 +183,11 @@ class RunState:
     finished_event_id: str | None = None
     finish_conflicts: str | None = None
     """JSON list of the statuses other run_finished events of the run reported against the kept one."""
+    user_id: str | None = None
+    agent_id: str | None = None
+    intent: str | None = None
+    parent_run_id: str | None = None
+    """The run context (who, which agent, why, started by which run) of the run_started that decides."""
     seen: bool = False
     """Whether any event reached this state (not a column)."""
 
@@ -228,6 +234,8 @@ class NodeState:
 NODE_COLUMNS: Final = tuple(f.name for f in fields(NodeState))
 _NODE_SHARED: Final = ("node_id", "attempt", "item", "effect", "idempotency_key", "parent_span_id")
 _RUN_SHARED: Final = ("workflow_id", "workflow_name")
+RUN_CONTEXT_FIELDS: Final = ("user_id", "agent_id", "intent", "parent_run_id")
+"""Data fields of run_started that the run keeps as they are (a value that is not a string is left out)."""
 
 
 def _set_cost(state: RunState | NodeState, cost: dict[str, Any] | None) -> None:
@@ -267,6 +275,9 @@ def fold_run(state: RunState | None, event: FoldEvent) -> RunState:
             run.input_seq = event.seq
             run.dry_run = data.get("dry_run")
             run.heartbeat_interval_s = data.get("heartbeat_interval_s")
+            for name in RUN_CONTEXT_FIELDS:
+                value = data.get(name)
+                setattr(run, name, value if type(value) is str else None)
         if run.started_at is None:
             run.started_at = event.ts
     elif kind is _RUN_FINISHED:

@@ -372,7 +372,33 @@ def _v11_merkle_tree(conn: sqlite3.Connection) -> None:
     backfill(conn)
 
 
-def _v12_error_groups(conn: sqlite3.Connection) -> None:
+_RUN_CONTEXT_COLUMNS: Final = ("user_id", "agent_id", "intent", "parent_run_id")
+_RUN_CONTEXT_INDEXES: Final = """
+-- GET /api/runs, the viewer and export by who ran it, which agent, why, and which run started it:
+-- one newest-first index each, holding only the runs that have the value.
+CREATE INDEX runs_by_user ON runs (user_id, started_at DESC, run_id DESC) WHERE user_id IS NOT NULL;
+CREATE INDEX runs_by_agent ON runs (agent_id, started_at DESC, run_id DESC) WHERE agent_id IS NOT NULL;
+CREATE INDEX runs_by_intent ON runs (intent, started_at DESC, run_id DESC) WHERE intent IS NOT NULL;
+CREATE INDEX runs_by_parent ON runs (parent_run_id, started_at DESC, run_id DESC) WHERE parent_run_id IS NOT NULL;
+"""
+
+
+def _v12_run_context(conn: sqlite3.Connection) -> None:
+    """The run context as columns of ``runs``, filled from the run_started each run shows, and their indexes."""
+    for column in _RUN_CONTEXT_COLUMNS:
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+    # What the fold keeps: a string value of the run_started payload the run shows (input_seq).
+    sets = ", ".join(
+        f"{column} = (SELECT CASE WHEN json_type(p.body, '$.data.{column}') = 'text' "
+        f"THEN p.body ->> '$.data.{column}' END FROM payloads p WHERE p.seq = runs.input_seq)"
+        for column in _RUN_CONTEXT_COLUMNS
+    )
+    conn.execute(f"UPDATE runs SET {sets} WHERE input_seq IS NOT NULL")
+    for statement in _statements(_RUN_CONTEXT_INDEXES):
+        conn.execute(statement)
+
+
+def _v13_error_groups(conn: sqlite3.Connection) -> None:
     """Error groups (:mod:`._error_groups`), filled from the runs and attempts already stored."""
     for statement in _statements(ERROR_GROUPS_SCHEMA):
         conn.execute(statement)
@@ -394,7 +420,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V9_PRODUCER_TAILS,
     _v10_ledger_format_2,
     _v11_merkle_tree,
-    _v12_error_groups,
+    _v12_run_context,
+    _v13_error_groups,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

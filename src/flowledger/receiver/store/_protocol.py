@@ -17,6 +17,7 @@ from typing import Any, Final, Protocol
 from flowledger._wire import RunStatus
 from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._run_filter import RunContextFilter
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._views import (
     PERCENTILE_SAMPLE_MAX,
@@ -77,6 +78,8 @@ class RunQuery:
     cursor: RunPageCursor | None = None
     """Start right after this run (a :attr:`RunPage.next`): a keyset page, as cheap at any depth.
     ``offset`` then counts from the cursor."""
+    context: RunContextFilter = field(default_factory=RunContextFilter)
+    """Project asked for, user, agent, intent, parent run and start-time range."""
 
 
 @dataclass(frozen=True, slots=True)

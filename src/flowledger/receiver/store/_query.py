@@ -85,7 +85,7 @@ def run_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
     the same at any depth of a cursor, whichever statuses are asked for, and never sorts every
     matching run (``status IN (...)`` on one index would).
     """
-    where, params = runs_where(RunQuery(workflow_id=query.workflow_id, project=query.project))
+    where, params = runs_where(RunQuery(workflow_id=query.workflow_id, project=query.project, context=query.context))
     where = where or " WHERE 1"
     statuses: list[tuple[str, list[Any]]] = [("", [])]
     if query.statuses:
@@ -128,4 +128,7 @@ def runs_where(query: RunQuery) -> tuple[str, list[Any]]:
     if query.project is not None:
         clauses.append("r.project = ?")
         params.append(query.project)
+    context_clauses, context_params = query.context.conditions("r.")
+    clauses += context_clauses
+    params += context_params
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

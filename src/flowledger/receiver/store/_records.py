@@ -189,7 +189,20 @@ RUN_FIELDS: Final[tuple[RecordField, ...]] = (
         export=True,
     ),
     _field("trace_id", _NSTR, "The OpenTelemetry trace the run belongs to.", export=True),
-    _field("project", _NSTR, "The project of the API key the run was sent with.", required=False),
+    _field(
+        "project",
+        _NSTR,
+        "The run's project: the one its events name (flowledger.run(project=...), FLOWLEDGER_PROJECT), "
+        "or the project of the API key it was sent with.",
+        required=False,
+        export=True,
+    ),
+    _field("user_id", _NSTR, "Who the run was for: the user it acted on behalf of.", required=False, export=True),
+    _field("agent_id", _NSTR, "Which agent (or service) ran it.", required=False, export=True),
+    _field("intent", _NSTR, "Why it ran: the intent it was started with.", required=False, export=True),
+    _field(
+        "parent_run_id", _NSTR, "The run that started this one (a delegating run), if any.", required=False, export=True
+    ),
     _field("last_seen_at", _NSTR, "The newest event of the run.", required=False),
     _field("stuck_reason", _NSTR, "Why the sweeper marked the run stuck.", required=False),
     _field("heartbeat_interval_s", _NNUM, "How often the run promised a heartbeat.", required=False),

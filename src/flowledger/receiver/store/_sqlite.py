@@ -24,6 +24,7 @@ from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
+from flowledger.receiver.store._children import children_json, children_sql
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, error_groups, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
@@ -472,8 +473,17 @@ class SqliteStore:
             return await _run_with_nodes(conn, run_id, project)
 
     async def iter_runs(self, query: RunQuery, *, with_nodes: bool) -> AsyncIterator[dict[str, Any]]:
-        """Every matching run, newest first, read in chunks so memory stays flat."""
+        """Every matching run, newest first, read in chunks so memory stays flat.
+
+        ``with_nodes`` (the JSONL export): each run also has its input, output and attributes, and its nodes.
+        """
         where, params = runs_where(query)
+        select = f"SELECT {RUN_SELECT} FROM runs r"
+        if with_nodes:
+            select = (
+                f"SELECT {RUN_SELECT}, {RUN_PAYLOADS_SELECT} FROM runs r LEFT JOIN payloads ls ON ls.seq = r.input_seq "
+                "LEFT JOIN payloads lf ON lf.seq = r.output_seq"
+            )
         cursor_key: tuple[str | None, str] | None = None
         async with self._reader() as conn:
             while True:
@@ -489,14 +499,14 @@ class SqliteStore:
                     page_where = (where + " AND " if where else " WHERE ") + clause
                 rows = list(
                     await conn.execute_fetchall(
-                        f"SELECT {RUN_SELECT} FROM runs r{page_where} {NEWEST_FIRST} LIMIT ?",
+                        f"{select}{page_where} {NEWEST_FIRST} LIMIT ?",
                         [*page_params, _STREAM_CHUNK],
                     )
                 )
                 if not rows:
                     return
                 for row in rows:
-                    run = run_json(row)
+                    run = run_json(row, detail=with_nodes)
                     if with_nodes:
                         run["nodes"] = await _nodes_of(conn, run["run_id"])
                     yield run
@@ -805,4 +815,8 @@ async def _run_with_nodes(conn: aiosqlite.Connection, run_id: str, project: str 
     if project is not None and run["project"] != project:
         return None
     run["nodes"] = await _nodes_of(conn, run_id)
+    listed, listed_params, counted, counted_params = children_sql(run_id, project)
+    children = list(await conn.execute_fetchall(listed, listed_params))
+    count = int(next(iter(await conn.execute_fetchall(counted, counted_params)))[0])
+    run["children"] = children_json(children, count)
     return with_fingerprints(run)

@@ -33,6 +33,7 @@ from typing import Any, Final
 from flowledger._exceptions import QueryError
 from flowledger._money import nanos_to_usd
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
+from flowledger.receiver.store._children import children_json, children_sql
 from flowledger.receiver.store._query import (
     NEWEST_FIRST,
     NODE_SELECT,
@@ -156,6 +157,9 @@ def _equalities(run_filter: RunFilter, prefix: str) -> tuple[list[str], list[Any
 def filter_where(run_filter: RunFilter) -> tuple[str, list[Any]]:
     """SQL conditions of a filter on ``runs r`` (joined with AND; ``1`` when there are none) and their parameters."""
     clauses, params = _equalities(run_filter, "r.")
+    context_clauses, context_params = run_filter.context.conditions("r.")
+    clauses += context_clauses
+    params += context_params
     if run_filter.since is not None:
         clauses.append("r.started_at >= ?")
         params.append(run_filter.since)
@@ -315,11 +319,17 @@ def _counts(
 ) -> list[tuple[str, int | None, int, int]]:
     """Runs and cost in nano-dollars per (status, dry_run) over the filter.
 
-    Without a time range or a search they are read from ``run_counts`` (kept by triggers on ``runs``):
-    a few hundred rows whatever the number of runs. Otherwise one scan of the covering ``runs_facts``
-    over the range (a search matches at most RUN_ID_SEARCH_MAX_MATCHES runs).
+    Without a time range, a search or a run-context filter they are read from ``run_counts`` (kept by
+    triggers on ``runs``): a few hundred rows whatever the number of runs. Otherwise one scan of the
+    covering ``runs_facts`` over the range, or of the filter's own index (a search matches at most
+    RUN_ID_SEARCH_MAX_MATCHES runs).
     """
-    if run_filter.since is None and run_filter.until is None and not run_filter.run_id_prefix:
+    if (
+        run_filter.since is None
+        and run_filter.until is None
+        and not run_filter.run_id_prefix
+        and not run_filter.context
+    ):
         equal, values = _equalities(run_filter, "")
         clauses = ["1", *equal]
         sql = (
@@ -400,6 +410,10 @@ def run_header(conn: sqlite3.Connection, run_id: str, *, project: str | None) ->
     run["payload_chars"] = payload_chars
     run["deferred"] = deferred
     run["attempts"] = attempts_overview(conn, run_id, run)
+    listed, listed_params, counted, counted_params = children_sql(run_id, project)
+    run["children"] = children_json(
+        conn.execute(listed, listed_params), conn.execute(counted, counted_params).fetchone()[0]
+    )
     return run
 
 

@@ -10,11 +10,12 @@ import base64
 import binascii
 import enum
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from flowledger._exceptions import QueryError
 from flowledger._wire import RunStatus, TriggerType
+from flowledger.receiver.store._run_filter import RunContextFilter
 
 __all__ = [
     "INLINE_PAYLOAD_MAX_CHARS",
@@ -108,6 +109,8 @@ class RunFilter:
     run_id_prefix: str | None = None
     project: str | None = None
     """Set from the API key: only this project's runs are visible."""
+    context: RunContextFilter = field(default_factory=RunContextFilter)
+    """Project asked for, user, agent, intent and parent run (its own ``since``/``until`` stay unset)."""
 
 
 @dataclass(frozen=True, slots=True)

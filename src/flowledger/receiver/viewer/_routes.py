@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from flowledger._exceptions import QueryError, QueryParamError, StoreError
 from flowledger._wire import RunStatus, TriggerType
+from flowledger.receiver._context_params import CONTEXT_FIELD_PARAMS, context_filter
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
@@ -139,7 +140,7 @@ async def static(request: Request) -> Response:
 
 # --- parameters ---------------------------------------------------------------
 
-FILTER_PARAMS: Final = ("workflow_id", "status", "trigger", "mode", "since", "until", "q")
+FILTER_PARAMS: Final = ("workflow_id", "status", "trigger", "mode", "since", "until", "q", *CONTEXT_FIELD_PARAMS)
 """The filters of the run list and the summary cards; a route refuses parameters it does not take."""
 RUNS_PARAMS: Final = (*FILTER_PARAMS, "cursor", "direction", "limit")
 ATTEMPTS_PARAMS: Final = ("offset", "limit")
@@ -161,6 +162,7 @@ def _filter(params: QueryParams, project: str | None) -> RunFilter:
         until=params.time("until"),
         run_id_prefix=prefix,
         project=project,
+        context=context_filter(params, times=False),
     )
 
 
