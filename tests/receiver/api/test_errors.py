@@ -79,6 +79,8 @@ def test_filters_narrow_the_groups(live: LiveReceiver, corpus: list[RunEvents]) 
     ]
     assert len(live.get("/api/errors", params={"limit": 2}).json()["groups"]) == 2
     assert live.get("/api/errors", params={"since": "2999-01-01T00:00:00Z"}).json() == {"groups": []}
+    backwards = {"since": "2999-01-01T00:00:00Z", "until": "2000-01-01T00:00:00Z"}
+    assert live.get("/api/errors", params=backwards).json() == {"groups": []}
     everything = live.get("/api/errors", params={"since": "2000-01-01T00:00:00Z", "until": "2999-01-01T00:00:00Z"})
     assert len(everything.json()["groups"]) == 7
 
@@ -90,7 +92,6 @@ def test_filters_narrow_the_groups(live: LiveReceiver, corpus: list[RunEvents]) 
         ({"limit": "many"}, "limit"),
         ({"since": "yesterday"}, "since"),
         ({"until": "2026-01-01"}, "until"),
-        ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
         ({"workflow": "orders"}, "'workflow'"),
     ],
 )
