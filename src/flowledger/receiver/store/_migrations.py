@@ -19,6 +19,7 @@ from flowledger.receiver.store._canonical import chain_hash
 from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash
 from flowledger.receiver.store._error_groups import ERROR_GROUPS_SCHEMA
 from flowledger.receiver.store._rollups import backfill_rollups
+from flowledger.receiver.store._stats import STATS_SCHEMA
 from flowledger.receiver.store._time import normalize_ts
 from flowledger.receiver.store._tree import MERKLE_SCHEMA, backfill
 from flowledger.receiver.store._verify import FORMAT1_COLUMNS, Format1Walker
@@ -398,9 +399,10 @@ def _v12_run_context(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-def _v13_error_groups(conn: sqlite3.Connection) -> None:
-    """Error groups (:mod:`._error_groups`), filled from the runs and attempts already stored."""
-    for statement in _statements(ERROR_GROUPS_SCHEMA):
+def _v13_error_groups_and_stats(conn: sqlite3.Connection) -> None:
+    """Error groups (:mod:`._error_groups`) and statistics (:mod:`._stats`), filled from the runs and attempts
+    already stored."""
+    for statement in _statements(ERROR_GROUPS_SCHEMA + STATS_SCHEMA):
         conn.execute(statement)
     backfill_rollups(conn)
 
@@ -421,7 +423,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v10_ledger_format_2,
     _v11_merkle_tree,
     _v12_run_context,
-    _v13_error_groups,
+    _v13_error_groups_and_stats,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -19,6 +19,7 @@ from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._run_filter import RunContextFilter
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
+from flowledger.receiver.store._stats import StatsQuery
 from flowledger.receiver.store._views import (
     PERCENTILE_SAMPLE_MAX,
     PageDirection,
@@ -282,6 +283,10 @@ class Store(Protocol):
 
     async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
         """Runs per workflow, project, UTC day and status, purged runs included; by day, workflow, status."""
+        ...
+
+    async def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
+        """Statistics per group (:mod:`._stats`), most runs first, as ``GET /api/stats`` has them."""
         ...
 
     async def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:

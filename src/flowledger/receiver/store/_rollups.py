@@ -1,4 +1,5 @@
-"""Projections kept as running sums of finished runs and attempts: error groups and statistics.
+"""Projections kept as running sums of finished runs and attempts: error groups (:mod:`._error_groups`) and
+statistics (:mod:`._stats`).
 
 The projector folds events into run and attempt states; this module sees each
 state as it was when loaded and as it is when written, reduces both to their
@@ -24,6 +25,7 @@ import aiosqlite
 from flowledger._wire import NodeStatus, RunStatus
 from flowledger.receiver.store._error_groups import Failure, record_failures, record_failures_sync
 from flowledger.receiver.store._fold import NodeState, RunState
+from flowledger.receiver.store._stats import Contribution, StatsBy, record_contributions, record_contributions_sync
 
 __all__ = ["NodeFacts", "RollupTracker", "RunFacts", "backfill_rollups", "retract_stored"]
 
@@ -47,6 +49,21 @@ class RunFacts(NamedTuple):
     error_type: str | None
     error_message: str | None
     error_node_id: str | None
+    agent_id: str | None
+
+    def contributions(self) -> list[Contribution]:
+        """What the run adds to the statistics: one row per dimension."""
+        if self.started_at is None:
+            return []
+        project = self.project or ""
+        return [
+            Contribution(dim, key or "", project, self.status, self.started_at, self.cost_usd, self.duration_ms)
+            for dim, key in (
+                (StatsBy.WORKFLOW, self.workflow_id),
+                (StatsBy.PROJECT, self.project),
+                (StatsBy.AGENT, self.agent_id),
+            )
+        ]
 
     def failure(self) -> Failure | None:
         """The failure this run counts for itself: failed or aborted outside any node."""
@@ -77,6 +94,17 @@ class NodeFacts(NamedTuple):
     cost_usd: float | None
     error_type: str | None
     error_message: str | None
+
+    def contributions(self) -> list[Contribution]:
+        """What the attempt adds to the statistics: its node's row (``workflow_id/node_id``)."""
+        if self.started_at is None:
+            return []
+        key = f"{self.workflow_id or ''}/{self.node_id or ''}"
+        return [
+            Contribution(
+                StatsBy.NODE, key, self.project or "", self.status, self.started_at, self.cost_usd, self.duration_ms
+            )
+        ]
 
     def failure(self) -> Failure | None:
         """The failure this attempt counts: a failed attempt."""
@@ -112,6 +140,7 @@ def run_facts(run: RunState | None) -> RunFacts | None:
         run.error_type,
         run.error_message,
         run.error_node_id,
+        run.agent_id,
     )
 
 
@@ -197,11 +226,17 @@ async def apply_facts(
     gained = [f for f in (*(r.failure() for r in added[0]), *(n.failure() for n in added[1])) if f is not None]
     lost = [f for f in (*(r.failure() for r in removed[0]), *(n.failure() for n in removed[1])) if f is not None]
     await record_failures(conn, gained, lost)
+    await record_contributions(conn, _contributions(added), _contributions(removed))
+
+
+def _contributions(facts: tuple[list[RunFacts], list[NodeFacts]]) -> list[Contribution]:
+    runs, nodes = facts
+    return [c for r in runs for c in r.contributions()] + [c for n in nodes for c in n.contributions()]
 
 
 _RUN_FACT_SQL: Final = (
     "SELECT run_id, project, workflow_id, status, started_at, completed_at, duration_ms, cost_usd, "
-    "error_type, error_message, error_node_id FROM main.runs WHERE status IN ({}) AND run_id > ? "
+    "error_type, error_message, error_node_id, agent_id FROM main.runs WHERE status IN ({}) AND run_id > ? "
     "ORDER BY run_id LIMIT ?"
 ).format(", ".join(f"'{s}'" for s in sorted(_FINISHED_RUN)))
 _NODE_FACT_SQL: Final = (
@@ -251,3 +286,4 @@ def backfill_rollups(conn: sqlite3.Connection) -> None:
 def apply_facts_sync(conn: sqlite3.Connection, runs: list[RunFacts], nodes: list[NodeFacts]) -> None:
     """Add facts to every sum on a plain sqlite3 connection."""
     record_failures_sync(conn, [f for f in (*(r.failure() for r in runs), *(n.failure() for n in nodes)) if f])
+    record_contributions_sync(conn, _contributions((runs, nodes)))

@@ -60,6 +60,7 @@ from flowledger.receiver.store._query import (
 )
 from flowledger.receiver.store._rebuild import refold
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
+from flowledger.receiver.store._stats import StatsQuery, stats_groups
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
 from flowledger.receiver.store._tree import consistency, frontier_async, run_proof, stored_nodes, tree_head
 from flowledger.receiver.store._verify import EntryWalker, Format1Walker
@@ -436,6 +437,11 @@ class SqliteStore:
         async with self._reader() as conn:
             rows = await conn.execute_fetchall(DAILY_TOTALS_SQL.format(where=where), params)
         return [daily_total(tuple(row)) for row in rows]
+
+    async def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
+        """Statistics per group (:mod:`._stats`), most runs first."""
+        async with self._reader() as conn:
+            return await stats_groups(conn, query)
 
     async def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
         """Error groups matching ``query``, biggest first."""
