@@ -9,7 +9,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from flowledger.receiver.cli._analytics import errors_command
+from flowledger.receiver.cli._analytics import errors_command, stats_command
 from tests.receiver._support import LiveReceiver, RunEvents, simple_run, typical_run
 
 
@@ -88,3 +88,34 @@ def test_flowledger_errors_runs_as_a_command(failing: LiveReceiver) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert len(json.loads(out.stdout)["groups"]) == 2
+
+
+@pytest.mark.parametrize("how", ["db", "url"])
+def test_stats_json_is_the_api_answer(failing: LiveReceiver, how: str) -> None:
+    """stats --json --by node --bucket day prints GET /api/stats with the same parameters."""
+    args = ["--json", "--by", "node", "--bucket", "day", *_where(failing, how)]
+    result = CliRunner().invoke(stats_command, args)
+    assert result.exit_code == 0, result.output
+    api = failing.get("/api/stats", params={"by": "node", "bucket": "day"}).json()
+    assert json.loads(result.output) == api
+    assert {g["key"] for g in api["groups"]} >= {"order-intake/price", "billing/price"}
+
+
+def test_stats_table_shows_each_workflow(failing: LiveReceiver) -> None:
+    """The default table has a row per workflow with runs, failures and success rate."""
+    result = CliRunner().invoke(stats_command, _where(failing, "db"))
+    assert result.exit_code == 0, result.output
+    assert "2 workflows, most runs first" in result.output
+    row = next(line for line in result.output.splitlines() if "order-intake" in line).split()
+    assert row[1:4] == ["4", "2", "50.0%"]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [(["--by", "user"], "--by"), (["--since", "soon"], "--since"), (["--bucket", "week"], "--bucket")],
+)
+def test_stats_bad_option_is_a_usage_error(failing: LiveReceiver, args: list[str], named: str) -> None:
+    """A bad --by, time or bucket exits 2 naming the option."""
+    result = CliRunner().invoke(stats_command, [*args, *_where(failing, "db")])
+    assert result.exit_code == 2
+    assert named in result.output

@@ -1,4 +1,4 @@
-"""``GET /api/errors``: what keeps failing, as error groups biggest first."""
+"""``GET /api/errors`` (what keeps failing, as error groups biggest first) and ``GET /api/stats``."""
 
 from __future__ import annotations
 
@@ -13,13 +13,28 @@ from flowledger.receiver._error_names import public_error_type
 from flowledger.receiver._params import QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver.store._error_groups import ErrorGroupQuery
+from flowledger.receiver.store._stats import Bucket, StatsBy, StatsQuery
 
-__all__ = ["DEFAULT_ERROR_GROUPS", "ERRORS_PARAMS", "MAX_ERROR_GROUPS", "ROUTES", "error_group_query"]
+__all__ = [
+    "DEFAULT_ERROR_GROUPS",
+    "DEFAULT_STATS_GROUPS",
+    "ERRORS_PARAMS",
+    "MAX_ERROR_GROUPS",
+    "MAX_STATS_GROUPS",
+    "ROUTES",
+    "STATS_PARAMS",
+    "error_group_query",
+    "stats_query",
+]
 
 DEFAULT_ERROR_GROUPS: Final = 50
 MAX_ERROR_GROUPS: Final = 1000
 ERRORS_PARAMS: Final = ("workflow_id", "since", "until", "limit")
 """The query parameters of ``GET /api/errors``; any other is a 400."""
+DEFAULT_STATS_GROUPS: Final = 100
+MAX_STATS_GROUPS: Final = 1000
+STATS_PARAMS: Final = ("by", "since", "until", "bucket", "limit")
+"""The query parameters of ``GET /api/stats``; any other is a 400."""
 
 
 def error_group_query(params: QueryParams, project: str | None) -> ErrorGroupQuery:
@@ -47,4 +62,29 @@ async def list_errors(request: Request) -> Response:
     return JSONResponse({"groups": groups})
 
 
-ROUTES: Final = [Route("/api/errors", list_errors, methods=["GET"])]
+def stats_query(params: QueryParams, project: str | None) -> StatsQuery:
+    """The statistics a request asks for; QueryParamError naming the parameter that is wrong."""
+    params.expect(STATS_PARAMS)
+    return StatsQuery(
+        by=params.choice("by", StatsBy) or StatsBy.WORKFLOW,
+        since=params.time("since"),
+        until=params.time("until"),  # an empty range (until before since) matches nothing
+        bucket=params.choice("bucket", Bucket),
+        project=project,
+        limit=params.integer("limit", default=DEFAULT_STATS_GROUPS, low=1, high=MAX_STATS_GROUPS),
+    )
+
+
+async def get_stats(request: Request) -> Response:
+    """Statistics per workflow, agent, project or node: ``{"groups": [...]}``, most runs first."""
+    try:
+        query = stats_query(QueryParams(request, blank_is_absent=False), project_of(request))
+    except QueryParamError as exc:
+        return error_response(400, str(exc))
+    return JSONResponse({"groups": await receiver_of(request).store.run_stats(query)})
+
+
+ROUTES: Final = [
+    Route("/api/errors", list_errors, methods=["GET"]),
+    Route("/api/stats", get_stats, methods=["GET"]),
+]

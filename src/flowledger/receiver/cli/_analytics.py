@@ -1,4 +1,4 @@
-"""The analytics commands of the ``flowledger`` CLI: ``errors`` (error groups).
+"""The analytics commands of the ``flowledger`` CLI: ``errors`` (error groups) and ``stats``.
 
 Both read ``--db PATH`` directly or a running receiver at ``--url``, like ``runs``.
 """
@@ -15,6 +15,7 @@ from flowledger.receiver._error_names import public_error_type
 from flowledger.receiver.cli._commands import (
     _clean_errors,
     _db_option,
+    _duration,
     _json_option,
     _key_option,
     _print_json,
@@ -113,5 +114,70 @@ def errors_command(
     Console().print(table)
 
 
-COMMANDS: Final[list[click.Command]] = [errors_command]
+_BY_CHOICE: Final = click.Choice(["workflow", "agent", "project", "node"])
+_BUCKET_CHOICE: Final = click.Choice(["hour", "day"])
+
+
+@click.command("stats")
+@click.option("--by", "by", type=_BY_CHOICE, default="workflow", show_default=True, help="Group runs by this.")
+@_time_option("since", "Only runs started from the UTC hour holding this time on (RFC 3339).")
+@_time_option("until", "Only runs started in UTC hours starting before this time (RFC 3339).")
+@click.option("--bucket", type=_BUCKET_CHOICE, default=None, help="Add a time series (--json) in these buckets.")
+@click.option("--limit", type=click.IntRange(1, _MAX_LIMIT), default=100, show_default=True)
+@_json_option
+@_db_option(None)
+@_url_option
+@_key_option
+@_clean_errors
+def stats_command(
+    by: str,
+    since: str | None,
+    until: str | None,
+    bucket: str | None,
+    limit: int,
+    as_json: bool,
+    db: Path | None,
+    url: str | None,
+    api_key: str | None,
+) -> None:
+    """Statistics per workflow, agent, project or node: runs by status, success rate, cost, duration."""
+    from flowledger.receiver.store._stats import Bucket, StatsBy, StatsQuery
+
+    start, end = time_range(since, until)
+    query = StatsQuery(
+        by=StatsBy(by), since=start, until=end, bucket=None if bucket is None else Bucket(bucket), limit=limit
+    )
+    groups = _source(db, url, api_key).run_stats(query)
+    if as_json:
+        _print_json({"groups": groups})
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    table = _table(f"{len(groups)} {by}s, most runs first")
+    for name in ("key", "runs", "failed", "success", "cost total", "cost avg", "avg", "p50", "p95"):
+        table.add_column(name, **({"overflow": "fold"} if name == "key" else {"justify": "right", "no_wrap": True}))
+    for group in groups:
+        cost, duration = group["cost_usd"], group["duration_ms"]
+        failed = sum(n for status, n in group["by_status"].items() if status in ("failed", "aborted"))
+        rate = group["success_rate"]
+        table.add_row(
+            escape(group["key"] or "(none)"),
+            str(group["runs"]),
+            str(failed),
+            "" if rate is None else f"{rate:.1%}",
+            _usd(cost["total"]),
+            _usd(cost["avg"]),
+            _duration(duration["avg"]),
+            _duration(duration["p50"]),
+            _duration(duration["p95"]),
+        )
+    Console().print(table)
+
+
+def _usd(value: float | None) -> str:
+    return "" if value is None else f"${value:,.4f}"
+
+
+COMMANDS: Final[list[click.Command]] = [errors_command, stats_command]
 """The analytics commands, for the registry."""

@@ -33,6 +33,7 @@ from flowledger.receiver.store._protocol import (
     VerifyReport,
 )
 from flowledger.receiver.store._sqlite import SqliteStore
+from flowledger.receiver.store._stats import StatsQuery
 from flowledger.receiver.store._views import RunPageCursor
 
 __all__ = ["DbSource", "ImportReport", "Source", "UrlSource", "read_jsonl"]
@@ -97,6 +98,7 @@ class Source(Protocol):
     def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]: ...
     def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]: ...
     def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]: ...
+    def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]: ...
 
 
 class DbSource:
@@ -130,6 +132,10 @@ class DbSource:
     def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
         """Error groups, biggest first."""
         return self._run(lambda store: store.error_groups(query))
+
+    def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
+        """Statistics per group."""
+        return self._run(lambda store: store.run_stats(query))
 
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]:
         """Rendered lines, produced chunk by chunk on a private event loop."""
@@ -271,6 +277,18 @@ class UrlSource:
             if value is not None:
                 params[name] = value
         groups: list[dict[str, Any]] = self._request("GET", "/api/errors", params).json()["groups"]
+        return groups
+
+    def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
+        """Statistics from ``GET /api/stats``."""
+        params: dict[str, Any] = {"by": query.by.value, "limit": query.limit}
+        for name in ("since", "until"):
+            value = getattr(query, name)
+            if value is not None:
+                params[name] = value
+        if query.bucket is not None:
+            params["bucket"] = query.bucket.value
+        groups: list[dict[str, Any]] = self._request("GET", "/api/stats", params).json()["groups"]
         return groups
 
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]:
