@@ -49,7 +49,11 @@ def _example_run(start_ns: int) -> RunBuilder:
 
 _FAILURES = [
     ("fetch", "httpx.ReadTimeout", "timed out after {n}.5s"),
-    ("fetch", "httpx.HTTPStatusError", "Server error '503 Service Unavailable' for url 'https://erp.example.com/o/{n}'"),
+    (
+        "fetch",
+        "httpx.HTTPStatusError",
+        "Server error '503 Service Unavailable' for url 'https://erp.example.com/o/{n}'",
+    ),
     ("price", "KeyError", "'sku_{n}'"),
     ("post_invoice", "sqlite3.IntegrityError", "UNIQUE constraint failed: invoices.number ({n})"),
 ]
