@@ -7,10 +7,10 @@ per project, status and UTC hour of its start, and again per UTC day: the
 hour rows answer hour buckets and the edges of a range, the day rows its
 whole days, so a query over a month reads a few rows per group and day.
 
-A row holds the count, the exact cost (nano-dollars: sum, count, min, max),
-the durations (sum in whole microseconds, count, min, max) and a
-*mergeable* duration summary: a histogram over fixed log-scale bins of
-width :data:`HISTOGRAM_GAMMA` (2 %). Bins add across rows, so p50 and p95
+A row holds the count, the exact cost (nano-dollars: sum, count, min, max)
+and the durations (sum in whole microseconds, count, min, max); beside it
+(``stats_bins``) a *mergeable* duration summary: a histogram over fixed
+log-scale bins of width :data:`HISTOGRAM_GAMMA` (2 %). Bins add across rows, so p50 and p95
 over any range are read from the summed histogram: the value reported for a
 bin is its geometric middle, clamped to the range's min and max, which is
 within :data:`PERCENTILE_RELATIVE_ERROR` (1 %) of the exact nearest-rank
@@ -26,7 +26,6 @@ them back in (:mod:`._rollups`). Runs that have not finished are not counted.
 from __future__ import annotations
 
 import enum
-import json
 import math
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -84,15 +83,20 @@ _DAY: Final = "d"
 STATS_SCHEMA: Final = """
 -- Statistics of finished runs (dimensions workflow, agent, project) and node attempts (node), per project,
 -- status and UTC hour (grain 'h') and day (grain 'd') of their start. Costs in nano-dollars, durations'
--- sum in microseconds; histogram: JSON {bin: count} over log-scale bins (see _stats.py).
+-- sum in microseconds.
 CREATE TABLE stats_rollup (
     dim TEXT NOT NULL, grain TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL, project TEXT NOT NULL,
     status TEXT NOT NULL,
     runs INTEGER NOT NULL,
     cost_nanos INTEGER NOT NULL, costs INTEGER NOT NULL, cost_min_nanos INTEGER, cost_max_nanos INTEGER,
     duration_us INTEGER NOT NULL, durations INTEGER NOT NULL, duration_ms_min REAL, duration_ms_max REAL,
-    histogram TEXT NOT NULL,
     PRIMARY KEY (dim, grain, bucket, key, project, status)
+) WITHOUT ROWID;
+-- The duration histograms of the same rows (statuses together): runs per log-scale bin.
+CREATE TABLE stats_bins (
+    dim TEXT NOT NULL, grain TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL, project TEXT NOT NULL,
+    bin INTEGER NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (dim, grain, bucket, key, project, bin)
 ) WITHOUT ROWID;
 """
 
@@ -172,7 +176,6 @@ class _Sums:
             self.histogram[b] = self.histogram.get(b, 0) + n
 
     def row(self) -> tuple[Any, ...]:
-        hist = json.dumps({str(b): n for b, n in sorted(self.histogram.items()) if n})
         return (
             self.runs,
             self.cost_nanos,
@@ -183,12 +186,11 @@ class _Sums:
             self.durations,
             self.duration_min,
             self.duration_max,
-            hist,
         )
 
     @classmethod
     def of_row(cls, row: Sequence[Any]) -> _Sums:
-        runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax, hist = row
+        runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = row
         return cls(
             int(runs),
             int(cost),
@@ -199,7 +201,6 @@ class _Sums:
             int(durs),
             dmin,
             dmax,
-            {int(b): int(n) for b, n in json.loads(hist).items()},
         )
 
     def percentile(self, p: float) -> float | None:
@@ -255,16 +256,36 @@ def _day(ts: str) -> str:
 
 _RowKey = tuple[str, str, str, str, str, str]
 _ROW_COLUMNS: Final = (
-    "runs, cost_nanos, costs, cost_min_nanos, cost_max_nanos, duration_us, durations, duration_ms_min, "
-    "duration_ms_max, histogram"
+    "runs, cost_nanos, costs, cost_min_nanos, cost_max_nanos, duration_us, durations, duration_ms_min, duration_ms_max"
 )
 _KEY_WHERE: Final = "dim = ? AND grain = ? AND bucket = ? AND key = ? AND project = ? AND status = ?"
 _READ_ROW: Final = f"SELECT {_ROW_COLUMNS} FROM stats_rollup WHERE {_KEY_WHERE}"
 _DROP_ROW: Final = f"DELETE FROM stats_rollup WHERE {_KEY_WHERE}"
 _WRITE_ROW: Final = (
     f"INSERT OR REPLACE INTO stats_rollup (dim, grain, bucket, key, project, status, {_ROW_COLUMNS}) "
-    f"VALUES ({', '.join('?' * 16)})"
+    f"VALUES ({', '.join('?' * 15)})"
 )
+_ADD_BINS: Final = (
+    "INSERT INTO stats_bins (dim, grain, bucket, key, project, bin, count) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (dim, grain, bucket, key, project, bin) DO UPDATE SET count = count + excluded.count"
+)
+_DROP_EMPTY_BINS: Final = (
+    "DELETE FROM stats_bins WHERE dim = ? AND grain = ? AND bucket = ? AND key = ? AND project = ? AND count <= 0"
+)
+
+
+def _bin_rows(deltas: dict[_RowKey, _Sums]) -> tuple[list[tuple[Any, ...]], set[tuple[str, ...]]]:
+    """The histogram deltas as stats_bins rows (statuses added up), and the places where bins were taken away."""
+    bins: dict[tuple[Any, ...], int] = {}
+    lowered: set[tuple[str, ...]] = set()
+    for key, delta in deltas.items():
+        place = key[:5]
+        for b, n in delta.histogram.items():
+            if n:
+                bins[(*place, b)] = bins.get((*place, b), 0) + n
+                if n < 0:
+                    lowered.add(place)
+    return [(*k, n) for k, n in bins.items() if n], lowered
 
 
 def _deltas(added: Iterable[Contribution], removed: Iterable[Contribution]) -> dict[_RowKey, _Sums]:
@@ -292,22 +313,30 @@ async def record_contributions(
     conn: aiosqlite.Connection, added: Iterable[Contribution], removed: Iterable[Contribution]
 ) -> None:
     """Add and take away contributions (inside the caller's transaction)."""
-    for key, delta in _deltas(added, removed).items():
+    deltas = _deltas(added, removed)
+    for key, delta in deltas.items():
         rows = list(await conn.execute_fetchall(_READ_ROW, key))
         sums = _merged(delta, tuple(rows[0]) if rows else None)
         if sums.runs <= 0:
             await conn.execute(_DROP_ROW, key)
         else:
             await conn.execute(_WRITE_ROW, (*key, *sums.row()))
+    bins, lowered = _bin_rows(deltas)
+    if bins:
+        await conn.executemany(_ADD_BINS, bins)
+    if lowered:
+        await conn.executemany(_DROP_EMPTY_BINS, list(lowered))
 
 
 def record_contributions_sync(conn: sqlite3.Connection, added: Iterable[Contribution]) -> None:
     """:func:`record_contributions` (adding only) on a plain sqlite3 connection, for migrations."""
-    for key, delta in _deltas(added, ()).items():
+    deltas = _deltas(added, ())
+    for key, delta in deltas.items():
         old = conn.execute(_READ_ROW, key).fetchone()
         sums = _merged(delta, None if old is None else tuple(old))
         if sums.runs > 0:
             conn.execute(_WRITE_ROW, (*key, *sums.row()))
+    conn.executemany(_ADD_BINS, _bin_rows(deltas)[0])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -352,50 +381,81 @@ def _next_day(hour: str) -> str:
     return day.strftime("%Y-%m-%d") + "T00:00:00.000000Z"
 
 
+_FIGURES_SQL: Final = (
+    "sum(runs), sum(cost_nanos), sum(costs), min(cost_min_nanos), max(cost_max_nanos), sum(duration_us), "
+    "sum(durations), min(duration_ms_min), max(duration_ms_max)"
+)
+
+
+def _where(query: StatsQuery, grain: str, low: str | None, high: str | None) -> tuple[str, list[Any]]:
+    clauses = ["dim = ?", "grain = ?"]
+    params: list[Any] = [query.by.value, grain]
+    if low is not None:
+        clauses.append("bucket >= ?")
+        params.append(low)
+    if high is not None:
+        clauses.append("bucket < ?")
+        params.append(high)
+    if query.project is not None:
+        clauses.append("project = ?")
+        params.append(query.project)
+    return " AND ".join(clauses), params
+
+
 async def stats_groups(conn: aiosqlite.Connection, query: StatsQuery) -> list[dict[str, Any]]:
-    """The statistics of each group, most runs first, as ``GET /api/stats`` answers them."""
+    """The statistics of each group, most runs first, as ``GET /api/stats`` answers them.
+
+    The sums and the histograms are added up by SQLite (``GROUP BY``): Python reads one row per group
+    (and series point) and status, and one per group and bin.
+    """
     if query.since is not None and query.until is not None and query.since >= query.until:
         return []
-    groups: dict[str, _Sums] = {}
-    by_status: dict[str, dict[str, int]] = {}
-    series: dict[str, dict[str, tuple[_Sums, dict[str, int]]]] = {}
+    # A series point: the bucket itself (hours) or its day; "" gathers a group's whole range.
+    point_sql = {None: "''", Bucket.HOUR: "bucket", Bucket.DAY: "substr(bucket, 1, 10) || 'T00:00:00.000000Z'"}[
+        query.bucket
+    ]
+    sums: dict[tuple[str, str], _Sums] = {}
+    statuses: dict[tuple[str, str], dict[str, int]] = {}
     for grain, low, high in _plan(query.since, query.until, query.bucket):
-        clauses = ["dim = ?", "grain = ?"]
-        params: list[Any] = [query.by.value, grain]
-        if low is not None:
-            clauses.append("bucket >= ?")
-            params.append(low)
-        if high is not None:
-            clauses.append("bucket < ?")
-            params.append(high)
-        if query.project is not None:
-            clauses.append("project = ?")
-            params.append(query.project)
-        sql = f"SELECT key, bucket, status, {_ROW_COLUMNS} FROM stats_rollup WHERE {' AND '.join(clauses)}"
-        for row in await conn.execute_fetchall(sql, params):
-            key, bucket, status = str(row[0]), str(row[1]), str(row[2])
-            sums = _Sums.of_row(tuple(row[3:]))
-            total = groups.get(key)
+        where, params = _where(query, grain, low, high)
+        figures = await conn.execute_fetchall(
+            f"SELECT key, {point_sql}, status, {_FIGURES_SQL} FROM stats_rollup WHERE {where} GROUP BY 1, 2, 3", params
+        )
+        for row in figures:
+            point = (str(row[0]), str(row[1]))
+            part = _Sums.of_row(tuple(row[3:]))
+            total = sums.get(point)
             if total is None:
-                total = groups[key] = _Sums()
-                by_status[key] = {}
-            total.merge(sums)
-            by_status[key][status] = by_status[key].get(status, 0) + sums.runs
-            if query.bucket is not None:
-                start = bucket if query.bucket is Bucket.HOUR else _day(bucket)
-                point = series.setdefault(key, {}).get(start)
-                if point is None:
-                    point = series[key][start] = (_Sums(), {})
-                point[0].merge(sums)
-                point[1][status] = point[1].get(status, 0) + sums.runs
+                total = sums[point] = _Sums()
+                statuses[point] = {}
+            total.merge(part)
+            statuses[point][str(row[2])] = statuses[point].get(str(row[2]), 0) + part.runs
+        bins = await conn.execute_fetchall(
+            f"SELECT key, {point_sql}, bin, sum(count) FROM stats_bins WHERE {where} GROUP BY 1, 2, 3",
+            params,
+        )
+        for key, point_start, b, n in bins:
+            histogram = sums[(str(key), str(point_start))].histogram
+            histogram[int(b)] = histogram.get(int(b), 0) + int(n)
+    groups: dict[str, _Sums] = {}
+    group_statuses: dict[str, dict[str, int]] = {}
+    series: dict[str, list[tuple[str, _Sums, dict[str, int]]]] = {}
+    for (key, point_start), part in sorted(sums.items()):
+        total = groups.get(key)
+        if total is None:
+            total = groups[key] = _Sums()
+            group_statuses[key] = {}
+        total.merge(part)
+        for status, n in statuses[(key, point_start)].items():
+            group_statuses[key][status] = group_statuses[key].get(status, 0) + n
+        series.setdefault(key, []).append((point_start, part, statuses[(key, point_start)]))
     ordered = sorted(groups, key=lambda k: (-groups[k].runs, k))[: query.limit]
     out: list[dict[str, Any]] = []
     for key in ordered:
-        group = {"key": key, **_group_json(groups[key], by_status[key])}
+        group = {"key": key, **_group_json(groups[key], group_statuses[key])}
         if query.bucket is not None:
             group["series"] = [
-                {"start": start, **_group_json(sums, statuses)}
-                for start, (sums, statuses) in sorted(series.get(key, {}).items())
+                {"start": start, **_group_json(part, part_statuses)} for start, part, part_statuses in series[key]
             ]
         out.append(group)
     return out

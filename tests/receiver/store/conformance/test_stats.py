@@ -20,7 +20,7 @@ from flowledger.receiver.store._stats import PERCENTILE_RELATIVE_ERROR, Bucket, 
 from tests.receiver._support import RunEvents
 from tests.receiver.store.conformance.conftest import ENGINES, EngineFactory, prepared
 
-_BASE_NS = 1_790_000_000 * 10**9  # 2026-09-21
+_BASE_NS = 1_789_999_200 * 10**9  # 2026-09-21T14:00:00Z: on the hour, as the rollups count
 _HOUR_NS = 3600 * 10**9
 
 _run = st.fixed_dictionaries(
