@@ -163,11 +163,11 @@ export class RunView {
           { class: "run-error", id: "run-error" },
           h("strong", { text: run.error.type || "error" }),
           h("span", { text: `: ${run.error.message || ""}` }),
-          run.error.fingerprint
-            ? h("a", { class: "group-link", id: "error-group-link", href: "#/errors?fingerprint=" + encodeURIComponent(run.error.fingerprint), text: " · its error group" })
-            : null,
         ),
       );
+      if (run.error.fingerprint) {
+        header.append(h("a", { class: "group-link", id: "error-group-link", href: "#/errors?fingerprint=" + encodeURIComponent(run.error.fingerprint), text: "its error group →" }));
+      }
     }
   }
 
