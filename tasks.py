@@ -129,6 +129,7 @@ BENCHMARKS = (
     "resume.py",
     "search.py",
     "otlp_grpc.py",
+    "stats.py",
 )
 
 

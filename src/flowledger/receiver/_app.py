@@ -30,6 +30,7 @@ from flowledger.receiver._state import ReceiverState, error_response
 from flowledger.receiver._sweeper import Sweeper
 from flowledger.receiver._writer import Writer
 from flowledger.receiver.api import (
+    _routes_analytics,
     _routes_integrity,
     _routes_logs,
     _routes_ops,
@@ -60,6 +61,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     _routes_traces,
     _routes_viewer,
     _routes_integrity,
+    _routes_analytics,
 )
 """Every module whose ``ROUTES`` list the app mounts, in order."""
 

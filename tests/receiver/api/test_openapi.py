@@ -13,6 +13,7 @@ from schemathesis.core.result import Ok
 
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver.api._openapi import openapi_document
+from flowledger.receiver.api._routes_analytics import ERRORS_PARAMS, STATS_PARAMS
 from flowledger.receiver.api._routes_query import EXPORT_PARAMS, LIST_PARAMS
 from flowledger.receiver.store._views import RunPageCursor
 from tests.receiver._support import simple_run, start_receiver
@@ -115,7 +116,15 @@ def test_every_query_parameter_a_route_reads_is_documented(receiver_config: Rece
         assert names == documented, route_path
 
 
-@pytest.mark.parametrize(("path", "taken"), [("/api/runs", LIST_PARAMS), ("/api/export", EXPORT_PARAMS)])
+@pytest.mark.parametrize(
+    ("path", "taken"),
+    [
+        ("/api/runs", LIST_PARAMS),
+        ("/api/export", EXPORT_PARAMS),
+        ("/api/errors", ERRORS_PARAMS),
+        ("/api/stats", STATS_PARAMS),
+    ],
+)
 def test_openapi_lists_exactly_the_parameters_a_route_takes(path: str, taken: tuple[str, ...]) -> None:
     """The parameters OpenAPI documents are the ones the route accepts (any other is a 400)."""
     documented = {p["name"] for p in openapi_document()["paths"][path]["get"]["parameters"]}

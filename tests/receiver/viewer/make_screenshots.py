@@ -1,8 +1,8 @@
 """Regenerate the viewer screenshots of the docs: ``python -m tests.receiver.viewer.make_screenshots docs/screenshots``.
 
 Starts a receiver on a temporary database, fills it with example runs made
-event by event, and photographs the run list and one run page in headless
-Chromium (needs the browser the browser tests use).
+event by event, and photographs the run list, one run page, the error groups
+and the statistics in headless Chromium (needs the browser the browser tests use).
 """
 
 from __future__ import annotations
@@ -47,6 +47,39 @@ def _example_run(start_ns: int) -> RunBuilder:
     return run.finish(at_ms=2670, cost_usd=0.0184)
 
 
+_FAILURES = [
+    ("fetch", "httpx.ReadTimeout", "timed out after {n}.5s"),
+    (
+        "fetch",
+        "httpx.HTTPStatusError",
+        "Server error '503 Service Unavailable' for url 'https://erp.example.com/o/{n}'",
+    ),
+    ("price", "KeyError", "'sku_{n}'"),
+    ("post_invoice", "sqlite3.IntegrityError", "UNIQUE constraint failed: invoices.number ({n})"),
+]
+
+
+def _day_of_runs(now_ns: int) -> list[dict[str, object]]:
+    """Runs every 20 minutes over the last day, some failing with real-looking errors (for errors and stats)."""
+    events: list[dict[str, object]] = []
+    for i in range(72):
+        start_ns = now_ns - (24 * 60 - i * 20) * _MINUTE_NS
+        workflow = ("order-intake", "invoice-sync", "order-intake", "refunds")[i % 4]
+        run = RunBuilder(start_ns=start_ns, workflow_id=workflow, workflow_name=workflow.replace("-", " ").title())
+        run.start()
+        run.node("fetch", at_ms=0, duration_ms=40 + (i * 37) % 400)
+        if i % 6 in (1, 4) or (i > 50 and i % 3 == 0):
+            node, kind, message = _FAILURES[(i // 2) % len(_FAILURES)]
+            error = {"type": kind, "message": message.format(n=100 + i * 7), "stack": "Traceback"}
+            run.node(node, at_ms=500, duration_ms=200 + (i * 53) % 900, status="failed", error=error)
+            run.finish("failed", at_ms=1200, error={**error, "node_id": node}, cost_usd=0.002 + (i % 5) * 0.001)
+        else:
+            run.node("price", at_ms=500, duration_ms=120 + (i * 71) % 1500)
+            run.finish(at_ms=700 + (i * 71) % 1500, cost_usd=0.004 + (i % 7) * 0.0015)
+        events += run.events
+    return events
+
+
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
@@ -78,6 +111,7 @@ def main(out: Path) -> None:
             running.node("fetch", at_ms=0, duration_ms=120)
             running.node_started("post_invoice", at_ms=130)
             events += running.events
+            events += _day_of_runs(time.time_ns())
             receiver.post(events)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -93,10 +127,19 @@ def main(out: Path) -> None:
                 page.wait_for_selector("[data-payload=Output] [data-marker=truncated]", timeout=_WAIT_MS)
                 time.sleep(0.5)
                 page.screenshot(path=str(out / "viewer-run.png"))
+                page.goto(f"{receiver.url}/#/errors")
+                page.wait_for_selector("#errors-table tbody tr[data-fingerprint]", timeout=_WAIT_MS)
+                time.sleep(0.5)
+                page.screenshot(path=str(out / "viewer-errors.png"))
+                page.goto(f"{receiver.url}/#/stats?by=workflow&range=24h")
+                page.wait_for_selector("#stats-chart svg.chart g.bar", timeout=_WAIT_MS)
+                time.sleep(0.5)
+                page.screenshot(path=str(out / "viewer-stats.png"))
                 browser.close()
         finally:
             receiver.stop()
-    print(f"wrote {out / 'viewer-list.png'} and {out / 'viewer-run.png'}")
+    names = ("viewer-list.png", "viewer-run.png", "viewer-errors.png", "viewer-stats.png")
+    print("wrote " + ", ".join(str(out / name) for name in names))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from flowledger._version import __version__
 from flowledger._wire import LogLevel, RunStatus
 from flowledger.receiver._context_params import CONTEXT_PARAM_SCHEMAS
 from flowledger.receiver._export import ExportFormat
+from flowledger.receiver.api._openapi_analytics import ANALYTICS_PATHS, ANALYTICS_SCHEMAS
 from flowledger.receiver.api._routes_integrity import DEFAULT_RECONCILE_LIMIT, MAX_RECONCILE_LIMIT
 from flowledger.receiver.store._children import CHILDREN_SCHEMA
 from flowledger.receiver.store._integrity import DRIFT_SAMPLES, CoverageKind, CoverageStatus, DriftKind
@@ -197,6 +198,7 @@ def openapi_document() -> dict[str, Any]:
             "description": "Ingest of workflow run events into a verifiable ledger, and queries over the runs.",
         },
         "paths": {
+            **ANALYTICS_PATHS,
             "/v1/events": {
                 "post": {
                     "summary": "Ingest a batch of events",
@@ -736,6 +738,7 @@ def openapi_document() -> dict[str, Any]:
                         "purge_seq": _NINT,
                     },
                 },
+                **ANALYTICS_SCHEMAS,
             }
         },
     }

@@ -1,7 +1,7 @@
 """Every receiver command of the ``flowledger`` CLI.
 
 The reading and serving commands (:mod:`._commands`), the ledger-lifecycle ones (:mod:`._lifecycle`)
-and the integrity checks (:mod:`._integrity`).
+and the integrity checks (:mod:`._integrity`), and the analytics ones (:mod:`._analytics`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Final
 
 import click
 
-from flowledger.receiver.cli import _commands, _diff_command, _integrity, _lifecycle
+from flowledger.receiver.cli import _analytics, _commands, _diff_command, _integrity, _lifecycle
 
 __all__ = ["COMMANDS"]
 
@@ -19,4 +19,5 @@ COMMANDS: Final[list[click.Command]] = [
     *_lifecycle.COMMANDS,
     *_integrity.COMMANDS,
     *_diff_command.COMMANDS,
+    *_analytics.COMMANDS,
 ]

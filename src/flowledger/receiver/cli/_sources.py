@@ -20,6 +20,7 @@ import httpx
 from flowledger._apikey import check_api_key
 from flowledger._exceptions import ReceiverError, StoreError
 from flowledger.receiver._export import ExportFormat, export_lines
+from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
 from flowledger.receiver.store._protocol import (
     Drift,
@@ -33,6 +34,7 @@ from flowledger.receiver.store._protocol import (
     VerifyReport,
 )
 from flowledger.receiver.store._sqlite import SqliteStore
+from flowledger.receiver.store._stats import StatsQuery
 from flowledger.receiver.store._views import RunPageCursor
 
 __all__ = ["DbSource", "ImportReport", "Source", "UrlSource", "read_jsonl"]
@@ -99,6 +101,8 @@ class Source(Protocol):
     def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]: ...
     def coverage(self, query: CoverageQuery) -> CoverageReport: ...
     def reconcile(self, *, repair: bool) -> ReconcileReport: ...
+    def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]: ...
+    def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]: ...
 
 
 class DbSource:
@@ -137,6 +141,14 @@ class DbSource:
             return None if page is None else page.as_json()
 
         return self._run(work)
+
+    def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
+        """Error groups, biggest first."""
+        return self._run(lambda store: store.error_groups(query))
+
+    def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
+        """Statistics per group."""
+        return self._run(lambda store: store.run_stats(query))
 
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]:
         """Rendered lines, produced chunk by chunk on a private event loop."""
@@ -289,6 +301,28 @@ class UrlSource:
             return None
         page: dict[str, Any] = response.json()
         return page
+
+    def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
+        """Error groups from ``GET /api/errors``."""
+        params: dict[str, Any] = {"limit": query.limit}
+        for name in ("workflow_id", "since", "until"):
+            value = getattr(query, name)
+            if value is not None:
+                params[name] = value
+        groups: list[dict[str, Any]] = self._request("GET", "/api/errors", params).json()["groups"]
+        return groups
+
+    def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
+        """Statistics from ``GET /api/stats``."""
+        params: dict[str, Any] = {"by": query.by.value, "limit": query.limit}
+        for name in ("since", "until"):
+            value = getattr(query, name)
+            if value is not None:
+                params[name] = value
+        if query.bucket is not None:
+            params["bucket"] = query.bucket.value
+        groups: list[dict[str, Any]] = self._request("GET", "/api/stats", params).json()["groups"]
+        return groups
 
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]:
         """Lines streamed from ``GET /api/export``."""

@@ -17,11 +17,14 @@ from typing import Final
 from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger.receiver.store._canonical import chain_hash
 from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash
+from flowledger.receiver.store._error_groups import ERROR_GROUPS_SCHEMA
 from flowledger.receiver.store._logs import LOGS_SCHEMA
 from flowledger.receiver.store._otlp_logs import OTLP_LOGS_SCHEMA
 from flowledger.receiver.store._otlp_metrics import METRICS_SCHEMA
+from flowledger.receiver.store._rollups import backfill_rollups
 from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
 from flowledger.receiver.store._search import SEARCH_SCHEMA
+from flowledger.receiver.store._stats import STATS_SCHEMA
 from flowledger.receiver.store._time import normalize_ts
 from flowledger.receiver.store._tree import MERKLE_SCHEMA, backfill
 from flowledger.receiver.store._verify import FORMAT1_COLUMNS, Format1Walker
@@ -425,6 +428,14 @@ def _v18_run_context(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v19_error_groups_and_stats(conn: sqlite3.Connection) -> None:
+    """Error groups (:mod:`._error_groups`) and statistics (:mod:`._stats`), filled from the runs and attempts
+    already stored."""
+    for statement in _statements(ERROR_GROUPS_SCHEMA + STATS_SCHEMA):
+        conn.execute(statement)
+    backfill_rollups(conn)
+
+
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration: an SQL script, or a function given the connection inside the migration's transaction."""
 
@@ -447,6 +458,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     SAMPLED_OUT_SCHEMA,
     METRICS_SCHEMA + OTLP_LOGS_SCHEMA,
     _v18_run_context,
+    _v19_error_groups_and_stats,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -25,6 +25,7 @@ from flowledger.receiver.store._fold import (
     fold_run,
 )
 from flowledger.receiver.store._logs import LogDrop, LogRow, append_log_rows, rows_of_event
+from flowledger.receiver.store._rollups import RollupTracker
 from flowledger.receiver.store._sampled import SAVE_SAMPLED_OUT, SAVE_SAMPLED_OUT_TAIL, sampled_out_key
 from flowledger.receiver.store._search import attributes_of_event, texts_of_event
 
@@ -129,6 +130,7 @@ class Projector:
         """(key, value, run_id) rows of run attributes."""
         self._sampled_out: dict[tuple[str, str, str], int] = {}
         """(workflow_id, project, day) -> runs dropped by sampling, in this batch."""
+        self._rollups = RollupTracker()
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
         """Read the stored states of every run and attempt the events touch."""
@@ -136,6 +138,7 @@ class Projector:
         self.runs.update(await load_runs(self._conn, run_ids))
         keys = {(e.run_id, e.data["span_id"]) for e in events if e.kind in _NODE_KINDS} - self._nodes.keys()
         self._nodes.update(await load_nodes(self._conn, keys))
+        self._rollups.remember(self.runs, self._nodes)
 
     def project_of(self, run_id: str) -> str | None:
         """The project a run is bound to so far, if any."""
@@ -195,6 +198,7 @@ class Projector:
     async def flush(self) -> None:
         """Write every changed row (inside the caller's transaction)."""
         conn = self._conn
+        await self._rollups.flush(conn, self.runs, self._nodes, self._dirty_runs, self._dirty_nodes)
         if self._dirty_runs:
             rows = [_run_row(self.runs[r]) for r in self._dirty_runs]
             await insert_rows(conn, _SAVE_RUNS, rows, width=len(RUN_COLUMNS))
@@ -226,3 +230,4 @@ class Projector:
         """Drop the loaded states (rebuild calls this between chunks to bound memory)."""
         self.runs.clear()
         self._nodes.clear()
+        self._rollups = RollupTracker()

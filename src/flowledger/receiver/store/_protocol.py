@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from flowledger._wire import RunStatus
+from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
 from flowledger.receiver.store._logs import LOG_PAGE_MAX, AttemptLogs, LogDrop, LogRow
@@ -22,6 +23,7 @@ from flowledger.receiver.store._otlp_logs import OtlpLogRow
 from flowledger.receiver.store._otlp_metrics import MetricPointRow, MetricsOutcome
 from flowledger.receiver.store._run_filter import RunContextFilter
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
+from flowledger.receiver.store._stats import StatsQuery
 from flowledger.receiver.store._views import (
     PERCENTILE_SAMPLE_MAX,
     PageDirection,
@@ -291,6 +293,14 @@ class Store(Protocol):
 
     async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
         """Runs per workflow, project, UTC day and status, purged runs included; by day, workflow, status."""
+        ...
+
+    async def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
+        """Statistics per group (:mod:`._stats`), most runs first, as ``GET /api/stats`` has them."""
+        ...
+
+    async def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
+        """Error groups (:mod:`._error_groups`) matching ``query``, biggest first, as ``GET /api/errors`` has them."""
         ...
 
     async def tree_head(self) -> TreeHead:

@@ -21,6 +21,7 @@ import aiosqlite
 
 from flowledger._wire import RunStatus
 from flowledger.receiver.store._blobs import collect_purged_blobs, drop_unreferenced_blobs
+from flowledger.receiver.store._error_groups import forget_purged_samples
 from flowledger.receiver.store._protocol import DailyTotal, PurgeSelection
 
 __all__ = ["DAILY_TOTALS_SQL", "PurgeWork", "daily_total", "purge_runs"]
@@ -142,6 +143,7 @@ async def purge_runs(conn: aiosqlite.Connection, selection: PurgeSelection, *, n
     if not runs:
         return PurgeWork(runs=[], events=0, payload={})
     await conn.execute(_ROLL_UP)
+    await forget_purged_samples(conn)  # their failures keep counting; samples name only runs still stored
     before = conn.total_changes
     await conn.execute(
         "DELETE FROM payloads WHERE seq IN (SELECT l.seq FROM ledger l JOIN temp.purge_set s ON l.run_id = s.run_id)"

@@ -3,7 +3,9 @@
 :func:`refold` runs inside the caller's write transaction: it copies the
 projections aside, empties them, folds every ledger event again in chunks
 (with the same :class:`~flowledger.receiver.store._projector.Projector` ingest uses),
-keeps the sweeper's ``stuck`` verdicts (they are not in the ledger), and
+keeps the sweeper's ``stuck`` verdicts (they are not in the ledger), takes the
+stored runs out of the error groups and statistics before folding them back in
+(:mod:`._rollups`: what purged runs added stays), and
 compares the new rows with the old ones. Purged runs stay purged: their
 entries have no payload left to fold.
 """
@@ -21,6 +23,7 @@ from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._logs import LogSource
 from flowledger.receiver.store._projector import Projector
 from flowledger.receiver.store._protocol import Drift
+from flowledger.receiver.store._rollups import retract_stored
 from flowledger.receiver.store._search import SearchSource
 from flowledger.receiver.store._time import normalize_ts
 
@@ -64,6 +67,7 @@ async def refold(conn: aiosqlite.Connection) -> Drift:
     """Drop and refold ``runs``, ``node_runs`` and ``producers``; return the drift against the old rows."""
     drift = Drift()
     tables = _TABLES
+    await retract_stored(conn)
     for table in tables:
         await conn.execute(f"DROP TABLE IF EXISTS temp.old_{table}")
         await conn.execute(f"CREATE TEMP TABLE old_{table} AS SELECT * FROM main.{table}")

@@ -163,7 +163,15 @@ RUN_FIELDS: Final[tuple[RecordField, ...]] = (
             {
                 "type": "object",
                 "required": ["type", "message", "node_id"],
-                "properties": {"type": _NSTR, "message": _NSTR, "node_id": _NSTR},
+                "properties": {
+                    "type": _NSTR,
+                    "message": _NSTR,
+                    "node_id": _NSTR,
+                    "fingerprint": {
+                        "type": "string",
+                        "description": "The error group it belongs to (GET /api/errors); one run's detail only.",
+                    },
+                },
             }
         ),
         "Why the run failed, and at which node.",

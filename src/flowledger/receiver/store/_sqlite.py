@@ -30,6 +30,7 @@ from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, c
 from flowledger.receiver.store._children import children_json, children_sql
 from flowledger.receiver.store._coverage import coverage
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
+from flowledger.receiver.store._error_groups import ErrorGroupQuery, error_groups, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._evidence import resume_chain, resume_evidence
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
@@ -86,6 +87,7 @@ from flowledger.receiver.store._reconcile import reconcile
 from flowledger.receiver.store._sampled import SAMPLED_OUT_SQL
 from flowledger.receiver.store._search import HITS_CAPPED_SQL, SEARCH_HITS_MAX, fts_query, looks_like_run_id
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
+from flowledger.receiver.store._stats import StatsQuery, stats_groups
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
 from flowledger.receiver.store._tree import consistency, frontier_async, run_proof, stored_nodes, tree_head
 from flowledger.receiver.store._verify import EntryWalker, Format1Walker
@@ -481,6 +483,16 @@ class SqliteStore:
             rows = await conn.execute_fetchall(DAILY_TOTALS_SQL.format(where=where), params)
         return [daily_total(tuple(row)) for row in rows]
 
+    async def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
+        """Statistics per group (:mod:`._stats`), most runs first."""
+        async with self._reader() as conn:
+            return await stats_groups(conn, query)
+
+    async def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
+        """Error groups matching ``query``, biggest first."""
+        async with self._reader() as conn:
+            return await error_groups(conn, query)
+
     async def rebuild(self) -> Drift:
         """Refold every projection from the ledger in one transaction; report what differed."""
         conn = self._write_conn()
@@ -804,8 +816,9 @@ class SqliteStore:
         return await self._sync_read(lambda c: viewer_sql.facets(c, project=project))
 
     async def run_header(self, run_id: str, *, project: str | None) -> dict[str, Any] | None:
-        """One run without its nodes, with an overview of its attempts."""
-        return await self._sync_read(lambda c: viewer_sql.run_header(c, run_id, project=project))
+        """One run without its nodes, with an overview of its attempts; its error names its group."""
+        run = await self._sync_read(lambda c: viewer_sql.run_header(c, run_id, project=project))
+        return None if run is None else with_fingerprints(run)
 
     async def attempts_page(
         self, run_id: str, *, project: str | None, offset: int, limit: int
@@ -1070,4 +1083,4 @@ async def _run_with_nodes(conn: aiosqlite.Connection, run_id: str, project: str 
     children = list(await conn.execute_fetchall(listed, listed_params))
     count = int(next(iter(await conn.execute_fetchall(counted, counted_params)))[0])
     run["children"] = children_json(children, count)
-    return run
+    return with_fingerprints(run)

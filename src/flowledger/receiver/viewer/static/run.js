@@ -177,6 +177,9 @@ export class RunView {
           h("span", { text: `: ${run.error.message || ""}` }),
         ),
       );
+      if (run.error.fingerprint) {
+        header.append(h("a", { class: "group-link", id: "error-group-link", href: "#/errors?fingerprint=" + encodeURIComponent(run.error.fingerprint), text: "its error group →" }));
+      }
     }
   }
 

@@ -1,0 +1,183 @@
+"""The analytics commands of the ``flowledger`` CLI: ``errors`` (error groups) and ``stats``.
+
+Both read ``--db PATH`` directly or a running receiver at ``--url``, like ``runs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final, ParamSpec, TypeVar
+
+import click
+
+from flowledger.receiver._error_names import public_error_type
+from flowledger.receiver.cli._commands import (
+    _clean_errors,
+    _db_option,
+    _duration,
+    _json_option,
+    _key_option,
+    _print_json,
+    _source,
+    _table,
+    _url_option,
+    _when,
+)
+
+__all__ = ["COMMANDS", "parse_time", "time_range"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_MAX_LIMIT: Final = 1000
+
+
+def _time_option(name: str, help_text: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    return click.option(f"--{name}", name, default=None, metavar="TIME", help=help_text)
+
+
+def parse_time(value: str | None, option: str) -> str | None:
+    """An RFC 3339 time with an offset, normalised; a usage error naming ``option`` otherwise."""
+    if value is None:
+        return None
+    from flowledger.receiver.store._time import normalize_ts
+
+    try:
+        return normalize_ts(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an RFC 3339 time with an offset, like 2026-01-31T08:00:00Z", param_hint=option
+        ) from None
+
+
+def time_range(since: str | None, until: str | None) -> tuple[str | None, str | None]:
+    """``--since`` and ``--until`` normalised, the first before the second."""
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    if start is not None and end is not None and start >= end:
+        raise click.BadParameter("must be later than --since", param_hint="--until")
+    return start, end
+
+
+@click.command("errors")
+@click.option("--workflow", "workflow_id", default=None, help="Only errors of this workflow id.")
+@_time_option("since", "Only failures from the UTC hour holding this time on (RFC 3339).")
+@_time_option("until", "Only failures in UTC hours starting before this time (RFC 3339).")
+@click.option("--limit", type=click.IntRange(1, _MAX_LIMIT), default=20, show_default=True)
+@_json_option
+@_db_option(None)
+@_url_option
+@_key_option
+@_clean_errors
+def errors_command(
+    workflow_id: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_json: bool,
+    db: Path | None,
+    url: str | None,
+    api_key: str | None,
+) -> None:
+    """Error groups, biggest first: identical failures counted once each."""
+    from flowledger.receiver.store._error_groups import ErrorGroupQuery
+
+    start, end = time_range(since, until)
+    query = ErrorGroupQuery(workflow_id=workflow_id, since=start, until=end, limit=limit)
+    groups = _source(db, url, api_key).error_groups(query)
+    for group in groups:
+        group["type"] = public_error_type(group["type"])
+    if as_json:
+        _print_json({"groups": groups})
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    table = _table(f"{len(groups)} error groups, biggest first")
+    for name, style in (
+        ("count", {"justify": "right", "no_wrap": True}),
+        ("error", {"overflow": "fold"}),
+        ("where", {"overflow": "fold"}),
+        ("last seen", {"no_wrap": True}),
+        ("fingerprint", {"no_wrap": True}),
+    ):
+        table.add_column(name, **style)
+    for group in groups:
+        where = (group["workflow_id"] or "") + (f" / {group['node_id']}" if group["node_id"] else "")
+        table.add_row(
+            str(group["count"]),
+            escape(f"{group['type']}: {group['message']}"),
+            escape(where),
+            _when(group["last_seen"]),
+            group["fingerprint"],
+        )
+    Console().print(table)
+
+
+_BY_CHOICE: Final = click.Choice(["workflow", "agent", "project", "node"])
+_BUCKET_CHOICE: Final = click.Choice(["hour", "day"])
+
+
+@click.command("stats")
+@click.option("--by", "by", type=_BY_CHOICE, default="workflow", show_default=True, help="Group runs by this.")
+@_time_option("since", "Only runs started from the UTC hour holding this time on (RFC 3339).")
+@_time_option("until", "Only runs started in UTC hours starting before this time (RFC 3339).")
+@click.option("--bucket", type=_BUCKET_CHOICE, default=None, help="Add a time series (--json) in these buckets.")
+@click.option("--limit", type=click.IntRange(1, _MAX_LIMIT), default=100, show_default=True)
+@_json_option
+@_db_option(None)
+@_url_option
+@_key_option
+@_clean_errors
+def stats_command(
+    by: str,
+    since: str | None,
+    until: str | None,
+    bucket: str | None,
+    limit: int,
+    as_json: bool,
+    db: Path | None,
+    url: str | None,
+    api_key: str | None,
+) -> None:
+    """Statistics per workflow, agent, project or node: runs by status, success rate, cost, duration."""
+    from flowledger.receiver.store._stats import Bucket, StatsBy, StatsQuery
+
+    start, end = time_range(since, until)
+    query = StatsQuery(
+        by=StatsBy(by), since=start, until=end, bucket=None if bucket is None else Bucket(bucket), limit=limit
+    )
+    groups = _source(db, url, api_key).run_stats(query)
+    if as_json:
+        _print_json({"groups": groups})
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    table = _table(f"{len(groups)} {by}s, most runs first")
+    for name in ("key", "runs", "failed", "success", "cost total", "cost avg", "avg", "p50", "p95"):
+        table.add_column(name, **({"overflow": "fold"} if name == "key" else {"justify": "right", "no_wrap": True}))
+    for group in groups:
+        cost, duration = group["cost_usd"], group["duration_ms"]
+        failed = sum(n for status, n in group["by_status"].items() if status in ("failed", "aborted"))
+        rate = group["success_rate"]
+        table.add_row(
+            escape(group["key"] or "(none)"),
+            str(group["runs"]),
+            str(failed),
+            "" if rate is None else f"{rate:.1%}",
+            _usd(cost["total"]),
+            _usd(cost["avg"]),
+            _duration(duration["avg"]),
+            _duration(duration["p50"]),
+            _duration(duration["p95"]),
+        )
+    Console().print(table)
+
+
+def _usd(value: float | None) -> str:
+    return "" if value is None else f"${value:,.4f}"
+
+
+COMMANDS: Final[list[click.Command]] = [errors_command, stats_command]
+"""The analytics commands, for the registry."""

@@ -1,0 +1,349 @@
+"""Error groups: failures that are the same error, folded into one row.
+
+Two failures are the same error when their error type, their *normalised*
+message, their node and their workflow are equal. Normalising replaces what
+changes from one occurrence to the next by a placeholder, so a flood of one
+error stays one group:
+
+================================  ==========  ==========================================
+what                              becomes     example
+================================  ==========  ==========================================
+a UUID                            ``<uuid>``  ``run 0190a3f2-...-7c1e`` -> ``run <uuid>``
+a quoted value ('' or "")         ``<str>``   ``KeyError: 'user_42'`` -> ``'<str>'``
+a URL                             ``<url>``   ``https://api.example.com/v1/o/7`` -> ``<url>``
+a file path                       ``<path>``  ``/srv/app/x.py`` -> ``<path>``
+a hex number or a long token      ``<hex>``   ``0x7f3a9c``, ``req_8f3a9c2b1d7e`` -> ``<hex>``
+any other number                  ``<n>``     ``timed out after 30.5s`` -> ``after <n>s``
+================================  ==========  ==========================================
+
+An HTTP status code (a three-digit number after ``HTTP``, ``status``,
+``code`` or ``error``, or opening a quoted ``'503 Service Unavailable'``) is
+kept: a 503 and a 404 are different errors. A Python traceback in a message
+is reduced to its last line (the exception itself); whitespace runs become
+one space and the result is cut to :data:`MESSAGE_MAX_CHARS`.
+The fingerprint is the first 16 hex digits of the SHA-256 of the type, the
+normalised message, the node id and the workflow id.
+
+What counts: every failed node attempt, and every failed or aborted run whose
+error names no node (a run that failed at a node is counted through that
+node's attempts, and its error's fingerprint leads to their group). Groups are
+kept per project and UTC hour of the failure, so a time range answers exact
+counts at the resolution of an hour; the query adds the hours up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiosqlite
+
+from flowledger._wire import NodeStatus, RunStatus
+
+__all__ = [
+    "ERROR_GROUPS_SCHEMA",
+    "ERROR_GROUP_SAMPLES",
+    "MESSAGE_MAX_CHARS",
+    "ErrorGroupQuery",
+    "Failure",
+    "error_fingerprint",
+    "error_groups",
+    "forget_purged_samples",
+    "hour_of",
+    "normalize_message",
+    "record_failures",
+    "record_failures_sync",
+    "with_fingerprints",
+]
+
+ERROR_GROUP_SAMPLES: Final = 5
+"""Run ids a group keeps as samples: the most recent ones."""
+MESSAGE_MAX_CHARS: Final = 500
+"""A normalised message is cut to this many characters."""
+FINGERPRINT_HEX: Final = 16
+
+ERROR_GROUPS_SCHEMA: Final = """
+-- Failures grouped by fingerprint (error type, normalised message, node, workflow), per project and UTC hour.
+CREATE TABLE error_groups (
+    project TEXT NOT NULL, fingerprint TEXT NOT NULL, hour TEXT NOT NULL,
+    type TEXT NOT NULL, message TEXT NOT NULL, node_id TEXT, workflow_id TEXT,
+    count INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+    samples TEXT NOT NULL,                 -- JSON [[at, run_id], ...], the newest ERROR_GROUP_SAMPLES
+    PRIMARY KEY (project, fingerprint, hour)
+) WITHOUT ROWID;
+CREATE INDEX error_groups_by_hour ON error_groups (hour);
+"""
+
+_STATUS_QUOTED: Final = re.compile(r"'[1-5]\d\d [A-Z][\w -]*'")
+
+
+def _quoted(match: re.Match[str]) -> str:
+    """A quoted value becomes ``'<str>'``, unless it is an HTTP status line (``'503 Service Unavailable'``)."""
+    return match.group(0) if _STATUS_QUOTED.fullmatch(match.group(0)) else "'<str>'"
+
+
+_RULES: Final[tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]] = (
+    (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<uuid>"),
+    (re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+"), "<url>"),
+    (re.compile(r"'[^'\n]*'"), _quoted),
+    (re.compile(r'"[^"\n]*"'), "'<str>'"),
+    (re.compile(r"(?<![\w<])(?:[A-Za-z]:\\|~?/)[^\s'\",:;()\[\]]*[/\\][^\s'\",:;()\[\]]*"), "<path>"),
+    (re.compile(r"\b0[xX][0-9a-fA-F]+\b"), "<hex>"),
+    (re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[a-zA-Z])[\w-]{12,}\b"), "<hex>"),
+    (re.compile(r"\b[0-9a-fA-F]{8,}\b"), "<hex>"),
+)
+_STATUS_CODE: Final = re.compile(r"(?i)(\bhttp(?:/[\d.]+)?|\bstatus(?: code)?|\bcode|\berror|')([ :=]*)([1-5]\d\d)\b")
+_NUMBER: Final = re.compile(r"(?<![<\w])\d+(?:\.\d+)?|(?<=[A-Za-z_])\d+(?:\.\d+)?")
+_KEEP: Final = "\x00"
+_SPACE: Final = re.compile(r"\s+")
+_TRACEBACK: Final = "Traceback (most recent call last):"
+
+
+def normalize_message(message: str) -> str:
+    """The message with what varies between occurrences replaced by placeholders (see the module docstring)."""
+    text = message
+    if _TRACEBACK in text:
+        lines = [line for line in text.splitlines() if line.strip()]
+        text = lines[-1] if lines else text
+    for pattern, placeholder in _RULES:
+        text = pattern.sub(placeholder, text)
+    # Status codes survive the number rule: digits are moved out of its reach, then back.
+    text = _STATUS_CODE.sub(lambda m: m.group(1) + m.group(2) + m.group(3).translate(_HIDE), text)
+    text = _NUMBER.sub("<n>", text)
+    text = text.translate(_SHOW)
+    return _SPACE.sub(" ", text).strip()[:MESSAGE_MAX_CHARS]
+
+
+_HIDE: Final = str.maketrans("0123456789", "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09")
+_SHOW: Final = str.maketrans("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09", "0123456789")
+
+
+def error_fingerprint(error_type: str | None, message: str | None, node_id: str | None, workflow_id: str | None) -> str:
+    """The group an error belongs to: 16 hex digits naming its type, normalised message, node and workflow."""
+    parts = [error_type or "", normalize_message(message or ""), node_id or "", workflow_id or ""]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:FINGERPRINT_HEX]
+
+
+def hour_of(ts: str) -> str:
+    """The start of the UTC hour of a normalised timestamp, in the same form."""
+    return ts[:13] + ":00:00.000000Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One counted failure: a failed node attempt, or a run that failed outside any node."""
+
+    project: str
+    fingerprint: str
+    type: str
+    message: str
+    """Normalised."""
+    node_id: str | None
+    workflow_id: str | None
+    run_id: str
+    at: str
+    """When it failed (normalised timestamp)."""
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        project: str | None,
+        error_type: str | None,
+        message: str | None,
+        node_id: str | None,
+        workflow_id: str | None,
+        run_id: str,
+        at: str,
+    ) -> Failure:
+        return cls(
+            project=project or "",
+            fingerprint=error_fingerprint(error_type, message, node_id, workflow_id),
+            type=error_type or "",
+            message=normalize_message(message or ""),
+            node_id=node_id,
+            workflow_id=workflow_id,
+            run_id=run_id,
+            at=at,
+        )
+
+
+FAILED_RUN_STATUSES: Final = frozenset({RunStatus.FAILED, RunStatus.ABORTED})
+FAILED_NODE_STATUS: Final = NodeStatus.FAILED
+
+
+_GROUP_KEY: Final = "project = ? AND fingerprint = ? AND hour = ?"
+_READ_GROUP: Final = f"SELECT count, first_seen, last_seen, samples FROM error_groups WHERE {_GROUP_KEY}"
+_DROP_GROUP: Final = f"DELETE FROM error_groups WHERE {_GROUP_KEY}"
+_WRITE_GROUP: Final = (
+    "INSERT OR REPLACE INTO error_groups (project, fingerprint, hour, type, message, node_id, workflow_id, "
+    "count, first_seen, last_seen, samples) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_Key = tuple[str, str, str]
+
+
+@dataclass(slots=True)
+class _Delta:
+    failure: Failure
+    count: int = 0
+    first: str = "\uffff"
+    last: str = ""
+    samples: dict[str, str] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+
+
+def _deltas(added: Sequence[Failure], removed: Sequence[Failure]) -> dict[_Key, _Delta]:
+    deltas: dict[_Key, _Delta] = {}
+    for failure, sign in [*((f, 1) for f in added), *((f, -1) for f in removed)]:
+        key = (failure.project, failure.fingerprint, hour_of(failure.at))
+        delta = deltas.get(key)
+        if delta is None:
+            delta = deltas[key] = _Delta(failure)
+        delta.count += sign
+        if sign > 0:
+            delta.first = min(delta.first, failure.at)
+            delta.last = max(delta.last, failure.at)
+            delta.samples[failure.run_id] = max(delta.samples.get(failure.run_id, ""), failure.at)
+        else:
+            delta.gone.add(failure.run_id)
+    return deltas
+
+
+def _merged(key: _Key, delta: _Delta, old: Sequence[Any] | None) -> tuple[Any, ...] | None:
+    """The group row after ``delta`` (None: the group is empty and goes)."""
+    count, first, last = delta.count, delta.first, delta.last
+    kept: dict[str, str] = {}
+    if old is not None:
+        old_count, old_first, old_last, old_samples = old
+        count += int(old_count)
+        first, last = min(first, str(old_first)), max(last, str(old_last))
+        kept = {str(run_id): str(at) for at, run_id in json.loads(old_samples)}
+    if count <= 0:
+        return None
+    for run_id in delta.gone:
+        kept.pop(run_id, None)
+    for run_id, at in delta.samples.items():
+        kept[run_id] = max(kept.get(run_id, ""), at)
+    newest = sorted(((at, run_id) for run_id, at in kept.items()), reverse=True)[:ERROR_GROUP_SAMPLES]
+    failure = delta.failure
+    samples = json.dumps([list(pair) for pair in sorted(newest)])
+    return (*key, failure.type, failure.message, failure.node_id, failure.workflow_id, count, first, last, samples)
+
+
+async def record_failures(conn: aiosqlite.Connection, added: Sequence[Failure], removed: Sequence[Failure]) -> None:
+    """Add and take away failures (inside the caller's transaction).
+
+    A removed failure (a fold that changed its mind, a rebuild) lowers the count; first and last seen stay.
+    """
+    for key, delta in _deltas(added, removed).items():
+        rows = list(await conn.execute_fetchall(_READ_GROUP, key))
+        row = _merged(key, delta, tuple(rows[0]) if rows else None)
+        await conn.execute(_DROP_GROUP if row is None else _WRITE_GROUP, key if row is None else row)
+
+
+def record_failures_sync(conn: sqlite3.Connection, added: Sequence[Failure]) -> None:
+    """:func:`record_failures` (adding only) on a plain sqlite3 connection: migrations fill groups with it."""
+    for key, delta in _deltas(added, []).items():
+        old = conn.execute(_READ_GROUP, key).fetchone()
+        row = _merged(key, delta, None if old is None else tuple(old))
+        if row is not None:
+            conn.execute(_WRITE_GROUP, row)
+
+
+async def forget_purged_samples(conn: aiosqlite.Connection) -> None:
+    """Drop the runs of ``temp.purge_set`` from the samples (their failures keep counting)."""
+    rows = await conn.execute_fetchall(
+        "SELECT project, fingerprint, hour, samples FROM error_groups g WHERE EXISTS ("
+        "SELECT 1 FROM json_each(g.samples) j WHERE j.value ->> '$[1]' IN (SELECT run_id FROM temp.purge_set))"
+    )
+    for project, fingerprint, hour, samples in rows:
+        purged = {
+            str(r[0])
+            for r in await conn.execute_fetchall(
+                "SELECT run_id FROM temp.purge_set WHERE run_id IN (SELECT value ->> '$[1]' FROM json_each(?))",
+                (samples,),
+            )
+        }
+        left = [pair for pair in json.loads(samples) if pair[1] not in purged]
+        await conn.execute(
+            "UPDATE error_groups SET samples = ? WHERE project = ? AND fingerprint = ? AND hour = ?",
+            (json.dumps(left), project, fingerprint, hour),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorGroupQuery:
+    """Which error groups to answer, biggest first."""
+
+    workflow_id: str | None = None
+    since: str | None = None
+    """Failures in the UTC hours from the one holding this normalised timestamp on."""
+    until: str | None = None
+    """Failures in the UTC hours starting before this normalised timestamp."""
+    project: str | None = None
+    """Set from the API key: only this project's groups."""
+    limit: int = 50
+
+
+def _group_json(row: Sequence[Any]) -> dict[str, Any]:
+    fingerprint, type_, message, node_id, workflow_id, count, first, last, samples = row
+    pairs: list[tuple[str, str]] = []
+    for text in str(samples).split("\n"):
+        pairs += [(str(at), str(run_id)) for at, run_id in json.loads(text)]
+    newest: list[str] = []
+    for _, run_id in sorted(pairs, reverse=True):
+        if run_id not in newest:
+            newest.append(run_id)
+    return {
+        "fingerprint": fingerprint,
+        "type": type_,
+        "message": message,
+        "node_id": node_id,
+        "workflow_id": workflow_id,
+        "count": int(count),
+        "first_seen": first,
+        "last_seen": last,
+        "sample_run_ids": newest[:ERROR_GROUP_SAMPLES],
+    }
+
+
+async def error_groups(conn: aiosqlite.Connection, query: ErrorGroupQuery) -> list[dict[str, Any]]:
+    """The groups matching ``query``, biggest first (then the most recent), as the API answers them."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.project is not None:
+        clauses.append("project = ?")
+        params.append(query.project)
+    if query.workflow_id is not None:
+        clauses.append("workflow_id = ?")
+        params.append(query.workflow_id)
+    if query.since is not None:
+        clauses.append("hour >= ?")
+        params.append(hour_of(query.since))
+    if query.until is not None:
+        clauses.append("hour < ?")
+        params.append(query.until)
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    sql = (
+        "SELECT fingerprint, min(type), min(message), min(node_id), min(workflow_id), sum(count), "
+        "min(first_seen), max(last_seen), group_concat(samples, char(10)) "
+        f"FROM error_groups{where} GROUP BY fingerprint "
+        "ORDER BY sum(count) DESC, max(last_seen) DESC, fingerprint LIMIT ?"
+    )
+    rows = await conn.execute_fetchall(sql, [*params, query.limit])
+    return [_group_json(tuple(row)) for row in rows]
+
+
+def with_fingerprints(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's JSON whose error says the group it belongs to (``error.fingerprint``); changes ``run`` in place."""
+    error = run.get("error")
+    if isinstance(error, dict):
+        error["fingerprint"] = error_fingerprint(
+            error.get("type"), error.get("message"), error.get("node_id"), run.get("workflow_id")
+        )
+    return run

@@ -1,0 +1,193 @@
+// Statistics per workflow, agent, project or node: a chart of runs per bucket and a table of groups.
+// The charts are SVG built here: no library, nothing fetched from elsewhere.
+
+"use strict";
+
+import { ApiError, api, showBanner, showKeyForm } from "./api.js";
+import { clear, h } from "./dom.js";
+import { fmtCount, fmtDuration, fmtTime, fmtUsd } from "./format.js";
+import { every, route, setCrumbs, setLive } from "./page.js";
+
+const POLL_MS = 10000;
+const SVG = "http://www.w3.org/2000/svg";
+const BY = [
+  ["workflow", "workflow"],
+  ["agent", "agent"],
+  ["project", "project"],
+  ["node", "node"],
+];
+const RANGES = [
+  ["24h", "last 24 h", 24 * 3600e3, "hour"],
+  ["7d", "last 7 days", 7 * 24 * 3600e3, "hour"],
+  ["30d", "last 30 days", 30 * 24 * 3600e3, "day"],
+  ["", "all time", null, "day"],
+];
+const FAILED = new Set(["failed", "aborted"]);
+
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (name === "text") el.textContent = String(value);
+    else el.setAttribute(name, String(value));
+  }
+  for (const child of children) if (child) el.append(child);
+  return el;
+}
+
+/** Runs per bucket, succeeded below and failed above, as an SVG bar chart. */
+export function barChart(points, { width = 900, height = 160, label = "runs" } = {}) {
+  const pad = { left: 44, right: 8, top: 10, bottom: 22 };
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": `${label} per bucket` });
+  const max = Math.max(1, ...points.map((p) => p.runs));
+  const inner = width - pad.left - pad.right;
+  const step = points.length ? inner / points.length : inner;
+  const bar = Math.max(1, step * 0.8);
+  const y = (n) => pad.top + (height - pad.top - pad.bottom) * (1 - n / max);
+  chart.append(svg("line", { x1: pad.left, x2: width - pad.right, y1: y(0), y2: y(0), class: "axis" }));
+  chart.append(svg("text", { x: pad.left - 6, y: y(max) + 4, class: "tick", "text-anchor": "end", text: fmtCount(max) }));
+  chart.append(svg("text", { x: pad.left - 6, y: y(0), class: "tick", "text-anchor": "end", text: "0" }));
+  points.forEach((p, i) => {
+    const failed = Object.entries(p.by_status).reduce((n, [s, c]) => n + (FAILED.has(s) ? c : 0), 0);
+    const ok = p.runs - failed;
+    const x = pad.left + i * step + (step - bar) / 2;
+    const title = svg("title", { text: `${fmtTime(p.start)}: ${fmtCount(p.runs)} runs, ${fmtCount(failed)} failed, p95 ${fmtDuration(p.duration_ms.p95)}` });
+    const group = svg("g", { class: "bar" }, title);
+    group.append(svg("rect", { x, width: bar, y: y(ok), height: Math.max(0, y(0) - y(ok)), class: "ok" }));
+    if (failed) group.append(svg("rect", { x, width: bar, y: y(p.runs), height: Math.max(0, y(ok) - y(p.runs)), class: "failed" }));
+    chart.append(group);
+  });
+  if (points.length) {
+    chart.append(svg("text", { x: pad.left, y: height - 6, class: "tick", text: fmtTime(points[0].start) }));
+    chart.append(svg("text", { x: width - pad.right, y: height - 6, class: "tick", "text-anchor": "end", text: fmtTime(points[points.length - 1].start) }));
+  }
+  return chart;
+}
+
+/** One group's runs per bucket as a small line. */
+function sparkline(series, starts) {
+  const width = 120;
+  const height = 24;
+  const byStart = new Map(series.map((p) => [p.start, p.runs]));
+  const values = starts.map((s) => byStart.get(s) || 0);
+  const max = Math.max(1, ...values);
+  const step = values.length > 1 ? width / (values.length - 1) : width;
+  const pts = values.map((v, i) => `${(i * step).toFixed(1)},${(height - 2 - (height - 4) * (v / max)).toFixed(1)}`).join(" ");
+  return svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "spark", "aria-hidden": "true" }, svg("polyline", { points: pts }));
+}
+
+/** The series of every group added up, bucket by bucket. */
+function total(groups) {
+  const points = new Map();
+  for (const group of groups) {
+    for (const p of group.series || []) {
+      const t = points.get(p.start) || { start: p.start, runs: 0, by_status: {}, duration_ms: { p95: null } };
+      t.runs += p.runs;
+      for (const [s, n] of Object.entries(p.by_status)) t.by_status[s] = (t.by_status[s] || 0) + n;
+      t.duration_ms.p95 = Math.max(t.duration_ms.p95 || 0, p.duration_ms.p95 || 0);
+      points.set(p.start, t);
+    }
+  }
+  return [...points.values()].sort((a, b) => (a.start < b.start ? -1 : 1));
+}
+
+export class StatsView {
+  constructor(params) {
+    this.by = params.get("by") || "workflow";
+    this.range = params.has("range") ? params.get("range") : "7d";
+    this.stops = [];
+  }
+
+  start() {
+    document.title = "flowledger · statistics";
+    setCrumbs(h("span", { text: "statistics" }));
+    const app = clear(document.getElementById("app"));
+    this.form = h("form", { class: "filters", id: "stats-filters" });
+    this.chart = h("section", { class: "chart-box", id: "stats-chart", "aria-label": "Runs per bucket" });
+    this.table = h("table", { class: "runs stats", id: "stats-table" });
+    app.append(this.form, this.chart, h("div", { class: "table-wrap" }, this.table));
+    this.buildFilters();
+    this.refresh().catch((err) => this.fail(err));
+    this.stops.push(every(POLL_MS, () => this.refresh()));
+    setLive(true);
+  }
+
+  stop() {
+    for (const stop of this.stops) stop();
+    this.stops = [];
+    setLive(false);
+  }
+
+  fail(err) {
+    if (err instanceof ApiError && err.status === 401) {
+      this.stop();
+      showKeyForm(route);
+      return;
+    }
+    showBanner(err.message);
+  }
+
+  buildFilters() {
+    const select = (name, label, options, value) => {
+      const el = h("select", { name, id: `s-${name}`, "aria-label": label });
+      for (const [v, text] of options) {
+        const option = h("option", { value: v, text });
+        if (v === value) option.selected = true;
+        el.append(option);
+      }
+      el.addEventListener("change", () => {
+        const params = new URLSearchParams({ by: this.form.elements.by.value, range: this.form.elements.range.value });
+        location.hash = "#/stats?" + params;
+      });
+      return h("label", { class: "field" }, h("span", { text: label }), el);
+    };
+    this.form.append(
+      select("by", "Group by", BY, this.by),
+      select("range", "Runs started", RANGES.map((r) => [r[0], r[1]]), this.range),
+      h("a", { class: "field-link", href: "#/errors", text: "error groups →" }),
+    );
+  }
+
+  async refresh() {
+    const range = RANGES.find((r) => r[0] === this.range) || RANGES[1];
+    const params = { by: this.by, bucket: range[3] };
+    if (range[2]) params.since = new Date(Date.now() - range[2]).toISOString();
+    const body = await api("/api/stats", params);
+    this.render(body.groups, range);
+  }
+
+  render(groups, range) {
+    const points = total(groups);
+    clear(this.chart).append(
+      h("h3", { text: `Runs per ${range[3]}, ${range[1]}` }),
+      points.length ? barChart(points) : h("p", { class: "muted", text: "No finished runs in this range." }),
+      h("p", { class: "legend muted small" }, h("span", { class: "swatch ok" }), " succeeded ", h("span", { class: "swatch failed" }), " failed or aborted"),
+    );
+    const starts = points.map((p) => p.start);
+    const table = clear(this.table);
+    const heads = [this.by, "runs", "trend", "failed", "success", "cost total", "cost avg", "min / max", "avg", "p50", "p95"];
+    table.append(h("thead", {}, h("tr", {}, heads.map((t) => h("th", { text: t })))));
+    const body = h("tbody");
+    for (const g of groups) {
+      const failed = Object.entries(g.by_status).reduce((n, [s, c]) => n + (FAILED.has(s) ? c : 0), 0);
+      body.append(
+        h(
+          "tr",
+          { dataset: { key: g.key } },
+          h("td", { class: "key", text: g.key || "(none)" }),
+          h("td", { class: "num", text: fmtCount(g.runs) }),
+          h("td", {}, sparkline(g.series || [], starts)),
+          h("td", { class: failed ? "num failed-count" : "num", text: fmtCount(failed) }),
+          h("td", { class: "num", text: g.success_rate === null ? "–" : `${(g.success_rate * 100).toFixed(1)} %` }),
+          h("td", { class: "num", text: fmtUsd(g.cost_usd.total) }),
+          h("td", { class: "num", text: fmtUsd(g.cost_usd.avg) }),
+          h("td", { class: "num", text: `${fmtUsd(g.cost_usd.min)} / ${fmtUsd(g.cost_usd.max)}` }),
+          h("td", { class: "num", text: fmtDuration(g.duration_ms.avg) }),
+          h("td", { class: "num", text: fmtDuration(g.duration_ms.p50) }),
+          h("td", { class: "num", text: fmtDuration(g.duration_ms.p95) }),
+        ),
+      );
+    }
+    if (!groups.length) body.append(h("tr", {}, h("td", { colspan: heads.length, class: "muted", text: "No finished runs in this range." })));
+    table.append(body);
+  }
+}

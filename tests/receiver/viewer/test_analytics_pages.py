@@ -1,0 +1,80 @@
+"""The error-group and statistics pages in real headless Chromium: groups, the run's link, SVG charts, injection."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.receiver.viewer._support import XSS, LiveReceiver, failed_run, typical_run
+
+pytestmark = pytest.mark.slow
+
+_MINUTE_NS = 60 * 1_000_000_000
+_WAIT_MS = 15_000
+
+
+def _fill(live: LiveReceiver) -> list[Any]:
+    base = time.time_ns() - 90 * _MINUTE_NS
+    runs = [
+        failed_run(start_ns=base),
+        failed_run(start_ns=base + _MINUTE_NS),
+        typical_run(start_ns=base + 2 * _MINUTE_NS),
+        typical_run(start_ns=base + 70 * _MINUTE_NS, workflow_id="billing"),
+        failed_run(start_ns=base + 71 * _MINUTE_NS, workflow_id="billing"),
+    ]
+    live.post([e for r in runs for e in r.events])
+    return runs
+
+
+def test_error_groups_page_lists_groups_and_a_run_links_to_its_group(live: LiveReceiver, page: Any) -> None:
+    """The errors page shows one row per group biggest first; a failed run's page links to its highlighted group."""
+    runs = _fill(live)
+    page.goto(f"{live.url}/#/errors")
+    page.wait_for_selector("#errors-table tbody tr[data-fingerprint]", timeout=_WAIT_MS)
+    rows = page.eval_on_selector_all(
+        "#errors-table tbody tr[data-fingerprint]",
+        "rows => rows.map(r => [r.dataset.fingerprint, r.querySelector('.count').textContent])",
+    )
+    api = live.get("/api/errors").json()["groups"]
+    assert rows == [[g["fingerprint"], str(g["count"])] for g in api]
+    assert rows[0][1] == "4"  # two failed order-intake runs, two failed attempts each
+    page.goto(f"{live.url}/#/runs/{runs[0].run_id}")
+    page.click("#error-group-link", timeout=_WAIT_MS)
+    page.wait_for_selector("#errors-table tr.selected", timeout=_WAIT_MS)
+    selected = page.get_attribute("#errors-table tr.selected", "data-fingerprint")
+    assert selected == live.get(f"/api/runs/{runs[0].run_id}").json()["error"]["fingerprint"]
+    page.click("#errors-table tr.selected td a", timeout=_WAIT_MS)
+    page.wait_for_selector("#run-error", timeout=_WAIT_MS)
+
+
+def test_stats_page_draws_its_charts_and_table(live: LiveReceiver, page: Any) -> None:
+    """The statistics page draws an SVG bar per hour with runs and a row per workflow with a sparkline."""
+    _fill(live)
+    page.goto(f"{live.url}/#/stats?by=workflow&range=24h")
+    page.wait_for_selector("#stats-chart svg.chart g.bar", timeout=_WAIT_MS)
+    hours = {p["start"] for g in live.get("/api/stats", bucket="hour").json()["groups"] for p in g["series"]}
+    assert page.eval_on_selector_all("#stats-chart svg.chart g.bar", "bars => bars.length") == len(hours) >= 2
+    keys = page.eval_on_selector_all("#stats-table tbody tr", "rows => rows.map(r => r.dataset.key)")
+    assert keys == ["order-intake", "billing"]
+    assert page.eval_on_selector_all("#stats-table svg.spark polyline", "lines => lines.length") == 2
+    page.select_option("#s-by", "node")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#stats-table tbody tr')].some(r => r.dataset.key === 'billing/price')",
+        timeout=_WAIT_MS,
+    )
+
+
+def test_an_injected_error_message_stays_text(live: LiveReceiver, page: Any) -> None:
+    """An error message holding HTML is shown as text on the errors page (no dialog, no element made)."""
+    run = failed_run(start_ns=time.time_ns() - _MINUTE_NS)
+    for event in run.events:
+        error = event["data"].get("error")
+        if error:
+            error["type"] = XSS
+    live.post(run.events)
+    page.goto(f"{live.url}/#/errors")
+    page.wait_for_selector("#errors-table tbody tr[data-fingerprint]", timeout=_WAIT_MS)
+    assert XSS in page.text_content("#errors-table tbody")
+    assert page.query_selector("#errors-table img") is None
