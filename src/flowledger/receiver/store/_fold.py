@@ -182,6 +182,8 @@ class RunState:
     finished_event_id: str | None = None
     finish_conflicts: str | None = None
     """JSON list of the statuses other run_finished events of the run reported against the kept one."""
+    cost_breakdown: str | None = None
+    """Canonical JSON of the cost by category, ``{key: {count, usd_nanos}}``; null for events without one."""
     seen: bool = False
     """Whether any event reached this state (not a column)."""
 
@@ -223,6 +225,8 @@ class NodeState:
     """Ledger row of the winning node_finished: its ``output`` and ``error.stack``."""
     started_event_id: str | None = None
     finished_event_id: str | None = None
+    cost_breakdown: str | None = None
+    """Canonical JSON of the cost by category, ``{key: {count, usd_nanos}}``; null for events without one."""
 
 
 NODE_COLUMNS: Final = tuple(f.name for f in fields(NodeState))
@@ -239,6 +243,8 @@ def _set_cost(state: RunState | NodeState, cost: dict[str, Any] | None) -> None:
     # Money is exact to the nano-dollar (flowledger._money): a noisy float from an older SDK is stored as
     # the amount it stands for, so that sums over runs stay exact.
     state.cost_usd = None if usd is None else nanos_to_usd(usd_to_nanos(usd))
+    breakdown = cost.get("breakdown")
+    state.cost_breakdown = canonical(breakdown) if breakdown else None
 
 
 def fold_run(state: RunState | None, event: FoldEvent) -> RunState:

@@ -15,6 +15,7 @@ import aiosqlite
 
 from flowledger._wire import EventKind, NodeStatus, RunStatus
 from flowledger.receiver.store._bulk import insert_rows
+from flowledger.receiver.store._custom_metrics import MetricTotals
 from flowledger.receiver.store._fold import (
     NODE_COLUMNS,
     RUN_COLUMNS,
@@ -114,6 +115,7 @@ class Projector:
         self._dirty_nodes: set[tuple[str, str]] = set()
         self._producers: dict[str, list[Any]] = {}
         """producer_id -> [max_seq, events, project, last_ts, last_run_id] of this batch."""
+        self._metrics = MetricTotals()
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
         """Read the stored states of every run and attempt the events touch."""
@@ -136,8 +138,24 @@ class Projector:
         if event.kind in _NODE_KINDS:
             node_key = (run_id, event.data["span_id"])
             nodes = self._nodes
-            nodes[node_key] = fold_node(nodes.get(node_key), event)
+            before = nodes.get(node_key)
+            first_finish = before is None or before.finished_event_id is None
+            node = nodes[node_key] = fold_node(before, event)
             self._dirty_nodes.add(node_key)
+            if (
+                first_finish
+                and node.finished_event_id == event.event_id
+                and node.completed_at is not None
+                and "metrics" in event.data
+            ):
+                run = runs[run_id]
+                self._metrics.observe(
+                    event.data["metrics"],
+                    project=event.project or run.project,
+                    workflow_id=event.data.get("workflow_id") or run.workflow_id,
+                    node_id=node.node_id,
+                    finished_at=node.completed_at,
+                )
         if producer_id is not None:
             counts = self._producers.get(producer_id)
             ts = event.ts
@@ -164,6 +182,7 @@ class Projector:
         if self._producers:
             rows = [(p, *c) for p, c in self._producers.items()]
             await insert_rows(conn, _SAVE_PRODUCERS, rows, width=6, tail=_SAVE_PRODUCERS_TAIL)
+        await self._metrics.flush(conn)
         self._dirty_runs.clear()
         self._dirty_nodes.clear()
         self._producers.clear()
