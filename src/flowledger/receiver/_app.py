@@ -28,7 +28,7 @@ from flowledger.receiver._retention import Retention
 from flowledger.receiver._state import ReceiverState, error_response
 from flowledger.receiver._sweeper import Sweeper
 from flowledger.receiver._writer import Writer
-from flowledger.receiver.api import _routes_ops, _routes_purge, _routes_query, _routes_tree
+from flowledger.receiver.api import _routes_metrics, _routes_ops, _routes_purge, _routes_query, _routes_tree
 from flowledger.receiver.ingest import _routes as _routes_ingest
 from flowledger.receiver.otlp import _routes as _routes_traces
 from flowledger.receiver.store._protocol import Store
@@ -45,6 +45,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     _routes_ops,
     _routes_traces,
     _routes_viewer,
+    _routes_metrics,
 )
 """Every module whose ``ROUTES`` list the app mounts, in order."""
 

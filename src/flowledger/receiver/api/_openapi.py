@@ -8,6 +8,7 @@ from typing import Any, Final
 from flowledger._version import __version__
 from flowledger._wire import RunStatus
 from flowledger.receiver._export import ExportFormat
+from flowledger.receiver.api._routes_metrics import CUSTOM_METRICS_PATH
 from flowledger.receiver.store._protocol import TOTAL_COUNT_MAX
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, detail_fields, listed_fields, record_schema
 
@@ -270,6 +271,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/metrics/custom": CUSTOM_METRICS_PATH,
             "/api/export": {
                 "get": {
                     "summary": "Stream every matching run as CSV or JSONL",

@@ -20,6 +20,7 @@ import click
 from flowledger._wire import NodeStatus, RunStatus
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._export import ExportFormat
+from flowledger.receiver.cli._node_records import breakdown_text, node_record_lines
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, RecordField
 
 if TYPE_CHECKING:
@@ -447,6 +448,8 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
             f"cost   {cost['tokens']} tokens, {cost['tool_calls']} tool calls, "
             f"{cost['external_requests']} requests, ${cost['usd']:.4f}"
         )
+        if cost.get("breakdown"):
+            console.print(f"       {breakdown_text(cost['breakdown'])}", markup=False, soft_wrap=True)
     table = _table("nodes")
     columns = _table_fields(NODE_FIELDS)
     for field in columns:
@@ -454,6 +457,8 @@ def show_command(run_id: str, as_json: bool, db: Path | None, url: str | None, a
     for node in run["nodes"]:
         table.add_row(*(_cell(field, node) for field in columns))
     console.print(table)
+    for line in node_record_lines(run["nodes"]):
+        console.print(line, markup=False, soft_wrap=True)
 
 
 @click.command("export")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from flowledger._wire import RunStatus
+from flowledger.receiver.store._custom_metrics import CustomMetricQuery
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._views import (
@@ -382,4 +383,8 @@ class Store(Protocol):
 
     async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """The input or output of a run as stored JSON text; QueryError for ``kind`` not one of a run's."""
+        ...
+
+    async def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]:
+        """Custom metric totals by workflow, node, name, labels and hour, newest hour first."""
         ...

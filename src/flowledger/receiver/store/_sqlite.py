@@ -24,6 +24,7 @@ from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
+from flowledger.receiver.store._custom_metrics import CustomMetricQuery, query_custom_metrics
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
@@ -690,6 +691,11 @@ class SqliteStore:
     async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """The input or output of a run as stored JSON text."""
         return await self._sync_read(lambda c: viewer_sql.run_payload(c, run_id, kind, project=project))
+
+    async def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]:
+        """Custom metric totals by workflow, node, name, labels and hour, newest hour first."""
+        async with self._reader() as conn:
+            return await query_custom_metrics(conn, query)
 
 
 async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:
