@@ -42,6 +42,20 @@ def test_yaml_1_2_scalars() -> None:
     """YAML is read as 1.2: `yes` stays a string, numbers and nulls are typed, tags are refused."""
     doc = parse_definition(b"a: yes\nb: 0x10\nc: 1.5\nd: null\ne: true\nf: -7\n", "wf.yaml")
     assert doc.data == {"a": "yes", "b": 16, "c": 1.5, "d": None, "e": True, "f": -7}
+    core = b"on: no\noff: Off\ny: 0777\nz: 0o17\nt: ~\nu:\nv: 1_000\nw: 12e3\nx: +.5\nk: 2001-12-14\nn: NULL\n"
+    assert parse_definition(core, "wf.yaml").data == {
+        "on": "no",
+        "off": "Off",
+        "y": 777,
+        "z": 15,
+        "t": None,
+        "u": None,
+        "v": "1_000",
+        "w": 12000.0,
+        "x": 0.5,
+        "k": "2001-12-14",
+        "n": None,
+    }
     assert _problems(b"a: !!binary aGVsbG8=\n", "wf.yaml") == [
         "wf.yaml:1:4: a: YAML values of type `binary` are not supported; quote `aGVsbG8=` to make it a string"
     ]

@@ -127,13 +127,13 @@ def test_codegen_public_surface() -> None:
 
 
 def test_import_flowledger_stays_light() -> None:
-    """`import flowledger` (and the workflow runtime) import neither jinja2, ruamel, click nor starlette."""
+    """`import flowledger` (and the workflow runtime) import neither jinja2, PyYAML, click nor starlette."""
     import subprocess
     import sys
 
     code = (
         "import sys, flowledger, flowledger.workflow; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jinja2', 'ruamel', 'click', 'starlette', 'uvicorn'}))"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jinja2', 'yaml', 'click', 'starlette', 'uvicorn'}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

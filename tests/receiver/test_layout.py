@@ -48,4 +48,4 @@ def test_a_stage_package_only_re_exports(stage: str) -> None:
 def test_static_files_ship_in_the_viewer_package() -> None:
     """The viewer's page and files sit in viewer/static/, beside the routes that serve them."""
     names = {p.name for p in (RECEIVER / "viewer" / "static").iterdir()}
-    assert {"index.html", "app.js", "app.css", "favicon.svg"} <= names
+    assert {"index.html", "app.js", "page.js", "dom.js", "app.css", "favicon.svg"} <= names

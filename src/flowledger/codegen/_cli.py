@@ -1,6 +1,6 @@
 """``flowledger validate`` and ``flowledger generate``.
 
-Importing this module is cheap: Jinja and ruamel.yaml are imported when a
+Importing this module is cheap: Jinja and PyYAML are imported when a
 command runs. A bad definition exits with code 2 and every problem on
 stderr, one per line; no command ever shows a traceback.
 """

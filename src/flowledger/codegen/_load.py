@@ -3,8 +3,9 @@
 Both formats produce the same :class:`Document`: plain Python values (dict,
 list, str, int, float, bool, None) plus the 1-based line and column of every
 value and of every mapping key, addressed by their path from the root. YAML
-is composed with ruamel.yaml and converted node by node, so duplicate keys
-are reported (all of them, not just the first) instead of silently merged.
+is composed by PyYAML's libyaml parser under the YAML 1.2 core schema and
+converted node by node, so duplicate keys are reported (all of them, not just
+the first) instead of silently merged.
 JSON is read by a small position-keeping parser built on the standard
 library's string scanner.
 """
@@ -16,7 +17,9 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path as FsPath
 from typing import Any, Final
 
@@ -96,16 +99,76 @@ def parse_definition(raw: bytes, file: str) -> Document:
 
 _TAG_PREFIX: Final = "tag:yaml.org,2002:"
 
+# The YAML 1.2 core schema's plain scalars (https://yaml.org/spec/1.2.2/#1032-tag-resolution): so `on`, `yes`
+# and `no` stay strings and `0777` an integer in base ten, unlike the YAML 1.1 rules PyYAML resolves by default.
+_CORE_SCHEMA: Final = (
+    ("null", r"^(?:~|null|Null|NULL|)$", "~nN"),
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+.0123456789",
+    ),
+)
+
+
+@cache
+def _composer() -> Callable[[str], Any]:
+    """A function composing YAML text into nodes with their marks, resolved by the YAML 1.2 core schema.
+
+    PyYAML's libyaml binding (``CParser``) parses and composes in C; without it (PyYAML built without
+    libyaml) the same resolver runs on the pure-Python parser.
+    """
+    # lazy: PyYAML is a dependency of the codegen extra that only YAML definitions need
+    import yaml
+    from yaml.resolver import BaseResolver
+
+    class CoreSchemaResolver(BaseResolver):  # type: ignore[misc]
+        pass
+
+    CoreSchemaResolver.yaml_implicit_resolvers = {}
+    for kind, pattern, first in _CORE_SCHEMA:
+        CoreSchemaResolver.add_implicit_resolver(_TAG_PREFIX + kind, re.compile(pattern), list(first) or None)
+    CoreSchemaResolver.add_implicit_resolver(_TAG_PREFIX + "null", re.compile(r"^$"), [""])
+
+    if getattr(yaml, "__with_libyaml__", False):
+        from yaml.cyaml import CParser
+
+        class Loader(CParser, CoreSchemaResolver):  # type: ignore[misc]
+            def __init__(self, stream: str) -> None:
+                CParser.__init__(self, stream)
+                CoreSchemaResolver.__init__(self)
+
+    else:  # pragma: no cover - PyYAML wheels ship libyaml
+        from yaml.composer import Composer
+        from yaml.parser import Parser
+        from yaml.reader import Reader
+        from yaml.scanner import Scanner
+
+        class Loader(Reader, Scanner, Parser, Composer, CoreSchemaResolver):  # type: ignore[no-redef,misc]
+            def __init__(self, stream: str) -> None:
+                Reader.__init__(self, stream)
+                Scanner.__init__(self)
+                Parser.__init__(self)
+                Composer.__init__(self)
+                CoreSchemaResolver.__init__(self)
+
+    def compose(text: str) -> Any:
+        loader = Loader(text)
+        try:
+            return loader.get_single_node()
+        finally:
+            loader.dispose()
+
+    return compose
+
 
 def _read_yaml(text: str, doc: Document, problems: Problems) -> None:
-    # lazy: ruamel.yaml is a heavy dependency of the codegen extra that only YAML definitions need
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    from yaml.error import MarkedYAMLError, YAMLError  # lazy, as in _composer
 
-    yaml = YAML(typ="safe", pure=True)
-    yaml.version = (1, 2)
     try:
-        root = yaml.compose(text)
+        root = _composer()(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
@@ -122,7 +185,7 @@ def _read_yaml(text: str, doc: Document, problems: Problems) -> None:
 
 
 def _convert_yaml(node: Any, path: Path, doc: Document, problems: Problems) -> Any:
-    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode  # lazy, as in _read_yaml
+    from yaml.nodes import MappingNode, ScalarNode, SequenceNode  # lazy, as in _composer
 
     line, column = node.start_mark.line + 1, node.start_mark.column + 1
     doc.values[path] = (line, column)

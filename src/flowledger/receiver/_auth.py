@@ -30,16 +30,28 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from flowledger._apikey import check_api_key
 from flowledger._exceptions import ConfigError
 
-__all__ = ["PROJECT_SCOPE_KEY", "PUBLIC_PATHS", "ApiKeys", "AuthMiddleware", "keys_from_env", "load_keys_file"]
+__all__ = [
+    "PROJECT_SCOPE_KEY",
+    "PUBLIC_PATHS",
+    "PUBLIC_PREFIX",
+    "ApiKeys",
+    "AuthMiddleware",
+    "keys_from_env",
+    "load_keys_file",
+]
 
 PROJECT_SCOPE_KEY: Final = "flowledger.project"
 """Where the middleware leaves the project of the request's API key."""
-PUBLIC_PATHS: Final = frozenset(
-    {"/healthz", "/openapi.json", "/", "/viewer/app.js", "/viewer/app.css", "/viewer/favicon.svg"}
-)
+PUBLIC_PATHS: Final = frozenset({"/healthz", "/openapi.json", "/"})
 """Paths that hold no run data: the viewer's page and files load without a key, its data routes need one."""
+PUBLIC_PREFIX: Final = "/viewer/"
+"""The viewer's own static files (scripts, styles, icon): no run data under it either."""
 _PROJECT: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _BEARER: Final = "bearer "
+
+
+def _public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX)
 
 
 def _digest(token: str) -> bytes:
@@ -112,7 +124,7 @@ class AuthMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys.enabled or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or not self.keys.enabled or _public(scope["path"]):
             await self.app(scope, receive, send)
             return
         header = None

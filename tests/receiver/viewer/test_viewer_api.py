@@ -94,12 +94,24 @@ def test_viewer_files_ship_inside_the_package() -> None:
 
 
 def test_scripts_write_values_as_text_only() -> None:
-    """app.js never assigns HTML: no innerHTML, outerHTML, insertAdjacentHTML, document.write or eval."""
-    script = resources.files("flowledger.receiver.viewer").joinpath("static", "app.js").read_text("utf-8")
-    for forbidden in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
-        assert forbidden not in script, forbidden
-    assert "http://" not in script.replace('"http:"', "")
-    assert "https://" not in script.replace('"https:"', "")
+    """No script of the viewer assigns HTML: no innerHTML, outerHTML, insertAdjacentHTML, document.write or eval."""
+    folder = resources.files("flowledger.receiver.viewer").joinpath("static")
+    scripts = [name for name in STATIC_FILES if name.endswith(".js")]
+    assert {"app.js", "dom.js", "page.js"} <= set(scripts)
+    for name in scripts:
+        script = folder.joinpath(name).read_text("utf-8")
+        for forbidden in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+            assert forbidden not in script, (name, forbidden)
+        assert "http://" not in script.replace('"http:"', ""), name
+        assert "https://" not in script.replace('"https:"', ""), name
+
+
+def test_every_module_the_scripts_import_is_served() -> None:
+    """Each ``import ... from "./x.js"`` of a viewer script names a file the receiver serves under /viewer/."""
+    folder = resources.files("flowledger.receiver.viewer").joinpath("static")
+    for name in [n for n in STATIC_FILES if n.endswith(".js")]:
+        for target in re.findall(r'^import .* from "\./([^"]+)";$', folder.joinpath(name).read_text("utf-8"), re.M):
+            assert target in STATIC_FILES, (name, target)
 
 
 def test_viewer_routes_do_not_shadow_the_query_api(live: LiveReceiver) -> None:
@@ -481,7 +493,8 @@ def test_api_keys_scope_every_viewer_route_to_the_key_project(tmp_path: Path) ->
         assert get(f"/api/viewer/runs/{mine.run_id}/attempts/{span}", "key-b").status_code == 404
         assert get(f"/api/viewer/runs/{mine.run_id}/payload/input", "key-b").status_code == 404
         assert httpx.get(f"{receiver.url}/api/viewer/runs").status_code == 401
-        for public in ("/", "/viewer/app.js", "/viewer/app.css"):  # no data in them: they load without a key
+        public_files = ("/", "/viewer/app.js", "/viewer/page.js", "/viewer/app.css")  # no data: they load without a key
+        for public in public_files:
             assert httpx.get(f"{receiver.url}{public}").status_code == 200
     finally:
         receiver.stop()

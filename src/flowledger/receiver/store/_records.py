@@ -18,7 +18,7 @@ migrations create have exactly those columns.
 
 Adding a field to node records: a ``NodeState`` field and where the fold sets
 it, a migration adding the column, one entry in :data:`NODE_FIELDS`, and the
-viewer's ``app.js`` if the page should show it.
+viewer's run page (``static/run.js``) if the page should show it.
 """
 
 from __future__ import annotations

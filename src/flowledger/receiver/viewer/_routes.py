@@ -72,12 +72,26 @@ ATTEMPT_PAGE_DEFAULT: Final = 200
 ATTEMPT_PAGE_MAX: Final = 2000
 _VIEWER_PACKAGE: Final = "flowledger.receiver.viewer"
 _VIEWER_DIR: Final = "static"
-STATIC_FILES: Final = {
-    "app.js": "text/javascript; charset=utf-8",
-    "app.css": "text/css; charset=utf-8",
-    "favicon.svg": "image/svg+xml",
+_MEDIA_TYPES: Final = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
 }
-"""Files under ``/viewer/`` and their media types; nothing else is served from there."""
+
+
+def _static_files() -> dict[str, str]:
+    folder = resources.files(_VIEWER_PACKAGE).joinpath(_VIEWER_DIR)
+    files = {}
+    for file in folder.iterdir():
+        suffix = "." + file.name.rpartition(".")[2]
+        if suffix in _MEDIA_TYPES:
+            files[file.name] = _MEDIA_TYPES[suffix]
+    return dict(sorted(files.items()))
+
+
+STATIC_FILES: Final = _static_files()
+"""Files under ``/viewer/`` (the scripts, styles and icon in ``static/``) and their media types; nothing else is
+served from there. A page added as a module of its own is served without touching this list."""
 _INDEX: Final = "index.html"
 _SECURITY_HEADERS: Final = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,

@@ -1,0 +1,63 @@
+// Talking to the receiver: JSON GETs with the tab's API key, the error banner, the key form.
+
+"use strict";
+
+import { clear, h } from "./dom.js";
+
+const KEY_STORAGE = "flowledger.apiKey";
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export async function api(path, params) {
+  const url = new URL(path, location.origin);
+  for (const [k, v] of Object.entries(params || {})) if (v !== null && v !== undefined && v !== "") url.searchParams.set(k, v);
+  const headers = { Accept: "application/json" };
+  const key = sessionStorage.getItem(KEY_STORAGE);
+  if (key) headers.Authorization = "Bearer " + key;
+  const response = await fetch(url, { headers, cache: "no-store" });
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      const body = await response.json();
+      if (body && typeof body.error === "string") message = body.error;
+    } catch {
+      /* not JSON */
+    }
+    throw new ApiError(response.status, message);
+  }
+  return response.json();
+}
+
+export function showBanner(message) {
+  const banner = document.getElementById("banner");
+  banner.textContent = message || "";
+  banner.hidden = !message;
+}
+
+export function showKeyForm(retry) {
+  if (document.getElementById("api-key")) return; // several requests can fail at once: one form
+  const app = clear(document.getElementById("app"));
+  const input = h("input", { type: "password", id: "api-key", autocomplete: "off", placeholder: "API key" });
+  const form = h(
+    "form",
+    {
+      class: "key-form",
+      on: {
+        submit: (ev) => {
+          ev.preventDefault();
+          sessionStorage.setItem(KEY_STORAGE, input.value.trim());
+          retry();
+        },
+      },
+    },
+    h("p", { text: "This receiver needs an API key. It is kept for this browser tab only." }),
+    input,
+    h("button", { type: "submit", text: "Use key" }),
+  );
+  app.append(form);
+}
