@@ -24,7 +24,7 @@ from typing import Any, Final, TypeAlias
 
 from flowledger._money import nanos_to_usd, usd_to_nanos
 
-__all__ = ["MAX_COST_KEYS", "Charge", "Cost", "CostCategory", "Penalty", "cost_key"]
+__all__ = ["MAX_COST_KEYS", "Charge", "Cost", "CostCategory", "Penalty", "cost_key", "cost_parts"]
 
 Charge: TypeAlias = int | tuple[int, float | Decimal]
 """One category's part of a cost: a count, or a ``(count, usd)`` pair that also says what it cost."""
@@ -60,7 +60,15 @@ class Penalty(enum.StrEnum):
     """An attempt cut at its ``timeout_s``: counted on that attempt."""
 
 
-_TOKEN_KEYS: Final = frozenset({CostCategory.TOKENS, CostCategory.TOKENS_IN, CostCategory.TOKENS_OUT})
+_TOTAL_OF: Final = {
+    "tokens": "tokens",
+    "tokens_in": "tokens",
+    "tokens_out": "tokens",
+    "tool_calls": "tool_calls",
+    "external_requests": "external_requests",
+}
+"""The total each unnamed key counts toward (``external_requests:<service>`` too; penalties and other: none)."""
+_EXTERNAL_PREFIX: Final = "external_requests:"
 
 
 def cost_key(category: CostCategory, name: str | None = None) -> str:
@@ -107,6 +115,60 @@ def _named(category: CostCategory, what: str, charges: Mapping[str, Charge]) -> 
         yield cost_key(category, name), count, nanos
 
 
+def cost_parts(
+    *,
+    tokens: Charge = 0,
+    tokens_in: Charge = 0,
+    tokens_out: Charge = 0,
+    tool_calls: Charge = 0,
+    external_requests: Charge | Mapping[str, Charge] = 0,
+    penalties: Mapping[str, Charge] | None = None,
+    usd: float | Decimal = 0.0,
+) -> list[tuple[str, int, int]]:
+    """The checked ``(key, count, nano-dollars)`` parts of a cost's arguments, zeros left out.
+
+    ValueError naming a bad argument.
+    """
+    parts: list[tuple[str, int, int]] = []
+    for key, charge in (
+        ("tokens", tokens),
+        ("tokens_in", tokens_in),
+        ("tokens_out", tokens_out),
+        ("tool_calls", tool_calls),
+    ):
+        if charge.__class__ is int:  # the common case: a plain count, often 0 (not given)
+            if charge == 0:
+                continue
+            if 0 < charge <= _MAX_COUNT:
+                parts.append((key, charge, 0))
+                continue
+        count, nanos = _charge(key, charge)
+        if count or nanos:
+            parts.append((key, count, nanos))
+    if isinstance(external_requests, Mapping):
+        parts += [
+            p for p in _named(CostCategory.EXTERNAL_REQUESTS, "external_requests", external_requests) if p[1] or p[2]
+        ]
+    elif not (external_requests.__class__ is int and external_requests == 0):
+        count, nanos = _charge("external_requests", external_requests)
+        if count or nanos:
+            parts.append((CostCategory.EXTERNAL_REQUESTS.value, count, nanos))
+    if penalties is not None:
+        parts += [p for p in _named(CostCategory.PENALTY, "penalties", penalties) if p[1] or p[2]]
+    if usd:
+        try:
+            other = usd_to_nanos(usd)
+        except ValueError:
+            other = -1
+        if other < 0:
+            raise ValueError(f"cost must be counts and an amount of zero or more, got usd={usd!r}")
+        if other:
+            parts.append((CostCategory.OTHER.value, 0, other))
+    elif isinstance(usd, bool) or not isinstance(usd, int | float | Decimal):  # a zero of another kind
+        raise ValueError(f"cost must be counts and an amount of zero or more, got usd={usd!r}")
+    return parts
+
+
 _lock = threading.Lock()
 """One lock for every total: additions are rare and short. A forked child gets a fresh one, so a
 total that crossed the fork while another thread of the parent held the lock cannot hang the child."""
@@ -148,6 +210,8 @@ class Cost:
         self.usd_nanos = 0
         """US dollars spent, in whole nano-dollars (exact)."""
         self._items: dict[str, list[int]] = {}
+        if not (tokens or tokens_in or tokens_out or tool_calls or external_requests or penalties or usd):
+            return  # nothing to add (a fresh running total)
         self.add(
             tokens=tokens,
             tokens_in=tokens_in,
@@ -187,56 +251,49 @@ class Cost:
         penalty kinds to those. ``usd`` is money tied to no category. Amounts
         are read as the decimal they print as and kept to the nano-dollar (a Decimal is welcome).
         """
-        parts: list[tuple[str, int, int]] = []
-        for category, charge in (
-            (CostCategory.TOKENS, tokens),
-            (CostCategory.TOKENS_IN, tokens_in),
-            (CostCategory.TOKENS_OUT, tokens_out),
-            (CostCategory.TOOL_CALLS, tool_calls),
-        ):
-            count, nanos = _charge(category.value, charge)
-            parts.append((category.value, count, nanos))
-        if isinstance(external_requests, Mapping):
-            parts += _named(CostCategory.EXTERNAL_REQUESTS, "external_requests", external_requests)
-        else:
-            count, nanos = _charge("external_requests", external_requests)
-            parts.append((CostCategory.EXTERNAL_REQUESTS.value, count, nanos))
-        if penalties is not None:
-            parts += _named(CostCategory.PENALTY, "penalties", penalties)
-        try:
-            other = usd_to_nanos(usd)
-        except ValueError:
-            other = -1
-        if other < 0:
-            raise ValueError(f"cost must be counts and an amount of zero or more, got usd={usd!r}")
-        parts.append((CostCategory.OTHER.value, 0, other))
-        self._add_parts(parts)
+        self.add_parts(
+            cost_parts(
+                tokens=tokens,
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
+                tool_calls=tool_calls,
+                external_requests=external_requests,
+                penalties=penalties,
+                usd=usd,
+            )
+        )
 
     def merge(self, other: Cost) -> None:
         """Add everything ``other`` holds to this total."""
-        self._add_parts([(key, count, nanos) for key, (count, nanos) in other.breakdown.items()])
+        self.add_parts([(key, count, nanos) for key, (count, nanos) in other.breakdown.items()])
 
-    def _add_parts(self, parts: list[tuple[str, int, int]]) -> None:
-        parts = [p for p in parts if p[1] or p[2]]
+    def add_parts(self, parts: list[tuple[str, int, int]]) -> None:
+        """Add checked ``(key, count, nano-dollars)`` parts (what :func:`cost_parts` makes).
+
+        ValueError (nothing added) past :data:`MAX_COST_KEYS` keys.
+        """
         if not parts:
             return
+        items = self._items
         with _lock:
-            new = {key for key, _, _ in parts} - self._items.keys()
-            if len(self._items) + len(new) > MAX_COST_KEYS:
+            if len(items) + len(parts) > MAX_COST_KEYS and len(items.keys() | {p[0] for p in parts}) > MAX_COST_KEYS:
                 raise ValueError(f"a cost holds at most {MAX_COST_KEYS} categories and names; nothing was added")
             for key, count, nanos in parts:
-                item = self._items.get(key)
+                item = items.get(key)
                 if item is None:
-                    self._items[key] = [count, nanos]
+                    items[key] = [count, nanos]
                 else:
                     item[0] += count
                     item[1] += nanos
-                category = key.partition(":")[0]
-                if category in _TOKEN_KEYS:
+                total = _TOTAL_OF.get(key)
+                if total is None:
+                    if key.startswith(_EXTERNAL_PREFIX):
+                        self.external_requests += count
+                elif total == "tokens":
                     self.tokens += count
-                elif category == CostCategory.TOOL_CALLS:
+                elif total == "tool_calls":
                     self.tool_calls += count
-                elif category == CostCategory.EXTERNAL_REQUESTS:
+                else:
                     self.external_requests += count
                 self.usd_nanos += nanos
 
@@ -256,14 +313,16 @@ class Cost:
 
         ``breakdown`` is ``{key: {"count", "usd_nanos"}}`` (integers: exact).
         """
-        breakdown = self.breakdown
-        return {
-            "tokens": self.tokens,
-            "tool_calls": self.tool_calls,
-            "external_requests": self.external_requests,
-            "usd": nanos_to_usd(self.usd_nanos),
-            "breakdown": {key: {"count": count, "usd_nanos": nanos} for key, (count, nanos) in breakdown.items()},
-        }
+        with _lock:
+            items = sorted(self._items.items())
+            breakdown = {key: {"count": count, "usd_nanos": nanos} for key, (count, nanos) in items}
+            return {
+                "tokens": self.tokens,
+                "tool_calls": self.tool_calls,
+                "external_requests": self.external_requests,
+                "usd": nanos_to_usd(self.usd_nanos),
+                "breakdown": breakdown,
+            }
 
     @classmethod
     def from_dict(cls, wire: Mapping[str, Any]) -> Cost:
@@ -294,5 +353,5 @@ class Cost:
                 if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
                     raise ValueError(f"the breakdown entry {key!r} must hold whole numbers of zero or more")
             parts.append((checked, count, nanos))
-        cost._add_parts(parts)
+        cost.add_parts([p for p in parts if p[1] or p[2]])
         return cost

@@ -32,7 +32,7 @@ from flowledger._wire import EventKind, NodeStatus, format_ts
 from flowledger.instrument import _heartbeat
 from flowledger.instrument._artifact import MAX_ARTIFACTS_PER_ATTEMPT, Source, artifact_record
 from flowledger.instrument._capture import RawJSON, capture
-from flowledger.instrument._cost import Charge, Cost, Penalty
+from flowledger.instrument._cost import Charge, Cost, Penalty, cost_parts
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
 from flowledger.instrument._metric import MetricSeries, check_metric
 from flowledger.instrument._otel import SpanScope, context_from_traceparent, format_traceparent
@@ -601,7 +601,7 @@ def cost(
     error and adds nothing.
     """
     try:
-        added = Cost(
+        parts = cost_parts(
             tokens=tokens,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
@@ -613,9 +613,9 @@ def cost(
         node_attempt = current_node()
         run = current_run()
         if node_attempt is not None:
-            node_attempt.cost.merge(added)
+            node_attempt.cost.add_parts(parts)
         if run is not None:
-            run.cost.merge(added)
+            run.cost.add_parts(parts)
     except Exception as exc:
         pipeline().internal_error("cost", exc)
 
