@@ -117,7 +117,7 @@ def demo() -> None:
     run(PY, str(ROOT / "examples" / "demo.py"))
 
 
-BENCHMARKS = ("sdk_overhead.py", "ingest.py", "codegen.py", "query_runs.py", "purge.py")
+BENCHMARKS = ("sdk_overhead.py", "ingest.py", "codegen.py", "query_runs.py", "purge.py", "node_records.py")
 
 
 def bench() -> None:
