@@ -63,10 +63,22 @@ def test_run_page_shows_cost_by_category_metrics_and_artifacts(live: LiveReceive
     page.wait_for_selector("#panel-artifacts", timeout=_WAIT_MS)
     assert _cells(page, "#panel-cost-breakdown") == _cells(page, "#run-cost-breakdown")
     (metric,) = _cells(page, "#panel-metrics")
-    assert metric[:3] == ["provider_cache_hit", f"provider={XSS}", "0"]
-    assert "2 values · sum 1 · min 0 · max 1" in metric[3]
-    shown, huge = _cells(page, "#panel-artifacts")
-    assert shown == [XSS, "application/json", "2.0 KiB", _SHA[:16] + "…", "s3://bucket/a.json"]
-    assert huge[2] == "50.0 MiB"
-    assert huge[3] == "not hashed: over the limit"
+    assert metric[:2] == ["provider_cache_hit", f"provider={XSS}"]
+    assert metric[2] == "02 values · sum 1 · min 0 · max 1"  # the last value, then the summary below it
+    shown, huge = page.eval_on_selector_all(
+        "#panel-artifacts li",
+        "items => items.map(i => ({name: i.dataset.artifact, meta: i.querySelector('.meta').textContent,"
+        " sha: i.querySelector('.sha').textContent, sha_title: i.querySelector('.sha').title,"
+        " uri: i.querySelector('.uri')?.textContent ?? null}))",
+    )
+    assert shown == {
+        "name": XSS,
+        "meta": " application/json · 2.0 KiB",
+        "sha": f"sha256 {_SHA[:16]}…",
+        "sha_title": _SHA,
+        "uri": "s3://bucket/a.json",
+    }
+    assert huge["meta"] == " 50.0 MiB"
+    assert huge["sha"] == "not hashed: over the limit"
+    assert huge["uri"] is None
     assert page.query_selector("img") is None  # names and labels are text, never markup

@@ -39,49 +39,42 @@ function section(title, id, ...content) {
   return h("section", { class: "records-section", id }, h("h4", { text: title }), ...content);
 }
 
-// An attempt's metrics: one row per name and labels, the last value with count, sum, min and max.
+// An attempt's metrics: one row per name and labels with its last value (count, sum, min and max below it).
 export function metricsSection(metrics) {
   if (!metrics || !metrics.length) return null;
   const rows = metrics.map((m) => {
     const labels = Object.entries(m.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+    const summary = m.count > 1 ? h("div", { class: "muted small summary", text: `${fmtCount(m.count)} values · sum ${m.sum} · min ${m.min} · max ${m.max}` }) : null;
     return h(
       "tr",
       { dataset: { metric: m.name } },
       h("td", { class: "mono", text: m.name }),
       h("td", { class: "mono small", text: labels }),
-      h("td", { class: "num", text: String(m.value) }),
-      h("td", { class: "num muted small", text: m.count > 1 ? `${fmtCount(m.count)} values · sum ${m.sum} · min ${m.min} · max ${m.max}` : "" }),
+      h("td", { class: "num" }, h("span", { class: "value", text: String(m.value) }), summary),
     );
   });
   return section(
     "Metrics",
     "panel-metrics",
-    h("table", { class: "records" }, h("thead", {}, h("tr", {}, h("th", { text: "name" }), h("th", { text: "labels" }), h("th", { class: "num", text: "value" }), h("th", {}))), h("tbody", {}, rows)),
+    h("table", { class: "records" }, h("thead", {}, h("tr", {}, h("th", { text: "name" }), h("th", { text: "labels" }), h("th", { class: "num", text: "value" }))), h("tbody", {}, rows)),
   );
 }
 
-// An attempt's artifacts: name, media type, size, sha256 (or why there is none), and where it is.
+// An attempt's artifacts, one block each: name, media type and size; sha256 (or why there is none); where it is.
 export function artifactsSection(artifacts) {
   if (!artifacts || !artifacts.length) return null;
-  const rows = artifacts.map((a) =>
-    h(
-      "tr",
+  const items = artifacts.map((a) => {
+    const meta = [a.media_type, a.size_bytes === null || a.size_bytes === undefined ? null : fmtBytes(a.size_bytes)].filter(Boolean).join(" · ");
+    const hash = a.sha256
+      ? h("div", { class: "mono small sha", title: a.sha256, text: `sha256 ${a.sha256.slice(0, 16)}…` })
+      : h("div", { class: "muted small sha", text: a.sha256_skipped ? `not hashed: ${a.sha256_skipped}` : "no sha256" });
+    return h(
+      "li",
       { dataset: { artifact: a.name } },
-      h("td", { class: "mono", text: a.name }),
-      h("td", { class: "small", text: a.media_type || "" }),
-      h("td", { class: "num", title: a.size_bytes === null ? "" : `${fmtCount(a.size_bytes)} bytes`, text: fmtBytes(a.size_bytes) }),
-      h("td", { class: "mono small hash" }, a.sha256 ? h("span", { title: a.sha256, text: a.sha256.slice(0, 16) + "…" }) : h("span", { class: "muted", text: a.sha256_skipped ? `not hashed: ${a.sha256_skipped}` : "" })),
-      h("td", { class: "mono small uri", text: a.uri || "" }),
-    ),
-  );
-  return section(
-    "Artifacts",
-    "panel-artifacts",
-    h(
-      "table",
-      { class: "records" },
-      h("thead", {}, h("tr", {}, h("th", { text: "name" }), h("th", { text: "type" }), h("th", { class: "num", text: "size" }), h("th", { text: "sha256" }), h("th", { text: "uri" }))),
-      h("tbody", {}, rows),
-    ),
-  );
+      h("div", {}, h("span", { class: "mono name", text: a.name }), h("span", { class: "muted small meta", text: meta ? ` ${meta}` : "" })),
+      hash,
+      a.uri ? h("div", { class: "mono small uri", text: a.uri }) : null,
+    );
+  });
+  return section("Artifacts", "panel-artifacts", h("ul", { class: "artifacts" }, items));
 }
