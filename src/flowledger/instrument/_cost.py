@@ -20,6 +20,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
+from reprlib import repr as _q  # quoted, and cut short: a message never carries a whole value
 from typing import Any, Final, TypeAlias
 
 from flowledger._money import nanos_to_usd, usd_to_nanos
@@ -82,7 +83,7 @@ def cost_key(category: CostCategory, name: str | None = None) -> str:
     if not isinstance(name, str) or _NAME.fullmatch(name) is None:
         raise ValueError(
             f"a {category.value} name must be 1 to 64 letters, digits, '_', '.' or '-' starting with a letter "
-            f"or digit, got {name!r}"
+            f"or digit, got {_q(name)}"
         )
     return f"{category.value}:{name}"
 
@@ -91,7 +92,7 @@ def _charge(what: str, charge: Any) -> tuple[int, int]:
     """``(count, nano-dollars)`` of one argument; ValueError naming it when it is not a valid charge."""
     if isinstance(charge, tuple):
         if len(charge) != 2:
-            raise ValueError(f"{what} must be a count or a (count, usd) pair, got {charge!r}")
+            raise ValueError(f"{what} must be a count or a (count, usd) pair, got {_q(charge)}")
         count, usd = charge
         try:
             nanos = usd_to_nanos(usd)
@@ -101,17 +102,17 @@ def _charge(what: str, charge: Any) -> tuple[int, int]:
         count, nanos = charge, 0
         usd = 0
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= _MAX_COUNT:
-        raise ValueError(f"{what} must be a whole count of zero or more, got {count!r}")
+        raise ValueError(f"{what} must be a whole count of zero or more, got {_q(count)}")
     if nanos < 0:
-        raise ValueError(f"the dollars of {what} must be an amount of zero or more, got {usd!r}")
+        raise ValueError(f"the dollars of {what} must be an amount of zero or more, got {_q(usd)}")
     return count, nanos
 
 
 def _named(category: CostCategory, what: str, charges: Mapping[str, Charge]) -> Iterator[tuple[str, int, int]]:
     if not isinstance(charges, Mapping):
-        raise ValueError(f"{what} must be a mapping of names to counts, got {charges!r}")
+        raise ValueError(f"{what} must be a mapping of names to counts, got {_q(charges)}")
     for name, charge in charges.items():
-        count, nanos = _charge(f"{what}[{name!r}]", charge)
+        count, nanos = _charge(f"{what}[{_q(name)}]", charge)
         yield cost_key(category, name), count, nanos
 
 
@@ -161,11 +162,11 @@ def cost_parts(
         except ValueError:
             other = -1
         if other < 0:
-            raise ValueError(f"cost must be counts and an amount of zero or more, got usd={usd!r}")
+            raise ValueError(f"cost must be counts and an amount of zero or more, got usd={_q(usd)}")
         if other:
             parts.append((CostCategory.OTHER.value, 0, other))
     elif isinstance(usd, bool) or not isinstance(usd, int | float | Decimal):  # a zero of another kind
-        raise ValueError(f"cost must be counts and an amount of zero or more, got usd={usd!r}")
+        raise ValueError(f"cost must be counts and an amount of zero or more, got usd={_q(usd)}")
     return parts
 
 
@@ -338,20 +339,20 @@ class Cost:
             )
             return cost
         if not isinstance(breakdown, Mapping):
-            raise ValueError(f"a cost's breakdown must be an object, got {breakdown!r}")
+            raise ValueError(f"a cost's breakdown must be an object, got {_q(breakdown)}")
         parts: list[tuple[str, int, int]] = []
         for key, entry in breakdown.items():
             category, _, name = str(key).partition(":")
             try:
                 checked = cost_key(CostCategory(category), name or None)
             except ValueError as exc:
-                raise ValueError(f"a cost's breakdown has a bad key {key!r}: {exc}") from None
+                raise ValueError(f"a cost's breakdown has a bad key {_q(key)}: {exc}") from None
             if not isinstance(entry, Mapping):
-                raise ValueError(f"the breakdown entry {key!r} must be an object, got {entry!r}")
+                raise ValueError(f"the breakdown entry {_q(key)} must be an object, got {_q(entry)}")
             count, nanos = entry.get("count", 0), entry.get("usd_nanos", 0)
             for value in (count, nanos):
                 if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
-                    raise ValueError(f"the breakdown entry {key!r} must hold whole numbers of zero or more")
+                    raise ValueError(f"the breakdown entry {_q(key)} must hold whole numbers of zero or more")
             parts.append((checked, count, nanos))
         cost.add_parts([p for p in parts if p[1] or p[2]])
         return cost

@@ -18,6 +18,7 @@ import math
 import re
 import threading
 from collections.abc import Mapping
+from reprlib import repr as _q  # quoted, and cut short: a message never carries a whole value
 from typing import Any, Final
 
 from flowledger._exceptions import UsageError
@@ -54,11 +55,11 @@ def _label_value(metric: str, key: str, value: Any) -> str:
         return str(value)
     if not isinstance(value, str):
         raise UsageError(
-            f"metric {metric!r}: label {key!r} must be a string, an int or a bool, got {type(value).__name__}"
+            f"metric {_q(metric)}: label {_q(key)} must be a string, an int or a bool, got {type(value).__name__}"
         )
     if len(value) > MAX_LABEL_VALUE_CHARS:
         raise UsageError(
-            f"metric {metric!r}: label {key!r} has {len(value)} characters; keep label values to "
+            f"metric {_q(metric)}: label {_q(key)} has {len(value)} characters; keep label values to "
             f"{MAX_LABEL_VALUE_CHARS} (a label should take few distinct values)"
         )
     return value
@@ -68,24 +69,24 @@ def check_metric(name: Any, value: Any, labels: Mapping[str, Any]) -> tuple[Seri
     """The series key and the value of one metric value; UsageError saying what is wrong."""
     if not isinstance(name, str) or _NAME.fullmatch(name) is None:
         raise UsageError(
-            f"a metric name must be 1 to 128 letters, digits or '_', not starting with a digit, got {name!r}"
+            f"a metric name must be 1 to 128 letters, digits or '_', not starting with a digit, got {_q(name)}"
         )
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UsageError(f"metric {name!r}: the value must be an int or a float, got {type(value).__name__}")
+        raise UsageError(f"metric {_q(name)}: the value must be an int or a float, got {type(value).__name__}")
     if not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
-        raise UsageError(f"metric {name!r}: the value must be finite, of magnitude at most 2**53, got {value!r}")
+        raise UsageError(f"metric {_q(name)}: the value must be finite, of magnitude at most 2**53, got {value!r}")
     if len(labels) > MAX_LABELS:
-        raise UsageError(f"metric {name!r} has {len(labels)} labels; at most {MAX_LABELS} are kept")
+        raise UsageError(f"metric {_q(name)} has {len(labels)} labels; at most {MAX_LABELS} are kept")
     pairs: list[tuple[str, str]] = []
     for key, label in labels.items():
         if _LABEL.fullmatch(key) is None or key.startswith("__"):
             raise UsageError(
-                f"metric {name!r}: the label name {key!r} must be 1 to 64 letters, digits or '_', "
+                f"metric {_q(name)}: the label name {_q(key)} must be 1 to 64 letters, digits or '_', "
                 "not starting with a digit or '__'"
             )
         if key in RESERVED_LABELS:
             raise UsageError(
-                f"metric {name!r}: {key!r} cannot be a label; the receiver keeps each value with its workflow "
+                f"metric {_q(name)}: {_q(key)} cannot be a label; the receiver keeps each value with its workflow "
                 "and node, and a label per run would make one series per run"
             )
         pairs.append((key, _label_value(name, key, label)))
@@ -109,7 +110,7 @@ class MetricSeries:
             if summary is None:
                 if len(self._series) >= MAX_SERIES_PER_ATTEMPT:
                     raise UsageError(
-                        f"metric {key[0]!r}: a node attempt records at most {MAX_SERIES_PER_ATTEMPT} series "
+                        f"metric {_q(key[0])}: a node attempt records at most {MAX_SERIES_PER_ATTEMPT} series "
                         "(names and label sets); use labels that take few distinct values"
                     )
                 self._series[key] = [1, value, value, value, value]
