@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
-from tests.receiver._support import LiveReceiver, RunEvents
+from flowledger.receiver._config import ReceiverConfig
+from tests.receiver._support import LiveReceiver, RunEvents, start_receiver
 
 
 def _with_metrics(run: RunEvents, node_id: str, metrics: list[dict[str, Any]]) -> dict[str, Any]:
@@ -69,3 +71,19 @@ def test_a_bad_metric_rejects_its_event_only(live: LiveReceiver) -> None:
     assert answer["accepted"] == len(events) - 3
     assert good in events
     assert [row[3:6] for row in _rows(live)] == [("cache_hit", "{}", 1)]
+
+
+def test_an_api_key_sees_its_projects_totals_only(receiver_config: ReceiverConfig) -> None:
+    """/api/metrics/custom answers a key the rows of its project; no key is a 401."""
+    live = start_receiver(replace(receiver_config, api_keys={"key-a": "proj-a", "key-b": "proj-b"}))
+    try:
+        for key in ("key-a", "key-b"):
+            run = RunEvents(workflow_id="agent").start().node("ask").finish()
+            _with_metrics(run, "ask", [_summary(1, name=f"hits_{key[-1]}")])
+            answer = live.post(run.events, headers={"authorization": f"Bearer {key}"}).json()
+            assert answer["accepted"] == len(run.events)
+        seen = live.get("/api/metrics/custom", headers={"authorization": "Bearer key-a"}).json()["metrics"]
+        assert [(row["project"], row["name"]) for row in seen] == [("proj-a", "hits_a")]
+        assert live.get("/api/metrics/custom").status_code == 401
+    finally:
+        live.stop()
