@@ -117,7 +117,16 @@ def demo() -> None:
     run(PY, str(ROOT / "examples" / "demo.py"))
 
 
-BENCHMARKS = ("sdk_overhead.py", "ingest.py", "codegen.py", "query_runs.py", "purge.py", "node_records.py")
+BENCHMARKS = (
+    "sdk_overhead.py",
+    "ingest.py",
+    "codegen.py",
+    "query_runs.py",
+    "purge.py",
+    "integrity.py",
+    "resume.py",
+    "node_records.py",
+)
 
 
 def bench() -> None:
@@ -128,9 +137,14 @@ def bench() -> None:
         run(PY, str(ROOT / "benchmarks" / name))
 
 
+def faults() -> None:
+    """Run the fault suite at its long scale and write RELIABILITY.md from that run."""
+    run(PY, "-m", "tests.faults.report", "--scale", "long", "-o", ROOT / "RELIABILITY.md")
+
+
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in {"demo", "test", "bench", "setup"}:
-        sys.exit("usage: python3 tasks.py demo | test [pytest args] | bench | setup")
+    if len(sys.argv) < 2 or sys.argv[1] not in {"demo", "test", "bench", "faults", "setup"}:
+        sys.exit("usage: python3 tasks.py demo | test [pytest args] | bench | faults | setup")
     setup()
     command = sys.argv[1]
     if command == "test":
@@ -139,6 +153,8 @@ def main() -> None:
         demo()
     elif command == "bench":
         bench()
+    elif command == "faults":
+        faults()
 
 
 if __name__ == "__main__":

@@ -15,82 +15,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from flowledger._wire import format_ts, new_event_id  # noqa: E402
-from flowledger.receiver._config import IngestLimits  # noqa: E402
-from flowledger.receiver._validate import prepare_event  # noqa: E402
-from flowledger.receiver.store._event import PreparedEvent  # noqa: E402
+from tests.receiver._many_runs import fill_ledger  # noqa: E402
+
 from flowledger.receiver.store._protocol import PurgeSelection  # noqa: E402
 from flowledger.receiver.store._sqlite import SqliteStore  # noqa: E402
-
-_CHUNK_RUNS = 1_000
-
-
-def run_events(producer: str, seq0: int, clock: int) -> list[dict[str, Any]]:
-    """The 4 events of one small run."""
-    run_id, span, node_span = new_event_id(), secrets.token_hex(8), secrets.token_hex(8)
-    base = {"v": 1, "run_id": run_id, "producer_id": producer, "project": None}
-    start, node_start = format_ts(clock), format_ts(clock + 1_000_000)
-    common = {"node_id": "fetch", "span_id": node_span, "parent_span_id": span, "attempt": 1}
-    datas = [
-        (
-            "run_started",
-            start,
-            {
-                "workflow_id": "bench",
-                "trigger_type": "manual",
-                "trigger_data": {"order": 42},
-                "dry_run": False,
-                "span_id": span,
-                "trace_id": secrets.token_hex(16),
-            },
-        ),
-        ("node_started", node_start, {**common, "input": {"order": 42, "note": secrets.token_hex(16)}}),
-        (
-            "node_finished",
-            format_ts(clock + 2_000_000),
-            {**common, "status": "succeeded", "started_at": node_start, "duration_ms": 1.0, "output": {"ok": True}},
-        ),
-        (
-            "run_finished",
-            format_ts(clock + 3_000_000),
-            {
-                "status": "succeeded",
-                "started_at": start,
-                "duration_ms": 3.0,
-                "cost": {"tokens": 1, "tool_calls": 0, "external_requests": 0, "usd": 0.001},
-            },
-        ),
-    ]
-    return [
-        {**base, "event_id": new_event_id(), "kind": kind, "seq": i, "ts": ts, "producer_seq": seq0 + i, "data": data}
-        for i, (kind, ts, data) in enumerate(datas)
-    ]
-
-
-async def fill(store: SqliteStore, runs: int) -> None:
-    producer, seq, clock = new_event_id(), 0, time.time_ns() - 86_400 * 10**9
-    limits = IngestLimits()
-    for start in range(0, runs, _CHUNK_RUNS):
-        raw = []
-        for _ in range(min(_CHUNK_RUNS, runs - start)):
-            raw += run_events(producer, seq, clock)
-            seq += 4
-            clock += 10_000_000
-        prepared = [prepare_event(e, i, limits, None, plain_floats=True) for i, e in enumerate(raw)]
-        events = [e for e in prepared if isinstance(e, PreparedEvent)]
-        if len(events) != len(prepared):
-            raise SystemExit(f"the benchmark's events are not valid: {prepared}")
-        await store.append(events)
 
 
 async def main() -> None:
@@ -104,7 +40,7 @@ async def main() -> None:
         await store.open()
         started = time.perf_counter()
         try:
-            await fill(store, args.runs)
+            await fill_ledger(store, args.runs)
         finally:
             await store.close()
         fill_s = time.perf_counter() - started

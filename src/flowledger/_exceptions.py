@@ -28,7 +28,8 @@ The hierarchy::
         │   ├── LedgerIntegrityError   the ledger's hash chain does not verify
         │   └── SchemaVersionError     the database was written by a newer flowledger
         ├── ProofError                 a checkpoint or proof does not verify (signature, shape, or contents)
-        └── ReceiverError              a receiver answered with an error
+        ├── ReceiverError              a receiver answered with an error
+        └── ResumeRefused              a run cannot be resumed: a recorded output does not match the ledger, ...
 
 The exceptions users import go by the name they import them by: their
 ``__module__`` is their public home (``flowledger.RunAborted``, not
@@ -65,6 +66,7 @@ __all__ = [
     "ReceiverError",
     "RemoteNodeError",
     "ReportedFailure",
+    "ResumeRefused",
     "RunAborted",
     "RuntimeFailure",
     "SchemaVersionError",
@@ -175,6 +177,11 @@ class KeyFileError(UsageError):
 
 class ReceiverError(RuntimeFailure):
     """A receiver answered a request with an error."""
+
+
+@_public("flowledger.workflow")
+class ResumeRefused(RuntimeFailure):
+    """A run cannot be resumed: a recorded output does not match the ledger, or what it needs was not recorded."""
 
 
 @_public("flowledger")

@@ -37,10 +37,16 @@ from functools import cache
 from typing import Any, Final
 
 __all__ = [
+    "FULL_CAPTURE_MAX_BYTES",
+    "NODE_SHA256_ATTRIBUTE",
+    "RESUME_APP_PATH",
+    "REUSED_FROM_ATTRIBUTE",
     "WIRE_VERSION",
     "AbortReason",
+    "CaptureMode",
     "EventKind",
     "NodeStatus",
+    "OutputCapture",
     "RunStatus",
     "TriggerType",
     "event_schema",
@@ -116,6 +122,40 @@ class TriggerType(enum.StrEnum):
     MANUAL = "manual"
     HTTP = "http"
     SCHEDULE = "schedule"
+
+
+class CaptureMode(enum.StrEnum):
+    """How much of a node's output is recorded (a definition's and the SDK's ``capture``)."""
+
+    PREVIEW = "preview"
+    """The default: a redacted preview cut at the capture limit (4 KiB)."""
+    FULL = "full"
+    """Also the complete output, content-addressed (``output_sha256``), up to :data:`FULL_CAPTURE_MAX_BYTES`."""
+
+
+class OutputCapture(enum.StrEnum):
+    """What became of a full capture (``output_capture``): only ``full`` may be reused by a resume."""
+
+    FULL = "full"
+    """The complete output is stored, byte for byte as recorded."""
+    REDACTED = "redacted"
+    """A key that looks secret was redacted: the stored output is not the real one."""
+    UNREPRESENTABLE = "unrepresentable"
+    """The output holds values with no JSON form (bytes, objects): it was recorded as markers."""
+    TOO_LARGE = "too_large"
+    """Its JSON was over :data:`FULL_CAPTURE_MAX_BYTES`: only its hash is recorded."""
+
+
+NODE_SHA256_ATTRIBUTE: Final = "flowledger.node.sha256"
+"""The attempt attribute holding the sha256 of the node's own definition (set by the workflow runtime)."""
+REUSED_FROM_ATTRIBUTE: Final = "flowledger.reused_from"
+"""The attempt attribute of a node a resume did not run: the run whose recorded output it reused."""
+
+RESUME_APP_PATH: Final = "/_flowledger/resume"
+"""The route of a generated http app that resumes one of its runs (``POST {"run_id", "from"}``)."""
+
+FULL_CAPTURE_MAX_BYTES: Final = 1024 * 1024
+"""The largest full output (its UTF-8 JSON text) that is stored; past it only the hash and size are kept."""
 
 
 # --- event ids -----------------------------------------------------------

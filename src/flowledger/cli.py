@@ -3,7 +3,8 @@
 Each part of flowledger contributes its commands: the receiver (``serve``,
 ``runs``, ``show``, ``export``, ``verify``, ``rebuild``, ``import``, and the
 ledger lifecycle's ``purge``, ``keygen``, ``checkpoint``, ``prove``,
-``verify-proof``) and codegen (``validate``, ``generate``). Registering them is cheap (each command
+``verify-proof``), codegen (``validate``, ``generate``) and the workflow
+runtime (``resume``). Registering them is cheap (each command
 imports its heavy libraries when it runs), so every command is listed; a
 command whose part's extra is not installed stops with one line naming the
 missing package and the extra that brings it, never with a traceback.
@@ -20,6 +21,7 @@ __all__ = ["main"]
 _PARTS: Final = (
     ("flowledger.receiver.cli", "receiver"),
     ("flowledger.codegen._cli", "codegen"),
+    ("flowledger.workflow._cli", "cli"),
 )
 EXIT_USAGE: Final = 2
 

@@ -160,7 +160,7 @@ CORPUS: list[tuple[str, str, list[str]]] = [
         HEAD + "nodes:\n  - {id: a, call: 'm:f', retires: {attempts: 2}}\n",
         [
             "wf.yaml:4:26: nodes[0].retires: unknown key `retires` (did you mean `retry`?); allowed keys: `id`, "
-            "`call`, `http`, `with`, `needs`, `retry`, `timeout_s`, `when`, `map`, `effect`, `on_error`"
+            "`call`, `http`, `with`, `needs`, `retry`, `timeout_s`, `when`, `map`, `effect`, `on_error`, `capture`"
         ],
     ),
     (

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from flowledger._wire import TriggerType
+from flowledger._wire import CaptureMode, TriggerType
 from flowledger.workflow import HttpMethod, Limits, Map, OnError, Retry
 
 __all__ = [
@@ -99,6 +99,7 @@ class NodeDefinition:
     map: Map | None
     effect: bool
     on_error: OnError
+    capture: CaptureMode | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,7 @@ class WorkflowInfo:
     """Validated against ``[a-z0-9][a-z0-9_-]*`` (not a Python identifier: it may hold ``-``)."""
     name: str | None
     version: str | None
+    capture: CaptureMode | None = None
 
 
 @dataclass(frozen=True, slots=True)

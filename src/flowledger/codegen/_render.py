@@ -75,6 +75,8 @@ def _node_fields(node: NodeDefinition) -> list[tuple[str, Any]]:
         fields.append(("effect", True))
     if node.on_error is not DEFAULT_ON_ERROR:
         fields.append(("on_error", Code(f"fw.OnError.{node.on_error.name}")))
+    if node.capture is not None:
+        fields.append(("capture", Code(f"fw.CaptureMode.{node.capture.name}")))
     fields.append(("line", node.line))
     return fields
 
@@ -101,6 +103,8 @@ def _workflow_fields(definition: Definition) -> list[tuple[str, Any]]:
     )
     if limit_kwargs:
         fields.append(("limits", Construct("fw.Limits", (), limit_kwargs)))
+    if info.capture is not None:
+        fields.append(("capture", Code(f"fw.CaptureMode.{info.capture.name}")))
     fields.append(("output", str(definition.output)))
     return fields
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from flowledger._wire import CaptureMode
 from flowledger.codegen._load import Document
 from flowledger.codegen._model import (
     FORMAT_VERSION,
@@ -60,7 +61,7 @@ MAX_TEXT_LENGTH: Final = 1024
 MAX_JSON_DEPTH: Final = 32
 
 TOP_KEYS: Final = ("flowledger", "workflow", "trigger", "limits", "output", "nodes")
-WORKFLOW_KEYS: Final = ("id", "name", "version")
+WORKFLOW_KEYS: Final = ("id", "name", "version", "capture")
 TRIGGER_KEYS: Final = ("type", "http", "schedule")
 TRIGGER_HTTP_KEYS: Final = ("path",)
 TRIGGER_SCHEDULE_KEYS: Final = ("every_s", "cron")
@@ -77,6 +78,7 @@ NODE_KEYS: Final = (
     "map",
     "effect",
     "on_error",
+    "capture",
 )
 RETRY_KEYS: Final = ("attempts", "backoff_s", "factor", "max_backoff_s")
 MAP_KEYS: Final = ("max_concurrency",)
@@ -295,9 +297,14 @@ class _Validator:
                 workflow_id = None
         name = self.text(section["name"], (*path, "name")) if "name" in section else None
         version = self.text(section["version"], (*path, "version"), max_length=256) if "version" in section else None
+        capture = self.capture(section["capture"], (*path, "capture")) if "capture" in section else None
         if workflow_id is None:
             return None
-        return WorkflowInfo(id=workflow_id, name=name, version=version)
+        return WorkflowInfo(id=workflow_id, name=name, version=version, capture=capture)
+
+    def capture(self, value: Any, path: Path) -> CaptureMode | None:
+        text = self.enum_value(value, path, [m.value for m in CaptureMode])
+        return CaptureMode(text) if text else None
 
     def trigger(self, value: Any, path: Path) -> Trigger | None:
         section = self.mapping(value, path, TRIGGER_KEYS, required=("type",))
@@ -429,6 +436,7 @@ class _Validator:
         if "on_error" in section:
             text = self.enum_value(section["on_error"], (*path, "on_error"), [e.value for e in OnError])
             on_error = OnError(text) if text else DEFAULT_ON_ERROR
+        capture = self.capture(section["capture"], (*path, "capture")) if "capture" in section else None
         if node_id is None:
             return None
         return NodeDefinition(
@@ -445,6 +453,7 @@ class _Validator:
             map=map_spec,
             effect=effect,
             on_error=on_error,
+            capture=capture,
         )
 
     def node_id(self, value: Any, path: Path) -> Identifier | None:

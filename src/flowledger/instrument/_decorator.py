@@ -14,6 +14,8 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
+from flowledger._wire import CaptureMode
+from flowledger.instrument._full_capture import capture_mode
 from flowledger.instrument._node import NodeAttempt
 from flowledger.instrument._pipeline import pipeline
 
@@ -66,6 +68,7 @@ def node(
     effect: bool = False,
     capture_input: bool = True,
     capture_output: bool = True,
+    capture: CaptureMode | str | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -77,13 +80,16 @@ def node(
     effect: bool = False,
     capture_input: bool = True,
     capture_output: bool = True,
+    capture: CaptureMode | str | None = None,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Record every call of a function (sync or async) as a node attempt.
 
     Bare (``@flowledger.node``) or with options (``@flowledger.node(id="price",
     effect=True)``). An ``effect`` node is simulated in a dry run: it is
-    recorded and returns None without running.
+    recorded and returns None without running. ``capture="full"`` also records
+    the complete output, content-addressed (None: as the run says).
     """
+    mode = capture_mode(capture)
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         node_id = id or func.__name__
@@ -102,6 +108,7 @@ def node(
                     effect=effect,
                     capture_input=capture_input,
                     capture_output=capture_output,
+                    capture=mode,
                 ) as a:
                     short, value = _short_circuit(a)
                     if short:
@@ -122,6 +129,7 @@ def node(
                 effect=effect,
                 capture_input=capture_input,
                 capture_output=capture_output,
+                capture=mode,
             ) as a:
                 short, value = _short_circuit(a)
                 if short:

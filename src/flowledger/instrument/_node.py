@@ -28,12 +28,13 @@ from types import TracebackType
 from typing import Any, Final
 
 from flowledger._exceptions import UsageError
-from flowledger._wire import EventKind, NodeStatus, format_ts
+from flowledger._wire import CaptureMode, EventKind, NodeStatus, format_ts
 from flowledger.instrument import _heartbeat
 from flowledger.instrument._artifact import MAX_ARTIFACTS_PER_ATTEMPT, Source, artifact_record
 from flowledger.instrument._capture import RawJSON, capture
 from flowledger.instrument._cost import Charge, Cost, Penalty, cost_parts
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
+from flowledger.instrument._full_capture import capture_mode, full_capture
 from flowledger.instrument._metric import MetricSeries, check_metric
 from flowledger.instrument._otel import SpanScope, context_from_traceparent, format_traceparent
 from flowledger.instrument._pipeline import pipeline
@@ -139,6 +140,7 @@ class NodeAttempt:
         "_artifacts",
         "_capture_output",
         "_duplicate",
+        "_full",
         "_given_run",
         "_has_output",
         "_implicit",
@@ -156,6 +158,7 @@ class NodeAttempt:
         "_t0",
         "attempt",
         "attributes",
+        "capture",
         "capture_input",
         "cost",
         "effect",
@@ -184,8 +187,13 @@ class NodeAttempt:
         span_id: str | None = None,
         run: Run | None = None,
         parent: str | None = None,
+        capture: CaptureMode | str | None = None,
     ) -> None:
-        """``span_id`` (16 hex digits) fixes the attempt's span id, so that another process can complete its record."""
+        """``span_id`` (16 hex digits) fixes the attempt's span id, so that another process can complete its record.
+
+        ``capture="full"`` also records the complete output, content-addressed (see
+        :mod:`flowledger.instrument._full_capture`); None takes the run's ``capture``.
+        """
         self.node_id = node_id
         self.parent = parent
         self._given_run = run
@@ -197,6 +205,8 @@ class NodeAttempt:
         self.attributes = attributes
         self.capture_input = capture_input
         self._capture_output = capture_output
+        self.capture = capture_mode(capture)
+        self._full: dict[str, Any] | None = None
         self.run: Run | None = None
         self.span_id = span_id or ""
         self.idempotency_key: str | None = None
@@ -231,6 +241,8 @@ class NodeAttempt:
         if p is not None and p.settings.capture:
             self._output, self._output_size = capture(value, p.policy)
             self._has_output = True
+            if (self.capture or run.capture) is CaptureMode.FULL:
+                self._full = full_capture(value, p.policy, "output")
 
     def set_attribute(self, key: str, value: Any) -> None:
         """Add ``key: value`` to the attempt's ``attributes`` (sent with ``node_finished``)."""
@@ -480,6 +492,9 @@ class NodeAttempt:
             if self._has_output:
                 data["output"] = self._output
                 size += self._output_size
+            if self._full is not None:
+                data.update(self._full)
+                size += len(self._full.get("output_full", ""))
             self._remember_effect()
         if self._late_attributes:
             p = run._pipeline

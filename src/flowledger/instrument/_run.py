@@ -21,10 +21,11 @@ from typing import Any, Final
 from opentelemetry.trace import Tracer
 
 from flowledger._exceptions import RunAborted
-from flowledger._wire import AbortReason, EventKind, RunStatus, TriggerType, format_ts, new_event_id
+from flowledger._wire import AbortReason, CaptureMode, EventKind, RunStatus, TriggerType, format_ts, new_event_id
 from flowledger.instrument import _heartbeat
 from flowledger.instrument._capture import capture, safe_str
 from flowledger.instrument._cost import Cost
+from flowledger.instrument._full_capture import capture_mode, full_capture
 from flowledger.instrument._otel import (
     SpanScope,
     app_tracer,
@@ -83,7 +84,10 @@ class Run:
     an incoming W3C trace; without it the run joins the current OTel span.
     ``run_id`` adopts a runtime's own id for the run (a UUID), so that the
     runtime's other processes can continue the run by it; by default a new
-    UUIDv7 is made.
+    UUIDv7 is made. ``capture="full"`` records the complete trigger data and
+    node outputs (content-addressed) besides their previews.
+    ``resumed_from`` names the run this one resumes, and
+    ``resumed_from_definition_sha256`` that run's definition.
     """
 
     def __init__(
@@ -101,8 +105,14 @@ class Run:
         traceparent: str | None = None,
         attributes: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        capture: CaptureMode | str | None = None,
+        resumed_from: str | None = None,
+        resumed_from_definition_sha256: str | None = None,
     ) -> None:
         self.workflow_id = str(workflow_id)
+        self.capture = capture_mode(capture)
+        self.resumed_from = resumed_from
+        self.resumed_from_definition_sha256 = resumed_from_definition_sha256
         self.name = name
         self.version = None if version is None else str(version)
         try:
@@ -294,6 +304,13 @@ class Run:
             }
             if self.attributes:
                 data["attributes"] = capture(self.attributes, p.policy)[0]
+            if self.resumed_from is not None:
+                data["resumed_from"] = self.resumed_from
+                data["resumed_from_definition_sha256"] = self.resumed_from_definition_sha256
+            if self.capture is CaptureMode.FULL and p.settings.capture:
+                full = full_capture(self.data, p.policy, "trigger_data")
+                data.update(full)
+                size += len(full.get("trigger_data_full", ""))
             self.active = True
             self.emit(EventKind.RUN_STARTED, data, size)
             if current:

@@ -24,11 +24,20 @@ from flowledger.receiver._budget import BodyBudget, BodyBudgetMiddleware
 from flowledger.receiver._checkpointer import Checkpointer
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._metrics import Metrics
+from flowledger.receiver._reconciler import Reconciler
 from flowledger.receiver._retention import Retention
 from flowledger.receiver._state import ReceiverState, error_response
 from flowledger.receiver._sweeper import Sweeper
 from flowledger.receiver._writer import Writer
-from flowledger.receiver.api import _routes_metrics, _routes_ops, _routes_purge, _routes_query, _routes_tree
+from flowledger.receiver.api import (
+    _routes_integrity,
+    _routes_metrics,
+    _routes_ops,
+    _routes_purge,
+    _routes_query,
+    _routes_resume,
+    _routes_tree,
+)
 from flowledger.receiver.ingest import _routes as _routes_ingest
 from flowledger.receiver.otlp import _routes as _routes_traces
 from flowledger.receiver.store._protocol import Store
@@ -42,9 +51,11 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     _routes_query,
     _routes_purge,
     _routes_tree,
+    _routes_resume,
     _routes_ops,
     _routes_traces,
     _routes_viewer,
+    _routes_integrity,
     _routes_metrics,
 )
 """Every module whose ``ROUTES`` list the app mounts, in order."""
@@ -75,6 +86,7 @@ def create_app(
     sweeper = Sweeper(the_store, writer, config, metrics)
     retention = Retention(the_store, writer, config)
     checkpointer = Checkpointer(the_store, config)
+    reconciler = Reconciler(the_store, config, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -83,6 +95,7 @@ def create_app(
         sweeper.start()
         retention.start()
         checkpointer.start()
+        reconciler.start()
         try:
             yield
         finally:
@@ -92,6 +105,7 @@ def create_app(
                     await on_shutdown(app)
             await sweeper.stop()
             await retention.stop()
+            await reconciler.stop()
             await writer.stop()
             await checkpointer.stop()
             await the_store.close()

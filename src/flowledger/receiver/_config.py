@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from flowledger._exceptions import ConfigError
+from flowledger.receiver._resume_endpoints import RESUME_ENDPOINTS_ENV, parse_resume_endpoints
 from flowledger.receiver._trace_url import TRACE_ID_PLACEHOLDER
 
 __all__ = [
@@ -63,6 +64,12 @@ DEFAULT_RETENTION_MAX_RUNS_PER_PASS: Final = 1000
 """Runs one retention pass purges at most: a pass holds the writer briefly, so ingest is not starved."""
 
 DEFAULT_CHECKPOINT_INTERVAL_S: Final = 300.0
+
+DEFAULT_RECONCILE_INTERVAL_S: Final = 300.0
+DEFAULT_RECONCILE_RUNS_PER_PASS: Final = 500
+"""Runs of the whole ledger one reconciliation pass checks, in run-id order, after the previous pass's."""
+DEFAULT_RECONCILE_RECENT_EVENTS: Final = 10_000
+"""Newest ledger entries whose runs each reconciliation pass checks (those appended since the previous pass)."""
 
 _ENV_PREFIX: Final = "FLOWLEDGER_RECEIVER_"
 _SECONDS_PER_DAY: Final = 86_400.0
@@ -159,6 +166,16 @@ class ReceiverConfig:
     """Seconds between checkpoints (one is written only when the ledger grew)."""
     checkpoint_url: str | None = None
     """Also POST each checkpoint (text/plain) to this URL; None: off."""
+    reconcile_interval_s: float = DEFAULT_RECONCILE_INTERVAL_S
+    """Seconds between reconciliation passes (projections against a fresh fold of the ledger); 0 turns them off."""
+    reconcile_runs_per_pass: int = DEFAULT_RECONCILE_RUNS_PER_PASS
+    """Runs of the whole ledger one pass checks, continuing where the previous pass stopped."""
+    reconcile_recent_events: int = DEFAULT_RECONCILE_RECENT_EVENTS
+    """A pass also checks the runs of the ledger entries appended since the previous one, at most this many."""
+
+    resume_endpoints: Mapping[str, str] = field(default_factory=dict)
+    """Workflow id -> base URL of its generated http app, where the viewer's Resume button sends a resume
+    (``FLOWLEDGER_RESUME_ENDPOINTS``, see :mod:`._resume_endpoints`)."""
 
 
 def _parse(name: str, raw: str, kind: type) -> object:
@@ -184,13 +201,21 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
             limit_changes[f.name] = _parse(f.name, raw, int)
     changes: dict[str, object] = {}
     for f in fields(ReceiverConfig):
-        if f.name in {"limits", "api_keys", "db_path", "retention"} | _OTLP_TEXT_FIELDS | _CHECKPOINT_TEXT_FIELDS:
+        if (
+            f.name
+            in {"limits", "api_keys", "db_path", "retention", "resume_endpoints"}
+            | _OTLP_TEXT_FIELDS
+            | _CHECKPOINT_TEXT_FIELDS
+        ):
             continue
         raw = env.get(_ENV_PREFIX + f.name.upper())
         if raw is not None:
             kind = float if f.name.endswith("_s") and f.name != "retry_after_s" else int
             changes[f.name] = _parse(f.name, raw, kind)
     changes.update(_otlp_text_settings(env))
+    resume_endpoints = env.get(RESUME_ENDPOINTS_ENV, "").strip()
+    if resume_endpoints:
+        changes["resume_endpoints"] = parse_resume_endpoints(resume_endpoints)
     for name in _CHECKPOINT_TEXT_FIELDS:
         raw = env.get(_ENV_PREFIX + name.upper(), "").strip()
         if raw:
@@ -200,9 +225,23 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
         changes["retention"] = parse_retention(retention)
     if limit_changes:
         changes["limits"] = replace(config.limits, **limit_changes)  # type: ignore[arg-type]
+    _check_reconcile(changes)
     return replace(config, **changes) if changes else config  # type: ignore[arg-type]
 
 
+_RECONCILE_MINIMUMS: Final = {"reconcile_interval_s": 0, "reconcile_runs_per_pass": 1, "reconcile_recent_events": 0}
+
+
+def _check_reconcile(changes: Mapping[str, object]) -> None:
+    """Refuse a reconciliation setting below its minimum, naming the variable."""
+    for name, low in _RECONCILE_MINIMUMS.items():
+        value = changes.get(name)
+        if isinstance(value, int | float) and value < low:
+            variable = _ENV_PREFIX + name.upper()
+            raise ConfigError(f"{variable}={value!r} must be {low} or more.")
+
+
+_NOT_NUMBERS: Final = frozenset({"limits", "api_keys", "db_path", "retention", "resume_endpoints"})
 _OTLP_TEXT_FIELDS: Final = frozenset({"forward_endpoint", "forward_headers", "trace_url_template"})
 _CHECKPOINT_TEXT_FIELDS: Final = frozenset({"checkpoint_dir", "checkpoint_key", "checkpoint_url"})
 

@@ -23,6 +23,7 @@ PUBLIC_EXCEPTIONS: Final = {
     "NodeTimeout": "flowledger",
     "WorkflowFailed": "flowledger",
     "HttpNodeError": "flowledger.workflow",
+    "ResumeRefused": "flowledger.workflow",
     "GenerationError": "flowledger.codegen",
     "ReportedFailure": "flowledger.adapters",
     "RemoteNodeError": "flowledger.workflow.executors",

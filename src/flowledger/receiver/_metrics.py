@@ -18,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from flowledger.receiver.store._integrity import DriftKind
 from flowledger.receiver.store._protocol import Stats
 
-__all__ = ["COMMIT_BUCKETS_S", "EventCounts", "Metrics"]
+__all__ = ["COMMIT_BUCKETS_S", "EventCounts", "Metrics", "ReconcileFigures"]
 
 COMMIT_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Upper bounds of the commit-latency histogram, in seconds."""
@@ -34,6 +35,19 @@ class EventCounts:
     duplicates: int = 0
     conflicts: int = 0
     rejected: int = 0
+
+
+@dataclass(slots=True)
+class ReconcileFigures:
+    """The last reconciliation pass: drift by kind, how long it took, when it ended."""
+
+    drift: dict[str, int] = field(default_factory=dict)
+    """Drifted runs and attempts by kind (``missing_in_projection``...)."""
+    latency_ms: float = 0.0
+    """How long the pass took to refold its runs and compare them: how stale a verdict can be."""
+    last_timestamp_s: float = 0.0
+    """When the last pass ended (seconds since the epoch; 0: none yet)."""
+    passes: int = 0
 
 
 @dataclass(slots=True)
@@ -54,6 +68,8 @@ class Metrics:
     runs_stuck_marked: int = 0
     by_project: dict[str, EventCounts] = field(default_factory=dict)
     """The event counters of each API key project (keys on)."""
+    reconcile: ReconcileFigures = field(default_factory=ReconcileFigures)
+    """What the last reconciliation pass found."""
 
     def count_events(
         self, project: str | None, *, accepted: int, duplicates: int, conflicts: int, rejected: int
@@ -166,4 +182,31 @@ class Metrics:
             "Runs the sweeper marked stuck.",
             [("", self.runs_stuck_marked)],
         )
+        if project is None:  # the reconciliation covers every project's runs: the receiver's own view
+            reconcile = self.reconcile
+            metric(
+                "flowledger_projection_drift_count",
+                "gauge",
+                "Projection rows (runs and node attempts) that disagreed with a fresh fold of the ledger "
+                "in the last reconciliation pass, by kind.",
+                [(f'{{kind="{kind.value}"}}', reconcile.drift.get(kind.value, 0)) for kind in DriftKind],
+            )
+            metric(
+                "flowledger_projection_sync_latency_ms",
+                "gauge",
+                "Milliseconds the last reconciliation pass took to refold its runs and compare them.",
+                [("", float(reconcile.latency_ms))],
+            )
+            metric(
+                "flowledger_last_reconcile_timestamp_seconds",
+                "gauge",
+                "When the last reconciliation pass ended, in seconds since the epoch (0: none yet).",
+                [("", int(reconcile.last_timestamp_s))],
+            )
+            metric(
+                "flowledger_reconcile_passes_total",
+                "counter",
+                "Reconciliation passes run.",
+                [("", reconcile.passes)],
+            )
         return "\n".join(lines) + "\n"

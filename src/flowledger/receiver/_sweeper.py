@@ -24,9 +24,14 @@ __all__ = ["Sweeper", "sweep_once"]
 _log = logging.getLogger("flowledger.receiver")
 
 
-async def sweep_once(store: Store, writer: Writer, config: ReceiverConfig, metrics: Metrics) -> list[str]:
-    """Run one sweep on the writer; return the ids of the runs marked stuck."""
-    now = now_ts()
+async def sweep_once(
+    store: Store, writer: Writer, config: ReceiverConfig, metrics: Metrics, *, now: str | None = None
+) -> list[str]:
+    """Run one sweep on the writer; return the ids of the runs marked stuck.
+
+    ``now`` is the sweep's time, the receiver's clock by default (a test may sweep as if later).
+    """
+    now = now or now_ts()
 
     async def work() -> list[str]:
         return await store.sweep(now=now, stuck_after_s=config.stuck_after_s, heartbeats=DEFAULT_STUCK_HEARTBEATS)

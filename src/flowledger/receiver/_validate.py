@@ -26,6 +26,7 @@ from typing import Any, Final
 import jsonschema_rs
 
 from flowledger._wire import EventKind, event_schema
+from flowledger.receiver._blobs import take_blobs
 from flowledger.receiver._config import IngestLimits
 from flowledger.receiver.store._canonical import canonical, canonical_utf8
 from flowledger.receiver.store._event import PreparedEvent
@@ -202,6 +203,9 @@ def prepare_event(
             completed_at(started_at or ts, duration_ms)
         except OverflowError:
             return Rejection(index, "event.data.duration_ms: the run or node would finish after the year 9999")
+    blobs, blob_error = take_blobs(kind, data) if kind == "node_finished" or kind == "run_started" else ((), None)
+    if blob_error is not None:
+        return Rejection(index, blob_error)
     try:
         body_bytes = canonical_utf8(raw, plain_floats=plain_floats)
     except UnicodeEncodeError:
@@ -234,4 +238,6 @@ def prepare_event(
         data,
         body_bytes.decode("utf-8"),
         body_bytes,
+        0,
+        blobs,
     )

@@ -9,8 +9,10 @@ recorded through :mod:`flowledger.instrument`'s hooks.
 
 from __future__ import annotations
 
-from flowledger._exceptions import HttpNodeError
+from flowledger._exceptions import HttpNodeError, ResumeRefused
+from flowledger._wire import CaptureMode
 from flowledger.workflow._execute import Execution, RunResult, execute, execute_run
+from flowledger.workflow._resume import ResumePlan, plan_resume
 from flowledger.workflow._spec import (
     DEFAULT_ATTEMPTS,
     DEFAULT_BACKOFF_FACTOR,
@@ -47,6 +49,7 @@ __all__ = [
     "DEFAULT_MAX_BACKOFF_S",
     "DEFAULT_ON_ERROR",
     "Call",
+    "CaptureMode",
     "Env",
     "Execution",
     "Http",
@@ -59,6 +62,8 @@ __all__ = [
     "Node",
     "OnError",
     "Phase",
+    "ResumePlan",
+    "ResumeRefused",
     "Retry",
     "RunResult",
     "Schedule",
@@ -68,5 +73,6 @@ __all__ = [
     "http_app",
     "main",
     "next_cron_time",
+    "plan_resume",
     "serve_schedule",
 ]

@@ -51,6 +51,10 @@ class AttemptHost(Protocol):
         """Do the node's work once."""
         ...
 
+    def recorded_effect(self, node: Node, key: str | None) -> tuple[bool, Any]:
+        """``(True, output)`` when a resumed run already did this effect with this idempotency key."""
+        ...
+
 
 class RetryHost(AttemptHost, Protocol):
     """What retrying a node needs: the run, and a way to run one attempt (through the run's executor)."""
@@ -93,6 +97,8 @@ async def one_attempt(
             return None
         if node.effect:
             hit, recorded = hook.guard_hit()
+            if not hit:
+                hit, recorded = execution.recorded_effect(node, hook.idempotency_key)
             if hit:
                 hook.duplicate(recorded)
                 return recorded

@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flowledger._exceptions import RunAborted, WorkflowFailed
-from flowledger._wire import NodeStatus, RunStatus, TriggerType
+from flowledger._wire import REUSED_FROM_ATTRIBUTE, NodeStatus, RunStatus, TriggerType
 from flowledger.instrument import Run, record_skip, run
 from flowledger.workflow._attempts import run_attempts
 from flowledger.workflow._host import MAX_WORKER_THREADS, NodeHost
+from flowledger.workflow._resume import ResumePlan
 from flowledger.workflow._spec import Node, OnError, Phase, Workflow
 from flowledger.workflow.executors._base import Executor, LocalExecutor, executor_named
 
@@ -110,12 +111,17 @@ async def execute_run(
     traceparent: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     executor: Executor | str | None = None,
+    resume: ResumePlan | None = None,
 ) -> RunResult:
     """Run ``workflow`` once and return how it ended, without raising for a failed run.
 
-    Raises ConfigError (before the run starts) for an executor name that is not known.
+    ``resume`` (see :func:`~flowledger.workflow._resume.plan_resume`) makes the run a resume of an
+    earlier one: its reused nodes are recorded with their recorded outputs instead of running, and the
+    payload is the plan's. Raises ConfigError (before the run starts) for an executor name that is not known.
     """
     chosen = executor if executor is not None and not isinstance(executor, str) else executor_named(executor)
+    if resume is not None:
+        payload = resume.payload
     recorder = run(
         workflow.id,
         name=workflow.name,
@@ -127,8 +133,13 @@ async def execute_run(
         budget_usd=workflow.limits.budget_usd,
         definition_sha256=workflow.definition_sha256,
         traceparent=traceparent,
+        capture=workflow.capture,
+        resumed_from=None if resume is None else resume.run_id,
+        resumed_from_definition_sha256=None if resume is None else resume.definition_sha256,
     )
     execution = Execution(workflow, recorder, dry_run=dry_run, transport=transport, executor=chosen)
+    if resume is not None:
+        execution.reuse_from(resume)
     try:
         async with recorder:
             output = await execution.run_graph(payload)
@@ -170,6 +181,15 @@ class Execution(NodeHost):
         self._ready: collections.deque[Node] = collections.deque()
         self._done: collections.deque[asyncio.Task[tuple[NodeStatus, Any]]] = collections.deque()
         self._wakeup = asyncio.Event()
+        self._reuse: dict[str, Any] = {}
+        self._reused_from = ""
+
+    def reuse_from(self, plan: ResumePlan) -> None:
+        """Resume ``plan.run_id``: take its recorded outputs for the nodes the plan reuses."""
+        self._reuse = dict(plan.reuse)
+        self._reused_from = plan.run_id
+        if not plan.repeat_effects:
+            self.recorded_effects = plan.effects
 
     async def attempt_once(self, node: Node, value: Any, number: int, item: int | None) -> Any:
         """One attempt of ``node``, run (and recorded) where the executor runs it."""
@@ -243,7 +263,9 @@ class Execution(NodeHost):
                 record_skip(node.id, f"needs `{blocker}`, which {how}", location=self.workflow.locations[node.id])
                 self._settle(node, NodeStatus.SKIPPED)
                 continue
-            task = asyncio.create_task(self._run_node(node, self._input_of(node, payload)), name=node.id)
+            value = self._input_of(node, payload)
+            work = self._reused(node, value) if node.id in self._reuse else self._run_node(node, value)
+            task = asyncio.create_task(work, name=node.id)
             task.add_done_callback(self._task_done)
             running[task] = node
 
@@ -281,6 +303,14 @@ class Execution(NodeHost):
             record_skip(node.id, f"the run was aborted ({abort.reason})", location=self.workflow.locations[node.id])
 
     # --- one node ----------------------------------------------------------
+
+    async def _reused(self, node: Node, value: Any) -> tuple[NodeStatus, Any]:
+        """Record ``node`` as succeeded with the output the resumed run recorded, without running it."""
+        output = self._reuse[node.id]
+        with self.attempt(node, value, 1, None) as hook:
+            hook.set_attribute(REUSED_FROM_ATTRIBUTE, self._reused_from)
+            hook.set_output(output)
+        return NodeStatus.SUCCEEDED, output
 
     async def _run_node(self, node: Node, value: Any) -> tuple[NodeStatus, Any]:
         location = self.workflow.locations[node.id]

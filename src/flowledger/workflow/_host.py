@@ -17,8 +17,11 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 
+from flowledger._exceptions import ResumeRefused
+from flowledger._wire import NODE_SHA256_ATTRIBUTE
 from flowledger.instrument import NodeAttempt, Run, attempt
 from flowledger.workflow._http_call import send
+from flowledger.workflow._resume import RecordedEffect, node_sha256
 from flowledger.workflow._spec import Env, Node, Phase, Workflow
 
 if TYPE_CHECKING:  # httpx itself is imported with the run's first http node (see NodeHost.http_client)
@@ -47,6 +50,9 @@ class NodeHost:
         self.transport = transport
         self._threads: ThreadPoolExecutor | None = None
         self._client: httpx.AsyncClient | None = None
+        self._node_hashes: dict[str, str] = {}
+        self.recorded_effects: Mapping[str, RecordedEffect] = {}
+        """Effects that succeeded in the run being resumed, by node id (empty unless resuming)."""
 
     def attempt(
         self,
@@ -59,7 +65,10 @@ class NodeHost:
         span_id: str | None = None,
     ) -> NodeAttempt:
         """The SDK hook for one attempt of ``node`` (``span_id``: fixed by an executor that runs it elsewhere)."""
-        attributes: dict[str, Any] = {"flowledger.phase": phase.value}
+        digest = self._node_hashes.get(node.id)
+        if digest is None:
+            digest = self._node_hashes[node.id] = node_sha256(node)
+        attributes: dict[str, Any] = {"flowledger.phase": phase.value, NODE_SHA256_ATTRIBUTE: digest}
         if node.call is not None:
             attributes["flowledger.call"] = str(node.call)
         elif node.http is not None:
@@ -73,7 +82,21 @@ class NodeHost:
             location=self.workflow.locations[node.id],
             attributes=attributes,
             span_id=span_id,
+            capture=node.capture or self.workflow.capture,
         )
+
+    def recorded_effect(self, node: Node, key: str | None) -> tuple[bool, Any]:
+        """``(True, output)`` when the resumed run already did this effect with this key; ResumeRefused if its
+        output cannot be returned (it was not captured in full)."""
+        recorded = self.recorded_effects.get(node.id)
+        if recorded is None or key is None or recorded.idempotency_key != key:
+            return False, None
+        if not recorded.available:
+            raise ResumeRefused(
+                f"node `{node.id}` is an effect that already succeeded on this input, and its output was not "
+                "captured in full to return again; resume with --repeat-effects to run it again"
+            )
+        return True, recorded.output
 
     async def invoke(self, node: Node, value: Any, hook: NodeAttempt) -> Any:
         """Do the node's work once: call its function or send its request."""

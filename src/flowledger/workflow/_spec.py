@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from flowledger._exceptions import ConfigError
-from flowledger._wire import TriggerType
+from flowledger._wire import CaptureMode, TriggerType
 from flowledger.instrument import Location
 
 __all__ = [
@@ -178,6 +178,8 @@ class Node:
     map: Map | None = None
     effect: bool = DEFAULT_EFFECT
     on_error: OnError = DEFAULT_ON_ERROR
+    capture: CaptureMode | None = None
+    """``FULL``: record the complete output too (None: as the workflow says)."""
     line: int = 0
     """Line of the definition file that declares the node (0: unknown)."""
 
@@ -231,6 +233,8 @@ class Workflow:
     limits: Limits = field(default_factory=Limits)
     definition_file: str = ""
     definition_sha256: str | None = None
+    capture: CaptureMode | None = None
+    """``FULL``: record every node's complete output and the trigger data (what a resume reuses)."""
     locations: Mapping[str, Location] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

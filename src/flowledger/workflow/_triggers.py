@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -34,9 +35,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from flowledger._exceptions import ConfigError
-from flowledger._wire import RunStatus, TriggerType
+from flowledger._exceptions import ConfigError, ResumeRefused
+from flowledger._wire import RESUME_APP_PATH, RunStatus, TriggerType
+from flowledger.instrument import flush
+from flowledger.instrument._config import DEFAULT_ENDPOINT
 from flowledger.workflow._execute import RunResult, execute_run
+from flowledger.workflow._resume import ResumePlan, fetch_evidence, plan_resume
 from flowledger.workflow._spec import HttpTrigger, Schedule, Workflow
 from flowledger.workflow.executors._base import EXECUTOR_ENV, EXECUTORS, Executor, executor_named
 
@@ -49,6 +53,8 @@ MAX_HTTP_BODY_BYTES: Final = 10 * 1024 * 1024
 DEFAULT_HTTP_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 8000
 HTTP_EXTRA_HINT: Final = "pip install 'flowledger[receiver]'"
+RESUME_FLUSH_S: Final = 5.0
+"""How long a resume through the http app waits for the new run's records to be sent before answering."""
 MAX_SCHEDULE_SLEEP_S: Final = 60.0
 """The schedule loop re-reads the clock at least this often (the wall clock may jump)."""
 
@@ -103,7 +109,40 @@ def _parser(workflow: Workflow, prog: str | None) -> argparse.ArgumentParser:
         default=None,
         help=f"where node attempts run: {', '.join(sorted(EXECUTORS))} [default: ${EXECUTOR_ENV}, else local]",
     )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="resume that run: reuse the recorded outputs of the nodes that succeeded, run the rest onward",
+    )
+    parser.add_argument(
+        "--from", dest="from_node", metavar="NODE", help="with --resume: run this node and those below it again too"
+    )
+    parser.add_argument(
+        "--repeat-effects",
+        action="store_true",
+        help="with --resume: run effects again even when they already succeeded on the same input",
+    )
+    parser.add_argument(
+        "--endpoint",
+        metavar="URL",
+        default=None,
+        help="with --resume: the receiver to read the run from [default: $FLOWLEDGER_ENDPOINT]",
+    )
     return parser
+
+
+def _plan(workflow: Workflow, args: argparse.Namespace, payload: Any) -> ResumePlan:
+    """The resume plan of ``--resume``: the run read from the receiver and checked (ResumeRefused if it cannot)."""
+    endpoint = args.endpoint or os.environ.get("FLOWLEDGER_ENDPOINT") or DEFAULT_ENDPOINT
+    evidence = fetch_evidence(endpoint, args.resume, api_key=os.environ.get("FLOWLEDGER_API_KEY"))
+    return plan_resume(
+        workflow,
+        evidence,
+        from_node=args.from_node,
+        repeat_effects=args.repeat_effects,
+        payload=payload,
+        has_payload=args.input is not None,
+    )
 
 
 def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
@@ -119,11 +158,27 @@ def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | N
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if (args.from_node is not None or args.repeat_effects) and args.resume is None:
+        print("error: --from and --repeat-effects go with --resume RUN_ID", file=sys.stderr)
+        return EXIT_USAGE
+    if args.resume is not None and args.serve:
+        print("error: --resume runs once; it does not go with --serve", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.serve:
             return _serve(workflow, args, payload, executor)
+        plan = None
+        if args.resume is not None:
+            try:
+                plan = _plan(workflow, args, payload)
+            except ResumeRefused as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_FAILED
+            print(plan.describe(), file=sys.stderr)
         result = asyncio.run(
-            execute_run(workflow, payload, dry_run=args.dry_run, trigger=TriggerType.MANUAL, executor=executor)
+            execute_run(
+                workflow, payload, dry_run=args.dry_run, trigger=TriggerType.MANUAL, executor=executor, resume=plan
+            )
         )
         return _report(workflow, result, sys.stdout, sys.stderr)
     except KeyboardInterrupt:
@@ -350,4 +405,31 @@ def _build_app(
             headers=headers,
         )
 
-    return Starlette(routes=[Route(workflow.trigger.path, start_run, methods=["POST"])])
+    async def resume(request: Request) -> Response:
+        """``POST {"run_id": ID, "from": NODE?}``: resume one of this workflow's runs (the viewer's button)."""
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("run_id"), str):
+            return JSONResponse({"error": 'the body must be {"run_id": "...", "from": NODE}'}, status_code=400)
+        from_node = body.get("from")
+        try:
+            endpoint = os.environ.get("FLOWLEDGER_ENDPOINT") or DEFAULT_ENDPOINT
+            evidence = await asyncio.to_thread(
+                fetch_evidence, endpoint, body["run_id"], api_key=os.environ.get("FLOWLEDGER_API_KEY")
+            )
+            plan = plan_resume(workflow, evidence, from_node=from_node if isinstance(from_node, str) else None)
+        except ResumeRefused as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        result = await execute_run(workflow, None, trigger=TriggerType.HTTP, executor=executor, resume=plan)
+        # The answer names the new run: send its records first, so that whoever asked can open it at once.
+        await asyncio.to_thread(flush, RESUME_FLUSH_S)
+        return JSONResponse({"run_id": result.run_id, "status": result.status.value})
+
+    return Starlette(
+        routes=[
+            Route(workflow.trigger.path, start_run, methods=["POST"]),
+            Route(RESUME_APP_PATH, resume, methods=["POST"]),
+        ]
+    )

@@ -23,6 +23,11 @@ from tests.receiver._support import LiveReceiver, Producer, RunEvents, simple_ru
 # --- sweeper -----------------------------------------------------------------
 
 
+def _an_hour_later() -> str:
+    """A sweep's time an hour from now: by the receiver's clock too, the posted runs have been silent since."""
+    return format_ts(time.time_ns() + 3600 * 1_000_000_000)
+
+
 def _sweep(config: ReceiverConfig, *batches: list[dict]) -> tuple[list[str], dict[str, str]]:  # type: ignore[type-arg]
     """Post batches in-process, sweep once, return the marked ids and each run's status."""
 
@@ -34,7 +39,7 @@ def _sweep(config: ReceiverConfig, *batches: list[dict]) -> tuple[list[str], dic
             async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
                 for batch in batches:
                     assert (await client.post("/v1/events", json={"events": batch})).json()["rejected"] == []
-                marked = await sweep_once(state.store, state.writer, config, state.metrics)
+                marked = await sweep_once(state.store, state.writer, config, state.metrics, now=_an_hour_later())
                 runs = (await client.get("/api/runs")).json()["runs"]
         return marked, {r["run_id"]: r["status"] for r in runs}
 
@@ -45,7 +50,7 @@ def test_silent_run_is_marked_stuck_with_a_reason(receiver_config: ReceiverConfi
     """A running run silent for longer than the threshold is marked stuck; fresh and finished runs are not."""
     old = RunEvents().start().node("fetch")
     fresh = RunEvents()
-    fresh.clock_ns = time.time_ns()
+    fresh.clock_ns = time.time_ns() + 3600 * 1_000_000_000  # its last event is at the sweep's time
     fresh.start()
     done = simple_run()
     marked, statuses = _sweep(receiver_config, old.events + fresh.events + done.events)
@@ -75,7 +80,7 @@ def test_late_event_moves_a_stuck_run_on(receiver_config: ReceiverConfig) -> Non
                 await client.post("/v1/events", json={"events": batch})
                 seen.append((await client.get(f"/api/runs/{run.run_id}")).json()["status"])
                 # the old timestamps make each sweep find the run silent again, until it is finished
-                await sweep_once(state.store, state.writer, receiver_config, state.metrics)
+                await sweep_once(state.store, state.writer, receiver_config, state.metrics, now=_an_hour_later())
                 body = (await client.get(f"/api/runs/{run.run_id}")).json()
                 seen.append(body["status"])
                 if body["status"] == "stuck":
@@ -98,7 +103,7 @@ def test_rebuild_keeps_the_sweepers_verdict(receiver_config: ReceiverConfig) -> 
             httpx.AsyncClient(transport=transport, base_url="http://r") as client,
         ):
             await client.post("/v1/events", json={"events": run.events})
-            await sweep_once(state.store, state.writer, receiver_config, state.metrics)
+            await sweep_once(state.store, state.writer, receiver_config, state.metrics, now=_an_hour_later())
             drift = (await client.post("/api/rebuild")).json()
             assert drift["clean"] is True
             assert (await client.get(f"/api/runs/{run.run_id}")).json()["status"] == "stuck"
@@ -108,9 +113,9 @@ def test_rebuild_keeps_the_sweepers_verdict(receiver_config: ReceiverConfig) -> 
 
 def test_sweeper_runs_in_the_background(receiver_config: ReceiverConfig) -> None:
     """With a sweep interval set, a live receiver marks a silent run stuck by itself."""
-    live = start_receiver(replace(receiver_config, sweep_interval_s=0.05))
+    live = start_receiver(replace(receiver_config, sweep_interval_s=0.05, stuck_after_s=0.5))
     try:
-        run = RunEvents().start()
+        run = RunEvents().start(heartbeat_interval_s=0.1)  # silent for half a second by the receiver's clock
         live.post(run.events)
         deadline = time.monotonic() + 10
         while live.get(f"/api/runs/{run.run_id}").json()["status"] != "stuck":

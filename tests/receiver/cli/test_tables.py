@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 from click.testing import CliRunner
 
+from flowledger._wire import format_ts
 from flowledger.receiver._app import create_app
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._sweeper import sweep_once
@@ -37,7 +39,8 @@ def _fill(config: ReceiverConfig, runs: list[RunEvents], stuck: RunEvents) -> No
         ):
             events = [e for run in [*runs, stuck] for e in run.events]
             assert (await client.post("/v1/events", json={"events": events})).json()["rejected"] == []
-            assert await sweep_once(state.store, state.writer, config, state.metrics) == [stuck.run_id]
+            later = format_ts(time.time_ns() + 3600 * 1_000_000_000)  # silent by the receiver's clock too
+            assert await sweep_once(state.store, state.writer, config, state.metrics, now=later) == [stuck.run_id]
 
     asyncio.run(main())
 

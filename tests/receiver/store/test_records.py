@@ -130,14 +130,17 @@ _NODE_WIRE_NOT_PROJECTED = {
     "definition_sha256": "the ledger (the run's definition)",
     "trace_id": "the run's trace_id",
     "workflow_id": "the run's workflow_id; the key of the custom metric totals",
+    "output_full": "the blobs table, keyed by output_sha256 (taken out of the event at ingest)",
 }
 _RUN_WIRE_NOT_PROJECTED = {
-    "definition_sha256": "the ledger",
     "limits": "the ledger (the SDK enforces them)",
     "service_name": "span resources",
     "span_id": "spans",
     "parent_span_id": "spans",
     "trigger_data": "the run's input (a detail field), read from the ledger",
+    "trigger_data_sha256": "the ledger (a resume reads it with the run's evidence)",
+    "trigger_data_capture": "the ledger (a resume reads it with the run's evidence)",
+    "trigger_data_full": "the blobs table, keyed by trigger_data_sha256 (taken out of the event at ingest)",
 }
 
 

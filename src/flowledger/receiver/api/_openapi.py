@@ -8,7 +8,9 @@ from typing import Any, Final
 from flowledger._version import __version__
 from flowledger._wire import RunStatus
 from flowledger.receiver._export import ExportFormat
+from flowledger.receiver.api._routes_integrity import DEFAULT_RECONCILE_LIMIT, MAX_RECONCILE_LIMIT
 from flowledger.receiver.api._routes_metrics import CUSTOM_METRICS_PATH
+from flowledger.receiver.store._integrity import DRIFT_SAMPLES, CoverageKind, CoverageStatus, DriftKind
 from flowledger.receiver.store._protocol import TOTAL_COUNT_MAX
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, detail_fields, listed_fields, record_schema
 
@@ -63,6 +65,114 @@ _RUN_FILTERS = [
 
 
 _CHECKPOINT_PATTERN: Final = "^[0-9]{1,18}:[0-9a-fA-F]{64}$"
+
+_KIND_TALLY: Final = {
+    "type": "object",
+    "required": ["count", "samples"],
+    "properties": {"count": {"type": "integer"}, "samples": {"type": "array", "items": {"type": "object"}}},
+}
+_COVERAGE: Final = {
+    "type": "object",
+    "required": ["status", "sessions_with_gaps", "events_missing", "checked_at", "kinds"],
+    "properties": {
+        "status": {"enum": [s.value for s in CoverageStatus]},
+        "sessions_with_gaps": {"type": "integer"},
+        "events_missing": {"type": "integer"},
+        "checked_at": _STR,
+        "kinds": {
+            "type": "object",
+            "required": [k.value for k in CoverageKind],
+            "properties": {k.value: _KIND_TALLY for k in CoverageKind},
+        },
+    },
+}
+_DRIFT_TALLY: Final = {
+    "type": "object",
+    "required": ["count", "runs", "attempts", "samples"],
+    "properties": {
+        "count": {"type": "integer"},
+        "runs": {"type": "integer"},
+        "attempts": {"type": "integer"},
+        "samples": {"type": "array", "items": _STR, "maxItems": DRIFT_SAMPLES},
+    },
+}
+_RECONCILE: Final = {
+    "type": "object",
+    "required": [
+        "clean",
+        "drift_count",
+        "runs_checked",
+        "events_folded",
+        "repaired",
+        *(k.value for k in DriftKind),
+        "next",
+    ],
+    "properties": {
+        "clean": {"type": "boolean"},
+        "drift_count": {"type": "integer"},
+        "runs_checked": {"type": "integer"},
+        "events_folded": {"type": "integer"},
+        "repaired": {"type": "integer"},
+        **{k.value: _DRIFT_TALLY for k in DriftKind},
+        "next": {**_NSTR, "description": "Pass it back as after= for the following slice; null at the end."},
+    },
+}
+_RECONCILE_PARAMS: Final = [
+    {
+        "name": "after",
+        "in": "query",
+        "description": "Check the run ids after this one (from the first when absent): the next of an answer.",
+        "schema": {"type": "string", "maxLength": 256},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "Run ids this request checks at most.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECONCILE_LIMIT, "default": DEFAULT_RECONCILE_LIMIT},
+    },
+]
+_NO_KEY: Final = "API keys are configured and the request has no valid one."
+_INTEGRITY_PATHS: Final = {
+    "/api/coverage": {
+        "get": {
+            "summary": "Runs and producer sessions missing core events (PASS or FAIL_CORE_MISSING)",
+            "parameters": [
+                {
+                    "name": "since",
+                    "in": "query",
+                    "description": "Only runs started (producers heard from) at or after this RFC 3339 time.",
+                    "schema": {"type": "string", "format": "date-time"},
+                },
+                {"name": "workflow_id", "in": "query", "schema": {"type": "string", "maxLength": 256}},
+            ],
+            "responses": {
+                "200": _answer("Counts per kind, sessions_with_gaps and a few samples of each kind.", _COVERAGE),
+                "400": _error("A query parameter is unknown, repeated or has a value that cannot be used."),
+                "401": _error(_NO_KEY),
+            },
+        }
+    },
+    "/api/reconcile": {
+        "get": {
+            "summary": "Compare the projections with a fresh fold of the ledger (read-only), one slice of run ids",
+            "parameters": _RECONCILE_PARAMS,
+            "responses": {
+                "200": _answer("Drift by kind, with counts and the first sample ids.", _RECONCILE),
+                "400": _error("A query parameter is unknown, repeated or has a value that cannot be used."),
+                "401": _error(_NO_KEY),
+            },
+        },
+        "post": {
+            "summary": "Compare one slice, and rewrite its drifted projection rows from the fold",
+            "parameters": _RECONCILE_PARAMS,
+            "responses": {
+                "200": _answer("The drift found and how many runs were repaired.", _RECONCILE),
+                "400": _error("A query parameter is unknown, repeated or has a value that cannot be used."),
+                "401": _error(_NO_KEY),
+            },
+        },
+    },
+}
 
 
 @cache
@@ -187,6 +297,73 @@ def openapi_document() -> dict[str, Any]:
                         "404": _error("No such run (or not in the key's project)."),
                     },
                 },
+            },
+            "/api/runs/{run_id}/outputs": {
+                "get": {
+                    "summary": "What a resume reads: trigger data and each node's outcome, "
+                    "complete outputs checked against the ledger",
+                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "The run, the tree head and per node its outcome, output text "
+                            "(null unless captured in full and verified) and the problem that keeps it from reuse.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                    },
+                }
+            },
+            "/api/runs/{run_id}/chain": {
+                "get": {
+                    "summary": "The chain of attempts a run is part of: the original run and its resumes",
+                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "{runs: [{run_id, status, started_at, resumed_from}]}: the original, "
+                            "then each resume after the run it resumes.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                    },
+                }
+            },
+            "/api/runs/{run_id}/resume": {
+                "post": {
+                    "summary": "Resume a run that did not succeed through its workflow's app "
+                    "(FLOWLEDGER_RESUME_ENDPOINTS names it)",
+                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "{run_id, status} of the new run.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                        "409": _error("The run succeeded or runs, no app is configured for it, or the app refused."),
+                        "502": _error("The workflow's app could not be reached or answered without JSON."),
+                    },
+                }
+            },
+            "/api/diff": {
+                "get": {
+                    "summary": "Two runs compared node by node",
+                    "parameters": [
+                        {"name": "a", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {"name": "b", "in": "query", "required": True, "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The first divergence, nodes added and removed, and per node the "
+                            "status, duration and cost deltas and structural diffs of input and output.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "400": _error("A run id is missing, repeated, or a parameter is unknown."),
+                        "401": _error("API keys are configured and the request has no valid one."),
+                        "404": _error("No such run (or not in the key's project)."),
+                    },
+                }
             },
             "/api/tree": {
                 "get": {
@@ -330,6 +507,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **_INTEGRITY_PATHS,
             **{
                 f"/v1/{signal}": {
                     "post": {

@@ -1,6 +1,7 @@
 """Every receiver command of the ``flowledger`` CLI.
 
-The reading and serving commands (:mod:`._commands`) and the ledger-lifecycle ones (:mod:`._lifecycle`).
+The reading and serving commands (:mod:`._commands`), the ledger-lifecycle ones (:mod:`._lifecycle`)
+and the integrity checks (:mod:`._integrity`).
 """
 
 from __future__ import annotations
@@ -9,8 +10,13 @@ from typing import Final
 
 import click
 
-from flowledger.receiver.cli import _commands, _lifecycle
+from flowledger.receiver.cli import _commands, _diff_command, _integrity, _lifecycle
 
 __all__ = ["COMMANDS"]
 
-COMMANDS: Final[list[click.Command]] = [*_commands.COMMANDS, *_lifecycle.COMMANDS]
+COMMANDS: Final[list[click.Command]] = [
+    *_commands.COMMANDS,
+    *_lifecycle.COMMANDS,
+    *_integrity.COMMANDS,
+    *_diff_command.COMMANDS,
+]

@@ -20,6 +20,7 @@ import httpx
 from flowledger._apikey import check_api_key
 from flowledger._exceptions import ReceiverError, StoreError
 from flowledger.receiver._export import ExportFormat, export_lines
+from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
 from flowledger.receiver.store._protocol import (
     Drift,
     EntryProof,
@@ -95,6 +96,8 @@ class Source(Protocol):
     def tree_head(self) -> TreeHead: ...
     def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]: ...
     def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]: ...
+    def coverage(self, query: CoverageQuery) -> CoverageReport: ...
+    def reconcile(self, *, repair: bool) -> ReconcileReport: ...
 
 
 class DbSource:
@@ -200,6 +203,14 @@ class DbSource:
     def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]:
         """A run's entries with audit paths in the tree of ``tree_size``."""
         return self._run(lambda store: store.run_proof(run_id, tree_size))
+
+    def coverage(self, query: CoverageQuery) -> CoverageReport:
+        """Missing core events, read from the file."""
+        return self._run(lambda store: store.coverage(query))
+
+    def reconcile(self, *, repair: bool) -> ReconcileReport:
+        """Every run's projection rows against a fresh fold (rewritten when drifted, with ``repair``)."""
+        return self._run(lambda store: store.reconcile(ReconcileScope.everything(), repair=repair), write=repair)
 
 
 class UrlSource:
@@ -340,6 +351,29 @@ class UrlSource:
             )
             for item in response.json()["entries"]
         ]
+
+    def coverage(self, query: CoverageQuery) -> CoverageReport:
+        """``GET /api/coverage`` (the receiver decides with its own clock and stuck threshold)."""
+        params = {"since": query.since, "workflow_id": query.workflow_id}
+        response = self._request("GET", "/api/coverage", {k: v for k, v in params.items() if v is not None})
+        return CoverageReport.from_json(self._found(response, "/api/coverage"))
+
+    def reconcile(self, *, repair: bool) -> ReconcileReport:
+        """``GET /api/reconcile`` slice by slice (``POST`` to repair), the slices' findings added up."""
+        report = ReconcileReport()
+        after: str | None = ""
+        while after is not None:  # one slice per request, each short however large the ledger
+            response = self._request("POST" if repair else "GET", "/api/reconcile", {"after": after} if after else None)
+            report.merge(ReconcileReport.from_json(self._found(response, "/api/reconcile")))
+            after = report.sweep_next
+        return report
+
+    def _found(self, response: httpx.Response, route: str) -> dict[str, Any]:
+        """The JSON body of a route's answer; ReceiverError when the receiver does not serve the route."""
+        if response.status_code == 404:
+            raise ReceiverError(f"the receiver at {self.url} has no {route}; upgrade it, or pass --db")
+        body: dict[str, Any] = response.json()
+        return body
 
     def purge(self, selection: PurgeSelection) -> PurgeReport:
         """``DELETE /api/runs/{id}`` for listed runs, ``POST /api/purge`` for a workflow."""

@@ -33,3 +33,5 @@ class PreparedEvent:
     """``body`` encoded as UTF-8 (what the hash chain covers)."""
     seq: int = 0
     """Ledger position, set by the store when the event is appended."""
+    blobs: tuple[tuple[str, str], ...] = ()
+    """``(sha256, JSON text)`` of the payloads captured in full, taken out of ``data`` (see ``_blobs``)."""

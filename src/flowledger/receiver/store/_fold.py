@@ -182,6 +182,13 @@ class RunState:
     finished_event_id: str | None = None
     finish_conflicts: str | None = None
     """JSON list of the statuses other run_finished events of the run reported against the kept one."""
+    resumed_from: str | None = None
+    """The run this run resumes (its run_started's ``resumed_from``)."""
+    definition_sha256: str | None = None
+    resumed_from_definition_sha256: str | None = None
+    """The definition of the run it resumes, when that differs or is known."""
+    input_sha256: str | None = None
+    """sha256 of the trigger data captured in full (its ``blobs`` key)."""
     cost_breakdown: str | None = None
     """Canonical JSON of the cost by category, ``{key: {count, usd_nanos}}``; null for events without one."""
     seen: bool = False
@@ -225,6 +232,10 @@ class NodeState:
     """Ledger row of the winning node_finished: its ``output`` and ``error.stack``."""
     started_event_id: str | None = None
     finished_event_id: str | None = None
+    output_sha256: str | None = None
+    """sha256 of the complete output's JSON text, when captured in full (the ``blobs`` key)."""
+    output_capture: str | None = None
+    """What became of the full capture (an OutputCapture); null without one."""
     cost_breakdown: str | None = None
     """Canonical JSON of the cost by category, ``{key: {count, usd_nanos}}``; null for events without one."""
 
@@ -273,6 +284,10 @@ def fold_run(state: RunState | None, event: FoldEvent) -> RunState:
             run.input_seq = event.seq
             run.dry_run = data.get("dry_run")
             run.heartbeat_interval_s = data.get("heartbeat_interval_s")
+            run.resumed_from = data.get("resumed_from")
+            run.definition_sha256 = data.get("definition_sha256")
+            run.resumed_from_definition_sha256 = data.get("resumed_from_definition_sha256")
+            run.input_sha256 = data.get("trigger_data_sha256")
         if run.started_at is None:
             run.started_at = event.ts
     elif kind is _RUN_FINISHED:
@@ -381,6 +396,8 @@ def fold_node(state: NodeState | None, event: FoldEvent) -> NodeState:
         node.error_message = error.get("message")
         node.simulated = data.get("simulated")
         node.duplicate = data.get("duplicate")
+        node.output_sha256 = data.get("output_sha256")
+        node.output_capture = data.get("output_capture")
         _set_cost(node, data.get("cost"))
     if "input" in data:
         _maybe_input(node, "2:" + event.event_id, event.seq)

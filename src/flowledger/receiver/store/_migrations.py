@@ -290,6 +290,13 @@ CREATE TABLE purged_totals (
 
 _CONVERT_CHUNK: Final = 2_000
 
+_V12_COVERAGE: Final = """
+-- Coverage (flowledger coverage): each kind of missing core event is a range of a small partial index.
+CREATE INDEX node_runs_running ON node_runs (run_id) WHERE status = 'running';
+CREATE INDEX runs_without_start ON runs (started_at, run_id) WHERE started_event_id IS NULL;
+CREATE INDEX producers_with_gaps ON producers (last_ts) WHERE max_seq >= events;
+"""
+
 
 def _v10_ledger_format_2(conn: sqlite3.Connection) -> None:
     """Convert a format-1 ledger (hash over the whole body) to format 2 (entries and payloads apart).
@@ -370,7 +377,26 @@ def _v11_merkle_tree(conn: sqlite3.Connection) -> None:
     backfill(conn)
 
 
-_V12_COST_BREAKDOWN_AND_CUSTOM_METRICS: Final = """
+_V13_RESUME: Final = """
+-- Complete outputs captured in full, keyed by the sha256 of their JSON text; the ledger commits to the hash.
+CREATE TABLE blobs (
+    sha256 TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    size INTEGER NOT NULL
+) WITHOUT ROWID;
+ALTER TABLE node_runs ADD COLUMN output_sha256 TEXT;
+ALTER TABLE node_runs ADD COLUMN output_capture TEXT;
+CREATE INDEX node_runs_by_output ON node_runs (output_sha256) WHERE output_sha256 IS NOT NULL;
+ALTER TABLE runs ADD COLUMN resumed_from TEXT;
+ALTER TABLE runs ADD COLUMN definition_sha256 TEXT;
+ALTER TABLE runs ADD COLUMN resumed_from_definition_sha256 TEXT;
+ALTER TABLE runs ADD COLUMN input_sha256 TEXT;
+CREATE INDEX runs_by_input_blob ON runs (input_sha256) WHERE input_sha256 IS NOT NULL;
+CREATE INDEX runs_by_resumed_from ON runs (resumed_from) WHERE resumed_from IS NOT NULL;
+"""
+
+
+_V14_COST_BREAKDOWN_AND_CUSTOM_METRICS: Final = """
 -- The cost of a run or an attempt by category: canonical JSON {key: {count, usd_nanos}} (null for older events).
 ALTER TABLE runs ADD COLUMN cost_breakdown TEXT;
 ALTER TABLE node_runs ADD COLUMN cost_breakdown TEXT;
@@ -401,7 +427,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V9_PRODUCER_TAILS,
     _v10_ledger_format_2,
     _v11_merkle_tree,
-    _V12_COST_BREAKDOWN_AND_CUSTOM_METRICS,
+    _V12_COVERAGE,
+    _V13_RESUME,
+    _V14_COST_BREAKDOWN_AND_CUSTOM_METRICS,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -17,6 +17,7 @@ from typing import Any, Final, Protocol
 from flowledger._wire import RunStatus
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
 from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._views import (
     PERCENTILE_SAMPLE_MAX,
@@ -383,6 +384,29 @@ class Store(Protocol):
 
     async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """The input or output of a run as stored JSON text; QueryError for ``kind`` not one of a run's."""
+        ...
+
+    # --- integrity (see flowledger.receiver.store._integrity) ----------------
+
+    async def coverage(self, query: CoverageQuery) -> CoverageReport:
+        """Runs and producer sessions missing core events, counted exactly, with a few samples of each kind."""
+        ...
+
+    async def reconcile(self, scope: ReconcileScope, *, repair: bool = False) -> ReconcileReport:
+        """Compare the projection rows of the runs in ``scope`` with a fresh fold of their ledger events.
+
+        Without ``repair`` it only reads (a snapshot per chunk of runs). With it, the drifted runs'
+        rows are rewritten from the fold: a writer-side method then (call it through ``Writer.call``).
+        """
+
+    async def resume_evidence(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
+        """What resuming ``run_id`` needs: its trigger data and each node's last outcome, complete outputs
+        checked against the ledger (blob hash, payload hash, chain and Merkle inclusion); None when unknown
+        (or another project's). See :mod:`._evidence`."""
+        ...
+
+    async def resume_chain(self, run_id: str, *, project: str | None = None) -> list[dict[str, Any]] | None:
+        """The chain of attempts ``run_id`` is part of: the original run, then each resume after the run it resumes."""
         ...
 
     async def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]:

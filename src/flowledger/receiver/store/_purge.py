@@ -19,6 +19,7 @@ from typing import Any, Final
 import aiosqlite
 
 from flowledger._wire import RunStatus
+from flowledger.receiver.store._blobs import collect_purged_blobs, drop_unreferenced_blobs
 from flowledger.receiver.store._protocol import DailyTotal, PurgeSelection
 
 __all__ = ["DAILY_TOTALS_SQL", "PurgeWork", "daily_total", "purge_runs"]
@@ -153,8 +154,10 @@ async def purge_runs(conn: aiosqlite.Connection, selection: PurgeSelection, *, n
         "AND (project IS NULL OR project IN (SELECT r.project FROM runs r "
         "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id = spans.trace_id))"
     )
+    await collect_purged_blobs(conn)
     await conn.execute("DELETE FROM node_runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
     await conn.execute("DELETE FROM runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
+    await drop_unreferenced_blobs(conn)
     await conn.execute("DELETE FROM temp.purge_set")
     scope = {
         key: value

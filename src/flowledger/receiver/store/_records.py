@@ -245,6 +245,14 @@ RUN_FIELDS: Final[tuple[RecordField, ...]] = (
         kind=FieldKind.API,
         required=False,
     ),
+    _field("resumed_from", _NSTR, "The run this run resumes (flowledger resume, --resume).", required=False),
+    _field("definition_sha256", _NSTR, "The sha256 of the workflow definition the run ran.", required=False),
+    _field(
+        "resumed_from_definition_sha256",
+        _NSTR,
+        "The definition of the run it resumes (the two differ when the definition changed in between).",
+        required=False,
+    ),
 )
 """The fields of a run, in the order of its JSON."""
 
@@ -293,6 +301,18 @@ NODE_FIELDS: Final[tuple[RecordField, ...]] = (
         kind=FieldKind.COST,
         columns=_COST_COLUMNS,
         parts=_COST_PARTS,
+        required=False,
+    ),
+    _field(
+        "output_sha256",
+        _NSTR,
+        "sha256 of the complete output's JSON text, when the node captures in full (capture: full).",
+        required=False,
+    ),
+    _field(
+        "output_capture",
+        _NSTR,
+        "full, redacted, unrepresentable or too_large: whether the complete output is stored as it was.",
         required=False,
     ),
     _field(

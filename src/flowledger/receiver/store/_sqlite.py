@@ -22,12 +22,16 @@ import aiosqlite
 from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
 from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
+from flowledger.receiver.store._blobs import store_blobs
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
+from flowledger.receiver.store._coverage import coverage
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery, query_custom_metrics
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._evidence import resume_chain, resume_evidence
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
+from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
 from flowledger.receiver.store._merkle import Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
 from flowledger.receiver.store._projector import Projector, run_from_row, save_runs
@@ -58,6 +62,7 @@ from flowledger.receiver.store._query import (
     runs_where,
 )
 from flowledger.receiver.store._rebuild import refold
+from flowledger.receiver.store._reconcile import reconcile
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
 from flowledger.receiver.store._tree import consistency, frontier_async, run_proof, stored_nodes, tree_head
@@ -85,6 +90,8 @@ SWEEP_SQL: Final = (
     f"WHERE status = '{RunStatus.RUNNING.value}' AND last_seen_at < ?"
 )
 """Running runs silent since before a cutoff: a range of the partial index ``runs_alive``, never a scan."""
+_LAST_HEARD_SQL: Final = "SELECT max(received_at) FROM ledger INDEXED BY ledger_by_run WHERE run_id = ?"
+"""When the receiver last stored an event of a run, by its own clock (the sweeper's second opinion)."""
 _INSERT_LEDGER: Final = (
     "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash)"
 )
@@ -263,6 +270,7 @@ class SqliteStore:
         results: list[tuple[EventOutcome, str | None]] = [(EventOutcome.ACCEPTED, None)] * len(events)
         rows: list[tuple[Any, ...]] = []
         payloads: list[tuple[int, str]] = []
+        blobs: list[tuple[str, str]] = []
         seq, prev = self._head_seq, self._head_hash
         try:
             async with self._transaction():
@@ -321,10 +329,13 @@ class SqliteStore:
                         (seq, event.event_id, run_id, event.kind, event.ts, received_at, entry, digest, prev, new_hash)
                     )
                     add_payload((seq, event.body))
+                    if event.blobs:
+                        blobs.extend(event.blobs)
                     prev = new_hash
                 if rows:
                     await insert_rows(conn, _INSERT_LEDGER, rows, width=10)
                     await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
+                    await store_blobs(conn, blobs)
                     if nodes:
                         await insert_rows(conn, _INSERT_NODES, nodes, width=3)
                     await projector.flush()
@@ -337,7 +348,12 @@ class SqliteStore:
         return results
 
     async def sweep(self, *, now: str, stuck_after_s: float, heartbeats: int) -> list[str]:
-        """Mark running runs without a sign of life as stuck (indexed on ``last_seen_at``)."""
+        """Mark running runs without a sign of life as stuck (indexed on ``last_seen_at``).
+
+        A run is silent when its last event's time (the producer's clock) is older than the threshold and
+        the receiver has not stored an event of it within the threshold either (its own clock): a producer
+        whose clock runs behind is not taken for dead. One whose clock runs ahead is found stuck that much later.
+        """
         conn = self._write_conn()
         now_dt = epoch_s(now)
         cutoff = ts_from_epoch_s(now_dt - stuck_after_s)
@@ -348,6 +364,11 @@ class SqliteStore:
                     run = run_from_row(row)
                     threshold_s = max(stuck_after_s, heartbeats * (run.heartbeat_interval_s or 0.0))
                     if run.last_seen_at is None or epoch_s(run.last_seen_at) > now_dt - threshold_s:
+                        continue
+                    # Silent by its own clock, but heard from lately by ours: a producer whose clock is behind.
+                    async with conn.execute(_LAST_HEARD_SQL, (run.run_id,)) as cursor:
+                        heard = (await cursor.fetchone() or (None,))[0]
+                    if heard is not None and epoch_s(heard) > now_dt - threshold_s:
                         continue
                     reason = f"no event since {run.last_seen_at}: more than {threshold_s:g} s without a heartbeat"
                     if mark_stuck(run, reason):
@@ -691,6 +712,41 @@ class SqliteStore:
     async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """The input or output of a run as stored JSON text."""
         return await self._sync_read(lambda c: viewer_sql.run_payload(c, run_id, kind, project=project))
+
+    # --- integrity ---------------------------------------------------------
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A reader inside one read transaction: every query sees the same committed state."""
+        async with self._reader() as conn:
+            await conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                await conn.execute("COMMIT")
+
+    async def coverage(self, query: CoverageQuery) -> CoverageReport:
+        """Missing core events, counted on one snapshot."""
+        try:
+            async with self._snapshot() as conn:
+                return await coverage(conn, query)
+        except sqlite3.Error as exc:
+            raise StoreError(f"checking coverage failed: {exc}") from exc
+
+    async def reconcile(self, scope: ReconcileScope, *, repair: bool = False) -> ReconcileReport:
+        """Projections against a fresh fold, a chunk of runs per snapshot (per write transaction with repair)."""
+        try:
+            return await reconcile(self._transaction if repair else self._snapshot, scope, repair=repair)
+        except sqlite3.Error as exc:
+            raise StoreError(f"reconciling the projections failed: {exc}") from exc
+
+    async def resume_evidence(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
+        """A run's outputs for a resume, each checked against the ledger (see :mod:`._evidence`)."""
+        return await self._sync_read(lambda c: resume_evidence(c, run_id, project))
+
+    async def resume_chain(self, run_id: str, *, project: str | None = None) -> list[dict[str, Any]] | None:
+        """The original run, then each resume after the run it resumes (see :mod:`._evidence`)."""
+        return await self._sync_read(lambda c: resume_chain(c, run_id, project))
 
     async def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]:
         """Custom metric totals by workflow, node, name, labels and hour, newest hour first."""

@@ -393,6 +393,19 @@ async def test_sweep_marks_silent_running_runs_stuck(store: Store) -> None:
     assert (await store.get_run(silent.run_id) or {})["status"] == RunStatus.SUCCEEDED.value
 
 
+async def test_sweep_trusts_the_receivers_clock_over_a_producer_clock_that_is_behind(store: Store) -> None:
+    """Events stamped ten minutes in the past by a slow producer clock, just received: not stuck until silent."""
+    behind = RunEvents()
+    behind.clock_ns = time.time_ns() - 600 * 1_000_000_000
+    behind.start().node("fetch")
+    await _append(store, behind)
+    now_ns = time.time_ns()
+    assert await store.sweep(now=format_ts(now_ns), stuck_after_s=60.0, heartbeats=3) == []
+    assert (await store.get_run(behind.run_id) or {})["status"] == RunStatus.RUNNING.value
+    later = format_ts(now_ns + 120 * 1_000_000_000)  # silent by both clocks
+    assert await store.sweep(now=later, stuck_after_s=60.0, heartbeats=3) == [behind.run_id]
+
+
 # --- spans ---------------------------------------------------------------------------
 
 

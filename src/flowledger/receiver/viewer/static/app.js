@@ -10,11 +10,13 @@
 "use strict";
 
 import { register, route } from "./page.js";
+import { DiffView } from "./diff.js";
 import { RunView } from "./run.js";
 import { ListView } from "./runs.js";
 
 register(/^\/$/, (_match, params) => new ListView(params)); // first: the fallback
 register(/^\/runs\/([^/]+)$/, (match, params) => new RunView(decodeURIComponent(match[1]), params));
+register(/^\/diff\/([^/]+)\/([^/]+)$/, (match) => new DiffView(decodeURIComponent(match[1]), decodeURIComponent(match[2])));
 
 window.addEventListener("hashchange", () => {
   // Selecting an attempt only replaces the state; a real hash change is a new page.

@@ -6,6 +6,7 @@ import { ApiError, api, showBanner, showKeyForm } from "./api.js";
 import { clear, copyButton, h, runHref, safeExternalUrl } from "./dom.js";
 import { fmtCount, fmtDuration, fmtTime, fmtUsd, plural, shortId, statusBadge } from "./format.js";
 import { jsonView } from "./json.js";
+import { resumeSection } from "./resume.js";
 import { every, route, setCrumbs, setLive } from "./page.js";
 import { artifactsSection, costBreakdown, metricsSection } from "./records.js";
 
@@ -157,6 +158,13 @@ export class RunView {
       h("div", { class: "muted mono small" }, h("span", { text: `workflow ${run.workflow_id || "–"} · run ${run.run_id} ` }), copyButton(() => run.run_id, "Copy id")),
     );
     header.append(title, facts);
+    if (!this.chainShown || this.chainStatus !== run.status) {
+      // Loaded once per status: the live refresh re-renders the header every second.
+      this.chain = resumeSection(run);
+      this.chainShown = true;
+      this.chainStatus = run.status;
+    }
+    header.append(this.chain);
     if (run.error) {
       header.append(
         h(

@@ -1,0 +1,264 @@
+"""What a resume needs from the ledger: each node's complete output, checked against the ledger.
+
+:func:`resume_evidence` answers, for one run, the run's trigger data and,
+per node, its last attempt's status, effect key, definition hash and, for a
+node that succeeded with its output captured in full, the output's JSON
+text. Before an output is handed out it is checked three ways:
+
+1. the blob hashes to the ``output_sha256`` that the node's ``node_finished``
+   payload states (a changed blob is caught);
+2. that payload hashes to the ``payload_sha256`` its ledger entry commits to
+   (a changed payload is caught);
+3. the entry is in the ledger's Merkle tree (its inclusion proof against the
+   tree head, :func:`~._merkle.verify_inclusion`) and in the hash chain (its
+   ``hash`` is ``sha256(prev_hash || entry)`` and the next entry links to it):
+   a changed entry is caught.
+
+A node that fails a check gets a ``problem`` naming what does not match,
+and its output is withheld; a resume refuses to go on with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from typing import Any, Final
+
+from flowledger._wire import NODE_SHA256_ATTRIBUTE, NodeStatus, OutputCapture
+from flowledger.receiver.store._canonical import chain_hash
+from flowledger.receiver.store._entry import parse_entry
+from flowledger.receiver.store._merkle import inclusion_path, leaf_hash, verify_inclusion
+from flowledger.receiver.store._tree import _head, perfect_reader
+
+__all__ = ["MAX_CHAIN_RUNS", "resume_chain", "resume_evidence"]
+
+
+class _Checker:
+    """Checks ledger rows against the tree head and the chain, and reads their payloads."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.head = _head(conn)
+        self.perfect = perfect_reader(conn)
+        self.tampered = False
+        """Set by the last check that failed because something was changed (not merely missing)."""
+
+    def _tampered(self, problem: str) -> tuple[None, str]:
+        self.tampered = True
+        return None, problem
+
+    def payload(self, seq: int | None) -> tuple[dict[str, Any] | None, str | None]:
+        """The verified payload body of ledger row ``seq``, or a problem (a tampering one noted in ``tampered``)."""
+        if seq is None:
+            return None, "it has no ledger entry"
+        row = self.conn.execute(
+            "SELECT l.entry, l.prev_hash, l.hash, l.payload_hash, CAST(p.body AS BLOB), "
+            "(SELECT n.prev_hash FROM ledger n WHERE n.seq = l.seq + 1) "
+            "FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq WHERE l.seq = ?",
+            (seq,),
+        ).fetchone()
+        if row is None:
+            return self._tampered(f"ledger entry {seq} is missing")
+        entry, prev_hash, own_hash, payload_digest, body, next_prev = (
+            bytes(row[0]),
+            bytes(row[1]),
+            bytes(row[2]),
+            bytes(row[3]),
+            row[4],
+            row[5],
+        )
+        if chain_hash(prev_hash, entry) != own_hash or (next_prev is not None and bytes(next_prev) != own_hash):
+            return self._tampered(f"ledger entry {seq} is not in the hash chain (the entry or its hashes were changed)")
+        path = inclusion_path(seq - 1, self.head.size, self.perfect)
+        if not verify_inclusion(leaf_hash(entry), seq - 1, self.head.size, path, self.head.root):
+            return self._tampered(f"ledger entry {seq} is not in the ledger's Merkle tree (its inclusion proof fails)")
+        try:
+            fields = parse_entry(entry)
+        except ValueError as exc:
+            return self._tampered(f"ledger entry {seq}: {exc}")
+        if body is None:
+            return None, f"the payload of ledger entry {seq} was purged"
+        body = bytes(body)
+        digest = hashlib.sha256(body).digest()
+        if digest != payload_digest or digest.hex() != fields.get("payload_sha256"):
+            return self._tampered(
+                f"the payload of ledger entry {seq} does not match the hash its entry commits to (changed)"
+            )
+        parsed: dict[str, Any] = json.loads(body)
+        return parsed, None
+
+    def blob(self, digest: str) -> tuple[str | None, str | None]:
+        """The blob stored under ``digest``, checked to hash to it, or a problem."""
+        row = self.conn.execute("SELECT body FROM blobs WHERE sha256 = ?", (digest,)).fetchone()
+        if row is None:
+            return None, "its complete output is not stored (purged, or sent by an older receiver)"
+        text = str(row[0])
+        if hashlib.sha256(text.encode("utf-8")).hexdigest() != digest:
+            self.tampered = True
+            return None, "its stored output does not match the hash the ledger recorded (the blob was changed)"
+        return text, None
+
+
+def _full(data: dict[str, Any], prefix: str, checker: _Checker) -> dict[str, Any]:
+    """``{capture, sha256, text, problem}`` of a payload captured in full (``text`` only when reusable)."""
+    how = data.get(f"{prefix}_capture")
+    digest = data.get(f"{prefix}_sha256")
+    out: dict[str, Any] = {"capture": how, "sha256": digest, "text": None, "problem": None}
+    if how is None:
+        out["problem"] = "it was not captured in full (add `capture: full` to the workflow or the node)"
+    elif how != OutputCapture.FULL.value:
+        why = {
+            OutputCapture.REDACTED.value: "a key that looks secret was redacted",
+            OutputCapture.UNREPRESENTABLE.value: "it holds values with no JSON form",
+            OutputCapture.TOO_LARGE.value: "it was over the full-capture size limit",
+        }.get(str(how), str(how))
+        out["problem"] = f"its recorded output is not the real one: {why}"
+    elif isinstance(digest, str):
+        out["text"], out["problem"] = checker.blob(digest)
+    return out
+
+
+def _attributes(*bodies: dict[str, Any] | None) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for body in bodies:
+        data = (body or {}).get("data") or {}
+        attributes = data.get("attributes")
+        if isinstance(attributes, dict):
+            merged.update(attributes)
+    return merged
+
+
+def resume_evidence(conn: sqlite3.Connection, run_id: str, project: str | None) -> dict[str, Any] | None:
+    """The run's evidence for a resume (see the module docstring); None for an unknown or another project's run."""
+    conn.execute("BEGIN")
+    try:
+        run = conn.execute(
+            "SELECT run_id, project, workflow_id, status, definition_sha256, resumed_from, input_seq "
+            "FROM runs WHERE run_id = ?",
+            (run_id,),
+        ).fetchone()
+        if run is None or (project is not None and run[1] != project):
+            return None
+        checker = _Checker(conn)
+        started, problem = checker.payload(run[6])
+        input_tampered = checker.tampered
+        trigger = _full((started or {}).get("data") or {}, "trigger_data", checker)
+        if problem is not None:
+            trigger.update(text=None, problem=problem)
+        nodes = []
+        rows = conn.execute(
+            "SELECT node_id, status, item, effect, idempotency_key, input_seq, output_seq, attempt "
+            "FROM node_runs WHERE run_id = ? ORDER BY started_at, attempt, item, span_id",
+            (run_id,),
+        ).fetchall()
+        last: dict[str, tuple[Any, ...]] = {}
+        mapped: set[str] = set()
+        for row in rows:
+            if row[2] is not None:
+                mapped.add(str(row[0]))
+            current = last.get(str(row[0]))
+            # The node's outcome: a succeeded attempt wins, else the latest attempt.
+            if current is None or current[1] != NodeStatus.SUCCEEDED.value:
+                last[str(row[0])] = tuple(row)
+        for node_id, row in last.items():
+            checker.tampered = False
+            entry: dict[str, Any] = {
+                "node_id": node_id,
+                "status": row[1],
+                "effect": bool(row[3]),
+                "idempotency_key": row[4],
+                "node_sha256": None,
+                "output_capture": None,
+                "output_sha256": None,
+                "output": None,
+                "problem": None,
+                "tampered": False,
+            }
+            if node_id in mapped:
+                entry["problem"] = "it is a mapped node (mapped nodes are run again)"
+            elif row[1] == NodeStatus.SUCCEEDED.value:
+                finished, problem = checker.payload(row[6])
+                started_body = checker.payload(row[5])[0] if row[5] is not None and row[5] != row[6] else None
+                entry["node_sha256"] = _attributes(started_body, finished).get(NODE_SHA256_ATTRIBUTE)
+                if problem is not None:
+                    entry["problem"] = problem
+                else:
+                    full = _full((finished or {}).get("data") or {}, "output", checker)
+                    entry.update(
+                        output_capture=full["capture"],
+                        output_sha256=full["sha256"],
+                        output=full["text"],
+                        problem=full["problem"],
+                    )
+            entry["tampered"] = checker.tampered
+            if checker.tampered and entry["problem"] is None:
+                entry["problem"] = "a ledger entry of its attempt does not verify (changed)"
+            nodes.append(entry)
+        return {
+            "run": {
+                "run_id": run[0],
+                "workflow_id": run[2],
+                "status": run[3],
+                "definition_sha256": run[4],
+                "resumed_from": run[5],
+                "input": {
+                    "capture": trigger["capture"],
+                    "sha256": trigger["sha256"],
+                    "text": trigger["text"],
+                    "problem": trigger["problem"],
+                    "tampered": input_tampered or checker.tampered,
+                },
+            },
+            "tree": {"size": checker.head.size, "root": checker.head.root.hex()},
+            "nodes": nodes,
+        }
+    finally:
+        conn.execute("ROLLBACK")
+
+
+MAX_CHAIN_RUNS: Final = 100
+"""At most this many runs are listed in a chain of resumes (the original's side and the resumes' side each)."""
+
+
+def resume_chain(conn: sqlite3.Connection, run_id: str, project: str | None) -> list[dict[str, Any]] | None:
+    """The original run of ``run_id``'s chain, then every resume of it, each after the run it resumes.
+
+    Resumes of the same run are listed in start order.
+
+    Each entry is ``{run_id, status, started_at, resumed_from}``; None for an unknown or another project's run.
+    """
+
+    def one(rid: str) -> dict[str, Any] | None:
+        row = conn.execute(
+            "SELECT run_id, status, started_at, resumed_from, project FROM runs WHERE run_id = ?", (rid,)
+        ).fetchone()
+        if row is None or (project is not None and row[4] != project):
+            return None
+        return {"run_id": row[0], "status": row[1], "started_at": row[2], "resumed_from": row[3]}
+
+    start = one(run_id)
+    if start is None:
+        return None
+    root = start
+    seen = {run_id}
+    while root["resumed_from"] and len(seen) < MAX_CHAIN_RUNS:
+        parent = one(str(root["resumed_from"]))
+        if parent is None or parent["run_id"] in seen:
+            break
+        seen.add(parent["run_id"])
+        root = parent
+    chain = {root["run_id"]: root}
+    frontier = [root["run_id"]]
+    while frontier and len(chain) < 2 * MAX_CHAIN_RUNS:
+        rows = conn.execute(
+            f"SELECT run_id FROM runs WHERE resumed_from IN ({', '.join('?' * len(frontier))})", frontier
+        ).fetchall()
+        generation = [child for (child_id,) in rows if (child := one(str(child_id))) is not None]
+        generation = [c for c in generation if c["run_id"] not in chain]
+        generation.sort(key=lambda r: (r["started_at"] or "", r["run_id"]))
+        frontier = []
+        for child in generation:
+            chain[child["run_id"]] = child
+            frontier.append(child["run_id"])
+    return list(chain.values())

@@ -1,0 +1,231 @@
+"""Reconciliation: the projection rows of some runs compared with a fresh fold of their ledger events.
+
+A check reads a chunk of runs' stored events (by ``ledger_by_run``), folds
+them with the same state machine ingest and rebuild use
+(:func:`~._fold.fold_run`, :func:`~._fold.fold_node`, events rebuilt by
+:func:`~._rebuild.event_from_body`), and compares the result with the stored
+``runs`` and ``node_runs`` rows column by column. Nothing is written unless
+asked to repair: then the drifted runs' rows are replaced by the folded ones
+in the same transaction.
+
+What is not drift: the sweeper's ``stuck`` over a folded ``running`` (it is
+not in the ledger), and purged runs (their entries have no payload left to
+fold, and their rows are gone, so both sides are empty).
+
+Which runs a check covers is a :class:`~._integrity.ReconcileScope`: named
+runs, the runs of the newest ledger entries, and a slice of every run id in
+order (the whole keyspace is walked by keyset over the ledger's, the runs'
+and the attempts' run ids, a chunk at a time, so memory and each
+transaction stay bounded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from operator import attrgetter
+from typing import Final
+
+import aiosqlite
+
+from flowledger._wire import RunStatus
+from flowledger.receiver.store._bulk import insert_rows
+from flowledger.receiver.store._entry import PURGE_KIND
+from flowledger.receiver.store._fold import NODE_COLUMNS, RUN_COLUMNS, NodeState, RunState, fold_node, fold_run
+from flowledger.receiver.store._integrity import DriftKind, ReconcileReport, ReconcileScope
+from flowledger.receiver.store._projector import node_from_row, run_from_row, save_runs
+from flowledger.receiver.store._rebuild import event_from_body
+
+__all__ = ["RECONCILE_CHUNK_RUNS", "reconcile"]
+
+RECONCILE_CHUNK_RUNS: Final = 200
+"""Runs folded and compared per transaction."""
+
+_run_row: Final = attrgetter(*RUN_COLUMNS)
+_node_row: Final = attrgetter(*NODE_COLUMNS)
+_NODE_KINDS: Final = frozenset({"node_started", "node_finished"})
+_SAVE_NODES: Final = f"INSERT INTO node_runs ({', '.join(NODE_COLUMNS)})"
+
+Transaction = Callable[[], AbstractAsyncContextManager[aiosqlite.Connection]]
+"""Opens one transaction and yields its connection (a read snapshot, or the writer's when repairing)."""
+
+
+def _marks(ids: Sequence[str]) -> str:
+    return ", ".join("?" * len(ids))
+
+
+async def _fold(
+    conn: aiosqlite.Connection, run_ids: Sequence[str]
+) -> tuple[dict[str, RunState], dict[tuple[str, str], NodeState], int]:
+    """The runs' and attempts' states folded from the ledger alone, and how many events were folded."""
+    runs: dict[str, RunState] = {}
+    nodes: dict[tuple[str, str], NodeState] = {}
+    rows = await conn.execute_fetchall(
+        "SELECT l.seq, l.kind, p.body FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
+        f"WHERE l.run_id IN ({_marks(run_ids)}) ORDER BY l.seq",
+        list(run_ids),
+    )
+    folded = 0
+    for seq, kind, body in rows:
+        if body is None or kind == PURGE_KIND:  # purged: nothing left to fold
+            continue
+        event = event_from_body(body, int(seq))
+        folded += 1
+        runs[event.run_id] = fold_run(runs.get(event.run_id), event)
+        if event.kind in _NODE_KINDS:
+            key = (event.run_id, event.data["span_id"])
+            nodes[key] = fold_node(nodes.get(key), event)
+    return runs, nodes, folded
+
+
+async def _stored(
+    conn: aiosqlite.Connection, run_ids: Sequence[str]
+) -> tuple[dict[str, RunState], dict[tuple[str, str], NodeState]]:
+    """The runs' and attempts' rows as the projection holds them."""
+    marks = _marks(run_ids)
+    runs = {
+        row[0]: run_from_row(row)
+        for row in await conn.execute_fetchall(
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id IN ({marks})", list(run_ids)
+        )
+    }
+    nodes = {
+        (row[0], row[1]): node_from_row(row)
+        for row in await conn.execute_fetchall(
+            f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id IN ({marks})", list(run_ids)
+        )
+    }
+    return runs, nodes
+
+
+def _verdict(
+    folded: RunState | NodeState | None, stored: RunState | NodeState | None, row: Callable[[object], object]
+) -> DriftKind | None:
+    """How one folded row and its stored row disagree, or None when they match."""
+    if stored is None:
+        return None if folded is None else DriftKind.MISSING_IN_PROJECTION
+    if folded is None:
+        return DriftKind.MISSING_IN_LEDGER
+    if folded.status != stored.status:
+        return DriftKind.STATUS_MISMATCH
+    if row(folded) != row(stored):
+        return DriftKind.FIELD_MISMATCH
+    return None
+
+
+def _by_run(nodes: dict[tuple[str, str], NodeState]) -> dict[str, dict[str, NodeState]]:
+    out: dict[str, dict[str, NodeState]] = {}
+    for (run_id, span_id), node in nodes.items():
+        out.setdefault(run_id, {})[span_id] = node
+    return out
+
+
+async def _check_chunk(
+    conn: aiosqlite.Connection, run_ids: Sequence[str], report: ReconcileReport, *, project: str | None, repair: bool
+) -> None:
+    folded_runs, folded_node_map, events = await _fold(conn, run_ids)
+    stored_runs, stored_node_map = await _stored(conn, run_ids)
+    folded_nodes, stored_nodes = _by_run(folded_node_map), _by_run(stored_node_map)
+    report.events_folded += events
+    drifted: list[str] = []
+    for run_id in run_ids:
+        folded, stored = folded_runs.get(run_id), stored_runs.get(run_id)
+        run_nodes, kept_nodes = folded_nodes.get(run_id, {}), stored_nodes.get(run_id, {})
+        if folded is None and stored is None and not kept_nodes:
+            continue  # nothing to fold (never stored, or purged) and nothing projected
+        if project is not None and project not in {r.project for r in (folded, stored) if r is not None}:
+            continue
+        swept = stored is not None and stored.status is RunStatus.STUCK
+        if folded is not None and stored is not None and swept and folded.status is RunStatus.RUNNING:
+            # The sweeper's verdict is not in the ledger: not drift.
+            folded.status, folded.stuck_reason = RunStatus.STUCK, stored.stuck_reason
+        report.runs_checked += 1
+        found = False
+        kind = _verdict(folded, stored, _run_row)
+        if kind is not None:
+            found = True
+            report.kinds[kind].add(run_id, attempt=False)
+        for span in sorted(run_nodes.keys() | kept_nodes.keys()):
+            node_kind = _verdict(run_nodes.get(span), kept_nodes.get(span), _node_row)
+            if node_kind is not None:
+                found = True
+                report.kinds[node_kind].add(f"{run_id}/{span}", attempt=True)
+        if found:
+            drifted.append(run_id)
+            report.note_drifted(run_id)
+    if repair and drifted:
+        marks = _marks(drifted)
+        await conn.execute(f"DELETE FROM node_runs WHERE run_id IN ({marks})", drifted)
+        await conn.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", drifted)
+        await save_runs(conn, [folded_runs[r] for r in drifted if r in folded_runs])
+        rows = [_node_row(node) for r in drifted for node in folded_nodes.get(r, {}).values()]
+        await insert_rows(conn, _SAVE_NODES, rows, width=len(NODE_COLUMNS))
+        report.repaired += len(drifted)
+
+
+async def _next_ids(conn: aiosqlite.Connection, after: str, limit: int) -> tuple[list[str], str | None]:
+    """The next run ids after ``after`` in the ledger, the runs and the attempts, up to a common bound.
+
+    Returns the ids and the bound (None when every source ran out: the sweep is at its end).
+    """
+    found: set[str] = set()
+    bound: str | None = None
+    exhausted = True
+    for sql in (
+        "SELECT DISTINCT run_id FROM ledger WHERE run_id > ? ORDER BY run_id LIMIT ?",
+        "SELECT run_id FROM runs WHERE run_id > ? ORDER BY run_id LIMIT ?",
+        "SELECT DISTINCT run_id FROM node_runs WHERE run_id > ? ORDER BY run_id LIMIT ?",
+    ):
+        ids = [str(row[0]) for row in await conn.execute_fetchall(sql, (after, limit))]
+        found.update(ids)
+        if len(ids) == limit:
+            exhausted = False
+            bound = ids[-1] if bound is None else min(bound, ids[-1])
+    if exhausted:
+        return sorted(found), None
+    assert bound is not None
+    return sorted(i for i in found if i <= bound), bound
+
+
+async def _recent_ids(conn: aiosqlite.Connection, after_seq: int, max_events: int) -> tuple[list[str], int]:
+    """The runs of ledger entries after ``after_seq`` (the newest ``max_events`` at most), and the head."""
+    head_rows = await conn.execute_fetchall("SELECT coalesce(max(seq), 0) FROM ledger")
+    head = int(next(iter(head_rows))[0])
+    start = max(after_seq, head - max_events)
+    # A range of the primary key, deduplicated here: with DISTINCT, SQLite walks the whole run-id index.
+    rows = await conn.execute_fetchall("SELECT run_id FROM ledger WHERE seq > ? AND kind != ?", (start, PURGE_KIND))
+    return list(dict.fromkeys(str(row[0]) for row in rows)), head
+
+
+async def reconcile(transaction: Transaction, scope: ReconcileScope, *, repair: bool = False) -> ReconcileReport:
+    """Check (and with ``repair`` rewrite) the runs of ``scope``, one transaction per chunk of runs."""
+    report = ReconcileReport()
+    named: list[str] = list(dict.fromkeys(scope.run_ids))
+    async with transaction() as conn:
+        head_rows = await conn.execute_fetchall("SELECT coalesce(max(seq), 0) FROM ledger")
+        report.ledger_seq = int(next(iter(head_rows))[0])
+        if scope.recent_after_seq is not None and scope.recent_max_events > 0:
+            recent, report.ledger_seq = await _recent_ids(conn, scope.recent_after_seq, scope.recent_max_events)
+            named += recent
+    named = list(dict.fromkeys(named))
+    seen = set(named)
+    for start in range(0, len(named), RECONCILE_CHUNK_RUNS):
+        async with transaction() as conn:
+            chunk = named[start : start + RECONCILE_CHUNK_RUNS]
+            await _check_chunk(conn, chunk, report, project=scope.project, repair=repair)
+    if scope.sweep_from is None:
+        return report
+    after: str | None = scope.sweep_from
+    left = scope.sweep_runs
+    while after is not None and (left is None or left > 0):
+        size = RECONCILE_CHUNK_RUNS if left is None else min(RECONCILE_CHUNK_RUNS, left)
+        async with transaction() as conn:
+            ids, bound = await _next_ids(conn, after, size)
+            fresh = [i for i in ids if i not in seen]
+            if fresh:
+                await _check_chunk(conn, fresh, report, project=scope.project, repair=repair)
+        after = bound
+        if left is not None:
+            left -= len(ids)
+    report.sweep_next = after
+    return report

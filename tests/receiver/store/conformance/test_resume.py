@@ -1,0 +1,94 @@
+"""Conformance: what a resume reads (outputs checked against the ledger) and the chain of resumes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowledger.receiver.store._protocol import Store
+from tests.receiver._support import RunEvents
+from tests.receiver.store.conformance.conftest import prepared
+
+pytestmark = pytest.mark.asyncio
+
+
+def _with_full_output(run: RunEvents, node_id: str, output: Any) -> RunEvents:
+    text = json.dumps(output, separators=(",", ":"))
+    for event in run.events:
+        if event["kind"] == "node_finished" and event["data"]["node_id"] == node_id:
+            event["data"].update(
+                output_full=text, output_capture="full", output_sha256=hashlib.sha256(text.encode()).hexdigest()
+            )
+    return run
+
+
+def _resume_of(original: str) -> RunEvents:
+    run = RunEvents().start()
+    for event in run.events:
+        if event["kind"] == "run_started":
+            event["data"]["resumed_from"] = original
+    return run.node("fetch").finish()
+
+
+async def test_outputs_are_handed_out_verified_and_other_nodes_say_why_not(store: Store) -> None:
+    """A full output comes back as its text; a preview-only node and a failed one carry their problem."""
+    run = RunEvents().start().node("fetch").node("price").node("stock", status="failed").finish("failed")
+    _with_full_output(run, "fetch", {"order": "A-1"})
+    await store.append(prepared(run.events))
+    evidence = await store.resume_evidence(run.run_id)
+    assert evidence is not None
+    nodes = {n["node_id"]: n for n in evidence["nodes"]}
+    assert json.loads(nodes["fetch"]["output"]) == {"order": "A-1"}
+    assert nodes["fetch"]["problem"] is None
+    assert nodes["price"]["output"] is None
+    assert "not captured in full" in nodes["price"]["problem"]
+    assert nodes["stock"]["status"] == "failed"
+    assert evidence["tree"]["size"] == len(run.events)
+    assert await store.resume_evidence("no-such-run") is None
+    assert await store.resume_evidence(run.run_id, project="someone-else") is None
+
+
+async def test_an_edited_ledger_entry_is_named_as_tampering(store: Store, tmp_path: Path) -> None:
+    """Changing the node's ledger entry in the database breaks its chain check: tampered, no output."""
+    run = _with_full_output(RunEvents().start().node("fetch").finish(), "fetch", {"order": "A-1"})
+    await store.append(prepared(run.events))
+    db = sqlite3.connect(tmp_path / "conformance.db")
+    try:
+        with db:
+            db.execute("DROP TRIGGER IF EXISTS ledger_no_update")
+            (seq,) = db.execute("SELECT output_seq FROM node_runs WHERE run_id = ?", (run.run_id,)).fetchone()
+            (entry,) = db.execute("SELECT entry FROM ledger WHERE seq = ?", (seq,)).fetchone()
+            edited = bytes(entry).replace(b'"producer_seq":', b'"producer_seq": ')
+            db.execute("UPDATE ledger SET entry = ? WHERE seq = ?", (edited, seq))
+    finally:
+        db.close()
+    evidence = await store.resume_evidence(run.run_id)
+    assert evidence is not None
+    (node,) = evidence["nodes"]
+    assert node["tampered"] is True
+    assert node["output"] is None
+    assert "is not in the hash chain" in node["problem"]
+
+
+async def test_the_chain_lists_the_original_and_every_resume_oldest_first(store: Store) -> None:
+    """From any run of the chain: the original, its resume and the resume of that resume."""
+    original = RunEvents().start().node("fetch", status="failed").finish("failed")
+    first = _resume_of(original.run_id)
+    second = _resume_of(first.run_id)
+    unrelated = RunEvents().start().finish()
+    for run in (original, first, second, unrelated):
+        await store.append(prepared(run.events))
+    expected = [original.run_id, first.run_id, second.run_id]
+    for member in expected:
+        chain = await store.resume_chain(member)
+        assert chain is not None
+        assert [r["run_id"] for r in chain] == expected
+    chain = await store.resume_chain(second.run_id)
+    assert chain is not None
+    assert chain[2]["resumed_from"] == first.run_id
+    assert await store.resume_chain("no-such-run") is None
