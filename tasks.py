@@ -130,6 +130,7 @@ BENCHMARKS = (
     "search.py",
     "otlp_grpc.py",
     "stats.py",
+    "node_records.py",
 )
 
 

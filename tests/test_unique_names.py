@@ -18,7 +18,7 @@ CONVENTIONS = {
     "main": "a command line's entry point",
 }
 # Known duplicates still to be given a name of their own.
-KNOWN = {"Cost": "adapters/_base.py's reported cost and instrument/_cost.py's"}
+KNOWN: dict[str, str] = {}
 
 
 def _exported_definitions(path: Path) -> set[str]:

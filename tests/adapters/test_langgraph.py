@@ -169,3 +169,7 @@ def test_a_model_called_in_a_node_adds_its_token_usage_to_the_node(events: Captu
     (attempt,) = _nodes(events, "ask")
     assert attempt["cost"]["tokens"] == 12
     assert events.runs()[0]["data"]["cost"]["tokens"] == 12
+    assert attempt["cost"]["breakdown"] == {
+        "tokens_in": {"count": 5, "usd_nanos": 0},
+        "tokens_out": {"count": 7, "usd_nanos": 0},
+    }

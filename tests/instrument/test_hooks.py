@@ -314,6 +314,12 @@ def test_cost_adds_to_node_and_run(events: CapturedEvents) -> None:
         "tool_calls": 2,
         "external_requests": 1,
         "usd": 0.004,
+        "breakdown": {
+            "tokens": {"count": 1200, "usd_nanos": 0},
+            "tool_calls": {"count": 2, "usd_nanos": 0},
+            "external_requests": {"count": 1, "usd_nanos": 0},
+            "other": {"count": 0, "usd_nanos": 4_000_000},
+        },
     }
     total = events.runs()[0]["data"]["cost"]
     assert total["tokens"] == 2400
@@ -333,7 +339,13 @@ def test_cost_that_is_not_a_real_amount_is_ignored_not_recorded(events: Captured
             assert ask(bad) == "ok"
         ask(0.5)
     costs = [e["data"].get("cost") for e in events.nodes("ask")]
-    assert costs == [None, None, None, {"tokens": 5, "tool_calls": 0, "external_requests": 0, "usd": 0.5}]
+    assert costs[:3] == [None, None, None]
+    assert {k: v for k, v in costs[3].items() if k != "breakdown"} == {
+        "tokens": 5,
+        "tool_calls": 0,
+        "external_requests": 0,
+        "usd": 0.5,
+    }
     assert events.runs()[0]["data"]["cost"]["usd"] == 0.5
     assert flowledger.stats()["internal_errors"] >= 3
 

@@ -105,6 +105,9 @@ def test_retries_record_every_attempt(build: Build, events: CapturedEvents) -> N
     assert [e["data"]["status"] for e in finished] == ["failed", "failed", "succeeded"]
     assert finished[0]["data"]["error"]["type"] == "ConnectionError"
     assert events.runs()[0]["data"]["status"] == "succeeded"
+    retries = [e["data"].get("cost", {}).get("breakdown", {}).get("penalty:retry") for e in finished]
+    assert retries == [None, {"count": 1, "usd_nanos": 0}, {"count": 1, "usd_nanos": 0}]
+    assert events.runs()[0]["data"]["cost"]["breakdown"]["penalty:retry"]["count"] == 2
 
 
 def test_failure_skips_dependents_and_lets_other_branches_finish(build: Build, events: CapturedEvents) -> None:
@@ -155,6 +158,8 @@ def test_timeout_applies_per_attempt(build: Build, events: CapturedEvents) -> No
     errors = [e["data"]["error"] for e in events.nodes("slow")]
     assert [e["type"] for e in errors] == ["flowledger.NodeTimeout"] * 2
     assert "timeout_s of 0.05 s" in errors[0]["message"]
+    penalties = [{k: v["count"] for k, v in e["data"]["cost"]["breakdown"].items()} for e in events.nodes("slow")]
+    assert penalties == [{"penalty:timeout": 1}, {"penalty:retry": 1, "penalty:timeout": 1}]
 
 
 def test_when_false_skips_the_node_and_its_dependents(build: Build, events: CapturedEvents) -> None:

@@ -10,7 +10,7 @@ is a handful of one-line translations::
     recorder = Recorder()
     recorder.run_started(flow_run_id, "etl", data=params)       # the runtime's "run starts"
     recorder.node_started(task_id, "load", run_key=flow_run_id, input=args)
-    recorder.node_finished(task_id, output=value)                # or error=exc, cost=Cost(tokens=9)
+    recorder.node_finished(task_id, output=value)                # or error=exc, cost=Cost(tokens_in=9)
     recorder.run_finished(flow_run_id, error=None)
 
 Nothing here raises into the runtime: a key that is not known is ignored,
@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 from flowledger._exceptions import RunAborted
 from flowledger._wire import TriggerType
-from flowledger.instrument import NodeAttempt, Run, record_skip
+from flowledger.instrument import Cost, NodeAttempt, Run, record_skip
 from flowledger.instrument._pipeline import pipeline
 
 __all__ = ["UNSET", "Cost", "Recorder"]
@@ -43,16 +42,6 @@ class _Unset:
 
 UNSET: Final = _Unset()
 """The default of ``output=``: no output was reported (distinct from an output of None)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Cost:
-    """What one node attempt cost, as a runtime or its callbacks report it."""
-
-    tokens: int = 0
-    tool_calls: int = 0
-    external_requests: int = 0
-    usd: float = 0.0
 
 
 class Recorder:
@@ -194,12 +183,7 @@ class Recorder:
             return
         try:
             if cost is not None:
-                node_attempt.add_cost(
-                    tokens=cost.tokens,
-                    tool_calls=cost.tool_calls,
-                    external_requests=cost.external_requests,
-                    usd=cost.usd,
-                )
+                node_attempt.add_cost(cost)
             if output is not UNSET and error is None:
                 node_attempt.set_output(output)
         except Exception as exc:  # a bad cost, an output that cannot be captured: the end is still recorded
@@ -213,9 +197,7 @@ class Recorder:
         if node_attempt is None:
             return
         try:
-            node_attempt.add_cost(
-                tokens=cost.tokens, tool_calls=cost.tool_calls, external_requests=cost.external_requests, usd=cost.usd
-            )
+            node_attempt.add_cost(cost)
         except Exception as exc:
             pipeline().internal_error("adapter_cost", exc)
 

@@ -115,13 +115,13 @@ class FlowledgerCallbackHandler(BaseCallbackHandler):
     def on_llm_end(
         self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
     ) -> None:
-        tokens = _total_tokens(response)
-        if tokens <= 0:
+        cost = _token_cost(response)
+        if cost is None:
             return
         with self._lock:
             holder = self._recorded_ancestor(parent_run_id)
         if holder is not None:
-            self.recorder.node_cost(holder, Cost(tokens=tokens))
+            self.recorder.node_cost(holder, cost)
 
     # --- internals -----------------------------------------------------------------
 
@@ -158,20 +158,34 @@ class FlowledgerCallbackHandler(BaseCallbackHandler):
             self.recorder.run_finished(run_id, output=outputs, error=error)
 
 
-def _total_tokens(response: LLMResult) -> int:
-    """Tokens a model call reports: each message's ``usage_metadata``, else ``llm_output``'s token usage."""
-    total = 0
-    for generations in response.generations:
-        for generation in generations:
-            usage = getattr(getattr(generation, "message", None), "usage_metadata", None)
-            if isinstance(usage, Mapping) and isinstance(usage.get("total_tokens"), int):
-                total += usage["total_tokens"]
-    if total:
-        return total
-    output = response.llm_output or {}
-    usage = output.get("token_usage") or output.get("usage")
-    tokens = usage.get("total_tokens") if isinstance(usage, Mapping) else None
-    return tokens if isinstance(tokens, int) and tokens > 0 else 0
+def _count(usage: Mapping[str, Any], *names: str) -> int:
+    for name in names:
+        value = usage.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+def _token_cost(response: LLMResult) -> Cost | None:
+    """The tokens a model call reports, input and output apart where it says: each message's ``usage_metadata``,
+    else ``llm_output``'s token usage. Tokens of the total that are neither input nor output count as ``tokens``."""
+    usages = [
+        usage
+        for generations in response.generations
+        for generation in generations
+        if isinstance(usage := getattr(getattr(generation, "message", None), "usage_metadata", None), Mapping)
+        and _count(usage, "total_tokens")
+    ]
+    if not usages:
+        output = response.llm_output or {}
+        usage = output.get("token_usage") or output.get("usage")
+        usages = [usage] if isinstance(usage, Mapping) and _count(usage, "total_tokens") else []
+    tokens_in = sum(_count(u, "input_tokens", "prompt_tokens") for u in usages)
+    tokens_out = sum(_count(u, "output_tokens", "completion_tokens") for u in usages)
+    total = sum(_count(u, "total_tokens") for u in usages)
+    if total <= 0:
+        return None
+    return Cost(tokens_in=tokens_in, tokens_out=tokens_out, tokens=max(total - tokens_in - tokens_out, 0))
 
 
 def callbacks(*, workflow_id: str | None = None) -> FlowledgerCallbackHandler:

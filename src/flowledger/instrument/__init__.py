@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from flowledger.instrument._config import Settings
 from flowledger.instrument._context import ContextThreadPoolExecutor, in_context
+from flowledger.instrument._cost import Cost, CostCategory, Penalty
 from flowledger.instrument._decorator import node
-from flowledger.instrument._node import Location, NodeAttempt, attempt, cost, current_node, record_skip
+from flowledger.instrument._node import (
+    Location,
+    NodeAttempt,
+    artifact,
+    attempt,
+    cost,
+    current_node,
+    metric,
+    record_skip,
+)
 from flowledger.instrument._otel import inject, traceparent
 from flowledger.instrument._pipeline import configure, flush, shutdown, stats
 from flowledger.instrument._remote import continue_run, run_context
@@ -19,11 +29,15 @@ from flowledger.instrument.delivery import EventSink
 
 __all__ = [
     "ContextThreadPoolExecutor",
+    "Cost",
+    "CostCategory",
     "EventSink",
     "Location",
     "NodeAttempt",
+    "Penalty",
     "Run",
     "Settings",
+    "artifact",
     "attempt",
     "configure",
     "continue_run",
@@ -33,6 +47,7 @@ __all__ = [
     "flush",
     "in_context",
     "inject",
+    "metric",
     "node",
     "record_skip",
     "run",

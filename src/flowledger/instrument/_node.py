@@ -1,4 +1,4 @@
-"""Node attempts: ``attempt(...)``, skips and cost (``@flowledger.node`` is in ``_decorator``).
+"""Node attempts: ``attempt(...)``, skips, cost, metrics, artifacts (``@flowledger.node`` is in ``_decorator``).
 
 A node attempt is recorded as ``node_started`` then ``node_finished``,
 sharing one span id: input, output, timing, status, error with stack,
@@ -27,18 +27,31 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
+from flowledger._exceptions import UsageError
 from flowledger._wire import CaptureMode, EventKind, NodeStatus, format_ts
 from flowledger.instrument import _heartbeat
+from flowledger.instrument._artifact import MAX_ARTIFACTS_PER_ATTEMPT, Source, artifact_record
 from flowledger.instrument._capture import RawJSON, capture
-from flowledger.instrument._cost import Cost
+from flowledger.instrument._cost import Charge, Cost, Penalty, cost_parts
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
 from flowledger.instrument._full_capture import capture_mode, full_capture
 from flowledger.instrument._logs import AttemptLogBuffer, install_handler
+from flowledger.instrument._metric import MetricSeries, check_metric
 from flowledger.instrument._otel import SpanScope, context_from_traceparent, format_traceparent
 from flowledger.instrument._pipeline import pipeline
 from flowledger.instrument._run import Run, _current_run, current_run, error_record
 
-__all__ = ["Location", "NodeAttempt", "attempt", "cost", "current_node", "node_record", "record_skip"]
+__all__ = [
+    "Location",
+    "NodeAttempt",
+    "artifact",
+    "attempt",
+    "cost",
+    "current_node",
+    "metric",
+    "node_record",
+    "record_skip",
+]
 
 
 _SKIP_SIZE: Final = 256
@@ -137,6 +150,7 @@ class NodeAttempt:
     """
 
     __slots__ = (
+        "_artifacts",
         "_capture_output",
         "_duplicate",
         "_full",
@@ -145,6 +159,7 @@ class NodeAttempt:
         "_implicit",
         "_late_attributes",
         "_logs",
+        "_metrics",
         "_node_token",
         "_output",
         "_output_size",
@@ -210,6 +225,8 @@ class NodeAttempt:
         self.span_id = span_id or ""
         self.idempotency_key: str | None = None
         self.cost = Cost()
+        self._metrics = MetricSeries()
+        self._artifacts: list[dict[str, Any]] = []
         self._implicit: Run | None = None
         self._late_attributes: dict[str, Any] | None = None
         self._logs: AttemptLogBuffer | None = None
@@ -277,11 +294,34 @@ class NodeAttempt:
         self._duplicate = True
         self.set_output(output)
 
-    def add_cost(self, *, tokens: int = 0, tool_calls: int = 0, external_requests: int = 0, usd: float = 0.0) -> None:
-        """Add cost to this attempt and to its run (what ``flowledger.cost`` does for the current node)."""
-        self.cost.add(tokens=tokens, tool_calls=tool_calls, external_requests=external_requests, usd=usd)
+    def add_cost(self, cost: Cost | None = None, /, **parts: Any) -> None:
+        """Add cost to this attempt and to its run (what ``flowledger.cost`` does for the current node).
+
+        Takes a :class:`Cost`, or ``flowledger.cost``'s keyword arguments; ValueError (nothing added) for bad ones.
+        """
+        added = cost if cost is not None else Cost(**parts)
+        self.cost.merge(added)
         if self.run is not None:
-            self.run.cost.add(tokens=tokens, tool_calls=tool_calls, external_requests=external_requests, usd=usd)
+            self.run.cost.merge(added)
+
+    def add_penalty(self, penalty: Penalty | str, count: int = 1) -> None:
+        """Count a penalty (a retry, a timeout) in this attempt's and its run's cost."""
+        self.add_cost(penalties={str(penalty): count})
+
+    def add_metric(self, name: str, value: float, /, **labels: Any) -> None:
+        """Record a value of a custom metric on this attempt (what ``flowledger.metric`` does); UsageError if bad."""
+        key, checked = check_metric(name, value, labels)
+        self._metrics.observe(key, checked)
+
+    def add_artifact(
+        self, source: Source, /, *, name: str | None = None, uri: str | None = None, media_type: str | None = None
+    ) -> dict[str, Any]:
+        """Record an artifact of this attempt (what ``flowledger.artifact`` does); returns its record."""
+        if len(self._artifacts) >= MAX_ARTIFACTS_PER_ATTEMPT:
+            raise UsageError(f"a node attempt records at most {MAX_ARTIFACTS_PER_ATTEMPT} artifacts")
+        record = artifact_record(source, name=name, uri=uri, media_type=media_type)
+        self._artifacts.append(record)
+        return dict(record)
 
     def trace_context(self) -> str | None:
         """The W3C ``traceparent`` of the attempt's span (None unless started): the parent of nested work."""
@@ -477,6 +517,12 @@ class NodeAttempt:
                     data[name] = started_data[name]
         if self.cost:
             data["cost"] = self.cost.as_dict()
+        if self._metrics:
+            data["metrics"] = self._metrics.as_list()
+            data["workflow_id"] = run.workflow_id  # the receiver adds metrics up per workflow, whatever arrives first
+        if self._artifacts:
+            data["artifacts"] = list(self._artifacts)
+            size += 256 * len(self._artifacts)
         if self._simulated:
             data["simulated"] = True
         if self._duplicate:
@@ -593,17 +639,81 @@ def record_skip(
         pipeline().internal_error("record_skip", exc)
 
 
-def cost(*, tokens: int = 0, tool_calls: int = 0, external_requests: int = 0, usd: float | Decimal = 0.0) -> None:
+def cost(
+    *,
+    tokens: Charge = 0,
+    tokens_in: Charge = 0,
+    tokens_out: Charge = 0,
+    tool_calls: Charge = 0,
+    external_requests: Charge | Mapping[str, Charge] = 0,
+    penalties: Mapping[str, Charge] | None = None,
+    usd: float | Decimal = 0.0,
+) -> None:
     """Add cost to the current node and its run (does nothing outside a run).
 
-    ``usd`` is kept exact to the nano-dollar: pass the amount as written (``0.004``) or a Decimal.
+    Each category takes a count or a ``(count, usd)`` pair: ``tokens_in=(1200, 0.0036)``.
+    ``external_requests`` also takes requests by service, ``{"stripe": 3}``;
+    ``penalties`` takes kinds, ``{"retry": 1}``; ``usd`` is money tied to no
+    category. Dollars are kept exact to the nano-dollar: pass the amount as
+    written (``0.004``) or a Decimal. A bad argument is counted as an SDK
+    error and adds nothing.
     """
     try:
+        parts = cost_parts(
+            tokens=tokens,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            tool_calls=tool_calls,
+            external_requests=external_requests,
+            penalties=penalties,
+            usd=usd,
+        )
         node_attempt = current_node()
         run = current_run()
         if node_attempt is not None:
-            node_attempt.cost.add(tokens=tokens, tool_calls=tool_calls, external_requests=external_requests, usd=usd)
+            node_attempt.cost.add_parts(parts)
         if run is not None:
-            run.cost.add(tokens=tokens, tool_calls=tool_calls, external_requests=external_requests, usd=usd)
+            run.cost.add_parts(parts)
     except Exception as exc:
         pipeline().internal_error("cost", exc)
+
+
+def _node_for(what: str) -> NodeAttempt | None:
+    """The current attempt; None when records are off; UsageError outside a node of a recorded run."""
+    node_attempt = current_node()
+    if node_attempt is not None:
+        return node_attempt
+    run = current_run()
+    if pipeline().disabled or (run is not None and not run.active):
+        return None
+    raise UsageError(
+        f"flowledger.{what}() records on the current node: call it inside a function decorated with "
+        "@flowledger.node (or inside `with flowledger.instrument.attempt(...)`)"
+    )
+
+
+def metric(name: str, value: float, /, **labels: str | int | bool) -> None:
+    """Record one value of a custom metric on the current node: ``metric("provider_cache_hit", 1, provider="x")``.
+
+    Names are letters, digits and ``_``; at most 8 labels of short string,
+    int or bool values; values finite. Raises UsageError, saying what to
+    change, for a bad name, label or value, and outside a node.
+    """
+    node_attempt = _node_for("metric")
+    if node_attempt is not None:
+        node_attempt.add_metric(name, value, **labels)
+
+
+def artifact(
+    path_or_bytes: Source, /, *, name: str | None = None, uri: str | None = None, media_type: str | None = None
+) -> None:
+    """Record what the current node produced: a file (hashed as it is read) or bytes, with its size and sha256.
+
+    ``name`` defaults to the file's name (bytes need one), ``uri`` to the
+    file's ``file://`` URI, ``media_type`` to a guess from the name. Over
+    50 MiB the sha256 is skipped and the record says why. Raises UsageError
+    outside a node.
+    """
+    node_attempt = _node_for("artifact")
+    if node_attempt is not None:
+        node_attempt.add_artifact(path_or_bytes, name=name, uri=uri, media_type=media_type)

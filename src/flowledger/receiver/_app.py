@@ -33,6 +33,7 @@ from flowledger.receiver.api import (
     _routes_analytics,
     _routes_integrity,
     _routes_logs,
+    _routes_metrics,
     _routes_ops,
     _routes_purge,
     _routes_query,
@@ -62,6 +63,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     _routes_viewer,
     _routes_integrity,
     _routes_analytics,
+    _routes_metrics,
 )
 """Every module whose ``ROUTES`` list the app mounts, in order."""
 

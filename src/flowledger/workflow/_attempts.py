@@ -3,7 +3,9 @@
 Each attempt is its own ``attempt()`` record, so the history shows every
 try with its error. Backoff never sleeps past the run's deadline; an
 attempt is cut at ``timeout_s`` (NodeTimeout) or at the deadline
-(RunAborted), whichever comes first.
+(RunAborted), whichever comes first. An attempt after the first counts a
+``retry`` penalty in its cost, an attempt cut at its ``timeout_s`` a
+``timeout`` penalty.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, Protocol
 
 from flowledger._exceptions import NodeTimeout, RunAborted
 from flowledger._wire import AbortReason
-from flowledger.instrument import NodeAttempt, Run
+from flowledger.instrument import NodeAttempt, Penalty, Run
 from flowledger.workflow._spec import Node, Phase
 
 __all__ = ["AttemptHost", "RetryHost", "one_attempt", "run_attempts"]
@@ -88,6 +90,8 @@ async def one_attempt(
 ) -> Any:
     """Attempt ``node`` once, recorded by its host's hook: dry runs, the effect guard, ``timeout_s``, the deadline."""
     with execution.attempt(node, value, number, item, span_id=span_id) as hook:
+        if number > 1:
+            hook.add_penalty(Penalty.RETRY)
         if node.effect and execution.dry_run:
             hook.simulate()
             return None
@@ -109,6 +113,7 @@ async def one_attempt(
                 output = await asyncio.wait_for(work, limit)
             except TimeoutError:
                 if node.timeout_s is not None and limit >= node.timeout_s:
+                    hook.add_penalty(Penalty.TIMEOUT)
                     raise NodeTimeout(
                         f"node `{node.id}` attempt {number} ran longer than its timeout_s of {node.timeout_s:g} s"
                     ) from None

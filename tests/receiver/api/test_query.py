@@ -61,7 +61,8 @@ def test_run_has_the_contract_fields(many: tuple[LiveReceiver, list[RunEvents]])
         assert run.keys() >= DOCUMENTED_RUN_FIELDS
     failed = next(r for r in body["runs"] if r["status"] == "failed")
     assert failed["error"] == {"type": "ValueError", "message": "price broke", "node_id": "price"}
-    assert set(failed["cost"]) == {"tokens", "tool_calls", "external_requests", "usd"}
+    assert set(failed["cost"]) == {"tokens", "tool_calls", "external_requests", "usd", "breakdown"}
+    assert failed["cost"]["breakdown"] is None  # events without a breakdown fold as before
 
 
 def test_runs_are_newest_first(many: tuple[LiveReceiver, list[RunEvents]]) -> None:

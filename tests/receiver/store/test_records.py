@@ -129,6 +129,7 @@ _NODE_WIRE_NOT_PROJECTED = {
     "attributes": "span attributes and the ledger",
     "definition_sha256": "the ledger (the run's definition)",
     "trace_id": "the run's trace_id",
+    "workflow_id": "the run's workflow_id; the key of the custom metric totals",
     "output_full": "the blobs table, keyed by output_sha256 (taken out of the event at ingest)",
 }
 _RUN_WIRE_NOT_PROJECTED = {

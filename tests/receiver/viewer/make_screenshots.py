@@ -47,6 +47,37 @@ def _example_run(start_ns: int) -> RunBuilder:
     return run.finish(at_ms=2670, cost_usd=0.0184)
 
 
+def _with_records(run: RunBuilder) -> RunBuilder:
+    """The example run's priced attempt reports cost by category, metrics and artifacts (and the run its cost)."""
+    price = [e for e in run.events if e["kind"] == "node_finished" and e["data"]["node_id"] == "price"][-1]
+    breakdown = {
+        "tokens_in": {"count": 1840, "usd_nanos": 5_520_000},
+        "tokens_out": {"count": 412, "usd_nanos": 6_180_000},
+        "external_requests:pricing-api": {"count": 2, "usd_nanos": 6_000_000},
+        "penalty:retry": {"count": 1, "usd_nanos": 0},
+        "penalty:timeout": {"count": 1, "usd_nanos": 700_000},
+    }
+    cost = {"tokens": 2252, "tool_calls": 0, "external_requests": 2, "usd": 0.0184, "breakdown": breakdown}
+    price["data"] |= {
+        "cost": cost,
+        "workflow_id": run.workflow_id,
+        "metrics": [
+            {"name": "provider_cache_hit", "labels": {"provider": "openai"}, "count": 4, "sum": 3, "min": 0, "max": 1}
+            | {"value": 1},
+            {"name": "quote_age_s", "labels": {}, "count": 1, "sum": 42.5, "min": 42.5, "max": 42.5, "value": 42.5},
+        ],
+        "artifacts": [
+            {"name": "quote-A-1042.pdf", "uri": "s3://quotes/2026/A-1042.pdf", "media_type": "application/pdf"}
+            | {"size_bytes": 48_213, "sha256": "9f2c4e6a1b3d5f7081a2c3e4f5061728394a5b6c7d8e9f00112233445566778a"},
+            {"name": "price-cache.parquet", "uri": "file:///var/cache/prices.parquet", "media_type": None}
+            | {"size_bytes": 73_400_320, "sha256": None}
+            | {"sha256_skipped": "73400320 bytes is over the 52428800 byte (50 MiB) hashing limit"},
+        ],
+    }
+    run.events[-1]["data"]["cost"] = cost
+    return run
+
+
 _FAILURES = [
     ("fetch", "httpx.ReadTimeout", "timed out after {n}.5s"),
     (
@@ -103,7 +134,7 @@ def main(out: Path) -> None:
                     workflow_name=("Order intake", "Invoice sync")[i % 4 == 0],
                 )
                 events += run.events
-            example = _example_run(time.time_ns() - 2 * _MINUTE_NS)
+            example = _with_records(_example_run(time.time_ns() - 2 * _MINUTE_NS))
             events += example.events
             running = RunBuilder(
                 start_ns=time.time_ns() - 20_000_000_000, workflow_id="invoice-sync", workflow_name="Invoice sync"
@@ -127,6 +158,10 @@ def main(out: Path) -> None:
                 page.wait_for_selector("[data-payload=Output] [data-marker=truncated]", timeout=_WAIT_MS)
                 time.sleep(0.5)
                 page.screenshot(path=str(out / "viewer-run.png"))
+                page.click(".wf-row[data-node=price][data-status=succeeded]")
+                page.wait_for_selector("#panel-artifacts", timeout=_WAIT_MS)
+                time.sleep(0.5)
+                page.screenshot(path=str(out / "viewer-run-records.png"), full_page=True)
                 page.goto(f"{receiver.url}/#/errors")
                 page.wait_for_selector("#errors-table tbody tr[data-fingerprint]", timeout=_WAIT_MS)
                 time.sleep(0.5)
@@ -138,7 +173,7 @@ def main(out: Path) -> None:
                 browser.close()
         finally:
             receiver.stop()
-    names = ("viewer-list.png", "viewer-run.png", "viewer-errors.png", "viewer-stats.png")
+    names = ("viewer-list.png", "viewer-run.png", "viewer-run-records.png", "viewer-errors.png", "viewer-stats.png")
     print("wrote " + ", ".join(str(out / name) for name in names))
 
 

@@ -11,6 +11,7 @@ from flowledger.receiver._context_params import CONTEXT_PARAM_SCHEMAS
 from flowledger.receiver._export import ExportFormat
 from flowledger.receiver.api._openapi_analytics import ANALYTICS_PATHS, ANALYTICS_SCHEMAS
 from flowledger.receiver.api._routes_integrity import DEFAULT_RECONCILE_LIMIT, MAX_RECONCILE_LIMIT
+from flowledger.receiver.api._routes_metrics import CUSTOM_METRICS_PATH
 from flowledger.receiver.store._children import CHILDREN_SCHEMA
 from flowledger.receiver.store._integrity import DRIFT_SAMPLES, CoverageKind, CoverageStatus, DriftKind
 from flowledger.receiver.store._logs import LOG_PAGE_MAX
@@ -508,6 +509,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/metrics/custom": CUSTOM_METRICS_PATH,
             "/api/export": {
                 "get": {
                     "summary": "Stream every matching run as CSV or JSONL",

@@ -21,6 +21,7 @@ from flowledger._wire import NodeStatus, RunStatus
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._export import ExportFormat
 from flowledger.receiver.cli._context_options import context_lines, context_options
+from flowledger.receiver.cli._node_records import breakdown_text, node_record_lines
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, RecordField
 
 if TYPE_CHECKING:
@@ -544,6 +545,8 @@ def show_command(
             f"cost   {cost['tokens']} tokens, {cost['tool_calls']} tool calls, "
             f"{cost['external_requests']} requests, ${cost['usd']:.4f}"
         )
+        if cost.get("breakdown"):
+            console.print(f"       {breakdown_text(cost['breakdown'])}", markup=False, soft_wrap=True)
     for line in context_lines(run):
         console.print(line, markup=False, soft_wrap=True)
     table = _table("nodes")
@@ -553,6 +556,8 @@ def show_command(
     for node in run["nodes"]:
         table.add_row(*(_cell(field, node) for field in columns))
     console.print(table)
+    for line in node_record_lines(run["nodes"]):
+        console.print(line, markup=False, soft_wrap=True)
     if with_logs:
         _print_logs(console, run["nodes"])
 

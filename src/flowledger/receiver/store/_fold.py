@@ -195,6 +195,8 @@ class RunState:
     intent: str | None = None
     parent_run_id: str | None = None
     """The run context (who, which agent, why, started by which run) of the run_started that decides."""
+    cost_breakdown: str | None = None
+    """Canonical JSON of the cost by category, ``{key: {count, usd_nanos}}``; null for events without one."""
     seen: bool = False
     """Whether any event reached this state (not a column)."""
 
@@ -240,6 +242,8 @@ class NodeState:
     """sha256 of the complete output's JSON text, when captured in full (the ``blobs`` key)."""
     output_capture: str | None = None
     """What became of the full capture (an OutputCapture); null without one."""
+    cost_breakdown: str | None = None
+    """Canonical JSON of the cost by category, ``{key: {count, usd_nanos}}``; null for events without one."""
 
 
 NODE_COLUMNS: Final = tuple(f.name for f in fields(NodeState))
@@ -258,6 +262,8 @@ def _set_cost(state: RunState | NodeState, cost: dict[str, Any] | None) -> None:
     # Money is exact to the nano-dollar (flowledger._money): a noisy float from an older SDK is stored as
     # the amount it stands for, so that sums over runs stay exact.
     state.cost_usd = None if usd is None else nanos_to_usd(usd_to_nanos(usd))
+    breakdown = cost.get("breakdown")
+    state.cost_breakdown = canonical(breakdown) if breakdown else None
 
 
 def fold_run(state: RunState | None, event: FoldEvent) -> RunState:

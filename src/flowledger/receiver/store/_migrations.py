@@ -436,6 +436,22 @@ def _v19_error_groups_and_stats(conn: sqlite3.Connection) -> None:
     backfill_rollups(conn)
 
 
+_V20_COST_BREAKDOWN_AND_CUSTOM_METRICS: Final = """
+-- The cost of a run or an attempt by category: canonical JSON {key: {count, usd_nanos}} (null for older events).
+ALTER TABLE runs ADD COLUMN cost_breakdown TEXT;
+ALTER TABLE node_runs ADD COLUMN cost_breakdown TEXT;
+
+-- Custom metrics added up per project, workflow, node, name, labels (canonical JSON) and UTC hour; no run ids.
+CREATE TABLE custom_metrics (
+    project TEXT NOT NULL, workflow_id TEXT NOT NULL, node_id TEXT NOT NULL, name TEXT NOT NULL,
+    labels TEXT NOT NULL, hour TEXT NOT NULL,
+    count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+    PRIMARY KEY (project, workflow_id, node_id, name, labels, hour)
+) WITHOUT ROWID;
+CREATE INDEX custom_metrics_by_name ON custom_metrics (name, hour);
+"""
+
+
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration: an SQL script, or a function given the connection inside the migration's transaction."""
 
@@ -459,6 +475,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     METRICS_SCHEMA + OTLP_LOGS_SCHEMA,
     _v18_run_context,
     _v19_error_groups_and_stats,
+    _V20_COST_BREAKDOWN_AND_CUSTOM_METRICS,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -15,6 +15,7 @@ import aiosqlite
 
 from flowledger._wire import EventKind, NodeStatus, RunStatus
 from flowledger.receiver.store._bulk import insert_rows
+from flowledger.receiver.store._custom_metrics import MetricTotals
 from flowledger.receiver.store._fold import (
     NODE_COLUMNS,
     RUN_COLUMNS,
@@ -131,6 +132,7 @@ class Projector:
         self._sampled_out: dict[tuple[str, str, str], int] = {}
         """(workflow_id, project, day) -> runs dropped by sampling, in this batch."""
         self._rollups = RollupTracker()
+        self._metrics = MetricTotals()
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
         """Read the stored states of every run and attempt the events touch."""
@@ -164,8 +166,24 @@ class Projector:
         if event.kind in _NODE_KINDS:
             node_key = (run_id, event.data["span_id"])
             nodes = self._nodes
-            nodes[node_key] = fold_node(nodes.get(node_key), event)
+            before = nodes.get(node_key)
+            first_finish = before is None or before.finished_event_id is None
+            node = nodes[node_key] = fold_node(before, event)
             self._dirty_nodes.add(node_key)
+            if (
+                first_finish
+                and node.finished_event_id == event.event_id
+                and node.completed_at is not None
+                and "metrics" in event.data
+            ):
+                run = runs[run_id]
+                self._metrics.observe(
+                    event.data["metrics"],
+                    project=event.project or run.project,
+                    workflow_id=event.data.get("workflow_id") or run.workflow_id,
+                    node_id=node.node_id,
+                    finished_at=node.completed_at,
+                )
         elif event.kind is _NODE_LOGS:
             self._add_logs(event)
         for source, text in texts_of_event(event.kind, event.data):
@@ -217,6 +235,7 @@ class Projector:
         if self._sampled_out:
             rows = [(*key, runs) for key, runs in self._sampled_out.items()]
             await insert_rows(conn, SAVE_SAMPLED_OUT, rows, width=4, tail=SAVE_SAMPLED_OUT_TAIL)
+        await self._metrics.flush(conn)
         self._dirty_runs.clear()
         self._dirty_nodes.clear()
         self._producers.clear()

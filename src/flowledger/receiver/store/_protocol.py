@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from flowledger._wire import RunStatus
+from flowledger.receiver.store._custom_metrics import CustomMetricQuery
 from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
@@ -504,4 +505,8 @@ class Store(Protocol):
 
         None when ``run_id`` names no stored run of the project.
         """
+        ...
+
+    async def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]:
+        """Custom metric totals by workflow, node, name, labels and hour, newest hour first."""
         ...

@@ -30,7 +30,7 @@ from flowledger.receiver.store._time import normalize_ts
 __all__ = ["event_from_body", "refold"]
 
 _REBUILD_CHUNK: Final = 5_000
-_TABLES: Final = ("runs", "node_runs", "producers")
+_TABLES: Final = ("runs", "node_runs", "producers", "custom_metrics")
 _FINISH_KINDS: Final = frozenset({EventKind.RUN_FINISHED, EventKind.NODE_FINISHED})
 
 

@@ -70,8 +70,9 @@ class FieldKind(enum.Enum):
     OBJECT = "object"
     """An object with one key per column (``parts``); null when its first two columns are both null."""
     COST = "cost"
-    """The four cost columns as ``{tokens, tool_calls, external_requests, usd}``; null when all are null.
-    ``usd`` is exact to the nano-dollar (:mod:`flowledger._money`), whatever an older version stored."""
+    """The cost columns as ``{tokens, tool_calls, external_requests, usd, breakdown}``; null when all are null.
+    ``usd`` is exact to the nano-dollar (:mod:`flowledger._money`), whatever an older version stored;
+    ``breakdown`` is ``{key: {count, usd_nanos, usd}}`` by category, null for events that had none."""
     API = "api"
     """Not stored: filled in by the API from the receiver's configuration (``trace_url``); the store leaves it out."""
     ATTACHED = "attached"
@@ -97,10 +98,28 @@ _COST_SCHEMA: Final = _nullable(
             "tool_calls": {"type": "integer"},
             "external_requests": {"type": "integer"},
             "usd": {"type": "number"},
+            "breakdown": _nullable(
+                {
+                    "type": "object",
+                    "description": "By category: tokens_in, tokens_out, tokens, tool_calls, external_requests, "
+                    "external_requests:<service>, penalty:<kind>, other.",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["count", "usd_nanos", "usd"],
+                        "properties": {
+                            "count": {"type": "integer"},
+                            "usd_nanos": {"type": "integer"},
+                            "usd": {"type": "number"},
+                        },
+                    },
+                }
+            ),
         },
     }
 )
-_COST_COLUMNS: Final = tuple(f"cost_{part}" for part in _COST_PARTS)
+_COST_COLUMNS: Final = (*(f"cost_{part}" for part in _COST_PARTS), "cost_breakdown")
+_COST_CSV_EXTRA: Final = ("tokens_in", "tokens_out", "penalties", "penalties_usd")
+"""The breakdown in the CSV export: a few stable columns (``cost_tokens_in``...); JSONL has it whole."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -343,6 +362,56 @@ NODE_FIELDS: Final[tuple[RecordField, ...]] = (
         kind=FieldKind.ATTACHED,
         required=False,
     ),
+    _field(
+        "metrics",
+        _nullable(
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "labels", "count", "sum", "min", "max", "value"],
+                    "properties": {
+                        "name": _STR,
+                        "labels": {"type": "object", "additionalProperties": _STR},
+                        "count": {"type": "integer"},
+                        "sum": {"type": "number"},
+                        "min": {"type": "number"},
+                        "max": {"type": "number"},
+                        "value": {"type": "number"},
+                    },
+                },
+            }
+        ),
+        "What the attempt recorded with flowledger.metric: one summary per name and labels (value is the last).",
+        kind=FieldKind.JSON,
+        columns=("metrics_json",),
+        required=False,
+    ),
+    _field(
+        "artifacts",
+        _nullable(
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": _STR,
+                        "uri": _NSTR,
+                        "media_type": _NSTR,
+                        "size_bytes": _NINT,
+                        "sha256": _NSTR,
+                        "sha256_skipped": _NSTR,
+                    },
+                },
+            }
+        ),
+        "What the attempt recorded with flowledger.artifact: name, uri, media type, size and sha256 "
+        "(sha256_skipped says why a file was not hashed).",
+        kind=FieldKind.JSON,
+        columns=("artifacts_json",),
+        required=False,
+    ),
 )
 """The fields of a node attempt, in the order of its JSON."""
 
@@ -350,6 +419,8 @@ NODE_PAYLOAD_SQL: Final = {
     "input_json": "li.body -> '$.data.input'",
     "output_json": "lo.body -> '$.data.output'",
     "error_stack": "lo.body ->> '$.data.error.stack'",
+    "metrics_json": "lo.body -> '$.data.metrics'",
+    "artifacts_json": "lo.body -> '$.data.artifacts'",
 }
 """Node columns read from the payloads of the attempt's ledger entries (``li``: its input, ``lo``: its finish)."""
 RUN_PAYLOAD_SQL: Final = {
@@ -409,15 +480,38 @@ def field_value(record_field: RecordField, row: ColumnsByName) -> Any:
         if values[0] is None and values[1] is None:
             return None
         return dict(zip(record_field.parts, values, strict=True))
-    tokens, tool_calls, external_requests, usd = values
-    if tokens is None and tool_calls is None and external_requests is None and usd is None:
+    tokens, tool_calls, external_requests, usd, breakdown = values
+    if tokens is None and tool_calls is None and external_requests is None and usd is None and breakdown is None:
         return None
     return {
         "tokens": tokens or 0,
         "tool_calls": tool_calls or 0,
         "external_requests": external_requests or 0,
         "usd": 0.0 if usd is None else nanos_to_usd(usd_to_nanos(usd)),
+        "breakdown": None if breakdown is None else _breakdown_json(breakdown),
     }
+
+
+def _breakdown_json(text: str) -> dict[str, Any]:
+    """``{key: {count, usd_nanos, usd}}`` from the stored ``{key: {count, usd_nanos}}``."""
+    return {
+        key: {"count": entry["count"], "usd_nanos": entry["usd_nanos"], "usd": nanos_to_usd(entry["usd_nanos"])}
+        for key, entry in json.loads(text).items()
+    }
+
+
+def _cost_csv(cost: Mapping[str, Any]) -> list[Any]:
+    """The values of :data:`_COST_CSV_EXTRA` from a cost's JSON (empty cells without a breakdown)."""
+    breakdown = cost.get("breakdown")
+    if not breakdown:
+        return [None] * len(_COST_CSV_EXTRA)
+    penalties = [entry for key, entry in breakdown.items() if key.startswith("penalty:")]
+    return [
+        breakdown.get("tokens_in", {}).get("count", 0),
+        breakdown.get("tokens_out", {}).get("count", 0),
+        sum(entry["count"] for entry in penalties),
+        nanos_to_usd(sum(entry["usd_nanos"] for entry in penalties)),
+    ]
 
 
 def record_json(fields: Sequence[RecordField], row: ColumnsByName) -> dict[str, Any]:
@@ -440,6 +534,8 @@ def csv_columns(fields: Sequence[RecordField]) -> tuple[str, ...]:
     for f in fields:
         if f.export:
             out += [f"{f.name}_{part}" for part in f.parts] if f.parts else [f.name]
+            if f.kind is FieldKind.COST:
+                out += [f"{f.name}_{part}" for part in _COST_CSV_EXTRA]
     return tuple(out)
 
 
@@ -452,6 +548,8 @@ def csv_values(fields: Sequence[RecordField], record: Mapping[str, Any]) -> list
         if f.parts:
             value = record.get(f.name) or {}
             out += [value.get(part) for part in f.parts]
+            if f.kind is FieldKind.COST:
+                out += _cost_csv(value)
         else:
             out.append(record.get(f.name))
     return ["" if value is None else value for value in out]

@@ -29,6 +29,7 @@ from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
 from flowledger.receiver.store._children import children_json, children_sql
 from flowledger.receiver.store._coverage import coverage
+from flowledger.receiver.store._custom_metrics import CustomMetricQuery, query_custom_metrics
 from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, error_groups, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
@@ -937,6 +938,11 @@ class SqliteStore:
         """OTLP log records of a trace or a run; see :meth:`Store.otlp_logs`."""
         async with self._reader() as conn:
             return await select_logs(conn, trace_id=trace_id, run_id=run_id, project=project, limit=limit)
+
+    async def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]:
+        """Custom metric totals by workflow, node, name, labels and hour, newest hour first."""
+        async with self._reader() as conn:
+            return await query_custom_metrics(conn, query)
 
 
 async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:

@@ -18,18 +18,16 @@ import asyncio
 import enum
 import random
 from dataclasses import replace
-from typing import Any, Final
+from typing import Any
 
 from flowledger._exceptions import NodeTimeout, RemoteNodeError, RunAborted
-from flowledger.instrument import Run, continue_run, run_context
+from flowledger.instrument import Cost, Run, continue_run, run_context
 from flowledger.workflow._attempts import one_attempt
 from flowledger.workflow._host import NodeHost
 from flowledger.workflow._spec import Node, Workflow
 from flowledger.workflow.executors._node_json import node_from_json, node_to_json
 
 __all__ = ["AnswerKind", "apply_answer", "attempt_request", "new_span_id", "run_requested_attempt"]
-
-_COST_FIELDS: Final = ("tokens", "tool_calls", "external_requests", "usd")
 
 
 class AnswerKind(enum.StrEnum):
@@ -82,7 +80,7 @@ def run_requested_attempt(request: dict[str, Any]) -> dict[str, Any]:
             answer = {"kind": AnswerKind.TIMEOUT, "type": "NodeTimeout", "message": str(exc)}
         except BaseException as exc:  # the node's own error, reported by name (the record here has its stack)
             answer = {"kind": AnswerKind.ERROR, "type": type(exc).__name__, "message": str(exc)}
-        answer["cost"] = {name: getattr(recorder.cost, name) for name in _COST_FIELDS}
+        answer["cost"] = recorder.cost.as_dict()
     return answer
 
 
@@ -111,7 +109,7 @@ def apply_answer(host: NodeHost, node: Node, answer: dict[str, Any]) -> Any:
     cost = answer.get("cost")
     if isinstance(cost, dict):
         try:
-            host.run.cost.add(**{name: cost[name] for name in _COST_FIELDS if name in cost})
+            host.run.cost.merge(Cost.from_dict(cost))
         except (TypeError, ValueError):
             pass
     kind = answer.get("kind")

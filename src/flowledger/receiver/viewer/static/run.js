@@ -11,6 +11,7 @@ import { resumeSection } from "./resume.js";
 import { logsPanel } from "./logs.js";
 import { every, route, setCrumbs, setLive } from "./page.js";
 import { contextFacts } from "./context.js";
+import { artifactsSection, costBreakdown, metricsSection } from "./records.js";
 
 const RUN_POLL_MS = 1000;
 const ATTEMPT_PAGE = 200;
@@ -140,7 +141,7 @@ export class RunView {
     fact("Duration", duration);
     if (run.cost) {
       const c = run.cost;
-      fact("Cost", fmtUsd(c.usd), h("span", { class: "muted small", text: ` · ${plural(c.tokens, "token", "tokens")} · ${plural(c.tool_calls, "tool call", "tool calls")} · ${plural(c.external_requests, "request", "requests")}` }));
+      fact("Cost", fmtUsd(c.usd), h("span", { class: "muted small", text: ` · ${plural(c.tokens, "token", "tokens")} · ${plural(c.tool_calls, "tool call", "tool calls")} · ${plural(c.external_requests, "request", "requests")}` }), costBreakdown(c, "run-cost-breakdown"));
     } else fact("Cost", "–");
     const failing = run.error?.node_id || (run.status !== "succeeded" ? run.attempts.failing_node_id : null);
     if (failing) {
@@ -387,6 +388,7 @@ export class RunView {
     if (a.cost) fact("Cost", `${fmtUsd(a.cost.usd)} · ${plural(a.cost.tokens, "token", "tokens")}`);
     fact("Span", h("span", { class: "mono small", text: a.span_id }));
     panel.append(title, facts);
+    panel.append(...[costBreakdown(a.cost, "panel-cost-breakdown"), metricsSection(a.metrics), artifactsSection(a.artifacts)].filter(Boolean));
     const deferred = new Set(a.deferred || []);
     const loader = (kind) => () => api(`/api/viewer/runs/${encodeURIComponent(this.runId)}/attempts/${encodeURIComponent(a.span_id)}/${kind}`);
     if (a.error) {
