@@ -145,7 +145,7 @@ def test_metrics_are_on_the_node_and_added_up_without_run_ids(
     row = rows[0]
     assert (row["workflow_id"], row["node_id"], row["labels"]) == ("llm-flow", "ask", {"provider": "openai"})
     assert (row["count"], row["sum"], row["min"], row["max"], row["avg"]) == (2, 1, 0, 1, 0.5)
-    assert row["hour"] == run["nodes"][0]["completed_at"][:13] + ":00:00Z"
+    assert row["hour"] == run["nodes"][0]["completed_at"][:13] + ":00:00.000000Z"
     assert run["run_id"] not in json.dumps(rows)
     labelled = live.get("/api/metrics/custom", params={"label": "provider=anthropic"}).json()["metrics"]
     assert labelled == []

@@ -28,7 +28,7 @@ __all__ = [
     "MAX_LABEL_VALUE_CHARS",
     "MAX_SERIES_PER_ATTEMPT",
     "RESERVED_LABELS",
-    "MetricSeries",
+    "AttemptMetrics",
     "check_metric",
 ]
 
@@ -93,7 +93,7 @@ def check_metric(name: Any, value: Any, labels: Mapping[str, Any]) -> tuple[Seri
     return (name, tuple(sorted(pairs))), value
 
 
-class MetricSeries:
+class AttemptMetrics:
     """The summaries of one attempt's metrics, by series; thread-safe."""
 
     __slots__ = ("_lock", "_series")

@@ -36,7 +36,7 @@ from flowledger.instrument._cost import Charge, Cost, Penalty, cost_parts
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
 from flowledger.instrument._full_capture import capture_mode, full_capture
 from flowledger.instrument._logs import AttemptLogBuffer, install_handler
-from flowledger.instrument._metric import MetricSeries, check_metric
+from flowledger.instrument._metric import AttemptMetrics, check_metric
 from flowledger.instrument._otel import SpanScope, context_from_traceparent, format_traceparent
 from flowledger.instrument._pipeline import pipeline
 from flowledger.instrument._run import Run, _current_run, current_run, error_record
@@ -225,7 +225,7 @@ class NodeAttempt:
         self.span_id = span_id or ""
         self.idempotency_key: str | None = None
         self.cost = Cost()
-        self._metrics = MetricSeries()
+        self._metrics = AttemptMetrics()
         self._artifacts: list[dict[str, Any]] = []
         self._implicit: Run | None = None
         self._late_attributes: dict[str, Any] | None = None

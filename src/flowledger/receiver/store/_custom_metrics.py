@@ -25,8 +25,9 @@ import aiosqlite
 
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import canonical
+from flowledger.receiver.store._time import hour_of
 
-__all__ = ["CUSTOM_METRIC_COLUMNS", "CustomMetricQuery", "MetricTotals", "hour_of", "query_custom_metrics"]
+__all__ = ["CUSTOM_METRIC_COLUMNS", "CustomMetricQuery", "MetricTotals", "query_custom_metrics"]
 
 CUSTOM_METRIC_COLUMNS: Final = (
     "project",
@@ -52,11 +53,6 @@ ON CONFLICT (project, workflow_id, node_id, name, labels, hour) DO UPDATE SET
 """
 MAX_ROWS: Final = 10_000
 """The most rows one query answers."""
-
-
-def hour_of(ts: str) -> str:
-    """The UTC hour a normalised timestamp (``YYYY-MM-DDTHH:MM:SS.ffffffZ``) falls in: ``YYYY-MM-DDTHH:00:00Z``."""
-    return ts[:13] + ":00:00Z"
 
 
 class MetricTotals:

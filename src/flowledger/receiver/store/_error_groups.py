@@ -44,6 +44,7 @@ from typing import Any, Final
 import aiosqlite
 
 from flowledger._wire import NodeStatus, RunStatus
+from flowledger.receiver.store._time import hour_of
 
 __all__ = [
     "ERROR_GROUPS_SCHEMA",
@@ -54,7 +55,6 @@ __all__ = [
     "error_fingerprint",
     "error_groups",
     "forget_purged_samples",
-    "hour_of",
     "normalize_message",
     "record_failures",
     "record_failures_sync",
@@ -127,11 +127,6 @@ def error_fingerprint(error_type: str | None, message: str | None, node_id: str 
     """The group an error belongs to: 16 hex digits naming its type, normalised message, node and workflow."""
     parts = [error_type or "", normalize_message(message or ""), node_id or "", workflow_id or ""]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:FINGERPRINT_HEX]
-
-
-def hour_of(ts: str) -> str:
-    """The start of the UTC hour of a normalised timestamp, in the same form."""
-    return ts[:13] + ":00:00.000000Z"
 
 
 @dataclass(frozen=True, slots=True)

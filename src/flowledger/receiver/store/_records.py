@@ -339,30 +339,6 @@ NODE_FIELDS: Final[tuple[RecordField, ...]] = (
         required=False,
     ),
     _field(
-        "logs",
-        {"type": "array", "items": {"type": "object", "required": ["ts", "level", "logger", "message"]}},
-        "The attempt's captured log lines in order: {id, ts, level, levelno, logger, message, source, and "
-        "exception, trace_id, span_id, repeats when set}; in one run's detail at most "
-        "LOGS_INLINE_MAX of them, the rest behind logs_url.",
-        kind=FieldKind.ATTACHED,
-        required=False,
-    ),
-    _field(
-        "logs_url",
-        _NSTR,
-        "Where all the attempt's log lines are (GET /api/runs/{run_id}/attempts/{span_id}/logs) when "
-        "logs holds only the first of them; null otherwise.",
-        kind=FieldKind.ATTACHED,
-        required=False,
-    ),
-    _field(
-        "logs_dropped",
-        _nullable({"type": "object", "properties": {"lines": {"type": "integer"}, "bytes": {"type": "integer"}}}),
-        "The log lines and bytes the capture dropped past its per-attempt caps; null when none.",
-        kind=FieldKind.ATTACHED,
-        required=False,
-    ),
-    _field(
         "metrics",
         _nullable(
             {
@@ -410,6 +386,30 @@ NODE_FIELDS: Final[tuple[RecordField, ...]] = (
         "(sha256_skipped says why a file was not hashed).",
         kind=FieldKind.JSON,
         columns=("artifacts_json",),
+        required=False,
+    ),
+    _field(
+        "logs",
+        {"type": "array", "items": {"type": "object", "required": ["ts", "level", "logger", "message"]}},
+        "The attempt's captured log lines in order: {id, ts, level, levelno, logger, message, source, and "
+        "exception, trace_id, span_id, repeats when set}; in one run's detail at most "
+        "LOGS_INLINE_MAX of them, the rest behind logs_url.",
+        kind=FieldKind.ATTACHED,
+        required=False,
+    ),
+    _field(
+        "logs_url",
+        _NSTR,
+        "Where all the attempt's log lines are (GET /api/runs/{run_id}/attempts/{span_id}/logs) when "
+        "logs holds only the first of them; null otherwise.",
+        kind=FieldKind.ATTACHED,
+        required=False,
+    ),
+    _field(
+        "logs_dropped",
+        _nullable({"type": "object", "properties": {"lines": {"type": "integer"}, "bytes": {"type": "integer"}}}),
+        "The log lines and bytes the capture dropped past its per-attempt caps; null when none.",
+        kind=FieldKind.ATTACHED,
         required=False,
     ),
 )

@@ -11,7 +11,7 @@ from typing import Final
 
 from flowledger._wire import format_datetime, format_ts
 
-__all__ = ["epoch_s", "normalize_ts", "ts_from_epoch_s"]
+__all__ = ["epoch_s", "hour_of", "normalize_ts", "ts_from_epoch_s"]
 
 _TS_LEN: Final = len("2026-01-01T00:00:00.000000Z")
 
@@ -42,3 +42,8 @@ def epoch_s(ts: str) -> float:
 def ts_from_epoch_s(seconds: float) -> str:
     """The normalised timestamp of ``seconds`` since the epoch."""
     return format_ts(int(seconds * 1_000_000) * 1_000)
+
+
+def hour_of(ts: str) -> str:
+    """The start of the UTC hour of a normalised timestamp, in the same form (``YYYY-MM-DDTHH:00:00.000000Z``)."""
+    return ts[:13] + ":00:00.000000Z"
