@@ -23,6 +23,9 @@ from flowledger.adapters.prefect import flow_traceparent, instrument
 SERVER_STARTUP_TIMEOUT_S: Final = 120
 """How long Prefect's ephemeral server may take to start: its default 30 s runs out on a loaded CI machine."""
 
+# The server starts in the module's fixture, bounded by that; each test's own time limit covers its body only.
+pytestmark = pytest.mark.timeout(func_only=True)
+
 
 @pytest.fixture(scope="module", autouse=True)
 def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
