@@ -20,6 +20,12 @@ from prefect import flow, task
 
 from flowledger.adapters.prefect import flow_traceparent, instrument
 
+SERVER_STARTUP_TIMEOUT_S: Final = 120
+"""How long Prefect's ephemeral server may take to start: its default 30 s runs out on a loaded CI machine."""
+
+# The server starts in the module's fixture, bounded by that; each test's own time limit covers its body only.
+pytestmark = pytest.mark.timeout(func_only=True)
+
 
 @pytest.fixture(scope="module", autouse=True)
 def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -31,7 +37,7 @@ def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=SERVER_STARTUP_TIMEOUT_S):
         yield home
     for name, value in saved.items():
         if value is None:
@@ -92,24 +98,45 @@ OUTER_ATTEMPTS: Final = 7
 
 
 def _settled(events: CapturedEvents, workflow_id: str, attempts: int) -> str:
-    """The run id of ``workflow_id``'s run, once it finished and ``attempts`` attempts of it were recorded.
+    """The run id of ``workflow_id``'s run, once it finished and ``attempts`` whole attempts of it were recorded.
 
     Prefect calls a task's completion hook after it set the task's state, so a
     flow can return (and its run finish) while the hooks of tasks it submitted
-    still run: their records come shortly after.
+    still run: their records come shortly after. An attempt that ran longer
+    than ``node_start_delay_s`` (a subflow, or any attempt on a loaded
+    machine) keeps its input in its ``node_started``, which the SDK's timer
+    thread may emit even after its ``node_finished``: an attempt is whole once
+    its input is recorded in either.
     """
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while True:
         runs = [e["run_id"] for e in events.runs() if e["data"]["workflow_id"] == workflow_id]
-        if runs and len([e for e in events.nodes() if e["run_id"] == runs[0]]) >= attempts:
-            return str(runs[0])
+        if runs:
+            found = _by_node(events, None, runs[0])
+            if len(found) >= attempts and all("input" in d for d in found):
+                return str(runs[0])
         if time.monotonic() > deadline:
             pytest.fail(f"{workflow_id}: expected a run with {attempts} attempts, captured {events.all}")
         time.sleep(0.02)
 
 
-def _by_node(events: CapturedEvents, node_id: str | None, run_id: str | None = None) -> list[dict[str, Any]]:
-    return [e["data"] for e in events.nodes(node_id) if run_id is None or e["run_id"] == run_id]
+def _by_node(events: CapturedEvents, node_id: str | None, run_id: str) -> list[dict[str, Any]]:
+    """The run's attempts (of ``node_id`` only, if given) as the receiver assembles them.
+
+    Each is its ``node_finished`` record, with the input and attributes of its
+    ``node_started`` when the attempt was long enough to send one.
+    """
+    started = {e["data"]["span_id"]: e["data"] for e in events.of_kind("node_started") if e["run_id"] == run_id}
+    found = []
+    for event in events.nodes(node_id):
+        if event["run_id"] != run_id:
+            continue
+        data = dict(event["data"])
+        for name, value in started.get(data["span_id"], {}).items():
+            if name in ("input", "attributes"):
+                data.setdefault(name, value)
+        found.append(data)
+    return found
 
 
 def test_a_flow_is_a_run_and_its_task_runs_are_node_attempts(events: CapturedEvents) -> None:
