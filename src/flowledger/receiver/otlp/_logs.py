@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowledger.receiver.otlp._spans import (
-    MAX_REJECTION_DETAILS,
     MAX_TIME_NS,
     SPAN_ID_BYTES,
     TRACE_ID_BYTES,
@@ -24,6 +23,7 @@ from flowledger.receiver.otlp._spans import (
     attributes_json,
     dumps,
     id_problem,
+    rejection_message,
 )
 from flowledger.receiver.store._otlp_logs import OtlpLogRow
 
@@ -41,11 +41,7 @@ class LogBatch:
     @property
     def error_message(self) -> str:
         """The partial-success message: a count and the first few problems."""
-        if not self.rejected:
-            return ""
-        shown = "; ".join(self.problems[:MAX_REJECTION_DETAILS])
-        more = len(self.problems) - MAX_REJECTION_DETAILS
-        return f"{self.rejected} log record(s) rejected: {shown}" + (f"; and {more} more" if more > 0 else "")
+        return rejection_message(self.rejected, self.problems, "log record(s)")
 
 
 def _record_problem(record: Any) -> str | None:

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-from flowledger.receiver.otlp._spans import MAX_REJECTION_DETAILS, MAX_TIME_NS, attributes_json, dumps
+from flowledger.receiver.otlp._spans import MAX_TIME_NS, attributes_json, dumps, rejection_message
 from flowledger.receiver.store._otlp_metrics import MetricPointRow, MetricSeries
 
 __all__ = ["MetricBatch", "points_from_request"]
@@ -42,11 +42,7 @@ class MetricBatch:
     @property
     def error_message(self) -> str:
         """The partial-success message: a count and the first few problems."""
-        if not self.rejected:
-            return ""
-        shown = "; ".join(self.problems[:MAX_REJECTION_DETAILS])
-        more = len(self.problems) - MAX_REJECTION_DETAILS
-        return f"{self.rejected} data point(s) rejected: {shown}" + (f"; and {more} more" if more > 0 else "")
+        return rejection_message(self.rejected, self.problems, "data point(s)")
 
 
 def _number(value: float) -> float | str:

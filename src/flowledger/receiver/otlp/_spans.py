@@ -33,6 +33,7 @@ __all__ = [
     "dumps",
     "id_problem",
     "is_trace_id",
+    "rejection_message",
     "spans_from_request",
     "trace_json",
 ]
@@ -43,6 +44,15 @@ MAX_TIME_NS: Final = 2**63 - 1
 """The latest span time the store keeps (a signed 64-bit integer of ns since the epoch)."""
 MAX_REJECTION_DETAILS: Final = 5
 """How many rejected spans the partial-success message describes one by one."""
+
+
+def rejection_message(rejected: int, problems: list[str], noun: str) -> str:
+    """A partial-success message: how many ``noun`` were rejected and the first few problems ("" for none)."""
+    if not rejected:
+        return ""
+    shown = "; ".join(problems[:MAX_REJECTION_DETAILS])
+    more = len(problems) - MAX_REJECTION_DETAILS
+    return f"{rejected} {noun} rejected: {shown}" + (f"; and {more} more" if more > 0 else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +66,7 @@ class SpanBatch:
     @property
     def error_message(self) -> str:
         """The partial-success message: a count and the first few problems."""
-        if not self.rejected:
-            return ""
-        shown = "; ".join(self.problems[:MAX_REJECTION_DETAILS])
-        more = len(self.problems) - MAX_REJECTION_DETAILS
-        tail = f"; and {more} more" if more > 0 else ""
-        return f"{self.rejected} span(s) rejected: {shown}{tail}"
+        return rejection_message(self.rejected, self.problems, "span(s)")
 
 
 def is_trace_id(text: str) -> bool:
