@@ -24,8 +24,9 @@ from flowledger.receiver.cli._commands import (
     _url_option,
     _when,
 )
+from flowledger.receiver.cli._context_options import parse_time
 
-__all__ = ["COMMANDS", "parse_time", "time_range"]
+__all__ = ["COMMANDS", "time_range"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,20 +36,6 @@ _MAX_LIMIT: Final = 1000
 
 def _time_option(name: str, help_text: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return click.option(f"--{name}", name, default=None, metavar="TIME", help=help_text)
-
-
-def parse_time(value: str | None, option: str) -> str | None:
-    """An RFC 3339 time with an offset, normalised; a usage error naming ``option`` otherwise."""
-    if value is None:
-        return None
-    from flowledger.receiver.store._time import normalize_ts
-
-    try:
-        return normalize_ts(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an RFC 3339 time with an offset, like 2026-01-31T08:00:00Z", param_hint=option
-        ) from None
 
 
 def time_range(since: str | None, until: str | None) -> tuple[str | None, str | None]:

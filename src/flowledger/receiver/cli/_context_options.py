@@ -20,7 +20,7 @@ from flowledger._run_context import context_problem, project_problem, run_id_pro
 from flowledger.receiver.store._run_filter import FILTER_NAMES, RunContextFilter
 from flowledger.receiver.store._time import normalize_ts
 
-__all__ = ["context_lines", "context_options"]
+__all__ = ["context_lines", "context_options", "parse_time"]
 
 _SHOWN_CHILDREN: Final = 10
 """How many children ``show`` lists (``runs --parent-run-id`` lists them all)."""
@@ -40,17 +40,24 @@ _CHECKS: Final[dict[str, Callable[[str, object], str | None]]] = {
 }
 
 
+def parse_time(value: str | None, option: str) -> str | None:
+    """An RFC 3339 time with an offset, normalised; a usage error naming ``option`` otherwise."""
+    if value is None:
+        return None
+    try:
+        return normalize_ts(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an RFC 3339 time with an offset, like 2026-01-31T08:00:00Z", param_hint=option
+        ) from None
+
+
 def _check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
     name = str(param.name).removeprefix("filter_")
     if name in ("since", "until"):
-        try:
-            return normalize_ts(value)
-        except ValueError:
-            raise click.BadParameter(
-                f"{value!r} is not an RFC 3339 time with an offset, like 2026-01-31T08:00:00Z"
-            ) from None
+        return parse_time(value, f"--{name}")
     problem = _CHECKS.get(name, context_problem)(name, value)
     if problem is not None:
         raise click.BadParameter(problem)

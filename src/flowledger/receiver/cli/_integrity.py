@@ -24,23 +24,11 @@ from flowledger.receiver.cli._commands import (
     _source,
     _url_option,
 )
+from flowledger.receiver.cli._context_options import parse_time
 
 __all__ = ["COMMANDS"]
 
 _DEFAULTED: Final = click.core.ParameterSource.DEFAULT
-
-
-def _since(value: str | None) -> str | None:
-    if value is None:
-        return None
-    from flowledger.receiver.store._time import normalize_ts
-
-    try:
-        return normalize_ts(value)
-    except ValueError as exc:
-        raise click.BadParameter(
-            f"{value!r} is not an RFC 3339 time with an offset, like 2026-01-31T08:00:00Z ({exc})", param_hint="--since"
-        ) from None
 
 
 def _sample_text(kind: str, sample: dict[str, Any]) -> str:
@@ -101,7 +89,9 @@ def coverage_command(
     from flowledger.receiver.cli._sources import UrlSource
     from flowledger.receiver.store._integrity import CoverageQuery, CoverageStatus
 
-    query = CoverageQuery(now=now_ts(), stuck_after_s=stuck_after_s, since=_since(since), workflow_id=workflow_id)
+    query = CoverageQuery(
+        now=now_ts(), stuck_after_s=stuck_after_s, since=parse_time(since, "--since"), workflow_id=workflow_id
+    )
     source = _source(db, url, api_key)
     context = click.get_current_context()
     if isinstance(source, UrlSource) and context.get_parameter_source("stuck_after_s") is not _DEFAULTED:

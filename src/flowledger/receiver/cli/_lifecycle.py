@@ -22,21 +22,9 @@ from flowledger.receiver.cli._commands import (
     _source,
     _url_option,
 )
+from flowledger.receiver.cli._context_options import parse_time
 
 __all__ = ["COMMANDS"]
-
-
-def _before(value: str | None) -> str | None:
-    if value is None:
-        return None
-    from flowledger.receiver.store._time import normalize_ts
-
-    try:
-        return normalize_ts(value)
-    except ValueError as exc:
-        raise click.BadParameter(
-            f"{value!r} is not an RFC 3339 time with an offset ({exc})", param_hint="--before"
-        ) from None
 
 
 @click.command("purge")
@@ -66,7 +54,9 @@ def purge_command(
         raise click.UsageError("give --run ID (one or more) or --workflow ID, not both and not neither")
     if before is not None and workflow_id is None:
         raise click.UsageError("--before goes with --workflow")
-    selection = PurgeSelection(run_ids=run_ids, workflow_id=workflow_id, before=_before(before), by="cli")
+    selection = PurgeSelection(
+        run_ids=run_ids, workflow_id=workflow_id, before=parse_time(before, "--before"), by="cli"
+    )
     report = _source(db, url, api_key).purge(selection)
     if as_json:
         _print_json(report.as_json())
