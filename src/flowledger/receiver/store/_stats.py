@@ -259,12 +259,27 @@ _ROW_COLUMNS: Final = (
     "runs, cost_nanos, costs, cost_min_nanos, cost_max_nanos, duration_us, durations, duration_ms_min, duration_ms_max"
 )
 _KEY_WHERE: Final = "dim = ? AND grain = ? AND bucket = ? AND key = ? AND project = ? AND status = ?"
-_READ_ROW: Final = f"SELECT {_ROW_COLUMNS} FROM stats_rollup WHERE {_KEY_WHERE}"
-_DROP_ROW: Final = f"DELETE FROM stats_rollup WHERE {_KEY_WHERE}"
-_WRITE_ROW: Final = (
-    f"INSERT OR REPLACE INTO stats_rollup (dim, grain, bucket, key, project, status, {_ROW_COLUMNS}) "
-    f"VALUES ({', '.join('?' * 15)})"
+
+
+def _least_sql(column: str) -> str:
+    return f"{column} = min(coalesce({column}, excluded.{column}), coalesce(excluded.{column}, {column}))"
+
+
+def _most_sql(column: str) -> str:
+    return f"{column} = max(coalesce({column}, excluded.{column}), coalesce(excluded.{column}, {column}))"
+
+
+_ADD_ROW: Final = (
+    f"INSERT INTO stats_rollup (dim, grain, bucket, key, project, status, {_ROW_COLUMNS}) "
+    f"VALUES ({', '.join('?' * 15)}) ON CONFLICT (dim, grain, bucket, key, project, status) DO UPDATE SET "
+    "runs = runs + excluded.runs, cost_nanos = cost_nanos + excluded.cost_nanos, costs = costs + excluded.costs, "
+    f"{_least_sql('cost_min_nanos')}, {_most_sql('cost_max_nanos')}, "
+    "duration_us = duration_us + excluded.duration_us, durations = durations + excluded.durations, "
+    f"{_least_sql('duration_ms_min')}, {_most_sql('duration_ms_max')}"
 )
+"""Adds a delta to its row in one statement (a NULL min or max leaves the other side's): what
+:meth:`_Sums.merge` does, so that a batch's rows are one ``executemany``."""
+_DROP_EMPTY_ROW: Final = f"DELETE FROM stats_rollup WHERE {_KEY_WHERE} AND runs <= 0"
 _ADD_BINS: Final = (
     "INSERT INTO stats_bins (dim, grain, bucket, key, project, bin, count) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (dim, grain, bucket, key, project, bin) DO UPDATE SET count = count + excluded.count"
@@ -301,26 +316,16 @@ def _deltas(added: Iterable[Contribution], removed: Iterable[Contribution]) -> d
     return deltas
 
 
-def _merged(delta: _Sums, old: Sequence[Any] | None) -> _Sums:
-    if old is None:
-        return delta
-    sums = _Sums.of_row(old)
-    sums.merge(delta)
-    return sums
-
-
 async def record_contributions(
     conn: aiosqlite.Connection, added: Iterable[Contribution], removed: Iterable[Contribution]
 ) -> None:
     """Add and take away contributions (inside the caller's transaction)."""
     deltas = _deltas(added, removed)
-    for key, delta in deltas.items():
-        rows = list(await conn.execute_fetchall(_READ_ROW, key))
-        sums = _merged(delta, tuple(rows[0]) if rows else None)
-        if sums.runs <= 0:
-            await conn.execute(_DROP_ROW, key)
-        else:
-            await conn.execute(_WRITE_ROW, (*key, *sums.row()))
+    if deltas:  # one statement for the batch: a row a statement would hand each one to the database thread
+        await conn.executemany(_ADD_ROW, [(*key, *delta.row()) for key, delta in deltas.items()])
+        emptied = [key for key, delta in deltas.items() if delta.runs < 0]
+        if emptied:
+            await conn.executemany(_DROP_EMPTY_ROW, emptied)
     bins, lowered = _bin_rows(deltas)
     if bins:
         await conn.executemany(_ADD_BINS, bins)
@@ -331,11 +336,7 @@ async def record_contributions(
 def record_contributions_sync(conn: sqlite3.Connection, added: Iterable[Contribution]) -> None:
     """:func:`record_contributions` (adding only) on a plain sqlite3 connection, for migrations."""
     deltas = _deltas(added, ())
-    for key, delta in deltas.items():
-        old = conn.execute(_READ_ROW, key).fetchone()
-        sums = _merged(delta, None if old is None else tuple(old))
-        if sums.runs > 0:
-            conn.execute(_WRITE_ROW, (*key, *sums.row()))
+    conn.executemany(_ADD_ROW, [(*key, *delta.row()) for key, delta in deltas.items()])
     conn.executemany(_ADD_BINS, _bin_rows(deltas)[0])
 
 
