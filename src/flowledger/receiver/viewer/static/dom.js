@@ -28,6 +28,17 @@ export function append(el, children) {
   return el;
 }
 
+/** A ``<select>`` of ``[value, text]`` options (further items ignored), ``selected`` chosen. */
+export function selectOf(attrs, options, selected) {
+  const select = h("select", attrs);
+  for (const [value, text] of options) {
+    const option = h("option", { value, text });
+    if (value === selected) option.selected = true;
+    select.append(option);
+  }
+  return select;
+}
+
 export function clear(el) {
   while (el.firstChild) el.removeChild(el.firstChild);
   return el;

@@ -2,10 +2,10 @@
 
 "use strict";
 
-import { ApiError, api, showBanner, showKeyForm } from "./api.js";
-import { clear, h, runHref } from "./dom.js";
+import { api } from "./api.js";
+import { clear, h, runHref, selectOf } from "./dom.js";
 import { fmtAgo, fmtCount, fmtTime, shortId } from "./format.js";
-import { every, route, setCrumbs, setLive } from "./page.js";
+import { LivePage, setCrumbs, setLive } from "./page.js";
 
 const POLL_MS = 5000;
 const MAX_GROUPS = 1000; // MAX_ERROR_GROUPS of the receiver
@@ -16,12 +16,12 @@ const RANGES = [
   ["30d", "last 30 days", 30 * 24 * 3600e3],
 ];
 
-export class ErrorsView {
+export class ErrorsView extends LivePage {
   constructor(params) {
+    super();
     this.fingerprint = params.get("fingerprint") || "";
     this.workflow = params.get("workflow_id") || "";
     this.range = params.get("range") || "";
-    this.stops = [];
   }
 
   start() {
@@ -33,33 +33,13 @@ export class ErrorsView {
     app.append(this.form, h("div", { class: "table-wrap" }, this.table));
     this.buildFilters();
     this.refresh().catch((err) => this.fail(err));
-    this.stops.push(every(POLL_MS, () => this.refresh()));
+    this.poll(POLL_MS, () => this.refresh());
     setLive(true);
-  }
-
-  stop() {
-    for (const stop of this.stops) stop();
-    this.stops = [];
-    setLive(false);
-  }
-
-  fail(err) {
-    if (err instanceof ApiError && err.status === 401) {
-      this.stop();
-      showKeyForm(route);
-      return;
-    }
-    showBanner(err.message);
   }
 
   buildFilters() {
     const workflow = h("input", { type: "text", name: "workflow_id", id: "e-workflow", placeholder: "all workflows", value: this.workflow, autocomplete: "off" });
-    const range = h("select", { name: "range", id: "e-range", "aria-label": "Time range" });
-    for (const [value, text] of RANGES) {
-      const option = h("option", { value, text });
-      if (value === this.range) option.selected = true;
-      range.append(option);
-    }
+    const range = selectOf({ name: "range", id: "e-range", "aria-label": "Time range" }, RANGES, this.range);
     const go = () => {
       const params = new URLSearchParams();
       if (workflow.value.trim()) params.set("workflow_id", workflow.value.trim());

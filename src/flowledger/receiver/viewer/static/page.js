@@ -2,7 +2,7 @@
 
 "use strict";
 
-import { showBanner } from "./api.js";
+import { ApiError, showBanner, showKeyForm } from "./api.js";
 import { clear, h } from "./dom.js";
 
 const ROUTES = []; // [pattern, make(match, params)], tried in order; the first is the fallback
@@ -68,4 +68,30 @@ export function every(ms, fn) {
     stopped = true;
     clearTimeout(timer);
   };
+}
+
+/** A page that polls: ``poll(ms, fn)`` keeps ``fn`` running until ``stop()``; a 401 asks for a key, other errors show a banner. */
+export class LivePage {
+  constructor() {
+    this.stops = [];
+  }
+
+  poll(ms, fn) {
+    this.stops.push(every(ms, fn));
+  }
+
+  stop() {
+    for (const stop of this.stops) stop();
+    this.stops = [];
+    setLive(false);
+  }
+
+  fail(err) {
+    if (err instanceof ApiError && err.status === 401) {
+      this.stop();
+      showKeyForm(route);
+      return;
+    }
+    showBanner(err.message);
+  }
 }

@@ -2,10 +2,10 @@
 
 "use strict";
 
-import { ApiError, api, showBanner, showKeyForm } from "./api.js";
-import { clear, h, runHref } from "./dom.js";
+import { api } from "./api.js";
+import { clear, h, runHref, selectOf } from "./dom.js";
 import { fmtAgo, fmtCount, fmtDuration, fmtTime, fmtUsd, plural, shortId, statusBadge } from "./format.js";
-import { every, route, setCrumbs, setLive } from "./page.js";
+import { LivePage, setCrumbs, setLive } from "./page.js";
 import { CONTEXT_KEYS, contextFields, contextLine } from "./context.js";
 
 const LIST_POLL_MS = 2000;
@@ -22,15 +22,15 @@ const RANGES = [
 ];
 const FILTER_KEYS = ["q", "workflow_id", "status", "trigger", "mode", "range", "since", "until", "limit", ...CONTEXT_KEYS];
 
-export class ListView {
+export class ListView extends LivePage {
   constructor(params) {
+    super();
     this.filters = {};
     for (const key of FILTER_KEYS) if (params.get(key)) this.filters[key] = params.get(key);
     this.cursor = params.get("cursor") || null;
     this.direction = params.get("direction") || "older";
     this.page = null;
     this.seen = new Set();
-    this.stops = [];
   }
 
   query() {
@@ -78,33 +78,13 @@ export class ListView {
     this.loadFacets();
     this.refresh(true).catch((err) => this.fail(err));
     this.refreshSummary().catch((err) => this.fail(err));
-    this.stops.push(every(LIST_POLL_MS, () => this.refresh(false)));
-    this.stops.push(every(SUMMARY_POLL_MS, () => this.refreshSummary()));
+    this.poll(LIST_POLL_MS, () => this.refresh(false));
+    this.poll(SUMMARY_POLL_MS, () => this.refreshSummary());
     setLive(true, this.cursor ? "live: watching for newer runs" : "live");
   }
 
-  stop() {
-    for (const stop of this.stops) stop();
-    this.stops = [];
-    setLive(false);
-  }
-
-  fail(err) {
-    if (err instanceof ApiError && err.status === 401) {
-      this.stop();
-      showKeyForm(route);
-      return;
-    }
-    showBanner(err.message);
-  }
-
   select(name, label, options, value) {
-    const select = h("select", { name, id: `f-${name}`, "aria-label": label });
-    for (const [v, text] of options) {
-      const option = h("option", { value: v, text });
-      if (v === (value || "")) option.selected = true;
-      select.append(option);
-    }
+    const select = selectOf({ name, id: `f-${name}`, "aria-label": label }, options, value || "");
     return h("label", { class: "field" }, h("span", { text: label }), select);
   }
 

@@ -3,10 +3,10 @@
 
 "use strict";
 
-import { ApiError, api, showBanner, showKeyForm } from "./api.js";
-import { clear, h } from "./dom.js";
+import { api } from "./api.js";
+import { clear, h, selectOf } from "./dom.js";
 import { fmtCount, fmtDuration, fmtTime, fmtUsd } from "./format.js";
-import { every, route, setCrumbs, setLive } from "./page.js";
+import { LivePage, setCrumbs, setLive } from "./page.js";
 
 const POLL_MS = 10000;
 const SVG = "http://www.w3.org/2000/svg";
@@ -90,11 +90,11 @@ function total(groups) {
   return [...points.values()].sort((a, b) => (a.start < b.start ? -1 : 1));
 }
 
-export class StatsView {
+export class StatsView extends LivePage {
   constructor(params) {
+    super();
     this.by = params.get("by") || "workflow";
     this.range = params.has("range") ? params.get("range") : "7d";
-    this.stops = [];
   }
 
   start() {
@@ -107,33 +107,13 @@ export class StatsView {
     app.append(this.form, this.chart, h("div", { class: "table-wrap" }, this.table));
     this.buildFilters();
     this.refresh().catch((err) => this.fail(err));
-    this.stops.push(every(POLL_MS, () => this.refresh()));
+    this.poll(POLL_MS, () => this.refresh());
     setLive(true);
-  }
-
-  stop() {
-    for (const stop of this.stops) stop();
-    this.stops = [];
-    setLive(false);
-  }
-
-  fail(err) {
-    if (err instanceof ApiError && err.status === 401) {
-      this.stop();
-      showKeyForm(route);
-      return;
-    }
-    showBanner(err.message);
   }
 
   buildFilters() {
     const select = (name, label, options, value) => {
-      const el = h("select", { name, id: `s-${name}`, "aria-label": label });
-      for (const [v, text] of options) {
-        const option = h("option", { value: v, text });
-        if (v === value) option.selected = true;
-        el.append(option);
-      }
+      const el = selectOf({ name, id: `s-${name}`, "aria-label": label }, options, value);
       el.addEventListener("change", () => {
         const params = new URLSearchParams({ by: this.form.elements.by.value, range: this.form.elements.range.value });
         location.hash = "#/stats?" + params;
