@@ -212,6 +212,53 @@ def test_the_cli_filters_shows_and_exports_the_context(recorded: tuple[LiveRecei
     assert (booker["input"], booker["output"]) == ({"order": 1}, {"booked": 1})
 
 
+_WIDE = {"COLUMNS": "200"}
+"""A terminal wide enough for every column of the table of runs on one line."""
+
+
+@pytest.mark.parametrize("how", ["db", "url"])
+def test_the_runs_table_shows_the_context_columns_when_a_run_has_them(
+    recorded: tuple[LiveReceiver, str], how: str
+) -> None:
+    """The table of runs has project, user, agent and intent columns when a listed run has one, and not otherwise;
+    in a narrow terminal they share one column."""
+    live, _ = recorded
+    runner = CliRunner()
+    table = runner.invoke(runs_command, ["--workflow", "booker", *_where(live, how)], env=_WIDE)
+    assert table.exit_code == 0, table.output
+    header = next(line for line in table.output.splitlines() if "run_id" in line).split()
+    assert header[:5] == ["run_id", "workflow", "project", "user", "agent"]
+    assert "intent" in header
+    row = next(line for line in table.output.splitlines() if "booker-agent" in line).split()
+    assert row[1:5] == ["booker", "travel", "u-7", "booker-agent"]
+    assert "book" in row
+    followup = runner.invoke(runs_command, ["--workflow", "followup", *_where(live, how)], env=_WIDE)
+    header = next(line for line in followup.output.splitlines() if "run_id" in line).split()
+    assert "intent" not in header  # no listed run has one
+    assert header[:5] == ["run_id", "workflow", "project", "user", "agent"]
+    narrow = runner.invoke(runs_command, ["--workflow", "booker", *_where(live, how)], env={"COLUMNS": "80"})
+    lines = narrow.output.splitlines()
+    header_line = next(line for line in lines if "run_id" in line)
+    assert header_line.split()[:3] == ["run_id", "workflow", "context"]
+    at = header_line.index("context")  # the context shares one column, a value a line
+    cells = [line[at:].split()[0] for line in lines[3:] if line[at:].strip()]
+    assert cells[:2] == ["travel", "u-7"]
+    assert "".join(cells[2:]) == "booker-agentbook"  # a long value folds within the column
+
+
+def test_the_runs_table_has_no_context_columns_when_no_run_has_context(tmp_path: Path) -> None:
+    """Runs without any context are listed in the table without the project, user, agent and intent columns."""
+    live = start_receiver(ReceiverConfig(db_path=tmp_path / "plain.db", sweep_interval_s=0))
+    try:
+        live.post(simple_run().events)
+        table = CliRunner().invoke(runs_command, ["--db", str(live.db_path)], env=_WIDE)
+    finally:
+        live.stop()
+    assert table.exit_code == 0, table.output
+    header = next(line for line in table.output.splitlines() if "run_id" in line).split()
+    assert header == ["run_id", "workflow", "status", "mode", "started_at", "duration", "error"]
+
+
 @pytest.mark.parametrize(
     ("args", "named"),
     [

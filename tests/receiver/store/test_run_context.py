@@ -73,7 +73,7 @@ def test_the_migration_fills_the_columns_from_the_ledger(tmp_path: Path) -> None
             conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
         conn.execute("DROP TABLE IF EXISTS error_groups")  # later migrations, made again on the way up
         conn.execute("DROP TABLE IF EXISTS stats_rollup")
-        conn.execute("DROP TABLE IF EXISTS stats_bins")
+        conn.execute("DROP TABLE IF EXISTS stats_hist")
         conn.execute("DROP TABLE IF EXISTS custom_metrics")
         conn.execute("ALTER TABLE runs DROP COLUMN cost_breakdown")
         conn.execute("ALTER TABLE node_runs DROP COLUMN cost_breakdown")

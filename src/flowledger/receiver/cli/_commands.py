@@ -11,7 +11,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
@@ -332,13 +332,36 @@ def runs_command(
 
     total = f"at least {page.total:,}" if page.total_capped else f"{page.total}"
     table = _table(f"{len(page.runs)} of {total} runs")
-    columns = _table_fields(RUN_FIELDS)
     console = Console()
-    for field in columns:
-        table.add_column(_header(field), **_column_style(field, console.width))
+    columns = _run_columns(_table_fields(RUN_FIELDS, page.runs), console.width)
+    for header, style, _ in columns:
+        table.add_column(header, **style)
     for run in page.runs:
-        table.add_row(*(_cell(field, run) for field in columns))
+        table.add_row(*(cell(run) for _, _, cell in columns))
     console.print(table)
+
+
+def _run_columns(
+    fields: list[RecordField], console_width: int
+) -> list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], str]]]:
+    """The columns of the table of runs: header, style and cell. Below :data:`WIDE_TERMINAL_COLUMNS`, the run
+    context (project, user, agent, intent) shares one column, a value a line, so that the others keep their width."""
+    context = [f for f in fields if f.table_if_set]
+    stacked = console_width < WIDE_TERMINAL_COLUMNS and len(context) > 1
+    columns: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], str]]] = []
+    for field in fields:
+        if stacked and field.table_if_set:
+            if field is context[0]:
+                columns.append(("context", {"overflow": "fold", "max_width": 16}, functools.partial(_context, context)))
+            continue
+        columns.append((_header(field), _column_style(field, console_width), functools.partial(_cell, field)))
+    return columns
+
+
+def _context(fields: list[RecordField], run: dict[str, Any]) -> str:
+    from rich.markup import escape
+
+    return "\n".join(escape(str(run[f.name])) for f in fields if run.get(f.name) is not None)
 
 
 _NO_WRAP: Final = frozenset({"status", "dry_run", "duration_ms", "attempt", "item"})
@@ -347,6 +370,8 @@ _NARROW_WIDTH: Final = {"run_id": 19, "started_at": 10}
 """Below :data:`WIDE_TERMINAL_COLUMNS`, a run id folds once, after its fourth group (``01a23b80-4e62-726b-``),
 and a time once, after its date."""
 _WIDE_WIDTH: Final = {"run_id": 36, "started_at": 19}
+_CONTEXT_MAX_WIDTH: Final = 24
+"""The widest a run-context column (project, user, agent, intent) grows: a longer value folds."""
 WIDE_TERMINAL_COLUMNS: Final = 120
 """From this many columns on, run ids and times stay on one line."""
 
@@ -365,6 +390,8 @@ def _column_style(field: RecordField, console_width: int) -> dict[str, Any]:
     widths = _WIDE_WIDTH if console_width >= WIDE_TERMINAL_COLUMNS else _NARROW_WIDTH
     if field.name in widths:
         return {"overflow": "fold", "width": widths[field.name]}
+    if field.table_if_set:
+        return {"overflow": "fold", "max_width": _CONTEXT_MAX_WIDTH}
     return {"overflow": "fold"}
 
 
@@ -373,9 +400,15 @@ def _run_statuses(values: tuple[str, ...]) -> tuple[RunStatus, ...]:
     return tuple(dict.fromkeys(RunStatus(value) for value in values))
 
 
-def _table_fields(fields: tuple[RecordField, ...]) -> list[RecordField]:
-    """The fields a CLI table shows, in the order of their columns."""
-    return sorted((f for f in fields if f.table is not None), key=lambda f: f.table[0] if f.table else 0)
+def _table_fields(fields: tuple[RecordField, ...], records: Sequence[dict[str, Any]] = ()) -> list[RecordField]:
+    """The fields a CLI table of ``records`` shows, in the order of their columns: a field shown only when set
+    (the run context) when some record has it."""
+    shown = (
+        f
+        for f in fields
+        if f.table is not None and (not f.table_if_set or any(r.get(f.name) is not None for r in records))
+    )
+    return sorted(shown, key=lambda f: f.table[0] if f.table else 0)
 
 
 def _header(field: RecordField) -> str:

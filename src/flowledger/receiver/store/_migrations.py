@@ -24,7 +24,7 @@ from flowledger.receiver.store._otlp_metrics import METRICS_SCHEMA
 from flowledger.receiver.store._rollups import backfill_rollups
 from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
 from flowledger.receiver.store._search import SEARCH_SCHEMA
-from flowledger.receiver.store._stats import STATS_SCHEMA
+from flowledger.receiver.store._stats import STATS_SCHEMA, upgrade_rollups_sync
 from flowledger.receiver.store._time import normalize_ts
 from flowledger.receiver.store._tree import MERKLE_SCHEMA, backfill
 from flowledger.receiver.store._verify import FORMAT1_COLUMNS, Format1Walker
@@ -429,7 +429,8 @@ def _v18_run_context(conn: sqlite3.Connection) -> None:
 
 
 def _v19_error_groups_and_stats(conn: sqlite3.Connection) -> None:
-    """Error groups (:mod:`._error_groups`) and statistics (:mod:`._stats`), filled from the runs and attempts
+    """Error groups (:mod:`._error_groups`) and statistics (:mod:`._stats`, in the layout of today: a database
+    migrated here before has its rows made into it by a later migration), filled from the runs and attempts
     already stored."""
     for statement in _statements(ERROR_GROUPS_SCHEMA + STATS_SCHEMA):
         conn.execute(statement)
@@ -450,6 +451,12 @@ CREATE TABLE custom_metrics (
 ) WITHOUT ROWID;
 CREATE INDEX custom_metrics_by_name ON custom_metrics (name, hour);
 """
+
+
+def _stats_for_all_projects_and_by_month(conn: sqlite3.Connection) -> None:
+    """Statistics rows also for all projects together and per month, histograms one blob per place
+    (:func:`._stats.upgrade_rollups_sync`): a query reads a few rows per group and never sums projects."""
+    upgrade_rollups_sync(conn)
 
 
 Migration = str | Callable[[sqlite3.Connection], None]
@@ -476,6 +483,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v18_run_context,
     _v19_error_groups_and_stats,
     _V20_COST_BREAKDOWN_AND_CUSTOM_METRICS,
+    _stats_for_all_projects_and_by_month,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

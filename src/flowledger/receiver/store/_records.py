@@ -142,6 +142,8 @@ class RecordField:
     """In the CSV export of runs (an object as one column per part: ``<name>_<part>``)."""
     table: tuple[int, str] | None = None
     """Position and header of its column in the CLI's table of runs or nodes (None: not shown there)."""
+    table_if_set: bool = False
+    """Its column is shown only when some record of the table has a value for it (the run context)."""
     detail: bool = False
     """Only in one run's detail (``GET /v1/runs/{run_id}``, the viewer's run header), not in listings."""
     large: bool = False
@@ -217,10 +219,36 @@ RUN_FIELDS: Final[tuple[RecordField, ...]] = (
         "or the project of the API key it was sent with.",
         required=False,
         export=True,
+        table=(2, "project"),
+        table_if_set=True,
     ),
-    _field("user_id", _NSTR, "Who the run was for: the user it acted on behalf of.", required=False, export=True),
-    _field("agent_id", _NSTR, "Which agent (or service) ran it.", required=False, export=True),
-    _field("intent", _NSTR, "Why it ran: the intent it was started with.", required=False, export=True),
+    _field(
+        "user_id",
+        _NSTR,
+        "Who the run was for: the user it acted on behalf of.",
+        required=False,
+        export=True,
+        table=(2, "user"),
+        table_if_set=True,
+    ),
+    _field(
+        "agent_id",
+        _NSTR,
+        "Which agent (or service) ran it.",
+        required=False,
+        export=True,
+        table=(2, "agent"),
+        table_if_set=True,
+    ),
+    _field(
+        "intent",
+        _NSTR,
+        "Why it ran: the intent it was started with.",
+        required=False,
+        export=True,
+        table=(5, "intent"),
+        table_if_set=True,
+    ),
     _field(
         "parent_run_id", _NSTR, "The run that started this one (a delegating run), if any.", required=False, export=True
     ),

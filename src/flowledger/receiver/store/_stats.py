@@ -3,21 +3,29 @@
 Each finished run adds itself to one row per dimension (its workflow, its
 agent, its project) of the ``stats_rollup`` table, and each finished node
 attempt to one row of the ``node`` dimension (key ``workflow_id/node_id``),
-per project, status and UTC hour of its start, and again per UTC day: the
-hour rows answer hour buckets and the edges of a range, the day rows its
-whole days, so a query over a month reads a few rows per group and day.
+per status and UTC hour (grain ``h``), day (``d``) and month (``m``) of its
+start, once for its project and once for all projects (project
+:data:`ALL_PROJECTS`). A query reads the rows of its scope (all projects, or
+the API key's one): whole months of its range from month rows, the days
+around them from day rows and the hours at its edges from hour rows (hour
+buckets read hour rows, day buckets day rows and the edges' hours), so a
+query over a month reads a few rows per group, and never sums projects.
 
 A row holds the count, the exact cost (nano-dollars: sum, count, min, max)
-and the durations (sum in whole microseconds, count, min, max); beside it
-(``stats_bins``) a *mergeable* duration summary: a histogram over fixed
-log-scale bins of width :data:`HISTOGRAM_GAMMA` (2 %). Bins add across rows, so p50 and p95
-over any range are read from the summed histogram: the value reported for a
-bin is its geometric middle, clamped to the range's min and max, which is
-within :data:`PERCENTILE_RELATIVE_ERROR` (1 %) of the exact nearest-rank
-percentile. Counts, sums, min and max are exact.
+and the durations (sum in whole microseconds, count, min, max). Beside the
+rows of a place (statuses together), ``stats_hist`` keeps a *mergeable*
+duration histogram: counts over fixed log-scale bins of width
+:data:`HISTOGRAM_GAMMA` (2 %), as one compressed blob (:func:`encode_histogram`).
+Histograms add across places, so p50 and p95 over any range are read from the
+summed histogram: the value reported for a bin is its geometric middle,
+clamped to the range's min and max duration, which is within
+:data:`PERCENTILE_RELATIVE_ERROR` (under 1 %) of the exact nearest-rank
+percentile for durations from 1 µs to 10**10 ms (about 115 days); zero
+durations are exact, shorter and longer ones share the first and last bin.
+Counts, sums, min and max are exact.
 
 A run or attempt whose fold changes (a late ``run_finished`` wins) is taken
-out of its old row and added to its new one; min and max, which cannot be
+out of its old rows and added to its new ones; min and max, which cannot be
 taken back, stay as they were. Purges and retention leave the rows alone
 (statistics survive them); a rebuild takes the stored runs out and folds
 them back in (:mod:`._rollups`). Runs that have not finished are not counted.
@@ -26,11 +34,17 @@ them back in (:mod:`._rollups`). Runs that have not finished are not counted.
 from __future__ import annotations
 
 import enum
+import json
 import math
 import sqlite3
+import sys
+import zlib
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import accumulate
 from typing import Any, Final
 
 import aiosqlite
@@ -39,6 +53,7 @@ from flowledger._money import nanos_to_usd, usd_to_nanos
 from flowledger._wire import NodeStatus, RunStatus
 
 __all__ = [
+    "ALL_PROJECTS",
     "HISTOGRAM_GAMMA",
     "PERCENTILE_RELATIVE_ERROR",
     "STATS_SCHEMA",
@@ -46,18 +61,21 @@ __all__ = [
     "Contribution",
     "StatsBy",
     "StatsQuery",
+    "decode_histogram",
     "duration_bin",
+    "encode_histogram",
     "record_contributions",
     "record_contributions_sync",
     "stats_groups",
+    "upgrade_rollups_sync",
 ]
 
 HISTOGRAM_GAMMA: Final = 1.02
 """Each histogram bin spans durations from ``g**b`` to ``g**(b+1)`` milliseconds."""
 PERCENTILE_RELATIVE_ERROR: Final = math.sqrt(HISTOGRAM_GAMMA) - 1
-"""How far (relative) a reported p50/p95 can be from the exact one: under 1 %."""
-_ZERO_BIN: Final = -(10**6)
-"""The bin of durations of zero (or less)."""
+"""How far (relative) a reported p50/p95 can be from the exact one: under 1 % (0.995 %)."""
+ALL_PROJECTS: Final = "*"
+"""The project of the rows that count every project's runs (never a project name)."""
 _LOG_GAMMA: Final = math.log(HISTOGRAM_GAMMA)
 
 
@@ -79,32 +97,31 @@ class Bucket(enum.StrEnum):
 
 _HOUR: Final = "h"
 _DAY: Final = "d"
+_MONTH: Final = "m"
 
 STATS_SCHEMA: Final = """
--- Statistics of finished runs (dimensions workflow, agent, project) and node attempts (node), per project,
--- status and UTC hour (grain 'h') and day (grain 'd') of their start. Costs in nano-dollars, durations'
--- sum in microseconds.
+-- Statistics of finished runs (dimensions workflow, agent, project) and node attempts (node), per project
+-- ('*': all projects), UTC hour (grain 'h'), day ('d') and month ('m') of their start, and status. Costs in
+-- nano-dollars, durations' sum in microseconds.
 CREATE TABLE stats_rollup (
-    dim TEXT NOT NULL, grain TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL, project TEXT NOT NULL,
+    dim TEXT NOT NULL, grain TEXT NOT NULL, project TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL,
     status TEXT NOT NULL,
     runs INTEGER NOT NULL,
     cost_nanos INTEGER NOT NULL, costs INTEGER NOT NULL, cost_min_nanos INTEGER, cost_max_nanos INTEGER,
     duration_us INTEGER NOT NULL, durations INTEGER NOT NULL, duration_ms_min REAL, duration_ms_max REAL,
-    PRIMARY KEY (dim, grain, bucket, key, project, status)
+    PRIMARY KEY (dim, grain, project, bucket, key, status)
 ) WITHOUT ROWID;
--- The duration histograms of the same rows (statuses together): runs per log-scale bin.
-CREATE TABLE stats_bins (
-    dim TEXT NOT NULL, grain TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL, project TEXT NOT NULL,
-    bin INTEGER NOT NULL, count INTEGER NOT NULL,
-    PRIMARY KEY (dim, grain, bucket, key, project, bin)
+-- The duration histogram of the same places (statuses together): see encode_histogram.
+CREATE TABLE stats_hist (
+    dim TEXT NOT NULL, grain TEXT NOT NULL, project TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL,
+    hist BLOB NOT NULL,
+    PRIMARY KEY (dim, grain, project, bucket, key)
 ) WITHOUT ROWID;
 """
 
 
 def duration_bin(ms: float) -> int:
-    """The histogram bin of a duration in milliseconds."""
-    if ms <= 0:
-        return _ZERO_BIN
+    """The histogram bin of a positive duration in milliseconds."""
     b = math.floor(math.log(ms) / _LOG_GAMMA)
     if HISTOGRAM_GAMMA**b > ms:  # the log's rounding put it one bin too high
         b -= 1
@@ -113,8 +130,54 @@ def duration_bin(ms: float) -> int:
     return b
 
 
-def _bin_value(b: int) -> float:
-    return 0.0 if b == _ZERO_BIN else float(HISTOGRAM_GAMMA ** (b + 0.5))
+_MIN_BIN: Final = duration_bin(0.001)
+"""The bin of 1 µs: shorter (positive) durations are counted in it."""
+_MAX_BIN: Final = duration_bin(1e10)
+"""The bin of 10**10 ms: longer durations are counted in it."""
+_FIELD_BITS: Final = 64
+
+
+def _field(ms: float) -> int:
+    """A duration's field in a histogram: 0 for zero (or less), then one per bin from :data:`_MIN_BIN` up."""
+    if ms <= 0:
+        return 0
+    return min(max(duration_bin(ms), _MIN_BIN), _MAX_BIN) - _MIN_BIN + 1
+
+
+def _field_value(field: int) -> float:
+    return 0.0 if field == 0 else float(HISTOGRAM_GAMMA ** (field - 1 + _MIN_BIN + 0.5))
+
+
+def encode_histogram(histogram: int) -> bytes:
+    """A histogram as stored: its counts are the 64-bit fields of one integer (field ``f`` counts the durations
+    of :func:`_field` ``f``), so that histograms add up as integers do. Kept from its lowest non-empty field on:
+    two bytes of that field's number, then the fields (little-endian) deflated."""
+    low = ((histogram & -histogram).bit_length() - 1) // _FIELD_BITS
+    fields = histogram >> (_FIELD_BITS * low)
+    raw = fields.to_bytes((fields.bit_length() + _FIELD_BITS - 1) // _FIELD_BITS * 8, "little")
+    packer = zlib.compressobj(1, zlib.DEFLATED, -10, 2)  # a small window: fields are few and mostly zero
+    return low.to_bytes(2, "little") + packer.compress(raw) + packer.flush()
+
+
+def decode_histogram(blob: bytes) -> int:
+    """The integer of a stored histogram (:func:`encode_histogram`)."""
+    low = int.from_bytes(blob[:2], "little")
+    return int.from_bytes(zlib.decompress(blob[2:], -10), "little") << (_FIELD_BITS * low)
+
+
+def _percentile_fields(histogram: int, ps: Sequence[float]) -> list[int] | None:
+    """The fields holding the nearest-rank percentiles ``ps`` of a histogram; None when it is empty."""
+    if histogram <= 0:
+        return None
+    low = ((histogram & -histogram).bit_length() - 1) // _FIELD_BITS
+    fields = histogram >> (_FIELD_BITS * low)
+    counts = array("Q")
+    counts.frombytes(fields.to_bytes((fields.bit_length() + _FIELD_BITS - 1) // _FIELD_BITS * 8, "little"))
+    if sys.byteorder == "big":  # pragma: no cover - the fields are stored little-endian
+        counts.byteswap()
+    running = list(accumulate(counts))
+    total = running[-1]
+    return [low + bisect_left(running, max(1, math.ceil(p * total))) for p in ps]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +204,8 @@ class _Sums:
     durations: int = 0
     duration_min: float | None = None
     duration_max: float | None = None
-    histogram: dict[int, int] = field(default_factory=dict)
+    histogram: int = 0
+    """Durations per field: see :func:`encode_histogram`."""
 
     def add(self, c: Contribution, sign: int) -> None:
         self.runs += sign
@@ -156,8 +220,6 @@ class _Sums:
             ms = c.duration_ms
             self.duration_us += sign * round(ms * 1000)
             self.durations += sign
-            b = duration_bin(ms)
-            self.histogram[b] = self.histogram.get(b, 0) + sign
             if sign > 0:
                 self.duration_min = ms if self.duration_min is None else min(self.duration_min, ms)
                 self.duration_max = ms if self.duration_max is None else max(self.duration_max, ms)
@@ -172,8 +234,7 @@ class _Sums:
         self.durations += other.durations
         self.duration_min = _least(self.duration_min, other.duration_min)
         self.duration_max = _most(self.duration_max, other.duration_max)
-        for b, n in other.histogram.items():
-            self.histogram[b] = self.histogram.get(b, 0) + n
+        self.histogram += other.histogram
 
     def row(self) -> tuple[Any, ...]:
         return (
@@ -191,37 +252,25 @@ class _Sums:
     @classmethod
     def of_row(cls, row: Sequence[Any]) -> _Sums:
         runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = row
-        return cls(
-            int(runs),
-            int(cost),
-            int(costs),
-            cmin,
-            cmax,
-            int(dus),
-            int(durs),
-            dmin,
-            dmax,
-        )
+        return cls(int(runs), int(cost), int(costs), cmin, cmax, int(dus), int(durs), dmin, dmax)
 
-    def percentile(self, p: float) -> float | None:
-        """The nearest-rank percentile ``p`` (0 < p <= 1) read from the histogram, clamped to min and max."""
-        total = sum(self.histogram.values())
-        if total <= 0:
-            return None
-        rank = max(1, math.ceil(p * total))
-        seen = 0
-        for b in sorted(self.histogram):
-            seen += self.histogram[b]
-            if seen >= rank:
-                value = _bin_value(b)
-                if self.duration_min is not None:
-                    value = max(value, self.duration_min)
-                if self.duration_max is not None:
-                    value = min(value, self.duration_max)
-                return value
-        return None  # pragma: no cover - the loop reaches the rank
+    def percentiles(self) -> tuple[float | None, float | None]:
+        """The nearest-rank p50 and p95 read from the histogram, clamped to min and max."""
+        fields = _percentile_fields(self.histogram, (0.5, 0.95))
+        if fields is None:
+            return None, None
+        p50, p95 = (_field_value(f) for f in fields)
+        return self._clamped(p50), self._clamped(p95)
+
+    def _clamped(self, value: float) -> float:
+        if self.duration_min is not None:
+            value = max(value, self.duration_min)
+        if self.duration_max is not None:
+            value = min(value, self.duration_max)
+        return value
 
     def as_json(self) -> dict[str, Any]:
+        p50, p95 = self.percentiles()
         return {
             "runs": self.runs,
             "cost_usd": {
@@ -232,8 +281,8 @@ class _Sums:
             },
             "duration_ms": {
                 "avg": None if self.durations <= 0 else self.duration_us / self.durations / 1000,
-                "p50": self.percentile(0.5),
-                "p95": self.percentile(0.95),
+                "p50": p50,
+                "p95": p95,
             },
         }
 
@@ -254,11 +303,23 @@ def _day(ts: str) -> str:
     return ts[:10] + "T00:00:00.000000Z"
 
 
+def _month(ts: str) -> str:
+    return ts[:7] + "-01T00:00:00.000000Z"
+
+
+def _buckets(hour: str) -> tuple[tuple[str, str], ...]:
+    """The (grain, bucket) of each row an hour's runs count in."""
+    return ((_HOUR, hour), (_DAY, _day(hour)), (_MONTH, _month(hour)))
+
+
 _RowKey = tuple[str, str, str, str, str, str]
+"""dim, grain, project, bucket, key, status."""
+_Place = tuple[str, str, str, str, str]
+"""dim, grain, project, bucket, key: where a histogram is kept."""
 _ROW_COLUMNS: Final = (
     "runs, cost_nanos, costs, cost_min_nanos, cost_max_nanos, duration_us, durations, duration_ms_min, duration_ms_max"
 )
-_KEY_WHERE: Final = "dim = ? AND grain = ? AND bucket = ? AND key = ? AND project = ? AND status = ?"
+_KEY_WHERE: Final = "dim = ? AND grain = ? AND project = ? AND bucket = ? AND key = ? AND status = ?"
 
 
 def _least_sql(column: str) -> str:
@@ -270,8 +331,8 @@ def _most_sql(column: str) -> str:
 
 
 _ADD_ROW: Final = (
-    f"INSERT INTO stats_rollup (dim, grain, bucket, key, project, status, {_ROW_COLUMNS}) "
-    f"VALUES ({', '.join('?' * 15)}) ON CONFLICT (dim, grain, bucket, key, project, status) DO UPDATE SET "
+    f"INSERT INTO stats_rollup (dim, grain, project, bucket, key, status, {_ROW_COLUMNS}) "
+    f"VALUES ({', '.join('?' * 15)}) ON CONFLICT (dim, grain, project, bucket, key, status) DO UPDATE SET "
     "runs = runs + excluded.runs, cost_nanos = cost_nanos + excluded.cost_nanos, costs = costs + excluded.costs, "
     f"{_least_sql('cost_min_nanos')}, {_most_sql('cost_max_nanos')}, "
     "duration_us = duration_us + excluded.duration_us, durations = durations + excluded.durations, "
@@ -280,64 +341,166 @@ _ADD_ROW: Final = (
 """Adds a delta to its row in one statement (a NULL min or max leaves the other side's): what
 :meth:`_Sums.merge` does, so that a batch's rows are one ``executemany``."""
 _DROP_EMPTY_ROW: Final = f"DELETE FROM stats_rollup WHERE {_KEY_WHERE} AND runs <= 0"
-_ADD_BINS: Final = (
-    "INSERT INTO stats_bins (dim, grain, bucket, key, project, bin, count) VALUES (?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (dim, grain, bucket, key, project, bin) DO UPDATE SET count = count + excluded.count"
+_PLACES_PER_READ: Final = 150
+"""Places whose histograms one statement reads (five parameters each)."""
+_PUT_HIST: Final = (
+    "INSERT OR REPLACE INTO stats_hist (dim, grain, project, bucket, key, hist) VALUES (?, ?, ?, ?, ?, ?)"
 )
-_DROP_EMPTY_BINS: Final = (
-    "DELETE FROM stats_bins WHERE dim = ? AND grain = ? AND bucket = ? AND key = ? AND project = ? AND count <= 0"
-)
+_DROP_HIST: Final = "DELETE FROM stats_hist WHERE dim = ? AND grain = ? AND project = ? AND bucket = ? AND key = ?"
 
 
-def _bin_rows(deltas: dict[_RowKey, _Sums]) -> tuple[list[tuple[Any, ...]], set[tuple[str, ...]]]:
-    """The histogram deltas as stats_bins rows (statuses added up), and the places where bins were taken away."""
-    bins: dict[tuple[Any, ...], int] = {}
-    lowered: set[tuple[str, ...]] = set()
-    for key, delta in deltas.items():
-        place = key[:5]
-        for b, n in delta.histogram.items():
-            if n:
-                bins[(*place, b)] = bins.get((*place, b), 0) + n
-                if n < 0:
-                    lowered.add(place)
-    return [(*k, n) for k, n in bins.items() if n], lowered
+def _read_hists_sql(places: int) -> str:
+    return (
+        "SELECT dim, grain, project, bucket, key, hist FROM stats_hist WHERE (dim, grain, project, bucket, key) "
+        f"IN (VALUES {', '.join(['(?, ?, ?, ?, ?)'] * places)})"
+    )
 
 
-def _deltas(added: Iterable[Contribution], removed: Iterable[Contribution]) -> dict[_RowKey, _Sums]:
-    deltas: dict[_RowKey, _Sums] = {}
-    for contributions, sign in ((added, 1), (removed, -1)):
+class _Deltas:
+    """What a batch adds to (and takes from) each row and each histogram."""
+
+    def __init__(self) -> None:
+        self.rows: dict[_RowKey, _Sums] = {}
+        self.hists: dict[_Place, int] = {}
+
+    def contribute(self, contributions: Iterable[Contribution], sign: int) -> None:
         for c in contributions:
-            for grain, bucket in ((_HOUR, _hour(c.started_at)), (_DAY, _day(c.started_at))):
-                key = (c.dim.value, grain, bucket, c.key, c.project, c.status)
-                sums = deltas.get(key)
-                if sums is None:
-                    sums = deltas[key] = _Sums()
-                sums.add(c, sign)
-    return deltas
+            one = _Sums()
+            one.add(c, sign)
+            if c.duration_ms is not None:
+                one.histogram = sign << (_FIELD_BITS * _field(c.duration_ms))
+            self.add(c.dim.value, c.project, _hour(c.started_at), c.key, c.status, one)
+
+    def add(self, dim: str, project: str, hour: str, key: str, status: str, sums: _Sums) -> None:
+        """Add an hour's sums to every row they count in, and their histogram to its places."""
+        for grain, bucket in _buckets(hour):
+            for scope in (project, ALL_PROJECTS):
+                row_key = (dim, grain, scope, bucket, key, status)
+                total = self.rows.get(row_key)
+                if total is None:
+                    total = self.rows[row_key] = _Sums()
+                total.merge(sums)
+        if sums.histogram:
+            self.add_histogram(dim, project, hour, key, sums.histogram)
+
+    def add_histogram(self, dim: str, project: str, hour: str, key: str, histogram: int) -> None:
+        for grain, bucket in _buckets(hour):
+            for scope in (project, ALL_PROJECTS):
+                place = (dim, grain, scope, bucket, key)
+                self.hists[place] = self.hists.get(place, 0) + histogram
+
+    def row_params(self) -> list[tuple[Any, ...]]:
+        return [(*key, *delta.row()) for key, delta in self.rows.items()]
+
+    def emptied(self) -> list[_RowKey]:
+        return [key for key, delta in self.rows.items() if delta.runs < 0]
+
+    def hist_writes(
+        self, stored: dict[_Place, bytes]
+    ) -> tuple[list[tuple[str, str, str, str, str, bytes]], list[_Place]]:
+        """The histograms to write (stored plus delta) and the places left empty."""
+        put: list[tuple[str, str, str, str, str, bytes]] = []
+        drop: list[_Place] = []
+        for place, delta in self.hists.items():
+            if not delta:
+                continue
+            blob = stored.get(place)
+            total = delta + (0 if blob is None else decode_histogram(blob))
+            if total > 0:
+                put.append((*place, encode_histogram(total)))
+            elif blob is not None:
+                drop.append(place)
+        return put, drop
+
+    def changed_places(self) -> list[list[str]]:
+        """The places whose histograms change, as the parameters of their reads (a statement each)."""
+        places = [place for place, delta in self.hists.items() if delta]
+        return [
+            [value for place in places[i : i + _PLACES_PER_READ] for value in place]
+            for i in range(0, len(places), _PLACES_PER_READ)
+        ]
+
+
+def _stored(rows: Iterable[Sequence[Any]]) -> dict[_Place, bytes]:
+    return {(str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])): bytes(r[5]) for r in rows}
 
 
 async def record_contributions(
     conn: aiosqlite.Connection, added: Iterable[Contribution], removed: Iterable[Contribution]
 ) -> None:
     """Add and take away contributions (inside the caller's transaction)."""
-    deltas = _deltas(added, removed)
-    if deltas:  # one statement for the batch: a row a statement would hand each one to the database thread
-        await conn.executemany(_ADD_ROW, [(*key, *delta.row()) for key, delta in deltas.items()])
-        emptied = [key for key, delta in deltas.items() if delta.runs < 0]
+    deltas = _Deltas()
+    deltas.contribute(added, 1)
+    deltas.contribute(removed, -1)
+    if deltas.rows:  # one statement for the batch: a row a statement would hand each one to the database thread
+        await conn.executemany(_ADD_ROW, deltas.row_params())
+        emptied = deltas.emptied()
         if emptied:
             await conn.executemany(_DROP_EMPTY_ROW, emptied)
-    bins, lowered = _bin_rows(deltas)
-    if bins:
-        await conn.executemany(_ADD_BINS, bins)
-    if lowered:
-        await conn.executemany(_DROP_EMPTY_BINS, list(lowered))
+    stored: dict[_Place, bytes] = {}
+    for params in deltas.changed_places():
+        stored |= _stored(await conn.execute_fetchall(_read_hists_sql(len(params) // 5), params))
+    put, drop = deltas.hist_writes(stored)
+    if put:
+        await conn.executemany(_PUT_HIST, put)
+    if drop:
+        await conn.executemany(_DROP_HIST, drop)
+
+
+def _write_sync(conn: sqlite3.Connection, deltas: _Deltas) -> None:
+    conn.executemany(_ADD_ROW, deltas.row_params())
+    stored: dict[_Place, bytes] = {}
+    for params in deltas.changed_places():
+        stored |= _stored(conn.execute(_read_hists_sql(len(params) // 5), params).fetchall())
+    put, drop = deltas.hist_writes(stored)
+    conn.executemany(_PUT_HIST, put)
+    conn.executemany(_DROP_HIST, drop)
 
 
 def record_contributions_sync(conn: sqlite3.Connection, added: Iterable[Contribution]) -> None:
     """:func:`record_contributions` (adding only) on a plain sqlite3 connection, for migrations."""
-    deltas = _deltas(added, ())
-    conn.executemany(_ADD_ROW, [(*key, *delta.row()) for key, delta in deltas.items()])
-    conn.executemany(_ADD_BINS, _bin_rows(deltas)[0])
+    deltas = _Deltas()
+    deltas.contribute(added, 1)
+    _write_sync(conn, deltas)
+
+
+_V1_ZERO_BIN: Final = -(10**6)
+
+
+def upgrade_rollups_sync(conn: sqlite3.Connection) -> None:
+    """Rows of the first layout (hour and day rows per project, a row per histogram bin) made into this one's:
+    each hour row, with its bins, is added to its hour, day and month rows, for its project and all projects."""
+    old = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stats_bins'").fetchone()
+    if old is None:  # made in this layout
+        return
+    conn.execute("ALTER TABLE stats_rollup RENAME TO stats_rollup_v1")
+    for statement in STATS_SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    months = [m for (m,) in conn.execute("SELECT DISTINCT substr(bucket, 1, 7) FROM stats_rollup_v1 ORDER BY 1")]
+    for month in months:  # a month at a time: its hours count in its own days and month only
+        low, high = month + "-01", _next_month(month + "-01")
+        deltas = _Deltas()
+        for row in conn.execute(
+            f"SELECT dim, project, bucket, key, status, {_ROW_COLUMNS} FROM stats_rollup_v1 "
+            "WHERE grain = 'h' AND bucket >= ? AND bucket < ?",
+            (low, high),
+        ):
+            deltas.add(str(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4]), _Sums.of_row(row[5:]))
+        histograms: dict[tuple[str, str, str, str], int] = {}
+        for dim, project, bucket, key, b, count in conn.execute(
+            "SELECT dim, project, bucket, key, bin, count FROM stats_bins WHERE grain = 'h' AND bucket >= ? "
+            "AND bucket < ?",
+            (low, high),
+        ):
+            field = 0 if b == _V1_ZERO_BIN else min(max(int(b), _MIN_BIN), _MAX_BIN) - _MIN_BIN + 1
+            place = (str(dim), str(project), str(bucket), str(key))
+            histograms[place] = histograms.get(place, 0) + (int(count) << (_FIELD_BITS * field))
+        for (dim, project, bucket, key), histogram in histograms.items():
+            deltas.add_histogram(dim, project, bucket, key, histogram)
+        _write_sync(conn, deltas)
+    conn.execute("DROP TABLE stats_rollup_v1")
+    conn.execute("DROP TABLE stats_bins")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -360,7 +523,8 @@ _SUCCEEDED: Final = frozenset({RunStatus.SUCCEEDED.value, NodeStatus.SUCCEEDED.v
 
 
 def _plan(since: str | None, until: str | None, bucket: Bucket | None) -> list[tuple[str, str | None, str | None]]:
-    """The (grain, from, before) ranges of rollup rows that cover [since, until) exactly once."""
+    """The (grain, from, before) ranges of rollup rows that cover [since, until) exactly once: hours at the edges,
+    then whole days (day buckets stop there), then whole months."""
     start = None if since is None else _hour(since)
     if bucket is Bucket.HOUR:
         return [(_HOUR, start, until)]
@@ -369,11 +533,22 @@ def _plan(since: str | None, until: str | None, bucket: Bucket | None) -> list[t
     last_day = None if until is None else _day(until)  # the days before until's own day end by until
     if first_day is not None and last_day is not None and first_day >= last_day:
         return [(_HOUR, start, until)]
-    ranges: list[tuple[str, str | None, str | None]] = [(_DAY, first_day, last_day)]
+    ranges: list[tuple[str, str | None, str | None]] = []
     if start is not None and first_day is not None and start < first_day:
         ranges.append((_HOUR, start, first_day))
     if until is not None and last_day is not None and last_day < until:
         ranges.append((_HOUR, last_day, until))
+    first_month = None if first_day is None else (first_day if first_day == _month(first_day) else None)
+    if first_day is not None and first_month is None:
+        first_month = _next_month(first_day)
+    last_month = None if last_day is None else _month(last_day)
+    if bucket is Bucket.DAY or (first_month is not None and last_month is not None and first_month >= last_month):
+        return [*ranges, (_DAY, first_day, last_day)]
+    ranges.append((_MONTH, first_month, last_month))
+    if first_day is not None and first_month is not None and first_day < first_month:
+        ranges.append((_DAY, first_day, first_month))
+    if last_day is not None and last_month is not None and last_month < last_day:
+        ranges.append((_DAY, last_month, last_day))
     return ranges
 
 
@@ -382,74 +557,85 @@ def _next_day(hour: str) -> str:
     return day.strftime("%Y-%m-%d") + "T00:00:00.000000Z"
 
 
-_FIGURES_SQL: Final = (
-    "sum(runs), sum(cost_nanos), sum(costs), min(cost_min_nanos), max(cost_max_nanos), sum(duration_us), "
-    "sum(durations), min(duration_ms_min), max(duration_ms_max)"
+def _next_month(day: str) -> str:
+    year, month = int(day[:4]), int(day[5:7])
+    year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return f"{year:04d}-{month:02d}-01T00:00:00.000000Z"
+
+
+_POINT_SQL: Final = {None: "''", Bucket.HOUR: "bucket", Bucket.DAY: "substr(bucket, 1, 10) || 'T00:00:00.000000Z'"}
+"""A series point: the bucket itself (hours) or its day; "" gathers a group's whole range."""
+
+
+def _ranges_sql(query: StatsQuery, columns: str, table: str) -> tuple[str, list[Any]]:
+    """One ``SELECT key, point, <columns>`` over the rows of every range of the query's plan."""
+    scope = ALL_PROJECTS if query.project is None else query.project
+    parts: list[str] = []
+    params: list[Any] = []
+    for grain, low, high in _plan(query.since, query.until, query.bucket):
+        clauses = ["dim = ?", "grain = ?", "project = ?"]
+        params += [query.by.value, grain, scope]
+        if low is not None:
+            clauses.append("bucket >= ?")
+            params.append(low)
+        if high is not None:
+            clauses.append("bucket < ?")
+            params.append(high)
+        parts.append(f"SELECT key, {_POINT_SQL[query.bucket]} AS point, {columns} FROM {table} "
+                     f"WHERE {' AND '.join(clauses)}")  # fmt: skip
+    return " UNION ALL ".join(parts), params
+
+
+_AGGREGATES: Final = (
+    ("sum", "runs"),
+    ("sum", "cost_nanos"),
+    ("sum", "costs"),
+    ("min", "cost_min_nanos"),
+    ("max", "cost_max_nanos"),
+    ("sum", "duration_us"),
+    ("sum", "durations"),
+    ("min", "duration_ms_min"),
+    ("max", "duration_ms_max"),
 )
-
-
-def _where(query: StatsQuery, grain: str, low: str | None, high: str | None) -> tuple[str, list[Any]]:
-    clauses = ["dim = ?", "grain = ?"]
-    params: list[Any] = [query.by.value, grain]
-    if low is not None:
-        clauses.append("bucket >= ?")
-        params.append(low)
-    if high is not None:
-        clauses.append("bucket < ?")
-        params.append(high)
-    if query.project is not None:
-        clauses.append("project = ?")
-        params.append(query.project)
-    return " AND ".join(clauses), params
+_FIGURES_SQL: Final = ", ".join(f"{f}({c})" for f, c in _AGGREGATES)
+_FIGURES_AS_SQL: Final = ", ".join(f"{f}({c}) AS {c}" for f, c in _AGGREGATES)
 
 
 async def stats_groups(conn: aiosqlite.Connection, query: StatsQuery) -> list[dict[str, Any]]:
     """The statistics of each group, most runs first, as ``GET /api/stats`` answers them.
 
-    The sums and the histograms are added up by SQLite (``GROUP BY``): Python reads one row per group
-    (and series point) and status, and one per group and bin.
+    SQLite adds up the rows (``GROUP BY``): Python reads one row per group and series point, with its counts by
+    status, and the histograms of the places it covers, which it adds up as integers.
     """
     if query.since is not None and query.until is not None and query.since >= query.until:
         return []
-    # A series point: the bucket itself (hours) or its day; "" gathers a group's whole range.
-    point_sql = {None: "''", Bucket.HOUR: "bucket", Bucket.DAY: "substr(bucket, 1, 10) || 'T00:00:00.000000Z'"}[
-        query.bucket
-    ]
-    sums: dict[tuple[str, str], _Sums] = {}
-    statuses: dict[tuple[str, str], dict[str, int]] = {}
-    for grain, low, high in _plan(query.since, query.until, query.bucket):
-        where, params = _where(query, grain, low, high)
-        figures = await conn.execute_fetchall(
-            f"SELECT key, {point_sql}, status, {_FIGURES_SQL} FROM stats_rollup WHERE {where} GROUP BY 1, 2, 3", params
-        )
-        for row in figures:
-            point = (str(row[0]), str(row[1]))
-            part = _Sums.of_row(tuple(row[3:]))
-            total = sums.get(point)
-            if total is None:
-                total = sums[point] = _Sums()
-                statuses[point] = {}
-            total.merge(part)
-            statuses[point][str(row[2])] = statuses[point].get(str(row[2]), 0) + part.runs
-        bins = await conn.execute_fetchall(
-            f"SELECT key, {point_sql}, bin, sum(count) FROM stats_bins WHERE {where} GROUP BY 1, 2, 3",
-            params,
-        )
-        for key, point_start, b, n in bins:
-            histogram = sums[(str(key), str(point_start))].histogram
-            histogram[int(b)] = histogram.get(int(b), 0) + int(n)
+    rows_sql, params = _ranges_sql(query, f"status, {_ROW_COLUMNS}", "stats_rollup")
+    figures = await conn.execute_fetchall(
+        f"SELECT key, point, {_FIGURES_SQL}, json_group_object(status, runs) FROM (SELECT key, point, status, "
+        f"{_FIGURES_AS_SQL} FROM ({rows_sql}) GROUP BY 1, 2, 3) GROUP BY 1, 2",
+        params,
+    )
+    points: dict[tuple[str, str], tuple[_Sums, dict[str, int]]] = {}
+    for row in figures:
+        points[(str(row[0]), str(row[1]))] = (_Sums.of_row(row[2:11]), json.loads(row[11]))
+    hists_sql, params = _ranges_sql(query, "hist", "stats_hist")
+    for key, point_start, blob in await conn.execute_fetchall(hists_sql, params):
+        found = points.get((str(key), str(point_start)))
+        if found is not None:
+            found[0].histogram += decode_histogram(bytes(blob))
     groups: dict[str, _Sums] = {}
     group_statuses: dict[str, dict[str, int]] = {}
     series: dict[str, list[tuple[str, _Sums, dict[str, int]]]] = {}
-    for (key, point_start), part in sorted(sums.items()):
+    for (key, point_start), (part, statuses) in sorted(points.items()):
         total = groups.get(key)
         if total is None:
             total = groups[key] = _Sums()
             group_statuses[key] = {}
         total.merge(part)
-        for status, n in statuses[(key, point_start)].items():
-            group_statuses[key][status] = group_statuses[key].get(status, 0) + n
-        series.setdefault(key, []).append((point_start, part, statuses[(key, point_start)]))
+        counts = group_statuses[key]
+        for status, n in statuses.items():
+            counts[status] = counts.get(status, 0) + n
+        series.setdefault(key, []).append((point_start, part, statuses))
     ordered = sorted(groups, key=lambda k: (-groups[k].runs, k))[: query.limit]
     out: list[dict[str, Any]] = []
     for key in ordered:

@@ -23,12 +23,16 @@ from tests.receiver.store.conformance.conftest import ENGINES, EngineFactory, pr
 _BASE_NS = 1_789_999_200 * 10**9  # 2026-09-21T14:00:00Z: on the hour, as the rollups count
 _HOUR_NS = 3600 * 10**9
 
+_HOURS = 45 * 24
+"""Runs start over 45 days from _BASE_NS: ranges cross months (September to November)."""
+
 _run = st.fixed_dictionaries(
     {
         "workflow": st.sampled_from(["a", "b", "c"]),
         "agent": st.sampled_from([None, "bot-1", "bot-2"]),
+        "project": st.sampled_from([None, "p1", "p2"]),
         "status": st.sampled_from(["succeeded", "succeeded", "failed", "aborted"]),
-        "hour": st.integers(0, 60),
+        "hour": st.one_of(st.integers(0, 60), st.integers(0, _HOURS)),
         "minute": st.integers(0, 59),
         "duration_ms": st.one_of(
             st.just(0.0), st.floats(0.001, 10_000_000, allow_nan=False), st.integers(1, 5000).map(float)
@@ -41,7 +45,7 @@ _run = st.fixed_dictionaries(
 
 def _events(spec: dict[str, Any]) -> RunEvents:
     """One finished run with one node attempt, started at the spec's hour and minute."""
-    run = RunEvents(workflow_id=spec["workflow"])
+    run = RunEvents(workflow_id=spec["workflow"], project=spec.get("project"))
     run.clock_ns = _BASE_NS + spec["hour"] * _HOUR_NS + spec["minute"] * 60 * 10**9
     run.start(**({"agent_id": spec["agent"]} if spec["agent"] else {}))
     run.node("fetch", status="failed" if spec["status"] == "failed" else "succeeded")
@@ -62,46 +66,87 @@ def _nearest_rank(values: list[float], p: float) -> float:
     return ordered[max(1, math.ceil(p * len(ordered))) - 1]
 
 
-def _brute(specs: list[dict[str, Any]], key_of: Any, lo: int | None, hi: int | None) -> dict[str, dict[str, Any]]:
-    """Statistics computed from the runs themselves: what the rollups must answer."""
-    out: dict[str, dict[str, Any]] = {}
+def _node_view(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the spec's node attempt counts: its own status and duration, no cost."""
+    status = "failed" if spec["status"] == "failed" else "succeeded"
+    return {**spec, "status": status, "duration_ms": spec["node_ms"], "usd": None}
+
+
+_KEYS: dict[StatsBy, Any] = {
+    StatsBy.WORKFLOW: lambda s: s["workflow"],
+    StatsBy.AGENT: lambda s: s["agent"] or "",
+    StatsBy.PROJECT: lambda s: s.get("project") or "",
+    StatsBy.NODE: lambda s: f"{s['workflow']}/fetch",
+}
+
+
+def _point(spec: dict[str, Any], bucket: Bucket | None) -> str:
+    hour = _at(spec["hour"])
+    return "" if bucket is None else hour if bucket is Bucket.HOUR else hour[:10] + "T00:00:00.000000Z"
+
+
+def _brute(
+    specs: list[dict[str, Any]],
+    key_of: Any,
+    lo: int | None,
+    hi: int | None,
+    *,
+    project: str | None = None,
+    bucket: Bucket | None = None,
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Statistics computed from the runs themselves, per group and series point: what the rollups must answer."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
     for spec in specs:
         if (lo is not None and spec["hour"] < lo) or (hi is not None and spec["hour"] >= hi):
             continue
-        group = out.setdefault(key_of(spec), {"statuses": Counter(), "costs": [], "durations": []})
-        group["statuses"][spec["status"]] += 1
-        if spec["usd"] is not None:
-            group["costs"].append(usd_to_nanos(spec["usd"]))
-        group["durations"].append(spec["duration_ms"])
+        if project is not None and spec.get("project") != project:
+            continue
+        for point in {"", _point(spec, bucket)}:
+            group = out.setdefault((key_of(spec), point), {"statuses": Counter(), "costs": [], "durations": []})
+            group["statuses"][spec["status"]] += 1
+            if spec["usd"] is not None:
+                group["costs"].append(usd_to_nanos(spec["usd"]))
+            group["durations"].append(spec["duration_ms"])
     return out
 
 
-def _check(got: list[dict[str, Any]], want: dict[str, dict[str, Any]]) -> None:
-    assert {g["key"] for g in got} == set(want)
+def _check_figures(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    total = sum(expected["statuses"].values())
+    assert got["runs"] == total
+    assert got["by_status"] == dict(sorted(expected["statuses"].items()))
+    assert got["success_rate"] == expected["statuses"]["succeeded"] / total
+    costs = expected["costs"]
+    assert got["cost_usd"]["total"] == nanos_to_usd(sum(costs))
+    assert got["cost_usd"]["min"] == (nanos_to_usd(min(costs)) if costs else None)
+    assert got["cost_usd"]["max"] == (nanos_to_usd(max(costs)) if costs else None)
+    assert got["cost_usd"]["avg"] == (nanos_to_usd(round(sum(costs) / len(costs))) if costs else None)
+    durations = expected["durations"]
+    assert got["duration_ms"]["avg"] == sum(round(d * 1000) for d in durations) / len(durations) / 1000
+    for p, name in ((0.5, "p50"), (0.95, "p95")):
+        exact = _nearest_rank(durations, p)
+        assert abs(got["duration_ms"][name] - exact) <= exact * PERCENTILE_RELATIVE_ERROR * (1 + 1e-9)
+
+
+def _check(got: list[dict[str, Any]], want: dict[tuple[str, str], dict[str, Any]]) -> None:
+    assert {g["key"] for g in got} == {key for key, point in want if point == ""}
     runs = [g["runs"] for g in got]
     assert runs == sorted(runs, reverse=True)
     for group in got:
-        expected = want[group["key"]]
-        total = sum(expected["statuses"].values())
-        assert group["runs"] == total
-        assert group["by_status"] == dict(sorted(expected["statuses"].items()))
-        assert group["success_rate"] == expected["statuses"]["succeeded"] / total
-        costs = expected["costs"]
-        assert group["cost_usd"]["total"] == nanos_to_usd(sum(costs))
-        assert group["cost_usd"]["min"] == (nanos_to_usd(min(costs)) if costs else None)
-        assert group["cost_usd"]["max"] == (nanos_to_usd(max(costs)) if costs else None)
-        assert group["cost_usd"]["avg"] == (nanos_to_usd(round(sum(costs) / len(costs))) if costs else None)
-        durations = expected["durations"]
-        assert group["duration_ms"]["avg"] == sum(round(d * 1000) for d in durations) / len(durations) / 1000
-        for p, name in ((0.5, "p50"), (0.95, "p95")):
-            exact = _nearest_rank(durations, p)
-            assert abs(group["duration_ms"][name] - exact) <= exact * PERCENTILE_RELATIVE_ERROR * (1 + 1e-9)
+        _check_figures(group, want[(group["key"], "")])
+        if "series" in group:
+            points = sorted(point for key, point in want if key == group["key"] and point)
+            assert [p["start"] for p in group["series"]] == points
+            for p in group["series"]:
+                _check_figures(p, want[(group["key"], p["start"])])
 
 
 async def _fill(store: Store, specs: list[dict[str, Any]]) -> list[RunEvents]:
     runs = [_events(spec) for spec in specs]
-    outcomes = await store.append(prepared([e for run in runs for e in run.events]))
-    assert {o for o, _ in outcomes} == {EventOutcome.ACCEPTED}
+    for project in {spec.get("project") for spec in specs}:
+        events = [e for run, spec in zip(runs, specs, strict=True) if spec.get("project") == project
+                  for e in run.events]  # fmt: skip
+        outcomes = await store.append(prepared(events, project=project))
+        assert {o for o, _ in outcomes} == {EventOutcome.ACCEPTED}
     return runs
 
 
@@ -109,16 +154,35 @@ def _at(hour: int) -> str:
     return format_ts(_BASE_NS + hour * _HOUR_NS)
 
 
+async def _check_all(store: Store, specs: list[dict[str, Any]], lo: int | None, hi: int | None) -> None:
+    since = None if lo is None else _at(lo)
+    until = None if hi is None else _at(hi)
+    empty = lo is not None and hi is not None and lo >= hi
+    for by, key_of in _KEYS.items():
+        seen = [_node_view(s) for s in specs] if by is StatsBy.NODE else specs
+        for project in (None, "p1"):
+            for bucket in (None, Bucket.DAY, Bucket.HOUR):
+                query = StatsQuery(by=by, since=since, until=until, project=project, bucket=bucket)
+                got = await store.run_stats(query)
+                _check(got, {} if empty else _brute(seen, key_of, lo, hi, project=project, bucket=bucket))
+
+
 @pytest.mark.parametrize("engine_name", sorted(ENGINES))
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(
     specs=st.lists(_run, min_size=1, max_size=40),
-    window=st.tuples(st.none() | st.integers(0, 61), st.none() | st.integers(0, 61)),
+    window=st.tuples(
+        st.none() | st.integers(0, 61) | st.integers(0, _HOURS + 1),
+        st.none() | st.integers(0, 61) | st.integers(0, _HOURS + 1),
+    ),
+    purged=st.sets(st.integers(0, 39)),
 )
 def test_rollups_match_a_brute_force_computation(
-    engine_name: str, specs: list[dict[str, Any]], window: tuple[int | None, int | None]
+    engine_name: str, specs: list[dict[str, Any]], window: tuple[int | None, int | None], purged: set[int]
 ) -> None:
-    """By workflow, agent and project, over any hour range: counts, sums, min/max exact, p50/p95 within 1 %."""
+    """By workflow, agent, project and node, over all projects or one, any hour range (within a day, across days
+    and months), with hour and day series: counts, sums, min/max exact, p50/p95 within 1 %; the same after some
+    of the runs are purged."""
     factory: EngineFactory = ENGINES[engine_name]
     lo, hi = window
 
@@ -126,17 +190,12 @@ def test_rollups_match_a_brute_force_computation(
         store = factory(folder)
         await store.open()
         try:
-            await _fill(store, specs)
-            since = None if lo is None else _at(lo)
-            until = None if hi is None else _at(hi)
-            for by, key_of in (
-                (StatsBy.WORKFLOW, lambda s: s["workflow"]),
-                (StatsBy.AGENT, lambda s: s["agent"] or ""),
-                (StatsBy.PROJECT, lambda s: ""),
-            ):
-                got = await store.run_stats(StatsQuery(by=by, since=since, until=until))
-                want = {} if lo is not None and hi is not None and lo >= hi else _brute(specs, key_of, lo, hi)
-                _check(got, want)
+            runs = await _fill(store, specs)
+            await _check_all(store, specs, lo, hi)
+            gone = tuple(runs[i].run_id for i in sorted(purged) if i < len(runs))
+            if gone:
+                await store.purge(PurgeSelection(run_ids=gone, by="cli"))
+                await _check_all(store, specs, lo, hi)  # statistics survive purges
         finally:
             await store.close()
 

@@ -1,0 +1,164 @@
+"""Statistics storage: the histogram's encoding and percentile bound, and the upgrade from the first layout."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowledger.receiver.store import _stats
+from flowledger.receiver.store._migrations import MIGRATIONS
+from flowledger.receiver.store._protocol import PurgeSelection
+from flowledger.receiver.store._sqlite import SqliteStore
+from flowledger.receiver.store._stats import (
+    PERCENTILE_RELATIVE_ERROR,
+    Bucket,
+    StatsBy,
+    StatsQuery,
+    decode_histogram,
+    encode_histogram,
+)
+from tests.receiver._support import RunEvents
+from tests.receiver.store.conformance.conftest import prepared
+
+_durations = st.lists(
+    st.one_of(st.just(0.0), st.floats(0.001, 1e10, allow_nan=False), st.integers(1, 100).map(float)),
+    min_size=1,
+    max_size=300,
+)
+
+
+def _histogram(durations: list[float]) -> _stats._Sums:
+    sums = _stats._Sums()
+    for ms in durations:
+        c = _stats.Contribution(_stats.StatsBy.WORKFLOW, "w", "", "succeeded", "2026-01-01T00:00:00.000000Z", None, ms)
+        sums.add(c, 1)
+        sums.histogram += 1 << (64 * _stats._field(ms))
+    return sums
+
+
+@settings(max_examples=300, deadline=None)
+@given(durations=_durations, split=st.integers(0, 300))
+def test_percentiles_of_added_histograms_are_within_the_stated_bound(durations: list[float], split: int) -> None:
+    """Two histograms stored, read back and added answer p50 and p95 within PERCENTILE_RELATIVE_ERROR (1 %) of
+    the exact nearest-rank percentile of all the durations, from 1 µs to 10**10 ms; zero exactly."""
+    left, right = _histogram(durations[:split]), _histogram(durations[split:])
+    total = _stats._Sums()
+    for part in (left, right):
+        stored = _stats._Sums(duration_min=part.duration_min, duration_max=part.duration_max)
+        if part.histogram:
+            stored.histogram = decode_histogram(encode_histogram(part.histogram))
+            assert stored.histogram == part.histogram
+        total.merge(stored)
+    ordered = sorted(durations)
+    for p, got in zip((0.5, 0.95), total.percentiles(), strict=True):
+        exact = ordered[max(1, math.ceil(p * len(ordered))) - 1]
+        assert got is not None
+        assert abs(got - exact) <= exact * PERCENTILE_RELATIVE_ERROR * (1 + 1e-9), (p, got, exact)
+    assert PERCENTILE_RELATIVE_ERROR < 0.01
+
+
+def test_a_histogram_takes_counts_back_to_zero() -> None:
+    """Taking back what was added leaves an empty histogram (the place's row is then deleted)."""
+    added = _histogram([5.0, 5.0, 700.0]).histogram
+    removed = _histogram([5.0, 700.0]).histogram
+    left = decode_histogram(encode_histogram(added)) - removed
+    assert left == _histogram([5.0]).histogram
+    assert left - _histogram([5.0]).histogram == 0
+
+
+_FIRST_LAYOUT = """
+CREATE TABLE stats_rollup_first (
+    dim TEXT NOT NULL, grain TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL, project TEXT NOT NULL,
+    status TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    cost_nanos INTEGER NOT NULL, costs INTEGER NOT NULL, cost_min_nanos INTEGER, cost_max_nanos INTEGER,
+    duration_us INTEGER NOT NULL, durations INTEGER NOT NULL, duration_ms_min REAL, duration_ms_max REAL,
+    PRIMARY KEY (dim, grain, bucket, key, project, status)
+) WITHOUT ROWID;
+CREATE TABLE stats_bins (
+    dim TEXT NOT NULL, grain TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL, project TEXT NOT NULL,
+    bin INTEGER NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (dim, grain, bucket, key, project, bin)
+) WITHOUT ROWID;
+"""
+"""The statistics tables as the release before this one made them: hour and day rows per project, a row per bin."""
+_HOUR_NS = 3600 * 10**9
+
+
+def _to_first_layout(conn: sqlite3.Connection) -> None:
+    """Rewrite the statistics into the first layout, from this layout's hour and day rows of single projects."""
+    conn.executescript(_FIRST_LAYOUT)
+    conn.execute(
+        "INSERT INTO stats_rollup_first SELECT dim, grain, bucket, key, project, status, runs, cost_nanos, costs, "
+        "cost_min_nanos, cost_max_nanos, duration_us, durations, duration_ms_min, duration_ms_max FROM stats_rollup "
+        "WHERE grain IN ('h', 'd') AND project != '*'"
+    )
+    bins: list[tuple[Any, ...]] = []
+    for dim, grain, project, bucket, key, blob in conn.execute(
+        "SELECT dim, grain, project, bucket, key, hist FROM stats_hist WHERE grain IN ('h', 'd') AND project != '*'"
+    ).fetchall():
+        histogram, field = decode_histogram(blob), 0
+        while histogram:
+            count = histogram & (2**64 - 1)
+            if count:
+                b = -(10**6) if field == 0 else field - 1 + _stats._MIN_BIN
+                bins.append((dim, grain, bucket, key, project, b, count))
+            histogram >>= 64
+            field += 1
+    conn.executemany("INSERT INTO stats_bins VALUES (?, ?, ?, ?, ?, ?, ?)", bins)
+    conn.execute("DROP TABLE stats_rollup")
+    conn.execute("DROP TABLE stats_hist")
+    conn.execute("ALTER TABLE stats_rollup_first RENAME TO stats_rollup")
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+
+
+_QUERIES = [
+    StatsQuery(by=by, bucket=bucket, project=project)
+    for by in StatsBy
+    for bucket in (None, Bucket.DAY)
+    for project in (None, "p1")
+]
+
+
+async def _answers(path: Path, runs: list[RunEvents] | None = None) -> list[list[dict[str, Any]]]:
+    store = SqliteStore(path, readers=1)
+    await store.open()
+    try:
+        for project in ("p1", "p2"):
+            mine = [e for run in runs or [] if run.project == project for e in run.events]
+            if mine:
+                await store.append(prepared(mine, project=project))
+        if runs:
+            await store.purge(PurgeSelection(run_ids=(runs[0].run_id,), by="cli"))
+        return [await store.run_stats(query) for query in _QUERIES]
+    finally:
+        await store.close()
+
+
+def test_statistics_of_the_first_layout_are_upgraded_to_the_same_answers(tmp_path: Path) -> None:
+    """A database whose statistics are in the first layout (a purged run counted in them too) answers every
+    query the same after the migration: hour rows make the day, month and all-project rows, bins the blobs."""
+    runs = []
+    for i in range(40):
+        run = RunEvents(workflow_id=f"w{i % 3}", project=("p1", "p2")[i % 2])
+        run.clock_ns = 1_788_000_000 * 10**9 + i * 19 * _HOUR_NS  # over a month and more: August to September
+        run.start(agent_id=f"bot-{i % 4}")
+        run.node("fetch", status="failed" if i % 5 == 0 else "succeeded")
+        run.finish("failed" if i % 5 == 0 else "succeeded")
+        run.events[-1]["data"]["duration_ms"] = [0.0, 3.5, 250.0, 1e6][i % 4] + i
+        runs.append(run)
+    path = tmp_path / "stats.db"
+    before = asyncio.run(_answers(path, runs))
+    assert any(group["series"] for answer in before for group in answer if "series" in group)
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        _to_first_layout(conn)
+    assert asyncio.run(_answers(path)) == before
+    with sqlite3.connect(path) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'stats%'")}
+    assert tables == {"stats_rollup", "stats_hist"}
