@@ -133,3 +133,8 @@ def chatty(value: Any) -> Any:
     thread.start()
     thread.join()
     return value
+
+
+def thread(value: Any) -> threading.Thread:
+    """Sync: the worker thread that ran the call."""
+    return threading.current_thread()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import ModuleType
@@ -587,3 +588,35 @@ def test_generated_workflows_capture_each_attempt_s_log_lines(build: Build, even
         logs = by_span[finished["data"]["span_id"]]
         assert logs["node_id"] == node_id
         assert [r["message"] for r in logs["records"]] == ["working on 5", "helper for 5"]
+
+
+def test_a_run_s_idle_worker_threads_serve_the_next_run(build: Build, events: CapturedEvents) -> None:
+    """Sync nodes of a later run reuse the threads of an earlier run whose calls all finished."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: threads}
+        nodes:
+          - {id: where, call: "tests.workflow.nodes:thread"}
+        """
+    )
+    first = asyncio.run(module.run(0))
+    assert asyncio.run(module.run(0)) is first
+    assert first is not threading.current_thread()
+
+
+def test_a_pool_with_an_abandoned_call_is_not_reused(build: Build, events: CapturedEvents) -> None:
+    """A sync call abandoned at its timeout keeps its pool out of later runs, which get threads of their own."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: abandoned}
+        output: where
+        nodes:
+          - {id: slow, call: "tests.workflow.nodes:sleepy", with: {delay_s: 0.5}, timeout_s: 0.05, on_error: continue}
+          - {id: where, call: "tests.workflow.nodes:thread"}
+        """
+    )
+    busy = asyncio.run(module.run(0))  # `slow` is still sleeping in the pool when the run ends
+    assert _statuses(events, "slow") == ["failed"]
+    assert asyncio.run(module.run(0)) is not busy

@@ -103,12 +103,11 @@ async def one_attempt(
                 hook.duplicate(recorded)
                 return recorded
         remaining = execution.run.remaining_s()
-        limits = [t for t in (node.timeout_s, remaining) if t is not None]
         work = execution.invoke(node, value, hook)
-        if not limits:
-            output = await work
+        if node.timeout_s is None and remaining is None:
+            output = await work  # no limit: a plain await, no wait_for task
         else:
-            limit = min(limits)
+            limit = min(t for t in (node.timeout_s, remaining) if t is not None)
             try:
                 output = await asyncio.wait_for(work, limit)
             except TimeoutError:

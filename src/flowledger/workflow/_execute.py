@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from flowledger._exceptions import RunAborted, WorkflowFailed
 from flowledger._wire import REUSED_FROM_ATTRIBUTE, NodeStatus, RunStatus, TriggerType
 from flowledger.instrument import Run, record_skip, run
-from flowledger.workflow._attempts import run_attempts
+from flowledger.workflow._attempts import one_attempt, run_attempts
 from flowledger.workflow._host import MAX_WORKER_THREADS, NodeHost
 from flowledger.workflow._resume import ResumePlan
 from flowledger.workflow._spec import Node, OnError, Phase, Workflow
@@ -181,6 +181,7 @@ class Execution(NodeHost):
     ) -> None:
         super().__init__(workflow, recorder, dry_run=dry_run, transport=transport)
         self.executor: Executor = executor if executor is not None else LocalExecutor()
+        self._local = type(self.executor) is LocalExecutor
         self.failure: tuple[BaseException, str] | None = None
         self._states: dict[str, NodeStatus] = {}
         self._outputs: dict[str, Any] = {}
@@ -188,7 +189,12 @@ class Execution(NodeHost):
         self._dependents: dict[str, list[Node]] = {}
         self._unstarted: dict[str, Node] = {}
         self._ready: collections.deque[Node] = collections.deque()
-        self._done: collections.deque[asyncio.Task[tuple[NodeStatus, Any]]] = collections.deque()
+        self._running: dict[asyncio.Task[tuple[NodeStatus, Any]], Node] = {}
+        self._payload: Any = None
+        self._open = False
+        """True while ``run_graph`` runs: a task ending after it (aborted, cancelled) starts nothing."""
+        self._stop: BaseException | None = None
+        """What a node's completion raised (RunAborted, mostly): ``run_graph`` raises it."""
         self._wakeup = asyncio.Event()
         self._reuse: dict[str, Any] = {}
         self._reused_from = ""
@@ -202,12 +208,20 @@ class Execution(NodeHost):
 
     async def attempt_once(self, node: Node, value: Any, number: int, item: int | None) -> Any:
         """One attempt of ``node``, run (and recorded) where the executor runs it."""
+        if self._local:  # what LocalExecutor.run_attempt does, without a coroutine more per attempt
+            return await one_attempt(self, node, value, number, item)
         return await self.executor.run_attempt(self, node, value, number, item)
 
     # --- the graph ---------------------------------------------------------
 
     async def run_graph(self, payload: Any) -> Any:
-        """Run every node; return the output node's output (None if it did not succeed)."""
+        """Run every node; return the output node's output (None if it did not succeed).
+
+        A node's completion is handled in its task's done callback, which
+        settles the node and starts its ready dependents at once; this
+        coroutine wakes only when nothing runs any more, when that handling
+        stopped the run (an abort) or at the deadline.
+        """
         nodes = self.workflow.nodes
         self._unmet = {n.id: len(n.needs) for n in nodes}
         self._dependents = {n.id: [] for n in nodes}
@@ -216,30 +230,30 @@ class Execution(NodeHost):
                 self._dependents[need].append(node)
         self._unstarted = {n.id: n for n in nodes}
         self._ready = collections.deque(n for n in nodes if not n.needs)
-        running: dict[asyncio.Task[tuple[NodeStatus, Any]], Node] = {}
+        self._payload = payload
+        self._open = True
         try:
-            while True:
-                self._start_ready(running, payload)
-                if not running:
-                    break
+            self._start_ready()
+            while self._running:
                 await self._wait_for_done()
-                while self._done:
-                    task = self._done.popleft()
-                    self._finished(running.pop(task), task)
-                self.run.check_limits()  # a passed deadline or budget stops here, between nodes
+                if self._stop is not None:
+                    raise self._stop
+                self.run.check_limits()  # a passed deadline stops here, though no node finished
         except RunAborted as abort:
-            await self._abort(abort, list(self._unstarted.values()), running)
+            self._open = False
+            await self._abort(abort, list(self._unstarted.values()), self._running)
             raise
         except BaseException:  # cancelled from outside (e.g. the caller went away): stop the nodes too
-            for task in running:
+            self._open = False
+            for task in self._running:
                 task.cancel()
             raise
+        finally:
+            self._open = False
         return self._outputs.get(self.workflow.output)
 
     async def _wait_for_done(self) -> None:
-        """Wait until a node task finishes or the deadline comes (O(1) per wake-up, however many run)."""
-        if self._done:
-            return
+        """Wait until no node runs, the run is stopped, or the deadline comes (one wake-up, however many run)."""
         self._wakeup.clear()
         remaining = self.run.remaining_s()
         if remaining is None:
@@ -251,8 +265,22 @@ class Execution(NodeHost):
             pass
 
     def _task_done(self, task: asyncio.Task[tuple[NodeStatus, Any]]) -> None:
-        self._done.append(task)
-        self._wakeup.set()
+        """A node's task ended: settle the node, check the run's limits, start what became ready."""
+        node = self._running.pop(task, None)
+        if node is None or not self._open:
+            return  # the run is over (aborted, cancelled): what its tasks do now changes nothing
+        try:
+            self._finished(node, task)
+            if self._stop is None:
+                self.run.check_limits()  # a passed deadline or budget stops here, between nodes
+                self._start_ready()
+        except BaseException as exc:  # a callback cannot raise to the run: hand it over
+            if self._stop is None:
+                self._stop = exc
+            self._wakeup.set()
+            return
+        if not self._running:
+            self._wakeup.set()
 
     def _settle(self, node: Node, state: NodeStatus) -> None:
         """Record ``node``'s final state; dependents whose needs are now all settled become ready."""
@@ -262,7 +290,7 @@ class Execution(NodeHost):
             if self._unmet[dependent.id] == 0:
                 self._ready.append(dependent)
 
-    def _start_ready(self, running: dict[asyncio.Task[tuple[NodeStatus, Any]], Node], payload: Any) -> None:
+    def _start_ready(self) -> None:
         while self._ready:
             node = self._ready.popleft()
             del self._unstarted[node.id]
@@ -272,11 +300,11 @@ class Execution(NodeHost):
                 record_skip(node.id, f"needs `{blocker}`, which {how}", location=self.workflow.locations[node.id])
                 self._settle(node, NodeStatus.SKIPPED)
                 continue
-            value = self._input_of(node, payload)
+            value = self._input_of(node, self._payload)
             work = self._reused(node, value) if node.id in self._reuse else self._run_node(node, value)
             task = asyncio.create_task(work, name=node.id)
+            self._running[task] = node
             task.add_done_callback(self._task_done)
-            running[task] = node
 
     def _input_of(self, node: Node, payload: Any) -> Any:
         if not node.needs:
@@ -322,7 +350,6 @@ class Execution(NodeHost):
         return NodeStatus.SUCCEEDED, output
 
     async def _run_node(self, node: Node, value: Any) -> tuple[NodeStatus, Any]:
-        location = self.workflow.locations[node.id]
         if node.when is not None:
             try:
                 keep = await self.call(node.when.resolve(), value, {})
@@ -330,6 +357,7 @@ class Execution(NodeHost):
                 with self.attempt(node, value, 1, None, phase=Phase.WHEN):
                     raise exc from None
             if not keep:
+                location = self.workflow.locations[node.id]
                 record_skip(node.id, f"when `{node.when}` returned {keep!r}", location=location)
                 return NodeStatus.SKIPPED, None
         if node.map is None:

@@ -13,8 +13,10 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import os
+import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 
 from flowledger._exceptions import ResumeRefused
@@ -31,6 +33,49 @@ __all__ = ["MAX_WORKER_THREADS", "NodeHost"]
 
 MAX_WORKER_THREADS: Final = 64
 """Upper bound on sync node calls running at once in one run."""
+MAX_IDLE_POOLS: Final = 4
+"""Worker pools kept for later runs once their run ended with all its calls done (each run has a pool of its own)."""
+
+_idle_pools: list[ThreadPoolExecutor] = []
+_idle_lock = threading.Lock()
+
+
+def _take_pool() -> ThreadPoolExecutor:
+    """A worker pool for one run: an idle one an earlier run gave back (its threads started already), or a new one."""
+    with _idle_lock:
+        if _idle_pools:
+            return _idle_pools.pop()
+    return ThreadPoolExecutor(MAX_WORKER_THREADS, thread_name_prefix="flowledger-node")
+
+
+def _give_back(pool: ThreadPoolExecutor, *, busy: bool) -> None:
+    """Keep ``pool`` for a later run if none of its calls is left; otherwise cancel what waits and let it end."""
+    if not busy:
+        with _idle_lock:
+            if len(_idle_pools) < MAX_IDLE_POOLS:
+                _idle_pools.append(pool)
+                return
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _forget_pools_after_fork() -> None:
+    global _idle_lock
+    _idle_lock = threading.Lock()
+    _idle_pools.clear()  # their threads did not cross the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+def _attempt_attributes(node: Node, phase: Phase) -> dict[str, Any]:
+    """The attributes every attempt record of ``node`` in ``phase`` carries (they depend on the spec alone)."""
+    attributes: dict[str, Any] = {"flowledger.phase": phase.value, NODE_SHA256_ATTRIBUTE: node_sha256(node)}
+    if node.call is not None:
+        attributes["flowledger.call"] = str(node.call)
+    elif node.http is not None:
+        attributes["flowledger.http"] = f"{node.http.method} {node.http.url}"
+    return attributes
 
 
 class NodeHost:
@@ -49,8 +94,9 @@ class NodeHost:
         self.dry_run = dry_run
         self.transport = transport
         self._threads: ThreadPoolExecutor | None = None
+        self._jobs: set[Future[Any]] = set()
+        """Sync calls submitted to ``_threads`` and not done (a pool with none left is reused by the next run)."""
         self._client: httpx.AsyncClient | None = None
-        self._node_hashes: dict[str, str] = {}
         self.recorded_effects: Mapping[str, RecordedEffect] = {}
         """Effects that succeeded in the run being resumed, by node id (empty unless resuming)."""
 
@@ -65,14 +111,9 @@ class NodeHost:
         span_id: str | None = None,
     ) -> NodeAttempt:
         """The SDK hook for one attempt of ``node`` (``span_id``: fixed by an executor that runs it elsewhere)."""
-        digest = self._node_hashes.get(node.id)
-        if digest is None:
-            digest = self._node_hashes[node.id] = node_sha256(node)
-        attributes: dict[str, Any] = {"flowledger.phase": phase.value, NODE_SHA256_ATTRIBUTE: digest}
-        if node.call is not None:
-            attributes["flowledger.call"] = str(node.call)
-        elif node.http is not None:
-            attributes["flowledger.http"] = f"{node.http.method} {node.http.url}"
+        attributes = self.workflow.attempt_attributes.get((node.id, phase))
+        if attributes is None:
+            attributes = self.workflow.attempt_attributes[node.id, phase] = _attempt_attributes(node, phase)
         return attempt(
             node.id,
             input=value,
@@ -114,10 +155,12 @@ class NodeHost:
         if inspect.iscoroutinefunction(fn):
             return await fn(value, **kwargs)
         if self._threads is None:
-            self._threads = ThreadPoolExecutor(MAX_WORKER_THREADS, thread_name_prefix="flowledger-node")
+            self._threads = _take_pool()
         context = contextvars.copy_context()
-        job = functools.partial(context.run, fn, value, **kwargs)
-        result = await asyncio.get_running_loop().run_in_executor(self._threads, job)
+        job = self._threads.submit(functools.partial(context.run, fn, value, **kwargs))
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+        result = await asyncio.wrap_future(job)
         if inspect.isawaitable(result):
             result = await result
         return result
@@ -131,10 +174,12 @@ class NodeHost:
         return self._client
 
     async def close(self) -> None:
-        """Release the run's HTTP client and worker threads (threads still running are left to finish)."""
+        """Release the run's HTTP client and worker threads (threads still running are left to finish).
+
+        Idle threads go back for the next run of this process to use, instead of starting threads anew."""
         if self._client is not None:
             await self._client.aclose()
             self._client = None
         if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            _give_back(self._threads, busy=bool(self._jobs))
             self._threads = None

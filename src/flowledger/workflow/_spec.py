@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import importlib
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -120,7 +121,9 @@ class Call:
 
     def resolve(self) -> Callable[..., Any]:
         """Import and return the function (cached per process by the import system)."""
-        module = importlib.import_module(self.module)
+        module = sys.modules.get(self.module)  # imported already: skip the import machinery's locks
+        if module is None:
+            module = importlib.import_module(self.module)
         try:
             fn = getattr(module, self.function)
         except AttributeError:
@@ -243,6 +246,9 @@ class Workflow:
     agent_id: str | None = None
     intent: str | None = None
     locations: Mapping[str, Location] = field(init=False, repr=False, compare=False)
+    attempt_attributes: dict[tuple[str, Phase], Mapping[str, Any]] = field(init=False, repr=False, compare=False)
+    """The fixed attributes of a node's attempt records, by node id and phase: the runtime derives them once
+    per process (the node's hash among them), not once per attempt. Read-only for everyone else."""
 
     def __post_init__(self) -> None:
         ids = [n.id for n in self.nodes]
@@ -255,6 +261,7 @@ class Workflow:
             n.id: Location(self.definition_file, n.line, f"nodes[{index}]") for index, n in enumerate(self.nodes)
         }
         object.__setattr__(self, "locations", locations)
+        object.__setattr__(self, "attempt_attributes", {})
 
     @property
     def trigger_type(self) -> TriggerType:
