@@ -236,7 +236,12 @@ def span_from_event(event: dict[str, Any], runs: RunMemo | None = _RUNS) -> dict
         name = node_id if isinstance(node_id, str) and node_id else "node"
 
     attributes = _attributes([("flowledger.run.id", event.get("run_id"))])
-    attributes += _attributes((name, data.get(key)) for name, key in (_RUN_ATTRS if is_run else _NODE_ATTRS))
+    for attribute, key in _RUN_ATTRS if is_run else _NODE_ATTRS:  # a loop, not _attributes(genexpr): a third less
+        raw = data.get(key)
+        if raw is not None:
+            value = {"stringValue": raw} if type(raw) is str else _value(raw)
+            if value is not None:
+                attributes.append({"key": attribute, "value": value})
     location = data.get("location")
     if isinstance(location, dict):
         attributes += _attributes(
