@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Set up the project and run it: ``python3 tasks.py demo``, ``test`` or ``bench``.
+"""Set up the project and run it: ``python3 tasks.py demo``, ``test`` or ``bench [--quick]``.
 
 Needs only python3 (3.11+). Creates ``.venv`` beside this file, installs
 flowledger with its development extras into it (again only when
@@ -10,11 +10,15 @@ scripts), and pytest with branch coverage (the import-linter contracts run as a 
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -119,6 +123,8 @@ def demo() -> None:
 
 BENCHMARKS = (
     "sdk_overhead.py",
+    "sdk_instructions.py",
+    "peers.py",
     "ingest.py",
     "ingest_path.py",
     "codegen.py",
@@ -134,12 +140,118 @@ BENCHMARKS = (
 )
 
 
-def bench() -> None:
-    """Run every benchmark; each prints its figures next to its reference."""
+BENCH_PAGE = ROOT / "docs" / "benchmarks.md"
+QUICK_ARGS: dict[str, tuple[str, ...]] = {
+    "sdk_instructions.py": ("--calls", "300"),
+    "peers.py": ("--runs", "1", "--rounds", "5"),
+    "ingest.py": ("--events", "20000"),
+    "ingest_path.py": ("--runs", "1000", "--repeat", "1"),
+    "query_runs.py": ("--runs", "100000", "--repeat", "3"),
+    "query_context.py": ("--runs", "100000", "--repeat", "3"),
+    "purge.py": ("--runs", "20000"),
+    "integrity.py": ("--runs", "20000", "--repeat", "1"),
+    "resume.py": ("--repeats", "50"),
+    "search.py": ("--runs", "100000", "--repeat", "5"),
+    "otlp_grpc.py": ("--batches", "50", "--repeat", "3"),
+    "stats.py": ("--runs", "100000", "--repeat", "5"),
+    "executors.py": ("--runs", "10", "--fanout", "200", "--rounds", "1"),
+}
+"""``bench --quick``: smaller scales for the benchmarks whose full run takes long (the page says so)."""
+
+
+def bench(args: list[str]) -> None:
+    """Run every benchmark, each beside its reference, and write docs/benchmarks.md from their output.
+
+    ``--quick`` runs the long ones at a smaller scale (QUICK_ARGS); the page
+    states the scale. Each benchmark's output is kept as it printed it.
+    """
+    quick = "--quick" in args
     names = BENCHMARKS + (("executors.py",) if shutil.which("redis-server") else ())  # it needs a Redis server
+    sections: list[tuple[str, list[str], float, int, str]] = []
     for name in names:
+        command = [str(PY), str(ROOT / "benchmarks" / name), *(QUICK_ARGS.get(name, ()) if quick else ())]
         print(f"\n### benchmarks/{name}", flush=True)
-        run(PY, str(ROOT / "benchmarks" / name))
+        started = time.monotonic()
+        with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+            assert proc.stdout is not None
+            lines = []
+            for line in proc.stdout:
+                print(line, end="", flush=True)
+                lines.append(line)
+        sections.append((name, command[2:], time.monotonic() - started, proc.returncode, "".join(lines)))
+    BENCH_PAGE.write_text(_bench_page(sections, quick=quick))
+    print(f"\nwrote {BENCH_PAGE.relative_to(ROOT)}", flush=True)
+    if any(code != 0 for _, _, _, code, _ in sections):
+        sys.exit(1)
+
+
+def _machine() -> list[str]:
+    """What the figures were measured on: CPU, cores, memory, OS, Python."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = "unknown"
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        memory = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB"
+    version = "import platform; print(platform.python_version())"
+    python = subprocess.run([PY, "-c", version], capture_output=True, text=True)
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} logical cores",
+        f"- memory: {memory}",
+        f"- system: {platform.system()} {platform.release()}",
+        f"- Python: {python.stdout.strip() or platform.python_version()}",
+    ]
+
+
+def _bench_page(sections: list[tuple[str, list[str], float, int, str]], *, quick: bool) -> str:
+    """docs/benchmarks.md: the machine, the date, and each benchmark's own output in a section."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    out = [
+        "# Benchmarks",
+        "",
+        f"Written by `python3 tasks.py bench{' --quick' if quick else ''}` on {when}"
+        + (f" (commit {commit.stdout.strip()})" if commit.returncode == 0 else "")
+        + "; run it again to regenerate this page rather than editing it.",
+        "",
+        *_machine(),
+        "",
+        "Every benchmark prints its figures beside a reference measured in the same run, on the same"
+        " machine: a bare call, a bare OpenTelemetry span with the same attributes, the stock OpenTelemetry"
+        " SDK's exit hold, raw sqlite3, or Celery used bare. Compare the ratios, not the absolute times: a"
+        " shared machine is noisy, which is why the figures are medians and why `sdk_instructions.py` also"
+        " counts instructions (callgrind), which do not move with load.",
+        "",
+        (
+            "Scale: **quick** (`--quick`): the long benchmarks ran smaller than by default, with the arguments"
+            " shown under each; their figures are noisier than a full run's."
+            if quick
+            else "Scale: full (each benchmark's defaults)."
+        ),
+        "",
+    ]
+    out += [f"- [benchmarks/{name}](#benchmarks{name.replace('.', '')})" for name, *_ in sections]
+    for name, arguments, seconds, code, text in sections:
+        summary = _first_line(ROOT / "benchmarks" / name)
+        out += ["", f"## benchmarks/{name}", "", summary, ""]
+        out.append(
+            f"`python benchmarks/{' '.join([name, *arguments])}`, {seconds:.0f} s"
+            + (f", **failed (exit code {code})**" if code else "")
+        )
+        out += ["", "```text", text.replace(str(ROOT) + os.sep, "").replace(str(ROOT), ".").rstrip(), "```"]
+    return "\n".join(out) + "\n"
+
+
+def _first_line(path: Path) -> str:
+    """The first line of a benchmark's docstring: what it measures."""
+    with contextlib.suppress(OSError, SyntaxError):
+        doc = ast.get_docstring(ast.parse(path.read_text()))
+        if doc:
+            return doc.strip().splitlines()[0]
+    return ""
 
 
 def faults() -> None:
@@ -149,7 +261,7 @@ def faults() -> None:
 
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in {"demo", "test", "bench", "faults", "setup"}:
-        sys.exit("usage: python3 tasks.py demo | test [pytest args] | bench | faults | setup")
+        sys.exit("usage: python3 tasks.py demo | test [pytest args] | bench [--quick] | faults | setup")
     setup()
     command = sys.argv[1]
     if command == "test":
@@ -157,7 +269,7 @@ def main() -> None:
     elif command == "demo":
         demo()
     elif command == "bench":
-        bench()
+        bench(sys.argv[2:])
     elif command == "faults":
         faults()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -112,6 +113,7 @@ out = {
 }
 out["recorded"] = {e["data"]["node_id"]: e["data"]["span_id"] for e in events.nodes()}
 out["run_span"] = run.span_id
+out["otel_exported"] = sorted({bool(e["data"].get("otel_exported")) for e in events.of_kind("node_finished")})
 print(json.dumps(out))
 """
 
@@ -132,3 +134,17 @@ def test_an_application_tracer_provider_gets_real_spans() -> None:
     assert fetch["attrs"]["flowledger.workflow.id"] == "wf"
     assert len({s["trace_id"] for s in (run, fetch, http, broken)}) == 1
     assert out["call"]["attrs"]["authorization"] == "[REDACTED]"  # the app's exporter never sees the secret
+    assert out["otel_exported"] == [True]  # the SDK's sender does not export a second copy
+
+
+def test_otel_app_provider_off_keeps_the_sdks_own_spans() -> None:
+    """With ``otel_app_provider`` off the app's provider gets no flowledger span; its own nest under the node."""
+    env = {**os.environ, "FLOWLEDGER_OTEL_APP_PROVIDER": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", APP_PROVIDER_SCRIPT], capture_output=True, text=True, check=True, env=env
+    )
+    out = json.loads(done.stdout)
+    app_spans = set(out) - {"recorded", "run_span", "otel_exported"}
+    assert app_spans == {"http GET"}
+    assert out["http GET"]["parent"] == out["recorded"]["fetch"]  # the node's span context was current
+    assert out["otel_exported"] == [False]  # so the SDK's sender builds and exports the nodes' spans

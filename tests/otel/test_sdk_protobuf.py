@@ -103,6 +103,25 @@ def test_every_attribute_value_kind_round_trips(value: Any) -> None:
     assert _official(encode_protobuf(request)) == from_json
 
 
+def test_equal_attribute_values_of_other_kinds_encode_apart() -> None:
+    """An attribute seen before with a value equal in Python but of another kind (1, True, 1.0, -0.0) keeps its kind."""
+    values: list[dict[str, Any]] = [
+        {"intValue": "1"},
+        {"boolValue": True},
+        {"doubleValue": 1.0},
+        {"stringValue": "1"},
+        {"doubleValue": 0.0},
+        {"doubleValue": -0.0},
+        {"intValue": "0"},
+        {"boolValue": False},
+    ]
+    for _ in range(2):  # the second time, what was encoded before may be reused
+        for value in values:
+            request = {"resourceSpans": [{"resource": {"attributes": [{"key": "v", "value": value}]}}]}
+            from_json = decode_request(OtlpSignal.TRACES, json.dumps(request).encode(), OtlpFormat.JSON)
+            assert encode_protobuf(request) == from_json.SerializeToString()
+
+
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [

@@ -194,6 +194,14 @@ class Settings:
     """``node_started`` is sent once an attempt has run this long; 0 sends it for every attempt."""
     export_spans: bool = True
     """Whether the SDK exports its own spans (to the receiver or an OTLP endpoint)."""
+    otel_app_provider: bool = True
+    """Whether runs and nodes become real spans of a TracerProvider the application installed globally.
+
+    False keeps the SDK's own way whatever the application installed: span
+    contexts on the hot path, spans built and exported by the sender. That
+    avoids the cost of a provider whose span processors are expensive (see
+    docs/otel.md); the application's own spans still nest under the nodes.
+    """
     otlp_traces_endpoint: str | None = None
     """Full OTLP/HTTP traces URL; from OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT. None: the receiver."""
     otlp_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -463,6 +471,7 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_HEARTBEAT_INTERVAL_S": ("heartbeat_interval_s", _parse_pos_float, "a positive number of seconds"),
     "FLOWLEDGER_NODE_START_DELAY_S": ("node_start_delay_s", _parse_nonneg_float, "zero or more seconds"),
     "FLOWLEDGER_EXPORT_SPANS": ("export_spans", _parse_bool, "1 or 0"),
+    "FLOWLEDGER_OTEL_APP_PROVIDER": ("otel_app_provider", _parse_bool, "1 or 0"),
     "FLOWLEDGER_IDEMPOTENCY_GUARD": ("idempotency_guard", _parse_bool, "1 or 0"),
     "FLOWLEDGER_IDEMPOTENCY_DIR": ("idempotency_dir", Path, "a directory path"),
     "FLOWLEDGER_JSONL_MAX_BYTES": ("jsonl_max_bytes", _parse_pos_int, "a positive integer"),

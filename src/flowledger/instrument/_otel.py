@@ -35,6 +35,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from flowledger._version import __version__
+from flowledger.instrument._config import Settings
 
 __all__ = [
     "SpanScope",
@@ -68,9 +69,9 @@ def _app_tracer() -> trace.Tracer | None:
     return tracer
 
 
-def app_tracer() -> trace.Tracer | None:
-    """The application's tracer for flowledger spans, or None when it installed no provider."""
-    return _app_tracer()
+def app_tracer(settings: Settings) -> trace.Tracer | None:
+    """The application's tracer for flowledger spans; None when it installed no provider or ``settings`` say no."""
+    return _app_tracer() if settings.otel_app_provider else None
 
 
 def context_from_traceparent(value: str | None) -> otel_context.Context | None:

@@ -98,7 +98,7 @@ def _continued(context: dict[str, Any]) -> Run | None:
         run.budget_usd = None if budget is None else float(budget)
         run._pipeline = p
         run._seq = itertools.count(CONTINUED_SEQ_START)
-        run.tracer = app_tracer()
+        run.tracer = app_tracer(p.settings)
         run.active = True
         return run
     except Exception as exc:  # a context from elsewhere: never fail the work over it

@@ -335,7 +335,7 @@ class Run:
             self.run_id = self._given_id or new_event_id()
             self._take_context(p)
             parent = context_from_traceparent(self.traceparent)
-            self.tracer = app_tracer()  # looked up once a run: its nodes use the same
+            self.tracer = app_tracer(p.settings)  # looked up once a run: its nodes use the same
             self._span = SpanScope(f"run {self.workflow_id}", parent, self._span_attributes(), self.tracer)
             self.trace_id, self.span_id = self._span.trace_id, self._span.span_id
             self._started_ns = time.time_ns()
@@ -405,7 +405,7 @@ class Run:
         try:
             self._pipeline = p
             parent = context_from_traceparent(self.traceparent)
-            self.tracer = app_tracer()
+            self.tracer = app_tracer(p.settings)
             if parent is not None:
                 self.trace_id, self.span_id = SpanScope.ids_of(parent)
             self._started_ns = time.time_ns()

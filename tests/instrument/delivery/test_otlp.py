@@ -126,6 +126,19 @@ def test_failed_node_span_fields() -> None:
     }
 
 
+def test_attributes_equal_in_python_but_of_other_kinds_keep_their_kind() -> None:
+    """An attribute value seen before as 1 is still a bool when it is True, and a string when it is "1"."""
+    kinds = {}
+    for attempt in (1, True, "1", 1, True):
+        event = node_failed()
+        event["data"]["attempt"] = attempt
+        span = span_from_event(event)
+        assert span is not None
+        (value,) = [a["value"] for a in span["attributes"] if a["key"] == "flowledger.node.attempt"]
+        kinds[repr(attempt)] = value
+    assert kinds == {"1": {"intValue": "1"}, "True": {"boolValue": True}, "'1'": {"stringValue": "1"}}
+
+
 def test_failed_node_has_exception_event() -> None:
     """A failure adds an "exception" span event with type, message and stack trace attributes."""
     span = span_from_event(node_failed())

@@ -21,7 +21,7 @@ import enum
 import json
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -104,7 +104,13 @@ def protocol_from_env(environ: Mapping[str, str] | None = None) -> OtlpProtocol:
     return OtlpProtocol.HTTP_PROTOBUF
 
 
+_SMALL: Final = tuple(bytes((i,)) for i in range(128))
+"""The one-byte varints: most lengths, enums and booleans of a span."""
+
+
 def _varint(value: int) -> bytes:
+    if 0 <= value < 128:
+        return _SMALL[value]
     value &= _UINT64_MASK
     out = bytearray()
     while value > 0x7F:
@@ -118,39 +124,123 @@ def _key(number: int, wire_type: int) -> bytes:
     return _varint((number << 3) | wire_type)
 
 
-def _length_delimited(number: int, payload: bytes) -> bytes:
-    return _key(number, _LENGTH) + _varint(len(payload)) + payload
+def _string(key: bytes, value: Any) -> bytes:
+    data = value.encode("utf-8", "surrogatepass") if type(value) is str else str(value).encode("utf-8", "surrogatepass")
+    size = len(data)
+    return key + (_SMALL[size] if size < 128 else _varint(size)) + data
 
 
-def _scalar(number: int, kind: str, value: Any) -> bytes:
-    if kind == _STRING:
-        return _length_delimited(number, str(value).encode("utf-8", "surrogatepass"))
-    if kind == _HEX_BYTES:
-        return _length_delimited(number, bytes.fromhex(value))
-    if kind == _BOOL:
-        return _key(number, _VARINT) + _varint(1 if value else 0)
-    if kind in (_ENUM, _INT64):
-        return _key(number, _VARINT) + _varint(int(value))
-    if kind == _FIXED64_NS:
-        return _key(number, _FIXED64) + struct.pack("<Q", int(value) & _UINT64_MASK)
-    if kind == _DOUBLE:
-        return _key(number, _FIXED64) + struct.pack("<d", float(value))
-    raise ValueError(f"unknown scalar kind {kind!r}")  # pragma: no cover - the schema is fixed
+def _hex_bytes(key: bytes, value: Any) -> bytes:
+    data = bytes.fromhex(value)
+    return key + _varint(len(data)) + data
+
+
+def _bool(key: bytes, value: Any) -> bytes:
+    return key + (b"\x01" if value else b"\x00")
+
+
+def _int(key: bytes, value: Any) -> bytes:
+    return key + _varint(int(value))
+
+
+def _fixed64(key: bytes, value: Any) -> bytes:
+    return key + _pack_fixed64(int(value) & _UINT64_MASK)
+
+
+def _double(key: bytes, value: Any) -> bytes:
+    return key + _pack_double(float(value))
+
+
+_pack_fixed64: Final = struct.Struct("<Q").pack
+_pack_double: Final = struct.Struct("<d").pack
+_Writer = Callable[[bytes, Any], bytes]
+_SCALARS: Final[dict[str, tuple[int, _Writer]]] = {
+    _STRING: (_LENGTH, _string),
+    _HEX_BYTES: (_LENGTH, _hex_bytes),
+    _BOOL: (_VARINT, _bool),
+    _ENUM: (_VARINT, _int),
+    _INT64: (_VARINT, _int),
+    _FIXED64_NS: (_FIXED64, _fixed64),
+    _DOUBLE: (_FIXED64, _double),
+}
+"""Scalar kind -> (wire type, writer of the field's key and value)."""
+
+
+def _compile() -> dict[str, dict[str, tuple[bytes, str | None, _Writer | None]]]:
+    """Per message, per JSON field: the field's key bytes, the nested message's name or None, the scalar writer."""
+    compiled: dict[str, dict[str, tuple[bytes, str | None, _Writer | None]]] = {}
+    for name, fields in _SCHEMA.items():
+        compiled[name] = {}
+        for json_name, (number, kind) in fields.items():
+            if kind in _SCHEMA:
+                compiled[name][json_name] = (_key(number, _LENGTH), kind, None)
+            else:
+                wire_type, writer = _SCALARS[kind]
+                compiled[name][json_name] = (_key(number, wire_type), None, writer)
+    return compiled
+
+
+_COMPILED: Final = _compile()
+
+
+_ANY_VALUE_KEYS: Final = {
+    json_name: key for json_name, (key, nested, _) in _COMPILED["AnyValue"].items() if nested is None
+}
+_ANY_VALUE_WRITERS: Final = {
+    json_name: writer for json_name, (_, _, writer) in _COMPILED["AnyValue"].items() if writer is not None
+}
+_KV_KEY: Final = _COMPILED["KeyValue"]["key"][0]
+_KV_VALUE: Final = _COMPILED["KeyValue"]["value"][0]
+
+
+_KV_CACHE: dict[tuple[Any, str, Any], bytes] = {}
+_KV_CACHE_MAX: Final = 4096
+"""Encoded attributes by (key, value kind, value): most repeat from span to span (workflow, node, status)."""
+
+
+def _key_value(item: Mapping[str, Any]) -> bytes:
+    """A ``KeyValue`` whose value is one scalar (nearly every attribute) without the general walk."""
+    value = item.get("value")
+    if len(item) == 2 and type(value) is dict and len(value) == 1:
+        ((field, scalar),) = value.items()
+        key = item.get("key")
+        cache_key: tuple[Any, str, Any] | None = (key, field, scalar)
+        try:
+            cached = _KV_CACHE.get((key, field, scalar))
+        except TypeError:  # an unhashable value: not cached
+            cached = cache_key = None
+        if cached is not None:
+            return cached
+        any_key = _ANY_VALUE_KEYS.get(field)
+        if any_key is not None and scalar is not None and key is not None:
+            any_value = _ANY_VALUE_WRITERS[field](any_key, scalar)
+            size = len(any_value)
+            encoded = _string(_KV_KEY, key) + _KV_VALUE + (_SMALL[size] if size < 128 else _varint(size)) + any_value
+            if cache_key is not None and type(scalar) is not float:  # -0.0 == 0.0, but they encode apart
+                if len(_KV_CACHE) >= _KV_CACHE_MAX:
+                    _KV_CACHE.clear()
+                _KV_CACHE[cache_key] = encoded
+            return encoded
+    return _message("KeyValue", item)
 
 
 def _message(name: str, document: Mapping[str, Any]) -> bytes:
-    fields = _SCHEMA[name]
+    fields = _COMPILED[name]
     out = bytearray()
-    for key, value in document.items():
-        spec = fields.get(key)
+    for field, value in document.items():
+        spec = fields.get(field)
         if spec is None or value is None:
             continue
-        number, kind = spec
-        for item in value if isinstance(value, list) else [value]:
-            if kind in _SCHEMA:
-                out += _length_delimited(number, _message(kind, item))
-            else:
-                out += _scalar(number, kind, item)
+        key, nested, writer = spec
+        for item in value if isinstance(value, list) else (value,):
+            if nested is not None:
+                body = _key_value(item) if nested == "KeyValue" else _message(nested, item)
+                size = len(body)
+                out += key
+                out += _SMALL[size] if size < 128 else _varint(size)
+                out += body
+            elif writer is not None:
+                out += writer(key, item)
     return bytes(out)
 
 

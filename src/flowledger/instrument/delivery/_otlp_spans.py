@@ -139,12 +139,40 @@ def _value(value: Any) -> dict[str, Any] | None:
 def _attributes(pairs: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for key, raw in pairs:
-        if raw is None:
-            continue
-        value = {"stringValue": raw} if type(raw) is str else _value(raw)
-        if value is not None:
-            out.append({"key": key, "value": value})
+        if raw is not None:
+            pair = _key_value(key, raw)
+            if pair is not None:
+                out.append(pair)
     return out
+
+
+_PAIRS: dict[tuple[str, type, Any], dict[str, Any]] = {}
+_PAIRS_MAX: Final = 4096
+_REUSED_TYPES: Final = (str, int, bool)
+
+
+def _key_value(key: str, raw: Any) -> dict[str, Any] | None:
+    """The OTLP ``KeyValue`` of one attribute (None for a value OTLP has no type for).
+
+    Most attributes repeat from span to span (workflow, node, status, run): a
+    pair seen before is the same dict as before, built once. Nothing changes
+    these dicts after they are made; they are only encoded.
+    """
+    kind = type(raw)
+    reused = kind in _REUSED_TYPES
+    if reused:
+        pair = _PAIRS.get((key, kind, raw))
+        if pair is not None:
+            return pair
+    value = {"stringValue": raw} if kind is str else _value(raw)
+    if value is None:
+        return None
+    pair = {"key": key, "value": value}
+    if reused:
+        if len(_PAIRS) >= _PAIRS_MAX:
+            _PAIRS.clear()
+        _PAIRS[(key, kind, raw)] = pair
+    return pair
 
 
 class RunMemo:
@@ -236,7 +264,12 @@ def span_from_event(event: dict[str, Any], runs: RunMemo | None = _RUNS) -> dict
         name = node_id if isinstance(node_id, str) and node_id else "node"
 
     attributes = _attributes([("flowledger.run.id", event.get("run_id"))])
-    attributes += _attributes((name, data.get(key)) for name, key in (_RUN_ATTRS if is_run else _NODE_ATTRS))
+    for attribute, key in _RUN_ATTRS if is_run else _NODE_ATTRS:  # a loop, not _attributes(genexpr): a third less
+        raw = data.get(key)
+        if raw is not None:
+            pair = _key_value(attribute, raw)
+            if pair is not None:
+                attributes.append(pair)
     location = data.get("location")
     if isinstance(location, dict):
         attributes += _attributes(
