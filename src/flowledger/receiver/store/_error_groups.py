@@ -45,6 +45,7 @@ from typing import Any, Final
 import aiosqlite
 
 from flowledger._wire import NodeStatus, RunStatus
+from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._time import hour_of
 
 __all__ = [
@@ -187,10 +188,11 @@ _READ_GROUPS: Final = (  # a join from the keys, so that each is a primary-key l
 _READ_CHUNK: Final = 300
 """Group keys per read (three host parameters each: well under SQLite's limit of 999 in older versions)."""
 _DROP_GROUP: Final = f"DELETE FROM error_groups WHERE {_GROUP_KEY}"
-_WRITE_GROUP: Final = (
+_WRITE_GROUPS: Final = (
     "INSERT OR REPLACE INTO error_groups (project, fingerprint, hour, type, message, node_id, workflow_id, "
-    "count, first_seen, last_seen, samples) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "count, first_seen, last_seen, samples)"
 )
+_WRITE_GROUP: Final = f"{_WRITE_GROUPS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _Key = tuple[str, str, str]
 
 
@@ -248,7 +250,8 @@ async def record_failures(conn: aiosqlite.Connection, added: Sequence[Failure], 
     A removed failure (a fold that changed its mind, a rebuild) lowers the count; first and last seen stay.
     The groups a batch touches are read with one statement per :data:`_READ_CHUNK` keys and written back
     with one: each statement is a hand-off to the database thread, so a flood of distinct errors does not
-    cost two per group.
+    cost two per group. The rows go back in multi-row statements (:mod:`._bulk`: no hand-back of the
+    interpreter lock per row, as ``executemany`` would).
     """
     deltas = _deltas(added, removed)
     if not deltas:
@@ -269,7 +272,7 @@ async def record_failures(conn: aiosqlite.Connection, added: Sequence[Failure], 
         elif key in stored:
             dropped.append(key)
     if written:
-        await conn.executemany(_WRITE_GROUP, written)
+        await insert_rows(conn, _WRITE_GROUPS, written, width=11)
     if dropped:
         await conn.executemany(_DROP_GROUP, dropped)
 
