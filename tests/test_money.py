@@ -34,3 +34,18 @@ def test_nanos_round_trip_through_the_json_number(nanos: int) -> None:
     usd = nanos_to_usd(nanos)
     assert usd_to_nanos(float(repr(usd))) == nanos
     assert Decimal(repr(usd)) == Decimal(nanos).scaleb(-9)
+
+
+def _through_decimal(usd: float) -> int:
+    """The definition: the decimal the float prints as, in nano-dollars, rounded half-even."""
+    return int((Decimal(repr(usd)) / Decimal(1).scaleb(-9)).quantize(Decimal(1), rounding="ROUND_HALF_EVEN"))
+
+
+@given(
+    st.floats(min_value=-(2.0**53), max_value=2.0**53)
+    | st.sampled_from([0.0, -0.0, 1e-05, 1e-09, 5e-10, 1.5e-09, 2.5e-09, 0.123456789, 0.1234567895, 1e15, 2.0**53])
+    | st.integers(min_value=-(10**15), max_value=10**15).map(lambda n: n / 10 ** (n % 12))
+)
+def test_a_float_is_read_as_the_decimal_it_prints_as_on_every_path(usd: float) -> None:
+    """Floats with up to nine decimals (read digit by digit) and the rest (read as a Decimal) agree with the rule."""
+    assert usd_to_nanos(usd) == _through_decimal(usd)

@@ -31,7 +31,8 @@ EXACT_USD_MAX: Final = 10**6 - 1
 """Below a million USD an amount in nano-dollars has at most 15 significant digits, so its float prints as
 its exact decimal; a total above it is still a sum of whole nano-dollars, but its JSON number may differ in
 the last digit (the receiver's summary also gives the exact nano-dollars)."""
-_NANO: Final = Decimal(1).scaleb(-9)
+_NANO_DIGITS: Final = 9
+_NANO: Final = Decimal(1).scaleb(-_NANO_DIGITS)
 
 
 def usd_to_nanos(usd: float | int | Decimal | str) -> int:
@@ -44,7 +45,12 @@ def usd_to_nanos(usd: float | int | Decimal | str) -> int:
     if isinstance(usd, float):
         if not math.isfinite(usd):
             raise ValueError(f"an amount of money must be finite, got {usd!r}")
-        exact = Decimal(repr(usd))
+        text = repr(usd)
+        whole, point, fraction = text.partition(".")
+        if point and len(fraction) <= _NANO_DIGITS and "e" not in fraction:
+            # Nine decimals or fewer, no exponent: the digits are the nano-dollars, nothing to round (no Decimal).
+            return int(whole + fraction.ljust(_NANO_DIGITS, "0"))
+        exact = Decimal(text)
     else:
         try:
             exact = Decimal(usd)

@@ -240,4 +240,5 @@ def prepare_event(
         body_bytes,
         0,
         blobs,
+        plain_floats,
     )

@@ -39,11 +39,13 @@ import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Final
 
 import aiosqlite
 
 from flowledger._wire import NodeStatus, RunStatus
+from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._time import hour_of
 
 __all__ = [
@@ -125,7 +127,11 @@ _SHOW: Final = str.maketrans("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09", "012345
 
 def error_fingerprint(error_type: str | None, message: str | None, node_id: str | None, workflow_id: str | None) -> str:
     """The group an error belongs to: 16 hex digits naming its type, normalised message, node and workflow."""
-    parts = [error_type or "", normalize_message(message or ""), node_id or "", workflow_id or ""]
+    return _fingerprint(error_type, normalize_message(message or ""), node_id, workflow_id)
+
+
+def _fingerprint(error_type: str | None, normalized: str, node_id: str | None, workflow_id: str | None) -> str:
+    parts = [error_type or "", normalized, node_id or "", workflow_id or ""]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:FINGERPRINT_HEX]
 
 
@@ -156,11 +162,12 @@ class Failure:
         run_id: str,
         at: str,
     ) -> Failure:
+        normalized = normalize_message(message or "")
         return cls(
             project=project or "",
-            fingerprint=error_fingerprint(error_type, message, node_id, workflow_id),
+            fingerprint=_fingerprint(error_type, normalized, node_id, workflow_id),
             type=error_type or "",
-            message=normalize_message(message or ""),
+            message=normalized,
             node_id=node_id,
             workflow_id=workflow_id,
             run_id=run_id,
@@ -174,11 +181,18 @@ FAILED_NODE_STATUS: Final = NodeStatus.FAILED
 
 _GROUP_KEY: Final = "project = ? AND fingerprint = ? AND hour = ?"
 _READ_GROUP: Final = f"SELECT count, first_seen, last_seen, samples FROM error_groups WHERE {_GROUP_KEY}"
-_DROP_GROUP: Final = f"DELETE FROM error_groups WHERE {_GROUP_KEY}"
-_WRITE_GROUP: Final = (
-    "INSERT OR REPLACE INTO error_groups (project, fingerprint, hour, type, message, node_id, workflow_id, "
-    "count, first_seen, last_seen, samples) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_READ_GROUPS: Final = (  # a join from the keys, so that each is a primary-key lookup (an IN list of rows scans)
+    "SELECT g.project, g.fingerprint, g.hour, g.count, g.first_seen, g.last_seen, g.samples FROM (VALUES {}) AS k "
+    "CROSS JOIN error_groups g ON g.project = k.column1 AND g.fingerprint = k.column2 AND g.hour = k.column3"
 )
+_READ_CHUNK: Final = 300
+"""Group keys per read (three host parameters each: well under SQLite's limit of 999 in older versions)."""
+_DROP_GROUP: Final = f"DELETE FROM error_groups WHERE {_GROUP_KEY}"
+_WRITE_GROUPS: Final = (
+    "INSERT OR REPLACE INTO error_groups (project, fingerprint, hour, type, message, node_id, workflow_id, "
+    "count, first_seen, last_seen, samples)"
+)
+_WRITE_GROUP: Final = f"{_WRITE_GROUPS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _Key = tuple[str, str, str]
 
 
@@ -234,11 +248,33 @@ async def record_failures(conn: aiosqlite.Connection, added: Sequence[Failure], 
     """Add and take away failures (inside the caller's transaction).
 
     A removed failure (a fold that changed its mind, a rebuild) lowers the count; first and last seen stay.
+    The groups a batch touches are read with one statement per :data:`_READ_CHUNK` keys and written back
+    with one: each statement is a hand-off to the database thread, so a flood of distinct errors does not
+    cost two per group. The rows go back in multi-row statements (:mod:`._bulk`: no hand-back of the
+    interpreter lock per row, as ``executemany`` would).
     """
-    for key, delta in _deltas(added, removed).items():
-        rows = list(await conn.execute_fetchall(_READ_GROUP, key))
-        row = _merged(key, delta, tuple(rows[0]) if rows else None)
-        await conn.execute(_DROP_GROUP if row is None else _WRITE_GROUP, key if row is None else row)
+    deltas = _deltas(added, removed)
+    if not deltas:
+        return
+    keys = list(deltas)
+    stored: dict[_Key, tuple[Any, ...]] = {}
+    for start in range(0, len(keys), _READ_CHUNK):
+        part = keys[start : start + _READ_CHUNK]
+        sql = _READ_GROUPS.format(", ".join(["(?, ?, ?)"] * len(part)))
+        for project, fingerprint, hour, *old in await conn.execute_fetchall(sql, list(chain.from_iterable(part))):
+            stored[project, fingerprint, hour] = tuple(old)
+    written: list[tuple[Any, ...]] = []
+    dropped: list[_Key] = []
+    for key, delta in deltas.items():
+        row = _merged(key, delta, stored.get(key))
+        if row is not None:
+            written.append(row)
+        elif key in stored:
+            dropped.append(key)
+    if written:
+        await insert_rows(conn, _WRITE_GROUPS, written, width=11)
+    if dropped:
+        await conn.executemany(_DROP_GROUP, dropped)
 
 
 def record_failures_sync(conn: sqlite3.Connection, added: Sequence[Failure]) -> None:

@@ -35,3 +35,5 @@ class PreparedEvent:
     """Ledger position, set by the store when the event is appended."""
     blobs: tuple[tuple[str, str], ...] = ()
     """``(sha256, JSON text)`` of the payloads captured in full, taken out of ``data`` (see ``_blobs``)."""
+    plain_floats: bool = False
+    """Every float of the event is one orjson writes as ``json`` does (its batch's decoder said so)."""

@@ -16,6 +16,7 @@ import aiosqlite
 from flowledger._wire import EventKind, NodeStatus, RunStatus
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._custom_metrics import MetricTotals
+from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import (
     NODE_COLUMNS,
     RUN_COLUMNS,
@@ -147,7 +148,7 @@ class Projector:
         run = self.runs.get(run_id)
         return None if run is None else run.project
 
-    def apply(self, event: FoldEvent, producer_id: str | None = None, producer_seq: int = 0) -> None:
+    def apply(self, event: PreparedEvent, producer_id: str | None = None, producer_seq: int = 0) -> None:
         """Fold one new event (its states must have been loaded; ``event.seq`` set)."""
         sampled_out = event.kind is _SAMPLED_OUT
         if sampled_out:  # a dropped run is counted, never made a run
@@ -158,7 +159,7 @@ class Projector:
         if producer_id is not None:
             self._count_producer(event, producer_id, producer_seq, tail=not sampled_out)
 
-    def _fold(self, event: FoldEvent) -> None:
+    def _fold(self, event: PreparedEvent) -> None:
         run_id = event.run_id
         runs = self.runs
         runs[run_id] = fold_run(runs.get(run_id), event)
@@ -186,7 +187,7 @@ class Projector:
                 )
         elif event.kind is _NODE_LOGS:
             self._add_logs(event)
-        for source, text in texts_of_event(event.kind, event.data):
+        for source, text in texts_of_event(event.kind, event.data, plain_floats=event.plain_floats):
             self._texts.append((run_id, source, text))
         for key, value in attributes_of_event(event.kind, event.data):
             self._attributes.append((key, value, run_id))

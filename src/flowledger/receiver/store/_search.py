@@ -23,6 +23,8 @@ import json
 import re
 from typing import Any, Final
 
+import orjson
+
 from flowledger._wire import EventKind
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "fts_query",
     "hits_sql",
     "looks_like_run_id",
+    "payload_text",
     "search_clause",
     "texts_of_event",
 ]
@@ -110,8 +113,29 @@ _PAYLOADS: Final = {
 _dumps: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
-def texts_of_event(kind: EventKind, data: dict[str, Any]) -> list[tuple[str, str]]:
-    """The ``(source, text)`` pairs an event adds to the search: its error and its payloads' JSON text."""
+def payload_text(value: Any, *, plain_floats: bool = False) -> str:
+    """The JSON text of a payload as it is indexed: compact, keys in the payload's order, non-ASCII kept.
+
+    With ``plain_floats`` (the body decoder found every float zero or between 1e-4 and 1e16 in size, see
+    :mod:`._canonical`) orjson writes it, byte for byte what ``json`` writes and over ten times faster on
+    a small payload (``json`` builds its C encoder anew on every call); anything orjson refuses (an
+    integer beyond 64 bits, a lone surrogate) goes through ``json``.
+    """
+    if isinstance(value, str):
+        return value
+    if plain_floats:
+        try:
+            return orjson.dumps(value).decode("utf-8")
+        except orjson.JSONEncodeError:
+            pass
+    return _dumps(value)
+
+
+def texts_of_event(kind: EventKind, data: dict[str, Any], *, plain_floats: bool = False) -> list[tuple[str, str]]:
+    """The ``(source, text)`` pairs an event adds to the search: its error and its payloads' JSON text.
+
+    ``plain_floats``: as for :func:`payload_text`.
+    """
     out: list[tuple[str, str]] = []
     error = data.get("error")
     if isinstance(error, dict) and error.get("message"):
@@ -120,8 +144,7 @@ def texts_of_event(kind: EventKind, data: dict[str, Any]) -> list[tuple[str, str
         value = data.get(name)
         if value is None:
             continue
-        text = value if isinstance(value, str) else _dumps(value)
-        out.append((SearchSource.PAYLOAD, text[:SEARCH_TEXT_MAX_CHARS]))
+        out.append((SearchSource.PAYLOAD, payload_text(value, plain_floats=plain_floats)[:SEARCH_TEXT_MAX_CHARS]))
     return out
 
 
