@@ -73,6 +73,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
 
+def _store_of(config: ReceiverConfig) -> Store:
+    """The engine the configuration names: PostgreSQL for a ``db_url``, else the SQLite file ``db_path``."""
+    if config.db_url is not None:
+        from flowledger.receiver.store.postgres import PostgresStore
+
+        return PostgresStore(config.db_url)
+    return SqliteStore(config.db_path, readers=config.readers)
+
+
 def create_app(
     config: ReceiverConfig | None = None,
     *,
@@ -81,7 +90,7 @@ def create_app(
 ) -> Starlette:
     """Build the receiver. The store opens, and the writer and sweeper start, in the app's lifespan."""
     config = config or ReceiverConfig()
-    the_store: Store = store if store is not None else SqliteStore(config.db_path, readers=config.readers)
+    the_store: Store = store if store is not None else _store_of(config)
     metrics = Metrics()
     writer = Writer(
         the_store,
