@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, NoReturn
@@ -84,11 +85,13 @@ from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrat
 from flowledger.receiver.store.postgres._tree import load_frontier, verify_tree
 from flowledger.receiver.store.postgres._url import check_postgres_url, redacted
 
-__all__ = ["CHAIN_LOCK", "NOT_BUILT", "SWEEPER_LOCK", "PostgresStore"]
+__all__ = ["CHAIN_LOCK", "NOT_BUILT", "SWEEPER_LOCK", "SWEEPER_NAME", "PostgresStore"]
 
 ENGINE: Final = "PostgreSQL"
 CHAIN_LOCK: Final = 0x666C6F77636861  # "flowcha": the chain's one serialisation point
 SWEEPER_LOCK: Final = 0x666C6F77737765  # "flowswe": held by the sweeping receiver's session
+SWEEPER_NAME: Final = "flowledger sweeper"
+"""The ``application_name`` of the sweeper's connection, followed by the receiver's process id."""
 POOL_MIN: Final = 1
 POOL_MAX: Final = 10
 _STREAM_CHUNK: Final = 2_000
@@ -349,7 +352,8 @@ class PostgresStore:
                 return True
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 self._leader = None  # the session is gone, and the lock with it
-        conn = await asyncpg.connect(self.url)
+        # Named, so that an operator (and the tests) can tell from pg_stat_activity which receiver sweeps.
+        conn = await asyncpg.connect(self.url, server_settings={"application_name": f"{SWEEPER_NAME} {os.getpid()}"})
         if await conn.fetchval("SELECT pg_try_advisory_lock($1)", SWEEPER_LOCK):
             self._leader = conn
             return True
