@@ -236,6 +236,18 @@ class PostgresStore:
             yield conn
 
     @asynccontextmanager
+    async def raw_transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A write transaction under the chain's lock over the raw tables (copying a ledger in: :mod:`._copy`).
+
+        The chain's head is read again afterwards.
+        """
+        async with self._chain_transaction() as conn:
+            yield conn
+        async with self._reader() as conn:
+            self._head_seq, self._head_hash = await _head(conn)
+        self._frontier = None
+
+    @asynccontextmanager
     async def _reader(self) -> AsyncIterator[asyncpg.Connection]:
         async with self._the_pool().acquire() as conn:
             yield conn
