@@ -82,7 +82,7 @@ from flowledger.receiver.store._views import (
 from flowledger.receiver.store.postgres._dialect import numbered, payload_sql
 from flowledger.receiver.store.postgres._projector import PgProjector, run_from_record, save_pg_runs
 from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrate_postgres
-from flowledger.receiver.store.postgres._tree import load_frontier, verify_tree
+from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof, verify_tree
 from flowledger.receiver.store.postgres._url import check_postgres_url, redacted
 
 __all__ = ["CHAIN_LOCK", "NOT_BUILT", "SWEEPER_LOCK", "SWEEPER_NAME", "PostgresStore"]
@@ -130,8 +130,6 @@ NOT_BUILT: Final = (
     "daily_totals",
     "run_stats",
     "error_groups",
-    "consistency_proof",
-    "run_proof",
     "store_spans",
     "sampled_out",
     "append_logs",
@@ -590,6 +588,23 @@ class PostgresStore:
             frontier = await load_frontier(conn, size)
         return TreeHead(size=size, root=frontier.root())
 
+    async def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]:
+        """The head now and the proof that the tree of ``old_size`` entries is its prefix (one snapshot)."""
+        async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            return await pg_consistency(conn, old_size)
+
+    async def run_proof(self, run_id: str, tree_size: int, *, project: str | None = None) -> list[EntryProof]:
+        """A run's entries among the first ``tree_size``, with audit paths; [] for another project's run."""
+        async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            if project is not None:
+                owner = await conn.fetchrow("SELECT project FROM runs WHERE run_id = $1", run_id)
+                if owner is None or owner[0] != project:
+                    return []
+            try:
+                return await pg_run_proof(conn, run_id, tree_size)
+            except LookupError as exc:
+                raise StoreError(f"cannot prove run {run_id}: {exc}") from exc
+
     async def ledger_size(self) -> int:
         """The last ledger row's sequence number (0 when empty)."""
         async with self._reader() as conn:
@@ -608,12 +623,6 @@ class PostgresStore:
 
     async def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
         _not_built("error_groups")
-
-    async def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]:
-        _not_built("consistency_proof")
-
-    async def run_proof(self, run_id: str, tree_size: int, *, project: str | None = None) -> list[EntryProof]:
-        _not_built("run_proof")
 
     async def store_spans(self, spans: Sequence[SpanRow]) -> int:
         _not_built("store_spans")
