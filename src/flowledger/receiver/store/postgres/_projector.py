@@ -2,8 +2,9 @@
 
 The fold itself is the engine-neutral state machine of :mod:`.._fold`; this
 module only loads the states a batch touches and writes the changed rows back
-(an upsert per table), inside the caller's transaction. The projections the
-SQLite engine keeps beside these (log lines, search text, run attributes,
+(an upsert per table), inside the caller's transaction. Log lines of ``node_logs``
+events are kept too (:mod:`._logs`). The projections the SQLite engine keeps
+beside these (search text, run attributes,
 sampled-out counts, error groups and statistics rollups, custom metric
 totals) are not built on this engine yet: their events are in the ledger, so
 a later version folds them with ``rebuild``.
@@ -25,6 +26,8 @@ from flowledger.receiver.store._fold import (
     fold_node,
     fold_run,
 )
+from flowledger.receiver.store._logs import LogDrop, LogRow, rows_of_event
+from flowledger.receiver.store.postgres._logs import append_pg_logs
 
 if TYPE_CHECKING:
     import asyncpg
@@ -33,6 +36,7 @@ __all__ = ["PgProjector", "load_pg_runs", "run_values", "save_pg_runs"]
 
 _NODE_KINDS: Final = frozenset({EventKind.NODE_STARTED, EventKind.NODE_FINISHED})
 _SAMPLED_OUT: Final = EventKind.RUN_SAMPLED_OUT
+_NODE_LOGS: Final = EventKind.NODE_LOGS
 
 
 def _upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
@@ -105,6 +109,8 @@ class PgProjector:
         self._dirty_nodes: set[tuple[str, str]] = set()
         self._producers: dict[str, list[Any]] = {}
         """producer_id -> [max_seq, events, project, last_ts, last_run_id] of this batch."""
+        self._logs: list[LogRow] = []
+        self._log_drops: list[LogDrop] = []
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
         """Read the stored states of every run and attempt the events touch."""
@@ -140,6 +146,13 @@ class PgProjector:
                 key = (run_id, event.data["span_id"])
                 self._nodes[key] = fold_node(self._nodes.get(key), event)
                 self._dirty_nodes.add(key)
+            elif event.kind is _NODE_LOGS:
+                rows, drop = rows_of_event(
+                    run_id=run_id, event_id=event.event_id, project=event.project, data=event.data
+                )
+                self._logs += rows
+                if drop is not None:
+                    self._log_drops.append(drop)
         if producer_id is not None:
             self._count_producer(event, producer_id, producer_seq, tail=not sampled_out)
 
@@ -166,9 +179,13 @@ class PgProjector:
             await conn.executemany(_SAVE_NODES, [_node_values(self._nodes[k]) for k in sorted(self._dirty_nodes)])
         if self._producers:
             await conn.executemany(_SAVE_PRODUCERS, [(p, *c) for p, c in sorted(self._producers.items())])
+        if self._logs or self._log_drops:
+            await append_pg_logs(conn, self._logs, self._log_drops)
         self._dirty_runs.clear()
         self._dirty_nodes.clear()
         self._producers.clear()
+        self._logs.clear()
+        self._log_drops.clear()
 
     def forget(self) -> None:
         """Drop the loaded states (rebuild calls this between chunks to bound memory)."""

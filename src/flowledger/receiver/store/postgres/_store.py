@@ -28,7 +28,7 @@ from typing import Any, Final, NoReturn
 import asyncpg
 
 from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
-from flowledger._wire import EventKind, RunStatus, now_ts
+from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import CHILDREN_COUNT_MAX, CHILDREN_LISTED_MAX, children_json
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
@@ -37,7 +37,7 @@ from flowledger.receiver.store._error_groups import ErrorGroupQuery, with_finger
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
-from flowledger.receiver.store._logs import LOG_PAGE_MAX, AttemptLogs, LogDrop, LogRow
+from flowledger.receiver.store._logs import LOG_PAGE_MAX, LOGS_INLINE_MAX, AttemptLogs, LogDrop, LogRow, LogSource
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier
 from flowledger.receiver.store._otlp_logs import OtlpLogRow
 from flowledger.receiver.store._otlp_metrics import MetricPointRow, MetricsOutcome
@@ -80,6 +80,7 @@ from flowledger.receiver.store._views import (
     RunPageCursor,
 )
 from flowledger.receiver.store.postgres._dialect import numbered, payload_sql
+from flowledger.receiver.store.postgres._logs import append_pg_logs, attach_pg_logs, pg_attempt_logs
 from flowledger.receiver.store.postgres._projector import PgProjector, run_from_record, save_pg_runs
 from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrate_postgres
 from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof, verify_tree
@@ -123,7 +124,6 @@ _VERIFY_SQL: Final = (
     "convert_to(p.body, 'UTF8') FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
     "WHERE l.seq > $1 ORDER BY l.seq LIMIT $2"
 )
-_LOG_KINDS: Final = (EventKind.NODE_LOGS.value,)
 
 NOT_BUILT: Final = (
     "purge",
@@ -132,8 +132,6 @@ NOT_BUILT: Final = (
     "error_groups",
     "store_spans",
     "sampled_out",
-    "append_logs",
-    "attempt_logs",
     "get_trace",
     "viewer_runs",
     "run_summary",
@@ -470,7 +468,7 @@ class PostgresStore:
             run = run_json(row, detail=True)
             if project is not None and run["project"] != project:
                 return None
-            run["nodes"] = await _nodes_of(conn, run_id)
+            run["nodes"] = await _nodes_of(conn, run_id, logs_inline=LOGS_INLINE_MAX)
             run["children"] = await _children(conn, run_id, project)
         return with_fingerprints(run)
 
@@ -496,7 +494,7 @@ class PostgresStore:
                 for row in rows:
                     run = run_json(row, detail=with_nodes)
                     if with_nodes:
-                        run["nodes"] = await _nodes_of(conn, run["run_id"])
+                        run["nodes"] = await _nodes_of(conn, run["run_id"], logs_inline=None)
                     yield run
                 last = run_json(rows[-1])
                 cursor = RunPageCursor(last["started_at"] or "", last["run_id"])
@@ -605,6 +603,35 @@ class PostgresStore:
             except LookupError as exc:
                 raise StoreError(f"cannot prove run {run_id}: {exc}") from exc
 
+    async def append_logs(self, rows: Sequence[LogRow], drops: Sequence[LogDrop] = ()) -> int:
+        """Insert log lines (OTLP ones, say) and add drop counts in one transaction; return how many were stored."""
+        if not rows and not drops:
+            return 0
+        try:
+            async with self._writable().acquire() as conn, conn.transaction():
+                await append_pg_logs(conn, rows, drops)
+        except (asyncpg.DataError, OverflowError, ValueError, TypeError) as exc:
+            raise UnstorableError(f"storing {len(rows)} log lines failed: {exc}") from exc
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"storing {len(rows)} log lines failed: {exc}") from exc
+        return len(rows)
+
+    async def attempt_logs(
+        self,
+        run_id: str,
+        span_id: str | None,
+        *,
+        project: str | None = None,
+        min_level: int = 0,
+        after_id: int = 0,
+        limit: int = LOG_PAGE_MAX,
+    ) -> AttemptLogs | None:
+        """One attempt's lines in arrival order, a page at a time (a range of the index ``logs_by_attempt``)."""
+        async with self._reader() as conn:
+            return await pg_attempt_logs(
+                conn, run_id, span_id, project=project, min_level=min_level, after_id=after_id, limit=limit
+            )
+
     async def ledger_size(self) -> int:
         """The last ledger row's sequence number (0 when empty)."""
         async with self._reader() as conn:
@@ -629,21 +656,6 @@ class PostgresStore:
 
     async def sampled_out(self, *, project: str | None = None) -> dict[str, int]:
         _not_built("sampled_out")
-
-    async def append_logs(self, rows: Sequence[LogRow], drops: Sequence[LogDrop] = ()) -> int:
-        _not_built("append_logs")
-
-    async def attempt_logs(
-        self,
-        run_id: str,
-        span_id: str | None,
-        *,
-        project: str | None = None,
-        min_level: int = 0,
-        after_id: int = 0,
-        limit: int = LOG_PAGE_MAX,
-    ) -> AttemptLogs | None:
-        _not_built("attempt_logs")
 
     async def get_trace(self, trace_id: str, *, project: str | None = None) -> tuple[list[dict[str, Any]], TraceLinks]:
         _not_built("get_trace")
@@ -759,18 +771,13 @@ def _keyset(cursor: RunPageCursor | None) -> tuple[str, list[Any]]:
     return " AND ((r.started_at, r.run_id) < (?, ?) OR r.started_at IS NULL)", [cursor.started_at, cursor.run_id]
 
 
-async def _nodes_of(conn: asyncpg.Connection, run_id: str) -> list[dict[str, Any]]:
-    """A run's attempts in start order. Log lines are not projected on this engine yet: a run with some refuses."""
-    if await conn.fetchval(
-        "SELECT 1 FROM ledger WHERE run_id = $1 AND kind = ANY($2::text[]) LIMIT 1", run_id, _LOG_KINDS
-    ):
-        _not_built("reading a run with captured log lines")
+async def _nodes_of(conn: asyncpg.Connection, run_id: str, *, logs_inline: int | None) -> list[dict[str, Any]]:
+    """A run's attempts in start order, each with its log lines (at most ``logs_inline`` of them; None: all)."""
     rows = await conn.fetch(
         f"SELECT {_NODE_SELECT} WHERE n.run_id = $1 ORDER BY n.started_at, n.attempt, n.item, n.span_id", run_id
     )
     nodes = [node_json(row) for row in rows]
-    for node in nodes:
-        node["logs"], node["logs_url"], node["logs_dropped"] = [], None, None
+    await attach_pg_logs(conn, run_id, nodes, logs_inline)
     return nodes
 
 
@@ -802,6 +809,9 @@ async def _refold(conn: asyncpg.Connection) -> Drift:
     for table in ("runs", "node_runs", "producers"):
         await conn.execute(f"CREATE TEMP TABLE old_{table} ON COMMIT DROP AS SELECT * FROM {table}")
         await conn.execute(f"DELETE FROM {table}")
+    # The SDK's log lines are folded from the ledger again; OTLP lines are not in the ledger and stay.
+    await conn.execute("DELETE FROM logs WHERE source = $1", LogSource.SDK.value)
+    await conn.execute("DELETE FROM log_drops")
     last = 0
     while True:
         rows = await conn.fetch(
