@@ -436,7 +436,6 @@ def _span(run: RunEvents, span_id: str, *, parent: str | None, name: str, start_
     )
 
 
-@pytest.mark.sqlite_only("spans are not built in the PostgreSQL engine yet")
 async def test_spans_are_stored_once_and_joined_to_their_runs(store: Store) -> None:
     """store_spans keeps each (trace, span) once; get_trace returns them in start order, linked to runs and nodes."""
     run = simple_run()
@@ -458,7 +457,6 @@ async def test_spans_are_stored_once_and_joined_to_their_runs(store: Store) -> N
     assert (await store.get_trace("0" * 31 + "1"))[0] == []
 
 
-@pytest.mark.sqlite_only("spans are not built in the PostgreSQL engine yet")
 async def test_the_same_span_ids_in_two_projects_are_two_spans(store: Store) -> None:
     """store_spans keys spans by (trace, span, project): another project's copy hides nothing and is kept apart."""
     run = simple_run()

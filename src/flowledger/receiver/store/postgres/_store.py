@@ -83,6 +83,7 @@ from flowledger.receiver.store.postgres._dialect import numbered, payload_sql
 from flowledger.receiver.store.postgres._logs import append_pg_logs, attach_pg_logs, pg_attempt_logs
 from flowledger.receiver.store.postgres._projector import PgProjector, run_from_record, save_pg_runs
 from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrate_postgres
+from flowledger.receiver.store.postgres._spans import pg_trace, store_pg_spans
 from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof, verify_tree
 from flowledger.receiver.store.postgres._url import check_postgres_url, redacted
 
@@ -130,9 +131,7 @@ NOT_BUILT: Final = (
     "daily_totals",
     "run_stats",
     "error_groups",
-    "store_spans",
     "sampled_out",
-    "get_trace",
     "viewer_runs",
     "run_summary",
     "facets",
@@ -632,6 +631,23 @@ class PostgresStore:
                 conn, run_id, span_id, project=project, min_level=min_level, after_id=after_id, limit=limit
             )
 
+    async def store_spans(self, spans: Sequence[SpanRow]) -> int:
+        """Insert spans not stored yet for their project in one transaction; return how many were new."""
+        if not spans:
+            return 0
+        try:
+            async with self._writable().acquire() as conn, conn.transaction():
+                return await store_pg_spans(conn, spans)
+        except (asyncpg.DataError, OverflowError, ValueError, TypeError) as exc:
+            raise UnstorableError(f"storing {len(spans)} spans failed: {exc}") from exc
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"storing {len(spans)} spans failed: {exc}") from exc
+
+    async def get_trace(self, trace_id: str, *, project: str | None = None) -> tuple[list[dict[str, Any]], TraceLinks]:
+        """The spans of one trace in start order, with the runs and node attempts they belong to."""
+        async with self._reader() as conn:
+            return await pg_trace(conn, trace_id, project)
+
     async def ledger_size(self) -> int:
         """The last ledger row's sequence number (0 when empty)."""
         async with self._reader() as conn:
@@ -651,14 +667,8 @@ class PostgresStore:
     async def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
         _not_built("error_groups")
 
-    async def store_spans(self, spans: Sequence[SpanRow]) -> int:
-        _not_built("store_spans")
-
     async def sampled_out(self, *, project: str | None = None) -> dict[str, int]:
         _not_built("sampled_out")
-
-    async def get_trace(self, trace_id: str, *, project: str | None = None) -> tuple[list[dict[str, Any]], TraceLinks]:
-        _not_built("get_trace")
 
     async def viewer_runs(
         self,
