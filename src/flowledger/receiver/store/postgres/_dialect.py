@@ -3,7 +3,7 @@
 The store's shared SQL builders (``runs_where``, the record declarations'
 payload columns) write SQLite's spelling: ``?`` parameters and JSON paths
 (``body -> '$.data.input'``). Rather than copy them, this engine translates
-the two differences it meets: parameters become ``$1, $2, ...`` and a
+the two differences it meets: parameters become ``$1, $2, ...``, a table loses SQLite's ``WITHOUT ROWID``, and a
 payload path becomes a ``#>`` on the body read as ``json`` (the text kept
 as it is: numbers and key order unchanged).
 """
@@ -14,9 +14,10 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["numbered", "payload_sql"]
+__all__ = ["numbered", "payload_sql", "table_ddl"]
 
 _PARAM: Final = re.compile(r"\?")
+_WITHOUT_ROWID: Final = re.compile(r"\)\s*WITHOUT ROWID", re.IGNORECASE)
 _PATH: Final = re.compile(r"^(\w+)\.body\s*(->>?)\s*'\$\.([\w.]+)'$")
 
 
@@ -38,3 +39,8 @@ def payload_sql(columns: Mapping[str, str]) -> dict[str, str]:
         operator = "#>>" if arrow == "->>" else "#>"
         out[column] = f"({alias}.body::json {operator} '{{{keys}}}')::text"
     return out
+
+
+def table_ddl(script: str) -> str:
+    """A SQLite ``CREATE TABLE`` script in PostgreSQL's spelling (``WITHOUT ROWID`` is SQLite's alone)."""
+    return _WITHOUT_ROWID.sub(")", script)

@@ -3,9 +3,10 @@
 The fold itself is the engine-neutral state machine of :mod:`.._fold`; this
 module only loads the states a batch touches and writes the changed rows back
 (an upsert per table), inside the caller's transaction. Log lines of ``node_logs``
-events are kept too (:mod:`._logs`). The projections the SQLite engine keeps
-beside these (search text, run attributes,
-sampled-out counts, error groups and statistics rollups, custom metric
+events are kept too (:mod:`._logs`), and the runs dropped by sampling are
+counted (``sampled_out``). The projections the SQLite engine keeps beside
+these (search text, run attributes,
+error groups and statistics rollups, custom metric
 totals) are not built on this engine yet: their events are in the ledger, so
 a later version folds them with ``rebuild``.
 """
@@ -27,6 +28,7 @@ from flowledger.receiver.store._fold import (
     fold_run,
 )
 from flowledger.receiver.store._logs import LogDrop, LogRow, rows_of_event
+from flowledger.receiver.store._sampled import sampled_out_key
 from flowledger.receiver.store.postgres._logs import append_pg_logs
 
 if TYPE_CHECKING:
@@ -50,6 +52,10 @@ def _upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
 
 _SAVE_RUNS: Final = _upsert("runs", RUN_COLUMNS, ("run_id",))
 _SAVE_NODES: Final = _upsert("node_runs", NODE_COLUMNS, ("run_id", "span_id"))
+_SAVE_SAMPLED_OUT: Final = (
+    "INSERT INTO sampled_out AS s (workflow_id, project, day, runs) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (workflow_id, project, day) DO UPDATE SET runs = s.runs + EXCLUDED.runs"
+)
 _SAVE_PRODUCERS: Final = """
 INSERT INTO producers AS p (producer_id, max_seq, events, project, last_ts, last_run_id)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -111,6 +117,8 @@ class PgProjector:
         """producer_id -> [max_seq, events, project, last_ts, last_run_id] of this batch."""
         self._logs: list[LogRow] = []
         self._log_drops: list[LogDrop] = []
+        self._sampled_out: dict[tuple[str, str, str], int] = {}
+        """(workflow_id, project, day) -> runs dropped by sampling, in this batch."""
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
         """Read the stored states of every run and attempt the events touch."""
@@ -138,7 +146,10 @@ class PgProjector:
     def apply(self, event: FoldEvent, producer_id: str | None = None, producer_seq: int = 0) -> None:
         """Fold one new event (its states must have been loaded; ``event.seq`` set)."""
         sampled_out = event.kind is _SAMPLED_OUT
-        if not sampled_out:  # a dropped run is never made a run
+        if sampled_out:  # a dropped run is counted, never made a run
+            day_key = sampled_out_key(event.data, event.project, event.ts)
+            self._sampled_out[day_key] = self._sampled_out.get(day_key, 0) + event.data["runs"]
+        else:
             run_id = event.run_id
             self.runs[run_id] = fold_run(self.runs.get(run_id), event)
             self._dirty_runs.add(run_id)
@@ -181,11 +192,14 @@ class PgProjector:
             await conn.executemany(_SAVE_PRODUCERS, [(p, *c) for p, c in sorted(self._producers.items())])
         if self._logs or self._log_drops:
             await append_pg_logs(conn, self._logs, self._log_drops)
+        if self._sampled_out:
+            await conn.executemany(_SAVE_SAMPLED_OUT, [(*key, runs) for key, runs in sorted(self._sampled_out.items())])
         self._dirty_runs.clear()
         self._dirty_nodes.clear()
         self._producers.clear()
         self._logs.clear()
         self._log_drops.clear()
+        self._sampled_out.clear()
 
     def forget(self) -> None:
         """Drop the loaded states (rebuild calls this between chunks to bound memory)."""

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Final
 
 from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger.receiver.store._fold import NodeState, RunState
+from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
+from flowledger.receiver.store.postgres._dialect import table_ddl
 from flowledger.receiver.store.postgres._logs import LOGS_PG_SCHEMA
 from flowledger.receiver.store.postgres._spans import SPANS_PG_SCHEMA
 
@@ -116,7 +118,12 @@ CREATE INDEX node_runs_by_start ON node_runs (run_id, started_at, attempt, item,
 """
 
 
-MIGRATIONS: Final[tuple[str, ...]] = (_REFUSE + _V1_LEDGER + _V1_PROJECTIONS, LOGS_PG_SCHEMA, SPANS_PG_SCHEMA)
+MIGRATIONS: Final[tuple[str, ...]] = (
+    _REFUSE + _V1_LEDGER + _V1_PROJECTIONS,
+    LOGS_PG_SCHEMA,
+    SPANS_PG_SCHEMA,
+    table_ddl(SAMPLED_OUT_SCHEMA),
+)
 """Each script brings the schema one version up; append new ones at the end."""
 
 PG_SCHEMA_VERSION: Final = len(MIGRATIONS)

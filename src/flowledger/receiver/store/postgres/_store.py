@@ -131,7 +131,6 @@ NOT_BUILT: Final = (
     "daily_totals",
     "run_stats",
     "error_groups",
-    "sampled_out",
     "viewer_runs",
     "run_summary",
     "facets",
@@ -648,6 +647,16 @@ class PostgresStore:
         async with self._reader() as conn:
             return await pg_trace(conn, trace_id, project)
 
+    async def sampled_out(self, *, project: str | None = None) -> dict[str, int]:
+        """Runs dropped by sampling, per workflow id."""
+        async with self._reader() as conn:
+            rows = await conn.fetch(
+                "SELECT workflow_id, sum(runs) FROM sampled_out WHERE ($1::text IS NULL OR project = $1) "
+                "GROUP BY workflow_id ORDER BY workflow_id",
+                project,
+            )
+        return {str(workflow_id): int(runs) for workflow_id, runs in rows}
+
     async def ledger_size(self) -> int:
         """The last ledger row's sequence number (0 when empty)."""
         async with self._reader() as conn:
@@ -666,9 +675,6 @@ class PostgresStore:
 
     async def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
         _not_built("error_groups")
-
-    async def sampled_out(self, *, project: str | None = None) -> dict[str, int]:
-        _not_built("sampled_out")
 
     async def viewer_runs(
         self,
@@ -822,6 +828,7 @@ async def _refold(conn: asyncpg.Connection) -> Drift:
     # The SDK's log lines are folded from the ledger again; OTLP lines are not in the ledger and stay.
     await conn.execute("DELETE FROM logs WHERE source = $1", LogSource.SDK.value)
     await conn.execute("DELETE FROM log_drops")
+    await conn.execute("DELETE FROM sampled_out")
     last = 0
     while True:
         rows = await conn.fetch(
