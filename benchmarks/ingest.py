@@ -1,6 +1,7 @@
 """Ingest throughput: events/s over HTTP into a real receiver, next to raw sqlite3.
 
     python benchmarks/ingest.py [--events 100000] [--clients 4] [--batch 1000] [--baseline REV] [--repeat N]
+                                [--engine sqlite|postgres] [--postgres-url URL]
 
 Starts ``flowledger serve`` on a fresh database (a real uvicorn process on
 127.0.0.1), has CLIENTS processes build realistic runs (run_started, node
@@ -16,11 +17,19 @@ revision is measured in the same run, alternating with this tree's
 ``--repeat`` times, on the same machine and client load, with the SQLite
 references measured between them each round; every figure is the median of
 the runs, with their range.
+
+With ``--engine postgres`` the same client load is posted, in the same run,
+to a receiver on SQLite, to one receiver on PostgreSQL and to two receivers
+sharing one PostgreSQL database (the clients split between them), each on a
+fresh database; the PostgreSQL server's own CPU is measured beside the
+receivers'. Without ``--postgres-url`` a throwaway cluster of the machine's
+PostgreSQL binaries is started for the run (as the tests do).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -289,62 +298,134 @@ def raw_sqlite_all(events: list[dict[str, Any]], path: Path, batch: int) -> floa
     return elapsed
 
 
-def measure(src: Path, clients: int, runs_per_client: int, batch: int, tmp: Path) -> dict[str, Any]:
-    """Serve the receiver of the source tree ``src`` on a fresh database and post to it; return the figures."""
-    db = tmp / f"bench-{secrets.token_hex(4)}.db"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]))
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-c", "from flowledger.cli import main; main()"),
-            *("serve", "--db", str(db), "--port", str(port), "--log-level", "warning"),
-        ],
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
+def postgres_cpu_seconds() -> float:
+    """CPU time so far of every PostgreSQL server process on the machine (its backends do the database's work)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    sys.exit("the receiver did not start")
-                time.sleep(0.05)
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm == "postgres":
+                total += cpu_seconds(int(entry.name))
+    return total
+
+
+def fresh_postgres_database(server_url: str) -> str:
+    """The URL of a new, empty database on the server of ``server_url``."""
+    import asyncio
+
+    import asyncpg
+
+    name = f"flowledger_bench_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+def stored_events(target: str) -> int:
+    """Rows in the ledger of a SQLite file or a PostgreSQL database."""
+    if not target.startswith("postgresql://"):
+        return int(sqlite3.connect(target).execute("SELECT count(*) FROM ledger").fetchone()[0])
+    import asyncio
+
+    import asyncpg
+
+    async def count() -> int:
+        conn = await asyncpg.connect(target)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM ledger"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
+def measure(
+    src: Path,
+    clients: int,
+    runs_per_client: int,
+    batch: int,
+    tmp: Path,
+    *,
+    postgres_server: str | None = None,
+    receivers: int = 1,
+) -> dict[str, Any]:
+    """Serve ``receivers`` receivers of the source tree ``src`` on a fresh database (SQLite, or PostgreSQL on
+    ``postgres_server``) and post to them, the clients split between them; return the figures."""
+    db = fresh_postgres_database(postgres_server) if postgres_server else str(tmp / f"bench-{secrets.token_hex(4)}.db")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]))
+    servers: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    try:
+        for _ in range(receivers):
+            port = free_port()
+            urls.append(f"http://127.0.0.1:{port}")
+            servers.append(
+                subprocess.Popen(
+                    [
+                        *(sys.executable, "-c", "from flowledger.cli import main; main()"),
+                        *("serve", "--db", db, "--port", str(port), "--log-level", "warning"),
+                    ],
+                    env=env,
+                )
+            )
+        for url in urls:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        sys.exit("the receiver did not start")
+                    time.sleep(0.05)
         ctx = multiprocessing.get_context("spawn")
         ready = ctx.Barrier(clients + 1)
         go = ctx.Event()
         results = ctx.Queue()
         procs = [
-            ctx.Process(target=client, args=(url, runs_per_client, batch, ready, go, results)) for _ in range(clients)
+            ctx.Process(target=client, args=(urls[i % receivers], runs_per_client, batch, ready, go, results))
+            for i in range(clients)
         ]
         for proc in procs:
             proc.start()
         ready.wait()  # every client has built and encoded its batches
-        cpu_before = cpu_seconds(server.pid)
-        loop_before = cpu_seconds(server.pid, server.pid)  # the main thread runs the event loop
+        cpu_before = sum(cpu_seconds(server.pid) for server in servers)
+        loop_before = sum(cpu_seconds(server.pid, server.pid) for server in servers)  # main threads: event loops
+        pg_before = postgres_cpu_seconds() if postgres_server else 0.0
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
         go.set()
         outcomes = [results.get(timeout=600) for _ in procs]
         elapsed = time.perf_counter() - started
-        cpu_used = cpu_seconds(server.pid) - cpu_before
-        loop_used = cpu_seconds(server.pid, server.pid) - loop_before
+        cpu_used = sum(cpu_seconds(server.pid) for server in servers) - cpu_before
+        loop_used = sum(cpu_seconds(server.pid, server.pid) for server in servers) - loop_before
+        pg_used = postgres_cpu_seconds() - pg_before if postgres_server else 0.0
         load_after = os.getloadavg()[0]
         for proc in procs:
             proc.join()
-        stored = sqlite3.connect(db).execute("SELECT count(*) FROM ledger").fetchone()[0]
+        stored = stored_events(db)
         verify = subprocess.run(
-            [sys.executable, "-c", "from flowledger.cli import main; main()", "verify", "--db", str(db)],
+            [sys.executable, "-c", "from flowledger.cli import main; main()", "verify", "--db", db],
             env=env,
             capture_output=True,
             text=True,
         )
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
     return {
+        "pg_cpu": pg_used,
         "sent": sum(o[0] for o in outcomes),
         "retries": sum(o[1] for o in outcomes),
         "client_cpu": sum(o[2] for o in outcomes),
@@ -389,6 +470,11 @@ def report(label: str, runs: list[dict[str, Any]]) -> None:
         )
         others = [a - b for a, b in zip(per_event, loop, strict=True)]
         print(f"[{label}]   other threads      : {line(others, 'us/event', fmt='.1f')}  (SQLite on the writer)")
+    if any(f["pg_cpu"] for f in runs):
+        server = [f["pg_cpu"] / f["sent"] * 1e6 for f in runs]
+        print(
+            f"[{label}] PostgreSQL server CPU: {line(server, 'us/event', fmt='.1f')}  (its backends, on this machine)"
+        )
     client = [f["client_cpu"] / f["sent"] * 1e6 for f in runs]
     print(
         f"[{label}] client processes CPU : {line(client, 'us/event', fmt='.1f')}  (posting the prepared bodies; "
@@ -403,23 +489,55 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="events per request")
     parser.add_argument("--baseline", default=None, help="also measure the receiver of this git revision")
     parser.add_argument("--repeat", type=int, default=1, help="alternate the measurements this many times")
+    parser.add_argument(
+        "--engine",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="postgres: also one and two receivers on one PostgreSQL database, beside SQLite",
+    )
+    parser.add_argument(
+        "--postgres-url", default=None, help="a PostgreSQL server to create databases on (default: a throwaway one)"
+    )
     args = parser.parse_args()
+    if args.engine == "postgres" and args.baseline is not None:
+        parser.error("--baseline compares receivers on SQLite; leave it out with --engine postgres")
     runs_per_client = -(-args.events // (EVENTS_PER_RUN * args.clients))
     total = runs_per_client * EVENTS_PER_RUN * args.clients
 
-    with tempfile.TemporaryDirectory() as tmp_name:
+    with tempfile.TemporaryDirectory() as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
         trees = {"this tree": ROOT / "src"}
         if args.baseline is not None:
             (tmp / "baseline").mkdir()
             trees = {f"baseline {args.baseline}": export_revision(args.baseline, tmp / "baseline"), **trees}
-        runs: dict[str, list[dict[str, Any]]] = {label: [] for label in trees}
+        setups: dict[str, tuple[Path, str | None, int]] = {label: (src, None, 1) for label, src in trees.items()}
+        if args.engine == "postgres":
+            server = args.postgres_url
+            if server is None:
+                sys.path.insert(0, str(ROOT))
+                from tests._postgres import postgres_cluster
+
+                server = stack.enter_context(postgres_cluster())
+            setups = {
+                "sqlite, 1 receiver": (ROOT / "src", None, 1),
+                "postgres, 1 receiver": (ROOT / "src", server, 1),
+                "postgres, 2 receivers": (ROOT / "src", server, 2),
+            }
+        runs: dict[str, list[dict[str, Any]]] = {label: [] for label in setups}
         raw_runs: list[float] = []
         all_runs: list[float] = []
         sample = build_runs(runs_per_client * args.clients)
         for round_ in range(args.repeat):
-            for label, src in trees.items():
-                figures = measure(src, args.clients, runs_per_client, args.batch, tmp)
+            for label, (src, postgres_server, receivers) in setups.items():
+                figures = measure(
+                    src,
+                    args.clients,
+                    runs_per_client,
+                    args.batch,
+                    tmp,
+                    postgres_server=postgres_server,
+                    receivers=receivers,
+                )
                 if figures["stored"] != figures["sent"]:
                     sys.exit(f"[{label}] the ledger does not hold every event sent")
                 runs[label].append(figures)
@@ -436,7 +554,11 @@ def main() -> None:
     raw_rate = median(total / s for s in raw_runs)
     all_rate = median(total / s for s in all_runs)
     rates = {label: median(f["sent"] / f["elapsed"] for f in measured) for label, measured in runs.items()}
-    if len(runs) == 2:
+    if args.engine == "postgres":
+        reference = rates["sqlite, 1 receiver"]
+        for label, rate in rates.items():
+            print(f"[{label}] / sqlite, 1 receiver: {rate / reference:.2f}")
+    elif len(runs) == 2:
         (base_label, base_rate), (_, this_rate) = rates.items()
         print(f"this tree / {base_label}: {this_rate / base_rate:.2f} of the baseline's events/s (medians)")
     print(

@@ -132,6 +132,8 @@ class ReceiverConfig:
     """Everything ``flowledger serve`` can be told."""
 
     db_path: Path = DEFAULT_DB_PATH
+    db_url: str | None = None
+    """A PostgreSQL URL: the receiver stores there (the PostgreSQL engine) instead of in ``db_path``."""
     limits: IngestLimits = field(default_factory=IngestLimits)
     write_queue_max_requests: int = DEFAULT_WRITE_QUEUE_MAX_REQUESTS
     """Requests waiting for the writer; beyond it ingest answers 503 with Retry-After."""
@@ -224,7 +226,7 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
     for f in fields(ReceiverConfig):
         if (
             f.name
-            in {"limits", "api_keys", "db_path", "retention", "resume_endpoints", "grpc_host"}
+            in {"limits", "api_keys", "db_path", "db_url", "retention", "resume_endpoints", "grpc_host"}
             | _OTLP_TEXT_FIELDS
             | _CHECKPOINT_TEXT_FIELDS
         ):
@@ -262,7 +264,7 @@ def _check_reconcile(changes: Mapping[str, object]) -> None:
             raise ConfigError(f"{variable}={value!r} must be {low} or more.")
 
 
-_NOT_NUMBERS: Final = frozenset({"limits", "api_keys", "db_path", "retention", "resume_endpoints"})
+_NOT_NUMBERS: Final = frozenset({"limits", "api_keys", "db_path", "db_url", "retention", "resume_endpoints"})
 _OTLP_TEXT_FIELDS: Final = frozenset({"forward_endpoint", "forward_headers", "trace_url_template"})
 _CHECKPOINT_TEXT_FIELDS: Final = frozenset({"checkpoint_dir", "checkpoint_key", "checkpoint_url"})
 

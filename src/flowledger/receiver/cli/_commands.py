@@ -95,14 +95,39 @@ def _clean_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+class DbTarget(click.ParamType):  # type: ignore[type-arg]
+    """``--db``: a SQLite file (a Path) or a ``postgresql://`` URL (its text, checked; the password never shown)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
+        if isinstance(value, Path):
+            return value
+        from flowledger._exceptions import ConfigError
+        from flowledger.receiver.store.postgres import check_postgres_url, is_postgres_url
+
+        text = str(value)
+        if not is_postgres_url(text):
+            return Path(text)
+        source = ctx.get_parameter_source(param.name) if ctx is not None and param is not None and param.name else None
+        option = "FLOWLEDGER_DB" if source is click.core.ParameterSource.ENVIRONMENT else "--db"
+        try:
+            return check_postgres_url(text, option=option)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DB_TARGET: Final = DbTarget()
+
+
 def _db_option(default: str | None) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return click.option(
         "--db",
         "db",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=DB_TARGET,
         default=default,
         show_default=default is not None,
-        help="Read this database file directly.",
+        help="Read this database directly: a SQLite file or a postgresql:// URL.",
     )
 
 
@@ -131,7 +156,7 @@ def _checked_key(api_key: str | None) -> str | None:
     return check_api_key(api_key, origin=origin)
 
 
-def _source(db: Path | None, url: str | None, api_key: str | None) -> Source:
+def _source(db: Path | str | None, url: str | None, api_key: str | None) -> Source:
     from flowledger.receiver.cli._sources import DbSource, UrlSource
 
     api_key = _checked_key(api_key)
@@ -154,13 +179,28 @@ def _print_json(value: Any) -> None:
 # --- serve ---------------------------------------------------------------
 
 
+def _prepare_postgres(url: str) -> None:
+    """Connect to the PostgreSQL database once and bring its schema up to date (StoreError in one sentence)."""
+    import asyncio
+
+    from flowledger.receiver.store.postgres import PostgresStore
+
+    async def main() -> None:
+        store = PostgresStore(url, pool_min=1, pool_max=1)
+        await store.open()
+        await store.close()
+
+    asyncio.run(main())
+
+
 @click.command("serve")
 @click.option(
     "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=DB_TARGET,
+    envvar="FLOWLEDGER_DB",
     default=DEFAULT_DB,
     show_default=True,
-    help="The SQLite database (created when missing).",
+    help="The SQLite database (created when missing) or a postgresql:// URL [env FLOWLEDGER_DB].",
 )
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Interface to listen on.")
 @click.option(
@@ -188,7 +228,7 @@ def _print_json(value: Any) -> None:
 )
 @_clean_errors
 def serve_command(
-    db: Path,
+    db: Path | str,
     host: str,
     port: int,
     grpc_port: int | None,
@@ -204,7 +244,10 @@ def serve_command(
     from flowledger.receiver._server import bind_socket, serve
     from flowledger.receiver.store._sqlite import prepare_file
 
-    config = config_from_env(ReceiverConfig(db_path=db))
+    if isinstance(db, str):  # a PostgreSQL URL (checked by DbTarget)
+        config = config_from_env(ReceiverConfig(db_url=db))
+    else:
+        config = config_from_env(ReceiverConfig(db_path=db))
     keys = keys_from_env(os.environ.get("FLOWLEDGER_RECEIVER_API_KEYS"))
     if api_keys is not None:
         keys.update(load_keys_file(api_keys))
@@ -216,7 +259,15 @@ def serve_command(
     if config.grpc_port is not None:
         _check_grpc(host, config.grpc_port)
         config = replace(config, grpc_host=host)
-    prepare_file(db)  # a bad --db is one error line here, not a failed app startup
+    # A bad --db is one error line here, not a failed app startup.
+    if isinstance(db, str):
+        from flowledger.receiver.store.postgres import redacted
+
+        _prepare_postgres(db)
+        shown = redacted(db)
+    else:
+        prepare_file(db)
+        shown = str(db)
     try:
         sock = bind_socket(host, port)  # a busy port is one error line, before anything claims to be serving
     except OSError as exc:
@@ -226,7 +277,8 @@ def serve_command(
     bound_port = sock.getsockname()[1]
     where = f"[{host}]" if ":" in host else host
     click.echo(
-        f"flowledger receiver on http://{where}:{bound_port} with {db}" + (" (API keys on)" if keys else ""), err=True
+        f"flowledger receiver on http://{where}:{bound_port} with {shown}" + (" (API keys on)" if keys else ""),
+        err=True,
     )
     if config.grpc_port is not None:
         click.echo(

@@ -1,7 +1,8 @@
 """Every receiver command of the ``flowledger`` CLI.
 
 The reading and serving commands (:mod:`._commands`), the ledger-lifecycle ones (:mod:`._lifecycle`)
-and the integrity checks (:mod:`._integrity`), and the analytics ones (:mod:`._analytics`).
+and the integrity checks (:mod:`._integrity`), the analytics ones (:mod:`._analytics`) and ``migrate``
+(:mod:`._migrate`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Final
 
 import click
 
-from flowledger.receiver.cli import _analytics, _commands, _diff_command, _integrity, _lifecycle
+from flowledger.receiver.cli import _analytics, _commands, _diff_command, _integrity, _lifecycle, _migrate
 
 __all__ = ["COMMANDS"]
 
@@ -20,4 +21,5 @@ COMMANDS: Final[list[click.Command]] = [
     *_integrity.COMMANDS,
     *_diff_command.COMMANDS,
     *_analytics.COMMANDS,
+    *_migrate.COMMANDS,
 ]

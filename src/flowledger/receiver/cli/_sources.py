@@ -106,17 +106,25 @@ class Source(Protocol):
 
 
 class DbSource:
-    """Reads (and for rebuild, writes) a database file directly."""
+    """Reads (and for rebuild, writes) a database directly: a SQLite file, or a PostgreSQL URL."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self.path = path
 
-    def _run(self, work: Callable[[Store], Coroutine[Any, Any, T]], *, write: bool = False) -> T:
+    def _store(self, *, write: bool) -> Store:
+        """An unopened store of the database (read-only unless ``write``)."""
+        if isinstance(self.path, str):
+            from flowledger.receiver.store.postgres import PostgresStore
+
+            return PostgresStore(self.path, pool_min=1, pool_max=2, readonly=not write)
         if not self.path.exists():
             raise StoreError(f"there is no database at {self.path}; pass --db PATH of a flowledger database")
+        return SqliteStore(self.path, readers=1, readonly=not write)
+
+    def _run(self, work: Callable[[Store], Coroutine[Any, Any, T]], *, write: bool = False) -> T:
+        store = self._store(write=write)
 
         async def main() -> T:
-            store = SqliteStore(self.path, readers=1, readonly=not write)
             await store.open()
             try:
                 return await work(store)
@@ -152,10 +160,8 @@ class DbSource:
 
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]:
         """Rendered lines, produced chunk by chunk on a private event loop."""
-        if not self.path.exists():
-            raise StoreError(f"there is no database at {self.path}; pass --db PATH of a flowledger database")
+        store = self._store(write=False)
         loop = asyncio.new_event_loop()
-        store = SqliteStore(self.path, readers=1, readonly=True)
         try:
             loop.run_until_complete(store.open())
             lines = export_lines(store.iter_runs(query, with_nodes=fmt is ExportFormat.JSONL), fmt)
@@ -185,7 +191,8 @@ class DbSource:
         from flowledger.receiver.store._protocol import EventOutcome
         from flowledger.receiver.store._sqlite import prepare_file
 
-        prepare_file(self.path)
+        if isinstance(self.path, Path):
+            prepare_file(self.path)
         report = ImportReport()
         limits = IngestLimits()
 

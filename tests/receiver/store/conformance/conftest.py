@@ -1,7 +1,11 @@
 """The engines the Store conformance suite runs against, and how to feed them events.
 
-A new engine is added to :data:`ENGINES` (a factory from a fresh temporary
-folder to an unopened store); it is done when every test here passes for it.
+A new engine is added to :data:`ENGINE_NAMES` and to the ``engine`` fixture
+(a factory from a fresh temporary folder to an unopened store); it is done
+when every test here passes for it. PostgreSQL runs on a throwaway cluster
+(``tests/_postgres.py``), a new database per test. A test (or module) of a
+part an engine has not built yet is marked ``sqlite_only(reason)``: it runs
+on SQLite alone, and the marker says which and why.
 """
 
 from __future__ import annotations
@@ -25,14 +29,28 @@ EngineFactory = Callable[[Path], Store]
 ENGINES: Final[dict[str, EngineFactory]] = {
     "sqlite": lambda folder: SqliteStore(folder / "conformance.db", readers=2),
 }
-"""Every engine of the Store protocol, by name."""
+"""The engines that need nothing but a folder, by name (the property-based tests use these)."""
+
+ENGINE_NAMES: Final = ("postgres", "sqlite")
+"""Every engine of the Store protocol."""
 
 
-@pytest.fixture(params=sorted(ENGINES))
-def engine(request: pytest.FixtureRequest) -> EngineFactory:
-    """A factory of unopened stores of one engine."""
-    factory: EngineFactory = ENGINES[request.param]
-    return factory
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test on every engine, or on SQLite alone when it is marked ``sqlite_only``."""
+    if "engine_kind" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("sqlite_only")
+        metafunc.parametrize("engine_kind", ["sqlite"] if only else list(ENGINE_NAMES))
+
+
+@pytest.fixture
+def engine(engine_kind: str, request: pytest.FixtureRequest) -> EngineFactory:
+    """A factory of unopened stores of one engine (PostgreSQL: every store of a test on one new database)."""
+    if engine_kind == "postgres":
+        from flowledger.receiver.store.postgres import PostgresStore
+
+        url: str = request.getfixturevalue("postgres_url")
+        return lambda folder: PostgresStore(url)
+    return ENGINES[engine_kind]
 
 
 @pytest_asyncio.fixture

@@ -1,0 +1,46 @@
+"""The seam between the engine-neutral SQL of the store and PostgreSQL's spelling of it.
+
+The store's shared SQL builders (``runs_where``, the record declarations'
+payload columns) write SQLite's spelling: ``?`` parameters and JSON paths
+(``body -> '$.data.input'``). Rather than copy them, this engine translates
+the two differences it meets: parameters become ``$1, $2, ...``, a table loses SQLite's ``WITHOUT ROWID``, and a
+payload path becomes a ``#>`` on the body read as ``json`` (the text kept
+as it is: numbers and key order unchanged).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Final
+
+__all__ = ["numbered", "payload_sql", "table_ddl"]
+
+_PARAM: Final = re.compile(r"\?")
+_WITHOUT_ROWID: Final = re.compile(r"\)\s*WITHOUT ROWID", re.IGNORECASE)
+_PATH: Final = re.compile(r"^(\w+)\.body\s*(->>?)\s*'\$\.([\w.]+)'$")
+
+
+def numbered(sql: str, first: int = 1) -> str:
+    """``sql`` with each ``?`` replaced by ``$1``, ``$2``... (from ``first``); the SQL holds no ``?`` in literals."""
+    counter = iter(range(first, first + sql.count("?")))
+    return _PARAM.sub(lambda _: f"${next(counter)}", sql)
+
+
+def payload_sql(columns: Mapping[str, str]) -> dict[str, str]:
+    """PostgreSQL expressions of the payload columns declared in SQLite's JSON-path spelling."""
+    out: dict[str, str] = {}
+    for column, expression in columns.items():
+        match = _PATH.match(expression.strip())
+        if match is None:
+            raise ValueError(f"the payload column {column} ({expression}) is not a JSON path this engine translates")
+        alias, arrow, path = match.groups()
+        keys = ",".join(path.split("."))
+        operator = "#>>" if arrow == "->>" else "#>"
+        out[column] = f"({alias}.body::json {operator} '{{{keys}}}')::text"
+    return out
+
+
+def table_ddl(script: str) -> str:
+    """A SQLite ``CREATE TABLE`` script in PostgreSQL's spelling (``WITHOUT ROWID`` is SQLite's alone)."""
+    return _WITHOUT_ROWID.sub(")", script)

@@ -1,0 +1,120 @@
+"""Log lines on the PostgreSQL engine: the ``logs`` and ``log_drops`` tables of :mod:`.._logs`, written and read.
+
+The rows, their columns and their API shape are those of :mod:`.._logs`
+(``LogRow``, ``LOG_COLUMNS``, ``LOG_SELECT``, ``log_json``); only the
+statements are this engine's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from flowledger.receiver.store._logs import (
+    LOG_COLUMNS,
+    LOG_PAGE_MAX,
+    LOG_SELECT,
+    AttemptLogs,
+    LogDrop,
+    LogRow,
+    log_json,
+)
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["LOGS_PG_SCHEMA", "append_pg_logs", "attach_pg_logs", "pg_attempt_logs"]
+
+LOGS_PG_SCHEMA: Final = """
+CREATE TABLE logs (
+    id bigserial PRIMARY KEY, run_id text COLLATE "C" NOT NULL, span_id text COLLATE "C", ts text NOT NULL,
+    level integer NOT NULL, level_name text NOT NULL, logger text, message text NOT NULL, exception text,
+    trace_id text, log_span_id text, repeats integer NOT NULL DEFAULT 1, source text NOT NULL, attributes text,
+    project text, event_id text
+);
+CREATE INDEX logs_by_attempt ON logs (run_id, span_id, id);
+CREATE TABLE log_drops (
+    run_id text COLLATE "C" NOT NULL, span_id text COLLATE "C" NOT NULL, lines bigint NOT NULL, bytes bigint NOT NULL,
+    PRIMARY KEY (run_id, span_id)
+);
+"""
+"""The log tables (migration 2 of this engine)."""
+
+_INSERT_LOGS: Final = (
+    f"INSERT INTO logs ({', '.join(LOG_COLUMNS)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(LOG_COLUMNS)))})"
+)
+_INSERT_DROPS: Final = (
+    "INSERT INTO log_drops AS d (run_id, span_id, lines, bytes) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (run_id, span_id) DO UPDATE SET lines = d.lines + EXCLUDED.lines, bytes = d.bytes + EXCLUDED.bytes"
+)
+_INLINE_SQL: Final = (
+    "SELECT * FROM (SELECT id, span_id, ts, level, level_name, logger, message, exception, trace_id, "
+    "log_span_id, repeats, source, attributes, row_number() OVER (PARTITION BY span_id ORDER BY id) AS nth "
+    "FROM logs WHERE run_id = $1) l WHERE $2::bigint < 0 OR nth <= $2 ORDER BY id"
+)
+
+
+def _values(row: LogRow) -> list[Any]:
+    return [
+        str(value) if column == "source" else value for column, value in zip(LOG_COLUMNS, row.values(), strict=True)
+    ]
+
+
+async def append_pg_logs(conn: asyncpg.Connection, rows: Sequence[LogRow], drops: Sequence[LogDrop] = ()) -> None:
+    """Insert log rows and add drop counts (inside the caller's transaction)."""
+    if rows:
+        await conn.executemany(_INSERT_LOGS, [_values(row) for row in rows])
+    if drops:
+        await conn.executemany(_INSERT_DROPS, [(d.run_id, d.span_id or "", d.lines, d.bytes) for d in drops])
+
+
+async def attach_pg_logs(
+    conn: asyncpg.Connection, run_id: str, nodes: list[dict[str, Any]], inline: int | None
+) -> None:
+    """Give every attempt its ``logs`` (at most ``inline``; None: all), ``logs_url`` and ``logs_dropped``."""
+    lines: dict[str | None, list[dict[str, Any]]] = {}
+    more: set[str | None] = set()
+    for row in await conn.fetch(_INLINE_SQL, run_id, -1 if inline is None else inline + 1):
+        span_id = row[1]
+        if inline is not None and int(row[13]) > inline:
+            more.add(span_id)
+            continue
+        lines.setdefault(span_id, []).append(log_json(row))
+    drops = {
+        str(row[0]): {"lines": int(row[1]), "bytes": int(row[2])}
+        for row in await conn.fetch("SELECT span_id, lines, bytes FROM log_drops WHERE run_id = $1", run_id)
+    }
+    for node in nodes:
+        span_id = node["span_id"]
+        node["logs"] = lines.get(span_id, [])
+        node["logs_url"] = f"/api/runs/{run_id}/attempts/{span_id}/logs" if span_id in more else None
+        node["logs_dropped"] = drops.get(span_id)
+
+
+async def pg_attempt_logs(
+    conn: asyncpg.Connection,
+    run_id: str,
+    span_id: str | None,
+    *,
+    project: str | None,
+    min_level: int,
+    after_id: int,
+    limit: int,
+) -> AttemptLogs | None:
+    """One attempt's lines in arrival order, a page at a time; None for an unknown (or another project's) run."""
+    limit = max(1, min(limit, LOG_PAGE_MAX))
+    owner = await conn.fetchrow("SELECT project FROM runs WHERE run_id = $1", run_id)
+    if owner is None or (project is not None and owner[0] != project):
+        return None
+    span = "span_id = $5" if span_id is not None else "span_id IS NULL"
+    params: list[Any] = [run_id, after_id, min_level, limit + 1, *([span_id] if span_id is not None else [])]
+    rows = await conn.fetch(
+        f"{LOG_SELECT} WHERE run_id = $1 AND {span} AND id > $2 AND level >= $3 ORDER BY id LIMIT $4", *params
+    )
+    drops = await conn.fetchrow(
+        "SELECT lines, bytes FROM log_drops WHERE run_id = $1 AND span_id = $2", run_id, span_id or ""
+    )
+    page = AttemptLogs(lines=[log_json(row) for row in rows[:limit]], more=len(rows) > limit)
+    if drops is not None:
+        page.dropped_lines, page.dropped_bytes = int(drops[0]), int(drops[1])
+    return page

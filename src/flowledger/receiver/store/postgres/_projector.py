@@ -1,0 +1,207 @@
+"""Folding events into the PostgreSQL engine's run, node-attempt and producer rows.
+
+The fold itself is the engine-neutral state machine of :mod:`.._fold`; this
+module only loads the states a batch touches and writes the changed rows back
+(an upsert per table), inside the caller's transaction. Log lines of ``node_logs``
+events are kept too (:mod:`._logs`), and the runs dropped by sampling are
+counted (``sampled_out``). The projections the SQLite engine keeps beside
+these (search text, run attributes,
+error groups and statistics rollups, custom metric
+totals) are not built on this engine yet: their events are in the ledger, so
+a later version folds them with ``rebuild``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from flowledger._wire import EventKind, NodeStatus, RunStatus
+from flowledger.receiver.store._fold import (
+    NODE_COLUMNS,
+    RUN_COLUMNS,
+    FoldEvent,
+    NodeState,
+    RunState,
+    fold_node,
+    fold_run,
+)
+from flowledger.receiver.store._logs import LogDrop, LogRow, rows_of_event
+from flowledger.receiver.store._sampled import sampled_out_key
+from flowledger.receiver.store.postgres._logs import append_pg_logs
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["PgProjector", "load_pg_runs", "run_values", "save_pg_runs"]
+
+_NODE_KINDS: Final = frozenset({EventKind.NODE_STARTED, EventKind.NODE_FINISHED})
+_SAMPLED_OUT: Final = EventKind.RUN_SAMPLED_OUT
+_NODE_LOGS: Final = EventKind.NODE_LOGS
+
+
+def _upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+
+
+_SAVE_RUNS: Final = _upsert("runs", RUN_COLUMNS, ("run_id",))
+_SAVE_NODES: Final = _upsert("node_runs", NODE_COLUMNS, ("run_id", "span_id"))
+_SAVE_SAMPLED_OUT: Final = (
+    "INSERT INTO sampled_out AS s (workflow_id, project, day, runs) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (workflow_id, project, day) DO UPDATE SET runs = s.runs + EXCLUDED.runs"
+)
+_SAVE_PRODUCERS: Final = """
+INSERT INTO producers AS p (producer_id, max_seq, events, project, last_ts, last_run_id)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (producer_id) DO UPDATE SET
+    max_seq = greatest(p.max_seq, EXCLUDED.max_seq),
+    events = p.events + EXCLUDED.events,
+    project = coalesce(p.project, EXCLUDED.project),
+    last_run_id = CASE WHEN p.last_ts IS NULL OR EXCLUDED.last_ts > p.last_ts
+                       OR (EXCLUDED.last_ts = p.last_ts AND EXCLUDED.last_run_id > p.last_run_id)
+                  THEN EXCLUDED.last_run_id ELSE p.last_run_id END,
+    last_ts = nullif(greatest(coalesce(p.last_ts, ''), coalesce(EXCLUDED.last_ts, '')), '')
+"""
+
+
+def _plain(value: Any) -> Any:
+    return value._value_ if isinstance(value, enum.Enum) else value
+
+
+def run_values(run: RunState) -> list[Any]:
+    """A run's row in RUN_COLUMNS order, enums as their text."""
+    return [_plain(getattr(run, column)) for column in RUN_COLUMNS]
+
+
+def _node_values(node: NodeState) -> list[Any]:
+    return [_plain(getattr(node, column)) for column in NODE_COLUMNS]
+
+
+def run_from_record(row: Sequence[Any]) -> RunState:
+    """A RunState from a ``runs`` row selected with RUN_COLUMNS."""
+    state = RunState(*row)
+    state.status = RunStatus(state.status)
+    state.seen = True
+    return state
+
+
+async def load_pg_runs(conn: asyncpg.Connection, run_ids: Iterable[str]) -> dict[str, RunState]:
+    """The stored states of the given runs (absent ones are left out)."""
+    rows = await conn.fetch(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ANY($1::text[])", list(run_ids))
+    return {row["run_id"]: run_from_record(tuple(row)) for row in rows}
+
+
+async def save_pg_runs(conn: asyncpg.Connection, runs: Iterable[RunState]) -> None:
+    """Write run states back (whole rows)."""
+    rows = [run_values(run) for run in runs]
+    if rows:
+        await conn.executemany(_SAVE_RUNS, rows)
+
+
+class PgProjector:
+    """Folds one batch of events into the run, node-attempt and producer rows of ``conn``."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self.runs: dict[str, RunState] = {}
+        self._nodes: dict[tuple[str, str], NodeState] = {}
+        self._dirty_runs: set[str] = set()
+        self._dirty_nodes: set[tuple[str, str]] = set()
+        self._producers: dict[str, list[Any]] = {}
+        """producer_id -> [max_seq, events, project, last_ts, last_run_id] of this batch."""
+        self._logs: list[LogRow] = []
+        self._log_drops: list[LogDrop] = []
+        self._sampled_out: dict[tuple[str, str, str], int] = {}
+        """(workflow_id, project, day) -> runs dropped by sampling, in this batch."""
+
+    async def load(self, events: Sequence[FoldEvent]) -> None:
+        """Read the stored states of every run and attempt the events touch."""
+        run_ids = {e.run_id for e in events} - self.runs.keys()
+        self.runs.update(await load_pg_runs(self._conn, run_ids))
+        keys = {(e.run_id, e.data["span_id"]) for e in events if e.kind in _NODE_KINDS} - self._nodes.keys()
+        if keys:
+            rows = await self._conn.fetch(
+                f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id = ANY($1::text[])",
+                list({run_id for run_id, _ in keys}),
+            )
+            for row in rows:
+                key = (row["run_id"], row["span_id"])
+                if key in keys:
+                    state = NodeState(*tuple(row))
+                    if state.status is not None:
+                        state.status = NodeStatus(state.status)
+                    self._nodes[key] = state
+
+    def project_of(self, run_id: str) -> str | None:
+        """The project a run is bound to so far, if any."""
+        run = self.runs.get(run_id)
+        return None if run is None else run.project
+
+    def apply(self, event: FoldEvent, producer_id: str | None = None, producer_seq: int = 0) -> None:
+        """Fold one new event (its states must have been loaded; ``event.seq`` set)."""
+        sampled_out = event.kind is _SAMPLED_OUT
+        if sampled_out:  # a dropped run is counted, never made a run
+            day_key = sampled_out_key(event.data, event.project, event.ts)
+            self._sampled_out[day_key] = self._sampled_out.get(day_key, 0) + event.data["runs"]
+        else:
+            run_id = event.run_id
+            self.runs[run_id] = fold_run(self.runs.get(run_id), event)
+            self._dirty_runs.add(run_id)
+            if event.kind in _NODE_KINDS:
+                key = (run_id, event.data["span_id"])
+                self._nodes[key] = fold_node(self._nodes.get(key), event)
+                self._dirty_nodes.add(key)
+            elif event.kind is _NODE_LOGS:
+                rows, drop = rows_of_event(
+                    run_id=run_id, event_id=event.event_id, project=event.project, data=event.data
+                )
+                self._logs += rows
+                if drop is not None:
+                    self._log_drops.append(drop)
+        if producer_id is not None:
+            self._count_producer(event, producer_id, producer_seq, tail=not sampled_out)
+
+    def _count_producer(self, event: FoldEvent, producer_id: str, producer_seq: int, *, tail: bool) -> None:
+        run_id = event.run_id
+        counts = self._producers.get(producer_id)
+        ts = event.ts if tail else ""
+        if counts is None:
+            self._producers[producer_id] = [producer_seq, 1, event.project, ts or None, run_id if tail else None]
+            return
+        counts[0] = max(counts[0], producer_seq)
+        counts[1] += 1
+        if counts[2] is None:
+            counts[2] = event.project
+        if tail and (counts[3] is None or (ts, run_id) > (counts[3], counts[4])):
+            counts[3], counts[4] = ts, run_id
+
+    async def flush(self) -> None:
+        """Write every changed row (inside the caller's transaction)."""
+        conn = self._conn
+        if self._dirty_runs:
+            await conn.executemany(_SAVE_RUNS, [run_values(self.runs[r]) for r in sorted(self._dirty_runs)])
+        if self._dirty_nodes:
+            await conn.executemany(_SAVE_NODES, [_node_values(self._nodes[k]) for k in sorted(self._dirty_nodes)])
+        if self._producers:
+            await conn.executemany(_SAVE_PRODUCERS, [(p, *c) for p, c in sorted(self._producers.items())])
+        if self._logs or self._log_drops:
+            await append_pg_logs(conn, self._logs, self._log_drops)
+        if self._sampled_out:
+            await conn.executemany(_SAVE_SAMPLED_OUT, [(*key, runs) for key, runs in sorted(self._sampled_out.items())])
+        self._dirty_runs.clear()
+        self._dirty_nodes.clear()
+        self._producers.clear()
+        self._logs.clear()
+        self._log_drops.clear()
+        self._sampled_out.clear()
+
+    def forget(self) -> None:
+        """Drop the loaded states (rebuild calls this between chunks to bound memory)."""
+        self.runs.clear()
+        self._nodes.clear()

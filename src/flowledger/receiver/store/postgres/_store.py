@@ -1,0 +1,885 @@
+"""The PostgreSQL engine of the :class:`~flowledger.receiver.store._protocol.Store` protocol.
+
+Many receivers may share one database. An asyncpg connection pool serves
+each of them; every commit group that extends the ledger (an append, a
+purge) first takes one transaction-scoped advisory lock, the chain's single
+serialisation point, then reads the chain's head and appends after it, so
+the hash chain and the Merkle tree stay linear whichever receiver commits.
+Exactly-once holds across receivers: event ids are checked under that lock,
+and ``ledger.event_id`` is unique besides. Run and node-attempt projections
+are folded in the same transaction as the entries. The sweeper runs on one
+receiver at a time: the one holding a session-level advisory lock on a
+dedicated connection; when its process dies the lock goes with its session
+and the next receiver to sweep takes over.
+
+Methods this engine does not implement yet raise :class:`StoreError` naming
+the method (see :data:`NOT_BUILT`); none of them answers wrongly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final, NoReturn
+
+import asyncpg
+
+from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
+from flowledger._wire import RunStatus, now_ts
+from flowledger.receiver.store._canonical import GENESIS_HASH
+from flowledger.receiver.store._children import CHILDREN_COUNT_MAX, CHILDREN_LISTED_MAX, children_json
+from flowledger.receiver.store._custom_metrics import CustomMetricQuery
+from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, payload_hash
+from flowledger.receiver.store._error_groups import ErrorGroupQuery, with_fingerprints
+from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
+from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
+from flowledger.receiver.store._logs import LOG_PAGE_MAX, LOGS_INLINE_MAX, AttemptLogs, LogDrop, LogRow, LogSource
+from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier
+from flowledger.receiver.store._otlp_logs import OtlpLogRow
+from flowledger.receiver.store._otlp_metrics import MetricPointRow, MetricsOutcome
+from flowledger.receiver.store._protocol import (
+    TOTAL_COUNT_MAX,
+    DailyTotal,
+    Drift,
+    EntryProof,
+    EventOutcome,
+    PurgeReport,
+    PurgeSelection,
+    RunPage,
+    RunQuery,
+    Stats,
+    TreeHead,
+    VerifyReport,
+)
+from flowledger.receiver.store._query import node_json, run_json, runs_where
+from flowledger.receiver.store._rebuild import event_from_body
+from flowledger.receiver.store._records import (
+    NODE_FIELDS,
+    NODE_PAYLOAD_SQL,
+    RUN_FIELDS,
+    RUN_PAYLOAD_SQL,
+    detail_fields,
+    select_list,
+    stored_fields,
+)
+from flowledger.receiver.store._search import looks_like_run_id
+from flowledger.receiver.store._spans import SpanRow, TraceLinks
+from flowledger.receiver.store._stats import StatsQuery
+from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
+from flowledger.receiver.store._verify import EntryWalker
+from flowledger.receiver.store._views import (
+    PERCENTILE_SAMPLE_MAX,
+    PageDirection,
+    PayloadKind,
+    RunFilter,
+    RunListPage,
+    RunPageCursor,
+)
+from flowledger.receiver.store.postgres._dialect import numbered, payload_sql
+from flowledger.receiver.store.postgres._logs import append_pg_logs, attach_pg_logs, pg_attempt_logs
+from flowledger.receiver.store.postgres._projector import PgProjector, run_from_record, save_pg_runs
+from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrate_postgres
+from flowledger.receiver.store.postgres._spans import pg_trace, store_pg_spans
+from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof, verify_tree
+from flowledger.receiver.store.postgres._url import check_postgres_url, redacted
+
+__all__ = ["CHAIN_LOCK", "NOT_BUILT", "SWEEPER_LOCK", "SWEEPER_NAME", "PostgresStore"]
+
+ENGINE: Final = "PostgreSQL"
+CHAIN_LOCK: Final = 0x666C6F77636861  # "flowcha": the chain's one serialisation point
+SWEEPER_LOCK: Final = 0x666C6F77737765  # "flowswe": held by the sweeping receiver's session
+SWEEPER_NAME: Final = "flowledger sweeper"
+"""The ``application_name`` of the sweeper's connection, followed by the receiver's process id."""
+POOL_MIN: Final = 1
+POOL_MAX: Final = 10
+_STREAM_CHUNK: Final = 2_000
+_REBUILD_CHUNK: Final = 5_000
+_NEWEST_FIRST: Final = "ORDER BY r.started_at DESC NULLS LAST, r.run_id DESC"
+_RUN_SELECT: Final = select_list(stored_fields(RUN_FIELDS), "r")
+_RUN_PAYLOADS_SELECT: Final = select_list(detail_fields(RUN_FIELDS), "r", payload_sql(RUN_PAYLOAD_SQL))
+_RUN_PAYLOADS_FROM: Final = (
+    "runs r LEFT JOIN payloads ls ON ls.seq = r.input_seq LEFT JOIN payloads lf ON lf.seq = r.output_seq"
+)
+_NODE_SELECT: Final = (
+    select_list(stored_fields(NODE_FIELDS), "n", payload_sql(NODE_PAYLOAD_SQL))
+    + " FROM node_runs n LEFT JOIN payloads li ON li.seq = n.input_seq LEFT JOIN payloads lo ON lo.seq = n.output_seq"
+)
+_INSERT_LEDGER: Final = (
+    "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+)
+_INSERT_PAYLOAD: Final = "INSERT INTO payloads (seq, body) VALUES ($1, $2)"
+_INSERT_NODE: Final = "INSERT INTO merkle_nodes (level, idx, hash) VALUES ($1, $2, $3)"
+_INSERT_BLOB: Final = "INSERT INTO blobs (sha256, body, size) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING"
+_SWEEP_SQL: Final = (
+    f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE status = '{RunStatus.RUNNING.value}' AND last_seen_at < $1 "
+    "FOR UPDATE"
+)
+_LAST_HEARD_SQL: Final = "SELECT max(received_at) FROM ledger WHERE run_id = $1"
+_VERIFY_SQL: Final = (
+    "SELECT l.seq, l.event_id, l.run_id, l.kind, l.ts, l.entry, l.payload_hash, l.prev_hash, l.hash, "
+    "convert_to(p.body, 'UTF8') FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
+    "WHERE l.seq > $1 ORDER BY l.seq LIMIT $2"
+)
+
+NOT_BUILT: Final = (
+    "purge",
+    "daily_totals",
+    "run_stats",
+    "error_groups",
+    "viewer_runs",
+    "run_summary",
+    "facets",
+    "run_header",
+    "attempts_page",
+    "attempt_detail",
+    "node_payload",
+    "run_payload",
+    "coverage",
+    "reconcile",
+    "resume_evidence",
+    "resume_chain",
+    "store_metric_points",
+    "metric_series",
+    "store_logs",
+    "link_otlp_logs",
+    "otlp_logs",
+    "custom_metrics",
+)
+"""Store methods the PostgreSQL engine does not implement yet: each raises StoreError naming itself."""
+
+
+def _not_built(what: str) -> NoReturn:
+    raise StoreError(
+        f"{what} is not built yet in the {ENGINE} engine; use a SQLite database (--db PATH) for it "
+        "(docs/postgres.md lists what this engine does)"
+    )
+
+
+class PostgresStore:
+    """A store on a PostgreSQL database, shareable by many receivers. ``readonly`` stores serve queries only."""
+
+    def __init__(self, url: str, *, pool_min: int = POOL_MIN, pool_max: int = POOL_MAX, readonly: bool = False) -> None:
+        self.url = check_postgres_url(url)
+        self.name = redacted(url)
+        self._pool_min, self._pool_max = max(1, pool_min), max(1, pool_max, pool_min)
+        self._readonly = readonly
+        self._pool: asyncpg.Pool | None = None
+        self._leader: asyncpg.Connection | None = None
+        self._head_seq = 0
+        self._head_hash = GENESIS_HASH
+        self._frontier: Frontier | None = None
+
+    # --- lifecycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, migrate (unless read-only), and load the chain's head."""
+        try:
+            self._pool = await asyncpg.create_pool(self.url, min_size=self._pool_min, max_size=self._pool_max)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"cannot open the database {self.name}: {exc}") from None
+        try:
+            async with self._pool.acquire() as conn:
+                if self._readonly:
+                    await _check_version(conn, self.name)
+                else:
+                    await migrate_postgres(conn, name=self.name)
+                self._head_seq, self._head_hash = await _head(conn)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Release every connection; idempotent."""
+        if self._leader is not None:
+            leader, self._leader = self._leader, None
+            await leader.close()  # the session ends: its sweeper lock goes with it
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """The last ledger row this store committed or read: (seq, hex hash)."""
+        return self._head_seq, self._head_hash.hex()
+
+    @property
+    def is_sweeper(self) -> bool:
+        """Whether this store holds the sweeper's lock (it sweeps; the other receivers do not)."""
+        return self._leader is not None
+
+    def _the_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreError("the store is not open")
+        return self._pool
+
+    def _writable(self) -> asyncpg.Pool:
+        if self._readonly:
+            raise StoreError("this store is read-only")
+        return self._the_pool()
+
+    @asynccontextmanager
+    async def _chain_transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A write transaction holding the chain's lock: one at a time across every receiver."""
+        async with self._writable().acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
+            yield conn
+
+    @asynccontextmanager
+    async def raw_transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A write transaction under the chain's lock over the raw tables (copying a ledger in: :mod:`._copy`).
+
+        The chain's head is read again afterwards.
+        """
+        async with self._chain_transaction() as conn:
+            yield conn
+        async with self._reader() as conn:
+            self._head_seq, self._head_hash = await _head(conn)
+        self._frontier = None
+
+    @asynccontextmanager
+    async def _reader(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._the_pool().acquire() as conn:
+            yield conn
+
+    async def _tree_at(self, conn: asyncpg.Connection, size: int) -> Frontier:
+        if self._frontier is None or self._frontier.size != size:
+            self._frontier = await load_frontier(conn, size)
+        return self._frontier.copy()
+
+    # --- writing ---------------------------------------------------------
+
+    async def append(self, events: Sequence[PreparedEvent]) -> list[tuple[EventOutcome, str | None]]:
+        """Store new events in one transaction under the chain's lock; see :meth:`Store.append`."""
+        results: list[tuple[EventOutcome, str | None]] = [(EventOutcome.ACCEPTED, None)] * len(events)
+        rows: list[tuple[Any, ...]] = []
+        seq, prev, tree = self._head_seq, self._head_hash, self._frontier
+        try:
+            async with self._chain_transaction() as conn:
+                ids = list({e.event_id for e in events})
+                stored = {
+                    row[0]: bytes(row[1])
+                    for row in await conn.fetch(
+                        "SELECT event_id, payload_hash FROM ledger WHERE event_id = ANY($1::text[])", ids
+                    )
+                }
+                digests = [payload_hash(e.body_bytes) for e in events]
+                fresh: list[int] = []
+                for i, event in enumerate(events):
+                    prior = stored.get(event.event_id)
+                    if prior is None:
+                        stored[event.event_id] = digests[i]
+                        fresh.append(i)
+                    elif prior == digests[i]:
+                        results[i] = (EventOutcome.DUPLICATE, None)
+                    else:
+                        results[i] = (
+                            EventOutcome.CONFLICT,
+                            f"event_id {event.event_id} is taken by a different event; give each event a new id",
+                        )
+                projector = PgProjector(conn)
+                await projector.load([events[i] for i in fresh])
+                seq, prev = await _head(conn)  # under the lock: no other receiver appends now
+                tree = await self._tree_at(conn, seq)
+                received_at = now_ts()
+                entries: list[bytes] = []
+                payloads: list[tuple[int, str]] = []
+                blobs: dict[str, str] = {}
+                for i in fresh:
+                    event = events[i]
+                    if event.project is not None:
+                        owner = projector.project_of(event.run_id)
+                        if owner is not None and owner != event.project:
+                            reason = f"run_id {event.run_id} cannot be used with this API key; give each run a new id"
+                            results[i] = (EventOutcome.FORBIDDEN, reason)
+                            continue
+                    seq += 1
+                    event.seq = seq
+                    projector.apply(event, event.producer_id, event.producer_seq)
+                    kind = event.kind.value
+                    entry = entry_bytes(
+                        seq=seq,
+                        event_id=event.event_id,
+                        run_id=event.run_id,
+                        kind=kind,
+                        ts=event.ts,
+                        project=event.project,
+                        producer_id=event.producer_id,
+                        producer_seq=event.producer_seq,
+                        payload_sha256=digests[i],
+                    )
+                    entries.append(entry)
+                    new_hash = hashlib.sha256(prev + entry).digest()
+                    rows.append(
+                        (
+                            seq,
+                            event.event_id,
+                            event.run_id,
+                            kind,
+                            event.ts,
+                            received_at,
+                            entry,
+                            digests[i],
+                            prev,
+                            new_hash,
+                        )
+                    )
+                    payloads.append((seq, event.body))
+                    blobs.update(event.blobs)
+                    prev = new_hash
+                if rows:
+                    await conn.executemany(_INSERT_LEDGER, rows)
+                    await conn.executemany(_INSERT_PAYLOAD, payloads)
+                    if blobs:
+                        await conn.executemany(
+                            _INSERT_BLOB, [(d, text, len(text.encode("utf-8"))) for d, text in blobs.items()]
+                        )
+                    nodes = tree.extend(entries, keep_from_level=STORED_MIN_LEVEL)
+                    if nodes:
+                        await conn.executemany(_INSERT_NODE, nodes)
+                    await projector.flush()
+        except (asyncpg.DataError, OverflowError, ValueError, TypeError) as exc:  # what the events hold
+            raise UnstorableError(f"storing {len(events)} events failed: {exc}") from exc
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # the server: worth retrying
+            raise StoreError(f"storing {len(events)} events failed: {exc}") from exc
+        if rows:
+            self._head_seq, self._head_hash, self._frontier = seq, prev, tree
+        return results
+
+    async def _lead_sweeper(self) -> bool:
+        """Whether this store may sweep: it holds the sweeper's lock, or takes it now (a leader that died let go)."""
+        if self._leader is not None:
+            try:
+                await self._leader.execute("SELECT 1")
+                return True
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                self._leader = None  # the session is gone, and the lock with it
+        # Named, so that an operator (and the tests) can tell from pg_stat_activity which receiver sweeps.
+        conn = await asyncpg.connect(self.url, server_settings={"application_name": f"{SWEEPER_NAME} {os.getpid()}"})
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", SWEEPER_LOCK):
+            self._leader = conn
+            return True
+        await conn.close()
+        return False
+
+    async def sweep(self, *, now: str, stuck_after_s: float, heartbeats: int) -> list[str]:
+        """Mark running runs without a sign of life as stuck; only the sweeper's leader does (others return [])."""
+        now_dt = epoch_s(now)
+        cutoff = ts_from_epoch_s(now_dt - stuck_after_s)
+        marked = []
+        try:
+            if not await self._lead_sweeper():
+                return []
+            async with self._chain_transaction() as conn:
+                for row in await conn.fetch(_SWEEP_SQL, cutoff):
+                    run = run_from_record(tuple(row))
+                    threshold_s = max(stuck_after_s, heartbeats * (run.heartbeat_interval_s or 0.0))
+                    if run.last_seen_at is None or epoch_s(run.last_seen_at) > now_dt - threshold_s:
+                        continue
+                    heard = await conn.fetchval(_LAST_HEARD_SQL, run.run_id)
+                    if heard is not None and epoch_s(heard) > now_dt - threshold_s:
+                        continue
+                    reason = f"no event since {run.last_seen_at}: more than {threshold_s:g} s without a heartbeat"
+                    if mark_stuck(run, reason):
+                        marked.append(run)
+                await save_pg_runs(conn, marked)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"sweeping for stuck runs failed: {exc}") from exc
+        return [run.run_id for run in marked]
+
+    async def rebuild(self) -> Drift:
+        """Refold the run, node-attempt and producer rows from the ledger in one transaction; report the drift."""
+        try:
+            async with self._chain_transaction() as conn:
+                return await _refold(conn)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"rebuilding the projections failed: {exc}") from exc
+
+    # --- reading ---------------------------------------------------------
+
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        """A page of runs, newest first (start time, then run id; runs without a start last); keyset after a cursor."""
+        async with self._reader() as conn:
+            query = await self._without_run_id_search(conn, query)
+            where, params = self._where(query)
+            keyset, keyset_params = _keyset(query.cursor)
+            page_where = (where + keyset) if where else (" WHERE TRUE" + keyset if keyset else "")
+            page_params = [*params, *keyset_params]
+            n = len(page_params)
+            rows = await conn.fetch(
+                numbered(f"SELECT {_RUN_SELECT} FROM runs r{page_where} {_NEWEST_FIRST}")
+                + f" LIMIT ${n + 1} OFFSET ${n + 2}",
+                *page_params,
+                query.limit + 1,
+                query.offset,
+            )
+            counted = int(
+                await conn.fetchval(
+                    numbered(f"SELECT count(*) FROM (SELECT 1 FROM runs r{where}") + f" LIMIT ${len(params) + 1}) m",
+                    *params,
+                    TOTAL_COUNT_MAX + 1,
+                )
+            )
+        runs = [run_json(row) for row in rows[: query.limit]]
+        more = len(rows) > query.limit
+        after = RunPageCursor(runs[-1]["started_at"] or "", runs[-1]["run_id"]) if more else None
+        return RunPage(
+            runs=runs, total=min(counted, TOTAL_COUNT_MAX), total_capped=counted > TOTAL_COUNT_MAX, next=after
+        )
+
+    async def _without_run_id_search(self, conn: asyncpg.Connection, query: RunQuery) -> RunQuery:
+        """A search that is the start of a stored run id lists those runs (full-text search is not built here)."""
+        if query.search is None:
+            return query
+        prefix = query.search.strip()
+        if looks_like_run_id(prefix):
+            found = await conn.fetchval(
+                "SELECT 1 FROM runs WHERE run_id >= $1 AND run_id < $2 AND ($3::text IS NULL OR project = $3) LIMIT 1",
+                prefix,
+                prefix + "\U0010ffff",
+                query.project,
+            )
+            if found:
+                return dataclasses.replace(query, search=None, run_id_prefix=prefix)
+        _not_built("full-text search of runs (list_runs with search)")
+
+    @staticmethod
+    def _where(query: RunQuery) -> tuple[str, list[Any]]:
+        if query.search is not None:
+            _not_built("full-text search of runs (list_runs with search)")
+        if query.attributes:
+            _not_built("filtering runs by attributes (list_runs with attributes)")
+        return runs_where(query)
+
+    async def get_run(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
+        """One run with its payloads and node attempts in start order."""
+        async with self._reader() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_RUN_SELECT}, {_RUN_PAYLOADS_SELECT} FROM {_RUN_PAYLOADS_FROM} WHERE r.run_id = $1", run_id
+            )
+            if row is None:
+                return None
+            run = run_json(row, detail=True)
+            if project is not None and run["project"] != project:
+                return None
+            run["nodes"] = await _nodes_of(conn, run_id, logs_inline=LOGS_INLINE_MAX)
+            run["children"] = await _children(conn, run_id, project)
+        return with_fingerprints(run)
+
+    async def iter_runs(self, query: RunQuery, *, with_nodes: bool) -> AsyncIterator[dict[str, Any]]:
+        """Every matching run, newest first, read in chunks so memory stays flat."""
+        where, params = self._where(query)
+        select = f"SELECT {_RUN_SELECT} FROM runs r"
+        if with_nodes:
+            select = f"SELECT {_RUN_SELECT}, {_RUN_PAYLOADS_SELECT} FROM {_RUN_PAYLOADS_FROM}"
+        cursor: RunPageCursor | None = None
+        async with self._reader() as conn:
+            while True:
+                keyset, keyset_params = _keyset(cursor)
+                page_where = (where + keyset) if where else (" WHERE TRUE" + keyset if keyset else "")
+                page_params = [*params, *keyset_params]
+                rows = await conn.fetch(
+                    numbered(f"{select}{page_where} {_NEWEST_FIRST}") + f" LIMIT ${len(page_params) + 1}",
+                    *page_params,
+                    _STREAM_CHUNK,
+                )
+                if not rows:
+                    return
+                for row in rows:
+                    run = run_json(row, detail=with_nodes)
+                    if with_nodes:
+                        run["nodes"] = await _nodes_of(conn, run["run_id"], logs_inline=None)
+                    yield run
+                last = run_json(rows[-1])
+                cursor = RunPageCursor(last["started_at"] or "", last["run_id"])
+
+    async def stats(self, *, project: str | None = None, silent_before: str | None = None) -> Stats:
+        """Run counts by status, ledger size, producers, lost events and silent producers."""
+        scope, params = ("WHERE project = $1", [project]) if project is not None else ("", [])
+        async with self._reader() as conn:
+            by_status = {
+                str(s): int(n)
+                for s, n in await conn.fetch(f"SELECT status, count(*) FROM runs {scope} GROUP BY 1", *params)
+            }
+            # numeric: max_seq may be 2**63 - 1, and max_seq - events + 1 would overflow a bigint.
+            producers, lost, gappy, scoped_events = await conn.fetchrow(
+                "SELECT count(*), coalesce(sum(greatest(0, least(max_seq::numeric - events + 1, events))), 0), "
+                "count(*) FILTER (WHERE max_seq::numeric - events + 1 > 0), coalesce(sum(events), 0) "
+                f"FROM producers {scope}",
+                *params,
+            )
+            ledger = (
+                int(scoped_events)
+                if project is not None
+                else int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger"))
+            )
+            silent = 0
+            if silent_before is not None:
+                silent_scope = "AND p.project = $2" if project is not None else ""
+                silent = int(
+                    await conn.fetchval(
+                        "SELECT count(*) FROM producers p JOIN runs r ON r.run_id = p.last_run_id "
+                        f"WHERE p.last_ts < $1 AND r.status IN ('{RunStatus.RUNNING.value}', "
+                        f"'{RunStatus.STUCK.value}') {silent_scope}",
+                        silent_before,
+                        *params,
+                    )
+                )
+        return Stats(
+            runs_by_status={s.value: by_status.get(s.value, 0) for s in RunStatus},
+            ledger_events=ledger,
+            producers=int(producers),
+            events_lost=max(0, int(lost)),
+            producers_with_gaps=int(gappy),
+            producers_silent_unfinished=silent,
+        )
+
+    async def verify(self, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
+        """Walk the chain from the first row (in one snapshot); also check ``(seq, hex hash)`` checkpoints."""
+        async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            origin = await conn.fetchrow("SELECT v1_head_seq, v1_head_hash FROM ledger_origin")
+            v1_seq, v1_hash = (int(origin[0]), bytes(origin[1])) if origin else (0, GENESIS_HASH)
+            if v1_seq:
+                _not_built("verifying a ledger converted from format 1")
+            walker = EntryWalker(migrated_genesis(v1_seq, v1_hash))
+            for seq, _ in checkpoints:
+                walker.watch(seq)
+            last = 0
+            while True:
+                rows = await conn.fetch(_VERIFY_SQL, last, _STREAM_CHUNK)
+                if not rows:
+                    break
+                last = int(rows[-1][0])
+                if not walker.feed([tuple(row) for row in rows]):
+                    break
+            report = walker.report()
+            if report.ok:
+                report = await verify_tree(conn, report, walker.tree_nodes)
+        if report.ok:
+            for seq, expected in checkpoints:
+                found = walker.hashes_at.get(seq)
+                if found != expected:
+                    problem = (
+                        f"checkpoint {seq}:{expected[:12]}... does not match: the row's hash is now {found}"
+                        if found
+                        else f"checkpoint row {seq} is no longer in the ledger (the chain was truncated)"
+                    )
+                    return dataclasses.replace(
+                        report,
+                        ok=False,
+                        first_bad_seq=seq,
+                        first_bad_event_id=walker.event_ids_at.get(seq),
+                        problem=problem,
+                    )
+        return report
+
+    async def tree_head(self) -> TreeHead:
+        """The Merkle tree's size and root now."""
+        async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            size = int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger"))
+            frontier = await load_frontier(conn, size)
+        return TreeHead(size=size, root=frontier.root())
+
+    async def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]:
+        """The head now and the proof that the tree of ``old_size`` entries is its prefix (one snapshot)."""
+        async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            return await pg_consistency(conn, old_size)
+
+    async def run_proof(self, run_id: str, tree_size: int, *, project: str | None = None) -> list[EntryProof]:
+        """A run's entries among the first ``tree_size``, with audit paths; [] for another project's run."""
+        async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            if project is not None:
+                owner = await conn.fetchrow("SELECT project FROM runs WHERE run_id = $1", run_id)
+                if owner is None or owner[0] != project:
+                    return []
+            try:
+                return await pg_run_proof(conn, run_id, tree_size)
+            except LookupError as exc:
+                raise StoreError(f"cannot prove run {run_id}: {exc}") from exc
+
+    async def append_logs(self, rows: Sequence[LogRow], drops: Sequence[LogDrop] = ()) -> int:
+        """Insert log lines (OTLP ones, say) and add drop counts in one transaction; return how many were stored."""
+        if not rows and not drops:
+            return 0
+        try:
+            async with self._writable().acquire() as conn, conn.transaction():
+                await append_pg_logs(conn, rows, drops)
+        except (asyncpg.DataError, OverflowError, ValueError, TypeError) as exc:
+            raise UnstorableError(f"storing {len(rows)} log lines failed: {exc}") from exc
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"storing {len(rows)} log lines failed: {exc}") from exc
+        return len(rows)
+
+    async def attempt_logs(
+        self,
+        run_id: str,
+        span_id: str | None,
+        *,
+        project: str | None = None,
+        min_level: int = 0,
+        after_id: int = 0,
+        limit: int = LOG_PAGE_MAX,
+    ) -> AttemptLogs | None:
+        """One attempt's lines in arrival order, a page at a time (a range of the index ``logs_by_attempt``)."""
+        async with self._reader() as conn:
+            return await pg_attempt_logs(
+                conn, run_id, span_id, project=project, min_level=min_level, after_id=after_id, limit=limit
+            )
+
+    async def store_spans(self, spans: Sequence[SpanRow]) -> int:
+        """Insert spans not stored yet for their project in one transaction; return how many were new."""
+        if not spans:
+            return 0
+        try:
+            async with self._writable().acquire() as conn, conn.transaction():
+                return await store_pg_spans(conn, spans)
+        except (asyncpg.DataError, OverflowError, ValueError, TypeError) as exc:
+            raise UnstorableError(f"storing {len(spans)} spans failed: {exc}") from exc
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"storing {len(spans)} spans failed: {exc}") from exc
+
+    async def get_trace(self, trace_id: str, *, project: str | None = None) -> tuple[list[dict[str, Any]], TraceLinks]:
+        """The spans of one trace in start order, with the runs and node attempts they belong to."""
+        async with self._reader() as conn:
+            return await pg_trace(conn, trace_id, project)
+
+    async def sampled_out(self, *, project: str | None = None) -> dict[str, int]:
+        """Runs dropped by sampling, per workflow id."""
+        async with self._reader() as conn:
+            rows = await conn.fetch(
+                "SELECT workflow_id, sum(runs) FROM sampled_out WHERE ($1::text IS NULL OR project = $1) "
+                "GROUP BY workflow_id ORDER BY workflow_id",
+                project,
+            )
+        return {str(workflow_id): int(runs) for workflow_id, runs in rows}
+
+    async def ledger_size(self) -> int:
+        """The last ledger row's sequence number (0 when empty)."""
+        async with self._reader() as conn:
+            return int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger"))
+
+    # --- not built yet on this engine (each says so) -------------------------
+
+    async def purge(self, selection: PurgeSelection) -> PurgeReport:
+        _not_built("purge")
+
+    async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
+        _not_built("daily_totals")
+
+    async def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
+        _not_built("run_stats")
+
+    async def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
+        _not_built("error_groups")
+
+    async def viewer_runs(
+        self,
+        run_filter: RunFilter,
+        *,
+        limit: int,
+        cursor: RunPageCursor | None = None,
+        direction: PageDirection = PageDirection.OLDER,
+    ) -> RunListPage:
+        _not_built("viewer_runs")
+
+    async def run_summary(
+        self, run_filter: RunFilter, *, percentile_sample_max: int = PERCENTILE_SAMPLE_MAX
+    ) -> dict[str, Any]:
+        _not_built("run_summary")
+
+    async def facets(self, *, project: str | None) -> dict[str, Any]:
+        _not_built("facets")
+
+    async def run_header(self, run_id: str, *, project: str | None) -> dict[str, Any] | None:
+        _not_built("run_header")
+
+    async def attempts_page(
+        self, run_id: str, *, project: str | None, offset: int, limit: int
+    ) -> dict[str, Any] | None:
+        _not_built("attempts_page")
+
+    async def attempt_detail(self, run_id: str, span_id: str, *, project: str | None) -> dict[str, Any] | None:
+        _not_built("attempt_detail")
+
+    async def node_payload(self, run_id: str, span_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
+        _not_built("node_payload")
+
+    async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
+        _not_built("run_payload")
+
+    async def coverage(self, query: CoverageQuery) -> CoverageReport:
+        _not_built("coverage")
+
+    async def reconcile(self, scope: ReconcileScope, *, repair: bool = False) -> ReconcileReport:
+        _not_built("reconcile")
+
+    async def resume_evidence(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
+        _not_built("resume_evidence")
+
+    async def resume_chain(self, run_id: str, *, project: str | None = None) -> list[dict[str, Any]] | None:
+        _not_built("resume_chain")
+
+    async def store_metric_points(
+        self, points: Sequence[MetricPointRow], *, max_series: int, max_points: int
+    ) -> MetricsOutcome:
+        _not_built("store_metric_points")
+
+    async def metric_series(
+        self,
+        *,
+        name: str | None,
+        project: str | None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        max_series: int,
+        max_points: int,
+    ) -> list[dict[str, Any]]:
+        _not_built("metric_series")
+
+    async def store_logs(self, rows: Sequence[OtlpLogRow], *, max_records: int) -> int:
+        _not_built("store_logs")
+
+    async def link_otlp_logs(self, *, since: str) -> int:
+        _not_built("link_otlp_logs")
+
+    async def otlp_logs(
+        self, *, trace_id: str | None = None, run_id: str | None = None, project: str | None, limit: int
+    ) -> list[dict[str, Any]] | None:
+        _not_built("otlp_logs")
+
+    async def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]:
+        _not_built("custom_metrics")
+
+
+async def _check_version(conn: asyncpg.Connection, name: str) -> None:
+    """Refuse (read-only) a database without a flowledger schema, or with another version of it."""
+    if not await conn.fetchval("SELECT to_regclass('flowledger_schema') IS NOT NULL"):
+        raise StoreError(f"{name} holds no flowledger ledger yet; start `flowledger serve --db URL` on it first")
+    version = int(await conn.fetchval("SELECT version FROM flowledger_schema"))
+    if version > PG_SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the database has schema version {version}, newer than the {PG_SCHEMA_VERSION} this flowledger knows; "
+            "upgrade flowledger to open it"
+        )
+    if version < PG_SCHEMA_VERSION:
+        raise StoreError(
+            f"{name} has schema version {version}, older than this flowledger's {PG_SCHEMA_VERSION}; "
+            "start `flowledger serve --db URL` on it once to bring it up to date"
+        )
+
+
+async def _head(conn: asyncpg.Connection) -> tuple[int, bytes]:
+    """The last ledger row's (seq, hash), or (0, GENESIS_HASH) for an empty ledger."""
+    row = await conn.fetchrow("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+    return (0, GENESIS_HASH) if row is None else (int(row[0]), bytes(row[1]))
+
+
+def _keyset(cursor: RunPageCursor | None) -> tuple[str, list[Any]]:
+    """``AND`` condition for "after ``cursor`` in newest-first order" (runs without a start time come last)."""
+    if cursor is None:
+        return "", []
+    if not cursor.started_at:
+        return " AND r.started_at IS NULL AND r.run_id < ?", [cursor.run_id]
+    return " AND ((r.started_at, r.run_id) < (?, ?) OR r.started_at IS NULL)", [cursor.started_at, cursor.run_id]
+
+
+async def _nodes_of(conn: asyncpg.Connection, run_id: str, *, logs_inline: int | None) -> list[dict[str, Any]]:
+    """A run's attempts in start order, each with its log lines (at most ``logs_inline`` of them; None: all)."""
+    rows = await conn.fetch(
+        f"SELECT {_NODE_SELECT} WHERE n.run_id = $1 ORDER BY n.started_at, n.attempt, n.item, n.span_id", run_id
+    )
+    nodes = [node_json(row) for row in rows]
+    await attach_pg_logs(conn, run_id, nodes, logs_inline)
+    return nodes
+
+
+async def _children(conn: asyncpg.Connection, run_id: str, project: str | None) -> dict[str, Any]:
+    """A run's ``children``: the newest it started and how many (capped), as :mod:`.._children` shapes them."""
+    scope = " AND project = $2" if project is not None else ""
+    scope_params = [project] if project is not None else []
+    where = f"parent_run_id = $1{scope}"
+    n = 2 + len(scope_params)
+    listed = await conn.fetch(
+        f"SELECT run_id, workflow_id, status, started_at FROM runs WHERE {where} "
+        f"ORDER BY started_at DESC NULLS LAST, run_id DESC LIMIT ${n}",
+        run_id,
+        *scope_params,
+        CHILDREN_LISTED_MAX,
+    )
+    count = await conn.fetchval(
+        f"SELECT count(*) FROM (SELECT 1 FROM runs WHERE {where} LIMIT ${n}) c",
+        run_id,
+        *scope_params,
+        CHILDREN_COUNT_MAX + 1,
+    )
+    return children_json(listed, int(count))
+
+
+async def _refold(conn: asyncpg.Connection) -> Drift:
+    """Drop and refold ``runs``, ``node_runs`` and ``producers``; return the drift against the old rows."""
+    drift = Drift()
+    for table in ("runs", "node_runs", "producers"):
+        await conn.execute(f"CREATE TEMP TABLE old_{table} ON COMMIT DROP AS SELECT * FROM {table}")
+        await conn.execute(f"DELETE FROM {table}")
+    # The SDK's log lines are folded from the ledger again; OTLP lines are not in the ledger and stay.
+    await conn.execute("DELETE FROM logs WHERE source = $1", LogSource.SDK.value)
+    await conn.execute("DELETE FROM log_drops")
+    await conn.execute("DELETE FROM sampled_out")
+    last = 0
+    while True:
+        rows = await conn.fetch(
+            "SELECT l.seq, l.kind, p.body FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
+            "WHERE l.seq > $1 ORDER BY l.seq LIMIT $2",
+            last,
+            _REBUILD_CHUNK,
+        )
+        if not rows:
+            break
+        last = int(rows[-1][0])
+        events = [event_from_body(body, seq) for seq, kind, body in rows if body is not None and kind != PURGE_KIND]
+        projector = PgProjector(conn)
+        await projector.load(events)
+        for event in events:
+            projector.apply(event, event.producer_id, event.producer_seq)
+        await projector.flush()
+        drift.events += len(events)
+    # Stuck is the sweeper's verdict, not the ledger's: keep it for runs still running.
+    await conn.execute(
+        f"UPDATE runs SET status = '{RunStatus.STUCK.value}', stuck_reason = o.stuck_reason FROM old_runs o "
+        f"WHERE o.run_id = runs.run_id AND runs.status = '{RunStatus.RUNNING.value}' "
+        f"AND o.status = '{RunStatus.STUCK.value}'"
+    )
+    drift.runs_missing = [
+        r[0] for r in await conn.fetch("SELECT run_id FROM runs EXCEPT SELECT run_id FROM old_runs ORDER BY 1")
+    ]
+    drift.runs_extra = [
+        r[0] for r in await conn.fetch("SELECT run_id FROM old_runs EXCEPT SELECT run_id FROM runs ORDER BY 1")
+    ]
+    drift.runs_changed = [
+        r[0]
+        for r in await conn.fetch(
+            "SELECT run_id FROM (SELECT * FROM runs EXCEPT SELECT * FROM old_runs) d "
+            "WHERE run_id IN (SELECT run_id FROM old_runs) ORDER BY run_id"
+        )
+    ]
+    drift.nodes_missing = int(
+        await conn.fetchval(
+            "SELECT count(*) FROM (SELECT run_id, span_id FROM node_runs "
+            "EXCEPT SELECT run_id, span_id FROM old_node_runs) d"
+        )
+    )
+    drift.nodes_extra = int(
+        await conn.fetchval(
+            "SELECT count(*) FROM (SELECT run_id, span_id FROM old_node_runs "
+            "EXCEPT SELECT run_id, span_id FROM node_runs) d"
+        )
+    )
+    drift.nodes_changed = (
+        int(await conn.fetchval("SELECT count(*) FROM (SELECT * FROM node_runs EXCEPT SELECT * FROM old_node_runs) d"))
+        - drift.nodes_missing
+    )
+    return drift

@@ -1,0 +1,169 @@
+"""The ledger's Merkle tree as the PostgreSQL engine keeps it (the algorithms are in :mod:`.._merkle`).
+
+The same layout as the SQLite engine: leaves are the ``entry`` bytes of the
+ledger rows, ``merkle_nodes`` holds every perfect subtree of level
+:data:`~.._merkle.STORED_MIN_LEVEL` and up, written in the transaction that
+completes it; smaller subtrees are folded from the entries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+from flowledger.receiver.store._merkle import (
+    STORED_MIN_LEVEL,
+    Frontier,
+    PerfectHash,
+    consistency_path,
+    inclusion_path,
+    leaf_hash,
+    node_hash,
+)
+from flowledger.receiver.store._protocol import EntryProof, TreeHead, VerifyReport
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["load_frontier", "pg_consistency", "pg_run_proof", "verify_tree"]
+
+_CHUNK: Final = 2_000
+
+
+def _fold_leaves(leaves: list[bytes]) -> bytes:
+    while len(leaves) > 1:
+        leaves = [node_hash(leaves[i], leaves[i + 1]) for i in range(0, len(leaves), 2)]
+    return leaves[0]
+
+
+async def load_frontier(conn: asyncpg.Connection, size: int) -> Frontier:
+    """The frontier of the first ``size`` entries."""
+    hashes, start = [], 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if not size >> level & 1:
+            continue
+        index = start >> level
+        if level >= STORED_MIN_LEVEL:
+            found = await conn.fetchval("SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2", level, index)
+            if found is None:
+                raise LookupError(f"the Merkle tree node at level {level}, index {index} is missing")
+            hashes.append(bytes(found))
+        else:
+            rows = await conn.fetch(
+                "SELECT entry FROM ledger WHERE seq > $1 AND seq <= $2 ORDER BY seq", start, start + (1 << level)
+            )
+            hashes.append(_fold_leaves([leaf_hash(bytes(row[0])) for row in rows]))
+        start += 1 << level
+    return Frontier(size, hashes)
+
+
+async def verify_tree(
+    conn: asyncpg.Connection, report: VerifyReport, expected: dict[tuple[int, int], bytes]
+) -> VerifyReport:
+    """Check the stored Merkle tree nodes against the ones recomputed from the entries."""
+    seen, last = 0, (-1, -1)
+    while True:
+        rows = await conn.fetch(
+            "SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) > ($1, $2) ORDER BY level, idx LIMIT $3",
+            *last,
+            _CHUNK,
+        )
+        if not rows:
+            break
+        last = (int(rows[-1][0]), int(rows[-1][1]))
+        for level, index, digest in rows:
+            seen += 1
+            if expected.get((level, index)) != bytes(digest):
+                first = (index << level) + 1
+                problem = (
+                    f"the stored Merkle tree node at level {level}, index {index} (entries {first}.."
+                    f"{first + (1 << level) - 1}) does not match the entries (the tree was edited)"
+                )
+                return dataclasses.replace(report, ok=False, first_bad_seq=first, problem=problem)
+    if seen != len(expected):
+        problem = f"{len(expected) - seen} stored Merkle tree nodes are missing (the tree was edited)"
+        return dataclasses.replace(report, ok=False, problem=problem)
+    return report
+
+
+async def _perfect_hashes(conn: asyncpg.Connection, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """The hashes of the perfect subtrees ``(level, index)``: stored ones read, small ones folded from entries."""
+    found: dict[tuple[int, int], bytes] = {}
+    stored = [key for key in wanted if key[0] >= STORED_MIN_LEVEL]
+    if stored:
+        rows = await conn.fetch(
+            "SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) IN "
+            "(SELECT * FROM unnest($1::integer[], $2::bigint[]))",
+            [level for level, _ in stored],
+            [index for _, index in stored],
+        )
+        found.update({(int(row[0]), int(row[1])): bytes(row[2]) for row in rows})
+        missing = set(stored) - found.keys()
+        if missing:
+            level, index = min(missing)
+            raise LookupError(f"the Merkle tree node at level {level}, index {index} is missing")
+    for level, index in wanted:
+        if level >= STORED_MIN_LEVEL:
+            continue
+        lo = index << level
+        rows = await conn.fetch(
+            "SELECT entry FROM ledger WHERE seq > $1 AND seq <= $2 ORDER BY seq", lo, lo + (1 << level)
+        )
+        if len(rows) != 1 << level:
+            raise LookupError(f"entries {lo + 1}..{lo + (1 << level)} are missing from the ledger")
+        found[(level, index)] = _fold_leaves([leaf_hash(bytes(row[0])) for row in rows])
+    return found
+
+
+def _asked(compute: Callable[[PerfectHash], object]) -> set[tuple[int, int]]:
+    """The subtrees ``compute`` asks ``perfect`` for (answered with placeholders: the hashes do not steer it)."""
+    wanted: set[tuple[int, int]] = set()
+
+    def record(level: int, index: int) -> bytes:
+        wanted.add((level, index))
+        return bytes(32)
+
+    compute(record)
+    return wanted
+
+
+async def pg_consistency(conn: asyncpg.Connection, old_size: int) -> tuple[TreeHead, list[bytes]]:
+    """The head now and the consistency proof from ``old_size`` (empty when the tree is not larger)."""
+    size = int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger"))
+    head = TreeHead(size, (await load_frontier(conn, size)).root())
+    if old_size <= 0 or old_size >= size:
+        return head, []
+    hashes = await _perfect_hashes(conn, _asked(lambda perfect: consistency_path(old_size, size, perfect)))
+    return head, consistency_path(old_size, size, lambda level, index: hashes[(level, index)])
+
+
+def _inclusion(index: int, size: int, perfect: PerfectHash) -> list[bytes]:
+    return inclusion_path(index, size, perfect)
+
+
+async def pg_run_proof(conn: asyncpg.Connection, run_id: str, tree_size: int) -> list[EntryProof]:
+    """The entries of a run among the first ``tree_size``, each with its payload and audit path."""
+    if tree_size > int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger")):
+        raise LookupError(f"the ledger has fewer than {tree_size} entries now")
+    rows = await conn.fetch(
+        "SELECT l.seq, l.entry, convert_to(p.body, 'UTF8') FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
+        "WHERE l.run_id = $1 AND l.seq <= $2 ORDER BY l.seq",
+        run_id,
+        tree_size,
+    )
+    seqs = [int(row[0]) for row in rows]
+    wanted: set[tuple[int, int]] = set()
+    for seq in seqs:
+        wanted |= _asked(functools.partial(_inclusion, seq - 1, tree_size))
+    hashes = await _perfect_hashes(conn, wanted)
+    return [
+        EntryProof(
+            seq=int(seq),
+            entry=bytes(entry),
+            payload=None if payload is None else bytes(payload),
+            path=inclusion_path(int(seq) - 1, tree_size, lambda level, index: hashes[(level, index)]),
+        )
+        for seq, entry, payload in rows
+    ]

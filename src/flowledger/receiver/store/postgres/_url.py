@@ -1,0 +1,61 @@
+"""Telling a PostgreSQL URL from a SQLite path, and showing one without its password.
+
+``--db`` and ``FLOWLEDGER_DB`` take either a SQLite file or a
+``postgresql://`` URL; this module decides which (without importing the
+driver) and checks a URL's shape at the edge, so that a typo is one clear
+error naming the option, and the password never reaches a message or a log.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+from flowledger._exceptions import ConfigError
+
+__all__ = ["POSTGRES_SCHEMES", "check_postgres_url", "is_postgres_url", "redacted"]
+
+POSTGRES_SCHEMES: Final = ("postgresql", "postgres")
+"""The URL schemes that select the PostgreSQL engine (libpq's two spellings)."""
+
+
+def is_postgres_url(target: str) -> bool:
+    """Whether ``target`` names a PostgreSQL database (any other text is a SQLite file)."""
+    scheme, sep, _ = target.partition("://")
+    return bool(sep) and scheme.lower() in POSTGRES_SCHEMES
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: safe to print."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:
+        return url.split("://", 1)[0] + "://***"
+
+
+def check_postgres_url(url: str, *, option: str = "--db") -> str:
+    """Return ``url`` when it is a usable PostgreSQL URL; ConfigError naming ``option`` otherwise.
+
+    Checks the shape only (scheme, host or socket, port, database name); whether the server
+    answers is found when the store opens.
+    """
+    shown = redacted(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{option} {shown} is not a valid PostgreSQL URL: {exc}") from None
+    if parts.scheme.lower() not in POSTGRES_SCHEMES:
+        raise ConfigError(f"{option} {shown} is not a PostgreSQL URL: it must start with postgresql://")
+    if port == 0:
+        raise ConfigError(f"{option} {shown} has port 0; give the server's port (5432 by default)")
+    if not parts.hostname and "host=" not in parts.query:
+        raise ConfigError(f"{option} {shown} names no host: write postgresql://USER@HOST[:PORT]/DATABASE")
+    if not parts.path.strip("/"):
+        raise ConfigError(f"{option} {shown} names no database: write postgresql://USER@HOST[:PORT]/DATABASE")
+    return url

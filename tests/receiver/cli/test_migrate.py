@@ -1,0 +1,112 @@
+"""``flowledger migrate``: a SQLite ledger copied to PostgreSQL row for row, rebuilt there, and proven."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from flowledger.receiver.cli._migrate import migrate_command, sqlite_path
+from flowledger.receiver.store._protocol import PurgeSelection, RunQuery, Store
+from flowledger.receiver.store._sqlite import SqliteStore
+from flowledger.receiver.store.postgres import PostgresStore
+from tests.receiver._support import simple_run, typical_run
+from tests.receiver.store.conformance.conftest import prepared
+
+
+def _sqlite_ledger(path: Path, *, purge: bool) -> list[str]:
+    """A SQLite ledger of a few runs (one purged when ``purge``); returns the run ids kept."""
+    runs = [typical_run(), *(simple_run() for _ in range(20))]
+
+    async def main() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            await store.append(prepared([e for run in runs for e in run.events]))
+            if purge:
+                await store.purge(PurgeSelection(run_ids=(runs[1].run_id,), by="test"))
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    return [run.run_id for run in runs if not (purge and run is runs[1])]
+
+
+async def _everything(store: Store) -> list[dict[str, Any]]:
+    await store.open()
+    try:
+        return [run async for run in store.iter_runs(RunQuery(), with_nodes=True)]
+    finally:
+        await store.close()
+
+
+def test_sqlite_paths_are_read_in_each_spelling() -> None:
+    """--from takes sqlite:PATH, sqlite:///PATH and a plain path."""
+    assert sqlite_path("sqlite:data/f.db") == Path("data/f.db")
+    assert sqlite_path("sqlite:///tmp/f.db") == Path("/tmp/f.db")
+    assert sqlite_path("f.db") == Path("f.db")
+
+
+@pytest.mark.slow
+def test_migrate_copies_the_chain_and_proves_it(tmp_path: Path, postgres_url: str) -> None:
+    """Same head and root, both verified, a purge entry kept, and the same runs and attempts on both engines."""
+    source = tmp_path / "f.db"
+    kept = _sqlite_ledger(source, purge=True)
+    result = CliRunner().invoke(migrate_command, ["--from", f"sqlite:{source}", "--to", postgres_url, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["proven"] is True
+    assert report["source"]["head_hash"] == report["target"]["head_hash"]
+    assert report["source"]["tree_root"] == report["target"]["tree_root"]
+    assert report["runs"] == len(kept)
+    on_sqlite = asyncio.run(_everything(SqliteStore(source, readonly=True)))
+    on_postgres = asyncio.run(_everything(PostgresStore(postgres_url, readonly=True)))
+    assert on_postgres == on_sqlite
+    assert {run["run_id"] for run in on_postgres} == set(kept)
+    again = CliRunner().invoke(migrate_command, ["--from", str(source), "--to", postgres_url])
+    assert again.exit_code == 1
+    assert "already holds a ledger" in again.output
+
+
+def test_a_source_that_does_not_verify_is_not_copied(tmp_path: Path, postgres_url: str) -> None:
+    """An edited source ledger stops the migration with the entry that breaks it; nothing is copied."""
+    source = tmp_path / "f.db"
+    _sqlite_ledger(source, purge=False)
+    conn = sqlite3.connect(source)
+    conn.execute("DROP TRIGGER payloads_no_update")
+    conn.execute("UPDATE payloads SET body = replace(body, 'order-intake', 'order-intakE') WHERE seq = 1")
+    conn.commit()
+    conn.close()
+    result = CliRunner().invoke(migrate_command, ["--from", f"sqlite:{source}", "--to", postgres_url])
+    assert result.exit_code == 1
+    assert "does not verify at entry 1" in result.output
+
+    async def size() -> int:
+        store = PostgresStore(postgres_url)
+        await store.open()
+        try:
+            return await store.ledger_size()
+        finally:
+            await store.close()
+
+    assert asyncio.run(size()) == 0
+
+
+def test_bad_arguments_are_usage_errors_without_the_password(tmp_path: Path) -> None:
+    """A missing source, a PostgreSQL source or a malformed target exits 2 naming the option."""
+    missing = CliRunner().invoke(migrate_command, ["--from", "sqlite:nope.db", "--to", "postgresql://u@h/db"])
+    assert missing.exit_code == 2
+    assert "no database at nope.db" in missing.output
+    source = tmp_path / "f.db"
+    source.touch()
+    bad = CliRunner().invoke(migrate_command, ["--from", str(source), "--to", "postgresql://u:s3cret@h/"])
+    assert bad.exit_code == 2
+    assert "--to" in bad.output
+    assert "s3cret" not in bad.output
+    backwards = CliRunner().invoke(migrate_command, ["--from", "postgresql://u@h/db", "--to", "postgresql://u@h/db"])
+    assert backwards.exit_code == 2

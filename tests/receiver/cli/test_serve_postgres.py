@@ -1,0 +1,130 @@
+"""``flowledger serve --db postgresql://...`` (and ``FLOWLEDGER_DB``): the receiver and the CLI on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from tests.receiver._support import simple_run, typical_run
+
+START_TIMEOUT_S = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")}
+    return {**env, **extra}
+
+
+def _flowledger(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flowledger", *args], capture_output=True, text=True, env=env or _env(), timeout=120
+    )
+
+
+@contextmanager
+def _serving(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = _free_port()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "flowledger", "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert child.poll() is None, child.communicate()[1]
+            assert time.monotonic() < deadline, "the receiver did not start"
+            time.sleep(0.05)
+        yield url, child
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_serve_stores_in_postgres_and_the_cli_reads_it_there(postgres_url: str, how: str) -> None:
+    """Events posted to a receiver on PostgreSQL are listed by the API and by runs/show/verify --db URL."""
+    runs = [typical_run(), simple_run()]
+    if how == "option":
+        args, env = ["--db", postgres_url], _env()
+    else:
+        args, env = [], _env(FLOWLEDGER_DB=postgres_url)
+    with _serving(args, env) as (url, _child):
+        body = {"events": [e for run in runs for e in run.events]}
+        answer = httpx.post(f"{url}/v1/events", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        listed = httpx.get(f"{url}/api/runs", timeout=30).json()
+        detail = httpx.get(f"{url}/api/runs/{runs[0].run_id}", timeout=30).json()
+    assert {r["run_id"] for r in listed["runs"]} == {run.run_id for run in runs}
+    out = _flowledger("runs", "--db", postgres_url, "--json")
+    assert out.returncode == 0, out.stderr
+    assert {r["run_id"] for r in json.loads(out.stdout)["runs"]} == {run.run_id for run in runs}
+    shown = _flowledger("show", runs[0].run_id, "--db", postgres_url, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["status"] == detail["status"]
+    assert len(json.loads(shown.stdout)["nodes"]) == len(detail["nodes"]) > 0
+    verified = _flowledger("verify", "--db", postgres_url)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://alice:s3cret@db.internal/", "names no database"),
+        ("postgresql://alice:s3cret@db.internal:70000/ledger", "not a valid PostgreSQL URL"),
+    ],
+)
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_a_bad_url_is_a_usage_error_naming_where_it_came_from_without_the_password(
+    url: str, problem: str, how: str
+) -> None:
+    """A malformed URL exits 2 before serving, naming --db or FLOWLEDGER_DB, the password shown as ***."""
+    if how == "option":
+        done = _flowledger("serve", "--db", url, "--port", "0")
+    else:
+        done = _flowledger("serve", "--port", "0", env=_env(FLOWLEDGER_DB=url))
+    assert done.returncode == 2
+    assert problem in done.stderr
+    assert ("--db" if how == "option" else "FLOWLEDGER_DB") in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout
+    assert "alice:***@" in done.stderr
+
+
+def test_a_server_that_does_not_answer_is_one_error_line_without_the_password() -> None:
+    """Nothing listening at the URL: one line naming the database (password hidden), exit 1, no traceback."""
+    port = _free_port()
+    done = _flowledger("serve", "--db", f"postgresql://alice:s3cret@127.0.0.1:{port}/ledger", "--port", "0")
+    assert done.returncode == 1
+    assert "cannot open the database postgresql://alice:***@127.0.0.1" in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr

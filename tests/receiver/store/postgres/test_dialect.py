@@ -1,0 +1,40 @@
+"""The store's shared SQL translated to PostgreSQL: numbered parameters and payload JSON paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowledger.receiver.store._records import NODE_PAYLOAD_SQL, RUN_PAYLOAD_SQL
+from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
+from flowledger.receiver.store.postgres._dialect import numbered, payload_sql, table_ddl
+
+
+def test_parameters_are_numbered_in_order_from_a_start() -> None:
+    """Each ``?`` becomes the next ``$n``; a start lets more parameters follow earlier ones."""
+    assert numbered("a = ? AND b IN (?, ?)") == "a = $1 AND b IN ($2, $3)"
+    assert numbered("c < ?", first=4) == "c < $4"
+    assert numbered("SELECT 1") == "SELECT 1"
+
+
+def test_every_declared_payload_column_translates() -> None:
+    """The run and node payload columns read the same JSON paths from the body as json (text kept as it is)."""
+    run = payload_sql(RUN_PAYLOAD_SQL)
+    node = payload_sql(NODE_PAYLOAD_SQL)
+    assert run.keys() == RUN_PAYLOAD_SQL.keys()
+    assert node.keys() == NODE_PAYLOAD_SQL.keys()
+    assert run["input_json"] == "(ls.body::json #> '{data,trigger_data}')::text"
+    assert node["error_stack"] == "(lo.body::json #>> '{data,error,stack}')::text"
+
+
+def test_an_expression_that_is_not_a_payload_path_is_refused() -> None:
+    """A declared column this engine cannot translate fails loudly instead of reading the wrong thing."""
+    with pytest.raises(ValueError, match="not a JSON path"):
+        payload_sql({"x": "upper(r.name)"})
+
+
+def test_a_sqlite_table_loses_without_rowid_only() -> None:
+    """WITHOUT ROWID (SQLite's alone) is dropped; the rest of the script is unchanged."""
+    assert "WITHOUT ROWID" in SAMPLED_OUT_SCHEMA
+    translated = table_ddl(SAMPLED_OUT_SCHEMA)
+    assert "WITHOUT ROWID" not in translated
+    assert translated == SAMPLED_OUT_SCHEMA.replace(") WITHOUT ROWID", ")")

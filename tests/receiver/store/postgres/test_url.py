@@ -1,0 +1,52 @@
+"""Telling a PostgreSQL URL from a SQLite path, checking its shape, and never showing its password."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowledger._exceptions import ConfigError
+from flowledger.receiver.store.postgres import check_postgres_url, is_postgres_url, redacted
+
+
+def test_postgresql_and_postgres_schemes_select_the_engine() -> None:
+    """Both libpq spellings name PostgreSQL; a path (even one with a colon) is a SQLite file."""
+    assert is_postgres_url("postgresql://u@h/db")
+    assert is_postgres_url("POSTGRES://u@h/db")
+    assert not is_postgres_url("flowledger.db")
+    assert not is_postgres_url("sqlite:flowledger.db")
+    assert not is_postgres_url("C:/data/flowledger.db")
+
+
+def test_the_password_is_replaced_wherever_the_url_is_shown() -> None:
+    """redacted() hides the password and keeps the rest; a URL without one is unchanged."""
+    assert (
+        redacted("postgresql://alice:s3cret@db.internal:5433/ledger")
+        == "postgresql://alice:***@db.internal:5433/ledger"
+    )
+    assert redacted("postgresql://alice@db/ledger") == "postgresql://alice@db/ledger"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://alice:s3cret@db:99999/ledger", "not a valid PostgreSQL URL"),
+        ("postgresql://alice:s3cret@/ledger", "names no host"),
+        ("postgresql://alice:s3cret@db/", "names no database"),
+        ("postgresql://alice:s3cret@db:0/ledger", "port 0"),
+        ("mysql://alice:s3cret@db/ledger", "not a PostgreSQL URL"),
+    ],
+)
+def test_a_bad_url_is_one_error_naming_the_option_without_the_password(url: str, problem: str) -> None:
+    """Each shape error names the option and the problem, and never prints the password."""
+    with pytest.raises(ConfigError) as caught:
+        check_postgres_url(url, option="FLOWLEDGER_DB")
+    message = str(caught.value)
+    assert message.startswith("FLOWLEDGER_DB ")
+    assert problem in message
+    assert "s3cret" not in message
+
+
+def test_a_good_url_is_returned_as_given() -> None:
+    """A URL with a host and a database passes unchanged (whether the server answers is found on open)."""
+    url = "postgresql://alice:pw@127.0.0.1:5432/ledger?sslmode=disable"
+    assert check_postgres_url(url) == url
