@@ -350,9 +350,11 @@ _DROP_HIST: Final = "DELETE FROM stats_hist WHERE dim = ? AND grain = ? AND proj
 
 
 def _read_hists_sql(places: int) -> str:
+    """Reads the histograms of ``places`` places by their keys (a join: ``IN`` over row values would scan)."""
     return (
-        "SELECT dim, grain, project, bucket, key, hist FROM stats_hist WHERE (dim, grain, project, bucket, key) "
-        f"IN (VALUES {', '.join(['(?, ?, ?, ?, ?)'] * places)})"
+        f"WITH p (dim, grain, project, bucket, key) AS (VALUES {', '.join(['(?, ?, ?, ?, ?)'] * places)}) "
+        "SELECT h.dim, h.grain, h.project, h.bucket, h.key, h.hist FROM p JOIN stats_hist h ON h.dim = p.dim "
+        "AND h.grain = p.grain AND h.project = p.project AND h.bucket = p.bucket AND h.key = p.key"
     )
 
 
@@ -477,9 +479,9 @@ def upgrade_rollups_sync(conn: sqlite3.Connection) -> None:
     for statement in STATS_SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
-    months = [m for (m,) in conn.execute("SELECT DISTINCT substr(bucket, 1, 7) FROM stats_rollup_v1 ORDER BY 1")]
-    for month in months:  # a month at a time: its hours count in its own days and month only
-        low, high = month + "-01", _next_month(month + "-01")
+    days = [d for (d,) in conn.execute("SELECT bucket FROM stats_rollup_v1 WHERE grain = 'd' GROUP BY 1 ORDER BY 1")]
+    for day in days:  # a day at a time (its month rows add up over the days, as they do at ingest)
+        low, high = day, _next_day(day)
         deltas = _Deltas()
         for row in conn.execute(
             f"SELECT dim, project, bucket, key, status, {_ROW_COLUMNS} FROM stats_rollup_v1 "
