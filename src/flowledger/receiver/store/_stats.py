@@ -369,12 +369,13 @@ class _Deltas:
         for c in contributions:
             one = _Sums()
             one.add(c, sign)
+            hour = _hour(c.started_at)
+            self.add(c.dim.value, c.project, hour, c.key, c.status, one)
             if c.duration_ms is not None:
-                one.histogram = sign << (_FIELD_BITS * _field(c.duration_ms))
-            self.add(c.dim.value, c.project, _hour(c.started_at), c.key, c.status, one)
+                self.add_histogram(c.dim.value, c.project, hour, c.key, sign << (_FIELD_BITS * _field(c.duration_ms)))
 
     def add(self, dim: str, project: str, hour: str, key: str, status: str, sums: _Sums) -> None:
-        """Add an hour's sums to every row they count in, and their histogram to its places."""
+        """Add an hour's sums to every row they count in."""
         for grain, bucket in _buckets(hour):
             for scope in (project, ALL_PROJECTS):
                 row_key = (dim, grain, scope, bucket, key, status)
@@ -382,10 +383,9 @@ class _Deltas:
                 if total is None:
                     total = self.rows[row_key] = _Sums()
                 total.merge(sums)
-        if sums.histogram:
-            self.add_histogram(dim, project, hour, key, sums.histogram)
 
     def add_histogram(self, dim: str, project: str, hour: str, key: str, histogram: int) -> None:
+        """Add an hour's histogram to every place it counts in."""
         for grain, bucket in _buckets(hour):
             for scope in (project, ALL_PROJECTS):
                 place = (dim, grain, scope, bucket, key)
