@@ -11,8 +11,9 @@ reuses it when it is already filled.
 
 Then times each statistics query through the store (``SqliteStore.run_stats``,
 what ``GET /api/stats`` calls): by workflow, agent, project and node over all
-time, the last 7 days in hour buckets, the last 30 days in day buckets, and a
-range cut mid-day at both ends. Beside each: the raw sqlite3 reference, a
+time, the last 7 days in hour buckets, the last 30 days in day buckets, a
+range cut mid-day at both ends, and two with a project filter (an API key's
+scope). Beside each: the raw sqlite3 reference, a
 ``GROUP BY`` over the ``runs`` rows of the same range (counts by status, cost
 sum/min/max, average duration: no percentiles, which it cannot give without
 sorting), as a receiver without rollups would answer. Prints the median and
@@ -90,6 +91,9 @@ def _reference(conn: sqlite3.Connection, query: StatsQuery) -> int:
     if query.until is not None:
         clauses.append("r.started_at < ?")
         params.append(query.until)
+    if query.project is not None:
+        clauses.append("r.project = ?")
+        params.append(query.project)
     bucket = {None: "''", Bucket.HOUR: "substr(t.started_at, 1, 13)", Bucket.DAY: "substr(t.started_at, 1, 10)"}
     if query.by is StatsBy.NODE:
         source = "node_runs t JOIN runs r ON r.run_id = t.run_id"
@@ -124,7 +128,10 @@ async def _measure(path: Path, repeat: int) -> None:
         ("by workflow, 30 days, day buckets", StatsQuery(since=month, bucket=Bucket.DAY)),
         ("by agent, 18 days cut mid-day", StatsQuery(by=StatsBy.AGENT, since=mid_start, until=mid_end)),
         ("by node, 30 days, day buckets", StatsQuery(by=StatsBy.NODE, since=month, bucket=Bucket.DAY)),
-    ]
+        ("by agent, one project, 30 days, days", StatsQuery(by=StatsBy.AGENT, since=month, bucket=Bucket.DAY,
+                                                           project="project-1")),
+        ("by workflow, one project, 7 days, hours", StatsQuery(since=week, bucket=Bucket.HOUR, project="project-1")),
+    ]  # fmt: skip
     store = SqliteStore(path, readers=1, readonly=True)
     await store.open()
     worst = 0.0

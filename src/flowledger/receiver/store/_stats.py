@@ -350,9 +350,11 @@ _DROP_HIST: Final = "DELETE FROM stats_hist WHERE dim = ? AND grain = ? AND proj
 
 
 def _read_hists_sql(places: int) -> str:
+    """Reads the histograms of ``places`` places by their keys (a join: ``IN`` over row values would scan)."""
     return (
-        "SELECT dim, grain, project, bucket, key, hist FROM stats_hist WHERE (dim, grain, project, bucket, key) "
-        f"IN (VALUES {', '.join(['(?, ?, ?, ?, ?)'] * places)})"
+        f"WITH p (dim, grain, project, bucket, key) AS (VALUES {', '.join(['(?, ?, ?, ?, ?)'] * places)}) "
+        "SELECT h.dim, h.grain, h.project, h.bucket, h.key, h.hist FROM p JOIN stats_hist h ON h.dim = p.dim "
+        "AND h.grain = p.grain AND h.project = p.project AND h.bucket = p.bucket AND h.key = p.key"
     )
 
 
@@ -367,12 +369,13 @@ class _Deltas:
         for c in contributions:
             one = _Sums()
             one.add(c, sign)
+            hour = _hour(c.started_at)
+            self.add(c.dim.value, c.project, hour, c.key, c.status, one)
             if c.duration_ms is not None:
-                one.histogram = sign << (_FIELD_BITS * _field(c.duration_ms))
-            self.add(c.dim.value, c.project, _hour(c.started_at), c.key, c.status, one)
+                self.add_histogram(c.dim.value, c.project, hour, c.key, sign << (_FIELD_BITS * _field(c.duration_ms)))
 
     def add(self, dim: str, project: str, hour: str, key: str, status: str, sums: _Sums) -> None:
-        """Add an hour's sums to every row they count in, and their histogram to its places."""
+        """Add an hour's sums to every row they count in."""
         for grain, bucket in _buckets(hour):
             for scope in (project, ALL_PROJECTS):
                 row_key = (dim, grain, scope, bucket, key, status)
@@ -380,10 +383,9 @@ class _Deltas:
                 if total is None:
                     total = self.rows[row_key] = _Sums()
                 total.merge(sums)
-        if sums.histogram:
-            self.add_histogram(dim, project, hour, key, sums.histogram)
 
     def add_histogram(self, dim: str, project: str, hour: str, key: str, histogram: int) -> None:
+        """Add an hour's histogram to every place it counts in."""
         for grain, bucket in _buckets(hour):
             for scope in (project, ALL_PROJECTS):
                 place = (dim, grain, scope, bucket, key)
@@ -477,9 +479,9 @@ def upgrade_rollups_sync(conn: sqlite3.Connection) -> None:
     for statement in STATS_SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
-    months = [m for (m,) in conn.execute("SELECT DISTINCT substr(bucket, 1, 7) FROM stats_rollup_v1 ORDER BY 1")]
-    for month in months:  # a month at a time: its hours count in its own days and month only
-        low, high = month + "-01", _next_month(month + "-01")
+    days = [d for (d,) in conn.execute("SELECT bucket FROM stats_rollup_v1 WHERE grain = 'd' GROUP BY 1 ORDER BY 1")]
+    for day in days:  # a day at a time (its month rows add up over the days, as they do at ingest)
+        low, high = day, _next_day(day)
         deltas = _Deltas()
         for row in conn.execute(
             f"SELECT dim, project, bucket, key, status, {_ROW_COLUMNS} FROM stats_rollup_v1 "
