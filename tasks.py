@@ -131,6 +131,7 @@ BENCHMARKS = (
     "otlp_grpc.py",
     "stats.py",
     "node_records.py",
+    "runtime.py",
 )
 
 
