@@ -153,6 +153,7 @@ BENCHMARKS = (
     "otlp_grpc.py",
     "stats.py",
     "node_records.py",
+    "runtime.py",
 )
 
 

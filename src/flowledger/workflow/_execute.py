@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -189,8 +191,10 @@ class Execution(NodeHost):
         self._dependents: dict[str, list[Node]] = {}
         self._unstarted: dict[str, Node] = {}
         self._ready: collections.deque[Node] = collections.deque()
-        self._running: dict[asyncio.Task[tuple[NodeStatus, Any]], Node] = {}
+        self._running: dict[asyncio.Task[None], Node] = {}
         self._payload: Any = None
+        self._context = contextvars.Context()
+        """The run's context, as ``run_graph`` found it: each node's task runs in a copy of it."""
         self._open = False
         """True while ``run_graph`` runs: a task ending after it (aborted, cancelled) starts nothing."""
         self._stop: BaseException | None = None
@@ -217,10 +221,9 @@ class Execution(NodeHost):
     async def run_graph(self, payload: Any) -> Any:
         """Run every node; return the output node's output (None if it did not succeed).
 
-        A node's completion is handled in its task's done callback, which
-        settles the node and starts its ready dependents at once; this
-        coroutine wakes only when nothing runs any more, when that handling
-        stopped the run (an abort) or at the deadline.
+        Each node's task settles its node when it ends and starts its ready
+        dependents at once; this coroutine wakes only when nothing runs any
+        more, when a node's end stopped the run (an abort) or at the deadline.
         """
         nodes = self.workflow.nodes
         self._unmet = {n.id: len(n.needs) for n in nodes}
@@ -231,6 +234,7 @@ class Execution(NodeHost):
         self._unstarted = {n.id: n for n in nodes}
         self._ready = collections.deque(n for n in nodes if not n.needs)
         self._payload = payload
+        self._context = contextvars.copy_context()
         self._open = True
         try:
             self._start_ready()
@@ -264,19 +268,34 @@ class Execution(NodeHost):
         except TimeoutError:
             pass
 
-    def _task_done(self, task: asyncio.Task[tuple[NodeStatus, Any]]) -> None:
-        """A node's task ended: settle the node, check the run's limits, start what became ready."""
-        node = self._running.pop(task, None)
-        if node is None or not self._open:
+    async def _node_task(self, node: Node, work: Coroutine[Any, Any, tuple[NodeStatus, Any]]) -> None:
+        """Run one node, then settle it and start what became ready, still in its task (no other wake-up)."""
+        outcome: tuple[NodeStatus, Any] | BaseException
+        try:
+            outcome = await work
+        except asyncio.CancelledError:
+            if not self._open:
+                raise  # the run cancels its nodes (an abort, or its caller went away): nothing to settle
+            outcome = asyncio.CancelledError(f"node `{node.id}` was cancelled")  # from inside: the node failed
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            outcome = exc
+        self._context.run(self._done, node, outcome)
+
+    def _done(self, node: Node, outcome: tuple[NodeStatus, Any] | BaseException) -> None:
+        """A node ended: settle it, check the run's limits, start what became ready (in the run's context)."""
+        task = asyncio.current_task()
+        if not self._open or task is None or self._running.pop(task, None) is None:
             return  # the run is over (aborted, cancelled): what its tasks do now changes nothing
         try:
-            self._finished(node, task)
+            self._finished(node, outcome)
             if self._stop is None:
                 self.run.check_limits()  # a passed deadline or budget stops here, between nodes
                 self._start_ready()
-        except BaseException as exc:  # a callback cannot raise to the run: hand it over
+        except BaseException as stop:  # a node's task does not raise to the run: hand it over
             if self._stop is None:
-                self._stop = exc
+                self._stop = stop
             self._wakeup.set()
             return
         if not self._running:
@@ -302,9 +321,8 @@ class Execution(NodeHost):
                 continue
             value = self._input_of(node, self._payload)
             work = self._reused(node, value) if node.id in self._reuse else self._run_node(node, value)
-            task = asyncio.create_task(work, name=node.id)
+            task = asyncio.create_task(self._node_task(node, work), name=node.id, context=self._context.copy())
             self._running[task] = node
-            task.add_done_callback(self._task_done)
 
     def _input_of(self, node: Node, payload: Any) -> Any:
         if not node.needs:
@@ -313,23 +331,20 @@ class Execution(NodeHost):
             return self._outputs[node.needs[0]]
         return {need: self._outputs[need] for need in node.needs}
 
-    def _finished(self, node: Node, task: asyncio.Task[tuple[NodeStatus, Any]]) -> None:
-        exc = asyncio.CancelledError(f"node `{node.id}` was cancelled") if task.cancelled() else task.exception()
-        if exc is None:
-            state, output = task.result()
+    def _finished(self, node: Node, outcome: tuple[NodeStatus, Any] | BaseException) -> None:
+        if not isinstance(outcome, BaseException):
+            state, output = outcome
             if state is NodeStatus.SUCCEEDED:
                 self._outputs[node.id] = output
             self._settle(node, state)
             return
-        if isinstance(exc, RunAborted):
-            raise exc
+        if isinstance(outcome, RunAborted):
+            raise outcome
         if node.on_error is OnError.FAIL and self.failure is None:
-            self.failure = (exc, node.id)
+            self.failure = (outcome, node.id)
         self._settle(node, NodeStatus.FAILED)
 
-    async def _abort(
-        self, abort: RunAborted, waiting: list[Node], running: dict[asyncio.Task[tuple[NodeStatus, Any]], Node]
-    ) -> None:
+    async def _abort(self, abort: RunAborted, waiting: list[Node], running: dict[asyncio.Task[None], Node]) -> None:
         # The message reaches the CancelledError each running attempt records, so its error says why.
         why = f"cancelled by the run's {abort.reason}: {abort}"
         for task in running:
