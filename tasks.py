@@ -153,6 +153,8 @@ BENCHMARKS = (
 def bench() -> None:
     """Run every benchmark; each prints its figures next to its reference."""
     names = BENCHMARKS + (("executors.py",) if shutil.which("redis-server") else ())  # it needs a Redis server
+    if shutil.which("pg_config") or any(Path("/usr/lib/postgresql").glob("*/bin/initdb")):  # a PostgreSQL server
+        names += ("migrate.py",)
     for name in names:
         print(f"\n### benchmarks/{name}", flush=True)
         run(PY, str(ROOT / "benchmarks" / name))
