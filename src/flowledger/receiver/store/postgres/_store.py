@@ -12,8 +12,9 @@ receiver at a time: the one holding a session-level advisory lock on a
 dedicated connection; when its process dies the lock goes with its session
 and the next receiver to sweep takes over.
 
-Methods this engine does not implement yet raise :class:`StoreError` naming
-the method (see :data:`NOT_BUILT`); none of them answers wrongly.
+Methods this engine does not implement yet raise :class:`NotBuiltError` (a
+StoreError) naming the method (see :data:`NOT_BUILT`); none of them answers
+wrongly, and the receiver answers them with 501.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any, Final, NoReturn
 
 import asyncpg
 
-from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
+from flowledger._exceptions import NotBuiltError, SchemaVersionError, StoreError, UnstorableError
 from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import CHILDREN_COUNT_MAX, CHILDREN_LISTED_MAX, children_json
@@ -156,7 +157,7 @@ NOT_BUILT: Final = (
 
 
 def _not_built(what: str) -> NoReturn:
-    raise StoreError(
+    raise NotBuiltError(
         f"{what} is not built yet in the {ENGINE} engine; use a SQLite database (--db PATH) for it "
         "(docs/postgres.md lists what this engine does)"
     )
