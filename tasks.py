@@ -184,6 +184,8 @@ def bench(args: list[str]) -> None:
     """
     quick = "--quick" in args
     names = BENCHMARKS + (("executors.py",) if shutil.which("redis-server") else ())  # it needs a Redis server
+    if shutil.which("pg_config") or any(Path("/usr/lib/postgresql").glob("*/bin/initdb")):  # a PostgreSQL server
+        names += ("migrate.py",)
     sections: list[tuple[str, list[str], float, int, str]] = []
     for name in names:
         command = [str(PY), str(ROOT / "benchmarks" / name), *(QUICK_ARGS.get(name, ()) if quick else ())]

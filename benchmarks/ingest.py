@@ -469,7 +469,8 @@ def report(label: str, runs: list[dict[str, Any]]) -> None:
             "free core)"
         )
         others = [a - b for a, b in zip(per_event, loop, strict=True)]
-        print(f"[{label}]   other threads      : {line(others, 'us/event', fmt='.1f')}  (SQLite on the writer)")
+        where = "asyncpg runs on the event loop" if any(f["pg_cpu"] for f in runs) else "SQLite on the writer"
+        print(f"[{label}]   other threads      : {line(others, 'us/event', fmt='.1f')}  ({where})")
     if any(f["pg_cpu"] for f in runs):
         server = [f["pg_cpu"] / f["sent"] * 1e6 for f in runs]
         print(

@@ -26,7 +26,8 @@ The hierarchy::
         ├── StoreError                 the receiver's store failed
         │   ├── UnstorableError        what was handed to the store holds a value it cannot keep
         │   ├── LedgerIntegrityError   the ledger's hash chain does not verify
-        │   └── SchemaVersionError     the database was written by a newer flowledger
+        │   ├── SchemaVersionError     the database was written by a newer flowledger
+        │   └── NotBuiltError          the database engine does not implement this yet (answered with 501)
         ├── ProofError                 a checkpoint or proof does not verify (signature, shape, or contents)
         ├── ReceiverError              a receiver answered with an error
         └── ResumeRefused              a run cannot be resumed: a recorded output does not match the ledger, ...
@@ -165,6 +166,10 @@ class LedgerIntegrityError(StoreError):
 
 class SchemaVersionError(StoreError):
     """The database was written by a newer flowledger than this one."""
+
+
+class NotBuiltError(StoreError):
+    """The database engine does not implement this method yet (the message names both); the receiver answers 501."""
 
 
 class ProofError(RuntimeFailure):

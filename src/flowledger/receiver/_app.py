@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from flowledger._exceptions import NotBuiltError
 from flowledger.receiver._auth import ApiKeys, AuthMiddleware
 from flowledger.receiver._budget import BodyBudget, BodyBudgetMiddleware
 from flowledger.receiver._checkpointer import Checkpointer
@@ -72,6 +73,11 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _not_built(request: Request, exc: Exception) -> Response:
+    """A route the database engine cannot serve yet (PostgreSQL's missing parts): 501 saying so, never a 500."""
+    return error_response(501, str(exc))
 
 
 def _store_of(config: ReceiverConfig) -> Store:
@@ -155,7 +161,7 @@ def create_app(
                 retry_after_s=config.retry_after_s,
             ),
         ],
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={HTTPException: _http_error, NotBuiltError: _not_built},
         lifespan=lifespan,
     )
     app.state.receiver = ReceiverState(config=config, store=the_store, writer=writer, metrics=metrics, keys=keys)

@@ -13,6 +13,7 @@ a later version folds them with ``rebuild``.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -30,28 +31,41 @@ from flowledger.receiver.store._fold import (
 from flowledger.receiver.store._logs import LogDrop, LogRow, rows_of_event
 from flowledger.receiver.store._sampled import sampled_out_key
 from flowledger.receiver.store.postgres._logs import append_pg_logs
+from flowledger.receiver.store.postgres._schema import column_type
 
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["PgProjector", "load_pg_runs", "run_values", "save_pg_runs"]
+__all__ = ["PgProjector", "columns_of", "load_pg_runs", "run_values", "save_pg_runs"]
 
 _NODE_KINDS: Final = frozenset({EventKind.NODE_STARTED, EventKind.NODE_FINISHED})
 _SAMPLED_OUT: Final = EventKind.RUN_SAMPLED_OUT
 _NODE_LOGS: Final = EventKind.NODE_LOGS
 
 
-def _upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
-    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+def _array_type(state: type, column: str) -> str:
+    """The array type a column's values are sent as (``text[]``, ``bigint[]``...)."""
+    annotation = next(f.type for f in dataclasses.fields(state) if f.name == column)
+    return column_type(annotation).split(" COLLATE")[0] + "[]"
+
+
+def _upsert(table: str, state: type, columns: Sequence[str], key: Sequence[str]) -> str:
+    """One statement writing many whole rows: each column sent as one array, the rows ``unnest``-ed."""
+    arrays = ", ".join(f"${i + 1}::{_array_type(state, c)}" for i, c in enumerate(columns))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) "
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
         f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
     )
 
 
-_SAVE_RUNS: Final = _upsert("runs", RUN_COLUMNS, ("run_id",))
-_SAVE_NODES: Final = _upsert("node_runs", NODE_COLUMNS, ("run_id", "span_id"))
+def columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows turned into one list per column (the arrays of an ``unnest`` insert)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+_SAVE_RUNS: Final = _upsert("runs", RunState, RUN_COLUMNS, ("run_id",))
+_SAVE_NODES: Final = _upsert("node_runs", NodeState, NODE_COLUMNS, ("run_id", "span_id"))
 _SAVE_SAMPLED_OUT: Final = (
     "INSERT INTO sampled_out AS s (workflow_id, project, day, runs) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT (workflow_id, project, day) DO UPDATE SET runs = s.runs + EXCLUDED.runs"
@@ -98,10 +112,10 @@ async def load_pg_runs(conn: asyncpg.Connection, run_ids: Iterable[str]) -> dict
 
 
 async def save_pg_runs(conn: asyncpg.Connection, runs: Iterable[RunState]) -> None:
-    """Write run states back (whole rows)."""
+    """Write run states back (whole rows, one statement)."""
     rows = [run_values(run) for run in runs]
     if rows:
-        await conn.executemany(_SAVE_RUNS, rows)
+        await conn.execute(_SAVE_RUNS, *columns_of(rows, len(RUN_COLUMNS)))
 
 
 class PgProjector:
@@ -185,9 +199,10 @@ class PgProjector:
         """Write every changed row (inside the caller's transaction)."""
         conn = self._conn
         if self._dirty_runs:
-            await conn.executemany(_SAVE_RUNS, [run_values(self.runs[r]) for r in sorted(self._dirty_runs)])
+            await save_pg_runs(conn, [self.runs[r] for r in sorted(self._dirty_runs)])
         if self._dirty_nodes:
-            await conn.executemany(_SAVE_NODES, [_node_values(self._nodes[k]) for k in sorted(self._dirty_nodes)])
+            rows = [_node_values(self._nodes[k]) for k in sorted(self._dirty_nodes)]
+            await conn.execute(_SAVE_NODES, *columns_of(rows, len(NODE_COLUMNS)))
         if self._producers:
             await conn.executemany(_SAVE_PRODUCERS, [(p, *c) for p, c in sorted(self._producers.items())])
         if self._logs or self._log_drops:

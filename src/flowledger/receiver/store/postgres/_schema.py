@@ -57,12 +57,17 @@ def _table(name: str, state: type, key: tuple[str, ...]) -> str:
 _REFUSE: Final = """
 CREATE FUNCTION flowledger_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION '%', TG_ARGV[0]; END $$;
-CREATE FUNCTION flowledger_ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Checked once per statement (a commit group is one statement): the rows added are contiguous and end
+-- the ledger, right after the rows before them.
+CREATE FUNCTION flowledger_ledger_appended() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE lo bigint; hi bigint; n bigint;
 BEGIN
-  IF NEW.seq <> (SELECT coalesce(max(seq), 0) + 1 FROM ledger) THEN
-    RAISE EXCEPTION 'the ledger is append-only: a row goes after the last one (seq %)', NEW.seq;
+  SELECT min(seq), max(seq), count(*) INTO lo, hi, n FROM added;
+  IF n > 0 AND (hi - lo + 1 <> n OR (SELECT max(seq) FROM ledger) <> hi
+                OR (lo > 1 AND NOT EXISTS (SELECT 1 FROM ledger WHERE seq = lo - 1))) THEN
+    RAISE EXCEPTION 'the ledger is append-only: rows go right after the last one (seq % to %)', lo, hi;
   END IF;
-  RETURN NEW;
+  RETURN NULL;
 END $$;
 """
 
@@ -86,8 +91,8 @@ CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger FOR EACH ROW
 EXECUTE FUNCTION flowledger_refuse('the ledger is append-only: DELETE is refused');
 CREATE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON ledger FOR EACH STATEMENT
 EXECUTE FUNCTION flowledger_refuse('the ledger is append-only: TRUNCATE is refused');
-CREATE TRIGGER ledger_append_only BEFORE INSERT ON ledger FOR EACH ROW
-EXECUTE FUNCTION flowledger_ledger_append_only();
+CREATE TRIGGER ledger_append_only AFTER INSERT ON ledger REFERENCING NEW TABLE AS added
+FOR EACH STATEMENT EXECUTE FUNCTION flowledger_ledger_appended();
 CREATE TABLE payloads (seq bigint PRIMARY KEY, body text NOT NULL);
 CREATE TRIGGER payloads_no_update BEFORE UPDATE ON payloads FOR EACH ROW
 EXECUTE FUNCTION flowledger_refuse('payloads are write-once: UPDATE is refused');

@@ -12,8 +12,9 @@ receiver at a time: the one holding a session-level advisory lock on a
 dedicated connection; when its process dies the lock goes with its session
 and the next receiver to sweep takes over.
 
-Methods this engine does not implement yet raise :class:`StoreError` naming
-the method (see :data:`NOT_BUILT`); none of them answers wrongly.
+Methods this engine does not implement yet raise :class:`NotBuiltError` (a
+StoreError) naming the method (see :data:`NOT_BUILT`); none of them answers
+wrongly, and the receiver answers them with 501.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any, Final, NoReturn
 
 import asyncpg
 
-from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
+from flowledger._exceptions import NotBuiltError, SchemaVersionError, StoreError, UnstorableError
 from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import CHILDREN_COUNT_MAX, CHILDREN_LISTED_MAX, children_json
@@ -81,7 +82,7 @@ from flowledger.receiver.store._views import (
 )
 from flowledger.receiver.store.postgres._dialect import numbered, payload_sql
 from flowledger.receiver.store.postgres._logs import append_pg_logs, attach_pg_logs, pg_attempt_logs
-from flowledger.receiver.store.postgres._projector import PgProjector, run_from_record, save_pg_runs
+from flowledger.receiver.store.postgres._projector import PgProjector, columns_of, run_from_record, save_pg_runs
 from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrate_postgres
 from flowledger.receiver.store.postgres._spans import pg_trace, store_pg_spans
 from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof, verify_tree
@@ -110,9 +111,11 @@ _NODE_SELECT: Final = (
 )
 _INSERT_LEDGER: Final = (
     "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+    "$7::bytea[], $8::bytea[], $9::bytea[], $10::bytea[]) ORDER BY 1"
 )
-_INSERT_PAYLOAD: Final = "INSERT INTO payloads (seq, body) VALUES ($1, $2)"
+"""A commit group's entries in one statement (each column one array), in chain order."""
+_INSERT_PAYLOAD: Final = "INSERT INTO payloads (seq, body) SELECT * FROM unnest($1::bigint[], $2::text[])"
 _INSERT_NODE: Final = "INSERT INTO merkle_nodes (level, idx, hash) VALUES ($1, $2, $3)"
 _INSERT_BLOB: Final = "INSERT INTO blobs (sha256, body, size) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING"
 _SWEEP_SQL: Final = (
@@ -154,7 +157,7 @@ NOT_BUILT: Final = (
 
 
 def _not_built(what: str) -> NoReturn:
-    raise StoreError(
+    raise NotBuiltError(
         f"{what} is not built yet in the {ENGINE} engine; use a SQLite database (--db PATH) for it "
         "(docs/postgres.md lists what this engine does)"
     )
@@ -332,8 +335,8 @@ class PostgresStore:
                     blobs.update(event.blobs)
                     prev = new_hash
                 if rows:
-                    await conn.executemany(_INSERT_LEDGER, rows)
-                    await conn.executemany(_INSERT_PAYLOAD, payloads)
+                    await conn.execute(_INSERT_LEDGER, *columns_of(rows, 10))
+                    await conn.execute(_INSERT_PAYLOAD, *columns_of(payloads, 2))
                     if blobs:
                         await conn.executemany(
                             _INSERT_BLOB, [(d, text, len(text.encode("utf-8"))) for d, text in blobs.items()]

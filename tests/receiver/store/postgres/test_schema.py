@@ -1,0 +1,106 @@
+"""The PostgreSQL engine's schema: the ledger refuses edits, versions are checked, foreign tables are refused."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from flowledger._exceptions import SchemaVersionError, StoreError
+from flowledger.receiver.store.postgres import PostgresStore
+from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION
+from tests.receiver._support import simple_run
+from tests.receiver.store.conformance.conftest import prepared
+
+
+def _run(url: str, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        conn = await asyncpg.connect(url)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(main())
+
+
+def _filled(url: str) -> None:
+    async def main() -> None:
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            await store.append(prepared([e for _ in range(6) for e in simple_run().events]))  # a stored subtree
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("statement", "refusal"),
+    [
+        ("UPDATE ledger SET kind = 'x' WHERE seq = 1", "UPDATE is refused"),
+        ("DELETE FROM ledger WHERE seq = 3", "DELETE is refused"),
+        ("TRUNCATE ledger CASCADE", "TRUNCATE is refused"),
+        ("UPDATE payloads SET body = '{}' WHERE seq = 1", "payloads are write-once"),
+        ("UPDATE merkle_nodes SET hash = '' ", "UPDATE is refused"),
+        (
+            "INSERT INTO ledger SELECT seq + 100, event_id || 'x', run_id, kind, ts, received_at, entry, payload_hash, "
+            "prev_hash, hash FROM ledger WHERE seq = 1",
+            "rows go right after the last one",
+        ),
+        (
+            "INSERT INTO ledger SELECT seq + 1000, event_id || 'x', run_id, kind, ts, received_at, entry, "
+            "payload_hash, prev_hash, hash FROM ledger",
+            "rows go right after the last one",
+        ),
+    ],
+)
+def test_the_database_refuses_edits_of_the_ledger(postgres_url: str, statement: str, refusal: str) -> None:
+    """UPDATE, DELETE and TRUNCATE of the ledger, edits of payloads and tree, and rows not right after the last fail."""
+    _filled(postgres_url)
+    with pytest.raises(asyncpg.PostgresError, match=refusal):
+        _run(postgres_url, lambda conn: conn.execute(statement))
+
+
+def test_a_newer_schema_is_refused_untouched(postgres_url: str) -> None:
+    """A database from a newer flowledger: SchemaVersionError naming both versions, the version left as it was."""
+    _filled(postgres_url)
+    _run(postgres_url, lambda conn: conn.execute("UPDATE flowledger_schema SET version = version + 1"))
+
+    async def main() -> None:
+        for readonly in (False, True):
+            with pytest.raises(SchemaVersionError, match=f"newer than the {PG_SCHEMA_VERSION}"):
+                await PostgresStore(postgres_url, readonly=readonly).open()
+
+    asyncio.run(main())
+    assert _run(postgres_url, lambda conn: conn.fetchval("SELECT version FROM flowledger_schema")) == (
+        PG_SCHEMA_VERSION + 1
+    )
+
+
+def test_another_applications_tables_are_refused(postgres_url: str) -> None:
+    """A database with a runs table flowledger did not make is not touched."""
+    _run(postgres_url, lambda conn: conn.execute("CREATE TABLE runs (id integer)"))
+
+    async def main() -> None:
+        with pytest.raises(StoreError, match="did not make"):
+            await PostgresStore(postgres_url).open()
+
+    asyncio.run(main())
+
+
+def test_two_stores_opening_together_migrate_once(postgres_url: str) -> None:
+    """Receivers starting at the same moment: the migration runs under a lock, once; both open."""
+
+    async def main() -> None:
+        stores = [PostgresStore(postgres_url) for _ in range(4)]
+        await asyncio.gather(*(store.open() for store in stores))
+        for store in stores:
+            await store.close()
+
+    asyncio.run(main())
+    assert _run(postgres_url, lambda conn: conn.fetchval("SELECT version FROM flowledger_schema")) == PG_SCHEMA_VERSION
