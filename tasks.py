@@ -15,9 +15,11 @@ import contextlib
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import venv
 from pathlib import Path
@@ -183,6 +185,7 @@ def bench(args: list[str]) -> None:
     states the scale. Each benchmark's output is kept as it printed it.
     """
     quick = "--quick" in args
+    load_before = _load()
     names = BENCHMARKS + (("executors.py",) if shutil.which("redis-server") else ())  # it needs a Redis server
     if shutil.which("pg_config") or any(Path("/usr/lib/postgresql").glob("*/bin/initdb")):  # a PostgreSQL server
         names += ("migrate.py",)
@@ -198,7 +201,7 @@ def bench(args: list[str]) -> None:
                 print(line, end="", flush=True)
                 lines.append(line)
         sections.append((name, command[2:], time.monotonic() - started, proc.returncode, "".join(lines)))
-    BENCH_PAGE.write_text(_bench_page(sections, quick=quick))
+    BENCH_PAGE.write_text(_bench_page(sections, quick=quick, load=(load_before, _load())))
     print(f"\nwrote {BENCH_PAGE.relative_to(ROOT)}", flush=True)
     if any(code != 0 for _, _, _, code, _ in sections):
         sys.exit(1)
@@ -220,12 +223,22 @@ def _machine() -> list[str]:
     return [
         f"- CPU: {cpu}, {os.cpu_count()} logical cores",
         f"- memory: {memory}",
-        f"- system: {platform.system()} {platform.release()}",
+        f"- system: {platform.system()}",
         f"- Python: {python.stdout.strip() or platform.python_version()}",
     ]
 
 
-def _bench_page(sections: list[tuple[str, list[str], float, int, str]], *, quick: bool) -> str:
+def _load() -> str:
+    """The machine's load average over the last minute (how busy it was besides the benchmark)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except (OSError, AttributeError):
+        return "unknown"
+
+
+def _bench_page(
+    sections: list[tuple[str, list[str], float, int, str]], *, quick: bool, load: tuple[str, str] = ("?", "?")
+) -> str:
     """docs/benchmarks.md: the machine, the date, and each benchmark's own output in a section."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -237,6 +250,7 @@ def _bench_page(sections: list[tuple[str, list[str], float, int, str]], *, quick
         + "; run it again to regenerate this page rather than editing it.",
         "",
         *_machine(),
+        f"- load average (1 min) when the run started and when it ended: {load[0]} and {load[1]}",
         "",
         "Every benchmark prints its figures beside a reference measured in the same run, on the same"
         " machine: a bare call, a bare OpenTelemetry span with the same attributes, the stock OpenTelemetry"
@@ -260,8 +274,14 @@ def _bench_page(sections: list[tuple[str, list[str], float, int, str]], *, quick
             f"`python benchmarks/{' '.join([name, *arguments])}`, {seconds:.0f} s"
             + (f", **failed (exit code {code})**" if code else "")
         )
-        out += ["", "```text", text.replace(str(ROOT) + os.sep, "").replace(str(ROOT), ".").rstrip(), "```"]
+        out += ["", "```text", _without_local_paths(text).rstrip(), "```"]
     return "\n".join(out) + "\n"
+
+
+def _without_local_paths(text: str) -> str:
+    """A benchmark's output with this checkout's and the temporary folder's paths left out."""
+    text = text.replace(str(ROOT) + os.sep, "").replace(str(ROOT), ".")
+    return re.sub(re.escape(tempfile.gettempdir()) + r"/[^\s]*", "<temporary file>", text)
 
 
 def _first_line(path: Path) -> str:
