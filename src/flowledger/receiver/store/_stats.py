@@ -5,7 +5,7 @@ agent, its project) of the ``stats_rollup`` table, and each finished node
 attempt to one row of the ``node`` dimension (key ``workflow_id/node_id``),
 per status and UTC hour (grain ``h``), day (``d``) and month (``m``) of its
 start, once for its project and once for all projects (project
-:data:`ALL_PROJECTS`). A query reads the rows of its scope (all projects, or
+:data:`ALL_PROJECTS`; a run without a project only there). A query reads the rows of its scope (all projects, or
 the API key's one): whole months of its range from month rows, the days
 around them from day rows and the hours at its edges from hour rows (hour
 buckets read hour rows, day buckets day rows and the edges' hours), so a
@@ -385,6 +385,15 @@ def _read_hists_sql(places: int) -> str:
     )
 
 
+_NO_PROJECT_SCOPE: Final = (ALL_PROJECTS,)
+
+
+def _scopes(project: str) -> tuple[str, ...]:
+    """The projects of the rows a run counts in: its own and all projects'; a run without a project only in all
+    projects' (a query is scoped to an API key's project, always a name, or to all)."""
+    return _NO_PROJECT_SCOPE if not project else (project, ALL_PROJECTS)
+
+
 class _Deltas:
     """What a batch adds to (and takes from) each row and each histogram."""
 
@@ -404,7 +413,7 @@ class _Deltas:
     def add(self, dim: str, project: str, hour: str, key: str, status: str, sums: _Sums) -> None:
         """Add an hour's sums to every row they count in."""
         for grain, bucket in _buckets(hour):
-            for scope in (project, ALL_PROJECTS):
+            for scope in _scopes(project):
                 row_key = (dim, grain, scope, bucket, key, status)
                 total = self.rows.get(row_key)
                 if total is None:
@@ -414,7 +423,7 @@ class _Deltas:
     def add_histogram(self, dim: str, project: str, hour: str, key: str, histogram: int) -> None:
         """Add an hour's histogram to every place it counts in."""
         for grain, bucket in _buckets(hour):
-            for scope in (project, ALL_PROJECTS):
+            for scope in _scopes(project):
                 place = (dim, grain, scope, bucket, key)
                 self.hists[place] = self.hists.get(place, 0) + histogram
 
