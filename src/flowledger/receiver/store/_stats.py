@@ -5,7 +5,7 @@ agent, its project) of the ``stats_rollup`` table, and each finished node
 attempt to one row of the ``node`` dimension (key ``workflow_id/node_id``),
 per status and UTC hour (grain ``h``), day (``d``) and month (``m``) of its
 start, once for its project and once for all projects (project
-:data:`ALL_PROJECTS`). A query reads the rows of its scope (all projects, or
+:data:`ALL_PROJECTS`; a run without a project only there). A query reads the rows of its scope (all projects, or
 the API key's one): whole months of its range from month rows, the days
 around them from day rows and the hours at its edges from hour rows (hour
 buckets read hour rows, day buckets day rows and the edges' hours), so a
@@ -34,7 +34,6 @@ them back in (:mod:`._rollups`). Runs that have not finished are not counted.
 from __future__ import annotations
 
 import enum
-import json
 import math
 import sqlite3
 import sys
@@ -77,6 +76,12 @@ PERCENTILE_RELATIVE_ERROR: Final = math.sqrt(HISTOGRAM_GAMMA) - 1
 ALL_PROJECTS: Final = "*"
 """The project of the rows that count every project's runs (never a project name)."""
 _LOG_GAMMA: Final = math.log(HISTOGRAM_GAMMA)
+_SUCCEEDED: Final = frozenset({RunStatus.SUCCEEDED.value, NodeStatus.SUCCEEDED.value})
+_STATUSES: Final = tuple(
+    sorted({s.value for s in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.ABORTED)} | {s.value for s in NodeStatus
+            if s is not NodeStatus.RUNNING})
+)  # fmt: skip
+"""The statuses of finished runs and attempts, in the order ``by_status`` lists them."""
 
 
 class StatsBy(enum.StrEnum):
@@ -165,19 +170,32 @@ def decode_histogram(blob: bytes) -> int:
     return int.from_bytes(zlib.decompress(blob[2:], -10), "little") << (_FIELD_BITS * low)
 
 
-def _percentile_fields(histogram: int, ps: Sequence[float]) -> list[int] | None:
-    """The fields holding the nearest-rank percentiles ``ps`` of a histogram; None when it is empty."""
+def _unpack(blob: bytes) -> tuple[int, bytes]:
+    """A stored histogram's lowest field and its fields from there (little-endian 64-bit counts)."""
+    return int.from_bytes(blob[:2], "little"), zlib.decompress(blob[2:], -10)
+
+
+def _fields_of(histogram: int) -> tuple[int, bytes] | None:
+    """A histogram integer as :func:`_unpack` gives it; None when it is empty."""
     if histogram <= 0:
         return None
     low = ((histogram & -histogram).bit_length() - 1) // _FIELD_BITS
     fields = histogram >> (_FIELD_BITS * low)
+    return low, fields.to_bytes((fields.bit_length() + _FIELD_BITS - 1) // _FIELD_BITS * 8, "little")
+
+
+def _percentile_fields(low: int, raw: bytes) -> tuple[int, int]:
+    """The fields holding the nearest-rank p50 and p95 of the histogram whose fields from ``low`` are ``raw``."""
     counts = array("Q")
-    counts.frombytes(fields.to_bytes((fields.bit_length() + _FIELD_BITS - 1) // _FIELD_BITS * 8, "little"))
+    counts.frombytes(raw)
     if sys.byteorder == "big":  # pragma: no cover - the fields are stored little-endian
         counts.byteswap()
     running = list(accumulate(counts))
     total = running[-1]
-    return [low + bisect_left(running, max(1, math.ceil(p * total))) for p in ps]
+    return (
+        low + bisect_left(running, max(1, math.ceil(0.5 * total))),
+        low + bisect_left(running, max(1, math.ceil(0.95 * total))),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,13 +272,16 @@ class _Sums:
         runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = row
         return cls(int(runs), int(cost), int(costs), cmin, cmax, int(dus), int(durs), dmin, dmax)
 
-    def percentiles(self) -> tuple[float | None, float | None]:
-        """The nearest-rank p50 and p95 read from the histogram, clamped to min and max."""
-        fields = _percentile_fields(self.histogram, (0.5, 0.95))
+    def percentiles(self, fields: tuple[int, bytes] | None = None, base: int = 0) -> tuple[float | None, float | None]:
+        """The nearest-rank p50 and p95 read from the histogram (its field ``f`` counting field ``base + f``), or
+        from its ``fields`` when known, clamped to min and max."""
         if fields is None:
-            return None, None
-        p50, p95 = (_field_value(f) for f in fields)
-        return self._clamped(p50), self._clamped(p95)
+            fields = _fields_of(self.histogram)
+            if fields is None:
+                return None, None
+            fields = (fields[0] + base, fields[1])
+        p50, p95 = _percentile_fields(*fields)
+        return self._clamped(_field_value(p50)), self._clamped(_field_value(p95))
 
     def _clamped(self, value: float) -> float:
         if self.duration_min is not None:
@@ -269,10 +290,16 @@ class _Sums:
             value = min(value, self.duration_max)
         return value
 
-    def as_json(self) -> dict[str, Any]:
-        p50, p95 = self.percentiles()
+    def as_json(
+        self, statuses: Sequence[tuple[str, int]], fields: tuple[int, bytes] | None = None, base: int = 0
+    ) -> dict[str, Any]:
+        """The figures of ``GET /api/stats`` (``statuses``: the counts by status, in order)."""
+        p50, p95 = self.percentiles(fields, base)
+        succeeded = sum(n for s, n in statuses if s in _SUCCEEDED)
         return {
             "runs": self.runs,
+            "by_status": dict(statuses),
+            "success_rate": None if self.runs <= 0 else succeeded / self.runs,
             "cost_usd": {
                 "total": nanos_to_usd(self.cost_nanos),
                 "avg": None if self.costs <= 0 else nanos_to_usd(round(self.cost_nanos / self.costs)),
@@ -358,6 +385,15 @@ def _read_hists_sql(places: int) -> str:
     )
 
 
+_NO_PROJECT_SCOPE: Final = (ALL_PROJECTS,)
+
+
+def _scopes(project: str) -> tuple[str, ...]:
+    """The projects of the rows a run counts in: its own and all projects'; a run without a project only in all
+    projects' (a query is scoped to an API key's project, always a name, or to all)."""
+    return _NO_PROJECT_SCOPE if not project else (project, ALL_PROJECTS)
+
+
 class _Deltas:
     """What a batch adds to (and takes from) each row and each histogram."""
 
@@ -377,7 +413,7 @@ class _Deltas:
     def add(self, dim: str, project: str, hour: str, key: str, status: str, sums: _Sums) -> None:
         """Add an hour's sums to every row they count in."""
         for grain, bucket in _buckets(hour):
-            for scope in (project, ALL_PROJECTS):
+            for scope in _scopes(project):
                 row_key = (dim, grain, scope, bucket, key, status)
                 total = self.rows.get(row_key)
                 if total is None:
@@ -387,7 +423,7 @@ class _Deltas:
     def add_histogram(self, dim: str, project: str, hour: str, key: str, histogram: int) -> None:
         """Add an hour's histogram to every place it counts in."""
         for grain, bucket in _buckets(hour):
-            for scope in (project, ALL_PROJECTS):
+            for scope in _scopes(project):
                 place = (dim, grain, scope, bucket, key)
                 self.hists[place] = self.hists.get(place, 0) + histogram
 
@@ -521,9 +557,6 @@ class StatsQuery:
     limit: int = 100
 
 
-_SUCCEEDED: Final = frozenset({RunStatus.SUCCEEDED.value, NodeStatus.SUCCEEDED.value})
-
-
 def _plan(since: str | None, until: str | None, bucket: Bucket | None) -> list[tuple[str, str | None, str | None]]:
     """The (grain, from, before) ranges of rollup rows that cover [since, until) exactly once: hours at the edges,
     then whole days (day buckets stop there), then whole months."""
@@ -603,60 +636,55 @@ _FIGURES_SQL: Final = ", ".join(f"{f}({c})" for f, c in _AGGREGATES)
 _FIGURES_AS_SQL: Final = ", ".join(f"{f}({c}) AS {c}" for f, c in _AGGREGATES)
 
 
+_STATUS_SQL: Final = ", ".join(f"sum(CASE status WHEN '{s}' THEN runs END)" for s in _STATUSES)
+
+
 async def stats_groups(conn: aiosqlite.Connection, query: StatsQuery) -> list[dict[str, Any]]:
     """The statistics of each group, most runs first, as ``GET /api/stats`` answers them.
 
     SQLite adds up the rows (``GROUP BY``): Python reads one row per group and series point, with its counts by
-    status, and the histograms of the places it covers, which it adds up as integers.
+    status, and the histograms of the places it covers; a point's own histogram gives its percentiles, the sum of
+    its group's (as integers) the group's.
     """
     if query.since is not None and query.until is not None and query.since >= query.until:
         return []
     rows_sql, params = _ranges_sql(query, f"status, {_ROW_COLUMNS}", "stats_rollup")
     figures = await conn.execute_fetchall(
-        f"SELECT key, point, {_FIGURES_SQL}, json_group_object(status, runs) FROM (SELECT key, point, status, "
-        f"{_FIGURES_AS_SQL} FROM ({rows_sql}) GROUP BY 1, 2, 3) GROUP BY 1, 2",
-        params,
+        f"SELECT key, point, {_FIGURES_SQL}, {_STATUS_SQL} FROM ({rows_sql}) GROUP BY 1, 2", params
     )
-    points: dict[tuple[str, str], tuple[_Sums, dict[str, int]]] = {}
-    for row in figures:
-        points[(str(row[0]), str(row[1]))] = (_Sums.of_row(row[2:11]), json.loads(row[11]))
     hists_sql, params = _ranges_sql(query, "hist", "stats_hist")
+    blobs: dict[tuple[str, str], list[tuple[int, bytes]]] = {}
     for key, point_start, blob in await conn.execute_fetchall(hists_sql, params):
-        found = points.get((str(key), str(point_start)))
-        if found is not None:
-            found[0].histogram += decode_histogram(bytes(blob))
-    groups: dict[str, _Sums] = {}
-    group_statuses: dict[str, dict[str, int]] = {}
-    series: dict[str, list[tuple[str, _Sums, dict[str, int]]]] = {}
-    for (key, point_start), (part, statuses) in sorted(points.items()):
-        total = groups.get(key)
-        if total is None:
-            total = groups[key] = _Sums()
-            group_statuses[key] = {}
-        total.merge(part)
-        counts = group_statuses[key]
-        for status, n in statuses.items():
-            counts[status] = counts.get(status, 0) + n
-        series.setdefault(key, []).append((point_start, part, statuses))
-    ordered = sorted(groups, key=lambda k: (-groups[k].runs, k))[: query.limit]
+        blobs.setdefault((key, point_start), []).append(_unpack(blob))
+    # Histograms are added from the query's lowest field on: the integers are no wider than its durations' span.
+    base = min((low for parts in blobs.values() for low, _ in parts), default=0)
+    groups: dict[str, tuple[_Sums, list[int]]] = {}
+    series: dict[str, list[dict[str, Any]]] = {}
+    statuses_at = range(11, 11 + len(_STATUSES))
+    for row in sorted(figures, key=lambda r: (r[0], r[1])):
+        key, point_start = row[0], row[1]
+        part = _Sums.of_row(row[2:11])
+        statuses = [(_STATUSES[i - 11], row[i]) for i in statuses_at if row[i]]
+        fields = None
+        parts = blobs.get((key, point_start), ())
+        if len(parts) == 1:
+            fields = parts[0]
+        part.histogram = sum(int.from_bytes(raw, "little") << (_FIELD_BITS * (low - base)) for low, raw in parts)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = (_Sums(), [0] * len(_STATUSES))
+        group[0].merge(part)
+        for i in statuses_at:
+            group[1][i - 11] += row[i] or 0
+        if query.bucket is not None:
+            series.setdefault(key, []).append({"start": point_start, **part.as_json(statuses, fields, base)})
+    ordered = sorted(groups, key=lambda k: (-groups[k][0].runs, k))[: query.limit]
     out: list[dict[str, Any]] = []
     for key in ordered:
-        group = {"key": key, **_group_json(groups[key], group_statuses[key])}
+        total, counts = groups[key]
+        listed = [(s, n) for s, n in zip(_STATUSES, counts, strict=True) if n]
+        group_json = {"key": key, **total.as_json(listed, None, base)}
         if query.bucket is not None:
-            group["series"] = [
-                {"start": start, **_group_json(part, part_statuses)} for start, part, part_statuses in series[key]
-            ]
-        out.append(group)
+            group_json["series"] = series[key]
+        out.append(group_json)
     return out
-
-
-def _group_json(sums: _Sums, statuses: dict[str, int]) -> dict[str, Any]:
-    body = sums.as_json()
-    succeeded = sum(n for s, n in statuses.items() if s in _SUCCEEDED)
-    return {
-        "runs": body["runs"],
-        "by_status": dict(sorted(statuses.items())),
-        "success_rate": None if sums.runs <= 0 else succeeded / sums.runs,
-        "cost_usd": body["cost_usd"],
-        "duration_ms": body["duration_ms"],
-    }
