@@ -69,6 +69,19 @@ def test_bad_environment_values_are_reported_once_and_replaced(caplog: pytest.Lo
     assert any("FLOWLEDGER_QUEUE_MAX_ITEMS" in m and "positive integer" in m for m in messages)
 
 
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_spool_dir_is_reported_not_taken_for_the_working_directory(
+    blank: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Path("") is "."; a blank FLOWLEDGER_SPOOL_DIR must not spool into wherever the process happens to run."""
+    _forget_reports()
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        settings = settings_from_env({"FLOWLEDGER_SPOOL_DIR": blank})
+    assert settings.spool_dir == Settings().spool_dir
+    assert settings.spool_dir.is_absolute()
+    assert any("FLOWLEDGER_SPOOL_DIR" in r.getMessage() for r in caplog.records)
+
+
 def test_configure_rejects_unknown_settings_and_bad_values() -> None:
     """configure() raises ConfigError naming an unknown setting or an unusable value."""
     with pytest.raises(flowledger.ConfigError, match="no setting 'endpont'"):

@@ -124,7 +124,8 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWLEDGER_", "OTEL_"))}
     paths = [str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-    env["FLOWLEDGER_SPOOL_DIR"] = os.environ.get("FLOWLEDGER_SPOOL_DIR", "")
+    if "FLOWLEDGER_SPOOL_DIR" in os.environ:  # the session's spool folder (tests/conftest.py), never the repository
+        env["FLOWLEDGER_SPOOL_DIR"] = os.environ["FLOWLEDGER_SPOOL_DIR"]
     env.update(extra)
     return env
 

@@ -378,6 +378,12 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(text)
 
 
+def _parse_dir(text: str) -> Path:
+    if not text.strip():  # Path("") is the working directory: spool files would land wherever the process runs
+        raise ValueError(text)
+    return Path(text)
+
+
 def _parse_pos_int(text: str) -> int:
     value = int(text.strip())
     if value <= 0:
@@ -455,7 +461,7 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_USER_ID": ("user_id", _checked(context_problem), "1 to 256 characters"),
     "FLOWLEDGER_AGENT_ID": ("agent_id", _checked(context_problem), "1 to 256 characters"),
     "FLOWLEDGER_API_KEY": ("api_key", _parse_api_key, "a key of printable ASCII without spaces or control characters"),
-    "FLOWLEDGER_SPOOL_DIR": ("spool_dir", Path, "a directory path"),
+    "FLOWLEDGER_SPOOL_DIR": ("spool_dir", _parse_dir, "a directory path"),
     "FLOWLEDGER_SPOOL_MAX_BYTES": ("spool_max_bytes", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_CAPTURE": ("capture", _parse_bool, "1 or 0"),
     "FLOWLEDGER_CAPTURE_LIMIT_BYTES": ("capture_limit_bytes", _parse_pos_int, "a positive integer"),
