@@ -87,6 +87,17 @@ from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrat
 from flowledger.receiver.store.postgres._spans import pg_trace, store_pg_spans
 from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof, verify_tree
 from flowledger.receiver.store.postgres._url import check_postgres_url, redacted
+from flowledger.receiver.store.postgres._viewer import (
+    check_run_payload_kind,
+    pg_attempt_detail,
+    pg_attempts_overview,
+    pg_attempts_page,
+    pg_facets,
+    pg_node_payload,
+    pg_run_header,
+    pg_run_summary,
+    pg_viewer_runs,
+)
 
 __all__ = ["CHAIN_LOCK", "NOT_BUILT", "SWEEPER_LOCK", "SWEEPER_NAME", "PostgresStore"]
 
@@ -134,14 +145,6 @@ NOT_BUILT: Final = (
     "daily_totals",
     "run_stats",
     "error_groups",
-    "viewer_runs",
-    "run_summary",
-    "facets",
-    "run_header",
-    "attempts_page",
-    "attempt_detail",
-    "node_payload",
-    "run_payload",
     "coverage",
     "reconcile",
     "resume_evidence",
@@ -243,6 +246,12 @@ class PostgresStore:
         async with self._reader() as conn:
             self._head_seq, self._head_hash = await _head(conn)
         self._frontier = None
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
+        """A reader inside one read-only repeatable-read transaction: every query sees the same state."""
+        async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            yield conn
 
     @asynccontextmanager
     async def _reader(self) -> AsyncIterator[asyncpg.Connection]:
@@ -687,32 +696,63 @@ class PostgresStore:
         cursor: RunPageCursor | None = None,
         direction: PageDirection = PageDirection.OLDER,
     ) -> RunListPage:
-        _not_built("viewer_runs")
+        """A keyset page of runs, newest first; see :meth:`Store.viewer_runs`."""
+        async with self._snapshot() as conn:
+            return await pg_viewer_runs(conn, _RUN_SELECT, run_filter, limit=limit, cursor=cursor, direction=direction)
 
     async def run_summary(
         self, run_filter: RunFilter, *, percentile_sample_max: int = PERCENTILE_SAMPLE_MAX
     ) -> dict[str, Any]:
-        _not_built("run_summary")
+        """Summary cards over every matching run, counted on one snapshot."""
+        async with self._snapshot() as conn:
+            return await pg_run_summary(conn, run_filter, percentile_sample_max=percentile_sample_max)
 
     async def facets(self, *, project: str | None) -> dict[str, Any]:
-        _not_built("facets")
+        """Workflows seen, trigger types, statuses, modes."""
+        async with self._reader() as conn:
+            return await pg_facets(conn, project=project)
 
     async def run_header(self, run_id: str, *, project: str | None) -> dict[str, Any] | None:
-        _not_built("run_header")
+        """One run without its nodes, with an overview of its attempts; its error names its group."""
+        async with self._snapshot() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_RUN_SELECT}, {_RUN_PAYLOADS_SELECT} FROM {_RUN_PAYLOADS_FROM} WHERE r.run_id = $1", run_id
+            )
+            if row is None or (project is not None and row["project"] != project):
+                return None
+            run = pg_run_header(row)
+            run["attempts"] = await pg_attempts_overview(conn, run_id, run)
+            run["children"] = await _children(conn, run_id, project)
+        return with_fingerprints(run)
 
     async def attempts_page(
         self, run_id: str, *, project: str | None, offset: int, limit: int
     ) -> dict[str, Any] | None:
-        _not_built("attempts_page")
+        """A page of a run's node attempts in start order, without payloads."""
+        async with self._snapshot() as conn:
+            return await pg_attempts_page(conn, run_id, project=project, offset=offset, limit=limit)
 
     async def attempt_detail(self, run_id: str, span_id: str, *, project: str | None) -> dict[str, Any] | None:
-        _not_built("attempt_detail")
+        """One node attempt with its payloads."""
+        async with self._snapshot() as conn:
+            return await pg_attempt_detail(conn, _NODE_SELECT, run_id, span_id, project=project)
 
     async def node_payload(self, run_id: str, span_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
-        _not_built("node_payload")
+        """One payload of a node attempt as stored JSON text."""
+        async with self._snapshot() as conn:
+            return await pg_node_payload(conn, _NODE_SELECT, run_id, span_id, kind, project=project)
 
     async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
-        _not_built("run_payload")
+        """The input or output of a run as stored JSON text."""
+        column = check_run_payload_kind(kind)
+        async with self._reader() as conn:
+            row = await conn.fetchrow(
+                f"SELECT r.project, {_RUN_PAYLOADS_SELECT} FROM {_RUN_PAYLOADS_FROM} WHERE r.run_id = $1", run_id
+            )
+        if row is None or (project is not None and row["project"] != project):
+            return None
+        text: str | None = row[column]
+        return text
 
     async def coverage(self, query: CoverageQuery) -> CoverageReport:
         _not_built("coverage")
