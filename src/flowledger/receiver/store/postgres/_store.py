@@ -81,6 +81,7 @@ from flowledger.receiver.store._views import (
     RunPageCursor,
 )
 from flowledger.receiver.store.postgres._dialect import numbered, payload_sql
+from flowledger.receiver.store.postgres._evidence import pg_resume_chain, pg_resume_evidence
 from flowledger.receiver.store.postgres._logs import append_pg_logs, attach_pg_logs, pg_attempt_logs
 from flowledger.receiver.store.postgres._projector import PgProjector, columns_of, run_from_record, save_pg_runs
 from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrate_postgres
@@ -147,8 +148,6 @@ NOT_BUILT: Final = (
     "error_groups",
     "coverage",
     "reconcile",
-    "resume_evidence",
-    "resume_chain",
     "store_metric_points",
     "metric_series",
     "store_logs",
@@ -761,10 +760,14 @@ class PostgresStore:
         _not_built("reconcile")
 
     async def resume_evidence(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
-        _not_built("resume_evidence")
+        """A run's outputs for a resume, each checked against the ledger, on one snapshot (see :mod:`._evidence`)."""
+        async with self._snapshot() as conn:
+            return await pg_resume_evidence(conn, run_id, project)
 
     async def resume_chain(self, run_id: str, *, project: str | None = None) -> list[dict[str, Any]] | None:
-        _not_built("resume_chain")
+        """The original run, then each resume after the run it resumes."""
+        async with self._snapshot() as conn:
+            return await pg_resume_chain(conn, run_id, project)
 
     async def store_metric_points(
         self, points: Sequence[MetricPointRow], *, max_series: int, max_points: int
