@@ -30,10 +30,10 @@ import asyncpg
 
 from flowledger._exceptions import NotBuiltError, SchemaVersionError, StoreError, UnstorableError
 from flowledger._wire import RunStatus, now_ts
-from flowledger.receiver.store._canonical import GENESIS_HASH
+from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
 from flowledger.receiver.store._children import CHILDREN_COUNT_MAX, CHILDREN_LISTED_MAX, children_json
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
-from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, payload_hash
+from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
@@ -56,6 +56,7 @@ from flowledger.receiver.store._protocol import (
     TreeHead,
     VerifyReport,
 )
+from flowledger.receiver.store._purge import DAILY_TOTALS_SQL, daily_total
 from flowledger.receiver.store._query import node_json, run_json, runs_where
 from flowledger.receiver.store._rebuild import event_from_body
 from flowledger.receiver.store._records import (
@@ -84,6 +85,7 @@ from flowledger.receiver.store.postgres._dialect import numbered, payload_sql
 from flowledger.receiver.store.postgres._evidence import pg_resume_chain, pg_resume_evidence
 from flowledger.receiver.store.postgres._logs import append_pg_logs, attach_pg_logs, pg_attempt_logs
 from flowledger.receiver.store.postgres._projector import PgProjector, columns_of, run_from_record, save_pg_runs
+from flowledger.receiver.store.postgres._purge import pg_purge_runs
 from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrate_postgres
 from flowledger.receiver.store.postgres._spans import pg_trace, store_pg_spans
 from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof, verify_tree
@@ -142,8 +144,6 @@ _VERIFY_SQL: Final = (
 )
 
 NOT_BUILT: Final = (
-    "purge",
-    "daily_totals",
     "run_stats",
     "error_groups",
     "coverage",
@@ -588,6 +588,57 @@ class PostgresStore:
                     )
         return report
 
+    async def purge(self, selection: PurgeSelection) -> PurgeReport:
+        """Erase the selected runs and append the purge entry, in one transaction under the chain's lock."""
+        try:
+            async with self._chain_transaction() as conn:
+                now = now_ts()
+                work = await pg_purge_runs(conn, selection, now=now)
+                if not work.runs:
+                    return PurgeReport(runs=[], events=0, purge_seq=None)
+                seq, prev = await _head(conn)
+                tree = await self._tree_at(conn, seq)
+                seq += 1
+                body = canonical_utf8(work.payload)
+                digest = payload_hash(body)
+                event_id = new_entry_id()
+                entry = entry_bytes(
+                    seq=seq,
+                    event_id=event_id,
+                    run_id="",
+                    kind=PURGE_KIND,
+                    ts=now,
+                    project=selection.project,
+                    producer_id=None,
+                    producer_seq=None,
+                    payload_sha256=digest,
+                )
+                new_hash = chain_hash(prev, entry)
+                row = (seq, event_id, "", PURGE_KIND, now, now, entry, digest, prev, new_hash)
+                await conn.execute(_INSERT_LEDGER, *columns_of([row], 10))
+                await conn.execute(_INSERT_PAYLOAD, *columns_of([(seq, body.decode("utf-8"))], 2))
+                nodes = tree.extend([entry], keep_from_level=STORED_MIN_LEVEL)
+                if nodes:
+                    await conn.executemany(_INSERT_NODE, nodes)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"purging runs failed: {exc}") from exc
+        self._head_seq, self._head_hash, self._frontier = seq, new_hash, tree
+        return PurgeReport(runs=work.runs, events=work.events, purge_seq=seq)
+
+    async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
+        """Runs per workflow, project, day and status, purged ones included (the SQLite engine's query)."""
+        clauses, params = [], []
+        if project is not None:
+            clauses.append("project = ?")
+            params.append(project)
+        if workflow_id is not None:
+            clauses.append("workflow_id = ?")
+            params.append(workflow_id)
+        where = "WHERE " + " AND ".join(clauses) if clauses else ""
+        async with self._reader() as conn:
+            rows = await conn.fetch(numbered(DAILY_TOTALS_SQL.format(where=where)), *params)
+        return [daily_total(tuple(row)) for row in rows]
+
     async def tree_head(self) -> TreeHead:
         """The Merkle tree's size and root now."""
         async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
@@ -674,12 +725,6 @@ class PostgresStore:
             return int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger"))
 
     # --- not built yet on this engine (each says so) -------------------------
-
-    async def purge(self, selection: PurgeSelection) -> PurgeReport:
-        _not_built("purge")
-
-    async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
-        _not_built("daily_totals")
 
     async def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
         _not_built("run_stats")
