@@ -60,6 +60,7 @@ __all__ = [
     "LedgerIntegrityError",
     "NodeLost",
     "NodeTimeout",
+    "NotBuiltError",
     "OtlpBodyError",
     "ProofError",
     "QueryError",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from flowledger._wire import NODE_SHA256_ATTRIBUTE, NodeStatus, OutputCapture
 from flowledger.receiver.store._canonical import chain_hash
@@ -31,7 +31,15 @@ from flowledger.receiver.store._entry import parse_entry
 from flowledger.receiver.store._merkle import inclusion_path, leaf_hash, verify_inclusion
 from flowledger.receiver.store._tree import _head, perfect_reader
 
-__all__ = ["MAX_CHAIN_RUNS", "resume_chain", "resume_evidence"]
+__all__ = ["MAX_CHAIN_RUNS", "BlobChecker", "full_capture", "merged_attributes", "resume_chain", "resume_evidence"]
+
+
+class BlobChecker(Protocol):
+    """What :func:`full_capture` asks of an engine: a blob checked to hash to its digest, and a tampering flag."""
+
+    tampered: bool
+
+    def blob(self, digest: str) -> tuple[str | None, str | None]: ...
 
 
 class _Checker:
@@ -100,7 +108,7 @@ class _Checker:
         return text, None
 
 
-def _full(data: dict[str, Any], prefix: str, checker: _Checker) -> dict[str, Any]:
+def full_capture(data: dict[str, Any], prefix: str, checker: BlobChecker) -> dict[str, Any]:
     """``{capture, sha256, text, problem}`` of a payload captured in full (``text`` only when reusable)."""
     how = data.get(f"{prefix}_capture")
     digest = data.get(f"{prefix}_sha256")
@@ -119,7 +127,7 @@ def _full(data: dict[str, Any], prefix: str, checker: _Checker) -> dict[str, Any
     return out
 
 
-def _attributes(*bodies: dict[str, Any] | None) -> dict[str, Any]:
+def merged_attributes(*bodies: dict[str, Any] | None) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for body in bodies:
         data = (body or {}).get("data") or {}
@@ -143,7 +151,7 @@ def resume_evidence(conn: sqlite3.Connection, run_id: str, project: str | None) 
         checker = _Checker(conn)
         started, problem = checker.payload(run[6])
         input_tampered = checker.tampered
-        trigger = _full((started or {}).get("data") or {}, "trigger_data", checker)
+        trigger = full_capture((started or {}).get("data") or {}, "trigger_data", checker)
         if problem is not None:
             trigger.update(text=None, problem=problem)
         nodes = []
@@ -180,11 +188,11 @@ def resume_evidence(conn: sqlite3.Connection, run_id: str, project: str | None) 
             elif row[1] == NodeStatus.SUCCEEDED.value:
                 finished, problem = checker.payload(row[6])
                 started_body = checker.payload(row[5])[0] if row[5] is not None and row[5] != row[6] else None
-                entry["node_sha256"] = _attributes(started_body, finished).get(NODE_SHA256_ATTRIBUTE)
+                entry["node_sha256"] = merged_attributes(started_body, finished).get(NODE_SHA256_ATTRIBUTE)
                 if problem is not None:
                     entry["problem"] = problem
                 else:
-                    full = _full((finished or {}).get("data") or {}, "output", checker)
+                    full = full_capture((finished or {}).get("data") or {}, "output", checker)
                     entry.update(
                         output_capture=full["capture"],
                         output_sha256=full["sha256"],

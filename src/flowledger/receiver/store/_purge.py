@@ -56,7 +56,7 @@ FROM (
     UNION ALL
     SELECT workflow_id, project, day, status, runs, cost_usd, duration_ms_sum, durations, duration_ms_max
     FROM purged_totals
-)
+) AS totals
 {where}
 GROUP BY 1, 2, 3, 4 ORDER BY day, workflow_id, project, status
 """

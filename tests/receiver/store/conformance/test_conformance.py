@@ -207,7 +207,6 @@ async def test_listings_are_scoped_to_a_project(store: Store) -> None:
 # --- the viewer's queries ------------------------------------------------------------
 
 
-@pytest.mark.sqlite_only("the viewer's queries are not built in the PostgreSQL engine yet")
 async def test_viewer_pages_in_both_directions(store: Store) -> None:
     """viewer_runs pages older with cursors, and back newer to the same page; filters narrow it."""
     runs = [simple_run() for _ in range(5)]
@@ -229,7 +228,6 @@ async def test_viewer_pages_in_both_directions(store: Store) -> None:
     assert (await store.viewer_runs(RunFilter(mode=RunMode.DRY), limit=10)).runs == []
 
 
-@pytest.mark.sqlite_only("the viewer's queries are not built in the PostgreSQL engine yet")
 async def test_summary_and_facets(store: Store) -> None:
     """Summary cards count every matching run; facets list the workflows seen; ledger_size grows."""
     assert await store.ledger_size() == 0
@@ -247,7 +245,6 @@ async def test_summary_and_facets(store: Store) -> None:
     assert await store.ledger_size() == (await store.stats()).ledger_events
 
 
-@pytest.mark.sqlite_only("the viewer's queries are not built in the PostgreSQL engine yet")
 async def test_summary_counts_stay_exact_through_updates_sweeps_and_rebuilds(store: Store) -> None:
     """Cards without a time range (kept counts) equal the same cards counted over the runs, whatever happened."""
     _EPOCH = "1970-01-01T00:00:00.000000Z"
@@ -280,7 +277,6 @@ async def test_summary_counts_stay_exact_through_updates_sweeps_and_rebuilds(sto
     assert (await store.run_summary(RunFilter()))["total"] == 4
 
 
-@pytest.mark.sqlite_only("the viewer's queries are not built in the PostgreSQL engine yet")
 async def test_one_run_its_attempts_and_payloads(store: Store) -> None:
     """run_header, attempts_page, attempt_detail and the payload reads answer for a run, None for an unknown one."""
     run = typical_run(project="alpha")

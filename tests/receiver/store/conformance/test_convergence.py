@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowledger.receiver.store._event import PreparedEvent
+from flowledger.receiver.store._protocol import Store
 from tests.receiver._support import Producer, simple_run, typical_run
 from tests.receiver.store.conformance.conftest import ENGINES, EngineFactory, prepared
 
@@ -33,13 +37,7 @@ def _store_view(
     return asyncio.run(main())
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("engine_name", sorted(ENGINES))
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_stored_projection_converges_over_arrival_orders(engine_name: str, data: st.DataObject) -> None:
-    """Through the real store, runs and nodes (payloads too) end the same whatever the order and batching."""
-    engine = ENGINES[engine_name]
+def _converges(engine: EngineFactory, data: st.DataObject) -> None:
     producer = Producer()
     runs = [typical_run(producer), simple_run(producer)]
     events = [e for run in runs for e in run.events]
@@ -54,3 +52,37 @@ def test_stored_projection_converges_over_arrival_orders(engine_name: str, data:
         batches = [prepared(shuffled[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
         got = _store_view(engine, Path(tmp) / "b", batches, run_ids)
     assert got == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_stored_projection_converges_over_arrival_orders(engine_name: str, data: st.DataObject) -> None:
+    """Through the real store, runs and nodes (payloads too) end the same whatever the order and batching."""
+    _converges(ENGINES[engine_name], data)
+
+
+@pytest.mark.slow
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_stored_projection_converges_over_arrival_orders_on_postgres(postgres_server: str, data: st.DataObject) -> None:
+    """The same on PostgreSQL: each ordering folded into a database of its own."""
+    from flowledger.receiver.store.postgres import PostgresStore
+
+    def fresh(folder: Path) -> Store:
+        name = f"converge_{secrets.token_hex(6)}"
+
+        async def create() -> None:
+            conn = await asyncpg.connect(postgres_server)
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+        # Called inside the test's event loop: the database is made on a loop of its own, in a thread.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, create()).result()
+        return PostgresStore(postgres_server.rsplit("/", 1)[0] + "/" + name, pool_max=2)
+
+    _converges(fresh, data)

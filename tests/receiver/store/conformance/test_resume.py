@@ -14,7 +14,7 @@ from flowledger.receiver.store._protocol import Store
 from tests.receiver._support import RunEvents
 from tests.receiver.store.conformance.conftest import prepared
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.sqlite_only("resume evidence is not built in the PostgreSQL engine yet")]
+pytestmark = pytest.mark.asyncio
 
 
 def _with_full_output(run: RunEvents, node_id: str, output: Any) -> RunEvents:
@@ -53,20 +53,42 @@ async def test_outputs_are_handed_out_verified_and_other_nodes_say_why_not(store
     assert await store.resume_evidence(run.run_id, project="someone-else") is None
 
 
-async def test_an_edited_ledger_entry_is_named_as_tampering(store: Store, tmp_path: Path) -> None:
-    """Changing the node's ledger entry in the database breaks its chain check: tampered, no output."""
-    run = _with_full_output(RunEvents().start().node("fetch").finish(), "fetch", {"order": "A-1"})
-    await store.append(prepared(run.events))
+def _edited(entry: bytes) -> bytes:
+    return entry.replace(b'"producer_seq":', b'"producer_seq": ')
+
+
+async def _edit_node_entry(engine_kind: str, request: pytest.FixtureRequest, tmp_path: Path, run_id: str) -> None:
+    """Change the ledger entry of the run's node outcome in the database by hand (its triggers dropped)."""
+    if engine_kind == "postgres":
+        import asyncpg
+
+        conn = await asyncpg.connect(request.getfixturevalue("postgres_url"))
+        try:
+            await conn.execute("DROP TRIGGER ledger_no_update ON ledger")
+            seq = await conn.fetchval("SELECT output_seq FROM node_runs WHERE run_id = $1", run_id)
+            entry = await conn.fetchval("SELECT entry FROM ledger WHERE seq = $1", seq)
+            await conn.execute("UPDATE ledger SET entry = $1 WHERE seq = $2", _edited(bytes(entry)), seq)
+        finally:
+            await conn.close()
+        return
     db = sqlite3.connect(tmp_path / "conformance.db")
     try:
         with db:
             db.execute("DROP TRIGGER IF EXISTS ledger_no_update")
-            (seq,) = db.execute("SELECT output_seq FROM node_runs WHERE run_id = ?", (run.run_id,)).fetchone()
+            (seq,) = db.execute("SELECT output_seq FROM node_runs WHERE run_id = ?", (run_id,)).fetchone()
             (entry,) = db.execute("SELECT entry FROM ledger WHERE seq = ?", (seq,)).fetchone()
-            edited = bytes(entry).replace(b'"producer_seq":', b'"producer_seq": ')
-            db.execute("UPDATE ledger SET entry = ? WHERE seq = ?", (edited, seq))
+            db.execute("UPDATE ledger SET entry = ? WHERE seq = ?", (_edited(bytes(entry)), seq))
     finally:
         db.close()
+
+
+async def test_an_edited_ledger_entry_is_named_as_tampering(
+    store: Store, engine_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Changing the node's ledger entry in the database breaks its chain check: tampered, no output."""
+    run = _with_full_output(RunEvents().start().node("fetch").finish(), "fetch", {"order": "A-1"})
+    await store.append(prepared(run.events))
+    await _edit_node_entry(engine_kind, request, tmp_path, run.run_id)
     evidence = await store.resume_evidence(run.run_id)
     assert evidence is not None
     (node,) = evidence["nodes"]

@@ -30,7 +30,6 @@ async def _ids(store: Store, context: RunContextFilter, **query: object) -> set[
     return {r["run_id"] for r in page.runs}
 
 
-@pytest.mark.sqlite_only("the viewer's queries are not built in the PostgreSQL engine yet")
 async def test_runs_filter_by_each_context_field_and_time(store: Store) -> None:
     """Each context field narrows listings, export and the viewer's list; since/until narrow by start time."""
     parent = _run("travel", user_id="u-7", agent_id="planner", intent="plan")

@@ -19,7 +19,6 @@ async def _append(store: Store, *runs: RunEvents) -> None:
     assert {outcome for outcome, _ in outcomes} == {EventOutcome.ACCEPTED}
 
 
-@pytest.mark.sqlite_only("purge is not built in the PostgreSQL engine yet")
 async def test_tree_heads_grow_consistently(store: Store) -> None:
     """Each head is provably a prefix of every later one, a purge included; a larger old size gets no proof."""
     empty = await store.tree_head()
@@ -70,7 +69,6 @@ async def test_a_runs_entries_are_proven_in_an_older_tree(store: Store) -> None:
     assert await store.run_proof(first.run_id, then.size, project="elsewhere") == []
 
 
-@pytest.mark.sqlite_only("purge is not built in the PostgreSQL engine yet")
 async def test_a_purged_runs_entries_are_proven_without_payloads(store: Store) -> None:
     """After a purge the entries still prove, with no payload."""
     run = simple_run()

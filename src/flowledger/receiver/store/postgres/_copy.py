@@ -32,9 +32,29 @@ _TABLES: Final = (
     ("payloads", ("seq", "body")),
     ("merkle_nodes", ("level", "idx", "hash")),
     ("blobs", ("sha256", "body", "size")),
+    (
+        "purged_totals",
+        (
+            "workflow_id",
+            "project",
+            "day",
+            "status",
+            "runs",
+            "cost_usd",
+            "duration_ms_sum",
+            "durations",
+            "duration_ms_max",
+        ),
+    ),
 )
 """What is copied, in this order, and the columns (the same names on both engines)."""
-_KEYS: Final = {"ledger": "seq", "payloads": "seq", "merkle_nodes": "level, idx", "blobs": "sha256"}
+_KEYS: Final = {
+    "ledger": "seq",
+    "payloads": "seq",
+    "merkle_nodes": "level, idx",
+    "blobs": "sha256",
+    "purged_totals": "workflow_id, project, day, status",
+}
 _BYTES: Final = {"entry", "payload_hash", "prev_hash", "hash"}
 
 

@@ -30,10 +30,10 @@ import asyncpg
 
 from flowledger._exceptions import NotBuiltError, SchemaVersionError, StoreError, UnstorableError
 from flowledger._wire import RunStatus, now_ts
-from flowledger.receiver.store._canonical import GENESIS_HASH
+from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
 from flowledger.receiver.store._children import CHILDREN_COUNT_MAX, CHILDREN_LISTED_MAX, children_json
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
-from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, payload_hash
+from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
@@ -56,6 +56,7 @@ from flowledger.receiver.store._protocol import (
     TreeHead,
     VerifyReport,
 )
+from flowledger.receiver.store._purge import DAILY_TOTALS_SQL, daily_total
 from flowledger.receiver.store._query import node_json, run_json, runs_where
 from flowledger.receiver.store._rebuild import event_from_body
 from flowledger.receiver.store._records import (
@@ -81,12 +82,25 @@ from flowledger.receiver.store._views import (
     RunPageCursor,
 )
 from flowledger.receiver.store.postgres._dialect import numbered, payload_sql
+from flowledger.receiver.store.postgres._evidence import pg_resume_chain, pg_resume_evidence
 from flowledger.receiver.store.postgres._logs import append_pg_logs, attach_pg_logs, pg_attempt_logs
 from flowledger.receiver.store.postgres._projector import PgProjector, columns_of, run_from_record, save_pg_runs
+from flowledger.receiver.store.postgres._purge import pg_purge_runs
 from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrate_postgres
 from flowledger.receiver.store.postgres._spans import pg_trace, store_pg_spans
 from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof, verify_tree
 from flowledger.receiver.store.postgres._url import check_postgres_url, redacted
+from flowledger.receiver.store.postgres._viewer import (
+    check_run_payload_kind,
+    pg_attempt_detail,
+    pg_attempts_overview,
+    pg_attempts_page,
+    pg_facets,
+    pg_node_payload,
+    pg_run_header,
+    pg_run_summary,
+    pg_viewer_runs,
+)
 
 __all__ = ["CHAIN_LOCK", "NOT_BUILT", "SWEEPER_LOCK", "SWEEPER_NAME", "PostgresStore"]
 
@@ -130,22 +144,10 @@ _VERIFY_SQL: Final = (
 )
 
 NOT_BUILT: Final = (
-    "purge",
-    "daily_totals",
     "run_stats",
     "error_groups",
-    "viewer_runs",
-    "run_summary",
-    "facets",
-    "run_header",
-    "attempts_page",
-    "attempt_detail",
-    "node_payload",
-    "run_payload",
     "coverage",
     "reconcile",
-    "resume_evidence",
-    "resume_chain",
     "store_metric_points",
     "metric_series",
     "store_logs",
@@ -243,6 +245,12 @@ class PostgresStore:
         async with self._reader() as conn:
             self._head_seq, self._head_hash = await _head(conn)
         self._frontier = None
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
+        """A reader inside one read-only repeatable-read transaction: every query sees the same state."""
+        async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            yield conn
 
     @asynccontextmanager
     async def _reader(self) -> AsyncIterator[asyncpg.Connection]:
@@ -580,6 +588,57 @@ class PostgresStore:
                     )
         return report
 
+    async def purge(self, selection: PurgeSelection) -> PurgeReport:
+        """Erase the selected runs and append the purge entry, in one transaction under the chain's lock."""
+        try:
+            async with self._chain_transaction() as conn:
+                now = now_ts()
+                work = await pg_purge_runs(conn, selection, now=now)
+                if not work.runs:
+                    return PurgeReport(runs=[], events=0, purge_seq=None)
+                seq, prev = await _head(conn)
+                tree = await self._tree_at(conn, seq)
+                seq += 1
+                body = canonical_utf8(work.payload)
+                digest = payload_hash(body)
+                event_id = new_entry_id()
+                entry = entry_bytes(
+                    seq=seq,
+                    event_id=event_id,
+                    run_id="",
+                    kind=PURGE_KIND,
+                    ts=now,
+                    project=selection.project,
+                    producer_id=None,
+                    producer_seq=None,
+                    payload_sha256=digest,
+                )
+                new_hash = chain_hash(prev, entry)
+                row = (seq, event_id, "", PURGE_KIND, now, now, entry, digest, prev, new_hash)
+                await conn.execute(_INSERT_LEDGER, *columns_of([row], 10))
+                await conn.execute(_INSERT_PAYLOAD, *columns_of([(seq, body.decode("utf-8"))], 2))
+                nodes = tree.extend([entry], keep_from_level=STORED_MIN_LEVEL)
+                if nodes:
+                    await conn.executemany(_INSERT_NODE, nodes)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"purging runs failed: {exc}") from exc
+        self._head_seq, self._head_hash, self._frontier = seq, new_hash, tree
+        return PurgeReport(runs=work.runs, events=work.events, purge_seq=seq)
+
+    async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
+        """Runs per workflow, project, day and status, purged ones included (the SQLite engine's query)."""
+        clauses, params = [], []
+        if project is not None:
+            clauses.append("project = ?")
+            params.append(project)
+        if workflow_id is not None:
+            clauses.append("workflow_id = ?")
+            params.append(workflow_id)
+        where = "WHERE " + " AND ".join(clauses) if clauses else ""
+        async with self._reader() as conn:
+            rows = await conn.fetch(numbered(DAILY_TOTALS_SQL.format(where=where)), *params)
+        return [daily_total(tuple(row)) for row in rows]
+
     async def tree_head(self) -> TreeHead:
         """The Merkle tree's size and root now."""
         async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
@@ -667,12 +726,6 @@ class PostgresStore:
 
     # --- not built yet on this engine (each says so) -------------------------
 
-    async def purge(self, selection: PurgeSelection) -> PurgeReport:
-        _not_built("purge")
-
-    async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
-        _not_built("daily_totals")
-
     async def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
         _not_built("run_stats")
 
@@ -687,32 +740,63 @@ class PostgresStore:
         cursor: RunPageCursor | None = None,
         direction: PageDirection = PageDirection.OLDER,
     ) -> RunListPage:
-        _not_built("viewer_runs")
+        """A keyset page of runs, newest first; see :meth:`Store.viewer_runs`."""
+        async with self._snapshot() as conn:
+            return await pg_viewer_runs(conn, _RUN_SELECT, run_filter, limit=limit, cursor=cursor, direction=direction)
 
     async def run_summary(
         self, run_filter: RunFilter, *, percentile_sample_max: int = PERCENTILE_SAMPLE_MAX
     ) -> dict[str, Any]:
-        _not_built("run_summary")
+        """Summary cards over every matching run, counted on one snapshot."""
+        async with self._snapshot() as conn:
+            return await pg_run_summary(conn, run_filter, percentile_sample_max=percentile_sample_max)
 
     async def facets(self, *, project: str | None) -> dict[str, Any]:
-        _not_built("facets")
+        """Workflows seen, trigger types, statuses, modes."""
+        async with self._reader() as conn:
+            return await pg_facets(conn, project=project)
 
     async def run_header(self, run_id: str, *, project: str | None) -> dict[str, Any] | None:
-        _not_built("run_header")
+        """One run without its nodes, with an overview of its attempts; its error names its group."""
+        async with self._snapshot() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_RUN_SELECT}, {_RUN_PAYLOADS_SELECT} FROM {_RUN_PAYLOADS_FROM} WHERE r.run_id = $1", run_id
+            )
+            if row is None or (project is not None and row["project"] != project):
+                return None
+            run = pg_run_header(row)
+            run["attempts"] = await pg_attempts_overview(conn, run_id, run)
+            run["children"] = await _children(conn, run_id, project)
+        return with_fingerprints(run)
 
     async def attempts_page(
         self, run_id: str, *, project: str | None, offset: int, limit: int
     ) -> dict[str, Any] | None:
-        _not_built("attempts_page")
+        """A page of a run's node attempts in start order, without payloads."""
+        async with self._snapshot() as conn:
+            return await pg_attempts_page(conn, run_id, project=project, offset=offset, limit=limit)
 
     async def attempt_detail(self, run_id: str, span_id: str, *, project: str | None) -> dict[str, Any] | None:
-        _not_built("attempt_detail")
+        """One node attempt with its payloads."""
+        async with self._snapshot() as conn:
+            return await pg_attempt_detail(conn, _NODE_SELECT, run_id, span_id, project=project)
 
     async def node_payload(self, run_id: str, span_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
-        _not_built("node_payload")
+        """One payload of a node attempt as stored JSON text."""
+        async with self._snapshot() as conn:
+            return await pg_node_payload(conn, _NODE_SELECT, run_id, span_id, kind, project=project)
 
     async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
-        _not_built("run_payload")
+        """The input or output of a run as stored JSON text."""
+        column = check_run_payload_kind(kind)
+        async with self._reader() as conn:
+            row = await conn.fetchrow(
+                f"SELECT r.project, {_RUN_PAYLOADS_SELECT} FROM {_RUN_PAYLOADS_FROM} WHERE r.run_id = $1", run_id
+            )
+        if row is None or (project is not None and row["project"] != project):
+            return None
+        text: str | None = row[column]
+        return text
 
     async def coverage(self, query: CoverageQuery) -> CoverageReport:
         _not_built("coverage")
@@ -721,10 +805,14 @@ class PostgresStore:
         _not_built("reconcile")
 
     async def resume_evidence(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
-        _not_built("resume_evidence")
+        """A run's outputs for a resume, each checked against the ledger, on one snapshot (see :mod:`._evidence`)."""
+        async with self._snapshot() as conn:
+            return await pg_resume_evidence(conn, run_id, project)
 
     async def resume_chain(self, run_id: str, *, project: str | None = None) -> list[dict[str, Any]] | None:
-        _not_built("resume_chain")
+        """The original run, then each resume after the run it resumes."""
+        async with self._snapshot() as conn:
+            return await pg_resume_chain(conn, run_id, project)
 
     async def store_metric_points(
         self, points: Sequence[MetricPointRow], *, max_series: int, max_points: int

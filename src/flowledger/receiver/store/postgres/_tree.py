@@ -27,7 +27,7 @@ from flowledger.receiver.store._protocol import EntryProof, TreeHead, VerifyRepo
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["load_frontier", "pg_consistency", "pg_run_proof", "verify_tree"]
+__all__ = ["load_frontier", "pg_consistency", "pg_inclusion_path", "pg_run_proof", "verify_tree"]
 
 _CHUNK: Final = 2_000
 
@@ -141,6 +141,12 @@ async def pg_consistency(conn: asyncpg.Connection, old_size: int) -> tuple[TreeH
 
 def _inclusion(index: int, size: int, perfect: PerfectHash) -> list[bytes]:
     return inclusion_path(index, size, perfect)
+
+
+async def pg_inclusion_path(conn: asyncpg.Connection, index: int, size: int) -> list[bytes]:
+    """The audit path of leaf ``index`` in the tree of the first ``size`` entries."""
+    hashes = await _perfect_hashes(conn, _asked(functools.partial(_inclusion, index, size)))
+    return inclusion_path(index, size, lambda level, i: hashes[(level, i)])
 
 
 async def pg_run_proof(conn: asyncpg.Connection, run_id: str, tree_size: int) -> list[EntryProof]:

@@ -1,0 +1,221 @@
+"""What a resume needs from the ledger, on PostgreSQL: each node's complete output, checked against the ledger.
+
+The same answer and the same three checks as :mod:`.._evidence` (blob
+against the hash its payload states, payload against its entry, entry in
+the hash chain and in the Merkle tree under the head), read on one
+repeatable-read snapshot. The inclusion proofs ask for their subtree hashes
+first and read them in a few queries (:func:`._tree.pg_inclusion_path`); a
+blob is read before the shared :func:`.._evidence.full_capture` checks it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import asyncpg
+
+from flowledger._wire import NODE_SHA256_ATTRIBUTE, NodeStatus, OutputCapture
+from flowledger.receiver.store._canonical import chain_hash
+from flowledger.receiver.store._entry import parse_entry
+from flowledger.receiver.store._evidence import MAX_CHAIN_RUNS, full_capture, merged_attributes
+from flowledger.receiver.store._merkle import leaf_hash, verify_inclusion
+from flowledger.receiver.store._protocol import TreeHead
+from flowledger.receiver.store.postgres._tree import load_frontier, pg_inclusion_path
+
+__all__ = ["pg_resume_chain", "pg_resume_evidence"]
+
+
+class _PgChecker:
+    """Checks ledger rows against the tree head and the chain; blobs are read (``fetch_blob``) before checked."""
+
+    def __init__(self, conn: asyncpg.Connection, head: TreeHead) -> None:
+        self.conn = conn
+        self.head = head
+        self.tampered = False
+        """Set by the last check that failed because something was changed (not merely missing)."""
+        self._blobs: dict[str, str | None] = {}
+
+    def _tampered(self, problem: str) -> tuple[None, str]:
+        self.tampered = True
+        return None, problem
+
+    async def payload(self, seq: int | None) -> tuple[dict[str, Any] | None, str | None]:
+        """The verified payload body of ledger row ``seq``, or a problem (a tampering one noted in ``tampered``)."""
+        if seq is None:
+            return None, "it has no ledger entry"
+        row = await self.conn.fetchrow(
+            "SELECT l.entry, l.prev_hash, l.hash, l.payload_hash, convert_to(p.body, 'UTF8'), "
+            "(SELECT n.prev_hash FROM ledger n WHERE n.seq = l.seq + 1) "
+            "FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq WHERE l.seq = $1",
+            seq,
+        )
+        if row is None:
+            return self._tampered(f"ledger entry {seq} is missing")
+        entry, prev_hash, own_hash, payload_digest = (bytes(row[i]) for i in range(4))
+        body, next_prev = row[4], row[5]
+        if chain_hash(prev_hash, entry) != own_hash or (next_prev is not None and bytes(next_prev) != own_hash):
+            return self._tampered(f"ledger entry {seq} is not in the hash chain (the entry or its hashes were changed)")
+        path = await pg_inclusion_path(self.conn, seq - 1, self.head.size)
+        if not verify_inclusion(leaf_hash(entry), seq - 1, self.head.size, path, self.head.root):
+            return self._tampered(f"ledger entry {seq} is not in the ledger's Merkle tree (its inclusion proof fails)")
+        try:
+            fields = parse_entry(entry)
+        except ValueError as exc:
+            return self._tampered(f"ledger entry {seq}: {exc}")
+        if body is None:
+            return None, f"the payload of ledger entry {seq} was purged"
+        body = bytes(body)
+        digest = hashlib.sha256(body).digest()
+        if digest != payload_digest or digest.hex() != fields.get("payload_sha256"):
+            return self._tampered(
+                f"the payload of ledger entry {seq} does not match the hash its entry commits to (changed)"
+            )
+        parsed: dict[str, Any] = json.loads(body)
+        return parsed, None
+
+    async def fetch_blob(self, data: dict[str, Any], prefix: str) -> None:
+        """Read the blob a payload captured in full names (``{prefix}_sha256``), for :meth:`blob` to check."""
+        digest = data.get(f"{prefix}_sha256")
+        if data.get(f"{prefix}_capture") == OutputCapture.FULL.value and isinstance(digest, str):
+            self._blobs[digest] = await self.conn.fetchval("SELECT body FROM blobs WHERE sha256 = $1", digest)
+
+    def blob(self, digest: str) -> tuple[str | None, str | None]:
+        """The blob stored under ``digest`` (read by :meth:`fetch_blob`), checked to hash to it, or a problem."""
+        text = self._blobs.get(digest)
+        if text is None:
+            return None, "its complete output is not stored (purged, or sent by an older receiver)"
+        if hashlib.sha256(text.encode("utf-8")).hexdigest() != digest:
+            self.tampered = True
+            return None, "its stored output does not match the hash the ledger recorded (the blob was changed)"
+        return text, None
+
+    async def full(self, body: dict[str, Any] | None, prefix: str) -> dict[str, Any]:
+        data = (body or {}).get("data") or {}
+        await self.fetch_blob(data, prefix)
+        return full_capture(data, prefix, self)
+
+
+async def pg_resume_evidence(conn: asyncpg.Connection, run_id: str, project: str | None) -> dict[str, Any] | None:
+    """The run's evidence for a resume (see :mod:`.._evidence`); None for an unknown or another project's run."""
+    run = await conn.fetchrow(
+        "SELECT run_id, project, workflow_id, status, definition_sha256, resumed_from, input_seq "
+        "FROM runs WHERE run_id = $1",
+        run_id,
+    )
+    if run is None or (project is not None and run[1] != project):
+        return None
+    size = int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger"))
+    checker = _PgChecker(conn, TreeHead(size, (await load_frontier(conn, size)).root()))
+    started, problem = await checker.payload(run[6])
+    input_tampered = checker.tampered
+    trigger = await checker.full(started, "trigger_data")
+    if problem is not None:
+        trigger.update(text=None, problem=problem)
+    rows = await conn.fetch(
+        "SELECT node_id, status, item, effect, idempotency_key, input_seq, output_seq, attempt FROM node_runs "
+        "WHERE run_id = $1 ORDER BY started_at NULLS FIRST, attempt NULLS FIRST, item NULLS FIRST, span_id",
+        run_id,
+    )
+    last: dict[str, asyncpg.Record] = {}
+    mapped: set[str] = set()
+    for row in rows:
+        if row[2] is not None:
+            mapped.add(str(row[0]))
+        current = last.get(str(row[0]))
+        # The node's outcome: a succeeded attempt wins, else the latest attempt.
+        if current is None or current[1] != NodeStatus.SUCCEEDED.value:
+            last[str(row[0])] = row
+    nodes = []
+    for node_id, row in last.items():
+        checker.tampered = False
+        entry: dict[str, Any] = {
+            "node_id": node_id,
+            "status": row[1],
+            "effect": bool(row[3]),
+            "idempotency_key": row[4],
+            "node_sha256": None,
+            "output_capture": None,
+            "output_sha256": None,
+            "output": None,
+            "problem": None,
+            "tampered": False,
+        }
+        if node_id in mapped:
+            entry["problem"] = "it is a mapped node (mapped nodes are run again)"
+        elif row[1] == NodeStatus.SUCCEEDED.value:
+            finished, problem = await checker.payload(row[6])
+            started_body = (await checker.payload(row[5]))[0] if row[5] is not None and row[5] != row[6] else None
+            entry["node_sha256"] = merged_attributes(started_body, finished).get(NODE_SHA256_ATTRIBUTE)
+            if problem is not None:
+                entry["problem"] = problem
+            else:
+                full = await checker.full(finished, "output")
+                entry.update(
+                    output_capture=full["capture"],
+                    output_sha256=full["sha256"],
+                    output=full["text"],
+                    problem=full["problem"],
+                )
+        entry["tampered"] = checker.tampered
+        if checker.tampered and entry["problem"] is None:
+            entry["problem"] = "a ledger entry of its attempt does not verify (changed)"
+        nodes.append(entry)
+    return {
+        "run": {
+            "run_id": run[0],
+            "workflow_id": run[2],
+            "status": run[3],
+            "definition_sha256": run[4],
+            "resumed_from": run[5],
+            "input": {
+                "capture": trigger["capture"],
+                "sha256": trigger["sha256"],
+                "text": trigger["text"],
+                "problem": trigger["problem"],
+                "tampered": input_tampered or checker.tampered,
+            },
+        },
+        "tree": {"size": checker.head.size, "root": checker.head.root.hex()},
+        "nodes": nodes,
+    }
+
+
+async def pg_resume_chain(conn: asyncpg.Connection, run_id: str, project: str | None) -> list[dict[str, Any]] | None:
+    """The original run of ``run_id``'s chain, then every resume of it, each after the run it resumes.
+
+    As :func:`.._evidence.resume_chain`: resumes of one run in start order, at most MAX_CHAIN_RUNS each side.
+    """
+
+    async def one(rid: str) -> dict[str, Any] | None:
+        row = await conn.fetchrow(
+            "SELECT run_id, status, started_at, resumed_from, project FROM runs WHERE run_id = $1", rid
+        )
+        if row is None or (project is not None and row[4] != project):
+            return None
+        return {"run_id": row[0], "status": row[1], "started_at": row[2], "resumed_from": row[3]}
+
+    start = await one(run_id)
+    if start is None:
+        return None
+    root = start
+    seen = {run_id}
+    while root["resumed_from"] and len(seen) < MAX_CHAIN_RUNS:
+        parent = await one(str(root["resumed_from"]))
+        if parent is None or parent["run_id"] in seen:
+            break
+        seen.add(parent["run_id"])
+        root = parent
+    chain = {root["run_id"]: root}
+    frontier = [root["run_id"]]
+    while frontier and len(chain) < 2 * MAX_CHAIN_RUNS:
+        rows = await conn.fetch("SELECT run_id FROM runs WHERE resumed_from = ANY($1::text[])", frontier)
+        generation = [child for (child_id,) in rows if (child := await one(str(child_id))) is not None]
+        generation = [c for c in generation if c["run_id"] not in chain]
+        generation.sort(key=lambda r: (r["started_at"] or "", r["run_id"]))
+        frontier = []
+        for child in generation:
+            chain[child["run_id"]] = child
+            frontier.append(child["run_id"])
+    return list(chain.values())

@@ -1,0 +1,148 @@
+"""Purging runs from a PostgreSQL store: payloads, projections and spans go; entries and totals stay.
+
+As :mod:`.._purge` does on SQLite, inside the caller's write transaction (which
+holds the chain's lock): the selected runs are collected in a temporary table,
+their figures added to ``purged_totals`` (so the daily aggregates stay right),
+then the payloads of their ledger entries, their spans (their project's
+only), node attempts, log lines, run rows and the blobs nothing refers to any
+more are deleted; the caller appends the purge entry. The daily totals read
+the SQLite engine's :data:`~.._purge.DAILY_TOTALS_SQL` (live runs added to
+``purged_totals``). This engine keeps no full-text search, error-group samples
+or OTLP log records yet, so there are none of those to delete.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import asyncpg
+
+from flowledger._wire import RunStatus
+from flowledger.receiver.store._protocol import PurgeSelection
+from flowledger.receiver.store._purge import PurgeWork
+from flowledger.receiver.store.postgres._dialect import numbered
+
+__all__ = ["PURGED_TOTALS_PG_SCHEMA", "pg_purge_runs"]
+
+PURGED_TOTALS_PG_SCHEMA: Final = """
+-- Figures that outlive purges: per workflow, project, UTC day and status, the runs purged so far.
+CREATE TABLE purged_totals (
+    workflow_id text COLLATE "C" NOT NULL, project text COLLATE "C" NOT NULL, day text COLLATE "C" NOT NULL,
+    status text COLLATE "C" NOT NULL, runs bigint NOT NULL, cost_usd double precision NOT NULL,
+    duration_ms_sum double precision NOT NULL, durations bigint NOT NULL, duration_ms_max double precision,
+    PRIMARY KEY (workflow_id, project, day, status)
+);
+"""
+
+_ROLL_UP: Final = """
+INSERT INTO purged_totals AS t
+    (workflow_id, project, day, status, runs, cost_usd, duration_ms_sum, durations, duration_ms_max)
+SELECT coalesce(r.workflow_id, ''), coalesce(r.project, ''), coalesce(substr(r.started_at, 1, 10), ''), r.status,
+       count(*), coalesce(sum(r.cost_usd), 0), coalesce(sum(r.duration_ms), 0), count(r.duration_ms), max(r.duration_ms)
+FROM runs r WHERE r.run_id IN (SELECT run_id FROM purge_set) GROUP BY 1, 2, 3, 4
+ON CONFLICT (workflow_id, project, day, status) DO UPDATE SET
+    runs = t.runs + excluded.runs,
+    cost_usd = t.cost_usd + excluded.cost_usd,
+    duration_ms_sum = t.duration_ms_sum + excluded.duration_ms_sum,
+    durations = t.durations + excluded.durations,
+    duration_ms_max = greatest(t.duration_ms_max, excluded.duration_ms_max)
+"""
+"""The SQLite engine's roll-up in PostgreSQL's spelling (``greatest`` ignores NULLs as SQLite's pair of
+``coalesce``-d ``max`` does)."""
+_IN_SET: Final = "IN (SELECT run_id FROM purge_set)"
+_BY_TRACE: Final = (
+    "trace_id IN (SELECT r.trace_id FROM runs r WHERE r.run_id {in_set} AND r.trace_id IS NOT NULL) "
+    "AND (project IS NULL OR project IN (SELECT r.project FROM runs r WHERE r.run_id {in_set} "
+    "AND r.trace_id = {table}.trace_id))"
+)
+
+
+def _scope(selection: PurgeSelection) -> tuple[str, list[Any]]:
+    clauses, params = "", []
+    if selection.project is not None:
+        clauses += " AND project = ?"
+        params.append(selection.project)
+    if selection.finished_only:
+        clauses += f" AND status NOT IN ('{RunStatus.RUNNING.value}', '{RunStatus.STUCK.value}')"
+    return clauses, params
+
+
+async def _select(conn: asyncpg.Connection, selection: PurgeSelection) -> None:
+    """Fill the temporary ``purge_set`` with the selected run ids."""
+    await conn.execute('CREATE TEMP TABLE purge_set (run_id text COLLATE "C" PRIMARY KEY) ON COMMIT DROP')
+    scope, params = _scope(selection)
+    if selection.run_ids:
+        ids = list(dict.fromkeys(selection.run_ids))
+        await conn.execute(
+            numbered(f"INSERT INTO purge_set SELECT run_id FROM runs WHERE run_id = ANY(?::text[]){scope}"),
+            ids,
+            *params,
+        )
+        return
+    if selection.workflow_id is None and selection.before is None:
+        return  # a selection names runs, a workflow, or a time: never "everything" by omission
+    where, where_params = "TRUE" + scope, list(params)
+    if selection.workflow_id is not None:
+        where += " AND workflow_id = ?"
+        where_params.append(selection.workflow_id)
+    if selection.before is not None:
+        where += " AND started_at < ?"
+        where_params.append(selection.before)
+    if selection.keep_newest is not None and selection.workflow_id is not None:
+        where += (
+            " AND run_id NOT IN (SELECT run_id FROM runs WHERE workflow_id = ?"
+            + scope
+            + " ORDER BY started_at DESC NULLS LAST, run_id DESC LIMIT ?)"
+        )
+        where_params += [selection.workflow_id, *params, selection.keep_newest]
+    limit = "" if selection.limit is None else f" LIMIT {int(selection.limit)}"
+    await conn.execute(
+        numbered(
+            f"INSERT INTO purge_set SELECT run_id FROM runs WHERE {where} "
+            f"ORDER BY started_at NULLS FIRST, run_id{limit}"
+        ),
+        *where_params,
+    )
+
+
+async def pg_purge_runs(conn: asyncpg.Connection, selection: PurgeSelection, *, now: str) -> PurgeWork:
+    """Erase the selected runs (inside the caller's transaction); see the module docstring."""
+    await _select(conn, selection)
+    runs = [str(row[0]) for row in await conn.fetch("SELECT run_id FROM purge_set ORDER BY run_id")]
+    if not runs:
+        return PurgeWork(runs=[], events=0, payload={})
+    await conn.execute(_ROLL_UP)
+    status = await conn.execute(
+        f"DELETE FROM payloads WHERE seq IN (SELECT l.seq FROM ledger l WHERE l.run_id {_IN_SET})"
+    )
+    events = int(status.split()[-1])
+    await conn.execute(f"DELETE FROM spans WHERE {_BY_TRACE.format(in_set=_IN_SET, table='spans')}")
+    blobs = [
+        row[0]
+        for row in await conn.fetch(
+            f"SELECT output_sha256 FROM node_runs WHERE run_id {_IN_SET} AND output_sha256 IS NOT NULL "
+            f"UNION SELECT input_sha256 FROM runs WHERE run_id {_IN_SET} AND input_sha256 IS NOT NULL"
+        )
+    ]
+    for table in ("node_runs", "logs", "log_drops", "runs"):
+        await conn.execute(f"DELETE FROM {table} WHERE run_id {_IN_SET}")
+    if blobs:
+        await conn.execute(
+            "DELETE FROM blobs WHERE sha256 = ANY($1::text[]) "
+            "AND NOT EXISTS (SELECT 1 FROM node_runs n WHERE n.output_sha256 = blobs.sha256) "
+            "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.input_sha256 = blobs.sha256)",
+            blobs,
+        )
+    scope = {
+        key: value
+        for key, value in (
+            ("run_ids", list(selection.run_ids) or None),
+            ("workflow_id", selection.workflow_id),
+            ("before", selection.before),
+            ("keep_newest", selection.keep_newest),
+            ("project", selection.project),
+        )
+        if value is not None
+    }
+    payload = {"by": selection.by, "at": now, "selection": scope, "events": events, "runs": runs}
+    return PurgeWork(runs=runs, events=events, payload=payload)
