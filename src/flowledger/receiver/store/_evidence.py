@@ -31,11 +31,11 @@ from flowledger.receiver.store._entry import parse_entry
 from flowledger.receiver.store._merkle import inclusion_path, leaf_hash, verify_inclusion
 from flowledger.receiver.store._tree import _head, perfect_reader
 
-__all__ = ["MAX_CHAIN_RUNS", "BlobChecker", "full_capture", "merged_attributes", "resume_chain", "resume_evidence"]
+__all__ = ["MAX_CHAIN_RUNS", "BlobChecker", "merged_attributes", "resume_chain", "resume_evidence", "reusable_payload"]
 
 
 class BlobChecker(Protocol):
-    """What :func:`full_capture` asks of an engine: a blob checked to hash to its digest, and a tampering flag."""
+    """What :func:`reusable_payload` asks of an engine: a blob checked to hash to its digest, and a tampering flag."""
 
     tampered: bool
 
@@ -108,7 +108,7 @@ class _Checker:
         return text, None
 
 
-def full_capture(data: dict[str, Any], prefix: str, checker: BlobChecker) -> dict[str, Any]:
+def reusable_payload(data: dict[str, Any], prefix: str, checker: BlobChecker) -> dict[str, Any]:
     """``{capture, sha256, text, problem}`` of a payload captured in full (``text`` only when reusable)."""
     how = data.get(f"{prefix}_capture")
     digest = data.get(f"{prefix}_sha256")
@@ -151,7 +151,7 @@ def resume_evidence(conn: sqlite3.Connection, run_id: str, project: str | None) 
         checker = _Checker(conn)
         started, problem = checker.payload(run[6])
         input_tampered = checker.tampered
-        trigger = full_capture((started or {}).get("data") or {}, "trigger_data", checker)
+        trigger = reusable_payload((started or {}).get("data") or {}, "trigger_data", checker)
         if problem is not None:
             trigger.update(text=None, problem=problem)
         nodes = []
@@ -192,7 +192,7 @@ def resume_evidence(conn: sqlite3.Connection, run_id: str, project: str | None) 
                 if problem is not None:
                     entry["problem"] = problem
                 else:
-                    full = full_capture((finished or {}).get("data") or {}, "output", checker)
+                    full = reusable_payload((finished or {}).get("data") or {}, "output", checker)
                     entry.update(
                         output_capture=full["capture"],
                         output_sha256=full["sha256"],

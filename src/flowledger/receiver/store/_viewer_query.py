@@ -70,14 +70,21 @@ from flowledger.receiver.store._views import (
 )
 
 __all__ = [
+    "ATTEMPT_SELECT",
+    "FINISHED_STATUSES",
+    "PAYLOAD_COLUMNS",
     "attempt_detail",
+    "attempt_row",
     "attempts_overview",
     "attempts_page",
+    "concurrency_strip",
     "facets",
     "filter_where",
+    "inline_payload",
     "ledger_size",
     "node_payload",
     "open_reader",
+    "payload_size",
     "run_header",
     "run_payload",
     "run_summary",
@@ -90,14 +97,14 @@ READER_BUSY_TIMEOUT_MS: Final = 5_000
 """How long a viewer query waits for a locked database."""
 ERROR_PREVIEW_CHARS: Final = 300
 """How much of an error message an attempt row of a page carries (the node panel has all of it)."""
-_FINISHED: Final = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.ABORTED.value)
+FINISHED_STATUSES: Final = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.ABORTED.value)
 _OLDEST_FIRST: Final = "ORDER BY r.started_at ASC, r.run_id ASC"
 _EPOCH_S: Final = "(julianday({}) - 2440587.5) * 86400.0"
 _ATTEMPT_ORDER: Final = "ORDER BY n.started_at, n.attempt, n.item, n.span_id"
 _SUM_USD_NANOS: Final = "coalesce(sum(CAST(round(r.cost_usd * 1e9) AS INTEGER)), 0)"
 """The exact sum of runs' costs in whole nano-dollars: each stored amount is the float of a whole number of
 nano-dollars (:mod:`flowledger._money`), so it is read back as that number and integers are added, never floats."""
-_PAYLOAD_COLUMNS: Final = {
+PAYLOAD_COLUMNS: Final = {
     PayloadKind.INPUT: "input_json",
     PayloadKind.OUTPUT: "output_json",
     PayloadKind.ERROR_STACK: "error_stack",
@@ -119,7 +126,7 @@ _ATTEMPT_ROW_FIELDS: Final = (
     RecordField(name="cost_usd", schema={}, description="The attempt's cost in US dollars."),
 )
 """A row of a page of attempts: node fields without payloads, a short error, the cost in dollars only."""
-_ATTEMPT_SELECT: Final = select_list(
+ATTEMPT_SELECT: Final = select_list(
     _ATTEMPT_ROW_FIELDS, "n", {"error_preview": f"substr(n.error_message, 1, {ERROR_PREVIEW_CHARS})"}
 )
 
@@ -312,7 +319,7 @@ def run_summary(
         else:
             live += count
         cost_nanos += usd_nanos
-    finished = sum(by_status[s] for s in _FINISHED)
+    finished = sum(by_status[s] for s in FINISHED_STATUSES)
     last = conn.execute(
         f"SELECT r.run_id, r.started_at, r.status FROM runs r WHERE {where} {NEWEST_FIRST} LIMIT 1", params
     ).fetchone()
@@ -392,7 +399,7 @@ def _visible(conn: sqlite3.Connection, run_id: str, project: str | None) -> bool
     return row is not None and (project is None or row[0] == project)
 
 
-def _inline(text: str | None, name: str, deferred: list[str]) -> Any:
+def inline_payload(text: str | None, name: str, deferred: list[str]) -> Any:
     if text is None:
         return None
     if len(text) > INLINE_PAYLOAD_MAX_CHARS:
@@ -423,8 +430,8 @@ def run_header(conn: sqlite3.Connection, run_id: str, *, project: str | None) ->
     for record_field in detail_fields(RUN_FIELDS):
         if record_field.large:
             text = row[record_field.sources[0]]
-            run[record_field.name] = _inline(text, record_field.name, deferred)
-            payload_chars[record_field.name] = _size(text)
+            run[record_field.name] = inline_payload(text, record_field.name, deferred)
+            payload_chars[record_field.name] = payload_size(text)
         else:
             run[record_field.name] = field_value(record_field, row)
     run["payload_chars"] = payload_chars
@@ -437,7 +444,7 @@ def run_header(conn: sqlite3.Connection, run_id: str, *, project: str | None) ->
     return run
 
 
-def _size(text: str | None) -> int | None:
+def payload_size(text: str | None) -> int | None:
     return None if text is None else len(text)
 
 
@@ -476,7 +483,7 @@ def attempts_overview(conn: sqlite3.Connection, run_id: str, run: dict[str, Any]
     running = any(e is None for _, e in spans) or run.get("status") == RunStatus.RUNNING.value
     t0 = min(starts, default=None)
     t1 = None if t0 is None else max([*starts, *ends, *([now_s] if running else [])])
-    strip, peak = _concurrency(spans, t0, t1, now_s)
+    strip, peak = concurrency_strip(spans, t0, t1, now_s)
     return {
         "total": sum(by_status.values()),
         "by_status": by_status,
@@ -490,7 +497,7 @@ def attempts_overview(conn: sqlite3.Connection, run_id: str, run: dict[str, Any]
     }
 
 
-def _concurrency(
+def concurrency_strip(
     spans: list[tuple[float, float | None]], t0: float | None, t1: float | None, now_s: float
 ) -> tuple[list[int], int]:
     """Most attempts running at once in each of CONCURRENCY_BUCKETS slices of [t0, t1], and overall."""
@@ -515,7 +522,7 @@ def _concurrency(
     return buckets, max(buckets)
 
 
-def _attempt_row(row: ColumnsByName) -> dict[str, Any]:
+def attempt_row(row: ColumnsByName) -> dict[str, Any]:
     return record_json(_ATTEMPT_ROW_FIELDS, row)
 
 
@@ -526,11 +533,11 @@ def attempts_page(
     if not _visible(conn, run_id, project):
         return None
     rows = conn.execute(
-        f"SELECT {_ATTEMPT_SELECT} FROM node_runs n WHERE n.run_id = ? {_ATTEMPT_ORDER} LIMIT ? OFFSET ?",
+        f"SELECT {ATTEMPT_SELECT} FROM node_runs n WHERE n.run_id = ? {_ATTEMPT_ORDER} LIMIT ? OFFSET ?",
         (run_id, limit, offset),
     ).fetchall()
     total = conn.execute("SELECT count(*) FROM node_runs WHERE run_id = ?", (run_id,)).fetchone()[0]
-    return {"offset": offset, "total": total, "attempts": [_attempt_row(row) for row in rows]}
+    return {"offset": offset, "total": total, "attempts": [attempt_row(row) for row in rows]}
 
 
 def _node_row(conn: sqlite3.Connection, run_id: str, span_id: str) -> sqlite3.Row | None:
@@ -550,12 +557,12 @@ def attempt_detail(
     if row is None:
         return None
     values = dict(row)
-    payloads = {kind: values[column] for kind, column in _PAYLOAD_COLUMNS.items()}
+    payloads = {kind: values[column] for kind, column in PAYLOAD_COLUMNS.items()}
     deferred = [name for name, text in payloads.items() if text is not None and len(text) > INLINE_PAYLOAD_MAX_CHARS]
     for name in deferred:
-        values[_PAYLOAD_COLUMNS[name]] = None
+        values[PAYLOAD_COLUMNS[name]] = None
     node = node_json(values)
-    node["payload_chars"] = {name: _size(text) for name, text in payloads.items()}
+    node["payload_chars"] = {name: payload_size(text) for name, text in payloads.items()}
     node["deferred"] = deferred
     node["index"] = _attempt_index(conn, run_id, span_id)
     return node
@@ -577,14 +584,14 @@ def node_payload(
     conn: sqlite3.Connection, run_id: str, span_id: str, kind: PayloadKind, *, project: str | None
 ) -> str | None:
     """One payload of a node attempt as stored JSON text (a stack as a JSON string); None if there is none."""
-    if kind not in _PAYLOAD_COLUMNS:
+    if kind not in PAYLOAD_COLUMNS:
         raise QueryError(f"payload {str(kind)!r} is not one of {', '.join(PayloadKind)}")
     if not _visible(conn, run_id, project):
         return None
     row = _node_row(conn, run_id, span_id)
     if row is None:
         return None
-    text: str | None = row[_PAYLOAD_COLUMNS[kind]]
+    text: str | None = row[PAYLOAD_COLUMNS[kind]]
     if text is None:
         return None
     return json.dumps(text) if kind == PayloadKind.ERROR_STACK else text
@@ -599,5 +606,5 @@ def run_payload(conn: sqlite3.Connection, run_id: str, kind: PayloadKind, *, pro
     row = _run_row(conn, run_id)
     if row is None:
         return None
-    text: str | None = row[_PAYLOAD_COLUMNS[kind]]
+    text: str | None = row[PAYLOAD_COLUMNS[kind]]
     return text

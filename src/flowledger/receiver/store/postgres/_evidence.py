@@ -5,7 +5,7 @@ against the hash its payload states, payload against its entry, entry in
 the hash chain and in the Merkle tree under the head), read on one
 repeatable-read snapshot. The inclusion proofs ask for their subtree hashes
 first and read them in a few queries (:func:`._tree.pg_inclusion_path`); a
-blob is read before the shared :func:`.._evidence.full_capture` checks it.
+blob is read before the shared :func:`.._evidence.reusable_payload` checks it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import asyncpg
 from flowledger._wire import NODE_SHA256_ATTRIBUTE, NodeStatus, OutputCapture
 from flowledger.receiver.store._canonical import chain_hash
 from flowledger.receiver.store._entry import parse_entry
-from flowledger.receiver.store._evidence import MAX_CHAIN_RUNS, full_capture, merged_attributes
+from flowledger.receiver.store._evidence import MAX_CHAIN_RUNS, merged_attributes, reusable_payload
 from flowledger.receiver.store._merkle import leaf_hash, verify_inclusion
 from flowledger.receiver.store._protocol import TreeHead
 from flowledger.receiver.store.postgres._tree import load_frontier, pg_inclusion_path
@@ -94,7 +94,7 @@ class _PgChecker:
     async def full(self, body: dict[str, Any] | None, prefix: str) -> dict[str, Any]:
         data = (body or {}).get("data") or {}
         await self.fetch_blob(data, prefix)
-        return full_capture(data, prefix, self)
+        return reusable_payload(data, prefix, self)
 
 
 async def pg_resume_evidence(conn: asyncpg.Connection, run_id: str, project: str | None) -> dict[str, Any] | None:

@@ -27,14 +27,14 @@ from flowledger.receiver.store._query import node_json, run_json
 from flowledger.receiver.store._records import RUN_FIELDS, detail_fields, field_value
 from flowledger.receiver.store._time import epoch_s
 from flowledger.receiver.store._viewer_query import (
-    _ATTEMPT_SELECT,
-    _FINISHED,
-    _PAYLOAD_COLUMNS,
-    _attempt_row,
-    _concurrency,
-    _inline,
-    _size,
+    ATTEMPT_SELECT,
+    FINISHED_STATUSES,
+    PAYLOAD_COLUMNS,
+    attempt_row,
+    concurrency_strip,
     filter_where,
+    inline_payload,
+    payload_size,
 )
 from flowledger.receiver.store._views import (
     INLINE_PAYLOAD_MAX_CHARS,
@@ -184,7 +184,7 @@ async def pg_run_summary(
         else:
             live += int(count)
         cost_nanos += int(usd_nanos)
-    finished = sum(by_status[s] for s in _FINISHED)
+    finished = sum(by_status[s] for s in FINISHED_STATUSES)
     last = await conn.fetchrow(
         numbered(f"SELECT r.run_id, r.started_at, r.status FROM runs r WHERE {where} {NEWEST_FIRST} LIMIT 1"), *params
     )
@@ -248,8 +248,8 @@ def pg_run_header(row: asyncpg.Record) -> dict[str, Any]:
     for record_field in detail_fields(RUN_FIELDS):
         if record_field.large:
             text = row[record_field.sources[0]]
-            run[record_field.name] = _inline(text, record_field.name, deferred)
-            payload_chars[record_field.name] = _size(text)
+            run[record_field.name] = inline_payload(text, record_field.name, deferred)
+            payload_chars[record_field.name] = payload_size(text)
         else:
             run[record_field.name] = field_value(record_field, row)
     run["payload_chars"] = payload_chars
@@ -298,7 +298,7 @@ async def pg_attempts_overview(conn: asyncpg.Connection, run_id: str, run: dict[
     running = any(e is None for _, e in spans) or run.get("status") == RunStatus.RUNNING.value
     t0 = min(starts, default=None)
     t1 = None if t0 is None else max([*starts, *ends, *([now_s] if running else [])])
-    strip, peak = _concurrency(spans, t0, t1, now_s)
+    strip, peak = concurrency_strip(spans, t0, t1, now_s)
     return {
         "total": sum(by_status.values()),
         "by_status": by_status,
@@ -319,13 +319,13 @@ async def pg_attempts_page(
     if not await _visible(conn, run_id, project):
         return None
     rows = await conn.fetch(
-        f"SELECT {_ATTEMPT_SELECT} FROM node_runs n WHERE n.run_id = $1 {_ATTEMPT_ORDER} LIMIT $2 OFFSET $3",
+        f"SELECT {ATTEMPT_SELECT} FROM node_runs n WHERE n.run_id = $1 {_ATTEMPT_ORDER} LIMIT $2 OFFSET $3",
         run_id,
         limit,
         offset,
     )
     total = await conn.fetchval("SELECT count(*) FROM node_runs WHERE run_id = $1", run_id)
-    return {"offset": offset, "total": int(total), "attempts": [_attempt_row(row) for row in rows]}
+    return {"offset": offset, "total": int(total), "attempts": [attempt_row(row) for row in rows]}
 
 
 async def pg_attempt_detail(
@@ -338,12 +338,12 @@ async def pg_attempt_detail(
     if row is None:
         return None
     values = dict(row)
-    payloads = {kind: values[column] for kind, column in _PAYLOAD_COLUMNS.items()}
+    payloads = {kind: values[column] for kind, column in PAYLOAD_COLUMNS.items()}
     deferred = [name for name, text in payloads.items() if text is not None and len(text) > INLINE_PAYLOAD_MAX_CHARS]
     for name in deferred:
-        values[_PAYLOAD_COLUMNS[name]] = None
+        values[PAYLOAD_COLUMNS[name]] = None
     node = node_json(values)
-    node["payload_chars"] = {name: _size(text) for name, text in payloads.items()}
+    node["payload_chars"] = {name: payload_size(text) for name, text in payloads.items()}
     node["deferred"] = deferred
     # Where it is in the run's start order; the sentinels sort where NULL does in that order (first).
     key = "(coalesce(n.started_at, ''), coalesce(n.attempt, -1), coalesce(n.item, -1), n.span_id)"
@@ -362,14 +362,14 @@ async def pg_node_payload(
     conn: asyncpg.Connection, node_select: str, run_id: str, span_id: str, kind: PayloadKind, *, project: str | None
 ) -> str | None:
     """One payload of a node attempt as stored JSON text (a stack as a JSON string); None if there is none."""
-    if kind not in _PAYLOAD_COLUMNS:
+    if kind not in PAYLOAD_COLUMNS:
         raise QueryError(f"payload {str(kind)!r} is not one of {', '.join(PayloadKind)}")
     if not await _visible(conn, run_id, project):
         return None
     row = await conn.fetchrow(f"SELECT {node_select} WHERE n.run_id = $1 AND n.span_id = $2", run_id, span_id)
     if row is None:
         return None
-    text: str | None = row[_PAYLOAD_COLUMNS[kind]]
+    text: str | None = row[PAYLOAD_COLUMNS[kind]]
     if text is None:
         return None
     return json.dumps(text) if kind == PayloadKind.ERROR_STACK else text
@@ -379,4 +379,4 @@ def check_run_payload_kind(kind: PayloadKind) -> str:
     """The result column of a run payload kind; QueryError for a kind runs do not have."""
     if kind not in RUN_PAYLOAD_KINDS:
         raise QueryError(f"run payload {str(kind)!r} is not one of {', '.join(RUN_PAYLOAD_KINDS)}")
-    return _PAYLOAD_COLUMNS[kind]
+    return PAYLOAD_COLUMNS[kind]
