@@ -23,10 +23,7 @@ from flowledger.receiver.store._time import ts_from_epoch_s
 from tests.receiver._support import RunEvents, simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.sqlite_only("coverage and reconcile are not built in the PostgreSQL engine yet"),
-]
+pytestmark = pytest.mark.asyncio
 
 _FAR_FUTURE = format_ts(4_000_000_000 * 1_000_000_000)
 
@@ -112,6 +109,7 @@ async def test_reconcile_is_scoped_to_a_project(store: Store) -> None:
     assert set(_counts(report.kinds)) == {kind.value for kind in DriftKind}
 
 
+@pytest.mark.sqlite_only("coverage is not built in the PostgreSQL engine yet")
 async def test_coverage_passes_on_complete_runs_and_names_what_is_missing(store: Store) -> None:
     """Complete runs: PASS. A run left running, an attempt never finished, a producer gap and a run without
     run_started: each kind counted once."""

@@ -59,6 +59,7 @@ from flowledger.receiver.store._protocol import (
 from flowledger.receiver.store._purge import DAILY_TOTALS_SQL, daily_total
 from flowledger.receiver.store._query import node_json, run_json, runs_where
 from flowledger.receiver.store._rebuild import event_from_body
+from flowledger.receiver.store._reconcile import reconcile
 from flowledger.receiver.store._records import (
     NODE_FIELDS,
     NODE_PAYLOAD_SQL,
@@ -88,6 +89,7 @@ from flowledger.receiver.store.postgres._otlp_logs import link_pg_otlp_logs, pg_
 from flowledger.receiver.store.postgres._otlp_metrics import pg_metric_series, store_pg_metric_points
 from flowledger.receiver.store.postgres._projector import PgProjector, columns_of, run_from_record, save_pg_runs
 from flowledger.receiver.store.postgres._purge import pg_purge_runs
+from flowledger.receiver.store.postgres._reconcile import PG_RECONCILE_IO
 from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrate_postgres
 from flowledger.receiver.store.postgres._spans import pg_trace, store_pg_spans
 from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof, verify_tree
@@ -150,7 +152,6 @@ NOT_BUILT: Final = (
     "run_stats",
     "error_groups",
     "coverage",
-    "reconcile",
     "custom_metrics",
 )
 """Store methods the PostgreSQL engine does not implement yet: each raises StoreError naming itself."""
@@ -861,7 +862,12 @@ class PostgresStore:
         _not_built("coverage")
 
     async def reconcile(self, scope: ReconcileScope, *, repair: bool = False) -> ReconcileReport:
-        _not_built("reconcile")
+        """Projections against a fresh fold, a chunk of runs per snapshot (per write under the chain's lock)."""
+        transaction = self._chain_transaction if repair else self._snapshot
+        try:
+            return await reconcile(transaction, scope, repair=repair, io=PG_RECONCILE_IO)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"reconciling the projections failed: {exc}") from exc
 
     async def resume_evidence(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
         """A run's outputs for a resume, each checked against the ledger, on one snapshot (see :mod:`._evidence`)."""
