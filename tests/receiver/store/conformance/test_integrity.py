@@ -109,7 +109,6 @@ async def test_reconcile_is_scoped_to_a_project(store: Store) -> None:
     assert set(_counts(report.kinds)) == {kind.value for kind in DriftKind}
 
 
-@pytest.mark.sqlite_only("coverage is not built in the PostgreSQL engine yet")
 async def test_coverage_passes_on_complete_runs_and_names_what_is_missing(store: Store) -> None:
     """Complete runs: PASS. A run left running, an attempt never finished, a producer gap and a run without
     run_started: each kind counted once."""

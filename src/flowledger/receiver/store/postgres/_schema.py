@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final
 from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger.receiver.store._fold import NodeState, RunState
 from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
+from flowledger.receiver.store.postgres._coverage import COVERAGE_PG_INDEXES
 from flowledger.receiver.store.postgres._dialect import table_ddl
 from flowledger.receiver.store.postgres._logs import LOGS_PG_SCHEMA
 from flowledger.receiver.store.postgres._otlp_logs import OTLP_LOGS_PG_SCHEMA
@@ -134,6 +135,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     PURGED_TOTALS_PG_SCHEMA,
     OTLP_LOGS_PG_SCHEMA,
     METRICS_PG_SCHEMA,
+    COVERAGE_PG_INDEXES,
 )
 """Each script brings the schema one version up; append new ones at the end."""
 

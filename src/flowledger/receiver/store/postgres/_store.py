@@ -82,6 +82,7 @@ from flowledger.receiver.store._views import (
     RunListPage,
     RunPageCursor,
 )
+from flowledger.receiver.store.postgres._coverage import pg_coverage
 from flowledger.receiver.store.postgres._dialect import numbered, payload_sql
 from flowledger.receiver.store.postgres._evidence import pg_resume_chain, pg_resume_evidence
 from flowledger.receiver.store.postgres._logs import append_pg_logs, attach_pg_logs, pg_attempt_logs
@@ -151,7 +152,6 @@ _VERIFY_SQL: Final = (
 NOT_BUILT: Final = (
     "run_stats",
     "error_groups",
-    "coverage",
     "custom_metrics",
 )
 """Store methods the PostgreSQL engine does not implement yet: each raises StoreError naming itself."""
@@ -859,7 +859,12 @@ class PostgresStore:
         return text
 
     async def coverage(self, query: CoverageQuery) -> CoverageReport:
-        _not_built("coverage")
+        """Missing core events, counted on one snapshot."""
+        try:
+            async with self._snapshot() as conn:
+                return await pg_coverage(conn, query)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"checking coverage failed: {exc}") from exc
 
     async def reconcile(self, scope: ReconcileScope, *, repair: bool = False) -> ReconcileReport:
         """Projections against a fresh fold, a chunk of runs per snapshot (per write under the chain's lock)."""
