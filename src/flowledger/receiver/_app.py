@@ -9,7 +9,6 @@ receiver stops, before the writer and the store close.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from types import ModuleType
 
@@ -97,9 +96,6 @@ def create_app(
 ) -> Starlette:
     """Build the receiver. The store opens, and the writer and sweeper start, in the app's lifespan."""
     config = config or ReceiverConfig()
-    if config.db_url is not None and store is None:
-        # Reconciling and linking OTLP log records are not built on PostgreSQL yet: no pass that can only fail.
-        config = dataclasses.replace(config, reconcile_interval_s=0, otlp_link_interval_s=0)
     the_store: Store = store if store is not None else _store_of(config)
     metrics = Metrics()
     writer = Writer(

@@ -35,9 +35,13 @@ __all__ = [
     "LINK_WINDOW_S",
     "OTLP_LOGS_SCHEMA",
     "OTLP_LOG_COLUMNS",
+    "PENDING_COLUMNS",
+    "RECORD_COLUMNS",
     "OtlpLogRow",
     "insert_logs",
     "link_pending",
+    "linked_log_row",
+    "records_json",
     "select_logs",
 ]
 
@@ -84,6 +88,12 @@ OTLP_LOG_COLUMNS: Final = (
 )
 """Columns of the ``otlp_logs`` table, in the order of :meth:`OtlpLogRow.values`."""
 _LOOKUP_CHUNK: Final = 500
+PENDING_COLUMNS: Final = (
+    "log_id, project, trace_id, span_id, time_ns, severity_number, severity_text, body, attributes, scope_name"
+)
+"""What linking reads of a record not linked yet (:func:`linked_log_row`)."""
+RECORD_COLUMNS: Final = ", ".join(OTLP_LOG_COLUMNS[1:])
+"""What a record's API shape is made of (:func:`records_json`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +152,6 @@ async def link_pending(
     ``keys`` limits the pass to those records (just stored); otherwise records received at ``since`` or later.
     Inside the caller's transaction.
     """
-    columns = (
-        "log_id, project, trace_id, span_id, time_ns, severity_number, severity_text, body, attributes, scope_name"
-    )
     where, params = "linked = 0 AND trace_id IS NOT NULL", list[Any]()
     if keys:
         where += f" AND record_key IN ({', '.join('?' * len(keys))})"
@@ -153,7 +160,7 @@ async def link_pending(
         where += " AND received_at >= ?"
         params.append(since)
     pending = list(
-        await conn.execute_fetchall(f"SELECT {columns} FROM otlp_logs WHERE {where} LIMIT ?", [*params, limit])
+        await conn.execute_fetchall(f"SELECT {PENDING_COLUMNS} FROM otlp_logs WHERE {where} LIMIT ?", [*params, limit])
     )
     if not pending:
         return 0
@@ -162,38 +169,55 @@ async def link_pending(
     for project in {row[1] for row in pending}:
         mine = [row for row in pending if row[1] == project]
         links = await _links(conn, sorted({str(row[2]) for row in mine}), project)
-        for log_id, _, trace_id, span_id, time_ns, severity, severity_text, body, attributes, scope_name in mine:
-            found = links.get((trace_id, span_id))
+        for row in mine:
+            found = links.get((row[2], row[3]))
             if found is None:
                 continue
-            run_id, node_id = found[0], found[1]
-            level = level_from_severity(int(severity))
-            extra = json.loads(attributes)
-            stack = extra.get("exception.stacktrace")
-            out.append(
-                LogRow(
-                    run_id=str(run_id),
-                    span_id=span_id if node_id is not None else None,
-                    ts=format_ts(int(time_ns)),
-                    level=level,
-                    level_name=severity_text or _LEVEL_NAMES.get(level, ""),
-                    logger=scope_name,
-                    message=_message(body),
-                    exception=stack if isinstance(stack, str) else None,
-                    trace_id=trace_id,
-                    log_span_id=span_id,
-                    source=LogSource.OTLP,
-                    attributes=attributes if extra else None,
-                    project=project,
-                )
-            )
-            linked.append(int(log_id))
+            out.append(linked_log_row(row, found[0], found[1]))
+            linked.append(int(row[0]))
     if out:
         await append_log_rows(conn, out)
         for start in range(0, len(linked), _LOOKUP_CHUNK):
             part = linked[start : start + _LOOKUP_CHUNK]
             await conn.execute(f"UPDATE otlp_logs SET linked = 1 WHERE log_id IN ({', '.join('?' * len(part))})", part)
     return len(out)
+
+
+def linked_log_row(pending: Sequence[Any], run_id: object, node_id: object) -> LogRow:
+    """The ``logs`` line of a pending record (columns :data:`PENDING_COLUMNS`) whose span is a run's or an attempt's."""
+    _, project, trace_id, span_id, time_ns, severity, severity_text, body, attributes, scope_name = pending
+    level = level_from_severity(int(severity))
+    extra = json.loads(attributes)
+    stack = extra.get("exception.stacktrace")
+    return LogRow(
+        run_id=str(run_id),
+        span_id=span_id if node_id is not None else None,
+        ts=format_ts(int(time_ns)),
+        level=level,
+        level_name=severity_text or _LEVEL_NAMES.get(level, ""),
+        logger=scope_name,
+        message=_message(body),
+        exception=stack if isinstance(stack, str) else None,
+        trace_id=trace_id,
+        log_span_id=span_id,
+        source=LogSource.OTLP,
+        attributes=attributes if extra else None,
+        project=project,
+    )
+
+
+def records_json(
+    rows: Sequence[Sequence[Any]], links: dict[tuple[str, str], Any], run_id: str | None
+) -> list[dict[str, Any]]:
+    """The API shape of records read as :data:`RECORD_COLUMNS`, each with its run and attempt (of ``run_id`` only)."""
+    out = []
+    for row in rows:
+        record = _log_json(row)
+        run, node_id, attempt, item = links.get((record["trace_id"], record["span_id"]), (None, None, None, None))
+        record.update(run_id=run, node_id=node_id, attempt=attempt, item=item)
+        if run_id is None or run == run_id or run is None:
+            out.append(record)
+    return out
 
 
 def _log_json(row: Sequence[Any]) -> dict[str, Any]:
@@ -263,19 +287,12 @@ async def select_logs(
             return []
         trace_id = str(found[0][0])
     if trace_id is not None:
-        sql = f"SELECT {', '.join(OTLP_LOG_COLUMNS[1:])} FROM otlp_logs WHERE trace_id = ?{scope}"
+        sql = f"SELECT {RECORD_COLUMNS} FROM otlp_logs WHERE trace_id = ?{scope}"
         rows = list(await conn.execute_fetchall(f"{sql} ORDER BY time_ns, log_id LIMIT ?", [trace_id, *params, limit]))
     else:
         where = f" WHERE {scope[len(' AND ') :]}" if scope else ""
-        sql = f"SELECT {', '.join(OTLP_LOG_COLUMNS[1:])} FROM otlp_logs{where} ORDER BY log_id DESC LIMIT ?"
+        sql = f"SELECT {RECORD_COLUMNS} FROM otlp_logs{where} ORDER BY log_id DESC LIMIT ?"
         rows = sorted(await conn.execute_fetchall(sql, [*params, limit]), key=lambda row: row[3])
     traces = sorted({str(row[1]) for row in rows if row[1] is not None})
     links = await _links(conn, traces, project) if traces else {}
-    out = []
-    for row in rows:
-        record = _log_json(row)
-        run, node_id, attempt, item = links.get((record["trace_id"], record["span_id"]), (None, None, None, None))
-        record.update(run_id=run, node_id=node_id, attempt=attempt, item=item)
-        if run_id is None or run == run_id or run is None:
-            out.append(record)
-    return out
+    return records_json(rows, links, run_id)

@@ -27,11 +27,14 @@ from flowledger.receiver.store._bulk import insert_rows
 
 __all__ = [
     "METRICS_SCHEMA",
+    "SERIES_FIELDS",
     "MetricPointRow",
     "MetricSeries",
     "MetricsOutcome",
     "insert_metric_points",
+    "point_json",
     "select_metric_series",
+    "series_json",
 ]
 
 METRICS_SCHEMA: Final = """
@@ -55,7 +58,7 @@ CREATE TABLE otlp_metric_points (
 CREATE UNIQUE INDEX otlp_metric_points_once ON otlp_metric_points (series_id, time_ns);
 """
 
-_SERIES_FIELDS: Final = (
+SERIES_FIELDS: Final = (
     "project",
     "name",
     "type",
@@ -69,6 +72,7 @@ _SERIES_FIELDS: Final = (
     "scope_version",
     "attributes",
 )
+"""A series' columns after its key, in the order of :meth:`MetricSeries.values`."""
 _LOOKUP_CHUNK: Final = 500
 
 
@@ -98,7 +102,7 @@ class MetricSeries:
 
     def values(self) -> tuple[Any, ...]:
         """The series' columns, key first."""
-        return (self.key, *(getattr(self, name) for name in _SERIES_FIELDS))
+        return (self.key, *(getattr(self, name) for name in SERIES_FIELDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +146,9 @@ async def insert_metric_points(
     if missing:
         (count,) = next(iter(await conn.execute_fetchall("SELECT count(*) FROM otlp_metric_series")))
         room = max(0, max_series - int(count))
-        head = f"INSERT INTO otlp_metric_series (series_key, {', '.join(_SERIES_FIELDS)})"
+        head = f"INSERT INTO otlp_metric_series (series_key, {', '.join(SERIES_FIELDS)})"
         new_rows = [series_by_key[key].values() for key in missing[:room]]
-        await insert_rows(conn, head, new_rows, width=len(_SERIES_FIELDS) + 1)
+        await insert_rows(conn, head, new_rows, width=len(SERIES_FIELDS) + 1)
         ids.update(await _series_ids(conn, missing[:room]))
     rows = [
         (ids[point.series.key], point.time_ns, point.start_ns, point.value, point.data)
@@ -161,8 +165,9 @@ async def insert_metric_points(
     return MetricsOutcome(stored=stored, duplicates=len(rows) - stored, over_series_limit=len(points) - len(rows))
 
 
-def _series_json(row: Sequence[Any]) -> dict[str, Any]:
-    values = dict(zip(("series_id", *_SERIES_FIELDS), row, strict=True))
+def series_json(row: Sequence[Any]) -> dict[str, Any]:
+    """The API shape of a series read as ``series_id`` and :data:`SERIES_FIELDS`, without its points yet."""
+    values = dict(zip(("series_id", *SERIES_FIELDS), row, strict=True))
     return {
         "name": values["name"],
         "type": values["type"],
@@ -179,7 +184,8 @@ def _series_json(row: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-def _point_json(time_ns: int, start_ns: int | None, value: float | None, data: str | None) -> dict[str, Any]:
+def point_json(time_ns: int, start_ns: int | None, value: float | None, data: str | None) -> dict[str, Any]:
+    """The API shape of one data point."""
     point: dict[str, Any] = {
         "time": format_ts(time_ns),
         "time_unix_nano": time_ns,
@@ -215,13 +221,13 @@ async def select_metric_series(
         params.append(project)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     rows = await conn.execute_fetchall(
-        f"SELECT series_id, {', '.join(_SERIES_FIELDS)} FROM otlp_metric_series{clause} "
+        f"SELECT series_id, {', '.join(SERIES_FIELDS)} FROM otlp_metric_series{clause} "
         "ORDER BY name, series_id LIMIT ?",
         [*params, max_series],
     )
     out = []
     for row in rows:
-        series = _series_json(row)
+        series = series_json(row)
         if name is not None:
             bounds, bound_params = "", []
             if since_ns is not None:
@@ -235,6 +241,6 @@ async def select_metric_series(
                 f"WHERE series_id = ?{bounds} ORDER BY time_ns DESC LIMIT ?",
                 [row[0], *bound_params, max_points],
             )
-            series["points"] = [_point_json(*point) for point in reversed(list(points))]
+            series["points"] = [point_json(*point) for point in reversed(list(points))]
         out.append(series)
     return out

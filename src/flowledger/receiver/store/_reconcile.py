@@ -16,15 +16,16 @@ Which runs a check covers is a :class:`~._integrity.ReconcileScope`: named
 runs, the runs of the newest ledger entries, and a slice of every run id in
 order (the whole keyspace is walked by keyset over the ledger's, the runs'
 and the attempts' run ids, a chunk at a time, so memory and each
-transaction stay bounded).
+transaction stay bounded). An engine gives the few statements that differ
+as a :class:`ReconcileIO`; the fold, the comparison and the walk are shared.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from operator import attrgetter
-from typing import Final
+from typing import Any, Final, Protocol
 
 import aiosqlite
 
@@ -36,7 +37,7 @@ from flowledger.receiver.store._integrity import DriftKind, ReconcileReport, Rec
 from flowledger.receiver.store._projector import node_from_row, run_from_row, save_runs
 from flowledger.receiver.store._rebuild import event_from_body
 
-__all__ = ["RECONCILE_CHUNK_RUNS", "reconcile"]
+__all__ = ["RECONCILE_CHUNK_RUNS", "SQLITE_IO", "ReconcileIO", "fold_ledger_rows", "reconcile"]
 
 _NOT_FOLDED: Final = frozenset({PURGE_KIND, EventKind.RUN_SAMPLED_OUT.value})
 """Ledger kinds the projections never fold into a run: purge entries, and the count of runs sampling dropped."""
@@ -49,7 +50,7 @@ _node_row: Final = attrgetter(*NODE_COLUMNS)
 _NODE_KINDS: Final = frozenset({"node_started", "node_finished"})
 _SAVE_NODES: Final = f"INSERT INTO node_runs ({', '.join(NODE_COLUMNS)})"
 
-Transaction = Callable[[], AbstractAsyncContextManager[aiosqlite.Connection]]
+Transaction = Callable[[], AbstractAsyncContextManager[Any]]
 """Opens one transaction and yields its connection (a read snapshot, or the writer's when repairing)."""
 
 
@@ -57,17 +58,12 @@ def _marks(ids: Sequence[str]) -> str:
     return ", ".join("?" * len(ids))
 
 
-async def _fold(
-    conn: aiosqlite.Connection, run_ids: Sequence[str]
+def fold_ledger_rows(
+    rows: Iterable[Sequence[Any]],
 ) -> tuple[dict[str, RunState], dict[tuple[str, str], NodeState], int]:
-    """The runs' and attempts' states folded from the ledger alone, and how many events were folded."""
+    """The runs' and attempts' states folded from ledger rows ``(seq, kind, body)`` in seq order, and how many."""
     runs: dict[str, RunState] = {}
     nodes: dict[tuple[str, str], NodeState] = {}
-    rows = await conn.execute_fetchall(
-        "SELECT l.seq, l.kind, p.body FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
-        f"WHERE l.run_id IN ({_marks(run_ids)}) ORDER BY l.seq",
-        list(run_ids),
-    )
     folded = 0
     for seq, kind, body in rows:
         if body is None or kind in _NOT_FOLDED:  # purged: nothing left to fold; sampled out: never a run
@@ -101,6 +97,69 @@ async def _stored(
     return runs, nodes
 
 
+class ReconcileIO(Protocol):
+    """An engine's reads and writes of a reconciliation, each inside the transaction whose connection it is given."""
+
+    async def head(self, conn: Any) -> int:
+        """The ledger's last seq (0 when empty)."""
+
+    async def recent_ids(self, conn: Any, after_seq: int, max_events: int) -> tuple[list[str], int]:
+        """The runs of ledger entries after ``after_seq`` (the newest ``max_events`` at most), and the head."""
+
+    async def next_ids(self, conn: Any, after: str, limit: int) -> tuple[list[str], str | None]:
+        """The next run ids after ``after`` in the ledger, the runs and the attempts, and their common bound."""
+
+    async def ledger_rows(self, conn: Any, run_ids: Sequence[str]) -> Iterable[Sequence[Any]]:
+        """The runs' ledger rows ``(seq, kind, body)`` in seq order (body None when purged)."""
+
+    async def stored(
+        self, conn: Any, run_ids: Sequence[str]
+    ) -> tuple[dict[str, RunState], dict[tuple[str, str], NodeState]]:
+        """The runs' and attempts' rows as the projection holds them."""
+
+    async def replace(
+        self, conn: Any, run_ids: Sequence[str], runs: Sequence[RunState], nodes: Sequence[NodeState]
+    ) -> None:
+        """Replace the rows of ``run_ids`` (and their attempts) by the folded ones."""
+
+
+class _SqliteIO:
+    async def head(self, conn: aiosqlite.Connection) -> int:
+        head_rows = await conn.execute_fetchall("SELECT coalesce(max(seq), 0) FROM ledger")
+        return int(next(iter(head_rows))[0])
+
+    async def recent_ids(self, conn: aiosqlite.Connection, after_seq: int, max_events: int) -> tuple[list[str], int]:
+        return await _recent_ids(conn, after_seq, max_events)
+
+    async def next_ids(self, conn: aiosqlite.Connection, after: str, limit: int) -> tuple[list[str], str | None]:
+        return await _next_ids(conn, after, limit)
+
+    async def ledger_rows(self, conn: aiosqlite.Connection, run_ids: Sequence[str]) -> Iterable[Sequence[Any]]:
+        return await conn.execute_fetchall(
+            "SELECT l.seq, l.kind, p.body FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
+            f"WHERE l.run_id IN ({_marks(run_ids)}) ORDER BY l.seq",
+            list(run_ids),
+        )
+
+    async def stored(
+        self, conn: aiosqlite.Connection, run_ids: Sequence[str]
+    ) -> tuple[dict[str, RunState], dict[tuple[str, str], NodeState]]:
+        return await _stored(conn, run_ids)
+
+    async def replace(
+        self, conn: aiosqlite.Connection, run_ids: Sequence[str], runs: Sequence[RunState], nodes: Sequence[NodeState]
+    ) -> None:
+        marks = _marks(run_ids)
+        await conn.execute(f"DELETE FROM node_runs WHERE run_id IN ({marks})", list(run_ids))
+        await conn.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", list(run_ids))
+        await save_runs(conn, runs)
+        await insert_rows(conn, _SAVE_NODES, [_node_row(node) for node in nodes], width=len(NODE_COLUMNS))
+
+
+SQLITE_IO: Final = _SqliteIO()
+"""The SQLite engine's reads and writes of a reconciliation."""
+
+
 def _verdict(
     folded: RunState | NodeState | None, stored: RunState | NodeState | None, row: Callable[[object], object]
 ) -> DriftKind | None:
@@ -124,10 +183,16 @@ def _by_run(nodes: dict[tuple[str, str], NodeState]) -> dict[str, dict[str, Node
 
 
 async def _check_chunk(
-    conn: aiosqlite.Connection, run_ids: Sequence[str], report: ReconcileReport, *, project: str | None, repair: bool
+    io: ReconcileIO,
+    conn: Any,
+    run_ids: Sequence[str],
+    report: ReconcileReport,
+    *,
+    project: str | None,
+    repair: bool,
 ) -> None:
-    folded_runs, folded_node_map, events = await _fold(conn, run_ids)
-    stored_runs, stored_node_map = await _stored(conn, run_ids)
+    folded_runs, folded_node_map, events = fold_ledger_rows(await io.ledger_rows(conn, run_ids))
+    stored_runs, stored_node_map = await io.stored(conn, run_ids)
     folded_nodes, stored_nodes = _by_run(folded_node_map), _by_run(stored_node_map)
     report.events_folded += events
     drifted: list[str] = []
@@ -157,12 +222,8 @@ async def _check_chunk(
             drifted.append(run_id)
             report.note_drifted(run_id)
     if repair and drifted:
-        marks = _marks(drifted)
-        await conn.execute(f"DELETE FROM node_runs WHERE run_id IN ({marks})", drifted)
-        await conn.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", drifted)
-        await save_runs(conn, [folded_runs[r] for r in drifted if r in folded_runs])
-        rows = [_node_row(node) for r in drifted for node in folded_nodes.get(r, {}).values()]
-        await insert_rows(conn, _SAVE_NODES, rows, width=len(NODE_COLUMNS))
+        runs = [folded_runs[r] for r in drifted if r in folded_runs]
+        await io.replace(conn, drifted, runs, [node for r in drifted for node in folded_nodes.get(r, {}).values()])
         report.repaired += len(drifted)
 
 
@@ -200,22 +261,23 @@ async def _recent_ids(conn: aiosqlite.Connection, after_seq: int, max_events: in
     return list(dict.fromkeys(str(row[0]) for row in rows)), head
 
 
-async def reconcile(transaction: Transaction, scope: ReconcileScope, *, repair: bool = False) -> ReconcileReport:
+async def reconcile(
+    transaction: Transaction, scope: ReconcileScope, *, repair: bool = False, io: ReconcileIO = SQLITE_IO
+) -> ReconcileReport:
     """Check (and with ``repair`` rewrite) the runs of ``scope``, one transaction per chunk of runs."""
     report = ReconcileReport()
     named: list[str] = list(dict.fromkeys(scope.run_ids))
     async with transaction() as conn:
-        head_rows = await conn.execute_fetchall("SELECT coalesce(max(seq), 0) FROM ledger")
-        report.ledger_seq = int(next(iter(head_rows))[0])
+        report.ledger_seq = await io.head(conn)
         if scope.recent_after_seq is not None and scope.recent_max_events > 0:
-            recent, report.ledger_seq = await _recent_ids(conn, scope.recent_after_seq, scope.recent_max_events)
+            recent, report.ledger_seq = await io.recent_ids(conn, scope.recent_after_seq, scope.recent_max_events)
             named += recent
     named = list(dict.fromkeys(named))
     seen = set(named)
     for start in range(0, len(named), RECONCILE_CHUNK_RUNS):
         async with transaction() as conn:
             chunk = named[start : start + RECONCILE_CHUNK_RUNS]
-            await _check_chunk(conn, chunk, report, project=scope.project, repair=repair)
+            await _check_chunk(io, conn, chunk, report, project=scope.project, repair=repair)
     if scope.sweep_from is None:
         return report
     after: str | None = scope.sweep_from
@@ -223,10 +285,10 @@ async def reconcile(transaction: Transaction, scope: ReconcileScope, *, repair: 
     while after is not None and (left is None or left > 0):
         size = RECONCILE_CHUNK_RUNS if left is None else min(RECONCILE_CHUNK_RUNS, left)
         async with transaction() as conn:
-            ids, bound = await _next_ids(conn, after, size)
+            ids, bound = await io.next_ids(conn, after, size)
             fresh = [i for i in ids if i not in seen]
             if fresh:
-                await _check_chunk(conn, fresh, report, project=scope.project, repair=repair)
+                await _check_chunk(io, conn, fresh, report, project=scope.project, repair=repair)
         after = bound
         if left is not None:
             left -= len(ids)

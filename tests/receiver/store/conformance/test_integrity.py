@@ -23,10 +23,7 @@ from flowledger.receiver.store._time import ts_from_epoch_s
 from tests.receiver._support import RunEvents, simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.sqlite_only("coverage and reconcile are not built in the PostgreSQL engine yet"),
-]
+pytestmark = pytest.mark.asyncio
 
 _FAR_FUTURE = format_ts(4_000_000_000 * 1_000_000_000)
 

@@ -6,7 +6,7 @@ import pytest
 
 from flowledger.receiver.store._records import NODE_PAYLOAD_SQL, RUN_PAYLOAD_SQL
 from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
-from flowledger.receiver.store.postgres._dialect import numbered, payload_sql, table_ddl
+from flowledger.receiver.store.postgres._dialect import named, numbered, payload_sql, table_ddl
 
 
 def test_parameters_are_numbered_in_order_from_a_start() -> None:
@@ -38,3 +38,12 @@ def test_a_sqlite_table_loses_without_rowid_only() -> None:
     translated = table_ddl(SAMPLED_OUT_SCHEMA)
     assert "WITHOUT ROWID" not in translated
     assert translated == SAMPLED_OUT_SCHEMA.replace(") WITHOUT ROWID", ")")
+
+
+def test_named_parameters_are_numbered_once_each_and_casts_stay() -> None:
+    """Each ``:name`` becomes one ``$n`` however often it is used; ``::type`` casts are not parameters."""
+    sql, values = named("a >= :since AND b = :now::text::timestamptz AND c < :since", {"now": "t", "since": "s"})
+    assert sql == "a >= $1 AND b = $2::text::timestamptz AND c < $1"
+    assert values == ["s", "t"]
+    with pytest.raises(KeyError, match=":missing"):
+        named("a = :missing", {})

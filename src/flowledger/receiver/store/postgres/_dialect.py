@@ -3,21 +3,23 @@
 The store's shared SQL builders (``runs_where``, the record declarations'
 payload columns) write SQLite's spelling: ``?`` parameters and JSON paths
 (``body -> '$.data.input'``). Rather than copy them, this engine translates
-the two differences it meets: parameters become ``$1, $2, ...``, a table loses SQLite's ``WITHOUT ROWID``, and a
-payload path becomes a ``#>`` on the body read as ``json`` (the text kept
-as it is: numbers and key order unchanged).
+the differences it meets: parameters (``?`` or ``:name``) become ``$1, $2,
+...``, a table loses SQLite's ``WITHOUT ROWID``, and a payload path becomes
+a ``#>`` on the body read as ``json`` (the text kept as it is: numbers and
+key order unchanged).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["numbered", "payload_sql", "table_ddl"]
+__all__ = ["named", "numbered", "payload_sql", "table_ddl"]
 
 _PARAM: Final = re.compile(r"\?")
 _WITHOUT_ROWID: Final = re.compile(r"\)\s*WITHOUT ROWID", re.IGNORECASE)
+_NAME: Final = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _PATH: Final = re.compile(r"^(\w+)\.body\s*(->>?)\s*'\$\.([\w.]+)'$")
 
 
@@ -25,6 +27,23 @@ def numbered(sql: str, first: int = 1) -> str:
     """``sql`` with each ``?`` replaced by ``$1``, ``$2``... (from ``first``); the SQL holds no ``?`` in literals."""
     counter = iter(range(first, first + sql.count("?")))
     return _PARAM.sub(lambda _: f"${next(counter)}", sql)
+
+
+def named(sql: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """``sql`` with each ``:name`` parameter replaced by ``$n`` (one per name), and the values in that order.
+
+    A ``::type`` cast is left alone; a name ``params`` does not hold is a ``KeyError`` naming it.
+    """
+    order: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in params:
+            raise KeyError(f"the query's parameter :{name} has no value")
+        return f"${order.setdefault(name, len(order) + 1)}"
+
+    text = _NAME.sub(number, sql)
+    return text, [params[name] for name in order]
 
 
 def payload_sql(columns: Mapping[str, str]) -> dict[str, str]:

@@ -36,7 +36,7 @@ from flowledger.receiver.store.postgres._schema import column_type
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["PgProjector", "columns_of", "load_pg_runs", "run_values", "save_pg_runs"]
+__all__ = ["PgProjector", "columns_of", "load_pg_runs", "run_values", "save_pg_nodes", "save_pg_runs"]
 
 _NODE_KINDS: Final = frozenset({EventKind.NODE_STARTED, EventKind.NODE_FINISHED})
 _SAMPLED_OUT: Final = EventKind.RUN_SAMPLED_OUT
@@ -116,6 +116,13 @@ async def save_pg_runs(conn: asyncpg.Connection, runs: Iterable[RunState]) -> No
     rows = [run_values(run) for run in runs]
     if rows:
         await conn.execute(_SAVE_RUNS, *columns_of(rows, len(RUN_COLUMNS)))
+
+
+async def save_pg_nodes(conn: asyncpg.Connection, nodes: Iterable[NodeState]) -> None:
+    """Write node-attempt states back (whole rows, one statement)."""
+    rows = [_node_values(node) for node in nodes]
+    if rows:
+        await conn.execute(_SAVE_NODES, *columns_of(rows, len(NODE_COLUMNS)))
 
 
 class PgProjector:
@@ -201,8 +208,7 @@ class PgProjector:
         if self._dirty_runs:
             await save_pg_runs(conn, [self.runs[r] for r in sorted(self._dirty_runs)])
         if self._dirty_nodes:
-            rows = [_node_values(self._nodes[k]) for k in sorted(self._dirty_nodes)]
-            await conn.execute(_SAVE_NODES, *columns_of(rows, len(NODE_COLUMNS)))
+            await save_pg_nodes(conn, [self._nodes[k] for k in sorted(self._dirty_nodes)])
         if self._producers:
             await conn.executemany(_SAVE_PRODUCERS, [(p, *c) for p, c in sorted(self._producers.items())])
         if self._logs or self._log_drops:

@@ -1,14 +1,14 @@
-"""Purging runs from a PostgreSQL store: payloads, projections and spans go; entries and totals stay.
+"""Purging runs from a PostgreSQL store: payloads, projections, spans and OTLP logs go; entries and totals stay.
 
 As :mod:`.._purge` does on SQLite, inside the caller's write transaction (which
 holds the chain's lock): the selected runs are collected in a temporary table,
 their figures added to ``purged_totals`` (so the daily aggregates stay right),
-then the payloads of their ledger entries, their spans (their project's
-only), node attempts, log lines, run rows and the blobs nothing refers to any
+then the payloads of their ledger entries, their spans and OTLP log records
+(their project's only), node attempts, log lines, run rows and the blobs nothing refers to any
 more are deleted; the caller appends the purge entry. The daily totals read
 the SQLite engine's :data:`~.._purge.DAILY_TOTALS_SQL` (live runs added to
-``purged_totals``). This engine keeps no full-text search, error-group samples
-or OTLP log records yet, so there are none of those to delete.
+``purged_totals``). This engine keeps no full-text search or error-group
+samples yet, so there are none of those to delete.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ async def pg_purge_runs(conn: asyncpg.Connection, selection: PurgeSelection, *, 
         f"DELETE FROM payloads WHERE seq IN (SELECT l.seq FROM ledger l WHERE l.run_id {_IN_SET})"
     )
     events = int(status.split()[-1])
-    await conn.execute(f"DELETE FROM spans WHERE {_BY_TRACE.format(in_set=_IN_SET, table='spans')}")
+    for table in ("spans", "otlp_logs"):  # the OTLP log records of the run's trace by the same rule as its spans
+        await conn.execute(f"DELETE FROM {table} WHERE {_BY_TRACE.format(in_set=_IN_SET, table=table)}")
     blobs = [
         row[0]
         for row in await conn.fetch(

@@ -21,8 +21,11 @@ from typing import TYPE_CHECKING, Final
 from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger.receiver.store._fold import NodeState, RunState
 from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
+from flowledger.receiver.store.postgres._coverage import COVERAGE_PG_INDEXES
 from flowledger.receiver.store.postgres._dialect import table_ddl
 from flowledger.receiver.store.postgres._logs import LOGS_PG_SCHEMA
+from flowledger.receiver.store.postgres._otlp_logs import OTLP_LOGS_PG_SCHEMA
+from flowledger.receiver.store.postgres._otlp_metrics import METRICS_PG_SCHEMA
 from flowledger.receiver.store.postgres._purge import PURGED_TOTALS_PG_SCHEMA
 from flowledger.receiver.store.postgres._spans import SPANS_PG_SCHEMA
 
@@ -130,6 +133,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     SPANS_PG_SCHEMA,
     table_ddl(SAMPLED_OUT_SCHEMA),
     PURGED_TOTALS_PG_SCHEMA,
+    OTLP_LOGS_PG_SCHEMA,
+    METRICS_PG_SCHEMA,
+    COVERAGE_PG_INDEXES,
 )
 """Each script brings the schema one version up; append new ones at the end."""
 

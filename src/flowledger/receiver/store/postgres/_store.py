@@ -22,9 +22,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, TypeVar
 
 import asyncpg
 
@@ -59,6 +59,7 @@ from flowledger.receiver.store._protocol import (
 from flowledger.receiver.store._purge import DAILY_TOTALS_SQL, daily_total
 from flowledger.receiver.store._query import node_json, run_json, runs_where
 from flowledger.receiver.store._rebuild import event_from_body
+from flowledger.receiver.store._reconcile import reconcile
 from flowledger.receiver.store._records import (
     NODE_FIELDS,
     NODE_PAYLOAD_SQL,
@@ -81,11 +82,15 @@ from flowledger.receiver.store._views import (
     RunListPage,
     RunPageCursor,
 )
+from flowledger.receiver.store.postgres._coverage import pg_coverage
 from flowledger.receiver.store.postgres._dialect import numbered, payload_sql
 from flowledger.receiver.store.postgres._evidence import pg_resume_chain, pg_resume_evidence
 from flowledger.receiver.store.postgres._logs import append_pg_logs, attach_pg_logs, pg_attempt_logs
+from flowledger.receiver.store.postgres._otlp_logs import link_pg_otlp_logs, pg_otlp_logs, store_pg_otlp_logs
+from flowledger.receiver.store.postgres._otlp_metrics import pg_metric_series, store_pg_metric_points
 from flowledger.receiver.store.postgres._projector import PgProjector, columns_of, run_from_record, save_pg_runs
 from flowledger.receiver.store.postgres._purge import pg_purge_runs
+from flowledger.receiver.store.postgres._reconcile import PG_RECONCILE_IO
 from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrate_postgres
 from flowledger.receiver.store.postgres._spans import pg_trace, store_pg_spans
 from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof, verify_tree
@@ -104,6 +109,7 @@ from flowledger.receiver.store.postgres._viewer import (
 
 __all__ = ["CHAIN_LOCK", "NOT_BUILT", "SWEEPER_LOCK", "SWEEPER_NAME", "PostgresStore"]
 
+_T = TypeVar("_T")
 ENGINE: Final = "PostgreSQL"
 CHAIN_LOCK: Final = 0x666C6F77636861  # "flowcha": the chain's one serialisation point
 SWEEPER_LOCK: Final = 0x666C6F77737765  # "flowswe": held by the sweeping receiver's session
@@ -146,13 +152,6 @@ _VERIFY_SQL: Final = (
 NOT_BUILT: Final = (
     "run_stats",
     "error_groups",
-    "coverage",
-    "reconcile",
-    "store_metric_points",
-    "metric_series",
-    "store_logs",
-    "link_otlp_logs",
-    "otlp_logs",
     "custom_metrics",
 )
 """Store methods the PostgreSQL engine does not implement yet: each raises StoreError naming itself."""
@@ -724,6 +723,67 @@ class PostgresStore:
         async with self._reader() as conn:
             return int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger"))
 
+    async def _write_otlp(self, what: str, work: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
+        try:
+            async with self._writable().acquire() as conn, conn.transaction():
+                return await work(conn)
+        except (asyncpg.DataError, OverflowError, ValueError, TypeError) as exc:
+            raise UnstorableError(f"storing {what} failed: {exc}") from exc
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"storing {what} failed: {exc}") from exc
+
+    async def store_metric_points(
+        self, points: Sequence[MetricPointRow], *, max_series: int, max_points: int
+    ) -> MetricsOutcome:
+        """Store metric points and their new series in one transaction; see :meth:`Store.store_metric_points`."""
+        if not points:
+            return MetricsOutcome(stored=0, duplicates=0, over_series_limit=0)
+        return await self._write_otlp(
+            f"{len(points)} metric points",
+            lambda c: store_pg_metric_points(c, points, max_series=max_series, max_points=max_points),
+        )
+
+    async def metric_series(
+        self,
+        *,
+        name: str | None,
+        project: str | None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        max_series: int,
+        max_points: int,
+    ) -> list[dict[str, Any]]:
+        """Stored metric series; see :meth:`Store.metric_series`."""
+        async with self._snapshot() as conn:
+            return await pg_metric_series(
+                conn,
+                name=name,
+                project=project,
+                since_ns=since_ns,
+                until_ns=until_ns,
+                max_series=max_series,
+                max_points=max_points,
+            )
+
+    async def store_logs(self, rows: Sequence[OtlpLogRow], *, max_records: int) -> int:
+        """Store OTLP log records and link them in one transaction; see :meth:`Store.store_logs`."""
+        if not rows:
+            return 0
+        return await self._write_otlp(
+            f"{len(rows)} log records", lambda c: store_pg_otlp_logs(c, rows, max_records=max_records)
+        )
+
+    async def link_otlp_logs(self, *, since: str) -> int:
+        """Link OTLP log records whose run arrived later; see :meth:`Store.link_otlp_logs`."""
+        return await self._write_otlp("linked log records", lambda c: link_pg_otlp_logs(c, since=since))
+
+    async def otlp_logs(
+        self, *, trace_id: str | None = None, run_id: str | None = None, project: str | None, limit: int
+    ) -> list[dict[str, Any]] | None:
+        """OTLP log records of a trace or a run; see :meth:`Store.otlp_logs`."""
+        async with self._snapshot() as conn:
+            return await pg_otlp_logs(conn, trace_id=trace_id, run_id=run_id, project=project, limit=limit)
+
     # --- not built yet on this engine (each says so) -------------------------
 
     async def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
@@ -799,10 +859,20 @@ class PostgresStore:
         return text
 
     async def coverage(self, query: CoverageQuery) -> CoverageReport:
-        _not_built("coverage")
+        """Missing core events, counted on one snapshot."""
+        try:
+            async with self._snapshot() as conn:
+                return await pg_coverage(conn, query)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"checking coverage failed: {exc}") from exc
 
     async def reconcile(self, scope: ReconcileScope, *, repair: bool = False) -> ReconcileReport:
-        _not_built("reconcile")
+        """Projections against a fresh fold, a chunk of runs per snapshot (per write under the chain's lock)."""
+        transaction = self._chain_transaction if repair else self._snapshot
+        try:
+            return await reconcile(transaction, scope, repair=repair, io=PG_RECONCILE_IO)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"reconciling the projections failed: {exc}") from exc
 
     async def resume_evidence(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
         """A run's outputs for a resume, each checked against the ledger, on one snapshot (see :mod:`._evidence`)."""
@@ -813,34 +883,6 @@ class PostgresStore:
         """The original run, then each resume after the run it resumes."""
         async with self._snapshot() as conn:
             return await pg_resume_chain(conn, run_id, project)
-
-    async def store_metric_points(
-        self, points: Sequence[MetricPointRow], *, max_series: int, max_points: int
-    ) -> MetricsOutcome:
-        _not_built("store_metric_points")
-
-    async def metric_series(
-        self,
-        *,
-        name: str | None,
-        project: str | None,
-        since_ns: int | None = None,
-        until_ns: int | None = None,
-        max_series: int,
-        max_points: int,
-    ) -> list[dict[str, Any]]:
-        _not_built("metric_series")
-
-    async def store_logs(self, rows: Sequence[OtlpLogRow], *, max_records: int) -> int:
-        _not_built("store_logs")
-
-    async def link_otlp_logs(self, *, since: str) -> int:
-        _not_built("link_otlp_logs")
-
-    async def otlp_logs(
-        self, *, trace_id: str | None = None, run_id: str | None = None, project: str | None, limit: int
-    ) -> list[dict[str, Any]] | None:
-        _not_built("otlp_logs")
 
     async def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]:
         _not_built("custom_metrics")

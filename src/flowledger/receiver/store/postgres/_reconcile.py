@@ -1,0 +1,92 @@
+"""Reconciliation on the PostgreSQL engine: the statements of :class:`~.._reconcile.ReconcileIO` in its spelling.
+
+The fold, the comparison, the walk over the run ids and the report are
+those of :mod:`.._reconcile`; a check reads each chunk on one repeatable-read
+snapshot, a repair rewrites the drifted runs under the chain's lock (so no
+append folds them meanwhile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from flowledger.receiver.store._entry import PURGE_KIND
+from flowledger.receiver.store._fold import NODE_COLUMNS, RUN_COLUMNS, NodeState, RunState
+from flowledger.receiver.store._projector import node_from_row
+from flowledger.receiver.store.postgres._projector import run_from_record, save_pg_nodes, save_pg_runs
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["PG_RECONCILE_IO"]
+
+_NEXT_IDS: Final = (
+    "SELECT DISTINCT run_id FROM ledger WHERE run_id > $1 ORDER BY run_id LIMIT $2",
+    "SELECT run_id FROM runs WHERE run_id > $1 ORDER BY run_id LIMIT $2",
+    "SELECT DISTINCT run_id FROM node_runs WHERE run_id > $1 ORDER BY run_id LIMIT $2",
+)
+
+
+class _PgIO:
+    async def head(self, conn: asyncpg.Connection) -> int:
+        return int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger"))
+
+    async def recent_ids(self, conn: asyncpg.Connection, after_seq: int, max_events: int) -> tuple[list[str], int]:
+        head = await self.head(conn)
+        rows = await conn.fetch(
+            "SELECT run_id FROM ledger WHERE seq > $1 AND kind <> $2 ORDER BY seq",
+            max(after_seq, head - max_events),
+            PURGE_KIND,
+        )
+        return list(dict.fromkeys(str(row[0]) for row in rows)), head
+
+    async def next_ids(self, conn: asyncpg.Connection, after: str, limit: int) -> tuple[list[str], str | None]:
+        found: set[str] = set()
+        bound: str | None = None
+        for sql in _NEXT_IDS:
+            ids = [str(row[0]) for row in await conn.fetch(sql, after, limit)]
+            found.update(ids)
+            if len(ids) == limit:
+                bound = ids[-1] if bound is None else min(bound, ids[-1])
+        if bound is None:
+            return sorted(found), None
+        return sorted(i for i in found if i <= bound), bound
+
+    async def ledger_rows(self, conn: asyncpg.Connection, run_ids: Sequence[str]) -> Iterable[Sequence[Any]]:
+        return list(
+            await conn.fetch(
+                "SELECT l.seq, l.kind, p.body FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
+                "WHERE l.run_id = ANY($1::text[]) ORDER BY l.seq",
+                list(run_ids),
+            )
+        )
+
+    async def stored(
+        self, conn: asyncpg.Connection, run_ids: Sequence[str]
+    ) -> tuple[dict[str, RunState], dict[tuple[str, str], NodeState]]:
+        runs = {
+            str(row[0]): run_from_record(tuple(row))
+            for row in await conn.fetch(
+                f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ANY($1::text[])", list(run_ids)
+            )
+        }
+        nodes = {
+            (str(row[0]), str(row[1])): node_from_row(tuple(row))
+            for row in await conn.fetch(
+                f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id = ANY($1::text[])", list(run_ids)
+            )
+        }
+        return runs, nodes
+
+    async def replace(
+        self, conn: asyncpg.Connection, run_ids: Sequence[str], runs: Sequence[RunState], nodes: Sequence[NodeState]
+    ) -> None:
+        await conn.execute("DELETE FROM node_runs WHERE run_id = ANY($1::text[])", list(run_ids))
+        await conn.execute("DELETE FROM runs WHERE run_id = ANY($1::text[])", list(run_ids))
+        await save_pg_runs(conn, runs)
+        await save_pg_nodes(conn, nodes)
+
+
+PG_RECONCILE_IO: Final = _PgIO()
+"""The PostgreSQL engine's reads and writes of a reconciliation."""
