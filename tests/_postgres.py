@@ -75,44 +75,44 @@ def postgres_cluster() -> Iterator[str]:
         raise RuntimeError(POSTGRES_MISSING)
     root = Path(tempfile.mkdtemp(prefix="flowledger-pg-"))
     data, sockets = root / "data", root / "run"
-    sockets.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(root, user=_SYSTEM_USER)
-        shutil.chown(sockets, user=_SYSTEM_USER)
-        root.chmod(0o700)
-    port = free_port()
-    user = _SYSTEM_USER if os.geteuid() == 0 else os.environ.get("USER", "postgres")
     env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
-    subprocess.run(
-        _as_owner(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                user,
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C.UTF-8",
-                "--no-sync",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-        env=env,
-    )
-    options = (
-        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={sockets} "
-        "-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=200"
-    )
-    subprocess.run(
-        _as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"]),
-        check=True,
-        capture_output=True,
-        env=env,
-        timeout=START_TIMEOUT_S,
-    )
-    try:
+    try:  # from here on, whatever fails (initdb, start, a timeout) stops the server and removes the folder
+        sockets.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(root, user=_SYSTEM_USER)
+            shutil.chown(sockets, user=_SYSTEM_USER)
+            root.chmod(0o700)
+        port = free_port()
+        user = _SYSTEM_USER if os.geteuid() == 0 else os.environ.get("USER", "postgres")
+        subprocess.run(
+            _as_owner(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    user,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={sockets} "
+            "-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=200"
+        )
+        subprocess.run(
+            _as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"]),
+            check=True,
+            capture_output=True,
+            env=env,
+            timeout=START_TIMEOUT_S,
+        )
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:

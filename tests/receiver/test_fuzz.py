@@ -191,3 +191,11 @@ def test_the_receiver_still_stores_verifies_and_refolds_after_the_fuzzing(fuzz_l
 def test_percent_encoded_surrogates_and_huge_numbers_in_urls(fuzz_live: LiveReceiver, path: str) -> None:
     """A URL carrying an encoded lone surrogate or a number past 64 bits is answered below 500."""
     assert httpx.get(f"{fuzz_live.url}{path}", timeout=30).status_code < 500
+
+
+@pytest.mark.parametrize("path", ["/api/runs/abc%00", "/api/runs?workflow_id=a%00b", "/api/viewer/runs?q=%00"])
+def test_a_nul_in_the_path_or_query_is_a_400_naming_where(fuzz_live: LiveReceiver, path: str) -> None:
+    """No id or filter holds a NUL; the answer is the same 400 on every engine (PostgreSQL's driver raises on it)."""
+    answer = httpx.get(f"{fuzz_live.url}{path}", timeout=30)
+    assert answer.status_code == 400
+    assert "NUL character" in answer.json()["error"]

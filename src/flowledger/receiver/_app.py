@@ -25,6 +25,7 @@ from flowledger.receiver._budget import BodyBudget, BodyBudgetMiddleware
 from flowledger.receiver._checkpointer import Checkpointer
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._metrics import Metrics
+from flowledger.receiver._nul_guard import NulGuardMiddleware
 from flowledger.receiver._reconciler import Reconciler
 from flowledger.receiver._retention import Retention
 from flowledger.receiver._state import ReceiverState, error_response
@@ -148,6 +149,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(NulGuardMiddleware),
             Middleware(AuthMiddleware, keys=keys),
             Middleware(
                 BodyBudgetMiddleware,

@@ -87,9 +87,16 @@ def test_serve_stores_in_postgres_and_the_cli_reads_it_there(postgres_url: str, 
         listed = httpx.get(f"{url}/api/runs", timeout=30).json()
         detail = httpx.get(f"{url}/api/runs/{runs[0].run_id}", timeout=30).json()
         not_built = httpx.get(f"{url}/api/errors", timeout=30)  # error groups: not built on PostgreSQL yet
+        searched = httpx.get(f"{url}/api/viewer/runs", params={"q": "timeout"}, timeout=30)  # nor full text
+        nul = [
+            httpx.get(f"{url}{path}", timeout=30).status_code
+            for path in ("/api/runs/abc%00", "/api/runs?workflow_id=a%00b", "/api/runs/abc%00/outputs")
+        ]
     assert {r["run_id"] for r in listed["runs"]} == {run.run_id for run in runs}
     assert not_built.status_code == 501
     assert "error_groups is not built yet in the PostgreSQL engine" in not_built.json()["error"]
+    assert searched.status_code == 501, searched.text  # not 503: retrying would never help
+    assert nul == [400, 400, 400]  # PostgreSQL cannot compare text with a NUL: refused before any query
     out = _flowledger("runs", "--db", postgres_url, "--json")
     assert out.returncode == 0, out.stderr
     assert {r["run_id"] for r in json.loads(out.stdout)["runs"]} == {run.run_id for run in runs}

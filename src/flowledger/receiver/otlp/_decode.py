@@ -38,8 +38,9 @@ __all__ = [
 _ID_KEYS: Final = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 _GRPC_INVALID_ARGUMENT: Final = 3
 """``google.rpc.Code.INVALID_ARGUMENT``: the code of every 4xx answer body."""
-_GRPC_BY_STATUS: Final = {413: 8, 415: 3, 503: 14, 408: 4}
-"""HTTP status -> google.rpc.Code (RESOURCE_EXHAUSTED, INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED)."""
+_GRPC_BY_STATUS: Final = {413: 8, 415: 3, 501: 12, 503: 14, 408: 4}
+"""HTTP status -> google.rpc.Code (RESOURCE_EXHAUSTED, INVALID_ARGUMENT, UNIMPLEMENTED, UNAVAILABLE,
+DEADLINE_EXCEEDED)."""
 
 
 class OtlpFormat(enum.Enum):

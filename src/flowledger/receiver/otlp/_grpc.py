@@ -53,6 +53,7 @@ SERVICES: Final = {
 UNAUTHENTICATED_MESSAGE: Final = "a valid API key is required: send the metadata authorization: Bearer <key>"
 _CODE_BY_STATUS: Final = {
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    501: grpc.StatusCode.UNIMPLEMENTED,
     503: grpc.StatusCode.UNAVAILABLE,
     408: grpc.StatusCode.DEADLINE_EXCEEDED,
 }

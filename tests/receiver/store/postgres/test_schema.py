@@ -47,6 +47,8 @@ def _filled(url: str) -> None:
         ("TRUNCATE ledger CASCADE", "TRUNCATE is refused"),
         ("UPDATE payloads SET body = '{}' WHERE seq = 1", "payloads are write-once"),
         ("UPDATE merkle_nodes SET hash = '' ", "UPDATE is refused"),
+        ("DELETE FROM merkle_nodes", "DELETE is refused"),
+        ("TRUNCATE merkle_nodes", "the Merkle tree is append-only: TRUNCATE is refused"),
         (
             "INSERT INTO ledger SELECT seq + 100, event_id || 'x', run_id, kind, ts, received_at, entry, payload_hash, "
             "prev_hash, hash FROM ledger WHERE seq = 1",

@@ -24,6 +24,10 @@ def test_the_password_is_replaced_wherever_the_url_is_shown() -> None:
         == "postgresql://alice:***@db.internal:5433/ledger"
     )
     assert redacted("postgresql://alice@db/ledger") == "postgresql://alice@db/ledger"
+    shown = redacted("postgresql://alice@db/ledger?sslmode=require&password=s3cret")  # libpq reads it there too
+    assert "s3cret" not in shown
+    assert shown == "postgresql://alice@db/ledger?sslmode=require&password=***"
+    assert "s3cret" not in redacted("postgresql://alice:s3cret@db/ledger?PASSWORD=s3cret")
 
 
 @pytest.mark.parametrize(

@@ -106,6 +106,8 @@ CREATE TRIGGER merkle_nodes_no_update BEFORE UPDATE ON merkle_nodes FOR EACH ROW
 EXECUTE FUNCTION flowledger_refuse('the Merkle tree is append-only: UPDATE is refused');
 CREATE TRIGGER merkle_nodes_no_delete BEFORE DELETE ON merkle_nodes FOR EACH ROW
 EXECUTE FUNCTION flowledger_refuse('the Merkle tree is append-only: DELETE is refused');
+CREATE TRIGGER merkle_nodes_no_truncate BEFORE TRUNCATE ON merkle_nodes FOR EACH STATEMENT
+EXECUTE FUNCTION flowledger_refuse('the Merkle tree is append-only: TRUNCATE is refused');
 CREATE TABLE blobs (sha256 {TEXT} PRIMARY KEY, body text NOT NULL, size bigint NOT NULL);
 CREATE TABLE producers (
     producer_id {TEXT} PRIMARY KEY, max_seq bigint NOT NULL, events bigint NOT NULL,

@@ -59,7 +59,7 @@ async def pg_trace(
         "FROM runs r LEFT JOIN ledger s ON s.event_id = r.started_event_id "
         "LEFT JOIN payloads sp ON sp.seq = s.seq "
         "LEFT JOIN ledger f ON f.event_id = r.finished_event_id LEFT JOIN payloads fp ON fp.seq = f.seq "
-        f"WHERE r.trace_id = $1{scope.replace('project', 'r.project')} ORDER BY r.started_at, r.run_id",
+        f"WHERE r.trace_id = $1{scope.replace('project', 'r.project')} ORDER BY r.started_at NULLS FIRST, r.run_id",
         *params,
     )
     run_ids = [str(row[0]) for row in run_rows]

@@ -199,12 +199,14 @@ class PostgresStore:
 
     async def close(self) -> None:
         """Release every connection; idempotent."""
-        if self._leader is not None:
-            leader, self._leader = self._leader, None
-            await leader.close()  # the session ends: its sweeper lock goes with it
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        try:
+            if self._leader is not None:
+                leader, self._leader = self._leader, None
+                await leader.close()  # the session ends: its sweeper lock goes with it
+        finally:
+            if self._pool is not None:
+                pool, self._pool = self._pool, None
+                await pool.close()
 
     @property
     def head(self) -> tuple[int, str]:
@@ -367,14 +369,18 @@ class PostgresStore:
                 await self._leader.execute("SELECT 1")
                 return True
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                self._leader = None  # the session is gone, and the lock with it
+                dead, self._leader = self._leader, None  # the session is gone, and the lock with it
+                dead.terminate()
         # Named, so that an operator (and the tests) can tell from pg_stat_activity which receiver sweeps.
         conn = await asyncpg.connect(self.url, server_settings={"application_name": f"{SWEEPER_NAME} {os.getpid()}"})
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", SWEEPER_LOCK):
-            self._leader = conn
-            return True
-        await conn.close()
-        return False
+        try:
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", SWEEPER_LOCK):
+                self._leader, conn = conn, None
+                return True
+            return False
+        finally:
+            if conn is not None:
+                await conn.close()
 
     async def sweep(self, *, now: str, stuck_after_s: float, heartbeats: int) -> list[str]:
         """Mark running runs without a sign of life as stuck; only the sweeper's leader does (others return [])."""
@@ -923,7 +929,9 @@ def _keyset(cursor: RunPageCursor | None) -> tuple[str, list[Any]]:
 async def _nodes_of(conn: asyncpg.Connection, run_id: str, *, logs_inline: int | None) -> list[dict[str, Any]]:
     """A run's attempts in start order, each with its log lines (at most ``logs_inline`` of them; None: all)."""
     rows = await conn.fetch(
-        f"SELECT {_NODE_SELECT} WHERE n.run_id = $1 ORDER BY n.started_at, n.attempt, n.item, n.span_id", run_id
+        f"SELECT {_NODE_SELECT} WHERE n.run_id = $1 "
+        "ORDER BY n.started_at NULLS FIRST, n.attempt NULLS FIRST, n.item NULLS FIRST, n.span_id",  # as SQLite sorts
+        run_id,
     )
     nodes = [node_json(row) for row in rows]
     await attach_pg_logs(conn, run_id, nodes, logs_inline)

@@ -9,7 +9,7 @@ error naming the option, and the password never reaches a message or a log.
 from __future__ import annotations
 
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flowledger._exceptions import ConfigError
 
@@ -25,15 +25,23 @@ def is_postgres_url(target: str) -> bool:
     return bool(sep) and scheme.lower() in POSTGRES_SCHEMES
 
 
+_SECRET_PARAMS: Final = frozenset({"password", "sslpassword"})
+"""Query parameters libpq reads a secret from (``?password=...``)."""
+
+
 def redacted(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``: safe to print."""
+    """``url`` with its password (in the user part or a ``password`` parameter) replaced by ``***``: safe to print."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.netloc.rsplit("@", 1)[1]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        if parts.password is not None:
+            user = parts.username or ""
+            host = parts.netloc.rsplit("@", 1)[1]
+            parts = parts._replace(netloc=f"{user}:***@{host}")
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if any(key.lower() in _SECRET_PARAMS for key, _ in pairs):
+            hidden = [(key, "***" if key.lower() in _SECRET_PARAMS else value) for key, value in pairs]
+            parts = parts._replace(query=urlencode(hidden, safe="*"))
+        return urlunsplit(parts)
     except ValueError:
         return url.split("://", 1)[0] + "://***"
 
