@@ -80,6 +80,22 @@ async def test_a_run_stays_in_its_project(store: Store) -> None:
 # --- fold ----------------------------------------------------------------------------
 
 
+async def test_a_nul_in_an_error_stack_is_read_back_not_an_error(store: Store) -> None:
+    """A stack trace holding U+0000 is stored and read back, never a failed read.
+
+    The ledger keeps the bytes as sent; what the run's detail shows differs: SQLite's JSON text ends the value
+    at the NUL, PostgreSQL's text cannot hold one and shows U+FFFD there."""
+    run = simple_run()
+    failed = next(e for e in run.events if e["kind"] == "node_finished")
+    failed["data"] = {**failed["data"], "status": "failed", "output": None}
+    failed["data"]["error"] = {"type": "ValueError", "message": "bad byte", "stack": "line 1\x00line 2"}
+    await _append(store, run)
+    got = await store.get_run(run.run_id)
+    assert got is not None
+    [stack] = [n["error"]["stack"] for n in got["nodes"] if n["error"]]
+    assert stack in {"line 1", "line 1\ufffdline 2"}
+
+
 async def test_a_typical_run_folds_to_its_final_state(store: Store) -> None:
     """Retries, mapped items, a skipped node, costs and the failure all reach the run and its nodes."""
     run = typical_run()

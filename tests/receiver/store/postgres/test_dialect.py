@@ -17,13 +17,13 @@ def test_parameters_are_numbered_in_order_from_a_start() -> None:
 
 
 def test_every_declared_payload_column_translates() -> None:
-    """The run and node payload columns read the same JSON paths from the body as json (text kept as it is)."""
+    """The run and node payload columns read the same JSON paths from the body as json (a NUL escape as U+FFFD)."""
     run = payload_sql(RUN_PAYLOAD_SQL)
     node = payload_sql(NODE_PAYLOAD_SQL)
     assert run.keys() == RUN_PAYLOAD_SQL.keys()
     assert node.keys() == NODE_PAYLOAD_SQL.keys()
-    assert run["input_json"] == "(ls.body::json #> '{data,trigger_data}')::text"
-    assert node["error_stack"] == "(lo.body::json #>> '{data,error,stack}')::text"
+    assert run["input_json"] == "(replace(ls.body, '\\u0000', '\\ufffd')::json #> '{data,trigger_data}')::text"
+    assert node["error_stack"] == "(replace(lo.body, '\\u0000', '\\ufffd')::json #>> '{data,error,stack}')::text"
 
 
 def test_an_expression_that_is_not_a_payload_path_is_refused() -> None:

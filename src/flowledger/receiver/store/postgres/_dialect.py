@@ -56,7 +56,9 @@ def payload_sql(columns: Mapping[str, str]) -> dict[str, str]:
         alias, arrow, path = match.groups()
         keys = ",".join(path.split("."))
         operator = "#>>" if arrow == "->>" else "#>"
-        out[column] = f"({alias}.body::json {operator} '{{{keys}}}')::text"
+        # PostgreSQL's text cannot hold a NUL, and a path into JSON fails the whole read on a "\u0000"
+        # escape anywhere in the body (a stack trace can carry one): there it reads as U+FFFD instead.
+        out[column] = f"(replace({alias}.body, '\\u0000', '\\ufffd')::json {operator} '{{{keys}}}')::text"
     return out
 
 
