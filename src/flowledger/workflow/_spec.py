@@ -122,8 +122,8 @@ class Call:
     def resolve(self) -> Callable[..., Any]:
         """Import and return the function (cached per process by the import system)."""
         module = sys.modules.get(self.module)  # imported already: skip the import machinery's locks
-        if module is None:
-            module = importlib.import_module(self.module)
+        if module is None or getattr(module.__spec__, "_initializing", False):  # or still being imported elsewhere
+            module = importlib.import_module(self.module)  # waits for that import to finish
         try:
             fn = getattr(module, self.function)
         except AttributeError:

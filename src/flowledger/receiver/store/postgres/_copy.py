@@ -122,7 +122,7 @@ async def copy_sqlite_ledger(source: Path, target: PostgresStore) -> CopyReport:
         )
     if await target.ledger_size() != 0:
         raise StoreError(f"{target.name} already holds a ledger; copy into an empty database")
-    conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"{Path(source).resolve().as_uri()}?mode=ro", uri=True)  # a name with ? or # too
     rows: dict[str, int] = {}
     try:
         if conn.execute("SELECT count(*) FROM ledger_origin WHERE v1_head_seq > 0").fetchone()[0]:

@@ -55,15 +55,14 @@ def check_postgres_url(url: str, *, option: str = "--db") -> str:
     shown = redacted(url)
     try:
         parts = urlsplit(url)
-        port = parts.port
+        hosts = parts.netloc.rpartition("@")[2]
+        port = None if "," in hosts else parts.port  # libpq's several hosts (h1:5432,h2:5433): each has its port
     except ValueError as exc:
         raise ConfigError(f"{option} {shown} is not a valid PostgreSQL URL: {exc}") from None
     if parts.scheme.lower() not in POSTGRES_SCHEMES:
         raise ConfigError(f"{option} {shown} is not a PostgreSQL URL: it must start with postgresql://")
     if port == 0:
         raise ConfigError(f"{option} {shown} has port 0; give the server's port (5432 by default)")
-    if not parts.hostname and "host=" not in parts.query:
-        raise ConfigError(f"{option} {shown} names no host: write postgresql://USER@HOST[:PORT]/DATABASE")
     if not parts.path.strip("/"):
         raise ConfigError(f"{option} {shown} names no database: write postgresql://USER@HOST[:PORT]/DATABASE")
     return url
