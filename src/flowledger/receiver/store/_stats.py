@@ -41,9 +41,10 @@ import zlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import accumulate
+from operator import itemgetter
 from typing import Any, Final
 
 import aiosqlite
@@ -153,6 +154,10 @@ def _field_value(field: int) -> float:
     return 0.0 if field == 0 else float(HISTOGRAM_GAMMA ** (field - 1 + _MIN_BIN + 0.5))
 
 
+_FIELD_VALUES: Final = tuple(_field_value(f) for f in range(_MAX_BIN - _MIN_BIN + 2))
+"""The value reported for each field (:func:`_field_value`), looked up rather than raised to a power per point."""
+
+
 def encode_histogram(histogram: int) -> bytes:
     """A histogram as stored: its counts are the 64-bit fields of one integer (field ``f`` counts the durations
     of :func:`_field` ``f``), so that histograms add up as integers do. Kept from its lowest non-empty field on:
@@ -186,16 +191,21 @@ def _fields_of(histogram: int) -> tuple[int, bytes] | None:
 
 def _percentile_fields(low: int, raw: bytes) -> tuple[int, int]:
     """The fields holding the nearest-rank p50 and p95 of the histogram whose fields from ``low`` are ``raw``."""
-    counts = array("Q")
-    counts.frombytes(raw)
-    if sys.byteorder == "big":  # pragma: no cover - the fields are stored little-endian
-        counts.byteswap()
-    running = list(accumulate(counts))
+    if _LITTLE_ENDIAN:
+        counts: Iterable[int] = memoryview(raw).cast("Q")
+    else:  # pragma: no cover - the fields are stored little-endian
+        swapped = array("Q", raw)
+        swapped.byteswap()
+        counts = swapped
+    running = list(accumulate(counts))  # a C loop over the fields, then two binary searches
     total = running[-1]
     return (
         low + bisect_left(running, max(1, math.ceil(0.5 * total))),
         low + bisect_left(running, max(1, math.ceil(0.95 * total))),
     )
+
+
+_LITTLE_ENDIAN: Final = sys.byteorder == "little"
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +291,7 @@ class _Sums:
                 return None, None
             fields = (fields[0] + base, fields[1])
         p50, p95 = _percentile_fields(*fields)
-        return self._clamped(_field_value(p50)), self._clamped(_field_value(p95))
+        return self._clamped(_FIELD_VALUES[p50]), self._clamped(_FIELD_VALUES[p95])
 
     def _clamped(self, value: float) -> float:
         if self.duration_min is not None:
@@ -642,49 +652,133 @@ _STATUS_SQL: Final = ", ".join(f"sum(CASE status WHEN '{s}' THEN runs END)" for 
 async def stats_groups(conn: aiosqlite.Connection, query: StatsQuery) -> list[dict[str, Any]]:
     """The statistics of each group, most runs first, as ``GET /api/stats`` answers them.
 
-    SQLite adds up the rows (``GROUP BY``): Python reads one row per group and series point, with its counts by
-    status, and the histograms of the places it covers; a point's own histogram gives its percentiles, the sum of
-    its group's (as integers) the group's.
+    SQLite adds up the rows (``GROUP BY``): Python reads one row per group (or per series point), with its counts
+    by status, and the histograms of the places it covers; the sum of a group's histograms (as integers) gives its
+    percentiles. Hour buckets' groups are read as the same query without buckets (a week of hours is a week of
+    days and a few hours: the same sums from fewer rows); a series' points each from their own row and histograms.
     """
     if query.since is not None and query.until is not None and query.since >= query.until:
         return []
+    figures, blobs, base = await _read_figures(conn, query)
+    if query.bucket is Bucket.HOUR:  # its groups from the same query without buckets: fewer rows and histograms
+        out = await stats_groups(conn, replace(query, bucket=None))
+    else:
+        out = _groups_json(figures, blobs, base, query.limit)
+    if query.bucket is not None:
+        series: dict[str, list[dict[str, Any]]] = {group["key"]: [] for group in out}
+        for row in sorted(figures, key=itemgetter(0, 1)):
+            points = series.get(row[0])
+            if points is not None:
+                points.append(_point_json(row, blobs.get((row[0], row[1]), ()), base))
+        for group in out:
+            group["series"] = series[group["key"]]
+    return out
+
+
+def _groups_json(figures: Iterable[Sequence[Any]], blobs: _Blobs, base: int, limit: int) -> list[dict[str, Any]]:
+    """The groups of a query's figures rows, most runs first, without their series."""
+    rows_of: dict[str, list[Sequence[Any]]] = {}
+    for row in figures:
+        rows = rows_of.get(row[0])
+        if rows is None:
+            rows = rows_of[row[0]] = []
+        rows.append(row)
+    groups = {key: _group_sums(rows, blobs, base) for key, rows in rows_of.items()}
+    out: list[dict[str, Any]] = []
+    for key in sorted(groups, key=lambda k: (-groups[k][0].runs, k))[:limit]:
+        total, counts = groups[key]
+        listed = [(s, n) for s, n in zip(_STATUSES, counts, strict=True) if n]
+        out.append({"key": key, **total.as_json(listed, None, base)})
+    return out
+
+
+_Blobs = dict[tuple[str, str], list[tuple[int, bytes]]]
+"""The histograms of each (key, point): their lowest fields and their fields from there (little-endian)."""
+
+
+async def _read_figures(conn: aiosqlite.Connection, query: StatsQuery) -> tuple[Iterable[Sequence[Any]], _Blobs, int]:
+    """The figures rows of a query (``key, point``, the aggregates, the counts by status), its histograms, and the
+    lowest field of all: histograms are added from there, so the integers are no wider than its durations' span."""
     rows_sql, params = _ranges_sql(query, f"status, {_ROW_COLUMNS}", "stats_rollup")
     figures = await conn.execute_fetchall(
         f"SELECT key, point, {_FIGURES_SQL}, {_STATUS_SQL} FROM ({rows_sql}) GROUP BY 1, 2", params
     )
     hists_sql, params = _ranges_sql(query, "hist", "stats_hist")
-    blobs: dict[tuple[str, str], list[tuple[int, bytes]]] = {}
+    blobs: _Blobs = {}
+    decompress = zlib.decompress
     for key, point_start, blob in await conn.execute_fetchall(hists_sql, params):
-        blobs.setdefault((key, point_start), []).append(_unpack(blob))
-    # Histograms are added from the query's lowest field on: the integers are no wider than its durations' span.
+        parts = blobs.get((key, point_start))
+        unpacked = (int.from_bytes(blob[:2], "little"), decompress(blob[2:], -10))
+        if parts is None:
+            blobs[key, point_start] = [unpacked]
+        else:
+            parts.append(unpacked)
     base = min((low for parts in blobs.values() for low, _ in parts), default=0)
-    groups: dict[str, tuple[_Sums, list[int]]] = {}
-    series: dict[str, list[dict[str, Any]]] = {}
-    statuses_at = range(11, 11 + len(_STATUSES))
-    for row in sorted(figures, key=lambda r: (r[0], r[1])):
-        key, point_start = row[0], row[1]
-        part = _Sums.of_row(row[2:11])
-        statuses = [(_STATUSES[i - 11], row[i]) for i in statuses_at if row[i]]
-        fields = None
-        parts = blobs.get((key, point_start), ())
+    return figures, blobs, base
+
+
+_STATUS_COLUMNS: Final = range(11, 11 + len(_STATUSES))
+"""Where a figures row (``key, point``, the aggregates, then the counts by status) has its counts by status."""
+_SUCCEEDED_COLUMNS: Final = tuple(i for i in _STATUS_COLUMNS if _STATUSES[i - 11] in _SUCCEEDED)
+
+
+def _point_json(row: Sequence[Any], parts: Sequence[tuple[int, bytes]], base: int) -> dict[str, Any]:
+    """A series point as :meth:`_Sums.as_json` gives it, from its figures row and its histograms' fields, with no
+    :class:`_Sums` in between (a long series has thousands of points)."""
+    runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = row[2:11]
+    if not parts:
+        p50 = p95 = None
+    else:
         if len(parts) == 1:
-            fields = parts[0]
-        part.histogram = sum(int.from_bytes(raw, "little") << (_FIELD_BITS * (low - base)) for low, raw in parts)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = (_Sums(), [0] * len(_STATUSES))
-        group[0].merge(part)
-        for i in statuses_at:
-            group[1][i - 11] += row[i] or 0
-        if query.bucket is not None:
-            series.setdefault(key, []).append({"start": point_start, **part.as_json(statuses, fields, base)})
-    ordered = sorted(groups, key=lambda k: (-groups[k][0].runs, k))[: query.limit]
-    out: list[dict[str, Any]] = []
-    for key in ordered:
-        total, counts = groups[key]
-        listed = [(s, n) for s, n in zip(_STATUSES, counts, strict=True) if n]
-        group_json = {"key": key, **total.as_json(listed, None, base)}
-        if query.bucket is not None:
-            group_json["series"] = series[key]
-        out.append(group_json)
-    return out
+            low, raw = parts[0]
+        else:
+            fields = _fields_of(sum(int.from_bytes(r, "little") << (_FIELD_BITS * (lo - base)) for lo, r in parts))
+            if fields is None:
+                low, raw = 0, b""
+            else:
+                low, raw = fields[0] + base, fields[1]
+        if raw:
+            f50, f95 = _percentile_fields(low, raw)
+            p50, p95 = _FIELD_VALUES[f50], _FIELD_VALUES[f95]
+            if dmin is not None:
+                p50, p95 = max(p50, dmin), max(p95, dmin)
+            if dmax is not None:
+                p50, p95 = min(p50, dmax), min(p95, dmax)
+        else:
+            p50 = p95 = None
+    return {
+        "start": row[1],
+        "runs": runs,
+        "by_status": {_STATUSES[i - 11]: row[i] for i in _STATUS_COLUMNS if row[i]},
+        "success_rate": None if runs <= 0 else sum(row[i] or 0 for i in _SUCCEEDED_COLUMNS) / runs,
+        "cost_usd": {
+            "total": nanos_to_usd(cost),
+            "avg": None if costs <= 0 else nanos_to_usd(round(cost / costs)),
+            "min": None if cmin is None else nanos_to_usd(cmin),
+            "max": None if cmax is None else nanos_to_usd(cmax),
+        },
+        "duration_ms": {"avg": None if durs <= 0 else dus / durs / 1000, "p50": p50, "p95": p95},
+    }
+
+
+def _group_sums(rows: list[Sequence[Any]], blobs: _Blobs, base: int) -> tuple[_Sums, list[int]]:
+    """A group's figures (its points' rows added up a column at a time) and its counts by status."""
+    columns = list(zip(*rows, strict=True))
+    runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = columns[2:11]
+    total = _Sums(
+        sum(runs),
+        sum(cost),
+        sum(costs),
+        min((v for v in cmin if v is not None), default=None),
+        max((v for v in cmax if v is not None), default=None),
+        sum(dus),
+        sum(durs),
+        min((v for v in dmin if v is not None), default=None),
+        max((v for v in dmax if v is not None), default=None),
+    )
+    total.histogram = sum(
+        int.from_bytes(raw, "little") << (_FIELD_BITS * (low - base))
+        for row in rows
+        for low, raw in blobs.get((row[0], row[1]), ())
+    )
+    return total, [sum(filter(None, columns[i])) for i in _STATUS_COLUMNS]
