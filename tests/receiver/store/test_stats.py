@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,6 +62,17 @@ def test_percentiles_of_added_histograms_are_within_the_stated_bound(durations: 
         assert got is not None
         assert abs(got - exact) <= exact * PERCENTILE_RELATIVE_ERROR * (1 + 1e-9), (p, got, exact)
     assert PERCENTILE_RELATIVE_ERROR < 0.01
+
+
+@pytest.mark.parametrize("largest", [1, 255, 256, 2**16, 2**32 - 1, 2**32, 2**64 - 1])
+def test_a_stored_histogram_keeps_counts_of_any_width(largest: int) -> None:
+    """Counts are stored as wide as the largest needs (1, 2, 4 or 8 bytes) and read back exactly, from any field."""
+    histogram = (largest << (64 * 40)) | (1 << (64 * 3)) | (7 << (64 * 900))
+    blob = encode_histogram(histogram)
+    width = 1 if largest < 2**8 else 2 if largest < 2**16 else 4 if largest < 2**32 else 8
+    assert blob[2] == width
+    assert len(blob) == 3 + width * (900 - 3 + 1)
+    assert decode_histogram(blob) == histogram
 
 
 def test_a_histogram_takes_counts_back_to_zero() -> None:

@@ -15,7 +15,7 @@ A row holds the count, the exact cost (nano-dollars: sum, count, min, max)
 and the durations (sum in whole microseconds, count, min, max). Beside the
 rows of a place (statuses together), ``stats_hist`` keeps a *mergeable*
 duration histogram: counts over fixed log-scale bins of width
-:data:`HISTOGRAM_GAMMA` (2 %), as one compressed blob (:func:`encode_histogram`).
+:data:`HISTOGRAM_GAMMA` (2 %), as one blob of counts (:func:`encode_histogram`).
 Histograms add across places, so p50 and p95 over any range are read from the
 summed histogram: the value reported for a bin is its geometric middle,
 clamped to the range's min and max duration, which is within
@@ -37,7 +37,6 @@ import enum
 import math
 import sqlite3
 import sys
-import zlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
@@ -161,23 +160,44 @@ _FIELD_VALUES: Final = tuple(_field_value(f) for f in range(_MAX_BIN - _MIN_BIN 
 def encode_histogram(histogram: int) -> bytes:
     """A histogram as stored: its counts are the 64-bit fields of one integer (field ``f`` counts the durations
     of :func:`_field` ``f``), so that histograms add up as integers do. Kept from its lowest non-empty field on:
-    two bytes of that field's number, then the fields (little-endian) deflated."""
-    low = ((histogram & -histogram).bit_length() - 1) // _FIELD_BITS
-    fields = histogram >> (_FIELD_BITS * low)
-    raw = fields.to_bytes((fields.bit_length() + _FIELD_BITS - 1) // _FIELD_BITS * 8, "little")
-    packer = zlib.compressobj(1, zlib.DEFLATED, -10, 2)  # a small window: fields are few and mostly zero
-    return low.to_bytes(2, "little") + packer.compress(raw) + packer.flush()
+    two bytes of that field's number, one of the width of a count (1, 2, 4 or 8 bytes: the narrowest that holds
+    the largest), then the counts (little-endian). Not compressed: a read widens the counts in C
+    (:func:`_unpack`), where inflating cost a point of a long series more than the rest of its work."""
+    fields = _fields_of(histogram)
+    if fields is None:
+        raise ValueError("an empty histogram is not stored")
+    low, raw = fields
+    counts = _native(array("Q", raw))
+    width = next(w for w in _WIDTHS if w == 8 or max(counts) < 1 << (8 * w))
+    narrow = counts if width == 8 else array(_COUNT_CODES[width], counts)
+    return low.to_bytes(2, "little") + bytes((width,)) + _native(narrow).tobytes()
 
 
 def decode_histogram(blob: bytes) -> int:
     """The integer of a stored histogram (:func:`encode_histogram`)."""
-    low = int.from_bytes(blob[:2], "little")
-    return int.from_bytes(zlib.decompress(blob[2:], -10), "little") << (_FIELD_BITS * low)
+    low, raw = _unpack(blob)
+    return int.from_bytes(raw, "little") << (_FIELD_BITS * low)
 
 
 def _unpack(blob: bytes) -> tuple[int, bytes]:
     """A stored histogram's lowest field and its fields from there (little-endian 64-bit counts)."""
-    return int.from_bytes(blob[:2], "little"), zlib.decompress(blob[2:], -10)
+    width = blob[2]
+    if width == 8:
+        return blob[0] | blob[1] << 8, blob[3:]
+    counts = array(_COUNT_CODES[width], blob[3:])
+    return blob[0] | blob[1] << 8, _native(array("Q", _native(counts))).tobytes()
+
+
+_COUNT_CODES: Final = {array(code).itemsize: code for code in "BHIQ"}
+"""The array type code of each width of a stored count."""
+_WIDTHS: Final = (1, 2, 4, 8)
+
+
+def _native(counts: array[int]) -> array[int]:
+    """``counts`` swapped between little-endian and this machine's order (in place; nothing to do on most)."""
+    if not _LITTLE_ENDIAN:  # pragma: no cover - the counts are stored little-endian
+        counts.byteswap()
+    return counts
 
 
 def _fields_of(histogram: int) -> tuple[int, bytes] | None:
@@ -705,10 +725,10 @@ async def _read_figures(conn: aiosqlite.Connection, query: StatsQuery) -> tuple[
     )
     hists_sql, params = _ranges_sql(query, "hist", "stats_hist")
     blobs: _Blobs = {}
-    decompress = zlib.decompress
+    unpack = _unpack
     for key, point_start, blob in await conn.execute_fetchall(hists_sql, params):
         parts = blobs.get((key, point_start))
-        unpacked = (int.from_bytes(blob[:2], "little"), decompress(blob[2:], -10))
+        unpacked = unpack(blob)
         if parts is None:
             blobs[key, point_start] = [unpacked]
         else:
