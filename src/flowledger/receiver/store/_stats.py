@@ -42,6 +42,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from itertools import accumulate
 from operator import itemgetter
 from typing import Any, Final
@@ -361,8 +362,9 @@ def _month(ts: str) -> str:
     return ts[:7] + "-01T00:00:00.000000Z"
 
 
+@lru_cache(maxsize=1024)
 def _buckets(hour: str) -> tuple[tuple[str, str], ...]:
-    """The (grain, bucket) of each row an hour's runs count in."""
+    """The (grain, bucket) of each row an hour's runs count in (a batch's runs fall in a few hours)."""
     return ((_HOUR, hour), (_DAY, _day(hour)), (_MONTH, _month(hour)))
 
 
@@ -429,13 +431,21 @@ class _Deltas:
         self.hists: dict[_Place, int] = {}
 
     def contribute(self, contributions: Iterable[Contribution], sign: int) -> None:
+        # A run's dimensions come one after the other with the same cost and duration (the same objects): their
+        # sums and histogram are made once.
+        last: Contribution | None = None
+        one, histogram = _Sums(), 0
         for c in contributions:
-            one = _Sums()
-            one.add(c, sign)
+            if last is None or c.cost_usd is not last.cost_usd or c.duration_ms is not last.duration_ms:
+                one = _Sums()
+                one.add(c, sign)
+                ms = c.duration_ms
+                histogram = 0 if ms is None else sign << (_FIELD_BITS * _field(ms))
+            last = c
             hour = _hour(c.started_at)
             self.add(c.dim.value, c.project, hour, c.key, c.status, one)
-            if c.duration_ms is not None:
-                self.add_histogram(c.dim.value, c.project, hour, c.key, sign << (_FIELD_BITS * _field(c.duration_ms)))
+            if histogram:
+                self.add_histogram(c.dim.value, c.project, hour, c.key, histogram)
 
     def add(self, dim: str, project: str, hour: str, key: str, status: str, sums: _Sums) -> None:
         """Add an hour's sums to every row they count in."""
