@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flowledger._wire import format_datetime
 from flowledger.receiver.store import _stats
 from flowledger.receiver.store._migrations import MIGRATIONS
 from flowledger.receiver.store._protocol import PurgeSelection
@@ -174,3 +176,34 @@ def test_statistics_of_the_first_layout_are_upgraded_to_the_same_answers(tmp_pat
     with sqlite3.connect(path) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'stats%'")}
     assert tables == {"stats_rollup", "stats_hist"}
+
+
+async def _stats_over(path: Path, queries: list[StatsQuery]) -> list[list[dict[str, Any]]]:
+    store = SqliteStore(path, readers=1)
+    await store.open()
+    try:
+        run = RunEvents(workflow_id="w", project="p1")
+        run.start()
+        run.finish("succeeded")
+        await store.append(prepared(run.events, project="p1"))
+        return [await store.run_stats(query) for query in queries]
+    finally:
+        await store.close()
+
+
+def test_a_range_bound_before_the_year_1000_is_before_every_run(tmp_path: Path) -> None:
+    """A bound before the year 1000 (written with fewer than four year digits) answers, as a bound before every
+    run: since it, every run counts; until it, none."""
+    early = format_datetime(datetime(142, 3, 15, 4, 28, 18, 590000, tzinfo=UTC))
+    later = format_datetime(datetime(673, 5, 16, 5, 55, 30, 300000, tzinfo=UTC))
+    assert not early[:4].isdigit()
+    queries = [StatsQuery(since=early, until=later, bucket=bucket) for bucket in (None, Bucket.HOUR, Bucket.DAY)] + [
+        StatsQuery(since=early),
+        StatsQuery(until=later),
+        StatsQuery(),
+    ]
+    *empty, since_early, until_later, everything = asyncio.run(_stats_over(tmp_path / "stats.db", queries))
+    assert empty == [[], [], []]
+    assert until_later == []
+    assert since_early == everything
+    assert everything[0]["runs"] == 1

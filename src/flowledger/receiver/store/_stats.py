@@ -597,6 +597,7 @@ class StatsQuery:
 def _plan(since: str | None, until: str | None, bucket: Bucket | None) -> list[tuple[str, str | None, str | None]]:
     """The (grain, from, before) ranges of rollup rows that cover [since, until) exactly once: hours at the edges,
     then whole days (day buckets stop there), then whole months."""
+    since, until = _four_digit_year(since), _four_digit_year(until)
     start = None if since is None else _hour(since)
     if bucket is Bucket.HOUR:
         return [(_HOUR, start, until)]
@@ -622,6 +623,16 @@ def _plan(since: str | None, until: str | None, bucket: Bucket | None) -> list[t
     if last_day is not None and last_month is not None and last_month < last_day:
         ranges.append((_DAY, last_month, last_day))
     return ranges
+
+
+_BEFORE_YEAR_1000: Final = "0000-01-01T00:00:00.000000Z"
+"""Where a bound before the year 1000 is taken to fall: before every row (rows and bounds are cut by position)."""
+
+
+def _four_digit_year(ts: str | None) -> str | None:
+    """``ts``, or :data:`_BEFORE_YEAR_1000` when its year has fewer than four digits (timestamps before the year
+    1000 are written unpadded, as ``strftime`` does), so that the rows' buckets can be cut from it."""
+    return ts if ts is None or ts[4:5] == "-" else _BEFORE_YEAR_1000
 
 
 def _next_day(hour: str) -> str:
