@@ -207,3 +207,13 @@ def test_a_range_bound_before_the_year_1000_is_before_every_run(tmp_path: Path) 
     assert until_later == []
     assert since_early == everything
     assert everything[0]["runs"] == 1
+
+
+def test_a_range_bound_in_the_last_day_there_is_answers(tmp_path: Path) -> None:
+    """A bound within 31 December 9999 (no day or month after it) answers: no run is that late."""
+    late = "9999-12-31T05:00:00.000000Z"
+    queries = [StatsQuery(since=late, bucket=bucket) for bucket in (None, Bucket.HOUR, Bucket.DAY)]
+    queries.append(StatsQuery(until=late))
+    *after, until_late = asyncio.run(_stats_over(tmp_path / "stats.db", queries))
+    assert after == [[], [], []]
+    assert until_late[0]["runs"] == 1

@@ -635,12 +635,20 @@ def _four_digit_year(ts: str | None) -> str | None:
     return ts if ts is None or ts[4:5] == "-" else _BEFORE_YEAR_1000
 
 
+_AFTER_YEAR_9999: Final = "9999-12-32T00:00:00.000000Z"
+"""The day after the last one a timestamp can have: after every row, and a day and a month boundary of itself."""
+
+
 def _next_day(hour: str) -> str:
+    if hour[:10] == "9999-12-31":
+        return _AFTER_YEAR_9999
     day = datetime.fromisoformat(hour[:10]) + timedelta(days=1)
-    return day.strftime("%Y-%m-%d") + "T00:00:00.000000Z"
+    return f"{day.year:04d}-{day.month:02d}-{day.day:02d}T00:00:00.000000Z"
 
 
 def _next_month(day: str) -> str:
+    if day[:7] == "9999-12":
+        return _AFTER_YEAR_9999
     year, month = int(day[:4]), int(day[5:7])
     year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return f"{year:04d}-{month:02d}-01T00:00:00.000000Z"
