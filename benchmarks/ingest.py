@@ -92,17 +92,18 @@ EVENTS_PER_RUN = 9
 NODES = ("fetch", "price", "decide")
 
 
-def build_runs(count: int) -> list[dict[str, Any]]:
-    """Events of ``count`` runs, as an SDK process would emit them."""
+def build_runs(count: int, projects: int = 0) -> list[dict[str, Any]]:
+    """Events of ``count`` runs, as an SDK process would emit them (over ``projects`` projects in turn; none: 0)."""
     producer = new_event_id()
     producer_seq = 0
     events: list[dict[str, Any]] = []
     clock = time.time_ns()
-    for _ in range(count):
+    for number in range(count):
         run_id, trace_id, run_span = new_event_id(), secrets.token_hex(16), secrets.token_hex(8)
+        project = f"project-{number % projects}" if projects else None
         seq = 0
 
-        def emit(kind: str, data: dict[str, Any], run_id: str = run_id) -> None:
+        def emit(kind: str, data: dict[str, Any], run_id: str = run_id, project: str | None = project) -> None:
             nonlocal seq, producer_seq, clock
             clock += 1_000_000
             events.append(
@@ -115,7 +116,7 @@ def build_runs(count: int) -> list[dict[str, Any]]:
                     "ts": format_ts(clock),
                     "producer_id": producer,
                     "producer_seq": producer_seq,
-                    "project": None,
+                    "project": project,
                     "data": data,
                 }
             )

@@ -35,7 +35,7 @@ SMALL_RUNS, LARGE_RUNS = 100, 600
 """The two sizes callgrind runs: their difference leaves out start-up and imports."""
 
 
-def child(runs: int, build_only: bool) -> None:
+def child(runs: int, build_only: bool, projects: int) -> None:
     """Ingest ``runs`` runs in this process and print the figures as JSON (run with the tree on PYTHONPATH)."""
     import flowledger  # the tree under test, before benchmarks/ingest.py puts this one first on sys.path
 
@@ -49,7 +49,7 @@ def child(runs: int, build_only: bool) -> None:
     from flowledger.receiver.store._event import PreparedEvent
     from flowledger.receiver.store._sqlite import SqliteStore
 
-    events = build_runs(runs)
+    events = build_runs(runs, projects)
     count = len(events)
     bodies = [json.dumps({"events": events[i : i + BATCH]}).encode() for i in range(0, count, BATCH)]
     del events
@@ -85,9 +85,12 @@ def child(runs: int, build_only: bool) -> None:
     )
 
 
-def _run(src: Path, runs: int, *, build_only: bool = False, callgrind: Path | None = None) -> dict[str, Any]:
+def _run(
+    src: Path, runs: int, projects: int, *, build_only: bool = False, callgrind: Path | None = None
+) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(src))
-    command = [sys.executable, __file__, "--child", str(runs), *(["--build-only"] if build_only else [])]
+    command = [sys.executable, __file__, "--child", str(runs), "--projects", str(projects)]
+    command += ["--build-only"] if build_only else []
     if callgrind is not None:
         command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={callgrind}", *command]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
@@ -102,12 +105,13 @@ def _run(src: Path, runs: int, *, build_only: bool = False, callgrind: Path | No
     return figures
 
 
-def instructions_per_event(src: Path, tmp: Path) -> float:
+def instructions_per_event(src: Path, tmp: Path, projects: int) -> float:
     """Instructions of the ingest path per event: (large - its build) - (small - its build), per event."""
     counts: dict[tuple[int, bool], tuple[int, int]] = {}
     for runs in (SMALL_RUNS, LARGE_RUNS):
         for build_only in (False, True):
-            figures = _run(src, runs, build_only=build_only, callgrind=tmp / f"callgrind-{runs}-{build_only}.out")
+            out = tmp / f"callgrind-{runs}-{build_only}.out"
+            figures = _run(src, runs, projects, build_only=build_only, callgrind=out)
             counts[runs, build_only] = figures["instructions"], figures["events"]
     large = counts[LARGE_RUNS, False][0] - counts[LARGE_RUNS, True][0]
     small = counts[SMALL_RUNS, False][0] - counts[SMALL_RUNS, True][0]
@@ -120,11 +124,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="CPU measurements per tree (the median is printed)")
     parser.add_argument("--baseline", default=None, help="also measure this git revision (ledger format 2)")
     parser.add_argument("--callgrind", action="store_true", help="also count instructions per event (valgrind)")
+    parser.add_argument("--projects", type=int, default=0, help="runs go to this many projects in turn (0: none)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child(args.child, args.build_only)
+        child(args.child, args.build_only, args.projects)
         return
     if args.callgrind and shutil.which("valgrind") is None:
         sys.exit("--callgrind needs valgrind (Debian: apt-get install valgrind)")
@@ -139,11 +144,16 @@ def main() -> None:
         cpu: dict[str, list[tuple[float, float]]] = {label: [] for label in trees}
         for _ in range(args.repeat):
             for label, src in trees.items():
-                figures = _run(src, args.runs)
+                figures = _run(src, args.runs, args.projects)
                 cpu[label].append((figures["cpu_us"], figures["loop_us"]))
-        counted = {label: instructions_per_event(src, tmp) for label, src in trees.items()} if args.callgrind else {}
+        counted = (
+            {label: instructions_per_event(src, tmp, args.projects) for label, src in trees.items()}
+            if args.callgrind
+            else {}
+        )
     print(
-        f"ingest path in process, {args.runs * 9:,} events in batches of {BATCH}; load average {os.getloadavg()[0]:.1f}"
+        f"ingest path in process, {args.runs * 9:,} events in batches of {BATCH}, runs in {args.projects} projects; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     for label, values in cpu.items():
         totals, loops = sorted(v[0] for v in values), sorted(v[1] for v in values)

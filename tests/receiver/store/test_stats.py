@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import math
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flowledger._wire import format_datetime
 from flowledger.receiver.store import _stats
 from flowledger.receiver.store._migrations import MIGRATIONS
 from flowledger.receiver.store._protocol import PurgeSelection
@@ -61,6 +64,17 @@ def test_percentiles_of_added_histograms_are_within_the_stated_bound(durations: 
         assert got is not None
         assert abs(got - exact) <= exact * PERCENTILE_RELATIVE_ERROR * (1 + 1e-9), (p, got, exact)
     assert PERCENTILE_RELATIVE_ERROR < 0.01
+
+
+@pytest.mark.parametrize("largest", [1, 255, 256, 2**16, 2**32 - 1, 2**32, 2**64 - 1])
+def test_a_stored_histogram_keeps_counts_of_any_width(largest: int) -> None:
+    """Counts are stored as wide as the largest needs (1, 2, 4 or 8 bytes) and read back exactly, from any field."""
+    histogram = (largest << (64 * 40)) | (1 << (64 * 3)) | (7 << (64 * 900))
+    blob = encode_histogram(histogram)
+    width = 1 if largest < 2**8 else 2 if largest < 2**16 else 4 if largest < 2**32 else 8
+    assert blob[2] == width
+    assert len(blob) == 3 + width * (900 - 3 + 1)
+    assert decode_histogram(blob) == histogram
 
 
 def test_a_histogram_takes_counts_back_to_zero() -> None:
@@ -162,3 +176,44 @@ def test_statistics_of_the_first_layout_are_upgraded_to_the_same_answers(tmp_pat
     with sqlite3.connect(path) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'stats%'")}
     assert tables == {"stats_rollup", "stats_hist"}
+
+
+async def _stats_over(path: Path, queries: list[StatsQuery]) -> list[list[dict[str, Any]]]:
+    store = SqliteStore(path, readers=1)
+    await store.open()
+    try:
+        run = RunEvents(workflow_id="w", project="p1")
+        run.start()
+        run.finish("succeeded")
+        await store.append(prepared(run.events, project="p1"))
+        return [await store.run_stats(query) for query in queries]
+    finally:
+        await store.close()
+
+
+def test_a_range_bound_before_the_year_1000_is_before_every_run(tmp_path: Path) -> None:
+    """A bound before the year 1000 (written with fewer than four year digits) answers, as a bound before every
+    run: since it, every run counts; until it, none."""
+    early = format_datetime(datetime(142, 3, 15, 4, 28, 18, 590000, tzinfo=UTC))
+    later = format_datetime(datetime(673, 5, 16, 5, 55, 30, 300000, tzinfo=UTC))
+    assert not early[:4].isdigit()
+    queries = [StatsQuery(since=early, until=later, bucket=bucket) for bucket in (None, Bucket.HOUR, Bucket.DAY)] + [
+        StatsQuery(since=early),
+        StatsQuery(until=later),
+        StatsQuery(),
+    ]
+    *empty, since_early, until_later, everything = asyncio.run(_stats_over(tmp_path / "stats.db", queries))
+    assert empty == [[], [], []]
+    assert until_later == []
+    assert since_early == everything
+    assert everything[0]["runs"] == 1
+
+
+def test_a_range_bound_in_the_last_day_there_is_answers(tmp_path: Path) -> None:
+    """A bound within 31 December 9999 (no day or month after it) answers: no run is that late."""
+    late = "9999-12-31T05:00:00.000000Z"
+    queries = [StatsQuery(since=late, bucket=bucket) for bucket in (None, Bucket.HOUR, Bucket.DAY)]
+    queries.append(StatsQuery(until=late))
+    *after, until_late = asyncio.run(_stats_over(tmp_path / "stats.db", queries))
+    assert after == [[], [], []]
+    assert until_late[0]["runs"] == 1

@@ -15,7 +15,7 @@ A row holds the count, the exact cost (nano-dollars: sum, count, min, max)
 and the durations (sum in whole microseconds, count, min, max). Beside the
 rows of a place (statuses together), ``stats_hist`` keeps a *mergeable*
 duration histogram: counts over fixed log-scale bins of width
-:data:`HISTOGRAM_GAMMA` (2 %), as one compressed blob (:func:`encode_histogram`).
+:data:`HISTOGRAM_GAMMA` (2 %), as one blob of counts (:func:`encode_histogram`).
 Histograms add across places, so p50 and p95 over any range are read from the
 summed histogram: the value reported for a bin is its geometric middle,
 clamped to the range's min and max duration, which is within
@@ -37,13 +37,14 @@ import enum
 import math
 import sqlite3
 import sys
-import zlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from itertools import accumulate
+from operator import itemgetter
 from typing import Any, Final
 
 import aiosqlite
@@ -153,26 +154,48 @@ def _field_value(field: int) -> float:
     return 0.0 if field == 0 else float(HISTOGRAM_GAMMA ** (field - 1 + _MIN_BIN + 0.5))
 
 
+_FIELD_VALUES: Final = tuple(_field_value(f) for f in range(_MAX_BIN - _MIN_BIN + 2))
+"""The value reported for each field (:func:`_field_value`), looked up rather than raised to a power per point."""
+
+
 def encode_histogram(histogram: int) -> bytes:
     """A histogram as stored: its counts are the 64-bit fields of one integer (field ``f`` counts the durations
     of :func:`_field` ``f``), so that histograms add up as integers do. Kept from its lowest non-empty field on:
-    two bytes of that field's number, then the fields (little-endian) deflated."""
-    low = ((histogram & -histogram).bit_length() - 1) // _FIELD_BITS
-    fields = histogram >> (_FIELD_BITS * low)
-    raw = fields.to_bytes((fields.bit_length() + _FIELD_BITS - 1) // _FIELD_BITS * 8, "little")
-    packer = zlib.compressobj(1, zlib.DEFLATED, -10, 2)  # a small window: fields are few and mostly zero
-    return low.to_bytes(2, "little") + packer.compress(raw) + packer.flush()
+    two bytes of that field's number, one of the width of a count (1, 2, 4 or 8 bytes: the narrowest that holds
+    the largest), then the counts (little-endian). Not compressed: a read spreads the counts' bytes over 64-bit
+    fields with strided copies (:func:`_unpack`, about 1 µs), where inflating took several µs a point."""
+    fields = _fields_of(histogram)
+    if fields is None:
+        raise ValueError("an empty histogram is not stored")
+    low, raw = fields
+    width = next(w for w in _WIDTHS if w == 8 or not any(raw[byte::8].strip(b"\0") for byte in range(w, 8)))
+    narrow = bytearray(len(raw) // 8 * width)
+    for byte in range(width):
+        narrow[byte::width] = raw[byte::8]
+    return low.to_bytes(2, "little") + bytes((width,)) + narrow
 
 
 def decode_histogram(blob: bytes) -> int:
     """The integer of a stored histogram (:func:`encode_histogram`)."""
-    low = int.from_bytes(blob[:2], "little")
-    return int.from_bytes(zlib.decompress(blob[2:], -10), "little") << (_FIELD_BITS * low)
+    low, raw = _unpack(blob)
+    return int.from_bytes(raw, "little") << (_FIELD_BITS * low)
 
 
 def _unpack(blob: bytes) -> tuple[int, bytes]:
-    """A stored histogram's lowest field and its fields from there (little-endian 64-bit counts)."""
-    return int.from_bytes(blob[:2], "little"), zlib.decompress(blob[2:], -10)
+    """A stored histogram's lowest field and its fields from there (little-endian 64-bit counts): the narrow
+    counts' bytes are spread over the 64-bit fields by strided slice assignments (C loops over bytes)."""
+    width = blob[2]
+    if width == 8:
+        return blob[0] | blob[1] << 8, blob[3:]
+    body = blob[3:]
+    wide = bytearray(len(body) // width * 8)
+    for byte in range(width):
+        wide[byte::8] = body[byte::width]
+    return blob[0] | blob[1] << 8, bytes(wide)
+
+
+_WIDTHS: Final = (1, 2, 4, 8)
+"""The widths of a stored count, in bytes."""
 
 
 def _fields_of(histogram: int) -> tuple[int, bytes] | None:
@@ -186,16 +209,21 @@ def _fields_of(histogram: int) -> tuple[int, bytes] | None:
 
 def _percentile_fields(low: int, raw: bytes) -> tuple[int, int]:
     """The fields holding the nearest-rank p50 and p95 of the histogram whose fields from ``low`` are ``raw``."""
-    counts = array("Q")
-    counts.frombytes(raw)
-    if sys.byteorder == "big":  # pragma: no cover - the fields are stored little-endian
-        counts.byteswap()
-    running = list(accumulate(counts))
+    if _LITTLE_ENDIAN:
+        counts: Iterable[int] = memoryview(raw).cast("Q")
+    else:  # pragma: no cover - the fields are stored little-endian
+        swapped = array("Q", raw)
+        swapped.byteswap()
+        counts = swapped
+    running = list(accumulate(counts))  # a C loop over the fields, then two binary searches
     total = running[-1]
     return (
         low + bisect_left(running, max(1, math.ceil(0.5 * total))),
         low + bisect_left(running, max(1, math.ceil(0.95 * total))),
     )
+
+
+_LITTLE_ENDIAN: Final = sys.byteorder == "little"
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +309,7 @@ class _Sums:
                 return None, None
             fields = (fields[0] + base, fields[1])
         p50, p95 = _percentile_fields(*fields)
-        return self._clamped(_field_value(p50)), self._clamped(_field_value(p95))
+        return self._clamped(_FIELD_VALUES[p50]), self._clamped(_FIELD_VALUES[p95])
 
     def _clamped(self, value: float) -> float:
         if self.duration_min is not None:
@@ -334,8 +362,9 @@ def _month(ts: str) -> str:
     return ts[:7] + "-01T00:00:00.000000Z"
 
 
+@lru_cache(maxsize=1024)
 def _buckets(hour: str) -> tuple[tuple[str, str], ...]:
-    """The (grain, bucket) of each row an hour's runs count in."""
+    """The (grain, bucket) of each row an hour's runs count in (a batch's runs fall in a few hours)."""
     return ((_HOUR, hour), (_DAY, _day(hour)), (_MONTH, _month(hour)))
 
 
@@ -402,13 +431,21 @@ class _Deltas:
         self.hists: dict[_Place, int] = {}
 
     def contribute(self, contributions: Iterable[Contribution], sign: int) -> None:
+        # A run's dimensions come one after the other with the same cost and duration (the same objects): their
+        # sums and histogram are made once.
+        last: Contribution | None = None
+        one, histogram = _Sums(), 0
         for c in contributions:
-            one = _Sums()
-            one.add(c, sign)
+            if last is None or c.cost_usd is not last.cost_usd or c.duration_ms is not last.duration_ms:
+                one = _Sums()
+                one.add(c, sign)
+                ms = c.duration_ms
+                histogram = 0 if ms is None else sign << (_FIELD_BITS * _field(ms))
+            last = c
             hour = _hour(c.started_at)
             self.add(c.dim.value, c.project, hour, c.key, c.status, one)
-            if c.duration_ms is not None:
-                self.add_histogram(c.dim.value, c.project, hour, c.key, sign << (_FIELD_BITS * _field(c.duration_ms)))
+            if histogram:
+                self.add_histogram(c.dim.value, c.project, hour, c.key, histogram)
 
     def add(self, dim: str, project: str, hour: str, key: str, status: str, sums: _Sums) -> None:
         """Add an hour's sums to every row they count in."""
@@ -560,6 +597,7 @@ class StatsQuery:
 def _plan(since: str | None, until: str | None, bucket: Bucket | None) -> list[tuple[str, str | None, str | None]]:
     """The (grain, from, before) ranges of rollup rows that cover [since, until) exactly once: hours at the edges,
     then whole days (day buckets stop there), then whole months."""
+    since, until = _four_digit_year(since), _four_digit_year(until)
     start = None if since is None else _hour(since)
     if bucket is Bucket.HOUR:
         return [(_HOUR, start, until)]
@@ -587,12 +625,30 @@ def _plan(since: str | None, until: str | None, bucket: Bucket | None) -> list[t
     return ranges
 
 
+_BEFORE_YEAR_1000: Final = "0000-01-01T00:00:00.000000Z"
+"""Where a bound before the year 1000 is taken to fall: before every row (rows and bounds are cut by position)."""
+
+
+def _four_digit_year(ts: str | None) -> str | None:
+    """``ts``, or :data:`_BEFORE_YEAR_1000` when its year has fewer than four digits (timestamps before the year
+    1000 are written unpadded, as ``strftime`` does), so that the rows' buckets can be cut from it."""
+    return ts if ts is None or ts[4:5] == "-" else _BEFORE_YEAR_1000
+
+
+_AFTER_YEAR_9999: Final = "9999-12-32T00:00:00.000000Z"
+"""The day after the last one a timestamp can have: after every row, and a day and a month boundary of itself."""
+
+
 def _next_day(hour: str) -> str:
+    if hour[:10] == "9999-12-31":
+        return _AFTER_YEAR_9999
     day = datetime.fromisoformat(hour[:10]) + timedelta(days=1)
-    return day.strftime("%Y-%m-%d") + "T00:00:00.000000Z"
+    return f"{day.year:04d}-{day.month:02d}-{day.day:02d}T00:00:00.000000Z"
 
 
 def _next_month(day: str) -> str:
+    if day[:7] == "9999-12":
+        return _AFTER_YEAR_9999
     year, month = int(day[:4]), int(day[5:7])
     year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return f"{year:04d}-{month:02d}-01T00:00:00.000000Z"
@@ -642,49 +698,133 @@ _STATUS_SQL: Final = ", ".join(f"sum(CASE status WHEN '{s}' THEN runs END)" for 
 async def stats_groups(conn: aiosqlite.Connection, query: StatsQuery) -> list[dict[str, Any]]:
     """The statistics of each group, most runs first, as ``GET /api/stats`` answers them.
 
-    SQLite adds up the rows (``GROUP BY``): Python reads one row per group and series point, with its counts by
-    status, and the histograms of the places it covers; a point's own histogram gives its percentiles, the sum of
-    its group's (as integers) the group's.
+    SQLite adds up the rows (``GROUP BY``): Python reads one row per group (or per series point), with its counts
+    by status, and the histograms of the places it covers; the sum of a group's histograms (as integers) gives its
+    percentiles. Hour buckets' groups are read as the same query without buckets (a week of hours is a week of
+    days and a few hours: the same sums from fewer rows); a series' points each from their own row and histograms.
     """
     if query.since is not None and query.until is not None and query.since >= query.until:
         return []
+    figures, blobs, base = await _read_figures(conn, query)
+    if query.bucket is Bucket.HOUR:  # its groups from the same query without buckets: fewer rows and histograms
+        out = await stats_groups(conn, replace(query, bucket=None))
+    else:
+        out = _groups_json(figures, blobs, base, query.limit)
+    if query.bucket is not None:
+        series: dict[str, list[dict[str, Any]]] = {group["key"]: [] for group in out}
+        for row in sorted(figures, key=itemgetter(0, 1)):
+            points = series.get(row[0])
+            if points is not None:
+                points.append(_point_json(row, blobs.get((row[0], row[1]), ()), base))
+        for group in out:
+            group["series"] = series[group["key"]]
+    return out
+
+
+def _groups_json(figures: Iterable[Sequence[Any]], blobs: _Blobs, base: int, limit: int) -> list[dict[str, Any]]:
+    """The groups of a query's figures rows, most runs first, without their series."""
+    rows_of: dict[str, list[Sequence[Any]]] = {}
+    for row in figures:
+        rows = rows_of.get(row[0])
+        if rows is None:
+            rows = rows_of[row[0]] = []
+        rows.append(row)
+    groups = {key: _group_sums(rows, blobs, base) for key, rows in rows_of.items()}
+    out: list[dict[str, Any]] = []
+    for key in sorted(groups, key=lambda k: (-groups[k][0].runs, k))[:limit]:
+        total, counts = groups[key]
+        listed = [(s, n) for s, n in zip(_STATUSES, counts, strict=True) if n]
+        out.append({"key": key, **total.as_json(listed, None, base)})
+    return out
+
+
+_Blobs = dict[tuple[str, str], list[tuple[int, bytes]]]
+"""The histograms of each (key, point): their lowest fields and their fields from there (little-endian)."""
+
+
+async def _read_figures(conn: aiosqlite.Connection, query: StatsQuery) -> tuple[Iterable[Sequence[Any]], _Blobs, int]:
+    """The figures rows of a query (``key, point``, the aggregates, the counts by status), its histograms, and the
+    lowest field of all: histograms are added from there, so the integers are no wider than its durations' span."""
     rows_sql, params = _ranges_sql(query, f"status, {_ROW_COLUMNS}", "stats_rollup")
     figures = await conn.execute_fetchall(
         f"SELECT key, point, {_FIGURES_SQL}, {_STATUS_SQL} FROM ({rows_sql}) GROUP BY 1, 2", params
     )
     hists_sql, params = _ranges_sql(query, "hist", "stats_hist")
-    blobs: dict[tuple[str, str], list[tuple[int, bytes]]] = {}
+    blobs: _Blobs = {}
+    unpack = _unpack
     for key, point_start, blob in await conn.execute_fetchall(hists_sql, params):
-        blobs.setdefault((key, point_start), []).append(_unpack(blob))
-    # Histograms are added from the query's lowest field on: the integers are no wider than its durations' span.
+        parts = blobs.get((key, point_start))
+        unpacked = unpack(blob)
+        if parts is None:
+            blobs[key, point_start] = [unpacked]
+        else:
+            parts.append(unpacked)
     base = min((low for parts in blobs.values() for low, _ in parts), default=0)
-    groups: dict[str, tuple[_Sums, list[int]]] = {}
-    series: dict[str, list[dict[str, Any]]] = {}
-    statuses_at = range(11, 11 + len(_STATUSES))
-    for row in sorted(figures, key=lambda r: (r[0], r[1])):
-        key, point_start = row[0], row[1]
-        part = _Sums.of_row(row[2:11])
-        statuses = [(_STATUSES[i - 11], row[i]) for i in statuses_at if row[i]]
-        fields = None
-        parts = blobs.get((key, point_start), ())
+    return figures, blobs, base
+
+
+_STATUS_COLUMNS: Final = range(11, 11 + len(_STATUSES))
+"""Where a figures row (``key, point``, the aggregates, then the counts by status) has its counts by status."""
+_SUCCEEDED_COLUMNS: Final = tuple(i for i in _STATUS_COLUMNS if _STATUSES[i - 11] in _SUCCEEDED)
+
+
+def _point_json(row: Sequence[Any], parts: Sequence[tuple[int, bytes]], base: int) -> dict[str, Any]:
+    """A series point as :meth:`_Sums.as_json` gives it, from its figures row and its histograms' fields, with no
+    :class:`_Sums` in between (a long series has thousands of points)."""
+    runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = row[2:11]
+    if not parts:
+        p50 = p95 = None
+    else:
         if len(parts) == 1:
-            fields = parts[0]
-        part.histogram = sum(int.from_bytes(raw, "little") << (_FIELD_BITS * (low - base)) for low, raw in parts)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = (_Sums(), [0] * len(_STATUSES))
-        group[0].merge(part)
-        for i in statuses_at:
-            group[1][i - 11] += row[i] or 0
-        if query.bucket is not None:
-            series.setdefault(key, []).append({"start": point_start, **part.as_json(statuses, fields, base)})
-    ordered = sorted(groups, key=lambda k: (-groups[k][0].runs, k))[: query.limit]
-    out: list[dict[str, Any]] = []
-    for key in ordered:
-        total, counts = groups[key]
-        listed = [(s, n) for s, n in zip(_STATUSES, counts, strict=True) if n]
-        group_json = {"key": key, **total.as_json(listed, None, base)}
-        if query.bucket is not None:
-            group_json["series"] = series[key]
-        out.append(group_json)
-    return out
+            low, raw = parts[0]
+        else:
+            fields = _fields_of(sum(int.from_bytes(r, "little") << (_FIELD_BITS * (lo - base)) for lo, r in parts))
+            if fields is None:
+                low, raw = 0, b""
+            else:
+                low, raw = fields[0] + base, fields[1]
+        if raw:
+            f50, f95 = _percentile_fields(low, raw)
+            p50, p95 = _FIELD_VALUES[f50], _FIELD_VALUES[f95]
+            if dmin is not None:
+                p50, p95 = max(p50, dmin), max(p95, dmin)
+            if dmax is not None:
+                p50, p95 = min(p50, dmax), min(p95, dmax)
+        else:
+            p50 = p95 = None
+    return {
+        "start": row[1],
+        "runs": runs,
+        "by_status": {_STATUSES[i - 11]: row[i] for i in _STATUS_COLUMNS if row[i]},
+        "success_rate": None if runs <= 0 else sum(row[i] or 0 for i in _SUCCEEDED_COLUMNS) / runs,
+        "cost_usd": {
+            "total": nanos_to_usd(cost),
+            "avg": None if costs <= 0 else nanos_to_usd(round(cost / costs)),
+            "min": None if cmin is None else nanos_to_usd(cmin),
+            "max": None if cmax is None else nanos_to_usd(cmax),
+        },
+        "duration_ms": {"avg": None if durs <= 0 else dus / durs / 1000, "p50": p50, "p95": p95},
+    }
+
+
+def _group_sums(rows: list[Sequence[Any]], blobs: _Blobs, base: int) -> tuple[_Sums, list[int]]:
+    """A group's figures (its points' rows added up a column at a time) and its counts by status."""
+    columns = list(zip(*rows, strict=True))
+    runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = columns[2:11]
+    total = _Sums(
+        sum(runs),
+        sum(cost),
+        sum(costs),
+        min((v for v in cmin if v is not None), default=None),
+        max((v for v in cmax if v is not None), default=None),
+        sum(dus),
+        sum(durs),
+        min((v for v in dmin if v is not None), default=None),
+        max((v for v in dmax if v is not None), default=None),
+    )
+    total.histogram = sum(
+        int.from_bytes(raw, "little") << (_FIELD_BITS * (low - base))
+        for row in rows
+        for low, raw in blobs.get((row[0], row[1]), ())
+    )
+    return total, [sum(filter(None, columns[i])) for i in _STATUS_COLUMNS]
