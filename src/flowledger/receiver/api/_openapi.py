@@ -180,9 +180,27 @@ _INTEGRITY_PATHS: Final = {
 }
 
 
+_NUL_REFUSED: Final = "A NUL character (%00) in the path or the query string: no id or filter holds one."
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
-    """The whole OpenAPI document."""
+    """The whole OpenAPI document; every operation also says its 400 for a NUL anywhere in the URL."""
+    document = _document()
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            responses = operation.get("responses")
+            if responses is None:
+                continue
+            if "400" in responses:
+                responses["400"] = {**responses["400"]}
+                responses["400"]["description"] = f"{responses['400']['description']} {_NUL_REFUSED}"
+            else:
+                responses["400"] = _error(_NUL_REFUSED)
+    return document
+
+
+def _document() -> dict[str, Any]:
     json_error_responses = {
         "400": _error("The body is not a JSON object with an events list."),
         "401": _error("API keys are configured and the request has no valid one."),
