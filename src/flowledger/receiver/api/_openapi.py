@@ -180,6 +180,8 @@ _INTEGRITY_PATHS: Final = {
 }
 
 
+_NO_NUL_PATTERN: Final = "^[^\\u0000]*$"
+"""Any text without a NUL: what the receiver takes in a path or query parameter."""
 _NUL_REFUSED: Final = "A NUL character (%00) in the path or the query string: no id or filter holds one."
 
 
@@ -189,6 +191,10 @@ def openapi_document() -> dict[str, Any]:
     document = _document()
     for operations in document["paths"].values():
         for operation in operations.values():
+            for parameter in operation.get("parameters", ()):
+                schema = parameter.get("schema", {})
+                if schema.get("type") == "string" and "pattern" not in schema and "enum" not in schema:
+                    schema["pattern"] = _NO_NUL_PATTERN
             responses = operation.get("responses")
             if responses is None:
                 continue
