@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import orjson
 
-from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8
+from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
 
 __all__ = [
     "ENTRY_FORMAT",
@@ -36,6 +36,7 @@ __all__ = [
     "new_entry_id",
     "parse_entry",
     "payload_hash",
+    "purge_entry",
 ]
 
 ENTRY_FORMAT: Final = 2
@@ -115,3 +116,29 @@ def new_entry_id() -> str:
     rand = uuid.uuid4().int & ((1 << 80) - 1)
     value = (ms << 80) | (0x7 << 76) | (rand & ~(0xF << 76) & ~(0x3 << 62)) | (0x2 << 62)
     return str(uuid.UUID(int=value))
+
+
+def purge_entry(
+    *, seq: int, prev: bytes, payload: Any, project: str | None, now: str
+) -> tuple[tuple[Any, ...], str, bytes]:
+    """The ledger entry recording a purge, appended after ``prev`` at ``seq``, the same on every engine.
+
+    Returns its ledger row ``(seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash,
+    hash)``, its payload's text and its entry bytes (the Merkle tree's next leaf).
+    """
+    body = canonical_utf8(payload)
+    digest = payload_hash(body)
+    event_id = new_entry_id()
+    entry = entry_bytes(
+        seq=seq,
+        event_id=event_id,
+        run_id="",
+        kind=PURGE_KIND,
+        ts=now,
+        project=project,
+        producer_id=None,
+        producer_seq=None,
+        payload_sha256=digest,
+    )
+    row = (seq, event_id, "", PURGE_KIND, now, now, entry, digest, prev, chain_hash(prev, entry))
+    return row, body.decode("utf-8"), entry

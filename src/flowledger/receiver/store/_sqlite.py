@@ -26,11 +26,11 @@ from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._binding import register_adapters
 from flowledger.receiver.store._blobs import store_blobs
 from flowledger.receiver.store._bulk import insert_rows
-from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
+from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import children_json, children_sql
 from flowledger.receiver.store._coverage import coverage
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery, query_custom_metrics
-from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
+from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash, purge_entry
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, error_groups, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._evidence import resume_chain, resume_evidence
@@ -417,26 +417,12 @@ class SqliteStore:
                 seq, prev = await _head(conn)
                 tree = await self._tree_at(conn, seq)
                 seq += 1
-                body = canonical_utf8(work.payload)
-                digest = payload_hash(body)
-                event_id = new_entry_id()
-                entry = entry_bytes(
-                    seq=seq,
-                    event_id=event_id,
-                    run_id="",
-                    kind=PURGE_KIND,
-                    ts=now,
-                    project=selection.project,
-                    producer_id=None,
-                    producer_seq=None,
-                    payload_sha256=digest,
+                row, body, entry = purge_entry(
+                    seq=seq, prev=prev, payload=work.payload, project=selection.project, now=now
                 )
-                new_hash = chain_hash(prev, entry)
-                await conn.execute(
-                    f"{_INSERT_LEDGER} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (seq, event_id, "", PURGE_KIND, now, now, entry, digest, prev, new_hash),
-                )
-                await conn.execute(f"{_INSERT_PAYLOADS} VALUES (?, ?)", (seq, body.decode("utf-8")))
+                new_hash = row[-1]
+                await conn.execute(f"{_INSERT_LEDGER} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                await conn.execute(f"{_INSERT_PAYLOADS} VALUES (?, ?)", (seq, body))
                 nodes = stored_nodes(tree.append(leaf_hash(entry)))
                 if nodes:
                     await insert_rows(conn, _INSERT_NODES, nodes, width=3)

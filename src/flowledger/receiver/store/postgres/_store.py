@@ -30,10 +30,10 @@ import asyncpg
 
 from flowledger._exceptions import NotBuiltError, SchemaVersionError, StoreError, UnstorableError
 from flowledger._wire import RunStatus, now_ts
-from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
+from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import CHILDREN_COUNT_MAX, CHILDREN_LISTED_MAX, children_json
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
-from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, new_entry_id, payload_hash
+from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, payload_hash, purge_entry
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
@@ -604,24 +604,12 @@ class PostgresStore:
                 seq, prev = await _head(conn)
                 tree = await self._tree_at(conn, seq)
                 seq += 1
-                body = canonical_utf8(work.payload)
-                digest = payload_hash(body)
-                event_id = new_entry_id()
-                entry = entry_bytes(
-                    seq=seq,
-                    event_id=event_id,
-                    run_id="",
-                    kind=PURGE_KIND,
-                    ts=now,
-                    project=selection.project,
-                    producer_id=None,
-                    producer_seq=None,
-                    payload_sha256=digest,
+                row, body, entry = purge_entry(
+                    seq=seq, prev=prev, payload=work.payload, project=selection.project, now=now
                 )
-                new_hash = chain_hash(prev, entry)
-                row = (seq, event_id, "", PURGE_KIND, now, now, entry, digest, prev, new_hash)
+                new_hash = row[-1]
                 await conn.execute(_INSERT_LEDGER, *columns_of([row], 10))
-                await conn.execute(_INSERT_PAYLOAD, *columns_of([(seq, body.decode("utf-8"))], 2))
+                await conn.execute(_INSERT_PAYLOAD, *columns_of([(seq, body)], 2))
                 nodes = tree.extend([entry], keep_from_level=STORED_MIN_LEVEL)
                 if nodes:
                     await conn.executemany(_INSERT_NODE, nodes)
