@@ -541,5 +541,9 @@ def test_logs_panel_filters_by_level_and_search_box_uses_full_text(live: LiveRec
     page.select_option("#log-level", "warning")
     page.wait_for_function("() => document.querySelectorAll('#log-lines li').length === 2", timeout=_WAIT_MS)
     page.select_option("#log-level", "critical")
-    page.wait_for_function("() => document.querySelectorAll('#log-lines li').length === 0", timeout=_WAIT_MS)
+    page.wait_for_function(  # the list is cleared before the answer comes: wait for the answer's status line
+        "() => document.querySelectorAll('#log-lines li').length === 0"
+        " && document.querySelector('#log-status').textContent.startsWith('No log lines')",
+        timeout=_WAIT_MS,
+    )
     assert page.text_content("#log-status") == "No log lines at this level."
