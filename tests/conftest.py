@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -14,8 +16,10 @@ from tests._postgres import POSTGRES_MISSING, postgres_bindir, postgres_cluster,
 
 # Set before flowledger builds its pipeline: spooled events go to a temp dir, and
 # an SDK that is not pointed anywhere sends to a closed local port.
-_SPOOL = tempfile.mkdtemp(prefix="flowledger-test-spool-")
-os.environ.setdefault("FLOWLEDGER_SPOOL_DIR", _SPOOL)
+# The spool dir is removed at exit, after the SDK's own exit hooks (registered later, so run first).
+if "FLOWLEDGER_SPOOL_DIR" not in os.environ:
+    os.environ["FLOWLEDGER_SPOOL_DIR"] = _SPOOL = tempfile.mkdtemp(prefix="flowledger-test-spool-")
+    atexit.register(shutil.rmtree, _SPOOL, ignore_errors=True)
 os.environ.setdefault("FLOWLEDGER_ENDPOINT", "http://127.0.0.1:9")
 os.environ.setdefault("FLOWLEDGER_EXPORT_SPANS", "0")
 for _name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
