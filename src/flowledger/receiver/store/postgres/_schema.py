@@ -129,6 +129,12 @@ CREATE INDEX node_runs_by_start ON node_runs (run_id, started_at, attempt, item,
 """
 
 
+_NODE_RUNS_PROJECT: Final = f"""
+-- An attempt carries its run's project (NodeState.project; a database made since has it from the first script).
+ALTER TABLE node_runs ADD COLUMN IF NOT EXISTS project {TEXT};
+UPDATE node_runs n SET project = r.project FROM runs r WHERE r.run_id = n.run_id;
+"""
+
 MIGRATIONS: Final[tuple[str, ...]] = (
     _REFUSE + _V1_LEDGER + _V1_PROJECTIONS,
     LOGS_PG_SCHEMA,
@@ -138,6 +144,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     OTLP_LOGS_PG_SCHEMA,
     METRICS_PG_SCHEMA,
     COVERAGE_PG_INDEXES,
+    _NODE_RUNS_PROJECT,
 )
 """Each script brings the schema one version up; append new ones at the end."""
 
