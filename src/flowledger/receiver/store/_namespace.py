@@ -20,10 +20,18 @@ from typing import Any, Final
 
 from flowledger._exceptions import AmbiguousRunError
 
-__all__ = ["NAMESPACES_SQL", "namespace_of", "one_namespace", "run_scope"]
+__all__ = ["NAMESPACES_SQL", "namespace_of", "one_namespace", "run_key", "run_scope"]
 
 NAMESPACES_SQL: Final = "SELECT DISTINCT ifnull(project, '') FROM runs WHERE run_id = ? LIMIT 2"
 """The namespaces (at most two: enough to tell one from several) a run id is used in."""
+
+
+def run_key(project: str | None, run_id: str) -> str:
+    """One string naming a run, for the maps of a fold: its project's namespace, a newline, its id.
+
+    A project name never holds a newline (the wire format's pattern), so the first one ends it.
+    """
+    return f"{project or ''}\n{run_id}"
 
 
 def namespace_of(project: str | None) -> str:

@@ -27,11 +27,12 @@ from flowledger.receiver.store._fold import (
     fold_run,
 )
 from flowledger.receiver.store._logs import LogDrop, LogRow, append_log_rows, rows_of_event
+from flowledger.receiver.store._namespace import run_key
 from flowledger.receiver.store._rollups import RollupTracker
 from flowledger.receiver.store._sampled import SAVE_SAMPLED_OUT, SAVE_SAMPLED_OUT_TAIL, sampled_out_key
 from flowledger.receiver.store._search import attributes_of_event, texts_of_event
 
-__all__ = ["Projector", "load_runs", "run_key", "save_runs"]
+__all__ = ["Projector", "load_runs", "save_runs"]
 
 _CHUNK: Final = 400
 """Host parameters per ``IN (...)`` lookup (well under SQLite's limit)."""
@@ -57,14 +58,6 @@ ON CONFLICT (producer_id) DO UPDATE SET
                   THEN excluded.last_run_id ELSE producers.last_run_id END,
     last_ts = nullif(max(coalesce(producers.last_ts, ''), coalesce(excluded.last_ts, '')), '')
 """
-
-
-def run_key(project: str | None, run_id: str) -> str:
-    """The key of a run in the projector's maps: a run is ``(project, run_id)``.
-
-    A project name never holds a newline (the wire format's pattern), so the first one ends it.
-    """
-    return f"{project or ''}\n{run_id}"
 
 
 def run_from_row(row: Sequence[Any]) -> RunState:

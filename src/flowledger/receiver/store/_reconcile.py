@@ -34,7 +34,8 @@ from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._entry import PURGE_KIND
 from flowledger.receiver.store._fold import NODE_COLUMNS, RUN_COLUMNS, NodeState, RunState, fold_node, fold_run
 from flowledger.receiver.store._integrity import DriftKind, ReconcileReport, ReconcileScope
-from flowledger.receiver.store._projector import node_from_row, run_from_row, run_key, save_runs
+from flowledger.receiver.store._namespace import run_key
+from flowledger.receiver.store._projector import node_from_row, run_from_row, save_runs
 from flowledger.receiver.store._rebuild import event_from_body
 
 __all__ = ["RECONCILE_CHUNK_RUNS", "SQLITE_IO", "ReconcileIO", "fold_ledger_rows", "reconcile"]

@@ -23,8 +23,6 @@ from tests.receiver.store.conformance.conftest import prepared
 
 _OWNER, _SQUATTER = "alpha", "beta"
 
-pytestmark = pytest.mark.sqlite_only("PostgreSQL still keys runs and events by id alone")
-
 
 def _squatted(owner: RunEvents) -> list[dict[str, Any]]:
     """``owner``'s events under the same run id and event ids, changed, in another project."""
