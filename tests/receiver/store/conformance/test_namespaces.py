@@ -7,9 +7,12 @@ over a real socket with API keys on, for every engine.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -158,3 +161,36 @@ def test_squatting_over_http_with_api_keys(keyed: LiveReceiver) -> None:
     listed = keyed.get("/api/runs", headers=_as(_SQUATTER)).json()
     assert [run["run_id"] for run in listed["runs"]] == [owner.run_id]
     assert httpx.get(f"{keyed.url}/api/verify", headers=_as(_OWNER), timeout=30).json()["ok"] is True
+
+
+async def _delete_payload(engine_kind: str, request: pytest.FixtureRequest, tmp_path: Path, seq: int) -> None:
+    """Delete one payload row by hand, as an owner of the database could."""
+    if engine_kind == "postgres":
+        import asyncpg
+
+        conn = await asyncpg.connect(request.getfixturevalue("postgres_url"))
+        try:
+            await conn.execute("DELETE FROM payloads WHERE seq = $1", seq)
+        finally:
+            await conn.close()
+        return
+    with contextlib.closing(sqlite3.connect(tmp_path / "conformance.db")) as db, db:
+        db.execute("DELETE FROM payloads WHERE seq = ?", (seq,))
+
+
+@pytest.mark.asyncio
+async def test_a_purge_of_one_projects_run_explains_no_other_projects_erased_payload(
+    store: Store, engine_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """verify: a payload gone from beta's run is not covered by the purge of alpha's run of the same id."""
+    owner = typical_run(project=_OWNER)
+    squat = _squatted(owner)
+    await store.append(prepared(squat, project=_SQUATTER))
+    await store.append(prepared(owner.events, project=_OWNER))
+    await store.purge(PurgeSelection(run_ids=(owner.run_id,), project=_OWNER, by="test"))
+    assert (await store.verify()).ok
+    entries = await store.run_proof(owner.run_id, (await store.tree_head()).size, project=_SQUATTER)
+    await _delete_payload(engine_kind, request, tmp_path, entries[0].seq)
+    report = await store.verify()
+    assert not report.ok
+    assert f"no purge entry covers run {owner.run_id}" in (report.problem or "")
