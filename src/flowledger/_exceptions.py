@@ -12,7 +12,8 @@ The hierarchy::
     │   │   └── OtlpBodyError          a body that is not an OTLP export request of its signal
     │   ├── QueryParamError            a query parameter of a receiver route cannot be parsed (answered with 400)
     │   ├── QueryError                 the store cannot answer a query as asked: a foreign cursor, a run-id
-    │                                  search too short or too wide, an unknown payload (answered with 400)
+    │   │                              search too short or too wide, an unknown payload (answered with 400)
+    │   │   └── AmbiguousRunError      a run id used in several projects, read naming none (answered with 409)
     │   └── KeyFileError               a signing or verifier key file cannot be used
     └── RuntimeFailure                 something went wrong while doing the work
         ├── RunAborted                 a run passed its deadline or budget
@@ -50,6 +51,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 __all__ = [
+    "AmbiguousRunError",
     "BodyError",
     "ConfigError",
     "DefinitionError",
@@ -274,6 +276,14 @@ class QueryError(UsageError):
     Raised by the store whichever stage asked: a cursor it did not make, a run-id search too short or
     matching too many runs, a payload kind there is none of. :class:`QueryParamError` is the route's own
     parsing of its parameters, before the store is asked.
+    """
+
+
+class AmbiguousRunError(QueryError):
+    """A run id is used in more than one project and the reader named none (a receiver route answers 409).
+
+    Runs are per project; with API keys on every read names the key's project, so only a reader
+    without one meets this.
     """
 
 

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from flowledger._exceptions import NotBuiltError
+from flowledger._exceptions import AmbiguousRunError, NotBuiltError
 from flowledger.receiver._auth import ApiKeys, AuthMiddleware
 from flowledger.receiver._budget import BodyBudget, BodyBudgetMiddleware
 from flowledger.receiver._checkpointer import Checkpointer
@@ -73,6 +73,11 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _ambiguous_run(request: Request, exc: Exception) -> Response:
+    """A run id used in several projects, asked for without a project (API keys off): 409 saying how to choose."""
+    return error_response(409, str(exc))
 
 
 async def _not_built(request: Request, exc: Exception) -> Response:
@@ -159,7 +164,7 @@ def create_app(
                 retry_after_s=config.retry_after_s,
             ),
         ],
-        exception_handlers={HTTPException: _http_error, NotBuiltError: _not_built},
+        exception_handlers={HTTPException: _http_error, NotBuiltError: _not_built, AmbiguousRunError: _ambiguous_run},
         lifespan=lifespan,
     )
     app.state.receiver = ReceiverState(config=config, store=the_store, writer=writer, metrics=metrics, keys=keys)

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from flowledger._exceptions import QueryParamError
 from flowledger.receiver._auth import PROJECT_SCOPE_KEY, ApiKeys
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._metrics import Metrics
+from flowledger.receiver._params import QueryParams
 from flowledger.receiver._writer import Writer
 from flowledger.receiver.store._protocol import Store
 
-__all__ = ["ReceiverState", "error_response", "project_of", "receiver_of"]
+__all__ = ["RUN_PROJECT_PARAM", "ReceiverState", "error_response", "project_of", "receiver_of", "run_project_of"]
+
+RUN_PROJECT_PARAM: Final = "project"
+"""The query parameter that names the project of a run asked for by id (runs are per project)."""
 
 
 @dataclass(slots=True)
@@ -38,6 +43,21 @@ def project_of(request: Request) -> str | None:
     """The project the request's API key is bound to (None when keys are off)."""
     project: str | None = request.scope.get(PROJECT_SCOPE_KEY)
     return project
+
+
+def run_project_of(request: Request) -> str | None:
+    """The project a request about one run by id means: the API key's, else ``?project=`` (keys off), else None.
+
+    With a key, ``?project=`` may only repeat the key's project (QueryParamError otherwise, saying nothing of
+    any run). The request's other query parameters are refused as unknown (QueryParamError).
+    """
+    params = QueryParams(request)
+    params.expect((RUN_PROJECT_PARAM,))
+    asked = params.text(RUN_PROJECT_PARAM)
+    project = project_of(request)
+    if project is not None and asked is not None and asked != project:
+        raise QueryParamError(f"query parameter project: {asked!r} is not the project of this API key")
+    return project if project is not None else asked
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

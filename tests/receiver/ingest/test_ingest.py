@@ -298,8 +298,9 @@ def test_wrong_types_are_rejected_naming_the_field(live: LiveReceiver, change: A
     assert field in answer["rejected"][0]["error"]
 
 
-def test_rejections_never_confirm_another_projects_ids(tmp_path: Any) -> None:
-    """A key of one project learns nothing about another's runs or events from the rejection texts."""
+def test_another_projects_ids_are_taken_as_new(tmp_path: Any) -> None:
+    """A key of one project that reuses another's run id and event id gets the answer an unused id gets:
+    accepted, as its own run and event (ids are per project), confirming nothing about the other project."""
     config = ReceiverConfig(
         db_path=tmp_path / "keys.db", sweep_interval_s=0, api_keys={"token-a": "shop", "token-b": "billing"}
     )
@@ -311,12 +312,12 @@ def test_rejections_never_confirm_another_projects_ids(tmp_path: Any) -> None:
         same_run[0]["event_id"] = simple_run().events[0]["event_id"]
         same_event = copy.deepcopy(simple_run().events[:1])
         same_event[0]["event_id"] = shop.events[0]["event_id"]
+        unused = copy.deepcopy(simple_run().events[:2])
         answer = live.post([*same_run, *same_event], headers={"Authorization": "Bearer token-b"}).json()
-        errors = [r["error"] for r in answer["rejected"]]
-        assert len(errors) == 2
-        for error in errors:
-            assert "project" not in error.replace("this API key", "")
-            assert "shop" not in error
-            assert "stored" not in error
+        fresh = live.post(unused, headers={"Authorization": "Bearer token-b"}).json()
+        assert answer == fresh
+        assert (answer["accepted"], answer["rejected"]) == (2, [])
+        shop_run = live.get(f"/api/runs/{shop.run_id}", headers={"Authorization": "Bearer token-a"}).json()
+        assert (shop_run["project"], shop_run["status"], len(shop_run["nodes"])) == ("shop", "succeeded", 1)
     finally:
         live.stop()

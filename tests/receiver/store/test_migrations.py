@@ -5,12 +5,20 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flowledger._exceptions import StoreError
+from flowledger.receiver.store import _migrations as migrations
 from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
-from flowledger.receiver.store._migrations import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
+from flowledger.receiver.store._migrations import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    _run_and_event_ids_per_project,
+    migrate,
+    schema_version,
+)
 from flowledger.receiver.store._protocol import PurgeSelection, RunQuery, VerifyReport
 from flowledger.receiver.store._sqlite import SqliteStore
 from tests.receiver._support import simple_run, typical_run
@@ -162,3 +170,80 @@ def test_a_converted_ledger_can_be_purged_and_still_verifies(tmp_path: Path) -> 
     assert report.ok, report
     assert report.purges == 1
     assert report.payloads_erased > 0
+
+
+async def _ingest_and_read(path: Path, events: list[dict[str, Any]], run_id: str) -> dict[str, Any] | None:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.append(prepared(events))
+        return await store.get_run(run_id)
+    finally:
+        await store.close()
+
+
+def _made_before_namespaces(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty database at the schema version before run and event ids became per project."""
+    before = MIGRATIONS.index(_run_and_event_ids_per_project)
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:before])
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", before)
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrations.migrate(conn)
+    conn.close()
+    monkeypatch.undo()
+
+
+def _copy_rows(source: Path, target: Path) -> None:
+    """Every row of ``source`` into the older tables of ``target`` (the columns both have; what triggers fill, not)."""
+    conn = sqlite3.connect(target, isolation_level=None)
+    conn.execute("ATTACH DATABASE ? AS new", (str(source),))
+    tables = [
+        str(name)
+        for (name,) in conn.execute(
+            "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "AND name NOT LIKE 'search_fts%' AND name <> 'run_counts'"
+        )
+    ]
+    for table in tables:
+        old = [str(c[1]) for c in conn.execute(f"PRAGMA main.table_info({table})")]
+        new = {str(c[1]) for c in conn.execute(f"PRAGMA new.table_info({table})")}
+        columns = ", ".join(c for c in old if c in new)
+        skip = " WHERE source NOT LIKE 'log:%'" if table == "search_text" else ""  # made by the logs trigger
+        conn.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM new.{table}{skip} ORDER BY 1")
+    conn.close()
+
+
+def test_a_database_made_before_ids_were_per_project_keeps_its_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database of the schema before per-project ids opens: its runs, attempts, logs and search rows read the
+    same, the ledger verifies, a rebuild finds no drift, and another project may then use the same ids."""
+    run = typical_run(project="alpha").logs("stock", ["picked 3 items"])
+    source, old = tmp_path / "source.db", tmp_path / "old.db"
+    expected = asyncio.run(_ingest_and_read(source, run.events, run.run_id))
+    assert expected is not None
+    _made_before_namespaces(old, monkeypatch)
+    _copy_rows(source, old)
+    with sqlite3.connect(old) as conn:
+        assert schema_version(conn) == SCHEMA_VERSION - 1
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+
+    async def check() -> None:
+        store = SqliteStore(old)
+        await store.open()
+        try:
+            assert await store.get_run(run.run_id) == expected
+            assert await store.get_run(run.run_id, project="alpha") == expected
+            assert (await store.verify()).ok
+            assert [r["run_id"] for r in (await store.list_runs(RunQuery(search="picked"))).runs] == [run.run_id]
+            assert (await store.rebuild()).clean
+            squat = [{**event, "project": "beta"} for event in run.events[:1]]
+            assert [outcome.value for outcome, _ in await store.append(prepared(squat))] == ["accepted"]
+            assert await store.get_run(run.run_id, project="alpha") == expected
+        finally:
+            await store.close()
+
+    asyncio.run(check())
+    with sqlite3.connect(old) as conn:
+        assert schema_version(conn) == SCHEMA_VERSION
+        assert conn.execute("SELECT count(*) FROM node_runs WHERE project = 'alpha'").fetchone()[0] == 6

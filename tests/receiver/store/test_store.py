@@ -221,7 +221,7 @@ def test_store_failure_is_503_with_retry_after(tmp_path: Path) -> None:
             "SELECT run_id FROM runs r WHERE r.status = 'failed' ORDER BY r.started_at DESC, r.run_id DESC",
             "runs_by_status",
         ),
-        ("SELECT event_id FROM ledger WHERE event_id IN ('a', 'b')", "sqlite_autoindex_ledger"),
+        ("SELECT event_id FROM ledger WHERE event_id IN ('a', 'b')", "ledger_event_once"),
     ],
     ids=["sweeper", "workflow-filter", "status-filter", "dedupe"],
 )

@@ -34,7 +34,8 @@ def _wait_rows(page: Any, count: int) -> None:
 
 
 def test_context_filters_parent_link_and_children(live: LiveReceiver, page: Any) -> None:
-    """Agent and project filters narrow the list; a run links its parent and lists its children, which filter it."""
+    """Agent and project filters narrow the list; a run links its parent and lists its children (of its project),
+    which filter it."""
     base = time.time_ns() - 30 * _MINUTE_NS
     parent = _with_context(
         typical_run(start_ns=base, workflow_id="planner", project="travel"), user_id="u-7", agent_id="planner"
@@ -73,7 +74,7 @@ def test_context_filters_parent_link_and_children(live: LiveReceiver, page: Any)
     page.goto(f"{live.url}/#/runs/{parent.run_id}")
     page.wait_for_selector("#children li", timeout=_WAIT_MS)
     listed = page.eval_on_selector_all("#children li", "items => items.map(i => i.dataset.runId)")
-    assert listed == [failed_child.run_id, child.run_id]  # newest first
+    assert listed == [child.run_id]  # a parent run id names a run of the child's own project: not "other"
     assert page.text_content("#run-header [data-fact=user] dd") == "u-7"
     assert page.query_selector("#parent-link") is None
     page.click(f"#children li[data-run-id='{child.run_id}'] a.child-link")
@@ -86,6 +87,6 @@ def test_context_filters_parent_link_and_children(live: LiveReceiver, page: Any)
         timeout=_WAIT_MS,
     )
     page.click("#children-all")
-    _wait_rows(page, 2)
-    assert set(_row_ids(page)) == {child.run_id, failed_child.run_id}
+    _wait_rows(page, 1)
+    assert set(_row_ids(page)) == {child.run_id}  # the parent's project's children, as the run lists them
     assert page.input_value("#f-parent_run_id") == parent.run_id

@@ -180,6 +180,16 @@ _INTEGRITY_PATHS: Final = {
 }
 
 
+_RUN_PROJECT: Final = {
+    "name": "project",
+    "in": "query",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"},
+    "description": "The run of this project: runs are per project, and with API keys off one id may name runs of "
+    "several. With a key it may only repeat the key's project.",
+}
+_AMBIGUOUS_RUN: Final = _error(
+    "API keys are off and the run id is used in more than one project: name one with project=."
+)
 _NO_NUL_PATTERN: Final = "^[^\\u0000]*$"
 """Any text without a NUL: what the receiver takes in a path or query parameter."""
 _NUL_REFUSED: Final = "A NUL character (%00) in the path or the query string: no id or filter holds one."
@@ -314,24 +324,34 @@ def _document() -> dict[str, Any]:
             "/api/runs/{run_id}": {
                 "get": {
                     "summary": "One run with its node attempts in start order",
-                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "parameters": [
+                        {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        _RUN_PROJECT,
+                    ],
                     "responses": {
                         "200": {
                             "description": "The run.",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunDetail"}}},
                         },
+                        "400": _error("An unknown query parameter, or a project that is not the API key's."),
                         "401": _error("API keys are configured and the request has no valid one."),
                         "404": _error("No such run (or not in the key's project)."),
+                        "409": _AMBIGUOUS_RUN,
                     },
                 },
                 "delete": {
                     "summary": "Purge one run: payloads, projection rows and spans; the purge is a ledger entry",
-                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "parameters": [
+                        {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        _RUN_PROJECT,
+                    ],
                     "responses": {
                         "200": {
-                            "description": "What was purged.",
+                            "description": "What was purged (without a project and API keys off: the run of that "
+                            "id in every project).",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Purge"}}},
                         },
+                        "400": _error("An unknown query parameter, or a project that is not the API key's."),
                         "401": _error("API keys are configured and the request has no valid one."),
                         "404": _error("No such run (or not in the key's project)."),
                     },

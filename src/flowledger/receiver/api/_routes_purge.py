@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from flowledger.receiver._state import error_response, project_of, receiver_of
+from flowledger._exceptions import QueryParamError
+from flowledger.receiver._state import error_response, project_of, receiver_of, run_project_of
 from flowledger.receiver.store._protocol import PurgeReport, PurgeSelection
 from flowledger.receiver.store._time import normalize_ts
 
@@ -37,8 +38,13 @@ async def _purge(request: Request, selection: PurgeSelection) -> PurgeReport:
 async def delete_run(request: Request) -> Response:
     """Purge one run: its payloads, projection rows and spans; 404 when unknown (or another project's)."""
     run_id = request.path_params["run_id"]
-    project = project_of(request)
-    report = await _purge(request, PurgeSelection(run_ids=(run_id,), project=project, by=requester(project)))
+    try:
+        project = run_project_of(request)
+    except QueryParamError as exc:
+        return error_response(400, str(exc))
+    report = await _purge(
+        request, PurgeSelection(run_ids=(run_id,), project=project, by=requester(project_of(request)))
+    )
     if not report.runs:
         return error_response(404, f"there is no run {run_id!r}")
     return JSONResponse(report.as_json())

@@ -14,7 +14,7 @@ from flowledger.receiver._context_params import CONTEXT_PARAMS, context_filter
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._export import ExportFormat, export_lines
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
-from flowledger.receiver._state import error_response, project_of, receiver_of
+from flowledger.receiver._state import error_response, project_of, receiver_of, run_project_of
 from flowledger.receiver._trace_url import add_trace_url
 from flowledger.receiver.store._protocol import RunQuery
 from flowledger.receiver.store._search import ATTRIBUTE_PARAM_PREFIX, attribute_problem, fts_query
@@ -116,8 +116,12 @@ async def list_runs(request: Request) -> Response:
 async def get_run(request: Request) -> Response:
     """One run with its node attempts in start order."""
     run_id = request.path_params["run_id"]
+    try:
+        project = run_project_of(request)
+    except QueryParamError as exc:
+        return error_response(400, str(exc))
     receiver = receiver_of(request)
-    run = await receiver.store.get_run(run_id, project=project_of(request))
+    run = await receiver.store.get_run(run_id, project=project)
     if run is None:
         return error_response(404, f"there is no run {run_id!r}")
     return JSONResponse(public_error_types(add_trace_url(run, receiver.config.trace_url_template)))

@@ -586,12 +586,23 @@ def _attribute(text: str) -> tuple[str, str]:
 @_key_option
 @_clean_errors
 @click.option("--logs", "with_logs", is_flag=True, help="Also print each attempt's captured log lines, all of them.")
+@click.option(
+    "--project",
+    default=None,
+    help="The run of this project, when its id is used in several (runs are per project; an API key implies its own).",
+)
 def show_command(
-    run_id: str, as_json: bool, db: Path | None, url: str | None, api_key: str | None, with_logs: bool
+    run_id: str,
+    as_json: bool,
+    db: Path | None,
+    url: str | None,
+    api_key: str | None,
+    with_logs: bool,
+    project: str | None,
 ) -> None:
     """Show one run with its node attempts (and, with --logs, what each attempt logged)."""
     source = _source(db, url, api_key)
-    run = source.get_run(run_id)
+    run = source.get_run(run_id, project)
     if run is None:
         _fail(f"there is no run {run_id!r}")
         return
@@ -602,7 +613,7 @@ def show_command(
     public_error_types(run)
     if with_logs:
         for node in run["nodes"]:
-            _complete_logs(source, run_id, node)
+            _complete_logs(source, run_id, node, run["project"])
     if as_json:
         _print_json(run)
         return
@@ -647,13 +658,13 @@ def show_command(
         _print_logs(console, run["nodes"])
 
 
-def _complete_logs(source: Source, run_id: str, node: dict[str, Any]) -> None:
+def _complete_logs(source: Source, run_id: str, node: dict[str, Any], project: str | None) -> None:
     """Fetch the rest of an attempt's lines when the run's detail only linked to them."""
     if not node.get("logs_url") or not node.get("logs"):
         return
     lines = list(node["logs"])
     while True:
-        page = source.attempt_logs(run_id, node["span_id"], lines[-1]["id"])
+        page = source.attempt_logs(run_id, node["span_id"], lines[-1]["id"], project)
         if page is None:
             break
         lines += page["logs"]

@@ -89,8 +89,10 @@ class Source(Protocol):
     """Where the CLI reads runs from."""
 
     def list_runs(self, query: RunQuery) -> RunPage: ...
-    def get_run(self, run_id: str) -> dict[str, Any] | None: ...
-    def attempt_logs(self, run_id: str, span_id: str, after_id: int) -> dict[str, Any] | None: ...
+    def get_run(self, run_id: str, project: str | None = None) -> dict[str, Any] | None: ...
+    def attempt_logs(
+        self, run_id: str, span_id: str, after_id: int, project: str | None = None
+    ) -> dict[str, Any] | None: ...
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]: ...
     def verify(self, checkpoints: Sequence[tuple[int, str]]) -> VerifyReport: ...
     def rebuild(self) -> Drift: ...
@@ -137,15 +139,17 @@ class DbSource:
         """A page of runs."""
         return self._run(lambda store: store.list_runs(query))
 
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
-        """One run with its nodes."""
-        return self._run(lambda store: store.get_run(run_id))
+    def get_run(self, run_id: str, project: str | None = None) -> dict[str, Any] | None:
+        """One run with its nodes (``project``: the run of that project, when the id is used in several)."""
+        return self._run(lambda store: store.get_run(run_id, project=project))
 
-    def attempt_logs(self, run_id: str, span_id: str, after_id: int) -> dict[str, Any] | None:
+    def attempt_logs(
+        self, run_id: str, span_id: str, after_id: int, project: str | None = None
+    ) -> dict[str, Any] | None:
         """A page of one attempt's log lines after line ``after_id`` (as the API answers it), or None."""
 
         async def work(store: Store) -> dict[str, Any] | None:
-            page = await store.attempt_logs(run_id, span_id, after_id=after_id)
+            page = await store.attempt_logs(run_id, span_id, project=project, after_id=after_id)
             return None if page is None else page.as_json()
 
         return self._run(work)
@@ -293,16 +297,21 @@ class UrlSource:
             next=None if token is None else RunPageCursor.decode(token),
         )
 
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
+    def get_run(self, run_id: str, project: str | None = None) -> dict[str, Any] | None:
         """One run with its nodes, or None."""
-        response = self._request("GET", f"/api/runs/{run_id}")
+        response = self._request("GET", f"/api/runs/{run_id}", None if project is None else {"project": project})
         if response.status_code == 404:
             return None
         run: dict[str, Any] = response.json()
         return run
 
-    def attempt_logs(self, run_id: str, span_id: str, after_id: int) -> dict[str, Any] | None:
-        """A page of one attempt's log lines from ``GET /api/runs/{run_id}/attempts/{span_id}/logs``, or None."""
+    def attempt_logs(
+        self, run_id: str, span_id: str, after_id: int, project: str | None = None
+    ) -> dict[str, Any] | None:
+        """A page of one attempt's log lines from ``GET /api/runs/{run_id}/attempts/{span_id}/logs``, or None.
+
+        The receiver reads the run of the API key's project (``project`` is for a database read directly).
+        """
         response = self._request("GET", f"/api/runs/{run_id}/attempts/{span_id}/logs", {"after": after_id})
         if response.status_code == 404:
             return None

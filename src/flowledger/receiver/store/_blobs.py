@@ -33,11 +33,12 @@ async def collect_purged_blobs(conn: aiosqlite.Connection) -> None:
     await conn.execute("CREATE TEMP TABLE IF NOT EXISTS purge_blobs (sha256 TEXT PRIMARY KEY)")
     await conn.execute(
         "INSERT OR IGNORE INTO temp.purge_blobs SELECT output_sha256 FROM node_runs "
-        "WHERE run_id IN (SELECT run_id FROM temp.purge_set) AND output_sha256 IS NOT NULL"
+        "WHERE (run_id, ifnull(project, '')) IN (SELECT run_id, space FROM temp.purge_set) "
+        "AND output_sha256 IS NOT NULL"
     )
     await conn.execute(
         "INSERT OR IGNORE INTO temp.purge_blobs SELECT input_sha256 FROM runs "
-        "WHERE run_id IN (SELECT run_id FROM temp.purge_set) AND input_sha256 IS NOT NULL"
+        "WHERE (run_id, ifnull(project, '')) IN (SELECT run_id, space FROM temp.purge_set) AND input_sha256 IS NOT NULL"
     )
 
 

@@ -48,9 +48,12 @@ CHILDREN_SCHEMA: Final = {
 """The JSON Schema of a run's ``children`` (OpenAPI)."""
 
 
-def children_sql(run_id: str, project: str | None) -> tuple[str, list[Any], str, list[Any]]:
-    """The SELECT of the listed children and the capped count, each with its parameters."""
-    scope, scope_params = (" AND project = ?", [project]) if project is not None else ("", [])
+def children_sql(run_id: str, space: str) -> tuple[str, list[Any], str, list[Any]]:
+    """The SELECT of the listed children and the capped count, each with its parameters.
+
+    A parent run id names a run of the child's own project: ``space`` is the parent's (``''`` for none).
+    """
+    scope, scope_params = " AND ifnull(project, '') = ?", [space]
     where = f"parent_run_id = ?{scope}"
     listed = f"SELECT {', '.join(_CHILD_COLUMNS)} FROM runs WHERE {where} ORDER BY started_at DESC, run_id DESC LIMIT ?"
     counted = f"SELECT count(*) FROM (SELECT 1 FROM runs WHERE {where} LIMIT ?)"

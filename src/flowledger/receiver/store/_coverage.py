@@ -27,6 +27,7 @@ from typing import Any, Final
 import aiosqlite
 
 from flowledger._wire import NodeStatus, RunStatus
+from flowledger.receiver.store._entry import LEDGER_PROJECT
 from flowledger.receiver.store._integrity import (
     COVERAGE_SAMPLES,
     DEADLINE_GRACE_S,
@@ -60,7 +61,8 @@ WHERE r.status IN {UNFINISHED_STATUSES} {{scope}} AND (
      -- and not heard from lately by the receiver's clock either (the sweeper's rule: a producer
      -- whose clock is behind is not taken for silent)
      AND coalesce((julianday(:now) - julianday(
-             (SELECT max(l.received_at) FROM ledger l INDEXED BY ledger_by_run WHERE l.run_id = r.run_id)))
+             (SELECT max(l.received_at) FROM ledger l INDEXED BY ledger_by_run
+              WHERE l.run_id = r.run_id AND {LEDGER_PROJECT.format("l.")} = ifnull(r.project, ''))))
              * {_SECONDS_PER_DAY}, 1e18)
          > max(:stuck_after_s, :heartbeats * coalesce(r.heartbeat_interval_s, 0)))
     OR (r.started_at IS NOT NULL
@@ -70,7 +72,8 @@ WHERE r.status IN {UNFINISHED_STATUSES} {{scope}} AND (
 _NO_START_FROM: Final = "FROM runs r WHERE r.started_event_id IS NULL {scope}"
 # CROSS JOIN keeps the few running attempts outside: otherwise SQLite walks every finished run.
 _NODE_FROM: Final = f"""
-FROM node_runs n INDEXED BY node_runs_running CROSS JOIN runs r ON r.run_id = n.run_id
+FROM node_runs n INDEXED BY node_runs_running CROSS JOIN runs r
+    ON r.run_id = n.run_id AND ifnull(r.project, '') = ifnull(n.project, '')
 WHERE n.status = '{NodeStatus.RUNNING.value}' AND r.status IN {TERMINAL_STATUSES} {{scope}}"""
 _GAP_FROM: Final = "FROM producers pr {join} WHERE pr.max_seq >= pr.events {scope}"
 
@@ -130,7 +133,7 @@ def _gap_scope(query: CoverageQuery, params: dict[str, Any]) -> tuple[str, str]:
         clauses.append("pr.last_ts >= :since")
         params["since"] = query.since
     if query.workflow_id is not None:
-        join = "JOIN runs r ON r.run_id = pr.last_run_id"
+        join = "JOIN runs r ON r.run_id = pr.last_run_id AND coalesce(r.project, '') = coalesce(pr.project, '')"
         clauses.append("r.workflow_id = :workflow_id")
         params["workflow_id"] = query.workflow_id
     if query.project is not None:

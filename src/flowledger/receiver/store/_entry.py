@@ -30,6 +30,7 @@ from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, c
 
 __all__ = [
     "ENTRY_FORMAT",
+    "LEDGER_PROJECT",
     "PURGE_KIND",
     "entry_bytes",
     "migrated_genesis",
@@ -43,6 +44,14 @@ ENTRY_FORMAT: Final = 2
 """The ``v`` of every entry (format 1 hashed the whole event body)."""
 PURGE_KIND: Final = "ledger.purge"
 """The kind of a purge entry (wire event kinds never contain a dot)."""
+
+LEDGER_PROJECT: Final = "ifnull(json_extract(CAST({}entry AS TEXT), '$.project'), '')"
+"""SQL of an entry's namespace: its hashed ``project`` ('' for none; a project name is never empty).
+
+Event ids are unique per project (``ledger_event_once``) and a run's rows are found by run id and
+project (``ledger_by_run``). Read from the entry itself, so no column can be edited apart from what
+the hash covers. ``{}`` takes a table alias and a dot, or nothing; a query written this way uses the indexes.
+"""
 
 
 def payload_hash(payload: bytes) -> bytes:

@@ -290,14 +290,16 @@ async def forget_purged_samples(conn: aiosqlite.Connection) -> None:
     """Drop the runs of ``temp.purge_set`` from the samples (their failures keep counting)."""
     rows = await conn.execute_fetchall(
         "SELECT project, fingerprint, hour, samples FROM error_groups g WHERE EXISTS ("
-        "SELECT 1 FROM json_each(g.samples) j WHERE j.value ->> '$[1]' IN (SELECT run_id FROM temp.purge_set))"
+        "SELECT 1 FROM json_each(g.samples) j WHERE j.value ->> '$[1]' IN "
+        "(SELECT run_id FROM temp.purge_set WHERE space = g.project))"  # a group's runs are of its project
     )
     for project, fingerprint, hour, samples in rows:
         purged = {
             str(r[0])
             for r in await conn.execute_fetchall(
-                "SELECT run_id FROM temp.purge_set WHERE run_id IN (SELECT value ->> '$[1]' FROM json_each(?))",
-                (samples,),
+                "SELECT run_id FROM temp.purge_set WHERE space = ? "
+                "AND run_id IN (SELECT value ->> '$[1]' FROM json_each(?))",
+                (project, samples),
             )
         }
         left = [pair for pair in json.loads(samples) if pair[1] not in purged]

@@ -29,6 +29,7 @@ from flowledger._wire import NODE_SHA256_ATTRIBUTE, NodeStatus, OutputCapture
 from flowledger.receiver.store._canonical import chain_hash
 from flowledger.receiver.store._entry import parse_entry
 from flowledger.receiver.store._merkle import inclusion_path, leaf_hash, verify_inclusion
+from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
 from flowledger.receiver.store._tree import _head, perfect_reader
 
 __all__ = ["MAX_CHAIN_RUNS", "BlobChecker", "merged_attributes", "resume_chain", "resume_evidence", "reusable_payload"]
@@ -141,12 +142,17 @@ def resume_evidence(conn: sqlite3.Connection, run_id: str, project: str | None) 
     """The run's evidence for a resume (see the module docstring); None for an unknown or another project's run."""
     conn.execute("BEGIN")
     try:
-        run = conn.execute(
-            "SELECT run_id, project, workflow_id, status, definition_sha256, resumed_from, input_seq "
-            "FROM runs WHERE run_id = ?",
-            (run_id,),
-        ).fetchone()
-        if run is None or (project is not None and run[1] != project):
+        space = one_namespace(run_id, project, conn.execute(NAMESPACES_SQL, (run_id,)))
+        run = (
+            None
+            if space is None
+            else conn.execute(
+                "SELECT run_id, project, workflow_id, status, definition_sha256, resumed_from, input_seq "
+                f"FROM runs WHERE {run_scope()}",
+                (run_id, space),
+            ).fetchone()
+        )
+        if space is None or run is None:
             return None
         checker = _Checker(conn)
         started, problem = checker.payload(run[6])
@@ -157,8 +163,8 @@ def resume_evidence(conn: sqlite3.Connection, run_id: str, project: str | None) 
         nodes = []
         rows = conn.execute(
             "SELECT node_id, status, item, effect, idempotency_key, input_seq, output_seq, attempt "
-            "FROM node_runs WHERE run_id = ? ORDER BY started_at, attempt, item, span_id",
-            (run_id,),
+            f"FROM node_runs WHERE {run_scope()} ORDER BY started_at, attempt, item, span_id",
+            (run_id, space),
         ).fetchall()
         last: dict[str, tuple[Any, ...]] = {}
         mapped: set[str] = set()
@@ -237,11 +243,15 @@ def resume_chain(conn: sqlite3.Connection, run_id: str, project: str | None) -> 
     Each entry is ``{run_id, status, started_at, resumed_from}``; None for an unknown or another project's run.
     """
 
-    def one(rid: str) -> dict[str, Any] | None:
+    space = one_namespace(run_id, project, conn.execute(NAMESPACES_SQL, (run_id,)))
+    if space is None:
+        return None
+
+    def one(rid: str) -> dict[str, Any] | None:  # a resume is a run of the same project
         row = conn.execute(
-            "SELECT run_id, status, started_at, resumed_from, project FROM runs WHERE run_id = ?", (rid,)
+            f"SELECT run_id, status, started_at, resumed_from FROM runs WHERE {run_scope()}", (rid, space)
         ).fetchone()
-        if row is None or (project is not None and row[4] != project):
+        if row is None:
             return None
         return {"run_id": row[0], "status": row[1], "started_at": row[2], "resumed_from": row[3]}
 
@@ -260,7 +270,9 @@ def resume_chain(conn: sqlite3.Connection, run_id: str, project: str | None) -> 
     frontier = [root["run_id"]]
     while frontier and len(chain) < 2 * MAX_CHAIN_RUNS:
         rows = conn.execute(
-            f"SELECT run_id FROM runs WHERE resumed_from IN ({', '.join('?' * len(frontier))})", frontier
+            f"SELECT run_id FROM runs WHERE resumed_from IN ({', '.join('?' * len(frontier))}) "
+            "AND ifnull(project, '') = ?",
+            [*frontier, space],
         ).fetchall()
         generation = [child for (child_id,) in rows if (child := one(str(child_id))) is not None]
         generation = [c for c in generation if c["run_id"] not in chain]

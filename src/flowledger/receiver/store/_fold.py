@@ -244,6 +244,8 @@ class NodeState:
     """What became of the full capture (an OutputCapture); null without one."""
     cost_breakdown: str | None = None
     """Canonical JSON of the cost by category, ``{key: {count, usd_nanos}}``; null for events without one."""
+    project: str | None = None
+    """The project of its run: an attempt is ``(project, run_id, span_id)``."""
 
 
 NODE_COLUMNS: Final = tuple(f.name for f in fields(NodeState))
@@ -268,7 +270,7 @@ def _set_cost(state: RunState | NodeState, cost: dict[str, Any] | None) -> None:
 
 def fold_run(state: RunState | None, event: FoldEvent) -> RunState:
     """Apply one event to its run's state (created when None) and return it."""
-    run = state if state is not None else RunState(run_id=event.run_id)
+    run = state if state is not None else RunState(run_id=event.run_id, project=event.project)
     kind = event.kind
     data = event.data
     signal = "started" if kind is _RUN_STARTED else "finished" if kind is _RUN_FINISHED else "activity"
@@ -277,8 +279,6 @@ def fold_run(state: RunState | None, event: FoldEvent) -> RunState:
     ts = event.ts
     if run.last_seen_at is None or ts > run.last_seen_at:
         run.last_seen_at = ts
-    if run.project is None and event.project is not None:
-        run.project = event.project
     if kind is _RUN_STARTED:
         # run_started decides the workflow's identity; run_finished only fills what it lacks.
         for name in _RUN_SHARED:
@@ -365,7 +365,9 @@ def mark_stuck(run: RunState, reason: str) -> bool:
 def fold_node(state: NodeState | None, event: FoldEvent) -> NodeState:
     """Apply a node_started/node_finished event to its attempt's state (created when None)."""
     data = event.data
-    node = state if state is not None else NodeState(run_id=event.run_id, span_id=data["span_id"])
+    node = (
+        state if state is not None else NodeState(run_id=event.run_id, span_id=data["span_id"], project=event.project)
+    )
     finished_event = event.kind is _NODE_FINISHED
     status = node.status
     outcome = _NODE_FAST[(None if status is None else status._value_, "finished" if finished_event else "started")]

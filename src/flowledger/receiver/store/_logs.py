@@ -154,6 +154,7 @@ class LogDrop:
     span_id: str | None
     lines: int
     bytes: int
+    project: str | None = None
 
 
 @dataclass(slots=True)
@@ -178,9 +179,10 @@ class AttemptLogs:
 
 
 _INSERT_LOGS: Final = f"INSERT INTO logs ({', '.join(LOG_COLUMNS)})"
-_INSERT_DROPS: Final = "INSERT INTO log_drops (run_id, span_id, lines, bytes)"
+_INSERT_DROPS: Final = "INSERT INTO log_drops (run_id, span_id, lines, bytes, project)"
 _DROPS_TAIL: Final = (
-    " ON CONFLICT (run_id, span_id) DO UPDATE SET lines = lines + excluded.lines, bytes = bytes + excluded.bytes"
+    " ON CONFLICT (run_id, ifnull(project, ''), span_id) DO UPDATE SET lines = lines + excluded.lines, "
+    "bytes = bytes + excluded.bytes"
 )
 
 _SEVERITY_LEVELS: Final = ((21, 50), (17, 40), (13, 30), (9, 20), (5, 10), (1, 5))
@@ -224,7 +226,7 @@ def rows_of_event(
         for record in data.get("records", ())
     ]
     lines, size = data.get("dropped_lines", 0), data.get("dropped_bytes", 0)
-    drop = LogDrop(run_id, span_id, lines, size) if lines or size else None
+    drop = LogDrop(run_id, span_id, lines, size, project) if lines or size else None
     return rows, drop
 
 
@@ -235,8 +237,8 @@ async def append_log_rows(conn: aiosqlite.Connection, rows: Sequence[LogRow], dr
     if rows:
         await insert_rows(conn, _INSERT_LOGS, [row.values() for row in rows], width=len(LOG_COLUMNS))
     if drops:
-        values = [(d.run_id, d.span_id or "", d.lines, d.bytes) for d in drops]
-        await insert_rows(conn, _INSERT_DROPS, values, width=4, tail=_DROPS_TAIL)
+        values = [(d.run_id, d.span_id or "", d.lines, d.bytes, d.project) for d in drops]
+        await insert_rows(conn, _INSERT_DROPS, values, width=5, tail=_DROPS_TAIL)
 
 
 LOG_SELECT: Final = (

@@ -16,7 +16,7 @@ from typing import Final
 
 from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger.receiver.store._canonical import chain_hash
-from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash
+from flowledger.receiver.store._entry import LEDGER_PROJECT, entry_bytes, migrated_genesis, payload_hash
 from flowledger.receiver.store._error_groups import ERROR_GROUPS_SCHEMA
 from flowledger.receiver.store._logs import LOGS_SCHEMA
 from flowledger.receiver.store._otlp_logs import OTLP_LOGS_SCHEMA
@@ -459,6 +459,135 @@ def _stats_for_all_projects_and_by_month(conn: sqlite3.Connection) -> None:
     upgrade_rollups_sync(conn)
 
 
+_LEDGER_PER_PROJECT: Final = f"""
+CREATE TABLE ledger (
+    seq          INTEGER PRIMARY KEY,       -- position in the hash chain, from 1
+    event_id     TEXT NOT NULL,             -- unique per project (ledger_event_once)
+    run_id       TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    ts           TEXT NOT NULL,
+    received_at  TEXT NOT NULL,             -- receiver clock; not covered by the hash
+    entry        BLOB NOT NULL,             -- canonical UTF-8 JSON: what the hash covers
+    payload_hash BLOB NOT NULL,             -- sha256 of the payload, as in the entry
+    prev_hash    BLOB NOT NULL,
+    hash         BLOB NOT NULL
+);
+INSERT INTO ledger SELECT seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash
+FROM ledger_global_ids ORDER BY seq;
+DROP TABLE ledger_global_ids;
+CREATE UNIQUE INDEX ledger_event_once ON ledger (event_id, {LEDGER_PROJECT.format("")});
+CREATE INDEX ledger_by_run ON ledger (run_id, {LEDGER_PROJECT.format("")});
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: UPDATE is refused'); END;
+CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: DELETE is refused'); END;
+-- INSERT OR REPLACE deletes the row it replaces without firing the DELETE trigger:
+-- a new row must come right after the last one and bring an event_id its project has not stored yet.
+CREATE TRIGGER ledger_append_only BEFORE INSERT ON ledger
+WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM ledger)
+  OR EXISTS (SELECT 1 FROM ledger WHERE event_id = NEW.event_id
+             AND {LEDGER_PROJECT.format("")} = {LEDGER_PROJECT.format("NEW.")})
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: a row goes after the last one, with a new event_id'); END;
+"""
+
+_RUN_COUNTS_PER_PROJECT: Final = f"""
+CREATE TRIGGER run_counts_before_insert BEFORE INSERT ON runs
+BEGIN
+    UPDATE run_counts SET runs = runs - 1,
+        cost_usd_nanos = cost_usd_nanos - (
+            SELECT {_NANOS.format("o")} FROM runs o
+            WHERE o.run_id = NEW.run_id AND ifnull(o.project, '') = ifnull(NEW.project, ''))
+    WHERE (workflow_id, status, trigger_type, dry_run, project) = (
+        SELECT coalesce(o.workflow_id, ''), o.status, coalesce(o.trigger_type, ''), coalesce(o.dry_run, -1),
+               coalesce(o.project, '')
+        FROM runs o WHERE o.run_id = NEW.run_id AND ifnull(o.project, '') = ifnull(NEW.project, ''));
+END;
+"""
+
+_KEYS_PER_PROJECT: Final = {
+    "runs": ("CREATE UNIQUE INDEX runs_once ON runs (run_id, ifnull(project, ''))",),
+    "node_runs": (
+        "CREATE UNIQUE INDEX node_runs_once ON node_runs (run_id, ifnull(project, ''), span_id)",
+        "CREATE INDEX node_runs_by_start ON node_runs "
+        "(run_id, ifnull(project, ''), started_at, attempt, item, span_id)",
+    ),
+    "log_drops": ("CREATE UNIQUE INDEX log_drops_once ON log_drops (run_id, ifnull(project, ''), span_id)",),
+    "run_attributes": (
+        "CREATE UNIQUE INDEX run_attributes_once ON run_attributes (key, value, run_id, ifnull(project, ''))",
+        "CREATE INDEX run_attributes_by_run ON run_attributes (run_id, ifnull(project, ''))",
+    ),
+}
+"""Tables whose primary key held a run id alone: rebuilt as rowid tables keyed by these unique indexes."""
+_REPLACED_OBJECTS: Final = frozenset(
+    {
+        "node_runs_by_start",
+        "run_attributes_by_run",
+        "run_counts_before_insert",
+        *(sql.split()[sql.split().index("INDEX") + 1] for sqls in _KEYS_PER_PROJECT.values() for sql in sqls),
+    }
+)
+"""Indexes and triggers :func:`_rekey` does not copy: made again per project (a database rewound by a test
+may hold them already)."""
+
+
+def _rekey(conn: sqlite3.Connection, table: str) -> None:
+    """Rebuild ``table`` without its primary key, with a ``project`` column, keyed by :data:`_KEYS_PER_PROJECT`."""
+    columns = conn.execute(f"PRAGMA table_info({table})").fetchall()
+    names = [str(c[1]) for c in columns]
+    ddl = [f"{c[1]} {c[2]}{' NOT NULL' if c[3] or c[5] else ''}" for c in columns]
+    if "project" not in names:
+        ddl.append("project TEXT")
+    kept = [
+        str(sql)
+        for name, sql in conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger') "
+            "AND sql IS NOT NULL ORDER BY type, name",
+            (table,),
+        ).fetchall()
+        if name not in _REPLACED_OBJECTS
+    ]
+    conn.execute(f"CREATE TABLE {table}_per_project ({', '.join(ddl)})")
+    conn.execute(f"INSERT INTO {table}_per_project ({', '.join(names)}) SELECT {', '.join(names)} FROM {table}")
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE {table}_per_project RENAME TO {table}")
+    for sql in (*kept, *_KEYS_PER_PROJECT[table]):
+        conn.execute(sql)
+
+
+def _run_and_event_ids_per_project(conn: sqlite3.Connection) -> None:
+    """Run ids and event ids unique per project, not across the database.
+
+    A run is ``(project, run_id)`` and an event ``(project, event_id)`` ('' standing for no project in
+    every key): the ledger's event-id index and every projection keyed by a run id get the project in
+    their key. Rows made before were unique across projects, so each child row takes its run's project.
+    The hashed entries do not change.
+    """
+    conn.execute("ALTER TABLE ledger RENAME TO ledger_global_ids")
+    for trigger in ("ledger_no_update", "ledger_no_delete", "ledger_append_only"):
+        conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    conn.execute("DROP INDEX IF EXISTS ledger_by_run")
+    for statement in _statements(_LEDGER_PER_PROJECT):
+        conn.execute(statement)
+    for table in _KEYS_PER_PROJECT:
+        _rekey(conn, table)
+    for statement in _statements(_RUN_COUNTS_PER_PROJECT):
+        conn.execute(statement)
+    if "project" not in {str(c[1]) for c in conn.execute("PRAGMA table_info(search_text)")}:
+        conn.execute("ALTER TABLE search_text ADD COLUMN project TEXT")
+    for table in ("node_runs", "log_drops", "run_attributes", "search_text", "logs"):
+        conn.execute(f"UPDATE {table} SET project = (SELECT r.project FROM runs r WHERE r.run_id = {table}.run_id)")
+    conn.execute("DROP INDEX search_text_by_run")
+    conn.execute("CREATE INDEX search_text_by_run ON search_text (run_id, ifnull(project, ''))")
+    conn.execute("DROP INDEX logs_by_attempt")
+    conn.execute("CREATE INDEX logs_by_attempt ON logs (run_id, ifnull(project, ''), span_id, id)")
+    conn.execute("DROP TRIGGER logs_searchable")
+    conn.execute(
+        "CREATE TRIGGER logs_searchable AFTER INSERT ON logs BEGIN "
+        "INSERT INTO search_text (run_id, source, text, project) VALUES (NEW.run_id, 'log:' || NEW.source, "
+        "substr(NEW.message || coalesce(char(10) || NEW.exception, ''), 1, 8192), NEW.project); END"
+    )
+
+
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration: an SQL script, or a function given the connection inside the migration's transaction."""
 
@@ -484,6 +613,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v19_error_groups_and_stats,
     _V20_COST_BREAKDOWN_AND_CUSTOM_METRICS,
     _stats_for_all_projects_and_by_month,
+    _run_and_event_ids_per_project,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

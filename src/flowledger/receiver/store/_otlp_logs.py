@@ -29,7 +29,9 @@ import aiosqlite
 
 from flowledger._wire import format_ts
 from flowledger.receiver.store._bulk import insert_rows
+from flowledger.receiver.store._entry import LEDGER_PROJECT
 from flowledger.receiver.store._logs import LogRow, LogSource, append_log_rows, level_from_severity
+from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
 
 __all__ = [
     "LINK_WINDOW_S",
@@ -173,7 +175,7 @@ async def link_pending(
             found = links.get((row[2], row[3]))
             if found is None:
                 continue
-            out.append(linked_log_row(row, found[0], found[1]))
+            out.append(linked_log_row(row, found[0], found[1], run_project=found[4]))
             linked.append(int(row[0]))
     if out:
         await append_log_rows(conn, out)
@@ -183,8 +185,13 @@ async def link_pending(
     return len(out)
 
 
-def linked_log_row(pending: Sequence[Any], run_id: object, node_id: object) -> LogRow:
-    """The ``logs`` line of a pending record (columns :data:`PENDING_COLUMNS`) whose span is a run's or an attempt's."""
+def linked_log_row(
+    pending: Sequence[Any], run_id: object, node_id: object, *, run_project: str | None = None
+) -> LogRow:
+    """The ``logs`` line of a pending record (columns :data:`PENDING_COLUMNS`) whose span is a run's or an attempt's.
+
+    The line goes with its run, in the run's project (a record sent without an API key has none of its own).
+    """
     _, project, trace_id, span_id, time_ns, severity, severity_text, body, attributes, scope_name = pending
     level = level_from_severity(int(severity))
     extra = json.loads(attributes)
@@ -202,7 +209,7 @@ def linked_log_row(pending: Sequence[Any], run_id: object, node_id: object) -> L
         log_span_id=span_id,
         source=LogSource.OTLP,
         attributes=attributes if extra else None,
-        project=project,
+        project=project if project is not None else run_project,
     )
 
 
@@ -213,7 +220,7 @@ def records_json(
     out = []
     for row in rows:
         record = _log_json(row)
-        run, node_id, attempt, item = links.get((record["trace_id"], record["span_id"]), (None, None, None, None))
+        run, node_id, attempt, item, *_ = links.get((record["trace_id"], record["span_id"]), (None, None, None, None))
         record.update(run_id=run, node_id=node_id, attempt=attempt, item=item)
         if run_id is None or run == run_id or run is None:
             out.append(record)
@@ -242,26 +249,29 @@ def _log_json(row: Sequence[Any]) -> dict[str, Any]:
 
 
 async def _links(conn: aiosqlite.Connection, trace_ids: list[str], project: str | None) -> dict[tuple[str, str], Any]:
-    """(trace_id, span_id) -> (run_id, node_id, attempt, item) for the node attempts and runs of these traces."""
+    """(trace_id, span_id) -> (run_id, node_id, attempt, item, project) for the node attempts and runs of these
+    traces."""
     links: dict[tuple[str, str], Any] = {}
     scope, params = (" AND r.project = ?", [project]) if project is not None else ("", [])
     for start in range(0, len(trace_ids), _LOOKUP_CHUNK):
         part = trace_ids[start : start + _LOOKUP_CHUNK]
         marks = ", ".join("?" * len(part))
-        for trace_id, run_id, span_id, node_id, attempt, item in await conn.execute_fetchall(
-            "SELECT r.trace_id, r.run_id, n.span_id, n.node_id, n.attempt, n.item FROM runs r "
-            f"JOIN node_runs n ON n.run_id = r.run_id WHERE r.trace_id IN ({marks}){scope}",
+        for trace_id, run_id, span_id, node_id, attempt, item, run_project in await conn.execute_fetchall(
+            "SELECT r.trace_id, r.run_id, n.span_id, n.node_id, n.attempt, n.item, r.project FROM runs r "
+            "JOIN node_runs n ON n.run_id = r.run_id AND ifnull(n.project, '') = ifnull(r.project, '') "
+            f"WHERE r.trace_id IN ({marks}){scope}",
             [*part, *params],
         ):
-            links[(str(trace_id), str(span_id))] = (run_id, node_id, attempt, item)
-        for trace_id, run_id, span_id in await conn.execute_fetchall(
-            "SELECT r.trace_id, r.run_id, json_extract(p.body, '$.data.span_id') FROM runs r "
-            "JOIN ledger l ON l.event_id = r.started_event_id JOIN payloads p ON p.seq = l.seq "
+            links[(str(trace_id), str(span_id))] = (run_id, node_id, attempt, item, run_project)
+        for trace_id, run_id, span_id, run_project in await conn.execute_fetchall(
+            "SELECT r.trace_id, r.run_id, json_extract(p.body, '$.data.span_id'), r.project FROM runs r "
+            "JOIN ledger l ON l.event_id = r.started_event_id "
+            f"AND {LEDGER_PROJECT.format('l.')} = ifnull(r.project, '') JOIN payloads p ON p.seq = l.seq "
             f"WHERE r.trace_id IN ({marks}){scope}",
             [*part, *params],
         ):
             if span_id:
-                links.setdefault((str(trace_id), str(span_id)), (run_id, None, None, None))
+                links.setdefault((str(trace_id), str(span_id)), (run_id, None, None, None, run_project))
     return links
 
 
@@ -279,8 +289,10 @@ async def select_logs(
     """
     scope, params = (" AND project = ?", [project]) if project is not None else ("", [])
     if run_id is not None:
-        sql = f"SELECT trace_id FROM runs WHERE run_id = ?{scope}"
-        found = list(await conn.execute_fetchall(sql, [run_id, *params]))
+        space = one_namespace(run_id, project, await conn.execute_fetchall(NAMESPACES_SQL, (run_id,)))
+        if space is None:
+            return None
+        found = list(await conn.execute_fetchall(f"SELECT trace_id FROM runs WHERE {run_scope()}", (run_id, space)))
         if not found:
             return None
         if found[0][0] is None or (trace_id is not None and found[0][0] != trace_id):

@@ -27,6 +27,7 @@ from flowledger.receiver.store._fold import (
     fold_run,
 )
 from flowledger.receiver.store._logs import LogDrop, LogRow, append_log_rows, rows_of_event
+from flowledger.receiver.store._namespace import run_key
 from flowledger.receiver.store._rollups import RollupTracker
 from flowledger.receiver.store._sampled import SAVE_SAMPLED_OUT, SAVE_SAMPLED_OUT_TAIL, sampled_out_key
 from flowledger.receiver.store._search import attributes_of_event, texts_of_event
@@ -44,8 +45,8 @@ _SAMPLED_OUT: Final = EventKind.RUN_SAMPLED_OUT
 
 _SAVE_RUNS: Final = f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)})"
 _SAVE_NODES: Final = f"INSERT OR REPLACE INTO node_runs ({', '.join(NODE_COLUMNS)})"
-_SAVE_TEXTS: Final = "INSERT INTO search_text (run_id, source, text)"
-_SAVE_ATTRIBUTES: Final = "INSERT OR IGNORE INTO run_attributes (key, value, run_id)"
+_SAVE_TEXTS: Final = "INSERT INTO search_text (run_id, source, text, project)"
+_SAVE_ATTRIBUTES: Final = "INSERT OR IGNORE INTO run_attributes (key, value, run_id, project)"
 _SAVE_PRODUCERS: Final = "INSERT INTO producers (producer_id, max_seq, events, project, last_ts, last_run_id)"
 _SAVE_PRODUCERS_TAIL: Final = """
 ON CONFLICT (producer_id) DO UPDATE SET
@@ -76,7 +77,7 @@ def node_from_row(row: Sequence[Any]) -> NodeState:
 
 
 async def load_runs(conn: aiosqlite.Connection, run_ids: Iterable[str]) -> dict[str, RunState]:
-    """The stored states of the given runs (absent ones are left out)."""
+    """The stored states of runs with the given ids, in every project, by :func:`run_key`."""
     ids = list(run_ids)
     found: dict[str, RunState] = {}
     for start in range(0, len(ids), _CHUNK):
@@ -84,27 +85,28 @@ async def load_runs(conn: aiosqlite.Connection, run_ids: Iterable[str]) -> dict[
         sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id IN ({', '.join('?' * len(part))})"
         for row in await conn.execute_fetchall(sql, part):
             state = run_from_row(row)
-            found[state.run_id] = state
+            found[run_key(state.project, state.run_id)] = state
     return found
 
 
 async def load_nodes(conn: aiosqlite.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], NodeState]:
-    """The stored states of the given (run_id, span_id) attempts.
+    """The stored states of the given (:func:`run_key`, span_id) attempts.
 
     Looked up by run (a prefix of the primary key), which SQLite answers far
     faster than a list of key pairs; attempts of those runs that were not
     asked for are left out.
     """
     wanted = set(keys)
-    run_ids = list({run_id for run_id, _ in wanted})
+    run_ids = list({key.partition("\n")[2] for key, _ in wanted})
     found: dict[tuple[str, str], NodeState] = {}
     for start in range(0, len(run_ids), _CHUNK):
         part = run_ids[start : start + _CHUNK]
         sql = f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id IN ({', '.join('?' * len(part))})"
         for row in await conn.execute_fetchall(sql, part):
-            key = (row[0], row[1])
+            node = node_from_row(row)
+            key = (run_key(node.project, node.run_id), node.span_id)
             if key in wanted:
-                found[key] = node_from_row(row)
+                found[key] = node
     return found
 
 
@@ -126,10 +128,10 @@ class Projector:
         """producer_id -> [max_seq, events, project, last_ts, last_run_id] of this batch."""
         self._logs: list[LogRow] = []
         self._log_drops: list[LogDrop] = []
-        self._texts: list[tuple[str, str, str]] = []
-        """(run_id, source, text) rows for the full-text search."""
-        self._attributes: list[tuple[str, str, str]] = []
-        """(key, value, run_id) rows of run attributes."""
+        self._texts: list[tuple[str, str, str, str | None]] = []
+        """(run_id, source, text, project) rows for the full-text search."""
+        self._attributes: list[tuple[str, str, str, str | None]] = []
+        """(key, value, run_id, project) rows of run attributes."""
         self._sampled_out: dict[tuple[str, str, str], int] = {}
         """(workflow_id, project, day) -> runs dropped by sampling, in this batch."""
         self._rollups = RollupTracker()
@@ -137,16 +139,14 @@ class Projector:
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
         """Read the stored states of every run and attempt the events touch."""
-        run_ids = {e.run_id for e in events} - self.runs.keys()
-        self.runs.update(await load_runs(self._conn, run_ids))
-        keys = {(e.run_id, e.data["span_id"]) for e in events if e.kind in _NODE_KINDS} - self._nodes.keys()
+        run_ids = {e.run_id for e in events if run_key(e.project, e.run_id) not in self.runs}
+        for key, state in (await load_runs(self._conn, run_ids)).items():
+            self.runs.setdefault(key, state)
+        keys = {
+            (run_key(e.project, e.run_id), e.data["span_id"]) for e in events if e.kind in _NODE_KINDS
+        } - self._nodes.keys()
         self._nodes.update(await load_nodes(self._conn, keys))
         self._rollups.remember(self.runs, self._nodes)
-
-    def project_of(self, run_id: str) -> str | None:
-        """The project a run is bound to so far, if any."""
-        run = self.runs.get(run_id)
-        return None if run is None else run.project
 
     def apply(self, event: PreparedEvent, producer_id: str | None = None, producer_seq: int = 0) -> None:
         """Fold one new event (its states must have been loaded; ``event.seq`` set)."""
@@ -161,11 +161,13 @@ class Projector:
 
     def _fold(self, event: PreparedEvent) -> None:
         run_id = event.run_id
+        project = event.project
+        key = run_key(project, run_id)
         runs = self.runs
-        runs[run_id] = fold_run(runs.get(run_id), event)
-        self._dirty_runs.add(run_id)
+        runs[key] = fold_run(runs.get(key), event)
+        self._dirty_runs.add(key)
         if event.kind in _NODE_KINDS:
-            node_key = (run_id, event.data["span_id"])
+            node_key = (key, event.data["span_id"])
             nodes = self._nodes
             before = nodes.get(node_key)
             first_finish = before is None or before.finished_event_id is None
@@ -177,7 +179,7 @@ class Projector:
                 and node.completed_at is not None
                 and "metrics" in event.data
             ):
-                run = runs[run_id]
+                run = runs[key]
                 self._metrics.observe(
                     event.data["metrics"],
                     project=event.project or run.project,
@@ -188,9 +190,9 @@ class Projector:
         elif event.kind is _NODE_LOGS:
             self._add_logs(event)
         for source, text in texts_of_event(event.kind, event.data, plain_floats=event.plain_floats):
-            self._texts.append((run_id, source, text))
-        for key, value in attributes_of_event(event.kind, event.data):
-            self._attributes.append((key, value, run_id))
+            self._texts.append((run_id, source, text, project))
+        for name, value in attributes_of_event(event.kind, event.data):
+            self._attributes.append((name, value, run_id, project))
 
     def _count_producer(self, event: FoldEvent, producer_id: str, producer_seq: int, *, tail: bool) -> None:
         """Count the event for its producer; ``tail``: it may be the producer's newest event of a run."""
@@ -230,9 +232,9 @@ class Projector:
         if self._logs or self._log_drops:
             await append_log_rows(conn, self._logs, self._log_drops)
         if self._texts:
-            await insert_rows(conn, _SAVE_TEXTS, self._texts, width=3)
+            await insert_rows(conn, _SAVE_TEXTS, self._texts, width=4)
         if self._attributes:
-            await insert_rows(conn, _SAVE_ATTRIBUTES, self._attributes, width=3)
+            await insert_rows(conn, _SAVE_ATTRIBUTES, self._attributes, width=4)
         if self._sampled_out:
             rows = [(*key, runs) for key, runs in self._sampled_out.items()]
             await insert_rows(conn, SAVE_SAMPLED_OUT, rows, width=4, tail=SAVE_SAMPLED_OUT_TAIL)

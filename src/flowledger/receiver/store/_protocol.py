@@ -63,8 +63,6 @@ class EventOutcome(enum.Enum):
     """Its event_id was stored already with the same content: nothing changed."""
     CONFLICT = "conflict"
     """Its event_id was stored already with different content: refused."""
-    FORBIDDEN = "forbidden"
-    """It belongs to a run of another project: refused."""
     UNSTORABLE = "unstorable"
     """It holds a value the store cannot keep: refused (the writer decides this, not the store)."""
 

@@ -21,19 +21,23 @@ import aiosqlite
 
 from flowledger._wire import RunStatus
 from flowledger.receiver.store._blobs import collect_purged_blobs, drop_unreferenced_blobs
+from flowledger.receiver.store._entry import LEDGER_PROJECT
 from flowledger.receiver.store._error_groups import forget_purged_samples
 from flowledger.receiver.store._protocol import DailyTotal, PurgeSelection
 
 __all__ = ["DAILY_TOTALS_SQL", "PurgeWork", "daily_total", "purge_runs"]
 
 _LOOKUP_CHUNK: Final = 500
+_PURGED: Final = "(run_id, ifnull(project, '')) IN (SELECT run_id, space FROM temp.purge_set)"
+"""The rows of the runs to purge (a run is its id and its project, '' for none)."""
+_PURGED_R: Final = _PURGED.replace("run_id, ifnull(project", "r.run_id, ifnull(r.project", 1)
 
 _ROLL_UP: Final = """
 INSERT INTO purged_totals
     (workflow_id, project, day, status, runs, cost_usd, duration_ms_sum, durations, duration_ms_max)
 SELECT coalesce(r.workflow_id, ''), coalesce(r.project, ''), coalesce(substr(r.started_at, 1, 10), ''), r.status,
        count(*), coalesce(sum(r.cost_usd), 0), coalesce(sum(r.duration_ms), 0), count(r.duration_ms), max(r.duration_ms)
-FROM runs r WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) GROUP BY 1, 2, 3, 4
+FROM runs r WHERE (r.run_id, ifnull(r.project, '')) IN (SELECT run_id, space FROM temp.purge_set) GROUP BY 1, 2, 3, 4
 ON CONFLICT (workflow_id, project, day, status) DO UPDATE SET
     runs = runs + excluded.runs,
     cost_usd = cost_usd + excluded.cost_usd,
@@ -90,7 +94,9 @@ def daily_total(row: Any) -> DailyTotal:
 
 async def _select(conn: aiosqlite.Connection, selection: PurgeSelection) -> None:
     """Fill ``temp.purge_set`` with the selected run ids."""
-    await conn.execute("CREATE TEMP TABLE IF NOT EXISTS purge_set (run_id TEXT PRIMARY KEY) WITHOUT ROWID")
+    await conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS purge_set (run_id TEXT, space TEXT, PRIMARY KEY (run_id, space)) WITHOUT ROWID"
+    )
     await conn.execute("DELETE FROM temp.purge_set")
     scope, params = _scope(selection)
     limit = "" if selection.limit is None else f" LIMIT {int(selection.limit)}"
@@ -99,7 +105,7 @@ async def _select(conn: aiosqlite.Connection, selection: PurgeSelection) -> None
         for start in range(0, len(ids), _LOOKUP_CHUNK):
             part = ids[start : start + _LOOKUP_CHUNK]
             await conn.execute(
-                f"INSERT OR IGNORE INTO temp.purge_set SELECT run_id FROM runs "
+                f"INSERT OR IGNORE INTO temp.purge_set SELECT run_id, ifnull(project, '') FROM runs "
                 f"WHERE run_id IN ({', '.join('?' * len(part))}){scope}",
                 [*part, *params],
             )
@@ -115,13 +121,14 @@ async def _select(conn: aiosqlite.Connection, selection: PurgeSelection) -> None
         where_params.append(selection.before)
     if selection.keep_newest is not None and selection.workflow_id is not None:
         where += (
-            " AND run_id NOT IN (SELECT run_id FROM runs WHERE workflow_id = ?"
+            " AND rowid NOT IN (SELECT rowid FROM runs WHERE workflow_id = ?"
             + scope
             + " ORDER BY started_at DESC, run_id DESC LIMIT ?)"
         )
         where_params += [selection.workflow_id, *params, selection.keep_newest]
     await conn.execute(
-        f"INSERT INTO temp.purge_set SELECT run_id FROM runs WHERE {where} ORDER BY started_at, run_id{limit}",
+        f"INSERT INTO temp.purge_set SELECT run_id, ifnull(project, '') FROM runs WHERE {where} "
+        f"ORDER BY started_at, run_id{limit}",
         where_params,
     )
 
@@ -139,42 +146,57 @@ def _scope(selection: PurgeSelection) -> tuple[str, list[Any]]:
 async def purge_runs(conn: aiosqlite.Connection, selection: PurgeSelection, *, now: str) -> PurgeWork:
     """Erase the selected runs (inside the caller's transaction); see the module docstring."""
     await _select(conn, selection)
-    runs = [str(row[0]) for row in await conn.execute_fetchall("SELECT run_id FROM temp.purge_set ORDER BY run_id")]
+    runs = [
+        str(row[0]) for row in await conn.execute_fetchall("SELECT DISTINCT run_id FROM temp.purge_set ORDER BY run_id")
+    ]
     if not runs:
         return PurgeWork(runs=[], events=0, payload={})
     await conn.execute(_ROLL_UP)
     await forget_purged_samples(conn)  # their failures keep counting; samples name only runs still stored
     before = conn.total_changes
     await conn.execute(
-        "DELETE FROM payloads WHERE seq IN (SELECT l.seq FROM ledger l JOIN temp.purge_set s ON l.run_id = s.run_id)"
+        "DELETE FROM payloads WHERE seq IN (SELECT l.seq FROM ledger l JOIN temp.purge_set s "
+        f"ON l.run_id = s.run_id AND {LEDGER_PROJECT.format('l.')} = s.space)"
     )
     events = conn.total_changes - before
     # Spans are stored per (trace, span, project): only the run's project's spans (and spans sent
     # without an API key, which belong to no project) go; another project's spans of that trace stay.
     await conn.execute(
         "DELETE FROM spans WHERE trace_id IN (SELECT r.trace_id FROM runs r "
-        "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id IS NOT NULL) "
+        f"WHERE {_PURGED_R} AND r.trace_id IS NOT NULL) "
         "AND (project IS NULL OR project IN (SELECT r.project FROM runs r "
-        "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id = spans.trace_id))"
+        f"WHERE {_PURGED_R} AND r.trace_id = spans.trace_id))"
     )
     await collect_purged_blobs(conn)
 
     await conn.execute(  # OTLP log records of the run's trace, by the same rule as its spans
         "DELETE FROM otlp_logs WHERE trace_id IN (SELECT r.trace_id FROM runs r "
-        "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id IS NOT NULL) "
+        f"WHERE {_PURGED_R} AND r.trace_id IS NOT NULL) "
         "AND (project IS NULL OR project IN (SELECT r.project FROM runs r "
-        "WHERE r.run_id IN (SELECT run_id FROM temp.purge_set) AND r.trace_id = otlp_logs.trace_id))"
+        f"WHERE {_PURGED_R} AND r.trace_id = otlp_logs.trace_id))"
     )
-    await conn.execute("DELETE FROM node_runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
-    await conn.execute("DELETE FROM logs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
-    await conn.execute("DELETE FROM log_drops WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
-    cursor = await conn.execute("DELETE FROM search_text WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
+    await conn.execute(
+        "DELETE FROM node_runs WHERE (run_id, ifnull(project, '')) IN (SELECT run_id, space FROM temp.purge_set)"
+    )
+    await conn.execute(
+        "DELETE FROM logs WHERE (run_id, ifnull(project, '')) IN (SELECT run_id, space FROM temp.purge_set)"
+    )
+    await conn.execute(
+        "DELETE FROM log_drops WHERE (run_id, ifnull(project, '')) IN (SELECT run_id, space FROM temp.purge_set)"
+    )
+    cursor = await conn.execute(
+        "DELETE FROM search_text WHERE (run_id, ifnull(project, '')) IN (SELECT run_id, space FROM temp.purge_set)"
+    )
     if cursor.rowcount:
         # FTS5 deletes leave tombstones in its index segments until they merge: merge them now, so no
         # token of the purged text stays in the file (SQLite before 3.44 has no secure-delete for FTS5).
         await conn.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
-    await conn.execute("DELETE FROM run_attributes WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
-    await conn.execute("DELETE FROM runs WHERE run_id IN (SELECT run_id FROM temp.purge_set)")
+    await conn.execute(
+        "DELETE FROM run_attributes WHERE (run_id, ifnull(project, '')) IN (SELECT run_id, space FROM temp.purge_set)"
+    )
+    await conn.execute(
+        "DELETE FROM runs WHERE (run_id, ifnull(project, '')) IN (SELECT run_id, space FROM temp.purge_set)"
+    )
     await drop_unreferenced_blobs(conn)
     await conn.execute("DELETE FROM temp.purge_set")
     scope = {

@@ -137,11 +137,11 @@ def _matched_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
         where = (where or " WHERE 1") + f" AND ({conditions})"
         params = [*params, *(p for _, clause_params in keyset for p in clause_params)]
     # matched: every run the filters match (cursor included), counted in the same pass as the page.
-    ids = f"SELECT r.run_id, count(*) OVER () AS {MATCHED_COLUMN} FROM {source}{where} {NEWEST_FIRST} LIMIT ? OFFSET ?"
-    sql = (
-        f"SELECT {RUN_SELECT}, m.{MATCHED_COLUMN} FROM ({ids}) m CROSS JOIN runs r ON r.run_id = m.run_id "
-        f"{NEWEST_FIRST}"
+    ids = (
+        f"SELECT r.rowid AS id, count(*) OVER () AS {MATCHED_COLUMN} FROM {source}{where} {NEWEST_FIRST} "
+        "LIMIT ? OFFSET ?"
     )
+    sql = f"SELECT {RUN_SELECT}, m.{MATCHED_COLUMN} FROM ({ids}) m CROSS JOIN runs r ON r.rowid = m.id {NEWEST_FIRST}"
     return sql, [*params, fetch, query.offset]
 
 
@@ -150,7 +150,7 @@ def _matched_runs(query: RunQuery) -> tuple[str, list[Any]]:
     if query.search is None:
         return "runs r", []
     sql, params = hits_sql(query.search)
-    return f"({sql}) h CROSS JOIN runs r ON r.run_id = h.run_id", params
+    return f"({sql}) h CROSS JOIN runs r ON r.run_id = h.run_id AND ifnull(r.project, '') = h.space", params
 
 
 def runs_count_sql(query: RunQuery, *, cap: int) -> tuple[str, list[Any]]:

@@ -31,6 +31,8 @@ __all__ = ["event_from_body", "refold"]
 
 _REBUILD_CHUNK: Final = 5_000
 _TABLES: Final = ("runs", "node_runs", "producers", "custom_metrics")
+_RUN: Final = "run_id, ifnull(project, '')"
+"""What names a run (its id and its project's namespace), as a row value."""
 _FINISH_KINDS: Final = frozenset({EventKind.RUN_FINISHED, EventKind.NODE_FINISHED})
 
 
@@ -102,38 +104,39 @@ async def refold(conn: aiosqlite.Connection) -> Drift:
     # Stuck is the sweeper's verdict, not the ledger's: keep it for runs still running.
     await conn.execute(
         f"UPDATE main.runs SET status = '{RunStatus.STUCK.value}', stuck_reason = "
-        "(SELECT o.stuck_reason FROM old_runs o WHERE o.run_id = runs.run_id) "
-        f"WHERE status = '{RunStatus.RUNNING.value}' "
-        f"AND run_id IN (SELECT run_id FROM old_runs WHERE status = '{RunStatus.STUCK.value}')"
+        "(SELECT o.stuck_reason FROM old_runs o WHERE o.run_id = runs.run_id "
+        "AND ifnull(o.project, '') = ifnull(runs.project, '')) "
+        f"WHERE status = '{RunStatus.RUNNING.value}' AND ({_RUN}) IN "
+        f"(SELECT {_RUN} FROM old_runs WHERE status = '{RunStatus.STUCK.value}')"
     )
     drift.runs_missing = [
         r[0]
         for r in await conn.execute_fetchall(
-            "SELECT run_id FROM main.runs WHERE run_id NOT IN (SELECT run_id FROM old_runs) ORDER BY run_id"
+            f"SELECT run_id FROM main.runs WHERE ({_RUN}) NOT IN (SELECT {_RUN} FROM old_runs) ORDER BY run_id"
         )
     ]
     drift.runs_extra = [
         r[0]
         for r in await conn.execute_fetchall(
-            "SELECT run_id FROM old_runs WHERE run_id NOT IN (SELECT run_id FROM main.runs) ORDER BY run_id"
+            f"SELECT run_id FROM old_runs WHERE ({_RUN}) NOT IN (SELECT {_RUN} FROM main.runs) ORDER BY run_id"
         )
     ]
     drift.runs_changed = [
         r[0]
         for r in await conn.execute_fetchall(
             "SELECT run_id FROM (SELECT * FROM main.runs EXCEPT SELECT * FROM old_runs) "
-            "WHERE run_id IN (SELECT run_id FROM old_runs) ORDER BY run_id"
+            f"WHERE ({_RUN}) IN (SELECT {_RUN} FROM old_runs) ORDER BY run_id"
         )
     ]
     drift.nodes_missing = await _count(
         conn,
-        "SELECT count(*) FROM (SELECT run_id, span_id FROM main.node_runs "
-        "EXCEPT SELECT run_id, span_id FROM old_node_runs)",
+        f"SELECT count(*) FROM (SELECT {_RUN}, span_id FROM main.node_runs "
+        f"EXCEPT SELECT {_RUN}, span_id FROM old_node_runs)",
     )
     drift.nodes_extra = await _count(
         conn,
-        "SELECT count(*) FROM (SELECT run_id, span_id FROM old_node_runs "
-        "EXCEPT SELECT run_id, span_id FROM main.node_runs)",
+        f"SELECT count(*) FROM (SELECT {_RUN}, span_id FROM old_node_runs "
+        f"EXCEPT SELECT {_RUN}, span_id FROM main.node_runs)",
     )
     drift.nodes_changed = (
         await _count(

@@ -34,6 +34,7 @@ from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._entry import PURGE_KIND
 from flowledger.receiver.store._fold import NODE_COLUMNS, RUN_COLUMNS, NodeState, RunState, fold_node, fold_run
 from flowledger.receiver.store._integrity import DriftKind, ReconcileReport, ReconcileScope
+from flowledger.receiver.store._namespace import run_key
 from flowledger.receiver.store._projector import node_from_row, run_from_row, save_runs
 from flowledger.receiver.store._rebuild import event_from_body
 
@@ -61,7 +62,10 @@ def _marks(ids: Sequence[str]) -> str:
 def fold_ledger_rows(
     rows: Iterable[Sequence[Any]],
 ) -> tuple[dict[str, RunState], dict[tuple[str, str], NodeState], int]:
-    """The runs' and attempts' states folded from ledger rows ``(seq, kind, body)`` in seq order, and how many."""
+    """The runs' and attempts' states folded from ledger rows ``(seq, kind, body)`` in seq order, and how many.
+
+    Runs are keyed by :func:`~._projector.run_key` (a run is its project and id), attempts by that and their span.
+    """
     runs: dict[str, RunState] = {}
     nodes: dict[tuple[str, str], NodeState] = {}
     folded = 0
@@ -70,9 +74,10 @@ def fold_ledger_rows(
             continue
         event = event_from_body(body, int(seq))
         folded += 1
-        runs[event.run_id] = fold_run(runs.get(event.run_id), event)
+        run = run_key(event.project, event.run_id)
+        runs[run] = fold_run(runs.get(run), event)
         if event.kind in _NODE_KINDS:
-            key = (event.run_id, event.data["span_id"])
+            key = (run, event.data["span_id"])
             nodes[key] = fold_node(nodes.get(key), event)
     return runs, nodes, folded
 
@@ -83,13 +88,13 @@ async def _stored(
     """The runs' and attempts' rows as the projection holds them."""
     marks = _marks(run_ids)
     runs = {
-        row[0]: run_from_row(row)
+        run_key(row[1], row[0]): run_from_row(row)
         for row in await conn.execute_fetchall(
             f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id IN ({marks})", list(run_ids)
         )
     }
     nodes = {
-        (row[0], row[1]): node_from_row(row)
+        (run_key(row[-1], row[0]), row[1]): node_from_row(row)
         for row in await conn.execute_fetchall(
             f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id IN ({marks})", list(run_ids)
         )
@@ -175,10 +180,10 @@ def _verdict(
     return None
 
 
-def _by_run(nodes: dict[tuple[str, str], NodeState]) -> dict[str, dict[str, NodeState]]:
+def _by_run(nodes: Iterable[NodeState]) -> dict[str, dict[str, NodeState]]:
     out: dict[str, dict[str, NodeState]] = {}
-    for (run_id, span_id), node in nodes.items():
-        out.setdefault(run_id, {})[span_id] = node
+    for node in nodes:
+        out.setdefault(run_key(node.project, node.run_id), {})[node.span_id] = node
     return out
 
 
@@ -192,13 +197,17 @@ async def _check_chunk(
     repair: bool,
 ) -> None:
     folded_runs, folded_node_map, events = fold_ledger_rows(await io.ledger_rows(conn, run_ids))
-    stored_runs, stored_node_map = await io.stored(conn, run_ids)
-    folded_nodes, stored_nodes = _by_run(folded_node_map), _by_run(stored_node_map)
+    stored_by_id, stored_node_map = await io.stored(conn, run_ids)
+    # Every project's run of these ids, keyed by project and id (whatever key the engine returned them by).
+    stored_runs = {run_key(run.project, run.run_id): run for run in stored_by_id.values()}
+    folded_nodes, stored_nodes = _by_run(folded_node_map.values()), _by_run(stored_node_map.values())
     report.events_folded += events
     drifted: list[str] = []
-    for run_id in run_ids:
-        folded, stored = folded_runs.get(run_id), stored_runs.get(run_id)
-        run_nodes, kept_nodes = folded_nodes.get(run_id, {}), stored_nodes.get(run_id, {})
+    keys = sorted(folded_runs.keys() | stored_runs.keys() | stored_nodes.keys())
+    for key in keys:
+        run_id = key.partition("\n")[2]
+        folded, stored = folded_runs.get(key), stored_runs.get(key)
+        run_nodes, kept_nodes = folded_nodes.get(key, {}), stored_nodes.get(key, {})
         if folded is None and stored is None and not kept_nodes:
             continue  # nothing to fold (never stored, or purged) and nothing projected
         if project is not None and project not in {r.project for r in (folded, stored) if r is not None}:
@@ -222,8 +231,11 @@ async def _check_chunk(
             drifted.append(run_id)
             report.note_drifted(run_id)
     if repair and drifted:
-        runs = [folded_runs[r] for r in drifted if r in folded_runs]
-        await io.replace(conn, drifted, runs, [node for r in drifted for node in folded_nodes.get(r, {}).values()])
+        # The rows of these ids in every project are replaced by their fold (the truth for each of them).
+        ids = set(drifted)
+        runs = [run for run in folded_runs.values() if run.run_id in ids]
+        nodes = [node for node in folded_node_map.values() if node.run_id in ids]
+        await io.replace(conn, list(dict.fromkeys(drifted)), runs, nodes)
         report.repaired += len(drifted)
 
 

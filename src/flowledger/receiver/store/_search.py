@@ -194,10 +194,11 @@ def fts_query(text: str) -> str:
 
 
 def hits_sql(text: str) -> tuple[str, list[Any]]:
-    """The ids of the runs whose indexed texts match ``text``, among the SEARCH_HITS_MAX newest matching texts."""
+    """The runs (``run_id`` and ``space``, its project or '') whose indexed texts match ``text``, among the
+    SEARCH_HITS_MAX newest matching texts."""
     return (
-        "SELECT DISTINCT run_id FROM (SELECT s.run_id FROM search_fts f JOIN search_text s ON s.id = f.rowid "
-        "WHERE search_fts MATCH ? ORDER BY f.rowid DESC LIMIT ?)",
+        "SELECT DISTINCT run_id, space FROM (SELECT s.run_id, ifnull(s.project, '') AS space FROM search_fts f "
+        "JOIN search_text s ON s.id = f.rowid WHERE search_fts MATCH ? ORDER BY f.rowid DESC LIMIT ?)",
         [fts_query(text), SEARCH_HITS_MAX],
     )
 
@@ -211,7 +212,7 @@ HITS_CAPPED_SQL: Final = (
 def search_clause(text: str) -> tuple[str, list[Any]]:
     """A condition on ``runs r``: the run has an indexed text matching ``text`` (among the newest hits)."""
     sql, params = hits_sql(text)
-    return f"r.run_id IN ({sql})", params
+    return f"(r.run_id, ifnull(r.project, '')) IN ({sql})", params
 
 
 def attribute_problem(key: str, value: str) -> str | None:
@@ -227,4 +228,8 @@ def attribute_problem(key: str, value: str) -> str | None:
 
 def attribute_clause(key: str, value: str) -> tuple[str, list[Any]]:
     """A condition on ``runs r``: the run started with attribute ``key`` equal to ``value`` (as text)."""
-    return "r.run_id IN (SELECT a.run_id FROM run_attributes a WHERE a.key = ? AND a.value = ?)", [key, value]
+    return (
+        "(r.run_id, ifnull(r.project, '')) IN "
+        "(SELECT a.run_id, ifnull(a.project, '') FROM run_attributes a WHERE a.key = ? AND a.value = ?)",
+        [key, value],
+    )

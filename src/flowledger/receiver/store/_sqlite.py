@@ -30,7 +30,7 @@ from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import children_json, children_sql
 from flowledger.receiver.store._coverage import coverage
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery, query_custom_metrics
-from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash, purge_entry
+from flowledger.receiver.store._entry import LEDGER_PROJECT, entry_bytes, migrated_genesis, payload_hash, purge_entry
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, error_groups, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._evidence import resume_chain, resume_evidence
@@ -48,6 +48,7 @@ from flowledger.receiver.store._logs import (
 )
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
+from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
 from flowledger.receiver.store._otlp_logs import OtlpLogRow, insert_logs, link_pending, select_logs
 from flowledger.receiver.store._otlp_metrics import (
     MetricPointRow,
@@ -115,7 +116,9 @@ SWEEP_SQL: Final = (
     f"WHERE status = '{RunStatus.RUNNING.value}' AND last_seen_at < ?"
 )
 """Running runs silent since before a cutoff: a range of the partial index ``runs_alive``, never a scan."""
-_LAST_HEARD_SQL: Final = "SELECT max(received_at) FROM ledger INDEXED BY ledger_by_run WHERE run_id = ?"
+_LAST_HEARD_SQL: Final = (
+    f"SELECT max(received_at) FROM ledger INDEXED BY ledger_by_run WHERE run_id = ? AND {LEDGER_PROJECT.format('')} = ?"
+)
 """When the receiver last stored an event of a run, by its own clock (the sweeper's second opinion)."""
 _INSERT_LEDGER: Final = (
     "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash)"
@@ -281,13 +284,17 @@ class SqliteStore:
 
     # --- writing ---------------------------------------------------------
 
-    async def _stored_payload_hashes(self, conn: aiosqlite.Connection, ids: list[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+    async def _stored_payload_hashes(self, conn: aiosqlite.Connection, ids: list[str]) -> dict[tuple[str, str], bytes]:
+        """``(project or '', event_id)`` -> payload hash of the stored events with these ids, in every project."""
+        found: dict[tuple[str, str], bytes] = {}
         for start in range(0, len(ids), _LOOKUP_CHUNK):
             part = ids[start : start + _LOOKUP_CHUNK]
-            sql = f"SELECT event_id, payload_hash FROM ledger WHERE event_id IN ({', '.join('?' * len(part))})"
-            for event_id, digest in await conn.execute_fetchall(sql, part):
-                found[event_id] = bytes(digest)
+            sql = (
+                f"SELECT {LEDGER_PROJECT.format('')}, event_id, payload_hash FROM ledger "
+                f"WHERE event_id IN ({', '.join('?' * len(part))})"
+            )
+            for project, event_id, digest in await conn.execute_fetchall(sql, part):
+                found[project, event_id] = bytes(digest)
         return found
 
     async def append(self, events: Sequence[PreparedEvent]) -> list[tuple[EventOutcome, str | None]]:
@@ -304,9 +311,10 @@ class SqliteStore:
                 digests = [payload_hash(e.body_bytes) for e in events]
                 fresh: list[int] = []
                 for i, event in enumerate(events):
-                    prior = stored.get(event.event_id)
+                    key = (event.project or "", event.event_id)  # an event is (project, event_id)
+                    prior = stored.get(key)
                     if prior is None:
-                        stored[event.event_id] = digests[i]
+                        stored[key] = digests[i]
                         fresh.append(i)
                     elif prior == digests[i]:
                         results[i] = (EventOutcome.DUPLICATE, None)
@@ -327,14 +335,7 @@ class SqliteStore:
                 add_entry, sha256 = entries.append, hashlib.sha256
                 for i in fresh:
                     event = events[i]
-                    run_id = event.run_id
-                    if event.project is not None:
-                        owner = projector.project_of(run_id)
-                        if owner is not None and owner != event.project:
-                            # Never say whose run it is: the answer must not confirm another project's run.
-                            reason = f"run_id {run_id} cannot be used with this API key; give each run a new id"
-                            results[i] = (EventOutcome.FORBIDDEN, reason)
-                            continue
+                    run_id = event.run_id  # a run is (project, run_id): another project's run is another run
                     seq += 1
                     event.seq = seq
                     apply(event, event.producer_id, event.producer_seq)
@@ -393,7 +394,7 @@ class SqliteStore:
                     if run.last_seen_at is None or epoch_s(run.last_seen_at) > now_dt - threshold_s:
                         continue
                     # Silent by its own clock, but heard from lately by ours: a producer whose clock is behind.
-                    async with conn.execute(_LAST_HEARD_SQL, (run.run_id,)) as cursor:
+                    async with conn.execute(_LAST_HEARD_SQL, (run.run_id, run.project or "")) as cursor:
                         heard = (await cursor.fetchone() or (None,))[0]
                     if heard is not None and epoch_s(heard) > now_dt - threshold_s:
                         continue
@@ -447,12 +448,12 @@ class SqliteStore:
 
     async def run_proof(self, run_id: str, tree_size: int, *, project: str | None = None) -> list[EntryProof]:
         """A run's entries among the first ``tree_size``, with audit paths; [] for another project's run."""
-        if project is not None:
-            run = await self.run_header(run_id, project=project)
-            if run is None:
-                return []
+        async with self._reader() as conn:
+            space = one_namespace(run_id, project, await conn.execute_fetchall(NAMESPACES_SQL, (run_id,)))
+        if project is not None and space is None:
+            return []
         try:
-            return await self._sync_read(lambda c: run_proof(c, run_id, tree_size))
+            return await self._sync_read(lambda c: run_proof(c, run_id, space, tree_size))
         except LookupError as exc:
             raise StoreError(f"cannot prove run {run_id}: {exc}") from exc
 
@@ -569,7 +570,7 @@ class SqliteStore:
                 for row in rows:
                     run = run_json(row, detail=with_nodes)
                     if with_nodes:
-                        run["nodes"] = await _nodes_of(conn, run["run_id"], logs_inline=None)
+                        run["nodes"] = await _nodes_of(conn, run["run_id"], run["project"] or "", logs_inline=None)
                     yield run
                 last = run_json(rows[-1])
                 cursor_key = (last["started_at"], last["run_id"])
@@ -600,6 +601,7 @@ class SqliteStore:
                 silent = await _count_params(
                     conn,
                     "SELECT count(*) FROM producers p JOIN runs r ON r.run_id = p.last_run_id "
+                    "AND ifnull(r.project, '') = ifnull(p.project, '') "
                     f"WHERE p.last_ts < ? AND r.status IN ('{RunStatus.RUNNING.value}', '{RunStatus.STUCK.value}') "
                     f"{silent_scope}",
                     [silent_before, *params],
@@ -709,20 +711,21 @@ class SqliteStore:
         """One attempt's lines in arrival order, a page at a time (an index range of ``logs_by_attempt``)."""
         limit = max(1, min(limit, LOG_PAGE_MAX))
         async with self._reader() as conn:
-            owners = list(await conn.execute_fetchall("SELECT project FROM runs WHERE run_id = ?", (run_id,)))
-            if not owners or (project is not None and owners[0][0] != project):
+            space = one_namespace(run_id, project, await conn.execute_fetchall(NAMESPACES_SQL, (run_id,)))
+            if space is None:
                 return None
             span = "span_id = ?" if span_id is not None else "span_id IS NULL"
             span_params: list[Any] = [span_id] if span_id is not None else []
             rows = list(
                 await conn.execute_fetchall(
-                    f"{LOG_SELECT} WHERE run_id = ? AND {span} AND id > ? AND level >= ? ORDER BY id LIMIT ?",
-                    [run_id, *span_params, after_id, min_level, limit + 1],
+                    f"{LOG_SELECT} WHERE {run_scope()} AND {span} AND id > ? AND level >= ? ORDER BY id LIMIT ?",
+                    [run_id, space, *span_params, after_id, min_level, limit + 1],
                 )
             )
             drops = list(
                 await conn.execute_fetchall(
-                    "SELECT lines, bytes FROM log_drops WHERE run_id = ? AND span_id = ?", (run_id, span_id or "")
+                    f"SELECT lines, bytes FROM log_drops WHERE {run_scope()} AND span_id = ?",
+                    (run_id, space, span_id or ""),
                 )
             )
         page = AttemptLogs(lines=[log_json(row) for row in rows[:limit]], more=len(rows) > limit)
@@ -739,24 +742,27 @@ class SqliteStore:
                 [trace_id, *params],
             )
             run_rows = await conn.execute_fetchall(
-                "SELECT r.run_id, json_extract(sp.body, '$.data.span_id'), json_extract(fp.body, '$.data.span_id') "
-                "FROM runs r LEFT JOIN ledger s ON s.event_id = r.started_event_id "
-                "LEFT JOIN payloads sp ON sp.seq = s.seq "
-                "LEFT JOIN ledger f ON f.event_id = r.finished_event_id LEFT JOIN payloads fp ON fp.seq = f.seq "
+                "SELECT r.run_id, json_extract(sp.body, '$.data.span_id'), json_extract(fp.body, '$.data.span_id'), "
+                "ifnull(r.project, '') FROM runs r "
+                f"LEFT JOIN ledger s ON s.event_id = r.started_event_id AND {LEDGER_PROJECT.format('s.')} = "
+                "ifnull(r.project, '') LEFT JOIN payloads sp ON sp.seq = s.seq "
+                f"LEFT JOIN ledger f ON f.event_id = r.finished_event_id AND {LEDGER_PROJECT.format('f.')} = "
+                "ifnull(r.project, '') LEFT JOIN payloads fp ON fp.seq = f.seq "
                 f"WHERE r.trace_id = ?{scope.replace('project', 'r.project')} ORDER BY r.started_at, r.run_id",
                 [trace_id, *params],
             )
             run_ids = [str(row[0]) for row in run_rows]
+            keys = [(str(row[0]), str(row[3])) for row in run_rows]
             nodes: dict[str, dict[str, Any]] = {}
-            for start in range(0, len(run_ids), _LOOKUP_CHUNK):
-                part = run_ids[start : start + _LOOKUP_CHUNK]
+            for start in range(0, len(keys), _LOOKUP_CHUNK):
+                part = keys[start : start + _LOOKUP_CHUNK]
                 for run_id, span_id, node_id, attempt, item in await conn.execute_fetchall(
                     "SELECT run_id, span_id, node_id, attempt, item FROM node_runs "
-                    f"WHERE run_id IN ({', '.join('?' * len(part))})",
-                    part,
+                    f"WHERE (run_id, ifnull(project, '')) IN ({', '.join(['(?, ?)'] * len(part))})",
+                    [value for key in part for value in key],
                 ):
                     nodes[span_id] = {"run_id": run_id, "node_id": node_id, "attempt": attempt, "item": item}
-        runs = {str(span): str(run_id) for run_id, *spans in run_rows for span in spans if span}
+        runs = {str(span): str(run_id) for run_id, *spans, _space in run_rows for span in spans if span}
         return [span_json(row) for row in rows], TraceLinks(runs=runs, nodes=nodes, run_ids=run_ids)
 
     # --- the viewer's queries ---------------------------------------------
@@ -1015,19 +1021,21 @@ async def _count_params(conn: aiosqlite.Connection, sql: str, params: Sequence[A
     return int(next(iter(rows))[0])
 
 
-async def _nodes_of(conn: aiosqlite.Connection, run_id: str, *, logs_inline: int | None) -> list[dict[str, Any]]:
+async def _nodes_of(
+    conn: aiosqlite.Connection, run_id: str, space: str, *, logs_inline: int | None
+) -> list[dict[str, Any]]:
     """A run's attempts in start order, each with its log lines (at most ``logs_inline`` of them; None: all)."""
     rows = await conn.execute_fetchall(
-        f"SELECT {NODE_SELECT} WHERE n.run_id = ? ORDER BY n.started_at, n.attempt, n.item, n.span_id",
-        (run_id,),
+        f"SELECT {NODE_SELECT} WHERE {run_scope('n.')} ORDER BY n.started_at, n.attempt, n.item, n.span_id",
+        (run_id, space),
     )
     nodes = [node_json(row) for row in rows]
-    await _attach_logs(conn, run_id, nodes, logs_inline)
+    await _attach_logs(conn, run_id, space, nodes, logs_inline)
     return nodes
 
 
 async def _attach_logs(
-    conn: aiosqlite.Connection, run_id: str, nodes: list[dict[str, Any]], inline: int | None
+    conn: aiosqlite.Connection, run_id: str, space: str, nodes: list[dict[str, Any]], inline: int | None
 ) -> None:
     """Give every attempt its ``logs``, ``logs_url`` and ``logs_dropped``."""
     lines: dict[str | None, list[dict[str, Any]]] = {}
@@ -1036,9 +1044,9 @@ async def _attach_logs(
     sql = (
         "SELECT * FROM (SELECT id, span_id, ts, level, level_name, logger, message, exception, trace_id, "
         "log_span_id, repeats, source, attributes, row_number() OVER (PARTITION BY span_id ORDER BY id) AS nth "
-        "FROM logs WHERE run_id = ?) WHERE ? < 0 OR nth <= ? ORDER BY id"
+        f"FROM logs WHERE {run_scope()}) WHERE ? < 0 OR nth <= ? ORDER BY id"
     )
-    for row in await conn.execute_fetchall(sql, (run_id, cap, cap)):
+    for row in await conn.execute_fetchall(sql, (run_id, space, cap, cap)):
         span_id = row[1]
         if inline is not None and int(row[13]) > inline:
             more.add(span_id)
@@ -1047,7 +1055,7 @@ async def _attach_logs(
     drops = {
         str(row[0]): {"lines": int(row[1]), "bytes": int(row[2])}
         for row in await conn.execute_fetchall(
-            "SELECT span_id, lines, bytes FROM log_drops WHERE run_id = ?", (run_id,)
+            f"SELECT span_id, lines, bytes FROM log_drops WHERE {run_scope()}", (run_id, space)
         )
     }
     for node in nodes:
@@ -1061,17 +1069,17 @@ async def _run_with_nodes(conn: aiosqlite.Connection, run_id: str, project: str 
     sql = (
         f"SELECT {RUN_SELECT}, {RUN_PAYLOADS_SELECT} FROM runs r "
         "LEFT JOIN payloads ls ON ls.seq = r.input_seq LEFT JOIN payloads lf ON lf.seq = r.output_seq "
-        "WHERE r.run_id = ?"
+        f"WHERE {run_scope('r.')}"
     )
-    rows = list(await conn.execute_fetchall(sql, (run_id,)))
+    space = one_namespace(run_id, project, await conn.execute_fetchall(NAMESPACES_SQL, (run_id,)))
+    if space is None:
+        return None
+    rows = list(await conn.execute_fetchall(sql, (run_id, space)))
     if not rows:
         return None
-    row = rows[0]
-    run = run_json(row, detail=True)
-    if project is not None and run["project"] != project:
-        return None
-    run["nodes"] = await _nodes_of(conn, run_id, logs_inline=LOGS_INLINE_MAX)
-    listed, listed_params, counted, counted_params = children_sql(run_id, project)
+    run = run_json(rows[0], detail=True)
+    run["nodes"] = await _nodes_of(conn, run_id, space, logs_inline=LOGS_INLINE_MAX)
+    listed, listed_params, counted, counted_params = children_sql(run_id, space)
     children = list(await conn.execute_fetchall(listed, listed_params))
     count = int(next(iter(await conn.execute_fetchall(counted, counted_params)))[0])
     run["children"] = children_json(children, count)

@@ -15,6 +15,7 @@ from typing import Final
 
 import aiosqlite
 
+from flowledger.receiver.store._entry import LEDGER_PROJECT
 from flowledger.receiver.store._merkle import (
     STORED_MIN_LEVEL,
     Frontier,
@@ -144,8 +145,11 @@ def consistency(conn: sqlite3.Connection, old_size: int) -> tuple[TreeHead, list
         conn.execute("ROLLBACK")
 
 
-def run_proof(conn: sqlite3.Connection, run_id: str, tree_size: int) -> list[EntryProof]:
-    """The entries of a run among the first ``tree_size``, each with its payload and audit path."""
+def run_proof(conn: sqlite3.Connection, run_id: str, space: str | None, tree_size: int) -> list[EntryProof]:
+    """The entries of a run among the first ``tree_size``, each with its payload and audit path.
+
+    ``space`` is the run's project ('' for none); None takes the entries of ``run_id`` in every project.
+    """
     conn.execute("BEGIN")
     try:
         if tree_size > _size(conn):
@@ -153,8 +157,8 @@ def run_proof(conn: sqlite3.Connection, run_id: str, tree_size: int) -> list[Ent
         perfect = perfect_reader(conn)
         rows = conn.execute(
             "SELECT l.seq, l.entry, CAST(p.body AS BLOB) FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
-            "WHERE l.run_id = ? AND l.seq <= ? ORDER BY l.seq",
-            (run_id, tree_size),
+            f"WHERE l.run_id = ? AND (? IS NULL OR {LEDGER_PROJECT.format('l.')} = ?) AND l.seq <= ? ORDER BY l.seq",
+            (run_id, space, space, tree_size),
         ).fetchall()
         return [
             EntryProof(

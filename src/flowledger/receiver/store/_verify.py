@@ -50,9 +50,11 @@ FORMAT1_COLUMNS: Final = "seq, event_id, run_id, kind, ts, CAST(body AS BLOB), p
 class _Erased:
     purges: int = 0
     runs: set[str] = field(default_factory=set)
+    covered: set[tuple[str | None, str]] = field(default_factory=set)
+    """(project or '', run id) the purges erased; project None: that run id in every project."""
     payloads: int = 0
-    unexplained: dict[str, tuple[int, str]] = field(default_factory=dict)
-    """Run id -> first (seq, event_id) whose payload is gone; checked against the purges at the end."""
+    unexplained: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    """(project or '', run id) -> first (seq, event_id) whose payload is gone; checked against the purges at the end."""
 
 
 class EntryWalker:
@@ -84,7 +86,9 @@ class EntryWalker:
             if problem is None:
                 problem = self._check_entry(seq, (event_id, run_id, kind, ts), bytes(entry), bytes(stored_payload_hash))
             if problem is None:
-                problem = self._check_payload(seq, event_id, run_id, kind, ts, payload, bytes(stored_payload_hash))
+                problem = self._check_payload(
+                    seq, event_id, run_id, kind, ts, payload, bytes(stored_payload_hash), bytes(entry)
+                )
             if problem is not None:
                 self.broken = (seq, event_id, problem)
                 return False
@@ -126,14 +130,23 @@ class EntryWalker:
         return None
 
     def _check_payload(
-        self, seq: int, event_id: str, run_id: str, kind: str, ts: str, payload: bytes | None, digest: bytes
+        self,
+        seq: int,
+        event_id: str,
+        run_id: str,
+        kind: str,
+        ts: str,
+        payload: bytes | None,
+        digest: bytes,
+        entry: bytes,
     ) -> str | None:
         erased = self._erased
         if payload is None:
             if kind == PURGE_KIND:
                 return "the record of a purge has lost its payload (purge records are never erased)"
             erased.payloads += 1
-            erased.unexplained.setdefault(run_id, (seq, event_id))
+            project = parse_entry(entry).get("project") or ""  # a run is its project and its id
+            erased.unexplained.setdefault((str(project), run_id), (seq, event_id))
             return None
         payload = bytes(payload)
         if payload_hash(payload) != digest:
@@ -144,7 +157,10 @@ class EntryWalker:
             return "its payload is not JSON"
         if kind == PURGE_KIND:
             erased.purges += 1
-            erased.runs.update(body.get("runs", ()))
+            purged = body.get("runs", ())
+            erased.runs.update(purged)
+            scope = (body.get("selection") or {}).get("project")  # none: the ids in every project
+            erased.covered.update((scope, run) for run in purged)
             return None
         if body.get("event_id") != event_id or body.get("run_id") != run_id or body.get("kind") != kind:
             return "its payload is the body of another event (event_id, run_id or kind differ from the entry)"
@@ -159,8 +175,8 @@ class EntryWalker:
         """The verdict so far (call once every row was fed)."""
         erased = self._erased
         if self.broken is None:
-            for run_id, (seq, event_id) in sorted(erased.unexplained.items(), key=lambda item: item[1]):
-                if run_id not in erased.runs:
+            for (project, run_id), (seq, event_id) in sorted(erased.unexplained.items(), key=lambda item: item[1]):
+                if (project, run_id) not in erased.covered and (None, run_id) not in erased.covered:
                     self.broken = (
                         seq,
                         event_id,

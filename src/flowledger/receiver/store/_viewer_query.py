@@ -35,6 +35,7 @@ from flowledger._exceptions import QueryError
 from flowledger._money import nanos_to_usd
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
 from flowledger.receiver.store._children import children_json, children_sql
+from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
 from flowledger.receiver.store._query import (
     NEWEST_FIRST,
     NODE_SELECT,
@@ -246,8 +247,8 @@ def viewer_runs(
         params = [*params, *_key(cursor)]
     # The inner query reads only indexed columns (a covering index scan); the outer one fetches the page's rows.
     sql = (
-        f"SELECT {RUN_SELECT} FROM runs r WHERE r.run_id IN "
-        f"(SELECT r.run_id FROM runs r WHERE {where} {order} LIMIT ?) {order}"
+        f"SELECT {RUN_SELECT} FROM runs r WHERE r.rowid IN "
+        f"(SELECT r.rowid FROM runs r WHERE {where} {order} LIMIT ?) {order}"
     )
     rows = conn.execute(sql, [*params, limit + 1]).fetchall()
     more = len(rows) > limit
@@ -394,9 +395,9 @@ def facets(conn: sqlite3.Connection, *, project: str | None) -> dict[str, Any]:
     }
 
 
-def _visible(conn: sqlite3.Connection, run_id: str, project: str | None) -> bool:
-    row = conn.execute("SELECT project FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    return row is not None and (project is None or row[0] == project)
+def _namespace(conn: sqlite3.Connection, run_id: str, project: str | None) -> str | None:
+    """The namespace of the run ``run_id`` names for this reader (see :mod:`._namespace`); None if unknown."""
+    return one_namespace(run_id, project, conn.execute(NAMESPACES_SQL, (run_id,)))
 
 
 def inline_payload(text: str | None, name: str, deferred: list[str]) -> Any:
@@ -408,23 +409,22 @@ def inline_payload(text: str | None, name: str, deferred: list[str]) -> Any:
     return json.loads(text)
 
 
-def _run_row(conn: sqlite3.Connection, run_id: str) -> sqlite3.Row | None:
+def _run_row(conn: sqlite3.Connection, run_id: str, space: str) -> sqlite3.Row | None:
     row: sqlite3.Row | None = conn.execute(
         f"SELECT {RUN_SELECT}, {RUN_PAYLOADS_SELECT} FROM runs r LEFT JOIN payloads ls ON ls.seq = r.input_seq "
-        "LEFT JOIN payloads lf ON lf.seq = r.output_seq WHERE r.run_id = ?",
-        (run_id,),
+        f"LEFT JOIN payloads lf ON lf.seq = r.output_seq WHERE {run_scope('r.')}",
+        (run_id, space),
     ).fetchone()
     return row
 
 
 def run_header(conn: sqlite3.Connection, run_id: str, *, project: str | None) -> dict[str, Any] | None:
     """One run without its nodes: fields, small payloads, and an overview of its attempts; None if unknown."""
-    row = _run_row(conn, run_id)
-    if row is None:
+    space = _namespace(conn, run_id, project)
+    row = None if space is None else _run_row(conn, run_id, space)
+    if space is None or row is None:
         return None
     run = run_json(row)
-    if project is not None and run["project"] != project:
-        return None
     deferred: list[str] = []
     payload_chars: dict[str, int | None] = {}
     for record_field in detail_fields(RUN_FIELDS):
@@ -436,8 +436,8 @@ def run_header(conn: sqlite3.Connection, run_id: str, *, project: str | None) ->
             run[record_field.name] = field_value(record_field, row)
     run["payload_chars"] = payload_chars
     run["deferred"] = deferred
-    run["attempts"] = attempts_overview(conn, run_id, run)
-    listed, listed_params, counted, counted_params = children_sql(run_id, project)
+    run["attempts"] = attempts_overview(conn, run_id, space, run)
+    listed, listed_params, counted, counted_params = children_sql(run_id, space)
     run["children"] = children_json(
         conn.execute(listed, listed_params), conn.execute(counted, counted_params).fetchone()[0]
     )
@@ -448,26 +448,26 @@ def payload_size(text: str | None) -> int | None:
     return None if text is None else len(text)
 
 
-def attempts_overview(conn: sqlite3.Connection, run_id: str, run: dict[str, Any]) -> dict[str, Any]:
+def attempts_overview(conn: sqlite3.Connection, run_id: str, space: str, run: dict[str, Any]) -> dict[str, Any]:
     """Counts by status, the time span, the failing node, and how many attempts ran at once over time."""
     by_status = dict.fromkeys((s.value for s in NodeStatus), 0)
     for status, count in conn.execute(
-        "SELECT status, count(*) FROM node_runs WHERE run_id = ? GROUP BY status", (run_id,)
+        f"SELECT status, count(*) FROM node_runs WHERE {run_scope()} GROUP BY status", (run_id, space)
     ):
         name = status or NodeStatus.RUNNING.value
         by_status[name] = by_status.get(name, 0) + count
     # Seconds since the epoch straight from SQLite (millisecond precision is plenty for a bar chart).
     spans: list[tuple[float, float | None]] = conn.execute(
         f"SELECT {_EPOCH_S.format('started_at')}, {_EPOCH_S.format('completed_at')} FROM node_runs "
-        "WHERE run_id = ? AND started_at IS NOT NULL AND status IS NOT ?",
-        (run_id, NodeStatus.SKIPPED.value),
+        f"WHERE {run_scope()} AND started_at IS NOT NULL AND status IS NOT ?",
+        (run_id, space, NodeStatus.SKIPPED.value),
     ).fetchall()
     failing = (run.get("error") or {}).get("node_id")
     # The attempt to open for "failing node": its last failed attempt (the error that ended it).
     failed = conn.execute(
-        "SELECT n.node_id, n.span_id FROM node_runs n WHERE n.run_id = ? AND n.status = ? "
+        f"SELECT n.node_id, n.span_id FROM node_runs n WHERE {run_scope('n.')} AND n.status = ? "
         "ORDER BY n.node_id IS NOT ?, n.started_at DESC, n.attempt DESC, n.item, n.span_id LIMIT 1",
-        (run_id, NodeStatus.FAILED.value, failing),
+        (run_id, space, NodeStatus.FAILED.value, failing),
     ).fetchone()
     failing_span = None
     if failed is not None:
@@ -530,19 +530,20 @@ def attempts_page(
     conn: sqlite3.Connection, run_id: str, *, project: str | None, offset: int, limit: int
 ) -> dict[str, Any] | None:
     """Attempts ``offset`` to ``offset + limit`` of a run in start order, without payloads; None if unknown."""
-    if not _visible(conn, run_id, project):
+    space = _namespace(conn, run_id, project)
+    if space is None:
         return None
     rows = conn.execute(
-        f"SELECT {ATTEMPT_SELECT} FROM node_runs n WHERE n.run_id = ? {_ATTEMPT_ORDER} LIMIT ? OFFSET ?",
-        (run_id, limit, offset),
+        f"SELECT {ATTEMPT_SELECT} FROM node_runs n WHERE {run_scope('n.')} {_ATTEMPT_ORDER} LIMIT ? OFFSET ?",
+        (run_id, space, limit, offset),
     ).fetchall()
-    total = conn.execute("SELECT count(*) FROM node_runs WHERE run_id = ?", (run_id,)).fetchone()[0]
+    total = conn.execute(f"SELECT count(*) FROM node_runs WHERE {run_scope()}", (run_id, space)).fetchone()[0]
     return {"offset": offset, "total": total, "attempts": [attempt_row(row) for row in rows]}
 
 
-def _node_row(conn: sqlite3.Connection, run_id: str, span_id: str) -> sqlite3.Row | None:
+def _node_row(conn: sqlite3.Connection, run_id: str, space: str, span_id: str) -> sqlite3.Row | None:
     row: sqlite3.Row | None = conn.execute(
-        f"SELECT {NODE_SELECT} WHERE n.run_id = ? AND n.span_id = ?", (run_id, span_id)
+        f"SELECT {NODE_SELECT} WHERE {run_scope('n.')} AND n.span_id = ?", (run_id, space, span_id)
     ).fetchone()
     return row
 
@@ -551,10 +552,9 @@ def attempt_detail(
     conn: sqlite3.Connection, run_id: str, span_id: str, *, project: str | None
 ) -> dict[str, Any] | None:
     """One node attempt with its payloads (those over INLINE_PAYLOAD_MAX_CHARS listed in ``deferred``)."""
-    if not _visible(conn, run_id, project):
-        return None
-    row = _node_row(conn, run_id, span_id)
-    if row is None:
+    space = _namespace(conn, run_id, project)
+    row = None if space is None else _node_row(conn, run_id, space, span_id)
+    if space is None or row is None:
         return None
     values = dict(row)
     payloads = {kind: values[column] for kind, column in PAYLOAD_COLUMNS.items()}
@@ -564,18 +564,19 @@ def attempt_detail(
     node = node_json(values)
     node["payload_chars"] = {name: payload_size(text) for name, text in payloads.items()}
     node["deferred"] = deferred
-    node["index"] = _attempt_index(conn, run_id, span_id)
+    node["index"] = _attempt_index(conn, run_id, space, span_id)
     return node
 
 
-def _attempt_index(conn: sqlite3.Connection, run_id: str, span_id: str) -> int:
+def _attempt_index(conn: sqlite3.Connection, run_id: str, space: str, span_id: str) -> int:
     """Where an attempt is in its run's start order (the row the waterfall shows it on)."""
     # The sentinels sort where NULL does in ORDER BY (first), so the count matches the paging order.
     key = "(coalesce(n.started_at, ''), coalesce(n.attempt, -1), coalesce(n.item, -1), n.span_id)"
     row = conn.execute(
-        f"SELECT count(*) FROM node_runs n, node_runs t WHERE t.run_id = ? AND t.span_id = ? AND n.run_id = t.run_id "
+        f"SELECT count(*) FROM node_runs n, node_runs t WHERE {run_scope('t.')} AND t.span_id = ? "
+        "AND n.run_id = t.run_id AND ifnull(n.project, '') = ifnull(t.project, '') "
         f"AND {key} < {key.replace('n.', 't.')}",
-        (run_id, span_id),
+        (run_id, space, span_id),
     ).fetchone()
     return int(row[0])
 
@@ -586,9 +587,8 @@ def node_payload(
     """One payload of a node attempt as stored JSON text (a stack as a JSON string); None if there is none."""
     if kind not in PAYLOAD_COLUMNS:
         raise QueryError(f"payload {str(kind)!r} is not one of {', '.join(PayloadKind)}")
-    if not _visible(conn, run_id, project):
-        return None
-    row = _node_row(conn, run_id, span_id)
+    space = _namespace(conn, run_id, project)
+    row = None if space is None else _node_row(conn, run_id, space, span_id)
     if row is None:
         return None
     text: str | None = row[PAYLOAD_COLUMNS[kind]]
@@ -601,9 +601,8 @@ def run_payload(conn: sqlite3.Connection, run_id: str, kind: PayloadKind, *, pro
     """The input (trigger payload) or output of a run as stored JSON text; None if there is none."""
     if kind not in RUN_PAYLOAD_KINDS:
         raise QueryError(f"run payload {str(kind)!r} is not one of {', '.join(RUN_PAYLOAD_KINDS)}")
-    if not _visible(conn, run_id, project):
-        return None
-    row = _run_row(conn, run_id)
+    space = _namespace(conn, run_id, project)
+    row = None if space is None else _run_row(conn, run_id, space)
     if row is None:
         return None
     text: str | None = row[PAYLOAD_COLUMNS[kind]]

@@ -66,17 +66,6 @@ async def test_a_batch_with_a_repeated_event_stores_it_once(store: Store) -> Non
     assert (await store.stats()).ledger_events == len(run.events)
 
 
-async def test_a_run_stays_in_its_project(store: Store) -> None:
-    """An event for a run of another project is refused; the run is not visible from another project."""
-    run = RunEvents(project="alpha").start().node("fetch")
-    await _append(store, run)
-    intruder = {**run.events[-1], "event_id": RunEvents().run_id, "project": "beta"}
-    [(outcome, _)] = await store.append(prepared([intruder]))
-    assert outcome is EventOutcome.FORBIDDEN
-    assert await store.get_run(run.run_id, project="beta") is None
-    assert (await store.get_run(run.run_id, project="alpha") or {})["project"] == "alpha"
-
-
 # --- fold ----------------------------------------------------------------------------
 
 

@@ -10,9 +10,9 @@ import asyncpg
 import pytest
 
 from flowledger._exceptions import SchemaVersionError, StoreError
-from flowledger.receiver.store.postgres import PostgresStore
+from flowledger.receiver.store.postgres import PostgresStore, _schema
 from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION
-from tests.receiver._support import simple_run
+from tests.receiver._support import simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
 
 
@@ -106,3 +106,70 @@ def test_two_stores_opening_together_migrate_once(postgres_url: str) -> None:
 
     asyncio.run(main())
     assert _run(postgres_url, lambda conn: conn.fetchval("SELECT version FROM flowledger_schema")) == PG_SCHEMA_VERSION
+
+
+def test_a_database_made_before_ids_were_per_project_keeps_its_runs(
+    postgres_url: str, postgres_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database of the schema before per-project ids opens: its runs, attempts and logs read the same, the
+    ledger verifies, a rebuild finds no drift, and another project may then use the same ids."""
+    run = typical_run(project="alpha").logs("stock", ["picked 3 items"])
+    old_url = postgres_url + "_old"
+    _run(postgres_server, lambda conn: conn.execute(f'CREATE DATABASE "{old_url.rsplit("/", 1)[1]}"'))
+
+    async def fill_source() -> dict[str, Any] | None:
+        store = PostgresStore(postgres_url)
+        await store.open()
+        try:
+            await store.append(prepared(run.events))
+            return await store.get_run(run.run_id)
+        finally:
+            await store.close()
+
+    expected = asyncio.run(fill_source())
+    assert expected is not None
+    before = _schema.MIGRATIONS.index(_schema._IDS_PER_PROJECT) - 1  # node_runs without project too
+    with monkeypatch.context() as patched:
+        patched.setattr(_schema, "MIGRATIONS", _schema.MIGRATIONS[:before])
+        patched.setattr(_schema, "PG_SCHEMA_VERSION", before)
+        _run(old_url, lambda conn: _schema.migrate_postgres(conn, name="old"))
+
+    async def copy_rows() -> None:
+        source, target = await asyncpg.connect(postgres_url), await asyncpg.connect(old_url)
+        try:
+            tables = [r[0] for r in await target.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            for table in tables:
+                old = [r[0] for r in await target.fetch(_COLUMNS, table)]
+                new = {r[0] for r in await source.fetch(_COLUMNS, table)}
+                columns = [c for c in old if c in new]
+                rows = await source.fetch(f"SELECT {', '.join(columns)} FROM {table} ORDER BY 1")
+                if rows and table != "flowledger_schema":
+                    await target.copy_records_to_table(table, records=[tuple(r) for r in rows], columns=columns)
+        finally:
+            await source.close()
+            await target.close()
+
+    asyncio.run(copy_rows())
+    assert _run(old_url, lambda conn: conn.fetchval("SELECT version FROM flowledger_schema")) == before
+
+    async def check() -> None:
+        store = PostgresStore(old_url)
+        await store.open()
+        try:
+            assert await store.get_run(run.run_id) == expected
+            assert await store.get_run(run.run_id, project="alpha") == expected
+            assert (await store.verify()).ok
+            assert (await store.rebuild()).clean
+            squat = [{**event, "project": "beta"} for event in run.events[:1]]
+            assert [outcome.value for outcome, _ in await store.append(prepared(squat))] == ["accepted"]
+            assert await store.get_run(run.run_id, project="alpha") == expected
+        finally:
+            await store.close()
+
+    asyncio.run(check())
+    assert _run(old_url, lambda conn: conn.fetchval("SELECT version FROM flowledger_schema")) == PG_SCHEMA_VERSION
+    attempts = "SELECT count(*) FROM node_runs WHERE project = 'alpha'"
+    assert _run(old_url, lambda conn: conn.fetchval(attempts)) == 6
+
+
+_COLUMNS = "SELECT column_name FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position"

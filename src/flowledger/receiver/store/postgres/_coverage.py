@@ -39,6 +39,10 @@ def _age(ts: str) -> str:
     return f"extract(epoch FROM (:now::text::timestamptz - ({ts})::timestamptz))"
 
 
+_LAST_HEARD: Final = (
+    "(SELECT max(l.received_at) FROM ledger l "
+    "WHERE l.run_id = r.run_id AND flowledger_entry_project(l.entry) = coalesce(r.project, ''))"
+)
 _HEARTBEATS: Final = ":heartbeats::float8 * coalesce(r.heartbeat_interval_s, 0)"
 
 PG_COVERAGE: Final = CoverageSql(
@@ -47,7 +51,7 @@ FROM runs r LEFT JOIN payloads p ON p.seq = r.input_seq
 WHERE r.status IN {UNFINISHED_STATUSES} {{scope}} AND (
     (r.last_seen_at < :silent_cutoff::text
      AND {_age("r.last_seen_at")} > {_HEARTBEATS}
-     AND coalesce({_age("(SELECT max(l.received_at) FROM ledger l WHERE l.run_id = r.run_id)")}, 1e18)
+     AND coalesce({_age(_LAST_HEARD)}, 1e18)
          > greatest(:stuck_after_s::float8, {_HEARTBEATS}))
     OR (r.started_at IS NOT NULL
         AND {_age("r.started_at")} > (p.body::json #>> '{{{{data,limits,deadline_s}}}}')::float8 + :grace::float8)
@@ -55,7 +59,7 @@ WHERE r.status IN {UNFINISHED_STATUSES} {{scope}} AND (
     deadline="p.body::json #>> '{data,limits,deadline_s}'",
     no_start_from="FROM runs r WHERE r.started_event_id IS NULL {scope}",
     node_from=(
-        "FROM node_runs n JOIN runs r ON r.run_id = n.run_id "
+        "FROM node_runs n JOIN runs r ON r.run_id = n.run_id AND coalesce(r.project, '') = coalesce(n.project, '') "
         f"WHERE n.status = '{NodeStatus.RUNNING.value}' AND r.status IN {TERMINAL_STATUSES} {{scope}}"
     ),
     gap_from="FROM producers pr {join} WHERE pr.max_seq >= pr.events {scope}",

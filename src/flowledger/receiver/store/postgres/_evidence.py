@@ -21,7 +21,9 @@ from flowledger.receiver.store._canonical import chain_hash
 from flowledger.receiver.store._entry import parse_entry
 from flowledger.receiver.store._evidence import MAX_CHAIN_RUNS, merged_attributes, reusable_payload
 from flowledger.receiver.store._merkle import leaf_hash, verify_inclusion
+from flowledger.receiver.store._namespace import one_namespace
 from flowledger.receiver.store._protocol import TreeHead
+from flowledger.receiver.store.postgres._namespace import PG_NAMESPACES_SQL, pg_run_scope
 from flowledger.receiver.store.postgres._tree import load_frontier, pg_inclusion_path
 
 __all__ = ["pg_resume_chain", "pg_resume_evidence"]
@@ -99,12 +101,16 @@ class _PgChecker:
 
 async def pg_resume_evidence(conn: asyncpg.Connection, run_id: str, project: str | None) -> dict[str, Any] | None:
     """The run's evidence for a resume (see :mod:`.._evidence`); None for an unknown or another project's run."""
+    space = one_namespace(run_id, project, await conn.fetch(PG_NAMESPACES_SQL, run_id))
+    if space is None:
+        return None
     run = await conn.fetchrow(
         "SELECT run_id, project, workflow_id, status, definition_sha256, resumed_from, input_seq "
-        "FROM runs WHERE run_id = $1",
+        f"FROM runs WHERE {pg_run_scope(1)}",
         run_id,
+        space,
     )
-    if run is None or (project is not None and run[1] != project):
+    if run is None:
         return None
     size = int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger"))
     checker = _PgChecker(conn, TreeHead(size, (await load_frontier(conn, size)).root()))
@@ -115,8 +121,9 @@ async def pg_resume_evidence(conn: asyncpg.Connection, run_id: str, project: str
         trigger.update(text=None, problem=problem)
     rows = await conn.fetch(
         "SELECT node_id, status, item, effect, idempotency_key, input_seq, output_seq, attempt FROM node_runs "
-        "WHERE run_id = $1 ORDER BY started_at NULLS FIRST, attempt NULLS FIRST, item NULLS FIRST, span_id",
+        f"WHERE {pg_run_scope(1)} ORDER BY started_at NULLS FIRST, attempt NULLS FIRST, item NULLS FIRST, span_id",
         run_id,
+        space,
     )
     last: dict[str, asyncpg.Record] = {}
     mapped: set[str] = set()
@@ -188,11 +195,15 @@ async def pg_resume_chain(conn: asyncpg.Connection, run_id: str, project: str | 
     As :func:`.._evidence.resume_chain`: resumes of one run in start order, at most MAX_CHAIN_RUNS each side.
     """
 
-    async def one(rid: str) -> dict[str, Any] | None:
+    space = one_namespace(run_id, project, await conn.fetch(PG_NAMESPACES_SQL, run_id))
+    if space is None:
+        return None
+
+    async def one(rid: str) -> dict[str, Any] | None:  # a resume is a run of the same project
         row = await conn.fetchrow(
-            "SELECT run_id, status, started_at, resumed_from, project FROM runs WHERE run_id = $1", rid
+            f"SELECT run_id, status, started_at, resumed_from FROM runs WHERE {pg_run_scope(1)}", rid, space
         )
-        if row is None or (project is not None and row[4] != project):
+        if row is None:
             return None
         return {"run_id": row[0], "status": row[1], "started_at": row[2], "resumed_from": row[3]}
 
@@ -210,7 +221,11 @@ async def pg_resume_chain(conn: asyncpg.Connection, run_id: str, project: str | 
     chain = {root["run_id"]: root}
     frontier = [root["run_id"]]
     while frontier and len(chain) < 2 * MAX_CHAIN_RUNS:
-        rows = await conn.fetch("SELECT run_id FROM runs WHERE resumed_from = ANY($1::text[])", frontier)
+        rows = await conn.fetch(
+            "SELECT run_id FROM runs WHERE resumed_from = ANY($1::text[]) AND coalesce(project, '') = $2",
+            frontier,
+            space,
+        )
         generation = [child for (child_id,) in rows if (child := await one(str(child_id))) is not None]
         generation = [c for c in generation if c["run_id"] not in chain]
         generation.sort(key=lambda r: (r["started_at"] or "", r["run_id"]))

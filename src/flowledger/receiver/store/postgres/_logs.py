@@ -19,6 +19,8 @@ from flowledger.receiver.store._logs import (
     LogRow,
     log_json,
 )
+from flowledger.receiver.store._namespace import one_namespace
+from flowledger.receiver.store.postgres._namespace import PG_NAMESPACES_SQL, pg_run_scope
 
 if TYPE_CHECKING:
     import asyncpg
@@ -44,13 +46,15 @@ _INSERT_LOGS: Final = (
     f"INSERT INTO logs ({', '.join(LOG_COLUMNS)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(LOG_COLUMNS)))})"
 )
 _INSERT_DROPS: Final = (
-    "INSERT INTO log_drops AS d (run_id, span_id, lines, bytes) VALUES ($1, $2, $3, $4) "
-    "ON CONFLICT (run_id, span_id) DO UPDATE SET lines = d.lines + EXCLUDED.lines, bytes = d.bytes + EXCLUDED.bytes"
+    "INSERT INTO log_drops AS d (run_id, span_id, lines, bytes, project) VALUES ($1, $2, $3, $4, $5) "
+    "ON CONFLICT (run_id, (coalesce(project, '')), span_id) "
+    "DO UPDATE SET lines = d.lines + EXCLUDED.lines, bytes = d.bytes + EXCLUDED.bytes"
 )
+_ONE_RUN: Final = pg_run_scope(1)
 _INLINE_SQL: Final = (
     "SELECT * FROM (SELECT id, span_id, ts, level, level_name, logger, message, exception, trace_id, "
     "log_span_id, repeats, source, attributes, row_number() OVER (PARTITION BY span_id ORDER BY id) AS nth "
-    "FROM logs WHERE run_id = $1) l WHERE $2::bigint < 0 OR nth <= $2 ORDER BY id"
+    f"FROM logs WHERE {_ONE_RUN}) l WHERE $3::bigint < 0 OR nth <= $3 ORDER BY id"
 )
 
 
@@ -65,16 +69,16 @@ async def append_pg_logs(conn: asyncpg.Connection, rows: Sequence[LogRow], drops
     if rows:
         await conn.executemany(_INSERT_LOGS, [_values(row) for row in rows])
     if drops:
-        await conn.executemany(_INSERT_DROPS, [(d.run_id, d.span_id or "", d.lines, d.bytes) for d in drops])
+        await conn.executemany(_INSERT_DROPS, [(d.run_id, d.span_id or "", d.lines, d.bytes, d.project) for d in drops])
 
 
 async def attach_pg_logs(
-    conn: asyncpg.Connection, run_id: str, nodes: list[dict[str, Any]], inline: int | None
+    conn: asyncpg.Connection, run_id: str, space: str, nodes: list[dict[str, Any]], inline: int | None
 ) -> None:
     """Give every attempt its ``logs`` (at most ``inline``; None: all), ``logs_url`` and ``logs_dropped``."""
     lines: dict[str | None, list[dict[str, Any]]] = {}
     more: set[str | None] = set()
-    for row in await conn.fetch(_INLINE_SQL, run_id, -1 if inline is None else inline + 1):
+    for row in await conn.fetch(_INLINE_SQL, run_id, space, -1 if inline is None else inline + 1):
         span_id = row[1]
         if inline is not None and int(row[13]) > inline:
             more.add(span_id)
@@ -82,7 +86,7 @@ async def attach_pg_logs(
         lines.setdefault(span_id, []).append(log_json(row))
     drops = {
         str(row[0]): {"lines": int(row[1]), "bytes": int(row[2])}
-        for row in await conn.fetch("SELECT span_id, lines, bytes FROM log_drops WHERE run_id = $1", run_id)
+        for row in await conn.fetch(f"SELECT span_id, lines, bytes FROM log_drops WHERE {_ONE_RUN}", run_id, space)
     }
     for node in nodes:
         span_id = node["span_id"]
@@ -103,16 +107,16 @@ async def pg_attempt_logs(
 ) -> AttemptLogs | None:
     """One attempt's lines in arrival order, a page at a time; None for an unknown (or another project's) run."""
     limit = max(1, min(limit, LOG_PAGE_MAX))
-    owner = await conn.fetchrow("SELECT project FROM runs WHERE run_id = $1", run_id)
-    if owner is None or (project is not None and owner[0] != project):
+    space = one_namespace(run_id, project, await conn.fetch(PG_NAMESPACES_SQL, run_id))
+    if space is None:
         return None
-    span = "span_id = $5" if span_id is not None else "span_id IS NULL"
-    params: list[Any] = [run_id, after_id, min_level, limit + 1, *([span_id] if span_id is not None else [])]
+    span = "span_id = $6" if span_id is not None else "span_id IS NULL"
+    params: list[Any] = [run_id, space, after_id, min_level, limit + 1, *([span_id] if span_id is not None else [])]
     rows = await conn.fetch(
-        f"{LOG_SELECT} WHERE run_id = $1 AND {span} AND id > $2 AND level >= $3 ORDER BY id LIMIT $4", *params
+        f"{LOG_SELECT} WHERE {_ONE_RUN} AND {span} AND id > $3 AND level >= $4 ORDER BY id LIMIT $5", *params
     )
     drops = await conn.fetchrow(
-        "SELECT lines, bytes FROM log_drops WHERE run_id = $1 AND span_id = $2", run_id, span_id or ""
+        f"SELECT lines, bytes FROM log_drops WHERE {_ONE_RUN} AND span_id = $3", run_id, space, span_id or ""
     )
     page = AttemptLogs(lines=[log_json(row) for row in rows[:limit]], more=len(rows) > limit)
     if drops is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from flowledger.receiver.store._namespace import one_namespace
 from flowledger.receiver.store._otlp_logs import (
     LINK_BATCH_MAX,
     OTLP_LOG_COLUMNS,
@@ -23,6 +24,7 @@ from flowledger.receiver.store._otlp_logs import (
     records_json,
 )
 from flowledger.receiver.store.postgres._logs import append_pg_logs
+from flowledger.receiver.store.postgres._namespace import PG_NAMESPACES_SQL, pg_run_scope
 
 if TYPE_CHECKING:
     import asyncpg
@@ -97,7 +99,7 @@ async def link_pg_otlp_logs(
         for row in mine:
             found = links.get((row[2], row[3]))
             if found is not None:
-                out.append(linked_log_row(row, found[0], found[1]))
+                out.append(linked_log_row(row, found[0], found[1], run_project=found[4]))
                 linked.append(int(row[0]))
     if out:
         await append_pg_logs(conn, out)
@@ -106,24 +108,27 @@ async def link_pg_otlp_logs(
 
 
 async def _links(conn: asyncpg.Connection, trace_ids: list[str], project: str | None) -> dict[tuple[str, str], Any]:
-    """(trace_id, span_id) -> (run_id, node_id, attempt, item) for the node attempts and runs of these traces."""
+    """(trace_id, span_id) -> (run_id, node_id, attempt, item, project) for the node attempts and runs of these
+    traces."""
     links: dict[tuple[str, str], Any] = {}
     scope = " AND r.project = $2" if project is not None else ""
     params: list[Any] = [trace_ids, *([project] if project is not None else [])]
-    for trace_id, run_id, span_id, node_id, attempt, item in await conn.fetch(
-        "SELECT r.trace_id, r.run_id, n.span_id, n.node_id, n.attempt, n.item FROM runs r "
-        f"JOIN node_runs n ON n.run_id = r.run_id WHERE r.trace_id = ANY($1::text[]){scope}",
+    for trace_id, run_id, span_id, node_id, attempt, item, run_project in await conn.fetch(
+        "SELECT r.trace_id, r.run_id, n.span_id, n.node_id, n.attempt, n.item, r.project FROM runs r "
+        "JOIN node_runs n ON n.run_id = r.run_id AND coalesce(n.project, '') = coalesce(r.project, '') "
+        f"WHERE r.trace_id = ANY($1::text[]){scope}",
         *params,
     ):
-        links[(str(trace_id), str(span_id))] = (run_id, node_id, attempt, item)
-    for trace_id, run_id, span_id in await conn.fetch(
-        "SELECT r.trace_id, r.run_id, p.body::json #>> '{data,span_id}' FROM runs r "
-        "JOIN ledger l ON l.event_id = r.started_event_id JOIN payloads p ON p.seq = l.seq "
+        links[(str(trace_id), str(span_id))] = (run_id, node_id, attempt, item, run_project)
+    for trace_id, run_id, span_id, run_project in await conn.fetch(
+        "SELECT r.trace_id, r.run_id, p.body::json #>> '{data,span_id}', r.project FROM runs r "
+        "JOIN ledger l ON l.event_id = r.started_event_id "
+        "AND flowledger_entry_project(l.entry) = coalesce(r.project, '') JOIN payloads p ON p.seq = l.seq "
         f"WHERE r.trace_id = ANY($1::text[]){scope}",
         *params,
     ):
         if span_id:
-            links.setdefault((str(trace_id), str(span_id)), (run_id, None, None, None))
+            links.setdefault((str(trace_id), str(span_id)), (run_id, None, None, None, run_project))
     return links
 
 
@@ -135,8 +140,11 @@ async def pg_otlp_logs(
     None when ``run_id`` names no stored run (of the project).
     """
     if run_id is not None:
-        found = await conn.fetchrow(
-            "SELECT trace_id FROM runs WHERE run_id = $1 AND ($2::text IS NULL OR project = $2)", run_id, project
+        space = one_namespace(run_id, project, await conn.fetch(PG_NAMESPACES_SQL, run_id))
+        found = (
+            None
+            if space is None
+            else await conn.fetchrow(f"SELECT trace_id FROM runs WHERE {pg_run_scope(1)}", run_id, space)
         )
         if found is None:
             return None

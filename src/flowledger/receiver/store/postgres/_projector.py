@@ -29,8 +29,10 @@ from flowledger.receiver.store._fold import (
     fold_run,
 )
 from flowledger.receiver.store._logs import LogDrop, LogRow, rows_of_event
+from flowledger.receiver.store._namespace import run_key
 from flowledger.receiver.store._sampled import sampled_out_key
 from flowledger.receiver.store.postgres._logs import append_pg_logs
+from flowledger.receiver.store.postgres._namespace import PG_SPACE
 from flowledger.receiver.store.postgres._schema import column_type
 
 if TYPE_CHECKING:
@@ -50,7 +52,10 @@ def _array_type(state: type, column: str) -> str:
 
 
 def _upsert(table: str, state: type, columns: Sequence[str], key: Sequence[str]) -> str:
-    """One statement writing many whole rows: each column sent as one array, the rows ``unnest``-ed."""
+    """One statement writing many whole rows: each column sent as one array, the rows ``unnest``-ed.
+
+    ``key`` names the unique index's columns and expressions (a run is its id and its project's namespace).
+    """
     arrays = ", ".join(f"${i + 1}::{_array_type(state, c)}" for i, c in enumerate(columns))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
     return (
@@ -64,8 +69,9 @@ def columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
-_SAVE_RUNS: Final = _upsert("runs", RunState, RUN_COLUMNS, ("run_id",))
-_SAVE_NODES: Final = _upsert("node_runs", NodeState, NODE_COLUMNS, ("run_id", "span_id"))
+_SPACE: Final = f"({PG_SPACE.format('')})"
+_SAVE_RUNS: Final = _upsert("runs", RunState, RUN_COLUMNS, ("run_id", _SPACE))
+_SAVE_NODES: Final = _upsert("node_runs", NodeState, NODE_COLUMNS, ("run_id", _SPACE, "span_id"))
 _SAVE_SAMPLED_OUT: Final = (
     "INSERT INTO sampled_out AS s (workflow_id, project, day, runs) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT (workflow_id, project, day) DO UPDATE SET runs = s.runs + EXCLUDED.runs"
@@ -106,9 +112,9 @@ def run_from_record(row: Sequence[Any]) -> RunState:
 
 
 async def load_pg_runs(conn: asyncpg.Connection, run_ids: Iterable[str]) -> dict[str, RunState]:
-    """The stored states of the given runs (absent ones are left out)."""
+    """The stored states of runs with the given ids, in every project, by :func:`~.._namespace.run_key`."""
     rows = await conn.fetch(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ANY($1::text[])", list(run_ids))
-    return {row["run_id"]: run_from_record(tuple(row)) for row in rows}
+    return {run_key(row["project"], row["run_id"]): run_from_record(tuple(row)) for row in rows}
 
 
 async def save_pg_runs(conn: asyncpg.Connection, runs: Iterable[RunState]) -> None:
@@ -143,26 +149,24 @@ class PgProjector:
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
         """Read the stored states of every run and attempt the events touch."""
-        run_ids = {e.run_id for e in events} - self.runs.keys()
-        self.runs.update(await load_pg_runs(self._conn, run_ids))
-        keys = {(e.run_id, e.data["span_id"]) for e in events if e.kind in _NODE_KINDS} - self._nodes.keys()
+        run_ids = {e.run_id for e in events if run_key(e.project, e.run_id) not in self.runs}
+        for run, loaded in (await load_pg_runs(self._conn, run_ids)).items():
+            self.runs.setdefault(run, loaded)
+        keys = {
+            (run_key(e.project, e.run_id), e.data["span_id"]) for e in events if e.kind in _NODE_KINDS
+        } - self._nodes.keys()
         if keys:
             rows = await self._conn.fetch(
                 f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id = ANY($1::text[])",
-                list({run_id for run_id, _ in keys}),
+                list({run.partition("\n")[2] for run, _ in keys}),
             )
             for row in rows:
-                key = (row["run_id"], row["span_id"])
+                key = (run_key(row["project"], row["run_id"]), row["span_id"])
                 if key in keys:
                     state = NodeState(*tuple(row))
                     if state.status is not None:
                         state.status = NodeStatus(state.status)
                     self._nodes[key] = state
-
-    def project_of(self, run_id: str) -> str | None:
-        """The project a run is bound to so far, if any."""
-        run = self.runs.get(run_id)
-        return None if run is None else run.project
 
     def apply(self, event: FoldEvent, producer_id: str | None = None, producer_seq: int = 0) -> None:
         """Fold one new event (its states must have been loaded; ``event.seq`` set)."""
@@ -172,10 +176,11 @@ class PgProjector:
             self._sampled_out[day_key] = self._sampled_out.get(day_key, 0) + event.data["runs"]
         else:
             run_id = event.run_id
-            self.runs[run_id] = fold_run(self.runs.get(run_id), event)
-            self._dirty_runs.add(run_id)
+            run = run_key(event.project, run_id)  # a run is its project and its id
+            self.runs[run] = fold_run(self.runs.get(run), event)
+            self._dirty_runs.add(run)
             if event.kind in _NODE_KINDS:
-                key = (run_id, event.data["span_id"])
+                key = (run, event.data["span_id"])
                 self._nodes[key] = fold_node(self._nodes.get(key), event)
                 self._dirty_nodes.add(key)
             elif event.kind is _NODE_LOGS:

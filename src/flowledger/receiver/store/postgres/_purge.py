@@ -39,7 +39,7 @@ INSERT INTO purged_totals AS t
     (workflow_id, project, day, status, runs, cost_usd, duration_ms_sum, durations, duration_ms_max)
 SELECT coalesce(r.workflow_id, ''), coalesce(r.project, ''), coalesce(substr(r.started_at, 1, 10), ''), r.status,
        count(*), coalesce(sum(r.cost_usd), 0), coalesce(sum(r.duration_ms), 0), count(r.duration_ms), max(r.duration_ms)
-FROM runs r WHERE r.run_id IN (SELECT run_id FROM purge_set) GROUP BY 1, 2, 3, 4
+FROM runs r WHERE (r.run_id, coalesce(r.project, '')) IN (SELECT run_id, space FROM purge_set) GROUP BY 1, 2, 3, 4
 ON CONFLICT (workflow_id, project, day, status) DO UPDATE SET
     runs = t.runs + excluded.runs,
     cost_usd = t.cost_usd + excluded.cost_usd,
@@ -49,12 +49,14 @@ ON CONFLICT (workflow_id, project, day, status) DO UPDATE SET
 """
 """The SQLite engine's roll-up in PostgreSQL's spelling (``greatest`` ignores NULLs as SQLite's pair of
 ``coalesce``-d ``max`` does)."""
-_IN_SET: Final = "IN (SELECT run_id FROM purge_set)"
+_IN_SET: Final = "IN (SELECT run_id, space FROM purge_set)"
+"""After a run's id and namespace as a row value: one of the runs to purge (a run is its project and its id)."""
 _BY_TRACE: Final = (
-    "trace_id IN (SELECT r.trace_id FROM runs r WHERE r.run_id {in_set} AND r.trace_id IS NOT NULL) "
-    "AND (project IS NULL OR project IN (SELECT r.project FROM runs r WHERE r.run_id {in_set} "
-    "AND r.trace_id = {table}.trace_id))"
+    "trace_id IN (SELECT r.trace_id FROM runs r WHERE (r.run_id, coalesce(r.project, '')) {in_set} "
+    "AND r.trace_id IS NOT NULL) AND (project IS NULL OR project IN (SELECT r.project FROM runs r "
+    "WHERE (r.run_id, coalesce(r.project, '')) {in_set} AND r.trace_id = {table}.trace_id))"
 )
+_THE_RUN: Final = "(run_id, coalesce(project, ''))"
 
 
 def _scope(selection: PurgeSelection) -> tuple[str, list[Any]]:
@@ -69,12 +71,18 @@ def _scope(selection: PurgeSelection) -> tuple[str, list[Any]]:
 
 async def _select(conn: asyncpg.Connection, selection: PurgeSelection) -> None:
     """Fill the temporary ``purge_set`` with the selected run ids."""
-    await conn.execute('CREATE TEMP TABLE purge_set (run_id text COLLATE "C" PRIMARY KEY) ON COMMIT DROP')
+    await conn.execute(
+        'CREATE TEMP TABLE purge_set (run_id text COLLATE "C", space text COLLATE "C", PRIMARY KEY (run_id, space)) '
+        "ON COMMIT DROP"
+    )
     scope, params = _scope(selection)
     if selection.run_ids:
         ids = list(dict.fromkeys(selection.run_ids))
         await conn.execute(
-            numbered(f"INSERT INTO purge_set SELECT run_id FROM runs WHERE run_id = ANY(?::text[]){scope}"),
+            numbered(
+                f"INSERT INTO purge_set SELECT run_id, coalesce(project, '') FROM runs "
+                f"WHERE run_id = ANY(?::text[]){scope}"
+            ),
             ids,
             *params,
         )
@@ -90,15 +98,14 @@ async def _select(conn: asyncpg.Connection, selection: PurgeSelection) -> None:
         where_params.append(selection.before)
     if selection.keep_newest is not None and selection.workflow_id is not None:
         where += (
-            " AND run_id NOT IN (SELECT run_id FROM runs WHERE workflow_id = ?"
-            + scope
-            + " ORDER BY started_at DESC NULLS LAST, run_id DESC LIMIT ?)"
+            " AND (run_id, coalesce(project, '')) NOT IN (SELECT run_id, coalesce(project, '') FROM runs "
+            "WHERE workflow_id = ?" + scope + " ORDER BY started_at DESC NULLS LAST, run_id DESC LIMIT ?)"
         )
         where_params += [selection.workflow_id, *params, selection.keep_newest]
     limit = "" if selection.limit is None else f" LIMIT {int(selection.limit)}"
     await conn.execute(
         numbered(
-            f"INSERT INTO purge_set SELECT run_id FROM runs WHERE {where} "
+            f"INSERT INTO purge_set SELECT run_id, coalesce(project, '') FROM runs WHERE {where} "
             f"ORDER BY started_at NULLS FIRST, run_id{limit}"
         ),
         *where_params,
@@ -108,12 +115,13 @@ async def _select(conn: asyncpg.Connection, selection: PurgeSelection) -> None:
 async def pg_purge_runs(conn: asyncpg.Connection, selection: PurgeSelection, *, now: str) -> PurgeWork:
     """Erase the selected runs (inside the caller's transaction); see the module docstring."""
     await _select(conn, selection)
-    runs = [str(row[0]) for row in await conn.fetch("SELECT run_id FROM purge_set ORDER BY run_id")]
+    runs = [str(row[0]) for row in await conn.fetch("SELECT DISTINCT run_id FROM purge_set ORDER BY run_id")]
     if not runs:
         return PurgeWork(runs=[], events=0, payload={})
     await conn.execute(_ROLL_UP)
     status = await conn.execute(
-        f"DELETE FROM payloads WHERE seq IN (SELECT l.seq FROM ledger l WHERE l.run_id {_IN_SET})"
+        "DELETE FROM payloads WHERE seq IN (SELECT l.seq FROM ledger l "
+        f"WHERE (l.run_id, flowledger_entry_project(l.entry)) {_IN_SET})"
     )
     events = int(status.split()[-1])
     for table in ("spans", "otlp_logs"):  # the OTLP log records of the run's trace by the same rule as its spans
@@ -121,12 +129,12 @@ async def pg_purge_runs(conn: asyncpg.Connection, selection: PurgeSelection, *, 
     blobs = [
         row[0]
         for row in await conn.fetch(
-            f"SELECT output_sha256 FROM node_runs WHERE run_id {_IN_SET} AND output_sha256 IS NOT NULL "
-            f"UNION SELECT input_sha256 FROM runs WHERE run_id {_IN_SET} AND input_sha256 IS NOT NULL"
+            f"SELECT output_sha256 FROM node_runs WHERE {_THE_RUN} {_IN_SET} AND output_sha256 IS NOT NULL "
+            f"UNION SELECT input_sha256 FROM runs WHERE {_THE_RUN} {_IN_SET} AND input_sha256 IS NOT NULL"
         )
     ]
     for table in ("node_runs", "logs", "log_drops", "runs"):
-        await conn.execute(f"DELETE FROM {table} WHERE run_id {_IN_SET}")
+        await conn.execute(f"DELETE FROM {table} WHERE {_THE_RUN} {_IN_SET}")
     if blobs:
         await conn.execute(
             "DELETE FROM blobs WHERE sha256 = ANY($1::text[]) "

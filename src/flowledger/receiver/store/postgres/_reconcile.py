@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from flowledger.receiver.store._entry import PURGE_KIND
 from flowledger.receiver.store._fold import NODE_COLUMNS, RUN_COLUMNS, NodeState, RunState
+from flowledger.receiver.store._namespace import run_key
 from flowledger.receiver.store._projector import node_from_row
 from flowledger.receiver.store.postgres._projector import run_from_record, save_pg_nodes, save_pg_runs
 
@@ -66,13 +67,13 @@ class _PgIO:
         self, conn: asyncpg.Connection, run_ids: Sequence[str]
     ) -> tuple[dict[str, RunState], dict[tuple[str, str], NodeState]]:
         runs = {
-            str(row[0]): run_from_record(tuple(row))
+            run_key(row["project"], row["run_id"]): run_from_record(tuple(row))
             for row in await conn.fetch(
                 f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ANY($1::text[])", list(run_ids)
             )
         }
         nodes = {
-            (str(row[0]), str(row[1])): node_from_row(tuple(row))
+            (run_key(row["project"], row["run_id"]), str(row["span_id"])): node_from_row(tuple(row))
             for row in await conn.fetch(
                 f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id = ANY($1::text[])", list(run_ids)
             )

@@ -24,6 +24,7 @@ from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
 from flowledger.receiver.store.postgres._coverage import COVERAGE_PG_INDEXES
 from flowledger.receiver.store.postgres._dialect import table_ddl
 from flowledger.receiver.store.postgres._logs import LOGS_PG_SCHEMA
+from flowledger.receiver.store.postgres._namespace import PG_SPACE
 from flowledger.receiver.store.postgres._otlp_logs import OTLP_LOGS_PG_SCHEMA
 from flowledger.receiver.store.postgres._otlp_metrics import METRICS_PG_SCHEMA
 from flowledger.receiver.store.postgres._purge import PURGED_TOTALS_PG_SCHEMA
@@ -129,6 +130,36 @@ CREATE INDEX node_runs_by_start ON node_runs (run_id, started_at, attempt, item,
 """
 
 
+_NODE_RUNS_PROJECT: Final = f"""
+-- An attempt carries its run's project (NodeState.project; a database made since has it from the first script).
+ALTER TABLE node_runs ADD COLUMN IF NOT EXISTS project {TEXT};
+UPDATE node_runs n SET project = r.project FROM runs r WHERE r.run_id = n.run_id;
+"""
+
+_IDS_PER_PROJECT: Final = f"""
+-- Run and event ids are unique per project (see store._namespace). An entry's namespace is its hashed
+-- project, read from the entry itself: no column can be edited apart from what the hash covers.
+CREATE FUNCTION flowledger_entry_project(entry bytea) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT coalesce(convert_from(entry, 'UTF8')::jsonb ->> 'project', '') $$;
+ALTER TABLE ledger DROP CONSTRAINT ledger_event_id_key;
+CREATE UNIQUE INDEX ledger_event_once ON ledger (event_id, flowledger_entry_project(entry));
+DROP INDEX ledger_by_run;
+CREATE INDEX ledger_by_run ON ledger (run_id, flowledger_entry_project(entry));
+ALTER TABLE runs DROP CONSTRAINT runs_pkey;
+CREATE UNIQUE INDEX runs_once ON runs (run_id, {PG_SPACE.format("")});
+ALTER TABLE node_runs DROP CONSTRAINT node_runs_pkey;
+CREATE UNIQUE INDEX node_runs_once ON node_runs (run_id, {PG_SPACE.format("")}, span_id);
+DROP INDEX node_runs_by_start;
+CREATE INDEX node_runs_by_start ON node_runs (run_id, {PG_SPACE.format("")}, started_at, attempt, item, span_id);
+DROP INDEX logs_by_attempt;
+UPDATE logs l SET project = r.project FROM runs r WHERE r.run_id = l.run_id AND l.project IS NULL;
+CREATE INDEX logs_by_attempt ON logs (run_id, {PG_SPACE.format("")}, span_id, id);
+ALTER TABLE log_drops ADD COLUMN project {TEXT};
+UPDATE log_drops d SET project = r.project FROM runs r WHERE r.run_id = d.run_id;
+ALTER TABLE log_drops DROP CONSTRAINT log_drops_pkey;
+CREATE UNIQUE INDEX log_drops_once ON log_drops (run_id, {PG_SPACE.format("")}, span_id);
+"""
+
 MIGRATIONS: Final[tuple[str, ...]] = (
     _REFUSE + _V1_LEDGER + _V1_PROJECTIONS,
     LOGS_PG_SCHEMA,
@@ -138,6 +169,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     OTLP_LOGS_PG_SCHEMA,
     METRICS_PG_SCHEMA,
     COVERAGE_PG_INDEXES,
+    _NODE_RUNS_PROJECT,
+    _IDS_PER_PROJECT,
 )
 """Each script brings the schema one version up; append new ones at the end."""
 

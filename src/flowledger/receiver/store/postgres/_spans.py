@@ -55,18 +55,23 @@ async def pg_trace(
         f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = $1{scope} ORDER BY start_ns, span_id", *params
     )
     run_rows = await conn.fetch(
-        "SELECT r.run_id, sp.body::json #>> '{data,span_id}', fp.body::json #>> '{data,span_id}' "
-        "FROM runs r LEFT JOIN ledger s ON s.event_id = r.started_event_id "
-        "LEFT JOIN payloads sp ON sp.seq = s.seq "
-        "LEFT JOIN ledger f ON f.event_id = r.finished_event_id LEFT JOIN payloads fp ON fp.seq = f.seq "
+        "SELECT r.run_id, sp.body::json #>> '{data,span_id}', fp.body::json #>> '{data,span_id}', "
+        "coalesce(r.project, '') FROM runs r LEFT JOIN ledger s ON s.event_id = r.started_event_id "
+        "AND flowledger_entry_project(s.entry) = coalesce(r.project, '') LEFT JOIN payloads sp ON sp.seq = s.seq "
+        "LEFT JOIN ledger f ON f.event_id = r.finished_event_id "
+        "AND flowledger_entry_project(f.entry) = coalesce(r.project, '') LEFT JOIN payloads fp ON fp.seq = f.seq "
         f"WHERE r.trace_id = $1{scope.replace('project', 'r.project')} ORDER BY r.started_at NULLS FIRST, r.run_id",
         *params,
     )
     run_ids = [str(row[0]) for row in run_rows]
     nodes: dict[str, dict[str, Any]] = {}
     for run_id, span_id, node_id, attempt, item in await conn.fetch(
-        "SELECT run_id, span_id, node_id, attempt, item FROM node_runs WHERE run_id = ANY($1::text[])", run_ids
+        "SELECT n.run_id, n.span_id, n.node_id, n.attempt, n.item FROM node_runs n "
+        "JOIN unnest($1::text[], $2::text[]) AS k (run_id, space) "
+        "ON n.run_id = k.run_id AND coalesce(n.project, '') = k.space",
+        run_ids,
+        [str(row[3]) for row in run_rows],
     ):
         nodes[span_id] = {"run_id": run_id, "node_id": node_id, "attempt": attempt, "item": item}
-    runs = {str(span): str(run_id) for run_id, *spans in run_rows for span in spans if span}
+    runs = {str(span): str(run_id) for run_id, *spans, _space in run_rows for span in spans if span}
     return [span_json(row) for row in rows], TraceLinks(runs=runs, nodes=nodes, run_ids=run_ids)

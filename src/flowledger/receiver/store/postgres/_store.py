@@ -40,6 +40,7 @@ from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
 from flowledger.receiver.store._logs import LOG_PAGE_MAX, LOGS_INLINE_MAX, AttemptLogs, LogDrop, LogRow, LogSource
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier
+from flowledger.receiver.store._namespace import one_namespace
 from flowledger.receiver.store._otlp_logs import OtlpLogRow
 from flowledger.receiver.store._otlp_metrics import MetricPointRow, MetricsOutcome
 from flowledger.receiver.store._protocol import (
@@ -86,6 +87,7 @@ from flowledger.receiver.store.postgres._coverage import pg_coverage
 from flowledger.receiver.store.postgres._dialect import numbered, payload_sql
 from flowledger.receiver.store.postgres._evidence import pg_resume_chain, pg_resume_evidence
 from flowledger.receiver.store.postgres._logs import append_pg_logs, attach_pg_logs, pg_attempt_logs
+from flowledger.receiver.store.postgres._namespace import PG_NAMESPACES_SQL, PG_SPACE, pg_run_scope
 from flowledger.receiver.store.postgres._otlp_logs import link_pg_otlp_logs, pg_otlp_logs, store_pg_otlp_logs
 from flowledger.receiver.store.postgres._otlp_metrics import pg_metric_series, store_pg_metric_points
 from flowledger.receiver.store.postgres._projector import PgProjector, columns_of, run_from_record, save_pg_runs
@@ -125,6 +127,10 @@ _RUN_PAYLOADS_SELECT: Final = select_list(detail_fields(RUN_FIELDS), "r", payloa
 _RUN_PAYLOADS_FROM: Final = (
     "runs r LEFT JOIN payloads ls ON ls.seq = r.input_seq LEFT JOIN payloads lf ON lf.seq = r.output_seq"
 )
+_ONE_RUN_SQL: Final = (
+    f"SELECT {_RUN_SELECT}, {_RUN_PAYLOADS_SELECT} FROM {_RUN_PAYLOADS_FROM} WHERE {pg_run_scope(1, 'r.')}"
+)
+"""One run with its payloads: ``$1`` its id, ``$2`` its namespace."""
 _NODE_SELECT: Final = (
     select_list(stored_fields(NODE_FIELDS), "n", payload_sql(NODE_PAYLOAD_SQL))
     + " FROM node_runs n LEFT JOIN payloads li ON li.seq = n.input_seq LEFT JOIN payloads lo ON lo.seq = n.output_seq"
@@ -142,7 +148,11 @@ _SWEEP_SQL: Final = (
     f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE status = '{RunStatus.RUNNING.value}' AND last_seen_at < $1 "
     "FOR UPDATE"
 )
-_LAST_HEARD_SQL: Final = "SELECT max(received_at) FROM ledger WHERE run_id = $1"
+_LAST_HEARD_SQL: Final = (
+    "SELECT max(received_at) FROM ledger WHERE run_id = $1 AND flowledger_entry_project(entry) = $2"
+)
+_RUN: Final = f"run_id, {PG_SPACE.format('')}"
+"""What names a run (its id and its project's namespace), as a row value."""
 _VERIFY_SQL: Final = (
     "SELECT l.seq, l.event_id, l.run_id, l.kind, l.ts, l.entry, l.payload_hash, l.prev_hash, l.hash, "
     "convert_to(p.body, 'UTF8') FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
@@ -273,18 +283,21 @@ class PostgresStore:
         try:
             async with self._chain_transaction() as conn:
                 ids = list({e.event_id for e in events})
-                stored = {
-                    row[0]: bytes(row[1])
+                stored = {  # an event is its project and its id
+                    (row[0], row[1]): bytes(row[2])
                     for row in await conn.fetch(
-                        "SELECT event_id, payload_hash FROM ledger WHERE event_id = ANY($1::text[])", ids
+                        "SELECT flowledger_entry_project(entry), event_id, payload_hash FROM ledger "
+                        "WHERE event_id = ANY($1::text[])",
+                        ids,
                     )
                 }
                 digests = [payload_hash(e.body_bytes) for e in events]
                 fresh: list[int] = []
                 for i, event in enumerate(events):
-                    prior = stored.get(event.event_id)
+                    key = (event.project or "", event.event_id)
+                    prior = stored.get(key)
                     if prior is None:
-                        stored[event.event_id] = digests[i]
+                        stored[key] = digests[i]
                         fresh.append(i)
                     elif prior == digests[i]:
                         results[i] = (EventOutcome.DUPLICATE, None)
@@ -302,13 +315,7 @@ class PostgresStore:
                 payloads: list[tuple[int, str]] = []
                 blobs: dict[str, str] = {}
                 for i in fresh:
-                    event = events[i]
-                    if event.project is not None:
-                        owner = projector.project_of(event.run_id)
-                        if owner is not None and owner != event.project:
-                            reason = f"run_id {event.run_id} cannot be used with this API key; give each run a new id"
-                            results[i] = (EventOutcome.FORBIDDEN, reason)
-                            continue
+                    event = events[i]  # another project's run of the same id is another run
                     seq += 1
                     event.seq = seq
                     projector.apply(event, event.producer_id, event.producer_seq)
@@ -396,7 +403,7 @@ class PostgresStore:
                     threshold_s = max(stuck_after_s, heartbeats * (run.heartbeat_interval_s or 0.0))
                     if run.last_seen_at is None or epoch_s(run.last_seen_at) > now_dt - threshold_s:
                         continue
-                    heard = await conn.fetchval(_LAST_HEARD_SQL, run.run_id)
+                    heard = await conn.fetchval(_LAST_HEARD_SQL, run.run_id, run.project or "")
                     if heard is not None and epoch_s(heard) > now_dt - threshold_s:
                         continue
                     reason = f"no event since {run.last_seen_at}: more than {threshold_s:g} s without a heartbeat"
@@ -474,16 +481,13 @@ class PostgresStore:
     async def get_run(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
         """One run with its payloads and node attempts in start order."""
         async with self._reader() as conn:
-            row = await conn.fetchrow(
-                f"SELECT {_RUN_SELECT}, {_RUN_PAYLOADS_SELECT} FROM {_RUN_PAYLOADS_FROM} WHERE r.run_id = $1", run_id
-            )
-            if row is None:
+            space = one_namespace(run_id, project, await conn.fetch(PG_NAMESPACES_SQL, run_id))
+            row = None if space is None else await conn.fetchrow(_ONE_RUN_SQL, run_id, space)
+            if space is None or row is None:
                 return None
             run = run_json(row, detail=True)
-            if project is not None and run["project"] != project:
-                return None
-            run["nodes"] = await _nodes_of(conn, run_id, logs_inline=LOGS_INLINE_MAX)
-            run["children"] = await _children(conn, run_id, project)
+            run["nodes"] = await _nodes_of(conn, run_id, space, logs_inline=LOGS_INLINE_MAX)
+            run["children"] = await _children(conn, run_id, space)
         return with_fingerprints(run)
 
     async def iter_runs(self, query: RunQuery, *, with_nodes: bool) -> AsyncIterator[dict[str, Any]]:
@@ -508,7 +512,7 @@ class PostgresStore:
                 for row in rows:
                     run = run_json(row, detail=with_nodes)
                     if with_nodes:
-                        run["nodes"] = await _nodes_of(conn, run["run_id"], logs_inline=None)
+                        run["nodes"] = await _nodes_of(conn, run["run_id"], run["project"] or "", logs_inline=None)
                     yield run
                 last = run_json(rows[-1])
                 cursor = RunPageCursor(last["started_at"] or "", last["run_id"])
@@ -539,6 +543,7 @@ class PostgresStore:
                 silent = int(
                     await conn.fetchval(
                         "SELECT count(*) FROM producers p JOIN runs r ON r.run_id = p.last_run_id "
+                        "AND coalesce(r.project, '') = coalesce(p.project, '') "
                         f"WHERE p.last_ts < $1 AND r.status IN ('{RunStatus.RUNNING.value}', "
                         f"'{RunStatus.STUCK.value}') {silent_scope}",
                         silent_before,
@@ -647,12 +652,11 @@ class PostgresStore:
     async def run_proof(self, run_id: str, tree_size: int, *, project: str | None = None) -> list[EntryProof]:
         """A run's entries among the first ``tree_size``, with audit paths; [] for another project's run."""
         async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            if project is not None:
-                owner = await conn.fetchrow("SELECT project FROM runs WHERE run_id = $1", run_id)
-                if owner is None or owner[0] != project:
-                    return []
+            space = one_namespace(run_id, project, await conn.fetch(PG_NAMESPACES_SQL, run_id))
+            if project is not None and space is None:
+                return []
             try:
-                return await pg_run_proof(conn, run_id, tree_size)
+                return await pg_run_proof(conn, run_id, space, tree_size)
             except LookupError as exc:
                 raise StoreError(f"cannot prove run {run_id}: {exc}") from exc
 
@@ -813,14 +817,13 @@ class PostgresStore:
     async def run_header(self, run_id: str, *, project: str | None) -> dict[str, Any] | None:
         """One run without its nodes, with an overview of its attempts; its error names its group."""
         async with self._snapshot() as conn:
-            row = await conn.fetchrow(
-                f"SELECT {_RUN_SELECT}, {_RUN_PAYLOADS_SELECT} FROM {_RUN_PAYLOADS_FROM} WHERE r.run_id = $1", run_id
-            )
-            if row is None or (project is not None and row["project"] != project):
+            space = one_namespace(run_id, project, await conn.fetch(PG_NAMESPACES_SQL, run_id))
+            row = None if space is None else await conn.fetchrow(_ONE_RUN_SQL, run_id, space)
+            if space is None or row is None:
                 return None
             run = pg_run_header(row)
-            run["attempts"] = await pg_attempts_overview(conn, run_id, run)
-            run["children"] = await _children(conn, run_id, project)
+            run["attempts"] = await pg_attempts_overview(conn, run_id, space, run)
+            run["children"] = await _children(conn, run_id, space)
         return with_fingerprints(run)
 
     async def attempts_page(
@@ -844,10 +847,9 @@ class PostgresStore:
         """The input or output of a run as stored JSON text."""
         column = check_run_payload_kind(kind)
         async with self._reader() as conn:
-            row = await conn.fetchrow(
-                f"SELECT r.project, {_RUN_PAYLOADS_SELECT} FROM {_RUN_PAYLOADS_FROM} WHERE r.run_id = $1", run_id
-            )
-        if row is None or (project is not None and row["project"] != project):
+            space = one_namespace(run_id, project, await conn.fetch(PG_NAMESPACES_SQL, run_id))
+            row = None if space is None else await conn.fetchrow(_ONE_RUN_SQL, run_id, space)
+        if row is None:
             return None
         text: str | None = row[column]
         return text
@@ -914,22 +916,28 @@ def _keyset(cursor: RunPageCursor | None) -> tuple[str, list[Any]]:
     return " AND ((r.started_at, r.run_id) < (?, ?) OR r.started_at IS NULL)", [cursor.started_at, cursor.run_id]
 
 
-async def _nodes_of(conn: asyncpg.Connection, run_id: str, *, logs_inline: int | None) -> list[dict[str, Any]]:
+async def _nodes_of(
+    conn: asyncpg.Connection, run_id: str, space: str, *, logs_inline: int | None
+) -> list[dict[str, Any]]:
     """A run's attempts in start order, each with its log lines (at most ``logs_inline`` of them; None: all)."""
     rows = await conn.fetch(
-        f"SELECT {_NODE_SELECT} WHERE n.run_id = $1 "
+        f"SELECT {_NODE_SELECT} WHERE {pg_run_scope(1, 'n.')} "
         "ORDER BY n.started_at NULLS FIRST, n.attempt NULLS FIRST, n.item NULLS FIRST, n.span_id",  # as SQLite sorts
         run_id,
+        space,
     )
     nodes = [node_json(row) for row in rows]
-    await attach_pg_logs(conn, run_id, nodes, logs_inline)
+    await attach_pg_logs(conn, run_id, space, nodes, logs_inline)
     return nodes
 
 
-async def _children(conn: asyncpg.Connection, run_id: str, project: str | None) -> dict[str, Any]:
-    """A run's ``children``: the newest it started and how many (capped), as :mod:`.._children` shapes them."""
-    scope = " AND project = $2" if project is not None else ""
-    scope_params = [project] if project is not None else []
+async def _children(conn: asyncpg.Connection, run_id: str, space: str) -> dict[str, Any]:
+    """A run's ``children``: the newest it started and how many (capped), as :mod:`.._children` shapes them.
+
+    A parent run id names a run of the child's own project: ``space`` is the parent's.
+    """
+    scope = f" AND {PG_SPACE.format('')} = $2"
+    scope_params = [space]
     where = f"parent_run_id = $1{scope}"
     n = 2 + len(scope_params)
     listed = await conn.fetch(
@@ -979,32 +987,33 @@ async def _refold(conn: asyncpg.Connection) -> Drift:
     # Stuck is the sweeper's verdict, not the ledger's: keep it for runs still running.
     await conn.execute(
         f"UPDATE runs SET status = '{RunStatus.STUCK.value}', stuck_reason = o.stuck_reason FROM old_runs o "
-        f"WHERE o.run_id = runs.run_id AND runs.status = '{RunStatus.RUNNING.value}' "
+        f"WHERE o.run_id = runs.run_id AND coalesce(o.project, '') = coalesce(runs.project, '') "
+        f"AND runs.status = '{RunStatus.RUNNING.value}' "
         f"AND o.status = '{RunStatus.STUCK.value}'"
     )
     drift.runs_missing = [
-        r[0] for r in await conn.fetch("SELECT run_id FROM runs EXCEPT SELECT run_id FROM old_runs ORDER BY 1")
+        r[0] for r in await conn.fetch(f"SELECT {_RUN} FROM runs EXCEPT SELECT {_RUN} FROM old_runs ORDER BY 1")
     ]
     drift.runs_extra = [
-        r[0] for r in await conn.fetch("SELECT run_id FROM old_runs EXCEPT SELECT run_id FROM runs ORDER BY 1")
+        r[0] for r in await conn.fetch(f"SELECT {_RUN} FROM old_runs EXCEPT SELECT {_RUN} FROM runs ORDER BY 1")
     ]
     drift.runs_changed = [
         r[0]
         for r in await conn.fetch(
             "SELECT run_id FROM (SELECT * FROM runs EXCEPT SELECT * FROM old_runs) d "
-            "WHERE run_id IN (SELECT run_id FROM old_runs) ORDER BY run_id"
+            f"WHERE ({_RUN}) IN (SELECT {_RUN} FROM old_runs) ORDER BY run_id"
         )
     ]
     drift.nodes_missing = int(
         await conn.fetchval(
-            "SELECT count(*) FROM (SELECT run_id, span_id FROM node_runs "
-            "EXCEPT SELECT run_id, span_id FROM old_node_runs) d"
+            f"SELECT count(*) FROM (SELECT {_RUN}, span_id FROM node_runs "
+            f"EXCEPT SELECT {_RUN}, span_id FROM old_node_runs) d"
         )
     )
     drift.nodes_extra = int(
         await conn.fetchval(
-            "SELECT count(*) FROM (SELECT run_id, span_id FROM old_node_runs "
-            "EXCEPT SELECT run_id, span_id FROM node_runs) d"
+            f"SELECT count(*) FROM (SELECT {_RUN}, span_id FROM old_node_runs "
+            f"EXCEPT SELECT {_RUN}, span_id FROM node_runs) d"
         )
     )
     drift.nodes_changed = (

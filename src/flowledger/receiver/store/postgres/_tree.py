@@ -149,15 +149,20 @@ async def pg_inclusion_path(conn: asyncpg.Connection, index: int, size: int) -> 
     return inclusion_path(index, size, lambda level, i: hashes[(level, i)])
 
 
-async def pg_run_proof(conn: asyncpg.Connection, run_id: str, tree_size: int) -> list[EntryProof]:
-    """The entries of a run among the first ``tree_size``, each with its payload and audit path."""
+async def pg_run_proof(conn: asyncpg.Connection, run_id: str, space: str | None, tree_size: int) -> list[EntryProof]:
+    """The entries of a run among the first ``tree_size``, each with its payload and audit path.
+
+    ``space`` is the run's project ('' for none); None takes the entries of ``run_id`` in every project.
+    """
     if tree_size > int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger")):
         raise LookupError(f"the ledger has fewer than {tree_size} entries now")
     rows = await conn.fetch(
         "SELECT l.seq, l.entry, convert_to(p.body, 'UTF8') FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
-        "WHERE l.run_id = $1 AND l.seq <= $2 ORDER BY l.seq",
+        "WHERE l.run_id = $1 AND ($3::text IS NULL OR flowledger_entry_project(l.entry) = $3) AND l.seq <= $2 "
+        "ORDER BY l.seq",
         run_id,
         tree_size,
+        space,
     )
     seqs = [int(row[0]) for row in rows]
     wanted: set[tuple[int, int]] = set()

@@ -23,6 +23,7 @@ import asyncpg
 from flowledger._exceptions import NotBuiltError, QueryError
 from flowledger._money import nanos_to_usd
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
+from flowledger.receiver.store._namespace import one_namespace
 from flowledger.receiver.store._query import node_json, run_json
 from flowledger.receiver.store._records import RUN_FIELDS, detail_fields, field_value
 from flowledger.receiver.store._time import epoch_s
@@ -49,6 +50,7 @@ from flowledger.receiver.store._views import (
     RunPageCursor,
 )
 from flowledger.receiver.store.postgres._dialect import numbered
+from flowledger.receiver.store.postgres._namespace import PG_NAMESPACES_SQL, pg_run_scope
 
 __all__ = [
     "check_run_payload_kind",
@@ -235,9 +237,14 @@ async def pg_facets(conn: asyncpg.Connection, *, project: str | None) -> dict[st
     }
 
 
-async def _visible(conn: asyncpg.Connection, run_id: str, project: str | None) -> bool:
-    row = await conn.fetchrow("SELECT project FROM runs WHERE run_id = $1", run_id)
-    return row is not None and (project is None or row[0] == project)
+async def _namespace(conn: asyncpg.Connection, run_id: str, project: str | None) -> str | None:
+    """The namespace of the run ``run_id`` names for this reader (see :mod:`.._namespace`); None if unknown."""
+    return one_namespace(run_id, project, await conn.fetch(PG_NAMESPACES_SQL, run_id))
+
+
+def _node_sql(node_select: str) -> str:
+    """One attempt: ``$1`` its run's id, ``$2`` the run's namespace, ``$3`` its span."""
+    return f"SELECT {node_select} WHERE {pg_run_scope(1, 'n.')} AND n.span_id = $3"
 
 
 def pg_run_header(row: asyncpg.Record) -> dict[str, Any]:
@@ -257,11 +264,13 @@ def pg_run_header(row: asyncpg.Record) -> dict[str, Any]:
     return run
 
 
-async def pg_attempts_overview(conn: asyncpg.Connection, run_id: str, run: dict[str, Any]) -> dict[str, Any]:
+async def pg_attempts_overview(
+    conn: asyncpg.Connection, run_id: str, space: str, run: dict[str, Any]
+) -> dict[str, Any]:
     """Counts by status, the time span, the failing node, and how many attempts ran at once over time."""
     by_status = dict.fromkeys((s.value for s in NodeStatus), 0)
     for status, count in await conn.fetch(
-        "SELECT status, count(*) FROM node_runs WHERE run_id = $1 GROUP BY status", run_id
+        f"SELECT status, count(*) FROM node_runs WHERE {pg_run_scope(1)} GROUP BY status", run_id, space
     ):
         name = status or NodeStatus.RUNNING.value
         by_status[name] = by_status.get(name, 0) + int(count)
@@ -269,18 +278,20 @@ async def pg_attempts_overview(conn: asyncpg.Connection, run_id: str, run: dict[
         (float(start), None if end is None else float(end))
         for start, end in await conn.fetch(
             f"SELECT {_EPOCH_S.format('started_at')}, {_EPOCH_S.format('completed_at')} FROM node_runs "
-            "WHERE run_id = $1 AND started_at IS NOT NULL AND status IS DISTINCT FROM $2",
+            f"WHERE {pg_run_scope(1)} AND started_at IS NOT NULL AND status IS DISTINCT FROM $3",
             run_id,
+            space,
             NodeStatus.SKIPPED.value,
         )
     ]
     failing = (run.get("error") or {}).get("node_id")
     # The attempt to open for "failing node": its last failed attempt (the error that ended it).
     failed = await conn.fetchrow(
-        "SELECT n.node_id, n.span_id FROM node_runs n WHERE n.run_id = $1 AND n.status = $2 "
-        "ORDER BY n.node_id IS DISTINCT FROM $3, n.started_at DESC NULLS LAST, n.attempt DESC NULLS LAST, "
+        f"SELECT n.node_id, n.span_id FROM node_runs n WHERE {pg_run_scope(1, 'n.')} AND n.status = $3 "
+        "ORDER BY n.node_id IS DISTINCT FROM $4, n.started_at DESC NULLS LAST, n.attempt DESC NULLS LAST, "
         "n.item NULLS FIRST, n.span_id LIMIT 1",
         run_id,
+        space,
         NodeStatus.FAILED.value,
         failing,
     )
@@ -316,15 +327,17 @@ async def pg_attempts_page(
     conn: asyncpg.Connection, run_id: str, *, project: str | None, offset: int, limit: int
 ) -> dict[str, Any] | None:
     """Attempts ``offset`` to ``offset + limit`` of a run in start order, without payloads; None if unknown."""
-    if not await _visible(conn, run_id, project):
+    space = await _namespace(conn, run_id, project)
+    if space is None:
         return None
     rows = await conn.fetch(
-        f"SELECT {ATTEMPT_SELECT} FROM node_runs n WHERE n.run_id = $1 {_ATTEMPT_ORDER} LIMIT $2 OFFSET $3",
+        f"SELECT {ATTEMPT_SELECT} FROM node_runs n WHERE {pg_run_scope(1, 'n.')} {_ATTEMPT_ORDER} LIMIT $3 OFFSET $4",
         run_id,
+        space,
         limit,
         offset,
     )
-    total = await conn.fetchval("SELECT count(*) FROM node_runs WHERE run_id = $1", run_id)
+    total = await conn.fetchval(f"SELECT count(*) FROM node_runs WHERE {pg_run_scope(1)}", run_id, space)
     return {"offset": offset, "total": int(total), "attempts": [attempt_row(row) for row in rows]}
 
 
@@ -332,9 +345,8 @@ async def pg_attempt_detail(
     conn: asyncpg.Connection, node_select: str, run_id: str, span_id: str, *, project: str | None
 ) -> dict[str, Any] | None:
     """One node attempt with its payloads (those over INLINE_PAYLOAD_MAX_CHARS listed in ``deferred``)."""
-    if not await _visible(conn, run_id, project):
-        return None
-    row = await conn.fetchrow(f"SELECT {node_select} WHERE n.run_id = $1 AND n.span_id = $2", run_id, span_id)
+    space = await _namespace(conn, run_id, project)
+    row = None if space is None else await conn.fetchrow(_node_sql(node_select), run_id, space, span_id)
     if row is None:
         return None
     values = dict(row)
@@ -349,9 +361,11 @@ async def pg_attempt_detail(
     key = "(coalesce(n.started_at, ''), coalesce(n.attempt, -1), coalesce(n.item, -1), n.span_id)"
     node["index"] = int(
         await conn.fetchval(
-            f"SELECT count(*) FROM node_runs n, node_runs t WHERE t.run_id = $1 AND t.span_id = $2 "
-            f"AND n.run_id = t.run_id AND {key} < {key.replace('n.', 't.')}",
+            f"SELECT count(*) FROM node_runs n, node_runs t WHERE {pg_run_scope(1, 't.')} AND t.span_id = $3 "
+            "AND n.run_id = t.run_id AND coalesce(n.project, '') = coalesce(t.project, '') "
+            f"AND {key} < {key.replace('n.', 't.')}",
             run_id,
+            space,
             span_id,
         )
     )
@@ -364,9 +378,8 @@ async def pg_node_payload(
     """One payload of a node attempt as stored JSON text (a stack as a JSON string); None if there is none."""
     if kind not in PAYLOAD_COLUMNS:
         raise QueryError(f"payload {str(kind)!r} is not one of {', '.join(PayloadKind)}")
-    if not await _visible(conn, run_id, project):
-        return None
-    row = await conn.fetchrow(f"SELECT {node_select} WHERE n.run_id = $1 AND n.span_id = $2", run_id, span_id)
+    space = await _namespace(conn, run_id, project)
+    row = None if space is None else await conn.fetchrow(_node_sql(node_select), run_id, space, span_id)
     if row is None:
         return None
     text: str | None = row[PAYLOAD_COLUMNS[kind]]

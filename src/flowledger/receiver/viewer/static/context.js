@@ -41,6 +41,8 @@ export function contextFacts(run, fact) {
     list.append(h("li", { dataset: { runId: child.run_id } }, statusBadge(child.status), " ", h("a", { href: runHref(child.run_id), class: "mono child-link", text: shortId(child.run_id, 12) }), " ", h("span", { text: child.workflow_id || "–" })));
   }
   const count = `${children.count_capped ? "at least " : ""}${children.count}`;
-  const all = h("a", { href: `#/?parent_run_id=${encodeURIComponent(run.run_id)}`, id: "children-all", text: `all ${count} in the run list` });
+  // A parent run id names a run of the child's own project: the list shows that project's children only.
+  const inProject = run.project ? `&project=${encodeURIComponent(run.project)}` : "";
+  const all = h("a", { href: `#/?parent_run_id=${encodeURIComponent(run.run_id)}${inProject}`, id: "children-all", text: `all ${count} in the run list` });
   fact("Started runs", h("span", { text: `${count} ` }), all, list);
 }

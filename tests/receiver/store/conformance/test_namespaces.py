@@ -1,0 +1,196 @@
+"""Run and event ids are per project: another project's use of an id hides, blocks and reveals nothing.
+
+Project ``beta`` learns ``alpha``'s run id (from propagated trace context, say) and event ids, and
+sends events under them first; ``alpha``'s own events then arrive. Through the ``Store`` protocol and
+over a real socket with API keys on, for every engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from flowledger._exceptions import AmbiguousRunError
+from flowledger.receiver._config import ReceiverConfig
+from flowledger.receiver.store._protocol import EventOutcome, PurgeSelection, RunQuery, Store
+from tests.receiver._support import LiveReceiver, RunEvents, start_receiver, typical_run
+from tests.receiver.store.conformance.conftest import prepared
+
+_OWNER, _SQUATTER = "alpha", "beta"
+
+
+def _squatted(owner: RunEvents) -> list[dict[str, Any]]:
+    """``owner``'s events under the same run id and event ids, changed, in another project."""
+    events = copy.deepcopy(owner.events)
+    for event in events:
+        event["project"] = _SQUATTER
+        event["data"]["workflow_id"] = "squatter"
+        if event["kind"] == "run_finished":
+            event["data"].update(status="succeeded", output={"decision": "squat"})
+            event["data"].pop("error", None)
+    return [*events[:3], events[-1]]  # run_started, a node, run_finished: fewer attempts than the owner's
+
+
+@pytest.mark.asyncio
+async def test_an_id_used_first_by_another_project_hides_nothing(store: Store) -> None:
+    """beta squats alpha's run id and event ids first: alpha's run folds completely, beta's is a run of its own,
+    reads by one project never show the other's, both stay after a rebuild, and purging alpha's keeps beta's."""
+    owner = typical_run(project=_OWNER)
+    squat = _squatted(owner)
+    first = await store.append(prepared(squat, project=_SQUATTER))
+    assert [outcome for outcome, _ in first] == [EventOutcome.ACCEPTED] * len(squat)
+    later = await store.append(prepared(owner.events, project=_OWNER))
+    assert [outcome for outcome, _ in later] == [EventOutcome.ACCEPTED] * len(owner.events)
+    again = await store.append(prepared(owner.events, project=_OWNER))
+    assert {outcome for outcome, _ in again} == {EventOutcome.DUPLICATE}
+
+    mine = await store.get_run(owner.run_id, project=_OWNER)
+    theirs = await store.get_run(owner.run_id, project=_SQUATTER)
+    assert mine is not None
+    assert theirs is not None
+    assert (mine["status"], mine["workflow_id"], mine["project"]) == ("failed", "order-intake", _OWNER)
+    assert len(mine["nodes"]) == 6
+    assert mine["output"] == {"decision": "ship"}
+    assert (theirs["status"], theirs["workflow_id"], theirs["project"]) == ("succeeded", "squatter", _SQUATTER)
+    assert len(theirs["nodes"]) == 1
+    header = await store.run_header(owner.run_id, project=_OWNER)
+    assert header is not None
+    assert header["attempts"]["total"] == 6
+    page = await store.attempts_page(owner.run_id, project=_SQUATTER, offset=0, limit=50)
+    assert page is not None
+    assert page["total"] == 1
+
+    listed = await store.list_runs(RunQuery())
+    assert sorted(run["project"] for run in listed.runs if run["run_id"] == owner.run_id) == [_OWNER, _SQUATTER]
+    assert [run["project"] for run in (await store.list_runs(RunQuery(project=_SQUATTER))).runs] == [_SQUATTER]
+    with pytest.raises(AmbiguousRunError, match="more than one project"):
+        await store.get_run(owner.run_id)
+    assert (await store.stats()).ledger_events == len(squat) + len(owner.events)
+    assert (await store.verify()).ok
+
+    drift = await store.rebuild()
+    assert drift.clean, drift.as_json()
+    assert await store.get_run(owner.run_id, project=_OWNER) == mine
+
+    report = await store.purge(PurgeSelection(run_ids=(owner.run_id,), project=_OWNER, by="test"))
+    assert report.runs == [owner.run_id]
+    assert report.events == len(owner.events)
+    assert await store.get_run(owner.run_id, project=_OWNER) is None
+    kept = await store.get_run(owner.run_id)  # one project's run left: no ambiguity
+    assert kept == theirs
+    assert (await store.verify()).ok
+
+
+@pytest.mark.asyncio
+async def test_another_projects_run_looks_like_no_run(store: Store) -> None:
+    """To beta, alpha's run id is as unknown as an id nobody used: the same outcomes and the same empty reads."""
+    owner = typical_run(project=_OWNER)
+    await store.append(prepared(owner.events, project=_OWNER))
+    unused = RunEvents().run_id
+
+    def beta_heartbeat(run_id: str) -> dict[str, Any]:
+        probe = RunEvents(project=_SQUATTER).heartbeat()
+        probe.events[0]["run_id"] = run_id
+        return probe.events[0]
+
+    taken = await store.append(prepared([beta_heartbeat(owner.run_id)], project=_SQUATTER))
+    fresh = await store.append(prepared([beta_heartbeat(unused)], project=_SQUATTER))
+    assert taken == fresh == [(EventOutcome.ACCEPTED, None)]
+    reused = {**owner.events[1], "project": _SQUATTER, "run_id": RunEvents().run_id}  # an event id alpha stored
+    assert await store.append(prepared([reused], project=_SQUATTER)) == [(EventOutcome.ACCEPTED, None)]
+    for run_id in (owner.run_id, unused):
+        seen = await store.get_run(run_id, project=_SQUATTER)
+        assert seen is not None
+        assert (seen["nodes"], seen["status"]) == ([], "running")
+        assert await store.run_payload(run_id, "input", project=_SQUATTER) is None  # type: ignore[arg-type]
+        assert await store.resume_evidence(run_id, project=_SQUATTER) is not None
+    mine = await store.get_run(owner.run_id, project=_OWNER)
+    assert mine is not None
+    assert (mine["status"], len(mine["nodes"])) == ("failed", 6)
+
+
+_KEYS = {"token-alpha-0123": _OWNER, "token-beta-4567": _SQUATTER}
+
+
+@pytest.fixture
+def keyed(engine_kind: str, receiver_config: ReceiverConfig, request: pytest.FixtureRequest) -> Iterator[LiveReceiver]:
+    """A receiver with one API key per project, on the engine under test."""
+    config = replace(receiver_config, api_keys=_KEYS)
+    if engine_kind == "postgres":
+        config = replace(config, db_url=request.getfixturevalue("postgres_url"))
+    receiver = start_receiver(config)
+    yield receiver
+    receiver.stop()
+
+
+def _as(project: str) -> dict[str, str]:
+    token = next(token for token, name in _KEYS.items() if name == project)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_squatting_over_http_with_api_keys(keyed: LiveReceiver) -> None:
+    """Over a real socket with keys on: beta's squatting is accepted as beta's own run, alpha's events are all
+    accepted and fold into alpha's run, and beta's answers are the same as for an id nobody used."""
+    owner = typical_run()
+    squat = _squatted(owner)
+    for event in squat:
+        event["project"] = None  # the key says which project
+    assert keyed.post(squat, headers=_as(_SQUATTER)).json()["accepted"] == len(squat)
+    answer = keyed.post(owner.events, headers=_as(_OWNER)).json()
+    assert (answer["accepted"], answer["rejected"]) == (len(owner.events), [])
+    mine = keyed.get(f"/api/runs/{owner.run_id}", headers=_as(_OWNER)).json()
+    assert (mine["status"], mine["project"], len(mine["nodes"])) == ("failed", _OWNER, 6)
+    theirs = keyed.get(f"/api/runs/{owner.run_id}", headers=_as(_SQUATTER)).json()
+    assert (theirs["status"], theirs["project"], len(theirs["nodes"])) == ("succeeded", _SQUATTER, 1)
+    alone = typical_run()
+    keyed.post(alone.events, headers=_as(_OWNER))
+    unused = RunEvents().run_id
+    for path in ("/api/runs/{}", "/api/viewer/runs/{}", "/api/runs/{}/outputs", "/api/runs/{}/chain"):
+        hidden = keyed.get(path.format(alone.run_id), headers=_as(_SQUATTER))
+        nobody = keyed.get(path.format(unused), headers=_as(_SQUATTER))
+        assert hidden.status_code == nobody.status_code == 404, path
+        assert hidden.json()["error"].replace(alone.run_id, "ID") == nobody.json()["error"].replace(unused, "ID")
+    listed = keyed.get("/api/runs", headers=_as(_SQUATTER)).json()
+    assert [run["run_id"] for run in listed["runs"]] == [owner.run_id]
+    assert httpx.get(f"{keyed.url}/api/verify", headers=_as(_OWNER), timeout=30).json()["ok"] is True
+
+
+async def _delete_payload(engine_kind: str, request: pytest.FixtureRequest, tmp_path: Path, seq: int) -> None:
+    """Delete one payload row by hand, as an owner of the database could."""
+    if engine_kind == "postgres":
+        import asyncpg
+
+        conn = await asyncpg.connect(request.getfixturevalue("postgres_url"))
+        try:
+            await conn.execute("DELETE FROM payloads WHERE seq = $1", seq)
+        finally:
+            await conn.close()
+        return
+    with contextlib.closing(sqlite3.connect(tmp_path / "conformance.db")) as db, db:
+        db.execute("DELETE FROM payloads WHERE seq = ?", (seq,))
+
+
+@pytest.mark.asyncio
+async def test_a_purge_of_one_projects_run_explains_no_other_projects_erased_payload(
+    store: Store, engine_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """verify: a payload gone from beta's run is not covered by the purge of alpha's run of the same id."""
+    owner = typical_run(project=_OWNER)
+    squat = _squatted(owner)
+    await store.append(prepared(squat, project=_SQUATTER))
+    await store.append(prepared(owner.events, project=_OWNER))
+    await store.purge(PurgeSelection(run_ids=(owner.run_id,), project=_OWNER, by="test"))
+    assert (await store.verify()).ok
+    entries = await store.run_proof(owner.run_id, (await store.tree_head()).size, project=_SQUATTER)
+    await _delete_payload(engine_kind, request, tmp_path, entries[0].seq)
+    report = await store.verify()
+    assert not report.ok
+    assert f"no purge entry covers run {owner.run_id}" in (report.problem or "")
