@@ -237,9 +237,6 @@ if hasattr(os, "register_at_fork"):
 
 # --- timestamps ----------------------------------------------------------
 
-
-_SECONDS_FORMAT: Final = "%Y-%m-%dT%H:%M:%S"
-"""strftime format of a timestamp's whole seconds; ``.ffffffZ`` follows."""
 _ts_cache: tuple[int, str] = (-1, "")
 
 
@@ -248,8 +245,9 @@ def format_ts(epoch_ns: int) -> str:
     global _ts_cache
     seconds, ns = divmod(epoch_ns, 1_000_000_000)
     cached_second, prefix = _ts_cache  # one tuple: read and written atomically
-    if seconds != cached_second:  # strftime once per second
-        prefix = time.strftime(_SECONDS_FORMAT, time.gmtime(seconds))
+    if seconds != cached_second:  # the whole seconds formatted once per second
+        t = time.gmtime(seconds)  # years before 1000 too with four digits (strftime's %Y does not pad them)
+        prefix = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
         _ts_cache = (seconds, prefix)
     return f"{prefix}.{ns // 1000:06d}Z"
 
@@ -259,21 +257,18 @@ def now_ts() -> str:
     return format_ts(time.time_ns())
 
 
-_FOUR_DIGIT_YEAR: Final = 1000
-"""From this year on ``isoformat`` writes the year as ``strftime("%Y")`` does (before it, strftime does not pad)."""
 _MICROS_LEN: Final = len("2026-01-01T00:00:00.000000")
 
 
 def format_datetime(value: datetime) -> str:
-    """A datetime in the form :func:`format_ts` writes; a naive one is taken as UTC.
+    """A datetime in the form :func:`format_ts` writes (the year always in four digits); a naive one is taken as
+    UTC.
 
     OverflowError when making it UTC leaves the years 1 to 9999.
     """
     if value.tzinfo is not None:
         value = value.astimezone(UTC)
-    if value.year >= _FOUR_DIGIT_YEAR:  # the same text as strftime's, written several times faster
-        return value.isoformat(timespec="microseconds")[:_MICROS_LEN] + "Z"
-    return value.strftime(_SECONDS_FORMAT + ".%fZ")
+    return value.isoformat(timespec="microseconds")[:_MICROS_LEN] + "Z"
 
 
 def parse_ts(text: str) -> datetime:

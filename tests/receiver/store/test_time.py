@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import flowledger
 from flowledger._wire import format_datetime, format_ts
 from flowledger.receiver.store._fold import completed_at
-from flowledger.receiver.store._time import normalize_ts, ts_from_epoch_s
+from flowledger.receiver.store._time import normalize_ts, same_ts, ts_from_epoch_s
 
 PACKAGE = Path(flowledger.__file__).parent
 _HOME = "_wire.py"
@@ -42,7 +42,7 @@ def test_seconds_and_nanoseconds_give_the_same_text(micros: int) -> None:
     assert ts_from_epoch_s(micros / 1_000_000) == format_ts(int(micros / 1_000_000 * 1_000_000) * 1_000)
 
 
-@given(st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)))
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)))
 def test_normalised_text_is_the_wire_form(value: datetime) -> None:
     """normalize_ts of any RFC 3339 text is format_datetime of its instant, and that text is kept as it is."""
     text = format_datetime(value)
@@ -63,9 +63,25 @@ def test_completed_at_is_written_in_the_wire_form() -> None:
     st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
     st.sampled_from([None, UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-11))]),
 )
-def test_format_datetime_writes_what_strftime_writes(value: datetime, zone: timezone | None) -> None:
-    """The isoformat fast path of format_datetime gives strftime's text for every instant, naive or aware."""
+def test_format_datetime_writes_strftimes_text_with_a_four_digit_year(value: datetime, zone: timezone | None) -> None:
+    """format_datetime gives strftime's text for every instant, naive or aware, with the year always in four digits
+    (strftime's %Y leaves years before 1000 unpadded, and such a text would sort after 2026)."""
     if zone is not None:
         value = value.replace(tzinfo=zone)
     utc = value.astimezone(UTC) if zone is not None else value
-    assert format_datetime(value) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert format_datetime(value) == f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.%fZ")
+
+
+@given(st.lists(st.datetimes(min_value=datetime(1, 1, 1), timezones=st.just(UTC)), min_size=2, max_size=5))
+def test_timestamps_sort_as_their_instants_do(values: list[datetime]) -> None:
+    """Stores cut ranges and buckets by comparing the text: its order is the instants' order, in every year."""
+    assert sorted(values, key=format_datetime) == sorted(values)
+
+
+def test_a_timestamp_written_unpadded_by_an_earlier_receiver_still_matches() -> None:
+    """Ledger entries hashed when years before 1000 were written unpadded still match their event's ts."""
+    assert same_ts("0500-01-01T00:00:00.000000Z", "0500-01-01T01:00:00+01:00")
+    assert same_ts("500-01-01T00:00:00.000000Z", "0500-01-01T01:00:00+01:00")
+    assert same_ts("2026-01-01T00:00:00.000000Z", "2026-01-01T00:00:00Z")
+    assert not same_ts("500-01-01T00:00:00.000000Z", "0500-01-01T00:00:01Z")
+    assert not same_ts("026-01-01T00:00:00.000000Z", "2026-01-01T00:00:00Z")

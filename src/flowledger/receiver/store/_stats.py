@@ -630,9 +630,9 @@ _BEFORE_YEAR_1000: Final = "0000-01-01T00:00:00.000000Z"
 
 
 def _four_digit_year(ts: str | None) -> str | None:
-    """``ts``, or :data:`_BEFORE_YEAR_1000` when its year has fewer than four digits (timestamps before the year
-    1000 are written unpadded, as ``strftime`` does), so that the rows' buckets can be cut from it."""
-    return ts if ts is None or ts[4:5] == "-" else _BEFORE_YEAR_1000
+    """``ts``, or :data:`_BEFORE_YEAR_1000` when its year has fewer than four digits (earlier receivers wrote
+    years before 1000 unpadded, as ``strftime`` does), so that the rows' buckets can be cut from it."""
+    return ts if ts is None or (ts[:4].isdigit() and ts[4:5] == "-") else _BEFORE_YEAR_1000
 
 
 _AFTER_YEAR_9999: Final = "9999-12-32T00:00:00.000000Z"

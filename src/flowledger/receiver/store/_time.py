@@ -11,7 +11,7 @@ from typing import Final
 
 from flowledger._wire import format_datetime, format_ts
 
-__all__ = ["epoch_s", "hour_of", "normalize_ts", "ts_from_epoch_s"]
+__all__ = ["epoch_s", "hour_of", "normalize_ts", "same_ts", "ts_from_epoch_s"]
 
 _TS_LEN: Final = len("2026-01-01T00:00:00.000000Z")
 
@@ -32,6 +32,16 @@ def normalize_ts(text: str) -> str:
         return format_datetime(value)
     except OverflowError:
         raise ValueError(f"timestamp {text!r} is outside the years 1 to 9999 in UTC") from None
+
+
+def same_ts(stored: str, text: str) -> bool:
+    """Whether ``stored``, a timestamp as the store wrote it, is the normalisation of ``text``.
+
+    Earlier receivers wrote years before 1000 unpadded, as ``strftime`` does (``500-01-01T…``); a ledger entry
+    hashed then still matches. ValueError or TypeError as for :func:`normalize_ts`.
+    """
+    normal = normalize_ts(text)
+    return stored == normal or (normal[0] == "0" and stored == normal.lstrip("0"))
 
 
 def epoch_s(ts: str) -> float:

@@ -30,7 +30,7 @@ from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
 from flowledger.receiver.store._entry import PURGE_KIND, parse_entry, payload_hash
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier, leaf_hash
 from flowledger.receiver.store._protocol import VerifyReport
-from flowledger.receiver.store._time import normalize_ts
+from flowledger.receiver.store._time import same_ts
 
 __all__ = ["FORMAT1_COLUMNS", "EntryRow", "EntryWalker", "Format1Walker", "LedgerRow", "parse_checkpoint"]
 
@@ -165,7 +165,7 @@ class EntryWalker:
         if body.get("event_id") != event_id or body.get("run_id") != run_id or body.get("kind") != kind:
             return "its payload is the body of another event (event_id, run_id or kind differ from the entry)"
         try:
-            if normalize_ts(body.get("ts")) != ts:
+            if not same_ts(ts, body.get("ts")):
                 return "its payload's ts differs from the entry's"
         except (TypeError, ValueError):
             return "its payload's ts cannot be read"
@@ -260,7 +260,7 @@ def _edited_column(body: bytes, event_id: str, run_id: str, kind: str, ts: str) 
     """The first format-1 column that does not match the hashed body, or None."""
     try:
         event: Any = orjson.loads(body)
-        said = (event["event_id"], event["run_id"], event["kind"], normalize_ts(event["ts"]))
+        said = (event["event_id"], event["run_id"], event["kind"], ts if same_ts(ts, event["ts"]) else None)
     except (ValueError, KeyError, TypeError):
         return "body"
     columns = (event_id, run_id, kind, ts)
