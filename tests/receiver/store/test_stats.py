@@ -52,14 +52,20 @@ def test_percentiles_of_added_histograms_are_within_the_stated_bound(durations: 
     the exact nearest-rank percentile of all the durations, from 1 µs to 10**10 ms; zero exactly."""
     left, right = _histogram(durations[:split]), _histogram(durations[split:])
     total = _stats._Sums()
+    blobs: list[bytes] = []
     for part in (left, right):
         stored = _stats._Sums(duration_min=part.duration_min, duration_max=part.duration_max)
         if part.histogram:
-            stored.histogram = decode_histogram(encode_histogram(part.histogram))
+            blobs.append(encode_histogram(part.histogram))
+            stored.histogram = decode_histogram(blobs[-1])
             assert stored.histogram == part.histogram
         total.merge(stored)
+    fields = _stats._fields_of(total.histogram)
+    assert fields is not None
+    ranked = _stats._percentile_fields(*fields)
+    assert _stats._added_percentile_fields(blobs) == ranked  # as a query adds them: from the stored counts
     ordered = sorted(durations)
-    for p, got in zip((0.5, 0.95), total.percentiles(), strict=True):
+    for p, got in zip((0.5, 0.95), total.percentiles(ranked), strict=True):
         exact = ordered[max(1, math.ceil(p * len(ordered))) - 1]
         assert got is not None
         assert abs(got - exact) <= exact * PERCENTILE_RELATIVE_ERROR * (1 + 1e-9), (p, got, exact)
@@ -75,6 +81,27 @@ def test_a_stored_histogram_keeps_counts_of_any_width(largest: int) -> None:
     assert blob[2] == width
     assert len(blob) == 3 + width * (900 - 3 + 1)
     assert decode_histogram(blob) == histogram
+
+
+_COUNTS = st.sampled_from([1, 2, 255, 256, 2**16 - 1, 2**16, 2**32 - 1, 2**32, 2**48])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    histograms=st.lists(
+        st.lists(st.tuples(st.integers(0, 700), _COUNTS), min_size=1, max_size=6), min_size=1, max_size=300
+    ),
+)
+def test_stored_histograms_added_in_narrow_fields_rank_as_their_integer_sum(
+    histograms: list[list[tuple[int, int]]],
+) -> None:
+    """A query adds stored histograms in fields only as wide as their sum needs (two bytes for a month of
+    one-byte counts): the p50 and p95 fields are those of the 64-bit integer sum, whatever the counts' widths."""
+    integers = [sum(count << (64 * field) for field, count in counts) for counts in histograms]
+    fields = _stats._fields_of(sum(integers))
+    assert fields is not None
+    blobs = [encode_histogram(histogram) for histogram in integers]
+    assert _stats._added_percentile_fields(blobs) == _stats._percentile_fields(*fields)
 
 
 def test_a_histogram_takes_counts_back_to_zero() -> None:
