@@ -244,3 +244,41 @@ def test_a_range_bound_in_the_last_day_there_is_answers(tmp_path: Path) -> None:
     *after, until_late = asyncio.run(_stats_over(tmp_path / "stats.db", queries))
     assert after == [[], [], []]
     assert until_late[0]["runs"] == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "sorts"),
+    [
+        (StatsQuery(by=StatsBy.NODE), 1),
+        (StatsQuery(since="2026-11-26T17:00:00.000000Z", bucket=Bucket.HOUR), 0),
+        (StatsQuery(by=StatsBy.NODE, since="2026-11-03T17:00:00.000000Z", bucket=Bucket.DAY), 1),
+        (StatsQuery(since="2026-11-03T00:00:00.000000Z", until="2026-12-02T00:00:00.000000Z", bucket=Bucket.DAY), 0),
+        (StatsQuery(by=StatsBy.AGENT, since="2026-11-13T12:00:00.000000Z", until="2026-12-01T07:00:00.000000Z"), 1),
+        (StatsQuery(since="2026-11-03T17:00:00.000000Z", bucket=Bucket.DAY, project="p1"), 1),
+    ],
+)
+def test_each_query_searches_the_primary_keys_and_sorts_only_edge_hours(
+    tmp_path: Path, query: StatsQuery, sorts: int
+) -> None:
+    """Every range a query reads is a search of its table's primary key (which holds every column: no lookups);
+    a series adds up its whole buckets in that key's order, so only the hours at its edges (or a query without
+    buckets, its few rows per group) go through a temporary B-tree."""
+    asyncio.run(_stats_over(tmp_path / "stats.db", []))
+    if query.bucket is None:
+        rows_sql, params = _stats._ranges_sql(query, f"status, {_stats._ROW_COLUMNS}", "stats_rollup")
+        figures = (f"SELECT key, point, {_stats._FIGURES_SQL} FROM ({rows_sql}) GROUP BY 1, 2", params)
+    else:
+        figures = _stats._ranges_sql(
+            query, f"{_stats._FIGURES_SQL}, {_stats._STATUS_SQL}", "stats_rollup", grouped=True
+        )
+    with sqlite3.connect(tmp_path / "stats.db") as conn:
+        for (sql, params), table in (
+            (figures, "stats_rollup"),
+            (_stats._ranges_sql(query, "hist", "stats_hist"), "stats_hist"),
+        ):
+            steps = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+            reads = [step for step in steps if table in step]
+            assert reads, steps
+            searched = f"SEARCH {table} USING PRIMARY KEY (dim=? AND grain=? AND project=?"
+            assert all(step.startswith(searched) for step in reads), steps
+            assert sum("TEMP B-TREE" in step for step in steps) == (sorts if table == "stats_rollup" else 0), steps
