@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowledger.instrument._artifact import HASH_LIMIT_BYTES
+from flowledger.receiver.cli._analytics import metrics_command
 from flowledger.receiver.cli._commands import export_command, show_command
 from tests.receiver._support import LiveReceiver
 
@@ -191,3 +192,28 @@ def test_export_has_the_records_whole_in_jsonl_and_flattened_in_csv(
     (row,) = csv.DictReader(io.StringIO(csv_text))
     assert (row["cost_usd"], row["cost_tokens_in"], row["cost_tokens_out"]) == ("0.3981", "1200", "300")
     assert (row["cost_penalties"], row["cost_penalties_usd"]) == ("1", "0.0")
+
+
+@pytest.mark.parametrize("how", ["db", "url"])
+def test_the_metrics_command_adds_them_up_as_the_api_does(
+    recorded: tuple[LiveReceiver, dict[str, Any], Path, Path], how: str
+) -> None:
+    """flowledger metrics --json is GET /api/metrics/custom's rows (filters too); its table has each series' hour."""
+    live, run, _, _ = recorded
+    where = ["--db", str(live.db_path)] if how == "db" else ["--url", live.url]
+    answer = CliRunner().invoke(metrics_command, ["--json", *where])
+    assert answer.exit_code == 0, answer.output
+    assert json.loads(answer.output)["metrics"] == live.get("/api/metrics/custom").json()["metrics"]
+    filtered = CliRunner().invoke(metrics_command, ["--json", "--label", "provider=openai", "--node", "ask", *where])
+    (row,) = json.loads(filtered.output)["metrics"]
+    assert (row["name"], row["count"], row["sum"], row["avg"]) == ("provider_cache_hit", 2, 1, 0.5)
+    assert run["run_id"] not in filtered.output
+    table = CliRunner().invoke(metrics_command, where, terminal_width=200)
+    assert table.exit_code == 0, table.output
+    line = next(line for line in table.output.splitlines() if "provider_cache_hit" in line)
+    assert "llm-flow / ask" in line
+    assert [cell for cell in line.split() if cell.replace(".", "").isdigit()][-5:] == ["2", "1", "0.5", "0", "1"]
+    bad = CliRunner().invoke(metrics_command, ["--label", "provider", *where])
+    assert bad.exit_code == 2
+    assert "--label" in bad.output
+    assert "NAME=VALUE" in bad.output

@@ -52,14 +52,20 @@ def test_percentiles_of_added_histograms_are_within_the_stated_bound(durations: 
     the exact nearest-rank percentile of all the durations, from 1 µs to 10**10 ms; zero exactly."""
     left, right = _histogram(durations[:split]), _histogram(durations[split:])
     total = _stats._Sums()
+    blobs: list[bytes] = []
     for part in (left, right):
         stored = _stats._Sums(duration_min=part.duration_min, duration_max=part.duration_max)
         if part.histogram:
-            stored.histogram = decode_histogram(encode_histogram(part.histogram))
+            blobs.append(encode_histogram(part.histogram))
+            stored.histogram = decode_histogram(blobs[-1])
             assert stored.histogram == part.histogram
         total.merge(stored)
+    fields = _stats._fields_of(total.histogram)
+    assert fields is not None
+    ranked = _stats._percentile_fields(*fields)
+    assert _stats._added_percentile_fields(blobs) == ranked  # as a query adds them: from the stored counts
     ordered = sorted(durations)
-    for p, got in zip((0.5, 0.95), total.percentiles(), strict=True):
+    for p, got in zip((0.5, 0.95), total.percentiles(ranked), strict=True):
         exact = ordered[max(1, math.ceil(p * len(ordered))) - 1]
         assert got is not None
         assert abs(got - exact) <= exact * PERCENTILE_RELATIVE_ERROR * (1 + 1e-9), (p, got, exact)
@@ -75,6 +81,27 @@ def test_a_stored_histogram_keeps_counts_of_any_width(largest: int) -> None:
     assert blob[2] == width
     assert len(blob) == 3 + width * (900 - 3 + 1)
     assert decode_histogram(blob) == histogram
+
+
+_COUNTS = st.sampled_from([1, 2, 255, 256, 2**16 - 1, 2**16, 2**32 - 1, 2**32, 2**48])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    histograms=st.lists(
+        st.lists(st.tuples(st.integers(0, 700), _COUNTS), min_size=1, max_size=6), min_size=1, max_size=300
+    ),
+)
+def test_stored_histograms_added_in_narrow_fields_rank_as_their_integer_sum(
+    histograms: list[list[tuple[int, int]]],
+) -> None:
+    """A query adds stored histograms in fields only as wide as their sum needs (two bytes for a month of
+    one-byte counts): the p50 and p95 fields are those of the 64-bit integer sum, whatever the counts' widths."""
+    integers = [sum(count << (64 * field) for field, count in counts) for counts in histograms]
+    fields = _stats._fields_of(sum(integers))
+    assert fields is not None
+    blobs = [encode_histogram(histogram) for histogram in integers]
+    assert _stats._added_percentile_fields(blobs) == _stats._percentile_fields(*fields)
 
 
 def test_a_histogram_takes_counts_back_to_zero() -> None:
@@ -225,3 +252,41 @@ def test_a_range_bound_in_the_last_day_there_is_answers(tmp_path: Path) -> None:
     *after, until_late = asyncio.run(_stats_over(tmp_path / "stats.db", queries))
     assert after == [[], [], []]
     assert until_late[0]["runs"] == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "sorts"),
+    [
+        (StatsQuery(by=StatsBy.NODE), 1),
+        (StatsQuery(since="2026-11-26T17:00:00.000000Z", bucket=Bucket.HOUR), 0),
+        (StatsQuery(by=StatsBy.NODE, since="2026-11-03T17:00:00.000000Z", bucket=Bucket.DAY), 1),
+        (StatsQuery(since="2026-11-03T00:00:00.000000Z", until="2026-12-02T00:00:00.000000Z", bucket=Bucket.DAY), 0),
+        (StatsQuery(by=StatsBy.AGENT, since="2026-11-13T12:00:00.000000Z", until="2026-12-01T07:00:00.000000Z"), 1),
+        (StatsQuery(since="2026-11-03T17:00:00.000000Z", bucket=Bucket.DAY, project="p1"), 1),
+    ],
+)
+def test_each_query_searches_the_primary_keys_and_sorts_only_edge_hours(
+    tmp_path: Path, query: StatsQuery, sorts: int
+) -> None:
+    """Every range a query reads is a search of its table's primary key (which holds every column: no lookups);
+    a series adds up its whole buckets in that key's order, so only the hours at its edges (or a query without
+    buckets, its few rows per group) go through a temporary B-tree."""
+    asyncio.run(_stats_over(tmp_path / "stats.db", []))
+    if query.bucket is None:
+        rows_sql, params = _stats._ranges_sql(query, f"status, {_stats._ROW_COLUMNS}", "stats_rollup")
+        figures = (f"SELECT key, point, {_stats._FIGURES_SQL} FROM ({rows_sql}) GROUP BY 1, 2", params)
+    else:
+        figures = _stats._ranges_sql(
+            query, f"{_stats._FIGURES_SQL}, {_stats._STATUS_SQL}", "stats_rollup", grouped=True
+        )
+    with sqlite3.connect(tmp_path / "stats.db") as conn:
+        for (sql, params), table in (
+            (figures, "stats_rollup"),
+            (_stats._ranges_sql(query, "hist", "stats_hist"), "stats_hist"),
+        ):
+            steps = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+            reads = [step for step in steps if table in step]
+            assert reads, steps
+            searched = f"SEARCH {table} USING PRIMARY KEY (dim=? AND grain=? AND project=?"
+            assert all(step.startswith(searched) for step in reads), steps
+            assert sum("TEMP B-TREE" in step for step in steps) == (sorts if table == "stats_rollup" else 0), steps

@@ -1,4 +1,5 @@
-"""The analytics commands of the ``flowledger`` CLI: ``errors`` (error groups) and ``stats``.
+"""The analytics commands of the ``flowledger`` CLI: ``errors`` (error groups), ``stats`` and ``metrics``
+(custom metrics added up).
 
 Both read ``--db PATH`` directly or a running receiver at ``--url``, like ``runs``.
 """
@@ -166,5 +167,73 @@ def _usd(value: float | None) -> str:
     return "" if value is None else f"${value:,.4f}"
 
 
-COMMANDS: Final[list[click.Command]] = [errors_command, stats_command]
+def _label(raw: str) -> tuple[str, str]:
+    name, equals, value = raw.partition("=")
+    if not equals or not name:
+        raise click.BadParameter(f"{raw!r} must be NAME=VALUE, such as provider=openai", param_hint="--label")
+    return name, value
+
+
+@click.command("metrics")
+@click.option("--name", default=None, help="Only this metric.")
+@click.option("--workflow", "workflow_id", default=None, help="Only metrics of this workflow id.")
+@click.option("--node", "node_id", default=None, help="Only metrics of this node id.")
+@click.option("--label", "labels", multiple=True, metavar="NAME=VALUE", help="Only series with this label (repeat).")
+@_time_option("since", "Only the UTC hours from the one holding this time on (RFC 3339).")
+@_time_option("until", "Only UTC hours starting before this time (RFC 3339).")
+@click.option("--limit", type=click.IntRange(1, _MAX_LIMIT), default=100, show_default=True)
+@_json_option
+@_db_option(None)
+@_url_option
+@_key_option
+@_clean_errors
+def metrics_command(
+    name: str | None,
+    workflow_id: str | None,
+    node_id: str | None,
+    labels: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_json: bool,
+    db: Path | None,
+    url: str | None,
+    api_key: str | None,
+) -> None:
+    """Custom metrics (flowledger.metric) added up per workflow, node, name, labels and UTC hour, newest first."""
+    from flowledger.receiver.store._custom_metrics import CustomMetricQuery
+
+    start, end = time_range(since, until)
+    query = CustomMetricQuery(
+        name=name,
+        workflow_id=workflow_id,
+        node_id=node_id,
+        since=start,
+        until=end,
+        labels=dict(_label(raw) for raw in labels),
+        limit=limit,
+    )
+    rows = _source(db, url, api_key).custom_metrics(query)
+    if as_json:
+        _print_json({"metrics": rows})
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    table = _table(f"{len(rows)} rows (a metric and labels in an hour), newest hour first")
+    for column in ("hour", "where", "metric", "count", "sum", "avg", "min", "max"):
+        numeric = column in ("count", "sum", "avg", "min", "max")
+        table.add_column(column, **({"justify": "right", "no_wrap": True} if numeric else {"overflow": "fold"}))
+    for row in rows:
+        labelled = ",".join(f"{k}={v}" for k, v in sorted(row["labels"].items()))
+        table.add_row(
+            _when(row["hour"]),
+            escape(f"{row['workflow_id']} / {row['node_id']}"),
+            escape(row["name"] + (f"{{{labelled}}}" if labelled else "")),
+            *(f"{row[column]:g}" for column in ("count", "sum", "avg", "min", "max")),
+        )
+    Console().print(table)
+
+
+COMMANDS: Final[list[click.Command]] = [errors_command, stats_command, metrics_command]
 """The analytics commands, for the registry."""

@@ -20,6 +20,7 @@ import httpx
 from flowledger._apikey import check_api_key
 from flowledger._exceptions import ReceiverError, StoreError
 from flowledger.receiver._export import ExportFormat, export_lines
+from flowledger.receiver.store._custom_metrics import CustomMetricQuery
 from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
 from flowledger.receiver.store._protocol import (
@@ -105,6 +106,7 @@ class Source(Protocol):
     def reconcile(self, *, repair: bool) -> ReconcileReport: ...
     def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]: ...
     def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]: ...
+    def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]: ...
 
 
 class DbSource:
@@ -161,6 +163,10 @@ class DbSource:
     def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
         """Statistics per group."""
         return self._run(lambda store: store.run_stats(query))
+
+    def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]:
+        """Custom metric totals, newest hour first."""
+        return self._run(lambda store: store.custom_metrics(query))
 
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]:
         """Rendered lines, produced chunk by chunk on a private event loop."""
@@ -339,6 +345,18 @@ class UrlSource:
             params["bucket"] = query.bucket.value
         groups: list[dict[str, Any]] = self._request("GET", "/api/stats", params).json()["groups"]
         return groups
+
+    def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]:
+        """Custom metric totals from ``GET /api/metrics/custom``."""
+        params: dict[str, Any] = {"limit": query.limit}
+        for name in ("name", "workflow_id", "node_id", "since", "until"):
+            value = getattr(query, name)
+            if value is not None:
+                params[name] = value
+        if query.labels:
+            params["label"] = [f"{name}={value}" for name, value in query.labels.items()]
+        rows: list[dict[str, Any]] = self._request("GET", "/api/metrics/custom", params).json()["metrics"]
+        return rows
 
     def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]:
         """Lines streamed from ``GET /api/export``."""

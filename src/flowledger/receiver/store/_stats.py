@@ -37,7 +37,6 @@ import enum
 import math
 import sqlite3
 import sys
-from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -45,7 +44,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from itertools import accumulate
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import aiosqlite
 
@@ -182,16 +181,21 @@ def decode_histogram(blob: bytes) -> int:
 
 
 def _unpack(blob: bytes) -> tuple[int, bytes]:
-    """A stored histogram's lowest field and its fields from there (little-endian 64-bit counts): the narrow
-    counts' bytes are spread over the 64-bit fields by strided slice assignments (C loops over bytes)."""
+    """A stored histogram's lowest field and its fields from there (little-endian 64-bit counts)."""
+    return blob[0] | blob[1] << 8, _widened(blob, 8)
+
+
+def _widened(blob: bytes, lane: int) -> bytes:
+    """A stored histogram's counts, each spread over ``lane`` bytes (little-endian; at least its counts' width)
+    by strided slice assignments (C loops over bytes)."""
     width = blob[2]
-    if width == 8:
-        return blob[0] | blob[1] << 8, blob[3:]
+    if width == lane:
+        return blob[3:]
     body = blob[3:]
-    wide = bytearray(len(body) // width * 8)
+    wide = bytearray(len(body) // width * lane)
     for byte in range(width):
-        wide[byte::8] = body[byte::width]
-    return blob[0] | blob[1] << 8, bytes(wide)
+        wide[byte::lane] = body[byte::width]
+    return bytes(wide)
 
 
 _WIDTHS: Final = (1, 2, 4, 8)
@@ -209,13 +213,48 @@ def _fields_of(histogram: int) -> tuple[int, bytes] | None:
 
 def _percentile_fields(low: int, raw: bytes) -> tuple[int, int]:
     """The fields holding the nearest-rank p50 and p95 of the histogram whose fields from ``low`` are ``raw``."""
-    if _LITTLE_ENDIAN:
-        counts: Iterable[int] = memoryview(raw).cast("Q")
-    else:  # pragma: no cover - the fields are stored little-endian
-        swapped = array("Q", raw)
-        swapped.byteswap()
-        counts = swapped
-    running = list(accumulate(counts))  # a C loop over the fields, then two binary searches
+    return _ranked_fields(low, _counts(raw, 8))
+
+
+def _added_percentile_fields(blobs: Sequence[bytes]) -> tuple[int, int] | None:
+    """:func:`_percentile_fields` of the sum of stored histograms (None when it is empty).
+
+    One histogram is read from its counts as stored, with no copy. Several are added as integers whose fields
+    are only as wide as their sum can need (``m`` counts each under ``2**(8*w)`` add up under ``m * 2**(8*w)``),
+    not 64 bits: a month of one-byte day counts adds up in two-byte fields, a quarter of the bytes to copy,
+    shift and add."""
+    if len(blobs) == 1:
+        blob = blobs[0]
+        return _ranked_fields(blob[0] | blob[1] << 8, _counts(blob[3:], blob[2])) if len(blob) > 3 else None
+    widest = max(blob[2] for blob in blobs)
+    lane = next(w for w in _LANES if w == 8 or len(blobs) << (8 * widest) <= 1 << (8 * w))
+    base = min(blob[0] | blob[1] << 8 for blob in blobs)
+    bits = 8 * lane
+    total = sum(
+        int.from_bytes(_widened(blob, lane), "little") << (bits * ((blob[0] | blob[1] << 8) - base)) for blob in blobs
+    )
+    if total <= 0:
+        return None
+    return _ranked_fields(base, _counts(total.to_bytes((total.bit_length() + bits - 1) // bits * lane, "little"), lane))
+
+
+_LANES: Final = (2, 4, 8)
+"""The widths (bytes) histograms are added in."""
+
+
+def _counts(raw: bytes, width: int) -> Sequence[int]:
+    """Little-endian counts of ``width`` bytes each, as ints: a view of ``raw`` (no copy) on little-endian hosts."""
+    if width == 1:
+        return raw
+    if not _LITTLE_ENDIAN:  # pragma: no cover - the counts are stored little-endian
+        return [int.from_bytes(raw[i : i + width], "little") for i in range(0, len(raw), width)]
+    return memoryview(raw).cast(_COUNT_FORMATS[width])
+
+
+def _ranked_fields(low: int, counts: Iterable[int]) -> tuple[int, int]:
+    """The fields of ranks ⌈0.5·n⌉ and ⌈0.95·n⌉ in counts from field ``low`` on: a running sum (a C loop over the
+    fields), then two binary searches."""
+    running = list(accumulate(counts))
     total = running[-1]
     return (
         low + bisect_left(running, max(1, math.ceil(0.5 * total))),
@@ -224,6 +263,8 @@ def _percentile_fields(low: int, raw: bytes) -> tuple[int, int]:
 
 
 _LITTLE_ENDIAN: Final = sys.byteorder == "little"
+_COUNT_FORMATS: Final[dict[int, Literal["H", "I", "Q"]]] = {2: "H", 4: "I", 8: "Q"}
+"""The ``memoryview`` format of a count of each width above one byte (native order: little-endian hosts only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,16 +341,11 @@ class _Sums:
         runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = row
         return cls(int(runs), int(cost), int(costs), cmin, cmax, int(dus), int(durs), dmin, dmax)
 
-    def percentiles(self, fields: tuple[int, bytes] | None = None, base: int = 0) -> tuple[float | None, float | None]:
-        """The nearest-rank p50 and p95 read from the histogram (its field ``f`` counting field ``base + f``), or
-        from its ``fields`` when known, clamped to min and max."""
-        if fields is None:
-            fields = _fields_of(self.histogram)
-            if fields is None:
-                return None, None
-            fields = (fields[0] + base, fields[1])
-        p50, p95 = _percentile_fields(*fields)
-        return self._clamped(_FIELD_VALUES[p50]), self._clamped(_FIELD_VALUES[p95])
+    def percentiles(self, ranked: tuple[int, int] | None) -> tuple[float | None, float | None]:
+        """The p50 and p95 of the fields holding them (:func:`_percentile_fields`), clamped to min and max."""
+        if ranked is None:
+            return None, None
+        return self._clamped(_FIELD_VALUES[ranked[0]]), self._clamped(_FIELD_VALUES[ranked[1]])
 
     def _clamped(self, value: float) -> float:
         if self.duration_min is not None:
@@ -318,11 +354,10 @@ class _Sums:
             value = min(value, self.duration_max)
         return value
 
-    def as_json(
-        self, statuses: Sequence[tuple[str, int]], fields: tuple[int, bytes] | None = None, base: int = 0
-    ) -> dict[str, Any]:
-        """The figures of ``GET /api/stats`` (``statuses``: the counts by status, in order)."""
-        p50, p95 = self.percentiles(fields, base)
+    def as_json(self, statuses: Sequence[tuple[str, int]], ranked: tuple[int, int] | None) -> dict[str, Any]:
+        """The figures of ``GET /api/stats`` (``statuses``: the counts by status, in order; ``ranked``: the fields
+        holding p50 and p95)."""
+        p50, p95 = self.percentiles(ranked)
         succeeded = sum(n for s, n in statuses if s in _SUCCEEDED)
         return {
             "runs": self.runs,
@@ -656,10 +691,15 @@ def _next_month(day: str) -> str:
 
 _POINT_SQL: Final = {None: "''", Bucket.HOUR: "bucket", Bucket.DAY: "substr(bucket, 1, 10) || 'T00:00:00.000000Z'"}
 """A series point: the bucket itself (hours) or its day; "" gathers a group's whole range."""
+_BUCKET_GRAIN: Final[dict[Bucket | None, str]] = {Bucket.HOUR: _HOUR, Bucket.DAY: _DAY}
+"""The grain whose rows are each one point of a series in these buckets."""
 
 
-def _ranges_sql(query: StatsQuery, columns: str, table: str) -> tuple[str, list[Any]]:
-    """One ``SELECT key, point, <columns>`` over the rows of every range of the query's plan."""
+def _ranges_sql(query: StatsQuery, columns: str, table: str, *, grouped: bool = False) -> tuple[str, list[Any]]:
+    """One ``SELECT key, point, <columns>`` over the rows of every range of the query's plan; ``grouped``: each
+    range's rows added up per (point, key) by itself, which a series may do (its ranges hold different points:
+    the edges' hours are the days before and after the whole days), and rows of the bucket's own grain then in
+    the order of the primary key (``GROUP BY bucket, key``: no sorting)."""
     scope = ALL_PROJECTS if query.project is None else query.project
     parts: list[str] = []
     params: list[Any] = []
@@ -672,8 +712,10 @@ def _ranges_sql(query: StatsQuery, columns: str, table: str) -> tuple[str, list[
         if high is not None:
             clauses.append("bucket < ?")
             params.append(high)
-        parts.append(f"SELECT key, {_POINT_SQL[query.bucket]} AS point, {columns} FROM {table} "
-                     f"WHERE {' AND '.join(clauses)}")  # fmt: skip
+        point = "bucket" if grain == _BUCKET_GRAIN.get(query.bucket) else _POINT_SQL[query.bucket]
+        group = f" GROUP BY {'bucket' if point == 'bucket' else 'point'}, key" if grouped else ""
+        parts.append(f"SELECT key, {point} AS point, {columns} FROM {table} "
+                     f"WHERE {' AND '.join(clauses)}{group}")  # fmt: skip
     return " UNION ALL ".join(parts), params
 
 
@@ -698,30 +740,33 @@ _STATUS_SQL: Final = ", ".join(f"sum(CASE status WHEN '{s}' THEN runs END)" for 
 async def stats_groups(conn: aiosqlite.Connection, query: StatsQuery) -> list[dict[str, Any]]:
     """The statistics of each group, most runs first, as ``GET /api/stats`` answers them.
 
-    SQLite adds up the rows (``GROUP BY``): Python reads one row per group (or per series point), with its counts
-    by status, and the histograms of the places it covers; the sum of a group's histograms (as integers) gives its
-    percentiles. Hour buckets' groups are read as the same query without buckets (a week of hours is a week of
-    days and a few hours: the same sums from fewer rows); a series' points each from their own row and histograms.
+    SQLite adds up the rows (``GROUP BY``; a series' ranges each by themselves, in the order of the primary key):
+    Python reads one row per group (or per series point), with its counts by status, and the histograms of the
+    places it covers; the sum of a group's histograms (as integers) gives its percentiles
+    (:func:`_added_percentile_fields`). Hour buckets' groups are read as the same query without buckets (a week of
+    hours is a week of days and a few hours: the same sums from fewer rows); a series' points each from their own
+    row and histograms (a whole bucket's from its stored counts as they are).
     """
     if query.since is not None and query.until is not None and query.since >= query.until:
         return []
-    figures, blobs, base = await _read_figures(conn, query)
+    figures, blobs = await _read_figures(conn, query)
     if query.bucket is Bucket.HOUR:  # its groups from the same query without buckets: fewer rows and histograms
         out = await stats_groups(conn, replace(query, bucket=None))
     else:
-        out = _groups_json(figures, blobs, base, query.limit)
+        out = _groups_json(figures, blobs, query.limit)
     if query.bucket is not None:
         series: dict[str, list[dict[str, Any]]] = {group["key"]: [] for group in out}
+        no_blobs: list[bytes] = []
         for row in sorted(figures, key=itemgetter(0, 1)):
             points = series.get(row[0])
             if points is not None:
-                points.append(_point_json(row, blobs.get((row[0], row[1]), ()), base))
+                points.append(_point_json(row, blobs.get((row[0], row[1]), no_blobs)))
         for group in out:
             group["series"] = series[group["key"]]
     return out
 
 
-def _groups_json(figures: Iterable[Sequence[Any]], blobs: _Blobs, base: int, limit: int) -> list[dict[str, Any]]:
+def _groups_json(figures: Iterable[Sequence[Any]], blobs: _Blobs, limit: int) -> list[dict[str, Any]]:
     """The groups of a query's figures rows, most runs first, without their series."""
     rows_of: dict[str, list[Sequence[Any]]] = {}
     for row in figures:
@@ -729,38 +774,36 @@ def _groups_json(figures: Iterable[Sequence[Any]], blobs: _Blobs, base: int, lim
         if rows is None:
             rows = rows_of[row[0]] = []
         rows.append(row)
-    groups = {key: _group_sums(rows, blobs, base) for key, rows in rows_of.items()}
+    groups = {key: _group_sums(rows, blobs) for key, rows in rows_of.items()}
     out: list[dict[str, Any]] = []
     for key in sorted(groups, key=lambda k: (-groups[k][0].runs, k))[:limit]:
-        total, counts = groups[key]
+        total, counts, ranked = groups[key]
         listed = [(s, n) for s, n in zip(_STATUSES, counts, strict=True) if n]
-        out.append({"key": key, **total.as_json(listed, None, base)})
+        out.append({"key": key, **total.as_json(listed, ranked)})
     return out
 
 
-_Blobs = dict[tuple[str, str], list[tuple[int, bytes]]]
-"""The histograms of each (key, point): their lowest fields and their fields from there (little-endian)."""
+_Blobs = dict[tuple[str, str], list[bytes]]
+"""The histograms of each (key, point), as stored (:func:`encode_histogram`)."""
 
 
-async def _read_figures(conn: aiosqlite.Connection, query: StatsQuery) -> tuple[Iterable[Sequence[Any]], _Blobs, int]:
-    """The figures rows of a query (``key, point``, the aggregates, the counts by status), its histograms, and the
-    lowest field of all: histograms are added from there, so the integers are no wider than its durations' span."""
-    rows_sql, params = _ranges_sql(query, f"status, {_ROW_COLUMNS}", "stats_rollup")
-    figures = await conn.execute_fetchall(
-        f"SELECT key, point, {_FIGURES_SQL}, {_STATUS_SQL} FROM ({rows_sql}) GROUP BY 1, 2", params
-    )
+async def _read_figures(conn: aiosqlite.Connection, query: StatsQuery) -> tuple[Iterable[Sequence[Any]], _Blobs]:
+    """The figures rows of a query (``key, point``, the aggregates, the counts by status) and its histograms."""
+    if query.bucket is None:  # every range adds to the same point: added up together
+        rows_sql, params = _ranges_sql(query, f"status, {_ROW_COLUMNS}", "stats_rollup")
+        figures_sql = f"SELECT key, point, {_FIGURES_SQL}, {_STATUS_SQL} FROM ({rows_sql}) GROUP BY 1, 2"
+    else:
+        figures_sql, params = _ranges_sql(query, f"{_FIGURES_SQL}, {_STATUS_SQL}", "stats_rollup", grouped=True)
+    figures = await conn.execute_fetchall(figures_sql, params)
     hists_sql, params = _ranges_sql(query, "hist", "stats_hist")
     blobs: _Blobs = {}
-    unpack = _unpack
     for key, point_start, blob in await conn.execute_fetchall(hists_sql, params):
         parts = blobs.get((key, point_start))
-        unpacked = unpack(blob)
         if parts is None:
-            blobs[key, point_start] = [unpacked]
+            blobs[key, point_start] = [blob]
         else:
-            parts.append(unpacked)
-    base = min((low for parts in blobs.values() for low, _ in parts), default=0)
-    return figures, blobs, base
+            parts.append(blob)
+    return figures, blobs
 
 
 _STATUS_COLUMNS: Final = range(11, 11 + len(_STATUSES))
@@ -768,30 +811,19 @@ _STATUS_COLUMNS: Final = range(11, 11 + len(_STATUSES))
 _SUCCEEDED_COLUMNS: Final = tuple(i for i in _STATUS_COLUMNS if _STATUSES[i - 11] in _SUCCEEDED)
 
 
-def _point_json(row: Sequence[Any], parts: Sequence[tuple[int, bytes]], base: int) -> dict[str, Any]:
-    """A series point as :meth:`_Sums.as_json` gives it, from its figures row and its histograms' fields, with no
+def _point_json(row: Sequence[Any], parts: Sequence[bytes]) -> dict[str, Any]:
+    """A series point as :meth:`_Sums.as_json` gives it, from its figures row and its histograms, with no
     :class:`_Sums` in between (a long series has thousands of points)."""
     runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = row[2:11]
-    if not parts:
+    ranked = _added_percentile_fields(parts) if parts else None
+    if ranked is None:
         p50 = p95 = None
     else:
-        if len(parts) == 1:
-            low, raw = parts[0]
-        else:
-            fields = _fields_of(sum(int.from_bytes(r, "little") << (_FIELD_BITS * (lo - base)) for lo, r in parts))
-            if fields is None:
-                low, raw = 0, b""
-            else:
-                low, raw = fields[0] + base, fields[1]
-        if raw:
-            f50, f95 = _percentile_fields(low, raw)
-            p50, p95 = _FIELD_VALUES[f50], _FIELD_VALUES[f95]
-            if dmin is not None:
-                p50, p95 = max(p50, dmin), max(p95, dmin)
-            if dmax is not None:
-                p50, p95 = min(p50, dmax), min(p95, dmax)
-        else:
-            p50 = p95 = None
+        p50, p95 = _FIELD_VALUES[ranked[0]], _FIELD_VALUES[ranked[1]]
+        if dmin is not None:
+            p50, p95 = max(p50, dmin), max(p95, dmin)
+        if dmax is not None:
+            p50, p95 = min(p50, dmax), min(p95, dmax)
     return {
         "start": row[1],
         "runs": runs,
@@ -807,8 +839,9 @@ def _point_json(row: Sequence[Any], parts: Sequence[tuple[int, bytes]], base: in
     }
 
 
-def _group_sums(rows: list[Sequence[Any]], blobs: _Blobs, base: int) -> tuple[_Sums, list[int]]:
-    """A group's figures (its points' rows added up a column at a time) and its counts by status."""
+def _group_sums(rows: list[Sequence[Any]], blobs: _Blobs) -> tuple[_Sums, list[int], tuple[int, int] | None]:
+    """A group's figures (its points' rows added up a column at a time), its counts by status and the fields
+    holding its p50 and p95."""
     columns = list(zip(*rows, strict=True))
     runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = columns[2:11]
     total = _Sums(
@@ -822,9 +855,6 @@ def _group_sums(rows: list[Sequence[Any]], blobs: _Blobs, base: int) -> tuple[_S
         min((v for v in dmin if v is not None), default=None),
         max((v for v in dmax if v is not None), default=None),
     )
-    total.histogram = sum(
-        int.from_bytes(raw, "little") << (_FIELD_BITS * (low - base))
-        for row in rows
-        for low, raw in blobs.get((row[0], row[1]), ())
-    )
-    return total, [sum(filter(None, columns[i])) for i in _STATUS_COLUMNS]
+    parts = [blob for row in rows for blob in blobs.get((row[0], row[1]), ())]
+    ranked = _added_percentile_fields(parts) if parts else None
+    return total, [sum(filter(None, columns[i])) for i in _STATUS_COLUMNS], ranked
