@@ -12,9 +12,10 @@ receiver at a time: the one holding a session-level advisory lock on a
 dedicated connection; when its process dies the lock goes with its session
 and the next receiver to sweep takes over.
 
-Methods this engine does not implement yet raise :class:`NotBuiltError` (a
-StoreError) naming the method (see :data:`NOT_BUILT`); none of them answers
-wrongly, and the receiver answers them with 501.
+What this engine does not implement yet (verifying a ledger converted from
+format 1) raises :class:`NotBuiltError` (a StoreError) naming it (whole
+methods would be listed in :data:`NOT_BUILT`); it never answers wrongly, and
+the receiver answers it with 501.
 """
 
 from __future__ import annotations
@@ -785,7 +786,7 @@ class PostgresStore:
         async with self._snapshot() as conn:
             return await pg_otlp_logs(conn, trace_id=trace_id, run_id=run_id, project=project, limit=limit)
 
-    # --- not built yet on this engine (each says so) -------------------------
+    # --- analytics (see ._stats and ._error_groups) and the viewer's queries -----
 
     async def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
         """Statistics per group (:mod:`._stats`), most runs first, read on one snapshot."""
