@@ -101,6 +101,23 @@ def child(runs: int, build_only: bool, projects: int, db: str | None = None) -> 
     )
 
 
+def _server_cpu_seconds() -> float:
+    """CPU time so far of the PostgreSQL server's processes, those that ended included: a child's backend exits
+    with it, and its time moves to the postmaster's reaped children's (fields 14 and 15 of /proc/PID/stat)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _run(
     src: Path,
     runs: int,
@@ -111,20 +128,20 @@ def _run(
     server: str | None = None,
 ) -> dict[str, Any]:
     """One child's figures; with ``server`` (a PostgreSQL URL) on a new database there, with the server's CPU."""
-    from ingest import fresh_postgres_database, postgres_cpu_seconds
+    from ingest import fresh_postgres_database
 
     env = dict(os.environ, PYTHONPATH=str(src))
     command = [sys.executable, __file__, "--child", str(runs), "--projects", str(projects)]
     command += ["--build-only"] if build_only else []
     if server is not None and not build_only:
         command += ["--db", fresh_postgres_database(server)]
-    server_before = postgres_cpu_seconds() if server is not None else 0.0
+    server_before = _server_cpu_seconds() if server is not None else 0.0
     if callgrind is not None:
         command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={callgrind}", *command]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     if server is not None and "cpu_us" in figures:
-        figures["server_us"] = (postgres_cpu_seconds() - server_before) / figures["events"] * 1e6
+        figures["server_us"] = (_server_cpu_seconds() - server_before) / figures["events"] * 1e6
     if "tree" in figures and not figures["tree"].startswith(str(src)):
         sys.exit(f"the child measured {figures['tree']}, not the tree {src}")
     if callgrind is not None:

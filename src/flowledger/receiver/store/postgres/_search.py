@@ -33,6 +33,7 @@ the ledger.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -86,6 +87,8 @@ _POSITIONS_PER_LEXEME: Final = 256
 _TOKEN_CATEGORIES: Final = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Nd", "Nl", "No", "Co", "Mn", "Mc", "Me"})
 """Unicode categories of the characters tokens are made of (FTS5's ``unicode61``: letters, numbers, private use;
 combining marks stay with their letter)."""
+_ASCII_TOKEN: Final = re.compile(r"[0-9a-z]+")
+"""A token of lowercased ASCII text: letters and digits (``_`` separates, as everything else does)."""
 _INSERT_TEXTS: Final = (
     "INSERT INTO search_text (run_id, project, source, text, words) SELECT r, p, s, t, w::tsvector "
     "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u (r, p, s, t, w)"
@@ -107,6 +110,8 @@ def _folded(token: str) -> str:
 
 def tokens(text: str) -> list[str]:
     """The tokens of ``text`` in order, as FTS5's ``unicode61`` tokenizer makes them (see the module docstring)."""
+    if text.isascii():  # most texts: one regular expression in C
+        return _ASCII_TOKEN.findall(text.lower())
     out: list[str] = []
     current: list[str] = []
     for char in text:
@@ -122,6 +127,8 @@ def tokens(text: str) -> list[str]:
 
 def _lexeme(token: str) -> str:
     """A token as a quoted ``tsvector``/``tsquery`` lexeme, cut to LEXEME_MAX_BYTES."""
+    if len(token) <= LEXEME_MAX_BYTES and token.isascii():  # letters and digits only: nothing to escape
+        return f"'{token}'"
     raw = token.encode("utf-8")
     if len(raw) > LEXEME_MAX_BYTES:
         token = raw[:LEXEME_MAX_BYTES].decode("utf-8", errors="ignore")
@@ -132,10 +139,12 @@ def tsvector(text: str) -> str:
     """The ``tsvector`` literal of a text: each token with its positions (from 1)."""
     positions: dict[str, list[int]] = {}
     for position, token in enumerate(tokens(text), start=1):
-        places = positions.setdefault(_lexeme(token), [])
-        if len(places) < _POSITIONS_PER_LEXEME:
-            places.append(min(position, _POSITION_MAX))
-    return " ".join(f"{lexeme}:{','.join(map(str, places))}" for lexeme, places in positions.items())
+        places = positions.get(token)
+        if places is None:
+            positions[token] = [position]
+        elif len(places) < _POSITIONS_PER_LEXEME:
+            places.append(position if position < _POSITION_MAX else _POSITION_MAX)
+    return " ".join(f"{_lexeme(token)}:{','.join(map(str, places))}" for token, places in positions.items())
 
 
 def tsquery(text: str) -> str | None:
