@@ -27,7 +27,17 @@ from flowledger.receiver.store._error_groups import Failure, record_failures, re
 from flowledger.receiver.store._fold import NodeState, RunState
 from flowledger.receiver.store._stats import Contribution, StatsBy, record_contributions, record_contributions_sync
 
-__all__ = ["NodeFacts", "RollupTracker", "RunFacts", "backfill_rollups", "retract_stored"]
+__all__ = [
+    "NODE_FACT_SQL",
+    "RUN_FACT_SQL",
+    "FactChanges",
+    "NodeFacts",
+    "RollupTracker",
+    "RunFacts",
+    "backfill_rollups",
+    "fact_changes",
+    "retract_stored",
+]
 
 _FINISHED_RUN: Final = frozenset({RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.ABORTED.value})
 _FAILED_RUN: Final = frozenset({RunStatus.FAILED.value, RunStatus.ABORTED.value})
@@ -191,6 +201,18 @@ class RollupTracker:
         dirty_nodes: Iterable[tuple[str, str]],
     ) -> None:
         """Move the sums by the changed facts of the written states (inside the caller's transaction)."""
+        added, removed = self.changes(runs, nodes, dirty_runs, dirty_nodes)
+        await apply_facts(conn, added=added, removed=removed)
+
+    def changes(
+        self,
+        runs: Mapping[str, RunState],
+        nodes: Mapping[tuple[str, str], NodeState],
+        dirty_runs: Iterable[str],
+        dirty_nodes: Iterable[tuple[str, str]],
+    ) -> tuple[tuple[list[RunFacts], list[NodeFacts]], tuple[list[RunFacts], list[NodeFacts]]]:
+        """The facts the written states add and take away, ``(added, removed)``, each (runs, attempts); from now on
+        the written states' facts are the ones remembered. Engine-neutral: each engine writes them to its sums."""
         old_runs: list[RunFacts] = []
         new_runs: list[RunFacts] = []
         for run_id in dirty_runs:
@@ -213,7 +235,26 @@ class RollupTracker:
                 if after_node is not None:
                     new_nodes.append(after_node)
                 self._nodes[key] = after_node
-        await apply_facts(conn, added=(new_runs, new_nodes), removed=(old_runs, old_nodes))
+        return (new_runs, new_nodes), (old_runs, old_nodes)
+
+
+class FactChanges(NamedTuple):
+    """What facts added and taken away do to the sums: failures for the error groups, contributions for the
+    statistics."""
+
+    failures_added: list[Failure]
+    failures_removed: list[Failure]
+    contributions_added: list[Contribution]
+    contributions_removed: list[Contribution]
+
+
+def fact_changes(
+    *, added: tuple[list[RunFacts], list[NodeFacts]], removed: tuple[list[RunFacts], list[NodeFacts]]
+) -> FactChanges:
+    """The failures and contributions of facts added and taken away (engine-neutral)."""
+    gained = [f for f in (*(r.failure() for r in added[0]), *(n.failure() for n in added[1])) if f is not None]
+    lost = [f for f in (*(r.failure() for r in removed[0]), *(n.failure() for n in removed[1])) if f is not None]
+    return FactChanges(gained, lost, _contributions(added), _contributions(removed))
 
 
 async def apply_facts(
@@ -223,10 +264,9 @@ async def apply_facts(
     removed: tuple[list[RunFacts], list[NodeFacts]],
 ) -> None:
     """Add and take away facts in every sum."""
-    gained = [f for f in (*(r.failure() for r in added[0]), *(n.failure() for n in added[1])) if f is not None]
-    lost = [f for f in (*(r.failure() for r in removed[0]), *(n.failure() for n in removed[1])) if f is not None]
-    await record_failures(conn, gained, lost)
-    await record_contributions(conn, _contributions(added), _contributions(removed))
+    changes = fact_changes(added=added, removed=removed)
+    await record_failures(conn, changes.failures_added, changes.failures_removed)
+    await record_contributions(conn, changes.contributions_added, changes.contributions_removed)
 
 
 def _contributions(facts: tuple[list[RunFacts], list[NodeFacts]]) -> list[Contribution]:
@@ -245,6 +285,12 @@ _NODE_FACT_SQL: Final = (
     "ON r.run_id = n.run_id WHERE n.status IN ({}) AND (n.run_id, n.span_id) > (?, ?) "
     "ORDER BY n.run_id, n.span_id LIMIT ?"
 ).format(", ".join(f"'{s}'" for s in sorted(_FINISHED_NODE)))
+
+
+RUN_FACT_SQL: Final = _RUN_FACT_SQL
+"""The finished runs' facts after a run id (``?``), a chunk (``?``) at a time, in run-id order (SQLite's spelling)."""
+NODE_FACT_SQL: Final = _NODE_FACT_SQL
+"""The finished attempts' facts (and span id) after a (run id, span id), a chunk at a time (SQLite's spelling)."""
 
 
 async def retract_stored(conn: aiosqlite.Connection) -> None:

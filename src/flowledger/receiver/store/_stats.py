@@ -39,7 +39,7 @@ import sqlite3
 import sys
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -56,17 +56,24 @@ __all__ = [
     "ALL_PROJECTS",
     "HISTOGRAM_GAMMA",
     "PERCENTILE_RELATIVE_ERROR",
+    "STATS_ROW_COLUMNS",
     "STATS_SCHEMA",
     "Bucket",
     "Contribution",
+    "FiguresReader",
     "StatsBy",
+    "StatsDeltas",
     "StatsQuery",
     "decode_histogram",
     "duration_bin",
     "encode_histogram",
     "record_contributions",
     "record_contributions_sync",
+    "stats_answer",
+    "stats_blobs",
+    "stats_deltas",
     "stats_groups",
+    "stats_reads",
     "upgrade_rollups_sync",
 ]
 
@@ -695,6 +702,10 @@ _FIGURES_AS_SQL: Final = ", ".join(f"{f}({c}) AS {c}" for f, c in _AGGREGATES)
 _STATUS_SQL: Final = ", ".join(f"sum(CASE status WHEN '{s}' THEN runs END)" for s in _STATUSES)
 
 
+FiguresReader = Callable[["StatsQuery"], Awaitable[tuple[Iterable[Sequence[Any]], "_Blobs", int]]]
+"""Reads a query's figures rows, its histograms and their lowest field (what :func:`stats_answer` adds up)."""
+
+
 async def stats_groups(conn: aiosqlite.Connection, query: StatsQuery) -> list[dict[str, Any]]:
     """The statistics of each group, most runs first, as ``GET /api/stats`` answers them.
 
@@ -703,11 +714,16 @@ async def stats_groups(conn: aiosqlite.Connection, query: StatsQuery) -> list[di
     percentiles. Hour buckets' groups are read as the same query without buckets (a week of hours is a week of
     days and a few hours: the same sums from fewer rows); a series' points each from their own row and histograms.
     """
+    return await stats_answer(query, lambda q: _read_figures(conn, q))
+
+
+async def stats_answer(query: StatsQuery, read: FiguresReader) -> list[dict[str, Any]]:
+    """:func:`stats_groups` over any engine: ``read`` reads a query's figures (:func:`stats_reads` has its SQL)."""
     if query.since is not None and query.until is not None and query.since >= query.until:
         return []
-    figures, blobs, base = await _read_figures(conn, query)
+    figures, blobs, base = await read(query)
     if query.bucket is Bucket.HOUR:  # its groups from the same query without buckets: fewer rows and histograms
-        out = await stats_groups(conn, replace(query, bucket=None))
+        out = await stats_answer(replace(query, bucket=None), read)
     else:
         out = _groups_json(figures, blobs, base, query.limit)
     if query.bucket is not None:
@@ -828,3 +844,42 @@ def _group_sums(rows: list[Sequence[Any]], blobs: _Blobs, base: int) -> tuple[_S
         for low, raw in blobs.get((row[0], row[1]), ())
     )
     return total, [sum(filter(None, columns[i])) for i in _STATUS_COLUMNS]
+
+
+# --- engine-neutral pieces another engine's statistics are made of (the SQLite paths above use their own) ---
+
+StatsDeltas = _Deltas
+"""What a batch adds to (and takes from) each rollup row (``rows``) and each histogram place (``hists``)."""
+STATS_ROW_COLUMNS: Final = _ROW_COLUMNS
+"""The figures columns of a ``stats_rollup`` row, after its key (dim, grain, project, bucket, key, status)."""
+
+
+def stats_deltas(added: Iterable[Contribution], removed: Iterable[Contribution]) -> StatsDeltas:
+    """What contributions added and taken away do to the rows and histograms."""
+    deltas = _Deltas()
+    deltas.contribute(added, 1)
+    deltas.contribute(removed, -1)
+    return deltas
+
+
+def stats_reads(query: StatsQuery, *, integer: str = "") -> tuple[tuple[str, list[Any]], tuple[str, list[Any]]]:
+    """The two reads of a query (``?`` parameters): its figures rows (``key, point``, the aggregates, the counts by
+    status, one row per group and point) and its histograms (``key, point, hist``). ``integer`` follows each sum
+    (an engine whose sum of integers is a decimal casts it back: ``::bigint``)."""
+    figures = ", ".join(f"{f}({c}){integer if f == 'sum' else ''}" for f, c in _AGGREGATES)
+    statuses = ", ".join(f"sum(CASE status WHEN '{s}' THEN runs END){integer}" for s in _STATUSES)
+    rows_sql, params = _ranges_sql(query, f"status, {_ROW_COLUMNS}", "stats_rollup")
+    hists_sql, hists_params = _ranges_sql(query, "hist", "stats_hist")
+    return (
+        (f"SELECT key, point, {figures}, {statuses} FROM ({rows_sql}) AS placed GROUP BY 1, 2", params),
+        (hists_sql, hists_params),
+    )
+
+
+def stats_blobs(rows: Iterable[Sequence[Any]]) -> tuple[_Blobs, int]:
+    """The histograms of a query's ``key, point, hist`` rows, and their lowest field (see :func:`_read_figures`)."""
+    blobs: _Blobs = {}
+    for key, point_start, blob in rows:
+        blobs.setdefault((key, point_start), []).append(_unpack(bytes(blob)))
+    base = min((low for parts in blobs.values() for low, _ in parts), default=0)
+    return blobs, base
