@@ -93,11 +93,14 @@ async def forget_pg_purged_samples(conn: asyncpg.Connection) -> None:
     """Drop the runs of the temporary ``purge_set`` from the samples (their failures keep counting)."""
     rows = await conn.fetch(
         "SELECT project, fingerprint, hour, samples FROM error_groups g WHERE EXISTS ("
-        "SELECT 1 FROM json_array_elements(g.samples::json) j WHERE j ->> 1 IN (SELECT run_id FROM purge_set))"
+        "SELECT 1 FROM json_array_elements(g.samples::json) j WHERE j ->> 1 IN "
+        "(SELECT run_id FROM purge_set WHERE space = g.project))"  # a group's runs are of its project
     )
-    purged = {str(row[0]) for row in await conn.fetch("SELECT run_id FROM purge_set")} if rows else set()
+    purged = (
+        {(str(r[0]), str(r[1])) for r in await conn.fetch("SELECT run_id, space FROM purge_set")} if rows else set()
+    )
     for project, fingerprint, hour, samples in rows:
-        left = [pair for pair in json.loads(samples) if pair[1] not in purged]
+        left = [pair for pair in json.loads(samples) if (pair[1], project) not in purged]
         await conn.execute(
             "UPDATE error_groups SET samples = $1 WHERE project = $2 AND fingerprint = $3 AND hour = $4",
             json.dumps(left),

@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from flowledger.receiver.store._rollups import NODE_FACT_SQL, RUN_FACT_SQL, NodeFacts, RunFacts, fact_changes
+from flowledger.receiver.store._rollups import (
+    NODE_FACT_SQL,
+    RUN_FACT_SQL,
+    NodeFacts,
+    RunFacts,
+    after_node,
+    after_run,
+    fact_changes,
+)
 from flowledger.receiver.store.postgres._dialect import numbered
 from flowledger.receiver.store.postgres._error_groups import record_pg_failures
 from flowledger.receiver.store.postgres._stats import record_pg_contributions
@@ -24,8 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["apply_pg_facts", "retract_pg_stored"]
 
 _CHUNK: Final = 5_000
-_RUN_FACTS: Final = numbered(RUN_FACT_SQL.replace("main.", ""))
-_NODE_FACTS: Final = numbered(NODE_FACT_SQL.replace("main.", ""))
+_RUN_FACTS: Final = numbered(RUN_FACT_SQL.replace("main.", "").replace("ifnull(", "coalesce("))
+_NODE_FACTS: Final = numbered(NODE_FACT_SQL.replace("main.", "").replace("ifnull(", "coalesce("))
 
 
 async def apply_pg_facts(
@@ -42,11 +50,11 @@ async def apply_pg_facts(
 
 async def retract_pg_stored(conn: asyncpg.Connection) -> None:
     """Take every stored finished run and attempt out of the sums (a rebuild then folds them back in)."""
-    last = ""
-    while rows := await conn.fetch(_RUN_FACTS, last, _CHUNK):
-        last = str(rows[-1][0])
+    last = ("", "")
+    while rows := await conn.fetch(_RUN_FACTS, *last, _CHUNK):
+        last = after_run(tuple(rows[-1]))
         await apply_pg_facts(conn, added=([], []), removed=([RunFacts(*row) for row in rows], []))
-    last_key = ("", "")
+    last_key = ("", "", "")
     while rows := await conn.fetch(_NODE_FACTS, *last_key, _CHUNK):
-        last_key = (str(rows[-1][0]), str(rows[-1][-1]))
+        last_key = after_node(tuple(rows[-1]))
         await apply_pg_facts(conn, added=([], []), removed=([], [NodeFacts(*tuple(row)[:-1]) for row in rows]))

@@ -63,22 +63,22 @@ __all__ = [
     "tsvector",
 ]
 
-SEARCH_PG_SCHEMA: Final = """
+SEARCH_PG_SCHEMA: Final = f"""
 -- Full-text search over errors, payload text and log lines: the text with its tokens (a tsvector, indexed
--- with GIN); a purge deletes a run's rows.
+-- with GIN) and its run (id and project: ids are per project); a purge deletes a run's rows.
 CREATE TABLE search_text (
     id bigserial PRIMARY KEY, run_id text COLLATE "C" NOT NULL, project text COLLATE "C",
     source text COLLATE "C" NOT NULL, text text NOT NULL, words tsvector NOT NULL
 );
-CREATE INDEX search_text_by_run ON search_text (run_id);
+CREATE INDEX search_text_by_run ON search_text (run_id, {PG_SPACE.format("")});
 CREATE INDEX search_text_words ON search_text USING gin (words) WITH (fastupdate = off);
--- Each run's scalar attributes, for attr.KEY=VALUE filters: a range of the primary key.
+-- Each run's scalar attributes, for attr.KEY=VALUE filters: a range of the unique index.
 CREATE TABLE run_attributes (
     key text COLLATE "C" NOT NULL, value text COLLATE "C" NOT NULL, run_id text COLLATE "C" NOT NULL,
-    project text COLLATE "C",
-    PRIMARY KEY (key, value, run_id)
+    project text COLLATE "C"
 );
-CREATE INDEX run_attributes_by_run ON run_attributes (run_id);
+CREATE UNIQUE INDEX run_attributes_once ON run_attributes (key, value, run_id, {PG_SPACE.format("")});
+CREATE INDEX run_attributes_by_run ON run_attributes (run_id, {PG_SPACE.format("")});
 """
 
 LEXEME_MAX_BYTES: Final = 2_000
@@ -172,7 +172,13 @@ def _clean(text: str) -> str:
 
 
 def pg_search_clause(text: str) -> tuple[str, list[Any]]:
-    """A condition on ``runs r`` (``?`` parameters): the run has a text matching ``text`` among the newest hits."""
+    """A condition on ``runs r`` (``?`` parameters): the run has a text matching ``text`` among the newest hits.
+
+    The hits name runs by id; a run id used in several projects is a run in each, and a run is found by its own
+    project's texts only (the check of the found runs' texts, each run's few through ``search_text_by_run``).
+    Below SEARCH_HITS_MAX hits that is exactly SQLite's answer; beyond it (``total_capped``), a run sharing
+    the id of a hit may also be found by an older text of its own.
+    """
     query = tsquery(text)
     if query is None:
         return "FALSE", []
@@ -188,8 +194,10 @@ def pg_search_clause(text: str) -> tuple[str, list[Any]]:
         "ORDER BY s.id + 0 DESC LIMIT ?) "
         "SELECT DISTINCT h.run_id FROM (SELECT n.run_id FROM newest n WHERE (SELECT count(*) FROM newest) >= ? "
         "UNION ALL SELECT a.run_id FROM (SELECT s.run_id FROM search_text s WHERE s.words @@ ?::tsquery "
-        "AND (SELECT count(*) FROM newest) < ? ORDER BY s.id + 0 DESC LIMIT ?) a) h))",
-        [query, SEARCH_WINDOW, SEARCH_HITS_MAX, SEARCH_HITS_MAX, query, SEARCH_HITS_MAX, SEARCH_HITS_MAX],
+        "AND (SELECT count(*) FROM newest) < ? ORDER BY s.id + 0 DESC LIMIT ?) a) h)) "
+        "AND EXISTS (SELECT 1 FROM search_text o WHERE o.run_id = r.run_id "
+        f"AND {PG_SPACE.format('o.')} = {PG_SPACE.format('r.')} AND o.words @@ ?::tsquery)",
+        [query, SEARCH_WINDOW, SEARCH_HITS_MAX, SEARCH_HITS_MAX, query, SEARCH_HITS_MAX, SEARCH_HITS_MAX, query],
     )
 
 
