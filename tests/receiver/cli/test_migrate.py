@@ -129,6 +129,7 @@ def _ledger_with_otlp(path: Path) -> dict[str, Any]:
     from tests.receiver.store.conformance.test_otlp import _gauge_request, _logs_request
 
     failing = [typical_run() for _ in range(3)]
+    shared = [{**e, "run_id": failing[1].run_id} for e in typical_run(project="beta").events]  # another project's
     kept = simple_run()
     node_span = next(e["data"]["span_id"] for e in kept.events if e["kind"] == "node_started")
 
@@ -137,6 +138,7 @@ def _ledger_with_otlp(path: Path) -> dict[str, Any]:
         await store.open()
         try:
             await store.append(prepared([e for run in [*failing, kept] for e in run.events]))
+            await store.append(prepared(shared))
             await store.purge(PurgeSelection(run_ids=(failing[0].run_id,), by="test"))
             await store.store_spans([_span(kept, node_span, parent=None, name="fetch", start_ns=1_000)])
             records = logs_from_request(
@@ -149,7 +151,7 @@ def _ledger_with_otlp(path: Path) -> dict[str, Any]:
             await store.close()
 
     asyncio.run(main())
-    return {"kept": kept, "trace_id": kept.trace_id, "purged": failing[0].run_id}
+    return {"kept": kept, "trace_id": kept.trace_id, "purged": failing[0].run_id, "shared": failing[1].run_id}
 
 
 async def _analytics(store: Store, trace_id: str, kept: str) -> dict[str, Any]:
@@ -164,6 +166,11 @@ async def _analytics(store: Store, trace_id: str, kept: str) -> dict[str, Any]:
             "series": await store.metric_series(name="depth", project=None, max_series=10, max_points=10),
             "lines": None if get is None else [(line["message"], line["source"]) for line in get["nodes"][0]["logs"]],
             "found": [r["run_id"] for r in (await store.list_runs(RunQuery(search="line"))).runs],
+            "beta": (
+                await store.error_groups(ErrorGroupQuery(project="beta")),
+                await store.run_stats(StatsQuery(by=StatsBy.NODE, project="beta")),
+                [(r["run_id"], r["project"]) for r in (await store.list_runs(RunQuery(search="broke"))).runs],
+            ),
         }
     finally:
         await store.close()
@@ -173,8 +180,9 @@ async def _analytics(store: Store, trace_id: str, kept: str) -> dict[str, Any]:
 def test_migrate_copies_what_outlives_purges_and_what_lives_beside_the_ledger(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    """Error groups and statistics (a purged run's share included), spans, OTLP log records and the lines they
-    were linked to (searchable), metric series and points: the same on PostgreSQL after the copy."""
+    """Error groups and statistics (a purged run's share included, another project's run of one of the ids apart),
+    spans, OTLP log records and the lines they were linked to (searchable), metric series and points: the same on
+    PostgreSQL after the copy."""
     source = tmp_path / "f.db"
     made = _ledger_with_otlp(source)
     result = CliRunner().invoke(migrate_command, ["--from", f"sqlite:{source}", "--to", postgres_url, "--json"])
@@ -183,8 +191,14 @@ def test_migrate_copies_what_outlives_purges_and_what_lives_beside_the_ledger(
     kept = made["kept"].run_id
     on_sqlite = asyncio.run(_analytics(SqliteStore(source, readonly=True), made["trace_id"], kept))
     on_postgres = asyncio.run(_analytics(PostgresStore(postgres_url, readonly=True), made["trace_id"], kept))
-    assert on_sqlite["errors"][0]["count"] == 3  # the purged run's failure counts
-    assert sum(g["runs"] for g in on_sqlite["stats"][0]) == 4
+    assert on_sqlite["errors"][0]["count"] == 4  # the purged run's failure counts, and beta's (read for all projects)
+    assert sum(g["runs"] for g in on_sqlite["stats"][0]) == 5  # beta's run of one of their ids is a run too
+    [beta_group] = on_sqlite["beta"][0]
+    assert (beta_group["count"], beta_group["sample_run_ids"]) == (1, [made["shared"]])
+    assert {found for found in on_sqlite["beta"][2] if found[0] == made["shared"]} == {
+        (made["shared"], None),
+        (made["shared"], "beta"),
+    }
     assert on_sqlite["lines"] == [("line 0", "otlp")]
     assert on_sqlite["found"] == [kept]
     assert len(on_sqlite["spans"]) == 1
