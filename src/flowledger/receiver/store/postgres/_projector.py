@@ -35,6 +35,7 @@ from flowledger.receiver.store._rollups import RollupTracker
 from flowledger.receiver.store._sampled import sampled_out_key
 from flowledger.receiver.store._search import SearchSource, attributes_of_event, texts_of_event
 from flowledger.receiver.store.postgres._custom_metrics import add_pg_custom_metrics
+from flowledger.receiver.store.postgres._dialect import NUL_ESCAPE, without_nul
 from flowledger.receiver.store.postgres._logs import append_pg_logs
 from flowledger.receiver.store.postgres._namespace import PG_SPACE
 from flowledger.receiver.store.postgres._rollups import apply_pg_facts, retract_pg_stored
@@ -190,7 +191,13 @@ class PgProjector:
         self._rollups.remember(self.runs, self._nodes)
 
     def apply(self, event: PreparedEvent, producer_id: str | None = None, producer_seq: int = 0) -> None:
-        """Fold one new event (its states must have been loaded; ``event.seq`` set)."""
+        """Fold one new event (its states must have been loaded; ``event.seq`` set).
+
+        Every row folded from an event is made here, so here a NUL in any of its texts (a log line, an error, a
+        node id, an attribute) becomes U+FFFD, as PostgreSQL's text requires: the ledger keeps the event as sent.
+        """
+        if NUL_ESCAPE in event.body:  # rare: only then is the data walked
+            event = dataclasses.replace(event, data=without_nul(event.data))
         sampled_out = event.kind is _SAMPLED_OUT
         if sampled_out:  # a dropped run is counted, never made a run
             day_key = sampled_out_key(event.data, event.project, event.ts)
