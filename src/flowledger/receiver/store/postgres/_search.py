@@ -93,6 +93,7 @@ combining marks stay with their letter)."""
 SEARCH_WINDOW: Final = 50_000
 """The newest texts a search looks in first (all of them when fewer than SEARCH_HITS_MAX match there)."""
 _ASCII_TOKEN: Final = re.compile(r"[0-9a-z]+")
+_R_SPACE: Final = PG_SPACE.format("r.")
 """A token of lowercased ASCII text: letters and digits (``_`` separates, as everything else does)."""
 _INSERT_TEXTS: Final = (
     "INSERT INTO search_text (run_id, project, source, text, words) SELECT r, p, s, t, w::tsvector "
@@ -174,10 +175,10 @@ def _clean(text: str) -> str:
 def pg_search_clause(text: str) -> tuple[str, list[Any]]:
     """A condition on ``runs r`` (``?`` parameters): the run has a text matching ``text`` among the newest hits.
 
-    The hits name runs by id; a run id used in several projects is a run in each, and a run is found by its own
-    project's texts only (the check of the found runs' texts, each run's few through ``search_text_by_run``).
-    Below SEARCH_HITS_MAX hits that is exactly SQLite's answer; beyond it (``total_capped``), a run sharing
-    the id of a hit may also be found by an older text of its own.
+    The hits name runs by id; a run id used in several projects is a run in each, and such a run is found by its
+    own project's texts only (checked through ``search_text_by_run``; a run whose id no other project uses
+    costs one probe of ``runs_once``). Below SEARCH_HITS_MAX hits that is exactly SQLite's answer; beyond it
+    (``total_capped``), a run sharing the id of a hit may also be found by an older text of its own.
     """
     query = tsquery(text)
     if query is None:
@@ -195,8 +196,9 @@ def pg_search_clause(text: str) -> tuple[str, list[Any]]:
         "SELECT DISTINCT h.run_id FROM (SELECT n.run_id FROM newest n WHERE (SELECT count(*) FROM newest) >= ? "
         "UNION ALL SELECT a.run_id FROM (SELECT s.run_id FROM search_text s WHERE s.words @@ ?::tsquery "
         "AND (SELECT count(*) FROM newest) < ? ORDER BY s.id + 0 DESC LIMIT ?) a) h)) "
-        "AND EXISTS (SELECT 1 FROM search_text o WHERE o.run_id = r.run_id "
-        f"AND {PG_SPACE.format('o.')} = {PG_SPACE.format('r.')} AND o.words @@ ?::tsquery)",
+        f"AND (NOT EXISTS (SELECT 1 FROM runs t WHERE t.run_id = r.run_id AND {PG_SPACE.format('t.')} <> {_R_SPACE}) "
+        "OR EXISTS (SELECT 1 FROM search_text o WHERE o.run_id = r.run_id "
+        f"AND {PG_SPACE.format('o.')} = {_R_SPACE} AND o.words @@ ?::tsquery))",
         [query, SEARCH_WINDOW, SEARCH_HITS_MAX, SEARCH_HITS_MAX, query, SEARCH_HITS_MAX, SEARCH_HITS_MAX, query],
     )
 
