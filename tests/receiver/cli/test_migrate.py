@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from flowledger._wire import now_ts
 from flowledger.receiver.cli._migrate import migrate_command, sqlite_path
+from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._protocol import DailyTotal, PurgeSelection, RunQuery, Store
 from flowledger.receiver.store._sqlite import SqliteStore
+from flowledger.receiver.store._stats import Bucket, StatsBy, StatsQuery
 from flowledger.receiver.store.postgres import PostgresStore
 from tests.receiver._support import simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
@@ -115,3 +118,89 @@ def test_bad_arguments_are_usage_errors_without_the_password(tmp_path: Path) -> 
     assert "s3cret" not in bad.output
     backwards = CliRunner().invoke(migrate_command, ["--from", "postgresql://u@h/db", "--to", "postgresql://u@h/db"])
     assert backwards.exit_code == 2
+
+
+def _ledger_with_otlp(path: Path) -> dict[str, Any]:
+    """A SQLite ledger with failing runs (one purged), a run's spans, OTLP log records (one linked beside the
+    run's lines, one not) and metric points; returns what to look for."""
+    from flowledger.receiver.otlp._logs import logs_from_request
+    from flowledger.receiver.otlp._metrics import points_from_request
+    from tests.receiver.store.conformance.test_conformance import _span
+    from tests.receiver.store.conformance.test_otlp import _gauge_request, _logs_request
+
+    failing = [typical_run() for _ in range(3)]
+    shared = [{**e, "run_id": failing[1].run_id} for e in typical_run(project="beta").events]  # another project's
+    kept = simple_run()
+    node_span = next(e["data"]["span_id"] for e in kept.events if e["kind"] == "node_started")
+
+    async def main() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            await store.append(prepared([e for run in [*failing, kept] for e in run.events]))
+            await store.append(prepared(shared))
+            await store.purge(PurgeSelection(run_ids=(failing[0].run_id,), by="test"))
+            await store.store_spans([_span(kept, node_span, parent=None, name="fetch", start_ns=1_000)])
+            records = logs_from_request(
+                _logs_request(kept.trace_id, [node_span, "0f" * 8]), project=None, received_at=now_ts()
+            ).rows
+            await store.store_logs(records, max_records=100)
+            points = points_from_request(_gauge_request([("a", 1), ("a", 2), ("b", 1)]), project=None).rows
+            await store.store_metric_points(points, max_series=10, max_points=100)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    return {"kept": kept, "trace_id": kept.trace_id, "purged": failing[0].run_id, "shared": failing[1].run_id}
+
+
+async def _analytics(store: Store, trace_id: str, kept: str) -> dict[str, Any]:
+    await store.open()
+    try:
+        get = await store.get_run(kept)
+        return {
+            "errors": await store.error_groups(ErrorGroupQuery()),
+            "stats": [await store.run_stats(StatsQuery(by=by, bucket=Bucket.DAY)) for by in StatsBy],
+            "spans": (await store.get_trace(trace_id))[0],
+            "records": await store.otlp_logs(trace_id=trace_id, project=None, limit=10),
+            "series": await store.metric_series(name="depth", project=None, max_series=10, max_points=10),
+            "lines": None if get is None else [(line["message"], line["source"]) for line in get["nodes"][0]["logs"]],
+            "found": [r["run_id"] for r in (await store.list_runs(RunQuery(search="line"))).runs],
+            "beta": (
+                await store.error_groups(ErrorGroupQuery(project="beta")),
+                await store.run_stats(StatsQuery(by=StatsBy.NODE, project="beta")),
+                [(r["run_id"], r["project"]) for r in (await store.list_runs(RunQuery(search="broke"))).runs],
+            ),
+        }
+    finally:
+        await store.close()
+
+
+@pytest.mark.slow
+def test_migrate_copies_what_outlives_purges_and_what_lives_beside_the_ledger(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Error groups and statistics (a purged run's share included, another project's run of one of the ids apart),
+    spans, OTLP log records and the lines they were linked to (searchable), metric series and points: the same on
+    PostgreSQL after the copy."""
+    source = tmp_path / "f.db"
+    made = _ledger_with_otlp(source)
+    result = CliRunner().invoke(migrate_command, ["--from", f"sqlite:{source}", "--to", postgres_url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["rows"]["otlp_logs"] == 2
+    kept = made["kept"].run_id
+    on_sqlite = asyncio.run(_analytics(SqliteStore(source, readonly=True), made["trace_id"], kept))
+    on_postgres = asyncio.run(_analytics(PostgresStore(postgres_url, readonly=True), made["trace_id"], kept))
+    assert on_sqlite["errors"][0]["count"] == 4  # the purged run's failure counts, and beta's (read for all projects)
+    assert sum(g["runs"] for g in on_sqlite["stats"][0]) == 5  # beta's run of one of their ids is a run too
+    [beta_group] = on_sqlite["beta"][0]
+    assert (beta_group["count"], beta_group["sample_run_ids"]) == (1, [made["shared"]])
+    assert {found for found in on_sqlite["beta"][2] if found[0] == made["shared"]} == {
+        (made["shared"], None),
+        (made["shared"], "beta"),
+    }
+    assert on_sqlite["lines"] == [("line 0", "otlp")]
+    assert on_sqlite["found"] == [kept]
+    assert len(on_sqlite["spans"]) == 1
+    assert {s["attributes"]["queue"]: len(s["points"]) for s in on_sqlite["series"]} == {"a": 2, "b": 1}
+    assert on_postgres == on_sqlite

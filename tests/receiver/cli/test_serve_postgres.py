@@ -73,8 +73,8 @@ def _serving(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subpro
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["option", "environment"])
 def test_serve_stores_in_postgres_and_the_cli_reads_it_there(postgres_url: str, how: str) -> None:
-    """Events posted to a receiver on PostgreSQL are listed by the API and by runs/show/verify --db URL;
-    a route of a part not built there answers 501 naming it."""
+    """Events posted to a receiver on PostgreSQL are listed by the API and by runs/show/verify --db URL; its error
+    groups, statistics, custom metrics and search answer there, and through errors/stats/runs --search --db URL."""
     runs = [typical_run(), simple_run()]
     if how == "option":
         args, env = ["--db", postgres_url], _env()
@@ -86,16 +86,24 @@ def test_serve_stores_in_postgres_and_the_cli_reads_it_there(postgres_url: str, 
         assert answer.status_code == 200, answer.text
         listed = httpx.get(f"{url}/api/runs", timeout=30).json()
         detail = httpx.get(f"{url}/api/runs/{runs[0].run_id}", timeout=30).json()
-        not_built = httpx.get(f"{url}/api/errors", timeout=30)  # error groups: not built on PostgreSQL yet
-        searched = httpx.get(f"{url}/api/viewer/runs", params={"q": "timeout"}, timeout=30)  # nor full text
+        errors = httpx.get(f"{url}/api/errors", timeout=30)
+        stats = httpx.get(f"{url}/api/stats", params={"by": "node"}, timeout=30)
+        metrics = httpx.get(f"{url}/api/metrics/custom", timeout=30)
+        searched = httpx.get(f"{url}/api/runs", params={"q": "price broke"}, timeout=30)
+        viewed = httpx.get(f"{url}/api/viewer/runs", params={"q": "broke"}, timeout=30)
         nul = [
             httpx.get(f"{url}{path}", timeout=30).status_code
             for path in ("/api/runs/abc%00", "/api/runs?workflow_id=a%00b", "/api/runs/abc%00/outputs")
         ]
     assert {r["run_id"] for r in listed["runs"]} == {run.run_id for run in runs}
-    assert not_built.status_code == 501
-    assert "error_groups is not built yet in the PostgreSQL engine" in not_built.json()["error"]
-    assert searched.status_code == 501, searched.text  # not 503: retrying would never help
+    assert errors.status_code == 200, errors.text
+    assert {(g["node_id"], g["message"]) for g in errors.json()["groups"]} == {("price", "price broke")}
+    assert stats.status_code == 200, stats.text
+    assert {g["key"] for g in stats.json()["groups"]} >= {"order-intake/fetch", "order-intake/price"}
+    assert metrics.status_code == 200, metrics.text
+    assert [r["run_id"] for r in searched.json()["runs"]] == [runs[0].run_id]
+    assert viewed.status_code == 200, viewed.text
+    assert [r["run_id"] for r in viewed.json()["runs"]] == [runs[0].run_id]
     assert nul == [400, 400, 400]  # PostgreSQL cannot compare text with a NUL: refused before any query
     out = _flowledger("runs", "--db", postgres_url, "--json")
     assert out.returncode == 0, out.stderr
@@ -104,6 +112,15 @@ def test_serve_stores_in_postgres_and_the_cli_reads_it_there(postgres_url: str, 
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["status"] == detail["status"]
     assert len(json.loads(shown.stdout)["nodes"]) == len(detail["nodes"]) > 0
+    grouped = _flowledger("errors", "--db", postgres_url, "--json")
+    assert grouped.returncode == 0, grouped.stderr
+    assert json.loads(grouped.stdout)["groups"] == errors.json()["groups"]
+    counted = _flowledger("stats", "--by", "node", "--db", postgres_url, "--json")
+    assert counted.returncode == 0, counted.stderr
+    assert json.loads(counted.stdout)["groups"] == stats.json()["groups"]
+    found = _flowledger("runs", "--search", "broke", "--db", postgres_url, "--json")
+    assert found.returncode == 0, found.stderr
+    assert [r["run_id"] for r in json.loads(found.stdout)["runs"]] == [runs[0].run_id]
     verified = _flowledger("verify", "--db", postgres_url)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 

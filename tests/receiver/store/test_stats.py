@@ -272,17 +272,11 @@ def test_each_query_searches_the_primary_keys_and_sorts_only_edge_hours(
     a series adds up its whole buckets in that key's order, so only the hours at its edges (or a query without
     buckets, its few rows per group) go through a temporary B-tree."""
     asyncio.run(_stats_over(tmp_path / "stats.db", []))
-    if query.bucket is None:
-        rows_sql, params = _stats._ranges_sql(query, f"status, {_stats._ROW_COLUMNS}", "stats_rollup")
-        figures = (f"SELECT key, point, {_stats._FIGURES_SQL} FROM ({rows_sql}) GROUP BY 1, 2", params)
-    else:
-        figures = _stats._ranges_sql(
-            query, f"{_stats._FIGURES_SQL}, {_stats._STATUS_SQL}", "stats_rollup", grouped=True
-        )
+    figures, hists = _stats.stats_reads(query)  # the reads the store makes
     with sqlite3.connect(tmp_path / "stats.db") as conn:
         for (sql, params), table in (
             (figures, "stats_rollup"),
-            (_stats._ranges_sql(query, "hist", "stats_hist"), "stats_hist"),
+            (hists, "stats_hist"),
         ):
             steps = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
             reads = [step for step in steps if table in step]

@@ -17,7 +17,7 @@ rebuild recounts them from the payloads the ledger still holds.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -25,9 +25,17 @@ import aiosqlite
 
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import canonical
+from flowledger.receiver.store._fold import FoldEvent, NodeState, RunState
 from flowledger.receiver.store._time import hour_of
 
-__all__ = ["CUSTOM_METRIC_COLUMNS", "CustomMetricQuery", "MetricTotals", "query_custom_metrics"]
+__all__ = [
+    "CUSTOM_METRIC_COLUMNS",
+    "CustomMetricQuery",
+    "MetricTotals",
+    "custom_metric_json",
+    "custom_metrics_sql",
+    "query_custom_metrics",
+]
 
 CUSTOM_METRIC_COLUMNS: Final = (
     "project",
@@ -51,6 +59,7 @@ ON CONFLICT (project, workflow_id, node_id, name, labels, hour) DO UPDATE SET
     min = min(custom_metrics.min, excluded.min),
     max = max(custom_metrics.max, excluded.max)
 """
+_LABEL_CLAUSE: Final = "labels ->> ? = ?"
 MAX_ROWS: Final = 10_000
 """The most rows one query answers."""
 
@@ -86,12 +95,34 @@ class MetricTotals:
                 row[2] = min(row[2], entry["min"])
                 row[3] = max(row[3], entry["max"])
 
+    def observe_attempt(self, event: FoldEvent, node: NodeState, run: RunState, *, first_finish: bool) -> None:
+        """Add an attempt's metrics when ``event`` (just folded into ``node`` of ``run``) carries metrics and is the
+        first finish of the attempt the fold took (``first_finish``: the attempt had none before it)."""
+        if (
+            first_finish
+            and node.finished_event_id == event.event_id
+            and node.completed_at is not None
+            and "metrics" in event.data
+        ):
+            self.observe(
+                event.data["metrics"],
+                project=event.project or run.project,
+                workflow_id=event.data.get("workflow_id") or run.workflow_id,
+                node_id=node.node_id,
+                finished_at=node.completed_at,
+            )
+
+    def take(self) -> list[tuple[Any, ...]]:
+        """The rows observed so far (CUSTOM_METRIC_COLUMNS in order), to be added to the stored ones; forgets them."""
+        rows = [(*key, *values) for key, values in self._rows.items()]
+        self._rows.clear()
+        return rows
+
     async def flush(self, conn: aiosqlite.Connection) -> None:
         """Add what was observed to the table (inside the caller's transaction)."""
-        if self._rows:
-            rows = [(*key, *values) for key, values in self._rows.items()]
+        rows = self.take()
+        if rows:
             await insert_rows(conn, _SAVE, rows, width=len(CUSTOM_METRIC_COLUMNS), tail=_SAVE_TAIL)
-            self._rows.clear()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,8 +142,16 @@ class CustomMetricQuery:
     limit: int = 1_000
 
 
-async def query_custom_metrics(conn: aiosqlite.Connection, query: CustomMetricQuery) -> list[dict[str, Any]]:
-    """Rows of ``custom_metrics`` matching ``query``, newest hour first, each with its ``avg``."""
+def _json_path(key: str) -> Any:
+    return "$." + canonical(key)
+
+
+def custom_metrics_sql(
+    query: CustomMetricQuery, *, label_clause: str = _LABEL_CLAUSE, label_path: Callable[[str], Any] = _json_path
+) -> tuple[str, list[Any]]:
+    """The SELECT (``?`` parameters) of the rows ``query`` asks for, newest hour first: engine-neutral but for
+    ``label_clause``, a condition on ``labels`` with two parameters: the label's path (``label_path`` of its key;
+    SQLite's JSON path ``$."key"`` by default) and its value."""
     where: list[str] = []
     args: list[Any] = []
     for column in ("name", "workflow_id", "node_id", "project"):
@@ -127,19 +166,27 @@ async def query_custom_metrics(conn: aiosqlite.Connection, query: CustomMetricQu
         where.append("hour < ?")
         args.append(query.until)
     for key, value in (query.labels or {}).items():
-        where.append("labels ->> ? = ?")
-        args += ["$." + canonical(key), value]
+        where.append(label_clause)
+        args += [label_path(key), value]
     sql = (
         f"SELECT {', '.join(CUSTOM_METRIC_COLUMNS)} FROM custom_metrics"
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY hour DESC, workflow_id, node_id, name, labels LIMIT ?"
     )
     args.append(min(max(query.limit, 1), MAX_ROWS))
-    out: list[dict[str, Any]] = []
-    for row in await conn.execute_fetchall(sql, args):
-        record = dict(zip(CUSTOM_METRIC_COLUMNS, row, strict=True))
-        record["project"] = record["project"] or None
-        record["labels"] = json.loads(record["labels"])
-        record["avg"] = record["sum"] / record["count"]
-        out.append(record)
-    return out
+    return sql, args
+
+
+def custom_metric_json(row: Sequence[Any]) -> dict[str, Any]:
+    """One row (CUSTOM_METRIC_COLUMNS in order) as the API answers it, with its ``avg``."""
+    record = dict(zip(CUSTOM_METRIC_COLUMNS, row, strict=True))
+    record["project"] = record["project"] or None
+    record["labels"] = json.loads(record["labels"])
+    record["avg"] = record["sum"] / record["count"]
+    return record
+
+
+async def query_custom_metrics(conn: aiosqlite.Connection, query: CustomMetricQuery) -> list[dict[str, Any]]:
+    """Rows of ``custom_metrics`` matching ``query``, newest hour first, each with its ``avg``."""
+    sql, args = custom_metrics_sql(query)
+    return [custom_metric_json(row) for row in await conn.execute_fetchall(sql, args)]

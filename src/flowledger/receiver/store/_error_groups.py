@@ -37,7 +37,7 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final
@@ -56,7 +56,11 @@ __all__ = [
     "Failure",
     "error_fingerprint",
     "error_groups",
+    "error_groups_where",
+    "failure_deltas",
     "forget_purged_samples",
+    "group_json",
+    "group_writes",
     "normalize_message",
     "record_failures",
     "record_failures_sync",
@@ -194,6 +198,8 @@ _WRITE_GROUPS: Final = (
 )
 _WRITE_GROUP: Final = f"{_WRITE_GROUPS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _Key = tuple[str, str, str]
+GroupKey = _Key
+"""A group row's key: project, fingerprint, UTC hour."""
 
 
 @dataclass(slots=True)
@@ -204,6 +210,10 @@ class _Delta:
     last: str = ""
     samples: dict[str, str] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
+
+
+FailureDelta = _Delta
+"""What a batch does to one group row (see :func:`failure_deltas`)."""
 
 
 def _deltas(added: Sequence[Failure], removed: Sequence[Failure]) -> dict[_Key, _Delta]:
@@ -263,18 +273,32 @@ async def record_failures(conn: aiosqlite.Connection, added: Sequence[Failure], 
         sql = _READ_GROUPS.format(", ".join(["(?, ?, ?)"] * len(part)))
         for project, fingerprint, hour, *old in await conn.execute_fetchall(sql, list(chain.from_iterable(part))):
             stored[project, fingerprint, hour] = tuple(old)
+    written, dropped = group_writes(deltas, stored)
+    if written:
+        await insert_rows(conn, _WRITE_GROUPS, written, width=11)
+    if dropped:
+        await conn.executemany(_DROP_GROUP, dropped)
+
+
+def failure_deltas(added: Sequence[Failure], removed: Sequence[Failure]) -> dict[GroupKey, FailureDelta]:
+    """What failures added and taken away do to each group row (project, fingerprint, hour): engine-neutral."""
+    return _deltas(added, removed)
+
+
+def group_writes(
+    deltas: Mapping[GroupKey, FailureDelta], stored: Mapping[GroupKey, Sequence[Any]]
+) -> tuple[list[tuple[Any, ...]], list[GroupKey]]:
+    """The group rows to write (:data:`ERROR_GROUPS_SCHEMA`'s columns in order) and the keys of the stored rows
+    left empty, from the deltas and the stored rows' ``(count, first_seen, last_seen, samples)``: engine-neutral."""
     written: list[tuple[Any, ...]] = []
-    dropped: list[_Key] = []
+    dropped: list[GroupKey] = []
     for key, delta in deltas.items():
         row = _merged(key, delta, stored.get(key))
         if row is not None:
             written.append(row)
         elif key in stored:
             dropped.append(key)
-    if written:
-        await insert_rows(conn, _WRITE_GROUPS, written, width=11)
-    if dropped:
-        await conn.executemany(_DROP_GROUP, dropped)
+    return written, dropped
 
 
 def record_failures_sync(conn: sqlite3.Connection, added: Sequence[Failure]) -> None:
@@ -323,7 +347,9 @@ class ErrorGroupQuery:
     limit: int = 50
 
 
-def _group_json(row: Sequence[Any]) -> dict[str, Any]:
+def group_json(row: Sequence[Any]) -> dict[str, Any]:
+    """A group as the API answers it, from ``fingerprint, type, message, node_id, workflow_id, count, first_seen,
+    last_seen`` and its hours' samples (JSON arrays, one per line)."""
     fingerprint, type_, message, node_id, workflow_id, count, first, last, samples = row
     pairs: list[tuple[str, str]] = []
     for text in str(samples).split("\n"):
@@ -345,8 +371,8 @@ def _group_json(row: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-async def error_groups(conn: aiosqlite.Connection, query: ErrorGroupQuery) -> list[dict[str, Any]]:
-    """The groups matching ``query``, biggest first (then the most recent), as the API answers them."""
+def error_groups_where(query: ErrorGroupQuery) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause (``?`` parameters; empty for none) of the group rows ``query`` reads: engine-neutral."""
     clauses: list[str] = []
     params: list[Any] = []
     if query.project is not None:
@@ -361,7 +387,12 @@ async def error_groups(conn: aiosqlite.Connection, query: ErrorGroupQuery) -> li
     if query.until is not None:
         clauses.append("hour < ?")
         params.append(query.until)
-    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+async def error_groups(conn: aiosqlite.Connection, query: ErrorGroupQuery) -> list[dict[str, Any]]:
+    """The groups matching ``query``, biggest first (then the most recent), as the API answers them."""
+    where, params = error_groups_where(query)
     sql = (
         "SELECT fingerprint, min(type), min(message), min(node_id), min(workflow_id), sum(count), "
         "min(first_seen), max(last_seen), group_concat(samples, char(10)) "
@@ -369,7 +400,7 @@ async def error_groups(conn: aiosqlite.Connection, query: ErrorGroupQuery) -> li
         "ORDER BY sum(count) DESC, max(last_seen) DESC, fingerprint LIMIT ?"
     )
     rows = await conn.execute_fetchall(sql, [*params, query.limit])
-    return [_group_json(tuple(row)) for row in rows]
+    return [group_json(tuple(row)) for row in rows]
 
 
 def with_fingerprints(run: dict[str, Any]) -> dict[str, Any]:

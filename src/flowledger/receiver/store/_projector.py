@@ -170,23 +170,10 @@ class Projector:
             node_key = (key, event.data["span_id"])
             nodes = self._nodes
             before = nodes.get(node_key)
-            first_finish = before is None or before.finished_event_id is None
+            first_finish = before is None or before.finished_event_id is None  # the fold may change it in place
             node = nodes[node_key] = fold_node(before, event)
             self._dirty_nodes.add(node_key)
-            if (
-                first_finish
-                and node.finished_event_id == event.event_id
-                and node.completed_at is not None
-                and "metrics" in event.data
-            ):
-                run = runs[key]
-                self._metrics.observe(
-                    event.data["metrics"],
-                    project=event.project or run.project,
-                    workflow_id=event.data.get("workflow_id") or run.workflow_id,
-                    node_id=node.node_id,
-                    finished_at=node.completed_at,
-                )
+            self._metrics.observe_attempt(event, node, runs[key], first_finish=first_finish)
         elif event.kind is _NODE_LOGS:
             self._add_logs(event)
         for source, text in texts_of_event(event.kind, event.data, plain_floats=event.plain_floats):

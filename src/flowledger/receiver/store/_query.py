@@ -160,8 +160,9 @@ def runs_count_sql(query: RunQuery, *, cap: int) -> tuple[str, list[Any]]:
     return f"SELECT count(*) FROM (SELECT 1 FROM {source}{where} LIMIT ?)", [*source_params, *params, cap + 1]
 
 
-def runs_where(query: RunQuery, *, search: bool = True) -> tuple[str, list[Any]]:
-    """The WHERE clause (with its parameters) of a run listing; each filter has a covering index."""
+def runs_where(query: RunQuery, *, search: bool = True, attributes: bool = True) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its parameters) of a run listing; each filter has a covering index. ``search`` and
+    ``attributes`` False leave out the search and ``attr.`` filters (an engine spelling them its own way)."""
     clauses: list[str] = []
     params: list[Any] = []
     if query.workflow_id is not None:
@@ -180,7 +181,7 @@ def runs_where(query: RunQuery, *, search: bool = True) -> tuple[str, list[Any]]
         clause, clause_params = search_clause(query.search)
         clauses.append(clause)
         params += clause_params
-    for key, value in query.attributes:
+    for key, value in query.attributes if attributes else ():
         clause, clause_params = attribute_clause(key, value)
         clauses.append(clause)
         params += clause_params

@@ -17,8 +17,8 @@ stored, so what they added stays: error counts and statistics survive purges.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
-from typing import Final, NamedTuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, NamedTuple
 
 import aiosqlite
 
@@ -27,7 +27,19 @@ from flowledger.receiver.store._error_groups import Failure, record_failures, re
 from flowledger.receiver.store._fold import NodeState, RunState
 from flowledger.receiver.store._stats import Contribution, StatsBy, record_contributions, record_contributions_sync
 
-__all__ = ["NodeFacts", "RollupTracker", "RunFacts", "backfill_rollups", "retract_stored"]
+__all__ = [
+    "NODE_FACT_SQL",
+    "RUN_FACT_SQL",
+    "FactChanges",
+    "NodeFacts",
+    "RollupTracker",
+    "RunFacts",
+    "after_node",
+    "after_run",
+    "backfill_rollups",
+    "fact_changes",
+    "retract_stored",
+]
 
 _FINISHED_RUN: Final = frozenset({RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.ABORTED.value})
 _FAILED_RUN: Final = frozenset({RunStatus.FAILED.value, RunStatus.ABORTED.value})
@@ -174,13 +186,14 @@ class RollupTracker:
         self._nodes: dict[tuple[str, str], NodeFacts | None] = {}
 
     def remember(self, runs: Mapping[str, RunState], nodes: Mapping[tuple[str, str], NodeState]) -> None:
-        """Note the facts of states just loaded (before any event is folded into them)."""
-        for run_id, run in runs.items():
-            if run_id not in self._runs:
-                self._runs[run_id] = run_facts(run)
-        for key, node in nodes.items():
-            if key not in self._nodes:
-                self._nodes[key] = node_facts(node, runs.get(key[0]))
+        """Note the facts of states just loaded (before any event is folded into them). Runs are keyed by
+        :func:`~._namespace.run_key` (a run is its project and its id), attempts by (that key, span id)."""
+        for key, run in runs.items():
+            if key not in self._runs:
+                self._runs[key] = run_facts(run)
+        for place, node in nodes.items():
+            if place not in self._nodes:
+                self._nodes[place] = node_facts(node, runs.get(place[0]))
 
     async def flush(
         self,
@@ -191,17 +204,29 @@ class RollupTracker:
         dirty_nodes: Iterable[tuple[str, str]],
     ) -> None:
         """Move the sums by the changed facts of the written states (inside the caller's transaction)."""
+        added, removed = self.changes(runs, nodes, dirty_runs, dirty_nodes)
+        await apply_facts(conn, added=added, removed=removed)
+
+    def changes(
+        self,
+        runs: Mapping[str, RunState],
+        nodes: Mapping[tuple[str, str], NodeState],
+        dirty_runs: Iterable[str],
+        dirty_nodes: Iterable[tuple[str, str]],
+    ) -> tuple[tuple[list[RunFacts], list[NodeFacts]], tuple[list[RunFacts], list[NodeFacts]]]:
+        """The facts the written states add and take away, ``(added, removed)``, each (runs, attempts); from now on
+        the written states' facts are the ones remembered. Engine-neutral: each engine writes them to its sums."""
         old_runs: list[RunFacts] = []
         new_runs: list[RunFacts] = []
-        for run_id in dirty_runs:
-            before = self._runs.get(run_id)
-            after = run_facts(runs[run_id])
+        for run in dirty_runs:
+            before = self._runs.get(run)
+            after = run_facts(runs[run])
             if before != after:
                 if before is not None:
                     old_runs.append(before)
                 if after is not None:
                     new_runs.append(after)
-                self._runs[run_id] = after
+                self._runs[run] = after
         old_nodes: list[NodeFacts] = []
         new_nodes: list[NodeFacts] = []
         for key in dirty_nodes:
@@ -213,7 +238,26 @@ class RollupTracker:
                 if after_node is not None:
                     new_nodes.append(after_node)
                 self._nodes[key] = after_node
-        await apply_facts(conn, added=(new_runs, new_nodes), removed=(old_runs, old_nodes))
+        return (new_runs, new_nodes), (old_runs, old_nodes)
+
+
+class FactChanges(NamedTuple):
+    """What facts added and taken away do to the sums: failures for the error groups, contributions for the
+    statistics."""
+
+    failures_added: list[Failure]
+    failures_removed: list[Failure]
+    contributions_added: list[Contribution]
+    contributions_removed: list[Contribution]
+
+
+def fact_changes(
+    *, added: tuple[list[RunFacts], list[NodeFacts]], removed: tuple[list[RunFacts], list[NodeFacts]]
+) -> FactChanges:
+    """The failures and contributions of facts added and taken away (engine-neutral)."""
+    gained = [f for f in (*(r.failure() for r in added[0]), *(n.failure() for n in added[1])) if f is not None]
+    lost = [f for f in (*(r.failure() for r in removed[0]), *(n.failure() for n in removed[1])) if f is not None]
+    return FactChanges(gained, lost, _contributions(added), _contributions(removed))
 
 
 async def apply_facts(
@@ -223,10 +267,9 @@ async def apply_facts(
     removed: tuple[list[RunFacts], list[NodeFacts]],
 ) -> None:
     """Add and take away facts in every sum."""
-    gained = [f for f in (*(r.failure() for r in added[0]), *(n.failure() for n in added[1])) if f is not None]
-    lost = [f for f in (*(r.failure() for r in removed[0]), *(n.failure() for n in removed[1])) if f is not None]
-    await record_failures(conn, gained, lost)
-    await record_contributions(conn, _contributions(added), _contributions(removed))
+    changes = fact_changes(added=added, removed=removed)
+    await record_failures(conn, changes.failures_added, changes.failures_removed)
+    await record_contributions(conn, changes.contributions_added, changes.contributions_removed)
 
 
 def _contributions(facts: tuple[list[RunFacts], list[NodeFacts]]) -> list[Contribution]:
@@ -236,47 +279,81 @@ def _contributions(facts: tuple[list[RunFacts], list[NodeFacts]]) -> list[Contri
 
 _RUN_FACT_SQL: Final = (
     "SELECT run_id, project, workflow_id, status, started_at, completed_at, duration_ms, cost_usd, "
+    "error_type, error_message, error_node_id, agent_id FROM main.runs WHERE status IN ({}) "
+    "AND (run_id, ifnull(project, '')) > (?, ?) ORDER BY run_id, ifnull(project, '') LIMIT ?"
+).format(", ".join(f"'{s}'" for s in sorted(_FINISHED_RUN)))
+_NODE_FACT_SQL: Final = (
+    "SELECT n.run_id, r.project, r.workflow_id, n.node_id, n.status, n.started_at, n.completed_at, n.duration_ms, "
+    "n.cost_usd, n.error_type, n.error_message, n.span_id FROM main.node_runs n LEFT JOIN main.runs r "
+    "ON r.run_id = n.run_id AND ifnull(r.project, '') = ifnull(n.project, '') WHERE n.status IN ({}) "
+    "AND (n.run_id, ifnull(n.project, ''), n.span_id) > (?, ?, ?) ORDER BY n.run_id, ifnull(n.project, ''), n.span_id "
+    "LIMIT ?"
+).format(", ".join(f"'{s}'" for s in sorted(_FINISHED_NODE)))
+
+_BACKFILL_RUN_SQL: Final = (
+    "SELECT run_id, project, workflow_id, status, started_at, completed_at, duration_ms, cost_usd, "
     "error_type, error_message, error_node_id, agent_id FROM main.runs WHERE status IN ({}) AND run_id > ? "
     "ORDER BY run_id LIMIT ?"
 ).format(", ".join(f"'{s}'" for s in sorted(_FINISHED_RUN)))
-_NODE_FACT_SQL: Final = (
+_BACKFILL_NODE_SQL: Final = (
     "SELECT n.run_id, r.project, r.workflow_id, n.node_id, n.status, n.started_at, n.completed_at, n.duration_ms, "
     "n.cost_usd, n.error_type, n.error_message, n.span_id FROM main.node_runs n LEFT JOIN main.runs r "
     "ON r.run_id = n.run_id WHERE n.status IN ({}) AND (n.run_id, n.span_id) > (?, ?) "
     "ORDER BY n.run_id, n.span_id LIMIT ?"
 ).format(", ".join(f"'{s}'" for s in sorted(_FINISHED_NODE)))
+"""The facts read by the migration creating the sums, in the schema of its version: a run id named one run then
+(ids became per project in a later version), and attempts had no project of their own."""
+
+
+RUN_FACT_SQL: Final = _RUN_FACT_SQL
+"""The finished runs' facts after a run (``?``: its id and namespace), a chunk (``?``) at a time, in run order (SQLite's
+spelling: ``ifnull``)."""
+NODE_FACT_SQL: Final = _NODE_FACT_SQL
+"""The finished attempts' facts (and span id) after a (run id, namespace, span id), a chunk at a time, each with its
+own project's run (SQLite's spelling: ``ifnull``)."""
+
+
+def after_run(row: Sequence[Any]) -> tuple[str, str]:
+    """The place of a row of RUN_FACT_SQL, to read on after it: its run id and namespace."""
+    return str(row[0]), row[1] or ""
+
+
+def after_node(row: Sequence[Any]) -> tuple[str, str, str]:
+    """The place of a row of NODE_FACT_SQL, to read on after it: its run id, namespace and span id."""
+    return str(row[0]), row[1] or "", str(row[-1])
 
 
 async def retract_stored(conn: aiosqlite.Connection) -> None:
     """Take every stored finished run and attempt out of the sums (a rebuild then folds them back in)."""
-    last = ""
+    last = ("", "")
     while True:
-        rows = list(await conn.execute_fetchall(_RUN_FACT_SQL, (last, _RETRACT_CHUNK)))
+        rows = list(await conn.execute_fetchall(_RUN_FACT_SQL, (*last, _RETRACT_CHUNK)))
         if not rows:
             break
-        last = str(rows[-1][0])
+        last = after_run(rows[-1])
         await apply_facts(conn, added=([], []), removed=([RunFacts(*row) for row in rows], []))
-    last_key = ("", "")
+    last_key = ("", "", "")
     while True:
         rows = list(await conn.execute_fetchall(_NODE_FACT_SQL, (*last_key, _RETRACT_CHUNK)))
         if not rows:
             break
-        last_key = (str(rows[-1][0]), str(rows[-1][-1]))
+        last_key = after_node(rows[-1])
         await apply_facts(conn, added=([], []), removed=([], [NodeFacts(*row[:-1]) for row in rows]))
 
 
 def backfill_rollups(conn: sqlite3.Connection) -> None:
-    """Add every stored finished run and attempt to the sums (a migration creating them calls this)."""
+    """Add every stored finished run and attempt to the sums (the migration creating them calls this, in the schema
+    of its version)."""
     last = ""
     while True:
-        rows = conn.execute(_RUN_FACT_SQL, (last, _RETRACT_CHUNK)).fetchall()
+        rows = conn.execute(_BACKFILL_RUN_SQL, (last, _RETRACT_CHUNK)).fetchall()
         if not rows:
             break
         last = str(rows[-1][0])
         apply_facts_sync(conn, [RunFacts(*row) for row in rows], [])
     last_key = ("", "")
     while True:
-        rows = conn.execute(_NODE_FACT_SQL, (*last_key, _RETRACT_CHUNK)).fetchall()
+        rows = conn.execute(_BACKFILL_NODE_SQL, (*last_key, _RETRACT_CHUNK)).fetchall()
         if not rows:
             break
         last_key = (str(rows[-1][0]), str(rows[-1][-1]))

@@ -43,6 +43,7 @@ __all__ = [
     "looks_like_run_id",
     "payload_text",
     "search_clause",
+    "search_words",
     "texts_of_event",
 ]
 
@@ -187,10 +188,16 @@ def fts_query(text: str) -> str:
     by default: a prefix of a common word merges many long lists, far slower than a word.
     Raises ValueError when the text has no letter or digit.
     """
+    return " ".join(f'"{word}"{"*" if prefix else ""}' for word, prefix in search_words(text))
+
+
+def search_words(text: str) -> list[tuple[str, bool]]:
+    """The words of what a user typed, each with whether it is a prefix (written with a trailing ``*``): every
+    word must appear. Raises ValueError when the text has no letter or digit."""
     words = _WORD.findall(text)
     if not words:
         raise ValueError("it has no letter or digit to search for")
-    return " ".join(f'"{word}"{star}' for word, star in words)
+    return [(word, star == "*") for word, star in words]
 
 
 def hits_sql(text: str) -> tuple[str, list[Any]]:

@@ -38,7 +38,7 @@ import math
 import sqlite3
 import sys
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -55,17 +55,24 @@ __all__ = [
     "ALL_PROJECTS",
     "HISTOGRAM_GAMMA",
     "PERCENTILE_RELATIVE_ERROR",
+    "STATS_ROW_COLUMNS",
     "STATS_SCHEMA",
     "Bucket",
     "Contribution",
+    "FiguresReader",
     "StatsBy",
+    "StatsDeltas",
     "StatsQuery",
     "decode_histogram",
     "duration_bin",
     "encode_histogram",
     "record_contributions",
     "record_contributions_sync",
+    "stats_answer",
+    "stats_blobs",
+    "stats_deltas",
     "stats_groups",
+    "stats_reads",
     "upgrade_rollups_sync",
 ]
 
@@ -730,11 +737,10 @@ _AGGREGATES: Final = (
     ("min", "duration_ms_min"),
     ("max", "duration_ms_max"),
 )
-_FIGURES_SQL: Final = ", ".join(f"{f}({c})" for f, c in _AGGREGATES)
-_FIGURES_AS_SQL: Final = ", ".join(f"{f}({c}) AS {c}" for f, c in _AGGREGATES)
 
 
-_STATUS_SQL: Final = ", ".join(f"sum(CASE status WHEN '{s}' THEN runs END)" for s in _STATUSES)
+FiguresReader = Callable[["StatsQuery"], Awaitable[tuple[Iterable[Sequence[Any]], "_Blobs"]]]
+"""Reads a query's figures rows and its histograms (what :func:`stats_answer` adds up)."""
 
 
 async def stats_groups(conn: aiosqlite.Connection, query: StatsQuery) -> list[dict[str, Any]]:
@@ -747,11 +753,16 @@ async def stats_groups(conn: aiosqlite.Connection, query: StatsQuery) -> list[di
     hours is a week of days and a few hours: the same sums from fewer rows); a series' points each from their own
     row and histograms (a whole bucket's from its stored counts as they are).
     """
+    return await stats_answer(query, lambda q: _read_figures(conn, q))
+
+
+async def stats_answer(query: StatsQuery, read: FiguresReader) -> list[dict[str, Any]]:
+    """:func:`stats_groups` over any engine: ``read`` reads a query's figures (:func:`stats_reads` has its SQL)."""
     if query.since is not None and query.until is not None and query.since >= query.until:
         return []
-    figures, blobs = await _read_figures(conn, query)
+    figures, blobs = await read(query)
     if query.bucket is Bucket.HOUR:  # its groups from the same query without buckets: fewer rows and histograms
-        out = await stats_groups(conn, replace(query, bucket=None))
+        out = await stats_answer(replace(query, bucket=None), read)
     else:
         out = _groups_json(figures, blobs, query.limit)
     if query.bucket is not None:
@@ -789,21 +800,9 @@ _Blobs = dict[tuple[str, str], list[bytes]]
 
 async def _read_figures(conn: aiosqlite.Connection, query: StatsQuery) -> tuple[Iterable[Sequence[Any]], _Blobs]:
     """The figures rows of a query (``key, point``, the aggregates, the counts by status) and its histograms."""
-    if query.bucket is None:  # every range adds to the same point: added up together
-        rows_sql, params = _ranges_sql(query, f"status, {_ROW_COLUMNS}", "stats_rollup")
-        figures_sql = f"SELECT key, point, {_FIGURES_SQL}, {_STATUS_SQL} FROM ({rows_sql}) GROUP BY 1, 2"
-    else:
-        figures_sql, params = _ranges_sql(query, f"{_FIGURES_SQL}, {_STATUS_SQL}", "stats_rollup", grouped=True)
+    (figures_sql, params), (hists_sql, hists_params) = stats_reads(query)
     figures = await conn.execute_fetchall(figures_sql, params)
-    hists_sql, params = _ranges_sql(query, "hist", "stats_hist")
-    blobs: _Blobs = {}
-    for key, point_start, blob in await conn.execute_fetchall(hists_sql, params):
-        parts = blobs.get((key, point_start))
-        if parts is None:
-            blobs[key, point_start] = [blob]
-        else:
-            parts.append(blob)
-    return figures, blobs
+    return figures, stats_blobs(await conn.execute_fetchall(hists_sql, hists_params))
 
 
 _STATUS_COLUMNS: Final = range(11, 11 + len(_STATUSES))
@@ -858,3 +857,45 @@ def _group_sums(rows: list[Sequence[Any]], blobs: _Blobs) -> tuple[_Sums, list[i
     parts = [blob for row in rows for blob in blobs.get((row[0], row[1]), ())]
     ranked = _added_percentile_fields(parts) if parts else None
     return total, [sum(filter(None, columns[i])) for i in _STATUS_COLUMNS], ranked
+
+
+# --- engine-neutral pieces another engine's statistics are made of ---
+
+StatsDeltas = _Deltas
+"""What a batch adds to (and takes from) each rollup row (``rows``) and each histogram place (``hists``)."""
+STATS_ROW_COLUMNS: Final = _ROW_COLUMNS
+"""The figures columns of a ``stats_rollup`` row, after its key (dim, grain, project, bucket, key, status)."""
+
+
+def stats_deltas(added: Iterable[Contribution], removed: Iterable[Contribution]) -> StatsDeltas:
+    """What contributions added and taken away do to the rows and histograms."""
+    deltas = _Deltas()
+    deltas.contribute(added, 1)
+    deltas.contribute(removed, -1)
+    return deltas
+
+
+def stats_reads(query: StatsQuery, *, integer: str = "") -> tuple[tuple[str, list[Any]], tuple[str, list[Any]]]:
+    """The two reads of a query (``?`` parameters): its figures rows (``key, point``, the aggregates, the counts by
+    status, one row per group and point) and its histograms (``key, point, hist``). ``integer`` follows each sum
+    (an engine whose sum of integers is a decimal casts it back: ``::bigint``)."""
+    figures = ", ".join(f"{f}({c}){integer if f == 'sum' else ''}" for f, c in _AGGREGATES)
+    statuses = ", ".join(f"sum(CASE status WHEN '{s}' THEN runs END){integer}" for s in _STATUSES)
+    if query.bucket is None:  # every range adds to the same point: added up together
+        rows_sql, params = _ranges_sql(query, f"status, {_ROW_COLUMNS}", "stats_rollup")
+        figures_sql = f"SELECT key, point, {figures}, {statuses} FROM ({rows_sql}) AS placed GROUP BY 1, 2"
+    else:
+        figures_sql, params = _ranges_sql(query, f"{figures}, {statuses}", "stats_rollup", grouped=True)
+    return (figures_sql, params), _ranges_sql(query, "hist", "stats_hist")
+
+
+def stats_blobs(rows: Iterable[Sequence[Any]]) -> _Blobs:
+    """The histograms of a query's ``key, point, hist`` rows, by (key, point), as stored."""
+    blobs: _Blobs = {}
+    for key, point_start, blob in rows:
+        parts = blobs.get((key, point_start))
+        if parts is None:
+            blobs[key, point_start] = [blob]
+        else:
+            parts.append(blob)
+    return blobs

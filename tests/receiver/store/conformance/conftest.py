@@ -10,8 +10,11 @@ on SQLite alone, and the marker says which and why.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import secrets
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
@@ -60,6 +63,31 @@ async def store(engine: EngineFactory, tmp_path: Path) -> AsyncIterator[Store]:
     await the_store.open()
     yield the_store
     await the_store.close()
+
+
+def fresh_postgres(server: str) -> EngineFactory:
+    """A factory of stores each on a new database of the cluster at ``server`` (for property tests, whose
+    examples each need an empty store); it may be called inside a running event loop."""
+    import asyncpg
+
+    from flowledger.receiver.store.postgres import PostgresStore
+
+    def fresh(folder: Path) -> Store:
+        name = f"fresh_{secrets.token_hex(6)}"
+
+        async def create() -> None:
+            conn = await asyncpg.connect(server)
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+        # Called inside the test's event loop: the database is made on a loop of its own, in a thread.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, create()).result()
+        return PostgresStore(server.rsplit("/", 1)[0] + "/" + name, pool_max=2)
+
+    return fresh
 
 
 def prepared(events: list[dict[str, Any]], *, project: str | None = None) -> list[PreparedEvent]:

@@ -85,6 +85,37 @@ async def test_a_nul_in_an_error_stack_is_read_back_not_an_error(store: Store) -
     assert stack in {"line 1", "line 1\ufffdline 2"}
 
 
+async def test_a_nul_in_a_log_line_error_node_id_or_attribute_stores_the_whole_batch(store: Store) -> None:
+    """U+0000 in a log line, an error message, a node id and an attribute value: every event of the batch is
+    stored and folded, the other run's too (PostgreSQL's text cannot hold a NUL: what it folds has U+FFFD
+    there; the ledger keeps the bytes as sent on both engines)."""
+    other = simple_run()
+    run = RunEvents().start(attributes={"region": "eu\x00west", "tier": "gold"}).node("fe\x00tch", status="failed")
+    run.logs("fe\x00tch", ["nulword first\x00line"])
+    run.finish("failed", error_node="fe\x00tch")
+    for event in run.events:
+        if event["kind"] == "node_finished":
+            event["data"]["error"]["message"] = "nulerror bro\x00ke"
+    outcomes = await store.append(prepared([*other.events, *run.events]))
+    assert [outcome for outcome, _ in outcomes] == [EventOutcome.ACCEPTED] * (len(other.events) + len(run.events))
+    done = await store.get_run(other.run_id)
+    assert done is not None
+    assert done["status"] == RunStatus.SUCCEEDED.value
+    got = await store.get_run(run.run_id)
+    assert got is not None
+    assert got["status"] == RunStatus.FAILED.value
+    [node] = got["nodes"]
+    assert node["node_id"] in {"fe\x00tch", "fe\ufffdtch"}
+    assert node["error"]["message"] in {"nulerror bro\x00ke", "nulerror bro\ufffdke"}
+    for word in ("nulword", "nulerror"):
+        assert [r["run_id"] for r in (await store.list_runs(RunQuery(search=word))).runs] == [run.run_id], word
+    tagged = await store.list_runs(RunQuery(attributes=(("tier", "gold"),)))
+    assert [r["run_id"] for r in tagged.runs] == [run.run_id]
+    assert (await store.stats()).ledger_events == len(other.events) + len(run.events)
+    assert (await store.verify()).ok
+    assert (await store.rebuild()).clean
+
+
 async def test_a_typical_run_folds_to_its_final_state(store: Store) -> None:
     """Retries, mapped items, a skipped node, costs and the failure all reach the run and its nodes."""
     run = typical_run()

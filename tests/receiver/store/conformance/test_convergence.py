@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import secrets
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowledger.receiver.store._event import PreparedEvent
-from flowledger.receiver.store._protocol import Store
 from tests.receiver._support import Producer, simple_run, typical_run
-from tests.receiver.store.conformance.conftest import ENGINES, EngineFactory, prepared
+from tests.receiver.store.conformance.conftest import ENGINES, EngineFactory, fresh_postgres, prepared
 
 
 def _store_view(
@@ -68,21 +64,4 @@ def test_stored_projection_converges_over_arrival_orders(engine_name: str, data:
 @given(data=st.data())
 def test_stored_projection_converges_over_arrival_orders_on_postgres(postgres_server: str, data: st.DataObject) -> None:
     """The same on PostgreSQL: each ordering folded into a database of its own."""
-    from flowledger.receiver.store.postgres import PostgresStore
-
-    def fresh(folder: Path) -> Store:
-        name = f"converge_{secrets.token_hex(6)}"
-
-        async def create() -> None:
-            conn = await asyncpg.connect(postgres_server)
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-
-        # Called inside the test's event loop: the database is made on a loop of its own, in a thread.
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, create()).result()
-        return PostgresStore(postgres_server.rsplit("/", 1)[0] + "/" + name, pool_max=2)
-
-    _converges(fresh, data)
+    _converges(fresh_postgres(postgres_server), data)

@@ -11,7 +11,7 @@ from flowledger.receiver.store._protocol import EventOutcome, PurgeSelection, St
 from tests.receiver._support import RunEvents, simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.sqlite_only("error groups are not built in the PostgreSQL engine yet")]
+pytestmark = pytest.mark.asyncio
 
 
 async def _append(store: Store, *runs: RunEvents) -> None:

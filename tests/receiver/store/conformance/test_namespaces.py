@@ -20,7 +20,9 @@ import pytest
 
 from flowledger._exceptions import AmbiguousRunError
 from flowledger.receiver._config import ReceiverConfig
+from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._protocol import EventOutcome, PurgeSelection, RunQuery, Store
+from flowledger.receiver.store._stats import StatsBy, StatsQuery
 from tests.receiver._support import LiveReceiver, RunEvents, start_receiver, typical_run
 from tests.receiver.store.conformance.conftest import prepared
 
@@ -194,3 +196,68 @@ async def test_a_purge_of_one_projects_run_explains_no_other_projects_erased_pay
     report = await store.verify()
     assert not report.ok
     assert f"no purge entry covers run {owner.run_id}" in (report.problem or "")
+
+
+def _failing(project: str, node_id: str, region: str, word: str, run_id: str | None = None) -> RunEvents:
+    """A run of ``project`` failing at ``node_id``, started with attribute region=``region``, logging ``word``."""
+    run = RunEvents(project=project)
+    if run_id is not None:
+        run.run_id = run_id
+    run.start(attributes={"region": region}).node(node_id, status="failed")
+    run.logs(node_id, [f"{word} went wrong"])
+    return run.finish("failed", error_node=node_id)
+
+
+async def _found(store: Store, text: str | None = None, **query: Any) -> set[tuple[str, str | None]]:
+    page = await store.list_runs(RunQuery(search=text, **query))
+    return {(run["run_id"], run["project"]) for run in page.runs}
+
+
+async def _analytics(store: Store) -> tuple[Any, ...]:
+    return (
+        {p: await store.error_groups(ErrorGroupQuery(project=p)) for p in (_OWNER, _SQUATTER)},
+        {p: await store.run_stats(StatsQuery(by=StatsBy.NODE, project=p)) for p in (_OWNER, _SQUATTER)},
+        await store.run_stats(StatsQuery(by=StatsBy.PROJECT)),
+    )
+
+
+@pytest.mark.asyncio
+async def test_search_error_groups_and_statistics_see_each_projects_run_of_one_id(store: Store) -> None:
+    """Two projects' runs of one id, failing at the same node: search, attribute filters, error groups and
+    statistics keep them apart (a batch folding into both), through a rebuild (which takes each stored attempt
+    out of its own project's sums only: an earlier purged run of alpha's keeps counting) and a purge of one."""
+    earlier = _failing(_OWNER, "charge", "eu", "earlierword")
+    await store.append(prepared(earlier.events))
+    await store.purge(PurgeSelection(run_ids=(earlier.run_id,), project=_OWNER, by="test"))
+    owner = _failing(_OWNER, "charge", "eu", "alphaword")
+    squat = _failing(_SQUATTER, "charge", "us", "betaword", run_id=owner.run_id)
+    await store.append(prepared(squat.events[:-1]))
+    await store.append(prepared([*owner.events, squat.events[-1]]))  # one batch folds into both runs
+
+    both = {(owner.run_id, _OWNER), (owner.run_id, _SQUATTER)}
+    assert await _found(store, "alphaword") == {(owner.run_id, _OWNER)}
+    assert await _found(store, "betaword") == {(owner.run_id, _SQUATTER)}
+    assert await _found(store, "alphaword", project=_SQUATTER) == set()
+    assert await _found(store, "went wrong") == both
+    assert await _found(store, attributes=(("region", "us"),)) == {(owner.run_id, _SQUATTER)}
+    assert await _found(store, "alphaword", attributes=(("region", "us"),)) == set()
+
+    groups, nodes, projects = before = await _analytics(store)
+    assert [(g["count"], g["sample_run_ids"]) for g in groups[_OWNER]] == [(2, [owner.run_id])]  # earlier's counts
+    assert [(g["count"], g["sample_run_ids"]) for g in groups[_SQUATTER]] == [(1, [owner.run_id])]
+    assert [(g["key"], g["runs"]) for g in nodes[_OWNER]] == [("order-intake/charge", 2)]
+    assert [(g["key"], g["runs"]) for g in nodes[_SQUATTER]] == [("order-intake/charge", 1)]
+    assert sorted((g["key"], g["runs"], g["by_status"]) for g in projects) == [
+        (_OWNER, 2, {"failed": 2}),
+        (_SQUATTER, 1, {"failed": 1}),
+    ]
+    assert (await store.rebuild()).clean
+    assert await _analytics(store) == before
+    assert await _found(store, "went wrong") == both
+
+    await store.purge(PurgeSelection(run_ids=(owner.run_id,), project=_OWNER, by="test"))
+    assert await _found(store, "went wrong") == {(owner.run_id, _SQUATTER)}
+    assert await _found(store, attributes=(("region", "eu"),)) == set()
+    groups = {p: await store.error_groups(ErrorGroupQuery(project=p)) for p in (_OWNER, _SQUATTER)}
+    assert [(g["count"], g["sample_run_ids"]) for g in groups[_OWNER]] == [(2, [])]  # purged runs leave the samples
+    assert [(g["count"], g["sample_run_ids"]) for g in groups[_SQUATTER]] == [(1, [owner.run_id])]

@@ -53,7 +53,6 @@ async def test_breakdown_metrics_and_artifacts_read_back_as_sent(store: Store) -
     assert exported["nodes"][0]["metrics"] == node["metrics"]
 
 
-@pytest.mark.sqlite_only("custom metric totals are not built in the PostgreSQL engine yet")
 async def test_custom_metric_totals_filter_by_name_labels_workflow_and_project(store: Store) -> None:
     """Totals add attempts of one series; filters narrow them; a project sees its own rows only."""
     runs = [_run(), _run(), _run(project="other")]

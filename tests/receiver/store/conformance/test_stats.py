@@ -18,10 +18,7 @@ from flowledger._wire import format_ts
 from flowledger.receiver.store._protocol import EventOutcome, PurgeSelection, Store
 from flowledger.receiver.store._stats import PERCENTILE_RELATIVE_ERROR, Bucket, StatsBy, StatsQuery
 from tests.receiver._support import RunEvents
-from tests.receiver.store.conformance.conftest import ENGINES, EngineFactory, prepared
-
-pytestmark = pytest.mark.sqlite_only("statistics rollups are not built in the PostgreSQL engine yet")
-
+from tests.receiver.store.conformance.conftest import ENGINES, EngineFactory, fresh_postgres, prepared
 
 _BASE_NS = 1_789_999_200 * 10**9  # 2026-09-21T14:00:00Z: on the hour, as the rollups count
 _HOUR_NS = 3600 * 10**9
@@ -186,7 +183,29 @@ def test_rollups_match_a_brute_force_computation(
     """By workflow, agent, project and node, over all projects or one, any hour range (within a day, across days
     and months), with hour and day series: counts, sums, min/max exact, p50/p95 within 1 %; the same after some
     of the runs are purged."""
-    factory: EngineFactory = ENGINES[engine_name]
+    _rollups_match(ENGINES[engine_name], specs, window, purged)
+
+
+@pytest.mark.slow
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(
+    specs=st.lists(_run, min_size=1, max_size=40),
+    window=st.tuples(
+        st.none() | st.integers(0, 61) | st.integers(0, _HOURS + 1),
+        st.none() | st.integers(0, 61) | st.integers(0, _HOURS + 1),
+    ),
+    purged=st.sets(st.integers(0, 39)),
+)
+def test_rollups_match_a_brute_force_computation_on_postgres(
+    postgres_server: str, specs: list[dict[str, Any]], window: tuple[int | None, int | None], purged: set[int]
+) -> None:
+    """The same on PostgreSQL, each example on a database of its own."""
+    _rollups_match(fresh_postgres(postgres_server), specs, window, purged)
+
+
+def _rollups_match(
+    factory: EngineFactory, specs: list[dict[str, Any]], window: tuple[int | None, int | None], purged: set[int]
+) -> None:
     lo, hi = window
 
     async def main(folder: Path) -> None:

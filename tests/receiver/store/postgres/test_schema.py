@@ -173,3 +173,62 @@ def test_a_database_made_before_ids_were_per_project_keeps_its_runs(
 
 
 _COLUMNS = "SELECT column_name FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position"
+
+
+def test_a_database_of_the_schema_before_the_analytics_is_brought_up_and_filled_by_a_rebuild(
+    postgres_url: str,
+) -> None:
+    """A database of the schema before error groups, statistics, custom metrics and search migrates on open; its new
+    tables start empty, and a rebuild folds them from the ledger to what ingest would have made."""
+    from flowledger.receiver.store._error_groups import ErrorGroupQuery
+    from flowledger.receiver.store._protocol import RunQuery
+    from flowledger.receiver.store._stats import StatsBy, StatsQuery
+    from flowledger.receiver.store.postgres._error_groups import ERROR_GROUPS_PG_SCHEMA
+    from flowledger.receiver.store.postgres._schema import MIGRATIONS
+    from flowledger.receiver.store.postgres._stats import STATS_PG_SCHEMA
+    from tests.receiver._support import typical_run
+
+    before = MIGRATIONS.index(ERROR_GROUPS_PG_SCHEMA + STATS_PG_SCHEMA)
+
+    async def before_analytics(conn: asyncpg.Connection) -> None:
+        await conn.execute("CREATE TABLE flowledger_schema (version integer NOT NULL)")
+        await conn.execute("INSERT INTO flowledger_schema VALUES ($1)", before)
+        for script in MIGRATIONS[:before]:
+            await conn.execute(script)
+
+    _run(postgres_url, before_analytics)
+    runs = [typical_run() for _ in range(3)]
+
+    async def answers(store: PostgresStore) -> tuple[Any, ...]:
+        return (
+            await store.error_groups(ErrorGroupQuery()),
+            await store.run_stats(StatsQuery(by=StatsBy.NODE)),
+            [r["run_id"] for r in (await store.list_runs(RunQuery(search="broke"))).runs],
+        )
+
+    async def main() -> None:
+        store = PostgresStore(postgres_url)
+        await store.open()
+        try:
+            await store.append(prepared([e for run in runs for e in run.events]))
+            expected = await answers(store)
+            assert expected[0][0]["count"] == 3
+            assert len(expected[2]) == 3
+            for table in ("error_groups", "stats_rollup", "stats_hist", "search_text", "run_attributes"):
+                await _emptied(postgres_url, table)  # as a database migrated from before them has them
+            assert (await answers(store))[0] == []
+            await store.rebuild()
+            assert await answers(store) == expected
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    assert _run(postgres_url, lambda conn: conn.fetchval("SELECT version FROM flowledger_schema")) == PG_SCHEMA_VERSION
+
+
+async def _emptied(url: str, table: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"DELETE FROM {table}")
+    finally:
+        await conn.close()

@@ -6,6 +6,14 @@ copy has the same chain, the same head and the same tree root, purged
 payloads and purge entries included. The projections are then folded from the
 copied ledger (``rebuild``), and both databases are verified; the copy is
 proven when both verify and their heads and tree roots are equal.
+
+What is not folded from the ledger is copied too, after the rebuild: the
+running sums that outlive purges (statistics rollups and histograms, error
+groups: the source's rows replace the ones the rebuild folded, which lack what
+runs purged before the copy added), and what lives beside the ledger: OTLP
+spans, OTLP log records (linked or not) with the lines they were copied to
+beside their runs (searchable there as at ingest), and OTLP metric series
+and points, ids kept.
 """
 
 from __future__ import annotations
@@ -17,8 +25,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from flowledger._exceptions import LedgerIntegrityError, StoreError
+from flowledger.receiver.store._logs import LOG_COLUMNS, LogRow, LogSource
+from flowledger.receiver.store._otlp_logs import OTLP_LOG_COLUMNS
+from flowledger.receiver.store._otlp_metrics import SERIES_FIELDS
 from flowledger.receiver.store._protocol import Drift, TreeHead, VerifyReport
+from flowledger.receiver.store._spans import SPAN_COLUMNS
 from flowledger.receiver.store._sqlite import SqliteStore
+from flowledger.receiver.store._stats import STATS_ROW_COLUMNS
+from flowledger.receiver.store.postgres._logs import append_pg_logs
 from flowledger.receiver.store.postgres._store import PostgresStore
 
 __all__ = ["CopyReport", "copy_sqlite_ledger"]
@@ -48,14 +62,39 @@ _TABLES: Final = (
     ),
 )
 """What is copied, in this order, and the columns (the same names on both engines)."""
+_PLACE: Final = ("dim", "grain", "project", "bucket", "key")
+_AFTER_REBUILD: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
+    ("stats_rollup", (*_PLACE, "status", *(c.strip() for c in STATS_ROW_COLUMNS.split(",")))),
+    ("stats_hist", (*_PLACE, "hist")),
+    (
+        "error_groups",
+        ("project", "fingerprint", "hour", "type", "message", "node_id", "workflow_id", "count", "first_seen",
+         "last_seen", "samples"),
+    ),
+    ("spans", SPAN_COLUMNS),
+    ("otlp_logs", ("log_id", *OTLP_LOG_COLUMNS, "linked")),
+    ("otlp_metric_series", ("series_id", "series_key", *SERIES_FIELDS)),
+    ("otlp_metric_points", ("point_id", "series_id", "time_ns", "start_ns", "value", "data")),
+)  # fmt: skip
+"""What is copied after the rebuild (the target's rows of these tables replaced), in this order."""
+_SERIALS: Final = {"otlp_logs": "log_id", "otlp_metric_series": "series_id", "otlp_metric_points": "point_id"}
+"""Tables whose ids are copied: their sequences then continue after the largest."""
 _KEYS: Final = {
     "ledger": "seq",
     "payloads": "seq",
     "merkle_nodes": "level, idx",
     "blobs": "sha256",
     "purged_totals": "workflow_id, project, day, status",
+    "stats_rollup": ", ".join((*_PLACE, "status")),
+    "stats_hist": ", ".join(_PLACE),
+    "error_groups": "project, fingerprint, hour",
+    "spans": "trace_id, span_id, project",
+    **_SERIALS,
 }
-_BYTES: Final = {"entry", "payload_hash", "prev_hash", "hash"}
+_BYTES: Final = {"entry", "payload_hash", "prev_hash", "hash", "hist"}
+_BOOLEANS: Final = {"linked", "monotonic"}
+"""Columns SQLite keeps as 0 or 1 and PostgreSQL as booleans."""
+_OTLP_LINES: Final = f"SELECT {', '.join(LOG_COLUMNS)} FROM logs WHERE source = '{LogSource.OTLP.value}' ORDER BY id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +137,20 @@ def _chunks(conn: sqlite3.Connection, table: str, columns: tuple[str, ...]) -> I
     """The rows of ``table`` in key order, a chunk at a time (blobs as bytes, text as text)."""
     select = ", ".join(f"CAST({c} AS BLOB)" if c in _BYTES else c for c in columns)
     cursor = conn.execute(f"SELECT {select} FROM {table} ORDER BY {_KEYS[table]}")
+    booleans = [i for i, c in enumerate(columns) if c in _BOOLEANS]
     while rows := cursor.fetchmany(COPY_CHUNK):
-        yield [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in rows]
+        chunk = [[bytes(v) if isinstance(v, memoryview) else v for v in row] for row in rows]
+        for row in chunk:
+            for i in booleans:
+                row[i] = None if row[i] is None else bool(row[i])
+        yield [tuple(row) for row in chunk]
+
+
+def _otlp_lines(conn: sqlite3.Connection) -> Iterator[list[LogRow]]:
+    """The OTLP log lines copied beside their runs' lines (not in the ledger: a rebuild keeps them), in chunks."""
+    cursor = conn.execute(_OTLP_LINES)
+    while rows := cursor.fetchmany(COPY_CHUNK):
+        yield [LogRow(**{**dict(zip(LOG_COLUMNS, row, strict=True)), "source": LogSource.OTLP}) for row in rows]
 
 
 async def copy_sqlite_ledger(source: Path, target: PostgresStore) -> CopyReport:
@@ -135,9 +186,26 @@ async def copy_sqlite_ledger(source: Path, target: PostgresStore) -> CopyReport:
                 for chunk in _chunks(conn, table, columns):
                     await pg.copy_records_to_table(table, records=chunk, columns=list(columns))
                     rows[table] += len(chunk)
+        drift = await target.rebuild()
+        async with target.raw_transaction() as pg:
+            for table, beside in _AFTER_REBUILD:
+                await pg.execute(f"DELETE FROM {table}")
+                rows[table] = 0
+                for chunk in _chunks(conn, table, beside):
+                    await pg.copy_records_to_table(table, records=chunk, columns=list(beside))
+                    rows[table] += len(chunk)
+                if table in _SERIALS:
+                    column = _SERIALS[table]
+                    await pg.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                        f"coalesce(max({column}), 0) + 1, false) FROM {table}"
+                    )
+            rows["logs"] = 0
+            for lines in _otlp_lines(conn):
+                await append_pg_logs(pg, lines)
+                rows["logs"] += len(lines)
     finally:
         conn.close()
-    drift = await target.rebuild()
     return CopyReport(
         rows=rows,
         source=source_report,

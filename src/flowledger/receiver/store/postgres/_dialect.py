@@ -15,12 +15,14 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-__all__ = ["named", "numbered", "payload_sql", "table_ddl"]
+__all__ = ["NUL_ESCAPE", "named", "numbered", "payload_sql", "table_ddl", "without_nul"]
 
 _PARAM: Final = re.compile(r"\?")
 _WITHOUT_ROWID: Final = re.compile(r"\)\s*WITHOUT ROWID", re.IGNORECASE)
 _NAME: Final = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _PATH: Final = re.compile(r"^(\w+)\.body\s*(->>?)\s*'\$\.([\w.]+)'$")
+NUL_ESCAPE: Final = "\\u0000"
+"""How a NUL in a string is written in JSON text (any JSON text holding one has this)."""
 
 
 def numbered(sql: str, first: int = 1) -> str:
@@ -60,6 +62,18 @@ def payload_sql(columns: Mapping[str, str]) -> dict[str, str]:
         # escape anywhere in the body (a stack trace can carry one): there it reads as U+FFFD instead.
         out[column] = f"(replace({alias}.body, '\\u0000', '\\ufffd')::json {operator} '{{{keys}}}')::text"
     return out
+
+
+def without_nul(value: Any) -> Any:
+    """JSON data with every U+0000 in its strings (keys too) replaced by U+FFFD: PostgreSQL's text cannot hold a
+    NUL, and one value with it would fail the statement writing the whole batch."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
 
 
 def table_ddl(script: str) -> str:

@@ -2,7 +2,7 @@
 
 The rows, their columns and their API shape are those of :mod:`.._logs`
 (``LogRow``, ``LOG_COLUMNS``, ``LOG_SELECT``, ``log_json``); only the
-statements are this engine's.
+statements are this engine's. Each stored line is also made searchable (:mod:`._search`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from flowledger.receiver.store._logs import (
 )
 from flowledger.receiver.store._namespace import one_namespace
 from flowledger.receiver.store.postgres._namespace import PG_NAMESPACES_SQL, pg_run_scope
+from flowledger.receiver.store.postgres._search import log_texts, save_pg_texts
 
 if TYPE_CHECKING:
     import asyncpg
@@ -68,6 +69,7 @@ async def append_pg_logs(conn: asyncpg.Connection, rows: Sequence[LogRow], drops
     """Insert log rows and add drop counts (inside the caller's transaction)."""
     if rows:
         await conn.executemany(_INSERT_LOGS, [_values(row) for row in rows])
+        await save_pg_texts(conn, log_texts(rows))  # every stored line is searchable, as SQLite's trigger does
     if drops:
         await conn.executemany(_INSERT_DROPS, [(d.run_id, d.span_id or "", d.lines, d.bytes, d.project) for d in drops])
 

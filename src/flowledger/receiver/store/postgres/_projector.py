@@ -4,11 +4,10 @@ The fold itself is the engine-neutral state machine of :mod:`.._fold`; this
 module only loads the states a batch touches and writes the changed rows back
 (an upsert per table), inside the caller's transaction. Log lines of ``node_logs``
 events are kept too (:mod:`._logs`), and the runs dropped by sampling are
-counted (``sampled_out``). The projections the SQLite engine keeps beside
-these (search text, run attributes,
-error groups and statistics rollups, custom metric
-totals) are not built on this engine yet: their events are in the ledger, so
-a later version folds them with ``rebuild``.
+counted (``sampled_out``). Beside them, as on SQLite, it keeps the search
+text and run attributes (:mod:`._search`), the error groups and statistics
+(:mod:`._rollups`, from what :class:`~.._rollups.RollupTracker` sees change)
+and the custom metric totals (:mod:`._custom_metrics`).
 """
 
 from __future__ import annotations
@@ -19,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from flowledger._wire import EventKind, NodeStatus, RunStatus
+from flowledger.receiver.store._custom_metrics import MetricTotals
+from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import (
     NODE_COLUMNS,
     RUN_COLUMNS,
@@ -30,15 +31,29 @@ from flowledger.receiver.store._fold import (
 )
 from flowledger.receiver.store._logs import LogDrop, LogRow, rows_of_event
 from flowledger.receiver.store._namespace import run_key
+from flowledger.receiver.store._rollups import RollupTracker
 from flowledger.receiver.store._sampled import sampled_out_key
+from flowledger.receiver.store._search import SearchSource, attributes_of_event, texts_of_event
+from flowledger.receiver.store.postgres._custom_metrics import add_pg_custom_metrics
+from flowledger.receiver.store.postgres._dialect import NUL_ESCAPE, without_nul
 from flowledger.receiver.store.postgres._logs import append_pg_logs
 from flowledger.receiver.store.postgres._namespace import PG_SPACE
+from flowledger.receiver.store.postgres._rollups import apply_pg_facts, retract_pg_stored
 from flowledger.receiver.store.postgres._schema import column_type
+from flowledger.receiver.store.postgres._search import save_pg_attributes, save_pg_texts
 
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["PgProjector", "columns_of", "load_pg_runs", "run_values", "save_pg_nodes", "save_pg_runs"]
+__all__ = [
+    "PgProjector",
+    "clear_for_refold",
+    "columns_of",
+    "load_pg_runs",
+    "run_values",
+    "save_pg_nodes",
+    "save_pg_runs",
+]
 
 _NODE_KINDS: Final = frozenset({EventKind.NODE_STARTED, EventKind.NODE_FINISHED})
 _SAMPLED_OUT: Final = EventKind.RUN_SAMPLED_OUT
@@ -146,6 +161,12 @@ class PgProjector:
         self._log_drops: list[LogDrop] = []
         self._sampled_out: dict[tuple[str, str, str], int] = {}
         """(workflow_id, project, day) -> runs dropped by sampling, in this batch."""
+        self._texts: list[tuple[str, str | None, str, str]] = []
+        """(run_id, project, source, text) rows for the full-text search."""
+        self._attributes: list[tuple[str, str, str, str | None]] = []
+        """(key, value, run_id, project) rows of run attributes."""
+        self._rollups = RollupTracker()
+        self._metrics = MetricTotals()
 
     async def load(self, events: Sequence[FoldEvent]) -> None:
         """Read the stored states of every run and attempt the events touch."""
@@ -167,22 +188,32 @@ class PgProjector:
                     if state.status is not None:
                         state.status = NodeStatus(state.status)
                     self._nodes[key] = state
+        self._rollups.remember(self.runs, self._nodes)
 
-    def apply(self, event: FoldEvent, producer_id: str | None = None, producer_seq: int = 0) -> None:
-        """Fold one new event (its states must have been loaded; ``event.seq`` set)."""
+    def apply(self, event: PreparedEvent, producer_id: str | None = None, producer_seq: int = 0) -> None:
+        """Fold one new event (its states must have been loaded; ``event.seq`` set).
+
+        Every row folded from an event is made here, so here a NUL in any of its texts (a log line, an error, a
+        node id, an attribute) becomes U+FFFD, as PostgreSQL's text requires: the ledger keeps the event as sent.
+        """
+        if NUL_ESCAPE in event.body:  # rare: only then is the data walked
+            event = dataclasses.replace(event, data=without_nul(event.data))
         sampled_out = event.kind is _SAMPLED_OUT
         if sampled_out:  # a dropped run is counted, never made a run
             day_key = sampled_out_key(event.data, event.project, event.ts)
             self._sampled_out[day_key] = self._sampled_out.get(day_key, 0) + event.data["runs"]
         else:
             run_id = event.run_id
-            run = run_key(event.project, run_id)  # a run is its project and its id
-            self.runs[run] = fold_run(self.runs.get(run), event)
-            self._dirty_runs.add(run)
+            run_at = run_key(event.project, run_id)  # a run is its project and its id
+            run = self.runs[run_at] = fold_run(self.runs.get(run_at), event)
+            self._dirty_runs.add(run_at)
             if event.kind in _NODE_KINDS:
-                key = (run, event.data["span_id"])
-                self._nodes[key] = fold_node(self._nodes.get(key), event)
+                key = (run_at, event.data["span_id"])
+                before = self._nodes.get(key)
+                first_finish = before is None or before.finished_event_id is None  # the fold may change it in place
+                node = self._nodes[key] = fold_node(before, event)
                 self._dirty_nodes.add(key)
+                self._metrics.observe_attempt(event, node, run, first_finish=first_finish)
             elif event.kind is _NODE_LOGS:
                 rows, drop = rows_of_event(
                     run_id=run_id, event_id=event.event_id, project=event.project, data=event.data
@@ -190,6 +221,11 @@ class PgProjector:
                 self._logs += rows
                 if drop is not None:
                     self._log_drops.append(drop)
+            project = event.project or run.project
+            for source, text in texts_of_event(event.kind, event.data, plain_floats=event.plain_floats):
+                self._texts.append((run_id, project, source, text))
+            for name, value in attributes_of_event(event.kind, event.data):
+                self._attributes.append((name, value, run_id, project))
         if producer_id is not None:
             self._count_producer(event, producer_id, producer_seq, tail=not sampled_out)
 
@@ -210,6 +246,8 @@ class PgProjector:
     async def flush(self) -> None:
         """Write every changed row (inside the caller's transaction)."""
         conn = self._conn
+        added, removed = self._rollups.changes(self.runs, self._nodes, self._dirty_runs, self._dirty_nodes)
+        await apply_pg_facts(conn, added=added, removed=removed)
         if self._dirty_runs:
             await save_pg_runs(conn, [self.runs[r] for r in sorted(self._dirty_runs)])
         if self._dirty_nodes:
@@ -220,6 +258,11 @@ class PgProjector:
             await append_pg_logs(conn, self._logs, self._log_drops)
         if self._sampled_out:
             await conn.executemany(_SAVE_SAMPLED_OUT, [(*key, runs) for key, runs in sorted(self._sampled_out.items())])
+        await save_pg_texts(conn, self._texts)
+        await save_pg_attributes(conn, self._attributes)
+        await add_pg_custom_metrics(conn, self._metrics.take())
+        self._texts.clear()
+        self._attributes.clear()
         self._dirty_runs.clear()
         self._dirty_nodes.clear()
         self._producers.clear()
@@ -231,3 +274,14 @@ class PgProjector:
         """Drop the loaded states (rebuild calls this between chunks to bound memory)."""
         self.runs.clear()
         self._nodes.clear()
+        self._rollups = RollupTracker()
+
+
+async def clear_for_refold(conn: asyncpg.Connection) -> None:
+    """Before a rebuild refolds the ledger (with the runs still stored): take their finished runs and attempts out
+    of the error groups and statistics (what purged runs added stays), and empty what the fold fills again: the
+    search text (but OTLP log lines', which are not in the ledger), run attributes and custom metric totals."""
+    await retract_pg_stored(conn)
+    await conn.execute("DELETE FROM search_text WHERE source <> $1", SearchSource.LOG_OTLP)
+    await conn.execute("DELETE FROM run_attributes")
+    await conn.execute("DELETE FROM custom_metrics")

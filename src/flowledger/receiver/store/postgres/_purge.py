@@ -3,12 +3,12 @@
 As :mod:`.._purge` does on SQLite, inside the caller's write transaction (which
 holds the chain's lock): the selected runs are collected in a temporary table,
 their figures added to ``purged_totals`` (so the daily aggregates stay right),
-then the payloads of their ledger entries, their spans and OTLP log records
-(their project's only), node attempts, log lines, run rows and the blobs nothing refers to any
-more are deleted; the caller appends the purge entry. The daily totals read
+their runs leave the error groups' samples (their failures keep counting, as
+their statistics do), then the payloads of their ledger entries, their spans and OTLP log records
+(their project's only), node attempts, log lines, searchable text and attributes, run rows and the blobs
+nothing refers to any more are deleted; the caller appends the purge entry. The daily totals read
 the SQLite engine's :data:`~.._purge.DAILY_TOTALS_SQL` (live runs added to
-``purged_totals``). This engine keeps no full-text search or error-group
-samples yet, so there are none of those to delete.
+``purged_totals``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from flowledger._wire import RunStatus
 from flowledger.receiver.store._protocol import PurgeSelection
 from flowledger.receiver.store._purge import PurgeWork
 from flowledger.receiver.store.postgres._dialect import numbered
+from flowledger.receiver.store.postgres._error_groups import forget_pg_purged_samples
 
 __all__ = ["PURGED_TOTALS_PG_SCHEMA", "pg_purge_runs"]
 
@@ -119,6 +120,7 @@ async def pg_purge_runs(conn: asyncpg.Connection, selection: PurgeSelection, *, 
     if not runs:
         return PurgeWork(runs=[], events=0, payload={})
     await conn.execute(_ROLL_UP)
+    await forget_pg_purged_samples(conn)  # their failures keep counting; samples name only runs still stored
     status = await conn.execute(
         "DELETE FROM payloads WHERE seq IN (SELECT l.seq FROM ledger l "
         f"WHERE (l.run_id, flowledger_entry_project(l.entry)) {_IN_SET})"
@@ -133,7 +135,7 @@ async def pg_purge_runs(conn: asyncpg.Connection, selection: PurgeSelection, *, 
             f"UNION SELECT input_sha256 FROM runs WHERE {_THE_RUN} {_IN_SET} AND input_sha256 IS NOT NULL"
         )
     ]
-    for table in ("node_runs", "logs", "log_drops", "runs"):
+    for table in ("node_runs", "logs", "log_drops", "search_text", "run_attributes", "runs"):
         await conn.execute(f"DELETE FROM {table} WHERE {_THE_RUN} {_IN_SET}")
     if blobs:
         await conn.execute(

@@ -22,13 +22,17 @@ from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger.receiver.store._fold import NodeState, RunState
 from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
 from flowledger.receiver.store.postgres._coverage import COVERAGE_PG_INDEXES
+from flowledger.receiver.store.postgres._custom_metrics import CUSTOM_METRICS_PG_SCHEMA
 from flowledger.receiver.store.postgres._dialect import table_ddl
+from flowledger.receiver.store.postgres._error_groups import ERROR_GROUPS_PG_SCHEMA
 from flowledger.receiver.store.postgres._logs import LOGS_PG_SCHEMA
 from flowledger.receiver.store.postgres._namespace import PG_SPACE
 from flowledger.receiver.store.postgres._otlp_logs import OTLP_LOGS_PG_SCHEMA
 from flowledger.receiver.store.postgres._otlp_metrics import METRICS_PG_SCHEMA
 from flowledger.receiver.store.postgres._purge import PURGED_TOTALS_PG_SCHEMA
+from flowledger.receiver.store.postgres._search import SEARCH_PG_SCHEMA
 from flowledger.receiver.store.postgres._spans import SPANS_PG_SCHEMA
+from flowledger.receiver.store.postgres._stats import STATS_PG_SCHEMA
 
 if TYPE_CHECKING:
     import asyncpg
@@ -171,6 +175,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     COVERAGE_PG_INDEXES,
     _NODE_RUNS_PROJECT,
     _IDS_PER_PROJECT,
+    ERROR_GROUPS_PG_SCHEMA + STATS_PG_SCHEMA,
+    CUSTOM_METRICS_PG_SCHEMA,
+    SEARCH_PG_SCHEMA,
 )
 """Each script brings the schema one version up; append new ones at the end."""
 

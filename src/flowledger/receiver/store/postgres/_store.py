@@ -12,9 +12,10 @@ receiver at a time: the one holding a session-level advisory lock on a
 dedicated connection; when its process dies the lock goes with its session
 and the next receiver to sweep takes over.
 
-Methods this engine does not implement yet raise :class:`NotBuiltError` (a
-StoreError) naming the method (see :data:`NOT_BUILT`); none of them answers
-wrongly, and the receiver answers them with 501.
+What this engine does not implement yet (verifying a ledger converted from
+format 1) raises :class:`NotBuiltError` (a StoreError) naming it (whole
+methods would be listed in :data:`NOT_BUILT`); it never answers wrongly, and
+the receiver answers it with 501.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from flowledger.receiver.store._protocol import (
     VerifyReport,
 )
 from flowledger.receiver.store._purge import DAILY_TOTALS_SQL, daily_total
-from flowledger.receiver.store._query import node_json, run_json, runs_where
+from flowledger.receiver.store._query import node_json, run_json
 from flowledger.receiver.store._rebuild import event_from_body
 from flowledger.receiver.store._reconcile import reconcile
 from flowledger.receiver.store._records import (
@@ -84,17 +85,27 @@ from flowledger.receiver.store._views import (
     RunPageCursor,
 )
 from flowledger.receiver.store.postgres._coverage import pg_coverage
+from flowledger.receiver.store.postgres._custom_metrics import pg_custom_metrics
 from flowledger.receiver.store.postgres._dialect import numbered, payload_sql
+from flowledger.receiver.store.postgres._error_groups import pg_error_groups
 from flowledger.receiver.store.postgres._evidence import pg_resume_chain, pg_resume_evidence
 from flowledger.receiver.store.postgres._logs import append_pg_logs, attach_pg_logs, pg_attempt_logs
 from flowledger.receiver.store.postgres._namespace import PG_NAMESPACES_SQL, PG_SPACE, pg_run_scope
 from flowledger.receiver.store.postgres._otlp_logs import link_pg_otlp_logs, pg_otlp_logs, store_pg_otlp_logs
 from flowledger.receiver.store.postgres._otlp_metrics import pg_metric_series, store_pg_metric_points
-from flowledger.receiver.store.postgres._projector import PgProjector, columns_of, run_from_record, save_pg_runs
+from flowledger.receiver.store.postgres._projector import (
+    PgProjector,
+    clear_for_refold,
+    columns_of,
+    run_from_record,
+    save_pg_runs,
+)
 from flowledger.receiver.store.postgres._purge import pg_purge_runs
 from flowledger.receiver.store.postgres._reconcile import PG_RECONCILE_IO
 from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrate_postgres
+from flowledger.receiver.store.postgres._search import pg_hits_capped, pg_runs_where
 from flowledger.receiver.store.postgres._spans import pg_trace, store_pg_spans
+from flowledger.receiver.store.postgres._stats import pg_stats_groups
 from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof, verify_tree
 from flowledger.receiver.store.postgres._url import check_postgres_url, redacted
 from flowledger.receiver.store.postgres._viewer import (
@@ -159,12 +170,9 @@ _VERIFY_SQL: Final = (
     "WHERE l.seq > $1 ORDER BY l.seq LIMIT $2"
 )
 
-NOT_BUILT: Final = (
-    "run_stats",
-    "error_groups",
-    "custom_metrics",
-)
-"""Store methods the PostgreSQL engine does not implement yet: each raises StoreError naming itself."""
+NOT_BUILT: Final[tuple[str, ...]] = ()
+"""Store methods the PostgreSQL engine does not implement yet: each raises StoreError naming itself (none now;
+parts of methods still raise it, naming the part)."""
 
 
 def _not_built(what: str) -> NoReturn:
@@ -447,15 +455,19 @@ class PostgresStore:
                     TOTAL_COUNT_MAX + 1,
                 )
             )
+            hits_capped = await pg_hits_capped(conn, query.search)
         runs = [run_json(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
         after = RunPageCursor(runs[-1]["started_at"] or "", runs[-1]["run_id"]) if more else None
         return RunPage(
-            runs=runs, total=min(counted, TOTAL_COUNT_MAX), total_capped=counted > TOTAL_COUNT_MAX, next=after
+            runs=runs,
+            total=min(counted, TOTAL_COUNT_MAX),
+            total_capped=counted > TOTAL_COUNT_MAX or hits_capped,
+            next=after,
         )
 
     async def _without_run_id_search(self, conn: asyncpg.Connection, query: RunQuery) -> RunQuery:
-        """A search that is the start of a stored run id lists those runs (full-text search is not built here)."""
+        """A search that is the start of a stored run id lists those runs; any other is full text."""
         if query.search is None:
             return query
         prefix = query.search.strip()
@@ -468,15 +480,11 @@ class PostgresStore:
             )
             if found:
                 return dataclasses.replace(query, search=None, run_id_prefix=prefix)
-        _not_built("full-text search of runs (list_runs with search)")
+        return query
 
     @staticmethod
     def _where(query: RunQuery) -> tuple[str, list[Any]]:
-        if query.search is not None:
-            _not_built("full-text search of runs (list_runs with search)")
-        if query.attributes:
-            _not_built("filtering runs by attributes (list_runs with attributes)")
-        return runs_where(query)
+        return pg_runs_where(query)
 
     async def get_run(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
         """One run with its payloads and node attempts in start order."""
@@ -782,13 +790,17 @@ class PostgresStore:
         async with self._snapshot() as conn:
             return await pg_otlp_logs(conn, trace_id=trace_id, run_id=run_id, project=project, limit=limit)
 
-    # --- not built yet on this engine (each says so) -------------------------
+    # --- analytics (see ._stats and ._error_groups) and the viewer's queries -----
 
     async def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
-        _not_built("run_stats")
+        """Statistics per group (:mod:`._stats`), most runs first, read on one snapshot."""
+        async with self._snapshot() as conn:
+            return await pg_stats_groups(conn, query)
 
     async def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
-        _not_built("error_groups")
+        """Error groups matching ``query``, biggest first (:mod:`._error_groups`)."""
+        async with self._reader() as conn:
+            return await pg_error_groups(conn, query)
 
     async def viewer_runs(
         self,
@@ -881,7 +893,9 @@ class PostgresStore:
             return await pg_resume_chain(conn, run_id, project)
 
     async def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]:
-        _not_built("custom_metrics")
+        """Custom metric totals, newest hour first (:mod:`._custom_metrics`)."""
+        async with self._reader() as conn:
+            return await pg_custom_metrics(conn, query)
 
 
 async def _check_version(conn: asyncpg.Connection, name: str) -> None:
@@ -959,6 +973,7 @@ async def _children(conn: asyncpg.Connection, run_id: str, space: str) -> dict[s
 async def _refold(conn: asyncpg.Connection) -> Drift:
     """Drop and refold ``runs``, ``node_runs`` and ``producers``; return the drift against the old rows."""
     drift = Drift()
+    await clear_for_refold(conn)  # search text, attributes, custom metrics; finished runs out of the sums
     for table in ("runs", "node_runs", "producers"):
         await conn.execute(f"CREATE TEMP TABLE old_{table} ON COMMIT DROP AS SELECT * FROM {table}")
         await conn.execute(f"DELETE FROM {table}")

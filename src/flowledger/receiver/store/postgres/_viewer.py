@@ -5,8 +5,8 @@ attempts and attempt rows, and the concurrency strip are the SQLite engine's,
 translated by :mod:`._dialect`; what differs is spelled here: where NULLs
 sort (SQLite puts them first ascending, PostgreSQL last), ``dry_run`` is a
 boolean, epoch seconds come from ``extract``, and the summary's counts are
-counted over ``runs`` (this engine keeps no ``run_counts``). Full-text search
-is not built on this engine: a search that is not the start of a run id says so.
+counted over ``runs`` (this engine keeps no ``run_counts``). A search that is not
+the start of a run id is this engine's full-text search (:mod:`._search`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from flowledger._exceptions import NotBuiltError, QueryError
+from flowledger._exceptions import QueryError
 from flowledger._money import nanos_to_usd
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
 from flowledger.receiver.store._namespace import one_namespace
@@ -51,6 +51,7 @@ from flowledger.receiver.store._views import (
 )
 from flowledger.receiver.store.postgres._dialect import numbered
 from flowledger.receiver.store.postgres._namespace import PG_NAMESPACES_SQL, pg_run_scope
+from flowledger.receiver.store.postgres._search import pg_search_clause
 
 __all__ = [
     "check_run_payload_kind",
@@ -73,12 +74,10 @@ _DRY_RUN: Final = "r.dry_run = ?"
 
 def _where(run_filter: RunFilter) -> tuple[str, list[Any]]:
     """:func:`filter_where` in PostgreSQL's spelling: ``TRUE`` for no condition, the mode compared as a boolean."""
-    if run_filter.text:
-        raise NotBuiltError(
-            "full-text search of runs is not built yet in the PostgreSQL engine; search by the start of a run id, "
-            "or use a SQLite database (--db PATH) (docs/postgres.md lists what this engine does)"
-        )
-    where, params = filter_where(run_filter)
+    where, params = filter_where(replace(run_filter, text=None))
+    if run_filter.text:  # this engine's search condition (:mod:`._search`) in place of FTS5's
+        clause, clause_params = pg_search_clause(run_filter.text)
+        where, params = ("" if where == "1" else f"{where} AND ") + clause, [*params, *clause_params]
     if where == "1":
         return "TRUE", params
     # filter_where passes the mode as 1 or 0 (SQLite has no booleans).

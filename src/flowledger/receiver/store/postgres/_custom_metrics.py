@@ -1,0 +1,63 @@
+"""Custom metric totals on PostgreSQL: the ``custom_metrics`` rows of :mod:`.._custom_metrics`, added to and read.
+
+What an attempt adds (:class:`~.._custom_metrics.MetricTotals`, fed by the
+projector once per attempt), the query's filters and order
+(:func:`~.._custom_metrics.custom_metrics_sql`) and the API's shape of a row
+are :mod:`.._custom_metrics`'s; only the statements are this engine's: the
+batch is added with one ``unnest`` upsert, and a label filter reads the
+labels' JSON with ``->>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from flowledger.receiver.store._custom_metrics import (
+    CUSTOM_METRIC_COLUMNS,
+    CustomMetricQuery,
+    custom_metric_json,
+    custom_metrics_sql,
+)
+from flowledger.receiver.store.postgres._dialect import numbered
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["CUSTOM_METRICS_PG_SCHEMA", "add_pg_custom_metrics", "pg_custom_metrics"]
+
+CUSTOM_METRICS_PG_SCHEMA: Final = """
+-- Custom metrics added up per project, workflow, node, name, labels (canonical JSON) and UTC hour; no run ids.
+CREATE TABLE custom_metrics (
+    project text COLLATE "C" NOT NULL, workflow_id text COLLATE "C" NOT NULL, node_id text COLLATE "C" NOT NULL,
+    name text COLLATE "C" NOT NULL, labels text COLLATE "C" NOT NULL, hour text COLLATE "C" NOT NULL,
+    count bigint NOT NULL, sum double precision NOT NULL, min double precision NOT NULL,
+    max double precision NOT NULL,
+    PRIMARY KEY (project, workflow_id, node_id, name, labels, hour)
+);
+CREATE INDEX custom_metrics_by_name ON custom_metrics (name, hour);
+"""
+"""The SQLite engine's table in this engine's types."""
+
+_TYPES: Final = ("text",) * 6 + ("bigint", "float8", "float8", "float8")
+_ADD: Final = (
+    f"INSERT INTO custom_metrics AS m ({', '.join(CUSTOM_METRIC_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))
+    + ") ON CONFLICT (project, workflow_id, node_id, name, labels, hour) DO UPDATE SET "
+    "count = m.count + EXCLUDED.count, sum = m.sum + EXCLUDED.sum, min = least(m.min, EXCLUDED.min), "
+    "max = greatest(m.max, EXCLUDED.max)"
+)
+_LABEL_CLAUSE: Final = "labels::jsonb #>> ?::text[] = ?"
+"""A label's value: its key is handed over as a one-element path."""
+
+
+async def add_pg_custom_metrics(conn: asyncpg.Connection, rows: Sequence[Sequence[Any]]) -> None:
+    """Add a batch's rows (CUSTOM_METRIC_COLUMNS in order, each key once) to the stored ones."""
+    if rows:
+        await conn.execute(_ADD, *[list(column) for column in zip(*rows, strict=True)])
+
+
+async def pg_custom_metrics(conn: asyncpg.Connection, query: CustomMetricQuery) -> list[dict[str, Any]]:
+    """Rows matching ``query``, newest hour first, each with its ``avg``."""
+    sql, args = custom_metrics_sql(query, label_clause=_LABEL_CLAUSE, label_path=lambda key: [key])
+    return [custom_metric_json(tuple(row)) for row in await conn.fetch(numbered(sql), *args)]

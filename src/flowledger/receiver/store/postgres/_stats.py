@@ -1,0 +1,139 @@
+"""Statistics on PostgreSQL: the rollups of :mod:`.._stats` (``stats_rollup``, ``stats_hist``), written and read.
+
+Everything but the statements is :mod:`.._stats`'s: the rows and histogram
+places a finished run or attempt counts in and what a batch adds to each
+(:func:`~.._stats.stats_deltas`), the histogram's encoding, the plan of rows
+a query reads and their SQL (:func:`~.._stats.stats_reads`), and the sums,
+percentiles and JSON of the answer (:func:`~.._stats.stats_answer`), so both
+engines answer the same figures. Here a batch's row deltas are added with one
+``unnest`` upsert (``least``/``greatest`` keep min and max, ignoring NULLs as
+SQLite's ``coalesce``-d pairs do), its histograms read with one join and
+written with one upsert; sums of integers are cast back from ``numeric``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from flowledger.receiver.store._stats import (
+    STATS_ROW_COLUMNS,
+    Contribution,
+    StatsQuery,
+    stats_answer,
+    stats_blobs,
+    stats_deltas,
+    stats_reads,
+)
+from flowledger.receiver.store.postgres._dialect import numbered
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from flowledger.receiver.store._stats import FiguresReader
+
+__all__ = ["STATS_PG_SCHEMA", "pg_stats_groups", "record_pg_contributions"]
+
+_TEXT: Final = 'text COLLATE "C" NOT NULL'
+STATS_PG_SCHEMA: Final = f"""
+-- Statistics of finished runs (dimensions workflow, agent, project) and node attempts (node), per project
+-- ('*': all projects), UTC hour (grain 'h'), day ('d') and month ('m') of their start, and status. Costs in
+-- nano-dollars, durations' sum in microseconds.
+CREATE TABLE stats_rollup (
+    dim {_TEXT}, grain {_TEXT}, project {_TEXT}, bucket {_TEXT}, key {_TEXT}, status {_TEXT},
+    runs bigint NOT NULL,
+    cost_nanos bigint NOT NULL, costs bigint NOT NULL, cost_min_nanos bigint, cost_max_nanos bigint,
+    duration_us bigint NOT NULL, durations bigint NOT NULL, duration_ms_min double precision,
+    duration_ms_max double precision,
+    PRIMARY KEY (dim, grain, project, bucket, key, status)
+);
+-- The duration histogram of the same places (statuses together), encoded as on SQLite.
+CREATE TABLE stats_hist (
+    dim {_TEXT}, grain {_TEXT}, project {_TEXT}, bucket {_TEXT}, key {_TEXT}, hist bytea NOT NULL,
+    PRIMARY KEY (dim, grain, project, bucket, key)
+);
+"""
+"""The SQLite engine's tables in this engine's types."""
+
+_KEY: Final = ("dim", "grain", "project", "bucket", "key", "status")
+_FIGURES: Final = tuple(c.strip() for c in STATS_ROW_COLUMNS.split(","))
+_FIGURE_TYPES: Final = {"duration_ms_min": "float8", "duration_ms_max": "float8"}
+_ADD_ROWS: Final = (
+    f"INSERT INTO stats_rollup AS s ({', '.join(_KEY)}, {STATS_ROW_COLUMNS}) SELECT * FROM unnest("
+    + ", ".join(
+        [f"${i + 1}::text[]" for i in range(len(_KEY))]
+        + [f"${len(_KEY) + i + 1}::{_FIGURE_TYPES.get(c, 'bigint')}[]" for i, c in enumerate(_FIGURES)]
+    )
+    + f") ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = least(s.{c}, EXCLUDED.{c})"
+        if c.endswith(("_min", "_min_nanos"))
+        else f"{c} = greatest(s.{c}, EXCLUDED.{c})"
+        if c.endswith(("_max", "_max_nanos"))
+        else f"{c} = s.{c} + EXCLUDED.{c}"
+        for c in _FIGURES
+    )
+)
+"""Adds a batch's deltas to their rows in one statement (what ``_Sums.merge`` does, as SQLite's upsert)."""
+_ROW_KEYS: Final = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS k ({})"
+_DROP_EMPTY_ROWS: Final = (
+    f"DELETE FROM stats_rollup s USING {_ROW_KEYS.format(', '.join(_KEY))} "
+    f"WHERE ({', '.join(f's.{c}' for c in _KEY)}) = ({', '.join(f'k.{c}' for c in _KEY)}) AND s.runs <= 0"
+)
+_PLACE: Final = _KEY[:-1]
+_PLACES: Final = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS k ({})".format(
+    ", ".join(_PLACE)
+)
+_READ_HISTS: Final = (
+    f"SELECT {', '.join(f'h.{c}' for c in _PLACE)}, h.hist FROM {_PLACES} JOIN stats_hist h USING ({', '.join(_PLACE)})"
+)
+_PUT_HISTS: Final = (
+    f"INSERT INTO stats_hist ({', '.join(_PLACE)}, hist) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+    f"$4::text[], $5::text[], $6::bytea[]) ON CONFLICT ({', '.join(_PLACE)}) DO UPDATE SET hist = EXCLUDED.hist"
+)
+_DROP_HISTS: Final = (
+    f"DELETE FROM stats_hist h USING {_PLACES} "
+    f"WHERE ({', '.join(f'h.{c}' for c in _PLACE)}) = ({', '.join(f'k.{c}' for c in _PLACE)})"
+)
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+async def record_pg_contributions(
+    conn: asyncpg.Connection, added: Iterable[Contribution], removed: Iterable[Contribution]
+) -> None:
+    """Add and take away contributions (inside the caller's transaction): a few statements per batch."""
+    deltas = stats_deltas(added, removed)
+    if deltas.rows:
+        await conn.execute(_ADD_ROWS, *_columns(deltas.row_params(), len(_KEY) + len(_FIGURES)))
+        emptied = deltas.emptied()
+        if emptied:
+            await conn.execute(_DROP_EMPTY_ROWS, *_columns(emptied, len(_KEY)))
+    places = [place for place, delta in deltas.hists.items() if delta]
+    if not places:
+        return
+    stored = {
+        (str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])): bytes(r[5])
+        for r in await conn.fetch(_READ_HISTS, *_columns(places, len(_PLACE)))
+    }
+    put, drop = deltas.hist_writes(stored)
+    if put:
+        await conn.execute(_PUT_HISTS, *_columns(put, len(_PLACE) + 1))
+    if drop:
+        await conn.execute(_DROP_HISTS, *_columns(drop, len(_PLACE)))
+
+
+def _reader(conn: asyncpg.Connection) -> FiguresReader:
+    async def read(query: StatsQuery) -> tuple[list[tuple[Any, ...]], Any]:
+        (figures_sql, figures_params), (hists_sql, hists_params) = stats_reads(query, integer="::bigint")
+        figures = [tuple(row) for row in await conn.fetch(numbered(figures_sql), *figures_params)]
+        return figures, stats_blobs(await conn.fetch(numbered(hists_sql), *hists_params))
+
+    return read
+
+
+async def pg_stats_groups(conn: asyncpg.Connection, query: StatsQuery) -> list[dict[str, Any]]:
+    """The statistics of each group, most runs first, as ``GET /api/stats`` answers them (on one snapshot)."""
+    return await stats_answer(query, _reader(conn))

@@ -1,0 +1,114 @@
+"""The Store conformance suite, finding runs: full-text search and attribute filters answer alike on every engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flowledger._wire import RunStatus
+from flowledger.receiver.store._protocol import PurgeSelection, RunQuery, Store
+from flowledger.receiver.store._views import RunFilter
+from tests.receiver._support import RunEvents
+from tests.receiver.store.conformance.conftest import prepared
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _ids(store: Store, text: str | None = None, **query: Any) -> set[str]:
+    page = await store.list_runs(RunQuery(search=text, **query))
+    return {run["run_id"] for run in page.runs}
+
+
+async def _three(store: Store) -> dict[str, RunEvents]:
+    """A run that failed at a node, one whose node logged about a refund, one carrying a customer payload."""
+    failed = RunEvents().start(attributes={"region": "eu", "tier": 2, "beta": True}).node("charge", status="failed")
+    failed.finish("failed", error_node="charge")
+    logged = RunEvents().start(attributes={"region": "us"}).node("refund")
+    logged.logs("refund", ["refund issued to acct-7781 after dispute at https://api.example.com/v1/o/7"])
+    logged.finish()
+    payload = RunEvents().start().node("lookup", output={"customer": "Zanzibar Trading Café", "vip": True}).finish()
+    await store.append(prepared(failed.events + logged.events + payload.events))
+    return {"failed": failed, "logged": logged, "payload": payload}
+
+
+async def test_search_matches_errors_log_lines_and_payload_text(store: Store) -> None:
+    """Each kind of text finds its run; every word must match; a word with * is a prefix; with other filters."""
+    runs = await _three(store)
+    assert await _ids(store, "charge broke") == {runs["failed"].run_id}
+    assert await _ids(store, "dispute acct") == {runs["logged"].run_id}
+    assert await _ids(store, "zanzib*") == {runs["payload"].run_id}
+    assert await _ids(store, "zanzib") == set()
+    assert await _ids(store, "refund zanzibar") == set()
+    assert await _ids(store, "broke", statuses=(RunStatus.SUCCEEDED,)) == set()
+    assert await _ids(store, "broke", statuses=(RunStatus.FAILED,)) == {runs["failed"].run_id}
+    page = await store.list_runs(RunQuery(search="zanzibar"))
+    assert (page.total, page.total_capped) == (1, False)
+
+
+async def test_words_are_cut_and_folded_as_fts5_does(store: Store) -> None:
+    """Punctuation splits words (a URL's host parts, ``acct-7781``), case and accents do not count, a word
+    written with ``_`` is a phrase of its parts, a word without letters is left out; query syntax is text."""
+    runs = await _three(store)
+    logged, payload = runs["logged"].run_id, runs["payload"].run_id
+    assert await _ids(store, "example") == {logged}
+    assert await _ids(store, "7781") == {logged}
+    assert await _ids(store, "acct-7781") == {logged}
+    assert await _ids(store, "ZANZIBAR cafe") == {payload}
+    assert await _ids(store, "café") == {payload}
+    assert await _ids(store, "zanzibar_trading") == {payload}
+    assert await _ids(store, "trading_zanzibar") == set()  # a phrase: in that order
+    assert await _ids(store, "zanzibar_tra*") == {payload}
+    assert await _ids(store, "_ dispute") == {logged}
+    assert await _ids(store, "_") == set()
+    for syntax in ('NEAR("refund" OR *', "refund | zanzibar", "!dispute & !zanzibar", "'refund' & 'x'"):
+        assert await _ids(store, syntax) == set(), syntax  # every word, in one text
+    for syntax in ("refund:*", "'refund' & 'dispute'", "(dispute) <-> acct"):
+        assert await _ids(store, syntax) == {logged}, syntax
+
+
+async def test_attribute_filters(store: Store) -> None:
+    """attr.KEY=VALUE matches runs started with that attribute (values as text), several together, with a search."""
+    runs = await _three(store)
+    failed = runs["failed"].run_id
+    assert await _ids(store, attributes=(("region", "eu"),)) == {failed}
+    assert await _ids(store, attributes=(("region", "eu"), ("tier", "2"), ("beta", "true"))) == {failed}
+    assert await _ids(store, attributes=(("region", "eu"), ("tier", "3"))) == set()
+    assert await _ids(store, "dispute", attributes=(("region", "us"),)) == {runs["logged"].run_id}
+    exported = [run["run_id"] async for run in store.iter_runs(RunQuery(search="zanzibar"), with_nodes=False)]
+    assert exported == [runs["payload"].run_id]
+
+
+async def test_a_run_id_search_lists_that_run(store: Store) -> None:
+    """The start of a stored run id finds that run; hex that starts no id is searched as text."""
+    runs = await _three(store)
+    run_id = runs["logged"].run_id
+    assert await _ids(store, run_id) == {run_id}
+    assert await _ids(store, "ffffffff") == set()
+
+
+async def test_the_viewer_searches_the_same_text(store: Store) -> None:
+    """The viewer's run list and summary take the same search."""
+    runs = await _three(store)
+    page = await store.viewer_runs(RunFilter(text="dispute"), limit=10)
+    assert [run["run_id"] for run in page.runs] == [runs["logged"].run_id]
+    summary = await store.run_summary(RunFilter(text="zanzib*"))
+    assert summary["total"] == 1
+
+
+async def test_purge_and_rebuild(store: Store) -> None:
+    """A purged run's text is found no more; a rebuild finds the same runs as before (its text is refolded)."""
+    runs = await _three(store)
+    before = {text: await _ids(store, text) for text in ("dispute", "zanzibar", "broke", "ship")}
+    drift = await store.rebuild()
+    assert drift.clean
+    assert {text: await _ids(store, text) for text in before} == before
+    assert await _ids(store, attributes=(("region", "eu"),)) == {runs["failed"].run_id}
+    await store.purge(PurgeSelection(run_ids=(runs["logged"].run_id, runs["failed"].run_id), by="cli"))
+    assert await _ids(store, "dispute") == set()
+    assert await _ids(store, "broke") == set()
+    assert await _ids(store, attributes=(("region", "eu"),)) == set()
+    assert await _ids(store, "zanzibar") == {runs["payload"].run_id}
+    await store.rebuild()
+    assert await _ids(store, "dispute") == set()
+    assert await _ids(store, "zanzibar") == {runs["payload"].run_id}
