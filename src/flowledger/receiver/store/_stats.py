@@ -431,21 +431,41 @@ class _Deltas:
         self.hists: dict[_Place, int] = {}
 
     def contribute(self, contributions: Iterable[Contribution], sign: int) -> None:
-        # A run's dimensions come one after the other with the same cost and duration (the same objects): their
-        # sums and histogram are made once.
+        # Summed per hour first, then each hour's total added to the rows and places it counts in (a grain and a
+        # scope each): a batch's contributions fall in a few hours, so most of the work is done once per hour, not
+        # once per row. A histogram is kept as counts by field until then: adding a shifted integer per
+        # contribution would add numbers of thousands of bits each time. A run's dimensions come one after the
+        # other with the same cost and duration (the same objects): their sums and field are made once.
+        hours: dict[tuple[str, str, str, str, str], _Sums] = {}
+        fields: dict[tuple[str, str, str, str], dict[int, int]] = {}
         last: Contribution | None = None
-        one, histogram = _Sums(), 0
+        one, field = _Sums(), -1
         for c in contributions:
             if last is None or c.cost_usd is not last.cost_usd or c.duration_ms is not last.duration_ms:
                 one = _Sums()
                 one.add(c, sign)
                 ms = c.duration_ms
-                histogram = 0 if ms is None else sign << (_FIELD_BITS * _field(ms))
+                field = -1 if ms is None else _field(ms)
             last = c
             hour = _hour(c.started_at)
-            self.add(c.dim.value, c.project, hour, c.key, c.status, one)
+            dim = c.dim.value
+            at = (dim, c.project, hour, c.key, c.status)
+            total = hours.get(at)
+            if total is None:
+                total = hours[at] = _Sums()
+            total.merge(one)
+            if field >= 0:
+                place = (dim, c.project, hour, c.key)
+                counts = fields.get(place)
+                if counts is None:
+                    counts = fields[place] = {}
+                counts[field] = counts.get(field, 0) + sign
+        for (dim, project, hour, key, status), total in hours.items():
+            self.add(dim, project, hour, key, status, total)
+        for (dim, project, hour, key), counts in fields.items():
+            histogram = sum(n << (_FIELD_BITS * f) for f, n in counts.items())
             if histogram:
-                self.add_histogram(c.dim.value, c.project, hour, c.key, histogram)
+                self.add_histogram(dim, project, hour, key, histogram)
 
     def add(self, dim: str, project: str, hour: str, key: str, status: str, sums: _Sums) -> None:
         """Add an hour's sums to every row they count in."""
