@@ -29,7 +29,7 @@ from flowledger.receiver.store._fold import (
 from flowledger.receiver.store._logs import LogDrop, LogRow, append_log_rows, rows_of_event
 from flowledger.receiver.store._rollups import RollupTracker
 from flowledger.receiver.store._sampled import SAVE_SAMPLED_OUT, SAVE_SAMPLED_OUT_TAIL, sampled_out_key
-from flowledger.receiver.store._search import attributes_of_event, texts_of_event
+from flowledger.receiver.store._search import INDEX_TEXTS_SQL, LAST_TEXT_ID_SQL, attributes_of_event, texts_of_event
 
 __all__ = ["Projector", "load_runs", "save_runs"]
 
@@ -230,7 +230,9 @@ class Projector:
         if self._logs or self._log_drops:
             await append_log_rows(conn, self._logs, self._log_drops)
         if self._texts:
+            (last,) = next(iter(await conn.execute_fetchall(LAST_TEXT_ID_SQL)))
             await insert_rows(conn, _SAVE_TEXTS, self._texts, width=3)
+            await conn.execute(INDEX_TEXTS_SQL, (last,))
         if self._attributes:
             await insert_rows(conn, _SAVE_ATTRIBUTES, self._attributes, width=3)
         if self._sampled_out:
