@@ -14,7 +14,7 @@ from typing import Any, Final
 import aiosqlite
 
 from flowledger._wire import EventKind, NodeStatus, RunStatus
-from flowledger.receiver.store._bulk import insert_rows
+from flowledger.receiver.store._bulk import in_list, insert_rows
 from flowledger.receiver.store._custom_metrics import MetricTotals
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import (
@@ -81,8 +81,9 @@ async def load_runs(conn: aiosqlite.Connection, run_ids: Iterable[str]) -> dict[
     found: dict[str, RunState] = {}
     for start in range(0, len(ids), _CHUNK):
         part = ids[start : start + _CHUNK]
-        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id IN ({', '.join('?' * len(part))})"
-        for row in await conn.execute_fetchall(sql, part):
+        marks, params = in_list(part)
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id IN ({marks})"
+        for row in await conn.execute_fetchall(sql, params):
             state = run_from_row(row)
             found[state.run_id] = state
     return found
@@ -100,8 +101,9 @@ async def load_nodes(conn: aiosqlite.Connection, keys: Iterable[tuple[str, str]]
     found: dict[tuple[str, str], NodeState] = {}
     for start in range(0, len(run_ids), _CHUNK):
         part = run_ids[start : start + _CHUNK]
-        sql = f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id IN ({', '.join('?' * len(part))})"
-        for row in await conn.execute_fetchall(sql, part):
+        marks, params = in_list(part)
+        sql = f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id IN ({marks})"
+        for row in await conn.execute_fetchall(sql, params):
             key = (row[0], row[1])
             if key in wanted:
                 found[key] = node_from_row(row)
