@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from flowledger._wire import format_datetime
 from flowledger.receiver.store import _stats
-from flowledger.receiver.store._migrations import MIGRATIONS
+from flowledger.receiver.store._migrations import MIGRATIONS, _stats_for_all_projects_and_by_month
 from flowledger.receiver.store._protocol import PurgeSelection
 from flowledger.receiver.store._sqlite import SqliteStore
 from flowledger.receiver.store._stats import (
@@ -37,10 +37,8 @@ _durations = st.lists(
 
 
 def _histogram(durations: list[float]) -> _stats._Sums:
-    sums = _stats._Sums()
+    sums = _stats._Sums.of_figures([(None, ms, _stats._field(ms)) for ms in durations], 1)
     for ms in durations:
-        c = _stats.Contribution(_stats.StatsBy.WORKFLOW, "w", "", "succeeded", "2026-01-01T00:00:00.000000Z", None, ms)
-        sums.add(c, 1)
         sums.histogram += 1 << (64 * _stats._field(ms))
     return sums
 
@@ -129,7 +127,7 @@ def _to_first_layout(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE stats_rollup")
     conn.execute("DROP TABLE stats_hist")
     conn.execute("ALTER TABLE stats_rollup_first RENAME TO stats_rollup")
-    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+    conn.execute(f"PRAGMA user_version = {MIGRATIONS.index(_stats_for_all_projects_and_by_month)}")
 
 
 _QUERIES = [
