@@ -225,7 +225,7 @@ def test_a_database_made_before_ids_were_per_project_keeps_its_runs(
     _made_before_namespaces(old, monkeypatch)
     _copy_rows(source, old)
     with sqlite3.connect(old) as conn:
-        assert schema_version(conn) == SCHEMA_VERSION - 1
+        assert schema_version(conn) == MIGRATIONS.index(_run_and_event_ids_per_project)
         assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
 
     async def check() -> None:

@@ -1,8 +1,12 @@
-"""The text a payload is indexed under: orjson's fast path writes exactly what the json-module path writes."""
+"""The text a payload is indexed under (orjson's fast path writes exactly what the json-module path writes), and
+the index kept equal to the texts."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +16,18 @@ from hypothesis import strategies as st
 from flowledger._wire import EventKind
 from flowledger.receiver._config import IngestLimits
 from flowledger.receiver.ingest._batch import decode_batch
-from flowledger.receiver.store._search import SEARCH_TEXT_MAX_CHARS, SearchSource, payload_text, texts_of_event
+from flowledger.receiver.store._migrations import MIGRATIONS
+from flowledger.receiver.store._protocol import PurgeSelection, RunQuery
+from flowledger.receiver.store._search import (
+    SEARCH_INDEX_BY_STATEMENT,
+    SEARCH_TEXT_MAX_CHARS,
+    SearchSource,
+    payload_text,
+    texts_of_event,
+)
+from flowledger.receiver.store._sqlite import SqliteStore
+from tests.receiver._support import simple_run, typical_run
+from tests.receiver.store.conformance.conftest import prepared
 
 _scalars = (
     st.none()
@@ -61,3 +76,54 @@ def test_keys_keep_their_order_and_numbers_their_spelling(value: Any) -> None:
     assert payload_text(decoded, plain_floats=plain_floats) == (
         decoded if isinstance(decoded, str) else _json_text(decoded)
     )
+
+
+def _index_is_whole(path: Path) -> None:
+    """FTS5's own check that the index holds exactly the texts of search_text (rank 1: against the content)."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO search_fts (search_fts, rank) VALUES ('integrity-check', 1)")
+
+
+async def _runs_matching(store: SqliteStore, text: str) -> set[str]:
+    page = await store.list_runs(RunQuery(search=text, limit=100))
+    return {run["run_id"] for run in page.runs}
+
+
+def test_texts_are_indexed_per_batch_and_the_index_migrated_whole(tmp_path: Path) -> None:
+    """A database indexed by the old trigger is migrated with its texts searchable; errors, payloads and log lines
+    ingested afterwards are indexed by one statement per batch, a purge takes them out, and FTS5's integrity check
+    finds the index equal to the texts at every step."""
+    path = tmp_path / "search.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[: MIGRATIONS.index(SEARCH_INDEX_BY_STATEMENT)]:
+        if isinstance(step, str):
+            conn.executescript(step)
+        else:
+            step(conn)
+    conn.execute(f"PRAGMA user_version = {MIGRATIONS.index(SEARCH_INDEX_BY_STATEMENT)}")
+    conn.execute("INSERT INTO search_text (run_id, source, text) VALUES ('old-run', 'error', 'KeyError: warehouse')")
+    conn.close()
+    failed = typical_run().logs("stock", ["reserved pallets", "conveyor jammed"])
+    kept = simple_run()
+
+    async def scenario() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            _index_is_whole(path)
+            with sqlite3.connect(path) as check:
+                assert check.execute("SELECT rowid FROM search_fts WHERE search_fts MATCH ?", ["warehouse"]).fetchall()
+            await store.append(prepared(failed.events))
+            await store.append(prepared(kept.events))
+            _index_is_whole(path)
+            assert await _runs_matching(store, "jammed") == {failed.run_id}
+            assert await _runs_matching(store, "price broke") == {failed.run_id}
+            assert await _runs_matching(store, "decision") == {failed.run_id, kept.run_id}
+            await store.purge(PurgeSelection(run_ids=(failed.run_id,), by="test"))
+            _index_is_whole(path)
+            assert await _runs_matching(store, "jammed") == set()
+            assert await _runs_matching(store, "decision") == {kept.run_id}
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

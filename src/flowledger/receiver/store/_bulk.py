@@ -10,6 +10,16 @@ under the GIL in one C loop, then inserts them all in one step with the
 GIL released, so the two threads really run side by side. Measured with a
 busy Python thread beside the writer: about ten times faster than
 ``executemany``; alone, a fifth faster.
+
+Each statement text is prepared once and kept in the connection's statement
+cache, and preparing a multi-row statement costs several times running it
+(a 232-row ``INSERT`` of ten columns: about 650 µs to prepare, 120 µs to
+run). So the texts are few whatever the batch sizes: rows go in statements
+of :data:`_CHUNK_ROWS`, then one of a multiple of :data:`_STEP_ROWS`, then
+the rest (fewer than :data:`_STEP_ROWS`, cheap to prepare); an ``IN (...)``
+list is padded to a multiple of :data:`_STEP_ROWS` by repeating its last
+value (:func:`in_list`). Batches of varying sizes no longer make a new text,
+and a new preparation, for nearly every statement.
 """
 
 from __future__ import annotations
@@ -22,10 +32,15 @@ from typing import Any, Final
 
 import aiosqlite
 
-__all__ = ["insert_rows"]
+__all__ = ["STATEMENT_CACHE", "in_list", "insert_rows"]
 
 _CHUNK_ROWS: Final = 256
 """Rows per statement at most: few statements per commit, and only a few distinct statement texts to cache."""
+_STEP_ROWS: Final = 32
+"""Below a full statement, rows go in a multiple of this many, then the rest; ``IN`` lists are padded to it."""
+STATEMENT_CACHE: Final = 512
+"""Statements the writing connection keeps prepared: the few texts per table that :func:`insert_rows` and
+:func:`in_list` make (Python's default, 128, is less than they come to)."""
 
 
 @cache
@@ -54,6 +69,25 @@ async def insert_rows(
     rows (an ``ON CONFLICT`` clause).
     """
     per_statement = max(1, min(_CHUNK_ROWS, _max_params() // width))
-    for start in range(0, len(rows), per_statement):
-        part = rows[start : start + per_statement]
-        await conn.execute(_statement(head, width, len(part), tail), list(chain.from_iterable(part)))
+    start = 0
+    for count in _statement_rows(len(rows), per_statement):
+        part = rows[start : start + count]
+        start += count
+        await conn.execute(_statement(head, width, count, tail), list(chain.from_iterable(part)))
+
+
+def _statement_rows(total: int, per_statement: int) -> list[int]:
+    """The rows of each statement that inserts ``total`` rows: full ones, a multiple of _STEP_ROWS, the rest."""
+    full, rest = divmod(total, per_statement)
+    counts = [per_statement] * full
+    stepped = rest - rest % _STEP_ROWS
+    counts += [n for n in (stepped, rest - stepped) if n]
+    return counts
+
+
+def in_list(values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """The placeholders and parameters of ``IN (...)`` over ``values`` (not empty), padded to a multiple of
+    _STEP_ROWS with the last value (which changes nothing the list matches), so that few texts exist."""
+    padded = list(values)
+    padded += padded[-1:] * (-len(padded) % _STEP_ROWS)
+    return ", ".join("?" * len(padded)), padded

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from flowledger.receiver.store._search import INDEX_TEXTS_SQL, LAST_TEXT_ID_SQL
 from flowledger.receiver.store._time import normalize_ts
 
 if TYPE_CHECKING:
@@ -234,8 +235,10 @@ async def append_log_rows(conn: aiosqlite.Connection, rows: Sequence[LogRow], dr
     """Insert log rows and add drop counts (inside the caller's transaction)."""
     from flowledger.receiver.store._bulk import insert_rows  # the database driver only when writing
 
-    if rows:
+    if rows:  # a trigger copies each line's text into search_text; it is indexed here, in one statement
+        (last,) = next(iter(await conn.execute_fetchall(LAST_TEXT_ID_SQL)))
         await insert_rows(conn, _INSERT_LOGS, [row.values() for row in rows], width=len(LOG_COLUMNS))
+        await conn.execute(INDEX_TEXTS_SQL, (last,))
     if drops:
         values = [(d.run_id, d.span_id or "", d.lines, d.bytes, d.project) for d in drops]
         await insert_rows(conn, _INSERT_DROPS, values, width=5, tail=_DROPS_TAIL)

@@ -23,7 +23,7 @@ from flowledger.receiver.store._otlp_logs import OTLP_LOGS_SCHEMA
 from flowledger.receiver.store._otlp_metrics import METRICS_SCHEMA
 from flowledger.receiver.store._rollups import backfill_rollups
 from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
-from flowledger.receiver.store._search import SEARCH_SCHEMA
+from flowledger.receiver.store._search import SEARCH_INDEX_BY_STATEMENT, SEARCH_SCHEMA
 from flowledger.receiver.store._stats import STATS_SCHEMA, upgrade_rollups_sync
 from flowledger.receiver.store._time import normalize_ts
 from flowledger.receiver.store._tree import MERKLE_SCHEMA, backfill
@@ -614,6 +614,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _V20_COST_BREAKDOWN_AND_CUSTOM_METRICS,
     _stats_for_all_projects_and_by_month,
     _run_and_event_ids_per_project,
+    SEARCH_INDEX_BY_STATEMENT,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

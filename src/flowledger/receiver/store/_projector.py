@@ -14,7 +14,7 @@ from typing import Any, Final
 import aiosqlite
 
 from flowledger._wire import EventKind, NodeStatus, RunStatus
-from flowledger.receiver.store._bulk import insert_rows
+from flowledger.receiver.store._bulk import in_list, insert_rows
 from flowledger.receiver.store._custom_metrics import MetricTotals
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import (
@@ -30,7 +30,7 @@ from flowledger.receiver.store._logs import LogDrop, LogRow, append_log_rows, ro
 from flowledger.receiver.store._namespace import run_key
 from flowledger.receiver.store._rollups import RollupTracker
 from flowledger.receiver.store._sampled import SAVE_SAMPLED_OUT, SAVE_SAMPLED_OUT_TAIL, sampled_out_key
-from flowledger.receiver.store._search import attributes_of_event, texts_of_event
+from flowledger.receiver.store._search import INDEX_TEXTS_SQL, LAST_TEXT_ID_SQL, attributes_of_event, texts_of_event
 
 __all__ = ["Projector", "load_runs", "save_runs"]
 
@@ -82,8 +82,9 @@ async def load_runs(conn: aiosqlite.Connection, run_ids: Iterable[str]) -> dict[
     found: dict[str, RunState] = {}
     for start in range(0, len(ids), _CHUNK):
         part = ids[start : start + _CHUNK]
-        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id IN ({', '.join('?' * len(part))})"
-        for row in await conn.execute_fetchall(sql, part):
+        marks, params = in_list(part)
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id IN ({marks})"
+        for row in await conn.execute_fetchall(sql, params):
             state = run_from_row(row)
             found[run_key(state.project, state.run_id)] = state
     return found
@@ -101,8 +102,9 @@ async def load_nodes(conn: aiosqlite.Connection, keys: Iterable[tuple[str, str]]
     found: dict[tuple[str, str], NodeState] = {}
     for start in range(0, len(run_ids), _CHUNK):
         part = run_ids[start : start + _CHUNK]
-        sql = f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id IN ({', '.join('?' * len(part))})"
-        for row in await conn.execute_fetchall(sql, part):
+        marks, params = in_list(part)
+        sql = f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id IN ({marks})"
+        for row in await conn.execute_fetchall(sql, params):
             node = node_from_row(row)
             key = (run_key(node.project, node.run_id), node.span_id)
             if key in wanted:
@@ -219,7 +221,9 @@ class Projector:
         if self._logs or self._log_drops:
             await append_log_rows(conn, self._logs, self._log_drops)
         if self._texts:
+            (last,) = next(iter(await conn.execute_fetchall(LAST_TEXT_ID_SQL)))
             await insert_rows(conn, _SAVE_TEXTS, self._texts, width=4)
+            await conn.execute(INDEX_TEXTS_SQL, (last,))
         if self._attributes:
             await insert_rows(conn, _SAVE_ATTRIBUTES, self._attributes, width=4)
         if self._sampled_out:

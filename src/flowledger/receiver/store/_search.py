@@ -2,10 +2,12 @@
 
 The text lives once in ``search_text`` (one row per error, payload or log
 line, with its run); ``search_fts`` is an SQLite FTS5 index over it with
-``search_text`` as its external content, kept in step by triggers (an
-inserted row is indexed, a deleted one leaves the index). The projector adds
-the rows of errors and payloads as it folds events (:func:`texts_of_event`);
-a trigger on ``logs`` adds every stored log line, the SDK's and OTLP's alike.
+``search_text`` as its external content. The projector adds the rows of
+errors and payloads as it folds events (:func:`texts_of_event`); a trigger on
+``logs`` adds every stored log line, the SDK's and OTLP's alike. Whoever
+inserts into ``search_text`` (or ``logs``) indexes the new rows with one
+statement afterwards (:data:`LAST_TEXT_ID_SQL`, then :data:`INDEX_TEXTS_SQL`,
+in the same transaction); a trigger takes a deleted row out of the index.
 A purge deletes a run's rows (and so its indexed text); a rebuild deletes and
 refolds all but those of OTLP log lines, which are not in the ledger.
 
@@ -31,7 +33,10 @@ __all__ = [
     "ATTRIBUTE_KEY_MAX_CHARS",
     "ATTRIBUTE_PARAM_PREFIX",
     "HITS_CAPPED_SQL",
+    "INDEX_TEXTS_SQL",
+    "LAST_TEXT_ID_SQL",
     "SEARCH_HITS_MAX",
+    "SEARCH_INDEX_BY_STATEMENT",
     "SEARCH_SCHEMA",
     "SEARCH_TEXT_MAX_CHARS",
     "SearchSource",
@@ -104,6 +109,20 @@ CREATE TABLE run_attributes (
 ) WITHOUT ROWID;
 CREATE INDEX run_attributes_by_run ON run_attributes (run_id);
 """
+
+SEARCH_INDEX_BY_STATEMENT: Final = """
+-- The full-text index filled by one INSERT ... SELECT per write of texts (INDEX_TEXTS_SQL) instead of a
+-- trigger per text, which cost about ten times as much per row; rebuilt without its per-text column sizes
+-- (nothing ranks matches by length). Deleted texts still leave the index through search_text_unindexed.
+DROP TRIGGER IF EXISTS search_text_indexed;
+DROP TABLE IF EXISTS search_fts;
+CREATE VIRTUAL TABLE search_fts USING fts5 (text, content = 'search_text', content_rowid = 'id', columnsize = 0);
+INSERT INTO search_fts (search_fts) VALUES ('rebuild');
+"""
+LAST_TEXT_ID_SQL: Final = "SELECT coalesce(max(id), 0) FROM search_text"
+"""The id after which the texts a writer is about to insert are numbered (read before inserting)."""
+INDEX_TEXTS_SQL: Final = "INSERT INTO search_fts (rowid, text) SELECT id, text FROM search_text WHERE id > ?"
+"""Indexes the texts inserted after the id :data:`LAST_TEXT_ID_SQL` gave (in the same transaction)."""
 
 _PAYLOADS: Final = {
     EventKind.RUN_STARTED: ("trigger_data",),

@@ -25,7 +25,7 @@ from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._binding import register_adapters
 from flowledger.receiver.store._blobs import store_blobs
-from flowledger.receiver.store._bulk import insert_rows
+from flowledger.receiver.store._bulk import STATEMENT_CACHE, in_list, insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import children_json, children_sql
 from flowledger.receiver.store._coverage import coverage
@@ -220,7 +220,13 @@ class SqliteStore:
     async def _connect(self, *, readonly: bool) -> aiosqlite.Connection:
         target = f"file:{self.path}?mode=ro" if readonly else str(self.path)
         try:
-            conn = await aiosqlite.connect(target, uri=readonly, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            conn = await aiosqlite.connect(
+                target,
+                uri=readonly,
+                isolation_level=None,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                cached_statements=STATEMENT_CACHE,
+            )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
         await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -289,11 +295,9 @@ class SqliteStore:
         found: dict[tuple[str, str], bytes] = {}
         for start in range(0, len(ids), _LOOKUP_CHUNK):
             part = ids[start : start + _LOOKUP_CHUNK]
-            sql = (
-                f"SELECT {LEDGER_PROJECT.format('')}, event_id, payload_hash FROM ledger "
-                f"WHERE event_id IN ({', '.join('?' * len(part))})"
-            )
-            for project, event_id, digest in await conn.execute_fetchall(sql, part):
+            marks, params = in_list(part)
+            sql = f"SELECT {LEDGER_PROJECT.format('')}, event_id, payload_hash FROM ledger WHERE event_id IN ({marks})"
+            for project, event_id, digest in await conn.execute_fetchall(sql, params):
                 found[project, event_id] = bytes(digest)
         return found
 

@@ -287,6 +287,11 @@ class Contribution:
     duration_ms: float | None
 
 
+_Figures = tuple[int | None, float | None, int]
+"""What one contribution adds: its cost in nano-dollars, its duration in ms and that duration's histogram field
+(-1 without a duration)."""
+
+
 @dataclass(slots=True)
 class _Sums:
     runs: int = 0
@@ -301,22 +306,24 @@ class _Sums:
     histogram: int = 0
     """Durations per field: see :func:`encode_histogram`."""
 
-    def add(self, c: Contribution, sign: int) -> None:
-        self.runs += sign
-        if c.cost_usd is not None:
-            nanos = usd_to_nanos(c.cost_usd)
-            self.cost_nanos += sign * nanos
-            self.costs += sign
-            if sign > 0:
-                self.cost_min = nanos if self.cost_min is None else min(self.cost_min, nanos)
-                self.cost_max = nanos if self.cost_max is None else max(self.cost_max, nanos)
-        if c.duration_ms is not None:
-            ms = c.duration_ms
-            self.duration_us += sign * round(ms * 1000)
-            self.durations += sign
-            if sign > 0:
-                self.duration_min = ms if self.duration_min is None else min(self.duration_min, ms)
-                self.duration_max = ms if self.duration_max is None else max(self.duration_max, ms)
+    @classmethod
+    def of_figures(cls, figures: Sequence[_Figures], sign: int) -> _Sums:
+        """The sums of contributions given by their figures, added (``sign`` 1) or taken away (-1): a minimum or
+        maximum only when added."""
+        costs = [nanos for nanos, _, _ in figures if nanos is not None]
+        durations = [ms for _, ms, _ in figures if ms is not None]
+        adding = sign > 0
+        return cls(
+            sign * len(figures),
+            sign * sum(costs),
+            sign * len(costs),
+            min(costs) if adding and costs else None,
+            max(costs) if adding and costs else None,
+            sign * sum([round(ms * 1000) for ms in durations]),
+            sign * len(durations),
+            min(durations) if adding and durations else None,
+            max(durations) if adding and durations else None,
+        )
 
     def merge(self, other: _Sums) -> None:
         self.runs += other.runs
@@ -473,21 +480,41 @@ class _Deltas:
         self.hists: dict[_Place, int] = {}
 
     def contribute(self, contributions: Iterable[Contribution], sign: int) -> None:
-        # A run's dimensions come one after the other with the same cost and duration (the same objects): their
-        # sums and histogram are made once.
+        # Gathered per hour first (a batch's contributions fall in a few hours), then each hour's sums are added
+        # to the rows and places they count in (a grain and a scope each), so most of the work is done once per
+        # hour, not once per row. A histogram is made from its hour's field counts: adding a shifted integer per
+        # contribution would add numbers of thousands of bits each time. A run's dimensions come one after the
+        # other with the same cost, duration and start (the same objects): their figures are worked out once.
+        hours: dict[tuple[str, str, str, str, str], list[_Figures]] = {}
         last: Contribution | None = None
-        one, histogram = _Sums(), 0
+        figures: _Figures = (None, None, -1)
+        hour = ""
         for c in contributions:
             if last is None or c.cost_usd is not last.cost_usd or c.duration_ms is not last.duration_ms:
-                one = _Sums()
-                one.add(c, sign)
-                ms = c.duration_ms
-                histogram = 0 if ms is None else sign << (_FIELD_BITS * _field(ms))
+                usd, ms = c.cost_usd, c.duration_ms
+                figures = (None if usd is None else usd_to_nanos(usd), ms, -1 if ms is None else _field(ms))
+            if last is None or c.started_at is not last.started_at:
+                hour = _hour(c.started_at)
             last = c
-            hour = _hour(c.started_at)
-            self.add(c.dim.value, c.project, hour, c.key, c.status, one)
+            at = (c.dim.value, c.project, hour, c.key, c.status)
+            group = hours.get(at)
+            if group is None:
+                hours[at] = [figures]
+            else:
+                group.append(figures)
+        places: dict[tuple[str, str, str, str], dict[int, int]] = {}
+        for (dim, project, hour, key, status), group in hours.items():
+            self.add(dim, project, hour, key, status, _Sums.of_figures(group, sign))
+            counts = places.get((dim, project, hour, key))
+            if counts is None:
+                counts = places[dim, project, hour, key] = {}
+            for _, _, field in group:
+                if field >= 0:
+                    counts[field] = counts.get(field, 0) + sign
+        for (dim, project, hour, key), counts in places.items():
+            histogram = sum(n << (_FIELD_BITS * f) for f, n in counts.items())
             if histogram:
-                self.add_histogram(c.dim.value, c.project, hour, c.key, histogram)
+                self.add_histogram(dim, project, hour, key, histogram)
 
     def add(self, dim: str, project: str, hour: str, key: str, status: str, sums: _Sums) -> None:
         """Add an hour's sums to every row they count in."""
