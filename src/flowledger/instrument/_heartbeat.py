@@ -68,11 +68,15 @@ def unregister(run: Beating) -> None:
 
 
 def watch_node(attempt: Announced, delay_s: float) -> None:
-    """Announce ``attempt`` (its ``node_started``) if it still runs after ``delay_s``."""
+    """Announce ``attempt`` (its ``node_started``) if it still runs after ``delay_s``.
+
+    No lock on this path (it runs for every attempt): one dict store or pop
+    is atomic, and whoever pops the entry, ``unwatch_node`` or the timer, owns it.
+    """
     due = time.monotonic() + delay_s
-    with _lock:
-        _nodes[id(attempt)] = (attempt, due)
-        if _thread is None:
+    _nodes[id(attempt)] = (attempt, due)
+    if _thread is None:
+        with _lock:
             _ensure_thread()
     if due < _next_wake:
         _wake.set()
@@ -80,8 +84,7 @@ def watch_node(attempt: Announced, delay_s: float) -> None:
 
 def unwatch_node(attempt: Announced) -> bool:
     """Stop watching ``attempt``; True when it was never announced."""
-    with _lock:
-        return _nodes.pop(id(attempt), None) is not None
+    return _nodes.pop(id(attempt), None) is not None
 
 
 def _loop() -> None:
@@ -98,12 +101,12 @@ def _loop() -> None:
                     next_due = now + interval_s
                     _runs[key] = (run, interval_s, next_due)
                 next_wake = min(next_wake, next_due)
-            for key, (attempt, due) in list(_nodes.items()):
+            for key, (attempt, due) in list(_nodes.items()):  # the attempts in the copy keep their ids taken
                 if due > now:
                     next_wake = min(next_wake, due)
                     break
-                del _nodes[key]
-                announce.append(attempt)
+                if _nodes.pop(key, None) is not None:  # not unwatched meanwhile: the timer announces it
+                    announce.append(attempt)
             _next_wake = next_wake
         for attempt in announce:
             try:

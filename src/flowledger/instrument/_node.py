@@ -444,8 +444,13 @@ class NodeAttempt:
         if parent is None and (named or not current):
             parent = run.trace_context()  # the attempt is a child of the run's span
         context = context_from_traceparent(parent) if parent else None
+        tracer = run.tracer
         self._span = SpanScope(
-            self.node_id, context, lambda: self._span_attributes(run), run.tracer, span_id=self._given_span_id
+            self.node_id,
+            context,
+            None if tracer is None else (lambda: self._span_attributes(run)),
+            tracer,
+            span_id=self._given_span_id,
         )
         self._started_ns = time.time_ns()
         if self.effect:

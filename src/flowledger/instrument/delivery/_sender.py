@@ -152,8 +152,8 @@ class Sender(Delivery):
                     # Wake the worker for the first event of a batch (it then waits for the batch's
                     # age) and for a full batch; any other event it picks up with its batch.
                     wake = len(queue) == 1 or len(queue) >= self._batch_items or self._queued_bytes >= self._batch_bytes
-                    relieve = (len(queue) >= self._high_items or self._queued_bytes >= self._high_bytes) and (
-                        self._outage.failing
+                    relieve = self._outage.failing and (
+                        len(queue) >= self._high_items or self._queued_bytes >= self._high_bytes
                     )
                     if not (wake or relieve) and self._worker is not None:
                         return  # the common case
