@@ -82,6 +82,8 @@ def _type_name(value: object) -> str:
     return f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__qualname__
 
 
+_SIZED: Final = frozenset((str, bytes, list, dict, tuple))
+"""The types whose length ``_oversized`` counts."""
 _SECRET_KEYS: dict[re.Pattern[str], dict[str, bool]] = {}
 _PLAIN_KEYS: dict[re.Pattern[str], set[str]] = {}
 _SECRET_CACHE_MAX: Final = 8192
@@ -507,8 +509,7 @@ def _oversized(value: Any, limit: int, redact: re.Pattern[str] | None) -> int:
         if total * 2 > limit:
             return total * 2
         for item in value.values() if kind is dict else value:
-            inner = type(item)
-            if inner is str or inner is bytes or inner is list or inner is dict or inner is tuple:
+            if type(item) in _SIZED:
                 total += len(item)
                 if total > limit:
                     # Rarely reached: count again without the values redaction will replace.

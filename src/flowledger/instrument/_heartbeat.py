@@ -68,22 +68,22 @@ def unregister(run: Beating) -> None:
 
 
 def watch_node(attempt: Announced, delay_s: float) -> None:
-    """Announce ``attempt`` (its ``node_started``) if it still runs after ``delay_s``.
-
-    No lock on this path (it runs for every attempt): one dict store or pop
-    is atomic, and whoever pops the entry, ``unwatch_node`` or the timer, owns it.
-    """
+    """Announce ``attempt`` (its ``node_started``) if it still runs after ``delay_s``."""
     due = time.monotonic() + delay_s
-    _nodes[id(attempt)] = (attempt, due)
-    if _thread is None:
-        with _lock:
+    with _lock:  # the timer works out its next wake-up under the lock: it sees this entry, or it is told
+        _nodes[id(attempt)] = (attempt, due)
+        if _thread is None:
             _ensure_thread()
     if due < _next_wake:
         _wake.set()
 
 
 def unwatch_node(attempt: Announced) -> bool:
-    """Stop watching ``attempt``; True when it was never announced."""
+    """Stop watching ``attempt``; True when it was never announced.
+
+    No lock (this runs at the end of every attempt): one dict pop is atomic,
+    and whoever pops the entry, this or the timer, owns it.
+    """
     return _nodes.pop(id(attempt), None) is not None
 
 

@@ -60,6 +60,8 @@ _NODE_FINISHED_SIZE: Final = 256
 """Bytes a ``node_finished`` record takes besides its payloads (an estimate)."""
 
 
+_time_ns: Final = time.time_ns
+_perf_counter: Final = time.perf_counter
 _current_node: contextvars.ContextVar[NodeAttempt | None] = contextvars.ContextVar("flowledger_node", default=None)
 
 
@@ -232,7 +234,7 @@ class NodeAttempt:
         self.attributes = attributes
         self.capture_input = capture_input
         self._capture_output = capture_output
-        self.capture = capture_mode(capture)
+        self.capture = capture if capture is None or type(capture) is CaptureMode else capture_mode(capture)
         self._full: dict[str, Any] | None = None
         self.run: Run | None = None
         self._given_span_id = span_id
@@ -404,7 +406,7 @@ class NodeAttempt:
     def _enter(self, *, current: bool) -> NodeAttempt:
         if self.run is not None or self._started_ns:  # started already
             return self
-        run = self._given_run if self._given_run is not None else current_run()
+        run = self._given_run if self._given_run is not None else _current_run.get()
         if run is None:
             p = pipeline()
             if p.disabled:
@@ -452,7 +454,7 @@ class NodeAttempt:
             tracer,
             span_id=self._given_span_id,
         )
-        self._started_ns = time.time_ns()
+        self._started_ns = _time_ns()
         if self.effect:
             self.idempotency_key = idempotency_key(run.workflow_id, self.node_id, self.input)
         size = 192
@@ -478,7 +480,7 @@ class NodeAttempt:
                 self._run_token = _current_run.set(run)
             self._span.enter()
             self._node_token = _current_node.set(self)
-        self._t0 = time.perf_counter()
+        self._t0 = _perf_counter()
 
     def _log_buffer(self) -> AttemptLogBuffer | None:
         """The attempt's log lines, made on its first line (None when logs are not captured)."""
@@ -530,7 +532,7 @@ class NodeAttempt:
 
     def _end(self, run: Run, exc: BaseException | None) -> None:
         """End on the caller's thread: time, status, context, and what must be taken now; the dict is made later."""
-        self._duration_s = time.perf_counter() - self._t0
+        self._duration_s = _perf_counter() - self._t0
         failed = exc is not None and not (isinstance(exc, SystemExit) and exc.code in (None, 0))
         self._status = NodeStatus.FAILED if failed else NodeStatus.SUCCEEDED
         size = _NODE_FINISHED_SIZE

@@ -121,7 +121,7 @@ class SpanScope:
     sender's worker, off the workflow's thread).
     """
 
-    __slots__ = ("_parent_id", "_span", "_span_id", "_token", "_trace_id", "real")
+    __slots__ = ("_base", "_parent_id", "_span", "_span_id", "_token", "_trace_id", "real")
 
     def __init__(
         self,
@@ -132,7 +132,9 @@ class SpanScope:
         span_id: str | None = None,
     ) -> None:
         """``span_id`` (16 hex digits) is used when no application tracer makes the span (whose SDK picks ids)."""
-        parent_span = trace.get_current_span(parent).get_span_context()
+        # the context enter() makes the span current in, read once here (None: the one current then)
+        base = otel_context.get_current() if parent is None else None
+        parent_span = trace.get_current_span(parent if base is None else base).get_span_context()
         if tracer is _LOOK_UP:
             tracer = _app_tracer()
         span: trace.Span
@@ -150,6 +152,7 @@ class SpanScope:
             span = NonRecordingSpan(ctx)
             self.real = False
         self._span = span
+        self._base = base
         self._token: object | None = None
         self._trace_id = ctx.trace_id
         self._span_id = ctx.span_id
@@ -178,7 +181,7 @@ class SpanScope:
         return f"{span_ctx.trace_id:032x}", f"{span_ctx.span_id:016x}"
 
     def enter(self) -> None:
-        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        self._token = otel_context.attach(trace.set_span_in_context(self._span, self._base))
 
     def exit(self, error: BaseException | None = None, attributes: Mapping[str, Any] | None = None) -> None:
         token, self._token = self._token, None

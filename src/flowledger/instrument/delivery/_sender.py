@@ -139,22 +139,23 @@ class Sender(Delivery):
         try:
             with self._lock:
                 queue = self._queue
+                count = len(queue)
+                queued_bytes = self._queued_bytes + size
                 if self._closed:
-                    reason = DropReason.CLOSED
-                elif len(queue) >= self._max_items:
+                    reason: DropReason | None = DropReason.CLOSED
+                elif count >= self._max_items:
                     reason = DropReason.QUEUE_FULL
-                elif self._queued_bytes + size > self._max_bytes:
+                elif queued_bytes > self._max_bytes:
                     reason = DropReason.QUEUE_BYTES
                 else:
                     queue.append((event, size, _monotonic()))
-                    self._queued_bytes += size
+                    self._queued_bytes = queued_bytes
                     self._enqueued += 1
+                    count += 1
                     # Wake the worker for the first event of a batch (it then waits for the batch's
                     # age) and for a full batch; any other event it picks up with its batch.
-                    wake = len(queue) == 1 or len(queue) >= self._batch_items or self._queued_bytes >= self._batch_bytes
-                    relieve = self._outage.failing and (
-                        len(queue) >= self._high_items or self._queued_bytes >= self._high_bytes
-                    )
+                    wake = count == 1 or count >= self._batch_items or queued_bytes >= self._batch_bytes
+                    relieve = self._outage.failing and (count >= self._high_items or queued_bytes >= self._high_bytes)
                     if not (wake or relieve) and self._worker is not None:
                         return  # the common case
                     reason = None
