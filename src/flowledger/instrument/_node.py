@@ -161,6 +161,7 @@ class NodeAttempt:
         "_cost",
         "_duplicate",
         "_duration_s",
+        "_ended",
         "_error",
         "_finished_record",
         "_full",
@@ -265,6 +266,8 @@ class NodeAttempt:
         self._unannounced = False
         self._one_event = False
         self._duration_s = 0.0
+        self._ended = False
+        """Set once node_finished is emitted: its fields no longer change (the worker writes the event from them)."""
         self._status = NodeStatus.SUCCEEDED
         self._error: dict[str, Any] | None = None
         self._finished_record: dict[str, Any] | None = None
@@ -289,8 +292,10 @@ class NodeAttempt:
     # --- what the caller may use ----------------------------------------------
 
     def set_output(self, value: Any) -> None:
-        """Record ``value`` as the attempt's output (captured now, as it is now)."""
+        """Record ``value`` as the attempt's output (captured now, as it is now); ignored once the attempt ended."""
         run = self.run
+        if self._ended:
+            return
         if self.effect:
             self._raw_output = value
         if run is None or not self._capture_output:
@@ -317,6 +322,8 @@ class NodeAttempt:
 
     def simulate(self, output: Any = None) -> None:
         """Mark this effect attempt as simulated (a dry run): recorded, not executed."""
+        if self._ended:
+            return
         self._simulated = True
         if output is not None:
             self.set_output(output)
@@ -334,6 +341,8 @@ class NodeAttempt:
 
     def duplicate(self, output: Any = None) -> None:
         """Mark this attempt as a duplicate the guard skipped, returning ``output``."""
+        if self._ended:
+            return
         self._duplicate = True
         self.set_output(output)
 
@@ -557,6 +566,7 @@ class NodeAttempt:
                 self._emit_logs(run)
             except Exception as internal:
                 pipeline().internal_error("node_logs", internal)
+            self._ended = True
             run.emit(EventKind.NODE_FINISHED, self._finished_data, size)
             if self._span is not None:
                 try:
