@@ -568,9 +568,13 @@ class NodeAttempt:
                 pipeline().internal_error("node_logs", internal)
             self._ended = True
             run.emit(EventKind.NODE_FINISHED, self._finished_data, size)
-            if self._span is not None:
+            span = self._span
+            if span is not None:
                 try:
-                    self._span.exit(exc if failed else None, {"flowledger.status": self._status.value})
+                    if span.real:  # the application's span gets the status as an attribute
+                        span.exit(exc if failed else None, {"flowledger.status": self._status.value})
+                    else:
+                        span.exit()
                 except Exception as internal:
                     pipeline().internal_error("span_exit", internal)
 

@@ -135,6 +135,7 @@ class SpanScope:
         # the context enter() makes the span current in, read once here (None: the one current then)
         base = otel_context.get_current() if parent is None else None
         parent_span = trace.get_current_span(parent if base is None else base).get_span_context()
+        parent_valid = parent_span.is_valid  # a property: read once
         if tracer is _LOOK_UP:
             tracer = _app_tracer()
         span: trace.Span
@@ -145,7 +146,7 @@ class SpanScope:
             self.real = True
         else:
             own_id = int(span_id, 16) if span_id else _random_bits(64) or 1
-            if parent_span.is_valid:  # same trace, and the caller's sampling decision and trace state
+            if parent_valid:  # same trace, and the caller's sampling decision and trace state
                 ctx = SpanContext(parent_span.trace_id, own_id, False, parent_span.trace_flags, parent_span.trace_state)
             else:
                 ctx = SpanContext(_random_bits(128) or 1, own_id, False, _SAMPLED)
@@ -156,7 +157,7 @@ class SpanScope:
         self._token: object | None = None
         self._trace_id = ctx.trace_id
         self._span_id = ctx.span_id
-        self._parent_id = parent_span.span_id if parent_span.is_valid else None
+        self._parent_id = parent_span.span_id if parent_valid else None
 
     @property
     def trace_id(self) -> str:
