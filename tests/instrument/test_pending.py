@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,3 +98,32 @@ def test_a_pending_event_is_written_once_with_its_envelope() -> None:
     assert (event["kind"], event["run_id"], event["seq"], event["producer_seq"]) == ("node_finished", "run-1", 3, 7)
     assert (event["producer_id"], event["project"], event["data"]) == ("producer", "p", {"node_id": "a"})
     assert stamped([pending, {"plain": True}]) == [event, {"plain": True}]
+
+
+class _Big:
+    """A node input that can be weakly referenced (a plain object, captured by its fields)."""
+
+    def __init__(self) -> None:
+        self.rows = list(range(100))
+
+
+def test_a_queued_event_keeps_no_input_alive(tmp_path: Path, restore_pipeline: None) -> None:
+    """While its events wait in the queue, a finished node holds only the snapshot of its input, not the object."""
+    path = tmp_path / "events.jsonl"
+    flowledger.configure(sinks=f"jsonl:{path}", spool_dir=tmp_path / "spool", batch_max_age_s=5.0)
+
+    @flowledger.node
+    def count(big: _Big) -> int:
+        return len(big.rows)
+
+    big = _Big()
+    alive = weakref.ref(big)
+    with flowledger.run("memory"):
+        assert count(big) == 100
+    del big
+    gc.collect()
+    assert alive() is None  # the event is still queued (5 s batches), and the input is gone
+    assert flowledger.flush(10.0)
+    finished = [e["data"] for e in _jsonl_events(path) if e["kind"] == "node_finished"]
+    assert finished[0]["input"] == {"rows": list(range(100))}
+    assert finished[0]["output"] == 100

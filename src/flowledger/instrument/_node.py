@@ -152,6 +152,10 @@ class NodeAttempt:
     ``end(error)`` instead, naming the attempt's ``run`` and, for a nested
     attempt, its ``parent`` (a W3C traceparent, such as another attempt's
     ``trace_context()``).
+
+    Once it ended, the attempt's record is fixed and the attempt lets go of
+    its ``input`` (None from then on): the sender's worker writes the events
+    from the snapshots taken, later, and must not keep the caller's objects alive.
     """
 
     __slots__ = (
@@ -445,6 +449,7 @@ class NodeAttempt:
             implicit, self._implicit = self._implicit, None
             implicit.set_output(self._output if self._has_output else None)
             implicit._finish(exc)
+            implicit.data = None  # this attempt's input: the run's record keeps its snapshot
 
     def _begin(self, run: Run, *, current: bool = True) -> None:
         """Start on the caller's thread: span, time, and the snapshot of what node_started carries."""
@@ -567,6 +572,10 @@ class NodeAttempt:
             except Exception as internal:
                 pipeline().internal_error("node_logs", internal)
             self._ended = True
+            # The worker writes node_finished from this attempt later: it lets go of the caller's objects now
+            # (the record keeps their snapshots), so a queued event never keeps a large input alive.
+            self.input = None
+            self._raw_output = None
             run.emit(EventKind.NODE_FINISHED, self._finished_data, size)
             span = self._span
             if span is not None:
