@@ -127,3 +127,17 @@ def test_a_queued_event_keeps_no_input_alive(tmp_path: Path, restore_pipeline: N
     finished = [e["data"] for e in _jsonl_events(path) if e["kind"] == "node_finished"]
     assert finished[0]["input"] == {"rows": list(range(100))}
     assert finished[0]["output"] == 100
+
+
+def test_a_failing_data_maker_still_gives_an_event(caplog: pytest.LogCaptureFixture) -> None:
+    """What makes an event's data raising on the worker gives the event with empty data (logged), never an exception."""
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("a bug")
+
+    pending = PendingEvent(EventKind.NODE_FINISHED, "run-1", 0, "producer", 0, 1_700_000_000_000_000_000, None, broken)
+    event = pending.event()
+    assert event["data"] == {}
+    assert event["kind"] == "node_finished"
+    assert "project" not in event
+    assert "could not write the data of a node_finished event" in caplog.text

@@ -14,6 +14,7 @@ method, reading fields that no longer change once the event is emitted).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -26,7 +27,9 @@ __all__ = ["EventData", "PendingEvent", "stamped"]
 EventData = dict[str, Any] | Callable[[], dict[str, Any]]
 """An event's data, or what makes it when the event is written out."""
 
+_log = logging.getLogger("flowledger")
 _lock = threading.Lock()
+_failed_kinds: set[EventKind] = set()
 
 
 class PendingEvent:
@@ -67,6 +70,14 @@ class PendingEvent:
 
     def _write(self) -> dict[str, Any]:
         data = self.data
+        if not isinstance(data, dict):
+            try:
+                data = data()
+            except Exception:  # never raised on the worker: the event goes out, the receiver says what is missing
+                if self.kind not in _failed_kinds:  # logged once per kind
+                    _failed_kinds.add(self.kind)
+                    _log.warning("flowledger: could not write the data of a %s event", self.kind.value, exc_info=True)
+                data = {}
         event: dict[str, Any] = {
             "v": WIRE_VERSION,
             "event_id": new_event_id(),
@@ -76,7 +87,7 @@ class PendingEvent:
             "ts": format_ts(self.ts_ns),
             "producer_id": self.producer_id,
             "producer_seq": self.producer_seq,
-            "data": data if isinstance(data, dict) else data(),
+            "data": data,
         }
         if self.project is not None:
             event["project"] = self.project
