@@ -403,7 +403,7 @@ def _plain_bytes(value: Any) -> bytes:
     return encoded
 
 
-def _fast(value: Any, policy: CapturePolicy) -> RawJSON | None:
+def _fast(value: Any, policy: CapturePolicy) -> tuple[RawJSON, int] | None:
     """Plain JSON values take a C encoder: a snapshot in microseconds.
 
     Secret-looking keys at the top of a mapping are redacted here, before
@@ -412,8 +412,8 @@ def _fast(value: Any, policy: CapturePolicy) -> RawJSON | None:
     the payload (:class:`RawJSON`): when none is, the record is final as
     encoded and nobody decodes it; otherwise it is redacted when decoded.
 
-    Returns None when the value needs the full conversion (non-JSON types,
-    NaN, cycles, lone surrogates, odd keys).
+    Returns the record and its size in bytes, or None when the value needs
+    the full conversion (non-JSON types, NaN, cycles, lone surrogates, odd keys).
     """
     redact = policy.redact
     hidden: tuple[str, ...] = ()
@@ -434,8 +434,8 @@ def _fast(value: Any, policy: CapturePolicy) -> RawJSON | None:
     except (_NotPlainJSON, ValueError, TypeError, RecursionError):  # orjson.JSONEncodeError is a TypeError
         return None
     if redact is None:
-        return RawJSON(encoded)
-    return RawJSON(encoded, redact, probe=True, hidden=hidden)
+        return RawJSON(encoded), len(encoded)
+    return RawJSON(encoded, redact, probe=True, hidden=hidden), len(encoded)
 
 
 def _probe_text(text: str, hidden: tuple[str, ...]) -> str:
@@ -547,16 +547,16 @@ def capture(value: Any, policy: CapturePolicy) -> tuple[Any, int]:
         at_least = _oversized(value, policy.limit_bytes, policy.redact)
         if at_least:
             return _preview(value, policy, at_least)
-        raw = _fast(value, policy)
-        if raw is None:
+        fast = _fast(value, policy)
+        if fast is None:
             jsonable: Any = _convert(value, policy.redact, 0, set())
             text = _encode(jsonable)
             size = len(text) if text.isascii() else len(text.encode("utf-8"))
         else:
-            jsonable, size = raw, raw.nbytes
-            if size <= policy.limit_bytes:
-                return jsonable, size
-            text = raw.text
+            if fast[1] <= policy.limit_bytes:
+                return fast
+            jsonable, size = fast
+            text = jsonable.text
     except Exception as exc:  # a __repr__, model_dump or property that raises
         marker = _marker("capture_error", type=_type_name(value), error=_clean_str(f"{type(exc).__name__}: {exc}"))
         return marker, 128
