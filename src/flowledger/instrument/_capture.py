@@ -61,12 +61,15 @@ class CapturePolicy:
     limit_bytes: int
     verdicts: dict[str, bool] = field(init=False, repr=False, compare=False)
     """Per key seen: whether it looks secret (the cache the hot path reads; hashing a pattern is not free)."""
+    plain_keys: set[str] = field(init=False, repr=False, compare=False)
+    """The keys seen that do not look secret (a mapping whose keys all are needs no look at each)."""
     fragments: tuple[str, ...] | None = field(init=False, repr=False, compare=False)
     """The literal fragments ``redact`` alternates, when it was built from them."""
 
     def __post_init__(self) -> None:
         redact = self.redact
         object.__setattr__(self, "verdicts", {} if redact is None else _SECRET_KEYS.setdefault(redact, {}))
+        object.__setattr__(self, "plain_keys", set() if redact is None else _PLAIN_KEYS.setdefault(redact, set()))
         object.__setattr__(self, "fragments", None if redact is None else REDACT_FRAGMENTS.get(redact))
 
 
@@ -79,7 +82,10 @@ def _type_name(value: object) -> str:
     return f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__qualname__
 
 
+_SIZED: Final = frozenset((str, bytes, list, dict, tuple))
+"""The types whose length ``_oversized`` counts."""
 _SECRET_KEYS: dict[re.Pattern[str], dict[str, bool]] = {}
+_PLAIN_KEYS: dict[re.Pattern[str], set[str]] = {}
 _SECRET_CACHE_MAX: Final = 8192
 
 
@@ -92,9 +98,13 @@ def _is_secret(key: str, redact: re.Pattern[str] | None) -> bool:
     found = known.get(key)
     if found is None:
         found = redact.search(key.lower().replace("-", "_")) is not None
+        plain = _PLAIN_KEYS.setdefault(redact, set())
         if len(known) >= _SECRET_CACHE_MAX:
             known.clear()
+            plain.clear()
         known[key] = found
+        if not found:
+            plain.add(key)
     return found
 
 
@@ -265,32 +275,81 @@ def safe_str(value: object) -> str:
 
 
 class RawJSON:
-    """A captured payload kept as the JSON text it was encoded to.
+    """A captured payload kept as the JSON it was encoded to (UTF-8 bytes, or text).
 
     Encoding is the snapshot: later changes to the value cannot reach the
-    record. Decoding (and, when a secret-looking key may be inside,
-    redaction) waits until someone needs the value, usually the sender's
-    worker thread, so the workflow's hot path pays for one C-level encode.
+    record. Everything else waits until someone needs the payload, usually
+    the sender's worker thread, so the workflow's hot path pays for one
+    C-level encode: decoding, and the search for a secret-looking key
+    deeper in (``probe``: with ``hidden``, the top-level keys already
+    redacted before encoding), and if one may be there, redaction.
     """
 
-    __slots__ = ("_json", "_redact", "text")
+    __slots__ = ("_bytes", "_hidden", "_json", "_probe", "_redact")
 
-    def __init__(self, text: str, redact: re.Pattern[str] | None = None) -> None:
-        self.text = text
+    def __init__(
+        self,
+        text: str | bytes,
+        redact: re.Pattern[str] | None = None,
+        *,
+        probe: bool = False,
+        hidden: tuple[str, ...] = (),
+    ) -> None:
+        if isinstance(text, bytes):
+            self._bytes: bytes | None = text
+            self._json: str | None = None
+        else:
+            self._bytes = None
+            self._json = text
         self._redact = redact
-        self._json: str | None = None if redact is not None else text
+        self._probe = probe and redact is not None
+        self._hidden = hidden
+
+    @property
+    def text(self) -> str:
+        """The JSON text as encoded (top-level secrets redacted, deeper ones not yet)."""
+        data = self._bytes
+        return data.decode("utf-8") if data is not None else self._json or ""
+
+    @property
+    def nbytes(self) -> int:
+        """The size of the encoded JSON in bytes."""
+        data = self._bytes
+        return len(data) if data is not None else len(self.text.encode("utf-8"))
+
+    def _deep_redact(self) -> re.Pattern[str] | None:
+        """The pattern to redact with when decoding: None when nothing secret-looking is left in the text."""
+        redact = self._redact
+        if redact is not None and self._probe:
+            self._probe = False
+            if not _mentions(_probe_text(self.text, self._hidden), redact, _fragments(redact)):
+                self._redact = redact = None
+        return redact
 
     def value(self) -> Any:
         """The payload as a JSON value, redacted."""
-        if self._redact is None:
-            return _decode(self.text)
-        return _redacting_decoder(self._redact)(self.text)
+        redact = self._deep_redact()
+        if redact is None:
+            data = self._bytes
+            return _orjson_loads(data) if data is not None else _decode(self._json or "")
+        return _redacting_decoder(redact)(self.text)
 
     def json(self) -> str:
         """The payload as JSON text, redacted."""
-        if self._json is None:
-            self._json = _encode(self.value())
-        return self._json
+        if self._deep_redact() is not None:
+            text = _encode(self.value())  # redacted now, and final
+            self._json, self._bytes, self._redact = text, None, None
+            return text
+        known = self._json
+        if known is None:
+            known = self._json = self.text
+        return known
+
+    def raw(self) -> bytes | str:
+        """The payload's JSON, redacted, as it is kept (bytes when encoded so): what an encoder splices in."""
+        if self._deep_redact() is None and self._bytes is not None:
+            return self._bytes
+        return self.json()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RawJSON) and self.json() == other.json()
@@ -323,14 +382,15 @@ _fast_encode = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_refuse, check_circular=True
 ).encode
 _orjson_dumps: Final = orjson.dumps
+_orjson_loads: Final = orjson.loads
 _PLAIN_ONLY: Final = (
     orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
 """Dataclasses, datetimes and subclasses of str/int/dict/list go to ``default`` (refused), as with ``json``."""
 
 
-def _plain_text(value: Any) -> str:
-    """The JSON text of a plain JSON value; raises on anything else.
+def _plain_bytes(value: Any) -> bytes:
+    """The JSON (UTF-8) of a plain JSON value; raises on anything else.
 
     orjson (about five times faster than ``json`` here) refuses what the full
     conversion must see (other types, lone surrogates, integers past 64 bits,
@@ -339,50 +399,61 @@ def _plain_text(value: Any) -> str:
     """
     encoded = _orjson_dumps(value, default=_refuse, option=_PLAIN_ONLY)
     if b"null" in encoded:
-        return _fast_encode(value)
-    return encoded.decode("utf-8")
+        return _fast_encode(value).encode("utf-8")
+    return encoded
 
 
-def _fast(value: Any, policy: CapturePolicy) -> RawJSON | None:
+def _fast(value: Any, policy: CapturePolicy) -> tuple[RawJSON, int] | None:
     """Plain JSON values take a C encoder: a snapshot in microseconds.
 
     Secret-looking keys at the top of a mapping are redacted here, before
-    encoding (a few cached lookups); when no other secret-looking text is
-    left, the record is final and nobody decodes it again. Otherwise it is
-    redacted when decoded, off the hot path.
+    encoding (a few cached lookups). Whether a secret-looking key is left
+    deeper in is found out later, off the hot path, by whoever first needs
+    the payload (:class:`RawJSON`): when none is, the record is final as
+    encoded and nobody decodes it; otherwise it is redacted when decoded.
 
-    Returns None when the value needs the full conversion (non-JSON types,
-    NaN, cycles, lone surrogates, odd keys).
+    Returns the record and its size in bytes, or None when the value needs
+    the full conversion (non-JSON types, NaN, cycles, lone surrogates, odd keys).
     """
     redact = policy.redact
-    hidden: list[str] = []
-    if redact is not None and type(value) is dict:
+    hidden: tuple[str, ...] = ()
+    if redact is not None and type(value) is dict and not value.keys() <= policy.plain_keys:
         verdicts = policy.verdicts
         for key in value:
             secret = verdicts.get(key)
             if secret is None:
                 secret = type(key) is str and _is_secret(key, redact)
             if secret:
-                hidden.append(key)
+                hidden += (key,)
         if hidden:
-            value = {key: (REDACTED if key in hidden else item) for key, item in value.items()}
+            value = dict(value)  # the caller's mapping is left as it is
+            for key in hidden:
+                value[key] = REDACTED
     try:
-        text = _plain_text(value)
+        encoded = _plain_bytes(value)
     except (_NotPlainJSON, ValueError, TypeError, RecursionError):  # orjson.JSONEncodeError is a TypeError
         return None
     if redact is None:
-        return RawJSON(text)
+        return RawJSON(encoded), len(encoded)
+    return RawJSON(encoded, redact, probe=True, hidden=hidden), len(encoded)
+
+
+def _probe_text(text: str, hidden: tuple[str, ...]) -> str:
+    """``text`` lowercased, ``-`` as ``_``, without the pairs redacted before encoding (they no longer count)."""
     probe = text.lower().replace("-", "_")
-    for key in hidden:  # the pairs redacted above no longer count
+    for key in hidden:
         pair = _REDACTED_PAIRS.get(key)
         if pair is None:
             pair = _REDACTED_PAIRS[key] = f"{_encode(key)}:{_REDACTED_JSON}".lower().replace("-", "_")
             if len(_REDACTED_PAIRS) > _SECRET_CACHE_MAX:
                 _REDACTED_PAIRS.clear()
         probe = probe.replace(pair, "")
-    if not _mentions(probe, redact, policy.fragments):
-        return RawJSON(text)
-    return RawJSON(text, redact)  # a key deeper in may be secret: redact when decoded
+    return probe
+
+
+def _fragments(redact: re.Pattern[str]) -> tuple[str, ...] | None:
+    """The literal fragments ``redact`` alternates, when it was built from them."""
+    return REDACT_FRAGMENTS.get(redact)
 
 
 def _mentions(probe: str, redact: re.Pattern[str], fragments: tuple[str, ...] | None) -> bool:
@@ -438,8 +509,7 @@ def _oversized(value: Any, limit: int, redact: re.Pattern[str] | None) -> int:
         if total * 2 > limit:
             return total * 2
         for item in value.values() if kind is dict else value:
-            inner = type(item)
-            if inner is str or inner is bytes or inner is list or inner is dict or inner is tuple:
+            if type(item) in _SIZED:
                 total += len(item)
                 if total > limit:
                     # Rarely reached: count again without the values redaction will replace.
@@ -473,20 +543,23 @@ def capture(value: Any, policy: CapturePolicy) -> tuple[Any, int]:
         if value is None or kind is int or kind is bool:
             return value, 5
         if kind is RawJSON:
-            return value, len(value.text)
+            return value, value.nbytes
         at_least = _oversized(value, policy.limit_bytes, policy.redact)
         if at_least:
             return _preview(value, policy, at_least)
-        raw = _fast(value, policy)
-        if raw is None:
+        fast = _fast(value, policy)
+        if fast is None:
             jsonable: Any = _convert(value, policy.redact, 0, set())
             text = _encode(jsonable)
+            size = len(text) if text.isascii() else len(text.encode("utf-8"))
         else:
-            jsonable, text = raw, raw.text
+            if fast[1] <= policy.limit_bytes:
+                return fast
+            jsonable, size = fast
+            text = jsonable.text
     except Exception as exc:  # a __repr__, model_dump or property that raises
         marker = _marker("capture_error", type=_type_name(value), error=_clean_str(f"{type(exc).__name__}: {exc}"))
         return marker, 128
-    size = len(text) if text.isascii() else len(text.encode("utf-8"))
     if size <= policy.limit_bytes:
         return jsonable, size
     if isinstance(jsonable, RawJSON):

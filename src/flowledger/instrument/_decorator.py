@@ -110,9 +110,10 @@ def node(
                     capture_output=capture_output,
                     capture=mode,
                 ) as a:
-                    short, value = _short_circuit(a)
-                    if short:
-                        return value
+                    if effect:
+                        short, value = _short_circuit(a)
+                        if short:
+                            return value
                     result = await async_func(*args, **kwargs)
                     a.set_output(result)
                     return result
@@ -131,9 +132,10 @@ def node(
                 capture_output=capture_output,
                 capture=mode,
             ) as a:
-                short, value = _short_circuit(a)
-                if short:
-                    return value  # type: ignore[no-any-return]
+                if effect:
+                    short, value = _short_circuit(a)
+                    if short:
+                        return value  # type: ignore[no-any-return]
                 result = func(*args, **kwargs)
                 a.set_output(result)
                 return result

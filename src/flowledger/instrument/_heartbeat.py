@@ -70,7 +70,7 @@ def unregister(run: Beating) -> None:
 def watch_node(attempt: Announced, delay_s: float) -> None:
     """Announce ``attempt`` (its ``node_started``) if it still runs after ``delay_s``."""
     due = time.monotonic() + delay_s
-    with _lock:
+    with _lock:  # the timer works out its next wake-up under the lock: it sees this entry, or it is told
         _nodes[id(attempt)] = (attempt, due)
         if _thread is None:
             _ensure_thread()
@@ -79,9 +79,12 @@ def watch_node(attempt: Announced, delay_s: float) -> None:
 
 
 def unwatch_node(attempt: Announced) -> bool:
-    """Stop watching ``attempt``; True when it was never announced."""
-    with _lock:
-        return _nodes.pop(id(attempt), None) is not None
+    """Stop watching ``attempt``; True when it was never announced.
+
+    No lock (this runs at the end of every attempt): one dict pop is atomic,
+    and whoever pops the entry, this or the timer, owns it.
+    """
+    return _nodes.pop(id(attempt), None) is not None
 
 
 def _loop() -> None:
@@ -98,12 +101,12 @@ def _loop() -> None:
                     next_due = now + interval_s
                     _runs[key] = (run, interval_s, next_due)
                 next_wake = min(next_wake, next_due)
-            for key, (attempt, due) in list(_nodes.items()):
+            for key, (attempt, due) in list(_nodes.items()):  # the attempts in the copy keep their ids taken
                 if due > now:
                     next_wake = min(next_wake, due)
                     break
-                del _nodes[key]
-                announce.append(attempt)
+                if _nodes.pop(key, None) is not None:  # not unwatched meanwhile: the timer announces it
+                    announce.append(attempt)
             _next_wake = next_wake
         for attempt in announce:
             try:

@@ -225,6 +225,8 @@ _installed: list[AttemptLogHandler] = []
 
 def install_handler(current: Callable[[], tuple[AttemptLogBuffer, tuple[str, str] | None] | None]) -> AttemptLogHandler:
     """Add the handler to the root logger once per process (later calls return it)."""
+    if _installed and _installed[0] in logging.root.handlers:  # every attempt asks: no lock when it is there
+        return _installed[0]
     with _install_lock:
         if _installed and _installed[0] in logging.root.handlers:
             return _installed[0]

@@ -38,7 +38,7 @@ from flowledger.instrument._full_capture import capture_mode, full_capture
 from flowledger.instrument._logs import AttemptLogBuffer, install_handler
 from flowledger.instrument._metric import AttemptMetrics, check_metric
 from flowledger.instrument._otel import SpanScope, context_from_traceparent, format_traceparent
-from flowledger.instrument._pipeline import pipeline
+from flowledger.instrument._pipeline import Pipeline, pipeline
 from flowledger.instrument._run import Run, _current_run, current_run, error_record
 
 __all__ = [
@@ -60,6 +60,8 @@ _NODE_FINISHED_SIZE: Final = 256
 """Bytes a ``node_finished`` record takes besides its payloads (an estimate)."""
 
 
+_time_ns: Final = time.time_ns
+_perf_counter: Final = time.perf_counter
 _current_node: contextvars.ContextVar[NodeAttempt | None] = contextvars.ContextVar("flowledger_node", default=None)
 
 
@@ -75,12 +77,15 @@ def current_node() -> NodeAttempt | None:
     return node_attempt
 
 
+_logs_lock = threading.Lock()
+
+
 def _current_logs() -> tuple[AttemptLogBuffer, tuple[str, str] | None] | None:
     """The current attempt's log lines and its (trace id, span id), for the root logger's handler."""
     node_attempt = current_node()
     if node_attempt is None:
         return None
-    logs = node_attempt._logs
+    logs = node_attempt._log_buffer()
     if logs is None:
         return None
     span = node_attempt._span
@@ -147,34 +152,50 @@ class NodeAttempt:
     ``end(error)`` instead, naming the attempt's ``run`` and, for a nested
     attempt, its ``parent`` (a W3C traceparent, such as another attempt's
     ``trace_context()``).
+
+    Once it ended, the attempt's record is fixed and the attempt lets go of
+    its ``input`` (None from then on): the sender's worker writes the events
+    from the snapshots taken, later, and must not keep the caller's objects alive.
     """
 
     __slots__ = (
         "_artifacts",
+        "_attributes_record",
         "_capture_output",
+        "_cost",
         "_duplicate",
+        "_duration_s",
+        "_ended",
+        "_error",
+        "_finished_record",
         "_full",
         "_given_run",
+        "_given_span_id",
+        "_has_input",
         "_has_output",
         "_implicit",
+        "_input_record",
         "_late_attributes",
+        "_log_pipeline",
         "_logs",
         "_metrics",
         "_node_token",
+        "_one_event",
         "_output",
         "_output_size",
         "_raw_output",
         "_run_token",
         "_simulated",
         "_span",
-        "_started",
-        "_started_ts",
+        "_started_ns",
+        "_started_size",
+        "_status",
         "_t0",
+        "_unannounced",
         "attempt",
         "attributes",
         "capture",
         "capture_input",
-        "cost",
         "effect",
         "idempotency_key",
         "input",
@@ -183,7 +204,6 @@ class NodeAttempt:
         "node_id",
         "parent",
         "run",
-        "span_id",
     )
 
     def __init__(
@@ -219,16 +239,17 @@ class NodeAttempt:
         self.attributes = attributes
         self.capture_input = capture_input
         self._capture_output = capture_output
-        self.capture = capture_mode(capture)
+        self.capture = capture if capture is None or type(capture) is CaptureMode else capture_mode(capture)
         self._full: dict[str, Any] | None = None
         self.run: Run | None = None
-        self.span_id = span_id or ""
+        self._given_span_id = span_id
         self.idempotency_key: str | None = None
-        self.cost = Cost()
-        self._metrics = AttemptMetrics()
-        self._artifacts: list[dict[str, Any]] = []
+        self._cost: Cost | None = None  # made on first use, as are metrics and artifacts: most attempts have none
+        self._metrics: AttemptMetrics | None = None
+        self._artifacts: list[dict[str, Any]] | None = None
         self._implicit: Run | None = None
         self._late_attributes: dict[str, Any] | None = None
+        self._log_pipeline: Pipeline | None = None
         self._logs: AttemptLogBuffer | None = None
         self._span: SpanScope | None = None
         self._node_token: Any = None
@@ -239,15 +260,46 @@ class NodeAttempt:
         self._has_output = False
         self._simulated = False
         self._duplicate = False
-        self._started_ts = ""
-        self._started: tuple[dict[str, Any], int] | None = None
+        self._started_ns = 0
         self._t0 = 0.0
+        # what node_started and node_finished are written from, off this thread (see _pending)
+        self._input_record: Any = None
+        self._has_input = False
+        self._attributes_record: Any = None
+        self._started_size = 0
+        self._unannounced = False
+        self._one_event = False
+        self._duration_s = 0.0
+        self._ended = False
+        """Set once node_finished is emitted: its fields no longer change (the worker writes the event from them)."""
+        self._status = NodeStatus.SUCCEEDED
+        self._error: dict[str, Any] | None = None
+        self._finished_record: dict[str, Any] | None = None
+        """What node_finished carries that is taken on the caller's thread (cost, metrics, artifacts, attributes)."""
+
+    @property
+    def span_id(self) -> str:
+        """The attempt's span id (16 hex digits), once started or when given; else empty."""
+        span = self._span
+        if span is not None:
+            return span.span_id
+        return self._given_span_id or ""
+
+    @property
+    def cost(self) -> Cost:
+        """The attempt's cost so far (``flowledger.cost`` inside the attempt adds to it)."""
+        cost = self._cost
+        if cost is None:
+            cost = self._cost = Cost()
+        return cost
 
     # --- what the caller may use ----------------------------------------------
 
     def set_output(self, value: Any) -> None:
-        """Record ``value`` as the attempt's output (captured now, as it is now)."""
+        """Record ``value`` as the attempt's output (captured now, as it is now); ignored once the attempt ended."""
         run = self.run
+        if self._ended:
+            return
         if self.effect:
             self._raw_output = value
         if run is None or not self._capture_output:
@@ -274,6 +326,8 @@ class NodeAttempt:
 
     def simulate(self, output: Any = None) -> None:
         """Mark this effect attempt as simulated (a dry run): recorded, not executed."""
+        if self._ended:
+            return
         self._simulated = True
         if output is not None:
             self.set_output(output)
@@ -291,6 +345,8 @@ class NodeAttempt:
 
     def duplicate(self, output: Any = None) -> None:
         """Mark this attempt as a duplicate the guard skipped, returning ``output``."""
+        if self._ended:
+            return
         self._duplicate = True
         self.set_output(output)
 
@@ -311,12 +367,16 @@ class NodeAttempt:
     def add_metric(self, name: str, value: float, /, **labels: Any) -> None:
         """Record a value of a custom metric on this attempt (what ``flowledger.metric`` does); UsageError if bad."""
         key, checked = check_metric(name, value, labels)
+        if self._metrics is None:
+            self._metrics = AttemptMetrics()
         self._metrics.observe(key, checked)
 
     def add_artifact(
         self, source: Source, /, *, name: str | None = None, uri: str | None = None, media_type: str | None = None
     ) -> dict[str, Any]:
         """Record an artifact of this attempt (what ``flowledger.artifact`` does); returns its record."""
+        if self._artifacts is None:
+            self._artifacts = []
         if len(self._artifacts) >= MAX_ARTIFACTS_PER_ATTEMPT:
             raise UsageError(f"a node attempt records at most {MAX_ARTIFACTS_PER_ATTEMPT} artifacts")
         record = artifact_record(source, name=name, uri=uri, media_type=media_type)
@@ -357,9 +417,9 @@ class NodeAttempt:
         self._exit(exc)
 
     def _enter(self, *, current: bool) -> NodeAttempt:
-        if self.run is not None or self._started_ts:  # started already
+        if self.run is not None or self._started_ns:  # started already
             return self
-        run = self._given_run if self._given_run is not None else current_run()
+        run = self._given_run if self._given_run is not None else _current_run.get()
         if run is None:
             p = pipeline()
             if p.disabled:
@@ -389,8 +449,10 @@ class NodeAttempt:
             implicit, self._implicit = self._implicit, None
             implicit.set_output(self._output if self._has_output else None)
             implicit._finish(exc)
+            implicit.data = None  # this attempt's input: the run's record keeps its snapshot
 
     def _begin(self, run: Run, *, current: bool = True) -> None:
+        """Start on the caller's thread: span, time, and the snapshot of what node_started carries."""
         p = run._pipeline
         assert p is not None
         named = run is not current_run()  # a run named (not the current one): set up its context here
@@ -398,41 +460,60 @@ class NodeAttempt:
         if parent is None and (named or not current):
             parent = run.trace_context()  # the attempt is a child of the run's span
         context = context_from_traceparent(parent) if parent else None
+        tracer = run.tracer
         self._span = SpanScope(
-            self.node_id, context, lambda: self._span_attributes(run), run.tracer, span_id=self.span_id or None
+            self.node_id,
+            context,
+            None if tracer is None else (lambda: self._span_attributes(run)),
+            tracer,
+            span_id=self._given_span_id,
         )
-        self.span_id = self._span.span_id
-        self._started_ts = format_ts(time.time_ns())
+        self._started_ns = _time_ns()
         if self.effect:
             self.idempotency_key = idempotency_key(run.workflow_id, self.node_id, self.input)
-        data = self._record(run)
         size = 192
         if self.attributes:
-            data["attributes"] = capture(self.attributes, p.policy)[0]
-        if self.capture_input and p.settings.capture:
-            data["input"], in_size = capture(self.input, p.policy)
+            self._attributes_record = capture(self.attributes, p.policy)[0]
+        settings = p.settings
+        if self.capture_input and settings.capture:
+            self._input_record, in_size = capture(self.input, p.policy)
+            self._has_input = True
             size += in_size
-        self._started = (data, size)
-        delay_s = p.settings.node_start_delay_s
+        self._started_size = size
+        self._unannounced = True
+        delay_s = settings.node_start_delay_s
         if delay_s > 0:
             _heartbeat.watch_node(self, delay_s)
         else:
             self.announce()
-        settings = p.settings
         if settings.capture_logs:
-            self._logs = AttemptLogBuffer(
-                min_level=settings.log_level.number,
-                max_lines=settings.log_max_lines,
-                max_bytes=settings.log_max_bytes,
-                redact=p.policy.redact,
-            )
+            self._log_pipeline = p  # the buffer is made when the attempt first logs
             install_handler(_current_logs)
         if current:
             if named:  # code inside the attempt is part of its run too
                 self._run_token = _current_run.set(run)
             self._span.enter()
             self._node_token = _current_node.set(self)
-        self._t0 = time.perf_counter()
+        self._t0 = _perf_counter()
+
+    def _log_buffer(self) -> AttemptLogBuffer | None:
+        """The attempt's log lines, made on its first line (None when logs are not captured)."""
+        logs = self._logs
+        if logs is None:
+            p = self._log_pipeline
+            if p is None:
+                return None
+            with _logs_lock:
+                logs = self._logs
+                if logs is None:
+                    settings = p.settings
+                    logs = self._logs = AttemptLogBuffer(
+                        min_level=settings.log_level.number,
+                        max_lines=settings.log_max_lines,
+                        max_bytes=settings.log_max_bytes,
+                        redact=p.policy.redact,
+                    )
+        return logs
 
     def _record(self, run: Run) -> dict[str, Any]:
         return node_record(
@@ -447,19 +528,27 @@ class NodeAttempt:
 
     def announce(self) -> None:
         """Emit this attempt's ``node_started`` (now, or late from the timer thread)."""
-        started = self._started
         run = self.run
-        if started is not None and run is not None:
-            self._started = None
-            run.emit(EventKind.NODE_STARTED, started[0], started[1], self._started_ts)
+        if self._unannounced and run is not None:
+            self._unannounced = False
+            run.emit(EventKind.NODE_STARTED, self._started_data, self._started_size, self._started_ns)
+
+    def _started_data(self) -> dict[str, Any]:
+        """``node_started``'s data, written out off the caller's thread from fields fixed when the attempt began."""
+        run = self.run
+        assert run is not None
+        data = self._record(run)
+        if self._attributes_record is not None:
+            data["attributes"] = self._attributes_record
+        if self._has_input:
+            data["input"] = self._input_record
+        return data
 
     def _end(self, run: Run, exc: BaseException | None) -> None:
-        duration_ms = (time.perf_counter() - self._t0) * 1000.0
+        """End on the caller's thread: time, status, context, and what must be taken now; the dict is made later."""
+        self._duration_s = _perf_counter() - self._t0
         failed = exc is not None and not (isinstance(exc, SystemExit) and exc.code in (None, 0))
-        data = self._record(run)
-        data["started_at"] = self._started_ts
-        data["duration_ms"] = round(duration_ms, 3)
-        data["status"] = (NodeStatus.FAILED if failed else NodeStatus.SUCCEEDED).value
+        self._status = NodeStatus.FAILED if failed else NodeStatus.SUCCEEDED
         size = _NODE_FINISHED_SIZE
         try:
             if self._node_token is not None:
@@ -474,7 +563,7 @@ class NodeAttempt:
                     _current_run.reset(run_token)
                 except ValueError:
                     pass
-            size += self._describe(run, data, exc if failed else None)
+            size += self._settle(run, exc if failed else None)
         except Exception as internal:  # the record still goes out, with what is known
             pipeline().internal_error("node_finish", internal)
         finally:
@@ -482,18 +571,26 @@ class NodeAttempt:
                 self._emit_logs(run)
             except Exception as internal:
                 pipeline().internal_error("node_logs", internal)
-            if self._span is not None and self._span.real:
-                data["otel_exported"] = True  # the application's own pipeline exports this span
-            run.emit(EventKind.NODE_FINISHED, data, size)
-            if self._span is not None:
+            self._ended = True
+            # The worker writes node_finished from this attempt later: it lets go of the caller's objects now
+            # (the record keeps their snapshots), so a queued event never keeps a large input alive.
+            self.input = None
+            self._raw_output = None
+            run.emit(EventKind.NODE_FINISHED, self._finished_data, size)
+            span = self._span
+            if span is not None:
                 try:
-                    self._span.exit(exc if failed else None, {"flowledger.status": data["status"]})
+                    if span.real:  # the application's span gets the status as an attribute
+                        span.exit(exc if failed else None, {"flowledger.status": self._status.value})
+                    else:
+                        span.exit()
                 except Exception as internal:
                     pipeline().internal_error("span_exit", internal)
 
     def _emit_logs(self, run: Run) -> None:
         """Send the attempt's captured log lines (a ``node_logs`` event, just before its ``node_finished``)."""
         logs, self._logs = self._logs, None
+        self._log_pipeline = None  # a line logged from now on is not the attempt's
         if logs is None:
             return
         span = self._span
@@ -506,47 +603,87 @@ class NodeAttempt:
             data.update(fields)
             run.emit(EventKind.NODE_LOGS, data, size)
 
-    def _describe(self, run: Run, data: dict[str, Any], error: BaseException | None) -> int:
-        """Fill ``data`` of ``node_finished``; return the bytes it adds."""
+    def _settle(self, run: Run, error: BaseException | None) -> int:
+        """Take on the caller's thread what ``node_finished`` needs from state that may still change; return its bytes.
+
+        Cost, metrics, artifacts and late attributes are copied now (code
+        holding the attempt may add to them later); the error is described
+        while its traceback is as it was raised.
+        """
         size = 0
-        if _heartbeat.unwatch_node(self) and self._started is not None:  # a short attempt: one event tells all
-            started_data, started_size = self._started
-            size += started_size
-            for name in ("input", "attributes"):
-                if name in started_data:
-                    data[name] = started_data[name]
-        if self.cost:
-            data["cost"] = self.cost.as_dict()
+        if _heartbeat.unwatch_node(self) and self._unannounced:  # a short attempt: one event tells all
+            self._unannounced = False
+            self._one_event = True
+            size += self._started_size
+        record: dict[str, Any] | None = None
+        if self._cost:
+            record = {"cost": self._cost.as_dict()}
         if self._metrics:
-            data["metrics"] = self._metrics.as_list()
-            data["workflow_id"] = run.workflow_id  # the receiver adds metrics up per workflow, whatever arrives first
+            record = record or {}
+            record["metrics"] = self._metrics.as_list()
+            record["workflow_id"] = run.workflow_id  # the receiver adds metrics up per workflow, whatever arrives first
         if self._artifacts:
-            data["artifacts"] = list(self._artifacts)
+            record = record or {}
+            record["artifacts"] = list(self._artifacts)
             size += 256 * len(self._artifacts)
-        if self._simulated:
-            data["simulated"] = True
-        if self._duplicate:
-            data["duplicate"] = True
         if error is not None:
             run.note_node_failure(error, self.node_id)
-            data["error"] = error_record(error, limit_chars=_policy_limit(run))
-            size += len(data["error"].get("stack", "")) + len(data["error"]["message"])
+            self._error = error_record(error, limit_chars=_policy_limit(run))
+            size += len(self._error.get("stack", "")) + len(self._error["message"])
         else:
             if self._has_output:
-                data["output"] = self._output
                 size += self._output_size
             if self._full is not None:
-                data.update(self._full)
                 size += len(self._full.get("output_full", ""))
             self._remember_effect()
         if self._late_attributes:
             p = run._pipeline
-            earlier = data.get("attributes")
+            earlier = self._attributes_record if self._one_event else None
             merged = dict(earlier.value() if isinstance(earlier, RawJSON) else earlier or {})
             merged.update(self._late_attributes)
             if p is not None:
-                data["attributes"] = capture(merged, p.policy)[0]
+                record = record or {}
+                record["attributes"] = capture(merged, p.policy)[0]
+        self._finished_record = record
         return size
+
+    def _finished_data(self) -> dict[str, Any]:
+        """``node_finished``'s data, written out off the caller's thread; never raises."""
+        run = self.run
+        assert run is not None
+        data = self._record(run)
+        try:
+            data["started_at"] = format_ts(self._started_ns)
+            data["duration_ms"] = round(self._duration_s * 1000.0, 3)
+            data["status"] = self._status.value
+            if self._one_event:
+                if self._has_input:
+                    data["input"] = self._input_record
+                if self._attributes_record is not None:
+                    data["attributes"] = self._attributes_record
+            record = self._finished_record
+            if record is not None:
+                for name in ("cost", "metrics", "workflow_id", "artifacts"):
+                    if name in record:
+                        data[name] = record[name]
+            if self._simulated:
+                data["simulated"] = True
+            if self._duplicate:
+                data["duplicate"] = True
+            if self._error is not None:
+                data["error"] = self._error
+            else:
+                if self._has_output:
+                    data["output"] = self._output
+                if self._full is not None:
+                    data.update(self._full)
+            if record is not None and "attributes" in record:
+                data["attributes"] = record["attributes"]
+        except Exception as internal:  # the record still goes out, with what is known
+            pipeline().internal_error("node_finish", internal)
+        if self._span is not None and self._span.real:
+            data["otel_exported"] = True  # the application's own pipeline exports this span
+        return data
 
     def _remember_effect(self) -> None:
         """With the guard on, keep a succeeded effect's real output (not the redacted record)."""
@@ -581,8 +718,9 @@ _guards: dict[Path, IdempotencyGuard] = {}
 
 
 def _forget_guards_after_fork() -> None:
-    global _guard_lock
+    global _guard_lock, _logs_lock
     _guard_lock = threading.Lock()
+    _logs_lock = threading.Lock()
     _guards.clear()  # a SQLite connection must not cross a fork
 
 

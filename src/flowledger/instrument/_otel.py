@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_random_bits: Final = random.getrandbits
 _W3C = TraceContextTextMapPropagator()
 _INVALID_PROVIDERS = (ProxyTracerProvider, trace.NoOpTracerProvider)
 _tracer_cache: dict[int, trace.Tracer] = {}
@@ -115,10 +116,12 @@ class SpanScope:
     """One run's or node attempt's span, current while the scope is entered.
 
     ``enter()`` makes the span current; ``exit()`` restores the previous
-    context and, for a real span, sets its status and ends it.
+    context and, for a real span, sets its status and ends it. The ids are
+    kept as numbers and written as hex only when read (mostly by the
+    sender's worker, off the workflow's thread).
     """
 
-    __slots__ = ("_span", "_token", "parent_span_id", "real", "span_id", "trace_id")
+    __slots__ = ("_base", "_parent_id", "_span", "_span_id", "_token", "_trace_id", "real")
 
     def __init__(
         self,
@@ -129,7 +132,10 @@ class SpanScope:
         span_id: str | None = None,
     ) -> None:
         """``span_id`` (16 hex digits) is used when no application tracer makes the span (whose SDK picks ids)."""
-        parent_span = trace.get_current_span(parent).get_span_context()
+        # the context enter() makes the span current in, read once here (None: the one current then)
+        base = otel_context.get_current() if parent is None else None
+        parent_span = trace.get_current_span(parent if base is None else base).get_span_context()
+        parent_valid = parent_span.is_valid  # a property: read once
         if tracer is _LOOK_UP:
             tracer = _app_tracer()
         span: trace.Span
@@ -139,24 +145,35 @@ class SpanScope:
             ctx = span.get_span_context()
             self.real = True
         else:
-            own_id = int(span_id, 16) if span_id else random.getrandbits(64) or 1
-            if parent_span.is_valid:  # same trace, and the caller's sampling decision and trace state
-                ctx = SpanContext(
-                    parent_span.trace_id,
-                    own_id,
-                    is_remote=False,
-                    trace_flags=parent_span.trace_flags,
-                    trace_state=parent_span.trace_state,
-                )
+            own_id = int(span_id, 16) if span_id else _random_bits(64) or 1
+            if parent_valid:  # same trace, and the caller's sampling decision and trace state
+                ctx = SpanContext(parent_span.trace_id, own_id, False, parent_span.trace_flags, parent_span.trace_state)
             else:
-                ctx = SpanContext(random.getrandbits(128) or 1, own_id, False, _SAMPLED)
+                ctx = SpanContext(_random_bits(128) or 1, own_id, False, _SAMPLED)
             span = NonRecordingSpan(ctx)
             self.real = False
         self._span = span
+        self._base = base
         self._token: object | None = None
-        self.trace_id = f"{ctx.trace_id:032x}"
-        self.span_id = f"{ctx.span_id:016x}"
-        self.parent_span_id = f"{parent_span.span_id:016x}" if parent_span.is_valid else None
+        self._trace_id = ctx.trace_id
+        self._span_id = ctx.span_id
+        self._parent_id = parent_span.span_id if parent_valid else None
+
+    @property
+    def trace_id(self) -> str:
+        """The trace id, 32 hex digits."""
+        return f"{self._trace_id:032x}"
+
+    @property
+    def span_id(self) -> str:
+        """The span id, 16 hex digits."""
+        return f"{self._span_id:016x}"
+
+    @property
+    def parent_span_id(self) -> str | None:
+        """The parent span's id (16 hex digits), or None for a root span."""
+        parent = self._parent_id
+        return None if parent is None else f"{parent:016x}"
 
     @staticmethod
     def ids_of(ctx: otel_context.Context) -> tuple[str, str]:
@@ -165,7 +182,7 @@ class SpanScope:
         return f"{span_ctx.trace_id:032x}", f"{span_ctx.span_id:016x}"
 
     def enter(self) -> None:
-        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        self._token = otel_context.attach(trace.set_span_in_context(self._span, self._base))
 
     def exit(self, error: BaseException | None = None, attributes: Mapping[str, Any] | None = None) -> None:
         token, self._token = self._token, None

@@ -1,9 +1,10 @@
 """The process's event pipeline: settings, producer identity, sinks, exit.
 
 There is one pipeline per process, created from the environment on first
-use and replaced by ``configure()``. It stamps each event with the
+use and replaced by ``configure()``. It numbers each event with the
 producer id and the per-producer sequence number (so the receiver can count
-what was lost), hands it to the sinks (the background sender, and any
+what was lost), hands it to the sinks (the background sender, whose worker
+writes the event out off the workflow's thread, see ``_pending``, and any
 ``flowledger.testing`` capture), counts internal errors and logs each kind
 once, flushes at exit within a bound, and starts afresh in a forked child.
 """
@@ -18,11 +19,13 @@ import sys
 import threading
 from collections import Counter
 from time import monotonic as _monotonic
+from time import time_ns as _time_ns
 from typing import Any, Final
 
-from flowledger._wire import WIRE_VERSION, EventKind, new_event_id, now_ts
+from flowledger._wire import EventKind, new_event_id
 from flowledger.instrument._capture import CapturePolicy
 from flowledger.instrument._config import Settings, settings_from_env
+from flowledger.instrument._pending import EventData, PendingEvent
 from flowledger.instrument.delivery._sink import EventSink
 
 __all__ = ["Pipeline", "configure", "flush", "pipeline", "shutdown", "stats"]
@@ -47,7 +50,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._delivery: tuple[tuple[str, EventSink], ...] | None = None
         self._captures: list[tuple[EventSink, bool]] = []
-        self._sinks: tuple[EventSink, ...] | None = None  # None: not built yet
+        self._sinks: tuple[tuple[EventSink, bool], ...] | None = None  # (sink, takes_pending); None: not built yet
         self._errors: Counter[str] = Counter()
         self._emitted = 0
         self._closed = False
@@ -56,12 +59,12 @@ class Pipeline:
 
     # --- sinks ---------------------------------------------------------
 
-    def _build_sinks(self) -> tuple[EventSink, ...]:
+    def _build_sinks(self) -> tuple[tuple[EventSink, bool], ...]:
         with self._lock:
             sinks = [sink for sink, _ in self._captures]
             if not any(not deliver for _, deliver in self._captures):
                 sinks.extend(sink for _, sink in self._ensure_delivery())
-            self._sinks = tuple(sinks)
+            self._sinks = tuple((sink, getattr(sink, "takes_pending", False) is True) for sink in sinks)
             return self._sinks
 
     def _ensure_delivery(self) -> tuple[tuple[str, EventSink], ...]:
@@ -100,33 +103,34 @@ class Pipeline:
         kind: EventKind,
         run_id: str,
         seq: int,
-        data: dict[str, Any],
+        data: EventData,
         size: int = 256,
-        ts: str | None = None,
+        ts_ns: int | None = None,
         project: str | None = None,
     ) -> None:
-        """Stamp an event and hand it to every sink; ``project`` (the run's) wins over the configured one."""
+        """Number an event and hand it to every sink; ``project`` (the run's) wins over the configured one.
+
+        The event is written out (id, formatted time, data) by the first sink
+        that needs it: a sink whose ``takes_pending`` is true gets the
+        :class:`~flowledger.instrument._pending.PendingEvent`, any other the dict.
+        """
         try:
-            event: dict[str, Any] = {
-                "v": WIRE_VERSION,
-                "event_id": new_event_id(),
-                "kind": kind.value,
-                "run_id": run_id,
-                "seq": seq,
-                "ts": ts or now_ts(),
-                "producer_id": self.producer_id,
-                "producer_seq": next(self._producer_seq),
-                "data": data,
-            }
-            project = project or self.settings.project
-            if project is not None:
-                event["project"] = project
+            pending = PendingEvent(
+                kind,
+                run_id,
+                seq,
+                self.producer_id,
+                next(self._producer_seq),
+                ts_ns or _time_ns(),
+                project or self.settings.project,
+                data,
+            )
             sinks = self._sinks if self._sinks is not None else self._build_sinks()
             self._emitted += 1
             if self._closed and not any(deliver for _, deliver in self._captures):
                 self._dropped_closed += 1  # emitted after shutdown(): nothing will send it
-            for sink in sinks:
-                sink.submit(event, size + 320)
+            for sink, takes_pending in sinks:
+                sink.submit(pending if takes_pending else pending.event(), size + 320)  # type: ignore[arg-type]
         except Exception as exc:
             self.internal_error("emit", exc)
 

@@ -30,7 +30,6 @@ from flowledger._wire import (
     TriggerType,
     format_ts,
     new_event_id,
-    now_ts,
 )
 from flowledger.instrument import _heartbeat
 from flowledger.instrument._capture import capture, safe_str
@@ -44,6 +43,7 @@ from flowledger.instrument._otel import (
     detach_context,
     format_traceparent,
 )
+from flowledger.instrument._pending import EventData
 from flowledger.instrument._pipeline import Pipeline, pipeline
 from flowledger.instrument._sampling import HeldEvents, draws_out, rate_for
 
@@ -289,18 +289,19 @@ class Run:
 
     # --- used by the node hooks ------------------------------------------------
 
-    def emit(self, kind: EventKind, data: dict[str, Any], size: int = 256, ts: str | None = None) -> None:
+    def emit(self, kind: EventKind, data: EventData, size: int = 256, ts_ns: int | None = None) -> None:
+        """Number an event of this run and send it (``data``: a dict, or what makes it off this thread)."""
         if self.active:
             seq = next(self._seq)
             held = self._held
             if held is not None:
                 with held.lock:
                     if self._held is not None:
-                        if held.add(kind, seq, data, size, ts or now_ts()):
+                        if held.add(kind, seq, data, size, ts_ns or time.time_ns()):
                             return
                         self._release_held()  # too big to hold: the run is kept
             # the current pipeline, so a configure() during the run does not lose the rest of it
-            pipeline().emit(kind, self.run_id, seq, data, size, ts, self.project)
+            pipeline().emit(kind, self.run_id, seq, data, size, ts_ns, self.project)
 
     def _release_held(self) -> None:
         """Keep a run drawn out after all: send what it held, in order (the caller holds the lock)."""
@@ -308,8 +309,8 @@ class Run:
         if held is None:
             return
         p = pipeline()
-        for kind, seq, data, size, ts in held.events:
-            p.emit(kind, self.run_id, seq, data, size, ts, self.project)
+        for kind, seq, data, size, ts_ns in held.events:
+            p.emit(kind, self.run_id, seq, data, size, ts_ns, self.project)
 
     def note_node_failure(self, exc: BaseException, node_id: str) -> None:
         self._node_failures.append((exc, node_id))

@@ -16,9 +16,10 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 from flowledger._wire import EventKind
+from flowledger.instrument._pending import EventData
 
 __all__ = [
     "HELD_EVENTS_MAX",
@@ -83,19 +84,19 @@ def draws_out(rate: float) -> bool:
 
 
 class HeldEvents:
-    """The events of a run drawn out, in order: ``(kind, seq, data, size, ts)``; bounded."""
+    """The events of a run drawn out, in order: ``(kind, seq, data, size, ts_ns)``; bounded."""
 
     __slots__ = ("bytes", "events", "lock")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.events: list[tuple[EventKind, int, dict[str, Any], int, str]] = []
+        self.events: list[tuple[EventKind, int, EventData, int, int]] = []
         self.bytes = 0
 
-    def add(self, kind: EventKind, seq: int, data: dict[str, Any], size: int, ts: str) -> bool:
+    def add(self, kind: EventKind, seq: int, data: EventData, size: int, ts_ns: int) -> bool:
         """Hold one event; False (nothing held) when the buffer is full: the run is then kept."""
         if len(self.events) >= HELD_EVENTS_MAX or self.bytes + size > HELD_EVENTS_MAX_BYTES:
             return False
-        self.events.append((kind, seq, data, size, ts))
+        self.events.append((kind, seq, data, size, ts_ns))
         self.bytes += size
         return True

@@ -32,6 +32,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from time import monotonic as _monotonic
 from typing import Any, ClassVar, Final
@@ -40,6 +41,7 @@ import httpx
 from opentelemetry import context as otel_context
 
 from flowledger.instrument._config import Settings
+from flowledger.instrument._pending import PendingEvent, stamped
 from flowledger.instrument.delivery._backoff import BACKOFF_BASE_S, PROBE_MAX_S, PROBE_MIN_S, RETRY_BUDGET_S, Outage
 from flowledger.instrument.delivery._counters import Counters, DropReason
 from flowledger.instrument.delivery._otlp_spans import span_from_event
@@ -67,6 +69,8 @@ _senders: weakref.WeakSet[Sender] = weakref.WeakSet()
 class Sender(Delivery):
     """Delivers events to the receiver in the background. Implements ``EventSink``."""
 
+    takes_pending: ClassVar[bool] = True
+    """The pipeline hands over a ``PendingEvent``: the worker writes it out, not the workflow's thread."""
     probe_min_s: ClassVar[float] = PROBE_MIN_S
     probe_max_s: ClassVar[float] = PROBE_MAX_S
     retry_budget_s: ClassVar[float] = RETRY_BUDGET_S
@@ -102,10 +106,11 @@ class Sender(Delivery):
         """Set when the queue passes its high-water mark while the receiver fails."""
         self._stop = threading.Event()
         self._shutdown_lock = threading.Lock()
-        self._queue: deque[tuple[dict[str, Any], int, float]] = deque()
+        self._queue: deque[tuple[dict[str, Any] | PendingEvent, int, float]] = deque()
         self._queued_bytes = 0
         self._enqueued = 0
-        self._inflight: list[dict[str, Any]] | None = None
+        self._inflight: Sequence[dict[str, Any] | PendingEvent] | None = None
+        """The batch being delivered (for a moment, the pending events it is written out from)."""
         self._inflight_bytes = 0
         self._settling = 0
         self._draining = 0
@@ -126,27 +131,31 @@ class Sender(Delivery):
 
     # --- the EventSink protocol ----------------------------------------
 
-    def submit(self, event: dict[str, Any], size: int) -> None:
-        """Queue one event. O(1), never blocks, never raises; a full queue drops and counts."""
+    def submit(self, event: dict[str, Any] | PendingEvent, size: int) -> None:
+        """Queue one event (a dict, or a pending one the worker writes out). O(1), never blocks, never raises.
+
+        A full queue drops the event and counts why.
+        """
         try:
             with self._lock:
                 queue = self._queue
+                count = len(queue)
+                queued_bytes = self._queued_bytes + size
                 if self._closed:
-                    reason = DropReason.CLOSED
-                elif len(queue) >= self._max_items:
+                    reason: DropReason | None = DropReason.CLOSED
+                elif count >= self._max_items:
                     reason = DropReason.QUEUE_FULL
-                elif self._queued_bytes + size > self._max_bytes:
+                elif queued_bytes > self._max_bytes:
                     reason = DropReason.QUEUE_BYTES
                 else:
                     queue.append((event, size, _monotonic()))
-                    self._queued_bytes += size
+                    self._queued_bytes = queued_bytes
                     self._enqueued += 1
+                    count += 1
                     # Wake the worker for the first event of a batch (it then waits for the batch's
                     # age) and for a full batch; any other event it picks up with its batch.
-                    wake = len(queue) == 1 or len(queue) >= self._batch_items or self._queued_bytes >= self._batch_bytes
-                    relieve = (len(queue) >= self._high_items or self._queued_bytes >= self._high_bytes) and (
-                        self._outage.failing
-                    )
+                    wake = count == 1 or count >= self._batch_items or queued_bytes >= self._batch_bytes
+                    relieve = self._outage.failing and (count >= self._high_items or queued_bytes >= self._high_bytes)
                     if not (wake or relieve) and self._worker is not None:
                         return  # the common case
                     reason = None
@@ -275,13 +284,13 @@ class Sender(Delivery):
                 )
         with self._lock:
             self._closed = True
-            leftovers = [event for event, _, _ in self._queue]
+            queued = [event for event, _, _ in self._queue]
             self._queue.clear()
             self._queued_bytes = 0
-            if self._inflight is not None:
-                leftovers.extend(self._inflight)
-                self._inflight = None
-                self._inflight_bytes = 0
+            inflight = self._inflight or []
+            self._inflight = None
+            self._inflight_bytes = 0
+        leftovers = stamped([*queued, *inflight])
         self._stop.set()
         self._wake.set()
         self._relieve.set()
@@ -368,18 +377,23 @@ class Sender(Delivery):
             )
             if not ready:
                 return None
-            batch: list[dict[str, Any]] = []
+            taken: list[dict[str, Any] | PendingEvent] = []
             size = 0
-            while self._queue and len(batch) < settings.batch_max_items:
+            while self._queue and len(taken) < settings.batch_max_items:
                 event, event_size, _ = self._queue[0]
-                if batch and size + event_size > settings.batch_max_bytes:
+                if taken and size + event_size > settings.batch_max_bytes:
                     break
                 self._queue.popleft()
-                batch.append(event)
+                taken.append(event)
                 size += event_size
             self._queued_bytes -= size
-            self._inflight = batch
+            self._inflight = taken  # written out below, outside the lock
             self._inflight_bytes = size
+        batch = stamped(taken)  # the events' dicts are made here, on the worker, not on the workflow's thread
+        with self._lock:
+            if self._inflight is not taken:  # shutdown() took them meanwhile (and spools them)
+                return None
+            self._inflight = batch
         return batch
 
     def _send_live(self, batch: list[dict[str, Any]]) -> None:
@@ -470,11 +484,12 @@ class Sender(Delivery):
         with self._lock:
             if self._closed or (len(self._queue) < self._high_items and self._queued_bytes < self._high_bytes):
                 return
-            events = [event for event, _, _ in self._queue]
+            queued = [event for event, _, _ in self._queue]
             self._queue.clear()
             self._queued_bytes = 0
             self._settling += 1  # an exit now waits for this write: the events are in neither queue nor flight
         try:
+            events = stamped(queued)
             self._log_once(
                 "high-water", "flowledger: the receiver is failing; spooling the queue to %s.", self._spool.directory
             )

@@ -4,6 +4,11 @@ The hooks build each event as a JSON-safe ``dict`` (the wire format of
 ``flowledger._wire``, producer id and sequence already set) and hand it to
 every active sink with a size estimate in bytes. The background sender is
 one sink; ``flowledger.testing`` captures are another.
+
+A sink whose class sets ``takes_pending = True`` (the sender and its
+subclasses) is handed a :class:`~flowledger.instrument._pending.PendingEvent`
+instead, and writes it out (``.event()``) on its own worker thread, so the
+workflow's thread does not pay for the dict.
 """
 
 from __future__ import annotations

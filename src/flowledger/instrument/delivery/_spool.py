@@ -105,7 +105,7 @@ def _claim_abandoned(path: Path, pid: int) -> bool:
 
 def _fragment(value: object) -> Any:
     if type(value) is RawJSON:
-        return orjson.Fragment(value.json())
+        return orjson.Fragment(value.raw())
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
