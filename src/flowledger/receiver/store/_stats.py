@@ -48,7 +48,7 @@ from typing import Any, Final, Literal
 
 import aiosqlite
 
-from flowledger._money import NANOS_PER_USD, nanos_to_usd, usd_to_nanos
+from flowledger._money import nanos_to_usd, usd_to_nanos
 from flowledger._wire import NodeStatus, RunStatus
 
 __all__ = [
@@ -835,12 +835,11 @@ def _series(figures: Iterable[Sequence[Any]], blobs: _Blobs, keys: Iterable[str]
     figures row and its histograms, with no :class:`_Sums` in between.
 
     A long series has thousands of points (100 nodes over 30 days: 3,100), so the work per point is kept to one
-    loop: no call per point but the running sum of a whole bucket's stored counts (its percentiles, ranked as
-    stored, in C) and the addition of several histograms (an edge day's hours); the counts by status are taken
-    from the row as they stand, and money is turned into dollars as :func:`nanos_to_usd` does."""
+    loop, its functions bound once: a whole bucket's stored counts ranked as they are (a running sum in C), the
+    histograms of several (an edge day's hours) added, the counts by status taken from the row as they stand."""
     series: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
     blobs_of, points_of, values, statuses, succeeded = blobs.get, series.get, _FIELD_VALUES, _STATUSES, _SUCCEEDED_AT
-    ceil = math.ceil
+    ranked_fields, counts_of, usd = _ranked_fields, _counts, nanos_to_usd
     for row in sorted(figures, key=itemgetter(0, 1)):
         key, start, runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = row[:11]
         points = points_of(key)
@@ -851,12 +850,7 @@ def _series(figures: Iterable[Sequence[Any]], blobs: _Blobs, keys: Iterable[str]
         if parts is not None:
             blob = parts[0]
             if len(parts) == 1 and len(blob) > 3:  # one stored bucket: its counts ranked as they are
-                running = list(accumulate(blob[3:] if blob[2] == 1 else _counts(blob[3:], blob[2])))
-                low, total = blob[0] | blob[1] << 8, running[-1]
-                ranked: tuple[int, int] | None = (
-                    low + bisect_left(running, max(1, ceil(0.5 * total))),
-                    low + bisect_left(running, max(1, ceil(0.95 * total))),
-                )
+                ranked: tuple[int, int] | None = ranked_fields(blob[0] | blob[1] << 8, counts_of(blob[3:], blob[2]))
             else:
                 ranked = _added_percentile_fields(parts)
             if ranked is not None:
@@ -876,10 +870,10 @@ def _series(figures: Iterable[Sequence[Any]], blobs: _Blobs, keys: Iterable[str]
                 "by_status": {status: n for status, n in zip(statuses, counts, strict=True) if n},
                 "success_rate": None if runs <= 0 else ok / runs,
                 "cost_usd": {
-                    "total": cost / NANOS_PER_USD,
-                    "avg": None if costs <= 0 else round(cost / costs) / NANOS_PER_USD,
-                    "min": None if cmin is None else cmin / NANOS_PER_USD,
-                    "max": None if cmax is None else cmax / NANOS_PER_USD,
+                    "total": usd(cost),
+                    "avg": None if costs <= 0 else usd(round(cost / costs)),
+                    "min": None if cmin is None else usd(cmin),
+                    "max": None if cmax is None else usd(cmax),
                 },
                 "duration_ms": {"avg": None if durs <= 0 else dus / durs / 1000, "p50": p50, "p95": p95},
             }
