@@ -187,12 +187,12 @@ def decode_histogram(blob: bytes) -> int:
     return int.from_bytes(raw, "little") << (_FIELD_BITS * low)
 
 
-def _unpack(blob: bytes) -> tuple[int, bytes]:
+def _unpack(blob: bytes) -> tuple[int, bytes | bytearray]:
     """A stored histogram's lowest field and its fields from there (little-endian 64-bit counts)."""
     return blob[0] | blob[1] << 8, _widened(blob, 8)
 
 
-def _widened(blob: bytes, lane: int) -> bytes:
+def _widened(blob: bytes, lane: int) -> bytes | bytearray:
     """A stored histogram's counts, each spread over ``lane`` bytes (little-endian; at least its counts' width)
     by strided slice assignments (C loops over bytes)."""
     width = blob[2]
@@ -202,7 +202,7 @@ def _widened(blob: bytes, lane: int) -> bytes:
     wide = bytearray(len(body) // width * lane)
     for byte in range(width):
         wide[byte::lane] = body[byte::width]
-    return bytes(wide)
+    return wide
 
 
 _WIDTHS: Final = (1, 2, 4, 8)
@@ -236,6 +236,8 @@ def _added_percentile_fields(blobs: Sequence[bytes]) -> tuple[int, int] | None:
     widest = max(blob[2] for blob in blobs)
     lane = next(w for w in _LANES if w == 8 or len(blobs) << (8 * widest) <= 1 << (8 * w))
     base = min(blob[0] | blob[1] << 8 for blob in blobs)
+    if lane == 2 * widest and all(blob[2] == widest for blob in blobs):
+        return _added_in_halves(blobs, widest, base)
     bits = 8 * lane
     total = sum(
         int.from_bytes(_widened(blob, lane), "little") << (bits * ((blob[0] | blob[1] << 8) - base)) for blob in blobs
@@ -243,6 +245,27 @@ def _added_percentile_fields(blobs: Sequence[bytes]) -> tuple[int, int] | None:
     if total <= 0:
         return None
     return _ranked_fields(base, _counts(total.to_bytes((total.bit_length() + bits - 1) // bits * lane, "little"), lane))
+
+
+def _added_in_halves(blobs: Sequence[bytes], width: int, base: int) -> tuple[int, int] | None:
+    """:func:`_added_percentile_fields` of histograms whose counts are all ``width`` bytes wide, added in fields
+    twice as wide without spreading each one's counts first: each histogram is one integer as stored (its counts
+    side by side), and its even and odd counts (masked out, the odd ones shifted down) add up each in a sum
+    whose fields are ``2 * width`` bytes wide. The two sums are interleaved once at the end."""
+    bits = 8 * width
+    stored = [int.from_bytes(blob[3:], "little") << (bits * ((blob[0] | blob[1] << 8) - base)) for blob in blobs]
+    pairs = (max(x.bit_length() for x in stored) + 2 * bits - 1) // (2 * bits)
+    if pairs == 0:
+        return None
+    mask = int.from_bytes((b"\xff" * width + b"\0" * width) * pairs, "little")
+    lane = 2 * width
+    even = sum([x & mask for x in stored]).to_bytes(pairs * lane, "little")
+    odd = sum([x >> bits & mask for x in stored]).to_bytes(pairs * lane, "little")
+    counts = bytearray(2 * pairs * lane)
+    for byte in range(lane):
+        counts[byte :: 2 * lane] = even[byte::lane]
+        counts[lane + byte :: 2 * lane] = odd[byte::lane]
+    return _ranked_fields(base, _counts(bytes(counts), lane))
 
 
 _LANES: Final = (2, 4, 8)
@@ -793,12 +816,7 @@ async def stats_answer(query: StatsQuery, read: FiguresReader) -> list[dict[str,
     else:
         out = _groups_json(figures, blobs, query.limit)
     if query.bucket is not None:
-        series: dict[str, list[dict[str, Any]]] = {group["key"]: [] for group in out}
-        no_blobs: list[bytes] = []
-        for row in sorted(figures, key=itemgetter(0, 1)):
-            points = series.get(row[0])
-            if points is not None:
-                points.append(_point_json(row, blobs.get((row[0], row[1]), no_blobs)))
+        series = _series(figures, blobs, [group["key"] for group in out])
         for group in out:
             group["series"] = series[group["key"]]
     return out
@@ -834,35 +852,59 @@ async def _read_figures(conn: aiosqlite.Connection, query: StatsQuery) -> tuple[
 
 _STATUS_COLUMNS: Final = range(11, 11 + len(_STATUSES))
 """Where a figures row (``key, point``, the aggregates, then the counts by status) has its counts by status."""
-_SUCCEEDED_COLUMNS: Final = tuple(i for i in _STATUS_COLUMNS if _STATUSES[i - 11] in _SUCCEEDED)
+_SUCCEEDED_AT: Final = tuple(i for i, status in enumerate(_STATUSES) if status in _SUCCEEDED)
+"""Where the counts by status (a figures row from its column 11 on) have the succeeded ones."""
 
 
-def _point_json(row: Sequence[Any], parts: Sequence[bytes]) -> dict[str, Any]:
-    """A series point as :meth:`_Sums.as_json` gives it, from its figures row and its histograms, with no
-    :class:`_Sums` in between (a long series has thousands of points)."""
-    runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = row[2:11]
-    ranked = _added_percentile_fields(parts) if parts else None
-    if ranked is None:
+def _series(figures: Iterable[Sequence[Any]], blobs: _Blobs, keys: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """The series of the groups ``keys``: each point (oldest first) as :meth:`_Sums.as_json` gives it, from its
+    figures row and its histograms, with no :class:`_Sums` in between.
+
+    A long series has thousands of points (100 nodes over 30 days: 3,100), so the work per point is kept to one
+    loop, its functions bound once: a whole bucket's stored counts ranked as they are (a running sum in C), the
+    histograms of several (an edge day's hours) added, the counts by status taken from the row as they stand."""
+    series: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
+    blobs_of, points_of, values, statuses, succeeded = blobs.get, series.get, _FIELD_VALUES, _STATUSES, _SUCCEEDED_AT
+    ranked_fields, counts_of, usd = _ranked_fields, _counts, nanos_to_usd
+    for row in sorted(figures, key=itemgetter(0, 1)):
+        key, start, runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = row[:11]
+        points = points_of(key)
+        if points is None:
+            continue
+        parts = blobs_of((key, start))
         p50 = p95 = None
-    else:
-        p50, p95 = _FIELD_VALUES[ranked[0]], _FIELD_VALUES[ranked[1]]
-        if dmin is not None:
-            p50, p95 = max(p50, dmin), max(p95, dmin)
-        if dmax is not None:
-            p50, p95 = min(p50, dmax), min(p95, dmax)
-    return {
-        "start": row[1],
-        "runs": runs,
-        "by_status": {_STATUSES[i - 11]: row[i] for i in _STATUS_COLUMNS if row[i]},
-        "success_rate": None if runs <= 0 else sum(row[i] or 0 for i in _SUCCEEDED_COLUMNS) / runs,
-        "cost_usd": {
-            "total": nanos_to_usd(cost),
-            "avg": None if costs <= 0 else nanos_to_usd(round(cost / costs)),
-            "min": None if cmin is None else nanos_to_usd(cmin),
-            "max": None if cmax is None else nanos_to_usd(cmax),
-        },
-        "duration_ms": {"avg": None if durs <= 0 else dus / durs / 1000, "p50": p50, "p95": p95},
-    }
+        if parts is not None:
+            blob = parts[0]
+            if len(parts) == 1 and len(blob) > 3:  # one stored bucket: its counts ranked as they are
+                ranked: tuple[int, int] | None = ranked_fields(blob[0] | blob[1] << 8, counts_of(blob[3:], blob[2]))
+            else:
+                ranked = _added_percentile_fields(parts)
+            if ranked is not None:
+                p50, p95 = values[ranked[0]], values[ranked[1]]
+                if dmin is not None:
+                    p50, p95 = max(p50, dmin), max(p95, dmin)
+                if dmax is not None:
+                    p50, p95 = min(p50, dmax), min(p95, dmax)
+        counts = row[11:]
+        ok = 0
+        for i in succeeded:
+            ok += counts[i] or 0
+        points.append(
+            {
+                "start": start,
+                "runs": runs,
+                "by_status": {status: n for status, n in zip(statuses, counts, strict=True) if n},
+                "success_rate": None if runs <= 0 else ok / runs,
+                "cost_usd": {
+                    "total": usd(cost),
+                    "avg": None if costs <= 0 else usd(round(cost / costs)),
+                    "min": None if cmin is None else usd(cmin),
+                    "max": None if cmax is None else usd(cmax),
+                },
+                "duration_ms": {"avg": None if durs <= 0 else dus / durs / 1000, "p50": p50, "p95": p95},
+            }
+        )
+    return series
 
 
 def _group_sums(rows: list[Sequence[Any]], blobs: _Blobs) -> tuple[_Sums, list[int], tuple[int, int] | None]:
