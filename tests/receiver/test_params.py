@@ -18,3 +18,14 @@ def test_a_time_that_overflows_in_utc_is_a_400_naming_the_parameter(
     answer = live.get(route, params={name: value})
     assert answer.status_code == 400
     assert name in answer.json()["error"]
+
+
+@pytest.mark.parametrize("value", ["+5", " 5", "5_0", "\u0665", "5.0", "-", ""])
+def test_a_whole_number_is_ascii_digits(live: LiveReceiver, value: str) -> None:
+    """What Python's int() also reads (a sign, spaces, underscores, other scripts' digits) is a 400 naming the
+    parameter, as the OpenAPI description's integer says; plain digits are taken."""
+    live.post(simple_run().events)
+    answer = live.get("/api/runs", params={"limit": value})
+    assert answer.status_code == 400
+    assert "limit" in answer.json()["error"]
+    assert live.get("/api/runs", params={"limit": "5"}).status_code == 200

@@ -107,10 +107,10 @@ class QueryParams:
         raw = self.text(name)
         if raw is None:
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise QueryParamError(f"query parameter {name}={raw!r} is not a whole number") from None
+        digits = raw[1:] if raw[:1] == "-" else raw
+        if not (digits.isascii() and digits.isdigit()):  # int() also takes "+5", " 5", "5_000" and other scripts
+            raise QueryParamError(f"query parameter {name}={raw!r} is not a whole number")
+        value = int(raw)
         if not low <= value <= high:
             raise QueryParamError(f"query parameter {name}={value} must be between {low} and {high}")
         return value

@@ -14,7 +14,7 @@ from flowledger.receiver.api._routes_integrity import DEFAULT_RECONCILE_LIMIT, M
 from flowledger.receiver.api._routes_metrics import CUSTOM_METRICS_PATH
 from flowledger.receiver.store._children import CHILDREN_SCHEMA
 from flowledger.receiver.store._integrity import DRIFT_SAMPLES, CoverageKind, CoverageStatus, DriftKind
-from flowledger.receiver.store._logs import LOG_PAGE_MAX
+from flowledger.receiver.store._logs import LOG_LINE_ID_MAX, LOG_PAGE_MAX
 from flowledger.receiver.store._protocol import TOTAL_COUNT_MAX
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, detail_fields, listed_fields, record_schema
 
@@ -489,7 +489,11 @@ def _document() -> dict[str, Any]:
                             "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
                         },
                         {"name": "level", "in": "query", "schema": {"enum": [v.value for v in LogLevel]}},
-                        {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                        {
+                            "name": "after",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": LOG_LINE_ID_MAX},
+                        },
                         {
                             "name": "limit",
                             "in": "query",

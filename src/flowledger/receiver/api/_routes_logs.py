@@ -13,14 +13,13 @@ from flowledger._exceptions import QueryParamError
 from flowledger._wire import LogLevel
 from flowledger.receiver._params import QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of
-from flowledger.receiver.store._logs import LOG_PAGE_MAX
+from flowledger.receiver.store._logs import LOG_LINE_ID_MAX, LOG_PAGE_MAX
 
 __all__ = ["LOG_PARAMS", "ROUTES"]
 
 LOG_PARAMS: Final = ("level", "after", "limit")
 """The query parameters of the route: the lowest level shown, the id after which to go on, the page size."""
 _SPAN_ID: Final = re.compile(r"[0-9a-f]{16}")
-_MAX_LINE_ID: Final = 2**63 - 1
 
 
 async def attempt_logs(request: Request) -> Response:
@@ -33,7 +32,7 @@ async def attempt_logs(request: Request) -> Response:
     try:
         params.expect(LOG_PARAMS)
         level = params.choice("level", LogLevel)
-        after = params.integer("after", default=0, low=0, high=_MAX_LINE_ID)
+        after = params.integer("after", default=0, low=0, high=LOG_LINE_ID_MAX)
         limit = params.integer("limit", default=LOG_PAGE_MAX, low=1, high=LOG_PAGE_MAX)
     except QueryParamError as exc:
         return error_response(400, str(exc))

@@ -36,6 +36,7 @@ __all__ = [
     "LOGS_INLINE_MAX",
     "LOGS_SCHEMA",
     "LOG_COLUMNS",
+    "LOG_LINE_ID_MAX",
     "LOG_PAGE_MAX",
     "LOG_SELECT",
     "AttemptLogs",
@@ -52,6 +53,8 @@ LOGS_INLINE_MAX: Final = 200
 """Lines of one attempt that ``GET /api/runs/{run_id}`` carries inline; past it the attempt links to its lines."""
 LOG_PAGE_MAX: Final = 5_000
 """Most lines one read of an attempt's logs returns."""
+LOG_LINE_ID_MAX: Final = 2**63 - 1
+"""The largest line id (a 64-bit row id): the highest ``after`` a read of an attempt's logs takes."""
 
 
 class LogSource(enum.StrEnum):
