@@ -20,10 +20,10 @@ from typing import Any, Final
 
 from flowledger._exceptions import AmbiguousRunError
 
-__all__ = ["NAMESPACES_SQL", "namespace_of", "one_namespace", "run_key", "run_scope"]
+__all__ = ["NAMESPACES_SQL", "ambiguous_run", "namespace_of", "one_namespace", "run_key", "run_scope"]
 
-NAMESPACES_SQL: Final = "SELECT DISTINCT ifnull(project, '') FROM runs WHERE run_id = ? LIMIT 2"
-"""The namespaces (at most two: enough to tell one from several) a run id is used in."""
+NAMESPACES_SQL: Final = "SELECT DISTINCT ifnull(project, '') FROM runs WHERE run_id = ?"
+"""The namespaces a run id is used in: all of them, so that a reader's own is found however many others use it."""
 
 
 def run_key(project: str | None, run_id: str) -> str:
@@ -54,8 +54,13 @@ def one_namespace(run_id: str, project: str | None, found: Iterable[Any]) -> str
     if project is not None:
         return project if project in spaces else None
     if len(spaces) > 1:
-        raise AmbiguousRunError(
-            f"run id {run_id!r} is used in more than one project; name the project "
-            "(the query parameter project=NAME, or the CLI's --project)"
-        )
+        raise ambiguous_run(run_id)
     return spaces[0] if spaces else None
+
+
+def ambiguous_run(run_id: str) -> AmbiguousRunError:
+    """The error for a read or purge without a project of a run id used in several projects."""
+    return AmbiguousRunError(
+        f"run id {run_id!r} is used in more than one project; name the project "
+        "(the query parameter project=NAME, or the CLI's --project)"
+    )

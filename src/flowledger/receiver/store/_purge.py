@@ -23,6 +23,7 @@ from flowledger._wire import RunStatus
 from flowledger.receiver.store._blobs import collect_purged_blobs, drop_unreferenced_blobs
 from flowledger.receiver.store._entry import LEDGER_PROJECT
 from flowledger.receiver.store._error_groups import forget_purged_samples
+from flowledger.receiver.store._namespace import ambiguous_run
 from flowledger.receiver.store._protocol import DailyTotal, PurgeSelection
 
 __all__ = ["DAILY_TOTALS_SQL", "PurgeWork", "daily_total", "purge_runs"]
@@ -92,6 +93,10 @@ def daily_total(row: Any) -> DailyTotal:
     )
 
 
+_SHARED_ID_SQL: Final = "SELECT run_id FROM temp.purge_set GROUP BY run_id HAVING count(*) > 1 LIMIT 1"
+"""A selected run id used in more than one project, if any."""
+
+
 async def _select(conn: aiosqlite.Connection, selection: PurgeSelection) -> None:
     """Fill ``temp.purge_set`` with the selected run ids."""
     await conn.execute(
@@ -109,6 +114,10 @@ async def _select(conn: aiosqlite.Connection, selection: PurgeSelection) -> None
                 f"WHERE run_id IN ({', '.join('?' * len(part))}){scope}",
                 [*part, *params],
             )
+        if selection.project is None:  # one id of several projects: never all of them by omission
+            shared = await conn.execute_fetchall(_SHARED_ID_SQL)
+            if shared:
+                raise ambiguous_run(str(next(iter(shared))[0]))
         return
     if selection.workflow_id is None and selection.before is None:
         return  # a selection names runs, a workflow, or a time: never "everything" by omission

@@ -123,9 +123,10 @@ class ReconcileIO(Protocol):
         """The runs' and attempts' rows as the projection holds them."""
 
     async def replace(
-        self, conn: Any, run_ids: Sequence[str], runs: Sequence[RunState], nodes: Sequence[NodeState]
+        self, conn: Any, runs_of: Sequence[tuple[str, str]], runs: Sequence[RunState], nodes: Sequence[NodeState]
     ) -> None:
-        """Replace the rows of ``run_ids`` (and their attempts) by the folded ones."""
+        """Replace the rows of the runs ``runs_of`` names (``(run_id, namespace)`` each) and their attempts by the
+        folded ones."""
 
 
 class _SqliteIO:
@@ -152,11 +153,16 @@ class _SqliteIO:
         return await _stored(conn, run_ids)
 
     async def replace(
-        self, conn: aiosqlite.Connection, run_ids: Sequence[str], runs: Sequence[RunState], nodes: Sequence[NodeState]
+        self,
+        conn: aiosqlite.Connection,
+        runs_of: Sequence[tuple[str, str]],
+        runs: Sequence[RunState],
+        nodes: Sequence[NodeState],
     ) -> None:
-        marks = _marks(run_ids)
-        await conn.execute(f"DELETE FROM node_runs WHERE run_id IN ({marks})", list(run_ids))
-        await conn.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", list(run_ids))
+        pairs = ", ".join("(?, ?)" for _ in runs_of)
+        params = [value for pair in runs_of for value in pair]
+        for table in ("node_runs", "runs"):
+            await conn.execute(f"DELETE FROM {table} WHERE (run_id, ifnull(project, '')) IN (VALUES {pairs})", params)
         await save_runs(conn, runs)
         await insert_rows(conn, _SAVE_NODES, [_node_row(node) for node in nodes], width=len(NODE_COLUMNS))
 
@@ -202,7 +208,7 @@ async def _check_chunk(
     stored_runs = {run_key(run.project, run.run_id): run for run in stored_by_id.values()}
     folded_nodes, stored_nodes = _by_run(folded_node_map.values()), _by_run(stored_node_map.values())
     report.events_folded += events
-    drifted: list[str] = []
+    drifted: list[str] = []  # run keys (run_key): project and id
     keys = sorted(folded_runs.keys() | stored_runs.keys() | stored_nodes.keys())
     for key in keys:
         run_id = key.partition("\n")[2]
@@ -228,14 +234,15 @@ async def _check_chunk(
                 found = True
                 report.kinds[node_kind].add(f"{run_id}/{span}", attempt=True)
         if found:
-            drifted.append(run_id)
+            drifted.append(key)
             report.note_drifted(run_id)
     if repair and drifted:
-        # The rows of these ids in every project are replaced by their fold (the truth for each of them).
-        ids = set(drifted)
-        runs = [run for run in folded_runs.values() if run.run_id in ids]
-        nodes = [node for node in folded_node_map.values() if node.run_id in ids]
-        await io.replace(conn, list(dict.fromkeys(drifted)), runs, nodes)
+        # Only the drifted runs (by project and id) are replaced by their fold: another project's run of the
+        # same id is left as it is.
+        runs = [folded_runs[key] for key in drifted if key in folded_runs]
+        nodes = [node for key in drifted for node in folded_nodes.get(key, {}).values()]
+        runs_of = [(key.partition("\n")[2], key.partition("\n")[0]) for key in drifted]
+        await io.replace(conn, runs_of, runs, nodes)
         report.repaired += len(drifted)
 
 

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import pytest
@@ -21,6 +21,7 @@ import pytest
 from flowledger._exceptions import AmbiguousRunError
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver.store._error_groups import ErrorGroupQuery
+from flowledger.receiver.store._integrity import ReconcileScope
 from flowledger.receiver.store._protocol import EventOutcome, PurgeSelection, RunQuery, Store
 from flowledger.receiver.store._stats import StatsBy, StatsQuery
 from tests.receiver._support import LiveReceiver, RunEvents, start_receiver, typical_run
@@ -165,19 +166,26 @@ def test_squatting_over_http_with_api_keys(keyed: LiveReceiver) -> None:
     assert httpx.get(f"{keyed.url}/api/verify", headers=_as(_OWNER), timeout=30).json()["ok"] is True
 
 
-async def _delete_payload(engine_kind: str, request: pytest.FixtureRequest, tmp_path: Path, seq: int) -> None:
-    """Delete one payload row by hand, as an owner of the database could."""
+async def _by_hand(engine_kind: str, request: pytest.FixtureRequest, tmp_path: Path, sql: str, *params: Any) -> None:
+    """Run one statement on the database by hand (``?`` parameters), as an owner of the database could."""
     if engine_kind == "postgres":
         import asyncpg
 
+        from flowledger.receiver.store.postgres._dialect import numbered
+
         conn = await asyncpg.connect(request.getfixturevalue("postgres_url"))
         try:
-            await conn.execute("DELETE FROM payloads WHERE seq = $1", seq)
+            await conn.execute(numbered(sql), *params)
         finally:
             await conn.close()
         return
     with contextlib.closing(sqlite3.connect(tmp_path / "conformance.db")) as db, db:
-        db.execute("DELETE FROM payloads WHERE seq = ?", (seq,))
+        db.execute(sql, params)
+
+
+async def _delete_payload(engine_kind: str, request: pytest.FixtureRequest, tmp_path: Path, seq: int) -> None:
+    """Delete one payload row by hand, as an owner of the database could."""
+    await _by_hand(engine_kind, request, tmp_path, "DELETE FROM payloads WHERE seq = ?", seq)
 
 
 @pytest.mark.asyncio
@@ -261,3 +269,65 @@ async def test_search_error_groups_and_statistics_see_each_projects_run_of_one_i
     groups = {p: await store.error_groups(ErrorGroupQuery(project=p)) for p in (_OWNER, _SQUATTER)}
     assert [(g["count"], g["sample_run_ids"]) for g in groups[_OWNER]] == [(2, [])]  # purged runs leave the samples
     assert [(g["count"], g["sample_run_ids"]) for g in groups[_SQUATTER]] == [(1, [owner.run_id])]
+
+
+@pytest.mark.asyncio
+async def test_a_readers_own_run_is_found_however_many_projects_use_its_id(store: Store) -> None:
+    """Four projects use one run id: each reader bound to a project reads its own run, never a 404."""
+    owner = typical_run(project=_OWNER)
+    projects = [_OWNER, _SQUATTER, "gamma", "delta"]
+    for project in projects:
+        await store.append(prepared([{**e, "project": project} for e in owner.events], project=project))
+    for project in projects:
+        run = await store.get_run(owner.run_id, project=project)
+        assert run is not None, project
+        assert run["project"] == project
+        assert await store.run_header(owner.run_id, project=project) is not None, project
+
+
+@pytest.mark.asyncio
+async def test_a_purge_by_run_id_without_a_project_refuses_an_id_of_several_projects(store: Store) -> None:
+    """Without a project, a purge of a run id two projects use is refused (as a read of it is), and nothing is
+    erased; with the project, only that project's run goes."""
+    owner = typical_run(project=_OWNER)
+    await store.append(prepared(_squatted(owner), project=_SQUATTER))
+    await store.append(prepared(owner.events, project=_OWNER))
+    with pytest.raises(AmbiguousRunError, match="more than one project"):
+        await store.purge(PurgeSelection(run_ids=(owner.run_id,), by="test"))
+    assert await store.get_run(owner.run_id, project=_OWNER) is not None
+    assert await store.get_run(owner.run_id, project=_SQUATTER) is not None
+    report = await store.purge(PurgeSelection(run_ids=(owner.run_id,), project=_SQUATTER, by="test"))
+    assert report.runs == [owner.run_id]
+    assert await store.get_run(owner.run_id, project=_SQUATTER) is None
+    assert await store.get_run(owner.run_id, project=_OWNER) is not None
+    assert (await store.verify()).ok
+
+
+_LONG_AGO: Final = "2999-01-01T00:00:00.000000Z"
+
+
+@pytest.mark.asyncio
+async def test_repairing_one_projects_run_leaves_another_projects_run_of_that_id(
+    store: Store, engine_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """alpha's run drifted (an attempt's row deleted by hand); beta's run of the same id was marked stuck by the
+    sweeper. A repair scoped to alpha restores alpha's attempt and leaves beta's run stuck, as it was."""
+    owner = typical_run(project=_OWNER)
+    silent = RunEvents(project=_SQUATTER).start().node("fetch")
+    silent_events = [{**e, "run_id": owner.run_id} for e in silent.events]
+    await store.append(prepared(silent_events, project=_SQUATTER))
+    await store.append(prepared(owner.events, project=_OWNER))
+    assert await store.sweep(now=_LONG_AGO, stuck_after_s=60.0, heartbeats=3) == [owner.run_id]
+    before = await store.get_run(owner.run_id, project=_OWNER)
+    assert before is not None
+    span = before["nodes"][0]["span_id"]
+    await _by_hand(
+        engine_kind, request, tmp_path, "DELETE FROM node_runs WHERE run_id = ? AND span_id = ?", owner.run_id, span
+    )
+    report = await store.reconcile(ReconcileScope.everything(project=_OWNER), repair=True)
+    assert report.repaired == 1
+    assert await store.get_run(owner.run_id, project=_OWNER) == before
+    stuck = await store.get_run(owner.run_id, project=_SQUATTER)
+    assert stuck is not None
+    assert stuck["status"] == "stuck"
+    assert (await store.reconcile(ReconcileScope.everything(), repair=False)).clean

@@ -9,8 +9,8 @@ __all__ = ["PG_NAMESPACES_SQL", "PG_SPACE", "pg_run_scope"]
 PG_SPACE: Final = "coalesce({}project, '')"
 """A run's namespace in this engine's keys and lookups: its project, '' for none (``{}``: an alias and a dot)."""
 
-PG_NAMESPACES_SQL: Final = "SELECT DISTINCT coalesce(project, '') FROM runs WHERE run_id = $1 LIMIT 2"
-"""The namespaces a run id is used in (at most two: enough to tell one from several), as ``one_namespace`` reads."""
+PG_NAMESPACES_SQL: Final = "SELECT DISTINCT coalesce(project, '') FROM runs WHERE run_id = $1"
+"""The namespaces a run id is used in (all of them, so a reader's own is found), as ``one_namespace`` reads."""
 
 
 def pg_run_scope(first: int, alias: str = "") -> str:

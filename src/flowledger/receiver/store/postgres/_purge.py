@@ -18,6 +18,7 @@ from typing import Any, Final
 import asyncpg
 
 from flowledger._wire import RunStatus
+from flowledger.receiver.store._namespace import ambiguous_run
 from flowledger.receiver.store._protocol import PurgeSelection
 from flowledger.receiver.store._purge import PurgeWork
 from flowledger.receiver.store.postgres._dialect import numbered
@@ -87,6 +88,10 @@ async def _select(conn: asyncpg.Connection, selection: PurgeSelection) -> None:
             ids,
             *params,
         )
+        if selection.project is None:  # one id of several projects: never all of them by omission
+            shared = await conn.fetchval("SELECT run_id FROM purge_set GROUP BY run_id HAVING count(*) > 1 LIMIT 1")
+            if shared is not None:
+                raise ambiguous_run(str(shared))
         return
     if selection.workflow_id is None and selection.before is None:
         return  # a selection names runs, a workflow, or a time: never "everything" by omission

@@ -81,10 +81,20 @@ class _PgIO:
         return runs, nodes
 
     async def replace(
-        self, conn: asyncpg.Connection, run_ids: Sequence[str], runs: Sequence[RunState], nodes: Sequence[NodeState]
+        self,
+        conn: asyncpg.Connection,
+        runs_of: Sequence[tuple[str, str]],
+        runs: Sequence[RunState],
+        nodes: Sequence[NodeState],
     ) -> None:
-        await conn.execute("DELETE FROM node_runs WHERE run_id = ANY($1::text[])", list(run_ids))
-        await conn.execute("DELETE FROM runs WHERE run_id = ANY($1::text[])", list(run_ids))
+        ids, spaces = [run_id for run_id, _ in runs_of], [space for _, space in runs_of]
+        for table in ("node_runs", "runs"):
+            await conn.execute(
+                f"DELETE FROM {table} WHERE (run_id, coalesce(project, '')) IN "
+                "(SELECT * FROM unnest($1::text[], $2::text[]))",
+                ids,
+                spaces,
+            )
         await save_pg_runs(conn, runs)
         await save_pg_nodes(conn, nodes)
 
