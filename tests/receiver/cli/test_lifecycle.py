@@ -80,8 +80,9 @@ def test_purge_records_who_asked(filled: tuple[LiveReceiver, list[RunEvents]]) -
         ["--run", "a", "--workflow", "w"],
         ["--run", "a", "--before", "2026-01-01T00:00:00Z"],
         ["--workflow", "w", "--before", "yesterday"],
+        ["--workflow", "w", "--project", "alpha"],
     ],
-    ids=["neither", "both", "before-without-workflow", "bad-time"],
+    ids=["neither", "both", "before-without-workflow", "bad-time", "project-without-run"],
 )
 def test_purge_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
     """A purge without a clear selection is a usage error: exit 2, nothing touched."""
@@ -96,3 +97,23 @@ def test_purge_of_an_unknown_run_says_so(filled: tuple[LiveReceiver, list[RunEve
     result = CliRunner().invoke(purge_command, ["--run", "nope", "--db", str(live.db_path)])
     assert result.exit_code == 0
     assert "nothing to purge" in result.output
+
+
+@pytest.mark.parametrize("how", ["db", "url"])
+def test_purge_of_a_run_id_two_projects_use_names_the_project(live: LiveReceiver, how: str) -> None:
+    """Keys off, one run id in two projects: purge --run without --project erases nothing and says to name the
+    project; with --project only that project's run goes."""
+    run = typical_run(project="alpha")
+    other = [{**event, "project": "beta"} for event in run.events]
+    assert live.post([*run.events, *other]).json()["rejected"] == []
+    refused = CliRunner().invoke(purge_command, ["--run", run.run_id, *_where(live, how)])
+    assert refused.exit_code == 1, refused.output
+    assert "more than one project" in refused.output
+    with sqlite3.connect(live.db_path) as conn:
+        assert sorted(row[0] for row in conn.execute("SELECT project FROM runs")) == ["alpha", "beta"]
+    result = CliRunner().invoke(purge_command, ["--run", run.run_id, "--project", "beta", "--json", *_where(live, how)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["runs"] == [run.run_id]
+    with sqlite3.connect(live.db_path) as conn:
+        assert [row[0] for row in conn.execute("SELECT project FROM runs")] == ["alpha"]
+    assert CliRunner().invoke(verify_command, _where(live, how)).exit_code == 0

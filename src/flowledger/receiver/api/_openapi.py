@@ -347,13 +347,13 @@ def _document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": {
-                            "description": "What was purged (without a project and API keys off: the run of that "
-                            "id in every project).",
+                            "description": "What was purged.",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Purge"}}},
                         },
                         "400": _error("An unknown query parameter, or a project that is not the API key's."),
                         "401": _error("API keys are configured and the request has no valid one."),
                         "404": _error("No such run (or not in the key's project)."),
+                        "409": _AMBIGUOUS_RUN,
                     },
                 },
             },

@@ -33,6 +33,11 @@ __all__ = ["COMMANDS"]
 @click.option(
     "--before", default=None, metavar="TIME", help="With --workflow: only runs started before TIME (RFC 3339)."
 )
+@click.option(
+    "--project",
+    default=None,
+    help="With --run: the run of this project, when its id is used in several (runs are per project).",
+)
 @_db_option(None)
 @_url_option
 @_key_option
@@ -42,6 +47,7 @@ def purge_command(
     run_ids: tuple[str, ...],
     workflow_id: str | None,
     before: str | None,
+    project: str | None,
     db: Path | None,
     url: str | None,
     api_key: str | None,
@@ -54,8 +60,10 @@ def purge_command(
         raise click.UsageError("give --run ID (one or more) or --workflow ID, not both and not neither")
     if before is not None and workflow_id is None:
         raise click.UsageError("--before goes with --workflow")
+    if project is not None and not run_ids:
+        raise click.UsageError("--project goes with --run")
     selection = PurgeSelection(
-        run_ids=run_ids, workflow_id=workflow_id, before=parse_time(before, "--before"), by="cli"
+        run_ids=run_ids, workflow_id=workflow_id, before=parse_time(before, "--before"), project=project, by="cli"
     )
     report = _source(db, url, api_key).purge(selection)
     if as_json:

@@ -471,8 +471,9 @@ class UrlSource:
         if selection.run_ids:
             runs: list[str] = []
             events, last = 0, None
+            scope = None if selection.project is None else {"project": selection.project}
             for run_id in selection.run_ids:
-                response = self._request("DELETE", f"/api/runs/{run_id}")
+                response = self._request("DELETE", f"/api/runs/{run_id}", scope)
                 if response.status_code == 404:
                     continue
                 one = response.json()
