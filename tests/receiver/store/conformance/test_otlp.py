@@ -11,6 +11,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from flowledger.receiver.otlp._logs import logs_from_request
 from flowledger.receiver.otlp._metrics import points_from_request
 from flowledger.receiver.store._protocol import PurgeSelection, Store
+from flowledger.receiver.store._spans import SpanRow
 from tests.receiver._support import RunEvents
 from tests.receiver.store.conformance.conftest import prepared
 
@@ -122,3 +123,53 @@ async def test_metric_series_are_listed_scoped_and_bounded_in_time(store: Store)
     ]
     assert series[0]["type"] == "gauge"
     assert series[0]["monotonic"] is None
+
+
+async def test_a_nul_in_otlp_strings_is_stored_with_the_rest(store: Store) -> None:
+    """A NUL (U+0000) in a log record's body, severity text, event name, service or scope name, in a metric's
+    name and attribute, and in a span's name and status message is stored (as U+FFFD where an engine's text
+    cannot hold it) beside the records, points and spans without one: never a failure of the whole request."""
+    request = _logs_request("cd" * 16, ["01" * 8, "02" * 8])
+    resource_logs = request.resource_logs[0]
+    resource_logs.resource.attributes.add(key="service.name").value.string_value = "shop\x00"
+    resource_logs.scope_logs[0].scope.name = "scope\x00"
+    record = resource_logs.scope_logs[0].log_records[0]
+    record.body.string_value = "broke\x00here"
+    record.severity_text = "WARN\x00"
+    record.event_name = "evt\x00"
+    rows = logs_from_request(request, project=None, received_at=_RECEIVED).rows
+    assert await store.store_logs(rows, max_records=100) == 2
+    kept = await store.otlp_logs(trace_id="cd" * 16, project=None, limit=10)
+    assert kept is not None
+    assert len(kept) == 2
+    gauge = _gauge_request([("q\x00", 1), ("plain", 1)])
+    gauge.resource_metrics[0].scope_metrics[0].metrics[0].name = "depth\x00"
+    outcome = await store.store_metric_points(
+        points_from_request(gauge, project=None).rows, max_series=10, max_points=100
+    )
+    assert (outcome.stored, outcome.over_series_limit) == (2, 0)
+    spans = [
+        SpanRow(
+            trace_id="cd" * 16,
+            span_id=span_id,
+            parent_span_id=None,
+            name=name,
+            kind=1,
+            start_ns=1_000,
+            end_ns=2_000,
+            status_code=2,
+            status_message="broke\x00",
+            service_name="shop",
+            scope_name=None,
+            scope_version=None,
+            attributes="{}",
+            resource="{}",
+            events="[]",
+            links="[]",
+            project=None,
+            received_at=_RECEIVED,
+        )
+        for span_id, name in (("01" * 8, "fetch\x00"), ("02" * 8, "plain"))
+    ]
+    assert await store.store_spans(spans) == 2
+    assert len((await store.get_trace("cd" * 16))[0]) == 2

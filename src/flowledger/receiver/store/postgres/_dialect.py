@@ -12,10 +12,10 @@ key order unchanged).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-__all__ = ["NUL_ESCAPE", "named", "numbered", "payload_sql", "table_ddl", "without_nul"]
+__all__ = ["NUL_ESCAPE", "named", "numbered", "payload_sql", "table_ddl", "text_row", "without_nul"]
 
 _PARAM: Final = re.compile(r"\?")
 _WITHOUT_ROWID: Final = re.compile(r"\)\s*WITHOUT ROWID", re.IGNORECASE)
@@ -74,6 +74,12 @@ def without_nul(value: Any) -> Any:
     if isinstance(value, list):
         return [without_nul(item) for item in value]
     return value
+
+
+def text_row(values: Sequence[Any]) -> tuple[Any, ...]:
+    """A row's values with every U+0000 in its texts replaced by U+FFFD (see :func:`without_nul`): one record
+    from a client carrying a NUL never fails the statement writing the others."""
+    return tuple(value.replace("\x00", "\ufffd") if isinstance(value, str) else value for value in values)
 
 
 def table_ddl(script: str) -> str:

@@ -23,6 +23,7 @@ from flowledger.receiver.store._otlp_logs import (
     linked_log_row,
     records_json,
 )
+from flowledger.receiver.store.postgres._dialect import text_row
 from flowledger.receiver.store.postgres._logs import append_pg_logs
 from flowledger.receiver.store.postgres._namespace import PG_NAMESPACES_SQL, pg_run_scope
 
@@ -59,7 +60,7 @@ async def store_pg_otlp_logs(conn: asyncpg.Connection, rows: Sequence[OtlpLogRow
     keys: list[str] = []
     stored = 0
     for start in range(0, len(rows), _CHUNK):
-        values = [row.values() for row in rows[start : start + _CHUNK]]
+        values = [text_row(row.values()) for row in rows[start : start + _CHUNK]]
         new = await conn.fetch(_INSERT, *[list(column) for column in zip(*values, strict=True)])
         stored += len(new)
         keys.extend(str(key) for key, trace_id in new if trace_id is not None)

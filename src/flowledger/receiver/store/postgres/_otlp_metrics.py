@@ -18,6 +18,7 @@ from flowledger.receiver.store._otlp_metrics import (
     point_json,
     series_json,
 )
+from flowledger.receiver.store.postgres._dialect import text_row, without_nul
 
 if TYPE_CHECKING:
     import asyncpg
@@ -69,19 +70,20 @@ async def store_pg_metric_points(
     conn: asyncpg.Connection, points: Sequence[MetricPointRow], *, max_series: int, max_points: int
 ) -> MetricsOutcome:
     """Store the points (inside the caller's transaction), their new series first; keep the tables bounded."""
-    series_by_key = {point.series.key: point.series for point in points}
+    series_by_key = {without_nul(point.series.key): point.series for point in points}  # as stored
     ids = await _series_ids(conn, list(series_by_key))
     missing = [key for key in series_by_key if key not in ids]
     if missing:
         room = max(0, max_series - int(await conn.fetchval("SELECT count(*) FROM otlp_metric_series")))
         if room:
-            new_rows = [series_by_key[key].values() for key in missing[:room]]
+            new_rows = [text_row(series_by_key[key].values()) for key in missing[:room]]
             await conn.execute(_INSERT_SERIES, *[list(column) for column in zip(*new_rows, strict=True)])
             ids.update(await _series_ids(conn, missing[:room]))
+    keys = [without_nul(point.series.key) for point in points]
     rows = [
-        (ids[point.series.key], point.time_ns, point.start_ns, point.value, point.data)
-        for point in points
-        if point.series.key in ids
+        text_row((ids[key], point.time_ns, point.start_ns, point.value, point.data))
+        for key, point in zip(keys, points, strict=True)
+        if key in ids
     ]
     stored = 0
     if rows:

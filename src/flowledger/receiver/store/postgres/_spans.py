@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
+from flowledger.receiver.store.postgres._dialect import text_row
 
 if TYPE_CHECKING:
     import asyncpg
@@ -39,7 +40,7 @@ async def store_pg_spans(conn: asyncpg.Connection, spans: Sequence[SpanRow]) -> 
     """Insert the spans not stored yet for their project (inside the caller's transaction); return how many."""
     new = 0
     for start in range(0, len(spans), _CHUNK):
-        rows = [span.values() for span in spans[start : start + _CHUNK]]
+        rows = [text_row(span.values()) for span in spans[start : start + _CHUNK]]
         columns = [list(column) for column in zip(*rows, strict=True)]
         new += len(await conn.fetch(_INSERT, *columns))
     return new
