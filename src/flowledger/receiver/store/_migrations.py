@@ -588,6 +588,25 @@ def _run_and_event_ids_per_project(conn: sqlite3.Connection) -> None:
     )
 
 
+_RUN_LISTINGS_BY_PROJECT_TOO: Final = """
+-- Run listings are ordered newest first, then by run id, then by project (two projects' runs of one id
+-- started at the same instant are two places in the order, so a keyset cursor can stand between them):
+-- each listing index that ends with the run id gets the project next.
+DROP INDEX runs_by_start;
+CREATE INDEX runs_by_start ON runs (started_at DESC, run_id DESC, project);
+DROP INDEX runs_by_workflow;
+CREATE INDEX runs_by_workflow ON runs (workflow_id, started_at DESC, run_id DESC, project);
+DROP INDEX runs_by_status;
+CREATE INDEX runs_by_status ON runs (status, started_at DESC, run_id DESC, project);
+DROP INDEX runs_by_workflow_status;
+CREATE INDEX runs_by_workflow_status ON runs (workflow_id, status, started_at DESC, run_id DESC, project);
+DROP INDEX runs_facts;
+CREATE INDEX runs_facts ON runs (
+    started_at DESC, run_id DESC, project, status, trigger_type, dry_run, workflow_id, duration_ms, cost_usd
+);
+"""
+
+
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration: an SQL script, or a function given the connection inside the migration's transaction."""
 
@@ -615,6 +634,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _stats_for_all_projects_and_by_month,
     _run_and_event_ids_per_project,
     SEARCH_INDEX_BY_STATEMENT,
+    _RUN_LISTINGS_BY_PROJECT_TOO,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

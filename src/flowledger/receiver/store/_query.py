@@ -27,19 +27,26 @@ __all__ = [
     "MATCHED_COLUMN",
     "NEWEST_FIRST",
     "NODE_SELECT",
+    "OLDEST_FIRST",
     "RUN_PAYLOADS_SELECT",
     "RUN_SELECT",
+    "keyset",
+    "keyset_condition",
     "node_json",
+    "past_cursor",
     "run_json",
     "run_page_sql",
     "runs_count_sql",
     "runs_where",
 ]
 
-NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC"
+NEWEST_FIRST: Final = "ORDER BY r.started_at DESC, r.run_id DESC, r.project"
+"""The order of every run listing: newest first, ties broken by run id, then by project (no project first: NULL
+sorts before every name, as '' does); each listing index of ``runs`` is in this order."""
+OLDEST_FIRST: Final = "ORDER BY r.started_at ASC, r.run_id ASC, r.project DESC"
+"""The reverse of :data:`NEWEST_FIRST` (the same indexes, read backwards)."""
 MATCHED_COLUMN: Final = "matched"
 """A search's page rows carry the number of runs its filters match (cursor included) in this column."""
-"""The order of every run listing: newest first, ties broken by run id (an index of ``runs``)."""
 RUN_SELECT: Final = select_list(stored_fields(RUN_FIELDS), "r")
 """Columns of ``runs r`` that :func:`run_json` reads (rows are read by column name)."""
 NODE_SELECT: Final = (
@@ -65,8 +72,32 @@ def node_json(row: ColumnsByName) -> dict[str, Any]:
     return record_json(stored_fields(NODE_FIELDS), row)
 
 
-def _keyset(cursor: RunPageCursor | None) -> list[tuple[str, list[Any]]]:
-    """Conditions for "after ``cursor`` in newest-first order", each a range of an index (their union is the rest).
+def past_cursor(cursor: RunPageCursor, *, newer: bool = False) -> tuple[str, list[Any]]:
+    """The condition (``?`` parameters, engine-neutral) on ``runs r`` for the runs with a start time that come
+    after ``cursor`` in :data:`NEWEST_FIRST` order (before it, ``newer``).
+
+    One range of a listing index, ``(started_at, run_id) <= cursor``, whose first rows (the other projects'
+    runs of the cursor's start time and id: a few at most) are kept by project; an old token without a
+    project stands after all of them. A cursor on a run without a start time matches none of them.
+    """
+    return _past("(r.started_at, r.run_id)", [cursor.started_at, cursor.run_id], cursor.namespace, newer=newer)
+
+
+def _past(key: str, values: list[Any], namespace: str | None, *, newer: bool) -> tuple[str, list[Any]]:
+    """``key`` (one column or a row value) past ``values``, ties broken by the project past ``namespace``."""
+    marks = "?" if len(values) == 1 else f"({', '.join('?' * len(values))})"
+    beyond, space_beyond = (">", "<") if newer else ("<", ">")
+    if namespace is None:
+        return f"{key} {beyond} {marks}", values
+    return (
+        f"{key} {beyond}= {marks} AND ({key} {beyond} {marks} OR coalesce(r.project, '') {space_beyond} ?)",
+        [*values, *values, namespace],
+    )
+
+
+def keyset(cursor: RunPageCursor | None) -> list[tuple[str, list[Any]]]:
+    """Conditions (each `` AND ...``) for "after ``cursor`` in newest-first order", each a range of an index
+    (their union is the rest). Engine-neutral.
 
     A run without a start time sorts last (SQLite puts NULL last in a descending order); a cursor
     on such a run has an empty ``started_at``.
@@ -74,11 +105,19 @@ def _keyset(cursor: RunPageCursor | None) -> list[tuple[str, list[Any]]]:
     if cursor is None:
         return [("", [])]
     if not cursor.started_at:
-        return [(" AND r.started_at IS NULL AND r.run_id < ?", [cursor.run_id])]
-    return [
-        (" AND (r.started_at, r.run_id) < (?, ?)", [cursor.started_at, cursor.run_id]),
-        (" AND r.started_at IS NULL", []),
-    ]
+        clause, params = _past("r.run_id", [cursor.run_id], cursor.namespace, newer=False)
+        return [(f" AND r.started_at IS NULL AND {clause}", params)]
+    clause, params = past_cursor(cursor)
+    return [(f" AND {clause}", params), (" AND r.started_at IS NULL", [])]
+
+
+def keyset_condition(cursor: RunPageCursor | None) -> tuple[str, list[Any]]:
+    """:func:`keyset` as one `` AND (...)`` condition ('' for no cursor), for a reader that pages without branches."""
+    if cursor is None:
+        return "", []
+    parts = keyset(cursor)
+    either = " OR ".join(f"({clause.removeprefix(' AND ')})" for clause, _ in parts)
+    return f" AND ({either})", [param for _, params in parts for param in params]
 
 
 def run_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
@@ -108,7 +147,7 @@ def run_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
     branches = [
         (where + by_status + after, [*params, *status_params, *after_params])
         for by_status, status_params in statuses
-        for after, after_params in _keyset(query.cursor)
+        for after, after_params in keyset(query.cursor)
     ]
     if len(branches) == 1:
         (branch_where, branch_params) = branches[0]
@@ -120,7 +159,7 @@ def run_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
         parts.append(f"SELECT * FROM (SELECT {RUN_SELECT} FROM runs r{branch_where} {NEWEST_FIRST} LIMIT ?)")
         all_params += [*branch_params, query.offset + fetch]
     merged = " UNION ALL ".join(parts)
-    sql = f"SELECT * FROM ({merged}) ORDER BY started_at DESC, run_id DESC LIMIT ? OFFSET ?"
+    sql = f"SELECT * FROM ({merged}) ORDER BY started_at DESC, run_id DESC, project LIMIT ? OFFSET ?"
     return sql, [*all_params, fetch, query.offset]
 
 
@@ -131,11 +170,10 @@ def _matched_page_sql(query: RunQuery, *, fetch: int) -> tuple[str, list[Any]]:
     source, source_params = _matched_runs(query)
     where, params = runs_where(query, search=False)
     params = [*source_params, *params]
-    keyset = _keyset(query.cursor)
-    if len(keyset) > 1 or keyset[0][0]:
-        conditions = " OR ".join(f"({clause.removeprefix(' AND ')})" for clause, _ in keyset)
-        where = (where or " WHERE 1") + f" AND ({conditions})"
-        params = [*params, *(p for _, clause_params in keyset for p in clause_params)]
+    after, after_params = keyset_condition(query.cursor)
+    if after:
+        where = (where or " WHERE 1") + after
+        params = [*params, *after_params]
     # matched: every run the filters match (cursor included), counted in the same pass as the page.
     ids = (
         f"SELECT r.rowid AS id, count(*) OVER () AS {MATCHED_COLUMN} FROM {source}{where} {NEWEST_FIRST} "

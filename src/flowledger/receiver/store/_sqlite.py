@@ -78,6 +78,7 @@ from flowledger.receiver.store._query import (
     NODE_SELECT,
     RUN_PAYLOADS_SELECT,
     RUN_SELECT,
+    keyset_condition,
     node_json,
     run_json,
     run_page_sql,
@@ -525,7 +526,7 @@ class SqliteStore:
             )
         runs = [run_json(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
-        after = RunPageCursor(runs[-1]["started_at"] or "", runs[-1]["run_id"]) if more else None
+        after = RunPageCursor.of(runs[-1]) if more else None
         return RunPage(
             runs=runs,
             total=min(counted, TOTAL_COUNT_MAX),
@@ -550,19 +551,14 @@ class SqliteStore:
                 f"SELECT {RUN_SELECT}, {RUN_PAYLOADS_SELECT} FROM runs r LEFT JOIN payloads ls ON ls.seq = r.input_seq "
                 "LEFT JOIN payloads lf ON lf.seq = r.output_seq"
             )
-        cursor_key: tuple[str | None, str] | None = None
+        cursor: RunPageCursor | None = None
         async with self._reader() as conn:
             while True:
                 page_where, page_params = where, list(params)
-                if cursor_key is not None:
-                    started, rid = cursor_key
-                    clause = (
-                        "(r.started_at < ? OR (r.started_at = ? AND r.run_id < ?) OR r.started_at IS NULL)"
-                        if started is not None
-                        else "(r.started_at IS NULL AND r.run_id < ?)"
-                    )
-                    page_params += [started, started, rid] if started is not None else [rid]
-                    page_where = (where + " AND " if where else " WHERE ") + clause
+                if cursor is not None:
+                    after, after_params = keyset_condition(cursor)
+                    page_where = (where or " WHERE 1") + after
+                    page_params += after_params
                 rows = list(
                     await conn.execute_fetchall(
                         f"{select}{page_where} {NEWEST_FIRST} LIMIT ?",
@@ -576,8 +572,7 @@ class SqliteStore:
                     if with_nodes:
                         run["nodes"] = await _nodes_of(conn, run["run_id"], run["project"] or "", logs_inline=None)
                     yield run
-                last = run_json(rows[-1])
-                cursor_key = (last["started_at"], last["run_id"])
+                cursor = RunPageCursor.of(run_json(rows[-1]))
 
     async def stats(self, *, project: str | None = None, silent_before: str | None = None) -> Stats:
         """Run counts by status, ledger size, producers, lost events and silent producers."""

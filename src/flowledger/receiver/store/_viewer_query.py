@@ -39,9 +39,11 @@ from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, 
 from flowledger.receiver.store._query import (
     NEWEST_FIRST,
     NODE_SELECT,
+    OLDEST_FIRST,
     RUN_PAYLOADS_SELECT,
     RUN_SELECT,
     node_json,
+    past_cursor,
     run_json,
 )
 from flowledger.receiver.store._records import (
@@ -99,7 +101,6 @@ READER_BUSY_TIMEOUT_MS: Final = 5_000
 ERROR_PREVIEW_CHARS: Final = 300
 """How much of an error message an attempt row of a page carries (the node panel has all of it)."""
 FINISHED_STATUSES: Final = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.ABORTED.value)
-_OLDEST_FIRST: Final = "ORDER BY r.started_at ASC, r.run_id ASC"
 _EPOCH_S: Final = "(julianday({}) - 2440587.5) * 86400.0"
 _ATTEMPT_ORDER: Final = "ORDER BY n.started_at, n.attempt, n.item, n.span_id"
 _SUM_USD_NANOS: Final = "coalesce(sum(CAST(round(r.cost_usd * 1e9) AS INTEGER)), 0)"
@@ -220,10 +221,6 @@ def ledger_size(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT coalesce(max(seq), 0) FROM ledger").fetchone()[0])
 
 
-def _cursor_of(run: dict[str, Any]) -> RunPageCursor:
-    return RunPageCursor(run["started_at"] or "", run["run_id"])
-
-
 def _exists(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> bool:
     row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM runs r WHERE {where})", params).fetchone()
     return bool(row[0])
@@ -241,10 +238,11 @@ def viewer_runs(
     run_filter = _resolve_search(conn, run_filter)
     base_where, base_params = filter_where(run_filter)
     where, params = base_where, base_params
-    order = _OLDEST_FIRST if cursor is not None and direction is PageDirection.NEWER else NEWEST_FIRST
+    order = OLDEST_FIRST if cursor is not None and direction is PageDirection.NEWER else NEWEST_FIRST
     if cursor is not None:
-        where += " AND (r.started_at, r.run_id) " + ("> (?, ?)" if direction is PageDirection.NEWER else "< (?, ?)")
-        params = [*params, *_key(cursor)]
+        clause, clause_params = past_cursor(cursor, newer=direction is PageDirection.NEWER)
+        where += f" AND {clause}"
+        params = [*params, *clause_params]
     # The inner query reads only indexed columns (a covering index scan); the outer one fetches the page's rows.
     sql = (
         f"SELECT {RUN_SELECT} FROM runs r WHERE r.rowid IN "
@@ -254,7 +252,7 @@ def viewer_runs(
     more = len(rows) > limit
     runs = [run_json(row) for row in rows[:limit]]
     if cursor is None:
-        return RunListPage(runs, _cursor_of(runs[-1]) if more else None, None)
+        return RunListPage(runs, RunPageCursor.of(runs[-1]) if more else None, None)
     if direction is PageDirection.NEWER:
         if not more:
             # Fewer newer runs than a page: this is the first page, shown whole.
@@ -262,18 +260,16 @@ def viewer_runs(
         runs.reverse()
     if not runs:
         return RunListPage([], None, None)
-    first, last = _cursor_of(runs[0]), _cursor_of(runs[-1])
+    first, last = RunPageCursor.of(runs[0]), RunPageCursor.of(runs[-1])
     if direction is PageDirection.OLDER:
         has_older = more
-        has_newer = _exists(conn, f"{base_where} AND (r.started_at, r.run_id) > (?, ?)", [*base_params, *_key(first)])
+        newer, newer_params = past_cursor(first, newer=True)
+        has_newer = _exists(conn, f"{base_where} AND {newer}", [*base_params, *newer_params])
     else:
         has_newer = True
-        has_older = _exists(conn, f"{base_where} AND (r.started_at, r.run_id) < (?, ?)", [*base_params, *_key(last)])
+        older, older_params = past_cursor(last)
+        has_older = _exists(conn, f"{base_where} AND {older}", [*base_params, *older_params])
     return RunListPage(runs, last if has_older else None, first if has_newer else None)
-
-
-def _key(cursor: RunPageCursor) -> tuple[str, str]:
-    return cursor.started_at, cursor.run_id
 
 
 def _percentiles(conn: sqlite3.Connection, where: str, params: Sequence[Any], sample_max: int) -> tuple[Any, Any, int]:

@@ -10,6 +10,7 @@ import base64
 import binascii
 import enum
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -71,27 +72,42 @@ class PageDirection(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RunPageCursor:
-    """A position in the newest-first run order: the ``(started_at, run_id)`` of a run."""
+    """A position in the run order: newest first, then by run id, then by project (a run is ``(project,
+    run_id)``, so two projects' runs of one id started at the same instant each have a position of their own).
+
+    The token of a cursor made before the project was part of the order holds no project: it is still
+    accepted and stands after every project's run of its start time and id, as it did when it was made.
+    """
 
     started_at: str
+    """The run's start time ('' for a run without one: those come last)."""
     run_id: str
+    namespace: str | None = None
+    """The run's project, '' for none; None for an old token (see above)."""
+
+    @classmethod
+    def of(cls, run: Mapping[str, Any]) -> RunPageCursor:
+        """The position of ``run`` (its API shape: ``started_at``, ``run_id``, ``project``)."""
+        return cls(run["started_at"] or "", run["run_id"], run["project"] or "")
 
     def encode(self) -> str:
         """An opaque URL-safe token."""
-        raw = json.dumps([self.started_at, self.run_id], separators=(",", ":")).encode()
+        key = [self.started_at, self.run_id] + ([] if self.namespace is None else [self.namespace])
+        raw = json.dumps(key, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
     def decode(cls, token: str) -> RunPageCursor:
-        """Read a token made by :meth:`encode`; QueryError when it is not one."""
+        """Read a token made by :meth:`encode` (or by a receiver before the order had the project); QueryError
+        when it is not one."""
+        refused = QueryError(f"cursor {token[:40]!r} is not a cursor this receiver made")
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            started_at, run_id = json.loads(raw)
-        except (binascii.Error, ValueError, TypeError):
-            raise QueryError(f"cursor {token[:40]!r} is not a cursor this receiver made") from None
-        if not isinstance(started_at, str) or not isinstance(run_id, str):
-            raise QueryError(f"cursor {token[:40]!r} is not a cursor this receiver made")
-        return cls(started_at, run_id)
+            key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        except (binascii.Error, ValueError):
+            raise refused from None
+        if not isinstance(key, list) or len(key) not in (2, 3) or not all(isinstance(part, str) for part in key):
+            raise refused
+        return cls(*key)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

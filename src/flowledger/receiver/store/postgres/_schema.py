@@ -164,6 +164,19 @@ ALTER TABLE log_drops DROP CONSTRAINT log_drops_pkey;
 CREATE UNIQUE INDEX log_drops_once ON log_drops (run_id, {PG_SPACE.format("")}, span_id);
 """
 
+_RUN_LISTINGS_BY_PROJECT_TOO: Final = """
+-- Run listings are ordered newest first, then by run id, then by project, no project first (see
+-- store._query.NEWEST_FIRST): each listing index that ends with the run id gets the project next.
+DROP INDEX runs_by_start;
+CREATE INDEX runs_by_start ON runs (started_at DESC NULLS LAST, run_id DESC, project NULLS FIRST);
+DROP INDEX runs_by_workflow;
+CREATE INDEX runs_by_workflow ON runs (workflow_id, started_at DESC NULLS LAST, run_id DESC, project NULLS FIRST);
+DROP INDEX runs_by_status;
+CREATE INDEX runs_by_status ON runs (status, started_at DESC NULLS LAST, run_id DESC, project NULLS FIRST);
+DROP INDEX runs_by_parent;
+CREATE INDEX runs_by_parent ON runs (parent_run_id, started_at DESC NULLS LAST, run_id DESC, project NULLS FIRST);
+"""
+
 MIGRATIONS: Final[tuple[str, ...]] = (
     _REFUSE + _V1_LEDGER + _V1_PROJECTIONS,
     LOGS_PG_SCHEMA,
@@ -178,6 +191,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ERROR_GROUPS_PG_SCHEMA + STATS_PG_SCHEMA,
     CUSTOM_METRICS_PG_SCHEMA,
     SEARCH_PG_SCHEMA,
+    _RUN_LISTINGS_BY_PROJECT_TOO,
 )
 """Each script brings the schema one version up; append new ones at the end."""
 

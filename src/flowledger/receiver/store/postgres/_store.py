@@ -59,7 +59,7 @@ from flowledger.receiver.store._protocol import (
     VerifyReport,
 )
 from flowledger.receiver.store._purge import DAILY_TOTALS_SQL, daily_total
-from flowledger.receiver.store._query import node_json, run_json
+from flowledger.receiver.store._query import keyset_condition, node_json, run_json
 from flowledger.receiver.store._rebuild import event_from_body
 from flowledger.receiver.store._reconcile import reconcile
 from flowledger.receiver.store._records import (
@@ -132,7 +132,7 @@ POOL_MIN: Final = 1
 POOL_MAX: Final = 10
 _STREAM_CHUNK: Final = 2_000
 _REBUILD_CHUNK: Final = 5_000
-_NEWEST_FIRST: Final = "ORDER BY r.started_at DESC NULLS LAST, r.run_id DESC"
+_NEWEST_FIRST: Final = "ORDER BY r.started_at DESC NULLS LAST, r.run_id DESC, r.project NULLS FIRST"
 _RUN_SELECT: Final = select_list(stored_fields(RUN_FIELDS), "r")
 _RUN_PAYLOADS_SELECT: Final = select_list(detail_fields(RUN_FIELDS), "r", payload_sql(RUN_PAYLOAD_SQL))
 _RUN_PAYLOADS_FROM: Final = (
@@ -437,7 +437,7 @@ class PostgresStore:
         async with self._reader() as conn:
             query = await self._without_run_id_search(conn, query)
             where, params = self._where(query)
-            keyset, keyset_params = _keyset(query.cursor)
+            keyset, keyset_params = keyset_condition(query.cursor)
             page_where = (where + keyset) if where else (" WHERE TRUE" + keyset if keyset else "")
             page_params = [*params, *keyset_params]
             n = len(page_params)
@@ -458,7 +458,7 @@ class PostgresStore:
             hits_capped = await pg_hits_capped(conn, query.search)
         runs = [run_json(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
-        after = RunPageCursor(runs[-1]["started_at"] or "", runs[-1]["run_id"]) if more else None
+        after = RunPageCursor.of(runs[-1]) if more else None
         return RunPage(
             runs=runs,
             total=min(counted, TOTAL_COUNT_MAX),
@@ -507,7 +507,7 @@ class PostgresStore:
         cursor: RunPageCursor | None = None
         async with self._reader() as conn:
             while True:
-                keyset, keyset_params = _keyset(cursor)
+                keyset, keyset_params = keyset_condition(cursor)
                 page_where = (where + keyset) if where else (" WHERE TRUE" + keyset if keyset else "")
                 page_params = [*params, *keyset_params]
                 rows = await conn.fetch(
@@ -523,7 +523,7 @@ class PostgresStore:
                         run["nodes"] = await _nodes_of(conn, run["run_id"], run["project"] or "", logs_inline=None)
                     yield run
                 last = run_json(rows[-1])
-                cursor = RunPageCursor(last["started_at"] or "", last["run_id"])
+                cursor = RunPageCursor.of(last)
 
     async def stats(self, *, project: str | None = None, silent_before: str | None = None) -> Stats:
         """Run counts by status, ledger size, producers, lost events and silent producers."""
@@ -919,15 +919,6 @@ async def _head(conn: asyncpg.Connection) -> tuple[int, bytes]:
     """The last ledger row's (seq, hash), or (0, GENESIS_HASH) for an empty ledger."""
     row = await conn.fetchrow("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
     return (0, GENESIS_HASH) if row is None else (int(row[0]), bytes(row[1]))
-
-
-def _keyset(cursor: RunPageCursor | None) -> tuple[str, list[Any]]:
-    """``AND`` condition for "after ``cursor`` in newest-first order" (runs without a start time come last)."""
-    if cursor is None:
-        return "", []
-    if not cursor.started_at:
-        return " AND r.started_at IS NULL AND r.run_id < ?", [cursor.run_id]
-    return " AND ((r.started_at, r.run_id) < (?, ?) OR r.started_at IS NULL)", [cursor.started_at, cursor.run_id]
 
 
 async def _nodes_of(

@@ -24,7 +24,7 @@ from flowledger._exceptions import QueryError
 from flowledger._money import nanos_to_usd
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
 from flowledger.receiver.store._namespace import one_namespace
-from flowledger.receiver.store._query import node_json, run_json
+from flowledger.receiver.store._query import node_json, past_cursor, run_json
 from flowledger.receiver.store._records import RUN_FIELDS, detail_fields, field_value
 from flowledger.receiver.store._time import epoch_s
 from flowledger.receiver.store._viewer_query import (
@@ -64,8 +64,8 @@ __all__ = [
     "pg_viewer_runs",
 ]
 
-NEWEST_FIRST: Final = "ORDER BY r.started_at DESC NULLS LAST, r.run_id DESC"
-_OLDEST_FIRST: Final = "ORDER BY r.started_at ASC NULLS FIRST, r.run_id ASC"
+NEWEST_FIRST: Final = "ORDER BY r.started_at DESC NULLS LAST, r.run_id DESC, r.project NULLS FIRST"
+_OLDEST_FIRST: Final = "ORDER BY r.started_at ASC NULLS FIRST, r.run_id ASC, r.project DESC NULLS LAST"
 _ATTEMPT_ORDER: Final = "ORDER BY n.started_at NULLS FIRST, n.attempt NULLS FIRST, n.item NULLS FIRST, n.span_id"
 _EPOCH_S: Final = "extract(epoch FROM {}::timestamptz)::float8"
 _SUM_USD_NANOS: Final = "coalesce(sum(round(r.cost_usd * 1e9)::bigint), 0)"
@@ -111,10 +111,6 @@ async def _resolve_search(conn: asyncpg.Connection, run_filter: RunFilter) -> Ru
     return run_filter
 
 
-def _cursor_of(run: dict[str, Any]) -> RunPageCursor:
-    return RunPageCursor(run["started_at"] or "", run["run_id"])
-
-
 async def _exists(conn: asyncpg.Connection, where: str, params: Sequence[Any]) -> bool:
     return bool(await conn.fetchval(numbered(f"SELECT EXISTS (SELECT 1 FROM runs r WHERE {where})"), *params))
 
@@ -134,15 +130,16 @@ async def pg_viewer_runs(
     where, params = base_where, base_params
     order = _OLDEST_FIRST if cursor is not None and direction is PageDirection.NEWER else NEWEST_FIRST
     if cursor is not None:
-        where += " AND (r.started_at, r.run_id) " + ("> (?, ?)" if direction is PageDirection.NEWER else "< (?, ?)")
-        params = [*params, cursor.started_at, cursor.run_id]
+        clause, clause_params = past_cursor(cursor, newer=direction is PageDirection.NEWER)
+        where += f" AND {clause}"
+        params = [*params, *clause_params]
     rows = await conn.fetch(
         numbered(f"SELECT {run_select} FROM runs r WHERE {where} {order} LIMIT ?"), *params, limit + 1
     )
     more = len(rows) > limit
     runs = [run_json(row) for row in rows[:limit]]
     if cursor is None:
-        return RunListPage(runs, _cursor_of(runs[-1]) if more else None, None)
+        return RunListPage(runs, RunPageCursor.of(runs[-1]) if more else None, None)
     if direction is PageDirection.NEWER:
         if not more:
             # Fewer newer runs than a page: this is the first page, shown whole.
@@ -150,17 +147,15 @@ async def pg_viewer_runs(
         runs.reverse()
     if not runs:
         return RunListPage([], None, None)
-    first, last = _cursor_of(runs[0]), _cursor_of(runs[-1])
+    first, last = RunPageCursor.of(runs[0]), RunPageCursor.of(runs[-1])
     if direction is PageDirection.OLDER:
         has_older = more
-        has_newer = await _exists(
-            conn, f"{base_where} AND (r.started_at, r.run_id) > (?, ?)", [*base_params, first.started_at, first.run_id]
-        )
+        newer, newer_params = past_cursor(first, newer=True)
+        has_newer = await _exists(conn, f"{base_where} AND {newer}", [*base_params, *newer_params])
     else:
         has_newer = True
-        has_older = await _exists(
-            conn, f"{base_where} AND (r.started_at, r.run_id) < (?, ?)", [*base_params, last.started_at, last.run_id]
-        )
+        older, older_params = past_cursor(last)
+        has_older = await _exists(conn, f"{base_where} AND {older}", [*base_params, *older_params])
     return RunListPage(runs, last if has_older else None, first if has_newer else None)
 
 
