@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowledger.receiver.cli._analytics import errors_command, stats_command
+from flowledger.receiver.cli._commands import show_command
 from tests.receiver._support import LiveReceiver, RunEvents, simple_run, typical_run
 
 
@@ -119,3 +120,25 @@ def test_stats_bad_option_is_a_usage_error(failing: LiveReceiver, args: list[str
     result = CliRunner().invoke(stats_command, [*args, *_where(failing, "db")])
     assert result.exit_code == 2
     assert named in result.output
+
+
+@pytest.mark.parametrize("how", ["db", "url"])
+def test_errors_name_each_sample_runs_project(live: LiveReceiver, how: str) -> None:
+    """Keys off, one run id failing in two projects: errors --json gives each sample run with its project (the
+    ids alone stay in sample_run_ids, in the same order), and each opens with show --project."""
+    run = typical_run(project="alpha")
+    other = [{**event, "project": "beta"} for event in run.events]
+    assert live.post([*run.events, *other]).json()["rejected"] == []
+    result = CliRunner().invoke(errors_command, ["--json", *_where(live, how)])
+    assert result.exit_code == 0, result.output
+    [group] = json.loads(result.output)["groups"]
+    assert sorted((s["run_id"], s["project"]) for s in group["sample_runs"]) == [
+        (run.run_id, "alpha"),
+        (run.run_id, "beta"),
+    ]
+    assert group["sample_run_ids"] == [s["run_id"] for s in group["sample_runs"]]
+    for sample in group["sample_runs"]:
+        args = [sample["run_id"], "--project", sample["project"], "--json", *_where(live, how)]
+        shown = CliRunner().invoke(show_command, args)
+        assert shown.exit_code == 0, shown.output
+        assert json.loads(shown.output)["project"] == sample["project"]

@@ -78,6 +78,7 @@ ANALYTICS_SCHEMAS: Final[dict[str, Any]] = {
             "first_seen",
             "last_seen",
             "sample_run_ids",
+            "sample_runs",
         ],
         "properties": {
             "fingerprint": {"type": "string", "description": "16 hex digits naming the group."},
@@ -88,7 +89,24 @@ ANALYTICS_SCHEMAS: Final[dict[str, Any]] = {
             "count": {"type": "integer", "minimum": 1},
             "first_seen": {"type": "string"},
             "last_seen": {"type": "string"},
-            "sample_run_ids": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
+            "sample_run_ids": {
+                "type": "array",
+                "items": {"type": "string"},
+                "maxItems": 5,
+                "description": "The ids of sample_runs, in the same order. A run is (project, run_id): with API keys "
+                "off an id may stand for runs of several projects (and appear twice); sample_runs says which.",
+            },
+            "sample_runs": {
+                "type": "array",
+                "maxItems": 5,
+                "description": "The group's most recent failed runs, newest first, each with its project (null: "
+                "none), so that a run id several projects use names one run (GET /api/runs/{run_id}?project=).",
+                "items": {
+                    "type": "object",
+                    "required": ["run_id", "project"],
+                    "properties": {"run_id": {"type": "string"}, "project": _NSTR},
+                },
+            },
         },
     },
 }

@@ -52,6 +52,7 @@ __all__ = [
     "ERROR_GROUPS_SCHEMA",
     "ERROR_GROUP_SAMPLES",
     "MESSAGE_MAX_CHARS",
+    "SAMPLES_BY_PROJECT_SQL",
     "ErrorGroupQuery",
     "Failure",
     "error_fingerprint",
@@ -69,6 +70,8 @@ __all__ = [
 
 ERROR_GROUP_SAMPLES: Final = 5
 """Run ids a group keeps as samples: the most recent ones."""
+SAMPLES_BY_PROJECT_SQL: Final = "json_array(project, json(samples))"
+"""A group row's samples with the project they are of (a row is one project's), as :func:`group_json` reads them."""
 MESSAGE_MAX_CHARS: Final = 500
 """A normalised message is cut to this many characters."""
 FINGERPRINT_HEX: Final = 16
@@ -349,15 +352,22 @@ class ErrorGroupQuery:
 
 def group_json(row: Sequence[Any]) -> dict[str, Any]:
     """A group as the API answers it, from ``fingerprint, type, message, node_id, workflow_id, count, first_seen,
-    last_seen`` and its hours' samples (JSON arrays, one per line)."""
+    last_seen`` and its rows' samples, one JSON ``[project, samples]`` per line (:data:`SAMPLES_BY_PROJECT_SQL`).
+
+    ``sample_runs`` names each sample run with its project (None for none: runs are per project); ``sample_run_ids``
+    is the same runs' ids in the same order, as the API answered before it had ``sample_runs``.
+    """
     fingerprint, type_, message, node_id, workflow_id, count, first, last, samples = row
-    pairs: list[tuple[str, str]] = []
+    found: list[tuple[str, str, str]] = []
     for text in str(samples).split("\n"):
-        pairs += [(str(at), str(run_id)) for at, run_id in json.loads(text)]
-    newest: list[str] = []
-    for _, run_id in sorted(pairs, reverse=True):
-        if run_id not in newest:
-            newest.append(run_id)
+        project, pairs = json.loads(text)
+        found += [(str(at), str(run_id), str(project)) for at, run_id in pairs]
+    newest: list[dict[str, Any]] = []
+    for _, run_id, project in sorted(found, reverse=True):
+        sample = {"run_id": run_id, "project": project or None}
+        if sample not in newest:
+            newest.append(sample)
+    newest = newest[:ERROR_GROUP_SAMPLES]
     return {
         "fingerprint": fingerprint,
         "type": type_,
@@ -367,7 +377,8 @@ def group_json(row: Sequence[Any]) -> dict[str, Any]:
         "count": int(count),
         "first_seen": first,
         "last_seen": last,
-        "sample_run_ids": newest[:ERROR_GROUP_SAMPLES],
+        "sample_run_ids": [sample["run_id"] for sample in newest],
+        "sample_runs": newest,
     }
 
 
@@ -395,7 +406,7 @@ async def error_groups(conn: aiosqlite.Connection, query: ErrorGroupQuery) -> li
     where, params = error_groups_where(query)
     sql = (
         "SELECT fingerprint, min(type), min(message), min(node_id), min(workflow_id), sum(count), "
-        "min(first_seen), max(last_seen), group_concat(samples, char(10)) "
+        f"min(first_seen), max(last_seen), group_concat({SAMPLES_BY_PROJECT_SQL}, char(10)) "
         f"FROM error_groups{where} GROUP BY fingerprint "
         "ORDER BY sum(count) DESC, max(last_seen) DESC, fingerprint LIMIT ?"
     )

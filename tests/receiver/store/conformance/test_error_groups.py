@@ -47,7 +47,7 @@ async def test_a_flood_of_one_error_is_one_group(store: Store) -> None:
     group = groups[0]
     assert list(group) == [
         "fingerprint", "type", "message", "node_id", "workflow_id",
-        "count", "first_seen", "last_seen", "sample_run_ids",
+        "count", "first_seen", "last_seen", "sample_run_ids", "sample_runs",
     ]  # fmt: skip
     assert (group["type"], group["message"], group["node_id"], group["workflow_id"], group["count"]) == (
         "TimeoutError", "timed out after <n>s", "price", "order-intake", 12,
@@ -55,6 +55,7 @@ async def test_a_flood_of_one_error_is_one_group(store: Store) -> None:
     finished = sorted((e["ts"], r.run_id) for r in runs for e in r.events if e["kind"] == "node_finished")
     assert len(group["sample_run_ids"]) == ERROR_GROUP_SAMPLES
     assert set(group["sample_run_ids"]) == {run_id for _, run_id in finished[-ERROR_GROUP_SAMPLES:]}
+    assert group["sample_runs"] == [{"run_id": run_id, "project": None} for run_id in group["sample_run_ids"]]
     assert group["first_seen"] <= group["last_seen"]
     run = await store.get_run(runs[0].run_id)
     assert run is not None

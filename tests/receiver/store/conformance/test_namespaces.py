@@ -206,7 +206,7 @@ async def test_a_purge_of_one_projects_run_explains_no_other_projects_erased_pay
     assert f"no purge entry covers run {owner.run_id}" in (report.problem or "")
 
 
-def _failing(project: str, node_id: str, region: str, word: str, run_id: str | None = None) -> RunEvents:
+def _failing(project: str | None, node_id: str, region: str, word: str, run_id: str | None = None) -> RunEvents:
     """A run of ``project`` failing at ``node_id``, started with attribute region=``region``, logging ``word``."""
     run = RunEvents(project=project)
     if run_id is not None:
@@ -331,3 +331,27 @@ async def test_repairing_one_projects_run_leaves_another_projects_run_of_that_id
     assert stuck is not None
     assert stuck["status"] == "stuck"
     assert (await store.reconcile(ReconcileScope.everything(), repair=False)).clean
+
+
+@pytest.mark.asyncio
+async def test_error_group_samples_name_each_runs_project(store: Store) -> None:
+    """Read without a project (keys off), a group's sample runs carry their projects: one run id failing in two
+    projects (and in none) is three samples, each naming its run; a purge of one takes only that one away."""
+    owner = _failing(_OWNER, "charge", "eu", "alphaword")
+    for project in (None, _SQUATTER):
+        twin = _failing(project, "charge", "eu", "word", run_id=owner.run_id)
+        await store.append(prepared(twin.events))
+    await store.append(prepared(owner.events))
+    [group] = await store.error_groups(ErrorGroupQuery())
+    assert group["count"] == 3
+    assert sorted((s["run_id"], s["project"] or "") for s in group["sample_runs"]) == [
+        (owner.run_id, ""),
+        (owner.run_id, _OWNER),
+        (owner.run_id, _SQUATTER),
+    ]
+    assert group["sample_run_ids"] == [s["run_id"] for s in group["sample_runs"]] == [owner.run_id] * 3
+    [mine] = await store.error_groups(ErrorGroupQuery(project=_OWNER))
+    assert mine["sample_runs"] == [{"run_id": owner.run_id, "project": _OWNER}]
+    await store.purge(PurgeSelection(run_ids=(owner.run_id,), project=_SQUATTER, by="test"))
+    [group] = await store.error_groups(ErrorGroupQuery())
+    assert sorted((s["project"] or "") for s in group["sample_runs"]) == ["", _OWNER]

@@ -63,7 +63,7 @@ _DROP: Final = (
 )
 _SELECT: Final = (
     "SELECT fingerprint, min(type), min(message), min(node_id), min(workflow_id), sum(count)::bigint, "
-    "min(first_seen), max(last_seen), string_agg(samples, chr(10)) "
+    "min(first_seen), max(last_seen), string_agg(json_build_array(project, samples::json)::text, chr(10)) "
     "FROM error_groups{where} GROUP BY fingerprint "
     "ORDER BY sum(count) DESC, max(last_seen) DESC, fingerprint LIMIT ?"
 )
