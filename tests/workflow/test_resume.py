@@ -13,7 +13,7 @@ import pytest
 
 from flowledger.receiver._config import ReceiverConfig
 from tests._five_steps import Workflow
-from tests.receiver._support import LiveReceiver, start_receiver
+from tests.receiver._support import LiveReceiver, RunEvents, start_receiver
 
 
 @pytest.fixture
@@ -159,3 +159,31 @@ def test_flowledger_resume_imports_the_generated_module_and_resumes(wf: Workflow
     )
     assert refused.returncode == 2
     assert "not a module made by `flowledger generate`" in refused.stderr
+
+
+@pytest.mark.slow
+def test_flowledger_resume_project_names_the_run_of_an_id_two_projects_use(
+    wf: Workflow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys off, the failed run's id also used in another project: `flowledger resume` without --project stops with
+    the receiver's reason and runs nothing; with --project it resumes that project's run."""
+    recorded = wf.env
+    monkeypatch.setattr(wf, "env", lambda: recorded() | {"FLOWLEDGER_PROJECT": "shop"})
+    failed = wf.failed_run()
+    squat = RunEvents(project="other")
+    squat.run_id = failed
+    assert wf.live.post(squat.start().events).json()["rejected"] == []
+    command = [sys.executable, "-m", "flowledger", "resume", failed, "--module", "wf.py", "--url", wf.live.url]
+    (wf.folder / "calls.log").write_text("", encoding="utf-8")
+    refused = subprocess.run(command, cwd=wf.folder, capture_output=True, text=True, env=wf.env(), timeout=60)
+    assert refused.returncode == 1, refused.stderr
+    assert "answered 409" in refused.stderr
+    assert "more than one project" in refused.stderr
+    assert wf.calls() == []
+    done = subprocess.run(
+        [*command, "--project", "shop"], cwd=wf.folder, capture_output=True, text=True, env=wf.env(), timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert wf.calls() == ["price", "pack", "ship"]
+    resumed = wf.latest_run()
+    assert (resumed["resumed_from"], resumed["project"], resumed["status"]) == (failed, "shop", "succeeded")

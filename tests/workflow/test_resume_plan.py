@@ -88,8 +88,9 @@ def test_a_run_of_another_workflow_is_refused() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--from", "a"], "--from and --repeat-effects go with --resume RUN_ID"),
-        (["--repeat-effects"], "--from and --repeat-effects go with --resume RUN_ID"),
+        (["--from", "a"], "--from, --repeat-effects and --project go with --resume RUN_ID"),
+        (["--repeat-effects"], "--from, --repeat-effects and --project go with --resume RUN_ID"),
+        (["--project", "shop"], "--from, --repeat-effects and --project go with --resume RUN_ID"),
         (["--resume", "r1", "--serve"], "--resume runs once; it does not go with --serve"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -16,7 +17,15 @@ from flowledger.receiver._params import QueryParams
 from flowledger.receiver._writer import Writer
 from flowledger.receiver.store._protocol import Store
 
-__all__ = ["RUN_PROJECT_PARAM", "ReceiverState", "error_response", "project_of", "receiver_of", "run_project_of"]
+__all__ = [
+    "RUN_PROJECT_PARAM",
+    "ReceiverState",
+    "error_response",
+    "project_for_run",
+    "project_of",
+    "receiver_of",
+    "run_project_of",
+]
 
 RUN_PROJECT_PARAM: Final = "project"
 """The query parameter that names the project of a run asked for by id (runs are per project)."""
@@ -45,18 +54,24 @@ def project_of(request: Request) -> str | None:
     return project
 
 
-def run_project_of(request: Request) -> str | None:
+def run_project_of(request: Request, *, others: Sequence[str] = ()) -> str | None:
     """The project a request about one run by id means: the API key's, else ``?project=`` (keys off), else None.
 
     With a key, ``?project=`` may only repeat the key's project (QueryParamError otherwise, saying nothing of
-    any run). The request's other query parameters are refused as unknown (QueryParamError).
+    any run). The request's query parameters other than ``project`` and ``others`` are refused as unknown
+    (QueryParamError).
     """
     params = QueryParams(request)
-    params.expect((RUN_PROJECT_PARAM,))
-    asked = params.text(RUN_PROJECT_PARAM)
+    params.expect((RUN_PROJECT_PARAM, *others))
+    return project_for_run(request, params.text(RUN_PROJECT_PARAM))
+
+
+def project_for_run(request: Request, asked: str | None, name: str = RUN_PROJECT_PARAM) -> str | None:
+    """The project of a run the request names, given the value ``asked`` of its query parameter ``name``:
+    the API key's (``asked`` may only repeat it: QueryParamError), else ``asked``."""
     project = project_of(request)
     if project is not None and asked is not None and asked != project:
-        raise QueryParamError(f"query parameter project: {asked!r} is not the project of this API key")
+        raise QueryParamError(f"query parameter {name}: {asked!r} is not the project of this API key")
     return project if project is not None else asked
 
 

@@ -57,8 +57,17 @@ def load_workflow(path: Path) -> Workflow:
 @click.option("--repeat-effects", is_flag=True, help="Run effects again even when they succeeded on the same input.")
 @click.option("--input", "input_json", metavar="JSON", help="Use this trigger payload instead of the recorded one.")
 @click.option("--url", "url", default=None, help="The receiver to read the run from [default: $FLOWLEDGER_ENDPOINT].")
+@click.option(
+    "--project", default=None, help="The run of this project, when its id is used in several (runs are per project)."
+)
 def resume_command(
-    run_id: str, module_path: Path, from_node: str | None, repeat_effects: bool, input_json: str | None, url: str | None
+    run_id: str,
+    module_path: Path,
+    from_node: str | None,
+    repeat_effects: bool,
+    input_json: str | None,
+    url: str | None,
+    project: str | None,
 ) -> None:
     """Resume a failed run: reuse what succeeded (checked against the ledger), run the rest onward."""
     from flowledger.workflow._triggers import EXIT_USAGE, main
@@ -73,6 +82,8 @@ def resume_command(
         argv += ["--input", input_json]
     if url is not None:
         argv += ["--endpoint", url]
+    if project is not None:
+        argv += ["--project", project]
     try:
         code = main(workflow, argv, prog="flowledger resume")
     except SystemExit as exc:  # argparse's own usage errors

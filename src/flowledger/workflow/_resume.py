@@ -107,22 +107,44 @@ class ResumePlan:
         return "\n".join(lines)
 
 
-def fetch_evidence(endpoint: str, run_id: str, *, api_key: str | None = None) -> dict[str, Any]:
-    """The run's outputs and their checks from the receiver at ``endpoint``; ResumeRefused when it cannot."""
+def fetch_evidence(
+    endpoint: str, run_id: str, *, api_key: str | None = None, project: str | None = None
+) -> dict[str, Any]:
+    """The run's outputs and their checks from the receiver at ``endpoint``; ResumeRefused when it cannot.
+
+    ``project``: the run of that project, when its id is used in several (runs are per project).
+    """
     import httpx  # lazy: importing a generated module stays cheap
 
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     url = f"{endpoint.rstrip('/')}/api/runs/{run_id}/outputs"
+    params = {} if project is None else {"project": project}
     try:
-        response = httpx.get(url, headers=headers, timeout=FETCH_TIMEOUT_S)
+        response = httpx.get(url, params=params, headers=headers, timeout=FETCH_TIMEOUT_S)
     except httpx.HTTPError as exc:
         raise ResumeRefused(f"cannot read run {run_id} from the receiver at {endpoint}: {exc}") from None
     if response.status_code == 404:
-        raise ResumeRefused(f"the receiver at {endpoint} has no run {run_id}")
+        raise ResumeRefused(f"the receiver at {endpoint} has no run {run_id}" + _of(project))
     if response.status_code != 200:
-        raise ResumeRefused(f"the receiver at {endpoint} answered {response.status_code} for run {run_id}")
+        raise ResumeRefused(
+            f"the receiver at {endpoint} answered {response.status_code} for run {run_id}{_of(project)}"
+            + _said(response)
+        )
     evidence: dict[str, Any] = response.json()
     return evidence
+
+
+def _of(project: str | None) -> str:
+    return "" if project is None else f" of project {project!r}"
+
+
+def _said(response: Any) -> str:
+    """``: `` and the receiver's error message, when its answer has one (a 409 says to name the project)."""
+    try:
+        message = response.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return f": {message}" if isinstance(message, str) else ""
 
 
 def _order(workflow: Workflow) -> list[Node]:

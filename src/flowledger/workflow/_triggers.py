@@ -129,13 +129,19 @@ def _parser(workflow: Workflow, prog: str | None) -> argparse.ArgumentParser:
         default=None,
         help="with --resume: the receiver to read the run from [default: $FLOWLEDGER_ENDPOINT]",
     )
+    parser.add_argument(
+        "--project",
+        metavar="NAME",
+        default=None,
+        help="with --resume: the run of this project, when its id is used in several (runs are per project)",
+    )
     return parser
 
 
 def _plan(workflow: Workflow, args: argparse.Namespace, payload: Any) -> ResumePlan:
     """The resume plan of ``--resume``: the run read from the receiver and checked (ResumeRefused if it cannot)."""
     endpoint = args.endpoint or os.environ.get("FLOWLEDGER_ENDPOINT") or DEFAULT_ENDPOINT
-    evidence = fetch_evidence(endpoint, args.resume, api_key=os.environ.get("FLOWLEDGER_API_KEY"))
+    evidence = fetch_evidence(endpoint, args.resume, api_key=os.environ.get("FLOWLEDGER_API_KEY"), project=args.project)
     return plan_resume(
         workflow,
         evidence,
@@ -159,8 +165,8 @@ def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | N
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if (args.from_node is not None or args.repeat_effects) and args.resume is None:
-        print("error: --from and --repeat-effects go with --resume RUN_ID", file=sys.stderr)
+    if (args.from_node is not None or args.repeat_effects or args.project is not None) and args.resume is None:
+        print("error: --from, --repeat-effects and --project go with --resume RUN_ID", file=sys.stderr)
         return EXIT_USAGE
     if args.resume is not None and args.serve:
         print("error: --resume runs once; it does not go with --serve", file=sys.stderr)
@@ -408,7 +414,8 @@ def _build_app(
         )
 
     async def resume(request: Request) -> Response:
-        """``POST {"run_id": ID, "from": NODE?}``: resume one of this workflow's runs (the viewer's button)."""
+        """``POST {"run_id": ID, "project": NAME?, "from": NODE?}``: resume one of this workflow's runs (the viewer's
+        button, through the receiver, which names the run's project)."""
         try:
             body = json.loads(await request.body())
         except ValueError:
@@ -416,10 +423,15 @@ def _build_app(
         if not isinstance(body, dict) or not isinstance(body.get("run_id"), str):
             return JSONResponse({"error": 'the body must be {"run_id": "...", "from": NODE}'}, status_code=400)
         from_node = body.get("from")
+        project = body.get("project")
         try:
             endpoint = os.environ.get("FLOWLEDGER_ENDPOINT") or DEFAULT_ENDPOINT
             evidence = await asyncio.to_thread(
-                fetch_evidence, endpoint, body["run_id"], api_key=os.environ.get("FLOWLEDGER_API_KEY")
+                fetch_evidence,
+                endpoint,
+                body["run_id"],
+                api_key=os.environ.get("FLOWLEDGER_API_KEY"),
+                project=project if isinstance(project, str) else None,
             )
             plan = plan_resume(workflow, evidence, from_node=from_node if isinstance(from_node, str) else None)
         except ResumeRefused as exc:

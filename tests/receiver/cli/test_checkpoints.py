@@ -308,3 +308,32 @@ def test_checkpoints_and_proofs_over_url(live: LiveReceiver, tmp_path: Path) -> 
     broken = _invoke(verify_command, "--url", live.url, "--checkpoint", cp, "--key", f"{key}.pub")
     assert broken.exit_code == 1
     assert "rewritten" in broken.output
+
+
+@pytest.mark.parametrize("how", ["db", "url"])
+def test_prove_project_names_the_run_of_an_id_two_projects_use(live: LiveReceiver, tmp_path: Path, how: str) -> None:
+    """Keys off, one run id in two projects: prove without --project stops naming the choice and writes nothing;
+    with --project the proof holds that project's entries only, and verifies."""
+    run = typical_run(project="alpha")
+    other = [{**event, "project": "beta"} for event in simple_run().events]
+    for event in other:
+        event["run_id"] = run.run_id
+    assert live.post([*run.events, *other]).json()["rejected"] == []
+    key, cp, proof = tmp_path / "k", tmp_path / "cp", tmp_path / "proof.json"
+    assert _invoke(keygen_command, "-o", key).exit_code == 0
+    where = ["--db", live.db_path] if how == "db" else ["--url", live.url]
+    assert _invoke(checkpoint_command, "--key", key, "-o", cp, *where).exit_code == 0
+    refused = _invoke(prove_command, run.run_id, "--checkpoint", cp, "-o", proof, *where)
+    assert refused.exit_code == 1
+    assert "more than one project" in refused.output
+    assert not proof.exists()
+    for project, count in (("alpha", len(run.events)), ("beta", len(other))):
+        result = _invoke(prove_command, run.run_id, "--project", project, "--checkpoint", cp, "-o", proof, *where)
+        assert result.exit_code == 0, result.output
+        assert f"{count} entries of run {run.run_id}" in result.output
+        entries = json.loads(proof.read_text(encoding="utf-8"))["entries"]
+        assert {json.loads(e["entry"])["project"] for e in entries} == {project}
+        assert _invoke(verify_proof_command, proof, "--key", f"{key}.pub").exit_code == 0
+    unknown = _invoke(prove_command, run.run_id, "--project", "gamma", "--checkpoint", cp, "-o", proof, *where)
+    assert unknown.exit_code == 1
+    assert "of project 'gamma' has no entry" in unknown.output

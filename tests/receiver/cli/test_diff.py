@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver.cli._diff_command import diff_command
 from tests._five_steps import Workflow
-from tests.receiver._support import LiveReceiver, start_receiver
+from tests.receiver._support import LiveReceiver, start_receiver, typical_run
 
 
 @pytest.fixture
@@ -115,3 +115,44 @@ def test_diff_of_an_unknown_run_is_one_line_and_exit_1(tmp_path: Path, live: Liv
     result = CliRunner().invoke(diff_command, ["nope", "nada", "--db", str(live.db_path)])
     assert result.exit_code == 1
     assert "there is no run 'nope'" in result.output
+
+
+@pytest.mark.parametrize("how", ["db", "url"])
+def test_diff_project_options_name_the_runs_of_an_id_two_projects_use(live: LiveReceiver, how: str) -> None:
+    """Keys off, one run id in two projects: diff without a project stops naming the choice; --project-a and
+    --project-b compare the two projects' runs, --project one with itself."""
+    alpha = typical_run(project="alpha")
+    beta = [{**event, "project": "beta"} for event in alpha.events]
+    finished = next(event for event in beta if event["kind"] == "run_finished")
+    finished["data"] = {**finished["data"], "duration_ms": finished["data"]["duration_ms"] + 250}
+    assert live.post([*alpha.events, *beta]).json()["rejected"] == []
+    where = ["--db", str(live.db_path)] if how == "db" else ["--url", live.url]
+    refused = CliRunner().invoke(diff_command, [alpha.run_id, alpha.run_id, *where])
+    assert refused.exit_code == 1
+    assert "more than one project" in refused.output
+    args = [alpha.run_id, alpha.run_id, "--project-a", "alpha", "--project-b", "beta", "--json", *where]
+    across = CliRunner().invoke(diff_command, args)
+    assert across.exit_code == 0, across.output
+    assert json.loads(across.output)["duration_ms"]["delta"] == 250
+    same = CliRunner().invoke(diff_command, [alpha.run_id, alpha.run_id, "--project", "beta", "--json", *where])
+    assert same.exit_code == 0, same.output
+    assert json.loads(same.output)["duration_ms"]["delta"] == 0
+    missing = CliRunner().invoke(diff_command, [alpha.run_id, alpha.run_id, "--project", "gamma", *where])
+    assert missing.exit_code == 1
+    assert "of project 'gamma'" in missing.output
+
+
+def test_api_diff_takes_each_runs_project(live: LiveReceiver) -> None:
+    """GET /api/diff: 409 for an id two projects use, project_a/project_b (or project) choose, unknown 400."""
+    alpha = typical_run(project="alpha")
+    beta = [{**event, "project": "beta"} for event in alpha.events]
+    assert live.post([*alpha.events, *beta]).json()["rejected"] == []
+    ids = {"a": alpha.run_id, "b": alpha.run_id}
+    assert live.get("/api/diff", params=ids).status_code == 409
+    both = live.get("/api/diff", params={**ids, "project_a": "alpha", "project_b": "beta"})
+    assert both.status_code == 200, both.text
+    assert live.get("/api/diff", params={**ids, "project": "alpha"}).status_code == 200
+    assert live.get("/api/diff", params={**ids, "project": "gamma"}).status_code == 404
+    unknown = live.get("/api/diff", params={**ids, "project_c": "alpha"})
+    assert unknown.status_code == 400
+    assert "project_c" in unknown.text

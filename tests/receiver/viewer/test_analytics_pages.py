@@ -78,3 +78,27 @@ def test_an_injected_error_message_stays_text(live: LiveReceiver, page: Any) -> 
     page.wait_for_selector("#errors-table tbody tr[data-fingerprint]", timeout=_WAIT_MS)
     assert XSS in page.text_content("#errors-table tbody")
     assert page.query_selector("#errors-table img") is None
+
+
+def test_an_error_groups_sample_links_to_its_projects_run(live: LiveReceiver, page: Any) -> None:
+    """Keys off, one run id failing in projects alpha and beta: the errors page links each sample to the run page
+    of its project, which loads that project's run (header, attempts, an attempt's panel) instead of a 409."""
+    run = failed_run(start_ns=time.time_ns() - _MINUTE_NS)
+    alpha = [{**event, "project": "alpha"} for event in run.events]
+    beta = [{**event, "project": "beta"} for event in run.events]
+    live.post([*alpha, *beta])
+    page.goto(f"{live.url}/#/errors")
+    page.wait_for_selector("#errors-table tbody tr[data-fingerprint] td a", timeout=_WAIT_MS)
+    links = page.eval_on_selector_all("#errors-table tbody td a", "links => links.map(a => a.getAttribute('href'))")
+    assert sorted(links) == [f"#/runs/{run.run_id}?project={project}" for project in ("alpha", "beta")]
+    for project in ("beta", "alpha"):
+        page.goto(f"{live.url}/#/errors")
+        page.click(f"#errors-table tbody td a[href$='project={project}']", timeout=_WAIT_MS)
+        page.wait_for_selector("#run-error", timeout=_WAIT_MS)
+        assert page.text_content(".facts [data-fact='project'] dd") == project
+        page.wait_for_selector("#attempt-count", timeout=_WAIT_MS)
+        assert page.text_content("#attempt-count") == "4 attempts"
+        page.click("#failing-node", timeout=_WAIT_MS)
+        page.wait_for_selector("#panel-error", timeout=_WAIT_MS)
+        assert f"project={project}" in page.evaluate("location.hash")
+    assert live.get(f"/api/viewer/runs/{run.run_id}").status_code == 409

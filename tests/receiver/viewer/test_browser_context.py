@@ -82,7 +82,7 @@ def test_context_filters_parent_link_and_children(live: LiveReceiver, page: Any)
     assert page.text_content("#run-header [data-fact=intent] dd") == "book a seat"
     page.click("#parent-link")
     page.wait_for_function(
-        "id => location.hash === `#/runs/${id}` && document.querySelector('#children')",
+        "id => location.hash === `#/runs/${id}?project=travel` && document.querySelector('#children')",
         arg=parent.run_id,
         timeout=_WAIT_MS,
     )

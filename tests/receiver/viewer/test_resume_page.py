@@ -136,3 +136,54 @@ def test_resume_without_a_configured_app_says_what_to_set(resumable: LiveReceive
     answer = httpx.post(f"{resumable.url}/api/runs/{run.run_id}/resume", timeout=30)
     assert answer.status_code == 409
     assert json.loads(answer.text)["error"].startswith("no app is configured to resume workflow 'other-flow'")
+
+
+@pytest.fixture
+def served_in_a_project(tmp_path: Path, resumable: LiveReceiver, app_port: int) -> Iterator[tuple[Workflow, str]]:
+    """:func:`served`, its runs in project ``shop`` (FLOWLEDGER_PROJECT)."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    wf = Workflow(folder, resumable)
+    wf.generate(http=True)
+    (folder / "calls.log").write_text("", encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, "wf.py", "--serve", "--port", str(app_port)],
+        cwd=folder,
+        env=wf.env() | {"FLOWLEDGER_PROJECT": "shop"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{app_port}"
+    try:
+        assert _wait_for(lambda: httpx.post(f"{url}/_flowledger/resume", json={}, timeout=2).status_code == 400)
+        yield wf, url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_resume_of_an_id_two_projects_use_reads_the_named_projects_run(
+    served_in_a_project: tuple[Workflow, str],
+) -> None:
+    """Keys off, the failed run's id also used in another project: POST /api/runs/{id}/resume?project=shop
+    forwards the run's project, so the app reads that run back (not a 409) and resumes it."""
+    from tests.receiver._support import RunEvents
+
+    wf, url = served_in_a_project
+    wf.fail(True)
+    answer = httpx.post(f"{url}/orders", json={"id": "A-1", "qty": 3}, timeout=30)
+    assert answer.status_code == 500
+    failed = answer.json()["run_id"]
+    wf.fail(False)
+    scope = {"project": "shop"}
+    assert _wait_for(lambda: wf.live.get(f"/api/runs/{failed}", params=scope).json().get("status") == "failed")
+    squat = RunEvents(project="other")
+    squat.run_id = failed
+    assert wf.live.post(squat.start().events).json()["rejected"] == []
+    (wf.folder / "calls.log").write_text("", encoding="utf-8")
+    resumed = httpx.post(f"{wf.live.url}/api/runs/{failed}/resume", params=scope, timeout=60)
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["status"] == "succeeded"
+    assert wf.calls() == ["price", "pack", "ship"]
+    run = wf.live.get(f"/api/runs/{resumed.json()['run_id']}").json()
+    assert (run["resumed_from"], run["project"]) == (failed, "shop")

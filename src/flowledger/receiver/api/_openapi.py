@@ -180,12 +180,15 @@ _INTEGRITY_PATHS: Final = {
 }
 
 
+_RUN_PROJECT_TEXT: Final = (
+    "The run of this project: runs are per project, and with API keys off one id may name runs of "
+    "several. With a key it may only repeat the key's project."
+)
 _RUN_PROJECT: Final = {
     "name": "project",
     "in": "query",
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"},
-    "description": "The run of this project: runs are per project, and with API keys off one id may name runs of "
-    "several. With a key it may only repeat the key's project.",
+    "description": _RUN_PROJECT_TEXT,
 }
 _AMBIGUOUS_RUN: Final = _error(
     "API keys are off and the run id is used in more than one project: name one with project=."
@@ -361,30 +364,40 @@ def _document() -> dict[str, Any]:
                 "get": {
                     "summary": "What a resume reads: trigger data and each node's outcome, "
                     "complete outputs checked against the ledger",
-                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "parameters": [
+                        {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        _RUN_PROJECT,
+                    ],
                     "responses": {
                         "200": {
                             "description": "The run, the tree head and per node its outcome, output text "
                             "(null unless captured in full and verified) and the problem that keeps it from reuse.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
+                        "400": _error("An unknown query parameter, or a project that is not the API key's."),
                         "401": _error("API keys are configured and the request has no valid one."),
                         "404": _error("No such run (or not in the key's project)."),
+                        "409": _AMBIGUOUS_RUN,
                     },
                 }
             },
             "/api/runs/{run_id}/chain": {
                 "get": {
                     "summary": "The chain of attempts a run is part of: the original run and its resumes",
-                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "parameters": [
+                        {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        _RUN_PROJECT,
+                    ],
                     "responses": {
                         "200": {
                             "description": "{runs: [{run_id, status, started_at, resumed_from}]}: the original, "
                             "then each resume after the run it resumes.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
+                        "400": _error("An unknown query parameter, or a project that is not the API key's."),
                         "401": _error("API keys are configured and the request has no valid one."),
                         "404": _error("No such run (or not in the key's project)."),
+                        "409": _AMBIGUOUS_RUN,
                     },
                 }
             },
@@ -392,15 +405,22 @@ def _document() -> dict[str, Any]:
                 "post": {
                     "summary": "Resume a run that did not succeed through its workflow's app "
                     "(FLOWLEDGER_RESUME_ENDPOINTS names it)",
-                    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "parameters": [
+                        {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        _RUN_PROJECT,
+                    ],
                     "responses": {
                         "200": {
                             "description": "{run_id, status} of the new run.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
+                        "400": _error("An unknown query parameter, or a project that is not the API key's."),
                         "401": _error("API keys are configured and the request has no valid one."),
                         "404": _error("No such run (or not in the key's project)."),
-                        "409": _error("The run succeeded or runs, no app is configured for it, or the app refused."),
+                        "409": _error(
+                            "The run succeeded or runs, no app is configured for it, or the app refused; or API keys "
+                            "are off and the run id is used in more than one project: name one with project=."
+                        ),
                         "502": _error("The workflow's app could not be reached or answered without JSON."),
                     },
                 }
@@ -411,6 +431,15 @@ def _document() -> dict[str, Any]:
                     "parameters": [
                         {"name": "a", "in": "query", "required": True, "schema": {"type": "string"}},
                         {"name": "b", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {**_RUN_PROJECT, "description": "Both runs of this project. " + _RUN_PROJECT_TEXT},
+                        *(
+                            {
+                                **_RUN_PROJECT,
+                                "name": f"project_{run}",
+                                "description": f"Run {run} of this project (instead of project). " + _RUN_PROJECT_TEXT,
+                            }
+                            for run in ("a", "b")
+                        ),
                     ],
                     "responses": {
                         "200": {
@@ -418,9 +447,12 @@ def _document() -> dict[str, Any]:
                             "status, duration and cost deltas and structural diffs of input and output.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
-                        "400": _error("A run id is missing, repeated, or a parameter is unknown."),
+                        "400": _error(
+                            "A run id is missing, repeated, a parameter is unknown, or a project is not the API key's."
+                        ),
                         "401": _error("API keys are configured and the request has no valid one."),
                         "404": _error("No such run (or not in the key's project)."),
+                        "409": _AMBIGUOUS_RUN,
                     },
                 }
             },
@@ -463,17 +495,22 @@ def _document() -> dict[str, Any]:
                             "required": True,
                             "schema": {"type": "integer", "minimum": 1, "maximum": 2**62},
                         },
+                        _RUN_PROJECT,
                     ],
                     "responses": {
                         "200": {
                             "description": "The entries, payloads (null when purged) and audit paths.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
-                        "400": _error("The size is not a whole number."),
+                        "400": _error(
+                            "The size is not a whole number, a query parameter is unknown, or a project is not the "
+                            "API key's."
+                        ),
                         "401": _error("API keys are configured and the request has no valid one."),
                         "404": _error(
                             "The run has no entry in that tree, the tree is smaller, or another project's run."
                         ),
+                        "409": _AMBIGUOUS_RUN,
                     },
                 }
             },
@@ -499,6 +536,7 @@ def _document() -> dict[str, Any]:
                             "in": "query",
                             "schema": {"type": "integer", "minimum": 1, "maximum": LOG_PAGE_MAX},
                         },
+                        _RUN_PROJECT,
                     ],
                     "responses": {
                         "200": {
@@ -506,9 +544,10 @@ def _document() -> dict[str, Any]:
                             "line's id as after= for the next page.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
-                        "400": _error("A bad span id or query parameter."),
+                        "400": _error("A bad span id or query parameter, or a project that is not the API key's."),
                         "401": _error("API keys are configured and the request has no valid one."),
                         "404": _error("There is no such run (or it is another project's)."),
+                        "409": _AMBIGUOUS_RUN,
                     },
                 }
             },

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from flowledger._exceptions import QueryParamError
 from flowledger._wire import LogLevel
 from flowledger.receiver._params import QueryParams
-from flowledger.receiver._state import error_response, project_of, receiver_of
+from flowledger.receiver._state import error_response, receiver_of, run_project_of
 from flowledger.receiver.store._logs import LOG_LINE_ID_MAX, LOG_PAGE_MAX
 
 __all__ = ["LOG_PARAMS", "ROUTES"]
@@ -30,7 +30,7 @@ async def attempt_logs(request: Request) -> Response:
         return error_response(400, f"span id {span_id[:40]!r} is not 16 lowercase hex digits")
     params = QueryParams(request, blank_is_absent=False)
     try:
-        params.expect(LOG_PARAMS)
+        project = run_project_of(request, others=LOG_PARAMS)
         level = params.choice("level", LogLevel)
         after = params.integer("after", default=0, low=0, high=LOG_LINE_ID_MAX)
         limit = params.integer("limit", default=LOG_PAGE_MAX, low=1, high=LOG_PAGE_MAX)
@@ -39,7 +39,7 @@ async def attempt_logs(request: Request) -> Response:
     page = await receiver_of(request).store.attempt_logs(
         run_id,
         span_id,
-        project=project_of(request),
+        project=project,
         min_level=0 if level is None else level.number,
         after_id=after,
         limit=limit,

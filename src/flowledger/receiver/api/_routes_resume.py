@@ -13,18 +13,30 @@ from flowledger._wire import RESUME_APP_PATH, RunStatus
 from flowledger.receiver._params import QueryParams
 from flowledger.receiver._resume_endpoints import RESUME_ENDPOINTS_ENV
 from flowledger.receiver._run_diff import diff_runs
-from flowledger.receiver._state import error_response, project_of, receiver_of
+from flowledger.receiver._state import (
+    RUN_PROJECT_PARAM,
+    error_response,
+    project_for_run,
+    receiver_of,
+    run_project_of,
+)
 
-__all__ = ["DIFF_PARAMS", "ROUTES"]
+__all__ = ["DIFF_PARAMS", "DIFF_PROJECT_PARAMS", "ROUTES"]
 
 DIFF_PARAMS: Final = ("a", "b")
 """The query parameters of ``GET /api/diff``: the two run ids, both required."""
+DIFF_PROJECT_PARAMS: Final = ("project_a", "project_b")
+"""The project of run ``a`` and of run ``b`` (``project`` names one for both), for a run id several projects use."""
 
 
 async def run_outputs(request: Request) -> Response:
     """The run's trigger data and each node's outcome, complete outputs checked against the ledger."""
     run_id = request.path_params["run_id"]
-    evidence = await receiver_of(request).store.resume_evidence(run_id, project=project_of(request))
+    try:
+        project = run_project_of(request)
+    except QueryParamError as exc:
+        return error_response(400, str(exc))
+    evidence = await receiver_of(request).store.resume_evidence(run_id, project=project)
     if evidence is None:
         return error_response(404, f"there is no run {run_id!r}")
     return JSONResponse(evidence)
@@ -33,7 +45,11 @@ async def run_outputs(request: Request) -> Response:
 async def run_chain(request: Request) -> Response:
     """The chain of attempts the run is part of: the original run, then each resume after the run it resumes."""
     run_id = request.path_params["run_id"]
-    chain = await receiver_of(request).store.resume_chain(run_id, project=project_of(request))
+    try:
+        project = run_project_of(request)
+    except QueryParamError as exc:
+        return error_response(400, str(exc))
+    chain = await receiver_of(request).store.resume_chain(run_id, project=project)
     if chain is None:
         return error_response(404, f"there is no run {run_id!r}")
     return JSONResponse({"runs": chain})
@@ -48,8 +64,12 @@ async def resume_run(request: Request) -> Response:
     import httpx
 
     run_id = request.path_params["run_id"]
+    try:
+        project = run_project_of(request)
+    except QueryParamError as exc:
+        return error_response(400, str(exc))
     receiver = receiver_of(request)
-    run = await receiver.store.run_header(run_id, project=project_of(request))
+    run = await receiver.store.run_header(run_id, project=project)
     if run is None:
         return error_response(404, f"there is no run {run_id!r}")
     if run["status"] in (RunStatus.SUCCEEDED, RunStatus.RUNNING):
@@ -64,7 +84,8 @@ async def resume_run(request: Request) -> Response:
         )
     try:
         async with httpx.AsyncClient(timeout=RESUME_TIMEOUT_S) as client:
-            answer = await client.post(base + RESUME_APP_PATH, json={"run_id": run_id})
+            # The app reads the run back with its project: the one the run has, whoever asked.
+            answer = await client.post(base + RESUME_APP_PATH, json={"run_id": run_id, "project": run["project"]})
     except httpx.HTTPError as exc:
         return error_response(502, f"the app of workflow {workflow_id!r} could not be reached: {type(exc).__name__}")
     try:
@@ -81,20 +102,21 @@ async def resume_run(request: Request) -> Response:
 
 
 async def diff(request: Request) -> Response:
-    """Run ``a`` compared with run ``b``, node by node."""
+    """Run ``a`` compared with run ``b``, node by node (each of ``project_a``/``project_b``, or ``project``)."""
     try:
         params = QueryParams(request, blank_is_absent=False)
-        params.expect(DIFF_PARAMS)
+        params.expect((*DIFF_PARAMS, RUN_PROJECT_PARAM, *DIFF_PROJECT_PARAMS))
         ids = [params.text(name) for name in DIFF_PARAMS]
+        both = project_for_run(request, params.text(RUN_PROJECT_PARAM))
+        projects = [project_for_run(request, params.text(name), name) or both for name in DIFF_PROJECT_PARAMS]
     except QueryParamError as exc:
         return error_response(400, str(exc))
     for name, value in zip(DIFF_PARAMS, ids, strict=True):
         if value is None:
             return error_response(400, f"query parameter {name} is required: the id of a run to compare")
     store = receiver_of(request).store
-    project = project_of(request)
     runs = []
-    for name, run_id in zip(DIFF_PARAMS, ids, strict=True):
+    for name, run_id, project in zip(DIFF_PARAMS, ids, projects, strict=True):
         assert run_id is not None
         run = await store.get_run(run_id, project=project)
         if run is None:

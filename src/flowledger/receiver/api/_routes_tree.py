@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from flowledger._exceptions import QueryParamError, StoreError
 from flowledger.receiver._params import QueryParams
-from flowledger.receiver._state import error_response, project_of, receiver_of
+from flowledger.receiver._state import error_response, receiver_of, run_project_of
 
 __all__ = ["ROUTES"]
 
@@ -51,10 +51,11 @@ async def run_proof(request: Request) -> Response:
     run_id = request.path_params["run_id"]
     try:
         size = QueryParams(request).integer("size", default=0, low=1, high=_MAX_SIZE)
+        project = run_project_of(request, others=("size",))
     except QueryParamError as exc:
         return error_response(400, str(exc))
     try:
-        proofs = await receiver_of(request).store.run_proof(run_id, size, project=project_of(request))
+        proofs = await receiver_of(request).store.run_proof(run_id, size, project=project)
     except StoreError as exc:  # the tree is smaller than that
         return error_response(404, str(exc))
     if not proofs:

@@ -72,21 +72,36 @@ def _print_diff(result: dict[str, Any]) -> None:
 @click.command("diff")
 @click.argument("run_a")
 @click.argument("run_b")
+@click.option(
+    "--project", default=None, help="Both runs of this project, when an id is used in several (runs are per project)."
+)
+@click.option("--project-a", default=None, help="RUN_A of this project (instead of --project).")
+@click.option("--project-b", default=None, help="RUN_B of this project (instead of --project).")
 @_json_option
 @_db_option(None)
 @_url_option
 @_key_option
 @_clean_errors
-def diff_command(run_a: str, run_b: str, as_json: bool, db: Path | None, url: str | None, api_key: str | None) -> None:
+def diff_command(
+    run_a: str,
+    run_b: str,
+    project: str | None,
+    project_a: str | None,
+    project_b: str | None,
+    as_json: bool,
+    db: Path | None,
+    url: str | None,
+    api_key: str | None,
+) -> None:
     """Compare two runs node by node: first divergence, status, duration and cost deltas, payload diffs."""
     from flowledger.receiver._run_diff import diff_runs
 
     source = _source(db, url, api_key)
     runs = []
-    for run_id in (run_a, run_b):
-        run = source.get_run(run_id)
+    for run_id, of in ((run_a, project_a or project), (run_b, project_b or project)):
+        run = source.get_run(run_id, of)
         if run is None:
-            _fail(f"there is no run {run_id!r}")
+            _fail(f"there is no run {run_id!r}" + ("" if of is None else f" of project {of!r}"))
             return
         runs.append(run)
     result = diff_runs(runs[0], runs[1])

@@ -139,12 +139,21 @@ def checkpoint_command(
 @click.argument("run_id")
 @click.option("--checkpoint", "checkpoint", type=_PATH, required=True, help="The signed checkpoint to prove against.")
 @click.option("-o", "--output", "output", type=_PATH, required=True, help="Write the proof (JSON) here.")
+@click.option(
+    "--project", default=None, help="The run of this project, when its id is used in several (runs are per project)."
+)
 @_db_option(None)
 @_url_option
 @_key_option
 @_clean_errors
 def prove_command(
-    run_id: str, checkpoint: Path, output: Path, db: Path | None, url: str | None, api_key: str | None
+    run_id: str,
+    checkpoint: Path,
+    output: Path,
+    project: str | None,
+    db: Path | None,
+    url: str | None,
+    api_key: str | None,
 ) -> None:
     """Export one run's ledger entries with inclusion proofs against a signed checkpoint, to check offline."""
     import json
@@ -156,9 +165,10 @@ def prove_command(
 
     text = checkpoint.read_text(encoding="utf-8")
     stated = read_unverified(text)
-    entries = _source(db, url, api_key).run_proof(run_id, stated.size)
+    entries = _source(db, url, api_key).run_proof(run_id, stated.size, project)
     if not entries:
-        raise ProofError(f"run {run_id} has no entry among the {stated.size} the checkpoint covers")
+        of = "" if project is None else f" of project {project!r}"
+        raise ProofError(f"run {run_id}{of} has no entry among the {stated.size} the checkpoint covers")
     document = run_proof_document(run_id, text, [(e.seq, e.entry, e.payload, e.path) for e in entries])
     write_atomically(output, json.dumps(document, ensure_ascii=False, indent=1) + "\n")
     purged = sum(e.payload is None for e in entries)

@@ -101,7 +101,7 @@ class Source(Protocol):
     def purge(self, selection: PurgeSelection) -> PurgeReport: ...
     def tree_head(self) -> TreeHead: ...
     def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]: ...
-    def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]: ...
+    def run_proof(self, run_id: str, tree_size: int, project: str | None = None) -> list[EntryProof]: ...
     def coverage(self, query: CoverageQuery) -> CoverageReport: ...
     def reconcile(self, *, repair: bool) -> ReconcileReport: ...
     def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]: ...
@@ -239,9 +239,9 @@ class DbSource:
         """The head and the consistency proof from ``old_size``."""
         return self._run(lambda store: store.consistency_proof(old_size))
 
-    def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]:
-        """A run's entries with audit paths in the tree of ``tree_size``."""
-        return self._run(lambda store: store.run_proof(run_id, tree_size))
+    def run_proof(self, run_id: str, tree_size: int, project: str | None = None) -> list[EntryProof]:
+        """A run's entries with audit paths in the tree of ``tree_size`` (``project``: the run of that project)."""
+        return self._run(lambda store: store.run_proof(run_id, tree_size, project=project))
 
     def coverage(self, query: CoverageQuery) -> CoverageReport:
         """Missing core events, read from the file."""
@@ -314,11 +314,9 @@ class UrlSource:
     def attempt_logs(
         self, run_id: str, span_id: str, after_id: int, project: str | None = None
     ) -> dict[str, Any] | None:
-        """A page of one attempt's log lines from ``GET /api/runs/{run_id}/attempts/{span_id}/logs``, or None.
-
-        The receiver reads the run of the API key's project (``project`` is for a database read directly).
-        """
-        response = self._request("GET", f"/api/runs/{run_id}/attempts/{span_id}/logs", {"after": after_id})
+        """A page of one attempt's log lines from ``GET /api/runs/{run_id}/attempts/{span_id}/logs``, or None."""
+        scope = {} if project is None else {"project": project}
+        response = self._request("GET", f"/api/runs/{run_id}/attempts/{span_id}/logs", {"after": after_id, **scope})
         if response.status_code == 404:
             return None
         page: dict[str, Any] = response.json()
@@ -428,9 +426,10 @@ class UrlSource:
         head = TreeHead(int(body["size"]), base64.b64decode(body["root"]))
         return head, [base64.b64decode(node) for node in body["path"]]
 
-    def run_proof(self, run_id: str, tree_size: int) -> list[EntryProof]:
+    def run_proof(self, run_id: str, tree_size: int, project: str | None = None) -> list[EntryProof]:
         """``GET /api/tree/runs/{run_id}``: the run's entries with audit paths ([] when it has none)."""
-        response = self._request("GET", f"/api/tree/runs/{run_id}", {"size": tree_size})
+        scope = {} if project is None else {"project": project}
+        response = self._request("GET", f"/api/tree/runs/{run_id}", {"size": tree_size, **scope})
         if response.status_code == 404:
             return []
         return [

@@ -19,6 +19,9 @@ JSON routes (all read-only, all scoped to the project of the request's API key):
 ``GET /api/viewer/runs/{run_id}/attempts/{span_id}/{kind}``     one payload of an attempt (input, output, error_stack)
 ``GET /api/viewer/runs/{run_id}/payload/{kind}``                the run's input or output
 ==============================================================  ==================================================
+
+Each ``/api/viewer/runs/{run_id}...`` route takes ``?project=``: the run of that project, when API keys are off
+and its id is used in several (409 without it); with a key it may only repeat the key's project.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver._context_params import CONTEXT_FIELD_PARAMS, context_filter
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
-from flowledger.receiver._state import error_response, project_of, receiver_of
+from flowledger.receiver._state import error_response, project_of, receiver_of, run_project_of
 from flowledger.receiver._trace_url import add_trace_url
 from flowledger.receiver.store._search import fts_query, looks_like_run_id
 from flowledger.receiver.store._views import (
@@ -251,9 +254,20 @@ def _not_found(run_id: str, span_id: str | None = None) -> Response:
     return error_response(404, f"run {run_id!r} has no node attempt {span_id!r}")
 
 
+def _run_project(request: Request, *others: str) -> str | Response | None:
+    """The project of the run the request names (the API key's, or ``?project=``; None for neither), or the 400
+    answer (an unknown parameter, or a project that is not the key's)."""
+    try:
+        return run_project_of(request, others=others)
+    except QueryParamError as exc:
+        return error_response(400, str(exc))
+
+
 async def api_run(request: Request) -> Response:
     """A run without its nodes, with small payloads and an overview of its attempts."""
-    run_id, project = request.path_params["run_id"], project_of(request)
+    run_id, project = request.path_params["run_id"], _run_project(request)
+    if isinstance(project, Response):
+        return project
     receiver = receiver_of(request)
     result = await _query(receiver.store.run_header(run_id, project=project))
     if isinstance(result, Response):
@@ -265,10 +279,11 @@ async def api_run(request: Request) -> Response:
 
 async def api_attempts(request: Request) -> Response:
     """Node attempts of a run in start order, ``?offset=&limit=``, without payloads."""
-    run_id, project = request.path_params["run_id"], project_of(request)
+    run_id, project = request.path_params["run_id"], _run_project(request, *ATTEMPTS_PARAMS)
+    if isinstance(project, Response):
+        return project
     params = QueryParams(request)
     try:
-        params.expect(ATTEMPTS_PARAMS)
         offset = params.integer("offset", default=0, low=0, high=MAX_OFFSET)
         limit = params.integer("limit", default=ATTEMPT_PAGE_DEFAULT, low=1, high=ATTEMPT_PAGE_MAX)
     except QueryParamError as exc:
@@ -282,7 +297,9 @@ async def api_attempts(request: Request) -> Response:
 
 async def api_attempt(request: Request) -> Response:
     """One node attempt with its payloads (large ones deferred)."""
-    run_id, span_id, project = request.path_params["run_id"], request.path_params["span_id"], project_of(request)
+    run_id, span_id, project = request.path_params["run_id"], request.path_params["span_id"], _run_project(request)
+    if isinstance(project, Response):
+        return project
     result = await _query(receiver_of(request).store.attempt_detail(run_id, span_id, project=project))
     if isinstance(result, Response):
         return result
@@ -300,7 +317,9 @@ def _raw_json(text: str) -> Response:
 async def api_attempt_payload(request: Request) -> Response:
     """One payload of a node attempt, exactly as stored."""
     run_id, span_id, asked = (request.path_params[k] for k in ("run_id", "span_id", "kind"))
-    project = project_of(request)
+    project = _run_project(request)
+    if isinstance(project, Response):
+        return project
     if asked not in set(PayloadKind):
         return error_response(404, f"a node attempt has no payload {asked!r}; ask for {', '.join(PayloadKind)}")
     kind = PayloadKind(asked)
@@ -314,7 +333,9 @@ async def api_attempt_payload(request: Request) -> Response:
 
 async def api_run_payload(request: Request) -> Response:
     """The run's input (trigger payload) or output, exactly as stored."""
-    run_id, asked, project = request.path_params["run_id"], request.path_params["kind"], project_of(request)
+    run_id, asked, project = request.path_params["run_id"], request.path_params["kind"], _run_project(request)
+    if isinstance(project, Response):
+        return project
     if asked not in RUN_PAYLOAD_KINDS:
         return error_response(404, f"a run has no payload {asked!r}; ask for {' or '.join(RUN_PAYLOAD_KINDS)}")
     kind = PayloadKind(asked)

@@ -18,7 +18,7 @@ import { StatsView } from "./stats.js";
 
 register(/^\/$/, (_match, params) => new ListView(params)); // first: the fallback
 register(/^\/runs\/([^/]+)$/, (match, params) => new RunView(decodeURIComponent(match[1]), params));
-register(/^\/diff\/([^/]+)\/([^/]+)$/, (match) => new DiffView(decodeURIComponent(match[1]), decodeURIComponent(match[2])));
+register(/^\/diff\/([^/]+)\/([^/]+)$/, (match, params) => new DiffView(decodeURIComponent(match[1]), decodeURIComponent(match[2]), params.get("project")));
 register(/^\/errors$/, (_match, params) => new ErrorsView(params));
 register(/^\/stats$/, (_match, params) => new StatsView(params));
 

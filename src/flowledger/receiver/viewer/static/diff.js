@@ -9,8 +9,8 @@ import { setCrumbs } from "./page.js";
 
 const MAX_CHANGES_SHOWN = 20;
 
-export function diffHref(a, b) {
-  return "#/diff/" + encodeURIComponent(a) + "/" + encodeURIComponent(b);
+export function diffHref(a, b, project) {
+  return "#/diff/" + encodeURIComponent(a) + "/" + encodeURIComponent(b) + (project ? "?project=" + encodeURIComponent(project) : "");
 }
 
 function signed(delta, fmt) {
@@ -40,9 +40,10 @@ function changeList(label, changes) {
 }
 
 export class DiffView {
-  constructor(a, b) {
+  constructor(a, b, project) {
     this.a = a;
     this.b = b;
+    this.project = project || null; // both runs of this project (the chain of attempts is one project's)
   }
 
   start() {
@@ -63,14 +64,14 @@ export class DiffView {
   }
 
   async load() {
-    const diff = await api("/api/diff", { a: this.a, b: this.b });
+    const diff = await api("/api/diff", { a: this.a, b: this.b, project: this.project });
     const app = clear(document.getElementById("app"));
     const side = (label, run) =>
       h(
         "div",
         { class: "diff-run", dataset: { side: label } },
         h("strong", { text: `${label} ` }),
-        h("a", { href: runHref(run.run_id), class: "mono", text: shortId(run.run_id) }),
+        h("a", { href: runHref(run.run_id, null, this.project), class: "mono", text: shortId(run.run_id) }),
         " ",
         statusBadge(run.status),
         h("span", { class: "muted small", text: ` ${run.workflow_id || ""} · ${fmtDuration(run.duration_ms)}` }),

@@ -55,10 +55,14 @@ export function safeExternalUrl(text) {
   }
 }
 
-export function runHref(runId, span) {
-  let href = "#/runs/" + encodeURIComponent(runId);
-  if (span) href += "?span=" + encodeURIComponent(span);
-  return href;
+/** A run page's hash; ``project`` names the run's project (runs are per project: with API keys off, one id
+ * may name runs of several, and the page asks for the one of that project). */
+export function runHref(runId, span, project) {
+  const query = new URLSearchParams();
+  if (span) query.set("span", span);
+  if (project) query.set("project", project);
+  const rest = query.toString();
+  return "#/runs/" + encodeURIComponent(runId) + (rest ? "?" + rest : "");
 }
 
 // --- copy ---------------------------------------------------------------------

@@ -16,7 +16,7 @@ const LEVELS = [
 const LOG_PAGE = 500;
 
 /** The Logs section of an attempt's panel; it loads its lines itself. */
-export function logsPanel(runId, spanId) {
+export function logsPanel(runId, spanId, project) {
   const list = h("ol", { class: "log-lines", id: "log-lines" });
   const status = h("p", { class: "muted small", id: "log-status", text: "Loading log lines…" });
   const more = h("button", { type: "button", class: "load", id: "log-more", text: "More lines", hidden: true });
@@ -41,7 +41,7 @@ export function logsPanel(runId, spanId) {
     const mine = token;
     let page;
     try {
-      page = await api(`/api/runs/${encodeURIComponent(runId)}/attempts/${encodeURIComponent(spanId)}/logs`, { level: select.value, after, limit: LOG_PAGE });
+      page = await api(`/api/runs/${encodeURIComponent(runId)}/attempts/${encodeURIComponent(spanId)}/logs`, { level: select.value, after, limit: LOG_PAGE, project });
     } catch (err) {
       showBanner(err.message);
       return;

@@ -24,6 +24,7 @@ export class RunView {
   constructor(runId, params) {
     this.runId = runId;
     this.selected = params.get("span") || null;
+    this.project = params.get("project") || null; // the run of this project, when its id is used in several
     this.run = null;
     this.pages = new Map(); // page index -> {generation, attempts}
     this.generation = 0; // bumped by a live refresh: pages on screen stay until their fresh copy arrives
@@ -79,7 +80,7 @@ export class RunView {
   }
 
   async load() {
-    const run = await api(`/api/viewer/runs/${encodeURIComponent(this.runId)}`);
+    const run = await api(`/api/viewer/runs/${encodeURIComponent(this.runId)}`, { project: this.project });
     this.apply(run);
     this.renderPayloads();
     if (this.selected) this.showAttempt(this.selected);
@@ -89,7 +90,7 @@ export class RunView {
   watch() {
     setLive(true, "live: updating");
     const stop = every(RUN_POLL_MS, async () => {
-      const run = await api(`/api/viewer/runs/${encodeURIComponent(this.runId)}`);
+      const run = await api(`/api/viewer/runs/${encodeURIComponent(this.runId)}`, { project: this.project });
       const wasActive = ACTIVE.has(this.run.status);
       // Attempts may have started, finished or moved: reload the pages on screen.
       this.generation += 1;
@@ -146,7 +147,7 @@ export class RunView {
     const failing = run.error?.node_id || (run.status !== "succeeded" ? run.attempts.failing_node_id : null);
     if (failing) {
       const span = run.attempts.failing_span_id;
-      fact("Failing node", span ? h("a", { href: runHref(run.run_id, span), class: "mono", id: "failing-node", text: failing }) : h("span", { class: "mono", text: failing }));
+      fact("Failing node", span ? h("a", { href: runHref(run.run_id, span, this.project), class: "mono", id: "failing-node", text: failing }) : h("span", { class: "mono", text: failing }));
     }
     contextFacts(run, fact);
     const traceUrl = safeExternalUrl(run.trace_url);
@@ -188,7 +189,7 @@ export class RunView {
     const run = this.run;
     const box = clear(this.payloads);
     const deferred = new Set(run.deferred || []);
-    const loader = (kind) => () => api(`/api/viewer/runs/${encodeURIComponent(run.run_id)}/payload/${kind}`);
+    const loader = (kind) => () => api(`/api/viewer/runs/${encodeURIComponent(run.run_id)}/payload/${kind}`, { project: this.project });
     const item = (title, kind, value) =>
       h("details", { class: "run-payload" }, h("summary", { text: title }), jsonView(value, { title, loadDeferred: deferred.has(kind) ? loader(kind) : null, size: run.payload_chars?.[kind] }));
     box.append(h("h3", { text: "Run payloads" }), item("Trigger input", "input", run.input), item("Run output", "output", run.output));
@@ -242,7 +243,7 @@ export class RunView {
     const kept = this.pages.get(index);
     if ((kept && kept.generation === this.generation) || this.loading.has(index)) return;
     const generation = this.generation;
-    const promise = api(`/api/viewer/runs/${encodeURIComponent(this.runId)}/attempts`, { offset: index * ATTEMPT_PAGE, limit: ATTEMPT_PAGE })
+    const promise = api(`/api/viewer/runs/${encodeURIComponent(this.runId)}/attempts`, { offset: index * ATTEMPT_PAGE, limit: ATTEMPT_PAGE, project: this.project })
       .then((page) => {
         this.pages.set(index, { generation, attempts: page.attempts });
         if (page.total !== this.total) {
@@ -349,7 +350,7 @@ export class RunView {
 
   select(span) {
     this.selected = span;
-    history.replaceState(null, "", runHref(this.runId, span));
+    history.replaceState(null, "", runHref(this.runId, span, this.project));
     this.schedule();
     this.showAttempt(span);
   }
@@ -358,7 +359,7 @@ export class RunView {
     const token = ++this.detailToken;
     let a;
     try {
-      a = await api(`/api/viewer/runs/${encodeURIComponent(this.runId)}/attempts/${encodeURIComponent(span)}`);
+      a = await api(`/api/viewer/runs/${encodeURIComponent(this.runId)}/attempts/${encodeURIComponent(span)}`, { project: this.project });
     } catch (err) {
       if (!quiet) showBanner(err.message);
       return;
@@ -390,7 +391,7 @@ export class RunView {
     panel.append(title, facts);
     panel.append(...[costBreakdown(a.cost, "panel-cost-breakdown"), metricsSection(a.metrics), artifactsSection(a.artifacts)].filter(Boolean));
     const deferred = new Set(a.deferred || []);
-    const loader = (kind) => () => api(`/api/viewer/runs/${encodeURIComponent(this.runId)}/attempts/${encodeURIComponent(a.span_id)}/${kind}`);
+    const loader = (kind) => () => api(`/api/viewer/runs/${encodeURIComponent(this.runId)}/attempts/${encodeURIComponent(a.span_id)}/${kind}`, { project: this.project });
     if (a.error) {
       const error = h("section", { class: "panel-error", id: "panel-error" }, h("h4", { text: "Error" }), h("div", {}, h("strong", { text: a.error.type || "error" }), h("span", { text: `: ${a.error.message || ""}` })));
       if (a.error.stack || deferred.has("error_stack")) {
@@ -407,7 +408,7 @@ export class RunView {
     panel.append(
       jsonView(a.input, { title: "Input", loadDeferred: deferred.has("input") ? loader("input") : null, size: a.payload_chars?.input }),
       jsonView(a.output, { title: "Output", loadDeferred: deferred.has("output") ? loader("output") : null, size: a.payload_chars?.output }),
-      logsPanel(this.runId, a.span_id),
+      logsPanel(this.runId, a.span_id, this.project),
     );
   }
 }
