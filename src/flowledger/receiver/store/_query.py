@@ -78,7 +78,8 @@ def past_cursor(cursor: RunPageCursor, *, newer: bool = False) -> tuple[str, lis
 
     One range of a listing index, ``(started_at, run_id) <= cursor``, whose first rows (the other projects'
     runs of the cursor's start time and id: a few at most) are kept by project; an old token without a
-    project stands after all of them. A cursor on a run without a start time matches none of them.
+    project stands after all of them. A cursor on a run without a start time (``started_at`` '') comes
+    before every started run here: :func:`keyset` pages those runs by id.
     """
     return _past("(r.started_at, r.run_id)", [cursor.started_at, cursor.run_id], cursor.namespace, newer=newer)
 
