@@ -61,17 +61,18 @@ class QueryParams:
                 f"unknown query {which} {listed}{more}; this route takes {', '.join(sorted(allowed)) or 'none'}"
             )
 
-    def _values(self, name: str) -> list[str]:
+    def _values(self, name: str, max_chars: int = MAX_PARAM_CHARS) -> list[str]:
         self._read.add(name)
         values = [raw for raw in self._params.getlist(name) if not (raw == "" and self._blank_is_absent)]
         for raw in values:
-            if len(raw) > MAX_PARAM_CHARS:
-                raise QueryParamError(f"query parameter {name} is longer than {MAX_PARAM_CHARS} characters")
+            if len(raw) > max_chars:
+                raise QueryParamError(f"query parameter {name} is longer than {max_chars} characters")
         return values
 
-    def text(self, name: str) -> str | None:
-        """The parameter's value, or None when it is not given; a 400 when it is given more than once."""
-        values = self._values(name)
+    def text(self, name: str, *, max_chars: int = MAX_PARAM_CHARS) -> str | None:
+        """The parameter's value, or None when it is not given; a 400 when it is given more than once or is
+        longer than ``max_chars``."""
+        values = self._values(name, max_chars)
         if len(values) > 1:
             raise QueryParamError(f"query parameter {name} is given {len(values)} times; give it once")
         return values[0] if values else None

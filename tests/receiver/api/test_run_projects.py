@@ -53,3 +53,30 @@ def test_show_names_the_choice_and_takes_project(shared: tuple[LiveReceiver, str
     shown = CliRunner().invoke(show_command, [run_id, "--json", "--project", "beta", *where])
     assert shown.exit_code == 0, shown.output
     assert '"project": "beta"' in shown.output
+
+
+def test_cursors_page_over_http_through_runs_of_one_id_and_long_project_names(live: LiveReceiver) -> None:
+    """GET /api/runs and /api/viewer/runs a run a page: four namespaces' runs of one id started at one instant
+    (one project named with the longest name a project may have) each come once; every cursor is taken back."""
+    longest = "p" * 128
+    run = RunEvents().start()
+    for project in ("alpha", longest, "zeta", None):
+        events = [{**event, "project": project} for event in run.events]
+        assert live.post(events).json()["rejected"] == []
+    expected = [(run.run_id, None), (run.run_id, "alpha"), (run.run_id, longest), (run.run_id, "zeta")]
+    seen, params = [], {"limit": "1"}
+    for _ in range(len(expected) + 1):
+        body = live.get("/api/runs", params=params).json()
+        seen += [(r["run_id"], r["project"]) for r in body["runs"]]
+        if body["next"] is None:
+            break
+        params = {"limit": "1", "cursor": body["next"]}
+    assert seen == expected
+    viewed, params = [], {"limit": "1"}
+    for _ in range(len(expected) + 1):
+        page = live.get("/api/viewer/runs", params=params).json()
+        viewed += [(r["run_id"], r["project"]) for r in page["runs"]]
+        if page["older"] is None:
+            break
+        params = {"limit": "1", "cursor": page["older"], "direction": "older"}
+    assert viewed == expected

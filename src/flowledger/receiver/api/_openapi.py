@@ -17,6 +17,7 @@ from flowledger.receiver.store._integrity import DRIFT_SAMPLES, CoverageKind, Co
 from flowledger.receiver.store._logs import LOG_LINE_ID_MAX, LOG_PAGE_MAX
 from flowledger.receiver.store._protocol import TOTAL_COUNT_MAX
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, detail_fields, listed_fields, record_schema
+from flowledger.receiver.store._views import CURSOR_MAX_CHARS
 
 __all__ = ["openapi_document"]
 
@@ -276,8 +277,9 @@ def _document() -> dict[str, Any]:
                         {
                             "name": "cursor",
                             "in": "query",
-                            "description": "The next of a previous answer: the page after it, as cheap at any depth.",
-                            "schema": {"type": "string", "maxLength": 256},
+                            "description": "The next of a previous answer: the page after it, as cheap at any depth. "
+                            "A cursor made by a receiver before runs were ordered by project too is still taken.",
+                            "schema": {"type": "string", "maxLength": CURSOR_MAX_CHARS},
                         },
                         {
                             "name": "q",

@@ -18,7 +18,7 @@ from flowledger.receiver._state import error_response, project_of, receiver_of, 
 from flowledger.receiver._trace_url import add_trace_url
 from flowledger.receiver.store._protocol import RunQuery
 from flowledger.receiver.store._search import ATTRIBUTE_PARAM_PREFIX, attribute_problem, fts_query
-from flowledger.receiver.store._views import RunPageCursor
+from flowledger.receiver.store._views import CURSOR_MAX_CHARS, RunPageCursor
 
 __all__ = ["DEFAULT_PAGE_LIMIT", "EXPORT_PARAMS", "LIST_PARAMS", "MAX_PAGE_LIMIT", "ROUTES"]
 
@@ -74,7 +74,7 @@ def _run_query(request: Request, *, paged: bool) -> RunQuery:
         if paged
         else MAX_PAGE_LIMIT,
         offset=params.integer("offset", default=0, low=0, high=MAX_OFFSET) if paged else 0,
-        cursor=_cursor(params.text("cursor")) if paged else None,
+        cursor=_cursor(params.text("cursor", max_chars=CURSOR_MAX_CHARS)) if paged else None,
         context=context_filter(params),
     )
 

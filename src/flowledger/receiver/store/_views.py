@@ -19,6 +19,7 @@ from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver.store._run_filter import RunContextFilter
 
 __all__ = [
+    "CURSOR_MAX_CHARS",
     "INLINE_PAYLOAD_MAX_CHARS",
     "PERCENTILE_SAMPLE_MAX",
     "RUN_ID_SEARCH_MAX_MATCHES",
@@ -32,6 +33,8 @@ __all__ = [
     "RunPageCursor",
 ]
 
+CURSOR_MAX_CHARS: Final = 512
+"""The longest cursor token a listing takes back: one on a run of a 128-character project name is about 270."""
 INLINE_PAYLOAD_MAX_CHARS: Final = 64 * 1024
 """A payload whose JSON text is longer than this is left out of an answer and loaded on demand."""
 PERCENTILE_SAMPLE_MAX: Final = 50_000

@@ -46,6 +46,7 @@ from flowledger.receiver._state import error_response, project_of, receiver_of, 
 from flowledger.receiver._trace_url import add_trace_url
 from flowledger.receiver.store._search import fts_query, looks_like_run_id
 from flowledger.receiver.store._views import (
+    CURSOR_MAX_CHARS,
     RUN_ID_SEARCH_MIN_CHARS,
     RUN_PAYLOAD_KINDS,
     PageDirection,
@@ -208,7 +209,7 @@ async def api_runs(request: Request) -> Response:
         params.expect(RUNS_PARAMS)
         run_filter = _filter(params, project_of(request))
         limit = params.integer("limit", default=RUN_PAGE_DEFAULT, low=1, high=RUN_PAGE_MAX)
-        token = params.text("cursor")
+        token = params.text("cursor", max_chars=CURSOR_MAX_CHARS)
         cursor = None if token is None else RunPageCursor.decode(token)
         direction = params.choice("direction", PageDirection) or PageDirection.OLDER
     except (QueryParamError, QueryError) as exc:
