@@ -171,7 +171,7 @@ def prepare_event(
     if type(raw) is not dict:
         return Rejection(index, f"event must be a JSON object, not {type(raw).__name__}")
     full, by_kind = _validators()
-    kind = raw.get("kind")
+    kind: Any = raw.get("kind")  # a str of the enum once the schema passed it
     validate = by_kind.get(kind, full) if type(kind) is str else full
     try:
         if not validate.is_valid(raw):
