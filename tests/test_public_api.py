@@ -196,7 +196,8 @@ def test_importing_the_sdk_does_not_import_the_receiver_stack() -> None:
         "import sys, flowledger, flowledger.workflow, flowledger.workflow.executors\n"
         "flowledger.workflow.executors.executor_named('local')\n"
         "heavy = ('starlette', 'uvicorn', 'aiosqlite', 'jinja2', 'yaml', 'click', 'rich', 'fastjsonschema',\n"
-        "         'prefect', 'langgraph', 'langchain_core', 'celery', 'kombu', 'billiard', 'redis', 'asyncpg')\n"
+        "         'prefect', 'langgraph', 'langchain_core', 'celery', 'kombu', 'billiard', 'redis', 'asyncpg',\n"
+        "         'msgspec', 'jsonschema_rs')\n"
         "assert not [m for m in sys.modules if m.startswith('flowledger.adapters')], 'an adapter was imported'\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
     )

@@ -26,7 +26,7 @@ from typing import Any, Final
 import jsonschema_rs
 
 from flowledger._wire import EventKind, event_schema
-from flowledger.receiver._blobs import take_blobs
+from flowledger.receiver._blobs import BLOB_PREFIXES, take_blobs
 from flowledger.receiver._config import IngestLimits
 from flowledger.receiver.store._canonical import canonical, canonical_utf8
 from flowledger.receiver.store._event import PreparedEvent
@@ -37,6 +37,8 @@ __all__ = ["Rejection", "prepare_event"]
 
 _LONG_DURATION_MS: Final = 1e12
 """Durations up to about 31 years skip the finish-time check (no timestamp the schema allows overflows then)."""
+_FULL_CAPTURE_KEYS: Final = {kind: {f"{p}_full" for p in prefixes} for kind, prefixes in BLOB_PREFIXES.items()}
+"""Per event kind, the keys of payloads captured in full (see ``_blobs``)."""
 _KINDS: Final = {kind.value: kind for kind in EventKind}
 """Event kinds by wire name (a dict lookup is cheaper than calling the Enum)."""
 _MESSAGE_CHARS: Final = 240
@@ -169,7 +171,7 @@ def prepare_event(
     if type(raw) is not dict:
         return Rejection(index, f"event must be a JSON object, not {type(raw).__name__}")
     full, by_kind = _validators()
-    kind = raw.get("kind")
+    kind: Any = raw.get("kind")  # a str of the enum once the schema passed it
     validate = by_kind.get(kind, full) if type(kind) is str else full
     try:
         if not validate.is_valid(raw):
@@ -203,9 +205,12 @@ def prepare_event(
             completed_at(started_at or ts, duration_ms)
         except OverflowError:
             return Rejection(index, "event.data.duration_ms: the run or node would finish after the year 9999")
-    blobs, blob_error = take_blobs(kind, data) if kind == "node_finished" or kind == "run_started" else ((), None)
-    if blob_error is not None:
-        return Rejection(index, blob_error)
+    blobs: tuple[tuple[str, str], ...] = ()
+    full_keys = _FULL_CAPTURE_KEYS.get(kind)  # take_blobs only when such a key is there: it is seldom
+    if full_keys is not None and not full_keys.isdisjoint(data):
+        blobs, blob_error = take_blobs(kind, data)
+        if blob_error is not None:
+            return Rejection(index, blob_error)
     try:
         body_bytes = canonical_utf8(raw, plain_floats=plain_floats)
     except UnicodeEncodeError:
