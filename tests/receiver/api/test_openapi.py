@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -138,3 +139,25 @@ def test_export_format_enum_is_export_format() -> None:
     parameters = openapi_document()["paths"]["/api/export"]["get"]["parameters"]
     (fmt,) = [p for p in parameters if p["name"] == "format"]
     assert fmt["schema"]["enum"] == [f.value for f in ExportFormat]
+
+
+def test_every_parameter_pattern_bounds_the_whole_value() -> None:
+    """A parameter's pattern is anchored at both ends and refuses a NUL (the receiver refuses one anywhere in the URL).
+
+    An unanchored pattern such as ``^NAME=`` let the fuzzer send a NUL after it, which the document allowed and the
+    receiver answered 400.
+    """
+    for path, operations in openapi_document()["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", ()):
+                schema = parameter.get("schema", {})
+                for text in (schema, schema.get("items", {})):
+                    pattern = text.get("pattern")
+                    if pattern is None:
+                        continue
+                    where = f"{method.upper()} {path} {parameter['name']}"
+                    assert pattern[:1] + pattern[-1:] == "^$", f"{where}: {pattern!r} is not anchored"
+                    for negated in re.findall(r"\[\^[^\]]*\]", pattern):
+                        assert "\\u0000" in negated, f"{where}: {negated!r} in {pattern!r} admits a NUL"
+                    outside = re.sub(r"\[[^\]]*\]|\\.", "", pattern)
+                    assert "." not in outside, f"{where}: {pattern!r} admits any character"

@@ -288,7 +288,7 @@ def _document() -> dict[str, Any]:
                             "word (a word ending in * as a prefix); text that starts a run id lists those runs. "
                             "Filter on run attributes with attr.KEY=VALUE (repeatable; values compared as text). "
                             "It needs a letter or digit to search for (a 400 otherwise).",
-                            "schema": {"type": "string", "maxLength": 256, "pattern": "\\w"},
+                            "schema": {"type": "string", "maxLength": 256, "pattern": "^[^\\u0000]*\\w[^\\u0000]*$"},
                         },
                     ],
                     "responses": {

@@ -89,7 +89,7 @@ _ROW_SCHEMA: Final[dict[str, Any]] = {
 _TIME_SCHEMA: Final = {
     "type": "string",
     "format": "date-time",
-    "pattern": "^(1[0-9]{3}|[2-8][0-9]{3}|9[0-8][0-9]{2})-",
+    "pattern": "^(1[0-9]{3}|[2-8][0-9]{3}|9[0-8][0-9]{2})-[^\\u0000]*$",
     "description": "RFC 3339 with an offset; years 1000 to 9899 (so that making it UTC stays in range).",
 }
 
@@ -108,7 +108,10 @@ CUSTOM_METRICS_PATH: Final[dict[str, Any]] = {
                 "description": "May repeat: NAME=VALUE, rows whose labels include it.",
                 "style": "form",
                 "explode": True,
-                "schema": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}="}},
+                "schema": {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}=[^\\u0000]*$"},
+                },
             },
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ROWS}},
         ],
