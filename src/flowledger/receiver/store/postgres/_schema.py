@@ -33,6 +33,7 @@ from flowledger.receiver.store.postgres._purge import PURGED_TOTALS_PG_SCHEMA
 from flowledger.receiver.store.postgres._search import SEARCH_PG_SCHEMA
 from flowledger.receiver.store.postgres._spans import SPANS_PG_SCHEMA
 from flowledger.receiver.store.postgres._stats import STATS_PG_SCHEMA
+from flowledger.receiver.store.postgres._verify import LEDGER_V1_PG_SCHEMA
 
 if TYPE_CHECKING:
     import asyncpg
@@ -178,6 +179,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ERROR_GROUPS_PG_SCHEMA + STATS_PG_SCHEMA,
     CUSTOM_METRICS_PG_SCHEMA,
     SEARCH_PG_SCHEMA,
+    LEDGER_V1_PG_SCHEMA,
 )
 """Each script brings the schema one version up; append new ones at the end."""
 

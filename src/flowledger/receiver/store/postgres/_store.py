@@ -12,10 +12,10 @@ receiver at a time: the one holding a session-level advisory lock on a
 dedicated connection; when its process dies the lock goes with its session
 and the next receiver to sweep takes over.
 
-What this engine does not implement yet (verifying a ledger converted from
-format 1) raises :class:`NotBuiltError` (a StoreError) naming it (whole
-methods would be listed in :data:`NOT_BUILT`); it never answers wrongly, and
-the receiver answers it with 501.
+Every method of the protocol is built, and the Store conformance suite runs
+each of its tests on this engine as on SQLite. A ledger converted from
+format 1 on SQLite and copied here by ``flowledger migrate`` verifies as it
+does there (:mod:`._verify`).
 """
 
 from __future__ import annotations
@@ -25,16 +25,16 @@ import hashlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Any, Final, TypeVar
 
 import asyncpg
 
-from flowledger._exceptions import NotBuiltError, SchemaVersionError, StoreError, UnstorableError
+from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
 from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import CHILDREN_COUNT_MAX, CHILDREN_LISTED_MAX, children_json
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
-from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, payload_hash, purge_entry
+from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, payload_hash, purge_entry
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
@@ -75,7 +75,6 @@ from flowledger.receiver.store._search import looks_like_run_id
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._stats import StatsQuery
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
-from flowledger.receiver.store._verify import EntryWalker
 from flowledger.receiver.store._views import (
     PERCENTILE_SAMPLE_MAX,
     PageDirection,
@@ -106,8 +105,9 @@ from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrat
 from flowledger.receiver.store.postgres._search import pg_hits_capped, pg_runs_where
 from flowledger.receiver.store.postgres._spans import pg_trace, store_pg_spans
 from flowledger.receiver.store.postgres._stats import pg_stats_groups
-from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof, verify_tree
+from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof
 from flowledger.receiver.store.postgres._url import check_postgres_url, redacted
+from flowledger.receiver.store.postgres._verify import pg_verify
 from flowledger.receiver.store.postgres._viewer import (
     check_run_payload_kind,
     pg_attempt_detail,
@@ -120,10 +120,9 @@ from flowledger.receiver.store.postgres._viewer import (
     pg_viewer_runs,
 )
 
-__all__ = ["CHAIN_LOCK", "NOT_BUILT", "SWEEPER_LOCK", "SWEEPER_NAME", "PostgresStore"]
+__all__ = ["CHAIN_LOCK", "SWEEPER_LOCK", "SWEEPER_NAME", "PostgresStore"]
 
 _T = TypeVar("_T")
-ENGINE: Final = "PostgreSQL"
 CHAIN_LOCK: Final = 0x666C6F77636861  # "flowcha": the chain's one serialisation point
 SWEEPER_LOCK: Final = 0x666C6F77737765  # "flowswe": held by the sweeping receiver's session
 SWEEPER_NAME: Final = "flowledger sweeper"
@@ -164,22 +163,6 @@ _LAST_HEARD_SQL: Final = (
 )
 _RUN: Final = f"run_id, {PG_SPACE.format('')}"
 """What names a run (its id and its project's namespace), as a row value."""
-_VERIFY_SQL: Final = (
-    "SELECT l.seq, l.event_id, l.run_id, l.kind, l.ts, l.entry, l.payload_hash, l.prev_hash, l.hash, "
-    "convert_to(p.body, 'UTF8') FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
-    "WHERE l.seq > $1 ORDER BY l.seq LIMIT $2"
-)
-
-NOT_BUILT: Final[tuple[str, ...]] = ()
-"""Store methods the PostgreSQL engine does not implement yet: each raises StoreError naming itself (none now;
-parts of methods still raise it, naming the part)."""
-
-
-def _not_built(what: str) -> NoReturn:
-    raise NotBuiltError(
-        f"{what} is not built yet in the {ENGINE} engine; use a SQLite database (--db PATH) for it "
-        "(docs/postgres.md lists what this engine does)"
-    )
 
 
 class PostgresStore:
@@ -568,43 +551,9 @@ class PostgresStore:
         )
 
     async def verify(self, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
-        """Walk the chain from the first row (in one snapshot); also check ``(seq, hex hash)`` checkpoints."""
-        async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            origin = await conn.fetchrow("SELECT v1_head_seq, v1_head_hash FROM ledger_origin")
-            v1_seq, v1_hash = (int(origin[0]), bytes(origin[1])) if origin else (0, GENESIS_HASH)
-            if v1_seq:
-                _not_built("verifying a ledger converted from format 1")
-            walker = EntryWalker(migrated_genesis(v1_seq, v1_hash))
-            for seq, _ in checkpoints:
-                walker.watch(seq)
-            last = 0
-            while True:
-                rows = await conn.fetch(_VERIFY_SQL, last, _STREAM_CHUNK)
-                if not rows:
-                    break
-                last = int(rows[-1][0])
-                if not walker.feed([tuple(row) for row in rows]):
-                    break
-            report = walker.report()
-            if report.ok:
-                report = await verify_tree(conn, report, walker.tree_nodes)
-        if report.ok:
-            for seq, expected in checkpoints:
-                found = walker.hashes_at.get(seq)
-                if found != expected:
-                    problem = (
-                        f"checkpoint {seq}:{expected[:12]}... does not match: the row's hash is now {found}"
-                        if found
-                        else f"checkpoint row {seq} is no longer in the ledger (the chain was truncated)"
-                    )
-                    return dataclasses.replace(
-                        report,
-                        ok=False,
-                        first_bad_seq=seq,
-                        first_bad_event_id=walker.event_ids_at.get(seq),
-                        problem=problem,
-                    )
-        return report
+        """Walk the chain from its origin (on one snapshot); also check ``(seq, hex hash)`` checkpoints."""
+        async with self._reader() as conn:
+            return await pg_verify(conn, checkpoints)
 
     async def purge(self, selection: PurgeSelection) -> PurgeReport:
         """Erase the selected runs and append the purge entry, in one transaction under the chain's lock."""
