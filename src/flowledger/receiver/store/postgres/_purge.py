@@ -24,17 +24,7 @@ from flowledger.receiver.store._purge import PurgeWork
 from flowledger.receiver.store.postgres._dialect import numbered
 from flowledger.receiver.store.postgres._error_groups import forget_pg_purged_samples
 
-__all__ = ["PURGED_TOTALS_PG_SCHEMA", "pg_purge_runs"]
-
-PURGED_TOTALS_PG_SCHEMA: Final = """
--- Figures that outlive purges: per workflow, project, UTC day and status, the runs purged so far.
-CREATE TABLE purged_totals (
-    workflow_id text COLLATE "C" NOT NULL, project text COLLATE "C" NOT NULL, day text COLLATE "C" NOT NULL,
-    status text COLLATE "C" NOT NULL, runs bigint NOT NULL, cost_usd double precision NOT NULL,
-    duration_ms_sum double precision NOT NULL, durations bigint NOT NULL, duration_ms_max double precision,
-    PRIMARY KEY (workflow_id, project, day, status)
-);
-"""
+__all__ = ["pg_purge_runs"]
 
 _ROLL_UP: Final = """
 INSERT INTO purged_totals AS t

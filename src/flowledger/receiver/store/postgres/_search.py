@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LEXEME_MAX_BYTES",
-    "SEARCH_PG_SCHEMA",
     "SEARCH_WINDOW",
     "log_texts",
     "pg_attribute_clause",
@@ -62,24 +61,6 @@ __all__ = [
     "tsquery",
     "tsvector",
 ]
-
-SEARCH_PG_SCHEMA: Final = f"""
--- Full-text search over errors, payload text and log lines: the text with its tokens (a tsvector, indexed
--- with GIN) and its run (id and project: ids are per project); a purge deletes a run's rows.
-CREATE TABLE search_text (
-    id bigserial PRIMARY KEY, run_id text COLLATE "C" NOT NULL, project text COLLATE "C",
-    source text COLLATE "C" NOT NULL, text text NOT NULL, words tsvector NOT NULL
-);
-CREATE INDEX search_text_by_run ON search_text (run_id, {PG_SPACE.format("")});
-CREATE INDEX search_text_words ON search_text USING gin (words) WITH (fastupdate = off);
--- Each run's scalar attributes, for attr.KEY=VALUE filters: a range of the unique index.
-CREATE TABLE run_attributes (
-    key text COLLATE "C" NOT NULL, value text COLLATE "C" NOT NULL, run_id text COLLATE "C" NOT NULL,
-    project text COLLATE "C"
-);
-CREATE UNIQUE INDEX run_attributes_once ON run_attributes (key, value, run_id, {PG_SPACE.format("")});
-CREATE INDEX run_attributes_by_run ON run_attributes (run_id, {PG_SPACE.format("")});
-"""
 
 LEXEME_MAX_BYTES: Final = 2_000
 """Bytes of a token kept in a ``tsvector`` (PostgreSQL's limit is 2,047; a search word is at most 1,024)."""

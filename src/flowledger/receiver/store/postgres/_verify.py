@@ -19,20 +19,7 @@ from flowledger.receiver.store._verify import EntryRow, Format1HashRow, TreeNode
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["LEDGER_V1_PG_SCHEMA", "pg_verify"]
-
-LEDGER_V1_PG_SCHEMA: Final = """
--- The format-1 hash of every row of a ledger converted from format 1 (copied from SQLite), so checkpoints
--- taken before the conversion still check; ledger_origin holds that ledger's format-1 head.
-CREATE TABLE ledger_v1 (seq bigint PRIMARY KEY, hash bytea NOT NULL);
-CREATE TRIGGER ledger_v1_no_update BEFORE UPDATE ON ledger_v1 FOR EACH ROW
-EXECUTE FUNCTION flowledger_refuse('the ledger is append-only: UPDATE is refused');
-CREATE TRIGGER ledger_v1_no_delete BEFORE DELETE ON ledger_v1 FOR EACH ROW
-EXECUTE FUNCTION flowledger_refuse('the ledger is append-only: DELETE is refused');
-CREATE TRIGGER ledger_v1_no_truncate BEFORE TRUNCATE ON ledger_v1 FOR EACH STATEMENT
-EXECUTE FUNCTION flowledger_refuse('the ledger is append-only: TRUNCATE is refused');
-"""
-"""Schema version 14."""
+__all__ = ["pg_verify"]
 
 _ENTRIES_SQL: Final = (
     "SELECT l.seq, l.event_id, l.run_id, l.kind, l.ts, l.entry, l.payload_hash, l.prev_hash, l.hash, "
