@@ -323,6 +323,33 @@ EXECUTE FUNCTION flowledger_refuse('the ledger is append-only: TRUNCATE is refus
 """
 """The format-1 hashes of a ledger converted from format 1."""
 
+_SEARCH_HITS_BY_WINDOWS: Final = """
+-- The run ids of the newest `wanted` texts matching a search, newest first. The texts are read in windows of
+-- ids from the newest, each four times as wide as the one before, each with a LIMIT of the hits still wanted:
+-- a common word stops within the first windows, a rare one is found through the GIN index window by window.
+-- EXECUTE plans each window for its own search and bounds (never a generic plan that ignores how common the
+-- word is), so PostgreSQL picks the index that stops soonest.
+CREATE FUNCTION flowledger_search_hits(query tsquery, wanted integer, first_window bigint) RETURNS text[]
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  hi bigint := (SELECT max(id) FROM search_text);
+  width bigint := greatest(first_window, 1);
+  found text[] := '{}';
+  more text[];
+BEGIN
+  WHILE hi > 0 AND cardinality(found) < wanted LOOP
+    EXECUTE 'SELECT array_agg(h.run_id ORDER BY h.id DESC) FROM (SELECT s.id, s.run_id FROM search_text s '
+            'WHERE s.words @@ $1 AND s.id > $2 AND s.id <= $3 ORDER BY s.id DESC LIMIT $4) h'
+      INTO more USING query, hi - width, hi, wanted - cardinality(found);
+    found := found || coalesce(more, '{}');
+    hi := hi - width;
+    width := width * 4;
+  END LOOP;
+  RETURN found;
+END $$;
+"""
+"""Searches read the newest hits window by window."""
+
 MIGRATIONS: Final[tuple[str, ...]] = (
     _REFUSE + _LEDGER + _RUNS_AND_ATTEMPTS,
     _LOG_LINES,
@@ -338,5 +365,6 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     _CUSTOM_METRICS,
     _FULL_TEXT_SEARCH,
     _FORMAT1_HASHES,
+    _SEARCH_HITS_BY_WINDOWS,
 )
 """Each script brings the schema one version up (version N is ``MIGRATIONS[N - 1]``); append new ones at the end."""

@@ -102,7 +102,7 @@ from flowledger.receiver.store.postgres._projector import (
 from flowledger.receiver.store.postgres._purge import pg_purge_runs
 from flowledger.receiver.store.postgres._reconcile import PG_RECONCILE_IO
 from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrate_postgres
-from flowledger.receiver.store.postgres._search import pg_hits_capped, pg_runs_where
+from flowledger.receiver.store.postgres._search import pg_runs_where, pg_search_hits
 from flowledger.receiver.store.postgres._spans import pg_trace, store_pg_spans
 from flowledger.receiver.store.postgres._stats import pg_stats_groups
 from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof
@@ -419,7 +419,8 @@ class PostgresStore:
         """A page of runs, newest first (start time, then run id; runs without a start last); keyset after a cursor."""
         async with self._reader() as conn:
             query = await self._without_run_id_search(conn, query)
-            where, params = self._where(query)
+            hits, hits_capped = (None, False) if query.search is None else await pg_search_hits(conn, query.search)
+            where, params = pg_runs_where(query, hits=hits)  # the hits read once for the page and its count
             keyset, keyset_params = _keyset(query.cursor)
             page_where = (where + keyset) if where else (" WHERE TRUE" + keyset if keyset else "")
             page_params = [*params, *keyset_params]
@@ -438,7 +439,6 @@ class PostgresStore:
                     TOTAL_COUNT_MAX + 1,
                 )
             )
-            hits_capped = await pg_hits_capped(conn, query.search)
         runs = [run_json(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
         after = RunPageCursor(runs[-1]["started_at"] or "", runs[-1]["run_id"]) if more else None
