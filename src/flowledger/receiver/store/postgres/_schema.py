@@ -22,7 +22,7 @@ from flowledger.receiver.store.postgres._migrations import MIGRATIONS
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["MIGRATIONS", "PG_SCHEMA_VERSION", "column_type", "migrate_postgres"]
+__all__ = ["MIGRATIONS", "PG_SCHEMA_VERSION", "check_pg_version", "column_type", "migrate_postgres"]
 
 TEXT: Final = 'text COLLATE "C"'
 
@@ -72,3 +72,20 @@ async def migrate_postgres(conn: asyncpg.Connection, *, name: str) -> int:
             await conn.execute(MIGRATIONS[version])
             await conn.execute("UPDATE flowledger_schema SET version = $1", version + 1)
     return current
+
+
+async def check_pg_version(conn: asyncpg.Connection, *, name: str) -> None:
+    """Refuse (read-only) a database without a flowledger schema, or with another version of it."""
+    if not await conn.fetchval("SELECT to_regclass('flowledger_schema') IS NOT NULL"):
+        raise StoreError(f"{name} holds no flowledger ledger yet; start `flowledger serve --db URL` on it first")
+    version = int(await conn.fetchval("SELECT version FROM flowledger_schema"))
+    if version > PG_SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the database has schema version {version}, newer than the {PG_SCHEMA_VERSION} this flowledger knows; "
+            "upgrade flowledger to open it"
+        )
+    if version < PG_SCHEMA_VERSION:
+        raise StoreError(
+            f"{name} has schema version {version}, older than this flowledger's {PG_SCHEMA_VERSION}; "
+            "start `flowledger serve --db URL` on it once to bring it up to date"
+        )
