@@ -324,11 +324,11 @@ EXECUTE FUNCTION flowledger_refuse('the ledger is append-only: TRUNCATE is refus
 """The format-1 hashes of a ledger converted from format 1."""
 
 _SEARCH_HITS_BY_WINDOWS: Final = """
--- The run ids of the newest `wanted` texts matching a search, newest first. The texts are read in windows of
--- ids from the newest, each four times as wide as the one before, each with a LIMIT of the hits still wanted:
--- a common word stops within the first windows, a rare one is found through the GIN index window by window.
--- EXECUTE plans each window for its own search and bounds (never a generic plan that ignores how common the
--- word is), so PostgreSQL picks the index that stops soonest.
+-- The run ids of the newest `wanted` texts matching a search, newest first. First any `wanted` matches, in no
+-- order: fewer than that are all of them (a rare word, read through the GIN index), sorted and done. Else three
+-- windows of ids from the newest, `first_window` wide and then four times wider each, then the older rest,
+-- each read with a LIMIT of the hits still wanted: a common word stops within the windows. EXECUTE plans each
+-- query for its own search and bounds (never a generic plan that ignores how common the words are).
 CREATE FUNCTION flowledger_search_hits(query tsquery, wanted integer, first_window bigint) RETURNS text[]
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -336,8 +336,16 @@ DECLARE
   width bigint := greatest(first_window, 1);
   found text[] := '{}';
   more text[];
+  matched bigint;
 BEGIN
-  WHILE hi > 0 AND cardinality(found) < wanted LOOP
+  EXECUTE 'SELECT array_agg(h.run_id ORDER BY h.id DESC), count(*) FROM (SELECT s.id, s.run_id FROM search_text s '
+          'WHERE s.words @@ $1 LIMIT $2) h'
+    INTO more, matched USING query, wanted;
+  IF matched < wanted THEN
+    RETURN coalesce(more, '{}');
+  END IF;
+  FOR step IN 1..3 LOOP
+    EXIT WHEN hi <= 0 OR cardinality(found) >= wanted;
     EXECUTE 'SELECT array_agg(h.run_id ORDER BY h.id DESC) FROM (SELECT s.id, s.run_id FROM search_text s '
             'WHERE s.words @@ $1 AND s.id > $2 AND s.id <= $3 ORDER BY s.id DESC LIMIT $4) h'
       INTO more USING query, hi - width, hi, wanted - cardinality(found);
@@ -345,6 +353,12 @@ BEGIN
     hi := hi - width;
     width := width * 4;
   END LOOP;
+  IF hi > 0 AND cardinality(found) < wanted THEN
+    EXECUTE 'SELECT array_agg(h.run_id ORDER BY h.id DESC) FROM (SELECT s.id, s.run_id FROM search_text s '
+            'WHERE s.words @@ $1 AND s.id <= $2 ORDER BY s.id DESC LIMIT $3) h'
+      INTO more USING query, hi, wanted - cardinality(found);
+    found := found || coalesce(more, '{}');
+  END IF;
   RETURN found;
 END $$;
 """

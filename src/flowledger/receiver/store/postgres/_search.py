@@ -23,12 +23,13 @@ engine's FTS5 index answers for the same words:
 - As on SQLite, a search reads at most :data:`~.._search.SEARCH_HITS_MAX`
   matching texts, newest first (a listing then says ``total_capped``). A GIN
   index returns a word's matches in no order, so the newest are found by
-  ``flowledger_search_hits`` (schema version 15) in windows of text ids from
-  the newest, :data:`SEARCH_FIRST_WINDOW` wide and then four times wider
-  each, each with a LIMIT of the hits still wanted and planned for its own
-  word and bounds: a common word stops after a few thousand texts (read
-  newest first by the primary key), a rare one is read from the GIN index,
-  and no search reads every match of a word.
+  ``flowledger_search_hits`` (schema version 15): any SEARCH_HITS_MAX + 1
+  matches first (fewer are all of them: a rare word, from the GIN index),
+  else three windows of text ids from the newest,
+  :data:`SEARCH_FIRST_WINDOW` wide and then four times wider each, then the
+  older rest, each with a LIMIT of the hits still wanted and planned for its
+  own words and bounds: a common word stops within the windows, read newest
+  first along the primary key.
 
 A lexeme of a ``tsvector`` holds at most 2,047 bytes: a longer token is cut to
 :data:`LEXEME_MAX_BYTES`, longer than any word a search can hold, so it still
