@@ -93,9 +93,7 @@ def fill_texts(path: Path) -> None:
     """Index each run's payload, error and log line as the projector would (bulk: the FTS index built once)."""
     conn = sqlite3.connect(path, isolation_level=None)
     rng = random.Random(11)
-    trigger = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'search_text_indexed'").fetchone()[0]
     conn.execute("BEGIN")
-    conn.execute("DROP TRIGGER search_text_indexed")
     rows: list[tuple[str, str, str]] = []
     sql = "INSERT INTO search_text (run_id, source, text) VALUES (?, ?, ?)"
     for run_id, status in conn.execute("SELECT run_id, status FROM runs ORDER BY started_at").fetchall():
@@ -110,8 +108,7 @@ def fill_texts(path: Path) -> None:
             conn.executemany(sql, rows)
             rows.clear()
     conn.executemany(sql, rows)
-    conn.execute("INSERT INTO search_fts (search_fts) VALUES ('rebuild')")
-    conn.execute(trigger)
+    conn.execute("INSERT INTO search_fts (search_fts) VALUES ('rebuild')")  # the store indexes per write
     conn.execute("COMMIT")
     conn.close()
 

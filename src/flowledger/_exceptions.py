@@ -27,8 +27,7 @@ The hierarchy::
         ├── StoreError                 the receiver's store failed
         │   ├── UnstorableError        what was handed to the store holds a value it cannot keep
         │   ├── LedgerIntegrityError   the ledger's hash chain does not verify
-        │   ├── SchemaVersionError     the database was written by a newer flowledger
-        │   └── NotBuiltError          the database engine does not implement this yet (answered with 501)
+        │   └── SchemaVersionError     the database was written by a newer flowledger
         ├── ProofError                 a checkpoint or proof does not verify (signature, shape, or contents)
         ├── ReceiverError              a receiver answered with an error
         └── ResumeRefused              a run cannot be resumed: a recorded output does not match the ledger, ...
@@ -62,7 +61,6 @@ __all__ = [
     "LedgerIntegrityError",
     "NodeLost",
     "NodeTimeout",
-    "NotBuiltError",
     "OtlpBodyError",
     "ProofError",
     "QueryError",
@@ -169,10 +167,6 @@ class LedgerIntegrityError(StoreError):
 
 class SchemaVersionError(StoreError):
     """The database was written by a newer flowledger than this one."""
-
-
-class NotBuiltError(StoreError):
-    """The database engine does not implement this method yet (the message names both); the receiver answers 501."""
 
 
 class ProofError(RuntimeFailure):

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from flowledger._exceptions import AmbiguousRunError, NotBuiltError
+from flowledger._exceptions import AmbiguousRunError
 from flowledger.receiver._auth import ApiKeys, AuthMiddleware
 from flowledger.receiver._budget import BodyBudget, BodyBudgetMiddleware
 from flowledger.receiver._checkpointer import Checkpointer
@@ -78,11 +78,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _ambiguous_run(request: Request, exc: Exception) -> Response:
     """A run id used in several projects, asked for without a project (API keys off): 409 saying how to choose."""
     return error_response(409, str(exc))
-
-
-async def _not_built(request: Request, exc: Exception) -> Response:
-    """A route the database engine cannot serve yet (PostgreSQL's missing parts): 501 saying so, never a 500."""
-    return error_response(501, str(exc))
 
 
 def _store_of(config: ReceiverConfig) -> Store:
@@ -164,7 +159,7 @@ def create_app(
                 retry_after_s=config.retry_after_s,
             ),
         ],
-        exception_handlers={HTTPException: _http_error, NotBuiltError: _not_built, AmbiguousRunError: _ambiguous_run},
+        exception_handlers={HTTPException: _http_error, AmbiguousRunError: _ambiguous_run},
         lifespan=lifespan,
     )
     app.state.receiver = ReceiverState(config=config, store=the_store, writer=writer, metrics=metrics, keys=keys)

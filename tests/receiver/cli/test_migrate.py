@@ -9,10 +9,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from click.testing import CliRunner
 
 from flowledger._wire import now_ts
+from flowledger.receiver.cli._commands import verify_command
 from flowledger.receiver.cli._migrate import migrate_command, sqlite_path
 from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._protocol import DailyTotal, PurgeSelection, RunQuery, Store
@@ -20,6 +22,7 @@ from flowledger.receiver.store._sqlite import SqliteStore
 from flowledger.receiver.store._stats import Bucket, StatsBy, StatsQuery
 from flowledger.receiver.store.postgres import PostgresStore
 from tests.receiver._support import simple_run, typical_run
+from tests.receiver.store._format1 import format1_ledger
 from tests.receiver.store.conformance.conftest import prepared
 
 
@@ -204,3 +207,93 @@ def test_migrate_copies_what_outlives_purges_and_what_lives_beside_the_ledger(
     assert len(on_sqlite["spans"]) == 1
     assert {s["attributes"]["queue"]: len(s["points"]) for s in on_sqlite["series"]} == {"a": 2, "b": 1}
     assert on_postgres == on_sqlite
+
+
+def _converted_ledger(path: Path) -> list[str]:
+    """A format-1 ledger converted by opening it, then extended and with its last old run purged; returns the
+    format-1 heads (SEQ:HASH after each old row) and, last, the head after the new events."""
+    heads = format1_ledger(path)
+    with sqlite3.connect(path) as conn:
+        last_old_run = str(conn.execute("SELECT run_id FROM ledger WHERE seq = 23").fetchone()[0])
+
+    async def main() -> str:
+        store = SqliteStore(path)  # opening it converts it to the current format
+        await store.open()
+        try:
+            await store.append(prepared(simple_run().events))
+            await store.rebuild()  # a format-1 file has no projections: fold them, so the old run can be purged
+            purged = await store.purge(PurgeSelection(run_ids=(last_old_run,), by="test"))
+            assert purged.runs == [last_old_run]
+            seq, digest = store.head
+            return f"{seq}:{digest}"
+        finally:
+            await store.close()
+
+    return [*heads, asyncio.run(main())]
+
+
+def _verify(db: str, *checkpoints: str) -> Any:
+    args = ["--db", db, "--json", *(arg for c in checkpoints for arg in ("--checkpoint", c))]
+    return CliRunner().invoke(verify_command, args)
+
+
+async def _sql(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.slow
+def test_a_ledger_converted_from_format1_is_copied_and_verifies_as_on_sqlite(tmp_path: Path, postgres_url: str) -> None:
+    """A converted ledger (a purge after the conversion included) is copied and proven; verify passes on both engines
+    with checkpoints from before and after the conversion; an edited format-1 hash or origin fails on PostgreSQL
+    naming the row."""
+    source = tmp_path / "f.db"
+    heads = _converted_ledger(source)
+    result = CliRunner().invoke(migrate_command, ["--from", f"sqlite:{source}", "--to", postgres_url, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["proven"] is True
+    assert (report["rows"]["ledger_origin"], report["rows"]["ledger_v1"]) == (1, 23)
+    checkpoints = (heads[4], heads[22], heads[-1])  # format-1 hashes of rows 5 and 23 (purged since), a new head
+    answers = [_verify(db, *checkpoints) for db in (str(source), postgres_url)]
+    assert [a.exit_code for a in answers] == [0, 0], [a.output for a in answers]
+    on_sqlite, on_postgres = (json.loads(a.output) for a in answers)
+    assert on_postgres == on_sqlite
+    assert (on_postgres["events"], on_postgres["purges"]) == (23 + len(simple_run().events) + 1, 1)
+    forged = _verify(postgres_url, heads[4][:-4] + "0000")
+    assert forged.exit_code == 1
+    assert json.loads(forged.output)["first_bad_seq"] == 5
+
+    with sqlite3.connect(source) as conn:
+        event_5 = conn.execute("SELECT event_id FROM ledger WHERE seq = 5").fetchone()[0]
+    asyncio.run(
+        _sql(
+            postgres_url,
+            "DROP TRIGGER ledger_v1_no_update ON ledger_v1",
+            "UPDATE ledger_v1 SET hash = sha256(hash) WHERE seq = 5",
+        )
+    )
+    edited = _verify(postgres_url)
+    assert edited.exit_code == 1
+    found = json.loads(edited.output)
+    assert (found["first_bad_seq"], found["first_bad_event_id"]) == (5, event_5)
+    assert "format-1 hash" in found["problem"]
+    assert _verify(str(source)).exit_code == 0  # the source is untouched
+
+
+@pytest.mark.slow
+def test_an_edited_origin_of_a_converted_ledger_fails_on_postgres(tmp_path: Path, postgres_url: str) -> None:
+    """The recorded format-1 head binds the copied chain: edited on PostgreSQL, verify fails at the first row."""
+    source = tmp_path / "f.db"
+    _converted_ledger(source)
+    assert CliRunner().invoke(migrate_command, ["--from", str(source), "--to", postgres_url]).exit_code == 0
+    asyncio.run(_sql(postgres_url, "UPDATE ledger_origin SET v1_head_hash = sha256(v1_head_hash)"))
+    edited = _verify(postgres_url)
+    assert edited.exit_code == 1
+    found = json.loads(edited.output)
+    assert found["first_bad_seq"] == 1
+    assert "prev_hash" in found["problem"]

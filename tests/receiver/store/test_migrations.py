@@ -11,7 +11,6 @@ import pytest
 
 from flowledger._exceptions import StoreError
 from flowledger.receiver.store import _migrations as migrations
-from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
 from flowledger.receiver.store._migrations import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -22,31 +21,8 @@ from flowledger.receiver.store._migrations import (
 from flowledger.receiver.store._protocol import PurgeSelection, RunQuery, VerifyReport
 from flowledger.receiver.store._sqlite import SqliteStore
 from tests.receiver._support import simple_run, typical_run
+from tests.receiver.store._format1 import FORMAT1_VERSION, format1_ledger
 from tests.receiver.store.conformance.conftest import prepared
-
-_FORMAT1_VERSION = 9
-"""The last schema version whose ledger is format 1 (versions 10 and 11 bring format 2 and the Merkle tree)."""
-
-
-def _format1_ledger(path: Path) -> list[str]:
-    """A database at the last format-1 schema version, 23 format-1 rows; returns the head SEQ:HASH after each row."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    for script in MIGRATIONS[:_FORMAT1_VERSION]:
-        assert isinstance(script, str)
-        conn.executescript(script)
-    conn.execute(f"PRAGMA user_version = {_FORMAT1_VERSION}")
-    prev, heads = GENESIS_HASH, []
-    events = [e for run in (typical_run(), simple_run(), simple_run()) for e in prepared(run.events)]
-    for seq, event in enumerate(events, start=1):
-        digest = chain_hash(prev, event.body_bytes)
-        conn.execute(
-            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (seq, event.event_id, event.run_id, event.kind, event.ts, event.ts, event.body, prev, digest),
-        )
-        prev = digest
-        heads.append(f"{seq}:{digest.hex()}")
-    conn.close()
-    return heads
 
 
 async def _open_verify(path: Path, checkpoints: list[tuple[int, str]] = ()) -> VerifyReport:  # type: ignore[assignment]
@@ -66,7 +42,7 @@ def _checkpoint(text: str) -> tuple[int, str]:
 def test_a_format1_ledger_is_converted_and_still_verifies(tmp_path: Path) -> None:
     """Opening a format-1 database converts it; the chain verifies, and checkpoints taken before still check."""
     path = tmp_path / "old.db"
-    heads = _format1_ledger(path)
+    heads = format1_ledger(path)
     report = asyncio.run(_open_verify(path, [_checkpoint(heads[-1]), _checkpoint(heads[9])]))
     assert report.ok, report
     assert report.events == 23
@@ -81,7 +57,7 @@ def test_a_format1_ledger_is_converted_and_still_verifies(tmp_path: Path) -> Non
 def test_a_converted_ledger_takes_new_events_and_refolds(tmp_path: Path) -> None:
     """After the conversion, new events extend the chain and a rebuild folds old and new events alike."""
     path = tmp_path / "old.db"
-    _format1_ledger(path)
+    format1_ledger(path)
 
     async def main() -> tuple[VerifyReport, int]:
         store = SqliteStore(path)
@@ -104,7 +80,7 @@ def test_a_converted_ledger_takes_new_events_and_refolds(tmp_path: Path) -> None
 def test_a_converted_ledger_is_bound_to_its_old_head(tmp_path: Path) -> None:
     """Editing the recorded format-1 head, or a payload against its format-1 hash, fails verify."""
     path = tmp_path / "old.db"
-    _format1_ledger(path)
+    format1_ledger(path)
     assert asyncio.run(_open_verify(path)).ok
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE ledger_origin SET v1_head_hash = zeroblob(32)")
@@ -117,7 +93,7 @@ def test_a_converted_ledger_is_bound_to_its_old_head(tmp_path: Path) -> None:
 def test_a_broken_format1_ledger_is_not_converted(tmp_path: Path) -> None:
     """A format-1 ledger that does not verify is refused, and the file is left as it was."""
     path = tmp_path / "old.db"
-    _format1_ledger(path)
+    format1_ledger(path)
     with sqlite3.connect(path) as conn:
         conn.execute("DROP TRIGGER ledger_no_update")
         conn.execute("UPDATE ledger SET body = body || ' ' WHERE seq = 5")
@@ -125,7 +101,7 @@ def test_a_broken_format1_ledger_is_not_converted(tmp_path: Path) -> None:
     try:
         with pytest.raises(StoreError, match="row 5"):
             migrate(conn)
-        assert schema_version(conn) == _FORMAT1_VERSION
+        assert schema_version(conn) == FORMAT1_VERSION
         assert conn.execute("SELECT count(*) FROM ledger").fetchone()[0] == 23
     finally:
         conn.close()
@@ -135,7 +111,7 @@ def test_a_broken_format1_ledger_is_not_converted(tmp_path: Path) -> None:
 def test_a_format1_ledger_with_an_edited_column_is_not_converted(tmp_path: Path, column: str) -> None:
     """A column the format-1 hash does not cover, edited by hand, is found before it could be baked into an entry."""
     path = tmp_path / "old.db"
-    _format1_ledger(path)
+    format1_ledger(path)
     value = {"ts": "'2000-01-01T00:00:00.000000Z'", "kind": "'heartbeat'"}.get(column, f"'x' || {column}")
     with sqlite3.connect(path) as conn:
         conn.execute("DROP TRIGGER ledger_no_update")
@@ -144,7 +120,7 @@ def test_a_format1_ledger_with_an_edited_column_is_not_converted(tmp_path: Path,
     try:
         with pytest.raises(StoreError, match=f"row 7.*{column} column"):
             migrate(conn)
-        assert schema_version(conn) == _FORMAT1_VERSION
+        assert schema_version(conn) == FORMAT1_VERSION
     finally:
         conn.close()
 
@@ -152,7 +128,7 @@ def test_a_format1_ledger_with_an_edited_column_is_not_converted(tmp_path: Path,
 def test_a_converted_ledger_can_be_purged_and_still_verifies(tmp_path: Path) -> None:
     """Purging a run of a converted ledger keeps both its chains verifying, old checkpoints included."""
     path = tmp_path / "old.db"
-    heads = _format1_ledger(path)
+    heads = format1_ledger(path)
 
     async def main() -> VerifyReport:
         store = SqliteStore(path)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from flowledger._exceptions import NotBuiltError, StoreError
+from flowledger._exceptions import StoreError
 from flowledger._wire import now_ts
 from flowledger.receiver._state import ReceiverState
 from flowledger.receiver.otlp._decode import OtlpFormat, OtlpSignal
@@ -187,9 +187,6 @@ async def accept(
         return Refusal(503, BUSY_MESSAGE, retry=True)
     try:
         rejected, error_message, new, duplicates = await _store(receiver, signal, message, project)
-    except NotBuiltError as exc:  # the engine cannot store this signal: retrying would never help
-        state.count(signal, project, refused=1)
-        return Refusal(501, str(exc))
     except StoreError as exc:
         state.count(signal, project, refused=1)
         return Refusal(503, f"the store could not take the {STATS_NAMES[signal].replace('_', ' ')}: {exc}", True)

@@ -26,7 +26,7 @@ from flowledger.receiver.store._error_groups import forget_purged_samples
 from flowledger.receiver.store._namespace import ambiguous_run
 from flowledger.receiver.store._protocol import DailyTotal, PurgeSelection
 
-__all__ = ["DAILY_TOTALS_SQL", "PurgeWork", "daily_total", "purge_runs"]
+__all__ = ["DAILY_TOTALS_SQL", "PurgeWork", "daily_total", "purge_runs", "purge_scope", "purge_where"]
 
 _LOOKUP_CHUNK: Final = 500
 _PURGED: Final = "(run_id, ifnull(project, '')) IN (SELECT run_id, space FROM temp.purge_set)"
@@ -93,6 +93,11 @@ def daily_total(row: Any) -> DailyTotal:
     )
 
 
+_KEEP_NEWEST: Final = (
+    " AND rowid NOT IN (SELECT rowid FROM runs WHERE workflow_id = ?{scope} "
+    "ORDER BY started_at DESC, run_id DESC LIMIT ?)"
+)
+"""SQLite's spelling of :func:`purge_where`'s ``keep_newest``."""
 _SHARED_ID_SQL: Final = "SELECT run_id FROM temp.purge_set GROUP BY run_id HAVING count(*) > 1 LIMIT 1"
 """A selected run id used in more than one project, if any."""
 
@@ -103,7 +108,7 @@ async def _select(conn: aiosqlite.Connection, selection: PurgeSelection) -> None
         "CREATE TEMP TABLE IF NOT EXISTS purge_set (run_id TEXT, space TEXT, PRIMARY KEY (run_id, space)) WITHOUT ROWID"
     )
     await conn.execute("DELETE FROM temp.purge_set")
-    scope, params = _scope(selection)
+    scope, params = purge_scope(selection)
     limit = "" if selection.limit is None else f" LIMIT {int(selection.limit)}"
     if selection.run_ids:
         ids = list(dict.fromkeys(selection.run_ids))
@@ -119,22 +124,10 @@ async def _select(conn: aiosqlite.Connection, selection: PurgeSelection) -> None
             if shared:
                 raise ambiguous_run(str(next(iter(shared))[0]))
         return
-    if selection.workflow_id is None and selection.before is None:
-        return  # a selection names runs, a workflow, or a time: never "everything" by omission
-    where, where_params = "1" + scope, list(params)
-    if selection.workflow_id is not None:
-        where += " AND workflow_id = ?"
-        where_params.append(selection.workflow_id)
-    if selection.before is not None:
-        where += " AND started_at < ?"
-        where_params.append(selection.before)
-    if selection.keep_newest is not None and selection.workflow_id is not None:
-        where += (
-            " AND rowid NOT IN (SELECT rowid FROM runs WHERE workflow_id = ?"
-            + scope
-            + " ORDER BY started_at DESC, run_id DESC LIMIT ?)"
-        )
-        where_params += [selection.workflow_id, *params, selection.keep_newest]
+    selected = purge_where(selection, keep_newest=_KEEP_NEWEST)
+    if selected is None:
+        return
+    where, where_params = selected
     await conn.execute(
         f"INSERT INTO temp.purge_set SELECT run_id, ifnull(project, '') FROM runs WHERE {where} "
         f"ORDER BY started_at, run_id{limit}",
@@ -142,7 +135,8 @@ async def _select(conn: aiosqlite.Connection, selection: PurgeSelection) -> None
     )
 
 
-def _scope(selection: PurgeSelection) -> tuple[str, list[Any]]:
+def purge_scope(selection: PurgeSelection) -> tuple[str, list[Any]]:
+    """The ``AND`` conditions (``?`` parameters) on ``runs`` every selection has: its project, finished runs only."""
     clauses, params = "", []
     if selection.project is not None:
         clauses += " AND project = ?"
@@ -150,6 +144,29 @@ def _scope(selection: PurgeSelection) -> tuple[str, list[Any]]:
     if selection.finished_only:
         clauses += f" AND status NOT IN ('{RunStatus.RUNNING.value}', '{RunStatus.STUCK.value}')"
     return clauses, params
+
+
+def purge_where(selection: PurgeSelection, *, keep_newest: str) -> tuple[str, list[Any]] | None:
+    """The condition (``?`` parameters) on ``runs`` of a selection by workflow or start time, the same on every
+    engine; None when it names neither (a selection is never "everything" by omission).
+
+    ``keep_newest`` is the engine's ``AND`` condition leaving out the newest runs of the workflow (``{scope}``
+    takes :func:`purge_scope`'s conditions; its parameters are the workflow id, the scope's, and how many).
+    """
+    if selection.workflow_id is None and selection.before is None:
+        return None
+    scope, params = purge_scope(selection)
+    where, where_params = "TRUE" + scope, list(params)
+    if selection.workflow_id is not None:
+        where += " AND workflow_id = ?"
+        where_params.append(selection.workflow_id)
+    if selection.before is not None:
+        where += " AND started_at < ?"
+        where_params.append(selection.before)
+    if selection.keep_newest is not None and selection.workflow_id is not None:
+        where += keep_newest.format(scope=scope)
+        where_params += [selection.workflow_id, *params, selection.keep_newest]
+    return where, where_params
 
 
 async def purge_runs(conn: aiosqlite.Connection, selection: PurgeSelection, *, now: str) -> PurgeWork:

@@ -30,7 +30,7 @@ from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import children_json, children_sql
 from flowledger.receiver.store._coverage import coverage
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery, query_custom_metrics
-from flowledger.receiver.store._entry import LEDGER_PROJECT, entry_bytes, migrated_genesis, payload_hash, purge_entry
+from flowledger.receiver.store._entry import LEDGER_PROJECT, entry_bytes, payload_hash, purge_entry
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, error_groups, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._evidence import resume_chain, resume_evidence
@@ -93,7 +93,7 @@ from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, 
 from flowledger.receiver.store._stats import StatsQuery, stats_groups
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
 from flowledger.receiver.store._tree import consistency, frontier_async, run_proof, stored_nodes, tree_head
-from flowledger.receiver.store._verify import EntryWalker, Format1Walker
+from flowledger.receiver.store._verify import EntryRow, Format1HashRow, TreeNodeRow, verify_ledger
 from flowledger.receiver.store._views import (
     PERCENTILE_SAMPLE_MAX,
     PageDirection,
@@ -615,44 +615,9 @@ class SqliteStore:
         )
 
     async def verify(self, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
-        """Walk the chain from the first row; also check ``(seq, hex hash)`` checkpoints."""
+        """Walk the chain from its origin; also check ``(seq, hex hash)`` checkpoints (see :func:`verify_ledger`)."""
         async with self._reader() as conn:
-            origin = list(await conn.execute_fetchall("SELECT v1_head_seq, v1_head_hash FROM ledger_origin"))
-            v1_seq, v1_hash = (int(origin[0][0]), bytes(origin[0][1])) if origin else (0, GENESIS_HASH)
-            walker = EntryWalker(migrated_genesis(v1_seq, v1_hash))
-            for seq, _ in checkpoints:
-                walker.watch(seq)
-            last = 0
-            while True:
-                rows = list(await conn.execute_fetchall(_VERIFY_SQL, (last, _STREAM_CHUNK)))
-                if not rows:
-                    break
-                last = int(rows[-1][0])
-                if not walker.feed(rows):  # type: ignore[arg-type]
-                    break
-            report = walker.report()
-            if report.ok:
-                report = await _verify_tree(conn, report, walker.tree_nodes)
-            v1_hashes: dict[int, str] = {}
-            if report.ok and v1_seq:
-                report, v1_hashes = await _verify_format1(conn, report, v1_seq, v1_hash, {s for s, _ in checkpoints})
-        if report.ok:
-            for seq, expected in checkpoints:
-                found = v1_hashes.get(seq) or walker.hashes_at.get(seq)
-                if found != expected:
-                    problem = (
-                        f"checkpoint {seq}:{expected[:12]}... does not match: the row's hash is now {found}"
-                        if found
-                        else f"checkpoint row {seq} is no longer in the ledger (the chain was truncated)"
-                    )
-                    return dataclasses.replace(
-                        report,
-                        ok=False,
-                        first_bad_seq=seq,
-                        first_bad_event_id=walker.event_ids_at.get(seq),
-                        problem=problem,
-                    )
-        return report
+            return await verify_ledger(_VerifyReads(conn), checkpoints)
 
     # --- spans (OTLP) ----------------------------------------------------
 
@@ -943,71 +908,37 @@ async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:
     return 0, GENESIS_HASH
 
 
-async def _verify_tree(
-    conn: aiosqlite.Connection, report: VerifyReport, expected: dict[tuple[int, int], bytes]
-) -> VerifyReport:
-    """Check the stored Merkle tree nodes against the ones recomputed from the entries."""
-    seen, last = 0, (-1, -1)
-    while True:
-        rows = list(
-            await conn.execute_fetchall(
+class _VerifyReads:
+    """What ``verify`` reads, on one reader connection (see :class:`~._verify.VerifyReads`)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def origin(self) -> tuple[int, bytes]:
+        for seq, digest in await self._conn.execute_fetchall("SELECT v1_head_seq, v1_head_hash FROM ledger_origin"):
+            return int(seq), bytes(digest)
+        return 0, GENESIS_HASH
+
+    async def entries(self, after_seq: int, limit: int) -> Sequence[EntryRow]:
+        return list(await self._conn.execute_fetchall(_VERIFY_SQL, (after_seq, limit)))  # type: ignore[arg-type]
+
+    async def tree_nodes(self, after: tuple[int, int], limit: int) -> Sequence[TreeNodeRow]:
+        return list(
+            await self._conn.execute_fetchall(  # type: ignore[arg-type]
                 "SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) > (?, ?) ORDER BY level, idx LIMIT ?",
-                (*last, _STREAM_CHUNK),
+                (*after, limit),
             )
         )
-        if not rows:
-            break
-        last = (int(rows[-1][0]), int(rows[-1][1]))
-        for level, index, digest in rows:
-            seen += 1
-            if expected.get((level, index)) != bytes(digest):
-                first = (index << level) + 1
-                problem = (
-                    f"the stored Merkle tree node at level {level}, index {index} (entries {first}.."
-                    f"{first + (1 << level) - 1}) does not match the entries (the tree was edited)"
-                )
-                return dataclasses.replace(report, ok=False, first_bad_seq=first, problem=problem)
-    if seen != len(expected):
-        problem = f"{len(expected) - seen} stored Merkle tree nodes are missing (the tree was edited)"
-        return dataclasses.replace(report, ok=False, problem=problem)
-    return report
 
-
-async def _verify_format1(
-    conn: aiosqlite.Connection, report: VerifyReport, v1_seq: int, v1_hash: bytes, watch: set[int]
-) -> tuple[VerifyReport, dict[int, str]]:
-    """Check the format-1 hashes a converted ledger keeps: linked, ending at the recorded head, and
-    matching every payload that is still there. Returns the report and the watched format-1 hashes."""
-    prev, expected_seq = GENESIS_HASH, 1
-    found: dict[int, str] = {}
-    last = 0
-    while True:
-        rows = list(
-            await conn.execute_fetchall(
-                "SELECT v.seq, v.hash, CAST(p.body AS BLOB) FROM ledger_v1 v LEFT JOIN payloads p ON p.seq = v.seq "
+    async def format1_hashes(self, after_seq: int, limit: int) -> Sequence[Format1HashRow]:
+        return list(
+            await self._conn.execute_fetchall(  # type: ignore[arg-type]
+                "SELECT v.seq, v.hash, l.event_id, CAST(p.body AS BLOB) FROM ledger_v1 v "
+                "LEFT JOIN ledger l ON l.seq = v.seq LEFT JOIN payloads p ON p.seq = v.seq "
                 "WHERE v.seq > ? ORDER BY v.seq LIMIT ?",
-                (last, _STREAM_CHUNK),
+                (after_seq, limit),
             )
         )
-        if not rows:
-            break
-        last = int(rows[-1][0])
-        for seq, stored, body in rows:
-            stored = bytes(stored)
-            problem = None
-            if seq != expected_seq:
-                problem = f"format-1 hashes {expected_seq}..{seq - 1} are missing"
-            elif body is not None and Format1Walker.hash_of(prev, bytes(body)) != stored:
-                problem = "its payload does not match the format-1 hash kept from before the conversion"
-            if problem is not None:
-                return dataclasses.replace(report, ok=False, first_bad_seq=seq, problem=problem), found
-            if seq in watch:
-                found[seq] = stored.hex()
-            prev, expected_seq = stored, seq + 1
-    if expected_seq - 1 != v1_seq or prev != v1_hash:
-        problem = "the format-1 hashes kept from before the conversion do not end at the recorded head"
-        return dataclasses.replace(report, ok=False, first_bad_seq=expected_seq, problem=problem), found
-    return report, found
 
 
 async def _count(conn: aiosqlite.Connection, sql: str) -> int:

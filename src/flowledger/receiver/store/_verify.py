@@ -16,23 +16,44 @@ format-1 hashes a converted ledger keeps): its ``event_id``, ``run_id``,
 edited before the conversion is not carried into a format-2 entry.
 
 In both formats ``received_at`` is the only column the hash does not cover.
+
+:func:`verify_ledger` is ``verify`` itself, the same on every engine: the
+chain from its origin (a converted ledger's starts from a hash of its format-1
+head, see :func:`~._entry.migrated_genesis`), the stored Merkle tree nodes
+against the entries, the format-1 hashes a converted ledger keeps
+(:class:`KeptFormat1Hashes`), then the checkpoints. An engine gives only its
+reads, as a :class:`VerifyReads` bound to one snapshot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
 from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
-from flowledger.receiver.store._entry import PURGE_KIND, parse_entry, payload_hash
+from flowledger.receiver.store._entry import PURGE_KIND, migrated_genesis, parse_entry, payload_hash
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier, leaf_hash
 from flowledger.receiver.store._protocol import VerifyReport
 from flowledger.receiver.store._time import same_ts
 
-__all__ = ["FORMAT1_COLUMNS", "EntryRow", "EntryWalker", "Format1Walker", "LedgerRow", "parse_checkpoint"]
+__all__ = [
+    "FORMAT1_COLUMNS",
+    "VERIFY_CHUNK",
+    "EntryRow",
+    "EntryWalker",
+    "Format1HashRow",
+    "Format1Walker",
+    "KeptFormat1Hashes",
+    "LedgerRow",
+    "TreeNodeRow",
+    "VerifyReads",
+    "parse_checkpoint",
+    "verify_ledger",
+]
 
 EntryRow = tuple[int, str, str, str, str, bytes, bytes, bytes, bytes, bytes | None]
 """``(seq, event_id, run_id, kind, ts, entry, payload_hash, prev_hash, hash, payload or None)``."""
@@ -44,6 +65,15 @@ LedgerRow = tuple[int, str, str, str, str, bytes, bytes, bytes]
 
 FORMAT1_COLUMNS: Final = "seq, event_id, run_id, kind, ts, CAST(body AS BLOB), prev_hash, hash"
 """The ``SELECT`` list of the format-1 rows :meth:`Format1Walker.feed` takes."""
+
+Format1HashRow = tuple[int, bytes, str | None, bytes | None]
+"""A kept format-1 hash ``(seq, hash, event_id or None, payload or None)`` as :class:`KeptFormat1Hashes` reads it."""
+
+TreeNodeRow = tuple[int, int, bytes]
+"""A stored Merkle tree node ``(level, index, hash)``."""
+
+VERIFY_CHUNK: Final = 2_000
+"""Rows :func:`verify_ledger` reads at a time."""
 
 
 @dataclass(slots=True)
@@ -268,6 +298,134 @@ def _edited_column(body: bytes, event_id: str, run_id: str, kind: str, ts: str) 
         if column != value:
             return name
     return None
+
+
+class KeptFormat1Hashes:
+    """Checks the format-1 hashes a converted ledger keeps (``ledger_v1``), fed in ``seq`` order.
+
+    They must be linked from the genesis hash without a gap, end at the head the
+    conversion recorded (``ledger_origin``), and match every payload still there
+    (a purged one is not checked). The hashes at watched rows are kept, so
+    checkpoints taken before the conversion still check.
+    """
+
+    def __init__(self, v1_head_seq: int, v1_head_hash: bytes, watch: set[int]) -> None:
+        self._head = (v1_head_seq, v1_head_hash)
+        self._watch = watch
+        self._prev = GENESIS_HASH
+        self._next_seq = 1
+        self.found: dict[int, str] = {}
+        """The format-1 hash at each watched row (hex)."""
+        self.broken: tuple[int, str | None, str] | None = None
+
+    def feed(self, rows: Iterable[Format1HashRow]) -> bool:
+        """Check more rows; return False once one is wrong."""
+        if self.broken is not None:
+            return False
+        for seq, stored, event_id, body in rows:
+            stored = bytes(stored)
+            if seq != self._next_seq:
+                self.broken = (seq, event_id, f"format-1 hashes {self._next_seq}..{seq - 1} are missing")
+                return False
+            if body is not None and Format1Walker.hash_of(self._prev, bytes(body)) != stored:
+                problem = "its payload does not match the format-1 hash kept from before the conversion"
+                self.broken = (seq, event_id, problem)
+                return False
+            if seq in self._watch:
+                self.found[seq] = stored.hex()
+            self._prev, self._next_seq = stored, seq + 1
+        return True
+
+    def report(self, report: VerifyReport) -> VerifyReport:
+        """``report`` (of the format-2 chain) failed at the first wrong format-1 hash, if any (call once every row was
+        fed)."""
+        if self.broken is None and (self._next_seq - 1, self._prev) != self._head:
+            problem = "the format-1 hashes kept from before the conversion do not end at the recorded head"
+            self.broken = (self._next_seq, None, problem)
+        if self.broken is None:
+            return report
+        seq, event_id, problem = self.broken
+        return dataclasses.replace(report, ok=False, first_bad_seq=seq, first_bad_event_id=event_id, problem=problem)
+
+
+class VerifyReads(Protocol):
+    """What :func:`verify_ledger` reads, in one engine's spelling, every read on the same snapshot."""
+
+    async def origin(self) -> tuple[int, bytes]:
+        """The format-1 head ``(seq, hash)`` a converted ledger recorded; ``(0, GENESIS_HASH)`` for any other."""
+        ...
+
+    async def entries(self, after_seq: int, limit: int) -> Sequence[EntryRow]:
+        """The next ledger rows after ``after_seq`` with their payloads, in ``seq`` order."""
+        ...
+
+    async def tree_nodes(self, after: tuple[int, int], limit: int) -> Sequence[TreeNodeRow]:
+        """The next stored Merkle tree nodes after ``(level, index)``, in that order."""
+        ...
+
+    async def format1_hashes(self, after_seq: int, limit: int) -> Sequence[Format1HashRow]:
+        """The next kept format-1 hashes after ``after_seq`` with their entries' event ids and payloads."""
+        ...
+
+
+async def verify_ledger(reads: VerifyReads, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
+    """Walk the chain from its origin, check the stored tree, a converted ledger's format-1 hashes, and the
+    ``(seq, hex hash)`` checkpoints (a checkpoint of a converted row may be its format-1 hash)."""
+    v1_seq, v1_hash = await reads.origin()
+    walker = EntryWalker(migrated_genesis(v1_seq, v1_hash))
+    for seq, _ in checkpoints:
+        walker.watch(seq)
+    last = 0
+    while rows := await reads.entries(last, VERIFY_CHUNK):
+        last = int(rows[-1][0])
+        if not walker.feed(rows):
+            break
+    report = walker.report()
+    if report.ok:
+        report = await _check_tree(reads, report, walker.tree_nodes)
+    v1_hashes: dict[int, str] = {}
+    if report.ok and v1_seq:
+        kept = KeptFormat1Hashes(v1_seq, v1_hash, {seq for seq, _ in checkpoints})
+        last = 0
+        while hashes := await reads.format1_hashes(last, VERIFY_CHUNK):
+            last = int(hashes[-1][0])
+            if not kept.feed(hashes):
+                break
+        report, v1_hashes = kept.report(report), kept.found
+    if not report.ok:
+        return report
+    for seq, expected in checkpoints:
+        found = v1_hashes.get(seq) or walker.hashes_at.get(seq)
+        if found != expected:
+            problem = (
+                f"checkpoint {seq}:{expected[:12]}... does not match: the row's hash is now {found}"
+                if found
+                else f"checkpoint row {seq} is no longer in the ledger (the chain was truncated)"
+            )
+            return dataclasses.replace(
+                report, ok=False, first_bad_seq=seq, first_bad_event_id=walker.event_ids_at.get(seq), problem=problem
+            )
+    return report
+
+
+async def _check_tree(reads: VerifyReads, report: VerifyReport, expected: dict[tuple[int, int], bytes]) -> VerifyReport:
+    """Check the stored Merkle tree nodes against the ones recomputed from the entries."""
+    seen, last = 0, (-1, -1)
+    while rows := await reads.tree_nodes(last, VERIFY_CHUNK):
+        last = (int(rows[-1][0]), int(rows[-1][1]))
+        for level, index, digest in rows:
+            seen += 1
+            if expected.get((level, index)) != bytes(digest):
+                first = (index << level) + 1
+                problem = (
+                    f"the stored Merkle tree node at level {level}, index {index} (entries {first}.."
+                    f"{first + (1 << level) - 1}) does not match the entries (the tree was edited)"
+                )
+                return dataclasses.replace(report, ok=False, first_bad_seq=first, problem=problem)
+    if seen != len(expected):
+        problem = f"{len(expected) - seen} stored Merkle tree nodes are missing (the tree was edited)"
+        return dataclasses.replace(report, ok=False, problem=problem)
+    return report
 
 
 def parse_checkpoint(text: str) -> tuple[int, str]:

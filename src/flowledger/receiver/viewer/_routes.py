@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from flowledger._exceptions import AmbiguousRunError, NotBuiltError, QueryError, QueryParamError, StoreError
+from flowledger._exceptions import AmbiguousRunError, QueryError, QueryParamError, StoreError
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver._context_params import CONTEXT_FIELD_PARAMS, context_filter
 from flowledger.receiver._error_names import public_error_types
@@ -190,8 +190,6 @@ async def _query(work: Awaitable[_T]) -> _T | Response:
         return error_response(409, str(exc))
     except QueryError as exc:
         return error_response(400, str(exc))
-    except NotBuiltError as exc:  # the engine does not answer this yet: no use retrying
-        return error_response(501, str(exc))
     except StoreError as exc:
         return error_response(503, f"the database could not answer: {exc}")
 

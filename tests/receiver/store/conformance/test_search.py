@@ -112,3 +112,24 @@ async def test_purge_and_rebuild(store: Store) -> None:
     await store.rebuild()
     assert await _ids(store, "dispute") == set()
     assert await _ids(store, "zanzibar") == {runs["payload"].run_id}
+
+
+async def test_a_search_keeps_the_newest_hits(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the cap on hits a search finds the runs of the newest matching texts only, the same on every engine,
+    however many windows of older texts PostgreSQL reads to find them."""
+    from flowledger.receiver.store import _search
+    from flowledger.receiver.store.postgres import _search as pg_search
+
+    for module in (_search, pg_search):
+        monkeypatch.setattr(module, "SEARCH_HITS_MAX", 5)
+    monkeypatch.setattr(pg_search, "SEARCH_FIRST_WINDOW", 2)  # windows of 2, 8, 32... texts
+    needles: list[str] = []
+    hay: list[str] = []
+    for i in range(24):
+        run = RunEvents().start().node("step")
+        run.logs("step", [f"needle {i}" if i % 3 else f"hay {i}"]).finish()
+        await store.append(prepared(run.events))  # one run at a time: its texts come after the previous run's
+        (needles if i % 3 else hay).append(run.run_id)
+    assert await _ids(store, "needle", limit=50) == set(needles[-5:])  # 16 matching texts, the newest 5 count
+    assert await _ids(store, "hay", limit=50) == set(hay[-5:])  # 8, sparser: found over more windows
+    assert await _ids(store, "hay 3", limit=50) == {hay[1]}  # an old text under the cap

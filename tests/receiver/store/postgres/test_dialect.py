@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowledger.receiver.store._records import NODE_PAYLOAD_SQL, RUN_PAYLOAD_SQL
-from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
-from flowledger.receiver.store.postgres._dialect import named, numbered, payload_sql, table_ddl
+from flowledger.receiver.store.postgres._dialect import named, numbered, payload_sql
 
 
 def test_parameters_are_numbered_in_order_from_a_start() -> None:
@@ -30,14 +29,6 @@ def test_an_expression_that_is_not_a_payload_path_is_refused() -> None:
     """A declared column this engine cannot translate fails loudly instead of reading the wrong thing."""
     with pytest.raises(ValueError, match="not a JSON path"):
         payload_sql({"x": "upper(r.name)"})
-
-
-def test_a_sqlite_table_loses_without_rowid_only() -> None:
-    """WITHOUT ROWID (SQLite's alone) is dropped; the rest of the script is unchanged."""
-    assert "WITHOUT ROWID" in SAMPLED_OUT_SCHEMA
-    translated = table_ddl(SAMPLED_OUT_SCHEMA)
-    assert "WITHOUT ROWID" not in translated
-    assert translated == SAMPLED_OUT_SCHEMA.replace(") WITHOUT ROWID", ")")
 
 
 def test_named_parameters_are_numbered_once_each_and_casts_stay() -> None:

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from flowledger.receiver.store.postgres import PostgresStore
-from flowledger.receiver.store.postgres._store import SWEEPER_LOCK, SWEEPER_NAME
+from flowledger.receiver.store.postgres._sweep import SWEEPER_LOCK, SWEEPER_NAME
 from tests.receiver._support import Producer, RunEvents, simple_run
 
 START_TIMEOUT_S = 60.0

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from flowledger._exceptions import SchemaVersionError, StoreError
-from flowledger.receiver.store.postgres import PostgresStore, _schema
+from flowledger.receiver.store.postgres import PostgresStore, _migrations, _schema
 from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION
 from tests.receiver._support import simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
@@ -128,7 +128,7 @@ def test_a_database_made_before_ids_were_per_project_keeps_its_runs(
 
     expected = asyncio.run(fill_source())
     assert expected is not None
-    before = _schema.MIGRATIONS.index(_schema._IDS_PER_PROJECT) - 1  # node_runs without project too
+    before = _schema.MIGRATIONS.index(_migrations._IDS_PER_PROJECT) - 1  # node_runs without project too
     with monkeypatch.context() as patched:
         patched.setattr(_schema, "MIGRATIONS", _schema.MIGRATIONS[:before])
         patched.setattr(_schema, "PG_SCHEMA_VERSION", before)
@@ -183,12 +183,10 @@ def test_a_database_of_the_schema_before_the_analytics_is_brought_up_and_filled_
     from flowledger.receiver.store._error_groups import ErrorGroupQuery
     from flowledger.receiver.store._protocol import RunQuery
     from flowledger.receiver.store._stats import StatsBy, StatsQuery
-    from flowledger.receiver.store.postgres._error_groups import ERROR_GROUPS_PG_SCHEMA
     from flowledger.receiver.store.postgres._schema import MIGRATIONS
-    from flowledger.receiver.store.postgres._stats import STATS_PG_SCHEMA
     from tests.receiver._support import typical_run
 
-    before = MIGRATIONS.index(ERROR_GROUPS_PG_SCHEMA + STATS_PG_SCHEMA)
+    before = MIGRATIONS.index(_migrations._ERROR_GROUPS_AND_STATISTICS)
 
     async def before_analytics(conn: asyncpg.Connection) -> None:
         await conn.execute("CREATE TABLE flowledger_schema (version integer NOT NULL)")

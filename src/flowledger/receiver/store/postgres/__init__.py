@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 from flowledger.receiver.store.postgres._url import check_postgres_url, is_postgres_url, redacted
 
 if TYPE_CHECKING:
-    from flowledger.receiver.store.postgres._store import NOT_BUILT, PostgresStore
+    from flowledger.receiver.store.postgres._store import PostgresStore
 
-__all__ = ["NOT_BUILT", "PostgresStore", "check_postgres_url", "is_postgres_url", "redacted"]
+__all__ = ["PostgresStore", "check_postgres_url", "is_postgres_url", "redacted"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("PostgresStore", "NOT_BUILT"):
+    if name == "PostgresStore":
         return getattr(importlib.import_module("flowledger.receiver.store.postgres._store"), name)
     raise AttributeError(f"module 'flowledger.receiver.store.postgres' has no attribute {name!r}")

@@ -3,7 +3,10 @@
 The ledger is copied as it is, row for row (entries, hashes, payloads,
 full-output blobs, the Merkle tree's stored nodes), never re-appended: so the
 copy has the same chain, the same head and the same tree root, purged
-payloads and purge entries included. The projections are then folded from the
+payloads and purge entries included. A ledger converted from format 1 keeps
+its origin (the format-1 head its chain starts from) and its format-1 hashes,
+so it verifies on PostgreSQL as on SQLite, checkpoints from before the
+conversion included. The projections are then folded from the
 copied ledger (``rebuild``), and both databases are verified; the copy is
 proven when both verify and their heads and tree roots are equal.
 
@@ -44,6 +47,8 @@ _TABLES: Final = (
         ("seq", "event_id", "run_id", "kind", "ts", "received_at", "entry", "payload_hash", "prev_hash", "hash"),
     ),
     ("payloads", ("seq", "body")),
+    ("ledger_origin", ("v1_head_seq", "v1_head_hash")),
+    ("ledger_v1", ("seq", "hash")),
     ("merkle_nodes", ("level", "idx", "hash")),
     ("blobs", ("sha256", "body", "size")),
     (
@@ -82,6 +87,8 @@ _SERIALS: Final = {"otlp_logs": "log_id", "otlp_metric_series": "series_id", "ot
 _KEYS: Final = {
     "ledger": "seq",
     "payloads": "seq",
+    "ledger_origin": "v1_head_seq",
+    "ledger_v1": "seq",
     "merkle_nodes": "level, idx",
     "blobs": "sha256",
     "purged_totals": "workflow_id, project, day, status",
@@ -91,7 +98,7 @@ _KEYS: Final = {
     "spans": "trace_id, span_id, project",
     **_SERIALS,
 }
-_BYTES: Final = {"entry", "payload_hash", "prev_hash", "hash", "hist"}
+_BYTES: Final = {"entry", "payload_hash", "prev_hash", "hash", "v1_head_hash", "hist"}
 _BOOLEANS: Final = {"linked", "monotonic"}
 """Columns SQLite keeps as 0 or 1 and PostgreSQL as booleans."""
 _OTLP_LINES: Final = f"SELECT {', '.join(LOG_COLUMNS)} FROM logs WHERE source = '{LogSource.OTLP.value}' ORDER BY id"
@@ -156,8 +163,8 @@ def _otlp_lines(conn: sqlite3.Connection) -> Iterator[list[LogRow]]:
 async def copy_sqlite_ledger(source: Path, target: PostgresStore) -> CopyReport:
     """Copy the ledger of the SQLite file ``source`` into ``target`` (open, empty), rebuild, verify both.
 
-    StoreError when the target already holds a ledger, or the source is a ledger converted from format 1
-    (not copied yet); LedgerIntegrityError when the source does not verify (a broken chain is not copied).
+    StoreError when the target already holds a ledger; LedgerIntegrityError when the source does not verify
+    (a broken chain is not copied).
     """
     reader = SqliteStore(source, readers=1, readonly=True)
     await reader.open()
@@ -176,8 +183,6 @@ async def copy_sqlite_ledger(source: Path, target: PostgresStore) -> CopyReport:
     conn = sqlite3.connect(f"{Path(source).resolve().as_uri()}?mode=ro", uri=True)  # a name with ? or # too
     rows: dict[str, int] = {}
     try:
-        if conn.execute("SELECT count(*) FROM ledger_origin WHERE v1_head_seq > 0").fetchone()[0]:
-            raise StoreError(f"{source} was converted from ledger format 1; copying such a ledger is not built yet")
         async with target.raw_transaction() as pg:
             if await pg.fetchval("SELECT count(*) FROM ledger"):
                 raise StoreError(f"{target.name} already holds a ledger; copy into an empty database")

@@ -24,14 +24,7 @@ from flowledger.receiver.store.postgres._dialect import named
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["COVERAGE_PG_INDEXES", "pg_coverage"]
-
-COVERAGE_PG_INDEXES: Final = f"""
-CREATE INDEX node_runs_running ON node_runs (run_id) WHERE status = '{NodeStatus.RUNNING.value}';
-CREATE INDEX runs_without_start ON runs (started_at, run_id) WHERE started_event_id IS NULL;
-CREATE INDEX producers_with_gaps ON producers (last_ts) WHERE max_seq >= events;
-"""
-"""The indexes coverage reads by (migration 8 of this engine)."""
+__all__ = ["pg_coverage"]
 
 
 def _age(ts: str) -> str:

@@ -24,20 +24,7 @@ from flowledger.receiver.store.postgres._dialect import numbered
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["CUSTOM_METRICS_PG_SCHEMA", "add_pg_custom_metrics", "pg_custom_metrics"]
-
-CUSTOM_METRICS_PG_SCHEMA: Final = """
--- Custom metrics added up per project, workflow, node, name, labels (canonical JSON) and UTC hour; no run ids.
-CREATE TABLE custom_metrics (
-    project text COLLATE "C" NOT NULL, workflow_id text COLLATE "C" NOT NULL, node_id text COLLATE "C" NOT NULL,
-    name text COLLATE "C" NOT NULL, labels text COLLATE "C" NOT NULL, hour text COLLATE "C" NOT NULL,
-    count bigint NOT NULL, sum double precision NOT NULL, min double precision NOT NULL,
-    max double precision NOT NULL,
-    PRIMARY KEY (project, workflow_id, node_id, name, labels, hour)
-);
-CREATE INDEX custom_metrics_by_name ON custom_metrics (name, hour);
-"""
-"""The SQLite engine's table in this engine's types."""
+__all__ = ["add_pg_custom_metrics", "pg_custom_metrics"]
 
 _TYPES: Final = ("text",) * 6 + ("bigint", "float8", "float8", "float8")
 _ADD: Final = (

@@ -4,9 +4,8 @@ The store's shared SQL builders (``runs_where``, the record declarations'
 payload columns) write SQLite's spelling: ``?`` parameters and JSON paths
 (``body -> '$.data.input'``). Rather than copy them, this engine translates
 the differences it meets: parameters (``?`` or ``:name``) become ``$1, $2,
-...``, a table loses SQLite's ``WITHOUT ROWID``, and a payload path becomes
-a ``#>`` on the body read as ``json`` (the text kept as it is: numbers and
-key order unchanged).
+...``, and a payload path becomes a ``#>`` on the body read as ``json`` (the
+text kept as it is: numbers and key order unchanged).
 """
 
 from __future__ import annotations
@@ -15,10 +14,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-__all__ = ["NUL_ESCAPE", "named", "numbered", "payload_sql", "table_ddl", "text_row", "without_nul"]
+__all__ = ["NUL_ESCAPE", "named", "numbered", "payload_sql", "text_row", "without_nul"]
 
 _PARAM: Final = re.compile(r"\?")
-_WITHOUT_ROWID: Final = re.compile(r"\)\s*WITHOUT ROWID", re.IGNORECASE)
 _NAME: Final = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _PATH: Final = re.compile(r"^(\w+)\.body\s*(->>?)\s*'\$\.([\w.]+)'$")
 NUL_ESCAPE: Final = "\\u0000"
@@ -80,8 +78,3 @@ def text_row(values: Sequence[Any]) -> tuple[Any, ...]:
     """A row's values with every U+0000 in its texts replaced by U+FFFD (see :func:`without_nul`): one record
     from a client carrying a NUL never fails the statement writing the others."""
     return tuple(value.replace("\x00", "\ufffd") if isinstance(value, str) else value for value in values)
-
-
-def table_ddl(script: str) -> str:
-    """A SQLite ``CREATE TABLE`` script in PostgreSQL's spelling (``WITHOUT ROWID`` is SQLite's alone)."""
-    return _WITHOUT_ROWID.sub(")", script)

@@ -28,21 +28,7 @@ from flowledger.receiver.store.postgres._dialect import numbered
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["ERROR_GROUPS_PG_SCHEMA", "forget_pg_purged_samples", "pg_error_groups", "record_pg_failures"]
-
-ERROR_GROUPS_PG_SCHEMA: Final = """
--- Failures grouped by fingerprint (error type, normalised message, node, workflow), per project and UTC hour.
-CREATE TABLE error_groups (
-    project text COLLATE "C" NOT NULL, fingerprint text COLLATE "C" NOT NULL, hour text COLLATE "C" NOT NULL,
-    type text COLLATE "C" NOT NULL, message text COLLATE "C" NOT NULL, node_id text COLLATE "C",
-    workflow_id text COLLATE "C", count bigint NOT NULL, first_seen text COLLATE "C" NOT NULL,
-    last_seen text COLLATE "C" NOT NULL,
-    samples text NOT NULL,                 -- JSON [[at, run_id], ...], the newest ERROR_GROUP_SAMPLES
-    PRIMARY KEY (project, fingerprint, hour)
-);
-CREATE INDEX error_groups_by_hour ON error_groups (hour);
-"""
-"""The SQLite engine's table in this engine's types."""
+__all__ = ["forget_pg_purged_samples", "pg_error_groups", "record_pg_failures"]
 
 _KEYS: Final = "unnest($1::text[], $2::text[], $3::text[]) AS k (project, fingerprint, hour)"
 _READ: Final = (

@@ -26,22 +26,7 @@ from flowledger.receiver.store.postgres._search import log_texts, save_pg_texts
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["LOGS_PG_SCHEMA", "append_pg_logs", "attach_pg_logs", "pg_attempt_logs"]
-
-LOGS_PG_SCHEMA: Final = """
-CREATE TABLE logs (
-    id bigserial PRIMARY KEY, run_id text COLLATE "C" NOT NULL, span_id text COLLATE "C", ts text NOT NULL,
-    level integer NOT NULL, level_name text NOT NULL, logger text, message text NOT NULL, exception text,
-    trace_id text, log_span_id text, repeats integer NOT NULL DEFAULT 1, source text NOT NULL, attributes text,
-    project text, event_id text
-);
-CREATE INDEX logs_by_attempt ON logs (run_id, span_id, id);
-CREATE TABLE log_drops (
-    run_id text COLLATE "C" NOT NULL, span_id text COLLATE "C" NOT NULL, lines bigint NOT NULL, bytes bigint NOT NULL,
-    PRIMARY KEY (run_id, span_id)
-);
-"""
-"""The log tables (migration 2 of this engine)."""
+__all__ = ["append_pg_logs", "attach_pg_logs", "pg_attempt_logs"]
 
 _INSERT_LOGS: Final = (
     f"INSERT INTO logs ({', '.join(LOG_COLUMNS)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(LOG_COLUMNS)))})"

@@ -30,22 +30,10 @@ from flowledger.receiver.store.postgres._namespace import PG_NAMESPACES_SQL, pg_
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["OTLP_LOGS_PG_SCHEMA", "link_pg_otlp_logs", "pg_otlp_logs", "store_pg_otlp_logs"]
+__all__ = ["link_pg_otlp_logs", "pg_otlp_logs", "store_pg_otlp_logs"]
 
 _TYPES: Final = {"time_ns": "bigint", "observed_ns": "bigint", "severity_number": "integer"}
 """Column types other than text (of the table and of the arrays a batch is sent as)."""
-
-OTLP_LOGS_PG_SCHEMA: Final = f"""
-CREATE TABLE otlp_logs (
-    log_id bigserial PRIMARY KEY,
-    {", ".join(f"{c} {_TYPES.get(c, 'text')}" for c in OTLP_LOG_COLUMNS)},
-    linked boolean NOT NULL DEFAULT false
-);
-CREATE UNIQUE INDEX otlp_logs_once ON otlp_logs (record_key);
-CREATE INDEX otlp_logs_by_span ON otlp_logs (trace_id, span_id) WHERE trace_id IS NOT NULL;
-CREATE INDEX otlp_logs_pending ON otlp_logs (received_at) WHERE NOT linked AND trace_id IS NOT NULL;
-"""
-"""The OTLP log records' table (migration 6 of this engine)."""
 
 _INSERT: Final = (
     f"INSERT INTO otlp_logs ({', '.join(OTLP_LOG_COLUMNS)}) SELECT * FROM unnest("

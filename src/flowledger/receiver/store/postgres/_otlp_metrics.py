@@ -23,29 +23,10 @@ from flowledger.receiver.store.postgres._dialect import text_row, without_nul
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["METRICS_PG_SCHEMA", "pg_metric_series", "store_pg_metric_points"]
+__all__ = ["pg_metric_series", "store_pg_metric_points"]
 
 _TYPES: Final = {"temporality": "integer", "monotonic": "boolean"}
 """Series column types other than text (of the table and of the arrays a batch is sent as)."""
-
-METRICS_PG_SCHEMA: Final = f"""
-CREATE TABLE otlp_metric_series (
-    series_id bigserial PRIMARY KEY,
-    series_key text NOT NULL UNIQUE,
-    {", ".join(f"{c} {_TYPES.get(c, 'text')}" for c in SERIES_FIELDS)}
-);
-CREATE INDEX otlp_metric_series_by_name ON otlp_metric_series (name, project);
-CREATE TABLE otlp_metric_points (
-    point_id bigserial PRIMARY KEY,
-    series_id bigint NOT NULL,
-    time_ns bigint NOT NULL,
-    start_ns bigint,
-    value double precision,
-    data text
-);
-CREATE UNIQUE INDEX otlp_metric_points_once ON otlp_metric_points (series_id, time_ns);
-"""
-"""The OTLP metrics' tables (migration 7 of this engine)."""
 
 _INSERT_SERIES: Final = (
     f"INSERT INTO otlp_metric_series (series_key, {', '.join(SERIES_FIELDS)}) SELECT * FROM unnest($1::text[], "

@@ -13,28 +13,17 @@ the SQLite engine's :data:`~.._purge.DAILY_TOTALS_SQL` (live runs added to
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 import asyncpg
 
-from flowledger._wire import RunStatus
 from flowledger.receiver.store._namespace import ambiguous_run
 from flowledger.receiver.store._protocol import PurgeSelection
-from flowledger.receiver.store._purge import PurgeWork
+from flowledger.receiver.store._purge import PurgeWork, purge_scope, purge_where
 from flowledger.receiver.store.postgres._dialect import numbered
 from flowledger.receiver.store.postgres._error_groups import forget_pg_purged_samples
 
-__all__ = ["PURGED_TOTALS_PG_SCHEMA", "pg_purge_runs"]
-
-PURGED_TOTALS_PG_SCHEMA: Final = """
--- Figures that outlive purges: per workflow, project, UTC day and status, the runs purged so far.
-CREATE TABLE purged_totals (
-    workflow_id text COLLATE "C" NOT NULL, project text COLLATE "C" NOT NULL, day text COLLATE "C" NOT NULL,
-    status text COLLATE "C" NOT NULL, runs bigint NOT NULL, cost_usd double precision NOT NULL,
-    duration_ms_sum double precision NOT NULL, durations bigint NOT NULL, duration_ms_max double precision,
-    PRIMARY KEY (workflow_id, project, day, status)
-);
-"""
+__all__ = ["pg_purge_runs"]
 
 _ROLL_UP: Final = """
 INSERT INTO purged_totals AS t
@@ -59,16 +48,12 @@ _BY_TRACE: Final = (
     "WHERE (r.run_id, coalesce(r.project, '')) {in_set} AND r.trace_id = {table}.trace_id))"
 )
 _THE_RUN: Final = "(run_id, coalesce(project, ''))"
-
-
-def _scope(selection: PurgeSelection) -> tuple[str, list[Any]]:
-    clauses, params = "", []
-    if selection.project is not None:
-        clauses += " AND project = ?"
-        params.append(selection.project)
-    if selection.finished_only:
-        clauses += f" AND status NOT IN ('{RunStatus.RUNNING.value}', '{RunStatus.STUCK.value}')"
-    return clauses, params
+_KEEP_NEWEST: Final = (
+    " AND (run_id, coalesce(project, '')) NOT IN (SELECT run_id, coalesce(project, '') FROM runs "
+    "WHERE workflow_id = ?{scope} ORDER BY started_at DESC NULLS LAST, run_id DESC LIMIT ?)"
+)
+"""This engine's spelling of :func:`~.._purge.purge_where`'s ``keep_newest`` (runs without a start time last, as
+SQLite sorts them)."""
 
 
 async def _select(conn: asyncpg.Connection, selection: PurgeSelection) -> None:
@@ -77,7 +62,7 @@ async def _select(conn: asyncpg.Connection, selection: PurgeSelection) -> None:
         'CREATE TEMP TABLE purge_set (run_id text COLLATE "C", space text COLLATE "C", PRIMARY KEY (run_id, space)) '
         "ON COMMIT DROP"
     )
-    scope, params = _scope(selection)
+    scope, params = purge_scope(selection)
     if selection.run_ids:
         ids = list(dict.fromkeys(selection.run_ids))
         await conn.execute(
@@ -93,21 +78,10 @@ async def _select(conn: asyncpg.Connection, selection: PurgeSelection) -> None:
             if shared is not None:
                 raise ambiguous_run(str(shared))
         return
-    if selection.workflow_id is None and selection.before is None:
-        return  # a selection names runs, a workflow, or a time: never "everything" by omission
-    where, where_params = "TRUE" + scope, list(params)
-    if selection.workflow_id is not None:
-        where += " AND workflow_id = ?"
-        where_params.append(selection.workflow_id)
-    if selection.before is not None:
-        where += " AND started_at < ?"
-        where_params.append(selection.before)
-    if selection.keep_newest is not None and selection.workflow_id is not None:
-        where += (
-            " AND (run_id, coalesce(project, '')) NOT IN (SELECT run_id, coalesce(project, '') FROM runs "
-            "WHERE workflow_id = ?" + scope + " ORDER BY started_at DESC NULLS LAST, run_id DESC LIMIT ?)"
-        )
-        where_params += [selection.workflow_id, *params, selection.keep_newest]
+    selected = purge_where(selection, keep_newest=_KEEP_NEWEST)
+    if selected is None:
+        return
+    where, where_params = selected
     limit = "" if selection.limit is None else f" LIMIT {int(selection.limit)}"
     await conn.execute(
         numbered(

@@ -21,7 +21,15 @@ engine's FTS5 index answers for the same words:
   syntax in the text means anything. A word with no token (``_``) is left out,
   and a search left with no word matches nothing, as on FTS5.
 - As on SQLite, a search reads at most :data:`~.._search.SEARCH_HITS_MAX`
-  matching texts, newest first (a listing then says ``total_capped``).
+  matching texts, newest first (a listing then says ``total_capped``). A GIN
+  index returns a word's matches in no order, so the newest are found by
+  ``flowledger_search_hits`` (schema version 15): any SEARCH_HITS_MAX + 1
+  matches first (fewer are all of them: a rare word, from the GIN index),
+  else three windows of text ids from the newest,
+  :data:`SEARCH_FIRST_WINDOW` wide and then four times wider each, then the
+  older rest, each with a LIMIT of the hits still wanted and planned for its
+  own words and bounds: a common word stops within the windows, read newest
+  first along the primary key.
 
 A lexeme of a ``tsvector`` holds at most 2,047 bytes: a longer token is cut to
 :data:`LEXEME_MAX_BYTES`, longer than any word a search can hold, so it still
@@ -49,37 +57,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LEXEME_MAX_BYTES",
-    "SEARCH_PG_SCHEMA",
-    "SEARCH_WINDOW",
+    "SEARCH_FIRST_WINDOW",
     "log_texts",
     "pg_attribute_clause",
-    "pg_hits_capped",
     "pg_runs_where",
     "pg_search_clause",
+    "pg_search_hits",
     "save_pg_attributes",
     "save_pg_texts",
     "tokens",
     "tsquery",
     "tsvector",
 ]
-
-SEARCH_PG_SCHEMA: Final = f"""
--- Full-text search over errors, payload text and log lines: the text with its tokens (a tsvector, indexed
--- with GIN) and its run (id and project: ids are per project); a purge deletes a run's rows.
-CREATE TABLE search_text (
-    id bigserial PRIMARY KEY, run_id text COLLATE "C" NOT NULL, project text COLLATE "C",
-    source text COLLATE "C" NOT NULL, text text NOT NULL, words tsvector NOT NULL
-);
-CREATE INDEX search_text_by_run ON search_text (run_id, {PG_SPACE.format("")});
-CREATE INDEX search_text_words ON search_text USING gin (words) WITH (fastupdate = off);
--- Each run's scalar attributes, for attr.KEY=VALUE filters: a range of the unique index.
-CREATE TABLE run_attributes (
-    key text COLLATE "C" NOT NULL, value text COLLATE "C" NOT NULL, run_id text COLLATE "C" NOT NULL,
-    project text COLLATE "C"
-);
-CREATE UNIQUE INDEX run_attributes_once ON run_attributes (key, value, run_id, {PG_SPACE.format("")});
-CREATE INDEX run_attributes_by_run ON run_attributes (run_id, {PG_SPACE.format("")});
-"""
 
 LEXEME_MAX_BYTES: Final = 2_000
 """Bytes of a token kept in a ``tsvector`` (PostgreSQL's limit is 2,047; a search word is at most 1,024)."""
@@ -90,8 +79,9 @@ _POSITIONS_PER_LEXEME: Final = 256
 _TOKEN_CATEGORIES: Final = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Nd", "Nl", "No", "Co", "Mn", "Mc", "Me"})
 """Unicode categories of the characters tokens are made of (FTS5's ``unicode61``: letters, numbers, private use;
 combining marks stay with their letter)."""
-SEARCH_WINDOW: Final = 50_000
-"""The newest texts a search looks in first (all of them when fewer than SEARCH_HITS_MAX match there)."""
+SEARCH_FIRST_WINDOW: Final = 4_000
+"""The newest texts a search looks in first; each next window of older texts is four times as wide."""
+_HITS_SQL: Final = "(SELECT flowledger_search_hits(?::tsquery, ?, ?))::text[]"
 _ASCII_TOKEN: Final = re.compile(r"[0-9a-z]+")
 _R_SPACE: Final = PG_SPACE.format("r.")
 """A token of lowercased ASCII text: letters and digits (``_`` separates, as everything else does)."""
@@ -172,35 +162,44 @@ def _clean(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
-def pg_search_clause(text: str) -> tuple[str, list[Any]]:
+def pg_search_clause(text: str, hits: Sequence[str] | None = None) -> tuple[str, list[Any]]:
     """A condition on ``runs r`` (``?`` parameters): the run has a text matching ``text`` among the newest hits.
 
-    The hits name runs by id; a run id used in several projects is a run in each, and such a run is found by its
-    own project's texts only (checked through ``search_text_by_run``; a run whose id no other project uses
-    costs one probe of ``runs_once``). Below SEARCH_HITS_MAX hits that is exactly SQLite's answer; beyond it
-    (``total_capped``), a run sharing the id of a hit may also be found by an older text of its own.
+    ``hits`` are those hits' run ids when the caller read them already (:func:`pg_search_hits`); else the
+    condition reads them. The hits name runs by id; a run id used in several projects is a run in each, and such
+    a run is found by its own project's texts only (checked through ``search_text_by_run``; a run whose id no
+    other project uses costs one probe of ``runs_once``). Below SEARCH_HITS_MAX hits that is exactly SQLite's
+    answer; beyond it (``total_capped``), a run sharing the id of a hit may also be found by an older text of
+    its own.
     """
     query = tsquery(text)
     if query is None:
         return "FALSE", []
-    # The hits are read once, as an array, and the runs looked up by their keys: as ``IN (...)`` the planner
-    # walks a whole index of runs checking each against them (tens of ms at 100,000 runs even for no hit).
-    # The newest SEARCH_WINDOW texts are searched first: when they hold SEARCH_HITS_MAX hits, those are the
-    # newest hits (every other text is older), and a common word costs no more than a window's matches;
-    # otherwise all the texts are searched. ``id + 0``: the matches come from the GIN index (then the newest
-    # are kept), rather than every text read newest first and checked.
+    # The hits are one array (a parameter, or an InitPlan read once) and the runs looked up by their keys: as
+    # ``IN (...)`` the planner walks a whole index of runs checking each against them.
+    if hits is None:
+        hits_sql, hits_params = _HITS_SQL, [query, SEARCH_HITS_MAX, SEARCH_FIRST_WINDOW]
+    else:
+        hits_sql, hits_params = "?::text[]", [list(hits)]
     return (
-        "r.run_id = ANY(ARRAY(WITH newest AS MATERIALIZED (SELECT s.run_id FROM search_text s "
-        "WHERE s.words @@ ?::tsquery AND s.id > (SELECT coalesce(max(id), 0) FROM search_text) - ? "
-        "ORDER BY s.id + 0 DESC LIMIT ?) "
-        "SELECT DISTINCT h.run_id FROM (SELECT n.run_id FROM newest n WHERE (SELECT count(*) FROM newest) >= ? "
-        "UNION ALL SELECT a.run_id FROM (SELECT s.run_id FROM search_text s WHERE s.words @@ ?::tsquery "
-        "AND (SELECT count(*) FROM newest) < ? ORDER BY s.id + 0 DESC LIMIT ?) a) h)) "
+        f"r.run_id = ANY({hits_sql}) "
         f"AND (NOT EXISTS (SELECT 1 FROM runs t WHERE t.run_id = r.run_id AND {PG_SPACE.format('t.')} <> {_R_SPACE}) "
         "OR EXISTS (SELECT 1 FROM search_text o WHERE o.run_id = r.run_id "
         f"AND {PG_SPACE.format('o.')} = {_R_SPACE} AND o.words @@ ?::tsquery))",
-        [query, SEARCH_WINDOW, SEARCH_HITS_MAX, SEARCH_HITS_MAX, query, SEARCH_HITS_MAX, SEARCH_HITS_MAX, query],
+        [*hits_params, query],
     )
+
+
+async def pg_search_hits(conn: asyncpg.Connection, text: str) -> tuple[list[str], bool]:
+    """The run ids of the newest SEARCH_HITS_MAX texts matching ``text`` (newest first), and whether more texts
+    match (the answer is then over the newest only): one read of ``flowledger_search_hits``."""
+    query = tsquery(text)
+    if query is None:
+        return [], False
+    found = await conn.fetchval(
+        "SELECT flowledger_search_hits($1::tsquery, $2, $3)", query, SEARCH_HITS_MAX + 1, SEARCH_FIRST_WINDOW
+    )
+    return list(found[:SEARCH_HITS_MAX]), len(found) > SEARCH_HITS_MAX
 
 
 def pg_attribute_clause(key: str, value: str) -> tuple[str, list[Any]]:
@@ -212,13 +211,13 @@ def pg_attribute_clause(key: str, value: str) -> tuple[str, list[Any]]:
     )
 
 
-def pg_runs_where(query: RunQuery) -> tuple[str, list[Any]]:
+def pg_runs_where(query: RunQuery, *, hits: Sequence[str] | None = None) -> tuple[str, list[Any]]:
     """The SQLite engine's :func:`~.._query.runs_where` (``?`` parameters) with this engine's search and attribute
-    conditions."""
+    conditions; ``hits``: the search's hits, read already (:func:`pg_search_hits`)."""
     where, params = runs_where(query, search=False, attributes=False)
     clauses = [where.removeprefix(" WHERE ")] if where else []
     if query.search is not None:
-        clause, clause_params = pg_search_clause(query.search)
+        clause, clause_params = pg_search_clause(query.search, hits)
         clauses.append(clause)
         params += clause_params
     for key, value in query.attributes:
@@ -226,19 +225,6 @@ def pg_runs_where(query: RunQuery) -> tuple[str, list[Any]]:
         clauses.append(clause)
         params += clause_params
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
-async def pg_hits_capped(conn: asyncpg.Connection, text: str | None) -> bool:
-    """Whether more than SEARCH_HITS_MAX texts match the search (its answer is then over the newest of them)."""
-    query = None if text is None else tsquery(text)
-    if query is None:
-        return False
-    count = await conn.fetchval(
-        "SELECT count(*) FROM (SELECT 1 FROM search_text WHERE words @@ $1::tsquery LIMIT $2) c",
-        query,
-        SEARCH_HITS_MAX + 1,
-    )
-    return int(count) > SEARCH_HITS_MAX
 
 
 def log_texts(rows: Sequence[LogRow]) -> list[tuple[str, str | None, str, str]]:

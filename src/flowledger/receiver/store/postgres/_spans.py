@@ -16,17 +16,10 @@ from flowledger.receiver.store.postgres._dialect import text_row
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["SPANS_PG_SCHEMA", "pg_trace", "store_pg_spans"]
+__all__ = ["pg_trace", "store_pg_spans"]
 
 _TYPES: Final = {"kind": "integer", "status_code": "integer", "start_ns": "bigint", "end_ns": "bigint"}
 """Column types other than text (of the table and of the arrays a batch is sent as)."""
-
-SPANS_PG_SCHEMA: Final = f"""
-CREATE TABLE spans ({", ".join(f"{c} {_TYPES.get(c, 'text')}" for c in SPAN_COLUMNS)});
-CREATE UNIQUE INDEX spans_once ON spans (trace_id, span_id, coalesce(project, ''));
-CREATE INDEX spans_by_start ON spans (start_ns);
-"""
-"""The spans table (migration 3 of this engine)."""
 
 _INSERT: Final = (
     f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) SELECT * FROM unnest("

@@ -32,28 +32,7 @@ if TYPE_CHECKING:
 
     from flowledger.receiver.store._stats import FiguresReader
 
-__all__ = ["STATS_PG_SCHEMA", "pg_stats_groups", "record_pg_contributions"]
-
-_TEXT: Final = 'text COLLATE "C" NOT NULL'
-STATS_PG_SCHEMA: Final = f"""
--- Statistics of finished runs (dimensions workflow, agent, project) and node attempts (node), per project
--- ('*': all projects), UTC hour (grain 'h'), day ('d') and month ('m') of their start, and status. Costs in
--- nano-dollars, durations' sum in microseconds.
-CREATE TABLE stats_rollup (
-    dim {_TEXT}, grain {_TEXT}, project {_TEXT}, bucket {_TEXT}, key {_TEXT}, status {_TEXT},
-    runs bigint NOT NULL,
-    cost_nanos bigint NOT NULL, costs bigint NOT NULL, cost_min_nanos bigint, cost_max_nanos bigint,
-    duration_us bigint NOT NULL, durations bigint NOT NULL, duration_ms_min double precision,
-    duration_ms_max double precision,
-    PRIMARY KEY (dim, grain, project, bucket, key, status)
-);
--- The duration histogram of the same places (statuses together), encoded as on SQLite.
-CREATE TABLE stats_hist (
-    dim {_TEXT}, grain {_TEXT}, project {_TEXT}, bucket {_TEXT}, key {_TEXT}, hist bytea NOT NULL,
-    PRIMARY KEY (dim, grain, project, bucket, key)
-);
-"""
-"""The SQLite engine's tables in this engine's types."""
+__all__ = ["pg_stats_groups", "record_pg_contributions"]
 
 _KEY: Final = ("dim", "grain", "project", "bucket", "key", "status")
 _FIGURES: Final = tuple(c.strip() for c in STATS_ROW_COLUMNS.split(","))

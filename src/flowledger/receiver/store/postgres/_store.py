@@ -12,34 +12,32 @@ receiver at a time: the one holding a session-level advisory lock on a
 dedicated connection; when its process dies the lock goes with its session
 and the next receiver to sweep takes over.
 
-What this engine does not implement yet (verifying a ledger converted from
-format 1) raises :class:`NotBuiltError` (a StoreError) naming it (whole
-methods would be listed in :data:`NOT_BUILT`); it never answers wrongly, and
-the receiver answers it with 501.
+Every method of the protocol is built, and the Store conformance suite runs
+each of its tests on this engine as on SQLite. A ledger converted from
+format 1 on SQLite and copied here by ``flowledger migrate`` verifies as it
+does there (:mod:`._verify`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Any, Final, TypeVar
 
 import asyncpg
 
-from flowledger._exceptions import NotBuiltError, SchemaVersionError, StoreError, UnstorableError
+from flowledger._exceptions import StoreError, UnstorableError
 from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import CHILDREN_COUNT_MAX, CHILDREN_LISTED_MAX, children_json
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
-from flowledger.receiver.store._entry import PURGE_KIND, entry_bytes, migrated_genesis, payload_hash, purge_entry
+from flowledger.receiver.store._entry import entry_bytes, payload_hash, purge_entry
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
-from flowledger.receiver.store._fold import RUN_COLUMNS, mark_stuck
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
-from flowledger.receiver.store._logs import LOG_PAGE_MAX, LOGS_INLINE_MAX, AttemptLogs, LogDrop, LogRow, LogSource
+from flowledger.receiver.store._logs import LOG_PAGE_MAX, LOGS_INLINE_MAX, AttemptLogs, LogDrop, LogRow
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier
 from flowledger.receiver.store._namespace import one_namespace
 from flowledger.receiver.store._otlp_logs import OtlpLogRow
@@ -60,7 +58,6 @@ from flowledger.receiver.store._protocol import (
 )
 from flowledger.receiver.store._purge import DAILY_TOTALS_SQL, daily_total
 from flowledger.receiver.store._query import keyset_condition, node_json, run_json
-from flowledger.receiver.store._rebuild import event_from_body
 from flowledger.receiver.store._reconcile import reconcile
 from flowledger.receiver.store._records import (
     NODE_FIELDS,
@@ -74,8 +71,6 @@ from flowledger.receiver.store._records import (
 from flowledger.receiver.store._search import looks_like_run_id
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._stats import StatsQuery
-from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
-from flowledger.receiver.store._verify import EntryWalker
 from flowledger.receiver.store._views import (
     PERCENTILE_SAMPLE_MAX,
     PageDirection,
@@ -93,21 +88,18 @@ from flowledger.receiver.store.postgres._logs import append_pg_logs, attach_pg_l
 from flowledger.receiver.store.postgres._namespace import PG_NAMESPACES_SQL, PG_SPACE, pg_run_scope
 from flowledger.receiver.store.postgres._otlp_logs import link_pg_otlp_logs, pg_otlp_logs, store_pg_otlp_logs
 from flowledger.receiver.store.postgres._otlp_metrics import pg_metric_series, store_pg_metric_points
-from flowledger.receiver.store.postgres._projector import (
-    PgProjector,
-    clear_for_refold,
-    columns_of,
-    run_from_record,
-    save_pg_runs,
-)
+from flowledger.receiver.store.postgres._projector import PgProjector, columns_of
 from flowledger.receiver.store.postgres._purge import pg_purge_runs
+from flowledger.receiver.store.postgres._rebuild import pg_refold
 from flowledger.receiver.store.postgres._reconcile import PG_RECONCILE_IO
-from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION, migrate_postgres
-from flowledger.receiver.store.postgres._search import pg_hits_capped, pg_runs_where
+from flowledger.receiver.store.postgres._schema import check_pg_version, migrate_postgres
+from flowledger.receiver.store.postgres._search import pg_runs_where, pg_search_hits
 from flowledger.receiver.store.postgres._spans import pg_trace, store_pg_spans
 from flowledger.receiver.store.postgres._stats import pg_stats_groups
-from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof, verify_tree
+from flowledger.receiver.store.postgres._sweep import SweeperLease, pg_mark_stuck
+from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof
 from flowledger.receiver.store.postgres._url import check_postgres_url, redacted
+from flowledger.receiver.store.postgres._verify import pg_verify
 from flowledger.receiver.store.postgres._viewer import (
     check_run_payload_kind,
     pg_attempt_detail,
@@ -120,14 +112,10 @@ from flowledger.receiver.store.postgres._viewer import (
     pg_viewer_runs,
 )
 
-__all__ = ["CHAIN_LOCK", "NOT_BUILT", "SWEEPER_LOCK", "SWEEPER_NAME", "PostgresStore"]
+__all__ = ["CHAIN_LOCK", "PostgresStore"]
 
 _T = TypeVar("_T")
-ENGINE: Final = "PostgreSQL"
 CHAIN_LOCK: Final = 0x666C6F77636861  # "flowcha": the chain's one serialisation point
-SWEEPER_LOCK: Final = 0x666C6F77737765  # "flowswe": held by the sweeping receiver's session
-SWEEPER_NAME: Final = "flowledger sweeper"
-"""The ``application_name`` of the sweeper's connection, followed by the receiver's process id."""
 POOL_MIN: Final = 1
 POOL_MAX: Final = 10
 _STREAM_CHUNK: Final = 2_000
@@ -155,31 +143,6 @@ _INSERT_LEDGER: Final = (
 _INSERT_PAYLOAD: Final = "INSERT INTO payloads (seq, body) SELECT * FROM unnest($1::bigint[], $2::text[])"
 _INSERT_NODE: Final = "INSERT INTO merkle_nodes (level, idx, hash) VALUES ($1, $2, $3)"
 _INSERT_BLOB: Final = "INSERT INTO blobs (sha256, body, size) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING"
-_SWEEP_SQL: Final = (
-    f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE status = '{RunStatus.RUNNING.value}' AND last_seen_at < $1 "
-    "FOR UPDATE"
-)
-_LAST_HEARD_SQL: Final = (
-    "SELECT max(received_at) FROM ledger WHERE run_id = $1 AND flowledger_entry_project(entry) = $2"
-)
-_RUN: Final = f"run_id, {PG_SPACE.format('')}"
-"""What names a run (its id and its project's namespace), as a row value."""
-_VERIFY_SQL: Final = (
-    "SELECT l.seq, l.event_id, l.run_id, l.kind, l.ts, l.entry, l.payload_hash, l.prev_hash, l.hash, "
-    "convert_to(p.body, 'UTF8') FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
-    "WHERE l.seq > $1 ORDER BY l.seq LIMIT $2"
-)
-
-NOT_BUILT: Final[tuple[str, ...]] = ()
-"""Store methods the PostgreSQL engine does not implement yet: each raises StoreError naming itself (none now;
-parts of methods still raise it, naming the part)."""
-
-
-def _not_built(what: str) -> NoReturn:
-    raise NotBuiltError(
-        f"{what} is not built yet in the {ENGINE} engine; use a SQLite database (--db PATH) for it "
-        "(docs/postgres.md lists what this engine does)"
-    )
 
 
 class PostgresStore:
@@ -191,7 +154,7 @@ class PostgresStore:
         self._pool_min, self._pool_max = max(1, pool_min), max(1, pool_max, pool_min)
         self._readonly = readonly
         self._pool: asyncpg.Pool | None = None
-        self._leader: asyncpg.Connection | None = None
+        self._lease = SweeperLease(self.url)
         self._head_seq = 0
         self._head_hash = GENESIS_HASH
         self._frontier: Frontier | None = None
@@ -207,7 +170,7 @@ class PostgresStore:
         try:
             async with self._pool.acquire() as conn:
                 if self._readonly:
-                    await _check_version(conn, self.name)
+                    await check_pg_version(conn, name=self.name)
                 else:
                     await migrate_postgres(conn, name=self.name)
                 self._head_seq, self._head_hash = await _head(conn)
@@ -218,9 +181,7 @@ class PostgresStore:
     async def close(self) -> None:
         """Release every connection; idempotent."""
         try:
-            if self._leader is not None:
-                leader, self._leader = self._leader, None
-                await leader.close()  # the session ends: its sweeper lock goes with it
+            await self._lease.release()  # the session ends: its sweeper lock goes with it
         finally:
             if self._pool is not None:
                 pool, self._pool = self._pool, None
@@ -234,7 +195,7 @@ class PostgresStore:
     @property
     def is_sweeper(self) -> bool:
         """Whether this store holds the sweeper's lock (it sweeps; the other receivers do not)."""
-        return self._leader is not None
+        return self._lease.is_held
 
     def _the_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -377,56 +338,22 @@ class PostgresStore:
             self._head_seq, self._head_hash, self._frontier = seq, prev, tree
         return results
 
-    async def _lead_sweeper(self) -> bool:
-        """Whether this store may sweep: it holds the sweeper's lock, or takes it now (a leader that died let go)."""
-        if self._leader is not None:
-            try:
-                await self._leader.execute("SELECT 1")
-                return True
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                dead, self._leader = self._leader, None  # the session is gone, and the lock with it
-                dead.terminate()
-        # Named, so that an operator (and the tests) can tell from pg_stat_activity which receiver sweeps.
-        conn = await asyncpg.connect(self.url, server_settings={"application_name": f"{SWEEPER_NAME} {os.getpid()}"})
-        try:
-            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", SWEEPER_LOCK):
-                self._leader, conn = conn, None
-                return True
-            return False
-        finally:
-            if conn is not None:
-                await conn.close()
-
     async def sweep(self, *, now: str, stuck_after_s: float, heartbeats: int) -> list[str]:
         """Mark running runs without a sign of life as stuck; only the sweeper's leader does (others return [])."""
-        now_dt = epoch_s(now)
-        cutoff = ts_from_epoch_s(now_dt - stuck_after_s)
-        marked = []
         try:
-            if not await self._lead_sweeper():
+            if not await self._lease.held():
                 return []
             async with self._chain_transaction() as conn:
-                for row in await conn.fetch(_SWEEP_SQL, cutoff):
-                    run = run_from_record(tuple(row))
-                    threshold_s = max(stuck_after_s, heartbeats * (run.heartbeat_interval_s or 0.0))
-                    if run.last_seen_at is None or epoch_s(run.last_seen_at) > now_dt - threshold_s:
-                        continue
-                    heard = await conn.fetchval(_LAST_HEARD_SQL, run.run_id, run.project or "")
-                    if heard is not None and epoch_s(heard) > now_dt - threshold_s:
-                        continue
-                    reason = f"no event since {run.last_seen_at}: more than {threshold_s:g} s without a heartbeat"
-                    if mark_stuck(run, reason):
-                        marked.append(run)
-                await save_pg_runs(conn, marked)
+                marked = await pg_mark_stuck(conn, now=now, stuck_after_s=stuck_after_s, heartbeats=heartbeats)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"sweeping for stuck runs failed: {exc}") from exc
-        return [run.run_id for run in marked]
+        return marked
 
     async def rebuild(self) -> Drift:
         """Refold the run, node-attempt and producer rows from the ledger in one transaction; report the drift."""
         try:
             async with self._chain_transaction() as conn:
-                return await _refold(conn)
+                return await pg_refold(conn)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"rebuilding the projections failed: {exc}") from exc
 
@@ -436,7 +363,8 @@ class PostgresStore:
         """A page of runs, newest first (start time, then run id; runs without a start last); keyset after a cursor."""
         async with self._reader() as conn:
             query = await self._without_run_id_search(conn, query)
-            where, params = self._where(query)
+            hits, hits_capped = (None, False) if query.search is None else await pg_search_hits(conn, query.search)
+            where, params = pg_runs_where(query, hits=hits)  # the hits read once for the page and its count
             keyset, keyset_params = keyset_condition(query.cursor)
             page_where = (where + keyset) if where else (" WHERE TRUE" + keyset if keyset else "")
             page_params = [*params, *keyset_params]
@@ -455,7 +383,6 @@ class PostgresStore:
                     TOTAL_COUNT_MAX + 1,
                 )
             )
-            hits_capped = await pg_hits_capped(conn, query.search)
         runs = [run_json(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
         after = RunPageCursor.of(runs[-1]) if more else None
@@ -568,43 +495,9 @@ class PostgresStore:
         )
 
     async def verify(self, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
-        """Walk the chain from the first row (in one snapshot); also check ``(seq, hex hash)`` checkpoints."""
-        async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            origin = await conn.fetchrow("SELECT v1_head_seq, v1_head_hash FROM ledger_origin")
-            v1_seq, v1_hash = (int(origin[0]), bytes(origin[1])) if origin else (0, GENESIS_HASH)
-            if v1_seq:
-                _not_built("verifying a ledger converted from format 1")
-            walker = EntryWalker(migrated_genesis(v1_seq, v1_hash))
-            for seq, _ in checkpoints:
-                walker.watch(seq)
-            last = 0
-            while True:
-                rows = await conn.fetch(_VERIFY_SQL, last, _STREAM_CHUNK)
-                if not rows:
-                    break
-                last = int(rows[-1][0])
-                if not walker.feed([tuple(row) for row in rows]):
-                    break
-            report = walker.report()
-            if report.ok:
-                report = await verify_tree(conn, report, walker.tree_nodes)
-        if report.ok:
-            for seq, expected in checkpoints:
-                found = walker.hashes_at.get(seq)
-                if found != expected:
-                    problem = (
-                        f"checkpoint {seq}:{expected[:12]}... does not match: the row's hash is now {found}"
-                        if found
-                        else f"checkpoint row {seq} is no longer in the ledger (the chain was truncated)"
-                    )
-                    return dataclasses.replace(
-                        report,
-                        ok=False,
-                        first_bad_seq=seq,
-                        first_bad_event_id=walker.event_ids_at.get(seq),
-                        problem=problem,
-                    )
-        return report
+        """Walk the chain from its origin (on one snapshot); also check ``(seq, hex hash)`` checkpoints."""
+        async with self._reader() as conn:
+            return await pg_verify(conn, checkpoints)
 
     async def purge(self, selection: PurgeSelection) -> PurgeReport:
         """Erase the selected runs and append the purge entry, in one transaction under the chain's lock."""
@@ -898,23 +791,6 @@ class PostgresStore:
             return await pg_custom_metrics(conn, query)
 
 
-async def _check_version(conn: asyncpg.Connection, name: str) -> None:
-    """Refuse (read-only) a database without a flowledger schema, or with another version of it."""
-    if not await conn.fetchval("SELECT to_regclass('flowledger_schema') IS NOT NULL"):
-        raise StoreError(f"{name} holds no flowledger ledger yet; start `flowledger serve --db URL` on it first")
-    version = int(await conn.fetchval("SELECT version FROM flowledger_schema"))
-    if version > PG_SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"the database has schema version {version}, newer than the {PG_SCHEMA_VERSION} this flowledger knows; "
-            "upgrade flowledger to open it"
-        )
-    if version < PG_SCHEMA_VERSION:
-        raise StoreError(
-            f"{name} has schema version {version}, older than this flowledger's {PG_SCHEMA_VERSION}; "
-            "start `flowledger serve --db URL` on it once to bring it up to date"
-        )
-
-
 async def _head(conn: asyncpg.Connection) -> tuple[int, bytes]:
     """The last ledger row's (seq, hash), or (0, GENESIS_HASH) for an empty ledger."""
     row = await conn.fetchrow("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
@@ -959,71 +835,3 @@ async def _children(conn: asyncpg.Connection, run_id: str, space: str) -> dict[s
         CHILDREN_COUNT_MAX + 1,
     )
     return children_json(listed, int(count))
-
-
-async def _refold(conn: asyncpg.Connection) -> Drift:
-    """Drop and refold ``runs``, ``node_runs`` and ``producers``; return the drift against the old rows."""
-    drift = Drift()
-    await clear_for_refold(conn)  # search text, attributes, custom metrics; finished runs out of the sums
-    for table in ("runs", "node_runs", "producers"):
-        await conn.execute(f"CREATE TEMP TABLE old_{table} ON COMMIT DROP AS SELECT * FROM {table}")
-        await conn.execute(f"DELETE FROM {table}")
-    # The SDK's log lines are folded from the ledger again; OTLP lines are not in the ledger and stay.
-    await conn.execute("DELETE FROM logs WHERE source = $1", LogSource.SDK.value)
-    await conn.execute("DELETE FROM log_drops")
-    await conn.execute("DELETE FROM sampled_out")
-    last = 0
-    while True:
-        rows = await conn.fetch(
-            "SELECT l.seq, l.kind, p.body FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
-            "WHERE l.seq > $1 ORDER BY l.seq LIMIT $2",
-            last,
-            _REBUILD_CHUNK,
-        )
-        if not rows:
-            break
-        last = int(rows[-1][0])
-        events = [event_from_body(body, seq) for seq, kind, body in rows if body is not None and kind != PURGE_KIND]
-        projector = PgProjector(conn)
-        await projector.load(events)
-        for event in events:
-            projector.apply(event, event.producer_id, event.producer_seq)
-        await projector.flush()
-        drift.events += len(events)
-    # Stuck is the sweeper's verdict, not the ledger's: keep it for runs still running.
-    await conn.execute(
-        f"UPDATE runs SET status = '{RunStatus.STUCK.value}', stuck_reason = o.stuck_reason FROM old_runs o "
-        f"WHERE o.run_id = runs.run_id AND coalesce(o.project, '') = coalesce(runs.project, '') "
-        f"AND runs.status = '{RunStatus.RUNNING.value}' "
-        f"AND o.status = '{RunStatus.STUCK.value}'"
-    )
-    drift.runs_missing = [
-        r[0] for r in await conn.fetch(f"SELECT {_RUN} FROM runs EXCEPT SELECT {_RUN} FROM old_runs ORDER BY 1")
-    ]
-    drift.runs_extra = [
-        r[0] for r in await conn.fetch(f"SELECT {_RUN} FROM old_runs EXCEPT SELECT {_RUN} FROM runs ORDER BY 1")
-    ]
-    drift.runs_changed = [
-        r[0]
-        for r in await conn.fetch(
-            "SELECT run_id FROM (SELECT * FROM runs EXCEPT SELECT * FROM old_runs) d "
-            f"WHERE ({_RUN}) IN (SELECT {_RUN} FROM old_runs) ORDER BY run_id"
-        )
-    ]
-    drift.nodes_missing = int(
-        await conn.fetchval(
-            f"SELECT count(*) FROM (SELECT {_RUN}, span_id FROM node_runs "
-            f"EXCEPT SELECT {_RUN}, span_id FROM old_node_runs) d"
-        )
-    )
-    drift.nodes_extra = int(
-        await conn.fetchval(
-            f"SELECT count(*) FROM (SELECT {_RUN}, span_id FROM old_node_runs "
-            f"EXCEPT SELECT {_RUN}, span_id FROM node_runs) d"
-        )
-    )
-    drift.nodes_changed = (
-        int(await conn.fetchval("SELECT count(*) FROM (SELECT * FROM node_runs EXCEPT SELECT * FROM old_node_runs) d"))
-        - drift.nodes_missing
-    )
-    return drift

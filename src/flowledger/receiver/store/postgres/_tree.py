@@ -8,7 +8,6 @@ completes it; smaller subtrees are folded from the entries.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
@@ -22,12 +21,12 @@ from flowledger.receiver.store._merkle import (
     leaf_hash,
     node_hash,
 )
-from flowledger.receiver.store._protocol import EntryProof, TreeHead, VerifyReport
+from flowledger.receiver.store._protocol import EntryProof, TreeHead
 
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["load_frontier", "pg_consistency", "pg_inclusion_path", "pg_run_proof", "verify_tree"]
+__all__ = ["load_frontier", "pg_consistency", "pg_inclusion_path", "pg_run_proof"]
 
 _CHUNK: Final = 2_000
 
@@ -57,35 +56,6 @@ async def load_frontier(conn: asyncpg.Connection, size: int) -> Frontier:
             hashes.append(_fold_leaves([leaf_hash(bytes(row[0])) for row in rows]))
         start += 1 << level
     return Frontier(size, hashes)
-
-
-async def verify_tree(
-    conn: asyncpg.Connection, report: VerifyReport, expected: dict[tuple[int, int], bytes]
-) -> VerifyReport:
-    """Check the stored Merkle tree nodes against the ones recomputed from the entries."""
-    seen, last = 0, (-1, -1)
-    while True:
-        rows = await conn.fetch(
-            "SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) > ($1, $2) ORDER BY level, idx LIMIT $3",
-            *last,
-            _CHUNK,
-        )
-        if not rows:
-            break
-        last = (int(rows[-1][0]), int(rows[-1][1]))
-        for level, index, digest in rows:
-            seen += 1
-            if expected.get((level, index)) != bytes(digest):
-                first = (index << level) + 1
-                problem = (
-                    f"the stored Merkle tree node at level {level}, index {index} (entries {first}.."
-                    f"{first + (1 << level) - 1}) does not match the entries (the tree was edited)"
-                )
-                return dataclasses.replace(report, ok=False, first_bad_seq=first, problem=problem)
-    if seen != len(expected):
-        problem = f"{len(expected) - seen} stored Merkle tree nodes are missing (the tree was edited)"
-        return dataclasses.replace(report, ok=False, problem=problem)
-    return report
 
 
 async def _perfect_hashes(conn: asyncpg.Connection, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
