@@ -81,6 +81,11 @@ def _leave_out(steps: frozenset[str], path: Path, bodies: dict[str, bytes]) -> N
     from flowledger.receiver.store import _sqlite
     from flowledger.receiver.store._migrations import migrate
 
+    patched = ("insert_rows", "payload_hash", "entry_bytes", "_INSERT_PAYLOADS", "_AUTO_VACUUM_INCREMENTAL")
+    missing = [name for name in patched if name not in vars(_sqlite)]
+    missing += [name for name in ("_tree_at", "_connect") if name not in vars(_sqlite.SqliteStore)]
+    if missing:  # a renamed name would be patched in vain, and the step measured as free
+        sys.exit(f"--lifecycle: the store no longer has {', '.join(missing)}; update benchmarks/ingest_path.py")
     if "merkle" in steps:
 
         class NoTree:
