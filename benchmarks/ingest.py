@@ -62,7 +62,7 @@ from flowledger.receiver.store._migrations import migrate  # noqa: E402
 from flowledger.receiver.store._tree import stored_nodes  # noqa: E402
 
 LEDGER_INSERT = (
-    "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash)"
+    "INSERT INTO ledger (seq, event_id, project, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash)"
 )
 PAYLOAD_INSERT = "INSERT INTO payloads (seq, body)"
 NODE_INSERT = "INSERT INTO merkle_nodes (level, idx, hash)"
@@ -84,7 +84,8 @@ def ledger_row(
         producer_seq=event["producer_seq"],
         payload_sha256=digest,
     )
-    row = (seq, event["event_id"], event["run_id"], event["kind"], ts, received, entry, digest, prev)
+    project = event.get("project") or ""
+    row = (seq, event["event_id"], project, event["run_id"], event["kind"], ts, received, entry, digest, prev)
     return (*row, chain_hash(prev, entry)), entry
 
 
@@ -214,7 +215,7 @@ def raw_sqlite(events: list[dict[str, Any]], path: Path) -> float:
         prev = row[-1]
     started = time.perf_counter()
     conn.execute("BEGIN")
-    conn.executemany(f"{LEDGER_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany(f"{LEDGER_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     conn.executemany(f"{PAYLOAD_INSERT} VALUES (?, ?)", payloads)
     conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
@@ -281,7 +282,7 @@ def raw_sqlite_all(events: list[dict[str, Any]], path: Path, batch: int) -> floa
     started = time.perf_counter()
     for ledger_rows, payload_rows, tree_rows, run_rows, node_rows, producers in plan:
         conn.execute("BEGIN IMMEDIATE")
-        insert(LEDGER_INSERT, ledger_rows, 10)
+        insert(LEDGER_INSERT, ledger_rows, 11)
         insert(PAYLOAD_INSERT, payload_rows, 2)
         if tree_rows:
             insert(NODE_INSERT, tree_rows, 3)

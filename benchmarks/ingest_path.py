@@ -1,6 +1,6 @@
 """The receiver's ingest path in process: CPU and instructions per event, next to a baseline revision.
 
-    python benchmarks/ingest_path.py [--runs 3000] [--baseline REV] [--callgrind]
+    python benchmarks/ingest_path.py [--runs 3000] [--baseline REV] [--callgrind] [--lifecycle]
                                      [--engine sqlite|postgres] [--postgres-url URL]
 
 Decodes, validates and appends batches of 1,000 events (the realistic runs
@@ -12,7 +12,29 @@ and of the event-loop thread. With ``--callgrind`` (valgrind installed) it
 also runs each tree under callgrind at two sizes and prints the difference
 in instructions per event: a figure that does not move with the load other
 work puts on the machine, unlike the CPU times. ``--baseline REV`` is a git
-revision of this repository that writes ledger format 2.
+revision of this repository that writes ledger format 2 (repeatable).
+
+``--lifecycle`` measures what the ledger lifecycle change (ledger format 2:
+deleting and retaining history with the proof intact) costs by itself, apart
+from everything else added to ingest since format 1: this tree is also run
+with its lifecycle steps left out, each alone and all three together, in the
+same run (the CPU loop takes the all-three variant; with ``--callgrind``
+every variant is counted):
+
+* ``merkle``: the Merkle tree append (leaf and subtree hashes, the
+  ``merkle_nodes`` rows);
+* ``payload-split``: payloads stored apart, as format 1 did not: the entry's
+  JSON (the chain hashes the event's body instead, as format 1 did), the
+  payload's own SHA-256 and the ``payloads`` row (the body sits in the
+  ledger row, as in format 1);
+* ``purge-bookkeeping``: what purges need at ingest: the per-run ledger
+  index ``ledger_by_run``, ``secure_delete`` on the writer and
+  ``auto_vacuum = INCREMENTAL`` on the file.
+
+The steps are left out by patching this tree's store in the child process
+(nothing shipped changes); the difference between this tree and the variant
+without all three is the lifecycle's cost per event, printed as a share of
+this tree's. SQLite only.
 
 With ``--engine postgres`` each child appends to a ``PostgresStore`` on a
 new database instead (a throwaway cluster of the machine's binaries without
@@ -44,7 +66,67 @@ SMALL_RUNS, LARGE_RUNS = 100, 600
 """The two sizes callgrind runs: their difference leaves out start-up and imports."""
 
 
-def child(runs: int, build_only: bool, projects: int, db: str | None = None) -> None:
+LIFECYCLE_STEPS = ("merkle", "payload-split", "purge-bookkeeping")
+"""What ``--lifecycle`` leaves out of this tree, one at a time and all together (see the module's docstring)."""
+_NO_HASH = bytes(32)
+
+
+def _leave_out(steps: frozenset[str], path: Path, bodies: dict[str, bytes]) -> None:
+    """Patch this tree's SQLite store so that appends skip the lifecycle ``steps`` (before the store is opened).
+
+    ``bodies`` maps the event ids of the batch being appended to their canonical bodies (filled by the caller).
+    """
+    import sqlite3
+
+    from flowledger.receiver.store import _sqlite
+    from flowledger.receiver.store._migrations import migrate
+
+    patched = ("insert_rows", "payload_hash", "entry_bytes", "_INSERT_PAYLOADS", "_AUTO_VACUUM_INCREMENTAL")
+    missing = [name for name in patched if name not in vars(_sqlite)]
+    missing += [name for name in ("_tree_at", "_connect") if name not in vars(_sqlite.SqliteStore)]
+    if missing:  # a renamed name would be patched in vain, and the step measured as free
+        sys.exit(f"--lifecycle: the store no longer has {', '.join(missing)}; update benchmarks/ingest_path.py")
+    if "merkle" in steps:
+
+        class NoTree:
+            def extend(self, entries: list[bytes], *, keep_from_level: int) -> list[tuple[int, int, bytes]]:
+                return []
+
+        async def no_tree(self: Any, conn: Any, size: int) -> NoTree:
+            return NoTree()
+
+        _sqlite.SqliteStore._tree_at = no_tree  # type: ignore[assignment,method-assign]
+    if "payload-split" in steps:
+        insert_rows = vars(_sqlite)["insert_rows"]
+
+        async def rows_but_payloads(conn: Any, head: str, rows: Any, *, width: int, tail: str = "") -> None:
+            if head != _sqlite._INSERT_PAYLOADS:
+                await insert_rows(conn, head, rows, width=width, tail=tail)
+
+        vars(_sqlite).update(
+            insert_rows=rows_but_payloads,
+            payload_hash=lambda payload: _NO_HASH,
+            entry_bytes=lambda **fields: bodies[fields["event_id"]],  # the ledger row holds the body, as in format 1
+        )
+    if "purge-bookkeeping" in steps:
+        conn = sqlite3.connect(path, isolation_level=None)  # made here: auto_vacuum stays NONE
+        migrate(conn)
+        conn.execute("DROP INDEX ledger_by_run")
+        conn.close()
+        _sqlite._AUTO_VACUUM_INCREMENTAL = 0  # type: ignore[misc]  # so that opening does not switch the file
+        connect = _sqlite.SqliteStore._connect
+
+        async def without_secure_delete(self: Any, *, readonly: bool) -> Any:
+            conn = await connect(self, readonly=readonly)
+            await conn.execute("PRAGMA secure_delete = OFF")
+            return conn
+
+        _sqlite.SqliteStore._connect = without_secure_delete  # type: ignore[method-assign]
+
+
+def child(
+    runs: int, build_only: bool, projects: int, db: str | None = None, without: frozenset[str] = frozenset()
+) -> None:
     """Ingest ``runs`` runs in this process and print the figures as JSON (run with the tree on PYTHONPATH)."""
     import flowledger  # the tree under test, before benchmarks/ingest.py puts this one first on sys.path
 
@@ -69,9 +151,13 @@ def child(runs: int, build_only: bool, projects: int, db: str | None = None) -> 
         print(json.dumps({"events": count}))
         return
 
+    payloads: dict[str, bytes] = {}
+
     async def ingest(path: Path) -> tuple[float, float]:
         store: Store
         if db is None:
+            if without:
+                _leave_out(without, path, payloads)
             store = SqliteStore(path)
         else:
             from flowledger.receiver.store.postgres import PostgresStore
@@ -87,6 +173,9 @@ def child(runs: int, build_only: bool, projects: int, db: str | None = None) -> 
                     event = prepare_event(raw, index, limits, None, plain_floats=batch.plain_floats)
                     assert isinstance(event, PreparedEvent)
                     valid.append(event)
+                if without:
+                    payloads.clear()
+                    payloads.update((event.event_id, event.body_bytes) for event in valid)
                 await store.append(valid)
             return time.process_time() - cpu, time.thread_time() - loop
         finally:
@@ -126,13 +215,16 @@ def _run(
     build_only: bool = False,
     callgrind: Path | None = None,
     server: str | None = None,
+    without: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """One child's figures; with ``server`` (a PostgreSQL URL) on a new database there, with the server's CPU."""
+    """One child's figures; with ``server`` (a PostgreSQL URL) on a new database there, with the server's CPU;
+    ``without`` names lifecycle steps left out (:data:`LIFECYCLE_STEPS`)."""
     from ingest import fresh_postgres_database
 
     env = dict(os.environ, PYTHONPATH=str(src))
     command = [sys.executable, __file__, "--child", str(runs), "--projects", str(projects)]
     command += ["--build-only"] if build_only else []
+    command += ["--without", ",".join(sorted(without))] if without and not build_only else []
     if server is not None and not build_only:
         command += ["--db", fresh_postgres_database(server)]
     server_before = _server_cpu_seconds() if server is not None else 0.0
@@ -152,37 +244,82 @@ def _run(
     return figures
 
 
-def instructions_per_event(src: Path, tmp: Path, projects: int, server: str | None = None) -> float:
-    """Instructions of the ingest path per event: (large - its build) - (small - its build), per event."""
-    counts: dict[tuple[int, bool], tuple[int, int]] = {}
+THIS = "this tree"
+WITHOUT_LIFECYCLE = f"{THIS} without the lifecycle steps"
+
+
+def _sqlite_instructions(out: Path) -> int:
+    """Instructions executed in SQLite's own code (libsqlite3, exclusive of the C library it calls) in a profile."""
+    listing = subprocess.run(
+        ["callgrind_annotate", "--threshold=100", str(out)], capture_output=True, text=True, check=True
+    ).stdout
+    return sum(
+        int(line.split()[0].replace(",", ""))
+        for line in listing.splitlines()
+        if "libsqlite3" in line and line.strip()[:1].isdigit()
+    )
+
+
+def instructions_per_event(
+    src: Path,
+    tmp: Path,
+    projects: int,
+    server: str | None = None,
+    without: frozenset[str] = frozenset(),
+    builds: dict[tuple[Path, int], tuple[int, int, int]] | None = None,
+) -> tuple[float, float]:
+    """Instructions of the ingest path per event, all and SQLite's own: (large - its build) - (small - its build),
+    per event.
+
+    ``builds`` keeps the build-only counts of each tree and size, the same whatever is left out.
+    """
+    counts: dict[tuple[int, bool], tuple[int, int, int]] = {}
+    builds = {} if builds is None else builds
     for runs in (SMALL_RUNS, LARGE_RUNS):
         for build_only in (False, True):
+            if build_only and (src, runs) in builds:
+                counts[runs, True] = builds[src, runs]
+                continue
             out = tmp / f"callgrind-{runs}-{build_only}.out"
-            figures = _run(src, runs, projects, build_only=build_only, callgrind=out, server=server)
-            counts[runs, build_only] = figures["instructions"], figures["events"]
-    large = counts[LARGE_RUNS, False][0] - counts[LARGE_RUNS, True][0]
-    small = counts[SMALL_RUNS, False][0] - counts[SMALL_RUNS, True][0]
-    return (large - small) / (counts[LARGE_RUNS, False][1] - counts[SMALL_RUNS, False][1])
+            figures = _run(src, runs, projects, build_only=build_only, callgrind=out, server=server, without=without)
+            counts[runs, build_only] = figures["instructions"], figures["events"], _sqlite_instructions(out)
+            if build_only:
+                builds[src, runs] = counts[runs, True]
+    events = counts[LARGE_RUNS, False][1] - counts[SMALL_RUNS, False][1]
+    per_event = []
+    for part in (0, 2):
+        large = counts[LARGE_RUNS, False][part] - counts[LARGE_RUNS, True][part]
+        small = counts[SMALL_RUNS, False][part] - counts[SMALL_RUNS, True][part]
+        per_event.append((large - small) / events)
+    return per_event[0], per_event[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3000, help="runs of 9 events each for the CPU figures")
     parser.add_argument("--repeat", type=int, default=3, help="CPU measurements per tree (the median is printed)")
-    parser.add_argument("--baseline", default=None, help="also measure this git revision (ledger format 2)")
+    parser.add_argument(
+        "--baseline", action="append", default=[], help="also measure this git revision (ledger format 2; repeatable)"
+    )
     parser.add_argument("--callgrind", action="store_true", help="also count instructions per event (valgrind)")
     parser.add_argument("--projects", type=int, default=0, help="runs go to this many projects in turn (0: none)")
     parser.add_argument("--engine", choices=("sqlite", "postgres"), default="sqlite", help="the store appended to")
     parser.add_argument("--postgres-url", default=None, help="a PostgreSQL server to create databases on")
+    parser.add_argument(
+        "--lifecycle", action="store_true", help="also measure this tree with the ledger lifecycle's steps left out"
+    )
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--db", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--without", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child(args.child, args.build_only, args.projects, args.db)
+        child(args.child, args.build_only, args.projects, args.db, frozenset(filter(None, args.without.split(","))))
         return
     if args.callgrind and shutil.which("valgrind") is None:
         sys.exit("--callgrind needs valgrind (Debian: apt-get install valgrind)")
+    if args.lifecycle and args.engine != "sqlite":
+        sys.exit("--lifecycle measures the SQLite store only")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     with tempfile.TemporaryDirectory() as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
@@ -194,19 +331,29 @@ def main() -> None:
                 from tests._postgres import postgres_cluster
 
                 server = stack.enter_context(postgres_cluster())
-        trees = {"this tree": ROOT / "src"}
-        if args.baseline is not None:
+        none: frozenset[str] = frozenset()
+        trees: dict[str, tuple[Path, frozenset[str]]] = {THIS: (ROOT / "src", none)}
+        if args.baseline:
             from ingest import export_revision  # the same unpacking as benchmarks/ingest.py
 
-            (tmp / "baseline").mkdir()
-            trees = {f"baseline {args.baseline}": export_revision(args.baseline, tmp / "baseline"), **trees}
+            for revision in args.baseline:
+                (tmp / revision).mkdir()
+                trees = {f"baseline {revision}": (export_revision(revision, tmp / revision), none), **trees}
+        if args.lifecycle:
+            trees[WITHOUT_LIFECYCLE] = (ROOT / "src", frozenset(LIFECYCLE_STEPS))
         cpu: dict[str, list[tuple[float, float, float]]] = {label: [] for label in trees}
         for _ in range(args.repeat):
-            for label, src in trees.items():
-                figures = _run(src, args.runs, args.projects, server=server)
+            for label, (src, without) in trees.items():
+                figures = _run(src, args.runs, args.projects, server=server, without=without)
                 cpu[label].append((figures["cpu_us"], figures["loop_us"], figures.get("server_us", 0.0)))
+        if args.lifecycle:
+            trees.update({f"{THIS} without {step}": (ROOT / "src", frozenset({step})) for step in LIFECYCLE_STEPS})
+        builds: dict[tuple[Path, int], tuple[int, int, int]] = {}
         counted = (
-            {label: instructions_per_event(src, tmp, args.projects, server) for label, src in trees.items()}
+            {
+                label: instructions_per_event(src, tmp, args.projects, server, without, builds)
+                for label, (src, without) in trees.items()
+            }
             if args.callgrind
             else {}
         )
@@ -224,11 +371,25 @@ def main() -> None:
             f"event-loop thread {loops[middle]:.1f} us/event"
             + (f", PostgreSQL server {servers[middle]:.1f} us/event" if server is not None else "")
         )
-        if label in counted:
-            print(f"[{label}] instructions: {counted[label]:,.0f} per event (callgrind)")
-    if len(counted) == 2:
-        (_, base), (_, this) = counted.items()
-        print(f"this tree / baseline: {this / base:.3f} of the baseline's instructions per event")
+    for label, (total, sqlite) in counted.items():
+        print(f"[{label}] instructions: {total:,.0f} per event, {sqlite:,.0f} of them in SQLite (callgrind)")
+    for revision in args.baseline if counted else ():
+        (base, base_sqlite), (this, this_sqlite) = counted[f"baseline {revision}"], counted[THIS]
+        print(
+            f"this tree / baseline {revision}: {this / base:.3f} of its instructions per event, "
+            f"{this_sqlite / base_sqlite:.3f} of its SQLite instructions"
+        )
+    if args.lifecycle and counted:
+        this = counted[THIS][0]
+        for step in LIFECYCLE_STEPS:
+            cost = this - counted[f"{THIS} without {step}"][0]
+            print(f"lifecycle step {step}: {cost:,.0f} instructions per event, {cost / this:.1%} of this tree's")
+        cost = this - counted[WITHOUT_LIFECYCLE][0]
+        print(f"lifecycle steps together: {cost:,.0f} instructions per event, {cost / this:.1%} of this tree's")
+    if args.lifecycle:
+        cpu_this, cpu_without = (sorted(v[0] for v in cpu[label]) for label in (THIS, WITHOUT_LIFECYCLE))
+        middle = len(cpu_this) // 2
+        print(f"lifecycle steps, CPU medians: {cpu_this[middle] / cpu_without[middle]:.3f} of the time without them")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ def filled(live: LiveReceiver) -> LiveReceiver:
     return live
 
 
+_LEDGER_COLUMNS = "seq, event_id, project, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash"
+
+
 def _verify(db: Path, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(verify_command, ["--db", str(db), *args])
     return result.exit_code, result.output
@@ -95,10 +98,10 @@ def test_database_refuses_update_and_delete(filled: LiveReceiver) -> None:
     "statement",
     [
         "INSERT OR REPLACE INTO ledger SELECT * FROM ledger WHERE seq = 3",
-        "INSERT OR REPLACE INTO ledger SELECT 99, event_id, run_id, kind, ts, received_at, entry, payload_hash, "
+        "INSERT OR REPLACE INTO ledger SELECT 99, event_id, project, run_id, kind, ts, received_at, entry, "
+        "payload_hash, prev_hash, hash FROM ledger WHERE seq = 3",
+        "REPLACE INTO ledger SELECT seq, 'another', project, run_id, kind, ts, received_at, entry, payload_hash, "
         "prev_hash, hash FROM ledger WHERE seq = 3",
-        "REPLACE INTO ledger SELECT seq, 'another', run_id, kind, ts, received_at, entry, payload_hash, prev_hash, "
-        "hash FROM ledger WHERE seq = 3",
     ],
     ids=["same-seq", "same-event-id", "replace"],
 )
@@ -234,10 +237,11 @@ def test_verify_of_a_missing_file_is_one_clear_line(tmp_path: Path) -> None:
         ("run_id", "'0190a0b0-0000-7000-8000-000000000001'"),
         ("kind", "'heartbeat'"),
         ("ts", "'2000-01-01T00:00:00.000000Z'"),
+        ("project", "'alpha'"),
     ],
 )
 def test_verify_finds_an_edited_column(filled: LiveReceiver, column: str, value: str) -> None:
-    """A column the receiver reads (event_id, run_id, kind, ts) edited by hand is found, naming the column."""
+    """A column the receiver reads (event_id, run_id, kind, ts, project) edited by hand is found, naming the column."""
     with sqlite3.connect(filled.db_path) as conn:
         event_id = conn.execute("SELECT event_id FROM ledger WHERE seq = 5").fetchone()[0]
     _tamper(filled.db_path, f"UPDATE ledger SET {column} = {value} WHERE seq = 5")
@@ -264,25 +268,53 @@ def test_an_event_accepted_again_after_its_event_id_was_edited_is_found(filled: 
     assert "event_id column" in output
 
 
+def test_an_event_accepted_again_after_its_project_was_edited_is_found(filled: LiveReceiver) -> None:
+    """Editing a row's project column moves its event id to another project, where the original is stored again;
+    verify fails at the edited row, since the column must be the project the hashed entry names."""
+    run = simple_run(project="alpha")
+    assert filled.post(run.events).json()["accepted"] == 4
+    with sqlite3.connect(filled.db_path) as conn:
+        seq = conn.execute("SELECT seq FROM ledger WHERE event_id = ?", (run.events[0]["event_id"],)).fetchone()[0]
+    assert _verify(filled.db_path)[0] == 0
+    _tamper(filled.db_path, f"UPDATE ledger SET project = '' WHERE seq = {seq}")
+    assert filled.post(run.events).json()["accepted"] == 1  # the event-id index reads that column
+    code, output = _verify(filled.db_path)
+    assert code == 1
+    assert f"row {seq}" in output
+    assert "project column does not match the hashed entry" in output
+
+
 @pytest.mark.parametrize(
     "statement",
     [
         "INSERT OR REPLACE INTO ledger SELECT * FROM ledger WHERE seq = 3",
-        "REPLACE INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash) "
-        "SELECT seq, event_id, run_id, kind, ts, received_at, '{}', payload_hash, prev_hash, hash "
-        "FROM ledger WHERE seq = 3",
-        "INSERT OR REPLACE INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, "
-        "hash) SELECT (SELECT max(seq) + 1 FROM ledger), event_id, run_id, kind, ts, received_at, entry, payload_hash, "
-        "prev_hash, hash FROM ledger WHERE seq = 3",
-        "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash) "
-        "SELECT (SELECT max(seq) + 5 FROM ledger), 'new', run_id, kind, ts, received_at, entry, payload_hash, "
-        "prev_hash, hash FROM ledger WHERE seq = 3",
+        f"REPLACE INTO ledger ({_LEDGER_COLUMNS}) SELECT seq, event_id, project, run_id, kind, ts, received_at, "
+        "'{}', payload_hash, prev_hash, hash FROM ledger WHERE seq = 3",
+        f"INSERT OR REPLACE INTO ledger ({_LEDGER_COLUMNS}) SELECT (SELECT max(seq) + 1 FROM ledger), event_id, "
+        "project, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash FROM ledger WHERE seq = 3",
+        f"INSERT OR REPLACE INTO ledger ({_LEDGER_COLUMNS}) SELECT (SELECT max(seq) + 1 FROM ledger), event_id, "
+        "project, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash FROM ledger "
+        "WHERE project = 'alpha' LIMIT 1",
+        f"INSERT INTO ledger ({_LEDGER_COLUMNS}) SELECT (SELECT max(seq) + 5 FROM ledger), 'new', project, run_id, "
+        "kind, ts, received_at, entry, payload_hash, prev_hash, hash FROM ledger WHERE seq = 3",
     ],
-    ids=["replace-same-row", "replace-with-edit", "replace-by-event-id", "insert-past-the-end"],
+    ids=[
+        "replace-same-row",
+        "replace-with-edit",
+        "replace-by-event-id",
+        "replace-by-event-id-in-a-project",
+        "insert-past-the-end",
+    ],
 )
-def test_the_database_refuses_replacing_or_skipping_rows(filled: LiveReceiver, statement: str) -> None:
-    """INSERT OR REPLACE (which deletes without the DELETE trigger) and rows past the end are refused."""
+@pytest.mark.parametrize("recursive_triggers", [False, True], ids=["plain", "recursive-triggers"])
+def test_the_database_refuses_replacing_or_skipping_rows(
+    filled: LiveReceiver, statement: str, recursive_triggers: bool
+) -> None:
+    """INSERT OR REPLACE (which deletes without the DELETE trigger unless a connection turns recursive_triggers
+    on) and rows past the end are refused, in a project too."""
+    assert filled.post(simple_run(project="alpha").events).json()["accepted"] == 4
     with sqlite3.connect(filled.db_path) as conn:
+        conn.execute(f"PRAGMA recursive_triggers = {int(recursive_triggers)}")
         before = conn.execute("SELECT seq, event_id, entry FROM ledger ORDER BY seq").fetchall()
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             conn.execute(statement)

@@ -12,6 +12,7 @@ import pytest
 from flowledger._exceptions import StoreError
 from flowledger.receiver.store import _migrations as migrations
 from flowledger.receiver.store._migrations import (
+    _LEDGER_PROJECT_AS_COLUMN,
     MIGRATIONS,
     SCHEMA_VERSION,
     _run_and_event_ids_per_project,
@@ -223,3 +224,63 @@ def test_a_database_made_before_ids_were_per_project_keeps_its_runs(
     with sqlite3.connect(old) as conn:
         assert schema_version(conn) == SCHEMA_VERSION
         assert conn.execute("SELECT count(*) FROM node_runs WHERE project = 'alpha'").fetchone()[0] == 6
+
+
+def test_a_ledger_without_the_project_column_gets_it_from_its_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database whose ledger indexed the project read out of each entry opens with the project as a column, filled
+    from the hashed entries: it verifies with its old head, a resent event is still a duplicate in its project and new
+    in another, and the event-id index is read without parsing entries."""
+    runs = [typical_run(project="alpha"), simple_run(), simple_run(project="beta")]
+    source, old = tmp_path / "source.db", tmp_path / "old.db"
+    events = [e for run in runs for e in run.events]
+    asyncio.run(_ingest_and_read(source, events, runs[0].run_id))
+    before = MIGRATIONS.index(_LEDGER_PROJECT_AS_COLUMN)
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:before])
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", before)
+    conn = sqlite3.connect(old, isolation_level=None)
+    migrations.migrate(conn)
+    conn.close()
+    monkeypatch.undo()
+    _copy_rows(source, old)
+    with sqlite3.connect(old) as conn:
+        assert "project" not in {c[1] for c in conn.execute("PRAGMA table_info(ledger)")}
+        head = conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+
+    async def check() -> None:
+        store = SqliteStore(old)
+        await store.open()
+        try:
+            report = await store.verify([(int(head[0]), bytes(head[1]).hex())])
+            assert report.ok, report
+            assert report.events == len(events)
+            outcomes = await store.append(prepared(runs[0].events[:2]))
+            assert [outcome.value for outcome, _ in outcomes] == ["duplicate", "duplicate"]
+            moved = [{**event, "project": "gamma"} for event in runs[0].events[:1]]
+            assert [outcome.value for outcome, _ in await store.append(prepared(moved))] == ["accepted"]
+            assert (await store.verify()).ok
+        finally:
+            await store.close()
+
+    asyncio.run(check())
+    with sqlite3.connect(old) as conn:
+        assert schema_version(conn) == SCHEMA_VERSION
+        counted = dict(conn.execute("SELECT project, count(*) FROM ledger GROUP BY project").fetchall())
+        assert counted == {
+            "": len(runs[1].events),
+            "alpha": len(runs[0].events),
+            "beta": len(runs[2].events),
+            "gamma": 1,
+        }
+        plan = " ".join(
+            str(row[3])
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT payload_hash FROM ledger WHERE event_id = 'x' AND project = 'alpha'"
+            )
+        )
+        assert "ledger_event_once" in plan
+        triggers = " ".join(
+            str(sql) for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'ledger'")
+        )
+        assert "json_extract" not in triggers

@@ -45,12 +45,13 @@ ENTRY_FORMAT: Final = 2
 PURGE_KIND: Final = "ledger.purge"
 """The kind of a purge entry (wire event kinds never contain a dot)."""
 
-LEDGER_PROJECT: Final = "ifnull(json_extract(CAST({}entry AS TEXT), '$.project'), '')"
-"""SQL of an entry's namespace: its hashed ``project`` ('' for none; a project name is never empty).
+LEDGER_PROJECT: Final = "{}project"
+"""SQL of an entry's namespace: the ledger's ``project`` column, the entry's hashed ``project`` ('' for none; a
+project name is never empty).
 
 Event ids are unique per project (``ledger_event_once``) and a run's rows are found by run id and
-project (``ledger_by_run``). Read from the entry itself, so no column can be edited apart from what
-the hash covers. ``{}`` takes a table alias and a dot, or nothing; a query written this way uses the indexes.
+project (``ledger_by_run``). The store writes the column beside the entry and ``verify`` checks it
+against the hashed entry, like every other column. ``{}`` takes a table alias and a dot, or nothing.
 """
 
 

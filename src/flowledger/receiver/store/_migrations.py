@@ -16,7 +16,7 @@ from typing import Final
 
 from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger.receiver.store._canonical import chain_hash
-from flowledger.receiver.store._entry import LEDGER_PROJECT, entry_bytes, migrated_genesis, payload_hash
+from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash
 from flowledger.receiver.store._error_groups import ERROR_GROUPS_SCHEMA
 from flowledger.receiver.store._logs import LOGS_SCHEMA
 from flowledger.receiver.store._otlp_logs import OTLP_LOGS_SCHEMA
@@ -459,6 +459,10 @@ def _stats_for_all_projects_and_by_month(conn: sqlite3.Connection) -> None:
     upgrade_rollups_sync(conn)
 
 
+_ENTRY_PROJECT: Final = "ifnull(json_extract(CAST({}entry AS TEXT), '$.project'), '')"
+"""An entry's hashed ``project`` read out of its bytes ('' for none): what schema versions 22 and 23 indexed,
+and what the project column is filled from."""
+
 _LEDGER_PER_PROJECT: Final = f"""
 CREATE TABLE ledger (
     seq          INTEGER PRIMARY KEY,       -- position in the hash chain, from 1
@@ -475,8 +479,8 @@ CREATE TABLE ledger (
 INSERT INTO ledger SELECT seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash
 FROM ledger_global_ids ORDER BY seq;
 DROP TABLE ledger_global_ids;
-CREATE UNIQUE INDEX ledger_event_once ON ledger (event_id, {LEDGER_PROJECT.format("")});
-CREATE INDEX ledger_by_run ON ledger (run_id, {LEDGER_PROJECT.format("")});
+CREATE UNIQUE INDEX ledger_event_once ON ledger (event_id, {_ENTRY_PROJECT.format("")});
+CREATE INDEX ledger_by_run ON ledger (run_id, {_ENTRY_PROJECT.format("")});
 CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: UPDATE is refused'); END;
 CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
@@ -486,7 +490,7 @@ BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: DELETE is refused'); END;
 CREATE TRIGGER ledger_append_only BEFORE INSERT ON ledger
 WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM ledger)
   OR EXISTS (SELECT 1 FROM ledger WHERE event_id = NEW.event_id
-             AND {LEDGER_PROJECT.format("")} = {LEDGER_PROJECT.format("NEW.")})
+             AND {_ENTRY_PROJECT.format("")} = {_ENTRY_PROJECT.format("NEW.")})
 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: a row goes after the last one, with a new event_id'); END;
 """
 
@@ -606,6 +610,43 @@ CREATE INDEX runs_facts ON runs (
 );
 """
 
+_LEDGER_COLUMNS: Final = "seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash"
+_LEDGER_PROJECT_AS_COLUMN: Final = f"""
+-- The entry's project as a column ('' for none), written by the store beside the entry and checked by verify
+-- against the hashed entry like every other column: the event-id and per-run indexes and the append-only check
+-- compare it instead of parsing every entry's JSON. The entries and their hashes do not change.
+CREATE TABLE ledger_with_project (
+    seq          INTEGER PRIMARY KEY,       -- position in the hash chain, from 1
+    event_id     TEXT NOT NULL,             -- unique per project (ledger_event_once)
+    project      TEXT NOT NULL,             -- the entry's project, '' for none
+    run_id       TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    ts           TEXT NOT NULL,
+    received_at  TEXT NOT NULL,             -- receiver clock; not covered by the hash
+    entry        BLOB NOT NULL,             -- canonical UTF-8 JSON: what the hash covers
+    payload_hash BLOB NOT NULL,             -- sha256 of the payload, as in the entry
+    prev_hash    BLOB NOT NULL,
+    hash         BLOB NOT NULL
+);
+INSERT INTO ledger_with_project ({_LEDGER_COLUMNS}, project)
+SELECT {_LEDGER_COLUMNS}, {_ENTRY_PROJECT.format("")} FROM ledger ORDER BY seq;
+DROP TABLE ledger;
+ALTER TABLE ledger_with_project RENAME TO ledger;
+CREATE UNIQUE INDEX ledger_event_once ON ledger (event_id, project);
+CREATE INDEX ledger_by_run ON ledger (run_id, project);
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: UPDATE is refused'); END;
+CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: DELETE is refused'); END;
+-- INSERT OR REPLACE deletes the row it replaces without firing the DELETE trigger (unless a connection turns
+-- recursive_triggers on): a new row must come right after the last one and bring an event_id its project has
+-- not stored yet, so neither the primary key nor ledger_event_once ever has a row to replace.
+CREATE TRIGGER ledger_append_only BEFORE INSERT ON ledger
+WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM ledger)
+  OR EXISTS (SELECT 1 FROM ledger WHERE event_id = NEW.event_id AND project = NEW.project)
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: a row goes after the last one, with a new event_id'); END;
+"""
+
 
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration: an SQL script, or a function given the connection inside the migration's transaction."""
@@ -635,6 +676,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _run_and_event_ids_per_project,
     SEARCH_INDEX_BY_STATEMENT,
     _RUN_LISTINGS_BY_PROJECT_TOO,
+    _LEDGER_PROJECT_AS_COLUMN,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -122,13 +122,15 @@ _LAST_HEARD_SQL: Final = (
 )
 """When the receiver last stored an event of a run, by its own clock (the sweeper's second opinion)."""
 _INSERT_LEDGER: Final = (
-    "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash)"
+    "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash, project)"
 )
+"""A ledger row: the columns of an entry's row on every engine, then the entry's project ('' for none)."""
 _INSERT_PAYLOADS: Final = "INSERT INTO payloads (seq, body)"
 _INSERT_NODES: Final = "INSERT INTO merkle_nodes (level, idx, hash)"
 _VERIFY_SQL: Final = (
     "SELECT l.seq, l.event_id, l.run_id, l.kind, l.ts, CAST(l.entry AS BLOB), l.payload_hash, l.prev_hash, l.hash, "
-    "CAST(p.body AS BLOB) FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq WHERE l.seq > ? ORDER BY l.seq LIMIT ?"
+    "CAST(p.body AS BLOB), l.project FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq WHERE l.seq > ? "
+    "ORDER BY l.seq LIMIT ?"
 )
 
 
@@ -359,13 +361,16 @@ class SqliteStore:
                     )
                     add_entry(entry)
                     new_hash = sha256(prev + entry).digest()  # chain_hash, inline: this runs once per event
-                    add_row((seq, event.event_id, run_id, kind, event.ts, received_at, entry, digest, prev, new_hash))
+                    add_row(
+                        (seq, event.event_id, run_id, kind, event.ts, received_at, entry, digest, prev, new_hash,
+                         event.project or "")
+                    )  # fmt: skip
                     add_payload((seq, event.body))
                     if event.blobs:
                         blobs.extend(event.blobs)
                     prev = new_hash
                 if rows:
-                    await insert_rows(conn, _INSERT_LEDGER, rows, width=10)
+                    await insert_rows(conn, _INSERT_LEDGER, rows, width=11)
                     await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
                     await store_blobs(conn, blobs)
                     nodes = tree.extend(entries, keep_from_level=STORED_MIN_LEVEL)
@@ -427,7 +432,8 @@ class SqliteStore:
                     seq=seq, prev=prev, payload=work.payload, project=selection.project, now=now
                 )
                 new_hash = row[-1]
-                await conn.execute(f"{_INSERT_LEDGER} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                ledger_row = (*row, selection.project or "")
+                await conn.execute(f"{_INSERT_LEDGER} VALUES ({', '.join('?' * len(ledger_row))})", ledger_row)
                 await conn.execute(f"{_INSERT_PAYLOADS} VALUES (?, ?)", (seq, body))
                 nodes = stored_nodes(tree.append(leaf_hash(entry)))
                 if nodes:

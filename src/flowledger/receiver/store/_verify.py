@@ -55,10 +55,16 @@ __all__ = [
     "verify_ledger",
 ]
 
-EntryRow = tuple[int, str, str, str, str, bytes, bytes, bytes, bytes, bytes | None]
-"""``(seq, event_id, run_id, kind, ts, entry, payload_hash, prev_hash, hash, payload or None)``."""
+EntryRow = (
+    tuple[int, str, str, str, str, bytes, bytes, bytes, bytes, bytes | None]
+    | tuple[int, str, str, str, str, bytes, bytes, bytes, bytes, bytes | None, str]
+)
+"""``(seq, event_id, run_id, kind, ts, entry, payload_hash, prev_hash, hash, payload or None[, project])``: the
+project column ('' for none) where the engine keeps one beside the entry."""
 
 _COLUMNS = ("event_id", "run_id", "kind", "ts")
+_NO_COLUMN: Final = object()
+"""The project column of an engine that keeps none (its indexes read the project from the entry)."""
 
 LedgerRow = tuple[int, str, str, str, str, bytes, bytes, bytes]
 """A format-1 row ``(seq, event_id, run_id, kind, ts, body, prev_hash, hash)`` as :class:`Format1Walker` reads it."""
@@ -111,10 +117,14 @@ class EntryWalker:
         """Check more rows; return False once the chain is broken."""
         if self.broken is not None:
             return False
-        for seq, event_id, run_id, kind, ts, entry, stored_payload_hash, prev_hash, stored_hash, payload in rows:
+        for row in rows:
+            seq, event_id, run_id, kind, ts, entry, stored_payload_hash, prev_hash, stored_hash, payload, *column = row
             problem = self._check(seq, prev_hash, entry, stored_hash)
             if problem is None:
-                problem = self._check_entry(seq, (event_id, run_id, kind, ts), bytes(entry), bytes(stored_payload_hash))
+                project = column[0] if column else _NO_COLUMN
+                problem = self._check_entry(
+                    seq, (event_id, run_id, kind, ts), project, bytes(entry), bytes(stored_payload_hash)
+                )
             if problem is None:
                 problem = self._check_payload(
                     seq, event_id, run_id, kind, ts, payload, bytes(stored_payload_hash), bytes(entry)
@@ -144,7 +154,7 @@ class EntryWalker:
 
     @staticmethod
     def _check_entry(
-        seq: int, columns: tuple[str, str, str, str], entry: bytes, stored_payload_hash: bytes
+        seq: int, columns: tuple[str, str, str, str], project: object, entry: bytes, stored_payload_hash: bytes
     ) -> str | None:
         try:
             fields = parse_entry(entry)
@@ -155,6 +165,8 @@ class EntryWalker:
         for name, value in zip(_COLUMNS, columns, strict=True):
             if fields.get(name) != value:
                 return f"its {name} column does not match the hashed entry (the column was edited)"
+        if project is not _NO_COLUMN and project != (fields.get("project") or ""):
+            return "its project column does not match the hashed entry (the column was edited)"
         if fields.get("payload_sha256") != stored_payload_hash.hex():
             return "its payload_hash column does not match the hashed entry (the column was edited)"
         return None
