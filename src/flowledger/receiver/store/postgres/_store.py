@@ -57,7 +57,7 @@ from flowledger.receiver.store._protocol import (
     VerifyReport,
 )
 from flowledger.receiver.store._purge import DAILY_TOTALS_SQL, daily_total
-from flowledger.receiver.store._query import keyset_condition, node_json, run_json
+from flowledger.receiver.store._query import keyset, node_json, run_json
 from flowledger.receiver.store._reconcile import reconcile
 from flowledger.receiver.store._records import (
     NODE_FIELDS,
@@ -143,6 +143,31 @@ _INSERT_LEDGER: Final = (
 _INSERT_PAYLOAD: Final = "INSERT INTO payloads (seq, body) SELECT * FROM unnest($1::bigint[], $2::text[])"
 _INSERT_NODE: Final = "INSERT INTO merkle_nodes (level, idx, hash) VALUES ($1, $2, $3)"
 _INSERT_BLOB: Final = "INSERT INTO blobs (sha256, body, size) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING"
+
+
+def _page_after(
+    select: str, where: str, params: list[Any], cursor: RunPageCursor | None, *, fetch: int, skip: int = 0
+) -> tuple[str, list[Any]]:
+    """The SELECT (``$n`` parameters) of ``fetch`` runs after ``cursor`` and ``skip`` more, newest first.
+
+    Each part of the keyset condition (the started runs past the cursor, then the runs without a start)
+    is its own branch, one range of a listing index cut at ``skip + fetch`` rows; the branches are
+    merged and cut again. One ``OR`` of the parts would be a filter PostgreSQL applies to every row
+    before the cursor, so a page would cost more the deeper it is.
+    """
+    base = where or " WHERE TRUE"
+    branches = keyset(cursor)
+    if len(branches) == 1:
+        ((clause, clause_params),) = branches
+        sql = f"{select}{base}{clause} {_NEWEST_FIRST} LIMIT ? OFFSET ?"
+        return numbered(sql), [*params, *clause_params, fetch, skip]
+    parts: list[str] = []
+    all_params: list[Any] = []
+    for clause, clause_params in branches:
+        parts.append(f"({select}{base}{clause} {_NEWEST_FIRST} LIMIT ?)")
+        all_params += [*params, *clause_params, skip + fetch]
+    sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) r {_NEWEST_FIRST} LIMIT ? OFFSET ?"
+    return numbered(sql), [*all_params, fetch, skip]
 
 
 class PostgresStore:
@@ -365,17 +390,10 @@ class PostgresStore:
             query = await self._without_run_id_search(conn, query)
             hits, hits_capped = (None, False) if query.search is None else await pg_search_hits(conn, query.search)
             where, params = pg_runs_where(query, hits=hits)  # the hits read once for the page and its count
-            keyset, keyset_params = keyset_condition(query.cursor)
-            page_where = (where + keyset) if where else (" WHERE TRUE" + keyset if keyset else "")
-            page_params = [*params, *keyset_params]
-            n = len(page_params)
-            rows = await conn.fetch(
-                numbered(f"SELECT {_RUN_SELECT} FROM runs r{page_where} {_NEWEST_FIRST}")
-                + f" LIMIT ${n + 1} OFFSET ${n + 2}",
-                *page_params,
-                query.limit + 1,
-                query.offset,
-            )
+            select = f"SELECT {_RUN_SELECT} FROM runs r"
+            fetch, skip = query.limit + 1, query.offset
+            page_sql, page_params = _page_after(select, where, params, query.cursor, fetch=fetch, skip=skip)
+            rows = await conn.fetch(page_sql, *page_params)
             counted = int(
                 await conn.fetchval(
                     numbered(f"SELECT count(*) FROM (SELECT 1 FROM runs r{where}") + f" LIMIT ${len(params) + 1}) m",
@@ -434,14 +452,8 @@ class PostgresStore:
         cursor: RunPageCursor | None = None
         async with self._reader() as conn:
             while True:
-                keyset, keyset_params = keyset_condition(cursor)
-                page_where = (where + keyset) if where else (" WHERE TRUE" + keyset if keyset else "")
-                page_params = [*params, *keyset_params]
-                rows = await conn.fetch(
-                    numbered(f"{select}{page_where} {_NEWEST_FIRST}") + f" LIMIT ${len(page_params) + 1}",
-                    *page_params,
-                    _STREAM_CHUNK,
-                )
+                page_sql, page_params = _page_after(select, where, params, cursor, fetch=_STREAM_CHUNK)
+                rows = await conn.fetch(page_sql, *page_params)
                 if not rows:
                     return
                 for row in rows:
