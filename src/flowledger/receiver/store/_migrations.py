@@ -24,7 +24,7 @@ from flowledger.receiver.store._otlp_metrics import METRICS_SCHEMA
 from flowledger.receiver.store._rollups import backfill_rollups
 from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
 from flowledger.receiver.store._search import SEARCH_INDEX_BY_STATEMENT, SEARCH_SCHEMA
-from flowledger.receiver.store._stats import STATS_SCHEMA, upgrade_rollups_sync
+from flowledger.receiver.store._stats import STATS_SCHEMA, store_percentiles_sync, upgrade_rollups_sync
 from flowledger.receiver.store._time import normalize_ts
 from flowledger.receiver.store._tree import MERKLE_SCHEMA, backfill
 from flowledger.receiver.store._verify import FORMAT1_COLUMNS, Format1Walker
@@ -588,6 +588,12 @@ def _run_and_event_ids_per_project(conn: sqlite3.Connection) -> None:
     )
 
 
+def _percentiles_stored_beside_histograms(conn: sqlite3.Connection) -> None:
+    """Each statistics histogram keeps the fields of its p50 and p95 beside it, filled here for those stored
+    (:func:`._stats.store_percentiles_sync`): a series point of one whole bucket is read without its histogram."""
+    store_percentiles_sync(conn)
+
+
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration: an SQL script, or a function given the connection inside the migration's transaction."""
 
@@ -615,6 +621,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _stats_for_all_projects_and_by_month,
     _run_and_event_ids_per_project,
     SEARCH_INDEX_BY_STATEMENT,
+    _percentiles_stored_beside_histograms,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)
