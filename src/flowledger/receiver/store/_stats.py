@@ -243,29 +243,34 @@ def _added_percentile_fields(blobs: Sequence[bytes]) -> tuple[int, int] | None:
     if len(blobs) == 1:
         blob = blobs[0]
         return _ranked_fields(blob[0] | blob[1] << 8, _counts(blob[3:], blob[2])) if len(blob) > 3 else None
-    widest = max(blob[2] for blob in blobs)
+    widths = {blob[2] for blob in blobs}  # one pass each, no generator: a group adds a month of days
+    widest = max(widths)
     lane = next(w for w in _LANES if w == 8 or len(blobs) << (8 * widest) <= 1 << (8 * w))
-    base = min(blob[0] | blob[1] << 8 for blob in blobs)
-    if lane == 2 * widest and all(blob[2] == widest for blob in blobs):
-        return _added_in_halves(blobs, widest, base)
+    lows = [blob[0] | blob[1] << 8 for blob in blobs]
+    base = min(lows)
+    if lane == 2 * widest and len(widths) == 1:
+        return _added_in_halves(blobs, lows, widest, base)
     bits = 8 * lane
     total = sum(
-        int.from_bytes(_widened(blob, lane), "little") << (bits * ((blob[0] | blob[1] << 8) - base)) for blob in blobs
+        int.from_bytes(_widened(blob, lane), "little") << (bits * (low - base))
+        for blob, low in zip(blobs, lows, strict=True)
     )
     if total <= 0:
         return None
     return _ranked_fields(base, _counts(total.to_bytes((total.bit_length() + bits - 1) // bits * lane, "little"), lane))
 
 
-def _added_in_halves(blobs: Sequence[bytes], width: int, base: int) -> tuple[int, int] | None:
-    """:func:`_added_percentile_fields` of histograms whose counts are all ``width`` bytes wide, added in fields
-    twice as wide without spreading each one's counts first: each histogram is one integer as stored (its counts
-    side by side); their even counts (masked out) add up in a sum whose fields are ``2 * width`` bytes wide, and
-    the plain sum less that one is the odd counts' sum, in fields as wide one count up. The two sums are
-    interleaved once at the end."""
+def _added_in_halves(blobs: Sequence[bytes], lows: Sequence[int], width: int, base: int) -> tuple[int, int] | None:
+    """:func:`_added_percentile_fields` of histograms whose counts are all ``width`` bytes wide (their lowest
+    fields ``lows``), added in fields twice as wide without spreading each one's counts first: each histogram is
+    one integer as stored (its counts side by side); their even counts (masked out) add up in a sum whose fields
+    are ``2 * width`` bytes wide, and the plain sum less that one is the odd counts' sum, in fields as wide one
+    count up. The two sums are interleaved once at the end."""
     bits = 8 * width
-    stored = [int.from_bytes(blob[3:], "little") << (bits * ((blob[0] | blob[1] << 8) - base)) for blob in blobs]
-    pairs = (max(x.bit_length() for x in stored) + 2 * bits - 1) // (2 * bits)
+    stored = [
+        int.from_bytes(blob[3:], "little") << (bits * (low - base)) for blob, low in zip(blobs, lows, strict=True)
+    ]
+    pairs = (max(stored).bit_length() + 2 * bits - 1) // (2 * bits)  # the largest integer has the most bits
     if pairs == 0:
         return None
     mask = int.from_bytes((b"\xff" * width + b"\0" * width) * pairs, "little")
