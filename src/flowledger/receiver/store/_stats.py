@@ -58,6 +58,7 @@ __all__ = [
     "PERCENTILE_RELATIVE_ERROR",
     "STATS_ROW_COLUMNS",
     "STATS_SCHEMA",
+    "STATS_TOTALS_SCHEMA",
     "STORED_PERCENTILES_SCHEMA",
     "Bucket",
     "Contribution",
@@ -68,6 +69,7 @@ __all__ = [
     "decode_histogram",
     "duration_bin",
     "encode_histogram",
+    "keep_totals_sync",
     "record_contributions",
     "record_contributions_sync",
     "stats_answer",
@@ -471,6 +473,32 @@ _ROW_COLUMNS: Final = (
     "runs, cost_nanos, costs, cost_min_nanos, cost_max_nanos, duration_us, durations, duration_ms_min, duration_ms_max"
 )
 _KEY_WHERE: Final = "dim = ? AND grain = ? AND project = ? AND bucket = ? AND key = ? AND status = ?"
+_AGGREGATES: Final = (
+    ("sum", "runs"),
+    ("sum", "cost_nanos"),
+    ("sum", "costs"),
+    ("min", "cost_min_nanos"),
+    ("max", "cost_max_nanos"),
+    ("sum", "duration_us"),
+    ("sum", "durations"),
+    ("min", "duration_ms_min"),
+    ("max", "duration_ms_max"),
+)
+"""How the figures of a place's rows add up (statuses together, or a range's places)."""
+
+
+def _figures_sql(integer: str = "") -> str:
+    """The aggregates of rows' figures; ``integer`` follows each sum (``::bigint`` where a sum is a decimal)."""
+    return ", ".join(f"{f}({c}){integer if f == 'sum' else ''}" for f, c in _AGGREGATES)
+
+
+def _status_sums_sql(integer: str = "") -> str:
+    """The runs of each status among rows (NULL for none), in the order of :data:`_STATUSES`."""
+    return ", ".join(f"sum(CASE status WHEN '{s}' THEN runs END){integer}" for s in _STATUSES)
+
+
+_FIGURES_SQL: Final = _figures_sql()
+_STATUS_SUMS_SQL: Final = _status_sums_sql()
 
 
 def _least_sql(column: str) -> str:
@@ -504,6 +532,29 @@ _PUT_HIST_ALONE: Final = (
 )
 """Writes a histogram alone: the migrations before the percentiles' columns, whose schema has none."""
 _DROP_HIST: Final = "DELETE FROM stats_hist WHERE dim = ? AND grain = ? AND project = ? AND bucket = ? AND key = ?"
+_PLACE_WHERE: Final = "dim = ? AND grain = ? AND project = ? AND bucket = ? AND key = ?"
+_STATUS_TOTALS: Final = tuple(f"runs_{status}" for status in _STATUSES)
+STATS_TOTALS_SCHEMA: Final = f"""
+-- The figures of each place of stats_rollup with its statuses added up, as a query's GROUP BY over its rows gives
+-- them (runs_<status>: the runs of each status, NULL for none), kept as those rows change: a series point of one
+-- whole bucket is one row, read with no GROUP BY.
+CREATE TABLE IF NOT EXISTS stats_total (
+    dim TEXT NOT NULL, grain TEXT NOT NULL, project TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    cost_nanos INTEGER NOT NULL, costs INTEGER NOT NULL, cost_min_nanos INTEGER, cost_max_nanos INTEGER,
+    duration_us INTEGER NOT NULL, durations INTEGER NOT NULL, duration_ms_min REAL, duration_ms_max REAL,
+    {", ".join(f"{c} INTEGER" for c in _STATUS_TOTALS)},
+    PRIMARY KEY (dim, grain, project, bucket, key)
+) WITHOUT ROWID
+"""
+_TOTAL_OF_ROWS: Final = (
+    f"INSERT OR REPLACE INTO stats_total SELECT dim, grain, project, bucket, key, {_FIGURES_SQL}, {_STATUS_SUMS_SQL} "
+    f"FROM stats_rollup WHERE {_PLACE_WHERE} GROUP BY dim, grain, project, bucket, key"
+)
+"""Makes a place's totals again from its rows (none when it has none left: :data:`_DROP_TOTAL` first)."""
+_DROP_TOTAL: Final = f"DELETE FROM stats_total WHERE {_PLACE_WHERE}"
+_TOTAL_COLUMNS: Final = f"{_ROW_COLUMNS}, {', '.join(_STATUS_TOTALS)}"
+"""A ``stats_total`` row's figures, as a figures row has them after its key and point."""
 
 
 def _read_hists_sql(places: int) -> str:
@@ -591,6 +642,14 @@ class _Deltas:
     def emptied(self) -> list[_RowKey]:
         return [key for key, delta in self.rows.items() if delta.runs < 0]
 
+    def places(self) -> list[_Place]:
+        """The places whose rows change (their totals are made again)."""
+        return list(dict.fromkeys(key[:5] for key in self.rows))
+
+    def emptied_places(self) -> list[_Place]:
+        """The places a row may have left (their totals are dropped first)."""
+        return list(dict.fromkeys(key[:5] for key in self.emptied()))
+
     def hist_writes(
         self, stored: dict[_Place, bytes]
     ) -> tuple[list[tuple[str, str, str, str, str, bytes]], list[_Place]]:
@@ -638,6 +697,8 @@ async def record_contributions(
         emptied = deltas.emptied()
         if emptied:
             await conn.executemany(_DROP_EMPTY_ROW, emptied)
+            await conn.executemany(_DROP_TOTAL, deltas.emptied_places())
+        await conn.executemany(_TOTAL_OF_ROWS, deltas.places())
     stored: dict[_Place, bytes] = {}
     for params in deltas.changed_places():
         stored |= _stored(await conn.execute_fetchall(_read_hists_sql(len(params) // 5), params))
@@ -650,6 +711,8 @@ async def record_contributions(
 
 def _write_sync(conn: sqlite3.Connection, deltas: _Deltas) -> None:
     conn.executemany(_ADD_ROW, deltas.row_params())
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stats_total'").fetchone():
+        conn.executemany(_TOTAL_OF_ROWS, deltas.places())  # (the migrations before it make it at the end)
     stored: dict[_Place, bytes] = {}
     for params in deltas.changed_places():
         stored |= _stored(conn.execute(_read_hists_sql(len(params) // 5), params).fetchall())
@@ -695,6 +758,19 @@ def store_percentiles_sync(conn: sqlite3.Connection) -> None:
 
 
 _RANKING_CHUNK: Final = 20_000
+
+
+def keep_totals_sync(conn: sqlite3.Connection) -> None:
+    """Make ``stats_total`` (:data:`STATS_TOTALS_SCHEMA`) and fill it from every place's rows (the migration adding
+    it calls this; a database rewound by a test may have it already, its rows are made again)."""
+    conn.execute(STATS_TOTALS_SCHEMA)
+    conn.execute("DELETE FROM stats_total")
+    conn.execute(
+        f"INSERT INTO stats_total SELECT dim, grain, project, bucket, key, {_FIGURES_SQL}, {_STATUS_SUMS_SQL} "
+        "FROM stats_rollup GROUP BY dim, grain, project, bucket, key"
+    )
+
+
 _V1_ZERO_BIN: Final = -(10**6)
 
 
@@ -816,11 +892,14 @@ _BUCKET_GRAIN: Final[dict[Bucket | None, str]] = {Bucket.HOUR: _HOUR, Bucket.DAY
 """The grain whose rows are each one point of a series in these buckets."""
 
 
-def _ranges_sql(query: StatsQuery, columns: str, table: str, *, grouped: bool = False) -> tuple[str, list[Any]]:
+def _ranges_sql(
+    query: StatsQuery, columns: str, table: str, *, grouped: bool = False, totals: bool = False
+) -> tuple[str, list[Any]]:
     """One ``SELECT key, point, <columns>`` over the rows of every range of the query's plan; ``grouped``: each
     range's rows added up per (point, key) by itself, which a series may do (its ranges hold different points:
     the edges' hours are the days before and after the whole days), and rows of the bucket's own grain then in
-    the order of the primary key (``GROUP BY bucket, key``: no sorting)."""
+    the order of the primary key (``GROUP BY bucket, key``: no sorting), or with ``totals`` read as their places'
+    totals (``stats_total``, one row a point, nothing to add up)."""
     scope = ALL_PROJECTS if query.project is None else query.project
     parts: list[str] = []
     params: list[Any] = []
@@ -834,23 +913,13 @@ def _ranges_sql(query: StatsQuery, columns: str, table: str, *, grouped: bool = 
             clauses.append("bucket < ?")
             params.append(high)
         point = "bucket" if grain == _BUCKET_GRAIN.get(query.bucket) else _POINT_SQL[query.bucket]
+        where = " AND ".join(clauses)
+        if grouped and totals and point == "bucket":
+            parts.append(f"SELECT key, bucket AS point, {_TOTAL_COLUMNS} FROM stats_total WHERE {where}")
+            continue
         group = f" GROUP BY {'bucket' if point == 'bucket' else 'point'}, key" if grouped else ""
-        parts.append(f"SELECT key, {point} AS point, {columns} FROM {table} "
-                     f"WHERE {' AND '.join(clauses)}{group}")  # fmt: skip
+        parts.append(f"SELECT key, {point} AS point, {columns} FROM {table} WHERE {where}{group}")
     return " UNION ALL ".join(parts), params
-
-
-_AGGREGATES: Final = (
-    ("sum", "runs"),
-    ("sum", "cost_nanos"),
-    ("sum", "costs"),
-    ("min", "cost_min_nanos"),
-    ("max", "cost_max_nanos"),
-    ("sum", "duration_us"),
-    ("sum", "durations"),
-    ("min", "duration_ms_min"),
-    ("max", "duration_ms_max"),
-)
 
 
 FiguresReader = Callable[["StatsQuery"], Awaitable[tuple[Iterable[Sequence[Any]], "_Histograms"]]]
@@ -915,7 +984,7 @@ class _Histograms(NamedTuple):
 
 async def _read_figures(conn: aiosqlite.Connection, query: StatsQuery) -> tuple[Iterable[Sequence[Any]], _Histograms]:
     """The figures rows of a query (``key, point``, the aggregates, the counts by status) and its histograms."""
-    (figures_sql, params), (hists_sql, hists_params) = stats_reads(query, stored_percentiles=True)
+    (figures_sql, params), (hists_sql, hists_params) = stats_reads(query, kept=True)
     figures = await conn.execute_fetchall(figures_sql, params)
     return figures, stats_blobs(await conn.execute_fetchall(hists_sql, hists_params))
 
@@ -1026,20 +1095,20 @@ def stats_deltas(added: Iterable[Contribution], removed: Iterable[Contribution])
 
 
 def stats_reads(
-    query: StatsQuery, *, integer: str = "", stored_percentiles: bool = False
+    query: StatsQuery, *, integer: str = "", kept: bool = False
 ) -> tuple[tuple[str, list[Any]], tuple[str, list[Any]]]:
     """The two reads of a query (``?`` parameters): its figures rows (``key, point``, the aggregates, the counts by
-    status, one row per group and point) and its histograms (``key, point, hist``, then ``p50_field, p95_field``
-    with ``stored_percentiles``: an engine that keeps them beside the histograms). ``integer`` follows each sum
-    (an engine whose sum of integers is a decimal casts it back: ``::bigint``)."""
-    figures = ", ".join(f"{f}({c}){integer if f == 'sum' else ''}" for f, c in _AGGREGATES)
-    statuses = ", ".join(f"sum(CASE status WHEN '{s}' THEN runs END){integer}" for s in _STATUSES)
+    status, one row per group and point) and its histograms (``key, point, hist``). ``integer`` follows each sum
+    (an engine whose sum of integers is a decimal casts it back: ``::bigint``). ``kept``: the engine keeps each
+    place's totals (``stats_total``: a series' whole buckets are read from them) and each histogram's p50 and p95
+    fields (read after it: ``p50_field, p95_field``)."""
+    figures, statuses = _figures_sql(integer), _status_sums_sql(integer)
     if query.bucket is None:  # every range adds to the same point: added up together
         rows_sql, params = _ranges_sql(query, f"status, {_ROW_COLUMNS}", "stats_rollup")
         figures_sql = f"SELECT key, point, {figures}, {statuses} FROM ({rows_sql}) AS placed GROUP BY 1, 2"
     else:
-        figures_sql, params = _ranges_sql(query, f"{figures}, {statuses}", "stats_rollup", grouped=True)
-    hists = f"hist, {', '.join(_STORED_PERCENTILES)}" if stored_percentiles else "hist"
+        figures_sql, params = _ranges_sql(query, f"{figures}, {statuses}", "stats_rollup", grouped=True, totals=kept)
+    hists = f"hist, {', '.join(_STORED_PERCENTILES)}" if kept else "hist"
     return (figures_sql, params), _ranges_sql(query, hists, "stats_hist")
 
 
