@@ -534,10 +534,12 @@ _PUT_HIST_ALONE: Final = (
 _DROP_HIST: Final = "DELETE FROM stats_hist WHERE dim = ? AND grain = ? AND project = ? AND bucket = ? AND key = ?"
 _PLACE_WHERE: Final = "dim = ? AND grain = ? AND project = ? AND bucket = ? AND key = ?"
 _STATUS_TOTALS: Final = tuple(f"runs_{status}" for status in _STATUSES)
+_TOTAL_GRAINS: Final = frozenset({_HOUR, _DAY})
+"""The grains whose places' totals are kept: a series' buckets (a month is only ever a range's part)."""
 STATS_TOTALS_SCHEMA: Final = f"""
--- The figures of each place of stats_rollup with its statuses added up, as a query's GROUP BY over its rows gives
--- them (runs_<status>: the runs of each status, NULL for none), kept as those rows change: a series point of one
--- whole bucket is one row, read with no GROUP BY.
+-- The figures of each hour and day place of stats_rollup with its statuses added up, as a query's GROUP BY over
+-- its rows gives them (runs_<status>: the runs of each status, NULL for none), kept as those rows change: a series
+-- point of one whole bucket is one row, read with no GROUP BY.
 CREATE TABLE IF NOT EXISTS stats_total (
     dim TEXT NOT NULL, grain TEXT NOT NULL, project TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL,
     runs INTEGER NOT NULL,
@@ -643,12 +645,12 @@ class _Deltas:
         return [key for key, delta in self.rows.items() if delta.runs < 0]
 
     def places(self) -> list[_Place]:
-        """The places whose rows change (their totals are made again)."""
-        return list(dict.fromkeys(key[:5] for key in self.rows))
+        """The hour and day places whose rows change (their totals are made again)."""
+        return list(dict.fromkeys(key[:5] for key in self.rows if key[1] in _TOTAL_GRAINS))
 
     def emptied_places(self) -> list[_Place]:
-        """The places a row may have left (their totals are dropped first)."""
-        return list(dict.fromkeys(key[:5] for key in self.emptied()))
+        """The hour and day places a row may have left (their totals are dropped first)."""
+        return list(dict.fromkeys(key[:5] for key in self.emptied() if key[1] in _TOTAL_GRAINS))
 
     def hist_writes(
         self, stored: dict[_Place, bytes]
@@ -767,7 +769,8 @@ def keep_totals_sync(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM stats_total")
     conn.execute(
         f"INSERT INTO stats_total SELECT dim, grain, project, bucket, key, {_FIGURES_SQL}, {_STATUS_SUMS_SQL} "
-        "FROM stats_rollup GROUP BY dim, grain, project, bucket, key"
+        f"FROM stats_rollup WHERE grain IN ({', '.join(repr(g) for g in sorted(_TOTAL_GRAINS))}) "
+        "GROUP BY dim, grain, project, bucket, key"
     )
 
 
