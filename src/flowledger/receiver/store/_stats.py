@@ -1111,7 +1111,8 @@ def stats_reads(
         figures_sql = f"SELECT key, point, {figures}, {statuses} FROM ({rows_sql}) AS placed GROUP BY 1, 2"
     else:
         figures_sql, params = _ranges_sql(query, f"{figures}, {statuses}", "stats_rollup", grouped=True, totals=kept)
-    hists = f"hist, {', '.join(_STORED_PERCENTILES)}" if kept else "hist"
+    # a point of one histogram is a series': a query without buckets adds up several per group
+    hists = f"hist, {', '.join(_STORED_PERCENTILES)}" if kept and query.bucket is not None else "hist"
     return (figures_sql, params), _ranges_sql(query, hists, "stats_hist")
 
 
@@ -1120,14 +1121,15 @@ def stats_blobs(rows: Iterable[Sequence[Any]]) -> _Histograms:
     rows have them), by (key, point), as stored."""
     blobs = _Histograms({}, {})
     parts_of, ranked = blobs.parts, blobs.ranked
-    for key, point_start, blob, *stored in rows:
-        place = (key, point_start)
+    for row in rows:
+        place = (row[0], row[1])
         parts = parts_of.get(place)
         if parts is None:
-            parts_of[place] = [blob]
-            if stored and stored[0] is not None:
-                ranked[place] = (stored[0], stored[1])
+            parts_of[place] = [row[2]]
+            if len(row) > 3 and row[3] is not None:
+                ranked[place] = (row[3], row[4])
         else:
-            parts.append(blob)
-            ranked.pop(place, None)  # several histograms: their sum is ranked at read time
+            parts.append(row[2])
+            if len(parts) == 2:  # several histograms: their sum is ranked at read time
+                ranked.pop(place, None)
     return blobs
