@@ -23,7 +23,10 @@ clamped to the range's min and max duration, which is within
 :data:`PERCENTILE_RELATIVE_ERROR` (under 1 %) of the exact nearest-rank
 percentile for durations from 1 µs to 10**10 ms (about 115 days); zero
 durations are exact, shorter and longer ones share the first and last bin.
-Counts, sums, min and max are exact.
+Counts, sums, min and max are exact. Each hour and day place's figures with
+its statuses added up are kept too (``stats_total``, made again from the
+place's rows whenever they change), so a series reads a whole bucket as one
+row; its edges and queries without buckets add up the rows.
 
 A run or attempt whose fold changes (a late ``run_finished`` wins) is taken
 out of its old rows and added to its new ones; min and max, which cannot be
