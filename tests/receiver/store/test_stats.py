@@ -1,4 +1,5 @@
-"""Statistics storage: the histogram's encoding and percentile bound, and the upgrade from the first layout."""
+"""Statistics storage: the histogram's encoding and percentile bound, the percentiles stored beside each histogram,
+and the upgrades from earlier layouts."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from hypothesis import strategies as st
 
 from flowledger._wire import format_datetime
 from flowledger.receiver.store import _stats
-from flowledger.receiver.store._migrations import MIGRATIONS, _stats_for_all_projects_and_by_month
+from flowledger.receiver.store._migrations import (
+    MIGRATIONS,
+    _percentiles_stored_beside_histograms,
+    _stats_for_all_projects_and_by_month,
+)
 from flowledger.receiver.store._protocol import PurgeSelection
 from flowledger.receiver.store._sqlite import SqliteStore
 from flowledger.receiver.store._stats import (
@@ -200,7 +205,7 @@ def test_statistics_of_the_first_layout_are_upgraded_to_the_same_answers(tmp_pat
     assert asyncio.run(_answers(path)) == before
     with sqlite3.connect(path) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'stats%'")}
-    assert tables == {"stats_rollup", "stats_hist"}
+    assert tables == {"stats_rollup", "stats_hist", "stats_total"}
 
 
 async def _stats_over(path: Path, queries: list[StatsQuery]) -> list[list[dict[str, Any]]]:
@@ -267,18 +272,115 @@ def test_each_query_searches_the_primary_keys_and_sorts_only_edge_hours(
     tmp_path: Path, query: StatsQuery, sorts: int
 ) -> None:
     """Every range a query reads is a search of its table's primary key (which holds every column: no lookups);
-    a series adds up its whole buckets in that key's order, so only the hours at its edges (or a query without
+    a series reads its whole buckets as their places' totals, so only the hours at its edges (or a query without
     buckets, its few rows per group) go through a temporary B-tree."""
     asyncio.run(_stats_over(tmp_path / "stats.db", []))
-    figures, hists = _stats.stats_reads(query)  # the reads the store makes
+    figures, hists = _stats.stats_reads(query, kept=True)  # the reads the store makes
     with sqlite3.connect(tmp_path / "stats.db") as conn:
         for (sql, params), table in (
             (figures, "stats_rollup"),
             (hists, "stats_hist"),
         ):
             steps = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
-            reads = [step for step in steps if table in step]
+            tables = (table, "stats_total") if table == "stats_rollup" else (table,)
+            reads = [step for step in steps if any(name in step for name in tables)]
             assert reads, steps
-            searched = f"SEARCH {table} USING PRIMARY KEY (dim=? AND grain=? AND project=?"
+            searched = tuple(f"SEARCH {name} USING PRIMARY KEY (dim=? AND grain=? AND project=?" for name in tables)
             assert all(step.startswith(searched) for step in reads), steps
             assert sum("TEMP B-TREE" in step for step in steps) == (sorts if table == "stats_rollup" else 0), steps
+
+
+_ALL_QUERIES = [
+    StatsQuery(by=by, bucket=bucket, project=project)
+    for by in StatsBy
+    for bucket in (None, Bucket.HOUR, Bucket.DAY)
+    for project in (None, "p1")
+]
+
+
+def _stored_percentiles_are_computed_ones(path: Path) -> int:
+    """Every stored histogram's p50 and p95 fields are those a read would find from its counts, and every place's
+    totals what a GROUP BY over its rows gives; how many histograms there are."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT hist, p50_field, p95_field FROM stats_hist").fetchall()
+        totals = conn.execute("SELECT * FROM stats_total ORDER BY dim, grain, project, bucket, key").fetchall()
+        added = conn.execute(
+            f"SELECT dim, grain, project, bucket, key, {_stats._FIGURES_SQL}, {_stats._STATUS_SUMS_SQL} "
+            "FROM stats_rollup WHERE grain IN ('h', 'd') GROUP BY dim, grain, project, bucket, key "
+            "ORDER BY dim, grain, project, bucket, key"
+        ).fetchall()
+    for blob, p50, p95 in rows:
+        assert (p50, p95) == _stats._added_percentile_fields([blob])
+    assert totals == added
+    assert totals
+    return len(rows)
+
+
+async def _late_and_purged(path: Path) -> list[list[dict[str, Any]]]:
+    """Runs over days and hours in two projects; late earlier run_finished events move some to another status and
+    duration (taken out of their histograms, added to others); a purge, then a rebuild (every stored run taken
+    out and folded back in). The stored percentiles are checked after each step."""
+    store = SqliteStore(path, readers=1)
+    await store.open()
+    try:
+        runs = []
+        for i in range(36):
+            run = RunEvents(workflow_id=f"w{i % 3}", project=("p1", "p2")[i % 2])
+            run.clock_ns = 1_788_000_000 * 10**9 + i * 7 * _HOUR_NS
+            run.start(agent_id=f"bot-{i % 4}")
+            run.node("fetch", status="failed" if i % 5 == 0 else "succeeded")
+            run.finish("succeeded")
+            run.events[-1]["data"]["duration_ms"] = [0.0, 3.5, 250.0, 1e6, 17.0][i % 5] * (1 + i / 10)
+            runs.append(run)
+            await store.append(prepared(run.events, project=run.project))
+        assert _stored_percentiles_are_computed_ones(path) > 0
+        moved = [run for i, run in enumerate(runs) if i % 4 == 1 and i % 5]  # project p2, durations above 0
+        for run in moved:  # each finished earlier by its own clock: it wins, whatever it arrives after
+            finish = run.events[-1]
+            earlier = {**finish, "event_id": finish["event_id"][:-4] + "0000", "seq": 50, "producer_seq": 500}
+            earlier["data"] = {**finish["data"], "status": "failed", "duration_ms": finish["data"]["duration_ms"] / 2,
+                               "error": {"type": "E", "message": "m", "node_id": None}}  # fmt: skip
+            await store.append(prepared([earlier], project=run.project))
+        [group] = await store.run_stats(StatsQuery(by=StatsBy.PROJECT, project="p2"))
+        assert group["by_status"]["failed"] == len(moved) == 7
+        _stored_percentiles_are_computed_ones(path)
+        await store.purge(PurgeSelection(run_ids=tuple(r.run_id for r in runs[:10]), by="cli"))
+        _stored_percentiles_are_computed_ones(path)
+        await store.rebuild()
+        _stored_percentiles_are_computed_ones(path)
+        return [await store.run_stats(query) for query in _ALL_QUERIES]
+    finally:
+        await store.close()
+
+
+async def _answers_to_all(path: Path) -> list[list[dict[str, Any]]]:
+    store = SqliteStore(path, readers=1)
+    await store.open()
+    try:
+        return [await store.run_stats(query) for query in _ALL_QUERIES]
+    finally:
+        await store.close()
+
+
+def test_stored_percentiles_and_totals_are_the_computed_ones_after_late_events_purges_rebuilds_and_migration(
+    tmp_path: Path,
+) -> None:
+    """Each histogram's p50 and p95 fields, stored beside it, are the ones its counts give, and each place's
+    totals the sums of its rows, after late finishes move runs (a row emptied), purges and a rebuild; a database
+    made before them gets them filled by the migrations; and every answer is the same read from the stored fields
+    as computed from the histograms (fields cleared)."""
+    path = tmp_path / "stats.db"
+    answers = asyncio.run(_late_and_purged(path))
+    assert any(group.get("series") for answer in answers for group in answer)
+    with sqlite3.connect(path, isolation_level=None) as conn:  # the fields cleared: computed at read time
+        conn.execute("UPDATE stats_hist SET p50_field = NULL, p95_field = NULL")
+    assert asyncio.run(_answers_to_all(path)) == answers
+    with sqlite3.connect(path, isolation_level=None) as conn:  # back to the schema before the migrations
+        conn.execute("DROP TABLE stats_total")
+        conn.execute("ALTER TABLE stats_hist DROP COLUMN p50_field")
+        conn.execute("ALTER TABLE stats_hist DROP COLUMN p95_field")
+        conn.execute(f"PRAGMA user_version = {MIGRATIONS.index(_percentiles_stored_beside_histograms)}")
+    assert asyncio.run(_answers_to_all(path)) == answers
+    assert _stored_percentiles_are_computed_ones(path) > 0
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM stats_hist WHERE p50_field IS NULL").fetchone() == (0,)

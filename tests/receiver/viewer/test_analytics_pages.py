@@ -1,4 +1,5 @@
-"""The error-group and statistics pages in real headless Chromium: groups, the run's link, SVG charts, injection."""
+"""The error-group and statistics pages in real headless Chromium: groups, the run's link, SVG charts, custom metric
+totals, injection."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.receiver.viewer._support import XSS, LiveReceiver, failed_run, typical_run
+from tests.receiver.viewer._support import XSS, LiveReceiver, RunBuilder, failed_run, typical_run
 
 pytestmark = pytest.mark.slow
 
@@ -102,3 +103,36 @@ def test_an_error_groups_sample_links_to_its_projects_run(live: LiveReceiver, pa
         page.wait_for_selector("#panel-error", timeout=_WAIT_MS)
         assert f"project={project}" in page.evaluate("location.hash")
     assert live.get(f"/api/viewer/runs/{run.run_id}").status_code == 409
+
+
+_METRICS = [  # (minutes before now, labels, count, sum, min, max): the first two in different hours, one series
+    (170, {"provider": "openai"}, 2, 1, 0, 1),
+    (100, {"provider": "openai"}, 3, 4, 1, 2),
+    (30, {"provider": XSS}, 1, 7.25, 7.25, 7.25),
+]
+
+
+def test_stats_page_adds_up_custom_metrics_over_their_hours(live: LiveReceiver, page: Any) -> None:
+    """Below the statistics, the range's custom metrics are added up per workflow, node, name and labels over their
+    hours (GET /api/metrics/custom has a row per hour), most values first; a label holding HTML stays text."""
+    now = time.time_ns()
+    for minutes, labels, count, total, low, high in _METRICS:
+        run = RunBuilder(start_ns=now - minutes * _MINUTE_NS).start()
+        run.node("ask", at_ms=0, duration_ms=40)
+        run.finish(at_ms=50)
+        node_finished = next(e for e in run.events if e["kind"] == "node_finished")
+        metric = {"name": "provider_cache_hit", "labels": labels, "count": count, "sum": total, "min": low, "max": high}
+        node_finished["data"] |= {"workflow_id": run.workflow_id, "metrics": [metric | {"value": high}]}
+        live.post(run.events)
+    rows = live.get("/api/metrics/custom").json()["metrics"]
+    assert len(rows) == 3  # one per hour and labels: the page adds up the first two
+    page.goto(f"{live.url}/#/stats?by=workflow&range=24h")
+    page.wait_for_selector("#metrics-table tbody tr[data-name]", timeout=_WAIT_MS)
+    cells = page.eval_on_selector_all(
+        "#metrics-table tbody tr[data-name]", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
+    assert cells == [
+        ["provider_cache_hit", "provider=openai", "order-intake / ask", "5", "5", "0", "2", "1"],
+        ["provider_cache_hit", f"provider={XSS}", "order-intake / ask", "1", "7.25", "7.25", "7.25", "7.25"],
+    ]
+    assert page.query_selector("#metrics-table img") is None

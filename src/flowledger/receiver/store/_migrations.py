@@ -24,7 +24,12 @@ from flowledger.receiver.store._otlp_metrics import METRICS_SCHEMA
 from flowledger.receiver.store._rollups import backfill_rollups
 from flowledger.receiver.store._sampled import SAMPLED_OUT_SCHEMA
 from flowledger.receiver.store._search import SEARCH_INDEX_BY_STATEMENT, SEARCH_SCHEMA
-from flowledger.receiver.store._stats import STATS_SCHEMA, upgrade_rollups_sync
+from flowledger.receiver.store._stats import (
+    STATS_SCHEMA,
+    keep_totals_sync,
+    store_percentiles_sync,
+    upgrade_rollups_sync,
+)
 from flowledger.receiver.store._time import normalize_ts
 from flowledger.receiver.store._tree import MERKLE_SCHEMA, backfill
 from flowledger.receiver.store._verify import FORMAT1_COLUMNS, Format1Walker
@@ -648,6 +653,19 @@ BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: a row goes after the last 
 """
 
 
+def _percentiles_stored_beside_histograms(conn: sqlite3.Connection) -> None:
+    """Each statistics histogram keeps the fields of its p50 and p95 beside it, filled here for those stored
+    (:func:`._stats.store_percentiles_sync`): a series point of one whole bucket is read without its histogram."""
+    store_percentiles_sync(conn)
+
+
+def _statistics_totals_per_place(conn: sqlite3.Connection) -> None:
+    """Each statistics place's figures with its statuses added up, kept in ``stats_total`` as its rows change and
+    filled here from the rows stored (:func:`._stats.keep_totals_sync`): a series point of one whole bucket is one
+    row, read with no ``GROUP BY``."""
+    keep_totals_sync(conn)
+
+
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration: an SQL script, or a function given the connection inside the migration's transaction."""
 
@@ -677,6 +695,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     SEARCH_INDEX_BY_STATEMENT,
     _RUN_LISTINGS_BY_PROJECT_TOO,
     _LEDGER_PROJECT_AS_COLUMN,
+    _percentiles_stored_beside_histograms,
+    _statistics_totals_per_place,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

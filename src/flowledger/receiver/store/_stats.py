@@ -17,12 +17,16 @@ rows of a place (statuses together), ``stats_hist`` keeps a *mergeable*
 duration histogram: counts over fixed log-scale bins of width
 :data:`HISTOGRAM_GAMMA` (2 %), as one blob of counts (:func:`encode_histogram`).
 Histograms add across places, so p50 and p95 over any range are read from the
-summed histogram: the value reported for a bin is its geometric middle,
+summed histogram (a place's own are kept beside its histogram, ``p50_field`` and ``p95_field``, so that a
+series point of one whole bucket is read without its histogram): the value reported for a bin is its geometric middle,
 clamped to the range's min and max duration, which is within
 :data:`PERCENTILE_RELATIVE_ERROR` (under 1 %) of the exact nearest-rank
 percentile for durations from 1 µs to 10**10 ms (about 115 days); zero
 durations are exact, shorter and longer ones share the first and last bin.
-Counts, sums, min and max are exact.
+Counts, sums, min and max are exact. Each hour and day place's figures with
+its statuses added up are kept too (``stats_total``, made again from the
+place's rows whenever they change), so a series reads a whole bucket as one
+row; its edges and queries without buckets add up the rows.
 
 A run or attempt whose fold changes (a late ``run_finished`` wins) is taken
 out of its old rows and added to its new ones; min and max, which cannot be
@@ -42,9 +46,9 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
-from itertools import accumulate
+from itertools import accumulate, compress
 from operator import itemgetter
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import aiosqlite
 
@@ -57,6 +61,8 @@ __all__ = [
     "PERCENTILE_RELATIVE_ERROR",
     "STATS_ROW_COLUMNS",
     "STATS_SCHEMA",
+    "STATS_TOTALS_SCHEMA",
+    "STORED_PERCENTILES_SCHEMA",
     "Bucket",
     "Contribution",
     "FiguresReader",
@@ -66,6 +72,7 @@ __all__ = [
     "decode_histogram",
     "duration_bin",
     "encode_histogram",
+    "keep_totals_sync",
     "record_contributions",
     "record_contributions_sync",
     "stats_answer",
@@ -73,6 +80,7 @@ __all__ = [
     "stats_deltas",
     "stats_groups",
     "stats_reads",
+    "store_percentiles_sync",
     "upgrade_rollups_sync",
 ]
 
@@ -123,13 +131,20 @@ CREATE TABLE stats_rollup (
     duration_us INTEGER NOT NULL, durations INTEGER NOT NULL, duration_ms_min REAL, duration_ms_max REAL,
     PRIMARY KEY (dim, grain, project, bucket, key, status)
 ) WITHOUT ROWID;
--- The duration histogram of the same places (statuses together): see encode_histogram.
+-- The duration histogram of the same places (statuses together): see encode_histogram. A later version adds
+-- the fields of its p50 and p95 (STORED_PERCENTILES_SCHEMA).
 CREATE TABLE stats_hist (
     dim TEXT NOT NULL, grain TEXT NOT NULL, project TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL,
     hist BLOB NOT NULL,
     PRIMARY KEY (dim, grain, project, bucket, key)
 ) WITHOUT ROWID;
 """
+
+
+_STORED_PERCENTILES: Final = ("p50_field", "p95_field")
+STORED_PERCENTILES_SCHEMA: Final = tuple(f"ALTER TABLE stats_hist ADD COLUMN {c} INTEGER" for c in _STORED_PERCENTILES)
+"""The fields holding each stored histogram's nearest-rank p50 and p95 (:func:`_stored_ranking`), kept beside it:
+a series point of one whole bucket takes them as they are, with no work on its counts."""
 
 
 def duration_bin(ms: float) -> int:
@@ -233,34 +248,42 @@ def _added_percentile_fields(blobs: Sequence[bytes]) -> tuple[int, int] | None:
     if len(blobs) == 1:
         blob = blobs[0]
         return _ranked_fields(blob[0] | blob[1] << 8, _counts(blob[3:], blob[2])) if len(blob) > 3 else None
-    widest = max(blob[2] for blob in blobs)
+    widths = {blob[2] for blob in blobs}  # one pass each, no generator: a group adds a month of days
+    widest = max(widths)
     lane = next(w for w in _LANES if w == 8 or len(blobs) << (8 * widest) <= 1 << (8 * w))
-    base = min(blob[0] | blob[1] << 8 for blob in blobs)
-    if lane == 2 * widest and all(blob[2] == widest for blob in blobs):
-        return _added_in_halves(blobs, widest, base)
+    lows = [blob[0] | blob[1] << 8 for blob in blobs]
+    base = min(lows)
+    if lane == 2 * widest and len(widths) == 1:
+        return _added_in_halves(blobs, lows, widest, base)
     bits = 8 * lane
     total = sum(
-        int.from_bytes(_widened(blob, lane), "little") << (bits * ((blob[0] | blob[1] << 8) - base)) for blob in blobs
+        int.from_bytes(_widened(blob, lane), "little") << (bits * (low - base))
+        for blob, low in zip(blobs, lows, strict=True)
     )
     if total <= 0:
         return None
     return _ranked_fields(base, _counts(total.to_bytes((total.bit_length() + bits - 1) // bits * lane, "little"), lane))
 
 
-def _added_in_halves(blobs: Sequence[bytes], width: int, base: int) -> tuple[int, int] | None:
-    """:func:`_added_percentile_fields` of histograms whose counts are all ``width`` bytes wide, added in fields
-    twice as wide without spreading each one's counts first: each histogram is one integer as stored (its counts
-    side by side), and its even and odd counts (masked out, the odd ones shifted down) add up each in a sum
-    whose fields are ``2 * width`` bytes wide. The two sums are interleaved once at the end."""
+def _added_in_halves(blobs: Sequence[bytes], lows: Sequence[int], width: int, base: int) -> tuple[int, int] | None:
+    """:func:`_added_percentile_fields` of histograms whose counts are all ``width`` bytes wide (their lowest
+    fields ``lows``), added in fields twice as wide without spreading each one's counts first: each histogram is
+    one integer as stored (its counts side by side); their even counts (masked out) add up in a sum whose fields
+    are ``2 * width`` bytes wide, and the plain sum less that one is the odd counts' sum, in fields as wide one
+    count up. The two sums are interleaved once at the end."""
     bits = 8 * width
-    stored = [int.from_bytes(blob[3:], "little") << (bits * ((blob[0] | blob[1] << 8) - base)) for blob in blobs]
-    pairs = (max(x.bit_length() for x in stored) + 2 * bits - 1) // (2 * bits)
+    stored = [
+        int.from_bytes(blob[3:], "little") << (bits * (low - base)) for blob, low in zip(blobs, lows, strict=True)
+    ]
+    pairs = (max(stored).bit_length() + 2 * bits - 1) // (2 * bits)  # the largest integer has the most bits
     if pairs == 0:
         return None
     mask = int.from_bytes((b"\xff" * width + b"\0" * width) * pairs, "little")
     lane = 2 * width
-    even = sum([x & mask for x in stored]).to_bytes(pairs * lane, "little")
-    odd = sum([x >> bits & mask for x in stored]).to_bytes(pairs * lane, "little")
+    evens = sum([x & mask for x in stored])
+    odds = sum(stored) - evens  # the odd counts where they are: no shift or mask per histogram
+    even = evens.to_bytes(pairs * lane, "little")
+    odd = (odds >> bits).to_bytes(pairs * lane, "little")
     counts = bytearray(2 * pairs * lane)
     for byte in range(lane):
         counts[byte :: 2 * lane] = even[byte::lane]
@@ -279,6 +302,11 @@ def _counts(raw: bytes, width: int) -> Sequence[int]:
     if not _LITTLE_ENDIAN:  # pragma: no cover - the counts are stored little-endian
         return [int.from_bytes(raw[i : i + width], "little") for i in range(0, len(raw), width)]
     return memoryview(raw).cast(_COUNT_FORMATS[width])
+
+
+def _stored_ranking(blob: bytes) -> tuple[int, int]:
+    """The fields holding a stored histogram's p50 and p95, as its row keeps them (``p50_field``, ``p95_field``)."""
+    return _ranked_fields(blob[0] | blob[1] << 8, _counts(blob[3:], blob[2]))
 
 
 def _ranked_fields(low: int, counts: Iterable[int]) -> tuple[int, int]:
@@ -448,6 +476,32 @@ _ROW_COLUMNS: Final = (
     "runs, cost_nanos, costs, cost_min_nanos, cost_max_nanos, duration_us, durations, duration_ms_min, duration_ms_max"
 )
 _KEY_WHERE: Final = "dim = ? AND grain = ? AND project = ? AND bucket = ? AND key = ? AND status = ?"
+_AGGREGATES: Final = (
+    ("sum", "runs"),
+    ("sum", "cost_nanos"),
+    ("sum", "costs"),
+    ("min", "cost_min_nanos"),
+    ("max", "cost_max_nanos"),
+    ("sum", "duration_us"),
+    ("sum", "durations"),
+    ("min", "duration_ms_min"),
+    ("max", "duration_ms_max"),
+)
+"""How the figures of a place's rows add up (statuses together, or a range's places)."""
+
+
+def _figures_sql(integer: str = "") -> str:
+    """The aggregates of rows' figures; ``integer`` follows each sum (``::bigint`` where a sum is a decimal)."""
+    return ", ".join(f"{f}({c}){integer if f == 'sum' else ''}" for f, c in _AGGREGATES)
+
+
+def _status_sums_sql(integer: str = "") -> str:
+    """The runs of each status among rows (NULL for none), in the order of :data:`_STATUSES`."""
+    return ", ".join(f"sum(CASE status WHEN '{s}' THEN runs END){integer}" for s in _STATUSES)
+
+
+_FIGURES_SQL: Final = _figures_sql()
+_STATUS_SUMS_SQL: Final = _status_sums_sql()
 
 
 def _least_sql(column: str) -> str:
@@ -472,9 +526,40 @@ _DROP_EMPTY_ROW: Final = f"DELETE FROM stats_rollup WHERE {_KEY_WHERE} AND runs 
 _PLACES_PER_READ: Final = 150
 """Places whose histograms one statement reads (five parameters each)."""
 _PUT_HIST: Final = (
+    "INSERT OR REPLACE INTO stats_hist (dim, grain, project, bucket, key, hist, p50_field, p95_field) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+"""Writes a histogram with the fields of its p50 and p95 (:func:`_ranked_puts`)."""
+_PUT_HIST_ALONE: Final = (
     "INSERT OR REPLACE INTO stats_hist (dim, grain, project, bucket, key, hist) VALUES (?, ?, ?, ?, ?, ?)"
 )
+"""Writes a histogram alone: the migrations before the percentiles' columns, whose schema has none."""
 _DROP_HIST: Final = "DELETE FROM stats_hist WHERE dim = ? AND grain = ? AND project = ? AND bucket = ? AND key = ?"
+_PLACE_WHERE: Final = "dim = ? AND grain = ? AND project = ? AND bucket = ? AND key = ?"
+_STATUS_TOTALS: Final = tuple(f"runs_{status}" for status in _STATUSES)
+_TOTAL_GRAINS: Final = frozenset({_HOUR, _DAY})
+"""The grains whose places' totals are kept: a series' buckets (a month is only ever a range's part)."""
+STATS_TOTALS_SCHEMA: Final = f"""
+-- The figures of each hour and day place of stats_rollup with its statuses added up, as a query's GROUP BY over
+-- its rows gives them (runs_<status>: the runs of each status, NULL for none), kept as those rows change: a series
+-- point of one whole bucket is one row, read with no GROUP BY.
+CREATE TABLE IF NOT EXISTS stats_total (
+    dim TEXT NOT NULL, grain TEXT NOT NULL, project TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    cost_nanos INTEGER NOT NULL, costs INTEGER NOT NULL, cost_min_nanos INTEGER, cost_max_nanos INTEGER,
+    duration_us INTEGER NOT NULL, durations INTEGER NOT NULL, duration_ms_min REAL, duration_ms_max REAL,
+    {", ".join(f"{c} INTEGER" for c in _STATUS_TOTALS)},
+    PRIMARY KEY (dim, grain, project, bucket, key)
+) WITHOUT ROWID
+"""
+_TOTAL_OF_ROWS: Final = (
+    f"INSERT OR REPLACE INTO stats_total SELECT dim, grain, project, bucket, key, {_FIGURES_SQL}, {_STATUS_SUMS_SQL} "
+    f"FROM stats_rollup WHERE {_PLACE_WHERE} GROUP BY dim, grain, project, bucket, key"
+)
+"""Makes a place's totals again from its rows (none when it has none left: :data:`_DROP_TOTAL` first)."""
+_DROP_TOTAL: Final = f"DELETE FROM stats_total WHERE {_PLACE_WHERE}"
+_TOTAL_COLUMNS: Final = f"{_ROW_COLUMNS}, {', '.join(_STATUS_TOTALS)}"
+"""A ``stats_total`` row's figures, as a figures row has them after its key and point."""
 
 
 def _read_hists_sql(places: int) -> str:
@@ -562,6 +647,14 @@ class _Deltas:
     def emptied(self) -> list[_RowKey]:
         return [key for key, delta in self.rows.items() if delta.runs < 0]
 
+    def places(self) -> list[_Place]:
+        """The hour and day places whose rows change (their totals are made again)."""
+        return list(dict.fromkeys(key[:5] for key in self.rows if key[1] in _TOTAL_GRAINS))
+
+    def emptied_places(self) -> list[_Place]:
+        """The hour and day places a row may have left (their totals are dropped first)."""
+        return list(dict.fromkeys(key[:5] for key in self.emptied() if key[1] in _TOTAL_GRAINS))
+
     def hist_writes(
         self, stored: dict[_Place, bytes]
     ) -> tuple[list[tuple[str, str, str, str, str, bytes]], list[_Place]]:
@@ -592,6 +685,11 @@ def _stored(rows: Iterable[Sequence[Any]]) -> dict[_Place, bytes]:
     return {(str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])): bytes(r[5]) for r in rows}
 
 
+def _ranked_puts(put: Iterable[tuple[str, str, str, str, str, bytes]]) -> list[tuple[Any, ...]]:
+    """The histograms to write, each with the fields of its p50 and p95 (:data:`_PUT_HIST`)."""
+    return [(*row, *_stored_ranking(row[5])) for row in put]
+
+
 async def record_contributions(
     conn: aiosqlite.Connection, added: Iterable[Contribution], removed: Iterable[Contribution]
 ) -> None:
@@ -604,23 +702,30 @@ async def record_contributions(
         emptied = deltas.emptied()
         if emptied:
             await conn.executemany(_DROP_EMPTY_ROW, emptied)
+            await conn.executemany(_DROP_TOTAL, deltas.emptied_places())
+        await conn.executemany(_TOTAL_OF_ROWS, deltas.places())
     stored: dict[_Place, bytes] = {}
     for params in deltas.changed_places():
         stored |= _stored(await conn.execute_fetchall(_read_hists_sql(len(params) // 5), params))
     put, drop = deltas.hist_writes(stored)
     if put:
-        await conn.executemany(_PUT_HIST, put)
+        await conn.executemany(_PUT_HIST, _ranked_puts(put))
     if drop:
         await conn.executemany(_DROP_HIST, drop)
 
 
 def _write_sync(conn: sqlite3.Connection, deltas: _Deltas) -> None:
     conn.executemany(_ADD_ROW, deltas.row_params())
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stats_total'").fetchone():
+        conn.executemany(_TOTAL_OF_ROWS, deltas.places())  # (the migrations before it make it at the end)
     stored: dict[_Place, bytes] = {}
     for params in deltas.changed_places():
         stored |= _stored(conn.execute(_read_hists_sql(len(params) // 5), params).fetchall())
     put, drop = deltas.hist_writes(stored)
-    conn.executemany(_PUT_HIST, put)
+    if _STORED_PERCENTILES[0] in {str(c[1]) for c in conn.execute("PRAGMA table_info(stats_hist)")}:
+        conn.executemany(_PUT_HIST, _ranked_puts(put))
+    else:  # a migration before the percentiles' columns
+        conn.executemany(_PUT_HIST_ALONE, put)
     conn.executemany(_DROP_HIST, drop)
 
 
@@ -629,6 +734,47 @@ def record_contributions_sync(conn: sqlite3.Connection, added: Iterable[Contribu
     deltas = _Deltas()
     deltas.contribute(added, 1)
     _write_sync(conn, deltas)
+
+
+def store_percentiles_sync(conn: sqlite3.Connection) -> None:
+    """Give ``stats_hist`` the fields of each histogram's p50 and p95 (:data:`STORED_PERCENTILES_SCHEMA`) and fill
+    them for the histograms stored without them (the migration adding them calls this), a chunk at a time in the
+    order of the primary key."""
+    columns = {str(c[1]) for c in conn.execute("PRAGMA table_info(stats_hist)")}
+    for column, statement in zip(_STORED_PERCENTILES, STORED_PERCENTILES_SCHEMA, strict=True):
+        if column not in columns:  # a database rewound by a test may have them already
+            conn.execute(statement)
+    after: tuple[str, ...] = ("", "", "", "", "")
+    while True:
+        rows = conn.execute(
+            "SELECT dim, grain, project, bucket, key, hist FROM stats_hist "
+            "WHERE (dim, grain, project, bucket, key) > (?, ?, ?, ?, ?) ORDER BY dim, grain, project, bucket, key "
+            "LIMIT ?",
+            (*after, _RANKING_CHUNK),
+        ).fetchall()
+        if not rows:
+            return
+        after = tuple(str(v) for v in rows[-1][:5])
+        conn.executemany(
+            "UPDATE stats_hist SET p50_field = ?, p95_field = ? "
+            "WHERE dim = ? AND grain = ? AND project = ? AND bucket = ? AND key = ?",
+            [(*_stored_ranking(bytes(row[5])), *row[:5]) for row in rows],
+        )
+
+
+_RANKING_CHUNK: Final = 20_000
+
+
+def keep_totals_sync(conn: sqlite3.Connection) -> None:
+    """Make ``stats_total`` (:data:`STATS_TOTALS_SCHEMA`) and fill it from every place's rows (the migration adding
+    it calls this; a database rewound by a test may have it already, its rows are made again)."""
+    conn.execute(STATS_TOTALS_SCHEMA)
+    conn.execute("DELETE FROM stats_total")
+    conn.execute(
+        f"INSERT INTO stats_total SELECT dim, grain, project, bucket, key, {_FIGURES_SQL}, {_STATUS_SUMS_SQL} "
+        f"FROM stats_rollup WHERE grain IN ({', '.join(repr(g) for g in sorted(_TOTAL_GRAINS))}) "
+        "GROUP BY dim, grain, project, bucket, key"
+    )
 
 
 _V1_ZERO_BIN: Final = -(10**6)
@@ -752,11 +898,14 @@ _BUCKET_GRAIN: Final[dict[Bucket | None, str]] = {Bucket.HOUR: _HOUR, Bucket.DAY
 """The grain whose rows are each one point of a series in these buckets."""
 
 
-def _ranges_sql(query: StatsQuery, columns: str, table: str, *, grouped: bool = False) -> tuple[str, list[Any]]:
+def _ranges_sql(
+    query: StatsQuery, columns: str, table: str, *, grouped: bool = False, totals: bool = False
+) -> tuple[str, list[Any]]:
     """One ``SELECT key, point, <columns>`` over the rows of every range of the query's plan; ``grouped``: each
     range's rows added up per (point, key) by itself, which a series may do (its ranges hold different points:
     the edges' hours are the days before and after the whole days), and rows of the bucket's own grain then in
-    the order of the primary key (``GROUP BY bucket, key``: no sorting)."""
+    the order of the primary key (``GROUP BY bucket, key``: no sorting), or with ``totals`` read as their places'
+    totals (``stats_total``, one row a point, nothing to add up)."""
     scope = ALL_PROJECTS if query.project is None else query.project
     parts: list[str] = []
     params: list[Any] = []
@@ -770,26 +919,16 @@ def _ranges_sql(query: StatsQuery, columns: str, table: str, *, grouped: bool = 
             clauses.append("bucket < ?")
             params.append(high)
         point = "bucket" if grain == _BUCKET_GRAIN.get(query.bucket) else _POINT_SQL[query.bucket]
+        where = " AND ".join(clauses)
+        if grouped and totals and point == "bucket":
+            parts.append(f"SELECT key, bucket AS point, {_TOTAL_COLUMNS} FROM stats_total WHERE {where}")
+            continue
         group = f" GROUP BY {'bucket' if point == 'bucket' else 'point'}, key" if grouped else ""
-        parts.append(f"SELECT key, {point} AS point, {columns} FROM {table} "
-                     f"WHERE {' AND '.join(clauses)}{group}")  # fmt: skip
+        parts.append(f"SELECT key, {point} AS point, {columns} FROM {table} WHERE {where}{group}")
     return " UNION ALL ".join(parts), params
 
 
-_AGGREGATES: Final = (
-    ("sum", "runs"),
-    ("sum", "cost_nanos"),
-    ("sum", "costs"),
-    ("min", "cost_min_nanos"),
-    ("max", "cost_max_nanos"),
-    ("sum", "duration_us"),
-    ("sum", "durations"),
-    ("min", "duration_ms_min"),
-    ("max", "duration_ms_max"),
-)
-
-
-FiguresReader = Callable[["StatsQuery"], Awaitable[tuple[Iterable[Sequence[Any]], "_Blobs"]]]
+FiguresReader = Callable[["StatsQuery"], Awaitable[tuple[Iterable[Sequence[Any]], "_Histograms"]]]
 """Reads a query's figures rows and its histograms (what :func:`stats_answer` adds up)."""
 
 
@@ -801,7 +940,7 @@ async def stats_groups(conn: aiosqlite.Connection, query: StatsQuery) -> list[di
     places it covers; the sum of a group's histograms (as integers) gives its percentiles
     (:func:`_added_percentile_fields`). Hour buckets' groups are read as the same query without buckets (a week of
     hours is a week of days and a few hours: the same sums from fewer rows); a series' points each from their own
-    row and histograms (a whole bucket's from its stored counts as they are).
+    row and histograms (a whole bucket's p50 and p95 as stored beside its histogram).
     """
     return await stats_answer(query, lambda q: _read_figures(conn, q))
 
@@ -822,7 +961,7 @@ async def stats_answer(query: StatsQuery, read: FiguresReader) -> list[dict[str,
     return out
 
 
-def _groups_json(figures: Iterable[Sequence[Any]], blobs: _Blobs, limit: int) -> list[dict[str, Any]]:
+def _groups_json(figures: Iterable[Sequence[Any]], blobs: _Histograms, limit: int) -> list[dict[str, Any]]:
     """The groups of a query's figures rows, most runs first, without their series."""
     rows_of: dict[str, list[Sequence[Any]]] = {}
     for row in figures:
@@ -839,13 +978,19 @@ def _groups_json(figures: Iterable[Sequence[Any]], blobs: _Blobs, limit: int) ->
     return out
 
 
-_Blobs = dict[tuple[str, str], list[bytes]]
-"""The histograms of each (key, point), as stored (:func:`encode_histogram`)."""
+class _Histograms(NamedTuple):
+    """A query's histograms."""
+
+    parts: dict[tuple[str, str], list[bytes]]
+    """The histograms of each (key, point), as stored (:func:`encode_histogram`)."""
+    ranked: dict[tuple[str, str], tuple[int, int]]
+    """The p50 and p95 fields stored beside the histogram of each (key, point) that one histogram makes alone
+    (a whole bucket of a series, or a single place): the fields :func:`_added_percentile_fields` would find."""
 
 
-async def _read_figures(conn: aiosqlite.Connection, query: StatsQuery) -> tuple[Iterable[Sequence[Any]], _Blobs]:
+async def _read_figures(conn: aiosqlite.Connection, query: StatsQuery) -> tuple[Iterable[Sequence[Any]], _Histograms]:
     """The figures rows of a query (``key, point``, the aggregates, the counts by status) and its histograms."""
-    (figures_sql, params), (hists_sql, hists_params) = stats_reads(query)
+    (figures_sql, params), (hists_sql, hists_params) = stats_reads(query, kept=True)
     figures = await conn.execute_fetchall(figures_sql, params)
     return figures, stats_blobs(await conn.execute_fetchall(hists_sql, hists_params))
 
@@ -856,35 +1001,42 @@ _SUCCEEDED_AT: Final = tuple(i for i, status in enumerate(_STATUSES) if status i
 """Where the counts by status (a figures row from its column 11 on) have the succeeded ones."""
 
 
-def _series(figures: Iterable[Sequence[Any]], blobs: _Blobs, keys: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+def _series(
+    figures: Iterable[Sequence[Any]], blobs: _Histograms, keys: Iterable[str]
+) -> dict[str, list[dict[str, Any]]]:
     """The series of the groups ``keys``: each point (oldest first) as :meth:`_Sums.as_json` gives it, from its
     figures row and its histograms, with no :class:`_Sums` in between.
 
     A long series has thousands of points (100 nodes over 30 days: 3,100), so the work per point is kept to one
-    loop, its functions bound once: a whole bucket's stored counts ranked as they are (a running sum in C), the
+    loop, its functions bound once: a whole bucket's p50 and p95 fields as stored beside its histogram, the
     histograms of several (an edge day's hours) added, the counts by status taken from the row as they stand."""
     series: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
-    blobs_of, points_of, values, statuses, succeeded = blobs.get, series.get, _FIELD_VALUES, _STATUSES, _SUCCEEDED_AT
-    ranked_fields, counts_of, usd = _ranked_fields, _counts, nanos_to_usd
+    stored_of, blobs_of, points_of, added = blobs.ranked.get, blobs.parts.get, series.get, _added_percentile_fields
+    values, statuses, succeeded, usd = _FIELD_VALUES, _STATUSES, _SUCCEEDED_AT, nanos_to_usd
     for row in sorted(figures, key=itemgetter(0, 1)):
         key, start, runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = row[:11]
         points = points_of(key)
         if points is None:
             continue
-        parts = blobs_of((key, start))
-        p50 = p95 = None
-        if parts is not None:
-            blob = parts[0]
-            if len(parts) == 1 and len(blob) > 3:  # one stored bucket: its counts ranked as they are
-                ranked: tuple[int, int] | None = ranked_fields(blob[0] | blob[1] << 8, counts_of(blob[3:], blob[2]))
-            else:
-                ranked = _added_percentile_fields(parts)
-            if ranked is not None:
-                p50, p95 = values[ranked[0]], values[ranked[1]]
-                if dmin is not None:
-                    p50, p95 = max(p50, dmin), max(p95, dmin)
-                if dmax is not None:
-                    p50, p95 = min(p50, dmax), min(p95, dmax)
+        place = (key, start)
+        ranked = stored_of(place)
+        if ranked is None:
+            parts = blobs_of(place)
+            ranked = None if parts is None else added(parts)
+        if ranked is None:
+            p50 = p95 = None
+        else:  # clamped to the point's min and max (what max() and min() would give, without their calls)
+            p50, p95 = values[ranked[0]], values[ranked[1]]
+            if dmin is not None:
+                if p50 < dmin:
+                    p50 = dmin
+                if p95 < dmin:
+                    p95 = dmin
+            if dmax is not None:
+                if p50 > dmax:
+                    p50 = dmax
+                if p95 > dmax:
+                    p95 = dmax
         counts = row[11:]
         ok = 0
         for i in succeeded:
@@ -893,7 +1045,7 @@ def _series(figures: Iterable[Sequence[Any]], blobs: _Blobs, keys: Iterable[str]
             {
                 "start": start,
                 "runs": runs,
-                "by_status": {status: n for status, n in zip(statuses, counts, strict=True) if n},
+                "by_status": dict(compress(zip(statuses, counts, strict=True), counts)),  # those counted, in C
                 "success_rate": None if runs <= 0 else ok / runs,
                 "cost_usd": {
                     "total": usd(cost),
@@ -907,7 +1059,7 @@ def _series(figures: Iterable[Sequence[Any]], blobs: _Blobs, keys: Iterable[str]
     return series
 
 
-def _group_sums(rows: list[Sequence[Any]], blobs: _Blobs) -> tuple[_Sums, list[int], tuple[int, int] | None]:
+def _group_sums(rows: list[Sequence[Any]], blobs: _Histograms) -> tuple[_Sums, list[int], tuple[int, int] | None]:
     """A group's figures (its points' rows added up a column at a time), its counts by status and the fields
     holding its p50 and p95."""
     columns = list(zip(*rows, strict=True))
@@ -923,7 +1075,11 @@ def _group_sums(rows: list[Sequence[Any]], blobs: _Blobs) -> tuple[_Sums, list[i
         min((v for v in dmin if v is not None), default=None),
         max((v for v in dmax if v is not None), default=None),
     )
-    parts = [blob for row in rows for blob in blobs.get((row[0], row[1]), ())]
+    if len(rows) == 1:  # one point: its stored fields when one histogram makes it
+        ranked = blobs.ranked.get((rows[0][0], rows[0][1]))
+        if ranked is not None:
+            return total, [sum(filter(None, columns[i])) for i in _STATUS_COLUMNS], ranked
+    parts = [blob for row in rows for blob in blobs.parts.get((row[0], row[1]), ())]
     ranked = _added_percentile_fields(parts) if parts else None
     return total, [sum(filter(None, columns[i])) for i in _STATUS_COLUMNS], ranked
 
@@ -944,27 +1100,39 @@ def stats_deltas(added: Iterable[Contribution], removed: Iterable[Contribution])
     return deltas
 
 
-def stats_reads(query: StatsQuery, *, integer: str = "") -> tuple[tuple[str, list[Any]], tuple[str, list[Any]]]:
+def stats_reads(
+    query: StatsQuery, *, integer: str = "", kept: bool = False
+) -> tuple[tuple[str, list[Any]], tuple[str, list[Any]]]:
     """The two reads of a query (``?`` parameters): its figures rows (``key, point``, the aggregates, the counts by
     status, one row per group and point) and its histograms (``key, point, hist``). ``integer`` follows each sum
-    (an engine whose sum of integers is a decimal casts it back: ``::bigint``)."""
-    figures = ", ".join(f"{f}({c}){integer if f == 'sum' else ''}" for f, c in _AGGREGATES)
-    statuses = ", ".join(f"sum(CASE status WHEN '{s}' THEN runs END){integer}" for s in _STATUSES)
+    (an engine whose sum of integers is a decimal casts it back: ``::bigint``). ``kept``: the engine keeps each
+    place's totals (``stats_total``: a series' whole buckets are read from them) and each histogram's p50 and p95
+    fields (read after it: ``p50_field, p95_field``)."""
+    figures, statuses = _figures_sql(integer), _status_sums_sql(integer)
     if query.bucket is None:  # every range adds to the same point: added up together
         rows_sql, params = _ranges_sql(query, f"status, {_ROW_COLUMNS}", "stats_rollup")
         figures_sql = f"SELECT key, point, {figures}, {statuses} FROM ({rows_sql}) AS placed GROUP BY 1, 2"
     else:
-        figures_sql, params = _ranges_sql(query, f"{figures}, {statuses}", "stats_rollup", grouped=True)
-    return (figures_sql, params), _ranges_sql(query, "hist", "stats_hist")
+        figures_sql, params = _ranges_sql(query, f"{figures}, {statuses}", "stats_rollup", grouped=True, totals=kept)
+    # a point of one histogram is a series': a query without buckets adds up several per group
+    hists = f"hist, {', '.join(_STORED_PERCENTILES)}" if kept and query.bucket is not None else "hist"
+    return (figures_sql, params), _ranges_sql(query, hists, "stats_hist")
 
 
-def stats_blobs(rows: Iterable[Sequence[Any]]) -> _Blobs:
-    """The histograms of a query's ``key, point, hist`` rows, by (key, point), as stored."""
-    blobs: _Blobs = {}
-    for key, point_start, blob in rows:
-        parts = blobs.get((key, point_start))
+def stats_blobs(rows: Iterable[Sequence[Any]]) -> _Histograms:
+    """The histograms of a query's ``key, point, hist`` rows (and their stored ``p50_field, p95_field``, when the
+    rows have them), by (key, point), as stored."""
+    blobs = _Histograms({}, {})
+    parts_of, ranked = blobs.parts, blobs.ranked
+    for row in rows:
+        place = (row[0], row[1])
+        parts = parts_of.get(place)
         if parts is None:
-            blobs[key, point_start] = [blob]
+            parts_of[place] = [row[2]]
+            if len(row) > 3 and row[3] is not None:
+                ranked[place] = (row[3], row[4])
         else:
-            parts.append(blob)
+            parts.append(row[2])
+            if len(parts) == 2:  # several histograms: their sum is ranked at read time
+                ranked.pop(place, None)
     return blobs

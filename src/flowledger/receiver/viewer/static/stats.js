@@ -1,4 +1,5 @@
-// Statistics per workflow, agent, project or node: a chart of runs per bucket and a table of groups.
+// Statistics per workflow, agent, project or node: a chart of runs per bucket and a table of groups,
+// then the custom metrics of the same range added up per workflow, node, name and labels.
 // The charts are SVG built here: no library, nothing fetched from elsewhere.
 
 "use strict";
@@ -23,6 +24,7 @@ const RANGES = [
   ["", "all time", null, "day"],
 ];
 const FAILED = new Set(["failed", "aborted"]);
+const METRIC_ROWS = 10000; // MAX_ROWS of GET /api/metrics/custom: one row per metric, labels and hour
 
 function svg(tag, attrs, ...children) {
   const el = document.createElementNS(SVG, tag);
@@ -90,6 +92,30 @@ function total(groups) {
   return [...points.values()].sort((a, b) => (a.start < b.start ? -1 : 1));
 }
 
+/** Custom metric rows (one per hour) added up per workflow, node, name and labels, most values first. */
+export function metricTotals(rows) {
+  const totals = new Map();
+  for (const r of rows) {
+    const labels = Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(", ");
+    const id = JSON.stringify([r.workflow_id, r.node_id, r.name, labels]);
+    const t = totals.get(id);
+    if (!t) {
+      totals.set(id, { workflow_id: r.workflow_id, node_id: r.node_id, name: r.name, labels, count: r.count, sum: r.sum, min: r.min, max: r.max });
+      continue;
+    }
+    t.count += r.count;
+    t.sum += r.sum;
+    t.min = Math.min(t.min, r.min);
+    t.max = Math.max(t.max, r.max);
+  }
+  const order = (a, b) => b.count - a.count || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) || (a.labels < b.labels ? -1 : a.labels > b.labels ? 1 : 0);
+  return [...totals.values()].sort(order);
+}
+
+function fmtValue(v) {
+  return Number.isInteger(v) ? fmtCount(v) : String(Number(v.toPrecision(6)));
+}
+
 export class StatsView extends LivePage {
   constructor(params) {
     super();
@@ -104,7 +130,14 @@ export class StatsView extends LivePage {
     this.form = h("form", { class: "filters", id: "stats-filters" });
     this.chart = h("section", { class: "chart-box", id: "stats-chart", "aria-label": "Runs per bucket" });
     this.table = h("table", { class: "runs stats", id: "stats-table" });
-    app.append(this.form, this.chart, h("div", { class: "table-wrap" }, this.table));
+    this.metricsNote = h("p", { class: "muted small", id: "metrics-note" });
+    this.metrics = h("table", { class: "runs metrics", id: "metrics-table" });
+    app.append(
+      this.form,
+      this.chart,
+      h("div", { class: "table-wrap" }, this.table),
+      h("section", { class: "metrics-box", "aria-label": "Custom metrics" }, h("h3", { text: "Custom metrics" }), this.metricsNote, h("div", { class: "table-wrap" }, this.metrics)),
+    );
     this.buildFilters();
     this.refresh().catch((err) => this.fail(err));
     this.poll(POLL_MS, () => this.refresh());
@@ -131,8 +164,41 @@ export class StatsView extends LivePage {
     const range = RANGES.find((r) => r[0] === this.range) || RANGES[1];
     const params = { by: this.by, bucket: range[3] };
     if (range[2]) params.since = new Date(Date.now() - range[2]).toISOString();
-    const body = await api("/api/stats", params);
+    const metricParams = { limit: METRIC_ROWS };
+    if (params.since) metricParams.since = params.since;
+    const [body, metrics] = await Promise.all([api("/api/stats", params), api("/api/metrics/custom", metricParams)]);
     this.render(body.groups, range);
+    this.renderMetrics(metrics.metrics, range);
+  }
+
+  renderMetrics(rows, range) {
+    const totals = metricTotals(rows);
+    this.metricsNote.textContent =
+      rows.length >= METRIC_ROWS
+        ? `Added up from the newest ${fmtCount(METRIC_ROWS)} hourly rows only: narrow the range for all of them.`
+        : `flowledger.metric() values recorded by nodes, ${range[1]}, added up over the hours.`;
+    const table = clear(this.metrics);
+    const heads = ["metric", "labels", "workflow / node", "values", "sum", "min", "max", "avg"];
+    table.append(h("thead", {}, h("tr", {}, heads.map((t) => h("th", { text: t })))));
+    const body = h("tbody");
+    for (const t of totals) {
+      body.append(
+        h(
+          "tr",
+          { dataset: { name: t.name } },
+          h("td", { class: "key", text: t.name }),
+          h("td", { text: t.labels }),
+          h("td", { text: `${t.workflow_id || "(none)"} / ${t.node_id || "(none)"}` }),
+          h("td", { class: "num", text: fmtCount(t.count) }),
+          h("td", { class: "num", text: fmtValue(t.sum) }),
+          h("td", { class: "num", text: fmtValue(t.min) }),
+          h("td", { class: "num", text: fmtValue(t.max) }),
+          h("td", { class: "num", text: fmtValue(t.sum / t.count) }),
+        ),
+      );
+    }
+    if (!totals.length) body.append(h("tr", {}, h("td", { colspan: heads.length, class: "muted", text: "No custom metrics in this range." })));
+    table.append(body);
   }
 
   render(groups, range) {
