@@ -2,7 +2,7 @@
 
 Starts a receiver on a temporary database, fills it with example runs made
 event by event, and photographs the run list, one run page, the error groups
-and the statistics in headless Chromium (needs the browser the browser tests use).
+and the statistics with the custom metrics in headless Chromium (needs the browser the browser tests use).
 """
 
 from __future__ import annotations
@@ -168,8 +168,9 @@ def main(out: Path) -> None:
                 page.screenshot(path=str(out / "viewer-errors.png"))
                 page.goto(f"{receiver.url}/#/stats?by=workflow&range=24h")
                 page.wait_for_selector("#stats-chart svg.chart g.bar", timeout=_WAIT_MS)
+                page.wait_for_selector("#metrics-table tbody tr[data-name]", timeout=_WAIT_MS)
                 time.sleep(0.5)
-                page.screenshot(path=str(out / "viewer-stats.png"))
+                page.screenshot(path=str(out / "viewer-stats.png"), full_page=True)  # the custom metrics below
                 browser.close()
         finally:
             receiver.stop()
