@@ -36,6 +36,34 @@ def test_node_span_is_the_current_otel_span_while_it_runs(events: CapturedEvents
     assert not trace.get_current_span().get_span_context().is_valid
 
 
+def test_each_node_span_takes_its_own_parents_trace_and_sampling(events: CapturedEvents) -> None:
+    """Runs one after another: a node's current span has its run's trace id and the incoming sampling flag.
+
+    The parent's fields are remembered from one node to the next, so this
+    checks that nodes of the next run never reuse the previous run's.
+    """
+    seen: list[tuple[str, int, str]] = []
+
+    @flowledger.node
+    def look(_: int) -> None:
+        ctx = trace.get_current_span().get_span_context()
+        seen.append((f"{ctx.trace_id:032x}", int(ctx.trace_flags), f"{ctx.span_id:016x}"))
+
+    incoming = {
+        "0af7651916cd43dd8448eb211c80319c": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+        "4bf92f3577b34da6a3ce929d0e0e4736": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    }
+    for traceparent in incoming.values():
+        with flowledger.run("wf", traceparent=traceparent):
+            look(1)
+            look(2)
+    spans = [node["data"]["span_id"] for node in events.nodes("look")]
+    assert [trace_id for trace_id, _, _ in seen] == [trace_id for trace_id in incoming for _ in range(2)]
+    assert [flags for _, flags, _ in seen] == [0, 0, 1, 1]
+    assert [span_id for _, _, span_id in seen] == spans
+    assert len(set(spans)) == 4
+
+
 def test_run_continues_an_incoming_traceparent(events: CapturedEvents) -> None:
     """run(traceparent=...) joins the caller's trace as a child of the caller's span."""
     incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
