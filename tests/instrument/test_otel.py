@@ -8,7 +8,8 @@ import subprocess
 import sys
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 
 import flowledger
 from flowledger.testing import CapturedEvents
@@ -64,6 +65,25 @@ def test_each_node_span_takes_its_own_parents_trace_and_sampling(events: Capture
     assert len(set(spans)) == 4
 
 
+def test_a_node_keeps_the_rest_of_the_otel_context_while_it_runs(events: CapturedEvents) -> None:
+    """Making the node's span current keeps what else the context held (baggage, other keys) and restores it after."""
+    seen: dict[str, Any] = {}
+
+    @flowledger.node
+    def look(_: int) -> None:
+        seen["baggage"] = baggage.get_baggage("tenant")
+        seen["span_id"] = f"{trace.get_current_span().get_span_context().span_id:016x}"
+
+    token = otel_context.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        with flowledger.run("wf"):
+            look(1)
+        assert baggage.get_baggage("tenant") == "acme"
+    finally:
+        otel_context.detach(token)
+    assert seen == {"baggage": "acme", "span_id": events.nodes("look")[0]["data"]["span_id"]}
+
+
 def test_run_continues_an_incoming_traceparent(events: CapturedEvents) -> None:
     """run(traceparent=...) joins the caller's trace as a child of the caller's span."""
     incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -92,7 +112,8 @@ def test_flowledger_never_installs_a_global_tracer_provider(events: CapturedEven
 
 APP_PROVIDER_SCRIPT = r"""
 import json
-from opentelemetry import trace
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter

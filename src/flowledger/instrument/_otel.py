@@ -226,7 +226,9 @@ class SpanScope:
         return f"{span_ctx.trace_id:032x}", f"{span_ctx.span_id:016x}"
 
     def enter(self) -> None:
-        self._token = otel_context.attach(trace.set_span_in_context(self._span, self._base))
+        base = self._base if self._base is not None else otel_context.get_current()
+        # what trace.set_span_in_context makes (a copy of the context with the span set), without its two calls
+        self._token = otel_context.attach(otel_context.Context({**base, _SPAN_KEY: self._span}))
 
     def exit(self, error: BaseException | None = None, attributes: Mapping[str, Any] | None = None) -> None:
         token, self._token = self._token, None
