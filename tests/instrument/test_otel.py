@@ -6,6 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import weakref
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import baggage, trace
@@ -82,6 +85,24 @@ def test_a_node_keeps_the_rest_of_the_otel_context_while_it_runs(events: Capture
     finally:
         otel_context.detach(token)
     assert seen == {"baggage": "acme", "span_id": events.nodes("look")[0]["data"]["span_id"]}
+
+
+def test_a_finished_nodes_span_object_is_let_go_while_its_event_waits_in_the_queue(
+    configure: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Once a node ends, its OTel span object is released; the queued event keeps only the ids it is written from."""
+    configure(endpoint="http://127.0.0.1:9", batch_max_age_s=60.0, spool_dir=tmp_path / "spool")
+    refs: list[weakref.ref[trace.Span]] = []
+
+    @flowledger.node
+    def look(_: int) -> None:
+        refs.append(weakref.ref(trace.get_current_span()))
+
+    with flowledger.run("wf"):
+        look(1)
+        assert flowledger.stats()["queued"] >= 1  # the node's event is still waiting for the worker
+        assert refs[0]() is None
+    flowledger.shutdown(timeout_s=0.1)
 
 
 def test_run_continues_an_incoming_traceparent(events: CapturedEvents) -> None:
