@@ -68,11 +68,21 @@ _last_parent: tuple[SpanContext, _Parent] = (INVALID_SPAN_CONTEXT, (False, 0, 0,
 """The last parent read (a run's nodes share one): its fields without reading the properties again."""
 
 
+_span_types: set[type] = set()
+"""The classes of current spans seen so far that are OTel Spans (``isinstance`` on the abstract class is slow)."""
+
+
 def _parent_of(ctx: otel_context.Context) -> tuple[SpanContext, _Parent]:
     """The SpanContext of the span current in ``ctx``, and its fields (what ``get_current_span`` finds, cheaper)."""
     global _last_parent
     span = ctx.get(_SPAN_KEY)
-    span_ctx = span.get_span_context() if isinstance(span, trace.Span) else INVALID_SPAN_CONTEXT
+    if type(span) in _span_types:  # a class seen before: no check against the abstract class again
+        span_ctx = cast(trace.Span, span).get_span_context()
+    elif isinstance(span, trace.Span):
+        _span_types.add(type(span))
+        span_ctx = span.get_span_context()
+    else:
+        span_ctx = INVALID_SPAN_CONTEXT
     last = _last_parent  # one read: another thread may replace it meanwhile
     if last[0] is span_ctx:
         return last
