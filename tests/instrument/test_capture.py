@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import json
 import re
+import tracemalloc
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -282,6 +283,26 @@ def test_a_capture_is_a_snapshot_of_the_value_at_that_moment() -> None:
     captured, _ = capture(value, POLICY)
     value["items"].append(3)
     assert materialize({"data": {"input": captured}})["data"]["input"] == {"items": [1, 2]}
+
+
+def test_a_kept_snapshot_takes_the_memory_of_its_json_not_the_encoders_buffer() -> None:
+    """A small payload's snapshot holds about its own size in memory, however large the encoder's buffer was.
+
+    Snapshots wait in the sender's queue until the worker writes their
+    events: 4 KiB kept per payload (orjson's unshrunk buffer) would be
+    memory and cache misses on every call.
+    """
+    value = {"order_id": "A-1", "lines": [{"sku": "S", "qty": 2}], "currency": "EUR"}
+    capture(value, POLICY)  # warm: caches of keys and verdicts are not counted
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [capture(value, POLICY)[0] for _ in range(100)]
+        held = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert isinstance(kept[0], RawJSON)
+    assert held < 4 * kept[0].nbytes + 400, f"{held:.0f} bytes held per snapshot of {kept[0].nbytes} bytes of JSON"
 
 
 def test_encoded_batches_splice_payloads_and_redact_them() -> None:

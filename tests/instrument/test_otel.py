@@ -6,9 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import weakref
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 
 import flowledger
 from flowledger.testing import CapturedEvents
@@ -34,6 +38,71 @@ def test_node_span_is_the_current_otel_span_while_it_runs(events: CapturedEvents
     assert seen["traceparent"] == f"00-{run.trace_id}-{node['span_id']}-01"
     assert seen["headers"]["traceparent"] == seen["traceparent"]
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_each_node_span_takes_its_own_parents_trace_and_sampling(events: CapturedEvents) -> None:
+    """Runs one after another: a node's current span has its run's trace id and the incoming sampling flag.
+
+    The parent's fields are remembered from one node to the next, so this
+    checks that nodes of the next run never reuse the previous run's.
+    """
+    seen: list[tuple[str, int, str]] = []
+
+    @flowledger.node
+    def look(_: int) -> None:
+        ctx = trace.get_current_span().get_span_context()
+        seen.append((f"{ctx.trace_id:032x}", int(ctx.trace_flags), f"{ctx.span_id:016x}"))
+
+    incoming = {
+        "0af7651916cd43dd8448eb211c80319c": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+        "4bf92f3577b34da6a3ce929d0e0e4736": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    }
+    for traceparent in incoming.values():
+        with flowledger.run("wf", traceparent=traceparent):
+            look(1)
+            look(2)
+    spans = [node["data"]["span_id"] for node in events.nodes("look")]
+    assert [trace_id for trace_id, _, _ in seen] == [trace_id for trace_id in incoming for _ in range(2)]
+    assert [flags for _, flags, _ in seen] == [0, 0, 1, 1]
+    assert [span_id for _, _, span_id in seen] == spans
+    assert len(set(spans)) == 4
+
+
+def test_a_node_keeps_the_rest_of_the_otel_context_while_it_runs(events: CapturedEvents) -> None:
+    """Making the node's span current keeps what else the context held (baggage, other keys) and restores it after."""
+    seen: dict[str, Any] = {}
+
+    @flowledger.node
+    def look(_: int) -> None:
+        seen["baggage"] = baggage.get_baggage("tenant")
+        seen["span_id"] = f"{trace.get_current_span().get_span_context().span_id:016x}"
+
+    token = otel_context.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        with flowledger.run("wf"):
+            look(1)
+        assert baggage.get_baggage("tenant") == "acme"
+    finally:
+        otel_context.detach(token)
+    assert seen == {"baggage": "acme", "span_id": events.nodes("look")[0]["data"]["span_id"]}
+
+
+def test_a_finished_nodes_span_object_is_let_go_while_its_event_waits_in_the_queue(
+    configure: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Once a node ends, its OTel span object is released; the queued event keeps only the ids it is written from."""
+    configure(endpoint="http://127.0.0.1:9", batch_max_age_s=60.0, spool_dir=tmp_path / "spool")
+    refs: list[weakref.ref[trace.Span]] = []
+
+    @flowledger.node
+    def look(_: int) -> None:
+        refs.append(weakref.ref(trace.get_current_span()))
+
+    with flowledger.run("wf"):
+        look(1)
+        assert flowledger.stats()["queued"] >= 1  # the node's event is still waiting for the worker
+        assert refs[0]() is None
+    flowledger.shutdown(timeout_s=0.1)
 
 
 def test_run_continues_an_incoming_traceparent(events: CapturedEvents) -> None:
@@ -64,7 +133,8 @@ def test_flowledger_never_installs_a_global_tracer_provider(events: CapturedEven
 
 APP_PROVIDER_SCRIPT = r"""
 import json
-from opentelemetry import trace
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter

@@ -43,6 +43,8 @@ _nodes: dict[int, tuple[Announced, float]] = {}  # id -> (attempt, due); inserti
 _wake = threading.Event()
 _thread: threading.Thread | None = None
 _next_wake = 0.0
+_scanning = False
+"""True while the timer reads the attempts watched and works out its next wake-up (see ``watch_node``)."""
 
 
 def _ensure_thread() -> None:
@@ -68,13 +70,20 @@ def unregister(run: Beating) -> None:
 
 
 def watch_node(attempt: Announced, delay_s: float) -> None:
-    """Announce ``attempt`` (its ``node_started``) if it still runs after ``delay_s``."""
+    """Announce ``attempt`` (its ``node_started``) if it still runs after ``delay_s``.
+
+    No lock (this runs at the start of every attempt): one dict store is
+    atomic, and the timer either sees the entry or is told. ``_scanning`` is
+    read before ``_next_wake``: a scan under way may have missed the entry,
+    so it is told; otherwise the next scan sees the entry, or the wake-up
+    read is the one the last scan worked out.
+    """
     due = time.monotonic() + delay_s
-    with _lock:  # the timer works out its next wake-up under the lock: it sees this entry, or it is told
-        _nodes[id(attempt)] = (attempt, due)
-        if _thread is None:
+    _nodes[id(attempt)] = (attempt, due)
+    if _thread is None:
+        with _lock:
             _ensure_thread()
-    if due < _next_wake:
+    if _scanning or due < _next_wake:
         _wake.set()
 
 
@@ -88,12 +97,13 @@ def unwatch_node(attempt: Announced) -> bool:
 
 
 def _loop() -> None:
-    global _next_wake
+    global _next_wake, _scanning
     while True:
-        now = time.monotonic()
         beats: list[Beating] = []
         announce: list[Announced] = []
         with _lock:
+            _scanning = True
+            now = time.monotonic()
             next_wake = now + _IDLE_WAKE_S
             for key, (run, interval_s, next_due) in list(_runs.items()):
                 if next_due <= now:
@@ -108,6 +118,7 @@ def _loop() -> None:
                 if _nodes.pop(key, None) is not None:  # not unwatched meanwhile: the timer announces it
                     announce.append(attempt)
             _next_wake = next_wake
+            _scanning = False
         for attempt in announce:
             try:
                 attempt.announce()
@@ -123,11 +134,12 @@ def _loop() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _thread, _wake, _next_wake
+    global _lock, _thread, _wake, _next_wake, _scanning
     _lock = threading.Lock()
     _wake = threading.Event()
     _thread = None
     _next_wake = 0.0
+    _scanning = False
     _runs.clear()
     _nodes.clear()
 

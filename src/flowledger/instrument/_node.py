@@ -404,19 +404,11 @@ class NodeAttempt:
 
     def end(self, error: BaseException | None = None) -> None:
         """End the attempt, as leaving ``with`` does: failed with ``error``, else succeeded."""
-        self._exit(error)
+        self.__exit__(None, error, None)
 
     # --- context manager ---------------------------------------------------------
 
-    def __enter__(self) -> NodeAttempt:
-        return self._enter(current=True)
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._exit(exc)
-
-    def _enter(self, *, current: bool) -> NodeAttempt:
+    def _enter(self, *, current: bool = True) -> NodeAttempt:
         if self.run is not None or self._started_ns:  # started already
             return self
         run = self._given_run if self._given_run is not None else _current_run.get()
@@ -437,7 +429,11 @@ class NodeAttempt:
             pipeline().internal_error("node_start", exc)
         return self
 
-    def _exit(self, exc: BaseException | None) -> None:
+    __enter__ = _enter  # one call less on every attempt than a method calling _enter
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         run = self.run
         if run is not None and self._t0:
             try:
@@ -455,7 +451,7 @@ class NodeAttempt:
         """Start on the caller's thread: span, time, and the snapshot of what node_started carries."""
         p = run._pipeline
         assert p is not None
-        named = run is not current_run()  # a run named (not the current one): set up its context here
+        named = run is not _current_run.get()  # a run named (not the current one): set up its context here
         parent = self.parent
         if parent is None and (named or not current):
             parent = run.trace_context()  # the attempt is a child of the run's span
@@ -567,10 +563,13 @@ class NodeAttempt:
         except Exception as internal:  # the record still goes out, with what is known
             pipeline().internal_error("node_finish", internal)
         finally:
-            try:
-                self._emit_logs(run)
-            except Exception as internal:
-                pipeline().internal_error("node_logs", internal)
+            if self._logs is None:
+                self._log_pipeline = None  # a line logged from now on is not the attempt's
+            else:
+                try:
+                    self._emit_logs(run)
+                except Exception as internal:
+                    pipeline().internal_error("node_logs", internal)
             self._ended = True
             # The worker writes node_finished from this attempt later: it lets go of the caller's objects now
             # (the record keeps their snapshots), so a queued event never keeps a large input alive.
@@ -635,7 +634,8 @@ class NodeAttempt:
                 size += self._output_size
             if self._full is not None:
                 size += len(self._full.get("output_full", ""))
-            self._remember_effect()
+            if self.effect:
+                self._remember_effect()
         if self._late_attributes:
             p = run._pipeline
             earlier = self._attributes_record if self._one_event else None

@@ -24,6 +24,8 @@ from typing import Any, Final, cast
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import (
+    INVALID_SPAN,
+    INVALID_SPAN_CONTEXT,
     NonRecordingSpan,
     ProxyTracerProvider,
     SpanContext,
@@ -31,6 +33,7 @@ from opentelemetry.trace import (
     Status,
     StatusCode,
     TraceFlags,
+    TraceState,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -49,12 +52,67 @@ __all__ = [
 ]
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NO_STATE: Final = TraceState()
+_EMPTY: Final = otel_context.Context()
 _random_bits: Final = random.getrandbits
 _W3C = TraceContextTextMapPropagator()
 _INVALID_PROVIDERS = (ProxyTracerProvider, trace.NoOpTracerProvider)
 _tracer_cache: dict[int, trace.Tracer] = {}
 _LOOK_UP: Final = object()
 """SpanScope's default: look up the application's tracer now."""
+_SPAN_KEY: Final = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())))
+"""The key a context holds its current span under (read from OTel's own ``set_span_in_context``)."""
+_Parent = tuple[bool, int, int, TraceFlags, TraceState]
+"""What a span takes from its parent's SpanContext: valid, trace id, span id, flags, state."""
+_last_parent: tuple[SpanContext, _Parent] = (INVALID_SPAN_CONTEXT, (False, 0, 0, _SAMPLED, _NO_STATE))
+"""The last parent read (a run's nodes share one): its fields without reading the properties again."""
+
+
+_span_types: set[type] = set()
+"""The classes of current spans seen so far that are OTel Spans (``isinstance`` on the abstract class is slow)."""
+
+
+def _parent_of(ctx: otel_context.Context) -> tuple[SpanContext, _Parent]:
+    """The SpanContext of the span current in ``ctx``, and its fields (what ``get_current_span`` finds, cheaper)."""
+    global _last_parent
+    span = ctx.get(_SPAN_KEY)
+    if type(span) in _span_types:  # a class seen before: no check against the abstract class again
+        span_ctx = cast(trace.Span, span).get_span_context()
+    elif isinstance(span, trace.Span):
+        _span_types.add(type(span))
+        span_ctx = span.get_span_context()
+    else:
+        span_ctx = INVALID_SPAN_CONTEXT
+    last = _last_parent  # one read: another thread may replace it meanwhile
+    if last[0] is span_ctx:
+        return last
+    fields = (span_ctx.is_valid, span_ctx.trace_id, span_ctx.span_id, span_ctx.trace_flags, span_ctx.trace_state)
+    _last_parent = last = (span_ctx, fields)
+    return last
+
+
+class _ContextSpan(NonRecordingSpan):
+    """A node's span when no application tracer makes one: ids made current, its SpanContext built when asked for.
+
+    Most nodes have no child that reads it, so most never build it.
+    """
+
+    def __init__(self, trace_id: int, span_id: int, flags: TraceFlags, state: TraceState) -> None:
+        # fields, not a tuple: one object fewer for the garbage collector to walk while the event is queued
+        self._trace_id = trace_id
+        self._span_id = span_id
+        self._flags = flags
+        self._state = state
+        self._context: SpanContext | None = None  # type: ignore[assignment]
+
+    def get_span_context(self) -> SpanContext:
+        ctx = self._context
+        if ctx is None:  # two threads asking at once build equal contexts
+            ctx = self._context = SpanContext(self._trace_id, self._span_id, False, self._flags, self._state)
+        return ctx
+
+    def __repr__(self) -> str:
+        return f"NonRecordingSpan({self.get_span_context()!r})"
 
 
 def _app_tracer() -> trace.Tracer | None:
@@ -134,8 +192,7 @@ class SpanScope:
         """``span_id`` (16 hex digits) is used when no application tracer makes the span (whose SDK picks ids)."""
         # the context enter() makes the span current in, read once here (None: the one current then)
         base = otel_context.get_current() if parent is None else None
-        parent_span = trace.get_current_span(parent if base is None else base).get_span_context()
-        parent_valid = parent_span.is_valid  # a property: read once
+        parent_valid, parent_trace_id, parent_id, flags, state = _parent_of(parent or base or _EMPTY)[1]
         if tracer is _LOOK_UP:
             tracer = _app_tracer()
         span: trace.Span
@@ -143,21 +200,22 @@ class SpanScope:
             attrs = _attrs(attributes() if callable(attributes) else attributes)
             span = cast(trace.Tracer, tracer).start_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=attrs)
             ctx = span.get_span_context()
+            self._trace_id = ctx.trace_id
+            self._span_id = ctx.span_id
             self.real = True
         else:
-            own_id = int(span_id, 16) if span_id else _random_bits(64) or 1
+            own_id = self._span_id = int(span_id, 16) if span_id else _random_bits(64) or 1
             if parent_valid:  # same trace, and the caller's sampling decision and trace state
-                ctx = SpanContext(parent_span.trace_id, own_id, False, parent_span.trace_flags, parent_span.trace_state)
+                self._trace_id = parent_trace_id
+                span = _ContextSpan(parent_trace_id, own_id, flags, state)
             else:
-                ctx = SpanContext(_random_bits(128) or 1, own_id, False, _SAMPLED)
-            span = NonRecordingSpan(ctx)
+                trace_id = self._trace_id = _random_bits(128) or 1
+                span = _ContextSpan(trace_id, own_id, _SAMPLED, _NO_STATE)
             self.real = False
         self._span = span
         self._base = base
         self._token: object | None = None
-        self._trace_id = ctx.trace_id
-        self._span_id = ctx.span_id
-        self._parent_id = parent_span.span_id if parent_valid else None
+        self._parent_id = parent_id if parent_valid else None
 
     @property
     def trace_id(self) -> str:
@@ -182,13 +240,19 @@ class SpanScope:
         return f"{span_ctx.trace_id:032x}", f"{span_ctx.span_id:016x}"
 
     def enter(self) -> None:
-        self._token = otel_context.attach(trace.set_span_in_context(self._span, self._base))
+        base = self._base if self._base is not None else otel_context.get_current()
+        # what trace.set_span_in_context makes (a copy of the context with the span set), without its two calls
+        self._token = otel_context.attach(otel_context.Context({**base, _SPAN_KEY: self._span}))
 
     def exit(self, error: BaseException | None = None, attributes: Mapping[str, Any] | None = None) -> None:
         token, self._token = self._token, None
         if token is not None:
             otel_context.detach(token)  # type: ignore[arg-type]
         if not self.real:
+            # The ids stay (events are written from them later); the span object goes now, not when the
+            # queued event is written: fewer objects for the garbage collector to walk meanwhile.
+            self._span = INVALID_SPAN
+            self._base = None
             return
         span = self._span
         if attributes:

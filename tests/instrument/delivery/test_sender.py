@@ -222,6 +222,38 @@ class _PatientSender(Sender):
     retry_budget_s = 3600.0
 
 
+class _CountingEvent(threading.Event):
+    """A threading.Event that counts its set() calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sets = 0
+
+    def set(self) -> None:
+        self.sets += 1
+        super().set()
+
+
+def test_a_busy_worker_is_signalled_once_not_for_every_event(tmp_path: Path) -> None:
+    """While the worker posts a batch, the full queue behind it wakes it once: later events find it already told."""
+    posting = threading.Event()
+
+    def hold(request: httpx.Request) -> None:
+        posting.wait(FLUSH_S)
+
+    receiver = MockReceiver(seen=hold)
+    sender = _sender(tmp_path, receiver, batch_max_items=10)
+    _submit(sender, 10)  # a full batch: the worker takes it and waits in its post
+    assert wait_until(lambda: len(receiver.requests) == 1)
+    sender._wake = wake = _CountingEvent()
+    _submit(sender, 50)  # every one of these finds the queue at a full batch or more
+    assert wake.sets == 1
+    posting.set()
+    assert sender.flush(FLUSH_S)
+    assert len(receiver.event_ids()) == 60
+    sender.shutdown(1.0)
+
+
 def test_queue_past_high_water_is_spooled_while_a_batch_waits(tmp_path: Path) -> None:
     """While a batch waits out a Retry-After, a queue passing its high-water mark is spooled, not dropped."""
     receiver = MockReceiver(script=[429] * 10, headers={"Retry-After": "30"})

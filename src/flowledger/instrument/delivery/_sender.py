@@ -167,7 +167,7 @@ class Sender(Delivery):
                 return
             if self._worker is None:
                 self._start_worker()
-            if wake:
+            if wake and not self._wake.is_set():  # set: the worker has yet to clear it and take the queue
                 self._wake.set()
             if relieve and not self._relieve.is_set():
                 self._relieve.set()
