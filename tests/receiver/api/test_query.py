@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -120,6 +121,11 @@ def test_next_cursor_pages_through_every_run(many: tuple[LiveReceiver, list[RunE
     bad = live.get("/api/runs", params={"cursor": "not-a-cursor"})
     assert bad.status_code == 400
     assert "cursor" in bad.json()["error"]
+    for key in (["2024-01-01T00:00:00.000000Z", "x", "\ud800"], ["2024-01-01T00:00:00.000000Z", "x\u0000y"]):
+        token = base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")  # a lone surrogate, a NUL
+        for route in ("/api/runs", "/api/viewer/runs"):
+            refused = live.get(route, params={"cursor": token})
+            assert refused.status_code == 400, (route, key, refused.text)  # was 500: the database refused the text
 
 
 def test_total_is_capped_and_says_so(

@@ -108,9 +108,20 @@ class RunPageCursor:
             key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         except (binascii.Error, ValueError):
             raise refused from None
-        if not isinstance(key, list) or len(key) not in (2, 3) or not all(isinstance(part, str) for part in key):
+        if not isinstance(key, list) or len(key) not in (2, 3) or not all(_storable(part) for part in key):
             raise refused
         return cls(*key)
+
+
+def _storable(part: object) -> bool:
+    """A text a database can compare: no NUL, no lone surrogate (an escape in the JSON can make either)."""
+    if not isinstance(part, str) or "\x00" in part:
+        return False
+    try:
+        part.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
