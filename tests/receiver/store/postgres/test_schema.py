@@ -128,9 +128,9 @@ def test_a_database_made_before_ids_were_per_project_keeps_its_runs(
 
     expected = asyncio.run(fill_source())
     assert expected is not None
-    before = _schema.MIGRATIONS.index(_migrations._IDS_PER_PROJECT) - 1  # node_runs without project too
+    before = _schema.PG_MIGRATIONS.index(_migrations._IDS_PER_PROJECT) - 1  # node_runs without project too
     with monkeypatch.context() as patched:
-        patched.setattr(_schema, "MIGRATIONS", _schema.MIGRATIONS[:before])
+        patched.setattr(_schema, "PG_MIGRATIONS", _schema.PG_MIGRATIONS[:before])
         patched.setattr(_schema, "PG_SCHEMA_VERSION", before)
         _run(old_url, lambda conn: _schema.migrate_postgres(conn, name="old"))
 
@@ -183,15 +183,15 @@ def test_a_database_of_the_schema_before_the_analytics_is_brought_up_and_filled_
     from flowledger.receiver.store._error_groups import ErrorGroupQuery
     from flowledger.receiver.store._protocol import RunQuery
     from flowledger.receiver.store._stats import StatsBy, StatsQuery
-    from flowledger.receiver.store.postgres._schema import MIGRATIONS
+    from flowledger.receiver.store.postgres._schema import PG_MIGRATIONS
     from tests.receiver._support import typical_run
 
-    before = MIGRATIONS.index(_migrations._ERROR_GROUPS_AND_STATISTICS)
+    before = PG_MIGRATIONS.index(_migrations._ERROR_GROUPS_AND_STATISTICS)
 
     async def before_analytics(conn: asyncpg.Connection) -> None:
         await conn.execute("CREATE TABLE flowledger_schema (version integer NOT NULL)")
         await conn.execute("INSERT INTO flowledger_schema VALUES ($1)", before)
-        for script in MIGRATIONS[:before]:
+        for script in PG_MIGRATIONS[:before]:
             await conn.execute(script)
 
     _run(postgres_url, before_analytics)

@@ -4,7 +4,7 @@ Each version's script is written out literally and never edited once
 released, as the SQLite engine's migrations are: what "version N" creates
 must not change when a fold field, a record declaration or a column list
 changes later. A new column, table or index is a new script appended at the
-end of :data:`MIGRATIONS`. A test checks that after every script each field
+end of :data:`PG_MIGRATIONS`. A test checks that after every script each field
 the fold and the record declarations name has its column, so a field added
 without a migration fails it, naming the field.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["MIGRATIONS"]
+__all__ = ["PG_MIGRATIONS"]
 
 _REFUSE: Final = """
 CREATE FUNCTION flowledger_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -377,7 +377,7 @@ DROP INDEX runs_by_parent;
 CREATE INDEX runs_by_parent ON runs (parent_run_id, started_at DESC NULLS LAST, run_id DESC, project NULLS FIRST);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (
+PG_MIGRATIONS: Final[tuple[str, ...]] = (
     _REFUSE + _LEDGER + _RUNS_AND_ATTEMPTS,
     _LOG_LINES,
     _OTLP_SPANS,
@@ -395,4 +395,4 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     _SEARCH_HITS_BY_WINDOWS,
     _RUN_LISTINGS_BY_PROJECT_TOO,
 )
-"""Each script brings the schema one version up (version N is ``MIGRATIONS[N - 1]``); append new ones at the end."""
+"""Each script brings the schema one version up (version N is ``PG_MIGRATIONS[N - 1]``); append new ones at the end."""

@@ -1,6 +1,6 @@
 """The PostgreSQL engine's schema migrations: versioned, refusing a newer one.
 
-The scripts are :data:`~._migrations.MIGRATIONS`, each version's SQL frozen
+The scripts are :data:`~._migrations.PG_MIGRATIONS`, each version's SQL frozen
 as text. Their tables are those of the SQLite engine's ledger format 2
 (entries chained by ``hash = sha256(prev_hash || entry)``, payloads apart,
 the Merkle tree's perfect subtrees) and of its projections. Text columns
@@ -17,12 +17,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from flowledger._exceptions import SchemaVersionError, StoreError
-from flowledger.receiver.store.postgres._migrations import MIGRATIONS
+from flowledger.receiver.store.postgres._migrations import PG_MIGRATIONS
 
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["MIGRATIONS", "PG_SCHEMA_VERSION", "check_pg_version", "column_type", "migrate_postgres"]
+__all__ = ["PG_MIGRATIONS", "PG_SCHEMA_VERSION", "check_pg_version", "column_type", "migrate_postgres"]
 
 TEXT: Final = 'text COLLATE "C"'
 
@@ -39,7 +39,7 @@ def column_type(annotation: object) -> str:
     return TEXT
 
 
-PG_SCHEMA_VERSION: Final = len(MIGRATIONS)
+PG_SCHEMA_VERSION: Final = len(PG_MIGRATIONS)
 _LOCK_KEY: Final = 0x666C6F776C6D6967  # "flowlmig": one migrating receiver at a time
 
 
@@ -69,7 +69,7 @@ async def migrate_postgres(conn: asyncpg.Connection, *, name: str) -> int:
                 "knows; upgrade flowledger to open it"
             )
         for version in range(current, PG_SCHEMA_VERSION):
-            await conn.execute(MIGRATIONS[version])
+            await conn.execute(PG_MIGRATIONS[version])
             await conn.execute("UPDATE flowledger_schema SET version = $1", version + 1)
     return current
 
