@@ -136,8 +136,14 @@ def peers_python() -> Path | None:
     print(f"installing {', '.join(REQUIREMENTS[:3])} into {PEERS_VENV.name}/", flush=True)
     if not python.exists():
         venv.EnvBuilder(with_pip=True).create(PEERS_VENV)
-    done = subprocess.run([python, "-m", "pip", "install", "--quiet", *REQUIREMENTS, "-e", str(ROOT)], cwd=ROOT)
-    if done.returncode != 0:
+    done = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", *REQUIREMENTS, "-e", str(ROOT)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:  # pip's chatter (its index warnings name this machine's settings) only when it failed
+        print(done.stdout + done.stderr, file=sys.stderr)
         return None
     stamp.write_text(want)
     return python
