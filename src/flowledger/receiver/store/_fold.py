@@ -392,8 +392,8 @@ def fold_node(state: NodeState | None, event: FoldEvent) -> NodeState:
             node.idempotency_key = get("idempotency_key")
         if node.parent_span_id is None:
             node.parent_span_id = get("parent_span_id")
-        if node.location is None:
-            node.location = _location(data)
+        if node.location is None and (location := get("location")) is not None:
+            node.location = canonical(location)
         if node.started_at is None:
             node.started_at = event.ts
         if "input" in data:
@@ -420,9 +420,8 @@ def fold_node(state: NodeState | None, event: FoldEvent) -> NodeState:
             node.idempotency_key = value
         if (value := get("parent_span_id")) is not None:
             node.parent_span_id = value
-        location = _location(data)
-        if location is not None:
-            node.location = location
+        if (location := get("location")) is not None:
+            node.location = canonical(location)
         node.skip_reason = data.get("skip_reason")
         node.started_at = event.started_at
         node.duration_ms = data["duration_ms"]
@@ -444,8 +443,3 @@ def _maybe_input(node: NodeState, key: str, seq: int) -> None:
     if node.input_key is None or key > node.input_key:
         node.input_key = key
         node.input_seq = seq
-
-
-def _location(data: dict[str, Any]) -> str | None:
-    location = data.get("location")
-    return None if location is None else canonical(location)

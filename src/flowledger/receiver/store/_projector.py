@@ -180,7 +180,8 @@ class Projector:
             first_finish = before is None or before.finished_event_id is None  # the fold may change it in place
             node = nodes[node_key] = fold_node(before, event)
             self._dirty_nodes.add(node_key)
-            self._metrics.observe_attempt(event, node, runs[key], first_finish=first_finish)
+            if first_finish and "metrics" in event.data:  # observe_attempt's first test, without its call
+                self._metrics.observe_attempt(event, node, runs[key], first_finish=first_finish)
         elif kind is _NODE_LOGS:
             self._add_logs(event)
         elif kind is _RUN_STARTED:  # the one kind with attributes
