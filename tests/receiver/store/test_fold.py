@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from flowledger.receiver._config import IngestLimits
 from flowledger.receiver._validate import prepare_event
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._fold import (
+    _NODE_SHARED,
     NODE_TRANSITIONS,
     RUN_TRANSITIONS,
     NodeState,
@@ -184,3 +186,38 @@ def test_a_late_conflicting_finish_over_http_keeps_the_status_and_shows_the_conf
     with sqlite3.connect(live.db_path) as conn:
         kinds = [k for (k,) in conn.execute("SELECT kind FROM ledger WHERE run_id = ?", (run.run_id,))]
     assert kinds.count("run_finished") == 2
+
+
+@dataclass
+class _Event:
+    """The fields the fold reads (FoldEvent)."""
+
+    event_id: str
+    kind: EventKind
+    data: dict[str, Any]
+    run_id: str = "run-1"
+    ts: str = "2026-01-31T08:00:00.000000Z"
+    started_at: str | None = "2026-01-31T08:00:00.000000Z"
+    project: str | None = None
+    seq: int = 1
+
+
+def test_every_shared_attempt_field_is_filled_by_the_start_and_decided_by_the_finish() -> None:
+    """Each field a node_started and node_finished both carry (_NODE_SHARED) is taken from the start while unknown,
+    then from the finish that decides, in either order."""
+    started = {name: f"start-{name}" for name in _NODE_SHARED}
+    finished = {name: f"finish-{name}" for name in _NODE_SHARED}
+    start = _Event("e1", EventKind.NODE_STARTED, {"span_id": "s", **started})
+    finish = _Event(
+        "e2", EventKind.NODE_FINISHED, {"span_id": "s", "status": "succeeded", "duration_ms": 1.0, **finished}
+    )
+    for order in ((start, finish), (finish, start)):
+        node = None
+        for event in order:
+            node = fold_node(node, event)
+        assert node is not None
+        assert {name: getattr(node, name) for name in _NODE_SHARED} == finished
+    only_started = fold_node(None, start)
+    assert {name: getattr(only_started, name) for name in _NODE_SHARED} == started
+    partial = _Event("e3", EventKind.NODE_FINISHED, {"span_id": "s", "status": "failed", "duration_ms": 1.0})
+    assert {name: getattr(fold_node(fold_node(None, start), partial), name) for name in _NODE_SHARED} == started

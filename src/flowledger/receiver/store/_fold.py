@@ -256,7 +256,11 @@ RUN_CONTEXT_FIELDS: Final = ("user_id", "agent_id", "intent", "parent_run_id")
 
 
 def _set_cost(state: RunState | NodeState, cost: dict[str, Any] | None) -> None:
-    cost = cost or {}
+    if not cost:  # most attempts carry no cost: clear the fields without the lookups
+        state.cost_tokens = state.cost_tool_calls = state.cost_external_requests = None
+        state.cost_usd = None
+        state.cost_breakdown = None
+        return
     state.cost_tokens = cost.get("tokens")
     state.cost_tool_calls = cost.get("tool_calls")
     state.cost_external_requests = cost.get("external_requests")
@@ -371,15 +375,25 @@ def fold_node(state: NodeState | None, event: FoldEvent) -> NodeState:
     finished_event = event.kind is _NODE_FINISHED
     status = node.status
     outcome = _NODE_FAST[(None if status is None else status._value_, "finished" if finished_event else "started")]
+    get = data.get
     if not finished_event:
-        # node_finished decides; node_started only fills what is still unknown.
+        # node_finished decides; node_started only fills what is still unknown (the _NODE_SHARED fields).
         if node.started_event_id is None or event.event_id > node.started_event_id:
             node.started_event_id = event.event_id
-        for name in _NODE_SHARED:
-            if getattr(node, name) is None:
-                setattr(node, name, data.get(name))
-        if node.location is None:
-            node.location = _location(data)
+        if node.node_id is None:
+            node.node_id = get("node_id")
+        if node.attempt is None:
+            node.attempt = get("attempt")
+        if node.item is None:
+            node.item = get("item")
+        if node.effect is None:
+            node.effect = get("effect")
+        if node.idempotency_key is None:
+            node.idempotency_key = get("idempotency_key")
+        if node.parent_span_id is None:
+            node.parent_span_id = get("parent_span_id")
+        if node.location is None and (location := get("location")) is not None:
+            node.location = canonical(location)
         if node.started_at is None:
             node.started_at = event.ts
         if "input" in data:
@@ -393,13 +407,21 @@ def fold_node(state: NodeState | None, event: FoldEvent) -> NodeState:
         node.finished_event_id = event.event_id
         node.output_seq = event.seq
         node.status = _NODE_STATUS[data["status"]]
-        for name in _NODE_SHARED:
-            value = data.get(name)
-            if value is not None:
-                setattr(node, name, value)
-        location = _location(data)
-        if location is not None:
-            node.location = location
+        # The _NODE_SHARED fields the event carries, spelled out: this runs once per attempt.
+        if (value := get("node_id")) is not None:
+            node.node_id = value
+        if (value := get("attempt")) is not None:
+            node.attempt = value
+        if (value := get("item")) is not None:
+            node.item = value
+        if (value := get("effect")) is not None:
+            node.effect = value
+        if (value := get("idempotency_key")) is not None:
+            node.idempotency_key = value
+        if (value := get("parent_span_id")) is not None:
+            node.parent_span_id = value
+        if (location := get("location")) is not None:
+            node.location = canonical(location)
         node.skip_reason = data.get("skip_reason")
         node.started_at = event.started_at
         node.duration_ms = data["duration_ms"]
@@ -421,8 +443,3 @@ def _maybe_input(node: NodeState, key: str, seq: int) -> None:
     if node.input_key is None or key > node.input_key:
         node.input_key = key
         node.input_seq = seq
-
-
-def _location(data: dict[str, Any]) -> str | None:
-    location = data.get("location")
-    return None if location is None else canonical(location)

@@ -39,7 +39,9 @@ _CHUNK: Final = 400
 
 _run_row: Final = attrgetter(*RUN_COLUMNS)
 _node_row: Final = attrgetter(*NODE_COLUMNS)
-_NODE_KINDS: Final = frozenset({EventKind.NODE_STARTED, EventKind.NODE_FINISHED})
+_NODE_STARTED: Final = EventKind.NODE_STARTED
+_NODE_FINISHED: Final = EventKind.NODE_FINISHED
+_RUN_STARTED: Final = EventKind.RUN_STARTED
 _NODE_LOGS: Final = EventKind.NODE_LOGS
 _SAMPLED_OUT: Final = EventKind.RUN_SAMPLED_OUT
 
@@ -145,7 +147,9 @@ class Projector:
         for key, state in (await load_runs(self._conn, run_ids)).items():
             self.runs.setdefault(key, state)
         keys = {
-            (run_key(e.project, e.run_id), e.data["span_id"]) for e in events if e.kind in _NODE_KINDS
+            (run_key(e.project, e.run_id), e.data["span_id"])
+            for e in events
+            if e.kind is _NODE_STARTED or e.kind is _NODE_FINISHED
         } - self._nodes.keys()
         self._nodes.update(await load_nodes(self._conn, keys))
         self._rollups.remember(self.runs, self._nodes)
@@ -168,20 +172,23 @@ class Projector:
         runs = self.runs
         runs[key] = fold_run(runs.get(key), event)
         self._dirty_runs.add(key)
-        if event.kind in _NODE_KINDS:
+        kind = event.kind
+        if kind is _NODE_STARTED or kind is _NODE_FINISHED:
             node_key = (key, event.data["span_id"])
             nodes = self._nodes
             before = nodes.get(node_key)
             first_finish = before is None or before.finished_event_id is None  # the fold may change it in place
             node = nodes[node_key] = fold_node(before, event)
             self._dirty_nodes.add(node_key)
-            self._metrics.observe_attempt(event, node, runs[key], first_finish=first_finish)
-        elif event.kind is _NODE_LOGS:
+            if first_finish and "metrics" in event.data:  # observe_attempt's first test, without its call
+                self._metrics.observe_attempt(event, node, runs[key], first_finish=first_finish)
+        elif kind is _NODE_LOGS:
             self._add_logs(event)
-        for source, text in texts_of_event(event.kind, event.data, plain_floats=event.plain_floats):
+        elif kind is _RUN_STARTED:  # the one kind with attributes
+            for name, value in attributes_of_event(kind, event.data):
+                self._attributes.append((name, value, run_id, project))
+        for source, text in texts_of_event(kind, event.data, plain_floats=event.plain_floats):
             self._texts.append((run_id, source, text, project))
-        for name, value in attributes_of_event(event.kind, event.data):
-            self._attributes.append((name, value, run_id, project))
 
     def _count_producer(self, event: FoldEvent, producer_id: str, producer_seq: int, *, tail: bool) -> None:
         """Count the event for its producer; ``tail``: it may be the producer's newest event of a run."""
