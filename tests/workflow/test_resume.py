@@ -187,3 +187,12 @@ def test_flowledger_resume_project_names_the_run_of_an_id_two_projects_use(
     assert wf.calls() == ["price", "pack", "ship"]
     resumed = wf.latest_run()
     assert (resumed["resumed_from"], resumed["project"], resumed["status"]) == (failed, "shop", "succeeded")
+    # An app that records to another project resumes shop's run into shop: a run and its resume share a project.
+    monkeypatch.setattr(wf, "env", lambda: recorded() | {"FLOWLEDGER_PROJECT": "elsewhere"})
+    again = subprocess.run(
+        [*command, "--project", "shop"], cwd=wf.folder, capture_output=True, text=True, env=wf.env(), timeout=60
+    )
+    assert again.returncode == 0, again.stderr
+    second = wf.latest_run()
+    assert second["run_id"] != resumed["run_id"]
+    assert (second["resumed_from"], second["project"]) == (failed, "shop")

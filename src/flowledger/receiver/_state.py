@@ -55,15 +55,16 @@ def project_of(request: Request) -> str | None:
 
 
 def run_project_of(request: Request, *, others: Sequence[str] = ()) -> str | None:
-    """The project a request about one run by id means: the API key's, else ``?project=`` (keys off), else None.
+    """The project a request about one run by id means: the API key's, else ``?project=`` (keys off; empty for
+    the run without a project), else None.
 
     With a key, ``?project=`` may only repeat the key's project (QueryParamError otherwise, saying nothing of
     any run). The request's query parameters other than ``project`` and ``others`` are refused as unknown
     (QueryParamError).
     """
-    params = QueryParams(request)
-    params.expect((RUN_PROJECT_PARAM, *others))
-    return project_for_run(request, params.text(RUN_PROJECT_PARAM))
+    QueryParams(request).expect((RUN_PROJECT_PARAM, *others))
+    # ``?project=`` (empty) is a value: the run without a project, when a project's run shares its id.
+    return project_for_run(request, QueryParams(request, blank_is_absent=False).text(RUN_PROJECT_PARAM))
 
 
 def project_for_run(request: Request, asked: str | None, name: str = RUN_PROJECT_PARAM) -> str | None:

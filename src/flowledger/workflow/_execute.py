@@ -143,7 +143,7 @@ async def execute_run(
         resumed_from=None if resume is None else resume.run_id,
         resumed_from_definition_sha256=None if resume is None else resume.definition_sha256,
         sample_rate=workflow.sample_rate,
-        project=workflow.project,
+        project=workflow.project if resume is None or resume.project is None else resume.project,
         agent_id=workflow.agent_id,
         intent=workflow.intent,
         parent_run_id=parent_run_id,

@@ -89,6 +89,8 @@ class ResumePlan:
 
     run_id: str
     """The run resumed."""
+    project: str | None
+    """Its project: the resumed run is recorded in it, whatever project the app records to otherwise."""
     definition_sha256: str | None
     """That run's definition."""
     payload: Any
@@ -262,6 +264,7 @@ def plan_resume(
             )
     return ResumePlan(
         run_id=run_id,
+        project=run.get("project"),
         definition_sha256=run.get("definition_sha256"),
         payload=payload,
         reuse=reuse,

@@ -110,3 +110,21 @@ def test_an_attempts_log_lines_take_the_project(live: LiveReceiver) -> None:
         answer = live.get(path, params={"project": project})
         assert answer.status_code == 200, answer.text
         assert live.get(path, params={"project": "gamma"}).status_code == 404
+
+
+@pytest.mark.parametrize("path", [*_PATHS, "/api/runs/{id}"])
+def test_an_empty_project_names_the_run_without_one(live: LiveReceiver, path: str) -> None:
+    """Keys off, an id used by project alpha and by a run without a project: ``project=`` (empty) reads the latter,
+    as the viewer's links to it say; ``project=alpha`` the former."""
+    run = typical_run(project="alpha")
+    bare = RunEvents()
+    bare.run_id = run.run_id
+    assert live.post([*run.events, *bare.start().node("fetch").finish().events]).json()["rejected"] == []
+    assert _get(live, path, run.run_id).status_code == 409
+    answers = {}
+    for project in ("alpha", ""):
+        answer = _get(live, path, run.run_id, project=project)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        answers[project] = body["status"] if path == "/api/runs/{id}" else _which(path, body)
+    assert answers == ({"alpha": 15, "": 4} if "tree" in path else {"alpha": "failed", "": "succeeded"})

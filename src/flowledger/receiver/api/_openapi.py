@@ -183,12 +183,12 @@ _INTEGRITY_PATHS: Final = {
 
 _RUN_PROJECT_TEXT: Final = (
     "The run of this project: runs are per project, and with API keys off one id may name runs of "
-    "several. With a key it may only repeat the key's project."
+    "several; empty for the run without a project. With a key it may only repeat the key's project."
 )
 _RUN_PROJECT: Final = {
     "name": "project",
     "in": "query",
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"},
+    "schema": {"type": "string", "pattern": "^([A-Za-z0-9][A-Za-z0-9_.-]{0,127})?$"},
     "description": _RUN_PROJECT_TEXT,
 }
 _AMBIGUOUS_RUN: Final = _error(
@@ -372,7 +372,7 @@ def _document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": {
-                            "description": "The run, the tree head and per node its outcome, output text "
+                            "description": "The run (with its project), the tree head and per node its outcome, output text "
                             "(null unless captured in full and verified) and the problem that keeps it from reuse.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },

@@ -84,8 +84,8 @@ async def resume_run(request: Request) -> Response:
         )
     try:
         async with httpx.AsyncClient(timeout=RESUME_TIMEOUT_S) as client:
-            # The app reads the run back with its project: the one the run has, whoever asked.
-            answer = await client.post(base + RESUME_APP_PATH, json={"run_id": run_id, "project": run["project"]})
+            # The app reads the run back with its project: the one the run has, whoever asked ("" for none).
+            answer = await client.post(base + RESUME_APP_PATH, json={"run_id": run_id, "project": run["project"] or ""})
     except httpx.HTTPError as exc:
         return error_response(502, f"the app of workflow {workflow_id!r} could not be reached: {type(exc).__name__}")
     try:

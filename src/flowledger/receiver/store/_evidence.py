@@ -212,6 +212,7 @@ def resume_evidence(conn: sqlite3.Connection, run_id: str, project: str | None) 
         return {
             "run": {
                 "run_id": run[0],
+                "project": run[1],
                 "workflow_id": run[2],
                 "status": run[3],
                 "definition_sha256": run[4],

@@ -286,6 +286,22 @@ async def test_a_readers_own_run_is_found_however_many_projects_use_its_id(store
 
 
 @pytest.mark.asyncio
+async def test_the_empty_project_names_the_run_without_one(store: Store) -> None:
+    """A run id used by alpha and by a run without a project: the namespace '' reads the latter (a reader
+    without a project is refused: the id is ambiguous), ``alpha`` the former; its evidence names each project."""
+    owner = typical_run(project=_OWNER)
+    await store.append(prepared(owner.events, project=_OWNER))
+    await store.append(prepared([{k: v for k, v in e.items() if k != "project"} for e in owner.events], project=None))
+    with pytest.raises(AmbiguousRunError):
+        await store.get_run(owner.run_id)
+    for project, stored in ((_OWNER, _OWNER), ("", None)):
+        run = await store.get_run(owner.run_id, project=project)
+        assert run is not None and run["project"] == stored, project
+        evidence = await store.resume_evidence(owner.run_id, project=project)
+        assert evidence is not None and evidence["run"]["project"] == stored, project
+
+
+@pytest.mark.asyncio
 async def test_a_purge_by_run_id_without_a_project_refuses_an_id_of_several_projects(store: Store) -> None:
     """Without a project, a purge of a run id two projects use is refused (as a read of it is), and nothing is
     erased; with the project, only that project's run goes."""

@@ -172,6 +172,7 @@ async def pg_resume_evidence(conn: asyncpg.Connection, run_id: str, project: str
     return {
         "run": {
             "run_id": run[0],
+            "project": run[1],
             "workflow_id": run[2],
             "status": run[3],
             "definition_sha256": run[4],

@@ -15,7 +15,10 @@ export class ApiError extends Error {
 
 export async function api(path, params) {
   const url = new URL(path, location.origin);
-  for (const [k, v] of Object.entries(params || {})) if (v !== null && v !== undefined && v !== "") url.searchParams.set(k, v);
+  for (const [k, v] of Object.entries(params || {})) {
+    // A cleared filter ("") is left out; an empty project is a value: the run without a project.
+    if (v !== null && v !== undefined && (v !== "" || k === "project")) url.searchParams.set(k, v);
+  }
   const headers = { Accept: "application/json" };
   const key = sessionStorage.getItem(KEY_STORAGE);
   if (key) headers.Authorization = "Bearer " + key;

@@ -33,12 +33,12 @@ export function contextLine(run) {
 /** Facts of a run's header: its context, the run that started it, and the runs it started. */
 export function contextFacts(run, fact) {
   for (const key of ["project", "user_id", "agent_id", "intent"]) if (run[key]) fact(LABELS[key], run[key]);
-  if (run.parent_run_id) fact("Parent run", h("a", { href: runHref(run.parent_run_id, null, run.project), class: "mono", id: "parent-link", text: shortId(run.parent_run_id, 12) }));
+  if (run.parent_run_id) fact("Parent run", h("a", { href: runHref(run.parent_run_id, null, run.project ?? ""), class: "mono", id: "parent-link", text: shortId(run.parent_run_id, 12) }));
   const children = run.children;
   if (!children || !children.count) return;
   const list = h("ul", { class: "children", id: "children" });
   for (const child of children.runs) {
-    list.append(h("li", { dataset: { runId: child.run_id } }, statusBadge(child.status), " ", h("a", { href: runHref(child.run_id, null, run.project), class: "mono child-link", text: shortId(child.run_id, 12) }), " ", h("span", { text: child.workflow_id || "–" })));
+    list.append(h("li", { dataset: { runId: child.run_id } }, statusBadge(child.status), " ", h("a", { href: runHref(child.run_id, null, run.project ?? ""), class: "mono child-link", text: shortId(child.run_id, 12) }), " ", h("span", { text: child.workflow_id || "–" })));
   }
   const count = `${children.count_capped ? "at least " : ""}${children.count}`;
   // A parent run id names a run of the child's own project: the list shows that project's children only.

@@ -56,11 +56,12 @@ export function safeExternalUrl(text) {
 }
 
 /** A run page's hash; ``project`` names the run's project (runs are per project: with API keys off, one id
- * may name runs of several, and the page asks for the one of that project). */
+ * may name runs of several, and the page asks for the one of that project): "" for a run without one, null or
+ * undefined when it is not known. */
 export function runHref(runId, span, project) {
   const query = new URLSearchParams();
   if (span) query.set("span", span);
-  if (project) query.set("project", project);
+  if (project !== null && project !== undefined) query.set("project", project);
   const rest = query.toString();
   return "#/runs/" + encodeURIComponent(runId) + (rest ? "?" + rest : "");
 }

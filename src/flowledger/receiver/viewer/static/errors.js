@@ -82,7 +82,7 @@ export class ErrorsView extends LivePage {
         h("td", { text: [group.workflow_id || "–", group.node_id].filter(Boolean).join(" / ") }),
         h("td", { title: fmtTime(group.first_seen), text: fmtAgo(group.first_seen) }),
         h("td", { title: fmtTime(group.last_seen), text: fmtAgo(group.last_seen) }),
-        h("td", { class: "mono small" }, group.sample_runs.map((s) => [h("a", { href: runHref(s.run_id, null, s.project), text: shortId(s.run_id), title: s.project ? `${s.run_id} in project ${s.project}` : s.run_id }), " "])),
+        h("td", { class: "mono small" }, group.sample_runs.map((s) => [h("a", { href: runHref(s.run_id, null, s.project ?? ""), text: shortId(s.run_id), title: s.project ? `${s.run_id} in project ${s.project}` : s.run_id }), " "])),
       );
       body.append(row);
     }

@@ -15,7 +15,7 @@ async function post(path, project) {
   const key = sessionStorage.getItem(KEY_STORAGE);
   if (key) headers.Authorization = "Bearer " + key;
   const url = new URL(path, location.origin);
-  if (project) url.searchParams.set("project", project);
+  if (project !== null && project !== undefined) url.searchParams.set("project", project);
   const response = await fetch(url, { method: "POST", headers, cache: "no-store" });
   let body = null;
   try {
@@ -39,7 +39,7 @@ function resumeButton(run, box) {
         button.disabled = true;
         status.textContent = " resuming…";
         try {
-          const answer = await post(`/api/runs/${encodeURIComponent(run.run_id)}/resume`, run.project);
+          const answer = await post(`/api/runs/${encodeURIComponent(run.run_id)}/resume`, run.project ?? "");
           clear(status).append(" resumed as ", h("a", { href: runHref(answer.run_id), class: "mono", id: "resumed-run", text: shortId(answer.run_id) }), ` (${answer.status})`);
         } catch (err) {
           status.textContent = ` ${err.message}`;
@@ -55,7 +55,7 @@ function resumeButton(run, box) {
 export function resumeSection(run) {
   const box = h("section", { class: "resume-chain", id: "resume-chain" });
   if (run.trigger_type === "http" && run.status !== "succeeded" && run.status !== "running") resumeButton(run, box);
-  api(`/api/runs/${encodeURIComponent(run.run_id)}/chain`, { project: run.project })
+  api(`/api/runs/${encodeURIComponent(run.run_id)}/chain`, { project: run.project ?? "" })
     .then(({ runs }) => {
       if (runs.length < 2) return;
       const list = h("ol", { class: "chain", id: "chain" });
@@ -64,7 +64,7 @@ export function resumeSection(run) {
         const item = h(
           "li",
           { dataset: { run: r.run_id } },
-          r.run_id === run.run_id ? h("strong", { class: "mono", text: shortId(r.run_id) }) : h("a", { href: runHref(r.run_id, null, run.project), class: "mono", text: shortId(r.run_id) }),
+          r.run_id === run.run_id ? h("strong", { class: "mono", text: shortId(r.run_id) }) : h("a", { href: runHref(r.run_id, null, run.project ?? ""), class: "mono", text: shortId(r.run_id) }),
           " ",
           statusBadge(r.status),
           r.resumed_from ? h("span", { class: "muted small", text: " resumes " }) : h("span", { class: "muted small", text: " original" }),

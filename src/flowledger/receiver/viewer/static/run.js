@@ -24,7 +24,7 @@ export class RunView {
   constructor(runId, params) {
     this.runId = runId;
     this.selected = params.get("span") || null;
-    this.project = params.get("project") || null; // the run of this project, when its id is used in several
+    this.project = params.get("project"); // the run of this project ("" none), when its id is used in several
     this.run = null;
     this.pages = new Map(); // page index -> {generation, attempts}
     this.generation = 0; // bumped by a live refresh: pages on screen stay until their fresh copy arrives

@@ -206,7 +206,7 @@ export class ListView extends LivePage {
     for (const run of page.runs) {
       const fresh = !first && !this.seen.has(run.run_id);
       this.seen.add(run.run_id);
-      const link = h("a", { href: runHref(run.run_id, null, run.project), class: "run-link", title: run.run_id, text: shortId(run.run_id, 12) });
+      const link = h("a", { href: runHref(run.run_id, null, run.project ?? ""), class: "run-link", title: run.run_id, text: shortId(run.run_id, 12) });
       const error = run.error ? `${run.error.type || "error"}: ${run.error.message || ""}` : "";
       const row = h(
         "tr",
@@ -228,7 +228,7 @@ export class ListView extends LivePage {
       );
       row.addEventListener("click", (ev) => {
         if (ev.target.closest("a")) return;
-        location.hash = runHref(run.run_id, null, run.project);
+        location.hash = runHref(run.run_id, null, run.project ?? "");
       });
       body.append(row);
     }
