@@ -156,3 +156,21 @@ def test_api_diff_takes_each_runs_project(live: LiveReceiver) -> None:
     unknown = live.get("/api/diff", params={**ids, "project_c": "alpha"})
     assert unknown.status_code == 400
     assert "project_c" in unknown.text
+
+
+def test_api_diff_names_the_run_without_a_project_by_an_empty_value(live: LiveReceiver) -> None:
+    """An id used by alpha and by a run without a project: ``project_b=`` (empty) is the latter, even beside
+    ``project=alpha``; a run compared with itself is the same at every node, with the other run it is not."""
+    alpha = typical_run(project="alpha")
+    bare = [{k: v for k, v in event.items() if k != "project"} for event in alpha.events]
+    bare[-1]["data"] = {**bare[-1]["data"], "status": "succeeded"}
+    bare[-1]["data"].pop("error", None)
+    assert live.post([*alpha.events, *bare]).json()["rejected"] == []
+    ids = {"a": alpha.run_id, "b": alpha.run_id}
+    same = live.get("/api/diff", params={**ids, "project": ""})
+    assert same.status_code == 200, same.text
+    assert (same.json()["a"]["status"], same.json()["b"]["status"]) == ("succeeded", "succeeded")
+    mixed = live.get("/api/diff", params={**ids, "project": "alpha", "project_b": ""})
+    assert mixed.status_code == 200, mixed.text
+    assert (mixed.json()["a"]["status"], mixed.json()["b"]["status"]) == ("failed", "succeeded")
+    assert mixed.json()["status_changed"] is True

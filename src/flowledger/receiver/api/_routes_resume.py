@@ -108,7 +108,8 @@ async def diff(request: Request) -> Response:
         params.expect((*DIFF_PARAMS, RUN_PROJECT_PARAM, *DIFF_PROJECT_PARAMS))
         ids = [params.text(name) for name in DIFF_PARAMS]
         both = project_for_run(request, params.text(RUN_PROJECT_PARAM))
-        projects = [project_for_run(request, params.text(name), name) or both for name in DIFF_PROJECT_PARAMS]
+        asked = [project_for_run(request, params.text(name), name) for name in DIFF_PROJECT_PARAMS]
+        projects = [both if project is None else project for project in asked]  # '' is the run without one
     except QueryParamError as exc:
         return error_response(400, str(exc))
     for name, value in zip(DIFF_PARAMS, ids, strict=True):

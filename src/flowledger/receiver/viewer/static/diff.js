@@ -10,7 +10,8 @@ import { setCrumbs } from "./page.js";
 const MAX_CHANGES_SHOWN = 20;
 
 export function diffHref(a, b, project) {
-  return "#/diff/" + encodeURIComponent(a) + "/" + encodeURIComponent(b) + (project ? "?project=" + encodeURIComponent(project) : "");
+  const inProject = project === null || project === undefined ? "" : "?project=" + encodeURIComponent(project); // "" for none
+  return "#/diff/" + encodeURIComponent(a) + "/" + encodeURIComponent(b) + inProject;
 }
 
 function signed(delta, fmt) {
@@ -43,7 +44,7 @@ export class DiffView {
   constructor(a, b, project) {
     this.a = a;
     this.b = b;
-    this.project = project || null; // both runs of this project (the chain of attempts is one project's)
+    this.project = project; // both runs of this project ("" none; the chain of attempts is one project's)
   }
 
   start() {

@@ -68,7 +68,7 @@ export function resumeSection(run) {
           " ",
           statusBadge(r.status),
           r.resumed_from ? h("span", { class: "muted small", text: " resumes " }) : h("span", { class: "muted small", text: " original" }),
-          r.resumed_from ? h("a", { href: diffHref(r.resumed_from, r.run_id, run.project), class: "small compare-link", text: "compare with the run it resumes" }) : null,
+          r.resumed_from ? h("a", { href: diffHref(r.resumed_from, r.run_id, run.project ?? ""), class: "small compare-link", text: "compare with the run it resumes" }) : null,
         );
         list.append(item);
         previous = r;
