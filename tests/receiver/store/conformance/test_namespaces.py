@@ -296,9 +296,11 @@ async def test_the_empty_project_names_the_run_without_one(store: Store) -> None
         await store.get_run(owner.run_id)
     for project, stored in ((_OWNER, _OWNER), ("", None)):
         run = await store.get_run(owner.run_id, project=project)
-        assert run is not None and run["project"] == stored, project
+        assert run is not None, project
+        assert run["project"] == stored, project
         evidence = await store.resume_evidence(owner.run_id, project=project)
-        assert evidence is not None and evidence["run"]["project"] == stored, project
+        assert evidence is not None, project
+        assert evidence["run"]["project"] == stored, project
 
 
 @pytest.mark.asyncio
