@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -55,28 +56,35 @@ def resumable(tmp_path: Path, app_port: int) -> Iterator[LiveReceiver]:
     receiver.stop()
 
 
-@pytest.fixture
-def served(tmp_path: Path, resumable: LiveReceiver, app_port: int) -> Iterator[tuple[Workflow, str]]:
-    """The five-steps workflow with an http trigger, served by its own module (``--serve``) in a subprocess."""
-    folder = tmp_path / "work"
+@contextlib.contextmanager
+def _serving(folder: Path, receiver: LiveReceiver, port: int, **env: str) -> Iterator[tuple[Workflow, str]]:
+    """The five-steps workflow with an http trigger, served by its own module (``--serve``) in a subprocess, with
+    ``env`` added to its environment."""
     folder.mkdir()
-    wf = Workflow(folder, resumable)
+    wf = Workflow(folder, receiver)
     wf.generate(http=True)
     (folder / "calls.log").write_text("", encoding="utf-8")
     process = subprocess.Popen(
-        [sys.executable, "wf.py", "--serve", "--port", str(app_port)],
+        [sys.executable, "wf.py", "--serve", "--port", str(port)],
         cwd=folder,
-        env=wf.env(),
+        env=wf.env() | env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{app_port}"
+    url = f"http://127.0.0.1:{port}"
     try:
         assert _wait_for(lambda: httpx.post(f"{url}/_flowledger/resume", json={}, timeout=2).status_code == 400)
         yield wf, url
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def served(tmp_path: Path, resumable: LiveReceiver, app_port: int) -> Iterator[tuple[Workflow, str]]:
+    """The five-steps workflow with an http trigger, served by its own module (``--serve``) in a subprocess."""
+    with _serving(tmp_path / "work", resumable, app_port) as served:
+        yield served
 
 
 def test_resume_button_resumes_an_http_run_and_the_diff_page_compares_them(
@@ -141,25 +149,8 @@ def test_resume_without_a_configured_app_says_what_to_set(resumable: LiveReceive
 @pytest.fixture
 def served_in_a_project(tmp_path: Path, resumable: LiveReceiver, app_port: int) -> Iterator[tuple[Workflow, str]]:
     """:func:`served`, its runs in project ``shop`` (FLOWLEDGER_PROJECT)."""
-    folder = tmp_path / "work"
-    folder.mkdir()
-    wf = Workflow(folder, resumable)
-    wf.generate(http=True)
-    (folder / "calls.log").write_text("", encoding="utf-8")
-    process = subprocess.Popen(
-        [sys.executable, "wf.py", "--serve", "--port", str(app_port)],
-        cwd=folder,
-        env=wf.env() | {"FLOWLEDGER_PROJECT": "shop"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{app_port}"
-    try:
-        assert _wait_for(lambda: httpx.post(f"{url}/_flowledger/resume", json={}, timeout=2).status_code == 400)
-        yield wf, url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with _serving(tmp_path / "work", resumable, app_port, FLOWLEDGER_PROJECT="shop") as served:
+        yield served
 
 
 def test_resume_of_an_id_two_projects_use_reads_the_named_projects_run(
