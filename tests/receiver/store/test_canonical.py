@@ -8,25 +8,13 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from flowledger.receiver._config import IngestLimits
 from flowledger.receiver.ingest._batch import decode_batch
 from flowledger.receiver.store._canonical import canonical, canonical_utf8
+from tests._json_values import json_values
 
-_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.sampled_from([1e-05, 1e-07, 0.0001, 1e15, 1e16, 1e22, -0.0, 5e-324, 1.7976931348623157e308])
-    | st.text()
-)
-_json_values = st.recursive(
-    _scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=20,
-)
+_json_values = json_values()
 
 
 def _through_decoder(value: Any) -> tuple[Any, bool]:

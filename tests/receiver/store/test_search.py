@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from flowledger._wire import EventKind
 from flowledger.receiver._config import IngestLimits
@@ -26,22 +25,11 @@ from flowledger.receiver.store._search import (
     texts_of_event,
 )
 from flowledger.receiver.store._sqlite import SqliteStore
+from tests._json_values import json_values
 from tests.receiver._support import simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
 
-_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.sampled_from([1e-05, 1e-07, 0.0001, 1e15, 1e16, 1e22, -0.0, 5e-324, 1.7976931348623157e308])
-    | st.text()
-)
-_json_values = st.recursive(
-    _scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=20,
-)
+_json_values = json_values()
 _json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
