@@ -58,6 +58,26 @@ def test_configured_defaults_fill_what_the_run_does_not_say(
     assert second["data"]["user_id"] == "u-2"
 
 
+def test_an_empty_project_is_no_project_whatever_the_defaults(
+    events: CapturedEvents, configure: Callable[..., Any]
+) -> None:
+    """run(project="") records the run without a project, neither the configured one nor its parent run's (a
+    resume of a run without one records so), and its nodes' events too."""
+    configure(project="shop")
+
+    @flowledger.node
+    def price() -> int:
+        return 3
+
+    with flowledger.run("outer", project="travel"), flowledger.run("order", project="") as inner:
+        price()
+        inner_id = inner.run_id
+    mine = [e for e in events if e["run_id"] == inner_id]
+    assert {e["kind"] for e in mine} >= {"run_started", "node_finished", "run_finished"}
+    assert all("project" not in e for e in mine), mine
+    assert {e["project"] for e in events if e["run_id"] != inner_id} == {"travel"}
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "problem"),
     [

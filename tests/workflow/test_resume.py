@@ -196,3 +196,20 @@ def test_flowledger_resume_project_names_the_run_of_an_id_two_projects_use(
     second = wf.latest_run()
     assert second["run_id"] != resumed["run_id"]
     assert (second["resumed_from"], second["project"]) == (failed, "shop")
+
+
+@pytest.mark.slow
+def test_a_run_without_a_project_is_resumed_without_one(wf: Workflow, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed run without a project, resumed by an app that records to a project: the resumed run has no project
+    either, so the chain of attempts holds both."""
+    failed = wf.failed_run()
+    assert wf.latest_run()["project"] is None
+    recorded = wf.env
+    monkeypatch.setattr(wf, "env", lambda: recorded() | {"FLOWLEDGER_PROJECT": "elsewhere"})
+    command = [sys.executable, "-m", "flowledger", "resume", failed, "--module", "wf.py", "--url", wf.live.url]
+    done = subprocess.run(command, cwd=wf.folder, capture_output=True, text=True, env=wf.env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    resumed = wf.latest_run()
+    assert (resumed["resumed_from"], resumed["project"]) == (failed, None)
+    chain = wf.live.get(f"/api/runs/{failed}/chain").json()["runs"]
+    assert [run["run_id"] for run in chain] == [failed, resumed["run_id"]]

@@ -108,7 +108,8 @@ class Pipeline:
         ts_ns: int | None = None,
         project: str | None = None,
     ) -> None:
-        """Number an event and hand it to every sink; ``project`` (the run's) wins over the configured one.
+        """Number an event and hand it to every sink; ``project`` (the run's) wins over the configured one, and
+        ``""`` (a run without a project, whatever the defaults) sends none.
 
         The event is written out (id, formatted time, data) by the first sink
         that needs it: a sink whose ``takes_pending`` is true gets the
@@ -122,7 +123,7 @@ class Pipeline:
                 self.producer_id,
                 next(self._producer_seq),
                 ts_ns or _time_ns(),
-                project or self.settings.project,
+                project or (None if project == "" else self.settings.project),
                 data,
             )
             sinks = self._sinks if self._sinks is not None else self._build_sinks()

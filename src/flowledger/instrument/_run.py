@@ -105,7 +105,8 @@ class Run:
     failed, was aborted or was slow (see ``_sampling``).
 
     The run context: ``project`` (default: the parent run's, then
-    ``configure(project=)`` / ``FLOWLEDGER_PROJECT``), ``user_id`` (who the run
+    ``configure(project=)`` / ``FLOWLEDGER_PROJECT``; ``""``: no project, whatever
+    the defaults, as a resume of a run without one is), ``user_id`` (who the run
     is for; default: the parent run's, then the configured one), ``agent_id``
     (which agent runs it; default: the configured one), ``intent`` (why) and
     ``parent_run_id`` (default: the run current where this one starts, so a
@@ -159,7 +160,8 @@ class Run:
         self.definition_sha256 = definition_sha256
         self.traceparent = traceparent
         self.attributes = dict(attributes) if attributes else None
-        self.project = usable("project", project)
+        self._projectless = project == ""  # no project, not even the defaults
+        self.project = None if self._projectless else usable("project", project)
         self.user_id = usable("user_id", user_id)
         self.agent_id = usable("agent_id", agent_id)
         self.intent = usable("intent", intent)
@@ -301,7 +303,7 @@ class Run:
                             return
                         self._release_held()  # too big to hold: the run is kept
             # the current pipeline, so a configure() during the run does not lose the rest of it
-            pipeline().emit(kind, self.run_id, seq, data, size, ts_ns, self.project)
+            pipeline().emit(kind, self.run_id, seq, data, size, ts_ns, "" if self._projectless else self.project)
 
     def _release_held(self) -> None:
         """Keep a run drawn out after all: send what it held, in order (the caller holds the lock)."""
@@ -310,7 +312,7 @@ class Run:
             return
         p = pipeline()
         for kind, seq, data, size, ts_ns in held.events:
-            p.emit(kind, self.run_id, seq, data, size, ts_ns, self.project)
+            p.emit(kind, self.run_id, seq, data, size, ts_ns, "" if self._projectless else self.project)
 
     def note_node_failure(self, exc: BaseException, node_id: str) -> None:
         self._node_failures.append((exc, node_id))
@@ -395,9 +397,9 @@ class Run:
         if parent is not None:
             if self.parent_run_id is None and parent.run_id != self.run_id:
                 self.parent_run_id = parent.run_id
-            self.project = self.project or parent.project
+            self.project = None if self._projectless else self.project or parent.project
             self.user_id = self.user_id or parent.user_id
-        self.project = self.project or p.settings.project
+        self.project = None if self._projectless else self.project or p.settings.project
         self.user_id = self.user_id or p.settings.user_id
         self.agent_id = self.agent_id or p.settings.agent_id
 
@@ -507,7 +509,8 @@ class Run:
                 return False
             self._held = None
         counted = {"workflow_id": self.workflow_id, "runs": 1, "duration_ms": data["duration_ms"]}
-        pipeline().emit(EventKind.RUN_SAMPLED_OUT, self.run_id, next(self._seq), counted, 128)
+        project = "" if self._projectless else self.project
+        pipeline().emit(EventKind.RUN_SAMPLED_OUT, self.run_id, next(self._seq), counted, 128, None, project)
         return True
 
     def _finish_part(self) -> None:

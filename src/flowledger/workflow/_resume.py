@@ -90,7 +90,8 @@ class ResumePlan:
     run_id: str
     """The run resumed."""
     project: str | None
-    """Its project: the resumed run is recorded in it, whatever project the app records to otherwise."""
+    """Its project ('' none; None when the receiver did not say): the resumed run is recorded in it, whatever
+    project the app records to otherwise."""
     definition_sha256: str | None
     """That run's definition."""
     payload: Any
@@ -264,7 +265,7 @@ def plan_resume(
             )
     return ResumePlan(
         run_id=run_id,
-        project=run.get("project"),
+        project=(run["project"] or "") if "project" in run else None,
         definition_sha256=run.get("definition_sha256"),
         payload=payload,
         reuse=reuse,

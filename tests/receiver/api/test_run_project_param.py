@@ -128,3 +128,17 @@ def test_an_empty_project_names_the_run_without_one(live: LiveReceiver, path: st
         body = answer.json()
         answers[project] = body["status"] if path == "/api/runs/{id}" else _which(path, body)
     assert answers == ({"alpha": 15, "": 4} if "tree" in path else {"alpha": "failed", "": "succeeded"})
+
+
+def test_a_purge_with_an_empty_project_erases_the_run_without_one(live: LiveReceiver) -> None:
+    """DELETE /api/runs/{id}?project= (keys off, an id alpha uses too) purges the run without a project and leaves
+    alpha's."""
+    run = typical_run(project="alpha")
+    bare = RunEvents()
+    bare.run_id = run.run_id
+    assert live.post([*run.events, *bare.start().node("fetch").finish().events]).json()["rejected"] == []
+    purged = httpx.delete(f"{live.url}/api/runs/{run.run_id}", params={"project": ""}, timeout=30)
+    assert purged.status_code == 200, purged.text
+    assert purged.json()["runs"] == [run.run_id]
+    assert _get(live, "/api/runs/{id}", run.run_id, project="").status_code == 404
+    assert _get(live, "/api/runs/{id}", run.run_id, project="alpha").json()["status"] == "failed"

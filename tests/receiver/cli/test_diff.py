@@ -174,3 +174,18 @@ def test_api_diff_names_the_run_without_a_project_by_an_empty_value(live: LiveRe
     assert mixed.status_code == 200, mixed.text
     assert (mixed.json()["a"]["status"], mixed.json()["b"]["status"]) == ("failed", "succeeded")
     assert mixed.json()["status_changed"] is True
+
+
+@pytest.mark.parametrize("how", ["db", "url"])
+def test_diff_takes_an_empty_project_for_the_run_without_one(live: LiveReceiver, how: str) -> None:
+    """An id used by alpha and by a run without a project: ``--project-a ""`` is the latter even beside
+    ``--project alpha`` (it fell back to --project), so the two runs are compared."""
+    alpha = typical_run(project="alpha")
+    bare = [{k: v for k, v in event.items() if k != "project"} for event in alpha.events]
+    bare[-1]["data"] = {**bare[-1]["data"], "duration_ms": bare[-1]["data"]["duration_ms"] + 250}
+    assert live.post([*alpha.events, *bare]).json()["rejected"] == []
+    where = ["--db", str(live.db_path)] if how == "db" else ["--url", live.url]
+    args = [alpha.run_id, alpha.run_id, "--project", "alpha", "--project-a", "", "--json", *where]
+    across = CliRunner().invoke(diff_command, args)
+    assert across.exit_code == 0, across.output
+    assert json.loads(across.output)["duration_ms"]["delta"] == -250

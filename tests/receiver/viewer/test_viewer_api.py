@@ -264,7 +264,7 @@ def test_summary_cards_count_rates_percentiles_cost_and_last_run(live: LiveRecei
     assert cards["duration_sample"] == 4
     assert cards["duration_sample_capped"] is False
     assert cards["total_cost_usd"] == pytest.approx(4 * 0.004)
-    assert cards["last_run"]["run_id"] == running.run_id
+    assert (cards["last_run"]["run_id"], cards["last_run"]["project"]) == (running.run_id, running.project)
     failed = live.get("/api/viewer/summary", status="failed").json()
     assert failed["total"] == 1
     assert failed["success_rate"] == 0

@@ -98,7 +98,9 @@ def diff_command(
 
     source = _source(db, url, api_key)
     runs = []
-    for run_id, of in ((run_a, project_a or project), (run_b, project_b or project)):
+    # An empty --project-a/-b is a value (the run without a project), not "the same as --project".
+    chosen = [project if one is None else one for one in (project_a, project_b)]
+    for run_id, of in zip((run_a, run_b), chosen, strict=True):
         run = source.get_run(run_id, of)
         if run is None:
             _fail(f"there is no run {run_id!r}" + ("" if of is None else f" of project {of!r}"))

@@ -136,9 +136,12 @@ async def _select(conn: aiosqlite.Connection, selection: PurgeSelection) -> None
 
 
 def purge_scope(selection: PurgeSelection) -> tuple[str, list[Any]]:
-    """The ``AND`` conditions (``?`` parameters) on ``runs`` every selection has: its project, finished runs only."""
+    """The ``AND`` conditions (``?`` parameters) on ``runs`` every selection has: its project ('' the runs
+    without one), finished runs only."""
     clauses, params = "", []
-    if selection.project is not None:
+    if selection.project == "":
+        clauses += " AND project IS NULL"
+    elif selection.project is not None:
         clauses += " AND project = ?"
         params.append(selection.project)
     if selection.finished_only:

@@ -318,7 +318,7 @@ def run_summary(
         cost_nanos += usd_nanos
     finished = sum(by_status[s] for s in FINISHED_STATUSES)
     last = conn.execute(
-        f"SELECT r.run_id, r.started_at, r.status FROM runs r WHERE {where} {NEWEST_FIRST} LIMIT 1", params
+        f"SELECT r.run_id, r.started_at, r.status, r.project FROM runs r WHERE {where} {NEWEST_FIRST} LIMIT 1", params
     ).fetchone()
     p50, p95, sample = _percentiles(conn, where, params, percentile_sample_max)
     return {
@@ -333,7 +333,9 @@ def run_summary(
         "duration_sample_capped": sample >= percentile_sample_max,
         "total_cost_usd": nanos_to_usd(cost_nanos),
         "total_cost_usd_nanos": cost_nanos,
-        "last_run": None if last is None else {"run_id": last[0], "started_at": last[1], "status": last[2]},
+        "last_run": None
+        if last is None
+        else {"run_id": last[0], "started_at": last[1], "status": last[2], "project": last[3]},
     }
 
 

@@ -182,7 +182,10 @@ async def pg_run_summary(
         cost_nanos += int(usd_nanos)
     finished = sum(by_status[s] for s in FINISHED_STATUSES)
     last = await conn.fetchrow(
-        numbered(f"SELECT r.run_id, r.started_at, r.status FROM runs r WHERE {where} {NEWEST_FIRST} LIMIT 1"), *params
+        numbered(
+            f"SELECT r.run_id, r.started_at, r.status, r.project FROM runs r WHERE {where} {NEWEST_FIRST} LIMIT 1"
+        ),
+        *params,
     )
     durations = sorted(
         row[0]
@@ -210,7 +213,9 @@ async def pg_run_summary(
         "duration_sample_capped": len(durations) >= percentile_sample_max,
         "total_cost_usd": nanos_to_usd(cost_nanos),
         "total_cost_usd_nanos": cost_nanos,
-        "last_run": None if last is None else {"run_id": last[0], "started_at": last[1], "status": last[2]},
+        "last_run": None
+        if last is None
+        else {"run_id": last[0], "started_at": last[1], "status": last[2], "project": last[3]},
     }
 
 

@@ -40,7 +40,7 @@ function resumeButton(run, box) {
         status.textContent = " resuming…";
         try {
           const answer = await post(`/api/runs/${encodeURIComponent(run.run_id)}/resume`, run.project ?? "");
-          clear(status).append(" resumed as ", h("a", { href: runHref(answer.run_id), class: "mono", id: "resumed-run", text: shortId(answer.run_id) }), ` (${answer.status})`);
+          clear(status).append(" resumed as ", h("a", { href: runHref(answer.run_id, null, run.project ?? ""), class: "mono", id: "resumed-run", text: shortId(answer.run_id) }), ` (${answer.status})`);
         } catch (err) {
           status.textContent = ` ${err.message}`;
           button.disabled = false;

@@ -273,7 +273,7 @@ export class ListView extends LivePage {
       card("p50", "p50 duration", fmtDuration(s.p50_duration_ms), s.duration_sample_capped ? `of the newest ${plural(s.duration_sample, "run", "runs")}` : null),
       card("p95", "p95 duration", fmtDuration(s.p95_duration_ms)),
       card("cost", "Total cost", fmtUsd(s.total_cost_usd)),
-      card("last", "Last run", s.last_run ? fmtAgo(s.last_run.started_at) : "–", s.last_run ? fmtTime(s.last_run.started_at) : null, s.last_run ? runHref(s.last_run.run_id) : null),
+      card("last", "Last run", s.last_run ? fmtAgo(s.last_run.started_at) : "–", s.last_run ? fmtTime(s.last_run.started_at) : null, s.last_run ? runHref(s.last_run.run_id, null, s.last_run.project ?? "") : null),
     );
   }
 }
