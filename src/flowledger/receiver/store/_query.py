@@ -33,6 +33,7 @@ __all__ = [
     "keyset",
     "keyset_condition",
     "node_json",
+    "page_branches",
     "past_cursor",
     "run_json",
     "run_page_sql",
@@ -94,6 +95,22 @@ def _past(key: str, values: list[Any], namespace: str | None, *, newer: bool) ->
         f"{key} {beyond}= {marks} AND ({key} {beyond} {marks} OR coalesce(r.project, '') {space_beyond} ?)",
         [*values, *values, namespace],
     )
+
+
+def page_branches(cursor: RunPageCursor, *, newer: bool = False) -> list[tuple[str, list[Any]]]:
+    """The runs after ``cursor`` in :data:`NEWEST_FIRST` order (before it, ``newer``) as conditions on ``runs r``
+    (engine-neutral), each a range of a listing index: read one after the other, each in the order of the
+    direction (:data:`OLDEST_FIRST` for ``newer``), they are those runs in that order.
+
+    Runs without a start time come after every started run, ordered by id: a row comparison on the start
+    time never reaches them, so they are a range of their own.
+    """
+    if cursor.started_at:
+        started, params = past_cursor(cursor, newer=newer)
+        return [(started, params)] if newer else [(started, params), ("r.started_at IS NULL", [])]
+    clause, params = _past("r.run_id", [cursor.run_id], cursor.namespace, newer=newer)
+    unstarted = (f"r.started_at IS NULL AND {clause}", params)
+    return [unstarted, ("r.started_at IS NOT NULL", [])] if newer else [unstarted]
 
 
 def keyset(cursor: RunPageCursor | None) -> list[tuple[str, list[Any]]]:

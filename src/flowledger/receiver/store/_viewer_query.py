@@ -43,7 +43,7 @@ from flowledger.receiver.store._query import (
     RUN_PAYLOADS_SELECT,
     RUN_SELECT,
     node_json,
-    past_cursor,
+    page_branches,
     run_json,
 )
 from flowledger.receiver.store._records import (
@@ -237,18 +237,18 @@ def viewer_runs(
     """A page of ``limit`` runs next to ``cursor`` (the newest runs without one), newest first."""
     run_filter = _resolve_search(conn, run_filter)
     base_where, base_params = filter_where(run_filter)
-    where, params = base_where, base_params
     order = OLDEST_FIRST if cursor is not None and direction is PageDirection.NEWER else NEWEST_FIRST
-    if cursor is not None:
-        clause, clause_params = past_cursor(cursor, newer=direction is PageDirection.NEWER)
-        where += f" AND {clause}"
-        params = [*params, *clause_params]
-    # The inner query reads only indexed columns (a covering index scan); the outer one fetches the page's rows.
-    sql = (
-        f"SELECT {RUN_SELECT} FROM runs r WHERE r.rowid IN "
-        f"(SELECT r.rowid FROM runs r WHERE {where} {order} LIMIT ?) {order}"
-    )
-    rows = conn.execute(sql, [*params, limit + 1]).fetchall()
+    branches = [("TRUE", [])] if cursor is None else page_branches(cursor, newer=direction is PageDirection.NEWER)
+    rows: list[Any] = []
+    for clause, clause_params in branches:  # each a range of an index, read in order until the page is full
+        # The inner query reads only indexed columns (a covering index scan); the outer one fetches the rows.
+        sql = (
+            f"SELECT {RUN_SELECT} FROM runs r WHERE r.rowid IN "
+            f"(SELECT r.rowid FROM runs r WHERE {base_where} AND {clause} {order} LIMIT ?) {order}"
+        )
+        rows += conn.execute(sql, [*base_params, *clause_params, limit + 1 - len(rows)]).fetchall()
+        if len(rows) > limit:
+            break
     more = len(rows) > limit
     runs = [run_json(row) for row in rows[:limit]]
     if cursor is None:
@@ -263,12 +263,16 @@ def viewer_runs(
     first, last = RunPageCursor.of(runs[0]), RunPageCursor.of(runs[-1])
     if direction is PageDirection.OLDER:
         has_older = more
-        newer, newer_params = past_cursor(first, newer=True)
-        has_newer = _exists(conn, f"{base_where} AND {newer}", [*base_params, *newer_params])
+        has_newer = any(
+            _exists(conn, f"{base_where} AND {clause}", [*base_params, *clause_params])
+            for clause, clause_params in page_branches(first, newer=True)
+        )
     else:
         has_newer = True
-        older, older_params = past_cursor(last)
-        has_older = _exists(conn, f"{base_where} AND {older}", [*base_params, *older_params])
+        has_older = any(
+            _exists(conn, f"{base_where} AND {clause}", [*base_params, *clause_params])
+            for clause, clause_params in page_branches(last)
+        )
     return RunListPage(runs, last if has_older else None, first if has_newer else None)
 
 

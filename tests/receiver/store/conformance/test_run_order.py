@@ -92,3 +92,44 @@ async def test_a_cursor_made_before_the_order_had_the_project_still_pages(store:
     assert RunPageCursor.decode(old.encode()) == old
     rest = await store.list_runs(RunQuery(limit=50, cursor=old))
     assert [_key(run) for run in rest.runs] == [key for key in expected if key[0] != first.next.run_id]
+
+
+async def _with_unstarted(store: Store) -> list[tuple[str, str | None]]:
+    """:func:`_twins` and three runs whose run_started never came (only a node's events: no start time), one id
+    of them used by two projects; in the listing order, where runs without a start time come last."""
+    expected = await _twins(store)
+    unstarted = [RunEvents(), RunEvents()]
+    projects_of: list[tuple[str | None, ...]] = [(None, "alpha"), (None,)]
+    for run, projects in zip(unstarted, projects_of, strict=True):
+        run.node("fetch")
+        for project in projects:
+            await store.append(prepared([{**event, "project": project} for event in run.events], project=project))
+    ids = sorted((run.run_id for run in unstarted), reverse=True)
+    keys = {run.run_id: projects for run, projects in zip(unstarted, projects_of, strict=True)}
+    return [*expected, *((run_id, project) for run_id in ids for project in keys[run_id])]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("limit", [1, 2, 4])
+async def test_the_viewer_pages_into_runs_without_a_start_time_and_back(store: Store, limit: int) -> None:
+    """Runs without a start time (their run_started lost) come after every started run, in the viewer's list as
+    in GET /api/runs: paging older reaches each of them once, and paging newer from there comes back."""
+    expected = await _with_unstarted(store)
+    listed = await store.list_runs(RunQuery(limit=50))
+    assert [_key(run) for run in listed.runs] == expected
+    page = await store.viewer_runs(RunFilter(), limit=limit)
+    older = [_key(run) for run in page.runs]
+    while page.older is not None:
+        page = await store.viewer_runs(RunFilter(), limit=limit, cursor=page.older, direction=PageDirection.OLDER)
+        older += [_key(run) for run in page.runs]
+        assert len(older) <= len(expected)
+    assert older == expected
+    position = expected.index(_key(page.runs[0]))  # where the oldest page starts
+    while page.newer is not None:
+        page = await store.viewer_runs(RunFilter(), limit=limit, cursor=page.newer, direction=PageDirection.NEWER)
+        shown = [_key(run) for run in page.runs]
+        if page.newer is None:  # the first page, shown whole
+            assert shown == expected[:limit]
+        else:  # the runs just before the page it came from
+            assert shown == expected[position - len(shown) : position]
+            position -= len(shown)

@@ -24,7 +24,7 @@ from flowledger._exceptions import QueryError
 from flowledger._money import nanos_to_usd
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
 from flowledger.receiver.store._namespace import one_namespace
-from flowledger.receiver.store._query import node_json, past_cursor, run_json
+from flowledger.receiver.store._query import node_json, page_branches, run_json
 from flowledger.receiver.store._records import RUN_FIELDS, detail_fields, field_value
 from flowledger.receiver.store._time import epoch_s
 from flowledger.receiver.store._viewer_query import (
@@ -115,6 +115,16 @@ async def _exists(conn: asyncpg.Connection, where: str, params: Sequence[Any]) -
     return bool(await conn.fetchval(numbered(f"SELECT EXISTS (SELECT 1 FROM runs r WHERE {where})"), *params))
 
 
+async def _any(
+    conn: asyncpg.Connection, base_where: str, base_params: list[Any], branches: list[tuple[str, list[Any]]]
+) -> bool:
+    """Whether any run matches ``base_where`` and one of ``branches``."""
+    for clause, clause_params in branches:
+        if await _exists(conn, f"{base_where} AND {clause}", [*base_params, *clause_params]):
+            return True
+    return False
+
+
 async def pg_viewer_runs(
     conn: asyncpg.Connection,
     run_select: str,
@@ -127,15 +137,18 @@ async def pg_viewer_runs(
     """A page of ``limit`` runs next to ``cursor`` (the newest runs without one), newest first."""
     run_filter = await _resolve_search(conn, run_filter)
     base_where, base_params = _where(run_filter)
-    where, params = base_where, base_params
     order = _OLDEST_FIRST if cursor is not None and direction is PageDirection.NEWER else NEWEST_FIRST
-    if cursor is not None:
-        clause, clause_params = past_cursor(cursor, newer=direction is PageDirection.NEWER)
-        where += f" AND {clause}"
-        params = [*params, *clause_params]
-    rows = await conn.fetch(
-        numbered(f"SELECT {run_select} FROM runs r WHERE {where} {order} LIMIT ?"), *params, limit + 1
-    )
+    branches = [("TRUE", [])] if cursor is None else page_branches(cursor, newer=direction is PageDirection.NEWER)
+    rows: list[Any] = []
+    for clause, clause_params in branches:  # each a range of an index, read in order until the page is full
+        rows += await conn.fetch(
+            numbered(f"SELECT {run_select} FROM runs r WHERE {base_where} AND {clause} {order} LIMIT ?"),
+            *base_params,
+            *clause_params,
+            limit + 1 - len(rows),
+        )
+        if len(rows) > limit:
+            break
     more = len(rows) > limit
     runs = [run_json(row) for row in rows[:limit]]
     if cursor is None:
@@ -150,12 +163,10 @@ async def pg_viewer_runs(
     first, last = RunPageCursor.of(runs[0]), RunPageCursor.of(runs[-1])
     if direction is PageDirection.OLDER:
         has_older = more
-        newer, newer_params = past_cursor(first, newer=True)
-        has_newer = await _exists(conn, f"{base_where} AND {newer}", [*base_params, *newer_params])
+        has_newer = await _any(conn, base_where, base_params, page_branches(first, newer=True))
     else:
         has_newer = True
-        older, older_params = past_cursor(last)
-        has_older = await _exists(conn, f"{base_where} AND {older}", [*base_params, *older_params])
+        has_older = await _any(conn, base_where, base_params, page_branches(last))
     return RunListPage(runs, last if has_older else None, first if has_newer else None)
 
 
