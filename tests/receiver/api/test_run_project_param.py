@@ -142,3 +142,21 @@ def test_a_purge_with_an_empty_project_erases_the_run_without_one(live: LiveRece
     assert purged.json()["runs"] == [run.run_id]
     assert _get(live, "/api/runs/{id}", run.run_id, project="").status_code == 404
     assert _get(live, "/api/runs/{id}", run.run_id, project="alpha").json()["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ({}, "query parameter size is required"),
+        ({"size": ""}, "query parameter size='' is not a whole number"),
+        ({"size": "0"}, "query parameter size=0 must be between 1 and"),
+    ],
+)
+def test_a_run_proof_without_a_size_is_a_400(live: LiveReceiver, query: dict[str, str], problem: str) -> None:
+    """GET /api/tree/runs/{id}: the size is required (the OpenAPI document says so); without one it answered 404
+    "no entry among the first 0", as if the run had none."""
+    run = typical_run()
+    assert live.post(run.events).json()["rejected"] == []
+    answer = httpx.get(f"{live.url}/api/tree/runs/{run.run_id}", params=query, timeout=30)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"].startswith(problem)

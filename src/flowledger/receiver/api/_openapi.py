@@ -506,8 +506,8 @@ def _document() -> dict[str, Any]:
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
                         "400": _error(
-                            "The size is not a whole number, a query parameter is unknown, or a project is not the "
-                            "API key's."
+                            "The size is missing or not a whole number, a query parameter is unknown, or a project "
+                            "is not the API key's."
                         ),
                         "401": _error("API keys are configured and the request has no valid one."),
                         "404": _error(

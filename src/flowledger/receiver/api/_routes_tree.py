@@ -50,8 +50,11 @@ async def run_proof(request: Request) -> Response:
     """A run's entries among the first ``size``, with payloads and audit paths; 404 when it has none."""
     run_id = request.path_params["run_id"]
     try:
-        size = QueryParams(request).integer("size", default=0, low=1, high=_MAX_SIZE)
         project = run_project_of(request, others=("size",))
+        params = QueryParams(request, blank_is_absent=False)
+        if params.text("size") is None:
+            raise QueryParamError("query parameter size is required: the tree size to prove against (a checkpoint's)")
+        size = params.integer("size", default=0, low=1, high=_MAX_SIZE)
     except QueryParamError as exc:
         return error_response(400, str(exc))
     try:
