@@ -62,5 +62,5 @@ def ambiguous_run(run_id: str) -> AmbiguousRunError:
     """The error for a read or purge without a project of a run id used in several projects."""
     return AmbiguousRunError(
         f"run id {run_id!r} is used in more than one project; name the project "
-        "(the query parameter project=NAME, or the CLI's --project)"
+        "(the query parameter project=NAME, or the CLI's --project NAME; an empty name for the run without one)"
     )
