@@ -365,8 +365,17 @@ def test_time_range_preset_and_new_runs_notice_on_an_older_page(live: LiveReceiv
 
     page.goto(f"{live.url}/#/?limit=2")
     _wait_rows(page, 2)
+    first = [r["id"] for r in _rows(page)]
     page.click("#page-older")
-    _wait_rows(page, 2)
+    # Two rows are on the page before the older ones replace them: wait for the older page's own.
+    page.wait_for_function(
+        """first => {
+            const ids = [...document.querySelectorAll('#runs-table tbody tr[data-run-id]')].map(r => r.dataset.runId);
+            return ids.length === 2 && !ids.some(id => first.includes(id));
+        }""",
+        arg=first,
+        timeout=_WAIT_MS,
+    )
     shown = [r["id"] for r in _rows(page)]
     assert page.is_hidden("#new-runs")
     newest = typical_run()
