@@ -144,3 +144,25 @@ def test_a_run_inside_a_continued_run_names_the_remote_run(events: CapturedEvent
     delegate = next(e for e in _started(events) if e["data"]["workflow_id"] == "delegate")
     assert delegate["data"]["parent_run_id"] == caller.run_id
     assert (delegate["project"], delegate["data"]["user_id"]) == ("travel", "u-7")
+
+
+def test_a_continued_part_of_a_run_without_a_project_sends_none(
+    events: CapturedEvents, configure: Callable[..., Any]
+) -> None:
+    """A worker set to a project continues a run without one: the part's events carry no project either, so the
+    run stays one run (a run is its project and its id) instead of a second one in the worker's project."""
+
+    @flowledger.node
+    def price() -> int:
+        return 3
+
+    with flowledger.run("order", project="") as caller:
+        context = run_context()
+    assert context is not None
+    configure(project="shop")
+    with continue_run(context) as part:
+        assert part is not None
+        price()
+    mine = [e for e in events if e["run_id"] == caller.run_id]
+    assert any(e["kind"] == "node_finished" for e in mine)
+    assert all("project" not in e for e in mine), mine

@@ -46,7 +46,7 @@ def run_context(run: Run | None = None) -> dict[str, Any] | None:
         "deadline_s": remaining,
         "budget_usd": None if run.budget_usd is None else max(run.budget_usd - run.cost.usd, 0.0),
         "definition_sha256": run.definition_sha256,
-        "project": run.project,
+        "project": run.project or "",  # '': none, so that a part does not take its worker's default
         "user_id": run.user_id,
     }
 
@@ -83,9 +83,9 @@ def _continued(context: dict[str, Any]) -> Run | None:
             dry_run=bool(context.get("dry_run")),
             definition_sha256=context.get("definition_sha256"),
             traceparent=context.get("traceparent"),
+            project=context.get("project"),  # '' (no project) stays none; a context without one: the defaults'
         )
         run.run_id = str(context["run_id"])
-        run.project = usable("project", context.get("project"))
         run.user_id = usable("user_id", context.get("user_id"))
         parts = str(context.get("traceparent") or "").split("-")
         if len(parts) == 4:
