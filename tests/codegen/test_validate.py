@@ -139,14 +139,12 @@ CORPUS: list[tuple[str, str, list[str]]] = [
     ),
     (
         "node id rules",
-        HEAD + "nodes:\n  - {id: Fetch-Data, call: 'm:f'}\n  - {id: list, call: 'm:f'}\n  - {id: def, call: 'm:f'}\n",
+        HEAD + "nodes:\n  - {id: Fetch-Data, call: 'm:f'}\n  - {id: class, call: 'm:f'}\n  - {id: def, call: 'm:f'}\n",
         [
             "wf.yaml:4:10: nodes[0].id: 'Fetch-Data' is not a node id; use lowercase letters, digits and `_`, "
             "starting with a letter (for example `fetch_data`)",
-            "wf.yaml:5:10: nodes[1].id: `list` is a Python keyword or builtin name; choose another node id, "
-            "e.g. `list_step`",
-            "wf.yaml:6:10: nodes[2].id: `def` is a Python keyword or builtin name; choose another node id, "
-            "e.g. `def_step`",
+            "wf.yaml:5:10: nodes[1].id: `class` is a Python keyword; choose another node id, e.g. `class_step`",
+            "wf.yaml:6:10: nodes[2].id: `def` is a Python keyword; choose another node id, e.g. `def_step`",
         ],
     ),
     (
@@ -281,6 +279,22 @@ def test_all_problems_are_reported_at_once() -> None:
         "  - {id: b, call: 'm:f', needs: [zz]}\n"
     )
     assert [p.split(": ")[1] for p in found] == ["workflow.id", "trigger.type", "nodes[0].call", "nodes[1].needs[0]"]
+
+
+def test_needs_of_a_node_with_a_bad_or_duplicate_id_are_checked_too() -> None:
+    """A node left out for its id still has its needs checked: fixing the id does not reveal new problems."""
+    found = problems(
+        HEAD + "nodes:\n  - {id: a, call: 'm:f'}\n  - {id: Bad, call: 'm:f', needs: [zzz]}\n"
+        "  - {id: a, call: 'm:g', needs: [yyy, a]}\n  - {id: c, call: 'm:f', needs: [a]}\n"
+    )
+    assert [p.split(": ", 2)[1:] for p in found] == [
+        ["nodes[1].id", "'Bad' is not a node id; use lowercase letters, digits and `_`, starting with a letter "
+         "(for example `bad`)"],
+        ["nodes[1].needs[0]", "unknown node `zzz`; needs must name nodes declared in `nodes`"],
+        ["nodes[2].id", "duplicate node id `a` (first declared at nodes[0]); ids must be unique"],
+        ["nodes[2].needs[0]", "unknown node `yyy`; needs must name nodes declared in `nodes`"],
+        ["nodes[2].needs[1]", "node `a` cannot need itself"],
+    ]  # fmt: skip
 
 
 def test_definition_error_message_counts_the_problems() -> None:

@@ -88,6 +88,25 @@ def test_inputs_follow_needs(build: Build, events: CapturedEvents) -> None:
     assert _input_of(events, "second") == 42
 
 
+def test_builtin_names_and_soft_keywords_are_node_ids(build: Build, events: CapturedEvents) -> None:
+    """`input`, `sum`, `match` and `type` are ids like any other: an id is only ever a string in the module."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: names}
+        output: sum
+        nodes:
+          - {id: input, call: "tests.workflow.nodes:double"}
+          - {id: match, call: "tests.workflow.nodes:double", needs: [input]}
+          - {id: type, call: "tests.workflow.nodes:echo", needs: [input]}
+          - {id: sum, call: "tests.workflow.nodes:total", needs: [match, type]}
+        """
+    )
+    assert asyncio.run(module.run(5)) == 30
+    assert _input_of(events, "sum") == {"match": 20, "type": 10}
+    assert [e["data"]["status"] for e in events.nodes("input") if e["kind"] == "node_finished"] == ["succeeded"]
+
+
 def test_retries_record_every_attempt(build: Build, events: CapturedEvents) -> None:
     """A node failing twice then succeeding shows three attempts, numbered, with the errors."""
     module = build(

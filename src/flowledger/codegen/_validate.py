@@ -8,7 +8,6 @@ stay free text and reach generated code only as literals.
 
 from __future__ import annotations
 
-import builtins
 import keyword
 import re
 from collections.abc import Mapping, Sequence
@@ -98,7 +97,9 @@ RETRY_KEYS: Final = ("attempts", "backoff_s", "factor", "max_backoff_s")
 MAP_KEYS: Final = ("max_concurrency",)
 HTTP_KEYS: Final = ("method", "url", "headers")
 
-_RESERVED_NODE_IDS: Final = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
+_RESERVED_NODE_IDS: Final = frozenset(keyword.kwlist)
+"""Node ids that are Python keywords. A node id is only ever a string in the generated module (never a name
+there), so builtins (`input`, `sum`) and soft keywords (`match`, `type`) are ids like any other."""
 
 
 def validate(doc: Document) -> Definition:
@@ -147,6 +148,8 @@ class _Validator:
         self.problems = Problems(doc.file)
         self.graph_broken = False
         """Set when needs name unknown nodes or form a cycle: then sinks say nothing useful."""
+        self.unplaced_needs: list[tuple[int, tuple[Identifier, ...]]] = []
+        """``(index, needs)`` of nodes left out of the graph for their id, checked with the others."""
 
     # --- reporting ---------------------------------------------------------
 
@@ -440,6 +443,7 @@ class _Validator:
                     (*path, index, "id"),
                     f"duplicate node id `{node.id}` (first declared at nodes[{seen[node.id]}]); ids must be unique",
                 )
+                self.unplaced_needs.append((index, node.needs))
                 continue
             seen[node.id] = index
             nodes.append(node)
@@ -477,6 +481,7 @@ class _Validator:
             on_error = OnError(text) if text else DEFAULT_ON_ERROR
         capture = self.capture(section["capture"], (*path, "capture")) if "capture" in section else None
         if node_id is None:
+            self.unplaced_needs.append((index, needs))  # still checked, so that every problem is listed at once
             return None
         return NodeDefinition(
             id=node_id,
@@ -508,7 +513,7 @@ class _Validator:
             )
             return None
         if text in _RESERVED_NODE_IDS:
-            self.at(path, f"`{text}` is a Python keyword or builtin name; choose another node id, e.g. `{text}_step`")
+            self.at(path, f"`{text}` is a Python keyword; choose another node id, e.g. `{text}_step`")
             return None
         return Identifier(text)
 
@@ -624,14 +629,16 @@ class _Validator:
     def check_needs(self, nodes: list[NodeDefinition], path: Path) -> None:
         ids = [n.id for n in nodes]
         known = set(ids)
-        for node in nodes:
-            for index, need in enumerate(node.needs):
+        # A node left out for its id (not valid, or a duplicate) has its needs checked too; it is in no cycle.
+        every = [(n.index, n.needs) for n in nodes] + self.unplaced_needs
+        for node_index, needs in sorted(every, key=lambda pair: pair[0]):
+            for index, need in enumerate(needs):
                 if need not in known:
                     self.graph_broken = True
                     close = did_you_mean(need, ids)
                     hint = f" (did you mean `{close}`?)" if close else ""
                     self.at(
-                        (*path, node.index, "needs", index),
+                        (*path, node_index, "needs", index),
                         f"unknown node `{need}`{hint}; needs must name nodes declared in `nodes`",
                     )
         for cycle in _find_cycles({n.id: [m for m in n.needs if m in known] for n in nodes}):
