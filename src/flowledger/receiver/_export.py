@@ -27,6 +27,7 @@ __all__ = [
     "CELL_GUARD",
     "CSV_COLUMNS",
     "FORMULA_PREFIXES",
+    "MEDIA_TYPES",
     "NUL_STANDIN",
     "ExportFormat",
     "csv_header",
@@ -42,6 +43,10 @@ class ExportFormat(enum.StrEnum):
 
     CSV = "csv"
     JSONL = "jsonl"
+
+
+MEDIA_TYPES: Final = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.JSONL: "application/x-ndjson"}
+"""The media type ``GET /api/export`` answers in each format (the CLI checks it on the answers it reads)."""
 
 
 CSV_COLUMNS: Final = csv_columns(RUN_FIELDS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import http.server
 import io
 import json
 import os
@@ -10,13 +11,24 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
-from flowledger.receiver.cli._commands import COMMANDS, export_command, rebuild_command, runs_command, show_command
+from flowledger.receiver.cli._analytics import errors_command, stats_command
+from flowledger.receiver.cli._commands import (
+    COMMANDS,
+    export_command,
+    rebuild_command,
+    runs_command,
+    show_command,
+    verify_command,
+)
 from flowledger.receiver.store import _sqlite
 from tests.receiver._support import LiveReceiver, RunEvents, simple_run, typical_run
 
@@ -403,3 +415,61 @@ def test_serve_stopped_with_ctrl_c_exits_0_without_an_error_line(tmp_path: Path)
     assert child.returncode == 0, err
     assert "error:" not in err
     assert err.splitlines()[0] == f"flowledger receiver on http://127.0.0.1:{port} with {tmp_path / 'f.db'}"
+
+
+class _NotAReceiver(http.server.BaseHTTPRequestHandler):
+    """A web server that is not flowledger's: an HTML 404 under /html, JSON of another shape elsewhere."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/html"):
+            body, status, kind = b"<html><body>Not Found</body></html>", 404, "text/html"
+        else:
+            body, status, kind = b'["not", "an", "object"]', 200, "application/json"
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def not_a_receiver() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotAReceiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("path", ["/html", ""])
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        (runs_command, []),
+        (show_command, ["some-run"]),
+        (verify_command, []),
+        (stats_command, []),
+        (errors_command, []),
+        (rebuild_command, []),
+        (export_command, ["--format", "jsonl"]),
+    ],
+    ids=["runs", "show", "verify", "stats", "errors", "rebuild", "export"],
+)
+def test_a_url_that_is_not_a_receiver_is_one_error_line(
+    not_a_receiver: str, path: str, command: click.Command, args: list[str]
+) -> None:
+    """--url naming another server (or a path under one) is one clear line and exit 1, never a traceback."""
+    result = CliRunner().invoke(command, [*args, "--url", not_a_receiver + path])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.output.startswith(f"error: {not_a_receiver + path}"), result.output
+    assert "is --url a flowledger receiver's address?" in result.output
+    assert len(result.output.strip().splitlines()) == 1

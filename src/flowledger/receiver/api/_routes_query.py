@@ -12,7 +12,7 @@ from flowledger._exceptions import QueryError, QueryParamError
 from flowledger._wire import RunStatus
 from flowledger.receiver._context_params import CONTEXT_PARAMS, context_filter
 from flowledger.receiver._error_names import public_error_types
-from flowledger.receiver._export import ExportFormat, export_lines
+from flowledger.receiver._export import MEDIA_TYPES, ExportFormat, export_lines
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of, run_project_of
 from flowledger.receiver._trace_url import add_trace_url
@@ -24,7 +24,6 @@ __all__ = ["DEFAULT_PAGE_LIMIT", "EXPORT_PARAMS", "LIST_PARAMS", "MAX_PAGE_LIMIT
 
 DEFAULT_PAGE_LIMIT: Final = 50
 MAX_PAGE_LIMIT: Final = 1000
-_MEDIA: Final = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.JSONL: "application/x-ndjson"}
 
 
 LIST_PARAMS: Final = ("workflow_id", "status", "limit", "offset", "cursor", "q", *CONTEXT_PARAMS)
@@ -135,7 +134,7 @@ async def export_runs(request: Request) -> Response:
     except QueryParamError as exc:
         return error_response(400, str(exc))
     runs = receiver_of(request).store.iter_runs(query, with_nodes=fmt is ExportFormat.JSONL)
-    return StreamingResponse(export_lines(runs, fmt), media_type=_MEDIA[fmt])
+    return StreamingResponse(export_lines(runs, fmt), media_type=MEDIA_TYPES[fmt])
 
 
 ROUTES: Final = [

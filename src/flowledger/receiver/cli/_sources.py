@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import httpx
 
 from flowledger._apikey import check_api_key
 from flowledger._exceptions import ReceiverError, StoreError
-from flowledger.receiver._export import ExportFormat, export_lines
+from flowledger.receiver._export import MEDIA_TYPES, ExportFormat, export_lines
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
 from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
@@ -252,6 +253,35 @@ class DbSource:
         return self._run(lambda store: store.reconcile(ReconcileScope.everything(), repair=repair), write=repair)
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _reads_answer(method: _Method) -> _Method:
+    """Turn an answer that is not a flowledger receiver's (not JSON, or without the fields it reads) into one
+    clear ReceiverError: ``--url`` may name some other server, or a path below the receiver's address."""
+
+    @functools.wraps(method)
+    def read(self: UrlSource, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise ReceiverError(_not_a_receiver(self.url, _shape_error(exc))) from None
+
+    return read  # type: ignore[return-value]
+
+
+def _not_a_receiver(url: str, what: str) -> str:
+    return f"{url} did not answer as a flowledger receiver does ({what}); is --url a flowledger receiver's address?"
+
+
+def _shape_error(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return "the answer is not JSON"
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r} in the answer" if exc.args else "a field is missing from the answer"
+    return f"an unexpected answer: {exc}"
+
+
 class UrlSource:
     """Calls a running receiver's HTTP API."""
 
@@ -274,6 +304,8 @@ class UrlSource:
             raise ReceiverError(f"cannot reach the receiver at {self.url}: {exc}") from None
         if response.status_code >= 400 and response.status_code != 404:
             raise ReceiverError(f"the receiver at {self.url} answered {response.status_code}: {_error_text(response)}")
+        if response.status_code == 404 and not _is_receiver_error(response):
+            raise ReceiverError(_not_a_receiver(self.url, f"{method} {path} answered 404 without the receiver's error"))
         return response
 
     @staticmethod
@@ -292,6 +324,7 @@ class UrlSource:
         params.update(query.context.as_params())
         return params
 
+    @_reads_answer
     def list_runs(self, query: RunQuery) -> RunPage:
         """A page of runs."""
         body = self._request("GET", "/api/runs", self._params(query)).json()
@@ -303,14 +336,15 @@ class UrlSource:
             next=None if token is None else RunPageCursor.decode(token),
         )
 
+    @_reads_answer
     def get_run(self, run_id: str, project: str | None = None) -> dict[str, Any] | None:
         """One run with its nodes, or None."""
         response = self._request("GET", f"/api/runs/{run_id}", None if project is None else {"project": project})
         if response.status_code == 404:
             return None
-        run: dict[str, Any] = response.json()
-        return run
+        return _object(response)
 
+    @_reads_answer
     def attempt_logs(
         self, run_id: str, span_id: str, after_id: int, project: str | None = None
     ) -> dict[str, Any] | None:
@@ -319,9 +353,9 @@ class UrlSource:
         response = self._request("GET", f"/api/runs/{run_id}/attempts/{span_id}/logs", {"after": after_id, **scope})
         if response.status_code == 404:
             return None
-        page: dict[str, Any] = response.json()
-        return page
+        return _object(response)
 
+    @_reads_answer
     def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
         """Error groups from ``GET /api/errors``."""
         params: dict[str, Any] = {"limit": query.limit}
@@ -332,6 +366,7 @@ class UrlSource:
         groups: list[dict[str, Any]] = self._request("GET", "/api/errors", params).json()["groups"]
         return groups
 
+    @_reads_answer
     def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
         """Statistics from ``GET /api/stats``."""
         params: dict[str, Any] = {"by": query.by.value, "limit": query.limit}
@@ -344,6 +379,7 @@ class UrlSource:
         groups: list[dict[str, Any]] = self._request("GET", "/api/stats", params).json()["groups"]
         return groups
 
+    @_reads_answer
     def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]:
         """Custom metric totals from ``GET /api/metrics/custom``."""
         params: dict[str, Any] = {"limit": query.limit}
@@ -365,26 +401,34 @@ class UrlSource:
             with self._client() as client, client.stream("GET", "/api/export", params=params) as response:
                 if response.status_code >= 400:
                     response.read()
+                    if response.status_code == 404 and not _is_receiver_error(response):
+                        raise ReceiverError(_not_a_receiver(self.url, "GET /api/export answered 404"))
                     raise ReceiverError(
                         f"the receiver at {self.url} answered {response.status_code}: {_error_text(response)}"
                     )
+                kind = response.headers.get("content-type", "").split(";")[0].strip()
+                if kind != MEDIA_TYPES[fmt].split(";")[0]:  # some other server's page, not an export to write out
+                    raise ReceiverError(_not_a_receiver(self.url, f"GET /api/export answered {kind or 'no type'}"))
                 for line in response.iter_lines():
                     yield line + "\n"
         except httpx.HTTPError as exc:
             raise ReceiverError(f"cannot reach the receiver at {self.url}: {exc}") from None
 
+    @_reads_answer
     def verify(self, checkpoints: Sequence[tuple[int, str]]) -> VerifyReport:
         """The receiver walks its chain (and checks the checkpoints)."""
         params = {"checkpoint": [f"{seq}:{digest}" for seq, digest in checkpoints]}
         body = self._request("GET", "/api/verify", params).json()
         return VerifyReport(**body)
 
+    @_reads_answer
     def rebuild(self) -> Drift:
         """Ask the receiver to refold its projections."""
         body = self._request("POST", "/api/rebuild").json()
         body.pop("clean", None)
         return Drift(**body)
 
+    @_reads_answer
     def import_jsonl(self, path: Path) -> ImportReport:
         """Post the events in batches to ``/v1/events``; the receiver stores each ``event_id`` once."""
         import gzip
@@ -415,17 +459,20 @@ class UrlSource:
                     report.rejected.append({"line": line, "error": item.get("error")})
         return report
 
+    @_reads_answer
     def tree_head(self) -> TreeHead:
         """``GET /api/tree``: the receiver's tree size and root (to sign here, with a key it never sees)."""
         body = self._request("GET", "/api/tree").json()
         return TreeHead(int(body["size"]), base64.b64decode(body["root"]))
 
+    @_reads_answer
     def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]:
         """``GET /api/tree/consistency``: the head and a proof the caller checks against its checkpoint."""
         body = self._request("GET", "/api/tree/consistency", {"from": old_size}).json()
         head = TreeHead(int(body["size"]), base64.b64decode(body["root"]))
         return head, [base64.b64decode(node) for node in body["path"]]
 
+    @_reads_answer
     def run_proof(self, run_id: str, tree_size: int, project: str | None = None) -> list[EntryProof]:
         """``GET /api/tree/runs/{run_id}``: the run's entries with audit paths ([] when it has none)."""
         scope = {} if project is None else {"project": project}
@@ -442,12 +489,14 @@ class UrlSource:
             for item in response.json()["entries"]
         ]
 
+    @_reads_answer
     def coverage(self, query: CoverageQuery) -> CoverageReport:
         """``GET /api/coverage`` (the receiver decides with its own clock and stuck threshold)."""
         params = {"since": query.since, "workflow_id": query.workflow_id}
         response = self._request("GET", "/api/coverage", {k: v for k, v in params.items() if v is not None})
         return CoverageReport.from_json(self._found(response, "/api/coverage"))
 
+    @_reads_answer
     def reconcile(self, *, repair: bool) -> ReconcileReport:
         """``GET /api/reconcile`` slice by slice (``POST`` to repair), the slices' findings added up."""
         report = ReconcileReport()
@@ -462,9 +511,9 @@ class UrlSource:
         """The JSON body of a route's answer; ReceiverError when the receiver does not serve the route."""
         if response.status_code == 404:
             raise ReceiverError(f"the receiver at {self.url} has no {route}; upgrade it, or pass --db")
-        body: dict[str, Any] = response.json()
-        return body
+        return _object(response)
 
+    @_reads_answer
     def purge(self, selection: PurgeSelection) -> PurgeReport:
         """``DELETE /api/runs/{id}`` for listed runs, ``POST /api/purge`` for a workflow."""
         if selection.run_ids:
@@ -485,8 +534,25 @@ class UrlSource:
         return PurgeReport(runs=answer["runs"], events=answer["events"], purge_seq=answer["purge_seq"])
 
 
+def _object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object; TypeError when it is some other JSON value (ValueError when not JSON)."""
+    body = response.json()
+    if not isinstance(body, dict):
+        raise TypeError(f"a JSON {type(body).__name__} where an object was expected")
+    return body
+
+
+def _is_receiver_error(response: httpx.Response) -> bool:
+    """Whether an error answer is the receiver's own: a JSON object with an ``error`` text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("error"), str)
+
+
 def _error_text(response: httpx.Response) -> str:
     try:
         return str(response.json().get("error", response.text))
     except (json.JSONDecodeError, AttributeError):
-        return response.text[:200]
+        return " ".join(response.text[:200].split())  # one line, whatever the server sent
