@@ -76,7 +76,7 @@ def test_keygen_writes_a_private_key_and_its_public_key(ledger: tuple[Path, Path
     assert key.stat().st_mode & 0o777 == 0o600
     assert Path(f"{key}.pub").read_text().startswith("flowledger.local/ledger+")
     again = _invoke(keygen_command, "-o", key)
-    assert again.exit_code == 1
+    assert again.exit_code == 2  # the target exists: a usage error
     assert "exists already" in again.output
 
 
@@ -324,7 +324,7 @@ def test_prove_project_names_the_run_of_an_id_two_projects_use(live: LiveReceive
     where = ["--db", live.db_path] if how == "db" else ["--url", live.url]
     assert _invoke(checkpoint_command, "--key", key, "-o", cp, *where).exit_code == 0
     refused = _invoke(prove_command, run.run_id, "--checkpoint", cp, "-o", proof, *where)
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2  # an id several projects use: name one (a usage error)
     assert "more than one project" in refused.output
     assert not proof.exists()
     for project, count in (("alpha", len(run.events)), ("beta", len(other))):
@@ -337,3 +337,30 @@ def test_prove_project_names_the_run_of_an_id_two_projects_use(live: LiveReceive
     unknown = _invoke(prove_command, run.run_id, "--project", "gamma", "--checkpoint", cp, "-o", proof, *where)
     assert unknown.exit_code == 1
     assert "of project 'gamma' has no entry" in unknown.output
+
+
+def test_a_file_named_on_the_command_line_that_is_not_there_is_a_usage_error(
+    ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path
+) -> None:
+    """A missing key, checkpoint, proof or database is exit 2 with one line naming it, as the contract has usage
+    errors; a proof that does not hold is still exit 1 (see the tests above)."""
+    db, key, runs = ledger
+    checkpoint = _checkpoint(db, key, tmp_path / "cp.txt")
+    proof = tmp_path / "proof.json"
+    assert _invoke(prove_command, runs[0].run_id, "--checkpoint", checkpoint, "--db", db, "-o", proof).exit_code == 0
+    gone = tmp_path / "gone"
+    cases: dict[str, tuple[click.Command, *tuple[str | Path, ...]]] = {
+        "checkpoint --key": (checkpoint_command, "--key", gone, "--db", db),
+        "checkpoint --db": (checkpoint_command, "--key", key, "--db", gone),
+        "prove --checkpoint": (prove_command, runs[0].run_id, "--checkpoint", gone, "--db", db, "-o", proof),
+        "verify-proof PROOF": (verify_proof_command, gone, "--key", f"{key}.pub"),
+        "verify-proof --key": (verify_proof_command, proof, "--key", gone),
+        "verify --checkpoint": (verify_command, "--checkpoint", gone, "--key", f"{key}.pub", "--db", db),
+        "verify --key": (verify_command, "--checkpoint", checkpoint, "--key", gone, "--db", db),
+        "verify --db": (verify_command, "--db", gone),
+    }
+    for case, (command, *args) in cases.items():
+        result = _invoke(command, *args)
+        assert result.exit_code == 2, (case, result.output)
+        assert str(gone) in result.output or "gone" in result.output, (case, result.output)
+        assert "Traceback" not in result.output, case

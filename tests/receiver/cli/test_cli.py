@@ -263,7 +263,7 @@ def test_an_unsendable_api_key_is_one_line_that_never_shows_it(live: LiveReceive
     else:
         result = _flowledger(["runs", "--url", live.url, "--api-key", key])
         origin = "--api-key"
-    assert result.returncode == 1
+    assert result.returncode == 2  # a key that cannot be sent: a usage error
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -128,7 +128,7 @@ def test_diff_project_options_name_the_runs_of_an_id_two_projects_use(live: Live
     assert live.post([*alpha.events, *beta]).json()["rejected"] == []
     where = ["--db", str(live.db_path)] if how == "db" else ["--url", live.url]
     refused = CliRunner().invoke(diff_command, [alpha.run_id, alpha.run_id, *where])
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2  # an id several projects use: name one (a usage error)
     assert "more than one project" in refused.output
     args = [alpha.run_id, alpha.run_id, "--project-a", "alpha", "--project-b", "beta", "--json", *where]
     across = CliRunner().invoke(diff_command, args)

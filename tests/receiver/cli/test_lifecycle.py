@@ -107,7 +107,7 @@ def test_purge_of_a_run_id_two_projects_use_names_the_project(live: LiveReceiver
     other = [{**event, "project": "beta"} for event in run.events]
     assert live.post([*run.events, *other]).json()["rejected"] == []
     refused = CliRunner().invoke(purge_command, ["--run", run.run_id, *_where(live, how)])
-    assert refused.exit_code == 1, refused.output
+    assert refused.exit_code == 2, refused.output  # name the project: a usage error
     assert "more than one project" in refused.output
     with sqlite3.connect(live.db_path) as conn:
         assert sorted(row[0] for row in conn.execute("SELECT project FROM runs")) == ["alpha", "beta"]

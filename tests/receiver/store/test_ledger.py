@@ -223,9 +223,9 @@ def test_verify_command_in_a_subprocess(filled: LiveReceiver) -> None:
 
 
 def test_verify_of_a_missing_file_is_one_clear_line(tmp_path: Path) -> None:
-    """A wrong --db path is an error line and exit 1, not a new empty database."""
+    """A wrong --db path is an error line and exit 2 (a usage error), not a new empty database."""
     code, output = _verify(tmp_path / "nope.db")
-    assert code == 1
+    assert code == 2  # a database that is not there: a usage error
     assert "no database" in output
     assert not (tmp_path / "nope.db").exists()
 

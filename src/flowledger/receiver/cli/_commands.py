@@ -54,9 +54,9 @@ _STATUS_STYLE: Final[dict[str, str]] = {
 _STATUS_CHOICE: Final = click.Choice([s.value for s in RunStatus])
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = EXIT_FAILURE) -> None:
     click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_FAILURE)
+    sys.exit(code)
 
 
 EXIT_BROKEN_PIPE: Final = 128 + 13
@@ -74,16 +74,18 @@ def _quiet_broken_pipe() -> None:
 
 
 def _clean_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn every expected failure into one line on stderr and exit 1."""
+    """Turn every expected failure into one line on stderr: exit 2 for what the command was given (a
+    :class:`UsageError`: a missing database or key file, a malformed key, an ambiguous run id), 1 otherwise."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from flowledger._exceptions import FlowledgerError
+        from flowledger._exceptions import FlowledgerError, UsageError
 
         try:
             return command(*args, **kwargs)
-        except FlowledgerError as exc:
-            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except FlowledgerError as exc:  # what the command was given (UsageError) exits 2, what it found 1
+            code = EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILURE
+            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, code)
         except BrokenPipeError:
             _quiet_broken_pipe()
         except OSError as exc:
@@ -764,7 +766,7 @@ def export_command(
 @click.option(
     "--key",
     "key",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help="The verifier key (FILE.pub) of the signed checkpoints given with --checkpoint.",
 )
@@ -787,6 +789,9 @@ def verify_command(
         raise click.BadParameter(
             f"{exc}; a signed checkpoint file needs --key FILE.pub", param_hint="--checkpoint"
         ) from None
+    missing = [c for c in checkpoints if key is not None and not Path(c).is_file()]
+    if missing:
+        raise click.BadParameter(f"there is no checkpoint file at {missing[0]}", param_hint="--checkpoint")
     source: Source = UrlSource(url, _checked_key(api_key)) if url is not None else DbSource(db)
     report = source.verify(parsed)
     if report.ok and key is not None:

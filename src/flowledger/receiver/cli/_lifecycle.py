@@ -80,6 +80,8 @@ def purge_command(
 
 DEFAULT_KEY_NAME: Final = "flowledger.local/ledger"
 _PATH = click.Path(dir_okay=False, path_type=Path)
+_EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
+"""A file the command reads: a missing one is a usage error (exit 2), as click says it."""
 
 
 @click.command("keygen")
@@ -105,7 +107,7 @@ def keygen_command(output: Path, name: str) -> None:
 
 
 @click.command("checkpoint")
-@click.option("--key", "key", type=_PATH, required=True, help="The signing key written by keygen.")
+@click.option("--key", "key", type=_EXISTING, required=True, help="The signing key written by keygen.")
 @click.option("-o", "--output", "output", type=_PATH, default=None, help="Write the checkpoint here [default: stdout].")
 @click.option("--origin", default=None, help="The log's name in the checkpoint [default: the key's name].")
 @_db_option(None)
@@ -137,7 +139,9 @@ def checkpoint_command(
 
 @click.command("prove")
 @click.argument("run_id")
-@click.option("--checkpoint", "checkpoint", type=_PATH, required=True, help="The signed checkpoint to prove against.")
+@click.option(
+    "--checkpoint", "checkpoint", type=_EXISTING, required=True, help="The signed checkpoint to prove against."
+)
 @click.option("-o", "--output", "output", type=_PATH, required=True, help="Write the proof (JSON) here.")
 @click.option(
     "--project", default=None, help="The run of this project, when its id is used in several (runs are per project)."
@@ -177,8 +181,8 @@ def prove_command(
 
 
 @click.command("verify-proof")
-@click.argument("proof", type=_PATH)
-@click.option("--key", "key", type=_PATH, required=True, help="The verifier key (FILE.pub) of the checkpoint.")
+@click.argument("proof", type=_EXISTING)
+@click.option("--key", "key", type=_EXISTING, required=True, help="The verifier key (FILE.pub) of the checkpoint.")
 @_json_option
 @_clean_errors
 def verify_proof_command(proof: Path, key: Path, as_json: bool) -> None:

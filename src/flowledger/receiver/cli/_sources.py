@@ -19,7 +19,7 @@ from typing import Any, Final, Protocol, TypeVar
 import httpx
 
 from flowledger._apikey import check_api_key
-from flowledger._exceptions import ReceiverError, StoreError
+from flowledger._exceptions import AmbiguousRunError, ReceiverError, UsageError
 from flowledger.receiver._export import MEDIA_TYPES, ExportFormat, export_lines
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
 from flowledger.receiver.store._error_groups import ErrorGroupQuery
@@ -123,7 +123,7 @@ class DbSource:
 
             return PostgresStore(self.path, pool_min=1, pool_max=2, readonly=not write)
         if not self.path.exists():
-            raise StoreError(f"there is no database at {self.path}; pass --db PATH of a flowledger database")
+            raise UsageError(f"there is no database at {self.path}; pass --db PATH of a flowledger database")
         return SqliteStore(self.path, readers=1, readonly=not write)
 
     def _run(self, work: Callable[[Store], Coroutine[Any, Any, T]], *, write: bool = False) -> T:
@@ -302,6 +302,8 @@ class UrlSource:
                 response = client.request(method, path, params=params, json=body)
         except httpx.HTTPError as exc:
             raise ReceiverError(f"cannot reach the receiver at {self.url}: {exc}") from None
+        if response.status_code == 409:  # a run id several projects use, named without one: as --db says it
+            raise AmbiguousRunError(f"the receiver at {self.url} answered 409: {_error_text(response)}")
         if response.status_code >= 400 and response.status_code != 404:
             raise ReceiverError(f"the receiver at {self.url} answered {response.status_code}: {_error_text(response)}")
         if response.status_code == 404 and not _is_receiver_error(response):
