@@ -47,7 +47,7 @@ to stop work that must stop.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
     "AmbiguousRunError",
@@ -93,6 +93,10 @@ def _public(home: str) -> Callable[[E], E]:
     return rename
 
 
+def _unplaced(problem: str) -> dict[str, Any]:
+    return {"file": None, "line": None, "column": None, "path": None, "message": problem}
+
+
 @_public("flowledger")
 class FlowledgerError(Exception):
     """Root of every exception flowledger raises."""
@@ -116,8 +120,11 @@ class DefinitionError(UsageError):
     naming the file, line and place in the definition.
     """
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], *, details: list[dict[str, Any]] | None = None) -> None:
         self.problems = list(problems)
+        self.details = details if details is not None else [_unplaced(p) for p in self.problems]
+        """Each problem as ``{file, line, column, path, message}`` (``validate --json``); place fields are None
+        for a problem without a place in the definition (a template's)."""
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in the definition"
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))

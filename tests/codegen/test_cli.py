@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -177,3 +179,45 @@ def test_generated_module_to_stdout_names_the_definition_from_the_current_folder
     assert done.returncode == 0, done.stderr
     assert 'DEFINITION_FILE = "defs/manual.yaml"' in done.stdout
     assert str(tmp_path) not in done.stdout
+
+
+def test_validate_json_gives_the_workflow_or_every_problem_with_its_place(tmp_path: Path) -> None:
+    """--json: the outcome on stdout, each problem as file, line, column, path and message; exit 0 or 2 as without."""
+    good = CliRunner().invoke(validate_command, [str(GOLDEN / "manual.yaml"), "--json"])
+    assert good.exit_code == 0, good.output
+    assert json.loads(good.stdout) == {
+        "valid": True,
+        "definition": str(GOLDEN / "manual.yaml"),
+        "workflow_id": "order-intake",
+        "nodes": 5,
+    }
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("flowledger: 1\nworkflow: {id: wf}\nnodes:\n  - {id: Bad, call: 'm:f', needs: [zz]}\n")
+    result = CliRunner().invoke(validate_command, [str(bad), "--json"])
+    assert result.exit_code == 2
+    answer = json.loads(result.stdout)
+    assert answer["valid"] is False
+    assert [(p["line"], p["column"], p["path"]) for p in answer["problems"]] == [
+        (4, 10, "nodes[0].id"),
+        (4, 36, "nodes[0].needs[0]"),
+    ]
+    assert answer["problems"][1]["message"].startswith("unknown node `zz`")
+    assert {p["file"] for p in answer["problems"]} == {str(bad)}
+
+
+def test_generate_json_names_the_module_written_and_its_hash(tmp_path: Path) -> None:
+    """--json: where the module went and the SHA-256 of its text; a bad definition is the problems, exit 2."""
+    out = tmp_path / "oi.py"
+    result = CliRunner().invoke(generate_command, [str(GOLDEN / "manual.yaml"), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["output"] == str(out)
+    assert answer["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("flowledger: 1\nworkflow: {id: wf}\nnodes: []\n")
+    refused = CliRunner().invoke(generate_command, [str(bad), "-o", str(tmp_path / "x.py"), "--json"])
+    assert refused.exit_code == 2
+    assert json.loads(refused.stdout)["problems"][0]["path"] == "nodes"
+    assert not (tmp_path / "x.py").exists()
+    to_stdout = CliRunner().invoke(generate_command, [str(GOLDEN / "manual.yaml"), "-o", "-", "--json"])
+    assert to_stdout.exit_code == 2

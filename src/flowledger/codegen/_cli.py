@@ -8,11 +8,13 @@ stderr, one per line; no command ever shows a traceback.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
 import click
 
@@ -45,27 +47,39 @@ def _no_traceback(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _report(error: DefinitionError) -> None:
+_JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON (for scripts).")
+
+
+def _print_json(value: dict[str, Any]) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def _report(error: DefinitionError, definition: Path, *, as_json: bool, after: str) -> None:
+    """Every problem: one per line on stderr, or ``{"valid": false, "problems": [...]}`` on stdout."""
+    if as_json:
+        _print_json({"valid": False, "definition": str(definition), "problems": error.details})
+        return
     for problem in error.problems:
         click.echo(problem, err=True)
     count = len(error.problems)
-    click.echo(f"{count} problem{'s' if count != 1 else ''} found; nothing was generated.", err=True)
+    click.echo(f"{count} problem{'s' if count != 1 else ''} found{after}.", err=True)
 
 
 @click.command("validate")
 @click.argument("definition", type=click.Path(dir_okay=False, path_type=Path))
+@_JSON_OPTION
 @_no_traceback
-def validate_command(definition: Path) -> None:
+def validate_command(definition: Path, as_json: bool) -> None:
     """Check the workflow DEFINITION (YAML or JSON); exit 2 listing every problem."""
     try:
         model = _generate.load(definition)
     except DefinitionError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        count = len(exc.problems)
-        click.echo(f"{count} problem{'s' if count != 1 else ''} found.", err=True)
+        _report(exc, definition, as_json=as_json, after="")
         raise SystemExit(EXIT_INVALID) from None
     count = len(model.nodes)
+    if as_json:
+        _print_json({"valid": True, "definition": str(definition), "workflow_id": model.workflow.id, "nodes": count})
+        return
     click.echo(f"{definition}: valid (workflow {model.workflow.id}, {count} node{'s' if count != 1 else ''})")
 
 
@@ -95,18 +109,22 @@ def _write_atomically(target: Path, text: str) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="directory whose templates override the packaged ones (e.g. workflow.py.jinja)",
 )
+@_JSON_OPTION
 @_no_traceback
-def generate_command(definition: Path, output: Path, templates_dir: Path | None) -> None:
+def generate_command(definition: Path, output: Path, templates_dir: Path | None, as_json: bool) -> None:
     """Validate DEFINITION and write its instrumented workflow module to OUTPUT (`-` for stdout)."""
     if templates_dir is not None and not templates_dir.is_dir():
         click.echo(f"error: --templates {templates_dir} is not a directory", err=True)
+        raise SystemExit(EXIT_INVALID)
+    if as_json and str(output) == "-":
+        click.echo("error: --json prints the outcome on stdout; write the module to a file with -o FILE", err=True)
         raise SystemExit(EXIT_INVALID)
     # The module records its definition's path from its own folder (from here when it goes to stdout).
     folder = Path.cwd() if str(output) == "-" else output.parent
     try:
         source = _generate.generate(definition, templates_dir=templates_dir, relative_to=folder)
     except DefinitionError as exc:
-        _report(exc)
+        _report(exc, definition, as_json=as_json, after="; nothing was generated")
         raise SystemExit(EXIT_INVALID) from None
     if str(output) == "-":
         click.echo(source, nl=False)
@@ -116,6 +134,10 @@ def generate_command(definition: Path, output: Path, templates_dir: Path | None)
     except OSError as exc:
         click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
         raise SystemExit(EXIT_IO) from None
+    if as_json:
+        digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
+        _print_json({"valid": True, "definition": str(definition), "output": str(output), "sha256": digest})
+        return
     click.echo(f"wrote {output} from {definition}")
 
 

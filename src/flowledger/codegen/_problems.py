@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from flowledger._exceptions import DefinitionError
 
@@ -86,4 +87,16 @@ class Problems:
     def raise_if_any(self) -> None:
         """Raise :class:`DefinitionError` carrying every problem, if there is one."""
         if self._items:
-            raise DefinitionError([str(p) for p in self.items])
+            items = self.items
+            raise DefinitionError([str(p) for p in items], details=[_placed(p) for p in items])
+
+
+def _placed(problem: Problem) -> dict[str, Any]:
+    """A problem's fields for ``validate --json`` (line and column None when the place has none)."""
+    return {
+        "file": problem.file,
+        "line": problem.line or None,
+        "column": problem.column or None,
+        "path": problem.path,
+        "message": problem.message,
+    }

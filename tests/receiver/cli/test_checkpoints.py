@@ -364,3 +364,29 @@ def test_a_file_named_on_the_command_line_that_is_not_there_is_a_usage_error(
         assert result.exit_code == 2, (case, result.output)
         assert str(gone) in result.output or "gone" in result.output, (case, result.output)
         assert "Traceback" not in result.output, case
+
+
+def test_keygen_checkpoint_and_prove_print_json_for_scripts(
+    ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path
+) -> None:
+    """--json on keygen (never the signing key's text), checkpoint (the head and the signed text) and prove."""
+    db, key, runs = ledger
+    made = _invoke(keygen_command, "-o", tmp_path / "second", "--json")
+    assert made.exit_code == 0, made.output
+    keys = json.loads(made.output)
+    assert keys["verifier"] == Path(keys["verifier_key"]).read_text().strip()
+    assert "PRIVATE" not in made.output
+    written = _invoke(checkpoint_command, "--key", key, "--db", db, "-o", tmp_path / "cp.txt", "--json")
+    assert written.exit_code == 0, written.output
+    head = json.loads(written.output)
+    assert head["tree_size"] == sum(len(run.events) for run in runs)
+    assert head["checkpoint"] == (tmp_path / "cp.txt").read_text()
+    assert head["output"] == str(tmp_path / "cp.txt")
+    proven = _invoke(
+        prove_command, runs[0].run_id, "--checkpoint", tmp_path / "cp.txt", "--db", db, "-o", tmp_path / "p.json",
+        "--json",
+    )  # fmt: skip
+    assert proven.exit_code == 0, proven.output
+    summary = json.loads(proven.output)
+    assert (summary["run_id"], summary["entries"], summary["purged"]) == (runs[0].run_id, len(runs[0].events), 0)
+    assert _invoke(verify_proof_command, tmp_path / "p.json", "--key", f"{key}.pub").exit_code == 0

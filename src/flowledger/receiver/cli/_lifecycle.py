@@ -7,6 +7,7 @@ until a command needs them.
 
 from __future__ import annotations
 
+import base64
 import sys
 from pathlib import Path
 from typing import Final
@@ -89,8 +90,9 @@ _EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
     "-o", "--output", "output", type=_PATH, required=True, help="Write the signing key here, FILE.pub beside it."
 )
 @click.option("--name", default=DEFAULT_KEY_NAME, show_default=True, help="The key's name (no spaces, no '+').")
+@_json_option
 @_clean_errors
-def keygen_command(output: Path, name: str) -> None:
+def keygen_command(output: Path, name: str, as_json: bool) -> None:
     """Write a new Ed25519 signing key to FILE (readable by you only) and its verifier key to FILE.pub."""
     from flowledger._exceptions import KeyFileError
     from flowledger.receiver.cli._checkpoints import write_atomically
@@ -103,6 +105,9 @@ def keygen_command(output: Path, name: str) -> None:
     key = generate_key(name)
     write_atomically(output, key.text() + "\n", mode=0o600)
     write_atomically(public, key.verifier().text() + "\n")
+    if as_json:  # the verifier key is public; the signing key's text is never printed
+        _print_json({"signing_key": str(output), "verifier_key": str(public), "verifier": key.verifier().text()})
+        return
     click.echo(f"signing key: {output} (keep it away from the database)\nverifier key: {public}")
 
 
@@ -113,9 +118,16 @@ def keygen_command(output: Path, name: str) -> None:
 @_db_option(None)
 @_url_option
 @_key_option
+@_json_option
 @_clean_errors
 def checkpoint_command(
-    key: Path, output: Path | None, origin: str | None, db: Path | None, url: str | None, api_key: str | None
+    key: Path,
+    output: Path | None,
+    origin: str | None,
+    db: Path | None,
+    url: str | None,
+    api_key: str | None,
+    as_json: bool,
 ) -> None:
     """Write a signed checkpoint of the ledger (C2SP tlog-checkpoint in a signed note): its size and root hash."""
     import time
@@ -130,10 +142,22 @@ def checkpoint_command(
         origin=origin or signer.name, size=head.size, root=head.root, time=format_ts(time.time_ns())
     )
     text = sign_checkpoint(checkpoint, signer)
-    if output is None:
+    if output is not None:
+        write_atomically(output, text)
+    if as_json:
+        _print_json(
+            {
+                "origin": checkpoint.origin,
+                "tree_size": checkpoint.size,
+                "root": base64.b64encode(checkpoint.root).decode("ascii"),
+                "time": checkpoint.time,
+                "output": None if output is None else str(output),
+                "checkpoint": text,
+            }
+        )
+    elif output is None:
         click.echo(text, nl=False)
     else:
-        write_atomically(output, text)
         click.echo(f"checkpoint of {head.size} entries written to {output}", err=True)
 
 
@@ -149,6 +173,7 @@ def checkpoint_command(
 @_db_option(None)
 @_url_option
 @_key_option
+@_json_option
 @_clean_errors
 def prove_command(
     run_id: str,
@@ -158,6 +183,7 @@ def prove_command(
     db: Path | None,
     url: str | None,
     api_key: str | None,
+    as_json: bool,
 ) -> None:
     """Export one run's ledger entries with inclusion proofs against a signed checkpoint, to check offline."""
     import json
@@ -176,6 +202,18 @@ def prove_command(
     document = run_proof_document(run_id, text, [(e.seq, e.entry, e.payload, e.path) for e in entries])
     write_atomically(output, json.dumps(document, ensure_ascii=False, indent=1) + "\n")
     purged = sum(e.payload is None for e in entries)
+    if as_json:
+        _print_json(
+            {
+                "run_id": run_id,
+                "project": project,
+                "entries": len(entries),
+                "purged": purged,
+                "tree_size": stated.size,
+                "output": str(output),
+            }
+        )
+        return
     note = f" ({purged} of them purged: entry only)" if purged else ""
     click.echo(f"{len(entries)} entries of run {run_id}{note} proven against {stated.size} entries: {output}")
 
