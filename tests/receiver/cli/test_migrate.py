@@ -1,4 +1,4 @@
-"""``flowledger migrate``: a SQLite ledger copied to PostgreSQL row for row, rebuilt there, and proven."""
+"""``flowledger migrate``: a ledger copied between SQLite and PostgreSQL row for row, rebuilt there, and proven."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def test_a_source_that_does_not_verify_is_not_copied(tmp_path: Path, postgres_ur
 
 
 def test_bad_arguments_are_usage_errors_without_the_password(tmp_path: Path) -> None:
-    """A missing source, a PostgreSQL source or a malformed target exits 2 naming the option."""
+    """A missing source, a malformed target, or both ends on one engine exits 2 naming the option."""
     missing = CliRunner().invoke(migrate_command, ["--from", "sqlite:nope.db", "--to", "postgresql://u@h/db"])
     assert missing.exit_code == 2
     assert "no database at nope.db" in missing.output
@@ -119,8 +119,15 @@ def test_bad_arguments_are_usage_errors_without_the_password(tmp_path: Path) -> 
     assert bad.exit_code == 2
     assert "--to" in bad.output
     assert "s3cret" not in bad.output
-    backwards = CliRunner().invoke(migrate_command, ["--from", "postgresql://u@h/db", "--to", "postgresql://u@h/db"])
-    assert backwards.exit_code == 2
+    same = CliRunner().invoke(migrate_command, ["--from", "postgresql://u@h/db", "--to", "postgresql://u@h/db"])
+    assert same.exit_code == 2
+    assert "copies between engines" in same.output
+    files = CliRunner().invoke(migrate_command, ["--from", str(source), "--to", f"sqlite:{tmp_path / 'b.db'}"])
+    assert files.exit_code == 2
+    bad_source = CliRunner().invoke(migrate_command, ["--from", "postgresql://u:s3cret@h/", "--to", "b.db"])
+    assert bad_source.exit_code == 2
+    assert "--from" in bad_source.output
+    assert "s3cret" not in bad_source.output
 
 
 def _ledger_with_otlp(path: Path) -> dict[str, Any]:
@@ -297,3 +304,85 @@ def test_an_edited_origin_of_a_converted_ledger_fails_on_postgres(tmp_path: Path
     found = json.loads(edited.output)
     assert found["first_bad_seq"] == 1
     assert "prev_hash" in found["problem"]
+
+
+@pytest.mark.slow
+def test_migrate_back_from_postgres_gives_the_same_ledger_and_answers(tmp_path: Path, postgres_url: str) -> None:
+    """SQLite -> PostgreSQL -> a new SQLite file: proven each way, the same head and root three times over, and the
+    same runs, analytics, spans, OTLP records and lines, statistics (a purged run's share included) on the copy;
+    a converted ledger's format-1 checkpoints still check on it; a target holding a ledger is refused."""
+    source, back = tmp_path / "f.db", tmp_path / "back.db"
+    made = _ledger_with_otlp(source)
+    there = CliRunner().invoke(migrate_command, ["--from", f"sqlite:{source}", "--to", postgres_url, "--json"])
+    assert there.exit_code == 0, there.output
+    result = CliRunner().invoke(migrate_command, ["--from", postgres_url, "--to", f"sqlite:{back}", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["proven"] is True
+    assert report["target"]["head_hash"] == json.loads(there.output)["source"]["head_hash"]
+    assert report["target"]["tree_root"] == json.loads(there.output)["source"]["tree_root"]
+    assert report["rows"]["otlp_logs"] == 2
+    kept = made["kept"].run_id
+    original = asyncio.run(_analytics(SqliteStore(source, readonly=True), made["trace_id"], kept))
+    returned = asyncio.run(_analytics(SqliteStore(back, readonly=True), made["trace_id"], kept))
+    assert returned == original
+    runs_before = asyncio.run(_everything(SqliteStore(source, readonly=True)))
+    runs_after = asyncio.run(_everything(SqliteStore(back, readonly=True)))
+    assert runs_after[0] == runs_before[0]
+    for after, before in zip(runs_after[1], runs_before[1], strict=True):
+        assert dataclasses.astuple(after) == pytest.approx(dataclasses.astuple(before))
+    assert _verify(str(back)).exit_code == 0
+    again = CliRunner().invoke(migrate_command, ["--from", postgres_url, "--to", str(back)])
+    assert again.exit_code == 1
+    assert "already holds a ledger" in again.output
+
+
+@pytest.mark.slow
+def test_a_converted_ledger_comes_back_from_postgres_with_its_format1_checkpoints(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A ledger converted from format 1 keeps its origin and format-1 hashes through PostgreSQL and back."""
+    source, back = tmp_path / "f.db", tmp_path / "back.db"
+    heads = _converted_ledger(source)
+    assert CliRunner().invoke(migrate_command, ["--from", str(source), "--to", postgres_url]).exit_code == 0
+    result = CliRunner().invoke(migrate_command, ["--from", postgres_url, "--to", str(back), "--json"])
+    assert result.exit_code == 0, result.output
+    assert (json.loads(result.output)["rows"]["ledger_origin"], json.loads(result.output)["rows"]["ledger_v1"]) == (
+        1,
+        23,
+    )
+    checkpoints = (heads[4], heads[22], heads[-1])
+    answers = [_verify(db, *checkpoints) for db in (str(source), str(back))]
+    assert [a.exit_code for a in answers] == [0, 0], [a.output for a in answers]
+    assert json.loads(answers[1].output) == json.loads(answers[0].output)
+
+
+@pytest.mark.slow
+def test_a_ledger_made_on_postgres_is_copied_to_sqlite(tmp_path: Path, postgres_url: str) -> None:
+    """A ledger written by PostgreSQL receivers (runs of two projects, a purge) comes to a new SQLite file proven,
+    with the same runs; its project column matches the entries (verify checks it)."""
+    runs = [typical_run(), typical_run(project="beta"), *(simple_run() for _ in range(5))]
+
+    async def fill() -> None:
+        store = PostgresStore(postgres_url)
+        await store.open()
+        try:
+            await store.append(prepared([e for run in runs for e in run.events]))
+            await store.purge(PurgeSelection(run_ids=(runs[2].run_id,), by="test"))
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    back = tmp_path / "back.db"
+    result = CliRunner().invoke(migrate_command, ["--from", postgres_url, "--to", str(back), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["proven"] is True
+    on_postgres = asyncio.run(_everything(PostgresStore(postgres_url, readonly=True)))
+    on_sqlite = asyncio.run(_everything(SqliteStore(back, readonly=True)))
+    assert on_sqlite[0] == on_postgres[0]
+    assert {(r["run_id"], r["project"]) for r in on_sqlite[0]} == {
+        (run.run_id, "beta" if run is runs[1] else None) for run in runs if run is not runs[2]
+    }
+    verified = _verify(str(back))
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.output)["purges"] == 1

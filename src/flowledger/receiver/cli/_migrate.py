@@ -1,4 +1,7 @@
-"""``flowledger migrate --from sqlite:PATH --to postgresql://...``: move a ledger to PostgreSQL and prove the copy.
+"""``flowledger migrate --from URL --to URL``: copy a ledger between SQLite and PostgreSQL and prove the copy.
+
+``--from sqlite:PATH --to postgresql://...`` moves a ledger to PostgreSQL; ``--from postgresql://... --to
+sqlite:PATH`` brings one back into a new SQLite file (from one snapshot, receivers may keep appending).
 
 Importing this module is cheap: the database drivers are imported when the command runs.
 """
@@ -30,7 +33,7 @@ def sqlite_path(text: str) -> Path:
     return Path(text)
 
 
-async def _migrate(source: Path, target_url: str) -> CopyReport:
+async def _to_postgres(source: Path, target_url: str) -> CopyReport:
     from flowledger.receiver.store.postgres import PostgresStore
     from flowledger.receiver.store.postgres._copy import copy_sqlite_ledger
 
@@ -42,36 +45,64 @@ async def _migrate(source: Path, target_url: str) -> CopyReport:
         await target.close()
 
 
+async def _to_sqlite(source_url: str, target: Path) -> CopyReport:
+    from flowledger.receiver.store.postgres import PostgresStore
+    from flowledger.receiver.store.postgres._copy import copy_postgres_ledger
+
+    source = PostgresStore(source_url, pool_min=1, pool_max=2, readonly=True)
+    await source.open()
+    try:
+        return await copy_postgres_ledger(source, target)
+    finally:
+        await source.close()
+
+
 @click.command("migrate")
-@click.option("--from", "source", required=True, metavar="sqlite:PATH", help="The SQLite ledger to copy.")
-@click.option("--to", "target", required=True, metavar="URL", help="An empty PostgreSQL database (postgresql://...).")
+@click.option(
+    "--from", "source", required=True, metavar="URL", help="The ledger to copy: sqlite:PATH or postgresql://..."
+)
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="URL",
+    help="Where: an empty PostgreSQL database (postgresql://...) or a new SQLite file (sqlite:PATH).",
+)
 @_json_option
 @_clean_errors
 def migrate_command(source: str, target: str, as_json: bool) -> None:
-    """Copy a ledger from SQLite to PostgreSQL, rebuild its projections there, and verify both.
+    """Copy a ledger between SQLite and PostgreSQL, rebuild its projections there, and verify both.
 
     Exit 0 when both chains verify with the same head and Merkle root; 1 otherwise.
     """
     from flowledger._exceptions import ConfigError
     from flowledger.receiver.store.postgres import check_postgres_url, is_postgres_url, redacted
 
-    if is_postgres_url(source):
-        raise click.UsageError("--from must be a SQLite ledger (sqlite:PATH); copying from PostgreSQL is not built yet")
-    path = sqlite_path(source)
-    if not path.exists():
-        raise click.UsageError(f"--from {source}: there is no database at {path}")
+    if is_postgres_url(source) == is_postgres_url(target):
+        raise click.UsageError(
+            "migrate copies between engines: one of --from and --to is a SQLite file (sqlite:PATH), "
+            "the other a PostgreSQL URL (postgresql://...)"
+        )
     try:
-        url = check_postgres_url(target, option="--to")
+        if is_postgres_url(target):
+            path = sqlite_path(source)
+            if not path.exists():
+                raise click.UsageError(f"--from {source}: there is no database at {path}")
+            where = redacted(target)
+            report = asyncio.run(_to_postgres(path, check_postgres_url(target, option="--to")))
+        else:
+            path = sqlite_path(target)
+            where = str(path)
+            report = asyncio.run(_to_sqlite(check_postgres_url(source, option="--from"), path))
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    report = asyncio.run(_migrate(path, url))
     if as_json:
         _print_json(report.as_json())
     else:
         rows = report.rows
         click.echo(
             f"copied {rows['ledger']} entries ({rows['payloads']} payloads, {rows['blobs']} blobs, "
-            f"{rows['merkle_nodes']} tree nodes) and {len(report.drift.runs_missing)} runs to {redacted(url)}"
+            f"{rows['merkle_nodes']} tree nodes) and {len(report.drift.runs_missing)} runs to {where}"
         )
         for name, verified, tree in (
             ("source", report.source, report.source_tree),

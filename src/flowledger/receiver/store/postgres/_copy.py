@@ -1,4 +1,4 @@
-"""Copying a SQLite ledger into an empty PostgreSQL database, and proving the copy.
+"""Copying a ledger between SQLite and PostgreSQL (either way, into an empty database), and proving the copy.
 
 The ledger is copied as it is, row for row (entries, hashes, payloads,
 full-output blobs, the Merkle tree's stored nodes), never re-appended: so the
@@ -16,29 +16,39 @@ groups: the source's rows replace the ones the rebuild folded, which lack what
 runs purged before the copy added), and what lives beside the ledger: OTLP
 spans, OTLP log records (linked or not) with the lines they were copied to
 beside their runs (searchable there as at ingest), and OTLP metric series
-and points, ids kept.
+and points, ids kept. The way back (:func:`copy_postgres_ledger`) does the
+same from one snapshot of the PostgreSQL database into a new SQLite file,
+which also gets the columns only SQLite keeps (the ledger's ``project``, read
+from each hashed entry; each statistics place's totals and each histogram's
+stored percentiles, made from the copied rows).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from flowledger._exceptions import LedgerIntegrityError, StoreError
+from flowledger.receiver.store._entry import parse_entry
 from flowledger.receiver.store._logs import LOG_COLUMNS, LogRow, LogSource
 from flowledger.receiver.store._otlp_logs import OTLP_LOG_COLUMNS
 from flowledger.receiver.store._otlp_metrics import SERIES_FIELDS
 from flowledger.receiver.store._protocol import Drift, TreeHead, VerifyReport
 from flowledger.receiver.store._spans import SPAN_COLUMNS
 from flowledger.receiver.store._sqlite import SqliteStore
-from flowledger.receiver.store._stats import STATS_ROW_COLUMNS
+from flowledger.receiver.store._stats import STATS_ROW_COLUMNS, keep_totals_sync, store_percentiles_sync
 from flowledger.receiver.store.postgres._logs import append_pg_logs
 from flowledger.receiver.store.postgres._store import PostgresStore
+from flowledger.receiver.store.postgres._tree import load_frontier
+from flowledger.receiver.store.postgres._verify import pg_verify_in_snapshot
 
-__all__ = ["CopyReport", "copy_sqlite_ledger"]
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["CopyReport", "copy_postgres_ledger", "copy_sqlite_ledger"]
 
 COPY_CHUNK: Final = 5_000
 _TABLES: Final = (
@@ -96,6 +106,7 @@ _KEYS: Final = {
     "stats_hist": ", ".join(_PLACE),
     "error_groups": "project, fingerprint, hour",
     "spans": "trace_id, span_id, project",
+    "logs": "id",
     **_SERIALS,
 }
 _BYTES: Final = {"entry", "payload_hash", "prev_hash", "hash", "v1_head_hash", "hist"}
@@ -219,3 +230,101 @@ async def copy_sqlite_ledger(source: Path, target: PostgresStore) -> CopyReport:
         target_tree=await target.tree_head(),
         drift=drift,
     )
+
+
+async def _pg_chunks(
+    pg: asyncpg.Connection, table: str, columns: tuple[str, ...], *, where: str = "TRUE"
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """The rows of ``table`` in key order, a chunk at a time, as SQLite binds them (booleans as 0 or 1)."""
+    chunk: list[tuple[Any, ...]] = []
+    query = f"SELECT {', '.join(columns)} FROM {table} WHERE {where} ORDER BY {_KEYS[table]}"
+    async for record in pg.cursor(query, prefetch=COPY_CHUNK):
+        chunk.append(tuple(int(v) if isinstance(v, bool) else v for v in record))
+        if len(chunk) == COPY_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _with_project(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Ledger rows with the entry's project beside them ('' for none), as SQLite's ledger keeps it."""
+    at = _TABLES[0][1].index("entry")
+    return [(*row, parse_entry(row[at]).get("project") or "") for row in rows]
+
+
+async def copy_postgres_ledger(source: PostgresStore, target: Path) -> CopyReport:
+    """Copy the ledger of ``source`` (open) into the SQLite file ``target`` (new or empty), rebuild, verify both.
+
+    StoreError when the target already holds a ledger; LedgerIntegrityError when the source does not verify.
+    Everything, the source's verification included, is read from one snapshot of the source, so receivers may
+    go on appending to it meanwhile: the copy is the ledger as it was when the snapshot began.
+    """
+    store = SqliteStore(target, readers=1)
+    await store.open()  # a new file is made and migrated as the receiver makes one
+    try:
+        if await store.ledger_size() != 0:
+            raise StoreError(f"{target} already holds a ledger; copy into a new file")
+        async with source.raw_snapshot() as pg:
+            source_report = await pg_verify_in_snapshot(pg)
+            if not source_report.ok:
+                raise LedgerIntegrityError(
+                    f"{source.name} does not verify at entry {source_report.first_bad_seq}: "
+                    f"{source_report.problem}; it is not copied"
+                )
+            size = int(await pg.fetchval("SELECT coalesce(max(seq), 0) FROM ledger"))
+            source_tree = TreeHead(size, (await load_frontier(pg, size)).root())
+            rows, drift = await _copy_out(pg, store, target)
+        target_report = await store.verify()
+        target_tree = await store.tree_head()
+    finally:
+        await store.close()
+    return CopyReport(
+        rows=rows,
+        source=source_report,
+        target=target_report,
+        source_tree=source_tree,
+        target_tree=target_tree,
+        drift=drift,
+    )
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+async def _copy_out(pg: asyncpg.Connection, store: SqliteStore, target: Path) -> tuple[dict[str, int], Drift]:
+    """The rows of the snapshot ``pg`` into the SQLite ``store`` (open on ``target``): the ledger's tables, a
+    rebuild, the tables beside the ledger, then the OTLP log lines; the rows copied per table and the drift."""
+    rows: dict[str, int] = {}
+    conn = sqlite3.connect(target, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for table, columns in _TABLES:
+            rows[table] = 0
+            insert = _insert(table, (*columns, "project") if table == "ledger" else columns)
+            async for chunk in _pg_chunks(pg, table, columns):
+                if table == "ledger_origin":  # a converted ledger's origin replaces the new file's (none: genesis)
+                    conn.execute("DELETE FROM ledger_origin")
+                conn.executemany(insert, _with_project(chunk) if table == "ledger" else chunk)
+                rows[table] += len(chunk)
+        conn.execute("COMMIT")
+        drift = await store.rebuild()
+        conn.execute("BEGIN IMMEDIATE")
+        for table, beside in _AFTER_REBUILD:
+            conn.execute(f"DELETE FROM {table}")
+            rows[table] = 0
+            async for chunk in _pg_chunks(pg, table, beside):
+                conn.executemany(_insert(table, beside), chunk)
+                rows[table] += len(chunk)
+        keep_totals_sync(conn)  # what SQLite keeps beside the statistics rows, made from the copied ones
+        store_percentiles_sync(conn)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    rows["logs"] = 0
+    async for lines in _pg_chunks(pg, "logs", LOG_COLUMNS, where=f"source = '{LogSource.OTLP.value}'"):
+        rows["logs"] += await store.append_logs(
+            [LogRow(**{**dict(zip(LOG_COLUMNS, line, strict=True)), "source": LogSource.OTLP}) for line in lines]
+        )
+    return rows, drift

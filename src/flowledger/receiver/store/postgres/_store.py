@@ -240,6 +240,13 @@ class PostgresStore:
             yield conn
 
     @asynccontextmanager
+    async def raw_snapshot(self) -> AsyncIterator[asyncpg.Connection]:
+        """One read-only repeatable-read transaction over the raw tables (copying a ledger out: :mod:`._copy`):
+        every read sees the same state, whatever receivers append meanwhile."""
+        async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            yield conn
+
+    @asynccontextmanager
     async def raw_transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """A write transaction under the chain's lock over the raw tables (copying a ledger in: :mod:`._copy`).
 

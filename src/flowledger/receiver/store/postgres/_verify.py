@@ -19,7 +19,7 @@ from flowledger.receiver.store._verify import EntryRow, Format1HashRow, TreeNode
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["pg_verify"]
+__all__ = ["pg_verify", "pg_verify_in_snapshot"]
 
 _ENTRIES_SQL: Final = (
     "SELECT l.seq, l.event_id, l.run_id, l.kind, l.ts, l.entry, l.payload_hash, l.prev_hash, l.hash, "
@@ -57,4 +57,9 @@ class _PgVerifyReads:
 async def pg_verify(conn: asyncpg.Connection, checkpoints: Sequence[tuple[int, str]]) -> VerifyReport:
     """Verify the ledger on one read-only repeatable-read snapshot (see :func:`~.._verify.verify_ledger`)."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        return await verify_ledger(_PgVerifyReads(conn), checkpoints)
+        return await pg_verify_in_snapshot(conn, checkpoints)
+
+
+async def pg_verify_in_snapshot(conn: asyncpg.Connection, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
+    """Verify the ledger in the snapshot ``conn``'s repeatable-read transaction already holds (copying it out)."""
+    return await verify_ledger(_PgVerifyReads(conn), checkpoints)
