@@ -63,8 +63,7 @@ DEFINITION = """\
 flowledger: 1
 workflow:
   id: five-steps
-  capture: full
-trigger:
+{capture}trigger:
 {trigger}
 output: {output}
 nodes:
@@ -94,16 +93,20 @@ def _steps_pack_takes_size(text: str) -> str:
 class Workflow:
     """A generated five-node workflow in a temp dir, run as a subprocess against a live receiver."""
 
-    def __init__(self, folder: Path, live: LiveReceiver) -> None:
+    def __init__(self, folder: Path, live: LiveReceiver, *, full_capture: bool = True) -> None:
         self.folder = folder
         self.live = live
+        self.full_capture = full_capture
         (folder / "steps.py").write_text(_steps_pack_takes_size(STEPS), encoding="utf-8")
         self.generate()
 
     def generate(self, *, size: int = 1, audit: bool = False, http: bool = False) -> None:
         extra = "  - id: audit\n    call: steps:audit\n    needs: [ship]\n" if audit else ""
         trigger = "  type: http\n  http: {path: /orders}" if http else "  type: manual"
-        text = DEFINITION.format(size=size, extra=extra, output="audit" if audit else "ship", trigger=trigger)
+        capture = "  capture: full\n" if self.full_capture else ""  # else the default capture
+        text = DEFINITION.format(
+            size=size, extra=extra, output="audit" if audit else "ship", trigger=trigger, capture=capture
+        )
         (self.folder / "wf.yaml").write_text(text, encoding="utf-8")
         done = subprocess.run(
             [sys.executable, "-m", "flowledger", "generate", "wf.yaml", "-o", "wf.py"],

@@ -71,6 +71,26 @@ def test_a_run_failed_at_its_third_node_resumes_to_success_reusing_the_first_two
 
 
 @pytest.mark.slow
+def test_outputs_the_default_capture_recorded_whole_are_reused(tmp_path: Path, live: LiveReceiver) -> None:
+    """Without `capture: full`, small outputs are in their events whole: the resume reuses fetch and charge from
+    them (the effect not repeated) and runs the rest; the trigger data comes back the same way."""
+    folder = tmp_path / "default"
+    folder.mkdir()
+    wf = Workflow(folder, live, full_capture=False)
+    failed = wf.failed_run()
+    done = wf.run("--resume", failed)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"shipped": 20}
+    assert wf.calls() == ["price", "pack", "ship"]
+    assert "reuse fetch" in done.stderr
+    assert "reuse charge" in done.stderr
+    assert wf.latest_run()["resumed_from"] == failed
+    from_fetch = wf.run("--resume", failed, "--from", "fetch")  # fetch runs again on the recorded trigger data
+    assert from_fetch.returncode == 0, from_fetch.stderr
+    assert wf.calls() == ["fetch", "price", "pack", "ship"]  # charge: the same input, its recorded outcome stands
+
+
+@pytest.mark.slow
 def test_a_tampered_recorded_output_refuses_the_resume(wf: Workflow) -> None:
     """A changed blob, then a changed ledger payload, each refuse the resume naming the node; nothing runs."""
     failed = wf.failed_run()

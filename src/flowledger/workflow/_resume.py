@@ -2,18 +2,19 @@
 
 A resume reads the failed run from the receiver (``GET
 /api/runs/{run_id}/outputs``): per node its outcome, its definition hash,
-its effect key and, when it was captured in full, its complete output,
+its effect key and, when the record holds it whole (captured in full, or kept whole by the default
+capture in the node's event), its complete output,
 which the receiver has checked against the ledger (the blob's hash, the
 payload's hash, the chain and the Merkle tree). :func:`plan_resume` then
 decides, node by node in dependency order:
 
-- a node is **reused** when it succeeded, its output was captured in full
+- a node is **reused** when it succeeded, its whole output is on record
   and verified, its definition is unchanged (the hash of its ``Node`` spec,
   recorded on every attempt), every node it needs is reused, and it is not
   at or below ``--from``;
 - every other node **runs again**, and the plan says why (it failed, was
-  skipped, its definition changed, its output was redacted, cut or not
-  captured in full, it is mapped, a node it needs runs again, ``--from``);
+  skipped, its definition changed, its recorded output was redacted, cut
+  or holds a value with no JSON form, it is mapped, a node it needs runs again, ``--from``);
 - an effect that succeeded is **not repeated** when it runs again on the
   same input: its idempotency key matches the recorded one, so the attempt
   is recorded as a duplicate returning the recorded output (unless

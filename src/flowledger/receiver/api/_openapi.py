@@ -373,8 +373,8 @@ def _document() -> dict[str, Any]:
                     "responses": {
                         "200": {
                             "description": "The run (with its project), the tree head and per node its outcome, "
-                            "output text (null unless captured in full and verified) and the problem that keeps it "
-                            "from reuse.",
+                            "output text (null unless the record holds it whole, captured in full or kept whole by "
+                            "the default capture, and verified) and the problem that keeps it from reuse.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
                         "400": _error("An unknown query parameter, or a project that is not the API key's."),

@@ -2,11 +2,16 @@
 
 :func:`resume_evidence` answers, for one run, the run's trigger data and,
 per node, its last attempt's status, effect key, definition hash and, for a
-node that succeeded with its output captured in full, the output's JSON
-text. Before an output is handed out it is checked three ways:
+node that succeeded, its output's JSON text when the record holds the whole
+output: captured in full (``capture: full``, the blob), or recorded whole by
+the default capture (the event's own ``output`` with no marker of a value
+cut or without a JSON form and nothing redacted: the output's JSON form, as
+a full capture stores it; ``capture`` is then ``recorded``). Before an
+output is handed out it is checked three ways:
 
 1. the blob hashes to the ``output_sha256`` that the node's ``node_finished``
-   payload states (a changed blob is caught);
+   payload states (a changed blob is caught; a recorded output is in that
+   payload itself);
 2. that payload hashes to the ``payload_sha256`` its ledger entry commits to
    (a changed payload is caught);
 3. the entry is in the ledger's Merkle tree (its inclusion proof against the
@@ -25,14 +30,22 @@ import json
 import sqlite3
 from typing import Any, Final, Protocol
 
-from flowledger._wire import NODE_SHA256_ATTRIBUTE, NodeStatus, OutputCapture
+from flowledger._wire import MARKER_KEY, NODE_SHA256_ATTRIBUTE, REDACTED, NodeStatus, OutputCapture
 from flowledger.receiver.store._canonical import chain_hash
 from flowledger.receiver.store._entry import parse_entry
 from flowledger.receiver.store._merkle import inclusion_path, leaf_hash, verify_inclusion
 from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
 from flowledger.receiver.store._tree import _head, perfect_reader
 
-__all__ = ["MAX_CHAIN_RUNS", "BlobChecker", "merged_attributes", "resume_chain", "resume_evidence", "reusable_payload"]
+__all__ = [
+    "MAX_CHAIN_RUNS",
+    "RECORDED",
+    "BlobChecker",
+    "merged_attributes",
+    "resume_chain",
+    "resume_evidence",
+    "reusable_payload",
+]
 
 
 class BlobChecker(Protocol):
@@ -109,13 +122,47 @@ class _Checker:
         return text, None
 
 
+RECORDED: Final = "recorded"
+"""The ``capture`` of an output the default capture recorded whole in its event (see the module docstring)."""
+
+
+def _not_whole(value: Any) -> str | None:
+    """Why a value the default capture recorded is not the whole output (a marker, a redaction), or None."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if MARKER_KEY in item:
+                kind = item[MARKER_KEY]
+                return (
+                    f"its recorded output was cut at the capture limit ({kind})"
+                    if kind == "truncated"
+                    else (f"its recorded output holds a value with no JSON form ({kind})")
+                )
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif item == REDACTED:
+            return "a key that looks secret was redacted in its recorded output"
+    return None
+
+
 def reusable_payload(data: dict[str, Any], prefix: str, checker: BlobChecker) -> dict[str, Any]:
-    """``{capture, sha256, text, problem}`` of a payload captured in full (``text`` only when reusable)."""
+    """``{capture, sha256, text, problem}`` of a payload (``text`` only when reusable): captured in full, or
+    recorded whole in the (verified) event ``data`` by the default capture."""
     how = data.get(f"{prefix}_capture")
     digest = data.get(f"{prefix}_sha256")
     out: dict[str, Any] = {"capture": how, "sha256": digest, "text": None, "problem": None}
     if how is None:
-        out["problem"] = "it was not captured in full (add `capture: full` to the workflow or the node)"
+        if prefix not in data:
+            out["problem"] = "it was not recorded (add `capture: full` to the workflow or the node)"
+            return out
+        problem = _not_whole(data[prefix])
+        if problem is not None:
+            out["problem"] = f"{problem} (add `capture: full` to the workflow or the node)"
+            return out
+        text = json.dumps(data[prefix], ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        out.update(capture=RECORDED, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(), text=text)
     elif how != OutputCapture.FULL.value:
         why = {
             OutputCapture.REDACTED.value: "a key that looks secret was redacted",

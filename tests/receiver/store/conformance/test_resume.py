@@ -36,17 +36,33 @@ def _resume_of(original: str) -> RunEvents:
 
 
 async def test_outputs_are_handed_out_verified_and_other_nodes_say_why_not(store: Store) -> None:
-    """A full output comes back as its text; a preview-only node and a failed one carry their problem."""
-    run = RunEvents().start().node("fetch").node("price").node("stock", status="failed").finish("failed")
+    """A full output comes back as its text, and so does one the default capture recorded whole; a recorded output
+    that was cut or redacted, and a failed node, carry their problem."""
+    cut = {"__flowledger__": "truncated", "preview": '{"rows":[1,2', "original_bytes": 9000, "omitted_bytes": 4904}
+    run = (
+        RunEvents()
+        .start()
+        .node("fetch")
+        .node("price", output={"amount": 12.5, "lines": [1, "two", None, True]})
+        .node("quote", output={"rows": cut})
+        .node("login", output={"user": "ann", "password": "[REDACTED]"})
+        .node("stock", status="failed")
+        .finish("failed")
+    )
     _with_full_output(run, "fetch", {"order": "A-1"})
     await store.append(prepared(run.events))
     evidence = await store.resume_evidence(run.run_id)
     assert evidence is not None
     nodes = {n["node_id"]: n for n in evidence["nodes"]}
     assert json.loads(nodes["fetch"]["output"]) == {"order": "A-1"}
-    assert nodes["fetch"]["problem"] is None
-    assert nodes["price"]["output"] is None
-    assert "not captured in full" in nodes["price"]["problem"]
+    assert (nodes["fetch"]["problem"], nodes["fetch"]["output_capture"]) == (None, "full")
+    assert json.loads(nodes["price"]["output"]) == {"amount": 12.5, "lines": [1, "two", None, True]}
+    assert (nodes["price"]["problem"], nodes["price"]["output_capture"]) == (None, "recorded")
+    assert nodes["price"]["output_sha256"] == hashlib.sha256(nodes["price"]["output"].encode()).hexdigest()
+    assert nodes["quote"]["output"] is None
+    assert "cut at the capture limit" in nodes["quote"]["problem"]
+    assert nodes["login"]["output"] is None
+    assert "redacted" in nodes["login"]["problem"]
     assert nodes["stock"]["status"] == "failed"
     assert evidence["tree"]["size"] == len(run.events)
     assert await store.resume_evidence("no-such-run") is None
