@@ -128,14 +128,15 @@ class NodeHost:
 
     def recorded_effect(self, node: Node, key: str | None) -> tuple[bool, Any]:
         """``(True, output)`` when the resumed run already did this effect with this key; ResumeRefused if its
-        output cannot be returned (it was not captured in full)."""
+        output cannot be returned (the record does not hold it whole)."""
         recorded = self.recorded_effects.get(node.id)
         if recorded is None or key is None or recorded.idempotency_key != key:
             return False, None
         if not recorded.available:
             raise ResumeRefused(
-                f"node `{node.id}` is an effect that already succeeded on this input, and its output was not "
-                "captured in full to return again; resume with --repeat-effects to run it again"
+                f"node `{node.id}` is an effect that already succeeded on this input, and the record does not "
+                "hold its whole output to return again (add `capture: full`); resume with --repeat-effects to run "
+                "it again"
             )
         return True, recorded.output
 
