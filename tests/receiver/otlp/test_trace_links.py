@@ -100,12 +100,12 @@ def test_show_prints_the_trace_url(receiver: LiveReceiver, how: str, monkeypatch
 
 
 def test_show_reports_a_bad_template_in_one_line(receiver: LiveReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A template without {trace_id} is one clear error line, not a traceback."""
+    """A template without {trace_id} is one clear error line and exit 2, not a traceback."""
     run_id, events = run_events(secrets.token_hex(16), secrets.token_hex(8), secrets.token_hex(8))
     _post_events(receiver, events)
     monkeypatch.setenv("FLOWLEDGER_TRACE_URL_TEMPLATE", "http://jaeger:16686/search")
     result = CliRunner().invoke(show_command, [run_id, "--db", str(receiver.config.db_path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a setting that cannot be used: a usage error
     assert result.output.startswith("error: FLOWLEDGER_TRACE_URL_TEMPLATE=")
     assert len(result.output.strip().splitlines()) == 1
 
