@@ -418,11 +418,14 @@ def test_serve_stopped_with_ctrl_c_exits_0_without_an_error_line(tmp_path: Path)
 
 
 class _NotAReceiver(http.server.BaseHTTPRequestHandler):
-    """A web server that is not flowledger's: an HTML 404 under /html, JSON of another shape elsewhere."""
+    """A web server that is not flowledger's: an HTML 404 under /html, a JSON object of another shape under /obj,
+    a JSON list elsewhere."""
 
     def do_GET(self) -> None:
         if self.path.startswith("/html"):
             body, status, kind = b"<html><body>Not Found</body></html>", 404, "text/html"
+        elif self.path.startswith("/obj"):
+            body, status, kind = b'{"status": "ok"}', 200, "application/json"
         else:
             body, status, kind = b'["not", "an", "object"]', 200, "application/json"
         self.send_response(status)
@@ -449,7 +452,7 @@ def not_a_receiver() -> Iterator[str]:
         server.server_close()
 
 
-@pytest.mark.parametrize("path", ["/html", ""])
+@pytest.mark.parametrize("path", ["/html", "/obj", ""])
 @pytest.mark.parametrize(
     ("command", "args"),
     [
@@ -473,3 +476,15 @@ def test_a_url_that_is_not_a_receiver_is_one_error_line(
     assert result.output.startswith(f"error: {not_a_receiver + path}"), result.output
     assert "is --url a flowledger receiver's address?" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_password_in_the_url_is_not_shown(not_a_receiver: str) -> None:
+    """The URL in an error line has its password replaced by ***."""
+    url = not_a_receiver.replace("http://", "http://ann:s3cret@") + "/html"
+    result = CliRunner().invoke(runs_command, ["--url", url])
+    assert result.exit_code == 1
+    assert "s3cret" not in result.output
+    assert "ann:***@" in result.output
+    unreachable = CliRunner().invoke(runs_command, ["--url", "http://ann:s3cret@127.0.0.1:9"])
+    assert unreachable.exit_code == 1
+    assert "s3cret" not in unreachable.output

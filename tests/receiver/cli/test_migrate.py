@@ -80,7 +80,7 @@ def test_migrate_copies_the_chain_and_proves_it(tmp_path: Path, postgres_url: st
     assert {run["run_id"] for run in on_postgres[0]} == set(kept)
     assert sum(total.runs for total in on_postgres[1]) == len(kept) + 1
     again = CliRunner().invoke(migrate_command, ["--from", str(source), "--to", postgres_url])
-    assert again.exit_code == 1
+    assert again.exit_code == 2  # the target given holds a ledger: a usage error
     assert "already holds a ledger" in again.output
 
 
@@ -332,9 +332,10 @@ def test_migrate_back_from_postgres_gives_the_same_ledger_and_answers(tmp_path: 
     for after, before in zip(runs_after[1], runs_before[1], strict=True):
         assert dataclasses.astuple(after) == pytest.approx(dataclasses.astuple(before))
     assert _verify(str(back)).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("back")) == ["back.db"]
     again = CliRunner().invoke(migrate_command, ["--from", postgres_url, "--to", str(back)])
-    assert again.exit_code == 1
-    assert "already holds a ledger" in again.output
+    assert again.exit_code == 2
+    assert "exists; migrate writes a new file" in again.output
 
 
 @pytest.mark.slow
@@ -386,3 +387,30 @@ def test_a_ledger_made_on_postgres_is_copied_to_sqlite(tmp_path: Path, postgres_
     verified = _verify(str(back))
     assert verified.exit_code == 0, verified.output
     assert json.loads(verified.output)["purges"] == 1
+
+
+@pytest.mark.slow
+def test_a_copy_back_that_fails_leaves_no_file(tmp_path: Path, postgres_url: str) -> None:
+    """A source that does not verify is not copied back, and no file (nor a partial one) is left."""
+    runs = [typical_run(), simple_run()]
+
+    async def fill() -> None:
+        store = PostgresStore(postgres_url)
+        await store.open()
+        try:
+            await store.append(prepared([e for run in runs for e in run.events]))
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    asyncio.run(
+        _sql(
+            postgres_url,
+            "DROP TRIGGER payloads_no_update ON payloads",
+            "UPDATE payloads SET body = replace(body, 'order-intake', 'order-intakE') WHERE seq = 1",
+        )
+    )
+    result = CliRunner().invoke(migrate_command, ["--from", postgres_url, "--to", str(tmp_path / "back.db")])
+    assert result.exit_code == 1
+    assert "does not verify at entry 1" in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -258,14 +258,15 @@ _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 def _reads_answer(method: _Method) -> _Method:
     """Turn an answer that is not a flowledger receiver's (not JSON, or without the fields it reads) into one
-    clear ReceiverError: ``--url`` may name some other server, or a path below the receiver's address."""
+    clear ReceiverError: ``--url`` may name some other server. (A path below a receiver's address gets the
+    receiver's own 404s: reads of a run say it is not there, listings fail here.)"""
 
     @functools.wraps(method)
     def read(self: UrlSource, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-            raise ReceiverError(_not_a_receiver(self.url, _shape_error(exc))) from None
+            raise ReceiverError(_not_a_receiver(self.shown, _shape_error(exc))) from None
 
     return read  # type: ignore[return-value]
 
@@ -286,7 +287,11 @@ class UrlSource:
     """Calls a running receiver's HTTP API."""
 
     def __init__(self, url: str, api_key: str | None = None) -> None:
+        from flowledger.receiver.store.postgres import redacted  # any URL's password, not only PostgreSQL's
+
         self.url = url.rstrip("/")
+        self.shown = redacted(self.url)
+        """The URL as messages show it: a password in it replaced by ``***``."""
         if api_key is not None:
             check_api_key(api_key, origin="the API key")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -301,13 +306,14 @@ class UrlSource:
             with self._client() as client:
                 response = client.request(method, path, params=params, json=body)
         except httpx.HTTPError as exc:
-            raise ReceiverError(f"cannot reach the receiver at {self.url}: {exc}") from None
+            raise ReceiverError(f"cannot reach the receiver at {self.shown}: {exc}") from None
         if response.status_code == 409:  # a run id several projects use, named without one: as --db says it
-            raise AmbiguousRunError(f"the receiver at {self.url} answered 409: {_error_text(response)}")
+            raise AmbiguousRunError(f"the receiver at {self.shown} answered 409: {_error_text(response)}")
         if response.status_code >= 400 and response.status_code != 404:
-            raise ReceiverError(f"the receiver at {self.url} answered {response.status_code}: {_error_text(response)}")
+            answer = f"answered {response.status_code}: {_error_text(response)}"
+            raise ReceiverError(f"the receiver at {self.shown} {answer}")
         if response.status_code == 404 and not _is_receiver_error(response):
-            raise ReceiverError(_not_a_receiver(self.url, f"{method} {path} answered 404 without the receiver's error"))
+            raise ReceiverError(_not_a_receiver(self.shown, f"{method} {path} answered 404, not the receiver's error"))
         return response
 
     @staticmethod
@@ -344,7 +350,7 @@ class UrlSource:
         response = self._request("GET", f"/api/runs/{run_id}", None if project is None else {"project": project})
         if response.status_code == 404:
             return None
-        return _object(response)
+        return _object(response, "run_id", "nodes")
 
     @_reads_answer
     def attempt_logs(
@@ -404,17 +410,17 @@ class UrlSource:
                 if response.status_code >= 400:
                     response.read()
                     if response.status_code == 404 and not _is_receiver_error(response):
-                        raise ReceiverError(_not_a_receiver(self.url, "GET /api/export answered 404"))
+                        raise ReceiverError(_not_a_receiver(self.shown, "GET /api/export answered 404"))
                     raise ReceiverError(
-                        f"the receiver at {self.url} answered {response.status_code}: {_error_text(response)}"
+                        f"the receiver at {self.shown} answered {response.status_code}: {_error_text(response)}"
                     )
                 kind = response.headers.get("content-type", "").split(";")[0].strip()
                 if kind != MEDIA_TYPES[fmt].split(";")[0]:  # some other server's page, not an export to write out
-                    raise ReceiverError(_not_a_receiver(self.url, f"GET /api/export answered {kind or 'no type'}"))
+                    raise ReceiverError(_not_a_receiver(self.shown, f"GET /api/export answered {kind or 'no type'}"))
                 for line in response.iter_lines():
                     yield line + "\n"
         except httpx.HTTPError as exc:
-            raise ReceiverError(f"cannot reach the receiver at {self.url}: {exc}") from None
+            raise ReceiverError(f"cannot reach the receiver at {self.shown}: {exc}") from None
 
     @_reads_answer
     def verify(self, checkpoints: Sequence[tuple[int, str]]) -> VerifyReport:
@@ -430,8 +436,7 @@ class UrlSource:
         body.pop("clean", None)
         return Drift(**body)
 
-    @_reads_answer
-    def import_jsonl(self, path: Path) -> ImportReport:
+    def import_jsonl(self, path: Path) -> ImportReport:  # its own reading of the answers: a bad line is local
         """Post the events in batches to ``/v1/events``; the receiver stores each ``event_id`` once."""
         import gzip
 
@@ -444,21 +449,27 @@ class UrlSource:
                     response = client.post("/v1/events", content=body, headers=headers)
                 except httpx.HTTPError as exc:
                     raise ReceiverError(
-                        f"cannot reach the receiver at {self.url}: {exc}; "
+                        f"cannot reach the receiver at {self.shown}: {exc}; "
                         f"{report.accepted} events were stored before (running import again is safe)"
                     ) from None
                 if response.status_code >= 400:
                     raise ReceiverError(
-                        f"the receiver at {self.url} answered {response.status_code}: {_error_text(response)}; "
+                        f"the receiver at {self.shown} answered {response.status_code}: {_error_text(response)}; "
                         f"{report.accepted} events were stored before (running import again is safe)"
                     )
-                answer = response.json()
-                report.accepted += int(answer.get("accepted", 0))
-                report.duplicates += int(answer.get("duplicates", 0))
-                for item in answer.get("rejected", []):
-                    index = item.get("index")
-                    line = chunk[index][0] if isinstance(index, int) and 0 <= index < len(chunk) else None
-                    report.rejected.append({"line": line, "error": item.get("error")})
+                try:
+                    answer = _object(response, "accepted")
+                    report.accepted += int(answer["accepted"])
+                    report.duplicates += int(answer.get("duplicates", 0))
+                    for item in answer.get("rejected", []):
+                        index = item.get("index")
+                        line = chunk[index][0] if isinstance(index, int) and 0 <= index < len(chunk) else None
+                        report.rejected.append({"line": line, "error": item.get("error")})
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    raise ReceiverError(
+                        f"{_not_a_receiver(self.shown, _shape_error(exc))}; "
+                        f"{report.accepted} events were stored before (running import again is safe)"
+                    ) from None
         return report
 
     @_reads_answer
@@ -512,7 +523,7 @@ class UrlSource:
     def _found(self, response: httpx.Response, route: str) -> dict[str, Any]:
         """The JSON body of a route's answer; ReceiverError when the receiver does not serve the route."""
         if response.status_code == 404:
-            raise ReceiverError(f"the receiver at {self.url} has no {route}; upgrade it, or pass --db")
+            raise ReceiverError(f"the receiver at {self.shown} has no {route}; upgrade it, or pass --db")
         return _object(response)
 
     @_reads_answer
@@ -536,11 +547,15 @@ class UrlSource:
         return PurgeReport(runs=answer["runs"], events=answer["events"], purge_seq=answer["purge_seq"])
 
 
-def _object(response: httpx.Response) -> dict[str, Any]:
-    """The answer's JSON object; TypeError when it is some other JSON value (ValueError when not JSON)."""
+def _object(response: httpx.Response, *fields: str) -> dict[str, Any]:
+    """The answer's JSON object, holding ``fields``; TypeError when it is some other JSON value, KeyError when a
+    field is missing (ValueError when it is not JSON)."""
     body = response.json()
     if not isinstance(body, dict):
         raise TypeError(f"a JSON {type(body).__name__} where an object was expected")
+    missing = next((name for name in fields if name not in body), None)
+    if missing is not None:
+        raise KeyError(missing)
     return body
 
 

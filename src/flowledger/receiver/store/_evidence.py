@@ -122,6 +122,9 @@ class _Checker:
         return text, None
 
 
+_NULL_WHEN_OFF: Final = frozenset({"trigger_data"})
+"""Payloads an SDK writes as null when capture is off (an output is left out instead): a recorded null may not be
+the real value, so it is not reused (a resume takes ``--input``)."""
 RECORDED: Final = "recorded"
 """The ``capture`` of an output the default capture recorded whole in its event (see the module docstring)."""
 
@@ -154,7 +157,7 @@ def reusable_payload(data: dict[str, Any], prefix: str, checker: BlobChecker) ->
     digest = data.get(f"{prefix}_sha256")
     out: dict[str, Any] = {"capture": how, "sha256": digest, "text": None, "problem": None}
     if how is None:
-        if prefix not in data:
+        if prefix not in data or (prefix in _NULL_WHEN_OFF and data[prefix] is None):
             out["problem"] = "it was not recorded (add `capture: full` to the workflow or the node)"
             return out
         problem = _not_whole(data[prefix])

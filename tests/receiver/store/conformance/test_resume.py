@@ -69,6 +69,21 @@ async def test_outputs_are_handed_out_verified_and_other_nodes_say_why_not(store
     assert await store.resume_evidence(run.run_id, project="someone-else") is None
 
 
+async def test_recorded_trigger_data_is_handed_out_and_a_null_is_not(store: Store) -> None:
+    """Trigger data the default capture recorded whole comes back; a null does not (capture off writes null too)."""
+    given = RunEvents().start(trigger_data={"order_id": "A-1", "qty": 3}).node("fetch", status="failed")
+    unknown = RunEvents().start(trigger_data=None).node("fetch", status="failed")
+    await store.append(prepared([*given.finish("failed").events, *unknown.finish("failed").events]))
+    evidence = await store.resume_evidence(given.run_id)
+    assert evidence is not None
+    assert json.loads(evidence["run"]["input"]["text"]) == {"order_id": "A-1", "qty": 3}
+    assert evidence["run"]["input"]["capture"] == "recorded"
+    none = await store.resume_evidence(unknown.run_id)
+    assert none is not None
+    assert none["run"]["input"]["text"] is None
+    assert "not recorded" in none["run"]["input"]["problem"]
+
+
 def _edited(entry: bytes) -> bytes:
     return entry.replace(b'"producer_seq":', b'"producer_seq": ')
 

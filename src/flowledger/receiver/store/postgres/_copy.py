@@ -29,9 +29,11 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from flowledger._exceptions import LedgerIntegrityError, StoreError
+import asyncpg
+
+from flowledger._exceptions import LedgerIntegrityError, StoreError, UsageError
 from flowledger.receiver.store._entry import parse_entry
 from flowledger.receiver.store._logs import LOG_COLUMNS, LogRow, LogSource
 from flowledger.receiver.store._otlp_logs import OTLP_LOG_COLUMNS
@@ -44,9 +46,6 @@ from flowledger.receiver.store.postgres._logs import append_pg_logs
 from flowledger.receiver.store.postgres._store import PostgresStore
 from flowledger.receiver.store.postgres._tree import load_frontier
 from flowledger.receiver.store.postgres._verify import pg_verify_in_snapshot
-
-if TYPE_CHECKING:
-    import asyncpg
 
 __all__ = ["CopyReport", "copy_postgres_ledger", "copy_sqlite_ledger"]
 
@@ -190,13 +189,13 @@ async def copy_sqlite_ledger(source: Path, target: PostgresStore) -> CopyReport:
             "it is not copied"
         )
     if await target.ledger_size() != 0:
-        raise StoreError(f"{target.name} already holds a ledger; copy into an empty database")
+        raise UsageError(f"{target.name} already holds a ledger; copy into an empty database")
     conn = sqlite3.connect(f"{Path(source).resolve().as_uri()}?mode=ro", uri=True)  # a name with ? or # too
     rows: dict[str, int] = {}
     try:
         async with target.raw_transaction() as pg:
             if await pg.fetchval("SELECT count(*) FROM ledger"):
-                raise StoreError(f"{target.name} already holds a ledger; copy into an empty database")
+                raise UsageError(f"{target.name} already holds a ledger; copy into an empty database")
             for table, columns in _TABLES:
                 rows[table] = 0
                 for chunk in _chunks(conn, table, columns):
@@ -254,27 +253,54 @@ def _with_project(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 async def copy_postgres_ledger(source: PostgresStore, target: Path) -> CopyReport:
-    """Copy the ledger of ``source`` (open) into the SQLite file ``target`` (new or empty), rebuild, verify both.
+    """Copy the ledger of ``source`` (open) into a new SQLite file ``target``, rebuild, verify both.
 
-    StoreError when the target already holds a ledger; LedgerIntegrityError when the source does not verify.
-    Everything, the source's verification included, is read from one snapshot of the source, so receivers may
-    go on appending to it meanwhile: the copy is the ledger as it was when the snapshot began.
+    UsageError when ``target`` exists; LedgerIntegrityError when the source does not verify; StoreError when
+    the source fails while it is read. The copy is made in ``TARGET.partial`` and renamed into place only when
+    it is whole and verified: a failure leaves no file that looks like a copy. Everything, the source's
+    verification included, is read from one snapshot of the source, so receivers may go on appending to it
+    meanwhile: the copy is the ledger as it was when the snapshot began.
     """
-    store = SqliteStore(target, readers=1)
-    await store.open()  # a new file is made and migrated as the receiver makes one
+    if target.exists():
+        raise UsageError(f"--to {target} exists; migrate writes a new file")
+    partial = target.with_name(target.name + ".partial")
+    _remove_sqlite_files(partial)  # what a copy cut off before left
     try:
-        if await store.ledger_size() != 0:
-            raise StoreError(f"{target} already holds a ledger; copy into a new file")
-        async with source.raw_snapshot() as pg:
-            source_report = await pg_verify_in_snapshot(pg)
-            if not source_report.ok:
-                raise LedgerIntegrityError(
-                    f"{source.name} does not verify at entry {source_report.first_bad_seq}: "
-                    f"{source_report.problem}; it is not copied"
-                )
-            size = int(await pg.fetchval("SELECT coalesce(max(seq), 0) FROM ledger"))
-            source_tree = TreeHead(size, (await load_frontier(pg, size)).root())
-            rows, drift = await _copy_out(pg, store, target)
+        report = await _copy_into(source, partial)
+        conn = sqlite3.connect(partial, isolation_level=None)
+        try:  # one file with nothing beside it to rename (the receiver turns WAL on again when it opens it)
+            conn.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            conn.close()
+    except BaseException:
+        _remove_sqlite_files(partial)
+        raise
+    partial.replace(target)
+    return report
+
+
+def _remove_sqlite_files(path: Path) -> None:
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        name.unlink(missing_ok=True)
+
+
+async def _copy_into(source: PostgresStore, path: Path) -> CopyReport:
+    store = SqliteStore(path, readers=1)
+    await store.open()  # a new file, made and migrated as the receiver makes one
+    try:
+        try:
+            async with source.raw_snapshot() as pg:
+                source_report = await pg_verify_in_snapshot(pg)
+                if not source_report.ok:
+                    raise LedgerIntegrityError(
+                        f"{source.name} does not verify at entry {source_report.first_bad_seq}: "
+                        f"{source_report.problem}; it is not copied"
+                    )
+                size = int(await pg.fetchval("SELECT coalesce(max(seq), 0) FROM ledger"))
+                source_tree = TreeHead(size, (await load_frontier(pg, size)).root())
+                rows, drift = await _copy_out(pg, store, path)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"reading {source.name} failed: {exc}") from exc
         target_report = await store.verify()
         target_tree = await store.tree_head()
     finally:
