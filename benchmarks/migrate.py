@@ -1,13 +1,15 @@
-"""Moving a ledger to PostgreSQL: ``flowledger migrate`` on a ledger of about 100,000 events, beside verify alone.
+"""Moving a ledger to PostgreSQL and back: ``flowledger migrate`` on about 100,000 events, beside verify alone.
 
     python benchmarks/migrate.py [--events 100000] [--postgres-url URL]
 
 Builds a SQLite ledger of realistic runs through the store (a quarter of
 them with retries, mapped nodes and heartbeats), then times ``flowledger
 migrate --from sqlite:PATH --to postgresql://...`` (copy, rebuild of the
-projections, verify of both) and, for reference in the same run, ``flowledger
-verify`` of each database alone. Without ``--postgres-url`` a throwaway
-cluster of the machine's PostgreSQL binaries is started (as the tests do).
+projections, verify of both), the way back into a new file (``--from
+postgresql://... --to sqlite:PATH``) and, for reference in the same run,
+``flowledger verify`` of each database alone. Without ``--postgres-url`` a
+throwaway cluster of the machine's PostgreSQL binaries is started (as the
+tests do).
 """
 
 from __future__ import annotations
@@ -89,6 +91,11 @@ def main() -> None:
         print(f"flowledger verify (SQLite)  : {seconds:6.1f} s  {done.stdout.strip()}")
         seconds, done = timed("verify", "--db", target)
         print(f"flowledger verify (Postgres): {seconds:6.1f} s  {done.stdout.strip()}")
+        back = Path(tmp) / "back.db"
+        seconds, done = timed("migrate", "--from", target, "--to", f"sqlite:{back}")
+        print(f"flowledger migrate, back    : {seconds:6.1f} s, exit {done.returncode} (copy, rebuild, verify both)")
+        for line in (done.stdout + done.stderr).strip().splitlines():
+            print(f"    {line}")
 
 
 if __name__ == "__main__":
