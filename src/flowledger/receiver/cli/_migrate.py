@@ -83,19 +83,16 @@ def migrate_command(source: str, target: str, as_json: bool) -> None:
             "migrate copies between engines: one of --from and --to is a SQLite file (sqlite:PATH), "
             "the other a PostgreSQL URL (postgresql://...)"
         )
+    to_postgres = is_postgres_url(target)
     try:
-        if is_postgres_url(target):
-            path = sqlite_path(source)
-            if not path.exists():
-                raise click.UsageError(f"--from {source}: there is no database at {path}")
-            where = redacted(target)
-            report = asyncio.run(_to_postgres(path, check_postgres_url(target, option="--to")))
-        else:
-            path = sqlite_path(target)
-            where = str(path)
-            report = asyncio.run(_to_sqlite(check_postgres_url(source, option="--from"), path))
+        url = check_postgres_url(target, option="--to") if to_postgres else check_postgres_url(source, option="--from")
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    path = sqlite_path(source if to_postgres else target)
+    if to_postgres and not path.exists():
+        raise click.UsageError(f"--from {source}: there is no database at {path}")
+    where = redacted(url) if to_postgres else str(path)
+    report = asyncio.run(_to_postgres(path, url) if to_postgres else _to_sqlite(url, path))
     if as_json:
         _print_json(report.as_json())
     else:
