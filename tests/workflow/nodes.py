@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import threading
@@ -138,3 +139,18 @@ def chatty(value: Any) -> Any:
 def thread(value: Any) -> threading.Thread:
     """Sync: the worker thread that ran the call."""
     return threading.current_thread()
+
+
+marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+
+
+async def mark(value: Any) -> Any:
+    """Async: set ``marker`` in the node's context (never reset), then return the input."""
+    marker.set(f"set by a node on {value!r}")
+    return value
+
+
+async def read_mark(value: Any) -> str:
+    """Async: what ``marker`` holds in this node's context."""
+    await asyncio.sleep(0)
+    return marker.get()

@@ -647,3 +647,90 @@ def test_a_pool_with_an_abandoned_call_is_not_reused(build: Build, events: Captu
     busy = asyncio.run(module.run(0))  # `slow` is still sleeping in the pool when the run ends
     assert _statuses(events, "slow") == ["failed"]
     assert asyncio.run(module.run(0)) is not busy
+
+
+def test_a_node_never_sees_what_another_set_in_its_context(build: Build, events: CapturedEvents) -> None:
+    """A chain's next node runs in the task of the node before it, but in a context of its own."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: contexts}
+        output: reader
+        nodes:
+          - {id: setter, call: "tests.workflow.nodes:mark"}
+          - {id: reader, call: "tests.workflow.nodes:read_mark", needs: [setter]}
+          - {id: setter_too, call: "tests.workflow.nodes:mark", needs: [reader]}
+        """
+    )
+    assert asyncio.run(module.run(1)) == "unset"
+    assert nodes.marker.get() == "unset"
+    assert _statuses(events, "setter_too") == ["succeeded"]
+
+
+def test_a_continued_node_cancelled_from_inside_fails_only_itself(build: Build, events: CapturedEvents) -> None:
+    """The first ready dependent runs on in its need's task: cancelling that task fails that node alone."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: selfcancel_chain}
+        output: other
+        nodes:
+          - {id: first, call: "tests.workflow.nodes:aecho"}
+          - {id: odd, call: "tests.workflow.nodes:cancel_myself", needs: [first]}
+          - {id: other, call: "tests.workflow.nodes:aecho", needs: [first]}
+          - {id: after, call: "tests.workflow.nodes:aecho", needs: [odd]}
+        """
+    )
+    with pytest.raises(WorkflowFailed) as info:
+        asyncio.run(module.run(3))
+    assert info.value.node_id == "odd"
+    assert _statuses(events, "other") == ["succeeded"]
+    assert events.nodes("after")[0]["data"]["skip_reason"] == "needs `odd`, which failed"
+
+
+def test_cancelling_a_run_cancels_a_continued_node(build: Build, events: CapturedEvents) -> None:
+    """A node running on in its need's task is cancelled with the run, and recorded as failed."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: cancelled_chain}
+        nodes:
+          - {id: first, call: "tests.workflow.nodes:aecho"}
+          - {id: slow, call: "tests.workflow.nodes:asleepy", needs: [first], with: {delay_s: 30}}
+          - {id: never, call: "tests.workflow.nodes:aecho", needs: [slow]}
+        """
+    )
+
+    async def go() -> None:
+        task = asyncio.create_task(module.run(None))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert _statuses(events, "first") == ["succeeded"]
+    assert _statuses(events, "slow") == ["failed"]
+    assert events.runs()[0]["data"]["status"] == "failed"
+
+
+def test_the_deadline_cuts_a_continued_node(build: Build, events: CapturedEvents) -> None:
+    """Past deadline_s a node running on in its need's task is cut with the deadline named, the rest skipped."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: late_chain}
+        limits: {deadline_s: 0.2}
+        nodes:
+          - {id: first, call: "tests.workflow.nodes:aecho"}
+          - {id: slow, call: "tests.workflow.nodes:asleepy", needs: [first], with: {delay_s: 10}}
+          - {id: never, call: "tests.workflow.nodes:echo", needs: [slow]}
+        """
+    )
+    with pytest.raises(RunAborted) as info:
+        asyncio.run(module.run(None))
+    assert info.value.reason == "deadline"
+    slow = events.nodes("slow")[-1]["data"]
+    assert slow["status"] == "failed"
+    assert "deadline" in slow["error"]["message"]
+    assert events.nodes("never")[0]["data"]["skip_reason"] == "the run was aborted (deadline)"

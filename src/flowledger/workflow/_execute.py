@@ -34,6 +34,7 @@ from flowledger._wire import REUSED_FROM_ATTRIBUTE, NodeStatus, RunStatus, Trigg
 from flowledger.instrument import Run, record_skip, run
 from flowledger.workflow._attempts import one_attempt, run_attempts
 from flowledger.workflow._host import MAX_WORKER_THREADS, NodeHost
+from flowledger.workflow._in_context import InContext
 from flowledger.workflow._resume import ResumePlan
 from flowledger.workflow._spec import Node, OnError, Phase, Workflow
 from flowledger.workflow.executors._base import Executor, LocalExecutor, executor_named
@@ -42,6 +43,9 @@ if TYPE_CHECKING:  # httpx itself is imported with the run's first http node (se
     import httpx
 
 __all__ = ["MAX_WORKER_THREADS", "Execution", "RunResult", "execute", "execute_run"]
+
+NodeWork = Coroutine[Any, Any, tuple[NodeStatus, Any]]
+"""One node's work in a run: running it (or reusing its recorded output), to its state and output."""
 
 
 # --- results ----------------------------------------------------------------
@@ -268,38 +272,57 @@ class Execution(NodeHost):
         except TimeoutError:
             pass
 
-    async def _node_task(self, node: Node, work: Coroutine[Any, Any, tuple[NodeStatus, Any]]) -> None:
-        """Run one node, then settle it and start what became ready, still in its task (no other wake-up)."""
-        outcome: tuple[NodeStatus, Any] | BaseException
-        try:
-            outcome = await work
-        except asyncio.CancelledError:
-            if not self._open:
-                raise  # the run cancels its nodes (an abort, or its caller went away): nothing to settle
-            outcome = asyncio.CancelledError(f"node `{node.id}` was cancelled")  # from inside: the node failed
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:
-            outcome = exc
-        self._context.run(self._done, node, outcome)
+    async def _node_task(self, node: Node, work: NodeWork) -> None:
+        """Run one node, settle it and start what became ready, still in its task (no other wake-up).
 
-    def _done(self, node: Node, outcome: tuple[NodeStatus, Any] | BaseException) -> None:
-        """A node ended: settle it, check the run's limits, start what became ready (in the run's context)."""
+        The first dependent that became ready runs next in this same task, in a context of its
+        own (a copy of the run's, as a task of its own would have): a chain of nodes costs no
+        wake-up of the event loop per node, and no node sees what another set in its context.
+        """
         task = asyncio.current_task()
-        if not self._open or task is None or self._running.pop(task, None) is None:
-            return  # the run is over (aborted, cancelled): what its tasks do now changes nothing
+        assert task is not None
+        context: contextvars.Context | None = None  # the first node runs in the task's own context
+        while True:
+            outcome: tuple[NodeStatus, Any] | BaseException
+            try:
+                outcome = await (work if context is None else InContext(work, context))
+            except asyncio.CancelledError:
+                if not self._open:
+                    raise  # the run cancels its nodes (an abort, or its caller went away): nothing to settle
+                outcome = asyncio.CancelledError(f"node `{node.id}` was cancelled")  # from inside: the node failed
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:
+                outcome = exc
+            follow = self._context.run(self._done, task, node, outcome)
+            if follow is None:
+                return
+            node, work = follow
+            context = self._context.copy()
+
+    def _done(
+        self, task: asyncio.Task[None], node: Node, outcome: tuple[NodeStatus, Any] | BaseException
+    ) -> tuple[Node, NodeWork] | None:
+        """A node ended in ``task``: settle it, check the run's limits, start what became ready (in the run's context).
+
+        Returns the ready node ``task`` runs next, if any.
+        """
+        if not self._open or self._running.pop(task, None) is None:
+            return None  # the run is over (aborted, cancelled): what its tasks do now changes nothing
+        follow = None
         try:
             self._finished(node, outcome)
             if self._stop is None:
                 self.run.check_limits()  # a passed deadline or budget stops here, between nodes
-                self._start_ready()
+                follow = self._start_ready(task)
         except BaseException as stop:  # a node's task does not raise to the run: hand it over
             if self._stop is None:
                 self._stop = stop
             self._wakeup.set()
-            return
+            return None
         if not self._running:
             self._wakeup.set()
+        return follow
 
     def _settle(self, node: Node, state: NodeStatus) -> None:
         """Record ``node``'s final state; dependents whose needs are now all settled become ready."""
@@ -309,20 +332,45 @@ class Execution(NodeHost):
             if self._unmet[dependent.id] == 0:
                 self._ready.append(dependent)
 
-    def _start_ready(self) -> None:
-        while self._ready:
-            node = self._ready.popleft()
-            del self._unstarted[node.id]
-            blocker = next((n for n in node.needs if self._states[n] is not NodeStatus.SUCCEEDED), None)
-            if blocker is not None:
-                how = "failed" if self._states[blocker] is NodeStatus.FAILED else "was skipped"
-                record_skip(node.id, f"needs `{blocker}`, which {how}", location=self.workflow.locations[node.id])
-                self._settle(node, NodeStatus.SKIPPED)
-                continue
-            value = self._input_of(node, self._payload)
-            work = self._reused(node, value) if node.id in self._reuse else self._run_node(node, value)
-            task = asyncio.create_task(self._node_task(node, work), name=node.id, context=self._context.copy())
-            self._running[task] = node
+    def _start_ready(self, task: asyncio.Task[None] | None = None) -> tuple[Node, NodeWork] | None:
+        """Start the ready nodes, each in a task of its own.
+
+        With ``task`` (the task of a node that just ended), the first of them is not given a task:
+        it is returned, to run next in ``task``.
+        """
+        follow: tuple[Node, Any] | None = None
+        try:
+            while self._ready:
+                node = self._ready.popleft()
+                del self._unstarted[node.id]
+                blocker = next((n for n in node.needs if self._states[n] is not NodeStatus.SUCCEEDED), None)
+                if blocker is not None:
+                    how = "failed" if self._states[blocker] is NodeStatus.FAILED else "was skipped"
+                    location = self.workflow.locations[node.id]
+                    record_skip(node.id, f"needs `{blocker}`, which {how}", location=location)
+                    self._settle(node, NodeStatus.SKIPPED)
+                    continue
+                value = self._input_of(node, self._payload)
+                if task is not None and follow is None:
+                    follow = node, value
+                    continue
+                new = asyncio.create_task(
+                    self._node_task(node, self._work(node, value)), name=node.id, context=self._context.copy()
+                )
+                self._running[new] = node
+        except BaseException:
+            if follow is not None:  # never started: the abort records it as skipped
+                self._unstarted[follow[0].id] = follow[0]
+            raise
+        if task is None or follow is None:
+            return None
+        node, value = follow
+        self._running[task] = node
+        task.set_name(node.id)
+        return node, self._work(node, value)
+
+    def _work(self, node: Node, value: Any) -> NodeWork:
+        return self._reused(node, value) if node.id in self._reuse else self._run_node(node, value)
 
     def _input_of(self, node: Node, payload: Any) -> Any:
         if not node.needs:

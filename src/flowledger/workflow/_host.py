@@ -94,6 +94,8 @@ class NodeHost:
         self.dry_run = dry_run
         self.transport = transport
         self._threads: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop the run's sync calls are awaited on, found with the pool (each lookup of it is a system call)."""
         self._jobs: set[Future[Any]] = set()
         """Sync calls submitted to ``_threads`` and not done (a pool with none left is reused by the next run)."""
         self._client: httpx.AsyncClient | None = None
@@ -145,10 +147,11 @@ class NodeHost:
         if node.http is not None:
             return await send(node.id, node.http, value, self.http_client, hook, self.run)
         assert node.call is not None
-        kwargs = {
-            name: arg.read(node.id, f"with.{name}") if isinstance(arg, Env) else arg
-            for name, arg in node.kwargs.items()
-        }
+        kwargs = node.kwargs
+        if kwargs:
+            kwargs = {
+                name: arg.read(node.id, f"with.{name}") if isinstance(arg, Env) else arg for name, arg in kwargs.items()
+            }
         return await self.call(node.call.resolve(), value, kwargs)
 
     async def call(self, fn: Callable[..., Any], value: Any, kwargs: Mapping[str, Any]) -> Any:
@@ -156,12 +159,12 @@ class NodeHost:
         if inspect.iscoroutinefunction(fn):
             return await fn(value, **kwargs)
         if self._threads is None:
-            self._threads = _take_pool()
+            self._threads, self._loop = _take_pool(), asyncio.get_running_loop()
         context = contextvars.copy_context()
         job = self._threads.submit(functools.partial(context.run, fn, value, **kwargs))
         self._jobs.add(job)
         job.add_done_callback(self._jobs.discard)
-        result = await asyncio.wrap_future(job)
+        result = await asyncio.wrap_future(job, loop=self._loop)
         if inspect.isawaitable(result):
             result = await result
         return result
@@ -183,4 +186,4 @@ class NodeHost:
             self._client = None
         if self._threads is not None:
             _give_back(self._threads, busy=bool(self._jobs))
-            self._threads = None
+            self._threads = self._loop = None
