@@ -54,6 +54,7 @@ PUBLIC: dict[str, list[str]] = {
         "Cost",
         "CostCategory",
         "EventSink",
+        "FixedAttributes",
         "Location",
         "NodeAttempt",
         "Penalty",

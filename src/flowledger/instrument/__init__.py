@@ -11,6 +11,7 @@ from flowledger.instrument._config import Settings
 from flowledger.instrument._context import ContextThreadPoolExecutor, in_context
 from flowledger.instrument._cost import Cost, CostCategory, Penalty
 from flowledger.instrument._decorator import node
+from flowledger.instrument._fixed import FixedAttributes
 from flowledger.instrument._node import (
     Location,
     NodeAttempt,
@@ -32,6 +33,7 @@ __all__ = [
     "Cost",
     "CostCategory",
     "EventSink",
+    "FixedAttributes",
     "Location",
     "NodeAttempt",
     "Penalty",

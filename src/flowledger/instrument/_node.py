@@ -34,6 +34,7 @@ from flowledger.instrument._artifact import MAX_ARTIFACTS_PER_ATTEMPT, Source, a
 from flowledger.instrument._capture import RawJSON, capture
 from flowledger.instrument._cost import Charge, Cost, Penalty, cost_parts
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
+from flowledger.instrument._fixed import FixedAttributes
 from flowledger.instrument._full_capture import capture_mode, full_capture
 from flowledger.instrument._logs import AttemptLogBuffer, install_handler
 from flowledger.instrument._metric import AttemptMetrics, check_metric
@@ -468,8 +469,11 @@ class NodeAttempt:
         if self.effect:
             self.idempotency_key = idempotency_key(run.workflow_id, self.node_id, self.input)
         size = 192
-        if self.attributes:
-            self._attributes_record = capture(self.attributes, p.policy)[0]
+        attributes = self.attributes
+        if attributes:
+            self._attributes_record = (
+                attributes.record(p.policy) if type(attributes) is FixedAttributes else capture(attributes, p.policy)[0]
+            )
         settings = p.settings
         if self.capture_input and settings.capture:
             self._input_record, in_size = capture(self.input, p.policy)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from flowledger._exceptions import ResumeRefused
 from flowledger._wire import NODE_SHA256_ATTRIBUTE
-from flowledger.instrument import NodeAttempt, Run, attempt
+from flowledger.instrument import FixedAttributes, NodeAttempt, Run, attempt
 from flowledger.workflow._http_call import send
 from flowledger.workflow._resume import RecordedEffect, node_sha256
 from flowledger.workflow._spec import Env, Node, Phase, Workflow
@@ -68,14 +68,17 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
-def _attempt_attributes(node: Node, phase: Phase) -> dict[str, Any]:
-    """The attributes every attempt record of ``node`` in ``phase`` carries (they depend on the spec alone)."""
+def _attempt_attributes(node: Node, phase: Phase) -> FixedAttributes:
+    """The attributes every attempt record of ``node`` in ``phase`` carries (they depend on the spec alone).
+
+    Fixed: the SDK captures them once per capture policy, not once per attempt.
+    """
     attributes: dict[str, Any] = {"flowledger.phase": phase.value, NODE_SHA256_ATTRIBUTE: node_sha256(node)}
     if node.call is not None:
         attributes["flowledger.call"] = str(node.call)
     elif node.http is not None:
         attributes["flowledger.http"] = f"{node.http.method} {node.http.url}"
-    return attributes
+    return FixedAttributes(attributes)
 
 
 class NodeHost:
