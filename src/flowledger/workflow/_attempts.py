@@ -11,7 +11,6 @@ attempt is cut at ``timeout_s`` (NodeTimeout) or at the deadline
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from flowledger._exceptions import NodeTimeout, RunAborted
@@ -48,8 +47,8 @@ class AttemptHost(Protocol):
         """The SDK hook recording one attempt of ``node``."""
         ...
 
-    def invoke(self, node: Node, value: Any, hook: NodeAttempt) -> Awaitable[Any]:
-        """Start the node's work once, for the caller to await."""
+    async def invoke(self, node: Node, value: Any, hook: NodeAttempt) -> Any:
+        """Do the node's work once."""
         ...
 
     def recorded_effect(self, node: Node, key: str | None) -> tuple[bool, Any]:

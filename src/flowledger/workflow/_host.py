@@ -15,7 +15,7 @@ import functools
 import inspect
 import os
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 
@@ -145,26 +145,22 @@ class NodeHost:
             )
         return True, recorded.output
 
-    def invoke(self, node: Node, value: Any, hook: NodeAttempt) -> Awaitable[Any]:
-        """Start the node's work once (call its function or send its request), for the caller to await."""
+    async def invoke(self, node: Node, value: Any, hook: NodeAttempt) -> Any:
+        """Do the node's work once: call its function or send its request."""
         if node.http is not None:
-            return send(node.id, node.http, value, self.http_client, hook, self.run)
+            return await send(node.id, node.http, value, self.http_client, hook, self.run)
         assert node.call is not None
         kwargs = node.kwargs
         if kwargs:
             kwargs = {
                 name: arg.read(node.id, f"with.{name}") if isinstance(arg, Env) else arg for name, arg in kwargs.items()
             }
-        return self.call(node.call.resolve(), value, kwargs)
+        return await self.call(node.call.resolve(), value, kwargs)
 
-    def call(self, fn: Callable[..., Any], value: Any, kwargs: Mapping[str, Any]) -> Awaitable[Any]:
-        """Call ``fn(value, **kwargs)``: an async function's coroutine as it is (no frame around it), a sync one in
-        a worker thread."""
+    async def call(self, fn: Callable[..., Any], value: Any, kwargs: Mapping[str, Any]) -> Any:
+        """Call ``fn(value, **kwargs)``: awaited if async, in a worker thread if sync."""
         if inspect.iscoroutinefunction(fn):
-            return fn(value, **kwargs)  # type: ignore[no-any-return]
-        return self._in_thread(fn, value, kwargs)
-
-    async def _in_thread(self, fn: Callable[..., Any], value: Any, kwargs: Mapping[str, Any]) -> Any:
+            return await fn(value, **kwargs)
         if self._threads is None:
             self._threads, self._loop = _take_pool(), asyncio.get_running_loop()
         context = contextvars.copy_context()
