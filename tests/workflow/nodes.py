@@ -154,3 +154,17 @@ async def read_mark(value: Any) -> str:
     """Async: what ``marker`` holds in this node's context."""
     await asyncio.sleep(0)
     return marker.get()
+
+
+async def busy(value: Any, *, delay_s: float = 0.002) -> Any:
+    """Async, but never waits: holds the event loop for ``delay_s``, then returns the input plus one."""
+    time.sleep(delay_s)
+    return value + 1
+
+
+async def cancel_my_task_and_return(value: Any) -> Any:
+    """Ask the running task to cancel, then return without waiting (the request is left pending)."""
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    return value

@@ -734,3 +734,48 @@ def test_the_deadline_cuts_a_continued_node(build: Build, events: CapturedEvents
     assert slow["status"] == "failed"
     assert "deadline" in slow["error"]["message"]
     assert events.nodes("never")[0]["data"]["skip_reason"] == "the run was aborted (deadline)"
+
+
+def test_a_chain_of_nodes_that_never_wait_lets_the_event_loop_take_turns(build: Build, events: CapturedEvents) -> None:
+    """Nodes running on in one task give the loop a turn every few milliseconds, as a task each did."""
+    lines = ["flowledger: 1", "workflow: {id: busy_chain}", "output: n49", "nodes:"]
+    for i in range(50):
+        needs = f", needs: [n{i - 1}]" if i else ""
+        lines.append(f'  - {{id: n{i}, call: "tests.workflow.nodes:busy"{needs}}}')
+    module = build("\n".join(lines) + "\n")
+    ticks = 0
+
+    async def go() -> Any:
+        nonlocal ticks
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0)
+                ticks += 1
+
+        beside = asyncio.create_task(ticker())
+        try:
+            return await module.run(0)
+        finally:
+            beside.cancel()
+
+    assert asyncio.run(go()) == 50
+    assert ticks >= 5  # 50 nodes of 2 ms each: a turn every 5 ms is about 20; none at all before
+
+
+def test_a_cancel_a_node_left_pending_does_not_reach_the_next_node(build: Build, events: CapturedEvents) -> None:
+    """A node that asks its task to cancel and returns succeeds; its dependent runs (in a task of its own)."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: pending_cancel}
+        output: after
+        nodes:
+          - {id: asks, call: "tests.workflow.nodes:cancel_my_task_and_return"}
+          - {id: after, call: "tests.workflow.nodes:aecho", needs: [asks]}
+        """
+    )
+    assert asyncio.run(module.run(7)) == 7
+    assert _statuses(events, "asks") == ["succeeded"]
+    assert _statuses(events, "after") == ["succeeded"]

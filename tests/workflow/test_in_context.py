@@ -122,3 +122,25 @@ def test_closing_the_awaiting_coroutine_closes_the_inner_one_in_its_context() ->
 
 async def _await(awaitable: InContext) -> Any:
     return await awaitable
+
+
+def test_an_exception_thrown_in_is_not_the_context_of_the_coroutine_s_own_errors() -> None:
+    """A cancellation thrown in and handled inside leaves no trace on a later error, as in a task of its own."""
+
+    async def times_out_then_fails() -> None:
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(1)
+        except TimeoutError:
+            pass
+        raise RuntimeError("after the timeout")
+
+    async def outer() -> BaseException:
+        try:
+            await InContext(times_out_then_fails(), contextvars.copy_context())
+        except RuntimeError as exc:
+            return exc
+        raise AssertionError("no error")
+
+    error = asyncio.run(outer())
+    assert error.__context__ is None

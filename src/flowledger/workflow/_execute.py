@@ -25,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from flowledger._exceptions import RunAborted, WorkflowFailed
 from flowledger._wire import REUSED_FROM_ATTRIBUTE, NodeStatus, RunStatus, TriggerType
@@ -44,6 +45,8 @@ if TYPE_CHECKING:  # httpx itself is imported with the run's first http node (se
 
 __all__ = ["MAX_WORKER_THREADS", "Execution", "RunResult", "execute", "execute_run"]
 
+LOOP_TURN_S: Final = 0.005
+"""A task running a chain's nodes one after another lets the event loop take a turn at least this often."""
 NodeWork = Coroutine[Any, Any, tuple[NodeStatus, Any]]
 """One node's work in a run: running it (or reusing its recorded output), to its state and output."""
 
@@ -282,11 +285,19 @@ class Execution(NodeHost):
         task = asyncio.current_task()
         assert task is not None
         context: contextvars.Context | None = None  # the first node runs in the task's own context
+        turn_due = time.monotonic() + LOOP_TURN_S
         while True:
             outcome: tuple[NodeStatus, Any] | BaseException
             try:
-                outcome = await (work if context is None else InContext(work, context))
+                if context is None:
+                    outcome = await work
+                else:
+                    if time.monotonic() >= turn_due:  # nodes that never wait must not keep the loop from the rest
+                        await asyncio.sleep(0)
+                        turn_due = time.monotonic() + LOOP_TURN_S
+                    outcome = await InContext(work, context)
             except asyncio.CancelledError:
+                work.close()  # not started, if cancelled while the loop took its turn
                 if not self._open:
                     raise  # the run cancels its nodes (an abort, or its caller went away): nothing to settle
                 outcome = asyncio.CancelledError(f"node `{node.id}` was cancelled")  # from inside: the node failed
@@ -314,7 +325,9 @@ class Execution(NodeHost):
             self._finished(node, outcome)
             if self._stop is None:
                 self.run.check_limits()  # a passed deadline or budget stops here, between nodes
-                follow = self._start_ready(task)
+                # A task asked to cancel (a node cancelled it and returned) runs nothing more: its ready dependents
+                # get tasks of their own, as every node once did.
+                follow = self._start_ready(task if not task.cancelling() else None)
         except BaseException as stop:  # a node's task does not raise to the run: hand it over
             if self._stop is None:
                 self._stop = stop

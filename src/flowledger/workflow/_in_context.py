@@ -33,14 +33,16 @@ class InContext:
         try:
             waited = run(coroutine.send, None)
             while True:
+                thrown: BaseException | None = None
                 try:
                     sent = yield waited
                 except GeneratorExit:
                     run(coroutine.close)
                     raise
-                except BaseException as thrown:
-                    waited = run(coroutine.throw, thrown)
-                else:
-                    waited = run(coroutine.send, sent)
+                except BaseException as exc:
+                    thrown = exc
+                # Thrown in here, not in the except clause: the coroutine must not see it as the exception
+                # being handled (its own later errors would carry it as their context), as a task's would not.
+                waited = run(coroutine.send, sent) if thrown is None else run(coroutine.throw, thrown)
         except StopIteration as returned:
             return returned.value
