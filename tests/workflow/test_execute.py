@@ -44,6 +44,15 @@ def _statuses(events: CapturedEvents, node_id: str) -> list[str]:
     return [e["data"]["status"] for e in events.nodes(node_id)]
 
 
+async def _cancelled_while_running(module: ModuleType) -> None:
+    """Start a run of ``module``, cancel it 0.1 s in, and check that the caller sees it cancelled."""
+    task = asyncio.create_task(module.run(None))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 def _input_of(events: CapturedEvents, node_id: str) -> Any:
     """The recorded input of a node's first attempt (node_started, or node_finished for a short one)."""
     for event in events:
@@ -535,14 +544,7 @@ def test_cancelling_a_run_cancels_its_running_nodes(build: Build, events: Captur
         """
     )
 
-    async def go() -> None:
-        task = asyncio.create_task(module.run(None))
-        await asyncio.sleep(0.1)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(go())
+    asyncio.run(_cancelled_while_running(module))
     assert _statuses(events, "slow") == ["failed"]
     assert events.runs()[0]["data"]["status"] == "failed"
 
@@ -701,14 +703,7 @@ def test_cancelling_a_run_cancels_a_continued_node(build: Build, events: Capture
         """
     )
 
-    async def go() -> None:
-        task = asyncio.create_task(module.run(None))
-        await asyncio.sleep(0.1)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(go())
+    asyncio.run(_cancelled_while_running(module))
     assert _statuses(events, "first") == ["succeeded"]
     assert _statuses(events, "slow") == ["failed"]
     assert events.runs()[0]["data"]["status"] == "failed"
