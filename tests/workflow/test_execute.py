@@ -340,17 +340,21 @@ def test_on_error_continue_records_the_failure_but_the_run_succeeds(build: Build
     assert events.runs()[0]["data"]["status"] == "succeeded"
 
 
-def test_deadline_aborts_the_run(build: Build, events: CapturedEvents) -> None:
-    """Past deadline_s the running node is cut, later nodes are skipped and the run is aborted."""
+@pytest.mark.parametrize(
+    "before",
+    ["", '  - {id: first, call: "tests.workflow.nodes:aecho"}\n'],
+    ids=["first node of its task", "continued in its need's task"],
+)
+def test_deadline_aborts_the_run(build: Build, events: CapturedEvents, before: str) -> None:
+    """Past deadline_s the running node is cut naming the deadline, later nodes are skipped, the run is aborted.
+
+    Also for a node running on in the task of the node before it (``first``)."""
+    needs = ", needs: [first]" if before else ""
     module = build(
-        """
-        flowledger: 1
-        workflow: {id: late}
-        limits: {deadline_s: 0.2}
-        nodes:
-          - {id: slow, call: "tests.workflow.nodes:asleepy", with: {delay_s: 10}}
-          - {id: never, call: "tests.workflow.nodes:echo", needs: [slow]}
-        """
+        "flowledger: 1\nworkflow: {id: late}\nlimits: {deadline_s: 0.2}\nnodes:\n"
+        + before
+        + f'  - {{id: slow, call: "tests.workflow.nodes:asleepy", with: {{delay_s: 10}}{needs}}}\n'
+        + '  - {id: never, call: "tests.workflow.nodes:echo", needs: [slow]}\n'
     )
     with pytest.raises(RunAborted) as info:
         asyncio.run(module.run(None))
@@ -358,6 +362,9 @@ def test_deadline_aborts_the_run(build: Build, events: CapturedEvents) -> None:
     run = events.runs()[0]["data"]
     assert run["status"] == "aborted"
     assert run["error"]["reason"] == "deadline"
+    slow = events.nodes("slow")[-1]["data"]
+    assert slow["status"] == "failed"
+    assert "deadline" in slow["error"]["message"]
     assert events.nodes("never")[0]["data"]["skip_reason"] == "the run was aborted (deadline)"
 
 
@@ -707,28 +714,6 @@ def test_cancelling_a_run_cancels_a_continued_node(build: Build, events: Capture
     assert _statuses(events, "first") == ["succeeded"]
     assert _statuses(events, "slow") == ["failed"]
     assert events.runs()[0]["data"]["status"] == "failed"
-
-
-def test_the_deadline_cuts_a_continued_node(build: Build, events: CapturedEvents) -> None:
-    """Past deadline_s a node running on in its need's task is cut with the deadline named, the rest skipped."""
-    module = build(
-        """
-        flowledger: 1
-        workflow: {id: late_chain}
-        limits: {deadline_s: 0.2}
-        nodes:
-          - {id: first, call: "tests.workflow.nodes:aecho"}
-          - {id: slow, call: "tests.workflow.nodes:asleepy", needs: [first], with: {delay_s: 10}}
-          - {id: never, call: "tests.workflow.nodes:echo", needs: [slow]}
-        """
-    )
-    with pytest.raises(RunAborted) as info:
-        asyncio.run(module.run(None))
-    assert info.value.reason == "deadline"
-    slow = events.nodes("slow")[-1]["data"]
-    assert slow["status"] == "failed"
-    assert "deadline" in slow["error"]["message"]
-    assert events.nodes("never")[0]["data"]["skip_reason"] == "the run was aborted (deadline)"
 
 
 def test_a_chain_of_nodes_that_never_wait_lets_the_event_loop_take_turns(build: Build, events: CapturedEvents) -> None:

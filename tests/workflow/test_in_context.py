@@ -73,9 +73,7 @@ def test_a_cancellation_of_the_task_is_thrown_into_the_coroutine_in_its_context(
             raise
 
     async def outer() -> None:
-        task = asyncio.create_task(_await(InContext(waits(), context)))
-        await asyncio.sleep(0.01)
-        task.cancel("stop")
+        task = await _cancelled_soon(InContext(waits(), context), "stop")
         with pytest.raises(asyncio.CancelledError):
             await task
 
@@ -92,9 +90,7 @@ def test_a_coroutine_that_catches_the_cancellation_returns_its_value() -> None:
         return "slept"
 
     async def outer() -> str:
-        task = asyncio.create_task(_await(InContext(shrugs(), contextvars.copy_context())))
-        await asyncio.sleep(0.01)
-        task.cancel()
+        task = await _cancelled_soon(InContext(shrugs(), contextvars.copy_context()))
         return str(await task)
 
     assert asyncio.run(outer()) == "kept going"
@@ -144,3 +140,11 @@ def test_an_exception_thrown_in_is_not_the_context_of_the_coroutine_s_own_errors
 
     error = asyncio.run(outer())
     assert error.__context__ is None
+
+
+async def _cancelled_soon(awaitable: InContext, *message: str) -> asyncio.Task[Any]:
+    """A task awaiting ``awaitable``, cancelled (with ``message``) once it has waited 10 ms."""
+    task = asyncio.create_task(_await(awaitable))
+    await asyncio.sleep(0.01)
+    task.cancel(*message)
+    return task

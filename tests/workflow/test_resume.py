@@ -32,6 +32,17 @@ def wf(tmp_path: Path, live: LiveReceiver) -> Workflow:
     return Workflow(folder, live)
 
 
+def _resumed_after_failing_at_price(wf: Workflow) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """Fail a run at its third node (price), resume it: it succeeds running price, pack and ship, fetch reused."""
+    failed = wf.failed_run()
+    done = wf.run("--resume", failed)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"shipped": 20}
+    assert wf.calls() == ["price", "pack", "ship"]
+    assert "reuse fetch" in done.stderr
+    return failed, done
+
+
 def _node_outcomes(run: dict[str, object]) -> dict[str, str]:
     nodes = run["nodes"]
     assert isinstance(nodes, list)
@@ -41,12 +52,7 @@ def _node_outcomes(run: dict[str, object]) -> dict[str, str]:
 @pytest.mark.slow
 def test_a_run_failed_at_its_third_node_resumes_to_success_reusing_the_first_two(wf: Workflow) -> None:
     """The resume runs price, pack and ship only; fetch is reused and the effect charge is not repeated."""
-    failed = wf.failed_run()
-    done = wf.run("--resume", failed)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"shipped": 20}
-    assert wf.calls() == ["price", "pack", "ship"]
-    assert "reuse fetch" in done.stderr
+    failed, done = _resumed_after_failing_at_price(wf)
     assert "run   price: it failed" in done.stderr
     resumed = wf.latest_run()
     assert resumed["resumed_from"] == failed
@@ -77,12 +83,7 @@ def test_outputs_the_default_capture_recorded_whole_are_reused(tmp_path: Path, l
     folder = tmp_path / "default"
     folder.mkdir()
     wf = Workflow(folder, live, full_capture=False)
-    failed = wf.failed_run()
-    done = wf.run("--resume", failed)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"shipped": 20}
-    assert wf.calls() == ["price", "pack", "ship"]
-    assert "reuse fetch" in done.stderr
+    failed, done = _resumed_after_failing_at_price(wf)
     assert "reuse charge" in done.stderr
     assert wf.latest_run()["resumed_from"] == failed
     from_fetch = wf.run("--resume", failed, "--from", "fetch")  # fetch runs again on the recorded trigger data
