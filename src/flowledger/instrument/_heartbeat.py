@@ -96,6 +96,21 @@ def unwatch_node(attempt: Announced) -> bool:
     return _nodes.pop(id(attempt), None) is not None
 
 
+def _watched() -> list[tuple[int, tuple[Announced, float]]]:
+    """A copy of the attempts watched, in due order.
+
+    Other threads add and remove entries with no lock. ``dict.copy`` runs no
+    Python code while it copies, so no thread can change the dict midway; a
+    copy that fails anyway (a runtime where it can) is taken again rather
+    than ending the timer.
+    """
+    while True:
+        try:
+            return list(_nodes.copy().items())
+        except RuntimeError:  # changed size while copied
+            continue
+
+
 def _loop() -> None:
     global _next_wake, _scanning
     while True:
@@ -111,7 +126,7 @@ def _loop() -> None:
                     next_due = now + interval_s
                     _runs[key] = (run, interval_s, next_due)
                 next_wake = min(next_wake, next_due)
-            for key, (attempt, due) in list(_nodes.items()):  # the attempts in the copy keep their ids taken
+            for key, (attempt, due) in _watched():  # the attempts in the copy keep their ids taken
                 if due > now:
                     next_wake = min(next_wake, due)
                     break
