@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import queue
 import threading
 import time
 from typing import Any
@@ -62,35 +63,47 @@ def test_an_attempt_watched_while_the_timer_idles_wakes_it() -> None:
 def test_attempts_watched_while_the_timer_copies_the_watched_ones_neither_end_it_nor_go_unannounced() -> None:
     """Another thread may watch an attempt while the timer copies the watched ones; the timer carries on.
 
-    Here the change comes from the timer's own thread, at a point no thread
-    switch could hit on purpose: a garbage collection set off by the copy's
-    own allocations, whose callback watches more attempts. A copy that ran
-    Python code midway ended the timer with "dictionary changed size during
-    iteration", and no attempt was announced after that.
+    The copy is interrupted on purpose: a garbage collection set off by the
+    timer's own allocations calls back, and the callback has another thread
+    watch an attempt and waits for it. A copy that ran Python code midway
+    (``list(d.items())`` allocates a tuple per entry) ended the timer with
+    "dictionary changed size during iteration", and no attempt was announced
+    after that.
     """
     watched_during_a_copy: list[_Attempt] = []
+    asks: queue.SimpleQueue[threading.Event | None] = queue.SimpleQueue()
 
-    def watch_from_the_timer(phase: str, info: dict[str, Any]) -> None:
-        on_the_timer = threading.current_thread().name == "flowledger-timer"
-        if phase == "start" and on_the_timer and len(watched_during_a_copy) < 50:
+    def watch_when_asked() -> None:
+        while (done := asks.get()) is not None:
             attempt = _Attempt()
             watched_during_a_copy.append(attempt)
             watch_node(attempt, 0.0)
+            done.set()
 
+    def ask_from_the_timer(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start" and threading.current_thread().name == "flowledger-timer" and asks.qsize() < 50:
+            done = threading.Event()
+            asks.put(done)
+            done.wait(0.1)  # bounded: the other thread may wait for a lock the timer holds here
+
+    helper = threading.Thread(target=watch_when_asked)
+    helper.start()
     attempts = [_Attempt() for _ in range(300)]
     threshold = gc.get_threshold()
-    gc.callbacks.append(watch_from_the_timer)
+    gc.callbacks.append(ask_from_the_timer)
     gc.set_threshold(1)  # a collection at nearly every allocation, the timer's copy included
     try:
         for attempt in attempts:
             watch_node(attempt, 0.0)
-        announced = all(attempt.announced.wait(1.0) for attempt in attempts)
+        announced = all(attempt.announced.wait(2.0) for attempt in attempts)
     finally:
         gc.set_threshold(*threshold)
-        gc.callbacks.remove(watch_from_the_timer)
+        gc.callbacks.remove(ask_from_the_timer)
+        asks.put(None)
+        helper.join()
     assert announced
     assert watched_during_a_copy, "no collection ran on the timer's thread: the test proves nothing"
-    assert all(attempt.announced.wait(1.0) for attempt in watched_during_a_copy)
+    assert all(attempt.announced.wait(2.0) for attempt in watched_during_a_copy)
     late = _Attempt()
     watch_node(late, 0.0)
-    assert late.announced.wait(1.0), "the timer ended"
+    assert late.announced.wait(2.0), "the timer ended"
