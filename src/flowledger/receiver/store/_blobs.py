@@ -15,13 +15,14 @@ from typing import Final
 import aiosqlite
 
 from flowledger.receiver.store._bulk import insert_rows
+from flowledger.receiver.store._on_thread import WriteConnection
 
 __all__ = ["collect_purged_blobs", "drop_unreferenced_blobs", "store_blobs"]
 
 _INSERT_BLOBS: Final = "INSERT OR IGNORE INTO blobs (sha256, body, size)"
 
 
-async def store_blobs(conn: aiosqlite.Connection, blobs: Sequence[tuple[str, str]]) -> None:
+async def store_blobs(conn: WriteConnection, blobs: Sequence[tuple[str, str]]) -> None:
     """Store ``(sha256, text)`` pairs (inside the caller's transaction); a hash already stored is kept."""
     if blobs:
         rows = [(digest, text, len(text.encode("utf-8"))) for digest, text in dict(blobs).items()]

@@ -30,7 +30,7 @@ from functools import cache
 from itertools import chain
 from typing import Any, Final
 
-import aiosqlite
+from flowledger.receiver.store._on_thread import WriteConnection
 
 __all__ = ["STATEMENT_CACHE", "in_list", "insert_rows"]
 
@@ -60,7 +60,7 @@ def _statement(head: str, width: int, rows: int, tail: str) -> str:
 
 
 async def insert_rows(
-    conn: aiosqlite.Connection, head: str, rows: Sequence[Sequence[Any]], *, width: int, tail: str = ""
+    conn: WriteConnection, head: str, rows: Sequence[Sequence[Any]], *, width: int, tail: str = ""
 ) -> None:
     """Run ``{head} VALUES (row), (row), ...{tail}`` over ``rows`` in chunks.
 

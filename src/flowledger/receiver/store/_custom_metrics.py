@@ -26,6 +26,7 @@ import aiosqlite
 from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._canonical import canonical
 from flowledger.receiver.store._fold import FoldEvent, NodeState, RunState
+from flowledger.receiver.store._on_thread import WriteConnection
 from flowledger.receiver.store._time import hour_of
 
 __all__ = [
@@ -118,7 +119,7 @@ class MetricTotals:
         self._rows.clear()
         return rows
 
-    async def flush(self, conn: aiosqlite.Connection) -> None:
+    async def flush(self, conn: WriteConnection) -> None:
         """Add what was observed to the table (inside the caller's transaction)."""
         rows = self.take()
         if rows:

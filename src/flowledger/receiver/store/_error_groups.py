@@ -46,6 +46,7 @@ import aiosqlite
 
 from flowledger._wire import NodeStatus, RunStatus
 from flowledger.receiver.store._bulk import insert_rows
+from flowledger.receiver.store._on_thread import WriteConnection
 from flowledger.receiver.store._time import hour_of
 
 __all__ = [
@@ -257,7 +258,7 @@ def _merged(key: _Key, delta: _Delta, old: Sequence[Any] | None) -> tuple[Any, .
     return (*key, failure.type, failure.message, failure.node_id, failure.workflow_id, count, first, last, samples)
 
 
-async def record_failures(conn: aiosqlite.Connection, added: Sequence[Failure], removed: Sequence[Failure]) -> None:
+async def record_failures(conn: WriteConnection, added: Sequence[Failure], removed: Sequence[Failure]) -> None:
     """Add and take away failures (inside the caller's transaction).
 
     A removed failure (a fold that changed its mind, a rebuild) lowers the count; first and last seen stay.

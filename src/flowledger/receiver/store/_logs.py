@@ -30,7 +30,7 @@ from flowledger.receiver.store._search import INDEX_TEXTS_SQL, LAST_TEXT_ID_SQL
 from flowledger.receiver.store._time import normalize_ts
 
 if TYPE_CHECKING:
-    import aiosqlite
+    from flowledger.receiver.store._on_thread import WriteConnection
 
 __all__ = [
     "LOGS_INLINE_MAX",
@@ -234,7 +234,7 @@ def rows_of_event(
     return rows, drop
 
 
-async def append_log_rows(conn: aiosqlite.Connection, rows: Sequence[LogRow], drops: Sequence[LogDrop] = ()) -> None:
+async def append_log_rows(conn: WriteConnection, rows: Sequence[LogRow], drops: Sequence[LogDrop] = ()) -> None:
     """Insert log rows and add drop counts (inside the caller's transaction)."""
     from flowledger.receiver.store._bulk import insert_rows  # the database driver only when writing
 

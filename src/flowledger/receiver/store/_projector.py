@@ -11,8 +11,6 @@ from collections.abc import Iterable, Sequence
 from operator import attrgetter
 from typing import Any, Final
 
-import aiosqlite
-
 from flowledger._wire import EventKind, NodeStatus, RunStatus
 from flowledger.receiver.store._bulk import in_list, insert_rows
 from flowledger.receiver.store._custom_metrics import MetricTotals
@@ -28,6 +26,7 @@ from flowledger.receiver.store._fold import (
 )
 from flowledger.receiver.store._logs import LogDrop, LogRow, append_log_rows, rows_of_event
 from flowledger.receiver.store._namespace import run_key
+from flowledger.receiver.store._on_thread import WriteConnection
 from flowledger.receiver.store._rollups import RollupTracker
 from flowledger.receiver.store._sampled import SAVE_SAMPLED_OUT, SAVE_SAMPLED_OUT_TAIL, sampled_out_key
 from flowledger.receiver.store._search import INDEX_TEXTS_SQL, LAST_TEXT_ID_SQL, attributes_of_event, texts_of_event
@@ -78,7 +77,7 @@ def node_from_row(row: Sequence[Any]) -> NodeState:
     return state
 
 
-async def load_runs(conn: aiosqlite.Connection, run_ids: Iterable[str]) -> dict[str, RunState]:
+async def load_runs(conn: WriteConnection, run_ids: Iterable[str]) -> dict[str, RunState]:
     """The stored states of runs with the given ids, in every project, by :func:`run_key`."""
     ids = list(run_ids)
     found: dict[str, RunState] = {}
@@ -92,7 +91,7 @@ async def load_runs(conn: aiosqlite.Connection, run_ids: Iterable[str]) -> dict[
     return found
 
 
-async def load_nodes(conn: aiosqlite.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], NodeState]:
+async def load_nodes(conn: WriteConnection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], NodeState]:
     """The stored states of the given (:func:`run_key`, span_id) attempts.
 
     Looked up by run (a prefix of the primary key), which SQLite answers far
@@ -114,7 +113,7 @@ async def load_nodes(conn: aiosqlite.Connection, keys: Iterable[tuple[str, str]]
     return found
 
 
-async def save_runs(conn: aiosqlite.Connection, runs: Iterable[RunState]) -> None:
+async def save_runs(conn: WriteConnection, runs: Iterable[RunState]) -> None:
     """Write run states back (whole rows)."""
     await insert_rows(conn, _SAVE_RUNS, [_run_row(run) for run in runs], width=len(RUN_COLUMNS))
 
@@ -122,7 +121,7 @@ async def save_runs(conn: aiosqlite.Connection, runs: Iterable[RunState]) -> Non
 class Projector:
     """Folds one batch of events into the projections of ``conn``."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: WriteConnection) -> None:
         self._conn = conn
         self.runs: dict[str, RunState] = {}
         self._nodes: dict[tuple[str, str], NodeState] = {}

@@ -25,6 +25,7 @@ import aiosqlite
 from flowledger._wire import NodeStatus, RunStatus
 from flowledger.receiver.store._error_groups import Failure, record_failures, record_failures_sync
 from flowledger.receiver.store._fold import NodeState, RunState
+from flowledger.receiver.store._on_thread import WriteConnection
 from flowledger.receiver.store._stats import Contribution, StatsBy, record_contributions, record_contributions_sync
 
 __all__ = [
@@ -197,7 +198,7 @@ class RollupTracker:
 
     async def flush(
         self,
-        conn: aiosqlite.Connection,
+        conn: WriteConnection,
         runs: Mapping[str, RunState],
         nodes: Mapping[tuple[str, str], NodeState],
         dirty_runs: Iterable[str],
@@ -261,7 +262,7 @@ def fact_changes(
 
 
 async def apply_facts(
-    conn: aiosqlite.Connection,
+    conn: WriteConnection,
     *,
     added: tuple[list[RunFacts], list[NodeFacts]],
     removed: tuple[list[RunFacts], list[NodeFacts]],

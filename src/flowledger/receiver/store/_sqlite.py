@@ -49,6 +49,8 @@ from flowledger.receiver.store._logs import (
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
 from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
+from flowledger.receiver.store._on_thread import WriteConnection, run_on_thread
+from flowledger.receiver.store._once import new_events
 from flowledger.receiver.store._otlp_logs import OtlpLogRow, insert_logs, link_pending, select_logs
 from flowledger.receiver.store._otlp_metrics import (
     MetricPointRow,
@@ -259,7 +261,7 @@ class SqliteStore:
         """The last committed ledger row: (seq, hex hash)."""
         return self._head_seq, self._head_hash.hex()
 
-    async def _tree_at(self, conn: aiosqlite.Connection, size: int) -> Frontier:
+    async def _tree_at(self, conn: WriteConnection, size: int) -> Frontier:
         """A copy of the Merkle frontier at ``size`` entries (cached; reloaded when another writer appended)."""
         if self._frontier is None or self._frontier.size != size:
             self._frontier = await frontier_async(conn, size)
@@ -293,7 +295,7 @@ class SqliteStore:
 
     # --- writing ---------------------------------------------------------
 
-    async def _stored_payload_hashes(self, conn: aiosqlite.Connection, ids: list[str]) -> dict[tuple[str, str], bytes]:
+    async def _stored_payload_hashes(self, conn: WriteConnection, ids: list[str]) -> dict[tuple[str, str], bytes]:
         """``(project or '', event_id)`` -> payload hash of the stored events with these ids, in every project."""
         found: dict[tuple[str, str], bytes] = {}
         for start in range(0, len(ids), _LOOKUP_CHUNK):
@@ -305,85 +307,86 @@ class SqliteStore:
         return found
 
     async def append(self, events: Sequence[PreparedEvent]) -> list[tuple[EventOutcome, str | None]]:
-        """Store new events in one transaction; see :meth:`Store.append`."""
+        """Store new events in one transaction; see :meth:`Store.append`.
+
+        The whole transaction runs on the writer connection's thread in one hand-off (:mod:`._on_thread`).
+        """
         conn = self._write_conn()
-        results: list[tuple[EventOutcome, str | None]] = [(EventOutcome.ACCEPTED, None)] * len(events)
-        rows: list[tuple[Any, ...]] = []
-        payloads: list[tuple[int, str]] = []
-        blobs: list[tuple[str, str]] = []
-        seq, prev = self._head_seq, self._head_hash
         try:
-            async with self._transaction():
-                stored = await self._stored_payload_hashes(conn, list({e.event_id for e in events}))
-                digests = [payload_hash(e.body_bytes) for e in events]
-                fresh: list[int] = []
-                for i, event in enumerate(events):
-                    key = (event.project or "", event.event_id)  # an event is (project, event_id)
-                    prior = stored.get(key)
-                    if prior is None:
-                        stored[key] = digests[i]
-                        fresh.append(i)
-                    elif prior == digests[i]:
-                        results[i] = (EventOutcome.DUPLICATE, None)
-                    else:
-                        results[i] = (
-                            EventOutcome.CONFLICT,
-                            f"event_id {event.event_id} is taken by a different event; give each event a new id",
-                        )
-                projector = Projector(conn)
-                await projector.load([events[i] for i in fresh])
-                # Read the head inside the write transaction: another process appending to the
-                # same file (a second receiver, a CLI) cannot fork the chain.
-                seq, prev = await _head(conn)
-                tree = await self._tree_at(conn, seq)
-                received_at = now_ts()
-                entries: list[bytes] = []
-                apply, add_row, add_payload = projector.apply, rows.append, payloads.append  # skip attribute lookups
-                add_entry, sha256 = entries.append, hashlib.sha256
-                for i in fresh:
-                    event = events[i]
-                    run_id = event.run_id  # a run is (project, run_id): another project's run is another run
-                    seq += 1
-                    event.seq = seq
-                    apply(event, event.producer_id, event.producer_seq)
-                    digest = digests[i]
-                    kind = event.kind._value_
-                    entry = entry_bytes(
-                        seq=seq,
-                        event_id=event.event_id,
-                        run_id=run_id,
-                        kind=kind,
-                        ts=event.ts,
-                        project=event.project,
-                        producer_id=event.producer_id,
-                        producer_seq=event.producer_seq,
-                        payload_sha256=digest,
-                    )
-                    add_entry(entry)
-                    new_hash = sha256(prev + entry).digest()  # chain_hash, inline: this runs once per event
-                    add_row(
-                        (seq, event.event_id, run_id, kind, event.ts, received_at, entry, digest, prev, new_hash,
-                         event.project or "")
-                    )  # fmt: skip
-                    add_payload((seq, event.body))
-                    if event.blobs:
-                        blobs.extend(event.blobs)
-                    prev = new_hash
-                if rows:
-                    await insert_rows(conn, _INSERT_LEDGER, rows, width=11)
-                    await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
-                    await store_blobs(conn, blobs)
-                    nodes = tree.extend(entries, keep_from_level=STORED_MIN_LEVEL)
-                    if nodes:
-                        await insert_rows(conn, _INSERT_NODES, nodes, width=3)
-                    await projector.flush()
+            results, head = await run_on_thread(conn, lambda c: self._append(c, events))
         except sqlite3.OperationalError as exc:  # locked, busy, disk full, I/O: worth retrying
             raise StoreError(f"storing {len(events)} events failed: {exc}") from exc
         except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:  # what the events hold
             raise UnstorableError(f"storing {len(events)} events failed: {exc}") from exc
-        if rows:
-            self._head_seq, self._head_hash, self._frontier = seq, prev, tree
+        if head is not None:
+            self._head_seq, self._head_hash, self._frontier = head
         return results
+
+    async def _append(
+        self, conn: WriteConnection, events: Sequence[PreparedEvent]
+    ) -> tuple[list[tuple[EventOutcome, str | None]], tuple[int, bytes, Frontier] | None]:
+        """:meth:`append`'s transaction: the outcomes, and the new head and tree when events were stored."""
+        results: list[tuple[EventOutcome, str | None]] = [(EventOutcome.ACCEPTED, None)] * len(events)
+        rows: list[tuple[Any, ...]] = []
+        payloads: list[tuple[int, str]] = []
+        blobs: list[tuple[str, str]] = []
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            stored = await self._stored_payload_hashes(conn, list({e.event_id for e in events}))
+            digests = [payload_hash(e.body_bytes) for e in events]
+            fresh = new_events(events, digests, stored, results)
+            projector = Projector(conn)
+            await projector.load([events[i] for i in fresh])
+            # Read the head inside the write transaction: another process appending to the
+            # same file (a second receiver, a CLI) cannot fork the chain.
+            seq, prev = await _head(conn)
+            tree = await self._tree_at(conn, seq)
+            received_at = now_ts()
+            entries: list[bytes] = []
+            apply, add_row, add_payload = projector.apply, rows.append, payloads.append  # skip attribute lookups
+            add_entry, sha256 = entries.append, hashlib.sha256
+            for i in fresh:
+                event = events[i]
+                run_id = event.run_id  # a run is (project, run_id): another project's run is another run
+                seq += 1
+                event.seq = seq
+                apply(event, event.producer_id, event.producer_seq)
+                digest = digests[i]
+                kind = event.kind._value_
+                entry = entry_bytes(
+                    seq=seq,
+                    event_id=event.event_id,
+                    run_id=run_id,
+                    kind=kind,
+                    ts=event.ts,
+                    project=event.project,
+                    producer_id=event.producer_id,
+                    producer_seq=event.producer_seq,
+                    payload_sha256=digest,
+                )
+                add_entry(entry)
+                new_hash = sha256(prev + entry).digest()  # chain_hash, inline: this runs once per event
+                add_row(
+                    (seq, event.event_id, run_id, kind, event.ts, received_at, entry, digest, prev, new_hash,
+                     event.project or "")
+                )  # fmt: skip
+                add_payload((seq, event.body))
+                if event.blobs:
+                    blobs.extend(event.blobs)
+                prev = new_hash
+            if rows:
+                await insert_rows(conn, _INSERT_LEDGER, rows, width=11)
+                await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
+                await store_blobs(conn, blobs)
+                nodes = tree.extend(entries, keep_from_level=STORED_MIN_LEVEL)
+                if nodes:
+                    await insert_rows(conn, _INSERT_NODES, nodes, width=3)
+                await projector.flush()
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+        return results, ((seq, prev, tree) if rows else None)
 
     async def sweep(self, *, now: str, stuck_after_s: float, heartbeats: int) -> list[str]:
         """Mark running runs without a sign of life as stuck (indexed on ``last_seen_at``).
@@ -907,7 +910,7 @@ class SqliteStore:
             return await query_custom_metrics(conn, query)
 
 
-async def _head(conn: aiosqlite.Connection) -> tuple[int, bytes]:
+async def _head(conn: WriteConnection) -> tuple[int, bytes]:
     """The last ledger row's (seq, hash), or (0, GENESIS_HASH) for an empty ledger."""
     for seq, digest in await conn.execute_fetchall("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1"):
         return int(seq), bytes(digest)

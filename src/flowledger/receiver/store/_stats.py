@@ -54,6 +54,7 @@ import aiosqlite
 
 from flowledger._money import nanos_to_usd, usd_to_nanos
 from flowledger._wire import NodeStatus, RunStatus
+from flowledger.receiver.store._on_thread import WriteConnection
 
 __all__ = [
     "ALL_PROJECTS",
@@ -691,7 +692,7 @@ def _ranked_puts(put: Iterable[tuple[str, str, str, str, str, bytes]]) -> list[t
 
 
 async def record_contributions(
-    conn: aiosqlite.Connection, added: Iterable[Contribution], removed: Iterable[Contribution]
+    conn: WriteConnection, added: Iterable[Contribution], removed: Iterable[Contribution]
 ) -> None:
     """Add and take away contributions (inside the caller's transaction)."""
     deltas = _Deltas()

@@ -13,8 +13,6 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-import aiosqlite
-
 from flowledger.receiver.store._entry import LEDGER_PROJECT
 from flowledger.receiver.store._merkle import (
     STORED_MIN_LEVEL,
@@ -25,6 +23,7 @@ from flowledger.receiver.store._merkle import (
     leaf_hash,
     node_hash,
 )
+from flowledger.receiver.store._on_thread import WriteConnection
 from flowledger.receiver.store._protocol import EntryProof, TreeHead
 
 __all__ = [
@@ -90,7 +89,7 @@ def perfect_reader(conn: sqlite3.Connection) -> PerfectHash:
     return perfect
 
 
-async def frontier_async(conn: aiosqlite.Connection, size: int) -> Frontier:
+async def frontier_async(conn: WriteConnection, size: int) -> Frontier:
     """The frontier of the first ``size`` entries, read over the writer's connection."""
     hashes, start = [], 0
     for level in range(size.bit_length() - 1, -1, -1):

@@ -40,6 +40,7 @@ from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, 
 from flowledger.receiver.store._logs import LOG_PAGE_MAX, LOGS_INLINE_MAX, AttemptLogs, LogDrop, LogRow
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier
 from flowledger.receiver.store._namespace import one_namespace
+from flowledger.receiver.store._once import new_events
 from flowledger.receiver.store._otlp_logs import OtlpLogRow
 from flowledger.receiver.store._otlp_metrics import MetricPointRow, MetricsOutcome
 from flowledger.receiver.store._protocol import (
@@ -293,20 +294,7 @@ class PostgresStore:
                     )
                 }
                 digests = [payload_hash(e.body_bytes) for e in events]
-                fresh: list[int] = []
-                for i, event in enumerate(events):
-                    key = (event.project or "", event.event_id)
-                    prior = stored.get(key)
-                    if prior is None:
-                        stored[key] = digests[i]
-                        fresh.append(i)
-                    elif prior == digests[i]:
-                        results[i] = (EventOutcome.DUPLICATE, None)
-                    else:
-                        results[i] = (
-                            EventOutcome.CONFLICT,
-                            f"event_id {event.event_id} is taken by a different event; give each event a new id",
-                        )
+                fresh = new_events(events, digests, stored, results)
                 projector = PgProjector(conn)
                 await projector.load([events[i] for i in fresh])
                 seq, prev = await _head(conn)  # under the lock: no other receiver appends now
