@@ -625,7 +625,8 @@ def report(label: str, runs: list[dict[str, Any]]) -> None:
         where = (
             "asyncpg runs on the event loop"
             if any(f["pg_cpu"] for f in runs)
-            else "the SQLite writer's thread: a commit group's reads, fold, chain, entries, Merkle tree and writes"
+            else "the SQLite writer's thread: a commit group's reads, fold, chain, entries, Merkle tree and writes; "
+            "only the SQL in trees before commit groups ran there"
         )
         print(f"[{label}]   other threads      : {line(others, 'us/event', fmt='.1f')}  ({where})")
     if any(f["pg_cpu"] for f in runs):

@@ -55,7 +55,7 @@ async def test_the_work_runs_on_the_connections_thread_to_its_end_in_one_hand_of
             rows = await run_on_thread(conn, work)
         assert [tuple(row) for row in rows] == [(2, "two"), (3, "three")]
         assert handed == ["_to_end"]
-        worker: Any = getattr(conn, "_thread", conn)  # aiosqlite before 0.21: the connection is its own thread
+        worker: Any = getattr(conn, "_thread", conn)  # aiosqlite before 0.22: the connection is its own thread
         assert threads == {worker.ident} != {threading.get_ident()}
         (count,) = next(iter(await conn.execute_fetchall("SELECT count(*) FROM t")))
     assert count == 3
@@ -110,5 +110,33 @@ async def test_a_commit_group_is_one_hand_off_to_the_writers_thread(tmp_path: Pa
         assert store.head[0] == len(events)
         assert (await store.verify()).ok
         assert (await store.append(events[:2])) == [(EventOutcome.DUPLICATE, None)] * 2
+    finally:
+        await store.close()
+
+
+@pytest.mark.asyncio
+async def test_an_append_cancelled_before_its_commit_is_rolled_back(tmp_path: Path) -> None:
+    """The thread cannot be stopped, but an append whose caller was cancelled does not commit: all or nothing."""
+    store = SqliteStore(tmp_path / "ledger.db")
+    await store.open()
+    try:
+        conn = store._writer
+        assert conn is not None
+        release = threading.Event()
+        blocker = asyncio.ensure_future(conn._execute(release.wait))  # type: ignore[no-untyped-call]
+        events = prepared([e for run in (typical_run(), simple_run()) for e in run.events])
+        append = asyncio.ensure_future(store.append(events))
+        for _ in range(3):  # the append queues its work behind the blocker on the writer's thread
+            await asyncio.sleep(0)
+        append.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await append
+        release.set()
+        await blocker
+        await conn._execute(lambda: None)  # type: ignore[no-untyped-call]  # the cancelled work has run by now
+        assert await store.ledger_size() == 0
+        assert await store.append(events) == [(EventOutcome.ACCEPTED, None)] * len(events)
+        assert store.head[0] == len(events)
+        assert (await store.verify()).ok
     finally:
         await store.close()

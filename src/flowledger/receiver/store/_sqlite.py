@@ -10,9 +10,11 @@ the last transactions before a WAL checkpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -310,10 +312,16 @@ class SqliteStore:
         """Store new events in one transaction; see :meth:`Store.append`.
 
         The whole transaction runs on the writer connection's thread in one hand-off (:mod:`._on_thread`).
+        Cancelled while it runs there, it is rolled back rather than committed (unless it committed already),
+        all or nothing as before.
         """
         conn = self._write_conn()
+        abandoned = threading.Event()
         try:
-            results, head = await run_on_thread(conn, lambda c: self._append(c, events))
+            results, head = await run_on_thread(conn, lambda c: self._append(c, events, abandoned))
+        except asyncio.CancelledError:
+            abandoned.set()  # the thread cannot be stopped: it rolls back instead of committing
+            raise
         except sqlite3.OperationalError as exc:  # locked, busy, disk full, I/O: worth retrying
             raise StoreError(f"storing {len(events)} events failed: {exc}") from exc
         except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:  # what the events hold
@@ -323,9 +331,12 @@ class SqliteStore:
         return results
 
     async def _append(
-        self, conn: WriteConnection, events: Sequence[PreparedEvent]
+        self, conn: WriteConnection, events: Sequence[PreparedEvent], abandoned: threading.Event
     ) -> tuple[list[tuple[EventOutcome, str | None]], tuple[int, bytes, Frontier] | None]:
-        """:meth:`append`'s transaction: the outcomes, and the new head and tree when events were stored."""
+        """:meth:`append`'s transaction: the outcomes, and the new head and tree when events were stored.
+
+        Rolled back, never committed, once ``abandoned`` is set (its caller was cancelled).
+        """
         results: list[tuple[EventOutcome, str | None]] = [(EventOutcome.ACCEPTED, None)] * len(events)
         rows: list[tuple[Any, ...]] = []
         payloads: list[tuple[int, str]] = []
@@ -382,10 +393,13 @@ class SqliteStore:
                 if nodes:
                     await insert_rows(conn, _INSERT_NODES, nodes, width=3)
                 await projector.flush()
+            if abandoned.is_set():
+                raise asyncio.CancelledError("the append was cancelled before its commit")
+            await conn.execute("COMMIT")
         except BaseException:
-            await conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have ended the transaction itself
+                await conn.execute("ROLLBACK")
             raise
-        await conn.execute("COMMIT")
         return results, ((seq, prev, tree) if rows else None)
 
     async def sweep(self, *, now: str, stuck_after_s: float, heartbeats: int) -> list[str]:
