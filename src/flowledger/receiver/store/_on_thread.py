@@ -14,8 +14,8 @@ commit group, and the event loop free for other requests meanwhile.
 
 aiosqlite has no public call for "run this function on the connection's
 thread"; its ``Connection._execute`` (queue a function for the thread) and
-``_conn`` (the ``sqlite3`` connection) have been there since its first
-releases, and the dependency is bounded to the versions tested.
+``_conn`` (the ``sqlite3`` connection) are used, and the dependency is
+bounded to the versions where they are the same (0.20 to 0.22).
 """
 
 from __future__ import annotations
