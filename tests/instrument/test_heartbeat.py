@@ -8,6 +8,9 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
+from flowledger.instrument import _heartbeat
 from flowledger.instrument._heartbeat import unwatch_node, watch_node
 
 
@@ -88,16 +91,22 @@ def test_attempts_watched_while_the_timer_copies_the_watched_ones_neither_end_it
 
     helper = threading.Thread(target=watch_when_asked)
     helper.start()
-    attempts = [_Attempt() for _ in range(300)]
-    threshold = gc.get_threshold()
+    threshold, enabled = gc.get_threshold(), gc.isenabled()
     gc.callbacks.append(ask_from_the_timer)
+    gc.enable()  # another thread (a subprocess being started, say) may have turned collection off for a moment
     gc.set_threshold(1)  # a collection at nearly every allocation, the timer's copy included
+    announced = True
     try:
-        for attempt in attempts:
-            watch_node(attempt, 0.0)
-        announced = all(attempt.announced.wait(2.0) for attempt in attempts)
+        deadline = time.monotonic() + 20.0
+        while announced and not watched_during_a_copy and time.monotonic() < deadline:
+            attempts = [_Attempt() for _ in range(300)]  # rounds until a collection ran on the timer's thread
+            for attempt in attempts:
+                watch_node(attempt, 0.0)
+            announced = all(attempt.announced.wait(2.0) for attempt in attempts)
     finally:
         gc.set_threshold(*threshold)
+        if not enabled:
+            gc.disable()
         gc.callbacks.remove(ask_from_the_timer)
         asks.put(None)
         helper.join()
@@ -107,3 +116,23 @@ def test_attempts_watched_while_the_timer_copies_the_watched_ones_neither_end_it
     late = _Attempt()
     watch_node(late, 0.0)
     assert late.announced.wait(2.0), "the timer ended"
+
+
+def test_a_copy_of_the_watched_attempts_that_fails_is_taken_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should copying the watched attempts fail (a dict changed midway), the timer copies them again and carries on."""
+
+    class _FailsOnce(dict[int, tuple[_heartbeat.Announced, float]]):
+        failed = False
+
+        def copy(self) -> dict[int, tuple[_heartbeat.Announced, float]]:
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("dictionary changed size during iteration")
+            return dict(self)
+
+    watched = _FailsOnce()
+    monkeypatch.setattr(_heartbeat, "_nodes", watched)
+    attempt = _Attempt()
+    watch_node(attempt, 0.0)
+    assert attempt.announced.wait(2.0), "the timer ended"
+    assert watched.failed
