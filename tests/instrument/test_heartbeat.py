@@ -111,7 +111,10 @@ def test_attempts_watched_while_the_timer_copies_the_watched_ones_neither_end_it
         asks.put(None)
         helper.join()
     assert announced
-    assert watched_during_a_copy, "no collection ran on the timer's thread: the test proves nothing"
+    assert watched_during_a_copy, (
+        f"no collection ran on the timer's thread: the test proves nothing (young objects {gc.get_count()[0]}, "
+        "many when no thread can collect: one is blocked inside a collection)"
+    )
     assert all(attempt.announced.wait(2.0) for attempt in watched_during_a_copy)
     late = _Attempt()
     watch_node(late, 0.0)
