@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -122,8 +123,8 @@ def test_a_long_node_is_announced_while_it_runs(events: CapturedEvents, configur
 
     @flowledger.node
     def slow(x: int) -> int:
-        deadline = threading.Event()
-        for _ in range(100):
+        deadline, give_up = threading.Event(), time.monotonic() + 10.0  # bounded, however busy the machine
+        while time.monotonic() < give_up:
             if events.of_kind("node_started"):
                 break
             deadline.wait(0.01)
@@ -240,8 +241,9 @@ def test_threads_attach_to_the_run_that_started_them(events: CapturedEvents) -> 
     assert {e["run_id"] for e in nodes} == {run.run_id}
 
 
-def test_sixteen_threads_of_runs_lose_and_mix_nothing(events: CapturedEvents) -> None:
+def test_sixteen_threads_of_runs_lose_and_mix_nothing(events: CapturedEvents, configure: Callable[..., Any]) -> None:
     """16 threads each running runs concurrently: every event arrives, each in its own run."""
+    configure(node_start_delay_s=3600.0)  # a node starved of the CPU for a moment is not announced: counts stay exact
     runs_per_thread, nodes_per_run = 10, 5
     run_ids: list[str] = []
     lock = threading.Lock()
@@ -376,10 +378,10 @@ def test_deadline_aborts_the_run_at_the_next_node(events: CapturedEvents) -> Non
     def step(i: int) -> None:
         calls.append(i)
 
-    with pytest.raises(flowledger.RunAborted), flowledger.run("wf", deadline_s=0.25) as run:
+    with pytest.raises(flowledger.RunAborted), flowledger.run("wf", deadline_s=1.0) as run:
         step(1)
-        while run.remaining_s():
-            pass
+        while remaining := run.remaining_s():
+            time.sleep(remaining)
         step(2)
     assert calls == [1]
     assert events.runs()[0]["data"]["error"]["reason"] == "deadline"
@@ -469,7 +471,9 @@ def test_heartbeats_are_sent_while_a_run_is_open(events: CapturedEvents, configu
     configure(heartbeat_interval_s=0.02)
     done = threading.Event()
     with flowledger.run("slow"):
-        done.wait(0.2)
+        give_up = time.monotonic() + 10.0  # two beats are 40 ms apart; a busy machine may take longer
+        while len(events.of_kind("heartbeat")) < 2 and time.monotonic() < give_up:
+            done.wait(0.02)
     beats = events.of_kind("heartbeat")
     assert len(beats) >= 2
     assert all(b["run_id"] == events.runs()[0]["run_id"] for b in beats)

@@ -42,6 +42,7 @@ def test_the_receiver_writes_and_posts_checkpoints_the_ledger_extends(tmp_path: 
     key = tmp_path / "keys" / "receiver"
     key.parent.mkdir()
     assert CliRunner().invoke(keygen_command, ["-o", str(key)]).exit_code == 0
+    _Sink.received.clear()
     sink = HTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     folder = tmp_path / "elsewhere" / "checkpoints"
@@ -59,8 +60,10 @@ def test_the_receiver_writes_and_posts_checkpoints_the_ledger_extends(tmp_path: 
         first = simple_run()
         assert live.post(first.events).json()["accepted"] == 4
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (folder / "checkpoint-4.txt").exists():
-            time.sleep(0.05)
+        while time.monotonic() < deadline and not (
+            (folder / "checkpoint-4.txt").exists() and any(_size(text) == 4 for text in _Sink.received)
+        ):
+            time.sleep(0.05)  # written first, then posted: stopping in between would lose the post
         assert (folder / "checkpoint-4.txt").exists()
         assert live.post(simple_run().events).json()["accepted"] == 4
     finally:

@@ -82,11 +82,12 @@ def test_slow_headers_time_out_while_health_still_answers(tmp_path: Path, parser
     """300 connections sending half their headers do not stop /healthz; each is answered 408 and closed."""
     config = ReceiverConfig(db_path=tmp_path / "f.db", sweep_interval_s=0, header_timeout_s=2.0)
     with _start(config, httptools=parser == "httptools") as url:
-        slow = [_connect(url) for _ in range(SLOW_CONNECTIONS)]
+        slow = []
+        for _ in range(SLOW_CONNECTIONS):  # each sends its half at once: its header clock starts when it connects
+            slow.append(_connect(url))
+            slow[-1].sendall(PARTIAL_REQUEST)
         idle = _connect(url)
         try:
-            for conn in slow:
-                conn.sendall(PARTIAL_REQUEST)
             health = httpx.get(f"{url}/healthz", timeout=WAIT_S)
             assert health.status_code == 200
             answers = [_read_until_closed(conn) for conn in slow]

@@ -351,7 +351,7 @@ def test_deadline_aborts_the_run(build: Build, events: CapturedEvents, before: s
     Also for a node running on in the task of the node before it (``first``)."""
     needs = ", needs: [first]" if before else ""
     module = build(
-        "flowledger: 1\nworkflow: {id: late}\nlimits: {deadline_s: 0.2}\nnodes:\n"
+        "flowledger: 1\nworkflow: {id: late}\nlimits: {deadline_s: 1.0}\nnodes:\n"
         + before
         + f'  - {{id: slow, call: "tests.workflow.nodes:asleepy", with: {{delay_s: 10}}{needs}}}\n'
         + '  - {id: never, call: "tests.workflow.nodes:echo", needs: [slow]}\n'
@@ -649,7 +649,7 @@ def test_a_pool_with_an_abandoned_call_is_not_reused(build: Build, events: Captu
         workflow: {id: abandoned}
         output: where
         nodes:
-          - {id: slow, call: "tests.workflow.nodes:sleepy", with: {delay_s: 0.5}, timeout_s: 0.05, on_error: continue}
+          - {id: slow, call: "tests.workflow.nodes:sleepy", with: {delay_s: 3}, timeout_s: 0.05, on_error: continue}
           - {id: where, call: "tests.workflow.nodes:thread"}
         """
     )

@@ -371,17 +371,17 @@ def test_hanging_traces_endpoint_does_not_hold_events(tmp_path: Path) -> None:
 
     def hang_on_traces(request: httpx.Request) -> None:
         if request.url.path == "/v1/traces":
-            release.wait(10.0)
+            release.wait(60.0)  # far longer than the flushes below wait
 
     receiver = MockReceiver(seen=hang_on_traces)
     sender = Sender(make_settings(tmp_path), transport=receiver.transport(), export_spans=True)
     try:
         sender.submit(node_failed(), 500)
-        assert sender.flush(0.5)  # true: the events went out, though the spans still hang
+        assert sender.flush(5.0)  # true: the events went out, though the spans still hang
         second = run_succeeded()
         second["event_id"] = "01930000-0000-7000-8000-000000000009"
         sender.submit(second, 500)
-        assert sender.flush(0.5)
+        assert sender.flush(5.0)
         assert receiver.event_ids() == ["01930000-0000-7000-8000-000000000001", second["event_id"]]
     finally:
         release.set()

@@ -83,7 +83,7 @@ def test_429_with_retry_after(tmp_path: Path) -> None:
 def test_hang_past_the_timeout_is_retried(tmp_path: Path) -> None:
     """A receiver that hangs past request_timeout_s times out; the retry delivers."""
     with recorder([HANG]) as rec:
-        sender = _sender(tmp_path, rec.url, request_timeout_s=0.3)
+        sender = _sender(tmp_path, rec.url, request_timeout_s=2.0)  # the retry must beat it, busy or not
         ids = _submit(sender, 2)
         assert sender.flush(FLUSH_S)
         assert rec.event_ids() == ids
