@@ -1,11 +1,12 @@
 """A producer process: runs the generated fault workflow ``FAULTS_RUNS`` times, then prints a JSON summary.
 
-``python -m tests.faults._producer MODULE.py`` (``FAULTS_DURATION_S``: keep
-running that long, paced by ``FAULTS_PACE_S``, for a soak). The summary's last line is
-``{"run_ids", "run_s", "stats", "flushed", "peak_rss_kib", "done_at"}``,
-printed when the runs are done; the harness measures how long the exit was
-held after ``done_at``. After the SDK's own exit (its bounded flush and
-spool), one more line gives ``{"final_stats"}``.
+``python -m tests.faults._producer MODULE.py`` (``FAULTS_DURATION_S``: keep running that
+long, paced by ``FAULTS_PACE_S``, for a soak). Each run prints a line ``{"runs", "s"}``
+(the ids of the runs it made, and its time) as it ends, and keeps nothing of it, so a
+soak's memory is the SDK's, not this script's lists; the summary ``{"stats", "flushed",
+"peak_rss_kib", "done_at"}`` is printed when the runs are done; the harness measures how
+long the exit was held after ``done_at``. After the SDK's own exit (its bounded flush
+and spool), one more line gives ``{"final_stats"}``.
 ``FAULTS_CLOCK_SKEW_S`` shifts this process's wall clock (``time.time`` and
 ``time.time_ns``) to play a producer whose clock is wrong; the monotonic
 clock is left alone, as a wrong wall clock leaves it.
@@ -47,19 +48,17 @@ def main() -> None:
     pace_s = float(os.environ.get("FAULTS_PACE_S", "0"))
     duration_s = float(os.environ.get("FAULTS_DURATION_S", "0"))
     until = time.monotonic() + duration_s
-    run_s: list[float] = []
     i = 0
     while i < runs or (duration_s and time.monotonic() < until):
         i += 1
         start = time.perf_counter()
         asyncio.run(module.run({"i": i}))
-        run_s.append(time.perf_counter() - start)
+        print(json.dumps({"runs": _steps.RUN_IDS, "s": time.perf_counter() - start}))
+        _steps.RUN_IDS.clear()
         if pace_s:
             time.sleep(pace_s)
     flushed = flowledger.flush(timeout_s=float(os.environ.get("FAULTS_FLUSH_S", "0"))) if runs == 0 else None
     summary = {
-        "run_ids": _steps.RUN_IDS,
-        "run_s": run_s,
         "stats": flowledger.stats(),
         "flushed": flushed,
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

@@ -239,12 +239,13 @@ def collect_producer(proc: subprocess.Popen[str], *, timeout_s: float = PRODUCER
     out, err = proc.communicate(timeout=timeout_s)
     ended = time.monotonic()
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    summary: dict[str, Any] = next((line for line in lines if "run_ids" in line), {})
+    runs = [line for line in lines if "runs" in line]
+    summary: dict[str, Any] = next((line for line in lines if "done_at" in line), {})
     final: dict[str, Any] = next((line for line in lines if "final_stats" in line), {})
     return ProducerResult(
         returncode=proc.returncode,
-        run_ids=summary.get("run_ids", []),
-        run_s=summary.get("run_s", []),
+        run_ids=[run_id for line in runs for run_id in line["runs"]],
+        run_s=[line["s"] for line in runs],
         stats=summary.get("stats", {}),
         final_stats=final.get("final_stats", {}),
         exit_hold_s=ended - summary["done_at"] if summary else float("nan"),
