@@ -293,8 +293,9 @@ def test_http_serve_without_its_extra_is_one_clear_line(
     )
 
 
-EXIT_HOLD_BOUND_S = 1.5
-"""Generous: the SDK's exit budget is 0.3 s; the command line used to wait 2 s more for its own flush."""
+EXIT_HOLD_BOUND_S = 2.0
+"""Generous for a busy machine: the SDK's exit budget is 0.3 s; the command line used to wait 2 s more for its own
+flush (2.3 s at least), which this still catches."""
 
 
 def test_command_line_exit_is_not_held_by_a_receiver_that_never_answers(

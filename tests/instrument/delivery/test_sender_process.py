@@ -28,7 +28,7 @@ from tests.instrument.delivery._sender_support import (
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
 
 CHILD_TIMEOUT_S = 60.0
-EXIT_HANG_GUARD_S = 5.0
+EXIT_HANG_GUARD_S = 10.0
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
