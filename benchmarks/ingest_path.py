@@ -26,7 +26,8 @@ every variant is counted):
 * ``payload-split``: payloads stored apart, as format 1 did not: the entry's
   JSON (the chain hashes the event's body instead, as format 1 did), the
   payload's own SHA-256 and the ``payloads`` row (the body sits in the
-  ledger row, as in format 1);
+  ledger row, as in format 1: in the ``payload_hash`` column, which then
+  holds the body instead of its hash, so no row is built twice);
 * ``purge-bookkeeping``: what purges need at ingest: the per-run ledger
   index ``ledger_by_run``, ``secure_delete`` on the writer and
   ``auto_vacuum = INCREMENTAL`` on the file.
@@ -68,7 +69,6 @@ SMALL_RUNS, LARGE_RUNS = 100, 600
 
 LIFECYCLE_STEPS = ("merkle", "payload-split", "purge-bookkeeping")
 """What ``--lifecycle`` leaves out of this tree, one at a time and all together (see the module's docstring)."""
-_NO_HASH = bytes(32)
 
 
 def _leave_out(steps: frozenset[str], path: Path, bodies: dict[str, bytes]) -> None:
@@ -105,8 +105,8 @@ def _leave_out(steps: frozenset[str], path: Path, bodies: dict[str, bytes]) -> N
 
         vars(_sqlite).update(
             insert_rows=rows_but_payloads,
-            payload_hash=lambda payload: _NO_HASH,
-            entry_bytes=lambda **fields: bodies[fields["event_id"]],  # the ledger row holds the body, as in format 1
+            payload_hash=lambda payload: payload,  # the ledger row holds the body, as in format 1
+            entry_bytes=lambda **fields: bodies[fields["event_id"]],  # and the chain hashes it
         )
     if "purge-bookkeeping" in steps:
         conn = sqlite3.connect(path, isolation_level=None)  # made here: auto_vacuum stays NONE

@@ -161,6 +161,12 @@ def _largest_field(event: dict[str, Any]) -> str:
     return "event"
 
 
+def _whole(number: int | float) -> int:
+    """An integer field as an ``int``: the schema's integers include a float with no fraction (``1e16``, ``-0.0``),
+    which the ledger keeps as an integer column, so the hashed entry holds the integer too."""
+    return number if type(number) is int else int(number)
+
+
 def prepare_event(
     raw: Any, index: int, limits: IngestLimits, key_project: str | None, *, plain_floats: bool = False
 ) -> PreparedEvent | Rejection:
@@ -239,7 +245,7 @@ def prepare_event(
         started_at,
         project,
         raw["producer_id"],
-        raw["producer_seq"],
+        _whole(raw["producer_seq"]),
         data,
         body_bytes.decode("utf-8"),
         body_bytes,

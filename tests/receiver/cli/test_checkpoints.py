@@ -23,6 +23,7 @@ from flowledger.receiver.cli._lifecycle import (
     purge_command,
     verify_proof_command,
 )
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_of
 from flowledger.receiver.store._merkle import leaf_hash
 from flowledger.receiver.store._sqlite import SqliteStore
 from tests.receiver._support import LiveReceiver, RunEvents, simple_run, typical_run
@@ -213,7 +214,8 @@ def test_pymerkle_rebuilds_the_same_tree_from_the_database(
     db, key, runs = ledger
     proof = json.loads(_prove(db, key, runs[1].run_id, tmp_path).read_text())
     with sqlite3.connect(db) as conn:
-        entries = [bytes(row[0]) for row in conn.execute("SELECT entry FROM ledger ORDER BY seq")]
+        rows = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')} FROM ledger ORDER BY seq").fetchall()
+    entries = [entry_of(row) for row in rows]
     reference = InmemoryTree()
     for entry in entries:
         reference.append_entry(entry)

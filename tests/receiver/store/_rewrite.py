@@ -6,7 +6,9 @@ import sqlite3
 from pathlib import Path
 
 from flowledger.receiver.store._canonical import chain_hash
-from flowledger.receiver.store._tree import backfill
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_of
+from flowledger.receiver.store._merkle import Frontier, leaf_hash
+from flowledger.receiver.store._tree import stored_nodes
 
 TRIGGERS = (
     "ledger_no_update",
@@ -31,20 +33,31 @@ def tamper(db: Path, *statements: str) -> None:
 
 
 def rewrite_history(db: Path, seq: int, old: bytes, new: bytes) -> None:
-    """Edit entry ``seq`` (``old`` -> ``new`` in its bytes) and recompute every hash after it, chain and tree."""
+    """Edit entry ``seq`` (``old`` -> ``new`` in its bytes, stored in its entry column) and recompute every hash
+    after it, chain and tree."""
     tamper(db)
     conn = sqlite3.connect(db)
-    rows = conn.execute("SELECT seq, entry, prev_hash FROM ledger ORDER BY seq").fetchall()
-    prev = rows[0][2] if rows else b""
-    for row_seq, entry, _ in rows:
-        if row_seq == seq:
+    rows = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')}, prev_hash FROM ledger ORDER BY seq").fetchall()
+    prev = rows[0][-1] if rows else b""
+    tree, nodes = Frontier(), []
+    for row in rows:
+        entry = entry_of(row[:10])
+        if row[1] == seq:
             entry = entry.replace(old, new)
+            conn.execute("UPDATE ledger SET entry = ? WHERE seq = ?", (entry, seq))
         digest = chain_hash(prev, entry)
-        conn.execute(
-            "UPDATE ledger SET entry = ?, prev_hash = ?, hash = ? WHERE seq = ?", (entry, prev, digest, row_seq)
-        )
+        conn.execute("UPDATE ledger SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, row[1]))
+        nodes += stored_nodes(tree.append(leaf_hash(entry)))
         prev = digest
     conn.execute("DELETE FROM merkle_nodes")
-    backfill(conn)
+    conn.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
     conn.commit()
     conn.close()
+
+
+def store_entry_bytes(conn: sqlite3.Connection) -> None:
+    """Store every entry's bytes in its row, as ledgers made before entries were kept as fields did (for tests
+    that take a database back to an older schema version, whose migrations copy the entry column)."""
+    conn.execute("DROP TRIGGER IF EXISTS ledger_no_update")
+    rows = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')} FROM ledger").fetchall()
+    conn.executemany("UPDATE ledger SET entry = ? WHERE seq = ?", [(entry_of(row), row[1]) for row in rows])

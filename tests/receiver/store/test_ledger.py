@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from flowledger.receiver.cli._commands import verify_command
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical, chain_hash
-from flowledger.receiver.store._entry import entry_bytes, parse_entry, payload_hash
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_bytes, entry_of, parse_entry, payload_hash
+from flowledger.receiver.store._merkle import FIRST_STORED_MIN_LEVEL, STORED_MIN_LEVEL, Frontier
 from tests.receiver._support import LiveReceiver, simple_run, typical_run
 from tests.receiver.store._rewrite import rewrite_history, tamper
 
@@ -26,7 +27,10 @@ def filled(live: LiveReceiver) -> LiveReceiver:
     return live
 
 
-_LEDGER_COLUMNS = "seq, event_id, project, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash"
+_LEDGER_COLUMNS = (
+    "seq, event_id, project, run_id, kind, ts, producer_id, producer_seq, received_at, entry, payload_hash, "
+    "prev_hash, hash"
+)
 
 
 def _verify(db: Path, *args: str) -> tuple[int, str]:
@@ -39,14 +43,20 @@ def _tamper(db: Path, *statements: str) -> None:
 
 
 def test_chain_links_every_entry_to_the_one_before(filled: LiveReceiver) -> None:
-    """Each row's hash is sha256(prev_hash || entry) from the genesis hash; the entry commits to the payload."""
+    """Each row's hash is sha256(prev_hash || entry) from the genesis hash; the entry commits to the payload.
+
+    The rows keep each entry as its fields (the entry column NULL), and the bytes they rebuild are the ones hashed.
+    """
     with sqlite3.connect(filled.db_path) as conn:
         rows = conn.execute(
-            "SELECT l.seq, l.event_id, l.run_id, l.kind, l.ts, l.entry, l.payload_hash, l.prev_hash, l.hash, p.body "
+            f"SELECT {ENTRY_COLUMNS.format('l.')}, l.prev_hash, l.hash, p.body "
             "FROM ledger l JOIN payloads p ON p.seq = l.seq ORDER BY l.seq"
         ).fetchall()
     prev = GENESIS_HASH
-    for seq, event_id, run_id, kind, ts, entry, digest, prev_hash, stored, body in rows:
+    for row in rows:
+        assert row[0] is None  # no entry bytes stored
+        seq, event_id, run_id, kind, ts, _, _, _, digest, prev_hash, stored, body = row[1:]
+        entry = entry_of(row[:10])
         assert prev_hash == prev
         assert stored == chain_hash(prev, entry)
         assert digest == payload_hash(body.encode())
@@ -73,7 +83,7 @@ def test_chain_links_every_entry_to_the_one_before(filled: LiveReceiver) -> None
         )
         assert rebuilt == entry
         prev = stored
-    assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
+    assert [r[1] for r in rows] == list(range(1, len(rows) + 1))
 
 
 def test_payload_is_the_canonical_encoding(filled: LiveReceiver) -> None:
@@ -98,10 +108,10 @@ def test_database_refuses_update_and_delete(filled: LiveReceiver) -> None:
     "statement",
     [
         "INSERT OR REPLACE INTO ledger SELECT * FROM ledger WHERE seq = 3",
-        "INSERT OR REPLACE INTO ledger SELECT 99, event_id, project, run_id, kind, ts, received_at, entry, "
-        "payload_hash, prev_hash, hash FROM ledger WHERE seq = 3",
-        "REPLACE INTO ledger SELECT seq, 'another', project, run_id, kind, ts, received_at, entry, payload_hash, "
-        "prev_hash, hash FROM ledger WHERE seq = 3",
+        "INSERT OR REPLACE INTO ledger SELECT 99, event_id, project, run_id, kind, ts, producer_id, producer_seq, "
+        "received_at, entry, payload_hash, prev_hash, hash FROM ledger WHERE seq = 3",
+        "REPLACE INTO ledger SELECT seq, 'another', project, run_id, kind, ts, producer_id, producer_seq, "
+        "received_at, entry, payload_hash, prev_hash, hash FROM ledger WHERE seq = 3",
     ],
     ids=["same-seq", "same-event-id", "replace"],
 )
@@ -125,34 +135,64 @@ def test_verify_names_an_edited_row(filled: LiveReceiver) -> None:
     """An entry edited by hand (after dropping the triggers) is found: exit 1 naming the event."""
     with sqlite3.connect(filled.db_path) as conn:
         event_id = conn.execute("SELECT event_id FROM ledger WHERE seq = 7").fetchone()[0]
-    _tamper(
-        filled.db_path,
-        """UPDATE ledger SET entry = CAST(replace(CAST(entry AS TEXT), '"producer_seq":', '"producer_seq":1') AS BLOB)
-        WHERE seq = 7""",
-    )
+    _tamper(filled.db_path, "UPDATE ledger SET producer_seq = producer_seq + 1 WHERE seq = 7")
     code, output = _verify(filled.db_path)
     assert code == 1
     assert event_id in output
     assert "row 7" in output
-    assert "edited" in output
+    assert "its producer_seq does not match the event's payload (the row was edited)" in output
+
+
+def test_verify_names_an_edited_row_whose_payload_is_gone(filled: LiveReceiver) -> None:
+    """With the payload purged nothing names the field, and the hash still finds the edit."""
+    _tamper(
+        filled.db_path,
+        "UPDATE ledger SET producer_seq = producer_seq + 1 WHERE seq = 7",
+        "DELETE FROM payloads WHERE seq = 7",
+    )
+    code, output = _verify(filled.db_path)
+    assert code == 1
+    assert "row 7" in output
+    assert "its content does not match its hash (the row was edited)" in output
+
+
+def test_verify_reads_a_stored_entry_before_the_columns(filled: LiveReceiver) -> None:
+    """A row that stores its entry's bytes (made before entries were kept as fields) is checked by those bytes:
+    stored as they were it verifies; edited, the hash finds it; its columns are checked against it."""
+    with sqlite3.connect(filled.db_path) as conn:
+        row = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')} FROM ledger WHERE seq = 7").fetchone()
+    entry = entry_of(row)
+    _tamper(filled.db_path, f"UPDATE ledger SET entry = x'{entry.hex()}' WHERE seq = 7")
+    assert _verify(filled.db_path)[0] == 0
+    edited = entry.replace(b'"producer_seq":', b'"producer_seq":1')
+    _tamper(filled.db_path, f"UPDATE ledger SET entry = x'{edited.hex()}' WHERE seq = 7")
+    code, output = _verify(filled.db_path)
+    assert code == 1
+    assert "row 7" in output
+    assert "its producer_seq does not match the event's payload" in output
+    _tamper(filled.db_path, f"UPDATE ledger SET entry = x'{entry.hex()}', kind = 'heartbeat' WHERE seq = 7")
+    code, output = _verify(filled.db_path)
+    assert code == 1
+    assert "its kind column does not match the hashed entry (the column was edited)" in output
 
 
 @pytest.mark.parametrize(
     ("statement", "words"),
     [
         ("UPDATE payloads SET body = replace(body, 'fetch', 'FETCH') WHERE seq = 2", "payload was edited"),
-        ("UPDATE ledger SET event_id = 'forged' WHERE seq = 2", "event_id column"),
-        ("UPDATE ledger SET run_id = 'forged' WHERE seq = 2", "run_id column"),
-        ("UPDATE ledger SET kind = 'run_finished' WHERE seq = 2", "kind column"),
-        ("UPDATE ledger SET ts = '2000-01-01T00:00:00.000000Z' WHERE seq = 2", "ts column"),
-        ("UPDATE ledger SET payload_hash = zeroblob(32) WHERE seq = 2", "payload_hash column"),
+        ("UPDATE ledger SET event_id = 'forged' WHERE seq = 2", "its event_id does not match"),
+        ("UPDATE ledger SET run_id = 'forged' WHERE seq = 2", "its run_id does not match"),
+        ("UPDATE ledger SET kind = 'run_finished' WHERE seq = 2", "its kind does not match"),
+        ("UPDATE ledger SET ts = '2000-01-01T00:00:00.000000Z' WHERE seq = 2", "its ts does not match"),
+        ("UPDATE ledger SET payload_hash = zeroblob(32) WHERE seq = 2", "its payload_hash does not match"),
         ("UPDATE payloads SET body = (SELECT body FROM payloads WHERE seq = 3) WHERE seq = 2", "payload"),
         ("DELETE FROM payloads WHERE seq = 2", "no purge entry covers"),
     ],
     ids=["payload", "event-id", "run-id", "kind", "ts", "payload-hash", "payload-swapped", "payload-deleted"],
 )
 def test_verify_checks_every_column_and_the_payload(filled: LiveReceiver, statement: str, words: str) -> None:
-    """Every stored column is checked against the hashed entry, and the payload against its hash."""
+    """Every column is part of the hashed entry, named by the event's payload when edited; the payload is checked
+    against its hash."""
     _tamper(filled.db_path, statement)
     code, output = _verify(filled.db_path)
     assert code == 1, output
@@ -248,7 +288,7 @@ def test_verify_finds_an_edited_column(filled: LiveReceiver, column: str, value:
     code, output = _verify(filled.db_path)
     assert code == 1
     assert "row 5" in output
-    assert f"its {column} column" in output
+    assert f"its {column} does not match the event's payload" in output
     if column != "event_id":
         assert event_id in output
 
@@ -265,7 +305,7 @@ def test_an_event_accepted_again_after_its_event_id_was_edited_is_found(filled: 
     code, output = _verify(filled.db_path)
     assert code == 1
     assert f"row {seq}" in output
-    assert "event_id column" in output
+    assert "its event_id does not match the event's payload" in output
 
 
 def test_an_event_accepted_again_after_its_project_was_edited_is_found(filled: LiveReceiver) -> None:
@@ -281,22 +321,24 @@ def test_an_event_accepted_again_after_its_project_was_edited_is_found(filled: L
     code, output = _verify(filled.db_path)
     assert code == 1
     assert f"row {seq}" in output
-    assert "project column does not match the hashed entry" in output
+    assert "its project does not match the event's payload" in output
 
 
 @pytest.mark.parametrize(
     "statement",
     [
         "INSERT OR REPLACE INTO ledger SELECT * FROM ledger WHERE seq = 3",
-        f"REPLACE INTO ledger ({_LEDGER_COLUMNS}) SELECT seq, event_id, project, run_id, kind, ts, received_at, "
-        "'{}', payload_hash, prev_hash, hash FROM ledger WHERE seq = 3",
+        f"REPLACE INTO ledger ({_LEDGER_COLUMNS}) SELECT seq, event_id, project, run_id, kind, ts, producer_id, "
+        "producer_seq, received_at, '{}', payload_hash, prev_hash, hash FROM ledger WHERE seq = 3",
         f"INSERT OR REPLACE INTO ledger ({_LEDGER_COLUMNS}) SELECT (SELECT max(seq) + 1 FROM ledger), event_id, "
-        "project, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash FROM ledger WHERE seq = 3",
+        "project, run_id, kind, ts, producer_id, producer_seq, received_at, entry, payload_hash, prev_hash, hash "
+        "FROM ledger WHERE seq = 3",
         f"INSERT OR REPLACE INTO ledger ({_LEDGER_COLUMNS}) SELECT (SELECT max(seq) + 1 FROM ledger), event_id, "
-        "project, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash FROM ledger "
-        "WHERE project = 'alpha' LIMIT 1",
+        "project, run_id, kind, ts, producer_id, producer_seq, received_at, entry, payload_hash, prev_hash, hash "
+        "FROM ledger WHERE project = 'alpha' LIMIT 1",
         f"INSERT INTO ledger ({_LEDGER_COLUMNS}) SELECT (SELECT max(seq) + 5 FROM ledger), 'new', project, run_id, "
-        "kind, ts, received_at, entry, payload_hash, prev_hash, hash FROM ledger WHERE seq = 3",
+        "kind, ts, producer_id, producer_seq, received_at, entry, payload_hash, prev_hash, hash FROM ledger "
+        "WHERE seq = 3",
     ],
     ids=[
         "replace-same-row",
@@ -338,22 +380,69 @@ def test_a_failed_checkpoint_comparison_names_the_event(filled: LiveReceiver) ->
     assert f"row {seq}" in output
 
 
-def test_verify_checks_the_stored_merkle_tree(filled: LiveReceiver) -> None:
+@pytest.fixture
+def large(live: LiveReceiver) -> LiveReceiver:
+    """A receiver holding 600 events: the Merkle tree stores its subtrees of 256 entries."""
+    for _ in range(3):
+        assert live.post([e for _ in range(50) for e in simple_run().events]).json()["rejected"] == []
+    with sqlite3.connect(live.db_path) as conn:
+        assert conn.execute("SELECT level, idx FROM merkle_nodes ORDER BY level, idx").fetchall() == [
+            (8, 0),
+            (8, 1),
+            (9, 0),
+        ]
+    return live
+
+
+def test_verify_checks_the_stored_merkle_tree(large: LiveReceiver) -> None:
     """A stored Merkle tree node that does not match the entries fails verify."""
-    _tamper(filled.db_path, "UPDATE merkle_nodes SET hash = zeroblob(32)")
-    code, output = _verify(filled.db_path)
+    _tamper(large.db_path, "UPDATE merkle_nodes SET hash = zeroblob(32)")
+    code, output = _verify(large.db_path)
     assert code == 1
-    assert "Merkle tree node at level 4" in output
-    _tamper(filled.db_path, "DELETE FROM merkle_nodes")
-    code, output = _verify(filled.db_path)
+    assert "Merkle tree node at level 8" in output
+    _tamper(large.db_path, "DELETE FROM merkle_nodes")
+    code, output = _verify(large.db_path)
     assert code == 1
-    assert "missing" in output
+    assert "3 stored Merkle tree nodes are missing" in output
 
 
-def test_merkle_nodes_cannot_be_replaced(filled: LiveReceiver) -> None:
+def test_verify_checks_the_smaller_subtrees_older_ledgers_stored(large: LiveReceiver) -> None:
+    """A ledger made when subtrees of 16 entries and up were stored keeps them: right, it verifies; edited, not."""
+    with sqlite3.connect(large.db_path) as conn:
+        rows = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')} FROM ledger ORDER BY seq").fetchall()
+    older = Frontier().extend([entry_of(row) for row in rows], keep_from_level=FIRST_STORED_MIN_LEVEL)
+    smaller = [(level, index, digest) for level, index, digest in older if level < STORED_MIN_LEVEL]
+    assert len(smaller) == 600 // 16 + 600 // 32 + 600 // 64 + 600 // 128
+    with sqlite3.connect(large.db_path) as conn:
+        conn.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", smaller)
+    assert _verify(large.db_path)[0] == 0
+    _tamper(large.db_path, "UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level = 5 AND idx = 3")
+    code, output = _verify(large.db_path)
+    assert code == 1
+    assert "Merkle tree node at level 5, index 3 (entries 97..128)" in output
+
+
+def test_merkle_nodes_cannot_be_replaced(large: LiveReceiver) -> None:
     """The stored tree is append-only too, INSERT OR REPLACE included."""
-    with sqlite3.connect(filled.db_path) as conn:
+    with sqlite3.connect(large.db_path) as conn:
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            conn.execute("INSERT OR REPLACE INTO merkle_nodes VALUES (4, 0, zeroblob(32))")
+            conn.execute("INSERT OR REPLACE INTO merkle_nodes VALUES (8, 0, zeroblob(32))")
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             conn.execute("DELETE FROM merkle_nodes")
+
+
+def test_an_integer_sent_as_a_float_is_hashed_as_the_integer_it_is_stored_as(filled: LiveReceiver) -> None:
+    """The schema takes ``1e16`` and ``-0.0`` as integers; the ledger keeps ``producer_seq`` as an integer column and
+    rebuilds the entry from it, so the hashed entry holds the integer too and the ledger still verifies."""
+    run = simple_run()
+    run.events[0]["producer_seq"] = 1e16
+    run.events[1]["producer_seq"] = -0.0
+    assert filled.post(run.events).json()["accepted"] == 4
+    with sqlite3.connect(filled.db_path) as conn:
+        stored = conn.execute(
+            "SELECT producer_seq, typeof(producer_seq) FROM ledger WHERE event_id IN (?, ?) ORDER BY seq",
+            (run.events[0]["event_id"], run.events[1]["event_id"]),
+        ).fetchall()
+    assert stored == [(10**16, "integer"), (0, "integer")]
+    code, output = _verify(filled.db_path)
+    assert code == 0, output

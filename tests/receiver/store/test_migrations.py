@@ -11,7 +11,9 @@ import pytest
 
 from flowledger._exceptions import StoreError
 from flowledger.receiver.store import _migrations as migrations
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_of
 from flowledger.receiver.store._migrations import (
+    _LEDGER_ENTRY_AS_COLUMNS,
     _LEDGER_PROJECT_AS_COLUMN,
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -170,6 +172,16 @@ def _made_before_namespaces(path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.undo()
 
 
+def _copy_ledger(conn: sqlite3.Connection, columns: list[str]) -> None:
+    """The attached new ledger's rows into the older table of ``main``, each with its entry's bytes."""
+    at = columns.index("entry")
+    rows = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')}, {', '.join(columns)} FROM new.ledger ORDER BY seq")
+    conn.executemany(
+        f"INSERT INTO main.ledger ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+        [(*row[10 : 10 + at], entry_of(row[:10]), *row[11 + at :]) for row in rows],
+    )
+
+
 def _copy_rows(source: Path, target: Path) -> None:
     """Every row of ``source`` into the older tables of ``target`` (the columns both have; what triggers fill, not)."""
     conn = sqlite3.connect(target, isolation_level=None)
@@ -185,6 +197,9 @@ def _copy_rows(source: Path, target: Path) -> None:
         old = [str(c[1]) for c in conn.execute(f"PRAGMA main.table_info({table})")]
         new = {str(c[1]) for c in conn.execute(f"PRAGMA new.table_info({table})")}
         columns = ", ".join(c for c in old if c in new)
+        if table == "ledger":  # older ledgers store every entry's bytes, which the new one keeps as fields
+            _copy_ledger(conn, [c for c in old if c in new])
+            continue
         skip = " WHERE source NOT LIKE 'log:%'" if table == "search_text" else ""  # made by the logs trigger
         conn.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM new.{table}{skip} ORDER BY 1")
     conn.close()
@@ -224,6 +239,57 @@ def test_a_database_made_before_ids_were_per_project_keeps_its_runs(
     with sqlite3.connect(old) as conn:
         assert schema_version(conn) == SCHEMA_VERSION
         assert conn.execute("SELECT count(*) FROM node_runs WHERE project = 'alpha'").fetchone()[0] == 6
+
+
+def test_a_ledger_that_stores_its_entries_keeps_them_and_adds_entries_as_fields(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ledger made when every row stored its entry's bytes keeps those bytes (no hash changes, its old head and
+    tree verify), and the entries appended after it are kept as their fields; proofs cover both kinds of row."""
+    runs = [typical_run(project="alpha"), simple_run()]
+    source, old = tmp_path / "source.db", tmp_path / "old.db"
+    asyncio.run(_ingest_and_read(source, runs[0].events, runs[0].run_id))
+    before = MIGRATIONS.index(_LEDGER_ENTRY_AS_COLUMNS)
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:before])
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", before)
+    conn = sqlite3.connect(old, isolation_level=None)
+    migrations.migrate(conn)
+    conn.close()
+    monkeypatch.undo()
+    _copy_rows(source, old)
+    with sqlite3.connect(old) as conn:
+        assert "producer_id" not in {c[1] for c in conn.execute("PRAGMA table_info(ledger)")}
+        head = conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+        stored = conn.execute("SELECT seq, entry FROM ledger ORDER BY seq").fetchall()
+
+    async def check() -> None:
+        store = SqliteStore(old)
+        await store.open()
+        try:
+            tree_before = await store.tree_head()
+            report = await store.verify([(int(head[0]), bytes(head[1]).hex())])
+            assert report.ok, report
+            assert [o.value for o, _ in await store.append(prepared(runs[1].events))] == ["accepted"] * len(
+                runs[1].events
+            )
+            assert (await store.verify()).ok
+            _, path = await store.consistency_proof(tree_before.size)
+            assert path  # the old tree is a prefix of the new one
+            for run in runs:
+                proofs = await store.run_proof(run.run_id, (await store.tree_head()).size)
+                assert [p.seq for p in proofs]
+        finally:
+            await store.close()
+
+    asyncio.run(check())
+    with sqlite3.connect(old) as conn:
+        assert schema_version(conn) == SCHEMA_VERSION
+        rows = conn.execute("SELECT seq, entry, producer_id FROM ledger ORDER BY seq").fetchall()
+    assert [(seq, bytes(entry)) for seq, entry, _ in rows[: len(stored)]] == [(s, bytes(e)) for s, e in stored]
+    assert all(producer is None for _, _, producer in rows[: len(stored)])
+    new_rows = rows[len(stored) :]
+    assert len(new_rows) == len(runs[1].events)
+    assert all(entry is None and producer is not None for _, entry, producer in new_rows)
 
 
 def test_a_ledger_without_the_project_column_gets_it_from_its_entries(

@@ -161,7 +161,7 @@ def test_config_from_env_reads_limits_and_settings() -> None:
 
 def test_two_stores_on_one_file_keep_one_chain(tmp_path: Path) -> None:
     """Two writers appending to the same database (two receivers, or one and a CLI) extend one valid chain."""
-    from flowledger.receiver.store._sqlite import _VERIFY_SQL
+    from flowledger.receiver.store._sqlite import _VERIFY_SQL, entry_rows
     from flowledger.receiver.store._verify import EntryWalker
 
     path = tmp_path / "shared.db"
@@ -179,7 +179,7 @@ def test_two_stores_on_one_file_keep_one_chain(tmp_path: Path) -> None:
 
     asyncio.run(main())
     conn = sqlite3.connect(path)
-    rows = conn.execute(_VERIFY_SQL, (0, 1000)).fetchall()
+    rows = entry_rows(conn.execute(_VERIFY_SQL, (0, 1000)).fetchall())
     conn.close()
     walker = EntryWalker()
     assert walker.feed(rows)

@@ -15,6 +15,14 @@ is checked against it by ``verify``.
 
 A purge is an entry too (kind :data:`PURGE_KIND`), whose payload lists the
 runs it erased and who asked; purge payloads are never deleted.
+
+The SQLite store keeps an entry as its fields, not its bytes: the row's
+columns hold every field, and the entry is rebuilt from them
+(:func:`entry_of`), byte for byte what was hashed, since :func:`entry_bytes`
+is a pure function of the fields. Rows written before it did so keep their
+entry's bytes in the ``entry`` column, which is read instead when it is set.
+Either way ``verify`` hashes what it reads, so a changed column breaks the
+chain as a changed entry does.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, Final
 
 import orjson
@@ -29,10 +38,12 @@ import orjson
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, chain_hash
 
 __all__ = [
+    "ENTRY_COLUMNS",
     "ENTRY_FORMAT",
     "LEDGER_PROJECT",
     "PURGE_KIND",
     "entry_bytes",
+    "entry_of",
     "migrated_genesis",
     "new_entry_id",
     "parse_entry",
@@ -53,6 +64,14 @@ Event ids are unique per project (``ledger_event_once``) and a run's rows are fo
 project (``ledger_by_run``). The store writes the column beside the entry and ``verify`` checks it
 against the hashed entry, like every other column. ``{}`` takes a table alias and a dot, or nothing.
 """
+
+
+ENTRY_COLUMNS: Final = (
+    "{0}entry, {0}seq, {0}event_id, {0}run_id, {0}kind, {0}ts, {0}project, {0}producer_id, {0}producer_seq, "
+    "{0}payload_hash"
+)
+"""SQL of the SQLite ledger columns an entry is read from, for :func:`entry_of` (``{0}``: an alias and a dot,
+or nothing): the stored bytes (NULL for a row that keeps its entry as columns), then every field."""
 
 
 def payload_hash(payload: bytes) -> bytes:
@@ -95,6 +114,24 @@ def entry_bytes(
         return orjson.dumps(entry)
     except orjson.JSONEncodeError:  # a lone surrogate in an id, an integer beyond 64 bits
         return canonical_utf8(entry)
+
+
+def entry_of(row: Sequence[Any]) -> bytes:
+    """The entry of a ledger row read through :data:`ENTRY_COLUMNS`: its stored bytes, or rebuilt from its fields."""
+    stored, seq, event_id, run_id, kind, ts, project, producer_id, producer_seq, digest = row
+    if stored is not None:
+        return bytes(stored)
+    return entry_bytes(
+        seq=seq,
+        event_id=event_id,
+        run_id=run_id,
+        kind=kind,
+        ts=ts,
+        project=project or None,  # the column holds '' for none; a project name is never empty
+        producer_id=producer_id,
+        producer_seq=producer_seq,
+        payload_sha256=bytes(digest),
+    )
 
 
 def parse_entry(entry: bytes) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import Any, Final, Protocol
 
 from flowledger._wire import MARKER_KEY, NODE_SHA256_ATTRIBUTE, REDACTED, NodeStatus, OutputCapture
 from flowledger.receiver.store._canonical import chain_hash
-from flowledger.receiver.store._entry import parse_entry
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_of, parse_entry
 from flowledger.receiver.store._merkle import inclusion_path, leaf_hash, verify_inclusion
 from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
 from flowledger.receiver.store._tree import _head, perfect_reader
@@ -75,21 +75,15 @@ class _Checker:
         if seq is None:
             return None, "it has no ledger entry"
         row = self.conn.execute(
-            "SELECT l.entry, l.prev_hash, l.hash, l.payload_hash, CAST(p.body AS BLOB), "
+            f"SELECT {ENTRY_COLUMNS.format('l.')}, l.prev_hash, l.hash, CAST(p.body AS BLOB), "
             "(SELECT n.prev_hash FROM ledger n WHERE n.seq = l.seq + 1) "
             "FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq WHERE l.seq = ?",
             (seq,),
         ).fetchone()
         if row is None:
             return self._tampered(f"ledger entry {seq} is missing")
-        entry, prev_hash, own_hash, payload_digest, body, next_prev = (
-            bytes(row[0]),
-            bytes(row[1]),
-            bytes(row[2]),
-            bytes(row[3]),
-            row[4],
-            row[5],
-        )
+        entry, payload_digest, prev_hash, own_hash = entry_of(row[:10]), bytes(row[9]), bytes(row[10]), bytes(row[11])
+        body, next_prev = row[12], row[13]
         if chain_hash(prev_hash, entry) != own_hash or (next_prev is not None and bytes(next_prev) != own_hash):
             return self._tampered(f"ledger entry {seq} is not in the hash chain (the entry or its hashes were changed)")
         path = inclusion_path(seq - 1, self.head.size, self.perfect)

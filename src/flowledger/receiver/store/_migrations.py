@@ -652,6 +652,42 @@ WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM ledger)
 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: a row goes after the last one, with a new event_id'); END;
 """
 
+_LEDGER_ENTRY_AS_COLUMNS: Final = f"""
+-- A new entry is kept as its fields: producer_id and producer_seq get columns beside the others, and the
+-- entry's bytes, rebuilt from them when read (._entry.entry_of), are no longer stored: the hash and the Merkle
+-- leaf cover the same bytes as before. Rows stored before keep their entry in the entry column, which is read
+-- instead when it is set, and their producer columns stay NULL. No entry and no hash changes.
+CREATE TABLE ledger_entry_as_columns (
+    seq          INTEGER PRIMARY KEY,       -- position in the hash chain, from 1
+    event_id     TEXT NOT NULL,             -- unique per project (ledger_event_once)
+    project      TEXT NOT NULL,             -- the entry's project, '' for none
+    run_id       TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    ts           TEXT NOT NULL,
+    producer_id  TEXT,                      -- NULL for a purge entry, or a row that stores its entry
+    producer_seq INTEGER,
+    received_at  TEXT NOT NULL,             -- receiver clock; not covered by the hash
+    entry        BLOB,                      -- NULL: the columns are the entry; else the bytes hashed
+    payload_hash BLOB NOT NULL,             -- sha256 of the payload, as in the entry
+    prev_hash    BLOB NOT NULL,
+    hash         BLOB NOT NULL
+);
+INSERT INTO ledger_entry_as_columns ({_LEDGER_COLUMNS}, project)
+SELECT {_LEDGER_COLUMNS}, project FROM ledger ORDER BY seq;
+DROP TABLE ledger;
+ALTER TABLE ledger_entry_as_columns RENAME TO ledger;
+CREATE UNIQUE INDEX ledger_event_once ON ledger (event_id, project);
+CREATE INDEX ledger_by_run ON ledger (run_id, project);
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: UPDATE is refused'); END;
+CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: DELETE is refused'); END;
+CREATE TRIGGER ledger_append_only BEFORE INSERT ON ledger
+WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM ledger)
+  OR EXISTS (SELECT 1 FROM ledger WHERE event_id = NEW.event_id AND project = NEW.project)
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: a row goes after the last one, with a new event_id'); END;
+"""
+
 
 def _percentiles_stored_beside_histograms(conn: sqlite3.Connection) -> None:
     """Each statistics histogram keeps the fields of its p50 and p95 beside it, filled here for those stored
@@ -697,6 +733,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _LEDGER_PROJECT_AS_COLUMN,
     _percentiles_stored_beside_histograms,
     _statistics_totals_per_place,
+    _LEDGER_ENTRY_AS_COLUMNS,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

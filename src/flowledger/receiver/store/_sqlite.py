@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -32,7 +32,14 @@ from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import children_json, children_sql
 from flowledger.receiver.store._coverage import coverage
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery, query_custom_metrics
-from flowledger.receiver.store._entry import LEDGER_PROJECT, entry_bytes, payload_hash, purge_entry
+from flowledger.receiver.store._entry import (
+    ENTRY_COLUMNS,
+    LEDGER_PROJECT,
+    entry_bytes,
+    entry_of,
+    payload_hash,
+    purge_entry,
+)
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, error_groups, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._evidence import resume_chain, resume_evidence
@@ -126,15 +133,16 @@ _LAST_HEARD_SQL: Final = (
 )
 """When the receiver last stored an event of a run, by its own clock (the sweeper's second opinion)."""
 _INSERT_LEDGER: Final = (
-    "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash, project)"
+    "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, payload_hash, prev_hash, hash, project, "
+    "producer_id, producer_seq)"
 )
-"""A ledger row: the columns of an entry's row on every engine, then the entry's project ('' for none)."""
+"""A ledger row: an entry as its fields (its bytes are rebuilt from them, :func:`~._entry.entry_of`), the
+receiver's clock and the hashes; the project is '' for none."""
 _INSERT_PAYLOADS: Final = "INSERT INTO payloads (seq, body)"
 _INSERT_NODES: Final = "INSERT INTO merkle_nodes (level, idx, hash)"
 _VERIFY_SQL: Final = (
-    "SELECT l.seq, l.event_id, l.run_id, l.kind, l.ts, CAST(l.entry AS BLOB), l.payload_hash, l.prev_hash, l.hash, "
-    "CAST(p.body AS BLOB), l.project FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq WHERE l.seq > ? "
-    "ORDER BY l.seq LIMIT ?"
+    f"SELECT {ENTRY_COLUMNS.format('l.')}, l.prev_hash, l.hash, CAST(p.body AS BLOB) "
+    "FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq WHERE l.seq > ? ORDER BY l.seq LIMIT ?"
 )
 
 
@@ -378,15 +386,15 @@ class SqliteStore:
                 add_entry(entry)
                 new_hash = sha256(prev + entry).digest()  # chain_hash, inline: this runs once per event
                 add_row(
-                    (seq, event.event_id, run_id, kind, event.ts, received_at, entry, digest, prev, new_hash,
-                     event.project or "")
+                    (seq, event.event_id, run_id, kind, event.ts, received_at, digest, prev, new_hash,
+                     event.project or "", event.producer_id, event.producer_seq)
                 )  # fmt: skip
                 add_payload((seq, event.body))
                 if event.blobs:
                     blobs.extend(event.blobs)
                 prev = new_hash
             if rows:
-                await insert_rows(conn, _INSERT_LEDGER, rows, width=11)
+                await insert_rows(conn, _INSERT_LEDGER, rows, width=12)
                 await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
                 await store_blobs(conn, blobs)
                 nodes = tree.extend(entries, keep_from_level=STORED_MIN_LEVEL)
@@ -449,7 +457,7 @@ class SqliteStore:
                     seq=seq, prev=prev, payload=work.payload, project=selection.project, now=now
                 )
                 new_hash = row[-1]
-                ledger_row = (*row, selection.project or "")
+                ledger_row = (*row[:6], *row[7:], selection.project or "", None, None)  # the entry as its fields
                 await conn.execute(f"{_INSERT_LEDGER} VALUES ({', '.join('?' * len(ledger_row))})", ledger_row)
                 await conn.execute(f"{_INSERT_PAYLOADS} VALUES (?, ?)", (seq, body))
                 nodes = stored_nodes(tree.append(leaf_hash(entry)))
@@ -931,6 +939,12 @@ async def _head(conn: WriteConnection) -> tuple[int, bytes]:
     return 0, GENESIS_HASH
 
 
+def entry_rows(rows: Iterable[Sequence[Any]]) -> list[EntryRow]:
+    """Rows of :data:`_VERIFY_SQL` as ``verify`` reads them (:data:`~._verify.EntryRow`), each entry's bytes read
+    or rebuilt from its fields."""
+    return [(*row[1:6], entry_of(row[:10]), *row[9:], row[6]) for row in rows]
+
+
 class _VerifyReads:
     """What ``verify`` reads, on one reader connection (see :class:`~._verify.VerifyReads`)."""
 
@@ -943,7 +957,7 @@ class _VerifyReads:
         return 0, GENESIS_HASH
 
     async def entries(self, after_seq: int, limit: int) -> Sequence[EntryRow]:
-        return list(await self._conn.execute_fetchall(_VERIFY_SQL, (after_seq, limit)))  # type: ignore[arg-type]
+        return entry_rows(await self._conn.execute_fetchall(_VERIFY_SQL, (after_seq, limit)))
 
     async def tree_nodes(self, after: tuple[int, int], limit: int) -> Sequence[TreeNodeRow]:
         return list(

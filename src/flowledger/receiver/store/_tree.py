@@ -1,7 +1,8 @@
 """The ledger's Merkle tree as the SQLite store keeps it (the algorithms are in :mod:`._merkle`).
 
-Leaves are the ``entry`` bytes of the ``ledger`` rows (leaf ``i`` is
-``seq = i + 1``); ``merkle_nodes`` holds every perfect subtree of level
+Leaves are the entries of the ``ledger`` rows (leaf ``i`` is ``seq = i + 1``),
+each rebuilt from its row's columns or read from its ``entry`` column
+(:func:`~._entry.entry_of`); ``merkle_nodes`` holds every perfect subtree of level
 :data:`~._merkle.STORED_MIN_LEVEL` and above, written in the same transaction
 as the entries that complete it. Smaller subtrees are recomputed from the
 entries. Proofs are read in one read transaction, so they describe one
@@ -13,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-from flowledger.receiver.store._entry import LEDGER_PROJECT
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, LEDGER_PROJECT, entry_of
 from flowledger.receiver.store._merkle import (
     STORED_MIN_LEVEL,
     Frontier,
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 MERKLE_SCHEMA: Final = """
--- Perfect subtrees of the ledger's Merkle tree (RFC 9162), level 4 (16 entries) and up.
+-- Perfect subtrees of the ledger's Merkle tree (RFC 9162), the larger ones (_merkle.STORED_MIN_LEVEL and up).
 CREATE TABLE merkle_nodes (
     level INTEGER NOT NULL,
     idx   INTEGER NOT NULL,
@@ -56,6 +57,8 @@ BEGIN SELECT RAISE(ABORT, 'the Merkle tree is append-only: a stored node cannot 
 
 _BACKFILL_CHUNK: Final = 5_000
 _INSERT_NODE: Final = "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)"
+_ENTRIES_BETWEEN: Final = f"SELECT {ENTRY_COLUMNS.format('')} FROM ledger WHERE seq > ? AND seq <= ? ORDER BY seq"
+"""The entries after one seq up to another, as :func:`~._entry.entry_of` reads them."""
 
 
 def stored_nodes(done: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
@@ -79,12 +82,10 @@ def perfect_reader(conn: sqlite3.Connection) -> PerfectHash:
                 raise LookupError(f"the Merkle tree node at level {level}, index {index} is missing")
             return bytes(row[0])
         lo = index << level
-        rows = conn.execute(
-            "SELECT entry FROM ledger WHERE seq > ? AND seq <= ? ORDER BY seq", (lo, lo + (1 << level))
-        ).fetchall()
+        rows = conn.execute(_ENTRIES_BETWEEN, (lo, lo + (1 << level))).fetchall()
         if len(rows) != 1 << level:
             raise LookupError(f"entries {lo + 1}..{lo + (1 << level)} are missing from the ledger")
-        return _fold_leaves([leaf_hash(bytes(row[0])) for row in rows])
+        return _fold_leaves([leaf_hash(entry_of(row)) for row in rows])
 
     return perfect
 
@@ -104,12 +105,8 @@ async def frontier_async(conn: WriteConnection, size: int) -> Frontier:
                 raise LookupError(f"the Merkle tree node at level {level}, index {index} is missing")
             hashes.append(bytes(rows[0][0]))
         else:
-            rows = list(
-                await conn.execute_fetchall(
-                    "SELECT entry FROM ledger WHERE seq > ? AND seq <= ? ORDER BY seq", (start, start + (1 << level))
-                )
-            )
-            hashes.append(_fold_leaves([leaf_hash(bytes(row[0])) for row in rows]))
+            entries = await conn.execute_fetchall(_ENTRIES_BETWEEN, (start, start + (1 << level)))
+            hashes.append(_fold_leaves([leaf_hash(entry_of(row)) for row in entries]))
         start += 1 << level
     return Frontier(size, hashes)
 
@@ -155,25 +152,29 @@ def run_proof(conn: sqlite3.Connection, run_id: str, space: str | None, tree_siz
             raise LookupError(f"the ledger has fewer than {tree_size} entries now")
         perfect = perfect_reader(conn)
         rows = conn.execute(
-            "SELECT l.seq, l.entry, CAST(p.body AS BLOB) FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
+            f"SELECT {ENTRY_COLUMNS.format('l.')}, CAST(p.body AS BLOB) FROM ledger l "
+            "LEFT JOIN payloads p ON p.seq = l.seq "
             f"WHERE l.run_id = ? AND (? IS NULL OR {LEDGER_PROJECT.format('l.')} = ?) AND l.seq <= ? ORDER BY l.seq",
             (run_id, space, space, tree_size),
         ).fetchall()
         return [
             EntryProof(
-                seq=int(seq),
-                entry=bytes(entry),
-                payload=None if payload is None else bytes(payload),
-                path=inclusion_path(int(seq) - 1, tree_size, perfect),
+                seq=int(row[1]),
+                entry=entry_of(row[:10]),
+                payload=None if row[10] is None else bytes(row[10]),
+                path=inclusion_path(int(row[1]) - 1, tree_size, perfect),
             )
-            for seq, entry, payload in rows
+            for row in rows
         ]
     finally:
         conn.execute("ROLLBACK")
 
 
 def backfill(conn: sqlite3.Connection) -> None:
-    """Store the tree of the entries already in the ledger (migration: the table exists; inside its transaction)."""
+    """Store the tree of the entries already in the ledger (migration: the table exists; inside its transaction).
+
+    It runs at the schema version that made the tree, where every row stored its entry's bytes.
+    """
     frontier, last = Frontier(), 0
     while True:
         rows = conn.execute(

@@ -36,7 +36,7 @@ import orjson
 
 from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
 from flowledger.receiver.store._entry import PURGE_KIND, migrated_genesis, parse_entry, payload_hash
-from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier, leaf_hash
+from flowledger.receiver.store._merkle import FIRST_STORED_MIN_LEVEL, STORED_MIN_LEVEL, Frontier, leaf_hash
 from flowledger.receiver.store._protocol import VerifyReport
 from flowledger.receiver.store._time import same_ts
 
@@ -63,6 +63,38 @@ EntryRow = (
 project column ('' for none) where the engine keeps one beside the entry."""
 
 _COLUMNS = ("event_id", "run_id", "kind", "ts")
+_EDITED: Final = "its content does not match its hash (the row was edited)"
+_EVENT_FIELDS: Final = ("event_id", "run_id", "kind", "ts", "project", "producer_id", "producer_seq")
+"""The fields an entry and its event's payload both hold."""
+
+
+def _edited_field(entry: bytes, payload: bytes | None) -> str | None:
+    """Which field of an entry that does not match its hash differs from the event's payload, when one does.
+
+    The hash tells that a row was edited, not where. Where an engine keeps the entry as its fields (SQLite), a
+    column edited by hand makes an entry of its own; the payload, when it is still there, names the column.
+    """
+    if payload is None:
+        return None
+    try:
+        fields, body = parse_entry(entry), orjson.loads(payload)
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(body, dict) or body.get("event_id") is None:  # a purge entry's payload is not an event
+        return None
+    for name in _EVENT_FIELDS:
+        mine, theirs = fields.get(name), body.get(name)
+        try:
+            differs = not same_ts(str(mine), str(theirs)) if name == "ts" else mine != theirs
+        except (TypeError, ValueError):
+            differs = True
+        if differs:
+            return f"its {name} does not match the event's payload (the row was edited)"
+    if fields.get("payload_sha256") != payload_hash(bytes(payload)).hex():
+        return "its payload_hash does not match the payload (the row was edited)"
+    return None
+
+
 _NO_COLUMN: Final = object()
 """The project column of an engine that keeps none (its indexes read the project from the entry)."""
 
@@ -107,7 +139,7 @@ class EntryWalker:
         self._erased = _Erased()
         self.tree = Frontier()
         self.tree_nodes: dict[tuple[int, int], bytes] = {}
-        """The Merkle tree's perfect subtrees the store keeps, recomputed from the entries."""
+        """The Merkle tree's perfect subtrees a store keeps or may have kept, recomputed from the entries."""
 
     def watch(self, seq: int) -> None:
         """Remember the hash found at ``seq`` (for checkpoints)."""
@@ -120,6 +152,8 @@ class EntryWalker:
         for row in rows:
             seq, event_id, run_id, kind, ts, entry, stored_payload_hash, prev_hash, stored_hash, payload, *column = row
             problem = self._check(seq, prev_hash, entry, stored_hash)
+            if problem == _EDITED:
+                problem = _edited_field(bytes(entry), payload) or problem
             if problem is None:
                 project = column[0] if column else _NO_COLUMN
                 problem = self._check_entry(
@@ -136,7 +170,7 @@ class EntryWalker:
             self.prev_seq = seq
             self.count += 1
             for level, index, digest in self.tree.append(leaf_hash(bytes(entry))):
-                if level >= STORED_MIN_LEVEL:
+                if level >= FIRST_STORED_MIN_LEVEL:
                     self.tree_nodes[level, index] = digest
             if seq in self._watch:
                 self.hashes_at[seq] = self.prev_hash.hex()
@@ -149,7 +183,7 @@ class EntryWalker:
         if bytes(prev_hash) != self.prev_hash:
             return "its prev_hash is not the hash of the row before it (a row was removed, inserted or moved)"
         if chain_hash(self.prev_hash, bytes(entry)) != bytes(stored_hash):
-            return "its content does not match its hash (the row was edited)"
+            return _EDITED
         return None
 
     @staticmethod
@@ -421,12 +455,16 @@ async def verify_ledger(reads: VerifyReads, checkpoints: Sequence[tuple[int, str
 
 
 async def _check_tree(reads: VerifyReads, report: VerifyReport, expected: dict[tuple[int, int], bytes]) -> VerifyReport:
-    """Check the stored Merkle tree nodes against the ones recomputed from the entries."""
+    """Check the stored Merkle tree nodes against the ones recomputed from the entries.
+
+    Every stored node must match; every one of level :data:`~._merkle.STORED_MIN_LEVEL` and up must be there
+    (a ledger made when smaller ones were stored too keeps them, checked like the rest).
+    """
     seen, last = 0, (-1, -1)
     while rows := await reads.tree_nodes(last, VERIFY_CHUNK):
         last = (int(rows[-1][0]), int(rows[-1][1]))
         for level, index, digest in rows:
-            seen += 1
+            seen += level >= STORED_MIN_LEVEL
             if expected.get((level, index)) != bytes(digest):
                 first = (index << level) + 1
                 problem = (
@@ -434,8 +472,9 @@ async def _check_tree(reads: VerifyReads, report: VerifyReport, expected: dict[t
                     f"{first + (1 << level) - 1}) does not match the entries (the tree was edited)"
                 )
                 return dataclasses.replace(report, ok=False, first_bad_seq=first, problem=problem)
-    if seen != len(expected):
-        problem = f"{len(expected) - seen} stored Merkle tree nodes are missing (the tree was edited)"
+    needed = sum(level >= STORED_MIN_LEVEL for level, _ in expected)
+    if seen != needed:
+        problem = f"{needed - seen} stored Merkle tree nodes are missing (the tree was edited)"
         return dataclasses.replace(report, ok=False, problem=problem)
     return report
 

@@ -32,7 +32,7 @@ def _filled(url: str) -> None:
         store = PostgresStore(url)
         await store.open()
         try:
-            await store.append(prepared([e for _ in range(6) for e in simple_run().events]))  # a stored subtree
+            await store.append(prepared([e for _ in range(65) for e in simple_run().events]))  # a stored subtree
         finally:
             await store.close()
 
@@ -50,7 +50,7 @@ def _filled(url: str) -> None:
         ("DELETE FROM merkle_nodes", "DELETE is refused"),
         ("TRUNCATE merkle_nodes", "the Merkle tree is append-only: TRUNCATE is refused"),
         (
-            "INSERT INTO ledger SELECT seq + 100, event_id || 'x', run_id, kind, ts, received_at, entry, payload_hash, "
+            "INSERT INTO ledger SELECT seq + 500, event_id || 'x', run_id, kind, ts, received_at, entry, payload_hash, "
             "prev_hash, hash FROM ledger WHERE seq = 1",
             "rows go right after the last one",
         ),

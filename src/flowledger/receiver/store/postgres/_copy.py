@@ -18,8 +18,8 @@ spans, OTLP log records (linked or not) with the lines they were copied to
 beside their runs (searchable there as at ingest), and OTLP metric series
 and points, ids kept. The way back (:func:`copy_postgres_ledger`) does the
 same from one snapshot of the PostgreSQL database into a new SQLite file,
-which also gets the columns only SQLite keeps (the ledger's ``project``, read
-from each hashed entry; each statistics place's totals and each histogram's
+which also gets the columns only SQLite keeps (each entry as its fields, read
+from its hashed bytes, which SQLite rebuilds from them; each statistics place's totals and each histogram's
 stored percentiles, made from the copied rows).
 """
 
@@ -34,7 +34,7 @@ from typing import Any, Final
 import asyncpg
 
 from flowledger._exceptions import LedgerIntegrityError, StoreError, UsageError
-from flowledger.receiver.store._entry import parse_entry
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_of, parse_entry
 from flowledger.receiver.store._logs import LOG_COLUMNS, LogRow, LogSource
 from flowledger.receiver.store._otlp_logs import OTLP_LOG_COLUMNS
 from flowledger.receiver.store._otlp_metrics import SERIES_FIELDS
@@ -152,6 +152,9 @@ class CopyReport:
 
 def _chunks(conn: sqlite3.Connection, table: str, columns: tuple[str, ...]) -> Iterator[list[tuple[Any, ...]]]:
     """The rows of ``table`` in key order, a chunk at a time (blobs as bytes, text as text)."""
+    if table == "ledger":
+        yield from _ledger_chunks(conn)
+        return
     select = ", ".join(f"CAST({c} AS BLOB)" if c in _BYTES else c for c in columns)
     cursor = conn.execute(f"SELECT {select} FROM {table} ORDER BY {_KEYS[table]}")
     booleans = [i for i, c in enumerate(columns) if c in _BOOLEANS]
@@ -246,10 +249,35 @@ async def _pg_chunks(
         yield chunk
 
 
-def _with_project(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Ledger rows with the entry's project beside them ('' for none), as SQLite's ledger keeps it."""
+def _ledger_chunks(conn: sqlite3.Connection) -> Iterator[list[tuple[Any, ...]]]:
+    """SQLite's ledger rows as PostgreSQL keeps them (:data:`_TABLES`): each with its entry's bytes, rebuilt from
+    its columns where SQLite keeps the entry as its fields."""
+    cursor = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')}, received_at, prev_hash, hash FROM ledger ORDER BY seq")
+    while rows := cursor.fetchmany(COPY_CHUNK):
+        yield [(*row[1:6], row[10], entry_of(row[:10]), bytes(row[9]), bytes(row[11]), bytes(row[12])) for row in rows]
+
+
+_SQLITE_LEDGER: Final = (*_TABLES[0][1], "project", "producer_id", "producer_seq")
+"""The columns of SQLite's ledger rows :func:`_as_sqlite_ledger` makes."""
+
+
+def _as_sqlite_ledger(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """PostgreSQL's ledger rows as SQLite keeps them: the entry as its fields (its bytes only where the fields
+    would not rebuild them, as in a ledger converted from format 1 before it was copied), the project '' for none."""
     at = _TABLES[0][1].index("entry")
-    return [(*row, parse_entry(row[at]).get("project") or "") for row in rows]
+    converted = []
+    for row in rows:
+        entry = bytes(row[at])
+        fields = parse_entry(entry)
+        project, producer_id, producer_seq = (
+            fields.get("project") or "",
+            fields.get("producer_id"),
+            fields.get("producer_seq"),
+        )
+        rebuilt = entry_of((None, *row[:5], project, producer_id, producer_seq, row[at + 1]))
+        stored = None if rebuilt == entry else entry
+        converted.append((*row[:at], stored, *row[at + 1 :], project, producer_id, producer_seq))
+    return converted
 
 
 async def copy_postgres_ledger(source: PostgresStore, target: Path) -> CopyReport:
@@ -328,11 +356,11 @@ async def _copy_out(pg: asyncpg.Connection, store: SqliteStore, target: Path) ->
         conn.execute("BEGIN IMMEDIATE")
         for table, columns in _TABLES:
             rows[table] = 0
-            insert = _insert(table, (*columns, "project") if table == "ledger" else columns)
+            insert = _insert(table, _SQLITE_LEDGER if table == "ledger" else columns)
             async for chunk in _pg_chunks(pg, table, columns):
                 if table == "ledger_origin":  # a converted ledger's origin replaces the new file's (none: genesis)
                     conn.execute("DELETE FROM ledger_origin")
-                conn.executemany(insert, _with_project(chunk) if table == "ledger" else chunk)
+                conn.executemany(insert, _as_sqlite_ledger(chunk) if table == "ledger" else chunk)
                 rows[table] += len(chunk)
         conn.execute("COMMIT")
         drift = await store.rebuild()
