@@ -81,7 +81,7 @@ def _leave_out(steps: frozenset[str], path: Path, bodies: dict[str, bytes]) -> N
     from flowledger.receiver.store import _sqlite
     from flowledger.receiver.store._migrations import migrate
 
-    patched = ("insert_rows", "payload_hash", "entry_bytes", "_INSERT_PAYLOADS", "_AUTO_VACUUM_INCREMENTAL")
+    patched = ("insert_rows", "payload_hashes", "entry_bytes", "_INSERT_PAYLOADS", "_AUTO_VACUUM_INCREMENTAL")
     missing = [name for name in patched if name not in vars(_sqlite)]
     missing += [name for name in ("_tree_at", "_connect") if name not in vars(_sqlite.SqliteStore)]
     if missing:  # a renamed name would be patched in vain, and the step measured as free
@@ -105,7 +105,7 @@ def _leave_out(steps: frozenset[str], path: Path, bodies: dict[str, bytes]) -> N
 
         vars(_sqlite).update(
             insert_rows=rows_but_payloads,
-            payload_hash=lambda payload: payload,  # the ledger row holds the body, as in format 1
+            payload_hashes=list,  # the ledger row holds the body, as in format 1
             entry_bytes=lambda **fields: bodies[fields["event_id"]],  # and the chain hashes it
         )
     if "purge-bookkeeping" in steps:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import orjson
@@ -48,6 +48,7 @@ __all__ = [
     "new_entry_id",
     "parse_entry",
     "payload_hash",
+    "payload_hashes",
     "purge_entry",
 ]
 
@@ -77,6 +78,12 @@ or nothing): the stored bytes (NULL for a row that keeps its entry as columns), 
 def payload_hash(payload: bytes) -> bytes:
     """``sha256(payload)``: what an entry commits to."""
     return hashlib.sha256(payload).digest()
+
+
+def payload_hashes(payloads: Iterable[bytes]) -> list[bytes]:
+    """:func:`payload_hash` of each payload, in one call (a commit group hashes a thousand)."""
+    sha256 = hashlib.sha256
+    return [sha256(payload).digest() for payload in payloads]
 
 
 def entry_bytes(

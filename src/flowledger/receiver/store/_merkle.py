@@ -46,6 +46,9 @@ by ``verify``, and not needed by anything."""
 EMPTY_ROOT: Final = hashlib.sha256(b"").digest()
 """The root of the empty tree (RFC 9162: the hash of the empty string)."""
 
+_LEAF_PREFIX: Final = hashlib.sha256(b"\x00")
+_NODE_PREFIX: Final = hashlib.sha256(b"\x01")
+
 PerfectHash = Callable[[int, int], bytes]
 """``perfect(level, index)``: the hash of leaves ``index * 2**level`` up to ``(index + 1) * 2**level``."""
 
@@ -103,15 +106,20 @@ class Frontier:
         ``leaf_hash(entry)`` in turn, in one loop without a call per hash
         (a commit group of 1,000 entries hashes about 2,000 times).
         """
-        sha256 = hashlib.sha256
+        leaf_prefix, node_prefix = _LEAF_PREFIX.copy, _NODE_PREFIX.copy  # a copied state costs less than a new one
         hashes, size = self.hashes, self.size
         push, pop = hashes.append, hashes.pop
         done: list[tuple[int, int, bytes]] = []
         for entry in entries:
-            h = sha256(b"\x00" + entry).digest()
+            state = leaf_prefix()
+            state.update(entry)
+            h = state.digest()
             level = 0
             while size >> level & 1:
-                h = sha256(b"\x01" + pop() + h).digest()
+                state = node_prefix()
+                state.update(pop())
+                state.update(h)
+                h = state.digest()
                 level += 1
                 if level >= keep_from_level:
                     done.append((level, size >> level, h))

@@ -37,7 +37,7 @@ from flowledger.receiver.store._entry import (
     LEDGER_PROJECT,
     entry_bytes,
     entry_of,
-    payload_hash,
+    payload_hashes,
     purge_entry,
 )
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, error_groups, with_fingerprints
@@ -352,7 +352,7 @@ class SqliteStore:
         await conn.execute("BEGIN IMMEDIATE")
         try:
             stored = await self._stored_payload_hashes(conn, list({e.event_id for e in events}))
-            digests = [payload_hash(e.body_bytes) for e in events]
+            digests = payload_hashes([e.body_bytes for e in events])
             fresh = new_events(events, digests, stored, results)
             projector = Projector(conn)
             await projector.load([events[i] for i in fresh])

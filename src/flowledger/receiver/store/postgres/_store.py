@@ -33,7 +33,7 @@ from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import CHILDREN_COUNT_MAX, CHILDREN_LISTED_MAX, children_json
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
-from flowledger.receiver.store._entry import entry_bytes, payload_hash, purge_entry
+from flowledger.receiver.store._entry import entry_bytes, payload_hashes, purge_entry
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
@@ -293,7 +293,7 @@ class PostgresStore:
                         ids,
                     )
                 }
-                digests = [payload_hash(e.body_bytes) for e in events]
+                digests = payload_hashes([e.body_bytes for e in events])
                 fresh = new_events(events, digests, stored, results)
                 projector = PgProjector(conn)
                 await projector.load([events[i] for i in fresh])
