@@ -73,8 +73,10 @@ from flowledger.receiver.store._migrations import migrate  # noqa: E402
 from flowledger.receiver.store._tree import stored_nodes  # noqa: E402
 
 LEDGER_INSERT = (
-    "INSERT INTO ledger (seq, event_id, project, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash)"
+    "INSERT INTO ledger (seq, event_id, project, run_id, kind, ts, producer_id, producer_seq, received_at, "
+    "payload_hash, prev_hash, hash)"
 )
+LEDGER_WIDTH = 12
 PAYLOAD_INSERT = "INSERT INTO payloads (seq, body)"
 NODE_INSERT = "INSERT INTO merkle_nodes (level, idx, hash)"
 
@@ -82,7 +84,8 @@ NODE_INSERT = "INSERT INTO merkle_nodes (level, idx, hash)"
 def ledger_row(
     seq: int, event: dict[str, Any], ts: str, body: bytes, prev: bytes, received: str
 ) -> tuple[tuple[Any, ...], bytes]:
-    """The ledger row of one event (format 2) and its entry bytes."""
+    """The ledger row of one event (format 2, the entry kept as its fields, as the SQLite store writes it) and the
+    entry's bytes (hashed, not stored)."""
     digest = payload_hash(body)
     entry = entry_bytes(
         seq=seq,
@@ -96,7 +99,10 @@ def ledger_row(
         payload_sha256=digest,
     )
     project = event.get("project") or ""
-    row = (seq, event["event_id"], project, event["run_id"], event["kind"], ts, received, entry, digest, prev)
+    row = (
+        seq, event["event_id"], project, event["run_id"], event["kind"], ts, event["producer_id"],
+        event["producer_seq"], received, digest, prev,
+    )  # fmt: skip
     return (*row, chain_hash(prev, entry)), entry
 
 
@@ -231,7 +237,7 @@ def raw_sqlite(events: list[dict[str, Any]], path: Path) -> float:
         prev = row[-1]
     started = time.perf_counter()
     conn.execute("BEGIN")
-    conn.executemany(f"{LEDGER_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany(f"{LEDGER_INSERT} VALUES ({', '.join('?' * LEDGER_WIDTH)})", rows)
     conn.executemany(f"{PAYLOAD_INSERT} VALUES (?, ?)", payloads)
     conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
@@ -298,7 +304,7 @@ def raw_sqlite_all(events: list[dict[str, Any]], path: Path, batch: int) -> floa
     started = time.perf_counter()
     for ledger_rows, payload_rows, tree_rows, run_rows, node_rows, producers in plan:
         conn.execute("BEGIN IMMEDIATE")
-        insert(LEDGER_INSERT, ledger_rows, 11)
+        insert(LEDGER_INSERT, ledger_rows, LEDGER_WIDTH)
         insert(PAYLOAD_INSERT, payload_rows, 2)
         if tree_rows:
             insert(NODE_INSERT, tree_rows, 3)
