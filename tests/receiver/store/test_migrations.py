@@ -17,6 +17,7 @@ from flowledger.receiver.store._migrations import (
     _LEDGER_PROJECT_AS_COLUMN,
     MIGRATIONS,
     SCHEMA_VERSION,
+    Migration,
     _run_and_event_ids_per_project,
     migrate,
     schema_version,
@@ -241,6 +242,18 @@ def test_a_database_made_before_ids_were_per_project_keeps_its_runs(
         assert conn.execute("SELECT count(*) FROM node_runs WHERE project = 'alpha'").fetchone()[0] == 6
 
 
+def _copied_before(migration: Migration, source: Path, old: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``old`` made at the schema version before ``migration``, holding every row of ``source``."""
+    before = MIGRATIONS.index(migration)
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:before])
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", before)
+    conn = sqlite3.connect(old, isolation_level=None)
+    migrations.migrate(conn)
+    conn.close()
+    monkeypatch.undo()
+    _copy_rows(source, old)
+
+
 def test_a_ledger_that_stores_its_entries_keeps_them_and_adds_entries_as_fields(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -249,14 +262,7 @@ def test_a_ledger_that_stores_its_entries_keeps_them_and_adds_entries_as_fields(
     runs = [typical_run(project="alpha"), simple_run()]
     source, old = tmp_path / "source.db", tmp_path / "old.db"
     asyncio.run(_ingest_and_read(source, runs[0].events, runs[0].run_id))
-    before = MIGRATIONS.index(_LEDGER_ENTRY_AS_COLUMNS)
-    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:before])
-    monkeypatch.setattr(migrations, "SCHEMA_VERSION", before)
-    conn = sqlite3.connect(old, isolation_level=None)
-    migrations.migrate(conn)
-    conn.close()
-    monkeypatch.undo()
-    _copy_rows(source, old)
+    _copied_before(_LEDGER_ENTRY_AS_COLUMNS, source, old, monkeypatch)
     with sqlite3.connect(old) as conn:
         assert "producer_id" not in {c[1] for c in conn.execute("PRAGMA table_info(ledger)")}
         head = conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
@@ -302,14 +308,7 @@ def test_a_ledger_without_the_project_column_gets_it_from_its_entries(
     source, old = tmp_path / "source.db", tmp_path / "old.db"
     events = [e for run in runs for e in run.events]
     asyncio.run(_ingest_and_read(source, events, runs[0].run_id))
-    before = MIGRATIONS.index(_LEDGER_PROJECT_AS_COLUMN)
-    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:before])
-    monkeypatch.setattr(migrations, "SCHEMA_VERSION", before)
-    conn = sqlite3.connect(old, isolation_level=None)
-    migrations.migrate(conn)
-    conn.close()
-    monkeypatch.undo()
-    _copy_rows(source, old)
+    _copied_before(_LEDGER_PROJECT_AS_COLUMN, source, old, monkeypatch)
     with sqlite3.connect(old) as conn:
         assert "project" not in {c[1] for c in conn.execute("PRAGMA table_info(ledger)")}
         head = conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()

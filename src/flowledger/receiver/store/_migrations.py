@@ -616,6 +616,23 @@ CREATE INDEX runs_facts ON runs (
 """
 
 _LEDGER_COLUMNS: Final = "seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash, hash"
+_LEDGER_KEYS_AND_TRIGGERS: Final = """
+CREATE UNIQUE INDEX ledger_event_once ON ledger (event_id, project);
+CREATE INDEX ledger_by_run ON ledger (run_id, project);
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: UPDATE is refused'); END;
+CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: DELETE is refused'); END;
+-- INSERT OR REPLACE deletes the row it replaces without firing the DELETE trigger (unless a connection turns
+-- recursive_triggers on): a new row must come right after the last one and bring an event_id its project has
+-- not stored yet, so neither the primary key nor ledger_event_once ever has a row to replace.
+CREATE TRIGGER ledger_append_only BEFORE INSERT ON ledger
+WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM ledger)
+  OR EXISTS (SELECT 1 FROM ledger WHERE event_id = NEW.event_id AND project = NEW.project)
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: a row goes after the last one, with a new event_id'); END;
+"""
+"""The ledger's indexes and append-only triggers over its ``project`` column (made again after each rebuild)."""
+
 _LEDGER_PROJECT_AS_COLUMN: Final = f"""
 -- The entry's project as a column ('' for none), written by the store beside the entry and checked by verify
 -- against the hashed entry like every other column: the event-id and per-run indexes and the append-only check
@@ -637,20 +654,7 @@ INSERT INTO ledger_with_project ({_LEDGER_COLUMNS}, project)
 SELECT {_LEDGER_COLUMNS}, {_ENTRY_PROJECT.format("")} FROM ledger ORDER BY seq;
 DROP TABLE ledger;
 ALTER TABLE ledger_with_project RENAME TO ledger;
-CREATE UNIQUE INDEX ledger_event_once ON ledger (event_id, project);
-CREATE INDEX ledger_by_run ON ledger (run_id, project);
-CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
-BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: UPDATE is refused'); END;
-CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
-BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: DELETE is refused'); END;
--- INSERT OR REPLACE deletes the row it replaces without firing the DELETE trigger (unless a connection turns
--- recursive_triggers on): a new row must come right after the last one and bring an event_id its project has
--- not stored yet, so neither the primary key nor ledger_event_once ever has a row to replace.
-CREATE TRIGGER ledger_append_only BEFORE INSERT ON ledger
-WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM ledger)
-  OR EXISTS (SELECT 1 FROM ledger WHERE event_id = NEW.event_id AND project = NEW.project)
-BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: a row goes after the last one, with a new event_id'); END;
-"""
+{_LEDGER_KEYS_AND_TRIGGERS}"""
 
 _LEDGER_ENTRY_AS_COLUMNS: Final = f"""
 -- A new entry is kept as its fields: producer_id and producer_seq get columns beside the others, and the
@@ -676,17 +680,7 @@ INSERT INTO ledger_entry_as_columns ({_LEDGER_COLUMNS}, project)
 SELECT {_LEDGER_COLUMNS}, project FROM ledger ORDER BY seq;
 DROP TABLE ledger;
 ALTER TABLE ledger_entry_as_columns RENAME TO ledger;
-CREATE UNIQUE INDEX ledger_event_once ON ledger (event_id, project);
-CREATE INDEX ledger_by_run ON ledger (run_id, project);
-CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
-BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: UPDATE is refused'); END;
-CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
-BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: DELETE is refused'); END;
-CREATE TRIGGER ledger_append_only BEFORE INSERT ON ledger
-WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM ledger)
-  OR EXISTS (SELECT 1 FROM ledger WHERE event_id = NEW.event_id AND project = NEW.project)
-BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: a row goes after the last one, with a new event_id'); END;
-"""
+{_LEDGER_KEYS_AND_TRIGGERS}"""
 
 
 def _percentiles_stored_beside_histograms(conn: sqlite3.Connection) -> None:
