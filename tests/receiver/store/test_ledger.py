@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -446,3 +447,25 @@ def test_an_integer_sent_as_a_float_is_hashed_as_the_integer_it_is_stored_as(fil
     assert stored == [(10**16, "integer"), (0, "integer")]
     code, output = _verify(filled.db_path)
     assert code == 0, output
+
+
+def test_a_purge_of_the_runs_without_a_project_verifies(filled: LiveReceiver) -> None:
+    """A purge scoped to no project (``?project=`` empty) names no project in its entry, which its row's fields then
+    rebuild byte for byte: the ledger verifies after it, and after more events."""
+    run = simple_run()
+    assert filled.post(run.events).json()["accepted"] == 4
+    answer = httpx.delete(f"{filled.url}/api/runs/{run.run_id}", params={"project": ""}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert filled.post(simple_run().events).json()["accepted"] == 4
+    code, output = _verify(filled.db_path)
+    assert code == 0, output
+
+
+def test_a_blob_in_a_text_column_is_reported_as_an_edited_row(filled: LiveReceiver) -> None:
+    """A column edited by hand to hold what no entry can (a blob) makes no entry: verify names the row, no crash."""
+    _tamper(filled.db_path, "UPDATE ledger SET event_id = X'41' WHERE seq = 2")
+    code, output = _verify(filled.db_path)
+    assert code == 1
+    assert "row 2" in output
+    assert "the row was edited" in output
+    assert "Traceback" not in output

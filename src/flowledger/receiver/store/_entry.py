@@ -124,21 +124,28 @@ def entry_bytes(
 
 
 def entry_of(row: Sequence[Any]) -> bytes:
-    """The entry of a ledger row read through :data:`ENTRY_COLUMNS`: its stored bytes, or rebuilt from its fields."""
+    """The entry of a ledger row read through :data:`ENTRY_COLUMNS`: its stored bytes, or rebuilt from its fields.
+
+    A row whose columns hold what no entry can (a blob in a text column, a text hash: edited by hand) gives the
+    empty entry, which hashes to no row's hash, so ``verify`` reports that row as edited rather than failing.
+    """
     stored, seq, event_id, run_id, kind, ts, project, producer_id, producer_seq, digest = row
     if stored is not None:
         return bytes(stored)
-    return entry_bytes(
-        seq=seq,
-        event_id=event_id,
-        run_id=run_id,
-        kind=kind,
-        ts=ts,
-        project=project or None,  # the column holds '' for none; a project name is never empty
-        producer_id=producer_id,
-        producer_seq=producer_seq,
-        payload_sha256=bytes(digest),
-    )
+    try:
+        return entry_bytes(
+            seq=seq,
+            event_id=event_id,
+            run_id=run_id,
+            kind=kind,
+            ts=ts,
+            project=project or None,  # the column holds '' for none; no entry names the project '' (purge_entry)
+            producer_id=producer_id,
+            producer_seq=producer_seq,
+            payload_sha256=bytes(digest),
+        )
+    except (TypeError, ValueError):
+        return b""
 
 
 def parse_entry(entry: bytes) -> dict[str, Any]:
@@ -189,7 +196,7 @@ def purge_entry(
         run_id="",
         kind=PURGE_KIND,
         ts=now,
-        project=project,
+        project=project or None,  # a purge of the runs without a project ('') names none, as an event would
         producer_id=None,
         producer_seq=None,
         payload_sha256=digest,

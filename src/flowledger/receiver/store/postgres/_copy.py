@@ -262,8 +262,8 @@ _SQLITE_LEDGER: Final = (*_TABLES[0][1], "project", "producer_id", "producer_seq
 
 
 def _as_sqlite_ledger(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """PostgreSQL's ledger rows as SQLite keeps them: the entry as its fields (its bytes only where the fields
-    would not rebuild them, as in a ledger converted from format 1 before it was copied), the project '' for none."""
+    """PostgreSQL's ledger rows as SQLite keeps them: the entry as its fields (its bytes too where the fields
+    would not rebuild them), the project '' for none."""
     at = _TABLES[0][1].index("entry")
     converted = []
     for row in rows:
@@ -275,7 +275,10 @@ def _as_sqlite_ledger(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             fields.get("producer_seq"),
         )
         rebuilt = entry_of((None, *row[:5], project, producer_id, producer_seq, row[at + 1]))
-        stored = None if rebuilt == entry else entry
+        # SQLite makes a float in producer_seq's INTEGER column an integer (an entry made before the receiver took
+        # 1e16 as 10**16 hashed the float): such an entry keeps its bytes, as any other the fields do not rebuild
+        as_fields = rebuilt == entry and (producer_seq is None or type(producer_seq) is int)
+        stored = None if as_fields else entry
         converted.append((*row[:at], stored, *row[at + 1 :], project, producer_id, producer_seq))
     return converted
 
