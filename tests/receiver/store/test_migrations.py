@@ -12,6 +12,7 @@ import pytest
 from flowledger._exceptions import StoreError
 from flowledger.receiver.store import _migrations as migrations
 from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_of
+from flowledger.receiver.store._merkle import leaf_hash, verify_consistency, verify_inclusion
 from flowledger.receiver.store._migrations import (
     _LEDGER_ENTRY_AS_COLUMNS,
     _LEDGER_PROJECT_AS_COLUMN,
@@ -162,9 +163,9 @@ async def _ingest_and_read(path: Path, events: list[dict[str, Any]], run_id: str
         await store.close()
 
 
-def _made_before_namespaces(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An empty database at the schema version before run and event ids became per project."""
-    before = MIGRATIONS.index(_run_and_event_ids_per_project)
+def _made_before(migration: Migration, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty database at the schema version before ``migration``."""
+    before = MIGRATIONS.index(migration)
     monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:before])
     monkeypatch.setattr(migrations, "SCHEMA_VERSION", before)
     conn = sqlite3.connect(path, isolation_level=None)
@@ -215,7 +216,7 @@ def test_a_database_made_before_ids_were_per_project_keeps_its_runs(
     source, old = tmp_path / "source.db", tmp_path / "old.db"
     expected = asyncio.run(_ingest_and_read(source, run.events, run.run_id))
     assert expected is not None
-    _made_before_namespaces(old, monkeypatch)
+    _made_before(_run_and_event_ids_per_project, old, monkeypatch)
     _copy_rows(source, old)
     with sqlite3.connect(old) as conn:
         assert schema_version(conn) == MIGRATIONS.index(_run_and_event_ids_per_project)
@@ -244,13 +245,7 @@ def test_a_database_made_before_ids_were_per_project_keeps_its_runs(
 
 def _copied_before(migration: Migration, source: Path, old: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``old`` made at the schema version before ``migration``, holding every row of ``source``."""
-    before = MIGRATIONS.index(migration)
-    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:before])
-    monkeypatch.setattr(migrations, "SCHEMA_VERSION", before)
-    conn = sqlite3.connect(old, isolation_level=None)
-    migrations.migrate(conn)
-    conn.close()
-    monkeypatch.undo()
+    _made_before(migration, old, monkeypatch)
     _copy_rows(source, old)
 
 
@@ -279,11 +274,13 @@ def test_a_ledger_that_stores_its_entries_keeps_them_and_adds_entries_as_fields(
                 runs[1].events
             )
             assert (await store.verify()).ok
-            _, path = await store.consistency_proof(tree_before.size)
-            assert path  # the old tree is a prefix of the new one
-            for run in runs:
-                proofs = await store.run_proof(run.run_id, (await store.tree_head()).size)
-                assert [p.seq for p in proofs]
+            head_now, path = await store.consistency_proof(tree_before.size)
+            assert verify_consistency(tree_before.size, head_now.size, tree_before.root, head_now.root, path)
+            for run in runs:  # the first run's rows store their entries, the second's keep them as fields
+                proofs = await store.run_proof(run.run_id, head_now.size)
+                assert len(proofs) == len(run.events)
+                for p in proofs:
+                    assert verify_inclusion(leaf_hash(p.entry), p.seq - 1, head_now.size, p.path, head_now.root)
         finally:
             await store.close()
 
