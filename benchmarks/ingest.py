@@ -631,8 +631,9 @@ def report(label: str, runs: list[dict[str, Any]]) -> None:
         where = (
             "asyncpg runs on the event loop"
             if any(f["pg_cpu"] for f in runs)
-            else "the SQLite writer's thread: a commit group's reads, fold, chain, entries, Merkle tree and writes; "
-            "only the SQL in trees before commit groups ran there"
+            else "the SQLite writer's thread: a commit group's reads, fold, chain, entries and Merkle tree, and its "
+            "statement thread: its writes (on the writer's thread before it had one; only the SQL in trees "
+            "before commit groups ran there)"
         )
         print(f"[{label}]   other threads      : {line(others, 'us/event', fmt='.1f')}  ({where})")
     if any(f["pg_cpu"] for f in runs):

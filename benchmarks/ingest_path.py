@@ -6,8 +6,8 @@
 Decodes, validates and appends batches of 1,000 events (the realistic runs
 of ``benchmarks/ingest.py``) to a ``SqliteStore`` on a fresh file, as the
 ingest route does, without HTTP and client processes, in a child process
-per source tree (the serving process's garbage-collection settings
-applied). It prints the CPU per event of the whole process (both threads)
+per source tree (the serving process's garbage-collection and
+thread-switching settings applied). It prints the CPU per event of the whole process (both threads)
 and of the event-loop thread. With ``--callgrind`` (valgrind installed) it
 also runs each tree under callgrind at two sizes and prints the difference
 in instructions per event: a figure that does not move with the load other
@@ -133,8 +133,8 @@ def child(
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from ingest import build_runs
 
+    from flowledger.receiver import _server
     from flowledger.receiver._config import IngestLimits
-    from flowledger.receiver._server import _tune_gc
     from flowledger.receiver._validate import prepare_event
     from flowledger.receiver.ingest._batch import decode_batch
     from flowledger.receiver.store._event import PreparedEvent
@@ -146,7 +146,8 @@ def child(
     bodies = [json.dumps({"events": events[i : i + BATCH]}).encode() for i in range(0, count, BATCH)]
     del events
     limits = IngestLimits()
-    _tune_gc()
+    _server._tune_gc()
+    getattr(_server, "_tune_switching", lambda: None)()  # the serving process's settings (older trees: none)
     if build_only:
         print(json.dumps({"events": count}))
         return

@@ -13,7 +13,7 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from flowledger.receiver.store._on_thread import ThreadConnection, run_on_thread
+from flowledger.receiver.store._on_thread import StatementThread, ThreadConnection, run_on_thread
 from flowledger.receiver.store._protocol import EventOutcome
 from flowledger.receiver.store._sqlite import SqliteStore
 from tests.receiver._support import simple_run, typical_run
@@ -137,6 +137,162 @@ async def test_an_append_cancelled_before_its_commit_is_rolled_back(tmp_path: Pa
         assert await store.ledger_size() == 0
         assert await store.append(events) == [(EventOutcome.ACCEPTED, None)] * len(events)
         assert store.head[0] == len(events)
+        assert (await store.verify()).ok
+    finally:
+        await store.close()
+
+
+@contextmanager
+def _statement_thread(conn: aiosqlite.Connection) -> Iterator[StatementThread]:
+    statements = StatementThread(conn)
+    try:
+        yield statements
+    finally:
+        statements.close()
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    return await aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
+
+
+@pytest.mark.asyncio
+async def test_with_a_statement_thread_writes_run_there_in_order_and_reads_wait_for_them(tmp_path: Path) -> None:
+    """Queued writes run on the statement thread, in order; a read, and the commit, see every write before it."""
+    ran_on: set[str] = set()
+
+    def where(_: int) -> int:
+        ran_on.add(threading.current_thread().name)
+        return 0
+
+    async def work(conn: ThreadConnection) -> list[Any]:
+        await conn.execute("BEGIN IMMEDIATE")
+        assert await conn.execute("INSERT INTO t VALUES (?, ?)", (1, "one")) is None  # queued: no cursor
+        await conn.executemany("INSERT INTO t VALUES (?, where_(?))", ((k, k) for k in range(2, 400)))
+        await conn.execute("UPDATE t SET s = 'first' WHERE k = 1")
+        seen = list(await conn.execute_fetchall("SELECT count(*), min(s) FROM t"))
+        await conn.execute("DELETE FROM t WHERE k >= 200")
+        await conn.execute("COMMIT")
+        return seen
+
+    conn = await _connect(tmp_path / "t.db")
+    try:
+        await conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, s)")
+        await conn.create_function("where_", 1, where)
+        with _statement_thread(conn) as statements:
+            seen = await run_on_thread(conn, work, statements=statements)
+        assert [tuple(row) for row in seen] == [(399, 0)]  # min(s): the numbers sort before the text
+        assert ran_on == {"flowledger-sqlite-statements"}
+        assert list(await conn.execute_fetchall("SELECT count(*), max(k) FROM t")) == [(199, 199)]
+        assert list(await conn.execute_fetchall("SELECT s FROM t WHERE k = 1")) == [("first",)]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.asyncio
+async def test_a_failed_queued_statement_is_raised_at_the_next_wait_and_the_rest_is_not_run(tmp_path: Path) -> None:
+    """The failing statement's own exception reaches the caller at its next read, before any commit; the
+    statements queued behind it never run; after the rollback the thread and the connection serve on."""
+    reached: list[str] = []
+
+    async def work(conn: ThreadConnection) -> None:
+        await conn.execute("BEGIN IMMEDIATE")
+        await conn.execute("INSERT INTO t VALUES (2)")
+        await conn.execute("INSERT INTO t VALUES (1)")  # a duplicate key: fails on the statement thread
+        await conn.execute("INSERT INTO t VALUES (3)")  # skipped
+        reached.append("after the failing statement")  # the caller goes on until it waits
+        try:
+            await conn.execute_fetchall("SELECT count(*) FROM t")
+            reached.append("after the read")
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+
+    conn = await _connect(tmp_path / "t.db")
+    try:
+        await conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+        await conn.execute("INSERT INTO t VALUES (1)")
+        with _statement_thread(conn) as statements:
+            with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+                await run_on_thread(conn, work, statements=statements)
+            assert reached == ["after the failing statement"]
+            assert list(await conn.execute_fetchall("SELECT k FROM t")) == [(1,)]
+
+            async def more(c: ThreadConnection) -> None:
+                await c.execute("INSERT INTO t VALUES (5)")
+
+            await run_on_thread(conn, more, statements=statements)
+        assert list(await conn.execute_fetchall("SELECT k FROM t ORDER BY k")) == [(1,), (5,)]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.asyncio
+async def test_a_statement_queued_after_the_last_wait_still_fails_the_work(tmp_path: Path) -> None:
+    """Work that returns with statements still queued is done only when they are, and fails if one does."""
+
+    async def work(conn: ThreadConnection) -> str:
+        await conn.execute("INSERT INTO t VALUES (1)")
+        return "returned"
+
+    conn = await _connect(tmp_path / "t.db")
+    try:
+        await conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+        with _statement_thread(conn) as statements:
+            assert await run_on_thread(conn, work, statements=statements) == "returned"
+            with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+                await run_on_thread(conn, work, statements=statements)
+        assert list(await conn.execute_fetchall("SELECT k FROM t")) == [(1,)]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.asyncio
+async def test_an_error_in_the_works_own_code_waits_for_its_queued_statements(tmp_path: Path) -> None:
+    """When the work's Python fails with statements queued, they have run (or been dropped) before the error
+    reaches the caller: nothing else uses the connection while the statement thread still does."""
+    release = threading.Event()
+
+    def slow(k: int) -> int:
+        release.wait(5)
+        return k
+
+    async def work(conn: ThreadConnection) -> None:
+        await conn.execute("INSERT INTO t VALUES (slow(?))", (7,))
+        release.set()
+        raise ValueError("the fold failed")
+
+    conn = await _connect(tmp_path / "t.db")
+    try:
+        await conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+        await conn.create_function("slow", 1, slow)
+        with _statement_thread(conn) as statements:
+            with pytest.raises(ValueError, match="the fold failed"):
+                await run_on_thread(conn, work, statements=statements)
+            assert statements._queued == 0
+        assert list(await conn.execute_fetchall("SELECT k FROM t")) == [(7,)]  # autocommit: it ran
+    finally:
+        await conn.close()
+
+
+@pytest.mark.asyncio
+async def test_an_event_the_store_cannot_keep_fails_its_queued_statement_and_the_rest_of_the_batch_is_stored(
+    tmp_path: Path,
+) -> None:
+    """Through the store: an integer SQLite cannot hold fails a queued row of the ledger; the writer's fallback
+    (commit the events one by one) stores every other event, and the ledger verifies."""
+    store = SqliteStore(tmp_path / "ledger.db")
+    await store.open()
+    try:
+        events = prepared([e for run in (simple_run(), simple_run()) for e in run.events])
+        events[1].producer_seq = 2**70  # bound on the statement thread: OverflowError there, raised at the commit
+        with pytest.raises(Exception, match="storing"):
+            await store.append(events)
+        assert await store.ledger_size() == 0
+        assert store._statements is not None
+        assert store._statements._queued == 0
+        good = events[:1] + events[2:]
+        assert await store.append(good) == [(EventOutcome.ACCEPTED, None)] * len(good)
         assert (await store.verify()).ok
     finally:
         await store.close()

@@ -15,7 +15,7 @@ Each statement text is prepared once and kept in the connection's statement
 cache, and preparing a multi-row statement costs several times running it
 (a 232-row ``INSERT`` of ten columns: about 650 µs to prepare, 120 µs to
 run). So the texts are few whatever the batch sizes: rows go in statements
-of :data:`_CHUNK_ROWS`, then one of a multiple of :data:`_STEP_ROWS`, then
+of :data:`CHUNK_ROWS`, then one of a multiple of :data:`_STEP_ROWS`, then
 the rest (fewer than :data:`_STEP_ROWS`, cheap to prepare); an ``IN (...)``
 list is padded to a multiple of :data:`_STEP_ROWS` by repeating its last
 value (:func:`in_list`). Batches of varying sizes no longer make a new text,
@@ -32,9 +32,9 @@ from typing import Any, Final
 
 from flowledger.receiver.store._on_thread import WriteConnection
 
-__all__ = ["STATEMENT_CACHE", "in_list", "insert_rows"]
+__all__ = ["CHUNK_ROWS", "STATEMENT_CACHE", "in_list", "insert_rows"]
 
-_CHUNK_ROWS: Final = 256
+CHUNK_ROWS: Final = 256
 """Rows per statement at most: few statements per commit, and only a few distinct statement texts to cache."""
 _STEP_ROWS: Final = 32
 """Below a full statement, rows go in a multiple of this many, then the rest; ``IN`` lists are padded to it."""
@@ -68,7 +68,7 @@ async def insert_rows(
     ``width`` the number of values in every row, ``tail`` what follows the
     rows (an ``ON CONFLICT`` clause).
     """
-    per_statement = max(1, min(_CHUNK_ROWS, _max_params() // width))
+    per_statement = max(1, min(CHUNK_ROWS, _max_params() // width))
     start = 0
     for count in _statement_rows(len(rows), per_statement):
         part = rows[start : start + count]

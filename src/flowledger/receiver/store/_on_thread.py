@@ -12,6 +12,23 @@ methods run their statement at once and never suspend, so the coroutine
 runs to its end in one call (:func:`run_on_thread`): one hand-off per
 commit group, and the event loop free for other requests meanwhile.
 
+About two fifths of that thread's time is SQLite's own work, which runs
+with the interpreter lock released; the rest is Python (folding, hashing,
+building rows). Given a :class:`StatementThread`, a ``ThreadConnection``
+overlaps the two: a write statement (``execute``, ``executemany``) is
+queued to that thread, which runs the queue in order on the same
+connection, and the caller goes on folding and hashing the next rows. A
+read (``execute_fetchall``) and the transaction's ``BEGIN``, ``COMMIT`` and
+``ROLLBACK`` first wait for the queue to be empty, so the connection is
+used by one thread at a time and every statement sees the ones before it.
+A queued statement that fails skips the rest of the queue, and its own
+exception is raised at the next wait (a read, ``COMMIT``), before the
+transaction could commit; ``ROLLBACK`` waits and drops it instead. The
+overlap needs the interpreter to hand the lock over often
+(``sys.setswitchinterval``, which ``flowledger serve`` sets): with the
+default 5 ms the statement thread waits that long for the lock after
+each statement while the caller runs Python.
+
 aiosqlite has no public call for "run this function on the connection's
 thread"; its ``Connection._execute`` (queue a function for the thread) and
 ``_conn`` (the ``sqlite3`` connection) are used, and the dependency is
@@ -20,16 +37,20 @@ bounded to the versions where they are the same (0.20 to 0.22).
 
 from __future__ import annotations
 
+import queue
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import aiosqlite
 
-__all__ = ["ThreadConnection", "WriteConnection", "run_on_thread"]
+__all__ = ["StatementThread", "ThreadConnection", "WriteConnection", "run_on_thread"]
 
 _T = TypeVar("_T")
+_WAITING: Final = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")
+"""Statements that run at once, after the queue: the transaction's own, and pragmas (which may read)."""
 
 
 class WriteConnection(Protocol):
@@ -46,42 +67,135 @@ class WriteConnection(Protocol):
         """Run one statement and return all its rows."""
 
 
+class StatementThread:
+    """A thread that runs queued write statements in order on one ``sqlite3`` connection (see the module)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn: sqlite3.Connection = conn._conn
+        self._queue: queue.SimpleQueue[tuple[str, Any, bool] | None] = queue.SimpleQueue()
+        self._done = threading.Condition()
+        self._queued = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="flowledger-sqlite-statements", daemon=True)
+        self._thread.start()
+
+    def put(self, sql: str, parameters: Any, *, many: bool) -> None:
+        """Queue one statement (``many``: ``parameters`` is a list of rows)."""
+        with self._done:
+            self._queued += 1
+        self._queue.put((sql, parameters, many))
+
+    def wait(self) -> None:
+        """Return once every queued statement has run; raise the first one's error, if one failed."""
+        with self._done:
+            while self._queued:
+                self._done.wait()
+            error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def discard(self) -> None:
+        """Return once the queue is empty, dropping a failed statement's error (the transaction rolls back)."""
+        with self._done:
+            while self._queued:
+                self._done.wait()
+            self._error = None
+
+    def close(self) -> None:
+        """Stop the thread, once the queue is done."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        conn, take = self._conn, self._queue.get
+        while (item := take()) is not None:
+            sql, parameters, many = item
+            if self._error is None:  # after a failure, the rest of the transaction is not run
+                try:
+                    if many:
+                        conn.executemany(sql, parameters)
+                    else:
+                        conn.execute(sql, parameters)
+                except BaseException as exc:  # raised to the writer at its next wait
+                    self._error = exc
+            with self._done:
+                self._queued -= 1
+                if not self._queued:
+                    self._done.notify_all()
+
+
 class ThreadConnection:
     """A ``sqlite3`` connection behind the async methods of :class:`WriteConnection`, for its own thread.
 
-    Each method runs its statement when called and returns a coroutine that
-    is done at once: awaiting it never suspends.
+    Each method runs its statement when called (or queues it to ``statements``) and returns a coroutine
+    that is done at once: awaiting it never suspends. A queued statement returns no cursor.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, statements: StatementThread | None = None) -> None:
         self._conn = conn
+        self._statements = statements
 
-    async def execute(self, sql: str, parameters: Any = None, /) -> sqlite3.Cursor:
-        return self._conn.execute(sql, () if parameters is None else parameters)
+    async def execute(self, sql: str, parameters: Any = None, /) -> sqlite3.Cursor | None:
+        statements = self._statements
+        if statements is None:
+            return self._conn.execute(sql, () if parameters is None else parameters)
+        if sql.startswith(_WAITING):
+            if sql.startswith("ROLLBACK"):
+                statements.discard()
+            else:
+                statements.wait()
+            return self._conn.execute(sql, () if parameters is None else parameters)
+        statements.put(sql, () if parameters is None else parameters, many=False)
+        return None
 
-    async def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-        return self._conn.executemany(sql, parameters)
+    async def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor | None:
+        if self._statements is None:
+            return self._conn.executemany(sql, parameters)
+        self._statements.put(sql, list(parameters), many=True)  # a generator would be read on the other thread
+        return None
 
     async def execute_fetchall(self, sql: str, parameters: Any = None, /) -> list[Any]:
+        if self._statements is not None:
+            self._statements.wait()
         return self._conn.execute(sql, () if parameters is None else parameters).fetchall()
 
 
-def _to_end(work: Callable[[ThreadConnection], Coroutine[Any, Any, _T]], conn: sqlite3.Connection) -> _T:
-    """Run ``work`` over ``conn`` to its end in this call (on the connection's thread)."""
-    coroutine = work(ThreadConnection(conn))
+def _to_end(
+    work: Callable[[ThreadConnection], Coroutine[Any, Any, _T]],
+    conn: sqlite3.Connection,
+    statements: StatementThread | None,
+) -> _T:
+    """Run ``work`` over ``conn`` to its end in this call (on the connection's thread), its queue done too."""
+    coroutine = work(ThreadConnection(conn, statements))
     try:
         coroutine.send(None)
     except StopIteration as done:
+        if statements is not None:
+            statements.wait()  # a statement queued after the work's last wait still fails the work
         return done.value  # type: ignore[no-any-return]
+    except BaseException:
+        if statements is not None:
+            statements.discard()
+        raise
     coroutine.close()
+    if statements is not None:
+        statements.discard()
     raise RuntimeError("work run on the connection's thread awaited something other than its statements")
 
 
-async def run_on_thread(conn: aiosqlite.Connection, work: Callable[[ThreadConnection], Coroutine[Any, Any, _T]]) -> _T:
+async def run_on_thread(
+    conn: aiosqlite.Connection,
+    work: Callable[[ThreadConnection], Coroutine[Any, Any, _T]],
+    *,
+    statements: StatementThread | None = None,
+) -> _T:
     """Run ``work`` on ``conn``'s own thread, in one hand-off, and return its result (or raise its error).
 
     ``work`` may await only its connection's methods. Nothing else may use
-    ``conn`` meanwhile; the store's single writer sees to that.
+    ``conn`` meanwhile; the store's single writer sees to that. With
+    ``statements`` (a :class:`StatementThread` on ``conn``), its write
+    statements run there, overlapping its Python; the queue is empty again
+    when this returns or raises.
     """
-    result: _T = await conn._execute(_to_end, work, conn._conn)  # type: ignore[no-untyped-call]
+    result: _T = await conn._execute(_to_end, work, conn._conn, statements)  # type: ignore[no-untyped-call]
     return result

@@ -212,9 +212,17 @@ class Projector:
             self._log_drops.append(drop)
 
     async def flush(self) -> None:
-        """Write every changed row (inside the caller's transaction)."""
+        """Write every changed row (inside the caller's transaction).
+
+        The sums come last: they read what they change, and each read waits for the statements queued
+        before it (:mod:`._on_thread`), so the rows before them are built while those run. The texts come
+        first: the log lines' trigger adds texts of its own, which :func:`append_log_rows` indexes.
+        """
         conn = self._conn
-        await self._rollups.flush(conn, self.runs, self._nodes, self._dirty_runs, self._dirty_nodes)
+        if self._texts:
+            (last,) = next(iter(await conn.execute_fetchall(LAST_TEXT_ID_SQL)))
+            await insert_rows(conn, _SAVE_TEXTS, self._texts, width=4)
+            await conn.execute(INDEX_TEXTS_SQL, (last,))
         if self._dirty_runs:
             rows = [_run_row(self.runs[r]) for r in self._dirty_runs]
             await insert_rows(conn, _SAVE_RUNS, rows, width=len(RUN_COLUMNS))
@@ -226,16 +234,13 @@ class Projector:
             await insert_rows(conn, _SAVE_PRODUCERS, rows, width=6, tail=_SAVE_PRODUCERS_TAIL)
         if self._logs or self._log_drops:
             await append_log_rows(conn, self._logs, self._log_drops)
-        if self._texts:
-            (last,) = next(iter(await conn.execute_fetchall(LAST_TEXT_ID_SQL)))
-            await insert_rows(conn, _SAVE_TEXTS, self._texts, width=4)
-            await conn.execute(INDEX_TEXTS_SQL, (last,))
         if self._attributes:
             await insert_rows(conn, _SAVE_ATTRIBUTES, self._attributes, width=4)
         if self._sampled_out:
             rows = [(*key, runs) for key, runs in self._sampled_out.items()]
             await insert_rows(conn, SAVE_SAMPLED_OUT, rows, width=4, tail=SAVE_SAMPLED_OUT_TAIL)
         await self._metrics.flush(conn)
+        await self._rollups.flush(conn, self.runs, self._nodes, self._dirty_runs, self._dirty_nodes)
         self._dirty_runs.clear()
         self._dirty_nodes.clear()
         self._producers.clear()

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -27,7 +28,7 @@ from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._binding import register_adapters
 from flowledger.receiver.store._blobs import store_blobs
-from flowledger.receiver.store._bulk import STATEMENT_CACHE, in_list, insert_rows
+from flowledger.receiver.store._bulk import CHUNK_ROWS, STATEMENT_CACHE, in_list, insert_rows
 from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import children_json, children_sql
 from flowledger.receiver.store._coverage import coverage
@@ -58,7 +59,7 @@ from flowledger.receiver.store._logs import (
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
 from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
-from flowledger.receiver.store._on_thread import WriteConnection, run_on_thread
+from flowledger.receiver.store._on_thread import StatementThread, WriteConnection, run_on_thread
 from flowledger.receiver.store._once import new_events
 from flowledger.receiver.store._otlp_logs import OtlpLogRow, insert_logs, link_pending, select_logs
 from flowledger.receiver.store._otlp_metrics import (
@@ -215,6 +216,7 @@ class SqliteStore:
         self._head_seq = 0
         self._head_hash = GENESIS_HASH
         self._frontier: Frontier | None = None
+        self._statements: StatementThread | None = None
 
     # --- lifecycle -------------------------------------------------------
 
@@ -227,6 +229,7 @@ class SqliteStore:
             register_adapters()
             self._writer = await self._connect(readonly=False)
             self._head_seq, self._head_hash = await _head(self._writer)
+            self._statements = StatementThread(self._writer)
         for _ in range(self._reader_count):
             conn = await self._connect(readonly=True)
             self._all_readers.append(conn)
@@ -241,6 +244,7 @@ class SqliteStore:
                 isolation_level=None,
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 cached_statements=STATEMENT_CACHE,
+                check_same_thread=False,
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
@@ -262,6 +266,9 @@ class SqliteStore:
             await conn.close()
         self._all_readers.clear()
         self._readers = asyncio.Queue()
+        if self._statements is not None:
+            self._statements.close()
+            self._statements = None
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
@@ -326,7 +333,8 @@ class SqliteStore:
         conn = self._write_conn()
         abandoned = threading.Event()
         try:
-            results, head = await run_on_thread(conn, lambda c: self._append(c, events, abandoned))
+            work = partial(self._append, events=events, abandoned=abandoned)
+            results, head = await run_on_thread(conn, work, statements=self._statements)
         except asyncio.CancelledError:
             abandoned.set()  # the thread cannot be stopped: it rolls back instead of committing
             raise
@@ -339,16 +347,17 @@ class SqliteStore:
         return results
 
     async def _append(
-        self, conn: WriteConnection, events: Sequence[PreparedEvent], abandoned: threading.Event
+        self, conn: WriteConnection, *, events: Sequence[PreparedEvent], abandoned: threading.Event
     ) -> tuple[list[tuple[EventOutcome, str | None]], tuple[int, bytes, Frontier] | None]:
         """:meth:`append`'s transaction: the outcomes, and the new head and tree when events were stored.
 
-        Rolled back, never committed, once ``abandoned`` is set (its caller was cancelled).
+        The events are chained a statement's worth of rows at a time (:data:`CHUNK_ROWS`), each chunk's
+        ledger and payload rows handed to the statement thread before the next chunk is hashed and folded
+        (:mod:`._on_thread`). Rolled back, never committed, once ``abandoned`` is set (its caller was cancelled).
         """
         results: list[tuple[EventOutcome, str | None]] = [(EventOutcome.ACCEPTED, None)] * len(events)
-        rows: list[tuple[Any, ...]] = []
-        payloads: list[tuple[int, str]] = []
         blobs: list[tuple[str, str]] = []
+        nodes: list[tuple[int, int, bytes]] = []
         await conn.execute("BEGIN IMMEDIATE")
         try:
             stored = await self._stored_payload_hashes(conn, list({e.event_id for e in events}))
@@ -361,43 +370,46 @@ class SqliteStore:
             seq, prev = await _head(conn)
             tree = await self._tree_at(conn, seq)
             received_at = now_ts()
-            entries: list[bytes] = []
-            apply, add_row, add_payload = projector.apply, rows.append, payloads.append  # skip attribute lookups
-            add_entry, sha256 = entries.append, hashlib.sha256
-            for i in fresh:
-                event = events[i]
-                run_id = event.run_id  # a run is (project, run_id): another project's run is another run
-                seq += 1
-                event.seq = seq
-                apply(event, event.producer_id, event.producer_seq)
-                digest = digests[i]
-                kind = event.kind._value_
-                entry = entry_bytes(
-                    seq=seq,
-                    event_id=event.event_id,
-                    run_id=run_id,
-                    kind=kind,
-                    ts=event.ts,
-                    project=event.project,
-                    producer_id=event.producer_id,
-                    producer_seq=event.producer_seq,
-                    payload_sha256=digest,
-                )
-                add_entry(entry)
-                new_hash = sha256(prev + entry).digest()  # chain_hash, inline: this runs once per event
-                add_row(
-                    (seq, event.event_id, run_id, kind, event.ts, received_at, digest, prev, new_hash,
-                     event.project or "", event.producer_id, event.producer_seq)
-                )  # fmt: skip
-                add_payload((seq, event.body))
-                if event.blobs:
-                    blobs.extend(event.blobs)
-                prev = new_hash
-            if rows:
+            apply, sha256 = projector.apply, hashlib.sha256  # skip attribute lookups
+            for start in range(0, len(fresh), CHUNK_ROWS):
+                rows: list[tuple[Any, ...]] = []
+                payloads: list[tuple[int, str]] = []
+                entries: list[bytes] = []
+                add_row, add_payload, add_entry = rows.append, payloads.append, entries.append
+                for i in fresh[start : start + CHUNK_ROWS]:
+                    event = events[i]
+                    run_id = event.run_id  # a run is (project, run_id): another project's run is another run
+                    seq += 1
+                    event.seq = seq
+                    apply(event, event.producer_id, event.producer_seq)
+                    digest = digests[i]
+                    kind = event.kind._value_
+                    entry = entry_bytes(
+                        seq=seq,
+                        event_id=event.event_id,
+                        run_id=run_id,
+                        kind=kind,
+                        ts=event.ts,
+                        project=event.project,
+                        producer_id=event.producer_id,
+                        producer_seq=event.producer_seq,
+                        payload_sha256=digest,
+                    )
+                    add_entry(entry)
+                    new_hash = sha256(prev + entry).digest()  # chain_hash, inline: this runs once per event
+                    add_row(
+                        (seq, event.event_id, run_id, kind, event.ts, received_at, digest, prev, new_hash,
+                         event.project or "", event.producer_id, event.producer_seq)
+                    )  # fmt: skip
+                    add_payload((seq, event.body))
+                    if event.blobs:
+                        blobs.extend(event.blobs)
+                    prev = new_hash
                 await insert_rows(conn, _INSERT_LEDGER, rows, width=12)
                 await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
+                nodes += tree.extend(entries, keep_from_level=STORED_MIN_LEVEL)
+            if fresh:
                 await store_blobs(conn, blobs)
-                nodes = tree.extend(entries, keep_from_level=STORED_MIN_LEVEL)
                 if nodes:
                     await insert_rows(conn, _INSERT_NODES, nodes, width=3)
                 await projector.flush()
@@ -408,7 +420,7 @@ class SqliteStore:
             with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have ended the transaction itself
                 await conn.execute("ROLLBACK")
             raise
-        return results, ((seq, prev, tree) if rows else None)
+        return results, ((seq, prev, tree) if fresh else None)
 
     async def sweep(self, *, now: str, stuck_after_s: float, heartbeats: int) -> list[str]:
         """Mark running runs without a sign of life as stuck (indexed on ``last_seen_at``).
