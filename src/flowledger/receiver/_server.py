@@ -18,7 +18,7 @@ from typing import Final
 import uvicorn
 
 from flowledger.receiver._app import create_app
-from flowledger.receiver._config import ReceiverConfig
+from flowledger.receiver._config import DEFAULT_SWITCH_INTERVAL_S, ReceiverConfig
 from flowledger.receiver._connections import ConnectionLimits, protocol_class
 
 __all__ = ["FD_RESERVE", "GC_GEN0_THRESHOLD", "bind_socket", "connection_limits", "serve", "uvicorn_config"]
@@ -38,17 +38,6 @@ only the few batches in flight. With the modules loaded at start-up frozen
 (``gc.freeze``) collection costs next to nothing; cycles are still
 collected, after at most this many allocations.
 """
-SWITCH_INTERVAL_S: Final = 0.0002
-"""How often a thread running Python hands the interpreter lock to one waiting for it (the default is 5 ms).
-
-The SQLite writer's statements run on a thread of their own while the writer folds and hashes the next
-rows (``store/_on_thread.py``), and that thread needs the lock back after each statement: with the
-default it waits up to 5 ms each time, and the two barely overlap. Measured over HTTP on two cores
-(``benchmarks/ingest.py``, medians of three): about 26,600 events/s at 1 ms, 28,000 at 0.5 ms, 29,500
-to 31,000 at 0.2 ms, against 25,500 to 27,000 for the writer without the statement thread; each
-hand-over costs a little CPU (the receiver's CPU per event 1 to 3 us higher, within this host's noise
-in some runs).
-"""
 FD_RESERVE: Final = 64
 """File descriptors kept free for the database, logs and the listening socket when capping connections."""
 LISTEN_BACKLOG: Final = 2048
@@ -61,8 +50,8 @@ def _tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, older, oldest)
 
 
-def _tune_switching() -> None:
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+def _tune_switching(interval_s: float = DEFAULT_SWITCH_INTERVAL_S) -> None:
+    sys.setswitchinterval(interval_s)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -112,5 +101,5 @@ def serve(config: ReceiverConfig, *, sock: socket.socket, log_level: str = "info
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = uvicorn.Server(uvicorn_config(config, log_level=log_level))
     _tune_gc()
-    _tune_switching()
+    _tune_switching(config.switch_interval_s)
     server.run(sockets=[sock])
