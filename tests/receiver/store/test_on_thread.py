@@ -296,3 +296,93 @@ async def test_an_event_the_store_cannot_keep_fails_its_queued_statement_and_the
         assert (await store.verify()).ok
     finally:
         await store.close()
+
+
+@pytest.mark.asyncio
+async def test_a_failed_statement_is_what_the_caller_gets_when_the_works_own_code_fails_after_it(
+    tmp_path: Path,
+) -> None:
+    """The statement failed first (here a unique key; a full disk in life): that error, not the work's later one,
+    reaches the caller, with the work's as its context, and the transaction is rolled back."""
+
+    async def work(conn: ThreadConnection) -> None:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await conn.execute("INSERT INTO t VALUES (2)")
+            await conn.execute("INSERT INTO t VALUES (1)")  # fails on the statement thread
+            raise ValueError("the fold failed after it")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+
+    conn = await _connect(tmp_path / "t.db")
+    try:
+        await conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+        await conn.execute("INSERT INTO t VALUES (1)")
+        with _statement_thread(conn) as statements:
+            with pytest.raises(sqlite3.IntegrityError, match="UNIQUE") as raised:
+                await run_on_thread(conn, work, statements=statements)
+            assert isinstance(raised.value.__context__, ValueError)
+        assert list(await conn.execute_fetchall("SELECT k FROM t")) == [(1,)]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.asyncio
+async def test_reads_and_statements_returning_rows_are_not_queued(tmp_path: Path) -> None:
+    """Only plain writes go to the statement thread: a SELECT through ``execute``, an ``INSERT ... RETURNING``
+    and a lowercase ``commit`` run at once, after the queue, and return their cursor."""
+
+    async def work(conn: ThreadConnection) -> list[Any]:
+        await conn.execute("begin immediate")
+        await conn.execute("INSERT INTO t VALUES (1)")
+        returned = await conn.execute("INSERT INTO t VALUES (2) RETURNING k")
+        assert returned is not None
+        rows = returned.fetchall()
+        selected = await conn.execute("  select count(*) from t")
+        assert selected is not None
+        rows += selected.fetchall()
+        await conn.execute("  commit")
+        return rows
+
+    conn = await _connect(tmp_path / "t.db")
+    try:
+        await conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+        with _statement_thread(conn) as statements:
+            assert [tuple(r) for r in await run_on_thread(conn, work, statements=statements)] == [(2,), (2,)]
+        assert not conn.in_transaction
+    finally:
+        await conn.close()
+
+
+@pytest.mark.asyncio
+async def test_closing_right_after_a_cancelled_append_waits_for_it_and_returns(tmp_path: Path) -> None:
+    """A cancelled append still runs on the writer's thread (rolling back); closing the store then stops the
+    statement thread only after it, instead of leaving that append waiting forever on a stopped thread."""
+    store = SqliteStore(tmp_path / "ledger.db")
+    await store.open()
+    conn = store._writer
+    assert conn is not None
+    assert store._statements is not None
+    statement_thread = store._statements._thread
+    release = threading.Event()
+    blocker = asyncio.ensure_future(conn._execute(release.wait))  # type: ignore[no-untyped-call]
+    events = prepared([e for run in (typical_run(), simple_run()) for e in run.events])
+    append = asyncio.ensure_future(store.append(events))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    append.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await append
+    closing = asyncio.ensure_future(store.close())
+    await asyncio.sleep(0.05)
+    release.set()
+    await blocker
+    await asyncio.wait_for(closing, 30)
+    assert not statement_thread.is_alive()
+    reopened = SqliteStore(tmp_path / "ledger.db")
+    await reopened.open()
+    try:
+        assert await reopened.ledger_size() == 0
+    finally:
+        await reopened.close()

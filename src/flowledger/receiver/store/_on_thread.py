@@ -15,15 +15,19 @@ commit group, and the event loop free for other requests meanwhile.
 About two fifths of that thread's time is SQLite's own work, which runs
 with the interpreter lock released; the rest is Python (folding, hashing,
 building rows). Given a :class:`StatementThread`, a ``ThreadConnection``
-overlaps the two: a write statement (``execute``, ``executemany``) is
-queued to that thread, which runs the queue in order on the same
-connection, and the caller goes on folding and hashing the next rows. A
-read (``execute_fetchall``) and the transaction's ``BEGIN``, ``COMMIT`` and
-``ROLLBACK`` first wait for the queue to be empty, so the connection is
-used by one thread at a time and every statement sees the ones before it.
-A queued statement that fails skips the rest of the queue, and its own
-exception is raised at the next wait (a read, ``COMMIT``), before the
-transaction could commit; ``ROLLBACK`` waits and drops it instead. The
+overlaps the two: a write statement (``INSERT``, ``UPDATE``, ``DELETE``,
+through ``execute`` or ``executemany``) is queued to that thread, which
+runs the queue in order on the same connection, and the caller goes on
+folding and hashing the next rows. Every other statement (a read, the
+transaction's ``BEGIN``, ``COMMIT`` and ``ROLLBACK``, a pragma) first waits
+for the queue to be empty, so the connection is used by one thread at a
+time and every statement sees the ones before it. A queued statement that
+fails skips the rest of the queue, and its own exception is raised at the
+next wait (a read, ``COMMIT``), before the transaction could commit; should
+the work's own code fail first, the work rolls back and the statement's
+error, the earlier one, is what the caller gets (a full disk stays a full
+disk). The store stops the thread from the connection's own thread, after
+whatever work was handed there (:func:`stop_statements`). The
 overlap needs the interpreter to hand the lock over often
 (``sys.setswitchinterval``, which ``flowledger serve`` sets): with the
 default 5 ms the statement thread waits that long for the lock after
@@ -46,11 +50,13 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 if TYPE_CHECKING:
     import aiosqlite
 
-__all__ = ["StatementThread", "ThreadConnection", "WriteConnection", "run_on_thread"]
+__all__ = ["StatementThread", "ThreadConnection", "WriteConnection", "run_on_thread", "stop_statements"]
 
 _T = TypeVar("_T")
-_WAITING: Final = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")
-"""Statements that run at once, after the queue: the transaction's own, and pragmas (which may read)."""
+_QUEUED: Final = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+"""The statements a :class:`StatementThread` takes (but not one ``RETURNING`` rows): writes whose cursor nobody
+reads. Every other statement (``BEGIN``, ``COMMIT``, ``ROLLBACK``, a read, a pragma) runs at once, after the
+queue."""
 
 
 class WriteConnection(Protocol):
@@ -76,6 +82,7 @@ class StatementThread:
         self._done = threading.Condition()
         self._queued = 0
         self._error: BaseException | None = None
+        self._dropped: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="flowledger-sqlite-statements", daemon=True)
         self._thread.start()
 
@@ -95,14 +102,21 @@ class StatementThread:
             raise error
 
     def discard(self) -> None:
-        """Return once the queue is empty, dropping a failed statement's error (the transaction rolls back)."""
+        """Return once the queue is empty, setting a failed statement's error aside (the transaction rolls back);
+        :meth:`dropped` gives it."""
         with self._done:
             while self._queued:
                 self._done.wait()
-            self._error = None
+            if self._error is not None:
+                self._dropped, self._error = self._error, None
+
+    def dropped(self) -> BaseException | None:
+        """The error :meth:`discard` set aside since the last call, if any."""
+        error, self._dropped = self._dropped, None
+        return error
 
     def close(self) -> None:
-        """Stop the thread, once the queue is done."""
+        """Stop the thread once the queue is done (on the connection's own thread: :func:`stop_statements`)."""
         self._queue.put(None)
         self._thread.join()
 
@@ -139,25 +153,35 @@ class ThreadConnection:
         statements = self._statements
         if statements is None:
             return self._conn.execute(sql, () if parameters is None else parameters)
-        if sql.startswith(_WAITING):
-            if sql.startswith("ROLLBACK"):
-                statements.discard()
-            else:
-                statements.wait()
-            return self._conn.execute(sql, () if parameters is None else parameters)
-        statements.put(sql, () if parameters is None else parameters, many=False)
-        return None
+        if _queued(sql):
+            statements.put(sql, () if parameters is None else parameters, many=False)
+            return None
+        if sql.lstrip()[:8].upper().startswith("ROLLBACK"):
+            statements.discard()
+        else:
+            statements.wait()
+        return self._conn.execute(sql, () if parameters is None else parameters)
 
     async def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor | None:
-        if self._statements is None:
+        statements = self._statements
+        if statements is None:
             return self._conn.executemany(sql, parameters)
-        self._statements.put(sql, list(parameters), many=True)  # a generator would be read on the other thread
-        return None
+        if _queued(sql):
+            statements.put(sql, list(parameters), many=True)  # a generator would be read on the other thread
+            return None
+        statements.wait()
+        return self._conn.executemany(sql, parameters)
 
     async def execute_fetchall(self, sql: str, parameters: Any = None, /) -> list[Any]:
         if self._statements is not None:
             self._statements.wait()
         return self._conn.execute(sql, () if parameters is None else parameters).fetchall()
+
+
+def _queued(sql: str) -> bool:
+    """Whether ``sql`` goes to the statement thread (see :data:`_QUEUED`)."""
+    head = sql.lstrip()[:7].upper()
+    return head.startswith(_QUEUED) and "RETURNING" not in sql.upper()
 
 
 def _to_end(
@@ -176,6 +200,9 @@ def _to_end(
     except BaseException:
         if statements is not None:
             statements.discard()
+            first = statements.dropped()
+            if first is not None:  # a statement failed before the work's own error: that failure is the cause
+                raise first  # noqa: B904 - the work's error stays attached as its context
         raise
     coroutine.close()
     if statements is not None:
@@ -199,3 +226,9 @@ async def run_on_thread(
     """
     result: _T = await conn._execute(_to_end, work, conn._conn, statements)  # type: ignore[no-untyped-call]
     return result
+
+
+async def stop_statements(conn: aiosqlite.Connection, statements: StatementThread) -> None:
+    """Stop ``statements`` from ``conn``'s own thread: after any work already handed to it (an append whose
+    caller was cancelled still runs there, and may queue statements until it ends)."""
+    await conn._execute(statements.close)  # type: ignore[no-untyped-call]

@@ -59,7 +59,7 @@ from flowledger.receiver.store._logs import (
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
 from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
-from flowledger.receiver.store._on_thread import StatementThread, WriteConnection, run_on_thread
+from flowledger.receiver.store._on_thread import StatementThread, WriteConnection, run_on_thread, stop_statements
 from flowledger.receiver.store._once import new_events
 from flowledger.receiver.store._otlp_logs import OtlpLogRow, insert_logs, link_pending, select_logs
 from flowledger.receiver.store._otlp_metrics import (
@@ -229,11 +229,12 @@ class SqliteStore:
             register_adapters()
             self._writer = await self._connect(readonly=False)
             self._head_seq, self._head_hash = await _head(self._writer)
-            self._statements = StatementThread(self._writer)
         for _ in range(self._reader_count):
             conn = await self._connect(readonly=True)
             self._all_readers.append(conn)
             self._readers.put_nowait(conn)
+        if self._writer is not None:
+            self._statements = StatementThread(self._writer)
 
     async def _connect(self, *, readonly: bool) -> aiosqlite.Connection:
         target = f"file:{self.path}?mode=ro" if readonly else str(self.path)
@@ -266,8 +267,8 @@ class SqliteStore:
             await conn.close()
         self._all_readers.clear()
         self._readers = asyncio.Queue()
-        if self._statements is not None:
-            self._statements.close()
+        if self._statements is not None and self._writer is not None:
+            await stop_statements(self._writer, self._statements)
             self._statements = None
         if self._writer is not None:
             await self._writer.close()
