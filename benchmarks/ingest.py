@@ -1,7 +1,7 @@
 """Ingest throughput: events/s over HTTP into a real receiver, next to raw sqlite3.
 
     python benchmarks/ingest.py [--events 100000] [--clients 4] [--batch 1000] [--baseline REV] [--repeat N]
-                                [--engine sqlite|postgres] [--postgres-url URL]
+                                [--lifecycle] [--engine sqlite|postgres] [--postgres-url URL]
 
 Starts ``flowledger serve`` on a fresh database (a real uvicorn process on
 127.0.0.1), has CLIENTS processes build realistic runs (run_started, node
@@ -27,6 +27,13 @@ revision is measured in the same run, alternating with this tree's
 ``--repeat`` times, on the same machine and client load, with the SQLite
 references measured between them each round; every figure is the median of
 the runs, with their range.
+
+With ``--lifecycle`` this tree's receiver is also run with the ledger
+lifecycle's steps left out (the Merkle tree, the payload split and the
+purge bookkeeping, patched out of its store in the serving process as
+``benchmarks/ingest_path.py --lifecycle`` does), alternating with this
+tree's in the same rounds: the ratio of the two receivers' events/s (and
+of their CPU per event) is what the lifecycle costs ingest end to end.
 
 With ``--engine postgres`` the same client load is posted, in the same run,
 to a receiver on SQLite, to one receiver on PostgreSQL and to two receivers
@@ -77,6 +84,7 @@ LEDGER_INSERT = (
     "payload_hash, prev_hash, hash)"
 )
 LEDGER_WIDTH = 12
+WITHOUT_LIFECYCLE = "this tree without the lifecycle steps"
 PAYLOAD_INSERT = "INSERT INTO payloads (seq, body)"
 NODE_INSERT = "INSERT INTO merkle_nodes (level, idx, hash)"
 
@@ -516,9 +524,13 @@ def measure(
     *,
     postgres_server: str | None = None,
     receivers: int = 1,
+    without_lifecycle: bool = False,
 ) -> dict[str, Any]:
     """Serve ``receivers`` receivers of the source tree ``src`` on a fresh database (SQLite, or PostgreSQL on
-    ``postgres_server``) and post to them, the clients split between them; return the figures."""
+    ``postgres_server``) and post to them, the clients split between them; return the figures.
+
+    ``without_lifecycle``: the receiver's SQLite store leaves out the ledger lifecycle's steps
+    (``benchmarks/ingest_path.py``); its ledger then does not verify, and is not verified."""
     db = fresh_postgres_database(postgres_server) if postgres_server else str(tmp / f"bench-{secrets.token_hex(4)}.db")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]))
     servers: list[subprocess.Popen[bytes]] = []
@@ -527,13 +539,13 @@ def measure(
         for _ in range(receivers):
             port = free_port()
             urls.append(f"http://127.0.0.1:{port}")
+            command = [sys.executable, "-c", "from flowledger.cli import main; main()"]
+            if without_lifecycle:
+                steps = "merkle,payload-split,purge-bookkeeping"
+                command = [sys.executable, str(ROOT / "benchmarks" / "ingest_path.py"), "--serve-without", steps]
             servers.append(
                 subprocess.Popen(
-                    [
-                        *(sys.executable, "-c", "from flowledger.cli import main; main()"),
-                        *("serve", "--db", db, "--port", str(port), "--log-level", "warning"),
-                    ],
-                    env=env,
+                    [*command, *("serve", "--db", db, "--port", str(port), "--log-level", "warning")], env=env
                 )
             )
         for url in urls:
@@ -578,6 +590,9 @@ def measure(
             capture_output=True,
             text=True,
         )
+        verified = (verify.stdout or verify.stderr).strip().splitlines()[:1]
+        if without_lifecycle:
+            verified = ["not verified: the lifecycle's steps were left out, so its entries are not format 2's"]
     finally:
         for server in servers:
             server.terminate()
@@ -592,7 +607,7 @@ def measure(
         "loop_used": loop_used,
         "load": (load_before, load_after),
         "stored": stored,
-        "verify": (verify.stdout or verify.stderr).strip().splitlines()[0] if (verify.stdout or verify.stderr) else "",
+        "verify": verified[0] if verified else "",
     }
 
 
@@ -664,7 +679,15 @@ def main() -> None:
     parser.add_argument(
         "--postgres-url", default=None, help="a PostgreSQL server to create databases on (default: a throwaway one)"
     )
+    parser.add_argument(
+        "--lifecycle",
+        action="store_true",
+        help="also this tree with the ledger lifecycle's steps left out (the Merkle tree, the payload split, the "
+        "purge bookkeeping: see benchmarks/ingest_path.py), in the same rounds",
+    )
     args = parser.parse_args()
+    if args.lifecycle and (args.engine != "sqlite" or args.baseline is not None):
+        parser.error("--lifecycle measures this tree on SQLite; leave out --baseline and --engine postgres")
     if args.engine == "postgres" and args.baseline is not None:
         parser.error("--baseline compares receivers on SQLite; leave it out with --engine postgres")
     runs_per_client = -(-args.events // (EVENTS_PER_RUN * args.clients))
@@ -677,6 +700,8 @@ def main() -> None:
             (tmp / "baseline").mkdir()
             trees = {f"baseline {args.baseline}": export_revision(args.baseline, tmp / "baseline"), **trees}
         setups: dict[str, tuple[Path, str | None, int]] = {label: (src, None, 1) for label, src in trees.items()}
+        if args.lifecycle:
+            setups = {WITHOUT_LIFECYCLE: (ROOT / "src", None, 1), **setups}
         if args.engine == "postgres":
             server = args.postgres_url
             if server is None:
@@ -705,6 +730,7 @@ def main() -> None:
                     tmp,
                     postgres_server=postgres_server,
                     receivers=receivers,
+                    without_lifecycle=label == WITHOUT_LIFECYCLE,
                 )
                 if figures["stored"] != figures["sent"]:
                     sys.exit(f"[{label}] the ledger does not hold every event sent")
@@ -727,6 +753,14 @@ def main() -> None:
         reference = rates["sqlite, 1 receiver"]
         for label, rate in rates.items():
             print(f"[{label}] / sqlite, 1 receiver: {rate / reference:.2f}")
+    elif args.lifecycle:
+        this_rate, without_rate = rates["this tree"], rates[WITHOUT_LIFECYCLE]
+        cpu = {label: median(f["cpu_used"] / f["sent"] for f in measured) for label, measured in runs.items()}
+        print(
+            f"lifecycle steps: this tree's events/s are {this_rate / without_rate:.3f} of those without them "
+            f"({1 - this_rate / without_rate:+.1%} slower), its receiver CPU per event "
+            f"{cpu['this tree'] / cpu[WITHOUT_LIFECYCLE]:.3f} of theirs (medians)"
+        )
     elif len(runs) == 2:
         (base_label, base_rate), (_, this_rate) = rates.items()
         print(f"this tree / {base_label}: {this_rate / base_rate:.2f} of the baseline's events/s (medians)")

@@ -71,11 +71,8 @@ LIFECYCLE_STEPS = ("merkle", "payload-split", "purge-bookkeeping")
 """What ``--lifecycle`` leaves out of this tree, one at a time and all together (see the module's docstring)."""
 
 
-def _leave_out(steps: frozenset[str], path: Path, bodies: dict[str, bytes]) -> None:
-    """Patch this tree's SQLite store so that appends skip the lifecycle ``steps`` (before the store is opened).
-
-    ``bodies`` maps the event ids of the batch being appended to their canonical bodies (filled by the caller).
-    """
+def _leave_out(steps: frozenset[str], path: Path) -> None:
+    """Patch this tree's SQLite store so that appends skip the lifecycle ``steps`` (before the store is opened)."""
     import sqlite3
 
     from flowledger.receiver.store import _sqlite
@@ -106,7 +103,7 @@ def _leave_out(steps: frozenset[str], path: Path, bodies: dict[str, bytes]) -> N
         vars(_sqlite).update(
             insert_rows=rows_but_payloads,
             payload_hashes=list,  # the ledger row holds the body, as in format 1
-            entry_bytes=lambda **fields: bodies[fields["event_id"]],  # and the chain hashes it
+            entry_bytes=lambda **fields: fields["payload_sha256"],  # the body (hashes left out): the chain hashes it
         )
     if "purge-bookkeeping" in steps:
         conn = sqlite3.connect(path, isolation_level=None)  # made here: auto_vacuum stays NONE
@@ -152,13 +149,11 @@ def child(
         print(json.dumps({"events": count}))
         return
 
-    payloads: dict[str, bytes] = {}
-
     async def ingest(path: Path) -> tuple[float, float]:
         store: Store
         if db is None:
             if without:
-                _leave_out(without, path, payloads)
+                _leave_out(without, path)
             store = SqliteStore(path)
         else:
             from flowledger.receiver.store.postgres import PostgresStore
@@ -174,9 +169,6 @@ def child(
                     event = prepare_event(raw, index, limits, None, plain_floats=batch.plain_floats)
                     assert isinstance(event, PreparedEvent)
                     valid.append(event)
-                if without:
-                    payloads.clear()
-                    payloads.update((event.event_id, event.body_bytes) for event in valid)
                 await store.append(valid)
             return time.process_time() - cpu, time.thread_time() - loop
         finally:
@@ -189,6 +181,16 @@ def child(
             {"events": count, "cpu_us": cpu / count * 1e6, "loop_us": loop / count * 1e6, "tree": flowledger.__file__}
         )
     )
+
+
+def serve_without(steps: frozenset[str], argv: list[str], db: str) -> None:
+    """Run ``flowledger`` with ``argv`` (``serve ...``) and ``--db db`` in this process, the lifecycle ``steps``
+    left out of its SQLite store as :func:`_leave_out` does (``benchmarks/ingest.py --lifecycle``)."""
+    from flowledger.cli import main as flowledger_main
+
+    _leave_out(steps, Path(db))
+    sys.argv = ["flowledger", *argv, "--db", db]
+    flowledger_main()
 
 
 def _server_cpu_seconds() -> float:
@@ -313,7 +315,15 @@ def main() -> None:
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--db", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--without", default="", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--serve-without", default=None, help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.serve_without is not None:
+        if args.db is None:
+            parser.error("--serve-without needs --db")
+        serve_without(frozenset(filter(None, args.serve_without.split(","))), rest, args.db)
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.child is not None:
         child(args.child, args.build_only, args.projects, args.db, frozenset(filter(None, args.without.split(","))))
         return
