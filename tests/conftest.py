@@ -7,6 +7,7 @@ import atexit
 import itertools
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 
@@ -24,6 +25,9 @@ os.environ.setdefault("FLOWLEDGER_ENDPOINT", "http://127.0.0.1:9")
 os.environ.setdefault("FLOWLEDGER_EXPORT_SPANS", "0")
 for _name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
     os.environ.pop(_name, None)
+# The thread switch interval `flowledger serve` sets: at it the SQLite store runs a commit group's
+# statements on a thread of their own, so the tests that append in process take that path too.
+sys.setswitchinterval(0.0002)
 
 
 # --- PostgreSQL: one throwaway cluster per session, a fresh database per test (tests/_postgres.py) ---

@@ -49,13 +49,14 @@ DEFAULT_SWITCH_INTERVAL_S: Final = 0.0002
 """How often a thread running Python hands the interpreter lock to one waiting for it, in ``flowledger serve``
 (``FLOWLEDGER_RECEIVER_SWITCH_INTERVAL_S``; Python's own default is 0.005).
 
-The SQLite writer's statements run on a thread of their own while the writer folds and hashes the next rows
-(``store/_on_thread.py``), and that thread needs the lock back after each statement: at 5 ms it waits that
-long each time and the two barely overlap. Measured over HTTP on two cores (``benchmarks/ingest.py --repeat 5
---events 40000 --baseline 3964fda``, medians): 26,756 events/s before the statement thread, 29,563 with it at
-0.2 ms (about 28,000 at 0.5 ms and 26,600 at 1 ms in other runs). Each hand-over costs CPU: the receiver's
-34.7 -> 37.2 us per event; in process 32.3 us without the statement thread, 32.5 with it at 5 ms, 34.6 at
-0.2 ms. So 0.005 is the setting for the least CPU per event, this default the one for the most events/s.
+At 1 ms or less the SQLite store runs a commit group's write statements on a thread of their own while the
+writer folds and hashes the next rows (``store/_on_thread.py``); that thread needs the lock back after each
+statement, so the shorter the interval the more the two overlap, and the more CPU the hand-overs cost. Above
+1 ms the writer runs its statements itself, as before. Measured over HTTP on two cores (``benchmarks/ingest.py
+--repeat 1 --events 40000``, three alternating runs of each, medians): 28,536 events/s and 39.7 us of receiver
+CPU per event at 0.2 ms, 25,560 events/s and 36.7 us at 0.005; in another run (``--repeat 5 --baseline``) the
+tree before the statement thread 26,756 and 34.7, this one 29,563 and 37.2. So 0.005 is the setting for the
+least CPU per event, this default the one for the most events/s.
 """
 DEFAULT_STUCK_AFTER_S: Final = 300.0
 DEFAULT_SWEEP_INTERVAL_S: Final = 30.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,7 +14,12 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from flowledger.receiver.store._on_thread import StatementThread, ThreadConnection, run_on_thread
+from flowledger.receiver.store._on_thread import (
+    OVERLAP_MAX_SWITCH_INTERVAL_S,
+    StatementThread,
+    ThreadConnection,
+    run_on_thread,
+)
 from flowledger.receiver.store._protocol import EventOutcome
 from flowledger.receiver.store._sqlite import SqliteStore
 from tests.receiver._support import simple_run, typical_run
@@ -386,3 +392,28 @@ async def test_closing_right_after_a_cancelled_append_waits_for_it_and_returns(t
         assert await reopened.ledger_size() == 0
     finally:
         await reopened.close()
+
+
+@pytest.mark.asyncio
+async def test_the_store_hands_statements_to_its_thread_only_at_a_short_switch_interval(tmp_path: Path) -> None:
+    """At Python's 5 ms the writer runs its statements itself (the statement thread would wait that long for the
+    lock after each one); at 1 ms or less they go to the statement thread. Either way the ledger is the same."""
+    store = SqliteStore(tmp_path / "ledger.db")
+    await store.open()
+    before = sys.getswitchinterval()
+    try:
+        statements = store._statements
+        assert statements is not None
+        first = prepared([e for run in (typical_run(), simple_run()) for e in run.events])
+        second = prepared(simple_run().events)
+        sys.setswitchinterval(0.005)
+        assert await store.append(first) == [(EventOutcome.ACCEPTED, None)] * len(first)
+        assert statements.ran == 0
+        sys.setswitchinterval(OVERLAP_MAX_SWITCH_INTERVAL_S)
+        assert await store.append(second) == [(EventOutcome.ACCEPTED, None)] * len(second)
+        assert statements.ran > 2  # at least the ledger's, the payloads' and the runs' rows
+        assert store.head[0] == len(first) + len(second)
+        assert (await store.verify()).ok
+    finally:
+        sys.setswitchinterval(before)
+        await store.close()

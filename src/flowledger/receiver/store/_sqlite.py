@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import hashlib
 import sqlite3
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -59,7 +60,13 @@ from flowledger.receiver.store._logs import (
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier, leaf_hash
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
 from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
-from flowledger.receiver.store._on_thread import StatementThread, WriteConnection, run_on_thread, stop_statements
+from flowledger.receiver.store._on_thread import (
+    OVERLAP_MAX_SWITCH_INTERVAL_S,
+    StatementThread,
+    WriteConnection,
+    run_on_thread,
+    stop_statements,
+)
 from flowledger.receiver.store._once import new_events
 from flowledger.receiver.store._otlp_logs import OtlpLogRow, insert_logs, link_pending, select_logs
 from flowledger.receiver.store._otlp_metrics import (
@@ -335,7 +342,10 @@ class SqliteStore:
         abandoned = threading.Event()
         try:
             work = partial(self._append, events=events, abandoned=abandoned)
-            results, head = await run_on_thread(conn, work, statements=self._statements)
+            # The statement thread pays off only when the interpreter hands its lock over often (see
+            # OVERLAP_MAX_SWITCH_INTERVAL_S); otherwise the writer runs its statements itself.
+            overlap = sys.getswitchinterval() <= OVERLAP_MAX_SWITCH_INTERVAL_S
+            results, head = await run_on_thread(conn, work, statements=self._statements if overlap else None)
         except asyncio.CancelledError:
             abandoned.set()  # the thread cannot be stopped: it rolls back instead of committing
             raise
