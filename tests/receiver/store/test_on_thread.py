@@ -6,8 +6,8 @@ import asyncio
 import sqlite3
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,19 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     return await aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
 
 
+@asynccontextmanager
+async def _key_one_taken(tmp_path: Path) -> AsyncIterator[tuple[aiosqlite.Connection, StatementThread]]:
+    """A connection to a table ``t`` whose key 1 is taken, and a statement thread on it."""
+    conn = await _connect(tmp_path / "t.db")
+    try:
+        await conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+        await conn.execute("INSERT INTO t VALUES (1)")
+        with _statement_thread(conn) as statements:
+            yield conn, statements
+    finally:
+        await conn.close()
+
+
 @pytest.mark.asyncio
 async def test_with_a_statement_thread_writes_run_there_in_order_and_reads_wait_for_them(tmp_path: Path) -> None:
     """Queued writes run on the statement thread, in order; a read, and the commit, see every write before it."""
@@ -214,23 +227,17 @@ async def test_a_failed_queued_statement_is_raised_at_the_next_wait_and_the_rest
             await conn.execute("ROLLBACK")
             raise
 
-    conn = await _connect(tmp_path / "t.db")
-    try:
-        await conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
-        await conn.execute("INSERT INTO t VALUES (1)")
-        with _statement_thread(conn) as statements:
-            with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
-                await run_on_thread(conn, work, statements=statements)
-            assert reached == ["after the failing statement"]
-            assert list(await conn.execute_fetchall("SELECT k FROM t")) == [(1,)]
+    async with _key_one_taken(tmp_path) as (conn, statements):
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            await run_on_thread(conn, work, statements=statements)
+        assert reached == ["after the failing statement"]
+        assert list(await conn.execute_fetchall("SELECT k FROM t")) == [(1,)]
 
-            async def more(c: ThreadConnection) -> None:
-                await c.execute("INSERT INTO t VALUES (5)")
+        async def more(c: ThreadConnection) -> None:
+            await c.execute("INSERT INTO t VALUES (5)")
 
-            await run_on_thread(conn, more, statements=statements)
+        await run_on_thread(conn, more, statements=statements)
         assert list(await conn.execute_fetchall("SELECT k FROM t ORDER BY k")) == [(1,), (5,)]
-    finally:
-        await conn.close()
 
 
 @pytest.mark.asyncio
@@ -321,17 +328,11 @@ async def test_a_failed_statement_is_what_the_caller_gets_when_the_works_own_cod
             await conn.execute("ROLLBACK")
             raise
 
-    conn = await _connect(tmp_path / "t.db")
-    try:
-        await conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
-        await conn.execute("INSERT INTO t VALUES (1)")
-        with _statement_thread(conn) as statements:
-            with pytest.raises(sqlite3.IntegrityError, match="UNIQUE") as raised:
-                await run_on_thread(conn, work, statements=statements)
-            assert isinstance(raised.value.__context__, ValueError)
+    async with _key_one_taken(tmp_path) as (conn, statements):
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE") as raised:
+            await run_on_thread(conn, work, statements=statements)
+        assert isinstance(raised.value.__context__, ValueError)
         assert list(await conn.execute_fetchall("SELECT k FROM t")) == [(1,)]
-    finally:
-        await conn.close()
 
 
 @pytest.mark.asyncio

@@ -97,7 +97,7 @@ class StatementThread:
         self._error: BaseException | None = None
         self._dropped: BaseException | None = None
         self.ran = 0
-        """Statements run so far."""
+        """Statements run so far (not those skipped after a failure)."""
         self._thread = threading.Thread(target=self._run, name="flowledger-sqlite-statements", daemon=True)
         self._thread.start()
 
@@ -140,6 +140,7 @@ class StatementThread:
         while (item := take()) is not None:
             sql, parameters, many = item
             if self._error is None:  # after a failure, the rest of the transaction is not run
+                self.ran += 1
                 try:
                     if many:
                         conn.executemany(sql, parameters)
@@ -147,7 +148,6 @@ class StatementThread:
                         conn.execute(sql, parameters)
                 except BaseException as exc:  # raised to the writer at its next wait
                     self._error = exc
-            self.ran += 1
             with self._done:
                 self._queued -= 1
                 if not self._queued:
