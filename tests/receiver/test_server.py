@@ -1,4 +1,5 @@
-"""The serving process's own settings: the interpreter's thread switch interval."""
+"""The serving process's own settings: the interpreter's thread switch interval (read, checked, and set by the
+function `serve` calls with it)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def restored_interval() -> Iterator[None]:
     sys.setswitchinterval(before)
 
 
-def test_the_switch_interval_comes_from_the_environment_and_serve_sets_it(restored_interval: None) -> None:
+def test_the_switch_interval_comes_from_the_environment_and_the_serving_tune_sets_it(restored_interval: None) -> None:
     assert config_from_env(environ={}).switch_interval_s == DEFAULT_SWITCH_INTERVAL_S
     config = config_from_env(environ={"FLOWLEDGER_RECEIVER_SWITCH_INTERVAL_S": "0.005"})
     assert config.switch_interval_s == 0.005
