@@ -16,6 +16,7 @@ from flowledger.receiver.store._merkle import (
     leaf_hash,
     node_hash,
     range_hash,
+    subtrees_below,
     verify_consistency,
     verify_inclusion,
 )
@@ -141,3 +142,20 @@ def test_bounds_are_refused() -> None:
     assert not verify_consistency(6, 5, EMPTY_ROOT, EMPTY_ROOT, [])
     assert verify_consistency(5, 5, EMPTY_ROOT, EMPTY_ROOT, [])
     assert not verify_consistency(2, 5, EMPTY_ROOT, EMPTY_ROOT, [])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.integers(0, 63), max_size=64), st.integers(1, 6))
+def test_subtrees_below_are_the_complete_subtrees_and_their_folds(present: set[int], top: int) -> None:
+    """Exactly the subtrees below ``top`` whose every leaf is given come back, each the fold of its leaves."""
+    leaves, _ = _tree(64)
+    perfect = _perfect(leaves)
+    found = subtrees_below(top, {i: leaves[i] for i in present})
+    complete = {
+        (level, index)
+        for level in range(top)
+        for index in range(64 >> level)
+        if all(leaf in present for leaf in range(index << level, (index + 1) << level))
+    }
+    assert found.keys() == complete
+    assert all(h == perfect(level, index) for (level, index), h in found.items())

@@ -19,7 +19,7 @@ Everything here is pure: no database, no receiver. The offline proof checker
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "leaf_hash",
     "node_hash",
     "range_hash",
+    "subtrees_below",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -140,6 +141,24 @@ class Frontier:
     def copy(self) -> Frontier:
         """An independent copy (to append tentatively)."""
         return Frontier(self.size, self.hashes)
+
+
+def subtrees_below(top: int, leaves: Mapping[int, bytes]) -> dict[tuple[int, int], bytes]:
+    """Every perfect subtree of a level below ``top`` whose leaves are all in ``leaves`` (leaf index -> leaf hash).
+
+    A store folds the subtrees it does not keep a block of ``2 ** top`` leaves at a time, so that the proofs of
+    entries close together (one run's) share the work rather than each folding its own path.
+    """
+    found = {(0, index): h for index, h in leaves.items()}
+    below = dict(leaves)
+    for level in range(1, top):
+        above = {}
+        for index, left in below.items():
+            if not index & 1 and (right := below.get(index + 1)) is not None:
+                above[index >> 1] = node_hash(left, right)
+        found.update({(level, index): h for index, h in above.items()})
+        below = above
+    return found
 
 
 def range_hash(lo: int, hi: int, perfect: PerfectHash) -> bytes:

@@ -23,6 +23,7 @@ from flowledger.receiver.store._merkle import (
     inclusion_path,
     leaf_hash,
     node_hash,
+    subtrees_below,
 )
 from flowledger.receiver.store._on_thread import WriteConnection
 from flowledger.receiver.store._protocol import EntryProof, TreeHead
@@ -73,7 +74,13 @@ def _fold_leaves(leaves: list[bytes]) -> bytes:
 
 
 def perfect_reader(conn: sqlite3.Connection) -> PerfectHash:
-    """``perfect(level, index)`` over a synchronous connection: stored, or folded from the entries."""
+    """``perfect(level, index)`` over a synchronous connection: stored, or folded from the entries.
+
+    Smaller subtrees are folded a block of ``2 ** STORED_MIN_LEVEL`` entries at a time and kept for the
+    reader's life (a perfect subtree never changes once complete), so the proofs of a run's entries, which lie
+    close together, read and hash each block once rather than once per entry.
+    """
+    folded: dict[tuple[int, int], bytes] = {}
 
     def perfect(level: int, index: int) -> bytes:
         if level >= STORED_MIN_LEVEL:
@@ -81,11 +88,16 @@ def perfect_reader(conn: sqlite3.Connection) -> PerfectHash:
             if row is None:
                 raise LookupError(f"the Merkle tree node at level {level}, index {index} is missing")
             return bytes(row[0])
-        lo = index << level
-        rows = conn.execute(_ENTRIES_BETWEEN, (lo, lo + (1 << level))).fetchall()
-        if len(rows) != 1 << level:
-            raise LookupError(f"entries {lo + 1}..{lo + (1 << level)} are missing from the ledger")
-        return _fold_leaves([leaf_hash(entry_of(row)) for row in rows])
+        found = folded.get((level, index))
+        if found is None:
+            lo = index << level
+            block = lo >> STORED_MIN_LEVEL << STORED_MIN_LEVEL
+            rows = conn.execute(_ENTRIES_BETWEEN, (block, block + (1 << STORED_MIN_LEVEL))).fetchall()
+            folded.update(subtrees_below(STORED_MIN_LEVEL, {int(row[1]) - 1: leaf_hash(entry_of(row)) for row in rows}))
+            found = folded.get((level, index))
+            if found is None:
+                raise LookupError(f"entries {lo + 1}..{lo + (1 << level)} are missing from the ledger")
+        return found
 
     return perfect
 

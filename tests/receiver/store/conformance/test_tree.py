@@ -79,3 +79,19 @@ async def test_a_purged_runs_entries_are_proven_without_payloads(store: Store) -
     assert len(proofs) == len(run.events)
     assert all(p.payload is None for p in proofs)
     assert all(verify_inclusion(leaf_hash(p.entry), p.seq - 1, head.size, p.path, head.root) for p in proofs)
+
+
+async def test_runs_whose_entries_cross_blocks_of_folded_subtrees_are_proven(store: Store) -> None:
+    """Runs on either side of a 256-entry boundary, one across it, and the newest in a block not yet full: every
+    entry of each proves against the head (small subtrees are folded a block at a time and shared by proofs)."""
+    runs = [simple_run() for _ in range(40)] + [typical_run() for _ in range(20)] + [simple_run() for _ in range(40)]
+    await _append(store, *runs)
+    head = await store.tree_head()
+    assert head.size > 2 * 256
+    first_seq = 1
+    for run in runs:
+        proofs = await store.run_proof(run.run_id, head.size)
+        assert [p.seq for p in proofs] == list(range(first_seq, first_seq + len(run.events)))
+        for proof in proofs:
+            assert verify_inclusion(leaf_hash(proof.entry), proof.seq - 1, head.size, proof.path, head.root)
+        first_seq += len(run.events)

@@ -20,13 +20,14 @@ from flowledger.receiver.store._merkle import (
     inclusion_path,
     leaf_hash,
     node_hash,
+    subtrees_below,
 )
 from flowledger.receiver.store._protocol import EntryProof, TreeHead
 
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["load_frontier", "pg_consistency", "pg_inclusion_path", "pg_run_proof"]
+__all__ = ["Folded", "load_frontier", "pg_consistency", "pg_inclusion_path", "pg_run_proof"]
 
 _CHUNK: Final = 2_000
 
@@ -58,9 +59,20 @@ async def load_frontier(conn: asyncpg.Connection, size: int) -> Frontier:
     return Frontier(size, hashes)
 
 
-async def _perfect_hashes(conn: asyncpg.Connection, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """The hashes of the perfect subtrees ``(level, index)``: stored ones read, small ones folded from entries."""
+Folded = dict[tuple[int, int], bytes]
+"""Small subtrees already folded from the entries, by ``(level, index)``: kept across the proofs of one answer."""
+
+
+async def _perfect_hashes(
+    conn: asyncpg.Connection, wanted: set[tuple[int, int]], folded: Folded | None = None
+) -> dict[tuple[int, int], bytes]:
+    """The hashes of the perfect subtrees ``(level, index)``: stored ones read, small ones folded from entries.
+
+    Small ones are folded a block of ``2 ** STORED_MIN_LEVEL`` entries at a time into ``folded`` (as the SQLite
+    engine's reader does), so proofs of nearby entries read each block once.
+    """
     found: dict[tuple[int, int], bytes] = {}
+    folded = {} if folded is None else folded
     stored = [key for key in wanted if key[0] >= STORED_MIN_LEVEL]
     if stored:
         rows = await conn.fetch(
@@ -74,16 +86,23 @@ async def _perfect_hashes(conn: asyncpg.Connection, wanted: set[tuple[int, int]]
         if missing:
             level, index = min(missing)
             raise LookupError(f"the Merkle tree node at level {level}, index {index} is missing")
-    for level, index in wanted:
+    for level, index in sorted(wanted):
         if level >= STORED_MIN_LEVEL:
             continue
-        lo = index << level
-        rows = await conn.fetch(
-            "SELECT entry FROM ledger WHERE seq > $1 AND seq <= $2 ORDER BY seq", lo, lo + (1 << level)
-        )
-        if len(rows) != 1 << level:
-            raise LookupError(f"entries {lo + 1}..{lo + (1 << level)} are missing from the ledger")
-        found[(level, index)] = _fold_leaves([leaf_hash(bytes(row[0])) for row in rows])
+        subtree = folded.get((level, index))
+        if subtree is None:
+            lo = index << level
+            block = lo >> STORED_MIN_LEVEL << STORED_MIN_LEVEL
+            rows = await conn.fetch(
+                "SELECT seq, entry FROM ledger WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+                block,
+                block + (1 << STORED_MIN_LEVEL),
+            )
+            folded.update(subtrees_below(STORED_MIN_LEVEL, {int(row[0]) - 1: leaf_hash(bytes(row[1])) for row in rows}))
+            subtree = folded.get((level, index))
+            if subtree is None:
+                raise LookupError(f"entries {lo + 1}..{lo + (1 << level)} are missing from the ledger")
+        found[(level, index)] = subtree
     return found
 
 
@@ -113,9 +132,12 @@ def _inclusion(index: int, size: int, perfect: PerfectHash) -> list[bytes]:
     return inclusion_path(index, size, perfect)
 
 
-async def pg_inclusion_path(conn: asyncpg.Connection, index: int, size: int) -> list[bytes]:
-    """The audit path of leaf ``index`` in the tree of the first ``size`` entries."""
-    hashes = await _perfect_hashes(conn, _asked(functools.partial(_inclusion, index, size)))
+async def pg_inclusion_path(
+    conn: asyncpg.Connection, index: int, size: int, folded: Folded | None = None
+) -> list[bytes]:
+    """The audit path of leaf ``index`` in the tree of the first ``size`` entries (``folded``: see
+    :func:`_perfect_hashes`; pass the same dict to the proofs of one answer)."""
+    hashes = await _perfect_hashes(conn, _asked(functools.partial(_inclusion, index, size)), folded)
     return inclusion_path(index, size, lambda level, i: hashes[(level, i)])
 
 

@@ -1,0 +1,61 @@
+"""PostgreSQL's Merkle tree reads: small subtrees are folded a block of entries at a time, shared by proofs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import asyncpg
+
+from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, leaf_hash, verify_inclusion
+from flowledger.receiver.store._protocol import EventOutcome
+from flowledger.receiver.store.postgres import PostgresStore
+from flowledger.receiver.store.postgres._tree import Folded, pg_inclusion_path
+from tests.receiver._support import simple_run
+from tests.receiver.store.conformance.conftest import prepared
+
+_BLOCK = 1 << STORED_MIN_LEVEL
+
+
+class _CountingReads:
+    """A real connection that counts the statements reading a range of ledger entries."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.entry_reads = 0
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        if "FROM ledger WHERE seq >" in sql:
+            self.entry_reads += 1
+        return list(await self.conn.fetch(sql, *args))
+
+
+def test_proofs_sharing_what_they_folded_read_each_block_of_entries_once(postgres_url: str) -> None:
+    """The audit paths of the first two blocks' every entry, sharing one ``Folded``, read three blocks of entries
+    (their own two and the newest, not yet full) and all verify; a path without the shared folds is the same."""
+
+    async def main() -> None:
+        store = PostgresStore(postgres_url)
+        await store.open()
+        try:
+            events = prepared([e for _ in range(155) for e in simple_run().events])  # 620 entries
+            assert {outcome for outcome, _ in await store.append(events)} == {EventOutcome.ACCEPTED}
+            head = await store.tree_head()
+        finally:
+            await store.close()
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            counting = _CountingReads(conn)
+            folded: Folded = {}
+            reader = cast(asyncpg.Connection, counting)
+            paths = [await pg_inclusion_path(reader, index, head.size, folded) for index in range(2 * _BLOCK)]
+            assert counting.entry_reads == 3
+            entries = [bytes(row[0]) for row in await conn.fetch("SELECT entry FROM ledger ORDER BY seq")]
+            for index, path in enumerate(paths):
+                assert verify_inclusion(leaf_hash(entries[index]), index, head.size, path, head.root)
+            for index in (0, 255, 256, 511):
+                assert paths[index] == await pg_inclusion_path(conn, index, head.size)
+        finally:
+            await conn.close()
+
+    asyncio.run(main())

@@ -1,0 +1,82 @@
+"""The SQLite engine's Merkle tree reader: small subtrees are folded a block of entries at a time, once."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_of
+from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, inclusion_path, leaf_hash, node_hash, verify_inclusion
+from flowledger.receiver.store._protocol import EventOutcome
+from flowledger.receiver.store._sqlite import SqliteStore
+from flowledger.receiver.store._tree import perfect_reader, tree_head
+from tests.receiver._support import simple_run
+from tests.receiver.store.conformance.conftest import prepared
+
+pytestmark = pytest.mark.asyncio
+
+_BLOCK = 1 << STORED_MIN_LEVEL
+
+
+async def _ledger(path: Path, runs: int) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        events = prepared([e for _ in range(runs) for e in simple_run().events])
+        assert {outcome for outcome, _ in await store.append(events)} == {EventOutcome.ACCEPTED}
+    finally:
+        await store.close()
+
+
+async def test_the_proofs_of_many_entries_read_each_block_of_entries_once(tmp_path: Path) -> None:
+    """Audit paths of the first two blocks' every entry, through one reader, read the entries of each block the
+    paths need once (three: their own two and the newest, not yet full), where each path used to read its own
+    smaller subtrees; every path verifies against the head."""
+    path = tmp_path / "tree.db"
+    await _ledger(path, 155)  # 620 entries: two full blocks and 108 entries of a third
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        head = tree_head(conn)
+        assert head.size == 620
+        reads: list[str] = []
+        conn.set_trace_callback(lambda sql: reads.append(sql) if "FROM ledger WHERE seq >" in sql else None)
+        conn.execute("BEGIN")
+        perfect = perfect_reader(conn)
+        paths = {index: inclusion_path(index, head.size, perfect) for index in range(2 * _BLOCK)}
+        conn.execute("ROLLBACK")
+        assert len(reads) == 3, reads
+        fresh = perfect_reader(conn)
+        for index, path_of in paths.items():
+            assert verify_inclusion(leaf_hash(_entry(conn, index + 1)), index, head.size, path_of, head.root)
+        for index in (0, 1, 255, 256, 511):
+            assert paths[index] == inclusion_path(index, head.size, fresh)
+    finally:
+        conn.close()
+
+
+def _entry(conn: sqlite3.Connection, seq: int) -> bytes:
+    row = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')} FROM ledger WHERE seq = ?", (seq,)).fetchone()
+    return entry_of(row)
+
+
+async def test_a_missing_entry_is_named_and_the_rest_of_its_block_still_proves(tmp_path: Path) -> None:
+    """With an entry gone from the file, a subtree over it is reported missing by its entries; a subtree of the
+    same block that does not hold it is still folded."""
+    path = tmp_path / "tree.db"
+    await _ledger(path, 70)  # 280 entries
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("DROP TRIGGER ledger_no_delete")
+        conn.execute("DELETE FROM ledger WHERE seq = 3")
+        perfect = perfect_reader(conn)
+        with pytest.raises(LookupError, match=r"entries 1\.\.4 are missing from the ledger"):
+            perfect(2, 0)
+        leaves = [leaf_hash(_entry(conn, seq)) for seq in (5, 6, 7, 8)]
+        assert perfect(2, 1) == node_hash(node_hash(leaves[0], leaves[1]), node_hash(leaves[2], leaves[3]))
+        with pytest.raises(LookupError, match=r"entries 1\.\.128 are missing"):
+            perfect(7, 0)
+        assert len(perfect(7, 1)) == 32
+    finally:
+        conn.close()
