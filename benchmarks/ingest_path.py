@@ -17,9 +17,9 @@ revision of this repository that writes ledger format 2 (repeatable).
 ``--lifecycle`` measures what the ledger lifecycle change (ledger format 2:
 deleting and retaining history with the proof intact) costs by itself, apart
 from everything else added to ingest since format 1: this tree is also run
-with its lifecycle steps left out, each alone and all three together, in the
-same run (the CPU loop takes the all-three variant; with ``--callgrind``
-every variant is counted):
+with its lifecycle steps left out, each alone, the first two together and
+all three together, in the same run (the CPU loop takes the last two
+variants; with ``--callgrind`` every variant is counted):
 
 * ``merkle``: the Merkle tree append (leaf and subtree hashes, the
   ``merkle_nodes`` rows);
@@ -35,7 +35,9 @@ every variant is counted):
 The steps are left out by patching this tree's store in the child process
 (nothing shipped changes); the difference between this tree and the variant
 without all three is the lifecycle's cost per event, printed as a share of
-this tree's. SQLite only.
+this tree's, and the difference from the variant without the first two is
+what the ledger format itself (the Merkle tree and the payload split) adds
+to every append. SQLite only.
 
 With ``--engine postgres`` each child appends to a ``PostgresStore`` on a
 new database instead (a throwaway cluster of the machine's binaries without
@@ -59,6 +61,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +72,8 @@ SMALL_RUNS, LARGE_RUNS = 100, 600
 
 LIFECYCLE_STEPS = ("merkle", "payload-split", "purge-bookkeeping")
 """What ``--lifecycle`` leaves out of this tree, one at a time and all together (see the module's docstring)."""
+FORMAT_STEPS = ("merkle", "payload-split")
+"""What ledger format 2 itself adds to every append (the purge bookkeeping is what purges need of the file)."""
 
 
 def _leave_out(steps: frozenset[str], path: Path) -> None:
@@ -249,6 +254,7 @@ def _run(
 
 THIS = "this tree"
 WITHOUT_LIFECYCLE = f"{THIS} without the lifecycle steps"
+WITHOUT_FORMAT = f"{THIS} without the Merkle tree and payload split"
 
 
 def _sqlite_instructions(out: Path) -> int:
@@ -351,6 +357,7 @@ def main() -> None:
                 (tmp / revision).mkdir()
                 trees = {f"baseline {revision}": (export_revision(revision, tmp / revision), none), **trees}
         if args.lifecycle:
+            trees[WITHOUT_FORMAT] = (ROOT / "src", frozenset(FORMAT_STEPS))
             trees[WITHOUT_LIFECYCLE] = (ROOT / "src", frozenset(LIFECYCLE_STEPS))
         cpu: dict[str, list[tuple[float, float, float]]] = {label: [] for label in trees}
         for _ in range(args.repeat):
@@ -395,12 +402,14 @@ def main() -> None:
         for step in LIFECYCLE_STEPS:
             cost = this - counted[f"{THIS} without {step}"][0]
             print(f"lifecycle step {step}: {cost:,.0f} instructions per event, {cost / this:.1%} of this tree's")
-        cost = this - counted[WITHOUT_LIFECYCLE][0]
-        print(f"lifecycle steps together: {cost:,.0f} instructions per event, {cost / this:.1%} of this tree's")
+        for label, what in ((WITHOUT_FORMAT, "Merkle tree and payload split"), (WITHOUT_LIFECYCLE, "lifecycle steps")):
+            cost = this - counted[label][0]
+            print(f"{what} together: {cost:,.0f} instructions per event, {cost / this:.1%} of this tree's")
     if args.lifecycle:
-        cpu_this, cpu_without = (sorted(v[0] for v in cpu[label]) for label in (THIS, WITHOUT_LIFECYCLE))
-        middle = len(cpu_this) // 2
-        print(f"lifecycle steps, CPU medians: {cpu_this[middle] / cpu_without[middle]:.3f} of the time without them")
+        cpu_this = median(v[0] for v in cpu[THIS])
+        for label, what in ((WITHOUT_FORMAT, "Merkle tree and payload split"), (WITHOUT_LIFECYCLE, "lifecycle steps")):
+            ratio = cpu_this / median(v[0] for v in cpu[label])
+            print(f"{what}, CPU medians: {ratio:.3f} of the time without them")
 
 
 if __name__ == "__main__":
