@@ -9,6 +9,7 @@ from pymerkle import InmemoryTree
 
 from flowledger.receiver.store._merkle import (
     EMPTY_ROOT,
+    BlockFolds,
     Frontier,
     PerfectHash,
     consistency_path,
@@ -159,3 +160,22 @@ def test_subtrees_below_are_the_complete_subtrees_and_their_folds(present: set[i
     }
     assert found.keys() == complete
     assert all(h == perfect(level, index) for (level, index), h in found.items())
+
+
+def test_block_folds_keep_the_blocks_used_last() -> None:
+    """Folds are found by any subtree of their block; past ``keep`` blocks the one used longest ago is dropped,
+    a block read again stays."""
+    leaves, _ = _tree(6 * 4)
+    perfect = _perfect(leaves)
+    folds = BlockFolds(2, keep=3)  # blocks of four leaves
+    for block in range(0, 12, 4):
+        folds.fold(block, {i: leaves[i] for i in range(block, block + 4)})
+    assert folds.block(1, 3) == 4
+    assert folds.block(0, 11) == 8
+    assert folds.get(1, 0) == perfect(1, 0)  # block 0 used again: block 4 is now the oldest
+    folds.fold(12, {i: leaves[i] for i in range(12, 16)})
+    assert folds.get(0, 5) is None
+    assert folds.get(1, 1) == perfect(1, 1)
+    assert folds.get(1, 4) == perfect(1, 4)
+    assert folds.get(1, 6) == perfect(1, 6)
+    assert folds.get(2, 0) is None  # level 2 is a block's own level: not below top, never folded

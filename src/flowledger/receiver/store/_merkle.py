@@ -19,6 +19,7 @@ Everything here is pure: no database, no receiver. The offline proof checker
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
@@ -26,6 +27,7 @@ __all__ = [
     "EMPTY_ROOT",
     "FIRST_STORED_MIN_LEVEL",
     "STORED_MIN_LEVEL",
+    "BlockFolds",
     "Frontier",
     "PerfectHash",
     "consistency_path",
@@ -144,11 +146,7 @@ class Frontier:
 
 
 def subtrees_below(top: int, leaves: Mapping[int, bytes]) -> dict[tuple[int, int], bytes]:
-    """Every perfect subtree of a level below ``top`` whose leaves are all in ``leaves`` (leaf index -> leaf hash).
-
-    A store folds the subtrees it does not keep a block of ``2 ** top`` leaves at a time, so that the proofs of
-    entries close together (one run's) share the work rather than each folding its own path.
-    """
+    """Every perfect subtree of a level below ``top`` whose leaves are all in ``leaves`` (leaf index -> leaf hash)."""
     found = {(0, index): h for index, h in leaves.items()}
     below = dict(leaves)
     for level in range(1, top):
@@ -159,6 +157,41 @@ def subtrees_below(top: int, leaves: Mapping[int, bytes]) -> dict[tuple[int, int
         found.update({(level, index): h for index, h in above.items()})
         below = above
     return found
+
+
+class BlockFolds:
+    """Small perfect subtrees folded from the entries a block of ``2 ** top`` leaves at a time, the last few
+    blocks kept.
+
+    The proofs of a run's entries, which lie close together, then read and hash each block once rather than
+    once per entry (a path needs its own block's subtrees and often the newest block's, the tree's right edge).
+    Only the ``keep`` blocks used last are kept (about 100 KB each), so a run spread over many blocks costs
+    no more memory than one. A perfect subtree never changes once complete, so a kept one is never stale.
+    """
+
+    def __init__(self, top: int, keep: int = 4) -> None:
+        self.top = top
+        self._keep = keep
+        self._blocks: OrderedDict[int, dict[tuple[int, int], bytes]] = OrderedDict()
+
+    def block(self, level: int, index: int) -> int:
+        """The first leaf of the block that holds subtree ``(level, index)`` (``level`` below ``top``)."""
+        return (index << level) >> self.top << self.top
+
+    def get(self, level: int, index: int) -> bytes | None:
+        """The subtree's hash when its block was folded and is still kept, else None."""
+        folded = self._blocks.get(self.block(level, index))
+        if folded is None:
+            return None
+        self._blocks.move_to_end(self.block(level, index))
+        return folded.get((level, index))
+
+    def fold(self, block: int, leaves: Mapping[int, bytes]) -> None:
+        """Keep the complete subtrees of ``leaves`` (leaf index -> leaf hash), the block's leaves that exist."""
+        self._blocks[block] = subtrees_below(self.top, leaves)
+        self._blocks.move_to_end(block)
+        while len(self._blocks) > self._keep:
+            self._blocks.popitem(last=False)
 
 
 def range_hash(lo: int, hi: int, perfect: PerfectHash) -> bytes:

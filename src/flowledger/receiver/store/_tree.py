@@ -17,13 +17,13 @@ from typing import Final
 from flowledger.receiver.store._entry import ENTRY_COLUMNS, LEDGER_PROJECT, entry_of
 from flowledger.receiver.store._merkle import (
     STORED_MIN_LEVEL,
+    BlockFolds,
     Frontier,
     PerfectHash,
     consistency_path,
     inclusion_path,
     leaf_hash,
     node_hash,
-    subtrees_below,
 )
 from flowledger.receiver.store._on_thread import WriteConnection
 from flowledger.receiver.store._protocol import EntryProof, TreeHead
@@ -74,13 +74,9 @@ def _fold_leaves(leaves: list[bytes]) -> bytes:
 
 
 def perfect_reader(conn: sqlite3.Connection) -> PerfectHash:
-    """``perfect(level, index)`` over a synchronous connection: stored, or folded from the entries.
-
-    Smaller subtrees are folded a block of ``2 ** STORED_MIN_LEVEL`` entries at a time and kept for the
-    reader's life (a perfect subtree never changes once complete), so the proofs of a run's entries, which lie
-    close together, read and hash each block once rather than once per entry.
-    """
-    folded: dict[tuple[int, int], bytes] = {}
+    """``perfect(level, index)`` over a synchronous connection: stored, or folded from the entries (a block at a
+    time, the last few blocks kept: :class:`~._merkle.BlockFolds`)."""
+    folds = BlockFolds(STORED_MIN_LEVEL)
 
     def perfect(level: int, index: int) -> bytes:
         if level >= STORED_MIN_LEVEL:
@@ -88,14 +84,14 @@ def perfect_reader(conn: sqlite3.Connection) -> PerfectHash:
             if row is None:
                 raise LookupError(f"the Merkle tree node at level {level}, index {index} is missing")
             return bytes(row[0])
-        found = folded.get((level, index))
+        found = folds.get(level, index)
         if found is None:
-            lo = index << level
-            block = lo >> STORED_MIN_LEVEL << STORED_MIN_LEVEL
+            block = folds.block(level, index)
             rows = conn.execute(_ENTRIES_BETWEEN, (block, block + (1 << STORED_MIN_LEVEL))).fetchall()
-            folded.update(subtrees_below(STORED_MIN_LEVEL, {int(row[1]) - 1: leaf_hash(entry_of(row)) for row in rows}))
-            found = folded.get((level, index))
+            folds.fold(block, {int(row[1]) - 1: leaf_hash(entry_of(row)) for row in rows})
+            found = folds.get(level, index)
             if found is None:
+                lo = index << level
                 raise LookupError(f"entries {lo + 1}..{lo + (1 << level)} are missing from the ledger")
         return found
 

@@ -7,10 +7,10 @@ from typing import Any, cast
 
 import asyncpg
 
-from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, leaf_hash, verify_inclusion
+from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, BlockFolds, leaf_hash, verify_inclusion
 from flowledger.receiver.store._protocol import EventOutcome
 from flowledger.receiver.store.postgres import PostgresStore
-from flowledger.receiver.store.postgres._tree import Folded, pg_inclusion_path
+from flowledger.receiver.store.postgres._tree import pg_inclusion_path
 from tests.receiver._support import simple_run
 from tests.receiver.store.conformance.conftest import prepared
 
@@ -31,7 +31,7 @@ class _CountingReads:
 
 
 def test_proofs_sharing_what_they_folded_read_each_block_of_entries_once(postgres_url: str) -> None:
-    """The audit paths of the first two blocks' every entry, sharing one ``Folded``, read three blocks of entries
+    """The audit paths of the first two blocks' every entry, sharing one ``BlockFolds``, read three blocks of entries
     (their own two and the newest, not yet full) and all verify; a path without the shared folds is the same."""
 
     async def main() -> None:
@@ -46,9 +46,9 @@ def test_proofs_sharing_what_they_folded_read_each_block_of_entries_once(postgre
         conn = await asyncpg.connect(postgres_url)
         try:
             counting = _CountingReads(conn)
-            folded: Folded = {}
+            folds = BlockFolds(STORED_MIN_LEVEL)
             reader = cast(asyncpg.Connection, counting)
-            paths = [await pg_inclusion_path(reader, index, head.size, folded) for index in range(2 * _BLOCK)]
+            paths = [await pg_inclusion_path(reader, index, head.size, folds) for index in range(2 * _BLOCK)]
             assert counting.entry_reads == 3
             entries = [bytes(row[0]) for row in await conn.fetch("SELECT entry FROM ledger ORDER BY seq")]
             for index, path in enumerate(paths):

@@ -20,11 +20,11 @@ from flowledger._wire import NODE_SHA256_ATTRIBUTE, NodeStatus, OutputCapture
 from flowledger.receiver.store._canonical import chain_hash
 from flowledger.receiver.store._entry import parse_entry
 from flowledger.receiver.store._evidence import MAX_CHAIN_RUNS, merged_attributes, reusable_payload
-from flowledger.receiver.store._merkle import leaf_hash, verify_inclusion
+from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, BlockFolds, leaf_hash, verify_inclusion
 from flowledger.receiver.store._namespace import one_namespace
 from flowledger.receiver.store._protocol import TreeHead
 from flowledger.receiver.store.postgres._namespace import PG_NAMESPACES_SQL, pg_run_scope
-from flowledger.receiver.store.postgres._tree import Folded, load_frontier, pg_inclusion_path
+from flowledger.receiver.store.postgres._tree import load_frontier, pg_inclusion_path
 
 __all__ = ["pg_resume_chain", "pg_resume_evidence"]
 
@@ -38,7 +38,7 @@ class _PgChecker:
         self.tampered = False
         """Set by the last check that failed because something was changed (not merely missing)."""
         self._blobs: dict[str, str | None] = {}
-        self._folded: Folded = {}
+        self._folds = BlockFolds(STORED_MIN_LEVEL)
 
     def _tampered(self, problem: str) -> tuple[None, str]:
         self.tampered = True
@@ -60,7 +60,7 @@ class _PgChecker:
         body, next_prev = row[4], row[5]
         if chain_hash(prev_hash, entry) != own_hash or (next_prev is not None and bytes(next_prev) != own_hash):
             return self._tampered(f"ledger entry {seq} is not in the hash chain (the entry or its hashes were changed)")
-        path = await pg_inclusion_path(self.conn, seq - 1, self.head.size, self._folded)
+        path = await pg_inclusion_path(self.conn, seq - 1, self.head.size, self._folds)
         if not verify_inclusion(leaf_hash(entry), seq - 1, self.head.size, path, self.head.root):
             return self._tampered(f"ledger entry {seq} is not in the ledger's Merkle tree (its inclusion proof fails)")
         try:

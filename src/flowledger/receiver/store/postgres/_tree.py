@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING, Final
 
 from flowledger.receiver.store._merkle import (
     STORED_MIN_LEVEL,
+    BlockFolds,
     Frontier,
     PerfectHash,
     consistency_path,
     inclusion_path,
     leaf_hash,
     node_hash,
-    subtrees_below,
 )
 from flowledger.receiver.store._protocol import EntryProof, TreeHead
 
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["Folded", "load_frontier", "pg_consistency", "pg_inclusion_path", "pg_run_proof"]
+__all__ = ["load_frontier", "pg_consistency", "pg_inclusion_path", "pg_run_proof"]
 
 _CHUNK: Final = 2_000
 
@@ -59,20 +59,16 @@ async def load_frontier(conn: asyncpg.Connection, size: int) -> Frontier:
     return Frontier(size, hashes)
 
 
-Folded = dict[tuple[int, int], bytes]
-"""Small subtrees already folded from the entries, by ``(level, index)``: kept across the proofs of one answer."""
-
-
 async def _perfect_hashes(
-    conn: asyncpg.Connection, wanted: set[tuple[int, int]], folded: Folded | None = None
+    conn: asyncpg.Connection, wanted: set[tuple[int, int]], folds: BlockFolds | None = None
 ) -> dict[tuple[int, int], bytes]:
     """The hashes of the perfect subtrees ``(level, index)``: stored ones read, small ones folded from entries.
 
-    Small ones are folded a block of ``2 ** STORED_MIN_LEVEL`` entries at a time into ``folded`` (as the SQLite
-    engine's reader does), so proofs of nearby entries read each block once.
+    Small ones are folded a block of ``2 ** STORED_MIN_LEVEL`` entries at a time into ``folds`` (as the SQLite
+    engine's reader does): pass the same ``folds`` to the proofs of one answer.
     """
     found: dict[tuple[int, int], bytes] = {}
-    folded = {} if folded is None else folded
+    folds = BlockFolds(STORED_MIN_LEVEL) if folds is None else folds
     stored = [key for key in wanted if key[0] >= STORED_MIN_LEVEL]
     if stored:
         rows = await conn.fetch(
@@ -89,18 +85,18 @@ async def _perfect_hashes(
     for level, index in sorted(wanted):
         if level >= STORED_MIN_LEVEL:
             continue
-        subtree = folded.get((level, index))
+        subtree = folds.get(level, index)
         if subtree is None:
-            lo = index << level
-            block = lo >> STORED_MIN_LEVEL << STORED_MIN_LEVEL
+            block = folds.block(level, index)
             rows = await conn.fetch(
                 "SELECT seq, entry FROM ledger WHERE seq > $1 AND seq <= $2 ORDER BY seq",
                 block,
                 block + (1 << STORED_MIN_LEVEL),
             )
-            folded.update(subtrees_below(STORED_MIN_LEVEL, {int(row[0]) - 1: leaf_hash(bytes(row[1])) for row in rows}))
-            subtree = folded.get((level, index))
+            folds.fold(block, {int(row[0]) - 1: leaf_hash(bytes(row[1])) for row in rows})
+            subtree = folds.get(level, index)
             if subtree is None:
+                lo = index << level
                 raise LookupError(f"entries {lo + 1}..{lo + (1 << level)} are missing from the ledger")
         found[(level, index)] = subtree
     return found
@@ -133,11 +129,11 @@ def _inclusion(index: int, size: int, perfect: PerfectHash) -> list[bytes]:
 
 
 async def pg_inclusion_path(
-    conn: asyncpg.Connection, index: int, size: int, folded: Folded | None = None
+    conn: asyncpg.Connection, index: int, size: int, folds: BlockFolds | None = None
 ) -> list[bytes]:
-    """The audit path of leaf ``index`` in the tree of the first ``size`` entries (``folded``: see
-    :func:`_perfect_hashes`; pass the same dict to the proofs of one answer)."""
-    hashes = await _perfect_hashes(conn, _asked(functools.partial(_inclusion, index, size)), folded)
+    """The audit path of leaf ``index`` in the tree of the first ``size`` entries (``folds``: see
+    :func:`_perfect_hashes`)."""
+    hashes = await _perfect_hashes(conn, _asked(functools.partial(_inclusion, index, size)), folds)
     return inclusion_path(index, size, lambda level, i: hashes[(level, i)])
 
 
