@@ -11,8 +11,8 @@ from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_of
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, inclusion_path, leaf_hash, node_hash, verify_inclusion
 from flowledger.receiver.store._protocol import EventOutcome
 from flowledger.receiver.store._sqlite import SqliteStore
-from flowledger.receiver.store._tree import perfect_reader, tree_head
-from tests.receiver._support import simple_run
+from flowledger.receiver.store._tree import perfect_reader, run_proof, tree_head
+from tests.receiver._support import RunEvents, simple_run
 from tests.receiver.store.conformance.conftest import prepared
 
 pytestmark = pytest.mark.asyncio
@@ -78,5 +78,38 @@ async def test_a_missing_entry_is_named_and_the_rest_of_its_block_still_proves(t
         with pytest.raises(LookupError, match=r"entries 1\.\.128 are missing"):
             perfect(7, 0)
         assert len(perfect(7, 1)) == 32
+    finally:
+        conn.close()
+
+
+async def test_a_run_spread_over_many_blocks_reads_each_block_once(tmp_path: Path) -> None:
+    """The proofs of a run whose entries lie in six blocks, more than a reader keeps, read each block once (the
+    entries are proven in order, so the blocks kept are the one in use and the newest)."""
+    spread = RunEvents().start()
+    for step in range(6):
+        spread.node(f"step_{step}")
+    own = spread.events  # run_started, then each step's start and finish
+    events = own[:1]
+    for step in range(6):
+        events += [e for _ in range(63) for e in simple_run().events] + own[1 + 2 * step : 3 + 2 * step]
+    path = tmp_path / "tree.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert {outcome for outcome, _ in await store.append(prepared(events))} == {EventOutcome.ACCEPTED}
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        head = tree_head(conn)
+        reads: list[str] = []
+        conn.set_trace_callback(lambda sql: reads.append(sql) if "FROM ledger WHERE seq >" in sql else None)
+        proofs = run_proof(conn, spread.run_id, None, head.size)
+        assert len(proofs) == len(own)
+        blocks = {(proof.seq - 1) >> STORED_MIN_LEVEL for proof in proofs} | {(head.size - 1) >> STORED_MIN_LEVEL}
+        assert len(blocks) > 4
+        assert len(reads) == len(blocks)
+        for proof in proofs:
+            assert verify_inclusion(leaf_hash(proof.entry), proof.seq - 1, head.size, proof.path, head.root)
     finally:
         conn.close()

@@ -10,8 +10,8 @@ import asyncpg
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, BlockFolds, leaf_hash, verify_inclusion
 from flowledger.receiver.store._protocol import EventOutcome
 from flowledger.receiver.store.postgres import PostgresStore
-from flowledger.receiver.store.postgres._tree import pg_inclusion_path
-from tests.receiver._support import simple_run
+from flowledger.receiver.store.postgres._tree import pg_inclusion_path, pg_run_proof
+from tests.receiver._support import RunEvents, simple_run
 from tests.receiver.store.conformance.conftest import prepared
 
 _BLOCK = 1 << STORED_MIN_LEVEL
@@ -28,6 +28,9 @@ class _CountingReads:
         if "FROM ledger WHERE seq >" in sql:
             self.entry_reads += 1
         return list(await self.conn.fetch(sql, *args))
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self.conn.fetchval(sql, *args)
 
 
 def test_proofs_sharing_what_they_folded_read_each_block_of_entries_once(postgres_url: str) -> None:
@@ -55,6 +58,41 @@ def test_proofs_sharing_what_they_folded_read_each_block_of_entries_once(postgre
                 assert verify_inclusion(leaf_hash(entries[index]), index, head.size, path, head.root)
             for index in (0, 255, 256, 511):
                 assert paths[index] == await pg_inclusion_path(conn, index, head.size)
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+
+
+def test_a_run_spread_over_many_blocks_reads_each_block_once(postgres_url: str) -> None:
+    """The proofs of a run whose entries lie in six blocks, more than the blocks kept, read each block once: the
+    subtrees wanted are folded block by block, not level by level across every block."""
+
+    async def main() -> None:
+        store = PostgresStore(postgres_url)
+        await store.open()
+        try:
+            spread = RunEvents().start()
+            for step in range(6):
+                spread.node(f"step_{step}")
+            own = spread.events  # run_started, then each step's start and finish
+            events = own[:1]
+            for step in range(6):
+                events += [e for _ in range(63) for e in simple_run().events] + own[1 + 2 * step : 3 + 2 * step]
+            assert {outcome for outcome, _ in await store.append(prepared(events))} == {EventOutcome.ACCEPTED}
+            head = await store.tree_head()
+        finally:
+            await store.close()
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            counting = _CountingReads(conn)
+            proofs = await pg_run_proof(cast(asyncpg.Connection, counting), spread.run_id, None, head.size)
+            assert len(proofs) == len(own)
+            blocks = {(proof.seq - 1) >> STORED_MIN_LEVEL for proof in proofs} | {(head.size - 1) >> STORED_MIN_LEVEL}
+            assert len(blocks) > 4
+            assert counting.entry_reads == len(blocks)
+            for proof in proofs:
+                assert verify_inclusion(leaf_hash(proof.entry), proof.seq - 1, head.size, proof.path, head.root)
         finally:
             await conn.close()
 

@@ -82,9 +82,8 @@ async def _perfect_hashes(
         if missing:
             level, index = min(missing)
             raise LookupError(f"the Merkle tree node at level {level}, index {index} is missing")
-    for level, index in sorted(wanted):
-        if level >= STORED_MIN_LEVEL:
-            continue
+    small = [key for key in wanted if key[0] < STORED_MIN_LEVEL]
+    for level, index in sorted(small, key=lambda key: (folds.block(*key), key)):  # a block's subtrees together
         subtree = folds.get(level, index)
         if subtree is None:
             block = folds.block(level, index)
