@@ -200,6 +200,18 @@ def simple_run(producer: Producer | None = None, **kwargs: Any) -> RunEvents:
     return RunEvents(producer, **kwargs).start().node("fetch").finish()
 
 
+def run_among_others(steps: int, between: int) -> tuple[RunEvents, list[dict[str, Any]]]:
+    """A run of ``steps`` nodes, and a batch holding its events with ``between`` simple runs' events before each
+    step's two (a run whose ledger entries lie far apart, as a long run's do on a busy receiver)."""
+    run = RunEvents().start()
+    for step in range(steps):
+        run.node(f"step_{step}")
+    events = run.events[:1]
+    for step in range(steps):
+        events += [e for _ in range(between) for e in simple_run().events] + run.events[1 + 2 * step : 3 + 2 * step]
+    return run, events
+
+
 @dataclass
 class LiveReceiver:
     """A receiver served by uvicorn on 127.0.0.1 in a thread."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, inclusion_path, 
 from flowledger.receiver.store._protocol import EventOutcome
 from flowledger.receiver.store._sqlite import SqliteStore
 from flowledger.receiver.store._tree import perfect_reader, run_proof, tree_head
-from tests.receiver._support import RunEvents, simple_run
+from tests.receiver._support import run_among_others, simple_run
 from tests.receiver.store.conformance.conftest import prepared
 
 pytestmark = pytest.mark.asyncio
@@ -20,14 +21,17 @@ pytestmark = pytest.mark.asyncio
 _BLOCK = 1 << STORED_MIN_LEVEL
 
 
-async def _ledger(path: Path, runs: int) -> None:
+async def _ledger(path: Path, events: list[dict[str, Any]]) -> None:
     store = SqliteStore(path)
     await store.open()
     try:
-        events = prepared([e for _ in range(runs) for e in simple_run().events])
-        assert {outcome for outcome, _ in await store.append(events)} == {EventOutcome.ACCEPTED}
+        assert {outcome for outcome, _ in await store.append(prepared(events))} == {EventOutcome.ACCEPTED}
     finally:
         await store.close()
+
+
+def _simple_runs(count: int) -> list[dict[str, Any]]:
+    return [e for _ in range(count) for e in simple_run().events]
 
 
 async def test_the_proofs_of_many_entries_read_each_block_of_entries_once(tmp_path: Path) -> None:
@@ -35,7 +39,7 @@ async def test_the_proofs_of_many_entries_read_each_block_of_entries_once(tmp_pa
     paths need once (three: their own two and the newest, not yet full), where each path used to read its own
     smaller subtrees; every path verifies against the head."""
     path = tmp_path / "tree.db"
-    await _ledger(path, 155)  # 620 entries: two full blocks and 108 entries of a third
+    await _ledger(path, _simple_runs(155))  # 620 entries: two full blocks and 108 entries of a third
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         head = tree_head(conn)
@@ -65,7 +69,7 @@ async def test_a_missing_entry_is_named_and_the_rest_of_its_block_still_proves(t
     """With an entry gone from the file, a subtree over it is reported missing by its entries; a subtree of the
     same block that does not hold it is still folded."""
     path = tmp_path / "tree.db"
-    await _ledger(path, 70)  # 280 entries
+    await _ledger(path, _simple_runs(70))  # 280 entries
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("DROP TRIGGER ledger_no_delete")
@@ -77,7 +81,10 @@ async def test_a_missing_entry_is_named_and_the_rest_of_its_block_still_proves(t
         assert perfect(2, 1) == node_hash(node_hash(leaves[0], leaves[1]), node_hash(leaves[2], leaves[3]))
         with pytest.raises(LookupError, match=r"entries 1\.\.128 are missing"):
             perfect(7, 0)
-        assert len(perfect(7, 1)) == 32
+        nodes = [leaf_hash(_entry(conn, seq)) for seq in range(129, 257)]
+        while len(nodes) > 1:
+            nodes = [node_hash(nodes[i], nodes[i + 1]) for i in range(0, len(nodes), 2)]
+        assert perfect(7, 1) == nodes[0]
     finally:
         conn.close()
 
@@ -85,27 +92,16 @@ async def test_a_missing_entry_is_named_and_the_rest_of_its_block_still_proves(t
 async def test_a_run_spread_over_many_blocks_reads_each_block_once(tmp_path: Path) -> None:
     """The proofs of a run whose entries lie in six blocks, more than a reader keeps, read each block once (the
     entries are proven in order, so the blocks kept are the one in use and the newest)."""
-    spread = RunEvents().start()
-    for step in range(6):
-        spread.node(f"step_{step}")
-    own = spread.events  # run_started, then each step's start and finish
-    events = own[:1]
-    for step in range(6):
-        events += [e for _ in range(63) for e in simple_run().events] + own[1 + 2 * step : 3 + 2 * step]
+    spread, events = run_among_others(6, between=63)  # 252 entries before each step's two
     path = tmp_path / "tree.db"
-    store = SqliteStore(path)
-    await store.open()
-    try:
-        assert {outcome for outcome, _ in await store.append(prepared(events))} == {EventOutcome.ACCEPTED}
-    finally:
-        await store.close()
+    await _ledger(path, events)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         head = tree_head(conn)
         reads: list[str] = []
         conn.set_trace_callback(lambda sql: reads.append(sql) if "FROM ledger WHERE seq >" in sql else None)
         proofs = run_proof(conn, spread.run_id, None, head.size)
-        assert len(proofs) == len(own)
+        assert len(proofs) == len(spread.events)
         blocks = {(proof.seq - 1) >> STORED_MIN_LEVEL for proof in proofs} | {(head.size - 1) >> STORED_MIN_LEVEL}
         assert len(blocks) > 4
         assert len(reads) == len(blocks)

@@ -180,10 +180,11 @@ class BlockFolds:
 
     def get(self, level: int, index: int) -> bytes | None:
         """The subtree's hash when its block was folded and is still kept, else None."""
-        folded = self._blocks.get(self.block(level, index))
+        block = self.block(level, index)
+        folded = self._blocks.get(block)
         if folded is None:
             return None
-        self._blocks.move_to_end(self.block(level, index))
+        self._blocks.move_to_end(block)
         return folded.get((level, index))
 
     def fold(self, block: int, leaves: Mapping[int, bytes]) -> None:

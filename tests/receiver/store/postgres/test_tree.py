@@ -8,10 +8,10 @@ from typing import Any, cast
 import asyncpg
 
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, BlockFolds, leaf_hash, verify_inclusion
-from flowledger.receiver.store._protocol import EventOutcome
+from flowledger.receiver.store._protocol import EventOutcome, TreeHead
 from flowledger.receiver.store.postgres import PostgresStore
 from flowledger.receiver.store.postgres._tree import pg_inclusion_path, pg_run_proof
-from tests.receiver._support import RunEvents, simple_run
+from tests.receiver._support import run_among_others, simple_run
 from tests.receiver.store.conformance.conftest import prepared
 
 _BLOCK = 1 << STORED_MIN_LEVEL
@@ -33,19 +33,23 @@ class _CountingReads:
         return await self.conn.fetchval(sql, *args)
 
 
+async def _ledger(url: str, events: list[dict[str, Any]]) -> TreeHead:
+    """Store ``events`` on the database at ``url``; the tree's head after them."""
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        assert {outcome for outcome, _ in await store.append(prepared(events))} == {EventOutcome.ACCEPTED}
+        return await store.tree_head()
+    finally:
+        await store.close()
+
+
 def test_proofs_sharing_what_they_folded_read_each_block_of_entries_once(postgres_url: str) -> None:
     """The audit paths of the first two blocks' every entry, sharing one ``BlockFolds``, read three blocks of entries
     (their own two and the newest, not yet full) and all verify; a path without the shared folds is the same."""
 
     async def main() -> None:
-        store = PostgresStore(postgres_url)
-        await store.open()
-        try:
-            events = prepared([e for _ in range(155) for e in simple_run().events])  # 620 entries
-            assert {outcome for outcome, _ in await store.append(events)} == {EventOutcome.ACCEPTED}
-            head = await store.tree_head()
-        finally:
-            await store.close()
+        head = await _ledger(postgres_url, [e for _ in range(155) for e in simple_run().events])  # 620 entries
         conn = await asyncpg.connect(postgres_url)
         try:
             counting = _CountingReads(conn)
@@ -69,25 +73,13 @@ def test_a_run_spread_over_many_blocks_reads_each_block_once(postgres_url: str) 
     subtrees wanted are folded block by block, not level by level across every block."""
 
     async def main() -> None:
-        store = PostgresStore(postgres_url)
-        await store.open()
-        try:
-            spread = RunEvents().start()
-            for step in range(6):
-                spread.node(f"step_{step}")
-            own = spread.events  # run_started, then each step's start and finish
-            events = own[:1]
-            for step in range(6):
-                events += [e for _ in range(63) for e in simple_run().events] + own[1 + 2 * step : 3 + 2 * step]
-            assert {outcome for outcome, _ in await store.append(prepared(events))} == {EventOutcome.ACCEPTED}
-            head = await store.tree_head()
-        finally:
-            await store.close()
+        spread, events = run_among_others(6, between=63)  # 252 entries before each step's two
+        head = await _ledger(postgres_url, events)
         conn = await asyncpg.connect(postgres_url)
         try:
             counting = _CountingReads(conn)
             proofs = await pg_run_proof(cast(asyncpg.Connection, counting), spread.run_id, None, head.size)
-            assert len(proofs) == len(own)
+            assert len(proofs) == len(spread.events)
             blocks = {(proof.seq - 1) >> STORED_MIN_LEVEL for proof in proofs} | {(head.size - 1) >> STORED_MIN_LEVEL}
             assert len(blocks) > 4
             assert counting.entry_reads == len(blocks)
