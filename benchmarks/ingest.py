@@ -2,6 +2,7 @@
 
     python benchmarks/ingest.py [--events 100000] [--clients 4] [--batch 1000] [--baseline REV] [--repeat N]
                                 [--lifecycle] [--engine sqlite|postgres] [--postgres-url URL]
+                                [--python INTERPRETER ...]
 
 Starts ``flowledger serve`` on a fresh database (a real uvicorn process on
 127.0.0.1), has CLIENTS processes build realistic runs (run_started, node
@@ -35,6 +36,15 @@ tree and the payload split (what the ledger format itself adds to every
 append), once without those and the purge bookkeeping as well, alternating
 with this tree's in the same rounds. The ratio of this tree's events/s (and
 CPU per event) to each is what those steps cost ingest end to end.
+
+With ``--python INTERPRETER`` (repeatable) this tree's receiver is also
+served by that Python interpreter, in the same rounds: another version, or
+a free-threaded build, whose threads run Python at once. The interpreter
+needs the receiver's dependencies installed; the ledger it writes is
+verified by this one. Every receiver's report gives how busy its event-loop
+thread and its busiest other thread were, as shares of the wall time: a
+thread near 100% is the stage that bounds the rate; with none near it, the
+hand-offs between them (or the interpreter lock) do.
 
 With ``--engine postgres`` the same client load is posted, in the same run,
 to a receiver on SQLite, to one receiver on PostgreSQL and to two receivers
@@ -227,6 +237,21 @@ def cpu_seconds(pid: int, tid: int | None = None) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time so far of each thread of a process, by the thread's name and id, from /proc (empty elsewhere).
+
+    Python 3.14 and later name their threads for the system (the event loop's is the process's own name);
+    earlier ones leave every thread the process's name."""
+    threads: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                name = (task / "comm").read_text().strip()
+                label = "event loop" if task.name == str(pid) else f"{name} ({task.name})"
+                threads[label] = cpu_seconds(pid, int(task.name))
+    return threads
 
 
 def free_port() -> int:
@@ -532,12 +557,14 @@ def measure(
     postgres_server: str | None = None,
     receivers: int = 1,
     left_out: str = "",
+    python: str = sys.executable,
 ) -> dict[str, Any]:
     """Serve ``receivers`` receivers of the source tree ``src`` on a fresh database (SQLite, or PostgreSQL on
     ``postgres_server``) and post to them, the clients split between them; return the figures.
 
     ``left_out``: the ledger lifecycle's steps the receiver's SQLite store leaves out (comma-separated, as
-    ``benchmarks/ingest_path.py`` names them); its ledger then does not verify, and is not verified."""
+    ``benchmarks/ingest_path.py`` names them); its ledger then does not verify, and is not verified.
+    ``python``: the interpreter that serves (the ledger is verified by this one)."""
     db = fresh_postgres_database(postgres_server) if postgres_server else str(tmp / f"bench-{secrets.token_hex(4)}.db")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]))
     servers: list[subprocess.Popen[bytes]] = []
@@ -546,9 +573,9 @@ def measure(
         for _ in range(receivers):
             port = free_port()
             urls.append(f"http://127.0.0.1:{port}")
-            command = [sys.executable, "-c", "from flowledger.cli import main; main()"]
+            command = [python, "-c", "from flowledger.cli import main; main()"]
             if left_out:
-                command = [sys.executable, str(ROOT / "benchmarks" / "ingest_path.py"), "--serve-without", left_out]
+                command = [python, str(ROOT / "benchmarks" / "ingest_path.py"), "--serve-without", left_out]
             servers.append(
                 subprocess.Popen(
                     [*command, *("serve", "--db", db, "--port", str(port), "--log-level", "warning")], env=env
@@ -577,6 +604,7 @@ def measure(
         ready.wait()  # every client has built and encoded its batches
         cpu_before = sum(cpu_seconds(server.pid) for server in servers)
         loop_before = sum(cpu_seconds(server.pid, server.pid) for server in servers)  # main threads: event loops
+        threads_before = [thread_cpu_seconds(server.pid) for server in servers]
         pg_before = postgres_cpu_seconds() if postgres_server else 0.0
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
@@ -585,6 +613,15 @@ def measure(
         elapsed = time.perf_counter() - started
         cpu_used = sum(cpu_seconds(server.pid) for server in servers) - cpu_before
         loop_used = sum(cpu_seconds(server.pid, server.pid) for server in servers) - loop_before
+        busiest = max(
+            (
+                (used - before.get(label, 0.0), label)
+                for server, before in zip(servers, threads_before, strict=True)
+                for label, used in thread_cpu_seconds(server.pid).items()
+                if label != "event loop"
+            ),
+            default=(0.0, ""),
+        )
         pg_used = postgres_cpu_seconds() - pg_before if postgres_server else 0.0
         load_after = os.getloadavg()[0]
         for proc in procs:
@@ -611,10 +648,31 @@ def measure(
         "elapsed": elapsed,
         "cpu_used": cpu_used,
         "loop_used": loop_used,
+        "busiest": (busiest[0] / elapsed, busiest[1]),
         "load": (load_before, load_after),
         "stored": stored,
         "verify": verified[0] if verified else "",
     }
+
+
+def interpreter(python: str) -> str:
+    """What ``python`` says it is: its version and whether it runs without the global interpreter lock."""
+    probe = (
+        "import platform, sys; free = not getattr(sys, '_is_gil_enabled', lambda: True)(); "
+        "print(platform.python_implementation(), platform.python_version() + (' free-threaded' if free else ''))"
+    )
+    try:
+        said = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        sys.exit(f"--python {python}: cannot run it ({exc})")
+    return said.stdout.strip()
+
+
+def served_by(pythons: list[str]) -> dict[str, str]:
+    """The label of this tree served by each interpreter: what it says it is, and its path where two say the same."""
+    said = {python: f"this tree on {interpreter(python)}" for python in pythons}
+    alike = [label for label in said.values() if list(said.values()).count(label) > 1]
+    return {python: f"{label} ({python})" if label in alike else label for python, label in said.items()}
 
 
 def export_revision(revision: str, into: Path) -> Path:
@@ -657,6 +715,13 @@ def report(label: str, runs: list[dict[str, Any]]) -> None:
             "before commit groups ran there)"
         )
         print(f"[{label}]   other threads      : {line(others, 'us/event', fmt='.1f')}  ({where})")
+        loop_busy = [f["loop_used"] / f["elapsed"] * 100 for f in runs]
+        thread_busy = [f["busiest"][0] * 100 for f in runs]
+        print(
+            f"[{label}]   busy, of the wall time: event loop {line(loop_busy, '%', width=3)}, busiest other thread "
+            f"{line(thread_busy, '%', width=3)} ({runs[-1]['busiest'][1]}; a stage near 100% bounds the rate, "
+            "none near it: the hand-offs between them, or the interpreter lock, do)"
+        )
     if any(f["pg_cpu"] for f in runs):
         server = [f["pg_cpu"] / f["sent"] * 1e6 for f in runs]
         print(
@@ -691,11 +756,20 @@ def main() -> None:
         help="also this tree without the Merkle tree and payload split, and without those and the purge "
         "bookkeeping (see benchmarks/ingest_path.py), in the same rounds",
     )
+    parser.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        metavar="INTERPRETER",
+        help="also this tree served by another Python interpreter (a free-threaded build, say), in the same "
+        "rounds; repeatable",
+    )
     args = parser.parse_args()
     if args.lifecycle and (args.engine != "sqlite" or args.baseline is not None):
         parser.error("--lifecycle measures this tree on SQLite; leave out --baseline and --engine postgres")
     if args.engine == "postgres" and args.baseline is not None:
         parser.error("--baseline compares receivers on SQLite; leave it out with --engine postgres")
+    served = served_by(args.python)
     runs_per_client = -(-args.events // (EVENTS_PER_RUN * args.clients))
     total = runs_per_client * EVENTS_PER_RUN * args.clients
 
@@ -705,9 +779,13 @@ def main() -> None:
         if args.baseline is not None:
             (tmp / "baseline").mkdir()
             trees = {f"baseline {args.baseline}": export_revision(args.baseline, tmp / "baseline"), **trees}
-        setups: dict[str, tuple[Path, str | None, int]] = {label: (src, None, 1) for label, src in trees.items()}
+        setups: dict[str, tuple[Path, str | None, int, str]] = {
+            label: (src, None, 1, sys.executable) for label, src in trees.items()
+        }
         if args.lifecycle:
-            setups = dict.fromkeys(LEFT_OUT, (ROOT / "src", None, 1)) | setups
+            setups = dict.fromkeys(LEFT_OUT, (ROOT / "src", None, 1, sys.executable)) | setups
+        for python, label in served.items():
+            setups[label] = (ROOT / "src", None, 1, python)
         if args.engine == "postgres":
             server = args.postgres_url
             if server is None:
@@ -716,9 +794,9 @@ def main() -> None:
 
                 server = stack.enter_context(postgres_cluster())
             setups = {
-                "sqlite, 1 receiver": (ROOT / "src", None, 1),
-                "postgres, 1 receiver": (ROOT / "src", server, 1),
-                "postgres, 2 receivers": (ROOT / "src", server, 2),
+                "sqlite, 1 receiver": (ROOT / "src", None, 1, sys.executable),
+                "postgres, 1 receiver": (ROOT / "src", server, 1, sys.executable),
+                "postgres, 2 receivers": (ROOT / "src", server, 2, sys.executable),
             }
         runs: dict[str, list[dict[str, Any]]] = {label: [] for label in setups}
         raw_runs: list[float] = []
@@ -727,7 +805,7 @@ def main() -> None:
         statement_runs: list[float] = []
         statements = capture_statements(sample, tmp / "noted.db", args.batch)
         for round_ in range(args.repeat):
-            for label, (src, postgres_server, receivers) in setups.items():
+            for label, (src, postgres_server, receivers, python) in setups.items():
                 figures = measure(
                     src,
                     args.clients,
@@ -737,6 +815,7 @@ def main() -> None:
                     postgres_server=postgres_server,
                     receivers=receivers,
                     left_out=LEFT_OUT.get(label, ""),
+                    python=python,
                 )
                 if figures["stored"] != figures["sent"]:
                     sys.exit(f"[{label}] the ledger does not hold every event sent")
@@ -768,9 +847,11 @@ def main() -> None:
                 f"{what}: this tree's events/s are {ratio:.3f} of those without them ({1 - ratio:.1%} slower), "
                 f"its receiver CPU per event {cpu['this tree'] / cpu[label]:.3f} of theirs (medians)"
             )
-    elif len(runs) == 2:
-        (base_label, base_rate), (_, this_rate) = rates.items()
-        print(f"this tree / {base_label}: {this_rate / base_rate:.2f} of the baseline's events/s (medians)")
+    elif args.baseline is not None:
+        base_label = f"baseline {args.baseline}"
+        print(f"this tree / {base_label}: {rates['this tree'] / rates[base_label]:.2f} of the baseline's events/s")
+    for label in served.values():
+        print(f"[{label}] / this tree: {rates[label] / rates['this tree']:.2f} of the events/s (medians)")
     print(
         f"raw sqlite3 executemany: {raw_rate:>8,.0f} events/s  {_spread([total / s for s in raw_runs])}"
         " (ledger and payload rows only)"
