@@ -23,7 +23,8 @@ clamped to the range's min and max duration, which is within
 :data:`PERCENTILE_RELATIVE_ERROR` (under 1 %) of the exact nearest-rank
 percentile for durations from 1 µs to 10**10 ms (about 115 days); zero
 durations are exact, shorter and longer ones share the first and last bin.
-Counts, sums, min and max are exact. Each hour and day place's figures with
+Counts, sums, min and max are exact (sums of money and durations past 2**63:
+see :data:`_WIDE_SUMS`). Each hour and day place's figures with
 its statuses added up are kept too (``stats_total``, made again from the
 place's rows whenever they change), so a series reads a whole bucket as one
 row; its edges and queries without buckets add up the rows.
@@ -405,6 +406,7 @@ class _Sums:
     @classmethod
     def of_row(cls, row: Sequence[Any]) -> _Sums:
         runs, cost, costs, cmin, cmax, dus, durs, dmin, dmax = row
+        cmin, cmax = (None if c is None else int(c) for c in (cmin, cmax))  # a float past 2**63, a Decimal
         return cls(int(runs), int(cost), int(costs), cmin, cmax, int(dus), int(durs), dmin, dmax)
 
     def percentiles(self, ranked: tuple[int, int] | None) -> tuple[float | None, float | None]:
@@ -491,9 +493,38 @@ _AGGREGATES: Final = (
 """How the figures of a place's rows add up (statuses together, or a range's places)."""
 
 
+_WIDE_SUMS: Final = frozenset({"cost_nanos", "duration_us"})
+"""Sums that may pass 2**63: money in nano-dollars (about 9.2 billion USD) and durations in microseconds (the wire
+takes amounts and durations up to 2**53). PostgreSQL keeps them as ``numeric``, exact at any size. SQLite's
+integers stop at 2**63: its ``+`` then gives the nearest float, as a row's upsert does, but its ``sum()`` stops
+the statement with "integer overflow", so these are summed in two parts that cannot overflow (the billions, and
+the rest below a billion; a row kept as a float is all in the first) and put together with ``*`` and ``+``:
+exact while the total fits, the nearest float past it."""
+_SQL_INT_MIN: Final = -(2**63)
+_SQL_INT_MAX: Final = 2**63 - 1
+
+
+def _sum_sql(column: str, integer: str) -> str:
+    if column not in _WIDE_SUMS:
+        return f"sum({column}){integer}"
+    if integer:  # PostgreSQL: its sum of numeric is numeric, exact
+        return f"sum({column})"
+    rest = f"CASE WHEN typeof({column}) = 'integer' THEN {column} % 1000000000 ELSE 0 END"  # a float: all above
+    return f"(sum({column} / 1000000000) * 1000000000 + sum({rest}))"
+
+
 def _figures_sql(integer: str = "") -> str:
-    """The aggregates of rows' figures; ``integer`` follows each sum (``::bigint`` where a sum is a decimal)."""
-    return ", ".join(f"{f}({c}){integer if f == 'sum' else ''}" for f, c in _AGGREGATES)
+    """The aggregates of rows' figures; ``integer`` follows each sum of counts (``::bigint`` where a sum is a
+    decimal); the sums of :data:`_WIDE_SUMS` are kept from overflowing."""
+    return ", ".join(_sum_sql(c, integer) if f == "sum" else f"{f}({c})" for f, c in _AGGREGATES)
+
+
+def _sqlite_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows to bind on SQLite: an integer past 2**63 (a sum of :data:`_WIDE_SUMS`, or a single amount that large)
+    as the nearest float, as SQLite's own ``+`` keeps it, instead of failing the statement."""
+    return [
+        tuple(float(v) if type(v) is int and not _SQL_INT_MIN <= v <= _SQL_INT_MAX else v for v in row) for row in rows
+    ]
 
 
 def _status_sums_sql(integer: str = "") -> str:
@@ -699,7 +730,7 @@ async def record_contributions(
     deltas.contribute(added, 1)
     deltas.contribute(removed, -1)
     if deltas.rows:  # one statement for the batch: a row a statement would hand each one to the database thread
-        await conn.executemany(_ADD_ROW, deltas.row_params())
+        await conn.executemany(_ADD_ROW, _sqlite_rows(deltas.row_params()))
         emptied = deltas.emptied()
         if emptied:
             await conn.executemany(_DROP_EMPTY_ROW, emptied)
@@ -716,7 +747,7 @@ async def record_contributions(
 
 
 def _write_sync(conn: sqlite3.Connection, deltas: _Deltas) -> None:
-    conn.executemany(_ADD_ROW, deltas.row_params())
+    conn.executemany(_ADD_ROW, _sqlite_rows(deltas.row_params()))
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stats_total'").fetchone():
         conn.executemany(_TOTAL_OF_ROWS, deltas.places())  # (the migrations before it make it at the end)
     stored: dict[_Place, bytes] = {}

@@ -292,3 +292,44 @@ async def test_a_run_that_changes_its_finish_moves_between_statuses(store: Store
     [group] = await store.run_stats(StatsQuery())
     assert (group["runs"], group["by_status"]) == (1, {"failed": 1})
     assert group["duration_ms"]["avg"] == 10.0
+
+
+@pytest.mark.asyncio
+async def test_sums_past_64_bits_are_stored_read_and_rebuilt(store: Store) -> None:
+    """Costs and durations whose sums pass 2**63 nano-dollars or microseconds (about 9.2 billion USD, or 292,000
+    years), in one row, across the rows a range reads, and in a single amount, are stored, answered and rebuilt:
+    exact on PostgreSQL, the nearest float on SQLite (its own arithmetic past 2**63), never an error."""
+    long_ms = 2.5e14  # about 7,900 years (a run ends before the year 9999): 2.5e17 µs, 37 of them pass 2**63
+    specs = [
+        {"workflow": "a", "agent": None, "status": "succeeded", "hour": hour, "minute": m, "duration_ms": ms,
+         "usd": usd, "node_ms": 1.0}
+        for hour, m, usd, ms in ((2, 0, 5e9, 5.0), (2, 1, 5e9, 5.0), (2, 2, 9.3e9, 5.0), (2, 3, 0.25, 5.0),
+                                 (30, 0, 5e9, 5.0), (50, 0, 5e9, 5.0))
+    ]  # fmt: skip
+    specs += [{**specs[0], "workflow": "long", "minute": m, "usd": None, "duration_ms": long_ms} for m in range(40)]
+    await _fill(store, specs)
+    queries = [StatsQuery(by=by, bucket=bucket) for by in StatsBy for bucket in (None, Bucket.DAY, Bucket.HOUR)]
+    queries += [StatsQuery(since=_at(1), until=_at(49)), StatsQuery(since=_at(2), until=_at(31), bucket=Bucket.DAY)]
+    before = [await store.run_stats(query) for query in queries]
+    whole = {group["key"]: group for group in before[0]}
+    assert (whole["a"]["runs"], whole["long"]["runs"]) == (6, 40)
+    assert whole["a"]["cost_usd"]["total"] == pytest.approx(29.3e9 + 0.25, rel=1e-12)
+    assert (whole["a"]["cost_usd"]["min"], whole["a"]["cost_usd"]["max"]) == (0.25, pytest.approx(9.3e9, rel=1e-12))
+    assert whole["long"]["duration_ms"]["avg"] == pytest.approx(long_ms, rel=1e-12)
+    ranged = {group["key"]: group for group in before[-2]}  # hours 1 to 48: the rows of two days, theirs past 2**63
+    assert ranged["a"]["runs"] == 5
+    assert ranged["a"]["cost_usd"]["total"] == pytest.approx(24.3e9 + 0.25, rel=1e-12)
+    assert (await store.rebuild()).clean
+    after = [await store.run_stats(query) for query in queries]
+    assert _approx_equal(after, before)
+
+
+def _approx_equal(got: Any, want: Any) -> bool:
+    """Equal, but floats within a relative 1e-12 (sums past 2**63 kept as floats, added in another order)."""
+    if isinstance(want, dict):
+        return isinstance(got, dict) and got.keys() == want.keys() and all(_approx_equal(got[k], want[k]) for k in want)
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(map(_approx_equal, got, want))
+    if isinstance(want, float) and isinstance(got, float | int):
+        return got == pytest.approx(want, rel=1e-12)
+    return bool(got == want)

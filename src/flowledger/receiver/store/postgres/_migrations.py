@@ -377,6 +377,14 @@ DROP INDEX runs_by_parent;
 CREATE INDEX runs_by_parent ON runs (parent_run_id, started_at DESC NULLS LAST, run_id DESC, project NULLS FIRST);
 """
 
+_WIDE_STATISTICS: Final = """
+-- Money in nano-dollars and durations in microseconds may add up past 2**63 (about 9.2 billion USD, or 292,000
+-- years): numeric keeps their sums exact at any size, where bigint refused them.
+ALTER TABLE stats_rollup ALTER COLUMN cost_nanos TYPE numeric, ALTER COLUMN cost_min_nanos TYPE numeric,
+    ALTER COLUMN cost_max_nanos TYPE numeric, ALTER COLUMN duration_us TYPE numeric;
+"""
+"""Statistics' sums of money and durations past 2**63."""
+
 PG_MIGRATIONS: Final[tuple[str, ...]] = (
     _REFUSE + _LEDGER + _RUNS_AND_ATTEMPTS,
     _LOG_LINES,
@@ -394,5 +402,6 @@ PG_MIGRATIONS: Final[tuple[str, ...]] = (
     _FORMAT1_HASHES,
     _SEARCH_HITS_BY_WINDOWS,
     _RUN_LISTINGS_BY_PROJECT_TOO,
+    _WIDE_STATISTICS,
 )
 """Each script brings the schema one version up (version N is ``PG_MIGRATIONS[N - 1]``); append new ones at the end."""

@@ -14,6 +14,7 @@ written with one upsert; sums of integers are cast back from ``numeric``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from flowledger.receiver.store._stats import (
@@ -36,7 +37,11 @@ __all__ = ["pg_stats_groups", "record_pg_contributions"]
 
 _KEY: Final = ("dim", "grain", "project", "bucket", "key", "status")
 _FIGURES: Final = tuple(c.strip() for c in STATS_ROW_COLUMNS.split(","))
-_FIGURE_TYPES: Final = {"duration_ms_min": "float8", "duration_ms_max": "float8"}
+_FIGURE_TYPES: Final = {
+    "duration_ms_min": "float8",
+    "duration_ms_max": "float8",
+    **dict.fromkeys(("cost_nanos", "cost_min_nanos", "cost_max_nanos", "duration_us"), "numeric"),
+}
 _ADD_ROWS: Final = (
     f"INSERT INTO stats_rollup AS s ({', '.join(_KEY)}, {STATS_ROW_COLUMNS}) SELECT * FROM unnest("
     + ", ".join(
@@ -107,7 +112,10 @@ async def record_pg_contributions(
 def _reader(conn: asyncpg.Connection) -> FiguresReader:
     async def read(query: StatsQuery) -> tuple[list[tuple[Any, ...]], Any]:
         (figures_sql, figures_params), (hists_sql, hists_params) = stats_reads(query, integer="::bigint")
-        figures = [tuple(row) for row in await conn.fetch(numbered(figures_sql), *figures_params)]
+        figures = [  # the numeric sums of money and durations (whole numbers) as the integers SQLite gives
+            tuple(int(v) if type(v) is Decimal else v for v in row)
+            for row in await conn.fetch(numbered(figures_sql), *figures_params)
+        ]
         return figures, stats_blobs(await conn.fetch(numbered(hists_sql), *hists_params))
 
     return read
