@@ -117,9 +117,10 @@ VERIFY_CHUNK: Final = 2_000
 @dataclass(slots=True)
 class _Erased:
     purges: int = 0
-    runs: set[str] = field(default_factory=set)
     covered: set[tuple[str | None, str]] = field(default_factory=set)
-    """(project or '', run id) the purges erased; project None: that run id in every project."""
+    """(project or '', run id) the purges erased; project None: that run id in every project (a purge without a
+    project names each id once, whatever projects held it). Its size is the runs purged: a run is its project and
+    its id."""
     payloads: int = 0
     unexplained: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     """(project or '', run id) -> first (seq, event_id) whose payload is gone; checked against the purges at the end."""
@@ -234,7 +235,6 @@ class EntryWalker:
         if kind == PURGE_KIND:
             erased.purges += 1
             purged = body.get("runs", ())
-            erased.runs.update(purged)
             scope = (body.get("selection") or {}).get("project")  # none: the ids in every project
             erased.covered.update((scope, run) for run in purged)
             return None
@@ -264,7 +264,7 @@ class EntryWalker:
             "head_seq": self.prev_seq,
             "head_hash": self.prev_hash.hex(),
             "purges": erased.purges,
-            "runs_purged": len(erased.runs),
+            "runs_purged": len(erased.covered),
             "payloads_erased": erased.payloads,
         }
         if self.broken is None:

@@ -64,6 +64,19 @@ async def test_purge_is_scoped_to_a_project(store: Store) -> None:
     assert await store.get_run(theirs.run_id) is not None
 
 
+async def test_verify_counts_a_run_id_purged_in_two_projects_as_two_runs(store: Store) -> None:
+    """A run is its project and its id: one id purged in each of two projects is two runs purged."""
+    ours, theirs = RunEvents(project="alpha"), RunEvents(project="beta")
+    theirs.run_id = ours.run_id
+    await _append(store, ours.start().node("fetch").finish(), theirs.start().node("fetch").finish())
+    for project in ("alpha", "beta"):
+        report = await store.purge(PurgeSelection(run_ids=(ours.run_id,), project=project, by="key"))
+        assert report.runs == [ours.run_id]
+    verdict = await store.verify()
+    assert verdict.ok, verdict
+    assert (verdict.purges, verdict.runs_purged) == (2, 2)
+
+
 async def test_purge_by_workflow_before_a_time_and_keep_newest(store: Store) -> None:
     """A workflow's runs started before a time are purged; keep_newest spares the newest; others stay."""
     runs = [simple_run(workflow_id="w") for _ in range(4)]
