@@ -21,7 +21,7 @@ from starlette.requests import Request
 from flowledger._exceptions import QueryParamError
 from flowledger.receiver.store._time import normalize_ts
 
-__all__ = ["MAX_OFFSET", "MAX_PARAM_CHARS", "MAX_UNKNOWN_LISTED", "PARAMS_READ_KEY", "QueryParams"]
+__all__ = ["MAX_OFFSET", "MAX_PARAM_CHARS", "MAX_UNKNOWN_LISTED", "PARAMS_READ_KEY", "QueryParams", "refuse_params"]
 
 MAX_PARAM_CHARS: Final = 256
 """Longest value a text parameter may have."""
@@ -135,3 +135,12 @@ def _member(name: str, raw: str, kind: type[_E]) -> _E:
     except ValueError:
         allowed = ", ".join(str(member.value) for member in kind)
         raise QueryParamError(f"query parameter {name}={raw!r} is not one of {allowed}") from None
+
+
+def refuse_params(request: Request, names: Iterable[str] = ()) -> str | None:
+    """Why a route that takes only ``names`` (none by default) refuses the request's query parameters, or None."""
+    try:
+        QueryParams(request).expect(names)
+    except QueryParamError as exc:
+        return str(exc)
+    return None

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 
+import httpx
 import pytest
 
 from flowledger.receiver.store import _sqlite
@@ -151,6 +152,34 @@ def test_unknown_query_parameters_are_400_naming_them(many: tuple[LiveReceiver, 
     assert "'workflow'" in error
     assert "'limmit'" in error
     assert "workflow_id" in error  # says what the route takes
+
+
+def test_every_api_route_refuses_an_unknown_query_parameter(many: tuple[LiveReceiver, list[RunEvents]]) -> None:
+    """Every route of the API and the viewer's, whatever it reads, answers an unknown parameter with a 400 naming
+    it before doing anything (the ingest routes, whose input is their body, excepted)."""
+    live, runs = many
+    run = runs[0]
+    run_id, span_id, trace_id = run.run_id, run.events[1]["data"]["span_id"], run.trace_id
+    routes = {
+        "GET": ["/api/coverage", "/api/diff", "/api/errors", "/api/export", "/api/metrics/custom", "/api/otlp/logs",
+                "/api/otlp/metrics", "/api/otlp/stats", "/api/reconcile", "/api/runs", f"/api/runs/{run_id}",
+                f"/api/runs/{run_id}/attempts/{span_id}/logs", f"/api/runs/{run_id}/chain",
+                f"/api/runs/{run_id}/outputs", "/api/sampling", "/api/stats", f"/api/traces/{trace_id}", "/api/tree",
+                "/api/tree/consistency", f"/api/tree/runs/{run_id}", "/api/verify", "/api/viewer/facets",
+                "/api/viewer/runs", f"/api/viewer/runs/{run_id}", f"/api/viewer/runs/{run_id}/attempts",
+                f"/api/viewer/runs/{run_id}/attempts/{span_id}", f"/api/viewer/runs/{run_id}/attempts/{span_id}/input",
+                f"/api/viewer/runs/{run_id}/payload/input", "/api/viewer/summary", "/healthz", "/metrics",
+                "/openapi.json"],
+        "POST": ["/api/purge", "/api/rebuild", "/api/reconcile", f"/api/runs/{run_id}/resume"],
+        "DELETE": [f"/api/runs/{run_id}"],
+    }  # fmt: skip
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        for method, paths in routes.items():
+            for path in paths:
+                answer = client.request(method, path, params={"zz_unknown": "1"})
+                assert answer.status_code == 400, (method, path, answer.status_code, answer.text[:200])
+                assert "'zz_unknown'" in answer.json()["error"], (method, path)
+    assert live.get(f"/api/runs/{run_id}").status_code == 200  # the DELETE refused did nothing
 
 
 def test_a_single_valued_parameter_given_twice_is_400(many: tuple[LiveReceiver, list[RunEvents]]) -> None:

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from flowledger._exceptions import QueryParamError
-from flowledger.receiver._params import QueryParams
+from flowledger.receiver._params import QueryParams, refuse_params
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver.api._openapi import openapi_document
 from flowledger.receiver.store._protocol import Drift
@@ -25,6 +25,8 @@ _PROMETHEUS_TEXT: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 async def healthz(request: Request) -> Response:
     """Liveness: the process answers."""
+    if refused := refuse_params(request):
+        return error_response(400, refused)
     return JSONResponse({"status": "ok"})
 
 
@@ -33,6 +35,8 @@ async def metrics(request: Request) -> Response:
 
     With API keys on, the store's figures are the caller's project only (see ``receiver/_metrics.py``).
     """
+    if refused := refuse_params(request):
+        return error_response(400, refused)
     receiver = receiver_of(request)
     silent_before = ts_from_epoch_s(time.time() - receiver.config.stuck_after_s)
     project = project_of(request)
@@ -44,13 +48,17 @@ async def metrics(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     """This API's OpenAPI description."""
+    if refused := refuse_params(request):
+        return error_response(400, refused)
     return JSONResponse(openapi_document())
 
 
 async def verify(request: Request) -> Response:
     """Walk the hash chain and report the first bad event; ``?checkpoint=SEQ:HASH`` also checks saved heads."""
     try:
-        checkpoints = [parse_checkpoint(text) for text in QueryParams(request).texts("checkpoint")]
+        params = QueryParams(request)
+        params.expect(("checkpoint",))
+        checkpoints = [parse_checkpoint(text) for text in params.texts("checkpoint")]
     except (ValueError, QueryParamError) as exc:
         return error_response(400, str(exc))
     report = await receiver_of(request).store.verify(checkpoints)
@@ -59,6 +67,8 @@ async def verify(request: Request) -> Response:
 
 async def rebuild(request: Request) -> Response:
     """Refold the projections from the ledger (on the writer) and report the drift."""
+    if refused := refuse_params(request):
+        return error_response(400, refused)
     receiver = receiver_of(request)
     drift: Drift = await receiver.writer.call(receiver.store.rebuild)
     return JSONResponse(drift.as_json())

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flowledger._exceptions import QueryParamError
+from flowledger.receiver._params import refuse_params
 from flowledger.receiver._state import error_response, project_of, receiver_of, run_project_of
 from flowledger.receiver.store._protocol import PurgeReport, PurgeSelection
 from flowledger.receiver.store._time import normalize_ts
@@ -71,6 +72,8 @@ def _selection(body: Any, project: str | None) -> PurgeSelection:
 
 async def purge_workflow(request: Request) -> Response:
     """Purge a workflow's runs (started before ``before``, when given)."""
+    if refused := refuse_params(request):
+        return error_response(400, refused)
     raw = await request.body()
     if len(raw) > _MAX_PURGE_BODY_BYTES:
         return error_response(413, "the purge request is too large")

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flowledger._exceptions import QueryParamError, StoreError
-from flowledger.receiver._params import QueryParams
+from flowledger.receiver._params import QueryParams, refuse_params
 from flowledger.receiver._state import error_response, receiver_of, run_project_of
 
 __all__ = ["ROUTES"]
@@ -32,6 +32,8 @@ def _b64(data: bytes) -> str:
 
 async def tree_head(request: Request) -> Response:
     """The tree's size (entries) and root hash (base64)."""
+    if refused := refuse_params(request):
+        return error_response(400, refused)
     head = await receiver_of(request).store.tree_head()
     return JSONResponse({"size": head.size, "root": _b64(head.root)})
 
@@ -39,7 +41,9 @@ async def tree_head(request: Request) -> Response:
 async def consistency(request: Request) -> Response:
     """The head now and the RFC 9162 consistency proof from ``from`` entries (base64 hashes)."""
     try:
-        old_size = QueryParams(request).integer("from", default=1, low=1, high=_MAX_SIZE)
+        params = QueryParams(request)
+        params.expect(("from",))
+        old_size = params.integer("from", default=1, low=1, high=_MAX_SIZE)
     except QueryParamError as exc:
         return error_response(400, str(exc))
     head, path = await receiver_of(request).store.consistency_proof(old_size)

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from flowledger._exceptions import BodyError, OtlpBodyError
 from flowledger.receiver._body import read_body
+from flowledger.receiver._params import refuse_params
 from flowledger.receiver._state import ReceiverState, error_response, project_of, receiver_of
 from flowledger.receiver._trace_url import trace_url
 from flowledger.receiver.otlp._accept import OtlpState, Refusal, accept, otlp_state_of
@@ -117,6 +118,8 @@ async def ingest_metrics(request: Request) -> Response:
 
 async def get_trace(request: Request) -> Response:
     """The spans of one trace with parent and child links, and the runs and node attempts they belong to."""
+    if refused := refuse_params(request):
+        return error_response(400, refused)
     raw = request.path_params["trace_id"]
     trace_id = raw.lower()
     if not is_trace_id(trace_id):
@@ -136,6 +139,8 @@ async def otlp_stats(request: Request) -> Response:
     With API keys on, ``spans``, ``log_records`` and ``metric_points`` count the caller's project only;
     ``forwarding`` stays the whole receiver's (totals only: never a trace, span or project name).
     """
+    if refused := refuse_params(request):
+        return error_response(400, refused)
     state = otlp_state(request)
     forwarding = state.forwarder.stats.as_json() if state.forwarder is not None else None
     return JSONResponse({**state.stats_json(project_of(request)), "forwarding": forwarding})

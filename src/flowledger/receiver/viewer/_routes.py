@@ -41,7 +41,7 @@ from flowledger._exceptions import AmbiguousRunError, QueryError, QueryParamErro
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver._context_params import CONTEXT_FIELD_PARAMS, context_filter
 from flowledger.receiver._error_names import public_error_types
-from flowledger.receiver._params import MAX_OFFSET, QueryParams
+from flowledger.receiver._params import MAX_OFFSET, QueryParams, refuse_params
 from flowledger.receiver._state import error_response, project_of, receiver_of, run_project_of
 from flowledger.receiver._trace_url import add_trace_url
 from flowledger.receiver.store._search import fts_query, looks_like_run_id
@@ -242,6 +242,8 @@ async def api_summary(request: Request) -> Response:
 
 async def api_facets(request: Request) -> Response:
     """Workflows, triggers, statuses and modes to filter by."""
+    if refused := refuse_params(request):
+        return error_response(400, refused)
     project = project_of(request)
     result = await _query(receiver_of(request).store.facets(project=project))
     return result if isinstance(result, Response) else _json(result)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -237,16 +238,26 @@ async def copy_sqlite_ledger(source: Path, target: PostgresStore) -> CopyReport:
 async def _pg_chunks(
     pg: asyncpg.Connection, table: str, columns: tuple[str, ...], *, where: str = "TRUE"
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
-    """The rows of ``table`` in key order, a chunk at a time, as SQLite binds them (booleans as 0 or 1)."""
+    """The rows of ``table`` in key order, a chunk at a time, as SQLite binds them (booleans as 0 or 1, the
+    statistics' numeric sums as integers, or past 2**63 as the nearest float, as SQLite keeps them)."""
     chunk: list[tuple[Any, ...]] = []
     query = f"SELECT {', '.join(columns)} FROM {table} WHERE {where} ORDER BY {_KEYS[table]}"
     async for record in pg.cursor(query, prefetch=COPY_CHUNK):
-        chunk.append(tuple(int(v) if isinstance(v, bool) else v for v in record))
+        chunk.append(tuple(_sqlite_value(v) for v in record))
         if len(chunk) == COPY_CHUNK:
             yield chunk
             chunk = []
     if chunk:
         yield chunk
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, Decimal):
+        whole = int(value)
+        return whole if -(2**63) <= whole < 2**63 else float(whole)
+    return value
 
 
 def _ledger_chunks(conn: sqlite3.Connection) -> Iterator[list[tuple[Any, ...]]]:
