@@ -104,16 +104,29 @@ def load_keys_file(path: Path) -> dict[str, str]:
 
 
 def keys_from_env(value: str | None) -> dict[str, str]:
-    """Parse ``token1=project1,token2=project2``."""
+    """Parse ``token1=project1,token2=project2``; a key given twice is refused (as a TOML file refuses it), never
+    bound to whichever project came last."""
     keys: dict[str, str] = {}
-    for part in (value or "").split(","):
-        if not part.strip():
-            continue
+    for number, part in enumerate((p for p in (value or "").split(",") if p.strip()), start=1):
         token, sep, project = part.strip().rpartition("=")
         if not sep or not token:
             raise ConfigError("FLOWLEDGER_RECEIVER_API_KEYS must look like token1=project1,token2=project2")
+        if token in keys:
+            first = list(keys).index(token) + 1
+            raise ConfigError(f"FLOWLEDGER_RECEIVER_API_KEYS gives one key as entries {first} and {number}: once only")
         keys[token] = project
     return keys
+
+
+def merge_keys(from_env: Mapping[str, str], from_file: Mapping[str, str], path: Path) -> dict[str, str]:
+    """The keys of the environment and of the file together; a key in both is refused (whichever project it
+    was meant to have, one of the two would be silently lost)."""
+    for number, token in enumerate(from_env, start=1):
+        if token in from_file:
+            raise ConfigError(
+                f"entry {number} of FLOWLEDGER_RECEIVER_API_KEYS is a key of the API key file {path} too; give it once"
+            )
+    return {**from_env, **from_file}
 
 
 class AuthMiddleware:

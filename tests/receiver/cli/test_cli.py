@@ -355,6 +355,53 @@ def test_serve_on_a_busy_port_says_only_that(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
+def test_serve_on_an_address_not_of_this_machine_says_so_and_makes_no_database(tmp_path: Path) -> None:
+    """--host that is no address here is one line pointing at --host (not "pass another --port"), exit 1, and the
+    database file is not made."""
+    result = _flowledger(["serve", "--db", str(tmp_path / "f.db"), "--host", "999.1.1.1", "--port", "0"])
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: cannot listen on 999.1.1.1:0: ")
+    assert line.endswith("; pass an address of this machine as --host")
+    assert not (tmp_path / "f.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("keys", "file_keys", "expected"),
+    [
+        ("bad key=p", None, "error: API key 1 (of project 'p') holds a space at character 4 of 7;"),
+        ("sekr3tKey=shop,sekr3tKey=bank", None, "error: FLOWLEDGER_RECEIVER_API_KEYS gives one key as entries 1 and 2"),
+        ("sekr3tKey=shop", "sekr3tKey", "error: entry 1 of FLOWLEDGER_RECEIVER_API_KEYS is a key of the API key file"),
+    ],
+)
+def test_serve_refuses_bad_or_repeated_keys_before_it_claims_to_serve(
+    tmp_path: Path, keys: str, file_keys: str | None, expected: str
+) -> None:
+    """A key that cannot be sent, or one key given twice (bound to whichever project came last, before), is one
+    error line and exit 2, with no serving banner, no database made and no key in the message."""
+    command = ["serve", "--db", str(tmp_path / "f.db"), "--port", "0"]
+    if file_keys is not None:
+        (tmp_path / "keys.toml").write_text(f'[keys]\n"{file_keys}" = "bank"\n')
+        command += ["--api-keys", str(tmp_path / "keys.toml")]
+    result = _flowledger(command, env={"FLOWLEDGER_RECEIVER_API_KEYS": keys})
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(expected)
+    assert "sekr3tKey" not in line
+    assert result.stdout == ""
+    assert not (tmp_path / "f.db").exists()
+
+
+@pytest.mark.parametrize("command", ["serve", "runs", "verify"])
+def test_a_database_url_of_another_kind_is_refused_without_its_password(tmp_path: Path, command: str) -> None:
+    """--db mysql://... was taken for a SQLite file name; it is a usage error naming the scheme only."""
+    result = _flowledger([command, "--db", "mysql://user:pw123@db.example/app"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "mysql:// is not a database flowledger takes" in result.stderr
+    assert "pw123" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_export_into_a_closed_pipe_stops_quietly(live: LiveReceiver, fmt: str) -> None:
     """export ... | head: when the reader goes away, no error line, exit 141 as SIGPIPE would give."""

@@ -7,9 +7,11 @@ Every error is one line on stderr and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -109,6 +111,9 @@ class DbTarget(click.ParamType):  # type: ignore[type-arg]
         from flowledger.receiver.store.postgres import check_postgres_url, is_postgres_url
 
         text = str(value)
+        scheme, sep, _rest = text.partition("://")
+        if sep and not is_postgres_url(text) and scheme.replace("+", "").isalnum():  # never the rest: a password
+            self.fail(f"{scheme}:// is not a database flowledger takes: give a SQLite file or a postgresql:// URL")
         if not is_postgres_url(text):
             return Path(text)
         source = ctx.get_parameter_source(param.name) if ctx is not None and param is not None and param.name else None
@@ -241,7 +246,7 @@ def serve_command(
     """Run the receiver: ingest at /v1/events, queries at /api/runs."""
     from dataclasses import replace
 
-    from flowledger.receiver._auth import keys_from_env, load_keys_file
+    from flowledger.receiver._auth import ApiKeys, keys_from_env, load_keys_file, merge_keys
     from flowledger.receiver._config import ReceiverConfig, config_from_env
     from flowledger.receiver._server import bind_socket, serve
     from flowledger.receiver.store._sqlite import prepare_file
@@ -252,7 +257,8 @@ def serve_command(
         config = config_from_env(ReceiverConfig(db_path=db))
     keys = keys_from_env(os.environ.get("FLOWLEDGER_RECEIVER_API_KEYS"))
     if api_keys is not None:
-        keys.update(load_keys_file(api_keys))
+        keys = merge_keys(keys, load_keys_file(api_keys), api_keys)
+    ApiKeys(keys)  # a bad key is one error line before anything claims to be serving
     config = replace(config, api_keys=keys)
     if stuck_after_s is not None:
         config = replace(config, stuck_after_s=stuck_after_s)
@@ -261,21 +267,24 @@ def serve_command(
     if config.grpc_port is not None:
         _check_grpc(host, config.grpc_port)
         config = replace(config, grpc_host=host)
-    # A bad --db is one error line here, not a failed app startup.
-    if isinstance(db, str):
-        from flowledger.receiver.store.postgres import redacted
-
-        _prepare_postgres(db)
-        shown = redacted(db)
-    else:
-        prepare_file(db)
-        shown = str(db)
-    try:
-        sock = bind_socket(host, port)  # a busy port is one error line, before anything claims to be serving
+    try:  # a busy port is one error line, before anything claims to be serving or a database file is made
+        sock = bind_socket(host, port)
     except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
-        _fail(f"cannot listen on {host}:{port}: {reason}; stop what uses it or pass another --port")
+        _fail(_bind_failure(host, port, exc))
         return
+    # A bad --db is one error line here, not a failed app startup.
+    try:
+        if isinstance(db, str):
+            from flowledger.receiver.store.postgres import redacted
+
+            _prepare_postgres(db)
+            shown = redacted(db)
+        else:
+            prepare_file(db)
+            shown = str(db)
+    except BaseException:
+        sock.close()
+        raise
     bound_port = sock.getsockname()[1]
     where = f"[{host}]" if ":" in host else host
     click.echo(
@@ -290,6 +299,17 @@ def serve_command(
         serve(config, sock=sock, log_level=log_level)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a receiver is stopped: it shut down cleanly, which is no error
+
+
+def _bind_failure(host: str, port: int, exc: OSError) -> str:
+    """What to tell a user whose ``--host``/``--port`` could not be bound: a port in use, or an address that is
+    not this machine's (which another port would not fix)."""
+    reason = (exc.strerror or str(exc)).lower()
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}:{port}: {reason}; pass an address of this machine as --host"
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port}: {reason}; ports below 1024 need privileges, pass another --port"
+    return f"cannot listen on {host}:{port}: {reason}; stop what uses it or pass another --port"
 
 
 def _check_grpc(host: str, grpc_port: int) -> None:
