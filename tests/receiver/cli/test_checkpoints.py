@@ -312,6 +312,27 @@ def test_checkpoints_and_proofs_over_url(live: LiveReceiver, tmp_path: Path) -> 
     assert "rewritten" in broken.output
 
 
+def test_verify_reads_the_receiver_checkpoint_signed_and_says_it_extends_it(
+    live: LiveReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With $FLOWLEDGER_ENDPOINT and neither --db nor --url, verify checks the ledger checkpoint signed (not a
+    ./flowledger.db, which it used to read, or fail on), and says which signed checkpoints the ledger extends."""
+    assert live.post(simple_run().events).json()["accepted"] == 4
+    key, cp = tmp_path / "k", tmp_path / "cp"
+    assert _invoke(keygen_command, "-o", key).exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("FLOWLEDGER_ENDPOINT", live.url)
+    assert _invoke(checkpoint_command, "--key", key, "-o", cp).exit_code == 0
+    verdict = _invoke(verify_command, "--checkpoint", cp, "--key", f"{key}.pub")
+    assert verdict.exit_code == 0, verdict.output
+    assert verdict.output.splitlines()[1:] == [f"extends the signed checkpoint {cp} (4 entries)"]
+    as_json = _invoke(verify_command, "--checkpoint", cp, "--key", f"{key}.pub", "--json")
+    assert json.loads(as_json.output)["signed_checkpoints_extended"] == {str(cp): 4}
+    assert list(elsewhere.iterdir()) == []
+
+
 @pytest.mark.parametrize("how", ["db", "url"])
 def test_prove_project_names_the_run_of_an_id_two_projects_use(live: LiveReceiver, tmp_path: Path, how: str) -> None:
     """Keys off, one run id in two projects: prove without --project stops naming the choice and writes nothing;

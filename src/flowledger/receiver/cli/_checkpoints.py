@@ -53,14 +53,17 @@ def write_atomically(path: Path, text: str, *, mode: int = 0o644) -> None:
     partial.replace(path)
 
 
-def check_against(source: Source, checkpoints: list[Path], key_path: Path) -> str | None:
-    """Check that the ledger extends each signed checkpoint; None when it does, else the line saying which breaks."""
+def check_against(source: Source, checkpoints: list[Path], key_path: Path) -> tuple[str | None, dict[str, int]]:
+    """Check that the ledger extends each signed checkpoint: the line saying which breaks (None when none does),
+    and the size of each checkpoint found extended, by its file."""
     key = read_verifier(key_path)
+    extended: dict[str, int] = {}
     for path in checkpoints:
         _, checkpoint = read_checkpoint(path, key)
         head, proof = source.consistency_proof(checkpoint.size)
         try:
             check_extends(checkpoint, head.size, head.root, proof)
         except ProofError as exc:
-            return f"ledger does NOT extend checkpoint {path} ({checkpoint.size} entries): {exc}"
-    return None
+            return f"ledger does NOT extend checkpoint {path} ({checkpoint.size} entries): {exc}", extended
+        extended[str(path)] = checkpoint.size
+    return None, extended

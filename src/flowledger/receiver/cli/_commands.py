@@ -772,7 +772,7 @@ def export_command(
 
 
 @click.command("verify")
-@_db_option(DEFAULT_DB)
+@_db_option(None)
 @_url_option
 @_key_option
 @click.option(
@@ -793,9 +793,12 @@ def export_command(
 @_json_option
 @_clean_errors
 def verify_command(
-    db: Path, url: str | None, api_key: str | None, checkpoints: tuple[str, ...], key: Path | None, as_json: bool
+    db: Path | None, url: str | None, api_key: str | None, checkpoints: tuple[str, ...], key: Path | None, as_json: bool
 ) -> None:
-    """Check the ledger's hash chain (and signed checkpoints): exit 0 intact, exit 1 naming the first bad event."""
+    """Check the ledger's hash chain (and signed checkpoints): exit 0 intact, exit 1 naming the first bad event.
+
+    It reads --db, or --url, or $FLOWLEDGER_ENDPOINT, or else ./flowledger.db.
+    """
     import dataclasses
 
     from flowledger.receiver.cli._sources import DbSource, UrlSource
@@ -812,19 +815,27 @@ def verify_command(
     missing = [c for c in checkpoints if key is not None and not Path(c).is_file()]
     if missing:
         raise click.BadParameter(f"there is no checkpoint file at {missing[0]}", param_hint="--checkpoint")
-    source: Source = UrlSource(url, _checked_key(api_key)) if url is not None else DbSource(db)
+    if db is not None and url is not None:
+        raise click.UsageError("give --db or --url, not both")
+    if db is None and url is None:  # the same source as checkpoint, prove and the readers
+        url = os.environ.get("FLOWLEDGER_ENDPOINT")
+    local = db if db is not None else Path(DEFAULT_DB)
+    source: Source = UrlSource(url, _checked_key(api_key)) if url is not None else DbSource(local)
     report = source.verify(parsed)
+    extended: dict[str, int] = {}
     if report.ok and key is not None:
         from flowledger.receiver.cli._checkpoints import check_against
 
-        broken = check_against(source, [Path(c) for c in checkpoints], key)
+        broken, extended = check_against(source, [Path(c) for c in checkpoints], key)
         if broken is not None:
             click.echo(broken, err=True)
             sys.exit(EXIT_BROKEN_CHAIN)
     if as_json:
-        _print_json(dataclasses.asdict(report))
+        _print_json(dataclasses.asdict(report) | ({"signed_checkpoints_extended": extended} if key else {}))
     elif report.ok:
         click.echo(f"ledger intact: {report.events} events; head {report.head_seq}:{report.head_hash}")
+        for path, size in extended.items():
+            click.echo(f"extends the signed checkpoint {path} ({size} entries)")
         if report.purges:
             click.echo(
                 f"erased by {report.purges} purge(s): the payloads of {report.payloads_erased} events "
