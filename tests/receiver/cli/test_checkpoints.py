@@ -180,6 +180,20 @@ def test_checkpoint_usage_errors(ledger: tuple[Path, Path, list[RunEvents]], tmp
     assert _invoke(verify_command, "--db", db, "--key", f"{key}.pub").exit_code == 2
     cp = _checkpoint(db, key, tmp_path / "cp")
     assert _invoke(verify_command, "--db", db, "--checkpoint", cp).exit_code == 2
+    two_lines = _invoke(checkpoint_command, "--key", key, "--db", db, "--origin", "x\n99\nabc", "-o", tmp_path / "o")
+    assert two_lines.exit_code == 2  # it wrote a signed checkpoint that no verifier could read
+    assert "the origin holds '\\n' at character 2" in two_lines.output
+    assert not (tmp_path / "o").exists()
+    secret = key.read_text().strip()
+    swapped = _invoke(verify_command, "--db", db, "--checkpoint", cp, "--key", key)  # the signing key, not FILE.pub
+    assert swapped.exit_code == 2
+    assert f"{key} is the signing key, which stays private: give its verifier key, {key}.pub" in swapped.output
+    assert secret not in swapped.output
+    assert secret.split("+")[-1] not in swapped.output
+    nowhere = _invoke(checkpoint_command, "--key", key, "--db", db, "-o", tmp_path / "no" / "cp")
+    assert nowhere.exit_code != 0
+    assert str(tmp_path / "no" / "cp") in nowhere.output
+    assert ".partial" not in nowhere.output
 
 
 def _prove(db: Path, key: Path, run_id: str, tmp_path: Path) -> Path:

@@ -8,7 +8,7 @@ driver, so ``verify-proof`` stays light.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from flowledger._exceptions import KeyFileError, ProofError
 from flowledger.receiver.store._checkpoint import Checkpoint, SignerKey, VerifierKey, open_checkpoint
@@ -29,14 +29,28 @@ def _read(path: Path, what: str) -> str:
         raise KeyFileError(f"{path} is not a {what} (not UTF-8 text)") from None
 
 
+_SIGNING_KEY_PREFIX: Final = "PRIVATE+KEY+"
+"""How a signed-note signing key starts (a verifier key never does)."""
+
+
 def read_verifier(path: Path) -> VerifierKey:
-    """The verifier key in ``path`` (a FILE.pub written by keygen)."""
-    return VerifierKey.parse(_read(path, "verifier key"))
+    """The verifier key in ``path`` (a FILE.pub written by keygen); the signing key given instead is named as such
+    (its text is never shown)."""
+    text = _read(path, "verifier key")
+    if text.startswith(_SIGNING_KEY_PREFIX):
+        raise KeyFileError(f"{path} is the signing key, which stays private: give its verifier key, {path}.pub")
+    try:
+        return VerifierKey.parse(text)
+    except KeyFileError as exc:
+        raise KeyFileError(f"{path}: {exc}") from None
 
 
 def read_signer(path: Path) -> SignerKey:
     """The signing key in ``path`` (the FILE written by keygen)."""
-    return SignerKey.parse(_read(path, "signing key"))
+    try:
+        return SignerKey.parse(_read(path, "signing key"))
+    except KeyFileError as exc:
+        raise KeyFileError(f"{path}: {exc}") from None
 
 
 def read_checkpoint(path: Path, key: VerifierKey) -> tuple[str, Checkpoint]:
@@ -48,9 +62,13 @@ def read_checkpoint(path: Path, key: VerifierKey) -> tuple[str, Checkpoint]:
 def write_atomically(path: Path, text: str, *, mode: int = 0o644) -> None:
     """Write ``text`` to ``path`` through a temporary file beside it, so a reader never sees half of it."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.chmod(mode)
-    partial.replace(path)
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.chmod(mode)
+        partial.replace(path)
+    except OSError as exc:  # named by the file asked for, not the temporary one
+        partial.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def check_against(source: Source, checkpoints: list[Path], key_path: Path) -> tuple[str | None, dict[str, int]]:

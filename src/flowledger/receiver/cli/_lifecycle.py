@@ -134,8 +134,11 @@ def checkpoint_command(
 
     from flowledger._wire import format_ts
     from flowledger.receiver.cli._checkpoints import read_signer, write_atomically
-    from flowledger.receiver.store._checkpoint import Checkpoint, sign_checkpoint
+    from flowledger.receiver.store._checkpoint import Checkpoint, origin_problem, sign_checkpoint
 
+    problem = None if origin is None else origin_problem(origin)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--origin")
     signer = read_signer(key)
     head = _source(db, url, api_key).tree_head()
     checkpoint = Checkpoint(

@@ -37,6 +37,7 @@ __all__ = [
     "VerifierKey",
     "generate_key",
     "open_checkpoint",
+    "origin_problem",
     "read_unverified",
     "sign_checkpoint",
 ]
@@ -157,6 +158,16 @@ def generate_key(name: str) -> SignerKey:
         raise KeyFileError(f"key name {name!r} must have no whitespace and no '+'")
     private = Ed25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     return SignerKey(name, private)
+
+
+def origin_problem(origin: str) -> str | None:
+    """Why ``origin`` cannot be a checkpoint's first line (C2SP tlog-checkpoint: one non-empty line), or None."""
+    if not origin:
+        return "the origin is empty; name the log in one line"
+    bad = next((c for c in origin if not c.isprintable()), None)
+    if bad is not None:
+        return f"the origin holds {bad!r} at character {origin.index(bad) + 1}; it is one line of visible text"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
