@@ -145,11 +145,13 @@ def test_a_changed_definition_reruns_only_the_changed_nodes_and_records_both_has
 
 @pytest.mark.slow
 def test_a_from_node_that_does_not_exist_is_refused(wf: Workflow) -> None:
-    """--from names a node of the workflow; anything else is one clear line and exit 1, before any node runs."""
+    """--from names a node of the workflow; anything else is a usage error (exit 2), one line listing the nodes."""
     failed = wf.failed_run()
     done = wf.run("--resume", failed, "--from", "nope")
-    assert done.returncode == 1
-    assert "--from nope: the workflow has no such node" in done.stderr
+    assert done.returncode == 2
+    assert done.stderr == (
+        "error: --from nope: the workflow has no such node (its nodes: fetch, charge, price, pack, ship)\n"
+    )
     assert wf.calls() == []
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from flowledger.workflow import Call, Node, ResumeRefused, Workflow, plan_resume
 from flowledger.workflow._resume import node_sha256
+from tests.instrument._fixed_answer import fixed_answer
 
 WF = Workflow(
     id="plan",
@@ -102,3 +103,16 @@ def test_resume_flags_out_of_place_are_usage_errors(
 
     assert main(WF, argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_from_an_unknown_node_is_a_usage_error_before_the_run_is_read(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--from NODE that the workflow lacks exits 2 naming it and the known nodes; the receiver is never asked."""
+    from flowledger.workflow import main
+
+    with fixed_answer(404) as receiver:
+        monkeypatch.setenv("FLOWLEDGER_ENDPOINT", f"http://127.0.0.1:{receiver.port}")
+        assert main(WF, ["--resume", "r1", "--from", "nope"]) == 2
+        assert receiver.seen == []
+    assert capsys.readouterr().err == "error: --from nope: the workflow has no such node (its nodes: a, b, c)\n"

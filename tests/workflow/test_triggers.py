@@ -211,6 +211,49 @@ def test_main_rejects_bad_input_with_exit_2(build: Build, capsys: pytest.Capture
     assert main(module.WORKFLOW, ["--serve"]) == 2
 
 
+def test_main_refuses_an_input_file_that_is_not_utf8_with_exit_2(
+    build: Build, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`--input @FILE` with bytes that are not UTF-8 exits 2 with one line naming the file and the first bad byte."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: clibytes}
+        nodes:
+          - {id: only, call: "tests.workflow.nodes:echo"}
+        """
+    )
+    payload = tmp_path / "b.json"
+    payload.write_bytes(b'{"k": "\xff\xfe"}')
+    assert main(module.WORKFLOW, ["--input", f"@{payload}"]) == 2
+    assert capsys.readouterr().err == f"error: the input file {payload} is not UTF-8 text (byte 0xff at offset 7)\n"
+
+
+@pytest.mark.parametrize("port", ["99999", "70000", "-1", "0", "http"])
+def test_serve_refuses_a_port_out_of_range_at_once(port: str, write_definition: Callable[..., Path]) -> None:
+    """`--serve --port` outside 1-65535 is a usage error (exit 2, naming the option) instead of a silent hang."""
+    from flowledger.codegen import generate
+
+    module = write_definition(HTTP_TRIGGER).with_name("api.py")
+    module.write_text(generate(write_definition(HTTP_TRIGGER), display_name="wf.yaml"), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(module), "--serve", "--port", port],
+        cwd=REPO_ROOT,
+        env=child_env(FLOWLEDGER_DISABLED="1"),
+        capture_output=True,
+        text=True,
+        timeout=PORT_REFUSAL_TIMEOUT_S,
+    )
+    assert done.returncode == 2
+    assert "error: argument --port:" in done.stderr
+    assert "not a port number" in done.stderr
+    assert "1 to 65535" in done.stderr
+
+
+PORT_REFUSAL_TIMEOUT_S = 30.0
+"""A refused port exits as soon as the arguments are parsed; past this, the module is hanging as it used to."""
+
+
 def test_http_get_node_sends_no_body_and_returns_text_replies(build: Build, events: CapturedEvents) -> None:
     """A GET node sends no body; a reply that is not JSON comes back as text, an empty one as None."""
     module = build(

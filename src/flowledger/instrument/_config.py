@@ -24,6 +24,7 @@ from flowledger._exceptions import ConfigError
 from flowledger._run_context import context_problem, project_problem
 from flowledger._wire import LogLevel
 from flowledger.instrument._sampling import parse_sample_rates
+from flowledger.instrument._url import join_path, masked
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -39,6 +40,8 @@ __all__ = [
 _log = logging.getLogger("flowledger")
 
 DEFAULT_ENDPOINT: Final = "http://127.0.0.1:4318"
+EVENTS_PATH: Final = "/v1/events"
+TRACES_PATH: Final = "/v1/traces"
 DEFAULT_CAPTURE_LIMIT_BYTES: Final = 4096
 DEFAULT_REDACT_PATTERNS: Final = (
     "password",
@@ -231,11 +234,12 @@ class Settings:
 
     @property
     def events_url(self) -> str:
-        return self.endpoint.rstrip("/") + "/v1/events"
+        """Where events are posted: ``/v1/events`` below the endpoint's path, its query kept after it."""
+        return join_path(self.endpoint, EVENTS_PATH)
 
     @property
     def traces_url(self) -> str:
-        return self.otlp_traces_endpoint or self.endpoint.rstrip("/") + "/v1/traces"
+        return self.otlp_traces_endpoint or join_path(self.endpoint, TRACES_PATH)
 
     @property
     def redact_regex(self) -> re.Pattern[str] | None:
@@ -289,7 +293,7 @@ class Settings:
         """Describe every value that cannot be used (empty when all are fine)."""
         out: list[str] = []
         if not re.match(r"^https?://[^\s/]+", self.endpoint):
-            out.append(f"endpoint {self.endpoint!r} must be an http:// or https:// URL")
+            out.append(f"endpoint {masked(self.endpoint)!r} must be an http:// or https:// URL")
         for name in (
             "capture_limit_bytes",
             "queue_max_items",
@@ -357,6 +361,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 _reported: set[str] = set()
 _SECRET_VARIABLES: Final = frozenset({"FLOWLEDGER_API_KEY", "OTEL_EXPORTER_OTLP_HEADERS"})
 """Variables whose value a warning must not show."""
+_URL_VARIABLES: Final = frozenset({"FLOWLEDGER_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"})
+"""Variables holding a URL, which may carry a password or a token: a warning shows it masked."""
 
 
 def _report_once(var: str, value: str, accepts: str) -> None:
@@ -366,7 +372,8 @@ def _report_once(var: str, value: str, accepts: str) -> None:
     if var in _SECRET_VARIABLES:
         _log.warning("flowledger: ignoring %s (value not shown): it must be %s; using the default.", var, accepts)
         return
-    _log.warning("flowledger: ignoring %s=%r: it must be %s; using the default.", var, value, accepts)
+    shown = masked(value) if var in _URL_VARIABLES else value
+    _log.warning("flowledger: ignoring %s=%r: it must be %s; using the default.", var, shown, accepts)
 
 
 def _parse_bool(text: str) -> bool:
@@ -496,7 +503,7 @@ def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:
         return specific
     general = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
     if general:
-        return general.rstrip("/") + "/v1/traces"
+        return join_path(general, TRACES_PATH)
     return None
 
 

@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from flowledger._exceptions import ResumeRefused
 from flowledger._wire import NodeStatus
+from flowledger.instrument._url import join_path, masked
 from flowledger.workflow._spec import Env, Node, Workflow
 
 __all__ = ["RecordedEffect", "ResumePlan", "fetch_evidence", "node_sha256", "plan_resume"]
@@ -117,22 +118,24 @@ def fetch_evidence(
     """The run's outputs and their checks from the receiver at ``endpoint``; ResumeRefused when it cannot.
 
     ``project``: the run of that project, when its id is used in several (runs are per project).
+    The messages name the endpoint masked (no password or query values): they are printed.
     """
     import httpx  # lazy: importing a generated module stays cheap
 
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-    url = f"{endpoint.rstrip('/')}/api/runs/{run_id}/outputs"
-    params = {} if project is None else {"project": project}
+    shown = masked(endpoint)
     try:
-        response = httpx.get(url, params=params, headers=headers, timeout=FETCH_TIMEOUT_S)
-    except httpx.HTTPError as exc:
-        raise ResumeRefused(f"cannot read run {run_id} from the receiver at {endpoint}: {exc}") from None
+        url = httpx.URL(join_path(endpoint, f"/api/runs/{run_id}/outputs"))
+        if project is not None:  # merged into the endpoint's query: httpx's params= would replace it
+            url = url.copy_merge_params({"project": project})
+        response = httpx.get(url, headers=headers, timeout=FETCH_TIMEOUT_S)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise ResumeRefused(f"cannot read run {run_id} from the receiver at {shown}: {exc}") from None
     if response.status_code == 404:
-        raise ResumeRefused(f"the receiver at {endpoint} has no run {run_id}" + _of(project))
+        raise ResumeRefused(f"the receiver at {shown} has no run {run_id}" + _of(project))
     if response.status_code != 200:
         raise ResumeRefused(
-            f"the receiver at {endpoint} answered {response.status_code} for run {run_id}{_of(project)}"
-            + _said(response)
+            f"the receiver at {shown} answered {response.status_code} for run {run_id}{_of(project)}" + _said(response)
         )
     evidence: dict[str, Any] = response.json()
     return evidence

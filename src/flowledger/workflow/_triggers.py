@@ -53,6 +53,7 @@ EXIT_USAGE: Final = 2
 MAX_HTTP_BODY_BYTES: Final = 10 * 1024 * 1024
 DEFAULT_HTTP_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 8000
+MAX_PORT: Final = 65535
 HTTP_EXTRA_HINT: Final = "pip install 'flowledger[receiver]'"
 RESUME_FLUSH_S: Final = 5.0
 """How long a resume through the http app waits for the new run's records to be sent before answering."""
@@ -73,17 +74,43 @@ def _read_input(text: str | None) -> Any:
         return None
     source = "--input"
     if text == "-":
-        source, text = "standard input", sys.stdin.read()
+        source = "standard input"
+        try:
+            text = sys.stdin.read()
+        except UnicodeDecodeError as exc:
+            raise _BadInput(f"standard input {_undecodable(exc)}") from None
     elif text.startswith("@"):
         source = text[1:]
         try:
             text = Path(source).read_text(encoding="utf-8")
         except OSError as exc:
             raise _BadInput(f"cannot read the input file {source}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:  # a ValueError, not an OSError: JSON is UTF-8 text (RFC 8259)
+            raise _BadInput(f"the input file {source} {_undecodable(exc)}") from None
     try:
         return json.loads(text)
     except ValueError as exc:
         raise _BadInput(f"{source} is not valid JSON: {exc}") from None
+
+
+def _undecodable(exc: UnicodeDecodeError) -> str:
+    """What is wrong with undecodable input, e.g. ``is not UTF-8 text (byte 0xff at offset 3)``."""
+    return f"is not {exc.encoding.upper()} text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+
+
+def _port(text: str) -> int:
+    """A TCP port to bind, 1 to 65535: argparse turns anything else into a usage error (exit 2).
+
+    Checked here because uvicorn does not: an out-of-range port made it hang silently, serving nothing;
+    0 (a port the system picks) is refused too, since the module does not print which one it got.
+    """
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to {MAX_PORT})") from None
+    if not 1 <= port <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number: use 1 to {MAX_PORT}")
+    return port
 
 
 def _parser(workflow: Workflow, prog: str | None) -> argparse.ArgumentParser:
@@ -103,7 +130,9 @@ def _parser(workflow: Workflow, prog: str | None) -> argparse.ArgumentParser:
         "--overlap", action="store_true", help="with --serve on a schedule: start runs on time even if one is running"
     )
     parser.add_argument("--host", default=DEFAULT_HTTP_HOST, help="with --serve on http: address to bind")
-    parser.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT, help="with --serve on http: port to bind")
+    parser.add_argument(
+        "--port", type=_port, default=DEFAULT_HTTP_PORT, help=f"with --serve on http: port to bind (1 to {MAX_PORT})"
+    )
     parser.add_argument(
         "--executor",
         metavar="NAME",
@@ -171,6 +200,10 @@ def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | N
     if args.resume is not None and args.serve:
         print("error: --resume runs once; it does not go with --serve", file=sys.stderr)
         return EXIT_USAGE
+    unknown = _unknown_node(workflow, args.from_node)
+    if unknown is not None:
+        print(f"error: {unknown}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.serve:
             return _serve(workflow, args, payload, executor)
@@ -191,6 +224,17 @@ def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | N
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _unknown_node(workflow: Workflow, node_id: str | None) -> str | None:
+    """What is wrong with ``--from NODE`` when the workflow has no such node (None when it has).
+
+    Known from the module alone, so it is a usage error found before the receiver is asked for the run.
+    """
+    known = [node.id for node in workflow.nodes]
+    if node_id is None or node_id in known:
+        return None
+    return f"--from {node_id}: the workflow has no such node (its nodes: {', '.join(known)})"
 
 
 def _run_label(result: RunResult) -> str:

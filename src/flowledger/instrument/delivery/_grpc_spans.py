@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from flowledger.instrument._config import Settings
 
@@ -73,10 +73,20 @@ def warn_missing_exporter() -> None:
 
 
 def grpc_endpoint(settings: Settings) -> str:
-    """Where gRPC spans go: the OTLP endpoint given (without an HTTP ``/v1/traces``), else the receiver's host:4317."""
+    """Where gRPC spans go: the OTLP endpoint given (without an HTTP ``/v1/traces``), else the receiver's host:4317.
+
+    Userinfo and query are left out: a gRPC target has neither (credentials go in
+    ``OTEL_EXPORTER_OTLP_HEADERS``), the exporter took ``user:pw@host`` for a host name it could
+    not resolve, and its own log line printed the password.
+    """
     if settings.otlp_traces_endpoint:
         endpoint = settings.otlp_traces_endpoint
-        return endpoint[: -len(_TRACES_PATH)] if endpoint.endswith(_TRACES_PATH) else endpoint
+        try:
+            parts = urlsplit(endpoint)
+        except ValueError:  # not a URL the exporter could use either; it reports that itself
+            return endpoint
+        path = parts.path[: -len(_TRACES_PATH)] if parts.path.endswith(_TRACES_PATH) else parts.path
+        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], path, "", ""))
     parts = urlsplit(settings.endpoint)
     host = parts.hostname or "127.0.0.1"
     host = f"[{host}]" if ":" in host else host

@@ -26,6 +26,7 @@ import httpx
 
 from flowledger._apikey import api_key_problem
 from flowledger.instrument._config import Settings
+from flowledger.instrument._url import masked
 from flowledger.instrument.delivery._backoff import Outage, RetryBudget
 from flowledger.instrument.delivery._counters import Counters, DropReason
 from flowledger.instrument.delivery._spool import Spool, SpoolResult, encode_batch
@@ -123,7 +124,7 @@ class Delivery:
                 )
             except httpx.HTTPError as exc:
                 refused = isinstance(exc, httpx.ConnectError)
-                self._log_once(f"transport-{type(exc).__name__}", "flowledger: cannot reach %s: %r", url, exc)
+                self._log_once(f"transport-{type(exc).__name__}", "flowledger: cannot reach %s: %r", masked(url), exc)
             else:
                 status = response.status_code
                 if response.is_success:
@@ -131,7 +132,9 @@ class Delivery:
                     return PostOutcome.DELIVERED
                 if status == 413:
                     return PostOutcome.TOO_LARGE
-                self._log_once(f"status-{status}", "flowledger: %s answered %d: %s", url, status, response.text[:200])
+                self._log_once(
+                    f"status-{status}", "flowledger: %s answered %d: %s", masked(url), status, response.text[:200]
+                )
                 if status != 429 and status < 500:
                     self._mark_down()
                     return PostOutcome.FAILED  # not worth retrying: spooled for a fixed receiver or key

@@ -28,6 +28,7 @@ from opentelemetry import context as otel_context
 
 from flowledger._apikey import api_key_problem
 from flowledger.instrument._config import Settings
+from flowledger.instrument._url import masked
 from flowledger.instrument.delivery._grpc_spans import (
     GrpcSpanExport,
     exporter_available,
@@ -166,7 +167,7 @@ class SpanSender:
         if self._grpc is not None:
             if self._grpc.export(export_request(spans, service_name=self._settings.service_name)):
                 return len(spans)
-            self._log_once("grpc", "flowledger: could not export spans over gRPC to %s", self._grpc.endpoint)
+            self._log_once("grpc", "flowledger: could not export spans over gRPC to %s", masked(self._grpc.endpoint))
             return 0
         data, content_type = encode_export(
             export_request(spans, service_name=self._settings.service_name), self.protocol
@@ -184,7 +185,7 @@ class SpanSender:
                 response = self._client.post(self._settings.traces_url, content=body)
             except httpx.HTTPError as exc:
                 self._log_once(
-                    "transport", "flowledger: could not export spans to %s: %r", self._settings.traces_url, exc
+                    "transport", "flowledger: could not export spans to %s: %r", masked(self._settings.traces_url), exc
                 )
             else:
                 if response.is_success:
@@ -193,7 +194,7 @@ class SpanSender:
                 self._log_once(
                     f"status-{response.status_code}",
                     "flowledger: the traces endpoint %s answered %d; spans are dropped.",
-                    self._settings.traces_url,
+                    masked(self._settings.traces_url),
                     response.status_code,
                 )
                 if response.status_code < 500 and response.status_code != 429:

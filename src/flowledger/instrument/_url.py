@@ -1,0 +1,75 @@
+"""Endpoint URLs: a path joined onto one, and one shown without its secrets.
+
+An endpoint may carry credentials: ``http://user:password@host`` (httpx sends
+them as Basic auth) or a token in the query string (``?token=...``, as some
+collectors and proxies take it). Two things follow.
+
+- The SDK posts to paths below an endpoint (``/v1/events``, ``/v1/traces``,
+  ``/api/runs/...``). :func:`join_path` appends the path to the URL's *path*
+  and keeps the query after it, as OTel Go's exporter does with its endpoint
+  URL. Pasting the path after the whole text, as before, sent
+  ``/?token=x/v1/events``: the wrong path, and a corrupt token.
+- Every warning, log line and error message that names an endpoint shows
+  :func:`masked`: its userinfo and every query value replaced by ``***`` and
+  its fragment dropped. Scheme, host, port and path stay: they are what one
+  needs to tell which endpoint failed, and they are not secret.
+
+Plain string handling, not :func:`urllib.parse.urlsplit`: a message must be
+safe for any text a variable holds, including one that is not a valid URL
+(``urlsplit`` raises on some, and reads ``user:pw@host`` without a scheme as
+scheme ``user``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MASK", "join_path", "masked"]
+
+MASK: Final = "***"
+"""What stands in for a secret part of a URL in a message."""
+
+
+def join_path(url: str, path: str) -> str:
+    """``url`` with ``path`` appended to its path, the query kept after it and the fragment dropped.
+
+    ``join_path("http://h:1/base/?token=t", "/v1/events")`` is ``http://h:1/base/v1/events?token=t``.
+    A fragment is never sent, so a path after one would never reach the server.
+    """
+    text = url.partition("#")[0]
+    head, has_query, query = text.partition("?")
+    return head.rstrip("/") + "/" + path.lstrip("/") + (has_query + query if query else "")
+
+
+def masked(url: str) -> str:
+    """``url`` safe to print: userinfo and query values replaced by ``***``, the fragment dropped.
+
+    ``http://user:pw@h:1/p?token=t&x`` is shown ``http://***@h:1/p?token=***&***``. A text that is not
+    quite a URL is masked too: a password holding an unescaped ``/``, ``?`` or ``#`` can make a parser
+    end the host early, so an ``@`` later in the path, or a port that is not a number, hides all of it.
+    """
+    text = url.partition("#")[0]
+    head, has_query, query = text.partition("?")
+    scheme, has_scheme, rest = head.partition("://")
+    prefix = scheme + has_scheme if has_scheme else ""
+    if not has_scheme:
+        rest = head
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = MASK + "@" + authority.rpartition("@")[2]
+    elif "@" in path:  # "user:pa/ss@host": the userinfo did not end where a parser thinks
+        authority, slash, path = MASK + "@" + path.rpartition("@")[2], "", ""
+    port = authority.rpartition("@")[2].rpartition("]")[2].partition(":")[2]  # after an IPv6 literal's "]"
+    if port and not port.isdigit():  # "user:pa?ss@host" read as host "user", port "pa"
+        authority, slash, path = MASK, "", ""
+        has_query, query = "", ""
+    shown = prefix + authority + slash + path
+    if query:
+        shown += has_query + "&".join(_masked_pair(pair) for pair in query.split("&"))
+    return shown
+
+
+def _masked_pair(pair: str) -> str:
+    """``key=***`` for ``key=value``, ``***`` for a bare part (which may be a token itself)."""
+    key, sep, _ = pair.partition("=")
+    return f"{key}={MASK}" if sep else MASK
