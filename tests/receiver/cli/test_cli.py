@@ -128,12 +128,16 @@ def test_show_prints_the_run_and_its_nodes(filled: tuple[LiveReceiver, list[RunE
 
 
 @pytest.mark.parametrize("how", ["db", "url"])
-def test_show_unknown_run_is_one_error_line(filled: tuple[LiveReceiver, list[RunEvents]], how: str) -> None:
-    """show of an unknown id exits 1 with one line on stderr."""
+@pytest.mark.parametrize("run_id", ["no-such-run", "a?c=1", "a/b", "x#y"])
+def test_show_unknown_run_is_one_error_line(
+    filled: tuple[LiveReceiver, list[RunEvents]], how: str, run_id: str
+) -> None:
+    """show of an unknown id exits 1 with one line on stderr, over --url too when the id holds ``?``, ``/`` or
+    ``#`` (sent as they were, they made a query, another route or a fragment of it)."""
     live, _ = filled
-    result = CliRunner().invoke(show_command, ["no-such-run", *_where(live, how)])
+    result = CliRunner().invoke(show_command, [run_id, *_where(live, how)])
     assert result.exit_code == 1
-    assert result.output.strip() == "error: there is no run 'no-such-run'"
+    assert result.output.strip() == f"error: there is no run {run_id!r}"
 
 
 @pytest.mark.parametrize("how", ["db", "url"])

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -347,7 +348,8 @@ class UrlSource:
     @_reads_answer
     def get_run(self, run_id: str, project: str | None = None) -> dict[str, Any] | None:
         """One run with its nodes, or None."""
-        response = self._request("GET", f"/api/runs/{run_id}", None if project is None else {"project": project})
+        scope = None if project is None else {"project": project}
+        response = self._request("GET", f"/api/runs/{_segment(run_id)}", scope)
         if response.status_code == 404:
             return None
         return _object(response, "run_id", "nodes")
@@ -358,7 +360,8 @@ class UrlSource:
     ) -> dict[str, Any] | None:
         """A page of one attempt's log lines from ``GET /api/runs/{run_id}/attempts/{span_id}/logs``, or None."""
         scope = {} if project is None else {"project": project}
-        response = self._request("GET", f"/api/runs/{run_id}/attempts/{span_id}/logs", {"after": after_id, **scope})
+        path = f"/api/runs/{_segment(run_id)}/attempts/{_segment(span_id)}/logs"
+        response = self._request("GET", path, {"after": after_id, **scope})
         if response.status_code == 404:
             return None
         return _object(response)
@@ -489,7 +492,7 @@ class UrlSource:
     def run_proof(self, run_id: str, tree_size: int, project: str | None = None) -> list[EntryProof]:
         """``GET /api/tree/runs/{run_id}``: the run's entries with audit paths ([] when it has none)."""
         scope = {} if project is None else {"project": project}
-        response = self._request("GET", f"/api/tree/runs/{run_id}", {"size": tree_size, **scope})
+        response = self._request("GET", f"/api/tree/runs/{_segment(run_id)}", {"size": tree_size, **scope})
         if response.status_code == 404:
             return []
         return [
@@ -534,7 +537,7 @@ class UrlSource:
             events, last = 0, None
             scope = None if selection.project is None else {"project": selection.project}
             for run_id in selection.run_ids:
-                response = self._request("DELETE", f"/api/runs/{run_id}", scope)
+                response = self._request("DELETE", f"/api/runs/{_segment(run_id)}", scope)
                 if response.status_code == 404:
                     continue
                 one = response.json()
@@ -573,3 +576,9 @@ def _error_text(response: httpx.Response) -> str:
         return str(response.json().get("error", response.text))
     except (json.JSONDecodeError, AttributeError):
         return " ".join(response.text[:200].split())  # one line, whatever the server sent
+
+
+def _segment(value: str) -> str:
+    """``value`` as one path segment of a URL: an id holding ``/``, ``?`` or ``#`` names that id, not another
+    route or a query."""
+    return quote(value, safe="")
