@@ -156,3 +156,36 @@ def test_a_server_that_does_not_answer_is_one_error_line_without_the_password() 
     assert "cannot open the database postgresql://alice:***@127.0.0.1" in done.stderr
     assert "s3cret" not in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [["runs"], ["verify"], ["serve", "--port", "0"]])
+def test_a_role_without_rights_on_the_tables_is_one_error_line(postgres_url: str, command: list[str]) -> None:
+    """A role that may connect but not read the ledger's tables: one line naming the database and PostgreSQL's
+    reason, exit 1, where it was an asyncpg traceback."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    import asyncpg
+
+    from flowledger.receiver.store.postgres import PostgresStore
+
+    async def schema_and_outsider() -> None:
+        store = PostgresStore(postgres_url, pool_min=1, pool_max=1)
+        await store.open()  # the owner makes the schema
+        await store.close()
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            await conn.execute("DROP ROLE IF EXISTS flowledger_outsider")
+            await conn.execute("CREATE ROLE flowledger_outsider LOGIN")
+        finally:
+            await conn.close()
+
+    asyncio.run(schema_and_outsider())
+    parts = urlsplit(postgres_url)
+    url = parts._replace(netloc=f"flowledger_outsider@{parts.hostname}:{parts.port}").geturl()
+    done = _flowledger(command[0], "--db", url, *command[1:])
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: cannot open the database postgresql://flowledger_outsider@")
+    assert "permission denied" in line

@@ -200,6 +200,9 @@ class PostgresStore:
                 else:
                     await migrate_postgres(conn, name=self.name)
                 self._head_seq, self._head_hash = await _head(conn)
+        except asyncpg.PostgresError as exc:  # a role without rights on the tables, say: one sentence
+            await self.close()
+            raise StoreError(f"cannot open the database {self.name}: {exc}") from None
         except BaseException:
             await self.close()
             raise
