@@ -70,6 +70,8 @@ class _Guard:
     loop: asyncio.AbstractEventLoop
     _header_timer: asyncio.TimerHandle | None = None
     _header_bytes: int = 0
+    _header_tail: bytes = b""
+    """The last bytes of the headers read so far: the blank line ending them may straddle two reads."""
     _in_headers: bool = True
 
     def _admit(self) -> bool:
@@ -88,6 +90,7 @@ class _Guard:
         self._stop_clock()
         self._in_headers = True
         self._header_bytes = 0
+        self._header_tail = b""
         self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._headers_too_slow)
 
     def _headers_done(self) -> None:
@@ -99,9 +102,20 @@ class _Guard:
             self._header_timer.cancel()
             self._header_timer = None
 
-    def _count(self, data: bytes) -> None:
-        if self._in_headers:
-            self._header_bytes += len(data)
+    def _count(self, data: bytes) -> bool:
+        """Count the header bytes in ``data`` (up to the blank line that ends them, which may straddle two
+        reads); False, having answered 431, when they pass the cap: then the parser never sees them, so headers
+        that arrive whole in one read are held to the cap too."""
+        if not self._in_headers:
+            return True
+        seen = self._header_tail + data
+        end = seen.find(b"\r\n\r\n")
+        self._header_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._header_tail))
+        self._header_tail = seen[-3:]
+        if self._header_bytes > MAX_HEADER_BYTES:
+            self._answer_and_close(431, f"the request headers are over {MAX_HEADER_BYTES} bytes")
+            return False
+        return True
 
     def _check_size(self) -> None:
         """After the parser saw the data: headers still incomplete past the cap get 431."""
@@ -134,7 +148,8 @@ class _GuardedH11(_Guard, H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():
             return
-        self._count(data)
+        if not self._count(data):
+            return
         super().data_received(data)
         self._check_size()
 
@@ -167,7 +182,8 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
         def data_received(self, data: bytes) -> None:
             if self.transport.is_closing():
                 return
-            self._count(data)
+            if not self._count(data):
+                return
             super().data_received(data)
             self._check_size()
 
