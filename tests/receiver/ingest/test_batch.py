@@ -69,3 +69,16 @@ def test_a_float_beyond_the_double_range_marks_the_batch() -> None:
     assert batch.events == [{"a": math.inf}, {"b": 1.5}]
     assert batch.plain_floats is False
     assert decode_batch(b'{"events": [{"b": 1.5, "c": 0.0}]}', IngestLimits()).plain_floats is True
+
+
+def test_an_integer_with_too_many_digits_is_named_without_advice_for_the_server() -> None:
+    """Past Python's limit on digits, the 400 says what the body holds, not "use sys.set_int_max_str_digits()"."""
+    body = b'{"events": [{"n": ' + b"7" * 5000 + b"}]}"
+    with pytest.raises(BodyError) as raised:
+        decode_batch(body, IngestLimits())
+    assert raised.value.status == 400
+    assert str(raised.value.message).endswith(
+        "it holds an integer of 5000 digits, and the receiver reads integers of 4300 at most"
+    )
+    assert "sys." not in raised.value.message
+    assert decode_batch(b'{"events": [{"n": -' + b"7" * 4300 + b"}]}", IngestLimits()).events[0]["n"] < 0

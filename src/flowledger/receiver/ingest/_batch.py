@@ -17,6 +17,7 @@ property test holds them equal).
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -57,6 +58,14 @@ class _FloatReader:
         return value
 
 
+def _integer(text: str) -> int:
+    """An integer of the body; ValueError saying so, not how to raise Python's limit, when it has too many digits."""
+    digits, most = len(text.lstrip("-")), sys.get_int_max_str_digits()
+    if most and digits > most:
+        raise ValueError(f"it holds an integer of {digits} digits, and the receiver reads integers of {most} at most")
+    return int(text)
+
+
 def _decode_json(body: bytes, floats: _FloatReader) -> Any:
     """The json module's reading of a body msgspec refused: its value, or a BodyError naming the fault."""
     try:
@@ -64,7 +73,7 @@ def _decode_json(body: bytes, floats: _FloatReader) -> Any:
     except UnicodeDecodeError as exc:
         raise BodyError(400, f"the body is not valid UTF-8 (byte {exc.start})") from None
     try:
-        return json.loads(text, parse_constant=no_json_constants, parse_float=floats)
+        return json.loads(text, parse_constant=no_json_constants, parse_float=floats, parse_int=_integer)
     except json.JSONDecodeError as exc:
         raise BodyError(400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
