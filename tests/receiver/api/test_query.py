@@ -122,7 +122,12 @@ def test_next_cursor_pages_through_every_run(many: tuple[LiveReceiver, list[RunE
     bad = live.get("/api/runs", params={"cursor": "not-a-cursor"})
     assert bad.status_code == 400
     assert "cursor" in bad.json()["error"]
-    for key in (["2024-01-01T00:00:00.000000Z", "x", "\ud800"], ["2024-01-01T00:00:00.000000Z", "x\u0000y"]):
+    for key in (
+        ["2024-01-01T00:00:00.000000Z", "x", "\ud800"],
+        ["2024-01-01T00:00:00.000000Z", "x\u0000y"],
+        ["not a time", "x", "p"],  # answered a page from wherever that text sorts
+        ["2024-01-01T00:00:00Z", "x", "p"],  # a time, but not as the store keeps it: no cursor made it
+    ):
         token = base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")  # a lone surrogate, a NUL
         for route in ("/api/runs", "/api/viewer/runs"):
             refused = live.get(route, params={"cursor": token})

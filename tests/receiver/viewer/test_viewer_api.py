@@ -188,7 +188,10 @@ def test_list_filters_by_status_trigger_mode_workflow_time_and_run_id(live: Live
         ({"limit": "0"}, "limit=0"),
         ({"limit": "many"}, "limit='many'"),
         ({"cursor": "not-a-cursor"}, "cursor"),
-        ({"direction": "sideways", "cursor": RunPageCursor("x", "y").encode()}, "direction='sideways'"),
+        (
+            {"direction": "sideways", "cursor": RunPageCursor("2026-01-01T00:00:00.000000Z", "y").encode()},
+            "direction='sideways'",
+        ),
         ({"workflow_id": "w" * 300}, "workflow_id"),
     ],
 )

@@ -17,6 +17,7 @@ from typing import Any, Final
 from flowledger._exceptions import QueryError
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver.store._run_filter import RunContextFilter
+from flowledger.receiver.store._time import normalize_ts
 
 __all__ = [
     "CURSOR_MAX_CHARS",
@@ -110,7 +111,17 @@ class RunPageCursor:
             raise refused from None
         if not isinstance(key, list) or len(key) not in (2, 3) or not all(_storable(part) for part in key):
             raise refused
+        if key[0] and not _stored_time(key[0]):  # a start time as the store keeps it, or '' for none
+            raise refused
         return cls(*key)
+
+
+def _stored_time(text: str) -> bool:
+    """Whether ``text`` is a timestamp in the form the store keeps (what a cursor's start time always is)."""
+    try:
+        return normalize_ts(text) == text
+    except ValueError:
+        return False
 
 
 def _storable(part: object) -> bool:
