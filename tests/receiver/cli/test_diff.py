@@ -96,6 +96,11 @@ def test_diff_across_definition_versions_lists_added_nodes(wf: Workflow) -> None
     assert diff["first_divergence"] == {"node_id": "audit", "verdict": "added"}
     reverse = _diff(wf.live, b, a, "db")
     assert reverse["removed"] == ["audit"]
+    text = CliRunner().invoke(diff_command, [a, b, "--db", str(wf.live.db_path)])
+    assert text.exit_code == 0, text.output
+    [audit] = [line for line in text.output.splitlines() if line.strip().startswith("audit ")]
+    assert "- -> succeeded" in audit  # a node of one run only: "-" for the other, where it said None
+    assert "None" not in text.output
 
 
 def test_api_diff_refuses_missing_and_unknown_runs(live: LiveReceiver) -> None:

@@ -61,7 +61,7 @@ def _print_diff(result: dict[str, Any]) -> None:
     _changes("input", result["input_changes"])
     for node in result["nodes"]:
         status = node["status"]
-        shown = status["a"] if status["a"] == status["b"] else f"{status['a']} -> {status['b']}"
+        shown = status["a"] if status["a"] == status["b"] else f"{status['a'] or '-'} -> {status['b'] or '-'}"
         click.echo(
             f"  {node['node_id']:<20} {node['verdict']:<28} {shown or '':<22} {_delta_text(node['duration_ms'], 'ms')}"
         )
