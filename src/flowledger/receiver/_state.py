@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from flowledger._exceptions import QueryParamError
+from flowledger._run_context import project_problem
 from flowledger.receiver._auth import PROJECT_SCOPE_KEY, ApiKeys
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._metrics import Metrics
@@ -64,7 +65,11 @@ def run_project_of(request: Request, *, others: Sequence[str] = ()) -> str | Non
     """
     QueryParams(request).expect((RUN_PROJECT_PARAM, *others))
     # ``?project=`` (empty) is a value: the run without a project, when a project's run shares its id.
-    return project_for_run(request, QueryParams(request, blank_is_absent=False).text(RUN_PROJECT_PARAM))
+    asked = QueryParams(request, blank_is_absent=False).text(RUN_PROJECT_PARAM)
+    problem = project_problem(RUN_PROJECT_PARAM, asked) if asked else None
+    if problem is not None:  # a 400, as the run listing answers it, rather than "no such run"
+        raise QueryParamError(f"query parameter {problem}")
+    return project_for_run(request, asked)
 
 
 def project_for_run(request: Request, asked: str | None, name: str = RUN_PROJECT_PARAM) -> str | None:

@@ -187,6 +187,19 @@ def test_every_api_route_refuses_an_unknown_query_parameter(many: tuple[LiveRece
     assert live.get(f"/api/runs/{run_id}").status_code == 200  # the DELETE refused did nothing
 
 
+def test_a_bad_project_name_is_400_on_every_route_that_takes_one(many: tuple[LiveReceiver, list[RunEvents]]) -> None:
+    """?project=bad%20name is a 400 naming it on a run's routes too, as on the listing (it was "no such run")."""
+    live, runs = many
+    run_id = runs[0].run_id
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        for method, path in (("GET", "/api/runs"), ("GET", f"/api/runs/{run_id}"), ("DELETE", f"/api/runs/{run_id}"),
+                             ("GET", f"/api/runs/{run_id}/chain"), ("GET", f"/api/viewer/runs/{run_id}")):  # fmt: skip
+            answer = client.request(method, path, params={"project": "bad name"})
+            assert answer.status_code == 400, (method, path, answer.text)
+            assert "'bad name' is not a project name" in answer.json()["error"], (method, path)
+        assert client.get(f"/api/runs/{run_id}", params={"project": ""}).status_code == 200  # the run of no project
+
+
 def test_a_single_valued_parameter_given_twice_is_400(many: tuple[LiveReceiver, list[RunEvents]]) -> None:
     """?workflow_id=a&workflow_id=b is refused rather than silently reduced to one of them."""
     live, _runs = many
