@@ -128,6 +128,13 @@ def test_bad_arguments_are_usage_errors_without_the_password(tmp_path: Path) -> 
     assert bad_source.exit_code == 2
     assert "--from" in bad_source.output
     assert "s3cret" not in bad_source.output
+    for given, said in (("sqlite:", "name the SQLite file"), ("sqlite://", "name the SQLite file"),
+                        (f"sqlite:{tmp_path}", "is a folder, not a SQLite file")):  # fmt: skip
+        pg = "postgresql://u@h/db"
+        for args in (["--from", given, "--to", pg], ["--from", pg, "--to", given]):
+            nameless = CliRunner().invoke(migrate_command, args)
+            assert nameless.exit_code == 2, (args, nameless.output)  # was "`.` is not a flowledger database"
+            assert said in nameless.output, (args, nameless.output)
 
 
 def _ledger_with_otlp(path: Path) -> dict[str, Any]:

@@ -88,7 +88,13 @@ def migrate_command(source: str, target: str, as_json: bool) -> None:
         url = check_postgres_url(target, option="--to") if to_postgres else check_postgres_url(source, option="--from")
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    path = sqlite_path(source if to_postgres else target)
+    given = source if to_postgres else target
+    path = sqlite_path(given)
+    if not str(path) or str(path) == "." or given.rstrip("/").endswith(":"):
+        option = "--from" if to_postgres else "--to"
+        raise click.UsageError(f"{option} {given}: name the SQLite file, as sqlite:PATH")
+    if path.is_dir():
+        raise click.UsageError(f"{'--from' if to_postgres else '--to'} {given}: {path} is a folder, not a SQLite file")
     if to_postgres and not path.exists():
         raise click.UsageError(f"--from {source}: there is no database at {path}")
     where = redacted(url) if to_postgres else str(path)
