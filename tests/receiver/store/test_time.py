@@ -6,6 +6,7 @@ import ast
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -85,3 +86,13 @@ def test_a_timestamp_written_unpadded_by_an_earlier_receiver_still_matches() -> 
     assert same_ts("2026-01-01T00:00:00.000000Z", "2026-01-01T00:00:00Z")
     assert not same_ts("500-01-01T00:00:00.000000Z", "0500-01-01T00:00:01Z")
     assert not same_ts("026-01-01T00:00:00.000000Z", "2026-01-01T00:00:00Z")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-01-01t10:00:00.000000Z", "2026-01-01T10:00:00z", "2026-01-01t10:00:00.000000z", "2026-01-01 10:00:00Z"],
+)
+def test_lower_case_t_and_z_are_read_as_rfc_3339_allows(text: str) -> None:
+    """A lower-case "t" or "z" (RFC 3339, 5.6) names the same instant; a "t" in the stored form came back as it
+    was, and then sorted after every upper-case "T" in a range's SQL comparison."""
+    assert normalize_ts(text) == "2026-01-01T10:00:00.000000Z"

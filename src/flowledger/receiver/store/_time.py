@@ -22,9 +22,11 @@ def normalize_ts(text: str) -> str:
     ValueError when it names no instant, or one outside the years 1 to 9999
     once made UTC (``0001-01-01T00:00:00+01:00``, ``9999-12-31T23:59:59-01:00``).
     """
-    if len(text) == _TS_LEN and text[-1] == "Z" and text[19] == ".":
+    if len(text) == _TS_LEN and text[-1] == "Z" and text[19] == "." and text[10] == "T":
         datetime.fromisoformat(text)  # still check month 13 and the like
         return text
+    if text[-1:] == "z":  # RFC 3339 allows a lower-case "t" and "z" (fromisoformat takes the "t" already)
+        text = text[:-1] + "Z"
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no UTC offset")
