@@ -151,3 +151,18 @@ def test_the_events_path_joins_the_endpoint_path_and_keeps_its_query(endpoint: s
 def test_masked_hides_userinfo_and_query_values_even_in_a_malformed_url(url: str, shown: str) -> None:
     """Userinfo and query values become ***; a password with / ? or # that ends the host early is hidden too."""
     assert masked(url) == shown
+
+
+def test_settings_shown_with_repr_hold_no_credentials() -> None:
+    """A logged ``Settings`` (``repr``) shows its endpoints masked, as every message does, and no key or header."""
+    settings = Settings(
+        endpoint="http://user:pw123@127.0.0.1:1/base?token=qsecret",
+        otlp_traces_endpoint="http://u:otelpw@collector:4318/v1/traces",
+        api_key="sekr3tKey",
+        otlp_headers=(("authorization", "Bearer hdrsecret"),),
+    )
+    shown = repr(settings)
+    for secret in ("pw123", "qsecret", "otelpw", "sekr3tKey", "hdrsecret"):
+        assert secret not in shown
+    assert "endpoint='http://***@127.0.0.1:1/base?token=***'" in shown
+    assert "otlp_traces_endpoint='http://***@collector:4318/v1/traces'" in shown

@@ -159,6 +159,10 @@ def _default_spool_dir() -> Path:
     return Path(base) / "flowledger" / "spool"
 
 
+_URL_SETTINGS: Final = frozenset({"endpoint", "otlp_traces_endpoint"})
+"""Settings that are URLs, which may carry credentials: masked in ``repr``."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """Every SDK setting. Build one with :func:`settings_from_env` or ``configure()``."""
@@ -231,6 +235,16 @@ class Settings:
     """Rates of particular workflows (``FLOWLEDGER_SAMPLE_RATE=orders=0.05,0.5``), over ``sample_rate``."""
     sample_slow_s: float = DEFAULT_SAMPLE_SLOW_S
     """A run that takes at least this long is slow: kept whatever its rate."""
+
+    def __repr__(self) -> str:
+        """The settings as the dataclass shows them, the endpoints masked (:func:`masked`): a logged ``Settings``
+        shows no password or token, as ``api_key`` and ``otlp_headers`` are left out already."""
+        shown = []
+        for f in fields(self):
+            if f.repr:
+                value = getattr(self, f.name)
+                shown.append(f"{f.name}={masked(value) if f.name in _URL_SETTINGS and value else value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def events_url(self) -> str:
