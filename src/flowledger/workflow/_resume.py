@@ -33,6 +33,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import quote
 
 from flowledger._exceptions import ResumeRefused
 from flowledger._wire import NodeStatus
@@ -125,7 +126,7 @@ def fetch_evidence(
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     shown = masked(endpoint)
     try:
-        url = httpx.URL(join_path(endpoint, f"/api/runs/{run_id}/outputs"))
+        url = httpx.URL(join_path(endpoint, f"/api/runs/{quote(run_id, safe='')}/outputs"))  # the id: one segment
         if project is not None:  # merged into the endpoint's query: httpx's params= would replace it
             url = url.copy_merge_params({"project": project})
         response = httpx.get(url, headers=headers, timeout=FETCH_TIMEOUT_S)
