@@ -57,7 +57,7 @@ def test_yaml_1_2_scalars() -> None:
         "n": None,
     }
     assert _problems(b"a: !!binary aGVsbG8=\n", "wf.yaml") == [
-        "wf.yaml:1:4: a: YAML values of type `binary` are not supported; quote `aGVsbG8=` to make it a string"
+        "wf.yaml:1:4: a: YAML tags (`!!binary`) are not supported: a definition holds JSON values; remove the tag"
     ]
     assert _problems(b"a: .inf\n", "wf.yaml") == [
         "wf.yaml:1:4: a: `.inf` is not a finite number; only finite numbers are allowed"

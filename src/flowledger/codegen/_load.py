@@ -19,7 +19,7 @@ import re
 from pathlib import Path as FsPath
 from typing import Any, Final
 
-from flowledger.codegen._document import MAX_NESTING, NESTED_TOO_DEEP, Document, Mark
+from flowledger.codegen._document import MAX_NESTING, NESTED_TOO_DEEP, Document, Mark, read_integer, text_problem
 from flowledger.codegen._problems import Path, Problems
 from flowledger.codegen._yaml import MAX_ALIAS_VALUES, read_yaml
 
@@ -121,17 +121,28 @@ class _JsonReader:
         if char == "[":
             return self._array(pos + 1, path)
         if char == '"':
-            return self._string(pos)
+            text, end = self._string(pos)
+            problem = text_problem(text)
+            if problem is not None:
+                self.problems.add(*self.mark(pos), path, problem)
+                return None, end
+            return text, end
         for word, value in _LITERALS.items():
             if self.text.startswith(word, pos):
                 return value, pos + len(word)
         match = _NUMBER.match(self.text, pos)
         if match and match.end() > pos:
             token = match.group()
-            number: Any = float(token) if match.group(1) or match.group(2) else int(token)
-            if isinstance(number, float) and not math.isfinite(number):
-                raise _JsonSyntaxError(pos, f"`{token}` is not a finite number")
-            return number, match.end()
+            if match.group(1) or match.group(2):
+                number = float(token)
+                if not math.isfinite(number):
+                    raise _JsonSyntaxError(pos, f"`{token}` is not a finite number")
+                return number, match.end()
+            integer = read_integer(token)
+            if isinstance(integer, str):
+                self.problems.add(*self.mark(pos), path, integer)
+                return None, match.end()
+            return integer, match.end()
         found = repr(char) if char else "the end of the file"
         raise _JsonSyntaxError(pos, f"expected a value, found {found}")
 
@@ -156,7 +167,12 @@ class _JsonReader:
                 raise _JsonSyntaxError(pos, "expected `:` after the key")
             pos = self._skip(pos + 1)
             child = (*path, key)
-            if key in out:
+            problem = text_problem(key)
+            if problem is not None:  # placed under the key spelt with escapes, so that the problem can be printed
+                child = (*path, key.encode("utf-8", "backslashreplace").decode("utf-8"))
+                self.problems.add(*self.mark(key_pos), child, problem)
+                _, pos = self._value(pos, child)
+            elif key in out:
                 first = self.doc.keys[child]
                 self.problems.add(
                     *self.mark(key_pos), child, f"duplicate key `{key}` (first written at line {first[0]}); keep one"

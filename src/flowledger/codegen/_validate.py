@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -59,6 +59,12 @@ MAX_ID_LENGTH: Final = 64
 MAX_WORKFLOW_ID_LENGTH: Final = 128
 MAX_TEXT_LENGTH: Final = 1024
 MAX_JSON_DEPTH: Final = 32
+RECEIVER_MAX_NUMBER: Final = 2**53
+"""The largest deadline or budget the receiver records: events.v1.schema.json caps the numbers of
+``run_started.limits`` (and durations and costs) there, so a larger limit would make every run's first event
+refused at run time. Refused here instead, at its place."""
+CRON_FIELDS: Final = 5
+"""MIN HOUR DAY MONTH WEEKDAY. cronsim also takes a sixth field (seconds), which would fire every second."""
 
 WORKFLOW_KEYS: Final = ("id", "name", "version", "capture")
 TOP_KEYS: Final = (
@@ -150,6 +156,9 @@ class _Validator:
         """Set when needs name unknown nodes or form a cycle: then sinks say nothing useful."""
         self.unplaced_needs: list[tuple[int, tuple[Identifier, ...]]] = []
         """``(index, needs)`` of nodes left out of the graph for their id, checked with the others."""
+        self.need_places: dict[tuple[int, str], int] = {}
+        """``(node index, need) -> index in the list as written``: a node's needs drop self and duplicate
+        needs, so the index among those kept is not where the user wrote the need."""
 
     # --- reporting ---------------------------------------------------------
 
@@ -188,7 +197,9 @@ class _Validator:
             return None
         return value
 
-    def number(self, value: Any, path: Path, *, minimum: float, exclusive: bool) -> float | None:
+    def number(
+        self, value: Any, path: Path, *, minimum: float, exclusive: bool, maximum: int | None = None
+    ) -> float | None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             hint = "; write it without quotes" if isinstance(value, str) and _looks_numeric(value) else ""
             self.at(path, f"expected a number, found {_type_name(value)}{hint}")
@@ -196,6 +207,9 @@ class _Validator:
         if value < minimum or (exclusive and value == minimum):
             bound = f"greater than {minimum:g}" if exclusive else f"at least {minimum:g}"
             self.at(path, f"must be {bound}, found {value!r}")
+            return None
+        if maximum is not None and value > maximum:
+            self.at(path, f"must be at most {maximum} (2**53, the largest the receiver records), found {value!r}")
             return None
         return float(value)
 
@@ -404,6 +418,9 @@ class _Validator:
             self.at(path, "cron schedules need the cronsim package: pip install 'flowledger[codegen]'")
             return None
         try:
+            fields = len(text.split())
+            if fields != CRON_FIELDS:
+                raise CronSimError(f"{fields} fields, not {CRON_FIELDS}")
             CronSim(text, datetime.now(UTC))
         except CronSimError as exc:
             self.at(
@@ -420,9 +437,13 @@ class _Validator:
             return None
         deadline = budget = None
         if "deadline_s" in section:
-            deadline = self.number(section["deadline_s"], (*path, "deadline_s"), minimum=0, exclusive=True)
+            deadline = self.number(
+                section["deadline_s"], (*path, "deadline_s"), minimum=0, exclusive=True, maximum=RECEIVER_MAX_NUMBER
+            )
         if "budget_usd" in section:
-            budget = self.number(section["budget_usd"], (*path, "budget_usd"), minimum=0, exclusive=False)
+            budget = self.number(
+                section["budget_usd"], (*path, "budget_usd"), minimum=0, exclusive=False, maximum=RECEIVER_MAX_NUMBER
+            )
         return Limits(deadline_s=deadline, budget_usd=budget)
 
     # --- nodes -------------------------------------------------------------
@@ -464,7 +485,7 @@ class _Validator:
             http = self.http(section["http"], (*path, "http"))
         else:
             self.at(path, "a node needs `call: module:function` or `http: {url: ...}`")
-        needs = self.needs(section.get("needs", []), (*path, "needs"), node_id)
+        needs = self.needs(section.get("needs", []), (*path, "needs"), node_id, index)
         with_args = self.with_args(section["with"], (*path, "with")) if "with" in section else ()
         if with_args and "http" in section:
             self.at_key((*path, "with"), "`with` passes keyword arguments to a function; http nodes take none")
@@ -517,7 +538,7 @@ class _Validator:
             return None
         return Identifier(text)
 
-    def needs(self, value: Any, path: Path, node_id: str | None) -> tuple[Identifier, ...]:
+    def needs(self, value: Any, path: Path, node_id: str | None, node_index: int) -> tuple[Identifier, ...]:
         if not isinstance(value, list):
             self.at(path, f"expected a list of node ids, found {_type_name(value)}")
             return ()
@@ -530,6 +551,7 @@ class _Validator:
             elif item == node_id:
                 self.at((*path, index), f"node `{item}` cannot need itself")
             else:
+                self.need_places[node_index, item] = index
                 out.append(Identifier(item))
         return tuple(out)
 
@@ -632,19 +654,19 @@ class _Validator:
         # A node left out for its id (not valid, or a duplicate) has its needs checked too; it is in no cycle.
         every = [(n.index, n.needs) for n in nodes] + self.unplaced_needs
         for node_index, needs in sorted(every, key=lambda pair: pair[0]):
-            for index, need in enumerate(needs):
+            for need in needs:
                 if need not in known:
                     self.graph_broken = True
                     close = did_you_mean(need, ids)
                     hint = f" (did you mean `{close}`?)" if close else ""
                     self.at(
-                        (*path, node_index, "needs", index),
+                        (*path, node_index, "needs", self.need_places[node_index, need]),
                         f"unknown node `{need}`{hint}; needs must name nodes declared in `nodes`",
                     )
         for cycle in _find_cycles({n.id: [m for m in n.needs if m in known] for n in nodes}):
             self.graph_broken = True
             first = next(n for n in nodes if n.id == cycle[0])
-            where = (*path, first.index, "needs", first.needs.index(Identifier(cycle[1])))
+            where = (*path, first.index, "needs", self.need_places[first.index, cycle[1]])
             self.at(where, f"the needs form a cycle: {' -> '.join(cycle)}; remove one of these needs")
 
     def output(self, value: Any, nodes: list[NodeDefinition]) -> Identifier | None:
@@ -673,28 +695,39 @@ class _Validator:
 
 
 def _find_cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
-    """Every elementary cycle found by depth-first search, each once, as a closed path."""
-    state: dict[str, int] = {}  # 1: on the stack, 2: done
-    stack: list[str] = []
+    """Every cycle met by a depth-first search, each once, as a closed path.
+
+    The search keeps its own stack instead of recursing: a valid chain of a few thousand nodes written sink
+    first is as deep as it is long, past Python's recursion limit.
+    """
+    on_path: dict[str, int] = {}
+    """Nodes on the current path, with their position in it."""
+    done: set[str] = set()
+    path: list[str] = []
+    pending: list[Iterator[str]] = []
+    """For each node on the path, the needs not yet followed."""
     cycles: list[list[str]] = []
     seen_sets: set[frozenset[str]] = set()
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for need in graph.get(node, ()):
-            if state.get(need) == 1:
-                cycle = [*stack[stack.index(need) :], need]
+    for root in graph:
+        if root in done:
+            continue
+        on_path[root] = 0
+        path.append(root)
+        pending.append(iter(graph.get(root, ())))
+        while pending:
+            need = next(pending[-1], None)
+            if need is None:
+                done.add(path[-1])
+                del on_path[path.pop()]
+                pending.pop()
+            elif need in on_path:
+                cycle = [*path[on_path[need] :], need]
                 key = frozenset(cycle)
                 if key not in seen_sets:
                     seen_sets.add(key)
                     cycles.append(cycle)
-            elif need not in state:
-                visit(need)
-        stack.pop()
-        state[node] = 2
-
-    for node in graph:
-        if node not in state:
-            visit(node)
+            elif need not in done:
+                on_path[need] = len(path)
+                path.append(need)
+                pending.append(iter(graph.get(need, ())))
     return cycles

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
 
-from flowledger.codegen._document import MAX_NESTING, NESTED_TOO_DEEP, Document, Mark
+from flowledger.codegen._document import MAX_NESTING, NESTED_TOO_DEEP, Document, Mark, read_integer
 from flowledger.codegen._problems import Path, Problems
 
 __all__ = ["MAX_ALIAS_VALUES", "read_yaml"]
@@ -118,6 +118,8 @@ class _Item:
     height: int = 0
     scalar: tuple[str, str] | None = None
     """A scalar's resolved tag and text: what a mapping key is made of."""
+    tag: str | None = None
+    """The tag written on a scalar (``!!str``, ``!custom``), refused wherever the scalar is used."""
 
 
 @dataclass(slots=True)
@@ -229,13 +231,16 @@ class _YamlReader:
         path, muted, is_key = self._slot()
         self._define(event.anchor, mark, path)
         text = str(event.value)
-        tag = event.tag if event.tag not in (None, "!") else self.loader.resolve(ScalarNode, text, event.implicit)
-        scalar = (str(tag), text)
-        item = _Item(None, mark, scalar=scalar)
+        written = None if event.tag is None else str(event.tag)
+        scalar = (str(self.loader.resolve(ScalarNode, text, event.implicit)), text)
+        item = _Item(None, mark, scalar=scalar, tag=written)
         if not is_key:
             if not muted:
                 self._record(path, mark)
-            item.value = _yaml_scalar(scalar, path, mark, self.ignored if muted else self.problems)
+            if written is not None:
+                (self.ignored if muted else self.problems).add(*mark, path, _tag_problem(written))
+            else:
+                item.value = _yaml_scalar(scalar, path, mark, self.ignored if muted else self.problems)
         if event.anchor is not None:
             self.anchors[event.anchor] = _Anchor(item, len(path), range(0))
         self._place(item)
@@ -272,8 +277,8 @@ class _YamlReader:
                 "a definition needs far fewer, so flatten this value",
             )
         self.copied += source.size
-        item = _Item(_copy(source.value), mark, source.size, source.height, source.scalar)
-        if not is_key and source.scalar is not None:
+        item = _Item(_copy(source.value), mark, source.size, source.height, source.scalar, source.tag)
+        if not is_key and source.scalar is not None and source.tag is None:
             item.value = _yaml_scalar(source.scalar, path, mark, self.ignored if muted else self.problems)
         if not is_key and not muted:
             self._record(path, mark)
@@ -290,6 +295,8 @@ class _YamlReader:
             self.open_anchors[event.anchor] = mark
         if not (muted or is_key):
             self._record(path, mark)
+        if event.tag is not None:  # `!!set`, `!!omap`, `!!python/...`: they would change what the value is
+            (self.ignored if muted else self.problems).add(*mark, path, _tag_problem(str(event.tag)))
         value: list[Any] | dict[str, Any] = [] if is_list else {}
         self.stack.append(_Open(_Item(value, mark, height=1), path, event.anchor, len(self.entries), muted or is_key))
 
@@ -326,9 +333,21 @@ class _YamlReader:
         if item.scalar is None:
             problems.add(*item.mark, mapping.path, "a mapping key must be a plain string")
             return None
+        if item.tag is not None:
+            problems.add(*item.mark, mapping.path, _tag_problem(item.tag))
+            return None
         tag, key = item.scalar
         if tag == _TAG_PREFIX + "merge" or key == "<<":
             problems.add(*item.mark, mapping.path, "YAML merge keys (<<) are not supported; write the keys out")
+            return None
+        if tag != _TAG_PREFIX + "str":  # `1:`, `null:`, `~:` and `true:` would silently become string keys
+            kind = _KEY_KINDS.get(tag.removeprefix(_TAG_PREFIX), tag)
+            problems.add(
+                *item.mark,
+                mapping.path,
+                f"the key `{key}` is {kind} in YAML, not a string; "
+                f"a mapping key must be a string, so quote it: '{key}'",
+            )
             return None
         child = (*mapping.path, key)
         if key in mapping.item.value:
@@ -338,6 +357,16 @@ class _YamlReader:
         if not mapping.muted:
             self._record(child, item.mark, key=True)
         return key
+
+
+_KEY_KINDS: Final = {"int": "a number", "float": "a number", "null": "null", "bool": "a boolean"}
+"""How a key that is not a string reads, by its resolved core-schema type."""
+
+
+def _tag_problem(tag: str) -> str:
+    """The problem of a tag written in the file: a definition holds JSON values, which need no tags."""
+    shown = "!!" + tag.removeprefix(_TAG_PREFIX) if tag.startswith(_TAG_PREFIX) else tag
+    return f"YAML tags (`{shown}`) are not supported: a definition holds JSON values; remove the tag"
 
 
 def _copy(value: Any) -> Any:
@@ -354,9 +383,6 @@ _YAML_INT: Final = re.compile(r"[-+]?(0o[0-7]+|0x[0-9a-fA-F]+|[0-9]+)\Z")
 
 def _yaml_scalar(scalar: tuple[str, str], path: Path, mark: Mark, problems: Problems) -> Any:
     tag, value = scalar
-    if not tag.startswith(_TAG_PREFIX):
-        problems.add(*mark, path, f"custom YAML tags ({tag}) are not supported")
-        return None
     kind = tag.removeprefix(_TAG_PREFIX)
     if kind == "str":
         return value
@@ -365,9 +391,11 @@ def _yaml_scalar(scalar: tuple[str, str], path: Path, mark: Mark, problems: Prob
     if kind == "bool":
         return value.lower() == "true"
     if kind == "int" and _YAML_INT.match(value):
-        sign = -1 if value.startswith("-") else 1
-        digits = value.lstrip("+-")
-        return sign * int(digits, 0) if digits[:2] in ("0o", "0x") else sign * int(digits)
+        integer = read_integer(value)
+        if isinstance(integer, str):
+            problems.add(*mark, path, integer)
+            return None
+        return integer
     if kind == "float":
         try:
             number = float(value.replace("_", ""))
