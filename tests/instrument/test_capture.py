@@ -336,3 +336,42 @@ def test_top_level_secrets_are_redacted_on_the_hot_path() -> None:
     assert nested.value() == {"user": "ann", "token": "[REDACTED]", "auth": {"password": "[REDACTED]"}}
     assert '"t"' not in nested.json()
     assert '"p"' not in nested.json()
+
+
+@pytest.mark.parametrize(
+    ("value", "marker"),
+    [
+        (10**5000, {"__flowledger__": "int", "value": "1e5000", "digits": 5001}),
+        (2**64, {"__flowledger__": "int", "value": str(2**64), "digits": 20}),
+        (-(2**63) - 1, {"__flowledger__": "int", "value": str(-(2**63) - 1), "digits": 19}),
+    ],
+    ids=["10**5000", "2**64", "-2**63-1"],
+)
+def test_integers_past_64_bits_are_captured_as_a_marker_that_encodes(value: int, marker: dict[str, Any]) -> None:
+    """An integer JSON tools cannot hold (orjson refuses it) becomes an ``int`` marker, alone or inside a container."""
+    assert record(value) == marker
+    assert record({"n": [value, 2**64 - 1]}) == {"n": [marker, 2**64 - 1]}
+    assert record({value: 1}) == {marker["value"]: 1}
+    for captured in (capture(value, POLICY)[0], capture([value], POLICY)[0]):
+        encode_batch([{"data": {"output": captured}}])  # the sender's encoder takes it
+
+
+def test_lone_surrogates_become_the_replacement_character() -> None:
+    """Lone surrogates in values and keys become U+FFFD, and the record encodes with the sender's encoder."""
+    captured = record({"k\udc00": ["x\ud800y"], "s": "\ud800"})
+    assert captured == {"k\ufffd": ["x\ufffdy"], "s": "\ufffd"}
+    assert record("\ud800") == "\ufffd"
+    encode_batch([{"data": {"input": capture("\ud800", POLICY)[0]}}])
+
+
+def test_an_error_message_with_a_lone_surrogate_is_recorded_with_the_replacement_character() -> None:
+    """error_record replaces lone surrogates in the message and the stack, so the event can be sent."""
+    from flowledger.instrument._run import error_record
+
+    try:
+        raise ValueError("bad \ud800")
+    except ValueError as exc:
+        error = error_record(exc)
+    assert error["message"] == "bad \ufffd"
+    assert "\ud800" not in error["stack"]
+    encode_batch([{"data": {"error": error}}])

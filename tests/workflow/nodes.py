@@ -168,3 +168,35 @@ async def cancel_my_task_and_return(value: Any) -> Any:
     assert task is not None
     task.cancel()
     return value
+
+
+def circular(value: Any) -> Any:
+    """A list that contains itself (JSON cannot hold it)."""
+    out: list[Any] = [value]
+    out.append(out)
+    return out
+
+
+def tuple_keys(value: Any) -> Any:
+    """A dict whose key is a tuple (JSON cannot hold it)."""
+    return {(1, 2): value}
+
+
+def huge_int(value: Any) -> int:
+    """10**5000: more digits than ``str()`` converts by default."""
+    return 10**5000
+
+
+def not_a_number(value: Any) -> float:
+    """NaN, which JSON has no form for."""
+    return float("nan")
+
+
+def surrogate(value: Any) -> str:
+    """A string with a lone surrogate (no UTF-8 form)."""
+    return f"lone \ud800 {value}"
+
+
+def surrogate_error(value: Any) -> Any:
+    """Raise an error whose message is a lone surrogate."""
+    raise ValueError("\ud800")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import httpx
 import pytest
@@ -440,3 +441,74 @@ def test_without_a_recorded_run_the_api_and_app_carry_no_empty_run_id(build: Bui
     assert response.status_code == 500
     assert response.json()["run_id"] is None
     assert "x-flowledger-run-id" not in response.headers
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+"""Valid JSON nested deeper than the JSON parser's recursion allows."""
+
+
+def test_main_refuses_input_nested_too_deeply_with_exit_2(
+    build: Build, events: CapturedEvents, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`--input @FILE` nested past the parser's recursion exits 2 with one line (no RecursionError), starts no run."""
+    module = build(
+        """
+        flowledger: 1
+        workflow: {id: clideep}
+        nodes:
+          - {id: only, call: "tests.workflow.nodes:echo"}
+        """
+    )
+    payload = tmp_path / "deep.json"
+    payload.write_text(DEEP_JSON, encoding="utf-8")
+    assert main(module.WORKFLOW, ["--input", f"@{payload}"]) == 2
+    assert capsys.readouterr().err == f"error: {payload} is nested too deeply to read as JSON: flatten it\n"
+    assert main(module.WORKFLOW, ["--input", DEEP_JSON]) == 2
+    assert capsys.readouterr().err.startswith("error: --input is nested too deeply")
+    assert events.all == []
+
+
+def test_http_trigger_answers_400_to_a_body_nested_too_deeply(build: Build, events: CapturedEvents) -> None:
+    """A JSON body nested past the parser's recursion is a 400 naming the problem (not a 500), and no run starts."""
+    module = build(HTTP_TRIGGER)
+
+    async def go() -> tuple[httpx.Response, httpx.Response]:
+        async with _client(module) as client:
+            run = await client.post("/orders", content=DEEP_JSON.encode())
+            resume = await client.post("/_flowledger/resume", content=DEEP_JSON.encode())
+            return run, resume
+
+    response, resume = asyncio.run(go())
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["error"]["message"]
+    assert resume.status_code == 400
+    assert events.all == []
+
+
+@pytest.mark.parametrize(
+    ("node", "printed"),
+    [
+        ("circular", [1, {"__flowledger__": "cycle", "type": "list"}]),
+        ("tuple_keys", {"(1, 2)": 1}),
+        ("huge_int", {"__flowledger__": "int", "value": "1e5000", "digits": 5001}),
+        ("not_a_number", {"__flowledger__": "float", "value": "nan"}),
+        ("surrogate", "lone \ufffd 1"),
+    ],
+)
+def test_an_output_json_cannot_hold_is_printed_as_captured_and_exits_0(
+    node: str, printed: Any, build: Build, events: CapturedEvents, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A succeeded run whose output is a cycle, a tuple key, a huge int, NaN or a lone surrogate prints valid JSON."""
+    module = build(
+        f"""
+        flowledger: 1
+        workflow: {{id: cliodd}}
+        nodes:
+          - {{id: odd, call: "tests.workflow.nodes:{node}"}}
+        """
+    )
+    assert main(module.WORKFLOW, ["--input", "1"]) == 0
+    out = capsys.readouterr().out
+    out.encode("utf-8")  # no lone surrogate left: it can be written to a UTF-8 stdout
+    assert json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} is not JSON")) == printed
+    assert events.of_kind("run_finished")[0]["data"]["status"] == "succeeded"

@@ -14,9 +14,15 @@ becomes a marker object ``{"__flowledger__": KIND, ...}``:
 - ``repr``: a value of a type with no JSON form; ``type`` and a bounded ``repr``.
 - ``bytes``: ``length`` and the ``base64`` of the bytes.
 - ``float``: a NaN or an infinity, which JSON cannot hold.
+- ``int``: an integer outside the 64-bit range JSON tools share (orjson
+  among them); ``value`` its decimal text (the leading digits and the
+  exponent when it has more than ``MAX_REPR_CHARS``), ``digits`` how many.
 - ``exception``: ``type`` and ``message`` of an exception value.
 - ``cycle`` / ``depth``: a container that contains itself, or nesting past the limit.
 - ``capture_error``: converting the value raised; ``error`` says what.
+
+Lone surrogates (which have no UTF-8 form) in strings and keys become
+U+FFFD, so a captured value always encodes.
 
 Mapping keys that look secret (see ``Settings.redact_patterns``) keep the key
 and get the value ``"[REDACTED]"``, at any depth.
@@ -43,13 +49,17 @@ import orjson
 from flowledger._wire import MARKER_KEY, REDACTED
 from flowledger.instrument._config import REDACT_FRAGMENTS
 
-__all__ = ["CapturePolicy", "RawJSON", "capture", "materialize", "to_jsonable"]
+__all__ = ["CapturePolicy", "RawJSON", "big_int", "capture", "clean_str", "materialize", "to_jsonable"]
 
 MAX_DEPTH: Final = 64
 MAX_REPR_CHARS: Final = 512
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _SCALARS: Final = (str, int, bool)
 _INF: Final = float("inf")
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**64 - 1
+"""The integers kept as JSON numbers: what orjson (the sender's encoder) and most JSON tools can hold."""
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _OBJECT_REPR: Final[Any] = object.__repr__
 
 
@@ -128,8 +138,10 @@ def _convert(
     value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int], budget: _Budget | None = None
 ) -> Any:
     kind = type(value)
-    if value is None or kind is int or kind is bool:
+    if value is None or kind is bool:
         return value
+    if kind is int:
+        return value if INT_MIN <= value <= INT_MAX else big_int(value)
     if kind is str:
         if budget is not None:
             if len(value) > budget.left:
@@ -164,17 +176,31 @@ def _plain_scalar(value: Any) -> Any:
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
-        return int(value)
+        plain = int(value)
+        return plain if INT_MIN <= plain <= INT_MAX else big_int(plain)
     return _clean_str(str.__str__(value))
 
 
-def _clean_str(value: str) -> str:
-    # lone surrogates cannot be encoded as UTF-8: replace them
+def big_int(value: int) -> dict[str, Any]:
+    """The ``int`` marker of an integer JSON tools cannot hold (see the module's docstring); never raises."""
+    text = format(Decimal(value), f".{MAX_REPR_CHARS - 1}e")  # Decimal: no limit on the digits str() converts
+    mantissa, _, exponent = text.partition("e")
+    digits = int(exponent) + 1
+    if digits <= MAX_REPR_CHARS:
+        return _marker("int", value=str(value), digits=digits)
+    return _marker("int", value=f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}", digits=digits)
+
+
+def clean_str(value: str) -> str:
+    """``value`` with each lone surrogate (no UTF-8 form) replaced by U+FFFD; ``value`` itself when it has none."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return value.encode("utf-8", "replace").decode("utf-8")
+        return _SURROGATE.sub("\ufffd", value)
     return value
+
+
+_clean_str = clean_str
 
 
 def _container(
@@ -229,9 +255,11 @@ def _key_str(key: Any) -> str:
         return key
     if isinstance(key, bool) or key is None:
         return json.dumps(key)
+    if isinstance(key, int) and not INT_MIN <= key <= INT_MAX:
+        return str(big_int(int(key))["value"])
     if isinstance(key, int | float):
         return repr(key)
-    return str(key)
+    return safe_str(key)
 
 
 def _leaf(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int], budget: _Budget | None = None) -> Any:
@@ -536,7 +564,7 @@ def capture(value: Any, policy: CapturePolicy) -> tuple[Any, int]:
     """
     try:
         kind = type(value)
-        if value is None or kind is int or kind is bool:
+        if value is None or kind is bool or (kind is int and INT_MIN <= value <= INT_MAX):
             return value, 5
         if kind is RawJSON:
             return value, value.nbytes

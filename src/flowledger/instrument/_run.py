@@ -32,7 +32,7 @@ from flowledger._wire import (
     new_event_id,
 )
 from flowledger.instrument import _heartbeat
-from flowledger.instrument._capture import capture, safe_str
+from flowledger.instrument._capture import capture, clean_str, safe_str
 from flowledger.instrument._cost import Cost
 from flowledger.instrument._full_capture import capture_mode, full_capture
 from flowledger.instrument._otel import (
@@ -65,13 +65,13 @@ def error_record(exc: BaseException, *, stack: bool = True, limit_chars: int | N
     """The wire form of an exception: ``{type, message, stack}``; never raises.
 
     The message is cut to ``limit_chars`` (a multi-megabyte message must not
-    make a multi-megabyte record), and an exception whose ``__str__`` raises
-    is described instead.
+    make a multi-megabyte record), an exception whose ``__str__`` raises
+    is described instead, and lone surrogates become U+FFFD.
     """
     cls = type(exc)
     name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     limit = limit_chars or DEFAULT_MESSAGE_CHARS
-    message = safe_str(exc)
+    message = clean_str(safe_str(exc))  # a lone surrogate would make the event unsendable
     if len(message) > limit:
         message = message[:limit] + f"... [{len(message) - limit} more characters]"
     record: dict[str, Any] = {"type": name, "message": message}
@@ -80,7 +80,7 @@ def error_record(exc: BaseException, *, stack: bool = True, limit_chars: int | N
             text = "".join(traceback.format_exception(exc))
         except Exception:  # str() of the exception raised inside the formatter
             text = "".join(traceback.format_tb(exc.__traceback__)) + f"{name}: {message}\n"
-        record["stack"] = text[-MAX_STACK_CHARS:]
+        record["stack"] = clean_str(text[-MAX_STACK_CHARS:])
     return record
 
 

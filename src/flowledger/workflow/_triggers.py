@@ -37,8 +37,9 @@ from typing import Any, Final, TextIO
 
 from flowledger._exceptions import ConfigError, ResumeRefused
 from flowledger._run_context import run_id_from_baggage
-from flowledger._wire import RESUME_APP_PATH, RunStatus, TriggerType
+from flowledger._wire import MARKER_KEY, RESUME_APP_PATH, RunStatus, TriggerType
 from flowledger.instrument import flush
+from flowledger.instrument._capture import clean_str, to_jsonable
 from flowledger.instrument._config import DEFAULT_ENDPOINT
 from flowledger.workflow._execute import RunResult, execute_run
 from flowledger.workflow._resume import ResumePlan, fetch_evidence, plan_resume
@@ -55,6 +56,8 @@ DEFAULT_HTTP_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 8000
 MAX_PORT: Final = 65535
 HTTP_EXTRA_HINT: Final = "pip install 'flowledger[receiver]'"
+TOO_DEEP: Final = "is nested too deeply to read as JSON: flatten it"
+"""Said of input whose arrays or objects nest deeper than the JSON parser's recursion allows."""
 RESUME_FLUSH_S: Final = 5.0
 """How long a resume through the http app waits for the new run's records to be sent before answering."""
 MAX_SCHEDULE_SLEEP_S: Final = 60.0
@@ -91,6 +94,8 @@ def _read_input(text: str | None) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise _BadInput(f"{source} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _BadInput(f"{source} {TOO_DEEP}") from None
 
 
 def _undecodable(exc: UnicodeDecodeError) -> str:
@@ -250,9 +255,28 @@ def _describe(result: RunResult) -> str:
     return f"{_run_label(result)} failed at node `{result.node_id}`: {what}"
 
 
+def _output_json(value: Any) -> str:
+    """The run's output as JSON text; never raises.
+
+    A value JSON holds is written as is (other types by ``str``); one it cannot
+    (a cycle, a tuple key, NaN, a lone surrogate, an integer with too many digits,
+    nesting too deep) is written as the SDK captures it, with its markers.
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
+        if text.isascii() or clean_str(text) is text:
+            return text
+    except (TypeError, ValueError, RecursionError):  # ValueError: cycles, NaN, str() of a huge int
+        pass
+    try:
+        return json.dumps(to_jsonable(value), ensure_ascii=False, allow_nan=False)
+    except Exception as exc:  # a __repr__ or model_dump that raises, say
+        return json.dumps({MARKER_KEY: "capture_error", "type": type(value).__name__, "error": type(exc).__name__})
+
+
 def _report(workflow: Workflow, result: RunResult, out: TextIO, err: TextIO) -> int:
     if result.status is RunStatus.SUCCEEDED:
-        out.write(json.dumps(result.output, ensure_ascii=False, default=str) + "\n")
+        out.write(_output_json(result.output) + "\n")
         out.flush()
         return EXIT_OK
     err.write(f"workflow {workflow.id}: {_describe(result)}\n")
@@ -428,6 +452,8 @@ def _build_app(
             payload = json.loads(body) if body.strip() else None
         except ValueError as exc:
             return problem(400, f"the request body is not valid JSON: {exc}")
+        except RecursionError:
+            return problem(400, f"the request body {TOO_DEEP}")
         dry_run = request.query_params.get("dry_run", "").lower() in ("1", "true", "yes")
         result = await execute_run(
             workflow,
@@ -440,7 +466,7 @@ def _build_app(
         )
         headers = {"x-flowledger-run-id": result.run_id} if result.run_id else {}
         if result.status is RunStatus.SUCCEEDED:
-            content = json.dumps(result.output, ensure_ascii=False, default=str)
+            content = _output_json(result.output)
             return Response(content, media_type="application/json", headers=headers)
         error = result.error
         return JSONResponse(
@@ -462,7 +488,7 @@ def _build_app(
         button, through the receiver, which names the run's project)."""
         try:
             body = json.loads(await request.body())
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("run_id"), str):
             return JSONResponse({"error": 'the body must be {"run_id": "...", "from": NODE}'}, status_code=400)
