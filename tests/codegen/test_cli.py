@@ -221,3 +221,22 @@ def test_generate_json_names_the_module_written_and_its_hash(tmp_path: Path) -> 
     assert not (tmp_path / "x.py").exists()
     to_stdout = CliRunner().invoke(generate_command, [str(GOLDEN / "manual.yaml"), "-o", "-", "--json"])
     assert to_stdout.exit_code == 2
+
+
+def test_generate_with_a_template_that_raises_names_its_file_and_line(tmp_path: Path) -> None:
+    """A user template raising while it renders is one line naming its file, line and error, and exit 2."""
+    directory = tmp_path / "tpl"
+    directory.mkdir()
+    (directory / "workflow.py.jinja").write_text('{% include "part.jinja" %}\n', encoding="utf-8")
+    (directory / "part.jinja").write_text("# header\n{{ 1/0 }}\n", encoding="utf-8")
+    out = tmp_path / "wf.py"
+    result = CliRunner().invoke(
+        generate_command, [str(GOLDEN / "schedule.yaml"), "-o", str(out), "--templates", str(directory)]
+    )
+    assert result.exit_code == 2, result.output
+    part = (directory / "part.jinja").resolve()
+    assert result.stderr.splitlines() == [
+        f"{part}:2: rendering the template failed: ZeroDivisionError: division by zero",
+        "1 problem found; nothing was generated.",
+    ]
+    assert not out.exists()

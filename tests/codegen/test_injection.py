@@ -26,8 +26,11 @@ free_text = st.one_of(
     st.lists(st.sampled_from(DANGEROUS), max_size=8).map("".join),
 )
 url_text = free_text.filter(lambda s: s.isprintable() and not any(c.isspace() for c in s))
-path_text = url_text.filter(lambda s: "{" not in s and "}" not in s)
-header_text = free_text.filter(lambda s: "\r" not in s and "\n" not in s)
+path_text = url_text.filter(lambda s: not any(c in s for c in "{}?#") and not s.startswith("_flowledger"))
+header_text = st.one_of(  # what HTTP can carry: visible ASCII, spaces and tabs between
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30),
+    st.lists(st.sampled_from([d for d in DANGEROUS if d.isascii() and d.isprintable()]), max_size=8).map("".join),
+).map(lambda s: s.strip(" \t"))
 header_name = st.text(st.sampled_from("!#$%&'*+.^_`|~-0123456789azAZ"), min_size=1, max_size=12)
 json_leaf = st.one_of(
     free_text, st.integers(), st.booleans(), st.none(), st.floats(allow_nan=False, allow_infinity=False)

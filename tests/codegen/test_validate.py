@@ -15,6 +15,8 @@ from flowledger.codegen._load import parse_definition
 from flowledger.codegen._validate import validate
 
 HEAD = "flowledger: 1\nworkflow: {id: wf}\n"
+LONG_LOWERING = "\u0130" * 64
+"""A 64-character id whose lowercase is twice as long (`i` and a combining dot each)."""
 
 
 def problems(text: str, name: str = "wf.yaml") -> list[str]:
@@ -250,9 +252,63 @@ CORPUS: list[tuple[str, str, list[str]]] = [
             "`GET`, `POST`, `PUT`, `PATCH`, `DELETE`",
             "wf.yaml:5:32: nodes[0].http.url: 'ftp://x.test' is not an absolute http(s) URL without spaces, "
             "e.g. `https://example.com/hook`",
-            "wf.yaml:5:58: nodes[0].http.headers.Bad Header: 'Bad Header' is not an HTTP header name",
+            "wf.yaml:5:58: nodes[0].http.headers.Bad Header: 'Bad Header' is not an HTTP header name; use ASCII "
+            "letters, digits and !#$%&'*+-.^_`|~, without spaces",
             "wf.yaml:5:79: nodes[0].http.headers.Ok: a header value cannot contain line breaks",
             "wf.yaml:6:5: nodes[0].with: `with` passes keyword arguments to a function; http nodes take none",
+        ],
+    ),
+    (
+        "http header values HTTP cannot carry",
+        HEAD + "nodes:\n  - id: a\n    http: {url: 'http://x.test', headers: {A: \"\u00e9\", B: ' x', C: \"a\\tb\"}}\n",
+        [
+            "wf.yaml:5:47: nodes[0].http.headers.A: '\u00e9' is not a header value HTTP can carry; use visible ASCII "
+            "characters, with spaces or tabs only between them",
+            "wf.yaml:5:55: nodes[0].http.headers.B: ' x' is not a header value HTTP can carry; use visible ASCII "
+            "characters, with spaces or tabs only between them",
+        ],
+    ),
+    (
+        "http node URL ports outside 1-65535",
+        HEAD + "nodes:\n  - {id: a, http: {url: 'http://x.test:99999/h'}}\n"
+        "  - {id: b, http: {url: 'http://x.test:0/h'}, needs: [a]}\n"
+        "  - {id: c, http: {url: 'http://x.test:65535/h'}, needs: [b]}\n",
+        [
+            "wf.yaml:4:25: nodes[0].http.url: 'http://x.test:99999/h' has a bad port; write a port number "
+            "from 1 to 65535",
+            "wf.yaml:5:25: nodes[1].http.url: 'http://x.test:0/h' has a bad port; write a port number from 1 to 65535",
+        ],
+    ),
+    *[
+        (
+            f"trigger path {route}",
+            HEAD + f"trigger: {{type: http, http: {{path: '{route}'}}}}\nnodes:\n  - {{id: a, call: 'm:f'}}\n",
+            [f"wf.yaml:3:36: trigger.http.path: '{route}' {why}"],
+        )
+        for route, why in [
+            ("/a?b=1", "holds a query or fragment (`?`, `#`), so no request would ever match it; write the path alone"),
+            ("/a#x", "holds a query or fragment (`?`, `#`), so no request would ever match it; write the path alone"),
+            *[
+                (
+                    reserved,
+                    "is under `/_flowledger/`, where the module's own routes (such as `/_flowledger/resume`) live; "
+                    "choose another path",
+                )
+                for reserved in ("/_flowledger/resume", "/_flowledger/other", "/_flowledger")
+            ],
+        ]
+    ],
+    (
+        "id suggestions are never keywords or too long",
+        HEAD + "nodes:\n  - {id: Class, call: 'm:f'}\n  - {id: __import__, call: 'm:f'}\n"
+        f"  - {{id: {LONG_LOWERING}, call: 'm:f'}}\n",
+        [
+            "wf.yaml:4:10: nodes[0].id: 'Class' is not a node id; use lowercase letters, digits and `_`, starting "
+            "with a letter (for example `class_step`)",
+            "wf.yaml:5:10: nodes[1].id: '__import__' is not a node id; use lowercase letters, digits and `_`, "
+            "starting with a letter (for example `import_step`)",
+            f"wf.yaml:6:10: nodes[2].id: '{LONG_LOWERING}' is not a node id; use lowercase letters, digits and "
+            "`_`, starting with a letter",
         ],
     ),
     (

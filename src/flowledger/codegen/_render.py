@@ -20,7 +20,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import os
 import re
+import traceback
+from importlib import resources
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any, Final
 
@@ -203,10 +206,31 @@ def render(definition: Definition, *, templates_dir: str | FsPath | None = None)
         raise GenerationError(
             [f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {exc.message}"]
         ) from None
-    except (jinja2.UndefinedError, TypeError, ValueError) as exc:
-        raise GenerationError([f"{where}: rendering {TEMPLATE_NAME} failed: {exc}"]) from None
+    except Exception as exc:  # a user's template is user input: whatever it raises is a problem with it
+        place = _template_place(exc, env) or f"{where}: {TEMPLATE_NAME}"
+        raise GenerationError([f"{place}: rendering the template failed: {type(exc).__name__}: {exc}"]) from None
     check_module(source, definition)
     return source
+
+
+def _template_place(exc: BaseException, env: jinja2.Environment) -> str | None:
+    """``file:line`` of the template line that raised ``exc``, or None when no template frame is found.
+
+    Jinja rewrites a rendering error's traceback so that each template frame has the template's file
+    and line; the innermost frame in a file of one of the environment's template folders is the place.
+    """
+    import jinja2  # lazy, as in _environment
+
+    roots = [str(resources.files("flowledger").joinpath("templates"))]
+    loaders = env.loader.loaders if isinstance(env.loader, jinja2.ChoiceLoader) else []
+    for loader in loaders:
+        if isinstance(loader, jinja2.FileSystemLoader):
+            roots.extend(loader.searchpath)
+    roots = [os.path.join(os.path.abspath(root), "") for root in roots]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(tuple(roots))]
+    if not frames:
+        return None
+    return f"{frames[-1].filename}:{frames[-1].lineno}"
 
 
 # --- the check after generation ---------------------------------------------

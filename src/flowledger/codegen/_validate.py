@@ -13,10 +13,10 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from flowledger._run_context import CONTEXT_MAX_CHARS, context_problem, project_problem
-from flowledger._wire import CaptureMode
+from flowledger._wire import RESUME_APP_PATH, CaptureMode
 from flowledger.codegen._load import Document
 from flowledger.codegen._model import (
     FORMAT_VERSION,
@@ -55,6 +55,14 @@ NODE_ID: Final = re.compile(r"[a-z][a-z0-9_]*\Z")
 PY_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+"""An RFC 9110 token: the only header names HTTP can carry."""
+HEADER_VALUE: Final = re.compile(r"(?:[!-~](?:[ \t!-~]*[!-~])?)?\Z")
+"""Visible ASCII, with spaces and tabs only between visible characters: the header values httpx can encode
+and h11 sends (it refuses leading or trailing whitespace, line breaks and other control characters)."""
+MAX_PORT: Final = 65535
+RESERVED_ROUTE_PREFIX: Final = RESUME_APP_PATH.rsplit("/", 1)[0]
+"""``/_flowledger``: the generated module's own routes (resume) live under it, so a trigger path there would
+shadow them."""
 MAX_ID_LENGTH: Final = 64
 MAX_WORKFLOW_ID_LENGTH: Final = 128
 MAX_TEXT_LENGTH: Final = 1024
@@ -118,6 +126,20 @@ def validate(doc: Document) -> Definition:
 
 
 _YAML11_BOOLS: Final = frozenset({"yes", "no", "on", "off", "y", "n"})
+
+
+def _is_node_id(text: str) -> bool:
+    """Whether ``text`` passes every check of a node id (so that it may be suggested as one)."""
+    return bool(NODE_ID.match(text)) and len(text) <= MAX_ID_LENGTH and text not in _RESERVED_NODE_IDS
+
+
+def _port_ok(parts: SplitResult) -> bool:
+    """Whether the URL has no port or one from 1 to :data:`MAX_PORT`."""
+    try:
+        port = parts.port
+    except ValueError:  # urlsplit refuses ports past 65535 and ones that are not numbers
+        return False
+    return port is None or 1 <= port <= MAX_PORT
 
 
 def _looks_numeric(text: str) -> bool:
@@ -344,7 +366,8 @@ class _Validator:
             workflow_id = self.text(section["id"], (*path, "id"), max_length=MAX_WORKFLOW_ID_LENGTH)
             if workflow_id is not None and not WORKFLOW_ID.match(workflow_id):
                 suggestion = re.sub(r"[^a-z0-9_-]+", "-", workflow_id.lower()).strip("-_")
-                hint = f" (for example `{suggestion}`)" if suggestion and WORKFLOW_ID.match(suggestion) else ""
+                valid = WORKFLOW_ID.match(suggestion) and len(suggestion) <= MAX_WORKFLOW_ID_LENGTH
+                hint = f" (for example `{suggestion}`)" if valid else ""
                 self.at(
                     (*path, "id"),
                     f"{workflow_id!r} is not a workflow id; use lowercase letters, digits, `_` and `-`, "
@@ -387,6 +410,20 @@ class _Validator:
                 self.at(
                     (*path, "http", "path"),
                     f"{route!r} is not a route path; start it with `/` and use no spaces, braces or control characters",
+                )
+                return None
+            if "?" in route or "#" in route:
+                self.at(
+                    (*path, "http", "path"),
+                    f"{route!r} holds a query or fragment (`?`, `#`), so no request would ever match it; "
+                    "write the path alone",
+                )
+                return None
+            if route == RESERVED_ROUTE_PREFIX or route.startswith(f"{RESERVED_ROUTE_PREFIX}/"):
+                self.at(
+                    (*path, "http", "path"),
+                    f"{route!r} is under `{RESERVED_ROUTE_PREFIX}/`, where the module's own routes (such as "
+                    f"`{RESUME_APP_PATH}`) live; choose another path",
                 )
                 return None
             return Trigger(kind, http_path=route)
@@ -527,7 +564,9 @@ class _Validator:
             return None
         if not NODE_ID.match(text):
             suggestion = re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
-            hint = f" (for example `{suggestion}`)" if suggestion and NODE_ID.match(suggestion) else ""
+            if suggestion in _RESERVED_NODE_IDS:
+                suggestion += "_step"
+            hint = f" (for example `{suggestion}`)" if _is_node_id(suggestion) else ""
             self.at(
                 path,
                 f"{text!r} is not a node id; use lowercase letters, digits and `_`, starting with a letter{hint}",
@@ -620,6 +659,9 @@ class _Validator:
                     f"{url!r} is not an absolute http(s) URL without spaces, e.g. `https://example.com/hook`",
                 )
                 url = None
+            elif not _port_ok(parts):
+                self.at((*path, "url"), f"{url!r} has a bad port; write a port number from 1 to {MAX_PORT}")
+                url = None
         headers: list[tuple[str, str | EnvRef]] = []
         if "headers" in section:
             raw_headers = section["headers"]
@@ -631,7 +673,11 @@ class _Validator:
                 for name, item in raw_headers.items():
                     where = (*path, "headers", name)
                     if not HEADER_NAME.match(name):
-                        self.at_key(where, f"{name!r} is not an HTTP header name")
+                        self.at_key(
+                            where,
+                            f"{name!r} is not an HTTP header name; use ASCII letters, digits and "
+                            "!#$%&'*+-.^_`|~, without spaces",
+                        )
                         continue
                     env = self.env_ref(item, where)
                     if env is not None:
@@ -640,6 +686,12 @@ class _Validator:
                     header_value = self.text(item, where)
                     if header_value is not None and ("\r" in header_value or "\n" in header_value):
                         self.at(where, "a header value cannot contain line breaks")
+                    elif header_value is not None and not HEADER_VALUE.match(header_value):
+                        self.at(
+                            where,
+                            f"{header_value!r:.80} is not a header value HTTP can carry; use visible ASCII "
+                            "characters, with spaces or tabs only between them",
+                        )
                     elif header_value is not None:
                         headers.append((name, header_value))
         if url is None:
