@@ -141,9 +141,9 @@ class RuntimeFailure(FlowledgerError):
 
 @_public("flowledger")
 class RunAborted(RuntimeFailure):
-    """A run passed its deadline or its budget and was stopped.
+    """A run passed its deadline or its budget, or was interrupted (SIGINT in a generated module), and was stopped.
 
-    ``reason`` is an ``AbortReason``: ``"deadline"`` or ``"budget"``.
+    ``reason`` is an ``AbortReason``: ``"deadline"``, ``"budget"`` or ``"interrupted"``.
     """
 
     def __init__(self, reason: str, message: str) -> None:

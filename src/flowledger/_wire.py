@@ -119,6 +119,8 @@ class AbortReason(enum.StrEnum):
 
     DEADLINE = "deadline"
     BUDGET = "budget"
+    INTERRUPTED = "interrupted"
+    """Stopped from outside: SIGINT (Ctrl-C) to a generated module's run."""
 
 
 class LogLevel(enum.StrEnum):

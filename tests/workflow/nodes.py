@@ -200,3 +200,12 @@ def surrogate(value: Any) -> str:
 def surrogate_error(value: Any) -> Any:
     """Raise an error whose message is a lone surrogate."""
     raise ValueError("\ud800")
+
+
+def announce_then_sleep(value: Any, *, delay_s: float) -> Any:
+    """Sync: say on stderr that the node started (a test waits for it), then sleep ``delay_s``."""
+    import sys
+
+    print("node started", file=sys.stderr, flush=True)
+    time.sleep(delay_s)
+    return value

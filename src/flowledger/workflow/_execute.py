@@ -16,8 +16,9 @@ package, so fixing it needs no regeneration:
 - a node that fails after its retries fails the run (unless
   ``on_error=CONTINUE``), its dependents are skipped, independent branches
   finish; a skipped node skips its dependents;
-- the run's deadline and budget abort it: running nodes are cancelled and
-  the nodes that never started are recorded as skipped.
+- the run's deadline and budget abort it, and so does its ``interrupt``
+  event (the generated module sets it on SIGINT): running nodes are
+  cancelled and the nodes that never started are recorded as skipped.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from flowledger._exceptions import RunAborted, WorkflowFailed
-from flowledger._wire import REUSED_FROM_ATTRIBUTE, NodeStatus, RunStatus, TriggerType
+from flowledger._wire import REUSED_FROM_ATTRIBUTE, AbortReason, NodeStatus, RunStatus, TriggerType
 from flowledger.instrument import Run, record_skip, run
 from flowledger.workflow._attempts import one_attempt, run_attempts
 from flowledger.workflow._host import MAX_WORKER_THREADS, NodeHost
@@ -47,6 +48,8 @@ __all__ = ["MAX_WORKER_THREADS", "Execution", "RunResult", "execute", "execute_r
 
 LOOP_TURN_S: Final = 0.005
 """A task running a chain's nodes one after another lets the event loop take a turn at least this often."""
+INTERRUPTED_MESSAGE: Final = "the run was interrupted (SIGINT)"
+"""The message of the RunAborted (reason ``interrupted``) of a run whose ``interrupt`` event was set."""
 NodeWork = Coroutine[Any, Any, tuple[NodeStatus, Any]]
 """One node's work in a run: running it (or reusing its recorded output), to its state and output."""
 
@@ -125,8 +128,12 @@ async def execute_run(
     executor: Executor | str | None = None,
     resume: ResumePlan | None = None,
     parent_run_id: str | None = None,
+    interrupt: asyncio.Event | None = None,
 ) -> RunResult:
     """Run ``workflow`` once and return how it ended, without raising for a failed run.
+
+    Setting ``interrupt`` aborts the run (reason ``interrupted``) as its deadline would: the running
+    nodes are cancelled, the others recorded as skipped.
 
     ``resume`` (see :func:`~flowledger.workflow._resume.plan_resume`) makes the run a resume of an
     earlier one: its reused nodes are recorded with their recorded outputs instead of running, and the
@@ -155,7 +162,9 @@ async def execute_run(
         intent=workflow.intent,
         parent_run_id=parent_run_id,
     )
-    execution = Execution(workflow, recorder, dry_run=dry_run, transport=transport, executor=chosen)
+    execution = Execution(
+        workflow, recorder, dry_run=dry_run, transport=transport, executor=chosen, interrupt=interrupt
+    )
     if resume is not None:
         execution.reuse_from(resume)
     try:
@@ -187,8 +196,10 @@ class Execution(NodeHost):
         dry_run: bool,
         transport: httpx.AsyncBaseTransport | None = None,
         executor: Executor | None = None,
+        interrupt: asyncio.Event | None = None,
     ) -> None:
         super().__init__(workflow, recorder, dry_run=dry_run, transport=transport)
+        self._interrupt = interrupt
         self.executor: Executor = executor if executor is not None else LocalExecutor()
         self._local = type(self.executor) is LocalExecutor
         self.failure: tuple[BaseException, str] | None = None
@@ -243,6 +254,10 @@ class Execution(NodeHost):
         self._payload = payload
         self._context = contextvars.copy_context()
         self._open = True
+        watch: asyncio.Task[bool] | None = None
+        if self._interrupt is not None:
+            watch = asyncio.create_task(self._interrupt.wait(), name="flowledger-interrupt")
+            watch.add_done_callback(self._interrupted)
         try:
             self._start_ready()
             while self._running:
@@ -261,7 +276,17 @@ class Execution(NodeHost):
             raise
         finally:
             self._open = False
+            if watch is not None:
+                watch.cancel()
         return self._outputs.get(self.workflow.output)
+
+    def _interrupted(self, watch: asyncio.Task[bool]) -> None:
+        """The ``interrupt`` event was set: stop the run as an abort (``run_graph`` wakes and raises it)."""
+        if watch.cancelled() or not self._open or self._stop is not None:
+            return
+        self.run.abort(AbortReason.INTERRUPTED, INTERRUPTED_MESSAGE)
+        self._stop = RunAborted(AbortReason.INTERRUPTED, INTERRUPTED_MESSAGE)
+        self._wakeup.set()
 
     async def _wait_for_done(self) -> None:
         """Wait until no node runs, the run is stopped, or the deadline comes (one wake-up, however many run)."""
@@ -407,7 +432,8 @@ class Execution(NodeHost):
 
     async def _abort(self, abort: RunAborted, waiting: list[Node], running: dict[asyncio.Task[None], Node]) -> None:
         # The message reaches the CancelledError each running attempt records, so its error says why.
-        why = f"cancelled by the run's {abort.reason}: {abort}"
+        cause = "an interrupt" if abort.reason == AbortReason.INTERRUPTED else f"the run's {abort.reason}"
+        why = f"cancelled by {cause}: {abort}"
         for task in running:
             task.cancel(why)
         if running:

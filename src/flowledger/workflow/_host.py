@@ -2,7 +2,7 @@
 
 :class:`NodeHost` is the part of an execution that one attempt uses
 (:mod:`._attempts`): the SDK's ``attempt()`` record, calling the node's
-function (awaited if async, in a worker thread if sync) or sending its
+function (awaited if async, in a worker thread if sync: a daemon thread, see :mod:`._threads`) or sending its
 request. The scheduler (:class:`~._execute.Execution`) is one; a distributed
 executor's worker builds one for the node it was sent.
 """
@@ -16,7 +16,7 @@ import inspect
 import os
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Final
 
 from flowledger._exceptions import ResumeRefused
@@ -25,6 +25,7 @@ from flowledger.instrument import FixedAttributes, NodeAttempt, Run, attempt
 from flowledger.workflow._http_call import send
 from flowledger.workflow._resume import RecordedEffect, node_sha256
 from flowledger.workflow._spec import Env, Node, Phase, Workflow
+from flowledger.workflow._threads import DaemonPool
 
 if TYPE_CHECKING:  # httpx itself is imported with the run's first http node (see NodeHost.http_client)
     import httpx
@@ -36,26 +37,26 @@ MAX_WORKER_THREADS: Final = 64
 MAX_IDLE_POOLS: Final = 4
 """Worker pools kept for later runs once their run ended with all its calls done (each run has a pool of its own)."""
 
-_idle_pools: list[ThreadPoolExecutor] = []
+_idle_pools: list[DaemonPool] = []
 _idle_lock = threading.Lock()
 
 
-def _take_pool() -> ThreadPoolExecutor:
+def _take_pool() -> DaemonPool:
     """A worker pool for one run: an idle one an earlier run gave back (its threads started already), or a new one."""
     with _idle_lock:
         if _idle_pools:
             return _idle_pools.pop()
-    return ThreadPoolExecutor(MAX_WORKER_THREADS, thread_name_prefix="flowledger-node")
+    return DaemonPool(MAX_WORKER_THREADS, thread_name_prefix="flowledger-node")
 
 
-def _give_back(pool: ThreadPoolExecutor, *, busy: bool) -> None:
+def _give_back(pool: DaemonPool, *, busy: bool) -> None:
     """Keep ``pool`` for a later run if none of its calls is left; otherwise cancel what waits and let it end."""
     if not busy:
         with _idle_lock:
             if len(_idle_pools) < MAX_IDLE_POOLS:
                 _idle_pools.append(pool)
                 return
-    pool.shutdown(wait=False, cancel_futures=True)
+    pool.shutdown(cancel_futures=True)
 
 
 def _forget_pools_after_fork() -> None:
@@ -96,7 +97,7 @@ class NodeHost:
         self.run = recorder
         self.dry_run = dry_run
         self.transport = transport
-        self._threads: ThreadPoolExecutor | None = None
+        self._threads: DaemonPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         """The loop the run's sync calls are awaited on, found with the pool (each lookup of it is a system call)."""
         self._jobs: set[Future[Any]] = set()

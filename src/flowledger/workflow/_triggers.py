@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -35,9 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from flowledger._exceptions import ConfigError, ResumeRefused
+from flowledger._exceptions import ConfigError, ResumeRefused, RunAborted
 from flowledger._run_context import run_id_from_baggage
-from flowledger._wire import MARKER_KEY, RESUME_APP_PATH, RunStatus, TriggerType
+from flowledger._wire import MARKER_KEY, RESUME_APP_PATH, AbortReason, RunStatus, TriggerType
 from flowledger.instrument import flush
 from flowledger.instrument._capture import clean_str, to_jsonable
 from flowledger.instrument._config import DEFAULT_ENDPOINT
@@ -46,11 +47,22 @@ from flowledger.workflow._resume import ResumePlan, fetch_evidence, plan_resume
 from flowledger.workflow._spec import HttpTrigger, Schedule, Workflow
 from flowledger.workflow.executors._base import EXECUTOR_ENV, EXECUTORS, Executor, executor_named
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "http_app", "main", "next_cron_time", "serve_schedule"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "http_app",
+    "main",
+    "next_cron_time",
+    "serve_schedule",
+]
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+"""SIGINT (Ctrl-C) stopped the run: 128 + the signal's number, as a shell reports it."""
 MAX_HTTP_BODY_BYTES: Final = 10 * 1024 * 1024
 DEFAULT_HTTP_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 8000
@@ -118,6 +130,26 @@ def _port(text: str) -> int:
     return port
 
 
+def _runs(text: str) -> int:
+    """``--max-runs``: a count of runs, 1 or more (argparse turns anything else into a usage error, exit 2)."""
+    try:
+        runs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of runs (1 or more)") from None
+    if runs < 1:
+        raise argparse.ArgumentTypeError(f"{runs} runs would run nothing: use 1 or more, or leave it out to run on")
+    return runs
+
+
+def _bad_host(host: str, port: int) -> str | None:
+    """What is wrong with ``--host`` as an address to bind (None when it resolves), said before uvicorn tries it."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError; UnicodeError: an unencodable name
+        return f"--host {host!r} is not an address or host name to bind: {getattr(exc, 'strerror', None) or exc}"
+    return None
+
+
 def _parser(workflow: Workflow, prog: str | None) -> argparse.ArgumentParser:
     title = workflow.name or workflow.id
     parser = argparse.ArgumentParser(prog=prog, description=f"Run the workflow {title!r} ({workflow.id}).")
@@ -126,11 +158,17 @@ def _parser(workflow: Workflow, prog: str | None) -> argparse.ArgumentParser:
         metavar="JSON",
         help="the trigger payload as JSON, @FILE to read it from a file, or - to read standard input",
     )
-    parser.add_argument("--dry-run", action="store_true", help="simulate the effect nodes instead of running them")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="simulate the effect nodes instead of running them (with --serve: in every run it starts)",
+    )
     parser.add_argument(
         "--serve", action="store_true", help="schedule trigger: run every interval; http trigger: serve the app"
     )
-    parser.add_argument("--max-runs", type=int, metavar="N", help="with --serve on a schedule: stop after N runs")
+    parser.add_argument(
+        "--max-runs", type=_runs, metavar="N", help="with --serve on a schedule: stop after N runs (1 or more)"
+    )
     parser.add_argument(
         "--overlap", action="store_true", help="with --serve on a schedule: start runs on time even if one is running"
     )
@@ -220,15 +258,37 @@ def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | N
                 print(f"error: {exc}", file=sys.stderr)
                 return EXIT_FAILED
             print(plan.describe(), file=sys.stderr)
-        result = asyncio.run(
-            execute_run(
-                workflow, payload, dry_run=args.dry_run, trigger=TriggerType.MANUAL, executor=executor, resume=plan
-            )
-        )
+        result = asyncio.run(_run_once(workflow, payload, dry_run=args.dry_run, executor=executor, resume=plan))
         return _report(workflow, result, sys.stdout, sys.stderr)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the run started or after it ended: nothing left to record
         print("interrupted", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_INTERRUPTED
+
+
+async def _run_once(
+    workflow: Workflow, payload: Any, *, dry_run: bool, executor: Executor, resume: ResumePlan | None
+) -> RunResult:
+    """One run from the command line; SIGINT (Ctrl-C) during it aborts it as ``interrupted``, recorded."""
+    interrupt = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupt.set)
+        installed = True
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+        installed = False
+    try:
+        return await execute_run(
+            workflow,
+            payload,
+            dry_run=dry_run,
+            trigger=TriggerType.MANUAL,
+            executor=executor,
+            resume=resume,
+            interrupt=interrupt,
+        )
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
 
 
 def _unknown_node(workflow: Workflow, node_id: str | None) -> str | None:
@@ -280,6 +340,8 @@ def _report(workflow: Workflow, result: RunResult, out: TextIO, err: TextIO) -> 
         out.flush()
         return EXIT_OK
     err.write(f"workflow {workflow.id}: {_describe(result)}\n")
+    if isinstance(result.error, RunAborted) and result.error.reason == AbortReason.INTERRUPTED:
+        return EXIT_INTERRUPTED
     return EXIT_FAILED
 
 
@@ -305,7 +367,12 @@ def _serve(workflow: Workflow, args: argparse.Namespace, payload: Any, executor:
         except ImportError as exc:
             print(f"error: serving an http trigger needs {exc.name}: {HTTP_EXTRA_HINT}", file=sys.stderr)
             return EXIT_USAGE
-        uvicorn.run(http_app(workflow, executor=executor), host=args.host, port=args.port, log_level="warning")
+        bad_host = _bad_host(args.host, args.port)
+        if bad_host is not None:
+            print(f"error: {bad_host}", file=sys.stderr)
+            return EXIT_USAGE
+        app = http_app(workflow, executor=executor, dry_run=args.dry_run)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
         return EXIT_OK
     print(
         f"error: workflow {workflow.id} has a manual trigger; --serve needs an http or schedule trigger",
@@ -403,28 +470,32 @@ def next_cron_time(expression: str, after: float) -> float:
 class _LazyApp:
     """An ASGI app that builds the Starlette app on first use."""
 
-    def __init__(self, workflow: Workflow, executor: Executor | str | None = None) -> None:
+    def __init__(self, workflow: Workflow, executor: Executor | str | None = None, *, dry_run: bool = False) -> None:
         self.workflow = workflow
         self.executor = executor
+        self.dry_run = dry_run
         self._app: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
-            self._app = _build_app(self.workflow, self.executor)
+            self._app = _build_app(self.workflow, self.executor, dry_run=self.dry_run)
         await self._app(scope, receive, send)
 
 
 def http_app(
-    workflow: Workflow, *, executor: Executor | str | None = None
+    workflow: Workflow, *, executor: Executor | str | None = None, dry_run: bool = False
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """The ASGI app of an http-triggered workflow: ``POST <path>`` runs it once (on ``executor``)."""
+    """The ASGI app of an http-triggered workflow: ``POST <path>`` runs it once (on ``executor``).
+
+    ``dry_run``: every run is a dry run (``--serve --dry-run``); otherwise a request asks for one with ``?dry_run=1``.
+    """
     if not isinstance(workflow.trigger, HttpTrigger):
         raise TypeError(f"workflow {workflow.id} has no http trigger")
-    return _LazyApp(workflow, executor)
+    return _LazyApp(workflow, executor, dry_run=dry_run)
 
 
 def _build_app(
-    workflow: Workflow, executor: Executor | str | None = None
+    workflow: Workflow, executor: Executor | str | None = None, *, dry_run: bool = False
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     # lazy: starlette is an optional dependency (the receiver extra); importing a generated module stays cheap
     try:
@@ -454,11 +525,11 @@ def _build_app(
             return problem(400, f"the request body is not valid JSON: {exc}")
         except RecursionError:
             return problem(400, f"the request body {TOO_DEEP}")
-        dry_run = request.query_params.get("dry_run", "").lower() in ("1", "true", "yes")
+        asked = request.query_params.get("dry_run", "").lower() in ("1", "true", "yes")
         result = await execute_run(
             workflow,
             payload,
-            dry_run=dry_run,
+            dry_run=dry_run or asked,
             trigger=TriggerType.HTTP,
             traceparent=request.headers.get("traceparent"),
             executor=executor,
@@ -506,7 +577,9 @@ def _build_app(
             plan = plan_resume(workflow, evidence, from_node=from_node if isinstance(from_node, str) else None)
         except ResumeRefused as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
-        result = await execute_run(workflow, None, trigger=TriggerType.HTTP, executor=executor, resume=plan)
+        result = await execute_run(
+            workflow, None, dry_run=dry_run, trigger=TriggerType.HTTP, executor=executor, resume=plan
+        )
         # The answer names the new run: send its records first, so that whoever asked can open it at once.
         await asyncio.to_thread(flush, RESUME_FLUSH_S)
         return JSONResponse({"run_id": result.run_id, "status": result.status.value})

@@ -351,13 +351,39 @@ def test_queue_byte_bound_drops_and_counts(tmp_path: Path) -> None:
     sender.shutdown(1.0)
 
 
-def test_unserializable_event_is_dropped_alone(tmp_path: Path) -> None:
-    """An event holding a value JSON cannot carry is dropped and counted; its batch-mates still go."""
+def test_an_event_orjson_refuses_is_sent_cleaned_as_captured(tmp_path: Path) -> None:
+    """An event holding values orjson refuses goes out converted as capture converts values, not dropped."""
     receiver = MockReceiver()
     sender = _sender(tmp_path, receiver)
     good = _submit(sender, 3)
-    sender.submit(make_event(3, value=object()), 300)
-    assert not sender.flush(FLUSH_S)
+    odd = make_event(3, thing=object(), text="lone \ud800 surrogate", huge=2**70)
+    sender.submit(odd, 300)
+    assert sender.flush(FLUSH_S)
+    assert sorted(receiver.event_ids()) == sorted(e["event_id"] for e in [*good, odd])
+    sent = next(e for body in receiver.bodies for e in body if e["event_id"] == odd["event_id"])
+    assert sent["kind"] == odd["kind"]
+    assert sent["seq"] == odd["seq"]
+    assert "object object at" in json.dumps(sent["data"]["thing"])
+    assert sent["data"]["text"] == "lone \ufffd surrogate"
+    assert sent["data"]["huge"] != 2**70  # a marker: orjson cannot carry it as a number
+    assert sender.stats()["dropped_unserializable"] == 0
+    sender.shutdown(1.0)
+
+
+class _Unrepresentable:
+    """A value even capture cannot convert: its repr raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_an_event_even_capture_cannot_convert_is_dropped_alone(tmp_path: Path) -> None:
+    """When cleaning fails too, that event is dropped and counted; its batch-mates still go."""
+    receiver = MockReceiver()
+    sender = _sender(tmp_path, receiver)
+    good = _submit(sender, 3)
+    sender.submit(make_event(3, value=_Unrepresentable()), 300)
+    sender.flush(FLUSH_S)
     assert sorted(receiver.event_ids()) == sorted(e["event_id"] for e in good)
     assert sender.stats()["dropped_unserializable"] == 1
     sender.shutdown(1.0)

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import httpx
 
 from flowledger._apikey import api_key_problem
+from flowledger.instrument._capture import to_jsonable
 from flowledger.instrument._config import Settings
 from flowledger.instrument._url import masked
 from flowledger.instrument.delivery._backoff import Outage, RetryBudget
@@ -97,12 +98,11 @@ class Delivery:
         except (TypeError, ValueError):
             kept = []
             for event in events:
-                try:
-                    encode_batch([event])
-                except (TypeError, ValueError):
+                cleaned = _encodable(event)
+                if cleaned is None:
                     self._drop(DropReason.UNSERIALIZABLE, 1)
                 else:
-                    kept.append(event)
+                    kept.append(cleaned)
             return (gzip_body(encode_batch(kept)) if kept else b""), kept
 
     def _post(self, body: bytes, events: list[dict[str, Any]], retries: int) -> PostOutcome:
@@ -250,3 +250,22 @@ class Delivery:
 
     def _log_once(self, kind: str, message: str, *args: object) -> None:
         self._counters.log_once(kind, message, *args)
+
+
+def _encodable(event: dict[str, Any]) -> dict[str, Any] | None:
+    """``event`` if it encodes; else its copy made JSON-safe as the SDK captures values; None if that fails too.
+
+    The safety net for a value that reached an event without going through capture (an object, a lone
+    surrogate, NaN, a 65-bit integer...): it goes out as its capture marker rather than being dropped.
+    """
+    try:
+        encode_batch([event])
+        return event
+    except (TypeError, ValueError):
+        pass
+    try:
+        cleaned = to_jsonable(event)
+        encode_batch([cleaned])
+    except Exception:  # a __repr__ that raises, say: telemetry never breaks its host, the event is dropped
+        return None
+    return cleaned if isinstance(cleaned, dict) else None

@@ -79,10 +79,11 @@ def executor_named(name: str | None = None) -> Executor:
     Raises ConfigError naming the known executors for a name that is not one,
     and when the engine's package is not installed.
     """
-    chosen = (name or os.environ.get(EXECUTOR_ENV) or DEFAULT_EXECUTOR).strip().lower()
+    # An empty name given is refused, not taken for the default: only None means "not chosen".
+    chosen = (name if name is not None else os.environ.get(EXECUTOR_ENV) or DEFAULT_EXECUTOR).strip().lower()
     make = EXECUTORS.get(chosen)
     if make is None:
-        source = "--executor" if name else EXECUTOR_ENV
+        source = "--executor" if name is not None else EXECUTOR_ENV
         raise ConfigError(f"{source} {chosen!r} is not an executor: use one of {', '.join(sorted(EXECUTORS))}.")
     with _lock:
         executor = _built.get(chosen)
