@@ -114,36 +114,33 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await the_store.open()
-        writer.start()
-        sweeper.start()
-        retention.start()
-        checkpointer.start()
-        reconciler.start()
-        linker.start()
-        grpc_server = None
-        try:
-            if config.grpc_port is not None:  # the grpc extra: imported only when asked for
-                from flowledger.receiver.otlp._grpc import start_grpc
-
-                grpc_server = await start_grpc(app, app.state.receiver)
-            yield
-        finally:
-            if grpc_server is not None:
-                from flowledger.receiver.otlp._grpc import GRPC_STOP_GRACE_S
-
-                await grpc_server.stop(GRPC_STOP_GRACE_S)
-            for module in route_modules:  # a feature's own shutdown (e.g. sending queued OTLP forwards)
+        # Whatever started is stopped, in the reverse order, also when a later part fails to start: a failed
+        # startup ends the process instead of leaving the store and the writer's threads holding it open.
+        async with contextlib.AsyncExitStack() as stack:
+            await the_store.open()
+            stack.push_async_callback(the_store.close)
+            checkpointer.start()
+            stack.push_async_callback(checkpointer.stop)
+            writer.start()
+            stack.push_async_callback(writer.stop)
+            reconciler.start()
+            stack.push_async_callback(reconciler.stop)
+            retention.start()
+            stack.push_async_callback(retention.stop)
+            linker.start()
+            stack.push_async_callback(linker.stop)
+            sweeper.start()
+            stack.push_async_callback(sweeper.stop)
+            for module in reversed(route_modules):  # a feature's own shutdown (e.g. sending queued OTLP forwards)
                 on_shutdown = getattr(module, "on_shutdown", None)
                 if on_shutdown is not None:
-                    await on_shutdown(app)
-            await sweeper.stop()
-            await linker.stop()
-            await retention.stop()
-            await reconciler.stop()
-            await writer.stop()
-            await checkpointer.stop()
-            await the_store.close()
+                    stack.push_async_callback(on_shutdown, app)
+            if config.grpc_port is not None:  # the grpc extra: imported only when asked for
+                from flowledger.receiver.otlp._grpc import GRPC_STOP_GRACE_S, start_grpc
+
+                grpc_server = await start_grpc(app, app.state.receiver)
+                stack.push_async_callback(grpc_server.stop, GRPC_STOP_GRACE_S)
+            yield
 
     routes: list[BaseRoute] = [route for module in route_modules for route in module.ROUTES]
     app = Starlette(

@@ -93,6 +93,8 @@ def load_keys_file(path: Path) -> dict[str, str]:
     """Read ``[keys] token = project`` from a TOML file."""
     try:
         document = tomllib.loads(path.read_text("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"the API key file {path} is not UTF-8 text; save it as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the API key file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -100,6 +102,8 @@ def load_keys_file(path: Path) -> dict[str, str]:
     keys = document.get("keys")
     if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
         raise ConfigError(f'the API key file {path} needs a [keys] table of "token" = "project" lines')
+    if not keys:  # an empty table would quietly turn authentication off
+        raise ConfigError(f'the API key file {path} has no key in its [keys] table; add "token" = "project" lines')
     return {str(k): str(v) for k, v in keys.items()}
 
 

@@ -24,15 +24,52 @@ import httpx
 
 from flowledger._exceptions import ConfigError, KeyFileError
 from flowledger._wire import format_ts
-from flowledger.receiver._config import ReceiverConfig
+from flowledger.receiver._config import ReceiverConfig, shown_url
 from flowledger.receiver.store._checkpoint import Checkpoint, SignerKey, sign_checkpoint
 from flowledger.receiver.store._protocol import Store
 
-__all__ = ["LATEST_NAME", "Checkpointer"]
+__all__ = ["LATEST_NAME", "Checkpointer", "check_checkpoint_settings"]
 
 _log = logging.getLogger("flowledger.receiver")
 LATEST_NAME: Final = "latest.txt"
 _POST_TIMEOUT_S: Final = 10.0
+
+
+def _signer_key(path: Path) -> SignerKey:
+    """The signing key in ``path``; ConfigError (one line, never the file's contents) when it cannot be used."""
+    try:
+        return SignerKey.parse(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"the checkpoint key {path} cannot be read: {reason.lower()}") from None
+    except (UnicodeDecodeError, KeyFileError):
+        raise ConfigError(f"the checkpoint key {path} is not a signing key; write one with flowledger keygen") from None
+
+
+def _check_dir(path: Path) -> None:
+    """ConfigError unless ``path`` is a directory or can be made one (its nearest existing parent is one)."""
+    if path.exists():
+        if not path.is_dir():
+            raise ConfigError(f"the checkpoint directory {path} is not a directory")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"the checkpoint directory {path} cannot be made: {parent} is not a directory")
+
+
+def check_checkpoint_settings(config: ReceiverConfig) -> None:
+    """Refuse, before the receiver starts, checkpoint settings it could not use: one of the two set, a key that
+    cannot be read or is not a signing key, a directory that is a file or cannot be made."""
+    if (config.checkpoint_dir is None) != (config.checkpoint_key is None):
+        raise ConfigError(
+            "set both FLOWLEDGER_RECEIVER_CHECKPOINT_DIR and FLOWLEDGER_RECEIVER_CHECKPOINT_KEY (or neither)"
+        )
+    if config.checkpoint_dir is None or config.checkpoint_key is None:
+        return
+    _signer_key(config.checkpoint_key)
+    _check_dir(config.checkpoint_dir)
 
 
 def _write(path: Path, text: str) -> None:
@@ -60,11 +97,13 @@ class Checkpointer:
         """Read the key and start (no-op when checkpoints are off). ConfigError when the key cannot be used."""
         if self._dir is None or self._key_path is None or self._task is not None:
             return
+        self._key = _signer_key(self._key_path)
+        _check_dir(self._dir)
         try:
-            self._key = SignerKey.parse(self._key_path.read_text(encoding="utf-8"))
-        except (OSError, KeyFileError) as exc:
-            raise ConfigError(f"the checkpoint key {self._key_path} cannot be used: {exc}") from None
-        self._dir.mkdir(parents=True, exist_ok=True)
+            self._dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._key = None
+            raise ConfigError(f"the checkpoint directory {self._dir} cannot be made: {exc.strerror}") from None
         if self._interval_s > 0:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="flowledger-checkpointer")
 
@@ -97,8 +136,13 @@ class Checkpointer:
                 async with httpx.AsyncClient(timeout=_POST_TIMEOUT_S) as client:
                     answer = await client.post(self._url, content=text, headers={"content-type": "text/plain"})
                 answer.raise_for_status()
-            except httpx.HTTPError as exc:
-                _log.warning("posting checkpoint %d to %s failed: %s", head.size, self._url, exc)
+            except httpx.HTTPError as exc:  # never the URL as given, nor httpx's text (which holds it)
+                reason = (
+                    f"answered {exc.response.status_code}"
+                    if isinstance(exc, httpx.HTTPStatusError)
+                    else type(exc).__name__
+                )
+                _log.warning("posting checkpoint %d to %s failed: %s", head.size, shown_url(self._url), reason)
         return path
 
     async def _run(self) -> None:

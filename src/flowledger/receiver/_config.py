@@ -10,14 +10,17 @@ checked here too, so that a bad value stops ``flowledger serve`` at start.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
+from urllib.parse import urlsplit
 
 from flowledger._exceptions import ConfigError
+from flowledger._run_context import PROJECT_PATTERN
 from flowledger.receiver._resume_endpoints import RESUME_ENDPOINTS_ENV, parse_resume_endpoints
 from flowledger.receiver._trace_url import TRACE_ID_PLACEHOLDER
 
@@ -28,11 +31,13 @@ __all__ = [
     "IngestLimits",
     "ReceiverConfig",
     "RetentionPolicy",
+    "check_checkpoint_url",
     "check_template",
     "config_from_env",
     "parse_forward_endpoint",
     "parse_forward_headers",
     "parse_retention",
+    "shown_url",
     "template_from_env",
 ]
 
@@ -71,6 +76,9 @@ DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: Final = 16 * 1024 * 1024
 DEFAULT_HEADER_TIMEOUT_S: Final = 10.0
 """Time a request has to send its complete headers before it is answered 408 and its connection closed."""
 DEFAULT_MAX_CONNECTIONS: Final = 1000
+"""Connections a serving process keeps open at once (lowered to fit the process's file descriptor limit)."""
+DEFAULT_SHUTDOWN_S: Final = 10.0
+"""Seconds a stopping receiver waits for open requests to finish (``FLOWLEDGER_RECEIVER_SHUTDOWN_S``)."""
 """Connections a serving process keeps open at once (lowered to fit the process's file descriptor limit)."""
 
 DEFAULT_RETENTION_INTERVAL_S: Final = 3600.0
@@ -182,6 +190,8 @@ class ReceiverConfig:
     response) is answered 408 and the connection closed; an idle connection is closed."""
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     """Connections open at once; a further one is answered 503 with Retry-After and closed at once."""
+    shutdown_s: float = DEFAULT_SHUTDOWN_S
+    """Seconds a stopping receiver waits for open requests before closing them; 0: it does not wait."""
     retention: tuple[RetentionPolicy, ...] = ()
     """Retention policies (``FLOWLEDGER_RECEIVER_RETENTION``, JSON: see :func:`parse_retention`); empty: keep all."""
     retention_interval_s: float = DEFAULT_RETENTION_INTERVAL_S
@@ -217,16 +227,83 @@ class ReceiverConfig:
     """The interface of the gRPC port (``flowledger serve`` passes its ``--host``)."""
 
 
-def _parse(name: str, raw: str, kind: type) -> object:
+class _Range(NamedTuple):
+    """The values a numeric setting may take: ``low`` to ``high``; ``low_open``: more than ``low``."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    zero: str = ""
+    """What 0 means, when it is allowed and means something of its own ("off")."""
+
+    def span(self) -> str:
+        low, high = _shown(self.low), _shown(self.high)
+        return f"more than {low} and at most {high}" if self.low_open else f"from {low} to {high}"
+
+    def advice(self, kind: type) -> str:
+        number = "whole number" if kind is int else "number"
+        return f"set it to a {number} {self.span()}" + (f" (0 {self.zero})" if self.zero else "")
+
+    def holds(self, value: float) -> bool:
+        if not math.isfinite(value) or value > self.high:
+            return False
+        return value > self.low if self.low_open else value >= self.low
+
+
+def _shown(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+_YEAR_S: Final = 365 * _SECONDS_PER_DAY
+_HOUR_S: Final = 3600.0
+_MANY: Final = 1_000_000_000
+_BYTES_MAX: Final = 1 << 40
+_RANGES: Final[Mapping[str, _Range]] = {
+    "max_body_bytes": _Range(1, _BYTES_MAX),
+    "max_inflated_bytes": _Range(1, _BYTES_MAX),
+    "max_batch_events": _Range(1, _MANY),
+    "max_event_bytes": _Range(1, _BYTES_MAX),
+    "max_depth": _Range(1, 10_000),
+    "write_queue_max_requests": _Range(1, _MANY),
+    "commit_max_events": _Range(1, _MANY),
+    "switch_interval_s": _Range(0, 1, low_open=True),
+    "retry_after_s": _Range(0, _HOUR_S),
+    "stuck_after_s": _Range(0, _YEAR_S, low_open=True),
+    "sweep_interval_s": _Range(0, _YEAR_S, zero="turns the sweeper off"),
+    "readers": _Range(1, 256),
+    "forward_queue_max_requests": _Range(1, _MANY),
+    "forward_timeout_s": _Range(0, _HOUR_S, low_open=True),
+    "max_body_bytes_in_flight": _Range(1, _BYTES_MAX),
+    "header_timeout_s": _Range(0, _HOUR_S, low_open=True),
+    "max_connections": _Range(1, _MANY),
+    "shutdown_s": _Range(0, _HOUR_S, zero="does not wait"),
+    "retention_interval_s": _Range(0, _YEAR_S, zero="turns retention off"),
+    "retention_max_runs_per_pass": _Range(1, _MANY),
+    "checkpoint_interval_s": _Range(0, _YEAR_S, zero="writes one at shutdown only"),
+    "reconcile_interval_s": _Range(0, _YEAR_S, zero="turns reconciliation off"),
+    "reconcile_runs_per_pass": _Range(1, _MANY),
+    "reconcile_recent_events": _Range(0, _MANY),
+    "otlp_metric_series_max": _Range(1, _MANY),
+    "otlp_metric_points_max": _Range(1, _MANY),
+    "otlp_log_records_max": _Range(1, _MANY),
+    "otlp_link_interval_s": _Range(0, _YEAR_S, zero="turns the linking off"),
+    "grpc_port": _Range(0, 65535, zero="takes any free port"),
+}
+"""The range of every numeric ``FLOWLEDGER_RECEIVER_*`` setting, checked where the environment is read."""
+
+
+def _parse(name: str, raw: str, kind: type) -> int | float:
+    """The number ``raw`` of the setting ``name``, finite and in its range; ConfigError naming the variable."""
+    variable = _ENV_PREFIX + name.upper()
+    allowed = _RANGES[name]
+    value: int | float
     try:
-        if kind is int:
-            return int(raw)
-        if kind is float:
-            return float(raw)
+        value = int(raw) if kind is int else float(raw)
     except ValueError:
-        variable = _ENV_PREFIX + name.upper()
-        raise ConfigError(f"{variable}={raw!r} is not a number; set it to a {kind.__name__}.") from None
-    return raw
+        raise ConfigError(f"{variable}={raw.strip()[:40]!r} is not a number: {allowed.advice(kind)}.") from None
+    if not allowed.holds(value):
+        raise ConfigError(f"{variable}={raw.strip()[:40]!r} must be {allowed.span()}: {allowed.advice(kind)}.")
+    return value
 
 
 def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, str] | None = None) -> ReceiverConfig:
@@ -254,39 +331,63 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
     changes.update(_otlp_text_settings(env))
     resume_endpoints = env.get(RESUME_ENDPOINTS_ENV, "").strip()
     if resume_endpoints:
-        changes["resume_endpoints"] = parse_resume_endpoints(resume_endpoints)
+        changes["resume_endpoints"] = _resume_endpoints(resume_endpoints)
     for name in _CHECKPOINT_TEXT_FIELDS:
         raw = env.get(_ENV_PREFIX + name.upper(), "").strip()
         if raw:
-            changes[name] = raw if name == "checkpoint_url" else Path(raw)
+            changes[name] = check_checkpoint_url(raw) if name == "checkpoint_url" else Path(raw)
     retention = env.get(_ENV_PREFIX + "RETENTION")
     if retention:
         changes["retention"] = parse_retention(retention)
     if limit_changes:
         changes["limits"] = replace(config.limits, **limit_changes)  # type: ignore[arg-type]
-    _check_reconcile(changes)
-    _check_switch_interval(changes)
     return replace(config, **changes) if changes else config  # type: ignore[arg-type]
 
 
-def _check_switch_interval(changes: Mapping[str, object]) -> None:
-    """Refuse a switch interval Python would refuse (0 or less) or that is no use (over a second, NaN)."""
-    value = changes.get("switch_interval_s")
-    if isinstance(value, float) and not 0 < value <= 1:
-        variable = _ENV_PREFIX + "SWITCH_INTERVAL_S"
-        raise ConfigError(f"{variable}={value!r} must be more than 0 and at most 1 (seconds; Python's default: 0.005).")
+def _resume_endpoints(text: str) -> Mapping[str, str]:
+    """The resume endpoints; an error names the entry, never its URL (which may hold a password)."""
+    try:
+        return parse_resume_endpoints(text)
+    except ConfigError:
+        for number, entry in enumerate((part.strip() for part in text.split(",")), start=1):
+            try:
+                parse_resume_endpoints(entry)
+            except ConfigError:
+                raise ConfigError(
+                    f"{RESUME_ENDPOINTS_ENV} entry {number} is not WORKFLOW_ID=URL with an http:// or https:// URL; "
+                    "write for example order-intake=http://127.0.0.1:8000"
+                ) from None
+        raise  # pragma: no cover - a failing list has a failing entry
 
 
-_RECONCILE_MINIMUMS: Final = {"reconcile_interval_s": 0, "reconcile_runs_per_pass": 1, "reconcile_recent_events": 0}
+def shown_url(url: str) -> str:
+    """``url`` without its user part and with its query values hidden: safe to print or log."""
+    if "://" not in url:
+        return "***"
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        query = "&".join(f"{pair.partition('=')[0]}=***" for pair in parts.query.split("&") if pair)
+        return parts._replace(netloc=host, query=query, fragment="").geturl()
+    except ValueError:
+        return url.split("://", 1)[0] + "://***"
 
 
-def _check_reconcile(changes: Mapping[str, object]) -> None:
-    """Refuse a reconciliation setting below its minimum, naming the variable."""
-    for name, low in _RECONCILE_MINIMUMS.items():
-        value = changes.get(name)
-        if isinstance(value, int | float) and value < low:
-            variable = _ENV_PREFIX + name.upper()
-            raise ConfigError(f"{variable}={value!r} must be {low} or more.")
+def check_checkpoint_url(value: str) -> str:
+    """Check ``FLOWLEDGER_RECEIVER_CHECKPOINT_URL``: an http(s) URL with a host; the error never shows a secret."""
+    variable = _ENV_PREFIX + "CHECKPOINT_URL"
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme.lower() in {"http", "https"} and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"{variable}={shown_url(text)!r} must be an http:// or https:// URL such as http://host/checkpoints"
+        )
+    return text
 
 
 _NOT_NUMBERS: Final = frozenset({"limits", "api_keys", "db_path", "db_url", "retention", "resume_endpoints"})
@@ -339,12 +440,13 @@ def parse_forward_endpoint(value: str) -> str:
     text = value.strip()
     if not text.lower().startswith(("http://", "https://")) or len(text) <= len("http://"):
         raise ConfigError(
-            f"{_FORWARD_ENDPOINT_ENV}={value!r} must be an http:// or https:// base URL such as http://collector:4318"
+            f"{_FORWARD_ENDPOINT_ENV}={shown_url(text)!r} must be an http:// or https:// base URL "
+            "such as http://collector:4318"
         )
     signal_path = _OTLP_SIGNAL_PATH.search(text.rstrip("/"))
     if signal_path:
         raise ConfigError(
-            f"{_FORWARD_ENDPOINT_ENV}={value!r} ends with {signal_path.group()}; give the base URL "
+            f"{_FORWARD_ENDPOINT_ENV}={shown_url(text)!r} ends with {signal_path.group()}; give the base URL "
             "(the signal paths are added)"
         )
     return text.rstrip("/")
@@ -357,13 +459,30 @@ def parse_forward_headers(value: str | None) -> tuple[tuple[str, str], ...]:
         if not part.strip():
             continue
         name, sep, text = part.partition("=")
-        if not sep or not name.strip():
+        if not sep or not name.strip():  # never the text itself: it may be a header's secret value
             raise ConfigError(
                 f"{_FORWARD_HEADERS_ENV} must look like name1=value1,name2=value2; "
-                f"{part.strip()[:40]!r} is not such a pair"
+                f"entry {len(pairs) + 1} has no name=value (values are not shown)"
             )
         pairs.append((name.strip(), text.strip()))
     return tuple(pairs)
+
+
+_RETENTION_COUNT_MAX: Final = 1_000_000_000
+_RETENTION_AGE_MAX_DAYS: Final = 100 * 365
+
+
+def _retention_age(item: Mapping[str, object], where: str) -> float | None:
+    """A policy's maximum age in seconds (from ``max_age_days`` or ``max_age_s``): finite, positive, bounded."""
+    key = "max_age_days" if "max_age_days" in item else "max_age_s"
+    value = item.get(key)
+    if value is None:
+        return None
+    scale = _SECONDS_PER_DAY if key == "max_age_days" else 1.0
+    high = _RETENTION_AGE_MAX_DAYS * _SECONDS_PER_DAY / scale
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
+        raise ConfigError(f"{where}: {key} must be a positive number, at most {_shown(high)}.")
+    return float(value) * scale
 
 
 def parse_retention(text: str) -> tuple[RetentionPolicy, ...]:
@@ -388,20 +507,18 @@ def parse_retention(text: str) -> tuple[RetentionPolicy, ...]:
         unknown = set(item) - {"project", "max_age_days", "max_age_s", "max_runs_per_workflow"}
         if unknown:
             raise ConfigError(f"{where} has unknown keys {sorted(unknown)}.")
-        age = item.get("max_age_s")
-        if "max_age_days" in item:
-            age = item["max_age_days"] * _SECONDS_PER_DAY if isinstance(item["max_age_days"], int | float) else "bad"
+        age = _retention_age(item, where)
         count = item.get("max_runs_per_workflow")
         project = item.get("project")
-        if age is not None and (not isinstance(age, int | float) or isinstance(age, bool) or age <= 0):
-            raise ConfigError(f"{where}: the maximum age must be a positive number.")
-        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
-            raise ConfigError(f"{where}: max_runs_per_workflow must be a whole number, 0 or more.")
-        if project is not None and not isinstance(project, str):
-            raise ConfigError(f"{where}: project must be a string.")
+        if count is not None and (
+            not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= _RETENTION_COUNT_MAX
+        ):
+            raise ConfigError(
+                f"{where}: max_runs_per_workflow must be a whole number from 0 to {_RETENTION_COUNT_MAX}."
+            )
+        if project is not None and (not isinstance(project, str) or not PROJECT_PATTERN.fullmatch(project)):
+            raise ConfigError(f"{where}: project must be a project name ([A-Za-z0-9][A-Za-z0-9_.-]*, 128 at most).")
         if age is None and count is None:
             raise ConfigError(f"{where} limits nothing: give max_age_days (or max_age_s) or max_runs_per_workflow.")
-        policies.append(
-            RetentionPolicy(project=project, max_age_s=None if age is None else float(age), max_runs_per_workflow=count)
-        )
+        policies.append(RetentionPolicy(project=project, max_age_s=age, max_runs_per_workflow=count))
     return tuple(policies)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
+import math
 import resource
 import socket
 import sys
@@ -17,6 +17,7 @@ from typing import Final
 
 import uvicorn
 
+from flowledger._exceptions import StoreError
 from flowledger.receiver._app import create_app
 from flowledger.receiver._config import DEFAULT_SWITCH_INTERVAL_S, ReceiverConfig
 from flowledger.receiver._connections import ConnectionLimits, protocol_class
@@ -88,7 +89,7 @@ def uvicorn_config(config: ReceiverConfig, *, log_level: str = "info") -> uvicor
         access_log=False,
         lifespan="on",
         backlog=LISTEN_BACKLOG,
-        timeout_graceful_shutdown=int(os.environ.get("FLOWLEDGER_RECEIVER_SHUTDOWN_S", "10")),
+        timeout_graceful_shutdown=math.ceil(config.shutdown_s),
     )
 
 
@@ -102,4 +103,31 @@ def serve(config: ReceiverConfig, *, sock: socket.socket, log_level: str = "info
     server = uvicorn.Server(uvicorn_config(config, log_level=log_level))
     _tune_gc()
     _tune_switching(config.switch_interval_s)
-    server.run(sockets=[sock])
+    startup = _StartupFailure()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(startup)
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:  # uvicorn's own exit (3) when startup failed: the error below says why, with 1
+        if server.started:
+            raise
+    finally:
+        uvicorn_log.removeFilter(startup)
+    if not server.started:
+        raise StoreError(f"the receiver could not start: {startup.reason or 'see the log above'}")
+
+
+class _StartupFailure(logging.Filter):
+    """Keeps a failed startup's traceback out of the log, remembering its last line (the error) instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("Traceback (most recent call last)"):
+            return True
+        last = message.strip().splitlines()[-1]
+        self.reason = last.split(": ", 1)[-1] if ": " in last else last
+        return False

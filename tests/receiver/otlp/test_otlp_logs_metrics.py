@@ -135,7 +135,7 @@ def test_bad_data_points_are_refused_and_named(live: LiveReceiver) -> None:
     assert "metrics[0].gauge.dataPoints[1]: timeUnixNano is missing" in message
     assert "metrics[1].histogram.dataPoints[0]: bucketCounts has 1 entries for 2 explicitBounds" in message
     (gauge_series,) = live.get("/api/otlp/metrics", params={"name": "g"}).json()["series"]
-    assert gauge_series["points"][0]["value"] == "nan"
+    assert gauge_series["points"][0]["value"] == "NaN"
 
 
 def test_exponential_histograms_and_summaries_keep_their_buckets_and_quantiles(live: LiveReceiver) -> None:
@@ -165,5 +165,5 @@ def test_exponential_histograms_and_summaries_keep_their_buckets_and_quantiles(l
     (latency,) = live.get("/api/otlp/metrics", params={"name": "latency_summary"}).json()["series"]
     assert latency["points"][0]["quantile_values"] == [
         {"quantile": 0.5, "value": 2.0},
-        {"quantile": 0.99, "value": "inf"},
+        {"quantile": 0.99, "value": "Infinity"},
     ]

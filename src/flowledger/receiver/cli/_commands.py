@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import math
 import os
 import socket
 import sys
@@ -127,6 +128,25 @@ class DbTarget(click.ParamType):  # type: ignore[type-arg]
 DB_TARGET: Final = DbTarget()
 
 
+class PositiveSeconds(click.FloatRange):
+    """Seconds, more than 0 and at most a year: click's FloatRange alone lets ``nan`` through."""
+
+    name = "seconds"
+
+    def __init__(self) -> None:
+        super().__init__(min=0, min_open=True, max=_YEAR_S)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a number of seconds (more than 0, at most {int(_YEAR_S)}).", param, ctx)
+        return number
+
+
+_YEAR_S: Final = 365 * 86_400.0
+POSITIVE_SECONDS: Final = PositiveSeconds()
+
+
 def _db_option(default: str | None) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return click.option(
         "--db",
@@ -227,9 +247,7 @@ def _prepare_postgres(url: str) -> None:
     default=None,
     help='TOML file with a [keys] table of "token" = "project" [env FLOWLEDGER_RECEIVER_API_KEYS].',
 )
-@click.option(
-    "--stuck-after-s", type=click.FloatRange(min=0, min_open=True), default=None, help="Mark runs stuck after this."
-)
+@click.option("--stuck-after-s", type=POSITIVE_SECONDS, default=None, help="Mark runs stuck after this.")
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
 )
@@ -247,6 +265,7 @@ def serve_command(
     from dataclasses import replace
 
     from flowledger.receiver._auth import ApiKeys, keys_from_env, load_keys_file, merge_keys
+    from flowledger.receiver._checkpointer import check_checkpoint_settings
     from flowledger.receiver._config import ReceiverConfig, config_from_env
     from flowledger.receiver._server import bind_socket, serve
     from flowledger.receiver.store._sqlite import prepare_file
@@ -259,6 +278,7 @@ def serve_command(
     if api_keys is not None:
         keys = merge_keys(keys, load_keys_file(api_keys), api_keys)
     ApiKeys(keys)  # a bad key is one error line before anything claims to be serving
+    check_checkpoint_settings(config)  # as is a checkpoint key or directory that cannot be used
     config = replace(config, api_keys=keys)
     if stuck_after_s is not None:
         config = replace(config, stuck_after_s=stuck_after_s)

@@ -16,6 +16,7 @@ import click
 from flowledger.receiver._config import DEFAULT_STUCK_AFTER_S
 from flowledger.receiver.cli._commands import (
     EXIT_FAILURE,
+    POSITIVE_SECONDS,
     _clean_errors,
     _db_option,
     _json_option,
@@ -59,7 +60,7 @@ def _sample_text(kind: str, sample: dict[str, Any]) -> str:
 @click.option("--workflow", "workflow_id", default=None, metavar="ID", help="Only runs of this workflow id.")
 @click.option(
     "--stuck-after-s",
-    type=click.FloatRange(min=0, min_open=True),
+    type=POSITIVE_SECONDS,
     default=DEFAULT_STUCK_AFTER_S,
     show_default=True,
     help="With --db: a run silent this long (or three of its heartbeat intervals) should have finished.",

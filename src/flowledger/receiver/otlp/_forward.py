@@ -28,6 +28,7 @@ from typing import Any, Final
 import httpx
 
 from flowledger._version import __version__
+from flowledger.receiver._config import shown_url
 from flowledger.receiver.otlp._decode import OtlpSignal
 
 __all__ = ["ForwardResult", "ForwardStats", "Forwarder"]
@@ -92,7 +93,7 @@ class Forwarder:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
-        self.stats = ForwardStats(endpoint=self.endpoint)
+        self.stats = ForwardStats(endpoint=shown_url(self.endpoint))
         self._timeout_s = timeout_s
         self._headers = {"User-Agent": USER_AGENT, "Content-Encoding": "gzip", **(headers or {})}
         self._transport = transport
@@ -163,7 +164,8 @@ class Forwarder:
                         self._count_drop(self._queue.get_nowait().items)
                     raise
                 except Exception as exc:  # never let one body end forwarding
-                    _log.warning("forwarding to %s failed: %r", self.endpoint, exc)
+                    problem = _shown_problem(exc, self.endpoint)
+                    _log.warning("forwarding to %s failed: %s", shown_url(self.endpoint), problem)
                     result = ForwardResult.FAILED
                 if result is ForwardResult.SENT:
                     self.stats.sent += 1
@@ -187,23 +189,33 @@ class Forwarder:
             try:
                 response = await client.post(self.url(job.signal), content=body, headers=headers)
             except httpx.HTTPError as exc:
-                problem = repr(exc)
+                problem = _shown_problem(exc, self.url(job.signal), self.endpoint)
             else:
                 if response.is_success:
                     return ForwardResult.SENT
                 problem = f"HTTP {response.status_code}"
                 if response.status_code not in _RETRYABLE:
-                    _log.warning("the OTLP upstream %s refused a body: %s", self.url(job.signal), problem)
+                    _log.warning("the OTLP upstream %s refused a body: %s", shown_url(self.url(job.signal)), problem)
                     return ForwardResult.FAILED
                 retry_after = _retry_after_s(response.headers.get("retry-after"))
             if attempt + 1 == FORWARD_ATTEMPTS:
-                _log.warning("forwarding to %s failed %d times: %s", self.url(job.signal), FORWARD_ATTEMPTS, problem)
+                _log.warning(
+                    "forwarding to %s failed %d times: %s", shown_url(self.url(job.signal)), FORWARD_ATTEMPTS, problem
+                )
                 break
             self.stats.retried += 1
             delay = retry_after if retry_after is not None else wait_s * (0.5 + random.random())
             await asyncio.sleep(min(delay, FORWARD_MAX_BACKOFF_S))
             wait_s = min(wait_s * 2, FORWARD_MAX_BACKOFF_S)
         return ForwardResult.FAILED
+
+
+def _shown_problem(exc: BaseException, *urls: str) -> str:
+    """``repr(exc)`` with each of ``urls`` in it shown as :func:`shown_url` shows it (no password, no query value)."""
+    text = repr(exc)
+    for url in urls:
+        text = text.replace(url, shown_url(url))
+    return text
 
 
 def _retry_after_s(value: str | None) -> float | None:

@@ -5,9 +5,12 @@ summary becomes a :class:`MetricPointRow` of its series (resource, scope,
 metric name, type, unit and the point's attributes). A point is refused (and
 counted in the partial-success answer as a rejected data point) when its
 time is missing or 2**63 ns or later, a gauge or sum point has no value, or a
-histogram's bucket counts do not fit its bounds; its siblings are still
-stored. Gauges and sums keep their value as a number (a NaN or infinity as
-text); the other types keep their counts, sums and buckets as JSON.
+histogram's bucket counts do not fit its bounds, or a summary's quantile is
+not a finite number within [0, 1]; its siblings are still stored. Gauges
+and sums keep their value as a number; the other types keep their counts,
+sums and buckets as JSON. A NaN or infinite value, sum or bound is kept and
+answered as the string OTLP's JSON mapping writes ("NaN", "Infinity",
+"-Infinity"), never as a bare JSON constant.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-from flowledger.receiver.otlp._spans import MAX_TIME_NS, attributes_json, dumps, rejection_message
+from flowledger.receiver.otlp._spans import MAX_TIME_NS, attributes_json, dumps, json_safe_number, rejection_message
 from flowledger.receiver.store._otlp_metrics import MetricPointRow, MetricSeries
 
 __all__ = ["MetricBatch", "points_from_request"]
@@ -45,12 +48,8 @@ class MetricBatch:
         return rejection_message(self.rejected, self.problems, "data point(s)")
 
 
-def _number(value: float) -> float | str:
-    return value if math.isfinite(value) else str(value)
-
-
 def _optional(point: Any, name: str) -> float | str | None:
-    return _number(getattr(point, name)) if point.HasField(name) else None
+    return json_safe_number(getattr(point, name)) if point.HasField(name) else None
 
 
 def _point_value(kind: str, point: Any) -> tuple[float | None, dict[str, Any] | None, str | None]:
@@ -63,14 +62,16 @@ def _point_value(kind: str, point: Any) -> tuple[float | None, dict[str, Any] | 
             return float(point.as_int), None, None
         if math.isfinite(point.as_double):
             return point.as_double, None, None
-        return None, {"value": str(point.as_double)}, None
+        return None, {"value": json_safe_number(point.as_double)}, None
     if kind == "histogram":
         bounds, counts = list(point.explicit_bounds), list(point.bucket_counts)
         if counts and len(counts) != len(bounds) + 1:
             problem = f"bucketCounts has {len(counts)} entries for {len(bounds)} explicitBounds (needs one more)"
             return None, None, problem
         data = {"count": point.count, "sum": _optional(point, "sum"), "min": _optional(point, "min")}
-        data.update(max=_optional(point, "max"), bucket_counts=counts, explicit_bounds=[_number(b) for b in bounds])
+        data.update(
+            max=_optional(point, "max"), bucket_counts=counts, explicit_bounds=[json_safe_number(b) for b in bounds]
+        )
         return None, data, None
     if kind == "exponential_histogram":
         data = {"count": point.count, "sum": _optional(point, "sum"), "min": _optional(point, "min")}
@@ -79,8 +80,12 @@ def _point_value(kind: str, point: Any) -> tuple[float | None, dict[str, Any] | 
             buckets = getattr(point, side)
             data[side] = {"offset": buckets.offset, "bucket_counts": list(buckets.bucket_counts)}
         return None, data, None
-    quantiles = [{"quantile": q.quantile, "value": _number(q.value)} for q in point.quantile_values]
-    return None, {"count": point.count, "sum": _number(point.sum), "quantile_values": quantiles}, None
+    for q, quantile in enumerate(point.quantile_values):
+        if not 0.0 <= quantile.quantile <= 1.0:  # also false for NaN
+            shown = json_safe_number(quantile.quantile)
+            return None, None, f"quantileValues[{q}].quantile is {shown}, not a number within [0, 1]"
+    quantiles = [{"quantile": q.quantile, "value": json_safe_number(q.value)} for q in point.quantile_values]
+    return None, {"count": point.count, "sum": json_safe_number(point.sum), "quantile_values": quantiles}, None
 
 
 def points_from_request(request: Any, *, project: str | None) -> MetricBatch:

@@ -3,24 +3,28 @@
 A span is stored once per ``(trace_id, span_id, project)``; a second copy is a
 duplicate and changes nothing (OTLP delivery is at-least-once, like events).
 A span whose ids are not valid (trace id not 16 bytes or all zero, span id
-not 8 bytes or all zero, a parent id of the wrong length) or whose start or
-end time is 2**63 ns or later (past April 2262: the store keeps times as
-signed 64-bit integers) is rejected and counted in the OTLP
-partial-success answer; its siblings are still stored.
+not 8 bytes or all zero, a parent id of the wrong length, a link's trace or
+span id invalid like the span's own), whose start, end or event time is
+2**63 ns or later (past April 2262: the store keeps times as signed 64-bit
+integers), or whose ``kind`` or ``status.code`` is not a value of the OTLP
+enum is rejected and counted in the OTLP partial-success answer; its
+siblings are still stored.
 Attribute values become plain JSON: strings, booleans, numbers, lists and
-objects; bytes become base64 strings.
+objects; bytes become base64 strings; a NaN or infinite double becomes the
+string OTLP's JSON mapping writes for it (``"NaN"``, ``"Infinity"``,
+``"-Infinity"``), so every stored value can be answered as JSON.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from flowledger.receiver.store._spans import SpanRow, TraceLinks
+from flowledger._otlp_enums import SpanKind, StatusCode
+from flowledger.receiver.store._spans import SpanRow, TraceLinks, json_safe_number
 
 __all__ = [
     "MAX_REJECTION_DETAILS",
@@ -33,6 +37,7 @@ __all__ = [
     "dumps",
     "id_problem",
     "is_trace_id",
+    "json_safe_number",
     "rejection_message",
     "spans_from_request",
     "trace_json",
@@ -42,6 +47,8 @@ TRACE_ID_BYTES: Final = 16
 SPAN_ID_BYTES: Final = 8
 MAX_TIME_NS: Final = 2**63 - 1
 """The latest span time the store keeps (a signed 64-bit integer of ns since the epoch)."""
+_SPAN_KINDS: Final = frozenset(int(kind) for kind in SpanKind)
+_STATUS_CODES: Final = frozenset(int(code) for code in StatusCode)
 MAX_REJECTION_DETAILS: Final = 5
 """How many rejected spans the partial-success message describes one by one."""
 
@@ -74,10 +81,6 @@ def is_trace_id(text: str) -> bool:
     return len(text) == 2 * TRACE_ID_BYTES and all(c in "0123456789abcdef" for c in text) and text.strip("0") != ""
 
 
-def _number(value: float) -> float | str:
-    return value if math.isfinite(value) else str(value)
-
-
 def any_value(value: Any) -> Any:
     """An OTLP ``AnyValue`` as plain JSON."""
     which = value.WhichOneof("value")
@@ -90,7 +93,7 @@ def any_value(value: Any) -> Any:
     if which == "int_value":
         return value.int_value
     if which == "double_value":
-        return _number(value.double_value)
+        return json_safe_number(value.double_value)
     if which == "array_value":
         return [any_value(item) for item in value.array_value.values]
     if which == "kvlist_value":
@@ -119,6 +122,32 @@ def id_problem(raw: bytes, size: int, what: str) -> str | None:
     return None
 
 
+def _span_problem(span: Any) -> str | None:
+    """Why ``span`` is refused, or None."""
+    problem = id_problem(span.trace_id, TRACE_ID_BYTES, "traceId") or id_problem(span.span_id, SPAN_ID_BYTES, "spanId")
+    if problem is None and span.parent_span_id and len(span.parent_span_id) != SPAN_ID_BYTES:
+        problem = f"parentSpanId is {len(span.parent_span_id)} bytes, not {SPAN_ID_BYTES}"
+    if problem is None and span.start_time_unix_nano > MAX_TIME_NS:
+        problem = "startTimeUnixNano is 2**63 or more (past the year 2262)"
+    if problem is None and span.end_time_unix_nano > MAX_TIME_NS:
+        problem = "endTimeUnixNano is 2**63 or more (past the year 2262)"
+    if problem is None and span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
+        problem = "endTimeUnixNano is before startTimeUnixNano"
+    if problem is None and span.kind not in _SPAN_KINDS:
+        problem = f"kind is {span.kind}, not a SpanKind (0 to {max(_SPAN_KINDS)})"
+    if problem is None and span.status.code not in _STATUS_CODES:
+        problem = f"status.code is {span.status.code}, not a StatusCode (0 to {max(_STATUS_CODES)})"
+    for e, event in enumerate(span.events):
+        if problem is None and event.time_unix_nano > MAX_TIME_NS:
+            problem = f"events[{e}].timeUnixNano is 2**63 or more (past the year 2262)"
+    for k, link in enumerate(span.links):
+        if problem is None:
+            problem = id_problem(link.trace_id, TRACE_ID_BYTES, f"links[{k}].traceId") or id_problem(
+                link.span_id, SPAN_ID_BYTES, f"links[{k}].spanId"
+            )
+    return problem
+
+
 def spans_from_request(request: Any, *, project: str | None, received_at: str) -> SpanBatch:
     """Validate and convert the spans of an ``ExportTraceServiceRequest``."""
     rows: list[SpanRow] = []
@@ -131,17 +160,7 @@ def spans_from_request(request: Any, *, project: str | None, received_at: str) -
             scope = scope_spans.scope
             for i, span in enumerate(scope_spans.spans):
                 where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
-                problem = id_problem(span.trace_id, TRACE_ID_BYTES, "traceId") or id_problem(
-                    span.span_id, SPAN_ID_BYTES, "spanId"
-                )
-                if problem is None and span.parent_span_id and len(span.parent_span_id) != SPAN_ID_BYTES:
-                    problem = f"parentSpanId is {len(span.parent_span_id)} bytes, not {SPAN_ID_BYTES}"
-                if problem is None and span.start_time_unix_nano > MAX_TIME_NS:
-                    problem = "startTimeUnixNano is 2**63 or more (past the year 2262)"
-                if problem is None and span.end_time_unix_nano > MAX_TIME_NS:
-                    problem = "endTimeUnixNano is 2**63 or more (past the year 2262)"
-                if problem is None and span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
-                    problem = "endTimeUnixNano is before startTimeUnixNano"
+                problem = _span_problem(span)
                 if problem is not None:
                     problems.append(f"{where}: {problem}")
                     continue

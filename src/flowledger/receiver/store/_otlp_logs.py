@@ -32,6 +32,7 @@ from flowledger.receiver.store._bulk import insert_rows
 from flowledger.receiver.store._entry import LEDGER_PROJECT
 from flowledger.receiver.store._logs import LogRow, LogSource, append_log_rows, level_from_severity
 from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
+from flowledger.receiver.store._spans import loads_stored
 
 __all__ = [
     "LINK_WINDOW_S",
@@ -140,7 +141,7 @@ async def insert_logs(conn: aiosqlite.Connection, rows: Sequence[OtlpLogRow], *,
 
 
 def _message(body: str) -> str:
-    value = json.loads(body)
+    value = loads_stored(body)
     if isinstance(value, str):
         return value
     return "" if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
@@ -194,7 +195,7 @@ def linked_log_row(
     """
     _, project, trace_id, span_id, time_ns, severity, severity_text, body, attributes, scope_name = pending
     level = level_from_severity(int(severity))
-    extra = json.loads(attributes)
+    extra = loads_stored(attributes)
     stack = extra.get("exception.stacktrace")
     return LogRow(
         run_id=str(run_id),
@@ -236,13 +237,13 @@ def _log_json(row: Sequence[Any]) -> dict[str, Any]:
         "observed_time_unix_nano": observed,
         "severity_number": values["severity_number"],
         "severity_text": values["severity_text"],
-        "body": json.loads(values["body"]),
-        "attributes": json.loads(values["attributes"]),
+        "body": loads_stored(values["body"]),
+        "attributes": loads_stored(values["attributes"]),
         "event_name": values["event_name"],
         "trace_id": values["trace_id"],
         "span_id": values["span_id"],
         "service_name": values["service_name"],
-        "resource": json.loads(values["resource"]),
+        "resource": loads_stored(values["resource"]),
         "scope": {"name": values["scope_name"], "version": values["scope_version"]},
         "project": values["project"],
     }

@@ -24,6 +24,7 @@ import aiosqlite
 
 from flowledger._wire import format_ts
 from flowledger.receiver.store._bulk import insert_rows
+from flowledger.receiver.store._spans import json_safe_number, loads_stored
 
 __all__ = [
     "METRICS_SCHEMA",
@@ -176,9 +177,9 @@ def series_json(row: Sequence[Any]) -> dict[str, Any]:
         "temporality": values["temporality"],
         "monotonic": None if values["monotonic"] is None else bool(values["monotonic"]),
         "service_name": values["service_name"],
-        "resource": json.loads(values["resource"]),
+        "resource": loads_stored(values["resource"]),
         "scope": {"name": values["scope_name"], "version": values["scope_version"]},
-        "attributes": json.loads(values["attributes"]),
+        "attributes": loads_stored(values["attributes"]),
         "project": values["project"],
         "points": [],
     }
@@ -192,9 +193,9 @@ def point_json(time_ns: int, start_ns: int | None, value: float | None, data: st
         "start_time_unix_nano": start_ns,
     }
     if data is not None:
-        point.update(json.loads(data))
+        point.update(loads_stored(data))
     else:
-        point["value"] = value
+        point["value"] = None if value is None else json_safe_number(value)
     return point
 
 

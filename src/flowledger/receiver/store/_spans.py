@@ -8,6 +8,7 @@ and answers traces with :func:`span_json` and :class:`TraceLinks`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -15,9 +16,26 @@ from typing import Any, Final
 from flowledger._otlp_enums import SpanKind, StatusCode
 from flowledger._wire import format_ts
 
-__all__ = ["NS_PER_MS", "SPAN_COLUMNS", "SpanRow", "TraceLinks", "span_json"]
+__all__ = ["NS_PER_MS", "SPAN_COLUMNS", "SpanRow", "TraceLinks", "json_safe_number", "loads_stored", "span_json"]
 
 NS_PER_MS: Final = 1_000_000
+_NON_FINITE_JSON: Final = {"NaN": "NaN", "Infinity": "Infinity", "-Infinity": "-Infinity"}
+"""The bare JSON constants Python may have written, read back as OTLP JSON's strings for them."""
+
+
+def json_safe_number(value: float) -> float | str:
+    """``value``, or for a NaN or infinity the string OTLP's JSON mapping writes ("NaN", "Infinity", "-Infinity")."""
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def loads_stored(text: str) -> Any:
+    """Stored JSON text as plain, JSON-safe values: a bare NaN or Infinity (kept by older versions) becomes a string."""
+    return json.loads(text, parse_constant=_NON_FINITE_JSON.__getitem__)
+
 
 SPAN_COLUMNS: Final = (
     "trace_id",
@@ -100,7 +118,7 @@ def span_json(row: Sequence[Any]) -> dict[str, Any]:
     """The API shape of one stored span from a row selected in SPAN_COLUMNS order."""
     values = dict(zip(SPAN_COLUMNS, row, strict=True))
     start_ns, end_ns = int(values["start_ns"]), int(values["end_ns"])
-    events = json.loads(values["events"])
+    events = loads_stored(values["events"])
     for event in events:
         event["time"] = format_ts(int(event["time_unix_nano"])) if event.get("time_unix_nano") else None
     return {
@@ -117,9 +135,9 @@ def span_json(row: Sequence[Any]) -> dict[str, Any]:
         "status": {"code": _status_name(values["status_code"]), "message": values["status_message"]},
         "service_name": values["service_name"],
         "scope": {"name": values["scope_name"], "version": values["scope_version"]},
-        "attributes": json.loads(values["attributes"]),
-        "resource": json.loads(values["resource"]),
+        "attributes": loads_stored(values["attributes"]),
+        "resource": loads_stored(values["resource"]),
         "events": events,
-        "links": json.loads(values["links"]),
+        "links": loads_stored(values["links"]),
         "project": values["project"],
     }
