@@ -105,7 +105,7 @@ def test_a_failed_startup_ends_the_process_with_one_line(tmp_path: Path) -> None
 )
 def test_numeric_settings_out_of_range_are_refused(tmp_path: Path, name: str, value: str) -> None:
     """A number that is not finite or not in its setting's range names the variable and the range, exit 2."""
-    _refused(_serve(tmp_path, {_P + name: value}), _P + name, "set it to a")
+    _refused(_serve(tmp_path, {_P + name: value}), _P + name, " number ")
 
 
 @pytest.mark.parametrize("command", ["serve", "coverage"])

@@ -32,7 +32,7 @@ def test_the_switch_interval_comes_from_the_environment_and_the_serving_tune_set
 
 @pytest.mark.parametrize("raw", ["0", "-0.001", "1.5", "nan", "inf"])
 def test_a_switch_interval_python_would_refuse_or_that_is_no_use_is_refused_by_name(raw: str) -> None:
-    with pytest.raises(ConfigError, match=r"SWITCH_INTERVAL_S=.* must be more than 0 and at most 1"):
+    with pytest.raises(ConfigError, match=r"SWITCH_INTERVAL_S=.* must be a number more than 0 and at most 1"):
         config_from_env(environ={"FLOWLEDGER_RECEIVER_SWITCH_INTERVAL_S": raw})
 
 

@@ -242,7 +242,7 @@ class _Range(NamedTuple):
 
     def advice(self, kind: type) -> str:
         number = "whole number" if kind is int else "number"
-        return f"set it to a {number} {self.span()}" + (f" (0 {self.zero})" if self.zero else "")
+        return f"a {number} {self.span()}" + (f" (0 {self.zero})" if self.zero else "")
 
     def holds(self, value: float) -> bool:
         if not math.isfinite(value) or value > self.high:
@@ -300,9 +300,10 @@ def _parse(name: str, raw: str, kind: type) -> int | float:
     try:
         value = int(raw) if kind is int else float(raw)
     except ValueError:
-        raise ConfigError(f"{variable}={raw.strip()[:40]!r} is not a number: {allowed.advice(kind)}.") from None
+        shown = raw.strip()[:40]
+        raise ConfigError(f"{variable}={shown!r} is not a number: set it to {allowed.advice(kind)}.") from None
     if not allowed.holds(value):
-        raise ConfigError(f"{variable}={raw.strip()[:40]!r} must be {allowed.span()}: {allowed.advice(kind)}.")
+        raise ConfigError(f"{variable}={raw.strip()[:40]} must be {allowed.advice(kind)}.")
     return value
 
 
