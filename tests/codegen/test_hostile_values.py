@@ -8,7 +8,6 @@ are not strings, six-field cron, bounds the receiver refuses, and strings that a
 from __future__ import annotations
 
 import json
-import textwrap
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,22 +15,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from flowledger import DefinitionError
 from flowledger.codegen._cli import validate_command
 from flowledger.codegen._load import parse_definition
 from flowledger.codegen._validate import RECEIVER_MAX_NUMBER, validate
+from tests.codegen.test_validate import HEAD, problems
 
-HEAD = "flowledger: 1\nworkflow: {id: wf}\n"
 NODE = "nodes:\n  - {id: a, call: 'm:f'}\n"
-
-
-def problems(text: str, name: str = "wf.yaml") -> list[str]:
-    """The problems reported for ``text`` (empty when it is valid)."""
-    try:
-        validate(parse_definition(textwrap.dedent(text).encode(), name))
-    except DefinitionError as exc:
-        return exc.problems
-    return []
 
 
 def place(text: str, needle: str) -> tuple[int, int]:

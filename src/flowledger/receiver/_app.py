@@ -119,18 +119,9 @@ def create_app(
         async with contextlib.AsyncExitStack() as stack:
             await the_store.open()
             stack.push_async_callback(the_store.close)
-            checkpointer.start()
-            stack.push_async_callback(checkpointer.stop)
-            writer.start()
-            stack.push_async_callback(writer.stop)
-            reconciler.start()
-            stack.push_async_callback(reconciler.stop)
-            retention.start()
-            stack.push_async_callback(retention.stop)
-            linker.start()
-            stack.push_async_callback(linker.stop)
-            sweeper.start()
-            stack.push_async_callback(sweeper.stop)
+            for part in (checkpointer, writer, reconciler, retention, linker, sweeper):
+                part.start()
+                stack.push_async_callback(part.stop)
             for module in reversed(route_modules):  # a feature's own shutdown (e.g. sending queued OTLP forwards)
                 on_shutdown = getattr(module, "on_shutdown", None)
                 if on_shutdown is not None:
