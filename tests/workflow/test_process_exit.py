@@ -18,7 +18,8 @@ from flowledger.receiver._config import ReceiverConfig
 from tests._serve import serve_receiver
 from tests.instrument.delivery._sender_support import REPO_ROOT, child_env
 
-EXIT_INTERRUPTED: Final = 130
+EXIT_INTERRUPTED: Final = 1
+"""The contract's failure code: an interrupted run did not succeed."""
 START_TIMEOUT_S: Final = 30.0
 """How long the module may take to import and start its node (a busy machine)."""
 EXIT_BOUND_S: Final = 10.0
@@ -92,10 +93,10 @@ def _only_run(url: str, workflow_id: str, done: Callable[[dict[str, Any]], bool]
     pytest.fail(f"the receiver did not get the records in time; it has: {run}")
 
 
-def test_sigint_mid_run_records_the_run_aborted_as_interrupted_and_exits_130(
+def test_sigint_mid_run_records_the_run_aborted_as_interrupted_and_exits_1(
     write_definition: Callable[..., Path], tmp_path: Path, receiver_url: str
 ) -> None:
-    """Ctrl-C during a node: exit 130, the run is `aborted` (reason interrupted), the node failed, the rest skipped."""
+    """Ctrl-C during a node: exit 1, the run is `aborted` (reason interrupted), the node failed, the rest skipped."""
     module = _generate(write_definition, INTERRUPTED, tmp_path, "interrupted")
     proc = _start(module, receiver_url, tmp_path)
     try:

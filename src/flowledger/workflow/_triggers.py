@@ -49,7 +49,6 @@ from flowledger.workflow.executors._base import EXECUTOR_ENV, EXECUTORS, Executo
 
 __all__ = [
     "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
     "http_app",
@@ -61,8 +60,6 @@ __all__ = [
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
-EXIT_INTERRUPTED: Final = 130
-"""SIGINT (Ctrl-C) stopped the run: 128 + the signal's number, as a shell reports it."""
 MAX_HTTP_BODY_BYTES: Final = 10 * 1024 * 1024
 DEFAULT_HTTP_HOST: Final = "127.0.0.1"
 DEFAULT_HTTP_PORT: Final = 8000
@@ -262,7 +259,7 @@ def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | N
         return _report(workflow, result, sys.stdout, sys.stderr)
     except KeyboardInterrupt:  # before the run started or after it ended: nothing left to record
         print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_FAILED  # the contract has two outcomes: a run that was interrupted did not succeed
 
 
 async def _run_once(
@@ -341,7 +338,7 @@ def _report(workflow: Workflow, result: RunResult, out: TextIO, err: TextIO) -> 
         return EXIT_OK
     err.write(f"workflow {workflow.id}: {_describe(result)}\n")
     if isinstance(result.error, RunAborted) and result.error.reason == AbortReason.INTERRUPTED:
-        return EXIT_INTERRUPTED
+        return EXIT_FAILED  # the contract has two outcomes: a run that was interrupted did not succeed
     return EXIT_FAILED
 
 
