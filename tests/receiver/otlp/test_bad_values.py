@@ -1,4 +1,5 @@
-"""OTLP values the store must refuse or keep JSON-safe: quantiles, non-finite doubles, event times, links, enums."""
+"""OTLP values the store must refuse or keep JSON-safe: quantiles, non-finite doubles, event times, links, enums
+(span kinds and status codes, log severity numbers, metric aggregation temporalities)."""
 
 from __future__ import annotations
 
@@ -175,6 +176,75 @@ def test_bad_event_times_link_ids_and_enums_reject_the_span_by_name(
     assert response.partial_success.rejected_spans == 1
     assert f"spans[1]: {expected}" in response.partial_success.error_message
     assert [span["name"] for span in receiver.trace(TRACE_ID)["spans"]] == ["good"]
+
+
+def _otlp_body(signal: OtlpSignal, doc: dict[str, Any], fmt: str) -> bytes:
+    """``doc`` (OTLP JSON) as the body of ``fmt``: as is, or the same request in protobuf."""
+    if fmt == JSON:
+        return json.dumps(doc).encode()
+    return bytes(decode_request(signal, json.dumps(doc).encode(), OtlpFormat.JSON).SerializeToString())
+
+
+@pytest.mark.parametrize("fmt", [JSON, PROTOBUF])
+@pytest.mark.parametrize("severity", [25, 99, -1])
+def test_a_severity_number_outside_the_enum_rejects_the_record_by_name(
+    receiver: LiveReceiver, fmt: str, severity: int
+) -> None:
+    """A severityNumber outside 0..24 rejects its record by name; its sibling (severity 24) is stored."""
+    good = {"timeUnixNano": "1", "traceId": TRACE_ID, "severityNumber": 24, "body": {"stringValue": "good"}}
+    bad = {"timeUnixNano": "2", "traceId": TRACE_ID, "severityNumber": severity, "body": {"stringValue": "bad"}}
+    doc = {"resourceLogs": [{"scopeLogs": [{"logRecords": [good, bad]}]}]}
+    answer = receiver.post("/v1/logs", _otlp_body(OtlpSignal.LOGS, doc, fmt), fmt)
+    assert answer.status_code == 200
+    response = logs_service_pb2.ExportLogsServiceResponse()
+    if fmt == JSON:
+        json_format.ParseDict(answer.json(), response)
+    else:
+        response.ParseFromString(answer.content)
+    assert response.partial_success.rejected_log_records == 1
+    expected = f"logRecords[1]: severityNumber is {severity}, not a SeverityNumber (0 to 24)"
+    assert expected in response.partial_success.error_message
+    got = receiver.get("/api/otlp/logs", params={"trace_id": TRACE_ID})
+    assert got.status_code == 200, got.text
+    assert [(r["body"], r["severity_number"]) for r in got.json()["records"]] == [("good", 24)]
+    stats = receiver.get("/api/otlp/stats").json()["log_records"]
+    assert (stats["accepted"], stats["rejected"], stats["refused_requests"]) == (1, 1, 0)
+
+
+def _temporal_metric(name: str, kind: str, temporality: int, points: int) -> dict[str, Any]:
+    """A sum or histogram metric of ``points`` valid data points and the given aggregationTemporality."""
+    point: dict[str, Any] = {"asInt": "1"} if kind == "sum" else {"count": "1", "bucketCounts": ["1"]}
+    data_points = [{"timeUnixNano": str(1 + p), **point} for p in range(points)]
+    return {"name": name, kind: {"aggregationTemporality": temporality, "dataPoints": data_points}}
+
+
+@pytest.mark.parametrize("fmt", [JSON, PROTOBUF])
+@pytest.mark.parametrize("kind", ["sum", "histogram"])
+@pytest.mark.parametrize("temporality", [3, 7, -1])
+def test_an_aggregation_temporality_outside_the_enum_rejects_the_metrics_points_by_name(
+    receiver: LiveReceiver, fmt: str, kind: str, temporality: int
+) -> None:
+    """An aggregationTemporality outside 0..2 rejects every point of its metric, named once; other metrics stay."""
+    metrics = [_temporal_metric("good", kind, 2, 1), _temporal_metric("bad", kind, temporality, 2)]
+    doc = {"resourceMetrics": [{"scopeMetrics": [{"metrics": metrics}]}]}
+    answer = receiver.post("/v1/metrics", _otlp_body(OtlpSignal.METRICS, doc, fmt), fmt)
+    assert answer.status_code == 200
+    response = metrics_service_pb2.ExportMetricsServiceResponse()
+    if fmt == JSON:
+        json_format.ParseDict(answer.json(), response)
+    else:
+        response.ParseFromString(answer.content)
+    assert response.partial_success.rejected_data_points == 2
+    expected = (
+        f"2 data point(s) rejected: resourceMetrics[0].scopeMetrics[0].metrics[1].{kind}: aggregationTemporality is "
+        f"{temporality}, not an AggregationTemporality (0 to 2) (its 2 data point(s) rejected)"
+    )
+    assert response.partial_success.error_message == expected
+    got = receiver.get("/api/otlp/metrics")
+    assert got.status_code == 200, got.text
+    assert [(series["name"], series["temporality"]) for series in got.json()["series"]] == [("good", 2)]
+    stats = receiver.get("/api/otlp/stats").json()["metric_points"]
+    assert (stats["accepted"], stats["rejected"], stats["refused_requests"]) == (1, 2, 0)
 
 
 def test_forwarding_log_lines_hide_the_password_and_query_values(

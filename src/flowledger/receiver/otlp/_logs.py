@@ -2,8 +2,9 @@
 
 A record is refused (and counted in the partial-success answer) when its
 trace id is set but not 16 bytes or all zero, its span id set but not 8
-bytes or all zero, a span id comes without a trace id, or its time is
-2**63 ns or later; its siblings are still stored. A record without a time
+bytes or all zero, a span id comes without a trace id, its time is
+2**63 ns or later, or its ``severityNumber`` is not a value of the OTLP
+enum (0 to 24); its siblings are still stored. A record without a time
 takes its observed time, and one with neither the time it was received.
 Bodies and attributes become plain JSON as span attributes do.
 """
@@ -13,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+from opentelemetry.proto.logs.v1 import logs_pb2
 
 from flowledger.receiver.otlp._spans import (
     MAX_TIME_NS,
@@ -28,6 +31,8 @@ from flowledger.receiver.otlp._spans import (
 from flowledger.receiver.store._otlp_logs import OtlpLogRow
 
 __all__ = ["LogBatch", "logs_from_request"]
+
+_SEVERITY_NUMBERS: Final = frozenset(int(number) for number in logs_pb2.SeverityNumber.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,7 @@ class LogBatch:
 
 
 def _record_problem(record: Any) -> str | None:
+    """Why ``record`` is refused, or None."""
     if record.trace_id:
         problem = id_problem(record.trace_id, TRACE_ID_BYTES, "traceId")
         if problem:
@@ -57,6 +63,8 @@ def _record_problem(record: Any) -> str | None:
             return "spanId is set without a traceId"
     if record.time_unix_nano > MAX_TIME_NS or record.observed_time_unix_nano > MAX_TIME_NS:
         return "timeUnixNano is 2**63 or more (past the year 2262)"
+    if record.severity_number not in _SEVERITY_NUMBERS:
+        return f"severityNumber is {record.severity_number}, not a SeverityNumber (0 to {max(_SEVERITY_NUMBERS)})"
     return None
 
 

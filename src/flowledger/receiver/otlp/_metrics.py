@@ -6,7 +6,10 @@ metric name, type, unit and the point's attributes). A point is refused (and
 counted in the partial-success answer as a rejected data point) when its
 time is missing or 2**63 ns or later, a gauge or sum point has no value, or a
 histogram's bucket counts do not fit its bounds, or a summary's quantile is
-not a finite number within [0, 1]; its siblings are still stored. Gauges
+not a finite number within [0, 1]; its siblings are still stored. A sum or
+(exponential) histogram whose ``aggregationTemporality`` is not a value of
+the OTLP enum (0 to 2) has every point refused, named once at the metric;
+the other metrics of the request are still stored. Gauges
 and sums keep their value as a number; the other types keep their counts,
 sums and buckets as JSON. A NaN or infinite value, sum or bound is kept and
 answered as the string OTLP's JSON mapping writes ("NaN", "Infinity",
@@ -18,6 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any, Final
+
+from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from flowledger.receiver.otlp._spans import MAX_TIME_NS, attributes_json, dumps, json_safe_number, rejection_message
 from flowledger.receiver.store._otlp_metrics import MetricPointRow, MetricSeries
@@ -32,6 +37,7 @@ _JSON_NAMES: Final = {
     "exponential_histogram": "exponentialHistogram",
     "summary": "summary",
 }
+_TEMPORALITIES: Final = frozenset(int(value) for value in metrics_pb2.AggregationTemporality.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,17 @@ class MetricBatch:
 
 def _optional(point: Any, name: str) -> float | str | None:
     return json_safe_number(getattr(point, name)) if point.HasField(name) else None
+
+
+def _temporality(data: Any) -> tuple[int | None, str | None]:
+    """(temporality, problem) of a metric's data: None for a type without one (gauge, summary)."""
+    if not hasattr(data, "aggregation_temporality"):
+        return None, None
+    temporality = int(data.aggregation_temporality)
+    if temporality not in _TEMPORALITIES:
+        problem = f"aggregationTemporality is {temporality}, not an AggregationTemporality (0 to {max(_TEMPORALITIES)})"
+        return temporality, problem
+    return temporality, None
 
 
 def _point_value(kind: str, point: Any) -> tuple[float | None, dict[str, Any] | None, str | None]:
@@ -92,6 +109,7 @@ def points_from_request(request: Any, *, project: str | None) -> MetricBatch:
     """Validate and convert the data points of an ``ExportMetricsServiceRequest``."""
     rows: list[MetricPointRow] = []
     problems: list[str] = []
+    rejected = 0
     for r, resource_metrics in enumerate(request.resource_metrics):
         resource = attributes_json(resource_metrics.resource.attributes)
         service = resource.get("service.name")
@@ -103,16 +121,23 @@ def points_from_request(request: Any, *, project: str | None) -> MetricBatch:
                 if kind not in _TYPES:
                     continue  # no data (or a type newer than this code): nothing to store
                 data = getattr(metric, kind)
-                temporality = int(data.aggregation_temporality) if hasattr(data, "aggregation_temporality") else None
+                place = f"resourceMetrics[{r}].scopeMetrics[{s}].metrics[{m}].{_JSON_NAMES[kind]}"
+                temporality, problem = _temporality(data)
+                if problem is not None:
+                    if data.data_points:  # a metric without points has nothing to reject
+                        rejected += len(data.data_points)
+                        problems.append(f"{place}: {problem} (its {len(data.data_points)} data point(s) rejected)")
+                    continue
                 monotonic = bool(data.is_monotonic) if kind == "sum" else None
                 for p, point in enumerate(data.data_points):
-                    where = f"resourceMetrics[{r}].scopeMetrics[{s}].metrics[{m}].{_JSON_NAMES[kind]}.dataPoints[{p}]"
+                    where = f"{place}.dataPoints[{p}]"
                     value, extra, problem = _point_value(kind, point)
                     if problem is None and not point.time_unix_nano:
                         problem = "timeUnixNano is missing"
                     if problem is None and max(point.time_unix_nano, point.start_time_unix_nano) > MAX_TIME_NS:
                         problem = "timeUnixNano is 2**63 or more (past the year 2262)"
                     if problem is not None:
+                        rejected += 1
                         problems.append(f"{where}: {problem}")
                         continue
                     series = MetricSeries(
@@ -138,4 +163,4 @@ def points_from_request(request: Any, *, project: str | None) -> MetricBatch:
                             data=None if extra is None else dumps(extra),
                         )
                     )
-    return MetricBatch(rows=rows, rejected=len(problems), problems=problems)
+    return MetricBatch(rows=rows, rejected=rejected, problems=problems)
