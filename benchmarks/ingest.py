@@ -82,19 +82,19 @@ sys.path.insert(0, str(ROOT / "src"))
 from flowledger._wire import format_ts, new_event_id  # noqa: E402
 from flowledger.receiver._config import IngestLimits  # noqa: E402
 from flowledger.receiver._validate import prepare_event  # noqa: E402
-from flowledger.receiver.store._canonical import GENESIS_HASH, canonical, chain_hash  # noqa: E402
-from flowledger.receiver.store._entry import entry_bytes, payload_hash  # noqa: E402
+from flowledger.receiver.store._canonical import GENESIS_HASH, canonical  # noqa: E402
+from flowledger.receiver.store._entry import ENTRY_FORMAT, entry_bytes, entry_hash, kept_as_fields, payload_hash  # noqa: E402
 from flowledger.receiver.store._event import PreparedEvent  # noqa: E402
 from flowledger.receiver.store._fold import NODE_COLUMNS, RUN_COLUMNS, fold_node, fold_run  # noqa: E402
-from flowledger.receiver.store._merkle import Frontier, leaf_hash  # noqa: E402
+from flowledger.receiver.store._merkle import Frontier  # noqa: E402
 from flowledger.receiver.store._migrations import migrate  # noqa: E402
 from flowledger.receiver.store._tree import stored_nodes  # noqa: E402
 
 LEDGER_INSERT = (
     "INSERT INTO ledger (seq, event_id, project, run_id, kind, ts, producer_id, producer_seq, received_at, "
-    "payload_hash, prev_hash, hash)"
+    "payload_hash, prev_hash, hash, entry)"
 )
-LEDGER_WIDTH = 12
+LEDGER_WIDTH = 13
 WITHOUT_LIFECYCLE = "this tree without the lifecycle steps"
 WITHOUT_FORMAT = "this tree without the Merkle tree and payload split"
 LEFT_OUT: Final = {
@@ -109,8 +109,8 @@ NODE_INSERT = "INSERT INTO merkle_nodes (level, idx, hash)"
 def ledger_row(
     seq: int, event: dict[str, Any], ts: str, body: bytes, prev: bytes, received: str
 ) -> tuple[tuple[Any, ...], bytes]:
-    """The ledger row of one event (format 2, the entry kept as its fields, as the SQLite store writes it) and the
-    entry's bytes (hashed, not stored)."""
+    """The ledger row of one event (format 3, the entry kept as its fields, as the SQLite store writes it) and its
+    hash, which is also its Merkle leaf."""
     digest = payload_hash(body)
     entry = entry_bytes(
         seq=seq,
@@ -128,7 +128,8 @@ def ledger_row(
         seq, event["event_id"], project, event["run_id"], event["kind"], ts, event["producer_id"],
         event["producer_seq"], received, digest, prev,
     )  # fmt: skip
-    return (*row, chain_hash(prev, entry)), entry
+    digest = entry_hash(prev, entry)
+    return (*row, digest, kept_as_fields(ENTRY_FORMAT)), digest
 
 
 EVENTS_PER_RUN = 9
@@ -271,10 +272,9 @@ def raw_sqlite(events: list[dict[str, Any]], path: Path) -> float:
     received = format_ts(time.time_ns())
     for seq, event in enumerate(events, 1):
         body = canonical(event)
-        row, _ = ledger_row(seq, event, event["ts"], body.encode(), prev, received)
+        row, prev = ledger_row(seq, event, event["ts"], body.encode(), prev, received)
         rows.append(row)
         payloads.append((seq, body))
-        prev = row[-1]
     started = time.perf_counter()
     conn.execute("BEGIN")
     conn.executemany(f"{LEDGER_INSERT} VALUES ({', '.join('?' * LEDGER_WIDTH)})", rows)
@@ -314,11 +314,10 @@ def raw_sqlite_all(events: list[dict[str, Any]], path: Path, batch: int) -> floa
             assert isinstance(event, PreparedEvent)
             seq += 1
             event.seq = seq
-            row, entry = ledger_row(seq, raw, event.ts, event.body_bytes, prev, received)
+            row, prev = ledger_row(seq, raw, event.ts, event.body_bytes, prev, received)
             ledger_rows.append(row)
             payload_rows.append((seq, event.body))
-            node_rows_ += stored_nodes(tree.append(leaf_hash(entry)))
-            prev = row[-1]
+            node_rows_ += stored_nodes(tree.append(prev))  # a format-3 entry's hash is its leaf
             runs[event.run_id] = fold_run(runs.get(event.run_id), event)
             if "span_id" in event.data:
                 key = (event.run_id, event.data["span_id"])
@@ -635,7 +634,7 @@ def measure(
         )
         verified = (verify.stdout or verify.stderr).strip().splitlines()[:1]
         if left_out:
-            verified = ["not verified: the lifecycle's steps were left out, so its entries are not format 2's"]
+            verified = ["not verified: the lifecycle's steps were left out, so its entries are not the ledger format's"]
     finally:
         for server in servers:
             server.terminate()

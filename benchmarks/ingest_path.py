@@ -12,7 +12,7 @@ and of the event-loop thread. With ``--callgrind`` (valgrind installed) it
 also runs each tree under callgrind at two sizes and prints the difference
 in instructions per event: a figure that does not move with the load other
 work puts on the machine, unlike the CPU times. ``--baseline REV`` is a git
-revision of this repository that writes ledger format 2 (repeatable).
+revision of this repository that writes ledger format 2 or later (repeatable).
 
 ``--lifecycle`` measures what the ledger lifecycle change (ledger format 2:
 deleting and retaining history with the proof intact) costs by itself, apart
@@ -73,7 +73,8 @@ SMALL_RUNS, LARGE_RUNS = 100, 600
 LIFECYCLE_STEPS = ("merkle", "payload-split", "purge-bookkeeping")
 """What ``--lifecycle`` leaves out of this tree, one at a time and all together (see the module's docstring)."""
 FORMAT_STEPS = ("merkle", "payload-split")
-"""What ledger format 2 itself adds to every append (the purge bookkeeping is what purges need of the file)."""
+"""What the ledger format (2 and since) itself adds to every append (the purge bookkeeping is what purges need of
+the file)."""
 
 
 def _leave_out(steps: frozenset[str], path: Path) -> None:
@@ -308,7 +309,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3000, help="runs of 9 events each for the CPU figures")
     parser.add_argument("--repeat", type=int, default=3, help="CPU measurements per tree (the median is printed)")
     parser.add_argument(
-        "--baseline", action="append", default=[], help="also measure this git revision (ledger format 2; repeatable)"
+        "--baseline",
+        action="append",
+        default=[],
+        help="also measure this git revision (ledger format 2 or later; repeatable)",
     )
     parser.add_argument("--callgrind", action="store_true", help="also count instructions per event (valgrind)")
     parser.add_argument("--projects", type=int, default=0, help="runs go to this many projects in turn (0: none)")

@@ -27,7 +27,7 @@ from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_of
 from flowledger.receiver.store._merkle import leaf_hash
 from flowledger.receiver.store._sqlite import SqliteStore
 from tests.receiver._support import LiveReceiver, RunEvents, simple_run, typical_run
-from tests.receiver.store._rewrite import rewrite_history, tamper
+from tests.receiver.store._rewrite import as_format2, rewrite_history, tamper
 from tests.receiver.store.conformance.conftest import prepared
 
 
@@ -228,8 +228,8 @@ def test_pymerkle_rebuilds_the_same_tree_from_the_database(
     db, key, runs = ledger
     proof = json.loads(_prove(db, key, runs[1].run_id, tmp_path).read_text())
     with sqlite3.connect(db) as conn:
-        rows = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')} FROM ledger ORDER BY seq").fetchall()
-    entries = [entry_of(row) for row in rows]
+        rows = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')}, prev_hash FROM ledger ORDER BY seq").fetchall()
+    entries = [bytes(row[10]) + entry_of(row[:10]) for row in rows]  # a format-3 leaf's data: prev_hash || entry
     reference = InmemoryTree()
     for entry in entries:
         reference.append_entry(entry)
@@ -238,16 +238,17 @@ def test_pymerkle_rebuilds_the_same_tree_from_the_database(
     assert base64.b64encode(reference.get_root(len(entries))).decode() == proof["checkpoint"].split("\n")[2]
     for item in proof["entries"]:
         theirs = reference.prove_inclusion(item["seq"], len(entries)).serialize()["path"]
-        assert theirs[0] == leaf_hash(item["entry"].encode()).hex()
+        assert theirs[0] == leaf_hash(bytes.fromhex(item["prev_hash"]) + item["entry"].encode()).hex()
         assert theirs[1:] == item["inclusion_path"]
 
 
 @pytest.mark.parametrize(
     "change",
-    ["payload", "entry", "path", "seq", "checkpoint", "run_id", "drop_all"],
+    ["payload", "entry", "prev_hash", "no_prev_hash", "path", "seq", "checkpoint", "run_id", "drop_all"],
 )
 def test_a_tampered_proof_is_rejected(ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path, change: str) -> None:
-    """Any change to a proof (payload, entry, path, position, checkpoint, run) makes verify-proof exit 1."""
+    """Any change to a proof (payload, entry, the hash before an entry, path, position, checkpoint, run) makes
+    verify-proof exit 1."""
     db, key, runs = ledger
     path = _prove(db, key, runs[0].run_id, tmp_path)
     proof = json.loads(path.read_text())
@@ -256,6 +257,10 @@ def test_a_tampered_proof_is_rejected(ledger: tuple[Path, Path, list[RunEvents]]
         item["payload"] = item["payload"].replace("fetch", "FETCH")
     elif change == "entry":
         item["entry"] = item["entry"].replace('"producer_seq":', '"producer_seq":1')
+    elif change == "prev_hash":
+        item["prev_hash"] = "00" * 32
+    elif change == "no_prev_hash":
+        del item["prev_hash"]
     elif change == "path":
         item["inclusion_path"][0] = "00" * 32
     elif change == "seq":
@@ -270,6 +275,33 @@ def test_a_tampered_proof_is_rejected(ledger: tuple[Path, Path, list[RunEvents]]
     result = _invoke(verify_proof_command, path, "--key", f"{key}.pub")
     assert result.exit_code == 1
     assert "proof INVALID" in result.output
+
+
+def test_a_proof_of_format2_entries_needs_no_prev_hash(tmp_path: Path) -> None:
+    """A ledger begun before format 3 proves its old entries and its new ones; a proof of format-2 entries made
+    before proofs named the hash before each entry still verifies, and a format-3 entry without it is refused."""
+    db = tmp_path / "ledger.db"
+    old, new = typical_run(), simple_run()
+    _append(db, old)
+    as_format2(db)
+    _append(db, new)
+    key = tmp_path / "signing"
+    assert _invoke(keygen_command, "-o", key).exit_code == 0
+    assert _invoke(verify_command, "--db", db).exit_code == 0
+    for run, v in ((old, 2), (new, 3)):
+        path = _prove(db, key, run.run_id, tmp_path)
+        proof = json.loads(path.read_text())
+        assert {json.loads(item["entry"])["v"] for item in proof["entries"]} == {v}
+        assert _invoke(verify_proof_command, path, "--key", f"{key}.pub").exit_code == 0
+        for item in proof["entries"]:
+            del item["prev_hash"]
+        path.write_text(json.dumps(proof))
+        result = _invoke(verify_proof_command, path, "--key", f"{key}.pub")
+        if v == 2:
+            assert result.exit_code == 0, result.output
+        else:
+            assert result.exit_code == 1
+            assert "prev_hash is missing (a format-3 entry's leaf is prev_hash || entry)" in result.output
 
 
 def test_a_purged_run_is_still_provable(ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path) -> None:

@@ -426,21 +426,25 @@ def test_a_copy_back_that_fails_leaves_no_file(tmp_path: Path, postgres_url: str
 def test_an_entry_that_hashed_a_float_producer_seq_keeps_its_bytes_on_the_way_to_sqlite() -> None:
     """A PostgreSQL entry made when ``1e16`` was hashed as the float keeps its bytes in SQLite, whose INTEGER column
     would make it 10**16 and rebuild other bytes; an entry with an integer is kept as its fields."""
-    from flowledger.receiver.store._canonical import chain_hash
-    from flowledger.receiver.store._entry import entry_bytes, payload_hash
+    from flowledger.receiver.store._entry import ENTRY_FORMAT, entry_bytes, entry_hash, payload_hash
     from flowledger.receiver.store.postgres._copy import _as_sqlite_ledger
 
     rows: list[tuple[Any, ...]] = []
     producer_seqs: tuple[Any, ...] = (1e16, 7)  # the float, as an older receiver passed it on
     for seq, producer_seq in enumerate(producer_seqs, start=1):
         digest = payload_hash(b"{}")
-        fields = {"event_id": f"e{seq}", "run_id": "r", "kind": "node_finished", "ts": "2026-01-01T00:00:00.000000Z"}
+        fields: dict[str, Any] = {
+            "event_id": f"e{seq}",
+            "run_id": "r",
+            "kind": "node_finished",
+            "ts": "2026-01-01T00:00:00.000000Z",
+        }
         entry = entry_bytes(
             seq=seq, project=None, producer_id="p", producer_seq=producer_seq, payload_sha256=digest, **fields
         )
-        rows.append((seq, *fields.values(), "2026-01-01T00:00:01.000000Z", entry, digest, b"", chain_hash(b"", entry)))
+        rows.append((seq, *fields.values(), "2026-01-01T00:00:01.000000Z", entry, digest, b"", entry_hash(b"", entry)))
     converted = _as_sqlite_ledger(rows)
     assert b'"producer_seq":1e+16' in bytes(rows[0][6])
     assert converted[0][6] == rows[0][6]  # kept: SQLite could not give these bytes back
-    assert converted[1][6] is None  # the fields make the entry
+    assert converted[1][6] == ENTRY_FORMAT  # the fields make the entry, of this format
     assert converted[1][-3:] == ("", "p", 7)

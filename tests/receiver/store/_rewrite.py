@@ -6,8 +6,9 @@ import sqlite3
 from pathlib import Path
 
 from flowledger.receiver.store._canonical import chain_hash
-from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_of
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_format, entry_hash, entry_leaf, entry_of
 from flowledger.receiver.store._merkle import Frontier, leaf_hash
+from flowledger.receiver.store._migrations import MIGRATIONS, _ledger_format_3
 from flowledger.receiver.store._tree import stored_nodes
 
 TRIGGERS = (
@@ -45,9 +46,9 @@ def rewrite_history(db: Path, seq: int, old: bytes, new: bytes) -> None:
         if row[1] == seq:
             entry = entry.replace(old, new)
             conn.execute("UPDATE ledger SET entry = ? WHERE seq = ?", (entry, seq))
-        digest = chain_hash(prev, entry)
+        digest = entry_hash(prev, entry)
         conn.execute("UPDATE ledger SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, row[1]))
-        nodes += stored_nodes(tree.append(leaf_hash(entry)))
+        nodes += stored_nodes(tree.append(entry_leaf(prev, entry)))
         prev = digest
     conn.execute("DELETE FROM merkle_nodes")
     conn.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
@@ -61,3 +62,36 @@ def store_entry_bytes(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TRIGGER IF EXISTS ledger_no_update")
     rows = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')} FROM ledger").fetchall()
     conn.executemany("UPDATE ledger SET entry = ? WHERE seq = ?", [(entry_of(row), row[1]) for row in rows])
+
+
+def as_format2(db: Path) -> None:
+    """Make the ledger of ``db`` what a receiver before ledger format 3 wrote: every entry of format 2, kept as its
+    fields (NULL in the ``entry`` column), chained by ``SHA-256(prev_hash || entry)`` with the Merkle leaf
+    ``SHA-256(0x00 || entry)``; the schema version the one before format 3, the append-only triggers as they were."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    triggers = [
+        str(row)
+        for name, row in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+        if name in TRIGGERS
+    ]
+    conn.execute("BEGIN")
+    for trigger in TRIGGERS:
+        conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    rows = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')}, prev_hash FROM ledger ORDER BY seq").fetchall()
+    prev = bytes(rows[0][-1]) if rows else b""
+    tree, nodes = Frontier(), []
+    for row in rows:
+        entry = entry_of((None, *row[1:10]))  # the same fields, as format 2 wrote them
+        assert entry_format(entry) == 2
+        assert entry_of(row[:10]) == entry.replace(b'"v":2}', b'"v":3}')
+        digest = chain_hash(prev, entry)
+        conn.execute("UPDATE ledger SET entry = NULL, prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, row[1]))
+        nodes += stored_nodes(tree.append(leaf_hash(entry)))
+        prev = digest
+    conn.execute("DELETE FROM merkle_nodes")
+    conn.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+    for sql in triggers:
+        conn.execute(sql)
+    conn.execute(f"PRAGMA user_version = {MIGRATIONS.index(_ledger_format_3)}")
+    conn.execute("COMMIT")
+    conn.close()

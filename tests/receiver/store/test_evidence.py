@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_of
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_hash, entry_of
 from flowledger.receiver.store._protocol import EventOutcome
 from flowledger.receiver.store._sqlite import SqliteStore
 from tests.receiver._support import RunEvents, simple_run
@@ -39,7 +39,7 @@ def _rewrite_from(path: Path, seq: int) -> None:
         (prev,) = db.execute("SELECT prev_hash FROM ledger WHERE seq = ?", (seq,)).fetchone()
         rows = db.execute(f"SELECT {ENTRY_COLUMNS.format('')} FROM ledger WHERE seq >= ? ORDER BY seq", (seq,))
         for row in rows.fetchall():
-            own = hashlib.sha256(bytes(prev) + entry_of(row)).digest()
+            own = entry_hash(bytes(prev), entry_of(row))
             db.execute("UPDATE ledger SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, own, row[1]))
             prev = own
         db.execute("COMMIT")
@@ -49,8 +49,9 @@ def _rewrite_from(path: Path, seq: int) -> None:
 
 async def test_an_entry_rewritten_with_its_chain_is_caught_by_the_tree(tmp_path: Path) -> None:
     """The node's entry edited and the chain rehashed after it: the chain check passes and the inclusion proof
-    against the stored subtree over its block fails; a run in the next block, whose entries were not edited (only
-    their hashes), still proves."""
+    against the stored subtree over its block fails; a run in the next block, not yet a stored subtree, whose entries
+    were not edited but rehashed (a format-3 entry's chain hash is its leaf), still proves against the head made
+    from those leaves: a signed checkpoint taken before is what catches that rewrite."""
     path = tmp_path / "evidence.db"
     store = SqliteStore(path)
     await store.open()
@@ -77,9 +78,9 @@ async def test_an_entry_rewritten_with_its_chain_is_caught_by_the_tree(tmp_path:
         assert node["tampered"] is True
         assert node["output"] is None
         assert f"ledger entry {seq} is not in the ledger's Merkle tree" in node["problem"]
-        untouched = await store.resume_evidence(later.run_id)
-        assert untouched is not None
-        assert untouched["nodes"][0]["tampered"] is False
-        assert untouched["nodes"][0]["output"] is not None
+        rehashed = await store.resume_evidence(later.run_id)
+        assert rehashed is not None
+        assert rehashed["nodes"][0]["tampered"] is False
+        assert rehashed["nodes"][0]["output"] is not None
     finally:
         await store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import subprocess
@@ -13,8 +14,16 @@ import pytest
 from click.testing import CliRunner
 
 from flowledger.receiver.cli._commands import verify_command
-from flowledger.receiver.store._canonical import GENESIS_HASH, canonical, chain_hash
-from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_bytes, entry_of, parse_entry, payload_hash
+from flowledger.receiver.store._canonical import GENESIS_HASH, canonical
+from flowledger.receiver.store._entry import (
+    ENTRY_COLUMNS,
+    ENTRY_FORMAT,
+    entry_bytes,
+    entry_leaf,
+    entry_of,
+    parse_entry,
+    payload_hash,
+)
 from flowledger.receiver.store._merkle import FIRST_STORED_MIN_LEVEL, STORED_MIN_LEVEL, Frontier
 from tests.receiver._support import LiveReceiver, simple_run, typical_run
 from tests.receiver.store._rewrite import rewrite_history, tamper
@@ -55,11 +64,11 @@ def test_chain_links_every_entry_to_the_one_before(filled: LiveReceiver) -> None
         ).fetchall()
     prev = GENESIS_HASH
     for row in rows:
-        assert row[0] is None  # no entry bytes stored
+        assert row[0] == ENTRY_FORMAT  # no entry bytes stored: the entry is its fields, of this format
         seq, event_id, run_id, kind, ts, _, _, _, digest, prev_hash, stored, body = row[1:]
         entry = entry_of(row[:10])
         assert prev_hash == prev
-        assert stored == chain_hash(prev, entry)
+        assert stored == hashlib.sha256(b"\x00" + prev + entry).digest()  # format 3: the chain hash is the leaf
         assert digest == payload_hash(body.encode())
         fields = parse_entry(entry)
         assert (fields["seq"], fields["event_id"], fields["run_id"], fields["kind"], fields["ts"]) == (
@@ -410,8 +419,9 @@ def test_verify_checks_the_stored_merkle_tree(large: LiveReceiver) -> None:
 def test_verify_checks_the_smaller_subtrees_older_ledgers_stored(large: LiveReceiver) -> None:
     """A ledger made when subtrees of 16 entries and up were stored keeps them: right, it verifies; edited, not."""
     with sqlite3.connect(large.db_path) as conn:
-        rows = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')} FROM ledger ORDER BY seq").fetchall()
-    older = Frontier().extend([entry_of(row) for row in rows], keep_from_level=FIRST_STORED_MIN_LEVEL)
+        rows = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')}, prev_hash FROM ledger ORDER BY seq").fetchall()
+    leaves = [entry_leaf(bytes(row[10]), entry_of(row[:10])) for row in rows]
+    older = Frontier().extend(leaves, keep_from_level=FIRST_STORED_MIN_LEVEL)
     smaller = [(level, index, digest) for level, index, digest in older if level < STORED_MIN_LEVEL]
     assert len(smaller) == 600 // 16 + 600 // 32 + 600 // 64 + 600 // 128
     with sqlite3.connect(large.db_path) as conn:

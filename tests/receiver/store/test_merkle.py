@@ -60,25 +60,23 @@ def test_roots_match_pymerkle_at_every_size() -> None:
     st.integers(min_value=1, max_value=5),
 )
 def test_extend_is_append_of_each_leaf(start: int, groups: list[int], keep_from_level: int) -> None:
-    """Extending by a group of entries builds the tree pymerkle builds, completing the subtrees append completes."""
+    """Extending by a group of leaves builds the tree pymerkle builds, completing the subtrees append completes."""
     count = start + sum(groups)
     entries = [f'{{"seq":{i + 1}}}'.encode() for i in range(count)]
+    leaves = [leaf_hash(entry) for entry in entries]
     one_by_one, grouped = Frontier(), Frontier()
-    for entry in entries[:start]:
-        one_by_one.append(leaf_hash(entry))
-    grouped.extend(entries[:start])
+    for leaf in leaves[:start]:
+        one_by_one.append(leaf)
+    grouped.extend(leaves[:start])
     at = start
     reference = InmemoryTree()
     for entry in entries:
         reference.append_entry(entry)
     for size in groups:
         expected = [
-            node
-            for entry in entries[at : at + size]
-            for node in one_by_one.append(leaf_hash(entry))
-            if node[0] >= keep_from_level
+            node for leaf in leaves[at : at + size] for node in one_by_one.append(leaf) if node[0] >= keep_from_level
         ]
-        assert grouped.extend(entries[at : at + size], keep_from_level=keep_from_level) == expected
+        assert grouped.extend(leaves[at : at + size], keep_from_level=keep_from_level) == expected
         at += size
         assert grouped.size == one_by_one.size == at
         assert grouped.root() == one_by_one.root() == (reference.get_root(at) if at else EMPTY_ROOT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,8 @@ import pytest
 
 from flowledger._exceptions import StoreError
 from flowledger.receiver.store import _migrations as migrations
-from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_of
-from flowledger.receiver.store._merkle import leaf_hash, verify_consistency, verify_inclusion
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, ENTRY_FORMAT, entry_format, entry_of
+from flowledger.receiver.store._merkle import verify_consistency, verify_inclusion
 from flowledger.receiver.store._migrations import (
     _LEDGER_ENTRY_AS_COLUMNS,
     _LEDGER_PROJECT_AS_COLUMN,
@@ -27,6 +28,7 @@ from flowledger.receiver.store._protocol import PurgeSelection, RunQuery, Verify
 from flowledger.receiver.store._sqlite import SqliteStore
 from tests.receiver._support import simple_run, typical_run
 from tests.receiver.store._format1 import FORMAT1_VERSION, format1_ledger
+from tests.receiver.store._rewrite import as_format2
 from tests.receiver.store.conformance.conftest import prepared
 
 
@@ -281,7 +283,7 @@ def test_a_ledger_that_stores_its_entries_keeps_them_and_adds_entries_as_fields(
                 proofs = await store.run_proof(run.run_id, head_now.size)
                 assert len(proofs) == len(run.events)
                 for p in proofs:
-                    assert verify_inclusion(leaf_hash(p.entry), p.seq - 1, head_now.size, p.path, head_now.root)
+                    assert verify_inclusion(p.leaf, p.seq - 1, head_now.size, p.path, head_now.root)
         finally:
             await store.close()
 
@@ -293,7 +295,7 @@ def test_a_ledger_that_stores_its_entries_keeps_them_and_adds_entries_as_fields(
     assert all(producer is None for _, _, producer in rows[: len(stored)])
     new_rows = rows[len(stored) :]
     assert len(new_rows) == len(runs[1].events)
-    assert all(entry is None and producer is not None for _, entry, producer in new_rows)
+    assert all(entry == ENTRY_FORMAT and producer is not None for _, entry, producer in new_rows)
 
 
 def test_a_ledger_without_the_project_column_gets_it_from_its_entries(
@@ -347,3 +349,54 @@ def test_a_ledger_without_the_project_column_gets_it_from_its_entries(
             str(sql) for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'ledger'")
         )
         assert "json_extract" not in triggers
+
+
+def test_a_format2_ledger_keeps_its_proof_and_goes_on_in_format_3(tmp_path: Path) -> None:
+    """A ledger written before format 3 keeps every entry, hash and tree node: its old head and tree verify, the
+    tree it had is a prefix of the tree after new entries (a consistency proof), the entries appended are of format 3
+    (their chain hash is their leaf), a purge of an old run still verifies, and proofs cover entries of both."""
+    runs = [typical_run(project="alpha"), simple_run(), simple_run()]
+    path = tmp_path / "format2.db"
+    asyncio.run(_ingest_and_read(path, runs[0].events, runs[0].run_id))
+    as_format2(path)
+    with sqlite3.connect(path) as conn:
+        old_head = conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+        old_rows = conn.execute("SELECT seq, entry, hash FROM ledger ORDER BY seq").fetchall()
+    assert all(entry is None for _, entry, _ in old_rows)
+
+    async def check() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            tree_before = await store.tree_head()
+            assert (await store.verify([(int(old_head[0]), bytes(old_head[1]).hex())])).ok
+            await store.append(prepared(runs[1].events + runs[2].events))
+            report = await store.verify([(int(old_head[0]), bytes(old_head[1]).hex())])
+            assert report.ok, report
+            head_now, path_between = await store.consistency_proof(tree_before.size)
+            assert verify_consistency(tree_before.size, head_now.size, tree_before.root, head_now.root, path_between)
+            for run in runs:
+                proofs = await store.run_proof(run.run_id, head_now.size)
+                assert [entry_format(p.entry) for p in proofs] == [2 if run is runs[0] else 3] * len(run.events)
+                for p in proofs:
+                    assert verify_inclusion(p.leaf, p.seq - 1, head_now.size, p.path, head_now.root)
+            purged = await store.purge(PurgeSelection(run_ids=(runs[0].run_id,), by="test"))
+            assert purged.runs == [runs[0].run_id]
+            report = await store.verify()
+            assert report.ok, report
+            assert (report.purges, report.runs_purged) == (1, 1)
+        finally:
+            await store.close()
+
+    asyncio.run(check())
+    with sqlite3.connect(path) as conn:
+        assert schema_version(conn) == SCHEMA_VERSION
+        rows = conn.execute("SELECT seq, entry, prev_hash, hash FROM ledger ORDER BY seq").fetchall()
+    assert [(seq, entry, bytes(digest)) for seq, entry, _, digest in rows[: len(old_rows)]] == [
+        (seq, None, bytes(digest)) for seq, _, digest in old_rows
+    ]
+    assert {entry for _, entry, _, _ in rows[len(old_rows) :]} == {3}  # kept as their fields, of format 3
+    first_new = rows[len(old_rows)]
+    with sqlite3.connect(path) as conn:
+        (row,) = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')} FROM ledger WHERE seq = ?", (first_new[0],))
+    assert bytes(first_new[3]) == hashlib.sha256(b"\x00" + bytes(first_new[2]) + entry_of(row)).digest()

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_of
-from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, inclusion_path, leaf_hash, node_hash, verify_inclusion
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_leaf, entry_of
+from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, inclusion_path, node_hash, verify_inclusion
 from flowledger.receiver.store._protocol import EventOutcome
 from flowledger.receiver.store._sqlite import SqliteStore
 from flowledger.receiver.store._tree import perfect_reader, run_proof, tree_head
@@ -53,16 +53,16 @@ async def test_the_proofs_of_many_entries_read_each_block_of_entries_once(tmp_pa
         assert len(reads) == 3, reads
         fresh = perfect_reader(conn)
         for index, path_of in paths.items():
-            assert verify_inclusion(leaf_hash(_entry(conn, index + 1)), index, head.size, path_of, head.root)
+            assert verify_inclusion(_leaf(conn, index + 1), index, head.size, path_of, head.root)
         for index in (0, 1, 255, 256, 511):
             assert paths[index] == inclusion_path(index, head.size, fresh)
     finally:
         conn.close()
 
 
-def _entry(conn: sqlite3.Connection, seq: int) -> bytes:
-    row = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')} FROM ledger WHERE seq = ?", (seq,)).fetchone()
-    return entry_of(row)
+def _leaf(conn: sqlite3.Connection, seq: int) -> bytes:
+    row = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')}, prev_hash FROM ledger WHERE seq = ?", (seq,)).fetchone()
+    return entry_leaf(bytes(row[10]), entry_of(row[:10]))
 
 
 async def test_a_missing_entry_is_named_and_the_rest_of_its_block_still_proves(tmp_path: Path) -> None:
@@ -77,11 +77,11 @@ async def test_a_missing_entry_is_named_and_the_rest_of_its_block_still_proves(t
         perfect = perfect_reader(conn)
         with pytest.raises(LookupError, match=r"entries 1\.\.4 are missing from the ledger"):
             perfect(2, 0)
-        leaves = [leaf_hash(_entry(conn, seq)) for seq in (5, 6, 7, 8)]
+        leaves = [_leaf(conn, seq) for seq in (5, 6, 7, 8)]
         assert perfect(2, 1) == node_hash(node_hash(leaves[0], leaves[1]), node_hash(leaves[2], leaves[3]))
         with pytest.raises(LookupError, match=r"entries 1\.\.128 are missing"):
             perfect(7, 0)
-        nodes = [leaf_hash(_entry(conn, seq)) for seq in range(129, 257)]
+        nodes = [_leaf(conn, seq) for seq in range(129, 257)]
         while len(nodes) > 1:
             nodes = [node_hash(nodes[i], nodes[i + 1]) for i in range(0, len(nodes), 2)]
         assert perfect(7, 1) == nodes[0]
@@ -106,6 +106,6 @@ async def test_a_run_spread_over_many_blocks_reads_each_block_once(tmp_path: Pat
         assert len(blocks) > 4
         assert len(reads) == len(blocks)
         for proof in proofs:
-            assert verify_inclusion(leaf_hash(proof.entry), proof.seq - 1, head.size, proof.path, head.root)
+            assert verify_inclusion(proof.leaf, proof.seq - 1, head.size, proof.path, head.root)
     finally:
         conn.close()

@@ -502,7 +502,10 @@ def _document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": {
-                            "description": "The entries, payloads (null when purged) and audit paths.",
+                            "description": (
+                                "The entries, each with the hash before it (`prev_hash`), payloads (null when "
+                                "purged) and audit paths."
+                            ),
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
                         "400": _error(

@@ -71,6 +71,7 @@ async def run_proof(request: Request) -> Response:
         {
             "seq": p.seq,
             "entry": p.entry.decode("utf-8"),
+            "prev_hash": _b64(p.prev_hash),
             "payload": None if p.payload is None else p.payload.decode("utf-8"),
             "path": [_b64(node) for node in p.path],
         }

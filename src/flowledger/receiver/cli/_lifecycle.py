@@ -202,7 +202,7 @@ def prove_command(
     if not entries:
         of = "" if project is None else f" of project {project!r}"
         raise ProofError(f"run {run_id}{of} has no entry among the {stated.size} the checkpoint covers")
-    document = run_proof_document(run_id, text, [(e.seq, e.entry, e.payload, e.path) for e in entries])
+    document = run_proof_document(run_id, text, [(e.seq, e.entry, e.prev_hash, e.payload, e.path) for e in entries])
     write_atomically(output, json.dumps(document, ensure_ascii=False, indent=1) + "\n")
     purged = sum(e.payload is None for e in entries)
     if as_json:

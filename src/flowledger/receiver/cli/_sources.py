@@ -499,6 +499,7 @@ class UrlSource:
             EntryProof(
                 seq=int(item["seq"]),
                 entry=item["entry"].encode("utf-8"),
+                prev_hash=base64.b64decode(item.get("prev_hash") or ""),  # a format-2 entry's leaf does not need it
                 payload=None if item["payload"] is None else item["payload"].encode("utf-8"),
                 path=[base64.b64decode(node) for node in item["path"]],
             )

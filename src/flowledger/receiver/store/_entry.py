@@ -1,17 +1,26 @@
-"""Ledger entries of format 2: metadata and a payload hash, chained; payloads stored apart.
+"""Ledger entries: metadata and a payload hash, chained; payloads stored apart.
 
 A ledger row holds an *entry*: the canonical JSON (see :mod:`._canonical`) of
 
-``{"v": 2, "seq", "event_id", "run_id", "kind", "ts", "project", "producer_id",
+``{"v": 3, "seq", "event_id", "run_id", "kind", "ts", "project", "producer_id",
 "producer_seq", "payload_sha256"}``
 
-and ``hash = sha256(prev_hash || entry)``. The event itself (its canonical
-body, with inputs, outputs, errors and trigger data) is the entry's
-*payload*, kept in the ``payloads`` table under the same ``seq``; the entry
-commits to it through ``payload_sha256``. A payload can be deleted (a purge)
-and the chain still verifies, because the chain covers the entry, not the
-payload. Every column of the ``ledger`` row is a copy of an entry field and
-is checked against it by ``verify``.
+and ``hash = SHA-256(0x00 || prev_hash || entry)``, which is also the entry's
+leaf in the Merkle tree (:mod:`._merkle`): RFC 9162's leaf hash of the leaf
+data ``prev_hash || entry``, so one hash serves the chain and the tree. The
+event itself (its canonical body, with inputs, outputs, errors and trigger
+data) is the entry's *payload*, kept in the ``payloads`` table under the
+same ``seq``; the entry commits to it through ``payload_sha256``. A payload
+can be deleted (a purge) and the chain still verifies, because the chain
+covers the entry, not the payload. Every column of the ``ledger`` row is a
+copy of an entry field and is checked against it by ``verify``.
+
+Entries written before format 3 are of format 2 (``"v": 2``): the same
+fields, chained by ``hash = SHA-256(prev_hash || entry)`` with the leaf
+``SHA-256(0x00 || entry)`` apart. They stay as they were, so a ledger begun
+in format 2 holds both and its old checkpoints still verify: every reader
+takes the rule of each entry's own ``v`` (:func:`entry_hash`,
+:func:`entry_leaf`), which is the last key of the sorted JSON.
 
 A purge is an entry too (kind :data:`PURGE_KIND`), whose payload lists the
 runs it erased and who asked; purge payloads are never deleted.
@@ -40,10 +49,16 @@ from flowledger.receiver.store._canonical import GENESIS_HASH, canonical_utf8, c
 __all__ = [
     "ENTRY_COLUMNS",
     "ENTRY_FORMAT",
+    "ENTRY_FORMATS",
+    "LEAF_PREFIX",
     "LEDGER_PROJECT",
     "PURGE_KIND",
     "entry_bytes",
+    "entry_format",
+    "entry_hash",
+    "entry_leaf",
     "entry_of",
+    "kept_as_fields",
     "migrated_genesis",
     "new_entry_id",
     "parse_entry",
@@ -52,8 +67,10 @@ __all__ = [
     "purge_entry",
 ]
 
-ENTRY_FORMAT: Final = 2
-"""The ``v`` of every entry (format 1 hashed the whole event body)."""
+ENTRY_FORMAT: Final = 3
+"""The ``v`` of every new entry (format 1 hashed the whole event body; format 2 hashed an entry twice)."""
+ENTRY_FORMATS: Final = (2, 3)
+"""The ``v`` an entry in a ledger may have: format 2's entries keep their own hash rule (see the module)."""
 PURGE_KIND: Final = "ledger.purge"
 """The kind of a purge entry (wire event kinds never contain a dot)."""
 
@@ -72,7 +89,38 @@ ENTRY_COLUMNS: Final = (
     "{0}payload_hash"
 )
 """SQL of the SQLite ledger columns an entry is read from, for :func:`entry_of` (``{0}``: an alias and a dot,
-or nothing): the stored bytes (NULL for a row that keeps its entry as columns), then every field."""
+or nothing): the stored bytes (or, for a row that keeps its entry as columns, what :func:`kept_as_fields` gives
+for its format), then every field."""
+
+
+_FORMAT3_END: Final = b'"v":3}'
+"""How a format-3 entry ends: ``v`` is the last of its sorted keys."""
+LEAF_PREFIX: Final = hashlib.sha256(b"\x00")
+"""SHA-256 having read the leaf prefix ``0x00``: copy it to hash a format-3 entry (a copy costs less than a new
+state)."""
+
+
+def entry_format(entry: bytes) -> int:
+    """The format of a stored entry, 3 or 2, read from its last key (as :func:`entry_hash` reads it)."""
+    return 3 if entry.endswith(_FORMAT3_END) else 2
+
+
+def entry_hash(prev_hash: bytes, entry: bytes) -> bytes:
+    """The chain hash of ``entry`` after ``prev_hash``, by the entry's format (see the module)."""
+    if entry.endswith(_FORMAT3_END):
+        state = LEAF_PREFIX.copy()
+        state.update(prev_hash)
+        state.update(entry)
+        return state.digest()
+    return chain_hash(prev_hash, entry)
+
+
+def entry_leaf(prev_hash: bytes, entry: bytes) -> bytes:
+    """The Merkle leaf hash of ``entry`` after ``prev_hash``: its chain hash in format 3, ``SHA-256(0x00 || entry)``
+    in format 2."""
+    if entry.endswith(_FORMAT3_END):
+        return entry_hash(prev_hash, entry)
+    return hashlib.sha256(b"\x00" + entry).digest()
 
 
 def payload_hash(payload: bytes) -> bytes:
@@ -97,8 +145,9 @@ def entry_bytes(
     producer_id: str | None,
     producer_seq: int | None,
     payload_sha256: bytes,
+    v: int = ENTRY_FORMAT,
 ) -> bytes:
-    """The canonical UTF-8 JSON of one entry (what the chain and the Merkle tree hash).
+    """The canonical UTF-8 JSON of one entry (what the chain and the Merkle tree hash), of format ``v``.
 
     The keys are written in sorted order and every value is a string, an
     integer or null, where orjson's output is the canonical form (see
@@ -115,7 +164,7 @@ def entry_bytes(
         "run_id": run_id,
         "seq": seq,
         "ts": ts,
-        "v": ENTRY_FORMAT,
+        "v": v,
     }
     try:
         return orjson.dumps(entry)
@@ -123,14 +172,27 @@ def entry_bytes(
         return canonical_utf8(entry)
 
 
+def kept_as_fields(v: int) -> int | None:
+    """What the SQLite ``entry`` column holds for an entry of format ``v`` kept as its fields: NULL for format 2
+    (rows written before format 3), the format's number since."""
+    return None if v == 2 else v
+
+
 def entry_of(row: Sequence[Any]) -> bytes:
     """The entry of a ledger row read through :data:`ENTRY_COLUMNS`: its stored bytes, or rebuilt from its fields.
 
-    A row whose columns hold what no entry can (a blob in a text column, a text hash: edited by hand) gives the
-    empty entry, which hashes to no row's hash, so ``verify`` reports that row as edited rather than failing.
+    The ``entry`` column holds the bytes, or what :func:`kept_as_fields` gives for the entry's format. A row whose
+    columns hold what no entry can (a blob in a text column, a text hash, an unknown format: edited by hand) gives
+    the empty entry, which hashes to no row's hash, so ``verify`` reports that row as edited rather than failing.
     """
     stored, seq, event_id, run_id, kind, ts, project, producer_id, producer_seq, digest = row
-    if stored is not None:
+    if stored is None:
+        v = 2
+    elif type(stored) is int:
+        v = stored
+        if v not in ENTRY_FORMATS or kept_as_fields(v) != v:
+            return b""
+    else:
         return bytes(stored)
     try:
         return entry_bytes(
@@ -143,6 +205,7 @@ def entry_of(row: Sequence[Any]) -> bytes:
             producer_id=producer_id,
             producer_seq=producer_seq,
             payload_sha256=bytes(digest),
+            v=v,
         )
     except (TypeError, ValueError):
         return b""
@@ -154,8 +217,8 @@ def parse_entry(entry: bytes) -> dict[str, Any]:
         value = orjson.loads(entry)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"the entry is not JSON: {exc}") from exc
-    if not isinstance(value, dict) or value.get("v") != ENTRY_FORMAT:
-        raise ValueError(f"the entry is not of format {ENTRY_FORMAT}")
+    if not isinstance(value, dict) or value.get("v") not in ENTRY_FORMATS:
+        raise ValueError(f"the entry is not of format {' or '.join(map(str, ENTRY_FORMATS))}")
     return value
 
 
@@ -179,13 +242,11 @@ def new_entry_id() -> str:
     return str(uuid.UUID(int=value))
 
 
-def purge_entry(
-    *, seq: int, prev: bytes, payload: Any, project: str | None, now: str
-) -> tuple[tuple[Any, ...], str, bytes]:
+def purge_entry(*, seq: int, prev: bytes, payload: Any, project: str | None, now: str) -> tuple[tuple[Any, ...], str]:
     """The ledger entry recording a purge, appended after ``prev`` at ``seq``, the same on every engine.
 
     Returns its ledger row ``(seq, event_id, run_id, kind, ts, received_at, entry, payload_hash, prev_hash,
-    hash)``, its payload's text and its entry bytes (the Merkle tree's next leaf).
+    hash)`` (its ``hash`` is the Merkle tree's next leaf) and its payload's text.
     """
     body = canonical_utf8(payload)
     digest = payload_hash(body)
@@ -201,5 +262,5 @@ def purge_entry(
         producer_seq=None,
         payload_sha256=digest,
     )
-    row = (seq, event_id, "", PURGE_KIND, now, now, entry, digest, prev, chain_hash(prev, entry))
-    return row, body.decode("utf-8"), entry
+    row = (seq, event_id, "", PURGE_KIND, now, now, entry, digest, prev, entry_hash(prev, entry))
+    return row, body.decode("utf-8")

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from typing import Final
 
 from flowledger._exceptions import SchemaVersionError, StoreError
-from flowledger.receiver.store._canonical import chain_hash
-from flowledger.receiver.store._entry import entry_bytes, migrated_genesis, payload_hash
+from flowledger.receiver.store._entry import entry_bytes, entry_hash, migrated_genesis, payload_hash
 from flowledger.receiver.store._error_groups import ERROR_GROUPS_SCHEMA
 from flowledger.receiver.store._logs import LOGS_SCHEMA
 from flowledger.receiver.store._otlp_logs import OTLP_LOGS_SCHEMA
@@ -312,7 +311,8 @@ CREATE INDEX producers_with_gaps ON producers (last_ts) WHERE max_seq >= events;
 
 
 def _v10_ledger_format_2(conn: sqlite3.Connection) -> None:
-    """Convert a format-1 ledger (hash over the whole body) to format 2 (entries and payloads apart).
+    """Convert a format-1 ledger (hash over the whole body) to entries and payloads apart (format 2 when this
+    migration was written, the entry format of this version since: see :mod:`._entry`).
 
     The old chain is verified first (a ledger that does not verify is not
     converted). Every row becomes an entry with the same seq, its body the
@@ -372,7 +372,7 @@ def _v10_ledger_format_2(conn: sqlite3.Connection) -> None:
                 producer_seq=raw.get("producer_seq"),
                 payload_sha256=digest,
             )
-            new_hash = chain_hash(prev, entry)
+            new_hash = entry_hash(prev, entry)
             ledger_rows.append((seq, event_id, run_id, kind, ts, received_at, entry, digest, prev, new_hash))
             payload_rows.append((seq, body))
             v1_rows.append((seq, v1_hash))
@@ -696,6 +696,13 @@ def _statistics_totals_per_place(conn: sqlite3.Connection) -> None:
     keep_totals_sync(conn)
 
 
+def _ledger_format_3(conn: sqlite3.Connection) -> None:
+    """Ledger format 3 (:mod:`._entry`): new entries hash as ``SHA-256(0x00 || prev_hash || entry)``, their own
+    Merkle leaf, and a row keeping one as its fields holds 3 in its ``entry`` column (NULL is format 2's). No row
+    changes: what was written stays format 2 and verifies as before. The version tells a flowledger before format 3,
+    which would read that 3 as an entry's bytes, to refuse the file."""
+
+
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration: an SQL script, or a function given the connection inside the migration's transaction."""
 
@@ -728,6 +735,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _percentiles_stored_beside_histograms,
     _statistics_totals_per_place,
     _LEDGER_ENTRY_AS_COLUMNS,
+    _ledger_format_3,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -3,12 +3,14 @@
 A *run proof* (``flowledger prove``) is a JSON document::
 
     {"format": "flowledger-run-proof/1", "run_id": ..., "checkpoint": "<signed note>",
-     "entries": [{"seq": 12, "entry": "<entry JSON>", "payload": "<event JSON>" or null,
-                  "inclusion_path": ["<hex>", ...]}, ...]}
+     "entries": [{"seq": 12, "entry": "<entry JSON>", "prev_hash": "<hex>",
+                  "payload": "<event JSON>" or null, "inclusion_path": ["<hex>", ...]}, ...]}
 
 :func:`check_run_proof` verifies it with only the verifier key: the
 checkpoint's signature, each entry's RFC 9162 inclusion in the tree the
-checkpoint signed, that each entry belongs to the run and sits at its
+checkpoint signed (a format-3 entry's leaf data is ``prev_hash || entry``, a
+format-2 entry's the entry alone; proofs made before format 3 have no
+``prev_hash``), that each entry belongs to the run and sits at its
 ``seq``, and that each payload still present hashes to the entry's
 ``payload_sha256`` and is that event's body. It imports no database driver
 and no server: an auditor runs it with the proof file and a public key.
@@ -21,17 +23,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from flowledger._exceptions import ProofError
 from flowledger.receiver.store._checkpoint import Checkpoint, VerifierKey, open_checkpoint
-from flowledger.receiver.store._merkle import leaf_hash, verify_consistency, verify_inclusion
+from flowledger.receiver.store._entry import entry_format, entry_leaf
+from flowledger.receiver.store._merkle import verify_consistency, verify_inclusion
 
 __all__ = ["PROOF_FORMAT", "ProofSummary", "check_extends", "check_run_proof", "run_proof_document"]
 
 PROOF_FORMAT: Final = "flowledger-run-proof/1"
+_HASH_HEX: Final = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +51,9 @@ class ProofSummary:
 
 
 def run_proof_document(
-    run_id: str, checkpoint_text: str, entries: Sequence[tuple[int, bytes, bytes | None, Sequence[bytes]]]
+    run_id: str, checkpoint_text: str, entries: Sequence[tuple[int, bytes, bytes, bytes | None, Sequence[bytes]]]
 ) -> dict[str, Any]:
-    """The proof document of ``entries`` ``(seq, entry, payload, path)`` against ``checkpoint_text``."""
+    """The proof document of ``entries`` ``(seq, entry, prev_hash, payload, path)`` against ``checkpoint_text``."""
     return {
         "format": PROOF_FORMAT,
         "run_id": run_id,
@@ -57,10 +62,11 @@ def run_proof_document(
             {
                 "seq": seq,
                 "entry": entry.decode("utf-8"),
+                "prev_hash": prev_hash.hex(),
                 "payload": None if payload is None else payload.decode("utf-8"),
                 "inclusion_path": [node.hex() for node in path],
             }
-            for seq, entry, payload, path in entries
+            for seq, entry, prev_hash, payload, path in entries
         ],
     }
 
@@ -84,8 +90,14 @@ def _check_entry(item: Any, index: int, run_id: str, checkpoint: Checkpoint) -> 
         path = [bytes.fromhex(node) for node in path_hex]
     except (TypeError, ValueError):
         raise ProofError(f"{where}: the inclusion path is not a list of hex hashes") from None
+    prev_hex = item.get("prev_hash", "")  # absent from proofs made before format 3, whose leaves do not need it
+    if not isinstance(prev_hex, str) or not (prev_hex == "" or _HASH_HEX.fullmatch(prev_hex)):
+        raise ProofError(f"{where}: prev_hash is not a hex SHA-256 hash")
     entry = entry_text.encode("utf-8")
-    if not verify_inclusion(leaf_hash(entry), seq - 1, checkpoint.size, path, checkpoint.root):
+    if not prev_hex and entry_format(entry) == 3:
+        raise ProofError(f"{where}: prev_hash is missing (a format-3 entry's leaf is prev_hash || entry)")
+    leaf = entry_leaf(bytes.fromhex(prev_hex), entry)
+    if not verify_inclusion(leaf, seq - 1, checkpoint.size, path, checkpoint.root):
         raise ProofError(
             f"{where}: entry {seq} is not in the tree the checkpoint signed (its inclusion proof fails): "
             "the entry or its path was changed"

@@ -16,6 +16,7 @@ from typing import Any, Final, Protocol
 
 from flowledger._wire import RunStatus
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
+from flowledger.receiver.store._entry import entry_leaf
 from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
@@ -212,8 +213,15 @@ class EntryProof:
 
     seq: int
     entry: bytes
+    prev_hash: bytes
+    """The hash of the entry before it: with the entry, a format-3 entry's leaf data (see ``store._entry``)."""
     payload: bytes | None
     path: list[bytes]
+
+    @property
+    def leaf(self) -> bytes:
+        """The entry's Merkle leaf hash, which ``path`` proves (see ``store._entry.entry_leaf``)."""
+        return entry_leaf(self.prev_hash, self.entry)
 
 
 @dataclass(slots=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import sqlite3
 import sys
 import threading
@@ -36,9 +35,12 @@ from flowledger.receiver.store._coverage import coverage
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery, query_custom_metrics
 from flowledger.receiver.store._entry import (
     ENTRY_COLUMNS,
+    ENTRY_FORMAT,
+    LEAF_PREFIX,
     LEDGER_PROJECT,
     entry_bytes,
     entry_of,
+    kept_as_fields,
     payload_hashes,
     purge_entry,
 )
@@ -57,7 +59,7 @@ from flowledger.receiver.store._logs import (
     append_log_rows,
     log_json,
 )
-from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier, leaf_hash
+from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, Frontier
 from flowledger.receiver.store._migrations import SCHEMA_VERSION, foreign_database, migrate, schema_version
 from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
 from flowledger.receiver.store._on_thread import (
@@ -142,10 +144,12 @@ _LAST_HEARD_SQL: Final = (
 """When the receiver last stored an event of a run, by its own clock (the sweeper's second opinion)."""
 _INSERT_LEDGER: Final = (
     "INSERT INTO ledger (seq, event_id, run_id, kind, ts, received_at, payload_hash, prev_hash, hash, project, "
-    "producer_id, producer_seq)"
+    "producer_id, producer_seq, entry)"
 )
 """A ledger row: an entry as its fields (its bytes are rebuilt from them, :func:`~._entry.entry_of`), the
-receiver's clock and the hashes; the project is '' for none."""
+receiver's clock and the hashes; the project is '' for none, the entry column :data:`_AS_FIELDS`."""
+_AS_FIELDS: Final = kept_as_fields(ENTRY_FORMAT)
+"""The ``entry`` column of a new row: its entry, of this format, is kept as its fields."""
 _INSERT_PAYLOADS: Final = "INSERT INTO payloads (seq, body)"
 _INSERT_NODES: Final = "INSERT INTO merkle_nodes (level, idx, hash)"
 _VERIFY_SQL: Final = (
@@ -381,12 +385,12 @@ class SqliteStore:
             seq, prev = await _head(conn)
             tree = await self._tree_at(conn, seq)
             received_at = now_ts()
-            apply, sha256 = projector.apply, hashlib.sha256  # skip attribute lookups
+            apply, leaf_prefix, as_fields = projector.apply, LEAF_PREFIX.copy, _AS_FIELDS  # skip global look-ups
             for start in range(0, len(fresh), CHUNK_ROWS):
                 rows: list[tuple[Any, ...]] = []
                 payloads: list[tuple[int, str]] = []
-                entries: list[bytes] = []
-                add_row, add_payload, add_entry = rows.append, payloads.append, entries.append
+                leaves: list[bytes] = []
+                add_row, add_payload, add_leaf = rows.append, payloads.append, leaves.append
                 for i in fresh[start : start + CHUNK_ROWS]:
                     event = events[i]
                     run_id = event.run_id  # a run is (project, run_id): another project's run is another run
@@ -406,19 +410,22 @@ class SqliteStore:
                         producer_seq=event.producer_seq,
                         payload_sha256=digest,
                     )
-                    add_entry(entry)
-                    new_hash = sha256(prev + entry).digest()  # chain_hash, inline: this runs once per event
+                    state = leaf_prefix()  # entry_hash, inline: this runs once per event
+                    state.update(prev)
+                    state.update(entry)
+                    new_hash = state.digest()
+                    add_leaf(new_hash)  # the chain hash is the entry's Merkle leaf (format 3)
                     add_row(
                         (seq, event.event_id, run_id, kind, event.ts, received_at, digest, prev, new_hash,
-                         event.project or "", event.producer_id, event.producer_seq)
+                         event.project or "", event.producer_id, event.producer_seq, as_fields)
                     )  # fmt: skip
                     add_payload((seq, event.body))
                     if event.blobs:
                         blobs.extend(event.blobs)
                     prev = new_hash
-                await insert_rows(conn, _INSERT_LEDGER, rows, width=12)
+                await insert_rows(conn, _INSERT_LEDGER, rows, width=13)
                 await insert_rows(conn, _INSERT_PAYLOADS, payloads, width=2)
-                nodes += tree.extend(entries, keep_from_level=STORED_MIN_LEVEL)
+                nodes += tree.extend(leaves, keep_from_level=STORED_MIN_LEVEL)
             if fresh:
                 await store_blobs(conn, blobs)
                 if nodes:
@@ -476,14 +483,12 @@ class SqliteStore:
                 seq, prev = await _head(conn)
                 tree = await self._tree_at(conn, seq)
                 seq += 1
-                row, body, entry = purge_entry(
-                    seq=seq, prev=prev, payload=work.payload, project=selection.project, now=now
-                )
+                row, body = purge_entry(seq=seq, prev=prev, payload=work.payload, project=selection.project, now=now)
                 new_hash = row[-1]
-                ledger_row = (*row[:6], *row[7:], selection.project or "", None, None)  # the entry as its fields
+                ledger_row = (*row[:6], *row[7:], selection.project or "", None, None, _AS_FIELDS)  # as its fields
                 await conn.execute(f"{_INSERT_LEDGER} VALUES ({', '.join('?' * len(ledger_row))})", ledger_row)
                 await conn.execute(f"{_INSERT_PAYLOADS} VALUES (?, ?)", (seq, body))
-                nodes = stored_nodes(tree.append(leaf_hash(entry)))
+                nodes = stored_nodes(tree.append(new_hash))  # a format-3 entry's leaf is its chain hash
                 if nodes:
                     await insert_rows(conn, _INSERT_NODES, nodes, width=3)
         except sqlite3.Error as exc:

@@ -12,9 +12,10 @@ state of the tree.
 from __future__ import annotations
 
 import sqlite3
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
-from flowledger.receiver.store._entry import ENTRY_COLUMNS, LEDGER_PROJECT, entry_of
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, LEDGER_PROJECT, entry_leaf, entry_of
 from flowledger.receiver.store._merkle import (
     STORED_MIN_LEVEL,
     BlockFolds,
@@ -22,7 +23,6 @@ from flowledger.receiver.store._merkle import (
     PerfectHash,
     consistency_path,
     inclusion_path,
-    leaf_hash,
     node_hash,
 )
 from flowledger.receiver.store._on_thread import WriteConnection
@@ -58,13 +58,20 @@ BEGIN SELECT RAISE(ABORT, 'the Merkle tree is append-only: a stored node cannot 
 
 _BACKFILL_CHUNK: Final = 5_000
 _INSERT_NODE: Final = "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)"
-_ENTRIES_BETWEEN: Final = f"SELECT {ENTRY_COLUMNS.format('')} FROM ledger WHERE seq > ? AND seq <= ? ORDER BY seq"
-"""The entries after one seq up to another, as :func:`~._entry.entry_of` reads them."""
+_ENTRIES_BETWEEN: Final = (
+    f"SELECT {ENTRY_COLUMNS.format('')}, prev_hash FROM ledger WHERE seq > ? AND seq <= ? ORDER BY seq"
+)
+"""The entries after one seq up to another, as :func:`_leaf` reads them."""
 
 
 def stored_nodes(done: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
     """The completed subtrees the store keeps (level :data:`STORED_MIN_LEVEL` and up)."""
     return [node for node in done if node[0] >= STORED_MIN_LEVEL]
+
+
+def _leaf(row: Sequence[Any]) -> bytes:
+    """The Merkle leaf of a row read through :data:`ENTRY_COLUMNS` and then ``prev_hash``."""
+    return entry_leaf(bytes(row[10]), entry_of(row[:10]))
 
 
 def _fold_leaves(leaves: list[bytes]) -> bytes:
@@ -88,7 +95,7 @@ def perfect_reader(conn: sqlite3.Connection) -> PerfectHash:
         if found is None:
             block = folds.block(level, index)
             rows = conn.execute(_ENTRIES_BETWEEN, (block, block + (1 << STORED_MIN_LEVEL))).fetchall()
-            folds.fold(block, {int(row[1]) - 1: leaf_hash(entry_of(row)) for row in rows})
+            folds.fold(block, {int(row[1]) - 1: _leaf(row) for row in rows})
             found = folds.get(level, index)
             if found is None:
                 lo = index << level
@@ -114,7 +121,7 @@ async def frontier_async(conn: WriteConnection, size: int) -> Frontier:
             hashes.append(bytes(rows[0][0]))
         else:
             entries = await conn.execute_fetchall(_ENTRIES_BETWEEN, (start, start + (1 << level)))
-            hashes.append(_fold_leaves([leaf_hash(entry_of(row)) for row in entries]))
+            hashes.append(_fold_leaves([_leaf(row) for row in entries]))
         start += 1 << level
     return Frontier(size, hashes)
 
@@ -160,7 +167,7 @@ def run_proof(conn: sqlite3.Connection, run_id: str, space: str | None, tree_siz
             raise LookupError(f"the ledger has fewer than {tree_size} entries now")
         perfect = perfect_reader(conn)
         rows = conn.execute(
-            f"SELECT {ENTRY_COLUMNS.format('l.')}, CAST(p.body AS BLOB) FROM ledger l "
+            f"SELECT {ENTRY_COLUMNS.format('l.')}, l.prev_hash, CAST(p.body AS BLOB) FROM ledger l "
             "LEFT JOIN payloads p ON p.seq = l.seq "
             f"WHERE l.run_id = ? AND (? IS NULL OR {LEDGER_PROJECT.format('l.')} = ?) AND l.seq <= ? ORDER BY l.seq",
             (run_id, space, space, tree_size),
@@ -169,7 +176,8 @@ def run_proof(conn: sqlite3.Connection, run_id: str, space: str | None, tree_siz
             EntryProof(
                 seq=int(row[1]),
                 entry=entry_of(row[:10]),
-                payload=None if row[10] is None else bytes(row[10]),
+                prev_hash=bytes(row[10]),
+                payload=None if row[11] is None else bytes(row[11]),
                 path=inclusion_path(int(row[1]) - 1, tree_size, perfect),
             )
             for row in rows
@@ -186,12 +194,12 @@ def backfill(conn: sqlite3.Connection) -> None:
     frontier, last = Frontier(), 0
     while True:
         rows = conn.execute(
-            "SELECT seq, entry FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?", (last, _BACKFILL_CHUNK)
+            "SELECT seq, entry, prev_hash FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?", (last, _BACKFILL_CHUNK)
         ).fetchall()
         if not rows:
             return
         last = int(rows[-1][0])
         nodes: list[tuple[int, int, bytes]] = []
-        for _, entry in rows:
-            nodes += stored_nodes(frontier.append(leaf_hash(bytes(entry))))
+        for _, entry, prev_hash in rows:
+            nodes += stored_nodes(frontier.append(entry_leaf(bytes(prev_hash), bytes(entry))))
         conn.executemany(_INSERT_NODE, nodes)

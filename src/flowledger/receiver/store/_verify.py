@@ -1,8 +1,9 @@
 """Walking the ledger's hash chain.
 
-:class:`EntryWalker` checks format-2 rows (see :mod:`._entry`) in ``seq``
-order, chunk by chunk, and stops at the first row that breaks the chain: an
-entry that does not hash to its stored hash (edited), a ``prev_hash`` that is
+:class:`EntryWalker` checks entry rows (formats 2 and 3, each by its own
+hash rule: see :mod:`._entry`) in ``seq`` order, chunk by chunk, and stops
+at the first row that breaks the chain: an entry that does not hash to its
+stored hash (edited), a ``prev_hash`` that is
 not the previous row's hash (a row removed, inserted or moved), a gap in
 ``seq``, a column that differs from the hashed entry, or a payload that does
 not hash to the entry's ``payload_sha256`` or names another event. A payload
@@ -13,9 +14,9 @@ counts what purges erased.
 covered the whole event body (used when converting a ledger, and for the
 format-1 hashes a converted ledger keeps): its ``event_id``, ``run_id``,
 ``kind`` and ``ts`` columns must be what the hashed body says, so a column
-edited before the conversion is not carried into a format-2 entry.
+edited before the conversion is not carried into an entry.
 
-In both formats ``received_at`` is the only column the hash does not cover.
+In every format ``received_at`` is the only column the hash does not cover.
 
 :func:`verify_ledger` is ``verify`` itself, the same on every engine: the
 chain from its origin (a converted ledger's starts from a hash of its format-1
@@ -35,8 +36,15 @@ from typing import Any, Final, Protocol
 import orjson
 
 from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
-from flowledger.receiver.store._entry import PURGE_KIND, migrated_genesis, parse_entry, payload_hash
-from flowledger.receiver.store._merkle import FIRST_STORED_MIN_LEVEL, STORED_MIN_LEVEL, Frontier, leaf_hash
+from flowledger.receiver.store._entry import (
+    PURGE_KIND,
+    entry_hash,
+    entry_leaf,
+    migrated_genesis,
+    parse_entry,
+    payload_hash,
+)
+from flowledger.receiver.store._merkle import FIRST_STORED_MIN_LEVEL, STORED_MIN_LEVEL, Frontier
 from flowledger.receiver.store._protocol import VerifyReport
 from flowledger.receiver.store._time import same_ts
 
@@ -127,7 +135,7 @@ class _Erased:
 
 
 class EntryWalker:
-    """Checks format-2 ledger rows in order; ``broken`` is set at the first bad one."""
+    """Checks entry rows (formats 2 and 3) in order; ``broken`` is set at the first bad one."""
 
     def __init__(self, genesis: bytes = GENESIS_HASH) -> None:
         self.prev_hash = genesis
@@ -167,10 +175,11 @@ class EntryWalker:
             if problem is not None:
                 self.broken = (seq, event_id, problem)
                 return False
+            leaf = entry_leaf(self.prev_hash, bytes(entry))  # the stored hash itself in format 3
             self.prev_hash = bytes(stored_hash)
             self.prev_seq = seq
             self.count += 1
-            for level, index, digest in self.tree.append(leaf_hash(bytes(entry))):
+            for level, index, digest in self.tree.append(leaf):
                 if level >= FIRST_STORED_MIN_LEVEL:
                     self.tree_nodes[level, index] = digest
             if seq in self._watch:
@@ -183,7 +192,7 @@ class EntryWalker:
             return f"rows {self.prev_seq + 1}..{seq - 1} are missing (deleted from the ledger)"
         if bytes(prev_hash) != self.prev_hash:
             return "its prev_hash is not the hash of the row before it (a row was removed, inserted or moved)"
-        if chain_hash(self.prev_hash, bytes(entry)) != bytes(stored_hash):
+        if entry_hash(self.prev_hash, bytes(entry)) != bytes(stored_hash):
             return _EDITED
         return None
 
@@ -383,7 +392,7 @@ class KeptFormat1Hashes:
         return True
 
     def report(self, report: VerifyReport) -> VerifyReport:
-        """``report`` (of the format-2 chain) failed at the first wrong format-1 hash, if any (call once every row was
+        """``report`` (of the entries' chain) failed at the first wrong format-1 hash, if any (call once every row was
         fed)."""
         if self.broken is None and (self._next_seq - 1, self._prev) != self._head:
             problem = "the format-1 hashes kept from before the conversion do not end at the recorded head"

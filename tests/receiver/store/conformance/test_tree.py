@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flowledger.receiver.store._merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
+from flowledger.receiver.store._merkle import EMPTY_ROOT, verify_consistency, verify_inclusion
 from flowledger.receiver.store._protocol import EventOutcome, PurgeSelection, Store, TreeHead
 from tests.receiver._support import RunEvents, simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
@@ -62,7 +62,7 @@ async def test_a_runs_entries_are_proven_in_an_older_tree(store: Store) -> None:
     proofs = await store.run_proof(first.run_id, then.size)
     assert [p.seq for p in proofs] == list(range(1, len(first.events) + 1))
     for proof in proofs:
-        assert verify_inclusion(leaf_hash(proof.entry), proof.seq - 1, then.size, proof.path, then.root)
+        assert verify_inclusion(proof.leaf, proof.seq - 1, then.size, proof.path, then.root)
         assert proof.payload is not None
         assert json.loads(proof.payload)["run_id"] == first.run_id
     assert await store.run_proof("no-such-run", then.size) == []
@@ -78,7 +78,7 @@ async def test_a_purged_runs_entries_are_proven_without_payloads(store: Store) -
     proofs = await store.run_proof(run.run_id, head.size)
     assert len(proofs) == len(run.events)
     assert all(p.payload is None for p in proofs)
-    assert all(verify_inclusion(leaf_hash(p.entry), p.seq - 1, head.size, p.path, head.root) for p in proofs)
+    assert all(verify_inclusion(p.leaf, p.seq - 1, head.size, p.path, head.root) for p in proofs)
 
 
 async def test_runs_whose_entries_cross_blocks_of_folded_subtrees_are_proven(store: Store) -> None:
@@ -93,5 +93,5 @@ async def test_runs_whose_entries_cross_blocks_of_folded_subtrees_are_proven(sto
         proofs = await store.run_proof(run.run_id, head.size)
         assert [p.seq for p in proofs] == list(range(first_seq, first_seq + len(run.events)))
         for proof in proofs:
-            assert verify_inclusion(leaf_hash(proof.entry), proof.seq - 1, head.size, proof.path, head.root)
+            assert verify_inclusion(proof.leaf, proof.seq - 1, head.size, proof.path, head.root)
         first_seq += len(run.events)

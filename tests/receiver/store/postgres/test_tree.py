@@ -7,7 +7,8 @@ from typing import Any, cast
 
 import asyncpg
 
-from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, BlockFolds, leaf_hash, verify_inclusion
+from flowledger.receiver.store._entry import entry_leaf
+from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, BlockFolds, verify_inclusion
 from flowledger.receiver.store._protocol import EventOutcome, TreeHead
 from flowledger.receiver.store.postgres import PostgresStore
 from flowledger.receiver.store.postgres._tree import pg_inclusion_path, pg_run_proof
@@ -57,9 +58,10 @@ def test_proofs_sharing_what_they_folded_read_each_block_of_entries_once(postgre
             reader = cast(asyncpg.Connection, counting)
             paths = [await pg_inclusion_path(reader, index, head.size, folds) for index in range(2 * _BLOCK)]
             assert counting.entry_reads == 3
-            entries = [bytes(row[0]) for row in await conn.fetch("SELECT entry FROM ledger ORDER BY seq")]
+            rows = await conn.fetch("SELECT prev_hash, entry FROM ledger ORDER BY seq")
+            leaves = [entry_leaf(bytes(row[0]), bytes(row[1])) for row in rows]
             for index, path in enumerate(paths):
-                assert verify_inclusion(leaf_hash(entries[index]), index, head.size, path, head.root)
+                assert verify_inclusion(leaves[index], index, head.size, path, head.root)
             for index in (0, 255, 256, 511):
                 assert paths[index] == await pg_inclusion_path(conn, index, head.size)
         finally:
@@ -84,7 +86,7 @@ def test_a_run_spread_over_many_blocks_reads_each_block_once(postgres_url: str) 
             assert len(blocks) > 4
             assert counting.entry_reads == len(blocks)
             for proof in proofs:
-                assert verify_inclusion(leaf_hash(proof.entry), proof.seq - 1, head.size, proof.path, head.root)
+                assert verify_inclusion(proof.leaf, proof.seq - 1, head.size, proof.path, head.root)
         finally:
             await conn.close()
 

@@ -35,7 +35,7 @@ from typing import Any, Final
 import asyncpg
 
 from flowledger._exceptions import LedgerIntegrityError, StoreError, UsageError
-from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_of, parse_entry
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_format, entry_of, kept_as_fields, parse_entry
 from flowledger.receiver.store._logs import LOG_COLUMNS, LogRow, LogSource
 from flowledger.receiver.store._otlp_logs import OTLP_LOG_COLUMNS
 from flowledger.receiver.store._otlp_metrics import SERIES_FIELDS
@@ -285,11 +285,12 @@ def _as_sqlite_ledger(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             fields.get("producer_id"),
             fields.get("producer_seq"),
         )
-        rebuilt = entry_of((None, *row[:5], project, producer_id, producer_seq, row[at + 1]))
+        marker = kept_as_fields(entry_format(entry))
+        rebuilt = entry_of((marker, *row[:5], project, producer_id, producer_seq, row[at + 1]))
         # SQLite makes a float in producer_seq's INTEGER column an integer (an entry made before the receiver took
         # 1e16 as 10**16 hashed the float): such an entry keeps its bytes, as any other the fields do not rebuild
         as_fields = rebuilt == entry and (producer_seq is None or type(producer_seq) is int)
-        stored = None if as_fields else entry
+        stored = marker if as_fields else entry
         converted.append((*row[:at], stored, *row[at + 1 :], project, producer_id, producer_seq))
     return converted
 

@@ -385,6 +385,15 @@ ALTER TABLE stats_rollup ALTER COLUMN cost_nanos TYPE numeric, ALTER COLUMN cost
 """
 """Statistics' sums of money and durations past 2**63."""
 
+_LEDGER_FORMAT_3: Final = """
+-- Ledger format 3 (store._entry): new entries ("v": 3) hash as SHA-256(0x00 || prev_hash || entry), their own
+-- Merkle leaf; entries written before stay format 2 and verify as before. The version tells a flowledger before
+-- format 3, which would check these entries by format 2's rule, to refuse the database.
+COMMENT ON COLUMN ledger.entry IS
+    'canonical UTF-8 JSON of the entry; its "v" (2 or 3) says how it is hashed and how it is a Merkle leaf';
+"""
+"""Ledger format 3."""
+
 PG_MIGRATIONS: Final[tuple[str, ...]] = (
     _REFUSE + _LEDGER + _RUNS_AND_ATTEMPTS,
     _LOG_LINES,
@@ -403,5 +412,6 @@ PG_MIGRATIONS: Final[tuple[str, ...]] = (
     _SEARCH_HITS_BY_WINDOWS,
     _RUN_LISTINGS_BY_PROJECT_TOO,
     _WIDE_STATISTICS,
+    _LEDGER_FORMAT_3,
 )
 """Each script brings the schema one version up (version N is ``PG_MIGRATIONS[N - 1]``); append new ones at the end."""

@@ -1,9 +1,10 @@
 """The PostgreSQL engine's schema migrations: versioned, refusing a newer one.
 
 The scripts are :data:`~._migrations.PG_MIGRATIONS`, each version's SQL frozen
-as text. Their tables are those of the SQLite engine's ledger format 2
-(entries chained by ``hash = sha256(prev_hash || entry)``, payloads apart,
-the Merkle tree's perfect subtrees) and of its projections. Text columns
+as text. Their tables are those of the SQLite engine's ledger (entries
+chained by ``hash = SHA-256(0x00 || prev_hash || entry)`` in format 3,
+``SHA-256(prev_hash || entry)`` in format 2, payloads apart, the Merkle
+tree's perfect subtrees) and of its projections. Text columns
 compare byte-wise (``COLLATE "C"``), as SQLite does, so both engines list
 runs in the same order. Triggers refuse UPDATE and DELETE on the ledger and
 its tree, as SQLite's do.

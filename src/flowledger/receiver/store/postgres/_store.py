@@ -21,7 +21,6 @@ does there (:mod:`._verify`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
@@ -33,7 +32,7 @@ from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import CHILDREN_COUNT_MAX, CHILDREN_LISTED_MAX, children_json
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
-from flowledger.receiver.store._entry import entry_bytes, payload_hashes, purge_entry
+from flowledger.receiver.store._entry import entry_bytes, entry_hash, payload_hashes, purge_entry
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
@@ -303,7 +302,7 @@ class PostgresStore:
                 seq, prev = await _head(conn)  # under the lock: no other receiver appends now
                 tree = await self._tree_at(conn, seq)
                 received_at = now_ts()
-                entries: list[bytes] = []
+                leaves: list[bytes] = []
                 payloads: list[tuple[int, str]] = []
                 blobs: dict[str, str] = {}
                 for i in fresh:
@@ -323,8 +322,8 @@ class PostgresStore:
                         producer_seq=event.producer_seq,
                         payload_sha256=digests[i],
                     )
-                    entries.append(entry)
-                    new_hash = hashlib.sha256(prev + entry).digest()
+                    new_hash = entry_hash(prev, entry)
+                    leaves.append(new_hash)  # the chain hash is the entry's Merkle leaf (format 3)
                     rows.append(
                         (
                             seq,
@@ -349,7 +348,7 @@ class PostgresStore:
                         await conn.executemany(
                             _INSERT_BLOB, [(d, text, len(text.encode("utf-8"))) for d, text in blobs.items()]
                         )
-                    nodes = tree.extend(entries, keep_from_level=STORED_MIN_LEVEL)
+                    nodes = tree.extend(leaves, keep_from_level=STORED_MIN_LEVEL)
                     if nodes:
                         await conn.executemany(_INSERT_NODE, nodes)
                     await projector.flush()
@@ -520,13 +519,11 @@ class PostgresStore:
                 seq, prev = await _head(conn)
                 tree = await self._tree_at(conn, seq)
                 seq += 1
-                row, body, entry = purge_entry(
-                    seq=seq, prev=prev, payload=work.payload, project=selection.project, now=now
-                )
+                row, body = purge_entry(seq=seq, prev=prev, payload=work.payload, project=selection.project, now=now)
                 new_hash = row[-1]
                 await conn.execute(_INSERT_LEDGER, *columns_of([row], 10))
                 await conn.execute(_INSERT_PAYLOAD, *columns_of([(seq, body)], 2))
-                nodes = tree.extend([entry], keep_from_level=STORED_MIN_LEVEL)
+                nodes = tree.extend([new_hash], keep_from_level=STORED_MIN_LEVEL)  # the leaf is the chain hash
                 if nodes:
                     await conn.executemany(_INSERT_NODE, nodes)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from flowledger.receiver.store._entry import entry_leaf
 from flowledger.receiver.store._merkle import (
     STORED_MIN_LEVEL,
     BlockFolds,
@@ -19,7 +20,6 @@ from flowledger.receiver.store._merkle import (
     PerfectHash,
     consistency_path,
     inclusion_path,
-    leaf_hash,
     node_hash,
 )
 from flowledger.receiver.store._protocol import EntryProof, TreeHead
@@ -52,9 +52,11 @@ async def load_frontier(conn: asyncpg.Connection, size: int) -> Frontier:
             hashes.append(bytes(found))
         else:
             rows = await conn.fetch(
-                "SELECT entry FROM ledger WHERE seq > $1 AND seq <= $2 ORDER BY seq", start, start + (1 << level)
+                "SELECT entry, prev_hash FROM ledger WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+                start,
+                start + (1 << level),
             )
-            hashes.append(_fold_leaves([leaf_hash(bytes(row[0])) for row in rows]))
+            hashes.append(_fold_leaves([entry_leaf(bytes(row[1]), bytes(row[0])) for row in rows]))
         start += 1 << level
     return Frontier(size, hashes)
 
@@ -88,11 +90,11 @@ async def _perfect_hashes(
         if subtree is None:
             block = folds.block(level, index)
             rows = await conn.fetch(
-                "SELECT seq, entry FROM ledger WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+                "SELECT seq, entry, prev_hash FROM ledger WHERE seq > $1 AND seq <= $2 ORDER BY seq",
                 block,
                 block + (1 << STORED_MIN_LEVEL),
             )
-            folds.fold(block, {int(row[0]) - 1: leaf_hash(bytes(row[1])) for row in rows})
+            folds.fold(block, {int(row[0]) - 1: entry_leaf(bytes(row[2]), bytes(row[1])) for row in rows})
             subtree = folds.get(level, index)
             if subtree is None:
                 lo = index << level
@@ -144,7 +146,8 @@ async def pg_run_proof(conn: asyncpg.Connection, run_id: str, space: str | None,
     if tree_size > int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger")):
         raise LookupError(f"the ledger has fewer than {tree_size} entries now")
     rows = await conn.fetch(
-        "SELECT l.seq, l.entry, convert_to(p.body, 'UTF8') FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
+        "SELECT l.seq, l.entry, l.prev_hash, convert_to(p.body, 'UTF8') FROM ledger l "
+        "LEFT JOIN payloads p ON p.seq = l.seq "
         "WHERE l.run_id = $1 AND ($3::text IS NULL OR flowledger_entry_project(l.entry) = $3) AND l.seq <= $2 "
         "ORDER BY l.seq",
         run_id,
@@ -160,8 +163,9 @@ async def pg_run_proof(conn: asyncpg.Connection, run_id: str, space: str | None,
         EntryProof(
             seq=int(seq),
             entry=bytes(entry),
+            prev_hash=bytes(prev_hash),
             payload=None if payload is None else bytes(payload),
             path=inclusion_path(int(seq) - 1, tree_size, lambda level, index: hashes[(level, index)]),
         )
-        for seq, entry, payload in rows
+        for seq, entry, prev_hash, payload in rows
     ]
