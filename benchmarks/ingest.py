@@ -83,7 +83,7 @@ from flowledger._wire import format_ts, new_event_id  # noqa: E402
 from flowledger.receiver._config import IngestLimits  # noqa: E402
 from flowledger.receiver._validate import prepare_event  # noqa: E402
 from flowledger.receiver.store._canonical import GENESIS_HASH, canonical  # noqa: E402
-from flowledger.receiver.store._entry import ENTRY_FORMAT, entry_bytes, entry_hash, kept_as_fields, payload_hash  # noqa: E402
+from flowledger.receiver.store._entry import entry_bytes, payload_hash  # noqa: E402
 from flowledger.receiver.store._event import PreparedEvent  # noqa: E402
 from flowledger.receiver.store._fold import NODE_COLUMNS, RUN_COLUMNS, fold_node, fold_run  # noqa: E402
 from flowledger.receiver.store._merkle import Frontier  # noqa: E402
@@ -111,6 +111,10 @@ def ledger_row(
 ) -> tuple[tuple[Any, ...], bytes]:
     """The ledger row of one event (format 3, the entry kept as its fields, as the SQLite store writes it) and its
     hash, which is also its Merkle leaf."""
+    # Imported here: the benchmark's children import this module beside a baseline tree's flowledger, which may
+    # be older than ledger format 3.
+    from flowledger.receiver.store._entry import ENTRY_FORMAT, entry_hash, kept_as_fields
+
     digest = payload_hash(body)
     entry = entry_bytes(
         seq=seq,
