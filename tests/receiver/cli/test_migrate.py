@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from flowledger._wire import now_ts
 from flowledger.receiver.cli._commands import verify_command
 from flowledger.receiver.cli._migrate import migrate_command, sqlite_path
+from flowledger.receiver.store._entry import ENTRY_FORMAT
 from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._protocol import DailyTotal, PurgeSelection, RunQuery, Store
 from flowledger.receiver.store._sqlite import SqliteStore
@@ -23,6 +24,7 @@ from flowledger.receiver.store._stats import Bucket, StatsBy, StatsQuery
 from flowledger.receiver.store.postgres import PostgresStore
 from tests.receiver._support import simple_run, typical_run
 from tests.receiver.store._format1 import format1_ledger
+from tests.receiver.store._rewrite import as_format2
 from tests.receiver.store.conformance.conftest import prepared
 
 
@@ -448,3 +450,33 @@ def test_an_entry_that_hashed_a_float_producer_seq_keeps_its_bytes_on_the_way_to
     assert converted[0][6] == rows[0][6]  # kept: SQLite could not give these bytes back
     assert converted[1][6] == ENTRY_FORMAT  # the fields make the entry, of this format
     assert converted[1][-3:] == ("", "p", 7)
+
+
+def test_a_format2_ledger_goes_to_postgres_and_back_with_both_formats(tmp_path: Path, postgres_url: str) -> None:
+    """A SQLite ledger of format-2 entries and the format-3 entries after them is copied to PostgreSQL and back:
+    proven each way, the same head and root, each entry of its own format, kept as its fields on the way back."""
+    source, back = tmp_path / "mixed.db", tmp_path / "back.db"
+    old, new = typical_run(), simple_run()
+
+    async def append(events: list[dict[str, Any]]) -> None:
+        store = SqliteStore(source)
+        await store.open()
+        try:
+            await store.append(prepared(events))
+        finally:
+            await store.close()
+
+    asyncio.run(append(old.events))
+    as_format2(source)
+    asyncio.run(append(new.events))
+    there = CliRunner().invoke(migrate_command, ["--from", f"sqlite:{source}", "--to", postgres_url, "--json"])
+    assert there.exit_code == 0, there.output
+    assert json.loads(there.output)["proven"] is True
+    result = CliRunner().invoke(migrate_command, ["--from", postgres_url, "--to", f"sqlite:{back}", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["proven"] is True
+    assert report["target"]["tree_root"] == json.loads(there.output)["source"]["tree_root"]
+    with sqlite3.connect(back) as conn:
+        kept = [row[0] for row in conn.execute("SELECT entry FROM ledger ORDER BY seq")]
+    assert kept == [None] * len(old.events) + [ENTRY_FORMAT] * len(new.events)
