@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 import pytest
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -162,20 +164,24 @@ def test_bad_event_times_link_ids_and_enums_reject_the_span_by_name(
     bad, expected = BAD_SPANS[case]
     good = _span(spanId=GOOD_SPAN, name="good")
     doc = {"resourceSpans": [{"scopeSpans": [{"spans": [good, bad]}]}]}
-    if fmt == JSON:
-        body = json.dumps(doc).encode()
-    else:
-        body = decode_request(OtlpSignal.TRACES, json.dumps(doc).encode(), OtlpFormat.JSON).SerializeToString()
-    answer = receiver.post("/v1/traces", body, fmt)
-    assert answer.status_code == 200
-    response = trace_service_pb2.ExportTraceServiceResponse()
+    answer = receiver.post("/v1/traces", _otlp_body(OtlpSignal.TRACES, doc, fmt), fmt)
+    response = _answered(answer, fmt, trace_service_pb2.ExportTraceServiceResponse())
+    assert response.partial_success.rejected_spans == 1
+    assert f"spans[1]: {expected}" in response.partial_success.error_message
+    assert [span["name"] for span in receiver.trace(TRACE_ID)["spans"]] == ["good"]
+
+
+_Response = TypeVar("_Response", bound=Message)
+
+
+def _answered(answer: httpx.Response, fmt: str, response: _Response) -> _Response:
+    """``response`` filled from a 200 answer in ``fmt`` (OTLP JSON or protobuf)."""
+    assert answer.status_code == 200, answer.text
     if fmt == JSON:
         json_format.ParseDict(answer.json(), response)
     else:
         response.ParseFromString(answer.content)
-    assert response.partial_success.rejected_spans == 1
-    assert f"spans[1]: {expected}" in response.partial_success.error_message
-    assert [span["name"] for span in receiver.trace(TRACE_ID)["spans"]] == ["good"]
+    return response
 
 
 def _otlp_body(signal: OtlpSignal, doc: dict[str, Any], fmt: str) -> bytes:
@@ -195,12 +201,7 @@ def test_a_severity_number_outside_the_enum_rejects_the_record_by_name(
     bad = {"timeUnixNano": "2", "traceId": TRACE_ID, "severityNumber": severity, "body": {"stringValue": "bad"}}
     doc = {"resourceLogs": [{"scopeLogs": [{"logRecords": [good, bad]}]}]}
     answer = receiver.post("/v1/logs", _otlp_body(OtlpSignal.LOGS, doc, fmt), fmt)
-    assert answer.status_code == 200
-    response = logs_service_pb2.ExportLogsServiceResponse()
-    if fmt == JSON:
-        json_format.ParseDict(answer.json(), response)
-    else:
-        response.ParseFromString(answer.content)
+    response = _answered(answer, fmt, logs_service_pb2.ExportLogsServiceResponse())
     assert response.partial_success.rejected_log_records == 1
     expected = f"logRecords[1]: severityNumber is {severity}, not a SeverityNumber (0 to 24)"
     assert expected in response.partial_success.error_message
@@ -228,12 +229,7 @@ def test_an_aggregation_temporality_outside_the_enum_rejects_the_metrics_points_
     metrics = [_temporal_metric("good", kind, 2, 1), _temporal_metric("bad", kind, temporality, 2)]
     doc = {"resourceMetrics": [{"scopeMetrics": [{"metrics": metrics}]}]}
     answer = receiver.post("/v1/metrics", _otlp_body(OtlpSignal.METRICS, doc, fmt), fmt)
-    assert answer.status_code == 200
-    response = metrics_service_pb2.ExportMetricsServiceResponse()
-    if fmt == JSON:
-        json_format.ParseDict(answer.json(), response)
-    else:
-        response.ParseFromString(answer.content)
+    response = _answered(answer, fmt, metrics_service_pb2.ExportMetricsServiceResponse())
     assert response.partial_success.rejected_data_points == 2
     expected = (
         f"2 data point(s) rejected: resourceMetrics[0].scopeMetrics[0].metrics[1].{kind}: aggregationTemporality is "

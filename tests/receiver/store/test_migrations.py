@@ -24,9 +24,9 @@ from flowledger.receiver.store._migrations import (
     migrate,
     schema_version,
 )
-from flowledger.receiver.store._protocol import PurgeSelection, RunQuery, VerifyReport
+from flowledger.receiver.store._protocol import EntryProof, PurgeSelection, RunQuery, TreeHead, VerifyReport
 from flowledger.receiver.store._sqlite import SqliteStore
-from tests.receiver._support import simple_run, typical_run
+from tests.receiver._support import RunEvents, simple_run, typical_run
 from tests.receiver.store._format1 import FORMAT1_VERSION, format1_ledger
 from tests.receiver.store._rewrite import as_format2
 from tests.receiver.store.conformance.conftest import prepared
@@ -252,6 +252,15 @@ def _copied_before(migration: Migration, source: Path, old: Path, monkeypatch: p
     _copy_rows(source, old)
 
 
+async def _proven(store: SqliteStore, run: RunEvents, head: TreeHead) -> list[EntryProof]:
+    """The proofs of every entry of ``run`` in the tree ``head``, each checked against its root."""
+    proofs = await store.run_proof(run.run_id, head.size)
+    assert len(proofs) == len(run.events)
+    for p in proofs:
+        assert verify_inclusion(p.leaf, p.seq - 1, head.size, p.path, head.root)
+    return proofs
+
+
 def test_a_ledger_that_stores_its_entries_keeps_them_and_adds_entries_as_fields(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -280,10 +289,7 @@ def test_a_ledger_that_stores_its_entries_keeps_them_and_adds_entries_as_fields(
             head_now, path = await store.consistency_proof(tree_before.size)
             assert verify_consistency(tree_before.size, head_now.size, tree_before.root, head_now.root, path)
             for run in runs:  # the first run's rows store their entries, the second's keep them as fields
-                proofs = await store.run_proof(run.run_id, head_now.size)
-                assert len(proofs) == len(run.events)
-                for p in proofs:
-                    assert verify_inclusion(p.leaf, p.seq - 1, head_now.size, p.path, head_now.root)
+                await _proven(store, run, head_now)
         finally:
             await store.close()
 
@@ -376,10 +382,8 @@ def test_a_format2_ledger_keeps_its_proof_and_goes_on_in_format_3(tmp_path: Path
             head_now, path_between = await store.consistency_proof(tree_before.size)
             assert verify_consistency(tree_before.size, head_now.size, tree_before.root, head_now.root, path_between)
             for run in runs:
-                proofs = await store.run_proof(run.run_id, head_now.size)
+                proofs = await _proven(store, run, head_now)
                 assert [entry_format(p.entry) for p in proofs] == [2 if run is runs[0] else 3] * len(run.events)
-                for p in proofs:
-                    assert verify_inclusion(p.leaf, p.seq - 1, head_now.size, p.path, head_now.root)
             purged = await store.purge(PurgeSelection(run_ids=(runs[0].run_id,), by="test"))
             assert purged.runs == [runs[0].run_id]
             report = await store.verify()
