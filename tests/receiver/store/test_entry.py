@@ -17,6 +17,7 @@ from flowledger.receiver.store._entry import (
     entry_bytes,
     entry_format,
     entry_hash,
+    entry_hashes,
     entry_leaf,
     entry_of,
     kept_as_fields,
@@ -93,6 +94,7 @@ def test_each_format_is_hashed_by_its_own_rule(v: int) -> None:
     entry = entry_bytes(**_FIELDS, v=v)
     assert entry_format(entry) == v
     assert parse_entry(entry)["v"] == v
+    assert entry_hashes(prev, entry) == (entry_hash(prev, entry), entry_leaf(prev, entry))
     if v == 3:
         assert entry_hash(prev, entry) == entry_leaf(prev, entry) == hashlib.sha256(b"\x00" + prev + entry).digest()
         tree = InmemoryTree()

@@ -56,6 +56,7 @@ __all__ = [
     "entry_bytes",
     "entry_format",
     "entry_hash",
+    "entry_hashes",
     "entry_leaf",
     "entry_of",
     "kept_as_fields",
@@ -113,6 +114,14 @@ def entry_hash(prev_hash: bytes, entry: bytes) -> bytes:
         state.update(entry)
         return state.digest()
     return chain_hash(prev_hash, entry)
+
+
+def entry_hashes(prev_hash: bytes, entry: bytes) -> tuple[bytes, bytes]:
+    """``(chain hash, Merkle leaf)`` of ``entry`` after ``prev_hash``, each hashed once: one hash in format 3."""
+    if entry.endswith(_FORMAT3_END):
+        digest = entry_hash(prev_hash, entry)
+        return digest, digest
+    return chain_hash(prev_hash, entry), entry_leaf(prev_hash, entry)
 
 
 def entry_leaf(prev_hash: bytes, entry: bytes) -> bytes:

@@ -31,7 +31,7 @@ import sqlite3
 from typing import Any, Final, Protocol
 
 from flowledger._wire import MARKER_KEY, NODE_SHA256_ATTRIBUTE, REDACTED, NodeStatus, OutputCapture
-from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_hash, entry_leaf, entry_of, parse_entry
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_hashes, entry_of, parse_entry
 from flowledger.receiver.store._merkle import inclusion_path, verify_inclusion
 from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
 from flowledger.receiver.store._tree import _head, perfect_reader
@@ -83,10 +83,11 @@ class _Checker:
             return self._tampered(f"ledger entry {seq} is missing")
         entry, payload_digest, prev_hash, own_hash = entry_of(row[:10]), bytes(row[9]), bytes(row[10]), bytes(row[11])
         body, next_prev = row[12], row[13]
-        if entry_hash(prev_hash, entry) != own_hash or (next_prev is not None and bytes(next_prev) != own_hash):
+        chain, leaf = entry_hashes(prev_hash, entry)
+        if chain != own_hash or (next_prev is not None and bytes(next_prev) != own_hash):
             return self._tampered(f"ledger entry {seq} is not in the hash chain (the entry or its hashes were changed)")
         path = inclusion_path(seq - 1, self.head.size, self.perfect)
-        if not verify_inclusion(entry_leaf(prev_hash, entry), seq - 1, self.head.size, path, self.head.root):
+        if not verify_inclusion(leaf, seq - 1, self.head.size, path, self.head.root):
             return self._tampered(f"ledger entry {seq} is not in the ledger's Merkle tree (its inclusion proof fails)")
         try:
             fields = parse_entry(entry)

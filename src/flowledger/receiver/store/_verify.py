@@ -38,8 +38,7 @@ import orjson
 from flowledger.receiver.store._canonical import GENESIS_HASH, chain_hash
 from flowledger.receiver.store._entry import (
     PURGE_KIND,
-    entry_hash,
-    entry_leaf,
+    entry_hashes,
     migrated_genesis,
     parse_entry,
     payload_hash,
@@ -160,7 +159,8 @@ class EntryWalker:
             return False
         for row in rows:
             seq, event_id, run_id, kind, ts, entry, stored_payload_hash, prev_hash, stored_hash, payload, *column = row
-            problem = self._check(seq, prev_hash, entry, stored_hash)
+            chain, leaf = entry_hashes(self.prev_hash, bytes(entry))
+            problem = self._check(seq, prev_hash, chain, stored_hash)
             if problem == _EDITED:
                 problem = _edited_field(bytes(entry), payload) or problem
             if problem is None:
@@ -175,7 +175,6 @@ class EntryWalker:
             if problem is not None:
                 self.broken = (seq, event_id, problem)
                 return False
-            leaf = entry_leaf(self.prev_hash, bytes(entry))  # the stored hash itself in format 3
             self.prev_hash = bytes(stored_hash)
             self.prev_seq = seq
             self.count += 1
@@ -187,12 +186,13 @@ class EntryWalker:
                 self.event_ids_at[seq] = event_id
         return True
 
-    def _check(self, seq: int, prev_hash: bytes, entry: bytes, stored_hash: bytes) -> str | None:
+    def _check(self, seq: int, prev_hash: bytes, chain: bytes, stored_hash: bytes) -> str | None:
+        """Why a row does not follow the last one, ``chain`` being its entry's hash after it, or None."""
         if seq != self.prev_seq + 1:
             return f"rows {self.prev_seq + 1}..{seq - 1} are missing (deleted from the ledger)"
         if bytes(prev_hash) != self.prev_hash:
             return "its prev_hash is not the hash of the row before it (a row was removed, inserted or moved)"
-        if entry_hash(self.prev_hash, bytes(entry)) != bytes(stored_hash):
+        if chain != bytes(stored_hash):
             return _EDITED
         return None
 

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from flowledger._wire import NODE_SHA256_ATTRIBUTE, NodeStatus, OutputCapture
-from flowledger.receiver.store._entry import entry_hash, entry_leaf, parse_entry
+from flowledger.receiver.store._entry import entry_hashes, parse_entry
 from flowledger.receiver.store._evidence import MAX_CHAIN_RUNS, merged_attributes, reusable_payload
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, BlockFolds, verify_inclusion
 from flowledger.receiver.store._namespace import one_namespace
@@ -57,10 +57,11 @@ class _PgChecker:
             return self._tampered(f"ledger entry {seq} is missing")
         entry, prev_hash, own_hash, payload_digest = (bytes(row[i]) for i in range(4))
         body, next_prev = row[4], row[5]
-        if entry_hash(prev_hash, entry) != own_hash or (next_prev is not None and bytes(next_prev) != own_hash):
+        chain, leaf = entry_hashes(prev_hash, entry)
+        if chain != own_hash or (next_prev is not None and bytes(next_prev) != own_hash):
             return self._tampered(f"ledger entry {seq} is not in the hash chain (the entry or its hashes were changed)")
         path = await pg_inclusion_path(self.conn, seq - 1, self.head.size, self._folds)
-        if not verify_inclusion(entry_leaf(prev_hash, entry), seq - 1, self.head.size, path, self.head.root):
+        if not verify_inclusion(leaf, seq - 1, self.head.size, path, self.head.root):
             return self._tampered(f"ledger entry {seq} is not in the ledger's Merkle tree (its inclusion proof fails)")
         try:
             fields = parse_entry(entry)
