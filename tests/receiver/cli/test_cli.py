@@ -539,3 +539,18 @@ def test_a_password_in_the_url_is_not_shown(not_a_receiver: str) -> None:
     unreachable = CliRunner().invoke(runs_command, ["--url", "http://ann:s3cret@127.0.0.1:9"])
     assert unreachable.exit_code == 1
     assert "s3cret" not in unreachable.output
+
+
+def test_a_token_in_the_urls_query_is_not_shown(not_a_receiver: str) -> None:
+    """Every query value of --url is replaced by *** in an error line (a token may sit under any name)."""
+    url = not_a_receiver + "/html?token=s3cret&s3cret-alone&mode=plain"
+    result = CliRunner().invoke(runs_command, ["--url", url])
+    assert result.exit_code == 1
+    assert "s3cret" not in result.output
+    assert "plain" not in result.output
+    assert result.output.startswith(f"error: {not_a_receiver}/html?token=***&***&mode=***"), result.output
+    unreachable = CliRunner().invoke(runs_command, ["--url", "http://ann:pw@127.0.0.1:9/?key=s3cret#s3cret"])
+    assert unreachable.exit_code == 1
+    assert "s3cret" not in unreachable.output
+    assert "pw" not in unreachable.output.replace("http://ann:***@", "")
+    assert "http://ann:***@127.0.0.1:9/?key=***" in unreachable.output

@@ -291,8 +291,8 @@ class UrlSource:
         from flowledger.receiver.store.postgres import redacted  # any URL's password, not only PostgreSQL's
 
         self.url = url.rstrip("/")
-        self.shown = redacted(self.url)
-        """The URL as messages show it: a password in it replaced by ``***``."""
+        self.shown = redacted(self.url, every_query_value=True)
+        """The URL as messages show it: a password and every query value in it replaced by ``***``."""
         if api_key is not None:
             check_api_key(api_key, origin="the API key")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

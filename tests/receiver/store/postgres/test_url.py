@@ -30,6 +30,16 @@ def test_the_password_is_replaced_wherever_the_url_is_shown() -> None:
     assert "s3cret" not in redacted("postgresql://alice:s3cret@db/ledger?PASSWORD=s3cret")
 
 
+def test_every_query_value_is_replaced_when_asked() -> None:
+    """For a receiver's URL each query value is hidden (a token may sit under any name), the fragment dropped."""
+    assert (
+        redacted("http://ann:pw@h:1/base?token=t&bare&empty=#frag", every_query_value=True)
+        == "http://ann:***@h:1/base?token=***&***&empty=***"
+    )
+    assert redacted("http://h:1/base", every_query_value=True) == "http://h:1/base"
+    assert redacted("http://[::1/?token=t", every_query_value=True) == "http://***"  # not a URL: all of it hidden
+
+
 @pytest.mark.parametrize(
     ("url", "problem"),
     [

@@ -29,21 +29,37 @@ _SECRET_PARAMS: Final = frozenset({"password", "sslpassword"})
 """Query parameters libpq reads a secret from (``?password=...``)."""
 
 
-def redacted(url: str) -> str:
-    """``url`` with its password (in the user part or a ``password`` parameter) replaced by ``***``: safe to print."""
+def redacted(url: str, *, every_query_value: bool = False) -> str:
+    """``url`` with its password (in the user part or a ``password`` parameter) replaced by ``***``: safe to print.
+
+    With ``every_query_value`` each query value is replaced (and a fragment dropped): for a receiver's
+    HTTP URL, whose query may carry a token in a parameter of any name (``?token=...``), as the SDK
+    shows its endpoints. A PostgreSQL URL's other parameters (``sslmode``) stay readable.
+    """
     try:
         parts = urlsplit(url)
         if parts.password is not None:
             user = parts.username or ""
             host = parts.netloc.rsplit("@", 1)[1]
             parts = parts._replace(netloc=f"{user}:***@{host}")
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        if any(key.lower() in _SECRET_PARAMS for key, _ in pairs):
-            hidden = [(key, "***" if key.lower() in _SECRET_PARAMS else value) for key, value in pairs]
-            parts = parts._replace(query=urlencode(hidden, safe="*"))
+        if every_query_value:
+            parts = parts._replace(query=_every_value_hidden(parts.query), fragment="")
+        else:
+            pairs = parse_qsl(parts.query, keep_blank_values=True)
+            if any(key.lower() in _SECRET_PARAMS for key, _ in pairs):
+                hidden = [(key, "***" if key.lower() in _SECRET_PARAMS else value) for key, value in pairs]
+                parts = parts._replace(query=urlencode(hidden, safe="*"))
         return urlunsplit(parts)
     except ValueError:
         return url.split("://", 1)[0] + "://***"
+
+
+def _every_value_hidden(query: str) -> str:
+    """``key=***`` for each ``key=value`` of ``query``, ``***`` for a bare part (which may be a token itself)."""
+    if not query:
+        return query
+    pairs = (part.partition("=") for part in query.split("&"))
+    return "&".join(f"{key}=***" if sep else "***" for key, sep, _ in pairs)
 
 
 def check_postgres_url(url: str, *, option: str = "--db") -> str:
