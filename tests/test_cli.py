@@ -54,3 +54,23 @@ def test_a_missing_codegen_extra_is_named(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "install the codegen extra: pip install 'flowledger[codegen]'" in done.stderr
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line(tmp_path: Path) -> None:
+    """A SIGINT that arrives while the commands' modules are imported is "error: interrupted" and exit 1."""
+    code = (
+        "import signal, sys\n"
+        "class SignalOnImport:\n"  # a real SIGINT, delivered as the receiver's commands start to load
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'flowledger.receiver.cli._registry':\n"
+        "            signal.raise_signal(signal.SIGINT)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, SignalOnImport())\n"
+        "from flowledger.cli import main\n"
+        "main(['--help'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == "error: interrupted\n"

@@ -55,7 +55,11 @@ def _build() -> tuple[Any, dict[str, str]]:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the ``flowledger`` command line."""
-    cli, extra_of = _build()
+    try:
+        cli, extra_of = _build()
+    except KeyboardInterrupt:  # Ctrl-C while the commands' modules load: as a command says it, not a traceback
+        sys.stderr.write("error: interrupted\n")
+        raise SystemExit(1) from None
     args = sys.argv[1:] if argv is None else argv
     try:
         cli.main(args=args, prog_name="flowledger")

@@ -21,6 +21,7 @@ from flowledger._exceptions import StoreError
 from flowledger.receiver._app import create_app
 from flowledger.receiver._config import DEFAULT_SWITCH_INTERVAL_S, ReceiverConfig
 from flowledger.receiver._connections import ConnectionLimits, protocol_class
+from flowledger.receiver._interrupt import StartInterrupt
 
 __all__ = ["FD_RESERVE", "GC_GEN0_THRESHOLD", "bind_socket", "connection_limits", "serve", "uvicorn_config"]
 
@@ -93,8 +94,12 @@ def uvicorn_config(config: ReceiverConfig, *, log_level: str = "info") -> uvicor
     )
 
 
-def serve(config: ReceiverConfig, *, sock: socket.socket, log_level: str = "info") -> None:
+def serve(
+    config: ReceiverConfig, *, sock: socket.socket, log_level: str = "info", interrupt: StartInterrupt | None = None
+) -> None:
     """Serve on the bound ``sock`` until interrupted. Access logs stay off: they would only repeat what metrics count.
+
+    A Ctrl-C that ``interrupt`` saw before uvicorn takes SIGINT over stops it before it serves.
 
     uvicorn picks uvloop (the receiver extra) when it is installed, and the guarded protocol uses
     httptools when it is: on ingest they take about a tenth off the event-loop thread's CPU per event.
@@ -107,6 +112,9 @@ def serve(config: ReceiverConfig, *, sock: socket.socket, log_level: str = "info
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addFilter(startup)
     try:
+        if interrupt is not None:
+            interrupt.check()
+            interrupt.hand_over(server.handle_exit)  # one now stops the server once started, never its set-up
         server.run(sockets=[sock])
     except SystemExit:  # uvicorn's own exit (3) when startup failed: the error below says why, with 1
         if server.started:

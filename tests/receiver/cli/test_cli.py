@@ -468,6 +468,43 @@ def test_serve_stopped_with_ctrl_c_exits_0_without_an_error_line(tmp_path: Path)
     assert err.splitlines()[0] == f"flowledger receiver on http://127.0.0.1:{port} with {tmp_path / 'f.db'}"
 
 
+@pytest.mark.parametrize("delay_s", [0.2, 0.35, 0.5, 0.65, 0.8, 1.0])
+def test_ctrl_c_while_serve_starts_always_stops_it(tmp_path: Path, delay_s: float) -> None:
+    """SIGINT at any moment of the start (imports, migrations, garbage collection, the event loop's set-up)
+    stops the receiver: before its banner with "error: interrupted" and exit 1, after it with exit 0; never
+    a receiver that goes on serving, never a traceback from flowledger's own code."""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "flowledger", "serve", "--db", str(tmp_path / "f.db"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        time.sleep(delay_s)
+        child.send_signal(signal.SIGINT)
+        _out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    if child.returncode == -signal.SIGINT:  # still importing flowledger itself, before any of its code ran
+        assert "KeyboardInterrupt" in err
+        return
+    assert child.returncode in (0, 1), err
+    assert "Traceback" not in err, err
+    assert "Exception ignored" not in err, err
+    if child.returncode == 1:
+        assert err.splitlines()[-1] == "error: interrupted", err
+    else:
+        assert err.startswith("flowledger receiver on http://127.0.0.1:"), err
+        assert "error:" not in err, err
+
+
 class _NotAReceiver(http.server.BaseHTTPRequestHandler):
     """A web server that is not flowledger's: an HTML 404 under /html, a JSON object of another shape under /obj,
     a JSON list elsewhere."""

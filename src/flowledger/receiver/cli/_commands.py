@@ -23,6 +23,7 @@ import click
 from flowledger._wire import NodeStatus, RunStatus
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._export import ExportFormat
+from flowledger.receiver._interrupt import StartInterrupt
 from flowledger.receiver.cli._context_options import context_lines, context_options
 from flowledger.receiver.cli._node_records import breakdown_text, node_record_lines
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, RecordField
@@ -262,6 +263,23 @@ def serve_command(
     log_level: str,
 ) -> None:
     """Run the receiver: ingest at /v1/events, queries at /api/runs."""
+    interrupt = StartInterrupt().install()  # first: a Ctrl-C while starting is never lost
+    try:
+        _serve(db, host, port, grpc_port, api_keys, stuck_after_s, log_level, interrupt)
+    finally:
+        interrupt.restore()
+
+
+def _serve(
+    db: Path | str,
+    host: str,
+    port: int,
+    grpc_port: int | None,
+    api_keys: Path | None,
+    stuck_after_s: float | None,
+    log_level: str,
+    interrupt: StartInterrupt,
+) -> None:
     from dataclasses import replace
 
     from flowledger.receiver._auth import ApiKeys, keys_from_env, load_keys_file, merge_keys
@@ -302,6 +320,7 @@ def serve_command(
         else:
             prepare_file(db)
             shown = str(db)
+        interrupt.check()  # a Ctrl-C swallowed while starting (see _interrupt) stops it here
     except BaseException:
         sock.close()
         raise
@@ -316,7 +335,7 @@ def serve_command(
             f"OTLP/gRPC on {where}:{config.grpc_port}" if config.grpc_port else "OTLP/gRPC on a free port", err=True
         )
     try:
-        serve(config, sock=sock, log_level=log_level)
+        serve(config, sock=sock, log_level=log_level, interrupt=interrupt)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a receiver is stopped: it shut down cleanly, which is no error
 
