@@ -170,6 +170,19 @@ def test_partial_success_names_the_rejected_spans(live: LiveReceiver) -> None:
     assert live.trace("01" * 16)["span_count"] == 1
 
 
+def test_a_span_that_cannot_be_decoded_is_named_and_its_sibling_stored(live: LiveReceiver) -> None:
+    """Over gRPC too, a span the decoder cannot read (a name that is not UTF-8) is rejected alone, not the call."""
+    good = trace_pb2.Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="good", start_time_unix_nano=1)
+    bad = trace_pb2.Span(trace_id=b"\x01" * 16, span_id=b"\x03" * 8, name="BADNAME!", start_time_unix_nano=1)
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.extend([bad, good])
+    body = request.SerializeToString().replace(b"BADNAME!", b"\xff" * 8)
+    answer = trace_service_pb2.ExportTraceServiceResponse.FromString(_call(live, TRACE_METHOD, body))
+    assert answer.partial_success.rejected_spans == 1
+    assert "resourceSpans[0].scopeSpans[0].spans[0]: cannot be decoded:" in answer.partial_success.error_message
+    assert [span["name"] for span in live.trace("01" * 16)["spans"]] == ["good"]
+
+
 def test_partial_success_of_logs(live: LiveReceiver) -> None:
     """A log record with a short span id is refused and named; its sibling is stored."""
     request = logs_service_pb2.ExportLogsServiceRequest()

@@ -21,7 +21,8 @@ from flowledger.receiver.otlp._decode import OtlpFormat, OtlpSignal
 from flowledger.receiver.otlp._forward import Forwarder
 from flowledger.receiver.otlp._logs import logs_from_request
 from flowledger.receiver.otlp._metrics import points_from_request
-from flowledger.receiver.otlp._spans import spans_from_request
+from flowledger.receiver.otlp._salvage import Decoded, Unreadable
+from flowledger.receiver.otlp._spans import rejection_message, spans_from_request
 
 __all__ = ["STATS_NAMES", "Accepted", "OtlpState", "Refusal", "SignalStats", "accept", "otlp_state_of"]
 
@@ -134,30 +135,30 @@ def items_of(signal: OtlpSignal, message: Any) -> int:
     return sum(len(s.metrics) for r in message.resource_metrics for s in r.scope_metrics)
 
 
-async def _store(
-    receiver: ReceiverState, signal: OtlpSignal, message: Any, project: str | None
-) -> tuple[int, str, int, int]:
-    """Validate and store the request's items: (rejected, message, new, duplicates); StoreError when it failed."""
+async def _store(receiver: ReceiverState, decoded: Decoded, project: str | None) -> tuple[int, str, int, int]:
+    """Validate and store the request's items: (rejected, message, new, duplicates); StoreError when it failed.
+    The items that could not be decoded count as rejected, named first."""
     store, config = receiver.store, receiver.config
+    signal, message, lost = decoded.signal, decoded.message, decoded.unreadable
     if signal is OtlpSignal.TRACES:
-        spans = spans_from_request(message, project=project, received_at=now_ts())
+        spans = spans_from_request(message, project=project, received_at=now_ts(), skip=lost.items)
         new = await receiver.writer.call(lambda: store.store_spans(spans.rows)) if spans.rows else 0
-        return spans.rejected, spans.error_message, new, len(spans.rows) - new
+        return (*_with_lost(lost, spans.rejected, spans.problems, "span(s)"), new, len(spans.rows) - new)
     if signal is OtlpSignal.LOGS:
-        logs = logs_from_request(message, project=project, received_at=now_ts())
+        logs = logs_from_request(message, project=project, received_at=now_ts(), skip=lost.items)
         rows, most = logs.rows, config.otlp_log_records_max
         new = await receiver.writer.call(lambda: store.store_logs(rows, max_records=most)) if rows else 0
-        return logs.rejected, logs.error_message, new, len(rows) - new
+        return (*_with_lost(lost, logs.rejected, logs.problems, "log record(s)"), new, len(rows) - new)
     metrics = points_from_request(message, project=project)
     points = metrics.rows
+    rejected, text = _with_lost(lost, metrics.rejected, metrics.problems, "data point(s)")
     if not points:
-        return metrics.rejected, metrics.error_message, 0, 0
+        return rejected, text, 0, 0
     outcome = await receiver.writer.call(
         lambda: store.store_metric_points(
             points, max_series=config.otlp_metric_series_max, max_points=config.otlp_metric_points_max
         )
     )
-    rejected, text = metrics.rejected, metrics.error_message
     if outcome.over_series_limit:
         rejected += outcome.over_series_limit
         limit = (
@@ -168,31 +169,42 @@ async def _store(
     return rejected, text, outcome.stored, outcome.duplicates
 
 
+def _with_lost(lost: Unreadable, rejected: int, problems: list[str], noun: str) -> tuple[int, str]:
+    """The rejected count and partial-success message of a request's items, those it held that could not be
+    decoded included (and named first)."""
+    total = lost.rejected + rejected
+    return total, rejection_message(total, [*lost.problems, *problems], noun)
+
+
 async def accept(
     app: Any,
     receiver: ReceiverState,
-    signal: OtlpSignal,
-    message: Any,
+    decoded: Decoded,
     *,
     project: str | None,
     protobuf_body: bytes | None,
 ) -> Accepted | Refusal:
     """Store (and forward) one decoded export request; see the module's docstring.
 
-    ``protobuf_body`` is the request as received when it was protobuf (forwarded as is); None re-encodes it.
+    ``protobuf_body`` is the request as received when it was protobuf (forwarded as is, unless part of it could
+    not be decoded: then what could is forwarded); None re-encodes it.
     """
+    signal = decoded.signal
     state = otlp_state_of(app, receiver)
     if receiver.writer.depth >= receiver.config.write_queue_max_requests:
         state.count(signal, project, refused=1)
         return Refusal(503, BUSY_MESSAGE, retry=True)
     try:
-        rejected, error_message, new, duplicates = await _store(receiver, signal, message, project)
+        rejected, error_message, new, duplicates = await _store(receiver, decoded, project)
     except StoreError as exc:
         state.count(signal, project, refused=1)
         return Refusal(503, f"the store could not take the {STATS_NAMES[signal].replace('_', ' ')}: {exc}", True)
     state.count(signal, project, requests=1, accepted=new, duplicates=duplicates, rejected=rejected)
+    message = decoded.readable()
     items = items_of(signal, message)
     if state.forwarder is not None and items:  # protobuf upstream: every OTLP/HTTP server takes it, not all take JSON
-        body = protobuf_body if protobuf_body is not None else bytes(message.SerializeToString())
+        if protobuf_body is None or decoded.unreadable.problems:
+            protobuf_body = bytes(message.SerializeToString())
+        body = protobuf_body
         state.forwarder.offer(signal, body, OtlpFormat.PROTOBUF.value, items=items)
     return Accepted(rejected, error_message)

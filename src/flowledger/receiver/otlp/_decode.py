@@ -33,6 +33,7 @@ __all__ = [
     "encode_error",
     "encode_response",
     "format_of",
+    "ids_to_base64",
 ]
 
 _ID_KEYS: Final = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
@@ -101,7 +102,7 @@ def _hex_to_base64(value: str, where: str) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _ids_to_base64(node: Any, where: str) -> Any:
+def ids_to_base64(node: Any, where: str) -> Any:
     """Rewrite the hex trace/span ids of OTLP JSON into the base64 the protobuf JSON mapping reads."""
     if isinstance(node, dict):
         out: dict[str, Any] = {}
@@ -110,10 +111,10 @@ def _ids_to_base64(node: Any, where: str) -> Any:
             if key in _ID_KEYS and isinstance(value, str):
                 out[key] = _hex_to_base64(value, place)
             else:
-                out[key] = _ids_to_base64(value, place)
+                out[key] = ids_to_base64(value, place)
         return out
     if isinstance(node, list):
-        return [_ids_to_base64(item, f"{where}[{i}]") for i, item in enumerate(node)]
+        return [ids_to_base64(item, f"{where}[{i}]") for i, item in enumerate(node)]
     return node
 
 
@@ -139,7 +140,7 @@ def decode_request(signal: OtlpSignal, body: bytes, fmt: OtlpFormat) -> Message:
     if not isinstance(document, dict):
         raise OtlpBodyError(400, f"the body must be a JSON object (an OTLP {message.DESCRIPTOR.name})")
     try:
-        json_format.ParseDict(_ids_to_base64(document, ""), message, ignore_unknown_fields=True)
+        json_format.ParseDict(ids_to_base64(document, ""), message, ignore_unknown_fields=True)
     except (json_format.ParseError, RecursionError, ValueError, TypeError) as exc:
         raise OtlpBodyError(400, f"the body is not an OTLP JSON {message.DESCRIPTOR.name}: {exc}") from None
     return message

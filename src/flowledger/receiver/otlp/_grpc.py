@@ -2,7 +2,7 @@
 
 A ``grpc.aio`` server on the receiver's own event loop, started and stopped
 with the app's lifespan. It is the same ingest as OTLP/HTTP: each request
-is decoded by :func:`~flowledger.receiver.otlp._decode.decode_request` and
+is decoded by :func:`~flowledger.receiver.otlp._salvage.decode_export` and
 taken by :func:`~flowledger.receiver.otlp._accept.accept`, so validation,
 partial success, storage, counters and forwarding are one code. The
 methods take the raw request bytes (the services and their names come from
@@ -37,7 +37,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from flowledger._exceptions import OtlpBodyError
 from flowledger.receiver._state import ReceiverState
 from flowledger.receiver.otlp._accept import Refusal, accept, otlp_state_of
-from flowledger.receiver.otlp._decode import OtlpFormat, OtlpSignal, decode_request, encode_response
+from flowledger.receiver.otlp._decode import OtlpFormat, OtlpSignal, encode_response
+from flowledger.receiver.otlp._salvage import decode_export
 
 __all__ = ["GRPC_STOP_GRACE_S", "SERVICES", "start_grpc"]
 
@@ -80,11 +81,11 @@ def _export(app: Any, receiver: ReceiverState, signal: OtlpSignal) -> _Method:
                 state.count(signal, None, refused=1)
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
         try:
-            message = decode_request(signal, body, OtlpFormat.PROTOBUF)
+            decoded = decode_export(signal, body, OtlpFormat.PROTOBUF)
         except OtlpBodyError as exc:
             state.count(signal, project, refused=1)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
-        outcome = await accept(app, receiver, signal, message, project=project, protobuf_body=body)
+        outcome = await accept(app, receiver, decoded, project=project, protobuf_body=body)
         if isinstance(outcome, Refusal):
             await context.abort(_CODE_BY_STATUS.get(outcome.status, grpc.StatusCode.INVALID_ARGUMENT), outcome.message)
         return encode_response(

@@ -31,12 +31,12 @@ from flowledger.receiver.otlp._accept import OtlpState, Refusal, accept, otlp_st
 from flowledger.receiver.otlp._decode import (
     OtlpFormat,
     OtlpSignal,
-    decode_request,
     encode_error,
     encode_response,
     format_of,
 )
 from flowledger.receiver.otlp._queries import otlp_logs, otlp_metrics
+from flowledger.receiver.otlp._salvage import decode_export
 from flowledger.receiver.otlp._spans import is_trace_id, trace_json
 
 __all__ = ["ROUTES", "OtlpState", "otlp_state"]
@@ -80,7 +80,7 @@ async def _ingest(request: Request, signal: OtlpSignal) -> Response:
         return _answer(encode_error(415, text, OtlpFormat.JSON), OtlpFormat.JSON, 415)
     try:
         body = await _read(request, receiver)
-        message = decode_request(signal, body, fmt)
+        decoded = decode_export(signal, body, fmt)
     except (BodyError, OtlpBodyError) as exc:
         state.count(signal, project, refused=1)
         return _answer(encode_error(exc.status, exc.message, fmt), fmt, exc.status)
@@ -89,8 +89,7 @@ async def _ingest(request: Request, signal: OtlpSignal) -> Response:
     outcome = await accept(
         request.app,
         receiver,
-        signal,
-        message,
+        decoded,
         project=project,
         protobuf_body=body if fmt is OtlpFormat.PROTOBUF else None,
     )

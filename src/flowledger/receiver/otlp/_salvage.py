@@ -1,0 +1,277 @@
+"""Reading what can be read of an export request its decoder refuses as a whole.
+
+The protobuf decoder stops at the first item it cannot read (a string that
+is not UTF-8, nesting past its depth limit, a truncated field), and the
+protobuf JSON mapping at the first value of the wrong type or id that is
+not hex: either way the whole request would be refused, its good spans,
+log records and data points with it. :func:`decode_export` decodes the
+request as :func:`~._decode.decode_request` does and, when that fails, again
+one part at a time down the request's levels (resource, scope, item): a
+part that cannot be read is left empty in its place, so the indexes of
+everything after it stay the request's own, and it is named in the
+partial-success answer with the items it held. A request with no readable
+item at all is refused as before, with the decoder's own message.
+
+The protobuf parts are found with the wire format's framing alone (a key,
+then a varint, 8 or 4 bytes, or a length and that many bytes): protobuf's
+Python API offers no reading of one field's bytes, and that framing is all
+that is needed to hand each part to the real decoder on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.message_factory import GetMessageClass
+
+from flowledger._exceptions import OtlpBodyError
+from flowledger.receiver._body import no_json_constants
+from flowledger.receiver.otlp._decode import OtlpFormat, OtlpSignal, decode_request, ids_to_base64
+
+__all__ = ["LEVELS", "Decoded", "Unreadable", "decode_export"]
+
+LEVELS: Final[dict[OtlpSignal, tuple[tuple[str, int], ...]]] = {
+    OtlpSignal.TRACES: (("resourceSpans", 1), ("scopeSpans", 2), ("spans", 2)),
+    OtlpSignal.LOGS: (("resourceLogs", 1), ("scopeLogs", 2), ("logRecords", 2)),
+    OtlpSignal.METRICS: (("resourceMetrics", 1), ("scopeMetrics", 2), ("metrics", 2)),
+}
+"""Each signal's levels from the request down to its items: (JSON name, field number) of the repeated field."""
+_UNITS: Final = {OtlpSignal.TRACES: "span(s)", OtlpSignal.LOGS: "log record(s)", OtlpSignal.METRICS: "data point(s)"}
+_METRIC_DATA: Final = {5: "gauge", 7: "sum", 9: "histogram", 10: "exponentialHistogram", 11: "summary"}
+"""A Metric's data fields (number: JSON name); each holds its points in field 1, ``dataPoints``."""
+_UNREADABLE: Final = (DecodeError, RecursionError, ValueError, TypeError, json_format.ParseError, OtlpBodyError)
+
+
+@dataclass(slots=True)
+class Unreadable:
+    """The parts of a request that could not be read: left empty in their places, named here."""
+
+    rejected: int = 0
+    """The items (spans, log records, data points) those parts held."""
+    problems: list[str] = field(default_factory=list)
+    """``path: problem`` for each part, in the request's order."""
+    items: set[str] = field(default_factory=set)
+    """The paths of the items among them (``resourceSpans[0].scopeSpans[1].spans[2]``): their empty stand-ins are
+    not items of the request, and validation skips them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded export request and what of it could not be read."""
+
+    signal: OtlpSignal
+    message: Any
+    unreadable: Unreadable
+
+    def readable(self) -> Any:
+        """The request without the empty stand-ins of unreadable items (what is forwarded upstream)."""
+        if not self.unreadable.items:
+            return self.message
+        copy = type(self.message)()
+        copy.CopyFrom(self.message)
+        _drop_items(copy, LEVELS[self.signal], "", self.unreadable.items)
+        return copy
+
+
+def decode_export(signal: OtlpSignal, body: bytes, fmt: OtlpFormat) -> Decoded:
+    """Decode an export request, part by part where it cannot be read whole; OtlpBodyError (400) when no item
+    of it can be read (with the whole decoder's message)."""
+    try:
+        return Decoded(signal, decode_request(signal, body, fmt), Unreadable())
+    except OtlpBodyError as refused:
+        failure = refused
+    salvage = _Salvage(signal)
+    try:
+        if fmt is OtlpFormat.PROTOBUF:
+            message = salvage.protobuf(signal.request_type, body, LEVELS[signal], "")
+        else:
+            document = json.loads(body.decode("utf-8"), parse_constant=no_json_constants)
+            message = salvage.json(signal.request_type, document, LEVELS[signal], "")
+    except (*_UNREADABLE, UnicodeDecodeError):  # not even the request's framing: nothing of it can be read
+        raise failure from None
+    if _leaves(message, LEVELS[signal]) <= len(salvage.out.items):
+        raise failure
+    return Decoded(signal, message, salvage.out)
+
+
+class _Salvage:
+    """One request's reading part by part, into :attr:`out`."""
+
+    def __init__(self, signal: OtlpSignal) -> None:
+        self.signal = signal
+        self.out = Unreadable()
+
+    def protobuf(self, cls: type[Message], data: bytes, levels: tuple[tuple[str, int], ...], where: str) -> Any:
+        """``cls`` from ``data``, its parts at ``levels[0]`` read one by one; raises when the rest of it cannot be."""
+        (name, number), deeper = levels[0], levels[1:]
+        fields = _fields(data)
+        message = cls()
+        message.MergeFromString(b"".join(whole for n, whole, _ in fields if n != number))
+        child_cls, children = self._children(message, number)
+        index = 0
+        for n, _whole, payload in fields:
+            if n != number:
+                continue
+            place = f"{where}.{name}[{index}]" if where else f"{name}[{index}]"
+            index += 1
+            try:
+                children.append(child_cls.FromString(payload))
+                continue
+            except _UNREADABLE as exc:
+                problem = exc
+            if deeper:
+                try:
+                    children.append(self.protobuf(child_cls, payload, deeper, place))
+                    continue
+                except _UNREADABLE as exc:
+                    problem = exc
+            self._lost(place, problem, self._units_pb(payload, deeper), item=not deeper)
+            children.append(child_cls())
+        return message
+
+    def json(self, cls: type[Message], node: Any, levels: tuple[tuple[str, int], ...], where: str) -> Any:
+        """:meth:`protobuf` for a JSON document: ``cls`` from the object ``node``, its parts one by one."""
+        if not isinstance(node, dict):
+            raise json_format.ParseError(f"{where or 'the body'} is not a JSON object")
+        (name, number), deeper = levels[0], levels[1:]
+        message = cls()
+        child_cls, children = self._children(message, number)
+        spellings = {name, message.DESCRIPTOR.fields_by_number[number].name}
+        rest = {key: value for key, value in node.items() if key not in spellings}
+        json_format.ParseDict(ids_to_base64(rest, where), message, ignore_unknown_fields=True)
+        items = [item for key, value in node.items() if key in spellings for item in _list(value)]
+        for index, item in enumerate(items):
+            place = f"{where}.{name}[{index}]" if where else f"{name}[{index}]"
+            try:
+                child = child_cls()
+                json_format.ParseDict(ids_to_base64(item, place), child, ignore_unknown_fields=True)
+                children.append(child)
+                continue
+            except _UNREADABLE as exc:
+                problem = exc
+            if deeper:
+                try:
+                    children.append(self.json(child_cls, item, deeper, place))
+                    continue
+                except _UNREADABLE as exc:
+                    problem = exc
+            self._lost(place, problem, self._units_json(item, deeper), item=not deeper)
+            children.append(child_cls())
+        return message
+
+    @staticmethod
+    def _children(message: Message, number: int) -> tuple[type[Message], Any]:
+        descriptor = message.DESCRIPTOR.fields_by_number[number]
+        return GetMessageClass(descriptor.message_type), getattr(message, descriptor.name)
+
+    def _lost(self, place: str, problem: BaseException, units: int, *, item: bool) -> None:
+        text = problem.message if isinstance(problem, OtlpBodyError) else str(problem) or type(problem).__name__
+        if text.startswith(place + "."):  # a JSON id's message names its own path: the rest of it, below the part
+            text = text[len(place) + 1 :]
+        self.out.rejected += units
+        if item and self.signal is not OtlpSignal.METRICS:
+            self.out.problems.append(f"{place}: cannot be decoded: {text}")
+        else:
+            self.out.problems.append(f"{place}: cannot be decoded (its {units} {_UNITS[self.signal]}): {text}")
+        if item:
+            self.out.items.add(place)
+
+    def _units_pb(self, data: bytes, deeper: tuple[tuple[str, int], ...]) -> int:
+        """The items (data points, for metrics) in an unreadable part, counted by the framing (1 when even that
+        fails: the part was at least one)."""
+        try:
+            if deeper:
+                number, below = deeper[0][1], deeper[1:]
+                return sum(self._units_pb(payload, below) for n, _, payload in _fields(data) if n == number)
+            if self.signal is not OtlpSignal.METRICS:
+                return 1
+            data_fields = [payload for n, _, payload in _fields(data) if n in _METRIC_DATA]
+            return sum(1 for payload in data_fields for n, _, _ in _fields(payload) if n == 1)
+        except _UNREADABLE:
+            return 1
+
+    def _units_json(self, node: Any, deeper: tuple[tuple[str, int], ...]) -> int:
+        """:meth:`_units_pb` for a JSON part."""
+        if not isinstance(node, dict):
+            return 1
+        if deeper:
+            name, below = deeper[0][0], deeper[1:]
+            return sum(self._units_json(item, below) for item in _list(node.get(name)))
+        if self.signal is not OtlpSignal.METRICS:
+            return 1
+        data = [node.get(name) for name in _METRIC_DATA.values()]
+        return sum(len(_list(one.get("dataPoints"))) for one in data if isinstance(one, dict))
+
+
+def _list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise json_format.ParseError(f"a list was expected, not {type(value).__name__}")
+    return value
+
+
+def _leaves(message: Any, levels: tuple[tuple[str, int], ...]) -> int:
+    """How many items the request (or part) holds at the bottom of ``levels``."""
+    number, deeper = levels[0][1], levels[1:]
+    children = getattr(message, message.DESCRIPTOR.fields_by_number[number].name)
+    return len(children) if not deeper else sum(_leaves(child, deeper) for child in children)
+
+
+def _drop_items(message: Any, levels: tuple[tuple[str, int], ...], where: str, paths: set[str]) -> None:
+    """Remove the items at ``paths`` from ``message`` (a part at ``where``), in place."""
+    (name, number), deeper = levels[0], levels[1:]
+    children = getattr(message, message.DESCRIPTOR.fields_by_number[number].name)
+    for index in reversed(range(len(children))):
+        place = f"{where}.{name}[{index}]" if where else f"{name}[{index}]"
+        if deeper:
+            _drop_items(children[index], deeper, place, paths)
+        elif place in paths:
+            del children[index]
+
+
+def _fields(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """Each field of an encoded message: (number, its whole encoding, the payload of a length-delimited one);
+    DecodeError where the framing is broken."""
+    out: list[tuple[int, bytes, bytes]] = []
+    at, end = 0, len(data)
+    while at < end:
+        start = at
+        key, at = _varint(data, at)
+        number, wire = key >> 3, key & 7
+        payload = b""
+        if number == 0:
+            raise DecodeError(f"field number 0 at byte {start}")
+        if wire == 0:
+            _, at = _varint(data, at)
+        elif wire == 1:
+            at += 8
+        elif wire == 5:
+            at += 4
+        elif wire == 2:
+            size, at = _varint(data, at)
+            payload = data[at : at + size]
+            at += size
+        else:
+            raise DecodeError(f"wire type {wire} at byte {start}")
+        if at > end:
+            raise DecodeError(f"field {number} at byte {start} runs past the end")
+        out.append((number, data[start:at], payload))
+    return out
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if at >= len(data) or shift > 63:
+            raise DecodeError(f"a truncated or overlong varint at byte {at}")
+        byte = data[at]
+        at += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, at
+        shift += 7
