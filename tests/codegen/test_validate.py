@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from flowledger import DefinitionError
-from flowledger.codegen._load import parse_definition
+from flowledger.codegen._load import parse_definition, read_definition
 from flowledger.codegen._validate import validate
 
 HEAD = "flowledger: 1\nworkflow: {id: wf}\n"
@@ -22,13 +22,33 @@ LONG_LOWERING = "\u0130" * 64
 def problems(text: str, name: str = "wf.yaml") -> list[str]:
     """The problems reported for ``text`` (empty when it is valid)."""
     try:
-        validate(parse_definition(textwrap.dedent(text).encode(), name))
+        validate(read_definition(textwrap.dedent(text).encode(), name))
     except DefinitionError as exc:
         return exc.problems
     return []
 
 
 CORPUS: list[tuple[str, str, list[str]]] = [
+    (
+        "the reader's problem (a tag) listed with the validator's",
+        HEAD + "limits: {deadline_s: !!float 5}\nnodes:\n  - {id: a, call: 'm:f', timeout_s: 0}\n",
+        [
+            "wf.yaml:3:22: limits.deadline_s: YAML tags (`!!float`) are not supported: a definition holds JSON "
+            "values; remove the tag",
+            "wf.yaml:5:37: nodes[0].timeout_s: must be greater than 0, found 0",
+        ],
+    ),
+    (
+        "a duplicate key listed with the validator's problems, and nothing said of what it left out",
+        HEAD + "nodes:\n  - id: a\n    call: 'm:f'\n    call: 'm:g'\n  - {id: b, call: nope}\n",
+        [
+            "wf.yaml:4:3: nodes: 2 nodes have no dependents (`a`, `b`); add `output: NODE_ID` to say which one is "
+            "the workflow's output",
+            "wf.yaml:6:5: nodes[0].call: duplicate key `call` (first written at line 5); keep one",
+            "wf.yaml:7:19: nodes[1].call: 'nope' is not an import path; write `module.path:function` with Python "
+            "identifiers on both sides of one colon",
+        ],
+    ),
     (
         "unknown top-level key with suggestion",
         HEAD + "nodse: []\nnodes:\n  - {id: a, call: 'm:f'}\n",
@@ -405,6 +425,26 @@ def test_contract_example_is_valid() -> None:
     assert definition.nodes[2].map is not None
     assert definition.nodes[2].map.max_concurrency == 4
     assert definition.limits.deadline_s == 60.0
+
+
+def test_json_reader_problems_are_listed_with_the_validators_in_file_order() -> None:
+    """JSON: a number past a float's range (the reader's problem) comes with the validator's problems around it,
+    in file order; a reader problem alone still stops parse_definition, which reads only."""
+    retry = '{"max_attempts": 1' + "0" * 5000 + "}"
+    text = f'{{"flowledger": 1, "workflow": {{"id": "wf"}}, "nodes": [{{"id": "a", "call": "m:f", "retry": {retry}}}, '
+    text += '{"id": "a", "call": "m:f"}]}'
+    found = problems(text, "wf.json")
+    assert [line.split(": ", 2)[1] for line in found] == [
+        "nodes[0].retry",
+        "nodes[0].retry.max_attempts",
+        "nodes[1].id",
+    ]
+    assert "missing required key `attempts`" in found[0]
+    assert "has 5001 digits, beyond the range of a 64-bit float" in found[1]
+    assert "duplicate node id `a`" in found[2]
+    with pytest.raises(DefinitionError) as caught:
+        parse_definition(text.encode(), "wf.json")
+    assert [line.split(": ", 2)[1] for line in caught.value.problems] == ["nodes[0].retry.max_attempts"]
 
 
 def test_single_sink_is_the_default_output() -> None:

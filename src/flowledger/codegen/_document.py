@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from flowledger.codegen._problems import Path
+from flowledger.codegen._problems import Path, Problems
 
 __all__ = ["MAX_NESTING", "NESTED_TOO_DEEP", "Document", "Mark", "read_integer", "text_problem"]
 
@@ -82,6 +82,10 @@ class Document:
     values: dict[Path, Mark] = field(default_factory=dict)
     keys: dict[Path, Mark] = field(default_factory=dict)
     """Position of the key that holds the value at a path (mapping entries only)."""
+    read_problems: Problems | None = None
+    """What the reader found wrong but could read around (a tag, a key that is not a string, a duplicate key, a
+    number out of range): each such value is None in :attr:`data`, each such key left out. Validation reports
+    these with its own problems and says nothing more of the places they name."""
 
     def value_mark(self, path: Path) -> Mark:
         """Position of the value at ``path``, or of its nearest ancestor."""

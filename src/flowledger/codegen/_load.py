@@ -23,17 +23,28 @@ from flowledger.codegen._document import MAX_NESTING, NESTED_TOO_DEEP, Document,
 from flowledger.codegen._problems import Path, Problems
 from flowledger.codegen._yaml import MAX_ALIAS_VALUES, read_yaml
 
-__all__ = ["MAX_ALIAS_VALUES", "MAX_NESTING", "Document", "Mark", "load_definition", "parse_definition"]
+__all__ = [
+    "MAX_ALIAS_VALUES",
+    "MAX_NESTING",
+    "Document",
+    "Mark",
+    "load_definition",
+    "parse_definition",
+    "read_definition",
+]
 
 _YAML_SUFFIXES: Final = frozenset({".yaml", ".yml"})
 _JSON_SUFFIXES: Final = frozenset({".json"})
 
 
 def load_definition(path: str | FsPath, *, display_name: str | None = None) -> Document:
-    """Read and parse the definition file at ``path``.
+    """Read and parse the definition file at ``path``, for :func:`~._validate.validate`.
 
     Raises :class:`~flowledger.DefinitionError` for a file that cannot be read
-    or parsed, naming the place.
+    or parsed, naming the place. Problems the reader can read around (a tag,
+    a duplicate key, a number out of range) travel in
+    :attr:`Document.read_problems`, so that validation lists them together
+    with its own.
     """
     name = display_name if display_name is not None else FsPath(path).as_posix()
     problems = Problems(name)
@@ -43,11 +54,21 @@ def load_definition(path: str | FsPath, *, display_name: str | None = None) -> D
         problems.add(0, 0, (), f"cannot read the file ({exc.strerror or exc}); check the path")
         problems.raise_if_any()
         raise AssertionError("unreachable") from exc
-    return parse_definition(raw, name)
+    return read_definition(raw, name)
 
 
 def parse_definition(raw: bytes, file: str) -> Document:
-    """Parse definition bytes; the format follows ``file``'s suffix (YAML unless ``.json``)."""
+    """Parse definition bytes; the format follows ``file``'s suffix (YAML unless ``.json``). Raises
+    :class:`~flowledger.DefinitionError` for any problem of reading, those :func:`read_definition` carries too."""
+    doc = read_definition(raw, file)
+    if doc.read_problems is not None:
+        doc.read_problems.raise_if_any()
+    return doc
+
+
+def read_definition(raw: bytes, file: str) -> Document:
+    """:func:`parse_definition`, but the problems it can read around travel in the document
+    (:attr:`Document.read_problems`); only a file it cannot read through raises."""
     problems = Problems(file)
     doc = Document(file=file, sha256=hashlib.sha256(raw).hexdigest(), data=None)
     try:
@@ -56,14 +77,14 @@ def parse_definition(raw: bytes, file: str) -> Document:
         problems.add(0, 0, (), f"the file is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8")
         problems.raise_if_any()
     suffix = FsPath(file).suffix.lower()
-    if suffix in _JSON_SUFFIXES:
-        _JsonReader(text, doc, problems).read()
+    if suffix in _JSON_SUFFIXES or (suffix not in _YAML_SUFFIXES and text.lstrip().startswith(("{", "["))):
+        whole = _JsonReader(text, doc, problems).read()
     else:
-        if suffix not in _YAML_SUFFIXES and text.lstrip().startswith(("{", "[")):
-            _JsonReader(text, doc, problems).read()
-        else:
-            read_yaml(text, doc, problems)
-    problems.raise_if_any()
+        whole = read_yaml(text, doc, problems)
+    if not whole:
+        problems.raise_if_any()
+    if problems:
+        doc.read_problems = problems
     return doc
 
 
@@ -95,7 +116,8 @@ class _JsonReader:
         index = bisect.bisect_right(self._line_starts, pos) - 1
         return index + 1, pos - self._line_starts[index] + 1
 
-    def read(self) -> None:
+    def read(self) -> bool:
+        """Read the whole text into the document; whether it could be (False: a syntax error, recorded)."""
         try:
             pos = self._skip(0)
             if pos >= len(self.text):
@@ -106,6 +128,8 @@ class _JsonReader:
                 raise _JsonSyntaxError(pos, "extra data after the JSON value")
         except _JsonSyntaxError as exc:
             self.problems.add(*self.mark(exc.pos), exc.path, str(exc))
+            return False
+        return True
 
     def _skip(self, pos: int) -> int:
         match = _WHITESPACE.match(self.text, pos)

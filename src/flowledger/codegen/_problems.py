@@ -68,10 +68,18 @@ class Problems:
     def __init__(self, file: str) -> None:
         self.file = file
         self._items: list[Problem] = []
+        self.places: set[Path] = set()
+        """The paths of the problems recorded."""
 
     def add(self, line: int, column: int, path: Path, message: str) -> None:
         """Record one problem at 1-based ``line``/``column``."""
         self._items.append(Problem(self.file, line, column, format_path(path), message))
+        self.places.add(path)
+
+    def extend(self, other: Problems) -> None:
+        """Record every problem of ``other`` (of the same file) too."""
+        self._items.extend(other._items)
+        self.places |= other.places
 
     def __bool__(self) -> bool:
         return bool(self._items)

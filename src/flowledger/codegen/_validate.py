@@ -174,6 +174,12 @@ class _Validator:
     def __init__(self, doc: Document) -> None:
         self.doc = doc
         self.problems = Problems(doc.file)
+        self.read_around: tuple[Path, ...] = ()
+        """The places the reader found wrong (see :attr:`Document.read_problems`): listed with the validator's
+        problems; what is at or below them was left out by the reader, so the validator says nothing of it."""
+        if doc.read_problems is not None:
+            self.problems.extend(doc.read_problems)
+            self.read_around = tuple(doc.read_problems.places)
         self.graph_broken = False
         """Set when needs name unknown nodes or form a cycle: then sinks say nothing useful."""
         self.unplaced_needs: list[tuple[int, tuple[Identifier, ...]]] = []
@@ -186,11 +192,17 @@ class _Validator:
 
     def at(self, path: Path, message: str) -> None:
         """Report a problem with the value at ``path``."""
-        self.problems.add(*self.doc.value_mark(path), path, message)
+        if not self._read_around(path):
+            self.problems.add(*self.doc.value_mark(path), path, message)
 
     def at_key(self, path: Path, message: str) -> None:
         """Report a problem with the key that holds ``path``."""
-        self.problems.add(*self.doc.key_mark(path), path, message)
+        if not self._read_around(path):
+            self.problems.add(*self.doc.key_mark(path), path, message)
+
+    def _read_around(self, path: Path) -> bool:
+        """Whether ``path`` is at or below a place the reader found wrong (and so blanked or left out)."""
+        return any(path[: len(place)] == place for place in self.read_around)
 
     # --- shapes ------------------------------------------------------------
 

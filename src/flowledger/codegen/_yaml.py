@@ -84,13 +84,15 @@ def _yaml_loader() -> Callable[[str], Any]:
     return Loader
 
 
-def read_yaml(text: str, doc: Document, problems: Problems) -> None:
-    """Parse YAML ``text`` into ``doc``, adding every problem found to ``problems``."""
+def read_yaml(text: str, doc: Document, problems: Problems) -> bool:
+    """Parse YAML ``text`` into ``doc``, adding every problem found to ``problems``; whether the whole file was
+    read (False: invalid YAML, an empty file, or reading stopped at a limit)."""
     from yaml.error import MarkedYAMLError, YAMLError  # lazy, as in _yaml_loader
 
     loader = _yaml_loader()(text)
     try:
-        _YamlReader(loader, doc, problems).read()
+        reader = _YamlReader(loader, doc, problems)
+        reader.read()
     except _StopReading:
         doc.data = None
     except MarkedYAMLError as exc:
@@ -100,8 +102,11 @@ def read_yaml(text: str, doc: Document, problems: Problems) -> None:
         problems.add(line, column, (), f"invalid YAML: {what or exc}")
     except YAMLError as exc:
         problems.add(0, 0, (), f"invalid YAML: {exc}")
+    else:
+        return reader.documents > 0
     finally:
         loader.dispose()
+    return False
 
 
 class _StopReading(Exception):
