@@ -39,6 +39,18 @@ CORPUS: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
+        "keys the reader left out of the root hide only what the root itself would be told, not the nodes",
+        "flowledger: 1\n!!str workflow: {id: wf}\n1: x\nnodes:\n  - {id: a, call: nope}\n",
+        [
+            "wf.yaml:2:1: (root): YAML tags (`!!str`) are not supported: a definition holds JSON values; "
+            "remove the tag",
+            "wf.yaml:3:1: (root): the key `1` is a number in YAML, not a string; a mapping key must be a string, "
+            "so quote it: '1'",
+            "wf.yaml:5:19: nodes[0].call: 'nope' is not an import path; write `module.path:function` with Python "
+            "identifiers on both sides of one colon",
+        ],
+    ),
+    (
         "a duplicate key listed with the validator's problems, and nothing said of what it left out",
         HEAD + "nodes:\n  - id: a\n    call: 'm:f'\n    call: 'm:g'\n  - {id: b, call: nope}\n",
         [

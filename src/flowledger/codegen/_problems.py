@@ -69,17 +69,20 @@ class Problems:
         self.file = file
         self._items: list[Problem] = []
         self.places: set[Path] = set()
-        """The paths of the problems recorded."""
+        """The paths of the problems recorded about a value (and so about everything below it)."""
+        self.mappings: set[Path] = set()
+        """The paths of mappings with a key problem recorded (the key itself has no path)."""
 
-    def add(self, line: int, column: int, path: Path, message: str) -> None:
-        """Record one problem at 1-based ``line``/``column``."""
+    def add(self, line: int, column: int, path: Path, message: str, *, key_of: bool = False) -> None:
+        """Record one problem at 1-based ``line``/``column``; ``key_of``: about a key of the mapping at ``path``."""
         self._items.append(Problem(self.file, line, column, format_path(path), message))
-        self.places.add(path)
+        (self.mappings if key_of else self.places).add(path)
 
     def extend(self, other: Problems) -> None:
         """Record every problem of ``other`` (of the same file) too."""
         self._items.extend(other._items)
         self.places |= other.places
+        self.mappings |= other.mappings
 
     def __bool__(self) -> bool:
         return bool(self._items)

@@ -175,11 +175,15 @@ class _Validator:
         self.doc = doc
         self.problems = Problems(doc.file)
         self.read_around: tuple[Path, ...] = ()
-        """The places the reader found wrong (see :attr:`Document.read_problems`): listed with the validator's
-        problems; what is at or below them was left out by the reader, so the validator says nothing of it."""
+        """The values the reader found wrong (see :attr:`Document.read_problems`), listed with the validator's
+        problems: each was left out, so the validator says nothing of it or what is below it."""
+        self.keys_read_around: frozenset[Path] = frozenset()
+        """The mappings a key was left out of: the validator says nothing of the mapping itself (a required key
+        may be the one left out), only of its other keys."""
         if doc.read_problems is not None:
             self.problems.extend(doc.read_problems)
             self.read_around = tuple(doc.read_problems.places)
+            self.keys_read_around = frozenset(doc.read_problems.mappings)
         self.graph_broken = False
         """Set when needs name unknown nodes or form a cycle: then sinks say nothing useful."""
         self.unplaced_needs: list[tuple[int, tuple[Identifier, ...]]] = []
@@ -201,8 +205,8 @@ class _Validator:
             self.problems.add(*self.doc.key_mark(path), path, message)
 
     def _read_around(self, path: Path) -> bool:
-        """Whether ``path`` is at or below a place the reader found wrong (and so blanked or left out)."""
-        return any(path[: len(place)] == place for place in self.read_around)
+        """Whether the reader left out what the validator would say of ``path`` (see :attr:`read_around`)."""
+        return path in self.keys_read_around or any(path[: len(place)] == place for place in self.read_around)
 
     # --- shapes ------------------------------------------------------------
 

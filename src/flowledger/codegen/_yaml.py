@@ -336,14 +336,16 @@ class _YamlReader:
         """The key ``item`` makes in ``mapping``, or None (with a problem) when it cannot be one."""
         problems = self.ignored if mapping.muted else self.problems
         if item.scalar is None:
-            problems.add(*item.mark, mapping.path, "a mapping key must be a plain string")
+            problems.add(*item.mark, mapping.path, "a mapping key must be a plain string", key_of=True)
             return None
         if item.tag is not None:
-            problems.add(*item.mark, mapping.path, _tag_problem(item.tag))
+            problems.add(*item.mark, mapping.path, _tag_problem(item.tag), key_of=True)
             return None
         tag, key = item.scalar
         if tag == _TAG_PREFIX + "merge" or key == "<<":
-            problems.add(*item.mark, mapping.path, "YAML merge keys (<<) are not supported; write the keys out")
+            problems.add(
+                *item.mark, mapping.path, "YAML merge keys (<<) are not supported; write the keys out", key_of=True
+            )
             return None
         if tag != _TAG_PREFIX + "str":  # `1:`, `null:`, `~:` and `true:` would silently become string keys
             kind = _KEY_KINDS.get(tag.removeprefix(_TAG_PREFIX), tag)
@@ -352,6 +354,7 @@ class _YamlReader:
                 mapping.path,
                 f"the key `{key}` is {kind} in YAML, not a string; "
                 f"a mapping key must be a string, so quote it: '{key}'",
+                key_of=True,
             )
             return None
         child = (*mapping.path, key)
