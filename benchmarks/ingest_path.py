@@ -1,6 +1,6 @@
 """The receiver's ingest path in process: CPU and instructions per event, next to a baseline revision.
 
-    python benchmarks/ingest_path.py [--runs 3000] [--baseline REV] [--callgrind] [--lifecycle]
+    python benchmarks/ingest_path.py [--runs 3000] [--baseline REV] [--callgrind] [--lifecycle] [--waits]
                                      [--engine sqlite|postgres] [--postgres-url URL]
 
 Decodes, validates and appends batches of 1,000 events (the realistic runs
@@ -38,6 +38,14 @@ without all three is the lifecycle's cost per event, printed as a share of
 this tree's, and the difference from the variant without the first two is
 what the ledger format itself (the Merkle tree and the payload split) adds
 to every append. SQLite only.
+
+``--waits`` also times, on this tree, each statement the writer's thread
+runs itself (its reads, ``BEGIN`` and ``COMMIT``), in wall time per event:
+a read, and the commit, first waits for the statements queued on the
+statement thread before it, so these are where the writer's Python stands
+still while SQLite works (what a writer folding the next commit group
+meanwhile would win). Statements handed to the statement thread are not in
+it. SQLite only.
 
 With ``--engine postgres`` each child appends to a ``PostgresStore`` on a
 new database instead (a throwaway cluster of the machine's binaries without
@@ -127,8 +135,40 @@ def _leave_out(steps: frozenset[str], path: Path) -> None:
         _sqlite.SqliteStore._connect = without_secure_delete  # type: ignore[method-assign]
 
 
+def _time_waits() -> dict[str, float]:
+    """Time each statement the writer runs itself (not those it queues: :func:`_queued` is the store's own
+    test), in seconds by its first words; patches this tree's ``ThreadConnection`` in this process."""
+    from flowledger.receiver.store import _on_thread
+
+    waits: dict[str, float] = {}
+    connection = _on_thread.ThreadConnection
+    for name in ("execute", "executemany", "execute_fetchall"):
+        method = getattr(connection, name)
+
+        def timed(self: Any, sql: str, parameters: Any = None, /, *, _method: Any = method) -> Any:
+            async def run() -> Any:
+                if self._statements is not None and _on_thread._queued(sql):
+                    return await _method(self, sql, parameters)
+                started = time.perf_counter()
+                try:
+                    return await _method(self, sql, parameters)
+                finally:
+                    key = " ".join(sql.split()[:4])
+                    waits[key] = waits.get(key, 0.0) + time.perf_counter() - started
+
+            return run()
+
+        setattr(connection, name, timed)
+    return waits
+
+
 def child(
-    runs: int, build_only: bool, projects: int, db: str | None = None, without: frozenset[str] = frozenset()
+    runs: int,
+    build_only: bool,
+    projects: int,
+    db: str | None = None,
+    without: frozenset[str] = frozenset(),
+    waits: bool = False,
 ) -> None:
     """Ingest ``runs`` runs in this process and print the figures as JSON (run with the tree on PYTHONPATH)."""
     import flowledger  # the tree under test, before benchmarks/ingest.py puts this one first on sys.path
@@ -155,6 +195,8 @@ def child(
         print(json.dumps({"events": count}))
         return
 
+    timed = _time_waits() if waits else None
+
     async def ingest(path: Path) -> tuple[float, float]:
         store: Store
         if db is None:
@@ -167,7 +209,7 @@ def child(
             store = PostgresStore(db)
         await store.open()
         try:
-            cpu, loop = time.process_time(), time.thread_time()
+            cpu, loop, wall = time.process_time(), time.thread_time(), time.perf_counter()
             for body in bodies:
                 batch = decode_batch(body, limits)
                 valid = []
@@ -176,17 +218,19 @@ def child(
                     assert isinstance(event, PreparedEvent)
                     valid.append(event)
                 await store.append(valid)
+            walls.append(time.perf_counter() - wall)
             return time.process_time() - cpu, time.thread_time() - loop
         finally:
             await store.close()
 
+    walls: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         cpu, loop = asyncio.run(ingest(Path(tmp) / "path.db"))
-    print(
-        json.dumps(
-            {"events": count, "cpu_us": cpu / count * 1e6, "loop_us": loop / count * 1e6, "tree": flowledger.__file__}
-        )
-    )
+    figures: dict[str, Any] = {"events": count, "cpu_us": cpu / count * 1e6, "loop_us": loop / count * 1e6}
+    figures.update(wall_us=walls[0] / count * 1e6, tree=flowledger.__file__)
+    if timed is not None:
+        figures["waits_us"] = {key: seconds / count * 1e6 for key, seconds in timed.items()}
+    print(json.dumps(figures))
 
 
 def serve_without(steps: frozenset[str], argv: list[str], db: str) -> None:
@@ -225,15 +269,18 @@ def _run(
     callgrind: Path | None = None,
     server: str | None = None,
     without: frozenset[str] = frozenset(),
+    waits: bool = False,
 ) -> dict[str, Any]:
     """One child's figures; with ``server`` (a PostgreSQL URL) on a new database there, with the server's CPU;
-    ``without`` names lifecycle steps left out (:data:`LIFECYCLE_STEPS`)."""
+    ``without`` names lifecycle steps left out (:data:`LIFECYCLE_STEPS`); ``waits``: the writer's own
+    statements timed too (:func:`_time_waits`)."""
     from ingest import fresh_postgres_database
 
     env = dict(os.environ, PYTHONPATH=str(src))
     command = [sys.executable, __file__, "--child", str(runs), "--projects", str(projects)]
     command += ["--build-only"] if build_only else []
     command += ["--without", ",".join(sorted(without))] if without and not build_only else []
+    command += ["--waits"] if waits and not build_only else []
     if server is not None and not build_only:
         command += ["--db", fresh_postgres_database(server)]
     server_before = _server_cpu_seconds() if server is not None else 0.0
@@ -251,6 +298,22 @@ def _run(
             sys.exit(f"callgrind printed no count: {done.stderr[-500:]}")
         figures["instructions"] = int(collected.group(1))
     return figures
+
+
+def _print_waits(runs: list[dict[str, Any]]) -> None:
+    """The medians of ``--waits``: what the writer's thread waited on, per event, beside the wall time per event."""
+    keys = sorted({key for run in runs for key in run["waits_us"]}, key=lambda k: -runs[0]["waits_us"].get(k, 0.0))
+    walls = sorted(run["wall_us"] for run in runs)
+    totals = sorted(sum(run["waits_us"].values()) for run in runs)
+    middle = len(runs) // 2
+    print(
+        f"[{THIS}, timed] wall {walls[middle]:.1f} us/event, of it the writer's own statements "
+        f"{totals[middle]:.1f} us/event (its reads, BEGIN and COMMIT, each after the statements queued before it):"
+    )
+    for key in keys:
+        values = sorted(run["waits_us"].get(key, 0.0) for run in runs)
+        if values[middle] >= 0.05:
+            print(f"    {values[middle]:5.1f} us/event  {key} ...")
 
 
 THIS = "this tree"
@@ -321,6 +384,9 @@ def main() -> None:
     parser.add_argument(
         "--lifecycle", action="store_true", help="also measure this tree with the ledger lifecycle's steps left out"
     )
+    parser.add_argument(
+        "--waits", action="store_true", help="also time the statements the writer's thread waits on (this tree)"
+    )
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--db", default=None, help=argparse.SUPPRESS)
@@ -335,12 +401,13 @@ def main() -> None:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.child is not None:
-        child(args.child, args.build_only, args.projects, args.db, frozenset(filter(None, args.without.split(","))))
+        without = frozenset(filter(None, args.without.split(",")))
+        child(args.child, args.build_only, args.projects, args.db, without, args.waits)
         return
     if args.callgrind and shutil.which("valgrind") is None:
         sys.exit("--callgrind needs valgrind (Debian: apt-get install valgrind)")
-    if args.lifecycle and args.engine != "sqlite":
-        sys.exit("--lifecycle measures the SQLite store only")
+    if (args.lifecycle or args.waits) and args.engine != "sqlite":
+        sys.exit("--lifecycle and --waits measure the SQLite store only")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     with tempfile.TemporaryDirectory() as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
@@ -364,10 +431,13 @@ def main() -> None:
             trees[WITHOUT_FORMAT] = (ROOT / "src", frozenset(FORMAT_STEPS))
             trees[WITHOUT_LIFECYCLE] = (ROOT / "src", frozenset(LIFECYCLE_STEPS))
         cpu: dict[str, list[tuple[float, float, float]]] = {label: [] for label in trees}
+        waited: list[dict[str, Any]] = []
         for _ in range(args.repeat):
             for label, (src, without) in trees.items():
                 figures = _run(src, args.runs, args.projects, server=server, without=without)
                 cpu[label].append((figures["cpu_us"], figures["loop_us"], figures.get("server_us", 0.0)))
+            if args.waits:
+                waited.append(_run(ROOT / "src", args.runs, args.projects, waits=True))
         if args.lifecycle:
             trees.update({f"{THIS} without {step}": (ROOT / "src", frozenset({step})) for step in LIFECYCLE_STEPS})
         builds: dict[tuple[Path, int], tuple[int, int, int]] = {}
@@ -393,6 +463,8 @@ def main() -> None:
             f"event-loop thread {loops[middle]:.1f} us/event"
             + (f", PostgreSQL server {servers[middle]:.1f} us/event" if server is not None else "")
         )
+    if waited:
+        _print_waits(waited)
     for label, (total, sqlite) in counted.items():
         print(f"[{label}] instructions: {total:,.0f} per event, {sqlite:,.0f} of them in SQLite (callgrind)")
     for revision in args.baseline if counted else ():
