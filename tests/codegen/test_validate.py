@@ -51,6 +51,24 @@ CORPUS: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
+        "a duplicate key keeps the first value, which the validator still checks",
+        HEAD + "nodes:\n  - id: a\n    call: nope\n    call: 'm:g'\n",
+        [
+            "wf.yaml:5:11: nodes[0].call: 'nope' is not an import path; write `module.path:function` with Python "
+            "identifiers on both sides of one colon",
+            "wf.yaml:6:5: nodes[0].call: duplicate key `call` (first written at line 5); keep one",
+        ],
+    ),
+    (
+        "a tag on a mapping keeps the mapping, which the validator still checks",
+        "--- !!map\nflowledger: 2\nworkflow: {id: wf}\nnodes:\n  - {id: a, call: 'm:f'}\n",
+        [
+            "wf.yaml:1:5: (root): YAML tags (`!!map`) are not supported: a definition holds JSON values; "
+            "remove the tag",
+            "wf.yaml:2:13: flowledger: format version 2 is not supported; this flowledger reads `flowledger: 1`",
+        ],
+    ),
+    (
         "a duplicate key listed with the validator's problems, and nothing said of what it left out",
         HEAD + "nodes:\n  - id: a\n    call: 'm:f'\n    call: 'm:g'\n  - {id: b, call: nope}\n",
         [
@@ -457,6 +475,17 @@ def test_json_reader_problems_are_listed_with_the_validators_in_file_order() -> 
     with pytest.raises(DefinitionError) as caught:
         parse_definition(text.encode(), "wf.json")
     assert [line.split(": ", 2)[1] for line in caught.value.problems] == ["nodes[0].retry.max_attempts"]
+
+
+def test_a_json_number_past_a_floats_range_is_read_around_as_in_yaml() -> None:
+    """JSON's `1e999` is named with the validator's problems, not a syntax error that stops the reading."""
+    text = '{"flowledger": 1, "workflow": {"id": "wf"}, "limits": {"deadline_s": 1e999}, '
+    text += '"nodes": [{"id": "a", "call": "nope"}]}'
+    assert problems(text, "wf.json") == [
+        "wf.json:1:70: limits.deadline_s: `1e999` is not a finite number; only finite numbers are allowed",
+        "wf.json:1:108: nodes[0].call: 'nope' is not an import path; write `module.path:function` with Python "
+        "identifiers on both sides of one colon",
+    ]
 
 
 def test_single_sink_is_the_default_output() -> None:

@@ -148,7 +148,7 @@ class _JsonReader:
             text, end = self._string(pos)
             problem = text_problem(text)
             if problem is not None:
-                self.problems.add(*self.mark(pos), path, problem)
+                self.problems.add(*self.mark(pos), path, problem, left_out=True)
                 return None, end
             return text, end
         for word, value in _LITERALS.items():
@@ -159,12 +159,14 @@ class _JsonReader:
             token = match.group()
             if match.group(1) or match.group(2):
                 number = float(token)
-                if not math.isfinite(number):
-                    raise _JsonSyntaxError(pos, f"`{token}` is not a finite number")
+                if not math.isfinite(number):  # read around, as a YAML one is
+                    message = f"`{token}` is not a finite number; only finite numbers are allowed"
+                    self.problems.add(*self.mark(pos), path, message, left_out=True)
+                    return None, match.end()
                 return number, match.end()
             integer = read_integer(token)
             if isinstance(integer, str):
-                self.problems.add(*self.mark(pos), path, integer)
+                self.problems.add(*self.mark(pos), path, integer, left_out=True)
                 return None, match.end()
             return integer, match.end()
         found = repr(char) if char else "the end of the file"
@@ -194,7 +196,7 @@ class _JsonReader:
             problem = text_problem(key)
             if problem is not None:  # placed under the key spelt with escapes, so that the problem can be printed
                 child = (*path, key.encode("utf-8", "backslashreplace").decode("utf-8"))
-                self.problems.add(*self.mark(key_pos), child, problem)
+                self.problems.add(*self.mark(key_pos), child, problem, left_out=True)
                 _, pos = self._value(pos, child)
             elif key in out:
                 first = self.doc.keys[child]

@@ -69,14 +69,20 @@ class Problems:
         self.file = file
         self._items: list[Problem] = []
         self.places: set[Path] = set()
-        """The paths of the problems recorded about a value (and so about everything below it)."""
+        """The paths of values left out for their problem (and so everything below them)."""
         self.mappings: set[Path] = set()
-        """The paths of mappings with a key problem recorded (the key itself has no path)."""
+        """The paths of mappings a key was left out of for its problem (the key itself has no path)."""
 
-    def add(self, line: int, column: int, path: Path, message: str, *, key_of: bool = False) -> None:
-        """Record one problem at 1-based ``line``/``column``; ``key_of``: about a key of the mapping at ``path``."""
+    def add(
+        self, line: int, column: int, path: Path, message: str, *, left_out: bool = False, key_of: bool = False
+    ) -> None:
+        """Record one problem at 1-based ``line``/``column``. ``left_out``: the value at ``path`` was left out
+        for it; ``key_of``: a key of the mapping at ``path`` was (see :attr:`places`, :attr:`mappings`)."""
         self._items.append(Problem(self.file, line, column, format_path(path), message))
-        (self.mappings if key_of else self.places).add(path)
+        if left_out:
+            self.places.add(path)
+        if key_of:
+            self.mappings.add(path)
 
     def extend(self, other: Problems) -> None:
         """Record every problem of ``other`` (of the same file) too."""

@@ -243,7 +243,7 @@ class _YamlReader:
             if not muted:
                 self._record(path, mark)
             if written is not None:
-                (self.ignored if muted else self.problems).add(*mark, path, _tag_problem(written))
+                (self.ignored if muted else self.problems).add(*mark, path, _tag_problem(written), left_out=True)
             else:
                 item.value = _yaml_scalar(scalar, path, mark, self.ignored if muted else self.problems)
         if event.anchor is not None:
@@ -262,7 +262,7 @@ class _YamlReader:
                 )
             else:
                 message = f"the alias `*{name}` refers to no anchor; define `&{name}` before the alias uses it"
-            self.problems.add(*mark, path, message)
+            self.problems.add(*mark, path, message, left_out=True)
             self._place(_Item(None, mark))
             return
         source = anchor.item
@@ -401,7 +401,7 @@ def _yaml_scalar(scalar: tuple[str, str], path: Path, mark: Mark, problems: Prob
     if kind == "int" and _YAML_INT.match(value):
         integer = read_integer(value)
         if isinstance(integer, str):
-            problems.add(*mark, path, integer)
+            problems.add(*mark, path, integer, left_out=True)
             return None
         return integer
     if kind == "float":
@@ -410,8 +410,11 @@ def _yaml_scalar(scalar: tuple[str, str], path: Path, mark: Mark, problems: Prob
         except ValueError:
             number = math.nan
         if not math.isfinite(number):
-            problems.add(*mark, path, f"`{value}` is not a finite number; only finite numbers are allowed")
+            problems.add(
+                *mark, path, f"`{value}` is not a finite number; only finite numbers are allowed", left_out=True
+            )
             return None
         return number
-    problems.add(*mark, path, f"YAML values of type `{kind}` are not supported; quote `{value}` to make it a string")
+    message = f"YAML values of type `{kind}` are not supported; quote `{value}` to make it a string"
+    problems.add(*mark, path, message, left_out=True)
     return None

@@ -69,7 +69,8 @@ class StartInterrupt:
     def restore(self) -> None:
         """Give SIGINT, and the report of swallowed exceptions, back to what they were before :meth:`install`."""
         if self._installed:
-            signal.signal(signal.SIGINT, self._before)
+            if self._before is not None:  # None: a handler not set from Python, which Python cannot set back
+                signal.signal(signal.SIGINT, self._before)
             if sys.unraisablehook == self._unraisable:
                 sys.unraisablehook = self._hook_before  # type: ignore[assignment]
             self._installed = False

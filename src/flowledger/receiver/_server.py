@@ -113,8 +113,8 @@ def serve(
     uvicorn_log.addFilter(startup)
     try:
         if interrupt is not None:
-            interrupt.check()
-            interrupt.hand_over(server.handle_exit)  # one now stops the server once started, never its set-up
+            interrupt.hand_over(server.handle_exit)  # one from now on stops the server once started, never its set-up
+            interrupt.check()  # one before it stops here
         server.run(sockets=[sock])
     except SystemExit:  # uvicorn's own exit (3) when startup failed: the error below says why, with 1
         if server.started:

@@ -492,8 +492,8 @@ def test_ctrl_c_while_serve_starts_always_stops_it(tmp_path: Path, delay_s: floa
         if child.poll() is None:
             child.kill()
             child.communicate()
-    if child.returncode == -signal.SIGINT:  # still importing flowledger itself, before any of its code ran
-        assert "KeyboardInterrupt" in err
+    if child.returncode == -signal.SIGINT:  # Python still starting or importing flowledger itself (a slow host)
+        assert "flowledger receiver on" not in err, err
         return
     assert child.returncode in (0, 1), err
     assert "Traceback" not in err, err

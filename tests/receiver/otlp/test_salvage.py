@@ -19,7 +19,8 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from flowledger._exceptions import OtlpBodyError
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver.otlp._decode import OtlpFormat, OtlpSignal, decode_request
-from flowledger.receiver.otlp._salvage import LEVELS, _fields, _leaves, decode_export
+from flowledger.receiver.otlp._framing import fields
+from flowledger.receiver.otlp._salvage import LEVELS, decode_export, leaves
 from tests.otel._support import LiveReceiver, receiver_running
 from tests.receiver.otlp.test_bad_values import JSON, PROTOBUF, TRACE_ID, _answered
 
@@ -136,6 +137,38 @@ def test_json_spans_of_the_wrong_shape_are_rejected_alone(receiver: LiveReceiver
     assert _names(receiver) == ["good"]
 
 
+def test_json_in_proto_names_and_a_list_of_the_wrong_type_reject_only_their_part(receiver: LiveReceiver) -> None:
+    """OTLP/JSON with the proto field names (``resource_spans``): an unreadable resource counts the spans it held;
+    a scope whose ``spans`` is not a list is named alone; the other resource's span is stored."""
+    lost = {"attributes": 3}
+    doc = {
+        "resource_spans": [
+            {"resource": lost, "scope_spans": [{"spans": [_span("01" * 8, "a"), _span("02" * 8, "b")]}]},
+            {"scope_spans": [{"spans": {"not": "a list"}}, {"spans": [_span("03" * 8, "kept")]}]},
+        ]
+    }
+    answer = receiver.post("/v1/traces", json.dumps(doc).encode(), JSON)
+    partial = _response(answer, JSON, trace_service_pb2.ExportTraceServiceResponse())
+    assert partial.rejected_spans == 3
+    assert "resourceSpans[0]: cannot be decoded (its 2 span(s))" in partial.error_message
+    assert "resourceSpans[1].scopeSpans[0]: cannot be decoded (its 1 span(s))" in partial.error_message
+    assert _names(receiver) == ["kept"]
+
+
+def test_a_whole_too_deep_for_the_decoder_whose_parts_read_is_still_400(receiver: LiveReceiver) -> None:
+    """A request refused only for the depth of the whole (each part reads alone, with the decoder's whole depth
+    budget) names nothing unreadable: it is refused as before, not stored in part."""
+    doc = {"resourceSpans": [{"scopeSpans": [{"spans": [_span("01" * 8, "deep"), _span("02" * 8, "next")]}]}]}
+    request = trace_service_pb2.ExportTraceServiceRequest.FromString(_protobuf(OtlpSignal.TRACES, doc))
+    encoded = [span.SerializeToString() for span in request.resource_spans[0].scope_spans[0].spans]
+    encoded[0] += _deep_attribute(32)  # 96 levels: within the decoder's limit alone, past it under the request
+    body = _field(1, _field(2, b"".join(_field(2, span) for span in encoded)))
+    trace_pb2.Span.FromString(encoded[0])  # the span reads on its own
+    answer = receiver.post("/v1/traces", body, PROTOBUF)
+    assert answer.status_code == 400
+    assert "not an OTLP protobuf" in status_pb2.Status.FromString(answer.content).message
+
+
 @pytest.mark.parametrize("fmt", [JSON, PROTOBUF])
 def test_a_request_with_nothing_readable_is_still_400(receiver: LiveReceiver, fmt: str) -> None:
     """When no span of the request can be read the request is refused as before, with the decoder's message."""
@@ -196,16 +229,16 @@ def test_the_framing_reads_every_field_back_to_the_same_bytes() -> None:
     """The fields the salvage splits an encoded message into are the message's own bytes, in order."""
     doc = {"resourceSpans": [{"scopeSpans": [{"spans": [_span("01" * 8, "a"), _span("02" * 8, "b")]}]}]}
     body = _protobuf(OtlpSignal.TRACES, doc)
-    (resource,) = _fields(body)
+    (resource,) = fields(body)
     assert resource[0] == 1
-    assert b"".join(whole for _, whole, _ in _fields(body)) == body
-    (scope,) = (payload for number, _, payload in _fields(resource[2]) if number == 2)
-    spans = [payload for number, _, payload in _fields(scope) if number == 2]
+    assert b"".join(whole for _, whole, _ in fields(body)) == body
+    (scope,) = (payload for number, _, payload in fields(resource[2]) if number == 2)
+    spans = [payload for number, _, payload in fields(scope) if number == 2]
     assert [trace_pb2.Span.FromString(span).name for span in spans] == ["a", "b"]
     decoded = decode_export(OtlpSignal.TRACES, body, OtlpFormat.PROTOBUF)
     assert decoded.unreadable.problems == []
     with pytest.raises(Exception, match="runs past the end"):
-        _fields(body[:-1])
+        fields(body[:-1])
 
 
 _VALID = {
@@ -254,6 +287,37 @@ def test_a_damaged_request_is_read_in_part_or_refused_never_an_error(
         refused = exc.status
         assert refused == 400
         return
-    readable = _leaves(decoded.readable(), LEVELS[signal])
-    assert readable == _leaves(decoded.message, LEVELS[signal]) - len(decoded.unreadable.items)
+    readable = leaves(decoded.readable(), LEVELS[signal])
+    assert readable == leaves(decoded.message, LEVELS[signal]) - len(decoded.unreadable.items)
     assert len(decoded.unreadable.problems) >= len(decoded.unreadable.items)
+
+
+_NOISE = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=6), st.lists(st.integers(), max_size=2), st.just({})
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(signal=st.sampled_from(list(OtlpSignal)), data=st.data())
+def test_a_damaged_json_request_is_read_in_part_or_refused_never_an_error(signal: OtlpSignal, data: Any) -> None:
+    """Values of a valid OTLP/JSON request replaced anywhere by other JSON: a partial read or a 400, nothing else."""
+    doc = json.loads(json.dumps(_VALID[signal]))
+    places: list[tuple[Any, Any]] = []
+
+    def collect(node: Any) -> None:
+        for key in list(node) if isinstance(node, dict) else range(len(node)) if isinstance(node, list) else []:
+            places.append((node, key))
+            collect(node[key])
+
+    collect(doc)
+    for _ in range(data.draw(st.integers(1, 3))):
+        node, key = data.draw(st.sampled_from(places))
+        node[key] = data.draw(_NOISE)
+    try:
+        decoded = decode_export(signal, json.dumps(doc).encode(), OtlpFormat.JSON)
+    except OtlpBodyError as exc:
+        refused = exc.status
+        assert refused == 400
+        return
+    readable = leaves(decoded.readable(), LEVELS[signal])
+    assert readable == leaves(decoded.message, LEVELS[signal]) - len(decoded.unreadable.items)

@@ -21,7 +21,7 @@ from flowledger.receiver.otlp._decode import OtlpFormat, OtlpSignal
 from flowledger.receiver.otlp._forward import Forwarder
 from flowledger.receiver.otlp._logs import logs_from_request
 from flowledger.receiver.otlp._metrics import points_from_request
-from flowledger.receiver.otlp._salvage import Decoded, Unreadable
+from flowledger.receiver.otlp._salvage import ITEM_NOUNS, Decoded, Unreadable
 from flowledger.receiver.otlp._spans import rejection_message, spans_from_request
 
 __all__ = ["STATS_NAMES", "Accepted", "OtlpState", "Refusal", "SignalStats", "accept", "otlp_state_of"]
@@ -143,15 +143,15 @@ async def _store(receiver: ReceiverState, decoded: Decoded, project: str | None)
     if signal is OtlpSignal.TRACES:
         spans = spans_from_request(message, project=project, received_at=now_ts(), skip=lost.items)
         new = await receiver.writer.call(lambda: store.store_spans(spans.rows)) if spans.rows else 0
-        return (*_with_lost(lost, spans.rejected, spans.problems, "span(s)"), new, len(spans.rows) - new)
+        return (*_with_lost(lost, spans.rejected, spans.problems, ITEM_NOUNS[signal]), new, len(spans.rows) - new)
     if signal is OtlpSignal.LOGS:
         logs = logs_from_request(message, project=project, received_at=now_ts(), skip=lost.items)
         rows, most = logs.rows, config.otlp_log_records_max
         new = await receiver.writer.call(lambda: store.store_logs(rows, max_records=most)) if rows else 0
-        return (*_with_lost(lost, logs.rejected, logs.problems, "log record(s)"), new, len(rows) - new)
+        return (*_with_lost(lost, logs.rejected, logs.problems, ITEM_NOUNS[signal]), new, len(rows) - new)
     metrics = points_from_request(message, project=project)
     points = metrics.rows
-    rejected, text = _with_lost(lost, metrics.rejected, metrics.problems, "data point(s)")
+    rejected, text = _with_lost(lost, metrics.rejected, metrics.problems, ITEM_NOUNS[signal])
     if not points:
         return rejected, text, 0, 0
     outcome = await receiver.writer.call(
@@ -200,9 +200,11 @@ async def accept(
         state.count(signal, project, refused=1)
         return Refusal(503, f"the store could not take the {STATS_NAMES[signal].replace('_', ' ')}: {exc}", True)
     state.count(signal, project, requests=1, accepted=new, duplicates=duplicates, rejected=rejected)
+    if state.forwarder is None:
+        return Accepted(rejected, error_message)
     message = decoded.readable()
     items = items_of(signal, message)
-    if state.forwarder is not None and items:  # protobuf upstream: every OTLP/HTTP server takes it, not all take JSON
+    if items:  # protobuf upstream: every OTLP/HTTP server takes it, not all take JSON
         if protobuf_body is None or decoded.unreadable.problems:
             protobuf_body = bytes(message.SerializeToString())
         body = protobuf_body

@@ -12,10 +12,11 @@ everything after it stay the request's own, and it is named in the
 partial-success answer with the items it held. A request with no readable
 item at all is refused as before, with the decoder's own message.
 
-The protobuf parts are found with the wire format's framing alone (a key,
-then a varint, 8 or 4 bytes, or a length and that many bytes): protobuf's
-Python API offers no reading of one field's bytes, and that framing is all
-that is needed to hand each part to the real decoder on its own.
+The protobuf parts are found with the wire format's framing alone
+(:mod:`._framing`). A request the decoder refused only for its depth as a
+whole, each of whose parts reads on its own, is refused as before: the parts
+are decoded each with the decoder's whole depth budget, and nothing in it
+was unreadable to name.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from google.protobuf.message_factory import GetMessageClass
 from flowledger._exceptions import OtlpBodyError
 from flowledger.receiver._body import no_json_constants
 from flowledger.receiver.otlp._decode import OtlpFormat, OtlpSignal, decode_request, ids_to_base64
+from flowledger.receiver.otlp._framing import fields
 
-__all__ = ["LEVELS", "Decoded", "Unreadable", "decode_export"]
+__all__ = ["ITEM_NOUNS", "LEVELS", "Decoded", "Unreadable", "decode_export", "leaves"]
 
 LEVELS: Final[dict[OtlpSignal, tuple[tuple[str, int], ...]]] = {
     OtlpSignal.TRACES: (("resourceSpans", 1), ("scopeSpans", 2), ("spans", 2)),
@@ -40,7 +42,14 @@ LEVELS: Final[dict[OtlpSignal, tuple[tuple[str, int], ...]]] = {
     OtlpSignal.METRICS: (("resourceMetrics", 1), ("scopeMetrics", 2), ("metrics", 2)),
 }
 """Each signal's levels from the request down to its items: (JSON name, field number) of the repeated field."""
-_UNITS: Final = {OtlpSignal.TRACES: "span(s)", OtlpSignal.LOGS: "log record(s)", OtlpSignal.METRICS: "data point(s)"}
+ITEM_NOUNS: Final = {
+    OtlpSignal.TRACES: "span(s)",
+    OtlpSignal.LOGS: "log record(s)",
+    OtlpSignal.METRICS: "data point(s)",
+}
+"""What a partial success counts, for each signal: the items its ``rejected_*`` field counts."""
+_MAX_PROBLEM_CHARS: Final = 300
+"""A decoder's reason is cut to this many characters (it may quote the value it could not read)."""
 _METRIC_DATA: Final = {5: "gauge", 7: "sum", 9: "histogram", 10: "exponentialHistogram", 11: "summary"}
 """A Metric's data fields (number: JSON name); each holds its points in field 1, ``dataPoints``."""
 _UNREADABLE: Final = (DecodeError, RecursionError, ValueError, TypeError, json_format.ParseError, OtlpBodyError)
@@ -93,8 +102,8 @@ def decode_export(signal: OtlpSignal, body: bytes, fmt: OtlpFormat) -> Decoded:
             message = salvage.json(signal.request_type, document, LEVELS[signal], "")
     except (*_UNREADABLE, UnicodeDecodeError):  # not even the request's framing: nothing of it can be read
         raise failure from None
-    if _leaves(message, LEVELS[signal]) <= len(salvage.out.items):
-        raise failure
+    if not salvage.out.problems or leaves(message, LEVELS[signal]) <= len(salvage.out.items):
+        raise failure  # nothing unreadable to name (the depth of the whole), or nothing readable to keep
     return Decoded(signal, message, salvage.out)
 
 
@@ -108,12 +117,12 @@ class _Salvage:
     def protobuf(self, cls: type[Message], data: bytes, levels: tuple[tuple[str, int], ...], where: str) -> Any:
         """``cls`` from ``data``, its parts at ``levels[0]`` read one by one; raises when the rest of it cannot be."""
         (name, number), deeper = levels[0], levels[1:]
-        fields = _fields(data)
+        parts = fields(data)
         message = cls()
-        message.MergeFromString(b"".join(whole for n, whole, _ in fields if n != number))
+        message.MergeFromString(b"".join(whole for n, whole, _ in parts if n != number))
         child_cls, children = self._children(message, number)
         index = 0
-        for n, _whole, payload in fields:
+        for n, _whole, payload in parts:
             if n != number:
                 continue
             place = f"{where}.{name}[{index}]" if where else f"{name}[{index}]"
@@ -140,10 +149,10 @@ class _Salvage:
         (name, number), deeper = levels[0], levels[1:]
         message = cls()
         child_cls, children = self._children(message, number)
-        spellings = {name, message.DESCRIPTOR.fields_by_number[number].name}
+        spellings = _spellings(name)
         rest = {key: value for key, value in node.items() if key not in spellings}
         json_format.ParseDict(ids_to_base64(rest, where), message, ignore_unknown_fields=True)
-        items = [item for key, value in node.items() if key in spellings for item in _list(value)]
+        items = _named_list(node, name)
         for index, item in enumerate(items):
             place = f"{where}.{name}[{index}]" if where else f"{name}[{index}]"
             try:
@@ -172,11 +181,13 @@ class _Salvage:
         text = problem.message if isinstance(problem, OtlpBodyError) else str(problem) or type(problem).__name__
         if text.startswith(place + "."):  # a JSON id's message names its own path: the rest of it, below the part
             text = text[len(place) + 1 :]
+        if len(text) > _MAX_PROBLEM_CHARS:
+            text = text[: _MAX_PROBLEM_CHARS - 3] + "..."
         self.out.rejected += units
         if item and self.signal is not OtlpSignal.METRICS:
             self.out.problems.append(f"{place}: cannot be decoded: {text}")
         else:
-            self.out.problems.append(f"{place}: cannot be decoded (its {units} {_UNITS[self.signal]}): {text}")
+            self.out.problems.append(f"{place}: cannot be decoded (its {units} {ITEM_NOUNS[self.signal]}): {text}")
         if item:
             self.out.items.add(place)
 
@@ -186,25 +197,39 @@ class _Salvage:
         try:
             if deeper:
                 number, below = deeper[0][1], deeper[1:]
-                return sum(self._units_pb(payload, below) for n, _, payload in _fields(data) if n == number)
+                return sum(self._units_pb(payload, below) for n, _, payload in fields(data) if n == number)
             if self.signal is not OtlpSignal.METRICS:
                 return 1
-            data_fields = [payload for n, _, payload in _fields(data) if n in _METRIC_DATA]
-            return sum(1 for payload in data_fields for n, _, _ in _fields(payload) if n == 1)
+            data_fields = [payload for n, _, payload in fields(data) if n in _METRIC_DATA]
+            return sum(1 for payload in data_fields for n, _, _ in fields(payload) if n == 1)
         except _UNREADABLE:
             return 1
 
     def _units_json(self, node: Any, deeper: tuple[tuple[str, int], ...]) -> int:
-        """:meth:`_units_pb` for a JSON part."""
-        if not isinstance(node, dict):
+        """:meth:`_units_pb` for a JSON part (either spelling of a field's name, as the JSON mapping reads)."""
+        try:
+            if not isinstance(node, dict):
+                return 1
+            if deeper:
+                name, below = deeper[0][0], deeper[1:]
+                return sum(self._units_json(item, below) for item in _named_list(node, name))
+            if self.signal is not OtlpSignal.METRICS:
+                return 1
+            data = [node.get(spelt) for name in _METRIC_DATA.values() for spelt in _spellings(name)]
+            return sum(len(_named_list(one, "dataPoints")) for one in data if isinstance(one, dict))
+        except _UNREADABLE:
             return 1
-        if deeper:
-            name, below = deeper[0][0], deeper[1:]
-            return sum(self._units_json(item, below) for item in _list(node.get(name)))
-        if self.signal is not OtlpSignal.METRICS:
-            return 1
-        data = [node.get(name) for name in _METRIC_DATA.values()]
-        return sum(len(_list(one.get("dataPoints"))) for one in data if isinstance(one, dict))
+
+
+def _spellings(name: str) -> tuple[str, ...]:
+    """A field's JSON name and its proto name (``dataPoints``, ``data_points``): the JSON mapping reads both."""
+    proto = "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+    return (name, proto) if proto != name else (name,)
+
+
+def _named_list(node: dict[str, Any], name: str) -> list[Any]:
+    """The items of the list field ``name`` of a JSON object, under either spelling."""
+    return [item for spelt in _spellings(name) for item in _list(node.get(spelt))]
 
 
 def _list(value: Any) -> list[Any]:
@@ -215,11 +240,11 @@ def _list(value: Any) -> list[Any]:
     return value
 
 
-def _leaves(message: Any, levels: tuple[tuple[str, int], ...]) -> int:
+def leaves(message: Any, levels: tuple[tuple[str, int], ...]) -> int:
     """How many items the request (or part) holds at the bottom of ``levels``."""
     number, deeper = levels[0][1], levels[1:]
     children = getattr(message, message.DESCRIPTOR.fields_by_number[number].name)
-    return len(children) if not deeper else sum(_leaves(child, deeper) for child in children)
+    return len(children) if not deeper else sum(leaves(child, deeper) for child in children)
 
 
 def _drop_items(message: Any, levels: tuple[tuple[str, int], ...], where: str, paths: set[str]) -> None:
@@ -232,46 +257,3 @@ def _drop_items(message: Any, levels: tuple[tuple[str, int], ...], where: str, p
             _drop_items(children[index], deeper, place, paths)
         elif place in paths:
             del children[index]
-
-
-def _fields(data: bytes) -> list[tuple[int, bytes, bytes]]:
-    """Each field of an encoded message: (number, its whole encoding, the payload of a length-delimited one);
-    DecodeError where the framing is broken."""
-    out: list[tuple[int, bytes, bytes]] = []
-    at, end = 0, len(data)
-    while at < end:
-        start = at
-        key, at = _varint(data, at)
-        number, wire = key >> 3, key & 7
-        payload = b""
-        if number == 0:
-            raise DecodeError(f"field number 0 at byte {start}")
-        if wire == 0:
-            _, at = _varint(data, at)
-        elif wire == 1:
-            at += 8
-        elif wire == 5:
-            at += 4
-        elif wire == 2:
-            size, at = _varint(data, at)
-            payload = data[at : at + size]
-            at += size
-        else:
-            raise DecodeError(f"wire type {wire} at byte {start}")
-        if at > end:
-            raise DecodeError(f"field {number} at byte {start} runs past the end")
-        out.append((number, data[start:at], payload))
-    return out
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if at >= len(data) or shift > 63:
-            raise DecodeError(f"a truncated or overlong varint at byte {at}")
-        byte = data[at]
-        at += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, at
-        shift += 7

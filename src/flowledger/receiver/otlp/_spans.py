@@ -54,8 +54,9 @@ MAX_REJECTION_DETAILS: Final = 5
 
 
 def rejection_message(rejected: int, problems: list[str], noun: str) -> str:
-    """A partial-success message: how many ``noun`` were rejected and the first few problems ("" for none)."""
-    if not rejected:
+    """A partial-success message: how many ``noun`` were rejected and the first few problems ("" for none; a
+    problem that rejected no item, such as a metric without points, is still named: OTLP's warning)."""
+    if not problems:
         return ""
     shown = "; ".join(problems[:MAX_REJECTION_DETAILS])
     more = len(problems) - MAX_REJECTION_DETAILS
