@@ -51,6 +51,26 @@ CORPUS: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
+        "an alias of a value left out is read again where it is put, and nothing more said of it",
+        HEAD + "limits: {deadline_s: &t !!float 5}\nnodes:\n  - {id: a, call: 'm:f', timeout_s: *t}\n",
+        [
+            "wf.yaml:3:22: limits.deadline_s: YAML tags (`!!float`) are not supported: a definition holds JSON "
+            "values; remove the tag",
+            "wf.yaml:5:37: nodes[0].timeout_s: YAML tags (`!!float`) are not supported: a definition holds JSON "
+            "values; remove the tag",
+        ],
+    ),
+    (
+        "an unknown key is named even when its value was left out",
+        HEAD + "nodes:\n  - {id: a, call: 'm:f', retyr: !!str x}\n",
+        [
+            "wf.yaml:4:26: nodes[0].retyr: unknown key `retyr` (did you mean `retry`?); allowed keys: `id`, `call`, "
+            "`http`, `with`, `needs`, `retry`, `timeout_s`, `when`, `map`, `effect`, `on_error`, `capture`",
+            "wf.yaml:4:33: nodes[0].retyr: YAML tags (`!!str`) are not supported: a definition holds JSON values; "
+            "remove the tag",
+        ],
+    ),
+    (
         "a duplicate key keeps the first value, which the validator still checks",
         HEAD + "nodes:\n  - id: a\n    call: nope\n    call: 'm:g'\n",
         [
@@ -467,11 +487,13 @@ def test_json_reader_problems_are_listed_with_the_validators_in_file_order() -> 
     assert [line.split(": ", 2)[1] for line in found] == [
         "nodes[0].retry",
         "nodes[0].retry.max_attempts",
+        "nodes[0].retry.max_attempts",
         "nodes[1].id",
     ]
     assert "missing required key `attempts`" in found[0]
-    assert "has 5001 digits, beyond the range of a 64-bit float" in found[1]
-    assert "duplicate node id `a`" in found[2]
+    assert "unknown key `max_attempts` (did you mean `attempts`?)" in found[1]  # its value left out, not its key
+    assert "has 5001 digits, beyond the range of a 64-bit float" in found[2]
+    assert "duplicate node id `a`" in found[3]
     with pytest.raises(DefinitionError) as caught:
         parse_definition(text.encode(), "wf.json")
     assert [line.split(": ", 2)[1] for line in caught.value.problems] == ["nodes[0].retry.max_attempts"]
@@ -485,6 +507,15 @@ def test_a_json_number_past_a_floats_range_is_read_around_as_in_yaml() -> None:
         "wf.json:1:70: limits.deadline_s: `1e999` is not a finite number; only finite numbers are allowed",
         "wf.json:1:108: nodes[0].call: 'nope' is not an import path; write `module.path:function` with Python "
         "identifiers on both sides of one colon",
+    ]
+
+
+def test_a_json_duplicate_keys_value_is_not_read_into_the_problems() -> None:
+    """The value of a duplicate JSON key is left out unread: its own problems (here `1e999`) are not reported,
+    under a path no user wrote."""
+    text = '{"flowledger": 1, "workflow": {"id": "wf"}, "nodes": [{"id": "a", "call": "m:f", "call": 1e999}]}'
+    assert problems(text, "wf.json") == [
+        "wf.json:1:82: nodes[0].call: duplicate key `call` (first written at line 1); keep one"
     ]
 
 

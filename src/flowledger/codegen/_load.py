@@ -196,14 +196,18 @@ class _JsonReader:
             problem = text_problem(key)
             if problem is not None:  # placed under the key spelt with escapes, so that the problem can be printed
                 child = (*path, key.encode("utf-8", "backslashreplace").decode("utf-8"))
-                self.problems.add(*self.mark(key_pos), child, problem, left_out=True)
+                self.problems.add(*self.mark(key_pos), child, problem)  # the key is left out: nothing is at child
                 _, pos = self._value(pos, child)
             elif key in out:
                 first = self.doc.keys[child]
                 self.problems.add(
                     *self.mark(key_pos), child, f"duplicate key `{key}` (first written at line {first[0]}); keep one"
                 )
-                _, pos = self._value(pos, (*path, f"\x00dup{key_pos}"))
+                kept, self.problems = self.problems, Problems(self.problems.file)  # the value left out is not read
+                try:
+                    _, pos = self._value(pos, (*path, f"\x00dup{key_pos}"))
+                finally:
+                    self.problems = kept
             else:
                 self.doc.keys[child] = self.mark(key_pos)
                 out[key], pos = self._value(pos, child)

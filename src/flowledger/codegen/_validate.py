@@ -200,8 +200,8 @@ class _Validator:
             self.problems.add(*self.doc.value_mark(path), path, message)
 
     def at_key(self, path: Path, message: str) -> None:
-        """Report a problem with the key that holds ``path``."""
-        if not self._read_around(path):
+        """Report a problem with the key that holds ``path`` (said unless the mapping holding it was left out)."""
+        if not any(path[: len(place)] == place for place in self.read_around if len(place) < len(path)):
             self.problems.add(*self.doc.key_mark(path), path, message)
 
     def _read_around(self, path: Path) -> bool:

@@ -171,8 +171,9 @@ class _YamlReader:
         self.stack: list[_Open] = []
         self.anchors: dict[str, _Anchor] = {}
         self.open_anchors: dict[str, Mark] = {}
-        self.entries: list[tuple[Path, Mark, bool]] = []
-        """Every recorded position in file order: path, mark and whether it is a key's."""
+        self.entries: list[tuple[Path, Mark, bool, bool]] = []
+        """Every recorded position in file order: path, mark, whether it is a key's, and whether it marks a value
+        left out for its problem instead (:meth:`_leave_out`): an alias copies both kinds."""
         self.copied = 0
         self.documents = 0
 
@@ -213,7 +214,13 @@ class _YamlReader:
 
     def _record(self, path: Path, mark: Mark, *, key: bool = False) -> None:
         (self.doc.keys if key else self.doc.values)[path] = mark
-        self.entries.append((path, mark, key))
+        self.entries.append((path, mark, key, False))
+
+    def _leave_out(self, path: Path, mark: Mark) -> None:
+        """Note that the value at ``path`` was left out for a problem already reported (or reported where its
+        anchor was written): the validator says nothing of it, here or in any alias's copy of it."""
+        self.problems.places.add(path)
+        self.entries.append((path, mark, False, True))
 
     def _stop(self, mark: Mark, path: Path, message: str) -> None:
         self.problems.add(*mark, path, message)
@@ -243,9 +250,11 @@ class _YamlReader:
             if not muted:
                 self._record(path, mark)
             if written is not None:
-                (self.ignored if muted else self.problems).add(*mark, path, _tag_problem(written), left_out=True)
+                (self.ignored if muted else self.problems).add(*mark, path, _tag_problem(written))
             else:
                 item.value = _yaml_scalar(scalar, path, mark, self.ignored if muted else self.problems)
+            if not muted and item.value is None and (written is not None or scalar[0] != _TAG_PREFIX + "null"):
+                self._leave_out(path, mark)
         if event.anchor is not None:
             self.anchors[event.anchor] = _Anchor(item, len(path), range(0))
         self._place(item)
@@ -262,7 +271,9 @@ class _YamlReader:
                 )
             else:
                 message = f"the alias `*{name}` refers to no anchor; define `&{name}` before the alias uses it"
-            self.problems.add(*mark, path, message, left_out=True)
+            (self.ignored if muted else self.problems).add(*mark, path, message)
+            if not (muted or is_key):
+                self._leave_out(path, mark)
             self._place(_Item(None, mark))
             return
         source = anchor.item
@@ -283,12 +294,21 @@ class _YamlReader:
             )
         self.copied += source.size
         item = _Item(_copy(source.value), mark, source.size, source.height, source.scalar, source.tag)
-        if not is_key and source.scalar is not None and source.tag is None:
-            item.value = _yaml_scalar(source.scalar, path, mark, self.ignored if muted else self.problems)
+        problems = self.ignored if muted else self.problems
+        if not is_key and source.scalar is not None:  # a scalar is read again where its alias puts it
+            if source.tag is not None:
+                problems.add(*mark, path, _tag_problem(source.tag))
+            else:
+                item.value = _yaml_scalar(source.scalar, path, mark, problems)
         if not is_key and not muted:
             self._record(path, mark)
-            for at, where, key in self.entries[anchor.entries.start : anchor.entries.stop]:
-                self._record((*path, *at[anchor.base :]), where, key=key)
+            if source.scalar is not None and item.value is None and source.scalar[0] != _TAG_PREFIX + "null":
+                self._leave_out(path, mark)
+            for at, where, key, left_out in self.entries[anchor.entries.start : anchor.entries.stop]:
+                if left_out:
+                    self._leave_out((*path, *at[anchor.base :]), where)
+                else:
+                    self._record((*path, *at[anchor.base :]), where, key=key)
         self._place(item)
 
     def _open(self, event: Any, mark: Mark, *, is_list: bool) -> None:
@@ -401,7 +421,7 @@ def _yaml_scalar(scalar: tuple[str, str], path: Path, mark: Mark, problems: Prob
     if kind == "int" and _YAML_INT.match(value):
         integer = read_integer(value)
         if isinstance(integer, str):
-            problems.add(*mark, path, integer, left_out=True)
+            problems.add(*mark, path, integer)
             return None
         return integer
     if kind == "float":
@@ -410,11 +430,9 @@ def _yaml_scalar(scalar: tuple[str, str], path: Path, mark: Mark, problems: Prob
         except ValueError:
             number = math.nan
         if not math.isfinite(number):
-            problems.add(
-                *mark, path, f"`{value}` is not a finite number; only finite numbers are allowed", left_out=True
-            )
+            problems.add(*mark, path, f"`{value}` is not a finite number; only finite numbers are allowed")
             return None
         return number
     message = f"YAML values of type `{kind}` are not supported; quote `{value}` to make it a string"
-    problems.add(*mark, path, message, left_out=True)
+    problems.add(*mark, path, message)
     return None
