@@ -498,8 +498,8 @@ def test_ctrl_c_while_serve_starts_always_stops_it(tmp_path: Path, delay_s: floa
     assert child.returncode in (0, 1), err
     assert "Traceback" not in err, err
     assert "Exception ignored" not in err, err
-    if child.returncode == 1:
-        assert err.splitlines()[-1] == "error: interrupted", err
+    if child.returncode == 1:  # click's own words while it still reads the command line, ours after
+        assert err.splitlines()[-1] in ("error: interrupted", "Aborted!"), err
     else:
         assert err.startswith("flowledger receiver on http://127.0.0.1:"), err
         assert "error:" not in err, err
