@@ -15,11 +15,8 @@ from flowledger.receiver._interrupt import StartInterrupt
 
 @pytest.fixture
 def interrupt() -> Iterator[StartInterrupt]:
-    guard = StartInterrupt().install()
-    try:
+    with StartInterrupt() as guard:
         yield guard
-    finally:
-        guard.restore()
 
 
 class _SignalledWhileCollected:

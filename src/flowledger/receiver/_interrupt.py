@@ -29,7 +29,10 @@ __all__ = ["StartInterrupt"]
 
 
 class StartInterrupt:
-    """Remembers a SIGINT from :meth:`install` on; :meth:`check` raises KeyboardInterrupt once one came."""
+    """Remembers a SIGINT from :meth:`install` on; :meth:`check` raises KeyboardInterrupt once one came.
+
+    As a context manager it installs on entry and restores on exit.
+    """
 
     def __init__(self) -> None:
         self.seen = False
@@ -44,6 +47,12 @@ class StartInterrupt:
             self._hook_before, sys.unraisablehook = sys.unraisablehook, self._unraisable
             self._installed = True
         return self
+
+    def __enter__(self) -> StartInterrupt:
+        return self.install()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.restore()
 
     def _unraisable(self, unraisable: Any) -> None:
         """Python's report of an exception it had to swallow: silent for our KeyboardInterrupt, remembered."""

@@ -428,6 +428,13 @@ def test_export_into_a_closed_pipe_stops_quietly(live: LiveReceiver, fmt: str) -
     assert stderr == ""
 
 
+def _serve_process(db: Path, port: int) -> subprocess.Popen[str]:
+    """``flowledger serve`` on ``db`` and ``port`` in a process of its own, no FLOWLEDGER_ variable inherited."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")}
+    command = [sys.executable, "-m", "flowledger", "serve", "--db", str(db), "--port", str(port)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
 def test_serve_stopped_with_ctrl_c_exits_0_without_an_error_line(tmp_path: Path) -> None:
     """SIGINT is how a receiver is stopped: it shuts down and exits 0, with no "error: interrupted"."""
     import signal
@@ -438,14 +445,7 @@ def test_serve_stopped_with_ctrl_c_exits_0_without_an_error_line(tmp_path: Path)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")}
-    child = subprocess.Popen(
-        [sys.executable, "-m", "flowledger", "serve", "--db", str(tmp_path / "f.db"), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    child = _serve_process(tmp_path / "f.db", port)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -476,14 +476,7 @@ def test_ctrl_c_while_serve_starts_always_stops_it(tmp_path: Path, delay_s: floa
     import signal
     import time
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")}
-    child = subprocess.Popen(
-        [sys.executable, "-m", "flowledger", "serve", "--db", str(tmp_path / "f.db"), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    child = _serve_process(tmp_path / "f.db", 0)
     try:
         time.sleep(delay_s)
         child.send_signal(signal.SIGINT)

@@ -263,81 +263,65 @@ def serve_command(
     log_level: str,
 ) -> None:
     """Run the receiver: ingest at /v1/events, queries at /api/runs."""
-    interrupt = StartInterrupt().install()  # first: a Ctrl-C while starting is never lost
-    try:
-        _serve(db, host, port, grpc_port, api_keys, stuck_after_s, log_level, interrupt)
-    finally:
-        interrupt.restore()
+    with StartInterrupt() as interrupt:  # first: a Ctrl-C while starting is never lost
+        from dataclasses import replace
 
+        from flowledger.receiver._auth import ApiKeys, keys_from_env, load_keys_file, merge_keys
+        from flowledger.receiver._checkpointer import check_checkpoint_settings
+        from flowledger.receiver._config import ReceiverConfig, config_from_env
+        from flowledger.receiver._server import bind_socket, serve
+        from flowledger.receiver.store._sqlite import prepare_file
 
-def _serve(
-    db: Path | str,
-    host: str,
-    port: int,
-    grpc_port: int | None,
-    api_keys: Path | None,
-    stuck_after_s: float | None,
-    log_level: str,
-    interrupt: StartInterrupt,
-) -> None:
-    from dataclasses import replace
-
-    from flowledger.receiver._auth import ApiKeys, keys_from_env, load_keys_file, merge_keys
-    from flowledger.receiver._checkpointer import check_checkpoint_settings
-    from flowledger.receiver._config import ReceiverConfig, config_from_env
-    from flowledger.receiver._server import bind_socket, serve
-    from flowledger.receiver.store._sqlite import prepare_file
-
-    if isinstance(db, str):  # a PostgreSQL URL (checked by DbTarget)
-        config = config_from_env(ReceiverConfig(db_url=db))
-    else:
-        config = config_from_env(ReceiverConfig(db_path=db))
-    keys = keys_from_env(os.environ.get("FLOWLEDGER_RECEIVER_API_KEYS"))
-    if api_keys is not None:
-        keys = merge_keys(keys, load_keys_file(api_keys), api_keys)
-    ApiKeys(keys)  # a bad key is one error line before anything claims to be serving
-    check_checkpoint_settings(config)  # as is a checkpoint key or directory that cannot be used
-    config = replace(config, api_keys=keys)
-    if stuck_after_s is not None:
-        config = replace(config, stuck_after_s=stuck_after_s)
-    if grpc_port is not None:
-        config = replace(config, grpc_port=grpc_port)
-    if config.grpc_port is not None:
-        _check_grpc(host, config.grpc_port)
-        config = replace(config, grpc_host=host)
-    try:  # a busy port is one error line, before anything claims to be serving or a database file is made
-        sock = bind_socket(host, port)
-    except OSError as exc:
-        _fail(_bind_failure(host, port, exc))
-        return
-    # A bad --db is one error line here, not a failed app startup.
-    try:
-        if isinstance(db, str):
-            from flowledger.receiver.store.postgres import redacted
-
-            _prepare_postgres(db)
-            shown = redacted(db)
+        if isinstance(db, str):  # a PostgreSQL URL (checked by DbTarget)
+            config = config_from_env(ReceiverConfig(db_url=db))
         else:
-            prepare_file(db)
-            shown = str(db)
-        interrupt.check()  # a Ctrl-C swallowed while starting (see _interrupt) stops it here
-    except BaseException:
-        sock.close()
-        raise
-    bound_port = sock.getsockname()[1]
-    where = f"[{host}]" if ":" in host else host
-    click.echo(
-        f"flowledger receiver on http://{where}:{bound_port} with {shown}" + (" (API keys on)" if keys else ""),
-        err=True,
-    )
-    if config.grpc_port is not None:
+            config = config_from_env(ReceiverConfig(db_path=db))
+        keys = keys_from_env(os.environ.get("FLOWLEDGER_RECEIVER_API_KEYS"))
+        if api_keys is not None:
+            keys = merge_keys(keys, load_keys_file(api_keys), api_keys)
+        ApiKeys(keys)  # a bad key is one error line before anything claims to be serving
+        check_checkpoint_settings(config)  # as is a checkpoint key or directory that cannot be used
+        config = replace(config, api_keys=keys)
+        if stuck_after_s is not None:
+            config = replace(config, stuck_after_s=stuck_after_s)
+        if grpc_port is not None:
+            config = replace(config, grpc_port=grpc_port)
+        if config.grpc_port is not None:
+            _check_grpc(host, config.grpc_port)
+            config = replace(config, grpc_host=host)
+        try:  # a busy port is one error line, before anything claims to be serving or a database file is made
+            sock = bind_socket(host, port)
+        except OSError as exc:
+            _fail(_bind_failure(host, port, exc))
+            return
+        # A bad --db is one error line here, not a failed app startup.
+        try:
+            if isinstance(db, str):
+                from flowledger.receiver.store.postgres import redacted
+
+                _prepare_postgres(db)
+                shown = redacted(db)
+            else:
+                prepare_file(db)
+                shown = str(db)
+            interrupt.check()  # a Ctrl-C swallowed while starting (see _interrupt) stops it here
+        except BaseException:
+            sock.close()
+            raise
+        bound_port = sock.getsockname()[1]
+        where = f"[{host}]" if ":" in host else host
         click.echo(
-            f"OTLP/gRPC on {where}:{config.grpc_port}" if config.grpc_port else "OTLP/gRPC on a free port", err=True
+            f"flowledger receiver on http://{where}:{bound_port} with {shown}" + (" (API keys on)" if keys else ""),
+            err=True,
         )
-    try:
-        serve(config, sock=sock, log_level=log_level, interrupt=interrupt)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is how a receiver is stopped: it shut down cleanly, which is no error
+        if config.grpc_port is not None:
+            click.echo(
+                f"OTLP/gRPC on {where}:{config.grpc_port}" if config.grpc_port else "OTLP/gRPC on a free port", err=True
+            )
+        try:
+            serve(config, sock=sock, log_level=log_level, interrupt=interrupt)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a receiver is stopped: it shut down cleanly, which is no error
 
 
 def _bind_failure(host: str, port: int, exc: OSError) -> str:

@@ -22,7 +22,9 @@ was unreadable to name.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 from google.protobuf import json_format
@@ -127,19 +129,9 @@ class _Salvage:
                 continue
             place = f"{where}.{name}[{index}]" if where else f"{name}[{index}]"
             index += 1
-            try:
-                children.append(child_cls.FromString(payload))
-                continue
-            except _UNREADABLE as exc:
-                problem = exc
-            if deeper:
-                try:
-                    children.append(self.protobuf(child_cls, payload, deeper, place))
-                    continue
-                except _UNREADABLE as exc:
-                    problem = exc
-            self._lost(place, problem, self._units_pb(payload, deeper), item=not deeper)
-            children.append(child_cls())
+            below = partial(self.protobuf, child_cls, payload, deeper, place) if deeper else None
+            units = partial(self._units_pb, payload, deeper)
+            children.append(self._part(child_cls, place, partial(child_cls.FromString, payload), below, units))
         return message
 
     def json(self, cls: type[Message], node: Any, levels: tuple[tuple[str, int], ...], where: str) -> Any:
@@ -152,25 +144,34 @@ class _Salvage:
         spellings = _spellings(name)
         rest = {key: value for key, value in node.items() if key not in spellings}
         json_format.ParseDict(ids_to_base64(rest, where), message, ignore_unknown_fields=True)
-        items = _named_list(node, name)
-        for index, item in enumerate(items):
+        for index, item in enumerate(_named_list(node, name)):
             place = f"{where}.{name}[{index}]" if where else f"{name}[{index}]"
+            below = partial(self.json, child_cls, item, deeper, place) if deeper else None
+            units = partial(self._units_json, item, deeper)
+            children.append(self._part(child_cls, place, partial(_from_dict, child_cls, item, place), below, units))
+        return message
+
+    def _part(
+        self,
+        cls: type[Message],
+        place: str,
+        whole: Callable[[], Message],
+        below: Callable[[], Message] | None,
+        units: Callable[[], int],
+    ) -> Message:
+        """One part at ``place``: read ``whole``, or else part by part (``below``, for a part with levels under
+        it), or else an empty ``cls`` standing in its place, named and counted (``units``) as unreadable."""
+        try:
+            return whole()
+        except _UNREADABLE as exc:
+            problem: BaseException = exc
+        if below is not None:
             try:
-                child = child_cls()
-                json_format.ParseDict(ids_to_base64(item, place), child, ignore_unknown_fields=True)
-                children.append(child)
-                continue
+                return below()
             except _UNREADABLE as exc:
                 problem = exc
-            if deeper:
-                try:
-                    children.append(self.json(child_cls, item, deeper, place))
-                    continue
-                except _UNREADABLE as exc:
-                    problem = exc
-            self._lost(place, problem, self._units_json(item, deeper), item=not deeper)
-            children.append(child_cls())
-        return message
+        self._lost(place, problem, units(), item=below is None)
+        return cls()
 
     @staticmethod
     def _children(message: Message, number: int) -> tuple[type[Message], Any]:
@@ -219,6 +220,13 @@ class _Salvage:
             return sum(len(_named_list(one, "dataPoints")) for one in data if isinstance(one, dict))
         except _UNREADABLE:
             return 1
+
+
+def _from_dict(cls: type[Message], node: Any, place: str) -> Message:
+    """``cls`` from the JSON value ``node`` at ``place`` (its hex ids read as the OTLP JSON encoding writes them)."""
+    message = cls()
+    json_format.ParseDict(ids_to_base64(node, place), message, ignore_unknown_fields=True)
+    return message
 
 
 def _spellings(name: str) -> tuple[str, ...]:
