@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncGenerator
 from typing import Any, TypedDict
 
 import pytest
@@ -173,3 +175,95 @@ def test_a_model_called_in_a_node_adds_its_token_usage_to_the_node(events: Captu
         "tokens_in": {"count": 5, "usd_nanos": 0},
         "tokens_out": {"count": 7, "usd_nanos": 0},
     }
+
+
+def _async_chain(*, parallel: bool) -> Any:
+    """Three async nodes: a -> b -> c in sequence, or a, b, c side by side in one step."""
+
+    async def a(state: State) -> State:
+        return {"a": state["x"] + 1}
+
+    async def b(state: State) -> State:
+        return {"b": state["x"] + 2}
+
+    async def c(state: State) -> State:
+        return {"c": state["x"] + 3}
+
+    graph = StateGraph(State)
+    for name, fn in (("a", a), ("b", b), ("c", c)):
+        graph.add_node(name, fn)
+    if parallel:
+        for name in ("a", "b", "c"):
+            graph.add_edge(START, name)
+            graph.add_edge(name, END)
+    else:
+        graph.add_edge(START, "a")
+        graph.add_edge("a", "b")
+        graph.add_edge("b", "c")
+        graph.add_edge("c", END)
+    return graph.compile()
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["sequence", "parallel"])
+def test_async_nodes_nest_under_the_run_as_sync_ones_do(
+    events: CapturedEvents, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, parallel: bool
+) -> None:
+    """ainvoke() of async nodes: each attempt is a child of the run's span, nothing is left current in the caller,
+    and no context error is logged."""
+
+    async def main() -> dict[str, Any]:
+        result: dict[str, Any] = await instrument(_async_chain(parallel=parallel)).ainvoke({"x": 1})
+        assert flowledger.instrument.current_run() is None
+        assert flowledger.instrument.current_node() is None
+        return result
+
+    assert asyncio.run(main()) == {"x": 1, "a": 2, "b": 3, "c": 4}
+    run_span = events.of_kind("run_started")[0]["data"]["span_id"]
+    nodes = [e["data"] for e in events.nodes()]
+    assert sorted(d["node_id"] for d in nodes) == ["a", "b", "c"]
+    assert {d["node_id"]: d["parent_span_id"] for d in nodes} == dict.fromkeys(["a", "b", "c"], run_span)
+    assert events.runs()[0]["data"]["status"] == "succeeded"
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    assert "Failed to detach context" not in err
+    assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []
+
+
+def test_a_stream_the_caller_stops_reading_is_an_aborted_run(events: CapturedEvents) -> None:
+    """Breaking out of stream() ends the run aborted (the caller stopped reading), not failed with GeneratorExit."""
+    for _chunk in instrument(_graph(fail_b_times=0)).stream({"x": 1}):
+        break
+    (run,) = events.runs()
+    assert run["data"]["status"] == "aborted"
+    assert run["data"]["error"]["reason"] == "interrupted"
+    assert "stopped reading" in run["data"]["error"]["message"]
+    assert {d["node_id"]: d["status"] for d in (e["data"] for e in events.nodes())} == {
+        "a": "succeeded",
+        "b": "succeeded",
+    }
+
+
+def test_an_async_stream_the_caller_stops_reading_is_an_aborted_run(events: CapturedEvents) -> None:
+    """Closing astream() early ends the run aborted too."""
+
+    async def main() -> None:
+        stream = instrument(_async_chain(parallel=False)).astream({"x": 1})
+        assert isinstance(stream, AsyncGenerator)
+        async for _chunk in stream:
+            break
+        await stream.aclose()
+
+    asyncio.run(main())
+    (run,) = events.runs()
+    assert (run["data"]["status"], run["data"]["error"]["reason"]) == ("aborted", "interrupted")
+
+
+def test_a_graph_node_whose_stream_is_closed_early_succeeds_marked(events: CapturedEvents) -> None:
+    """Inside a flowledger run, a graph streamed and left early is a succeeded node marked closed early."""
+    with flowledger.run("outer-workflow"):
+        for _chunk in instrument(_graph(fail_b_times=0)).stream({"x": 1}):
+            break
+    (graph_node,) = _nodes(events, "LangGraph")
+    assert graph_node["status"] == "succeeded"
+    assert graph_node["attributes"]["langgraph.closed_early"] is True
+    assert events.runs()[0]["data"]["status"] == "succeeded"

@@ -20,6 +20,7 @@ inside a node attempt, is a node of that run rather than a run of its own.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -27,6 +28,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from flowledger._wire import AbortReason
 from flowledger.adapters._base import Cost, Recorder
 from flowledger.instrument import current_run
 
@@ -42,6 +44,10 @@ _Out = TypeVar("_Out")
 _NODE_KEY: Final = "langgraph_node"
 _NAMESPACE_KEY: Final = "langgraph_checkpoint_ns"
 _RUN_NAME: Final = "LangGraph"
+_STOPPED_READING: Final = "the caller stopped reading the graph's stream before it ended"
+"""The message of a run aborted because its stream was closed early (``break`` out of ``stream()``)."""
+_CLOSED_EARLY: Final = "langgraph.closed_early"
+"""Set on the node a graph invoked inside a flowledger run is, when its stream was closed early."""
 
 
 class FlowledgerCallbackHandler(BaseCallbackHandler):
@@ -101,7 +107,11 @@ class FlowledgerCallbackHandler(BaseCallbackHandler):
             input=inputs,
             attempt=attempt,
             attributes={"langgraph.step": metadata.get("langgraph_step"), "langgraph.namespace": namespace},
-            current=True,  # LangGraph starts a node's callbacks where the node's own context is made
+            # Sync: LangGraph calls a node's callbacks in the node's own context, so the attempt is made current
+            # there (flowledger.cost() in the node is its cost). Async: it starts the node in one task (the caller's,
+            # for a node alone in its step) and ends it in another, where no context attached at the start can be
+            # detached: made current, the attempt would stay current in the caller and parent the next nodes.
+            current=not _in_task(),
         )
 
     def on_chain_end(self, outputs: dict[str, Any] | Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -144,6 +154,9 @@ class FlowledgerCallbackHandler(BaseCallbackHandler):
         return None
 
     def _end(self, run_id: UUID, outputs: Any, error: BaseException | None) -> None:
+        """End the chain ``run_id``'s attempt or run. A graph whose stream the caller closed early did not fail:
+        its run ends aborted (the caller stopped reading); as a node of a flowledger run, it succeeded, marked as
+        a generator node closed early is."""
         with self._lock:
             self._parents.pop(run_id, None)
             root = self._recorded.pop(run_id, None)
@@ -152,10 +165,29 @@ class FlowledgerCallbackHandler(BaseCallbackHandler):
                     del self._attempts[key]
         if root is None:
             return
-        if self.recorder.node_of(run_id) is not None:
-            self.recorder.node_finished(run_id, output=outputs, error=error)
+        closed_early = root == run_id and isinstance(error, GeneratorExit)
+        attempt = self.recorder.node_of(run_id)
+        if attempt is not None:
+            if closed_early:
+                attempt.set_attribute(_CLOSED_EARLY, True)
+                self.recorder.node_finished(run_id)
+            else:
+                self.recorder.node_finished(run_id, output=outputs, error=error)
+            return
+        run = self.recorder.run_of(run_id)
+        if run is not None and closed_early:
+            run.abort(AbortReason.INTERRUPTED, _STOPPED_READING)
+            self.recorder.run_finished(run_id)
         else:
             self.recorder.run_finished(run_id, output=outputs, error=error)
+
+
+def _in_task() -> bool:
+    """True when called from an asyncio task (an async invocation's callbacks)."""
+    try:
+        return asyncio.current_task() is not None
+    except RuntimeError:  # no event loop runs in this thread
+        return False
 
 
 def _count(usage: Mapping[str, Any], *names: str) -> int:

@@ -64,3 +64,17 @@ def effect(value: Any) -> Any:
 def identity(value: Any) -> Any:
     """The input itself (the benchmark's node)."""
     return value
+
+
+def counted_effect(value: Any, *, calls: str) -> Any:
+    """An effect that appends a line to ``calls`` each time it runs (so a test can count the runs)."""
+    with Path(calls).open("a") as out:
+        out.write(f"{os.getpid()}\n")
+    return {"sent": value}
+
+
+def counted_set(value: Any, *, calls: str) -> Any:
+    """Append a line to ``calls``, then return a set: a value JSON cannot hold."""
+    with Path(calls).open("a") as out:
+        out.write(f"{os.getpid()}\n")
+    return {value}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pytest
@@ -110,3 +111,78 @@ def test_a_requested_attempt_is_recorded_under_the_callers_run(events: CapturedE
     assert finished["data"]["span_id"] == span_id
     assert finished["data"]["trace_id"] == run.trace_id
     assert finished["data"]["parent_span_id"] == run.span_id
+
+
+def _broken_factory() -> Executor:
+    raise ImportError("No module named 'ray'")
+
+
+def _not_an_executor() -> Executor:
+    return object()  # type: ignore[return-value]
+
+
+def test_a_registered_executor_that_cannot_be_built_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A factory that raises, or returns no Executor, is a ConfigError naming the executor, the error, the factory."""
+    from flowledger.workflow.executors import EXECUTORS
+
+    monkeypatch.setitem(EXECUTORS, "broken", _broken_factory)
+    monkeypatch.setitem(EXECUTORS, "hollow", _not_an_executor)
+    with pytest.raises(
+        ConfigError, match=r"^the executor 'broken' cannot be loaded: ImportError: No module named 'ray'"
+    ):
+        executor_named("broken")
+    with pytest.raises(ConfigError, match=r"the executor 'hollow' cannot be loaded: its factory .*_not_an_executor "):
+        executor_named("hollow")
+    with pytest.raises(ConfigError, match=r"returned object, not an Executor"):
+        executor_named("hollow")
+
+
+def test_a_generated_module_exits_2_when_its_executor_cannot_be_loaded(tmp_path: Any) -> None:
+    """--executor naming a registered executor whose factory raises: one error line, exit 2, no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from flowledger.codegen import generate
+
+    root = Path(__file__).resolve().parents[3]
+    definition = tmp_path / "wf.yaml"
+    definition.write_text(
+        "flowledger: 1\nworkflow: {id: broken-executor}\nnodes:\n  - {id: one, call: 'tests.workflow.nodes:double'}\n"
+    )
+    module = tmp_path / "wf.py"
+    module.write_text(generate(definition))
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(
+        "import runpy, sys\n"
+        "from flowledger.workflow.executors import EXECUTORS\n"
+        "def broken():\n"
+        "    raise RuntimeError('the cluster is not configured')\n"
+        "EXECUTORS['broken'] = broken\n"
+        "EXECUTORS['hollow'] = object\n"
+        f"sys.argv = [{str(module)!r}, *sys.argv[1:]]\n"
+        f"runpy.run_path({str(module)!r}, run_name='__main__')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    broken = subprocess.run(
+        [sys.executable, str(launcher), "--input", "2", "--executor", "broken"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert broken.returncode == 2, broken.stderr
+    assert broken.stderr.startswith(
+        "error: the executor 'broken' cannot be loaded: RuntimeError: the cluster is not configured"
+    ), broken.stderr
+    assert "Traceback" not in broken.stderr
+    hollow = subprocess.run(
+        [sys.executable, str(launcher), "--input", "2", "--executor", "hollow"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert hollow.returncode == 2, hollow.stderr
+    assert "error: the executor 'hollow' cannot be loaded: its factory builtins.object returned object" in hollow.stderr
+    assert "Traceback" not in hollow.stderr

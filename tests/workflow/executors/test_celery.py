@@ -317,3 +317,82 @@ def test_a_whole_worker_lost_with_no_answer_is_given_up_after_its_timeout(setup:
         (2, "succeeded", None),
     ]
     assert "no answer" in run["nodes"][0]["error"]["message"]
+
+
+def _calls(path: Path) -> int:
+    """How many times a counted node ran (one line each)."""
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_a_resume_on_the_workers_does_not_repeat_an_effect_that_succeeded(setup: Setup, tmp_path: Path) -> None:
+    """Resumed from the effect's node: the worker's guard sees the recorded effect (same input, same key), so the
+    attempt is recorded as a duplicate returning the recorded output and the effect is not called again."""
+    from flowledger.workflow._resume import fetch_evidence, plan_resume
+
+    calls = tmp_path / "calls"
+    workflow = Workflow(
+        id="celery-resume-effect",
+        nodes=(
+            Node(id="charge", call=call("counted_effect"), kwargs={"calls": str(calls)}, effect=True),
+            Node(id="after", call=call("fail_until_marked"), needs=("charge",), kwargs={"marker": str(tmp_path / "m")}),
+        ),
+        output="after",
+    )
+    failed = _run(workflow, "order-1", setup.executor)
+    assert failed.status is RunStatus.FAILED
+    assert failed.run_id is not None
+    setup.run_record(failed.run_id, 2)
+    assert _calls(calls) == 1
+    plan = plan_resume(workflow, fetch_evidence(setup.receiver_url, failed.run_id), from_node="charge")
+    assert "charge" in plan.rerun
+    assert "charge" in plan.effects
+    resumed = _run(workflow, None, setup.executor, resume=plan)
+    assert resumed.status is RunStatus.SUCCEEDED, resumed.error
+    assert resumed.output["value"] == {"sent": "order-1"}
+    assert _calls(calls) == 1  # not called again
+    assert resumed.run_id is not None
+    run = setup.run_record(resumed.run_id, 2)
+    (charge,) = [n for n in run["nodes"] if n["node_id"] == "charge"]
+    assert (charge["status"], charge["duplicate"]) == ("succeeded", True)
+
+
+def test_an_output_that_is_not_json_fails_its_attempt_on_the_worker(setup: Setup, tmp_path: Path) -> None:
+    """A node returning a set: its attempt is recorded failed by the worker ("output is not JSON"), the run fails with
+    that error (not NodeLost), and an effect that did so is not run again by its retries."""
+    calls = tmp_path / "calls"
+    workflow = Workflow(
+        id="celery-not-json",
+        nodes=(
+            Node(
+                id="s",
+                call=call("counted_set"),
+                kwargs={"calls": str(calls)},
+                effect=True,
+                retry=Retry(attempts=3, backoff_s=0.01),
+            ),
+        ),
+        output="s",
+    )
+    result = _run(workflow, 1, setup.executor)
+    assert result.status is RunStatus.FAILED
+    assert type(result.error).__name__ == "RemoteNodeError"
+    assert "not sent: the effect ran in attempt 1, whose output is not JSON" in str(result.error)
+    assert _calls(calls) == 1  # the effect ran once, and was not sent again
+    assert result.run_id is not None
+    run = setup.run_record(result.run_id, 3)
+    attempts = [(n["attempt"], n["status"], _error_type(n)) for n in run["nodes"]]
+    assert attempts == [(1, "failed", "TypeError"), (2, "failed", "RemoteNodeError"), (3, "failed", "RemoteNodeError")]
+    assert "output is not JSON" in run["nodes"][0]["error"]["message"]
+    assert "NodeLost" not in json.dumps(run["nodes"])
+
+    plain = Workflow(
+        id="celery-not-json-plain",
+        nodes=(Node(id="s", call=call("counted_set"), kwargs={"calls": str(calls)}),),
+        output="s",
+    )
+    result = _run(plain, 2, setup.executor)
+    assert result.status is RunStatus.FAILED
+    assert "output is not JSON" in str(result.error)
+    assert result.run_id is not None
+    (attempt,) = setup.run_record(result.run_id, 1)["nodes"]
+    assert (attempt["status"], _error_type(attempt)) == ("failed", "TypeError")

@@ -77,7 +77,8 @@ def executor_named(name: str | None = None) -> Executor:
     """The executor called ``name`` (None: ``$FLOWLEDGER_EXECUTOR``, else ``local``), one per process.
 
     Raises ConfigError naming the known executors for a name that is not one,
-    and when the engine's package is not installed.
+    when the engine's package is not installed, and when a registered
+    factory raises or returns something that is not an :class:`Executor`.
     """
     # An empty name given is refused, not taken for the default: only None means "not chosen".
     chosen = (name if name is not None else os.environ.get(EXECUTOR_ENV) or DEFAULT_EXECUTOR).strip().lower()
@@ -88,8 +89,34 @@ def executor_named(name: str | None = None) -> Executor:
     with _lock:
         executor = _built.get(chosen)
         if executor is None:
-            executor = _built[chosen] = make()
+            executor = _built[chosen] = _load(chosen, make)
         return executor
+
+
+def _load(name: str, make: Callable[[], Executor]) -> Executor:
+    """Build the executor ``name`` with its factory; ConfigError when the factory fails or makes no Executor."""
+    try:
+        executor = make()
+    except ConfigError:
+        raise  # an engine's own message (a missing package) already says what to do
+    except Exception as exc:
+        raise ConfigError(
+            f"the executor {name!r} cannot be loaded: {type(exc).__name__}: {exc} "
+            f"(its factory in EXECUTORS is {_qualname(make)}; fix it, or choose another executor)"
+        ) from exc
+    if not isinstance(executor, Executor) or not callable(executor.run_attempt):
+        raise ConfigError(
+            f"the executor {name!r} cannot be loaded: its factory {_qualname(make)} returned "
+            f"{type(executor).__qualname__}, not an Executor (an object with a `name` and "
+            "`async def run_attempt(host, node, value, number, item)`)"
+        )
+    return executor
+
+
+def _qualname(make: Callable[..., Any]) -> str:
+    module = getattr(make, "__module__", None)
+    name = getattr(make, "__qualname__", None) or repr(make)
+    return f"{module}.{name}" if module else name
 
 
 def _forget_after_fork() -> None:

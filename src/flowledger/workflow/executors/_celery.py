@@ -13,7 +13,11 @@ its ``timeout_s`` (or the run's deadline) plus ``lost_after_s``. Either
 way the scheduler completes the attempt's record as failed, with the span id
 it chose for it (so a ``node_started`` the worker sent is closed), raises
 :class:`~flowledger.NodeLost`, and the node's retry policy decides what
-happens next, as for any failed attempt.
+happens next, as for any failed attempt. Any other failure of the task is
+not a lost worker: it is raised as a :class:`~flowledger.RemoteNodeError`
+of its own type. A node whose output is not JSON fails its attempt on the
+worker, which records it so; an effect that did is not sent again (its
+later attempts fail here without running), since it has done its work.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import asyncio
 import os
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from flowledger._exceptions import ConfigError, NodeLost
+from flowledger._exceptions import ConfigError, NodeLost, RemoteNodeError
 from flowledger.workflow._spec import Node
-from flowledger.workflow.executors._remote_attempt import apply_answer, attempt_request, new_span_id
+from flowledger.workflow.executors._remote_attempt import AnswerKind, apply_answer, attempt_request, new_span_id
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -41,6 +46,10 @@ DEFAULT_LOST_AFTER_S: Final = 30.0
 POLL_MIN_S: Final = 0.0005
 POLL_MAX_S: Final = 0.004
 _READY: Final = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
+_WORKER_LOST: Final = "WorkerLostError"
+"""What Celery reports for a task whose pool process died mid-task."""
+_UNREADABLE: Final = "flowledger_unreadable"
+"""Set in a result meta the poller made up because the result store could not be read."""
 
 
 class ResultPoller:
@@ -83,7 +92,7 @@ class ResultPoller:
             try:
                 values = backend.mget([backend.get_key_for_task(task_id) for task_id in ids])
             except Exception as exc:  # the store is unreachable: the waiting attempts fail, and are retried
-                self._resolve_all({"status": "FAILURE", "result": exc})
+                self._resolve_all({"status": "FAILURE", "result": exc, _UNREADABLE: True})
                 time.sleep(POLL_MAX_S)
                 continue
             found = False
@@ -143,6 +152,10 @@ class CeleryExecutor:
         self.task_name = TASK_NAME
         self.lost_after_s = DEFAULT_LOST_AFTER_S if lost_after_s is None else lost_after_s
         self._poller = ResultPoller(self.app)
+        self._spent_effects: weakref.WeakKeyDictionary[NodeHost, dict[tuple[str, int | None], str]] = (
+            weakref.WeakKeyDictionary()
+        )
+        """Per run: effects (node id, map item) that ran and returned a value that is not JSON, never sent again."""
 
     @classmethod
     def from_env(cls) -> CeleryExecutor:
@@ -156,6 +169,10 @@ class CeleryExecutor:
 
     async def run_attempt(self, host: NodeHost, node: Node, value: Any, number: int, item: int | None) -> Any:
         span_id = new_span_id()
+        spent = self._spent_effects.get(host, {}).get((node.id, item)) if node.effect else None
+        if spent is not None:  # retrying would do the effect again: this attempt fails without being sent
+            error = RemoteNodeError(f"node `{node.id}` attempt {number} was not sent: {spent}", type_name="TypeError")
+            self._fail_here(host, node, value, number, item, span_id, error)
         request = attempt_request(host, node, value, number, item, span_id)
         result = self._publisher.send_task(self.task_name, args=[request])
         waiting = self._poller.wait(result.id)
@@ -169,14 +186,44 @@ class CeleryExecutor:
             self._poller.forget(result.id)
             result.revoke()
             raise
-        if meta.get("status") != "SUCCESS" or not isinstance(meta.get("result"), dict):
-            failure = meta.get("result")
-            self._lost(host, node, value, number, item, span_id, f"{type(failure).__name__}: {failure}")
-        return apply_answer(host, node, meta["result"])
+        answer = meta.get("result")
+        if meta.get("status") != "SUCCESS" or not isinstance(answer, dict):
+            self._task_failed(host, node, value, number, item, span_id, meta)
+        if node.effect and answer.get("kind") == AnswerKind.NOT_JSON:
+            self._spent_effects.setdefault(host, {})[node.id, item] = (
+                f"the effect ran in attempt {number}, whose output is not JSON; running it again would repeat it"
+            )
+        return apply_answer(host, node, answer)
 
     def _wait_limit_s(self, host: NodeHost, node: Node) -> float | None:
         limits = [t for t in (node.timeout_s, host.run.remaining_s()) if t is not None]
         return min(limits) + self.lost_after_s if limits else None
+
+    def _task_failed(
+        self, host: NodeHost, node: Node, value: Any, number: int, item: int | None, span_id: str, meta: dict[str, Any]
+    ) -> NoReturn:
+        """The task did not answer: NodeLost when its worker (or its answer) was lost, else the task's own error.
+
+        Only a worker that died (``WorkerLostError``), a task revoked, or a result store that could not be read
+        lose an attempt; any other failure of the task (such as a result Celery could not encode) is raised as a
+        :class:`~flowledger.RemoteNodeError` of its type, not retried as a lost worker would be.
+        """
+        failure = meta.get("result")
+        status = meta.get("status")
+        described = f"{type(failure).__name__}: {failure}"
+        if meta.get(_UNREADABLE):
+            self._lost(host, node, value, number, item, span_id, f"its answer could not be read ({described})")
+        if status == "REVOKED" or type(failure).__name__ == _WORKER_LOST:
+            self._lost(host, node, value, number, item, span_id, described)
+        if status == "SUCCESS":
+            why = f"its Celery task answered {type(failure).__name__}, not an attempt's answer"
+            error = RemoteNodeError(f"node `{node.id}` attempt {number} failed: {why}", type_name="TypeError")
+        else:
+            error = RemoteNodeError(
+                f"node `{node.id}` attempt {number} failed in its Celery task: {described}",
+                type_name=type(failure).__name__,
+            )
+        self._fail_here(host, node, value, number, item, span_id, error)
 
     def _lost(
         self, host: NodeHost, node: Node, value: Any, number: int, item: int | None, span_id: str, why: str
@@ -185,6 +232,13 @@ class CeleryExecutor:
         error = NodeLost(
             f"node `{node.id}` attempt {number} was lost with its Celery worker: {why}", type_name="WorkerLost"
         )
+        self._fail_here(host, node, value, number, item, span_id, error)
+
+    @staticmethod
+    def _fail_here(
+        host: NodeHost, node: Node, value: Any, number: int, item: int | None, span_id: str, error: Exception
+    ) -> NoReturn:
+        """Record the attempt as failed with ``error`` here, with the span id chosen for it; raise ``error``."""
         with host.attempt(node, value, number, item, span_id=span_id):
             raise error
         raise error  # pragma: no cover - the hook re-raises

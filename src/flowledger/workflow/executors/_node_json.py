@@ -3,11 +3,13 @@
 Only JSON crosses to the worker (no pickle): the node's call or request,
 its ``with`` arguments (``{env: NAME}`` stays a reference, read on the
 worker), ``timeout_s``, ``effect`` and where it was declared. Retries,
-``when``, ``map`` and ``needs`` stay with the scheduler.
+``when``, ``map`` and ``needs`` stay with the scheduler. The node's output
+crosses back as JSON too: :func:`not_json` says why a value cannot.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +17,7 @@ from flowledger._exceptions import ConfigError
 from flowledger.instrument import Location
 from flowledger.workflow._spec import Call, Env, Http, Node
 
-__all__ = ["node_from_json", "node_to_json"]
+__all__ = ["node_from_json", "node_to_json", "not_json"]
 
 _ENV_KEY = "$env"
 
@@ -72,3 +74,12 @@ def node_from_json(data: Mapping[str, Any]) -> tuple[Node, Location]:
     except (KeyError, TypeError, AttributeError, ConfigError) as exc:
         raise ValueError(f"not a node spec: {exc!r}") from None
     return node, location
+
+
+def not_json(value: Any) -> str | None:
+    """Why ``value`` is not a JSON value that can cross to or from a worker (None when it is one)."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError, RecursionError) as exc:  # a set, an object, a circular list, a huge int
+        return f"{type(exc).__name__}: {exc}"
+    return None

@@ -18,16 +18,19 @@ import asyncio
 import enum
 import random
 from dataclasses import replace
-from typing import Any
+from typing import Any, Final
 
 from flowledger._exceptions import NodeTimeout, RemoteNodeError, RunAborted
-from flowledger.instrument import Cost, Run, continue_run, run_context
+from flowledger.instrument import Cost, NodeAttempt, Run, continue_run, run_context
 from flowledger.workflow._attempts import one_attempt
 from flowledger.workflow._host import NodeHost
+from flowledger.workflow._resume import RecordedEffect
 from flowledger.workflow._spec import Node, Workflow
-from flowledger.workflow.executors._node_json import node_from_json, node_to_json
+from flowledger.workflow.executors._node_json import node_from_json, node_to_json, not_json
 
 __all__ = ["AnswerKind", "apply_answer", "attempt_request", "new_span_id", "run_requested_attempt"]
+
+_RECORDED_EFFECT: Final = "recorded_effect"
 
 
 class AnswerKind(enum.StrEnum):
@@ -37,6 +40,27 @@ class AnswerKind(enum.StrEnum):
     ERROR = "error"
     TIMEOUT = "timeout"
     ABORTED = "aborted"
+    NOT_JSON = "not_json"
+    """The node ran and returned a value that is not JSON (recorded failed on the worker)."""
+
+
+class _WorkerHost(NodeHost):
+    """A worker's host: the node's output must cross back as JSON, so one that cannot fails the attempt here,
+    inside its record (which then says ``failed``, not ``succeeded``)."""
+
+    output_not_json = False
+    """True once the node returned a value that is not JSON (it ran: an effect did its work)."""
+
+    async def invoke(self, node: Node, value: Any, hook: NodeAttempt) -> Any:
+        output = await super().invoke(node, value, hook)
+        why = not_json(output)
+        if why is not None:
+            self.output_not_json = True
+            raise TypeError(
+                f"node `{node.id}` output is not JSON ({why}): a node run by a distributed executor must return "
+                "JSON values (dicts with string keys, lists, strings, numbers, booleans, None)"
+            )
+        return output
 
 
 def new_span_id() -> str:
@@ -47,8 +71,12 @@ def new_span_id() -> str:
 def attempt_request(
     host: NodeHost, node: Node, value: Any, number: int, item: int | None, span_id: str
 ) -> dict[str, Any]:
-    """The JSON a worker needs to run attempt ``number`` of ``node`` for ``host``'s run."""
-    return {
+    """The JSON a worker needs to run attempt ``number`` of ``node`` for ``host``'s run.
+
+    A resume sends along the effect the resumed run recorded for ``node`` (its key, and its output when the
+    record holds it whole), so that the worker's effect guard sees what the scheduler's would.
+    """
+    request = {
         "node": node_to_json(node, host.workflow.locations[node.id]),
         "workflow_id": host.workflow.id,
         "value": value,
@@ -58,6 +86,27 @@ def attempt_request(
         "dry_run": host.dry_run,
         "run": run_context(host.run),
     }
+    recorded = host.recorded_effects.get(node.id) if node.effect else None
+    if recorded is not None:
+        request[_RECORDED_EFFECT] = {
+            "idempotency_key": recorded.idempotency_key,
+            "available": recorded.available,
+            "output": recorded.output,
+        }
+    return request
+
+
+def _recorded_effects(node: Node, request: dict[str, Any]) -> dict[str, RecordedEffect]:
+    """The resumed run's effect for ``node`` that the scheduler sent (none when it sent none)."""
+    recorded = request.get(_RECORDED_EFFECT)
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("idempotency_key"), str):
+        return {}
+    effect = RecordedEffect(
+        idempotency_key=recorded["idempotency_key"],
+        available=bool(recorded.get("available")),
+        output=recorded.get("output"),
+    )
+    return {node.id: effect}
 
 
 def run_requested_attempt(request: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +119,8 @@ def run_requested_attempt(request: dict[str, Any]) -> dict[str, Any]:
         return {"kind": AnswerKind.ERROR, "type": type(exc).__name__, "message": f"a bad attempt request: {exc}"}
     with continue_run(request.get("run")) as run:
         recorder = run if run is not None else Run(workflow.id)
-        host = NodeHost(workflow, recorder, dry_run=bool(request.get("dry_run")))
+        host = _WorkerHost(workflow, recorder, dry_run=bool(request.get("dry_run")))
+        host.recorded_effects = _recorded_effects(node, request)
         try:
             output = _loop().run_until_complete(_attempt(host, node, request))
             answer: dict[str, Any] = {"kind": AnswerKind.OK, "output": output}
@@ -79,7 +129,8 @@ def run_requested_attempt(request: dict[str, Any]) -> dict[str, Any]:
         except NodeTimeout as exc:
             answer = {"kind": AnswerKind.TIMEOUT, "type": "NodeTimeout", "message": str(exc)}
         except BaseException as exc:  # the node's own error, reported by name (the record here has its stack)
-            answer = {"kind": AnswerKind.ERROR, "type": type(exc).__name__, "message": str(exc)}
+            kind = AnswerKind.NOT_JSON if host.output_not_json else AnswerKind.ERROR
+            answer = {"kind": kind, "type": type(exc).__name__, "message": str(exc)}
         answer["cost"] = recorder.cost.as_dict()
     return answer
 
