@@ -42,10 +42,10 @@ def _node(node_id: str, status: str = "succeeded", output: Any = None, **extra: 
     return entry
 
 
-def _evidence(*nodes: dict[str, Any]) -> dict[str, Any]:
+def _evidence(*nodes: dict[str, Any], status: str = "failed") -> dict[str, Any]:
     text = json.dumps({"p": 1})
     trigger = {"capture": "full", "sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text, "problem": None}
-    run = {"run_id": "r1", "workflow_id": "plan", "definition_sha256": "1" * 64, "input": trigger}
+    run = {"run_id": "r1", "workflow_id": "plan", "status": status, "definition_sha256": "1" * 64, "input": trigger}
     return {"run": run, "tree": {"size": 9, "root": "00"}, "nodes": list(nodes)}
 
 
@@ -65,7 +65,7 @@ def test_a_redacted_output_is_not_reused_and_the_plan_says_why() -> None:
 
 def test_from_reruns_the_node_and_those_below_it() -> None:
     """--from b on a succeeded run: a reused, b and c run again because of --from."""
-    plan = plan_resume(WF, _evidence(_node("a"), _node("b"), _node("c")), from_node="b")
+    plan = plan_resume(WF, _evidence(_node("a"), _node("b"), _node("c"), status="succeeded"), from_node="b")
     assert list(plan.reuse) == ["a"]
     assert plan.rerun == {"b": "--from b", "c": "--from b"}
 
@@ -116,3 +116,29 @@ def test_from_an_unknown_node_is_a_usage_error_before_the_run_is_read(
         assert main(WF, ["--resume", "r1", "--from", "nope"]) == 2
         assert receiver.seen == []
     assert capsys.readouterr().err == "error: --from nope: the workflow has no such node (its nodes: a, b, c)\n"
+
+
+def test_a_stuck_run_is_resumed_and_the_plan_says_to_stop_its_process() -> None:
+    """stuck (silent past its heartbeats, as a run whose process died) is resumed; the plan warns to stop it first."""
+    plan = plan_resume(WF, _evidence(_node("a"), _node("b", status="running"), status="stuck"))
+    assert list(plan.reuse) == ["a"]
+    assert plan.rerun == {"b": "it did not finish", "c": "it did not run"}
+    assert "which is stuck" in plan.describe().splitlines()[0]
+    assert "stop it first" in plan.describe().splitlines()[0]
+
+
+def test_new_trigger_data_without_the_recorded_one_runs_the_roots_again() -> None:
+    """--input when the run's trigger data was not recorded: it cannot be shown equal, so a runs again, and b, c."""
+    evidence = _evidence(_node("a"), _node("b"), _node("c", status="failed"))
+    evidence["run"]["input"] = {"text": None, "sha256": None, "problem": "it was not recorded"}
+    plan = plan_resume(WF, evidence, payload={"p": 1}, has_payload=True)
+    assert plan.reuse == {}
+    assert plan.rerun["a"] == "the trigger data differs from the run's"
+    assert plan.payload == {"p": 1}
+    same = plan_resume(
+        WF,
+        _evidence(_node("a"), _node("b"), _node("c", status="failed")),
+        payload={"p": 1},
+        has_payload=True,
+    )
+    assert list(same.reuse) == ["a", "b"]

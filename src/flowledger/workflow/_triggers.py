@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import socket
 import sys
@@ -41,9 +40,8 @@ from flowledger._run_context import run_id_from_baggage
 from flowledger._wire import MARKER_KEY, RESUME_APP_PATH, AbortReason, RunStatus, TriggerType
 from flowledger.instrument import flush
 from flowledger.instrument._capture import clean_str, to_jsonable
-from flowledger.instrument._config import DEFAULT_ENDPOINT
 from flowledger.workflow._execute import RunResult, execute_run
-from flowledger.workflow._resume import ResumePlan, fetch_evidence, plan_resume
+from flowledger.workflow._resume import ResumePlan, fetch_evidence, plan_resume, resume_source
 from flowledger.workflow._spec import HttpTrigger, Schedule, Workflow
 from flowledger.workflow.executors._base import EXECUTOR_ENV, EXECUTORS, Executor, executor_named
 
@@ -208,9 +206,10 @@ def _parser(workflow: Workflow, prog: str | None) -> argparse.ArgumentParser:
 
 
 def _plan(workflow: Workflow, args: argparse.Namespace, payload: Any) -> ResumePlan:
-    """The resume plan of ``--resume``: the run read from the receiver and checked (ResumeRefused if it cannot)."""
-    endpoint = args.endpoint or os.environ.get("FLOWLEDGER_ENDPOINT") or DEFAULT_ENDPOINT
-    evidence = fetch_evidence(endpoint, args.resume, api_key=os.environ.get("FLOWLEDGER_API_KEY"), project=args.project)
+    """The resume plan of ``--resume``: the run read from the receiver and checked (ResumeRefused if it cannot;
+    ConfigError for an endpoint or API key that cannot be used)."""
+    endpoint, api_key = resume_source(args.endpoint)
+    evidence = fetch_evidence(endpoint, args.resume, api_key=api_key, project=args.project)
     return plan_resume(
         workflow,
         evidence,
@@ -251,6 +250,9 @@ def main(workflow: Workflow, argv: Sequence[str] | None = None, *, prog: str | N
         if args.resume is not None:
             try:
                 plan = _plan(workflow, args, payload)
+            except ConfigError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_USAGE
             except ResumeRefused as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return EXIT_FAILED
@@ -563,15 +565,17 @@ def _build_app(
         from_node = body.get("from")
         project = body.get("project")
         try:
-            endpoint = os.environ.get("FLOWLEDGER_ENDPOINT") or DEFAULT_ENDPOINT
+            endpoint, api_key = resume_source()
             evidence = await asyncio.to_thread(
                 fetch_evidence,
                 endpoint,
                 body["run_id"],
-                api_key=os.environ.get("FLOWLEDGER_API_KEY"),
+                api_key=api_key,
                 project=project if isinstance(project, str) else None,
             )
             plan = plan_resume(workflow, evidence, from_node=from_node if isinstance(from_node, str) else None)
+        except ConfigError as exc:  # the app's own settings: not the asker's fault
+            return JSONResponse({"error": f"the workflow app cannot resume runs: {exc}"}, status_code=500)
         except ResumeRefused as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
         result = await execute_run(

@@ -19,8 +19,22 @@ output is handed out it is checked three ways:
    ``hash`` is ``sha256(prev_hash || entry)`` and the next entry links to it):
    a changed entry is caught.
 
+The run's projection only says *where* to look (``node_runs.output_seq``,
+``runs.input_seq``): it is not trusted to say *whose* row that is. Every row
+read is checked to be the record it stands for (:class:`Owner`): a run's
+input row is the ``run_started`` of this run, in this project; a node's
+output row is a ``node_finished`` of this run and project, of this node and
+attempt (``node_id`` and ``span_id`` in its payload), recording it succeeded
+with the idempotency key the projection shows. A projection pointed at
+another node's row, or at a failed attempt's, is named as tampering.
+
 A node that fails a check gets a ``problem`` naming what does not match,
 and its output is withheld; a resume refuses to go on with it.
+
+An effect a dry run only simulated (``simulated`` in its ``node_finished``,
+or any effect of a run whose ``run_started`` says ``dry_run``) is marked
+``simulated``: its recorded output is not what the effect would return, and a
+live resume runs it.
 """
 
 from __future__ import annotations
@@ -28,19 +42,24 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from flowledger._wire import MARKER_KEY, NODE_SHA256_ATTRIBUTE, REDACTED, NodeStatus, OutputCapture
+from flowledger._wire import MARKER_KEY, NODE_SHA256_ATTRIBUTE, REDACTED, EventKind, NodeStatus, OutputCapture
 from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_hashes, entry_of, parse_entry
 from flowledger.receiver.store._merkle import inclusion_path, verify_inclusion
 from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
+from flowledger.receiver.store._protocol import TreeHead
 from flowledger.receiver.store._tree import _head, perfect_reader
 
 __all__ = [
     "MAX_CHAIN_RUNS",
     "RECORDED",
     "BlobChecker",
+    "Owner",
     "merged_attributes",
+    "owner_problem",
     "resume_chain",
     "resume_evidence",
     "reusable_payload",
@@ -53,6 +72,45 @@ class BlobChecker(Protocol):
     tampered: bool
 
     def blob(self, digest: str) -> tuple[str | None, str | None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Whose ledger row a read expects: an entry of one of ``kinds``, of one run in one namespace ('' no project), and
+    for a node's row its node and attempt, and (``status``, ``idempotency_key``) the outcome it records."""
+
+    kinds: tuple[EventKind, ...]
+    run_id: str
+    space: str
+    node_id: str | None = None
+    span_id: str | None = None
+    status: NodeStatus | None = None
+    idempotency_key: str | None = None
+
+
+def owner_problem(seq: int, fields: Mapping[str, Any], body: Mapping[str, Any], owner: Owner) -> str | None:
+    """Why verified ledger row ``seq`` (its entry ``fields``, its payload ``body``) is not the record ``owner`` says
+    the run's projection points at, or None when it is. Any mismatch means the projection was changed."""
+    changed = "(the run's records in the database were changed)"
+    kind = fields.get("kind")
+    if kind not in owner.kinds:
+        wanted = " or ".join(owner.kinds)
+        return f"ledger entry {seq} is a {kind} entry, not the {wanted} its records point at {changed}"
+    if fields.get("run_id") != owner.run_id or (fields.get("project") or "") != owner.space:
+        return f"ledger entry {seq} belongs to another run, not to this one {changed}"
+    data = body.get("data")
+    if owner.node_id is None:
+        return None
+    if not isinstance(data, Mapping) or data.get("node_id") != owner.node_id:
+        other = data.get("node_id") if isinstance(data, Mapping) else None
+        return f"ledger entry {seq} is the {kind} of node `{other}`, not of this node {changed}"
+    if owner.span_id is not None and data.get("span_id") not in (None, owner.span_id):
+        return f"ledger entry {seq} is the {kind} of another attempt of this node {changed}"
+    if owner.status is not None and data.get("status") != owner.status:
+        return f"ledger entry {seq} records the node {data.get('status')}, not {owner.status.value} {changed}"
+    if owner.status is not None and data.get("idempotency_key") != owner.idempotency_key:
+        return f"ledger entry {seq} records another idempotency key for this node {changed}"
+    return None
 
 
 class _Checker:
@@ -69,8 +127,9 @@ class _Checker:
         self.tampered = True
         return None, problem
 
-    def payload(self, seq: int | None) -> tuple[dict[str, Any] | None, str | None]:
-        """The verified payload body of ledger row ``seq``, or a problem (a tampering one noted in ``tampered``)."""
+    def payload(self, seq: int | None, owner: Owner) -> tuple[dict[str, Any] | None, str | None]:
+        """The verified payload body of ledger row ``seq``, the ``owner``'s record, or a problem (a tampering one noted
+        in ``tampered``)."""
         if seq is None:
             return None, "it has no ledger entry"
         row = self.conn.execute(
@@ -102,6 +161,9 @@ class _Checker:
                 f"the payload of ledger entry {seq} does not match the hash its entry commits to (changed)"
             )
         parsed: dict[str, Any] = json.loads(body)
+        not_its = owner_problem(seq, fields, parsed, owner)
+        if not_its is not None:
+            return self._tampered(not_its)
         return parsed, None
 
     def blob(self, digest: str) -> tuple[str | None, str | None]:
@@ -169,6 +231,8 @@ def reusable_payload(data: dict[str, Any], prefix: str, checker: BlobChecker) ->
         out["problem"] = f"its recorded output is not the real one: {why}"
     elif isinstance(digest, str):
         out["text"], out["problem"] = checker.blob(digest)
+    else:
+        out["problem"] = "its complete output's hash was not recorded"
     return out
 
 
@@ -180,6 +244,90 @@ def merged_attributes(*bodies: dict[str, Any] | None) -> dict[str, Any]:
         if isinstance(attributes, dict):
             merged.update(attributes)
     return merged
+
+
+def node_entry(node_id: str, status: Any, effect: Any, idempotency_key: Any) -> dict[str, Any]:
+    """A node's evidence before its output is read: its outcome as the projection shows it, nothing verified yet."""
+    return {
+        "node_id": node_id,
+        "status": status,
+        "effect": bool(effect),
+        "idempotency_key": idempotency_key,
+        "simulated": False,
+        "node_sha256": None,
+        "output_capture": None,
+        "output_sha256": None,
+        "output": None,
+        "problem": None,
+        "tampered": False,
+    }
+
+
+def node_owners(run_id: str, space: str, row: Any) -> tuple[Owner, Owner]:
+    """Whose rows a node's ``input_seq`` and ``output_seq`` must be: of this run and node, of the attempt ``row``
+    (``node_id, status, item, effect, idempotency_key, input_seq, output_seq, attempt, span_id``) names, its
+    output row a ``node_finished`` recording it succeeded with the attempt's key."""
+    node_id, key, span_id = str(row[0]), row[4], row[8]
+    started = Owner((EventKind.NODE_STARTED, EventKind.NODE_FINISHED), run_id, space, node_id, span_id)
+    finished = Owner((EventKind.NODE_FINISHED,), run_id, space, node_id, span_id, NodeStatus.SUCCEEDED, key)
+    return started, finished
+
+
+def run_owner(run_id: str, space: str) -> Owner:
+    """Whose row a run's ``input_seq`` must be: the ``run_started`` of this run."""
+    return Owner((EventKind.RUN_STARTED,), run_id, space)
+
+
+def finish_node(entry: dict[str, Any], finished: dict[str, Any] | None, dry_run: bool) -> None:
+    """Mark a succeeded effect a dry run only simulated (its verified ``node_finished`` says so, or the run was dry)."""
+    data = (finished or {}).get("data") or {}
+    entry["simulated"] = bool(entry["effect"] and (data.get("simulated") or dry_run))
+
+
+def evidence_of(
+    run: Any, trigger: dict[str, Any], tampered: bool, head: TreeHead, nodes: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The answer: the run (``run_id, project, workflow_id, status, definition_sha256, resumed_from``), its trigger
+    data, the tree head the checks used and the nodes."""
+    return {
+        "run": {
+            "run_id": run[0],
+            "project": run[1],
+            "workflow_id": run[2],
+            "status": run[3],
+            "definition_sha256": run[4],
+            "resumed_from": run[5],
+            "dry_run": trigger["dry_run"],
+            "input": {
+                "capture": trigger["capture"],
+                "sha256": trigger["sha256"],
+                "text": trigger["text"],
+                "problem": trigger["problem"],
+                "tampered": tampered,
+            },
+        },
+        "tree": {"size": head.size, "root": head.root.hex()},
+        "nodes": nodes,
+    }
+
+
+NODE_ROWS_SQL: Final = (
+    "SELECT node_id, status, item, effect, idempotency_key, input_seq, output_seq, attempt, span_id FROM node_runs "
+)
+"""The columns of a node attempt that :func:`node_owners` and the evidence read (then ``WHERE`` and ``ORDER BY``)."""
+
+
+def last_attempts(rows: list[Any]) -> tuple[dict[str, Any], set[str]]:
+    """The attempt each node's outcome is (a succeeded attempt wins, else the latest), and the mapped nodes."""
+    last: dict[str, Any] = {}
+    mapped: set[str] = set()
+    for row in rows:
+        if row[2] is not None:
+            mapped.add(str(row[0]))
+        current = last.get(str(row[0]))
+        if current is None or current[1] != NodeStatus.SUCCEEDED.value:
+            last[str(row[0])] = row
+    return last, mapped
 
 
 def resume_evidence(conn: sqlite3.Connection, run_id: str, project: str | None) -> dict[str, Any] | None:
@@ -199,46 +347,33 @@ def resume_evidence(conn: sqlite3.Connection, run_id: str, project: str | None) 
         if space is None or run is None:
             return None
         checker = _Checker(conn)
-        started, problem = checker.payload(run[6])
-        input_tampered = checker.tampered
-        trigger = reusable_payload((started or {}).get("data") or {}, "trigger_data", checker)
+        started, problem = checker.payload(run[6], run_owner(run_id, space))
+        started_data = (started or {}).get("data") or {}
+        trigger = reusable_payload(started_data, "trigger_data", checker)
         if problem is not None:
             trigger.update(text=None, problem=problem)
-        nodes = []
+        trigger["dry_run"] = bool(started_data.get("dry_run"))
+        input_tampered = checker.tampered
         rows = conn.execute(
-            "SELECT node_id, status, item, effect, idempotency_key, input_seq, output_seq, attempt "
-            f"FROM node_runs WHERE {run_scope()} ORDER BY started_at, attempt, item, span_id",
-            (run_id, space),
+            NODE_ROWS_SQL + f"WHERE {run_scope()} ORDER BY started_at, attempt, item, span_id", (run_id, space)
         ).fetchall()
-        last: dict[str, tuple[Any, ...]] = {}
-        mapped: set[str] = set()
-        for row in rows:
-            if row[2] is not None:
-                mapped.add(str(row[0]))
-            current = last.get(str(row[0]))
-            # The node's outcome: a succeeded attempt wins, else the latest attempt.
-            if current is None or current[1] != NodeStatus.SUCCEEDED.value:
-                last[str(row[0])] = tuple(row)
+        last, mapped = last_attempts(rows)
+        nodes = []
         for node_id, row in last.items():
             checker.tampered = False
-            entry: dict[str, Any] = {
-                "node_id": node_id,
-                "status": row[1],
-                "effect": bool(row[3]),
-                "idempotency_key": row[4],
-                "node_sha256": None,
-                "output_capture": None,
-                "output_sha256": None,
-                "output": None,
-                "problem": None,
-                "tampered": False,
-            }
+            entry = node_entry(node_id, row[1], row[3], row[4])
             if node_id in mapped:
                 entry["problem"] = "it is a mapped node (mapped nodes are run again)"
             elif row[1] == NodeStatus.SUCCEEDED.value:
-                finished, problem = checker.payload(row[6])
-                started_body = checker.payload(row[5])[0] if row[5] is not None and row[5] != row[6] else None
+                began, ended = node_owners(run_id, space, row)
+                finished, problem = checker.payload(row[6], ended)
+                started_body, started_problem = (
+                    checker.payload(row[5], began) if row[5] is not None and row[5] != row[6] else (None, None)
+                )
+                if problem is None and checker.tampered:  # its input row is not its own
+                    problem = started_problem
                 entry["node_sha256"] = merged_attributes(started_body, finished).get(NODE_SHA256_ATTRIBUTE)
+                finish_node(entry, finished, trigger["dry_run"])
                 if problem is not None:
                     entry["problem"] = problem
                 else:
@@ -253,25 +388,7 @@ def resume_evidence(conn: sqlite3.Connection, run_id: str, project: str | None) 
             if checker.tampered and entry["problem"] is None:
                 entry["problem"] = "a ledger entry of its attempt does not verify (changed)"
             nodes.append(entry)
-        return {
-            "run": {
-                "run_id": run[0],
-                "project": run[1],
-                "workflow_id": run[2],
-                "status": run[3],
-                "definition_sha256": run[4],
-                "resumed_from": run[5],
-                "input": {
-                    "capture": trigger["capture"],
-                    "sha256": trigger["sha256"],
-                    "text": trigger["text"],
-                    "problem": trigger["problem"],
-                    "tampered": input_tampered or checker.tampered,
-                },
-            },
-            "tree": {"size": checker.head.size, "root": checker.head.root.hex()},
-            "nodes": nodes,
-        }
+        return evidence_of(run, trigger, input_tampered, checker.head, nodes)
     finally:
         conn.execute("ROLLBACK")
 

@@ -6,6 +6,8 @@ the hash chain and in the Merkle tree under the head), read on one
 repeatable-read snapshot. The inclusion proofs ask for their subtree hashes
 first and read them in a few queries (:func:`._tree.pg_inclusion_path`); a
 blob is read before the shared :func:`.._evidence.reusable_payload` checks it.
+Every row read is checked to be the record the projection says it is
+(:func:`.._evidence.owner_problem`), and simulated effects are marked, as there.
 """
 
 from __future__ import annotations
@@ -18,7 +20,20 @@ import asyncpg
 
 from flowledger._wire import NODE_SHA256_ATTRIBUTE, NodeStatus, OutputCapture
 from flowledger.receiver.store._entry import entry_hashes, parse_entry
-from flowledger.receiver.store._evidence import MAX_CHAIN_RUNS, merged_attributes, reusable_payload
+from flowledger.receiver.store._evidence import (
+    MAX_CHAIN_RUNS,
+    NODE_ROWS_SQL,
+    Owner,
+    evidence_of,
+    finish_node,
+    last_attempts,
+    merged_attributes,
+    node_entry,
+    node_owners,
+    owner_problem,
+    reusable_payload,
+    run_owner,
+)
 from flowledger.receiver.store._merkle import STORED_MIN_LEVEL, BlockFolds, verify_inclusion
 from flowledger.receiver.store._namespace import one_namespace
 from flowledger.receiver.store._protocol import TreeHead
@@ -43,8 +58,9 @@ class _PgChecker:
         self.tampered = True
         return None, problem
 
-    async def payload(self, seq: int | None) -> tuple[dict[str, Any] | None, str | None]:
-        """The verified payload body of ledger row ``seq``, or a problem (a tampering one noted in ``tampered``)."""
+    async def payload(self, seq: int | None, owner: Owner) -> tuple[dict[str, Any] | None, str | None]:
+        """The verified payload body of ledger row ``seq``, the ``owner``'s record, or a problem (a tampering one noted
+        in ``tampered``)."""
         if seq is None:
             return None, "it has no ledger entry"
         row = await self.conn.fetchrow(
@@ -76,6 +92,9 @@ class _PgChecker:
                 f"the payload of ledger entry {seq} does not match the hash its entry commits to (changed)"
             )
         parsed: dict[str, Any] = json.loads(body)
+        not_its = owner_problem(seq, fields, parsed, owner)
+        if not_its is not None:
+            return self._tampered(not_its)
         return parsed, None
 
     async def fetch_blob(self, data: dict[str, Any], prefix: str) -> None:
@@ -115,47 +134,36 @@ async def pg_resume_evidence(conn: asyncpg.Connection, run_id: str, project: str
         return None
     size = int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger"))
     checker = _PgChecker(conn, TreeHead(size, (await load_frontier(conn, size)).root()))
-    started, problem = await checker.payload(run[6])
-    input_tampered = checker.tampered
+    started, problem = await checker.payload(run[6], run_owner(run_id, space))
+    started_data = (started or {}).get("data") or {}
     trigger = await checker.full(started, "trigger_data")
     if problem is not None:
         trigger.update(text=None, problem=problem)
+    trigger["dry_run"] = bool(started_data.get("dry_run"))
+    input_tampered = checker.tampered
     rows = await conn.fetch(
-        "SELECT node_id, status, item, effect, idempotency_key, input_seq, output_seq, attempt FROM node_runs "
-        f"WHERE {pg_run_scope(1)} ORDER BY started_at NULLS FIRST, attempt NULLS FIRST, item NULLS FIRST, span_id",
+        NODE_ROWS_SQL + f"WHERE {pg_run_scope(1)} "
+        "ORDER BY started_at NULLS FIRST, attempt NULLS FIRST, item NULLS FIRST, span_id",
         run_id,
         space,
     )
-    last: dict[str, asyncpg.Record] = {}
-    mapped: set[str] = set()
-    for row in rows:
-        if row[2] is not None:
-            mapped.add(str(row[0]))
-        current = last.get(str(row[0]))
-        # The node's outcome: a succeeded attempt wins, else the latest attempt.
-        if current is None or current[1] != NodeStatus.SUCCEEDED.value:
-            last[str(row[0])] = row
+    last, mapped = last_attempts(rows)
     nodes = []
     for node_id, row in last.items():
         checker.tampered = False
-        entry: dict[str, Any] = {
-            "node_id": node_id,
-            "status": row[1],
-            "effect": bool(row[3]),
-            "idempotency_key": row[4],
-            "node_sha256": None,
-            "output_capture": None,
-            "output_sha256": None,
-            "output": None,
-            "problem": None,
-            "tampered": False,
-        }
+        entry = node_entry(node_id, row[1], row[3], row[4])
         if node_id in mapped:
             entry["problem"] = "it is a mapped node (mapped nodes are run again)"
         elif row[1] == NodeStatus.SUCCEEDED.value:
-            finished, problem = await checker.payload(row[6])
-            started_body = (await checker.payload(row[5]))[0] if row[5] is not None and row[5] != row[6] else None
+            began, ended = node_owners(run_id, space, row)
+            finished, problem = await checker.payload(row[6], ended)
+            started_body, started_problem = (
+                await checker.payload(row[5], began) if row[5] is not None and row[5] != row[6] else (None, None)
+            )
+            if problem is None and checker.tampered:  # its input row is not its own
+                problem = started_problem
             entry["node_sha256"] = merged_attributes(started_body, finished).get(NODE_SHA256_ATTRIBUTE)
+            finish_node(entry, finished, trigger["dry_run"])
             if problem is not None:
                 entry["problem"] = problem
             else:
@@ -170,25 +178,7 @@ async def pg_resume_evidence(conn: asyncpg.Connection, run_id: str, project: str
         if checker.tampered and entry["problem"] is None:
             entry["problem"] = "a ledger entry of its attempt does not verify (changed)"
         nodes.append(entry)
-    return {
-        "run": {
-            "run_id": run[0],
-            "project": run[1],
-            "workflow_id": run[2],
-            "status": run[3],
-            "definition_sha256": run[4],
-            "resumed_from": run[5],
-            "input": {
-                "capture": trigger["capture"],
-                "sha256": trigger["sha256"],
-                "text": trigger["text"],
-                "problem": trigger["problem"],
-                "tampered": input_tampered or checker.tampered,
-            },
-        },
-        "tree": {"size": checker.head.size, "root": checker.head.root.hex()},
-        "nodes": nodes,
-    }
+    return evidence_of(run, trigger, input_tampered, checker.head, nodes)
 
 
 async def pg_resume_chain(conn: asyncpg.Connection, run_id: str, project: str | None) -> list[dict[str, Any]] | None:
