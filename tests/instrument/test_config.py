@@ -164,3 +164,82 @@ def test_a_process_with_an_unusable_api_key_delivers_without_it_and_never_prints
         assert all("authorization" not in h for h in rec.headers_seen)
     assert SECRET not in done.stdout + done.stderr
     assert done.stderr.count("FLOWLEDGER_API_KEY") == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepts", "default"),
+    [
+        ("FLOWLEDGER_EXIT_FLUSH_S", "1e10", "from 0 to 3600", "0.3 s"),
+        ("FLOWLEDGER_BATCH_MAX_AGE_S", "1e300", "more than 0 and at most 3600", "0.2 s"),
+        ("FLOWLEDGER_REQUEST_TIMEOUT_S", "1e300", "more than 0 and at most 3600", "2 s"),
+        ("FLOWLEDGER_HEARTBEAT_INTERVAL_S", "1e300", "more than 0 and at most 86400", "15 s"),
+        ("FLOWLEDGER_NODE_START_DELAY_S", "nan", "from 0 to 86400", "0.2 s"),
+        ("FLOWLEDGER_SAMPLE_SLOW_S", "inf", "more than 0 and at most 31536000", "10 s"),
+    ],
+)
+def test_a_duration_out_of_its_range_is_reported_with_the_range_and_the_default(
+    variable: str, value: str, accepts: str, default: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A duration variable past its range warns, naming it, the range and the default used; the default applies."""
+    _forget_reports()
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        settings = settings_from_env({variable: value})
+    name = variable.removeprefix("FLOWLEDGER_").lower()
+    assert getattr(settings, name) == getattr(Settings(), name)
+    assert f"{variable}={value!r}" in caplog.text
+    assert accepts in caplog.text
+    assert f"the default, {default}" in caplog.text
+
+
+def test_configure_refuses_a_duration_out_of_its_range() -> None:
+    """configure(exit_flush_s=1e10) raises ConfigError stating the range, as configure does for any bad value."""
+    with pytest.raises(flowledger.ConfigError, match="exit_flush_s must be a number of seconds from 0 to 3600"):
+        Settings().updated(exit_flush_s=1e10)
+    with pytest.raises(flowledger.ConfigError, match="heartbeat_interval_s"):
+        Settings().updated(heartbeat_interval_s=float("inf"))
+
+
+@pytest.mark.parametrize(
+    ("value", "shown", "problem"),
+    [
+        ("http://u:pw@127.0.0.1:99999", "'http://***@127.0.0.1:99999'", "port is a number from 1 to 65535"),
+        ("http://127.0.0.1:0/?token=t", "'http://127.0.0.1:0/?token=***'", "port is a number from 1 to 65535"),
+        ("http://[::1", "'http://***'", "brackets closed around an IPv6 address"),
+        ("http://[::1]x:80/", "'http://[::1]x:80/'", "a well-formed host"),
+        ("http://:80/", "'http://:80/'", "with a host"),
+    ],
+)
+def test_an_unusable_endpoint_is_reported_naming_the_variable_masked(
+    value: str, shown: str, problem: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FLOWLEDGER_ENDPOINT is read as the sender reads it: a bad port or host warns, masked; the default applies."""
+    _forget_reports()
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        settings = settings_from_env({"FLOWLEDGER_ENDPOINT": value})
+    assert settings.endpoint == DEFAULT_ENDPOINT
+    assert f"FLOWLEDGER_ENDPOINT={shown}" in caplog.text
+    assert problem in caplog.text
+    assert "pw" not in caplog.text
+    assert "token=t" not in caplog.text
+    with pytest.raises(flowledger.ConfigError, match=problem.split(" (")[0][:20]):
+        Settings().updated(endpoint=value)
+
+
+def test_a_bad_otel_traces_variable_is_reported_under_its_own_name_as_given(caplog: pytest.LogCaptureFixture) -> None:
+    """A bad OTEL_EXPORTER_OTLP_TRACES_* is named as such, its value as given (masked, no /v1/traces appended)."""
+    _forget_reports()
+    env = {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://u:pw@collector:99999/x?key=s",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "no-equals-sign",
+    }
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        settings = settings_from_env(env)
+    assert settings.otlp_traces_endpoint is None
+    assert settings.otlp_headers == ()
+    assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT='http://***@collector:99999/x?key=***'" in caplog.text
+    assert "OTEL_EXPORTER_OTLP_TRACES_HEADERS (value not shown)" in caplog.text
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in caplog.text
+    assert "OTEL_EXPORTER_OTLP_HEADERS" not in caplog.text
+    assert "/v1/traces" not in caplog.text
+    assert "pw" not in caplog.text
+    assert "no-equals" not in caplog.text

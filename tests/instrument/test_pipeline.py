@@ -81,3 +81,12 @@ def test_flush_when_disabled_starts_no_sender(tmp_path: Path) -> None:
         assert "replayed" not in stats
         assert rec.requests == 0
     assert len(spooled_events(spool_dir)) == 10
+
+
+def test_flush_refuses_a_timeout_that_is_not_a_number() -> None:
+    """flowledger.flush("5") is the caller's mistake, said as one (it was logged as an internal error)."""
+    import flowledger
+    from flowledger import UsageError
+
+    with pytest.raises(UsageError, match="must be a number of seconds, or None"):
+        flowledger.flush("5")  # type: ignore[arg-type]

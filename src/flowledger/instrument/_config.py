@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -29,12 +31,15 @@ from flowledger.instrument._url import join_path, masked
 __all__ = [
     "DEFAULT_ENDPOINT",
     "DEFAULT_SINKS",
+    "DURATIONS",
     "FsyncPolicy",
+    "Seconds",
     "Settings",
     "SinkKind",
     "SinkSpec",
     "parse_sinks",
     "settings_from_env",
+    "url_problem",
 ]
 
 _log = logging.getLogger("flowledger")
@@ -70,6 +75,47 @@ DEFAULT_LOG_LEVEL: Final = LogLevel.INFO
 DEFAULT_LOG_MAX_LINES: Final = 1000
 DEFAULT_LOG_MAX_BYTES: Final = 256 * 1024
 DEFAULT_SAMPLE_SLOW_S: Final = 10.0
+HOUR_S: Final = 3600.0
+DAY_S: Final = 86_400.0
+YEAR_S: Final = 365 * DAY_S
+PORT_MAX: Final = 65_535
+
+
+@dataclass(frozen=True, slots=True)
+class Seconds:
+    """The range a duration setting accepts, in seconds: finite, from ``low`` (or above it) to ``high``."""
+
+    low: float
+    high: float
+    low_open: bool = False
+
+    def holds(self, value: float) -> bool:
+        if not math.isfinite(value) or value > self.high:
+            return False
+        return value > self.low if self.low_open else value >= self.low
+
+    def advice(self) -> str:
+        """What the setting accepts, as a warning or an error says it."""
+        span = "more than" if self.low_open else "from"
+        joint = "and at most" if self.low_open else "to"
+        return f"a number of seconds {span} {_shown(self.low)} {joint} {_shown(self.high)}"
+
+
+def _shown(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+DURATIONS: Final[Mapping[str, Seconds]] = {
+    "batch_max_age_s": Seconds(0, HOUR_S, low_open=True),
+    "request_timeout_s": Seconds(0, HOUR_S, low_open=True),
+    "exit_flush_s": Seconds(0, HOUR_S),
+    "heartbeat_interval_s": Seconds(0, DAY_S, low_open=True),
+    "node_start_delay_s": Seconds(0, DAY_S),
+    "sample_slow_s": Seconds(0, YEAR_S, low_open=True),
+}
+"""The range of every duration setting: waits and timeouts up to an hour, intervals up to a day, a year for
+``sample_slow_s`` (only compared with a run's length). Every value in range fits the thread and socket
+timeouts of every platform, and the receiver takes it (a heartbeat interval is sent in ``run_started``)."""
 
 
 class SinkKind(enum.StrEnum):
@@ -306,8 +352,11 @@ class Settings:
     def problems(self) -> list[str]:
         """Describe every value that cannot be used (empty when all are fine)."""
         out: list[str] = []
-        if not re.match(r"^https?://[^\s/]+", self.endpoint):
-            out.append(f"endpoint {masked(self.endpoint)!r} must be an http:// or https:// URL")
+        for name in _URL_SETTINGS:
+            url = getattr(self, name)
+            problem = None if url is None and name != "endpoint" else url_problem(url)
+            if problem is not None:
+                out.append(f"{name} {masked(str(url))!r} must be {problem}")
         for name in (
             "capture_limit_bytes",
             "queue_max_items",
@@ -326,13 +375,10 @@ class Settings:
         for workflow_id, rate in self.sample_rate_by_workflow:
             if not 0.0 <= rate <= 1.0:
                 out.append(f"sample_rate_by_workflow[{workflow_id!r}] must be a number from 0 to 1, not {rate!r}")
-        for name in ("batch_max_age_s", "request_timeout_s", "heartbeat_interval_s", "sample_slow_s"):
-            if getattr(self, name) <= 0:
-                out.append(f"{name} must be a positive number of seconds, not {getattr(self, name)!r}")
-        if self.node_start_delay_s < 0:
-            out.append(f"node_start_delay_s must be zero or more seconds, not {self.node_start_delay_s!r}")
-        if self.exit_flush_s < 0:
-            out.append(f"exit_flush_s must be zero or more seconds, not {self.exit_flush_s!r}")
+        for name, allowed in DURATIONS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not allowed.holds(value):
+                out.append(f"{name} must be {allowed.advice()}, not {value!r}")
         if self.max_retries < 0:
             out.append(f"max_retries must be zero or more, not {self.max_retries!r}")
         for problem in (
@@ -373,21 +419,25 @@ T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _reported: set[str] = set()
-_SECRET_VARIABLES: Final = frozenset({"FLOWLEDGER_API_KEY", "OTEL_EXPORTER_OTLP_HEADERS"})
+_SECRET_VARIABLES: Final = frozenset(
+    {"FLOWLEDGER_API_KEY", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"}
+)
 """Variables whose value a warning must not show."""
-_URL_VARIABLES: Final = frozenset({"FLOWLEDGER_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"})
+_URL_VARIABLES: Final = frozenset(
+    {"FLOWLEDGER_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}
+)
 """Variables holding a URL, which may carry a password or a token: a warning shows it masked."""
 
 
-def _report_once(var: str, value: str, accepts: str) -> None:
+def _report_once(var: str, value: str, accepts: str, default: str = "the default") -> None:
     if var in _reported:
         return
     _reported.add(var)
     if var in _SECRET_VARIABLES:
-        _log.warning("flowledger: ignoring %s (value not shown): it must be %s; using the default.", var, accepts)
+        _log.warning("flowledger: ignoring %s (value not shown): it must be %s; using %s.", var, accepts, default)
         return
     shown = masked(value) if var in _URL_VARIABLES else value
-    _log.warning("flowledger: ignoring %s=%r: it must be %s; using the default.", var, shown, accepts)
+    _log.warning("flowledger: ignoring %s=%r: it must be %s; using %s.", var, shown, accepts, default)
 
 
 def _parse_bool(text: str) -> bool:
@@ -426,11 +476,56 @@ def _parse_nonneg_float(text: str) -> float:
     return value
 
 
+_URL_ACCEPTS: Final = "an http:// or https:// URL"
+
+
+def url_problem(url: object) -> str | None:
+    """What makes ``url`` unusable as an endpoint, as what it must be (None when it is fine).
+
+    The URL is read as the sender's HTTP client will read it: scheme http or https, a host, a port
+    from 1 to 65535, a well-formed IPv6 literal, an internationalised host that encodes. The answer
+    never quotes a part of the URL, which may be a password.
+    """
+    if not isinstance(url, str) or not re.match(r"^https?://[^\s/?#]+\S*$", url, re.IGNORECASE):
+        return _URL_ACCEPTS
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket, say: the message may quote the URL, so it is not shown
+        return f"{_URL_ACCEPTS} that parses (a well-formed host; brackets closed around an IPv6 address)"
+    host = parts.hostname
+    if not re.fullmatch(r"(\[[^\[\]]*\]|[^\[\]:]*)(:[^:]*)?", parts.netloc.rpartition("@")[2]):
+        return f"{_URL_ACCEPTS} that parses (a well-formed host; brackets closed around an IPv6 address)"
+    if not host:
+        return f"{_URL_ACCEPTS} with a host"
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = -1
+    if port is not None and not 1 <= port <= PORT_MAX:
+        return f"{_URL_ACCEPTS} whose port is a number from 1 to {PORT_MAX}"
+    if not host.isascii():
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            return f"{_URL_ACCEPTS} whose host is a valid domain name"
+    return None
+
+
 def _parse_url(text: str) -> str:
     value = text.strip()
-    if not re.match(r"^https?://[^\s/]+\S*$", value):
+    if url_problem(value) is not None:
         raise ValueError(text)
     return value
+
+
+def _seconds(allowed: Seconds) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text.strip())
+        if not allowed.holds(value):
+            raise ValueError(text)
+        return value
+
+    return parse
 
 
 def _parse_api_key(text: str) -> str:
@@ -470,6 +565,10 @@ def _parse_headers(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _duration(name: str) -> tuple[str, Callable[[str], Any], str]:
+    return name, _seconds(DURATIONS[name]), DURATIONS[name].advice()
+
+
 _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_ENDPOINT": ("endpoint", _parse_url, "an http:// or https:// URL"),
     "FLOWLEDGER_DISABLED": ("disabled", _parse_bool, "1 or 0"),
@@ -491,12 +590,12 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_QUEUE_MAX_BYTES": ("queue_max_bytes", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_BATCH_MAX_ITEMS": ("batch_max_items", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_BATCH_MAX_BYTES": ("batch_max_bytes", _parse_pos_int, "a positive integer"),
-    "FLOWLEDGER_BATCH_MAX_AGE_S": ("batch_max_age_s", _parse_pos_float, "a positive number of seconds"),
-    "FLOWLEDGER_REQUEST_TIMEOUT_S": ("request_timeout_s", _parse_pos_float, "a positive number of seconds"),
+    "FLOWLEDGER_BATCH_MAX_AGE_S": _duration("batch_max_age_s"),
+    "FLOWLEDGER_REQUEST_TIMEOUT_S": _duration("request_timeout_s"),
     "FLOWLEDGER_MAX_RETRIES": ("max_retries", lambda t: int(_parse_nonneg_float(t)), "zero or more"),
-    "FLOWLEDGER_EXIT_FLUSH_S": ("exit_flush_s", _parse_nonneg_float, "zero or more seconds"),
-    "FLOWLEDGER_HEARTBEAT_INTERVAL_S": ("heartbeat_interval_s", _parse_pos_float, "a positive number of seconds"),
-    "FLOWLEDGER_NODE_START_DELAY_S": ("node_start_delay_s", _parse_nonneg_float, "zero or more seconds"),
+    "FLOWLEDGER_EXIT_FLUSH_S": _duration("exit_flush_s"),
+    "FLOWLEDGER_HEARTBEAT_INTERVAL_S": _duration("heartbeat_interval_s"),
+    "FLOWLEDGER_NODE_START_DELAY_S": _duration("node_start_delay_s"),
     "FLOWLEDGER_EXPORT_SPANS": ("export_spans", _parse_bool, "1 or 0"),
     "FLOWLEDGER_OTEL_APP_PROVIDER": ("otel_app_provider", _parse_bool, "1 or 0"),
     "FLOWLEDGER_IDEMPOTENCY_GUARD": ("idempotency_guard", _parse_bool, "1 or 0"),
@@ -507,18 +606,32 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_LOG_LEVEL": ("log_level", _parse_log_level, "debug, info, warning, error or critical"),
     "FLOWLEDGER_LOG_MAX_LINES": ("log_max_lines", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_LOG_MAX_BYTES": ("log_max_bytes", _parse_pos_int, "a positive integer"),
-    "FLOWLEDGER_SAMPLE_SLOW_S": ("sample_slow_s", _parse_pos_float, "a positive number of seconds"),
+    "FLOWLEDGER_SAMPLE_SLOW_S": _duration("sample_slow_s"),
 }
 
 
 def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:
-    specific = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
-    if specific:
-        return specific
-    general = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
-    if general:
-        return join_path(general, TRACES_PATH)
+    """The traces URL the OTel variables give: the traces variable as it is, else ``/v1/traces`` below the
+    general one. A variable that is not a usable URL is reported under its own name, as it was given
+    (masked), and the next one applies."""
+    for var, path in (("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None), ("OTEL_EXPORTER_OTLP_ENDPOINT", TRACES_PATH)):
+        raw = env.get(var, "")
+        if not raw.strip():
+            continue
+        problem = url_problem(raw.strip())
+        if problem is not None:
+            _report_once(var, raw, problem)
+            continue
+        return raw.strip() if path is None else join_path(raw.strip(), path)
     return None
+
+
+def _default_text(name: str) -> str:
+    """How a warning names the value used instead of a bad one: ``the default, 0.3 s`` for a duration."""
+    if name in DURATIONS:
+        default = next(f.default for f in fields(Settings) if f.name == name)
+        return f"the default, {default:g} s"
+    return "the default"
 
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -532,7 +645,9 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         try:
             values[name] = parse(raw)
         except (ValueError, TypeError):
-            _report_once(var, raw, accepts)
+            if var in _URL_VARIABLES:
+                accepts = url_problem(raw.strip()) or accepts
+            _report_once(var, raw, accepts, _default_text(name))
     sinks = source.get("FLOWLEDGER_SINKS")
     if sinks is not None and sinks.strip():
         try:
@@ -553,16 +668,18 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             values["sample_rate_by_workflow"] = tuple(per_workflow.items())
     otlp = _otlp_traces_endpoint(source)
     if otlp is not None:
-        try:
-            values["otlp_traces_endpoint"] = _parse_url(otlp)
-        except ValueError:
-            _report_once("OTEL_EXPORTER_OTLP_ENDPOINT", otlp, "an http:// or https:// URL")
-    headers = source.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or source.get("OTEL_EXPORTER_OTLP_HEADERS")
+        values["otlp_traces_endpoint"] = otlp
+    headers_var = (
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+        if source.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        else "OTEL_EXPORTER_OTLP_HEADERS"
+    )
+    headers = source.get(headers_var)
     if headers:
         try:
             values["otlp_headers"] = _parse_headers(headers)
         except ValueError:
-            _report_once("OTEL_EXPORTER_OTLP_HEADERS", headers, "comma-separated key=value pairs")
+            _report_once(headers_var, headers, "comma-separated key=value pairs")
     if "service_name" not in values and source.get("OTEL_SERVICE_NAME"):
         values["service_name"] = source["OTEL_SERVICE_NAME"]
     return Settings(**values)

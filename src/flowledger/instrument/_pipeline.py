@@ -27,6 +27,7 @@ from flowledger.instrument._capture import CapturePolicy
 from flowledger.instrument._config import Settings, settings_from_env
 from flowledger.instrument._pending import EventData, PendingEvent
 from flowledger.instrument.delivery._sink import EventSink
+from flowledger.instrument.delivery._wait import wait_s
 
 __all__ = ["Pipeline", "configure", "flush", "pipeline", "shutdown", "stats"]
 
@@ -283,13 +284,14 @@ def configure(**changes: Any) -> Settings:
     return settings
 
 
-def flush(timeout_s: float = DEFAULT_FLUSH_TIMEOUT_S) -> bool:
-    """Send what is queued and replay the spool, waiting at most ``timeout_s``; return whether all went out.
+def flush(timeout_s: float | None = DEFAULT_FLUSH_TIMEOUT_S) -> bool:
+    """Send what is queued and replay the spool, waiting at most ``timeout_s`` (None: until done); return whether
+    all went out.
 
     Works in a process that has emitted nothing yet: the spool left by
-    earlier processes is replayed all the same.
+    earlier processes is replayed all the same. A timeout that is not a number is a UsageError.
     """
-    return pipeline().flush(timeout_s)
+    return pipeline().flush(wait_s(timeout_s))
 
 
 def shutdown(timeout_s: float | None = None) -> bool:

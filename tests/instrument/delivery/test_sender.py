@@ -14,6 +14,7 @@ import httpx
 import pytest
 from opentelemetry import context as otel_context
 
+from flowledger._exceptions import UsageError
 from flowledger._version import __version__
 from flowledger.instrument.delivery import _sender as sender_module
 from flowledger.instrument.delivery._sender import DropReason, Sender
@@ -25,6 +26,7 @@ from tests.instrument.delivery._sender_support import (
     RecordingSender,
     make_event,
     make_settings,
+    recorder,
     spooled_events,
     wait_until,
 )
@@ -333,22 +335,57 @@ def test_partial_rejection_is_counted(tmp_path: Path, caplog: pytest.LogCaptureF
     sender.shutdown(1.0)
 
 
-def test_queue_item_bound_drops_and_counts(tmp_path: Path) -> None:
-    """Past queue_max_items, submit drops the event and counts dropped_queue_full."""
-    sender = _sender(tmp_path, MockReceiver(), queue_max_items=3, batch_max_age_s=60.0)
-    _submit(sender, 5)
-    stats = sender.stats()
-    assert (stats["enqueued"], stats["dropped_queue_full"], stats["dropped"]) == (3, 2, 2)
-    sender.shutdown(1.0)
+@pytest.mark.parametrize("bound", [{"queue_max_items": 3}, {"queue_max_bytes": 1000}])
+def test_a_full_queue_spills_to_the_spool_and_the_sender_delivers_it(tmp_path: Path, bound: dict[str, int]) -> None:
+    """Past queue_max_items or queue_max_bytes the queue goes to the spool, not away; the same sender replays it."""
+    with recorder() as rec:
+        sender = Sender(make_settings(tmp_path / "spool", rec.url, batch_max_age_s=60.0, **bound))
+        events = _submit(sender, 5)  # 300 bytes each: the fourth finds the queue full
+        assert wait_until(lambda: sender.stats()["spooled"] == 3)
+        stats = sender.stats()
+        assert (stats["enqueued"], stats["dropped"], stats["queued"]) == (5, 0, 2)
+        assert sender.flush(FLUSH_S)
+        assert sorted(rec.event_ids()) == sorted(e["event_id"] for e in events)
+        assert sender.stats()["replayed"] == 3
+        assert spooled_events(tmp_path / "spool") == []
+        sender.shutdown(1.0)
 
 
-def test_queue_byte_bound_drops_and_counts(tmp_path: Path) -> None:
-    """Past queue_max_bytes, submit drops the event and counts dropped_queue_bytes."""
-    sender = _sender(tmp_path, MockReceiver(), queue_max_bytes=1000, batch_max_age_s=60.0)
-    _submit(sender, 5)  # 300 bytes each
-    stats = sender.stats()
-    assert (stats["enqueued"], stats["dropped_queue_bytes"]) == (3, 2)
-    sender.shutdown(1.0)
+def test_a_run_finished_is_kept_when_the_spool_cannot_take_a_full_queue(tmp_path: Path) -> None:
+    """A full queue meeting a full spool drops its events, counted, but keeps its run_finished for the receiver."""
+    with recorder() as rec:
+        sender = Sender(make_settings(tmp_path / "spool", rec.url, batch_max_age_s=60.0, queue_max_items=3))
+        sender._spool.max_bytes = 1  # no file fits
+        events = [make_event(0), {**make_event(1), "kind": "run_finished"}, make_event(2), make_event(3)]
+        for event in events:
+            sender.submit(event, 300)
+        assert wait_until(lambda: sender.stats()["dropped_spool_full"] == 2)
+        assert sender.flush(FLUSH_S)
+        assert rec.event_ids() == [events[3]["event_id"], events[1]["event_id"]]
+        assert sender.stats()["dropped"] == 2
+        sender.shutdown(1.0)
+
+
+@pytest.mark.parametrize("timeout_s", [None, float("inf"), 1e10, pytest.param(10**400, id="int-past-float")], ids=str)
+def test_flush_and_shutdown_take_none_and_huge_timeouts_as_until_done(tmp_path: Path, timeout_s: Any) -> None:
+    """flush(None), flush(inf) and shutdown(1e10) wait until done instead of failing at once (OverflowError)."""
+    with recorder() as rec:
+        sender = Sender(make_settings(tmp_path / "spool", rec.url, batch_max_age_s=60.0))
+        first = _submit(sender, 3)
+        assert sender.flush(timeout_s)
+        assert rec.event_ids() == [e["event_id"] for e in first]
+        second = _submit(sender, 3)
+        assert sender.shutdown(timeout_s)
+        assert rec.event_ids() == [e["event_id"] for e in first + second]
+        assert sender.stats()["failures"] == 0
+
+
+def test_flush_refuses_a_timeout_that_is_not_a_number(tmp_path: Path) -> None:
+    """flush("5") is a mistake of the caller's: UsageError, with what to pass instead."""
+    sender = Sender(make_settings(tmp_path / "spool"))
+    with pytest.raises(UsageError, match="number of seconds, or None"):
+        sender.flush("5")  # type: ignore[arg-type]
+    sender.shutdown(0.0)
 
 
 def test_an_event_orjson_refuses_is_sent_cleaned_as_captured(tmp_path: Path) -> None:
@@ -659,12 +696,12 @@ def test_explicit_replay_sends_the_spool(tmp_path: Path) -> None:
 
 def test_drops_are_logged_once_per_reason(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Many drops of one reason produce one log record, not a storm."""
-    sender = _sender(tmp_path, MockReceiver(), queue_max_items=1, batch_max_age_s=60.0)
+    sender = _sender(tmp_path, MockReceiver(), batch_max_age_s=60.0)
+    sender.shutdown(1.0)
     with caplog.at_level(logging.WARNING, logger="flowledger"):
         _submit(sender, 50)
-    assert sender.stats()["dropped_queue_full"] == 49
-    assert len([r for r in caplog.records if "queue_full" in r.getMessage()]) == 1
-    sender.shutdown(1.0)
+    assert sender.stats()["dropped_closed"] == 50
+    assert len([r for r in caplog.records if "closed" in r.getMessage()]) == 1
 
 
 @pytest.mark.parametrize(

@@ -205,10 +205,14 @@ class Delivery:
 
     # --- spool -----------------------------------------------------------
 
-    def _spool_events(self, events: list[dict[str, Any]]) -> None:
-        """Write events to the spool as one file (replay posts it in batches); count what did not fit."""
+    def _spool_events(self, events: list[dict[str, Any]], *, keep: frozenset[str] = frozenset()) -> bool:
+        """Write events to the spool as one file (replay posts it in batches); return whether it was written.
+
+        When the spool is full or unwritable, events whose kind is in ``keep`` go to :meth:`_keep` (the
+        sender puts them back into its queue) and the rest are dropped and counted.
+        """
         if not events:
-            return
+            return True
         try:
             result = self._spool.write(events)
         except Exception as exc:
@@ -216,14 +220,24 @@ class Delivery:
             result = SpoolResult.ERROR
         if result is SpoolResult.WRITTEN:
             self._counters.add("spooled", len(events))
-        elif result is SpoolResult.FULL:
-            self._drop(DropReason.SPOOL_FULL, len(events))
+            return True
+        lost = len(events)
+        if keep:
+            kept = [event for event in events if event.get("kind") in keep]
+            lost -= len(kept) - len(self._keep(kept))
+        if result is SpoolResult.FULL:
+            self._drop(DropReason.SPOOL_FULL, lost)
             self._log_once("spool-full", "flowledger: the spool %s is full; dropping events.", self._spool.directory)
         else:
-            self._drop(DropReason.SPOOL_ERROR, len(events))
+            self._drop(DropReason.SPOOL_ERROR, lost)
             self._log_once(
                 "spool-error", "flowledger: cannot write the spool %s; dropping events.", self._spool.directory
             )
+        return False
+
+    def _keep(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Hold events the spool could not take in memory; return those there is no room for."""
+        return events
 
     def _set_aside(self, event: dict[str, Any]) -> None:
         self._drop(DropReason.TOO_LARGE, 1)

@@ -1,22 +1,30 @@
 """The background sender: events leave the process here.
 
-``submit`` appends to a queue bounded in items and bytes (a full queue
-drops the event and counts why) and returns at once. One daemon worker,
+``submit`` appends to a queue bounded in items and bytes and returns at
+once. A full queue is not a reason to lose events: it is handed whole to
+a second daemon thread, the *spiller*, which writes it to the spool, and
+the event starts a fresh queue; the worker replays the spilled file as
+soon as it has nothing live to send (only a full or unwritable spool then
+drops events, and a run's terminal event is kept back in memory even
+then). Should the spiller still be busy with the previous queue when the
+next one fills, the submitting thread writes that one itself, once per
+``queue_max_items`` events. One daemon worker,
 started on the first event, takes batches off the queue by count, bytes
 and age, posts each as gzip-compressed ``{"events": [...]}`` JSON to the
 receiver, and retries 5xx, 429 (honouring ``Retry-After``), connection
 errors and timeouts with exponential backoff and full jitter, within a
 time budget per batch; a 413 splits the batch (:mod:`._post` posts,
-:mod:`._backoff` decides when to try again). While a batch is being
-retried, a queue past its high-water mark is spooled rather than left to
-overflow. A batch that cannot be delivered goes to the :class:`~._spool.Spool`;
+:mod:`._backoff` decides when to try again). While the receiver fails, a
+queue past its high-water mark is spilled rather than left to fill up. A
+batch that cannot be delivered goes to the :class:`~._spool.Spool`;
 while the receiver stays down, later batches go straight there and the
 receiver is probed now and then. Spooled batches are replayed when a
 sender starts, on ``flush()``/``replay()``, and as soon as the receiver
 answers again.
 
 ``shutdown(timeout_s)`` (also run at exit) sends what it can in the time
-given, then spools everything still in memory, queued and in flight, as
+given (replaying what this process spilled, too), then spools everything
+still in memory, queued, waiting to be spilled and in flight, as
 one file, so that a normal exit loses nothing and is never held much
 longer than ``timeout_s``: the time kept for that write is estimated from
 the bytes queued and the write speed the spool has measured. A forked
@@ -40,6 +48,8 @@ from typing import Any, ClassVar, Final
 import httpx
 from opentelemetry import context as otel_context
 
+from flowledger._exceptions import UsageError
+from flowledger._wire import EventKind
 from flowledger.instrument._config import Settings
 from flowledger.instrument._pending import PendingEvent, stamped
 from flowledger.instrument.delivery._backoff import BACKOFF_BASE_S, PROBE_MAX_S, PROBE_MIN_S, RETRY_BUDGET_S, Outage
@@ -49,11 +59,18 @@ from flowledger.instrument.delivery._post import Delivery
 from flowledger.instrument.delivery._span_sender import SpanSender
 from flowledger.instrument.delivery._spool import Spool
 from flowledger.instrument.delivery._transport import untraced
+from flowledger.instrument.delivery._wait import wait_s
 
 __all__ = ["DropReason", "Sender"]
 
 HIGH_WATER_FRACTION: Final = 0.5
-"""While the receiver fails, a queue this full (of its items or bytes) is spooled instead of waiting."""
+"""While the receiver fails, a queue this full (of its items or bytes) is spilled instead of waiting."""
+TERMINAL_KINDS: Final = frozenset({EventKind.RUN_FINISHED.value, EventKind.RUN_SAMPLED_OUT.value})
+"""Events that end a run: kept in memory, not dropped, when a spill finds the spool full or unwritable."""
+TERMINAL_RESERVE_ITEMS: Final = 1000
+"""How far past ``queue_max_items`` a failed spill may put terminal events back into the queue."""
+KEPT_EVENT_BYTES: Final = 1024
+"""The size counted for a terminal event put back into the queue (it is written out already)."""
 IDLE_WAIT_S: Final = 1.0
 """With nothing queued the worker looks round this often (a new event wakes it at once)."""
 SPOOL_RESERVE_S: Final = 0.03
@@ -64,6 +81,8 @@ WORKER_JOIN_S: Final = 0.01
 
 
 _senders: weakref.WeakSet[Sender] = weakref.WeakSet()
+_Entry = tuple[dict[str, Any] | PendingEvent, int, float]
+"""A queued event: the event, its estimated size in bytes, and when it was queued."""
 
 
 class Sender(Delivery):
@@ -102,12 +121,19 @@ class Sender(Delivery):
         )  # re-entrant: a signal handler may submit while the thread it interrupted holds it
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
-        self._relieve = threading.Event()
-        """Set when the queue passes its high-water mark while the receiver fails."""
+        self._spill_wake = threading.Event()
+        """Set when a full queue (or one past its high-water mark while the receiver fails) awaits the spiller."""
         self._stop = threading.Event()
         self._shutdown_lock = threading.Lock()
-        self._queue: deque[tuple[dict[str, Any] | PendingEvent, int, float]] = deque()
+        self._queue: deque[_Entry] = deque()
         self._queued_bytes = 0
+        self._overflow: deque[_Entry] | None = None
+        """A queue taken off whole, waiting for the spiller to write it to the spool."""
+        self._overflow_bytes = 0
+        self._spiller: threading.Thread | None = None
+        self._spills = 0
+        """Spool files this process has spilled: a replay that began before the last one goes round again."""
+        self._replay_round = 0
         self._enqueued = 0
         self._inflight: Sequence[dict[str, Any] | PendingEvent] | None = None
         """The batch being delivered (for a moment, the pending events it is written out from)."""
@@ -134,54 +160,76 @@ class Sender(Delivery):
     def submit(self, event: dict[str, Any] | PendingEvent, size: int) -> None:
         """Queue one event (a dict, or a pending one the worker writes out). O(1), never blocks, never raises.
 
-        A full queue drops the event and counts why.
+        A full queue is handed to the spiller (the spool), and the event starts a fresh queue.
         """
         try:
+            spill = False
+            behind: deque[_Entry] | None = None
             with self._lock:
-                queue = self._queue
-                count = len(queue)
+                count = len(self._queue)
                 queued_bytes = self._queued_bytes + size
-                if self._closed:
-                    reason: DropReason | None = DropReason.CLOSED
-                elif count >= self._max_items:
-                    reason = DropReason.QUEUE_FULL
-                elif queued_bytes > self._max_bytes:
-                    reason = DropReason.QUEUE_BYTES
+                closed = self._closed
+                if closed:
+                    wake = False
                 else:
-                    queue.append((event, size, _monotonic()))
+                    if count >= self._max_items or queued_bytes > self._max_bytes:
+                        spill, behind = self._hand_over_queue(full=True)
+                        count, queued_bytes = 0, size
+                    self._queue.append((event, size, _monotonic()))
                     self._queued_bytes = queued_bytes
                     self._enqueued += 1
                     count += 1
                     # Wake the worker for the first event of a batch (it then waits for the batch's
                     # age) and for a full batch; any other event it picks up with its batch.
                     wake = count == 1 or count >= self._batch_items or queued_bytes >= self._batch_bytes
-                    relieve = self._outage.failing and (count >= self._high_items or queued_bytes >= self._high_bytes)
-                    if not (wake or relieve) and self._worker is not None:
+                    if self._outage.failing and (count >= self._high_items or queued_bytes >= self._high_bytes):
+                        spill = self._hand_over_queue(full=False)[0] or spill
+                    if not (wake or spill or behind) and self._worker is not None:
                         return  # the common case
-                    reason = None
-            if reason is not None:
-                self._counters.drop(reason)
+            if closed:
+                self._counters.drop(DropReason.CLOSED)
                 self._counters.log_once(
-                    f"drop-{reason}", "flowledger: dropping events (%s); see flowledger.stats().", reason
+                    "drop-closed", "flowledger: dropping events (%s); see flowledger.stats().", DropReason.CLOSED
                 )
                 return
             if self._worker is None:
                 self._start_worker()
             if wake and not self._wake.is_set():  # set: the worker has yet to clear it and take the queue
                 self._wake.set()
-            if relieve and not self._relieve.is_set():
-                self._relieve.set()
+            if spill:
+                self._start_spiller()
+                self._spill_wake.set()
+            if behind is not None:
+                self._spill_now(behind)
         except Exception as exc:
             self._internal_error("submit", exc)
 
-    def flush(self, timeout_s: float) -> bool:
+    def _hand_over_queue(self, *, full: bool) -> tuple[bool, deque[_Entry] | None]:
+        """Take the queue off whole, under the lock: for the spiller, or, when the spiller is still busy with
+        the previous one and the queue is ``full``, for the caller to write at once. Return which."""
+        if not self._queue:
+            return False, None
+        if self._overflow is None:
+            self._overflow, self._overflow_bytes = self._queue, self._queued_bytes
+            self._queue, self._queued_bytes = deque(), 0
+            return True, None
+        if not full:
+            return False, None
+        behind, self._queue, self._queued_bytes = self._queue, deque(), 0
+        self._settling += 1  # an exit waits for this write: the events are in neither queue nor flight
+        return False, behind
+
+    def flush(self, timeout_s: float | None) -> bool:
         """Send what is queued and replay the spool; return whether all of it went out in time.
+
+        ``timeout_s`` None or infinity waits until done; a value that is not a number raises UsageError.
 
         Spans (with ``export_spans``) are flushed too, in what remains of
         ``timeout_s``, but they do not change the answer.
         """
+        timeout_s = wait_s(timeout_s)  # None and infinity: until done; not a number: UsageError
         try:
-            deadline = time.monotonic() + max(timeout_s, 0.0)
+            deadline = time.monotonic() + timeout_s
             with self._lock:
                 if self._closed:
                     return not self._queue and self._inflight is None
@@ -194,7 +242,7 @@ class Sender(Delivery):
                 self._wake.set()
                 with self._changed:
                     idle = self._changed.wait_for(self._idle, deadline - time.monotonic())
-                    ok = idle and self._undelivered() == before
+                    ok = idle and self._undelivered() <= before and not self._outage.failing
                 if self._spans is not None:  # best effort: spans never change the answer
                     self._spans.flush(deadline - time.monotonic())
                 return ok
@@ -205,10 +253,18 @@ class Sender(Delivery):
             self._internal_error("flush", exc)
             return False
 
-    def shutdown(self, timeout_s: float) -> bool:
-        """Send what fits in ``timeout_s``, spool the rest, stop. Idempotent; never raises."""
+    def shutdown(self, timeout_s: float | None) -> bool:
+        """Send what fits in ``timeout_s``, spool the rest, stop. Idempotent; never raises.
+
+        ``timeout_s`` None or infinity waits until done; a value that is not a number spools at once.
+        """
         try:
-            if not self._shutdown_lock.acquire(timeout=max(timeout_s, 0.0)):
+            try:
+                timeout_s = wait_s(timeout_s)
+            except UsageError as exc:
+                self._internal_error("shutdown", exc)
+                timeout_s = 0.0
+            if not self._shutdown_lock.acquire(timeout=timeout_s):
                 return False
             try:
                 if self._shutdown_result is None:
@@ -261,11 +317,22 @@ class Sender(Delivery):
         if error is not None:
             self._internal_error("start", error)
 
+    def _start_spiller(self) -> None:
+        with self._lock:
+            if self._spiller is not None or self._closed:
+                return
+            self._spiller = threading.Thread(target=self._run_spiller, name="flowledger-spill", daemon=True)
+            try:
+                self._spiller.start()
+            except RuntimeError:  # the interpreter is shutting down: shutdown() spools the overflow
+                self._spiller = None
+
     def _idle(self) -> bool:
         return not self._queue and self._inflight is None and self._settling == 0 and not self._replay_wanted
 
     def _undelivered(self) -> int:
-        return self._counters.undelivered()
+        """Events not delivered so far, spooled or dropped, less those replays delivered since (spilled ones too)."""
+        return self._counters.undelivered() - self._counters["replayed"]
 
     def _shutdown(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + max(timeout_s, 0.0)
@@ -273,7 +340,8 @@ class Sender(Delivery):
             before = self._undelivered()
             worker = self._worker
             self._draining += 1
-            self._replay_wanted = False  # no new replay at exit: the next process does it
+            if not self._spills:  # no new replay at exit (the next process does it), but of what this one spilled
+                self._replay_wanted = False
         send_until = deadline - self._spool_reserve_s()
         if worker is not None and worker.is_alive() and send_until > time.monotonic():
             self._wake.set()
@@ -284,7 +352,8 @@ class Sender(Delivery):
                 )
         with self._lock:
             self._closed = True
-            queued = [event for event, _, _ in self._queue]
+            queued = [event for event, _, _ in (*(self._overflow or ()), *self._queue)]
+            self._overflow, self._overflow_bytes = None, 0
             self._queue.clear()
             self._queued_bytes = 0
             inflight = self._inflight or []
@@ -293,7 +362,7 @@ class Sender(Delivery):
         leftovers = stamped([*queued, *inflight])
         self._stop.set()
         self._wake.set()
-        self._relieve.set()
+        self._spill_wake.set()
         if leftovers:
             self._spool_events(leftovers)
         with self._changed:
@@ -303,12 +372,12 @@ class Sender(Delivery):
         if worker is not None and worker.is_alive():
             worker.join(WORKER_JOIN_S)
         with self._lock:
-            return self._undelivered() == before
+            return self._undelivered() <= before
 
     def _spool_reserve_s(self) -> float:
         """Time to keep at exit for spooling what is still in memory (queued and in flight)."""
         with self._lock:
-            nbytes = self._queued_bytes + self._inflight_bytes
+            nbytes = self._queued_bytes + self._overflow_bytes + self._inflight_bytes
         return SPOOL_RESERVE_S + self._spool.estimated_write_s(nbytes)
 
     # --- worker ----------------------------------------------------------
@@ -426,6 +495,8 @@ class Sender(Delivery):
 
     def _replay_one(self) -> None:
         if self._replay_names is None:
+            with self._lock:
+                self._replay_round = self._spills
             self._replay_names = self._spool.ready_names()
         if not self._replay_names or self._stop.is_set():
             self._end_replay()
@@ -458,46 +529,83 @@ class Sender(Delivery):
     def _end_replay(self) -> None:
         with self._changed:
             self._replay_names = None
-            self._replay_wanted = False
+            # A file spilled since this round listed the folder is replayed by another round, unless
+            # the receiver is down (then the probe replays it).
+            self._replay_wanted = self._spills != self._replay_round and not self._outage.down
             self._changed.notify_all()
 
-    # --- relief while a batch waits ----------------------------------------
+    # --- the spiller: a full queue goes to the spool ------------------------
 
     def _backoff_wait(self, delay_s: float) -> bool:
-        """Wait before a retry; False when shutdown cut the wait short.
+        """Wait before a retry; False when shutdown cut the wait short (the spiller relieves the queue meanwhile)."""
+        return not self._stop.wait(delay_s)
 
-        Meanwhile, should the queue pass its high-water mark, it is spooled
-        rather than left to overflow while this batch waits.
-        """
-        deadline = time.monotonic() + delay_s
+    def _run_spiller(self) -> None:
         while not self._stop.is_set():
-            remaining_s = deadline - time.monotonic()
-            if remaining_s <= 0:
-                return True
-            if self._relieve.wait(remaining_s) and not self._stop.is_set():
-                self._relieve.clear()
-                self._spool_queue()
-        return False
+            self._spill_wake.wait()
+            self._spill_wake.clear()
+            try:
+                with self._lock:
+                    overflow, self._overflow, self._overflow_bytes = self._overflow, None, 0
+                    if overflow is None:
+                        continue
+                    self._settling += 1  # an exit now waits for this write: the events are in no queue
+                self._spill(overflow)
+            except Exception as exc:
+                self._internal_error("spill", exc)
 
-    def _spool_queue(self) -> None:
-        """Move everything queued to the spool (the receiver is failing and the queue is filling up)."""
-        with self._lock:
-            if self._closed or (len(self._queue) < self._high_items and self._queued_bytes < self._high_bytes):
-                return
-            queued = [event for event, _, _ in self._queue]
-            self._queue.clear()
-            self._queued_bytes = 0
-            self._settling += 1  # an exit now waits for this write: the events are in neither queue nor flight
+    def _spill_now(self, behind: deque[_Entry]) -> None:
+        """Write a full queue on the submitting thread: the spiller is still busy with the one before."""
+        self._log_once(
+            "spill-behind", "flowledger: the spool write is slower than the workflow; spilling on its thread."
+        )
+        self._spill(behind)
+
+    def _spill(self, entries: deque[_Entry]) -> None:
+        """Write a queue taken off whole to the spool; the worker replays it when nothing live waits.
+
+        The caller counted the write in ``_settling``; it is uncounted here. When the spool is full or
+        unwritable, the run-ending events are put back into the queue rather than dropped.
+        """
         try:
-            events = stamped(queued)
-            self._log_once(
-                "high-water", "flowledger: the receiver is failing; spooling the queue to %s.", self._spool.directory
-            )
-            self._spool_events(events)
+            events = stamped([event for event, _, _ in entries])
+            with self._lock:
+                failing = self._outage.failing
+            if failing:
+                self._log_once(
+                    "high-water",
+                    "flowledger: the receiver is failing; spooling the queue to %s.",
+                    self._spool.directory,
+                )
+            else:
+                self._log_once(
+                    "spill",
+                    "flowledger: events come faster than the receiver takes them; spilling to %s, sent from there.",
+                    self._spool.directory,
+                )
+            if self._spool_events(events, keep=TERMINAL_KINDS):
+                with self._changed:
+                    self._spills += 1
+                    if not self._outage.down:
+                        self._replay_wanted = True
+                self._wake.set()
         finally:
             with self._changed:
                 self._settling -= 1
                 self._changed.notify_all()
+
+    def _keep(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Put run-ending events a failed spill could not write back into the queue; return those with no room."""
+        now = _monotonic()
+        with self._lock:
+            room = 0 if self._closed else max(self._max_items + TERMINAL_RESERVE_ITEMS - len(self._queue), 0)
+            kept, lost = events[:room], events[room:]
+            for event in kept:
+                self._queue.append((event, KEPT_EVENT_BYTES, now))
+            self._queued_bytes += KEPT_EVENT_BYTES * len(kept)
+        if kept:
+            self._wake.set()
+        return lost
 
 
 def _after_fork_in_child() -> None:
