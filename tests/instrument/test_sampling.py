@@ -100,7 +100,7 @@ def test_bad_rates_are_named() -> None:
         flowledger.run("orders", sample_rate=1.5)
     with pytest.raises(ConfigError, match="is not a rate from 0 to 1"):
         flowledger.configure(sample_rate="orders=fast")
-    with pytest.raises(ConfigError, match="sample_slow_s must be a positive number"):
+    with pytest.raises(ConfigError, match="sample_slow_s must be a number of seconds more than 0"):
         flowledger.configure(sample_slow_s=0)
     _forget_reports()
     assert settings_from_env({"FLOWLEDGER_SAMPLE_RATE": "2"}).sample_rate == 1.0

@@ -10,6 +10,12 @@ where they differ, a structural JSON diff (:mod:`._json_diff`) of the
 recorded payloads says where. The *first divergence* is the first node, in
 run A's order, whose input, output or status differs, or that only one run has.
 
+Runs of two workflows can still be compared (their nodes match by id), but
+the answer says so: ``same_workflow`` is False, and ``same_definition`` is
+True only when both runs carry the same definition hash (``None``: unknown,
+as for every run the SDK recorded without one). Costs are added and
+subtracted in whole nano-dollars (:mod:`flowledger._money`).
+
 Payloads are compared as recorded: the redacted, 4 KiB previews (a cut
 payload compares by its preview and marker).
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 import enum
 from typing import Any, Final
 
+from flowledger._money import nanos_to_usd, usd_to_nanos
 from flowledger.receiver._json_diff import json_diff
 
 __all__ = ["NodeVerdict", "diff_runs"]
@@ -57,6 +64,24 @@ def _delta(a: float | None, b: float | None) -> dict[str, Any]:
     return {"a": a, "b": b, "delta": None if a is None or b is None else round(b - a, 9)}
 
 
+def _usd_delta(a: float | None, b: float | None) -> dict[str, Any]:
+    """:func:`_delta` of two amounts of money, subtracted in nano-dollars."""
+    delta = None if a is None or b is None else nanos_to_usd(usd_to_nanos(b) - usd_to_nanos(a))
+    return {"a": a, "b": b, "delta": delta}
+
+
+def _same(a: object, b: object) -> bool | None:
+    """Whether two recorded values are equal; None (unknown) when either run did not record one."""
+    return None if a is None or b is None else a == b
+
+
+def _same_definition(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
+    """True only for two runs carrying the same definition hash; False for two workflows; else unknown."""
+    if _same(a.get("workflow_id"), b.get("workflow_id")) is False:
+        return False
+    return _same(a.get("definition_sha256"), b.get("definition_sha256"))
+
+
 def _outcomes(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per node id, in start order: the attempt that stands for the node."""
     out: dict[str, dict[str, Any]] = {}
@@ -88,7 +113,7 @@ def _outcomes(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "duration_ms": max(durations) if durations else None,
             "input": [a.get("input") for a in ordered],
             "output": [a.get("output") for a in ordered],
-            "cost": {"usd": sum(_usd(a) or 0.0 for a in ordered)},
+            "cost": {"usd": nanos_to_usd(sum(usd_to_nanos(_usd(a) or 0) for a in ordered))},
         }
     return out
 
@@ -99,7 +124,7 @@ def _node(node_id: str, a: dict[str, Any] | None, b: dict[str, Any] | None) -> d
         "in": "both" if a and b else "a" if a else "b",
         "status": {"a": (a or {}).get("status"), "b": (b or {}).get("status")},
         "duration_ms": _delta((a or {}).get("duration_ms"), (b or {}).get("duration_ms")),
-        "cost_usd": _delta(_usd(a), _usd(b)),
+        "cost_usd": _usd_delta(_usd(a), _usd(b)),
         "input_same": None,
         "output_same": None,
         "input_changes": [],
@@ -139,10 +164,11 @@ def diff_runs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {
         "a": {key: a.get(key) for key in _RUN_KEYS},
         "b": {key: b.get(key) for key in _RUN_KEYS},
-        "same_definition": a.get("definition_sha256") == b.get("definition_sha256"),
+        "same_definition": _same_definition(a, b),
+        "same_workflow": _same(a.get("workflow_id"), b.get("workflow_id")),
         "status_changed": a.get("status") != b.get("status"),
         "duration_ms": _delta(a.get("duration_ms"), b.get("duration_ms")),
-        "cost_usd": _delta(_usd(a), _usd(b)),
+        "cost_usd": _usd_delta(_usd(a), _usd(b)),
         "input_same": not input_changes,
         "input_changes": [c.as_json() for c in input_changes],
         "first_divergence": None if first is None else {"node_id": first["node_id"], "verdict": first["verdict"]},

@@ -26,6 +26,7 @@ from flowledger.receiver.cli._commands import (
     _when,
 )
 from flowledger.receiver.cli._context_options import parse_time
+from flowledger.receiver.cli._terminal import Terminal
 
 __all__ = ["COMMANDS", "time_range"]
 
@@ -78,7 +79,6 @@ def errors_command(
     if as_json:
         _print_json({"groups": groups})
         return
-    from rich.console import Console
     from rich.markup import escape
 
     table = _table(f"{len(groups)} error groups, biggest first")
@@ -99,7 +99,7 @@ def errors_command(
             _when(group["last_seen"]),
             group["fingerprint"],
         )
-    Console().print(table)
+    Terminal().print(table)
 
 
 _BY_CHOICE: Final = click.Choice(["workflow", "agent", "project", "node"])
@@ -139,7 +139,6 @@ def stats_command(
     if as_json:
         _print_json({"groups": groups})
         return
-    from rich.console import Console
     from rich.markup import escape
 
     table = _table(f"{len(groups)} {by}s, most runs first")
@@ -160,7 +159,7 @@ def stats_command(
             _duration(duration["p50"]),
             _duration(duration["p95"]),
         )
-    Console().print(table)
+    Terminal().print(table)
 
 
 def _usd(value: float | None) -> str:
@@ -217,7 +216,6 @@ def metrics_command(
     if as_json:
         _print_json({"metrics": rows})
         return
-    from rich.console import Console
     from rich.markup import escape
 
     table = _table(f"{len(rows)} rows (a metric and labels in an hour), newest hour first")
@@ -232,7 +230,7 @@ def metrics_command(
             escape(row["name"] + (f"{{{labelled}}}" if labelled else "")),
             *(f"{row[column]:g}" for column in ("count", "sum", "avg", "min", "max")),
         )
-    Console().print(table)
+    Terminal().print(table)
 
 
 COMMANDS: Final[list[click.Command]] = [errors_command, stats_command, metrics_command]

@@ -26,6 +26,7 @@ from flowledger.receiver._export import ExportFormat
 from flowledger.receiver._interrupt import StartInterrupt
 from flowledger.receiver.cli._context_options import context_lines, context_options
 from flowledger.receiver.cli._node_records import breakdown_text, node_record_lines
+from flowledger.receiver.cli._terminal import Terminal, TerminalTable, echo
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, RecordField
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ _STATUS_CHOICE: Final = click.Choice([s.value for s in RunStatus])
 
 
 def _fail(message: str, code: int = EXIT_FAILURE) -> None:
-    click.echo(f"error: {message}", err=True)
+    echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
@@ -201,7 +202,7 @@ def _source(db: Path | str | None, url: str | None, api_key: str | None) -> Sour
 
 
 def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))  # exact: JSON escapes C0 itself
 
 
 # --- serve ---------------------------------------------------------------
@@ -310,12 +311,12 @@ def serve_command(
             raise
         bound_port = sock.getsockname()[1]
         where = f"[{host}]" if ":" in host else host
-        click.echo(
+        echo(
             f"flowledger receiver on http://{where}:{bound_port} with {shown}" + (" (API keys on)" if keys else ""),
             err=True,
         )
         if config.grpc_port is not None:
-            click.echo(
+            echo(
                 f"OTLP/gRPC on {where}:{config.grpc_port}" if config.grpc_port else "OTLP/gRPC on a free port", err=True
             )
         try:
@@ -342,7 +343,7 @@ def _check_grpc(host: str, grpc_port: int) -> None:
     from flowledger.receiver._server import bind_socket
 
     if importlib.util.find_spec("grpc") is None:
-        click.echo("error: --grpc-port needs grpcio; install the grpc extra: pip install 'flowledger[grpc]'", err=True)
+        echo("error: --grpc-port needs grpcio; install the grpc extra: pip install 'flowledger[grpc]'", err=True)
         sys.exit(EXIT_USAGE)
     if not 0 <= grpc_port <= MAX_PORT:
         raise click.BadParameter(f"{grpc_port} is not a port (0 to {MAX_PORT})", param_hint="--grpc-port")
@@ -425,11 +426,9 @@ def runs_command(
         next_cursor = None if page.next is None else page.next.encode()
         _print_json({"runs": page.runs, "total": page.total, "total_capped": page.total_capped, "next": next_cursor})
         return
-    from rich.console import Console
-
     total = f"at least {page.total:,}" if page.total_capped else f"{page.total}"
     table = _table(f"{len(page.runs)} of {total} runs")
-    console = Console()
+    console = Terminal()
     columns = _run_columns(_table_fields(RUN_FIELDS, page.runs), console.width)
     for header, style, _ in columns:
         table.add_column(header, **style)
@@ -473,12 +472,9 @@ WIDE_TERMINAL_COLUMNS: Final = 120
 """From this many columns on, run ids and times stay on one line."""
 
 
-def _table(title: str) -> Any:
+def _table(title: str) -> TerminalTable:
     """A table that leaves its columns the width of the terminal: no vertical rules, one space between cells."""
-    from rich import box
-    from rich.table import Table
-
-    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+    return TerminalTable(title)
 
 
 def _column_style(field: RecordField, console_width: int) -> dict[str, Any]:
@@ -662,10 +658,9 @@ def show_command(
     if as_json:
         _print_json(run)
         return
-    from rich.console import Console
     from rich.markup import escape
 
-    console = Console()
+    console = Terminal()
     console.print(f"[bold]{escape(str(run['workflow_name'] or run['workflow_id']))}[/bold]  run {run['run_id']}")
     console.print(
         f"status {_styled(run['status'])}  started {run['started_at']}  duration {_duration(run['duration_ms'])}"
@@ -719,7 +714,7 @@ def _complete_logs(source: Source, run_id: str, node: dict[str, Any], project: s
     node["logs_url"] = None
 
 
-def _print_logs(console: Any, nodes: list[dict[str, Any]]) -> None:
+def _print_logs(console: Terminal, nodes: list[dict[str, Any]]) -> None:
     """Each attempt's lines under a heading naming the attempt; an attempt without lines is left out."""
     for node in nodes:
         lines = node.get("logs") or []
@@ -727,17 +722,19 @@ def _print_logs(console: Any, nodes: list[dict[str, Any]]) -> None:
         if not lines and not dropped:
             continue
         item = f" item {node['item']}" if node.get("item") is not None else ""
-        console.print(f"\nlogs of {node['node_id']} attempt {node['attempt']}{item}", markup=False, style="bold")
+        console.print()
+        console.print(f"logs of {node['node_id']} attempt {node['attempt']}{item}", markup=False, style="bold")
         for line in lines:
             repeats = f" (x{line['repeats']})" if line.get("repeats") else ""
             console.print(
                 f"{line['ts']} {str(line['level']).upper():<8} {line['logger'] or ''}: {line['message']}{repeats}",
+                multiline=True,  # a logged message may span lines
                 markup=False,
                 highlight=False,
                 soft_wrap=True,
             )
             if line.get("exception"):
-                console.print(line["exception"], markup=False, highlight=False, soft_wrap=True)
+                console.print(line["exception"], multiline=True, markup=False, highlight=False, soft_wrap=True)
         if dropped:
             console.print(
                 f"... {dropped['lines']} more lines ({dropped['bytes']} bytes) dropped past the capture's caps",
@@ -778,16 +775,17 @@ def export_command(
     from flowledger.receiver.store._protocol import RunQuery
 
     query = RunQuery(workflow_id=workflow_id, statuses=_run_statuses(statuses), context=context)
-    lines = _source(db, url, api_key).export(query, ExportFormat(fmt))
+    chunks = _source(db, url, api_key).export(query, ExportFormat(fmt))  # the bytes of GET /api/export, as they are
     if output is None:
-        for line in lines:
-            sys.stdout.write(line)
         sys.stdout.flush()
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
         return
     partial = output.with_name(output.name + ".partial")
-    with partial.open("w", encoding="utf-8", newline="") as out:
-        for line in lines:
-            out.write(line)
+    with partial.open("wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
     partial.replace(output)
 
 
@@ -851,16 +849,16 @@ def verify_command(
 
         broken, extended = check_against(source, [Path(c) for c in checkpoints], key)
         if broken is not None:
-            click.echo(broken, err=True)
+            echo(broken, err=True)
             sys.exit(EXIT_BROKEN_CHAIN)
     if as_json:
         _print_json(dataclasses.asdict(report) | ({"signed_checkpoints_extended": extended} if key else {}))
     elif report.ok:
-        click.echo(f"ledger intact: {report.events} events; head {report.head_seq}:{report.head_hash}")
+        echo(f"ledger intact: {report.events} events; head {report.head_seq}:{report.head_hash}")
         for path, size in extended.items():
-            click.echo(f"extends the signed checkpoint {path} ({size} entries)")
+            echo(f"extends the signed checkpoint {path} ({size} entries)")
         if report.purges:
-            click.echo(
+            echo(
                 f"erased by {report.purges} purge(s): the payloads of {report.payloads_erased} events "
                 f"of {report.runs_purged} runs (their entries remain and verify)"
             )
@@ -870,7 +868,7 @@ def verify_command(
             if report.first_bad_event_id is not None
             else f"row {report.first_bad_seq}"
         )
-        click.echo(f"ledger BROKEN at {where}: {report.problem}", err=True)
+        echo(f"ledger BROKEN at {where}: {report.problem}", err=True)
     if not report.ok:
         sys.exit(EXIT_BROKEN_CHAIN)
 
@@ -887,9 +885,9 @@ def rebuild_command(db: Path | None, url: str | None, api_key: str | None, as_js
     if as_json:
         _print_json(drift.as_json())
         return
-    click.echo(f"refolded {drift.events} events")
+    echo(f"refolded {drift.events} events")
     if drift.clean:
-        click.echo("no drift: the projections matched the ledger")
+        echo("no drift: the projections matched the ledger")
         return
     for label, ids in (
         ("runs changed", drift.runs_changed),
@@ -898,14 +896,14 @@ def rebuild_command(db: Path | None, url: str | None, api_key: str | None, as_js
     ):
         if ids:
             shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
-            click.echo(f"drift: {len(ids)} {label}: {shown}")
+            echo(f"drift: {len(ids)} {label}: {shown}")
     for label, count in (
         ("node attempts changed", drift.nodes_changed),
         ("node attempts missing from the projection", drift.nodes_missing),
         ("node attempts not backed by the ledger", drift.nodes_extra),
     ):
         if count:
-            click.echo(f"drift: {count} {label}")
+            echo(f"drift: {count} {label}")
 
 
 # --- import ----------------------------------------------------------------
@@ -937,13 +935,11 @@ def import_command(file: Path, db: Path | None, url: str | None, api_key: str | 
     if as_json:
         _print_json(report.as_json())
     else:
-        click.echo(
-            f"{file}: {report.accepted} accepted, {report.duplicates} duplicates, {len(report.rejected)} rejected"
-        )
+        echo(f"{file}: {report.accepted} accepted, {report.duplicates} duplicates, {len(report.rejected)} rejected")
         for item in report.rejected[:20]:
-            click.echo(f"rejected line {item['line']}: {item['error']}", err=True)
+            echo(f"rejected line {item['line']}: {item['error']}", err=True)
         if len(report.rejected) > 20:
-            click.echo(f"... and {len(report.rejected) - 20} more rejected lines", err=True)
+            echo(f"... and {len(report.rejected) - 20} more rejected lines", err=True)
     if report.rejected:
         sys.exit(EXIT_FAILURE)
 

@@ -18,6 +18,7 @@ from flowledger.receiver.cli._commands import (
     _source,
     _url_option,
 )
+from flowledger.receiver.cli._terminal import echo
 
 __all__ = ["COMMANDS"]
 
@@ -40,29 +41,32 @@ def _changes(label: str, changes: list[dict[str, Any]]) -> None:
     for change in changes[:_MAX_CHANGES_SHOWN]:
         a = json.dumps(change["a"], ensure_ascii=False)[:60]
         b = json.dumps(change["b"], ensure_ascii=False)[:60]
-        click.echo(f"      {label} {change['path']}: {change['kind']} {a} -> {b}")
+        echo(f"      {label} {change['path']}: {change['kind']} {a} -> {b}")
     if len(changes) > _MAX_CHANGES_SHOWN:
-        click.echo(f"      {label} ... and {len(changes) - _MAX_CHANGES_SHOWN} more changes")
+        echo(f"      {label} ... and {len(changes) - _MAX_CHANGES_SHOWN} more changes")
 
 
 def _print_diff(result: dict[str, Any]) -> None:
     a, b = result["a"], result["b"]
-    click.echo(f"A {a['run_id']}  {a['workflow_id']}  {a['status']}  {_ms(a['duration_ms'])}")
-    click.echo(f"B {b['run_id']}  {b['workflow_id']}  {b['status']}  {_ms(b['duration_ms'])}")
-    click.echo(
+    echo(f"A {a['run_id']}  {a['workflow_id']}  {a['status']}  {_ms(a['duration_ms'])}")
+    echo(f"B {b['run_id']}  {b['workflow_id']}  {b['status']}  {_ms(b['duration_ms'])}")
+    if result["same_workflow"] is False:
+        echo(f"runs of different workflows: {a['workflow_id']} (A) and {b['workflow_id']} (B)")
+    same_definition = result["same_definition"]
+    echo(
         "definition "
-        + ("same" if result["same_definition"] else "changed")
+        + ("unknown" if same_definition is None else "same" if same_definition else "changed")
         + f"  input {'same' if result['input_same'] else 'different'}"
         + f"  duration {_delta_text(result['duration_ms'], 'ms') or '-'}"
         + f"  cost {_delta_text(result['cost_usd'], 'usd') or '-'}"
     )
     first = result["first_divergence"]
-    click.echo(f"first divergence: {first['node_id']} ({first['verdict']})" if first else "no divergence")
+    echo(f"first divergence: {first['node_id']} ({first['verdict']})" if first else "no divergence")
     _changes("input", result["input_changes"])
     for node in result["nodes"]:
         status = node["status"]
         shown = status["a"] if status["a"] == status["b"] else f"{status['a'] or '-'} -> {status['b'] or '-'}"
-        click.echo(
+        echo(
             f"  {node['node_id']:<20} {node['verdict']:<28} {shown or '':<22} {_delta_text(node['duration_ms'], 'ms')}"
         )
         _changes("input", node["input_changes"])

@@ -26,6 +26,7 @@ from flowledger.receiver.cli._commands import (
     _url_option,
 )
 from flowledger.receiver.cli._context_options import parse_time
+from flowledger.receiver.cli._terminal import echo
 
 __all__ = ["COMMANDS"]
 
@@ -104,12 +105,12 @@ def coverage_command(
     if as_json:
         _print_json(report.as_json())
     else:
-        click.echo(report.status.value)
-        click.echo(f"sessions_with_gaps: {report.sessions_with_gaps} ({report.events_missing} events missing)")
+        echo(report.status.value)
+        echo(f"sessions_with_gaps: {report.sessions_with_gaps} ({report.events_missing} events missing)")
         for kind, tally in report.kinds.items():
-            click.echo(f"{kind.value}: {tally.count}")
+            echo(f"{kind.value}: {tally.count}")
             for sample in tally.samples:
-                click.echo(f"  {_sample_text(kind.value, sample)}")
+                echo(f"  {_sample_text(kind.value, sample)}")
     if report.status is not CoverageStatus.PASS:
         sys.exit(EXIT_FAILURE)
 
@@ -134,13 +135,13 @@ def reconcile_command(repair: bool, as_json: bool, db: Path | None, url: str | N
         _print_json({**report.as_json(), "after_repair": None if after is None else after.as_json()})
     else:
         verdict = "clean" if report.clean else f"DRIFT in {report.drift_count} rows"
-        click.echo(f"{verdict}: {report.runs_checked} runs checked, {report.events_folded} events folded")
+        echo(f"{verdict}: {report.runs_checked} runs checked, {report.events_folded} events folded")
         for kind, tally in report.kinds.items():
             shown = f"  e.g. {', '.join(tally.samples)}" if tally.samples else ""
-            click.echo(f"{kind.value}: {tally.count} ({tally.runs} runs, {tally.attempts} attempts){shown}")
+            echo(f"{kind.value}: {tally.count} ({tally.runs} runs, {tally.attempts} attempts){shown}")
         if after is not None:
             state = "clean" if after.clean else f"still {after.drift_count} rows drifted"
-            click.echo(f"repaired {report.repaired} runs from the ledger; checked again: {state}")
+            echo(f"repaired {report.repaired} runs from the ledger; checked again: {state}")
     if not (after.clean if after is not None else report.clean):
         sys.exit(EXIT_FAILURE)
 

@@ -24,6 +24,7 @@ from flowledger.receiver.cli._commands import (
     _url_option,
 )
 from flowledger.receiver.cli._context_options import parse_time
+from flowledger.receiver.cli._terminal import echo
 
 __all__ = ["COMMANDS"]
 
@@ -71,9 +72,9 @@ def purge_command(
         _print_json(report.as_json())
         return
     if not report.runs:
-        click.echo("nothing to purge: no run matched")
+        echo("nothing to purge: no run matched")
         return
-    click.echo(
+    echo(
         f"purged {len(report.runs)} runs ({report.events} ledger entries lost their payload); "
         f"recorded as ledger entry {report.purge_seq}"
     )
@@ -108,7 +109,8 @@ def keygen_command(output: Path, name: str, as_json: bool) -> None:
     if as_json:  # the verifier key is public; the signing key's text is never printed
         _print_json({"signing_key": str(output), "verifier_key": str(public), "verifier": key.verifier().text()})
         return
-    click.echo(f"signing key: {output} (keep it away from the database)\nverifier key: {public}")
+    echo(f"signing key: {output} (keep it away from the database)")
+    echo(f"verifier key: {public}")
 
 
 @click.command("checkpoint")
@@ -159,9 +161,9 @@ def checkpoint_command(
             }
         )
     elif output is None:
-        click.echo(text, nl=False)
+        click.echo(text, nl=False)  # the checkpoint itself, exact
     else:
-        click.echo(f"checkpoint of {head.size} entries written to {output}", err=True)
+        echo(f"checkpoint of {head.size} entries written to {output}", err=True)
 
 
 @click.command("prove")
@@ -218,7 +220,7 @@ def prove_command(
         )
         return
     note = f" ({purged} of them purged: entry only)" if purged else ""
-    click.echo(f"{len(entries)} entries of run {run_id}{note} proven against {stated.size} entries: {output}")
+    echo(f"{len(entries)} entries of run {run_id}{note} proven against {stated.size} entries: {output}")
 
 
 @click.command("verify-proof")
@@ -245,7 +247,7 @@ def verify_proof_command(proof: Path, key: Path, as_json: bool) -> None:
         if as_json:
             _print_json({"valid": False, "problem": str(exc)})
         else:
-            click.echo(f"proof INVALID: {exc}", err=True)
+            echo(f"proof INVALID: {exc}", err=True)
         sys.exit(1)
     if as_json:
         _print_json(
@@ -260,7 +262,7 @@ def verify_proof_command(proof: Path, key: Path, as_json: bool) -> None:
             }
         )
         return
-    click.echo(
+    echo(
         f"proof valid: {summary.entries} entries of run {summary.run_id} ({summary.payloads} with their payload) "
         f"are in the ledger {summary.checkpoint.origin} of {summary.checkpoint.size} entries "
         f"signed at {summary.checkpoint.time}"

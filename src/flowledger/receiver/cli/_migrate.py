@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Final
 import click
 
 from flowledger.receiver.cli._commands import _clean_errors, _fail, _json_option, _print_json
+from flowledger.receiver.cli._terminal import echo
 
 if TYPE_CHECKING:
     from flowledger.receiver.store.postgres._copy import CopyReport
@@ -103,7 +104,7 @@ def migrate_command(source: str, target: str, as_json: bool) -> None:
         _print_json(report.as_json())
     else:
         rows = report.rows
-        click.echo(
+        echo(
             f"copied {rows['ledger']} entries ({rows['payloads']} payloads, {rows['blobs']} blobs, "
             f"{rows['merkle_nodes']} tree nodes) and {len(report.drift.runs_missing)} runs to {where}"
         )
@@ -112,11 +113,11 @@ def migrate_command(source: str, target: str, as_json: bool) -> None:
             ("target", report.target, report.target_tree),
         ):
             state = "ok" if verified.ok else f"BROKEN at {verified.first_bad_seq}: {verified.problem}"
-            click.echo(f"{name}: {state}, head {verified.head_seq}:{verified.head_hash}, root {tree.root.hex()}")
+            echo(f"{name}: {state}, head {verified.head_seq}:{verified.head_hash}, root {tree.root.hex()}")
     if not report.proven:
         _fail("the copy does not match its source (see above)")
     if not as_json:
-        click.echo("proven: same head and Merkle root, both chains verify")
+        echo("proven: same head and Merkle root, both chains verify")
 
 
 COMMANDS: Final[list[click.Command]] = [migrate_command]

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import codecs
 import functools
 import json
+import math
+import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +43,7 @@ from flowledger.receiver.store._sqlite import SqliteStore
 from flowledger.receiver.store._stats import StatsQuery
 from flowledger.receiver.store._views import RunPageCursor
 
-__all__ = ["DbSource", "ImportReport", "Source", "UrlSource", "read_jsonl"]
+__all__ = ["DbSource", "ImportReport", "JsonlLine", "Source", "UrlSource", "read_jsonl"]
 
 REQUEST_TIMEOUT_S: Final = 30.0
 IMPORT_CHUNK_EVENTS: Final = 500
@@ -62,30 +65,75 @@ class ImportReport:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
 
 
-def read_jsonl(path: Path, report: ImportReport) -> Iterator[list[tuple[int, Any]]]:
-    """Chunks of ``(line number, decoded event)`` from a JSONL file written by the SDK's jsonl sink.
+@dataclass(frozen=True, slots=True)
+class JsonlLine:
+    """One event line of a JSONL file."""
 
-    A line that is not JSON (say, torn by a crash mid-write) is recorded in
-    ``report.rejected`` and skipped; blank lines are ignored.
+    number: int
+    """Its line number, from 1."""
+    event: Any
+    """The event decoded."""
+    text: bytes
+    """The line as written, less the JSON whitespace around it (and a byte order mark): what ``--url`` sends."""
+
+
+def read_jsonl(path: Path, report: ImportReport) -> Iterator[list[JsonlLine]]:
+    """Chunks of event lines from a JSONL file written by the SDK's jsonl sink.
+
+    A line that is not an event JSON can carry (torn by a crash mid-write, not UTF-8, holding NaN or a number
+    past the largest float, nested past what a decoder reads) is recorded in ``report.rejected`` with its
+    number and skipped, alone; blank lines are ignored.
     """
-    chunk: list[tuple[int, Any]] = []
+    chunk: list[JsonlLine] = []
     size = 0
     with path.open("rb") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
+            text = line.strip(_JSON_WHITESPACE).removeprefix(codecs.BOM_UTF8)
             try:
-                event = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                event = _decode_line(text)
+            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and the hooks' refusals among them
                 report.rejected.append({"line": number, "error": f"not a JSON event: {exc}"})
                 continue
-            chunk.append((number, event))
-            size += len(line)
+            chunk.append(JsonlLine(number, event, text))
+            size += len(text)
             if len(chunk) >= IMPORT_CHUNK_EVENTS or size >= IMPORT_CHUNK_BYTES:
                 yield chunk
                 chunk, size = [], 0
     if chunk:
         yield chunk
+
+
+_JSON_WHITESPACE: Final = b" \t\r\n"
+
+
+def _decode_line(text: bytes) -> Any:
+    """A line's JSON value, read as strictly as the receiver reads a body: ValueError naming what it cannot carry."""
+    try:
+        return json.loads(
+            text.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float, parse_int=_integer
+        )
+    except RecursionError:
+        raise ValueError("it is nested too deeply (objects and arrays within each other) to be read") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a finite number, and JSON has no such value")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal[:40]} is not a finite number: it is past the largest float")
+    return value
+
+
+def _integer(literal: str) -> int:
+    digits, most = len(literal.lstrip("-")), sys.get_int_max_str_digits()
+    if most and digits > most:
+        raise ValueError(f"it holds an integer of {digits} digits; the receiver reads integers of {most} at most")
+    return int(literal)
 
 
 class Source(Protocol):
@@ -96,7 +144,7 @@ class Source(Protocol):
     def attempt_logs(
         self, run_id: str, span_id: str, after_id: int, project: str | None = None
     ) -> dict[str, Any] | None: ...
-    def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]: ...
+    def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[bytes]: ...
     def verify(self, checkpoints: Sequence[tuple[int, str]]) -> VerifyReport: ...
     def rebuild(self) -> Drift: ...
     def import_jsonl(self, path: Path) -> ImportReport: ...
@@ -170,8 +218,8 @@ class DbSource:
         """Custom metric totals, newest hour first."""
         return self._run(lambda store: store.custom_metrics(query))
 
-    def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]:
-        """Rendered lines, produced chunk by chunk on a private event loop."""
+    def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[bytes]:
+        """Rendered lines in UTF-8, as ``GET /api/export`` sends them, produced chunk by chunk on a private loop."""
         store = self._store(write=False)
         loop = asyncio.new_event_loop()
         try:
@@ -179,7 +227,7 @@ class DbSource:
             lines = export_lines(store.iter_runs(query, with_nodes=fmt is ExportFormat.JSONL), fmt)
             while True:
                 try:
-                    yield loop.run_until_complete(anext(lines))
+                    yield loop.run_until_complete(anext(lines)).encode("utf-8")
                 except StopAsyncIteration:
                     break
             loop.run_until_complete(lines.aclose())
@@ -211,10 +259,10 @@ class DbSource:
         async def work(store: Store) -> ImportReport:
             for chunk in read_jsonl(path, report):
                 valid: list[PreparedEvent] = []
-                for index, (number, raw) in enumerate(chunk):
-                    prepared = prepare_event(raw, index, limits, None)
+                for index, line in enumerate(chunk):
+                    prepared = prepare_event(line.event, index, limits, None)
                     if isinstance(prepared, Rejection):
-                        report.rejected.append({"line": number, "error": prepared.error})
+                        report.rejected.append({"line": line.number, "error": prepared.error})
                     else:
                         valid.append(prepared)
                 outcomes = await store.append(valid) if valid else []
@@ -224,7 +272,7 @@ class DbSource:
                     elif outcome is EventOutcome.DUPLICATE:
                         report.duplicates += 1
                     else:
-                        report.rejected.append({"line": chunk[event.index][0], "error": reason or outcome.value})
+                        report.rejected.append({"line": chunk[event.index].number, "error": reason or outcome.value})
             return report
 
         return self._run(work, write=True)
@@ -403,8 +451,9 @@ class UrlSource:
         rows: list[dict[str, Any]] = self._request("GET", "/api/metrics/custom", params).json()["metrics"]
         return rows
 
-    def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[str]:
-        """Lines streamed from ``GET /api/export``."""
+    def export(self, query: RunQuery, fmt: ExportFormat) -> Iterator[bytes]:
+        """The body of ``GET /api/export`` as it streams in, byte for byte: never split into lines here, since a
+        CSV cell or a JSON string may hold what a line splitter takes for a line end (CR, U+2028, NEL, ...)."""
         params = self._params(query)
         del params["limit"], params["offset"]
         params["format"] = fmt.value
@@ -420,8 +469,7 @@ class UrlSource:
                 kind = response.headers.get("content-type", "").split(";")[0].strip()
                 if kind != MEDIA_TYPES[fmt].split(";")[0]:  # some other server's page, not an export to write out
                     raise ReceiverError(_not_a_receiver(self.shown, f"GET /api/export answered {kind or 'no type'}"))
-                for line in response.iter_lines():
-                    yield line + "\n"
+                yield from response.iter_bytes()
         except httpx.HTTPError as exc:
             raise ReceiverError(f"cannot reach the receiver at {self.shown}: {exc}") from None
 
@@ -447,7 +495,8 @@ class UrlSource:
         headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
         with self._client() as client:
             for chunk in read_jsonl(path, report):
-                body = gzip.compress(json.dumps({"events": [event for _, event in chunk]}).encode(), compresslevel=1)
+                events = b",".join(line.text for line in chunk)  # each line as written: read_jsonl checked it
+                body = gzip.compress(b'{"events":[' + events + b"]}", compresslevel=1)
                 try:
                     response = client.post("/v1/events", content=body, headers=headers)
                 except httpx.HTTPError as exc:
@@ -466,7 +515,7 @@ class UrlSource:
                     report.duplicates += int(answer.get("duplicates", 0))
                     for item in answer.get("rejected", []):
                         index = item.get("index")
-                        line = chunk[index][0] if isinstance(index, int) and 0 <= index < len(chunk) else None
+                        line = chunk[index].number if isinstance(index, int) and 0 <= index < len(chunk) else None
                         report.rejected.append({"line": line, "error": item.get("error")})
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     raise ReceiverError(

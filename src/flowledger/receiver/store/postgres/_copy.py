@@ -10,6 +10,13 @@ conversion included. The projections are then folded from the
 copied ledger (``rebuild``), and both databases are verified; the copy is
 proven when both verify and their heads and tree roots are equal.
 
+Into PostgreSQL the copy is all or nothing: the rows, the rebuild and what is
+copied after it are one transaction, so a copy cut off (interrupted, killed,
+failed) leaves the target as it was, and running it again copies it whole.
+The target must be empty of every table the copy writes (:data:`WRITTEN`);
+one that holds rows is refused, naming them: a copy never deletes a target's
+rows.
+
 What is not folded from the ledger is copied too, after the rebuild: the
 running sums that outlive purges (statistics rollups and histograms, error
 groups: the source's rows replace the ones the rebuild folded, which lack what
@@ -44,11 +51,12 @@ from flowledger.receiver.store._spans import SPAN_COLUMNS
 from flowledger.receiver.store._sqlite import SqliteStore
 from flowledger.receiver.store._stats import STATS_ROW_COLUMNS, keep_totals_sync, store_percentiles_sync
 from flowledger.receiver.store.postgres._logs import append_pg_logs
+from flowledger.receiver.store.postgres._rebuild import pg_refold
 from flowledger.receiver.store.postgres._store import PostgresStore
 from flowledger.receiver.store.postgres._tree import load_frontier
 from flowledger.receiver.store.postgres._verify import pg_verify_in_snapshot
 
-__all__ = ["CopyReport", "copy_postgres_ledger", "copy_sqlite_ledger"]
+__all__ = ["WRITTEN", "CopyReport", "copy_postgres_ledger", "copy_sqlite_ledger"]
 
 COPY_CHUNK: Final = 5_000
 _TABLES: Final = (
@@ -91,7 +99,16 @@ _AFTER_REBUILD: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("otlp_metric_series", ("series_id", "series_key", *SERIES_FIELDS)),
     ("otlp_metric_points", ("point_id", "series_id", "time_ns", "start_ns", "value", "data")),
 )  # fmt: skip
-"""What is copied after the rebuild (the target's rows of these tables replaced), in this order."""
+"""What is copied after the rebuild, in this order."""
+_FOLDED: Final = frozenset({"stats_rollup", "stats_hist", "error_groups"})
+"""Tables of :data:`_AFTER_REBUILD` the rebuild also fills: the source's rows replace the ones it folded."""
+_REFOLDED: Final = (
+    "runs", "node_runs", "producers", "logs", "log_drops", "sampled_out", "search_text", "run_attributes",
+    "custom_metrics",
+)  # fmt: skip
+"""Tables the rebuild (:func:`~._rebuild.pg_refold`) empties and fills, beside those copied."""
+WRITTEN: Final = (*(t for t, _ in _TABLES), *(t for t, _ in _AFTER_REBUILD), *_REFOLDED)
+"""Every table a copy into PostgreSQL writes: the target must hold no row in any of them."""
 _SERIALS: Final = {"otlp_logs": "log_id", "otlp_metric_series": "series_id", "otlp_metric_points": "point_id"}
 """Tables whose ids are copied: their sequences then continue after the largest."""
 _KEYS: Final = {
@@ -177,9 +194,13 @@ def _otlp_lines(conn: sqlite3.Connection) -> Iterator[list[LogRow]]:
 async def copy_sqlite_ledger(source: Path, target: PostgresStore) -> CopyReport:
     """Copy the ledger of the SQLite file ``source`` into ``target`` (open, empty), rebuild, verify both.
 
-    StoreError when the target already holds a ledger; LedgerIntegrityError when the source does not verify
-    (a broken chain is not copied).
+    All or nothing: the copy, the rebuild and the tables copied after it are one transaction, so a copy cut off
+    leaves ``target`` as it was. UsageError when the target holds rows in any table the copy writes (naming
+    them); LedgerIntegrityError when the source does not verify (a broken chain is not copied); StoreError when
+    writing the target fails (nothing of the copy is kept).
     """
+    async with target.raw_snapshot() as pg:  # refused early, before the source is read
+        await _refuse_unless_empty(pg, target.name)
     reader = SqliteStore(source, readers=1, readonly=True)
     await reader.open()
     try:
@@ -192,37 +213,14 @@ async def copy_sqlite_ledger(source: Path, target: PostgresStore) -> CopyReport:
             f"{source} does not verify at entry {source_report.first_bad_seq}: {source_report.problem}; "
             "it is not copied"
         )
-    if await target.ledger_size() != 0:
-        raise UsageError(f"{target.name} already holds a ledger; copy into an empty database")
     conn = sqlite3.connect(f"{Path(source).resolve().as_uri()}?mode=ro", uri=True)  # a name with ? or # too
-    rows: dict[str, int] = {}
     try:
-        async with target.raw_transaction() as pg:
-            if await pg.fetchval("SELECT count(*) FROM ledger"):
-                raise UsageError(f"{target.name} already holds a ledger; copy into an empty database")
-            for table, columns in _TABLES:
-                rows[table] = 0
-                for chunk in _chunks(conn, table, columns):
-                    await pg.copy_records_to_table(table, records=chunk, columns=list(columns))
-                    rows[table] += len(chunk)
-        drift = await target.rebuild()
-        async with target.raw_transaction() as pg:
-            for table, beside in _AFTER_REBUILD:
-                await pg.execute(f"DELETE FROM {table}")
-                rows[table] = 0
-                for chunk in _chunks(conn, table, beside):
-                    await pg.copy_records_to_table(table, records=chunk, columns=list(beside))
-                    rows[table] += len(chunk)
-                if table in _SERIALS:
-                    column = _SERIALS[table]
-                    await pg.execute(
-                        f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
-                        f"coalesce(max({column}), 0) + 1, false) FROM {table}"
-                    )
-            rows["logs"] = 0
-            for lines in _otlp_lines(conn):
-                await append_pg_logs(pg, lines)
-                rows["logs"] += len(lines)
+        try:
+            async with target.raw_transaction() as pg:
+                await _refuse_unless_empty(pg, target.name)  # again, under the chain's lock
+                rows, drift = await _copy_in(conn, pg)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"copying into {target.name} failed, nothing of it was kept: {exc}") from exc
     finally:
         conn.close()
     return CopyReport(
@@ -233,6 +231,49 @@ async def copy_sqlite_ledger(source: Path, target: PostgresStore) -> CopyReport:
         target_tree=await target.tree_head(),
         drift=drift,
     )
+
+
+async def _refuse_unless_empty(pg: asyncpg.Connection, name: str) -> None:
+    """UsageError naming the rows the database of ``pg`` holds in the tables a copy writes, if any."""
+    counts = await pg.fetch(" UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in WRITTEN))
+    held = ", ".join(f"{table} {count}" for table, count in counts if count)
+    if not held:
+        return
+    what = "already holds a ledger" if any(table == "ledger" and count for table, count in counts) else "is not empty"
+    raise UsageError(
+        f"{name} {what} (rows: {held}); migrate copies into an empty database and deletes nothing: "
+        "give it a new database"
+    )
+
+
+async def _copy_in(conn: sqlite3.Connection, pg: asyncpg.Connection) -> tuple[dict[str, int], Drift]:
+    """The rows of the SQLite ``conn`` into the transaction ``pg`` (under the chain's lock): the ledger's
+    tables, a rebuild, the tables beside the ledger, then the OTLP log lines; the rows per table and the drift."""
+    rows: dict[str, int] = {}
+    for table, columns in _TABLES:
+        rows[table] = 0
+        for chunk in _chunks(conn, table, columns):
+            await pg.copy_records_to_table(table, records=chunk, columns=list(columns))
+            rows[table] += len(chunk)
+    drift = await pg_refold(pg)
+    for table, beside in _AFTER_REBUILD:
+        if table in _FOLDED:  # only what this rebuild folded: the target held no row before
+            await pg.execute(f"DELETE FROM {table}")
+        rows[table] = 0
+        for chunk in _chunks(conn, table, beside):
+            await pg.copy_records_to_table(table, records=chunk, columns=list(beside))
+            rows[table] += len(chunk)
+        if table in _SERIALS:
+            column = _SERIALS[table]
+            await pg.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                f"coalesce(max({column}), 0) + 1, false) FROM {table}"
+            )
+    rows["logs"] = 0
+    for lines in _otlp_lines(conn):
+        await append_pg_logs(pg, lines)
+        rows["logs"] += len(lines)
+    return rows, drift
 
 
 async def _pg_chunks(
