@@ -466,6 +466,85 @@ def test_idempotency_guard_skips_a_repeated_effect(
     assert [r.get("duplicate", False) for r in records] == [False, True, False]
 
 
+def test_an_effect_key_is_the_canonical_hash_within_the_limit_and_absent_past_it(events: CapturedEvents) -> None:
+    """The key is the sha256 of the canonical JSON it always was; a huge input is not walked whole for one."""
+    import hashlib
+    from collections.abc import Iterator, Mapping
+
+    from flowledger.instrument._effects import KEY_INPUT_LIMIT_BYTES
+
+    touched: list[int] = []
+
+    class Row(Mapping[str, int]):
+        """A small mapping that counts how often it is read."""
+
+        def __getitem__(self, key: str) -> int:
+            return 1
+
+        def __iter__(self) -> Iterator[str]:
+            touched.append(1)
+            return iter(("n",))
+
+        def __len__(self) -> int:
+            return 1
+
+    @flowledger.node(effect=True)
+    def send(batch: Any) -> int:
+        return len(batch)
+
+    small = {"to": "ann@example.org", "lines": [1.5, 2, None, "é"], "nested": {"b": 1, "a": [True]}}
+    with flowledger.run("mail"):
+        send(small)
+        send(["x" * (KEY_INPUT_LIMIT_BYTES // 2)] * 3)
+        assert send([Row() for _ in range(200_000)]) == 200_000
+    keyed, over, rows = (e["data"] for e in events.nodes("send"))
+    body = {"input": small, "node_id": "send", "workflow_id": "mail"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert keyed["idempotency_key"] == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    for data in (over, rows):
+        assert data["effect"] is True
+        assert "idempotency_key" not in data
+        assert data["status"] == "succeeded"
+    assert len(touched) < 1000  # the capture's preview reads a few rows; the key reads none
+
+
+def test_an_effect_whose_key_cannot_be_made_is_still_recorded(events: CapturedEvents) -> None:
+    """An input whose conversion raises: the effect runs and is recorded, as an effect without a key."""
+
+    class Broken(dict[str, int]):
+        def items(self) -> Any:
+            raise RuntimeError("no items")
+
+    @flowledger.node(effect=True)
+    def charge(order: Any) -> str:
+        return "charged"
+
+    with flowledger.run("billing"):
+        assert charge(Broken(a=1)) == "charged"
+    data = events.nodes("charge")[0]["data"]
+    assert (data["status"], data["effect"], data["output"]) == ("succeeded", True, "charged")
+    assert "idempotency_key" not in data
+    assert data["input"]["__flowledger__"] == "capture_error"
+
+
+def test_secrets_in_error_messages_and_stacks_are_redacted(events: CapturedEvents) -> None:
+    """A node's and its run's error message and stack hide secret pairs as captured logs do."""
+
+    @flowledger.node
+    def fetch(host: str, api_key: str) -> None:
+        raise RuntimeError(f"GET https://{host}/x?api_key={api_key} failed (password=hunter2)")
+
+    with pytest.raises(RuntimeError), flowledger.run("wf"):
+        fetch("api.example.org", api_key="SECRETKEY123")
+    node, run = events.nodes("fetch")[0]["data"], events.runs()[0]["data"]
+    expected = "GET https://api.example.org/x?api_key=[REDACTED] failed (password=[REDACTED])"
+    assert node["error"]["message"] == run["error"]["message"] == expected
+    assert expected in node["error"]["stack"]
+    assert expected in run["error"]["stack"]
+    assert "SECRETKEY123" not in json.dumps(events.all)
+    assert "hunter2" not in json.dumps(events.all)
+
+
 def test_heartbeats_are_sent_while_a_run_is_open(events: CapturedEvents, configure: Callable[..., Any]) -> None:
     """A run that stays open sends heartbeat events at the configured interval."""
     configure(heartbeat_interval_s=0.02)

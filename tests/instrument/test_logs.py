@@ -178,6 +178,23 @@ def test_redact_text_keeps_harmless_pairs() -> None:
     assert redact_text("password=x", None) == "password=x"
 
 
+def test_redact_text_keeps_the_delimiters_after_a_value() -> None:
+    """A closing bracket or punctuation after a secret value stays; inside the value it is hidden with it."""
+    rx = flowledger.configure().redact_regex
+    assert redact_text("boom ?api_key=SECRETKEY123 (password=hunter2)", rx) == (
+        "boom ?api_key=[REDACTED] (password=[REDACTED])"
+    )
+    assert redact_text("<token=a.b:c)d>. next", rx) == "<token=[REDACTED]>. next"
+    assert redact_text("auth: (Bearer abcdefghij) ok", rx) == "auth: (Bearer [REDACTED]) ok"
+
+
+def test_redact_text_handles_long_chains_of_pairs() -> None:
+    """Thousands of pairs in one token are searched in one pass, without recursion."""
+    rx = flowledger.configure().redact_regex
+    text = "a=" * 5000 + "password=hunter2"
+    assert redact_text(text, rx) == "a=" * 5000 + "password=[REDACTED]"
+
+
 def test_the_apps_own_handler_still_receives_everything(events: CapturedEvents) -> None:
     """Every record reaches the app's handler unchanged; no logger's level or propagation is touched."""
     own = _Collect()

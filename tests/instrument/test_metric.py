@@ -47,6 +47,7 @@ def test_values_are_summarised_per_series_on_the_node(events: CapturedEvents) ->
         ("hits", math.nan, {}, "must be finite"),
         ("hits", math.inf, {}, "must be finite"),
         ("hits", 2.0**60, {}, "magnitude at most 2\\*\\*53"),
+        ("hits", 10**400, {}, "magnitude at most 2\\*\\*53, got an integer of 1329 bits"),
         ("hits", True, {}, "must be an int or a float"),
         ("hits", "1", {}, "must be an int or a float"),
         ("hits", 1, {"run_id": "x"}, "'run_id' cannot be a label"),

@@ -154,7 +154,7 @@ def fetch(x):
 
 @flowledger.node
 def broken(x):
-    raise RuntimeError("no stock")
+    raise RuntimeError("no stock (password=hunter2)")
 
 @flowledger.node
 def call(x):
@@ -178,6 +178,7 @@ out = {
         "status": s.status.status_code.name,
         "attrs": dict(s.attributes),
         "events": [e.name for e in s.events],
+        "texts": [s.status.description, *(str(dict(e.attributes or {})) for e in s.events)],
     }
     for name, s in spans.items()
 }
@@ -200,6 +201,9 @@ def test_an_application_tracer_provider_gets_real_spans() -> None:
     assert broken["status"] == "ERROR"
     assert "exception" in broken["events"]
     assert run["status"] == "ERROR"
+    for failed in (broken, run):  # the exception's text, redacted as its record is
+        assert any("password=[REDACTED]" in text for text in failed["texts"] if text)
+        assert not any("hunter2" in text for text in failed["texts"] if text)
     assert fetch["attrs"]["flowledger.node.id"] == "fetch"
     assert fetch["attrs"]["flowledger.workflow.id"] == "wf"
     assert len({s["trace_id"] for s in (run, fetch, http, broken)}) == 1

@@ -17,7 +17,7 @@ becomes a marker object ``{"__flowledger__": KIND, ...}``:
 - ``int``: an integer outside the 64-bit range JSON tools share (orjson
   among them); ``value`` its decimal text (the leading digits and the
   exponent when it has more than ``MAX_REPR_CHARS``), ``digits`` how many.
-- ``exception``: ``type`` and ``message`` of an exception value.
+- ``exception``: ``type`` and ``message`` (redacted as log text is) of an exception value.
 - ``cycle`` / ``depth``: a container that contains itself, or nesting past the limit.
 - ``capture_error``: converting the value raised; ``error`` says what.
 
@@ -48,6 +48,7 @@ import orjson
 
 from flowledger._wire import MARKER_KEY, REDACTED
 from flowledger.instrument._config import REDACT_FRAGMENTS
+from flowledger.instrument._logs import redact_text
 
 __all__ = ["CapturePolicy", "RawJSON", "big_int", "capture", "clean_str", "materialize", "to_jsonable"]
 
@@ -279,7 +280,8 @@ def _leaf(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int]
             budget.left -= len(shown) * 4 // 3 + 48
         return _marker("bytes", length=len(raw), base64=base64.b64encode(shown).decode("ascii"))
     if isinstance(value, BaseException):
-        return _marker("exception", type=_type_name(value), message=_clean_str(safe_str(value)[:MAX_REPR_CHARS]))
+        message = redact_text(_clean_str(safe_str(value)[:MAX_REPR_CHARS]), redact)  # as a recorded error is
+        return _marker("exception", type=_type_name(value), message=message)
     dump = getattr(value, "model_dump", None)  # pydantic v2 models
     if callable(dump) and not isinstance(value, type):
         return _convert(dump(mode="json"), redact, depth + 1, seen, budget)

@@ -5,16 +5,32 @@ function keeps its signature (``functools.wraps``, ``ParamSpec``). The
 recorded input is the call's arguments by name (or the one positional
 argument alone); an ``effect`` is simulated in a dry run and, with the local
 guard on, a repeated identical effect returns its recorded output.
+
+A generator function (sync or async) is a node that works while its caller
+iterates: the attempt starts at the first step and ends when the generator
+does, so its duration runs from the first step to the end. The node is the
+current node during each of its steps (its cost, logs and nested nodes are
+its own) and only then: the caller's code between steps is not part of it.
+Its output is the list of the items it yielded, captured as each is yielded
+and cut as any payload is (past the limit, later items are counted, not
+captured); the attribute ``flowledger.generator.items`` counts them. An
+exception raised inside fails the attempt (its record has the error, not
+the items). A caller that stops early
+(``close()``, ``aclose()``, a ``break``) ends it as succeeded with the items
+so far and the attribute ``flowledger.generator.closed_early``: stopping
+is how a consumer says it has enough, not a failure of the node.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar, overload
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from typing import Any, Final, ParamSpec, TypeVar, overload
 
-from flowledger._wire import CaptureMode
+from flowledger._wire import MARKER_KEY, CaptureMode
+from flowledger.instrument._capture import RawJSON, _cut, _encode, capture
 from flowledger.instrument._full_capture import capture_mode
 from flowledger.instrument._node import NodeAttempt
 from flowledger.instrument._pipeline import pipeline
@@ -86,14 +102,31 @@ def node(
 
     Bare (``@flowledger.node``) or with options (``@flowledger.node(id="price",
     effect=True)``). An ``effect`` node is simulated in a dry run: it is
-    recorded and returns None without running. ``capture="full"`` also records
-    the complete output, content-addressed (None: as the run says).
+    recorded and returns None (a generator: yields nothing) without running.
+    ``capture="full"`` also records the complete output, content-addressed
+    (None: as the run says). A generator function's attempt lasts while its
+    caller iterates, its output the items it yields (see the module).
     """
     mode = capture_mode(capture)
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         node_id = id or func.__name__
         build = _input_builder(func)
+
+        def attempt(args: tuple[Any, ...], kwargs: dict[str, Any]) -> NodeAttempt:
+            return NodeAttempt(
+                node_id,
+                input=build(args, kwargs),
+                effect=effect,
+                capture_input=capture_input,
+                capture_output=capture_output,
+                capture=mode,
+            )
+
+        if inspect.isasyncgenfunction(func):
+            return _async_generator_node(func, attempt)  # type: ignore[return-value]
+        if inspect.isgeneratorfunction(func):
+            return _generator_node(func, attempt)  # type: ignore[return-value]
 
         if inspect.iscoroutinefunction(func):
             async_func: Callable[P, Awaitable[Any]] = func
@@ -159,3 +192,221 @@ def _short_circuit(a: NodeAttempt) -> tuple[bool, Any]:
         a.duplicate(output)
         return True, output
     return False, None
+
+
+ITEMS_ATTRIBUTE: Final = "flowledger.generator.items"
+"""The attribute of a generator node's attempt that counts the items it yielded."""
+CLOSED_EARLY_ATTRIBUTE: Final = "flowledger.generator.closed_early"
+"""The attribute set on a generator node's attempt that its caller stopped before the end."""
+
+
+class _Yielded:
+    """The output of a generator node: its items, captured as they are yielded, up to the capture limit."""
+
+    __slots__ = ("_attempt", "_over", "_parts", "_size", "count", "whole")
+
+    def __init__(self, attempt: NodeAttempt) -> None:
+        self._attempt = attempt
+        self._parts: list[str] = []
+        self._size = 1  # the brackets, less the comma the first item does not have
+        self._over = False
+        self.count = 0
+        self.whole: list[Any] | None = [] if attempt.needs_whole_output else None
+        """Every item, when the output is recorded in full or kept by the guard (``set_output`` captures it)."""
+
+    def add(self, item: Any) -> None:
+        """Count ``item`` and capture it while the output is within the limit; never raises."""
+        self.count += 1
+        try:
+            self._add(item)
+        except Exception as exc:  # telemetry never breaks the iteration
+            pipeline().internal_error("generator_output", exc)
+
+    def _add(self, item: Any) -> None:
+        if self.whole is not None:
+            self.whole.append(item)
+            return
+        policy = self._attempt.output_policy
+        if policy is None or self._over:
+            return
+        record, size = capture(item, policy)
+        if type(record) is RawJSON:
+            self._parts.append(record.json())
+        else:
+            self._parts.append(_encode(record))
+            if isinstance(record, dict) and record.get(MARKER_KEY) == "truncated":  # its size: the item's, at least
+                size = record.get("original_bytes") or record.get("original_bytes_at_least") or size
+        self._size += size + 1
+        self._over = self._size > policy.limit_bytes
+
+    def finish(self, *, failed: bool, closed_early: bool) -> None:
+        """Record the attributes and, unless the attempt failed, the output (before the attempt ends); never raises."""
+        try:
+            self._finish(failed=failed, closed_early=closed_early)
+        except Exception as exc:
+            pipeline().internal_error("generator_output", exc)
+
+    def _finish(self, *, failed: bool, closed_early: bool) -> None:
+        a = self._attempt
+        a.set_attribute(ITEMS_ATTRIBUTE, self.count)
+        if closed_early:
+            a.set_attribute(CLOSED_EARLY_ATTRIBUTE, True)
+        if failed:
+            return
+        if self.whole is not None:
+            a.set_output(self.whole)
+            return
+        policy = a.output_policy
+        if policy is None:
+            return
+        text = "[" + ",".join(self._parts) + "]"
+        if not self._over:
+            a.set_output_record(RawJSON(text), len(text.encode("utf-8")))
+        else:  # its size is known from below: the items past the limit were counted, not captured
+            a.set_output_record(_cut(text, self._size, policy.limit_bytes, exact=False), policy.limit_bytes + 96)
+
+
+def _generator_node(
+    func: Callable[..., Generator[Any, Any, Any]], attempt: Callable[[tuple[Any, ...], dict[str, Any]], NodeAttempt]
+) -> Callable[..., Generator[Any, Any, Any]]:
+    """The wrapper of a generator function: one attempt from its first step to its end (see the module)."""
+
+    @functools.wraps(func)
+    def generator_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        if pipeline().disabled:
+            return (yield from func(*args, **kwargs))
+        a = attempt(args, kwargs)
+        context = contextvars.copy_context()  # the attempt's own: current in its steps, never in the caller's code
+        context.run(a.__enter__)  # RunAborted (a run past its limits) reaches the caller at the first step
+        yielded = _Yielded(a)
+        failure: BaseException | None = None
+        closed_early = False
+        try:
+            if a.effect:
+                short, output = context.run(_short_circuit, a)
+                if short:  # simulated (nothing), or the guard's duplicate: the items recorded then
+                    for item in output if isinstance(output, list) else ():
+                        yielded.add(item)
+                        yield item
+                    return None
+            return (yield from _steps(func(*args, **kwargs), context, yielded))
+        except GeneratorExit:
+            closed_early = True
+            raise
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            try:
+                yielded.finish(failed=failure is not None, closed_early=closed_early)
+            finally:
+                context.run(a.__exit__, None if failure is None else type(failure), failure, None)
+
+    return generator_wrapper
+
+
+def _steps(gen: Generator[Any, Any, Any], context: contextvars.Context, yielded: _Yielded) -> Generator[Any, Any, Any]:
+    """``yield from gen`` with each of its steps run in ``context``; each item goes to ``yielded``."""
+    value: Any = None
+    thrown: BaseException | None = None
+    while True:
+        try:
+            item = context.run(gen.send, value) if thrown is None else context.run(gen.throw, thrown)
+        except StopIteration as stop:
+            return stop.value
+        yielded.add(item)
+        try:
+            value, thrown = (yield item), None
+        except GeneratorExit:
+            context.run(gen.close)
+            raise
+        except BaseException as exc:  # thrown in by the caller: into the generator, as ``yield from`` does
+            value, thrown = None, exc
+
+
+def _async_generator_node(
+    func: Callable[..., AsyncGenerator[Any, Any]], attempt: Callable[[tuple[Any, ...], dict[str, Any]], NodeAttempt]
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    """The wrapper of an async generator function: one attempt from its first step to its end (see the module)."""
+
+    @functools.wraps(func)
+    async def async_generator_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        if pipeline().disabled:
+            a: NodeAttempt | None = None
+            context: contextvars.Context | None = None
+        else:
+            a = attempt(args, kwargs)
+            context = contextvars.copy_context()
+            context.run(a.__enter__)
+        yielded = None if a is None else _Yielded(a)
+        failure: BaseException | None = None
+        closed_early = False
+        try:
+            if a is not None and context is not None and a.effect:
+                short, output = context.run(_short_circuit, a)
+                if short and yielded is not None:  # simulated (nothing), or the guard's duplicate
+                    for item in output if isinstance(output, list) else ():
+                        yielded.add(item)
+                        yield item
+                    return
+            agen = func(*args, **kwargs)
+            value: Any = None
+            thrown: BaseException | None = None
+            while True:
+                step = agen.asend(value) if thrown is None else agen.athrow(thrown)
+                try:
+                    item = await (step if context is None else _InContext(step, context))
+                except StopAsyncIteration:
+                    return
+                if yielded is not None:
+                    yielded.add(item)
+                try:
+                    value, thrown = (yield item), None
+                except GeneratorExit:
+                    close = agen.aclose()
+                    await (close if context is None else _InContext(close, context))
+                    raise
+                except BaseException as exc:  # thrown in by the caller: into the generator
+                    value, thrown = None, exc
+        except GeneratorExit:
+            closed_early = True
+            raise
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            if a is not None and context is not None and yielded is not None:
+                try:
+                    yielded.finish(failed=failure is not None, closed_early=closed_early)
+                finally:
+                    context.run(a.__exit__, None if failure is None else type(failure), failure, None)
+
+    return async_generator_wrapper
+
+
+class _InContext:
+    """Awaits ``awaitable`` with each of its steps run in ``context``, as a task runs its coroutine in its own."""
+
+    __slots__ = ("_awaitable", "_context")
+
+    def __init__(self, awaitable: Awaitable[Any], context: contextvars.Context) -> None:
+        self._awaitable = awaitable
+        self._context = context
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        steps = self._awaitable.__await__()
+        run = self._context.run
+        value: Any = None
+        thrown: BaseException | None = None
+        while True:
+            try:
+                signal = run(steps.send, value) if thrown is None else run(steps.throw, thrown)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                value, thrown = (yield signal), None
+            except GeneratorExit:
+                run(steps.close)
+                raise
+            except BaseException as exc:  # a cancellation, say: into the awaited steps
+                value, thrown = None, exc

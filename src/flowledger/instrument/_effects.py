@@ -1,12 +1,21 @@
 """Effects: idempotency keys and the opt-in local duplicate guard.
 
 An effect node changes the world (sends a mail, charges a card). Every
-attempt of one records an idempotency key, by default the sha256 of the
-canonical JSON (sorted keys, no whitespace) of the workflow id, node id and
-input, so duplicates can be found in the history. With the guard turned on
+attempt of one records an idempotency key: the sha256 of the canonical JSON
+(sorted keys, no whitespace) of ``{"input", "node_id", "workflow_id"}``, so
+duplicates can be found in the history. With the guard turned on
 (``idempotency_guard=True``), an effect whose identical key already
 succeeded on this machine is not run again: the attempt returns the output
-recorded then and is recorded as a duplicate.
+recorded then and is recorded as a duplicate; a resumed run does the same
+with the keys its earlier run recorded.
+
+The key costs about what capturing the input does: an input whose canonical
+JSON is over ``KEY_INPUT_LIMIT_BYTES`` gets no key, found out without
+converting it whole. A key made from part of the input would make two
+different effects look identical, and the guard or a resume would then skip
+one of them; an attempt without a key is never skipped (it runs again). So
+is one whose input could not be converted (a mapping whose ``items()``
+raises, say): it is recorded, as an effect, without a key.
 """
 
 from __future__ import annotations
@@ -17,18 +26,76 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from flowledger.instrument._capture import RawJSON, to_jsonable
+import orjson
 
-__all__ = ["IdempotencyGuard", "idempotency_key"]
+from flowledger.instrument._capture import (
+    _PLAIN_ONLY,
+    RawJSON,
+    _Budget,
+    _convert,
+    _NotPlainJSON,
+    _oversized,
+    _refuse,
+    to_jsonable,
+)
+
+__all__ = ["KEY_INPUT_LIMIT_BYTES", "IdempotencyGuard", "idempotency_key"]
+
+KEY_INPUT_LIMIT_BYTES: Final = 64 * 1024
+"""The largest canonical JSON of an input that gets an idempotency key (bytes)."""
+_canonical: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_refuse
+).encode
 
 
-def idempotency_key(workflow_id: str, node_id: str, input_value: Any) -> str:
-    """sha256 of canonical JSON of ``{"input", "node_id", "workflow_id"}``."""
-    body = {"workflow_id": workflow_id, "node_id": node_id, "input": to_jsonable(input_value)}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def idempotency_key(workflow_id: str, node_id: str, input_value: Any) -> str | None:
+    """sha256 of the canonical JSON of ``{"input", "node_id", "workflow_id"}``; None for an input over the limit.
+
+    Keys are what they always were for every input within the limit, so
+    the keys of runs recorded before still match. Raises what converting
+    the input raises (the caller records the attempt without a key).
+    """
+    text = _input_json(input_value)
+    if text is None:
+        return None
+    # what json.dumps(body, sort_keys=True, ...) writes: "input" < "node_id" < "workflow_id"
+    body = f'{{"input":{text},"node_id":{_canonical(node_id)},"workflow_id":{_canonical(workflow_id)}}}'
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def _input_json(value: Any) -> str | None:
+    """The canonical JSON of ``value`` as converted for capture, or None past ``KEY_INPUT_LIMIT_BYTES``.
+
+    Bounded work: a value surely over the limit is recognised from its
+    lengths; plain JSON is checked and encoded in C; anything else is
+    converted with a budget that stops at the limit.
+    """
+    limit = KEY_INPUT_LIMIT_BYTES
+    if _oversized(value, limit, None):
+        return None
+    text: str | None = None
+    try:  # orjson refuses what the conversion would change: other types, big integers, lone surrogates, odd keys
+        plain = orjson.dumps(value, default=_refuse, option=_PLAIN_ONLY)
+    except (_NotPlainJSON, TypeError, RecursionError):
+        plain = None
+    if plain is not None:
+        if len(plain) > 2 * limit:  # orjson writes a float at most a few characters longer than json does
+            return None
+        try:
+            text = _canonical(value)
+        except ValueError:  # NaN or an infinity (orjson wrote null): the conversion marks them
+            text = None
+    if text is None:
+        budget = _Budget(limit)
+        converted = _convert(value, None, 0, set(), budget)
+        if budget.cut:  # what it counted is a lower bound of the JSON: over the limit
+            return None
+        text = json.dumps(converted, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    if len(text) > limit or len(text.encode("utf-8")) > limit:
+        return None
+    return text
 
 
 class IdempotencyGuard:

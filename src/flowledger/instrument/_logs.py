@@ -46,25 +46,45 @@ EVENT_BYTES_MAX: Final = 256 * 1024
 _OWN_LOGGER: Final = "flowledger"
 _OWN_PREFIX: Final = _OWN_LOGGER + "."
 
-_PAIR: Final = re.compile(
-    r"""(?P<key>[A-Za-z_][\w.-]*)(?P<sep>["']?\s*[:=]\s*)(?P<value>(?i:bearer|basic)\s+[^\s,;&"'}\]]+|"[^"]*"|'[^']*'|[^\s,;&"'}\]]+)"""
-)
+_KEY_SEP: Final = re.compile(r"""(?<![\w.-])(?P<key>[\w.-]++)(?P<sep>["']?\s*[:=]\s*)""")
+"""A key and its separator; a key is a whole word, so each word is tried once (linear time)."""
+_END: Final = r"[)>.:!?]"
+"""Closing brackets and punctuation: part of a value inside it, kept as text after it (``(password=x).``)."""
+_CORE: Final = r"""[^\s,;&"'}\])>.:!?]"""
+_TOKEN: Final = rf"""{_END}*{_CORE}+(?:{_END}+{_CORE}+)*|[^\s,;&"'}}\]]+"""
+_VALUE: Final = re.compile(rf"""(?i:bearer|basic)\s+(?:{_TOKEN})|"[^"]*"|'[^']*'|{_TOKEN}""")
 _BEARER: Final = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 
 
 def redact_text(text: str, redact: re.Pattern[str] | None) -> str:
-    """``text`` with the values of secret-looking ``key=value`` / ``key: value`` pairs and bearer tokens hidden."""
+    """``text`` with the values of secret-looking ``key=value`` / ``key: value`` pairs and bearer tokens hidden.
+
+    A value ends at a space, ``,;&``, a quote or ``]}``; closing brackets and
+    punctuation that end it are kept (``(password=[REDACTED]).``). The value
+    of a harmless key is searched on, as it may hold a pair of its own
+    (``url=https://x/?token=[REDACTED]``). A value hidden already
+    (``[REDACTED]``, ``***``) is left as it is. Linear in the text's length.
+    """
     if redact is None:
         return text
-
-    def hide(match: re.Match[str]) -> str:
-        key = match.group("key")
-        if redact.search(key.lower().replace("-", "_")) is None:  # the value may hold a pair of its own
-            return f"{key}{match.group('sep')}{_PAIR.sub(hide, match.group('value'))}"
-        return f"{key}{match.group('sep')}{REDACTED}"
-
-    out = _PAIR.sub(hide, text) if ("=" in text or ":" in text) else text
-    return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", out)
+    if "=" in text or ":" in text:
+        parts: list[str] = []
+        done = 0
+        at = 0
+        while (pair := _KEY_SEP.search(text, at)) is not None:
+            at = pair.end()
+            if redact.search(pair.group("key").lower().replace("-", "_")) is None:
+                continue
+            value = _VALUE.match(text, at)
+            if value is None or text.startswith(REDACTED, at) or not value.group().strip("*"):
+                continue  # nothing to hide, or hidden already (``[REDACTED]``, a URL's ``***``)
+            parts.append(text[done:at])
+            parts.append(REDACTED)
+            done = at = value.end()
+        if parts:
+            parts.append(text[done:])
+            text = "".join(parts)
+    return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
 
 
 def _cut(text: str) -> str:

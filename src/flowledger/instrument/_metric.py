@@ -65,6 +65,13 @@ def _label_value(metric: str, key: str, value: Any) -> str:
     return value
 
 
+def _shown(value: float | int) -> str:
+    """``value`` for a message: an integer too long to print is described by its size."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
+
+
 def check_metric(name: Any, value: Any, labels: Mapping[str, Any]) -> tuple[SeriesKey, float | int]:
     """The series key and the value of one metric value; UsageError saying what is wrong."""
     if not isinstance(name, str) or _NAME.fullmatch(name) is None:
@@ -73,8 +80,10 @@ def check_metric(name: Any, value: Any, labels: Mapping[str, Any]) -> tuple[Seri
         )
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UsageError(f"metric {_q(name)}: the value must be an int or a float, got {type(value).__name__}")
-    if not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
-        raise UsageError(f"metric {_q(name)}: the value must be finite, of magnitude at most 2**53, got {value!r}")
+    if abs(value) > MAX_ABS_VALUE or not math.isfinite(value):  # the magnitude first: an int past a float overflows
+        raise UsageError(
+            f"metric {_q(name)}: the value must be finite, of magnitude at most 2**53, got {_shown(value)}"
+        )
     if len(labels) > MAX_LABELS:
         raise UsageError(f"metric {_q(name)} has {len(labels)} labels; at most {MAX_LABELS} are kept")
     pairs: list[tuple[str, str]] = []

@@ -31,7 +31,7 @@ from flowledger._exceptions import UsageError
 from flowledger._wire import CaptureMode, EventKind, NodeStatus, format_ts
 from flowledger.instrument import _heartbeat
 from flowledger.instrument._artifact import MAX_ARTIFACTS_PER_ATTEMPT, Source, artifact_record
-from flowledger.instrument._capture import RawJSON, capture
+from flowledger.instrument._capture import CapturePolicy, RawJSON, capture
 from flowledger.instrument._cost import Charge, Cost, Penalty, cost_parts
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
 from flowledger.instrument._fixed import FixedAttributes
@@ -93,9 +93,12 @@ def _current_logs() -> tuple[AttemptLogBuffer, tuple[str, str] | None] | None:
     return logs, (None if span is None else (span.trace_id, span.span_id))
 
 
-def _policy_limit(run: Run) -> int | None:
+def _error_record(run: Run, error: BaseException) -> dict[str, Any]:
+    """``error_record`` with the run's capture limit and redaction."""
     p = run._pipeline
-    return p.policy.limit_bytes if p is not None else None
+    if p is None:
+        return error_record(error)
+    return error_record(error, limit_chars=p.policy.limit_bytes, redact=p.policy.redact)
 
 
 def node_record(
@@ -106,12 +109,14 @@ def node_record(
     attempt: int,
     item: int | None = None,
     location: Location | None = None,
+    effect: bool = False,
     idempotency_key: str | None = None,
 ) -> dict[str, Any]:
     """The fields every node record (``node_started``, ``node_finished``, a skip) carries.
 
     The one place that says which node attempt a record is about; a field
-    that every node record gains is added here.
+    that every node record gains is added here. An effect's record carries
+    its idempotency key when it has one (see ``_effects``).
     """
     data: dict[str, Any] = {
         "node_id": node_id,
@@ -122,8 +127,9 @@ def node_record(
     }
     if item is not None:
         data["item"] = item
-    if idempotency_key is not None:
+    if effect or idempotency_key is not None:
         data["effect"] = True
+    if idempotency_key is not None:
         data["idempotency_key"] = idempotency_key
     if location is not None:
         data["location"] = location.as_dict()
@@ -312,6 +318,33 @@ class NodeAttempt:
             if (self.capture or run.capture) is CaptureMode.FULL:
                 self._full = full_capture(value, p.policy, "output")
 
+    @property
+    def output_policy(self) -> CapturePolicy | None:
+        """How the output is captured; None when it is not (not started, capture off, ``capture_output=False``)."""
+        run = self.run
+        p = run._pipeline if run is not None and self._capture_output else None
+        return p.policy if p is not None and p.settings.capture else None
+
+    @property
+    def needs_whole_output(self) -> bool:
+        """Whether the whole output must reach ``set_output``: captured in full, or kept by the idempotency guard."""
+        run = self.run
+        if run is None:
+            return False
+        if self.effect:
+            try:
+                if _guard() is not None:
+                    return True
+            except Exception as exc:
+                pipeline().internal_error("idempotency_guard", exc)
+        return (self.capture or run.capture) is CaptureMode.FULL and self.output_policy is not None
+
+    def set_output_record(self, record: Any, size: int) -> None:
+        """Record an output captured already: ``record`` as ``capture`` makes it, ``size`` its JSON bytes."""
+        if self._ended or self.output_policy is None:
+            return
+        self._output, self._output_size, self._has_output = record, size, True
+
     def set_attribute(self, key: str, value: Any) -> None:
         """Add ``key: value`` to the attempt's ``attributes`` (sent with ``node_finished``)."""
         if self._late_attributes is None:
@@ -467,7 +500,10 @@ class NodeAttempt:
         )
         self._started_ns = _time_ns()
         if self.effect:
-            self.idempotency_key = idempotency_key(run.workflow_id, self.node_id, self.input)
+            try:
+                self.idempotency_key = idempotency_key(run.workflow_id, self.node_id, self.input)
+            except Exception as exc:  # the attempt is still recorded, as an effect without a key
+                p.internal_error("idempotency_key", exc)
         size = 192
         attributes = self.attributes
         if attributes:
@@ -523,6 +559,7 @@ class NodeAttempt:
             attempt=self.attempt,
             item=self.item,
             location=self.location,
+            effect=self.effect,
             idempotency_key=self.idempotency_key if self.effect else None,
         )
 
@@ -584,7 +621,11 @@ class NodeAttempt:
             if span is not None:
                 try:
                     if span.real:  # the application's span gets the status as an attribute
-                        span.exit(exc if failed else None, {"flowledger.status": self._status.value})
+                        span.exit(
+                            exc if failed else None,
+                            {"flowledger.status": self._status.value},
+                            self._error,
+                        )
                     else:
                         span.exit()
                 except Exception as internal:
@@ -631,7 +672,7 @@ class NodeAttempt:
             size += 256 * len(self._artifacts)
         if error is not None:
             run.note_node_failure(error, self.node_id)
-            self._error = error_record(error, limit_chars=_policy_limit(run))
+            self._error = _error_record(run, error)
             size += len(self._error.get("stack", "")) + len(self._error["message"])
         else:
             if self._has_output:

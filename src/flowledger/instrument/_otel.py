@@ -244,7 +244,17 @@ class SpanScope:
         # what trace.set_span_in_context makes (a copy of the context with the span set), without its two calls
         self._token = otel_context.attach(otel_context.Context({**base, _SPAN_KEY: self._span}))
 
-    def exit(self, error: BaseException | None = None, attributes: Mapping[str, Any] | None = None) -> None:
+    def exit(
+        self,
+        error: BaseException | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        record: Mapping[str, Any] | None = None,
+    ) -> None:
+        """End the span; with ``error``, its status is ERROR and it gets OpenTelemetry's ``exception`` event.
+
+        ``record`` is the error as flowledger recorded it (``{type, message, stack}``, secrets redacted): the
+        event and the status then carry it, never the exception's own text, which may hold a secret.
+        """
         token, self._token = self._token, None
         if token is not None:
             otel_context.detach(token)  # type: ignore[arg-type]
@@ -257,7 +267,14 @@ class SpanScope:
         span = self._span
         if attributes:
             span.set_attributes(_attrs(attributes))
-        if error is not None:
+        if error is not None and record is not None:
+            kind, message = str(record.get("type", type(error).__name__)), str(record.get("message", ""))
+            span.add_event(
+                "exception",
+                {"exception.type": kind, "exception.message": message, "exception.stacktrace": record.get("stack", "")},
+            )
+            span.set_status(Status(StatusCode.ERROR, f"{kind}: {message}"))
+        elif error is not None:
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
         span.end()

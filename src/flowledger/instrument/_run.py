@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+import re
 import time
 import traceback
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from flowledger.instrument import _heartbeat
 from flowledger.instrument._capture import capture, clean_str, safe_str
 from flowledger.instrument._cost import Cost
 from flowledger.instrument._full_capture import capture_mode, full_capture
+from flowledger.instrument._logs import redact_text
 from flowledger.instrument._otel import (
     SpanScope,
     app_tracer,
@@ -61,26 +63,38 @@ _RUN_FINISHED_SIZE: Final = 512
 _current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar("flowledger_run", default=None)
 
 
-def error_record(exc: BaseException, *, stack: bool = True, limit_chars: int | None = None) -> dict[str, Any]:
+def error_record(
+    exc: BaseException, *, stack: bool = True, limit_chars: int | None = None, redact: re.Pattern[str] | None = None
+) -> dict[str, Any]:
     """The wire form of an exception: ``{type, message, stack}``; never raises.
 
     The message is cut to ``limit_chars`` (a multi-megabyte message must not
     make a multi-megabyte record), an exception whose ``__str__`` raises
-    is described instead, and lone surrogates become U+FFFD.
+    is described instead, and lone surrogates become U+FFFD. With
+    ``redact``, the message and the stack are redacted as captured log text
+    is (``password=[REDACTED]``, see ``_logs.redact_text``).
     """
     cls = type(exc)
     name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     limit = limit_chars or DEFAULT_MESSAGE_CHARS
     message = clean_str(safe_str(exc))  # a lone surrogate would make the event unsendable
-    if len(message) > limit:
-        message = message[:limit] + f"... [{len(message) - limit} more characters]"
+    more = len(message) - limit
+    if more > 0:
+        message = message[:limit]
+    message = redact_text(message, redact)
+    if more > 0:
+        message += f"... [{more} more characters]"
     record: dict[str, Any] = {"type": name, "message": message}
     if stack:
         try:
             text = "".join(traceback.format_exception(exc))
         except Exception:  # str() of the exception raised inside the formatter
             text = "".join(traceback.format_tb(exc.__traceback__)) + f"{name}: {message}\n"
-        record["stack"] = clean_str(text[-MAX_STACK_CHARS:])
+        if len(text) > MAX_STACK_CHARS:
+            text = text[-MAX_STACK_CHARS:]
+            if redact is not None:  # the first line, cut, may have lost the key of a secret pair: it goes
+                text = text[text.find("\n") + 1 :] if "\n" in text else ""
+        record["stack"] = clean_str(redact_text(text, redact))
     return record
 
 
@@ -492,7 +506,11 @@ class Run:
             if self._span is not None:
                 failure = exc if status is not RunStatus.SUCCEEDED and exc is not None else None
                 try:
-                    self._span.exit(failure, {"flowledger.status": status.value, "flowledger.run.id": self.run_id})
+                    self._span.exit(
+                        failure,
+                        {"flowledger.status": status.value, "flowledger.run.id": self.run_id},
+                        data.get("error"),
+                    )
                 except Exception as internal:
                     pipeline().internal_error("span_exit", internal)
 
@@ -529,19 +547,20 @@ class Run:
             exc = None
         if exc is None and self._abort is not None:
             exc = self._abort
+        policy = self._pipeline.policy if self._pipeline is not None else None
+        limit, redact = (policy.limit_bytes, policy.redact) if policy is not None else (None, None)
         if isinstance(exc, RunAborted):
-            error = error_record(exc, stack=False)
+            error = error_record(exc, stack=False, redact=redact)
             error["reason"] = str(exc.reason)
             error["node_id"] = None
             return RunStatus.ABORTED, error
-        limit = self._pipeline.policy.limit_bytes if self._pipeline is not None else None
         if exc is not None:
-            error = error_record(exc, limit_chars=limit)
+            error = error_record(exc, limit_chars=limit, redact=redact)
             error["node_id"] = self._failing_node(exc)
             return RunStatus.FAILED, error
         if self._failure is not None:
             failure, node_id = self._failure
-            error = error_record(failure, limit_chars=limit)
+            error = error_record(failure, limit_chars=limit, redact=redact)
             error["node_id"] = node_id
             return RunStatus.FAILED, error
         return RunStatus.SUCCEEDED, None

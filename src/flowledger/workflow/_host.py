@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 from flowledger._exceptions import ResumeRefused
 from flowledger._wire import NODE_SHA256_ATTRIBUTE
 from flowledger.instrument import FixedAttributes, NodeAttempt, Run, attempt
-from flowledger.workflow._http_call import send
+from flowledger.workflow._http_call import send, shown
 from flowledger.workflow._resume import RecordedEffect, node_sha256
 from flowledger.workflow._spec import Env, Node, Phase, Workflow
 from flowledger.workflow._threads import DaemonPool
@@ -78,7 +78,7 @@ def _attempt_attributes(node: Node, phase: Phase) -> FixedAttributes:
     if node.call is not None:
         attributes["flowledger.call"] = str(node.call)
     elif node.http is not None:
-        attributes["flowledger.http"] = f"{node.http.method} {node.http.url}"
+        attributes["flowledger.http"] = shown(node.http)
     return FixedAttributes(attributes)
 
 

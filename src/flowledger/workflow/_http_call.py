@@ -7,27 +7,48 @@ A reply outside 2xx fails the attempt with the status code and the start of the 
 counts as one ``external_requests`` in the attempt's cost, and the attempt's
 record and span get the OpenTelemetry HTTP attributes (``http.request.method``,
 ``url.full``, ``http.response.status_code``); its timing is the attempt's.
+
+The URL may hold secrets (``http://user:password@host``, ``?token=...``) and so may header values read
+from the environment. The request uses them as they are; everything else sees :func:`shown`, the URL with
+its userinfo and query values masked (:func:`~flowledger.instrument._url.masked`, as the SDK shows its
+endpoints): ``url.full``, the ``flowledger.http`` attribute and every error message. A failure of the
+request is raised again as the same httpx exception with a message of our own and no chained cause, since
+httpx's text may quote the URL (an invalid one) or a header value (one HTTP cannot carry). Header values
+read from the environment are checked before anything is sent; the error names the header and the
+variable, never the value.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from flowledger._exceptions import HttpNodeError
+from flowledger._exceptions import ConfigError, HttpNodeError
 from flowledger._run_context import baggage_with_run_id
 from flowledger.instrument import NodeAttempt, Run, cost, traceparent
+from flowledger.instrument._url import masked
+from flowledger.workflow._os_reason import os_reason
 from flowledger.workflow._spec import Env, Http, HttpMethod
 
 if TYPE_CHECKING:  # httpx is imported by the run's client, on the first http node (see Execution.http_client)
     import httpx
 
-__all__ = ["DEFAULT_HTTP_TIMEOUT_S", "send"]
+__all__ = ["DEFAULT_HTTP_TIMEOUT_S", "send", "shown"]
 
 DEFAULT_HTTP_TIMEOUT_S: Final = 30.0
 ERROR_BODY_PREVIEW_CHARS: Final = 300
 _BODYLESS: Final = frozenset({HttpMethod.GET.value, HttpMethod.DELETE.value})
+HEADER_VALUE: Final = re.compile(r"(?:[!-~](?:[ \t!-~]*[!-~])?)?\Z")
+"""Visible ASCII, with spaces and tabs only between visible characters: the header values httpx can encode
+and h11 sends (the rule codegen applies to the values a definition writes out)."""
+_CHARACTER_NAMES: Final = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab", " ": "a space"}
+
+
+def shown(spec: Http) -> str:
+    """``METHOD url`` as messages and records show the node: the URL's userinfo and query values masked."""
+    return f"{spec.method} {masked(spec.url)}"
 
 
 def _traceparent(hook: NodeAttempt, recorder: Run) -> str | None:
@@ -37,6 +58,60 @@ def _traceparent(hook: NodeAttempt, recorder: Run) -> str | None:
     if recorder.trace_id and hook.span_id:
         return f"00-{recorder.trace_id}-{hook.span_id}-01"
     return None
+
+
+def _describe(char: str) -> str:
+    return _CHARACTER_NAMES.get(char) or f"the character U+{ord(char):04X}"
+
+
+def _env_header(node_id: str, name: str, env: Env) -> str:
+    """The value of header ``name`` read from ``env``; ConfigError naming both, never the value, if HTTP cannot
+    carry it (a line break or other control character, a character past ASCII, a space at either end)."""
+    value = env.read(node_id, f"http.headers.{name}")
+    if HEADER_VALUE.match(value):
+        return value
+    position = next((i for i, c in enumerate(value) if not (" " <= c <= "~" or c == "\t")), None)
+    if position is None:  # visible ASCII, with a space or tab at an end
+        position = 0 if value[0] in " \t" else len(value) - 1
+    raise ConfigError(
+        f"environment variable {env.name} holds {_describe(value[position])} at character {position + 1} of "
+        f"{len(value)}; node `{node_id}` sends it as header {name}, whose value must be visible ASCII with spaces "
+        "or tabs only between characters: set the variable without it"
+    )
+
+
+def _failure(exc: Exception, node: str) -> Exception | None:
+    """An httpx failure again, of its own type, with a message that quotes none of httpx's text (it may hold a
+    secret); None for any other exception. ``node`` is the node's method and masked URL (:func:`shown`)."""
+    import httpx  # imported already: the failed request made the client
+
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        what = "cannot be sent to this URL: write an http:// or https:// URL with a valid host and port"
+    elif isinstance(exc, httpx.ConnectTimeout):
+        what = f"could not connect within {DEFAULT_HTTP_TIMEOUT_S:g} s: check that the server is up and reachable"
+    elif isinstance(exc, httpx.TimeoutException):
+        what = f"got no answer within {DEFAULT_HTTP_TIMEOUT_S:g} s"
+    elif isinstance(exc, httpx.NetworkError):
+        system = os_reason(exc)
+        what = f"failed on the network ({system})" if system else "failed on the network"
+        if isinstance(exc, httpx.ConnectError):
+            what += ": check that the server is up and reachable"
+    elif isinstance(exc, httpx.LocalProtocolError):
+        what = "could not be written as HTTP: check the node's headers"
+    elif isinstance(exc, httpx.RemoteProtocolError):
+        what = "got an answer that is not valid HTTP"
+    elif isinstance(exc, httpx.RequestError):
+        what = f"failed ({type(exc).__name__})"
+    else:
+        return None
+    message = f"{node} {what}"
+    if isinstance(exc, httpx.RequestError):
+        try:
+            request: httpx.Request | None = exc.request
+        except RuntimeError:  # raised without its request
+            request = None
+        return type(exc)(message, request=request)
+    return type(exc)(message)
 
 
 async def send(
@@ -49,8 +124,7 @@ async def send(
     """
     method = str(spec.method)
     headers = {
-        name: item.read(node_id, f"http.headers.{name}") if isinstance(item, Env) else item
-        for name, item in spec.headers.items()
+        name: _env_header(node_id, name, item) if isinstance(item, Env) else item for name, item in spec.headers.items()
     }
     parent = _traceparent(hook, recorder)
     if parent:
@@ -60,16 +134,24 @@ async def send(
     body = None if method in _BODYLESS else json.dumps(value, default=str).encode()
     if body is not None:
         headers.setdefault("content-type", "application/json")
-    # on the attempt's record and its span (OTel HTTP semantic conventions)
+    # on the attempt's record and its span (OTel HTTP semantic conventions); never the URL's secrets
+    url_shown = masked(spec.url)
     hook.set_attribute("http.request.method", method)
-    hook.set_attribute("url.full", spec.url)
-    response = await client().request(method, spec.url, content=body, headers=headers, timeout=DEFAULT_HTTP_TIMEOUT_S)
+    hook.set_attribute("url.full", url_shown)
+    http = client()
+    try:
+        response = await http.request(method, spec.url, content=body, headers=headers, timeout=DEFAULT_HTTP_TIMEOUT_S)
+    except Exception as exc:
+        failure = _failure(exc, f"{method} {url_shown}")
+        if failure is None:
+            raise
+        raise failure from None  # httpx's text, and its cause's, may quote the URL or a header value
     cost(external_requests=1)
     hook.set_attribute("http.response.status_code", response.status_code)
     if not response.is_success:
         preview = response.text[:ERROR_BODY_PREVIEW_CHARS]
         raise HttpNodeError(
-            f"{method} {spec.url} answered {response.status_code} {response.reason_phrase}: {preview}",
+            f"{method} {url_shown} answered {response.status_code} {response.reason_phrase}: {preview}",
             status_code=response.status_code,
         )
     if not response.content:

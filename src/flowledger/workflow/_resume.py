@@ -52,6 +52,7 @@ from flowledger._exceptions import ConfigError, ResumeRefused
 from flowledger._wire import NodeStatus, RunStatus
 from flowledger.instrument._config import _ENV, DEFAULT_ENDPOINT
 from flowledger.instrument._url import join_path, masked
+from flowledger.workflow._os_reason import os_reason
 from flowledger.workflow._spec import Env, Node, Workflow
 
 __all__ = [
@@ -67,8 +68,6 @@ __all__ = [
 FETCH_TIMEOUT_S: Final = 30.0
 NOT_EVIDENCE: Final = "the receiver's answer is not resume evidence"
 """Said of an answer that is not what ``GET /api/runs/{id}/outputs`` answers (then what is wrong with it)."""
-MAX_CAUSES: Final = 8
-"""How far down an exception's causes the system's reason for a failed connection is looked for."""
 _ENDPOINT_VAR: Final = "FLOWLEDGER_ENDPOINT"
 _KEY_VAR: Final = "FLOWLEDGER_API_KEY"
 
@@ -226,24 +225,12 @@ def _failure(exc: Exception) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return f"it did not answer within {FETCH_TIMEOUT_S:g} s"
     if isinstance(exc, httpx.ConnectError):
-        return f"the connection failed: {_os_reason(exc)}"
+        return f"the connection failed: {os_reason(exc) or 'no reason given'}"
     if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
         return "the endpoint is not a usable http:// or https:// URL"
     if isinstance(exc, httpx.LocalProtocolError):
         return "the request could not be sent (a header value is not valid)"
     return f"the request failed ({type(exc).__name__})"
-
-
-def _os_reason(exc: BaseException) -> str:
-    """The system's reason for a failed connection (``Connection refused``), from the OSError below ``exc``."""
-    seen: BaseException | None = exc
-    for _ in range(MAX_CAUSES):
-        if seen is None:
-            break
-        if isinstance(seen, OSError) and isinstance(seen.strerror, str):
-            return seen.strerror
-        seen = seen.__cause__ or seen.__context__
-    return "no reason given"
 
 
 def _of(project: str | None) -> str:
