@@ -8,7 +8,7 @@ from pathlib import Path
 from flowledger.receiver.store._canonical import chain_hash
 from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_format, entry_hash, entry_leaf, entry_of
 from flowledger.receiver.store._merkle import Frontier, leaf_hash
-from flowledger.receiver.store._migrations import MIGRATIONS, _ledger_format_3
+from flowledger.receiver.store._migrations import _V5_RUN_COUNTS, MIGRATIONS, _ledger_format_3, _statements
 from flowledger.receiver.store._tree import stored_nodes
 
 TRIGGERS = (
@@ -54,6 +54,16 @@ def rewrite_history(db: Path, seq: int, old: bytes, new: bytes) -> None:
     conn.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
     conn.commit()
     conn.close()
+
+
+def run_counts_as_before(conn: sqlite3.Connection) -> None:
+    """Make ``run_counts`` and its triggers what schema version 5 made, counted from the runs (for tests that take
+    a database back to a schema version before the counts kept whole dollars and nano-dollars apart)."""
+    for trigger in ("before_insert", "after_insert", "after_update", "after_delete"):
+        conn.execute(f"DROP TRIGGER IF EXISTS run_counts_{trigger}")
+    conn.execute("DROP TABLE IF EXISTS run_counts")
+    for statement in _statements(_V5_RUN_COUNTS):
+        conn.execute(statement)
 
 
 def store_entry_bytes(conn: sqlite3.Connection) -> None:

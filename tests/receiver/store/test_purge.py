@@ -146,11 +146,12 @@ def test_purge_keeps_the_run_counts_right(tmp_path: Path) -> None:
     asyncio.run(work())
     key = "coalesce(workflow_id, ''), status, coalesce(trigger_type, ''), coalesce(dry_run, -1), coalesce(project, '')"
     counted_sql = (
-        f"SELECT {key}, count(*), sum(CAST(round(cost_usd * 1e9) AS INTEGER)) FROM runs GROUP BY 1, 2, 3, 4, 5"
+        f"SELECT {key}, count(*), sum(CAST(cost_usd AS INTEGER)), "
+        "sum(CAST(round((cost_usd - CAST(cost_usd AS INTEGER)) * 1e9) AS INTEGER)) FROM runs GROUP BY 1, 2, 3, 4, 5"
         " ORDER BY 1, 2, 3, 4, 5"
     )
     with sqlite3.connect(path) as conn:
-        counted = [(*row[:6], row[6] or 0) for row in conn.execute(counted_sql)]
+        counted = [(*row[:6], row[6] or 0, row[7] or 0) for row in conn.execute(counted_sql)]
         assert counted  # runs are left to count
         assert conn.execute("SELECT * FROM run_counts WHERE runs > 0 ORDER BY 1, 2, 3, 4, 5").fetchall() == counted
         assert conn.execute("SELECT count(*) FROM run_counts WHERE runs < 0").fetchone()[0] == 0

@@ -12,7 +12,7 @@ from flowledger.receiver.store._migrations import MIGRATIONS, _v18_run_context
 from flowledger.receiver.store._protocol import RunQuery
 from flowledger.receiver.store._sqlite import SqliteStore
 from tests.receiver._support import simple_run
-from tests.receiver.store._rewrite import store_entry_bytes
+from tests.receiver.store._rewrite import run_counts_as_before, store_entry_bytes
 from tests.receiver.store.conformance.conftest import prepared
 
 _CONTEXT = {"user_id": "u-17", "agent_id": "billing-agent", "intent": "refund", "parent_run_id": new_event_id()}
@@ -79,6 +79,7 @@ def test_the_migration_fills_the_columns_from_the_ledger(tmp_path: Path) -> None
         conn.execute("ALTER TABLE runs DROP COLUMN cost_breakdown")
         conn.execute("ALTER TABLE node_runs DROP COLUMN cost_breakdown")
         store_entry_bytes(conn)
+        run_counts_as_before(conn)
         conn.execute(f"PRAGMA user_version = {version}")
     listed = asyncio.run(_ingest_and_list(path, []))
     assert {name: listed[name] for name in _CONTEXT} == _CONTEXT

@@ -32,7 +32,7 @@ from flowledger.receiver.store._stats import (
     encode_histogram,
 )
 from tests.receiver._support import RunEvents
-from tests.receiver.store._rewrite import store_entry_bytes
+from tests.receiver.store._rewrite import run_counts_as_before, store_entry_bytes
 from tests.receiver.store.conformance.conftest import prepared
 
 _durations = st.lists(
@@ -161,6 +161,7 @@ def _to_first_layout(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE stats_hist")
     conn.execute("ALTER TABLE stats_rollup_first RENAME TO stats_rollup")
     store_entry_bytes(conn)
+    run_counts_as_before(conn)
     conn.execute(f"PRAGMA user_version = {MIGRATIONS.index(_stats_for_all_projects_and_by_month)}")
 
 

@@ -541,7 +541,7 @@ def test_viewer_migration_upgrades_a_database_of_the_previous_version(tmp_path: 
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert conn.execute("SELECT run_id FROM runs").fetchall() == [("r1",)]
         # The summary's kept counts start from the runs already there.
-        assert conn.execute("SELECT * FROM run_counts").fetchall() == [("", "running", "", -1, "", 1, 0)]
+        assert conn.execute("SELECT * FROM run_counts").fetchall() == [("", "running", "", -1, "", 1, 0, 0)]
     finally:
         conn.close()
     assert {"runs_facts", "node_runs_by_start"} <= names
@@ -559,18 +559,19 @@ def test_kept_run_counts_match_the_runs_after_every_kind_of_write(tmp_path: Path
     conn = sqlite3.connect(tmp_path / "f.db", isolation_level=None)
     key = "coalesce(workflow_id, ''), status, coalesce(trigger_type, ''), coalesce(dry_run, -1), coalesce(project, '')"
     counted_sql = (
-        f"SELECT {key}, count(*), sum(CAST(round(cost_usd * 1e9) AS INTEGER)) FROM runs GROUP BY 1, 2, 3, 4, 5"
+        f"SELECT {key}, count(*), sum(CAST(cost_usd AS INTEGER)), "
+        "sum(CAST(round((cost_usd - CAST(cost_usd AS INTEGER)) * 1e9) AS INTEGER)) FROM runs GROUP BY 1, 2, 3, 4, 5"
     )
     kept_sql = "SELECT * FROM run_counts WHERE runs > 0 ORDER BY 1, 2, 3, 4, 5"
     try:
         assert conn.execute(kept_sql).fetchall() == [
-            (*row[:6], row[6] or 0) for row in conn.execute(counted_sql + " ORDER BY 1, 2, 3, 4, 5")
+            (*row[:6], row[6] or 0, row[7] or 0) for row in conn.execute(counted_sql + " ORDER BY 1, 2, 3, 4, 5")
         ]
         conn.execute("UPDATE runs SET status = 'stuck' WHERE status = 'running'")
         conn.execute("UPDATE runs SET cost_usd = 0.25 WHERE run_id = (SELECT min(run_id) FROM runs)")
         conn.execute("DELETE FROM runs WHERE status = 'failed'")
         assert conn.execute(kept_sql).fetchall() == [
-            (*row[:6], row[6] or 0) for row in conn.execute(counted_sql + " ORDER BY 1, 2, 3, 4, 5")
+            (*row[:6], row[6] or 0, row[7] or 0) for row in conn.execute(counted_sql + " ORDER BY 1, 2, 3, 4, 5")
         ]
     finally:
         conn.close()

@@ -703,6 +703,79 @@ def _ledger_format_3(conn: sqlite3.Connection) -> None:
     which would read that 3 as an entry's bytes, to refuse the file."""
 
 
+_WHOLE_USD: Final = "coalesce(CAST({}.cost_usd AS INTEGER), 0)"
+_REST_NANOS: Final = "coalesce(CAST(round(({0}.cost_usd - CAST({0}.cost_usd AS INTEGER)) * 1e9) AS INTEGER), 0)"
+_COUNT_KEY_OLD: Final = (
+    "coalesce(OLD.workflow_id, ''), OLD.status, coalesce(OLD.trigger_type, ''), coalesce(OLD.dry_run, -1), "
+    "coalesce(OLD.project, '')"
+)
+_RUN_COUNTS_COST_UNCAPPED: Final = f"""
+-- A run's cost in nano-dollars passes 2**63 from 9.2 billion USD on (the wire takes up to 2**53 USD): as one
+-- integer it was cut to 2**63 - 1. run_counts keeps each group's cost as its runs' whole dollars and their
+-- nano-dollars below them instead, both integers: exact while the dollars fit 2**63 (a thousand runs of 2**53
+-- USD), the nearest float past it (SQLite's own +), never cut. Made again from the runs.
+DROP TRIGGER IF EXISTS run_counts_before_insert;
+DROP TRIGGER IF EXISTS run_counts_after_insert;
+DROP TRIGGER IF EXISTS run_counts_after_update;
+DROP TRIGGER IF EXISTS run_counts_after_delete;
+DROP TABLE run_counts;
+CREATE TABLE run_counts (
+    workflow_id TEXT NOT NULL, status TEXT NOT NULL, trigger_type TEXT NOT NULL, dry_run INTEGER NOT NULL,
+    project TEXT NOT NULL, runs INTEGER NOT NULL,
+    cost_usd_whole INTEGER NOT NULL,            -- whole dollars of the runs
+    cost_usd_rest_nanos INTEGER NOT NULL,       -- their nano-dollars below the whole dollars
+    PRIMARY KEY (workflow_id, status, trigger_type, dry_run, project)
+) WITHOUT ROWID;
+-- The dollars summed in billions and the rest, which cannot overflow, then put together with * and +.
+INSERT INTO run_counts
+SELECT coalesce(workflow_id, ''), status, coalesce(trigger_type, ''), coalesce(dry_run, -1), coalesce(project, ''),
+       count(*),
+       sum({_WHOLE_USD.format("runs")} / 1000000000) * 1000000000 + sum({_WHOLE_USD.format("runs")} % 1000000000),
+       sum({_REST_NANOS.format("runs")})
+FROM runs GROUP BY 1, 2, 3, 4, 5;
+-- INSERT OR REPLACE (the projector's save) fires no DELETE trigger (recursive_triggers is off): the row it
+-- replaces is taken out of the counts before the insert, and the new one added after it.
+CREATE TRIGGER run_counts_before_insert BEFORE INSERT ON runs
+BEGIN
+    UPDATE run_counts SET runs = runs - 1,
+        cost_usd_whole = cost_usd_whole - (
+            SELECT {_WHOLE_USD.format("o")} FROM runs o
+            WHERE o.run_id = NEW.run_id AND ifnull(o.project, '') = ifnull(NEW.project, '')),
+        cost_usd_rest_nanos = cost_usd_rest_nanos - (
+            SELECT {_REST_NANOS.format("o")} FROM runs o
+            WHERE o.run_id = NEW.run_id AND ifnull(o.project, '') = ifnull(NEW.project, ''))
+    WHERE (workflow_id, status, trigger_type, dry_run, project) = (
+        SELECT coalesce(o.workflow_id, ''), o.status, coalesce(o.trigger_type, ''), coalesce(o.dry_run, -1),
+               coalesce(o.project, '')
+        FROM runs o WHERE o.run_id = NEW.run_id AND ifnull(o.project, '') = ifnull(NEW.project, ''));
+END;
+CREATE TRIGGER run_counts_after_insert AFTER INSERT ON runs
+BEGIN
+    INSERT INTO run_counts VALUES ({_COUNT_KEY_NEW}, 1, {_WHOLE_USD.format("NEW")}, {_REST_NANOS.format("NEW")})
+    ON CONFLICT (workflow_id, status, trigger_type, dry_run, project)
+    DO UPDATE SET runs = runs + 1, cost_usd_whole = cost_usd_whole + excluded.cost_usd_whole,
+        cost_usd_rest_nanos = cost_usd_rest_nanos + excluded.cost_usd_rest_nanos;
+END;
+CREATE TRIGGER run_counts_after_update AFTER UPDATE OF workflow_id, status, trigger_type, dry_run, project, cost_usd
+ON runs
+BEGIN
+    UPDATE run_counts SET runs = runs - 1, cost_usd_whole = cost_usd_whole - {_WHOLE_USD.format("OLD")},
+        cost_usd_rest_nanos = cost_usd_rest_nanos - {_REST_NANOS.format("OLD")}
+    WHERE (workflow_id, status, trigger_type, dry_run, project) = ({_COUNT_KEY_OLD});
+    INSERT INTO run_counts VALUES ({_COUNT_KEY_NEW}, 1, {_WHOLE_USD.format("NEW")}, {_REST_NANOS.format("NEW")})
+    ON CONFLICT (workflow_id, status, trigger_type, dry_run, project)
+    DO UPDATE SET runs = runs + 1, cost_usd_whole = cost_usd_whole + excluded.cost_usd_whole,
+        cost_usd_rest_nanos = cost_usd_rest_nanos + excluded.cost_usd_rest_nanos;
+END;
+CREATE TRIGGER run_counts_after_delete AFTER DELETE ON runs
+BEGIN
+    UPDATE run_counts SET runs = runs - 1, cost_usd_whole = cost_usd_whole - {_WHOLE_USD.format("OLD")},
+        cost_usd_rest_nanos = cost_usd_rest_nanos - {_REST_NANOS.format("OLD")}
+    WHERE (workflow_id, status, trigger_type, dry_run, project) = ({_COUNT_KEY_OLD});
+END;
+"""
+
+
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration: an SQL script, or a function given the connection inside the migration's transaction."""
 
@@ -736,6 +809,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _statistics_totals_per_place,
     _LEDGER_ENTRY_AS_COLUMNS,
     _ledger_format_3,
+    _RUN_COUNTS_COST_UNCAPPED,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -47,6 +47,7 @@ __all__ = [
     "hits_sql",
     "looks_like_run_id",
     "payload_text",
+    "run_id_search",
     "search_clause",
     "search_words",
     "texts_of_event",
@@ -197,6 +198,16 @@ _RUN_ID_PREFIX: Final = re.compile(r"[0-9a-f]{4}[0-9a-f-]{0,32}")
 def looks_like_run_id(text: str) -> bool:
     """Whether a search could be the start of a run id (4 to 36 lowercase hex digits and dashes)."""
     return _RUN_ID_PREFIX.fullmatch(text) is not None
+
+
+def run_id_search(text: str) -> str | None:
+    """The start of a run id a search could be, as run ids are stored (lowercase), or None.
+
+    Case and surrounding spaces do not count (``01A24986-5866`` is ``01a24986-5866``): the query API, the
+    CLI and the viewer look a typed id up alike.
+    """
+    prefix = text.strip().lower()
+    return prefix if looks_like_run_id(prefix) else None
 
 
 def fts_query(text: str) -> str:

@@ -109,7 +109,7 @@ from flowledger.receiver.store._query import (
 from flowledger.receiver.store._rebuild import refold
 from flowledger.receiver.store._reconcile import reconcile
 from flowledger.receiver.store._sampled import SAMPLED_OUT_SQL
-from flowledger.receiver.store._search import HITS_CAPPED_SQL, SEARCH_HITS_MAX, fts_query, looks_like_run_id
+from flowledger.receiver.store._search import HITS_CAPPED_SQL, SEARCH_HITS_MAX, fts_query, run_id_search
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._stats import StatsQuery, stats_groups
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
@@ -561,8 +561,8 @@ class SqliteStore:
 
         A search that looks like the start of a run id and is one lists those runs; any other is full text.
         """
-        if query.search is not None and looks_like_run_id(query.search.strip()):
-            prefix = query.search.strip()
+        prefix = None if query.search is None else run_id_search(query.search)
+        if prefix is not None:
             async with self._reader() as conn:
                 found = await conn.execute_fetchall(
                     "SELECT 1 FROM runs WHERE run_id >= ? AND run_id < ? AND (? IS NULL OR project = ?) LIMIT 1",

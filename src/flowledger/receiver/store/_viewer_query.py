@@ -21,6 +21,7 @@ same fields as the query API.
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import sqlite3
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from flowledger._exceptions import QueryError
-from flowledger._money import nanos_to_usd
+from flowledger._money import NANOS_PER_USD, nanos_to_usd
 from flowledger._wire import NodeStatus, RunStatus, TriggerType
 from flowledger.receiver.store._children import children_json, children_sql
 from flowledger.receiver.store._namespace import NAMESPACES_SQL, one_namespace, run_scope
@@ -81,6 +82,7 @@ __all__ = [
     "attempts_overview",
     "attempts_page",
     "concurrency_strip",
+    "cost_nanos",
     "facets",
     "filter_where",
     "inline_payload",
@@ -101,11 +103,27 @@ READER_BUSY_TIMEOUT_MS: Final = 5_000
 ERROR_PREVIEW_CHARS: Final = 300
 """How much of an error message an attempt row of a page carries (the node panel has all of it)."""
 FINISHED_STATUSES: Final = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.ABORTED.value)
-_EPOCH_S: Final = "(julianday({}) - 2440587.5) * 86400.0"
+_EPOCH_S: Final = "(CAST(strftime('%s', substr({0}, 1, 19)) AS INTEGER) + CAST(substr({0}, 20, 7) AS REAL))"
+"""Seconds since the epoch of a stored timestamp: its whole seconds, then its fraction read from the text.
+``julianday`` of the whole text would round ``23:59:59.999999`` of 9999-12-31 to the year 10000, which it
+answers with NULL."""
 _ATTEMPT_ORDER: Final = "ORDER BY n.started_at, n.attempt, n.item, n.span_id"
-_SUM_USD_NANOS: Final = "coalesce(sum(CAST(round(r.cost_usd * 1e9) AS INTEGER)), 0)"
-"""The exact sum of runs' costs in whole nano-dollars: each stored amount is the float of a whole number of
-nano-dollars (:mod:`flowledger._money`), so it is read back as that number and integers are added, never floats."""
+_DOLLARS_SPLIT: Final = 1_000_000_000
+"""Whole dollars are summed as their billions and the dollars below a billion: neither sum can overflow."""
+_WHOLE_USD: Final = "coalesce(CAST(r.cost_usd AS INTEGER), 0)"
+_REST_NANOS: Final = "coalesce(CAST(round((r.cost_usd - CAST(r.cost_usd AS INTEGER)) * 1e9) AS INTEGER), 0)"
+_SUM_USD: Final = f"sum({_WHOLE_USD} / {_DOLLARS_SPLIT}), sum({_WHOLE_USD} % {_DOLLARS_SPLIT}), sum({_REST_NANOS})"
+"""The exact sum of runs' costs as three sums of integers that cannot overflow (put together by
+:func:`cost_nanos`): the billions of each run's whole dollars, the rest of them (a cost is at most 2**53 USD),
+and its nano-dollars below the whole dollars (``round`` is half up, as PostgreSQL's ``floor(x + 0.5)``). One sum
+of nano-dollars would not do: a single run's pass 2**63 from 9.2 billion USD on, where SQLite's integers stop."""
+_KEPT_SUM_USD: Final = (
+    f"sum(cost_usd_whole / {_DOLLARS_SPLIT}), "
+    f"sum(CASE WHEN typeof(cost_usd_whole) = 'integer' THEN cost_usd_whole % {_DOLLARS_SPLIT} ELSE 0 END), "
+    "sum(cost_usd_rest_nanos)"
+)
+""":data:`_SUM_USD` over ``run_counts``: a row's whole dollars past 2**63 (a thousand runs of 2**53 USD) are the
+nearest float, SQLite's own ``+``; all of it counts among the billions."""
 PAYLOAD_COLUMNS: Final = {
     PayloadKind.INPUT: "input_json",
     PayloadKind.OUTPUT: "output_json",
@@ -312,14 +330,14 @@ def run_summary(
     where, params = filter_where(run_filter)
     by_status = dict.fromkeys((s.value for s in RunStatus), 0)
     dry = live = 0
-    cost_nanos = 0
-    for status, dry_run, count, usd_nanos in _counts(conn, run_filter, where, params):
+    cost = 0
+    for status, dry_run, count, billions, dollars, rest_nanos in _counts(conn, run_filter, where, params):
         by_status[status] = by_status.get(status, 0) + count
         if dry_run == 1:
             dry += count
         else:
             live += count
-        cost_nanos += usd_nanos
+        cost += cost_nanos(billions, dollars, rest_nanos)
     finished = sum(by_status[s] for s in FINISHED_STATUSES)
     last = conn.execute(
         f"SELECT r.run_id, r.started_at, r.status, r.project FROM runs r WHERE {where} {NEWEST_FIRST} LIMIT 1", params
@@ -335,18 +353,24 @@ def run_summary(
         "p95_duration_ms": p95,
         "duration_sample": sample,
         "duration_sample_capped": sample >= percentile_sample_max,
-        "total_cost_usd": nanos_to_usd(cost_nanos),
-        "total_cost_usd_nanos": cost_nanos,
+        "total_cost_usd": nanos_to_usd(cost),
+        "total_cost_usd_nanos": cost,
         "last_run": None
         if last is None
         else {"run_id": last[0], "started_at": last[1], "status": last[2], "project": last[3]},
     }
 
 
+def cost_nanos(billions: float, dollars: int, rest_nanos: int) -> int:
+    """The nano-dollars of a sum of costs kept as billions of dollars (a float once past 2**63), dollars and
+    nano-dollars: exact in Python's integers."""
+    return int(billions * _DOLLARS_SPLIT + dollars) * NANOS_PER_USD + rest_nanos
+
+
 def _counts(
     conn: sqlite3.Connection, run_filter: RunFilter, where: str, params: Sequence[Any]
-) -> list[tuple[str, int | None, int, int]]:
-    """Runs and cost in nano-dollars per (status, dry_run) over the filter.
+) -> list[tuple[str, int | None, int, float, int, int]]:
+    """Runs and cost (as :func:`cost_nanos` takes it) per (status, dry_run) over the filter.
 
     Without a time range, a search or a run-context filter they are read from ``run_counts`` (kept by
     triggers on ``runs``): a few hundred rows whatever the number of runs. Otherwise one scan of the
@@ -363,16 +387,13 @@ def _counts(
         equal, values = _equalities(run_filter, "")
         clauses = ["1", *equal]
         sql = (
-            "SELECT status, dry_run, sum(runs), sum(cost_usd_nanos) FROM run_counts "
+            f"SELECT status, dry_run, sum(runs), {_KEPT_SUM_USD} FROM run_counts "
             f"WHERE {' AND '.join(clauses)} GROUP BY status, dry_run HAVING sum(runs) > 0"
         )
         return [tuple(row) for row in conn.execute(sql, values)]
     # "+r.status": keep the planner from walking runs_by_status for the grouping (a table lookup per run);
     # scanning the covering runs_facts index instead reads nothing else.
-    sql = (
-        f"SELECT r.status, r.dry_run, count(*), {_SUM_USD_NANOS} FROM runs r WHERE {where} "
-        "GROUP BY +r.status, +r.dry_run"
-    )
+    sql = f"SELECT r.status, r.dry_run, count(*), {_SUM_USD} FROM runs r WHERE {where} GROUP BY +r.status, +r.dry_run"
     return [tuple(row) for row in conn.execute(sql, params)]
 
 
@@ -458,7 +479,7 @@ def attempts_overview(conn: sqlite3.Connection, run_id: str, space: str, run: di
     ):
         name = status or NodeStatus.RUNNING.value
         by_status[name] = by_status.get(name, 0) + count
-    # Seconds since the epoch straight from SQLite (millisecond precision is plenty for a bar chart).
+    # Seconds since the epoch straight from SQLite (to the microsecond, give or take a float's rounding).
     spans: list[tuple[float, float | None]] = conn.execute(
         f"SELECT {_EPOCH_S.format('started_at')}, {_EPOCH_S.format('completed_at')} FROM node_runs "
         f"WHERE {run_scope()} AND started_at IS NOT NULL AND status IS NOT ?",
@@ -499,6 +520,15 @@ def attempts_overview(conn: sqlite3.Connection, run_id: str, space: str, run: di
     }
 
 
+class _EventOrder(enum.IntEnum):
+    """Which of a concurrency strip's events at one time comes first."""
+
+    END = 0
+    START = 1
+    INSTANT_END = 2
+    """The end of an attempt that ended at its start time."""
+
+
 def concurrency_strip(
     spans: list[tuple[float, float | None]], t0: float | None, t1: float | None, now_s: float
 ) -> tuple[list[int], int]:
@@ -506,18 +536,22 @@ def concurrency_strip(
     if not spans or t0 is None or t1 is None:
         return [], 0
     width = max(t1 - t0, 1e-6) / CONCURRENCY_BUCKETS
-    events: list[tuple[float, int]] = []
+    # (time, order, change): at equal times an attempt that ran before ends first, so back-to-back attempts do
+    # not overlap; then attempts start; then those that ended as they started (shorter than the times'
+    # precision) end, so each of them counts as running at its start.
+    events: list[tuple[float, _EventOrder, int]] = []
     for start, end in spans:
-        events.append((start, 1))
-        events.append((max(start, now_s if end is None else end), -1))
-    events.sort()  # at equal times an end comes before a start: back-to-back attempts do not overlap
+        stop = max(start, now_s if end is None else end)
+        events.append((start, _EventOrder.START, 1))
+        events.append((stop, _EventOrder.INSTANT_END if stop == start else _EventOrder.END, -1))
+    events.sort()
     buckets = [0] * CONCURRENCY_BUCKETS
     active = position = 0
     for index in range(CONCURRENCY_BUCKETS):
         edge = t0 + (index + 1) * width
         level = active  # whatever runs across the start of this slice
         while position < len(events) and (events[position][0] < edge or index == CONCURRENCY_BUCKETS - 1):
-            active += events[position][1]
+            active += events[position][2]
             position += 1
             level = max(level, active)
         buckets[index] = level

@@ -37,14 +37,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from flowledger._exceptions import AmbiguousRunError, QueryError, QueryParamError, StoreError
+from flowledger._exceptions import AmbiguousRunError, QueryError, QueryParamError
 from flowledger._wire import RunStatus, TriggerType
 from flowledger.receiver._context_params import CONTEXT_FIELD_PARAMS, context_filter
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._params import MAX_OFFSET, QueryParams, refuse_params
 from flowledger.receiver._state import error_response, project_of, receiver_of, run_project_of
 from flowledger.receiver._trace_url import add_trace_url
-from flowledger.receiver.store._search import fts_query, looks_like_run_id
+from flowledger.receiver.store._search import fts_query, run_id_search
 from flowledger.receiver.store._views import (
     CURSOR_MAX_CHARS,
     RUN_ID_SEARCH_MIN_CHARS,
@@ -156,8 +156,9 @@ def _filter(params: QueryParams, project: str | None) -> RunFilter:
     search = None if search is None else search.strip() or None
     prefix = None
     if search is not None:
-        if looks_like_run_id(search.lower()) and len(search) >= RUN_ID_SEARCH_MIN_CHARS:
-            prefix = search.lower()  # the store keeps the id search when a run has that id, else the text
+        prefix = run_id_search(search)  # the store keeps the id search when a run has that id, else the text
+        if prefix is not None and len(prefix) < RUN_ID_SEARCH_MIN_CHARS:
+            prefix = None
         try:
             fts_query(search)
         except ValueError as exc:
@@ -183,15 +184,14 @@ def _filter(params: QueryParams, project: str | None) -> RunFilter:
 
 
 async def _query(work: Awaitable[_T]) -> _T | Response:
-    """Await a query of the store; a Response when the client asked for something it cannot answer or it failed."""
+    """Await a query of the store; a Response when the client asked for something it cannot answer (a failure of
+    the store is the app's 503 with Retry-After)."""
     try:
         return await work
     except AmbiguousRunError as exc:  # a run id used in several projects, asked for with keys off
         return error_response(409, str(exc))
     except QueryError as exc:
         return error_response(400, str(exc))
-    except StoreError as exc:
-        return error_response(503, f"the database could not answer: {exc}")
 
 
 def _json(value: Any) -> Response:

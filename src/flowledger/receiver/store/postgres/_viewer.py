@@ -33,6 +33,7 @@ from flowledger.receiver.store._viewer_query import (
     PAYLOAD_COLUMNS,
     attempt_row,
     concurrency_strip,
+    cost_nanos,
     filter_where,
     inline_payload,
     payload_size,
@@ -68,7 +69,13 @@ NEWEST_FIRST: Final = "ORDER BY r.started_at DESC NULLS LAST, r.run_id DESC, r.p
 _OLDEST_FIRST: Final = "ORDER BY r.started_at ASC NULLS FIRST, r.run_id ASC, r.project DESC NULLS LAST"
 _ATTEMPT_ORDER: Final = "ORDER BY n.started_at NULLS FIRST, n.attempt NULLS FIRST, n.item NULLS FIRST, n.span_id"
 _EPOCH_S: Final = "extract(epoch FROM {}::timestamptz)::float8"
-_SUM_USD_NANOS: Final = "coalesce(sum(round(r.cost_usd * 1e9)::bigint), 0)"
+_SUM_USD: Final = (
+    "coalesce(sum(trunc(r.cost_usd)::bigint), 0), "
+    "coalesce(sum(floor((r.cost_usd - trunc(r.cost_usd)) * 1e9 + 0.5)::bigint), 0)"
+)
+"""Runs' costs as the sums (``numeric``, exact at any size) of their whole dollars and of their nano-dollars below
+them, as the SQLite engine splits them (:data:`.._viewer_query._SUM_USD`; half up, as SQLite's ``round``): one
+run's nano-dollars pass a bigint from 9.2 billion USD on (the wire takes up to 2**53 USD)."""
 _DRY_RUN: Final = "r.dry_run = ?"
 
 
@@ -177,11 +184,10 @@ async def pg_run_summary(
     run_filter = await _resolve_search(conn, run_filter)
     where, params = _where(run_filter)
     by_status = dict.fromkeys((s.value for s in RunStatus), 0)
-    dry = live = cost_nanos = 0
-    for status, dry_run, count, usd_nanos in await conn.fetch(
+    dry = live = cost = 0
+    for status, dry_run, count, dollars, rest_nanos in await conn.fetch(
         numbered(
-            f"SELECT r.status, r.dry_run, count(*), {_SUM_USD_NANOS} FROM runs r WHERE {where} "
-            "GROUP BY r.status, r.dry_run"
+            f"SELECT r.status, r.dry_run, count(*), {_SUM_USD} FROM runs r WHERE {where} GROUP BY r.status, r.dry_run"
         ),
         *params,
     ):
@@ -190,7 +196,7 @@ async def pg_run_summary(
             dry += int(count)
         else:
             live += int(count)
-        cost_nanos += int(usd_nanos)
+        cost += cost_nanos(0, int(dollars), int(rest_nanos))
     finished = sum(by_status[s] for s in FINISHED_STATUSES)
     last = await conn.fetchrow(
         numbered(
@@ -222,8 +228,8 @@ async def pg_run_summary(
         "p95_duration_ms": rank(0.95),
         "duration_sample": len(durations),
         "duration_sample_capped": len(durations) >= percentile_sample_max,
-        "total_cost_usd": nanos_to_usd(cost_nanos),
-        "total_cost_usd_nanos": cost_nanos,
+        "total_cost_usd": nanos_to_usd(cost),
+        "total_cost_usd_nanos": cost,
         "last_run": None
         if last is None
         else {"run_id": last[0], "started_at": last[1], "status": last[2], "project": last[3]},

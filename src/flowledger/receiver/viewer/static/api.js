@@ -13,6 +13,22 @@ export class ApiError extends Error {
   }
 }
 
+// A run of digits long enough to be an integer past 2**53 (a cheap test before reviving every value).
+const LONG_DIGITS = /\d{16}/;
+const INTEGER_SOURCE = /^-?\d+$/;
+
+// Integers past 2**53 keep their exact digits: JSON.parse gives a reviver each number's source text, and
+// JSON.rawJSON holds those digits so JSON.stringify writes them back (the Raw view, Copy, diffs); see
+// exactInteger in format.js. A browser without both parses as before (such integers lose their last digits).
+function exactIntegers(key, value, context) {
+  if (typeof value !== "number" || Number.isSafeInteger(value) || typeof context?.source !== "string") return value;
+  return INTEGER_SOURCE.test(context.source) ? JSON.rawJSON(context.source) : value;
+}
+
+export function parseJson(text) {
+  return typeof JSON.rawJSON === "function" && LONG_DIGITS.test(text) ? JSON.parse(text, exactIntegers) : JSON.parse(text);
+}
+
 export async function api(path, params) {
   const url = new URL(path, location.origin);
   for (const [k, v] of Object.entries(params || {})) {
@@ -33,7 +49,7 @@ export async function api(path, params) {
     }
     throw new ApiError(response.status, message);
   }
-  return response.json();
+  return parseJson(await response.text());
 }
 
 export function showBanner(message) {

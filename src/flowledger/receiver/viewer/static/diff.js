@@ -19,6 +19,12 @@ function signed(delta, fmt) {
   return (delta >= 0 ? "+" : "−") + fmt(Math.abs(delta));
 }
 
+// same_definition is null when either run carries no definition hash (every run the SDK recorded without one).
+function definitionText(same) {
+  if (same === null || same === undefined) return "unknown";
+  return same ? "same" : "changed";
+}
+
 function changeList(label, changes) {
   if (!changes || !changes.length) return null;
   const list = h("ul", { class: "diff-changes", dataset: { payload: label } });
@@ -89,7 +95,10 @@ export class DiffView {
         { id: "first-divergence" },
         first ? ["First divergence: ", h("code", { text: first.node_id }), ` (${first.verdict.replaceAll("_", " ")})`] : "No divergence: every node is the same.",
       ),
-      h("p", { class: "muted small", text: `definition ${diff.same_definition ? "same" : "changed"} · input ${diff.input_same ? "same" : "different"} · duration ${signed(diff.duration_ms.delta, fmtDuration)} · cost ${signed(diff.cost_usd.delta, fmtUsd)}` }),
+      diff.same_workflow === false
+        ? h("p", { id: "diff-workflows", text: `Runs of different workflows: ${diff.a.workflow_id} (A) and ${diff.b.workflow_id} (B).` })
+        : null,
+      h("p", { class: "muted small", id: "diff-facts", text: `definition ${definitionText(diff.same_definition)} · input ${diff.input_same ? "same" : "different"} · duration ${signed(diff.duration_ms.delta, fmtDuration)} · cost ${signed(diff.cost_usd.delta, fmtUsd)}` }),
       diff.added.length ? h("p", { id: "diff-added", text: `Added in B: ${diff.added.join(", ")}` }) : null,
       diff.removed.length ? h("p", { id: "diff-removed", text: `Removed in B: ${diff.removed.join(", ")}` }) : null,
       changeList("input", diff.input_changes),

@@ -40,8 +40,15 @@ export function fmtUsd(usd) {
   return "$" + usd.toLocaleString("en-US", { minimumFractionDigits: usd < 10_000 ? 2 : 0, maximumFractionDigits: usd < 10_000 ? 2 : 0 });
 }
 
+// The exact digits of an integer past 2**53 as api.js parses it (a JSON.rawJSON value), else null.
+export function exactInteger(value) {
+  return value !== null && typeof value === "object" && JSON.isRawJSON?.(value) ? value.rawJSON : null;
+}
+
 export function fmtCount(n) {
-  return n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US");
+  if (n === null || n === undefined) return "–";
+  const exact = exactInteger(n);
+  return exact === null ? Number(n).toLocaleString("en-US") : BigInt(exact).toLocaleString("en-US");
 }
 
 // "1 key", "2 keys": a count with its noun in the right number.

@@ -3,7 +3,7 @@
 "use strict";
 
 import { clear, copyButton, h } from "./dom.js";
-import { fmtBytes, fmtCount, plural } from "./format.js";
+import { exactInteger, fmtBytes, fmtCount, plural } from "./format.js";
 
 const JSON_OPEN_DEPTH = 2;
 const JSON_CHILDREN_STEP = 200;
@@ -43,6 +43,8 @@ function markerView(value) {
 
 function leafView(value) {
   if (value === null) return h("span", { class: "j-null", text: "null" });
+  const exact = exactInteger(value);
+  if (exact !== null) return h("span", { class: "j-num", text: exact });
   switch (typeof value) {
     case "string":
       if (value === "[REDACTED]") return h("span", { class: "j-redacted", text: "[REDACTED]" });
@@ -59,7 +61,7 @@ function leafView(value) {
 function jsonNode(key, value, depth) {
   const keyEl = key === null ? null : h("span", { class: "j-key", text: typeof key === "number" ? `${key}: ` : `${JSON.stringify(key)}: ` });
   if (isMarker(value)) return h("div", { class: "j-row" }, keyEl, markerView(value));
-  if (value === null || typeof value !== "object") return h("div", { class: "j-row" }, keyEl, leafView(value));
+  if (value === null || typeof value !== "object" || exactInteger(value) !== null) return h("div", { class: "j-row" }, keyEl, leafView(value));
   const isArray = Array.isArray(value);
   const entries = isArray ? value.map((v, i) => [i, v]) : Object.entries(value);
   const summary = h(

@@ -3,12 +3,13 @@
 "use strict";
 
 import { h } from "./dom.js";
-import { fmtBytes, fmtCount } from "./format.js";
+import { exactInteger, fmtBytes, fmtCount } from "./format.js";
 
 // Exact dollars from whole nano-dollars, without trailing zeros: 3600000 -> "$0.0036".
 export function fmtNanos(nanos) {
   if (nanos === null || nanos === undefined) return "–";
-  const n = BigInt(Math.round(nanos));
+  const exact = exactInteger(nanos);
+  const n = BigInt(exact === null ? Math.round(nanos) : exact);
   const whole = n / 1000000000n;
   const frac = (n % 1000000000n).toString().padStart(9, "0").replace(/0+$/, "");
   return "$" + whole.toLocaleString("en-US") + (frac ? "." + frac : "");
