@@ -4,11 +4,16 @@ Routes come from the modules listed in :data:`ROUTE_MODULES`; adding a
 feature with its own routes (OTLP ingest, a viewer) is one more entry. A
 module may also define ``async def on_shutdown(app)``, awaited when the
 receiver stops, before the writer and the store close.
+
+A :class:`StoreError` a route does not handle itself (the database down or
+restarting, say) is answered 503 with ``Retry-After`` and logged in one line,
+never 500 with a traceback; reads answer again once the database is back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 from types import ModuleType
 
@@ -19,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from flowledger._exceptions import AmbiguousRunError
+from flowledger._exceptions import AmbiguousRunError, StoreError
 from flowledger.receiver._auth import ApiKeys, AuthMiddleware
 from flowledger.receiver._budget import BodyBudget, BodyBudgetMiddleware
 from flowledger.receiver._checkpointer import Checkpointer
@@ -52,6 +57,8 @@ from flowledger.receiver.viewer import _routes as _routes_viewer
 
 __all__ = ["ROUTE_MODULES", "create_app"]
 
+_log = logging.getLogger("flowledger.receiver")
+
 ROUTE_MODULES: tuple[ModuleType, ...] = (
     _routes_ingest,
     _routes_query,
@@ -78,6 +85,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _ambiguous_run(request: Request, exc: Exception) -> Response:
     """A run id used in several projects, asked for without a project (API keys off): 409 saying how to choose."""
     return error_response(409, str(exc))
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    """The store failed (the database down or restarting): 503 with Retry-After, one log line, no traceback."""
+    receiver: ReceiverState = request.app.state.receiver
+    _log.warning("%s %s answered 503: %s", request.method, request.url.path, exc)
+    retry = str(receiver.config.retry_after_s)
+    return error_response(503, f"the store cannot answer now: {exc}", {"Retry-After": retry})
 
 
 def _store_of(config: ReceiverConfig) -> Store:
@@ -147,7 +162,11 @@ def create_app(
                 retry_after_s=config.retry_after_s,
             ),
         ],
-        exception_handlers={HTTPException: _http_error, AmbiguousRunError: _ambiguous_run},
+        exception_handlers={
+            HTTPException: _http_error,
+            AmbiguousRunError: _ambiguous_run,
+            StoreError: _store_unavailable,
+        },
         lifespan=lifespan,
     )
     app.state.receiver = ReceiverState(config=config, store=the_store, writer=writer, metrics=metrics, keys=keys)

@@ -1,14 +1,22 @@
-"""``GET /api/runs``, ``GET /api/runs/{run_id}`` and ``GET /api/export``."""
+"""``GET /api/runs``, ``GET /api/runs/{run_id}`` and ``GET /api/export``.
+
+A store failure before an export's first byte is the app's 503 with
+``Retry-After``; one after it has been sent cuts the body short (no final
+chunk, so a client sees it incomplete) and is logged in one line.
+"""
 
 from __future__ import annotations
 
-from typing import Final
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Send
 
-from flowledger._exceptions import QueryError, QueryParamError
+from flowledger._exceptions import QueryError, QueryParamError, StoreError
 from flowledger._wire import RunStatus
 from flowledger.receiver._context_params import CONTEXT_PARAMS, context_filter
 from flowledger.receiver._error_names import public_error_types
@@ -21,6 +29,8 @@ from flowledger.receiver.store._search import ATTRIBUTE_PARAM_PREFIX, attribute_
 from flowledger.receiver.store._views import CURSOR_MAX_CHARS, RunPageCursor
 
 __all__ = ["DEFAULT_PAGE_LIMIT", "EXPORT_PARAMS", "LIST_PARAMS", "MAX_PAGE_LIMIT", "ROUTES"]
+
+_log = logging.getLogger("flowledger.receiver")
 
 DEFAULT_PAGE_LIMIT: Final = 50
 MAX_PAGE_LIMIT: Final = 1000
@@ -134,7 +144,33 @@ async def export_runs(request: Request) -> Response:
     except QueryParamError as exc:
         return error_response(400, str(exc))
     runs = receiver_of(request).store.iter_runs(query, with_nodes=fmt is ExportFormat.JSONL)
-    return StreamingResponse(export_lines(runs, fmt), media_type=MEDIA_TYPES[fmt])
+    first = await anext(runs, None)  # a store that cannot answer fails here, before a byte: 503
+    return _CutOnStoreError(export_lines(_starting_with(first, runs), fmt), media_type=MEDIA_TYPES[fmt])
+
+
+async def _starting_with(
+    first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]]
+) -> AsyncIterator[dict[str, Any]]:
+    if first is None:
+        return
+    yield first
+    async for run in rest:
+        yield run
+
+
+class _CutOnStoreError(StreamingResponse):
+    """A stream that a StoreError ends without its final chunk: the client sees the body incomplete."""
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        try:
+            async for chunk in self.body_iterator:
+                body = chunk if isinstance(chunk, bytes | memoryview) else chunk.encode(self.charset)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+        except StoreError as exc:  # the server closes the connection after this, the body unfinished
+            _log.warning("an export stopped part way, its body cut short: %s", exc)
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 ROUTES: Final = [

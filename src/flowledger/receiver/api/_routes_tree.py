@@ -63,8 +63,10 @@ async def run_proof(request: Request) -> Response:
         return error_response(400, str(exc))
     try:
         proofs = await receiver_of(request).store.run_proof(run_id, size, project=project)
-    except StoreError as exc:  # the tree is smaller than that
-        return error_response(404, str(exc))
+    except StoreError as exc:
+        if not isinstance(exc.__cause__, LookupError):  # the database failed: the app answers 503
+            raise
+        return error_response(404, str(exc))  # the tree is smaller than that
     if not proofs:
         return error_response(404, f"run {run_id!r} has no entry among the first {size}")
     entries = [

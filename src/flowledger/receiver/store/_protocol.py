@@ -265,7 +265,13 @@ class Drift:
 
 
 class Store(Protocol):
-    """A database engine behind the receiver."""
+    """A database engine behind the receiver.
+
+    Every method, reads included, raises StoreError (never the driver's own exception) when the
+    database cannot be reached or the connection drops part way (a server restarting): the
+    receiver answers 503 with Retry-After, the CLI prints one ``error:`` line. An engine
+    translates those failures in one place, where it hands out connections.
+    """
 
     async def open(self) -> None:
         """Connect, migrate, and load the chain's head."""
@@ -337,7 +343,10 @@ class Store(Protocol):
         ...
 
     def iter_runs(self, query: RunQuery, *, with_nodes: bool) -> AsyncIterator[dict[str, Any]]:
-        """Every matching run, newest first, streamed (``limit``/``offset`` ignored)."""
+        """Every matching run, newest first, streamed (``limit``/``offset`` ignored).
+
+        A connection lost part way raises StoreError from the iteration, after the runs already yielded.
+        """
         ...
 
     async def stats(self, *, project: str | None = None, silent_before: str | None = None) -> Stats:

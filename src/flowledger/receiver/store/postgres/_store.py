@@ -21,13 +21,14 @@ does there (:mod:`._verify`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final, TypeVar
 
 import asyncpg
 
-from flowledger._exceptions import StoreError, UnstorableError
+from flowledger._exceptions import ConfigError, StoreError, UnstorableError
 from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import CHILDREN_COUNT_MAX, CHILDREN_LISTED_MAX, children_json
@@ -68,7 +69,7 @@ from flowledger.receiver.store._records import (
     select_list,
     stored_fields,
 )
-from flowledger.receiver.store._search import looks_like_run_id
+from flowledger.receiver.store._search import run_id_search
 from flowledger.receiver.store._spans import SpanRow, TraceLinks
 from flowledger.receiver.store._stats import StatsQuery
 from flowledger.receiver.store._views import (
@@ -98,7 +99,7 @@ from flowledger.receiver.store.postgres._spans import pg_trace, store_pg_spans
 from flowledger.receiver.store.postgres._stats import pg_stats_groups
 from flowledger.receiver.store.postgres._sweep import SweeperLease, pg_mark_stuck
 from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof
-from flowledger.receiver.store.postgres._url import check_postgres_url, redacted
+from flowledger.receiver.store.postgres._url import check_postgres_url, redacted, unreadable_url_message
 from flowledger.receiver.store.postgres._verify import pg_verify
 from flowledger.receiver.store.postgres._viewer import (
     check_run_payload_kind,
@@ -143,6 +144,50 @@ _INSERT_LEDGER: Final = (
 _INSERT_PAYLOAD: Final = "INSERT INTO payloads (seq, body) SELECT * FROM unnest($1::bigint[], $2::text[])"
 _INSERT_NODE: Final = "INSERT INTO merkle_nodes (level, idx, hash) VALUES ($1, $2, $3)"
 _INSERT_BLOB: Final = "INSERT INTO blobs (sha256, body, size) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING"
+CONNECTION_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    OSError,  # refused, reset, timed out: the server is down or unreachable
+    asyncpg.InterfaceError,  # the connection closed under a call ("cannot call Transaction.__aexit__()")
+    asyncpg.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError among them
+    asyncpg.CannotConnectNowError,  # 57P03: the server is starting up or shutting down
+    asyncpg.AdminShutdownError,  # 57P01: a fast shutdown ended the session
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.TooManyConnectionsError,  # 53300
+)
+"""What a transient outage of the database raises: each method of the store turns it into a :class:`StoreError`."""
+
+
+class _OneLineConnectionErrors(logging.Filter):
+    """asyncpg's pool logs each failed reconnection (the server down) as a warning with a traceback: one info
+    line instead (a receiver's log shows it; a CLI command, which logs nothing, says ``error:`` once)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, CONNECTION_ERRORS):
+            record.msg, record.args = f"{record.getMessage()}: {exc or type(exc).__name__}", None
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
+
+_POOL_LOG_FILTER: Final = _OneLineConnectionErrors()
+
+
+@contextmanager
+def connection_errors_as_store_error(name: str, conn: asyncpg.Connection | None = None) -> Iterator[None]:
+    """Turn a connection-level failure raised in the block into one :class:`StoreError` sentence naming ``name``.
+
+    So is any failure that leaves ``conn`` closed (asyncpg's "another operation is in progress" when the
+    server ended the session mid-query). The sentence carries asyncpg's message, never the URL's password;
+    any other failure passes unchanged (a method's own handling says what it was doing).
+    """
+    try:
+        yield
+    except Exception as exc:
+        lost = conn is not None and conn.is_closed() and not isinstance(exc, StoreError)
+        if not lost and (not isinstance(exc, CONNECTION_ERRORS) or isinstance(exc, asyncpg.ClientConfigurationError)):
+            raise
+        reason = str(exc) or type(exc).__name__
+        raise StoreError(f"the database {name} is unavailable ({reason}); retry when it is back") from exc
 
 
 def _page_after(
@@ -188,12 +233,19 @@ class PostgresStore:
 
     async def open(self) -> None:
         """Connect, migrate (unless read-only), and load the chain's head."""
+        pool_log = logging.getLogger("asyncpg.pool")
+        if _POOL_LOG_FILTER not in pool_log.filters:
+            pool_log.addFilter(_POOL_LOG_FILTER)
         try:
             self._pool = await asyncpg.create_pool(self.url, min_size=self._pool_min, max_size=self._pool_max)
+        except asyncpg.ClientConfigurationError as exc:  # a parameter's value (sslmode=...): asyncpg says which
+            raise ConfigError(f"cannot open the database {self.name}: {exc}") from None
+        except ValueError:  # asyncpg's own reading of the URL failed; its message may quote the password
+            raise ConfigError(unreadable_url_message(self.name)) from None
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"cannot open the database {self.name}: {exc}") from None
         try:
-            async with self._pool.acquire() as conn:
+            async with self._reader() as conn:
                 if self._readonly:
                     await check_pg_version(conn, name=self.name)
                 else:
@@ -236,9 +288,18 @@ class PostgresStore:
         return self._the_pool()
 
     @asynccontextmanager
+    async def _write_transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A write transaction; a lost connection is a StoreError (as in :meth:`_reader`)."""
+        with connection_errors_as_store_error(self.name):
+            async with self._writable().acquire() as conn:
+                with connection_errors_as_store_error(self.name, conn):
+                    async with conn.transaction():
+                        yield conn
+
+    @asynccontextmanager
     async def _chain_transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """A write transaction holding the chain's lock: one at a time across every receiver."""
-        async with self._writable().acquire() as conn, conn.transaction():
+        async with self._write_transaction() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
             yield conn
 
@@ -269,8 +330,12 @@ class PostgresStore:
 
     @asynccontextmanager
     async def _reader(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._the_pool().acquire() as conn:
-            yield conn
+        """A pooled connection. Every read and write of the store goes through it or :meth:`_write_transaction`:
+        the one place a connection lost or refused (the server restarting, say) becomes a StoreError."""
+        with connection_errors_as_store_error(self.name):
+            async with self._the_pool().acquire() as conn:
+                with connection_errors_as_store_error(self.name, conn):
+                    yield conn
 
     async def _tree_at(self, conn: asyncpg.Connection, size: int) -> Frontier:
         if self._frontier is None or self._frontier.size != size:
@@ -412,8 +477,8 @@ class PostgresStore:
         """A search that is the start of a stored run id lists those runs; any other is full text."""
         if query.search is None:
             return query
-        prefix = query.search.strip()
-        if looks_like_run_id(prefix):
+        prefix = run_id_search(query.search)
+        if prefix is not None:
             found = await conn.fetchval(
                 "SELECT 1 FROM runs WHERE run_id >= $1 AND run_id < $2 AND ($3::text IS NULL OR project = $3) LIMIT 1",
                 prefix,
@@ -573,7 +638,7 @@ class PostgresStore:
         if not rows and not drops:
             return 0
         try:
-            async with self._writable().acquire() as conn, conn.transaction():
+            async with self._write_transaction() as conn:
                 await append_pg_logs(conn, rows, drops)
         except (asyncpg.DataError, OverflowError, ValueError, TypeError) as exc:
             raise UnstorableError(f"storing {len(rows)} log lines failed: {exc}") from exc
@@ -602,7 +667,7 @@ class PostgresStore:
         if not spans:
             return 0
         try:
-            async with self._writable().acquire() as conn, conn.transaction():
+            async with self._write_transaction() as conn:
                 return await store_pg_spans(conn, spans)
         except (asyncpg.DataError, OverflowError, ValueError, TypeError) as exc:
             raise UnstorableError(f"storing {len(spans)} spans failed: {exc}") from exc
@@ -631,7 +696,7 @@ class PostgresStore:
 
     async def _write_otlp(self, what: str, work: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
         try:
-            async with self._writable().acquire() as conn, conn.transaction():
+            async with self._write_transaction() as conn:
                 return await work(conn)
         except (asyncpg.DataError, OverflowError, ValueError, TypeError) as exc:
             raise UnstorableError(f"storing {what} failed: {exc}") from exc

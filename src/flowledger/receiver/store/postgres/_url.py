@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flowledger._exceptions import ConfigError
 
-__all__ = ["POSTGRES_SCHEMES", "check_postgres_url", "is_postgres_url", "redacted"]
+__all__ = ["POSTGRES_SCHEMES", "check_postgres_url", "is_postgres_url", "redacted", "unreadable_url_message"]
 
 POSTGRES_SCHEMES: Final = ("postgresql", "postgres")
 """The URL schemes that select the PostgreSQL engine (libpq's two spellings)."""
@@ -38,6 +38,8 @@ def redacted(url: str, *, every_query_value: bool = False) -> str:
     """
     try:
         parts = urlsplit(url)
+        if "@" in parts.path:  # a user part cut short by a "/" in its password: the host is in the path
+            return url.split("://", 1)[0] + "://***"
         if parts.password is not None:
             user = parts.username or ""
             host = parts.netloc.rsplit("@", 1)[1]
@@ -62,19 +64,42 @@ def _every_value_hidden(query: str) -> str:
     return "&".join(f"{key}=***" if sep else "***" for key, sep, _ in pairs)
 
 
+_PERCENT_ENCODING: Final = "percent-encode its special characters (@ as %40, : as %3A, / as %2F, % as %25)"
+"""How to write a password (or user name) holding URL delimiters in a URL."""
+
+
+def unreadable_url_message(shown: str, *, option: str = "--db or FLOWLEDGER_DB") -> str:
+    """The error for a URL the driver cannot read, ``shown`` without its password (nor the driver's message,
+    which may quote a piece of it)."""
+    return (
+        f"{option} {shown} cannot be read as a PostgreSQL URL; "
+        f"if the password holds a character such as @, : or /, {_PERCENT_ENCODING}"
+    )
+
+
 def check_postgres_url(url: str, *, option: str = "--db") -> str:
     """Return ``url`` when it is a usable PostgreSQL URL; ConfigError naming ``option`` otherwise.
 
     Checks the shape only (scheme, host or socket, port, database name); whether the server
-    answers is found when the store opens.
+    answers is found when the store opens. The URL must read the same to this check and to the
+    driver: asyncpg ends the user part at its first ``@``, :func:`urllib.parse.urlsplit` at its
+    last, so an unescaped ``@`` in a password is refused (it would send a piece of the password as
+    the host). No message shows the password, nor a parser's message that may quote it.
     """
     shown = redacted(url)
     try:
         parts = urlsplit(url)
+        if parts.netloc.count("@") > 1:
+            raise ConfigError(
+                f"{option} {shown} has an unescaped @ in its user name or password; in a password, {_PERCENT_ENCODING}"
+            )
         hosts = parts.netloc.rpartition("@")[2]
         port = None if "," in hosts else parts.port  # libpq's several hosts (h1:5432,h2:5433): each has its port
-    except ValueError as exc:
-        raise ConfigError(f"{option} {shown} is not a valid PostgreSQL URL: {exc}") from None
+    except ValueError:
+        raise ConfigError(
+            f"{option} {shown} is not a valid PostgreSQL URL: its host or port cannot be read "
+            f"(write postgresql://USER:PASSWORD@HOST:PORT/DATABASE); in a password, {_PERCENT_ENCODING}"
+        ) from None
     if parts.scheme.lower() not in POSTGRES_SCHEMES:
         raise ConfigError(f"{option} {shown} is not a PostgreSQL URL: it must start with postgresql://")
     if port == 0:
