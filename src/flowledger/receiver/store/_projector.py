@@ -113,6 +113,22 @@ async def load_nodes(conn: WriteConnection, keys: Iterable[tuple[str, str]]) -> 
     return found
 
 
+async def load_run_nodes(conn: WriteConnection, runs: Iterable[str]) -> dict[tuple[str, str], NodeState]:
+    """The stored states of every attempt of the given runs (by :func:`run_key`)."""
+    wanted = set(runs)
+    run_ids = list({key.partition("\n")[2] for key in wanted})
+    found: dict[tuple[str, str], NodeState] = {}
+    for start in range(0, len(run_ids), _CHUNK):
+        marks, params = in_list(run_ids[start : start + _CHUNK])
+        sql = f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id IN ({marks})"
+        for row in await conn.execute_fetchall(sql, params):
+            node = node_from_row(row)
+            key = run_key(node.project, node.run_id)
+            if key in wanted:
+                found[key, node.span_id] = node
+    return found
+
+
 async def save_runs(conn: WriteConnection, runs: Iterable[RunState]) -> None:
     """Write run states back (whole rows)."""
     await insert_rows(conn, _SAVE_RUNS, [_run_row(run) for run in runs], width=len(RUN_COLUMNS))
@@ -219,6 +235,9 @@ class Projector:
         first: the log lines' trigger adds texts of its own, which :func:`append_log_rows` indexes.
         """
         conn = self._conn
+        moved = self._rollups.moved_runs(self.runs, self._dirty_runs)
+        if moved:  # rare: a run's workflow set after some of its attempts were stored (its run_started came late)
+            await self._load_all_attempts(moved)
         if self._texts:
             (last,) = next(iter(await conn.execute_fetchall(LAST_TEXT_ID_SQL)))
             await insert_rows(conn, _SAVE_TEXTS, self._texts, width=4)
@@ -240,7 +259,7 @@ class Projector:
             rows = [(*key, runs) for key, runs in self._sampled_out.items()]
             await insert_rows(conn, SAVE_SAMPLED_OUT, rows, width=4, tail=SAVE_SAMPLED_OUT_TAIL)
         await self._metrics.flush(conn)
-        await self._rollups.flush(conn, self.runs, self._nodes, self._dirty_runs, self._dirty_nodes)
+        await self._rollups.flush(conn, self.runs, self._nodes, self._dirty_runs, self._dirty_nodes, moved=moved)
         self._dirty_runs.clear()
         self._dirty_nodes.clear()
         self._producers.clear()
@@ -249,6 +268,12 @@ class Projector:
         self._texts.clear()
         self._attributes.clear()
         self._sampled_out.clear()
+
+    async def _load_all_attempts(self, runs: set[str]) -> None:
+        """Load (and remember) the stored attempts of ``runs`` not loaded yet: their facts move with their run."""
+        fresh = {key: node for key, node in (await load_run_nodes(self._conn, runs)).items() if key not in self._nodes}
+        self._nodes.update(fresh)
+        self._rollups.remember({}, fresh)
 
     def forget(self) -> None:
         """Drop the loaded states (rebuild calls this between chunks to bound memory)."""

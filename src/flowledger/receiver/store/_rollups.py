@@ -9,6 +9,15 @@ the new ones put in. A state that is not finished has no facts. So the sums
 follow every turn of the fold (a late ``run_finished`` that wins a tiebreak
 moves its run from one status to another) and a replay changes nothing.
 
+An attempt's facts also read its run's identity (:class:`RunIdentity`: project
+and workflow). Events may come in any order, so a ``run_started`` can set the
+workflow after the run's attempts were counted (under none): when a commit
+group changes a run's identity, the facts of *all* its finished attempts move
+(:meth:`RollupTracker.moved_runs` names those runs; the projector loads their
+attempts, the tracker takes each out under the identity it was counted with
+and puts it in under the new one). That costs a read only then: in order, a
+run's identity is set by its first event.
+
 A rebuild first takes every stored run and attempt out of the sums
 (:func:`retract_stored`), then refolds them in; purged runs are no longer
 stored, so what they added stays: error counts and statistics survive purges.
@@ -17,7 +26,7 @@ stored, so what they added stays: error counts and statistics survive purges.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 import aiosqlite
@@ -35,6 +44,7 @@ __all__ = [
     "NodeFacts",
     "RollupTracker",
     "RunFacts",
+    "RunIdentity",
     "after_node",
     "after_run",
     "backfill_rollups",
@@ -157,8 +167,20 @@ def run_facts(run: RunState | None) -> RunFacts | None:
     )
 
 
-def node_facts(node: NodeState | None, run: RunState | None) -> NodeFacts | None:
-    """The facts of an attempt state; None while it is not finished."""
+class RunIdentity(NamedTuple):
+    """What an attempt's facts read from its run."""
+
+    project: str | None
+    workflow_id: str | None
+
+
+def run_identity(run: RunState) -> RunIdentity:
+    """The identity a run gives its attempts' facts."""
+    return RunIdentity(run.project, run.workflow_id)
+
+
+def node_facts(node: NodeState | None, run: RunState | RunIdentity | None) -> NodeFacts | None:
+    """The facts of an attempt state, with its run's identity; None while it is not finished."""
     if node is None or node.status is None:
         return None
     status = node.status._value_
@@ -184,42 +206,76 @@ class RollupTracker:
 
     def __init__(self) -> None:
         self._runs: dict[str, RunFacts | None] = {}
+        self._identities: dict[str, RunIdentity] = {}
+        """The identity each stored run's attempts were counted with."""
         self._nodes: dict[tuple[str, str], NodeFacts | None] = {}
 
     def remember(self, runs: Mapping[str, RunState], nodes: Mapping[tuple[str, str], NodeState]) -> None:
         """Note the facts of states just loaded (before any event is folded into them). Runs are keyed by
-        :func:`~._namespace.run_key` (a run is its project and its id), attempts by (that key, span id)."""
+        :func:`~._namespace.run_key` (a run is its project and its id), attempts by (that key, span id); an
+        attempt's facts take the identity its run was remembered with (the one the sums counted it under)."""
         for key, run in runs.items():
             if key not in self._runs:
                 self._runs[key] = run_facts(run)
+                self._identities[key] = run_identity(run)
         for place, node in nodes.items():
             if place not in self._nodes:
-                self._nodes[place] = node_facts(node, runs.get(place[0]))
+                self._nodes[place] = node_facts(node, self._identities.get(place[0]))
+
+    def moved_runs(self, runs: Mapping[str, RunState], dirty_runs: Iterable[str]) -> set[str]:
+        """The written runs whose identity changed since it was remembered: every finished attempt of theirs must
+        be loaded (and remembered) before :meth:`changes`, which moves them all to the new identity. Runs that
+        were never stored have no attempts stored either, and are not named."""
+        identities = self._identities
+        moved: set[str] = set()
+        for key in dirty_runs:
+            before = identities.get(key)
+            if before is not None:
+                run = runs[key]
+                if before.workflow_id != run.workflow_id or before.project != run.project:
+                    moved.add(key)
+        return moved
 
     async def flush(
         self,
         conn: WriteConnection,
         runs: Mapping[str, RunState],
         nodes: Mapping[tuple[str, str], NodeState],
-        dirty_runs: Iterable[str],
+        dirty_runs: Collection[str],
         dirty_nodes: Iterable[tuple[str, str]],
+        *,
+        moved: Collection[str] | None = None,
     ) -> None:
         """Move the sums by the changed facts of the written states (inside the caller's transaction)."""
-        added, removed = self.changes(runs, nodes, dirty_runs, dirty_nodes)
+        added, removed = self.changes(runs, nodes, dirty_runs, dirty_nodes, moved=moved)
         await apply_facts(conn, added=added, removed=removed)
 
     def changes(
         self,
         runs: Mapping[str, RunState],
         nodes: Mapping[tuple[str, str], NodeState],
-        dirty_runs: Iterable[str],
+        dirty_runs: Collection[str],
         dirty_nodes: Iterable[tuple[str, str]],
+        *,
+        moved: Collection[str] | None = None,
     ) -> tuple[tuple[list[RunFacts], list[NodeFacts]], tuple[list[RunFacts], list[NodeFacts]]]:
         """The facts the written states add and take away, ``(added, removed)``, each (runs, attempts); from now on
-        the written states' facts are the ones remembered. Engine-neutral: each engine writes them to its sums."""
+        the written states' facts are the ones remembered. Engine-neutral: each engine writes them to its sums.
+
+        The attempts of runs whose identity changed (``moved``: :meth:`moved_runs`, which the caller may have
+        asked already) are recomputed whether written or not: ``nodes`` must then hold all of them."""
+        if moved is None:
+            moved = self.moved_runs(runs, dirty_runs)
+        identities = self._identities
+        if moved:
+            dirty_nodes = {*dirty_nodes, *(key for key in nodes if key[0] in moved)}
+            for run in moved:
+                identities[run] = run_identity(runs[run])
         old_runs: list[RunFacts] = []
         new_runs: list[RunFacts] = []
         for run in dirty_runs:
+            if run not in identities:  # a new run: its attempts are counted with its identity from now on
+                identities[run] = run_identity(runs[run])
             before = self._runs.get(run)
             after = run_facts(runs[run])
             if before != after:

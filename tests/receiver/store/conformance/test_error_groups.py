@@ -8,6 +8,7 @@ import pytest
 
 from flowledger.receiver.store._error_groups import ERROR_GROUP_SAMPLES, ErrorGroupQuery, error_fingerprint
 from flowledger.receiver.store._protocol import EventOutcome, PurgeSelection, Store
+from flowledger.receiver.store._stats import StatsBy, StatsQuery
 from tests.receiver._support import RunEvents, simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
 
@@ -122,3 +123,39 @@ async def test_purged_runs_keep_counting_and_leave_the_samples(store: Store) -> 
     assert (group["count"], group["sample_run_ids"]) == (2, [kept.run_id])
     await store.rebuild()
     assert await store.error_groups(ErrorGroupQuery()) == [group]
+
+
+async def test_node_events_before_their_run_start_count_under_its_workflow(store: Store) -> None:
+    """A failed run's events sent one at a time, node_finished, node_started, run_started, run_finished: one group
+    under the run's workflow, and the node's statistics too; a rebuild leaves both as they are."""
+    run = RunEvents(workflow_id="ship").start().node("price", status="failed").finish("failed", error_node="price")
+    run_started, node_started, node_finished, run_finished = run.events
+    for event in (node_finished, node_started, run_started, run_finished):
+        await store.append(prepared([event]))
+    for _ in range(2):
+        groups = await store.error_groups(ErrorGroupQuery())
+        assert [(g["workflow_id"], g["node_id"], g["count"]) for g in groups] == [("ship", "price", 1)]
+        assert groups[0]["fingerprint"] == error_fingerprint("ValueError", "price broke", "price", "ship")
+        stats = await store.run_stats(StatsQuery(by=StatsBy.NODE))
+        assert [(s["key"], s["by_status"]) for s in stats] == [("ship/price", {"failed": 1})]
+        await store.rebuild()
+
+
+async def test_an_error_holding_a_nul_has_one_fingerprint_on_every_engine(store: Store) -> None:
+    """A NUL in an error's message is fingerprinted as the U+FFFD PostgreSQL keeps in its place, on every engine:
+    the group's and the run's fingerprints agree, across engines and after a migration."""
+    at_node = _timeout_run(1)
+    outside = RunEvents(workflow_id="ship").start().finish("failed")
+    for event in [*at_node.events, outside.events[-1]]:
+        if event["kind"] in ("node_finished", "run_finished"):
+            event["data"]["error"]["message"] = "bad\u0000nul"
+    await _append(store, at_node, outside)
+    groups = _groups_by_fingerprint(await store.error_groups(ErrorGroupQuery()))
+    for run, node_id, workflow_id in ((at_node, "price", "order-intake"), (outside, None, "ship")):
+        fingerprint = error_fingerprint(
+            "TimeoutError" if node_id else "ValueError", "bad\ufffdnul", node_id, workflow_id
+        )
+        assert groups[fingerprint]["message"] == "bad\ufffdnul"
+        stored = await store.get_run(run.run_id)
+        assert stored is not None
+        assert stored["error"]["fingerprint"] == fingerprint

@@ -132,6 +132,23 @@ async def load_pg_runs(conn: asyncpg.Connection, run_ids: Iterable[str]) -> dict
     return {run_key(row["project"], row["run_id"]): run_from_record(tuple(row)) for row in rows}
 
 
+async def _load_pg_nodes(conn: asyncpg.Connection, runs: set[str]) -> dict[tuple[str, str], NodeState]:
+    """The stored states of every attempt of the given runs (by :func:`~.._namespace.run_key`)."""
+    rows = await conn.fetch(
+        f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id = ANY($1::text[])",
+        list({run.partition("\n")[2] for run in runs}),
+    )
+    found: dict[tuple[str, str], NodeState] = {}
+    for row in rows:
+        run = run_key(row["project"], row["run_id"])
+        if run in runs:
+            state = NodeState(*tuple(row))
+            if state.status is not None:
+                state.status = NodeStatus(state.status)
+            found[run, row["span_id"]] = state
+    return found
+
+
 async def save_pg_runs(conn: asyncpg.Connection, runs: Iterable[RunState]) -> None:
     """Write run states back (whole rows, one statement)."""
     rows = [run_values(run) for run in runs]
@@ -246,7 +263,12 @@ class PgProjector:
     async def flush(self) -> None:
         """Write every changed row (inside the caller's transaction)."""
         conn = self._conn
-        added, removed = self._rollups.changes(self.runs, self._nodes, self._dirty_runs, self._dirty_nodes)
+        moved = self._rollups.moved_runs(self.runs, self._dirty_runs)
+        if moved:  # rare: a run's workflow set after some of its attempts were stored (its run_started came late)
+            fresh = {k: n for k, n in (await _load_pg_nodes(conn, moved)).items() if k not in self._nodes}
+            self._nodes.update(fresh)
+            self._rollups.remember({}, fresh)
+        added, removed = self._rollups.changes(self.runs, self._nodes, self._dirty_runs, self._dirty_nodes, moved=moved)
         await apply_pg_facts(conn, added=added, removed=removed)
         if self._dirty_runs:
             await save_pg_runs(conn, [self.runs[r] for r in sorted(self._dirty_runs)])
