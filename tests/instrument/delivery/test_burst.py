@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests._serve import serve_process
 from tests.instrument.delivery._sender_support import REPO_ROOT, child_env, recorder
 
 CHILD_TIMEOUT_S = 300.0
@@ -46,34 +44,12 @@ with flowledger.run("short"):
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A real receiver, `flowledger serve` on 127.0.0.1, and its database."""
-    db, port = tmp_path / "ledger.db", _free_port()
-    command = [sys.executable, "-c", "from flowledger.cli import main; main()", "serve", "--db", str(db)]
-    proc = subprocess.Popen(
-        [*command, "--port", str(port)], env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, "the receiver exited"
-            time.sleep(0.05)
+    db = tmp_path / "ledger.db"
+    with serve_process(["--db", str(db)], child_env()) as (url, _child):
         yield url, db
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.mark.slow

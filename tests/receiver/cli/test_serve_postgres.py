@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
 
+from tests._serve import serve_process
 from tests.receiver._support import simple_run, typical_run
 
 START_TIMEOUT_S = 60.0
@@ -37,39 +34,6 @@ def _flowledger(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     )
 
 
-@contextmanager
-def _serving(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = _free_port()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "flowledger", "serve", "--port", str(port), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert child.poll() is None, child.communicate()[1]
-            assert time.monotonic() < deadline, "the receiver did not start"
-            time.sleep(0.05)
-        yield url, child
-    finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGINT)
-            try:
-                child.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.communicate()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["option", "environment"])
 def test_serve_stores_in_postgres_and_the_cli_reads_it_there(postgres_url: str, how: str) -> None:
@@ -80,7 +44,7 @@ def test_serve_stores_in_postgres_and_the_cli_reads_it_there(postgres_url: str, 
         args, env = ["--db", postgres_url], _env()
     else:
         args, env = [], _env(FLOWLEDGER_DB=postgres_url)
-    with _serving(args, env) as (url, _child):
+    with serve_process(args, env) as (url, _child):
         body = {"events": [e for run in runs for e in run.events]}
         answer = httpx.post(f"{url}/v1/events", json=body, timeout=30)
         assert answer.status_code == 200, answer.text

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,8 @@ from flowledger._exceptions import StoreError
 from flowledger.receiver.store._integrity import ReconcileScope
 from flowledger.receiver.store._protocol import RunQuery
 from flowledger.receiver.store.postgres import PostgresStore
-from tests._postgres import _as_owner, free_port, postgres_bindir, postgres_cluster
+from tests._postgres import _as_owner, postgres_bindir, postgres_cluster
+from tests._serve import serve_process
 from tests.receiver._support import simple_run, typical_run
 
 START_TIMEOUT_S = 60.0
@@ -111,39 +111,6 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")}
 
 
-@contextmanager
-def _serving(db_url: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = free_port()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "flowledger", "serve", "--port", str(port), "--db", db_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert child.poll() is None, child.communicate()[1]
-            assert time.monotonic() < deadline, "the receiver did not start"
-            time.sleep(0.05)
-        yield url, child
-    finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGINT)
-            try:
-                child.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.communicate()
-
-
 def _post_runs(url: str, runs: int) -> list[str]:
     made = [typical_run() if i % 2 else simple_run() for i in range(runs)]
     body = {"events": [e for run in made for e in run.events]}
@@ -155,7 +122,7 @@ def _post_runs(url: str, runs: int) -> list[str]:
 def test_every_route_answers_503_with_retry_after_while_the_database_is_down(cluster: Cluster, database: str) -> None:
     """With PostgreSQL stopped, reads, /metrics, purges, rebuild, reconcile and export answer 503 with Retry-After
     (export before its first byte), each logged in a line without a traceback; reads answer again once it is back."""
-    with _serving(database) as (url, child):
+    with serve_process(["--db", database], _env()) as (url, child):
         run_id = _post_runs(url, 2)[0]
         assert httpx.get(f"{url}/api/runs/{run_id}", timeout=30).status_code == 200
         cluster.stop()
@@ -198,7 +165,7 @@ def test_an_export_cut_by_the_database_stopping_ends_incomplete_and_logs_one_lin
     cluster: Cluster, database: str
 ) -> None:
     """The database stopping while /api/export streams ends the chunked body unfinished, with no traceback."""
-    with _serving(database) as (url, child):
+    with serve_process(["--db", database], _env()) as (url, child):
         _post_runs(url, 400)
         with httpx.stream("GET", f"{url}/api/export", timeout=60) as streamed:
             assert streamed.status_code == 200
@@ -217,7 +184,7 @@ def test_an_export_cut_by_the_database_stopping_ends_incomplete_and_logs_one_lin
 
 def test_the_cli_export_cut_by_the_database_stopping_prints_one_error_line(cluster: Cluster, database: str) -> None:
     """``export --db URL`` losing its connection part way exits 1 with one ``error:`` line, no traceback."""
-    with _serving(database) as (url, _child):
+    with serve_process(["--db", database], _env()) as (url, _child):
         _post_runs(url, 400)
     exporting = subprocess.Popen(
         [sys.executable, "-m", "flowledger", "export", "--format", "jsonl", "--db", database],
@@ -280,7 +247,7 @@ def test_store_reads_and_writes_raise_store_error_while_the_database_is_down(clu
 
 def test_a_store_iteration_cut_by_the_database_stopping_raises_store_error(cluster: Cluster, database: str) -> None:
     """iter_runs losing its connection after its first run raises StoreError, not the driver's exception."""
-    with _serving(database) as (url, _child):
+    with serve_process(["--db", database], _env()) as (url, _child):
         _post_runs(url, 3)
 
     async def scenario() -> str:
