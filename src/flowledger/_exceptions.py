@@ -160,6 +160,13 @@ class StoreError(RuntimeFailure):
     """The receiver's store failed."""
 
 
+class StoreUnavailable(StoreError):
+    """The store's database cannot be reached now (down, restarting, locked): the same request may succeed later.
+
+    The receiver answers it 503 with ``Retry-After``; any other :class:`StoreError` is a fault of the store.
+    """
+
+
 class UnstorableError(StoreError):
     """What was handed to the store holds a value it cannot keep (a number too large for a column).
 

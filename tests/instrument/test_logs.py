@@ -186,6 +186,15 @@ def test_redact_text_keeps_the_delimiters_after_a_value() -> None:
     )
     assert redact_text("<token=a.b:c)d>. next", rx) == "<token=[REDACTED]>. next"
     assert redact_text("auth: (Bearer abcdefghij) ok", rx) == "auth: (Bearer [REDACTED]) ok"
+    assert redact_text("(password=a(b)c).", rx) == "(password=[REDACTED])."
+
+
+def test_redact_text_takes_the_punctuation_a_secret_ends_with() -> None:
+    """``!?:`` after a value, a ``>`` or ``)`` it opened, and a ``.`` before more text are the secret's own."""
+    rx = flowledger.configure().redact_regex
+    for text in ("password=Summer!", "token=hunter2?", "token=hunter2:", "secret=<hunter2>", "token=ab.cd"):
+        assert redact_text(text, rx).endswith("=[REDACTED]"), text
+    assert redact_text("token=1. Then", rx) == "token=[REDACTED]. Then"  # a sentence's end stays
 
 
 def test_redact_text_handles_long_chains_of_pairs() -> None:

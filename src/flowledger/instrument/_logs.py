@@ -59,8 +59,10 @@ _BEARER: Final = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 def redact_text(text: str, redact: re.Pattern[str] | None) -> str:
     """``text`` with the values of secret-looking ``key=value`` / ``key: value`` pairs and bearer tokens hidden.
 
-    A value ends at a space, ``,;&``, a quote or ``]}``; closing brackets and
-    punctuation that end it are kept (``(password=[REDACTED]).``). The value
+    A value ends at a space, ``,;&``, a quote or ``]}``; a closing bracket it did
+    not open and a sentence's full stop after it are kept
+    (``(password=[REDACTED]).``), while ``!?:`` after it are taken as part of it
+    (:func:`_value_end`). The value
     of a harmless key is searched on, as it may hold a pair of its own
     (``url=https://x/?token=[REDACTED]``). A value hidden already
     (``[REDACTED]``, ``***``) is left as it is. Linear in the text's length.
@@ -80,11 +82,42 @@ def redact_text(text: str, redact: re.Pattern[str] | None) -> str:
                 continue  # nothing to hide, or hidden already (``[REDACTED]``, a URL's ``***``)
             parts.append(text[done:at])
             parts.append(REDACTED)
-            done = at = value.end()
+            done = at = _value_end(text, value)
         if parts:
             parts.append(text[done:])
             text = "".join(parts)
     return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+
+
+_OPENERS: Final = {")": "(", ">": "<"}
+
+
+def _value_end(text: str, value: re.Match[str]) -> int:
+    """Where a secret value matched as ``value`` ends, with what of the punctuation after it belongs to it.
+
+    ``!``, ``?`` and ``:`` after a value are taken as its own (passwords end so); a ``.`` too, unless a space or
+    the text's end follows (a sentence's end); a ``)`` or ``>`` only when it closes one the value opened
+    (``<hunter2>``), else it closes the text around the pair and stays. A quoted value ends at its quote.
+    """
+    end = value.end()
+    token = value.group()
+    if token[:1] in "\"'":
+        return end
+    while end < len(text):
+        char = text[end]
+        if char in "!?:":
+            pass
+        elif char == ".":
+            if end + 1 == len(text) or text[end + 1].isspace():
+                break
+        elif char in _OPENERS:
+            taken = text[value.start() : end]
+            if taken.count(_OPENERS[char]) <= taken.count(char):  # the value opened none still open
+                break
+        else:
+            break
+        end += 1
+    return end
 
 
 def _cut(text: str) -> str:

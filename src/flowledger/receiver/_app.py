@@ -5,9 +5,10 @@ feature with its own routes (OTLP ingest, a viewer) is one more entry. A
 module may also define ``async def on_shutdown(app)``, awaited when the
 receiver stops, before the writer and the store close.
 
-A :class:`StoreError` a route does not handle itself (the database down or
-restarting, say) is answered 503 with ``Retry-After`` and logged in one line,
-never 500 with a traceback; reads answer again once the database is back.
+A :class:`StoreUnavailable` a route does not handle itself (the database
+down, restarting or locked) is answered 503 with ``Retry-After`` and logged in
+one line, never 500 with a traceback; reads answer again once the database is
+back. Any other failure of the store is a fault: 500, its traceback logged.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from flowledger._exceptions import AmbiguousRunError, StoreError
+from flowledger._exceptions import AmbiguousRunError, StoreUnavailable
 from flowledger.receiver._auth import ApiKeys, AuthMiddleware
 from flowledger.receiver._budget import BodyBudget, BodyBudgetMiddleware
 from flowledger.receiver._checkpointer import Checkpointer
@@ -88,7 +89,8 @@ async def _ambiguous_run(request: Request, exc: Exception) -> Response:
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> Response:
-    """The store failed (the database down or restarting): 503 with Retry-After, one log line, no traceback."""
+    """The store's database cannot be reached now (down, restarting, locked): 503 with Retry-After, one log line, no
+    traceback. Any other StoreError is a fault of the store: a 500 with its traceback in the log."""
     receiver: ReceiverState = request.app.state.receiver
     _log.warning("%s %s answered 503: %s", request.method, request.url.path, exc)
     retry = str(receiver.config.retry_after_s)
@@ -165,7 +167,7 @@ def create_app(
         exception_handlers={
             HTTPException: _http_error,
             AmbiguousRunError: _ambiguous_run,
-            StoreError: _store_unavailable,
+            StoreUnavailable: _store_unavailable,
         },
         lifespan=lifespan,
     )

@@ -22,9 +22,7 @@ kept: a 503 and a 404 are different errors. A Python traceback in a message
 is reduced to its last line (the exception itself); whitespace runs become
 one space and the result is cut to :data:`MESSAGE_MAX_CHARS`.
 The fingerprint is the first 16 hex digits of the SHA-256 of the type, the
-normalised message, the node id and the workflow id. A NUL in any of them is
-read as U+FFFD first, as PostgreSQL stores it: an error
-has one fingerprint on every engine, and keeps it through a migration.
+normalised message, the node id and the workflow id.
 
 What counts: every failed node attempt, and every failed or aborted run whose
 error names no node (a run that failed at a node is counted through that
@@ -114,20 +112,11 @@ _NUMBER: Final = re.compile(r"(?<![<\w])\d+(?:\.\d+)?|(?<=[A-Za-z_])\d+(?:\.\d+)
 _KEEP: Final = "\x00"
 _SPACE: Final = re.compile(r"\s+")
 _TRACEBACK: Final = "Traceback (most recent call last):"
-_NUL: Final = "\x00"
-_NUL_STANDIN: Final = "\ufffd"
-"""What a NUL is read as: PostgreSQL's text cannot hold one, and that engine stores this in its place."""
-
-
-def _nul_read(text: str) -> str:
-    """``text`` with every NUL as U+FFFD, as PostgreSQL stores it (so that both engines fingerprint the same text)."""
-    return text.replace(_NUL, _NUL_STANDIN) if _NUL in text else text
 
 
 def normalize_message(message: str) -> str:
-    """The message with what varies between occurrences replaced by placeholders (see the module docstring); a NUL
-    reads as U+FFFD (:func:`_nul_read`: the digits are hidden as control characters on the way)."""
-    text = _nul_read(message)
+    """The message with what varies between occurrences replaced by placeholders (see the module docstring)."""
+    text = message
     if _TRACEBACK in text:
         lines = [line for line in text.splitlines() if line.strip()]
         text = lines[-1] if lines else text
@@ -150,7 +139,7 @@ def error_fingerprint(error_type: str | None, message: str | None, node_id: str 
 
 
 def _fingerprint(error_type: str | None, normalized: str, node_id: str | None, workflow_id: str | None) -> str:
-    parts = [_nul_read(error_type or ""), normalized, _nul_read(node_id or ""), _nul_read(workflow_id or "")]
+    parts = [error_type or "", normalized, node_id or "", workflow_id or ""]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:FINGERPRINT_HEX]
 
 

@@ -88,6 +88,15 @@ class Owner:
     idempotency_key: str | None = None
 
 
+def _same(recorded: Any, projected: Any) -> bool:
+    """Whether a ledger value is the projection's: a NUL reads as U+FFFD, as PostgreSQL's text stores it."""
+    if recorded == projected:
+        return True
+    if isinstance(recorded, str) and isinstance(projected, str):
+        return recorded.replace("\x00", "\ufffd") == projected.replace("\x00", "\ufffd")
+    return False
+
+
 def owner_problem(seq: int, fields: Mapping[str, Any], body: Mapping[str, Any], owner: Owner) -> str | None:
     """Why verified ledger row ``seq`` (its entry ``fields``, its payload ``body``) is not the record ``owner`` says
     the run's projection points at, or None when it is. Any mismatch means the projection was changed."""
@@ -96,19 +105,20 @@ def owner_problem(seq: int, fields: Mapping[str, Any], body: Mapping[str, Any], 
     if kind not in owner.kinds:
         wanted = " or ".join(owner.kinds)
         return f"ledger entry {seq} is a {kind} entry, not the {wanted} its records point at {changed}"
-    if fields.get("run_id") != owner.run_id or (fields.get("project") or "") != owner.space:
+    if not _same(fields.get("run_id"), owner.run_id) or not _same(fields.get("project") or "", owner.space):
         return f"ledger entry {seq} belongs to another run, not to this one {changed}"
     data = body.get("data")
     if owner.node_id is None:
         return None
-    if not isinstance(data, Mapping) or data.get("node_id") != owner.node_id:
+    if not isinstance(data, Mapping) or not _same(data.get("node_id"), owner.node_id):
         other = data.get("node_id") if isinstance(data, Mapping) else None
+        other = other.replace("\x00", "\ufffd") if isinstance(other, str) else other
         return f"ledger entry {seq} is the {kind} of node `{other}`, not of this node {changed}"
-    if owner.span_id is not None and data.get("span_id") not in (None, owner.span_id):
+    if owner.span_id is not None and data.get("span_id") is not None and not _same(data["span_id"], owner.span_id):
         return f"ledger entry {seq} is the {kind} of another attempt of this node {changed}"
     if owner.status is not None and data.get("status") != owner.status:
         return f"ledger entry {seq} records the node {data.get('status')}, not {owner.status.value} {changed}"
-    if owner.status is not None and data.get("idempotency_key") != owner.idempotency_key:
+    if owner.status is not None and not _same(data.get("idempotency_key"), owner.idempotency_key):
         return f"ledger entry {seq} records another idempotency key for this node {changed}"
     return None
 

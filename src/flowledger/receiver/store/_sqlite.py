@@ -23,7 +23,7 @@ from typing import Any, Final, TypeVar
 
 import aiosqlite
 
-from flowledger._exceptions import SchemaVersionError, StoreError, UnstorableError
+from flowledger._exceptions import SchemaVersionError, StoreError, StoreUnavailable, UnstorableError
 from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store import _viewer_query as viewer_sql
 from flowledger.receiver.store._binding import register_adapters
@@ -799,6 +799,10 @@ class SqliteStore:
 
         try:
             return await asyncio.to_thread(job)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):  # the writer holds it
+                raise StoreUnavailable(str(exc)) from exc
+            raise StoreError(str(exc)) from exc
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from exc
 

@@ -139,23 +139,3 @@ async def test_node_events_before_their_run_start_count_under_its_workflow(store
         stats = await store.run_stats(StatsQuery(by=StatsBy.NODE))
         assert [(s["key"], s["by_status"]) for s in stats] == [("ship/price", {"failed": 1})]
         await store.rebuild()
-
-
-async def test_an_error_holding_a_nul_has_one_fingerprint_on_every_engine(store: Store) -> None:
-    """A NUL in an error's message is fingerprinted as the U+FFFD PostgreSQL keeps in its place, on every engine:
-    the group's and the run's fingerprints agree, across engines and after a migration."""
-    at_node = _timeout_run(1)
-    outside = RunEvents(workflow_id="ship").start().finish("failed")
-    for event in [*at_node.events, outside.events[-1]]:
-        if event["kind"] in ("node_finished", "run_finished"):
-            event["data"]["error"]["message"] = "bad\u0000nul"
-    await _append(store, at_node, outside)
-    groups = _groups_by_fingerprint(await store.error_groups(ErrorGroupQuery()))
-    for run, node_id, workflow_id in ((at_node, "price", "order-intake"), (outside, None, "ship")):
-        fingerprint = error_fingerprint(
-            "TimeoutError" if node_id else "ValueError", "bad\ufffdnul", node_id, workflow_id
-        )
-        assert groups[fingerprint]["message"] == "bad\ufffdnul"
-        stored = await store.get_run(run.run_id)
-        assert stored is not None
-        assert stored["error"]["fingerprint"] == fingerprint

@@ -146,3 +146,14 @@ async def test_a_simulated_effect_is_marked_and_a_done_one_is_not(store: Store) 
         assert (nodes["charge"]["simulated"], nodes["fetch"]["simulated"]) == (expected, False)
         assert nodes["charge"]["tampered"] is False
         assert evidence["run"]["dry_run"] is dry_run
+
+
+async def test_a_node_id_holding_a_nul_is_its_own_row_on_every_engine(store: Store) -> None:
+    """PostgreSQL stores a NUL in a node id as U+FFFD while the ledger keeps it: the row is still the node's own."""
+    run = RunEvents(workflow_id="w").start().node("fetch\x00x").node("plain").finish("failed")
+    await store.append(prepared(run.events))
+    evidence = await store.resume_evidence(run.run_id)
+    assert evidence is not None
+    nodes = {node["node_id"].replace("\x00", "\ufffd"): node for node in evidence["nodes"]}
+    assert nodes["fetch\ufffdx"]["problem"] is None
+    assert nodes["fetch\ufffdx"]["tampered"] is False

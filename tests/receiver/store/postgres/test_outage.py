@@ -239,7 +239,7 @@ def test_store_reads_and_writes_raise_store_error_while_the_database_is_down(clu
 
     failures, ok = asyncio.run(scenario())
     assert failures == [
-        f"{name}: StoreError unavailable"
+        f"{name}: StoreUnavailable unavailable"
         for name in ("verify", "stats", "list_runs", "get_run", "tree_head", "rebuild", "reconcile")
     ]
     assert ok == 1
@@ -268,4 +268,4 @@ def test_a_store_iteration_cut_by_the_database_stopping_raises_store_error(clust
         finally:
             await store.close()
 
-    assert asyncio.run(scenario()) == "StoreError"
+    assert asyncio.run(scenario()) == "StoreUnavailable"

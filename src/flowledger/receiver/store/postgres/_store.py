@@ -28,7 +28,7 @@ from typing import Any, Final, TypeVar
 
 import asyncpg
 
-from flowledger._exceptions import ConfigError, StoreError, UnstorableError
+from flowledger._exceptions import ConfigError, StoreError, StoreUnavailable, UnstorableError
 from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import CHILDREN_COUNT_MAX, CHILDREN_LISTED_MAX, children_json
@@ -187,7 +187,7 @@ def connection_errors_as_store_error(name: str, conn: asyncpg.Connection | None 
         if not lost and (not isinstance(exc, CONNECTION_ERRORS) or isinstance(exc, asyncpg.ClientConfigurationError)):
             raise
         reason = str(exc) or type(exc).__name__
-        raise StoreError(f"the database {name} is unavailable ({reason}); retry when it is back") from exc
+        raise StoreUnavailable(f"the database {name} is unavailable ({reason}); retry when it is back") from exc
 
 
 def _page_after(
