@@ -229,6 +229,77 @@ def test_async_nodes_nest_under_the_run_as_sync_ones_do(
     assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []
 
 
+@flowledger.node
+def _helper(value: int) -> int:
+    """A decorated function a node calls: a node nested under the calling node's attempt."""
+    return value * 10
+
+
+def _async_costing_graph(*, parallel: bool) -> Any:
+    """Async nodes a and b (in sequence, or side by side) that add cost and call the decorated ``_helper``."""
+
+    async def a(state: State) -> State:
+        flowledger.cost(tool_calls=3)
+        await asyncio.sleep(0)
+        return {"a": _helper(state["x"])}
+
+    async def b(state: State) -> State:
+        flowledger.cost(tool_calls=4)
+        await asyncio.sleep(0)
+        return {"b": _helper(state["x"] + 1)}
+
+    graph = StateGraph(State)
+    graph.add_node("a", a)
+    graph.add_node("b", b)
+    graph.add_edge(START, "a")
+    if parallel:
+        graph.add_edge(START, "b")
+        graph.add_edge("a", END)
+    else:
+        graph.add_edge("a", "b")
+    graph.add_edge("b", END)
+    return graph.compile()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["ainvoke", "astream"])
+@pytest.mark.parametrize("parallel", [False, True], ids=["sequence", "parallel"])
+def test_an_async_node_is_the_current_node_while_its_code_runs(
+    events: CapturedEvents,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    parallel: bool,
+    stream: bool,
+) -> None:
+    """In an async graph, flowledger.cost() in a node counts to the node and the run, and a decorated function the
+    node calls nests under it; nothing stays current in the caller, and nothing is logged."""
+
+    async def main() -> None:
+        app = instrument(_async_costing_graph(parallel=parallel))
+        if stream:
+            async for _chunk in app.astream({"x": 1}):
+                pass
+        else:
+            assert await app.ainvoke({"x": 1}) == {"x": 1, "a": 10, "b": 20}
+        assert flowledger.instrument.current_run() is None
+        assert flowledger.instrument.current_node() is None
+
+    asyncio.run(main())
+    (run,) = events.runs()
+    assert run["data"]["workflow_id"] == "LangGraph"
+    assert run["data"]["cost"]["tool_calls"] == 7
+    run_span = events.of_kind("run_started")[0]["data"]["span_id"]
+    (a,) = _nodes(events, "a")
+    (b,) = _nodes(events, "b")
+    assert (a["cost"]["tool_calls"], b["cost"]["tool_calls"]) == (3, 4)
+    assert a["parent_span_id"] == b["parent_span_id"] == run_span
+    helpers = sorted((d["output"], d["parent_span_id"]) for d in (e["data"] for e in events.nodes("_helper")))
+    assert helpers == [(10, a["span_id"]), (20, b["span_id"])]
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    assert "Failed to detach context" not in err
+    assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []
+
+
 def test_a_stream_the_caller_stops_reading_is_an_aborted_run(events: CapturedEvents) -> None:
     """Breaking out of stream() ends the run aborted (the caller stopped reading), not failed with GeneratorExit."""
     for _chunk in instrument(_graph(fail_b_times=0)).stream({"x": 1}):

@@ -21,14 +21,22 @@ runtime's callbacks seldom run in the context of the work they report on.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from flowledger._exceptions import RunAborted
 from flowledger._wire import TriggerType
 from flowledger.instrument import Cost, NodeAttempt, Run, record_skip
+from flowledger.instrument._node import _current_node
+from flowledger.instrument._otel import context_from_traceparent
 from flowledger.instrument._pipeline import pipeline
+from flowledger.instrument._run import _current_run
 
 __all__ = ["UNSET", "Cost", "Recorder"]
 
@@ -42,6 +50,32 @@ class _Unset:
 
 UNSET: Final = _Unset()
 """The default of ``output=``: no output was reported (distinct from an output of None)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Current:
+    """What :meth:`Recorder.node_current` set in one context, to be undone there."""
+
+    own: contextvars.Token[_Current | None]
+    run: contextvars.Token[Run | None]
+    node: contextvars.Token[NodeAttempt | None]
+    otel: object
+
+    def undo(self) -> bool:
+        """Restore the context from before, when called in the context that set it; False elsewhere."""
+        try:
+            _made_current.reset(self.own)  # raises in any other context (a copy included): nothing else is touched
+        except (ValueError, RuntimeError):
+            return False
+        otel_context.detach(self.otel)  # type: ignore[arg-type]
+        _current_node.reset(self.node)
+        _current_run.reset(self.run)
+        return True
+
+
+_made_current: contextvars.ContextVar[_Current | None] = contextvars.ContextVar(
+    "flowledger_adapter_current", default=None
+)
 
 
 class Recorder:
@@ -200,6 +234,43 @@ class Recorder:
             node_attempt.add_cost(cost)
         except Exception as exc:
             pipeline().internal_error("adapter_cost", exc)
+
+    def node_current(self, key: Hashable) -> None:
+        """Make the running attempt ``key`` the current node (its span the current OTel span) of the calling context.
+
+        For runtimes that start a node in one context, run its work in copies
+        of that context (asyncio tasks) and end it in yet another: start the
+        attempt with ``current=False``, then call this where the work's
+        context is copied from. The attempt stays current here until the next
+        ``node_current`` in this context, or :meth:`release_current` called
+        here; ending the attempt elsewhere leaves this context alone.
+        """
+        node_attempt = self.node_of(key)
+        run = node_attempt.run if node_attempt is not None else None
+        traceparent = node_attempt.trace_context() if node_attempt is not None else None
+        if node_attempt is None or run is None or traceparent is None:
+            return
+        self.release_current()
+        try:
+            span = trace.get_current_span(context_from_traceparent(traceparent))
+            run_token = _current_run.set(run)
+            node_token = _current_node.set(node_attempt)
+            otel_token = otel_context.attach(trace.set_span_in_context(span))
+            own = _made_current.set(None)  # its token restores the value from before, whatever is set after it
+            _made_current.set(_Current(own, run_token, node_token, otel_token))
+        except Exception as exc:
+            pipeline().internal_error("adapter_current", exc)
+
+    @staticmethod
+    def release_current() -> None:
+        """Undo :meth:`node_current` in the calling context (nothing when it was called in another context)."""
+        made = _made_current.get()
+        if made is None:
+            return
+        try:
+            made.undo()
+        except Exception as exc:
+            pipeline().internal_error("adapter_current", exc)
 
     def node_of(self, key: Hashable) -> NodeAttempt | None:
         """The attempt started as ``key``, if it is still running."""

@@ -21,12 +21,15 @@ inside a node attempt, is a node of that run rather than a run of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables import RunnableBinding
 
 from flowledger._wire import AbortReason
 from flowledger.adapters._base import Cost, Recorder
@@ -34,7 +37,7 @@ from flowledger.instrument import current_run
 
 if TYPE_CHECKING:
     from langchain_core.outputs import LLMResult
-    from langchain_core.runnables import Runnable
+    from langchain_core.runnables import Runnable, RunnableConfig
 
 __all__ = ["FlowledgerCallbackHandler", "callbacks", "instrument"]
 
@@ -48,6 +51,9 @@ _STOPPED_READING: Final = "the caller stopped reading the graph's stream before 
 """The message of a run aborted because its stream was closed early (``break`` out of ``stream()``)."""
 _CLOSED_EARLY: Final = "langgraph.closed_early"
 """Set on the node a graph invoked inside a flowledger run is, when its stream was closed early."""
+
+_in_scope: contextvars.ContextVar[bool] = contextvars.ContextVar("flowledger_langgraph_scope", default=False)
+"""True inside an async invocation of an ``instrument``-ed graph, which undoes what its nodes left current."""
 
 
 class FlowledgerCallbackHandler(BaseCallbackHandler):
@@ -99,6 +105,7 @@ class FlowledgerCallbackHandler(BaseCallbackHandler):
             attempt = self._attempts[(root, namespace)] = self._attempts.get((root, namespace), 0) + 1
             self._recorded[run_id] = root
         in_run = recorded_above == root and self.recorder.run_of(root) is not None
+        in_task = _in_task()
         self.recorder.node_started(
             run_id,
             node,
@@ -108,11 +115,15 @@ class FlowledgerCallbackHandler(BaseCallbackHandler):
             attempt=attempt,
             attributes={"langgraph.step": metadata.get("langgraph_step"), "langgraph.namespace": namespace},
             # Sync: LangGraph calls a node's callbacks in the node's own context, so the attempt is made current
-            # there (flowledger.cost() in the node is its cost). Async: it starts the node in one task (the caller's,
-            # for a node alone in its step) and ends it in another, where no context attached at the start can be
-            # detached: made current, the attempt would stay current in the caller and parent the next nodes.
-            current=not _in_task(),
+            # there (flowledger.cost() in the node is its cost) and undone there.
+            current=not in_task,
         )
+        if in_task and _in_scope.get():
+            # Async: on_chain_start runs in the task that runs the node (the caller's, for a node alone in its
+            # step), which then runs the node's code in a task with a copy of its context; on_chain_end runs in
+            # yet another copy (LangChain shields it). Made current here, the attempt is current in the node's
+            # code; the next node started here, or the end of the invocation (instrument), undoes it here.
+            self.recorder.node_current(run_id)
 
     def on_chain_end(self, outputs: dict[str, Any] | Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(run_id, outputs, None)
@@ -225,6 +236,35 @@ def callbacks(*, workflow_id: str | None = None) -> FlowledgerCallbackHandler:
     return FlowledgerCallbackHandler(workflow_id=workflow_id)
 
 
+class _Instrumented(RunnableBinding[_In, _Out]):
+    """A graph bound to a handler; its async invocations make each node's attempt current in the node's code."""
+
+    async def ainvoke(self, input: _In, config: RunnableConfig | None = None, **kwargs: Any | None) -> _Out:
+        token = _in_scope.set(True)
+        try:
+            return await super().ainvoke(input, config, **kwargs)
+        finally:
+            _leave_scope(token)
+
+    async def astream(
+        self, input: _In, config: RunnableConfig | None = None, **kwargs: Any | None
+    ) -> AsyncIterator[_Out]:
+        token = _in_scope.set(True)
+        try:
+            async with contextlib.aclosing(super().astream(input, config, **kwargs)) as chunks:  # type: ignore[type-var]
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            _leave_scope(token)
+
+
+def _leave_scope(token: contextvars.Token[bool]) -> None:
+    """Undo what the invocation left current in the caller's context (a node alone in its step starts there)."""
+    Recorder.release_current()
+    with contextlib.suppress(ValueError):  # a stream closed from another context: that one was never changed
+        _in_scope.reset(token)
+
+
 def instrument(graph: Runnable[_In, _Out], *, workflow_id: str | None = None) -> Runnable[_In, _Out]:
     """``graph`` with the handler in its config: every invocation of the result is recorded."""
-    return graph.with_config(callbacks=[callbacks(workflow_id=workflow_id)])
+    return _Instrumented(bound=graph, config={"callbacks": [callbacks(workflow_id=workflow_id)]})
