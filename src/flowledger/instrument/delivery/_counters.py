@@ -64,6 +64,11 @@ class Counters:
         with self._lock:
             return self._counts["spooled"] + sum(self._drops.values())
 
+    def dropped(self) -> int:
+        """Events dropped so far, for any reason."""
+        with self._lock:
+            return sum(self._drops.values())
+
     def snapshot(self) -> dict[str, int]:
         """Every counter, with ``dropped`` (the total) and one ``dropped_<reason>`` per reason."""
         with self._lock:

@@ -205,8 +205,12 @@ class Delivery:
 
     # --- spool -----------------------------------------------------------
 
-    def _spool_events(self, events: list[dict[str, Any]], *, keep: frozenset[str] = frozenset()) -> bool:
+    def _spool_events(
+        self, events: list[dict[str, Any]], *, keep: frozenset[str] = frozenset(), name: str | None = None
+    ) -> bool:
         """Write events to the spool as one file (replay posts it in batches); return whether it was written.
+
+        ``name`` names the file (see :func:`~._spool.new_batch_name`); by default a fresh one.
 
         When the spool is full or unwritable, events whose kind is in ``keep`` go to :meth:`_keep` (the
         sender puts them back into its queue) and the rest are dropped and counted.
@@ -214,7 +218,7 @@ class Delivery:
         if not events:
             return True
         try:
-            result = self._spool.write(events)
+            result = self._spool.write(events, name=name)
         except Exception as exc:
             self._internal_error("spool", exc)
             result = SpoolResult.ERROR

@@ -6,9 +6,11 @@ a second daemon thread, the *spiller*, which writes it to the spool, and
 the event starts a fresh queue; the worker replays the spilled file as
 soon as it has nothing live to send (only a full or unwritable spool then
 drops events, and a run's terminal event is kept back in memory even
-then). Should the spiller still be busy with the previous queue when the
-next one fills, the submitting thread writes that one itself, once per
-``queue_max_items`` events. One daemon worker,
+then). At most :data:`SPILL_WAITING_MAX` full queues wait for the spiller;
+should the spool be slower than the workflow beyond that, new events are
+dropped and counted (``dropped_queue_full``, ``dropped_queue_bytes``)
+until one has been written, except a run's terminal event: the caller's
+thread never writes to disk. One daemon worker,
 started on the first event, takes batches off the queue by count, bytes
 and age, posts each as gzip-compressed ``{"events": [...]}`` JSON to the
 receiver, and retries 5xx, 429 (honouring ``Retry-After``), connection
@@ -23,11 +25,17 @@ sender starts, on ``flush()``/``replay()``, and as soon as the receiver
 answers again.
 
 ``shutdown(timeout_s)`` (also run at exit) sends what it can in the time
-given (replaying what this process spilled, too), then spools everything
+given (and replays what this process spilled and has not replayed yet,
+unless the receiver is known to be down: then those files, like those of
+a replay that failed, stay for the next process), then spools everything
 still in memory, queued, waiting to be spilled and in flight, as
 one file, so that a normal exit loses nothing and is never held much
 longer than ``timeout_s``: the time kept for that write is estimated from
-the bytes queued and the write speed the spool has measured. A forked
+the bytes queued, waiting for the spiller or being spilled, and the write
+speed the spool has measured. Only one thread writes at exit: a queue the
+spiller has taken but not begun to write is written with the rest, and a
+write it has begun is waited for first, for what remains of ``timeout_s``
+(or, when longer, the time that write was estimated to need). A forked
 child starts with a fresh queue, worker and HTTP client. Nothing here
 raises into the caller: internal errors are counted in ``failures`` and
 logged once per kind.
@@ -57,7 +65,7 @@ from flowledger.instrument.delivery._counters import Counters, DropReason
 from flowledger.instrument.delivery._otlp_spans import span_from_event
 from flowledger.instrument.delivery._post import Delivery
 from flowledger.instrument.delivery._span_sender import SpanSender
-from flowledger.instrument.delivery._spool import Spool
+from flowledger.instrument.delivery._spool import Spool, new_batch_name
 from flowledger.instrument.delivery._transport import untraced
 from flowledger.instrument.delivery._wait import wait_s
 
@@ -68,7 +76,11 @@ HIGH_WATER_FRACTION: Final = 0.5
 TERMINAL_KINDS: Final = frozenset({EventKind.RUN_FINISHED.value, EventKind.RUN_SAMPLED_OUT.value})
 """Events that end a run: kept in memory, not dropped, when a spill finds the spool full or unwritable."""
 TERMINAL_RESERVE_ITEMS: Final = 1000
-"""How far past ``queue_max_items`` a failed spill may put terminal events back into the queue."""
+"""How far past ``queue_max_items`` terminal events may be kept in the queue (a failed spill, a spiller behind)."""
+SPILL_WAITING_MAX: Final = 2
+"""How many full queues may wait for the spiller (besides the one it writes); their bytes are bounded alike."""
+SPILL_CHUNK_ITEMS: Final = 512
+"""The spiller writes a queue's events out this many at a time, checking that shutdown has not taken it over."""
 KEPT_EVENT_BYTES: Final = 1024
 """The size counted for a terminal event put back into the queue (it is written out already)."""
 IDLE_WAIT_S: Final = 1.0
@@ -76,7 +88,7 @@ IDLE_WAIT_S: Final = 1.0
 SPOOL_RESERVE_S: Final = 0.03
 """Part of the shutdown budget kept for the file system's part of the spool write, besides encoding."""
 SETTLE_WAIT_S: Final = 1.0
-"""At shutdown, how long to wait for a spool write the worker has already begun."""
+"""At shutdown, the longest wait for a spool write already begun (less when the timeout or its estimate is less)."""
 WORKER_JOIN_S: Final = 0.01
 
 
@@ -127,12 +139,22 @@ class Sender(Delivery):
         self._shutdown_lock = threading.Lock()
         self._queue: deque[_Entry] = deque()
         self._queued_bytes = 0
-        self._overflow: deque[_Entry] | None = None
-        """A queue taken off whole, waiting for the spiller to write it to the spool."""
+        self._overflow: deque[tuple[deque[_Entry], int]] = deque()
+        """Queues taken off whole (with their bytes), waiting for the spiller; at most ``SPILL_WAITING_MAX``."""
         self._overflow_bytes = 0
+        self._spilling: deque[_Entry] | None = None
+        """The queue the spiller is writing out; shutdown takes it over until the spiller begins the file."""
+        self._spilling_bytes = 0
+        self._writing_bytes = 0
+        """Bytes of the spill file being written, and until when it should take (by the measured speed)."""
+        self._writing_until = 0.0
         self._spiller: threading.Thread | None = None
         self._spills = 0
         """Spool files this process has spilled: a replay that began before the last one goes round again."""
+        self._spilled: dict[str, int] = {}
+        """Spool files this process spilled and has not replayed yet, with their number of events."""
+        self._spill_settled = 0
+        """Events of files this process spilled that were since replayed (or moved to a file it wrote again)."""
         self._replay_round = 0
         self._enqueued = 0
         self._inflight: Sequence[dict[str, Any] | PendingEvent] | None = None
@@ -164,17 +186,19 @@ class Sender(Delivery):
         """
         try:
             spill = False
-            behind: deque[_Entry] | None = None
+            reason: DropReason | None = None
             with self._lock:
                 count = len(self._queue)
                 queued_bytes = self._queued_bytes + size
-                closed = self._closed
-                if closed:
-                    wake = False
-                else:
-                    if count >= self._max_items or queued_bytes > self._max_bytes:
-                        spill, behind = self._hand_over_queue(full=True)
-                        count, queued_bytes = 0, size
+                if self._closed:
+                    reason = DropReason.CLOSED
+                elif count >= self._max_items or queued_bytes > self._max_bytes:
+                    if self._hand_over_queue():
+                        spill, count, queued_bytes = True, 0, size
+                    elif not (_ends_run(event) and count < self._max_items + TERMINAL_RESERVE_ITEMS):
+                        # The spiller is behind (a spool slower than the workflow): drop, never write here.
+                        reason = DropReason.QUEUE_FULL if count >= self._max_items else DropReason.QUEUE_BYTES
+                if reason is None:
                     self._queue.append((event, size, _monotonic()))
                     self._queued_bytes = queued_bytes
                     self._enqueued += 1
@@ -183,14 +207,21 @@ class Sender(Delivery):
                     # age) and for a full batch; any other event it picks up with its batch.
                     wake = count == 1 or count >= self._batch_items or queued_bytes >= self._batch_bytes
                     if self._outage.failing and (count >= self._high_items or queued_bytes >= self._high_bytes):
-                        spill = self._hand_over_queue(full=False)[0] or spill
-                    if not (wake or spill or behind) and self._worker is not None:
+                        spill = self._hand_over_queue() or spill
+                    if not (wake or spill) and self._worker is not None:
                         return  # the common case
-            if closed:
-                self._counters.drop(DropReason.CLOSED)
-                self._counters.log_once(
-                    "drop-closed", "flowledger: dropping events (%s); see flowledger.stats().", DropReason.CLOSED
-                )
+            if reason is not None:
+                self._counters.drop(reason)
+                if reason is DropReason.CLOSED:
+                    self._log_once("drop-closed", "flowledger: dropping events (%s); see flowledger.stats().", reason)
+                else:
+                    self._log_once(
+                        "drop-spill-behind",
+                        "flowledger: the spool %s is written slower than the workflow emits; dropping events "
+                        "(%s) until it catches up; see flowledger.stats().",
+                        self._spool.directory,
+                        reason,
+                    )
                 return
             if self._worker is None:
                 self._start_worker()
@@ -199,25 +230,19 @@ class Sender(Delivery):
             if spill:
                 self._start_spiller()
                 self._spill_wake.set()
-            if behind is not None:
-                self._spill_now(behind)
         except Exception as exc:
             self._internal_error("submit", exc)
 
-    def _hand_over_queue(self, *, full: bool) -> tuple[bool, deque[_Entry] | None]:
-        """Take the queue off whole, under the lock: for the spiller, or, when the spiller is still busy with
-        the previous one and the queue is ``full``, for the caller to write at once. Return which."""
-        if not self._queue:
-            return False, None
-        if self._overflow is None:
-            self._overflow, self._overflow_bytes = self._queue, self._queued_bytes
-            self._queue, self._queued_bytes = deque(), 0
-            return True, None
-        if not full:
-            return False, None
-        behind, self._queue, self._queued_bytes = self._queue, deque(), 0
-        self._settling += 1  # an exit waits for this write: the events are in neither queue nor flight
-        return False, behind
+    def _hand_over_queue(self) -> bool:
+        """Under the lock, hand the queue whole to the spiller, if fewer than ``SPILL_WAITING_MAX`` wait for it."""
+        if not self._queue or len(self._overflow) >= SPILL_WAITING_MAX:
+            return False
+        if self._overflow and self._overflow_bytes + self._queued_bytes > SPILL_WAITING_MAX * self._max_bytes:
+            return False
+        self._overflow.append((self._queue, self._queued_bytes))
+        self._overflow_bytes += self._queued_bytes
+        self._queue, self._queued_bytes = deque(), 0
+        return True
 
     def flush(self, timeout_s: float | None) -> bool:
         """Send what is queued and replay the spool; return whether all of it went out in time.
@@ -236,13 +261,13 @@ class Sender(Delivery):
                 self._draining += 1
                 self._replay_wanted = True
                 self._outage.probe_now = True
-                before = self._undelivered()
+                before = self._tally()
             try:
                 self._start_worker()
                 self._wake.set()
                 with self._changed:
                     idle = self._changed.wait_for(self._idle, deadline - time.monotonic())
-                    ok = idle and self._undelivered() <= before and not self._outage.failing
+                    ok = idle and self._nothing_lost_since(before) and not self._outage.failing
                 if self._spans is not None:  # best effort: spans never change the answer
                     self._spans.flush(deadline - time.monotonic())
                 return ok
@@ -328,20 +353,38 @@ class Sender(Delivery):
                 self._spiller = None
 
     def _idle(self) -> bool:
-        return not self._queue and self._inflight is None and self._settling == 0 and not self._replay_wanted
+        return (
+            not self._queue
+            and not self._overflow
+            and self._spilling is None
+            and self._inflight is None
+            and self._settling == 0
+            and not self._replay_wanted
+        )
 
-    def _undelivered(self) -> int:
-        """Events not delivered so far, spooled or dropped, less those replays delivered since (spilled ones too)."""
-        return self._counters.undelivered() - self._counters["replayed"]
+    def _tally(self) -> tuple[int, int]:
+        """What flush and shutdown compare: events dropped, and events spooled and not replayed since.
+
+        Only replays of files this process spilled offset what it spooled: replaying another process's
+        files (or this one's after an outage) delivers old events, it does not make up for new ones.
+        """
+        with self._lock:
+            return self._counters.dropped(), self._counters["spooled"] - self._spill_settled
+
+    def _nothing_lost_since(self, before: tuple[int, int]) -> bool:
+        """No event dropped since ``before``, and none left in the spool that was not there then."""
+        dropped, unsent = self._tally()
+        return dropped == before[0] and unsent <= before[1]
 
     def _shutdown(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + max(timeout_s, 0.0)
         with self._lock:
-            before = self._undelivered()
+            before = self._tally()
             worker = self._worker
             self._draining += 1
-            if not self._spills:  # no new replay at exit (the next process does it), but of what this one spilled
-                self._replay_wanted = False
+            # No new replay at exit (the next process does it), but of what this one spilled, unless the
+            # receiver is known to be down: then those files stay for the next process too.
+            self._replay_wanted = bool(self._spilled) and not self._outage.down
         send_until = deadline - self._spool_reserve_s()
         if worker is not None and worker.is_alive() and send_until > time.monotonic():
             self._wake.set()
@@ -352,32 +395,50 @@ class Sender(Delivery):
                 )
         with self._lock:
             self._closed = True
-            queued = [event for event, _, _ in (*(self._overflow or ()), *self._queue)]
-            self._overflow, self._overflow_bytes = None, 0
+            # A queue the spiller took but has not begun to write is written here, with the rest, oldest first.
+            waiting = [*((self._spilling,) if self._spilling is not None else ()), *(q for q, _ in self._overflow)]
+            queued = [event for entries in (*waiting, self._queue) for event, _, _ in entries]
+            self._spilling, self._spilling_bytes = None, 0
+            self._overflow.clear()
+            self._overflow_bytes = 0
             self._queue.clear()
             self._queued_bytes = 0
             inflight = self._inflight or []
             self._inflight = None
             self._inflight_bytes = 0
-        leftovers = stamped([*queued, *inflight])
         self._stop.set()
         self._wake.set()
         self._spill_wake.set()
+        self._settle(deadline)  # one write at a time: a spill file begun is finished first
+        leftovers = stamped([*queued, *inflight])
         if leftovers:
             self._spool_events(leftovers)
-        with self._changed:
-            self._changed.wait_for(lambda: self._settling == 0, SETTLE_WAIT_S)
+        self._settle(deadline)
         if self._spans is not None:
             self._spans.shutdown(deadline - time.monotonic())
         if worker is not None and worker.is_alive():
             worker.join(WORKER_JOIN_S)
-        with self._lock:
-            return self._undelivered() <= before
+        return self._nothing_lost_since(before)
+
+    def _settle(self, deadline: float) -> None:
+        """Wait for spool writes already begun: until ``deadline``, or, when later, until the spill file being
+        written should be done by the measured speed (at most ``SETTLE_WAIT_S``)."""
+        with self._changed:
+            now = time.monotonic()
+            until = max(deadline, min(self._writing_until, now + SETTLE_WAIT_S))
+            self._changed.wait_for(lambda: self._settling == 0, max(until - now, 0.0))
 
     def _spool_reserve_s(self) -> float:
-        """Time to keep at exit for spooling what is still in memory (queued and in flight)."""
+        """Time to keep at exit for spooling what is still in memory: queued, waiting for or with the spiller,
+        in flight."""
         with self._lock:
-            nbytes = self._queued_bytes + self._overflow_bytes + self._inflight_bytes
+            nbytes = (
+                self._queued_bytes
+                + self._overflow_bytes
+                + self._spilling_bytes
+                + self._writing_bytes
+                + self._inflight_bytes
+            )
         return SPOOL_RESERVE_S + self._spool.estimated_write_s(nbytes)
 
     # --- worker ----------------------------------------------------------
@@ -508,23 +569,40 @@ class Sender(Delivery):
                     "corrupt", "flowledger: moved an unreadable spool file to %s/corrupt.", self._spool.directory
                 )
             return
+        with self._lock:
+            mine = self._spilled.pop(claim.name, None)  # a file this process spilled
         leftovers = claim.events
         sent_before = self._counters["sent"]  # only this thread adds to "sent"
         try:
             leftovers = self._deliver(claim.events, 0)
         finally:
-            if not leftovers:
-                claim.delete()
-            elif len(leftovers) == len(claim.events):
+            if leftovers and len(leftovers) == len(claim.events):
                 claim.release()
+                if mine is not None:
+                    with self._lock:
+                        self._spilled[claim.name] = mine
             else:
-                self._spool_events(leftovers)
+                if leftovers:
+                    self._respool(leftovers, spilled=mine is not None)
                 claim.delete()
+                if mine is not None:
+                    with self._lock:
+                        self._spill_settled += mine
         delivered = self._counters["sent"] - sent_before
         if delivered:
             self._counters.add("replayed", delivered)
         if leftovers:
             self._end_replay()
+
+    def _respool(self, events: list[dict[str, Any]], *, spilled: bool) -> None:
+        """Spool what a replay left over, as a file this process spilled when the replayed one was."""
+        name = new_batch_name()
+        if spilled:
+            with self._lock:
+                self._spilled[name] = len(events)
+        if not self._spool_events(events, name=name) and spilled:
+            with self._lock:
+                self._spilled.pop(name, None)
 
     def _end_replay(self) -> None:
         with self._changed:
@@ -545,32 +623,38 @@ class Sender(Delivery):
             self._spill_wake.wait()
             self._spill_wake.clear()
             try:
-                with self._lock:
-                    overflow, self._overflow, self._overflow_bytes = self._overflow, None, 0
-                    if overflow is None:
-                        continue
-                    self._settling += 1  # an exit now waits for this write: the events are in no queue
-                self._spill(overflow)
+                while True:
+                    with self._lock:
+                        if not self._overflow or self._closed:
+                            break
+                        entries, nbytes = self._overflow.popleft()
+                        self._overflow_bytes -= nbytes
+                        self._spilling, self._spilling_bytes = entries, nbytes
+                        self._settling += 1  # an exit now waits for this write: the events are in no queue
+                    self._spill(entries, nbytes)
             except Exception as exc:
                 self._internal_error("spill", exc)
 
-    def _spill_now(self, behind: deque[_Entry]) -> None:
-        """Write a full queue on the submitting thread: the spiller is still busy with the one before."""
-        self._log_once(
-            "spill-behind", "flowledger: the spool write is slower than the workflow; spilling on its thread."
-        )
-        self._spill(behind)
-
-    def _spill(self, entries: deque[_Entry]) -> None:
+    def _spill(self, entries: deque[_Entry], nbytes: int) -> None:
         """Write a queue taken off whole to the spool; the worker replays it when nothing live waits.
 
-        The caller counted the write in ``_settling``; it is uncounted here. When the spool is full or
-        unwritable, the run-ending events are put back into the queue rather than dropped.
+        The caller counted the write in ``_settling``; it is uncounted here. Until the file is begun,
+        shutdown may take the queue over (and write it with the rest). When the spool is full or
+        unwritable, the run-ending events are put back into the queue rather than dropped; an unexpected
+        error drops the queue, counted.
         """
+        name: str | None = None
         try:
-            events = stamped([event for event, _, _ in entries])
+            events = self._written_out(entries)
             with self._lock:
+                if events is None or self._spilling is not entries:
+                    return  # shutdown took it over
+                self._spilling, self._spilling_bytes = None, 0
+                self._writing_bytes = nbytes
+                self._writing_until = time.monotonic() + SPOOL_RESERVE_S + self._spool.estimated_write_s(nbytes)
                 failing = self._outage.failing
+                name = new_batch_name()
+                self._spilled[name] = len(events)  # before the file appears: a replay may take it at once
             if failing:
                 self._log_once(
                     "high-water",
@@ -583,16 +667,43 @@ class Sender(Delivery):
                     "flowledger: events come faster than the receiver takes them; spilling to %s, sent from there.",
                     self._spool.directory,
                 )
-            if self._spool_events(events, keep=TERMINAL_KINDS):
-                with self._changed:
+            spill_name, name = name, None  # from here on _spool_events counts what it could not write
+            written = self._spool_events(events, keep=TERMINAL_KINDS, name=spill_name)
+            with self._changed:
+                if written:
                     self._spills += 1
                     if not self._outage.down:
                         self._replay_wanted = True
+                else:
+                    self._spilled.pop(spill_name, None)
+            if written:
                 self._wake.set()
+        except Exception as exc:
+            self._internal_error("spill", exc)
+            with self._lock:
+                lost = self._spilling is entries or name is not None  # not taken over by shutdown
+                if name is not None:
+                    self._spilled.pop(name, None)
+            if lost:
+                self._drop(DropReason.SPOOL_ERROR, len(entries))
         finally:
             with self._changed:
+                if self._spilling is entries:
+                    self._spilling, self._spilling_bytes = None, 0
+                self._writing_bytes = 0
+                self._writing_until = 0.0
                 self._settling -= 1
                 self._changed.notify_all()
+
+    def _written_out(self, entries: deque[_Entry]) -> list[dict[str, Any]] | None:
+        """The queue's events as dicts, made a chunk at a time; None once shutdown has taken the queue over."""
+        pending = [event for event, _, _ in entries]
+        events: list[dict[str, Any]] = []
+        for at in range(0, len(pending), SPILL_CHUNK_ITEMS):
+            if self._spilling is not entries:
+                return None
+            events += stamped(pending[at : at + SPILL_CHUNK_ITEMS])
+        return events
 
     def _keep(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Put run-ending events a failed spill could not write back into the queue; return those with no room."""
@@ -606,6 +717,12 @@ class Sender(Delivery):
         if kept:
             self._wake.set()
         return lost
+
+
+def _ends_run(event: dict[str, Any] | PendingEvent) -> bool:
+    """Whether the event ends a run (``TERMINAL_KINDS``)."""
+    kind = event.kind if isinstance(event, PendingEvent) else event.get("kind")
+    return kind in TERMINAL_KINDS
 
 
 def _after_fork_in_child() -> None:

@@ -45,7 +45,7 @@ import orjson
 from flowledger._wire import new_event_id
 from flowledger.instrument._capture import RawJSON
 
-__all__ = ["Claim", "Spool", "SpoolResult"]
+__all__ = ["Claim", "Spool", "SpoolResult", "new_batch_name"]
 
 READY_SUFFIX: Final = ".json.gz"
 CLAIM_MARK: Final = ".claimed-"
@@ -107,6 +107,11 @@ def _fragment(value: object) -> Any:
     if type(value) is RawJSON:
         return orjson.Fragment(value.raw())
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def new_batch_name() -> str:
+    """A fresh name for a spool file; names sort by the time they were made."""
+    return new_event_id() + READY_SUFFIX
 
 
 def encode_batch(events: list[dict[str, Any]]) -> bytes:
@@ -255,8 +260,11 @@ class Spool:
 
     # --- writing -------------------------------------------------------
 
-    def write(self, events: list[dict[str, Any]]) -> SpoolResult:
-        """Write one batch atomically, unless it would take the spool past its cap."""
+    def write(self, events: list[dict[str, Any]], *, name: str | None = None) -> SpoolResult:
+        """Write one batch atomically, unless it would take the spool past its cap.
+
+        ``name`` (from :func:`new_batch_name`) lets the caller know the file before it appears.
+        """
         if not events:
             return SpoolResult.WRITTEN
         started = time.monotonic()
@@ -265,7 +273,7 @@ class Spool:
             data = gzip.compress(text, compresslevel=SPOOL_GZIP_LEVEL)
         except (TypeError, ValueError):
             return SpoolResult.ERROR
-        result = self._place(self.directory, new_event_id() + READY_SUFFIX, data)
+        result = self._place(self.directory, name or new_batch_name(), data)
         self.observe_write(len(text), time.monotonic() - started)
         return result
 
