@@ -191,9 +191,12 @@ def test_a_key_writes_and_reads_only_its_project(keyed: LiveReceiver, caplog: py
 def test_keys_from_file_and_environment(tmp_path: Path) -> None:
     """Keys load from a TOML [keys] table or token=project pairs; malformed input is a ConfigError."""
     path = tmp_path / "keys.toml"
-    path.write_text('[keys]\n"abc" = "shop"\n')
-    assert load_keys_file(path) == {"abc": "shop"}
-    assert keys_from_env("a=one, b=two") == {"a": "one", "b": "two"}
+    path.write_text('[keys]\n"abc-0123456789-def" = "shop"\n')
+    assert load_keys_file(path) == {"abc-0123456789-def": "shop"}
+    assert keys_from_env("a-0123456789abcdef=one, b-0123456789abcdef=two") == {
+        "a-0123456789abcdef": "one",
+        "b-0123456789abcdef": "two",
+    }
     path.write_text("keys = 3\n")
     with pytest.raises(ConfigError, match=r"\[keys\]"):
         load_keys_file(path)

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from flowledger._money import nanos_to_usd, usd_to_nanos
 from flowledger._wire import EventKind, NodeStatus, RunStatus, format_datetime
@@ -40,6 +41,7 @@ __all__ = [
     "RUN_TRANSITIONS",
     "FoldEvent",
     "NodeState",
+    "PurgedEvent",
     "RunState",
     "Signal",
     "Transition",
@@ -47,6 +49,7 @@ __all__ = [
     "fold_node",
     "fold_run",
     "mark_stuck",
+    "purged_producer",
 ]
 
 
@@ -119,6 +122,26 @@ _TIEBREAK: Final = Transition.TIEBREAK
 _BECOME_RUNNING: Final = Transition.RUNNING
 _RUN_RUNNING: Final = RunStatus.RUNNING
 _NODE_RUNNING: Final = NodeStatus.RUNNING
+
+
+class PurgedEvent(NamedTuple):
+    """What a producer's count reads of an event whose payload was purged: its entry's fields, which the ledger
+    keeps (a rebuild counts purged runs' events for their producers, as ingest did)."""
+
+    run_id: str
+    project: str | None
+    ts: str
+
+
+def purged_producer(fields: Mapping[str, Any]) -> tuple[PurgedEvent, str, int] | None:
+    """``(event, producer_id, producer_seq)`` of a purged event's entry ``fields``, or None when it names no
+    producer."""
+    producer_id, producer_seq = fields.get("producer_id"), fields.get("producer_seq")
+    if not isinstance(producer_id, str) or type(producer_seq) is not int:
+        return None
+    project = fields.get("project")
+    event = PurgedEvent(str(fields.get("run_id")), project if isinstance(project, str) else None, str(fields.get("ts")))
+    return event, producer_id, producer_seq
 
 
 class FoldEvent(Protocol):

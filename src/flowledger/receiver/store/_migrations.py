@@ -775,6 +775,29 @@ BEGIN
 END;
 """
 
+_PRODUCERS_PER_PROJECT: Final = """
+-- A producer is its project's, as a run is (see store._namespace): keyed by its id and its project's namespace
+-- ('' for none), the same producer id sent in two projects is two producers, and one project's events and
+-- sequence gaps never count in the other's figures or coverage. Every row keeps its project (the one that sent
+-- its id first): what other projects added to it cannot be told apart here; a rebuild refolds it from the ledger.
+CREATE TABLE producers_per_project (
+    producer_id TEXT NOT NULL,
+    max_seq INTEGER NOT NULL,
+    events INTEGER NOT NULL,
+    project TEXT,
+    last_ts TEXT,
+    last_run_id TEXT
+);
+INSERT INTO producers_per_project (producer_id, max_seq, events, project, last_ts, last_run_id)
+SELECT producer_id, max_seq, events, project, last_ts, last_run_id FROM producers;
+DROP TABLE producers;
+ALTER TABLE producers_per_project RENAME TO producers;
+CREATE UNIQUE INDEX producers_once ON producers (producer_id, ifnull(project, ''));
+CREATE INDEX producers_by_last_ts ON producers (last_ts);
+CREATE INDEX producers_by_project ON producers (project);
+CREATE INDEX producers_with_gaps ON producers (last_ts) WHERE max_seq >= events;
+"""
+
 
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration: an SQL script, or a function given the connection inside the migration's transaction."""
@@ -810,6 +833,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _LEDGER_ENTRY_AS_COLUMNS,
     _ledger_format_3,
     _RUN_COUNTS_COST_UNCAPPED,
+    _PRODUCERS_PER_PROJECT,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -7,7 +7,7 @@ back with multi-row inserts (:mod:`._bulk`). The caller owns the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from operator import attrgetter
 from typing import Any, Final
 
@@ -20,12 +20,14 @@ from flowledger.receiver.store._fold import (
     RUN_COLUMNS,
     FoldEvent,
     NodeState,
+    PurgedEvent,
     RunState,
     fold_node,
     fold_run,
+    purged_producer,
 )
 from flowledger.receiver.store._logs import LogDrop, LogRow, append_log_rows, rows_of_event
-from flowledger.receiver.store._namespace import run_key
+from flowledger.receiver.store._namespace import namespace_of, run_key
 from flowledger.receiver.store._on_thread import WriteConnection
 from flowledger.receiver.store._rollups import RollupTracker
 from flowledger.receiver.store._sampled import SAVE_SAMPLED_OUT, SAVE_SAMPLED_OUT_TAIL, sampled_out_key
@@ -50,10 +52,9 @@ _SAVE_TEXTS: Final = "INSERT INTO search_text (run_id, source, text, project)"
 _SAVE_ATTRIBUTES: Final = "INSERT OR IGNORE INTO run_attributes (key, value, run_id, project)"
 _SAVE_PRODUCERS: Final = "INSERT INTO producers (producer_id, max_seq, events, project, last_ts, last_run_id)"
 _SAVE_PRODUCERS_TAIL: Final = """
-ON CONFLICT (producer_id) DO UPDATE SET
+ON CONFLICT (producer_id, ifnull(project, '')) DO UPDATE SET
     max_seq = max(producers.max_seq, excluded.max_seq),
     events = producers.events + excluded.events,
-    project = coalesce(producers.project, excluded.project),
     last_run_id = CASE WHEN producers.last_ts IS NULL OR excluded.last_ts > producers.last_ts
                        OR (excluded.last_ts = producers.last_ts AND excluded.last_run_id > producers.last_run_id)
                   THEN excluded.last_run_id ELSE producers.last_run_id END,
@@ -143,8 +144,9 @@ class Projector:
         self._nodes: dict[tuple[str, str], NodeState] = {}
         self._dirty_runs: set[str] = set()
         self._dirty_nodes: set[tuple[str, str]] = set()
-        self._producers: dict[str, list[Any]] = {}
-        """producer_id -> [max_seq, events, project, last_ts, last_run_id] of this batch."""
+        self._producers: dict[tuple[str, str], list[Any]] = {}
+        """(producer_id, :func:`namespace_of` project) -> [max_seq, events, project, last_ts, last_run_id] of this
+        batch: a producer is its project's, as a run is (the same id in two projects is two producers)."""
         self._logs: list[LogRow] = []
         self._log_drops: list[LogDrop] = []
         self._texts: list[tuple[str, str, str, str | None]] = []
@@ -205,19 +207,26 @@ class Projector:
         for source, text in texts_of_event(kind, event.data, plain_floats=event.plain_floats):
             self._texts.append((run_id, source, text, project))
 
-    def _count_producer(self, event: FoldEvent, producer_id: str, producer_seq: int, *, tail: bool) -> None:
+    def count_purged(self, fields: Mapping[str, Any]) -> None:
+        """Count an event whose payload was purged for its producer, from its entry's ``fields`` (a rebuild)."""
+        counted = purged_producer(fields)
+        if counted is not None:
+            self._count_producer(*counted, tail=False)
+
+    def _count_producer(
+        self, event: FoldEvent | PurgedEvent, producer_id: str, producer_seq: int, *, tail: bool
+    ) -> None:
         """Count the event for its producer; ``tail``: it may be the producer's newest event of a run."""
         run_id = event.run_id
-        counts = self._producers.get(producer_id)
+        key = (producer_id, namespace_of(event.project))
+        counts = self._producers.get(key)
         ts = event.ts if tail else ""
         if counts is None:
-            self._producers[producer_id] = [producer_seq, 1, event.project, ts or None, run_id if tail else None]
+            self._producers[key] = [producer_seq, 1, event.project, ts or None, run_id if tail else None]
         else:
             if producer_seq > counts[0]:
                 counts[0] = producer_seq
             counts[1] += 1
-            if counts[2] is None:
-                counts[2] = event.project
             if tail and (counts[3] is None or (ts, run_id) > (counts[3], counts[4])):
                 counts[3], counts[4] = ts, run_id
 
@@ -249,7 +258,7 @@ class Projector:
             rows = [_node_row(self._nodes[k]) for k in self._dirty_nodes]
             await insert_rows(conn, _SAVE_NODES, rows, width=len(NODE_COLUMNS))
         if self._producers:
-            rows = [(p, *c) for p, c in self._producers.items()]
+            rows = [(p, *c) for (p, _), c in self._producers.items()]
             await insert_rows(conn, _SAVE_PRODUCERS, rows, width=6, tail=_SAVE_PRODUCERS_TAIL)
         if self._logs or self._log_drops:
             await append_log_rows(conn, self._logs, self._log_drops)

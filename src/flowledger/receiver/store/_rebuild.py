@@ -13,12 +13,12 @@ entries have no payload left to fold.
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import Any, Final
 
 import aiosqlite
 
 from flowledger._wire import EventKind, RunStatus
-from flowledger.receiver.store._entry import PURGE_KIND
+from flowledger.receiver.store._entry import ENTRY_COLUMNS, PURGE_KIND, entry_of, parse_entry
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._logs import LogSource
 from flowledger.receiver.store._projector import Projector
@@ -60,6 +60,14 @@ def event_from_body(body: str, seq: int) -> PreparedEvent:
     )
 
 
+def purged_fields(entry: bytes) -> dict[str, Any]:
+    """The fields of a purged event's entry, or none when it cannot be read (``verify`` names that row)."""
+    try:
+        return parse_entry(entry)
+    except ValueError:
+        return {}
+
+
 async def _count(conn: aiosqlite.Connection, sql: str) -> int:
     rows = await conn.execute_fetchall(sql)
     return int(next(iter(rows))[0])
@@ -85,8 +93,8 @@ async def refold(conn: aiosqlite.Connection) -> Drift:
     while True:
         rows = list(
             await conn.execute_fetchall(
-                "SELECT l.seq, l.kind, p.body FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
-                "WHERE l.seq > ? ORDER BY l.seq LIMIT ?",
+                f"SELECT l.seq, l.kind, p.body, {ENTRY_COLUMNS.format('l.')} FROM ledger l "
+                "LEFT JOIN payloads p ON p.seq = l.seq WHERE l.seq > ? ORDER BY l.seq LIMIT ?",
                 (last, _REBUILD_CHUNK),
             )
         )
@@ -94,11 +102,14 @@ async def refold(conn: aiosqlite.Connection) -> Drift:
             break
         last = int(rows[-1][0])
         # Entries without a payload were purged (with their runs); purge entries are not events.
-        events = [event_from_body(body, seq) for seq, kind, body in rows if body is not None and kind != PURGE_KIND]
+        events = [event_from_body(row[2], row[0]) for row in rows if row[2] is not None and row[1] != PURGE_KIND]
         projector = Projector(conn)
         await projector.load(events)
         for event in events:
             projector.apply(event, event.producer_id, event.producer_seq)
+        for row in rows:  # a purged run's events still count for their producers, as they did at ingest
+            if row[2] is None and row[1] != PURGE_KIND:
+                projector.count_purged(purged_fields(entry_of(row[3:])))
         await projector.flush()
         drift.events += len(events)
     # Stuck is the sweeper's verdict, not the ledger's: keep it for runs still running.

@@ -18,6 +18,11 @@ order (the whole keyspace is walked by keyset over the ledger's, the runs'
 and the attempts' run ids, a chunk at a time, so memory and each
 transaction stay bounded). An engine gives the few statements that differ
 as a :class:`ReconcileIO`; the fold, the comparison and the walk are shared.
+
+A scope with a project (an API key's) reads that project's rows only, in
+every statement: the walk, its ``next`` and every count (runs checked,
+events folded) see nothing of another project, not even which run ids it
+uses. Without one, every project's runs are checked.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import aiosqlite
 
 from flowledger._wire import EventKind, RunStatus
 from flowledger.receiver.store._bulk import insert_rows
-from flowledger.receiver.store._entry import PURGE_KIND
+from flowledger.receiver.store._entry import LEDGER_PROJECT, PURGE_KIND
 from flowledger.receiver.store._fold import NODE_COLUMNS, RUN_COLUMNS, NodeState, RunState, fold_node, fold_run
 from flowledger.receiver.store._integrity import DriftKind, ReconcileReport, ReconcileScope
 from flowledger.receiver.store._namespace import run_key
@@ -82,43 +87,54 @@ def fold_ledger_rows(
     return runs, nodes, folded
 
 
+def _of_project(column: str, project: str | None) -> tuple[str, list[str]]:
+    """SQL (``?``) keeping the rows of ``project`` only by their namespace ``column``, or nothing for no project."""
+    return ("", []) if project is None else (f" AND {column} = ?", [project])
+
+
 async def _stored(
-    conn: aiosqlite.Connection, run_ids: Sequence[str]
+    conn: aiosqlite.Connection, run_ids: Sequence[str], project: str | None
 ) -> tuple[dict[str, RunState], dict[tuple[str, str], NodeState]]:
-    """The runs' and attempts' rows as the projection holds them."""
+    """The runs' and attempts' rows as the projection holds them (``project``'s only, when given)."""
     marks = _marks(run_ids)
+    mine, params = _of_project("ifnull(project, '')", project)
     runs = {
         run_key(row[1], row[0]): run_from_row(row)
         for row in await conn.execute_fetchall(
-            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id IN ({marks})", list(run_ids)
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id IN ({marks}){mine}", [*run_ids, *params]
         )
     }
     nodes = {
         (run_key(row[-1], row[0]), row[1]): node_from_row(row)
         for row in await conn.execute_fetchall(
-            f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id IN ({marks})", list(run_ids)
+            f"SELECT {', '.join(NODE_COLUMNS)} FROM node_runs WHERE run_id IN ({marks}){mine}", [*run_ids, *params]
         )
     }
     return runs, nodes
 
 
 class ReconcileIO(Protocol):
-    """An engine's reads and writes of a reconciliation, each inside the transaction whose connection it is given."""
+    """An engine's reads and writes of a reconciliation, each inside the transaction whose connection it is given.
+
+    Each read given a ``project`` reads that project's rows only (an API key's scope); None reads every project's.
+    """
 
     async def head(self, conn: Any) -> int:
         """The ledger's last seq (0 when empty)."""
 
-    async def recent_ids(self, conn: Any, after_seq: int, max_events: int) -> tuple[list[str], int]:
+    async def recent_ids(
+        self, conn: Any, after_seq: int, max_events: int, project: str | None
+    ) -> tuple[list[str], int]:
         """The runs of ledger entries after ``after_seq`` (the newest ``max_events`` at most), and the head."""
 
-    async def next_ids(self, conn: Any, after: str, limit: int) -> tuple[list[str], str | None]:
+    async def next_ids(self, conn: Any, after: str, limit: int, project: str | None) -> tuple[list[str], str | None]:
         """The next run ids after ``after`` in the ledger, the runs and the attempts, and their common bound."""
 
-    async def ledger_rows(self, conn: Any, run_ids: Sequence[str]) -> Iterable[Sequence[Any]]:
+    async def ledger_rows(self, conn: Any, run_ids: Sequence[str], project: str | None) -> Iterable[Sequence[Any]]:
         """The runs' ledger rows ``(seq, kind, body)`` in seq order (body None when purged)."""
 
     async def stored(
-        self, conn: Any, run_ids: Sequence[str]
+        self, conn: Any, run_ids: Sequence[str], project: str | None
     ) -> tuple[dict[str, RunState], dict[tuple[str, str], NodeState]]:
         """The runs' and attempts' rows as the projection holds them."""
 
@@ -134,23 +150,30 @@ class _SqliteIO:
         head_rows = await conn.execute_fetchall("SELECT coalesce(max(seq), 0) FROM ledger")
         return int(next(iter(head_rows))[0])
 
-    async def recent_ids(self, conn: aiosqlite.Connection, after_seq: int, max_events: int) -> tuple[list[str], int]:
-        return await _recent_ids(conn, after_seq, max_events)
+    async def recent_ids(
+        self, conn: aiosqlite.Connection, after_seq: int, max_events: int, project: str | None
+    ) -> tuple[list[str], int]:
+        return await _recent_ids(conn, after_seq, max_events, project)
 
-    async def next_ids(self, conn: aiosqlite.Connection, after: str, limit: int) -> tuple[list[str], str | None]:
-        return await _next_ids(conn, after, limit)
+    async def next_ids(
+        self, conn: aiosqlite.Connection, after: str, limit: int, project: str | None
+    ) -> tuple[list[str], str | None]:
+        return await _next_ids(conn, after, limit, project)
 
-    async def ledger_rows(self, conn: aiosqlite.Connection, run_ids: Sequence[str]) -> Iterable[Sequence[Any]]:
+    async def ledger_rows(
+        self, conn: aiosqlite.Connection, run_ids: Sequence[str], project: str | None
+    ) -> Iterable[Sequence[Any]]:
+        mine, params = _of_project(LEDGER_PROJECT.format("l."), project)
         return await conn.execute_fetchall(
             "SELECT l.seq, l.kind, p.body FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
-            f"WHERE l.run_id IN ({_marks(run_ids)}) ORDER BY l.seq",
-            list(run_ids),
+            f"WHERE l.run_id IN ({_marks(run_ids)}){mine} ORDER BY l.seq",
+            [*run_ids, *params],
         )
 
     async def stored(
-        self, conn: aiosqlite.Connection, run_ids: Sequence[str]
+        self, conn: aiosqlite.Connection, run_ids: Sequence[str], project: str | None
     ) -> tuple[dict[str, RunState], dict[tuple[str, str], NodeState]]:
-        return await _stored(conn, run_ids)
+        return await _stored(conn, run_ids, project)
 
     async def replace(
         self,
@@ -202,8 +225,9 @@ async def _check_chunk(
     project: str | None,
     repair: bool,
 ) -> None:
-    folded_runs, folded_node_map, events = fold_ledger_rows(await io.ledger_rows(conn, run_ids))
-    stored_by_id, stored_node_map = await io.stored(conn, run_ids)
+    # With a project, the engine reads its rows only: no other project's event is folded or counted.
+    folded_runs, folded_node_map, events = fold_ledger_rows(await io.ledger_rows(conn, run_ids, project))
+    stored_by_id, stored_node_map = await io.stored(conn, run_ids, project)
     # Every project's run of these ids, keyed by project and id (whatever key the engine returned them by).
     stored_runs = {run_key(run.project, run.run_id): run for run in stored_by_id.values()}
     folded_nodes, stored_nodes = _by_run(folded_node_map.values()), _by_run(stored_node_map.values())
@@ -246,20 +270,30 @@ async def _check_chunk(
         report.repaired += len(drifted)
 
 
-async def _next_ids(conn: aiosqlite.Connection, after: str, limit: int) -> tuple[list[str], str | None]:
-    """The next run ids after ``after`` in the ledger, the runs and the attempts, up to a common bound.
+_NEXT_IDS: Final = (
+    ("ledger", "DISTINCT run_id", LEDGER_PROJECT.format("")),
+    ("runs", "run_id", "ifnull(project, '')"),
+    ("node_runs", "DISTINCT run_id", "ifnull(project, '')"),
+)
+"""Where the walk finds run ids: each table, what it selects, and its namespace (for a project's walk); the
+namespace is the second column of each table's run-id index, so a project's walk reads that index alone."""
+
+
+async def _next_ids(
+    conn: aiosqlite.Connection, after: str, limit: int, project: str | None
+) -> tuple[list[str], str | None]:
+    """The next run ids after ``after`` in the ledger, the runs and the attempts (``project``'s only, when
+    given), up to a common bound.
 
     Returns the ids and the bound (None when every source ran out: the sweep is at its end).
     """
     found: set[str] = set()
     bound: str | None = None
     exhausted = True
-    for sql in (
-        "SELECT DISTINCT run_id FROM ledger WHERE run_id > ? ORDER BY run_id LIMIT ?",
-        "SELECT run_id FROM runs WHERE run_id > ? ORDER BY run_id LIMIT ?",
-        "SELECT DISTINCT run_id FROM node_runs WHERE run_id > ? ORDER BY run_id LIMIT ?",
-    ):
-        ids = [str(row[0]) for row in await conn.execute_fetchall(sql, (after, limit))]
+    for table, select, namespace in _NEXT_IDS:
+        mine, params = _of_project(namespace, project)
+        sql = f"SELECT {select} FROM {table} WHERE run_id > ?{mine} ORDER BY run_id LIMIT ?"
+        ids = [str(row[0]) for row in await conn.execute_fetchall(sql, (after, *params, limit))]
         found.update(ids)
         if len(ids) == limit:
             exhausted = False
@@ -270,13 +304,19 @@ async def _next_ids(conn: aiosqlite.Connection, after: str, limit: int) -> tuple
     return sorted(i for i in found if i <= bound), bound
 
 
-async def _recent_ids(conn: aiosqlite.Connection, after_seq: int, max_events: int) -> tuple[list[str], int]:
-    """The runs of ledger entries after ``after_seq`` (the newest ``max_events`` at most), and the head."""
+async def _recent_ids(
+    conn: aiosqlite.Connection, after_seq: int, max_events: int, project: str | None
+) -> tuple[list[str], int]:
+    """The runs of ledger entries after ``after_seq`` (the newest ``max_events`` at most; ``project``'s only,
+    when given), and the head."""
     head_rows = await conn.execute_fetchall("SELECT coalesce(max(seq), 0) FROM ledger")
     head = int(next(iter(head_rows))[0])
     start = max(after_seq, head - max_events)
+    mine, params = _of_project(LEDGER_PROJECT.format(""), project)
     # A range of the primary key, deduplicated here: with DISTINCT, SQLite walks the whole run-id index.
-    rows = await conn.execute_fetchall("SELECT run_id FROM ledger WHERE seq > ? AND kind != ?", (start, PURGE_KIND))
+    rows = await conn.execute_fetchall(
+        f"SELECT run_id FROM ledger WHERE seq > ? AND kind != ?{mine}", (start, PURGE_KIND, *params)
+    )
     return list(dict.fromkeys(str(row[0]) for row in rows)), head
 
 
@@ -289,7 +329,9 @@ async def reconcile(
     async with transaction() as conn:
         report.ledger_seq = await io.head(conn)
         if scope.recent_after_seq is not None and scope.recent_max_events > 0:
-            recent, report.ledger_seq = await io.recent_ids(conn, scope.recent_after_seq, scope.recent_max_events)
+            recent, report.ledger_seq = await io.recent_ids(
+                conn, scope.recent_after_seq, scope.recent_max_events, scope.project
+            )
             named += recent
     named = list(dict.fromkeys(named))
     seen = set(named)
@@ -304,7 +346,7 @@ async def reconcile(
     while after is not None and (left is None or left > 0):
         size = RECONCILE_CHUNK_RUNS if left is None else min(RECONCILE_CHUNK_RUNS, left)
         async with transaction() as conn:
-            ids, bound = await io.next_ids(conn, after, size)
+            ids, bound = await io.next_ids(conn, after, size, scope.project)
             fresh = [i for i in ids if i not in seen]
             if fresh:
                 await _check_chunk(io, conn, fresh, report, project=scope.project, repair=repair)

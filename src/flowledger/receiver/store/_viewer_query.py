@@ -220,13 +220,23 @@ def _resolve_search(conn: sqlite3.Connection, run_filter: RunFilter) -> RunFilte
 
 
 def _check_search(conn: sqlite3.Connection, run_filter: RunFilter) -> None:
-    """Refuse a run-id search that matches more than RUN_ID_SEARCH_MAX_MATCHES runs (a range of the primary key)."""
+    """Refuse a run-id search that matches more than RUN_ID_SEARCH_MAX_MATCHES runs (a range of the primary key).
+
+    Only the filter's project's runs count (an API key's): another project's runs under the prefix are neither
+    refused for nor revealed by their number. Its namespace is the run-id index's second column, read there.
+    """
     prefix = run_filter.run_id_prefix
     if not prefix:
         return
+    mine = "" if run_filter.project is None else " AND ifnull(project, '') = ?"
     row = conn.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM runs WHERE run_id >= ? AND run_id < ? LIMIT ?)",
-        (prefix, prefix + "\U0010ffff", RUN_ID_SEARCH_MAX_MATCHES + 1),
+        f"SELECT count(*) FROM (SELECT 1 FROM runs WHERE run_id >= ? AND run_id < ?{mine} LIMIT ?)",
+        (
+            prefix,
+            prefix + "\U0010ffff",
+            *(() if run_filter.project is None else (run_filter.project,)),
+            RUN_ID_SEARCH_MAX_MATCHES + 1,
+        ),
     ).fetchone()
     if int(row[0]) > RUN_ID_SEARCH_MAX_MATCHES:
         raise QueryError(

@@ -394,6 +394,17 @@ COMMENT ON COLUMN ledger.entry IS
 """
 """Ledger format 3."""
 
+_PRODUCERS_PER_PROJECT: Final = """
+-- A producer is its project's, as a run is (see store._namespace): keyed by its id and its project's namespace
+-- ('' for none), the same producer id sent in two projects is two producers, and one project's events and
+-- sequence gaps never count in the other's figures or coverage. Every row keeps its project (the one that sent
+-- its id first): what other projects added to it cannot be told apart here; a rebuild refolds it from the ledger.
+ALTER TABLE producers DROP CONSTRAINT producers_pkey;
+CREATE UNIQUE INDEX producers_once ON producers (producer_id, coalesce(project, ''));
+CREATE INDEX producers_by_project ON producers (project);
+"""
+"""Producers per project."""
+
 PG_MIGRATIONS: Final[tuple[str, ...]] = (
     _REFUSE + _LEDGER + _RUNS_AND_ATTEMPTS,
     _LOG_LINES,
@@ -413,5 +424,6 @@ PG_MIGRATIONS: Final[tuple[str, ...]] = (
     _RUN_LISTINGS_BY_PROJECT_TOO,
     _WIDE_STATISTICS,
     _LEDGER_FORMAT_3,
+    _PRODUCERS_PER_PROJECT,
 )
 """Each script brings the schema one version up (version N is ``PG_MIGRATIONS[N - 1]``); append new ones at the end."""

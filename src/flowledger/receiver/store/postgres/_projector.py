@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from flowledger._wire import EventKind, NodeStatus, RunStatus
@@ -25,12 +25,14 @@ from flowledger.receiver.store._fold import (
     RUN_COLUMNS,
     FoldEvent,
     NodeState,
+    PurgedEvent,
     RunState,
     fold_node,
     fold_run,
+    purged_producer,
 )
 from flowledger.receiver.store._logs import LogDrop, LogRow, rows_of_event
-from flowledger.receiver.store._namespace import run_key
+from flowledger.receiver.store._namespace import namespace_of, run_key
 from flowledger.receiver.store._rollups import RollupTracker
 from flowledger.receiver.store._sampled import sampled_out_key
 from flowledger.receiver.store._search import SearchSource, attributes_of_event, texts_of_event
@@ -94,10 +96,9 @@ _SAVE_SAMPLED_OUT: Final = (
 _SAVE_PRODUCERS: Final = """
 INSERT INTO producers AS p (producer_id, max_seq, events, project, last_ts, last_run_id)
 VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (producer_id) DO UPDATE SET
+ON CONFLICT (producer_id, coalesce(project, '')) DO UPDATE SET
     max_seq = greatest(p.max_seq, EXCLUDED.max_seq),
     events = p.events + EXCLUDED.events,
-    project = coalesce(p.project, EXCLUDED.project),
     last_run_id = CASE WHEN p.last_ts IS NULL OR EXCLUDED.last_ts > p.last_ts
                        OR (EXCLUDED.last_ts = p.last_ts AND EXCLUDED.last_run_id > p.last_run_id)
                   THEN EXCLUDED.last_run_id ELSE p.last_run_id END,
@@ -172,8 +173,9 @@ class PgProjector:
         self._nodes: dict[tuple[str, str], NodeState] = {}
         self._dirty_runs: set[str] = set()
         self._dirty_nodes: set[tuple[str, str]] = set()
-        self._producers: dict[str, list[Any]] = {}
-        """producer_id -> [max_seq, events, project, last_ts, last_run_id] of this batch."""
+        self._producers: dict[tuple[str, str], list[Any]] = {}
+        """(producer_id, :func:`~.._namespace.namespace_of` project) -> [max_seq, events, project, last_ts,
+        last_run_id] of this batch: a producer is its project's, as a run is."""
         self._logs: list[LogRow] = []
         self._log_drops: list[LogDrop] = []
         self._sampled_out: dict[tuple[str, str, str], int] = {}
@@ -246,17 +248,24 @@ class PgProjector:
         if producer_id is not None:
             self._count_producer(event, producer_id, producer_seq, tail=not sampled_out)
 
-    def _count_producer(self, event: FoldEvent, producer_id: str, producer_seq: int, *, tail: bool) -> None:
+    def count_purged(self, fields: Mapping[str, Any]) -> None:
+        """Count an event whose payload was purged for its producer, from its entry's ``fields`` (a rebuild)."""
+        counted = purged_producer(fields)
+        if counted is not None:
+            self._count_producer(*counted, tail=False)
+
+    def _count_producer(
+        self, event: FoldEvent | PurgedEvent, producer_id: str, producer_seq: int, *, tail: bool
+    ) -> None:
         run_id = event.run_id
-        counts = self._producers.get(producer_id)
+        key = (producer_id, namespace_of(event.project))
+        counts = self._producers.get(key)
         ts = event.ts if tail else ""
         if counts is None:
-            self._producers[producer_id] = [producer_seq, 1, event.project, ts or None, run_id if tail else None]
+            self._producers[key] = [producer_seq, 1, event.project, ts or None, run_id if tail else None]
             return
         counts[0] = max(counts[0], producer_seq)
         counts[1] += 1
-        if counts[2] is None:
-            counts[2] = event.project
         if tail and (counts[3] is None or (ts, run_id) > (counts[3], counts[4])):
             counts[3], counts[4] = ts, run_id
 
@@ -275,7 +284,7 @@ class PgProjector:
         if self._dirty_nodes:
             await save_pg_nodes(conn, [self._nodes[k] for k in sorted(self._dirty_nodes)])
         if self._producers:
-            await conn.executemany(_SAVE_PRODUCERS, [(p, *c) for p, c in sorted(self._producers.items())])
+            await conn.executemany(_SAVE_PRODUCERS, [(p, *c) for (p, _), c in sorted(self._producers.items())])
         if self._logs or self._log_drops:
             await append_pg_logs(conn, self._logs, self._log_drops)
         if self._sampled_out:

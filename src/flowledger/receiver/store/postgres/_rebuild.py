@@ -13,7 +13,7 @@ from flowledger._wire import RunStatus
 from flowledger.receiver.store._entry import PURGE_KIND
 from flowledger.receiver.store._logs import LogSource
 from flowledger.receiver.store._protocol import Drift
-from flowledger.receiver.store._rebuild import event_from_body
+from flowledger.receiver.store._rebuild import event_from_body, purged_fields
 from flowledger.receiver.store.postgres._namespace import PG_SPACE
 from flowledger.receiver.store.postgres._projector import PgProjector, clear_for_refold
 
@@ -41,7 +41,7 @@ async def pg_refold(conn: asyncpg.Connection) -> Drift:
     last = 0
     while True:
         rows = await conn.fetch(
-            "SELECT l.seq, l.kind, p.body FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
+            "SELECT l.seq, l.kind, p.body, l.entry FROM ledger l LEFT JOIN payloads p ON p.seq = l.seq "
             "WHERE l.seq > $1 ORDER BY l.seq LIMIT $2",
             last,
             _REBUILD_CHUNK,
@@ -49,11 +49,15 @@ async def pg_refold(conn: asyncpg.Connection) -> Drift:
         if not rows:
             break
         last = int(rows[-1][0])
-        events = [event_from_body(body, seq) for seq, kind, body in rows if body is not None and kind != PURGE_KIND]
+        kept = [r for r in rows if r["kind"] != PURGE_KIND]  # purge entries are not events
+        events = [event_from_body(r["body"], r["seq"]) for r in kept if r["body"] is not None]
         projector = PgProjector(conn)
         await projector.load(events)
         for event in events:
             projector.apply(event, event.producer_id, event.producer_seq)
+        for row in kept:  # a purged run's events still count for their producers, as they did at ingest
+            if row["body"] is None:
+                projector.count_purged(purged_fields(bytes(row["entry"])))
         await projector.flush()
         drift.events += len(events)
     # Stuck is the sweeper's verdict, not the ledger's: keep it for runs still running.

@@ -104,11 +104,14 @@ async def _resolve_search(conn: asyncpg.Connection, run_filter: RunFilter) -> Ru
         run_filter = replace(run_filter, text=None) if found else replace(run_filter, run_id_prefix=None)
     searched = run_filter.run_id_prefix
     if searched:
+        # The filter's project's runs only (an API key's): another project's are neither refused for nor counted.
         count = await conn.fetchval(
-            "SELECT count(*) FROM (SELECT 1 FROM runs WHERE run_id >= $1 AND run_id < $2 LIMIT $3) m",
+            "SELECT count(*) FROM (SELECT 1 FROM runs WHERE run_id >= $1 AND run_id < $2 "
+            "AND ($4::text IS NULL OR coalesce(project, '') = $4) LIMIT $3) m",
             searched,
             searched + "\U0010ffff",
             RUN_ID_SEARCH_MAX_MATCHES + 1,
+            run_filter.project,
         )
         if int(count) > RUN_ID_SEARCH_MAX_MATCHES:
             raise QueryError(
