@@ -6,7 +6,14 @@ import sqlite3
 from pathlib import Path
 
 from flowledger.receiver.store._canonical import chain_hash
-from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_format, entry_hash, entry_leaf, entry_of
+from flowledger.receiver.store._entry import (
+    ENTRY_COLUMNS,
+    entry_format,
+    entry_hash,
+    entry_leaf,
+    entry_of,
+    parse_entry,
+)
 from flowledger.receiver.store._merkle import Frontier, leaf_hash
 from flowledger.receiver.store._migrations import _V5_RUN_COUNTS, MIGRATIONS, _ledger_format_3, _statements
 from flowledger.receiver.store._tree import stored_nodes
@@ -34,8 +41,8 @@ def tamper(db: Path, *statements: str) -> None:
 
 
 def rewrite_history(db: Path, seq: int, old: bytes, new: bytes) -> None:
-    """Edit entry ``seq`` (``old`` -> ``new`` in its bytes, stored in its entry column) and recompute every hash
-    after it, chain and tree."""
+    """Edit entry ``seq`` (``old`` -> ``new`` in its bytes, stored in its entry column, its producer columns made to
+    match) and recompute every hash after it, chain and tree."""
     tamper(db)
     conn = sqlite3.connect(db)
     rows = conn.execute(f"SELECT {ENTRY_COLUMNS.format('')}, prev_hash FROM ledger ORDER BY seq").fetchall()
@@ -45,7 +52,11 @@ def rewrite_history(db: Path, seq: int, old: bytes, new: bytes) -> None:
         entry = entry_of(row[:10])
         if row[1] == seq:
             entry = entry.replace(old, new)
-            conn.execute("UPDATE ledger SET entry = ? WHERE seq = ?", (entry, seq))
+            fields = parse_entry(entry)  # the columns follow, as an insider who knows verify checks them would
+            conn.execute(
+                "UPDATE ledger SET entry = ?, producer_id = ?, producer_seq = ? WHERE seq = ?",
+                (entry, fields.get("producer_id"), fields.get("producer_seq"), seq),
+            )
         digest = entry_hash(prev, entry)
         conn.execute("UPDATE ledger SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, row[1]))
         nodes += stored_nodes(tree.append(entry_leaf(prev, entry)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import sys
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import click
 
@@ -25,6 +25,9 @@ from flowledger.receiver.cli._commands import (
 )
 from flowledger.receiver.cli._context_options import parse_time
 from flowledger.receiver.cli._terminal import echo
+
+if TYPE_CHECKING:
+    from flowledger.receiver.store._protocol import VerifyReport
 
 __all__ = ["COMMANDS"]
 
@@ -113,6 +116,20 @@ def keygen_command(output: Path, name: str, as_json: bool) -> None:
     echo(f"verifier key: {public}")
 
 
+def _refuse_if_broken(report: VerifyReport, size: int) -> None:
+    """LedgerIntegrityError unless ``report`` (of ``verify``) is intact and covers the first ``size`` entries."""
+    from flowledger._exceptions import LedgerIntegrityError
+
+    if report.ok and report.events >= size:
+        return
+    where = f"row {report.first_bad_seq}" if report.first_bad_seq is not None else f"{report.events} entries"
+    problem = report.problem or f"the tree has {size} entries but the chain {report.events}"
+    raise LedgerIntegrityError(
+        f"not signing: the ledger does not verify at {where}: {problem} "
+        "(see flowledger verify; a checkpoint must not vouch for a broken ledger)"
+    )
+
+
 @click.command("checkpoint")
 @click.option("--key", "key", type=_EXISTING, required=True, help="The signing key written by keygen.")
 @click.option("-o", "--output", "output", type=_PATH, default=None, help="Write the checkpoint here [default: stdout].")
@@ -131,7 +148,11 @@ def checkpoint_command(
     api_key: str | None,
     as_json: bool,
 ) -> None:
-    """Write a signed checkpoint of the ledger (C2SP tlog-checkpoint in a signed note): its size and root hash."""
+    """Write a signed checkpoint of the ledger (C2SP tlog-checkpoint in a signed note): its size and root hash.
+
+    The ledger is verified first, as `flowledger verify` does (the whole chain, tree and blobs; again when it grew
+    before its head was read): a ledger that does not verify is not signed (exit 1).
+    """
     import time
 
     from flowledger._wire import format_ts
@@ -142,7 +163,12 @@ def checkpoint_command(
     if problem is not None:
         raise click.BadParameter(problem, param_hint="--origin")
     signer = read_signer(key)
-    head = _source(db, url, api_key).tree_head()
+    source = _source(db, url, api_key)
+    verified = source.verify(())  # first: a ledger with a row gone has no head to read
+    _refuse_if_broken(verified, 0)
+    head = source.tree_head()
+    if head.size > verified.events:  # appended meanwhile: walk again, now over every entry signed
+        _refuse_if_broken(source.verify(()), head.size)
     checkpoint = Checkpoint(
         origin=origin or signer.name, size=head.size, root=head.root, time=format_ts(time.time_ns())
     )

@@ -78,6 +78,16 @@ def _field(item: dict[str, Any], name: str, kind: type, where: str) -> Any:
     return value
 
 
+def _utf8(text: str, name: str, where: str) -> bytes:
+    """``text`` as UTF-8; ProofError when it holds what UTF-8 cannot (a lone surrogate, written ``\\ud800``)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProofError(
+            f"{where}: the {name} is not text a ledger could hold (it has a lone surrogate): the proof was changed"
+        ) from None
+
+
 def _check_entry(item: Any, index: int, run_id: str, checkpoint: Checkpoint) -> bool:
     """Check one entry of a proof; return whether its payload is there."""
     where = f"entries[{index}]"
@@ -93,7 +103,7 @@ def _check_entry(item: Any, index: int, run_id: str, checkpoint: Checkpoint) -> 
     prev_hex = item.get("prev_hash", "")  # absent from proofs made before format 3, whose leaves do not need it
     if not isinstance(prev_hex, str) or not (prev_hex == "" or _HASH_HEX.fullmatch(prev_hex)):
         raise ProofError(f"{where}: prev_hash is not a hex SHA-256 hash")
-    entry = entry_text.encode("utf-8")
+    entry = _utf8(entry_text, "entry", where)
     if not prev_hex and entry_format(entry) == 3:
         raise ProofError(f"{where}: prev_hash is missing (a format-3 entry's leaf is prev_hash || entry)")
     leaf = entry_leaf(bytes.fromhex(prev_hex), entry)
@@ -113,7 +123,7 @@ def _check_entry(item: Any, index: int, run_id: str, checkpoint: Checkpoint) -> 
         return False
     if not isinstance(payload_text, str):
         raise ProofError(f"{where}: the payload is not a string")
-    payload = payload_text.encode("utf-8")
+    payload = _utf8(payload_text, "payload", where)
     if hashlib.sha256(payload).hexdigest() != fields.get("payload_sha256"):
         raise ProofError(f"{where}: the payload of entry {seq} does not match the entry's payload_sha256 (changed)")
     try:
@@ -134,8 +144,8 @@ def check_run_proof(document: Any, key: VerifierKey) -> ProofSummary:
     entries = _field(document, "entries", list, "the proof")
     if not entries:
         raise ProofError(f"the proof holds no entry of run {run_id}")
-    seqs = [item.get("seq") if isinstance(item, dict) else None for item in entries]
-    if len(set(seqs)) != len(seqs):
+    seqs = [item.get("seq") for item in entries if isinstance(item, dict) and type(item.get("seq")) is int]
+    if len(set(seqs)) != len(seqs):  # any other seq is refused by its entry's own check
         raise ProofError("the proof lists an entry twice")
     payloads = sum(_check_entry(item, i, run_id, checkpoint) for i, item in enumerate(entries))
     return ProofSummary(run_id=run_id, checkpoint=checkpoint, entries=len(entries), payloads=payloads)

@@ -974,7 +974,7 @@ async def _head(conn: WriteConnection) -> tuple[int, bytes]:
 def entry_rows(rows: Iterable[Sequence[Any]]) -> list[EntryRow]:
     """Rows of :data:`_VERIFY_SQL` as ``verify`` reads them (:data:`~._verify.EntryRow`), each entry's bytes read
     or rebuilt from its fields."""
-    return [(*row[1:6], entry_of(row[:10]), *row[9:], row[6]) for row in rows]
+    return [(*row[1:6], entry_of(row[:10]), *row[9:], row[6], row[7], row[8]) for row in rows]
 
 
 class _VerifyReads:
@@ -1008,6 +1008,19 @@ class _VerifyReads:
                 (after_seq, limit),
             )
         )
+
+    async def blobs(self, after: str, limit: int) -> Sequence[tuple[str, bytes]]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT sha256, CAST(body AS BLOB) FROM blobs WHERE sha256 > ? ORDER BY sha256 LIMIT ?", (after, limit)
+        )
+        return [(str(key), bytes(body)) for key, body in rows]
+
+    async def blob_owner(self, key: str) -> int | None:
+        for (seq,) in await self._conn.execute_fetchall(
+            "SELECT min(seq) FROM payloads WHERE instr(body, ?) > 0", (key,)
+        ):
+            return None if seq is None else int(seq)
+        return None
 
 
 async def _count(conn: aiosqlite.Connection, sql: str) -> int:

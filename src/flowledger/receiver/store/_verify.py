@@ -7,8 +7,11 @@ stored hash (edited), a ``prev_hash`` that is
 not the previous row's hash (a row removed, inserted or moved), a gap in
 ``seq``, a column that differs from the hashed entry, or a payload that does
 not hash to the entry's ``payload_sha256`` or names another event. A payload
-that is gone is fine only when a purge entry covers its run; the walker
-counts what purges erased.
+that is gone is fine only when a purge entry *after* it names its run (in its
+project, or in every project for a purge that named none), and each purge
+entry must account for exactly the payloads it records erasing: a payload
+deleted by hand, before or after a purge of its run, fails at its row (or at
+the purge whose count it breaks).
 
 :class:`Format1Walker` checks rows of the first format, where the hash
 covered the whole event body (used when converting a ledger, and for the
@@ -21,7 +24,8 @@ In every format ``received_at`` is the only column the hash does not cover.
 :func:`verify_ledger` is ``verify`` itself, the same on every engine: the
 chain from its origin (a converted ledger's starts from a hash of its format-1
 head, see :func:`~._entry.migrated_genesis`), the stored Merkle tree nodes
-against the entries, the format-1 hashes a converted ledger keeps
+against the entries, the full-output blobs against their keys (an engine
+whose reads are :class:`BlobReads`), the format-1 hashes a converted ledger keeps
 (:class:`KeptFormat1Hashes`), then the checkpoints. An engine gives only its
 reads, as a :class:`VerifyReads` bound to one snapshot.
 """
@@ -29,9 +33,10 @@ reads, as a :class:`VerifyReads` bound to one snapshot.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 import orjson
 
@@ -48,8 +53,10 @@ from flowledger.receiver.store._protocol import VerifyReport
 from flowledger.receiver.store._time import same_ts
 
 __all__ = [
+    "BLOB_CHUNK",
     "FORMAT1_COLUMNS",
     "VERIFY_CHUNK",
+    "BlobReads",
     "EntryRow",
     "EntryWalker",
     "Format1HashRow",
@@ -65,9 +72,11 @@ __all__ = [
 EntryRow = (
     tuple[int, str, str, str, str, bytes, bytes, bytes, bytes, bytes | None]
     | tuple[int, str, str, str, str, bytes, bytes, bytes, bytes, bytes | None, str]
+    | tuple[int, str, str, str, str, bytes, bytes, bytes, bytes, bytes | None, str, str | None, int | None]
 )
-"""``(seq, event_id, run_id, kind, ts, entry, payload_hash, prev_hash, hash, payload or None[, project])``: the
-project column ('' for none) where the engine keeps one beside the entry."""
+"""``(seq, event_id, run_id, kind, ts, entry, payload_hash, prev_hash, hash, payload or None[, project[,
+producer_id, producer_seq]])``: the project column ('' for none) where the engine keeps one beside the entry, and
+the producer columns where it keeps those (NULL in a purge entry and in rows stored before they existed)."""
 
 _COLUMNS = ("event_id", "run_id", "kind", "ts")
 _EDITED: Final = "its content does not match its hash (the row was edited)"
@@ -120,6 +129,12 @@ TreeNodeRow = tuple[int, int, bytes]
 VERIFY_CHUNK: Final = 2_000
 """Rows :func:`verify_ledger` reads at a time."""
 
+BLOB_CHUNK: Final = 64
+"""Blobs :func:`verify_ledger` reads at a time (a blob is a whole captured output: a few, not thousands)."""
+
+_PROBE_LIMIT: Final = 10
+"""Run-id groups an ambiguous purge (one that named no project) is matched over, at most (2**10 subsets)."""
+
 
 @dataclass(slots=True)
 class _Erased:
@@ -129,8 +144,38 @@ class _Erased:
     project names each id once, whatever projects held it). Its size is the runs purged: a run is its project and
     its id."""
     payloads: int = 0
-    unexplained: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
-    """(project or '', run id) -> first (seq, event_id) whose payload is gone; checked against the purges at the end."""
+    pending: dict[tuple[str, str], list[tuple[int, str]]] = field(default_factory=dict)
+    """(project or '', run id) -> the (seq, event_id) whose payload is gone and that no purge after them accounts
+    for yet, in seq order; a purge takes its runs' ones, and what is left at the end was deleted by hand."""
+
+
+def _purge_record(body: Any) -> tuple[list[str], str | None, int] | str:
+    """A purge payload's ``(runs, project or None, events)``, or why it is not a purge record."""
+    if not isinstance(body, dict):
+        return "it is not a JSON object"
+    runs, selection, events = body.get("runs"), body.get("selection", {}), body.get("events")
+    if not isinstance(runs, list) or not all(isinstance(run, str) for run in runs):
+        return "its runs are not a list of run ids"
+    if not isinstance(selection, dict):
+        return "its selection is not an object"
+    project = selection.get("project")
+    if project is not None and not isinstance(project, str):
+        return "its selection's project is not a string"
+    if not isinstance(events, int) or isinstance(events, bool) or events < 0:
+        return "its events is not a count"
+    return runs, project, events
+
+
+def _subset_erasing(groups: list[tuple[tuple[str, str], int]], count: int) -> set[tuple[str, str]] | None:
+    """Which of ``groups`` ((project, run id), payloads gone) add up to ``count``, at least one of each run id,
+    or None (a purge that named no project erased an id's run in some of the projects that held it)."""
+    run_ids = {key[1] for key, _ in groups}
+    for mask in range(1, 1 << len(groups)):
+        chosen = [key for bit, (key, _) in enumerate(groups) if mask >> bit & 1]
+        total = sum(n for bit, (_, n) in enumerate(groups) if mask >> bit & 1)
+        if total == count and {key[1] for key in chosen} == run_ids:
+            return set(chosen)
+    return None
 
 
 class EntryWalker:
@@ -165,8 +210,9 @@ class EntryWalker:
                 problem = _edited_field(bytes(entry), payload) or problem
             if problem is None:
                 project = column[0] if column else _NO_COLUMN
+                producer = tuple(column[1:3]) if len(column) == 3 else None
                 problem = self._check_entry(
-                    seq, (event_id, run_id, kind, ts), project, bytes(entry), bytes(stored_payload_hash)
+                    seq, (event_id, run_id, kind, ts), project, bytes(entry), bytes(stored_payload_hash), producer
                 )
             if problem is None:
                 problem = self._check_payload(
@@ -198,7 +244,12 @@ class EntryWalker:
 
     @staticmethod
     def _check_entry(
-        seq: int, columns: tuple[str, str, str, str], project: object, entry: bytes, stored_payload_hash: bytes
+        seq: int,
+        columns: tuple[str, str, str, str],
+        project: object,
+        entry: bytes,
+        stored_payload_hash: bytes,
+        producer: tuple[object, ...] | None = None,
     ) -> str | None:
         try:
             fields = parse_entry(entry)
@@ -213,6 +264,10 @@ class EntryWalker:
             return "its project column does not match the hashed entry (the column was edited)"
         if fields.get("payload_sha256") != stored_payload_hash.hex():
             return "its payload_hash column does not match the hashed entry (the column was edited)"
+        for name, stored in zip(("producer_id", "producer_seq"), producer or (), strict=False):
+            # NULL where the schema allows it (a purge entry, a row stored before the columns); else the entry's
+            if stored is not None and fields.get(name) != stored:
+                return f"its {name} column does not match the hashed entry (the column was edited)"
         return None
 
     def _check_payload(
@@ -232,7 +287,7 @@ class EntryWalker:
                 return "the record of a purge has lost its payload (purge records are never erased)"
             erased.payloads += 1
             project = parse_entry(entry).get("project") or ""  # a run is its project and its id
-            erased.unexplained.setdefault((str(project), run_id), (seq, event_id))
+            erased.pending.setdefault((str(project), run_id), []).append((seq, event_id))
             return None
         payload = bytes(payload)
         if payload_hash(payload) != digest:
@@ -242,32 +297,62 @@ class EntryWalker:
         except orjson.JSONDecodeError:
             return "its payload is not JSON"
         if kind == PURGE_KIND:
-            erased.purges += 1
-            purged = body.get("runs", ())
-            scope = (body.get("selection") or {}).get("project")  # none: the ids in every project
-            erased.covered.update((scope, run) for run in purged)
-            return None
+            record = _purge_record(body)
+            if isinstance(record, str):
+                return f"its payload is not a purge record ({record})"
+            return self._account_purge(*record)
+        if not isinstance(body, dict):
+            return "its payload is not an event (it is not a JSON object)"
         if body.get("event_id") != event_id or body.get("run_id") != run_id or body.get("kind") != kind:
             return "its payload is the body of another event (event_id, run_id or kind differ from the entry)"
+        stated_ts: Any = body.get("ts")
         try:
-            if not same_ts(ts, body.get("ts")):
+            if not same_ts(ts, stated_ts):
                 return "its payload's ts differs from the entry's"
         except (TypeError, ValueError):
             return "its payload's ts cannot be read"
         return None
 
+    def _account_purge(self, runs: list[str], scope: str | None, events: int) -> str | None:
+        """Take the gone payloads before this purge entry that it erased; why they do not add up to ``events``."""
+        erased = self._erased
+        erased.purges += 1
+        erased.covered.update((scope, run) for run in runs)
+        named = set(runs)
+        groups = [
+            (key, len(gone))
+            for key, gone in erased.pending.items()
+            if key[1] in named and (scope is None or key[0] == scope)
+        ]
+        found = sum(n for _, n in groups)
+        if found != events and scope is None and 1 < len(groups) <= _PROBE_LIMIT:
+            chosen = _subset_erasing(groups, events)
+            if chosen is not None:
+                groups, found = [(key, n) for key, n in groups if key in chosen], events
+        if found != events:
+            seqs = sorted(seq for key, _ in groups for seq, _ in erased.pending[key])
+            shown = ", ".join(map(str, seqs[:5])) + (", ..." if len(seqs) > 5 else "")
+            return (
+                f"it records erasing the payloads of {events} events, but {found} payloads of its runs before it "
+                f"are gone{f' (rows {shown})' if seqs else ''}: a payload was deleted by hand, or the purge "
+                "record was edited"
+            )
+        for key, _ in groups:
+            del erased.pending[key]
+        return None
+
     def report(self) -> VerifyReport:
         """The verdict so far (call once every row was fed)."""
         erased = self._erased
-        if self.broken is None:
-            for (project, run_id), (seq, event_id) in sorted(erased.unexplained.items(), key=lambda item: item[1]):
-                if (project, run_id) not in erased.covered and (None, run_id) not in erased.covered:
-                    self.broken = (
-                        seq,
-                        event_id,
-                        f"its payload is gone but no purge entry covers run {run_id} (a payload was deleted)",
-                    )
-                    break
+        if self.broken is None and erased.pending:
+            (project, run_id), gone = min(erased.pending.items(), key=lambda item: item[1][0])
+            seq, event_id = gone[0]
+            of = f" of project {project!r}" if project else ""
+            self.broken = (
+                seq,
+                event_id,
+                f"its payload is gone but no purge entry covers run {run_id}{of} after it (a payload was deleted)",
+            )
         base: dict[str, Any] = {
             "events": self.count,
             "head_seq": self.prev_seq,
@@ -423,6 +508,19 @@ class VerifyReads(Protocol):
         ...
 
 
+@runtime_checkable
+class BlobReads(Protocol):
+    """The reads of an engine that keeps full outputs apart (the ``blobs`` table), for :func:`verify_ledger`."""
+
+    async def blobs(self, after: str, limit: int) -> Sequence[tuple[str, bytes]]:
+        """The next stored blobs ``(sha256 key, body as UTF-8)`` after key ``after``, in key order."""
+        ...
+
+    async def blob_owner(self, key: str) -> int | None:
+        """The first ledger row whose payload names ``key`` (commits to the blob), or None."""
+        ...
+
+
 async def verify_ledger(reads: VerifyReads, checkpoints: Sequence[tuple[int, str]] = ()) -> VerifyReport:
     """Walk the chain from its origin, check the stored tree, a converted ledger's format-1 hashes, and the
     ``(seq, hex hash)`` checkpoints (a checkpoint of a converted row may be its format-1 hash)."""
@@ -438,6 +536,8 @@ async def verify_ledger(reads: VerifyReads, checkpoints: Sequence[tuple[int, str
     report = walker.report()
     if report.ok:
         report = await _check_tree(reads, report, walker.tree_nodes)
+    if report.ok and isinstance(reads, BlobReads):
+        report = await _check_blobs(reads, report)
     v1_hashes: dict[int, str] = {}
     if report.ok and v1_seq:
         kept = KeptFormat1Hashes(v1_seq, v1_hash, {seq for seq, _ in checkpoints})
@@ -469,11 +569,13 @@ async def _check_tree(reads: VerifyReads, report: VerifyReport, expected: dict[t
     Every stored node must match; every one of level :data:`~._merkle.STORED_MIN_LEVEL` and up must be there
     (a ledger made when smaller ones were stored too keeps them, checked like the rest).
     """
-    seen, last = 0, (-1, -1)
+    seen: set[tuple[int, int]] = set()
+    last = (-1, -1)
     while rows := await reads.tree_nodes(last, VERIFY_CHUNK):
         last = (int(rows[-1][0]), int(rows[-1][1]))
         for level, index, digest in rows:
-            seen += level >= STORED_MIN_LEVEL
+            if level >= STORED_MIN_LEVEL:
+                seen.add((level, index))
             if expected.get((level, index)) != bytes(digest):
                 first = (index << level) + 1
                 problem = (
@@ -481,10 +583,34 @@ async def _check_tree(reads: VerifyReads, report: VerifyReport, expected: dict[t
                     f"{first + (1 << level) - 1}) does not match the entries (the tree was edited)"
                 )
                 return dataclasses.replace(report, ok=False, first_bad_seq=first, problem=problem)
-    needed = sum(level >= STORED_MIN_LEVEL for level, _ in expected)
-    if seen != needed:
-        problem = f"{needed - seen} stored Merkle tree nodes are missing (the tree was edited)"
-        return dataclasses.replace(report, ok=False, problem=problem)
+    missing = [key for key in expected if key[0] >= STORED_MIN_LEVEL and key not in seen]
+    if missing:
+        level, index = min(missing, key=lambda key: (key[1] << key[0], key[0]))
+        first = (index << level) + 1
+        problem = (
+            f"{len(missing)} stored Merkle tree nodes are missing, the first at level {level}, index {index} "
+            f"(entries {first}..{first + (1 << level) - 1}) (the tree was edited)"
+        )
+        return dataclasses.replace(report, ok=False, first_bad_seq=first, first_bad_event_id=None, problem=problem)
+    return report
+
+
+async def _check_blobs(reads: BlobReads, report: VerifyReport) -> VerifyReport:
+    """Check that every stored blob (a full output) hashes to its key, the sha256 a payload commits to.
+
+    Read :data:`BLOB_CHUNK` at a time, in key order: memory stays one chunk whatever the table's size.
+    """
+    last = ""
+    while rows := await reads.blobs(last, BLOB_CHUNK):
+        last = str(rows[-1][0])
+        for key, body in rows:
+            if hashlib.sha256(bytes(body)).hexdigest() != key:
+                seq = await reads.blob_owner(str(key))
+                owner = f"row {seq}'s payload commits to it" if seq is not None else "no payload names it"
+                problem = f"the stored full output (blob) {key} does not hash to its key; {owner} (the blob was edited)"
+                return dataclasses.replace(
+                    report, ok=False, first_bad_seq=seq, first_bad_event_id=None, problem=problem
+                )
     return report
 
 

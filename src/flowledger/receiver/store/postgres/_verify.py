@@ -1,7 +1,8 @@
 """``verify`` on the PostgreSQL engine: the reads of :class:`~.._verify.VerifyReads` in its spelling.
 
 What is checked, and in which order, is :func:`~.._verify.verify_ledger`'s, as
-on SQLite: the chain from its origin, the stored Merkle tree, the format-1
+on SQLite: the chain from its origin, the stored Merkle tree, the full-output
+blobs (:class:`~.._verify.BlobReads`), the format-1
 hashes a ledger converted from format 1 keeps (copied from SQLite by
 ``flowledger migrate``), the checkpoints. Every read runs on one
 repeatable-read snapshot, so appends committed meanwhile are not seen.
@@ -35,6 +36,13 @@ _FORMAT1_HASHES_SQL: Final = (
     "WHERE v.seq > $1 ORDER BY v.seq LIMIT $2"
 )
 
+_BLOBS_SQL: Final = (
+    "SELECT sha256, convert_to(body, 'UTF8') FROM blobs WHERE sha256 > $1 COLLATE \"C\" ORDER BY sha256 LIMIT $2"
+)
+_BLOB_OWNER_SQL: Final = "SELECT min(seq) FROM payloads WHERE strpos(body, $1) > 0"
+"""The first payload naming a blob's key (its ``output_sha256`` or ``trigger_data_sha256``): read only for a bad
+blob, so a full scan is paid only when ``verify`` fails."""
+
 
 class _PgVerifyReads:
     def __init__(self, conn: asyncpg.Connection) -> None:
@@ -52,6 +60,13 @@ class _PgVerifyReads:
 
     async def format1_hashes(self, after_seq: int, limit: int) -> Sequence[Format1HashRow]:
         return [tuple(row) for row in await self._conn.fetch(_FORMAT1_HASHES_SQL, after_seq, limit)]
+
+    async def blobs(self, after: str, limit: int) -> Sequence[tuple[str, bytes]]:
+        return [(str(key), bytes(body)) for key, body in await self._conn.fetch(_BLOBS_SQL, after, limit)]
+
+    async def blob_owner(self, key: str) -> int | None:
+        seq = await self._conn.fetchval(_BLOB_OWNER_SQL, key)
+        return None if seq is None else int(seq)
 
 
 async def pg_verify(conn: asyncpg.Connection, checkpoints: Sequence[tuple[int, str]]) -> VerifyReport:
