@@ -372,9 +372,11 @@ def _document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": {
-                            "description": "The run (with its project), the tree head and per node its outcome, "
-                            "output text (null unless the record holds it whole, captured in full or kept whole by "
-                            "the default capture, and verified) and the problem that keeps it from reuse.",
+                            "description": "The run (with its project, status and dry_run), the tree head and "
+                            "per node its outcome, whether a dry run only simulated it, output text (null unless the "
+                            "record holds it whole, captured in full or kept whole by the default capture, and "
+                            "verified: its ledger row is this node's own succeeded node_finished) and the problem "
+                            "that keeps it from reuse.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
                         "400": _error("An unknown query parameter, or a project that is not the API key's."),
@@ -446,8 +448,9 @@ def _document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": {
-                            "description": "The first divergence, nodes added and removed, and per node the "
-                            "status, duration and cost deltas and structural diffs of input and output.",
+                            "description": "Whether the runs are of the same workflow and definition (null when "
+                            "either did not record one), the first divergence, nodes added and removed, and per node "
+                            "the status, duration and cost deltas and structural diffs of input and output.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
                         "400": _error(
