@@ -135,14 +135,7 @@ def node(
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 if pipeline().disabled:
                     return await async_func(*args, **kwargs)
-                with NodeAttempt(
-                    node_id,
-                    input=build(args, kwargs),
-                    effect=effect,
-                    capture_input=capture_input,
-                    capture_output=capture_output,
-                    capture=mode,
-                ) as a:
+                with attempt(args, kwargs) as a:
                     if effect:
                         short, value = _short_circuit(a)
                         if short:
@@ -157,14 +150,7 @@ def node(
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if pipeline().disabled:
                 return func(*args, **kwargs)
-            with NodeAttempt(
-                node_id,
-                input=build(args, kwargs),
-                effect=effect,
-                capture_input=capture_input,
-                capture_output=capture_output,
-                capture=mode,
-            ) as a:
+            with attempt(args, kwargs) as a:
                 if effect:
                     short, value = _short_circuit(a)
                     if short:
