@@ -90,3 +90,24 @@ def test_flush_refuses_a_timeout_that_is_not_a_number() -> None:
 
     with pytest.raises(UsageError, match="must be a number of seconds, or None"):
         flowledger.flush("5")  # type: ignore[arg-type]
+
+
+def test_each_projects_events_are_numbered_apart() -> None:
+    """One process sending runs of two projects numbers each project's events from 0 without gaps: the receiver
+    counts a producer per project, so one shared count would show each project the other's numbers as lost."""
+    import flowledger
+    from flowledger.testing import capture_events
+
+    with capture_events() as events:
+        for project in ("alpha", "beta", "alpha", "beta", ""):
+            with flowledger.run("numbered", project=project):
+                pass
+    numbers: dict[str | None, list[int]] = {}
+    producers = set()
+    for event in events.all:
+        numbers.setdefault(event.get("project"), []).append(event["producer_seq"])
+        producers.add(event["producer_id"])
+    assert len(producers) == 1
+    assert set(numbers) == {"alpha", "beta", None}
+    for seqs in numbers.values():
+        assert sorted(seqs) == list(range(seqs[0], seqs[0] + len(seqs)))

@@ -47,7 +47,9 @@ class Pipeline:
         self.disabled = settings.disabled
         self.policy = CapturePolicy(settings.redact_regex, settings.capture_limit_bytes)
         self.producer_id = new_event_id()
-        self._producer_seq = itertools.count()
+        self._producer_seqs: dict[str | None, itertools.count[int]] = {}
+        """Per project (None: none) the numbers of its events: the receiver counts a producer per project, so each
+        project's events are numbered apart (a gap in one is an event of that project lost)."""
         self._lock = threading.Lock()
         self._delivery: tuple[tuple[str, EventSink], ...] | None = None
         self._captures: list[tuple[EventSink, bool]] = []
@@ -117,15 +119,12 @@ class Pipeline:
         :class:`~flowledger.instrument._pending.PendingEvent`, any other the dict.
         """
         try:
+            project = project or (None if project == "" else self.settings.project)
+            numbers = self._producer_seqs.get(project)
+            if numbers is None:
+                numbers = self._producer_seqs.setdefault(project, itertools.count())
             pending = PendingEvent(
-                kind,
-                run_id,
-                seq,
-                self.producer_id,
-                next(self._producer_seq),
-                ts_ns or _time_ns(),
-                project or (None if project == "" else self.settings.project),
-                data,
+                kind, run_id, seq, self.producer_id, next(numbers), ts_ns or _time_ns(), project, data
             )
             sinks = self._sinks if self._sinks is not None else self._build_sinks()
             self._emitted += 1
@@ -242,7 +241,7 @@ class Pipeline:
     def _after_fork(self) -> None:
         # The child is a new producer; the sender resets itself after fork.
         self.producer_id = new_event_id()
-        self._producer_seq = itertools.count()
+        self._producer_seqs = {}
         self._lock = threading.Lock()
 
 

@@ -132,9 +132,6 @@ VERIFY_CHUNK: Final = 2_000
 BLOB_CHUNK: Final = 64
 """Blobs :func:`verify_ledger` reads at a time (a blob is a whole captured output: a few, not thousands)."""
 
-_PROBE_LIMIT: Final = 10
-"""Run-id groups an ambiguous purge (one that named no project) is matched over, at most (2**10 subsets)."""
-
 
 @dataclass(slots=True)
 class _Erased:
@@ -164,18 +161,6 @@ def _purge_record(body: Any) -> tuple[list[str], str | None, int] | str:
     if not isinstance(events, int) or isinstance(events, bool) or events < 0:
         return "its events is not a count"
     return runs, project, events
-
-
-def _subset_erasing(groups: list[tuple[tuple[str, str], int]], count: int) -> set[tuple[str, str]] | None:
-    """Which of ``groups`` ((project, run id), payloads gone) add up to ``count``, at least one of each run id,
-    or None (a purge that named no project erased an id's run in some of the projects that held it)."""
-    run_ids = {key[1] for key, _ in groups}
-    for mask in range(1, 1 << len(groups)):
-        chosen = [key for bit, (key, _) in enumerate(groups) if mask >> bit & 1]
-        total = sum(n for bit, (_, n) in enumerate(groups) if mask >> bit & 1)
-        if total == count and {key[1] for key in chosen} == run_ids:
-            return set(chosen)
-    return None
 
 
 class EntryWalker:
@@ -314,30 +299,16 @@ class EntryWalker:
         return None
 
     def _account_purge(self, runs: list[str], scope: str | None, events: int) -> str | None:
-        """Take the gone payloads before this purge entry that it erased; why they do not add up to ``events``."""
+        """Take the gone payloads before this purge entry of the runs it names (of its project; of any project
+        when it names none: a purge by workflow erases an id in each project it selected, and its record does not
+        say which). A purge erases every payload of its runs there is, so a gone payload of a run no later purge
+        names was deleted by hand (:meth:`report`). ``events``, the count it records, is not matched: with ids
+        shared by projects, a record without projects cannot say whose payloads it counted."""
         erased = self._erased
         erased.purges += 1
         erased.covered.update((scope, run) for run in runs)
         named = set(runs)
-        groups = [
-            (key, len(gone))
-            for key, gone in erased.pending.items()
-            if key[1] in named and (scope is None or key[0] == scope)
-        ]
-        found = sum(n for _, n in groups)
-        if found != events and scope is None and 1 < len(groups) <= _PROBE_LIMIT:
-            chosen = _subset_erasing(groups, events)
-            if chosen is not None:
-                groups, found = [(key, n) for key, n in groups if key in chosen], events
-        if found != events:
-            seqs = sorted(seq for key, _ in groups for seq, _ in erased.pending[key])
-            shown = ", ".join(map(str, seqs[:5])) + (", ..." if len(seqs) > 5 else "")
-            return (
-                f"it records erasing the payloads of {events} events, but {found} payloads of its runs before it "
-                f"are gone{f' (rows {shown})' if seqs else ''}: a payload was deleted by hand, or the purge "
-                "record was edited"
-            )
-        for key, _ in groups:
+        for key in [k for k in erased.pending if k[1] in named and (scope is None or k[0] == scope)]:
             del erased.pending[key]
         return None
 
