@@ -6,30 +6,12 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from flowledger.receiver._config import ReceiverConfig
 from tests._five_steps import Workflow
-from tests.receiver._support import LiveReceiver, RunEvents, start_receiver
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveReceiver]:
-    """A real receiver with a real SQLite ledger on 127.0.0.1."""
-    receiver = start_receiver(ReceiverConfig(db_path=tmp_path / "ledger.db"))
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def wf(tmp_path: Path, live: LiveReceiver) -> Workflow:
-    """The five-node workflow, generated."""
-    folder = tmp_path / "work"
-    folder.mkdir()
-    return Workflow(folder, live)
+from tests.receiver._support import LiveReceiver, RunEvents
 
 
 def _resumed_after_failing_at_price(wf: Workflow) -> tuple[str, subprocess.CompletedProcess[str]]:

@@ -6,33 +6,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flowledger.receiver._config import ReceiverConfig
 from tests._five_steps import Workflow
-from tests.receiver._support import LiveReceiver, RunEvents, start_receiver
+from tests.receiver._support import RunEvents
 
 ORDER = {"id": "A-1", "qty": 3}
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveReceiver]:
-    """A real receiver with a real SQLite ledger on 127.0.0.1."""
-    receiver = start_receiver(ReceiverConfig(db_path=tmp_path / "ledger.db"))
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def wf(tmp_path: Path, live: LiveReceiver) -> Workflow:
-    """The five-node workflow (fetch, charge (an effect), price, pack, ship), generated, capture: full."""
-    folder = tmp_path / "work"
-    folder.mkdir()
-    return Workflow(folder, live)
 
 
 def _nodes(run: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -6,26 +6,17 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flowledger.codegen import generate
-from flowledger.receiver._config import ReceiverConfig
 from tests.instrument.delivery._sender_support import REPO_ROOT, child_env
-from tests.receiver._support import LiveReceiver, start_receiver
+from tests.receiver._support import LiveReceiver
 
 POLL_TIMEOUT_S = 15.0
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveReceiver]:
-    """A real receiver with a real SQLite ledger on 127.0.0.1."""
-    receiver = start_receiver(ReceiverConfig(db_path=tmp_path / "ledger.db"))
-    yield receiver
-    receiver.stop()
 
 
 def _finished_run(live: LiveReceiver, workflow_id: str) -> dict[str, Any]:

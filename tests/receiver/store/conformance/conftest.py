@@ -11,21 +11,24 @@ on SQLite alone, and the marker says which and why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
 import pytest_asyncio
 
-from flowledger.receiver._config import IngestLimits
+from flowledger.receiver._config import IngestLimits, ReceiverConfig
 from flowledger.receiver._validate import prepare_event
 from flowledger.receiver.store._event import PreparedEvent
 from flowledger.receiver.store._protocol import Store
 from flowledger.receiver.store._sqlite import SqliteStore
+from tests.receiver._support import LiveReceiver, start_receiver
 
 EngineFactory = Callable[[Path], Store]
 
@@ -98,3 +101,24 @@ def prepared(events: list[dict[str, Any]], *, project: str | None = None) -> lis
         assert isinstance(event, PreparedEvent), event
         out.append(event)
     return out
+
+
+@contextlib.contextmanager
+def keyed_receiver(
+    keys: Mapping[str, str], engine_kind: str, receiver_config: ReceiverConfig, request: pytest.FixtureRequest
+) -> Iterator[LiveReceiver]:
+    """A real receiver with the API ``keys`` (key -> project), on the engine under test."""
+    config = replace(receiver_config, api_keys=dict(keys))
+    if engine_kind == "postgres":
+        config = replace(config, db_url=request.getfixturevalue("postgres_url"))
+    receiver = start_receiver(config)
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+def bearer(keys: Mapping[str, str], project: str) -> dict[str, str]:
+    """The ``Authorization`` header of ``project``'s key among ``keys``."""
+    token = next(token for token, name in keys.items() if name == project)
+    return {"Authorization": f"Bearer {token}"}

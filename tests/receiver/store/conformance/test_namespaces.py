@@ -11,7 +11,6 @@ import contextlib
 import copy
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,8 +23,8 @@ from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._integrity import ReconcileScope
 from flowledger.receiver.store._protocol import EventOutcome, PurgeSelection, RunQuery, Store
 from flowledger.receiver.store._stats import StatsBy, StatsQuery
-from tests.receiver._support import LiveReceiver, RunEvents, start_receiver, typical_run
-from tests.receiver.store.conformance.conftest import prepared
+from tests.receiver._support import LiveReceiver, RunEvents, typical_run
+from tests.receiver.store.conformance.conftest import bearer, keyed_receiver, prepared
 
 _OWNER, _SQUATTER = "alpha", "beta"
 
@@ -126,17 +125,12 @@ _KEYS = {"token-alpha-0123": _OWNER, "token-beta-4567": _SQUATTER}
 @pytest.fixture
 def keyed(engine_kind: str, receiver_config: ReceiverConfig, request: pytest.FixtureRequest) -> Iterator[LiveReceiver]:
     """A receiver with one API key per project, on the engine under test."""
-    config = replace(receiver_config, api_keys=_KEYS)
-    if engine_kind == "postgres":
-        config = replace(config, db_url=request.getfixturevalue("postgres_url"))
-    receiver = start_receiver(config)
-    yield receiver
-    receiver.stop()
+    with keyed_receiver(_KEYS, engine_kind, receiver_config, request) as receiver:
+        yield receiver
 
 
 def _as(project: str) -> dict[str, str]:
-    token = next(token for token, name in _KEYS.items() if name == project)
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(_KEYS, project)
 
 
 def test_squatting_over_http_with_api_keys(keyed: LiveReceiver) -> None:

@@ -8,7 +8,6 @@ their events (``events_folded``), not how many match a search.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any, Final
 
 import httpx
@@ -17,7 +16,8 @@ import pytest
 from flowledger._wire import new_event_id
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver.store import _viewer_query
-from tests.receiver._support import LiveReceiver, RunEvents, start_receiver, typical_run
+from tests.receiver._support import LiveReceiver, RunEvents, typical_run
+from tests.receiver.store.conformance.conftest import bearer, keyed_receiver
 
 _ALPHA, _BETA = "alpha", "beta"
 _KEYS: Final = {"token-alpha-0123456789": _ALPHA, "token-beta-0123456789": _BETA}
@@ -27,17 +27,12 @@ _PREFIX: Final = "0aaa"
 @pytest.fixture
 def keyed(engine_kind: str, receiver_config: ReceiverConfig, request: pytest.FixtureRequest) -> Iterator[LiveReceiver]:
     """A receiver with one API key per project, on the engine under test."""
-    config = replace(receiver_config, api_keys=_KEYS)
-    if engine_kind == "postgres":
-        config = replace(config, db_url=request.getfixturevalue("postgres_url"))
-    receiver = start_receiver(config)
-    yield receiver
-    receiver.stop()
+    with keyed_receiver(_KEYS, engine_kind, receiver_config, request) as receiver:
+        yield receiver
 
 
 def _as(project: str) -> dict[str, str]:
-    token = next(token for token, name in _KEYS.items() if name == project)
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(_KEYS, project)
 
 
 def _prefixed_run() -> RunEvents:
