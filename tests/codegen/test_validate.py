@@ -280,6 +280,16 @@ CORPUS: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
+        "needs that are not a list of ids say nothing of sinks they made",
+        HEAD
+        + "nodes:\n  - {id: a, call: 'm:f'}\n  - {id: b, call: 'm:f', needs: a}\n"
+        + "  - {id: c, call: 'm:f', needs: [b, 1]}\n",
+        [
+            "wf.yaml:5:33: nodes[1].needs: expected a list of node ids, found a string",
+            "wf.yaml:6:37: nodes[2].needs[1]: expected a node id, found a number",
+        ],
+    ),
+    (
         "output must name a node",
         HEAD + "output: b\nnodes:\n  - {id: a, call: 'm:f'}\n",
         ["wf.yaml:3:9: output: 'b' is not a node of this workflow; name one node id"],
@@ -396,6 +406,12 @@ CORPUS: list[tuple[str, str, list[str]]] = [
 def test_bad_definition_reports_exactly_these_problems(case: str, text: str, expected: list[str]) -> None:
     """Each bad definition yields exactly its expected problems, with file, line, column and place."""
     assert problems(text) == expected
+
+
+def test_a_json_definitions_string_is_not_blamed_on_yaml() -> None:
+    """`"yes"` in a JSON file is told to be a string, without the hint about YAML 1.2 a YAML file gets."""
+    text = '{"flowledger": 1, "workflow": {"id": "wf"}, "nodes": [{"id": "a", "call": "m:f", "effect": "yes"}]}'
+    assert problems(text, "wf.json") == ["wf.json:1:92: nodes[0].effect: expected true or false, found a string"]
 
 
 def test_all_problems_are_reported_at_once() -> None:

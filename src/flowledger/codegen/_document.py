@@ -82,6 +82,8 @@ class Document:
     values: dict[Path, Mark] = field(default_factory=dict)
     keys: dict[Path, Mark] = field(default_factory=dict)
     """Position of the key that holds the value at a path (mapping entries only)."""
+    is_json: bool = False
+    """Read as JSON rather than YAML (a YAML-only hint would mislead)."""
     read_problems: Problems | None = None
     """What the reader found wrong but could read around (a tag, a key that is not a string, a duplicate key, a
     number out of range): each such value is None in :attr:`data`, each such key left out. Validation reports

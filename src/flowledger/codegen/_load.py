@@ -78,6 +78,7 @@ def read_definition(raw: bytes, file: str) -> Document:
         problems.raise_if_any()
     suffix = FsPath(file).suffix.lower()
     if suffix in _JSON_SUFFIXES or (suffix not in _YAML_SUFFIXES and text.lstrip().startswith(("{", "["))):
+        doc.is_json = True
         whole = _JsonReader(text, doc, problems).read()
     else:
         whole = read_yaml(text, doc, problems)

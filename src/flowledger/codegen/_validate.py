@@ -185,7 +185,8 @@ class _Validator:
             self.read_around = tuple(doc.read_problems.places)
             self.keys_read_around = frozenset(doc.read_problems.mappings)
         self.graph_broken = False
-        """Set when needs name unknown nodes or form a cycle: then sinks say nothing useful."""
+        """Set when needs are not a list of ids, name unknown nodes or form a cycle: then sinks say nothing
+        useful."""
         self.unplaced_needs: list[tuple[int, tuple[Identifier, ...]]] = []
         """``(index, needs)`` of nodes left out of the graph for their id, checked with the others."""
         self.need_places: dict[tuple[int, str], int] = {}
@@ -270,7 +271,7 @@ class _Validator:
     def boolean(self, value: Any, path: Path) -> bool | None:
         if not isinstance(value, bool):
             hint = ""
-            if isinstance(value, str) and value.lower() in _YAML11_BOOLS:
+            if isinstance(value, str) and value.lower() in _YAML11_BOOLS and not self.doc.is_json:
                 hint = f" ({value!r} is a string in YAML 1.2; write true or false)"
             self.at(path, f"expected true or false, found {_type_name(value)}{hint}")
             return None
@@ -595,11 +596,13 @@ class _Validator:
 
     def needs(self, value: Any, path: Path, node_id: str | None, node_index: int) -> tuple[Identifier, ...]:
         if not isinstance(value, list):
+            self.graph_broken = True  # the graph is not what the user meant: sinks would say nothing useful
             self.at(path, f"expected a list of node ids, found {_type_name(value)}")
             return ()
         out: list[Identifier] = []
         for index, item in enumerate(value):
             if not isinstance(item, str):
+                self.graph_broken = True
                 self.at((*path, index), f"expected a node id, found {_type_name(item)}")
             elif item in out:
                 self.at((*path, index), f"`{item}` is listed twice; list each need once")
