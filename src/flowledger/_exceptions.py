@@ -161,7 +161,8 @@ class StoreError(RuntimeFailure):
 
 
 class StoreUnavailable(StoreError):
-    """The store's database cannot be reached now (down, restarting, locked): the same request may succeed later.
+    """The store's database cannot be reached or written now (down, restarting, locked, its disk full or read-only):
+    the same request may succeed later.
 
     The receiver answers it 503 with ``Retry-After``; any other :class:`StoreError` is a fault of the store.
     """

@@ -89,8 +89,8 @@ async def _ambiguous_run(request: Request, exc: Exception) -> Response:
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> Response:
-    """The store's database cannot be reached now (down, restarting, locked): 503 with Retry-After, one log line, no
-    traceback. Any other StoreError is a fault of the store: a 500 with its traceback in the log."""
+    """The store's database cannot be reached or written now (down, locked, disk full): 503 with Retry-After, one
+    log line, no traceback. Any other StoreError is a fault of the store: a 500 with its traceback in the log."""
     receiver: ReceiverState = request.app.state.receiver
     _log.warning("%s %s answered 503: %s", request.method, request.url.path, exc)
     retry = str(receiver.config.retry_after_s)

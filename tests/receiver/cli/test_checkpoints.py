@@ -196,6 +196,28 @@ def test_checkpoint_usage_errors(ledger: tuple[Path, Path, list[RunEvents]], tmp
     assert ".partial" not in nowhere.output
 
 
+def test_a_signing_key_others_may_read_is_warned_of_and_a_bad_one_named_once(
+    ledger: tuple[Path, Path, list[RunEvents]], tmp_path: Path
+) -> None:
+    """A signing key readable by others still signs, with one warning saying how to protect it; a key file that is
+    not text names its path once."""
+    db, key, _ = ledger
+    quiet = _invoke(checkpoint_command, "--key", key, "--db", db, "-o", tmp_path / "cp1")
+    assert quiet.exit_code == 0, quiet.output
+    assert "warning" not in quiet.output
+    key.chmod(0o644)
+    loud = _invoke(checkpoint_command, "--key", key, "--db", db, "-o", tmp_path / "cp2")
+    assert loud.exit_code == 0, loud.output
+    assert f"warning: the signing key {key} may be read by others (mode 644); keygen writes it 600" in loud.output
+    assert key.read_text().strip() not in loud.output
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe")
+    bad = _invoke(checkpoint_command, "--key", binary, "--db", db, "-o", tmp_path / "cp3")
+    assert bad.exit_code != 0
+    assert f"{binary} is not a signing key (not UTF-8 text)" in bad.output
+    assert bad.output.count(str(binary)) == 1
+
+
 def _prove(db: Path, key: Path, run_id: str, tmp_path: Path) -> Path:
     cp = _checkpoint(db, key, tmp_path / "cp")
     out = tmp_path / "proof.json"

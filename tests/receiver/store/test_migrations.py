@@ -61,6 +61,26 @@ def test_a_format1_ledger_is_converted_and_still_verifies(tmp_path: Path) -> Non
     assert not asyncio.run(_open_verify(path, [_checkpoint(forged)])).ok
 
 
+def test_a_converted_row_is_checked_by_the_hash_verify_prints_too(tmp_path: Path) -> None:
+    """A checkpoint of a converted row passes with its chain hash (what `verify` prints) as with its format-1 one."""
+    path = tmp_path / "old.db"
+    heads = format1_ledger(path)
+    report = asyncio.run(_open_verify(path))
+    assert report.ok, report
+    assert report.head_seq == 23
+    now = (report.head_seq, report.head_hash)
+    assert now != _checkpoint(heads[-1])
+    with sqlite3.connect(path) as conn:
+        tenth = (10, bytes(conn.execute("SELECT hash FROM ledger WHERE seq = 10").fetchone()[0]).hex())
+    assert asyncio.run(_open_verify(path, [now, tenth, _checkpoint(heads[-1])])).ok
+    forged = asyncio.run(_open_verify(path, [(23, "00" * 32)]))
+    assert not forged.ok
+    assert forged.problem == (
+        f"checkpoint 23:000000000000... does not match: the row's hash is now {report.head_hash} "
+        f"(format 1: {_checkpoint(heads[-1])[1]})"
+    )
+
+
 def test_a_converted_ledger_takes_new_events_and_refolds(tmp_path: Path) -> None:
     """After the conversion, new events extend the chain and a rebuild folds old and new events alike."""
     path = tmp_path / "old.db"

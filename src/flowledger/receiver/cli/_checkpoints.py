@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+import click
+
 from flowledger._exceptions import KeyFileError, ProofError
 from flowledger.receiver.store._checkpoint import Checkpoint, SignerKey, VerifierKey, open_checkpoint
 from flowledger.receiver.store._proof import check_extends
@@ -46,11 +48,20 @@ def read_verifier(path: Path) -> VerifierKey:
 
 
 def read_signer(path: Path) -> SignerKey:
-    """The signing key in ``path`` (the FILE written by keygen)."""
+    """The signing key in ``path`` (the FILE written by keygen); one warning on stderr when others may read it."""
+    text = _read(path, "signing key")
     try:
-        return SignerKey.parse(_read(path, "signing key"))
+        key = SignerKey.parse(text)
     except KeyFileError as exc:
         raise KeyFileError(f"{path}: {exc}") from None
+    mode = path.stat().st_mode
+    if mode & 0o077:
+        click.echo(
+            f"warning: the signing key {path} may be read by others (mode {mode & 0o777:o}); "
+            f"keygen writes it 600: chmod 600 {path}",
+            err=True,
+        )
+    return key
 
 
 def read_checkpoint(path: Path, key: VerifierKey) -> tuple[str, Checkpoint]:

@@ -354,7 +354,7 @@ class SqliteStore:
             abandoned.set()  # the thread cannot be stopped: it rolls back instead of committing
             raise
         except sqlite3.OperationalError as exc:  # locked, busy, disk full, I/O: worth retrying
-            raise StoreError(f"storing {len(events)} events failed: {exc}") from exc
+            raise _failed(f"storing {len(events)} events", exc) from exc
         except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:  # what the events hold
             raise UnstorableError(f"storing {len(events)} events failed: {exc}") from exc
         if head is not None:
@@ -468,7 +468,7 @@ class SqliteStore:
                         marked.append(run)
                 await save_runs(conn, marked)
         except sqlite3.Error as exc:
-            raise StoreError(f"sweeping for stuck runs failed: {exc}") from exc
+            raise _failed("sweeping for stuck runs", exc) from exc
         return [run.run_id for run in marked]
 
     async def purge(self, selection: PurgeSelection) -> PurgeReport:
@@ -492,7 +492,7 @@ class SqliteStore:
                 if nodes:
                     await insert_rows(conn, _INSERT_NODES, nodes, width=3)
         except sqlite3.Error as exc:
-            raise StoreError(f"purging runs failed: {exc}") from exc
+            raise _failed("purging runs", exc) from exc
         self._head_seq, self._head_hash, self._frontier = seq, new_hash, tree
         try:
             # As one statement, sqlite3 steps it once and frees one page; a script runs it to the end.
@@ -552,7 +552,7 @@ class SqliteStore:
             async with self._transaction():
                 return await refold(conn)
         except sqlite3.Error as exc:
-            raise StoreError(f"rebuilding the projections failed: {exc}") from exc
+            raise _failed("rebuilding the projections", exc) from exc
 
     # --- reading ---------------------------------------------------------
 
@@ -693,7 +693,7 @@ class SqliteStore:
                 await insert_rows(conn, head, rows, width=len(SPAN_COLUMNS))
                 return conn.total_changes - before
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"storing {len(spans)} spans failed: {exc}") from exc
+            raise _failed(f"storing {len(spans)} spans", exc) from exc
         except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
             raise UnstorableError(f"storing {len(spans)} spans failed: {exc}") from exc
 
@@ -716,7 +716,7 @@ class SqliteStore:
             async with self._transaction():
                 await append_log_rows(conn, rows, drops)
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"storing {len(rows)} log lines failed: {exc}") from exc
+            raise _failed(f"storing {len(rows)} log lines", exc) from exc
         except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
             raise UnstorableError(f"storing {len(rows)} log lines failed: {exc}") from exc
         return len(rows)
@@ -902,7 +902,7 @@ class SqliteStore:
             async with self._transaction() as conn:
                 return await work(conn)
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"storing {what} failed: {exc}") from exc
+            raise _failed(f"storing {what}", exc) from exc
         except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
             raise UnstorableError(f"storing {what} failed: {exc}") from exc
 
@@ -962,6 +962,27 @@ class SqliteStore:
         """Custom metric totals by workflow, node, name, labels and hour, newest hour first."""
         async with self._reader() as conn:
             return await query_custom_metrics(conn, query)
+
+
+_UNAVAILABLE: Final = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CANTOPEN,
+    }
+)
+"""Primary result codes of a write the file cannot take now (locked, its disk full or read-only, an I/O error):
+the same request may succeed once that is mended."""
+
+
+def _failed(what: str, exc: sqlite3.Error) -> StoreError:
+    """The error for a failed write: :class:`StoreUnavailable` (answered 503 with Retry-After) when the file cannot
+    take writes now, else a :class:`StoreError`."""
+    unavailable = getattr(exc, "sqlite_errorcode", 0) & 0xFF in _UNAVAILABLE
+    return (StoreUnavailable if unavailable else StoreError)(f"{what} failed: {exc}")
 
 
 async def _head(conn: WriteConnection) -> tuple[int, bytes]:
