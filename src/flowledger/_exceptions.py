@@ -18,6 +18,7 @@ The hierarchy::
     └── RuntimeFailure                 something went wrong while doing the work
         ├── RunAborted                 a run passed its deadline or budget
         ├── NodeTimeout                a node attempt ran past its timeout_s
+        ├── NodeExited                 a node's code called sys.exit() (raised SystemExit) instead of returning
         ├── WorkflowFailed             a generated workflow's run failed at a node
         ├── ReportedFailure            a runtime reported a failed attempt without an exception to show
         ├── HttpNodeError              an http node's request was answered outside 2xx
@@ -59,6 +60,7 @@ __all__ = [
     "HttpNodeError",
     "KeyFileError",
     "LedgerIntegrityError",
+    "NodeExited",
     "NodeLost",
     "NodeTimeout",
     "OtlpBodyError",
@@ -154,6 +156,14 @@ class RunAborted(RuntimeFailure):
 @_public("flowledger")
 class NodeTimeout(RuntimeFailure):
     """A node attempt ran longer than its ``timeout_s``."""
+
+
+class NodeExited(RuntimeFailure):
+    """A node's code raised ``SystemExit`` (it called ``sys.exit``) instead of returning its output or raising.
+
+    The node's attempt is recorded as failed with this error (its ``__cause__`` is the ``SystemExit``): a node
+    that ends the process has no output to record or to give its dependents.
+    """
 
 
 class StoreError(RuntimeFailure):

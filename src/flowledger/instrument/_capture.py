@@ -18,7 +18,8 @@ becomes a marker object ``{"__flowledger__": KIND, ...}``:
   among them); ``value`` its decimal text (the leading digits and the
   exponent when it has more than ``MAX_REPR_CHARS``), ``digits`` how many.
 - ``exception``: ``type`` and ``message`` (redacted as log text is) of an exception value.
-- ``cycle`` / ``depth``: a container that contains itself, or nesting past the limit.
+- ``cycle`` / ``depth``: a container that contains itself, or nesting past ``MAX_DEPTH`` levels (the
+  container that would hold the levels past it is replaced).
 - ``capture_error``: converting the value raised; ``error`` says what.
 
 Lone surrogates (which have no UTF-8 form) in strings and keys become
@@ -26,6 +27,14 @@ U+FFFD, so a captured value always encodes.
 
 Mapping keys that look secret (see ``Settings.redact_patterns``) keep the key
 and get the value ``"[REDACTED]"``, at any depth.
+
+A captured value nests arrays and objects at most ``MAX_DEPTH`` levels deep,
+its markers included, on every path (the C encoders' too): the receiver
+refuses an event nested past ``EVENT_MAX_DEPTH`` (its default limit), and a
+captured value sits ``EVENT_ENVELOPE_DEPTH`` levels down in its event (the
+event object, its ``data``). A record put inside a container of its own
+before it goes into ``data`` (a generator's items, in a list) is captured
+with ``nested`` set to those levels.
 """
 
 from __future__ import annotations
@@ -50,9 +59,26 @@ from flowledger._wire import MARKER_KEY, REDACTED
 from flowledger.instrument._config import REDACT_FRAGMENTS
 from flowledger.instrument._logs import redact_text
 
-__all__ = ["CapturePolicy", "RawJSON", "big_int", "capture", "clean_str", "materialize", "to_jsonable"]
+__all__ = [
+    "EVENT_ENVELOPE_DEPTH",
+    "EVENT_MAX_DEPTH",
+    "MAX_DEPTH",
+    "CapturePolicy",
+    "RawJSON",
+    "big_int",
+    "capture",
+    "clean_str",
+    "materialize",
+    "to_jsonable",
+]
 
-MAX_DEPTH: Final = 64
+EVENT_MAX_DEPTH: Final = 64
+"""The nesting of arrays and objects the receiver takes in one event by default (``FLOWLEDGER_RECEIVER_MAX_DEPTH``;
+``receiver._config.DEFAULT_MAX_DEPTH``, which the SDK does not import: a test ties the two)."""
+EVENT_ENVELOPE_DEPTH: Final = 2
+"""The levels above a captured value in its event: the event object and its ``data`` (``data.output``)."""
+MAX_DEPTH: Final = EVENT_MAX_DEPTH - EVENT_ENVELOPE_DEPTH
+"""The levels of arrays and objects a captured value may nest (a scalar has none), its markers included."""
 MAX_REPR_CHARS: Final = 512
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _SCALARS: Final = (str, int, bool)
@@ -158,7 +184,7 @@ def _convert(
         if value != value or value in (_INF, -_INF):
             return _marker("float", value=repr(value))
         return float(value)
-    if depth >= MAX_DEPTH:
+    if depth >= MAX_DEPTH:  # below the last level: its container is cut (see below)
         return _marker("depth", type=_type_name(value))
     if isinstance(value, Mapping | list | tuple | set | frozenset) or dataclasses.is_dataclass(value):
         key = id(value)
@@ -166,10 +192,19 @@ def _convert(
             return _marker("cycle", type=_type_name(value))
         seen.add(key)
         try:
-            return _container(value, redact, depth, seen, budget)
+            converted = _container(value, redact, depth, seen, budget)
         finally:
             seen.discard(key)
+        if depth == MAX_DEPTH - 1 and _nests(converted):  # the last level holds only scalars
+            return _marker("depth", type=_type_name(value))
+        return converted
     return _leaf(value, redact, depth, seen, budget)
+
+
+def _nests(value: Any) -> bool:
+    """Whether the converted container ``value`` holds an array or an object (a marker is one)."""
+    items = value.values() if type(value) is dict else value
+    return any(type(item) is dict or type(item) is list for item in items)
 
 
 def _plain_scalar(value: Any) -> Any:
@@ -264,8 +299,8 @@ def _key_str(key: Any) -> str:
 
 
 def _leaf(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int], budget: _Budget | None = None) -> Any:
-    if isinstance(value, RawJSON):
-        return value.value()
+    if isinstance(value, RawJSON):  # converted again: it may nest past what is left of the levels
+        return _convert(value.value(), redact, depth, seen, budget)
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
@@ -312,10 +347,12 @@ class RawJSON:
     the sender's worker thread, so the workflow's hot path pays for one
     C-level encode: decoding, and the search for a secret-looking key
     deeper in (``probe``: with ``hidden``, the top-level keys already
-    redacted before encoding), and if one may be there, redaction.
+    redacted before encoding), and if one may be there, redaction; and the
+    check that the JSON nests at most ``levels`` deep (``MAX_DEPTH``, less
+    what the record is put inside), and if it does not, the cut.
     """
 
-    __slots__ = ("_bytes", "_hidden", "_json", "_probe", "_redact")
+    __slots__ = ("_bytes", "_hidden", "_json", "_levels", "_limit", "_probe", "_redact")
 
     def __init__(
         self,
@@ -324,6 +361,7 @@ class RawJSON:
         *,
         probe: bool = False,
         hidden: tuple[str, ...] = (),
+        levels: int = MAX_DEPTH,
     ) -> None:
         if isinstance(text, bytes):
             self._bytes: bytes | None = text
@@ -334,21 +372,47 @@ class RawJSON:
         self._redact = redact
         self._probe = probe and redact is not None
         self._hidden = hidden
+        self._limit = levels
+        """The nesting the JSON may have (it is cut to it when first read)."""
+        self._levels: int | None = levels
+        """The nesting still to check (None once checked): the first reader cuts what is deeper."""
 
     @property
     def text(self) -> str:
-        """The JSON text as encoded (top-level secrets redacted, deeper ones not yet)."""
+        """The JSON text as encoded (top-level secrets redacted, deeper ones not yet; not yet cut to ``levels``)."""
         data = self._bytes
         return data.decode("utf-8") if data is not None else self._json or ""
 
     @property
     def nbytes(self) -> int:
-        """The size of the encoded JSON in bytes."""
+        """The size of the encoded JSON in bytes (before a cut to ``levels``, which only shortens it)."""
         data = self._bytes
         return len(data) if data is not None else len(self.text.encode("utf-8"))
 
+    def within(self, levels: int) -> RawJSON:
+        """This record, or one of its JSON cut to nest at most ``levels`` deep when that is less than its own limit."""
+        return self if self._limit <= levels else RawJSON(self.raw(), levels=levels)
+
+    def _cut_deep(self, levels: int) -> None:
+        """Replace the JSON by its conversion, cut at ``levels``, when it nests deeper (redacting it on the way)."""
+        data = self._bytes
+        if data is None:
+            data = self.text.encode("utf-8")
+        if _too_deep(data, levels):
+            redact = self._redact  # the probe is skipped: redacting whatever it would find is the same
+            plain = _redacting_decoder(redact)(self.text) if redact is not None else _orjson_loads(data)
+            text = _encode(_convert(plain, None, MAX_DEPTH - levels, set()))
+            self._json, self._bytes, self._redact, self._probe = text, None, None, False
+        self._levels = None  # last: a reader on another thread that sees None sees the final text
+
     def _deep_redact(self) -> re.Pattern[str] | None:
-        """The pattern to redact with when decoding: None when nothing secret-looking is left in the text."""
+        """The pattern to redact with when decoding: None when nothing secret-looking is left in the text.
+
+        Every reader of the payload (``value``, ``json``, ``raw``) starts here, so the depth is checked here first.
+        """
+        levels = self._levels
+        if levels is not None:
+            self._cut_deep(levels)
         redact = self._redact
         if redact is not None and self._probe:
             self._probe = False
@@ -419,7 +483,35 @@ _PLAIN_ONLY: Final = (
 """Dataclasses, datetimes and subclasses of str/int/dict/list go to ``default`` (refused), as with ``json``."""
 
 
-def _fast(value: Any, policy: CapturePolicy) -> tuple[RawJSON, int] | None:
+_AS_BRACKETS: Final = bytes.maketrans(b"{}", b"[]")
+_NOT_SHAPE: Final = bytes(b for b in range(256) if b not in b'[]{}"')
+
+
+def _too_deep(encoded: bytes, levels: int) -> bool:
+    """Whether the JSON text ``encoded`` nests arrays and objects more than ``levels`` deep.
+
+    C-level passes only: the size and the count of opening brackets rule out
+    almost every payload (it cannot nest deeper than it has). Otherwise its
+    shape is kept, brackets and the quotes around strings (escaped ones
+    dropped), strings with no bracket in them go (two quotes in a row, empty
+    or merged strings), then what is still between quotes, and each pass
+    removes the innermost pairs of brackets: one level a pass.
+    """
+    if len(encoded) <= 2 * levels or encoded.count(b"[") + encoded.count(b"{") <= levels:
+        return False
+    if b"\\" in encoded:
+        encoded = encoded.replace(b"\\\\", b"").replace(b'\\"', b"")
+    shape = encoded.translate(_AS_BRACKETS, _NOT_SHAPE).replace(b'""', b"")
+    if b'"' in shape:
+        shape = b"".join(shape.split(b'"')[::2])
+    for _ in range(levels):
+        if not shape:
+            return False
+        shape = shape.replace(b"[]", b"")
+    return bool(shape)
+
+
+def _fast(value: Any, policy: CapturePolicy, levels: int = MAX_DEPTH) -> tuple[RawJSON, int] | None:
     """Plain JSON values take a C encoder: a snapshot in microseconds.
 
     Secret-looking keys at the top of a mapping are redacted here, before
@@ -433,8 +525,12 @@ def _fast(value: Any, policy: CapturePolicy) -> tuple[RawJSON, int] | None:
     cycles, non-string keys) but writes NaN and infinities as ``null``: a
     text holding ``null`` is encoded again by ``json``, which refuses those.
 
-    Returns the record and its size in bytes, or None when the value needs
-    the full conversion (non-JSON types, NaN, cycles, lone surrogates, odd keys).
+    Nesting is not looked at here: the record checks it against ``levels``
+    when first read, off the hot path, and cuts what is deeper then.
+
+    Returns the record and its size in bytes (the size before such a cut),
+    or None when the value needs the full conversion (non-JSON types, NaN,
+    cycles, lone surrogates, odd keys).
     """
     redact = policy.redact
     hidden: tuple[str, ...] = ()
@@ -460,8 +556,8 @@ def _fast(value: Any, policy: CapturePolicy) -> tuple[RawJSON, int] | None:
     except (_NotPlainJSON, ValueError, TypeError, RecursionError):  # orjson.JSONEncodeError is a TypeError
         return None
     if redact is None:
-        return RawJSON(encoded), len(encoded)
-    return RawJSON(encoded, redact, probe=True, hidden=hidden), len(encoded)
+        return RawJSON(encoded, levels=levels), len(encoded)
+    return RawJSON(encoded, redact, probe=True, hidden=hidden, levels=levels), len(encoded)
 
 
 def _probe_text(text: str, hidden: tuple[str, ...]) -> str:
@@ -556,43 +652,43 @@ def _oversized_redacted(value: dict[Any, Any], limit: int, redact: re.Pattern[st
     return 0
 
 
-def capture(value: Any, policy: CapturePolicy) -> tuple[Any, int]:
+def capture(value: Any, policy: CapturePolicy, *, nested: int = 0) -> tuple[Any, int]:
     """Return ``(record, encoded_size_bytes)`` for ``value``; never raises.
 
     The record is a snapshot: later changes to ``value`` do not reach it.
     It is a JSON value, or a :class:`RawJSON` holding the encoded text. A
     payload far over the limit is converted only as far as its preview needs,
     so capture costs about the same for a huge value as for a 4 KiB one.
+    The record nests at most ``MAX_DEPTH - nested`` levels: ``nested`` is how
+    many levels the caller puts around it inside the event's ``data``.
     """
+    levels = MAX_DEPTH - nested
     try:
         kind = type(value)
         if value is None or kind is bool or (kind is int and INT_MIN <= value <= INT_MAX):
             return value, 5
         if kind is RawJSON:
-            return value, value.nbytes
+            return value.within(levels), value.nbytes
         at_least = _oversized(value, policy.limit_bytes, policy.redact)
         if at_least:
-            return _preview(value, policy, at_least)
-        fast = _fast(value, policy)
-        if fast is None:
-            jsonable: Any = _convert(value, policy.redact, 0, set())
-            text = _encode(jsonable)
-            size = len(text) if text.isascii() else len(text.encode("utf-8"))
-        else:
+            return _preview(value, policy, at_least, nested)
+        fast = _fast(value, policy, levels)
+        if fast is not None:
             if fast[1] <= policy.limit_bytes:
                 return fast
-            jsonable, size = fast
-            text = jsonable.text
+            text = fast[0].json()  # the preview must be the redacted text (and cut to its levels)
+            size = len(text.encode("utf-8"))
+            if size <= policy.limit_bytes:
+                return fast[0], size
+            return _cut(text, size, policy.limit_bytes), policy.limit_bytes + 96
+        jsonable: Any = _convert(value, policy.redact, nested, set())
+        text = _encode(jsonable)
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
     except Exception as exc:  # a __repr__, model_dump or property that raises
         marker = _marker("capture_error", type=_type_name(value), error=_clean_str(f"{type(exc).__name__}: {exc}"))
         return marker, 128
     if size <= policy.limit_bytes:
         return jsonable, size
-    if isinstance(jsonable, RawJSON):
-        text = jsonable.json()  # the preview must be the redacted text
-        size = len(text.encode("utf-8"))
-        if size <= policy.limit_bytes:
-            return jsonable, size
     return _cut(text, size, policy.limit_bytes), policy.limit_bytes + 96
 
 
@@ -608,7 +704,7 @@ def _cut(text: str, size: int, limit: int, *, exact: bool = True) -> dict[str, A
     )
 
 
-def _preview(value: Any, policy: CapturePolicy, at_least: int) -> tuple[Any, int]:
+def _preview(value: Any, policy: CapturePolicy, at_least: int, nested: int = 0) -> tuple[Any, int]:
     """The record of a value that looked huge, converting only what the preview shows.
 
     When the bounded conversion left nothing out (redaction shrank the value,
@@ -616,7 +712,7 @@ def _preview(value: Any, policy: CapturePolicy, at_least: int) -> tuple[Any, int
     exact size. Otherwise the size is known only from below.
     """
     budget = _Budget(policy.limit_bytes)
-    partial = _convert(value, policy.redact, 0, set(), budget)
+    partial = _convert(value, policy.redact, nested, set(), budget)
     text = _encode(partial)
     size = len(text.encode("utf-8"))
     if not budget.cut:

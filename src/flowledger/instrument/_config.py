@@ -25,6 +25,19 @@ from flowledger._apikey import api_key_problem
 from flowledger._exceptions import ConfigError
 from flowledger._run_context import context_problem, project_problem
 from flowledger._wire import LogLevel
+from flowledger.instrument._otel_env import (
+    DEFAULT_TRACES_SAMPLER,
+    SERVICE_NAME_KEY,
+    TracesSampler,
+    UnsupportedSampler,
+    parse_resource_attributes,
+    parse_sdk_disabled,
+    parse_traces_sampler,
+    parse_traces_sampler_ratio,
+    resource_attributes_problem,
+    resource_pairs,
+    sampler_accepts,
+)
 from flowledger.instrument._sampling import parse_sample_rates
 from flowledger.instrument._url import join_path, masked
 
@@ -258,6 +271,13 @@ class Settings:
     otlp_traces_endpoint: str | None = None
     """Full OTLP/HTTP traces URL; from OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT. None: the receiver."""
     otlp_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    resource_attributes: tuple[tuple[str, str], ...] = ()
+    """More attributes of the exported spans' resource, from ``OTEL_RESOURCE_ATTRIBUTES`` (or a mapping in
+    ``configure()``). ``service.name`` is always ``service_name``, ``telemetry.sdk.*`` always the SDK's."""
+    traces_sampler: TracesSampler = DEFAULT_TRACES_SAMPLER
+    """Which traces' spans the SDK exports, from ``OTEL_TRACES_SAMPLER`` (see ``_otel_env.trace_kept``)."""
+    traces_sampler_ratio: float = 1.0
+    """The share of traces a ratio sampler exports, from ``OTEL_TRACES_SAMPLER_ARG`` (0 to 1)."""
     idempotency_guard: bool = False
     """Opt-in: skip an effect whose identical idempotency key already succeeded here."""
     idempotency_dir: Path | None = None
@@ -335,6 +355,18 @@ class Settings:
             changes["sample_rate_by_workflow"] = tuple(per_workflow.items())
         if isinstance(changes.get("sample_rate_by_workflow"), Mapping):
             changes["sample_rate_by_workflow"] = tuple(changes["sample_rate_by_workflow"].items())
+        if "resource_attributes" in changes:
+            try:
+                changes["resource_attributes"] = resource_pairs(changes["resource_attributes"])
+            except ValueError as exc:
+                raise ConfigError(f"flowledger.configure(): resource_attributes: {exc}.") from None
+        if "traces_sampler" in changes:
+            try:
+                changes["traces_sampler"] = parse_traces_sampler(changes["traces_sampler"])
+            except (ValueError, AttributeError):
+                raise ConfigError(
+                    f"flowledger.configure(): traces_sampler {changes['traces_sampler']!r} must be {sampler_accepts()}."
+                ) from None
         if "log_level" in changes:
             try:
                 changes["log_level"] = _parse_log_level(changes["log_level"])
@@ -368,19 +400,26 @@ class Settings:
             "log_max_lines",
             "log_max_bytes",
         ):
-            if getattr(self, name) <= 0:
-                out.append(f"{name} must be a positive integer, not {getattr(self, name)!r}")
-        if not 0.0 <= self.sample_rate <= 1.0:
+            value = getattr(self, name)
+            if not _is_int(value) or value <= 0:
+                out.append(f"{name} must be a positive integer, not {value!r}")
+        if not _is_rate(self.sample_rate):
             out.append(f"sample_rate must be a number from 0 to 1, not {self.sample_rate!r}")
-        for workflow_id, rate in self.sample_rate_by_workflow:
-            if not 0.0 <= rate <= 1.0:
-                out.append(f"sample_rate_by_workflow[{workflow_id!r}] must be a number from 0 to 1, not {rate!r}")
+        out.extend(_rates_problems(self.sample_rate_by_workflow))
+        if not _is_rate(self.traces_sampler_ratio):
+            out.append(f"traces_sampler_ratio must be a number from 0 to 1, not {self.traces_sampler_ratio!r}")
+        sampler: object = self.traces_sampler  # Settings(...) built directly is not converted as configure() does
+        if not isinstance(sampler, TracesSampler):
+            out.append(f"traces_sampler must be {sampler_accepts()}, not {sampler!r}")
+        resource_problem = resource_attributes_problem(self.resource_attributes)
+        if resource_problem is not None:
+            out.append(resource_problem)
         for name, allowed in DURATIONS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not allowed.holds(value):
                 out.append(f"{name} must be {allowed.advice()}, not {value!r}")
-        if self.max_retries < 0:
-            out.append(f"max_retries must be zero or more, not {self.max_retries!r}")
+        if not _is_int(self.max_retries) or self.max_retries < 0:
+            out.append(f"max_retries must be an integer, zero or more, not {self.max_retries!r}")
         for problem in (
             None if self.project is None else project_problem("project", self.project),
             None if self.user_id is None else context_problem("user_id", self.user_id),
@@ -393,6 +432,31 @@ class Settings:
             if problem is not None:
                 out.append(problem)
         return out
+
+
+def _is_int(value: object) -> bool:
+    """An integer, and not a bool (``True`` is no count of anything)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_rate(value: object) -> bool:
+    """A number (not a bool) from 0 to 1."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+
+
+def _rates_problems(rates: object) -> list[str]:
+    """What is wrong with ``sample_rate_by_workflow`` (pairs of a workflow id and its rate)."""
+    advice = "sample_rate_by_workflow must be a mapping of workflow ids to numbers from 0 to 1"
+    if isinstance(rates, str | bytes) or not isinstance(rates, tuple | list):
+        return [f"{advice}, not {rates!r}"]
+    out: list[str] = []
+    for pair in rates:
+        if not (isinstance(pair, tuple | list) and len(pair) == 2 and isinstance(pair[0], str)):
+            return [f"{advice}, not {rates!r}"]
+        workflow_id, rate = pair
+        if not _is_rate(rate):
+            out.append(f"sample_rate_by_workflow[{workflow_id!r}] must be a number from 0 to 1, not {rate!r}")
+    return out
 
 
 _REGEX_CACHE: dict[tuple[str, ...], re.Pattern[str] | None] = {}
@@ -610,20 +674,89 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
 }
 
 
+_OTLP_ENDPOINT_VARIABLES: Final = (
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", TRACES_PATH),
+)
+_RECEIVER_TRACES: Final = "the default (spans go to the receiver's traces endpoint)"
+
+
 def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:
     """The traces URL the OTel variables give: the traces variable as it is, else ``/v1/traces`` below the
     general one. A variable that is not a usable URL is reported under its own name, as it was given
-    (masked), and the next one applies."""
-    for var, path in (("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None), ("OTEL_EXPORTER_OTLP_ENDPOINT", TRACES_PATH)):
+    (masked), naming the setting used instead: the next variable when it is usable, else the default."""
+    bad: list[tuple[str, str, str]] = []
+    chosen: tuple[str, str] | None = None
+    for var, path in _OTLP_ENDPOINT_VARIABLES:
         raw = env.get(var, "")
         if not raw.strip():
             continue
         problem = url_problem(raw.strip())
         if problem is not None:
-            _report_once(var, raw, problem)
+            bad.append((var, raw, problem))
             continue
-        return raw.strip() if path is None else join_path(raw.strip(), path)
-    return None
+        chosen = (var, raw.strip() if path is None else join_path(raw.strip(), path))
+        break
+    for var, raw, problem in bad:
+        _report_once(var, raw, problem, _RECEIVER_TRACES if chosen is None else chosen[0])
+    return None if chosen is None else chosen[1]
+
+
+def _otel_sdk_variables(source: Mapping[str, str], values: dict[str, Any]) -> None:
+    """Read ``OTEL_SDK_DISABLED``, ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_TRACES_SAMPLER(_ARG)`` into ``values``.
+
+    ``FLOWLEDGER_EXPORT_SPANS`` (read before, into ``values``), when set, wins over ``OTEL_SDK_DISABLED``; a
+    ``service.name`` in the resource attributes names the service only when neither ``FLOWLEDGER_SERVICE_NAME``
+    nor ``OTEL_SERVICE_NAME`` does.
+    """
+    disabled = source.get("OTEL_SDK_DISABLED")
+    if disabled is not None:
+        try:
+            off = parse_sdk_disabled(disabled)
+        except ValueError:
+            _report_once("OTEL_SDK_DISABLED", disabled, "true or false", "false (span export stays on)")
+        else:
+            if off and "export_spans" not in values:  # FLOWLEDGER_EXPORT_SPANS, when usable, wins
+                values["export_spans"] = False
+    resource = source.get("OTEL_RESOURCE_ATTRIBUTES")
+    if resource is not None and resource.strip():
+        try:
+            pairs = parse_resource_attributes(resource)
+        except ValueError as exc:
+            _report_once(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                resource,
+                f"comma-separated key=value pairs, percent-encoded ({exc})",
+                "no attributes of it",
+            )
+        else:
+            attributes = dict(pairs)
+            service = attributes.pop(SERVICE_NAME_KEY, None)
+            if service and "service_name" not in values and not source.get("OTEL_SERVICE_NAME"):
+                values["service_name"] = service
+            values["resource_attributes"] = tuple(attributes.items())
+    sampler_text = source.get("OTEL_TRACES_SAMPLER")
+    sampler = DEFAULT_TRACES_SAMPLER
+    if sampler_text is not None and sampler_text.strip():
+        try:
+            sampler = values["traces_sampler"] = parse_traces_sampler(sampler_text)
+        except UnsupportedSampler:
+            _report_once(
+                "OTEL_TRACES_SAMPLER",
+                sampler_text,
+                f"{sampler_accepts()} (flowledger does not apply remote or vendor samplers to its spans)",
+                f"the default, {DEFAULT_TRACES_SAMPLER}",
+            )
+        except ValueError:
+            _report_once(
+                "OTEL_TRACES_SAMPLER", sampler_text, sampler_accepts(), f"the default, {DEFAULT_TRACES_SAMPLER}"
+            )
+    ratio = source.get("OTEL_TRACES_SAMPLER_ARG")
+    if sampler.takes_ratio and ratio is not None and ratio.strip():
+        try:
+            values["traces_sampler_ratio"] = parse_traces_sampler_ratio(ratio)
+        except ValueError:
+            _report_once("OTEL_TRACES_SAMPLER_ARG", ratio, "a number from 0 to 1", "the default, 1.0")
 
 
 def _default_text(name: str) -> str:
@@ -682,6 +815,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             _report_once(headers_var, headers, "comma-separated key=value pairs")
     if "service_name" not in values and source.get("OTEL_SERVICE_NAME"):
         values["service_name"] = source["OTEL_SERVICE_NAME"]
+    _otel_sdk_variables(source, values)
     return Settings(**values)
 
 

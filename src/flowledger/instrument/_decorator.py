@@ -215,7 +215,7 @@ class _Yielded:
         policy = self._attempt.output_policy
         if policy is None or self._over:
             return
-        record, size = capture(item, policy)
+        record, size = capture(item, policy, nested=1)  # inside the output list
         if type(record) is RawJSON:
             self._parts.append(record.json())
         else:

@@ -3,7 +3,11 @@
 An effect node changes the world (sends a mail, charges a card). Every
 attempt of one records an idempotency key: the sha256 of the canonical JSON
 (sorted keys, no whitespace) of ``{"input", "node_id", "workflow_id"}``, so
-duplicates can be found in the history. With the guard turned on
+duplicates can be found in the history. An item of a mapped node adds its
+index, ``{"input", "item", "node_id", "workflow_id"}``: a map does each of
+its items once, so two equal items of one run are two effects, not a
+duplicate, while each item of a run again on the same input (a redelivery,
+a re-run, a resume) has the key it had before. With the guard turned on
 (``idempotency_guard=True``), an effect whose identical key already
 succeeded on this machine is not run again: the attempt returns the output
 recorded then and is recorded as a duplicate; a resumed run does the same
@@ -50,18 +54,21 @@ _canonical: Final = json.JSONEncoder(
 ).encode
 
 
-def idempotency_key(workflow_id: str, node_id: str, input_value: Any) -> str | None:
-    """sha256 of the canonical JSON of ``{"input", "node_id", "workflow_id"}``; None for an input over the limit.
+def idempotency_key(workflow_id: str, node_id: str, input_value: Any, *, item: int | None = None) -> str | None:
+    """sha256 of the canonical JSON of ``{"input", "node_id", "workflow_id"}``, and ``"item"`` (the index of a
+    mapped node's item) when given; None for an input over the limit.
 
-    Keys are what they always were for every input within the limit, so
-    the keys of runs recorded before still match. Raises what converting
-    the input raises (the caller records the attempt without a key).
+    Keys of effects that are not mapped are what they always were for every
+    input within the limit, so the keys of runs recorded before still match.
+    Raises what converting the input raises (the caller records the attempt
+    without a key).
     """
     text = _input_json(input_value)
     if text is None:
         return None
-    # what json.dumps(body, sort_keys=True, ...) writes: "input" < "node_id" < "workflow_id"
-    body = f'{{"input":{text},"node_id":{_canonical(node_id)},"workflow_id":{_canonical(workflow_id)}}}'
+    # what json.dumps(body, sort_keys=True, ...) writes: "input" < "item" < "node_id" < "workflow_id"
+    index = "" if item is None else f'"item":{int(item)},'
+    body = f'{{"input":{text},{index}"node_id":{_canonical(node_id)},"workflow_id":{_canonical(workflow_id)}}}'
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 

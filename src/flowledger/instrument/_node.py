@@ -12,6 +12,11 @@ it. Called outside a run, a node records itself as a run of its own.
 Nothing here raises into the user's code except on purpose: a run that
 passed its deadline or budget raises ``RunAborted`` when the next node
 starts.
+
+An attempt that ends by ``SystemExit`` (its code called ``sys.exit``, even
+``sys.exit(0)``) did not return: it is recorded as failed, its error a
+``NodeExited`` naming the node and the exit code (its cause the
+``SystemExit``, which goes on to end the process as asked).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from flowledger._exceptions import UsageError
+from flowledger._exceptions import NodeExited, UsageError
 from flowledger._wire import CaptureMode, EventKind, NodeStatus, format_ts
 from flowledger.instrument import _heartbeat
 from flowledger.instrument._artifact import MAX_ARTIFACTS_PER_ATTEMPT, Source, artifact_record
@@ -50,6 +55,7 @@ __all__ = [
     "cost",
     "current_node",
     "metric",
+    "node_exited",
     "node_record",
     "record_skip",
 ]
@@ -99,6 +105,17 @@ def _error_record(run: Run, error: BaseException) -> dict[str, Any]:
     if p is None:
         return error_record(error)
     return error_record(error, limit_chars=p.policy.limit_bytes, redact=p.policy.redact)
+
+
+def node_exited(node_id: str, exit: SystemExit) -> NodeExited:
+    """What a node that raised ``exit`` is recorded as failing with: a NodeExited naming it, caused by ``exit``."""
+    code = "" if exit.code is None else repr(exit.code)
+    error = NodeExited(
+        f"node `{node_id}` called sys.exit({code}) instead of returning: return the node's output, "
+        "or raise an exception to fail it"
+    )
+    error.__cause__ = exit
+    return error
 
 
 def node_record(
@@ -293,6 +310,14 @@ class NodeAttempt:
         return self._given_span_id or ""
 
     @property
+    def ended(self) -> bool:
+        """Whether the attempt's record (``node_finished``) was made; False for one that never started.
+
+        An attempt the run's limits refused (``RunAborted`` on entering it) has no record of its own.
+        """
+        return self._ended
+
+    @property
     def cost(self) -> Cost:
         """The attempt's cost so far (``flowledger.cost`` inside the attempt adds to it)."""
         cost = self._cost
@@ -478,7 +503,8 @@ class NodeAttempt:
         if self._implicit is not None:
             implicit, self._implicit = self._implicit, None
             implicit.set_output(self._output if self._has_output else None)
-            implicit._finish(exc)
+            # a node that ended the process fails its run too (the run is the node's call): not a success
+            implicit._finish(node_exited(self.node_id, exc) if isinstance(exc, SystemExit) else exc)
             implicit.data = None  # this attempt's input: the run's record keeps its snapshot
 
     def _begin(self, run: Run, *, current: bool = True) -> None:
@@ -501,7 +527,7 @@ class NodeAttempt:
         self._started_ns = _time_ns()
         if self.effect:
             try:
-                self.idempotency_key = idempotency_key(run.workflow_id, self.node_id, self.input)
+                self.idempotency_key = idempotency_key(run.workflow_id, self.node_id, self.input, item=self.item)
             except Exception as exc:  # the attempt is still recorded, as an effect without a key
                 p.internal_error("idempotency_key", exc)
         size = 192
@@ -584,7 +610,7 @@ class NodeAttempt:
     def _end(self, run: Run, exc: BaseException | None) -> None:
         """End on the caller's thread: time, status, context, and what must be taken now; the dict is made later."""
         self._duration_s = _perf_counter() - self._t0
-        failed = exc is not None and not (isinstance(exc, SystemExit) and exc.code in (None, 0))
+        failed = exc is not None  # sys.exit(0) too: the node did not return, it has no output
         self._status = NodeStatus.FAILED if failed else NodeStatus.SUCCEEDED
         size = _NODE_FINISHED_SIZE
         try:
@@ -672,7 +698,8 @@ class NodeAttempt:
             size += 256 * len(self._artifacts)
         if error is not None:
             run.note_node_failure(error, self.node_id)
-            self._error = _error_record(run, error)
+            described = node_exited(self.node_id, error) if isinstance(error, SystemExit) else error
+            self._error = _error_record(run, described)
             size += len(self._error.get("stack", "")) + len(self._error["message"])
         else:
             if self._has_output:
@@ -796,10 +823,12 @@ def record_skip(
     item: int | None = None,
     location: Location | None = None,
     run: Run | None = None,
+    attempt: int = 1,
 ) -> None:
     """Record that ``node_id`` was skipped, and why (a ``node_finished`` with status ``skipped``).
 
-    The skip belongs to the current run, or to ``run`` when given.
+    The skip belongs to the current run, or to ``run`` when given. ``attempt``: the attempt that did not
+    start (a retry refused by the run's limits, say).
     """
     explicit = run is not None
     run = run if run is not None else current_run()
@@ -808,7 +837,7 @@ def record_skip(
     try:
         parent = context_from_traceparent(run.trace_context()) if explicit and run is not current_run() else None
         scope = SpanScope(node_id, parent, tracer=run.tracer)
-        data = node_record(run, node_id, scope, attempt=1, item=item, location=location)
+        data = node_record(run, node_id, scope, attempt=attempt, item=item, location=location)
         data["status"] = NodeStatus.SKIPPED.value
         data["skip_reason"] = reason
         data["started_at"] = format_ts(time.time_ns())

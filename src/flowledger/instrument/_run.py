@@ -157,6 +157,8 @@ class Run:
             raise ConfigError(f"flowledger.run(): sample_rate must be a number from 0 to 1, not {sample_rate!r}.")
         self.sample_rate = sample_rate
         self._held: HeldEvents | None = None
+        self._dropped = False
+        """Set once the run was sampled out at its end: from then on it emits nothing (see ``emit``)."""
         self.workflow_id = str(workflow_id)
         self.capture = capture_mode(capture)
         self.resumed_from = resumed_from
@@ -306,12 +308,23 @@ class Run:
     # --- used by the node hooks ------------------------------------------------
 
     def emit(self, kind: EventKind, data: EventData, size: int = 256, ts_ns: int | None = None) -> None:
-        """Number an event of this run and send it (``data``: a dict, or what makes it off this thread)."""
+        """Number an event of this run and send it (``data``: a dict, or what makes it off this thread).
+
+        Once the run was dropped by sampling, what it would still emit (a node
+        that ends after the run did, in another thread) is discarded: it was
+        dropped whole, and a late event would make it reappear without its start.
+        """
         if self.active:
-            seq = next(self._seq)
             held = self._held
-            if held is not None:
+            if held is None:
+                if self._dropped:  # read after _held: _drop_held sets this first
+                    return
+                seq = next(self._seq)
+            else:
                 with held.lock:
+                    if self._dropped:  # dropped while this event waited for the lock
+                        return
+                    seq = next(self._seq)
                     if self._held is not None:
                         if held.add(kind, seq, data, size, ts_ns or time.time_ns()):
                             return
@@ -525,6 +538,7 @@ class Run:
             if status is not RunStatus.SUCCEEDED or slow:
                 self._release_held()
                 return False
+            self._dropped = True  # before _held goes: an emit that finds no buffer must find the run dropped
             self._held = None
         counted = {"workflow_id": self.workflow_id, "runs": 1, "duration_ms": data["duration_ms"]}
         project = "" if self._projectless else self.project

@@ -6,19 +6,38 @@ attempt is cut at ``timeout_s`` (NodeTimeout) or at the deadline
 (RunAborted), whichever comes first. An attempt after the first counts a
 ``retry`` penalty in its cost, an attempt cut at its ``timeout_s`` a
 ``timeout`` penalty.
+
+What the node's code raises stays inside its attempt: ``SystemExit`` (the
+node called ``sys.exit``, even ``sys.exit(0)``) fails the attempt with a
+``NodeExited``, and ``KeyboardInterrupt`` interrupts the run as Ctrl-C does
+(``RunAborted``, reason ``interrupted``). Neither may leave the node's
+task: asyncio would let it end the whole event loop, and the run with it,
+unrecorded. An attempt the run's limits refuse before it starts (its run
+passed its deadline or budget) is recorded as skipped with the abort's
+reason, as a node that never started is.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from flowledger._exceptions import NodeTimeout, RunAborted
 from flowledger._wire import AbortReason
-from flowledger.instrument import NodeAttempt, Penalty, Run
+from flowledger.instrument import NodeAttempt, Penalty, Run, record_skip
+from flowledger.instrument._node import node_exited
 from flowledger.workflow._spec import Node, Phase
 
-__all__ = ["AttemptHost", "RetryHost", "one_attempt", "run_attempts"]
+__all__ = [
+    "AttemptHost",
+    "RetryHost",
+    "aborted_reason",
+    "one_attempt",
+    "record_refusal",
+    "run_attempts",
+    "stopped_by",
+]
 
 
 class AttemptHost(Protocol):
@@ -85,40 +104,89 @@ async def run_attempts(execution: RetryHost, node: Node, value: Any, item: int |
         number += 1
 
 
+def aborted_reason(abort: RunAborted) -> str:
+    """The skip reason of a node (or map item, or attempt) that never started because the run was aborted."""
+    return f"the run was aborted ({abort.reason})"
+
+
+def record_refusal(hook: NodeAttempt, node: Node, abort: RunAborted) -> None:
+    """Record as skipped an attempt that ``abort`` stopped before it started (the run's limits refused it).
+
+    An attempt that started has its own record (failed, for a RunAborted raised inside it): nothing is added.
+    """
+    if not hook.ended:
+        location = hook.location
+        record_skip(node.id, aborted_reason(abort), item=hook.item, attempt=hook.attempt, location=location)
+
+
+def stopped_by(run: Run, node: Node, exc: SystemExit | KeyboardInterrupt) -> Exception:
+    """What a node's code raising ``exc`` becomes, so that it stays inside the run (``raise ... from exc``).
+
+    SystemExit: a NodeExited failing the node. KeyboardInterrupt: the run is interrupted, as by Ctrl-C (it cannot
+    be told apart from a real one that reached the node's code): ``run`` is aborted and the RunAborted returned.
+    """
+    if isinstance(exc, SystemExit):
+        return node_exited(node.id, exc)
+    message = f"the run was interrupted: node `{node.id}` raised KeyboardInterrupt"
+    run.abort(AbortReason.INTERRUPTED, message)
+    return RunAborted(AbortReason.INTERRUPTED, message)
+
+
+async def _contained(run: Run, node: Node, work: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``work``, turning a SystemExit or KeyboardInterrupt it raises into an error (see ``stopped_by``).
+
+    For work awaited in a task of its own (``asyncio.wait_for``), which must not raise them.
+    """
+    try:
+        return await work
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise stopped_by(run, node, exc) from exc
+
+
 async def one_attempt(
     execution: AttemptHost, node: Node, value: Any, number: int, item: int | None, *, span_id: str | None = None
 ) -> Any:
     """Attempt ``node`` once, recorded by its host's hook: dry runs, the effect guard, ``timeout_s``, the deadline."""
-    with execution.attempt(node, value, number, item, span_id=span_id) as hook:
-        if number > 1:
-            hook.add_penalty(Penalty.RETRY)
-        if node.effect and execution.dry_run:
-            hook.simulate()
-            return None
-        if node.effect:
-            hit, recorded = hook.guard_hit()
-            if not hit:
-                hit, recorded = execution.recorded_effect(node, hook.idempotency_key)
-            if hit:
-                hook.duplicate(recorded)
-                return recorded
-        remaining = execution.run.remaining_s()
-        work = execution.invoke(node, value, hook)
-        if node.timeout_s is None and remaining is None:
-            output = await work  # no limit: a plain await, no wait_for task
-        else:
-            limit = min(t for t in (node.timeout_s, remaining) if t is not None)
-            try:
-                output = await asyncio.wait_for(work, limit)
-            except TimeoutError:
-                if node.timeout_s is not None and limit >= node.timeout_s:
-                    hook.add_penalty(Penalty.TIMEOUT)
-                    raise NodeTimeout(
-                        f"node `{node.id}` attempt {number} ran longer than its timeout_s of {node.timeout_s:g} s"
-                    ) from None
-                deadline_s = execution.run.deadline_s
-                execution.run.abort(AbortReason.DEADLINE, f"the run passed its deadline of {deadline_s:g} s")
-                execution.run.check_limits()
-                raise
-        hook.set_output(output)
-        return output
+    hook = execution.attempt(node, value, number, item, span_id=span_id)
+    try:
+        with hook:
+            if number > 1:
+                hook.add_penalty(Penalty.RETRY)
+            if node.effect and execution.dry_run:
+                hook.simulate()
+                return None
+            if node.effect:
+                hit, recorded = hook.guard_hit()
+                if not hit:
+                    hit, recorded = execution.recorded_effect(node, hook.idempotency_key)
+                if hit:
+                    hook.duplicate(recorded)
+                    return recorded
+            remaining = execution.run.remaining_s()
+            work = execution.invoke(node, value, hook)
+            if node.timeout_s is None and remaining is None:
+                try:
+                    output = await work  # no limit: a plain await, no wait_for task
+                except (SystemExit, KeyboardInterrupt) as exc:
+                    raise stopped_by(execution.run, node, exc) from exc
+            else:
+                limit = min(t for t in (node.timeout_s, remaining) if t is not None)
+                try:
+                    output = await asyncio.wait_for(_contained(execution.run, node, work), limit)
+                except TimeoutError:
+                    if node.timeout_s is not None and limit >= node.timeout_s:
+                        hook.add_penalty(Penalty.TIMEOUT)
+                        raise NodeTimeout(
+                            f"node `{node.id}` attempt {number} ran longer than its timeout_s of {node.timeout_s:g} s"
+                        ) from None
+                    deadline_s = execution.run.deadline_s
+                    execution.run.abort(AbortReason.DEADLINE, f"the run passed its deadline of {deadline_s:g} s")
+                    execution.run.check_limits()
+                    raise
+                finally:
+                    work.close()  # a no-op once it ran; unstarted when the limit was 0 (the deadline had just passed)
+            hook.set_output(output)
+            return output
+    except RunAborted as abort:
+        record_refusal(hook, node, abort)  # refused before it started, the attempt has no record yet
+        raise

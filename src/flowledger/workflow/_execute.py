@@ -18,7 +18,11 @@ package, so fixing it needs no regeneration:
   finish; a skipped node skips its dependents;
 - the run's deadline and budget abort it, and so does its ``interrupt``
   event (the generated module sets it on SIGINT): running nodes are
-  cancelled and the nodes that never started are recorded as skipped.
+  cancelled and the nodes that never started are recorded as skipped, as
+  are a map's items that never started and a node stopped in its ``when``;
+- every node ends with a record, whatever its code raises: ``SystemExit``
+  fails the node, ``KeyboardInterrupt`` interrupts the run (see
+  :mod:`._attempts`); neither leaves the node's task.
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ import contextvars
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from flowledger._exceptions import RunAborted, WorkflowFailed
 from flowledger._wire import REUSED_FROM_ATTRIBUTE, AbortReason, NodeStatus, RunStatus, TriggerType
 from flowledger.instrument import Run, record_skip, run
-from flowledger.workflow._attempts import one_attempt, run_attempts
+from flowledger.workflow._attempts import aborted_reason, one_attempt, record_refusal, run_attempts, stopped_by
 from flowledger.workflow._host import MAX_WORKER_THREADS, NodeHost
 from flowledger.workflow._in_context import InContext
 from flowledger.workflow._resume import ResumePlan
@@ -217,6 +221,8 @@ class Execution(NodeHost):
         """True while ``run_graph`` runs: a task ending after it (aborted, cancelled) starts nothing."""
         self._stop: BaseException | None = None
         """What a node's completion raised (RunAborted, mostly): ``run_graph`` raises it."""
+        self._aborting: RunAborted | None = None
+        """The abort, once ``_abort`` cancels the running nodes: what stopped them records why they stopped."""
         self._wakeup = asyncio.Event()
         self._reuse: dict[str, Any] = {}
         self._reused_from = ""
@@ -326,8 +332,9 @@ class Execution(NodeHost):
                 if not self._open:
                     raise  # the run cancels its nodes (an abort, or its caller went away): nothing to settle
                 outcome = asyncio.CancelledError(f"node `{node.id}` was cancelled")  # from inside: the node failed
-            except (KeyboardInterrupt, SystemExit):
-                raise
+            except (KeyboardInterrupt, SystemExit) as exc:  # never out of the task: asyncio would end the loop with it
+                outcome = stopped_by(self.run, node, exc)  # a node's attempts contain their own: this is the rest
+                outcome.__cause__ = exc
             except BaseException as exc:
                 outcome = exc
             follow = self._context.run(self._done, task, node, outcome)
@@ -434,12 +441,13 @@ class Execution(NodeHost):
         # The message reaches the CancelledError each running attempt records, so its error says why.
         cause = "an interrupt" if abort.reason == AbortReason.INTERRUPTED else f"the run's {abort.reason}"
         why = f"cancelled by {cause}: {abort}"
+        self._aborting = abort
         for task in running:
             task.cancel(why)
         if running:
             await asyncio.gather(*running, return_exceptions=True)
         for node in waiting:
-            record_skip(node.id, f"the run was aborted ({abort.reason})", location=self.workflow.locations[node.id])
+            record_skip(node.id, aborted_reason(abort), location=self.workflow.locations[node.id])
 
     # --- one node ----------------------------------------------------------
 
@@ -455,9 +463,16 @@ class Execution(NodeHost):
         if node.when is not None:
             try:
                 keep = await self.call(node.when.resolve(), value, {})
+            except asyncio.CancelledError as exc:
+                if self._aborting is None:  # cancelled from inside, or the run's caller went away: it failed
+                    self._fail_phase(node, value, Phase.WHEN, exc)
+                location = self.workflow.locations[node.id]
+                record_skip(node.id, aborted_reason(self._aborting), location=location)  # its call never started
+                raise
+            except (SystemExit, KeyboardInterrupt) as exc:
+                self._fail_phase(node, value, Phase.WHEN, stopped_by(self.run, node, exc), cause=exc)
             except Exception as exc:
-                with self.attempt(node, value, 1, None, phase=Phase.WHEN):
-                    raise exc from None
+                self._fail_phase(node, value, Phase.WHEN, exc)
             if not keep:
                 location = self.workflow.locations[node.id]
                 record_skip(node.id, f"when `{node.when}` returned {keep!r}", location=location)
@@ -465,23 +480,50 @@ class Execution(NodeHost):
         if node.map is None:
             return NodeStatus.SUCCEEDED, await run_attempts(self, node, value, None)
         if not isinstance(value, list | tuple):
-            with self.attempt(node, value, 1, None, phase=Phase.MAP):
-                raise TypeError(
-                    f"node `{node.id}` maps over its input, which must be a list, not {type(value).__name__}"
-                )
+            error = TypeError(f"node `{node.id}` maps over its input, which must be a list, not {type(value).__name__}")
+            self._fail_phase(node, value, Phase.MAP, error)
+        if not value:  # no item, so no item's record: the node is recorded once, succeeded with the output []
+            self._phase_record(node, value, Phase.MAP, None)
+            return NodeStatus.SUCCEEDED, []
         return NodeStatus.SUCCEEDED, await self._map(node, list(value))
+
+    def _fail_phase(
+        self, node: Node, value: Any, phase: Phase, error: BaseException, *, cause: BaseException | None = None
+    ) -> NoReturn:
+        """Record ``node``'s ``phase`` as one attempt that failed with ``error`` (``from cause``), and raise it."""
+        self._phase_record(node, value, phase, error, cause)
+        raise error  # not reached: the record raised it
+
+    def _phase_record(
+        self, node: Node, value: Any, phase: Phase, error: BaseException | None, cause: BaseException | None = None
+    ) -> None:
+        """Record ``node``'s ``phase`` as one attempt: failed with ``error`` (raised), or succeeded with output []."""
+        hook = self.attempt(node, value, 1, None, phase=phase)
+        try:
+            with hook:
+                if error is not None:
+                    if cause is not None:
+                        raise error from cause
+                    raise error
+                hook.set_output([])
+        except RunAborted as abort:
+            record_refusal(hook, node, abort)  # refused before it started: recorded as skipped
+            raise
 
     async def _map(self, node: Node, items: list[Any]) -> list[Any]:
         assert node.map is not None
         gate = asyncio.Semaphore(node.map.max_concurrency)
         failed: list[BaseException] = []
+        begun: set[int] = set()
+        location = self.workflow.locations[node.id]
 
         async def one(index: int, item: Any) -> Any:
             async with gate:
+                begun.add(index)
                 if failed:
-                    record_skip(
-                        node.id, "an earlier item failed", item=index, location=self.workflow.locations[node.id]
-                    )
+                    abort = next((e for e in failed if isinstance(e, RunAborted)), None)
+                    reason = "an earlier item failed" if abort is None else aborted_reason(abort)
+                    record_skip(node.id, reason, item=index, location=location)
                     return None
                 try:
                     return await run_attempts(self, node, item, index)
@@ -489,7 +531,15 @@ class Execution(NodeHost):
                     failed.append(exc)
                     raise
 
-        results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)), return_exceptions=True)
+        try:
+            results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)), return_exceptions=True)
+        except asyncio.CancelledError:
+            if self._aborting is not None:  # the items still waiting for their turn never started
+                reason = aborted_reason(self._aborting)
+                for index in range(len(items)):
+                    if index not in begun:
+                        record_skip(node.id, reason, item=index, location=location)
+            raise
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise next((e for e in errors if isinstance(e, RunAborted)), errors[0])

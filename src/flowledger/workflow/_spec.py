@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import importlib
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -152,11 +153,32 @@ class Retry:
     max_backoff_s: float = DEFAULT_MAX_BACKOFF_S
 
     def delay_s(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return float(min(self.max_backoff_s, self.backoff_s * self.factor ** (attempt - 1)))
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): ``backoff_s * factor ** (attempt - 1)``,
+        at most ``max_backoff_s``; never raises.
+
+        Computed in floats: a growth past a float's range (a large ``factor`` or many attempts) is past any
+        ``max_backoff_s``, so the wait is the cap, where the power itself would raise ``OverflowError``.
+        """
+        base = _float(self.backoff_s)
+        cap = _float(self.max_backoff_s)
+        if base == 0:
+            return min(cap, 0.0)
+        try:
+            grown = base * _float(self.factor) ** max(attempt - 1, 0)
+        except OverflowError:  # the power passed a float's range: so did the wait
+            grown = math.copysign(math.inf, base)
+        return min(cap, grown)
 
 
 NO_RETRY: Final = Retry()
+
+
+def _float(number: float) -> float:
+    """``number`` as a float; an integer past a float's range as an infinity of its sign."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import re
 import signal
 import socket
 import sys
@@ -39,7 +41,7 @@ from flowledger._exceptions import ConfigError, ResumeRefused, RunAborted
 from flowledger._run_context import run_id_from_baggage
 from flowledger._wire import MARKER_KEY, RESUME_APP_PATH, AbortReason, RunStatus, TriggerType
 from flowledger.instrument import flush
-from flowledger.instrument._capture import clean_str, to_jsonable
+from flowledger.instrument._capture import INT_MAX, INT_MIN, clean_str, to_jsonable
 from flowledger.workflow._execute import RunResult, execute_run
 from flowledger.workflow._resume import ResumePlan, fetch_evidence, plan_resume, resume_source
 from flowledger.workflow._spec import HttpTrigger, Schedule, Workflow
@@ -79,6 +81,30 @@ class _BadInput(Exception):
     pass
 
 
+class _NotJSONNumber(ValueError):
+    """A number Python's JSON parser takes but JSON has not: ``NaN``, ``Infinity``, ``-Infinity``, or past a float."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJSONNumber(f"{name} is not a JSON number (JSON has no NaN or infinity)")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise _NotJSONNumber(f"the number {text} is past a float's range (about ±1.8e308)")
+    return number
+
+
+def _strict_loads(text: str | bytes) -> Any:
+    """``json.loads`` refusing what is not JSON although Python's parser takes it (ValueError saying which).
+
+    ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259), and a number past a float's range such as
+    ``1e999`` would reach the nodes as an infinity: both are refused rather than run. RecursionError as ``json``.
+    """
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+
+
 def _read_input(text: str | None) -> Any:
     if text is None:
         return None
@@ -98,7 +124,7 @@ def _read_input(text: str | None) -> Any:
         except UnicodeDecodeError as exc:  # a ValueError, not an OSError: JSON is UTF-8 text (RFC 8259)
             raise _BadInput(f"the input file {source} {_undecodable(exc)}") from None
     try:
-        return json.loads(text)
+        return _strict_loads(text)
     except ValueError as exc:
         raise _BadInput(f"{source} is not valid JSON: {exc}") from None
     except RecursionError:
@@ -314,16 +340,25 @@ def _describe(result: RunResult) -> str:
     return f"{_run_label(result)} failed at node `{result.node_id}`: {what}"
 
 
+_LONG_DIGITS: Final = re.compile(r"\d{19}")
+"""Digits enough for an integer outside -2**63 to 2**64 - 1 (-2**63 - 1 has 19): where one may be."""
+
+
 def _output_json(value: Any) -> str:
     """The run's output as JSON text; never raises.
 
     A value JSON holds is written as is (other types by ``str``); one it cannot
     (a cycle, a tuple key, NaN, a lone surrogate, an integer with too many digits,
-    nesting too deep) is written as the SDK captures it, with its markers.
+    nesting too deep) is written as the SDK captures it, with its markers. An
+    integer outside -2**63 to 2**64 - 1 is always written as the SDK's ``int``
+    marker, whatever else the output holds: JSON tools do not agree on such
+    numbers (JavaScript and many others round them), and the run's record holds it so.
     """
     try:
         text = json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
-        if text.isascii() or clean_str(text) is text:
+        if (text.isascii() or clean_str(text) is text) and not (
+            _LONG_DIGITS.search(text) is not None and _holds_big_int(value)
+        ):
             return text
     except (TypeError, ValueError, RecursionError):  # ValueError: cycles, NaN, str() of a huge int
         pass
@@ -331,6 +366,22 @@ def _output_json(value: Any) -> str:
         return json.dumps(to_jsonable(value), ensure_ascii=False, allow_nan=False)
     except Exception as exc:  # a __repr__ or model_dump that raises, say
         return json.dumps({MARKER_KEY: "capture_error", "type": type(value).__name__, "error": type(exc).__name__})
+
+
+def _holds_big_int(value: Any) -> bool:
+    """Whether ``value`` (which ``json.dumps`` wrote: no cycle) holds an integer outside the 64-bit range JSON tools
+    share, as a value (a key is written as a string)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not INT_MIN <= item <= INT_MAX:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
 
 
 def _report(workflow: Workflow, result: RunResult, out: TextIO, err: TextIO) -> int:
@@ -519,7 +570,7 @@ def _build_app(
         if len(body) > MAX_HTTP_BODY_BYTES:
             return problem(413, f"the request body is larger than {MAX_HTTP_BODY_BYTES} bytes")
         try:
-            payload = json.loads(body) if body.strip() else None
+            payload = _strict_loads(body) if body.strip() else None
         except ValueError as exc:
             return problem(400, f"the request body is not valid JSON: {exc}")
         except RecursionError:
@@ -557,7 +608,7 @@ def _build_app(
         """``POST {"run_id": ID, "project": NAME?, "from": NODE?}``: resume one of this workflow's runs (the viewer's
         button, through the receiver, which names the run's project)."""
         try:
-            body = json.loads(await request.body())
+            body = _strict_loads(await request.body())
         except (ValueError, RecursionError):
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("run_id"), str):

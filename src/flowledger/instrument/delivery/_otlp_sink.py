@@ -26,9 +26,9 @@ import httpx
 
 from flowledger.instrument._config import Settings
 from flowledger.instrument.delivery._otlp_protobuf import encode_export, rejected_spans
-from flowledger.instrument.delivery._otlp_spans import RunMemo, export_request, span_from_event
+from flowledger.instrument.delivery._otlp_spans import RunMemo, span_from_event
 from flowledger.instrument.delivery._sender import Sender
-from flowledger.instrument.delivery._span_sender import otlp_headers, span_protocol
+from flowledger.instrument.delivery._span_sender import otlp_headers, span_protocol, span_request
 from flowledger.instrument.delivery._transport import gzip_body, make_client
 
 __all__ = ["OtlpSender"]
@@ -61,7 +61,7 @@ class OtlpSender(Sender):
         if not spans:
             self._delivered(len(events))  # nothing to export: they only fed the spans that follow
             return b"", []
-        data, _ = encode_export(export_request(spans, service_name=self._settings.service_name), self.protocol)
+        data, _ = encode_export(span_request(self._settings, spans), self.protocol)
         self._spool.observe_write(len(data), time.monotonic() - started)
         return gzip_body(data), events
 

@@ -7,7 +7,8 @@ numbers. One finished run or node attempt becomes one span of kind
 INTERNAL; a failure sets status ERROR with the message and adds an
 ``exception`` span event per the OpenTelemetry semantic conventions.
 Attributes live under ``flowledger.*`` (docs/otel.md lists them); the
-resource carries ``service.name`` and ``telemetry.sdk.*``. Node events do
+resource carries ``service.name``, ``telemetry.sdk.*`` and the attributes of
+``OTEL_RESOURCE_ATTRIBUTES`` (``Settings.resource_attributes``). Node events do
 not repeat the workflow's id, name and version: :class:`RunMemo` remembers
 them from each ``run_started`` (a bounded map, filled by the same sender
 thread that builds the spans), so node spans carry them too.
@@ -21,7 +22,7 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from flowledger._otlp_enums import SpanKind, StatusCode
@@ -329,21 +330,25 @@ def _error_parts(error: Any, at_ns: int) -> tuple[str, list[dict[str, Any]]]:
     return text, [{"timeUnixNano": str(at_ns), "name": "exception", "attributes": attributes}]
 
 
-def export_request(spans: list[dict[str, Any]], *, service_name: str) -> dict[str, Any]:
-    """Wrap spans in one OTLP ``ExportTraceServiceRequest`` (JSON form)."""
+def export_request(
+    spans: list[dict[str, Any]], *, service_name: str, resource_attributes: Sequence[tuple[str, str]] = ()
+) -> dict[str, Any]:
+    """Wrap spans in one OTLP ``ExportTraceServiceRequest`` (JSON form).
+
+    The resource has ``resource_attributes`` (``OTEL_RESOURCE_ATTRIBUTES``) besides ``service.name`` and
+    ``telemetry.sdk.*``, which are the SDK's own whatever those say.
+    """
+    own = {
+        "service.name": service_name,
+        "telemetry.sdk.name": SCOPE_NAME,
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.version": __version__,
+    }
+    extra = [(key, value) for key, value in resource_attributes if key not in own]
     return {
         "resourceSpans": [
             {
-                "resource": {
-                    "attributes": _attributes(
-                        [
-                            ("service.name", service_name),
-                            ("telemetry.sdk.name", SCOPE_NAME),
-                            ("telemetry.sdk.language", "python"),
-                            ("telemetry.sdk.version", __version__),
-                        ]
-                    )
-                },
+                "resource": {"attributes": _attributes([*own.items(), *extra])},
                 "scopeSpans": [{"scope": {"name": SCOPE_NAME, "version": __version__}, "spans": spans}],
             }
         ]

@@ -10,6 +10,12 @@ Spans are a view of the events, not the record: they are never spooled,
 they get one short retry, and a slow or absent traces endpoint never holds
 up event delivery (which has its own thread). What could not be exported
 is counted in ``spans_dropped``.
+
+The standard OTel SDK variables apply to these spans (:mod:`.._otel_env`):
+``OTEL_RESOURCE_ATTRIBUTES`` joins their resource, ``OTEL_SDK_DISABLED=true``
+turns this export off (``Settings.export_spans``), and ``OTEL_TRACES_SAMPLER``
+chooses the traces whose spans are exported: the others are left out here,
+before they are queued, and counted in neither counter (a choice, not a loss).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from opentelemetry import context as otel_context
 
 from flowledger._apikey import api_key_problem
 from flowledger.instrument._config import Settings
+from flowledger.instrument._otel_env import TracesSampler, trace_kept
 from flowledger.instrument._url import masked
 from flowledger.instrument.delivery._grpc_spans import (
     GrpcSpanExport,
@@ -39,7 +46,7 @@ from flowledger.instrument.delivery._otlp_protobuf import OtlpProtocol, encode_e
 from flowledger.instrument.delivery._otlp_spans import export_request
 from flowledger.instrument.delivery._transport import gzip_body, make_client, untraced
 
-__all__ = ["SpanSender", "otlp_headers", "span_protocol"]
+__all__ = ["SpanSender", "otlp_headers", "span_protocol", "span_request"]
 
 _log = logging.getLogger("flowledger")
 
@@ -57,6 +64,10 @@ class SpanSender:
         self._max_items = settings.queue_max_items
         self._batch_items = settings.batch_max_items
         self.protocol = span_protocol(settings)
+        sampler = settings.traces_sampler
+        self._keeps_all = sampler in (TracesSampler.ALWAYS_ON, TracesSampler.PARENTBASED_ALWAYS_ON) or (
+            sampler.takes_ratio and settings.traces_sampler_ratio >= 1.0
+        )
         self._reset()
 
     def _reset(self) -> None:
@@ -79,7 +90,11 @@ class SpanSender:
         self._reset()
 
     def submit(self, spans: list[dict[str, Any]]) -> None:
-        """Queue spans; drop (and count) what does not fit. Never blocks."""
+        """Queue the spans the sampler keeps; drop (and count) what does not fit. Never blocks."""
+        if not self._keeps_all:
+            settings = self._settings
+            sampler, ratio = settings.traces_sampler, settings.traces_sampler_ratio
+            spans = [span for span in spans if trace_kept(sampler, ratio, span["traceId"])]
         if not spans:
             return
         with self._lock:
@@ -165,13 +180,11 @@ class SpanSender:
 
     def _post(self, spans: list[dict[str, Any]]) -> int:
         if self._grpc is not None:
-            if self._grpc.export(export_request(spans, service_name=self._settings.service_name)):
+            if self._grpc.export(span_request(self._settings, spans)):
                 return len(spans)
             self._log_once("grpc", "flowledger: could not export spans over gRPC to %s", masked(self._grpc.endpoint))
             return 0
-        data, content_type = encode_export(
-            export_request(spans, service_name=self._settings.service_name), self.protocol
-        )
+        data, content_type = encode_export(span_request(self._settings, spans), self.protocol)
         body = gzip_body(data)
         if self._client is None:
             self._client = make_client(
@@ -210,6 +223,11 @@ class SpanSender:
 
 
 _PROTOCOL_VARIABLES: Final = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+
+
+def span_request(settings: Settings, spans: list[dict[str, Any]]) -> dict[str, Any]:
+    """The OTLP request of ``spans`` with the settings' resource: service name and ``OTEL_RESOURCE_ATTRIBUTES``."""
+    return export_request(spans, service_name=settings.service_name, resource_attributes=settings.resource_attributes)
 
 
 def span_protocol(settings: Settings, environ: Mapping[str, str] | None = None) -> OtlpProtocol:
