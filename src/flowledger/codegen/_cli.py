@@ -11,7 +11,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
@@ -19,6 +18,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 import click
 
 from flowledger._exceptions import DefinitionError
+from flowledger._files import write_text_atomically
 from flowledger.codegen import _generate
 
 __all__ = ["COMMANDS", "EXIT_INVALID", "generate_command", "validate_command"]
@@ -83,21 +83,6 @@ def validate_command(definition: Path, as_json: bool) -> None:
     click.echo(f"{definition}: valid (workflow {model.workflow.id}, {count} node{'s' if count != 1 else ''})")
 
 
-def _write_atomically(target: Path, text: str) -> None:
-    directory = target.parent if str(target.parent) else Path()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, FILE_MODE & ~umask)  # mkstemp makes 0600; a module is as readable as any file
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @click.command("generate")
 @click.argument("definition", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -130,7 +115,9 @@ def generate_command(definition: Path, output: Path, templates_dir: Path | None,
         click.echo(source, nl=False)
         return
     try:
-        _write_atomically(output, source)
+        umask = os.umask(0)
+        os.umask(umask)
+        write_text_atomically(output, source, mode=FILE_MODE & ~umask)  # a module is as readable as any file
     except OSError as exc:
         click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
         raise SystemExit(EXIT_IO) from None

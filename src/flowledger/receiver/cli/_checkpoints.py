@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 import click
 
 from flowledger._exceptions import KeyFileError, ProofError
+from flowledger._files import write_text_atomically
 from flowledger.receiver.store._checkpoint import Checkpoint, SignerKey, VerifierKey, open_checkpoint
 from flowledger.receiver.store._proof import check_extends
 
@@ -71,15 +72,9 @@ def read_checkpoint(path: Path, key: VerifierKey) -> tuple[str, Checkpoint]:
 
 
 def write_atomically(path: Path, text: str, *, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it, so a reader never sees half of it."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        partial.chmod(mode)
-        partial.replace(path)
-    except OSError as exc:  # named by the file asked for, not the temporary one
-        partial.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    """Write ``text`` to ``path`` through a temporary file beside it, so a reader never sees half of it (a device
+    such as ``/dev/null`` is written, never replaced)."""
+    write_text_atomically(path, text, mode=mode)
 
 
 def check_against(source: Source, checkpoints: list[Path], key_path: Path) -> tuple[str | None, dict[str, int]]:
