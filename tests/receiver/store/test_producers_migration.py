@@ -34,7 +34,7 @@ def _old_database(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         conn = sqlite3.connect(path, isolation_level=None)
         try:
             migrations.migrate(conn)
-            assert schema_version(conn) == SCHEMA_VERSION - 1
+            assert schema_version(conn) == before
             conn.executemany("INSERT INTO producers VALUES (?, ?, ?, ?, ?, ?)", _ROWS)
         finally:
             conn.close()

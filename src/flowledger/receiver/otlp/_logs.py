@@ -6,7 +6,11 @@ bytes or all zero, a span id comes without a trace id, its time is
 2**63 ns or later, or its ``severityNumber`` is not a value of the OTLP
 enum (0 to 24); its siblings are still stored. A record without a time
 takes its observed time, and one with neither the time it was received.
-Bodies and attributes become plain JSON as span attributes do.
+Bodies and attributes become plain JSON as span attributes do, in the order
+sent. A record's key (what makes a retry a duplicate) digests its resource,
+scope and record with every key-value list sorted by key (nested ones too,
+:func:`canonical_bytes`): the same record with its attributes in another
+order is the same record.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from flowledger.receiver.otlp._spans import (
 )
 from flowledger.receiver.store._otlp_logs import OtlpLogRow
 
-__all__ = ["LogBatch", "logs_from_request"]
+__all__ = ["LogBatch", "canonical_bytes", "logs_from_request"]
 
 _SEVERITY_NUMBERS: Final = frozenset(int(number) for number in logs_pb2.SeverityNumber.values())
 
@@ -48,6 +52,59 @@ class LogBatch:
     def error_message(self) -> str:
         """The partial-success message: a count and the first few problems."""
         return rejection_message(self.rejected, self.problems, "log record(s)")
+
+
+def _has_unsorted(pairs: Any) -> bool:
+    """Whether repeated ``KeyValue`` ``pairs``, or a key-value list inside their values, is not sorted by key."""
+    keys = [pair.key for pair in pairs]
+    return keys != sorted(keys) or any(_value_has_unsorted(pair.value) for pair in pairs)
+
+
+def _value_has_unsorted(value: Any) -> bool:
+    """Whether a key-value list inside an ``AnyValue`` is not sorted by key."""
+    which = value.WhichOneof("value")
+    if which == "kvlist_value":
+        return _has_unsorted(value.kvlist_value.values)
+    if which == "array_value":
+        return any(_value_has_unsorted(item) for item in value.array_value.values)
+    return False
+
+
+def _sort_pairs(pairs: Any) -> None:
+    """Sort ``pairs`` by key in place, stably (a repeated key keeps its last value last), and the lists inside."""
+    for pair in pairs:
+        _sort_value(pair.value)
+    ordered = []
+    for pair in sorted(pairs, key=lambda kv: kv.key):
+        kept = type(pair)()
+        kept.CopyFrom(pair)
+        ordered.append(kept)
+    del pairs[:]
+    pairs.extend(ordered)
+
+
+def _sort_value(value: Any) -> None:
+    """Sort the key-value lists inside an ``AnyValue`` in place (an array keeps its order)."""
+    which = value.WhichOneof("value")
+    if which == "kvlist_value":
+        _sort_pairs(value.kvlist_value.values)
+    elif which == "array_value":
+        for item in value.array_value.values:
+            _sort_value(item)
+
+
+def canonical_bytes(message: Any) -> bytes:
+    """``message`` (a resource, scope or log record) serialised deterministically with its attributes, and every
+    key-value list inside them or its body, sorted by key; ``message`` itself stays as sent (it is forwarded)."""
+    with_body = "body" in message.DESCRIPTOR.fields_by_name
+    if not _has_unsorted(message.attributes) and not (with_body and _value_has_unsorted(message.body)):
+        return bytes(message.SerializeToString(deterministic=True))
+    canonical = type(message)()
+    canonical.CopyFrom(message)
+    _sort_pairs(canonical.attributes)
+    if with_body:
+        _sort_value(canonical.body)
+    return bytes(canonical.SerializeToString(deterministic=True))
 
 
 def _record_problem(record: Any) -> str | None:
@@ -79,9 +136,10 @@ def logs_from_request(request: Any, *, project: str | None, received_at: str, sk
         resource = attributes_json(resource_logs.resource.attributes)
         service = resource.get("service.name")
         resource_text = dumps(resource)
-        resource_bytes = resource_logs.resource.SerializeToString(deterministic=True)
+        resource_bytes = canonical_bytes(resource_logs.resource)
         for s, scope_logs in enumerate(resource_logs.scope_logs):
             scope = scope_logs.scope
+            scope_bytes = canonical_bytes(scope)
             for i, record in enumerate(scope_logs.log_records):
                 where = f"resourceLogs[{r}].scopeLogs[{s}].logRecords[{i}]"
                 if skip and where in skip:
@@ -91,9 +149,9 @@ def logs_from_request(request: Any, *, project: str | None, received_at: str, sk
                     problems.append(f"{where}: {problem}")
                     continue
                 digest = hashlib.sha256(repr(project).encode())
-                for part in (resource_bytes, scope.SerializeToString(deterministic=True)):
+                for part in (resource_bytes, scope_bytes):
                     digest.update(len(part).to_bytes(8, "big") + part)
-                digest.update(record.SerializeToString(deterministic=True))
+                digest.update(canonical_bytes(record))
                 rows.append(
                     OtlpLogRow(
                         record_key=digest.hexdigest(),

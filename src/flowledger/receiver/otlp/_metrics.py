@@ -10,14 +10,19 @@ not a finite number within [0, 1]; its siblings are still stored. A sum or
 (exponential) histogram whose ``aggregationTemporality`` is not a value of
 the OTLP enum (0 to 2) has every point refused, named once at the metric;
 the other metrics of the request are still stored. Gauges
-and sums keep their value as a number; the other types keep their counts,
-sums and buckets as JSON. A NaN or infinite value, sum or bound is kept and
+and sums keep their value as sent: an ``asInt`` as an exact integer, an
+``asDouble`` as a float; the other types keep their counts, sums and
+buckets as JSON (counts as integers). A series is identified by the
+canonical form of its resource and point attributes (object keys sorted at
+every level), so the same resource or attributes sent in another order are
+the same series; its stored resource is the one first sent. A NaN or infinite value, sum or bound is kept and
 answered as the string OTLP's JSON mapping writes ("NaN", "Infinity",
 "-Infinity"), never as a bare JSON constant.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Final
@@ -25,7 +30,7 @@ from typing import Any, Final
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from flowledger.receiver.otlp._spans import MAX_TIME_NS, attributes_json, dumps, json_safe_number, rejection_message
-from flowledger.receiver.store._otlp_metrics import MetricPointRow, MetricSeries
+from flowledger.receiver.store._otlp_metrics import MetricPointRow, MetricSeries, series_key
 
 __all__ = ["MetricBatch", "points_from_request"]
 
@@ -69,14 +74,19 @@ def _temporality(data: Any) -> tuple[int | None, str | None]:
     return temporality, None
 
 
-def _point_value(kind: str, point: Any) -> tuple[float | None, dict[str, Any] | None, str | None]:
-    """(value, data, problem) of one data point."""
+def _canonical(value: Any) -> str:
+    """JSON text of ``value`` with every object's keys sorted: one text whatever order the attributes came in."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def _point_value(kind: str, point: Any) -> tuple[int | float | None, dict[str, Any] | None, str | None]:
+    """(value, data, problem) of one data point; an ``asInt`` value stays an int."""
     if kind in {"gauge", "sum"}:
         which = point.WhichOneof("value")
         if which is None:
             return None, None, "the data point has no value (asDouble or asInt)"
         if which == "as_int":
-            return float(point.as_int), None, None
+            return int(point.as_int), None, None
         if math.isfinite(point.as_double):
             return point.as_double, None, None
         return None, {"value": json_safe_number(point.as_double)}, None
@@ -113,7 +123,7 @@ def points_from_request(request: Any, *, project: str | None) -> MetricBatch:
     for r, resource_metrics in enumerate(request.resource_metrics):
         resource = attributes_json(resource_metrics.resource.attributes)
         service = resource.get("service.name")
-        resource_text = dumps(resource)
+        resource_text, resource_canonical = dumps(resource), _canonical(resource)
         for s, scope_metrics in enumerate(resource_metrics.scope_metrics):
             scope = scope_metrics.scope
             for m, metric in enumerate(scope_metrics.metrics):
@@ -140,6 +150,15 @@ def points_from_request(request: Any, *, project: str | None) -> MetricBatch:
                         rejected += 1
                         problems.append(f"{where}: {problem}")
                         continue
+                    attributes = attributes_json(point.attributes)
+                    attributes_text = dumps(dict(sorted(attributes.items())))
+                    identity = (project, metric.name, kind, metric.unit)
+                    scope_id = (scope.name or None, scope.version or None)
+                    attributes_canonical = _canonical(attributes)
+                    key = series_key(*identity, resource_canonical, *scope_id, attributes_canonical)
+                    unsorted_key = None  # the key earlier versions gave it, when another: it may be stored under it
+                    if (resource_text, attributes_text) != (resource_canonical, attributes_canonical):
+                        unsorted_key = series_key(*identity, resource_text, *scope_id, attributes_text)
                     series = MetricSeries(
                         project=project,
                         name=metric.name,
@@ -150,9 +169,11 @@ def points_from_request(request: Any, *, project: str | None) -> MetricBatch:
                         monotonic=monotonic,
                         service_name=service if isinstance(service, str) else None,
                         resource=resource_text,
-                        scope_name=scope.name or None,
-                        scope_version=scope.version or None,
-                        attributes=dumps(dict(sorted(attributes_json(point.attributes).items()))),
+                        scope_name=scope_id[0],
+                        scope_version=scope_id[1],
+                        attributes=attributes_text,
+                        key=key,
+                        unsorted_key=unsorted_key,
                     )
                     rows.append(
                         MetricPointRow(

@@ -12,7 +12,10 @@ gets there with three rules:
   ``duration_ms``, then the smaller ``event_id``) decides, in any arrival
   order, so a late ``run_finished(failed)`` never flips a succeeded run; the
   statuses the others reported are kept on the run (``finish_conflicts``) and
-  the events stay in the ledger. For node attempts the larger ``event_id`` wins.
+  the events stay in the ledger. The run's cost follows the same order (the
+  winner's, else the next finish's that carries one; a heartbeat's only
+  before any finish with a cost: :func:`_maybe_cost`). For node attempts the
+  larger ``event_id`` wins.
 * A field that both the start and the end event carry is taken from the end
   event (``started_at``, ``workflow_id``...), filling from the start event only
   what the end event lacks.
@@ -353,9 +356,9 @@ def fold_run(state: RunState | None, event: FoldEvent) -> RunState:
             if getattr(run, name) is None:
                 setattr(run, name, data.get(name))
         if data.get("cost") is not None:
-            _maybe_cost(run, data["cost"], "2:" + event.event_id)
+            _maybe_cost(run, data["cost"], f"{_FINISH_COST}{done}:{event.event_id}")
     elif kind is _HEARTBEAT and data.get("cost") is not None:
-        _maybe_cost(run, data["cost"], f"1:{event.ts}:{event.event_id}")
+        _maybe_cost(run, data["cost"], f"{_HEARTBEAT_COST}{event.ts}:{event.event_id}")
     if run.trace_id is None or kind is _RUN_STARTED:
         run.trace_id = data.get("trace_id") or run.trace_id
     if outcome is _BECOME_RUNNING:
@@ -373,8 +376,35 @@ def _finish_statuses(run: RunState) -> set[str]:
     return statuses
 
 
+_FINISH_COST: Final = "3:"
+"""``cost_key`` of a cost from a run_finished: ``3:<completed_at>:<event_id>``, the smaller (the finish that wins the
+status, :func:`fold_run`'s comparison: both parts have a fixed width) deciding among them."""
+_HEARTBEAT_COST: Final = "1:"
+"""``cost_key`` of a cost from a heartbeat: ``1:<ts>:<event_id>``, the larger (the latest) deciding among them."""
+_LEGACY_FINISH_COST: Final = "2"
+"""The first character of a ``cost_key`` from a run_finished as earlier receivers kept it (``2:<event_id>``, the
+larger deciding): it stands while it names the winning run_finished, any other finish's cost replaces it
+(``flowledger rebuild`` keys every run's cost anew)."""
+
+
 def _maybe_cost(run: RunState, cost: dict[str, Any], key: str) -> None:
-    if run.cost_key is None or key > run.cost_key:
+    """Keep ``cost`` when its key beats the run's: any run_finished's beats any heartbeat's, the winning
+    run_finished's (the earliest finish, then the smaller event id) beats the others', the latest heartbeat's the
+    earlier ones'. A run's cost thus follows its status whatever order its events arrive in."""
+    kept = run.cost_key
+    if kept is None:
+        wins = True
+    elif key[0] == "3":  # _FINISH_COST (the status was decided before: finished_event_id is the winner's)
+        rank = kept[0]
+        if rank == "3":
+            wins = key < kept
+        elif rank == _LEGACY_FINISH_COST:
+            wins = kept[2:] != run.finished_event_id
+        else:
+            wins = True
+    else:  # a heartbeat: only over an earlier one
+        wins = kept[0] == "1" and key > kept
+    if wins:
         run.cost_key = key
         _set_cost(run, cost)
 

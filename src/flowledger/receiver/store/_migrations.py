@@ -799,6 +799,15 @@ CREATE INDEX producers_with_gaps ON producers (last_ts) WHERE max_seq >= events;
 """
 
 
+def _otlp_integer_values(conn: sqlite3.Connection) -> None:
+    """A gauge or sum point sent as asInt keeps its integer in ``int_value``, exact over the whole int64 range
+    (``value`` NULL); ``value`` keeps an asDouble. Points stored before keep their integers in ``value``, as
+    doubles. (Added only when missing: a database whose version was set back still has it.)"""
+    columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(otlp_metric_points)")}
+    if "int_value" not in columns:
+        conn.execute("ALTER TABLE otlp_metric_points ADD COLUMN int_value INTEGER")
+
+
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration: an SQL script, or a function given the connection inside the migration's transaction."""
 
@@ -834,6 +843,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _ledger_format_3,
     _RUN_COUNTS_COST_UNCAPPED,
     _PRODUCERS_PER_PROJECT,
+    _otlp_integer_values,
 )
 """Migration ``i`` brings the schema from version ``i`` to ``i + 1``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)

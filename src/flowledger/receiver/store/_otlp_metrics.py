@@ -3,9 +3,17 @@
 The OTLP stage (:mod:`flowledger.receiver.otlp`) turns export requests into
 :class:`MetricPointRow` values. A series is one ``(project, resource, scope,
 metric name, type, unit, point attributes)``; its key is the SHA-256 of
-those, so a series is found again whatever the order of the attributes.
+those with every JSON object's keys sorted (:func:`series_key`, nested
+key-value lists too), so a series is found again whatever the order in which
+its resource or point attributes were sent; the series keeps them as they
+were first sent. A series stored by a version that sorted only the point
+attributes' top level is found by that older key (``unsorted_key``) and
+re-keyed the first time it is sent again.
 A point is stored once per ``(series, time)``: an exporter's retry is a
-duplicate and changes nothing.
+duplicate and changes nothing. A gauge or sum point keeps its value as sent:
+an ``asInt`` in ``int_value`` (exact over the whole int64 range, answered as
+a JSON integer), an ``asDouble`` in ``value``; points stored before
+``int_value`` existed have their integers as doubles.
 
 Both tables are bounded: at most ``max_series`` series (points of a new
 series beyond it are refused and counted in the partial-success answer) and
@@ -28,6 +36,7 @@ from flowledger.receiver.store._spans import json_safe_number, loads_stored
 
 __all__ = [
     "METRICS_SCHEMA",
+    "POINT_READ",
     "SERIES_FIELDS",
     "MetricPointRow",
     "MetricSeries",
@@ -36,6 +45,7 @@ __all__ = [
     "point_json",
     "select_metric_series",
     "series_json",
+    "series_key",
 ]
 
 METRICS_SCHEMA: Final = """
@@ -74,12 +84,36 @@ SERIES_FIELDS: Final = (
     "attributes",
 )
 """A series' columns after its key, in the order of :meth:`MetricSeries.values`."""
+POINT_READ: Final = "time_ns, start_ns, value, data, int_value"
+"""The point columns :func:`point_json` takes, in its order (both engines)."""
 _LOOKUP_CHUNK: Final = 500
+
+
+def series_key(
+    project: str | None,
+    name: str,
+    kind: str,
+    unit: str,
+    resource: str,
+    scope_name: str | None,
+    scope_version: str | None,
+    attributes: str,
+) -> str:
+    """A series' identity: the SHA-256 of its project, name, type (``kind``), unit, resource (JSON text), scope
+    and point attributes (JSON text). Given canonical texts (keys sorted at every level) it is the same for any
+    order they were sent in."""
+    parts = [project, name, kind, unit, resource, scope_name, scope_version, attributes]
+    return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
 class MetricSeries:
-    """What identifies a series (and describes it); ``resource`` and ``attributes`` are JSON text."""
+    """What identifies a series (and describes it); ``resource`` and ``attributes`` are JSON text as sent.
+
+    ``key`` is :func:`series_key` of the canonical texts (whatever the order sent); ``unsorted_key`` the key an
+    earlier version gave the same series from the texts as sent (None when it is ``key``): a series stored
+    under it is re-keyed when found.
+    """
 
     project: str | None
     name: str
@@ -93,13 +127,8 @@ class MetricSeries:
     scope_name: str | None
     scope_version: str | None
     attributes: str
-
-    @property
-    def key(self) -> str:
-        """The series' identity: a digest of everything but its description."""
-        parts = [self.project, self.name, self.type, self.unit, self.resource, self.scope_name, self.scope_version]
-        parts.append(self.attributes)
-        return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
+    key: str
+    unsorted_key: str | None = None
 
     def values(self) -> tuple[Any, ...]:
         """The series' columns, key first."""
@@ -108,13 +137,20 @@ class MetricSeries:
 
 @dataclass(frozen=True, slots=True)
 class MetricPointRow:
-    """One data point and its series. ``value`` for gauges and sums; ``data`` (JSON) for the other types."""
+    """One data point and its series. ``value`` for gauges and sums (an int for ``asInt``, a float for
+    ``asDouble``); ``data`` (JSON) for the other types."""
 
     series: MetricSeries
     time_ns: int
     start_ns: int | None
-    value: float | None
+    value: int | float | None
     data: str | None
+
+    def stored_values(self) -> tuple[float | None, int | None]:
+        """``(value, int_value)`` as stored: a double in the first, an integer in the second."""
+        if isinstance(self.value, int):
+            return None, self.value
+        return self.value, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +173,18 @@ async def _series_ids(conn: aiosqlite.Connection, keys: list[str]) -> dict[str, 
     return found
 
 
+async def _rekey_unsorted(conn: aiosqlite.Connection, series: list[MetricSeries], ids: dict[str, int]) -> None:
+    """Find series stored under their older, order-dependent key; give them their key and add them to ``ids``."""
+    former = {s.unsorted_key: s.key for s in series if s.unsorted_key is not None}
+    if not former:
+        return
+    for old_key, series_id in (await _series_ids(conn, list(former))).items():
+        key = former[old_key]
+        if key not in ids:  # else the series is stored under both keys (sent in two orders before): use the new
+            await conn.execute("UPDATE otlp_metric_series SET series_key = ? WHERE series_id = ?", [key, series_id])
+            ids[key] = series_id
+
+
 async def insert_metric_points(
     conn: aiosqlite.Connection, points: Sequence[MetricPointRow], *, max_series: int, max_points: int
 ) -> MetricsOutcome:
@@ -145,6 +193,9 @@ async def insert_metric_points(
     ids = await _series_ids(conn, list(series_by_key))
     missing = [key for key in series_by_key if key not in ids]
     if missing:
+        await _rekey_unsorted(conn, [series_by_key[key] for key in missing], ids)
+        missing = [key for key in missing if key not in ids]
+    if missing:
         (count,) = next(iter(await conn.execute_fetchall("SELECT count(*) FROM otlp_metric_series")))
         room = max(0, max_series - int(count))
         head = f"INSERT INTO otlp_metric_series (series_key, {', '.join(SERIES_FIELDS)})"
@@ -152,13 +203,13 @@ async def insert_metric_points(
         await insert_rows(conn, head, new_rows, width=len(SERIES_FIELDS) + 1)
         ids.update(await _series_ids(conn, missing[:room]))
     rows = [
-        (ids[point.series.key], point.time_ns, point.start_ns, point.value, point.data)
+        (ids[point.series.key], point.time_ns, point.start_ns, *point.stored_values(), point.data)
         for point in points
         if point.series.key in ids
     ]
     before = conn.total_changes
-    head = "INSERT OR IGNORE INTO otlp_metric_points (series_id, time_ns, start_ns, value, data)"
-    await insert_rows(conn, head, rows, width=5)
+    head = "INSERT OR IGNORE INTO otlp_metric_points (series_id, time_ns, start_ns, value, int_value, data)"
+    await insert_rows(conn, head, rows, width=6)
     stored = conn.total_changes - before
     if stored:
         (last,) = next(iter(await conn.execute_fetchall("SELECT max(point_id) FROM otlp_metric_points")))
@@ -185,8 +236,10 @@ def series_json(row: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-def point_json(time_ns: int, start_ns: int | None, value: float | None, data: str | None) -> dict[str, Any]:
-    """The API shape of one data point."""
+def point_json(
+    time_ns: int, start_ns: int | None, value: float | None, data: str | None, int_value: int | None = None
+) -> dict[str, Any]:
+    """The API shape of one data point (read as :data:`POINT_READ`): an integer value stays an integer."""
     point: dict[str, Any] = {
         "time": format_ts(time_ns),
         "time_unix_nano": time_ns,
@@ -194,6 +247,8 @@ def point_json(time_ns: int, start_ns: int | None, value: float | None, data: st
     }
     if data is not None:
         point.update(loads_stored(data))
+    elif int_value is not None:
+        point["value"] = int(int_value)
     else:
         point["value"] = None if value is None else json_safe_number(value)
     return point
@@ -238,7 +293,7 @@ async def select_metric_series(
                 bounds += " AND time_ns < ?"
                 bound_params.append(until_ns)
             points = await conn.execute_fetchall(
-                "SELECT time_ns, start_ns, value, data FROM otlp_metric_points "
+                f"SELECT {POINT_READ} FROM otlp_metric_points "
                 f"WHERE series_id = ?{bounds} ORDER BY time_ns DESC LIMIT ?",
                 [row[0], *bound_params, max_points],
             )

@@ -125,7 +125,14 @@ class NodeFacts(NamedTuple):
         key = f"{self.workflow_id or ''}/{self.node_id or ''}"
         return [
             Contribution(
-                StatsBy.NODE, key, self.project or "", self.status, self.started_at, self.cost_usd, self.duration_ms
+                StatsBy.NODE,
+                key,
+                self.project or "",
+                self.status,
+                self.started_at,
+                self.cost_usd,
+                self.duration_ms,
+                self.node_id,
             )
         ]
 
@@ -322,11 +329,13 @@ async def apply_facts(
     *,
     added: tuple[list[RunFacts], list[NodeFacts]],
     removed: tuple[list[RunFacts], list[NodeFacts]],
+    extremes: bool = True,
 ) -> None:
-    """Add and take away facts in every sum."""
+    """Add and take away facts in every sum; ``extremes``: find the statistics' min and max of the rows facts leave
+    again (:func:`~._stats.exact_extremes`)."""
     changes = fact_changes(added=added, removed=removed)
     await record_failures(conn, changes.failures_added, changes.failures_removed)
-    await record_contributions(conn, changes.contributions_added, changes.contributions_removed)
+    await record_contributions(conn, changes.contributions_added, changes.contributions_removed, extremes=extremes)
 
 
 def _contributions(facts: tuple[list[RunFacts], list[NodeFacts]]) -> list[Contribution]:
@@ -388,14 +397,14 @@ async def retract_stored(conn: aiosqlite.Connection) -> None:
         if not rows:
             break
         last = after_run(rows[-1])
-        await apply_facts(conn, added=([], []), removed=([RunFacts(*row) for row in rows], []))
+        await apply_facts(conn, added=([], []), removed=([RunFacts(*row) for row in rows], []), extremes=False)
     last_key = ("", "", "")
     while True:
         rows = list(await conn.execute_fetchall(_NODE_FACT_SQL, (*last_key, _RETRACT_CHUNK)))
         if not rows:
             break
         last_key = after_node(rows[-1])
-        await apply_facts(conn, added=([], []), removed=([], [NodeFacts(*row[:-1]) for row in rows]))
+        await apply_facts(conn, added=([], []), removed=([], [NodeFacts(*row[:-1]) for row in rows]), extremes=False)
 
 
 def backfill_rollups(conn: sqlite3.Connection) -> None:

@@ -29,9 +29,13 @@ its statuses added up are kept too (``stats_total``, made again from the
 place's rows whenever they change), so a series reads a whole bucket as one
 row; its edges and queries without buckets add up the rows.
 
-A run or attempt whose fold changes (a late ``run_finished`` wins) is taken
-out of its old rows and added to its new ones; min and max, which cannot be
-taken back, stay as they were. Purges and retention leave the rows alone
+A run or attempt whose fold changes (a late ``run_finished`` wins, a late
+``run_started`` names its agent or workflow) is taken out of its old rows and
+added to its new ones. A row's min and max cannot be taken back by
+subtraction: when one that is taken out held a row's min or max, the row's
+are found again (:func:`exact_extremes`): an hour row's from the stored runs
+or attempts it counts, a day row's from its hours, a month row's from its
+days. Purges and retention leave the rows alone
 (statistics survive them); a rebuild takes the stored runs out and folds
 them back in (:mod:`._rollups`). Runs that have not finished are not counted.
 """
@@ -74,6 +78,7 @@ __all__ = [
     "decode_histogram",
     "duration_bin",
     "encode_histogram",
+    "exact_extremes",
     "keep_totals_sync",
     "record_contributions",
     "record_contributions_sync",
@@ -338,6 +343,9 @@ class Contribution:
     started_at: str
     cost_usd: float | None
     duration_ms: float | None
+    node_id: str | None = None
+    """The attempt's node (dimension ``node``; the key is ``workflow_id/node_id``): where its rows' extremes are
+    found again (:func:`exact_extremes`)."""
 
 
 _Figures = tuple[int | None, float | None, int]
@@ -713,6 +721,120 @@ class _Deltas:
         ]
 
 
+_Fetch = Callable[[str, Sequence[Any]], Awaitable[Iterable[Sequence[Any]]]]
+"""Runs one read (``?`` parameters) in the caller's transaction and gives its rows."""
+_Execute = Callable[[str, Sequence[Any]], Awaitable[Any]]
+"""Runs one statement (``?`` parameters) in the caller's transaction."""
+_EXTREMES: Final = "cost_min_nanos, cost_max_nanos, duration_ms_min, duration_ms_max"
+_READ_EXTREMES: Final = f"SELECT runs, {_EXTREMES} FROM stats_rollup WHERE {_KEY_WHERE}"
+_SET_EXTREMES: Final = (
+    f"UPDATE stats_rollup SET cost_min_nanos = ?, cost_max_nanos = ?, duration_ms_min = ?, duration_ms_max = ? "
+    f"WHERE {_KEY_WHERE}"
+)
+_EXTREMES_OF_PARTS: Final = (
+    "SELECT min(cost_min_nanos), max(cost_max_nanos), min(duration_ms_min), max(duration_ms_max) FROM stats_rollup "
+    "WHERE dim = ? AND grain = ? AND project = ? AND bucket >= ? AND bucket < ? AND key = ? AND status = ?"
+)
+"""The extremes of a day's hour rows, or a month's day rows (a range of the primary key)."""
+_RUN_KEY_COLUMN: Final = {StatsBy.WORKFLOW.value: "workflow_id", StatsBy.AGENT.value: "agent_id", StatsBy.PROJECT.value:
+                          "project"}  # fmt: skip
+_SOURCE_FIGURES: Final = "count(*), min({0}cost_usd), max({0}cost_usd), min({0}duration_ms), max({0}duration_ms)"
+
+
+def _source_sql(dim: str, scope: str, key: str, node_id: str | None) -> tuple[str, list[Any], list[Any]]:
+    """The read of what an hour row's stored runs (or attempts) give it: their count, then the min and max of
+    their costs (USD) and durations; its parameters before the hour's bounds and the status (``?, ?, ?``), and
+    after them."""
+    params: list[Any] = []
+    if dim == StatsBy.NODE.value:
+        node = node_id or ""
+        workflow = key[: len(key) - len(node) - 1]
+        sql = (
+            f"SELECT {_SOURCE_FIGURES.format('n.')} FROM runs r JOIN node_runs n ON n.run_id = r.run_id "
+            "AND coalesce(n.project, '') = coalesce(r.project, '') WHERE "
+            f"{_equals('r.workflow_id', workflow, params)} AND {_equals('n.node_id', node, params)} "
+            "AND n.started_at >= ? AND n.started_at < ? AND n.status = ?"
+        )
+        scoped = "r.project"
+    else:
+        column = _RUN_KEY_COLUMN[dim]
+        sql = (
+            f"SELECT {_SOURCE_FIGURES.format('')} FROM runs WHERE {_equals(column, key, params)} "
+            "AND started_at >= ? AND started_at < ? AND status = ?"
+        )
+        scoped = "project"
+    if scope == ALL_PROJECTS:
+        return sql, params, []
+    return f"{sql} AND {scoped} = ?", params, [scope]
+
+
+def _equals(column: str, value: str, params: list[Any]) -> str:
+    """``column`` as a key holds ``value`` ('' for NULL too), its parameter appended to ``params``."""
+    if value:
+        params.append(value)
+        return f"{column} = ?"
+    return f"({column} IS NULL OR {column} = '')"
+
+
+def _held(value: Any, extreme: Any) -> bool:
+    """Whether a value taken out of a row may have been its min or max ``extreme`` (a float past 2**63 always
+    may: it is not exact)."""
+    return extreme is not None and value is not None and (type(extreme) is float or value == extreme)
+
+
+async def exact_extremes(removed: Iterable[Contribution], fetch: _Fetch, execute: _Execute) -> None:
+    """Find again the min and max of the rows contributions were taken out of (their deltas already written), so
+    that they are those of what the rows still count (before their places' totals are made again).
+
+    An hour row whose min or max a removed value held is given those of the stored runs (or attempts) it counts,
+    read from ``runs`` (``node_runs``) within its hour: only when they are all of its runs, so a row that also
+    counts purged runs, whose values are gone, keeps its own (the values it keeps are its runs' all the same, or
+    were). A day row whose hours changed takes its hours' extremes, a month row its days'. At ingest a fold
+    seldom takes a run out (a late finish that wins, a run's identity set late), so this reads a row per removed
+    contribution and its place, and the stored runs of an hour only when a removed value was at an edge."""
+    held: dict[_RowKey, list[tuple[int | None, float | None]]] = {}
+    node_ids: dict[_RowKey, str | None] = {}
+    for c in removed:
+        hour = _hour(c.started_at)
+        nanos = None if c.cost_usd is None else usd_to_nanos(c.cost_usd)
+        for scope in _scopes(c.project):
+            row = (c.dim.value, _HOUR, scope, hour, c.key, c.status)
+            held.setdefault(row, []).append((nanos, c.duration_ms))
+            node_ids[row] = c.node_id
+    parents: set[tuple[str, str, str, str, str]] = set()
+    for row, values in held.items():
+        found = list(await fetch(_READ_EXTREMES, row))
+        if not found:  # emptied: its day and month lost what it had
+            parents.add((row[0], row[2], row[3], row[4], row[5]))
+            continue
+        runs, cmin, cmax, dmin, dmax = found[0]
+        if not any(_held(n, cmin) or _held(n, cmax) or _held(ms, dmin) or _held(ms, dmax) for n, ms in values):
+            continue
+        sql, before, after = _source_sql(row[0], row[2], row[4], node_ids[row])
+        hour = row[3]
+        stored = list(await fetch(sql, [*before, hour, hour[:13] + ";", row[5], *after]))
+        count, usd_min, usd_max, ms_min, ms_max = stored[0]
+        if int(count) != int(runs):  # purged runs count in it too: their values are not stored any more
+            continue
+        extremes = (
+            None if usd_min is None else usd_to_nanos(usd_min),
+            None if usd_max is None else usd_to_nanos(usd_max),
+            ms_min,
+            ms_max,
+        )
+        if extremes != (cmin, cmax, dmin, dmax):
+            await execute(_SET_EXTREMES, [*extremes, *row])
+            parents.add((row[0], row[2], row[3], row[4], row[5]))
+    for dim, scope, hour, key, status in sorted(parents):
+        day, month = _day(hour), _month(hour)
+        for grain, bucket, part, low, high in (
+            (_DAY, day, _HOUR, day, _next_day(day)),
+            (_MONTH, month, _DAY, month, _next_month(month)),
+        ):
+            (of_parts,) = list(await fetch(_EXTREMES_OF_PARTS, (dim, part, scope, low, high, key, status)))
+            await execute(_SET_EXTREMES, [*of_parts, dim, grain, scope, bucket, key, status])
+
+
 def _stored(rows: Iterable[Sequence[Any]]) -> dict[_Place, bytes]:
     return {(str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])): bytes(r[5]) for r in rows}
 
@@ -723,9 +845,10 @@ def _ranked_puts(put: Iterable[tuple[str, str, str, str, str, bytes]]) -> list[t
 
 
 async def record_contributions(
-    conn: WriteConnection, added: Iterable[Contribution], removed: Iterable[Contribution]
+    conn: WriteConnection, added: Iterable[Contribution], removed: Sequence[Contribution], *, extremes: bool = True
 ) -> None:
-    """Add and take away contributions (inside the caller's transaction)."""
+    """Add and take away contributions (inside the caller's transaction); ``extremes``: find the min and max of the
+    rows they leave again (:func:`exact_extremes`; a rebuild taking every stored run out has no use for it)."""
     deltas = _Deltas()
     deltas.contribute(added, 1)
     deltas.contribute(removed, -1)
@@ -735,6 +858,12 @@ async def record_contributions(
         if emptied:
             await conn.executemany(_DROP_EMPTY_ROW, emptied)
             await conn.executemany(_DROP_TOTAL, deltas.emptied_places())
+        if removed and extremes:
+
+            async def execute(sql: str, params: Sequence[Any]) -> None:
+                await conn.execute(sql, _sqlite_rows([tuple(params)])[0])
+
+            await exact_extremes(removed, lambda sql, params: conn.execute_fetchall(sql, params), execute)
         await conn.executemany(_TOTAL_OF_ROWS, deltas.places())
     stored: dict[_Place, bytes] = {}
     for params in deltas.changed_places():

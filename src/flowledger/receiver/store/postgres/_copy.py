@@ -97,7 +97,7 @@ _AFTER_REBUILD: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("spans", SPAN_COLUMNS),
     ("otlp_logs", ("log_id", *OTLP_LOG_COLUMNS, "linked")),
     ("otlp_metric_series", ("series_id", "series_key", *SERIES_FIELDS)),
-    ("otlp_metric_points", ("point_id", "series_id", "time_ns", "start_ns", "value", "data")),
+    ("otlp_metric_points", ("point_id", "series_id", "time_ns", "start_ns", "value", "data", "int_value")),
 )  # fmt: skip
 """What is copied after the rebuild, in this order."""
 _FOLDED: Final = frozenset({"stats_rollup", "stats_hist", "error_groups"})

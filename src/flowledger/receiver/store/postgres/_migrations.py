@@ -405,6 +405,13 @@ CREATE INDEX producers_by_project ON producers (project);
 """
 """Producers per project."""
 
+_OTLP_INTEGER_VALUES: Final = """
+-- A gauge or sum point sent as asInt keeps its integer here, exact over the whole int64 range (value is NULL);
+-- value keeps an asDouble. Points stored before have their integers in value, as doubles.
+ALTER TABLE otlp_metric_points ADD COLUMN IF NOT EXISTS int_value bigint;
+"""
+"""OTLP integer metric values kept exactly."""
+
 PG_MIGRATIONS: Final[tuple[str, ...]] = (
     _REFUSE + _LEDGER + _RUNS_AND_ATTEMPTS,
     _LOG_LINES,
@@ -425,5 +432,6 @@ PG_MIGRATIONS: Final[tuple[str, ...]] = (
     _WIDE_STATISTICS,
     _LEDGER_FORMAT_3,
     _PRODUCERS_PER_PROJECT,
+    _OTLP_INTEGER_VALUES,
 )
 """Each script brings the schema one version up (version N is ``PG_MIGRATIONS[N - 1]``); append new ones at the end."""

@@ -3,25 +3,28 @@
 The series' key, the bounds and the API shape are those of
 :mod:`.._otlp_metrics` (``MetricSeries``, ``SERIES_FIELDS``,
 ``series_json``, ``point_json``); only the statements are this engine's. A
-series two receivers create at once is stored once (its key is unique).
+series two receivers create at once is stored once (its key is unique); one
+found under its older, order-dependent key is re-keyed unless another
+receiver just stored it under the new key (then that series is used).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
+
+import asyncpg
 
 from flowledger.receiver.store._otlp_metrics import (
+    POINT_READ,
     SERIES_FIELDS,
     MetricPointRow,
+    MetricSeries,
     MetricsOutcome,
     point_json,
     series_json,
 )
 from flowledger.receiver.store.postgres._dialect import text_row, without_nul
-
-if TYPE_CHECKING:
-    import asyncpg
 
 __all__ = ["pg_metric_series", "store_pg_metric_points"]
 
@@ -34,8 +37,8 @@ _INSERT_SERIES: Final = (
     + ") ON CONFLICT (series_key) DO NOTHING"
 )
 _INSERT_POINTS: Final = (
-    "INSERT INTO otlp_metric_points (series_id, time_ns, start_ns, value, data) "
-    "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[], $5::text[]) "
+    "INSERT INTO otlp_metric_points (series_id, time_ns, start_ns, value, int_value, data) "
+    "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[], $5::bigint[], $6::text[]) "
     "ON CONFLICT (series_id, time_ns) DO NOTHING RETURNING 1"
 )
 
@@ -47,6 +50,23 @@ async def _series_ids(conn: asyncpg.Connection, keys: list[str]) -> dict[str, in
     return {str(key): int(series_id) for key, series_id in rows}
 
 
+async def _rekey_unsorted(conn: asyncpg.Connection, series: list[MetricSeries], ids: dict[str, int]) -> None:
+    """Find series stored under their older, order-dependent key; give them their key and add them to ``ids``."""
+    former = {s.unsorted_key: s.key for s in series if s.unsorted_key is not None}
+    if not former:
+        return
+    for old_key, series_id in (await _series_ids(conn, list(former))).items():
+        key = former[old_key]
+        if key in ids:  # stored under both keys (sent in two orders before): the new one is used
+            continue
+        try:
+            async with conn.transaction():  # a savepoint: another receiver may store the new key meanwhile
+                await conn.execute("UPDATE otlp_metric_series SET series_key = $1 WHERE series_id = $2", key, series_id)
+        except asyncpg.UniqueViolationError:
+            continue  # that receiver's series (under the new key) is found and used with the new ones
+        ids[key] = series_id
+
+
 async def store_pg_metric_points(
     conn: asyncpg.Connection, points: Sequence[MetricPointRow], *, max_series: int, max_points: int
 ) -> MetricsOutcome:
@@ -55,6 +75,9 @@ async def store_pg_metric_points(
     ids = await _series_ids(conn, list(series_by_key))
     missing = [key for key in series_by_key if key not in ids]
     if missing:
+        await _rekey_unsorted(conn, [series_by_key[key] for key in missing], ids)
+        missing = [key for key in missing if key not in ids]
+    if missing:
         room = max(0, max_series - int(await conn.fetchval("SELECT count(*) FROM otlp_metric_series")))
         if room:
             new_rows = [text_row(series_by_key[key].values()) for key in missing[:room]]
@@ -62,7 +85,7 @@ async def store_pg_metric_points(
             ids.update(await _series_ids(conn, missing[:room]))
     keys = [without_nul(point.series.key) for point in points]
     rows = [
-        text_row((ids[key], point.time_ns, point.start_ns, point.value, point.data))
+        text_row((ids[key], point.time_ns, point.start_ns, *point.stored_values(), point.data))
         for key, point in zip(keys, points, strict=True)
         if key in ids
     ]
@@ -104,7 +127,7 @@ async def pg_metric_series(
         series = series_json(row)
         if name is not None:
             points = await conn.fetch(
-                "SELECT time_ns, start_ns, value, data FROM otlp_metric_points WHERE series_id = $1 "
+                f"SELECT {POINT_READ} FROM otlp_metric_points WHERE series_id = $1 "
                 "AND ($2::bigint IS NULL OR time_ns >= $2) AND ($3::bigint IS NULL OR time_ns < $3) "
                 "ORDER BY time_ns DESC LIMIT $4",
                 row[0],

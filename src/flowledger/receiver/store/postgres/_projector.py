@@ -40,7 +40,7 @@ from flowledger.receiver.store.postgres._custom_metrics import add_pg_custom_met
 from flowledger.receiver.store.postgres._dialect import NUL_ESCAPE, without_nul
 from flowledger.receiver.store.postgres._logs import append_pg_logs
 from flowledger.receiver.store.postgres._namespace import PG_SPACE
-from flowledger.receiver.store.postgres._rollups import apply_pg_facts, retract_pg_stored
+from flowledger.receiver.store.postgres._rollups import apply_pg_facts, exact_pg_extremes, retract_pg_stored
 from flowledger.receiver.store.postgres._schema import column_type
 from flowledger.receiver.store.postgres._search import save_pg_attributes, save_pg_texts
 
@@ -278,11 +278,13 @@ class PgProjector:
             self._nodes.update(fresh)
             self._rollups.remember({}, fresh)
         added, removed = self._rollups.changes(self.runs, self._nodes, self._dirty_runs, self._dirty_nodes, moved=moved)
-        await apply_pg_facts(conn, added=added, removed=removed)
+        await apply_pg_facts(conn, added=added, removed=removed, extremes=False)
         if self._dirty_runs:
             await save_pg_runs(conn, [self.runs[r] for r in sorted(self._dirty_runs)])
         if self._dirty_nodes:
             await save_pg_nodes(conn, [self._nodes[k] for k in sorted(self._dirty_nodes)])
+        if removed[0] or removed[1]:  # the rows they left find their min and max in the runs as now saved
+            await exact_pg_extremes(conn, removed)
         if self._producers:
             await conn.executemany(_SAVE_PRODUCERS, [(p, *c) for (p, _), c in sorted(self._producers.items())])
         if self._logs or self._log_drops:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
 from flowledger.receiver.store._stats import (
     STATS_ROW_COLUMNS,
     Contribution,
     StatsQuery,
+    exact_extremes,
     stats_answer,
     stats_blobs,
     stats_deltas,
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 
     from flowledger.receiver.store._stats import FiguresReader
 
-__all__ = ["pg_stats_groups", "record_pg_contributions"]
+__all__ = ["exact_pg_extremes_of", "pg_stats_groups", "record_pg_contributions"]
 
 _KEY: Final = ("dim", "grain", "project", "bucket", "key", "status")
 _FIGURES: Final = tuple(c.strip() for c in STATS_ROW_COLUMNS.split(","))
@@ -81,20 +83,28 @@ _DROP_HISTS: Final = (
 )
 
 
+@lru_cache(maxsize=64)
+def _numbered(sql: str) -> str:
+    return numbered(sql)
+
+
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
 async def record_pg_contributions(
-    conn: asyncpg.Connection, added: Iterable[Contribution], removed: Iterable[Contribution]
+    conn: asyncpg.Connection, added: Iterable[Contribution], removed: Sequence[Contribution], *, extremes: bool = True
 ) -> None:
-    """Add and take away contributions (inside the caller's transaction): a few statements per batch."""
+    """Add and take away contributions (inside the caller's transaction): a few statements per batch; ``extremes``:
+    find the min and max of the rows they leave again (:func:`~.._stats.exact_extremes`)."""
     deltas = stats_deltas(added, removed)
     if deltas.rows:
         await conn.execute(_ADD_ROWS, *_columns(deltas.row_params(), len(_KEY) + len(_FIGURES)))
         emptied = deltas.emptied()
         if emptied:
             await conn.execute(_DROP_EMPTY_ROWS, *_columns(emptied, len(_KEY)))
+        if removed and extremes:
+            await exact_pg_extremes_of(conn, removed)
     places = [place for place, delta in deltas.hists.items() if delta]
     if not places:
         return
@@ -107,6 +117,19 @@ async def record_pg_contributions(
         await conn.execute(_PUT_HISTS, *_columns(put, len(_PLACE) + 1))
     if drop:
         await conn.execute(_DROP_HISTS, *_columns(drop, len(_PLACE)))
+
+
+async def exact_pg_extremes_of(conn: asyncpg.Connection, removed: Sequence[Contribution]) -> None:
+    """:func:`~.._stats.exact_extremes` on this engine: the rows ``removed`` left (their deltas written, and the runs
+    and attempts they read saved) take the min and max of what they still count."""
+
+    async def fetch(sql: str, params: Sequence[Any]) -> list[Any]:
+        return list(await conn.fetch(_numbered(sql), *params))
+
+    async def execute(sql: str, params: Sequence[Any]) -> None:
+        await conn.execute(_numbered(sql), *params)
+
+    await exact_extremes(removed, fetch, execute)
 
 
 def _reader(conn: asyncpg.Connection) -> FiguresReader:
