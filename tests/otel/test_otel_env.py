@@ -151,6 +151,8 @@ def test_the_traces_sampler_chooses_the_traces_whose_spans_are_exported(
         ("OTEL_TRACES_SAMPLER", "jaeger_remote", {}),
         ("OTEL_TRACES_SAMPLER_ARG", "1.5", {"OTEL_TRACES_SAMPLER": "traceidratio"}),
         ("OTEL_TRACES_SAMPLER_ARG", "half", {"OTEL_TRACES_SAMPLER": "traceidratio"}),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift", {}),
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/xml", {}),
     ],
 )
 def test_a_malformed_otel_variable_is_one_warning_naming_it(

@@ -702,8 +702,13 @@ def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:
     return None if chosen is None else chosen[1]
 
 
+_OTLP_PROTOCOLS: Final = frozenset({"grpc", "http/protobuf", "http/json"})
+"""What ``OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL`` may say; anything else is sent as ``http/protobuf``."""
+
+
 def _otel_sdk_variables(source: Mapping[str, str], values: dict[str, Any]) -> None:
-    """Read ``OTEL_SDK_DISABLED``, ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_TRACES_SAMPLER(_ARG)`` into ``values``.
+    """Read ``OTEL_SDK_DISABLED``, ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_TRACES_SAMPLER(_ARG)`` into ``values``;
+    warn of an ``OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL`` no exporter speaks.
 
     ``FLOWLEDGER_EXPORT_SPANS`` (read before, into ``values``), when set, wins over ``OTEL_SDK_DISABLED``; a
     ``service.name`` in the resource attributes names the service only when neither ``FLOWLEDGER_SERVICE_NAME``
@@ -751,6 +756,10 @@ def _otel_sdk_variables(source: Mapping[str, str], values: dict[str, Any]) -> No
             _report_once(
                 "OTEL_TRACES_SAMPLER", sampler_text, sampler_accepts(), f"the default, {DEFAULT_TRACES_SAMPLER}"
             )
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = source.get(name, "")
+        if protocol.strip() and protocol.strip().lower() not in _OTLP_PROTOCOLS:
+            _report_once(name, protocol, "grpc, http/protobuf or http/json", "http/protobuf")
     ratio = source.get("OTEL_TRACES_SAMPLER_ARG")
     if sampler.takes_ratio and ratio is not None and ratio.strip():
         try:
