@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Final, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flowledger._exceptions import ConfigError
 from flowledger._run_context import PROJECT_PATTERN
@@ -454,19 +454,33 @@ def parse_forward_endpoint(value: str) -> str:
 
 
 def parse_forward_headers(value: str | None) -> tuple[tuple[str, str], ...]:
-    """Parse ``name1=value1,name2=value2`` (the ``OTEL_EXPORTER_OTLP_HEADERS`` form)."""
+    """Parse ``name1=value1,name2=value2`` (the ``OTEL_EXPORTER_OTLP_HEADERS`` form: names and values
+    percent-encoded, so ``Authorization=Basic%20abc`` sends ``Basic abc``)."""
     pairs: list[tuple[str, str]] = []
     for part in (value or "").split(","):
         if not part.strip():
             continue
         name, sep, text = part.partition("=")
-        if not sep or not name.strip():  # never the text itself: it may be a header's secret value
+        where = f"{_FORWARD_HEADERS_ENV} entry {len(pairs) + 1}"
+        try:
+            name, text = unquote(name.strip(), errors="strict"), unquote(text.strip(), errors="strict")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}: its percent-encoding is not UTF-8 (values are not shown)") from None
+        if not sep or not name:  # never the text itself: it may be a header's secret value
             raise ConfigError(
                 f"{_FORWARD_HEADERS_ENV} must look like name1=value1,name2=value2; "
                 f"entry {len(pairs) + 1} has no name=value (values are not shown)"
             )
-        pairs.append((name.strip(), text.strip()))
+        if not _HEADER_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: {name!r} is not an HTTP header name")
+        if any(c in text for c in "\r\n\0"):
+            raise ConfigError(f"{where}: the value of {name} holds a line break or NUL once decoded (not shown)")
+        pairs.append((name, text))
     return tuple(pairs)
+
+
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP header name (RFC 9110 token)."""
 
 
 _RETENTION_COUNT_MAX: Final = 1_000_000_000

@@ -199,6 +199,9 @@ def test_forwarding_settings_come_from_the_environment() -> None:
         ("FLOWLEDGER_RECEIVER_FORWARD_ENDPOINT", "collector:4318", "http:// or https:// base URL"),
         ("FLOWLEDGER_RECEIVER_FORWARD_ENDPOINT", "http://collector:4318/v1/traces", "give the base URL"),
         ("FLOWLEDGER_RECEIVER_FORWARD_HEADERS", "novalue", "name1=value1"),
+        ("FLOWLEDGER_RECEIVER_FORWARD_HEADERS", "bad name=x", "is not an HTTP header name"),
+        ("FLOWLEDGER_RECEIVER_FORWARD_HEADERS", "x-key=a%0Ab", "line break or NUL once decoded"),
+        ("FLOWLEDGER_RECEIVER_FORWARD_HEADERS", "x-key=%ff", "percent-encoding is not UTF-8"),
         ("FLOWLEDGER_TRACE_URL_TEMPLATE", "http://jaeger:16686/trace/", "no {trace_id} placeholder"),
         ("FLOWLEDGER_TRACE_URL_TEMPLATE", "jaeger/{trace_id}", "http:// or https:// URL"),
     ],
@@ -213,6 +216,14 @@ def test_bad_settings_are_config_errors(name: str, value: str, needle: str) -> N
 def test_header_parsing_keeps_equals_signs_in_values() -> None:
     """Only the first '=' splits a header pair (base64 tokens keep their padding)."""
     assert parse_forward_headers("authorization=Basic dXNlcjpwYXNz==") == (("authorization", "Basic dXNlcjpwYXNz=="),)
+
+
+def test_header_values_are_percent_decoded_as_otel_headers_are() -> None:
+    """`Authorization=Basic%20abc` sends `Basic abc`, as OTEL_EXPORTER_OTLP_HEADERS does; a comma can be sent."""
+    assert parse_forward_headers("Authorization=Basic%20abc,x-list=a%2Cb") == (
+        ("Authorization", "Basic abc"),
+        ("x-list", "a,b"),
+    )
 
 
 def test_stop_forwarding_sends_what_is_queued_at_shutdown() -> None:
