@@ -68,6 +68,6 @@ def test_generate_into_a_named_pipe_leaves_the_pipe(tmp_path: Path) -> None:
 def test_an_error_names_the_file_asked_for(tmp_path: Path) -> None:
     """A folder that is not there is named by the file asked for, never by the temporary file."""
     target = tmp_path / "missing" / "out.txt"
-    with pytest.raises(OSError, match="missing/out.txt") as caught:
+    with pytest.raises(OSError, match=r"missing/out\.txt") as caught:
         write_text_atomically(target, "x", mode=0o644)
     assert ".partial" not in str(caught.value)
