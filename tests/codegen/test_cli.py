@@ -206,13 +206,16 @@ def test_validate_json_gives_the_workflow_or_every_problem_with_its_place(tmp_pa
 
 
 def test_generate_json_names_the_module_written_and_its_hash(tmp_path: Path) -> None:
-    """--json: where the module went and the SHA-256 of its text; a bad definition is the problems, exit 2."""
+    """--json: what validate --json says, where the module went and the SHA-256 of its text; a bad definition is
+    the problems, exit 2."""
     out = tmp_path / "oi.py"
     result = CliRunner().invoke(generate_command, [str(GOLDEN / "manual.yaml"), "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert answer["output"] == str(out)
     assert answer["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    validated = json.loads(CliRunner().invoke(validate_command, [str(GOLDEN / "manual.yaml"), "--json"]).stdout)
+    assert answer == {**validated, "output": str(out), "sha256": answer["sha256"]}  # what validate says, and more
     bad = tmp_path / "bad.yaml"
     bad.write_text("flowledger: 1\nworkflow: {id: wf}\nnodes: []\n")
     refused = CliRunner().invoke(generate_command, [str(bad), "-o", str(tmp_path / "x.py"), "--json"])

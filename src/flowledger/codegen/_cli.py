@@ -123,7 +123,9 @@ def generate_command(definition: Path, output: Path, templates_dir: Path | None,
         raise SystemExit(EXIT_IO) from None
     if as_json:
         digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
-        _print_json({"valid": True, "definition": str(definition), "output": str(output), "sha256": digest})
+        model = _generate.load(definition)  # read again (it was valid a moment ago) for what validate prints
+        outcome = {"valid": True, "definition": str(definition), "workflow_id": model.workflow.id}
+        _print_json({**outcome, "nodes": len(model.nodes), "output": str(output), "sha256": digest})
         return
     click.echo(f"wrote {output} from {definition}")
 
