@@ -8,20 +8,35 @@ A parameter is given at most once, except those a route reads as a list
 (:meth:`QueryParams.choices`, like ``?status=failed&status=aborted``). The page caps
 stay with the routes that document them (``/api/runs``: 1000 runs a page;
 ``/api/viewer/runs``: 500; a viewer page of node attempts: 2000).
+
+A time parameter is an RFC 3339 date-time and nothing else (:func:`rfc3339_time`, which the CLI's
+``--since``/``--until`` use too): ISO 8601's other spellings (``20260301T000000Z``, a space for the
+``T``, no offset) are a 400, never read as some time.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
-from typing import Final, TypeVar
-
-from starlette.requests import Request
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from flowledger._exceptions import QueryParamError
 from flowledger.receiver.store._time import normalize_ts
 
-__all__ = ["MAX_OFFSET", "MAX_PARAM_CHARS", "MAX_UNKNOWN_LISTED", "PARAMS_READ_KEY", "QueryParams", "refuse_params"]
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+__all__ = [
+    "MAX_OFFSET",
+    "MAX_PARAM_CHARS",
+    "MAX_UNKNOWN_LISTED",
+    "PARAMS_READ_KEY",
+    "RFC3339_EXAMPLE",
+    "QueryParams",
+    "refuse_params",
+    "rfc3339_time",
+]
 
 MAX_PARAM_CHARS: Final = 256
 """Longest value a text parameter may have."""
@@ -32,7 +47,28 @@ PARAMS_READ_KEY: Final = "flowledger.query_params_read"
 MAX_UNKNOWN_LISTED: Final = 10
 """How many unknown parameters a 400 names (and then how many more there were)."""
 
+RFC3339_EXAMPLE: Final = "2026-01-31T08:00:00Z"
+"""A time as a time parameter takes it; messages show it."""
+_RFC3339: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+"""RFC 3339's ``date-time``: a ``T`` (or ``t``), seconds, an optional fraction after a dot, ``Z`` (or ``z``) or
+``+HH:MM``/``-HH:MM``; ASCII digits only."""
+
 _E = TypeVar("_E", bound=enum.Enum)
+
+
+def rfc3339_time(text: str) -> str:
+    """An RFC 3339 date-time (``2026-01-31T08:00:00Z``, ``2026-01-31t09:00:00.5+01:00``) normalised to UTC with
+    microseconds (a longer fraction is cut to them).
+
+    ValueError for any other text: the other forms ISO 8601 (and ``datetime.fromisoformat``) reads, such as
+    ``20260131T080000Z``, ``2026-01-31 08:00:00Z``, a comma before the fraction or a time without an offset, and
+    a date-time that names no instant (month 13, 24:00, a leap second) or one outside the years 1 to 9999 in UTC.
+    """
+    if _RFC3339.fullmatch(text) is None:
+        raise ValueError(f"{text[:MAX_PARAM_CHARS]!r} is not an RFC 3339 date-time, like {RFC3339_EXAMPLE}")
+    return normalize_ts(text)
 
 
 class QueryParams:
@@ -49,8 +85,9 @@ class QueryParams:
         self._blank_is_absent = blank_is_absent
         self._read: set[str] = request.scope.setdefault(PARAMS_READ_KEY, set())
 
-    def expect(self, names: Iterable[str]) -> None:
-        """Refuse every parameter not in ``names``, naming them all and what the route takes."""
+    def expect(self, names: Iterable[str], *, shown: Iterable[str] | None = None) -> None:
+        """Refuse every parameter not in ``names``, naming them all and what the route takes (``shown``, when the
+        names given hold patterns such as ``attr.KEY=VALUE``, else ``names``)."""
         allowed = set(names)
         unknown = sorted({key for key in self._params if key not in allowed})
         if unknown:
@@ -58,7 +95,8 @@ class QueryParams:
             more = f" and {len(unknown) - MAX_UNKNOWN_LISTED} more" if len(unknown) > MAX_UNKNOWN_LISTED else ""
             which = "parameter" if len(unknown) == 1 else "parameters"
             raise QueryParamError(
-                f"unknown query {which} {listed}{more}; this route takes {', '.join(sorted(allowed)) or 'none'}"
+                f"unknown query {which} {listed}{more}; this route takes "
+                f"{', '.join(sorted(allowed if shown is None else set(shown))) or 'none'}"
             )
 
     def _values(self, name: str, max_chars: int = MAX_PARAM_CHARS) -> list[str]:
@@ -117,15 +155,17 @@ class QueryParams:
         return value
 
     def time(self, name: str) -> str | None:
-        """An RFC 3339 time with an offset, normalised to UTC with microseconds; None when it is not given."""
+        """An RFC 3339 date-time (:func:`rfc3339_time`), normalised to UTC with microseconds; None when it is not
+        given."""
         raw = self.text(name)
         if raw is None:
             return None
         try:
-            return normalize_ts(raw)
+            return rfc3339_time(raw)
         except ValueError:
             raise QueryParamError(
-                f"query parameter {name}={raw!r} is not an RFC 3339 time with an offset, like 2026-01-31T08:00:00Z"
+                f"query parameter {name}={raw!r} is not an RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS, an optional "
+                f"fraction, and Z or an offset +HH:MM, like {RFC3339_EXAMPLE}"
             ) from None
 
 

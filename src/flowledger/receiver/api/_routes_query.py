@@ -25,7 +25,13 @@ from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of, run_project_of
 from flowledger.receiver._trace_url import add_trace_url
 from flowledger.receiver.store._protocol import RunQuery
-from flowledger.receiver.store._search import ATTRIBUTE_PARAM_PREFIX, attribute_problem, fts_query
+from flowledger.receiver.store._search import (
+    ATTRIBUTE_PARAM_PREFIX,
+    attribute_filters,
+    attribute_filters_problem,
+    attribute_problem,
+    fts_query,
+)
 from flowledger.receiver.store._views import CURSOR_MAX_CHARS, RunPageCursor
 
 __all__ = ["DEFAULT_PAGE_LIMIT", "EXPORT_PARAMS", "LIST_PARAMS", "MAX_PAGE_LIMIT", "ROUTES"]
@@ -37,7 +43,8 @@ MAX_PAGE_LIMIT: Final = 1000
 
 
 LIST_PARAMS: Final = ("workflow_id", "status", "limit", "offset", "cursor", "q", *CONTEXT_PARAMS)
-"""The query parameters of ``GET /api/runs`` (``status`` may repeat, and so may ``attr.KEY``); any other is a 400."""
+"""The query parameters of ``GET /api/runs`` (``status`` may repeat, and so may ``attr.KEY``, up to
+ATTRIBUTE_FILTERS_MAX different filters); any other is a 400."""
 EXPORT_PARAMS: Final = ("format", "workflow_id", "status", *CONTEXT_PARAMS)
 """The query parameters of ``GET /api/export``."""
 
@@ -56,6 +63,7 @@ def _search(params: QueryParams) -> str | None:
 
 
 def _attributes(request: Request, params: QueryParams) -> tuple[tuple[str, str], ...]:
+    """The ``attr.KEY=VALUE`` filters, identical ones once; a 400 past ATTRIBUTE_FILTERS_MAX of them."""
     out: list[tuple[str, str]] = []
     for name in dict.fromkeys(request.query_params.keys()):
         if not name.startswith(ATTRIBUTE_PARAM_PREFIX):
@@ -66,13 +74,20 @@ def _attributes(request: Request, params: QueryParams) -> tuple[tuple[str, str],
             if problem is not None:
                 raise QueryParamError(f"query parameter {name[:40]} {problem}")
             out.append((key, value))
-    return tuple(out)
+    folded = attribute_filters(out)
+    problem = attribute_filters_problem(folded)
+    if problem is not None:
+        raise QueryParamError(f"query parameters {ATTRIBUTE_PARAM_PREFIX}KEY=VALUE: {problem}")
+    return folded
 
 
 def _run_query(request: Request, *, paged: bool) -> RunQuery:
     params = QueryParams(request, blank_is_absent=False)
     attribute_names = [name for name in request.query_params if name.startswith(ATTRIBUTE_PARAM_PREFIX)]
-    params.expect((*LIST_PARAMS, *attribute_names) if paged else EXPORT_PARAMS)
+    if paged:
+        params.expect((*LIST_PARAMS, *attribute_names), shown=(*LIST_PARAMS, f"{ATTRIBUTE_PARAM_PREFIX}KEY=VALUE"))
+    else:
+        params.expect(EXPORT_PARAMS)
     return RunQuery(
         search=_search(params) if paged else None,
         attributes=_attributes(request, params) if paged else (),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
 import click
 
@@ -26,9 +26,9 @@ from flowledger.receiver.cli._commands import (
     _when,
 )
 from flowledger.receiver.cli._context_options import parse_time
-from flowledger.receiver.cli._terminal import Terminal
+from flowledger.receiver.cli._terminal import Terminal, TerminalTable
 
-__all__ = ["COMMANDS", "time_range"]
+__all__ = ["COMMANDS", "KEY_MIN_WIDTH", "time_range"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -139,27 +139,54 @@ def stats_command(
     if as_json:
         _print_json({"groups": groups})
         return
+    console = Terminal()
+    console.print(_stats_table(f"{len(groups)} {by}s, most runs first", groups, console.width))
+
+
+_STATS_COLUMNS: Final = ("runs", "failed", "success", "cost total", "cost avg", "avg", "p50", "p95")
+"""The figures of a ``stats`` row, after its key."""
+_STACKED_COLUMNS: Final = (("runs",), ("failed",), ("success",), ("cost total", "cost avg"), ("avg", "p50", "p95"))
+"""The figures' columns when a row does not fit on the terminal: the costs share one, a value a line, and so do
+the durations."""
+KEY_MIN_WIDTH: Final = 16
+"""The narrowest the key column of ``stats`` gets (a longer key folds, a line at a time)."""
+
+
+def _stats_figures(group: dict[str, Any]) -> dict[str, str]:
+    cost, duration = group["cost_usd"], group["duration_ms"]
+    rate = group["success_rate"]
+    return {
+        "runs": str(group["runs"]),
+        "failed": str(sum(n for status, n in group["by_status"].items() if status in ("failed", "aborted"))),
+        "success": "" if rate is None else f"{rate:.1%}",
+        "cost total": _usd(cost["total"]),
+        "cost avg": _usd(cost["avg"]),
+        "avg": _duration(duration["avg"]),
+        "p50": _duration(duration["p50"]),
+        "p95": _duration(duration["p95"]),
+    }
+
+
+def _stats_table(title: str, groups: list[dict[str, Any]], console_width: int) -> TerminalTable:
+    """The ``stats`` table: the key, then every figure whole. When the figures and the key (down to KEY_MIN_WIDTH)
+    do not fit on one line of the terminal, the costs share a column and so do the durations, a value a line; the
+    key folds rather than leave the table."""
     from rich.markup import escape
 
-    table = _table(f"{len(groups)} {by}s, most runs first")
-    for name in ("key", "runs", "failed", "success", "cost total", "cost avg", "avg", "p50", "p95"):
-        table.add_column(name, **({"overflow": "fold"} if name == "key" else {"justify": "right", "no_wrap": True}))
-    for group in groups:
-        cost, duration = group["cost_usd"], group["duration_ms"]
-        failed = sum(n for status, n in group["by_status"].items() if status in ("failed", "aborted"))
-        rate = group["success_rate"]
-        table.add_row(
-            escape(group["key"] or "(none)"),
-            str(group["runs"]),
-            str(failed),
-            "" if rate is None else f"{rate:.1%}",
-            _usd(cost["total"]),
-            _usd(cost["avg"]),
-            _duration(duration["avg"]),
-            _duration(duration["p50"]),
-            _duration(duration["p95"]),
-        )
-    Terminal().print(table)
+    keys = [group["key"] or "(none)" for group in groups]
+    figures = [_stats_figures(group) for group in groups]
+    key_width = max(len("key"), min(max(map(len, keys), default=0), KEY_MIN_WIDTH))
+    widths = {name: max([len(name)] + [len(row[name]) for row in figures]) for name in _STATS_COLUMNS}
+    one_line = key_width + sum(widths.values()) + len(_STATS_COLUMNS) <= console_width  # a space between columns
+    columns = [(name,) for name in _STATS_COLUMNS] if one_line else list(_STACKED_COLUMNS)
+    table = _table(title)
+    table.add_column("key", overflow="fold", min_width=key_width)
+    for names in columns:
+        header = names[0] if len(names) == 1 else ("cost total/avg" if names[0] == "cost total" else "/".join(names))
+        table.add_column(header, justify="right", no_wrap=True)
+    for key, row in zip(keys, figures, strict=True):
+        table.add_row(escape(key), *("\n".join(row[name] for name in names) for names in columns))
+    return table
 
 
 def _usd(value: float | None) -> str:

@@ -417,10 +417,11 @@ def runs_command(
         offset=offset,
         cursor=after,
         search=_search_text(search),
-        attributes=tuple(_attribute(text) for text in attrs),
+        attributes=_attributes(attrs),
         context=context,
     )
     page = _source(db, url, api_key).list_runs(query)
+    _with_trace_urls(page.runs)
     public_error_types(page.runs)
     if as_json:
         next_cursor = None if page.next is None else page.next.encode()
@@ -435,6 +436,17 @@ def runs_command(
     for run in page.runs:
         table.add_row(*(cell(run) for _, _, cell in columns))
     console.print(table)
+
+
+def _with_trace_urls(runs: list[dict[str, Any]]) -> None:
+    """Give each run its ``trace_url`` as ``GET /api/runs`` does (null without a template), so that ``--db`` and
+    ``--url`` print the same runs: from ``FLOWLEDGER_TRACE_URL_TEMPLATE`` here, else the receiver's, as ``show``."""
+    from flowledger.receiver._config import template_from_env
+    from flowledger.receiver._trace_url import trace_url
+
+    template = template_from_env()
+    for run in runs:
+        run["trace_url"] = trace_url(template, run.get("trace_id"), run.get("run_id")) or run.get("trace_url")
 
 
 def _run_columns(
@@ -607,6 +619,17 @@ def _search_text(text: str | None) -> str | None:
     except ValueError as exc:
         raise click.BadParameter(f"{text!r}: {exc}", param_hint="--search") from None
     return text
+
+
+def _attributes(texts: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The ``--attr KEY=VALUE`` filters, identical ones once; a usage error past ATTRIBUTE_FILTERS_MAX of them."""
+    from flowledger.receiver.store._search import attribute_filters, attribute_filters_problem
+
+    folded = attribute_filters(_attribute(text) for text in texts)
+    problem = attribute_filters_problem(folded)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--attr")
+    return folded
 
 
 def _attribute(text: str) -> tuple[str, str]:

@@ -17,8 +17,8 @@ from typing import Any, Final, TypeVar
 import click
 
 from flowledger._run_context import context_problem, project_problem, run_id_problem
+from flowledger.receiver._params import RFC3339_EXAMPLE, rfc3339_time
 from flowledger.receiver.store._run_filter import FILTER_NAMES, RunContextFilter
-from flowledger.receiver.store._time import normalize_ts
 
 __all__ = ["context_lines", "context_options", "parse_time"]
 
@@ -41,14 +41,17 @@ _CHECKS: Final[dict[str, Callable[[str, object], str | None]]] = {
 
 
 def parse_time(value: str | None, option: str) -> str | None:
-    """An RFC 3339 time with an offset, normalised; a usage error naming ``option`` otherwise."""
+    """An RFC 3339 date-time, normalised, as the query API reads one (:func:`rfc3339_time`); a usage error naming
+    ``option`` otherwise."""
     if value is None:
         return None
     try:
-        return normalize_ts(value)
+        return rfc3339_time(value)
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not an RFC 3339 time with an offset, like 2026-01-31T08:00:00Z", param_hint=option
+            f"{value!r} is not an RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS, an optional fraction, and Z or an "
+            f"offset +HH:MM, like {RFC3339_EXAMPLE}",
+            param_hint=option,
         ) from None
 
 

@@ -28,7 +28,9 @@ What counts: every failed node attempt, and every failed or aborted run whose
 error names no node (a run that failed at a node is counted through that
 node's attempts, and its error's fingerprint leads to their group). Groups are
 kept per project and UTC hour of the failure, so a time range answers exact
-counts at the resolution of an hour; the query adds the hours up.
+counts at the resolution of an hour; the query adds the hours up. A range
+whose ``until`` is not after its ``since`` is empty (:func:`empty_range`), as
+the statistics' is, whatever hours the two fall in.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ __all__ = [
     "SAMPLES_BY_PROJECT_SQL",
     "ErrorGroupQuery",
     "Failure",
+    "empty_range",
     "error_fingerprint",
     "error_groups",
     "error_groups_where",
@@ -383,6 +386,12 @@ def group_json(row: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+def empty_range(query: ErrorGroupQuery) -> bool:
+    """Whether the query's time range is empty: ``until`` at or before ``since``. It matches no group, though the
+    hours the two fall in would (``since`` 10:30 and ``until`` 10:29 both in the 10:00 hour)."""
+    return query.since is not None and query.until is not None and query.until <= query.since
+
+
 def error_groups_where(query: ErrorGroupQuery) -> tuple[str, list[Any]]:
     """The ``WHERE`` clause (``?`` parameters; empty for none) of the group rows ``query`` reads: engine-neutral."""
     clauses: list[str] = []
@@ -403,7 +412,10 @@ def error_groups_where(query: ErrorGroupQuery) -> tuple[str, list[Any]]:
 
 
 async def error_groups(conn: aiosqlite.Connection, query: ErrorGroupQuery) -> list[dict[str, Any]]:
-    """The groups matching ``query``, biggest first (then the most recent), as the API answers them."""
+    """The groups matching ``query``, biggest first (then the most recent), as the API answers them; none for an
+    empty range."""
+    if empty_range(query):
+        return []
     where, params = error_groups_where(query)
     sql = (
         "SELECT fingerprint, min(type), min(message), min(node_id), min(workflow_id), sum(count), "

@@ -20,7 +20,7 @@ from flowledger.receiver.store._records import (
     select_list,
     stored_fields,
 )
-from flowledger.receiver.store._search import attribute_clause, hits_sql, search_clause
+from flowledger.receiver.store._search import attribute_clause, attribute_conditions, hits_sql, search_clause
 from flowledger.receiver.store._views import RunPageCursor
 
 __all__ = [
@@ -237,10 +237,10 @@ def runs_where(query: RunQuery, *, search: bool = True, attributes: bool = True)
         clause, clause_params = search_clause(query.search)
         clauses.append(clause)
         params += clause_params
-    for key, value in query.attributes if attributes else ():
-        clause, clause_params = attribute_clause(key, value)
-        clauses.append(clause)
-        params += clause_params
+    if attributes and query.attributes:
+        attribute_clauses, attribute_params = attribute_conditions(query.attributes, attribute_clause)
+        clauses += attribute_clauses
+        params += attribute_params
     context_clauses, context_params = query.context.conditions("r.")
     clauses += context_clauses
     params += context_params

@@ -13,6 +13,9 @@ refolds all but those of OTLP log lines, which are not in the ledger.
 
 ``run_attributes`` holds each run's scalar attributes (from ``run_started``)
 as ``(key, value)`` text, so ``attr.KEY=VALUE`` is a range of its primary key.
+Each filter is one more lookup, so a listing takes at most
+:data:`ATTRIBUTE_FILTERS_MAX` of them; identical ones count once and a key
+given two values matches no run (:func:`attribute_conditions`).
 
 A search reads at most :data:`SEARCH_HITS_MAX` matching texts, newest first,
 so its cost does not grow with the number of runs a common word matches; a
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import orjson
@@ -30,6 +34,7 @@ import orjson
 from flowledger._wire import EventKind
 
 __all__ = [
+    "ATTRIBUTE_FILTERS_MAX",
     "ATTRIBUTE_KEY_MAX_CHARS",
     "ATTRIBUTE_PARAM_PREFIX",
     "HITS_CAPPED_SQL",
@@ -41,6 +46,9 @@ __all__ = [
     "SEARCH_TEXT_MAX_CHARS",
     "SearchSource",
     "attribute_clause",
+    "attribute_conditions",
+    "attribute_filters",
+    "attribute_filters_problem",
     "attribute_problem",
     "attributes_of_event",
     "fts_query",
@@ -62,6 +70,11 @@ ATTRIBUTE_KEY_MAX_CHARS: Final = 128
 _ATTRIBUTE_VALUE_MAX_CHARS: Final = 1024
 ATTRIBUTE_PARAM_PREFIX: Final = "attr."
 """``GET /api/runs?attr.KEY=VALUE``: the query parameters that filter on run attributes start with this."""
+ATTRIBUTE_FILTERS_MAX: Final = 20
+"""Most ``attr.KEY=VALUE`` filters one listing takes, identical ones counted once: each is one more lookup of
+``run_attributes`` (and SQLite refuses an expression of about a thousand)."""
+_NOTHING_MATCHES: Final = "1 = 0"
+"""A condition no row meets, in either engine's SQL."""
 
 
 class SearchSource:
@@ -261,6 +274,37 @@ def attribute_problem(key: str, value: str) -> str | None:
     if len(value) > _ATTRIBUTE_VALUE_MAX_CHARS:
         return f"has a value longer than {_ATTRIBUTE_VALUE_MAX_CHARS} characters"
     return None
+
+
+def attribute_filters(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """``attr.KEY=VALUE`` filters, each identical one once, in the order first given."""
+    return tuple(dict.fromkeys(pairs))
+
+
+def attribute_filters_problem(pairs: Sequence[tuple[str, str]]) -> str | None:
+    """Why a listing refuses these (folded) filters (a sentence to follow the parameter's or option's name), or
+    None."""
+    if len(pairs) > ATTRIBUTE_FILTERS_MAX:
+        return f"{len(pairs)} different filters given; give at most {ATTRIBUTE_FILTERS_MAX}"
+    return None
+
+
+def attribute_conditions(
+    pairs: Iterable[tuple[str, str]], clause: Callable[[str, str], tuple[str, list[Any]]]
+) -> tuple[list[str], list[Any]]:
+    """The conditions on ``runs r`` of ``attr.`` filters (all must hold), each from ``clause`` (an engine's
+    :func:`attribute_clause`): identical filters once; a key given two values is one condition no run meets
+    (a run starts with one value per key), so nothing is looked up."""
+    folded = attribute_filters(pairs)
+    if len({key for key, _ in folded}) < len(folded):
+        return [_NOTHING_MATCHES], []
+    conditions: list[str] = []
+    params: list[Any] = []
+    for key, value in folded:
+        condition, condition_params = clause(key, value)
+        conditions.append(condition)
+        params += condition_params
+    return conditions, params
 
 
 def attribute_clause(key: str, value: str) -> tuple[str, list[Any]]:

@@ -18,6 +18,7 @@ from flowledger.receiver.store._error_groups import (
     ErrorGroupQuery,
     Failure,
     GroupKey,
+    empty_range,
     error_groups_where,
     failure_deltas,
     group_json,
@@ -97,7 +98,10 @@ async def forget_pg_purged_samples(conn: asyncpg.Connection) -> None:
 
 
 async def pg_error_groups(conn: asyncpg.Connection, query: ErrorGroupQuery) -> list[dict[str, Any]]:
-    """The groups matching ``query``, biggest first (then the most recent), as the API answers them."""
+    """The groups matching ``query``, biggest first (then the most recent), as the API answers them; none for an
+    empty range."""
+    if empty_range(query):
+        return []
     where, params = error_groups_where(query)
     rows = await conn.fetch(numbered(_SELECT.format(where=where)), *params, query.limit)
     return [group_json(tuple(row)) for row in rows]

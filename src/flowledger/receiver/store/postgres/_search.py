@@ -49,7 +49,12 @@ from typing import TYPE_CHECKING, Any, Final
 from flowledger.receiver.store._logs import LogRow
 from flowledger.receiver.store._protocol import RunQuery
 from flowledger.receiver.store._query import runs_where
-from flowledger.receiver.store._search import SEARCH_HITS_MAX, SEARCH_TEXT_MAX_CHARS, search_words
+from flowledger.receiver.store._search import (
+    SEARCH_HITS_MAX,
+    SEARCH_TEXT_MAX_CHARS,
+    attribute_conditions,
+    search_words,
+)
 from flowledger.receiver.store.postgres._namespace import PG_SPACE
 
 if TYPE_CHECKING:
@@ -220,10 +225,9 @@ def pg_runs_where(query: RunQuery, *, hits: Sequence[str] | None = None) -> tupl
         clause, clause_params = pg_search_clause(query.search, hits)
         clauses.append(clause)
         params += clause_params
-    for key, value in query.attributes:
-        clause, clause_params = pg_attribute_clause(key, value)
-        clauses.append(clause)
-        params += clause_params
+    attribute_clauses, attribute_params = attribute_conditions(query.attributes, pg_attribute_clause)
+    clauses += attribute_clauses
+    params += attribute_params
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
