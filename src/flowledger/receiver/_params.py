@@ -19,9 +19,11 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from flowledger._exceptions import QueryParamError
+from flowledger._wire import format_datetime
 from flowledger.receiver.store._time import normalize_ts
 
 if TYPE_CHECKING:
@@ -69,6 +71,22 @@ def rfc3339_time(text: str) -> str:
     if _RFC3339.fullmatch(text) is None:
         raise ValueError(f"{text[:MAX_PARAM_CHARS]!r} is not an RFC 3339 date-time, like {RFC3339_EXAMPLE}")
     return normalize_ts(text)
+
+
+def rfc3339_before(text: str) -> str:
+    """:func:`rfc3339_time` for an exclusive upper bound (purge ``before``): a fraction past microseconds is
+    rounded up, not cut, so a run started at ``.256338`` is before ``.2563381``."""
+    normal = rfc3339_time(text)
+    fraction = _FRACTION.search(text)
+    if fraction is None or not fraction.group(1)[6:].strip("0"):
+        return normal
+    try:
+        return format_datetime(datetime.fromisoformat(normal[:-1]) + timedelta(microseconds=1))
+    except OverflowError:  # past 9999-12-31T23:59:59.999999: no stored time is later
+        return normal
+
+
+_FRACTION: Final = re.compile(r"\.([0-9]+)")
 
 
 class QueryParams:

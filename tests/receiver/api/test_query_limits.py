@@ -173,3 +173,27 @@ def test_an_unknown_parameter_beside_attr_filters_lists_the_pattern(live: LiveRe
     assert error.startswith("unknown query parameter 'workflow'; this route takes ")
     assert "attr.KEY=VALUE" in error
     assert "attr.k1" not in error
+
+
+def test_custom_metric_label_filters_are_capped_and_a_name_given_two_values_matches_nothing(
+    live: LiveReceiver,
+) -> None:
+    """`label=` filters of /api/metrics/custom: repeats count once, more than 20 names is a 400 (a thousand was a
+    500), and one name given two values answers no rows (the last value was kept)."""
+    run = RunEvents(workflow_id="agent").start().node("ask").finish()
+    finish = next(e for e in run.events if e["kind"] == "node_finished")
+    finish["data"]["workflow_id"] = run.workflow_id
+    finish["data"]["metrics"] = [
+        {"name": "hit", "labels": {"provider": "openai"}, "count": 1, "sum": 1, "min": 1, "max": 1, "value": 1}
+    ]
+    assert live.post(run.events).json()["accepted"] == len(run.events)
+    path = "/api/metrics/custom?label="
+    assert len(live.get(path + "provider=openai").json()["metrics"]) == 1
+    assert len(live.get(path + "&label=".join(["provider=openai"] * 500)).json()["metrics"]) == 1
+    assert live.get(path + "provider=openai&label=provider=anthropic").json()["metrics"] == []
+    assert live.get(path + "provider=anthropic&label=provider=openai").json()["metrics"] == []
+    for count in (21, 1000):
+        answer = live.get(path + "&label=".join(f"k{i}=v" for i in range(count)))
+        assert answer.status_code == 400, answer.text
+        assert "at most 20 different label names" in answer.json()["error"]
+    assert live.get(path + "&label=".join(f"k{i}=v" for i in range(20))).json()["metrics"] == []

@@ -6,6 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -56,6 +57,32 @@ def test_purge_a_workflow_before_a_time(filled: tuple[LiveReceiver, list[RunEven
         left = {row[0] for row in conn.execute("SELECT run_id FROM runs")}
     assert left == {r.run_id for r in (*w_runs[2:], runs[4])}
     assert CliRunner().invoke(verify_command, _where(live, how)).exit_code == 0
+
+
+@pytest.mark.parametrize("how", ["db", "url", "api"])
+def test_purge_before_a_time_finer_than_microseconds_takes_the_run_of_that_microsecond(
+    filled: tuple[LiveReceiver, list[RunEvents]], how: str
+) -> None:
+    """`--before` (and the API's `before`) a tenth of a microsecond after a run's start purges that run: a finer
+    fraction is rounded up, not cut (which made the bound the run's own start, and kept it); `before` in another
+    ISO 8601 spelling is a 400 on the API."""
+    live, runs = filled
+    first = min(runs[:4], key=lambda r: r.started_at)
+    assert first.started_at.endswith("Z")
+    just_after = first.started_at[:-1] + "1Z"
+    if how == "api":
+        spaced = httpx.post(f"{live.url}/api/purge", json={"workflow_id": "w", "before": "2026-01-01 00:00:00Z"})
+        assert spaced.status_code == 400, spaced.text
+        answer = httpx.post(f"{live.url}/api/purge", json={"workflow_id": "w", "before": just_after})
+        assert answer.status_code == 200, answer.text
+        purged = answer.json()["runs"]
+    else:
+        result = CliRunner().invoke(
+            purge_command, ["--workflow", "w", "--before", just_after, "--json", *_where(live, how)]
+        )
+        assert result.exit_code == 0, result.output
+        purged = json.loads(result.output)["runs"]
+    assert purged == [first.run_id]
 
 
 def test_purge_records_who_asked(filled: tuple[LiveReceiver, list[RunEvents]]) -> None:

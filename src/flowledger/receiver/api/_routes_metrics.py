@@ -28,8 +28,14 @@ _LABEL: Final = re.compile(r"([A-Za-z_][A-Za-z0-9_]{0,63})=(.{0,128})", re.DOTAL
 _NAME_SCHEMA: Final = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"}
 
 
-def _labels(params: QueryParams) -> dict[str, str]:
+MAX_LABEL_FILTERS: Final = 20
+"""Different ``label`` filters one request may give (each is one more condition on every row read)."""
+
+
+def _labels(params: QueryParams) -> dict[str, str] | None:
+    """The ``label=NAME=VALUE`` filters, repeats once; None when one name is given two values (no row has both)."""
     labels: dict[str, str] = {}
+    conflict = False
     for raw in params.texts("label"):
         match = _LABEL.fullmatch(raw)
         if match is None:
@@ -37,35 +43,42 @@ def _labels(params: QueryParams) -> dict[str, str]:
                 f"query parameter label={raw[:64]!r} must be NAME=VALUE, such as label=provider=openai "
                 "(a label name of letters, digits and '_', a value of at most 128 characters)"
             )
-        labels[match.group(1)] = match.group(2)
-    return labels
+        name, value = match.groups()
+        conflict = conflict or labels.get(name, value) != value
+        labels.setdefault(name, value)
+        if len(labels) > MAX_LABEL_FILTERS:
+            raise QueryParamError(f"query parameter label: give at most {MAX_LABEL_FILTERS} different label names")
+    return None if conflict else labels
 
 
-def _query(request: Request) -> CustomMetricQuery:
+def _query(request: Request) -> tuple[CustomMetricQuery, bool]:
+    """The query asked for, and whether it can match any row (not when a label name is given two values)."""
     params = QueryParams(request, blank_is_absent=False)
     params.expect(CUSTOM_METRICS_PARAMS)
     name = params.text("name")
     if name is not None and re.fullmatch(_NAME_SCHEMA["pattern"], name) is None:
         raise QueryParamError(f"query parameter name={name[:64]!r} is not a metric name (letters, digits and '_')")
-    return CustomMetricQuery(
+    labels = _labels(params)
+    query = CustomMetricQuery(
         name=name,
         workflow_id=params.text("workflow_id"),
         node_id=params.text("node_id"),
         project=project_of(request),
         since=params.time("since"),
         until=params.time("until"),
-        labels=_labels(params),
+        labels=labels or {},
         limit=params.integer("limit", default=DEFAULT_LIMIT, low=1, high=MAX_ROWS),
     )
+    return query, labels is not None
 
 
 async def custom_metrics(request: Request) -> Response:
     """Custom metric totals, newest hour first: ``{"metrics": [{workflow_id, node_id, name, labels, hour, ...}]}``."""
     try:
-        query = _query(request)
+        query, can_match = _query(request)
     except QueryParamError as exc:
         return error_response(400, str(exc))
-    rows = await receiver_of(request).store.custom_metrics(query)
+    rows = await receiver_of(request).store.custom_metrics(query) if can_match else []
     return JSONResponse({"metrics": rows, "limit": query.limit})
 
 
@@ -105,7 +118,7 @@ CUSTOM_METRICS_PATH: Final[dict[str, Any]] = {
             {
                 "name": "label",
                 "in": "query",
-                "description": "May repeat: NAME=VALUE, rows whose labels include it.",
+                "description": "May repeat (at most 20 different names): NAME=VALUE, rows whose labels include it.",
                 "style": "form",
                 "explode": True,
                 "schema": {

@@ -15,10 +15,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flowledger._exceptions import QueryParamError
-from flowledger.receiver._params import refuse_params
+from flowledger.receiver._params import refuse_params, rfc3339_before
 from flowledger.receiver._state import error_response, project_of, receiver_of, run_project_of
 from flowledger.receiver.store._protocol import PurgeReport, PurgeSelection
-from flowledger.receiver.store._time import normalize_ts
 
 __all__ = ["ROUTES", "requester"]
 
@@ -64,7 +63,7 @@ def _selection(body: Any, project: str | None) -> PurgeSelection:
         raise ValueError("before must be an RFC 3339 time")
     return PurgeSelection(
         workflow_id=workflow_id,
-        before=None if before is None else normalize_ts(before),
+        before=None if before is None else rfc3339_before(before),
         project=project,
         by=requester(project),
     )

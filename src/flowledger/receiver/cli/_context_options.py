@@ -17,7 +17,7 @@ from typing import Any, Final, TypeVar
 import click
 
 from flowledger._run_context import context_problem, project_problem, run_id_problem
-from flowledger.receiver._params import RFC3339_EXAMPLE, rfc3339_time
+from flowledger.receiver._params import RFC3339_EXAMPLE, rfc3339_before, rfc3339_time
 from flowledger.receiver.store._run_filter import FILTER_NAMES, RunContextFilter
 
 __all__ = ["context_lines", "context_options", "parse_time"]
@@ -40,13 +40,13 @@ _CHECKS: Final[dict[str, Callable[[str, object], str | None]]] = {
 }
 
 
-def parse_time(value: str | None, option: str) -> str | None:
-    """An RFC 3339 date-time, normalised, as the query API reads one (:func:`rfc3339_time`); a usage error naming
-    ``option`` otherwise."""
+def parse_time(value: str | None, option: str, *, before: bool = False) -> str | None:
+    """An RFC 3339 date-time, normalised, as the query API reads one (:func:`rfc3339_time`; with ``before``, an
+    exclusive upper bound, :func:`rfc3339_before`); a usage error naming ``option`` otherwise."""
     if value is None:
         return None
     try:
-        return rfc3339_time(value)
+        return rfc3339_before(value) if before else rfc3339_time(value)
     except ValueError:
         raise click.BadParameter(
             f"{value!r} is not an RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS, an optional fraction, and Z or an "

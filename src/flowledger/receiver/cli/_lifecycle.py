@@ -68,7 +68,11 @@ def purge_command(
     if project is not None and not run_ids:
         raise click.UsageError("--project goes with --run")
     selection = PurgeSelection(
-        run_ids=run_ids, workflow_id=workflow_id, before=parse_time(before, "--before"), project=project, by="cli"
+        run_ids=run_ids,
+        workflow_id=workflow_id,
+        before=parse_time(before, "--before", before=True),
+        project=project,
+        by="cli",
     )
     report = _source(db, url, api_key).purge(selection)
     if as_json:
