@@ -209,3 +209,17 @@ def announce_then_sleep(value: Any, *, delay_s: float) -> Any:
     print("node started", file=sys.stderr, flush=True)
     time.sleep(delay_s)
     return value
+
+
+async def announce_then_spin(value: Any, *, limit_s: float) -> Any:
+    """Async and CPU-bound on the event loop's thread: say on stderr that it started, then spin up to ``limit_s``.
+
+    A SIGINT under Python's own handler raises KeyboardInterrupt in this loop, in the node's code.
+    """
+    import sys
+
+    print("node started", file=sys.stderr, flush=True)
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        pass
+    return value

@@ -20,7 +20,9 @@ import pytest
 
 import flowledger
 from flowledger import RunAborted
+from flowledger import workflow as fw
 from flowledger._exceptions import WorkflowFailed
+from flowledger._wire import RunStatus
 from flowledger.testing import CapturedEvents
 from tests.instrument.delivery._sender_support import REPO_ROOT, child_env
 from tests.receiver._support import LiveReceiver
@@ -183,8 +185,10 @@ def test_a_when_predicate_calling_sys_exit_fails_the_node(build: Build, events: 
     assert a["error"]["type"].endswith("NodeExited")
 
 
-def test_a_node_raising_keyboard_interrupt_aborts_the_run_as_interrupted(build: Build, events: CapturedEvents) -> None:
-    """A node raising KeyboardInterrupt interrupts the run as Ctrl-C does: aborted (interrupted), dependents skipped."""
+def test_a_node_raising_keyboard_interrupt_is_recorded_aborted_then_reaches_the_caller(
+    build: Build, events: CapturedEvents
+) -> None:
+    """A node raising KeyboardInterrupt: the run is recorded aborted (interrupted), then the caller gets it."""
     module = build(
         f"""
         flowledger: 1
@@ -195,16 +199,64 @@ def test_a_node_raising_keyboard_interrupt_aborts_the_run_as_interrupted(build: 
           - {{id: b, call: "{HERE}:ident", needs: [a]}}
         """
     )
-    with pytest.raises(RunAborted) as info:
-        _no_escape(module, 1)
-    assert info.value.reason == "interrupted"
+    with pytest.raises(KeyboardInterrupt) as info:
+        asyncio.run(module.run(1))
+    assert info.traceback[-1].name == "interrupts"  # the node's own, raised again
     a = _only(events, "a")
     assert a["status"] == "failed"
+    assert a["error"]["type"].endswith("RunAborted")
     assert "node `a` raised KeyboardInterrupt" in a["error"]["message"]
     assert _only(events, "b")["skip_reason"] == "the run was aborted (interrupted)"
     run = _run_of(events)
     assert run["status"] == "aborted"
     assert run["error"]["reason"] == "interrupted"
+
+
+def test_a_when_predicate_raising_keyboard_interrupt_fails_the_node_and_interrupts_the_run(
+    build: Build, events: CapturedEvents
+) -> None:
+    """KeyboardInterrupt in a `when` predicate fails the node in its `when` phase (RunAborted), the run aborted."""
+    module = build(
+        f"""
+        flowledger: 1
+        workflow: {{id: when_kbd}}
+        output: b
+        nodes:
+          - {{id: a, call: "{HERE}:ident", when: "{HERE}:interrupts"}}
+          - {{id: b, call: "{HERE}:ident", needs: [a]}}
+        """
+    )
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(module.run(1))
+    a = _only(events, "a")
+    assert a["status"] == "failed"
+    assert a["attributes"]["flowledger.phase"] == "when"
+    assert a["error"]["type"].endswith("RunAborted")
+    assert "node `a` raised KeyboardInterrupt" in a["error"]["message"]
+    assert _only(events, "b")["skip_reason"] == "the run was aborted (interrupted)"
+    run = _run_of(events)
+    assert run["status"] == "aborted"
+    assert run["error"]["reason"] == "interrupted"
+
+
+def test_execute_run_for_a_host_handling_sigint_reports_a_node_s_keyboard_interrupt(
+    build: Build, events: CapturedEvents
+) -> None:
+    """execute_run(raise_interrupt=False) returns a node's KeyboardInterrupt as the aborted run it recorded."""
+    module = build(
+        f"""
+        flowledger: 1
+        workflow: {{id: kbd_result}}
+        nodes:
+          - {{id: a, call: "{HERE}:interrupts"}}
+        """
+    )
+    result = asyncio.run(fw.execute_run(module.WORKFLOW, 1, raise_interrupt=False))
+    assert result.status is RunStatus.ABORTED
+    assert isinstance(result.error, RunAborted)
+    assert result.error.reason == "interrupted"
+    assert isinstance(result.error.__cause__, KeyboardInterrupt)
+    assert _run_of(events)["status"] == "aborted"
 
 
 def test_a_generated_module_whose_node_calls_sys_exit_0_exits_1_with_the_run_recorded_failed(

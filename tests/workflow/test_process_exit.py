@@ -1,4 +1,5 @@
-"""How a generated module's process ends: interrupted by SIGINT, or with a timed-out sync node still sleeping."""
+"""How a generated module's process ends: interrupted by SIGINT, or with a timed-out sync node still sleeping; and
+what a program running it in-process under Python's own SIGINT handler gets from Ctrl-C."""
 
 from __future__ import annotations
 
@@ -34,6 +35,31 @@ nodes:
   - {id: after, call: "tests.workflow.nodes:echo", needs: [nap]}
 """
 
+SPINNING = """
+flowledger: 1
+workflow: {id: spinning}
+nodes:
+  - {id: spin, call: "tests.workflow.nodes:announce_then_spin", with: {limit_s: 60}}
+  - {id: after, call: "tests.workflow.nodes:echo", needs: [spin]}
+"""
+
+IN_PROCESS_DRIVER = """
+import asyncio, importlib.util, sys
+
+spec = importlib.util.spec_from_file_location("spinning", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+loop = asyncio.new_event_loop()  # not asyncio.run: Python's own SIGINT handler stays, as in many hosts
+try:
+    loop.run_until_complete(module.run(7))
+    print("returned")
+except Exception as exc:  # a worker loop's `except Exception: continue`, which must not swallow Ctrl-C
+    print(f"swallowed {type(exc).__name__}")
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+"""
+"""A program awaiting the module's ``run()`` on a loop of its own; prints what reached it."""
+
 TIMED_OUT = """
 flowledger: 1
 workflow: {id: stuckworker}
@@ -52,10 +78,12 @@ def receiver_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-def _start(module: Path, url: str, tmp_path: Path) -> subprocess.Popen[str]:
+def _start(module: Path, url: str, tmp_path: Path, *, driver: Path | None = None) -> subprocess.Popen[str]:
+    """Start ``python MODULE --input 7`` (or ``python DRIVER MODULE``); return once its node said it started."""
     env = child_env(FLOWLEDGER_ENDPOINT=url, FLOWLEDGER_SPOOL_DIR=str(tmp_path / "spool"))
+    args = [str(module), "--input", "7"] if driver is None else [str(driver), str(module)]
     proc = subprocess.Popen(
-        [sys.executable, str(module), "--input", "7"],
+        [sys.executable, *args],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -116,6 +144,31 @@ def test_sigint_mid_run_records_the_run_aborted_as_interrupted_and_exits_1(
     assert "interrupted" in nodes["nap"]["error"]["message"]
     assert nodes["after"]["status"] == "skipped"
     assert "interrupted" in nodes["after"]["skip_reason"]
+
+
+def test_sigint_in_an_async_node_under_python_s_own_handler_reaches_the_caller_as_keyboard_interrupt(
+    write_definition: Callable[..., Path], tmp_path: Path, receiver_url: str
+) -> None:
+    """Ctrl-C landing in an async node's code: recorded aborted (interrupted), then KeyboardInterrupt to the caller."""
+    module = _generate(write_definition, SPINNING, tmp_path, "spinning")
+    driver = tmp_path / "driver.py"
+    driver.write_text(IN_PROCESS_DRIVER, encoding="utf-8")
+    proc = _start(module, receiver_url, tmp_path, driver=driver)
+    try:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=EXIT_BOUND_S)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert out.strip() == "KeyboardInterrupt", err
+    run = _only_run(receiver_url, "spinning", lambda r: r["status"] != "running" and len(r["nodes"]) == 2)
+    assert run["status"] == "aborted"
+    assert run["error"]["type"].endswith("RunAborted")
+    assert "interrupted" in run["error"]["message"]
+    nodes = {n["node_id"]: n for n in run["nodes"]}
+    assert nodes["spin"]["status"] == "failed"
+    assert "node `spin` raised KeyboardInterrupt" in nodes["spin"]["error"]["message"]
+    assert nodes["after"]["skip_reason"] == "the run was aborted (interrupted)"
 
 
 def test_a_timed_out_sync_node_still_sleeping_does_not_hold_the_process_exit(

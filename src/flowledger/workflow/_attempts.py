@@ -10,11 +10,13 @@ attempt is cut at ``timeout_s`` (NodeTimeout) or at the deadline
 What the node's code raises stays inside its attempt: ``SystemExit`` (the
 node called ``sys.exit``, even ``sys.exit(0)``) fails the attempt with a
 ``NodeExited``, and ``KeyboardInterrupt`` interrupts the run as Ctrl-C does
-(``RunAborted``, reason ``interrupted``). Neither may leave the node's
-task: asyncio would let it end the whole event loop, and the run with it,
-unrecorded. An attempt the run's limits refuse before it starts (its run
-passed its deadline or budget) is recorded as skipped with the abort's
-reason, as a node that never started is.
+(``RunAborted``, reason ``interrupted``; the host keeps the
+KeyboardInterrupt, which the run's caller gets once the run is recorded).
+Neither may leave the node's task: asyncio would let it end the whole
+event loop, and the run with it, unrecorded. An attempt the run's limits
+refuse before it starts (its run passed its deadline or budget) is
+recorded as skipped with the abort's reason, as a node that never
+started is.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "AttemptHost",
     "RetryHost",
     "aborted_reason",
+    "interruption",
     "one_attempt",
     "record_refusal",
     "run_attempts",
@@ -72,6 +75,10 @@ class AttemptHost(Protocol):
 
     def recorded_effect(self, node: Node, key: str | None) -> tuple[bool, Any]:
         """``(True, output)`` when a resumed run already did this effect with this idempotency key."""
+        ...
+
+    def interrupted_by(self, exc: KeyboardInterrupt, abort: RunAborted) -> None:
+        """A node's code raised ``exc``: abort the run with ``abort``, and keep ``exc`` for the run's caller."""
         ...
 
 
@@ -119,20 +126,26 @@ def record_refusal(hook: NodeAttempt, node: Node, abort: RunAborted) -> None:
         record_skip(node.id, aborted_reason(abort), item=hook.item, attempt=hook.attempt, location=location)
 
 
-def stopped_by(run: Run, node: Node, exc: SystemExit | KeyboardInterrupt) -> Exception:
+def interruption(node: Node) -> RunAborted:
+    """The RunAborted (reason ``interrupted``) of a run whose node's code raised KeyboardInterrupt."""
+    return RunAborted(AbortReason.INTERRUPTED, f"the run was interrupted: node `{node.id}` raised KeyboardInterrupt")
+
+
+def stopped_by(host: AttemptHost, node: Node, exc: SystemExit | KeyboardInterrupt) -> Exception:
     """What a node's code raising ``exc`` becomes, so that it stays inside the run (``raise ... from exc``).
 
     SystemExit: a NodeExited failing the node. KeyboardInterrupt: the run is interrupted, as by Ctrl-C (it cannot
-    be told apart from a real one that reached the node's code): ``run`` is aborted and the RunAborted returned.
+    be told apart from a real one that reached the node's code): ``host`` aborts its run and keeps ``exc`` for the
+    run's caller, and the RunAborted is returned.
     """
     if isinstance(exc, SystemExit):
         return node_exited(node.id, exc)
-    message = f"the run was interrupted: node `{node.id}` raised KeyboardInterrupt"
-    run.abort(AbortReason.INTERRUPTED, message)
-    return RunAborted(AbortReason.INTERRUPTED, message)
+    abort = interruption(node)
+    host.interrupted_by(exc, abort)
+    return abort
 
 
-async def _contained(run: Run, node: Node, work: Coroutine[Any, Any, Any]) -> Any:
+async def _contained(host: AttemptHost, node: Node, work: Coroutine[Any, Any, Any]) -> Any:
     """Await ``work``, turning a SystemExit or KeyboardInterrupt it raises into an error (see ``stopped_by``).
 
     For work awaited in a task of its own (``asyncio.wait_for``), which must not raise them.
@@ -140,7 +153,7 @@ async def _contained(run: Run, node: Node, work: Coroutine[Any, Any, Any]) -> An
     try:
         return await work
     except (SystemExit, KeyboardInterrupt) as exc:
-        raise stopped_by(run, node, exc) from exc
+        raise stopped_by(host, node, exc) from exc
 
 
 async def one_attempt(
@@ -168,11 +181,11 @@ async def one_attempt(
                 try:
                     output = await work  # no limit: a plain await, no wait_for task
                 except (SystemExit, KeyboardInterrupt) as exc:
-                    raise stopped_by(execution.run, node, exc) from exc
+                    raise stopped_by(execution, node, exc) from exc
             else:
                 limit = min(t for t in (node.timeout_s, remaining) if t is not None)
                 try:
-                    output = await asyncio.wait_for(_contained(execution.run, node, work), limit)
+                    output = await asyncio.wait_for(_contained(execution, node, work), limit)
                 except TimeoutError:
                     if node.timeout_s is not None and limit >= node.timeout_s:
                         hook.add_penalty(Penalty.TIMEOUT)

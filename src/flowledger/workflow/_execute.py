@@ -22,7 +22,8 @@ package, so fixing it needs no regeneration:
   are a map's items that never started and a node stopped in its ``when``;
 - every node ends with a record, whatever its code raises: ``SystemExit``
   fails the node, ``KeyboardInterrupt`` interrupts the run (see
-  :mod:`._attempts`); neither leaves the node's task.
+  :mod:`._attempts`); neither leaves the node's task. Once the run is
+  recorded, the KeyboardInterrupt is raised again to the run's caller.
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 from flowledger._exceptions import RunAborted, WorkflowFailed
 from flowledger._wire import REUSED_FROM_ATTRIBUTE, AbortReason, NodeStatus, RunStatus, TriggerType
 from flowledger.instrument import Run, record_skip, run
-from flowledger.workflow._attempts import aborted_reason, one_attempt, record_refusal, run_attempts, stopped_by
+from flowledger.workflow._attempts import (
+    aborted_reason,
+    interruption,
+    one_attempt,
+    record_refusal,
+    run_attempts,
+    stopped_by,
+)
 from flowledger.workflow._host import MAX_WORKER_THREADS, NodeHost
 from flowledger.workflow._in_context import InContext
 from flowledger.workflow._resume import ResumePlan
@@ -97,6 +105,9 @@ async def execute(
     Raises :class:`~flowledger.WorkflowFailed` (its ``__cause__`` is the
     node's exception) when a node fails the run, and
     :class:`~flowledger.RunAborted` when the deadline or budget stops it.
+    A KeyboardInterrupt that a node's code raised (Ctrl-C under Python's own
+    SIGINT handler, or the node's own) is raised again once the run is
+    recorded aborted (reason ``interrupted``), as it would be without the runtime.
     """
     result = await execute_run(
         workflow,
@@ -133,11 +144,18 @@ async def execute_run(
     resume: ResumePlan | None = None,
     parent_run_id: str | None = None,
     interrupt: asyncio.Event | None = None,
+    raise_interrupt: bool = True,
 ) -> RunResult:
     """Run ``workflow`` once and return how it ended, without raising for a failed run.
 
     Setting ``interrupt`` aborts the run (reason ``interrupted``) as its deadline would: the running
     nodes are cancelled, the others recorded as skipped.
+
+    A KeyboardInterrupt raised in a node's code (Ctrl-C landing there under Python's own SIGINT
+    handler, or the node's own ``raise``) aborts the run (reason ``interrupted``) and, once the run is
+    recorded, is raised again here, so that Ctrl-C stops the caller as it would without the runtime
+    (an ``except Exception`` does not swallow it). ``raise_interrupt=False`` is for a host that handles
+    SIGINT itself (the generated command line, ``--serve``): the abort is returned, not raised.
 
     ``resume`` (see :func:`~flowledger.workflow._resume.plan_resume`) makes the run a resume of an
     earlier one: its reused nodes are recorded with their recorded outputs instead of running, and the
@@ -180,13 +198,21 @@ async def execute_run(
             else:
                 recorder.set_output(output)
     except RunAborted as abort:
-        return RunResult(recorder.run_id or None, RunStatus.ABORTED, error=abort)
+        result = RunResult(recorder.run_id or None, RunStatus.ABORTED, error=abort)
+    else:
+        if execution.failure is not None:
+            exc, node_id = execution.failure
+            result = RunResult(recorder.run_id or None, RunStatus.FAILED, error=exc, node_id=node_id)
+        else:
+            result = RunResult(recorder.run_id or None, RunStatus.SUCCEEDED, output=output)
     finally:
         await execution.close()
-    if execution.failure is not None:
-        exc, node_id = execution.failure
-        return RunResult(recorder.run_id or None, RunStatus.FAILED, error=exc, node_id=node_id)
-    return RunResult(recorder.run_id or None, RunStatus.SUCCEEDED, output=output)
+    stopped = execution.keyboard_interrupt
+    if stopped is not None and raise_interrupt:  # recorded: now the Ctrl-C the run's nodes held back goes on
+        where = f"its run {result.run_id} is recorded {result.status.value}" if result.run_id else "not recorded"
+        stopped.add_note(f"flowledger: raised in a node of workflow {workflow.id}; {where}")
+        raise stopped
+    return result
 
 
 class Execution(NodeHost):
@@ -333,7 +359,7 @@ class Execution(NodeHost):
                     raise  # the run cancels its nodes (an abort, or its caller went away): nothing to settle
                 outcome = asyncio.CancelledError(f"node `{node.id}` was cancelled")  # from inside: the node failed
             except (KeyboardInterrupt, SystemExit) as exc:  # never out of the task: asyncio would end the loop with it
-                outcome = stopped_by(self.run, node, exc)  # a node's attempts contain their own: this is the rest
+                outcome = stopped_by(self, node, exc)  # a node's attempts contain their own: this is the rest
                 outcome.__cause__ = exc
             except BaseException as exc:
                 outcome = exc
@@ -469,8 +495,14 @@ class Execution(NodeHost):
                 location = self.workflow.locations[node.id]
                 record_skip(node.id, aborted_reason(self._aborting), location=location)  # its call never started
                 raise
-            except (SystemExit, KeyboardInterrupt) as exc:
-                self._fail_phase(node, value, Phase.WHEN, stopped_by(self.run, node, exc), cause=exc)
+            except SystemExit as exc:
+                self._fail_phase(node, value, Phase.WHEN, stopped_by(self, node, exc), cause=exc)
+            except KeyboardInterrupt as exc:
+                abort = interruption(node)
+                try:  # the phase's failure first: once the run is aborted, its hook would refuse to start (a skip)
+                    self._fail_phase(node, value, Phase.WHEN, abort, cause=exc)
+                finally:
+                    self.interrupted_by(exc, abort)
             except Exception as exc:
                 self._fail_phase(node, value, Phase.WHEN, exc)
             if not keep:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Final
 
-from flowledger._exceptions import ResumeRefused
+from flowledger._exceptions import ResumeRefused, RunAborted
 from flowledger._wire import NODE_SHA256_ATTRIBUTE
 from flowledger.instrument import FixedAttributes, NodeAttempt, Run, attempt
 from flowledger.workflow._http_call import send, shown
@@ -105,6 +105,8 @@ class NodeHost:
         self._client: httpx.AsyncClient | None = None
         self.recorded_effects: Mapping[str, RecordedEffect] = {}
         """Effects that succeeded in the run being resumed, by node id (empty unless resuming)."""
+        self.keyboard_interrupt: KeyboardInterrupt | None = None
+        """The first KeyboardInterrupt a node's code raised (Ctrl-C, or its own): the run's caller gets it."""
 
     def attempt(
         self,
@@ -131,6 +133,16 @@ class NodeHost:
             span_id=span_id,
             capture=node.capture or self.workflow.capture,
         )
+
+    def interrupted_by(self, exc: KeyboardInterrupt, abort: RunAborted) -> None:
+        """A node's code raised ``exc``: abort the run with ``abort`` (reason ``interrupted``), and keep ``exc``.
+
+        The run's caller gets ``exc`` once the run is recorded (see ``execute_run``): Ctrl-C stops the program
+        that ran the run, as it would without the runtime.
+        """
+        self.run.abort(abort.reason, str(abort))
+        if self.keyboard_interrupt is None:
+            self.keyboard_interrupt = exc
 
     def recorded_effect(self, node: Node, key: str | None) -> tuple[bool, Any]:
         """``(True, output)`` when the resumed run already did this effect with this key; ResumeRefused if its

@@ -310,6 +310,7 @@ async def _run_once(
             executor=executor,
             resume=resume,
             interrupt=interrupt,
+            raise_interrupt=not installed,  # SIGINT sets ``interrupt``: a node's own KeyboardInterrupt is reported
         )
     finally:
         if installed:
@@ -461,7 +462,14 @@ async def serve_schedule(
     running: set[asyncio.Task[RunResult]] = set()
 
     async def one() -> RunResult:
-        result = await execute_run(workflow, payload, dry_run=dry_run, trigger=TriggerType.SCHEDULE, executor=executor)
+        result = await execute_run(
+            workflow,
+            payload,
+            dry_run=dry_run,
+            trigger=TriggerType.SCHEDULE,
+            executor=executor,
+            raise_interrupt=signal.SIGINT not in installed,  # with its handler, SIGINT stops the serving, not a node
+        )
         results.append(result)
         if log is not None:
             ok = result.status is RunStatus.SUCCEEDED
@@ -584,6 +592,7 @@ def _build_app(
             traceparent=request.headers.get("traceparent"),
             executor=executor,
             parent_run_id=run_id_from_baggage(request.headers.get("baggage")),
+            raise_interrupt=False,  # the server handles SIGINT: a node's own KeyboardInterrupt is this run's 500
         )
         headers = {"x-flowledger-run-id": result.run_id} if result.run_id else {}
         if result.status is RunStatus.SUCCEEDED:
@@ -630,7 +639,13 @@ def _build_app(
         except ResumeRefused as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
         result = await execute_run(
-            workflow, None, dry_run=dry_run, trigger=TriggerType.HTTP, executor=executor, resume=plan
+            workflow,
+            None,
+            dry_run=dry_run,
+            trigger=TriggerType.HTTP,
+            executor=executor,
+            resume=plan,
+            raise_interrupt=False,
         )
         # The answer names the new run: send its records first, so that whoever asked can open it at once.
         await asyncio.to_thread(flush, RESUME_FLUSH_S)
