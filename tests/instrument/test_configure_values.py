@@ -1,14 +1,16 @@
-"""configure() refuses a value of the wrong type with ConfigError naming the setting, before comparing it."""
+"""configure() keeps each value in its type (a path as a Path) or refuses it with ConfigError naming the setting."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import flowledger
-from flowledger.instrument._config import Settings
+from flowledger.instrument._config import Settings, SinkKind, SinkSpec
 
 
 @pytest.mark.parametrize(
@@ -39,3 +41,71 @@ def test_a_value_of_the_wrong_type_is_a_config_error_naming_the_setting(
         Settings().updated(**{setting: value})
     with pytest.raises(flowledger.ConfigError, match=setting):
         configure(**{setting: value})
+
+
+class _PathLike:
+    """An ``os.PathLike`` that is not a ``pathlib.Path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+def test_a_str_spool_dir_works_with_a_jsonl_sink(tmp_path: Path, configure: Callable[..., Any]) -> None:
+    """configure(spool_dir=str) is kept as a Path: a jsonl sink under it starts and writes every event."""
+    target = tmp_path / "runs.jsonl"
+    settings = configure(spool_dir=str(tmp_path / "spool"), sinks=f"jsonl:{target}", export_spans=False)
+    assert settings.spool_dir == tmp_path / "spool"
+
+    @flowledger.node
+    def step(x: int) -> int:
+        return x + 1
+
+    with flowledger.run("wf"):
+        step(1)
+    assert flowledger.flush(10)
+    assert flowledger.stats().get("internal_errors", 0) == 0
+    kinds = [json.loads(line)["kind"] for line in target.read_text().splitlines()]
+    assert kinds == ["run_started", "node_finished", "run_finished"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "given", "kept"),
+    [
+        ("spool_dir", "/var/tmp/fl-spool", Path("/var/tmp/fl-spool")),
+        ("spool_dir", _PathLike("/var/tmp/fl-spool"), Path("/var/tmp/fl-spool")),
+        ("idempotency_dir", "/var/tmp/fl-seen", Path("/var/tmp/fl-seen")),
+        ("idempotency_dir", _PathLike("/var/tmp/fl-seen"), Path("/var/tmp/fl-seen")),
+    ],
+)
+def test_a_path_setting_given_as_a_str_or_path_like_is_a_path(setting: str, given: Any, kept: Path) -> None:
+    """A directory setting given as a str or an os.PathLike is kept as a pathlib.Path."""
+    value = getattr(Settings().updated(**{setting: given}), setting)
+    assert type(value) is type(kept)
+    assert value == kept
+
+
+def test_a_jsonl_sink_spec_with_a_str_file_gets_a_path() -> None:
+    """A SinkSpec naming its jsonl file as a str is kept with a pathlib.Path."""
+    (spec,) = Settings().updated(sinks=[SinkSpec(SinkKind.JSONL, "/var/tmp/runs.jsonl")]).sinks  # type: ignore[arg-type]
+    assert spec.path == Path("/var/tmp/runs.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("spool_dir", 42),
+        ("spool_dir", None),
+        ("spool_dir", ""),
+        ("spool_dir", b"/var/tmp/spool"),
+        ("idempotency_dir", 42),
+        ("idempotency_dir", " "),
+    ],
+)
+def test_a_path_setting_of_another_type_is_a_config_error_naming_it(setting: str, value: Any) -> None:
+    """A directory setting that is no path (a number, None, an empty string, bytes) is a ConfigError naming it."""
+    with pytest.raises(flowledger.ConfigError, match=setting):
+        Settings().updated(**{setting: value})
+    assert any(problem.startswith(f"{setting} must be") for problem in Settings(**{setting: value}).problems())

@@ -616,6 +616,45 @@ def test_system_exit_zero_inside_a_run_is_success(events: CapturedEvents) -> Non
     assert events.runs()[0]["data"]["status"] == "succeeded"
 
 
+@pytest.mark.parametrize("code", [0, None, 3])
+def test_sys_exit_in_a_node_inside_a_run_fails_the_run_with_node_exited(
+    events: CapturedEvents, code: int | None
+) -> None:
+    """sys.exit in a node inside ``with flowledger.run()`` fails the run with NodeExited and the node's id."""
+
+    @flowledger.node
+    def quits(x: int) -> int:
+        raise SystemExit(code)
+
+    with pytest.raises(SystemExit) as raised, flowledger.run("wf"):
+        quits(1)
+    assert raised.value.code == code
+    run = events.runs()[0]["data"]
+    assert run["status"] == "failed"
+    assert run["error"]["type"] == "flowledger._exceptions.NodeExited"
+    assert run["error"]["node_id"] == "quits"
+    assert "node `quits` called sys.exit(" in run["error"]["message"]
+    assert events.nodes("quits")[0]["data"]["error"]["type"] == "flowledger._exceptions.NodeExited"
+
+
+def test_a_run_fails_alike_when_its_node_exits_inside_it_or_as_its_own_run(events: CapturedEvents) -> None:
+    """A node's sys.exit(0) gives the same run error within ``with flowledger.run()`` as in the node's own run."""
+
+    @flowledger.node
+    def step(x: int) -> int:
+        raise SystemExit(0)
+
+    with pytest.raises(SystemExit), flowledger.run("step"):
+        step(1)
+    with pytest.raises(SystemExit):
+        step(1)
+    explicit, implicit = (r["data"] for r in events.runs())
+    assert explicit["status"] == implicit["status"] == "failed"
+    assert {k: explicit["error"][k] for k in ("type", "message", "node_id")} == {
+        k: implicit["error"][k] for k in ("type", "message", "node_id")
+    }
+
+
 def test_attributes_set_during_an_attempt_reach_its_record(events: CapturedEvents) -> None:
     """NodeAttempt.set_attribute adds to the attributes recorded with node_finished."""
     with flowledger.run("wf"), flowledger.instrument.attempt("call", input=1, attributes={"kind": "http"}) as a:

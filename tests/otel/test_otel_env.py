@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -10,18 +11,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import flowledger
 from flowledger.instrument._config import Settings, _forget_reports, settings_from_env
 from flowledger.instrument._otel_env import TracesSampler
 from flowledger.receiver._config import ReceiverConfig
+from tests.otel._processes import generate_module, serving
 from tests.otel._support import LiveReceiver, free_port, receiver_running, subprocess_env
 
 LOW_TRACE = "0af7651916cd43dd8448eb211c80319c"[:16] + "0000000000000001"
 """A trace id whose low 64 bits are tiny: a ratio sampler at 0.5 keeps it."""
 HIGH_TRACE = "0af7651916cd43dd8448eb211c80319c"[:16] + "fffffffffffffffe"
 """A trace id whose low 64 bits are near the top: a ratio sampler at 0.5 leaves it out."""
+LOW_SKIPPED = f"{LOW_TRACE}-00"
+"""The low trace, continued from a caller that did not sample it (traceparent flags 00)."""
+HIGH_SKIPPED = f"{HIGH_TRACE}-00"
+"""The high trace, continued from a caller that did not sample it."""
 CALLER_SPAN = "b7ad6b7169203331"
 
 APP = """
@@ -36,8 +43,9 @@ def fetch(order):
 
 
 ids = []
-for trace_id in sys.argv[1:] or [None]:
-    traceparent = None if trace_id is None else f"00-{trace_id}-b7ad6b7169203331-01"
+for parent in sys.argv[1:] or ["root"]:  # a trace id, with -00 when the caller did not sample it; root: none
+    trace_id, _, flags = parent.partition("-")
+    traceparent = None if parent == "root" else f"00-{trace_id}-b7ad6b7169203331-{flags or '01'}"
     with flowledger.run("order-intake", traceparent=traceparent) as run:
         fetch({"id": 1})
     ids += [run.run_id, run.trace_id]
@@ -55,7 +63,8 @@ def live(tmp_path: Path) -> Iterator[LiveReceiver]:
 
 
 def _run_app(tmp_path: Path, *trace_ids: str, **env: str) -> list[str]:
-    """Run APP in a child process (one run per trace id given, else one new trace); its run and trace ids."""
+    """Run APP in a child process (one run per trace id given, ``-00`` after one its caller did not sample, ``root``
+    for a run without a caller; else one new trace); its run and trace ids."""
     script = tmp_path / "otel_env_app.py"
     script.write_text(textwrap.dedent(APP), encoding="utf-8")
     done = subprocess.run(
@@ -118,26 +127,80 @@ def test_otel_sdk_disabled_turns_span_export_off_but_not_the_runs(receiver: Live
 
 
 @pytest.mark.parametrize(
-    ("sampler", "kept"),
+    ("sampler", "parents", "kept"),
     [
-        ({"OTEL_TRACES_SAMPLER": "always_off"}, []),
-        ({"OTEL_TRACES_SAMPLER": "parentbased_always_off"}, []),
-        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}, [LOW_TRACE]),
-        ({"OTEL_TRACES_SAMPLER": "ParentBased_TraceIdRatio", "OTEL_TRACES_SAMPLER_ARG": " 0.5 "}, [LOW_TRACE]),
+        ({"OTEL_TRACES_SAMPLER": "always_off"}, [LOW_TRACE, HIGH_TRACE], [False, False]),
+        (
+            {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"},
+            [LOW_SKIPPED, HIGH_TRACE],
+            [True, False],
+        ),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_off"}, ["root", HIGH_TRACE], [False, True]),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_off"}, [LOW_TRACE, HIGH_SKIPPED], [True, False]),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}, [LOW_SKIPPED, "root"], [False, True]),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}, [LOW_SKIPPED, HIGH_TRACE], [False, True]),
+        (
+            {"OTEL_TRACES_SAMPLER": "ParentBased_TraceIdRatio", "OTEL_TRACES_SAMPLER_ARG": " 0.5 "},
+            [LOW_TRACE, HIGH_TRACE],
+            [True, True],
+        ),
+        (
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1"},
+            [LOW_SKIPPED, HIGH_TRACE],
+            [False, True],
+        ),
     ],
 )
 def test_the_traces_sampler_chooses_the_traces_whose_spans_are_exported(
-    receiver: LiveReceiver, tmp_path: Path, sampler: dict[str, str], kept: list[str]
+    receiver: LiveReceiver, tmp_path: Path, sampler: dict[str, str], parents: list[str], kept: list[bool]
 ) -> None:
-    """OTEL_TRACES_SAMPLER applies to the SDK's spans, by trace id as OTel's samplers decide; runs are all recorded."""
-    ids = _run_app(tmp_path, LOW_TRACE, HIGH_TRACE, FLOWLEDGER_ENDPOINT=receiver.url, **sampler)
-    runs = dict(zip(ids[1::2], ids[0::2], strict=True))
-    for trace_id in kept:
-        receiver.wait_for(f"/api/traces/{trace_id}", lambda d: d["span_count"] == 2)
-    for trace_id, run_id in runs.items():
+    """OTEL_TRACES_SAMPLER applies to the SDK's spans as OTel's samplers decide (parent-based ones following the
+    caller's sampled flag, the root sampler without a caller); runs are all recorded."""
+    ids = _run_app(tmp_path, *parents, FLOWLEDGER_ENDPOINT=receiver.url, **sampler)
+    runs = list(zip(ids[0::2], ids[1::2], kept, strict=True))
+    for _run_id, trace_id, exported in runs:
+        if exported:
+            receiver.wait_for(f"/api/traces/{trace_id}", lambda d: d["span_count"] == 2)
+    for run_id, trace_id, exported in runs:
         assert receiver.get(f"/api/runs/{run_id}").json()["status"] == "succeeded"
-        assert receiver.trace(trace_id)["span_count"] == (2 if trace_id in kept else 0)
-    assert _spans_accepted(receiver) == 2 * len(kept)
+        assert receiver.trace(trace_id)["span_count"] == (2 if exported else 0)
+    assert _spans_accepted(receiver) == 2 * sum(kept)
+
+
+CALLEE = """
+flowledger: 1
+workflow: {id: callee, name: Callee}
+trigger: {type: http, http: {path: /callee}}
+nodes:
+  - id: echo
+    call: tests.otel.steps:echo
+"""
+
+
+@pytest.mark.parametrize(
+    ("sampler", "exported"),
+    [("parentbased_always_on", {"00": False, "01": True}), ("parentbased_always_off", {"00": False, "01": True})],
+)
+def test_an_http_triggered_run_follows_the_callers_sampled_flag(
+    receiver: LiveReceiver, tmp_path: Path, sampler: str, exported: dict[str, bool]
+) -> None:
+    """A parent-based sampler exports an http-triggered run's spans when its caller's traceparent says sampled."""
+    callee = generate_module(tmp_path, "callee", CALLEE)
+    traces = {flags: secrets.token_hex(16) for flags in ("00", "01")}
+    runs: dict[str, str] = {}
+    env = {"FLOWLEDGER_ENDPOINT": receiver.url, "OTEL_TRACES_SAMPLER": sampler}
+    with serving(callee, tmp_path / "callee.log", **env) as url:
+        for flags, trace_id in traces.items():  # the unsampled caller first: its spans would go out first
+            headers = {"traceparent": f"00-{trace_id}-{CALLER_SPAN}-{flags}"}
+            answer = httpx.post(f"{url}/callee", json={"x": 1}, headers=headers, timeout=30)
+            assert answer.status_code == 200, answer.text
+            runs[flags] = answer.headers["x-flowledger-run-id"]
+        receiver.wait_for(f"/api/traces/{traces['01']}", lambda d: d["span_count"] == 2)
+    for flags, trace_id in traces.items():
+        run = receiver.wait_for(f"/api/runs/{runs[flags]}", lambda d: d["status"] == "succeeded")
+        assert run["trace_id"] == trace_id
+        assert receiver.trace(trace_id)["span_count"] == (2 if exported[flags] else 0)
+    assert _spans_accepted(receiver) == 2
 
 
 @pytest.mark.parametrize(

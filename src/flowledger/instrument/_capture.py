@@ -44,7 +44,9 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import os
 import re
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -350,9 +352,15 @@ class RawJSON:
     redacted before encoding), and if one may be there, redaction; and the
     check that the JSON nests at most ``levels`` deep (``MAX_DEPTH``, less
     what the record is put inside), and if it does not, the cut.
+
+    Several threads may read one record at once (each sink's worker writes
+    the same event): the first read settles it under a lock (the cut, the
+    probe) into one immutable view, the JSON and the pattern its decoding
+    still needs, and every reader works from the view it took, never from
+    fields another thread may be changing.
     """
 
-    __slots__ = ("_bytes", "_hidden", "_json", "_levels", "_limit", "_probe", "_redact")
+    __slots__ = ("_data", "_hidden", "_levels", "_probe", "_redact", "_view")
 
     def __init__(
         self,
@@ -363,87 +371,84 @@ class RawJSON:
         hidden: tuple[str, ...] = (),
         levels: int = MAX_DEPTH,
     ) -> None:
-        if isinstance(text, bytes):
-            self._bytes: bytes | None = text
-            self._json: str | None = None
-        else:
-            self._bytes = None
-            self._json = text
+        self._data = text
+        """The JSON as encoded until the record is settled, then as settled (cut, and redacted once ``json`` ran)."""
         self._redact = redact
         self._probe = probe and redact is not None
         self._hidden = hidden
-        self._limit = levels
+        self._levels = levels
         """The nesting the JSON may have (it is cut to it when first read)."""
-        self._levels: int | None = levels
-        """The nesting still to check (None once checked): the first reader cuts what is deeper."""
+        self._view: tuple[bytes | str, re.Pattern[str] | None] | None = None
+        """Once settled: the JSON, and the pattern decoding it must redact with (None when nothing secret is left)."""
 
     @property
     def text(self) -> str:
-        """The JSON text as encoded (top-level secrets redacted, deeper ones not yet; not yet cut to ``levels``)."""
-        data = self._bytes
-        return data.decode("utf-8") if data is not None else self._json or ""
+        """The JSON text as kept: top-level secrets redacted; once read, cut to ``levels`` (deeper secrets redacted
+        once ``json`` ran)."""
+        return _as_text(self._data)
 
     @property
     def nbytes(self) -> int:
-        """The size of the encoded JSON in bytes (before a cut to ``levels``, which only shortens it)."""
-        data = self._bytes
-        return len(data) if data is not None else len(self.text.encode("utf-8"))
+        """The size of the JSON in bytes (as encoded until first read; a cut to ``levels`` only shortens it)."""
+        data = self._data
+        return len(data) if isinstance(data, bytes) else len(data.encode("utf-8"))
 
     def within(self, levels: int) -> RawJSON:
         """This record, or one of its JSON cut to nest at most ``levels`` deep when that is less than its own limit."""
-        return self if self._limit <= levels else RawJSON(self.raw(), levels=levels)
+        return self if self._levels <= levels else RawJSON(self.raw(), levels=levels)
 
-    def _cut_deep(self, levels: int) -> None:
-        """Replace the JSON by its conversion, cut at ``levels``, when it nests deeper (redacting it on the way)."""
-        data = self._bytes
-        if data is None:
-            data = self.text.encode("utf-8")
-        if _too_deep(data, levels):
-            redact = self._redact  # the probe is skipped: redacting whatever it would find is the same
-            plain = _redacting_decoder(redact)(self.text) if redact is not None else _orjson_loads(data)
-            text = _encode(_convert(plain, None, MAX_DEPTH - levels, set()))
-            self._json, self._bytes, self._redact, self._probe = text, None, None, False
-        self._levels = None  # last: a reader on another thread that sees None sees the final text
+    def _settled(self) -> tuple[bytes | str, re.Pattern[str] | None]:
+        """The record's view (see the class's docstring), settled now by the first reader."""
+        view = self._view
+        if view is None:
+            with _settling:
+                view = self._view
+                if view is None:
+                    view = self._settle()
+        return view
 
-    def _deep_redact(self) -> re.Pattern[str] | None:
-        """The pattern to redact with when decoding: None when nothing secret-looking is left in the text.
+    def _settle(self) -> tuple[bytes | str, re.Pattern[str] | None]:
+        """Cut the JSON when it nests past ``levels`` (redacting it on the way), else probe it; publish the view.
 
-        Every reader of the payload (``value``, ``json``, ``raw``) starts here, so the depth is checked here first.
+        Called with ``_settling`` held, once: the fields it reads change nowhere else before the view is set.
         """
-        levels = self._levels
-        if levels is not None:
-            self._cut_deep(levels)
-        redact = self._redact
-        if redact is not None and self._probe:
-            self._probe = False
-            if not _mentions(_probe_text(self.text, self._hidden), redact, _fragments(redact)):
-                self._redact = redact = None
-        return redact
+        data, redact = self._data, self._redact
+        encoded = data if isinstance(data, bytes) else data.encode("utf-8")
+        if _too_deep(encoded, self._levels):  # the probe is skipped: redacting whatever it would find is the same
+            plain = _redacting_decoder(redact)(_as_text(data)) if redact is not None else _orjson_loads(encoded)
+            data, redact = _encode(_convert(plain, None, MAX_DEPTH - self._levels, set())), None
+        elif (
+            redact is not None
+            and self._probe
+            and not _mentions(_probe_text(_as_text(data), self._hidden), redact, _fragments(redact))
+        ):
+            redact = None
+        view = (data, redact)
+        self._data, self._redact, self._probe = data, redact, False
+        self._view = view  # last: a reader that takes the view without the lock gets it whole
+        return view
 
     def value(self) -> Any:
         """The payload as a JSON value, redacted."""
-        redact = self._deep_redact()
-        if redact is None:
-            data = self._bytes
-            return _orjson_loads(data) if data is not None else _decode(self._json or "")
-        return _redacting_decoder(redact)(self.text)
+        data, redact = self._settled()
+        if redact is not None:
+            return _redacting_decoder(redact)(_as_text(data))
+        return _orjson_loads(data) if isinstance(data, bytes) else _decode(data)
 
     def json(self) -> str:
         """The payload as JSON text, redacted."""
-        if self._deep_redact() is not None:
-            text = _encode(self.value())  # redacted now, and final
-            self._json, self._bytes, self._redact = text, None, None
+        data, redact = self._settled()
+        if redact is not None:
+            text = _encode(self.value())  # redacted now, and final (a reader at the same time makes the same)
+            self._data = text
+            self._view = (text, None)
             return text
-        known = self._json
-        if known is None:
-            known = self._json = self.text
-        return known
+        return _as_text(data)
 
     def raw(self) -> bytes | str:
         """The payload's JSON, redacted, as it is kept (bytes when encoded so): what an encoder splices in."""
-        if self._deep_redact() is None and self._bytes is not None:
-            return self._bytes
-        return self.json()
+        data, redact = self._settled()
+        return data if redact is None else self.json()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RawJSON) and self.json() == other.json()
@@ -453,6 +458,24 @@ class RawJSON:
 
     def __repr__(self) -> str:
         return f"RawJSON({self.json()[:80]!r})"
+
+
+def _as_text(data: bytes | str) -> str:
+    """JSON kept as UTF-8 bytes or as text, as text."""
+    return data.decode("utf-8") if isinstance(data, bytes) else data
+
+
+_settling = threading.Lock()
+"""Held while a record is settled (its first read): once per record, so two sinks' workers rarely meet on it."""
+
+
+def _after_fork_in_child() -> None:
+    global _settling
+    _settling = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def materialize(event: Mapping[str, Any]) -> dict[str, Any]:

@@ -164,6 +164,21 @@ class SinkSpec:
         return f"{self.kind}:{self.path}" if self.path is not None else str(self.kind)
 
 
+def as_path(value: object, what: str) -> Path:
+    """``value`` (a non-blank ``str`` or ``os.PathLike`` of one) as a ``Path``; raises ValueError saying ``what``
+    it must be."""
+    if isinstance(value, Path):
+        return value
+    text = os.fspath(value) if isinstance(value, str | os.PathLike) else None
+    if not isinstance(text, str) or not text.strip():  # Path("") would be the working directory
+        raise ValueError(f"{what} must be a path (a non-empty str or a pathlib.Path), not {value!r}")
+    return Path(text)
+
+
+_PATH_SETTINGS: Final = {"spool_dir": False, "idempotency_dir": True}
+"""Settings holding a directory path, and whether each may be None."""
+
+
 DEFAULT_SINKS: Final = (SinkSpec(SinkKind.RECEIVER),)
 _SINK_HELP: Final = "receiver, otlp, jsonl:PATH or memory"
 
@@ -186,7 +201,7 @@ def parse_sinks(value: str | SinkSpec | Any) -> tuple[SinkSpec, ...]:
     out: list[SinkSpec] = []
     for entry in entries:
         if isinstance(entry, SinkSpec):
-            spec = entry
+            spec = entry if entry.path is None else SinkSpec(entry.kind, as_path(entry.path, "a jsonl sink's file"))
         elif not isinstance(entry, str) or not entry.strip():
             raise ValueError(f"sinks entry {entry!r} is not a sink: use {_SINK_HELP}")
         else:
@@ -333,6 +348,12 @@ class Settings:
                 raise ConfigError(
                     f"flowledger.configure() has no setting {name!r}; known settings: {', '.join(sorted(known))}."
                 )
+        for name, optional in _PATH_SETTINGS.items():
+            if name in changes and not (optional and changes[name] is None):
+                try:
+                    changes[name] = as_path(changes[name], name)
+                except ValueError as exc:
+                    raise ConfigError(f"flowledger.configure(): {exc}.") from None
         if "sinks" in changes:
             try:
                 changes["sinks"] = parse_sinks(changes["sinks"])
@@ -403,6 +424,10 @@ class Settings:
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
                 out.append(f"{name} must be a positive integer, not {value!r}")
+        for name, optional in _PATH_SETTINGS.items():  # Settings(...) built directly is not converted as configure() is
+            value = getattr(self, name)
+            if not isinstance(value, Path) and not (optional and value is None):
+                out.append(f"{name} must be a pathlib.Path, not {value!r}")
         if not _is_rate(self.sample_rate):
             out.append(f"sample_rate must be a number from 0 to 1, not {self.sample_rate!r}")
         out.extend(_rates_problems(self.sample_rate_by_workflow))

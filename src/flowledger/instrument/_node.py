@@ -16,7 +16,9 @@ starts.
 An attempt that ends by ``SystemExit`` (its code called ``sys.exit``, even
 ``sys.exit(0)``) did not return: it is recorded as failed, its error a
 ``NodeExited`` naming the node and the exit code (its cause the
-``SystemExit``, which goes on to end the process as asked).
+``SystemExit``, which goes on to end the process as asked). Its run fails
+with that error and the node's id, whether the run is the node's own (a
+node called outside any run) or a ``with flowledger.run()`` it ends.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from flowledger._exceptions import NodeExited, UsageError
+from flowledger._exceptions import UsageError
 from flowledger._wire import CaptureMode, EventKind, NodeStatus, format_ts
 from flowledger.instrument import _heartbeat
 from flowledger.instrument._artifact import MAX_ARTIFACTS_PER_ATTEMPT, Source, artifact_record
@@ -45,7 +47,7 @@ from flowledger.instrument._logs import AttemptLogBuffer, install_handler
 from flowledger.instrument._metric import AttemptMetrics, check_metric
 from flowledger.instrument._otel import SpanScope, context_from_traceparent, format_traceparent
 from flowledger.instrument._pipeline import Pipeline, pipeline
-from flowledger.instrument._run import Run, _current_run, current_run, error_record
+from flowledger.instrument._run import Run, _current_run, current_run, error_record, node_exited
 
 __all__ = [
     "Location",
@@ -105,17 +107,6 @@ def _error_record(run: Run, error: BaseException) -> dict[str, Any]:
     if p is None:
         return error_record(error)
     return error_record(error, limit_chars=p.policy.limit_bytes, redact=p.policy.redact)
-
-
-def node_exited(node_id: str, exit: SystemExit) -> NodeExited:
-    """What a node that raised ``exit`` is recorded as failing with: a NodeExited naming it, caused by ``exit``."""
-    code = "" if exit.code is None else repr(exit.code)
-    error = NodeExited(
-        f"node `{node_id}` called sys.exit({code}) instead of returning: return the node's output, "
-        "or raise an exception to fail it"
-    )
-    error.__cause__ = exit
-    return error
 
 
 def node_record(

@@ -46,6 +46,7 @@ __all__ = [
     "attach_context",
     "context_from_traceparent",
     "detach_context",
+    "foreign_parent_sampled",
     "format_traceparent",
     "inject",
     "traceparent",
@@ -140,6 +141,16 @@ def context_from_traceparent(value: str | None) -> otel_context.Context | None:
     ctx = _W3C.extract({"traceparent": value})
     span_ctx = trace.get_current_span(ctx).get_span_context()
     return ctx if span_ctx.is_valid else None
+
+
+def foreign_parent_sampled(parent: otel_context.Context | None) -> bool | None:
+    """The sampled flag of the span current in ``parent`` (else in the current context) when it is valid and not
+    flowledger's own: a remote caller's (a ``traceparent`` continued), or the application's. None otherwise."""
+    span = trace.get_current_span(parent if parent is not None else otel_context.get_current())
+    if isinstance(span, _ContextSpan):
+        return None
+    span_ctx = span.get_span_context()
+    return span_ctx.trace_flags.sampled if span_ctx.is_valid else None
 
 
 def format_traceparent(trace_id: str, span_id: str, *, sampled: bool = True) -> str:

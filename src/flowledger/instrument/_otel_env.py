@@ -8,7 +8,10 @@
   read as false, as the specification asks.
 - ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``: which traces' spans
   are exported, by trace id (:func:`trace_kept`), as the OTel SDK's samplers
-  decide them.
+  decide them. The parent-based ones follow the sampled flag of a run's
+  parent span when it is not flowledger's own (a remote caller's ``traceparent``,
+  or a span of the application): a run notes it when it starts
+  (:func:`note_parent`), in a bounded map the span sender reads.
 
 Settings are read in :mod:`._config`; this module only parses and decides.
 """
@@ -17,16 +20,21 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Final
 from urllib.parse import unquote
 
 __all__ = [
     "DEFAULT_TRACES_SAMPLER",
+    "PARENTS_MAX",
     "SERVICE_NAME_KEY",
     "TracesSampler",
     "UnsupportedSampler",
+    "keeps_every_trace",
+    "note_parent",
     "parse_resource_attributes",
     "parse_sdk_disabled",
     "parse_traces_sampler",
@@ -57,6 +65,15 @@ class TracesSampler(enum.StrEnum):
     @property
     def takes_ratio(self) -> bool:
         return self in (TracesSampler.TRACEIDRATIO, TracesSampler.PARENTBASED_TRACEIDRATIO)
+
+    @property
+    def parent_based(self) -> bool:
+        """Whether a parent span's sampled flag decides (the root sampler only without one), as OTel's ParentBased."""
+        return self in (
+            TracesSampler.PARENTBASED_ALWAYS_ON,
+            TracesSampler.PARENTBASED_ALWAYS_OFF,
+            TracesSampler.PARENTBASED_TRACEIDRATIO,
+        )
 
 
 DEFAULT_TRACES_SAMPLER: Final = TracesSampler.PARENTBASED_ALWAYS_ON
@@ -158,16 +175,72 @@ def sampler_accepts() -> str:
     return f"one of {_ACCEPTS}"
 
 
+PARENTS_MAX: Final = 10_000
+"""Traces whose parent's sampled flag is remembered (:func:`note_parent`); the least recently used go first."""
+_parents: dict[str, bool] = {}
+"""Trace id (32 hex digits) -> the sampled flag of the parent of a run in it that is not flowledger's own span."""
+_parents_lock = threading.Lock()
+_unsampled_noted = False
+"""Whether any parent noted was not sampled: until then a sampler whose root keeps everything keeps everything."""
+
+
+def note_parent(trace_id: str, sampled: bool) -> None:
+    """Remember that a run of trace ``trace_id`` started under a parent span that is not flowledger's own (a remote
+    caller's, or the application's), sampled or not: the parent-based samplers follow it for that trace's spans.
+
+    Called once per such run when it starts; bounded by ``PARENTS_MAX`` traces.
+    """
+    global _unsampled_noted
+    with _parents_lock:
+        _parents.pop(trace_id, None)
+        _parents[trace_id] = sampled
+        if len(_parents) > PARENTS_MAX:
+            del _parents[next(iter(_parents))]
+        if not sampled:
+            _unsampled_noted = True
+
+
+def _parent_sampled(trace_id: str) -> bool | None:
+    """The sampled flag noted for ``trace_id`` (None when none is), now the most recently used."""
+    if not _parents:
+        return None
+    with _parents_lock:
+        sampled = _parents.pop(trace_id, None)
+        if sampled is not None:
+            _parents[trace_id] = sampled
+    return sampled
+
+
+def keeps_every_trace(sampler: TracesSampler, ratio: float) -> bool:
+    """Whether :func:`trace_kept` is true of every trace now (the sender then skips deciding span by span)."""
+    root_keeps_all = sampler in (TracesSampler.ALWAYS_ON, TracesSampler.PARENTBASED_ALWAYS_ON) or (
+        sampler.takes_ratio and ratio >= 1.0
+    )
+    return root_keeps_all and not (sampler.parent_based and _unsampled_noted)
+
+
 def trace_kept(sampler: TracesSampler, ratio: float, trace_id: str) -> bool:
     """Whether the sampler exports the spans of the trace ``trace_id`` (32 hex digits).
 
     ``traceidratio`` keeps a trace when the low 64 bits of its id are below
     ``ratio`` × 2^64, as the OTel SDKs' ``TraceIdRatioBased`` does, so every
     process with the same ratio makes the same choice for one trace, and a
-    run's span and its nodes' spans go or stay together. The parent-based
-    samplers decide as their root sampler: the spans flowledger exports are
-    a run's (the root of the run's spans) and its nodes' (children of it).
+    run's span and its nodes' spans go or stay together.
+
+    The parent-based samplers decide as OTel's ``ParentBased`` with its
+    default delegates: a trace whose run started under a parent span that is
+    not flowledger's own (:func:`note_parent`) is kept when that parent was
+    sampled and left out when it was not, whatever the root sampler says;
+    any other trace is decided by the root sampler (``always_on``,
+    ``always_off``, ``traceidratio``). A run's nodes are children of its
+    span, so they go or stay with it. A process that continues a run it did
+    not start (a distributed executor's worker) has no parent noted for it,
+    and decides by the root sampler.
     """
+    if sampler.parent_based:
+        sampled = _parent_sampled(trace_id)
+        if sampled is not None:
+            return sampled
     if sampler in (TracesSampler.ALWAYS_ON, TracesSampler.PARENTBASED_ALWAYS_ON):
         return True
     if sampler in (TracesSampler.ALWAYS_OFF, TracesSampler.PARENTBASED_ALWAYS_OFF):
@@ -177,3 +250,12 @@ def trace_kept(sampler: TracesSampler, ratio: float, trace_id: str) -> bool:
     except ValueError:
         return True  # not a trace id: the span builder refuses it anyway
     return low_bits < round(ratio * _TRACE_ID_LIMIT)
+
+
+def _after_fork_in_child() -> None:
+    global _parents_lock
+    _parents_lock = threading.Lock()  # the parents noted stay: the child may go on with the parent's runs
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

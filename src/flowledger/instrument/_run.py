@@ -3,7 +3,9 @@
 Entering a run emits ``run_started``, makes the run (and its span) current
 and starts its heartbeats; leaving it emits ``run_finished`` with the
 status, the error and its failing node, the cost totals and the duration.
-An exception marks the run failed (``RunAborted``: aborted) and propagates.
+An exception marks the run failed (``RunAborted``: aborted) and propagates;
+so does ``SystemExit`` from a node (recorded as ``NodeExited``, with the
+node's id), while ``sys.exit(0)`` in the run's own code ends it succeeded.
 Recording never raises into the caller: a failure to record is counted and
 the workflow goes on.
 """
@@ -21,7 +23,7 @@ from typing import Any, Final
 
 from opentelemetry.trace import Tracer
 
-from flowledger._exceptions import ConfigError, RunAborted
+from flowledger._exceptions import ConfigError, NodeExited, RunAborted
 from flowledger._run_context import usable
 from flowledger._wire import (
     AbortReason,
@@ -43,13 +45,15 @@ from flowledger.instrument._otel import (
     attach_context,
     context_from_traceparent,
     detach_context,
+    foreign_parent_sampled,
     format_traceparent,
 )
+from flowledger.instrument._otel_env import note_parent
 from flowledger.instrument._pending import EventData
 from flowledger.instrument._pipeline import Pipeline, pipeline
 from flowledger.instrument._sampling import HeldEvents, draws_out, rate_for
 
-__all__ = ["Run", "current_run", "error_record", "run"]
+__all__ = ["Run", "current_run", "error_record", "node_exited", "run"]
 
 MAX_STACK_CHARS: Final = 16_384
 """The end of a stack trace that is kept (the innermost frames)."""
@@ -61,6 +65,17 @@ _RUN_FINISHED_SIZE: Final = 512
 """Bytes a ``run_finished`` record takes besides its payloads (an estimate)."""
 
 _current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar("flowledger_run", default=None)
+
+
+def node_exited(node_id: str, exit: SystemExit) -> NodeExited:
+    """What a node that raised ``exit`` is recorded as failing with: a NodeExited naming it, caused by ``exit``."""
+    code = "" if exit.code is None else repr(exit.code)
+    error = NodeExited(
+        f"node `{node_id}` called sys.exit({code}) instead of returning: return the node's output, "
+        "or raise an exception to fail it"
+    )
+    error.__cause__ = exit
+    return error
 
 
 def error_record(
@@ -368,6 +383,10 @@ class Run:
             self.tracer = app_tracer(p.settings)  # looked up once a run: its nodes use the same
             self._span = SpanScope(f"run {self.workflow_id}", parent, self._span_attributes(), self.tracer)
             self.trace_id, self.span_id = self._span.trace_id, self._span.span_id
+            if self._span.parent_span_id is not None and not self._span.real:  # the SDK's export samples it
+                sampled = foreign_parent_sampled(parent)
+                if sampled is not None:  # a parent-based sampler follows the caller's flag for this trace
+                    note_parent(self.trace_id, sampled)
             self._started_ns = time.time_ns()
             self._t0 = time.perf_counter()
             if self.deadline_s is not None:
@@ -556,9 +575,20 @@ class Run:
         if remote is not None:
             detach_context(remote)
 
+    def _exited_node(self, exc: SystemExit) -> str | None:
+        """The node whose failure ``exc`` is (its code called ``sys.exit``), the outermost when it left several."""
+        for failed, node_id in reversed(self._node_failures):
+            if failed is exc:
+                return node_id
+        return None
+
     def _outcome(self, exc: BaseException | None) -> tuple[RunStatus, dict[str, Any] | None]:
-        if isinstance(exc, SystemExit) and exc.code in (None, 0):
-            exc = None
+        if isinstance(exc, SystemExit):
+            exited = self._exited_node(exc)
+            if exited is not None:  # a node called sys.exit: it failed, so does its run (as a node's own run does)
+                exc = node_exited(exited, exc)
+            elif exc.code in (None, 0):  # the run's own code ended the process successfully
+                exc = None
         if exc is None and self._abort is not None:
             exc = self._abort
         policy = self._pipeline.policy if self._pipeline is not None else None

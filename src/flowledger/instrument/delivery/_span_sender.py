@@ -14,8 +14,10 @@ is counted in ``spans_dropped``.
 The standard OTel SDK variables apply to these spans (:mod:`.._otel_env`):
 ``OTEL_RESOURCE_ATTRIBUTES`` joins their resource, ``OTEL_SDK_DISABLED=true``
 turns this export off (``Settings.export_spans``), and ``OTEL_TRACES_SAMPLER``
-chooses the traces whose spans are exported: the others are left out here,
-before they are queued, and counted in neither counter (a choice, not a loss).
+chooses the traces whose spans are exported (a parent-based one following the
+sampled flag of a run's remote parent, noted when the run started): the others
+are left out here, before they are queued, and counted in neither counter (a
+choice, not a loss).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from opentelemetry import context as otel_context
 
 from flowledger._apikey import api_key_problem
 from flowledger.instrument._config import Settings
-from flowledger.instrument._otel_env import TracesSampler, trace_kept
+from flowledger.instrument._otel_env import keeps_every_trace, trace_kept
 from flowledger.instrument._url import masked
 from flowledger.instrument.delivery._grpc_spans import (
     GrpcSpanExport,
@@ -64,10 +66,6 @@ class SpanSender:
         self._max_items = settings.queue_max_items
         self._batch_items = settings.batch_max_items
         self.protocol = span_protocol(settings)
-        sampler = settings.traces_sampler
-        self._keeps_all = sampler in (TracesSampler.ALWAYS_ON, TracesSampler.PARENTBASED_ALWAYS_ON) or (
-            sampler.takes_ratio and settings.traces_sampler_ratio >= 1.0
-        )
         self._reset()
 
     def _reset(self) -> None:
@@ -91,9 +89,9 @@ class SpanSender:
 
     def submit(self, spans: list[dict[str, Any]]) -> None:
         """Queue the spans the sampler keeps; drop (and count) what does not fit. Never blocks."""
-        if not self._keeps_all:
-            settings = self._settings
-            sampler, ratio = settings.traces_sampler, settings.traces_sampler_ratio
+        settings = self._settings
+        sampler, ratio = settings.traces_sampler, settings.traces_sampler_ratio
+        if not keeps_every_trace(sampler, ratio):
             spans = [span for span in spans if trace_kept(sampler, ratio, span["traceId"])]
         if not spans:
             return
