@@ -11,7 +11,9 @@ open, in memory, without patching anything::
         assert events.nodes("price")[0]["data"]["status"] == "succeeded"
 
 By default captured events are not sent to a receiver; pass
-``deliver=True`` to send them as usual as well. With
+``deliver=True`` to send them as usual as well. Events kept from delivery
+are numbered apart (``producer_seq``), so the ones the process sends after
+the block show a receiver no gap, no event lost. With
 ``FLOWLEDGER_SINKS=memory`` the process keeps every event in memory
 instead of sending it; ``memory_sink()`` returns that list.
 """

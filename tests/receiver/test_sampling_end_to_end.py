@@ -69,3 +69,37 @@ def test_sampling_keeps_every_failed_run_and_counts_the_dropped(live: LiveReceiv
     assert httpx.post(f"{live.url}/api/rebuild", timeout=60).json()["runs_missing"] == []
     assert live.get("/api/sampling").json() == expected
     assert live.get("/api/verify").json()["ok"] is True
+
+
+CAPTURED_THEN_SENT = textwrap.dedent(
+    """
+    import flowledger
+    from flowledger.testing import capture_events
+
+    with capture_events() as kept:  # a user's own test of their code: kept in memory, not sent
+        with flowledger.run("checked"):
+            pass
+    with flowledger.run("billing"):
+        pass
+    print(len(kept.all), "flushed" if flowledger.flush(timeout_s=10.0) else "not flushed")
+    """
+)
+
+
+def test_events_a_test_capture_keeps_leave_no_gap_in_what_is_sent(live: LiveReceiver, tmp_path: Path) -> None:
+    """Events `capture_events()` keeps from delivery are numbered apart: the run sent after them shows no event lost
+    (their numbers made a gap that `coverage` failed and /metrics counted as lost in transit)."""
+    script = tmp_path / "program.py"
+    script.write_text(CAPTURED_THEN_SENT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWLEDGER_", "OTEL_"))}
+    env |= {
+        "FLOWLEDGER_ENDPOINT": live.url,
+        "FLOWLEDGER_SPOOL_DIR": str(tmp_path / "spool"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "flushed"]
+    assert live.get("/api/runs").json()["total"] == 1
+    assert live.get("/api/coverage").json()["status"] == "PASS"
+    assert "flowledger_events_lost 0" in live.get("/metrics").text

@@ -50,6 +50,11 @@ class Pipeline:
         self._producer_seqs: dict[str | None, itertools.count[int]] = {}
         """Per project (None: none) the numbers of its events: the receiver counts a producer per project, so each
         project's events are numbered apart (a gap in one is an event of that project lost)."""
+        self._kept_seqs: dict[str | None, itertools.count[int]] = {}
+        """The numbers of events a test capture keeps from delivery (``capture_events()``): apart, so that the
+        delivered ones have no gap a receiver would count as lost."""
+        self._numbering = self._producer_seqs
+        """Which of the two numbers the next event: set with the sinks (:meth:`_build_sinks`)."""
         self._lock = threading.Lock()
         self._delivery: tuple[tuple[str, EventSink], ...] | None = None
         self._captures: list[tuple[EventSink, bool]] = []
@@ -65,8 +70,10 @@ class Pipeline:
     def _build_sinks(self) -> tuple[tuple[EventSink, bool], ...]:
         with self._lock:
             sinks = [sink for sink, _ in self._captures]
-            if not any(not deliver for _, deliver in self._captures):
+            delivered = not any(not deliver for _, deliver in self._captures)
+            if delivered:
                 sinks.extend(sink for _, sink in self._ensure_delivery())
+            self._numbering = self._producer_seqs if delivered else self._kept_seqs
             self._sinks = tuple((sink, getattr(sink, "takes_pending", False) is True) for sink in sinks)
             return self._sinks
 
@@ -120,13 +127,14 @@ class Pipeline:
         """
         try:
             project = project or (None if project == "" else self.settings.project)
-            numbers = self._producer_seqs.get(project)
+            sinks = self._sinks if self._sinks is not None else self._build_sinks()
+            numbering = self._numbering
+            numbers = numbering.get(project)
             if numbers is None:
-                numbers = self._producer_seqs.setdefault(project, itertools.count())
+                numbers = numbering.setdefault(project, itertools.count())
             pending = PendingEvent(
                 kind, run_id, seq, self.producer_id, next(numbers), ts_ns or _time_ns(), project, data
             )
-            sinks = self._sinks if self._sinks is not None else self._build_sinks()
             self._emitted += 1
             if self._closed and not any(deliver for _, deliver in self._captures):
                 self._dropped_closed += 1  # emitted after shutdown(): nothing will send it
@@ -241,7 +249,9 @@ class Pipeline:
     def _after_fork(self) -> None:
         # The child is a new producer; the sender resets itself after fork.
         self.producer_id = new_event_id()
-        self._producer_seqs = {}
+        self._producer_seqs, self._kept_seqs = {}, {}
+        self._numbering = self._producer_seqs
+        self._sinks = None  # chooses the numbering again
         self._lock = threading.Lock()
 
 
