@@ -80,7 +80,7 @@ def _checked(params: QueryParams, name: str) -> str | None:
 def context_filter(params: QueryParams, *, times: bool = True) -> RunContextFilter:
     """The filters the request gives; ``times``: also ``since`` and ``until`` (the viewer reads its own)."""
     since = params.time("since") if times else None
-    until = params.time("until") if times else None
+    until = params.time("until", before=True) if times else None
     return RunContextFilter(
         project=_checked(params, "project"),
         user_id=_checked(params, "user_id"),

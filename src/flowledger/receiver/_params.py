@@ -172,14 +172,15 @@ class QueryParams:
             raise QueryParamError(f"query parameter {name}={value} must be between {low} and {high}")
         return value
 
-    def time(self, name: str) -> str | None:
+    def time(self, name: str, *, before: bool = False) -> str | None:
         """An RFC 3339 date-time (:func:`rfc3339_time`), normalised to UTC with microseconds; None when it is not
-        given."""
+        given. ``before``: an exclusive upper bound (every ``until``), a fraction past microseconds rounded up
+        (:func:`rfc3339_before`)."""
         raw = self.text(name)
         if raw is None:
             return None
         try:
-            return rfc3339_time(raw)
+            return rfc3339_before(raw) if before else rfc3339_time(raw)
         except ValueError:
             raise QueryParamError(
                 f"query parameter {name}={raw!r} is not an RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS, an optional "

@@ -197,3 +197,20 @@ def test_custom_metric_label_filters_are_capped_and_a_name_given_two_values_matc
         assert answer.status_code == 400, answer.text
         assert "at most 20 different label names" in answer.json()["error"]
     assert live.get(path + "&label=".join(f"k{i}=v" for i in range(20))).json()["metrics"] == []
+
+
+def test_an_until_finer_than_microseconds_keeps_the_run_of_that_microsecond(
+    live: LiveReceiver, tiered: dict[str, RunEvents]
+) -> None:
+    """`until` is an exclusive bound: half a microsecond after a run's start, the run is before it (the fraction was
+    cut, making the bound the start itself); on the API, the viewer and the CLI."""
+    gold = tiered["gold"]
+    assert gold.started_at.endswith("Z")
+    just_after = gold.started_at[:-1] + "5Z"
+    listed = _runs(live, f"until={just_after}")
+    assert gold.run_id in [run["run_id"] for run in listed["runs"]]
+    viewer = live.get("/api/viewer/runs", params={"until": just_after}).json()
+    assert gold.run_id in [run["run_id"] for run in viewer["runs"]]
+    result = CliRunner().invoke(runs_command, ["--until", just_after, "--json", "--db", str(live.db_path)])
+    assert result.exit_code == 0, result.output
+    assert gold.run_id in [run["run_id"] for run in json.loads(result.output)["runs"]]

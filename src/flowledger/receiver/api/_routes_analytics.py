@@ -40,7 +40,8 @@ STATS_PARAMS: Final = ("by", "since", "until", "bucket", "limit")
 def error_group_query(params: QueryParams, project: str | None) -> ErrorGroupQuery:
     """The error-group filters of a request; QueryParamError naming the parameter that is wrong."""
     params.expect(ERRORS_PARAMS)
-    since, until = params.time("since"), params.time("until")  # an empty range (until at or before since): no groups
+    # An empty range (until at or before since): no groups.
+    since, until = params.time("since"), params.time("until", before=True)
     return ErrorGroupQuery(
         workflow_id=params.text("workflow_id"),
         since=since,
@@ -68,7 +69,7 @@ def stats_query(params: QueryParams, project: str | None) -> StatsQuery:
     return StatsQuery(
         by=params.choice("by", StatsBy) or StatsBy.WORKFLOW,
         since=params.time("since"),
-        until=params.time("until"),  # an empty range (until at or before since): no groups
+        until=params.time("until", before=True),  # an empty range (until at or before since): no groups
         bucket=params.choice("bucket", Bucket),
         project=project,
         limit=params.integer("limit", default=DEFAULT_STATS_GROUPS, low=1, high=MAX_STATS_GROUPS),

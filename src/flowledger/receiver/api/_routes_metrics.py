@@ -65,7 +65,7 @@ def _query(request: Request) -> tuple[CustomMetricQuery, bool]:
         node_id=params.text("node_id"),
         project=project_of(request),
         since=params.time("since"),
-        until=params.time("until"),
+        until=params.time("until", before=True),
         labels=labels or {},
         limit=params.integer("limit", default=DEFAULT_LIMIT, low=1, high=MAX_ROWS),
     )

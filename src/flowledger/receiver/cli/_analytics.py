@@ -42,7 +42,7 @@ def _time_option(name: str, help_text: str) -> Callable[[Callable[P, R]], Callab
 
 def time_range(since: str | None, until: str | None) -> tuple[str | None, str | None]:
     """``--since`` and ``--until`` normalised, the first before the second."""
-    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    start, end = parse_time(since, "--since"), parse_time(until, "--until", before=True)
     if start is not None and end is not None and start >= end:
         raise click.BadParameter("must be later than --since", param_hint="--until")
     return start, end

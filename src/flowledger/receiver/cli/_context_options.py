@@ -60,7 +60,7 @@ def _check(ctx: click.Context, param: click.Parameter, value: str | None) -> str
         return None
     name = str(param.name).removeprefix("filter_")
     if name in ("since", "until"):
-        return parse_time(value, f"--{name}")
+        return parse_time(value, f"--{name}", before=name == "until")
     problem = _CHECKS.get(name, context_problem)(name, value)
     if problem is not None:
         raise click.BadParameter(problem)

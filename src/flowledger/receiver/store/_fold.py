@@ -383,8 +383,8 @@ _HEARTBEAT_COST: Final = "1:"
 """``cost_key`` of a cost from a heartbeat: ``1:<ts>:<event_id>``, the larger (the latest) deciding among them."""
 _LEGACY_FINISH_COST: Final = "2"
 """The first character of a ``cost_key`` from a run_finished as earlier receivers kept it (``2:<event_id>``, the
-larger deciding): it stands while it names the winning run_finished, any other finish's cost replaces it
-(``flowledger rebuild`` keys every run's cost anew)."""
+larger deciding): it stands while it names the winning run_finished; otherwise the winning finish's own cost
+replaces it when it arrives, and no other's (``flowledger rebuild`` keys every run's cost anew)."""
 
 
 def _maybe_cost(run: RunState, cost: dict[str, Any], key: str) -> None:
@@ -398,8 +398,8 @@ def _maybe_cost(run: RunState, cost: dict[str, Any], key: str) -> None:
         rank = kept[0]
         if rank == "3":
             wins = key < kept
-        elif rank == _LEGACY_FINISH_COST:
-            wins = kept[2:] != run.finished_event_id
+        elif rank == _LEGACY_FINISH_COST:  # replaced by the winner's own cost only (a loser's is no better)
+            wins = kept[2:] != run.finished_event_id and key.rsplit(":", 1)[1] == run.finished_event_id
         else:
             wins = True
     else:  # a heartbeat: only over an earlier one

@@ -776,10 +776,20 @@ def _equals(column: str, value: str, params: list[Any]) -> str:
     return f"({column} IS NULL OR {column} = '')"
 
 
-def _held(value: Any, extreme: Any) -> bool:
-    """Whether a value taken out of a row may have been its min or max ``extreme`` (a float past 2**63 always
-    may: it is not exact)."""
-    return extreme is not None and value is not None and (type(extreme) is float or value == extreme)
+_INEXACT_NANOS: Final = 2**63
+"""Cost extremes from here on are held as floats (SQLite's REAL), not exact: any value may have been one."""
+
+
+def _held_cost(nanos: int | None, extreme: Any) -> bool:
+    """Whether a cost taken out of a row may have been its min or max ``extreme`` (nano-dollars)."""
+    if extreme is None or nanos is None:
+        return False
+    return bool(nanos == extreme or (type(extreme) is float and abs(extreme) >= _INEXACT_NANOS))
+
+
+def _held_duration(duration_ms: float | None, extreme: Any) -> bool:
+    """Whether a duration taken out of a row was its min or max ``extreme`` (both the same float: exact)."""
+    return extreme is not None and duration_ms is not None and duration_ms == extreme
 
 
 async def exact_extremes(removed: Iterable[Contribution], fetch: _Fetch, execute: _Execute) -> None:
@@ -808,7 +818,10 @@ async def exact_extremes(removed: Iterable[Contribution], fetch: _Fetch, execute
             parents.add((row[0], row[2], row[3], row[4], row[5]))
             continue
         runs, cmin, cmax, dmin, dmax = found[0]
-        if not any(_held(n, cmin) or _held(n, cmax) or _held(ms, dmin) or _held(ms, dmax) for n, ms in values):
+        if not any(
+            _held_cost(n, cmin) or _held_cost(n, cmax) or _held_duration(ms, dmin) or _held_duration(ms, dmax)
+            for n, ms in values
+        ):
             continue
         sql, before, after = _source_sql(row[0], row[2], row[4], node_ids[row])
         hour = row[3]

@@ -173,7 +173,7 @@ def _filter(params: QueryParams, project: str | None) -> RunFilter:
         trigger=params.choice("trigger", TriggerType),
         mode=params.choice("mode", RunMode),
         since=params.time("since"),
-        until=params.time("until"),
+        until=params.time("until", before=True),
         run_id_prefix=prefix,
         project=project,
         context=context_filter(params, times=False),
