@@ -26,6 +26,8 @@ The hierarchy::
         │   └── NodeLost               the worker running an attempt died or never answered
         ├── WriteQueueFull             the receiver's writer holds as many requests as it may (answered with 503)
         ├── StoreError                 the receiver's store failed
+        │   ├── StoreUnavailable       the database cannot be reached or written now (answered 503, Retry-After)
+        │   ├── QueryTimeout           a read ran past the receiver's time limit for one query (answered 503)
         │   ├── UnstorableError        what was handed to the store holds a value it cannot keep
         │   ├── LedgerIntegrityError   the ledger's hash chain does not verify
         │   └── SchemaVersionError     the database was written by a newer flowledger
@@ -175,6 +177,14 @@ class StoreUnavailable(StoreError):
     the same request may succeed later.
 
     The receiver answers it 503 with ``Retry-After``; any other :class:`StoreError` is a fault of the store.
+    """
+
+
+class QueryTimeout(StoreError):
+    """A read ran past the receiver's time limit for one query (``read_timeout_s``) and was stopped.
+
+    The receiver answers it 503 without ``Retry-After``: the same query would take as long again; a narrower
+    one (a shorter time range, fewer filters) may not.
     """
 
 

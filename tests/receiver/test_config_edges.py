@@ -101,6 +101,9 @@ def test_a_failed_startup_ends_the_process_with_one_line(tmp_path: Path) -> None
         ("RECONCILE_INTERVAL_S", "nan"),
         ("SHUTDOWN_S", "abc"),
         ("SHUTDOWN_S", "-1"),
+        ("READ_TIMEOUT_S", "-1"),
+        ("READ_TIMEOUT_S", "nan"),
+        ("READ_TIMEOUT_S", "3601"),
     ],
 )
 def test_numeric_settings_out_of_range_are_refused(tmp_path: Path, name: str, value: str) -> None:

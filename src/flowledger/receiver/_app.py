@@ -8,7 +8,9 @@ receiver stops, before the writer and the store close.
 A :class:`StoreUnavailable` a route does not handle itself (the database
 down, restarting or locked) is answered 503 with ``Retry-After`` and logged in
 one line, never 500 with a traceback; reads answer again once the database is
-back. Any other failure of the store is a fault: 500, its traceback logged.
+back. A :class:`QueryTimeout` (a query stopped at ``read_timeout_s``) is answered
+503 without ``Retry-After``: asking again would take as long. Any other failure
+of the store is a fault: 500, its traceback logged.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from flowledger._exceptions import AmbiguousRunError, StoreUnavailable
+from flowledger._exceptions import AmbiguousRunError, QueryTimeout, StoreUnavailable
 from flowledger.receiver._auth import ApiKeys, AuthMiddleware
 from flowledger.receiver._budget import BodyBudget, BodyBudgetMiddleware
 from flowledger.receiver._checkpointer import Checkpointer
@@ -97,13 +99,19 @@ async def _store_unavailable(request: Request, exc: Exception) -> Response:
     return error_response(503, f"the store cannot answer now: {exc}", {"Retry-After": retry})
 
 
+async def _query_timeout(request: Request, exc: Exception) -> Response:
+    """A query stopped at the receiver's limit for one read: 503 naming the limit, one log line, no Retry-After."""
+    _log.warning("%s %s answered 503: %s", request.method, request.url.path, exc)
+    return error_response(503, f"{exc} (the receiver's limit: FLOWLEDGER_RECEIVER_READ_TIMEOUT_S)")
+
+
 def _store_of(config: ReceiverConfig) -> Store:
     """The engine the configuration names: PostgreSQL for a ``db_url``, else the SQLite file ``db_path``."""
     if config.db_url is not None:
         from flowledger.receiver.store.postgres import PostgresStore
 
-        return PostgresStore(config.db_url)
-    return SqliteStore(config.db_path, readers=config.readers)
+        return PostgresStore(config.db_url, read_timeout_s=config.read_timeout_s)
+    return SqliteStore(config.db_path, readers=config.readers, read_timeout_s=config.read_timeout_s)
 
 
 def create_app(
@@ -168,6 +176,7 @@ def create_app(
             HTTPException: _http_error,
             AmbiguousRunError: _ambiguous_run,
             StoreUnavailable: _store_unavailable,
+            QueryTimeout: _query_timeout,
         },
         lifespan=lifespan,
     )

@@ -68,6 +68,10 @@ DEFAULT_SWEEP_INTERVAL_S: Final = 30.0
 DEFAULT_STUCK_HEARTBEATS: Final = 3
 """A run is stuck when it missed this many of its own heartbeat intervals (and the threshold passed)."""
 DEFAULT_READERS: Final = 2
+DEFAULT_READ_TIMEOUT_S: Final = 30.0
+"""Seconds one query of the query API, the viewer or the analytics routes may run before it is stopped and answered
+503 (``FLOWLEDGER_RECEIVER_READ_TIMEOUT_S``; 0: no limit). Exports, ``verify``, coverage, reconciliation, proofs
+and resume evidence read as long as they need."""
 DEFAULT_RETRY_AFTER_S: Final = 1
 DEFAULT_FORWARD_QUEUE_MAX_REQUESTS: Final = 1000
 DEFAULT_FORWARD_TIMEOUT_S: Final = 10.0
@@ -170,6 +174,8 @@ class ReceiverConfig:
     """How often the sweeper looks for stuck runs; 0 turns it off."""
     readers: int = DEFAULT_READERS
     """Read-only connections serving the query API."""
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    """Seconds one query may run before it is stopped (see :data:`DEFAULT_READ_TIMEOUT_S`); 0: no limit."""
     api_keys: Mapping[str, str] = field(default_factory=dict)
     """Bearer token -> project. Empty: no authentication."""
     forward_endpoint: str | None = None
@@ -271,6 +277,7 @@ _RANGES: Final[Mapping[str, _Range]] = {
     "stuck_after_s": _Range(0, _YEAR_S, low_open=True),
     "sweep_interval_s": _Range(0, _YEAR_S, zero="turns the sweeper off"),
     "readers": _Range(1, 256),
+    "read_timeout_s": _Range(0, _HOUR_S, zero="sets no limit"),
     "forward_queue_max_requests": _Range(1, _MANY),
     "forward_timeout_s": _Range(0, _HOUR_S, low_open=True),
     "max_body_bytes_in_flight": _Range(1, _BYTES_MAX),

@@ -199,6 +199,13 @@ _NO_NUL_PATTERN: Final = "^[^\\u0000]*$"
 _NUL_REFUSED: Final = "A NUL character (%00) in the path or the query string: no id or filter holds one."
 
 
+_STORE_CANNOT_ANSWER: Final = (
+    "The store cannot answer now. With Retry-After: its database is unreachable, locked or cannot be written; "
+    "ask again then. Without: the query ran past the receiver's limit for one read "
+    "(FLOWLEDGER_RECEIVER_READ_TIMEOUT_S, 30 s by default) and was stopped; narrow it."
+)
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     """The whole OpenAPI document; every operation also says its 400 for a NUL anywhere in the URL."""
@@ -217,6 +224,7 @@ def openapi_document() -> dict[str, Any]:
                 responses["400"]["description"] = f"{responses['400']['description']} {_NUL_REFUSED}"
             else:
                 responses["400"] = _error(_NUL_REFUSED)
+            responses.setdefault("503", _error(_STORE_CANNOT_ANSWER))
     return document
 
 

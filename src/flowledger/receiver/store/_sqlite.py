@@ -33,6 +33,7 @@ from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import children_json, children_sql
 from flowledger.receiver.store._coverage import coverage
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery, query_custom_metrics
+from flowledger.receiver.store._deadline import PROGRESS_STEPS, Deadline, interrupted, query_timeout
 from flowledger.receiver.store._entry import (
     ENTRY_COLUMNS,
     ENTRY_FORMAT,
@@ -215,12 +216,20 @@ def _check_readable(path: Path) -> None:
 
 
 class SqliteStore:
-    """The embedded store: one SQLite file. ``readonly`` stores serve queries only."""
+    """The embedded store: one SQLite file. ``readonly`` stores serve queries only.
 
-    def __init__(self, path: Path | str, *, readers: int = 2, readonly: bool = False) -> None:
+    ``read_timeout_s``: the limit of one query of the query API, the viewer and the analytics (see
+    :mod:`._deadline`); None or 0, none.
+    """
+
+    def __init__(
+        self, path: Path | str, *, readers: int = 2, readonly: bool = False, read_timeout_s: float | None = None
+    ) -> None:
         self.path = Path(path)
         self._readonly = readonly
         self._reader_count = max(1, readers)
+        self._read_timeout_s = read_timeout_s or None
+        self._deadlines: dict[aiosqlite.Connection, Deadline] = {}
         self._writer: aiosqlite.Connection | None = None
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
@@ -244,6 +253,9 @@ class SqliteStore:
             conn = await self._connect(readonly=True)
             self._all_readers.append(conn)
             self._readers.put_nowait(conn)
+            if self._read_timeout_s is not None:
+                self._deadlines[conn] = deadline = Deadline()
+                await conn.set_progress_handler(deadline, PROGRESS_STEPS)
         if self._writer is not None:
             self._statements = StatementThread(self._writer)
 
@@ -277,6 +289,7 @@ class SqliteStore:
         for conn in self._all_readers:
             await conn.close()
         self._all_readers.clear()
+        self._deadlines.clear()
         self._readers = asyncio.Queue()
         if self._statements is not None and self._writer is not None:
             await stop_statements(self._writer, self._statements)
@@ -302,13 +315,24 @@ class SqliteStore:
         return self._writer
 
     @asynccontextmanager
-    async def _reader(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _reader(self, *, timed: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """A pooled read-only connection; ``timed``: its statements stop at the store's limit for one query
+        (:mod:`._deadline`), raising :class:`~flowledger._exceptions.QueryTimeout`."""
         if not self._all_readers:
             raise StoreError("the store is not open")
         conn = await self._readers.get()
+        limit, deadline = self._read_timeout_s, self._deadlines.get(conn)
+        if timed and limit is not None and deadline is not None:
+            deadline.start(limit)
         try:
             yield conn
+        except sqlite3.OperationalError as exc:
+            if timed and limit is not None and interrupted(exc):
+                raise query_timeout(limit) from None
+            raise
         finally:
+            if deadline is not None:
+                deadline.clear()
             self._readers.put_nowait(conn)
 
     @asynccontextmanager
@@ -531,18 +555,18 @@ class SqliteStore:
             clauses.append("workflow_id = ?")
             params.append(workflow_id)
         where = "WHERE " + " AND ".join(clauses) if clauses else ""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             rows = await conn.execute_fetchall(DAILY_TOTALS_SQL.format(where=where), params)
         return [daily_total(tuple(row)) for row in rows]
 
     async def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
         """Statistics per group (:mod:`._stats`), most runs first."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             return await stats_groups(conn, query)
 
     async def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
         """Error groups matching ``query``, biggest first."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             return await error_groups(conn, query)
 
     async def rebuild(self) -> Drift:
@@ -563,7 +587,7 @@ class SqliteStore:
         """
         prefix = None if query.search is None else run_id_search(query.search)
         if prefix is not None:
-            async with self._reader() as conn:
+            async with self._reader(timed=True) as conn:
                 found = await conn.execute_fetchall(
                     "SELECT 1 FROM runs WHERE run_id >= ? AND run_id < ? AND (? IS NULL OR project = ?) LIMIT 1",
                     (prefix, prefix + "\U0010ffff", query.project, query.project),
@@ -573,7 +597,7 @@ class SqliteStore:
         page_sql, page_params = run_page_sql(query, fetch=query.limit + 1)
         count_sql, count_params = runs_count_sql(query, cap=TOTAL_COUNT_MAX)
         matched = (query.search is not None or bool(query.attributes)) and query.cursor is None and not query.offset
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             rows = list(await conn.execute_fetchall(page_sql, page_params))
             if matched:  # the first page of a search counted its runs in the same pass
                 counted = int(rows[0][MATCHED_COLUMN]) if rows else 0
@@ -595,7 +619,7 @@ class SqliteStore:
 
     async def get_run(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
         """One run with its payloads and node attempts in start order."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             return await _run_with_nodes(conn, run_id, project)
 
     async def iter_runs(self, query: RunQuery, *, with_nodes: bool) -> AsyncIterator[dict[str, Any]]:
@@ -637,7 +661,7 @@ class SqliteStore:
         """Run counts by status, ledger size, producers, lost events and silent producers."""
         scope, params = ("WHERE project = ?", [project]) if project is not None else ("", [])
         silent_scope = "AND p.project = ?" if project is not None else ""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             by_status = {
                 str(s): int(n)
                 for s, n in await conn.execute_fetchall(f"SELECT status, count(*) FROM runs {scope} GROUP BY 1", params)
@@ -701,7 +725,7 @@ class SqliteStore:
 
     async def sampled_out(self, *, project: str | None = None) -> dict[str, int]:
         """Runs dropped by sampling, per workflow id."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             rows = await conn.execute_fetchall(SAMPLED_OUT_SQL, (project, project))
         return {str(workflow_id): int(runs) for workflow_id, runs in rows}
 
@@ -733,7 +757,7 @@ class SqliteStore:
     ) -> AttemptLogs | None:
         """One attempt's lines in arrival order, a page at a time (an index range of ``logs_by_attempt``)."""
         limit = max(1, min(limit, LOG_PAGE_MAX))
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             space = one_namespace(run_id, project, await conn.execute_fetchall(NAMESPACES_SQL, (run_id,)))
             if space is None:
                 return None
@@ -759,7 +783,7 @@ class SqliteStore:
     async def get_trace(self, trace_id: str, *, project: str | None = None) -> tuple[list[dict[str, Any]], TraceLinks]:
         """The spans of one trace in start order, with the runs and node attempts they belong to."""
         scope, params = (" AND project = ?", [project]) if project is not None else ("", [])
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             rows = await conn.execute_fetchall(
                 f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = ?{scope} ORDER BY start_ns, span_id",
                 [trace_id, *params],
@@ -790,16 +814,24 @@ class SqliteStore:
 
     # --- the viewer's queries ---------------------------------------------
 
-    async def _sync_read(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``work`` on a fresh read-only connection in a worker thread (the viewer's SQL is synchronous)."""
+    async def _sync_read(self, work: Callable[[sqlite3.Connection], _T], *, timed: bool = False) -> _T:
+        """Run ``work`` on a fresh read-only connection in a worker thread (the viewer's SQL is synchronous);
+        ``timed``: its statements stop at the store's limit for one query (:mod:`._deadline`)."""
+        limit = self._read_timeout_s if timed else None
 
         def job() -> _T:
             with viewer_sql.open_reader(self.path) as conn:
+                if limit is not None:
+                    deadline = Deadline()
+                    conn.set_progress_handler(deadline, PROGRESS_STEPS)
+                    deadline.start(limit)
                 return work(conn)
 
         try:
             return await asyncio.to_thread(job)
         except sqlite3.OperationalError as exc:
+            if limit is not None and interrupted(exc):
+                raise query_timeout(limit) from None
             if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):  # the writer holds it
                 raise StoreUnavailable(str(exc)) from exc
             raise StoreError(str(exc)) from exc
@@ -820,7 +852,8 @@ class SqliteStore:
     ) -> RunListPage:
         """A keyset page of runs, newest first; see :meth:`Store.viewer_runs`."""
         return await self._sync_read(
-            lambda c: viewer_sql.viewer_runs(c, run_filter, limit=limit, cursor=cursor, direction=direction)
+            lambda c: viewer_sql.viewer_runs(c, run_filter, limit=limit, cursor=cursor, direction=direction),
+            timed=True,
         )
 
     async def run_summary(
@@ -828,16 +861,17 @@ class SqliteStore:
     ) -> dict[str, Any]:
         """Summary cards over every matching run; see :func:`~flowledger.receiver.store._viewer_query.run_summary`."""
         return await self._sync_read(
-            lambda c: viewer_sql.run_summary(c, run_filter, percentile_sample_max=percentile_sample_max)
+            lambda c: viewer_sql.run_summary(c, run_filter, percentile_sample_max=percentile_sample_max),
+            timed=True,
         )
 
     async def facets(self, *, project: str | None) -> dict[str, Any]:
         """Workflows seen, trigger types, statuses, modes."""
-        return await self._sync_read(lambda c: viewer_sql.facets(c, project=project))
+        return await self._sync_read(lambda c: viewer_sql.facets(c, project=project), timed=True)
 
     async def run_header(self, run_id: str, *, project: str | None) -> dict[str, Any] | None:
         """One run without its nodes, with an overview of its attempts; its error names its group."""
-        run = await self._sync_read(lambda c: viewer_sql.run_header(c, run_id, project=project))
+        run = await self._sync_read(lambda c: viewer_sql.run_header(c, run_id, project=project), timed=True)
         return None if run is None else with_fingerprints(run)
 
     async def attempts_page(
@@ -845,20 +879,25 @@ class SqliteStore:
     ) -> dict[str, Any] | None:
         """A page of a run's node attempts in start order, without payloads."""
         return await self._sync_read(
-            lambda c: viewer_sql.attempts_page(c, run_id, project=project, offset=offset, limit=limit)
+            lambda c: viewer_sql.attempts_page(c, run_id, project=project, offset=offset, limit=limit),
+            timed=True,
         )
 
     async def attempt_detail(self, run_id: str, span_id: str, *, project: str | None) -> dict[str, Any] | None:
         """One node attempt with its payloads."""
-        return await self._sync_read(lambda c: viewer_sql.attempt_detail(c, run_id, span_id, project=project))
+        return await self._sync_read(
+            lambda c: viewer_sql.attempt_detail(c, run_id, span_id, project=project), timed=True
+        )
 
     async def node_payload(self, run_id: str, span_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """One payload of a node attempt as stored JSON text."""
-        return await self._sync_read(lambda c: viewer_sql.node_payload(c, run_id, span_id, kind, project=project))
+        return await self._sync_read(
+            lambda c: viewer_sql.node_payload(c, run_id, span_id, kind, project=project), timed=True
+        )
 
     async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """The input or output of a run as stored JSON text."""
-        return await self._sync_read(lambda c: viewer_sql.run_payload(c, run_id, kind, project=project))
+        return await self._sync_read(lambda c: viewer_sql.run_payload(c, run_id, kind, project=project), timed=True)
 
     # --- integrity ---------------------------------------------------------
 
@@ -928,7 +967,7 @@ class SqliteStore:
         max_points: int,
     ) -> list[dict[str, Any]]:
         """Stored metric series; see :meth:`Store.metric_series`."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             return await select_metric_series(
                 conn,
                 name=name,
@@ -955,12 +994,12 @@ class SqliteStore:
         self, *, trace_id: str | None = None, run_id: str | None = None, project: str | None, limit: int
     ) -> list[dict[str, Any]] | None:
         """OTLP log records of a trace or a run; see :meth:`Store.otlp_logs`."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             return await select_logs(conn, trace_id=trace_id, run_id=run_id, project=project, limit=limit)
 
     async def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]:
         """Custom metric totals by workflow, node, name, labels and hour, newest hour first."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             return await query_custom_metrics(conn, query)
 
 

@@ -33,6 +33,7 @@ from flowledger._wire import RunStatus, now_ts
 from flowledger.receiver.store._canonical import GENESIS_HASH
 from flowledger.receiver.store._children import CHILDREN_COUNT_MAX, CHILDREN_LISTED_MAX, children_json
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
+from flowledger.receiver.store._deadline import query_timeout
 from flowledger.receiver.store._entry import entry_bytes, entry_hash, payload_hashes, purge_entry
 from flowledger.receiver.store._error_groups import ErrorGroupQuery, with_fingerprints
 from flowledger.receiver.store._event import PreparedEvent
@@ -216,10 +217,23 @@ def _page_after(
 
 
 class PostgresStore:
-    """A store on a PostgreSQL database, shareable by many receivers. ``readonly`` stores serve queries only."""
+    """A store on a PostgreSQL database, shareable by many receivers. ``readonly`` stores serve queries only.
 
-    def __init__(self, url: str, *, pool_min: int = POOL_MIN, pool_max: int = POOL_MAX, readonly: bool = False) -> None:
+    ``read_timeout_s``: the limit of one query of the query API, the viewer and the analytics, set as the
+    connection's ``statement_timeout`` for it (see :mod:`.._deadline`); None or 0, none.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_min: int = POOL_MIN,
+        pool_max: int = POOL_MAX,
+        readonly: bool = False,
+        read_timeout_s: float | None = None,
+    ) -> None:
         self.url = check_postgres_url(url)
+        self._read_timeout_s = read_timeout_s or None
         self.name = redacted(url)
         self._pool_min, self._pool_max = max(1, pool_min), max(1, pool_max, pool_min)
         self._readonly = readonly
@@ -323,19 +337,34 @@ class PostgresStore:
         self._frontier = None
 
     @asynccontextmanager
-    async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _snapshot(self, *, timed: bool = False) -> AsyncIterator[asyncpg.Connection]:
         """A reader inside one read-only repeatable-read transaction: every query sees the same state."""
-        async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        async with self._reader(timed=timed) as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             yield conn
 
     @asynccontextmanager
-    async def _reader(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _reader(self, *, timed: bool = False) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection. Every read and write of the store goes through it or :meth:`_write_transaction`:
-        the one place a connection lost or refused (the server restarting, say) becomes a StoreError."""
+        the one place a connection lost or refused (the server restarting, say) becomes a StoreError.
+
+        ``timed``: its statements stop at the store's limit for one query, raising
+        :class:`~flowledger._exceptions.QueryTimeout`; the pool's reset (``RESET ALL``) lifts the limit when the
+        connection goes back.
+        """
+        limit = self._read_timeout_s if timed else None
         with connection_errors_as_store_error(self.name):
             async with self._the_pool().acquire() as conn:
                 with connection_errors_as_store_error(self.name, conn):
-                    yield conn
+                    if limit is None:
+                        yield conn
+                        return
+                    await conn.execute(f"SET statement_timeout = {max(1, round(limit * 1000))}")
+                    try:
+                        yield conn
+                    except asyncpg.QueryCanceledError as exc:
+                        if "statement timeout" not in str(exc):  # cancelled by someone else (pg_cancel_backend)
+                            raise
+                        raise query_timeout(limit) from None
 
     async def _tree_at(self, conn: asyncpg.Connection, size: int) -> Frontier:
         if self._frontier is None or self._frontier.size != size:
@@ -448,7 +477,7 @@ class PostgresStore:
 
     async def list_runs(self, query: RunQuery) -> RunPage:
         """A page of runs, newest first (start time, then run id; runs without a start last); keyset after a cursor."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             query = await self._without_run_id_search(conn, query)
             hits, hits_capped = (None, False) if query.search is None else await pg_search_hits(conn, query.search)
             where, params = pg_runs_where(query, hits=hits)  # the hits read once for the page and its count
@@ -495,7 +524,7 @@ class PostgresStore:
 
     async def get_run(self, run_id: str, *, project: str | None = None) -> dict[str, Any] | None:
         """One run with its payloads and node attempts in start order."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             space = one_namespace(run_id, project, await conn.fetch(PG_NAMESPACES_SQL, run_id))
             row = None if space is None else await conn.fetchrow(_ONE_RUN_SQL, run_id, space)
             if space is None or row is None:
@@ -529,7 +558,7 @@ class PostgresStore:
     async def stats(self, *, project: str | None = None, silent_before: str | None = None) -> Stats:
         """Run counts by status, ledger size, producers, lost events and silent producers."""
         scope, params = ("WHERE project = $1", [project]) if project is not None else ("", [])
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             by_status = {
                 str(s): int(n)
                 for s, n in await conn.fetch(f"SELECT status, count(*) FROM runs {scope} GROUP BY 1", *params)
@@ -606,7 +635,7 @@ class PostgresStore:
             clauses.append("workflow_id = ?")
             params.append(workflow_id)
         where = "WHERE " + " AND ".join(clauses) if clauses else ""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             rows = await conn.fetch(numbered(DAILY_TOTALS_SQL.format(where=where)), *params)
         return [daily_total(tuple(row)) for row in rows]
 
@@ -657,7 +686,7 @@ class PostgresStore:
         limit: int = LOG_PAGE_MAX,
     ) -> AttemptLogs | None:
         """One attempt's lines in arrival order, a page at a time (a range of the index ``logs_by_attempt``)."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             return await pg_attempt_logs(
                 conn, run_id, span_id, project=project, min_level=min_level, after_id=after_id, limit=limit
             )
@@ -676,12 +705,12 @@ class PostgresStore:
 
     async def get_trace(self, trace_id: str, *, project: str | None = None) -> tuple[list[dict[str, Any]], TraceLinks]:
         """The spans of one trace in start order, with the runs and node attempts they belong to."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             return await pg_trace(conn, trace_id, project)
 
     async def sampled_out(self, *, project: str | None = None) -> dict[str, int]:
         """Runs dropped by sampling, per workflow id."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             rows = await conn.fetch(
                 "SELECT workflow_id, sum(runs) FROM sampled_out WHERE ($1::text IS NULL OR project = $1) "
                 "GROUP BY workflow_id ORDER BY workflow_id",
@@ -725,7 +754,7 @@ class PostgresStore:
         max_points: int,
     ) -> list[dict[str, Any]]:
         """Stored metric series; see :meth:`Store.metric_series`."""
-        async with self._snapshot() as conn:
+        async with self._snapshot(timed=True) as conn:
             return await pg_metric_series(
                 conn,
                 name=name,
@@ -752,19 +781,19 @@ class PostgresStore:
         self, *, trace_id: str | None = None, run_id: str | None = None, project: str | None, limit: int
     ) -> list[dict[str, Any]] | None:
         """OTLP log records of a trace or a run; see :meth:`Store.otlp_logs`."""
-        async with self._snapshot() as conn:
+        async with self._snapshot(timed=True) as conn:
             return await pg_otlp_logs(conn, trace_id=trace_id, run_id=run_id, project=project, limit=limit)
 
     # --- analytics (see ._stats and ._error_groups) and the viewer's queries -----
 
     async def run_stats(self, query: StatsQuery) -> list[dict[str, Any]]:
         """Statistics per group (:mod:`._stats`), most runs first, read on one snapshot."""
-        async with self._snapshot() as conn:
+        async with self._snapshot(timed=True) as conn:
             return await pg_stats_groups(conn, query)
 
     async def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]:
         """Error groups matching ``query``, biggest first (:mod:`._error_groups`)."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             return await pg_error_groups(conn, query)
 
     async def viewer_runs(
@@ -776,24 +805,24 @@ class PostgresStore:
         direction: PageDirection = PageDirection.OLDER,
     ) -> RunListPage:
         """A keyset page of runs, newest first; see :meth:`Store.viewer_runs`."""
-        async with self._snapshot() as conn:
+        async with self._snapshot(timed=True) as conn:
             return await pg_viewer_runs(conn, _RUN_SELECT, run_filter, limit=limit, cursor=cursor, direction=direction)
 
     async def run_summary(
         self, run_filter: RunFilter, *, percentile_sample_max: int = PERCENTILE_SAMPLE_MAX
     ) -> dict[str, Any]:
         """Summary cards over every matching run, counted on one snapshot."""
-        async with self._snapshot() as conn:
+        async with self._snapshot(timed=True) as conn:
             return await pg_run_summary(conn, run_filter, percentile_sample_max=percentile_sample_max)
 
     async def facets(self, *, project: str | None) -> dict[str, Any]:
         """Workflows seen, trigger types, statuses, modes."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             return await pg_facets(conn, project=project)
 
     async def run_header(self, run_id: str, *, project: str | None) -> dict[str, Any] | None:
         """One run without its nodes, with an overview of its attempts; its error names its group."""
-        async with self._snapshot() as conn:
+        async with self._snapshot(timed=True) as conn:
             space = one_namespace(run_id, project, await conn.fetch(PG_NAMESPACES_SQL, run_id))
             row = None if space is None else await conn.fetchrow(_ONE_RUN_SQL, run_id, space)
             if space is None or row is None:
@@ -807,23 +836,23 @@ class PostgresStore:
         self, run_id: str, *, project: str | None, offset: int, limit: int
     ) -> dict[str, Any] | None:
         """A page of a run's node attempts in start order, without payloads."""
-        async with self._snapshot() as conn:
+        async with self._snapshot(timed=True) as conn:
             return await pg_attempts_page(conn, run_id, project=project, offset=offset, limit=limit)
 
     async def attempt_detail(self, run_id: str, span_id: str, *, project: str | None) -> dict[str, Any] | None:
         """One node attempt with its payloads."""
-        async with self._snapshot() as conn:
+        async with self._snapshot(timed=True) as conn:
             return await pg_attempt_detail(conn, _NODE_SELECT, run_id, span_id, project=project)
 
     async def node_payload(self, run_id: str, span_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """One payload of a node attempt as stored JSON text."""
-        async with self._snapshot() as conn:
+        async with self._snapshot(timed=True) as conn:
             return await pg_node_payload(conn, _NODE_SELECT, run_id, span_id, kind, project=project)
 
     async def run_payload(self, run_id: str, kind: PayloadKind, *, project: str | None) -> str | None:
         """The input or output of a run as stored JSON text."""
         column = check_run_payload_kind(kind)
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             space = one_namespace(run_id, project, await conn.fetch(PG_NAMESPACES_SQL, run_id))
             row = None if space is None else await conn.fetchrow(_ONE_RUN_SQL, run_id, space)
         if row is None:
@@ -859,7 +888,7 @@ class PostgresStore:
 
     async def custom_metrics(self, query: CustomMetricQuery) -> list[dict[str, Any]]:
         """Custom metric totals, newest hour first (:mod:`._custom_metrics`)."""
-        async with self._reader() as conn:
+        async with self._reader(timed=True) as conn:
             return await pg_custom_metrics(conn, query)
 
 
