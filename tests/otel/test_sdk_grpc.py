@@ -111,6 +111,7 @@ def test_spans_sent_by_the_exit_hook_go_over_grpc(live: LiveReceiver, tmp_path: 
     )
     assert done.returncode == 0, done.stderr
     assert "span export failed" not in done.stderr
+    assert "surrogates not allowed" not in done.stderr  # cleaned before the OTel exporter sees it
     _run_id, trace_id = done.stdout.split()
     assert live.wait_for(f"/api/traces/{trace_id}", lambda d: d["span_count"] == 3)
 
@@ -197,3 +198,52 @@ def test_readable_spans_keep_what_the_http_encoding_sends() -> None:
         int(official["startTimeUnixNano"]),
         int(official["endTimeUnixNano"]),
     )
+
+
+SURROGATE_APP = """
+import sys
+
+import flowledger
+
+
+@flowledger.node(id="fe\\ud800tch")
+def fetch(order):
+    return order["id"]
+
+
+@flowledger.node
+def plain(order):
+    return order
+
+
+with flowledger.run("order-intake", name="Order \\ud800 intake") as run:
+    fetch({"id": 1})
+    plain(2)
+print(run.run_id, run.trace_id)
+sys.exit(0 if flowledger.flush(timeout_s=10.0) else 3)
+"""
+
+
+def test_a_lone_surrogate_costs_no_span_over_grpc(live: LiveReceiver, tmp_path: Path) -> None:
+    """A span string holding a lone surrogate (a node id here) goes as U+FFFD over gRPC too: every span arrives."""
+    script = tmp_path / "surrogate_app.py"
+    script.write_text(SURROGATE_APP, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=subprocess_env(
+            FLOWLEDGER_EXPORT_SPANS="1",
+            FLOWLEDGER_ENDPOINT=live.url,
+            OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{live.config.grpc_port}",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    _, trace_id = done.stdout.split()
+    doc = live.wait_for(f"/api/traces/{trace_id}", lambda d: d["span_count"] == 3)
+    assert sorted(span["name"] for span in doc["spans"]) == ["fe\ufffdtch", "plain", "run order-intake"]
+    assert "span export failed" not in done.stderr
+    assert "surrogates not allowed" not in done.stderr  # cleaned before the OTel exporter sees it

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.receiver._support import LiveReceiver, simple_run
+from tests.receiver._support import LiveReceiver, RunEvents, simple_run
 
 
 @pytest.mark.parametrize("route", ["/api/viewer/runs", "/api/viewer/summary"])
@@ -29,3 +29,22 @@ def test_a_whole_number_is_ascii_digits(live: LiveReceiver, value: str) -> None:
     assert answer.status_code == 400
     assert "limit" in answer.json()["error"]
     assert live.get("/api/runs", params={"limit": "5"}).status_code == 200
+
+
+@pytest.mark.parametrize("length", [257, 1024])
+def test_an_attribute_filter_takes_any_value_long_enough_to_be_indexed(live: LiveReceiver, length: int) -> None:
+    """attr.KEY=VALUE takes a value as long as an indexed attribute value (1024 characters), past the 256 of
+    other parameters, and finds its run; a longer one is a 400 naming attr.KEY, as is any other long parameter."""
+    value = "x" * length
+    run = RunEvents().start(attributes={"k": value}).node("fetch").finish()
+    assert live.post(run.events + simple_run().events).status_code == 200
+    answer = live.get("/api/runs", params={"attr.k": value})
+    assert answer.status_code == 200, answer.text
+    assert [found["run_id"] for found in answer.json()["runs"]] == [run.run_id]
+    assert live.get("/api/runs", params={"attr.k": value[:-1]}).json()["runs"] == []
+    too_long = live.get("/api/runs", params={"attr.k": "x" * 1025})
+    assert too_long.status_code == 400
+    assert "attr.k" in too_long.json()["error"]
+    other = live.get("/api/runs", params={"workflow_id": value})
+    assert other.status_code == 400
+    assert "workflow_id" in other.json()["error"]

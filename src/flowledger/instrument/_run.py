@@ -113,6 +113,11 @@ def error_record(
     return record
 
 
+def _text(value: Any) -> Any:
+    """A string the run records, with each lone surrogate (no UTF-8 form) as U+FFFD; anything else as it is."""
+    return clean_str(value) if isinstance(value, str) else value
+
+
 def current_run() -> Run | None:
     """The run the calling code is part of, or None."""
     return _current_run.get()
@@ -174,12 +179,12 @@ class Run:
         self._held: HeldEvents | None = None
         self._dropped = False
         """Set once the run was sampled out at its end: from then on it emits nothing (see ``emit``)."""
-        self.workflow_id = str(workflow_id)
+        self.workflow_id = clean_str(str(workflow_id))  # a lone surrogate: U+FFFD, in events and spans alike
         self.capture = capture_mode(capture)
-        self.resumed_from = resumed_from
-        self.resumed_from_definition_sha256 = resumed_from_definition_sha256
-        self.name = name
-        self.version = None if version is None else str(version)
+        self.resumed_from = _text(resumed_from)
+        self.resumed_from_definition_sha256 = _text(resumed_from_definition_sha256)
+        self.name = _text(name)
+        self.version = None if version is None else clean_str(str(version))
         try:
             self.trigger = TriggerType(trigger)
         except ValueError:
@@ -188,7 +193,7 @@ class Run:
         self.dry_run = bool(dry_run)
         self.deadline_s = deadline_s
         self.budget_usd = budget_usd
-        self.definition_sha256 = definition_sha256
+        self.definition_sha256 = _text(definition_sha256)
         self.traceparent = traceparent
         self.attributes = dict(attributes) if attributes else None
         self._projectless = project == ""  # no project, not even the defaults

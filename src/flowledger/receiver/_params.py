@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 from flowledger._exceptions import QueryParamError
 from flowledger._wire import format_datetime
+from flowledger.receiver.store._search import ATTRIBUTE_PARAM_PREFIX, ATTRIBUTE_VALUE_MAX_CHARS
 from flowledger.receiver.store._time import normalize_ts
 
 if TYPE_CHECKING:
@@ -36,12 +37,13 @@ __all__ = [
     "PARAMS_READ_KEY",
     "RFC3339_EXAMPLE",
     "QueryParams",
+    "max_chars_of",
     "refuse_params",
     "rfc3339_time",
 ]
 
 MAX_PARAM_CHARS: Final = 256
-"""Longest value a text parameter may have."""
+"""Longest value a text parameter may have, but an ``attr.KEY`` filter's (:func:`max_chars_of`)."""
 MAX_OFFSET: Final = 2**62
 """Largest ``offset`` a paged route takes."""
 PARAMS_READ_KEY: Final = "flowledger.query_params_read"
@@ -58,6 +60,13 @@ _RFC3339: Final = re.compile(
 ``+HH:MM``/``-HH:MM``; ASCII digits only."""
 
 _E = TypeVar("_E", bound=enum.Enum)
+
+
+def max_chars_of(name: str) -> int:
+    """Longest value the parameter ``name`` may have: MAX_PARAM_CHARS, but an ``attr.KEY`` filter's value may be
+    as long as an indexed attribute value (ATTRIBUTE_VALUE_MAX_CHARS), so that every value a run can be
+    found by can be asked for (its route checks the rest with ``attribute_problem``)."""
+    return ATTRIBUTE_VALUE_MAX_CHARS if name.startswith(ATTRIBUTE_PARAM_PREFIX) else MAX_PARAM_CHARS
 
 
 def rfc3339_time(text: str) -> str:
@@ -117,17 +126,18 @@ class QueryParams:
                 f"{', '.join(sorted(allowed if shown is None else set(shown))) or 'none'}"
             )
 
-    def _values(self, name: str, max_chars: int = MAX_PARAM_CHARS) -> list[str]:
+    def _values(self, name: str, max_chars: int | None = None) -> list[str]:
         self._read.add(name)
+        max_chars = max_chars_of(name) if max_chars is None else max_chars
         values = [raw for raw in self._params.getlist(name) if not (raw == "" and self._blank_is_absent)]
         for raw in values:
             if len(raw) > max_chars:
                 raise QueryParamError(f"query parameter {name} is longer than {max_chars} characters")
         return values
 
-    def text(self, name: str, *, max_chars: int = MAX_PARAM_CHARS) -> str | None:
+    def text(self, name: str, *, max_chars: int | None = None) -> str | None:
         """The parameter's value, or None when it is not given; a 400 when it is given more than once or is
-        longer than ``max_chars``."""
+        longer than ``max_chars`` (by default :func:`max_chars_of` the name)."""
         values = self._values(name, max_chars)
         if len(values) > 1:
             raise QueryParamError(f"query parameter {name} is given {len(values)} times; give it once")
@@ -149,9 +159,10 @@ class QueryParams:
         """Every value of a parameter that may repeat (``?checkpoint=a&checkpoint=b``), in order."""
         self._read.add(name)
         values = self._params.getlist(name)
+        max_chars = max_chars_of(name)
         for raw in values:
-            if len(raw) > MAX_PARAM_CHARS:
-                raise QueryParamError(f"query parameter {name} is longer than {MAX_PARAM_CHARS} characters")
+            if len(raw) > max_chars:
+                raise QueryParamError(f"query parameter {name} is longer than {max_chars} characters")
         return values
 
     def choice(self, name: str, kind: type[_E]) -> _E | None:

@@ -33,6 +33,25 @@ def test_events_are_appended_one_per_line(tmp_path: Path) -> None:
     sink.shutdown(1.0)
 
 
+def test_an_event_json_cannot_carry_is_written_cleaned_not_dropped(tmp_path: Path) -> None:
+    """An event holding a lone surrogate (or another value orjson refuses) is written as the receiver sink sends
+    it, cleaned as capture cleans values (U+FFFD), in its place among the others; nothing is dropped."""
+    path = tmp_path / "events.jsonl"
+    sink = JsonlSender(make_settings(tmp_path / "spool"), path)
+    odd = make_event(1, text="lone \ud800 surrogate", **{"k\udcff": "v"}, huge=2**70)
+    events = [make_event(0), odd, make_event(2)]
+    for event in events:
+        sink.submit(event, 300)
+    assert sink.flush(5.0)
+    lines = _lines(path)
+    assert [e["event_id"] for e in lines] == [e["event_id"] for e in events]
+    assert lines[1]["data"]["text"] == "lone \ufffd surrogate"
+    assert lines[1]["data"]["k\ufffd"] == "v"
+    assert lines[1]["data"]["huge"] != 2**70  # a marker: JSON tools cannot carry it as a number
+    assert (sink.stats()["sent"], sink.stats()["dropped_unserializable"]) == (3, 0)
+    sink.shutdown(1.0)
+
+
 def test_threads_and_a_forked_child_never_interleave_lines(tmp_path: Path) -> None:
     """Four threads and a forked child append to one file: every line parses and none is lost."""
     path = tmp_path / "events.jsonl"

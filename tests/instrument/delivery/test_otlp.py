@@ -22,7 +22,9 @@ from flowledger.instrument.delivery._otlp_protobuf import OtlpProtocol
 from flowledger.instrument.delivery._otlp_spans import export_request, span_from_event, timestamp_unix_ns
 from flowledger.instrument.delivery._sender import Sender
 from flowledger.instrument.delivery._span_sender import span_protocol
+from flowledger.receiver._config import ReceiverConfig
 from tests.instrument.delivery._sender_support import PROTOBUF, MockReceiver, make_settings, recorder
+from tests.otel._support import receiver_running
 
 PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -444,3 +446,32 @@ def test_spans_to_the_receiver_carry_its_api_key(tmp_path: Path, otlp_endpoint: 
     sender.shutdown(1.0)
     [request] = [r for r in receiver.requests if r.url.path == "/v1/traces"]
     assert request.headers.get("Authorization") == auth
+
+
+@pytest.mark.parametrize("protocol", ["http/json", "http/protobuf"])
+def test_a_lone_surrogate_costs_no_span(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, protocol: str) -> None:
+    """A span string holding a lone surrogate (no UTF-8 form) goes as U+FFFD in either OTLP/HTTP protocol: a real
+    receiver gets every span of the batch, the odd ones and the plain one beside them."""
+    for name in PROTOCOL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", protocol)
+    odd_node = node_failed()
+    odd_node["data"].update(node_id="pr\ud800ice", location={"file": "shop\udcff.yaml", "line": 14})
+    odd_node["data"]["error"]["message"] = "bad \ud800 price"
+    odd_run = run_succeeded()
+    odd_run["data"]["workflow_name"] = "Order \ud800 intake"
+    plain = node_failed()
+    plain["data"].update(node_id="plain", span_id="00f067aa0ba902b8", error=None, status="succeeded")
+    with receiver_running(ReceiverConfig(db_path=tmp_path / "ledger.db")) as live:
+        sender = Sender(make_settings(tmp_path / "spool", live.url), export_spans=True)
+        for event in (odd_node, odd_run, plain):
+            sender.submit(event, 500)
+        assert sender.flush(10.0)
+        sender.shutdown(5.0)
+        assert (sender.stats()["spans_sent"], sender.stats()["spans_dropped"]) == (3, 0)
+        spans = live.wait_for(f"/api/traces/{TRACE_ID}", lambda doc: len(doc.get("spans", [])) == 3)["spans"]
+    by_name = {span["name"]: span for span in spans}
+    assert sorted(by_name) == ["plain", "pr\ufffdice", "run order-intake"]
+    assert by_name["run order-intake"]["attributes"]["flowledger.workflow.name"] == "Order \ufffd intake"
+    assert by_name["pr\ufffdice"]["attributes"]["flowledger.definition.file"] == "shop\ufffd.yaml"
+    assert by_name["pr\ufffdice"]["events"][0]["attributes"]["exception.message"] == "bad \ufffd price"

@@ -207,6 +207,31 @@ def test_receiver_and_jsonl_at_once_each_get_every_event(
     assert run["status"] == "succeeded"
 
 
+def test_a_run_named_with_a_lone_surrogate_is_kept_whole_and_alike_by_every_sink(
+    tmp_path: Path, receiver: LiveReceiver, restore_pipeline: None
+) -> None:
+    """A run whose name holds a lone surrogate (no UTF-8 form) loses no event to any sink: the JSONL file and
+    the receiver both keep run_started, the node and run_finished, the name with U+FFFD for the surrogate."""
+    path = tmp_path / "events.jsonl"
+    flowledger.configure(sinks=f"receiver,jsonl:{path}", endpoint=receiver.url, spool_dir=tmp_path / "spool")
+
+    @flowledger.node
+    def step(x: int) -> int:
+        return x
+
+    with flowledger.run("surrogate-test", name="a\ud800b", version="v\udcff1") as run:
+        step(1)
+    assert flowledger.flush(10.0)
+    stats = flowledger.stats()
+    assert stats["dropped_unserializable"] == 0
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [e["kind"] for e in lines] == ["run_started", "node_finished", "run_finished"]
+    assert {e["data"]["workflow_name"] for e in lines if e["kind"].startswith("run_")} == {"a\ufffdb"}
+    stored = receiver.get(f"/api/runs/{run.run_id}").json()
+    assert (stored["workflow_name"], stored["status"]) == ("a\ufffdb", "succeeded")
+    assert stats[f"jsonl:{path}.sent"] == stats["receiver.sent"] == stats["emitted"] == len(lines)
+
+
 EXIT_SCRIPT = """
 import json, sys, flowledger
 @flowledger.node

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from flowledger.instrument._config import Settings
+from flowledger.instrument.delivery._otlp_protobuf import utf8_request
 
 if TYPE_CHECKING:
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -179,7 +180,7 @@ class GrpcSpanExport:
         exporter = self._exporter
         if exporter is None:
             return False
-        return exporter.export(readable_spans(request)) is self._success
+        return exporter.export(readable_spans(utf8_request(request))) is self._success
 
     def close(self) -> None:
         """Close the exporter's channel (idempotent)."""

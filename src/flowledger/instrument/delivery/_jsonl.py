@@ -35,7 +35,7 @@ from typing import Any, Final
 from flowledger.instrument._config import FsyncPolicy, Settings
 from flowledger.instrument.delivery._counters import DropReason
 from flowledger.instrument.delivery._sender import Sender
-from flowledger.instrument.delivery._spool import encode_event
+from flowledger.instrument.delivery._spool import encodable, encode_event
 
 try:
     import fcntl
@@ -150,9 +150,13 @@ class JsonlSender(Sender):
         kept: list[dict[str, Any]] = []
         for event in events:
             try:
-                lines.append(encode_event(event) + b"\n")
-            except (TypeError, ValueError):
-                self._drop(DropReason.UNSERIALIZABLE, 1)
-            else:
-                kept.append(event)
+                line = encode_event(event)
+            except (TypeError, ValueError):  # cleaned as the receiver sink cleans it (a lone surrogate: U+FFFD)
+                cleaned = encodable(event)
+                if cleaned is None:
+                    self._drop(DropReason.UNSERIALIZABLE, 1)
+                    continue
+                event, line = cleaned, encode_event(cleaned)
+            lines.append(line + b"\n")
+            kept.append(event)
         return lines, kept

@@ -26,7 +26,17 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["OtlpProtocol", "encode_export", "encode_protobuf", "protocol_from_env", "rejected_spans"]
+from flowledger.instrument._capture import clean_str
+
+__all__ = [
+    "OtlpProtocol",
+    "clean_strings",
+    "encode_export",
+    "encode_protobuf",
+    "protocol_from_env",
+    "rejected_spans",
+    "utf8_request",
+]
 
 _VARINT: Final = 0
 _FIXED64: Final = 1
@@ -125,7 +135,11 @@ def _key(number: int, wire_type: int) -> bytes:
 
 
 def _string(key: bytes, value: Any) -> bytes:
-    data = value.encode("utf-8", "surrogatepass") if type(value) is str else str(value).encode("utf-8", "surrogatepass")
+    text = value if type(value) is str else str(value)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: protobuf strings are UTF-8, so it goes as U+FFFD
+        data = clean_str(text).encode("utf-8")
     size = len(data)
     return key + (_SMALL[size] if size < 128 else _varint(size)) + data
 
@@ -250,10 +264,46 @@ def encode_protobuf(request: Mapping[str, Any]) -> bytes:
 
 
 def encode_export(request: Mapping[str, Any], protocol: OtlpProtocol) -> tuple[bytes, str]:
-    """The body and Content-Type of an export request in ``protocol``."""
+    """The body and Content-Type of an export request in ``protocol``.
+
+    A string holding a lone surrogate (no UTF-8 form) goes as U+FFFD in either protocol, so one odd
+    attribute never costs its batch: every span is exported.
+    """
     if protocol is OtlpProtocol.HTTP_PROTOBUF:
         return encode_protobuf(request), protocol.content_type
-    return orjson.dumps(request), protocol.content_type
+    try:
+        return orjson.dumps(request), protocol.content_type
+    except TypeError:  # orjson refuses lone surrogates
+        return orjson.dumps(clean_strings(request)), protocol.content_type
+
+
+def utf8_request(request: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``request``, or its copy with each lone surrogate as U+FFFD when it holds one (protobuf would refuse it).
+
+    For the gRPC export, whose OTel exporter encodes the strings itself: orjson (in C, a fraction of what the
+    conversion costs) finds whether any string has no UTF-8 form.
+    """
+    try:
+        orjson.dumps(request)
+    except TypeError:
+        cleaned: Mapping[str, Any] = clean_strings(request)
+        return cleaned
+    return request
+
+
+def clean_strings(value: Any) -> Any:
+    """A copy of ``value`` (an OTLP JSON document) with each lone surrogate of its strings and keys as U+FFFD.
+
+    A copy: the span builder shares attribute dicts between spans, so nothing is changed in place.
+    """
+    kind = type(value)
+    if kind is str:
+        return value if value.isascii() else clean_str(value)
+    if kind is dict:
+        return {clean_strings(key): clean_strings(item) for key, item in value.items()}
+    if kind is list:
+        return [clean_strings(item) for item in value]
+    return value
 
 
 def _read_varint(data: bytes, at: int) -> tuple[int, int]:

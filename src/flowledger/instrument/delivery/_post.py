@@ -25,12 +25,11 @@ from typing import Any, ClassVar
 import httpx
 
 from flowledger._apikey import api_key_problem
-from flowledger.instrument._capture import to_jsonable
 from flowledger.instrument._config import Settings
 from flowledger.instrument._url import masked
 from flowledger.instrument.delivery._backoff import Outage, RetryBudget
 from flowledger.instrument.delivery._counters import Counters, DropReason
-from flowledger.instrument.delivery._spool import Spool, SpoolResult, encode_batch
+from flowledger.instrument.delivery._spool import Spool, SpoolResult, encodable, encode_batch
 from flowledger.instrument.delivery._transport import gzip_body, make_client, parse_retry_after
 
 __all__ = ["Delivery", "PostOutcome"]
@@ -96,14 +95,19 @@ class Delivery:
             self._spool.observe_write(len(text), time.monotonic() - started)  # what a spool write would cost
             return body, events
         except (TypeError, ValueError):
-            kept = []
-            for event in events:
-                cleaned = _encodable(event)
-                if cleaned is None:
-                    self._drop(DropReason.UNSERIALIZABLE, 1)
-                else:
-                    kept.append(cleaned)
+            kept = self._cleaned(events)
             return (gzip_body(encode_batch(kept)) if kept else b""), kept
+
+    def _cleaned(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``events`` made JSON-safe (:func:`~._spool.encodable`); one that cannot be is dropped and counted."""
+        kept = []
+        for event in events:
+            cleaned = encodable(event)
+            if cleaned is None:
+                self._drop(DropReason.UNSERIALIZABLE, 1)
+            else:
+                kept.append(cleaned)
+        return kept
 
     def _post(self, body: bytes, events: list[dict[str, Any]], retries: int) -> PostOutcome:
         with self._lock:
@@ -219,6 +223,9 @@ class Delivery:
             return True
         try:
             result = self._spool.write(events, name=name)
+            if result is SpoolResult.UNENCODABLE:  # a queue or batch taken before it was encoded: cleaned here
+                events = self._cleaned(events)
+                result = self._spool.write(events, name=name) if events else SpoolResult.WRITTEN
         except Exception as exc:
             self._internal_error("spool", exc)
             result = SpoolResult.ERROR
@@ -268,22 +275,3 @@ class Delivery:
 
     def _log_once(self, kind: str, message: str, *args: object) -> None:
         self._counters.log_once(kind, message, *args)
-
-
-def _encodable(event: dict[str, Any]) -> dict[str, Any] | None:
-    """``event`` if it encodes; else its copy made JSON-safe as the SDK captures values; None if that fails too.
-
-    The safety net for a value that reached an event without going through capture (an object, a lone
-    surrogate, NaN, a 65-bit integer...): it goes out as its capture marker rather than being dropped.
-    """
-    try:
-        encode_batch([event])
-        return event
-    except (TypeError, ValueError):
-        pass
-    try:
-        cleaned = to_jsonable(event)
-        encode_batch([cleaned])
-    except Exception:  # a __repr__ that raises, say: telemetry never breaks its host, the event is dropped
-        return None
-    return cleaned if isinstance(cleaned, dict) else None

@@ -43,9 +43,9 @@ from typing import Any, Final
 import orjson
 
 from flowledger._wire import new_event_id
-from flowledger.instrument._capture import RawJSON
+from flowledger.instrument._capture import RawJSON, to_jsonable
 
-__all__ = ["Claim", "Spool", "SpoolResult", "new_batch_name"]
+__all__ = ["Claim", "Spool", "SpoolResult", "encodable", "new_batch_name"]
 
 READY_SUFFIX: Final = ".json.gz"
 CLAIM_MARK: Final = ".claimed-"
@@ -76,6 +76,8 @@ class SpoolResult(enum.Enum):
     """Writing it would take the spool past its size cap; nothing was written."""
     ERROR = "error"
     """The file system refused (permissions, disk full); nothing was written."""
+    UNENCODABLE = "unencodable"
+    """An event holds a value JSON cannot carry (see :func:`encodable`); nothing was written."""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -129,6 +131,27 @@ def encode_batch(events: list[dict[str, Any]]) -> bytes:
 def encode_event(event: dict[str, Any]) -> bytes:
     """Encode one event as one line of JSON (no newline), as the JSONL sink writes it."""
     return orjson.dumps(event, default=_fragment)
+
+
+def encodable(event: dict[str, Any]) -> dict[str, Any] | None:
+    """``event`` if it encodes; else its copy made JSON-safe as the SDK captures values; None if that fails too.
+
+    The one cleaning path of every sink that writes events as JSON (the receiver, the JSONL file, the
+    spool): a value that reached an event without going through capture (an object, a lone surrogate,
+    NaN, a 65-bit integer...) goes out as its capture marker (a lone surrogate as U+FFFD) rather than
+    the event being dropped, so every sink keeps such an event, and keeps it the same way.
+    """
+    try:
+        encode_event(event)
+        return event
+    except (TypeError, ValueError):
+        pass
+    try:
+        cleaned = to_jsonable(event)
+        encode_event(cleaned)
+    except Exception:  # a __repr__ that raises, say: telemetry never breaks its host, the event is dropped
+        return None
+    return cleaned if isinstance(cleaned, dict) else None
 
 
 def decode_spooled_batch(data: bytes) -> list[dict[str, Any]]:
@@ -270,9 +293,9 @@ class Spool:
         started = time.monotonic()
         try:
             text = encode_batch(events)
-            data = gzip.compress(text, compresslevel=SPOOL_GZIP_LEVEL)
         except (TypeError, ValueError):
-            return SpoolResult.ERROR
+            return SpoolResult.UNENCODABLE
+        data = gzip.compress(text, compresslevel=SPOOL_GZIP_LEVEL)
         result = self._place(self.directory, name or new_batch_name(), data)
         self.observe_write(len(text), time.monotonic() - started)
         return result

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
@@ -37,6 +38,7 @@ __all__ = [
     "ATTRIBUTE_FILTERS_MAX",
     "ATTRIBUTE_KEY_MAX_CHARS",
     "ATTRIBUTE_PARAM_PREFIX",
+    "ATTRIBUTE_VALUE_MAX_CHARS",
     "HITS_CAPPED_SQL",
     "INDEX_TEXTS_SQL",
     "LAST_TEXT_ID_SQL",
@@ -67,7 +69,8 @@ SEARCH_TEXT_MAX_CHARS: Final = 8_192
 """Characters of one error or payload that are indexed (payloads are 4 KiB by default anyway)."""
 ATTRIBUTE_KEY_MAX_CHARS: Final = 128
 """Longest attribute key kept for ``attr.KEY=VALUE`` filters (and accepted in one)."""
-_ATTRIBUTE_VALUE_MAX_CHARS: Final = 1024
+ATTRIBUTE_VALUE_MAX_CHARS: Final = 1024
+"""Longest attribute value kept for ``attr.KEY=VALUE`` filters (and accepted in one: a longer one matches no run)."""
 ATTRIBUTE_PARAM_PREFIX: Final = "attr."
 """``GET /api/runs?attr.KEY=VALUE``: the query parameters that filter on run attributes start with this."""
 ATTRIBUTE_FILTERS_MAX: Final = 20
@@ -199,12 +202,12 @@ def attributes_of_event(kind: EventKind, data: dict[str, Any]) -> list[tuple[str
             text = str(value)
         else:
             continue
-        if len(text) <= _ATTRIBUTE_VALUE_MAX_CHARS:
+        if len(text) <= ATTRIBUTE_VALUE_MAX_CHARS:
             out.append((key, text))
     return out
 
 
-_WORD: Final = re.compile(r"(\w+)(\*?)")
+_WORD: Final = re.compile(r"\w+")
 _RUN_ID_PREFIX: Final = re.compile(r"[0-9a-f]{4}[0-9a-f-]{0,32}")
 
 
@@ -237,10 +240,34 @@ def fts_query(text: str) -> str:
 def search_words(text: str) -> list[tuple[str, bool]]:
     """The words of what a user typed, each with whether it is a prefix (written with a trailing ``*``): every
     word must appear. Raises ValueError when the text has no letter or digit."""
-    words = _WORD.findall(text)
+    words = _words(text)
     if not words:
         raise ValueError("it has no letter or digit to search for")
-    return [(word, star == "*") for word, star in words]
+    return words
+
+
+def _words(text: str) -> list[tuple[str, bool]]:
+    """The words of ``text`` (runs of ``\\w``) with whether a ``*`` follows each.
+
+    A combining mark (Unicode category M: not ``\\w`` to Python) belongs to the word of the letter it
+    follows, as the indexed text's tokenizer keeps it: ``Ze\\u0301rich`` (decomposed, NFD, as macOS writes
+    it) is one word, not ``Ze`` and ``rich``. The text is first composed (NFC), so a search typed either way
+    is the same word.
+    """
+    marks = not text.isascii()
+    if marks:
+        text = unicodedata.normalize("NFC", text)
+    spans: list[list[int]] = []
+    for match in _WORD.finditer(text):
+        start, end = match.span()
+        if marks:
+            while end < len(text) and unicodedata.category(text[end])[0] == "M":
+                end += 1
+        if spans and spans[-1][1] == start:  # only combining marks between: one word
+            spans[-1][1] = end
+        else:
+            spans.append([start, end])
+    return [(text[start:end], text[end : end + 1] == "*") for start, end in spans]
 
 
 def hits_sql(text: str) -> tuple[str, list[Any]]:
@@ -271,8 +298,8 @@ def attribute_problem(key: str, value: str) -> str | None:
         return "names no attribute: write attr.KEY=VALUE"
     if len(key) > ATTRIBUTE_KEY_MAX_CHARS:
         return f"has a key longer than {ATTRIBUTE_KEY_MAX_CHARS} characters"
-    if len(value) > _ATTRIBUTE_VALUE_MAX_CHARS:
-        return f"has a value longer than {_ATTRIBUTE_VALUE_MAX_CHARS} characters"
+    if len(value) > ATTRIBUTE_VALUE_MAX_CHARS:
+        return f"has a value longer than {ATTRIBUTE_VALUE_MAX_CHARS} characters"
     return None
 
 

@@ -67,6 +67,20 @@ async def test_words_are_cut_and_folded_as_fts5_does(store: Store) -> None:
         assert await _ids(store, syntax) == {logged}, syntax
 
 
+async def test_a_decomposed_word_is_found_as_it_was_stored(store: Store) -> None:
+    """A word written decomposed (NFD: a letter, then its combining accent, as macOS writes names) is one word:
+    searching for the stored text itself finds its run, as the composed (NFC) and unaccented spellings do; so
+    does a word whose combining marks have no composed form, and a prefix ending in an accent."""
+    failed = RunEvents().start().node("charge", status="failed")
+    failed.events[-1]["data"]["error"]["message"] = "Zope Ze\u0301rich decomp; cha\u0301\u0302teau"
+    failed.finish("failed", error_node="charge")
+    other = RunEvents().start().node("charge").finish()
+    await store.append(prepared(failed.events + other.events))
+    for text in ("Ze\u0301rich", "Z\u00e9rich", "Zerich", "ze\u0301rich decomp", "Ze\u0301*", "cha\u0301\u0302teau"):
+        assert await _ids(store, text) == {failed.run_id}, ascii(text)
+    assert await _ids(store, "rich") == set()  # never the part after the accent alone
+
+
 async def test_attribute_filters(store: Store) -> None:
     """attr.KEY=VALUE matches runs started with that attribute (values as text), several together, with a search."""
     runs = await _three(store)
