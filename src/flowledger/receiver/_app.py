@@ -34,6 +34,7 @@ from flowledger.receiver._checkpointer import Checkpointer
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.receiver._metrics import Metrics
 from flowledger.receiver._nul_guard import NulGuardMiddleware
+from flowledger.receiver._origin_guard import OriginGuardMiddleware, allowed_hosts_for
 from flowledger.receiver._reconciler import Reconciler
 from flowledger.receiver._retention import Retention
 from flowledger.receiver._state import ReceiverState, error_response
@@ -162,6 +163,9 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(
+                OriginGuardMiddleware, allowed_hosts=allowed_hosts_for(config.listen_host, config.allowed_hosts)
+            ),
             Middleware(NulGuardMiddleware),
             Middleware(AuthMiddleware, keys=keys),
             Middleware(

@@ -9,6 +9,7 @@ checked here too, so that a bad value stops ``flowledger serve`` at start.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -34,6 +35,7 @@ __all__ = [
     "check_checkpoint_url",
     "check_template",
     "config_from_env",
+    "parse_allowed_hosts",
     "parse_forward_endpoint",
     "parse_forward_headers",
     "parse_retention",
@@ -229,8 +231,12 @@ class ReceiverConfig:
     """Seconds between passes linking OTLP log records that arrived before their run's events; 0: off."""
     grpc_port: int | None = None
     """Also serve OTLP over gRPC on this port (0: any free one); None: off. Needs the ``grpc`` extra."""
-    grpc_host: str = "127.0.0.1"
-    """The interface of the gRPC port (``flowledger serve`` passes its ``--host``)."""
+    listen_host: str = "127.0.0.1"
+    """The interface the receiver listens on, its HTTP port and its gRPC port (``flowledger serve`` passes its
+    ``--host``); on a loopback address it answers only to its loopback names (see :mod:`._origin_guard`)."""
+    allowed_hosts: tuple[str, ...] | None = None
+    """The names (``Host`` headers) the receiver answers to, ``*`` for any (``FLOWLEDGER_RECEIVER_ALLOWED_HOSTS``,
+    comma-separated); None: decided by :attr:`listen_host` (:func:`~._origin_guard.allowed_hosts_for`)."""
 
 
 class _Range(NamedTuple):
@@ -327,7 +333,16 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
     for f in fields(ReceiverConfig):
         if (
             f.name
-            in {"limits", "api_keys", "db_path", "db_url", "retention", "resume_endpoints", "grpc_host"}
+            in {
+                "limits",
+                "api_keys",
+                "db_path",
+                "db_url",
+                "retention",
+                "resume_endpoints",
+                "listen_host",
+                "allowed_hosts",
+            }
             | _OTLP_TEXT_FIELDS
             | _CHECKPOINT_TEXT_FIELDS
         ):
@@ -344,6 +359,9 @@ def config_from_env(base: ReceiverConfig | None = None, environ: Mapping[str, st
         raw = env.get(_ENV_PREFIX + name.upper(), "").strip()
         if raw:
             changes[name] = check_checkpoint_url(raw) if name == "checkpoint_url" else Path(raw)
+    allowed_hosts = env.get(_ENV_PREFIX + "ALLOWED_HOSTS")
+    if allowed_hosts is not None and allowed_hosts.strip():
+        changes["allowed_hosts"] = parse_allowed_hosts(allowed_hosts)
     retention = env.get(_ENV_PREFIX + "RETENTION")
     if retention:
         changes["retention"] = parse_retention(retention)
@@ -505,6 +523,33 @@ def _retention_age(item: Mapping[str, object], where: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
         raise ConfigError(f"{where}: {key} must be a positive number, at most {_shown(high)}.")
     return float(value) * scale
+
+
+_HOST_NAME: Final = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?")
+
+
+def parse_allowed_hosts(text: str) -> tuple[str, ...]:
+    """``FLOWLEDGER_RECEIVER_ALLOWED_HOSTS``: comma-separated host names or IP addresses (no ports), or ``*``."""
+    variable = _ENV_PREFIX + "ALLOWED_HOSTS"
+    hosts: list[str] = []
+    for index, raw in enumerate(text.split(",")):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        address = entry[1:-1] if entry.startswith("[") and entry.endswith("]") else entry
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            if entry != "*" and (len(entry) > 253 or not _HOST_NAME.fullmatch(entry)):
+                shown = raw.strip()[:40]
+                raise ConfigError(
+                    f"{variable}[{index}]={shown!r} is not a host name or an IP address: give names such as "
+                    "flowledger.example.com, without a scheme or a port, separated by commas (* for any name)"
+                ) from None
+        hosts.append(address)
+    if not hosts:
+        raise ConfigError(f"{variable} names no host: give names separated by commas, or * for any name")
+    return tuple(dict.fromkeys(hosts))
 
 
 def parse_retention(text: str) -> tuple[RetentionPolicy, ...]:

@@ -287,9 +287,9 @@ def serve_command(
             config = replace(config, stuck_after_s=stuck_after_s)
         if grpc_port is not None:
             config = replace(config, grpc_port=grpc_port)
+        config = replace(config, listen_host=host)
         if config.grpc_port is not None:
             _check_grpc(host, config.grpc_port)
-            config = replace(config, grpc_host=host)
         try:  # a busy port is one error line, before anything claims to be serving or a database file is made
             sock = bind_socket(host, port)
         except OSError as exc:

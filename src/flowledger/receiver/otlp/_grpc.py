@@ -96,7 +96,7 @@ def _export(app: Any, receiver: ReceiverState, signal: OtlpSignal) -> _Method:
 
 
 async def start_grpc(app: Any, receiver: ReceiverState) -> aio.Server:
-    """Start the OTLP gRPC services on ``config.grpc_host:grpc_port``; RuntimeError when the port cannot be bound."""
+    """Start the OTLP gRPC services on ``config.listen_host:grpc_port``; RuntimeError when the port cannot be bound."""
     config = receiver.config
     limit = config.limits.max_inflated_bytes
     server = aio.server(
@@ -111,7 +111,7 @@ async def start_grpc(app: Any, receiver: ReceiverState) -> aio.Server:
             _export(app, receiver, signal)
         )
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {EXPORT_METHOD: handler}),))
-    host = f"[{config.grpc_host}]" if ":" in config.grpc_host else config.grpc_host
+    host = f"[{config.listen_host}]" if ":" in config.listen_host else config.listen_host
     address = f"{host}:{config.grpc_port}"
     port = server.add_insecure_port(address)
     if not port:
