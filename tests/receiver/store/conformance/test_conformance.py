@@ -7,6 +7,7 @@ come out of its query methods) and run for every engine in ``ENGINES``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import replace
 
@@ -114,6 +115,32 @@ async def test_a_nul_in_a_log_line_error_node_id_or_attribute_stores_the_whole_b
     assert (await store.stats()).ledger_events == len(other.events) + len(run.events)
     assert (await store.verify()).ok
     assert (await store.rebuild()).clean
+
+
+async def test_an_escaped_backslash_before_u0000_is_text_not_a_nul(store: Store) -> None:
+    """A backslash followed by ``u0000`` in a value (written ``\\\\u0000`` in the JSON text, no NUL in it) reads
+    back unchanged from the run's detail, the viewer's payloads and the attributes; a real NUL right after a
+    backslash is still a NUL (U+FFFD where the engine's text cannot hold one, as on PostgreSQL)."""
+    text = "regex \\u0000 and \\\\u0000x \\\\\\u0000"  # backslash runs of 1, 2 and 3 before the u0000
+    nul = "slash\\\x00nul"  # a backslash, then a real NUL
+    run = RunEvents().start(trigger_data={"v": text, "n": nul}, attributes={"a": text})
+    run.node("fetch", output={"v": text, "n": nul}).finish()
+    await _append(store, run)
+    got = await store.get_run(run.run_id)
+    assert got is not None
+    [node] = got["nodes"]
+    for payload in (got["input"], node["output"]):
+        assert payload["v"] == text
+        assert payload["n"] in {nul, "slash\\\ufffdnul"}
+    assert got["attributes"]["a"] == text
+    viewed_input = await store.run_payload(run.run_id, PayloadKind.INPUT, project=None)
+    assert viewed_input is not None
+    assert json.loads(viewed_input)["v"] == text
+    viewed_output = await store.node_payload(run.run_id, node["span_id"], PayloadKind.OUTPUT, project=None)
+    assert viewed_output is not None
+    assert json.loads(viewed_output)["v"] == text
+    tagged = await store.list_runs(RunQuery(attributes=(("a", text),)))
+    assert [r["run_id"] for r in tagged.runs] == [run.run_id]
 
 
 async def test_a_typical_run_folds_to_its_final_state(store: Store) -> None:

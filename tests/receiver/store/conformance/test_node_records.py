@@ -23,8 +23,11 @@ def _finished(run: RunEvents, node_id: str) -> dict[str, Any]:
     return event
 
 
-def _run(project: str | None = None) -> RunEvents:
-    run = RunEvents(workflow_id="agent", project=project).start().node("ask").finish()
+def _run(project: str | None = None, *, clock_ns: int | None = None) -> RunEvents:
+    run = RunEvents(workflow_id="agent", project=project)
+    if clock_ns is not None:
+        run.clock_ns = clock_ns
+    run.start().node("ask").finish()
     data = _finished(run, "ask")["data"]
     data["cost"] = {"tokens": 10, "tool_calls": 0, "external_requests": 0, "usd": 7e-9, "breakdown": _BREAKDOWN}
     data["workflow_id"] = "agent"
@@ -70,3 +73,31 @@ async def test_custom_metric_totals_filter_by_name_labels_workflow_and_project(s
     gold = await store.custom_metrics(CustomMetricQuery(labels={"tier": "gold"}, node_id="ask", limit=1))
     assert len(gold) == 1
     assert gold[0]["avg"] == gold[0]["sum"] / gold[0]["count"]
+
+
+async def test_custom_metrics_with_the_longest_labels_add_up_and_filter(store: Store) -> None:
+    """A series with the most labels, each the longest value in characters of 3 and 4 UTF-8 bytes (past an index
+    entry's size on PostgreSQL), is stored with the other events of its batch, adds up and filters by its labels;
+    a label set differing in one character is another series."""
+    labels = {f"l{i}": "".join(chr(0x4E00 + (i * 128 + j) * 7 % 20_000) for j in range(128)) for i in range(7)}
+    labels["l7"] = "".join(chr(0x1F300 + j) for j in range(128))
+    near = {**labels, "l7": labels["l7"][:-1] + "x"}
+    clock_ns = RunEvents().clock_ns
+    runs = [_run(clock_ns=clock_ns), _run(), _run()]
+    for run, its_labels in zip(runs, (labels, labels, near), strict=True):
+        _finished(run, "ask")["data"]["metrics"][0]["labels"] = its_labels
+    plain = _run()
+    outcomes = await store.append(prepared([e for run in [*runs, plain] for e in run.events]))
+    assert {outcome for outcome, _ in outcomes} == {EventOutcome.ACCEPTED}
+    again = _run(clock_ns=clock_ns)  # its attempt finishes when the first run's did: the same row
+    _finished(again, "ask")["data"]["metrics"][0]["labels"] = labels
+    await store.append(prepared(again.events))  # a later batch adds to the stored row
+    rows = await store.custom_metrics(CustomMetricQuery(name="hits", labels=labels))
+    assert sum(row["count"] for row in rows) == 6
+    assert max(row["count"] for row in rows) >= 4  # the first run's attempt and the later one's, in one row
+    assert all(row["labels"] == labels for row in rows)
+    assert sum(row["count"] for row in await store.custom_metrics(CustomMetricQuery(labels={"l7": near["l7"]}))) == 2
+    assert sum(row["count"] for row in await store.custom_metrics(CustomMetricQuery(labels={"l0": labels["l0"]}))) == 8
+    assert sum(row["count"] for row in await store.custom_metrics(CustomMetricQuery(name="hits"))) == 10
+    assert (await store.rebuild()).clean
+    assert sum(row["count"] for row in await store.custom_metrics(CustomMetricQuery(labels=labels))) == 6

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from flowledger._wire import RunStatus
-from flowledger.receiver.store._protocol import PurgeSelection, RunQuery, Store
+from flowledger.receiver.store._protocol import EventOutcome, PurgeSelection, RunQuery, Store
 from flowledger.receiver.store._views import RunFilter
 from tests.receiver._support import RunEvents
 from tests.receiver.store.conformance.conftest import prepared
@@ -91,6 +91,34 @@ async def test_attribute_filters(store: Store) -> None:
     assert await _ids(store, "dispute", attributes=(("region", "us"),)) == {runs["logged"].run_id}
     exported = [run["run_id"] async for run in store.iter_runs(RunQuery(search="zanzibar"), with_nodes=False)]
     assert exported == [runs["payload"].run_id]
+
+
+async def test_long_attribute_values_are_stored_and_matched_exactly(store: Store) -> None:
+    """The longest attribute key and value a filter takes, in characters of 3 and 4 UTF-8 bytes (values past an
+    index entry's size on PostgreSQL), are stored with the other runs of their batch and matched exactly: a value
+    one character shorter or different matches no run."""
+    cjk = "".join(chr(0x4E00 + (i * 7919) % 20_000) for i in range(1024))  # 3 bytes each
+    emoji = "".join(chr(0x1F300 + (i * 31) % 700) for i in range(1024))  # 4 bytes each
+    key = "".join(chr(0x1F300 + i) for i in range(128))
+    cjk_run = RunEvents().start(attributes={"note": cjk, key: emoji}).node("fetch").finish()
+    other = RunEvents().start(attributes={"note": cjk[:-1]}).node("fetch").finish()
+    plain = RunEvents().start().node("fetch").finish()
+    outcomes = await store.append(prepared(cjk_run.events + other.events + plain.events))
+    assert {outcome for outcome, _ in outcomes} == {EventOutcome.ACCEPTED}
+    assert await _ids(store, attributes=(("note", cjk),)) == {cjk_run.run_id}
+    assert await _ids(store, attributes=(("note", cjk[:-1]),)) == {other.run_id}
+    assert await _ids(store, attributes=(("note", cjk[:-1] + "x"),)) == set()
+    assert await _ids(store, attributes=((key, emoji),)) == {cjk_run.run_id}
+    assert await _ids(store, attributes=((key, emoji), ("note", cjk))) == {cjk_run.run_id}
+    assert await _ids(store, attributes=((key, cjk),)) == set()
+    detail = await store.get_run(cjk_run.run_id)
+    assert detail is not None
+    assert detail["attributes"] == {"note": cjk, key: emoji}
+    assert (await store.rebuild()).clean
+    assert await _ids(store, attributes=(("note", cjk),)) == {cjk_run.run_id}
+    await store.purge(PurgeSelection(run_ids=(cjk_run.run_id,), by="cli"))
+    assert await _ids(store, attributes=(("note", cjk),)) == set()
+    assert await _ids(store, attributes=(("note", cjk[:-1]),)) == {other.run_id}
 
 
 async def test_a_run_id_search_lists_that_run(store: Store) -> None:

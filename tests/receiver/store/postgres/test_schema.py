@@ -12,7 +12,7 @@ import pytest
 from flowledger._exceptions import SchemaVersionError, StoreError
 from flowledger.receiver.store.postgres import PostgresStore, _migrations, _schema
 from flowledger.receiver.store.postgres._schema import PG_SCHEMA_VERSION
-from tests.receiver._support import simple_run, typical_run
+from tests.receiver._support import RunEvents, simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
 
 
@@ -134,22 +134,7 @@ def test_a_database_made_before_ids_were_per_project_keeps_its_runs(
         patched.setattr(_schema, "PG_SCHEMA_VERSION", before)
         _run(old_url, lambda conn: _schema.migrate_postgres(conn, name="old"))
 
-    async def copy_rows() -> None:
-        source, target = await asyncpg.connect(postgres_url), await asyncpg.connect(old_url)
-        try:
-            tables = [r[0] for r in await target.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-            for table in tables:
-                old = [r[0] for r in await target.fetch(_COLUMNS, table)]
-                new = {r[0] for r in await source.fetch(_COLUMNS, table)}
-                columns = [c for c in old if c in new]
-                rows = await source.fetch(f"SELECT {', '.join(columns)} FROM {table} ORDER BY 1")
-                if rows and table != "flowledger_schema":
-                    await target.copy_records_to_table(table, records=[tuple(r) for r in rows], columns=columns)
-        finally:
-            await source.close()
-            await target.close()
-
-    asyncio.run(copy_rows())
+    asyncio.run(_copy_rows(postgres_url, old_url))
     assert _run(old_url, lambda conn: conn.fetchval("SELECT version FROM flowledger_schema")) == before
 
     async def check() -> None:
@@ -173,6 +158,96 @@ def test_a_database_made_before_ids_were_per_project_keeps_its_runs(
 
 
 _COLUMNS = "SELECT column_name FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position"
+
+
+async def _copy_rows(source_url: str, target_url: str, *, skip: tuple[str, ...] = ()) -> None:
+    """Every row of the database at ``source_url`` into the one at ``target_url`` (of an older schema: the columns
+    both have), but those of the tables ``skip`` names."""
+    source, target = await asyncpg.connect(source_url), await asyncpg.connect(target_url)
+    try:
+        tables = [r[0] for r in await target.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        for table in tables:
+            old = [r[0] for r in await target.fetch(_COLUMNS, table)]
+            new = {r[0] for r in await source.fetch(_COLUMNS, table)}
+            columns = [c for c in old if c in new]
+            rows = await source.fetch(f"SELECT {', '.join(columns)} FROM {table} ORDER BY 1")
+            if rows and table != "flowledger_schema" and table not in skip:
+                await target.copy_records_to_table(table, records=[tuple(r) for r in rows], columns=columns)
+    finally:
+        await source.close()
+        await target.close()
+
+
+def test_a_database_made_before_long_values_were_keyed_by_digest_keeps_its_attributes_and_metrics(
+    postgres_url: str, postgres_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database of the schema before attribute values and metric labels were keyed by their digest opens: its
+    attribute filters and metric totals answer the same, a later batch adds to its metric rows, and values longer
+    than an index entry holds are then stored and found (they failed their whole batch before)."""
+    from flowledger.receiver.store._custom_metrics import CustomMetricQuery
+    from flowledger.receiver.store._protocol import EventOutcome, RunQuery
+
+    def with_metric(run: RunEvents, labels: dict[str, str]) -> RunEvents:
+        finished = next(e for e in run.events if e["kind"] == "node_finished")
+        finished["data"]["workflow_id"] = run.workflow_id
+        finished["data"]["metrics"] = [
+            {"name": "hits", "labels": labels, "count": 1, "sum": 1.0, "min": 1.0, "max": 1.0, "value": 1.0}
+        ]
+        return run
+
+    short, again = RunEvents(), RunEvents()
+    again.clock_ns = short.clock_ns  # its attempt finishes in the same hour: the same metric row
+    short = with_metric(short.start(attributes={"region": "eu"}).node("ask").finish(), {"tier": "gold"})
+    again = with_metric(again.start().node("ask").finish(), {"tier": "gold"})
+    old_url = postgres_url + "_old"
+    _run(postgres_server, lambda conn: conn.execute(f'CREATE DATABASE "{old_url.rsplit("/", 1)[1]}"'))
+
+    async def answers(store: PostgresStore) -> tuple[Any, ...]:
+        listed = await store.list_runs(RunQuery(attributes=(("region", "eu"),)))
+        metrics = await store.custom_metrics(CustomMetricQuery(labels={"tier": "gold"}))
+        return [r["run_id"] for r in listed.runs], [(m["labels"], m["count"]) for m in metrics]
+
+    async def fill_source() -> tuple[Any, ...]:
+        store = PostgresStore(postgres_url)
+        await store.open()
+        try:
+            await store.append(prepared(short.events))
+            return await answers(store)
+        finally:
+            await store.close()
+
+    expected = asyncio.run(fill_source())
+    assert expected == ([short.run_id], [({"tier": "gold"}, 1)])
+    before = _schema.PG_MIGRATIONS.index(_migrations._LONG_KEYS_BY_DIGEST)
+    with monkeypatch.context() as patched:
+        patched.setattr(_schema, "PG_MIGRATIONS", _schema.PG_MIGRATIONS[:before])
+        patched.setattr(_schema, "PG_SCHEMA_VERSION", before)
+        _run(old_url, lambda conn: _schema.migrate_postgres(conn, name="old"))
+    asyncio.run(_copy_rows(postgres_url, old_url, skip=("search_text",)))  # no binary tsvector: the rebuild's
+    assert _run(old_url, lambda conn: conn.fetchval("SELECT version FROM flowledger_schema")) == before
+    long_value = "".join(chr(0x4E00 + i * 13 % 20_000) for i in range(1024))
+    long_labels = {f"l{i}": long_value[i * 128 : (i + 1) * 128] for i in range(8)}
+    long_run = with_metric(RunEvents().start(attributes={"note": long_value}).node("ask").finish(), long_labels)
+
+    async def check() -> None:
+        store = PostgresStore(old_url)
+        await store.open()
+        try:
+            assert await answers(store) == expected
+            outcomes = await store.append(prepared(again.events + long_run.events))
+            assert {outcome for outcome, _ in outcomes} == {EventOutcome.ACCEPTED}
+            assert await answers(store) == ([short.run_id], [({"tier": "gold"}, 2)])  # added to the migrated row
+            found = await store.list_runs(RunQuery(attributes=(("note", long_value),)))
+            assert [r["run_id"] for r in found.runs] == [long_run.run_id]
+            metrics = await store.custom_metrics(CustomMetricQuery(labels=long_labels))
+            assert [(m["labels"], m["count"]) for m in metrics] == [(long_labels, 1)]
+            assert (await store.verify()).ok
+            assert (await store.rebuild()).clean
+        finally:
+            await store.close()
+
+    asyncio.run(check())
+    assert _run(old_url, lambda conn: conn.fetchval("SELECT version FROM flowledger_schema")) == PG_SCHEMA_VERSION
 
 
 def test_a_database_of_the_schema_before_the_analytics_is_brought_up_and_filled_by_a_rebuild(

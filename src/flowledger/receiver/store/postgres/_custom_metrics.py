@@ -5,7 +5,9 @@ projector once per attempt), the query's filters and order
 (:func:`~.._custom_metrics.custom_metrics_sql`) and the API's shape of a row
 are :mod:`.._custom_metrics`'s; only the statements are this engine's: the
 batch is added with one ``unnest`` upsert, and a label filter reads the
-labels' JSON with ``->>``.
+labels' JSON with ``->>``. A row is keyed by its labels' digest
+(``custom_metrics_once``, schema version 21): eight labels of 128 characters
+can be longer than an index entry holds.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ _TYPES: Final = ("text",) * 6 + ("bigint", "float8", "float8", "float8")
 _ADD: Final = (
     f"INSERT INTO custom_metrics AS m ({', '.join(CUSTOM_METRIC_COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))
-    + ") ON CONFLICT (project, workflow_id, node_id, name, labels, hour) DO UPDATE SET "
+    + ") ON CONFLICT (project, workflow_id, node_id, name, flowledger_digest(labels), hour) DO UPDATE SET "
     "count = m.count + EXCLUDED.count, sum = m.sum + EXCLUDED.sum, min = least(m.min, EXCLUDED.min), "
     "max = greatest(m.max, EXCLUDED.max)"
 )

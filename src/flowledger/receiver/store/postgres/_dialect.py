@@ -14,13 +14,18 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-__all__ = ["NUL_ESCAPE", "named", "numbered", "payload_sql", "text_row", "without_nul"]
+__all__ = ["NUL_ESCAPE", "named", "nul_escapes_replaced", "numbered", "payload_sql", "text_row", "without_nul"]
 
 _PARAM: Final = re.compile(r"\?")
 _NAME: Final = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _PATH: Final = re.compile(r"^(\w+)\.body\s*(->>?)\s*'\$\.([\w.]+)'$")
 NUL_ESCAPE: Final = "\\u0000"
 """How a NUL in a string is written in JSON text (any JSON text holding one has this)."""
+_NUL_ESCAPE_PATTERN: Final = r"'(^|[^\\])((\\\\)*)\\u0000'"
+"""A NUL escape with the backslashes before it (an even number) and the character before those (SQL literal; no
+``?``, which :func:`numbered` would take for a parameter)."""
+_NUL_ESCAPE_REPLACEMENT: Final = r"'\1\2\\ufffd'"
+"""What :data:`_NUL_ESCAPE_PATTERN` matched, its escape written as U+FFFD's."""
 
 
 def numbered(sql: str, first: int = 1) -> str:
@@ -56,10 +61,24 @@ def payload_sql(columns: Mapping[str, str]) -> dict[str, str]:
         alias, arrow, path = match.groups()
         keys = ",".join(path.split("."))
         operator = "#>>" if arrow == "->>" else "#>"
-        # PostgreSQL's text cannot hold a NUL, and a path into JSON fails the whole read on a "\u0000"
-        # escape anywhere in the body (a stack trace can carry one): there it reads as U+FFFD instead.
-        out[column] = f"(replace({alias}.body, '\\u0000', '\\ufffd')::json {operator} '{{{keys}}}')::text"
+        out[column] = f"({nul_escapes_replaced(f'{alias}.body')}::json {operator} '{{{keys}}}')::text"
     return out
+
+
+def nul_escapes_replaced(text_sql: str) -> str:
+    """A PostgreSQL expression of the JSON text ``text_sql`` with every NUL escape (``\\u0000``) written as
+    U+FFFD's (``\\ufffd``).
+
+    PostgreSQL's text cannot hold a NUL, and a path into JSON fails the whole read on a NUL escape anywhere in
+    the body (a stack trace can carry one): there it reads as U+FFFD instead. Only an escape that is one is
+    replaced: a ``u0000`` after an odd number of backslashes (the last one starts the escape), never the text
+    ``\\u0000`` a value holds (``\\\\u0000`` in JSON: an escaped backslash, then ``u0000``). A match takes the
+    character before its backslashes, so of NUL escapes right after one another every other one is replaced by
+    one pass: a second pass replaces the rest. Text without ``\\u0000`` is left as it is, unread by the pattern.
+    """
+    once = f"regexp_replace({text_sql}, {_NUL_ESCAPE_PATTERN}, {_NUL_ESCAPE_REPLACEMENT}, 'g')"
+    twice = f"regexp_replace({once}, {_NUL_ESCAPE_PATTERN}, {_NUL_ESCAPE_REPLACEMENT}, 'g')"
+    return f"(CASE WHEN strpos({text_sql}, '{NUL_ESCAPE}') = 0 THEN {text_sql} ELSE {twice} END)"
 
 
 def without_nul(value: Any) -> Any:

@@ -412,6 +412,23 @@ ALTER TABLE otlp_metric_points ADD COLUMN IF NOT EXISTS int_value bigint;
 """
 """OTLP integer metric values kept exactly."""
 
+_LONG_KEYS_BY_DIGEST: Final = """
+-- An index entry holds at most 2,704 bytes: an attribute value (1,024 characters, up to 4 bytes each) or a metric's
+-- labels (8 of 128 characters) can be longer, and one such row failed its whole batch. Those columns are keyed by
+-- their SHA-256 instead (flowledger_digest); an attr.KEY=VALUE filter reads the range of the value's digest and
+-- compares the value itself. IMMUTABLE, as an index needs: convert_to is only STABLE, but a database's encoding
+-- never changes.
+CREATE FUNCTION flowledger_digest(value text) RETURNS bytea LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT sha256(convert_to(value, 'UTF8')) $$;
+DROP INDEX run_attributes_once;
+CREATE UNIQUE INDEX run_attributes_once ON run_attributes (key, flowledger_digest(value), run_id,
+    coalesce(project, ''));
+ALTER TABLE custom_metrics DROP CONSTRAINT custom_metrics_pkey;
+CREATE UNIQUE INDEX custom_metrics_once ON custom_metrics (project, workflow_id, node_id, name,
+    flowledger_digest(labels), hour);
+"""
+"""Attribute values and metric labels keyed by their digest."""
+
 PG_MIGRATIONS: Final[tuple[str, ...]] = (
     _REFUSE + _LEDGER + _RUNS_AND_ATTEMPTS,
     _LOG_LINES,
@@ -433,5 +450,6 @@ PG_MIGRATIONS: Final[tuple[str, ...]] = (
     _LEDGER_FORMAT_3,
     _PRODUCERS_PER_PROJECT,
     _OTLP_INTEGER_VALUES,
+    _LONG_KEYS_BY_DIGEST,
 )
 """Each script brings the schema one version up (version N is ``PG_MIGRATIONS[N - 1]``); append new ones at the end."""

@@ -208,10 +208,18 @@ async def pg_search_hits(conn: asyncpg.Connection, text: str) -> tuple[list[str]
 
 
 def pg_attribute_clause(key: str, value: str) -> tuple[str, list[Any]]:
-    """A condition on ``runs r`` (``?`` parameters): the run started with attribute ``key`` equal to ``value``."""
+    """A condition on ``runs r`` (``?`` parameters): the run started with attribute ``key`` equal to ``value``.
+
+    ``run_attributes_once`` keys a value by its digest (``flowledger_digest``, schema version 21: a value can be
+    longer than an index entry holds), so the rows are the range of the key and the value's digest, each then
+    compared with the value itself. The key and value are one parameter each, read through a subquery the planner
+    pulls up (the range's bounds are ``$n`` and ``flowledger_digest($n + 1)``, in a generic plan too).
+    """
     return (
         f"(r.run_id, {PG_SPACE.format('r.')}) IN "
-        f"(SELECT a.run_id, {PG_SPACE.format('a.')} FROM run_attributes a WHERE a.key = ? AND a.value = ?)",
+        f"(SELECT a.run_id, {PG_SPACE.format('a.')} FROM run_attributes a, (SELECT ?::text AS key, ?::text AS value) "
+        "wanted WHERE a.key = wanted.key AND flowledger_digest(a.value) = flowledger_digest(wanted.value) "
+        "AND a.value = wanted.value)",
         [key, value],
     )
 
