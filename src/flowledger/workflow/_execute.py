@@ -543,36 +543,90 @@ class Execution(NodeHost):
             raise
 
     async def _map(self, node: Node, items: list[Any]) -> list[Any]:
+        """Run ``node`` once per item, at most ``max_concurrency`` at a time; return the outputs in item order.
+
+        Each item runs in a task of its own, but an item's task is created only when its turn comes (when one
+        of the ``max_concurrency`` before it ended), in item order: a map of any length keeps that many tasks,
+        and the lists of its items and outputs, not a task per item. Once an item failed, the items whose turn
+        comes after it are skipped (``an earlier item failed``, or the abort's reason); those running finish.
+        """
         assert node.map is not None
-        gate = asyncio.Semaphore(node.map.max_concurrency)
+        limit = node.map.max_concurrency
+        if limit < 1:
+            raise ValueError(f"node `{node.id}`: map max_concurrency must be at least 1, not {limit}")
+        count = len(items)
+        results: list[Any] = [None] * count
+        errors: dict[int, BaseException] = {}
+        """What the items that did not return raised, by index."""
         failed: list[BaseException] = []
-        begun: set[int] = set()
         location = self.workflow.locations[node.id]
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        """Each item's task runs in a copy of this (the node's context, as the map begins)."""
+        running: dict[asyncio.Task[Any], int] = {}
+        waiting: set[int] = set()
+        """Items whose task was created but has not begun: never started, if the map is cancelled now."""
+        taken = 0
+        """The items before this one have a task (running, or ended)."""
+        stopping = False
+        finished = loop.create_future()
 
         async def one(index: int, item: Any) -> Any:
-            async with gate:
-                begun.add(index)
-                if failed:
-                    abort = next((e for e in failed if isinstance(e, RunAborted)), None)
-                    reason = "an earlier item failed" if abort is None else aborted_reason(abort)
-                    record_skip(node.id, reason, item=index, location=location)
-                    return None
-                try:
-                    return await run_attempts(self, node, item, index)
-                except BaseException as exc:
-                    failed.append(exc)
-                    raise
+            waiting.discard(index)
+            if failed:
+                abort = next((e for e in failed if isinstance(e, RunAborted)), None)
+                reason = "an earlier item failed" if abort is None else aborted_reason(abort)
+                record_skip(node.id, reason, item=index, location=location)
+                return None
+            try:
+                return await run_attempts(self, node, item, index)
+            except BaseException as exc:
+                failed.append(exc)
+                raise
 
+        def start() -> None:
+            nonlocal taken
+            while taken < count and len(running) < limit and not stopping:
+                index = taken
+                taken += 1
+                try:
+                    task = loop.create_task(one(index, items[index]), context=context.copy())
+                except BaseException as exc:  # not started: the item's error, and the map goes on
+                    errors[index] = exc
+                    continue
+                waiting.add(index)
+                running[task] = index
+                task.add_done_callback(ended, context=context)
+            if not running and not finished.done():
+                finished.set_result(None)
+
+        def ended(task: asyncio.Task[Any]) -> None:
+            index = running.pop(task)
+            try:
+                results[index] = task.result()
+            except BaseException as exc:  # the task's own outcome (a cancelled one's CancelledError), not raised here
+                errors[index] = exc
+            start()
+
+        start()
         try:
-            results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)), return_exceptions=True)
-        except asyncio.CancelledError:
-            if self._aborting is not None:  # the items still waiting for their turn never started
-                reason = aborted_reason(self._aborting)
-                for index in range(len(items)):
-                    if index not in begun:
+            await finished
+        except asyncio.CancelledError as cancel:  # stop the items as gather would: cancel them and let them end
+            stopping = True
+            tasks = list(running)
+            message = cancel.args[0] if cancel.args else None
+            for task in tasks:
+                task.cancel(message)
+            try:
+                if tasks:
+                    await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                if self._aborting is not None:  # the items still waiting for their turn never started
+                    reason = aborted_reason(self._aborting)
+                    for index in (*sorted(waiting), *range(taken, count)):
                         record_skip(node.id, reason, item=index, location=location)
             raise
-        errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
-            raise next((e for e in errors if isinstance(e, RunAborted)), errors[0])
+            ordered = [errors[index] for index in sorted(errors)]
+            raise next((e for e in ordered if isinstance(e, RunAborted)), ordered[0])
         return results
