@@ -26,8 +26,6 @@ The hierarchy::
         │   └── NodeLost               the worker running an attempt died or never answered
         ├── WriteQueueFull             the receiver's writer holds as many requests as it may (answered with 503)
         ├── StoreError                 the receiver's store failed
-        │   ├── StoreUnavailable       the database cannot be reached or written now (answered 503, Retry-After)
-        │   ├── QueryTimeout           a read ran past the receiver's time limit for one query (answered 503)
         │   ├── UnstorableError        what was handed to the store holds a value it cannot keep
         │   ├── LedgerIntegrityError   the ledger's hash chain does not verify
         │   └── SchemaVersionError     the database was written by a newer flowledger

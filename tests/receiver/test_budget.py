@@ -178,7 +178,7 @@ def test_past_the_budget_ingest_and_otlp_get_503_with_retry_after_in_their_own_f
     holder = socket.create_connection((host, int(port)), timeout=60)
     try:
         head = (
-            "POST /v1/events HTTP/1.1\r\nHost: r\r\nContent-Type: application/json\r\n"
+            "POST /v1/events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         holder.sendall(head.encode() + body[:10])  # admitted, body still coming: its reservation is held

@@ -86,7 +86,7 @@ def _params_each_route_reads(receiver_config: ReceiverConfig) -> dict[str, set[s
 
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=recording), base_url="http://r") as client,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=recording), base_url="http://localhost") as client,
         ):
             await client.post("/v1/events", json={"events": run.events})
             for route in app.routes:

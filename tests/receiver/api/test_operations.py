@@ -36,7 +36,7 @@ def _sweep(config: ReceiverConfig, *batches: list[dict]) -> tuple[list[str], dic
         state = app.state.receiver
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
                 for batch in batches:
                     assert (await client.post("/v1/events", json={"events": batch})).json()["rejected"] == []
                 marked = await sweep_once(state.store, state.writer, config, state.metrics, now=_an_hour_later())
@@ -74,7 +74,7 @@ def test_late_event_moves_a_stuck_run_on(receiver_config: ReceiverConfig) -> Non
         transport = httpx.ASGITransport(app=app)
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://r") as client,
+            httpx.AsyncClient(transport=transport, base_url="http://localhost") as client,
         ):
             for batch in (first, heartbeat, finish):
                 await client.post("/v1/events", json={"events": batch})
@@ -100,7 +100,7 @@ def test_rebuild_keeps_the_sweepers_verdict(receiver_config: ReceiverConfig) -> 
         transport = httpx.ASGITransport(app=app)
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://r") as client,
+            httpx.AsyncClient(transport=transport, base_url="http://localhost") as client,
         ):
             await client.post("/v1/events", json={"events": run.events})
             await sweep_once(state.store, state.writer, receiver_config, state.metrics, now=_an_hour_later())

@@ -35,7 +35,7 @@ def _fill(config: ReceiverConfig, runs: list[RunEvents], stuck: RunEvents) -> No
         state = app.state.receiver
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as client,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client,
         ):
             events = [e for run in [*runs, stuck] for e in run.events]
             assert (await client.post("/v1/events", json={"events": events})).json()["rejected"] == []

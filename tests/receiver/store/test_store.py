@@ -135,7 +135,7 @@ def test_full_write_queue_is_503_with_retry_after(tmp_path: Path) -> None:
             blocker = asyncio.ensure_future(state.writer.call(busy))
             await asyncio.sleep(0.05)
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
                 first = asyncio.ensure_future(client.post("/v1/events", json={"events": simple_run().events}))
                 await asyncio.sleep(0.05)
                 second = await client.post("/v1/events", json={"events": simple_run().events})
