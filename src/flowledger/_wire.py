@@ -191,7 +191,7 @@ FULL_CAPTURE_MAX_BYTES: Final = 1024 * 1024
 
 # --- event ids -----------------------------------------------------------
 
-_id_lock = threading.Lock()
+_id_lock = threading.RLock()  # re-entrant: a signal handler may start a run while the code it stopped makes an id
 _last_ms = 0
 _counter = 0
 _random_bits = random.getrandbits
@@ -230,7 +230,7 @@ def new_event_id() -> str:
 
 def _reset_after_fork() -> None:
     global _id_lock
-    _id_lock = threading.Lock()
+    _id_lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):

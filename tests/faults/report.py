@@ -46,6 +46,22 @@ _EXPLAINED = """\
 - **chain**: `flowledger verify` on the database afterwards.
 """
 
+_PROCESSES = """\
+## Processes and signals
+
+Not a fault scenario of the suite above; checked by `tests/instrument/test_processes.py`
+against a real receiver (see [docs/sdk-delivery.md](docs/sdk-delivery.md#fork-multiprocessing-and-signal-handlers)):
+
+- **fork, spawn, forkserver children** (`Process`, `Pool`, `ProcessPoolExecutor`): every record delivered; each
+  child flushes at its exit within `exit_flush_s`, though a multiprocessing child skips `atexit`.
+- **`Pool.terminate()`** (leaving `with Pool() as pool`): each worker flushes within `exit_flush_s` on its SIGTERM,
+  then dies of it (exit code -15); a program's own SIGTERM handler is left alone.
+- **a forked child leaving its parent's run or node** records no end for it: the parent's outcome stands
+  (`forked_ends` in the child's stats).
+- **a fork while another thread sends the first event** waits for the sinks to be built: no child hangs.
+- **signal handlers that record** neither hang nor build the sinks twice.
+"""
+
 
 def _fmt(value: float | int | None, spec: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -99,7 +115,7 @@ def render(outcomes: list[Outcome], *, scale: str, started: datetime.datetime, t
         lines.append(f"- **{out.name}**: {text}.")
         if out.expected_loss:
             lines.append(f"  Expected loss: {out.expected_loss}.")
-    lines += ["", _EXPLAINED]
+    lines += ["", _EXPLAINED + "\n" + _PROCESSES]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -170,14 +170,15 @@ def cost_parts(
     return parts
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 """One lock for every total: additions are rare and short. A forked child gets a fresh one, so a
-total that crossed the fork while another thread of the parent held the lock cannot hang the child."""
+total that crossed the fork while another thread of the parent held the lock cannot hang the child.
+Re-entrant: a signal handler that records a run (its cost) may interrupt a thread holding it."""
 
 
 def _after_fork_in_child() -> None:
     global _lock
-    _lock = threading.Lock()
+    _lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -19,6 +19,8 @@ import threading
 import time
 from typing import Final, Protocol
 
+from flowledger.instrument.delivery._wait import ReentrantEvent
+
 __all__ = ["Announced", "Beating", "register", "unregister", "unwatch_node", "watch_node"]
 
 
@@ -37,21 +39,31 @@ class Announced(Protocol):
 
 
 _IDLE_WAKE_S: Final = 60.0
-_lock = threading.Lock()
+_lock = threading.RLock()
+"""Re-entrant: a signal handler that starts a run may interrupt the thread that holds it (in ``register``)."""
 _runs: dict[int, tuple[Beating, float, float]] = {}  # id -> (run, interval_s, next_due)
 _nodes: dict[int, tuple[Announced, float]] = {}  # id -> (attempt, due); insertion order = due order
-_wake = threading.Event()
+_wake = ReentrantEvent()
 _thread: threading.Thread | None = None
 _next_wake = 0.0
 _scanning = False
 """True while the timer reads the attempts watched and works out its next wake-up (see ``watch_node``)."""
+_starting = False
+"""True while a thread (holding ``_lock``) starts the timer: a signal handler re-entering then starts no second one."""
 
 
 def _ensure_thread() -> None:
-    global _thread
-    if _thread is None or not _thread.is_alive():
-        _thread = threading.Thread(target=_loop, name="flowledger-timer", daemon=True)
-        _thread.start()
+    """Start the timer unless it runs; the caller holds ``_lock``."""
+    global _thread, _starting
+    if _starting or (_thread is not None and _thread.is_alive()):
+        return
+    _starting = True
+    try:
+        thread = threading.Thread(target=_loop, name="flowledger-timer", daemon=True)
+        thread.start()
+        _thread = thread
+    finally:
+        _starting = False
 
 
 def register(run: Beating, interval_s: float) -> None:
@@ -149,9 +161,10 @@ def _loop() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _thread, _wake, _next_wake, _scanning
-    _lock = threading.Lock()
-    _wake = threading.Event()
+    global _lock, _thread, _wake, _next_wake, _scanning, _starting
+    _lock = threading.RLock()
+    _starting = False
+    _wake = ReentrantEvent()
     _thread = None
     _next_wake = 0.0
     _scanning = False

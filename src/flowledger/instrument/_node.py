@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from flowledger._exceptions import UsageError
 from flowledger._wire import CaptureMode, EventKind, NodeStatus, format_ts
-from flowledger.instrument import _heartbeat
+from flowledger.instrument import _heartbeat, _pipeline
 from flowledger.instrument._artifact import MAX_ARTIFACTS_PER_ATTEMPT, Source, artifact_record
 from flowledger.instrument._capture import CapturePolicy, RawJSON, capture
 from flowledger.instrument._cost import Charge, Cost, Penalty, cost_parts
@@ -198,6 +198,7 @@ class NodeAttempt:
         "_one_event",
         "_output",
         "_output_size",
+        "_pid",
         "_raw_output",
         "_run_token",
         "_simulated",
@@ -487,7 +488,10 @@ class NodeAttempt:
         run = self.run
         if run is not None and self._t0:
             try:
-                self._end(run, exc)
+                if self._pid == _pipeline.pid:
+                    self._end(run, exc)
+                else:  # a forked child leaving an attempt its parent began: the parent records its end
+                    self._leave_forked()
             except Exception as internal:
                 pipeline().internal_error("node_finish", internal)
             self._t0 = 0.0
@@ -516,6 +520,7 @@ class NodeAttempt:
             span_id=self._given_span_id,
         )
         self._started_ns = _time_ns()
+        self._pid = _pipeline.pid  # where the attempt began: a forked child that leaves it does not record its end
         if self.effect:
             try:
                 self.idempotency_key = idempotency_key(run.workflow_id, self.node_id, self.input, item=self.item)
@@ -647,6 +652,28 @@ class NodeAttempt:
                         span.exit()
                 except Exception as internal:
                     pipeline().internal_error("span_exit", internal)
+
+    def _leave_forked(self) -> None:
+        """Leave, in a forked child, an attempt its parent began: its context, never its record (``node_finished``)."""
+        if self._node_token is not None:
+            token, self._node_token = self._node_token, None
+            try:
+                _current_node.reset(token)
+            except ValueError:
+                pass
+        if self._run_token is not None:
+            run_token, self._run_token = self._run_token, None
+            try:
+                _current_run.reset(run_token)
+            except ValueError:
+                pass
+        self._logs = None
+        self._log_pipeline = None
+        self.input = None
+        self._raw_output = None
+        if self._span is not None:
+            self._span.leave()
+        pipeline().forked_end()
 
     def _emit_logs(self, run: Run) -> None:
         """Send the attempt's captured log lines (a ``node_logs`` event, just before its ``node_finished``)."""

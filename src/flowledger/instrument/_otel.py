@@ -255,6 +255,13 @@ class SpanScope:
         # what trace.set_span_in_context makes (a copy of the context with the span set), without its two calls
         self._token = otel_context.attach(otel_context.Context({**base, _SPAN_KEY: self._span}))
 
+    def leave(self) -> None:
+        """Stop being the current span without ending it (a forked child leaving its parent's span: the parent
+        ends and exports it)."""
+        token, self._token = self._token, None
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
+
     def exit(
         self,
         error: BaseException | None = None,

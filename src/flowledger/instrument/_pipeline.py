@@ -7,6 +7,14 @@ what was lost), hands it to the sinks (the background sender, whose worker
 writes the event out off the workflow's thread, see ``_pending``, and any
 ``flowledger.testing`` capture), counts internal errors and logs each kind
 once, flushes at exit within a bound, and starts afresh in a forked child.
+
+Multiprocessing children end with ``os._exit``, which skips ``atexit``: in
+one (whatever the start method: fork, spawn, forkserver) the exit flush is
+registered as a multiprocessing finalizer too, and a SIGTERM left at its
+default (``Pool.terminate()``) flushes within ``exit_flush_s`` before the
+process dies of it (see :func:`_watch_multiprocessing_exit`). A fork waits
+while another thread builds the sinks (it may be importing the sender:
+a child would inherit that import's lock held by a thread it does not have).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import atexit
 import itertools
 import logging
 import os
+import signal
 import sys
 import threading
 from collections import Counter
@@ -39,6 +48,24 @@ SHUTDOWN_GRACE_S: Final = 0.05
 """With several sinks shut down side by side, how long past the budget to wait for the slowest."""
 
 
+class _Deferring:
+    """Keeps what a signal handler records while the sinks it would go to are being built (see ``_build_sinks``)."""
+
+    takes_pending = True
+
+    def __init__(self, into: list[tuple[PendingEvent, int]]) -> None:
+        self._into = into
+
+    def submit(self, event: Any, size: int) -> None:
+        self._into.append((event, size))
+
+    def flush(self, timeout_s: float) -> bool:
+        return True
+
+    def shutdown(self, timeout_s: float) -> bool:
+        return True
+
+
 class Pipeline:
     """Stamps events and hands them to the sinks. Never raises to its caller."""
 
@@ -55,7 +82,16 @@ class Pipeline:
         delivered ones have no gap a receiver would count as lost."""
         self._numbering = self._producer_seqs
         """Which of the two numbers the next event: set with the sinks (:meth:`_build_sinks`)."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        """Re-entrant: a signal handler that records may run while the thread it interrupted holds it."""
+        self._building = False
+        """True while this pipeline builds its sinks (under ``_lock``): a signal handler that records meanwhile,
+        on the same thread, must not build them again (its events wait in ``_deferred``)."""
+        self._deferred: list[tuple[PendingEvent, int]] = []
+        self._deferring = ((_Deferring(self._deferred), True),)
+        self._delivery_building = False
+        """True while this pipeline builds its delivery sinks (in ``emit``, ``flush`` or ``delivery_sink``): a
+        signal handler that records or flushes meanwhile must not build them again."""
         self._delivery: tuple[tuple[str, EventSink], ...] | None = None
         self._captures: list[tuple[EventSink, bool]] = []
         self._sinks: tuple[tuple[EventSink, bool], ...] | None = None  # (sink, takes_pending); None: not built yet
@@ -63,38 +99,66 @@ class Pipeline:
         self._emitted = 0
         self._closed = False
         self._dropped_closed = 0
+        self._forked_ends = 0
+        """Ends of a run or node attempt begun in the parent process that a forked child did not record."""
         self._last_stats: dict[str, dict[str, int]] = {}
 
     # --- sinks ---------------------------------------------------------
 
     def _build_sinks(self) -> tuple[tuple[EventSink, bool], ...]:
         with self._lock:
-            sinks = [sink for sink, _ in self._captures]
-            delivered = not any(not deliver for _, deliver in self._captures)
-            if delivered:
-                sinks.extend(sink for _, sink in self._ensure_delivery())
-            self._numbering = self._producer_seqs if delivered else self._kept_seqs
-            self._sinks = tuple((sink, getattr(sink, "takes_pending", False) is True) for sink in sinks)
-            return self._sinks
+            if self._building or self._delivery_building:  # re-entered by a signal handler: its events wait
+                return self._deferring
+            self._building = True
+            try:
+                _watch_multiprocessing_exit()
+                sinks = [sink for sink, _ in self._captures]
+                delivered = not any(not deliver for _, deliver in self._captures)
+                self._numbering = self._producer_seqs if delivered else self._kept_seqs
+                if delivered:
+                    sinks.extend(sink for _, sink in self._ensure_delivery())
+                self._sinks = built = tuple((sink, getattr(sink, "takes_pending", False) is True) for sink in sinks)
+            finally:
+                self._building = False
+            self._submit_deferred(built)
+            return built
+
+    def _after_build(self) -> None:
+        """Hand on what a signal handler recorded while ``flush`` or ``delivery_sink`` built the sinks."""
+        if self._deferred:
+            self._build_sinks()
+
+    def _submit_deferred(self, sinks: tuple[tuple[EventSink, bool], ...]) -> None:
+        """Hand the sinks what a signal handler recorded while they were being built (the caller holds the lock)."""
+        while self._deferred:
+            pending, size = self._deferred.pop(0)
+            for sink, takes_pending in sinks:
+                try:
+                    sink.submit(pending if takes_pending else pending.event(), size)  # type: ignore[arg-type]
+                except Exception as exc:
+                    self.internal_error("emit", exc)
 
     def _ensure_delivery(self) -> tuple[tuple[str, EventSink], ...]:
         """The configured sinks (``settings.sinks``), built on first use; each named for its counters."""
-        if self._delivery is None and not self._closed:
+        if self._delivery is None and not self._closed and not self._delivery_building:
             # lazy: the sender brings httpx, which ``import flowledger`` must not pay for
             from flowledger.instrument.delivery._build import build_sinks
 
-            self._delivery = build_sinks(self.settings, on_error=self.internal_error)
+            self._delivery_building = True
+            try:
+                self._delivery = build_sinks(self.settings, on_error=self.internal_error)
+            finally:
+                self._delivery_building = False
         return self._delivery or ()
 
     def delivery_sink(self, name: str) -> EventSink | None:
         """The configured sink named ``name`` (``"memory"``, ``"jsonl:PATH"``...), built if need be."""
+        if self.disabled:
+            return None
         with self._lock:
-            if self.disabled:
-                return None
-            for sink_name, sink in self._ensure_delivery():
-                if sink_name == name:
-                    return sink
-        return None
+            found = next((sink for sink_name, sink in self._ensure_delivery() if sink_name == name), None)
+        self._after_build()
+        return found
 
     def add_capture(self, sink: EventSink, *, deliver: bool) -> None:
         with self._lock:
@@ -165,6 +229,7 @@ class Pipeline:
             if delivery is None and not self.disabled and all(deliver for _, deliver in self._captures):
                 delivery = self._ensure_delivery()
             sinks.extend(sink for _, sink in delivery or ())
+        self._after_build()
         ok = True
         for sink in sinks:
             try:
@@ -240,6 +305,8 @@ class Pipeline:
         if len(per_sink) > 1:
             for name, counters in per_sink.items():
                 out.update({f"{name}.{key}": counters[key] for key in PER_SINK_COUNTERS if key in counters})
+        if self._forked_ends:
+            out["forked_ends"] = self._forked_ends
         if self._dropped_closed:
             out["dropped_closed"] = out.get("dropped_closed", 0) + self._dropped_closed
             out["dropped"] = out.get("dropped", 0) + self._dropped_closed
@@ -247,16 +314,28 @@ class Pipeline:
         return out
 
     def _after_fork(self) -> None:
-        # The child is a new producer; the sender resets itself after fork.
+        # The child is a new producer with counters of its own; the sender resets itself after fork.
         self.producer_id = new_event_id()
         self._producer_seqs, self._kept_seqs = {}, {}
         self._numbering = self._producer_seqs
         self._sinks = None  # chooses the numbering again
-        self._lock = threading.Lock()
+        self._errors = Counter()
+        self._emitted = 0
+        self._dropped_closed = 0
+        self._forked_ends = 0
+        self._last_stats = {}
+        self._deferred.clear()
+
+    def forked_end(self) -> None:
+        """Count the end of a run or attempt begun in the parent that this forked child does not record."""
+        self._forked_ends += 1
 
 
 _current: Pipeline | None = None
-_current_lock = threading.Lock()
+_current_lock = threading.RLock()
+pid = os.getpid()
+"""This process's id, kept up to date across fork (``os.getpid()`` is a system call): runs and node attempts note
+where they began, so that a forked child does not record the end of one its parent began."""
 
 
 def pipeline() -> Pipeline:
@@ -316,21 +395,78 @@ def stats() -> dict[str, int]:
     return pipeline().stats()
 
 
+_exit_flushing = False
+"""True while ``_at_exit`` flushes: a SIGTERM arriving meanwhile waits for it (see ``_flush_on_sigterm``)."""
+_terminate_after_flush = False
+
+
 @atexit.register
 def _at_exit() -> None:
+    global _exit_flushing
     p = _current
-    if p is not None:
+    if p is None or _exit_flushing:
+        return
+    _exit_flushing = True
+    try:
         p.shutdown(p.settings.exit_flush_s)
+    finally:
+        _exit_flushing = False
+        if _terminate_after_flush:
+            _die_of_sigterm()
+
+
+# --- fork and multiprocessing ----------------------------------------------------
+
+_FORK_WAIT_S: Final = 10.0
+"""How long a fork waits for another thread to finish building the sinks before it goes ahead regardless."""
+_held_at_fork: list[threading.RLock] = []
+"""The locks ``_before_fork`` took, released after the fork in parent and child alike."""
+
+
+def _before_fork() -> None:
+    """Take the pipeline's locks, so that a fork waits while another thread builds the sinks.
+
+    The build imports the sender (and httpx) under the lock: a child forked
+    meanwhile would inherit that import's module lock held by a thread it
+    does not have, and hang on its first event. The locks are re-entrant, so
+    a thread that forks while it holds them (a signal handler) goes ahead.
+    """
+    try:
+        if _current_lock.acquire(timeout=_FORK_WAIT_S):
+            _held_at_fork.append(_current_lock)
+            p = _current
+            if p is not None and p._lock.acquire(timeout=_FORK_WAIT_S):
+                _held_at_fork.append(p._lock)
+    except Exception:  # never let the fork hook fail the fork
+        pass
+
+
+def _release_held_at_fork() -> bool:
+    """Release what ``_before_fork`` took; whether it took everything (else a lock may be held by a lost thread)."""
+    complete = len(_held_at_fork) == (1 if _current is None else 2)
+    while _held_at_fork:
+        try:
+            _held_at_fork.pop().release()
+        except Exception:
+            complete = False
+    return complete
+
+
+def _after_fork_in_parent() -> None:
+    _release_held_at_fork()
 
 
 def _after_fork_in_child() -> None:
-    global _current_lock
-    _current_lock = threading.Lock()
+    global _current_lock, pid, _exit_flushing, _terminate_after_flush
+    pid = os.getpid()
+    _exit_flushing = _terminate_after_flush = False
+    if not _release_held_at_fork():  # a lock another thread held past the wait: the child's are fresh
+        _current_lock = threading.RLock()
+        if _current is not None:
+            _current._lock = threading.RLock()
     if _current is not None:
         _current._after_fork()
-    # A multiprocessing child ends with os._exit, which skips atexit; its own
-    # exit hooks still run, so flush there too (Pool.terminate() kills workers
-    # outright: tasks that must report should call flowledger.flush()).
+    # A multiprocessing child ends with os._exit, which skips atexit; its own exit hooks still run.
     mp_util = sys.modules.get("multiprocessing.util")
     if mp_util is not None:
         try:  # multiprocessing clears its exit hooks after this runs; register once it has
@@ -344,13 +480,94 @@ class _Token:
 
 
 _FORK_TOKEN: Final = _Token()
+_mp_exit_pid = 0
+"""The process whose multiprocessing exit flush is registered (see ``_watch_multiprocessing_exit``)."""
+
+
+def _watch_multiprocessing_exit() -> None:
+    """In a multiprocessing child, flush at its exit and when it is terminated; once per process.
+
+    A child of any start method ends with ``os._exit``: a forked one skips
+    ``atexit``, and so does one started by a forkserver (which imports
+    flowledger after its fork, so no fork hook of ours ran). A spawned one
+    happens to call ``sys.exit``, but this flush runs first there too: one
+    mechanism for all three. Multiprocessing runs its finalizers as the
+    child ends, after the target returned. ``Pool.terminate()`` (and so
+    ``with Pool() as pool``) sends SIGTERM while the workers' last events
+    still wait for their batch: see :func:`_flush_on_sigterm`.
+
+    Called where the sinks are built (first event), and when flowledger is
+    imported while a spawned or forkserver child unpickles its target (a
+    forkserver child's bootstrap clears the finalizers after that, then runs
+    the after-fork hooks, which register it again, as in a forked child).
+    """
+    global _mp_exit_pid
+    if _mp_exit_pid == pid:
+        return
+    mp_process = sys.modules.get("multiprocessing.process")
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_process is None or mp_util is None:
+        return
+    try:
+        if getattr(mp_process.current_process(), "_inheriting", False):  # before the child's bootstrap
+            # a forkserver child's bootstrap clears the finalizers, then runs the after-fork hooks; a spawned
+            # child's does neither
+            mp_util.register_after_fork(_FORK_TOKEN, _flush_at_multiprocessing_exit)
+            _flush_at_multiprocessing_exit(_FORK_TOKEN)
+        elif mp_process.parent_process() is not None:
+            _flush_at_multiprocessing_exit(_FORK_TOKEN)
+    except Exception:  # never let this fail the caller
+        pass
 
 
 def _flush_at_multiprocessing_exit(_token: object) -> None:
+    global _mp_exit_pid
     mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None:
-        mp_util.Finalize(None, _at_exit, exitpriority=100)
+    if mp_util is None:
+        return
+    _mp_exit_pid = pid
+    mp_util.Finalize(None, _at_exit, exitpriority=100)
+    _install_sigterm_flush()
+
+
+def _install_sigterm_flush() -> None:
+    """Flush on SIGTERM in this multiprocessing child, if SIGTERM is left at its default and this is the main thread.
+
+    A handler of the program's own is never replaced.
+    """
+    try:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _flush_on_sigterm)
+    except Exception:  # no signals here (another interpreter, a platform without them)
+        pass
+
+
+def _flush_on_sigterm(signum: int, frame: object) -> None:
+    """Flush within ``exit_flush_s`` (spooling the rest), then die of SIGTERM as the default action would.
+
+    ``Pool.terminate()`` keeps its meaning: the worker ends, killed by
+    SIGTERM (exit code -15), no later than the exit flush bound after the
+    signal reaches Python code. A signal that interrupts the exit flush
+    itself (a worker leaving as it is terminated) lets it finish first.
+    """
+    global _terminate_after_flush
+    if _exit_flushing:
+        _terminate_after_flush = True
+        return
+    try:
+        _at_exit()
+    finally:
+        _die_of_sigterm()
+
+
+def _die_of_sigterm() -> None:
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except ValueError:  # not the main thread: the handler, run again there, finds nothing left to flush
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+_watch_multiprocessing_exit()  # imported while a spawned or forkserver child unpickles its target

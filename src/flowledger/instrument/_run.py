@@ -34,7 +34,7 @@ from flowledger._wire import (
     format_ts,
     new_event_id,
 )
-from flowledger.instrument import _heartbeat
+from flowledger.instrument import _heartbeat, _pipeline
 from flowledger.instrument._capture import capture, clean_str, safe_str
 from flowledger.instrument._cost import Cost
 from flowledger.instrument._full_capture import capture_mode, full_capture
@@ -224,6 +224,8 @@ class Run:
         self._finished = False
         self._continued = False
         self._remote_token: object | None = None
+        self._pid = 0
+        """The process the run started in: a forked child that leaves it does not record its end (``_finish``)."""
 
     @classmethod
     def continued(cls, run_id: str, *, workflow_id: str, traceparent: str | None = None) -> Run:
@@ -382,6 +384,7 @@ class Run:
             return
         try:
             self._pipeline = p
+            self._pid = _pipeline.pid
             self.run_id = self._given_id or new_event_id()
             self._take_context(p)
             parent = context_from_traceparent(self.traceparent)
@@ -505,6 +508,9 @@ class Run:
         if self._continued:
             self._finish_part()
             return
+        if self._pid != _pipeline.pid:  # a forked child leaving its parent's run: the parent records its end
+            self._finish_forked()
+            return
         status = RunStatus.FAILED if exc is not None else RunStatus.SUCCEEDED
         data: dict[str, Any] = {
             "status": status.value,
@@ -568,6 +574,19 @@ class Run:
         project = "" if self._projectless else self.project
         pipeline().emit(EventKind.RUN_SAMPLED_OUT, self.run_id, next(self._seq), counted, 128, None, project)
         return True
+
+    def _finish_forked(self) -> None:
+        """Leave, in a forked child, a run its parent started: no ``run_finished`` (nor span end) from here.
+
+        The parent's copy of the run goes on and ends it with the parent's
+        outcome; the child's exit or error is the child's own. Node attempts
+        the child began in the run are recorded in it, as a worker's part of
+        a run is (``continued``). Counted in ``stats()`` as ``forked_ends``.
+        """
+        self._finish_part()
+        if self._span is not None:
+            self._span.leave()
+        pipeline().forked_end()
 
     def _finish_part(self) -> None:
         token, self._token = self._token, None

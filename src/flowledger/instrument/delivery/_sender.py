@@ -67,7 +67,7 @@ from flowledger.instrument.delivery._post import Delivery
 from flowledger.instrument.delivery._span_sender import SpanSender
 from flowledger.instrument.delivery._spool import Spool, new_batch_name
 from flowledger.instrument.delivery._transport import untraced
-from flowledger.instrument.delivery._wait import wait_s
+from flowledger.instrument.delivery._wait import ReentrantEvent, wait_s
 
 __all__ = ["DropReason", "Sender"]
 
@@ -132,8 +132,8 @@ class Sender(Delivery):
             threading.RLock()
         )  # re-entrant: a signal handler may submit while the thread it interrupted holds it
         self._changed = threading.Condition(self._lock)
-        self._wake = threading.Event()
-        self._spill_wake = threading.Event()
+        self._wake = ReentrantEvent()  # set by submit, which a signal handler may call while submit sets it
+        self._spill_wake = ReentrantEvent()
         """Set when a full queue (or one past its high-water mark while the receiver fails) awaits the spiller."""
         self._stop = threading.Event()
         self._shutdown_lock = threading.Lock()

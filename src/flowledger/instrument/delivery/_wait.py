@@ -16,7 +16,7 @@ from typing import Final
 
 from flowledger._exceptions import UsageError
 
-__all__ = ["UNTIL_DONE_S", "wait_s"]
+__all__ = ["UNTIL_DONE_S", "ReentrantEvent", "wait_s"]
 
 UNTIL_DONE_S: Final = min(7 * 86_400.0, threading.TIMEOUT_MAX / 2)
 """What "until done" waits at most: a week, far within every platform's longest thread wait."""
@@ -39,3 +39,16 @@ def wait_s(timeout_s: object) -> float:
     if math.isnan(timeout_s) or timeout_s <= 0:
         return 0.0
     return float(timeout_s)
+
+
+class ReentrantEvent(threading.Event):
+    """A ``threading.Event`` that a signal handler may set while the thread it interrupted is inside ``set()``.
+
+    The stock event guards its flag with a plain lock: a handler that records
+    (and so wakes the sender or the timer) would wait for ever on the lock its
+    own thread holds. This one's lock is re-entrant; nothing else changes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cond = threading.Condition(threading.RLock())
