@@ -16,6 +16,7 @@ import pytest
 import flowledger
 from flowledger.instrument._config import settings_from_env
 from flowledger.receiver._config import ReceiverConfig
+from flowledger.receiver.store._viewer_query import FACET_WORKFLOWS_MAX
 from tests.receiver.viewer._support import XSS, LiveReceiver, RunBuilder, failed_run, start_receiver, typical_run
 
 pytestmark = pytest.mark.slow
@@ -100,8 +101,9 @@ def test_list_shows_cards_filters_searches_and_opens_a_run(live: LiveReceiver, p
 
     page.click("#f-reset")
     _wait_rows(page, 5)
-    page.wait_for_function("() => document.querySelectorAll('#f-workflow_id option').length === 3", timeout=_WAIT_MS)
-    page.select_option("#f-workflow_id", "billing")
+    page.wait_for_function("() => document.querySelectorAll('#f-workflow-list option').length === 2", timeout=_WAIT_MS)
+    page.fill("#f-workflow_id", "billing")
+    page.press("#f-workflow_id", "Enter")
     _wait_rows(page, 1)
     assert _rows(page)[0]["id"] == runs[4].run_id
 
@@ -556,3 +558,41 @@ def test_logs_panel_filters_by_level_and_search_box_uses_full_text(live: LiveRec
         timeout=_WAIT_MS,
     )
     assert page.text_content("#log-status") == "No log lines at this level."
+
+
+def test_the_workflow_filter_takes_a_workflow_the_capped_list_leaves_out(live: LiveReceiver, page: Any) -> None:
+    """Past FACET_WORKFLOWS_MAX workflows the filter's list offers those run most recently and says it is capped;
+    a workflow left out is still filtered by when its id is typed in, and one in the list when picked."""
+    base = time.time_ns() - 600 * _MINUTE_NS
+    runs = [
+        RunBuilder(workflow_id=f"wf-{i:04d}", start_ns=base + i * 1_000_000_000).start().finish(at_ms=5.0)
+        for i in range(FACET_WORKFLOWS_MAX + 5)
+    ]
+    live.post([e for run in runs for e in run.events])
+    page.goto(f"{live.url}/")
+    page.wait_for_function(
+        "n => document.querySelectorAll('#f-workflow-list option').length === n",
+        arg=FACET_WORKFLOWS_MAX,
+        timeout=_WAIT_MS,
+    )
+    listed = page.eval_on_selector_all("#f-workflow-list option", "options => options.map(o => o.value)")
+    assert "wf-0000" not in listed
+    assert f"wf-{FACET_WORKFLOWS_MAX + 4:04d}" in listed
+    assert "type any other workflow id" in (page.get_attribute("#f-workflow_id", "title") or "")
+    page.fill("#f-workflow_id", "wf-0000")
+    page.press("#f-workflow_id", "Enter")
+    page.wait_for_function(
+        "id => [...document.querySelectorAll('#runs-table tbody tr[data-run-id]')].map(r => r.dataset.runId)"
+        ".join() === id",
+        arg=runs[0].run_id,
+        timeout=_WAIT_MS,
+    )
+    assert "workflow_id=wf-0000" in page.url
+    page.click("#f-reset")
+    page.wait_for_function("() => !location.hash.includes('workflow_id')", timeout=_WAIT_MS)
+    page.wait_for_function("() => document.querySelectorAll('#f-workflow-list option').length > 0", timeout=_WAIT_MS)
+    page.fill("#f-workflow_id", "wf-0100")  # the value of a listed option: applied as it is picked
+    page.wait_for_function("() => location.hash.includes('workflow_id=wf-0100')", timeout=_WAIT_MS)
+    _wait_rows(page, 1)
+    assert _rows(page)[0]["id"] == runs[100].run_id
+    assert page.problems == []

@@ -10,17 +10,24 @@ answer its way past a rewrite.
 from __future__ import annotations
 
 import base64
-from typing import Final
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Final
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Send
 
 from flowledger._exceptions import QueryParamError, StoreError
 from flowledger.receiver._params import QueryParams, refuse_params
 from flowledger.receiver._state import error_response, receiver_of, run_project_of
+from flowledger.receiver.store._protocol import EntryProof
 
 __all__ = ["ROUTES"]
+
+_log = logging.getLogger("flowledger.receiver")
 
 _MAX_SIZE: Final = 2**62
 """The largest tree size a query may name (the OpenAPI description says so too)."""
@@ -50,8 +57,36 @@ async def consistency(request: Request) -> Response:
     return JSONResponse({"size": head.size, "root": _b64(head.root), "path": [_b64(node) for node in path]})
 
 
+def _entry_json(proof: EntryProof) -> dict[str, Any]:
+    return {
+        "seq": proof.seq,
+        "entry": proof.entry.decode("utf-8"),
+        "prev_hash": _b64(proof.prev_hash),
+        "payload": None if proof.payload is None else proof.payload.decode("utf-8"),
+        "path": [_b64(node) for node in proof.path],
+    }
+
+
+def _json(item: dict[str, Any]) -> bytes:
+    """As JSONResponse renders it, so the streamed answer is byte for byte the one it used to build whole."""
+    return json.dumps(item, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
+
+
+async def _proof_body(first: list[EntryProof], rest: AsyncIterator[list[EntryProof]]) -> AsyncIterator[bytes]:
+    """``{"entries":[...]}``, a chunk of entries per piece of the body."""
+    yield b'{"entries":[' + b",".join(_json(_entry_json(p)) for p in first)
+    async for chunk in rest:
+        yield b"," + b",".join(_json(_entry_json(p)) for p in chunk)
+    yield b"]}"
+
+
 async def run_proof(request: Request) -> Response:
-    """A run's entries among the first ``size``, with payloads and audit paths; 404 when it has none."""
+    """A run's entries among the first ``size``, with payloads and audit paths; 404 when it has none.
+
+    The answer is streamed, a chunk of entries read and written at a time, so its cost in memory is a chunk's
+    whatever the run's size. A store failure before the first entry is the app's 503 (or a 404 when the tree
+    is smaller than ``size``); one after cuts the body short, as an export's.
+    """
     run_id = request.path_params["run_id"]
     try:
         project = run_project_of(request, others=("size",))
@@ -61,25 +96,32 @@ async def run_proof(request: Request) -> Response:
         size = params.integer("size", default=0, low=1, high=_MAX_SIZE)
     except QueryParamError as exc:
         return error_response(400, str(exc))
+    chunks = receiver_of(request).store.iter_run_proof(run_id, size, project=project)
     try:
-        proofs = await receiver_of(request).store.run_proof(run_id, size, project=project)
+        first = await anext(chunks, None)
     except StoreError as exc:
         if not isinstance(exc.__cause__, LookupError):  # the database failed: the app answers 503
             raise
         return error_response(404, str(exc))  # the tree is smaller than that
-    if not proofs:
+    if first is None:
         return error_response(404, f"run {run_id!r} has no entry among the first {size}")
-    entries = [
-        {
-            "seq": p.seq,
-            "entry": p.entry.decode("utf-8"),
-            "prev_hash": _b64(p.prev_hash),
-            "payload": None if p.payload is None else p.payload.decode("utf-8"),
-            "path": [_b64(node) for node in p.path],
-        }
-        for p in proofs
-    ]
-    return JSONResponse({"entries": entries})
+    return _CutOnStoreError(_proof_body(first, chunks), media_type="application/json")
+
+
+class _CutOnStoreError(StreamingResponse):
+    """A stream that a StoreError ends without its final chunk: the client sees the body incomplete (as
+    ``GET /api/export`` does)."""
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        try:
+            async for chunk in self.body_iterator:
+                body = chunk if isinstance(chunk, bytes | memoryview) else chunk.encode(self.charset)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+        except StoreError as exc:  # the server closes the connection after this, the body unfinished
+            _log.warning("a run proof stopped part way, its body cut short: %s", exc)
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 ROUTES: Final = [

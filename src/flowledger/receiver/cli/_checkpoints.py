@@ -7,8 +7,13 @@ driver, so ``verify-proof`` stays light.
 
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TextIO
 
 import click
 
@@ -20,7 +25,14 @@ from flowledger.receiver.store._proof import check_extends
 if TYPE_CHECKING:
     from flowledger.receiver.cli._sources import Source
 
-__all__ = ["check_against", "read_checkpoint", "read_signer", "read_verifier", "write_atomically"]
+__all__ = [
+    "check_against",
+    "read_checkpoint",
+    "read_signer",
+    "read_verifier",
+    "write_atomically",
+    "writing_atomically",
+]
 
 
 def _read(path: Path, what: str) -> str:
@@ -75,6 +87,44 @@ def write_atomically(path: Path, text: str, *, mode: int = 0o644) -> None:
     """Write ``text`` to ``path`` through a temporary file beside it, so a reader never sees half of it (a device
     such as ``/dev/null`` is written, never replaced)."""
     write_text_atomically(path, text, mode=mode)
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError in the block names ``path`` (never a temporary file beside it)."""
+    try:
+        yield
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+
+
+@contextmanager
+def writing_atomically(path: Path, *, mode: int = 0o644) -> Iterator[TextIO]:
+    """A text stream whose content replaces ``path`` when the block ends without an error, as
+    :func:`write_atomically` does with a whole text (written through a temporary file beside it, renamed over
+    it; a device or a pipe is written as it is). On an error the temporary file is removed and ``path`` kept."""
+    with _naming(path):
+        try:
+            special = not stat.S_ISREG(path.stat().st_mode)
+        except FileNotFoundError:
+            special = False
+    if special:
+        with _naming(path):
+            out = path.open("w", encoding="utf-8", newline="\n")
+        with out:
+            yield out
+        return
+    with _naming(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            yield out
+        with _naming(path):
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def check_against(source: Source, checkpoints: list[Path], key_path: Path) -> tuple[str | None, dict[str, int]]:

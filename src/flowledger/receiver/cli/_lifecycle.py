@@ -27,7 +27,7 @@ from flowledger.receiver.cli._context_options import parse_time
 from flowledger.receiver.cli._terminal import echo
 
 if TYPE_CHECKING:
-    from flowledger.receiver.store._protocol import VerifyReport
+    from flowledger.receiver.store._protocol import EntryProof, VerifyReport
 
 __all__ = ["COMMANDS"]
 
@@ -221,28 +221,36 @@ def prove_command(
     as_json: bool,
 ) -> None:
     """Export one run's ledger entries with inclusion proofs against a signed checkpoint, to check offline."""
-    import json
+    from contextlib import ExitStack
 
     from flowledger._exceptions import ProofError
-    from flowledger.receiver.cli._checkpoints import write_atomically
+    from flowledger.receiver.cli._checkpoints import writing_atomically
     from flowledger.receiver.store._checkpoint import read_unverified
-    from flowledger.receiver.store._proof import run_proof_document
+    from flowledger.receiver.store._proof import RunProofWriter
 
     text = checkpoint.read_text(encoding="utf-8")
     stated = read_unverified(text)
-    entries = _source(db, url, api_key).run_proof(run_id, stated.size, project)
-    if not entries:
-        of = "" if project is None else f" of project {project!r}"
-        raise ProofError(f"run {run_id}{of} has no entry among the {stated.size} the checkpoint covers")
-    document = run_proof_document(run_id, text, [(e.seq, e.entry, e.prev_hash, e.payload, e.path) for e in entries])
-    write_atomically(output, json.dumps(document, ensure_ascii=False, indent=1) + "\n")
-    purged = sum(e.payload is None for e in entries)
+    with ExitStack() as opened:
+        writer: RunProofWriter | None = None
+
+        def add(chunk: list[EntryProof]) -> None:  # the file is opened with the first entry, written as they come
+            nonlocal writer
+            if writer is None:
+                writer = RunProofWriter(opened.enter_context(writing_atomically(output)), run_id, text)
+            writer.add([(e.seq, e.entry, e.prev_hash, e.payload, e.path) for e in chunk])
+
+        _source(db, url, api_key).each_run_proof(run_id, stated.size, add, project)
+        if writer is None:
+            of = "" if project is None else f" of project {project!r}"
+            raise ProofError(f"run {run_id}{of} has no entry among the {stated.size} the checkpoint covers")
+        writer.close()
+    entries, purged = writer.entries, writer.entries - writer.payloads
     if as_json:
         _print_json(
             {
                 "run_id": run_id,
                 "project": project,
-                "entries": len(entries),
+                "entries": entries,
                 "purged": purged,
                 "tree_size": stated.size,
                 "output": str(output),
@@ -250,7 +258,7 @@ def prove_command(
         )
         return
     note = f" ({purged} of them purged: entry only)" if purged else ""
-    echo(f"{len(entries)} entries of run {run_id}{note} proven against {stated.size} entries: {output}")
+    echo(f"{entries} entries of run {run_id}{note} proven against {stated.size} entries: {output}")
 
 
 @click.command("verify-proof")
@@ -260,19 +268,17 @@ def prove_command(
 @_clean_errors
 def verify_proof_command(proof: Path, key: Path, as_json: bool) -> None:
     """Check a run's proof offline, with no database: exit 0 valid, 1 naming what is not."""
-    import json
 
     from flowledger._exceptions import ProofError
     from flowledger.receiver.cli._checkpoints import read_verifier
-    from flowledger.receiver.store._proof import check_run_proof
+    from flowledger.receiver.store._proof import check_run_proof_file
 
     verifier = read_verifier(key)
     try:
-        document = json.loads(proof.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProofError(f"{proof} is not a JSON proof: {exc}") from None
-    try:
-        summary = check_run_proof(document, verifier)
+        try:  # read a piece at a time: one entry held at once, however long the run
+            summary = check_run_proof_file(proof, verifier)
+        except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+            raise ProofError(f"{proof} is not a JSON proof: {exc}") from None
     except ProofError as exc:
         if as_json:
             _print_json({"valid": False, "problem": str(exc)})

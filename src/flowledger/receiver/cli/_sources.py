@@ -28,6 +28,7 @@ from flowledger.receiver._export import MEDIA_TYPES, ExportFormat, export_lines
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
 from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._integrity import CoverageQuery, CoverageReport, ReconcileReport, ReconcileScope
+from flowledger.receiver.store._proof import iter_entries
 from flowledger.receiver.store._protocol import (
     Drift,
     EntryProof,
@@ -152,6 +153,9 @@ class Source(Protocol):
     def tree_head(self) -> TreeHead: ...
     def consistency_proof(self, old_size: int) -> tuple[TreeHead, list[bytes]]: ...
     def run_proof(self, run_id: str, tree_size: int, project: str | None = None) -> list[EntryProof]: ...
+    def each_run_proof(
+        self, run_id: str, tree_size: int, each: Callable[[list[EntryProof]], None], project: str | None = None
+    ) -> None: ...
     def coverage(self, query: CoverageQuery) -> CoverageReport: ...
     def reconcile(self, *, repair: bool) -> ReconcileReport: ...
     def error_groups(self, query: ErrorGroupQuery) -> list[dict[str, Any]]: ...
@@ -293,6 +297,17 @@ class DbSource:
         """A run's entries with audit paths in the tree of ``tree_size`` (``project``: the run of that project)."""
         return self._run(lambda store: store.run_proof(run_id, tree_size, project=project))
 
+    def each_run_proof(
+        self, run_id: str, tree_size: int, each: Callable[[list[EntryProof]], None], project: str | None = None
+    ) -> None:
+        """:meth:`run_proof` handed to ``each`` a chunk of entries at a time (nothing when the run has none)."""
+
+        async def work(store: Store) -> None:
+            async for chunk in store.iter_run_proof(run_id, tree_size, project=project):
+                each(chunk)
+
+        self._run(work)
+
     def coverage(self, query: CoverageQuery) -> CoverageReport:
         """Missing core events, read from the file."""
         return self._run(lambda store: store.coverage(query))
@@ -300,6 +315,21 @@ class DbSource:
     def reconcile(self, *, repair: bool) -> ReconcileReport:
         """Every run's projection rows against a fresh fold (rewritten when drifted, with ``repair``)."""
         return self._run(lambda store: store.reconcile(ReconcileScope.everything(), repair=repair), write=repair)
+
+
+_PROOF_CHUNK: Final = 256
+"""Entries of a streamed run proof handed on at a time."""
+
+
+def _entry_proof(item: dict[str, Any]) -> EntryProof:
+    """One entry of ``GET /api/tree/runs/{run_id}``'s answer."""
+    return EntryProof(
+        seq=int(item["seq"]),
+        entry=item["entry"].encode("utf-8"),
+        prev_hash=base64.b64decode(item.get("prev_hash") or ""),  # a format-2 entry's leaf does not need it
+        payload=None if item["payload"] is None else item["payload"].encode("utf-8"),
+        path=[base64.b64decode(node) for node in item["path"]],
+    )
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -356,6 +386,10 @@ class UrlSource:
                 response = client.request(method, path, params=params, json=body)
         except httpx.HTTPError as exc:
             raise ReceiverError(f"cannot reach the receiver at {self.shown}: {exc}") from None
+        return self._checked(response, method, path)
+
+    def _checked(self, response: httpx.Response, method: str, path: str) -> httpx.Response:
+        """``response``, unless it is an error other than the receiver's 404 (ReceiverError, AmbiguousRunError)."""
         if response.status_code == 409:  # a run id several projects use, named without one: as --db says it
             raise AmbiguousRunError(f"the receiver at {self.shown} answered 409: {_error_text(response)}")
         if response.status_code >= 400 and response.status_code != 404:
@@ -544,16 +578,45 @@ class UrlSource:
         response = self._request("GET", f"/api/tree/runs/{_segment(run_id)}", {"size": tree_size, **scope})
         if response.status_code == 404:
             return []
-        return [
-            EntryProof(
-                seq=int(item["seq"]),
-                entry=item["entry"].encode("utf-8"),
-                prev_hash=base64.b64decode(item.get("prev_hash") or ""),  # a format-2 entry's leaf does not need it
-                payload=None if item["payload"] is None else item["payload"].encode("utf-8"),
-                path=[base64.b64decode(node) for node in item["path"]],
-            )
-            for item in response.json()["entries"]
-        ]
+        return [_entry_proof(item) for item in response.json()["entries"]]
+
+    @_reads_answer
+    def each_run_proof(
+        self, run_id: str, tree_size: int, each: Callable[[list[EntryProof]], None], project: str | None = None
+    ) -> None:
+        """``GET /api/tree/runs/{run_id}`` read as it arrives, handed to ``each`` a chunk of entries at a time."""
+        params: dict[str, str | int] = {"size": tree_size}
+        if project is not None:
+            params["project"] = project
+        try:
+            with (
+                self._client() as client,
+                client.stream("GET", f"/api/tree/runs/{_segment(run_id)}", params=params) as response,
+            ):
+                if response.status_code >= 400:
+                    response.read()
+                    self._checked(response, "GET", "/api/tree/runs")
+                    return  # a 404: the run has no entry there
+                decoder = codecs.getincrementaldecoder("utf-8")()
+                pieces = response.iter_bytes()
+
+                def read() -> str:
+                    for piece in pieces:
+                        text = decoder.decode(piece)
+                        if text:
+                            return text
+                    return decoder.decode(b"", final=True)
+
+                chunk: list[EntryProof] = []
+                for item in iter_entries(read):
+                    chunk.append(_entry_proof(item))
+                    if len(chunk) == _PROOF_CHUNK:
+                        each(chunk)
+                        chunk = []
+                if chunk:
+                    each(chunk)
+        except httpx.HTTPError as exc:
+            raise ReceiverError(f"cannot reach the receiver at {self.shown}: {exc}") from None
 
     @_reads_answer
     def coverage(self, query: CoverageQuery) -> CoverageReport:

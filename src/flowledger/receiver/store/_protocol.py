@@ -331,6 +331,14 @@ class Store(Protocol):
         """A run's entries among the first ``tree_size``, with payloads and audit paths in that tree."""
         ...
 
+    def iter_run_proof(
+        self, run_id: str, tree_size: int, *, project: str | None = None
+    ) -> AsyncIterator[list[EntryProof]]:
+        """:meth:`run_proof` a chunk of entries at a time, in seq order (none when the run has no entry there), so
+        that a proof costs a chunk's memory whatever the run's size; a StoreError whose cause is a LookupError
+        when the tree is smaller than ``tree_size``."""
+        ...
+
     async def list_runs(self, query: RunQuery) -> RunPage:
         """A page of runs, newest first, with ``next`` when more follow and a total capped at TOTAL_COUNT_MAX.
 

@@ -8,11 +8,20 @@ stored runs out of the error groups and statistics before folding them back in
 (:mod:`._rollups`: what purged runs added stays), and
 compares the new rows with the old ones. Purged runs stay purged: their
 entries have no payload left to fold.
+
+The copies are TEMP tables, as large as the projections. The writer keeps its
+temporary storage in memory (``temp_store = MEMORY``: ingest's few sorts and
+statement journals are small), so a rebuild runs under :func:`temp_on_disk`,
+which puts it in a temporary file for the rebuild's duration: the memory a
+rebuild takes then stays near the page caches' size (-2000 pages, 2 MB, for the
+temporary file) rather than growing with the ledger.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import aiosqlite
@@ -27,7 +36,7 @@ from flowledger.receiver.store._rollups import retract_stored
 from flowledger.receiver.store._search import SearchSource
 from flowledger.receiver.store._time import normalize_ts
 
-__all__ = ["event_from_body", "refold"]
+__all__ = ["event_from_body", "refold", "temp_on_disk"]
 
 _REBUILD_CHUNK: Final = 5_000
 _TABLES: Final = ("runs", "node_runs", "producers", "custom_metrics")
@@ -71,6 +80,22 @@ def purged_fields(entry: bytes) -> dict[str, Any]:
 async def _count(conn: aiosqlite.Connection, sql: str) -> int:
     rows = await conn.execute_fetchall(sql)
     return int(next(iter(rows))[0])
+
+
+@asynccontextmanager
+async def temp_on_disk(conn: aiosqlite.Connection) -> AsyncIterator[None]:
+    """Keep ``conn``'s TEMP tables and other temporary storage in a file for the block, then as it was.
+
+    Outside any transaction only (SQLite refuses to change it inside one). Changing it drops the connection's
+    TEMP tables, which no one keeps between transactions (a purge makes its own again).
+    """
+    rows = list(await conn.execute_fetchall("PRAGMA temp_store"))
+    before = int(rows[0][0])
+    await conn.execute("PRAGMA temp_store = FILE")
+    try:
+        yield
+    finally:
+        await conn.execute(f"PRAGMA temp_store = {before}")
 
 
 async def refold(conn: aiosqlite.Connection) -> Drift:

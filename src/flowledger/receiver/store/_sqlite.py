@@ -107,14 +107,21 @@ from flowledger.receiver.store._query import (
     runs_count_sql,
     runs_where,
 )
-from flowledger.receiver.store._rebuild import refold
+from flowledger.receiver.store._rebuild import refold, temp_on_disk
 from flowledger.receiver.store._reconcile import reconcile
 from flowledger.receiver.store._sampled import SAMPLED_OUT_SQL
 from flowledger.receiver.store._search import HITS_CAPPED_SQL, SEARCH_HITS_MAX, fts_query, run_id_search
 from flowledger.receiver.store._spans import SPAN_COLUMNS, SpanRow, TraceLinks, span_json
 from flowledger.receiver.store._stats import StatsQuery, stats_groups
 from flowledger.receiver.store._time import epoch_s, ts_from_epoch_s
-from flowledger.receiver.store._tree import consistency, frontier_async, run_proof, stored_nodes, tree_head
+from flowledger.receiver.store._tree import (
+    consistency,
+    frontier_async,
+    iter_run_proof,
+    run_proof,
+    stored_nodes,
+    tree_head,
+)
 from flowledger.receiver.store._verify import EntryRow, Format1HashRow, TreeNodeRow, verify_ledger
 from flowledger.receiver.store._views import (
     PERCENTILE_SAMPLE_MAX,
@@ -545,6 +552,20 @@ class SqliteStore:
         except LookupError as exc:
             raise StoreError(f"cannot prove run {run_id}: {exc}") from exc
 
+    async def iter_run_proof(
+        self, run_id: str, tree_size: int, *, project: str | None = None
+    ) -> AsyncIterator[list[EntryProof]]:
+        """:meth:`run_proof` a chunk of entries at a time (:data:`~._tree.PROOF_CHUNK`), each read on its own."""
+        async with self._reader() as conn:
+            space = one_namespace(run_id, project, await conn.execute_fetchall(NAMESPACES_SQL, (run_id,)))
+        if project is not None and space is None:
+            return
+        try:
+            async for chunk in iter_run_proof(self._sync_read, run_id, space, tree_size):
+                yield chunk
+        except LookupError as exc:
+            raise StoreError(f"cannot prove run {run_id}: {exc}") from exc
+
     async def daily_totals(self, *, project: str | None = None, workflow_id: str | None = None) -> list[DailyTotal]:
         """Runs per workflow, project, day and status, purged ones included."""
         clauses, params = [], []
@@ -573,7 +594,7 @@ class SqliteStore:
         """Refold every projection from the ledger in one transaction; report what differed."""
         conn = self._write_conn()
         try:
-            async with self._transaction():
+            async with temp_on_disk(conn), self._transaction():  # the projections' copies on disk, not in memory
                 return await refold(conn)
         except sqlite3.Error as exc:
             raise _failed("rebuilding the projections", exc) from exc

@@ -5,14 +5,17 @@ each rebuilt from its row's columns or read from its ``entry`` column
 (:func:`~._entry.entry_of`); ``merkle_nodes`` holds every perfect subtree of level
 :data:`~._merkle.STORED_MIN_LEVEL` and above, written in the same transaction
 as the entries that complete it. Smaller subtrees are recomputed from the
-entries. Proofs are read in one read transaction, so they describe one
-state of the tree.
+entries. Each proof is read in one read transaction, so it describes one
+state of the tree; a run's proofs can be read a chunk at a time
+(:func:`iter_run_proof`), since the entries and the tree below a checkpoint's
+size never change.
 """
 
 from __future__ import annotations
 
+import functools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final
 
 from flowledger.receiver.store._entry import ENTRY_COLUMNS, LEDGER_PROJECT, entry_leaf, entry_of
@@ -33,8 +36,10 @@ __all__ = [
     "backfill",
     "consistency",
     "frontier_async",
+    "iter_run_proof",
     "perfect_reader",
     "run_proof",
+    "run_proof_chunk",
     "stored_nodes",
     "tree_head",
 ]
@@ -156,34 +161,94 @@ def consistency(conn: sqlite3.Connection, old_size: int) -> tuple[TreeHead, list
         conn.execute("ROLLBACK")
 
 
+PROOF_CHUNK: Final = 256
+"""Entries of a run proof read, proven and handed on at a time (:func:`run_proof_chunk`): what a proof costs in
+memory, whatever the run's size."""
+
+_RUN_ENTRIES: Final = (
+    f"SELECT {ENTRY_COLUMNS.format('l.')}, l.prev_hash, CAST(p.body AS BLOB) FROM ledger l "
+    "LEFT JOIN payloads p ON p.seq = l.seq WHERE l.run_id = ? AND {space} AND l.seq > ? AND l.seq <= ? "
+    "ORDER BY l.seq LIMIT ?"
+)
+"""A run's entries after a seq, up to the tree's size, with their payloads (``{space}``: the project test)."""
+
+
+def _proofs(
+    conn: sqlite3.Connection, run_id: str, space: str | None, tree_size: int, after: int, limit: int
+) -> list[EntryProof]:
+    """Up to ``limit`` entries of the run after ``after``, proven in the tree of ``tree_size`` (in a transaction)."""
+    if tree_size > _size(conn):
+        raise LookupError(f"the ledger has fewer than {tree_size} entries now")
+    perfect = perfect_reader(conn)
+    params: tuple[str | int, ...]
+    if space is None:
+        sql, params = _RUN_ENTRIES.format(space="1"), (run_id, after, tree_size, limit)
+    else:  # the project in the index (run_id, project): the entries come in seq order from it, no sort
+        sql = _RUN_ENTRIES.format(space=LEDGER_PROJECT.format("l.") + " = ?")
+        params = (run_id, space, after, tree_size, limit)
+    return [
+        EntryProof(
+            seq=int(row[1]),
+            entry=entry_of(row[:10]),
+            prev_hash=bytes(row[10]),
+            payload=None if row[11] is None else bytes(row[11]),
+            path=inclusion_path(int(row[1]) - 1, tree_size, perfect),
+        )
+        for row in conn.execute(sql, params)
+    ]
+
+
+def run_proof_chunk(
+    conn: sqlite3.Connection, run_id: str, space: str | None, tree_size: int, after: int, limit: int = PROOF_CHUNK
+) -> list[EntryProof]:
+    """Up to ``limit`` entries of a run among the first ``tree_size`` with seq above ``after``, each with its
+    payload and audit path, in one read transaction ([] past the last).
+
+    A proof read a chunk at a time needs no transaction across its chunks: the first ``tree_size`` entries and
+    the tree over them never change. A payload purged between two chunks is absent from the later ones, as it
+    would be from a proof made after the purge (the entry still proves it).
+    """
+    conn.execute("BEGIN")
+    try:
+        return _proofs(conn, run_id, space, tree_size, after, limit)
+    finally:
+        conn.execute("ROLLBACK")
+
+
 def run_proof(conn: sqlite3.Connection, run_id: str, space: str | None, tree_size: int) -> list[EntryProof]:
-    """The entries of a run among the first ``tree_size``, each with its payload and audit path.
+    """The entries of a run among the first ``tree_size``, each with its payload and audit path (all of them at
+    once, in one read transaction: :func:`run_proof_chunk` reads a large run a chunk at a time).
 
     ``space`` is the run's project ('' for none); None takes the entries of ``run_id`` in every project.
     """
     conn.execute("BEGIN")
     try:
-        if tree_size > _size(conn):
-            raise LookupError(f"the ledger has fewer than {tree_size} entries now")
-        perfect = perfect_reader(conn)
-        rows = conn.execute(
-            f"SELECT {ENTRY_COLUMNS.format('l.')}, l.prev_hash, CAST(p.body AS BLOB) FROM ledger l "
-            "LEFT JOIN payloads p ON p.seq = l.seq "
-            f"WHERE l.run_id = ? AND (? IS NULL OR {LEDGER_PROJECT.format('l.')} = ?) AND l.seq <= ? ORDER BY l.seq",
-            (run_id, space, space, tree_size),
-        ).fetchall()
-        return [
-            EntryProof(
-                seq=int(row[1]),
-                entry=entry_of(row[:10]),
-                prev_hash=bytes(row[10]),
-                payload=None if row[11] is None else bytes(row[11]),
-                path=inclusion_path(int(row[1]) - 1, tree_size, perfect),
-            )
-            for row in rows
-        ]
+        return _proofs(conn, run_id, space, tree_size, 0, -1)
     finally:
         conn.execute("ROLLBACK")
+
+
+async def iter_run_proof(
+    read: Callable[[Callable[[sqlite3.Connection], list[EntryProof]]], Awaitable[list[EntryProof]]],
+    run_id: str,
+    space: str | None,
+    tree_size: int,
+    chunk: int = PROOF_CHUNK,
+) -> AsyncIterator[list[EntryProof]]:
+    """A run's proof chunk by chunk (:func:`run_proof_chunk`), each read by ``read`` (a store's read of a
+    synchronous connection), none held while the consumer works on the one before."""
+    after = 0
+    while True:
+        found = await read(
+            functools.partial(
+                run_proof_chunk, run_id=run_id, space=space, tree_size=tree_size, after=after, limit=chunk
+            )
+        )
+        if found:
+            yield found
+        if len(found) < chunk:
+            return
+        after = found[-1].seq
 
 
 def backfill(conn: sqlite3.Connection) -> None:

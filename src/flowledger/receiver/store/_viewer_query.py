@@ -75,6 +75,7 @@ from flowledger.receiver.store._views import (
 
 __all__ = [
     "ATTEMPT_SELECT",
+    "FACET_WORKFLOWS_MAX",
     "FINISHED_STATUSES",
     "PAYLOAD_COLUMNS",
     "attempt_detail",
@@ -90,6 +91,7 @@ __all__ = [
     "node_payload",
     "open_reader",
     "payload_size",
+    "recent_workflows",
     "run_header",
     "run_payload",
     "run_summary",
@@ -407,21 +409,33 @@ def _counts(
     return [tuple(row) for row in conn.execute(sql, params)]
 
 
-def _distinct(conn: sqlite3.Connection, column: str, project: str | None) -> list[str]:
-    """Distinct values of an indexed column, one index seek per value (a skip scan, not a table scan)."""
-    extra, params = ("", []) if project is None else (" AND project = ?", [project])
-    sql = (
-        f"WITH RECURSIVE v(x) AS (SELECT (SELECT min({column}) FROM runs WHERE {column} IS NOT NULL{extra}) "
-        f"UNION ALL SELECT (SELECT min({column}) FROM runs WHERE {column} > v.x{extra}) FROM v WHERE v.x IS NOT NULL) "
-        "SELECT x FROM v WHERE x IS NOT NULL"
-    )
-    return [str(row[0]) for row in conn.execute(sql, params + params)]
+FACET_WORKFLOWS_MAX: Final = 500
+"""Workflows ``GET /api/viewer/facets`` lists at most: those run most recently (``workflows_capped`` says when
+there are more; the viewer's workflow filter takes any id typed in)."""
+
+
+def recent_workflows(rows: Sequence[Any]) -> dict[str, Any]:
+    """The facets' workflows from the rows of the workflows run most recently, newest first, FACET_WORKFLOWS_MAX
+    and one more at most: their ids in code point order, and whether more were left out."""
+    ids = sorted(str(row[0]) for row in rows[:FACET_WORKFLOWS_MAX])
+    return {"workflows": ids, "workflows_capped": len(rows) > FACET_WORKFLOWS_MAX}
 
 
 def facets(conn: sqlite3.Connection, *, project: str | None) -> dict[str, Any]:
-    """What the filter controls offer: workflows seen, trigger types, statuses, modes."""
+    """What the filter controls offer: the workflows run most recently (one index seek each for the distinct ids
+    and one for each one's latest start), trigger types, statuses, modes."""
+    extra, params = ("", []) if project is None else (" AND project = ?", [project])
+    rows = conn.execute(
+        f"WITH RECURSIVE v(x) AS (SELECT (SELECT min(workflow_id) FROM runs WHERE workflow_id IS NOT NULL{extra}) "
+        f"UNION ALL SELECT (SELECT min(workflow_id) FROM runs WHERE workflow_id > v.x{extra}) FROM v "
+        "WHERE v.x IS NOT NULL) "
+        f"SELECT x, (SELECT started_at FROM runs WHERE workflow_id = v.x{extra} "
+        "ORDER BY started_at DESC NULLS LAST LIMIT 1) AS latest FROM v WHERE x IS NOT NULL "
+        "ORDER BY latest DESC NULLS LAST, x LIMIT ?",
+        [*params, *params, *params, FACET_WORKFLOWS_MAX + 1],
+    ).fetchall()
     return {
-        "workflows": _distinct(conn, "workflow_id", project),
+        **recent_workflows(rows),
         "triggers": [t.value for t in TriggerType],
         "statuses": [s.value for s in RunStatus],
         "modes": [m.value for m in RunMode],

@@ -17,6 +17,7 @@ from flowledger._exceptions import QueryError, UnstorableError
 from flowledger._wire import NodeStatus, RunStatus, TriggerType, format_ts
 from flowledger.receiver.store._protocol import EventOutcome, RunQuery, Store
 from flowledger.receiver.store._spans import SpanRow
+from flowledger.receiver.store._viewer_query import FACET_WORKFLOWS_MAX
 from flowledger.receiver.store._views import PageDirection, PayloadKind, RunFilter, RunMode
 from tests.receiver._support import Producer, RunEvents, simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
@@ -304,6 +305,7 @@ async def test_summary_and_facets(store: Store) -> None:
     assert (await store.run_summary(RunFilter(workflow_id="alpha")))["total"] == 1
     facets = await store.facets(project=None)
     assert facets["workflows"] == ["alpha", "beta"]
+    assert facets["workflows_capped"] is False
     assert facets["statuses"] == [s.value for s in RunStatus]
     assert await store.ledger_size() == (await store.stats()).ledger_events
 
@@ -528,3 +530,29 @@ async def test_the_same_span_ids_in_two_projects_are_two_spans(store: Store) -> 
     billing, _ = await store.get_trace(run.trace_id, project="billing")
     assert [s["name"] for s in shop] == ["real"]
     assert [s["name"] for s in billing] == ["squat"]
+
+
+async def test_facets_list_the_workflows_run_most_recently_capped(store: Store) -> None:
+    """Past FACET_WORKFLOWS_MAX workflows the facets list those whose latest run started last (in code point
+    order) and say they are capped; a workflow run long ago and again lately is among them; per project too."""
+    runs = [simple_run(workflow_id=f"wf-{i:04d}") for i in range(FACET_WORKFLOWS_MAX + 20)]
+    oldest = min(runs, key=lambda run: run.clock_ns)
+    again = RunEvents(workflow_id=oldest.workflow_id)
+    again.clock_ns = max(run.clock_ns for run in runs) + 1_000_000_000
+    again.start().node("fetch").finish()
+    other = RunEvents(workflow_id="elsewhere-flow", project="elsewhere")
+    other.clock_ns = min(run.clock_ns for run in runs) - 10**12  # before every other run: not among the latest
+    other.start().node("fetch").finish()
+    await _append(store, *runs, again, other)
+    latest: dict[str, str] = {}
+    for run in [*runs, again]:
+        latest[run.workflow_id] = max(latest.get(run.workflow_id, ""), run.started_at)
+    ranked = sorted(latest, key=lambda wf: latest[wf], reverse=True)
+    facets = await store.facets(project=None)
+    assert facets["workflows_capped"] is True
+    assert len(facets["workflows"]) == FACET_WORKFLOWS_MAX
+    assert facets["workflows"] == sorted(ranked[:FACET_WORKFLOWS_MAX])
+    assert oldest.workflow_id in facets["workflows"]  # run again lately
+    assert "elsewhere-flow" not in facets["workflows"]
+    scoped = await store.facets(project="elsewhere")
+    assert (scoped["workflows"], scoped["workflows_capped"]) == (["elsewhere-flow"], False)

@@ -6,9 +6,11 @@ import json
 
 import pytest
 
+from flowledger._exceptions import StoreError
 from flowledger.receiver.store._merkle import EMPTY_ROOT, verify_consistency, verify_inclusion
 from flowledger.receiver.store._protocol import EventOutcome, PurgeSelection, Store, TreeHead
-from tests.receiver._support import RunEvents, simple_run, typical_run
+from flowledger.receiver.store._tree import PROOF_CHUNK
+from tests.receiver._support import RunEvents, run_among_others, simple_run, typical_run
 from tests.receiver.store.conformance.conftest import prepared
 
 pytestmark = pytest.mark.asyncio
@@ -95,3 +97,24 @@ async def test_runs_whose_entries_cross_blocks_of_folded_subtrees_are_proven(sto
         for proof in proofs:
             assert verify_inclusion(proof.leaf, proof.seq - 1, head.size, proof.path, head.root)
         first_seq += len(run.events)
+
+
+async def test_a_long_runs_proof_is_read_a_chunk_at_a_time(store: Store) -> None:
+    """iter_run_proof hands a run's proof on a chunk of PROOF_CHUNK entries at most, in seq order: the same
+    entries, payloads and paths as run_proof, so that proving a run costs a chunk's memory, not the run's."""
+    run, events = run_among_others(steps=300, between=1)  # 602 entries, spread among the others'
+    outcomes = await store.append(prepared(events))
+    assert {outcome for outcome, _ in outcomes} == {EventOutcome.ACCEPTED}
+    await _append(store, simple_run())
+    head = await store.tree_head()
+    chunks = [chunk async for chunk in store.iter_run_proof(run.run_id, head.size)]
+    assert [len(chunk) for chunk in chunks] == [PROOF_CHUNK, PROOF_CHUNK, len(run.events) - 2 * PROOF_CHUNK]
+    streamed = [proof for chunk in chunks for proof in chunk]
+    assert streamed == await store.run_proof(run.run_id, head.size)
+    assert all(verify_inclusion(p.leaf, p.seq - 1, head.size, p.path, head.root) for p in streamed)
+    assert [json.loads(p.payload or "")["event_id"] for p in streamed] == [e["event_id"] for e in run.events]
+    assert [chunk async for chunk in store.iter_run_proof("no-such-run", head.size)] == []
+    assert [chunk async for chunk in store.iter_run_proof(run.run_id, head.size, project="elsewhere")] == []
+    with pytest.raises(StoreError) as raised:
+        await anext(store.iter_run_proof(run.run_id, head.size + 1))
+    assert isinstance(raised.value.__cause__, LookupError)

@@ -99,7 +99,7 @@ from flowledger.receiver.store.postgres._search import pg_runs_where, pg_search_
 from flowledger.receiver.store.postgres._spans import pg_trace, store_pg_spans
 from flowledger.receiver.store.postgres._stats import pg_stats_groups
 from flowledger.receiver.store.postgres._sweep import SweeperLease, pg_mark_stuck
-from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_run_proof
+from flowledger.receiver.store.postgres._tree import load_frontier, pg_consistency, pg_iter_run_proof, pg_run_proof
 from flowledger.receiver.store.postgres._url import check_postgres_url, redacted, unreadable_url_message
 from flowledger.receiver.store.postgres._verify import pg_verify
 from flowledger.receiver.store.postgres._viewer import (
@@ -661,6 +661,22 @@ class PostgresStore:
                 return await pg_run_proof(conn, run_id, space, tree_size)
             except LookupError as exc:
                 raise StoreError(f"cannot prove run {run_id}: {exc}") from exc
+
+    async def iter_run_proof(
+        self, run_id: str, tree_size: int, *, project: str | None = None
+    ) -> AsyncIterator[list[EntryProof]]:
+        """:meth:`run_proof` a chunk of entries at a time, each read in a snapshot of its own."""
+
+        @asynccontextmanager
+        async def snapshot() -> AsyncIterator[asyncpg.Connection]:
+            async with self._reader() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                yield conn
+
+        try:
+            async for chunk in pg_iter_run_proof(snapshot, run_id, project, tree_size):
+                yield chunk
+        except LookupError as exc:
+            raise StoreError(f"cannot prove run {run_id}: {exc}") from exc
 
     async def append_logs(self, rows: Sequence[LogRow], drops: Sequence[LogDrop] = ()) -> int:
         """Insert log lines (OTLP ones, say) and add drop counts in one transaction; return how many were stored."""

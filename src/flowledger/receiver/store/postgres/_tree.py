@@ -9,8 +9,10 @@ completes it; smaller subtrees are folded from the entries.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from array import array
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Final
 
 from flowledger.receiver.store._entry import entry_leaf
 from flowledger.receiver.store._merkle import (
@@ -22,12 +24,15 @@ from flowledger.receiver.store._merkle import (
     inclusion_path,
     node_hash,
 )
+from flowledger.receiver.store._namespace import one_namespace
 from flowledger.receiver.store._protocol import EntryProof, TreeHead
+from flowledger.receiver.store._tree import PROOF_CHUNK
+from flowledger.receiver.store.postgres._namespace import PG_NAMESPACES_SQL
 
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["load_frontier", "pg_consistency", "pg_inclusion_path", "pg_run_proof"]
+__all__ = ["Snapshot", "load_frontier", "pg_consistency", "pg_inclusion_path", "pg_iter_run_proof", "pg_run_proof"]
 
 _CHUNK: Final = 2_000
 
@@ -138,26 +143,17 @@ async def pg_inclusion_path(
     return inclusion_path(index, size, lambda level, i: hashes[(level, i)])
 
 
-async def pg_run_proof(conn: asyncpg.Connection, run_id: str, space: str | None, tree_size: int) -> list[EntryProof]:
-    """The entries of a run among the first ``tree_size``, each with its payload and audit path.
+_PROOF_ROWS: Final = (
+    "SELECT l.seq, l.entry, l.prev_hash, convert_to(p.body, 'UTF8') FROM ledger l "
+    "LEFT JOIN payloads p ON p.seq = l.seq "
+)
 
-    ``space`` is the run's project ('' for none); None takes the entries of ``run_id`` in every project.
-    """
-    if tree_size > int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger")):
-        raise LookupError(f"the ledger has fewer than {tree_size} entries now")
-    rows = await conn.fetch(
-        "SELECT l.seq, l.entry, l.prev_hash, convert_to(p.body, 'UTF8') FROM ledger l "
-        "LEFT JOIN payloads p ON p.seq = l.seq "
-        "WHERE l.run_id = $1 AND ($3::text IS NULL OR flowledger_entry_project(l.entry) = $3) AND l.seq <= $2 "
-        "ORDER BY l.seq",
-        run_id,
-        tree_size,
-        space,
-    )
-    seqs = [int(row[0]) for row in rows]
+
+async def _proofs(conn: asyncpg.Connection, rows: Sequence[Any], tree_size: int) -> list[EntryProof]:
+    """The proofs of ledger ``rows`` (seq, entry, prev_hash, payload) in the tree of ``tree_size`` entries."""
     wanted: set[tuple[int, int]] = set()
-    for seq in seqs:
-        wanted |= _asked(functools.partial(_inclusion, seq - 1, tree_size))
+    for row in rows:
+        wanted |= _asked(functools.partial(_inclusion, int(row[0]) - 1, tree_size))
     hashes = await _perfect_hashes(conn, wanted)
     return [
         EntryProof(
@@ -169,3 +165,61 @@ async def pg_run_proof(conn: asyncpg.Connection, run_id: str, space: str | None,
         )
         for seq, entry, prev_hash, payload in rows
     ]
+
+
+async def _check_size(conn: asyncpg.Connection, tree_size: int) -> None:
+    if tree_size > int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger")):
+        raise LookupError(f"the ledger has fewer than {tree_size} entries now")
+
+
+async def pg_run_proof(conn: asyncpg.Connection, run_id: str, space: str | None, tree_size: int) -> list[EntryProof]:
+    """The entries of a run among the first ``tree_size``, each with its payload and audit path (all at once:
+    :func:`pg_iter_run_proof` reads a large run a chunk at a time).
+
+    ``space`` is the run's project ('' for none); None takes the entries of ``run_id`` in every project.
+    """
+    await _check_size(conn, tree_size)
+    rows = await conn.fetch(
+        _PROOF_ROWS + "WHERE l.run_id = $1 AND ($3::text IS NULL OR flowledger_entry_project(l.entry) = $3) "
+        "AND l.seq <= $2 ORDER BY l.seq",
+        run_id,
+        tree_size,
+        space,
+    )
+    return await _proofs(conn, rows, tree_size)
+
+
+Snapshot = Callable[[], AbstractAsyncContextManager["asyncpg.Connection"]]
+"""Opens a read-only, repeatable-read transaction on a pooled connection (the store's)."""
+
+
+async def pg_iter_run_proof(
+    snapshot: Snapshot, run_id: str, project: str | None, tree_size: int, chunk: int = PROOF_CHUNK
+) -> AsyncIterator[list[EntryProof]]:
+    """A run's proof a chunk of entries at a time (as the SQLite engine's ``iter_run_proof``).
+
+    One snapshot finds the run's namespace and the seqs of its entries (8 bytes each); each chunk is then read
+    and proven in a snapshot of its own, the connection handed back before the chunk is yielded. The first
+    ``tree_size`` entries and their tree never change, so the chunks need no common snapshot.
+    """
+    async with snapshot() as conn:
+        space = one_namespace(run_id, project, await conn.fetch(PG_NAMESPACES_SQL, run_id))
+        if project is not None and space is None:
+            return
+        await _check_size(conn, tree_size)
+        rows = await conn.fetch(
+            "SELECT seq FROM ledger WHERE run_id = $1 AND ($3::text IS NULL OR flowledger_entry_project(entry) = $3) "
+            "AND seq <= $2 ORDER BY seq",
+            run_id,
+            tree_size,
+            space,
+        )
+        seqs = array("q", (int(row[0]) for row in rows))
+        del rows
+    for start in range(0, len(seqs), chunk):
+        async with snapshot() as conn:
+            found = await conn.fetch(
+                _PROOF_ROWS + "WHERE l.seq = ANY($1::bigint[]) ORDER BY l.seq", list(seqs[start : start + chunk])
+            )
+            proofs = await _proofs(conn, found, tree_size)
+        yield proofs

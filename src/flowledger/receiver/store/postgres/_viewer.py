@@ -29,6 +29,7 @@ from flowledger.receiver.store._records import RUN_FIELDS, detail_fields, field_
 from flowledger.receiver.store._time import epoch_s
 from flowledger.receiver.store._viewer_query import (
     ATTEMPT_SELECT,
+    FACET_WORKFLOWS_MAX,
     FINISHED_STATUSES,
     PAYLOAD_COLUMNS,
     attempt_row,
@@ -37,6 +38,7 @@ from flowledger.receiver.store._viewer_query import (
     filter_where,
     inline_payload,
     payload_size,
+    recent_workflows,
 )
 from flowledger.receiver.store._views import (
     INLINE_PAYLOAD_MAX_CHARS,
@@ -240,16 +242,21 @@ async def pg_run_summary(
 
 
 async def pg_facets(conn: asyncpg.Connection, *, project: str | None) -> dict[str, Any]:
-    """What the filter controls offer: workflows seen (one index seek each), trigger types, statuses, modes."""
-    extra = "" if project is None else " AND project = $1"
+    """What the filter controls offer: the workflows run most recently (one index seek each for the distinct ids
+    and one for each one's latest start, as on SQLite), trigger types, statuses, modes."""
+    extra = "" if project is None else " AND project = $2"
     rows = await conn.fetch(
         "WITH RECURSIVE v(x) AS (SELECT (SELECT min(workflow_id) FROM runs WHERE workflow_id IS NOT NULL"
         f"{extra}) UNION ALL SELECT (SELECT min(workflow_id) FROM runs WHERE workflow_id > v.x{extra}) "
-        "FROM v WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL",
+        "FROM v WHERE v.x IS NOT NULL) "
+        f"SELECT x, (SELECT started_at FROM runs WHERE workflow_id = v.x{extra} "
+        "ORDER BY started_at DESC NULLS LAST LIMIT 1) AS latest FROM v WHERE x IS NOT NULL "
+        'ORDER BY latest DESC NULLS LAST, x COLLATE "C" LIMIT $1',
+        FACET_WORKFLOWS_MAX + 1,
         *([] if project is None else [project]),
     )
     return {
-        "workflows": [str(row[0]) for row in rows],
+        **recent_workflows(rows),
         "triggers": [t.value for t in TriggerType],
         "statuses": [s.value for s in RunStatus],
         "modes": [m.value for m in RunMode],

@@ -92,7 +92,10 @@ export class ListView extends LivePage {
     const f = this.filters;
     const form = clear(this.filterBar);
     const search = h("input", { type: "search", name: "q", id: "f-q", placeholder: "errors, log lines, payloads, or a run id", value: f.q || "", autocomplete: "off" });
-    this.workflowSelect = this.select("workflow_id", "Workflow", [["", "all workflows"], ...(f.workflow_id ? [[f.workflow_id, f.workflow_id]] : [])], f.workflow_id);
+    // Any workflow id can be typed in; the list offers those run most recently (the facets are capped).
+    this.workflowList = h("datalist", { id: "f-workflow-list" });
+    const workflow = h("input", { type: "search", name: "workflow_id", id: "f-workflow_id", list: "f-workflow-list", placeholder: "all workflows", value: f.workflow_id || "", autocomplete: "off", "aria-label": "Workflow", spellcheck: "false" });
+    this.workflowSelect = h("label", { class: "field" }, h("span", { text: "Workflow" }), workflow, this.workflowList);
     form.append(
       h("label", { class: "field grow" }, h("span", { text: "Search" }), search),
       this.workflowSelect,
@@ -123,6 +126,10 @@ export class ListView extends LivePage {
       clearTimeout(typing);
       typing = setTimeout(apply, 350);
     });
+    workflow.addEventListener("input", () => {
+      // A pick from the list applies at once; typed text applies on Enter or when the field is left.
+      if ([...this.workflowList.options].some((o) => o.value === workflow.value)) apply();
+    });
     form.append(h("button", { type: "submit", class: "hidden-submit", text: "Apply" }));
     if (Object.keys(f).length) {
       const reset = h("button", { type: "button", class: "reset", id: "f-reset", text: "Clear filters" });
@@ -151,10 +158,11 @@ export class ListView extends LivePage {
   async loadFacets() {
     try {
       const facets = await api("/api/viewer/facets");
-      const select = this.workflowSelect.querySelector("select");
-      for (const wf of facets.workflows) {
-        if (wf === this.filters.workflow_id) continue;
-        select.append(h("option", { value: wf, text: wf }));
+      this.workflowList.replaceChildren(...facets.workflows.map((wf) => h("option", { value: wf })));
+      if (facets.workflows_capped) {
+        const input = this.workflowSelect.querySelector("input");
+        input.title = `The ${facets.workflows.length} workflows run most recently are listed; type any other workflow id.`;
+        this.workflowSelect.dataset.capped = "true";
       }
     } catch (err) {
       this.fail(err);
