@@ -5,6 +5,7 @@ viewer go on as before."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,7 +16,7 @@ import pytest
 
 from flowledger._exceptions import ConfigError
 from flowledger.receiver._config import ReceiverConfig, config_from_env, parse_allowed_hosts
-from flowledger.receiver._origin_guard import ANY_HOST, LOOPBACK_HOSTS, allowed_hosts_for, host_name
+from flowledger.receiver._origin_guard import ANY_HOST, allowed_hosts_for, host_name
 from tests.receiver._support import LiveReceiver, RunEvents, start_receiver
 
 _CROSS_SITE = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}
@@ -96,8 +97,9 @@ def test_names_set_in_the_environment_are_answered(receiver_config: ReceiverConf
     config = config_from_env(replace(receiver_config), {"FLOWLEDGER_RECEIVER_ALLOWED_HOSTS": "ledger.example.com"})
     receiver = start_receiver(config)
     try:
-        assert receiver.get("/api/runs", headers={"Host": "ledger.example.com"}).status_code == 200
-        assert receiver.get("/api/runs", headers={"Host": "localhost"}).status_code == 403  # only the names given
+        for name in ("ledger.example.com", "localhost", "127.0.0.1", "10.1.2.3:4318"):  # added to, not replaced
+            assert receiver.get("/api/runs", headers={"Host": name}).status_code == 200, name
+        assert receiver.get("/api/runs", headers={"Host": "other.example.com"}).status_code == 403
     finally:
         receiver.stop()
     receiver = start_receiver(replace(receiver_config, allowed_hosts=(ANY_HOST,)))
@@ -108,19 +110,32 @@ def test_names_set_in_the_environment_are_answered(receiver_config: ReceiverConf
 
 
 def test_the_names_follow_the_listening_address() -> None:
-    assert allowed_hosts_for("127.0.0.1", None) == LOOPBACK_HOSTS
-    assert allowed_hosts_for("127.0.0.2", None) == (*LOOPBACK_HOSTS, "127.0.0.2")
-    assert allowed_hosts_for("::1", None) == LOOPBACK_HOSTS
-    assert allowed_hosts_for("localhost", None) == LOOPBACK_HOSTS
+    own = host_name(socket.gethostname())
+    loopback = ("localhost", own)
+    assert allowed_hosts_for("127.0.0.1", None) == loopback
+    assert allowed_hosts_for("127.0.0.2", None) == loopback
+    assert allowed_hosts_for("::1", None) == loopback
+    assert allowed_hosts_for("localhost", None) == loopback
     assert allowed_hosts_for("0.0.0.0", None) == (ANY_HOST,)
     assert allowed_hosts_for("10.1.2.3", None) == (ANY_HOST,)
-    assert allowed_hosts_for("0.0.0.0", ("ledger.example.com",)) == ("ledger.example.com",)
+    assert allowed_hosts_for("0.0.0.0", ("ledger.example.com",)) == (*loopback, "ledger.example.com")
+    assert allowed_hosts_for("127.0.0.1", ("Ledger.example.com",)) == (*loopback, "ledger.example.com")
+    assert allowed_hosts_for("127.0.0.1", ("ledger", "*")) == (ANY_HOST,)
     assert [host_name(h) for h in ("[::1]:4318", "Example.COM.:80", "127.0.0.1", "::1")] == [
         "::1",
         "example.com",
         "127.0.0.1",
         "::1",
     ]
+
+
+def test_addresses_the_machines_name_and_localhost_names_are_always_answered(live: LiveReceiver) -> None:
+    """Rebinding needs a name: an IP address as Host is answered, as are the machine's own name (often pointed at
+    127.0.0.1 in /etc/hosts) and any *.localhost (which resolves to loopback only)."""
+    port = live.url.rsplit(":", 1)[1]
+    for name in ("10.9.8.7", f"192.168.1.20:{port}", "[fe80::1]", socket.gethostname(), "app.localhost"):
+        assert live.get("/healthz", headers={"Host": name}).status_code == 200, name
+    assert live.get("/healthz", headers={"Host": "rebind.evil.example"}).status_code == 403
 
 
 def test_allowed_hosts_are_checked_where_they_are_read() -> None:

@@ -6,11 +6,14 @@ checks close what that page could do, before any route runs:
 
 - **The Host header.** A page whose own name is pointed at 127.0.0.1 after
   it loaded (DNS rebinding) is the same origin as the receiver to the
-  browser, and could read and purge everything. A receiver listening on a
-  loopback address answers only to its loopback names (``localhost``,
-  ``127.0.0.1``, ``::1``) unless ``FLOWLEDGER_RECEIVER_ALLOWED_HOSTS`` names
-  more (a proxy's name, say); others are answered 403. One listening on
-  other interfaces answers to any name unless that setting names them.
+  browser, and could read and purge everything. Rebinding needs a name, so
+  an IP address as ``Host`` is always answered. A receiver listening on a
+  loopback address answers to its loopback names (``localhost``, any
+  ``*.localhost``, the machine's own host name) and to the names
+  ``FLOWLEDGER_RECEIVER_ALLOWED_HOSTS`` adds (a proxy's name, say); other
+  names are answered 403. One listening on other interfaces answers to any
+  name unless that setting names them (then to those and the loopback
+  names).
 - **Changes sent by a browser from another site.** A page cannot read the
   receiver's answers (no CORS headers), but a form or a ``text/plain``
   fetch reaches it without asking first and could inject events, purge
@@ -25,6 +28,7 @@ checks close what that page could do, before any route runs:
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Collection
 from typing import Final
 from urllib.parse import urlsplit
@@ -37,8 +41,9 @@ __all__ = ["ANY_HOST", "LOOPBACK_HOSTS", "OriginGuardMiddleware", "allowed_hosts
 
 ANY_HOST: Final = "*"
 """In the allowed hosts: any name."""
-LOOPBACK_HOSTS: Final = ("localhost", "127.0.0.1", "::1")
-"""The names a receiver listening on a loopback address answers to by default."""
+LOOPBACK_HOSTS: Final = ("localhost",)
+"""The names a receiver answers to whenever it limits the names (with any ``*.localhost``, the machine's own host
+name, and any IP address)."""
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _BROWSER_SAME_SITE: Final = frozenset({"same-origin", "none"})
 """``Sec-Fetch-Site`` values of a request the user made on the receiver's own pages or typed in."""
@@ -55,6 +60,15 @@ def host_name(host: str) -> str:
     return host.rstrip(".")
 
 
+def _address(name: str) -> bool:
+    """Whether ``name`` (from :func:`host_name`) is an IP address rather than a name."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _loopback(host: str) -> bool:
     name = host_name(host)
     if name == "localhost" or name.endswith(".localhost"):
@@ -65,14 +79,26 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _own_names() -> tuple[str, ...]:
+    """The machine's own host name (``/etc/hosts`` often points it at 127.0.0.1; a rebinding page sends its
+    own name, never this one)."""
+    try:
+        name = host_name(socket.gethostname())
+    except OSError:
+        return ()
+    return (name,) if name and not _address(name) else ()
+
+
 def allowed_hosts_for(listen_host: str, configured: tuple[str, ...] | None) -> tuple[str, ...]:
-    """The names a receiver listening on ``listen_host`` answers to: ``configured`` when given, else its
-    loopback names on a loopback address, else any name."""
-    if configured is not None:
-        return configured
-    if _loopback(listen_host):
-        return tuple(dict.fromkeys((*LOOPBACK_HOSTS, host_name(listen_host))))
-    return (ANY_HOST,)
+    """The names a receiver listening on ``listen_host`` answers to, besides any IP address: its loopback names
+    and the machine's own name, with the ``configured`` ones, on a loopback address; on another, any name
+    unless names are ``configured`` (then those, with the loopback and own names)."""
+    if configured is None and not _loopback(listen_host):
+        return (ANY_HOST,)
+    if configured is not None and ANY_HOST in configured:
+        return (ANY_HOST,)
+    names = (*LOOPBACK_HOSTS, *_own_names(), *(configured or ()))
+    return tuple(dict.fromkeys(host_name(name) for name in names))
 
 
 def _shown(value: str) -> str:
@@ -106,6 +132,10 @@ class OriginGuardMiddleware:
         self.any_host = ANY_HOST in allowed_hosts
         self.allowed = frozenset(host_name(h) for h in allowed_hosts if h != ANY_HOST)
 
+    def _answers_to(self, host: str) -> bool:
+        name = host_name(host)
+        return self.any_host or name in self.allowed or name.endswith(".localhost") or _address(name)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -119,7 +149,7 @@ class OriginGuardMiddleware:
             elif name == b"sec-fetch-site":
                 fetch_site = value.decode("latin-1").strip().lower()
         problem = None
-        if host is not None and not self.any_host and host_name(host) not in self.allowed:
+        if host is not None and not self._answers_to(host):
             problem = (
                 f"this receiver does not answer to the name {_shown(host_name(host))} (the request's Host header); "
                 "if it is this receiver's own name (a proxy in front of it, say), add it to "
