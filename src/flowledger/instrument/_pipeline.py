@@ -112,6 +112,8 @@ class Pipeline:
             self._building = True
             try:
                 _watch_multiprocessing_exit()
+                if _mp_exit_pid == pid:  # a multiprocessing child that records: flush when it is terminated
+                    _install_sigterm_flush()
                 sinks = [sink for sink, _ in self._captures]
                 delivered = not any(not deliver for _, deliver in self._captures)
                 self._numbering = self._producer_seqs if delivered else self._kept_seqs
@@ -527,13 +529,17 @@ def _flush_at_multiprocessing_exit(_token: object) -> None:
         return
     _mp_exit_pid = pid
     mp_util.Finalize(None, _at_exit, exitpriority=100)
-    _install_sigterm_flush()
 
 
 def _install_sigterm_flush() -> None:
     """Flush on SIGTERM in this multiprocessing child, if SIGTERM is left at its default and this is the main thread.
 
-    A handler of the program's own is never replaced.
+    Only once the child records (its sinks are built): Python runs a signal
+    handler when the main thread next runs Python code, so a worker busy in
+    one long native call (or stuck in one) dies of ``terminate()`` only when
+    that call returns, where the default action killed it at once; a child
+    that records nothing keeps that default. A handler of the program's own
+    is never replaced.
     """
     try:
         if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
