@@ -21,6 +21,7 @@ from flowledger.instrument.delivery._sender import DropReason, Sender
 from flowledger.instrument.delivery._sink import EventSink
 from flowledger.instrument.delivery._spool import Spool, SpoolResult
 from flowledger.instrument.delivery._transport import parse_retry_after
+from flowledger.instrument.delivery._wait import ReentrantEvent
 from tests.instrument.delivery._sender_support import (
     MockReceiver,
     RecordingSender,
@@ -224,8 +225,8 @@ class _PatientSender(Sender):
     retry_budget_s = 3600.0
 
 
-class _CountingEvent(threading.Event):
-    """A threading.Event that counts its set() calls."""
+class _CountingEvent(ReentrantEvent):
+    """The sender's wake-up event, counting its set() calls."""
 
     def __init__(self) -> None:
         super().__init__()
