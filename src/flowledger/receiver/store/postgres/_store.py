@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final, TypeVar
@@ -359,10 +360,13 @@ class PostgresStore:
                         yield conn
                         return
                     await conn.execute(f"SET statement_timeout = {max(1, round(limit * 1000))}")
+                    started = time.monotonic()
                     try:
                         yield conn
                     except asyncpg.QueryCanceledError as exc:
-                        if "statement timeout" not in str(exc):  # cancelled by someone else (pg_cancel_backend)
+                        # The limit's cancel, not someone else's (pg_cancel_backend): the server says so in English,
+                        # or in its own language (lc_messages) once the limit has passed.
+                        if "statement timeout" not in str(exc) and time.monotonic() - started < limit:
                             raise
                         raise query_timeout(limit) from None
 
