@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import enum
 import hashlib
 import json
-from typing import Any
+import re
+import tracemalloc
+from typing import Any, NamedTuple
 
 import pytest
 
 import flowledger
-from flowledger._wire import FULL_CAPTURE_MAX_BYTES
+import flowledger.instrument._pipeline
+from flowledger._wire import FULL_CAPTURE_MAX_BYTES, REDACTED
+from flowledger.instrument._capture import CapturePolicy, to_jsonable
+from flowledger.instrument._full_capture import full_capture
 from flowledger.testing import capture_events
 
 
@@ -91,3 +99,196 @@ def test_a_capture_mode_that_does_not_exist_is_refused() -> None:
     """capture= takes preview or full; anything else is a ValueError naming the choices."""
     with pytest.raises(ValueError, match="capture must be one of preview, full"):
         flowledger.node(capture="everything")
+
+
+# --- a value over the cap: one pass, about the cap's memory, the same record -----------------------------
+
+
+def _reference(value: Any, policy: CapturePolicy, prefix: str) -> dict[str, Any]:
+    """What full capture recorded when it converted the whole value, then encoded it (the record to keep)."""
+    try:
+        redacted = to_jsonable(value, policy.redact)
+        text = _json_text(redacted)
+        how = "full"
+        if _holds_marker(redacted):
+            how = "unrepresentable"
+        elif policy.redact is not None and redacted != to_jsonable(value, None):
+            how = "redacted"
+    except Exception:
+        return {f"{prefix}_capture": "unrepresentable"}
+    raw = text.encode("utf-8")
+    fields: dict[str, Any] = {f"{prefix}_sha256": hashlib.sha256(raw).hexdigest()}
+    if len(raw) > FULL_CAPTURE_MAX_BYTES:
+        fields[f"{prefix}_capture"] = "too_large"
+        return fields
+    fields[f"{prefix}_capture"] = how
+    fields[f"{prefix}_full"] = text
+    return fields
+
+
+_json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def _holds_marker(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "__flowledger__" in value or any(_holds_marker(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_marker(v) for v in value)
+    return False
+
+
+SLICE_CHARS = 256 * 1024
+"""Longer than the slices a long string is escaped in."""
+HEAVY_CHARS = 1024 * 1024 + 10
+"""Heavier than a batch the C encoders take whole."""
+
+
+class _Color(enum.Enum):
+    RED = "red"
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+    token: str
+
+
+class _Pair(NamedTuple):
+    left: Any
+    right: Any
+
+
+class _BadRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class _Plain:
+    def __init__(self) -> None:
+        self.secret = "hidden"
+        self.n = 1
+
+
+def _nested(levels: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _cases() -> list[Any]:
+    cyclic: list[Any] = [1, 2]
+    cyclic.append(cyclic)
+    shared = {"a": 1}
+    escapes = 'quote " backslash \\ newline \n nul \x00 tab \t del \x7f é \u2028 😀 ' * 3
+    return [
+        None,
+        True,
+        12,
+        2**70,
+        -(2**64),
+        1.5,
+        1e16,
+        -0.0,
+        float("nan"),
+        [float("inf"), 1],
+        "plain",
+        escapes,
+        "lone \ud800 surrogate",
+        "x" * (SLICE_CHARS + 7) + 'é\ud800"\n' * 3,
+        {"api_key": "s3cret", "n": 1},
+        {"outer": {"deeper": [{"password": {"nested": [1, 2]}}]}},
+        {"token": REDACTED},
+        {"token": _BadRepr()},
+        {"token": _BadRepr(), "blob": b"\x00"},
+        {"Api-Key": 1, "AUTHORIZATION": "Bearer x"},
+        {"__flowledger__": "mine"},
+        [{"k": i, "v": "__flowledger__"} for i in range(50)],
+        {"blob": b"\x00\x01", "when": dt.datetime(2026, 1, 2, tzinfo=dt.UTC)},
+        {1: "int key", None: "none", 2.5: "float", False: "bool", _Color.RED: "enum"},
+        {1: "a", "1": "b"},
+        {"\ud800": 1, "\ufffd": 2},  # noqa: F601 - two keys (ruff reads them as one), which cleaning makes one
+        {"é": "ü", "x": ["ä"] * 3},
+        [_Color.RED, _Level.HIGH, _Point(1, "t"), _Pair(1, {"secret": 2})],
+        {"set": {3, 1, 2}, "frozen": frozenset({"b", "a"}), "tuple": (1, (2, 3))},
+        cyclic,
+        [shared, shared, {"again": shared}],
+        _nested(70),
+        {"deep": _nested(61)},
+        {"deep": _nested(60)},
+        _Plain(),
+        ValueError("token=abc"),
+        {"err": KeyError("password")},
+        _BadRepr(),
+        [i * 0.1 for i in range(3000)] + [object] + list(range(3000)),
+        [{"row": i, "note": "é" * (i % 5)} for i in range(20_000)],
+        {f"key{i}": {"v": i, "token" if i == 777 else "t": "x"} for i in range(5000)},
+        [{"heavy": {"inner": "y" * (HEAVY_CHARS)}}, {"light": 1}],
+        [[["z" * (HEAVY_CHARS // 2)] * 3]],
+        {"rows": [{"k": i, "v": "abcdefgh"} for i in range(40_000)]},
+        {"rows": [{"k": i, "secret": i} for i in range(40_000)]},
+        ["x" * 1000] * 1200 + [float("nan")],
+        {"__flowledger__": "mine", "rows": [{"k": i} for i in range(40_000)]},
+        [{"token": REDACTED, "k": i} for i in range(20_000)] + [{"token": REDACTED, "rows": list(range(70_000))}],
+    ]
+
+
+@pytest.mark.parametrize("redact", [True, False])
+def test_each_value_is_recorded_as_converting_it_whole_records_it(redact: bool) -> None:
+    """Text, hash and capture match the whole conversion's, under the cap and over it, redacting or not."""
+    policy = _policy(redact)
+    for index, value in enumerate(_cases()):
+        assert full_capture(value, policy, "output") == _reference(value, policy, "output"), index
+
+
+def test_a_redaction_pattern_not_made_of_fragments_is_applied_as_the_whole_conversion_applies_it() -> None:
+    """With an anchored pattern the JSON text cannot rule secrets out: every key is looked at."""
+    policy = CapturePolicy(re.compile("^tok"), 4096)
+    for index, value in enumerate([{"token": 1, "x": [{"tokens": 2}]}, [{"a": {"tok": "v"}}] * 100]):
+        assert full_capture(value, policy, "output") == _reference(value, policy, "output"), index
+
+
+def _policy(redact: bool) -> CapturePolicy:
+    pattern = flowledger.instrument._pipeline.pipeline().policy.redact if redact else None
+    return CapturePolicy(pattern, 4096)
+
+
+def _peak_of_node_call(rows: int) -> int:
+    """The most memory a capture="full" node returning ``rows`` small records takes while called (tracemalloc)."""
+    out = [{"k": i, "v": "abcdefgh"} for i in range(rows)]
+
+    @flowledger.node(capture="full")
+    def produce(_: Any) -> Any:
+        return out
+
+    with capture_events() as events, flowledger.run("over-the-cap"):
+        tracemalloc.start()
+        try:
+            produce(1)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    data = _finished(events, "produce")
+    assert data["output_capture"] == "too_large"
+    assert "output_full" not in data
+    assert data["output_sha256"] == hashlib.sha256(_json_text(out).encode()).hexdigest()
+    return peak
+
+
+def test_an_output_over_the_cap_takes_about_the_same_memory_whatever_its_size() -> None:
+    """A 4x larger output (about 1.3 and 5.2 MB of JSON) does not take 4x the memory to hash: it is not copied."""
+    small = _peak_of_node_call(40_000)
+    large = _peak_of_node_call(160_000)
+    assert large < 2 * small, (small, large)
+
+
+def test_the_hash_of_a_large_value_is_that_of_its_whole_json_text() -> None:
+    """The text fed to the hash a piece at a time is the whole JSON text, whatever the batches were."""
+    value = {"rows": [{"i": i, "s": "é" * (i % 7), "f": i / 3} for i in range(60_000)], "tail": [None, 2**65]}
+    fields = full_capture(value, _policy(True), "output")
+    assert fields["output_capture"] == "too_large"
+    assert fields["output_sha256"] == hashlib.sha256(_json_text(to_jsonable(value)).encode()).hexdigest()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +143,35 @@ def test_a_spill_that_cannot_write_its_events_out_counts_them_dropped(tmp_path: 
         stats = sender.stats()
         assert (stats["dropped_spool_error"], stats["failures"], stats["queued"]) == (3, 1, 1)
         sender.shutdown(1.0)
+
+
+class _Payload:
+    """An event's data, made when the event is written out; a weak reference tells whether anything still holds it."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __call__(self) -> dict[str, Any]:
+        return {"index": self.index, "blob": "x" * 1000}
+
+
+def test_a_spilled_queue_is_not_held_in_memory_once_written(tmp_path: Path) -> None:
+    """After flush(), nothing keeps the events a spill wrote out: their payloads are freed (not at the next spill)."""
+    with recorder() as rec:
+        sender = Sender(make_settings(tmp_path / "spool", rec.url, batch_max_age_s=60.0, queue_max_items=10))
+        run_id, producer_id = new_event_id(), new_event_id()
+        payloads = [_Payload(i) for i in range(11)]
+        spilled = [weakref.ref(payload) for payload in payloads[:10]]
+        for i, payload in enumerate(payloads):  # the eleventh hands the first ten to the spiller
+            sender.submit(
+                PendingEvent(EventKind.HEARTBEAT, run_id, i, producer_id, i, time.time_ns(), None, payload), 300
+            )
+        del payloads, payload
+        try:
+            assert sender.flush(FLUSH_S)
+            assert sender.stats()["spooled"] == 10
+            assert len(rec.event_ids()) == 11
+            # wait_until: a guard against the moment between the spill's end and the spiller's next statement
+            assert wait_until(lambda: gc.collect() >= 0 and all(ref() is None for ref in spilled), 5.0)
+        finally:
+            sender.shutdown(1.0)

@@ -631,7 +631,12 @@ class Sender(Delivery):
                         self._overflow_bytes -= nbytes
                         self._spilling, self._spilling_bytes = entries, nbytes
                         self._settling += 1  # an exit now waits for this write: the events are in no queue
-                    self._spill(entries, nbytes)
+                    try:
+                        self._spill(entries, nbytes)
+                    finally:
+                        # Written (or dropped, or taken over): held here, the queue and its events' payloads would
+                        # stay in memory until the next spill, after flush() and the run's end.
+                        del entries
             except Exception as exc:
                 self._internal_error("spill", exc)
 
