@@ -107,6 +107,12 @@ def test_a_proof_in_another_key_order_or_naming_a_key_twice(tmp_path: Path) -> N
     twice.write_text(json.dumps(document)[:-1] + ', "run_id": "other"}', encoding="utf-8")
     result = _invoke(verify_proof_command, twice, "--key", f"{key}.pub")
     assert (result.exit_code, "names run_id twice" in result.output) == (1, True), result.output
+    # Entries first (read whole), a forged list ahead of the real one: refused as well, not the last list taken.
+    forged = [dict(entry, seq=entry["seq"] + 1) for entry in document["entries"]]
+    ahead = tmp_path / "ahead.json"
+    ahead.write_text('{"entries": ' + json.dumps(forged) + ", " + json.dumps(document)[1:], encoding="utf-8")
+    result = _invoke(verify_proof_command, ahead, "--key", f"{key}.pub")
+    assert (result.exit_code, "names entries twice" in result.output) == (1, True), result.output
     cut = tmp_path / "cut.json"
     cut.write_text(out.read_text(encoding="utf-8")[:-40], encoding="utf-8")
     result = _invoke(verify_proof_command, cut, "--key", f"{key}.pub")

@@ -591,7 +591,20 @@ def test_the_workflow_filter_takes_a_workflow_the_capped_list_leaves_out(live: L
     page.click("#f-reset")
     page.wait_for_function("() => !location.hash.includes('workflow_id')", timeout=_WAIT_MS)
     page.wait_for_function("() => document.querySelectorAll('#f-workflow-list option').length > 0", timeout=_WAIT_MS)
-    page.fill("#f-workflow_id", "wf-0100")  # the value of a listed option: applied as it is picked
+    # Typed key by key, text that spells a listed id on its way to a longer one is not applied halfway.
+    page.click("#f-workflow_id")
+    page.keyboard.type("wf-01000", delay=20)
+    assert page.input_value("#f-workflow_id") == "wf-01000"
+    assert "workflow_id" not in page.evaluate("location.hash")
+    page.press("#f-workflow_id", "Enter")
+    page.wait_for_function("() => location.hash.includes('workflow_id=wf-01000')", timeout=_WAIT_MS)
+    page.click("#f-reset")
+    page.wait_for_function("() => !location.hash.includes('workflow_id')", timeout=_WAIT_MS)
+    page.wait_for_function("() => document.querySelectorAll('#f-workflow-list option').length > 0", timeout=_WAIT_MS)
+    # A pick from the list (Chromium's input event for it carries no inputType) applies at once.
+    page.eval_on_selector(
+        "#f-workflow_id", "el => { el.value = 'wf-0100'; el.dispatchEvent(new Event('input', {bubbles: true})); }"
+    )
     page.wait_for_function("() => location.hash.includes('workflow_id=wf-0100')", timeout=_WAIT_MS)
     _wait_rows(page, 1)
     assert _rows(page)[0]["id"] == runs[100].run_id

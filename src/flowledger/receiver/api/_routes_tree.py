@@ -84,8 +84,9 @@ async def run_proof(request: Request) -> Response:
     """A run's entries among the first ``size``, with payloads and audit paths; 404 when it has none.
 
     The answer is streamed, a chunk of entries read and written at a time, so its cost in memory is a chunk's
-    whatever the run's size. A store failure before the first entry is the app's 503 (or a 404 when the tree
-    is smaller than ``size``); one after cuts the body short, as an export's.
+    whatever the run's size. A failure before the first entry is answered as any read's is (503 when the database
+    cannot answer now, 500 for a fault; a 404 when the tree is smaller than ``size``); one after cuts the body
+    short, as an export's.
     """
     run_id = request.path_params["run_id"]
     try:
@@ -100,7 +101,7 @@ async def run_proof(request: Request) -> Response:
     try:
         first = await anext(chunks, None)
     except StoreError as exc:
-        if not isinstance(exc.__cause__, LookupError):  # the database failed: the app answers 503
+        if not isinstance(exc.__cause__, LookupError):  # the database failed: the app answers it (503 or 500)
             raise
         return error_response(404, str(exc))  # the tree is smaller than that
     if first is None:

@@ -383,7 +383,24 @@ def check_run_proof_file(path: Path, key: VerifierKey) -> ProofSummary:
             return check_run_proof_text(functools.partial(text.read, _READ_CHARS), key)
         except _Unstreamable:
             pass
-    return check_run_proof(json.loads(path.read_text(encoding="utf-8")), key)
+    return check_run_proof(_whole(path.read_text(encoding="utf-8")), key)
+
+
+def _whole(text: str) -> Any:
+    """The proof document read whole, refusing a top-level key named twice as the streamed reading does."""
+    last: list[list[tuple[str, Any]]] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        last[:] = [items]  # the outermost object is the last one completed
+        return dict(items)
+
+    document = json.loads(text, object_pairs_hook=pairs)
+    if isinstance(document, dict) and last:
+        names = [name for name, _ in last[0]]
+        twice = next((name for name in names if names.count(name) > 1), None)
+        if twice is not None:
+            raise ProofError(f"the proof names {twice} twice")
+    return document
 
 
 def check_extends(checkpoint: Checkpoint, size: int, root: bytes, path: Sequence[bytes]) -> None:

@@ -126,9 +126,11 @@ export class ListView extends LivePage {
       clearTimeout(typing);
       typing = setTimeout(apply, 350);
     });
-    workflow.addEventListener("input", () => {
-      // A pick from the list applies at once; typed text applies on Enter or when the field is left.
-      if ([...this.workflowList.options].some((o) => o.value === workflow.value)) apply();
+    workflow.addEventListener("input", (ev) => {
+      // A pick from the list applies at once; typed text (even one that spells a listed id on its way to a
+      // longer one) applies on Enter or when the field is left. Chromium reports a pick without an inputType.
+      const picked = !ev.inputType || ev.inputType === "insertReplacementText";
+      if (picked && [...this.workflowList.options].some((o) => o.value === workflow.value)) apply();
     });
     form.append(h("button", { type: "submit", class: "hidden-submit", text: "Apply" }));
     if (Object.keys(f).length) {
@@ -144,7 +146,7 @@ export class ListView extends LivePage {
     for (const key of FILTER_KEYS) {
       let value = data.get(key);
       if (typeof value !== "string" || !value.trim()) continue;
-      value = value.trim();
+      if (key !== "workflow_id") value = value.trim(); // a workflow id is taken as typed: it may hold spaces
       if (key === "since" || key === "until") value = value.length === 16 ? `${value}:00Z` : `${value}Z`;
       out[key] = value;
     }
