@@ -12,11 +12,10 @@ from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Send
 
-from flowledger._exceptions import QueryError, QueryParamError, StoreError
+from flowledger._exceptions import QueryError, QueryParamError
 from flowledger._wire import RunStatus
 from flowledger.receiver._context_params import CONTEXT_PARAMS, context_filter
 from flowledger.receiver._error_names import public_error_types
@@ -24,6 +23,7 @@ from flowledger.receiver._export import MEDIA_TYPES, ExportFormat, export_lines
 from flowledger.receiver._params import MAX_OFFSET, QueryParams
 from flowledger.receiver._state import error_response, project_of, receiver_of, run_project_of
 from flowledger.receiver._trace_url import add_trace_url
+from flowledger.receiver.api._cut_stream import CutOnStoreError
 from flowledger.receiver.store._protocol import RunQuery
 from flowledger.receiver.store._search import (
     ATTRIBUTE_PARAM_PREFIX,
@@ -160,7 +160,9 @@ async def export_runs(request: Request) -> Response:
         return error_response(400, str(exc))
     runs = receiver_of(request).store.iter_runs(query, with_nodes=fmt is ExportFormat.JSONL)
     first = await anext(runs, None)  # a store that cannot answer fails here, before a byte: 503
-    return _CutOnStoreError(export_lines(_starting_with(first, runs), fmt), media_type=MEDIA_TYPES[fmt])
+    return CutOnStoreError(
+        export_lines(_starting_with(first, runs), fmt), what="an export", media_type=MEDIA_TYPES[fmt]
+    )
 
 
 async def _starting_with(
@@ -171,21 +173,6 @@ async def _starting_with(
     yield first
     async for run in rest:
         yield run
-
-
-class _CutOnStoreError(StreamingResponse):
-    """A stream that a StoreError ends without its final chunk: the client sees the body incomplete."""
-
-    async def stream_response(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        try:
-            async for chunk in self.body_iterator:
-                body = chunk if isinstance(chunk, bytes | memoryview) else chunk.encode(self.charset)
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-        except StoreError as exc:  # the server closes the connection after this, the body unfinished
-            _log.warning("an export stopped part way, its body cut short: %s", exc)
-            return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 ROUTES: Final = [

@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Send
 
 from flowledger._exceptions import QueryParamError, StoreError
 from flowledger.receiver._params import QueryParams, refuse_params
 from flowledger.receiver._state import error_response, receiver_of, run_project_of
+from flowledger.receiver.api._cut_stream import CutOnStoreError
 from flowledger.receiver.store._protocol import EntryProof
 
 __all__ = ["ROUTES"]
@@ -106,23 +106,7 @@ async def run_proof(request: Request) -> Response:
         return error_response(404, str(exc))  # the tree is smaller than that
     if first is None:
         return error_response(404, f"run {run_id!r} has no entry among the first {size}")
-    return _CutOnStoreError(_proof_body(first, chunks), media_type="application/json")
-
-
-class _CutOnStoreError(StreamingResponse):
-    """A stream that a StoreError ends without its final chunk: the client sees the body incomplete (as
-    ``GET /api/export`` does)."""
-
-    async def stream_response(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        try:
-            async for chunk in self.body_iterator:
-                body = chunk if isinstance(chunk, bytes | memoryview) else chunk.encode(self.charset)
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-        except StoreError as exc:  # the server closes the connection after this, the body unfinished
-            _log.warning("a run proof stopped part way, its body cut short: %s", exc)
-            return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return CutOnStoreError(_proof_body(first, chunks), what="a run proof", media_type="application/json")
 
 
 ROUTES: Final = [
