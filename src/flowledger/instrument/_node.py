@@ -610,18 +610,7 @@ class NodeAttempt:
         self._status = NodeStatus.FAILED if failed else NodeStatus.SUCCEEDED
         size = _NODE_FINISHED_SIZE
         try:
-            if self._node_token is not None:
-                token, self._node_token = self._node_token, None
-                try:
-                    _current_node.reset(token)
-                except ValueError:  # left in another context than it entered
-                    pass
-            if self._run_token is not None:
-                run_token, self._run_token = self._run_token, None
-                try:
-                    _current_run.reset(run_token)
-                except ValueError:
-                    pass
+            self._leave_context()
             size += self._settle(run, exc if failed else None)
         except Exception as internal:  # the record still goes out, with what is known
             pipeline().internal_error("node_finish", internal)
@@ -653,13 +642,13 @@ class NodeAttempt:
                 except Exception as internal:
                     pipeline().internal_error("span_exit", internal)
 
-    def _leave_forked(self) -> None:
-        """Leave, in a forked child, an attempt its parent began: its context, never its record (``node_finished``)."""
+    def _leave_context(self) -> None:
+        """Make the node and run current before this attempt current again (a context it did not enter: as is)."""
         if self._node_token is not None:
             token, self._node_token = self._node_token, None
             try:
                 _current_node.reset(token)
-            except ValueError:
+            except ValueError:  # left in another context than it entered
                 pass
         if self._run_token is not None:
             run_token, self._run_token = self._run_token, None
@@ -667,6 +656,10 @@ class NodeAttempt:
                 _current_run.reset(run_token)
             except ValueError:
                 pass
+
+    def _leave_forked(self) -> None:
+        """Leave, in a forked child, an attempt its parent began: its context, never its record (``node_finished``)."""
+        self._leave_context()
         self._logs = None
         self._log_pipeline = None
         self.input = None
