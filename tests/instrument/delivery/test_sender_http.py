@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -206,3 +207,37 @@ def test_fork_child_gets_a_fresh_worker(tmp_path: Path) -> None:
         assert sender.flush(FLUSH_S)
         assert sorted(rec.event_ids()) == sorted(parent_ids + child_ids)
         sender.shutdown(1.0)
+
+
+def test_each_reason_a_real_receiver_rejects_for_is_logged_once_with_a_hint_for_unknown_fields(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Events a receiver does not know (a kind or a cost field of a newer SDK, as an older receiver sees them) are
+    each reason logged once, saying the receiver may be older than the SDK; the rest is delivered."""
+    from flowledger._wire import new_event_id
+    from flowledger.receiver._config import ReceiverConfig
+    from tests.receiver._support import RunEvents, start_receiver
+
+    live = start_receiver(ReceiverConfig(db_path=tmp_path / "r.db", sweep_interval_s=0))
+    try:
+        sender = _sender(tmp_path, live.url)
+        with caplog.at_level(logging.WARNING, logger="flowledger"):
+            for _ in range(2):
+                run = RunEvents().start().node("a", cost={"usd": 0.01}).finish()
+                unknown_kind = {**run.events[-1], "event_id": new_event_id(), "kind": "run_paused"}
+                node_finished = run.events[-2]
+                assert node_finished["kind"] == "node_finished"
+                node_finished["data"]["cost"]["from_the_future"] = 1
+                for event in [*run.events, unknown_kind]:
+                    sender.submit(event, 500)
+                assert sender.flush(FLUSH_S)
+        stats = sender.stats()
+        assert (stats["sent"], stats["rejected"]) == (2 * (len(run.events) - 1), 4)
+        messages = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+        assert len(messages) == 2, messages  # two reasons, each once, though each came twice
+        assert all("older than this SDK" in m for m in messages), messages
+        assert any("run_paused" in m for m in messages)
+        assert any("from_the_future" in m for m in messages)
+        sender.shutdown(1.0)
+    finally:
+        live.stop()

@@ -45,6 +45,7 @@ class Counters:
         self._counts: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._drops: dict[DropReason, int] = dict.fromkeys(DropReason, 0)
         self._logged: set[str] = set()
+        self._families: dict[str, set[str]] = {}
 
     def add(self, name: str, count: int = 1) -> None:
         """Add to one of :data:`COUNTERS`."""
@@ -77,6 +78,16 @@ class Counters:
             for reason, count in self._drops.items():
                 out[f"dropped_{reason}"] = count
         return out
+
+    def first_of(self, family: str, key: str, *, limit: int) -> bool:
+        """Whether ``key`` is new in ``family`` and the family holds fewer than ``limit`` keys yet (then it is
+        added): bounds what a process logs of things that can differ without end, such as rejection reasons."""
+        with self._lock:
+            seen = self._families.setdefault(family, set())
+            if key in seen or len(seen) >= limit:
+                return False
+            seen.add(key)
+            return True
 
     def log_once(self, kind: str, message: str, *args: object) -> None:
         """Log a warning on the ``flowledger`` logger, the first time ``kind`` happens only."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import httpx
 
@@ -32,7 +32,17 @@ from flowledger.instrument.delivery._counters import Counters, DropReason
 from flowledger.instrument.delivery._spool import Spool, SpoolResult, encodable, encode_batch
 from flowledger.instrument.delivery._transport import gzip_body, make_client, parse_retry_after
 
-__all__ = ["Delivery", "PostOutcome"]
+__all__ = ["REJECTION_REASONS_LOGGED", "Delivery", "PostOutcome"]
+
+REJECTION_REASONS_LOGGED: Final = 10
+"""Different reasons for rejected events a process logs (each once); the ``rejected`` counter counts them all."""
+_REASON_CHARS: Final = 300
+_UNKNOWN_TO_RECEIVER: Final = ("is not one of", "Additional properties are not allowed")
+"""What a receiver's validation says of an event kind or a field it does not know."""
+_OLDER_RECEIVER_HINT: Final = (
+    " (a receiver older than this SDK refuses kinds and fields it does not know yet: upgrade the receiver, "
+    "or these events go on being rejected)"
+)
 
 
 class PostOutcome(enum.Enum):
@@ -190,8 +200,22 @@ class Delivery:
         self._delivered(len(events) - len(rejected))
         self._counters.add("rejected", len(rejected))
         if rejected:
+            self._log_rejections(rejected)
+
+    def _log_rejections(self, rejected: list[Any]) -> None:
+        """Log each reason the receiver gave once per process (the first :data:`REJECTION_REASONS_LOGGED`), with a
+        hint when the reason is what a receiver older than this SDK says of a kind or field it does not know."""
+        reasons: dict[str, int] = {}
+        for item in rejected:
+            error = item.get("error") if isinstance(item, dict) else None
+            reason = str(error)[:_REASON_CHARS] if error is not None else repr(item)[:_REASON_CHARS]
+            reasons[reason] = reasons.get(reason, 0) + 1
+        for reason, count in reasons.items():
+            if not self._counters.first_of("rejected", reason, limit=REJECTION_REASONS_LOGGED):
+                continue
+            hint = _OLDER_RECEIVER_HINT if any(sign in reason for sign in _UNKNOWN_TO_RECEIVER) else ""
             self._log_once(
-                "rejected", "flowledger: the receiver rejected %d event(s), first: %r", len(rejected), rejected[0]
+                f"rejected:{reason}", "flowledger: the receiver rejected %d event(s): %s%s", count, reason, hint
             )
 
     def _delivered(self, count: int) -> None:
