@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from flowledger._exceptions import StoreUnavailable
 from flowledger.receiver._periodic import Periodic
 
 
@@ -51,3 +52,30 @@ def test_an_interval_of_zero_never_starts() -> None:
 
     asyncio.run(main())
     assert ran == []
+
+
+def test_a_pass_the_database_cannot_take_now_is_one_line_without_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """A store locked, down or full (StoreUnavailable) fails the pass with one warning naming it, not a traceback;
+    the next pass runs."""
+    passes: list[int] = []
+
+    async def work() -> None:
+        passes.append(len(passes))
+        if len(passes) == 1:
+            raise StoreUnavailable("purging runs failed: database is locked")
+
+    async def main() -> None:
+        task = Periodic("test-periodic", 0.001, work, doing="applying the retention policies")
+        task.start()
+        while len(passes) < 2:
+            await asyncio.sleep(0.001)
+        await task.stop()
+
+    with caplog.at_level(logging.WARNING, logger="flowledger.receiver"):
+        asyncio.run(main())
+    assert [(r.levelno, r.exc_info) for r in caplog.records] == [(logging.WARNING, None)]
+    assert (
+        caplog.records[0]
+        .getMessage()
+        .startswith("applying the retention policies failed: purging runs failed: database is locked; trying again in")
+    )

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from flowledger._exceptions import StoreUnavailable
+
 __all__ = ["Periodic"]
 
 _log = logging.getLogger("flowledger.receiver")
@@ -47,5 +49,7 @@ class Periodic:
             await asyncio.sleep(self._interval_s)
             try:
                 await self._work()
+            except StoreUnavailable as exc:  # the database locked, down or full: one line, the next pass tries again
+                _log.warning("%s failed: %s; trying again in %g s", self._doing, exc, self._interval_s)
             except Exception:  # a failed pass is logged and tried again next interval
                 _log.exception("%s failed", self._doing)

@@ -618,7 +618,7 @@ class SqliteStore:
         page_sql, page_params = run_page_sql(query, fetch=query.limit + 1)
         count_sql, count_params = runs_count_sql(query, cap=TOTAL_COUNT_MAX)
         matched = (query.search is not None or bool(query.attributes)) and query.cursor is None and not query.offset
-        async with self._reader(timed=True) as conn:
+        async with self._snapshot(timed=True) as conn:  # the page and its count of one state, whatever commits
             rows = list(await conn.execute_fetchall(page_sql, page_params))
             if matched:  # the first page of a search counted its runs in the same pass
                 counted = int(rows[0][MATCHED_COLUMN]) if rows else 0
@@ -923,9 +923,10 @@ class SqliteStore:
     # --- integrity ---------------------------------------------------------
 
     @asynccontextmanager
-    async def _snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A reader inside one read transaction: every query sees the same committed state."""
-        async with self._reader() as conn:
+    async def _snapshot(self, *, timed: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """A reader inside one read transaction: every query sees the same committed state (``timed``: as
+        :meth:`_reader`)."""
+        async with self._reader(timed=timed) as conn:
             await conn.execute("BEGIN")
             try:
                 yield conn

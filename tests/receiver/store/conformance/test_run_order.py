@@ -7,6 +7,7 @@ by project: a keyset cursor stands between any two of them, for every engine.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 import pytest
@@ -133,3 +134,29 @@ async def test_the_viewer_pages_into_runs_without_a_start_time_and_back(store: S
         else:  # the runs just before the page it came from
             assert shown == expected[position - len(shown) : position]
             position -= len(shown)
+
+
+@pytest.mark.asyncio
+async def test_a_page_and_its_total_agree_while_runs_are_stored(store: Store) -> None:
+    """A listing reads its page and its count from one state: while batches of runs are committed beside it, a
+    complete page (no next, total not capped) always lists as many runs as its total says."""
+    batches = [[e for _ in range(5) for e in RunEvents().start().finish().events] for _ in range(60)]
+    done = False
+
+    async def ingest() -> None:
+        nonlocal done
+        for batch in batches:
+            await store.append(prepared(batch))
+            await asyncio.sleep(0)
+        done = True
+
+    pages = disagreements = 0
+    writer = asyncio.ensure_future(ingest())
+    while not done:
+        page = await store.list_runs(RunQuery(limit=1000))
+        if page.next is None and not page.total_capped:
+            pages += 1
+            disagreements += page.total != len(page.runs)
+    await writer
+    assert pages > 0
+    assert disagreements == 0

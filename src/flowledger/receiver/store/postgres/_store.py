@@ -480,8 +480,11 @@ class PostgresStore:
     # --- reading ---------------------------------------------------------
 
     async def list_runs(self, query: RunQuery) -> RunPage:
-        """A page of runs, newest first (start time, then run id; runs without a start last); keyset after a cursor."""
-        async with self._reader(timed=True) as conn:
+        """A page of runs, newest first (start time, then run id; runs without a start last); keyset after a cursor.
+
+        The page and its count read one snapshot, so a commit between them cannot make them disagree.
+        """
+        async with self._snapshot(timed=True) as conn:
             query = await self._without_run_id_search(conn, query)
             hits, hits_capped = (None, False) if query.search is None else await pg_search_hits(conn, query.search)
             where, params = pg_runs_where(query, hits=hits)  # the hits read once for the page and its count
