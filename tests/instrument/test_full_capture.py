@@ -292,3 +292,45 @@ def test_the_hash_of_a_large_value_is_that_of_its_whole_json_text() -> None:
     fields = full_capture(value, _policy(True), "output")
     assert fields["output_capture"] == "too_large"
     assert fields["output_sha256"] == hashlib.sha256(_json_text(to_jsonable(value)).encode()).hexdigest()
+
+
+class _Labelled(str, enum.Enum):  # noqa: UP042 - an enum of a str mixin, as users write them
+    """A str enum whose value is not its content: converting writes the value."""
+
+    def __new__(cls, content: str, value: str) -> _Labelled:
+        member = str.__new__(cls, content)
+        member._value_ = value
+        return member
+
+    A = ("a", "label-a")
+
+
+class _Counted(int, enum.Enum):
+    """An int enum whose value is not its content."""
+
+    def __new__(cls, content: int, value: str) -> _Counted:
+        member = int.__new__(cls, content)
+        member._value_ = value
+        return member
+
+    ONE = (1, "one")
+
+
+@pytest.mark.parametrize("redact", [True, False])
+def test_values_a_review_found_recorded_apart_are_recorded_as_converting_them_whole(redact: bool) -> None:
+    """A tuple whose first batch is all of it (a slice of all of a tuple is the tuple itself: it was taken for a
+    cycle, its text not JSON), and enum members whose value is not their mixin's content, in plain batches."""
+    policy = _policy(redact)
+    values = [
+        {"k" * 30_000: ("a note about the token", "y" * 40_000)},
+        {"k" * 30_000: ({"token": "x"}, "y" * 40_000)},
+        {"k" * 30_000: ("y" * 40_000, float("nan"))},
+        {"status": _Labelled.A, "rows": list(range(50))},
+        [_Counted.ONE, 2, 3],
+        {"k": _Counted.ONE},
+    ]
+    for index, value in enumerate(values):
+        recorded = full_capture(value, policy, "output")
+        assert recorded == _reference(value, policy, "output"), index
+        if "output_full" in recorded:
+            json.loads(recorded["output_full"])

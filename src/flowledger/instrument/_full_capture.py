@@ -37,6 +37,8 @@ from collections.abc import Iterable, Iterator
 from itertools import chain, islice
 from typing import Any, Final
 
+import orjson
+
 from flowledger._wire import FULL_CAPTURE_MAX_BYTES, MARKER_KEY, REDACTED, CaptureMode, OutputCapture
 from flowledger.instrument._capture import (
     _PLAIN_ONLY,
@@ -255,6 +257,10 @@ class _Stream:
             if len(encoded) > PLAIN_MAX_BYTES:
                 return None
             text: str = _fast_encode(value)  # json's own text: the same bytes as converting, then encoding
+            if encoded != text.encode() and orjson.loads(encoded) != json.loads(text):
+                # not the same values, only written apart (floats): an enum member of a str or int mixin, whose
+                # value orjson writes and json its content; converting writes its value
+                return None
         except (_NotPlainJSON, ValueError, TypeError, RecursionError):  # orjson.JSONEncodeError is a TypeError
             return None
         if _MARKER_JSON in text or _too_deep(encoded, MAX_DEPTH - depth):
@@ -285,7 +291,8 @@ class _Stream:
             size = _FIRST_BATCH
             at = 0
             while True:
-                batch: Any = list(islice(pairs, size)) if pairs is not None else items[at : at + size]
+                # a list either way: a tuple's slice of all of it is the tuple itself, which is in ``seen``
+                batch: Any = list(islice(pairs, size)) if pairs is not None else list(items[at : at + size])
                 if not batch:
                     break
                 at += len(batch)
@@ -296,6 +303,8 @@ class _Stream:
                     # plain but for a secret, a marker key, a NaN or its depth, and little: as _convert makes it
                     text = self.converted(part, depth)
                 if text is not None:
+                    assert text[:1] in "[{", "a batch's text is its container's"
+                    assert text[-1:] in "]}", "a batch's text is its container's"
                     self.write(comma + text[1:-1])
                     comma = ","
                     if self.last_bytes < BATCH_WEIGHT // 2:  # batches of about BATCH_WEIGHT bytes
