@@ -53,7 +53,7 @@ Not a fault scenario of the suite above; checked by `tests/instrument/test_proce
 against a real receiver (see [docs/sdk-delivery.md](docs/sdk-delivery.md#fork-multiprocessing-and-signal-handlers)):
 
 - **fork, spawn, forkserver children** (`Process`, `Pool`, `ProcessPoolExecutor`): every record delivered; each
-  child flushes at its exit within `exit_flush_s`, though a multiprocessing child skips `atexit`.
+  child flushes at its exit within `exit_flush_s`, though a forked or forkserver child skips `atexit`.
 - **`Pool.terminate()`** (leaving `with Pool() as pool`): each worker flushes within `exit_flush_s` on its SIGTERM,
   then dies of it (exit code -15); a program's own SIGTERM handler is left alone.
 - **a forked child leaving its parent's run or node** records no end for it: the parent's outcome stands

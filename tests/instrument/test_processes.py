@@ -386,3 +386,29 @@ def test_a_forked_childs_stats_count_only_its_own_events(tmp_path: Path, live: L
     stats = json.loads(done.stdout.strip().splitlines()[0])
     assert stats["emitted"] == stats["enqueued"] == stats["sent"] == 1, stats
     assert stats["internal_errors"] == 0
+
+
+FORK_AFTER_FIRST_RUN = """
+import faulthandler, os, sys, flowledger
+faulthandler.dump_traceback_later(60, exit=True)
+with flowledger.run("fork-after-first-run"):
+    pass
+pid = os.fork()  # at once: the parent's sender may be making its HTTP client (an SSL context) right now
+if pid == 0:
+    with flowledger.run("fork-after-first-run-child"):
+        pass
+    ok = flowledger.flush(20)
+    print("ok" if ok else "stuck", flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_child_forked_while_its_parent_makes_its_http_client_delivers(tmp_path: Path, live: LiveReceiver) -> None:
+    """A fork waits while the parent's sender makes its client: a child inheriting OpenSSL's set-up half done
+    waited for ever on its own first client (about one fork in three), its events never sent."""
+    for attempt in range(6):
+        done = _run_script(tmp_path, live, FORK_AFTER_FIRST_RUN)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["ok"], (attempt, done.stdout, done.stderr)
+    assert len(_runs(live, "fork-after-first-run-child")) == 6

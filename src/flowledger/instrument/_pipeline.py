@@ -423,6 +423,8 @@ _FORK_WAIT_S: Final = 10.0
 """How long a fork waits for another thread to finish building the sinks before it goes ahead regardless."""
 _held_at_fork: list[threading.RLock] = []
 """The locks ``_before_fork`` took, released after the fork in parent and child alike."""
+_client_lock_at_fork: list[threading.RLock] = []
+"""The delivery's client-making lock, when ``_before_fork`` took it (see ``_transport.CLIENT_BUILD_LOCK``)."""
 
 
 def _before_fork() -> None:
@@ -439,12 +441,20 @@ def _before_fork() -> None:
             p = _current
             if p is not None and p._lock.acquire(timeout=_FORK_WAIT_S):
                 _held_at_fork.append(p._lock)
+        transport = sys.modules.get("flowledger.instrument.delivery._transport")  # loaded with the sinks only
+        if transport is not None and transport.CLIENT_BUILD_LOCK.acquire(timeout=_FORK_WAIT_S):
+            _client_lock_at_fork.append(transport.CLIENT_BUILD_LOCK)  # no thread of ours inside OpenSSL's set-up
     except Exception:  # never let the fork hook fail the fork
         pass
 
 
 def _release_held_at_fork() -> bool:
     """Release what ``_before_fork`` took; whether it took everything (else a lock may be held by a lost thread)."""
+    while _client_lock_at_fork:
+        try:
+            _client_lock_at_fork.pop().release()
+        except Exception:
+            pass
     complete = len(_held_at_fork) == (1 if _current is None else 2)
     while _held_at_fork:
         try:

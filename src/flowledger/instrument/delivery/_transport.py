@@ -20,6 +20,7 @@ from __future__ import annotations
 import email.utils
 import encodings.idna  # noqa: F401 - the codec socket.getaddrinfo loads on first use
 import gzip
+import threading
 import time
 from collections.abc import Iterable
 from contextvars import Token
@@ -50,6 +51,12 @@ def untraced() -> Token[otel_context.Context]:
     return otel_context.attach(ctx)
 
 
+CLIENT_BUILD_LOCK: Final = threading.RLock()
+"""Held while a client is made: httpx makes an SSL context, and a child forked while another thread is inside
+OpenSSL's context set-up inherits its locks held by a thread it does not have (its own first client would wait for
+ever). A fork waits for it (``_pipeline._before_fork``); re-entrant, as a signal handler may make a client."""
+
+
 def make_client(
     *,
     url: str,
@@ -60,11 +67,12 @@ def make_client(
     """An httpx client for ``url`` with one short timeout for connect, write, read and pool."""
     all_headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json", "Content-Encoding": "gzip"}
     all_headers.update(dict(headers))
-    if transport is None and url.lower().startswith("http://"):
-        # A plain-HTTP endpoint never negotiates TLS (redirects are not followed), so skip
-        # loading the CA bundle: that alone costs about 50 ms, which a short process pays at exit.
-        transport = httpx.HTTPTransport(verify=False)
-    return httpx.Client(transport=transport, timeout=httpx.Timeout(timeout_s), headers=all_headers)
+    with CLIENT_BUILD_LOCK:
+        if transport is None and url.lower().startswith("http://"):
+            # A plain-HTTP endpoint never negotiates TLS (redirects are not followed), so skip
+            # loading the CA bundle: that alone costs about 50 ms, which a short process pays at exit.
+            transport = httpx.HTTPTransport(verify=False)
+        return httpx.Client(transport=transport, timeout=httpx.Timeout(timeout_s), headers=all_headers)
 
 
 def gzip_body(data: bytes) -> bytes:

@@ -200,18 +200,38 @@ _NUL_REFUSED: Final = "A NUL character (%00) in the path or the query string: no
 
 
 _STORE_CANNOT_ANSWER: Final = (
-    "The store cannot answer now. With Retry-After: its database is unreachable, locked or cannot be written; "
-    "ask again then. Without: the query ran past the receiver's limit for one read "
+    "The store cannot answer now: its database is unreachable, locked or cannot be written; ask again after "
+    "Retry-After seconds."
+)
+_QUERY_STOPPED: Final = (
+    " Without Retry-After: the query ran past the receiver's limit for one read "
     "(FLOWLEDGER_RECEIVER_READ_TIMEOUT_S, 30 s by default) and was stopped; narrow it."
 )
+_TIMED_QUERIES: Final = frozenset(
+    {
+        "/api/runs",
+        "/api/runs/{run_id}",
+        "/api/runs/{run_id}/attempts/{span_id}/logs",
+        "/api/diff",
+        "/api/errors",
+        "/api/stats",
+        "/api/sampling",
+        "/api/metrics/custom",
+        "/api/traces/{trace_id}",
+        "/api/otlp/logs",
+        "/api/otlp/metrics",
+        "/metrics",
+    }
+)
+"""The documented GET routes whose reads stop at the receiver's limit for one read (``store/_deadline.py``)."""
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
     """The whole OpenAPI document; every operation also says its 400 for a NUL anywhere in the URL."""
     document = _document()
-    for operations in document["paths"].values():
-        for operation in operations.values():
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
             for parameter in operation.get("parameters", ()):
                 schema = parameter.get("schema", {})
                 if schema.get("type") == "string" and "pattern" not in schema and "enum" not in schema:
@@ -224,7 +244,8 @@ def openapi_document() -> dict[str, Any]:
                 responses["400"]["description"] = f"{responses['400']['description']} {_NUL_REFUSED}"
             else:
                 responses["400"] = _error(_NUL_REFUSED)
-            responses.setdefault("503", _error(_STORE_CANNOT_ANSWER))
+            timed = method == "get" and path in _TIMED_QUERIES
+            responses.setdefault("503", _error(_STORE_CANNOT_ANSWER + (_QUERY_STOPPED if timed else "")))
     return document
 
 
