@@ -360,7 +360,8 @@ def raw_sqlite_all(events: list[dict[str, Any]], path: Path, batch: int) -> floa
             "INSERT INTO producers (producer_id, max_seq, events)",
             producers,
             3,
-            " ON CONFLICT (producer_id) DO UPDATE SET max_seq = excluded.max_seq, events = events + excluded.events",
+            " ON CONFLICT (producer_id, ifnull(project, '')) DO UPDATE SET max_seq = excluded.max_seq, "
+            "events = events + excluded.events",
         )
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
