@@ -53,9 +53,9 @@ def live(tmp_path: Path) -> Iterator[LiveReceiver]:
         yield receiver
 
 
-def _run_app(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def _run_app(tmp_path: Path, app: str = APP, **env: str) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "grpc_app.py"
-    script.write_text(textwrap.dedent(APP), encoding="utf-8")
+    script.write_text(textwrap.dedent(app), encoding="utf-8")
     return subprocess.run(
         [sys.executable, str(script)],
         env=subprocess_env(FLOWLEDGER_EXPORT_SPANS="1", **env),
@@ -64,6 +64,15 @@ def _run_app(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+def _over_grpc(live: LiveReceiver) -> dict[str, str]:
+    """The environment of an app sending its events to ``live`` and its spans to its gRPC port."""
+    return {
+        "FLOWLEDGER_ENDPOINT": live.url,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{live.config.grpc_port}",
+    }
 
 
 @pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"])
@@ -94,24 +103,9 @@ def test_sdk_spans_go_over_grpc_to_the_receiver(live: LiveReceiver, tmp_path: Pa
 
 def test_spans_sent_by_the_exit_hook_go_over_grpc(live: LiveReceiver, tmp_path: Path) -> None:
     """A program that never flushes (a generated module's way) still exports over gRPC from the exit hook."""
-    script = tmp_path / "exit_app.py"
-    script.write_text(APP.split("sys.exit(")[0], encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        env=subprocess_env(
-            FLOWLEDGER_EXPORT_SPANS="1",
-            FLOWLEDGER_ENDPOINT=live.url,
-            OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
-            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{live.config.grpc_port}",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _run_app(tmp_path, APP.split("sys.exit(")[0], **_over_grpc(live))
     assert done.returncode == 0, done.stderr
     assert "span export failed" not in done.stderr
-    assert "surrogates not allowed" not in done.stderr  # cleaned before the OTel exporter sees it
     _run_id, trace_id = done.stdout.split()
     assert live.wait_for(f"/api/traces/{trace_id}", lambda d: d["span_count"] == 3)
 
@@ -226,21 +220,7 @@ sys.exit(0 if flowledger.flush(timeout_s=10.0) else 3)
 
 def test_a_lone_surrogate_costs_no_span_over_grpc(live: LiveReceiver, tmp_path: Path) -> None:
     """A span string holding a lone surrogate (a node id here) goes as U+FFFD over gRPC too: every span arrives."""
-    script = tmp_path / "surrogate_app.py"
-    script.write_text(SURROGATE_APP, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        env=subprocess_env(
-            FLOWLEDGER_EXPORT_SPANS="1",
-            FLOWLEDGER_ENDPOINT=live.url,
-            OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
-            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{live.config.grpc_port}",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _run_app(tmp_path, SURROGATE_APP, **_over_grpc(live))
     assert done.returncode == 0, done.stderr
     _, trace_id = done.stdout.split()
     doc = live.wait_for(f"/api/traces/{trace_id}", lambda d: d["span_count"] == 3)

@@ -25,10 +25,11 @@ import pytest
 from flowledger._exceptions import StoreError
 from flowledger.receiver.store._integrity import ReconcileScope
 from flowledger.receiver.store._protocol import RunQuery
+from flowledger.receiver.store._tree import PROOF_CHUNK
 from flowledger.receiver.store.postgres import PostgresStore
 from tests._postgres import _as_owner, postgres_bindir, postgres_cluster
 from tests._serve import serve_process
-from tests.receiver._support import simple_run, typical_run
+from tests.receiver._support import RunEvents, simple_run, typical_run
 
 START_TIMEOUT_S = 60.0
 pytestmark = pytest.mark.slow
@@ -259,6 +260,41 @@ def test_a_store_iteration_cut_by_the_database_stopping_raises_store_error(clust
             cluster.stop()
             try:
                 async for _run in runs:
+                    pass
+            except StoreError as exc:
+                return type(exc).__name__
+            finally:
+                cluster.start()
+            return "no error"
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == "StoreUnavailable"
+
+
+def test_a_proof_read_a_chunk_at_a_time_cut_by_the_database_stopping_raises_store_error(
+    cluster: Cluster, database: str
+) -> None:
+    """iter_run_proof losing the database after its first chunk raises StoreUnavailable (which the streamed proof
+    route turns into a body cut short, as an export's), not the driver's exception."""
+    run = RunEvents().start()
+    for index in range(300):  # 602 entries: three chunks of a proof
+        run.node(f"step-{index}")
+    run.finish()
+    with serve_process(["--db", database], _env()) as (url, _child):
+        answer = httpx.post(f"{url}/v1/events", json={"events": run.events}, timeout=60)
+        assert answer.json()["accepted"] == len(run.events), answer.text
+
+    async def scenario() -> str:
+        store = PostgresStore(database, pool_max=2)
+        await store.open()
+        try:
+            size = (await store.tree_head()).size
+            chunks = store.iter_run_proof(run.run_id, size)
+            assert len(await anext(chunks)) == PROOF_CHUNK
+            cluster.stop()
+            try:
+                async for _chunk in chunks:
                     pass
             except StoreError as exc:
                 return type(exc).__name__
