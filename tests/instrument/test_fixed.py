@@ -6,7 +6,7 @@ import re
 
 import flowledger
 from flowledger.instrument import FixedAttributes, attempt
-from flowledger.instrument._capture import CapturePolicy, RawJSON
+from flowledger.instrument.capture import CapturePolicy, RawJSON
 from flowledger.testing import CapturedEvents
 
 ATTRIBUTES = {"flowledger.phase": "call", "flowledger.call": "steps:inc", "size": 3}

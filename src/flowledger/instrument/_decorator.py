@@ -30,10 +30,11 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import Any, Final, ParamSpec, TypeVar, overload
 
 from flowledger._wire import MARKER_KEY, CaptureMode
-from flowledger.instrument._capture import RawJSON, _cut, _encode, capture
-from flowledger.instrument._full_capture import capture_mode
 from flowledger.instrument._node import NodeAttempt
 from flowledger.instrument._pipeline import pipeline
+from flowledger.instrument.capture import RawJSON, capture, capture_mode
+from flowledger.instrument.capture._bounded import cut
+from flowledger.instrument.capture._jsonable import encode
 
 __all__ = ["node"]
 
@@ -219,7 +220,7 @@ class _Yielded:
         if type(record) is RawJSON:
             self._parts.append(record.json())
         else:
-            self._parts.append(_encode(record))
+            self._parts.append(encode(record))
             if isinstance(record, dict) and record.get(MARKER_KEY) == "truncated":  # its size: the item's, at least
                 size = record.get("original_bytes") or record.get("original_bytes_at_least") or size
         self._size += size + 1
@@ -249,7 +250,7 @@ class _Yielded:
         if not self._over:
             a.set_output_record(RawJSON(text), len(text.encode("utf-8")))
         else:  # its size is known from below: the items past the limit were counted, not captured
-            a.set_output_record(_cut(text, self._size, policy.limit_bytes, exact=False), policy.limit_bytes + 96)
+            a.set_output_record(cut(text, self._size, policy.limit_bytes, exact=False), policy.limit_bytes + 96)
 
 
 def _generator_node(

@@ -34,23 +34,17 @@ from typing import Any, Final
 
 import orjson
 
-from flowledger.instrument._capture import (
-    _PLAIN_ONLY,
-    RawJSON,
-    _Budget,
-    _convert,
-    _NotPlainJSON,
-    _oversized,
-    _refuse,
-    to_jsonable,
-)
+from flowledger.instrument.capture import RawJSON, to_jsonable
+from flowledger.instrument.capture._bounded import oversized
+from flowledger.instrument.capture._jsonable import Budget, convert
+from flowledger.instrument.capture._plain_json import PLAIN_ONLY, NotPlainJSON, refuse
 
 __all__ = ["KEY_INPUT_LIMIT_BYTES", "IdempotencyGuard", "idempotency_key"]
 
 KEY_INPUT_LIMIT_BYTES: Final = 64 * 1024
 """The largest canonical JSON of an input that gets an idempotency key (bytes)."""
 _canonical: Final = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_refuse
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=refuse
 ).encode
 
 
@@ -80,12 +74,12 @@ def _input_json(value: Any) -> str | None:
     converted with a budget that stops at the limit.
     """
     limit = KEY_INPUT_LIMIT_BYTES
-    if _oversized(value, limit, None):
+    if oversized(value, limit, None):
         return None
     text: str | None = None
     try:  # orjson refuses what the conversion would change: other types, big integers, lone surrogates, odd keys
-        plain = orjson.dumps(value, default=_refuse, option=_PLAIN_ONLY)
-    except (_NotPlainJSON, TypeError, RecursionError):
+        plain = orjson.dumps(value, default=refuse, option=PLAIN_ONLY)
+    except (NotPlainJSON, TypeError, RecursionError):
         plain = None
     if plain is not None:
         if len(plain) > 2 * limit:  # orjson writes a float at most a few characters longer than json does
@@ -95,8 +89,8 @@ def _input_json(value: Any) -> str | None:
         except ValueError:  # NaN or an infinity (orjson wrote null): the conversion marks them
             text = None
     if text is None:
-        budget = _Budget(limit)
-        converted = _convert(value, None, 0, set(), budget)
+        budget = Budget(limit)
+        converted = convert(value, None, 0, set(), budget)
         if budget.cut:  # what it counted is a lower bound of the JSON: over the limit
             return None
         text = json.dumps(converted, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from flowledger.instrument._capture import CapturePolicy, RawJSON, capture
+from flowledger.instrument.capture import CapturePolicy, RawJSON, capture
 
 __all__ = ["FixedAttributes"]
 

@@ -38,16 +38,15 @@ from flowledger._exceptions import UsageError
 from flowledger._wire import CaptureMode, EventKind, NodeStatus, format_ts
 from flowledger.instrument import _heartbeat, _pipeline
 from flowledger.instrument._artifact import MAX_ARTIFACTS_PER_ATTEMPT, Source, artifact_record
-from flowledger.instrument._capture import CapturePolicy, RawJSON, capture
 from flowledger.instrument._cost import Charge, Cost, Penalty, cost_parts
 from flowledger.instrument._effects import IdempotencyGuard, idempotency_key
 from flowledger.instrument._fixed import FixedAttributes
-from flowledger.instrument._full_capture import capture_mode, full_capture
 from flowledger.instrument._logs import AttemptLogBuffer, install_handler
 from flowledger.instrument._metric import AttemptMetrics, check_metric
 from flowledger.instrument._otel import SpanScope, context_from_traceparent, format_traceparent
 from flowledger.instrument._pipeline import Pipeline, pipeline
 from flowledger.instrument._run import Run, _current_run, current_run, error_record, node_exited
+from flowledger.instrument.capture import CapturePolicy, RawJSON, capture, capture_mode, full_capture
 
 __all__ = [
     "Location",
@@ -242,7 +241,7 @@ class NodeAttempt:
         """``span_id`` (16 hex digits) fixes the attempt's span id, so that another process can complete its record.
 
         ``capture="full"`` also records the complete output, content-addressed (see
-        :mod:`flowledger.instrument._full_capture`); None takes the run's ``capture``.
+        :mod:`flowledger.instrument.capture._full`); None takes the run's ``capture``.
         """
         self.node_id = node_id
         self.parent = parent

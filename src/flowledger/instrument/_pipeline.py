@@ -32,9 +32,9 @@ from time import time_ns as _time_ns
 from typing import Any, Final
 
 from flowledger._wire import EventKind, new_event_id
-from flowledger.instrument._capture import CapturePolicy
 from flowledger.instrument._config import Settings, settings_from_env
 from flowledger.instrument._pending import EventData, PendingEvent
+from flowledger.instrument.capture import CapturePolicy
 from flowledger.instrument.delivery._sink import EventSink
 from flowledger.instrument.delivery._wait import wait_s
 

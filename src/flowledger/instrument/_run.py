@@ -35,9 +35,7 @@ from flowledger._wire import (
     new_event_id,
 )
 from flowledger.instrument import _heartbeat, _pipeline
-from flowledger.instrument._capture import capture, clean_str, safe_str
 from flowledger.instrument._cost import Cost
-from flowledger.instrument._full_capture import capture_mode, full_capture
 from flowledger.instrument._logs import redact_text
 from flowledger.instrument._otel import (
     SpanScope,
@@ -52,6 +50,7 @@ from flowledger.instrument._otel_env import note_parent
 from flowledger.instrument._pending import EventData
 from flowledger.instrument._pipeline import Pipeline, pipeline
 from flowledger.instrument._sampling import HeldEvents, draws_out, rate_for
+from flowledger.instrument.capture import capture, capture_mode, clean_str, full_capture, safe_str
 
 __all__ = ["Run", "current_run", "error_record", "node_exited", "run"]
 

@@ -41,7 +41,7 @@ from flowledger._exceptions import ConfigError, ResumeRefused, RunAborted
 from flowledger._run_context import run_id_from_baggage
 from flowledger._wire import MARKER_KEY, RESUME_APP_PATH, AbortReason, RunStatus, TriggerType
 from flowledger.instrument import flush
-from flowledger.instrument._capture import INT_MAX, INT_MIN, clean_str, to_jsonable
+from flowledger.instrument.capture import INT_MAX, INT_MIN, clean_str, to_jsonable
 from flowledger.workflow._execute import RunResult, execute_run
 from flowledger.workflow._resume import ResumePlan, fetch_evidence, plan_resume, resume_source
 from flowledger.workflow._spec import HttpTrigger, Schedule, Workflow

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flowledger.instrument._capture import RawJSON, materialize
+from flowledger.instrument.capture import RawJSON, materialize
 from flowledger.instrument.delivery import _spool
 from flowledger.instrument.delivery._spool import CLAIM_MARK, Spool, SpoolResult, decode_spooled_batch, encode_batch
 from tests.instrument.delivery._sender_support import make_event

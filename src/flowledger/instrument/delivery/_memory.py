@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flowledger._wire import EventKind
-from flowledger.instrument._capture import materialize
+from flowledger.instrument.capture import materialize
 from flowledger.instrument.delivery._counters import Counters, DropReason
 
 __all__ = ["MemorySink"]

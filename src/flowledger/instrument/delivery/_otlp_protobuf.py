@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import orjson
 
-from flowledger.instrument._capture import clean_str
+from flowledger.instrument.capture import clean_str
 
 __all__ = [
     "OtlpProtocol",

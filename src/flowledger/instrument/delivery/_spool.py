@@ -43,7 +43,7 @@ from typing import Any, Final
 import orjson
 
 from flowledger._wire import new_event_id
-from flowledger.instrument._capture import RawJSON, to_jsonable
+from flowledger.instrument.capture import RawJSON, to_jsonable
 
 __all__ = ["Claim", "Spool", "SpoolResult", "encodable", "new_batch_name"]
 

@@ -16,8 +16,7 @@ import pytest
 import flowledger
 import flowledger.instrument._pipeline
 from flowledger._wire import FULL_CAPTURE_MAX_BYTES, REDACTED
-from flowledger.instrument._capture import CapturePolicy, to_jsonable
-from flowledger.instrument._full_capture import full_capture
+from flowledger.instrument.capture import CapturePolicy, full_capture, to_jsonable
 from flowledger.testing import capture_events
 
 

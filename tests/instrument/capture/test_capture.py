@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowledger.instrument._capture import CapturePolicy, RawJSON, capture, materialize
 from flowledger.instrument._config import Settings
+from flowledger.instrument.capture import CapturePolicy, RawJSON, capture, materialize
 from flowledger.instrument.delivery._spool import encode_batch
 
 POLICY = CapturePolicy(Settings().redact_regex, 4096)

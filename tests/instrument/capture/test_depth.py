@@ -12,9 +12,8 @@ import pytest
 
 import flowledger
 from flowledger._wire import MARKER_KEY
-from flowledger.instrument import _capture
-from flowledger.instrument._capture import CapturePolicy, capture
 from flowledger.instrument._config import Settings
+from flowledger.instrument.capture import CapturePolicy, RawJSON, _jsonable, capture
 from flowledger.receiver._config import DEFAULT_MAX_DEPTH, ReceiverConfig
 from tests.receiver._support import LiveReceiver, start_receiver
 
@@ -35,7 +34,7 @@ def _levels(value: Any) -> int:
 
 
 def _plain(record: Any) -> Any:
-    return record.value() if isinstance(record, _capture.RawJSON) else record
+    return record.value() if isinstance(record, RawJSON) else record
 
 
 def _nested(levels: int, inner: Any = None, *, innermost: type[list[Any]] | type[tuple[Any, ...]] = list) -> Any:
@@ -57,8 +56,8 @@ def _markers(value: Any) -> list[str]:
 
 def test_the_capture_depth_is_the_receivers_default_limit_less_the_event_envelope() -> None:
     """The SDK's depth constants derive from the receiver's default limit, leaving a captured value's event room."""
-    assert _capture.EVENT_MAX_DEPTH == DEFAULT_MAX_DEPTH
-    assert _capture.MAX_DEPTH == DEFAULT_MAX_DEPTH - _capture.EVENT_ENVELOPE_DEPTH == VALUE_LEVELS
+    assert _jsonable.EVENT_MAX_DEPTH == DEFAULT_MAX_DEPTH
+    assert _jsonable.MAX_DEPTH == DEFAULT_MAX_DEPTH - _jsonable.EVENT_ENVELOPE_DEPTH == VALUE_LEVELS
 
 
 @pytest.mark.parametrize("path", ["fast", "converted"])

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from flowledger.instrument._capture import CapturePolicy, RawJSON, capture
 from flowledger.instrument._config import Settings
+from flowledger.instrument.capture import CapturePolicy, RawJSON, capture
 
 POLICY = CapturePolicy(Settings().redact_regex, 1 << 20)
 TRIALS = 600

@@ -40,27 +40,16 @@ from typing import Any, Final
 import orjson
 
 from flowledger._wire import FULL_CAPTURE_MAX_BYTES, MARKER_KEY, REDACTED, CaptureMode, OutputCapture
-from flowledger.instrument._capture import (
-    _PLAIN_ONLY,
-    MAX_DEPTH,
-    CapturePolicy,
-    _convert,
-    _fast_encode,
-    _fragments,
-    _is_secret,
-    _mentions,
-    _NotPlainJSON,
-    _orjson_dumps,
-    _refuse,
-    _too_deep,
-    clean_str,
-)
+from flowledger.instrument.capture._bounded import CapturePolicy
+from flowledger.instrument.capture._jsonable import MAX_DEPTH, clean_str, convert, encode
+from flowledger.instrument.capture._plain_json import PLAIN_ONLY, NotPlainJSON, fast_encode, refuse, too_deep
+from flowledger.instrument.capture._redaction import fragments_of, is_secret, mentions
 
 __all__ = ["capture_mode", "full_capture"]
 
-_encode: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-_REDACTED_JSON: Final = _encode(REDACTED)
-_MARKER_JSON: Final = _encode(MARKER_KEY)
+_orjson_dumps: Final = orjson.dumps
+_REDACTED_JSON: Final = encode(REDACTED)
+_MARKER_JSON: Final = encode(MARKER_KEY)
 HASH_CHUNK_CHARS: Final = 64 * 1024
 """The text gathered before it is encoded to UTF-8 and fed to the hash."""
 BATCH_WEIGHT: Final = 64 * 1024
@@ -149,14 +138,14 @@ class _Stream:
         """The size of the encoding ``plain`` last made (0 when the value is not plain JSON)."""
         self.small = False
         """Whether what ``plain`` last turned down is plain JSON whose encoding is at most ``BATCH_WEIGHT`` bytes:
-        converted whole (as ``_convert`` does) at little cost, rather than walked."""
+        converted whole (as ``convert`` does) at little cost, rather than walked."""
         self.marker = False
         """Whether the converted value holds a ``__flowledger__`` key (a marker, or the value's own)."""
         self.redacted = False
         """Whether converting without redaction gives something else."""
         self.unredacted_failed = False
         """Whether converting without redaction raised (where redaction kept the conversion from going)."""
-        fragments = _fragments(redact) if redact is not None else ()
+        fragments = fragments_of(redact) if redact is not None else ()
         self.plain_ok = fragments is not None and not any(_UNSAFE_IN_FRAGMENT.intersection(f) for f in fragments)
         """Whether a secret-looking key can be ruled out from the JSON text (redact is None, or made of fragments)."""
 
@@ -181,7 +170,7 @@ class _Stream:
             else:
                 self.kept.append(text)
 
-    # --- the walk (mirrors _capture._convert, which makes whatever is not walked here) --------------
+    # --- the walk (mirrors _jsonable.convert, which makes whatever is not walked here) --------------
 
     def value(self, value: Any, depth: int, *, tried: bool = False) -> None:
         """Write ``value`` at ``depth``; ``tried``: it is known not to go whole (do not try it again)."""
@@ -189,10 +178,10 @@ class _Stream:
         if kind is str:
             self.string(value)
         elif kind is int or kind is float or kind is bool or value is None:  # redaction plays no part
-            jsonable = _convert(value, None, depth, self.seen)
+            jsonable = convert(value, None, depth, self.seen)
             if type(jsonable) is dict:  # an integer past 64 bits, a NaN or an infinity
                 self.marker = True
-            self.write(_encode(jsonable))
+            self.write(encode(jsonable))
         elif (kind is dict or kind is list or kind is tuple) and depth < MAX_DEPTH - 1 and id(value) not in self.seen:
             if kind is dict and not self.plain_keys(value):
                 self.write(self.converted(value, depth))
@@ -202,7 +191,7 @@ class _Stream:
                 if text is not None:
                     self.write(text)
                     return
-                if self.small:  # a secret, a marker key, a NaN or too deep, in little: as _convert makes it
+                if self.small:  # a secret, a marker key, a NaN or too deep, in little: as convert makes it
                     self.write(self.converted(value, depth))
                     return
             self.container(value, depth)
@@ -211,12 +200,12 @@ class _Stream:
 
     def string(self, value: str) -> None:
         if len(value) <= STRING_SLICE_CHARS:
-            self.write(_encode(value if value.isascii() else clean_str(value)))
+            self.write(encode(value if value.isascii() else clean_str(value)))
             return
         self.write('"')  # escaping and cleaning go a character at a time: slices give the same text
         for at in range(0, len(value), STRING_SLICE_CHARS):
             part = value[at : at + STRING_SLICE_CHARS]
-            self.write(_encode(part if part.isascii() else clean_str(part))[1:-1])
+            self.write(encode(part if part.isascii() else clean_str(part))[1:-1])
         self.write('"')
 
     @staticmethod
@@ -225,19 +214,19 @@ class _Stream:
         return all(type(key) is str and (key.isascii() or clean_str(key) is key) for key in value)
 
     def converted(self, value: Any, depth: int) -> str:
-        """The JSON text of ``value`` as ``_convert`` makes it (at ``depth``, within the walk's containers), whole."""
-        jsonable = _convert(value, self.redact, depth, self.seen)
+        """The JSON text of ``value`` as ``convert`` makes it (at ``depth``, within the walk's containers), whole."""
+        jsonable = convert(value, self.redact, depth, self.seen)
         if not self.marker and _has_marker(jsonable):
             self.marker = True
         if self.redact is not None:
             self.compare(jsonable, value, depth)
-        text: str = _encode(jsonable)
+        text: str = encode(jsonable)
         return text
 
     def compare(self, jsonable: Any, value: Any, depth: int) -> None:
         """Note whether ``value`` converted without redaction differs from ``jsonable`` (or cannot be converted)."""
         try:
-            plain = _convert(value, None, depth, self.seen)
+            plain = convert(value, None, depth, self.seen)
         except Exception:
             self.unredacted_failed = True
             return
@@ -251,22 +240,22 @@ class _Stream:
         if not self.plain_ok:
             return None
         try:
-            encoded = _orjson_dumps(value, default=_refuse, option=_PLAIN_ONLY)
+            encoded = _orjson_dumps(value, default=refuse, option=PLAIN_ONLY)
             self.last_bytes = len(encoded)
             self.small = len(encoded) <= BATCH_WEIGHT
             if len(encoded) > PLAIN_MAX_BYTES:
                 return None
-            text: str = _fast_encode(value)  # json's own text: the same bytes as converting, then encoding
+            text: str = fast_encode(value)  # json's own text: the same bytes as converting, then encoding
             if encoded != text.encode() and orjson.loads(encoded) != json.loads(text):
                 # not the same values, only written apart (floats): an enum member of a str or int mixin, whose
                 # value orjson writes and json its content; converting writes its value
                 return None
-        except (_NotPlainJSON, ValueError, TypeError, RecursionError):  # orjson.JSONEncodeError is a TypeError
+        except (NotPlainJSON, ValueError, TypeError, RecursionError):  # orjson.JSONEncodeError is a TypeError
             return None
-        if _MARKER_JSON in text or _too_deep(encoded, MAX_DEPTH - depth):
+        if _MARKER_JSON in text or too_deep(encoded, MAX_DEPTH - depth):
             return None
         redact = self.redact
-        if redact is not None and _mentions(text.lower().replace("-", "_"), redact, _fragments(redact)):
+        if redact is not None and mentions(text.lower().replace("-", "_"), redact, fragments_of(redact)):
             return None
         return text
 
@@ -300,7 +289,7 @@ class _Stream:
                 part = dict(batch) if pairs is not None else batch
                 text = self.plain(part, depth) if light else None
                 if text is None and light and self.small:
-                    # plain but for a secret, a marker key, a NaN or its depth, and little: as _convert makes it
+                    # plain but for a secret, a marker key, a NaN or its depth, and little: as convert makes it
                     text = self.converted(part, depth)
                 if text is not None:
                     assert text[:1] in "[{", "a batch's text is its container's"
@@ -323,8 +312,8 @@ class _Stream:
                         self.value(item, depth + 1, tried=tried)
                     else:
                         key, inner = item
-                        self.write(f"{comma}{_encode(key)}:")
-                        if self.redact is not None and _is_secret(key, self.redact):
+                        self.write(f"{comma}{encode(key)}:")
+                        if self.redact is not None and is_secret(key, self.redact):
                             self.write(_REDACTED_JSON)
                             self.secret(inner, depth + 1)
                         else:
