@@ -296,7 +296,9 @@ RUN_FIELDS: Final[tuple[RecordField, ...]] = (
         kind=FieldKind.API,
         required=False,
     ),
-    _field("resumed_from", _NSTR, "The run this run resumes (flowledger resume, --resume).", required=False),
+    _field(
+        "resumed_from", _NSTR, "The run this run resumes (flowledger resume, --resume).", required=False, export=True
+    ),
     _field("definition_sha256", _NSTR, "The sha256 of the workflow definition the run ran.", required=False),
     _field(
         "resumed_from_definition_sha256",
