@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from flowledger._wire import now_ts
 from flowledger.receiver.cli._commands import verify_command
 from flowledger.receiver.cli._migrate import migrate_command, sqlite_path
+from flowledger.receiver.store._custom_metrics import CustomMetricQuery
 from flowledger.receiver.store._entry import ENTRY_FORMAT
 from flowledger.receiver.store._error_groups import ErrorGroupQuery
 from flowledger.receiver.store._protocol import DailyTotal, PurgeSelection, RunQuery, Store
@@ -148,6 +149,10 @@ def _ledger_with_otlp(path: Path) -> dict[str, Any]:
     from tests.receiver.store.conformance.test_otlp import _gauge_request, _logs_request
 
     failing = [typical_run() for _ in range(3)]
+    for run in (failing[0], failing[2]):  # the purged run's metric totals outlive it
+        finished = next(e for e in run.events if e["kind"] == "node_finished")
+        metric = {"name": "cache_hit", "labels": {"tier": "a"}, "count": 2, "sum": 3.0, "min": 1.0, "max": 2.0}
+        finished["data"] |= {"workflow_id": run.workflow_id, "metrics": [metric | {"value": 2.0}]}
     shared = [{**e, "run_id": failing[1].run_id} for e in typical_run(project="beta").events]  # another project's
     kept = simple_run()
     node_span = next(e["data"]["span_id"] for e in kept.events if e["kind"] == "node_started")
@@ -179,6 +184,7 @@ async def _analytics(store: Store, trace_id: str, kept: str) -> dict[str, Any]:
         get = await store.get_run(kept)
         return {
             "errors": await store.error_groups(ErrorGroupQuery()),
+            "metrics": await store.custom_metrics(CustomMetricQuery()),
             "stats": [await store.run_stats(StatsQuery(by=by, bucket=Bucket.DAY)) for by in StatsBy],
             "spans": (await store.get_trace(trace_id))[0],
             "records": await store.otlp_logs(trace_id=trace_id, project=None, limit=10),
@@ -211,6 +217,7 @@ def test_migrate_copies_what_outlives_purges_and_what_lives_beside_the_ledger(
     on_sqlite = asyncio.run(_analytics(SqliteStore(source, readonly=True), made["trace_id"], kept))
     on_postgres = asyncio.run(_analytics(PostgresStore(postgres_url, readonly=True), made["trace_id"], kept))
     assert on_sqlite["errors"][0]["count"] == 4  # the purged run's failure counts, and beta's (read for all projects)
+    assert sum(row["count"] for row in on_sqlite["metrics"]) == 4  # the purged run's metric too
     assert sum(g["runs"] for g in on_sqlite["stats"][0]) == 5  # beta's run of one of their ids is a run too
     [beta_group] = on_sqlite["beta"][0]
     assert (beta_group["count"], beta_group["sample_run_ids"]) == (1, [made["shared"]])

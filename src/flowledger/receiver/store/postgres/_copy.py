@@ -19,8 +19,8 @@ rows.
 
 What is not folded from the ledger is copied too, after the rebuild: the
 running sums that outlive purges (statistics rollups and histograms, error
-groups: the source's rows replace the ones the rebuild folded, which lack what
-runs purged before the copy added), and what lives beside the ledger: OTLP
+groups, custom metric totals: the source's rows replace the ones the rebuild
+folded, which lack what runs purged before the copy added), and what lives beside the ledger: OTLP
 spans, OTLP log records (linked or not) with the lines they were copied to
 beside their runs (searchable there as at ingest), and OTLP metric series
 and points, ids kept. The way back (:func:`copy_postgres_ledger`) does the
@@ -42,6 +42,7 @@ from typing import Any, Final
 import asyncpg
 
 from flowledger._exceptions import LedgerIntegrityError, StoreError, UsageError
+from flowledger.receiver.store._custom_metrics import CUSTOM_METRIC_COLUMNS
 from flowledger.receiver.store._entry import ENTRY_COLUMNS, entry_format, entry_of, kept_as_fields, parse_entry
 from flowledger.receiver.store._logs import LOG_COLUMNS, LogRow, LogSource
 from flowledger.receiver.store._otlp_logs import OTLP_LOG_COLUMNS
@@ -98,13 +99,13 @@ _AFTER_REBUILD: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("otlp_logs", ("log_id", *OTLP_LOG_COLUMNS, "linked")),
     ("otlp_metric_series", ("series_id", "series_key", *SERIES_FIELDS)),
     ("otlp_metric_points", ("point_id", "series_id", "time_ns", "start_ns", "value", "data", "int_value")),
+    ("custom_metrics", CUSTOM_METRIC_COLUMNS),
 )  # fmt: skip
 """What is copied after the rebuild, in this order."""
-_FOLDED: Final = frozenset({"stats_rollup", "stats_hist", "error_groups"})
+_FOLDED: Final = frozenset({"stats_rollup", "stats_hist", "error_groups", "custom_metrics"})
 """Tables of :data:`_AFTER_REBUILD` the rebuild also fills: the source's rows replace the ones it folded."""
 _REFOLDED: Final = (
     "runs", "node_runs", "producers", "logs", "log_drops", "sampled_out", "search_text", "run_attributes",
-    "custom_metrics",
 )  # fmt: skip
 """Tables the rebuild (:func:`~._rebuild.pg_refold`) empties and fills, beside those copied."""
 WRITTEN: Final = (*(t for t, _ in _TABLES), *(t for t, _ in _AFTER_REBUILD), *_REFOLDED)
@@ -122,6 +123,7 @@ _KEYS: Final = {
     "stats_rollup": ", ".join((*_PLACE, "status")),
     "stats_hist": ", ".join(_PLACE),
     "error_groups": "project, fingerprint, hour",
+    "custom_metrics": ", ".join(CUSTOM_METRIC_COLUMNS[:6]),
     "spans": "trace_id, span_id, project",
     "logs": "id",
     **_SERIALS,
