@@ -67,6 +67,8 @@ class FieldKind(enum.Enum):
     """An INTEGER column read as true/false (null stays null)."""
     JSON = "json"
     """A column of JSON text, parsed."""
+    LIST = "list"
+    """A column of a JSON array's text, parsed; ``[]`` when the column is null (the record had none)."""
     OBJECT = "object"
     """An object with one key per column (``parts``); null when its first two columns are both null."""
     COST = "cost"
@@ -370,51 +372,48 @@ NODE_FIELDS: Final[tuple[RecordField, ...]] = (
     ),
     _field(
         "metrics",
-        _nullable(
-            {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name", "labels", "count", "sum", "min", "max", "value"],
-                    "properties": {
-                        "name": _STR,
-                        "labels": {"type": "object", "additionalProperties": _STR},
-                        "count": {"type": "integer"},
-                        "sum": {"type": "number"},
-                        "min": {"type": "number"},
-                        "max": {"type": "number"},
-                        "value": {"type": "number"},
-                    },
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "labels", "count", "sum", "min", "max", "value"],
+                "properties": {
+                    "name": _STR,
+                    "labels": {"type": "object", "additionalProperties": _STR},
+                    "count": {"type": "integer"},
+                    "sum": {"type": "number"},
+                    "min": {"type": "number"},
+                    "max": {"type": "number"},
+                    "value": {"type": "number"},
                 },
-            }
-        ),
-        "What the attempt recorded with flowledger.metric: one summary per name and labels (value is the last).",
-        kind=FieldKind.JSON,
+            },
+        },
+        "What the attempt recorded with flowledger.metric: one summary per name and labels (value is the last); [] "
+        "when none.",
+        kind=FieldKind.LIST,
         columns=("metrics_json",),
         required=False,
     ),
     _field(
         "artifacts",
-        _nullable(
-            {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name"],
-                    "properties": {
-                        "name": _STR,
-                        "uri": _NSTR,
-                        "media_type": _NSTR,
-                        "size_bytes": _NINT,
-                        "sha256": _NSTR,
-                        "sha256_skipped": _NSTR,
-                    },
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": _STR,
+                    "uri": _NSTR,
+                    "media_type": _NSTR,
+                    "size_bytes": _NINT,
+                    "sha256": _NSTR,
+                    "sha256_skipped": _NSTR,
                 },
-            }
-        ),
+            },
+        },
         "What the attempt recorded with flowledger.artifact: name, uri, media type, size and sha256 "
-        "(sha256_skipped says why a file was not hashed).",
-        kind=FieldKind.JSON,
+        "(sha256_skipped says why a file was not hashed); [] when none.",
+        kind=FieldKind.LIST,
         columns=("artifacts_json",),
         required=False,
     ),
@@ -498,9 +497,11 @@ def field_value(record_field: RecordField, row: ColumnsByName) -> Any:
     if kind is FieldKind.BOOLEAN:
         value = row[record_field.sources[0]]
         return None if value is None else bool(value)
-    if kind is FieldKind.JSON:
+    if kind is FieldKind.JSON or kind is FieldKind.LIST:
         text = row[record_field.sources[0]]
-        return None if text is None else json.loads(text)
+        if text is None:
+            return [] if kind is FieldKind.LIST else None
+        return json.loads(text)
     if kind is FieldKind.API:
         raise ValueError(f"{record_field.name} is filled in by the API, not read from the store.")
     if kind is FieldKind.ATTACHED:
