@@ -223,3 +223,45 @@ async def announce_then_spin(value: Any, *, limit_s: float) -> Any:
     while time.monotonic() < end:
         pass
     return value
+
+
+def timed_out(value: Any) -> Any:
+    """Sync: raise the TimeoutError of a call of its own that timed out (not a limit of the run's)."""
+    raise TimeoutError(f"the upstream timed out on {value!r}")
+
+
+async def atimed_out_once(value: Any, *, key: str) -> Any:
+    """Async: the first call for ``key`` times out waiting on an upstream of its own; later calls return the input."""
+    if _count(key) == 1:
+        await asyncio.wait_for(asyncio.sleep(1), 0.001)
+    return value
+
+
+class Ambiguous:
+    """A value whose truth cannot be told (as a pandas frame's): ``bool()`` of it raises."""
+
+    def __bool__(self) -> bool:
+        raise ValueError("the truth value of an Ambiguous is ambiguous")
+
+
+def ambiguous(value: Any) -> Ambiguous:
+    """A `when` predicate answering a value whose truth test raises."""
+    return Ambiguous()
+
+
+class Verdict:
+    """A false `when` answer with a long repr (the reasons it gives)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"Verdict(ok=False, why={self.why!r})"
+
+
+def long_no(value: Any) -> Verdict:
+    """A `when` predicate answering a false value whose repr is about 2,000 characters."""
+    return Verdict("no line matches the catalogue: " + ", ".join(f"sku-{i}" for i in range(250)))

@@ -67,6 +67,17 @@ def test_max_runs_below_one_is_a_usage_error(value: str, write_definition: Calla
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("name", ["100% of %(prog)s", "%(prog)s %d", "50% off"])
+def test_help_shows_a_workflow_name_holding_percent_signs(
+    name: str, write_definition: Callable[..., Path], tmp_path: Path
+) -> None:
+    """`--help` of a workflow whose name holds `%(prog)` and another `%` exits 0 showing the name as written."""
+    text = f'flowledger: 1\nworkflow: {{id: pct, name: "{name}"}}\nnodes:\n  - {{id: one, call: "m:f"}}\n'
+    done = _run(_module(write_definition, text, tmp_path), "--help")
+    assert done.returncode == 0, done.stderr
+    assert f"Run the workflow {name!r} (pct)." in done.stdout
+
+
 def test_an_empty_executor_name_is_a_usage_error(write_definition: Callable[..., Path], tmp_path: Path) -> None:
     """`--executor ''` exits 2 naming the known executors, instead of silently meaning local."""
     done = _run(_module(write_definition, SCHEDULE, tmp_path), "--executor", "", "--input", "1")

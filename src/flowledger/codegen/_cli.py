@@ -47,6 +47,17 @@ def _no_traceback(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _same_file(definition: Path, output: Path) -> bool:
+    """Whether writing ``output`` would overwrite ``definition``: the same path once resolved (symbolic links,
+    ``..``), or another name of the same file (a hard link)."""
+    try:
+        if definition.resolve() == output.resolve():
+            return True
+        return output.exists() and os.path.samefile(definition, output)
+    except OSError:  # one of them cannot be read: generating reports it
+        return False
+
+
 _JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON (for scripts).")
 
 
@@ -103,6 +114,14 @@ def generate_command(definition: Path, output: Path, templates_dir: Path | None,
         raise SystemExit(EXIT_INVALID)
     if as_json and str(output) == "-":
         click.echo("error: --json prints the outcome on stdout; write the module to a file with -o FILE", err=True)
+        raise SystemExit(EXIT_INVALID)
+    if str(output) != "-" and _same_file(definition, output):
+        suggestion = definition.with_suffix(".py") if definition.suffix != ".py" else definition.with_name("module.py")
+        click.echo(
+            f"error: -o {output} is the definition {definition} itself; write the module to another file, "
+            f"e.g. -o {suggestion}",
+            err=True,
+        )
         raise SystemExit(EXIT_INVALID)
     # The module records its definition's path from its own folder (from here when it goes to stdout).
     folder = Path.cwd() if str(output) == "-" else output.parent

@@ -41,7 +41,12 @@ class Construct:
 
 def _quote_for(text: str) -> str:
     """Double quotes unless the text holds more of them than single quotes (ruff format's rule)."""
-    return "'" if text.count('"') > text.count("'") else '"'
+    return _quote_given(text.count('"'), text.count("'"))
+
+
+def _quote_given(doubles: int, singles: int) -> str:
+    """:func:`_quote_for` a text holding ``doubles`` double quotes and ``singles`` single quotes."""
+    return "'" if doubles > singles else '"'
 
 
 def _escape(char: str, quote: str) -> str:
@@ -66,14 +71,20 @@ def string_literal(text: str) -> str:
 
 
 def _string_pieces(text: str, width: int) -> list[str]:
-    """``text`` cut into literals of at most ``width`` characters, preferably after spaces."""
+    """``text`` cut into literals of at most ``width`` characters, preferably after spaces.
+
+    Each piece is measured with the quote the rest of the text would take; the quotes left are counted down
+    piece by piece (not counted again in the rest), so a long string is cut in time linear in its length.
+    """
     pieces: list[str] = []
     start = 0
+    doubles, singles = text.count('"'), text.count("'")
+    """The quotes of each kind in ``text[start:]``."""
     while start < len(text):
         end = start
         size = 2
         last_space = -1
-        quote = _quote_for(text[start:])
+        quote = _quote_given(doubles, singles)
         while end < len(text):
             step = len(_escape(text[end], quote))
             if size + step > width and end > start:
@@ -84,7 +95,10 @@ def _string_pieces(text: str, width: int) -> list[str]:
             end += 1
         if end < len(text) and last_space > start + (end - start) // 2:
             end = last_space + 1
-        pieces.append(string_literal(text[start:end]))
+        piece = text[start:end]
+        pieces.append(string_literal(piece))
+        doubles -= piece.count('"')
+        singles -= piece.count("'")
         start = end
     return pieces
 

@@ -20,7 +20,7 @@ from pathlib import Path as FsPath
 from typing import Any, Final
 
 from flowledger.codegen._document import MAX_NESTING, NESTED_TOO_DEEP, Document, Mark, read_integer, text_problem
-from flowledger.codegen._problems import Path, Problems
+from flowledger.codegen._problems import Path, Problems, shown_key
 from flowledger.codegen._yaml import MAX_ALIAS_VALUES, read_yaml
 
 __all__ = [
@@ -202,7 +202,9 @@ class _JsonReader:
             elif key in out:
                 first = self.doc.keys[child]
                 self.problems.add(
-                    *self.mark(key_pos), child, f"duplicate key `{key}` (first written at line {first[0]}); keep one"
+                    *self.mark(key_pos),
+                    child,
+                    f"duplicate key `{shown_key(key)}` (first written at line {first[0]}); keep one",
                 )
                 kept, self.problems = self.problems, Problems(self.problems.file)  # the value left out is not read
                 try:

@@ -16,7 +16,7 @@ from typing import Any
 
 from flowledger._exceptions import DefinitionError
 
-__all__ = ["Path", "Problem", "Problems", "did_you_mean", "format_path"]
+__all__ = ["Path", "Problem", "Problems", "did_you_mean", "format_path", "shown_key"]
 
 Path = tuple[str | int, ...]
 """A place in the definition: mapping keys and list indexes from the root."""
@@ -25,14 +25,23 @@ _SUGGESTION_CUTOFF = 0.6
 """How similar (difflib ratio) a known name must be to be suggested."""
 
 
+def shown_key(key: str) -> str:
+    """A mapping key as problems print it: as written when every character of it is printable, else escaped as a
+    Python string literal (``'a\\nb'``), as values are. A key holding a line break or a terminal escape must not
+    break the output's one problem a line, nor write a line (or escape sequence) of its own."""
+    return key if key.isprintable() else repr(key)
+
+
 def format_path(path: Path) -> str:
-    """Spell ``("nodes", 2, "needs", 0)`` as ``nodes[2].needs[0]``; the root is ``(root)``."""
+    """Spell ``("nodes", 2, "needs", 0)`` as ``nodes[2].needs[0]``; the root is ``(root)``. Keys are shown by
+    :func:`shown_key`."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else part
+            key = shown_key(part)
+            out += f".{key}" if out else key
     return out or "(root)"
 
 

@@ -37,7 +37,7 @@ from flowledger.codegen._model import (
     WithValue,
     WorkflowInfo,
 )
-from flowledger.codegen._problems import Path, Problems, did_you_mean
+from flowledger.codegen._problems import Path, Problems, did_you_mean, shown_key
 from flowledger.workflow import (
     DEFAULT_BACKOFF_FACTOR,
     DEFAULT_BACKOFF_S,
@@ -133,6 +133,17 @@ def _is_node_id(text: str) -> bool:
     return bool(NODE_ID.match(text)) and len(text) <= MAX_ID_LENGTH and text not in _RESERVED_NODE_IDS
 
 
+def _split_url(url: str) -> SplitResult | None:
+    """``url``'s parts, or None when it is not one URL: spaces or control characters in it, or a netloc urlsplit
+    refuses (an unbalanced ``[`` of an IPv6 address, characters that NFKC normalisation turns into ``/?#@:``)."""
+    if not url.isprintable() or any(c.isspace() for c in url):
+        return None
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
 def _port_ok(parts: SplitResult) -> bool:
     """Whether the URL has no port or one from 1 to :data:`MAX_PORT`."""
     try:
@@ -221,7 +232,7 @@ class _Validator:
             if key not in allowed:
                 close = did_you_mean(key, allowed)
                 hint = f" (did you mean `{close}`?)" if close else ""
-                self.at_key((*path, key), f"unknown key `{key}`{hint}; allowed keys: {_quote_list(allowed)}")
+                self.at_key((*path, key), f"unknown key `{shown_key(key)}`{hint}; allowed keys: {_quote_list(allowed)}")
         for key in required:
             if key not in value:
                 self.at(path, f"missing required key `{key}`")
@@ -260,8 +271,13 @@ class _Validator:
         return number
 
     def integer(self, value: Any, path: Path, *, minimum: int) -> int | None:
+        # A whole number written as a float (3.0, 1e3) is that integer, as JSON Schema's `integer` has it.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            self.at(path, f"expected a whole number, found {_type_name(value)}")
+            found = f"{value!r}, which has a fraction" if isinstance(value, float) else _type_name(value)
+            hint = "; write it without quotes" if isinstance(value, str) and _looks_numeric(value) else ""
+            self.at(path, f"expected a whole number, found {found}{hint}")
             return None
         if value < minimum:
             self.at(path, f"must be at least {minimum}, found {value}")
@@ -403,64 +419,86 @@ class _Validator:
         return CaptureMode(text) if text else None
 
     def trigger(self, value: Any, path: Path) -> Trigger | None:
-        section = self.mapping(value, path, TRIGGER_KEYS, required=("type",))
-        if section is None or "type" not in section:
+        section = self.mapping(value, path, TRIGGER_KEYS)
+        if section is None:
             return None
-        kind_text = self.enum_value(section["type"], (*path, "type"), [k.value for k in TriggerType])
-        if kind_text is None:
+        kind: TriggerType | None = TriggerType.MANUAL  # `type` may be left out, as the docs and schema say
+        if "type" in section:
+            kind_text = self.enum_value(section["type"], (*path, "type"), [k.value for k in TriggerType])
+            kind = TriggerType(kind_text) if kind_text else None
+        # Each settings section present is checked whatever the type (every problem is listed at once); one
+        # that does not match a known type is a problem of its own.
+        http_path = self.trigger_http(section["http"], (*path, "http")) if "http" in section else None
+        schedule = self.trigger_schedule(section["schedule"], (*path, "schedule")) if "schedule" in section else None
+        if kind is None:
             return None
-        kind = TriggerType(kind_text)
         for other in ("http", "schedule"):
             if other in section and other != kind.value:
-                self.at_key((*path, other), f"`{other}` settings only apply to `type: {other}`; remove them")
+                fix = "remove them" if "type" in section else f"add `type: {other}`, or remove them"
+                self.at_key((*path, other), f"`{other}` settings only apply to `type: {other}`; {fix}")
         if kind is TriggerType.HTTP:
             if "http" not in section:
                 self.at(path, "an http trigger needs `http: {path: /some/path}`")
                 return None
-            spec = self.mapping(section["http"], (*path, "http"), TRIGGER_HTTP_KEYS, required=("path",))
-            if spec is None or "path" not in spec:
-                return None
-            route = self.text(spec["path"], (*path, "http", "path"))
-            if route is None:
-                return None
-            if not route.startswith("/") or any(c.isspace() or not c.isprintable() or c in "{}" for c in route):
-                self.at(
-                    (*path, "http", "path"),
-                    f"{route!r} is not a route path; start it with `/` and use no spaces, braces or control characters",
-                )
-                return None
-            if "?" in route or "#" in route:
-                self.at(
-                    (*path, "http", "path"),
-                    f"{route!r} holds a query or fragment (`?`, `#`), so no request would ever match it; "
-                    "write the path alone",
-                )
-                return None
-            if route == RESERVED_ROUTE_PREFIX or route.startswith(f"{RESERVED_ROUTE_PREFIX}/"):
-                self.at(
-                    (*path, "http", "path"),
-                    f"{route!r} is under `{RESERVED_ROUTE_PREFIX}/`, where the module's own routes (such as "
-                    f"`{RESUME_APP_PATH}`) live; choose another path",
-                )
-                return None
-            return Trigger(kind, http_path=route)
+            return None if http_path is None else Trigger(kind, http_path=http_path)
         if kind is TriggerType.SCHEDULE:
             if "schedule" not in section:
                 self.at(path, "a schedule trigger needs `schedule: {every_s: SECONDS}` or `schedule: {cron: EXPR}`")
                 return None
-            where = (*path, "schedule")
-            spec = self.mapping(section["schedule"], where, TRIGGER_SCHEDULE_KEYS)
-            if spec is None:
-                return None
-            if ("every_s" in spec) == ("cron" in spec):
-                self.at(where, 'give exactly one of `every_s: SECONDS` or `cron: "MIN HOUR DAY MONTH WEEKDAY"`')
-                return None
-            if "cron" in spec:
-                cron = self.cron(spec["cron"], (*where, "cron"))
-                return None if cron is None else Trigger(kind, cron=cron)
-            every = self.number(spec["every_s"], (*where, "every_s"), minimum=0, exclusive=True)
-            return None if every is None else Trigger(kind, every_s=every)
+            return schedule
         return Trigger(kind)
+
+    def trigger_http(self, value: Any, path: Path) -> str | None:
+        """The route path of an http trigger's settings ``{path: /some/path}``."""
+        spec = self.mapping(value, path, TRIGGER_HTTP_KEYS, required=("path",))
+        if spec is None or "path" not in spec:
+            return None
+        where = (*path, "path")
+        route = self.text(spec["path"], where)
+        if route is None:
+            return None
+        if not route.startswith("/") or any(c.isspace() or not c.isprintable() or c in "{}" for c in route):
+            self.at(
+                where,
+                f"{route!r} is not a route path; start it with `/` and use no spaces, braces or control characters",
+            )
+            return None
+        if "?" in route or "#" in route:
+            self.at(
+                where,
+                f"{route!r} holds a query or fragment (`?`, `#`), so no request would ever match it; "
+                "write the path alone",
+            )
+            return None
+        if "%" in route:  # requests are routed on their decoded path: `/a%20b` would only match `/a%2520b`
+            self.at(
+                where,
+                f"{route!r} holds a percent-escape (`%`), but requests are matched on their decoded path, so no "
+                "request would match it as written; write the characters themselves, without spaces",
+            )
+            return None
+        if route == RESERVED_ROUTE_PREFIX or route.startswith(f"{RESERVED_ROUTE_PREFIX}/"):
+            self.at(
+                where,
+                f"{route!r} is under `{RESERVED_ROUTE_PREFIX}/`, where the module's own routes (such as "
+                f"`{RESUME_APP_PATH}`) live; choose another path",
+            )
+            return None
+        return route
+
+    def trigger_schedule(self, value: Any, path: Path) -> Trigger | None:
+        """A schedule trigger from its settings ``{every_s: SECONDS}`` or ``{cron: EXPR}``."""
+        spec = self.mapping(value, path, TRIGGER_SCHEDULE_KEYS)
+        if spec is None:
+            return None
+        if ("every_s" in spec) == ("cron" in spec):
+            self.at(path, 'give exactly one of `every_s: SECONDS` or `cron: "MIN HOUR DAY MONTH WEEKDAY"`')
+            return None
+        if "cron" in spec:
+            cron = self.cron(spec["cron"], (*path, "cron"))
+            return None if cron is None else Trigger(TriggerType.SCHEDULE, cron=cron)
+        every = self.number(spec["every_s"], (*path, "every_s"), minimum=0, exclusive=True)
+        return None if every is None else Trigger(TriggerType.SCHEDULE, every_s=every)
 
     def cron(self, value: Any, path: Path) -> str | None:
         text = self.text(value, path, max_length=256)
@@ -531,13 +569,14 @@ class _Validator:
             return None
         node_id = self.node_id(section["id"], (*path, "id")) if "id" in section else None
         call = http = None
+        if "call" in section:
+            call = self.call_target(section["call"], (*path, "call"))
+        if "http" in section:
+            http = self.http(section["http"], (*path, "http"))
         if "call" in section and "http" in section:
             self.at_key((*path, "http"), "a node has either `call` or `http`, not both")
-        elif "call" in section:
-            call = self.call_target(section["call"], (*path, "call"))
-        elif "http" in section:
-            http = self.http(section["http"], (*path, "http"))
-        else:
+            call = http = None
+        elif "call" not in section and "http" not in section:
             self.at(path, "a node needs `call: module:function` or `http: {url: ...}`")
         needs = self.needs(section.get("needs", []), (*path, "needs"), node_id, index)
         with_args = self.with_args(section["with"], (*path, "with")) if "with" in section else ()
@@ -631,9 +670,11 @@ class _Validator:
 
     def retry(self, value: Any, path: Path) -> Retry | None:
         section = self.mapping(value, path, RETRY_KEYS, required=("attempts",))
-        if section is None or "attempts" not in section:
+        if section is None:
             return None
-        attempts = self.integer(section["attempts"], (*path, "attempts"), minimum=1)
+        attempts = None  # missing (reported): the other settings are still checked, every problem listed at once
+        if "attempts" in section:
+            attempts = self.integer(section["attempts"], (*path, "attempts"), minimum=1)
         backoff = DEFAULT_BACKOFF_S
         factor = DEFAULT_BACKOFF_FACTOR
         max_backoff = DEFAULT_MAX_BACKOFF_S
@@ -660,7 +701,7 @@ class _Validator:
 
     def http(self, value: Any, path: Path) -> HttpSpec | None:
         section = self.mapping(value, path, HTTP_KEYS, required=("url",))
-        if section is None or "url" not in section:
+        if section is None:
             return None
         method = DEFAULT_HTTP_METHOD
         if "method" in section:
@@ -669,9 +710,9 @@ class _Validator:
                 raw.upper() if isinstance(raw, str) else raw, (*path, "method"), [m.value for m in HttpMethod]
             )
             method = HttpMethod(text) if text else method
-        url = self.text(section["url"], (*path, "url"), max_length=4096)
+        url = self.text(section["url"], (*path, "url"), max_length=4096) if "url" in section else None
         if url is not None:
-            parts = urlsplit(url) if url.isprintable() and not any(c.isspace() for c in url) else None
+            parts = _split_url(url)
             if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
                 self.at(
                     (*path, "url"),

@@ -18,7 +18,7 @@ from functools import cache
 from typing import Any, Final
 
 from flowledger.codegen._document import MAX_NESTING, NESTED_TOO_DEEP, Document, Mark, read_integer
-from flowledger.codegen._problems import Path, Problems
+from flowledger.codegen._problems import Path, Problems, shown_key
 
 __all__ = ["MAX_ALIAS_VALUES", "read_yaml"]
 
@@ -84,11 +84,54 @@ def _yaml_loader() -> Callable[[str], Any]:
     return Loader
 
 
+_REFUSED: Final = "[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+"""Characters the YAML parser cannot be given as they are (see :func:`_refused_characters`)."""
+_LINE_BREAK_OR_REFUSED: Final = re.compile(f"(\r\n?|\n)|({_REFUSED})")
+_YAML11_BREAKS: Final = {"\x85": "NEXT LINE", "\u2028": "LINE SEPARATOR", "\u2029": "PARAGRAPH SEPARATOR"}
+
+
+def _refused_characters(text: str, problems: Problems) -> bool:
+    """Add a problem, at its line and column, for each character of ``text`` the parser cannot be given as it is;
+    whether there was one.
+
+    Control characters (and U+FFFE, U+FFFF) are not allowed in YAML text, only as escapes in double-quoted
+    strings. U+0085, U+2028 and U+2029 are allowed in YAML 1.2, which definitions are read as, but libyaml
+    follows YAML 1.1, where they are line breaks: it would turn one in a value into a space, or refuse it in a
+    plain value, and shift the line numbers of every problem after it. Both are refused before parsing, with the
+    escape to write instead. Lines are counted as YAML 1.2 counts them (LF, CR, CRLF).
+    """
+    line, line_start, found = 1, 0, False
+    for match in _LINE_BREAK_OR_REFUSED.finditer(text):
+        if match.group(1) is not None:
+            line, line_start = line + 1, match.end()
+            continue
+        found = True
+        char = match.group(2)
+        code = ord(char)
+        escape = f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+        if char in _YAML11_BREAKS:
+            what = (
+                f"the character U+{code:04X} ({_YAML11_BREAKS[char]}) would be read as a line break by the YAML "
+                "parser, changing the value and the line numbers after it"
+            )
+        else:
+            what = f"the control character U+{code:04X} is not allowed in YAML text"
+        problems.add(
+            line,
+            match.start() - line_start + 1,
+            (),
+            f"{what}; write it as the escape {escape} inside a double-quoted string",
+        )
+    return found
+
+
 def read_yaml(text: str, doc: Document, problems: Problems) -> bool:
     """Parse YAML ``text`` into ``doc``, adding every problem found to ``problems``; whether the whole file was
     read (False: invalid YAML, an empty file, or reading stopped at a limit)."""
     from yaml.error import MarkedYAMLError, YAMLError  # lazy, as in _yaml_loader
 
+    if _refused_characters(text, problems):
+        return False
     loader = _yaml_loader()(text)
     try:
         reader = _YamlReader(loader, doc, problems)
@@ -100,8 +143,8 @@ def read_yaml(text: str, doc: Document, problems: Problems) -> bool:
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
         what = " ".join(str(part) for part in (exc.context, exc.problem) if part)
         problems.add(line, column, (), f"invalid YAML: {what or exc}")
-    except YAMLError as exc:
-        problems.add(0, 0, (), f"invalid YAML: {exc}")
+    except YAMLError as exc:  # one line, as every problem is (PyYAML's text spans two)
+        problems.add(0, 0, (), f"invalid YAML: {' '.join(str(exc).split())}")
     else:
         return reader.documents > 0
     finally:
@@ -380,7 +423,9 @@ class _YamlReader:
         child = (*mapping.path, key)
         if key in mapping.item.value:
             first = self.doc.keys.get(child, (0, 0))
-            problems.add(*item.mark, child, f"duplicate key `{key}` (first written at line {first[0]}); keep one")
+            problems.add(
+                *item.mark, child, f"duplicate key `{shown_key(key)}` (first written at line {first[0]}); keep one"
+            )
             return None
         if not mapping.muted:
             self._record(child, item.mark, key=True)

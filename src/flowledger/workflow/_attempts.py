@@ -3,9 +3,10 @@
 Each attempt is its own ``attempt()`` record, so the history shows every
 try with its error. Backoff never sleeps past the run's deadline; an
 attempt is cut at ``timeout_s`` (NodeTimeout) or at the deadline
-(RunAborted), whichever comes first. An attempt after the first counts a
-``retry`` penalty in its cost, an attempt cut at its ``timeout_s`` a
-``timeout`` penalty.
+(RunAborted), whichever comes first; a TimeoutError the node's own code
+raises is its error like any other (retried, and taken for neither). An
+attempt after the first counts a ``retry`` penalty in its cost, an attempt
+cut at its ``timeout_s`` a ``timeout`` penalty.
 
 What the node's code raises stays inside its attempt: ``SystemExit`` (the
 node called ``sys.exit``, even ``sys.exit(0)``) fails the attempt with a
@@ -22,8 +23,7 @@ started is.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from flowledger._exceptions import NodeTimeout, RunAborted
 from flowledger._wire import AbortReason
@@ -145,15 +145,18 @@ def stopped_by(host: AttemptHost, node: Node, exc: SystemExit | KeyboardInterrup
     return abort
 
 
-async def _contained(host: AttemptHost, node: Node, work: Coroutine[Any, Any, Any]) -> Any:
-    """Await ``work``, turning a SystemExit or KeyboardInterrupt it raises into an error (see ``stopped_by``).
-
-    For work awaited in a task of its own (``asyncio.wait_for``), which must not raise them.
-    """
-    try:
-        return await work
-    except (SystemExit, KeyboardInterrupt) as exc:
-        raise stopped_by(host, node, exc) from exc
+def _limit_passed(execution: AttemptHost, node: Node, number: int, hook: NodeAttempt, limit: float) -> NoReturn:
+    """The attempt's ``limit`` expired: NodeTimeout when it was ``timeout_s``, else the run passed its deadline."""
+    if node.timeout_s is not None and limit >= node.timeout_s:
+        hook.add_penalty(Penalty.TIMEOUT)
+        raise NodeTimeout(
+            f"node `{node.id}` attempt {number} ran longer than its timeout_s of {node.timeout_s:g} s"
+        ) from None
+    deadline_s = execution.run.deadline_s
+    message = f"the run passed its deadline of {deadline_s:g} s"
+    execution.run.abort(AbortReason.DEADLINE, message)
+    execution.run.check_limits()  # raises the run's abort: this one, or one recorded before it
+    raise RunAborted(AbortReason.DEADLINE, message)  # not reached
 
 
 async def one_attempt(
@@ -175,29 +178,25 @@ async def one_attempt(
                 if hit:
                     hook.duplicate(recorded)
                     return recorded
-            remaining = execution.run.remaining_s()
+            limits = [t for t in (node.timeout_s, execution.run.remaining_s()) if t is not None]
+            limit = min(limits) if limits else None
             work = execution.invoke(node, value, hook)
-            if node.timeout_s is None and remaining is None:
-                try:
-                    output = await work  # no limit: a plain await, no wait_for task
-                except (SystemExit, KeyboardInterrupt) as exc:
-                    raise stopped_by(execution, node, exc) from exc
-            else:
-                limit = min(t for t in (node.timeout_s, remaining) if t is not None)
-                try:
-                    output = await asyncio.wait_for(_contained(execution, node, work), limit)
-                except TimeoutError:
-                    if node.timeout_s is not None and limit >= node.timeout_s:
-                        hook.add_penalty(Penalty.TIMEOUT)
-                        raise NodeTimeout(
-                            f"node `{node.id}` attempt {number} ran longer than its timeout_s of {node.timeout_s:g} s"
-                        ) from None
-                    deadline_s = execution.run.deadline_s
-                    execution.run.abort(AbortReason.DEADLINE, f"the run passed its deadline of {deadline_s:g} s")
-                    execution.run.check_limits()
+            if limit is not None and limit <= 0:  # the deadline just passed: the node's code never starts
+                work.close()
+                _limit_passed(execution, node, number, hook, limit)
+            # The limit is a scope around the await, not a wait_for task: its expiry is told apart from a
+            # TimeoutError the node's own code raised (an upstream's timeout, say), which is the node's error
+            # like any other: it is retried, and neither charged a timeout penalty nor taken for the deadline.
+            scope = asyncio.timeout(limit)
+            try:
+                async with scope:
+                    output = await work
+            except (SystemExit, KeyboardInterrupt) as exc:
+                raise stopped_by(execution, node, exc) from exc
+            except TimeoutError:
+                if limit is None or not scope.expired():
                     raise
-                finally:
-                    work.close()  # a no-op once it ran; unstarted when the limit was 0 (the deadline had just passed)
+                _limit_passed(execution, node, number, hook, limit)
             hook.set_output(output)
             return output
     except RunAborted as abort:

@@ -31,13 +31,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import functools
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from flowledger._exceptions import RunAborted, WorkflowFailed
-from flowledger._wire import REUSED_FROM_ATTRIBUTE, AbortReason, NodeStatus, RunStatus, TriggerType
+from flowledger._wire import REUSED_FROM_ATTRIBUTE, AbortReason, NodeStatus, RunStatus, TriggerType, event_schema
 from flowledger.instrument import Run, record_skip, run
 from flowledger.workflow._attempts import (
     aborted_reason,
@@ -64,6 +65,19 @@ INTERRUPTED_MESSAGE: Final = "the run was interrupted (SIGINT)"
 """The message of the RunAborted (reason ``interrupted``) of a run whose ``interrupt`` event was set."""
 NodeWork = Coroutine[Any, Any, tuple[NodeStatus, Any]]
 """One node's work in a run: running it (or reusing its recorded output), to its state and output."""
+
+
+@functools.cache
+def skip_reason_max_chars() -> int:
+    """The longest ``skip_reason`` a receiver accepts, as the wire format's schema declares it."""
+    field = event_schema()["$defs"]["node_finished"]["properties"]["skip_reason"]
+    return int(next(kind["maxLength"] for kind in field["anyOf"] if kind.get("type") == "string"))
+
+
+def _cut_skip_reason(reason: str) -> str:
+    """``reason`` cut to what the wire format accepts (a long repr in it would make receivers refuse the skip)."""
+    limit = skip_reason_max_chars()
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
 
 # --- results ----------------------------------------------------------------
@@ -489,6 +503,9 @@ class Execution(NodeHost):
         if node.when is not None:
             try:
                 keep = await self.call(node.when.resolve(), value, {})
+                # The answer's truth test (and repr) is the predicate's too: an answer whose bool() raises (a
+                # pandas frame, say) fails the phase with a record of its own, as the predicate raising does.
+                skip = None if keep else _cut_skip_reason(f"when `{node.when}` returned {keep!r}")
             except asyncio.CancelledError as exc:
                 if self._aborting is None:  # cancelled from inside, or the run's caller went away: it failed
                     self._fail_phase(node, value, Phase.WHEN, exc)
@@ -505,9 +522,8 @@ class Execution(NodeHost):
                     self.interrupted_by(exc, abort)
             except Exception as exc:
                 self._fail_phase(node, value, Phase.WHEN, exc)
-            if not keep:
-                location = self.workflow.locations[node.id]
-                record_skip(node.id, f"when `{node.when}` returned {keep!r}", location=location)
+            if skip is not None:
+                record_skip(node.id, skip, location=self.workflow.locations[node.id])
                 return NodeStatus.SKIPPED, None
         if node.map is None:
             return NodeStatus.SUCCEEDED, await run_attempts(self, node, value, None)

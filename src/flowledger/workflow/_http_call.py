@@ -3,6 +3,10 @@
 The request carries the node attempt's W3C ``traceparent``, so the receiving
 service joins the run's trace, and the run's id in the W3C ``baggage`` header
 (``flowledger.run_id``), so a workflow it starts records this run as its parent.
+The run's id is added to the baggage of the context the request is sent in, and
+the headers are those the application's OpenTelemetry propagators write: the
+context's ``tracestate`` and other baggage entries go along (after any
+``baggage`` the definition sets), and an instrumented httpx client carries them too.
 A reply outside 2xx fails the attempt with the status code and the start of the body in the message. Every request
 counts as one ``external_requests`` in the attempt's cost, and the attempt's
 record and span get the OpenTelemetry HTTP attributes (``http.request.method``,
@@ -25,8 +29,12 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from opentelemetry.baggage import get_baggage, set_baggage
+from opentelemetry.context import attach, detach
+from opentelemetry.propagate import inject
+
 from flowledger._exceptions import ConfigError, HttpNodeError
-from flowledger._run_context import baggage_with_run_id
+from flowledger._run_context import BAGGAGE_RUN_ID_KEY, baggage_with_run_id, run_id_from_baggage
 from flowledger.instrument import NodeAttempt, Run, cost, traceparent
 from flowledger.instrument._url import masked
 from flowledger.workflow._os_reason import os_reason
@@ -126,11 +134,46 @@ async def send(
     headers = {
         name: _env_header(node_id, name, item) if isinstance(item, Env) else item for name, item in spec.headers.items()
     }
-    parent = _traceparent(hook, recorder)
+    # The run's id goes into the baggage of the context the request is sent in, not only into a header of our
+    # own: the application's propagators write it out with the context's other entries and its tracestate, and
+    # an instrumented client (opentelemetry-instrumentation-httpx), whose inject replaces the headers, keeps it.
+    token = attach(set_baggage(BAGGAGE_RUN_ID_KEY, recorder.run_id)) if recorder.run_id else None
+    try:
+        _add_trace_context(headers, _traceparent(hook, recorder))
+        return await _request(node_id, spec, method, value, headers, client, hook)
+    finally:
+        if token is not None:
+            detach(token)
+
+
+def _add_trace_context(headers: dict[str, str], parent: str | None) -> None:
+    """Add the current context's propagated headers to ``headers``: its ``tracestate`` and ``baggage`` (merged with
+    any ``baggage`` the definition sets), and ``parent`` as the ``traceparent``."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    for name, text in carrier.items():
+        if name == "baggage":
+            text = ",".join(part for part in (headers.get(name), text) if part)
+        headers[name] = text
     if parent:
         headers["traceparent"] = parent
-    if recorder.run_id:  # the called workflow records this run as its parent
-        headers["baggage"] = baggage_with_run_id(headers.get("baggage"), recorder.run_id)
+    run_id = get_baggage(BAGGAGE_RUN_ID_KEY)
+    if isinstance(run_id, str) and run_id_from_baggage(headers.get("baggage")) != run_id:
+        # the application's propagators write no baggage (OTEL_PROPAGATORS without it): the called workflow
+        # still learns which run called it
+        headers["baggage"] = baggage_with_run_id(headers.get("baggage"), run_id)
+
+
+async def _request(
+    node_id: str,
+    spec: Http,
+    method: str,
+    value: Any,
+    headers: dict[str, str],
+    client: Callable[[], httpx.AsyncClient],
+    hook: NodeAttempt,
+) -> Any:
+    """Send the request with ``headers``; return the decoded JSON reply (text if it is not JSON)."""
     body = None if method in _BODYLESS else json.dumps(value, default=str).encode()
     if body is not None:
         headers.setdefault("content-type", "application/json")

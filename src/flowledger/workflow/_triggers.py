@@ -173,7 +173,10 @@ def _bad_host(host: str, port: int) -> str | None:
 
 def _parser(workflow: Workflow, prog: str | None) -> argparse.ArgumentParser:
     title = workflow.name or workflow.id
-    parser = argparse.ArgumentParser(prog=prog, description=f"Run the workflow {title!r} ({workflow.id}).")
+    description = f"Run the workflow {title!r} ({workflow.id})."
+    if "%(prog)" in description:  # argparse then %-formats the whole text: a name's other `%` must not be read
+        description = description.replace("%", "%%")
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--input",
         metavar="JSON",
