@@ -60,11 +60,11 @@ def test_csv_header_is_the_declared_export_fields() -> None:
     assert all(any(c == n or c.startswith(n + "_") for n in exported) for c in CSV_COLUMNS)
 
 
-
 def test_csv_has_every_plain_run_field_of_the_contract() -> None:
     """A spreadsheet of runs has the context and lineage fields: who, which agent, why, started by and resuming."""
     for name in ("project", "user_id", "agent_id", "intent", "parent_run_id", "resumed_from"):
         assert name in CSV_COLUMNS, name
+
 
 def test_declared_columns_are_projection_columns() -> None:
     """Every column a field reads is a projection column (RunState/NodeState) or a payload from the ledger."""

@@ -56,7 +56,6 @@ async def test_breakdown_metrics_and_artifacts_read_back_as_sent(store: Store) -
     assert exported["nodes"][0]["metrics"] == node["metrics"]
 
 
-
 async def test_an_attempt_without_metrics_or_artifacts_has_empty_lists(store: Store) -> None:
     """Metrics and artifacts are lists whether or not the attempt recorded any: [] when none, never null."""
     run = RunEvents().start().node("plain").finish()
@@ -67,6 +66,7 @@ async def test_an_attempt_without_metrics_or_artifacts_has_empty_lists(store: St
     assert (node["metrics"], node["artifacts"]) == ([], [])
     (exported,) = [r async for r in store.iter_runs(RunQuery(), with_nodes=True)]
     assert (exported["nodes"][0]["metrics"], exported["nodes"][0]["artifacts"]) == ([], [])
+
 
 async def test_custom_metric_totals_filter_by_name_labels_workflow_and_project(store: Store) -> None:
     """Totals add attempts of one series; filters narrow them; a project sees its own rows only."""
