@@ -243,3 +243,144 @@ def test_a_bad_otel_traces_variable_is_reported_under_its_own_name_as_given(capl
     assert "/v1/traces" not in caplog.text
     assert "pw" not in caplog.text
     assert "no-equals" not in caplog.text
+
+
+@pytest.mark.parametrize("blank", ["", "  ", " , ", ","])
+def test_a_blank_redact_patterns_variable_keeps_redaction_and_warns(
+    blank: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A blank FLOWLEDGER_REDACT_PATTERNS is reported and the default patterns apply: it never turns redaction off."""
+    _forget_reports()
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        settings = settings_from_env({"FLOWLEDGER_REDACT_PATTERNS": blank})
+    assert settings.redact_patterns == Settings().redact_patterns
+    assert f"FLOWLEDGER_REDACT_PATTERNS={blank!r}" in caplog.text
+
+
+BLANK_PATTERNS_CHILD = """
+import flowledger
+@flowledger.node
+def login(credentials):
+    return "ok"
+with flowledger.run("blank-patterns"):
+    login({"user": "ann", "password": "hunter2"})
+assert flowledger.flush(timeout_s=20.0)
+"""
+
+
+def test_a_process_with_blank_redact_patterns_records_no_password_in_clear(tmp_path: Path) -> None:
+    """A real process with FLOWLEDGER_REDACT_PATTERNS='' warns once and writes the password redacted to its sink."""
+    target = tmp_path / "runs.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", BLANK_PATTERNS_CHILD],
+        cwd=REPO_ROOT,
+        env=child_env(
+            FLOWLEDGER_REDACT_PATTERNS="",
+            FLOWLEDGER_SINKS=f"jsonl:{target}",
+            FLOWLEDGER_SPOOL_DIR=str(tmp_path / "spool"),
+            FLOWLEDGER_EXPORT_SPANS="0",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("FLOWLEDGER_REDACT_PATTERNS") == 1
+    records = [json.loads(line) for line in target.read_text().splitlines()]
+    (node,) = [r for r in records if r["kind"] == "node_finished"]
+    assert node["data"]["input"] == {"user": "ann", "password": "[REDACTED]"}
+    assert "hunter2" not in target.read_text()
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_idempotency_dir_is_reported_not_taken_for_the_working_directory(
+    blank: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FLOWLEDGER_IDEMPOTENCY_DIR='' is refused as FLOWLEDGER_SPOOL_DIR='' is: the records stay beside the spool."""
+    _forget_reports()
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        settings = settings_from_env({"FLOWLEDGER_IDEMPOTENCY_DIR": blank})
+    assert settings.idempotency_dir is None
+    assert f"FLOWLEDGER_IDEMPOTENCY_DIR={blank!r}" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["2.7", "1e30", "-1", "many", "nan"])
+def test_max_retries_that_is_not_a_whole_count_is_reported(value: str, caplog: pytest.LogCaptureFixture) -> None:
+    """FLOWLEDGER_MAX_RETRIES takes what configure() takes, an integer from 0: 2.7 is not cut to 2, nor 1e30 kept."""
+    _forget_reports()
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        settings = settings_from_env({"FLOWLEDGER_MAX_RETRIES": value})
+    assert settings.max_retries == Settings().max_retries
+    assert f"FLOWLEDGER_MAX_RETRIES={value!r}: it must be an integer, zero or more" in caplog.text
+
+
+def test_max_retries_takes_a_whole_count() -> None:
+    """FLOWLEDGER_MAX_RETRIES=0 and =12 are used as given."""
+    assert settings_from_env({"FLOWLEDGER_MAX_RETRIES": "0"}).max_retries == 0
+    assert settings_from_env({"FLOWLEDGER_MAX_RETRIES": " 12 "}).max_retries == 12
+
+
+def test_an_empty_service_name_variable_is_unset(caplog: pytest.LogCaptureFixture) -> None:
+    """FLOWLEDGER_SERVICE_NAME='' is unset, as OTel reads an empty variable: OTEL_SERVICE_NAME, else flowledger."""
+    _forget_reports()
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        both = settings_from_env({"FLOWLEDGER_SERVICE_NAME": "", "OTEL_SERVICE_NAME": "billing"})
+        alone = settings_from_env({"FLOWLEDGER_SERVICE_NAME": ""})
+    assert both.service_name == "billing"
+    assert alone.service_name == "flowledger"
+    assert not caplog.records
+    assert settings_from_env({"FLOWLEDGER_SERVICE_NAME": "shop", "OTEL_SERVICE_NAME": "billing"}).service_name == "shop"
+
+
+def test_a_service_name_longer_than_the_receiver_takes_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    """A service name over 256 characters (run_started's limit) is reported, and the default is used."""
+    _forget_reports()
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        settings = settings_from_env({"OTEL_SERVICE_NAME": "s" * 257})
+    assert settings.service_name == "flowledger"
+    assert "OTEL_SERVICE_NAME" in caplog.text
+
+
+HEADER_SECRET = "SECRÉT99"
+
+
+@pytest.mark.parametrize(
+    ("pair", "named", "problem"),
+    [
+        (("api-key", HEADER_SECRET), "'api-key'", "U+00C9"),
+        (("api-key", "SECR%C3%89T99"), "'api-key'", "U+00C9"),  # as sent: percent-decoded
+        (("api-key", "SECRET%0Aevil"), "'api-key'", "a line break"),
+        (("api-key", "SECRET\r\nX-Evil: 1"), "'api-key'", "a carriage return"),
+        (("api-key", " SECRET"), "'api-key'", "starts or ends with a space"),
+        (("api key", "SECRET"), "header name", "a space"),
+    ],
+)
+def test_an_otlp_header_that_cannot_be_sent_is_refused_by_name_never_by_value(
+    pair: tuple[str, str], named: str, problem: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """configure(otlp_headers=...) raises ConfigError naming the header and what is wrong, never its value; the
+    variable is ignored with one warning saying the same."""
+    with pytest.raises(flowledger.ConfigError) as caught:
+        Settings().updated(otlp_headers=dict([pair]))
+    message = str(caught.value)
+    assert "otlp_headers" in message
+    assert named in message
+    assert problem in message
+    assert "SECR" not in message
+    if pair[1] != pair[1].strip():
+        return  # the variable's entries are stripped, as OTel strips them: " SECRET" is usable there
+    _forget_reports()
+    with caplog.at_level(logging.WARNING, logger="flowledger"):
+        settings = settings_from_env({"OTEL_EXPORTER_OTLP_HEADERS": f"x-tenant=t1,{pair[0]}={pair[1]}"})
+    assert settings.otlp_headers == ()
+    assert "OTEL_EXPORTER_OTLP_HEADERS (value not shown)" in caplog.text
+    assert named in caplog.text
+    assert "SECR" not in caplog.text
+
+
+def test_usable_otlp_headers_are_kept_from_a_mapping_or_pairs() -> None:
+    """A mapping or a list of pairs is kept as pairs; inner spaces and percent-encoding are fine."""
+    assert Settings().updated(otlp_headers={"Authorization": "Basic abc"}).otlp_headers == (
+        ("Authorization", "Basic abc"),
+    )
+    assert Settings().updated(otlp_headers=[["x-tenant%2Did", "a%3Db"]]).otlp_headers == (("x-tenant%2Did", "a%3Db"),)

@@ -11,6 +11,7 @@ import pytest
 
 import flowledger
 from flowledger.instrument._config import Settings, SinkKind, SinkSpec
+from flowledger.testing import capture_events
 
 
 @pytest.mark.parametrize(
@@ -31,12 +32,29 @@ from flowledger.instrument._config import Settings, SinkKind, SinkSpec
         ("max_retries", None),
         ("max_retries", True),
         ("max_retries", 2.5),
+        ("disabled", "no"),
+        ("idempotency_guard", "false"),
+        ("capture", "false"),
+        ("export_spans", "no"),
+        ("otel_app_provider", 1),
+        ("capture_logs", None),
+        ("service_name", 123),
+        ("service_name", ""),
+        ("redact_patterns", ""),
+        ("redact_patterns", 5),
+        ("redact_patterns", ["token", 1]),
+        ("redact_patterns", [" "]),
+        ("api_key", 123),
+        ("otlp_headers", "api-key=x"),
+        ("otlp_headers", {"api-key": 5}),
+        ("otlp_headers", [("api-key",)]),
     ],
 )
 def test_a_value_of_the_wrong_type_is_a_config_error_naming_the_setting(
     setting: str, value: Any, configure: Callable[..., Any]
 ) -> None:
-    """None, a bool, a string or a list where a number goes: ConfigError naming the setting, never a TypeError."""
+    """A value of the wrong type (a string for an on/off setting, a number for a name or key, a list where a number
+    goes): ConfigError naming the setting, never a TypeError nor a value read as something else."""
     with pytest.raises(flowledger.ConfigError, match=setting):
         Settings().updated(**{setting: value})
     with pytest.raises(flowledger.ConfigError, match=setting):
@@ -109,3 +127,51 @@ def test_a_path_setting_of_another_type_is_a_config_error_naming_it(setting: str
     with pytest.raises(flowledger.ConfigError, match=setting):
         Settings().updated(**{setting: value})
     assert any(problem.startswith(f"{setting} must be") for problem in Settings(**{setting: value}).problems())
+
+
+@pytest.mark.parametrize(
+    ("given", "redacted", "clear"),
+    [
+        ("password", "password", "name"),
+        ("password, ssn", "ssn", "name"),
+        (["token"], "token", "password"),
+        (("token",), "token", "password"),
+        ({"token"}, "token", "password"),
+    ],
+)
+def test_redact_patterns_are_whole_fragments_whatever_the_collection(
+    given: Any, redacted: str, clear: str, configure: Callable[..., Any]
+) -> None:
+    """redact_patterns as one comma-separated str (as the variable) or a list, tuple or set: each entry is a key
+    fragment, never read letter by letter (which redacted ``name``) nor refused as unhashable."""
+    configure(redact_patterns=given, sinks="memory", export_spans=False)
+
+    @flowledger.node
+    def step(payload: dict[str, str]) -> None:
+        return None
+
+    with capture_events() as events, flowledger.run("wf"):
+        step({redacted: "s3cr3t", clear: "kept"})
+    (node,) = events.nodes("step")
+    assert node["data"]["input"] == {redacted: "[REDACTED]", clear: "kept"}
+
+
+def test_an_empty_redact_patterns_tuple_turns_redaction_off_explicitly() -> None:
+    """redact_patterns=() is the one way to record every key in clear; a blank str is refused instead."""
+    assert Settings().updated(redact_patterns=()).redact_regex is None
+    with pytest.raises(flowledger.ConfigError, match="an empty tuple records every key in clear"):
+        Settings().updated(redact_patterns=" , ")
+
+
+@pytest.mark.parametrize("flag", ["disabled", "capture", "export_spans", "otel_app_provider", "capture_logs"])
+def test_every_flag_takes_true_and_false(flag: str) -> None:
+    """Each on/off setting takes the bools themselves."""
+    assert getattr(Settings().updated(**{flag: True}), flag) is True
+    assert getattr(Settings().updated(**{flag: False}), flag) is False
+
+
+def test_a_string_false_never_turns_the_idempotency_guard_on(configure: Callable[..., Any]) -> None:
+    """configure(idempotency_guard="false") is refused; the guard stays as it was (off by default)."""
+    with pytest.raises(flowledger.ConfigError, match="idempotency_guard must be True or False, not 'false'"):
+        configure(idempotency_guard="false")
+    assert flowledger.configure().idempotency_guard is False

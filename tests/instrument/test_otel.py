@@ -11,11 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 
 import flowledger
+from flowledger.instrument._otel import SpanScope, context_from_traceparent
+from flowledger.receiver._config import ReceiverConfig
 from flowledger.testing import CapturedEvents
+from tests.otel._support import start_receiver, subprocess_env
 
 
 def test_node_span_is_the_current_otel_span_while_it_runs(events: CapturedEvents) -> None:
@@ -222,3 +226,79 @@ def test_otel_app_provider_off_keeps_the_sdks_own_spans() -> None:
     assert app_spans == {"http GET"}
     assert out["http GET"]["parent"] == out["recorded"]["fetch"]  # the node's span context was current
     assert out["otel_exported"] == [False]  # so the SDK's sender builds and exports the nodes' spans
+
+
+def test_a_tracer_that_makes_no_spans_leaves_the_sdks_own_ids() -> None:
+    """A tracer whose spans have the invalid (all-zero) context, whatever the reason: the SDK's own ids, not zeros."""
+    tracer = trace.NoOpTracer()
+    parent = context_from_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    root = SpanScope("run wf", None, None, tracer)
+    child = SpanScope("step", parent, None, tracer)
+    other = SpanScope("step", parent, None, tracer)
+    for scope in (root, child, other):
+        assert not scope.real  # so the SDK's own export (when on) sends it
+        assert scope.trace_id != "0" * 32
+        assert scope.span_id != "0" * 16
+    assert child.trace_id == other.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert child.parent_span_id == "b7ad6b7169203331"
+    assert child.span_id != other.span_id
+    child.enter()
+    try:
+        assert flowledger.traceparent() == f"00-{child.trace_id}-{child.span_id}-01"
+    finally:
+        child.exit()
+
+
+DISABLED_SDK_SCRIPT = r"""
+import json
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+trace.set_tracer_provider(TracerProvider())
+import flowledger
+
+@flowledger.node
+def a(x):
+    return flowledger.traceparent()
+
+@flowledger.node
+def b(x):
+    return x
+
+with flowledger.run("disabledwf") as r:
+    parents = [a(1), b(2), a(3)]
+assert flowledger.flush(20)
+print(json.dumps({"run_id": r.run_id, "trace_id": r.trace_id, "traceparents": parents}))
+"""
+
+
+@pytest.mark.parametrize("export_spans", [None, "1"])
+def test_an_application_provider_under_otel_sdk_disabled_still_gets_distinct_ids(
+    tmp_path: Path, export_spans: str | None
+) -> None:
+    """With the app's own TracerProvider and OTEL_SDK_DISABLED=true (a no-op tracer), runs and nodes keep the SDK's
+    own ids: a real receiver stores every node, and with FLOWLEDGER_EXPORT_SPANS=1 the SDK exports their spans."""
+    live = start_receiver(ReceiverConfig(db_path=tmp_path / "flowledger.db", sweep_interval_s=0))
+    try:
+        extra = {"FLOWLEDGER_EXPORT_SPANS": export_spans} if export_spans else {}
+        env = subprocess_env(
+            OTEL_SDK_DISABLED="true",
+            FLOWLEDGER_ENDPOINT=live.url,
+            FLOWLEDGER_SPOOL_DIR=str(tmp_path / "spool"),
+            **extra,
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", DISABLED_SDK_SCRIPT], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+        assert out["trace_id"] != "0" * 32
+        run = live.wait_for(f"/api/runs/{out['run_id']}", lambda run: len(run.get("nodes", [])) == 3)
+        span_ids = [node["span_id"] for node in run["nodes"]]
+        assert len(set(span_ids)) == 3
+        assert "0" * 16 not in span_ids
+        assert [p.split("-")[1] for p in out["traceparents"][::2]] == [out["trace_id"]] * 2  # a valid W3C header
+        if export_spans:
+            spans = live.wait_for(f"/api/traces/{out['trace_id']}", lambda t: t["span_count"] == 4)["spans"]
+            assert sorted(s["span_id"] for s in spans if s["name"] != "run disabledwf") == sorted(span_ids)
+    finally:
+        live.stop()

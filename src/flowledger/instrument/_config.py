@@ -16,14 +16,14 @@ import math
 import os
 import re
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from flowledger._apikey import api_key_problem
+from flowledger._apikey import api_key_problem, header_problem
 from flowledger._exceptions import ConfigError
-from flowledger._run_context import context_problem, project_problem
+from flowledger._run_context import CONTEXT_MAX_CHARS, context_problem, project_problem
 from flowledger._wire import LogLevel
 from flowledger.instrument._otel_env import (
     DEFAULT_TRACES_SAMPLER,
@@ -376,6 +376,10 @@ class Settings:
             changes["sample_rate_by_workflow"] = tuple(per_workflow.items())
         if isinstance(changes.get("sample_rate_by_workflow"), Mapping):
             changes["sample_rate_by_workflow"] = tuple(changes["sample_rate_by_workflow"].items())
+        if "redact_patterns" in changes:
+            changes["redact_patterns"] = _patterns_given(changes["redact_patterns"])
+        if "otlp_headers" in changes:
+            changes["otlp_headers"] = _headers_given(changes["otlp_headers"])
         if "resource_attributes" in changes:
             try:
                 changes["resource_attributes"] = resource_pairs(changes["resource_attributes"])
@@ -405,6 +409,10 @@ class Settings:
     def problems(self) -> list[str]:
         """Describe every value that cannot be used (empty when all are fine)."""
         out: list[str] = []
+        for name in _FLAGS:
+            value = getattr(self, name)
+            if not isinstance(value, bool):  # "false" and "no" are true in Python: never guess
+                out.append(f"{name} must be True or False, not {value!r}")
         for name in _URL_SETTINGS:
             url = getattr(self, name)
             problem = None if url is None and name != "endpoint" else url_problem(url)
@@ -446,6 +454,9 @@ class Settings:
         if not _is_int(self.max_retries) or self.max_retries < 0:
             out.append(f"max_retries must be an integer, zero or more, not {self.max_retries!r}")
         for problem in (
+            context_problem("service_name", self.service_name),  # what run_started's service_name takes
+            _patterns_problem(self.redact_patterns),
+            _headers_problem(self.otlp_headers, "otlp_headers"),
             None if self.project is None else project_problem("project", self.project),
             None if self.user_id is None else context_problem("user_id", self.user_id),
             None if self.agent_id is None else context_problem("agent_id", self.agent_id),
@@ -457,6 +468,10 @@ class Settings:
             if problem is not None:
                 out.append(problem)
         return out
+
+
+_FLAGS: Final = tuple(f.name for f in fields(Settings) if f.type == "bool")
+"""The on/off settings (every field declared ``bool``): True or False, nothing that merely looks like one."""
 
 
 def _is_int(value: object) -> bool:
@@ -482,6 +497,70 @@ def _rates_problems(rates: object) -> list[str]:
         if not _is_rate(rate):
             out.append(f"sample_rate_by_workflow[{workflow_id!r}] must be a number from 0 to 1, not {rate!r}")
     return out
+
+
+_PATTERNS_ADVICE: Final = "key fragments: a list of non-empty strings, or one string of them separated by commas"
+
+
+def _patterns_given(value: object) -> object:
+    """``redact_patterns`` as ``configure()`` takes it: a comma-separated str (as the variable), or a list, tuple or
+    set of fragments. A str naming no fragment is refused: ``()`` turns redaction off, never a blank by mistake.
+    Anything else is kept for :func:`_patterns_problem` to report."""
+    if isinstance(value, str):
+        patterns = _parse_patterns(value)
+        if not patterns:
+            raise ConfigError(
+                f"flowledger.configure(): redact_patterns {value!r} names no key fragment; give {_PATTERNS_ADVICE} "
+                "(an empty tuple records every key in clear)."
+            )
+        return patterns
+    return tuple(value) if isinstance(value, list | tuple | set | frozenset) else value
+
+
+def _patterns_problem(patterns: object) -> str | None:
+    """What is wrong with ``redact_patterns`` (None when it is a tuple of non-blank strings)."""
+    if isinstance(patterns, tuple) and all(isinstance(p, str) and p.strip() for p in patterns):
+        return None
+    return f"redact_patterns must be {_PATTERNS_ADVICE}, not {patterns!r}"
+
+
+def decoded_header(name: str, value: str) -> tuple[str, str]:
+    """A header of ``otlp_headers`` as it is sent: name and value percent-decoded, as the OTel specification says of
+    ``OTEL_EXPORTER_OTLP_HEADERS`` (``Authorization=Basic%20abc`` sends ``Authorization: Basic abc``)."""
+    return urllib.parse.unquote(name), urllib.parse.unquote(value)
+
+
+def _headers_given(value: object) -> object:
+    """``otlp_headers`` as ``configure()`` takes it: a mapping, or (name, value) pairs; anything else is kept for
+    :func:`_headers_problem` to report."""
+    pairs: Iterable[object]
+    if isinstance(value, Mapping):
+        pairs = value.items()
+    elif isinstance(value, list | tuple):
+        pairs = value
+    else:
+        return value
+    out = []
+    for pair in pairs:
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            return value
+        out.append((pair[0], pair[1]))
+    return tuple(out)
+
+
+def _headers_problem(headers: object, origin: str) -> str | None:
+    """Why ``headers`` cannot all be sent (naming ``origin`` and a header's name, never a value); None when they can.
+
+    Checked as sent (percent-decoded), so that no export fails later with an error that quotes the value."""
+    if not isinstance(headers, tuple) or not all(isinstance(pair, tuple) and len(pair) == 2 for pair in headers):
+        return f"{origin} must be a mapping of header names to values, or (name, value) pairs"
+    for name, value in headers:
+        if isinstance(name, str) and isinstance(value, str):
+            name, value = decoded_header(name, value)
+        problem = header_problem(name, value, origin=origin)
+        if problem is not None:
+            return problem
+    return None
 
 
 _REGEX_CACHE: dict[tuple[str, ...], re.Pattern[str] | None] = {}
@@ -544,23 +623,17 @@ def _parse_dir(text: str) -> Path:
     return Path(text)
 
 
+def _parse_count(text: str) -> int:
+    """An integer, zero or more, written as one: ``2.7`` or ``1e30`` are refused, as ``configure()`` refuses them."""
+    value = int(text.strip())
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def _parse_pos_int(text: str) -> int:
     value = int(text.strip())
     if value <= 0:
-        raise ValueError(text)
-    return value
-
-
-def _parse_pos_float(text: str) -> float:
-    value = float(text.strip())
-    if not value > 0 or value == float("inf"):
-        raise ValueError(text)
-    return value
-
-
-def _parse_nonneg_float(text: str) -> float:
-    value = float(text.strip())
-    if not value >= 0 or value == float("inf"):
         raise ValueError(text)
     return value
 
@@ -642,15 +715,30 @@ def _parse_patterns(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
+def _parse_env_patterns(text: str) -> tuple[str, ...]:
+    """``FLOWLEDGER_REDACT_PATTERNS``: a blank value (``""``, ``" , "``) is refused, not read as "redact nothing": a
+    variable left empty by a deployment template must not record every password in clear."""
+    patterns = _parse_patterns(text)
+    if not patterns:
+        raise ValueError(text)
+    return patterns
+
+
 def _parse_headers(text: str) -> tuple[tuple[str, str], ...]:
+    """``name=value,...`` of an OTLP headers variable; ValueError saying what is wrong, naming at most a header's
+    name (the value holds a secret, as may a part without ``=``)."""
     out: list[tuple[str, str]] = []
     for part in text.split(","):
         if not part.strip():
             continue
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
-            raise ValueError(text)
-        out.append((key.strip(), value.strip()))
+            raise ValueError("an entry has no name=")
+        pair = (key.strip(), value.strip())
+        problem = header_problem(*decoded_header(*pair), origin="the variable")
+        if problem is not None:
+            raise ValueError(problem)
+        out.append(pair)
     return tuple(out)
 
 
@@ -658,10 +746,14 @@ def _duration(name: str) -> tuple[str, Callable[[str], Any], str]:
     return name, _seconds(DURATIONS[name]), DURATIONS[name].advice()
 
 
+_SERVICE_NAME_ACCEPTS: Final = f"a name of 1 to {CONTEXT_MAX_CHARS} characters"
+"""What a service name variable takes: what ``run_started``'s ``service_name`` takes (``context_problem``)."""
+
+
 _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_ENDPOINT": ("endpoint", _parse_url, "an http:// or https:// URL"),
     "FLOWLEDGER_DISABLED": ("disabled", _parse_bool, "1 or 0"),
-    "FLOWLEDGER_SERVICE_NAME": ("service_name", str, "a name"),
+    "FLOWLEDGER_SERVICE_NAME": ("service_name", _checked(context_problem), _SERVICE_NAME_ACCEPTS),
     "FLOWLEDGER_PROJECT": (
         "project",
         _checked(project_problem),
@@ -674,21 +766,21 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_SPOOL_MAX_BYTES": ("spool_max_bytes", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_CAPTURE": ("capture", _parse_bool, "1 or 0"),
     "FLOWLEDGER_CAPTURE_LIMIT_BYTES": ("capture_limit_bytes", _parse_pos_int, "a positive integer"),
-    "FLOWLEDGER_REDACT_PATTERNS": ("redact_patterns", _parse_patterns, "comma-separated key fragments"),
+    "FLOWLEDGER_REDACT_PATTERNS": ("redact_patterns", _parse_env_patterns, "comma-separated key fragments"),
     "FLOWLEDGER_QUEUE_MAX_ITEMS": ("queue_max_items", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_QUEUE_MAX_BYTES": ("queue_max_bytes", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_BATCH_MAX_ITEMS": ("batch_max_items", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_BATCH_MAX_BYTES": ("batch_max_bytes", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_BATCH_MAX_AGE_S": _duration("batch_max_age_s"),
     "FLOWLEDGER_REQUEST_TIMEOUT_S": _duration("request_timeout_s"),
-    "FLOWLEDGER_MAX_RETRIES": ("max_retries", lambda t: int(_parse_nonneg_float(t)), "zero or more"),
+    "FLOWLEDGER_MAX_RETRIES": ("max_retries", _parse_count, "an integer, zero or more"),
     "FLOWLEDGER_EXIT_FLUSH_S": _duration("exit_flush_s"),
     "FLOWLEDGER_HEARTBEAT_INTERVAL_S": _duration("heartbeat_interval_s"),
     "FLOWLEDGER_NODE_START_DELAY_S": _duration("node_start_delay_s"),
     "FLOWLEDGER_EXPORT_SPANS": ("export_spans", _parse_bool, "1 or 0"),
     "FLOWLEDGER_OTEL_APP_PROVIDER": ("otel_app_provider", _parse_bool, "1 or 0"),
     "FLOWLEDGER_IDEMPOTENCY_GUARD": ("idempotency_guard", _parse_bool, "1 or 0"),
-    "FLOWLEDGER_IDEMPOTENCY_DIR": ("idempotency_dir", Path, "a directory path"),
+    "FLOWLEDGER_IDEMPOTENCY_DIR": ("idempotency_dir", _parse_dir, "a directory path"),
     "FLOWLEDGER_JSONL_MAX_BYTES": ("jsonl_max_bytes", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_JSONL_FSYNC": ("jsonl_fsync", FsyncPolicy, "batch or never"),
     "FLOWLEDGER_CAPTURE_LOGS": ("capture_logs", _parse_bool, "1 or 0"),
@@ -697,6 +789,11 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "FLOWLEDGER_LOG_MAX_BYTES": ("log_max_bytes", _parse_pos_int, "a positive integer"),
     "FLOWLEDGER_SAMPLE_SLOW_S": _duration("sample_slow_s"),
 }
+
+
+_UNSET_WHEN_EMPTY: Final = frozenset({"FLOWLEDGER_SERVICE_NAME"})
+"""Variables an empty value leaves unset, as OTel reads ``OTEL_SERVICE_NAME``: the next source then applies
+(``OTEL_SERVICE_NAME``, else ``flowledger``), not an empty service name."""
 
 
 _OTLP_ENDPOINT_VARIABLES: Final = (
@@ -763,7 +860,15 @@ def _otel_sdk_variables(source: Mapping[str, str], values: dict[str, Any]) -> No
             attributes = dict(pairs)
             service = attributes.pop(SERVICE_NAME_KEY, None)
             if service and "service_name" not in values and not source.get("OTEL_SERVICE_NAME"):
-                values["service_name"] = service
+                if context_problem("service_name", service) is None:
+                    values["service_name"] = service
+                else:
+                    _report_once(
+                        "OTEL_RESOURCE_ATTRIBUTES",
+                        resource,
+                        f"pairs whose service.name is {_SERVICE_NAME_ACCEPTS}",
+                        "its other attributes, and the default service name",
+                    )
             values["resource_attributes"] = tuple(attributes.items())
     sampler_text = source.get("OTEL_TRACES_SAMPLER")
     sampler = DEFAULT_TRACES_SAMPLER
@@ -807,7 +912,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     values: dict[str, Any] = {}
     for var, (name, parse, accepts) in _ENV.items():
         raw = source.get(var)
-        if raw is None:
+        if raw is None or (not raw and var in _UNSET_WHEN_EMPTY):
             continue
         try:
             values[name] = parse(raw)
@@ -845,10 +950,16 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     if headers:
         try:
             values["otlp_headers"] = _parse_headers(headers)
-        except ValueError:
-            _report_once(headers_var, headers, "comma-separated key=value pairs")
-    if "service_name" not in values and source.get("OTEL_SERVICE_NAME"):
-        values["service_name"] = source["OTEL_SERVICE_NAME"]
+        except ValueError as exc:
+            _report_once(
+                headers_var, headers, f"comma-separated name=value pairs that can be sent ({exc})", "no headers"
+            )
+    service = source.get("OTEL_SERVICE_NAME")
+    if "service_name" not in values and service:
+        if context_problem("service_name", service) is None:
+            values["service_name"] = service
+        else:
+            _report_once("OTEL_SERVICE_NAME", service, _SERVICE_NAME_ACCEPTS)
     _otel_sdk_variables(source, values)
     return Settings(**values)
 

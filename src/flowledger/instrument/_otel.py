@@ -58,9 +58,10 @@ _EMPTY: Final = otel_context.Context()
 _random_bits: Final = random.getrandbits
 _W3C = TraceContextTextMapPropagator()
 _INVALID_PROVIDERS = (ProxyTracerProvider, trace.NoOpTracerProvider)
-_tracer_cache: dict[int, trace.Tracer] = {}
 _LOOK_UP: Final = object()
 """SpanScope's default: look up the application's tracer now."""
+_tracer_cache: dict[int, trace.Tracer | object | None] = {}
+"""The application's tracer (None: it makes no spans) by the id of the provider it came from."""
 _SPAN_KEY: Final = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())))
 """The key a context holds its current span under (read from OTel's own ``set_span_in_context``)."""
 _Parent = tuple[bool, int, int, TraceFlags, TraceState]
@@ -117,16 +118,20 @@ class _ContextSpan(NonRecordingSpan):
 
 
 def _app_tracer() -> trace.Tracer | None:
+    """The application's tracer, or None when it installed no provider, or one that makes no spans: the OTel SDK's
+    ``TracerProvider`` hands out a ``NoOpTracer`` under ``OTEL_SDK_DISABLED=true``, whose spans all have the
+    invalid (all-zero) ids."""
     provider = trace.get_tracer_provider()
     if type(provider) in _INVALID_PROVIDERS:
         return None
     key = id(provider)
-    tracer = _tracer_cache.get(key)
-    if tracer is None:
-        tracer = provider.get_tracer("flowledger", __version__)
+    tracer = _tracer_cache.get(key, _LOOK_UP)
+    if tracer is _LOOK_UP:
+        made = provider.get_tracer("flowledger", __version__)
+        tracer = None if isinstance(made, trace.NoOpTracer) else made
         _tracer_cache.clear()
         _tracer_cache[key] = tracer
-    return tracer
+    return cast(trace.Tracer | None, tracer)
 
 
 def app_tracer(settings: Settings) -> trace.Tracer | None:
@@ -207,14 +212,21 @@ class SpanScope:
         if tracer is _LOOK_UP:
             tracer = _app_tracer()
         span: trace.Span
+        real = False
         if tracer is not None:  # a Tracer (an isinstance check against the ABC costs more than the span)
             attrs = _attrs(attributes() if callable(attributes) else attributes)
             span = cast(trace.Tracer, tracer).start_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=attrs)
             ctx = span.get_span_context()
-            self._trace_id = ctx.trace_id
-            self._span_id = ctx.span_id
-            self.real = True
-        else:
+            # A tracer that makes no spans (a disabled or no-op SDK, whatever the reason) gives the invalid span,
+            # or the parent's own (OTel's NoOpTracer hands back the current span): all-zero ids would merge every
+            # run into one trace, the parent's every node into one span. The SDK's own ids are used instead, and
+            # its own export (when on) sends the span.
+            real = ctx.is_valid and not (parent_valid and ctx.span_id == parent_id)
+            if real:
+                self._trace_id = ctx.trace_id
+                self._span_id = ctx.span_id
+        self.real = real
+        if not real:
             own_id = self._span_id = int(span_id, 16) if span_id else _random_bits(64) or 1
             if parent_valid:  # same trace, and the caller's sampling decision and trace state
                 self._trace_id = parent_trace_id
@@ -222,7 +234,6 @@ class SpanScope:
             else:
                 trace_id = self._trace_id = _random_bits(128) or 1
                 span = _ContextSpan(trace_id, own_id, _SAMPLED, _NO_STATE)
-            self.real = False
         self._span = span
         self._base = base
         self._token: object | None = None

@@ -275,7 +275,7 @@ class Recorder:
                     return
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
-                if self.path == "/v1/traces":
+                if self.path.partition("?")[0] == "/v1/traces":
                     self._answer_traces(body)
                     return
                 events = json.loads(body)["events"]

@@ -10,6 +10,8 @@ import logging
 import threading
 from typing import Final
 
+from flowledger.instrument.delivery._failure import described
+
 __all__ = ["COUNTERS", "Counters", "DropReason"]
 
 _log = logging.getLogger("flowledger")
@@ -101,6 +103,7 @@ class Counters:
             pass
 
     def internal_error(self, kind: str, exc: BaseException) -> None:
-        """Count an unexpected error in ``failures`` and log the first of its kind."""
+        """Count an unexpected error in ``failures`` and log the first of its kind (:func:`described`: never its text
+        when that may quote a header or URL)."""
         self.add("failures")
-        self.log_once(f"error-{kind}", "flowledger: internal error in the sender (%s): %r", kind, exc)
+        self.log_once(f"error-{kind}", "flowledger: internal error in the sender (%s): %s", kind, described(exc))

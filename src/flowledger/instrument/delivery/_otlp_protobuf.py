@@ -49,6 +49,7 @@ _HEX_BYTES: Final = "hex-bytes"
 _ENUM: Final = "enum"
 _BOOL: Final = "bool"
 _INT64: Final = "int64"
+_UINT32: Final = "uint32"
 _FIXED64_NS: Final = "fixed64"
 _DOUBLE: Final = "double"
 
@@ -68,6 +69,7 @@ _SCHEMA: Final[dict[str, dict[str, tuple[int, str]]]] = {
         "startTimeUnixNano": (7, _FIXED64_NS),
         "endTimeUnixNano": (8, _FIXED64_NS),
         "attributes": (9, "KeyValue"),
+        "droppedAttributesCount": (10, _UINT32),
         "events": (11, "Event"),
         "status": (15, "Status"),
     },
@@ -174,6 +176,7 @@ _SCALARS: Final[dict[str, tuple[int, _Writer]]] = {
     _BOOL: (_VARINT, _bool),
     _ENUM: (_VARINT, _int),
     _INT64: (_VARINT, _int),
+    _UINT32: (_VARINT, _int),
     _FIXED64_NS: (_FIXED64, _fixed64),
     _DOUBLE: (_FIXED64, _double),
 }

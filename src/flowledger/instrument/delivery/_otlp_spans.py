@@ -6,7 +6,13 @@ plain protobuf JSON mapping): trace and span ids are lowercase hex,
 numbers. One finished run or node attempt becomes one span of kind
 INTERNAL; a failure sets status ERROR with the message and adds an
 ``exception`` span event per the OpenTelemetry semantic conventions.
-Attributes live under ``flowledger.*`` (docs/otel.md lists them); the
+Attributes live under ``flowledger.*`` (docs/otel.md lists them), followed
+by those a node attempt recorded itself (``attributes=``, ``set_attribute``:
+an http node's ``http.request.method``, ``url.full`` and
+``http.response.status_code``), as its event carries them: redacted and
+within the capture limit already, and never in place of a ``flowledger.*``
+one. A span holds at most :data:`SPAN_ATTRIBUTE_COUNT_LIMIT` attributes,
+counting the rest in ``droppedAttributesCount``, as the OTel SDK does. The
 resource carries ``service.name``, ``telemetry.sdk.*`` and the attributes of
 ``OTEL_RESOURCE_ATTRIBUTES`` (``Settings.resource_attributes``). Node events do
 not repeat the workflow's id, name and version: :class:`RunMemo` remembers
@@ -25,12 +31,16 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
+import orjson
+
 from flowledger._otlp_enums import SpanKind, StatusCode
 from flowledger._version import __version__
-from flowledger._wire import EventKind, NodeStatus, RunStatus
+from flowledger._wire import MARKER_KEY, EventKind, NodeStatus, RunStatus
+from flowledger.instrument.capture import RawJSON
 
 __all__ = [
     "OTEL_EXPORTED",
+    "SPAN_ATTRIBUTE_COUNT_LIMIT",
     "RunMemo",
     "export_request",
     "span_from_event",
@@ -54,6 +64,11 @@ _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 RUN_MEMO_MAX_RUNS: Final = 4096
 """Runs whose workflow attributes the span builder remembers (the oldest are forgotten first)."""
+SPAN_ATTRIBUTE_COUNT_LIMIT: Final = 128
+"""Attributes one span carries at most: the OTel SDK's default (``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT``), which an
+application's TracerProvider applies to the same spans. The ``flowledger.*`` ones come first."""
+_SCALAR_TYPES: Final = (str, bool, int, float)
+"""Attribute values OTLP carries as they are; any other recorded value goes as its JSON text."""
 OTEL_EXPORTED: Final = "otel_exported"
 """Key in a finished event's data: true when its span was a real span the application's provider exports."""
 _RUN_FIELDS: Final = (
@@ -286,6 +301,8 @@ def span_from_event(event: dict[str, Any], runs: RunMemo | None = _RUNS) -> dict
                 ("flowledger.cost.external_requests", cost.get("external_requests")),
             ]
         )
+    recorded = data.get("attributes")
+    dropped = 0 if recorded is None else _add_recorded(attributes, recorded)
     span: dict[str, Any] = {
         "traceId": trace_id,
         "spanId": span_id,
@@ -295,6 +312,8 @@ def span_from_event(event: dict[str, Any], runs: RunMemo | None = _RUNS) -> dict
         "endTimeUnixNano": str(end_ns),
         "attributes": attributes,
     }
+    if dropped:
+        span["droppedAttributesCount"] = dropped
     parent = data.get("parent_span_id")
     if isinstance(parent, str) and _HEX16.match(parent):
         span["parentSpanId"] = parent
@@ -307,6 +326,34 @@ def span_from_event(event: dict[str, Any], runs: RunMemo | None = _RUNS) -> dict
     else:
         span["status"] = {"code": _UNSET}
     return span
+
+
+def _add_recorded(attributes: list[dict[str, Any]], recorded: Any) -> int:
+    """Append the attributes an attempt recorded to the span's ``attributes``, up to the span's limit; return how
+    many did not fit.
+
+    ``recorded`` is the event's ``attributes`` as capture left it (a :class:`RawJSON` on the SDK's own events):
+    secret-looking keys already redacted, the whole within ``capture_limit_bytes``. One cut whole (a ``truncated``
+    marker) names no attribute, so none is taken from it. A key the span has already (a ``flowledger.*`` one) is
+    left out: a node cannot pass its own value for flowledger's.
+    """
+    if type(recorded) is RawJSON:
+        recorded = recorded.value()
+    if not isinstance(recorded, dict) or MARKER_KEY in recorded:
+        return 0
+    taken = {pair["key"] for pair in attributes}
+    dropped = 0
+    for key, raw in recorded.items():
+        if not isinstance(key, str) or not key or key in taken or raw is None:
+            continue
+        value = _value(raw if isinstance(raw, _SCALAR_TYPES) else orjson.dumps(raw).decode())
+        if value is None:
+            continue
+        if len(attributes) >= SPAN_ATTRIBUTE_COUNT_LIMIT:
+            dropped += 1
+            continue
+        attributes.append({"key": key, "value": value})
+    return dropped
 
 
 def _as_float(value: Any) -> float | None:

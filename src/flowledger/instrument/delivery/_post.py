@@ -29,6 +29,7 @@ from flowledger.instrument._config import Settings
 from flowledger.instrument._url import masked
 from flowledger.instrument.delivery._backoff import Outage, RetryBudget
 from flowledger.instrument.delivery._counters import Counters, DropReason
+from flowledger.instrument.delivery._failure import described
 from flowledger.instrument.delivery._spool import Spool, SpoolResult, encodable, encode_batch
 from flowledger.instrument.delivery._transport import gzip_body, make_client, parse_retry_after
 
@@ -138,7 +139,9 @@ class Delivery:
                 )
             except httpx.HTTPError as exc:
                 refused = isinstance(exc, httpx.ConnectError)
-                self._log_once(f"transport-{type(exc).__name__}", "flowledger: cannot reach %s: %r", masked(url), exc)
+                self._log_once(
+                    f"transport-{type(exc).__name__}", "flowledger: cannot reach %s: %s", masked(url), described(exc)
+                )
             else:
                 status = response.status_code
                 if response.is_success:

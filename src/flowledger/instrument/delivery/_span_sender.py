@@ -29,15 +29,15 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import unquote
 
 import httpx
 from opentelemetry import context as otel_context
 
 from flowledger._apikey import api_key_problem
-from flowledger.instrument._config import Settings
+from flowledger.instrument._config import Settings, decoded_header
 from flowledger.instrument._otel_env import keeps_every_trace, trace_kept
 from flowledger.instrument._url import masked
+from flowledger.instrument.delivery._failure import described
 from flowledger.instrument.delivery._grpc_spans import (
     GrpcSpanExport,
     exporter_available,
@@ -148,7 +148,7 @@ class SpanSender:
                 try:
                     self._step()
                 except Exception as exc:
-                    self._log_once(type(exc).__name__, "flowledger: span export failed: %r", exc)
+                    self._log_once(type(exc).__name__, "flowledger: span export failed: %s", described(exc))
         finally:
             client, self._client = self._client, None
             if client is not None:
@@ -196,7 +196,10 @@ class SpanSender:
                 response = self._client.post(self._settings.traces_url, content=body)
             except httpx.HTTPError as exc:
                 self._log_once(
-                    "transport", "flowledger: could not export spans to %s: %r", masked(self._settings.traces_url), exc
+                    "transport",
+                    "flowledger: could not export spans to %s: %s",
+                    masked(self._settings.traces_url),
+                    described(exc),
                 )
             else:
                 if response.is_success:
@@ -256,11 +259,9 @@ def _grpc_export(settings: Settings) -> GrpcSpanExport | None:
 
 
 def otlp_headers(settings: Settings) -> list[tuple[str, str]]:
-    """OTLP headers, percent-decoded as the OTel specification says; spans bound for the receiver carry its API key.
-
-    ``OTEL_EXPORTER_OTLP_HEADERS=Authorization=Basic%20abc`` sends ``Authorization: Basic abc``.
-    """
-    headers = [(unquote(key), unquote(value)) for key, value in settings.otlp_headers]
+    """OTLP headers, percent-decoded as the OTel specification says (:func:`decoded_header`); spans bound for the
+    receiver carry its API key."""
+    headers = [decoded_header(key, value) for key, value in settings.otlp_headers]
     api_key = settings.api_key
     if settings.otlp_traces_endpoint is None and api_key and api_key_problem(api_key, origin="api_key") is None:
         headers.append(("Authorization", f"Bearer {api_key}"))

@@ -6,6 +6,14 @@ keys, the way the OTel SDK's own span processors do, so that an
 auto-instrumented httpx (or anything else) never records the SDK's
 deliveries as spans of the application.
 
+httpx logs every request on its ``httpx`` logger at INFO, URL included, and
+an endpoint may carry credentials (``http://user:password@host``, a token
+in its query): an application calling ``logging.basicConfig(level=INFO)``
+printed them. :func:`untraced` also marks the thread as one of the SDK's,
+and a filter on that logger shows the URL of such a thread's requests
+masked (:func:`~flowledger.instrument._url.masked`). Only those: the
+application's own httpx requests are logged as httpx logs them.
+
 Everything the worker threads need to build a client and make a request is
 imported here, at import time, on the thread that imports this module:
 httpx imports ``httpcore`` lazily when the first transport is built, and the
@@ -20,6 +28,7 @@ from __future__ import annotations
 import email.utils
 import encodings.idna  # noqa: F401 - the codec socket.getaddrinfo loads on first use
 import gzip
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -31,6 +40,7 @@ import httpx
 from opentelemetry import context as otel_context
 
 from flowledger._version import __version__
+from flowledger.instrument._url import masked
 
 __all__ = ["BODY_GZIP_LEVEL", "USER_AGENT", "gzip_body", "make_client", "parse_retry_after", "untraced"]
 
@@ -41,8 +51,27 @@ RETRY_AFTER_MAX_S: Final = 30.0
 """A receiver's ``Retry-After`` is honoured up to this many seconds."""
 
 
+_sdk_thread: Final = threading.local()
+"""``sending`` is true in the SDK's own sending threads (set by :func:`untraced`)."""
+
+
+class _SdkRequestsMasked(logging.Filter):
+    """On the ``httpx`` logger: the URL of a request made by one of the SDK's threads is shown masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(_sdk_thread, "sending", False) and isinstance(record.args, tuple):
+            record.args = tuple(masked(str(arg)) if isinstance(arg, httpx.URL) else arg for arg in record.args)
+        return True  # the line itself stays: it says the SDK delivered
+
+
+_HTTPX_FILTER: Final = _SdkRequestsMasked()
+logging.getLogger("httpx").addFilter(_HTTPX_FILTER)  # records of the application's threads pass unchanged
+
+
 def untraced() -> Token[otel_context.Context]:
-    """Attach a context that turns OTel instrumentation off in this thread; return its token."""
+    """Mark this thread as one of the SDK's sending threads (its requests are logged masked) and attach a context
+    that turns OTel instrumentation off in it; return the context's token."""
+    _sdk_thread.sending = True
     ctx = otel_context.get_current()
     for name in ("_SUPPRESS_INSTRUMENTATION_KEY", "_SUPPRESS_HTTP_INSTRUMENTATION_KEY"):
         key = getattr(otel_context, name, None)
