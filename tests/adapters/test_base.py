@@ -141,3 +141,21 @@ def test_a_run_past_its_budget_does_not_start_attempts(events: CapturedEvents) -
     recorder.run_finished("r")
     assert events.runs()[0]["data"]["status"] == "aborted"
     assert events.nodes("second") == []
+
+
+def test_a_runtime_s_names_past_the_wire_format_are_fitted_never_raised(events: CapturedEvents) -> None:
+    """A task name past 256 characters, an empty one, a run id that is not a UUID: the runtime's callback goes on and
+    the run and its attempt are recorded, the names cut (flowledger.run() refuses them from user code instead)."""
+    recorder = Recorder()
+    recorder.run_started("r", "t" * 300, name="n" * 2000, run_id="order-123")
+    recorder.node_started("n", "s" * 300, run_key="r")
+    recorder.node_finished("n")
+    recorder.run_finished("r")
+    recorder.run_started("e", "")
+    recorder.run_finished("e")
+    first, empty = events.of_kind("run_started")
+    assert (first["data"]["workflow_id"], first["data"]["workflow_name"]) == ("t" * 256, "n" * 1024)
+    assert first["run_id"] != "order-123"
+    assert events.nodes("s" * 256)[0]["run_id"] == first["run_id"]
+    assert empty["data"]["workflow_id"] == "unnamed"
+    assert [e["data"]["status"] for e in events.runs()] == ["succeeded", "succeeded"]

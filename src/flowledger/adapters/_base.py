@@ -30,15 +30,37 @@ from typing import Any, Final
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from flowledger._exceptions import RunAborted
+from flowledger._exceptions import RunAborted, UsageError
 from flowledger._wire import TriggerType
 from flowledger.instrument import Cost, NodeAttempt, Run, record_skip
 from flowledger.instrument._node import _current_node
 from flowledger.instrument._otel import context_from_traceparent
 from flowledger.instrument._pipeline import pipeline
-from flowledger.instrument._run import _current_run
+from flowledger.instrument._run import MAX_ID_CHARS, MAX_NAME_CHARS, _current_run
 
 __all__ = ["UNSET", "Cost", "Recorder"]
+
+
+def _fitted(text: str, max_chars: int) -> str:
+    """A name a runtime gave, within what the wire format takes: cut to ``max_chars``, ``"unnamed"`` when empty.
+
+    ``Run`` and ``@flowledger.node`` refuse such a name from user code (a ``ConfigError`` at the call); a runtime's
+    task or graph name is not the user's argument to fix, and telemetry never raises into its host.
+    """
+    text = str(text)
+    return text[:max_chars] if text else "unnamed"
+
+
+def _run_of_runtime(workflow_id: str, *, name: str | None, run_id: str | None, **given: Any) -> Run:
+    """The run a runtime reports, its names fitted (:func:`_fitted`); a run id the wire format does not take (not
+    a UUID) is reported once as an SDK error and the run gets an id of its own."""
+    fitted_id = _fitted(workflow_id, MAX_ID_CHARS)
+    fitted_name = None if name is None else str(name)[:MAX_NAME_CHARS]
+    try:
+        return Run(fitted_id, name=fitted_name, run_id=run_id, **given)
+    except UsageError as exc:
+        pipeline().internal_error("adapter_run", exc)
+        return Run(fitted_id, name=fitted_name, **given)
 
 
 class _Unset:
@@ -117,7 +139,7 @@ class Recorder:
             known = self._runs.get(key)
             if known is not None:
                 return known
-            run = self._runs[key] = Run(
+            run = self._runs[key] = _run_of_runtime(
                 workflow_id,
                 name=name,
                 data=data,
@@ -182,7 +204,7 @@ class Recorder:
         if run is None and parent is not None:
             run = parent.run
         node_attempt = NodeAttempt(
-            node_id,
+            _fitted(node_id, MAX_ID_CHARS),
             input=input,
             attempt=attempt,
             attributes=attributes,

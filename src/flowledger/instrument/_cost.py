@@ -3,6 +3,12 @@
 Dollars are added up as whole nano-dollars (:mod:`flowledger._money`), so a
 total is exact: ``0.1`` added six times is ``0.6``, never ``0.6000000000000001``.
 
+Every count and nano-dollar amount, and every total, is at most
+:data:`MAX_WIRE_INT` (2**63 - 1, what the wire format and SQLite hold;
+about 9.2 billion USD): an addition that would take one past it is refused
+whole (ValueError, nothing added), so a run's cost never makes its
+``run_finished`` one the receiver refuses.
+
 The breakdown is keyed by category (:class:`CostCategory`), and by a name
 for the categories that have one: ``tokens_in``, ``tokens_out``, ``tokens``
 (tokens not split into input and output), ``tool_calls``,
@@ -25,14 +31,17 @@ from typing import Any, Final, TypeAlias
 
 from flowledger._money import nanos_to_usd, usd_to_nanos
 
-__all__ = ["MAX_COST_KEYS", "Charge", "Cost", "CostCategory", "Penalty", "cost_key", "cost_parts"]
+__all__ = ["MAX_COST_KEYS", "MAX_WIRE_INT", "Charge", "Cost", "CostCategory", "Penalty", "cost_key", "cost_parts"]
 
 Charge: TypeAlias = int | tuple[int, float | Decimal]
 """One category's part of a cost: a count, or a ``(count, usd)`` pair that also says what it cost."""
 
 MAX_COST_KEYS: Final = 256
 """At most this many breakdown entries (categories and names) per cost."""
-_MAX_COUNT: Final = 2**63 - 1
+MAX_WIRE_INT: Final = 2**63 - 1
+"""The largest count or nano-dollar amount, each and totalled (``events.v1.schema.json``'s cost; a test ties them)."""
+_MAX_USD: Final = Decimal(MAX_WIRE_INT).scaleb(-9)
+"""The dollars :data:`MAX_WIRE_INT` nano-dollars are (9223372036.854775807), as messages show them."""
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -72,6 +81,14 @@ _TOTAL_OF: Final = {
 _EXTERNAL_PREFIX: Final = "external_requests:"
 
 
+def _total_of(key: str) -> str | None:
+    """The total a breakdown key counts toward (``tokens``, ``tool_calls``, ``external_requests``), or None."""
+    total = _TOTAL_OF.get(key)
+    if total is None and key.startswith(_EXTERNAL_PREFIX):
+        return "external_requests"
+    return total
+
+
 def cost_key(category: CostCategory, name: str | None = None) -> str:
     """The breakdown key of a category and, for the named ones, a name: ``external_requests:stripe``."""
     if name is None:
@@ -88,23 +105,38 @@ def cost_key(category: CostCategory, name: str | None = None) -> str:
     return f"{category.value}:{name}"
 
 
+def _nanos(usd: Any) -> int:
+    """The nano-dollars of an amount, or -1 when it is not one from 0 to :data:`MAX_WIRE_INT` nano-dollars."""
+    try:
+        nanos = usd_to_nanos(usd)
+    except (ValueError, ArithmeticError):  # decimal.InvalidOperation for an amount past a Decimal's precision
+        return -1
+    return nanos if 0 <= nanos <= MAX_WIRE_INT else -1
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a message: an integer too long to print is described by its size."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return _q(value)
+
+
 def _charge(what: str, charge: Any) -> tuple[int, int]:
     """``(count, nano-dollars)`` of one argument; ValueError naming it when it is not a valid charge."""
     if isinstance(charge, tuple):
         if len(charge) != 2:
             raise ValueError(f"{what} must be a count or a (count, usd) pair, got {_q(charge)}")
         count, usd = charge
-        try:
-            nanos = usd_to_nanos(usd)
-        except ValueError:
-            nanos = -1
+        nanos = _nanos(usd)
     else:
         count, nanos = charge, 0
         usd = 0
-    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= _MAX_COUNT:
-        raise ValueError(f"{what} must be a whole count of zero or more, got {_q(count)}")
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_WIRE_INT:
+        raise ValueError(f"{what} must be a whole count of zero or more, at most 2**63 - 1, got {_shown(count)}")
     if nanos < 0:
-        raise ValueError(f"the dollars of {what} must be an amount of zero or more, got {_q(usd)}")
+        raise ValueError(
+            f"the dollars of {what} must be an amount of zero or more, at most {_MAX_USD}, got {_shown(usd)}"
+        )
     return count, nanos
 
 
@@ -140,7 +172,7 @@ def cost_parts(
         if charge.__class__ is int:  # the common case: a plain count, often 0 (not given)
             if charge == 0:
                 continue
-            if 0 < charge <= _MAX_COUNT:
+            if 0 < charge <= MAX_WIRE_INT:
                 parts.append((key, charge, 0))
                 continue
         count, nanos = _charge(key, charge)
@@ -157,16 +189,15 @@ def cost_parts(
     if penalties is not None:
         parts += [p for p in _named(CostCategory.PENALTY, "penalties", penalties) if p[1] or p[2]]
     if usd:
-        try:
-            other = usd_to_nanos(usd)
-        except ValueError:
-            other = -1
+        other = _nanos(usd)
         if other < 0:
-            raise ValueError(f"cost must be counts and an amount of zero or more, got usd={_q(usd)}")
+            raise ValueError(
+                f"cost must be counts and an amount of zero or more, at most {_MAX_USD}, got usd={_shown(usd)}"
+            )
         if other:
             parts.append((CostCategory.OTHER.value, 0, other))
     elif isinstance(usd, bool) or not isinstance(usd, int | float | Decimal):  # a zero of another kind
-        raise ValueError(f"cost must be counts and an amount of zero or more, got usd={_q(usd)}")
+        raise ValueError(f"cost must be counts and an amount of zero or more, at most {_MAX_USD}, got usd={_q(usd)}")
     return parts
 
 
@@ -272,7 +303,8 @@ class Cost:
     def add_parts(self, parts: list[tuple[str, int, int]]) -> None:
         """Add checked ``(key, count, nano-dollars)`` parts (what :func:`cost_parts` makes).
 
-        ValueError (nothing added) past :data:`MAX_COST_KEYS` keys.
+        ValueError (nothing added) past :data:`MAX_COST_KEYS` keys, or when a count, an amount or a total
+        would pass :data:`MAX_WIRE_INT`.
         """
         if not parts:
             return
@@ -280,6 +312,7 @@ class Cost:
         with _lock:
             if len(items) + len(parts) > MAX_COST_KEYS and len(items.keys() | {p[0] for p in parts}) > MAX_COST_KEYS:
                 raise ValueError(f"a cost holds at most {MAX_COST_KEYS} categories and names; nothing was added")
+            self._check_room(parts)
             for key, count, nanos in parts:
                 item = items.get(key)
                 if item is None:
@@ -287,17 +320,43 @@ class Cost:
                 else:
                     item[0] += count
                     item[1] += nanos
-                total = _TOTAL_OF.get(key)
-                if total is None:
-                    if key.startswith(_EXTERNAL_PREFIX):
-                        self.external_requests += count
-                elif total == "tokens":
+                total = _total_of(key)
+                if total == "tokens":
                     self.tokens += count
                 elif total == "tool_calls":
                     self.tool_calls += count
-                else:
+                elif total == "external_requests":
                     self.external_requests += count
                 self.usd_nanos += nanos
+
+    def _check_room(self, parts: list[tuple[str, int, int]]) -> None:
+        """ValueError when adding ``parts`` would take an entry or a total past :data:`MAX_WIRE_INT` (lock held).
+
+        The receiver refuses a cost past it, and with it the whole ``run_finished``: the addition is refused
+        instead, the totals kept as they were.
+        """
+        added: dict[str, list[int]] = {}
+        totals = {"tokens": self.tokens, "tool_calls": self.tool_calls, "external_requests": self.external_requests}
+        nanos_total = self.usd_nanos
+        for key, count, nanos in parts:
+            entry = added.get(key)
+            if entry is None:
+                entry = added[key] = list(self._items.get(key, (0, 0)))
+            entry[0] += count
+            entry[1] += nanos
+            total = _total_of(key)
+            if total is not None:
+                totals[total] += count
+            nanos_total += nanos
+        if (
+            nanos_total > MAX_WIRE_INT
+            or any(value > MAX_WIRE_INT for value in totals.values())
+            or any(count > MAX_WIRE_INT or nanos > MAX_WIRE_INT for count, nanos in added.values())
+        ):
+            raise ValueError(
+                f"this cost would take a total past what the wire format holds (counts to 2**63 - 1, dollars to "
+                f"{_MAX_USD}); nothing was added"
+            )
 
     def __bool__(self) -> bool:
         return bool(self._items)
@@ -352,7 +411,7 @@ class Cost:
                 raise ValueError(f"the breakdown entry {_q(key)} must be an object, got {_q(entry)}")
             count, nanos = entry.get("count", 0), entry.get("usd_nanos", 0)
             for value in (count, nanos):
-                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
+                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_WIRE_INT:
                     raise ValueError(f"the breakdown entry {_q(key)} must hold whole numbers of zero or more")
             parts.append((checked, count, nanos))
         cost.add_parts([p for p in parts if p[1] or p[2]])

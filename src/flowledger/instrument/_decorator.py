@@ -3,8 +3,15 @@
 One decorator for sync and async functions, bare or with options; the
 function keeps its signature (``functools.wraps``, ``ParamSpec``). The
 recorded input is the call's arguments by name (or the one positional
-argument alone); an ``effect`` is simulated in a dry run and, with the local
-guard on, a repeated identical effect returns its recorded output.
+argument alone, unless its parameter's name looks secret: see
+``_input_builder``); an ``effect`` is simulated in a dry run (recorded or
+not: with flowledger disabled too) and, with the local guard on, a
+repeated identical effect returns its recorded output.
+
+The node's id is ``id=``, else the function's ``__name__``: a
+``functools.partial`` takes its function's, a callable object its class's.
+Arguments are checked when decorating (UsageError naming the one that
+cannot be used), so that every record of the node is one the receiver takes.
 
 A generator function (sync or async) is a node that works while its caller
 iterates: the attempt starts at the first step and ends when the generator
@@ -27,14 +34,19 @@ import contextvars
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from reprlib import repr as _q  # quoted, and cut short: a message never carries a whole value
 from typing import Any, Final, ParamSpec, TypeVar, overload
 
+from flowledger._exceptions import UsageError
 from flowledger._wire import MARKER_KEY, CaptureMode
+from flowledger.instrument import _pipeline
 from flowledger.instrument._node import NodeAttempt
-from flowledger.instrument._pipeline import pipeline
+from flowledger.instrument._pipeline import Pipeline, pipeline
+from flowledger.instrument._run import MAX_ID_CHARS, in_dry_run
 from flowledger.instrument.capture import RawJSON, capture, capture_mode
 from flowledger.instrument.capture._bounded import cut
 from flowledger.instrument.capture._jsonable import encode
+from flowledger.instrument.capture._redaction import is_secret
 
 __all__ = ["node"]
 
@@ -45,8 +57,14 @@ R = TypeVar("R")
 def _input_builder(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
     """How a call's arguments become the recorded input.
 
-    One positional argument and no keywords: that value. Otherwise a mapping
-    of parameter names to values (``args`` for extra positional ones).
+    One positional argument and no keywords: that value, unless the name of
+    its parameter looks secret (``login(password)``): then the mapping
+    ``{name: value}``, as two arguments give, whose value the capture
+    redacts (``{"password": "[REDACTED]"}``); the effect's idempotency key
+    still sees the value. Otherwise a mapping of parameter names to values
+    (``args`` for extra positional ones). The name's verdict is kept per
+    redaction pattern (``configure()`` may change it): a call reads it, it
+    does not search the name again.
     """
     try:
         params = list(inspect.signature(fn).parameters.values())
@@ -58,10 +76,24 @@ def _input_builder(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[st
         offset = 1
     else:
         offset = 0
+    first = names[0] if names else None
+    # (the pipeline, whether ``first`` looks secret to its pattern): a pipeline's pattern is fixed for its life,
+    # configure() makes a new one; held until the next call, an old one is not kept longer
+    verdict: tuple[Pipeline | None, bool] = (None, False)
 
     def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        nonlocal verdict
         args = args[offset:]
         if len(args) == 1 and not kwargs:
+            if first is not None:
+                current = _pipeline._current  # the global, not pipeline(): one look-up on the hot path
+                owner, secret = verdict
+                if current is not owner or current is None:
+                    current = pipeline()
+                    secret = is_secret(first, current.policy.redact)
+                    verdict = (current, secret)  # one assignment: another thread reads a pair that belongs together
+                if secret:
+                    return {first: args[0]}
             return args[0]
         if not args and not kwargs:
             return None
@@ -72,6 +104,35 @@ def _input_builder(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[st
         return out
 
     return build
+
+
+def _default_id(func: Callable[..., Any]) -> str:
+    """A node's id when none is given: the function's name; a partial's function's; a callable object's class's."""
+    name = getattr(func, "__name__", None)
+    if isinstance(name, str) and name:
+        return name
+    if isinstance(func, functools.partial):
+        return _default_id(func.func)
+    return type(func).__name__
+
+
+def _checked_id(node_id: object, what: str) -> str:
+    """A node id as the wire format takes it (a string of 1 to ``MAX_ID_CHARS``); UsageError saying what to change."""
+    if not isinstance(node_id, str):
+        raise UsageError(f"flowledger.node(): {what} must be a string, not {type(node_id).__name__}.")
+    if not 0 < len(node_id) <= MAX_ID_CHARS:
+        raise UsageError(
+            f"flowledger.node(): {what} {_q(node_id)} is {len(node_id)} characters long; a node id is 1 to "
+            f"{MAX_ID_CHARS}: give one with id=..."
+        )
+    return node_id
+
+
+def _probe(func: Callable[..., Any]) -> Callable[..., Any]:
+    """What says whether ``func`` is a coroutine or generator function: itself, or a callable object's ``__call__``."""
+    if inspect.isroutine(func) or isinstance(func, functools.partial | type):
+        return func
+    return getattr(func, "__call__", func)  # noqa: B004 - the object's own method, to inspect
 
 
 @overload
@@ -103,16 +164,31 @@ def node(
 
     Bare (``@flowledger.node``) or with options (``@flowledger.node(id="price",
     effect=True)``). An ``effect`` node is simulated in a dry run: it is
-    recorded and returns None (a generator: yields nothing) without running.
+    recorded and returns None (a generator: yields nothing) without running,
+    and so it is when flowledger is disabled or the run was not recorded.
     ``capture="full"`` also records the complete output, content-addressed
     (None: as the run says). A generator function's attempt lasts while its
     caller iterates, its output the items it yields (see the module).
     """
-    mode = capture_mode(capture)
+    given: object = fn  # whatever the caller's types said
+    if given is not None and not callable(given):
+        if isinstance(given, str):  # @flowledger.node("price"): an easy mistake
+            raise UsageError(f"flowledger.node() takes the node's id by name: write @flowledger.node(id={_q(given)}).")
+        raise UsageError(f"flowledger.node() decorates a function, not {type(given).__name__}.")
+    if id is not None:
+        _checked_id(id, "id")
+    try:
+        mode = capture_mode(capture)
+    except UsageError as exc:
+        raise UsageError(f"flowledger.node(): {exc}.") from None
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        node_id = id or func.__name__
+        decorated: object = func  # whatever the caller's types said
+        if not callable(decorated):
+            raise UsageError(f"flowledger.node() decorates a function, not {type(decorated).__name__}.")
+        node_id = id if id is not None else _checked_id(_default_id(func), "the name it takes as its id")
         build = _input_builder(func)
+        probe = _probe(func)
 
         def attempt(args: tuple[Any, ...], kwargs: dict[str, Any]) -> NodeAttempt:
             return NodeAttempt(
@@ -124,17 +200,19 @@ def node(
                 capture=mode,
             )
 
-        if inspect.isasyncgenfunction(func):
-            return _async_generator_node(func, attempt)  # type: ignore[return-value]
-        if inspect.isgeneratorfunction(func):
-            return _generator_node(func, attempt)  # type: ignore[return-value]
+        if inspect.isasyncgenfunction(probe):
+            return _async_generator_node(func, attempt, effect=effect)  # type: ignore[arg-type,return-value]
+        if inspect.isgeneratorfunction(probe):
+            return _generator_node(func, attempt, effect=effect)  # type: ignore[arg-type,return-value]
 
-        if inspect.iscoroutinefunction(func):
-            async_func: Callable[P, Awaitable[Any]] = func
+        if inspect.iscoroutinefunction(probe):
+            async_func: Callable[P, Awaitable[Any]] = func  # type: ignore[assignment]
 
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                if pipeline().disabled:
+                if pipeline().disabled:  # not recorded; a dry run still simulates its effects
+                    if effect and in_dry_run():
+                        return None
                     return await async_func(*args, **kwargs)
                 with attempt(args, kwargs) as a:
                     if effect:
@@ -149,7 +227,9 @@ def node(
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            if pipeline().disabled:
+            if pipeline().disabled:  # not recorded; a dry run still simulates its effects
+                if effect and in_dry_run():
+                    return None  # type: ignore[return-value]
                 return func(*args, **kwargs)
             with attempt(args, kwargs) as a:
                 if effect:
@@ -168,9 +248,14 @@ def node(
 
 
 def _short_circuit(a: NodeAttempt) -> tuple[bool, Any]:
-    """For effects: a dry run simulates, and the guard returns a recorded output."""
-    if not a.effect or a.run is None:
+    """For effects: a dry run simulates, and the guard returns a recorded output.
+
+    An attempt that is not recorded (its run did not start) reads the dry run from the context.
+    """
+    if not a.effect:
         return False, None
+    if a.run is None:
+        return in_dry_run(), None
     if a.run.dry_run:
         a.simulate()
         return True, None
@@ -254,13 +339,18 @@ class _Yielded:
 
 
 def _generator_node(
-    func: Callable[..., Generator[Any, Any, Any]], attempt: Callable[[tuple[Any, ...], dict[str, Any]], NodeAttempt]
+    func: Callable[..., Generator[Any, Any, Any]],
+    attempt: Callable[[tuple[Any, ...], dict[str, Any]], NodeAttempt],
+    *,
+    effect: bool,
 ) -> Callable[..., Generator[Any, Any, Any]]:
     """The wrapper of a generator function: one attempt from its first step to its end (see the module)."""
 
     @functools.wraps(func)
     def generator_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        if pipeline().disabled:
+        if pipeline().disabled:  # not recorded; a dry run still simulates its effects (it yields nothing)
+            if effect and in_dry_run():
+                return None
             return (yield from func(*args, **kwargs))
         a = attempt(args, kwargs)
         context = contextvars.copy_context()  # the attempt's own: current in its steps, never in the caller's code
@@ -312,13 +402,18 @@ def _steps(gen: Generator[Any, Any, Any], context: contextvars.Context, yielded:
 
 
 def _async_generator_node(
-    func: Callable[..., AsyncGenerator[Any, Any]], attempt: Callable[[tuple[Any, ...], dict[str, Any]], NodeAttempt]
+    func: Callable[..., AsyncGenerator[Any, Any]],
+    attempt: Callable[[tuple[Any, ...], dict[str, Any]], NodeAttempt],
+    *,
+    effect: bool,
 ) -> Callable[..., AsyncGenerator[Any, Any]]:
     """The wrapper of an async generator function: one attempt from its first step to its end (see the module)."""
 
     @functools.wraps(func)
     async def async_generator_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        if pipeline().disabled:
+        if pipeline().disabled:  # not recorded; a dry run still simulates its effects (it yields nothing)
+            if effect and in_dry_run():
+                return
             a: NodeAttempt | None = None
             context: contextvars.Context | None = None
         else:

@@ -48,21 +48,34 @@ _LABEL: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
+_LABEL_INT_MAX_BITS: Final = 4 * MAX_LABEL_VALUE_CHARS
+"""An int label past this many bits has more digits than a label value holds (it is not printed to find out:
+``str()`` of an int past 4300 digits raises)."""
+
+
 def _label_value(metric: str, key: str, value: Any) -> str:
+    """A label's value as the string the wire format keeps; UsageError when it is not one (an int is its digits)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return str(value)
-    if not isinstance(value, str):
+        if value.bit_length() > _LABEL_INT_MAX_BITS:
+            raise UsageError(
+                f"metric {_q(metric)}: label {_q(key)} is {_shown(value)}, more digits than the "
+                f"{MAX_LABEL_VALUE_CHARS} characters a label value holds (a label should take few distinct values)"
+            )
+        text = str(int(value))  # an int's digits are held to the same length as a string
+    elif isinstance(value, str):
+        text = value
+    else:
         raise UsageError(
             f"metric {_q(metric)}: label {_q(key)} must be a string, an int or a bool, got {type(value).__name__}"
         )
-    if len(value) > MAX_LABEL_VALUE_CHARS:
+    if len(text) > MAX_LABEL_VALUE_CHARS:
         raise UsageError(
-            f"metric {_q(metric)}: label {_q(key)} has {len(value)} characters; keep label values to "
+            f"metric {_q(metric)}: label {_q(key)} has {len(text)} characters; keep label values to "
             f"{MAX_LABEL_VALUE_CHARS} (a label should take few distinct values)"
         )
-    return value
+    return text
 
 
 def _shown(value: float | int) -> str:

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from reprlib import repr as _q  # quoted, and cut short: a message never carries a whole value
 from types import TracebackType
 from typing import Any, Final
 
@@ -45,7 +46,7 @@ from flowledger.instrument._logs import AttemptLogBuffer, install_handler
 from flowledger.instrument._metric import AttemptMetrics, check_metric
 from flowledger.instrument._otel import SpanScope, context_from_traceparent, format_traceparent
 from flowledger.instrument._pipeline import Pipeline, pipeline
-from flowledger.instrument._run import Run, _current_run, current_run, error_record, node_exited
+from flowledger.instrument._run import Run, _current_run, current_run, error_record, in_dry_run, node_exited
 from flowledger.instrument.capture import CapturePolicy, RawJSON, capture, capture_mode, full_capture
 
 __all__ = [
@@ -406,9 +407,9 @@ class NodeAttempt:
         Takes a :class:`Cost`, or ``flowledger.cost``'s keyword arguments; ValueError (nothing added) for bad ones.
         """
         added = cost if cost is not None else Cost(**parts)
-        self.cost.merge(added)
-        if self.run is not None:
+        if self.run is not None:  # the run first: a total it cannot take is refused before the attempt's changes
             self.run.cost.merge(added)
+        self.cost.merge(added)
 
     def add_penalty(self, penalty: Penalty | str, count: int = 1) -> None:
         """Count a penalty (a retry, a timeout) in this attempt's and its run's cost."""
@@ -466,7 +467,10 @@ class NodeAttempt:
             p = pipeline()
             if p.disabled:
                 return self
-            self._implicit = run = Run(self.node_id, data=self.input)
+            try:  # a dry run that is not recorded (it could not start) still simulates: so does the node's own
+                self._implicit = run = Run(self.node_id, data=self.input, dry_run=in_dry_run())
+            except UsageError as exc:  # an id the wire format does not take (attempt() is not checked as node() is)
+                raise UsageError(f"node {_q(self.node_id)} cannot be recorded as a run of its own: {exc}") from None
             run._start(current=current)
         if not run.active:
             return self
@@ -878,7 +882,8 @@ def cost(
     ``penalties`` takes kinds, ``{"retry": 1}``; ``usd`` is money tied to no
     category. Dollars are kept exact to the nano-dollar: pass the amount as
     written (``0.004``) or a Decimal. A bad argument is counted as an SDK
-    error and adds nothing.
+    error and adds nothing; so is a cost that would take a total past what
+    the wire format holds (see :mod:`._cost`), the totals kept as they were.
     """
     try:
         parts = cost_parts(
@@ -892,10 +897,10 @@ def cost(
         )
         node_attempt = current_node()
         run = current_run()
+        if run is not None:  # the run first: a total past the wire format's bound is refused before any is changed
+            run.cost.add_parts(parts)
         if node_attempt is not None:
             node_attempt.cost.add_parts(parts)
-        if run is not None:
-            run.cost.add_parts(parts)
     except Exception as exc:
         pipeline().internal_error("cost", exc)
 

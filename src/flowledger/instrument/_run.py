@@ -7,24 +7,34 @@ An exception marks the run failed (``RunAborted``: aborted) and propagates;
 so does ``SystemExit`` from a node (recorded as ``NodeExited``, with the
 node's id), while ``sys.exit(0)`` in the run's own code ends it succeeded.
 Recording never raises into the caller: a failure to record is counted and
-the workflow goes on.
+the workflow goes on. Its arguments are checked when the run is made, so
+that every event it sends is one the receiver takes: a value the wire
+format does not hold raises ConfigError at the call, naming the argument.
+
+A dry run is a dry run whatever happens to its recording: with flowledger
+disabled, or when the run could not start, its code still runs inside it
+(``in_dry_run()``) and its effect nodes are simulated, never carried out.
 """
 
 from __future__ import annotations
 
 import contextvars
 import itertools
+import math
 import re
 import time
 import traceback
+import uuid
 from collections.abc import Mapping
+from decimal import Decimal
+from reprlib import repr as _q  # quoted, and cut short: a message never carries a whole value
 from types import TracebackType
 from typing import Any, Final
 
 from opentelemetry.trace import Tracer
 
-from flowledger._exceptions import ConfigError, NodeExited, RunAborted
-from flowledger._run_context import usable
+from flowledger._exceptions import ConfigError, NodeExited, RunAborted, UsageError
+from flowledger._run_context import RUN_ID_PATTERN, usable
 from flowledger._wire import (
     AbortReason,
     CaptureMode,
@@ -52,18 +62,52 @@ from flowledger.instrument._pipeline import Pipeline, pipeline
 from flowledger.instrument._sampling import HeldEvents, draws_out, rate_for
 from flowledger.instrument.capture import capture, capture_mode, clean_str, full_capture, safe_str
 
-__all__ = ["Run", "current_run", "error_record", "node_exited", "run"]
+__all__ = [
+    "MAX_ID_CHARS",
+    "MAX_LIMIT",
+    "MAX_NAME_CHARS",
+    "MAX_VERSION_CHARS",
+    "Run",
+    "current_run",
+    "error_record",
+    "in_dry_run",
+    "node_exited",
+    "run",
+]
 
 MAX_STACK_CHARS: Final = 16_384
 """The end of a stack trace that is kept (the innermost frames)."""
+STACK_MESSAGE_CHARS: Final = MAX_STACK_CHARS // 4
+"""How much of each message a stack trace shows: the rest of the stack's end is left to the frames."""
 DEFAULT_MESSAGE_CHARS: Final = 4096
 """How much of an error message is kept when no capture limit applies."""
+MAX_ID_CHARS: Final = 256
+"""Longest workflow or node id (``events.v1.schema.json``; a test holds them equal)."""
+MAX_NAME_CHARS: Final = 1024
+"""Longest ``name`` of a run (the wire format's ``workflow_name``)."""
+MAX_VERSION_CHARS: Final = 256
+"""Longest ``version`` of a run (the wire format's ``workflow_version``)."""
+MAX_LIMIT: Final = 2**53
+"""The largest ``deadline_s`` or ``budget_usd``: the wire format bounds numbers to 2**53 (a float's exact integers)."""
+_SHA256: Final = re.compile(r"[0-9a-f]{64}")
+"""A definition's sha256 (``definition_sha256``, ``resumed_from_definition_sha256``): 64 lowercase hex digits."""
 _CONTEXT_DATA: Final = ("user_id", "agent_id", "intent", "parent_run_id")
 """The run context sent in ``run_started``'s data (the project goes in every event's envelope)."""
 _RUN_FINISHED_SIZE: Final = 512
 """Bytes a ``run_finished`` record takes besides its payloads (an estimate)."""
 
 _current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar("flowledger_run", default=None)
+_dry_run: contextvars.ContextVar[bool] = contextvars.ContextVar("flowledger_dry_run", default=False)
+"""Whether the code is inside a dry run, recorded or not: set by every run entered, apart from its recording."""
+
+
+def in_dry_run() -> bool:
+    """Whether the calling code runs inside a dry run, recorded or not (flowledger disabled, a run that did not start).
+
+    Effect nodes read it when no recorded run tells them: a dry run simulates its effects whatever happens to
+    its recording.
+    """
+    return _dry_run.get()
 
 
 def node_exited(node_id: str, exit: SystemExit) -> NodeExited:
@@ -100,10 +144,7 @@ def error_record(
         message += f"... [{more} more characters]"
     record: dict[str, Any] = {"type": name, "message": message}
     if stack:
-        try:
-            text = "".join(traceback.format_exception(exc))
-        except Exception:  # str() of the exception raised inside the formatter
-            text = "".join(traceback.format_tb(exc.__traceback__)) + f"{name}: {message}\n"
+        text = _stack_text(exc, name, message)
         if len(text) > MAX_STACK_CHARS:
             text = text[-MAX_STACK_CHARS:]
             if redact is not None:  # the first line, cut, may have lost the key of a secret pair: it goes
@@ -112,9 +153,104 @@ def error_record(
     return record
 
 
-def _text(value: Any) -> Any:
-    """A string the run records, with each lone surrogate (no UTF-8 form) as U+FFFD; anything else as it is."""
-    return clean_str(value) if isinstance(value, str) else value
+def _stack_text(exc: BaseException, name: str, message: str) -> str:
+    """The formatted stack of ``exc`` (its chain too), each message and note in it cut to ``STACK_MESSAGE_CHARS``.
+
+    The stack's end is kept (the innermost frames, see ``MAX_STACK_CHARS``): a message is the last thing of
+    its part, so one of 20 KiB formatted whole would leave that end nothing but message. ``message`` (the
+    record's) stands for the exception's when the formatter itself fails.
+    """
+    try:
+        formatted = traceback.TracebackException.from_exception(exc)
+        _cut_messages(formatted)
+        return "".join(formatted.format())
+    except Exception:  # str() of the exception raised inside the formatter
+        return "".join(traceback.format_tb(exc.__traceback__)) + f"{name}: {message}\n"
+
+
+def _cut(text: str) -> str:
+    more = len(text) - STACK_MESSAGE_CHARS
+    return text if more <= 0 else f"{text[:STACK_MESSAGE_CHARS]}... [{more} more characters]"
+
+
+def _cut_messages(formatted: traceback.TracebackException) -> None:
+    """Cut the message and notes of every exception of ``formatted`` (its causes, contexts and group members).
+
+    A TracebackException keeps the message it formats as ``_str`` (CPython 3.11 to 3.13; without it the
+    stack is kept as formatted) and the notes as ``__notes__``, the exception's own list (replaced, not changed).
+    """
+    todo = [formatted]
+    seen: set[int] = set()
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        text = getattr(item, "_str", None)
+        if isinstance(text, str):
+            item._str = _cut(text)  # type: ignore[attr-defined]  # CPython's, not in the stubs
+        notes = getattr(item, "__notes__", None)
+        if isinstance(notes, list):
+            item.__notes__ = [_cut(note) if isinstance(note, str) else note for note in notes]
+        todo.extend(linked for linked in (item.__cause__, item.__context__) if linked is not None)
+        todo.extend(getattr(item, "exceptions", None) or ())
+
+
+def _refused(name: str, problem: str) -> ConfigError:
+    return ConfigError(f"flowledger.run(): {name} {problem}.")
+
+
+def _checked_text(name: str, value: object, max_chars: int, *, empty: bool = False) -> str:
+    """``value`` as a run's text field: a string (non-empty unless ``empty``) of at most ``max_chars``; else
+    ConfigError."""
+    if not isinstance(value, str):
+        raise _refused(name, f"must be a string, not {type(value).__name__}")
+    if not value and not empty:
+        raise _refused(name, "must not be empty")
+    if len(value) > max_chars:
+        raise _refused(name, f"is {len(value)} characters long; the wire format takes at most {max_chars}")
+    return clean_str(value)  # a lone surrogate: U+FFFD, in events and spans alike
+
+
+def _checked_run_id(name: str, value: object) -> str | None:
+    """A run id given to a run (a UUID, lowercased: what the wire format takes); ConfigError otherwise."""
+    if value is None:
+        return None
+    text = str(value) if isinstance(value, uuid.UUID) else value
+    if not isinstance(text, str) or RUN_ID_PATTERN.fullmatch(text.lower()) is None:
+        shown = _q(text) if isinstance(text, str) else type(text).__name__
+        raise _refused(name, f"must be a UUID (the runtime's own id for the run, or None for a new one), not {shown}")
+    return text.lower()
+
+
+def _checked_sha256(name: str, value: object) -> str | None:
+    """A definition's sha256 (64 hex digits, lowercased); ConfigError otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or _SHA256.fullmatch(value.lower()) is None:
+        shown = _q(value) if isinstance(value, str) else type(value).__name__
+        raise _refused(name, f"must be a sha256 of 64 hex digits, not {shown}")
+    return value.lower()
+
+
+def _checked_limit(name: str, value: object, *, zero: bool) -> float | None:
+    """``deadline_s`` (more than 0) or ``budget_usd`` (0 or more) as the float the wire format takes.
+
+    An int or a Decimal is taken (money is best given as a Decimal); a string, a bool, a NaN or a value
+    past :data:`MAX_LIMIT` raises ConfigError.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise _refused(name, f"must be a number (an int, a float or a Decimal), not {type(value).__name__}")
+    lowest = "0 or more" if zero else "more than 0"
+    finite = value.is_finite() if isinstance(value, Decimal) else not isinstance(value, float) or math.isfinite(value)
+    # compared as given: an int past a float's range must not overflow before it is refused
+    if not finite or not (value >= 0 if zero else value > 0) or value > MAX_LIMIT:
+        too_long = isinstance(value, int) and value.bit_length() > 64  # too long to print (and to read)
+        shown = f"an integer of {value.bit_length()} bits" if isinstance(value, int) and too_long else _q(value)
+        raise _refused(name, f"must be {lowest} and at most 2**53, not {shown}")
+    return float(value)
 
 
 def current_run() -> Run | None:
@@ -145,6 +281,12 @@ class Run:
     ``parent_run_id`` (default: the run current where this one starts, so a
     run started inside another records it). A value the wire format does not
     take is reported once and left out.
+
+    Every other argument is checked here, against what the wire format
+    takes (a string, its length, a UUID, a sha256, a number's range):
+    ConfigError names the one that is not, before anything is recorded.
+    ``deadline_s`` and ``budget_usd`` take an int, a float or a Decimal
+    (sent as the float nearest to it); ``version`` a number as its text.
     """
 
     def __init__(
@@ -152,18 +294,18 @@ class Run:
         workflow_id: str,
         *,
         name: str | None = None,
-        version: str | None = None,
+        version: str | int | None = None,
         trigger: TriggerType | str = TriggerType.MANUAL,
         data: Any = None,
         dry_run: bool = False,
-        deadline_s: float | None = None,
-        budget_usd: float | None = None,
+        deadline_s: float | Decimal | None = None,
+        budget_usd: float | Decimal | None = None,
         definition_sha256: str | None = None,
         traceparent: str | None = None,
         attributes: Mapping[str, Any] | None = None,
-        run_id: str | None = None,
+        run_id: str | uuid.UUID | None = None,
         capture: CaptureMode | str | None = None,
-        resumed_from: str | None = None,
+        resumed_from: str | uuid.UUID | None = None,
         resumed_from_definition_sha256: str | None = None,
         sample_rate: float | None = None,
         project: str | None = None,
@@ -178,22 +320,35 @@ class Run:
         self._held: HeldEvents | None = None
         self._dropped = False
         """Set once the run was sampled out at its end: from then on it emits nothing (see ``emit``)."""
-        self.workflow_id = clean_str(str(workflow_id))  # a lone surrogate: U+FFFD, in events and spans alike
-        self.capture = capture_mode(capture)
-        self.resumed_from = _text(resumed_from)
-        self.resumed_from_definition_sha256 = _text(resumed_from_definition_sha256)
-        self.name = _text(name)
-        self.version = None if version is None else clean_str(str(version))
+        self.workflow_id = _checked_text("workflow_id", workflow_id, MAX_ID_CHARS)
+        try:
+            self.capture = capture_mode(capture)
+        except UsageError as exc:
+            raise _refused("capture", str(exc).removeprefix("capture ")) from None
+        self.resumed_from = _checked_run_id("resumed_from", resumed_from)
+        self.resumed_from_definition_sha256 = _checked_sha256(
+            "resumed_from_definition_sha256", resumed_from_definition_sha256
+        )
+        self.name = None if name is None else _checked_text("name", name, MAX_NAME_CHARS, empty=True)
+        # a version is text, but a number is clearly meant as its text (version=3)
+        self.version = (
+            None if version is None else _checked_text("version", str(version), MAX_VERSION_CHARS, empty=True)
+        )
         try:
             self.trigger = TriggerType(trigger)
         except ValueError:
-            self.trigger = TriggerType.MANUAL
+            choices = ", ".join(t.value for t in TriggerType)
+            raise _refused("trigger", f"must be one of {choices}, not {_q(trigger)}") from None
         self.data = data
         self.dry_run = bool(dry_run)
-        self.deadline_s = deadline_s
-        self.budget_usd = budget_usd
-        self.definition_sha256 = _text(definition_sha256)
+        self.deadline_s = _checked_limit("deadline_s", deadline_s, zero=False)
+        self.budget_usd = _checked_limit("budget_usd", budget_usd, zero=True)
+        self.definition_sha256 = _checked_sha256("definition_sha256", definition_sha256)
+        if traceparent is not None and not isinstance(traceparent, str):
+            raise _refused("traceparent", f"must be a W3C traceparent string, not {type(traceparent).__name__}")
         self.traceparent = traceparent
+        if attributes is not None and not isinstance(attributes, Mapping):
+            raise _refused("attributes", f"must be a mapping of names to values, not {type(attributes).__name__}")
         self.attributes = dict(attributes) if attributes else None
         self._projectless = project == ""  # no project, not even the defaults
         self.project = None if self._projectless else usable("project", project)
@@ -204,7 +359,7 @@ class Run:
         self.cost = Cost()
         self.tracer: Tracer | None = None
         self.run_id = ""
-        self._given_id = None if run_id is None else str(run_id)
+        self._given_id = _checked_run_id("run_id", run_id)
         self.trace_id = ""
         self.span_id = ""
         self.active = False
@@ -223,6 +378,10 @@ class Run:
         self._finished = False
         self._continued = False
         self._remote_token: object | None = None
+        self._dry_token: contextvars.Token[bool] | None = None
+        """Set while the run is entered and makes its code a dry run or not (``in_dry_run``), recorded or not."""
+        self._parent: Run | None = None
+        """The run of this process this one started in (its ``parent_run_id``): kept when this one is (sampling)."""
         self._pid = 0
         """The process the run started in: a forked child that leaves it does not record its end (``_finish``)."""
 
@@ -236,8 +395,11 @@ class Run:
         run's own start, end, status and heartbeats stay with the process that
         started it. A worker's cost is in its node records, not in the run's total.
         """
+        checked = _checked_run_id("run_id", run_id)
+        if checked is None:
+            raise _refused("run_id", "is needed to continue a run: the id of the run another process started")
         part = cls(workflow_id, traceparent=traceparent)
-        part.run_id = str(run_id)
+        part.run_id = checked
         part._continued = True
         return part
 
@@ -354,13 +516,38 @@ class Run:
             pipeline().emit(kind, self.run_id, seq, data, size, ts_ns, "" if self._projectless else self.project)
 
     def _release_held(self) -> None:
-        """Keep a run drawn out after all: send what it held, in order (the caller holds the lock)."""
+        """Keep a run drawn out after all: send what it held, in order (the caller holds the lock).
+
+        The run it started in is kept first (see ``_keep``), so that its ``parent_run_id`` names a run the
+        receiver has; when that run was dropped already, the link is left out.
+        """
         held, self._held = self._held, None
         if held is None:
             return
+        parent, self._parent = self._parent, None
+        if parent is not None and not parent._keep():
+            for kind, _, data, _, _ in held.events:
+                if kind is EventKind.RUN_STARTED and isinstance(data, dict):
+                    data.pop("parent_run_id", None)
         p = pipeline()
         for kind, seq, data, size, ts_ns in held.events:
             p.emit(kind, self.run_id, seq, data, size, ts_ns, "" if self._projectless else self.project)
+
+    def _keep(self) -> bool:
+        """Keep this run though it was drawn out, because a run started in it is kept; False if dropped already.
+
+        A kept run's ``parent_run_id`` must name a run the receiver has: its held events go out now (and its
+        own parent's first), and it is sent as any kept run from then on. Locks are taken from a run to the
+        run it started in, never the other way.
+        """
+        held = self._held
+        if held is None:
+            return not self._dropped  # kept already, never drawn out, or dropped (``_dropped`` is set first)
+        with held.lock:
+            if self._dropped:
+                return False
+            self._release_held()
+        return True
 
     def note_node_failure(self, exc: BaseException, node_id: str) -> None:
         self._node_failures.append((exc, node_id))
@@ -375,6 +562,10 @@ class Run:
     # --- internals -----------------------------------------------------------
 
     def _start(self, *, current: bool = True) -> None:
+        # before recording: a dry run simulates, recorded or not (a part continued here does not know: as is)
+        entering = current and self._dry_token is None and not self.active and not self._finished
+        if entering and not self._continued and (self.dry_run or _dry_run.get()):
+            self._dry_token = _dry_run.set(self.dry_run)
         p = pipeline()
         if p.disabled or self.active or self._finished:
             return
@@ -433,6 +624,10 @@ class Run:
             )
             if draws_out(rate):
                 self._held = HeldEvents()
+            elif self._parent is not None:  # a run kept from its start keeps the run it started in
+                parent_run, self._parent = self._parent, None
+                if not parent_run._keep():  # dropped already: a link to it would name no run
+                    data.pop("parent_run_id", None)
             self.active = True
             self.emit(EventKind.RUN_STARTED, data, size)
             if current:
@@ -450,6 +645,8 @@ class Run:
         if parent is not None:
             if self.parent_run_id is None and parent.run_id != self.run_id:
                 self.parent_run_id = parent.run_id
+            if self.parent_run_id == parent.run_id:
+                self._parent = parent
             self.project = None if self._projectless else self.project or parent.project
             self.user_id = self.user_id or parent.user_id
         self.project = None if self._projectless else self.project or p.settings.project
@@ -493,7 +690,8 @@ class Run:
             if isinstance(item, BaseExceptionGroup):
                 todo.extend(item.exceptions)
             for linked in (item.__cause__, item.__context__):
-                if linked is not None and linked not in chain:
+                # by identity: ``in`` calls __eq__, which an exception of the caller's may override (and raise in)
+                if linked is not None and not any(linked is seen for seen in chain):
                     todo.append(linked)
         for failed, node_id in reversed(self._node_failures):
             if any(failed is item for item in chain):
@@ -501,6 +699,12 @@ class Run:
         return None
 
     def _finish(self, exc: BaseException | None) -> None:
+        if self._dry_token is not None:  # a run that was not recorded leaves its dry run too
+            dry_token, self._dry_token = self._dry_token, None
+            try:
+                _dry_run.reset(dry_token)
+            except ValueError:  # left in another context than it entered
+                pass
         if not self.active or self._finished:
             return
         self._finished = True
@@ -545,6 +749,7 @@ class Run:
                 data["otel_exported"] = True  # the application's own pipeline exports this span
             if self._held is None or not self._drop_held(status, data):
                 self.emit(EventKind.RUN_FINISHED, data, size)
+            self._parent = None  # kept or dropped: decided; it no longer holds its parent alive
             if self._span is not None:
                 failure = exc if status is not RunStatus.SUCCEEDED and exc is not None else None
                 try:

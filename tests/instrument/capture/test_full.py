@@ -95,9 +95,11 @@ def test_an_output_over_the_cap_keeps_only_its_hash() -> None:
 
 
 def test_a_capture_mode_that_does_not_exist_is_refused() -> None:
-    """capture= takes preview or full; anything else is a ValueError naming the choices."""
-    with pytest.raises(ValueError, match="capture must be one of preview, full"):
+    """capture= takes preview or full; anything else is a UsageError naming the choices, for node() and run()."""
+    with pytest.raises(flowledger.UsageError, match="node\\(\\): capture must be one of preview, full"):
         flowledger.node(capture="everything")
+    with pytest.raises(flowledger.ConfigError, match="run\\(\\): capture must be one of preview, full"):
+        flowledger.run("wf", capture="everything")
 
 
 # --- a value over the cap: one pass, about the cap's memory, the same record -----------------------------

@@ -35,10 +35,12 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from itertools import chain, islice
+from reprlib import repr as _q  # quoted, and cut short: a message never carries a whole value
 from typing import Any, Final
 
 import orjson
 
+from flowledger._exceptions import UsageError
 from flowledger._wire import FULL_CAPTURE_MAX_BYTES, MARKER_KEY, REDACTED, CaptureMode, OutputCapture
 from flowledger.instrument.capture._bounded import CapturePolicy
 from flowledger.instrument.capture._jsonable import MAX_DEPTH, clean_str, convert, encode
@@ -66,14 +68,14 @@ _UNSAFE_IN_FRAGMENT: Final = frozenset('"\\\u03c3\u03c2') | frozenset(chr(c) for
 
 
 def capture_mode(value: CaptureMode | str | None) -> CaptureMode | None:
-    """``value`` as a CaptureMode (None stays None); ValueError naming the choices otherwise."""
+    """``value`` as a CaptureMode (None stays None); UsageError naming the choices otherwise."""
     if value is None or isinstance(value, CaptureMode):
         return value
     try:
         return CaptureMode(value)
     except ValueError:
         choices = ", ".join(m.value for m in CaptureMode)
-        raise ValueError(f"capture must be one of {choices}, not {value!r}") from None
+        raise UsageError(f"capture must be one of {choices}, not {_q(value)}") from None
 
 
 def _has_marker(value: Any) -> bool:

@@ -4,7 +4,7 @@
 the JSON value to record. What has no JSON form as is becomes a marker
 object ``{"__flowledger__": KIND, ...}``:
 
-- ``repr``: a value of a type with no JSON form; ``type`` and a bounded ``repr``.
+- ``repr``: a value of a type with no JSON form; ``type`` and a bounded ``repr`` (redacted as log text is).
 - ``bytes``: ``length`` and the ``base64`` of the bytes.
 - ``float``: a NaN or an infinity, which JSON cannot hold.
 - ``int``: an integer outside the 64-bit range JSON tools share (orjson
@@ -295,7 +295,8 @@ def _leaf(value: Any, redact: re.Pattern[str] | None, depth: int, seen: set[int]
         return convert(dict(vars(value)), redact, depth + 1, seen, budget)
     if isinstance(value, SimpleNamespace):
         return convert(dict(vars(value)), redact, depth + 1, seen, budget)
-    return marker("repr", type=type_name(value), repr=clean_str(repr(value)[:MAX_REPR_CHARS]))
+    # redacted as an exception's message is: a repr shows fields (``Creds(token='...')``) as ``key=value`` text
+    return marker("repr", type=type_name(value), repr=redact_text(clean_str(repr(value)[:MAX_REPR_CHARS]), redact))
 
 
 def safe_str(value: object) -> str:
