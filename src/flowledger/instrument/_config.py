@@ -585,7 +585,7 @@ def _redact_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
 
 T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 _reported: set[str] = set()
 _SECRET_VARIABLES: Final = frozenset(
     {"FLOWLEDGER_API_KEY", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"}
@@ -793,7 +793,9 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
 
 _UNSET_WHEN_EMPTY: Final = frozenset({"FLOWLEDGER_SERVICE_NAME"})
 """Variables an empty value leaves unset, as OTel reads ``OTEL_SERVICE_NAME``: the next source then applies
-(``OTEL_SERVICE_NAME``, else ``flowledger``), not an empty service name."""
+(``OTEL_SERVICE_NAME``, else ``flowledger``), not an empty service name. So does every on/off variable
+(``_parse_bool``): ``FLOWLEDGER_CAPTURE=`` (a compose file's ``${CAPTURE}`` left unset) keeps its default, never
+turning a setting that is on by default off."""
 
 
 _OTLP_ENDPOINT_VARIABLES: Final = (
@@ -912,7 +914,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     values: dict[str, Any] = {}
     for var, (name, parse, accepts) in _ENV.items():
         raw = source.get(var)
-        if raw is None or (not raw and var in _UNSET_WHEN_EMPTY):
+        if raw is None or (not raw.strip() and (var in _UNSET_WHEN_EMPTY or parse is _parse_bool)):
             continue
         try:
             values[name] = parse(raw)
