@@ -25,11 +25,14 @@ PROCESS_START_TIMEOUT_S: Final = 60.0
 PROCESS_STOP_TIMEOUT_S: Final = 30.0
 
 
-def serve_receiver(config: ReceiverConfig) -> tuple[str, uvicorn.Server, threading.Thread]:
-    """Serve the receiver as ``flowledger serve`` does and wait until it answers; return its URL, server and thread."""
+def serve_receiver(config: ReceiverConfig, *, port: int = 0) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """Serve the receiver as ``flowledger serve`` does and wait until it answers; return its URL, server and thread.
+
+    ``port`` 0 takes a free one; a given port brings a receiver back where a test had it down.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn_config(config, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

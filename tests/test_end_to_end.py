@@ -69,8 +69,9 @@ def _metric(text: str, name: str) -> float:
 
 
 @pytest.mark.slow
-def test_events_spooled_by_a_killed_process_are_delivered_exactly_once(live: LiveReceiver, tmp_path: Path) -> None:
-    """A process killed with SIGKILL after spooling (receiver down) loses nothing: its successor delivers all, once."""
+def test_events_spooled_by_a_killed_process_are_delivered_exactly_once(tmp_path: Path) -> None:
+    """A process killed with SIGKILL after spooling (receiver down) loses nothing: its successor delivers all, once,
+    to the receiver back where it was (batches replay only to the destination they were bound for)."""
     script = tmp_path / "producer.py"
     script.write_text(PRODUCER)
     spool = tmp_path / "spool"
@@ -87,11 +88,19 @@ def test_events_spooled_by_a_killed_process_are_delivered_exactly_once(live: Liv
         crashed.send_signal(signal.SIGKILL)
         crashed.wait(timeout=10)
         crashed.stdout.close()
+        port = closed.getsockname()[1]
     emitted = int(re.search(r"emitted=(\d+)", line).group(1))  # type: ignore[union-attr]
     assert emitted == RUNS_BEFORE_CRASH * (2 + NODES_PER_RUN)
     assert int(re.search(r"spooled=(\d+)", line).group(1)) == emitted  # type: ignore[union-attr]
     assert list(spool.glob("*")), "the killed process left its events in the spool"
+    live = start_receiver(ReceiverConfig(db_path=tmp_path / "ledger.db"), port=port)
+    try:
+        _deliver_and_count(live, script, spool, emitted)
+    finally:
+        live.stop()
 
+
+def _deliver_and_count(live: LiveReceiver, script: Path, spool: Path, emitted: int) -> None:
     for _ in range(2):  # two successors: the second must find nothing left to replay
         done = subprocess.run(
             [sys.executable, str(script), "1", str(NODES_PER_RUN), "10", "exit"],

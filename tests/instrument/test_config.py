@@ -332,7 +332,6 @@ def test_an_empty_service_name_variable_is_unset(caplog: pytest.LogCaptureFixtur
     assert settings_from_env({"FLOWLEDGER_SERVICE_NAME": "shop", "OTEL_SERVICE_NAME": "billing"}).service_name == "shop"
 
 
-
 @pytest.mark.parametrize("blank", ["", "  "])
 def test_a_blank_on_off_variable_keeps_its_default(blank: str, caplog: pytest.LogCaptureFixture) -> None:
     """FLOWLEDGER_CAPTURE= (a compose file's unset ${VAR}) is unset: capture, span export and the app provider stay
@@ -346,6 +345,7 @@ def test_a_blank_on_off_variable_keeps_its_default(blank: str, caplog: pytest.Lo
     assert (blanked.capture, blanked.export_spans, blanked.disabled) == (True, True, False)
     assert not caplog.records
     assert settings_from_env({"FLOWLEDGER_CAPTURE": "0"}).capture is False
+
 
 def test_a_service_name_longer_than_the_receiver_takes_is_reported(caplog: pytest.LogCaptureFixture) -> None:
     """A service name over 256 characters (run_started's limit) is reported, and the default is used."""

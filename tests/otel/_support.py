@@ -79,16 +79,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_receiver(config: ReceiverConfig) -> LiveReceiver:
-    """Serve ``create_app(config)`` with uvicorn in a thread and wait until it answers."""
-    url, server, thread = serve_receiver(config)
+def start_receiver(config: ReceiverConfig, *, port: int = 0) -> LiveReceiver:
+    """Serve ``create_app(config)`` with uvicorn in a thread and wait until it answers (on ``port``, 0: a free one)."""
+    url, server, thread = serve_receiver(config, port=port)
     return LiveReceiver(url, config, server, thread)
 
 
 @contextmanager
-def receiver_running(config: ReceiverConfig) -> Iterator[LiveReceiver]:
-    """A live receiver for the duration of the block."""
-    receiver = start_receiver(config)
+def receiver_running(config: ReceiverConfig, *, port: int = 0) -> Iterator[LiveReceiver]:
+    """A live receiver for the duration of the block (on ``port``, 0: a free one)."""
+    receiver = start_receiver(config, port=port)
     try:
         yield receiver
     finally:

@@ -245,7 +245,7 @@ def free_socket() -> socket.socket:
     return sock
 
 
-def start_receiver(config: ReceiverConfig) -> LiveReceiver:
-    """Serve ``create_app(config)`` with uvicorn in a thread and wait until it answers."""
-    url, server, thread = serve_receiver(config)
+def start_receiver(config: ReceiverConfig, *, port: int = 0) -> LiveReceiver:
+    """Serve ``create_app(config)`` with uvicorn in a thread and wait until it answers (on ``port``, 0: a free one)."""
+    url, server, thread = serve_receiver(config, port=port)
     return LiveReceiver(url, config.db_path, server, thread)

@@ -194,7 +194,7 @@ class MockReceiver:
 class Recorder:
     """A recording receiver on 127.0.0.1 that runs in a thread."""
 
-    def __init__(self, script: list[int | str] | None = None) -> None:
+    def __init__(self, script: list[int | str] | None = None, *, port: int = 0) -> None:
         self.script: list[int | str] = list(script or [])
         self.retry_after: str | None = None
         self.too_large: Callable[[list[dict[str, Any]]], bool] = lambda events: False
@@ -210,7 +210,7 @@ class Recorder:
         self.release = threading.Event()
         self.hanging = threading.Event()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -331,13 +331,19 @@ class Recorder:
 
 
 @contextmanager
-def recorder(script: list[int | str] | None = None) -> Iterator[Recorder]:
-    """A started Recorder, stopped afterwards."""
-    rec = Recorder(script).start()
+def recorder(script: list[int | str] | None = None, *, port: int = 0) -> Iterator[Recorder]:
+    """A started Recorder, stopped afterwards; on ``port`` (0: a free one), to bring a receiver back where a test
+    had it down (spooled batches replay only to the destination they were bound for)."""
+    rec = Recorder(script, port=port).start()
     try:
         yield rec
     finally:
         rec.stop()
+
+
+def port_of(url: str) -> int:
+    """The port of a ``http://127.0.0.1:PORT`` URL."""
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
 
 
 def closed_port_url() -> str:

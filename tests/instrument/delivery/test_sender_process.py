@@ -20,6 +20,7 @@ from tests.instrument.delivery._sender_support import (
     child_env,
     closed_port_url,
     make_event,
+    port_of,
     recorder,
     silent_listener,
     spooled_events,
@@ -64,12 +65,13 @@ def _read_line(proc: subprocess.Popen[str]) -> str:
 def test_sigkill_after_spooling_then_successor_delivers_exactly_once(tmp_path: Path) -> None:
     """A process spools (receiver down) and is SIGKILLed; a successor delivers each event exactly once."""
     spool_dir = tmp_path / "spool"
-    victim = _start("spool", closed_port_url(), str(spool_dir), "700")
+    down = closed_port_url()
+    victim = _start("spool", down, str(spool_dir), "700")
     assert _read_line(victim) == "spooled 700"
     _kill(victim)
     spooled_ids = [e["event_id"] for e in spooled_events(spool_dir)]
     assert len(set(spooled_ids)) == 700
-    with recorder() as rec:
+    with recorder(port=port_of(down)) as rec:  # the receiver back where it was
         stats = _run("replay", rec.url, str(spool_dir))
         assert stats["replayed"] == 700
         assert stats["flush_ok"] == 1

@@ -25,6 +25,7 @@ from tests.instrument.delivery._sender_support import (
     child_env,
     closed_port_url,
     make_settings,
+    port_of,
     spooled_events,
     wait_until,
 )
@@ -145,7 +146,8 @@ def test_otlp_only_sends_spans_with_exception_events_and_no_events(
 def test_otlp_spools_while_the_backend_is_down_and_replays_when_it_is_back(tmp_path: Path) -> None:
     """Unlike best-effort span export, the otlp sink spools what the backend did not take and sends it later."""
     spool = tmp_path / "spool"
-    down = make_settings(spool, otlp_traces_endpoint=closed_port_url() + "/v1/traces", max_retries=0)
+    closed = closed_port_url()
+    down = make_settings(spool, otlp_traces_endpoint=closed + "/v1/traces", max_retries=0)
     sink = OtlpSender(down, spool_dir=spool)
     events = _finished_events(3)
     for event in events:
@@ -153,8 +155,8 @@ def test_otlp_spools_while_the_backend_is_down_and_replays_when_it_is_back(tmp_p
     assert not sink.flush(3.0)
     assert len(spooled_events(spool)) == len(events)
     sink.shutdown(0.5)
-    with receiver_running(ReceiverConfig(db_path=tmp_path / "ledger.db")) as live:
-        up = make_settings(spool, otlp_traces_endpoint=f"{live.url}/v1/traces")
+    with receiver_running(ReceiverConfig(db_path=tmp_path / "ledger.db"), port=port_of(closed)) as live:
+        up = make_settings(spool, otlp_traces_endpoint=f"{live.url}/v1/traces")  # the backend back where it was
         again = OtlpSender(up, spool_dir=spool)
         assert again.flush(10.0)
         assert wait_until(lambda: not spooled_events(spool))

@@ -20,6 +20,7 @@ from tests.instrument.delivery._sender_support import (
     closed_port_url,
     make_event,
     make_settings,
+    port_of,
     recorder,
     spooled_events,
     wait_until,
@@ -52,12 +53,13 @@ class _HeldWrites:
 def test_flush_reports_a_new_drop_while_replaying_an_earlier_process_spool(tmp_path: Path) -> None:
     """Replaying 5 events an earlier process spooled does not hide one new event refused as too large."""
     spool = tmp_path / "spool"
-    earlier = Sender(make_settings(spool, closed_port_url(), max_retries=0))
+    down = closed_port_url()
+    earlier = Sender(make_settings(spool, down, max_retries=0))
     for i in range(5):
         earlier.submit(make_event(i, index=i), 300)
     assert not earlier.shutdown(FLUSH_S)
     assert len(spooled_events(spool)) == 5
-    with recorder() as rec:
+    with recorder(port=port_of(down)) as rec:  # the receiver back where the earlier process sent
         rec.too_large = lambda events: any(e["data"].get("big") for e in events)
         sender = Sender(make_settings(spool, rec.url, batch_max_age_s=60.0))
         sender.submit(make_event(0, big=True), 300)

@@ -110,6 +110,10 @@ class JsonlSender(Sender):
         self.path = Path(path)
         super().__init__(settings, spool_dir=spool_dir)
 
+    def _destination(self) -> str | None:
+        """None: the spool folder is this file's alone (``sink_spool_dir``), and a file takes no credentials."""
+        return None
+
     def _deliver(self, events: list[dict[str, Any]], retries: int) -> list[dict[str, Any]]:
         """Append every event as one line; return the events the file could not take (they are spooled)."""
         if not events:

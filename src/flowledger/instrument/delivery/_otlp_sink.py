@@ -47,6 +47,11 @@ class OtlpSender(Sender):
     def _url(self) -> str:
         return self._settings.traces_url
 
+    def _destination(self) -> str | None:
+        """The traces URL and the headers sent with it (an OTLP backend's key): see ``Delivery._destination``."""
+        headers = "\n".join(f"{name}={value}" for name, value in otlp_headers(self._settings))
+        return f"{self._settings.traces_url}\n{headers}"
+
     def _encode(self, events: list[dict[str, Any]]) -> tuple[bytes, list[dict[str, Any]]]:
         started = time.monotonic()
         spans: list[dict[str, Any]] = []

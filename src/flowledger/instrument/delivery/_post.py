@@ -172,6 +172,11 @@ class Delivery:
         """Where batches are posted."""
         return self._settings.events_url
 
+    def _destination(self) -> str | None:
+        """Where this sink's batches are bound, with the credentials they go with (the spool's tag is its digest):
+        a batch spooled here is replayed only by a sink of the same destination."""
+        return f"{self._settings.events_url}\n{self._settings.api_key or ''}"
+
     def _http(self) -> httpx.Client:
         if self._client is None:
             headers: list[tuple[str, str]] = []

@@ -65,7 +65,7 @@ from flowledger.instrument.delivery._counters import Counters, DropReason
 from flowledger.instrument.delivery._otlp_spans import span_from_event
 from flowledger.instrument.delivery._post import Delivery
 from flowledger.instrument.delivery._span_sender import SpanSender
-from flowledger.instrument.delivery._spool import Spool, new_batch_name
+from flowledger.instrument.delivery._spool import Spool, destination_tag
 from flowledger.instrument.delivery._transport import untraced
 from flowledger.instrument.delivery._wait import ReentrantEvent, wait_s
 
@@ -122,7 +122,9 @@ class Sender(Delivery):
         self._batch_bytes = settings.batch_max_bytes
         self._high_items = max(int(settings.queue_max_items * HIGH_WATER_FRACTION), 1)
         self._high_bytes = max(int(settings.queue_max_bytes * HIGH_WATER_FRACTION), 1)
-        self._spool = Spool(spool_dir or settings.spool_dir, settings.spool_max_bytes)
+        self._spool = Spool(
+            spool_dir or settings.spool_dir, settings.spool_max_bytes, tag=destination_tag(self._destination())
+        )
         self._spans = SpanSender(settings, transport=transport) if export_spans else None
         self._reset()
         _senders.add(self)
@@ -363,16 +365,18 @@ class Sender(Delivery):
         )
 
     def _tally(self) -> tuple[int, int]:
-        """What flush and shutdown compare: events dropped, and events spooled and not replayed since.
+        """What flush and shutdown compare: events lost (dropped, or refused by the receiver: they reached it and
+        will never be stored), and events spooled and not replayed since.
 
         Only replays of files this process spilled offset what it spooled: replaying another process's
         files (or this one's after an outage) delivers old events, it does not make up for new ones.
         """
         with self._lock:
-            return self._counters.dropped(), self._counters["spooled"] - self._spill_settled
+            lost = self._counters.dropped() + self._counters["rejected"]
+            return lost, self._counters["spooled"] - self._spill_settled
 
     def _nothing_lost_since(self, before: tuple[int, int]) -> bool:
-        """No event dropped since ``before``, and none left in the spool that was not there then."""
+        """No event dropped or refused since ``before``, and none left in the spool that was not there then."""
         dropped, unsent = self._tally()
         return dropped == before[0] and unsent <= before[1]
 
@@ -596,7 +600,7 @@ class Sender(Delivery):
 
     def _respool(self, events: list[dict[str, Any]], *, spilled: bool) -> None:
         """Spool what a replay left over, as a file this process spilled when the replayed one was."""
-        name = new_batch_name()
+        name = self._spool.batch_name()
         if spilled:
             with self._lock:
                 self._spilled[name] = len(events)
@@ -658,7 +662,7 @@ class Sender(Delivery):
                 self._writing_bytes = nbytes
                 self._writing_until = time.monotonic() + SPOOL_RESERVE_S + self._spool.estimated_write_s(nbytes)
                 failing = self._outage.failing
-                name = new_batch_name()
+                name = self._spool.batch_name()
                 self._spilled[name] = len(events)  # before the file appears: a replay may take it at once
             if failing:
                 self._log_once(

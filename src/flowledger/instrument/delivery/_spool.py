@@ -2,14 +2,21 @@
 
 Layout of the spool folder::
 
-    <id>.json.gz                          a ready batch: gzip of {"events": [...]}
-    <id>.json.gz.claimed-<pid>-<token>    a batch one process is replaying
+    <id>.<tag>.json.gz                    a ready batch: gzip of {"events": [...]}
+    <id>.json.gz                          the same, of a spool without a tag (or an older version's)
+    <id>.<tag>.json.gz.claimed-<pid>-<token>  a batch one process is replaying
     .tmp-<pid>-<id>                       a batch being written
     rejected/<event id>.json              one event the receiver found too large
     corrupt/<name>                        a file that could not be read
 
 ``<id>`` is a UUIDv7, so names sort by the time they were written and
-batches replay oldest first. Every write goes to a temporary name and is
+batches replay oldest first. ``<tag>`` says where the batch was bound: a
+digest of the destination and the credentials it was to be sent with
+(:func:`destination_tag`), so a process replays only batches meant for where
+it sends, with the key it sends: two services sharing the default folder
+(another receiver, another project's API key) never deliver each other's
+records. Batches without a tag (written before tags existed) are replayed by
+any process, as they always were. Every write goes to a temporary name and is
 renamed into place, so a reader never sees half a batch. A replaying
 process claims a file by renaming it to a name carrying its pid and a
 per-process token: a rename succeeds for exactly one process, so two
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import enum
 import gzip
+import hashlib
 import json
 import os
 import secrets
@@ -45,13 +53,15 @@ import orjson
 from flowledger._wire import new_event_id
 from flowledger.instrument.capture import RawJSON, to_jsonable
 
-__all__ = ["Claim", "Spool", "SpoolResult", "encodable", "new_batch_name"]
+__all__ = ["Claim", "Spool", "SpoolResult", "destination_tag", "encodable", "new_batch_name"]
 
 READY_SUFFIX: Final = ".json.gz"
 CLAIM_MARK: Final = ".claimed-"
 TMP_PREFIX: Final = ".tmp-"
 REJECTED_DIR: Final = "rejected"
 CORRUPT_DIR: Final = "corrupt"
+TAG_HEX_DIGITS: Final = 16
+"""Hex digits of a destination's digest in a batch's name (64 bits: two destinations never share one)."""
 CLAIM_STALE_S: Final = 600.0
 """Where a claim's process cannot be checked (not POSIX), a claim this old is taken over."""
 _CAN_CHECK_PIDS = os.name == "posix"
@@ -111,9 +121,24 @@ def _fragment(value: object) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def new_batch_name() -> str:
-    """A fresh name for a spool file; names sort by the time they were made."""
-    return new_event_id() + READY_SUFFIX
+def new_batch_name(tag: str | None = None) -> str:
+    """A fresh name for a spool file of ``tag`` (see the module); names sort by the time they were made."""
+    return f"{new_event_id()}.{tag}{READY_SUFFIX}" if tag else new_event_id() + READY_SUFFIX
+
+
+def destination_tag(destination: str | None) -> str | None:
+    """The tag of batches bound for ``destination`` (its URL and credentials, as one text): a digest, so neither
+    shows in a file name; None (no tag) for a sink whose folder is its destination's alone."""
+    if destination is None:
+        return None
+    return hashlib.sha256(destination.encode("utf-8", "surrogatepass")).hexdigest()[:TAG_HEX_DIGITS]
+
+
+def _tag_of(name: str) -> str | None:
+    """The tag in a ready batch's name, None for an untagged one."""
+    stem = name[: -len(READY_SUFFIX)]
+    _, dot, tag = stem.partition(".")
+    return tag if dot else None
 
 
 def encode_batch(events: list[dict[str, Any]]) -> bytes:
@@ -215,9 +240,11 @@ class Claim:
 class Spool:
     """A folder of undelivered batches, capped in bytes, shared safely by processes."""
 
-    def __init__(self, directory: Path, max_bytes: int) -> None:
+    def __init__(self, directory: Path, max_bytes: int, *, tag: str | None = None) -> None:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
+        self.tag = tag
+        """The destination's tag (:func:`destination_tag`): the batches this spool writes and replays."""
         self._lock = threading.Lock()
         self.corrupt_files = 0
         """How many unreadable files this process moved to ``corrupt/``."""
@@ -296,7 +323,7 @@ class Spool:
         except (TypeError, ValueError):
             return SpoolResult.UNENCODABLE
         data = gzip.compress(text, compresslevel=SPOOL_GZIP_LEVEL)
-        result = self._place(self.directory, name or new_batch_name(), data)
+        result = self._place(self.directory, name or self.batch_name(), data)
         self.observe_write(len(text), time.monotonic() - started)
         return result
 
@@ -358,8 +385,18 @@ class Spool:
                     ready.append(original)
             elif name.startswith(TMP_PREFIX):
                 self._remove_stale_tmp(name)
+        ready = [name for name in ready if self._ours(name)]
         ready.sort()
         return ready
+
+    def batch_name(self) -> str:
+        """A fresh name for a batch of this spool (its tag in it)."""
+        return new_batch_name(self.tag)
+
+    def _ours(self, name: str) -> bool:
+        """Whether this spool replays the ready batch ``name``: one of its tag, or an untagged one."""
+        tag = _tag_of(name)
+        return tag is None or tag == self.tag
 
     def _reclaim(self, name: str) -> str | None:
         original, _, owner = name.partition(CLAIM_MARK)
