@@ -24,9 +24,21 @@ _INFLATE_STEP_BYTES: Final = 1024 * 1024
 
 
 def _inflate(compressed: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(_GZIP_WBITS)
+    """The gzip body inflated, every member of it (RFC 1952: ``cat a.gz b.gz``, and pigz, write several), in
+    bounded steps: 413 as soon as the members' output together passes ``limit``, so a bomb split across members
+    is refused like one in a single member."""
     out = bytearray()
     data = compressed
+    while True:  # one member a turn; what follows a member's end must be another member
+        data = _inflate_member(data, out, limit)
+        if not data:
+            return bytes(out)
+
+
+def _inflate_member(data: bytes, out: bytearray, limit: int) -> bytes:
+    """Inflate the gzip member at the start of ``data`` onto ``out`` (within ``limit`` in all); the bytes after
+    its end."""
+    inflater = zlib.decompressobj(_GZIP_WBITS)
     try:
         while True:
             room = limit + 1 - len(out)
@@ -43,9 +55,7 @@ def _inflate(compressed: bytes, limit: int) -> bytes:
         raise BodyError(413, f"the body inflates to more than {limit} bytes; send smaller batches")
     if not inflater.eof:
         raise BodyError(400, "the body is not valid gzip: the stream is truncated")
-    if inflater.unused_data:
-        raise BodyError(400, "the body is not valid gzip: there are bytes after the end of the stream")
-    return bytes(out)
+    return inflater.unused_data
 
 
 async def read_body(

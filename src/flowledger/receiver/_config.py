@@ -28,6 +28,7 @@ from flowledger.receiver._trace_url import TRACE_ID_PLACEHOLDER
 __all__ = [
     "DEFAULT_DB_PATH",
     "DEFAULT_SWITCH_INTERVAL_S",
+    "FORWARD_HEADER_ENCODING",
     "TRACE_URL_ENV",
     "IngestLimits",
     "ReceiverConfig",
@@ -462,20 +463,39 @@ def template_from_env(environ: Mapping[str, str] | None = None) -> str | None:
 
 
 def parse_forward_endpoint(value: str) -> str:
-    """Check an upstream base URL (``FLOWLEDGER_RECEIVER_FORWARD_ENDPOINT``): http(s), no trailing slash."""
+    """Check an upstream base URL (``FLOWLEDGER_RECEIVER_FORWARD_ENDPOINT``): http(s) with a host, no trailing slash.
+
+    A query string is kept (a token some collectors and proxies take there): the forwarder joins the signal path
+    onto the URL's path and sends the query after it.
+    """
     text = value.strip()
-    if not text.lower().startswith(("http://", "https://")) or len(text) <= len("http://"):
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme.lower() in {"http", "https"} and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number ("user:pa?ss@host")
+    except ValueError:
+        ok = False
+    if "@" in text and not (ok and "@" not in text[len(parts.scheme) + len("://") + len(parts.netloc) :]):
+        # A password holding an unescaped / ? or # ends the host early ("user:12/ss@host" is host "user", port 12):
+        # the request would go elsewhere, and shown_url would show part of the password. Never show the value.
+        raise ConfigError(
+            f"{_FORWARD_ENDPOINT_ENV} holds an @ after where its host ends: give an http:// or https:// base URL "
+            "such as http://user:pw@collector:4318, with / ? # @ in a user name or password percent-encoded "
+            "(%2F %3F %23 %40). The value is not shown."
+        )
+    if not ok:
         raise ConfigError(
             f"{_FORWARD_ENDPOINT_ENV}={shown_url(text)!r} must be an http:// or https:// base URL "
             "such as http://collector:4318"
         )
-    signal_path = _OTLP_SIGNAL_PATH.search(text.rstrip("/"))
+    path = parts.path.rstrip("/")
+    signal_path = _OTLP_SIGNAL_PATH.search(path)
     if signal_path:
         raise ConfigError(
             f"{_FORWARD_ENDPOINT_ENV}={shown_url(text)!r} ends with {signal_path.group()}; give the base URL "
             "(the signal paths are added)"
         )
-    return text.rstrip("/")
+    return parts._replace(path=path, fragment="").geturl()  # a fragment is never sent
 
 
 def parse_forward_headers(value: str | None) -> tuple[tuple[str, str], ...]:
@@ -498,14 +518,35 @@ def parse_forward_headers(value: str | None) -> tuple[tuple[str, str], ...]:
             )
         if not _HEADER_NAME.fullmatch(name):
             raise ConfigError(f"{where}: {name!r} is not an HTTP header name")
-        if any(c in text for c in "\r\n\0"):
-            raise ConfigError(f"{where}: the value of {name} holds a line break or NUL once decoded (not shown)")
+        problem = _header_value_problem(text)
+        if problem:  # named by the header's name, never by the value: it is the upstream's secret
+            raise ConfigError(f"{where}: the value of {name} {problem} (values are not shown)")
         pairs.append((name, text))
     return tuple(pairs)
 
 
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 """An HTTP header name (RFC 9110 token)."""
+FORWARD_HEADER_ENCODING: Final = "latin-1"
+"""How the forwarder turns header values into the bytes HTTP carries: one byte per character, as servers that
+decode header bytes (this receiver, Starlette, Python's http.server, the OTel Python exporter's requests) read
+them. A value holding a character beyond it cannot be sent, and is refused at start."""
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""What an HTTP field value may not hold (RFC 9110: visible characters, spaces, tabs and obs-text)."""
+
+
+def _header_value_problem(text: str) -> str | None:
+    """Why ``text`` cannot be sent as a header value, or None. Checked at start: at send time the failure's text
+    would quote the value (``UnicodeEncodeError('ascii', 'the token', ...)``)."""
+    try:
+        text.encode(FORWARD_HEADER_ENCODING)
+    except UnicodeEncodeError:
+        return "holds a character beyond Latin-1 once decoded, which an HTTP header cannot carry; use ASCII"
+    if _CONTROL.search(text):
+        return "holds a control character (a line break, NUL, ...) once decoded"
+    if text != text.strip(" \t"):
+        return "starts or ends with a space or tab once decoded, which HTTP drops"
+    return None
 
 
 _RETENTION_COUNT_MAX: Final = 1_000_000_000

@@ -31,15 +31,21 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
 __all__ = [
+    "LABEL_FILTER",
     "MAX_OFFSET",
     "MAX_PARAM_CHARS",
     "MAX_UNKNOWN_LISTED",
+    "METRIC_NAME_PATTERN",
     "PARAMS_READ_KEY",
     "RFC3339_EXAMPLE",
     "QueryParams",
+    "label_problem",
+    "length_problem",
     "max_chars_of",
+    "metric_name_problem",
     "refuse_params",
     "rfc3339_time",
+    "text_problem",
 ]
 
 MAX_PARAM_CHARS: Final = 256
@@ -67,6 +73,51 @@ def max_chars_of(name: str) -> int:
     as long as an indexed attribute value (ATTRIBUTE_VALUE_MAX_CHARS), so that every value a run can be
     found by can be asked for (its route checks the rest with ``attribute_problem``)."""
     return ATTRIBUTE_VALUE_MAX_CHARS if name.startswith(ATTRIBUTE_PARAM_PREFIX) else MAX_PARAM_CHARS
+
+
+METRIC_NAME_PATTERN: Final = "^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+"""A custom metric's name, as ``GET /api/metrics/custom?name=`` and ``flowledger metrics --name`` take it."""
+LABEL_FILTER: Final = re.compile(r"([A-Za-z_][A-Za-z0-9_]{0,63})=(.{0,128})", re.DOTALL)
+"""A label filter ``NAME=VALUE`` (``?label=``, ``--label``): a label name, and a value of at most 128 characters."""
+
+
+def length_problem(name: str, value: str) -> str | None:
+    """Why ``value`` is too long for the text parameter ``name`` (:func:`max_chars_of`), or None. The CLI checks
+    its options by the API parameter each one is, so that ``--db`` and ``--url`` refuse the same values."""
+    most = max_chars_of(name)
+    return f"is longer than {most} characters" if len(value) > most else None
+
+
+def metric_name_problem(value: str) -> str | None:
+    """Why ``value`` is no custom metric's name (:data:`METRIC_NAME_PATTERN`), or None."""
+    if re.fullmatch(METRIC_NAME_PATTERN, value) is None:
+        return f"{value[:64]!r} is not a metric name (letters, digits and '_')"
+    return None
+
+
+def label_problem(value: str) -> str | None:
+    """Why ``value`` is no label filter (:data:`LABEL_FILTER`), or None."""
+    if LABEL_FILTER.fullmatch(value) is None:
+        return (
+            f"{value[:64]!r} must be NAME=VALUE, such as provider=openai "
+            "(a label name of letters, digits and '_', a value of at most 128 characters)"
+        )
+    return None
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` is no value an id, name or filter can be, or None: a NUL character (which PostgreSQL cannot
+    compare) or a lone surrogate (which is not Unicode: a JSON body spells it ``\\ud800``, and a command line's
+    argument that is not valid UTF-8 arrives holding some). A query string can carry neither (a NUL is refused
+    before any route, and a byte that is not UTF-8 is read as U+FFFD); a JSON body and the CLI's options can.
+    """
+    if "\x00" in text:
+        return "holds a NUL character, which no id or name can"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"holds a lone surrogate (character {exc.start + 1}), which is not Unicode text: it must be valid UTF-8"
+    return None
 
 
 def rfc3339_time(text: str) -> str:
@@ -159,10 +210,9 @@ class QueryParams:
         """Every value of a parameter that may repeat (``?checkpoint=a&checkpoint=b``), in order."""
         self._read.add(name)
         values = self._params.getlist(name)
-        max_chars = max_chars_of(name)
         for raw in values:
-            if len(raw) > max_chars:
-                raise QueryParamError(f"query parameter {name} is longer than {max_chars} characters")
+            if problem := length_problem(name, raw):
+                raise QueryParamError(f"query parameter {name} {problem}")
         return values
 
     def choice(self, name: str, kind: type[_E]) -> _E | None:

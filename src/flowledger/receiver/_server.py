@@ -23,7 +23,15 @@ from flowledger.receiver._config import DEFAULT_SWITCH_INTERVAL_S, ReceiverConfi
 from flowledger.receiver._connections import ConnectionLimits, protocol_class
 from flowledger.receiver._interrupt import StartInterrupt
 
-__all__ = ["FD_RESERVE", "GC_GEN0_THRESHOLD", "bind_socket", "connection_limits", "serve", "uvicorn_config"]
+__all__ = [
+    "FD_RESERVE",
+    "GC_GEN0_THRESHOLD",
+    "HTTP_CLIENT_LOGGERS",
+    "bind_socket",
+    "connection_limits",
+    "serve",
+    "uvicorn_config",
+]
 
 GC_GEN0_THRESHOLD: Final = 100_000
 """Container allocations between young-generation collections in a serving process (Python's default: 700).
@@ -43,6 +51,16 @@ collected, after at most this many allocations.
 FD_RESERVE: Final = 64
 """File descriptors kept free for the database, logs and the listening socket when capping connections."""
 LISTEN_BACKLOG: Final = 2048
+HTTP_CLIENT_LOGGERS: Final = ("httpx", "httpcore")
+"""The HTTP client's loggers, held at WARNING or above in ``flowledger serve`` whatever ``--log-level`` says.
+
+The receiver calls out with httpx (forwarding OTLP, posting checkpoints, resuming runs) to URLs that may hold a
+password or a token (``http://user:pw@collector/?token=t``) with headers that hold an upstream's API key. httpx
+logs every request's full URL at INFO, once per forwarded body, and httpcore's DEBUG lines quote the exceptions
+of a failed send, whose text can hold a header value. Masking URLs in those lines would still leave the headers
+and a log line per forwarded request; the receiver's own warnings already name every failed call, with its URL
+masked (``shown_url``). Neither logger says anything at WARNING or above.
+"""
 
 
 def _tune_gc() -> None:
@@ -105,6 +123,9 @@ def serve(
     httptools when it is: on ingest they take about a tenth off the event-loop thread's CPU per event.
     """
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet = max(logging.WARNING, logging.getLogger().getEffectiveLevel())
+    for name in HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
     server = uvicorn.Server(uvicorn_config(config, log_level=log_level))
     _tune_gc()
     _tune_switching(config.switch_interval_s)

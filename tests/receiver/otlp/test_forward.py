@@ -200,7 +200,7 @@ def test_forwarding_settings_come_from_the_environment() -> None:
         ("FLOWLEDGER_RECEIVER_FORWARD_ENDPOINT", "http://collector:4318/v1/traces", "give the base URL"),
         ("FLOWLEDGER_RECEIVER_FORWARD_HEADERS", "novalue", "name1=value1"),
         ("FLOWLEDGER_RECEIVER_FORWARD_HEADERS", "bad name=x", "is not an HTTP header name"),
-        ("FLOWLEDGER_RECEIVER_FORWARD_HEADERS", "x-key=a%0Ab", "line break or NUL once decoded"),
+        ("FLOWLEDGER_RECEIVER_FORWARD_HEADERS", "x-key=a%0Ab", "holds a control character (a line break, NUL, ...)"),
         ("FLOWLEDGER_RECEIVER_FORWARD_HEADERS", "x-key=%ff", "percent-encoding is not UTF-8"),
         ("FLOWLEDGER_TRACE_URL_TEMPLATE", "http://jaeger:16686/trace/", "no {trace_id} placeholder"),
         ("FLOWLEDGER_TRACE_URL_TEMPLATE", "jaeger/{trace_id}", "http:// or https:// URL"),

@@ -7,7 +7,6 @@ answer's size follows the hours and the label sets asked for, not the runs.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -15,7 +14,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flowledger._exceptions import QueryParamError
-from flowledger.receiver._params import QueryParams
+from flowledger.receiver._params import (
+    LABEL_FILTER,
+    METRIC_NAME_PATTERN,
+    QueryParams,
+    label_problem,
+    metric_name_problem,
+)
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver.store._custom_metrics import MAX_ROWS, CustomMetricQuery
 
@@ -24,8 +29,7 @@ __all__ = ["CUSTOM_METRICS_PARAMS", "CUSTOM_METRICS_PATH", "DEFAULT_LIMIT", "ROU
 CUSTOM_METRICS_PARAMS: Final = ("name", "workflow_id", "node_id", "since", "until", "label", "limit")
 """The query parameters of ``GET /api/metrics/custom`` (``label`` may repeat); any other is a 400."""
 DEFAULT_LIMIT: Final = 1_000
-_LABEL: Final = re.compile(r"([A-Za-z_][A-Za-z0-9_]{0,63})=(.{0,128})", re.DOTALL)
-_NAME_SCHEMA: Final = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"}
+_NAME_SCHEMA: Final = {"type": "string", "pattern": METRIC_NAME_PATTERN}
 
 
 MAX_LABEL_FILTERS: Final = 20
@@ -37,12 +41,9 @@ def _labels(params: QueryParams) -> dict[str, str] | None:
     labels: dict[str, str] = {}
     conflict = False
     for raw in params.texts("label"):
-        match = _LABEL.fullmatch(raw)
+        match = LABEL_FILTER.fullmatch(raw)
         if match is None:
-            raise QueryParamError(
-                f"query parameter label={raw[:64]!r} must be NAME=VALUE, such as label=provider=openai "
-                "(a label name of letters, digits and '_', a value of at most 128 characters)"
-            )
+            raise QueryParamError(f"query parameter label={label_problem(raw)}")
         name, value = match.groups()
         conflict = conflict or labels.get(name, value) != value
         labels.setdefault(name, value)
@@ -56,8 +57,8 @@ def _query(request: Request) -> tuple[CustomMetricQuery, bool]:
     params = QueryParams(request, blank_is_absent=False)
     params.expect(CUSTOM_METRICS_PARAMS)
     name = params.text("name")
-    if name is not None and re.fullmatch(_NAME_SCHEMA["pattern"], name) is None:
-        raise QueryParamError(f"query parameter name={name[:64]!r} is not a metric name (letters, digits and '_')")
+    if name is not None and (problem := metric_name_problem(name)):
+        raise QueryParamError(f"query parameter name={problem}")
     labels = _labels(params)
     query = CustomMetricQuery(
         name=name,

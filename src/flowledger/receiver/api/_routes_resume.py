@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flowledger._exceptions import QueryParamError
+from flowledger._run_context import project_problem
 from flowledger._wire import RESUME_APP_PATH, RunStatus
 from flowledger.receiver._params import QueryParams
 from flowledger.receiver._resume_endpoints import RESUME_ENDPOINTS_ENV
@@ -101,14 +102,24 @@ async def resume_run(request: Request) -> Response:
     return error_response(409 if answer.status_code == 409 else 502, text)
 
 
+def _project_param(params: QueryParams, name: str) -> str | None:
+    """A project parameter of a run named by id: empty (the run without a project) or a project name, else a 400
+    as ``/api/runs/{run_id}?project=`` answers it (never "no such run")."""
+    asked = params.text(name)
+    problem = project_problem(name, asked) if asked else None
+    if problem is not None:
+        raise QueryParamError(f"query parameter {problem}")
+    return asked
+
+
 async def diff(request: Request) -> Response:
     """Run ``a`` compared with run ``b``, node by node (each of ``project_a``/``project_b``, or ``project``)."""
     try:
         params = QueryParams(request, blank_is_absent=False)
         params.expect((*DIFF_PARAMS, RUN_PROJECT_PARAM, *DIFF_PROJECT_PARAMS))
         ids = [params.text(name) for name in DIFF_PARAMS]
-        both = project_for_run(request, params.text(RUN_PROJECT_PARAM))
-        asked = [project_for_run(request, params.text(name), name) for name in DIFF_PROJECT_PARAMS]
+        both = project_for_run(request, _project_param(params, RUN_PROJECT_PARAM))
+        asked = [project_for_run(request, _project_param(params, name), name) for name in DIFF_PROJECT_PARAMS]
         projects = [both if project is None else project for project in asked]  # '' is the run without one
     except QueryParamError as exc:
         return error_response(400, str(exc))

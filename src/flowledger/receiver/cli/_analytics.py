@@ -13,6 +13,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 import click
 
 from flowledger.receiver._error_names import public_error_type
+from flowledger.receiver.cli._api_params import LABEL, METRIC_NAME, NODE_ID, WORKFLOW_ID
 from flowledger.receiver.cli._commands import (
     _clean_errors,
     _db_option,
@@ -49,7 +50,7 @@ def time_range(since: str | None, until: str | None) -> tuple[str | None, str | 
 
 
 @click.command("errors")
-@click.option("--workflow", "workflow_id", default=None, help="Only errors of this workflow id.")
+@click.option("--workflow", "workflow_id", type=WORKFLOW_ID, default=None, help="Only errors of this workflow id.")
 @_time_option("since", "Only failures from the UTC hour holding this time on (RFC 3339).")
 @_time_option("until", "Only failures in UTC hours starting before this time (RFC 3339).")
 @click.option("--limit", type=click.IntRange(1, _MAX_LIMIT), default=20, show_default=True)
@@ -194,17 +195,18 @@ def _usd(value: float | None) -> str:
 
 
 def _label(raw: str) -> tuple[str, str]:
-    name, equals, value = raw.partition("=")
-    if not equals or not name:
-        raise click.BadParameter(f"{raw!r} must be NAME=VALUE, such as provider=openai", param_hint="--label")
+    """A ``--label`` (NAME=VALUE, checked by its type, LABEL) as its name and value."""
+    name, _, value = raw.partition("=")
     return name, value
 
 
 @click.command("metrics")
-@click.option("--name", default=None, help="Only this metric.")
-@click.option("--workflow", "workflow_id", default=None, help="Only metrics of this workflow id.")
-@click.option("--node", "node_id", default=None, help="Only metrics of this node id.")
-@click.option("--label", "labels", multiple=True, metavar="NAME=VALUE", help="Only series with this label (repeat).")
+@click.option("--name", type=METRIC_NAME, default=None, help="Only this metric.")
+@click.option("--workflow", "workflow_id", type=WORKFLOW_ID, default=None, help="Only metrics of this workflow id.")
+@click.option("--node", "node_id", type=NODE_ID, default=None, help="Only metrics of this node id.")
+@click.option(
+    "--label", "labels", type=LABEL, multiple=True, metavar="NAME=VALUE", help="Only series with this label (repeat)."
+)
 @_time_option("since", "Only the UTC hours from the one holding this time on (RFC 3339).")
 @_time_option("until", "Only UTC hours starting before this time (RFC 3339).")
 @click.option("--limit", type=click.IntRange(1, _MAX_LIMIT), default=100, show_default=True)

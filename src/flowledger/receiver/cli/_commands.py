@@ -24,8 +24,11 @@ from flowledger._wire import NodeStatus, RunStatus
 from flowledger.receiver._error_names import public_error_types
 from flowledger.receiver._export import ExportFormat
 from flowledger.receiver._interrupt import StartInterrupt
+from flowledger.receiver._params import MAX_OFFSET
+from flowledger.receiver.cli._api_params import RUN_ID, RUN_PROJECT, SEARCH, WORKFLOW_ID
 from flowledger.receiver.cli._context_options import context_lines, context_options
 from flowledger.receiver.cli._node_records import breakdown_text, node_record_lines
+from flowledger.receiver.cli._output_file import OUTPUT_FILE
 from flowledger.receiver.cli._terminal import Terminal, TerminalTable, echo
 from flowledger.receiver.store._records import NODE_FIELDS, RUN_FIELDS, RecordField
 
@@ -80,12 +83,17 @@ def _quiet_broken_pipe() -> None:
 
 def _clean_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn every expected failure into one line on stderr: exit 2 for what the command was given (a
-    :class:`UsageError`: a missing database or key file, a malformed key, an ambiguous run id), 1 otherwise."""
+    :class:`UsageError`: a missing database or key file, a malformed key, an ambiguous run id), 1 otherwise.
+    Every command is wrapped so: a text option or argument that is not UTF-8 is refused here, for all of them."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from flowledger._exceptions import FlowledgerError, UsageError
+        from flowledger.receiver.cli._option_text import undecodable_param
 
+        context = click.get_current_context(silent=True)
+        if context is not None and (undecodable := undecodable_param(context)) is not None:
+            _fail(undecodable, EXIT_USAGE)
         try:
             return command(*args, **kwargs)
         except FlowledgerError as exc:  # what the command was given (UsageError) exits 2, what it found 1
@@ -193,12 +201,21 @@ def _source(db: Path | str | None, url: str | None, api_key: str | None) -> Sour
         raise click.UsageError("give --db or --url, not both")
     if db is not None:
         return DbSource(db)
-    if url is None:
-        url = os.environ.get("FLOWLEDGER_ENDPOINT")
+    url, origin = _endpoint(url)
     if url is None:
         local = Path(DEFAULT_DB)
         return DbSource(local) if local.exists() else UrlSource(DEFAULT_URL, api_key)
-    return UrlSource(url, api_key)
+    return UrlSource(url, api_key, origin=origin)
+
+
+ENDPOINT_ENV: Final = "FLOWLEDGER_ENDPOINT"
+
+
+def _endpoint(url: str | None) -> tuple[str | None, str]:
+    """``--url``, else ``$FLOWLEDGER_ENDPOINT`` (None when neither is set), and which it was, as errors name it."""
+    if url is not None:
+        return url, "--url"
+    return os.environ.get(ENDPOINT_ENV), ENDPOINT_ENV
 
 
 def _print_json(value: Any) -> None:
@@ -289,7 +306,8 @@ def serve_command(
             config = replace(config, grpc_port=grpc_port)
         config = replace(config, listen_host=host)
         if config.grpc_port is not None:
-            _check_grpc(host, config.grpc_port)
+            grpc_source = "--grpc-port" if grpc_port is not None else "FLOWLEDGER_RECEIVER_GRPC_PORT"
+            _check_grpc(host, config.grpc_port, http_port=port, source=grpc_source)
         try:  # a busy port is one error line, before anything claims to be serving or a database file is made
             sock = bind_socket(host, port)
         except OSError as exc:
@@ -336,12 +354,22 @@ def _bind_failure(host: str, port: int, exc: OSError) -> str:
     return f"cannot listen on {host}:{port}: {reason}; stop what uses it or pass another --port"
 
 
-def _check_grpc(host: str, grpc_port: int) -> None:
-    """One clear line and exit 2 without grpcio; exit 1 when the gRPC port is taken (before anything starts)."""
+def _check_grpc(host: str, grpc_port: int, *, http_port: int, source: str) -> None:
+    """One clear line and exit 2 without grpcio or with the HTTP port's number (``source`` names where it came
+    from); exit 1 when the gRPC port is taken (before anything starts)."""
     import importlib.util
 
     from flowledger.receiver._server import bind_socket
 
+    # The probe below cannot catch it: with SO_REUSEADDR a port binds twice while nothing listens on it, so the
+    # HTTP socket bound it too, and the gRPC server then took it over (HTTP unreachable, both announced).
+    # Port 0 twice is fine: each takes a free port of its own.
+    if grpc_port and grpc_port == http_port:
+        _fail(
+            f"--port and {source} are both {grpc_port}: OTLP/HTTP and OTLP/gRPC need a port each; "
+            f"pass another {source}",
+            EXIT_USAGE,
+        )
     if importlib.util.find_spec("grpc") is None:
         echo("error: --grpc-port needs grpcio; install the grpc extra: pip install 'flowledger[grpc]'", err=True)
         sys.exit(EXIT_USAGE)
@@ -361,7 +389,7 @@ def _check_grpc(host: str, grpc_port: int) -> None:
 
 
 @click.command("runs")
-@click.option("--workflow", "workflow_id", default=None, help="Only runs of this workflow id.")
+@click.option("--workflow", "workflow_id", type=WORKFLOW_ID, default=None, help="Only runs of this workflow id.")
 @click.option(
     "--status",
     "statuses",
@@ -370,10 +398,11 @@ def _check_grpc(host: str, grpc_port: int) -> None:
     help="Only runs with this status; repeat for several (--status failed --status aborted).",
 )
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--offset", type=click.IntRange(0, MAX_OFFSET), default=0, show_default=True)  # the API's bound
 @click.option("--cursor", default=None, help="Start after this cursor: the next of a previous --json answer.")
 @click.option(
     "--search",
+    type=SEARCH,
     default=None,
     help="Only runs whose errors, log lines or payload text hold these words (or whose id starts so).",
 )
@@ -643,7 +672,7 @@ def _attribute(text: str) -> tuple[str, str]:
 
 
 @click.command("show")
-@click.argument("run_id")
+@click.argument("run_id", type=RUN_ID)
 @_json_option
 @_db_option(None)
 @_url_option
@@ -652,6 +681,7 @@ def _attribute(text: str) -> tuple[str, str]:
 @click.option("--logs", "with_logs", is_flag=True, help="Also print each attempt's captured log lines, all of them.")
 @click.option(
     "--project",
+    type=RUN_PROJECT,
     default=None,
     help="The run of this project, when its id is used in several (runs are per project; an API key implies its own).",
 )
@@ -774,10 +804,8 @@ def _print_logs(console: Terminal, nodes: list[dict[str, Any]]) -> None:
     required=True,
     help="csv: runs; jsonl: runs with nodes.",
 )
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File to write [stdout]."
-)
-@click.option("--workflow", "workflow_id", default=None, help="Only runs of this workflow id.")
+@click.option("-o", "--output", type=OUTPUT_FILE, default=None, help="File to write [stdout].")
+@click.option("--workflow", "workflow_id", type=WORKFLOW_ID, default=None, help="Only runs of this workflow id.")
 @click.option("--status", "statuses", type=_STATUS_CHOICE, multiple=True, help="Only this status; may repeat.")
 @context_options
 @_db_option(None)
@@ -861,10 +889,11 @@ def verify_command(
         raise click.BadParameter(f"there is no checkpoint file at {missing[0]}", param_hint="--checkpoint")
     if db is not None and url is not None:
         raise click.UsageError("give --db or --url, not both")
-    if db is None and url is None:  # the same source as checkpoint, prove and the readers
-        url = os.environ.get("FLOWLEDGER_ENDPOINT")
+    origin = "--url"
+    if db is None:  # the same source as checkpoint, prove and the readers
+        url, origin = _endpoint(url)
     local = db if db is not None else Path(DEFAULT_DB)
-    source: Source = UrlSource(url, _checked_key(api_key)) if url is not None else DbSource(local)
+    source: Source = UrlSource(url, _checked_key(api_key), origin=origin) if url is not None else DbSource(local)
     report = source.verify(parsed)
     extended: dict[str, int] = {}
     if report.ok and key is not None:
@@ -950,10 +979,12 @@ def import_command(file: Path, db: Path | None, url: str | None, api_key: str | 
     api_key = _checked_key(api_key)
     if db is not None and url is not None:
         raise click.UsageError("give --db or --url, not both")
-    if db is None and url is None:
-        url = os.environ.get("FLOWLEDGER_ENDPOINT")
+    origin = "--url"
+    if db is None:
+        url, origin = _endpoint(url)
     # Unlike the readers, an import with neither option writes ./flowledger.db, creating it if need be.
-    source: Source = DbSource(db if db is not None else Path(DEFAULT_DB)) if url is None else UrlSource(url, api_key)
+    local = db if db is not None else Path(DEFAULT_DB)
+    source: Source = DbSource(local) if url is None else UrlSource(url, api_key, origin=origin)
     report = source.import_jsonl(file)
     if as_json:
         _print_json(report.as_json())

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 import click
 
+from flowledger.receiver.cli._api_params import RUN_ID, RUN_PROJECT
 from flowledger.receiver.cli._commands import (
     _clean_errors,
     _db_option,
@@ -74,13 +75,16 @@ def _print_diff(result: dict[str, Any]) -> None:
 
 
 @click.command("diff")
-@click.argument("run_a")
-@click.argument("run_b")
+@click.argument("run_a", type=RUN_ID)
+@click.argument("run_b", type=RUN_ID)
 @click.option(
-    "--project", default=None, help="Both runs of this project, when an id is used in several (runs are per project)."
+    "--project",
+    type=RUN_PROJECT,
+    default=None,
+    help="Both runs of this project, when an id is used in several (runs are per project).",
 )
-@click.option("--project-a", default=None, help="RUN_A of this project (instead of --project).")
-@click.option("--project-b", default=None, help="RUN_B of this project (instead of --project).")
+@click.option("--project-a", type=RUN_PROJECT, default=None, help="RUN_A of this project (instead of --project).")
+@click.option("--project-b", type=RUN_PROJECT, default=None, help="RUN_B of this project (instead of --project).")
 @_json_option
 @_db_option(None)
 @_url_option

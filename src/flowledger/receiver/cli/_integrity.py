@@ -14,6 +14,7 @@ from typing import Any, Final
 import click
 
 from flowledger.receiver._config import DEFAULT_STUCK_AFTER_S
+from flowledger.receiver.cli._api_params import WORKFLOW_ID
 from flowledger.receiver.cli._commands import (
     EXIT_FAILURE,
     POSITIVE_SECONDS,
@@ -58,7 +59,9 @@ def _sample_text(kind: str, sample: dict[str, Any]) -> str:
 
 @click.command("coverage")
 @click.option("--since", default=None, metavar="TIME", help="Only runs started at or after TIME (RFC 3339).")
-@click.option("--workflow", "workflow_id", default=None, metavar="ID", help="Only runs of this workflow id.")
+@click.option(
+    "--workflow", "workflow_id", type=WORKFLOW_ID, default=None, metavar="ID", help="Only runs of this workflow id."
+)
 @click.option(
     "--stuck-after-s",
     type=POSITIVE_SECONDS,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 import click
 
+from flowledger.receiver.cli._api_params import RUN_ID, RUN_PROJECT
 from flowledger.receiver.cli._commands import (
     _clean_errors,
     _db_option,
@@ -24,6 +25,7 @@ from flowledger.receiver.cli._commands import (
     _url_option,
 )
 from flowledger.receiver.cli._context_options import parse_time
+from flowledger.receiver.cli._output_file import OUTPUT_FILE
 from flowledger.receiver.cli._terminal import echo
 
 if TYPE_CHECKING:
@@ -33,13 +35,14 @@ __all__ = ["COMMANDS"]
 
 
 @click.command("purge")
-@click.option("--run", "run_ids", multiple=True, metavar="ID", help="Purge this run (repeatable).")
+@click.option("--run", "run_ids", type=RUN_ID, multiple=True, metavar="ID", help="Purge this run (repeatable).")
 @click.option("--workflow", "workflow_id", default=None, metavar="ID", help="Purge this workflow's runs.")
 @click.option(
     "--before", default=None, metavar="TIME", help="With --workflow: only runs started before TIME (RFC 3339)."
 )
 @click.option(
     "--project",
+    type=RUN_PROJECT,
     default=None,
     help="With --run: the run of this project, when its id is used in several (runs are per project).",
 )
@@ -88,14 +91,13 @@ def purge_command(
 
 
 DEFAULT_KEY_NAME: Final = "flowledger.local/ledger"
-_PATH = click.Path(dir_okay=False, path_type=Path)
 _EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
 """A file the command reads: a missing one is a usage error (exit 2), as click says it."""
 
 
 @click.command("keygen")
 @click.option(
-    "-o", "--output", "output", type=_PATH, required=True, help="Write the signing key here, FILE.pub beside it."
+    "-o", "--output", "output", type=OUTPUT_FILE, required=True, help="Write the signing key here, FILE.pub beside it."
 )
 @click.option("--name", default=DEFAULT_KEY_NAME, show_default=True, help="The key's name (no spaces, no '+').")
 @_json_option
@@ -136,7 +138,9 @@ def _refuse_if_broken(report: VerifyReport, size: int) -> None:
 
 @click.command("checkpoint")
 @click.option("--key", "key", type=_EXISTING, required=True, help="The signing key written by keygen.")
-@click.option("-o", "--output", "output", type=_PATH, default=None, help="Write the checkpoint here [default: stdout].")
+@click.option(
+    "-o", "--output", "output", type=OUTPUT_FILE, default=None, help="Write the checkpoint here [default: stdout]."
+)
 @click.option("--origin", default=None, help="The log's name in the checkpoint [default: the key's name].")
 @_db_option(None)
 @_url_option
@@ -197,13 +201,16 @@ def checkpoint_command(
 
 
 @click.command("prove")
-@click.argument("run_id")
+@click.argument("run_id", type=RUN_ID)
 @click.option(
     "--checkpoint", "checkpoint", type=_EXISTING, required=True, help="The signed checkpoint to prove against."
 )
-@click.option("-o", "--output", "output", type=_PATH, required=True, help="Write the proof (JSON) here.")
+@click.option("-o", "--output", "output", type=OUTPUT_FILE, required=True, help="Write the proof (JSON) here.")
 @click.option(
-    "--project", default=None, help="The run of this project, when its id is used in several (runs are per project)."
+    "--project",
+    type=RUN_PROJECT,
+    default=None,
+    help="The run of this project, when its id is used in several (runs are per project).",
 )
 @_db_option(None)
 @_url_option

@@ -362,15 +362,43 @@ def _shape_error(exc: BaseException) -> str:
     return f"an unexpected answer: {exc}"
 
 
+_MAX_PORT: Final = 65535
+_URL_EXAMPLE: Final = "http://127.0.0.1:4318"
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` is no receiver's base URL (an http:// or https:// URL with a host), or None: checked before any
+    request, so that a typo is a usage error rather than a failed connection or httpx's traceback."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:  # names the part (a port, a character and its place), not the password
+        return str(exc).rstrip(".")
+    except UnicodeError:  # FLOWLEDGER_ENDPOINT holding bytes that are not UTF-8 (as --url's are refused sooner)
+        return "it is not UTF-8 text"
+    if parsed.scheme not in ("http", "https"):
+        return "it is not an http:// or https:// URL"
+    if not parsed.host:
+        return "it names no host"
+    if parsed.port is not None and not 0 < parsed.port <= _MAX_PORT:
+        return f"its port {parsed.port} is not a port (1 to {_MAX_PORT})"
+    return None
+
+
 class UrlSource:
     """Calls a running receiver's HTTP API."""
 
-    def __init__(self, url: str, api_key: str | None = None) -> None:
+    def __init__(self, url: str, api_key: str | None = None, *, origin: str = "--url") -> None:
+        """``origin``: where ``url`` came from (``--url`` or ``FLOWLEDGER_ENDPOINT``), as an error names it."""
         from flowledger.receiver.store.postgres import redacted  # any URL's password, not only PostgreSQL's
 
         self.url = url.rstrip("/")
         self.shown = redacted(self.url, every_query_value=True)
         """The URL as messages show it: a password and every query value in it replaced by ``***``."""
+        problem = _url_problem(self.url)
+        if problem is not None:
+            raise UsageError(
+                f"{origin} {self.shown} is not a receiver's base URL: {problem}; give one like {_URL_EXAMPLE}"
+            )
         if api_key is not None:
             check_api_key(api_key, origin="the API key")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -392,6 +420,7 @@ class UrlSource:
         """``response``, unless it is an error other than the receiver's 404 (ReceiverError, AmbiguousRunError)."""
         if response.status_code == 409:  # a run id several projects use, named without one: as --db says it
             raise AmbiguousRunError(f"the receiver at {self.shown} answered 409: {_error_text(response)}")
+        _refuse_bad_request(response, self.shown)
         if response.status_code >= 400 and response.status_code != 404:
             answer = f"answered {response.status_code}: {_error_text(response)}"
             raise ReceiverError(f"the receiver at {self.shown} {answer}")
@@ -495,6 +524,7 @@ class UrlSource:
             with self._client() as client, client.stream("GET", "/api/export", params=params) as response:
                 if response.status_code >= 400:
                     response.read()
+                    _refuse_bad_request(response, self.shown)
                     if response.status_code == 404 and not _is_receiver_error(response):
                         raise ReceiverError(_not_a_receiver(self.shown, "GET /api/export answered 404"))
                     raise ReceiverError(
@@ -675,6 +705,13 @@ def _object(response: httpx.Response, *fields: str) -> dict[str, Any]:
     return body
 
 
+def _refuse_bad_request(response: httpx.Response, shown: str) -> None:
+    """A UsageError (exit 2, as ``--db`` refuses the same values) for the receiver's own 400: it is about what the
+    command was given, a parameter or a body the API refuses."""
+    if response.status_code == 400 and _is_receiver_error(response):
+        raise UsageError(f"the receiver at {shown} refused the request: {_error_text(response)}")
+
+
 def _is_receiver_error(response: httpx.Response) -> bool:
     """Whether an error answer is the receiver's own: a JSON object with an ``error`` text."""
     try:
@@ -693,5 +730,8 @@ def _error_text(response: httpx.Response) -> str:
 
 def _segment(value: str) -> str:
     """``value`` as one path segment of a URL: an id holding ``/``, ``?`` or ``#`` names that id, not another
-    route or a query."""
-    return quote(value, safe="")
+    route or a query. A segment ``.`` or ``..`` is spelt with ``%2E``: as it is, a URL's path drops it (or the
+    segment before it), and the request would reach another route (``/api/runs``) rather than say there is no
+    such run. (An empty id is refused before, by the command's arguments.)"""
+    segment = quote(value, safe="")
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment

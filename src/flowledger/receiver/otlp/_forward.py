@@ -5,11 +5,19 @@ a base URL like ``OTEL_EXPORTER_OTLP_ENDPOINT``), every accepted
 ``/v1/traces``, ``/v1/logs`` and ``/v1/metrics`` request is handed to a
 bounded queue as protobuf (a JSON request is re-encoded: every OTLP/HTTP
 server accepts protobuf, not every one accepts JSON); one task posts the
-bodies to ``<endpoint>/v1/<signal>``, gzipped. The
+bodies to ``<endpoint>/v1/<signal>``, gzipped (the signal path joined onto the endpoint's
+path, its query string kept after it). The
 receiver never waits for the upstream: when the queue is full the body is
 dropped and counted, a failed post is retried a few times with backoff
 (honouring ``Retry-After``) and then counted as failed. The counts are
 served at ``GET /api/forwarding``.
+
+Nothing this module logs may carry a secret: the endpoint can hold a password
+or a token (shown through :func:`shown_url`), and the extra headers hold an
+upstream's API key. An exception's text is shown only for the transport
+failures whose text comes from the network (refused, reset, timed out); any
+other is shown by its type alone, because its text can quote a request
+header (``UnicodeEncodeError`` and h11's ``Illegal header value`` do).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from typing import Any, Final
 import httpx
 
 from flowledger._version import __version__
-from flowledger.receiver._config import shown_url
+from flowledger.receiver._config import FORWARD_HEADER_ENCODING, shown_url
 from flowledger.receiver.otlp._decode import OtlpSignal
 
 __all__ = ["ForwardResult", "ForwardStats", "Forwarder"]
@@ -92,8 +100,9 @@ class Forwarder:
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.endpoint = endpoint.rstrip("/")
+        self.endpoint = endpoint
         self.stats = ForwardStats(endpoint=shown_url(self.endpoint))
+        self._urls = {signal: _join_path(endpoint, signal.value) for signal in OtlpSignal}
         self._timeout_s = timeout_s
         self._headers = {"User-Agent": USER_AGENT, "Content-Encoding": "gzip", **(headers or {})}
         self._transport = transport
@@ -104,8 +113,8 @@ class Forwarder:
         self._closed = False
 
     def url(self, signal: OtlpSignal) -> str:
-        """Where bodies of ``signal`` go."""
-        return self.endpoint + signal.value
+        """Where bodies of ``signal`` go: ``<endpoint>/v1/<signal>``, the endpoint's query string after the path."""
+        return self._urls[signal]
 
     def offer(self, signal: OtlpSignal, body: bytes, content_type: str, *, items: int) -> bool:
         """Queue one body without waiting; return False (and count a drop) when the queue is full."""
@@ -164,7 +173,7 @@ class Forwarder:
                         self._count_drop(self._queue.get_nowait().items)
                     raise
                 except Exception as exc:  # never let one body end forwarding
-                    problem = _shown_problem(exc, self.endpoint)
+                    problem = _shown_problem(exc, self.url(job.signal), self.endpoint)
                     _log.warning("forwarding to %s failed: %s", shown_url(self.endpoint), problem)
                     result = ForwardResult.FAILED
                 if result is ForwardResult.SENT:
@@ -182,7 +191,10 @@ class Forwarder:
 
     async def _post(self, client: httpx.AsyncClient, job: _Job) -> ForwardResult:
         body = gzip.compress(job.body, compresslevel=FORWARD_GZIP_LEVEL)
-        headers = {**self._headers, "Content-Type": job.content_type}
+        # Header values go out as the Latin-1 bytes HTTP carries (httpx would encode text as ASCII and refuse an
+        # "é"); parse_forward_headers refused at start what Latin-1 cannot hold. A value set in code that it cannot
+        # hold raises here, and the body is counted as failed and logged without the value (_shown_problem).
+        headers = httpx.Headers({**self._headers, "Content-Type": job.content_type}, encoding=FORWARD_HEADER_ENCODING)
         wait_s = FORWARD_BACKOFF_S
         for attempt in range(FORWARD_ATTEMPTS):
             retry_after: float | None = None
@@ -210,8 +222,29 @@ class Forwarder:
         return ForwardResult.FAILED
 
 
+def _join_path(endpoint: str, path: str) -> str:
+    """``endpoint`` with ``path`` appended to its path, the query kept after it and the fragment dropped.
+
+    ``_join_path("http://h:1/base/?token=t", "/v1/traces")`` is ``http://h:1/base/v1/traces?token=t``; pasting the
+    path after the whole text sent ``/base?token=t/v1/traces``: the wrong path, and a corrupt token. The SDK
+    joins its endpoint the same way (``flowledger.instrument._url.join_path``), which the receiver may not import
+    (see the import-linter contracts). Plain string handling, as there: it cannot raise on any text, and
+    :func:`~flowledger.receiver._config.parse_forward_endpoint` has refused at start what is not a URL.
+    """
+    head, has_query, query = endpoint.partition("#")[0].partition("?")
+    return head.rstrip("/") + "/" + path.lstrip("/") + (has_query + query if query else "")
+
+
+_SHOWN_FAILURES: Final = (httpx.TimeoutException, httpx.NetworkError)
+"""Transport failures whose text comes from the network or the OS ("connection refused", "timed out"), never
+from the request: their text is shown. Every other exception is shown by its type name only."""
+
+
 def _shown_problem(exc: BaseException, *urls: str) -> str:
-    """``repr(exc)`` with each of ``urls`` in it shown as :func:`shown_url` shows it (no password, no query value)."""
+    """What to log of ``exc``: its type, with its text only when that cannot quote a request header; each of
+    ``urls`` in that text shown as :func:`shown_url` shows it (no password, no query value)."""
+    if not isinstance(exc, _SHOWN_FAILURES):
+        return type(exc).__name__
     text = repr(exc)
     for url in urls:
         text = text.replace(url, shown_url(url))

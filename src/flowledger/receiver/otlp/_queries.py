@@ -41,10 +41,12 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _ns(params: QueryParams, name: str) -> int | None:
-    """A time parameter as ns since the epoch (checked by ``QueryParams.time``, read from its own text)."""
-    if params.time(name) is None:
+    """A time parameter as ns since the epoch: the time ``QueryParams.time`` checked and normalised to UTC (its
+    raw text may spell what ``datetime.fromisoformat`` does not read, such as a lowercase ``z``)."""
+    normal = params.time(name)
+    if normal is None:
         return None
-    value = datetime.fromisoformat(str(params.text(name)))
+    value = datetime.fromisoformat(normal)
     ns = (value - _EPOCH) // timedelta(microseconds=1) * _NS_PER_US
     return max(_MIN_NS, min(ns, _MAX_NS))  # times are kept as signed 64-bit ns: past them, the range's end
 

@@ -33,7 +33,9 @@ reads, as a :class:`VerifyReads` bound to one snapshot.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
@@ -84,6 +86,24 @@ _EVENT_FIELDS: Final = ("event_id", "run_id", "kind", "ts", "project", "producer
 """The fields an entry and its event's payload both hold."""
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _read_json(text: bytes) -> Any:
+    """A stored payload (or format-1 body) as JSON; ValueError or RecursionError when it is not JSON.
+
+    orjson reads most payloads, fast; it refuses an integer beyond a double's range (``1`` and 400 zeros), which
+    ingest accepts and stores as it came. Those are read by the json module instead, each integer as a
+    :class:`~decimal.Decimal`: verify compares the event's string fields only, and Decimal has no digit limit, so
+    a payload stored by a receiver that ran with Python's integer digit limit raised still reads.
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text, parse_int=decimal.Decimal, parse_constant=_no_constant)
+
+
 def _edited_field(entry: bytes, payload: bytes | None) -> str | None:
     """Which field of an entry that does not match its hash differs from the event's payload, when one does.
 
@@ -93,8 +113,8 @@ def _edited_field(entry: bytes, payload: bytes | None) -> str | None:
     if payload is None:
         return None
     try:
-        fields, body = parse_entry(entry), orjson.loads(payload)
-    except (ValueError, orjson.JSONDecodeError):
+        fields, body = parse_entry(entry), _read_json(payload)
+    except (ValueError, RecursionError):
         return None
     if not isinstance(body, dict) or body.get("event_id") is None:  # a purge entry's payload is not an event
         return None
@@ -278,8 +298,8 @@ class EntryWalker:
         if payload_hash(payload) != digest:
             return "its payload does not match the entry's payload_sha256 (the payload was edited)"
         try:
-            body: Any = orjson.loads(payload)
-        except orjson.JSONDecodeError:
+            body: Any = _read_json(payload)
+        except (ValueError, RecursionError):
             return "its payload is not JSON"
         if kind == PURGE_KIND:
             record = _purge_record(body)
@@ -400,9 +420,9 @@ class Format1Walker:
 def _edited_column(body: bytes, event_id: str, run_id: str, kind: str, ts: str) -> str | None:
     """The first format-1 column that does not match the hashed body, or None."""
     try:
-        event: Any = orjson.loads(body)
+        event: Any = _read_json(body)
         said = (event["event_id"], event["run_id"], event["kind"], ts if same_ts(ts, event["ts"]) else None)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, RecursionError, KeyError, TypeError):
         return "body"
     columns = (event_id, run_id, kind, ts)
     for name, column, value in zip(_COLUMNS, columns, said, strict=True):
