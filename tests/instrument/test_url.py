@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from flowledger._exceptions import ConfigError
+from flowledger._url import join_path, masked
 from flowledger.instrument._config import Settings, _forget_reports, settings_from_env
-from flowledger.instrument._url import join_path, masked
 from tests.instrument._fixed_answer import fixed_answer
 from tests.instrument.delivery._sender_support import REPO_ROOT, child_env, closed_port_url
 

@@ -24,6 +24,7 @@ from typing import Any, Final, TypeVar
 from flowledger._apikey import api_key_problem, header_problem
 from flowledger._exceptions import ConfigError
 from flowledger._run_context import CONTEXT_MAX_CHARS, context_problem, project_problem
+from flowledger._url import join_path, masked
 from flowledger._wire import LogLevel
 from flowledger.instrument._otel_env import (
     DEFAULT_TRACES_SAMPLER,
@@ -39,7 +40,6 @@ from flowledger.instrument._otel_env import (
     sampler_accepts,
 )
 from flowledger.instrument._sampling import parse_sample_rates
-from flowledger.instrument._url import join_path, masked
 
 __all__ = [
     "DEFAULT_ENDPOINT",

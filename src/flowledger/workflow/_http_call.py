@@ -14,7 +14,7 @@ record and span get the OpenTelemetry HTTP attributes (``http.request.method``,
 
 The URL may hold secrets (``http://user:password@host``, ``?token=...``) and so may header values read
 from the environment. The request uses them as they are; everything else sees :func:`shown`, the URL with
-its userinfo and query values masked (:func:`~flowledger.instrument._url.masked`, as the SDK shows its
+its userinfo and query values masked (:func:`~flowledger._url.masked`, as the SDK shows its
 endpoints): ``url.full``, the ``flowledger.http`` attribute and every error message. A failure of the
 request is raised again as the same httpx exception with a message of our own and no chained cause, since
 httpx's text may quote the URL (an invalid one) or a header value (one HTTP cannot carry). Header values
@@ -35,8 +35,8 @@ from opentelemetry.propagate import inject
 
 from flowledger._exceptions import ConfigError, HttpNodeError
 from flowledger._run_context import BAGGAGE_RUN_ID_KEY, baggage_with_run_id, run_id_from_baggage
+from flowledger._url import masked
 from flowledger.instrument import NodeAttempt, Run, cost, traceparent
-from flowledger.instrument._url import masked
 from flowledger.workflow._os_reason import os_reason
 from flowledger.workflow._spec import Env, Http, HttpMethod
 

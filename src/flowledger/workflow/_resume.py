@@ -49,9 +49,9 @@ from urllib.parse import quote
 
 from flowledger._apikey import api_key_problem
 from flowledger._exceptions import ConfigError, ResumeRefused
+from flowledger._url import join_path, masked
 from flowledger._wire import NodeStatus, RunStatus
 from flowledger.instrument._config import _ENV, DEFAULT_ENDPOINT
-from flowledger.instrument._url import join_path, masked
 from flowledger.workflow._os_reason import os_reason
 from flowledger.workflow._spec import Env, Node, Workflow
 

@@ -25,8 +25,8 @@ from typing import Any, ClassVar, Final
 import httpx
 
 from flowledger._apikey import api_key_problem
+from flowledger._url import masked
 from flowledger.instrument._config import Settings
-from flowledger.instrument._url import masked
 from flowledger.instrument.delivery._backoff import Outage, RetryBudget
 from flowledger.instrument.delivery._counters import Counters, DropReason
 from flowledger.instrument.delivery._failure import described

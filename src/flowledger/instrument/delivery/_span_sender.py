@@ -34,9 +34,9 @@ import httpx
 from opentelemetry import context as otel_context
 
 from flowledger._apikey import api_key_problem
+from flowledger._url import masked
 from flowledger.instrument._config import Settings, decoded_header
 from flowledger.instrument._otel_env import keeps_every_trace, trace_kept
-from flowledger.instrument._url import masked
 from flowledger.instrument.delivery._failure import described
 from flowledger.instrument.delivery._grpc_spans import (
     GrpcSpanExport,

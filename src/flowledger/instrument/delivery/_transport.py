@@ -11,7 +11,7 @@ an endpoint may carry credentials (``http://user:password@host``, a token
 in its query): an application calling ``logging.basicConfig(level=INFO)``
 printed them. :func:`untraced` also marks the thread as one of the SDK's,
 and a filter on that logger shows the URL of such a thread's requests
-masked (:func:`~flowledger.instrument._url.masked`). Only those: the
+masked (:func:`~flowledger._url.masked`). Only those: the
 application's own httpx requests are logged as httpx logs them.
 
 Everything the worker threads need to build a client and make a request is
@@ -39,8 +39,8 @@ import httpcore  # noqa: F401 - httpx.HTTPTransport imports it lazily, see the m
 import httpx
 from opentelemetry import context as otel_context
 
+from flowledger._url import masked
 from flowledger._version import __version__
-from flowledger.instrument._url import masked
 
 __all__ = ["BODY_GZIP_LEVEL", "USER_AGENT", "gzip_body", "make_client", "parse_retry_after", "untraced"]
 

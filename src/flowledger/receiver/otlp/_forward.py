@@ -35,6 +35,7 @@ from typing import Any, Final
 
 import httpx
 
+from flowledger._url import join_path
 from flowledger._version import __version__
 from flowledger.receiver._config import FORWARD_HEADER_ENCODING, shown_url
 from flowledger.receiver.otlp._decode import OtlpSignal
@@ -102,7 +103,7 @@ class Forwarder:
     ) -> None:
         self.endpoint = endpoint
         self.stats = ForwardStats(endpoint=shown_url(self.endpoint))
-        self._urls = {signal: _join_path(endpoint, signal.value) for signal in OtlpSignal}
+        self._urls = {signal: join_path(endpoint, signal.value) for signal in OtlpSignal}
         self._timeout_s = timeout_s
         self._headers = {"User-Agent": USER_AGENT, "Content-Encoding": "gzip", **(headers or {})}
         self._transport = transport
@@ -220,19 +221,6 @@ class Forwarder:
             await asyncio.sleep(min(delay, FORWARD_MAX_BACKOFF_S))
             wait_s = min(wait_s * 2, FORWARD_MAX_BACKOFF_S)
         return ForwardResult.FAILED
-
-
-def _join_path(endpoint: str, path: str) -> str:
-    """``endpoint`` with ``path`` appended to its path, the query kept after it and the fragment dropped.
-
-    ``_join_path("http://h:1/base/?token=t", "/v1/traces")`` is ``http://h:1/base/v1/traces?token=t``; pasting the
-    path after the whole text sent ``/base?token=t/v1/traces``: the wrong path, and a corrupt token. The SDK
-    joins its endpoint the same way (``flowledger.instrument._url.join_path``), which the receiver may not import
-    (see the import-linter contracts). Plain string handling, as there: it cannot raise on any text, and
-    :func:`~flowledger.receiver._config.parse_forward_endpoint` has refused at start what is not a URL.
-    """
-    head, has_query, query = endpoint.partition("#")[0].partition("?")
-    return head.rstrip("/") + "/" + path.lstrip("/") + (has_query + query if query else "")
 
 
 _SHOWN_FAILURES: Final = (httpx.TimeoutException, httpx.NetworkError)

@@ -5,7 +5,8 @@ them as Basic auth) or a token in the query string (``?token=...``, as some
 collectors and proxies take it). Two things follow.
 
 - The SDK posts to paths below an endpoint (``/v1/events``, ``/v1/traces``,
-  ``/api/runs/...``). :func:`join_path` appends the path to the URL's *path*
+  ``/api/runs/...``), and the receiver forwards OTLP to ``/v1/<signal>`` below
+  its upstream's. :func:`join_path` appends the path to the URL's *path*
   and keeps the query after it, as OTel Go's exporter does with its endpoint
   URL. Pasting the path after the whole text, as before, sent
   ``/?token=x/v1/events``: the wrong path, and a corrupt token.
