@@ -23,12 +23,15 @@ scheme ``user``).
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from typing import Final
 
-__all__ = ["MASK", "join_path", "masked"]
+__all__ = ["MASK", "PORT_MAX", "join_path", "masked", "url_problem"]
 
 MASK: Final = "***"
 """What stands in for a secret part of a URL in a message."""
+PORT_MAX: Final = 65_535
 
 
 def join_path(url: str, path: str) -> str:
@@ -74,3 +77,41 @@ def _masked_pair(pair: str) -> str:
     """``key=***`` for ``key=value``, ``***`` for a bare part (which may be a token itself)."""
     key, sep, _ = pair.partition("=")
     return f"{key}={MASK}" if sep else MASK
+
+
+_URL_ACCEPTS: Final = "an http:// or https:// URL"
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def url_problem(url: object) -> str | None:
+    """What makes ``url`` unusable as an endpoint, as what it must be (None when it is fine).
+
+    The URL is read as the sender's HTTP client will read it: scheme http or https, a host, a port
+    from 1 to 65535, a well-formed IPv6 literal, an internationalised host that encodes. The answer
+    never quotes a part of the URL, which may be a password.
+    """
+    if not isinstance(url, str) or not re.match(r"^https?://[^\s/?#]+\S*$", url, re.IGNORECASE):
+        return _URL_ACCEPTS
+    if _CONTROL.search(url):  # a request cannot carry one, and httpx's refusal would quote the URL
+        return f"{_URL_ACCEPTS} without control characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket, say: the message may quote the URL, so it is not shown
+        return f"{_URL_ACCEPTS} that parses (a well-formed host; brackets closed around an IPv6 address)"
+    host = parts.hostname
+    if not re.fullmatch(r"(\[[^\[\]]*\]|[^\[\]:]*)(:[^:]*)?", parts.netloc.rpartition("@")[2]):
+        return f"{_URL_ACCEPTS} that parses (a well-formed host; brackets closed around an IPv6 address)"
+    if not host:
+        return f"{_URL_ACCEPTS} with a host"
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = -1
+    if port is not None and not 1 <= port <= PORT_MAX:
+        return f"{_URL_ACCEPTS} whose port is a number from 1 to {PORT_MAX}"
+    if not host.isascii():
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            return f"{_URL_ACCEPTS} whose host is a valid domain name"
+    return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +63,39 @@ def test_bytes_after_a_member_that_are_no_member_are_400(small: LiveReceiver) ->
         answer = _post(small, "/v1/events", body + tail)
         assert answer.status_code == 400, answer.text
         assert "not valid gzip" in answer.json()["error"]
+
+
+def test_more_members_than_a_body_may_hold_are_400_and_each_is_fed_in_bounded_pieces(
+    small: LiveReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thousand members are read (empty ones around the JSON too); one more is a 400 naming the cap. The inflater
+    is never handed more than _FEED_BYTES of the body: what follows a member is not copied whole for the next one
+    (that copy made 120,000 empty members hold the receiver 9 s)."""
+    from flowledger.receiver import _body
+
+    empty = gzip.compress(b"")
+    text = json.dumps({"events": simple_run().events}).encode()
+    fed: list[int] = []
+    real = zlib.decompressobj
+
+    class Watched:
+        def __init__(self, wbits: int) -> None:
+            self._inner = real(wbits)
+
+        def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+            fed.append(len(data))
+            return bytes(self._inner.decompress(data, max_length))
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._inner, name)
+
+    monkeypatch.setattr(zlib, "decompressobj", Watched)
+    monkeypatch.setattr(_body, "_FEED_BYTES", 256)
+    body = empty * (_body.MAX_GZIP_MEMBERS - 1) + gzip.compress(text)
+    assert _body._inflate(body, 10 * len(text)) == text
+    assert max(fed) <= 256 < len(body)
+    monkeypatch.undo()
+    assert _post(small, "/v1/events", empty * 500 + gzip.compress(text)).status_code == 200
+    answer = _post(small, "/v1/events", empty * _body.MAX_GZIP_MEMBERS + gzip.compress(text))
+    assert answer.status_code == 400, answer.text
+    assert f"more than {_body.MAX_GZIP_MEMBERS} gzip members" in answer.json()["error"]

@@ -24,7 +24,7 @@ from typing import Any, Final, TypeVar
 from flowledger._apikey import api_key_problem, header_problem
 from flowledger._exceptions import ConfigError
 from flowledger._run_context import CONTEXT_MAX_CHARS, context_problem, project_problem
-from flowledger._url import join_path, masked
+from flowledger._url import join_path, masked, url_problem
 from flowledger._wire import LogLevel
 from flowledger.instrument._otel_env import (
     DEFAULT_TRACES_SAMPLER,
@@ -91,7 +91,6 @@ DEFAULT_SAMPLE_SLOW_S: Final = 10.0
 HOUR_S: Final = 3600.0
 DAY_S: Final = 86_400.0
 YEAR_S: Final = 365 * DAY_S
-PORT_MAX: Final = 65_535
 
 
 @dataclass(frozen=True, slots=True)
@@ -636,41 +635,6 @@ def _parse_pos_int(text: str) -> int:
     if value <= 0:
         raise ValueError(text)
     return value
-
-
-_URL_ACCEPTS: Final = "an http:// or https:// URL"
-
-
-def url_problem(url: object) -> str | None:
-    """What makes ``url`` unusable as an endpoint, as what it must be (None when it is fine).
-
-    The URL is read as the sender's HTTP client will read it: scheme http or https, a host, a port
-    from 1 to 65535, a well-formed IPv6 literal, an internationalised host that encodes. The answer
-    never quotes a part of the URL, which may be a password.
-    """
-    if not isinstance(url, str) or not re.match(r"^https?://[^\s/?#]+\S*$", url, re.IGNORECASE):
-        return _URL_ACCEPTS
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:  # an unclosed IPv6 bracket, say: the message may quote the URL, so it is not shown
-        return f"{_URL_ACCEPTS} that parses (a well-formed host; brackets closed around an IPv6 address)"
-    host = parts.hostname
-    if not re.fullmatch(r"(\[[^\[\]]*\]|[^\[\]:]*)(:[^:]*)?", parts.netloc.rpartition("@")[2]):
-        return f"{_URL_ACCEPTS} that parses (a well-formed host; brackets closed around an IPv6 address)"
-    if not host:
-        return f"{_URL_ACCEPTS} with a host"
-    try:
-        port = parts.port
-    except ValueError:  # not a number, or out of range
-        port = -1
-    if port is not None and not 1 <= port <= PORT_MAX:
-        return f"{_URL_ACCEPTS} whose port is a number from 1 to {PORT_MAX}"
-    if not host.isascii():
-        try:
-            host.encode("idna")
-        except UnicodeError:
-            return f"{_URL_ACCEPTS} whose host is a valid domain name"
-    return None
 
 
 def _parse_url(text: str) -> str:

@@ -17,37 +17,48 @@ from typing import Any, Final
 from flowledger._exceptions import BodyError
 from flowledger.receiver._config import IngestLimits
 
-__all__ = ["no_json_constants", "read_body"]
+__all__ = ["MAX_GZIP_MEMBERS", "no_json_constants", "read_body"]
 
 _GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
 _INFLATE_STEP_BYTES: Final = 1024 * 1024
+_FEED_BYTES: Final = 64 * 1024
+"""The most of the compressed body one inflater is given at a time."""
+MAX_GZIP_MEMBERS: Final = 1000
+"""The most gzip members a body may hold: concatenated files and pigz write a few; more is a client's mistake."""
 
 
 def _inflate(compressed: bytes, limit: int) -> bytes:
     """The gzip body inflated, every member of it (RFC 1952: ``cat a.gz b.gz``, and pigz, write several), in
     bounded steps: 413 as soon as the members' output together passes ``limit``, so a bomb split across members
-    is refused like one in a single member."""
+    is refused like one in a single member.
+
+    The body is walked by offset, each inflater fed at most ``_FEED_BYTES`` at a time, so what follows a member's
+    end is never copied whole for the next (with hundreds of thousands of tiny members that copy made one request
+    hold the event loop for minutes); past ``MAX_GZIP_MEMBERS`` members it is a 400."""
     out = bytearray()
-    data = compressed
-    while True:  # one member a turn; what follows a member's end must be another member
-        data = _inflate_member(data, out, limit)
-        if not data:
+    view = memoryview(compressed)
+    at = 0
+    for _ in range(MAX_GZIP_MEMBERS):  # one member a turn; what follows a member's end must be another member
+        at = _inflate_member(view, at, out, limit)
+        if at >= len(view):
             return bytes(out)
+    raise BodyError(400, f"the body has more than {MAX_GZIP_MEMBERS} gzip members; send it as one")
 
 
-def _inflate_member(data: bytes, out: bytearray, limit: int) -> bytes:
-    """Inflate the gzip member at the start of ``data`` onto ``out`` (within ``limit`` in all); the bytes after
-    its end."""
+def _inflate_member(view: memoryview, at: int, out: bytearray, limit: int) -> int:
+    """Inflate the gzip member starting at ``at`` of ``view`` onto ``out`` (within ``limit`` in all); return the
+    offset just past its end."""
     inflater = zlib.decompressobj(_GZIP_WBITS)
     try:
-        while True:
-            room = limit + 1 - len(out)
-            out += inflater.decompress(data, min(room, _INFLATE_STEP_BYTES))
-            if len(out) > limit:
-                raise BodyError(413, f"the body inflates to more than {limit} bytes; send smaller batches")
-            data = inflater.unconsumed_tail
-            if not data:
-                break
+        while not inflater.eof and at < len(view):
+            piece = view[at : at + _FEED_BYTES]
+            data: bytes | memoryview = piece
+            while data and not inflater.eof:
+                out += inflater.decompress(data, min(limit + 1 - len(out), _INFLATE_STEP_BYTES))
+                if len(out) > limit:
+                    raise BodyError(413, f"the body inflates to more than {limit} bytes; send smaller batches")
+                data = inflater.unconsumed_tail
+            at += len(piece) - len(inflater.unused_data) if inflater.eof else len(piece)
         out += inflater.flush()
     except zlib.error as exc:
         raise BodyError(400, f"the body is not valid gzip: {exc}") from None
@@ -55,7 +66,7 @@ def _inflate_member(data: bytes, out: bytearray, limit: int) -> bytes:
         raise BodyError(413, f"the body inflates to more than {limit} bytes; send smaller batches")
     if not inflater.eof:
         raise BodyError(400, "the body is not valid gzip: the stream is truncated")
-    return inflater.unused_data
+    return at
 
 
 async def read_body(

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LABEL_FILTER",
+    "MAX_LABEL_FILTERS",
     "MAX_OFFSET",
     "MAX_PARAM_CHARS",
     "MAX_UNKNOWN_LISTED",
@@ -39,6 +40,7 @@ __all__ = [
     "PARAMS_READ_KEY",
     "RFC3339_EXAMPLE",
     "QueryParams",
+    "label_filters",
     "label_problem",
     "length_problem",
     "max_chars_of",
@@ -93,6 +95,28 @@ def metric_name_problem(value: str) -> str | None:
     if re.fullmatch(METRIC_NAME_PATTERN, value) is None:
         return f"{value[:64]!r} is not a metric name (letters, digits and '_')"
     return None
+
+
+MAX_LABEL_FILTERS: Final = 20
+"""Different label names one query may filter on (each is one more condition on every row read)."""
+
+
+def label_filters(raws: Iterable[str]) -> dict[str, str] | None:
+    """The label filters ``NAME=VALUE`` (``?label=``, ``--label``), repeats once; None when one name is given two
+    values (no row has both). ValueError naming the problem: a filter that is not one, or more than
+    :data:`MAX_LABEL_FILTERS` names."""
+    labels: dict[str, str] = {}
+    conflict = False
+    for raw in raws:
+        match = LABEL_FILTER.fullmatch(raw)
+        if match is None:
+            raise ValueError(label_problem(raw))
+        name, value = match.groups()
+        conflict = conflict or labels.get(name, value) != value
+        labels.setdefault(name, value)
+        if len(labels) > MAX_LABEL_FILTERS:
+            raise ValueError(f"give at most {MAX_LABEL_FILTERS} different label names")
+    return None if conflict else labels
 
 
 def label_problem(value: str) -> str | None:

@@ -31,8 +31,9 @@ def receiver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveRec
         (rb'{"workflow_id": "\ud800"}', "workflow_id holds a lone surrogate"),
         (rb'{"workflow_id": "w\udfff-x"}', "workflow_id holds a lone surrogate"),
         (rb'{"workflow_id": "w\u0000"}', "workflow_id holds a NUL character"),
+        (b"[" * 60_000, "nests too deep"),
     ],
-    ids=["surrogate", "low-surrogate", "nul"],
+    ids=["surrogate", "low-surrogate", "nul", "deep"],
 )
 def test_a_workflow_id_no_text_can_be_is_400(receiver: LiveReceiver, body: bytes, problem: str) -> None:
     """The purge is refused with 400 naming workflow_id; the ledger is untouched and still verifies."""

@@ -127,7 +127,7 @@ def test_output_files_must_name_a_file(stocked: tuple[LiveReceiver, RunEvents], 
     key = tmp_path / "signing"
     assert _flowledger("keygen", "-o", str(key)).returncode == 0
     folder = tmp_path / "sub"
-    for output in ("", f"{folder}/", str(tmp_path / ".")):
+    for output in ("", f"{folder}/", f"{tmp_path}/."):
         where = ["--db", str(live.db_path), "-o", output]
         _refused(_flowledger("export", "--format", "csv", *where), "--output")
         _refused(_flowledger("keygen", "-o", output), "--output")
@@ -152,6 +152,7 @@ def test_output_files_must_name_a_file(stocked: tuple[LiveReceiver, RunEvents], 
         (["metrics", "--name", ""], "--name"),
         (["metrics", "--name", "bad name"], "--name"),
         (["metrics", "--label", "no-equals"], "--label"),
+        (["metrics", *(arg for i in range(21) for arg in ("--label", f"l{i}=v"))], "--label"),
         (["show", "RUN", "--project", "a b"], "--project"),
         (["diff", "RUN", "RUN", "--project", "a b"], "--project"),
         (["diff", "RUN", "RUN", "--project-a", "a b"], "--project-a"),
@@ -202,3 +203,17 @@ def test_the_receivers_400_is_exit_2(keyed: LiveReceiver) -> None:
     assert keyed.post(run.events, headers={"Authorization": "Bearer key-a"}).json()["accepted"] == len(run.events)
     done = _flowledger("show", run.run_id, "--project", "proj-b", "--url", keyed.url, "--api-key", "key-a")
     _refused(done, "refused the request", "project")
+
+
+def test_a_checkpoint_file_named_in_another_encoding_is_read(
+    stocked: tuple[LiveReceiver, RunEvents], tmp_path: Path
+) -> None:
+    """A path is bytes to the file system: `checkpoint -o` writes a file named in Latin-1 and `verify --checkpoint`
+    reads it (only text the receiver compares must be UTF-8)."""
+    live, _ = stocked
+    key = os.fsencode(tmp_path / "key")
+    signed = os.fsencode(tmp_path) + b"/ck\xe9.txt"
+    assert _flowledger("keygen", "-o", key).returncode == 0
+    assert _flowledger("checkpoint", "--key", key, "--db", str(live.db_path), "-o", signed).returncode == 0
+    verified = _flowledger("verify", "--db", str(live.db_path), "--checkpoint", signed, "--key", key + b".pub")
+    assert verified.returncode == 0, verified.stderr

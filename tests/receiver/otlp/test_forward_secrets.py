@@ -234,14 +234,21 @@ def test_an_endpoint_loses_only_its_paths_trailing_slash(given: str, kept: str) 
     assert parse_forward_endpoint(given) == kept
 
 
+def test_an_at_sign_in_the_query_is_the_querys() -> None:
+    """An @ after the path (a query's e-mail address) is no password cut short: the endpoint is taken as given."""
+    assert parse_forward_endpoint("http://collector:4318/base?email=ops@example.com") == (
+        "http://collector:4318/base?email=ops@example.com"
+    )
+
+
 @pytest.mark.parametrize(
     ("given", "needle"),
     [
         ("http://collector:4318/v1/traces?token=SECRET", "='http://collector:4318/v1/traces?token=***' ends with"),
         ("http://:4318/otlp", "='http://:4318/otlp' must be an http:// or https:// base URL"),
-        ("http://fwuser:SE?CRET@collector:4318", "holds an @ after where its host ends"),
-        ("http://fwuser:12/SECRET@collector:4318", "holds an @ after where its host ends"),
-        ("http://fwuser:SE#CRET@collector:4318", "holds an @ after where its host ends"),
+        ("http://fwuser:SE?CRET@collector:4318", "='http://***' must be an http:// or https:// base URL"),
+        ("http://fwuser:12/SECRET@collector:4318", "holds an @ in its path"),
+        ("http://fwuser:SE#CRET@collector:4318", "='http://***' must be an http:// or https:// base URL"),
     ],
 )
 def test_an_endpoint_that_is_not_a_base_url_is_refused(given: str, needle: str) -> None:

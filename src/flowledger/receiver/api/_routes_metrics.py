@@ -14,13 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flowledger._exceptions import QueryParamError
-from flowledger.receiver._params import (
-    LABEL_FILTER,
-    METRIC_NAME_PATTERN,
-    QueryParams,
-    label_problem,
-    metric_name_problem,
-)
+from flowledger.receiver._params import METRIC_NAME_PATTERN, QueryParams, label_filters, metric_name_problem
 from flowledger.receiver._state import error_response, project_of, receiver_of
 from flowledger.receiver.store._custom_metrics import MAX_ROWS, CustomMetricQuery
 
@@ -32,24 +26,12 @@ DEFAULT_LIMIT: Final = 1_000
 _NAME_SCHEMA: Final = {"type": "string", "pattern": METRIC_NAME_PATTERN}
 
 
-MAX_LABEL_FILTERS: Final = 20
-"""Different ``label`` filters one request may give (each is one more condition on every row read)."""
-
-
 def _labels(params: QueryParams) -> dict[str, str] | None:
     """The ``label=NAME=VALUE`` filters, repeats once; None when one name is given two values (no row has both)."""
-    labels: dict[str, str] = {}
-    conflict = False
-    for raw in params.texts("label"):
-        match = LABEL_FILTER.fullmatch(raw)
-        if match is None:
-            raise QueryParamError(f"query parameter label={label_problem(raw)}")
-        name, value = match.groups()
-        conflict = conflict or labels.get(name, value) != value
-        labels.setdefault(name, value)
-        if len(labels) > MAX_LABEL_FILTERS:
-            raise QueryParamError(f"query parameter label: give at most {MAX_LABEL_FILTERS} different label names")
-    return None if conflict else labels
+    try:
+        return label_filters(params.texts("label"))
+    except ValueError as exc:
+        raise QueryParamError(f"query parameter label: {exc}") from None
 
 
 def _query(request: Request) -> tuple[CustomMetricQuery, bool]:

@@ -82,6 +82,8 @@ async def purge_workflow(request: Request) -> Response:
         selection = _selection(json.loads(raw or b"null"), project_of(request))
     except (ValueError, UnicodeDecodeError) as exc:
         return error_response(400, f"cannot purge: {exc}")
+    except RecursionError:  # "[[[[..." nested past the decoder's stack, within the size cap
+        return error_response(400, "cannot purge: the body is not a JSON object (it nests too deep)")
     return JSONResponse((await _purge(request, selection)).as_json())
 
 

@@ -13,6 +13,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 import click
 
 from flowledger.receiver._error_names import public_error_type
+from flowledger.receiver._params import label_filters
 from flowledger.receiver.cli._api_params import LABEL, METRIC_NAME, NODE_ID, WORKFLOW_ID
 from flowledger.receiver.cli._commands import (
     _clean_errors,
@@ -194,12 +195,6 @@ def _usd(value: float | None) -> str:
     return "" if value is None else f"${value:,.4f}"
 
 
-def _label(raw: str) -> tuple[str, str]:
-    """A ``--label`` (NAME=VALUE, checked by its type, LABEL) as its name and value."""
-    name, _, value = raw.partition("=")
-    return name, value
-
-
 @click.command("metrics")
 @click.option("--name", type=METRIC_NAME, default=None, help="Only this metric.")
 @click.option("--workflow", "workflow_id", type=WORKFLOW_ID, default=None, help="Only metrics of this workflow id.")
@@ -232,16 +227,20 @@ def metrics_command(
     from flowledger.receiver.store._custom_metrics import CustomMetricQuery
 
     start, end = time_range(since, until)
+    try:
+        wanted = label_filters(labels)  # the API's rule: at most 20 names; one name twice matches no row
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--label") from None
     query = CustomMetricQuery(
         name=name,
         workflow_id=workflow_id,
         node_id=node_id,
         since=start,
         until=end,
-        labels=dict(_label(raw) for raw in labels),
+        labels=wanted,
         limit=limit,
     )
-    rows = _source(db, url, api_key).custom_metrics(query)
+    rows = [] if wanted is None else _source(db, url, api_key).custom_metrics(query)
     if as_json:
         _print_json({"metrics": rows})
         return

@@ -6,17 +6,23 @@ name or filter the receiver holds is such text, the HTTP API cannot be sent it, 
 compare with it. :func:`undecodable_param` finds the first such value among a command's parameters (options,
 arguments and the environment variables they read), so that every command refuses it the same way, on
 ``--db`` and ``--url`` alike. A file path is not text: it is bytes to the file system, whatever they are, and
-click hands it over as a :class:`~pathlib.Path`, which is never checked here.
+click hands it over as a :class:`~pathlib.Path`, which is never checked here; nor is an option whose text may be
+a path (:data:`PATHS_IN_TEXT`: ``verify --checkpoint FILE``, ``migrate --from sqlite:PATH``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Final
 
 import click
 
-__all__ = ["param_label", "undecodable_param"]
+__all__ = ["PATHS_IN_TEXT", "param_label", "undecodable_param"]
+
+PATHS_IN_TEXT: Final = frozenset({("verify", "checkpoints"), ("migrate", "source"), ("migrate", "target")})
+"""(command, parameter) whose text may hold a file path (``SEQ:HASH`` or a checkpoint FILE; ``sqlite:PATH`` or a
+URL): a path's bytes need not be UTF-8, and these options read them as the file system's."""
 
 
 def param_label(ctx: click.Context, param: click.Parameter) -> str:
@@ -54,6 +60,8 @@ def undecodable_param(ctx: click.Context) -> str | None:
     """The first of the command's text values (options, arguments) that is not UTF-8, as a sentence naming its
     option; None when every one is UTF-8."""
     for param in ctx.command.params:
+        if (ctx.command.name, param.name) in PATHS_IN_TEXT:
+            continue
         for text in _texts(ctx.params.get(param.name or "")):
             where = _undecodable(text)
             if where is not None:

@@ -24,6 +24,7 @@ import httpx
 
 from flowledger._apikey import check_api_key
 from flowledger._exceptions import AmbiguousRunError, ReceiverError, UsageError
+from flowledger._url import masked, url_problem
 from flowledger.receiver._export import MEDIA_TYPES, ExportFormat, export_lines
 from flowledger.receiver.store._custom_metrics import CustomMetricQuery
 from flowledger.receiver.store._error_groups import ErrorGroupQuery
@@ -362,26 +363,7 @@ def _shape_error(exc: BaseException) -> str:
     return f"an unexpected answer: {exc}"
 
 
-_MAX_PORT: Final = 65535
 _URL_EXAMPLE: Final = "http://127.0.0.1:4318"
-
-
-def _url_problem(url: str) -> str | None:
-    """Why ``url`` is no receiver's base URL (an http:// or https:// URL with a host), or None: checked before any
-    request, so that a typo is a usage error rather than a failed connection or httpx's traceback."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:  # names the part (a port, a character and its place), not the password
-        return str(exc).rstrip(".")
-    except UnicodeError:  # FLOWLEDGER_ENDPOINT holding bytes that are not UTF-8 (as --url's are refused sooner)
-        return "it is not UTF-8 text"
-    if parsed.scheme not in ("http", "https"):
-        return "it is not an http:// or https:// URL"
-    if not parsed.host:
-        return "it names no host"
-    if parsed.port is not None and not 0 < parsed.port <= _MAX_PORT:
-        return f"its port {parsed.port} is not a port (1 to {_MAX_PORT})"
-    return None
 
 
 class UrlSource:
@@ -389,16 +371,17 @@ class UrlSource:
 
     def __init__(self, url: str, api_key: str | None = None, *, origin: str = "--url") -> None:
         """``origin``: where ``url`` came from (``--url`` or ``FLOWLEDGER_ENDPOINT``), as an error names it."""
-        from flowledger.receiver.store.postgres import redacted  # any URL's password, not only PostgreSQL's
-
         self.url = url.rstrip("/")
-        self.shown = redacted(self.url, every_query_value=True)
-        """The URL as messages show it: a password and every query value in it replaced by ``***``."""
-        problem = _url_problem(self.url)
+        self.shown = masked(self.url)
+        """The URL as messages show it: its user part and every query value replaced by ``***`` (all of it, when a
+        password holding an unescaped ``/ ? #`` leaves no telling where the host starts)."""
+        problem = url_problem(self.url)  # the SDK's rule for FLOWLEDGER_ENDPOINT: it never quotes a part of the URL
         if problem is not None:
             raise UsageError(
-                f"{origin} {self.shown} is not a receiver's base URL: {problem}; give one like {_URL_EXAMPLE}"
+                f"{origin} {self.shown} is not a receiver's base URL: it must be {problem}; "
+                f"give one like {_URL_EXAMPLE}"
             )
+        self._origin = origin
         if api_key is not None:
             check_api_key(api_key, origin="the API key")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -414,6 +397,11 @@ class UrlSource:
                 response = client.request(method, path, params=params, json=body)
         except httpx.HTTPError as exc:
             raise ReceiverError(f"cannot reach the receiver at {self.shown}: {exc}") from None
+        except (httpx.InvalidURL, UnicodeError):  # what the check let through (a control character, bad punycode):
+            # httpx's text would quote the part it stopped at, which may be a password
+            raise UsageError(
+                f"{self._origin} {self.shown} is not a URL a request can be sent to; give one like {_URL_EXAMPLE}"
+            ) from None
         return self._checked(response, method, path)
 
     def _checked(self, response: httpx.Response, method: str, path: str) -> httpx.Response:

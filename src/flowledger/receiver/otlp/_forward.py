@@ -13,7 +13,7 @@ dropped and counted, a failed post is retried a few times with backoff
 served at ``GET /api/forwarding``.
 
 Nothing this module logs may carry a secret: the endpoint can hold a password
-or a token (shown through :func:`shown_url`), and the extra headers hold an
+or a token (shown through :func:`~flowledger._url.masked`), and the extra headers hold an
 upstream's API key. An exception's text is shown only for the transport
 failures whose text comes from the network (refused, reset, timed out); any
 other is shown by its type alone, because its text can quote a request
@@ -35,9 +35,9 @@ from typing import Any, Final
 
 import httpx
 
-from flowledger._url import join_path
+from flowledger._url import join_path, masked
 from flowledger._version import __version__
-from flowledger.receiver._config import FORWARD_HEADER_ENCODING, shown_url
+from flowledger.receiver._config import FORWARD_HEADER_ENCODING
 from flowledger.receiver.otlp._decode import OtlpSignal
 
 __all__ = ["ForwardResult", "ForwardStats", "Forwarder"]
@@ -102,7 +102,7 @@ class Forwarder:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.endpoint = endpoint
-        self.stats = ForwardStats(endpoint=shown_url(self.endpoint))
+        self.stats = ForwardStats(endpoint=masked(self.endpoint))
         self._urls = {signal: join_path(endpoint, signal.value) for signal in OtlpSignal}
         self._timeout_s = timeout_s
         self._headers = {"User-Agent": USER_AGENT, "Content-Encoding": "gzip", **(headers or {})}
@@ -175,7 +175,7 @@ class Forwarder:
                     raise
                 except Exception as exc:  # never let one body end forwarding
                     problem = _shown_problem(exc, self.url(job.signal), self.endpoint)
-                    _log.warning("forwarding to %s failed: %s", shown_url(self.endpoint), problem)
+                    _log.warning("forwarding to %s failed: %s", masked(self.endpoint), problem)
                     result = ForwardResult.FAILED
                 if result is ForwardResult.SENT:
                     self.stats.sent += 1
@@ -208,12 +208,12 @@ class Forwarder:
                     return ForwardResult.SENT
                 problem = f"HTTP {response.status_code}"
                 if response.status_code not in _RETRYABLE:
-                    _log.warning("the OTLP upstream %s refused a body: %s", shown_url(self.url(job.signal)), problem)
+                    _log.warning("the OTLP upstream %s refused a body: %s", masked(self.url(job.signal)), problem)
                     return ForwardResult.FAILED
                 retry_after = _retry_after_s(response.headers.get("retry-after"))
             if attempt + 1 == FORWARD_ATTEMPTS:
                 _log.warning(
-                    "forwarding to %s failed %d times: %s", shown_url(self.url(job.signal)), FORWARD_ATTEMPTS, problem
+                    "forwarding to %s failed %d times: %s", masked(self.url(job.signal)), FORWARD_ATTEMPTS, problem
                 )
                 break
             self.stats.retried += 1
@@ -230,12 +230,12 @@ from the request: their text is shown. Every other exception is shown by its typ
 
 def _shown_problem(exc: BaseException, *urls: str) -> str:
     """What to log of ``exc``: its type, with its text only when that cannot quote a request header; each of
-    ``urls`` in that text shown as :func:`shown_url` shows it (no password, no query value)."""
+    ``urls`` in that text shown as :func:`~flowledger._url.masked` shows it (no password, no query value)."""
     if not isinstance(exc, _SHOWN_FAILURES):
         return type(exc).__name__
     text = repr(exc)
     for url in urls:
-        text = text.replace(url, shown_url(url))
+        text = text.replace(url, masked(url))
     return text
 
 
