@@ -40,6 +40,7 @@ __all__ = [
     "PARAMS_READ_KEY",
     "RFC3339_EXAMPLE",
     "QueryParams",
+    "id_text_problem",
     "label_filters",
     "label_problem",
     "length_problem",
@@ -47,7 +48,6 @@ __all__ = [
     "metric_name_problem",
     "refuse_params",
     "rfc3339_time",
-    "text_problem",
 ]
 
 MAX_PARAM_CHARS: Final = 256
@@ -129,7 +129,7 @@ def label_problem(value: str) -> str | None:
     return None
 
 
-def text_problem(text: str) -> str | None:
+def id_text_problem(text: str) -> str | None:
     """Why ``text`` is no value an id, name or filter can be, or None: a NUL character (which PostgreSQL cannot
     compare) or a lone surrogate (which is not Unicode: a JSON body spells it ``\\ud800``, and a command line's
     argument that is not valid UTF-8 arrives holding some). A query string can carry neither (a NUL is refused

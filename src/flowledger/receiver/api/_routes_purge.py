@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flowledger._exceptions import QueryParamError
-from flowledger.receiver._params import refuse_params, rfc3339_before, text_problem
+from flowledger.receiver._params import id_text_problem, refuse_params, rfc3339_before
 from flowledger.receiver._state import error_response, project_of, receiver_of, run_project_of
 from flowledger.receiver.store._protocol import PurgeReport, PurgeSelection
 
@@ -59,7 +59,7 @@ def _selection(body: Any, project: str | None) -> PurgeSelection:
     workflow_id, before = body.get("workflow_id"), body.get("before")
     if not isinstance(workflow_id, str) or not workflow_id:
         raise ValueError("workflow_id must be a non-empty string")
-    if problem := text_problem(workflow_id):  # JSON escapes can spell what no stored workflow id holds
+    if problem := id_text_problem(workflow_id):  # JSON escapes can spell what no stored workflow id holds
         raise ValueError(f"workflow_id {problem}")
     if before is not None and not isinstance(before, str):
         raise ValueError("before must be an RFC 3339 time")
