@@ -54,6 +54,15 @@ def test_the_limits_are_the_wire_formats() -> None:
         ({"budget_usd": Decimal("NaN")}, "budget_usd must be 0 or more"),
         ({"deadline_s": 10**400}, "deadline_s must be more than 0 and at most 2\\*\\*53, not an integer of 1329 bits"),
         ({"deadline_s": True}, "deadline_s must be a number"),
+        (
+            {"deadline_s": Decimal("1e-400")},
+            "deadline_s must be more than 0 and at most 2\\*\\*53, not Decimal\\('1E-400'\\), which is sent as "
+            "the float 0.0",
+        ),
+        ({"budget_usd": Decimal("-1e-400")}, "budget_usd must be 0 or more and at most 2\\*\\*53, not Decimal"),
+        ({"budget_usd": Decimal("1e400")}, "budget_usd must be 0 or more and at most 2\\*\\*53, not Decimal"),
+        ({"deadline_s": Decimal("sNaN")}, "deadline_s must be more than 0"),
+        ({"deadline_s": 2**53 + 1}, "deadline_s must be more than 0 and at most 2\\*\\*53, not 9007199254740993"),
         ({"definition_sha256": "abc"}, "definition_sha256 must be a sha256 of 64 hex digits"),
         ({"resumed_from": "run-1"}, "resumed_from must be a UUID"),
         ({"trigger": "cron"}, "trigger must be one of manual, http, schedule, not 'cron'"),
@@ -206,3 +215,16 @@ def test_a_run_with_a_decimal_budget_and_a_given_run_id_is_stored_finished(
     detail = live.get(f"/api/runs/{run_id}").json()
     assert detail["status"] == "succeeded"
     assert [n["node_id"] for n in detail["nodes"]] == ["step"]
+
+
+def test_the_smallest_limits_taken_are_stored_by_the_receiver(
+    live: LiveReceiver, configure: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A Decimal limit is checked as the float it is sent as: one that is not 0 as a float is one the receiver takes
+    (a Decimal too small for a float, sent as 0.0, is refused at the call instead; see above)."""
+    configure(endpoint=live.url, spool_dir=tmp_path / "spool", export_spans=False)
+    with flowledger.run("smallest-limits", deadline_s=Decimal("1e-320"), budget_usd=Decimal("1e-400")) as run:
+        pass
+    assert flowledger.flush(10.0)
+    assert flowledger.stats()["rejected"] == 0
+    assert live.get(f"/api/runs/{run.run_id}").json()["status"] == "succeeded"

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +19,9 @@ from flowledger.instrument import in_context
 from flowledger.receiver._config import ReceiverConfig
 from flowledger.testing import CapturedEvents
 from tests.receiver._support import LiveReceiver, start_receiver
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHILD_TIMEOUT_S = 90.0
 
 
 @flowledger.node
@@ -132,3 +140,98 @@ def test_the_kept_childs_parent_is_found_on_the_receiver(
     found = live.get(f"/api/runs/{parent.run_id}")
     assert found.status_code == 200, found.text
     assert found.json()["status"] == "succeeded"
+
+
+FORKED_CHILD_RUN = """
+import faulthandler, json, os, sys, flowledger
+from flowledger.instrument._sampling import HELD_EVENTS_MAX
+faulthandler.dump_traceback_later(60, exit=True)
+parent_rate, child = float(sys.argv[1]), sys.argv[2]
+@flowledger.node
+def step(x): return x
+with flowledger.run("forked-parent", sample_rate=parent_rate) as parent:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        child_id = ""
+        if child == "fills":  # more nodes in the inherited run than a run drawn out holds
+            for i in range(HELD_EVENTS_MAX + 1):
+                step(i)
+        else:
+            try:
+                with flowledger.run("forked-child", sample_rate=0.0 if child == "fails" else 1.0) as run:
+                    child_id = run.run_id
+                    if child == "fails":
+                        raise ValueError("the child failed")
+            except ValueError:
+                pass
+        os.write(write, json.dumps({"child": child_id, "child_flushed": flowledger.flush(20)}).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    forked = json.loads(os.read(read, 4096))
+print(json.dumps({"parent": parent.run_id, "flushed": flowledger.flush(20), **forked}), flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("child", ["succeeds", "fails"])
+def test_a_forked_childs_kept_run_never_keeps_its_inherited_parent(
+    live: LiveReceiver, tmp_path: Path, child: str
+) -> None:
+    """The parent process drops its run drawn out; a forked child's kept run (from its start, or failed) goes
+    without the link and sends nothing of the parent's: no parent left ``running`` for ever on the receiver."""
+    ids = _fork_script(live, tmp_path, "0", child)
+    parent = live.get(f"/api/runs/{ids['parent']}")
+    assert parent.status_code == 404, parent.text[:400]  # not stored at all, rather than stored and never finished
+    stored = live.get(f"/api/runs/{ids['child']}").json()
+    assert stored["status"] == ("failed" if child == "fails" else "succeeded")
+    assert stored["parent_run_id"] is None
+    assert [run["workflow_id"] for run in live.get("/api/runs").json()["runs"]] == ["forked-child"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_filling_its_inherited_run_does_not_keep_it(live: LiveReceiver, tmp_path: Path) -> None:
+    """Nodes a forked child records in the parent's run drawn out never overflow it into being kept from the
+    child: the parent process drops it, and nothing of it reaches the receiver."""
+    ids = _fork_script(live, tmp_path, "0", "fills")
+    parent = live.get(f"/api/runs/{ids['parent']}")
+    assert parent.status_code == 404, parent.text[:400]
+    assert live.get("/api/runs").json()["runs"] == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_childs_run_keeps_the_link_to_a_parent_recorded(live: LiveReceiver, tmp_path: Path) -> None:
+    """A parent not drawn out is recorded by its own process: the forked child's run names it, as before."""
+    ids = _fork_script(live, tmp_path, "1", "succeeds")
+    child = live.get(f"/api/runs/{ids['child']}").json()
+    assert child["parent_run_id"] == ids["parent"]
+    assert live.get(f"/api/runs/{ids['parent']}").json()["status"] == "succeeded"
+
+
+def _fork_script(live: LiveReceiver, tmp_path: Path, *args: str) -> dict[str, Any]:
+    """Run ``FORKED_CHILD_RUN`` in a new process sending to ``live``: the run ids, once both processes flushed."""
+    script = tmp_path / "forked_child_run.py"
+    script.write_text(textwrap.dedent(FORKED_CHILD_RUN))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWLEDGER_", "OTEL_"))}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)]),
+        FLOWLEDGER_ENDPOINT=live.url,
+        FLOWLEDGER_SPOOL_DIR=str(tmp_path / "spool"),
+        FLOWLEDGER_EXPORT_SPANS="0",
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the script hung past {CHILD_TIMEOUT_S} s; stderr: {exc.stderr!r}")
+    assert done.returncode == 0, done.stderr
+    ids: dict[str, Any] = json.loads(done.stdout)
+    assert ids.pop("flushed") is ids.pop("child_flushed") is True, ids
+    return ids

@@ -54,17 +54,20 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _input_builder(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
-    """How a call's arguments become the recorded input.
+def _input_builder(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, Any]]:
+    """How a call's arguments become the recorded input, and the input an effect's idempotency key is made of.
 
     One positional argument and no keywords: that value, unless the name of
-    its parameter looks secret (``login(password)``): then the mapping
-    ``{name: value}``, as two arguments give, whose value the capture
-    redacts (``{"password": "[REDACTED]"}``); the effect's idempotency key
-    still sees the value. Otherwise a mapping of parameter names to values
-    (``args`` for extra positional ones). The name's verdict is kept per
-    redaction pattern (``configure()`` may change it): a call reads it, it
-    does not search the name again.
+    its parameter looks secret (``login(password)``): then the record is the
+    mapping ``{name: value}``, as two arguments give, whose value the capture
+    redacts (``{"password": "[REDACTED]"}``), while the key is still made of
+    the value alone. The key never depends on the redaction patterns: with
+    other patterns (another process, a ``configure()``) the same call must
+    have the same key, or the guard would carry the effect out again.
+    Otherwise both are a mapping of parameter names to values (``args`` for
+    extra positional ones). The name's verdict is kept per redaction pattern
+    (``configure()`` may change it): a call reads it, it does not search the
+    name again.
     """
     try:
         params = list(inspect.signature(fn).parameters.values())
@@ -81,10 +84,11 @@ def _input_builder(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[st
     # configure() makes a new one; held until the next call, an old one is not kept longer
     verdict: tuple[Pipeline | None, bool] = (None, False)
 
-    def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
         nonlocal verdict
         args = args[offset:]
         if len(args) == 1 and not kwargs:
+            value = args[0]
             if first is not None:
                 current = _pipeline._current  # the global, not pipeline(): one look-up on the hot path
                 owner, secret = verdict
@@ -93,15 +97,15 @@ def _input_builder(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[st
                     secret = is_secret(first, current.policy.redact)
                     verdict = (current, secret)  # one assignment: another thread reads a pair that belongs together
                 if secret:
-                    return {first: args[0]}
-            return args[0]
+                    return {first: value}, value
+            return value, value
         if not args and not kwargs:
-            return None
+            return None, None
         out = dict(zip(names, args, strict=False))
         if len(args) > len(names):
             out["args"] = list(args[len(names) :])
         out.update(kwargs)
-        return out
+        return out, out
 
     return build
 
@@ -191,9 +195,11 @@ def node(
         probe = _probe(func)
 
         def attempt(args: tuple[Any, ...], kwargs: dict[str, Any]) -> NodeAttempt:
+            recorded, key_input = build(args, kwargs)
             return NodeAttempt(
                 node_id,
-                input=build(args, kwargs),
+                input=recorded,
+                key_input=key_input,
                 effect=effect,
                 capture_input=capture_input,
                 capture_output=capture_output,

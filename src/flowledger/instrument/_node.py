@@ -158,6 +158,10 @@ class Location:
         return {"file": self.file, "line": self.line, "path": self.path}
 
 
+_KEY_FROM_INPUT: Final[Any] = object()
+"""``NodeAttempt(key_input=)``'s default: the idempotency key is made of the ``input`` recorded."""
+
+
 class NodeAttempt:
     """One attempt of one node; a sync context manager (fine inside async code).
 
@@ -190,6 +194,7 @@ class NodeAttempt:
         "_has_output",
         "_implicit",
         "_input_record",
+        "_key_input",
         "_late_attributes",
         "_log_pipeline",
         "_logs",
@@ -238,16 +243,21 @@ class NodeAttempt:
         run: Run | None = None,
         parent: str | None = None,
         capture: CaptureMode | str | None = None,
+        key_input: Any = _KEY_FROM_INPUT,
     ) -> None:
         """``span_id`` (16 hex digits) fixes the attempt's span id, so that another process can complete its record.
 
         ``capture="full"`` also records the complete output, content-addressed (see
         :mod:`flowledger.instrument.capture._full`); None takes the run's ``capture``.
+        ``key_input`` is what an effect's idempotency key is made of when ``input`` is shaped for the record
+        (``@node`` records a lone secret argument as ``{name: value}``, which depends on the redaction
+        patterns): a key must stay the same whatever is redacted, or the guard would run the effect again.
         """
         self.node_id = node_id
         self.parent = parent
         self._given_run = run
         self.input = input
+        self._key_input = key_input
         self.attempt = attempt
         self.item = item
         self.effect = effect
@@ -524,9 +534,11 @@ class NodeAttempt:
         )
         self._started_ns = _time_ns()
         self._pid = _pipeline.pid  # where the attempt began: a forked child that leaves it does not record its end
+        key_input, self._key_input = self._key_input, _KEY_FROM_INPUT  # used once: not kept alive with the attempt
         if self.effect:
             try:
-                self.idempotency_key = idempotency_key(run.workflow_id, self.node_id, self.input, item=self.item)
+                key_input = self.input if key_input is _KEY_FROM_INPUT else key_input
+                self.idempotency_key = idempotency_key(run.workflow_id, self.node_id, key_input, item=self.item)
             except Exception as exc:  # the attempt is still recorded, as an effect without a key
                 p.internal_error("idempotency_key", exc)
         size = 192

@@ -236,21 +236,37 @@ def _checked_sha256(name: str, value: object) -> str | None:
 def _checked_limit(name: str, value: object, *, zero: bool) -> float | None:
     """``deadline_s`` (more than 0) or ``budget_usd`` (0 or more) as the float the wire format takes.
 
-    An int or a Decimal is taken (money is best given as a Decimal); a string, a bool, a NaN or a value
-    past :data:`MAX_LIMIT` raises ConfigError.
+    An int or a Decimal is taken (money is best given as a Decimal); a string, a bool, a NaN, a value
+    past :data:`MAX_LIMIT` or one whose float is out of range (``Decimal("1e-400")`` is 0.0) raises ConfigError.
     """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise _refused(name, f"must be a number (an int, a float or a Decimal), not {type(value).__name__}")
     lowest = "0 or more" if zero else "more than 0"
-    finite = value.is_finite() if isinstance(value, Decimal) else not isinstance(value, float) or math.isfinite(value)
-    # compared as given: an int past a float's range must not overflow before it is refused
-    if not finite or not (value >= 0 if zero else value > 0) or value > MAX_LIMIT:
-        too_long = isinstance(value, int) and value.bit_length() > 64  # too long to print (and to read)
+    too_long = isinstance(value, int) and value.bit_length() > 64  # too long to print (and to read), or to convert
+    sent = math.nan if too_long else _as_float(value)
+
+    def within(number: int | float | Decimal) -> bool:
+        return (number >= 0 if zero else number > 0) and number <= MAX_LIMIT
+
+    # The range is checked on the float, for that is what the receiver checks (Decimal("1e-400") is sent as
+    # 0.0), and on the value as given, for that is what the caller meant (2**53 + 1 is sent as 2**53, -1e-400
+    # as -0.0). A NaN fails ``isfinite`` first: a Decimal NaN must not reach a comparison, which raises.
+    if not math.isfinite(sent) or not (within(sent) and within(value)):
         shown = f"an integer of {value.bit_length()} bits" if isinstance(value, int) and too_long else _q(value)
+        if math.isfinite(sent) and within(value):  # in range, but not once a float: say what it would be sent as
+            shown += f", which is sent as the float {sent!r}"
         raise _refused(name, f"must be {lowest} and at most 2**53, not {shown}")
-    return float(value)
+    return sent
+
+
+def _as_float(value: int | float | Decimal) -> float:
+    """``value`` as the float sent for it; NaN for what has none (a signalling NaN, an int past a float's range)."""
+    try:
+        return float(value)
+    except (ValueError, OverflowError):
+        return math.nan
 
 
 def current_run() -> Run | None:
@@ -504,6 +520,10 @@ class Run:
                     return
                 seq = next(self._seq)
             else:
+                if self._pid != _pipeline.pid:
+                    # a forked child's copy of a run held: never kept from here (see _keep), so what it would
+                    # hold is lost with the copy, even an event too big to hold
+                    return
                 with held.lock:
                     if self._dropped:  # dropped while this event waited for the lock
                         return
@@ -539,10 +559,16 @@ class Run:
         A kept run's ``parent_run_id`` must name a run the receiver has: its held events go out now (and its
         own parent's first), and it is sent as any kept run from then on. Locks are taken from a run to the
         run it started in, never the other way.
+
+        A forked child never keeps a run it inherited that is still held (False, as for one dropped): the
+        parent process decides that run's sampling and sends its end, so a start sent from the child would
+        be a run left ``running`` for ever when the parent drops it.
         """
         held = self._held
         if held is None:
             return not self._dropped  # kept already, never drawn out, or dropped (``_dropped`` is set first)
+        if self._pid != _pipeline.pid:  # the child's copy: its lock may even be held by a thread the fork lost
+            return False
         with held.lock:
             if self._dropped:
                 return False
@@ -626,7 +652,7 @@ class Run:
                 self._held = HeldEvents()
             elif self._parent is not None:  # a run kept from its start keeps the run it started in
                 parent_run, self._parent = self._parent, None
-                if not parent_run._keep():  # dropped already: a link to it would name no run
+                if not parent_run._keep():  # dropped already, or held by the process this one forked from
                     data.pop("parent_run_id", None)
             self.active = True
             self.emit(EventKind.RUN_STARTED, data, size)

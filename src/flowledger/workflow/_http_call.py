@@ -15,7 +15,10 @@ record and span get the OpenTelemetry HTTP attributes (``http.request.method``,
 The URL may hold secrets (``http://user:password@host``, ``?token=...``) and so may header values read
 from the environment. The request uses them as they are; everything else sees :func:`shown`, the URL with
 its userinfo and query values masked (:func:`~flowledger._url.masked`, as the SDK shows its
-endpoints): ``url.full``, the ``flowledger.http`` attribute and every error message. A failure of the
+endpoints): ``url.full``, the ``flowledger.http`` attribute, every error message, and httpx's own INFO line
+of the request (sent within :func:`~flowledger.instrument.delivery._transport.masked_requests`, so the
+``httpx`` logger's filter masks it as it does the SDK's deliveries: on the application's handlers and in
+the attempt's captured log lines alike). A failure of the
 request is raised again as the same httpx exception with a message of our own and no chained cause, since
 httpx's text may quote the URL (an invalid one) or a header value (one HTTP cannot carry). Header values
 read from the environment are checked before anything is sent; the error names the header and the
@@ -182,8 +185,14 @@ async def _request(
     hook.set_attribute("http.request.method", method)
     hook.set_attribute("url.full", url_shown)
     http = client()
+    # imported with the client (httpx is loaded by now); importing it also puts the masking filter on httpx's logger
+    from flowledger.instrument.delivery._transport import masked_requests
+
     try:
-        response = await http.request(method, spec.url, content=body, headers=headers, timeout=DEFAULT_HTTP_TIMEOUT_S)
+        with masked_requests():  # httpx logs the request, URL included, at INFO
+            response = await http.request(
+                method, spec.url, content=body, headers=headers, timeout=DEFAULT_HTTP_TIMEOUT_S
+            )
     except Exception as exc:
         failure = _failure(exc, f"{method} {url_shown}")
         if failure is None:

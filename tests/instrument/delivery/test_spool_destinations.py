@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from flowledger.instrument.delivery._spool import READY_SUFFIX, Spool, destination_tag
+from flowledger.instrument.delivery._spool import READY_SUFFIX, Destination, Spool, destination_tag
 from tests.instrument.delivery._sender_support import child_env
 
 CHILD_TIMEOUT_S = 60.0
@@ -122,7 +122,10 @@ def test_a_batch_spooled_under_one_key_is_delivered_only_with_that_key(tmp_path:
 
 def test_a_spool_replays_its_own_tag_and_untagged_batches_only(tmp_path: Path) -> None:
     """Untagged batches (an older version's) are anyone's; a tagged one only its destination's."""
-    mine, other = destination_tag("http://a/v1/events\nkey-1"), destination_tag("http://a/v1/events\nkey-2")
+    mine, other = (
+        destination_tag(Destination("http://a/v1/events", "key-1")),
+        destination_tag(Destination("http://a/v1/events", "key-2")),
+    )
     assert mine is not None
     assert other not in (None, mine)
     spool = Spool(tmp_path, 10_000_000, tag=mine)

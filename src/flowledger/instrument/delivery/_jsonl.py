@@ -35,7 +35,7 @@ from typing import Any, Final
 from flowledger.instrument._config import FsyncPolicy, Settings
 from flowledger.instrument.delivery._counters import DropReason
 from flowledger.instrument.delivery._sender import Sender
-from flowledger.instrument.delivery._spool import encodable, encode_event
+from flowledger.instrument.delivery._spool import Destination, encodable, encode_event
 
 try:
     import fcntl
@@ -110,7 +110,7 @@ class JsonlSender(Sender):
         self.path = Path(path)
         super().__init__(settings, spool_dir=spool_dir)
 
-    def _destination(self) -> str | None:
+    def _destination(self) -> Destination | None:
         """None: the spool folder is this file's alone (``sink_spool_dir``), and a file takes no credentials."""
         return None
 

@@ -29,6 +29,7 @@ from flowledger.instrument.delivery._otlp_protobuf import encode_export, rejecte
 from flowledger.instrument.delivery._otlp_spans import RunMemo, span_from_event
 from flowledger.instrument.delivery._sender import Sender
 from flowledger.instrument.delivery._span_sender import otlp_headers, span_protocol, span_request
+from flowledger.instrument.delivery._spool import Destination
 from flowledger.instrument.delivery._transport import gzip_body, make_client
 
 __all__ = ["OtlpSender"]
@@ -47,10 +48,10 @@ class OtlpSender(Sender):
     def _url(self) -> str:
         return self._settings.traces_url
 
-    def _destination(self) -> str | None:
+    def _destination(self) -> Destination | None:
         """The traces URL and the headers sent with it (an OTLP backend's key): see ``Delivery._destination``."""
         headers = "\n".join(f"{name}={value}" for name, value in otlp_headers(self._settings))
-        return f"{self._settings.traces_url}\n{headers}"
+        return Destination(self._settings.traces_url, headers)
 
     def _encode(self, events: list[dict[str, Any]]) -> tuple[bytes, list[dict[str, Any]]]:
         started = time.monotonic()

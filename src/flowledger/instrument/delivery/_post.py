@@ -30,7 +30,7 @@ from flowledger.instrument._config import Settings
 from flowledger.instrument.delivery._backoff import Outage, RetryBudget
 from flowledger.instrument.delivery._counters import Counters, DropReason
 from flowledger.instrument.delivery._failure import described
-from flowledger.instrument.delivery._spool import Spool, SpoolResult, encodable, encode_batch
+from flowledger.instrument.delivery._spool import Destination, Spool, SpoolResult, encodable, encode_batch
 from flowledger.instrument.delivery._transport import gzip_body, make_client, parse_retry_after
 
 __all__ = ["REJECTION_REASONS_LOGGED", "Delivery", "PostOutcome"]
@@ -172,10 +172,10 @@ class Delivery:
         """Where batches are posted."""
         return self._settings.events_url
 
-    def _destination(self) -> str | None:
+    def _destination(self) -> Destination | None:
         """Where this sink's batches are bound, with the credentials they go with (the spool's tag is its digest):
         a batch spooled here is replayed only by a sink of the same destination."""
-        return f"{self._settings.events_url}\n{self._settings.api_key or ''}"
+        return Destination(self._settings.events_url, self._settings.api_key or "")
 
     def _http(self) -> httpx.Client:
         if self._client is None:

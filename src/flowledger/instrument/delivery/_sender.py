@@ -39,10 +39,16 @@ write it has begun is waited for first, for what remains of ``timeout_s``
 child starts with a fresh queue, worker and HTTP client. Nothing here
 raises into the caller: internal errors are counted in ``failures`` and
 logged once per kind.
+
+A replay that finds batches bound for another destination or API key in
+the folder (the endpoint changed, a key was rotated) leaves them, and the
+process says so once, with their count and never their destination: else
+they would stay there without a word.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -51,7 +57,7 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from time import monotonic as _monotonic
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, NamedTuple
 
 import httpx
 from opentelemetry import context as otel_context
@@ -93,8 +99,26 @@ WORKER_JOIN_S: Final = 0.01
 
 
 _senders: weakref.WeakSet[Sender] = weakref.WeakSet()
+_log: Final = logging.getLogger("flowledger")
+_BOUND_ELSEWHERE_UNSAID: Final = threading.Lock()
+"""Taken, never released, by the first sender of the process to log batches bound elsewhere: once per process, as
+a reconfigured SDK starts new senders on the same folder (non-blocking: no sender ever waits on it)."""
 _Entry = tuple[dict[str, Any] | PendingEvent, int, float]
 """A queued event: the event, its estimated size in bytes, and when it was queued."""
+
+
+class _Tally(NamedTuple):
+    """What flush and shutdown compare (see ``Sender._tally``)."""
+
+    dropped: int
+    rejected: int
+    """Refused by the receiver: they reached it and will never be stored."""
+    unsent: int
+    """Spooled and not replayed since (only replays of files this process spilled count)."""
+
+    def nothing_lost_since(self, before: _Tally) -> bool:
+        """No event dropped or refused since ``before``, and none left in the spool that was not there then."""
+        return self.dropped == before.dropped and self.rejected == before.rejected and self.unsent <= before.unsent
 
 
 class Sender(Delivery):
@@ -172,6 +196,8 @@ class Sender(Delivery):
         self._shutdown_result: bool | None = None
         self._outage = Outage(self.probe_min_s, self.probe_max_s)
         self._counters = Counters()
+        self._rejected_flushed = 0
+        """The ``rejected`` count the last flush answered for: the next reports refusals since (see flush)."""
 
     def _reset_after_fork(self) -> None:
         self._reset()
@@ -251,6 +277,10 @@ class Sender(Delivery):
 
         ``timeout_s`` None or infinity waits until done; a value that is not a number raises UsageError.
 
+        Drops count during the call; refusals since the previous flush (or the sender's start): the
+        receiver's answer refusing an event sent in the background may come before the call, and the
+        caller asking whether everything was stored must still learn of it, once.
+
         Spans (with ``export_spans``) are flushed too, in what remains of
         ``timeout_s``, but they do not change the answer.
         """
@@ -263,13 +293,16 @@ class Sender(Delivery):
                 self._draining += 1
                 self._replay_wanted = True
                 self._outage.probe_now = True
-                before = self._tally()
+                before = self._tally()._replace(rejected=self._rejected_flushed)
             try:
                 self._start_worker()
                 self._wake.set()
                 with self._changed:
                     idle = self._changed.wait_for(self._idle, deadline - time.monotonic())
-                    ok = idle and self._nothing_lost_since(before) and not self._outage.failing
+                    after = self._tally()
+                    ok = idle and after.nothing_lost_since(before) and not self._outage.failing
+                    # answered for: a refusal counted from here on is the next flush's
+                    self._rejected_flushed = max(self._rejected_flushed, after.rejected)
                 if self._spans is not None:  # best effort: spans never change the answer
                     self._spans.flush(deadline - time.monotonic())
                 return ok
@@ -364,21 +397,17 @@ class Sender(Delivery):
             and not self._replay_wanted
         )
 
-    def _tally(self) -> tuple[int, int]:
-        """What flush and shutdown compare: events lost (dropped, or refused by the receiver: they reached it and
-        will never be stored), and events spooled and not replayed since.
+    def _tally(self) -> _Tally:
+        """What flush and shutdown compare: events dropped, events refused by the receiver, and events spooled
+        and not replayed since.
 
         Only replays of files this process spilled offset what it spooled: replaying another process's
         files (or this one's after an outage) delivers old events, it does not make up for new ones.
         """
         with self._lock:
-            lost = self._counters.dropped() + self._counters["rejected"]
-            return lost, self._counters["spooled"] - self._spill_settled
-
-    def _nothing_lost_since(self, before: tuple[int, int]) -> bool:
-        """No event dropped or refused since ``before``, and none left in the spool that was not there then."""
-        dropped, unsent = self._tally()
-        return dropped == before[0] and unsent <= before[1]
+            return _Tally(
+                self._counters.dropped(), self._counters["rejected"], self._counters["spooled"] - self._spill_settled
+            )
 
     def _shutdown(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + max(timeout_s, 0.0)
@@ -422,7 +451,7 @@ class Sender(Delivery):
             self._spans.shutdown(deadline - time.monotonic())
         if worker is not None and worker.is_alive():
             worker.join(WORKER_JOIN_S)
-        return self._nothing_lost_since(before)
+        return self._tally().nothing_lost_since(before)
 
     def _settle(self, deadline: float) -> None:
         """Wait for spool writes already begun: until ``deadline``, or, when later, until the spill file being
@@ -563,6 +592,7 @@ class Sender(Delivery):
             with self._lock:
                 self._replay_round = self._spills
             self._replay_names = self._spool.ready_names()
+            self._say_bound_elsewhere()
         if not self._replay_names or self._stop.is_set():
             self._end_replay()
             return
@@ -597,6 +627,20 @@ class Sender(Delivery):
             self._counters.add("replayed", delivered)
         if leftovers:
             self._end_replay()
+
+    def _say_bound_elsewhere(self) -> None:
+        """Log, once per process, how many batches in the folder wait for another destination or key."""
+        waiting = self._spool.bound_elsewhere
+        if waiting and _BOUND_ELSEWHERE_UNSAID.acquire(blocking=False):
+            try:
+                _log.warning(
+                    "flowledger: %d spooled batch(es) in %s wait for another destination or API key (the endpoint "
+                    "or key changed?): only a process sending there, with that key, replays them.",
+                    waiting,
+                    self._spool.directory,
+                )
+            except Exception:
+                pass
 
     def _respool(self, events: list[dict[str, Any]], *, spilled: bool) -> None:
         """Spool what a replay left over, as a file this process spilled when the replayed one was."""

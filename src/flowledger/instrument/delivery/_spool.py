@@ -15,7 +15,12 @@ digest of the destination and the credentials it was to be sent with
 (:func:`destination_tag`), so a process replays only batches meant for where
 it sends, with the key it sends: two services sharing the default folder
 (another receiver, another project's API key) never deliver each other's
-records. Batches without a tag (written before tags existed) are replayed by
+records. The URL in the digest is :func:`canonical_url`: one spelling per
+receiver (``HTTP://Receiver:80/./`` is ``http://receiver``), so a process
+whose endpoint is written another way still replays what an earlier one
+spooled. Batches bound elsewhere are counted as the folder is listed
+(:attr:`Spool.bound_elsewhere`), so the sender can say why they stay.
+Batches without a tag (written before tags existed) are replayed by
 any process, as they always were. Every write goes to a temporary name and is
 renamed into place, so a reader never sees half a batch. A replaying
 process claims a file by renaming it to a name carrying its pid and a
@@ -45,15 +50,25 @@ import os
 import secrets
 import threading
 import time
+import urllib.parse
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
 from flowledger._wire import new_event_id
 from flowledger.instrument.capture import RawJSON, to_jsonable
 
-__all__ = ["Claim", "Spool", "SpoolResult", "destination_tag", "encodable", "new_batch_name"]
+__all__ = [
+    "Claim",
+    "Destination",
+    "Spool",
+    "SpoolResult",
+    "canonical_url",
+    "destination_tag",
+    "encodable",
+    "new_batch_name",
+]
 
 READY_SUFFIX: Final = ".json.gz"
 CLAIM_MARK: Final = ".claimed-"
@@ -76,6 +91,8 @@ DEFAULT_WRITE_BYTES_PER_S: Final = 20_000_000
 """Assumed speed of encoding and writing a batch until this process has timed one (a slow machine's)."""
 WRITE_RATE_WEIGHT: Final = 0.3
 """Weight of the newest timing in the running estimate of the write speed."""
+DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+"""A port the scheme implies: written or not, the same receiver."""
 
 
 class SpoolResult(enum.Enum):
@@ -126,12 +143,57 @@ def new_batch_name(tag: str | None = None) -> str:
     return f"{new_event_id()}.{tag}{READY_SUFFIX}" if tag else new_event_id() + READY_SUFFIX
 
 
-def destination_tag(destination: str | None) -> str | None:
-    """The tag of batches bound for ``destination`` (its URL and credentials, as one text): a digest, so neither
-    shows in a file name; None (no tag) for a sink whose folder is its destination's alone."""
+class Destination(NamedTuple):
+    """Where a sink's batches are bound: the URL they are posted to and the credentials they go with (an API key,
+    an OTLP backend's headers) as one text."""
+
+    url: str
+    credentials: str
+
+
+def canonical_url(url: str) -> str:
+    """``url`` written the one way the tag hashes it: scheme and host lowercased, the scheme's default port
+    dropped, ``.`` and ``..`` segments resolved and a trailing slash removed from the path (as httpx sends it),
+    the fragment (never sent) dropped. Userinfo, the path's case and the query stay as written: they may be
+    what tells one receiver, project or token from another. A text that does not parse is returned as it is.
+
+    ``HTTP://Receiver:80/./v1/events`` is ``http://receiver/v1/events``.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url
+    scheme = parts.scheme.lower()
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    host = parts.hostname or ""  # lowercased; an IPv6 literal without its brackets
+    if ":" in host:
+        host = f"[{host}]"
+    port_text = "" if port is None or port == DEFAULT_PORTS.get(scheme) else f":{port}"
+    path = _without_dot_segments(parts.path).rstrip("/")
+    query = "?" + parts.query if parts.query else ""
+    return f"{scheme}://{userinfo}{at}{host}{port_text}{path}{query}"
+
+
+def _without_dot_segments(path: str) -> str:
+    """``path`` with its ``.`` segments removed and each ``..`` taking the segment before it (RFC 3986 5.2.4)."""
+    kept: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if len(kept) > 1:  # the first, empty, segment is the root
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    return "/".join(kept)
+
+
+def destination_tag(destination: Destination | None) -> str | None:
+    """The tag of batches bound for ``destination``: a digest of its URL (:func:`canonical_url`) and credentials,
+    so neither shows in a file name; None (no tag) for a sink whose folder is its destination's alone."""
     if destination is None:
         return None
-    return hashlib.sha256(destination.encode("utf-8", "surrogatepass")).hexdigest()[:TAG_HEX_DIGITS]
+    text = f"{canonical_url(destination.url)}\n{destination.credentials}"
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:TAG_HEX_DIGITS]
 
 
 def _tag_of(name: str) -> str | None:
@@ -246,6 +308,8 @@ class Spool:
         self.tag = tag
         """The destination's tag (:func:`destination_tag`): the batches this spool writes and replays."""
         self._lock = threading.Lock()
+        self.bound_elsewhere = 0
+        """Ready batches of other tags the last :meth:`ready_names` saw: another destination's or API key's."""
         self.corrupt_files = 0
         """How many unreadable files this process moved to ``corrupt/``."""
         self._used: int | None = None
@@ -385,9 +449,10 @@ class Spool:
                     ready.append(original)
             elif name.startswith(TMP_PREFIX):
                 self._remove_stale_tmp(name)
-        ready = [name for name in ready if self._ours(name)]
-        ready.sort()
-        return ready
+        ours = [name for name in ready if self._ours(name)]
+        self.bound_elsewhere = len(ready) - len(ours)
+        ours.sort()
+        return ours
 
     def batch_name(self) -> str:
         """A fresh name for a batch of this spool (its tag in it)."""

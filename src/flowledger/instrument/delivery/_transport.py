@@ -11,8 +11,12 @@ an endpoint may carry credentials (``http://user:password@host``, a token
 in its query): an application calling ``logging.basicConfig(level=INFO)``
 printed them. :func:`untraced` also marks the thread as one of the SDK's,
 and a filter on that logger shows the URL of such a thread's requests
-masked (:func:`~flowledger._url.masked`). Only those: the
-application's own httpx requests are logged as httpx logs them.
+masked (:func:`~flowledger._url.masked`). An http node's request is sent
+from the workflow's own thread or task, so it is marked with
+:func:`masked_requests` instead: a context variable, which follows the
+request into the task (and the threads) it runs in, where a thread-local
+would not. Only those: the application's own httpx requests are logged as
+httpx logs them.
 
 Everything the worker threads need to build a client and make a request is
 imported here, at import time, on the thread that imports this module:
@@ -31,8 +35,9 @@ import gzip
 import logging
 import threading
 import time
-from collections.abc import Iterable
-from contextvars import Token
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from typing import Final
 
 import httpcore  # noqa: F401 - httpx.HTTPTransport imports it lazily, see the module docstring
@@ -42,7 +47,15 @@ from opentelemetry import context as otel_context
 from flowledger._url import masked
 from flowledger._version import __version__
 
-__all__ = ["BODY_GZIP_LEVEL", "USER_AGENT", "gzip_body", "make_client", "parse_retry_after", "untraced"]
+__all__ = [
+    "BODY_GZIP_LEVEL",
+    "USER_AGENT",
+    "gzip_body",
+    "make_client",
+    "masked_requests",
+    "parse_retry_after",
+    "untraced",
+]
 
 USER_AGENT: Final = f"flowledger/{__version__}"
 BODY_GZIP_LEVEL: Final = 1
@@ -53,13 +66,17 @@ RETRY_AFTER_MAX_S: Final = 30.0
 
 _sdk_thread: Final = threading.local()
 """``sending`` is true in the SDK's own sending threads (set by :func:`untraced`)."""
+_sdk_request: Final[ContextVar[bool]] = ContextVar("flowledger_sdk_request", default=False)
+"""True while an http node's request is sent (set by :func:`masked_requests`)."""
 
 
 class _SdkRequestsMasked(logging.Filter):
-    """On the ``httpx`` logger: the URL of a request made by one of the SDK's threads is shown masked."""
+    """On the ``httpx`` logger: the URL of a request made by one of the SDK's threads, or by an http node, is shown
+    masked."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(_sdk_thread, "sending", False) and isinstance(record.args, tuple):
+        sdk = getattr(_sdk_thread, "sending", False) or _sdk_request.get()
+        if sdk and isinstance(record.args, tuple):
             record.args = tuple(masked(str(arg)) if isinstance(arg, httpx.URL) else arg for arg in record.args)
         return True  # the line itself stays: it says the SDK delivered
 
@@ -78,6 +95,17 @@ def untraced() -> Token[otel_context.Context]:
         if isinstance(key, str):
             ctx = otel_context.set_value(key, True, ctx)
     return otel_context.attach(ctx)
+
+
+@contextmanager
+def masked_requests() -> Iterator[None]:
+    """Within the block (and the tasks and context-copying threads it starts), httpx logs requests with their URL
+    masked: for an http node, whose URL is the definition's and may hold a password or token."""
+    token = _sdk_request.set(True)
+    try:
+        yield
+    finally:
+        _sdk_request.reset(token)
 
 
 CLIENT_BUILD_LOCK: Final = threading.RLock()
