@@ -27,7 +27,7 @@ import re
 import urllib.parse
 from typing import Final
 
-__all__ = ["MASK", "PORT_MAX", "join_path", "masked", "url_problem"]
+__all__ = ["MASK", "PORT_MAX", "join_path", "masked", "url_problem", "userinfo_cut_short"]
 
 MASK: Final = "***"
 """What stands in for a secret part of a URL in a message."""
@@ -45,13 +45,34 @@ def join_path(url: str, path: str) -> str:
     return head.rstrip("/") + "/" + path.lstrip("/") + (has_query + query if query else "")
 
 
+def userinfo_cut_short(url: str) -> bool:
+    """Whether an ``@`` after where ``url``'s host seems to end is most likely a user name or password holding an
+    unescaped ``/``, ``?`` or ``#`` (``http://user:pa/ss@host``, ``http://tok#secret@host``): the request would go
+    to the wrong host and the start of the secret would be shown as that host. So is an ``@`` in the path or the
+    fragment, or one in the query that no ``=`` comes before (``?email=ops@example.com`` is a query's own)."""
+    rest = url.partition("://")[2] or url
+    cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i != -1), default=len(rest))
+    if "@" in rest[:cut]:
+        return False  # the userinfo ends at its own "@": a parser reads the host right
+    tail = rest[cut:]
+    before_fragment, hash_mark, fragment = tail.partition("#")
+    path, _, query = before_fragment.partition("?")
+    if "@" in path or (hash_mark and "@" in fragment):
+        return True
+    return "@" in query and "=" not in query.partition("@")[0]
+
+
 def masked(url: str) -> str:
     """``url`` safe to print: userinfo and query values replaced by ``***``, the fragment dropped.
 
     ``http://user:pw@h:1/p?token=t&x`` is shown ``http://***@h:1/p?token=***&***``. A text that is not
     quite a URL is masked too: a password holding an unescaped ``/``, ``?`` or ``#`` can make a parser
-    end the host early, so an ``@`` later in the path, or a port that is not a number, hides all of it.
+    end the host early, so an ``@`` where :func:`userinfo_cut_short` says so, or a port that is not a number,
+    hides all of it.
     """
+    if userinfo_cut_short(url):  # "http://tok#secret@host": no part of it can be told from the secret
+        scheme, has_scheme, _ = url.partition("://")
+        return (scheme + has_scheme if has_scheme else "") + MASK
     text = url.partition("#")[0]
     head, has_query, query = text.partition("?")
     scheme, has_scheme, rest = head.partition("://")
@@ -94,6 +115,8 @@ def url_problem(url: object) -> str | None:
         return _URL_ACCEPTS
     if _CONTROL.search(url):  # a request cannot carry one, and httpx's refusal would quote the URL
         return f"{_URL_ACCEPTS} without control characters"
+    if userinfo_cut_short(url):
+        return f"{_URL_ACCEPTS} whose user name and password percent-encode / ? # @ (%2F %3F %23 %40)"
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:  # an unclosed IPv6 bracket, say: the message may quote the URL, so it is not shown

@@ -142,7 +142,7 @@ def test_the_events_path_joins_the_endpoint_path_and_keeps_its_query(endpoint: s
         ("http://user:pw@h:1/p?token=t&bare#frag", "http://***@h:1/p?token=***&***"),
         ("http://token@h", "http://***@h"),
         ("user:pw@host", "***@host"),
-        ("http://user:p/w@host/base", "http://***@host/base"),
+        ("http://user:p/w@host/base", "http://***"),
         ("http://user:p?w@host", "http://***"),
         ("http://user:p#w@host", "http://***"),
         ("not a url", "not a url"),
@@ -166,3 +166,33 @@ def test_settings_shown_with_repr_hold_no_credentials() -> None:
         assert secret not in shown
     assert "endpoint='http://***@127.0.0.1:1/base?token=***'" in shown
     assert "otlp_traces_endpoint='http://***@collector:4318/v1/traces'" in shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:pa/ss@host:1",
+        "http://tok#secret@host:1",
+        "http://tok?secret@host:1",
+        "http://user:12#secret@host:1/p",
+    ],
+)
+def test_a_password_cut_short_by_an_unescaped_character_is_refused_and_hidden(url: str) -> None:
+    """An @ after where the host seems to end is a secret holding / ? or #: the endpoint is refused (the request
+    would go to the start of the secret as a host) and shown as nothing but its scheme."""
+    from flowledger._url import url_problem, userinfo_cut_short
+
+    assert userinfo_cut_short(url)
+    assert url_problem(url) is not None
+    assert masked(url) == "http://***"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://user:pw@host:1/p?email=ops@example.com", "http://host:1/p?e=a@b", "http://u:p@h:1/#x"]
+)
+def test_an_at_sign_of_the_query_or_the_userinfo_is_the_urls_own(url: str) -> None:
+    """An @ ending the userinfo, or in a query after an "=", cuts nothing short."""
+    from flowledger._url import url_problem, userinfo_cut_short
+
+    assert not userinfo_cut_short(url)
+    assert url_problem(url) is None

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from flowledger._exceptions import ConfigError
 from flowledger._run_context import PROJECT_PATTERN
-from flowledger._url import masked
+from flowledger._url import masked, userinfo_cut_short
 from flowledger.receiver._resume_endpoints import RESUME_ENDPOINTS_ENV, parse_resume_endpoints
 from flowledger.receiver._trace_url import TRACE_ID_PLACEHOLDER
 
@@ -467,9 +467,9 @@ def parse_forward_endpoint(value: str) -> str:
     """Check an upstream base URL (``FLOWLEDGER_RECEIVER_FORWARD_ENDPOINT``): http(s) with a host, no trailing slash.
 
     A query string is kept (a token some collectors and proxies take there): the forwarder joins the signal path
-    onto the URL's path and sends the query after it. An ``@`` in the path is refused (a password holding an
-    unescaped ``/`` puts one there), one in the query is the query's; messages show the URL as
-    :func:`~flowledger._url.masked` does, all of it hidden when an ``@`` follows the host.
+    onto the URL's path and sends the query after it. An ``@`` after where the host seems to end is refused (a
+    password holding an unescaped ``/ ? #``: :func:`~flowledger._url.userinfo_cut_short`); messages show the URL
+    as :func:`~flowledger._url.masked` does.
     """
     text = value.strip()
     try:
@@ -478,12 +478,12 @@ def parse_forward_endpoint(value: str) -> str:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number ("user:pa?ss@host")
     except ValueError:
         ok = False
-    rest = text[len(parts.scheme) + len("://") + len(parts.netloc) :] if ok else ""
-    if "@" in rest.partition("#")[0].partition("?")[0]:
-        # An @ in the path is most likely a password holding an unescaped / ("user:12/ss@host" is host "user",
-        # port 12): the request would go elsewhere. (One in the query is the query's: "?email=ops@example.com".)
+    if userinfo_cut_short(text):
+        # A password holding an unescaped / ? or # ("user:12/ss@host" is host "user", port 12): the request would
+        # go elsewhere. (An @ in the query after an "=" is the query's: "?email=ops@example.com".)
         raise ConfigError(
-            f"{_FORWARD_ENDPOINT_ENV} holds an @ in its path: give an http:// or https:// base URL such as "
+            f"{_FORWARD_ENDPOINT_ENV} holds an @ after where its host seems to end: give an http:// or https:// "
+            "base URL such as "
             "http://user:pw@collector:4318, with / ? # @ in a user name or password percent-encoded "
             "(%2F %3F %23 %40). The value is not shown."
         )

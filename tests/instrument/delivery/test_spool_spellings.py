@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from flowledger.instrument._config import SinkKind, SinkSpec
+from flowledger.instrument.delivery._build import sink_spool_dir
 from flowledger.instrument.delivery._otlp_sink import OtlpSender
 from flowledger.instrument.delivery._sender import Sender
 from flowledger.instrument.delivery._spool import Spool
@@ -37,6 +39,10 @@ def test_spellings_of_one_endpoint_share_a_tag(tmp_path: Path, spellings: list[s
     tags = {sink(make_settings(tmp_path, endpoint))._spool.tag for endpoint in spellings}
     assert len(tags) == 1
     assert None not in tags
+    if sink is OtlpSender:  # and one folder: a sink only ever looks in its own
+        otlp = SinkSpec(SinkKind.OTLP)
+        folders = {sink_spool_dir(make_settings(tmp_path, "http://r", otlp_traces_endpoint=e), otlp) for e in spellings}
+        assert len(folders) == 1
 
 
 @pytest.mark.parametrize(

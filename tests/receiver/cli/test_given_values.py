@@ -217,3 +217,29 @@ def test_a_checkpoint_file_named_in_another_encoding_is_read(
     assert _flowledger("checkpoint", "--key", key, "--db", str(live.db_path), "-o", signed).returncode == 0
     verified = _flowledger("verify", "--db", str(live.db_path), "--checkpoint", signed, "--key", key + b".pub")
     assert verified.returncode == 0, verified.stderr
+
+
+def test_every_command_refuses_a_url_httpx_cannot_send_to_in_one_line(tmp_path: Path) -> None:
+    """A host only IDNA 2008 refuses passes the shape check; export and import (which make their own clients) say
+    so in one line as runs does, never with httpx's traceback."""
+    jsonl = tmp_path / "e.jsonl"
+    jsonl.write_text("{}\n")
+    for args in (["runs"], ["export", "--format", "csv", "-o", str(tmp_path / "x.csv")], ["import", str(jsonl)]):
+        done = _flowledger(*args, "--url", "http://\u2603.net")
+        assert "is not a URL a request can be sent to" in _refused(done, "--url")
+
+
+def test_an_endpoint_with_blanks_around_it_is_read_as_the_sdk_reads_it(stocked: tuple[LiveReceiver, RunEvents]) -> None:
+    """FLOWLEDGER_ENDPOINT='URL ' (a trailing blank from a .env file) lists the runs, as the SDK sends to it."""
+    live, run = stocked
+    done = _flowledger("runs", "--json", env={"FLOWLEDGER_ENDPOINT": f" {live.url} "})
+    assert done.returncode == 0, done.stderr
+    assert run.run_id in done.stdout
+
+
+def test_a_postgresql_url_in_migrate_must_be_utf8_text(tmp_path: Path) -> None:
+    """migrate's options may hold a path (any bytes) but a postgresql:// URL is text sent to the server: one line,
+    exit 2, naming the option (never asyncpg's traceback)."""
+    target = b"postgresql://u\xff:pw@127.0.0.1:9/db"
+    done = _flowledger("migrate", "--from", f"sqlite:{tmp_path / 'none.db'}", "--to", target)
+    assert "is not UTF-8 text" in _refused(done, "--to")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from flowledger.instrument._config import Settings, SinkKind, SinkSpec
 from flowledger.instrument.delivery._sink import EventSink
+from flowledger.instrument.delivery._spool import canonical_url
 
 __all__ = ["build_sinks", "sink_spool_dir"]
 
@@ -24,7 +25,11 @@ def sink_spool_dir(settings: Settings, spec: SinkSpec) -> Path:
     """The spool folder of one sink (the receiver's is ``spool_dir`` itself)."""
     if spec.kind is SinkKind.RECEIVER:
         return settings.spool_dir
-    target = settings.traces_url if spec.kind is SinkKind.OTLP else str(spec.path and spec.path.resolve())
+    # One folder per destination however its URL is spelled (the batches' tags are of the same canonical form).
+    if spec.kind is SinkKind.OTLP:
+        target = canonical_url(settings.traces_url)
+    else:
+        target = str(spec.path and spec.path.resolve())
     digest = hashlib.sha256(target.encode()).hexdigest()[:12]
     return settings.spool_dir / f"{spec.kind}-{digest}"
 

@@ -6,8 +6,9 @@ name or filter the receiver holds is such text, the HTTP API cannot be sent it, 
 compare with it. :func:`undecodable_param` finds the first such value among a command's parameters (options,
 arguments and the environment variables they read), so that every command refuses it the same way, on
 ``--db`` and ``--url`` alike. A file path is not text: it is bytes to the file system, whatever they are, and
-click hands it over as a :class:`~pathlib.Path`, which is never checked here; nor is an option whose text may be
-a path (:data:`PATHS_IN_TEXT`: ``verify --checkpoint FILE``, ``migrate --from sqlite:PATH``).
+click hands it over as a :class:`~pathlib.Path`, which is never checked here; nor is an option whose text may
+be a path (:data:`PATHS_IN_TEXT`: ``verify --checkpoint FILE``, ``migrate --from sqlite:PATH``), unless it
+is a PostgreSQL URL.
 """
 
 from __future__ import annotations
@@ -60,9 +61,10 @@ def undecodable_param(ctx: click.Context) -> str | None:
     """The first of the command's text values (options, arguments) that is not UTF-8, as a sentence naming its
     option; None when every one is UTF-8."""
     for param in ctx.command.params:
-        if (ctx.command.name, param.name) in PATHS_IN_TEXT:
-            continue
+        paths = (ctx.command.name, param.name) in PATHS_IN_TEXT
         for text in _texts(ctx.params.get(param.name or "")):
+            if paths and not text.lower().startswith(("postgresql://", "postgres://")):
+                continue  # a path; a PostgreSQL URL in the same option is text the server is sent
             where = _undecodable(text)
             if where is not None:
                 return f"{param_label(ctx, param)} is not UTF-8 text ({where}); give it in UTF-8"

@@ -371,7 +371,7 @@ class UrlSource:
 
     def __init__(self, url: str, api_key: str | None = None, *, origin: str = "--url") -> None:
         """``origin``: where ``url`` came from (``--url`` or ``FLOWLEDGER_ENDPOINT``), as an error names it."""
-        self.url = url.rstrip("/")
+        self.url = url.strip().rstrip("/")  # blanks around it are read as the SDK reads FLOWLEDGER_ENDPOINT
         self.shown = masked(self.url)
         """The URL as messages show it: its user part and every query value replaced by ``***`` (all of it, when a
         password holding an unescaped ``/ ? #`` leaves no telling where the host starts)."""
@@ -382,6 +382,10 @@ class UrlSource:
                 f"give one like {_URL_EXAMPLE}"
             )
         self._origin = origin
+        try:
+            httpx.URL(self.url)  # what httpx alone refuses (an IDNA 2008 host, bytes that are not UTF-8)
+        except (httpx.InvalidURL, UnicodeError):
+            raise self._unsendable() from None
         if api_key is not None:
             check_api_key(api_key, origin="the API key")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -397,12 +401,14 @@ class UrlSource:
                 response = client.request(method, path, params=params, json=body)
         except httpx.HTTPError as exc:
             raise ReceiverError(f"cannot reach the receiver at {self.shown}: {exc}") from None
-        except (httpx.InvalidURL, UnicodeError):  # what the check let through (a control character, bad punycode):
-            # httpx's text would quote the part it stopped at, which may be a password
-            raise UsageError(
-                f"{self._origin} {self.shown} is not a URL a request can be sent to; give one like {_URL_EXAMPLE}"
-            ) from None
+        except (httpx.InvalidURL, UnicodeError):  # what httpx refuses only when sending: its text may quote a secret
+            raise self._unsendable() from None
         return self._checked(response, method, path)
+
+    def _unsendable(self) -> UsageError:
+        return UsageError(
+            f"{self._origin} {self.shown} is not a URL a request can be sent to; give one like {_URL_EXAMPLE}"
+        )
 
     def _checked(self, response: httpx.Response, method: str, path: str) -> httpx.Response:
         """``response``, unless it is an error other than the receiver's 404 (ReceiverError, AmbiguousRunError)."""
