@@ -52,10 +52,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve_process(args: list[str], env: Mapping[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``flowledger serve ARGS`` on a free 127.0.0.1 port as a child process, once it answers ``/healthz``; yields its
-    URL and the process, and stops it with Ctrl-C (SIGINT) after, killing it if it does not stop."""
-    port = _free_port()
+def serve_process(
+    args: list[str], env: Mapping[str, str], *, port: int = 0
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``flowledger serve ARGS`` on a free 127.0.0.1 port (or ``port``, to bring a receiver back where a test had it
+    down) as a child process, once it answers ``/healthz``; yields its URL and the process, and stops it with Ctrl-C
+    (SIGINT) after, killing it if it does not stop."""
+    port = port or _free_port()
     child = subprocess.Popen(
         [sys.executable, "-m", "flowledger", "serve", "--port", str(port), *args],
         stdout=subprocess.PIPE,

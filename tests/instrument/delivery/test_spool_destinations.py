@@ -7,18 +7,16 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 
 from flowledger.instrument.delivery._spool import READY_SUFFIX, Destination, Spool, destination_tag
+from tests._serve import serve_process
 from tests.instrument.delivery._sender_support import child_env
 
 CHILD_TIMEOUT_S = 60.0
-START_TIMEOUT_S = 60.0
 KEYS = {"tok-alpha-0123456789abcdef": "alpha", "tok-beta-0123456789abcdef0": "beta"}
 
 _SCRIPT = """
@@ -37,45 +35,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def _receiver(port: int, tmp_path: Path) -> Iterator[str]:
+def _receiver(port: int, tmp_path: Path) -> AbstractContextManager[tuple[str, subprocess.Popen[str]]]:
     """``flowledger serve`` on ``port`` with two projects' keys, once it answers."""
     keys = tmp_path / "keys.toml"
     keys.write_text("[keys]\n" + "".join(f'"{key}" = "{project}"\n' for key, project in KEYS.items()))
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flowledger",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            str(tmp_path / "ledger.db"),
-            "--api-keys",
-            str(keys),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert child.poll() is None, child.communicate()[1]
-            assert time.monotonic() < deadline, "the receiver did not start"
-            time.sleep(0.05)
-        yield url
-    finally:
-        child.terminate()
-        child.communicate(timeout=30)
+    return serve_process(["--db", str(tmp_path / "ledger.db"), "--api-keys", str(keys)], child_env(), port=port)
 
 
 def _record(tmp_path: Path, url: str, key: str, workflow: str, flush_s: float) -> str:

@@ -32,6 +32,7 @@ with ``nested`` set to those levels.
 
 from __future__ import annotations
 
+import abc
 import base64
 import dataclasses
 import datetime as dt
@@ -96,14 +97,17 @@ _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _OBJECT_REPR: Final[Any] = object.__repr__
 
 
-class Encoded:
-    """A value kept as its JSON encoding (``RawJSON``): converted again as its decoded value."""
+class Encoded(abc.ABC):
+    """A value kept as its JSON encoding (``RawJSON``): converted again as its decoded value.
+
+    Declared here so that the conversion can tell one apart without importing ``_raw_json``, which builds on it.
+    """
 
     __slots__ = ()
 
+    @abc.abstractmethod
     def value(self) -> Any:
         """The JSON value encoded."""
-        raise NotImplementedError
 
 
 def marker(kind: str, **fields: Any) -> dict[str, Any]:
